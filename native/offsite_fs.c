@@ -1,0 +1,192 @@
+/*
+ * offsite_fs: the few Linux file calls Node.js does not expose.
+ *
+ *   fallocate(fd, mode, offset, length) -> Promise<void>   (punch hole, zero range)
+ *   seek(fd, offset, whence)            -> Promise<number> (SEEK_DATA / SEEK_HOLE; -1 on ENXIO)
+ *   fadvise(fd, offset, length, advice) -> Promise<void>   (NBD_CMD_CACHE -> WILLNEED)
+ *   deviceSize(fd)                      -> number          (BLKGETSIZE64, or st_size)
+ *   lock(fd)                            -> boolean         (flock LOCK_EX|LOCK_NB)
+ *
+ * Blocking calls run on the libuv thread pool (napi_async_work) so the event
+ * loop never waits on the disk. Offsets arrive as doubles: the caller has
+ * already checked them against the volume size, which is below 2^53.
+ * Errors reject with an Error whose `code` is the errno name (e.g. "EOPNOTSUPP").
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <node_api.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum op { OP_FALLOCATE, OP_SEEK, OP_FADVISE };
+
+struct job {
+  napi_async_work work;
+  napi_deferred deferred;
+  enum op op;
+  int fd;
+  int mode;
+  int64_t offset;
+  int64_t length;
+  int64_t result;
+  int err;
+};
+
+static const char *errno_name(int e) {
+  switch (e) {
+    case EOPNOTSUPP: return "EOPNOTSUPP";
+    case ENOSPC: return "ENOSPC";
+    case EIO: return "EIO";
+    case EINVAL: return "EINVAL";
+    case EBADF: return "EBADF";
+    case ENXIO: return "ENXIO";
+    case EPERM: return "EPERM";
+    case EROFS: return "EROFS";
+    case ENODEV: return "ENODEV";
+    case EFBIG: return "EFBIG";
+    case EINTR: return "EINTR";
+    case EAGAIN: return "EAGAIN";
+    default: return "EUNKNOWN";
+  }
+}
+
+static void execute(napi_env env, void *data) {
+  struct job *j = data;
+  j->err = 0;
+  switch (j->op) {
+    case OP_FALLOCATE:
+      if (fallocate(j->fd, j->mode, (off_t)j->offset, (off_t)j->length) != 0) j->err = errno;
+      break;
+    case OP_SEEK: {
+      off_t r = lseek(j->fd, (off_t)j->offset, j->mode);
+      if (r < 0) {
+        if (errno == ENXIO) j->result = -1; else j->err = errno;
+      } else {
+        j->result = r;
+      }
+      break;
+    }
+    case OP_FADVISE: {
+      int r = posix_fadvise(j->fd, (off_t)j->offset, (off_t)j->length, j->mode);
+      if (r != 0) j->err = r;
+      break;
+    }
+  }
+}
+
+static void complete(napi_env env, napi_status status, void *data) {
+  struct job *j = data;
+  if (j->err != 0) {
+    napi_value code, msg, error;
+    napi_create_string_utf8(env, errno_name(j->err), NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, strerror(j->err), NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, code, msg, &error);
+    napi_value errnum;
+    napi_create_int32(env, j->err, &errnum);
+    napi_set_named_property(env, error, "errno", errnum);
+    napi_reject_deferred(env, j->deferred, error);
+  } else {
+    napi_value v;
+    if (j->op == OP_SEEK) napi_create_double(env, (double)j->result, &v);
+    else napi_get_undefined(env, &v);
+    napi_resolve_deferred(env, j->deferred, v);
+  }
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+static int64_t arg_i64(napi_env env, napi_value v) {
+  double d = 0;
+  napi_get_value_double(env, v, &d);
+  return (int64_t)d;
+}
+
+static napi_value start(napi_env env, napi_callback_info info, enum op op) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  struct job *j = calloc(1, sizeof *j);
+  j->op = op;
+  int32_t fd = -1, mode = 0;
+  napi_get_value_int32(env, argv[0], &fd);
+  j->fd = fd;
+  if (op == OP_FALLOCATE) {
+    napi_get_value_int32(env, argv[1], &mode);
+    j->mode = mode;
+    j->offset = arg_i64(env, argv[2]);
+    j->length = arg_i64(env, argv[3]);
+  } else if (op == OP_SEEK) {
+    j->offset = arg_i64(env, argv[1]);
+    napi_get_value_int32(env, argv[2], &mode);
+    j->mode = mode;
+  } else {
+    j->offset = arg_i64(env, argv[1]);
+    j->length = arg_i64(env, argv[2]);
+    napi_get_value_int32(env, argv[3], &mode);
+    j->mode = mode;
+  }
+  napi_value promise, name;
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_string_utf8(env, "offsite_fs", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, execute, complete, j, &j->work);
+  napi_queue_async_work(env, j->work);
+  return promise;
+}
+
+static napi_value js_fallocate(napi_env env, napi_callback_info info) { return start(env, info, OP_FALLOCATE); }
+static napi_value js_seek(napi_env env, napi_callback_info info) { return start(env, info, OP_SEEK); }
+static napi_value js_fadvise(napi_env env, napi_callback_info info) { return start(env, info, OP_FADVISE); }
+
+static napi_value js_device_size(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd = -1;
+  napi_get_value_int32(env, argv[0], &fd);
+  struct stat st;
+  double size = -1;
+  if (fstat(fd, &st) == 0) {
+    if (S_ISBLK(st.st_mode)) {
+      uint64_t bytes = 0;
+      if (ioctl(fd, BLKGETSIZE64, &bytes) == 0) size = (double)bytes;
+    } else {
+      size = (double)st.st_size;
+    }
+  }
+  napi_value v;
+  napi_create_double(env, size, &v);
+  return v;
+}
+
+static napi_value js_lock(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd = -1;
+  napi_get_value_int32(env, argv[0], &fd);
+  napi_value v;
+  napi_get_boolean(env, flock(fd, LOCK_EX | LOCK_NB) == 0, &v);
+  return v;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    {"fallocate", NULL, js_fallocate, NULL, NULL, NULL, napi_default, NULL},
+    {"seek", NULL, js_seek, NULL, NULL, NULL, napi_default, NULL},
+    {"fadvise", NULL, js_fadvise, NULL, NULL, NULL, napi_default, NULL},
+    {"deviceSize", NULL, js_device_size, NULL, NULL, NULL, napi_default, NULL},
+    {"lock", NULL, js_lock, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,60 @@
+// The `offsite` command.
+import { Command } from 'commander';
+import { ConfigError, defaultConfigPath, loadConfig } from '../config/config.js';
+import { formatBytes } from '../config/units.js';
+import { createLogger } from '../log/log.js';
+import { Daemon } from '../node/daemon.js';
+import { formatListenAddress } from '../nbd/server.js';
+
+const program = new Command();
+program
+  .name('offsite')
+  .description('Disaster-recovery block mirroring: an NBD disk here, an always-consistent copy at another site.')
+  .version('0.1.0');
+
+const configOption = (cmd: Command): Command =>
+  cmd.option('-c, --config <file>', 'config file (default ./offsite.yaml or $OFFSITE_CONFIG)');
+
+function configPath(opts: { config?: string }): string {
+  return opts.config ?? defaultConfigPath();
+}
+
+configOption(program.command('daemon'))
+  .description('run this node in the foreground until SIGINT/SIGTERM')
+  .action(async (opts: { config?: string }) => {
+    const log = createLogger();
+    const config = loadConfig(configPath(opts));
+    const daemon = new Daemon(config, log);
+    let signals = 0;
+    const onSignal = (sig: string): void => {
+      if (++signals > 1) {
+        log.warn(`${sig} again: exiting without waiting`);
+        process.exit(1);
+      }
+      log.info(`${sig} received`);
+      daemon.stop().then(() => process.exit(0), (e: Error) => {
+        log.error(`stop failed: ${e.message}`);
+        process.exit(1);
+      });
+    };
+    process.on('SIGINT', () => onSignal('SIGINT'));
+    process.on('SIGTERM', () => onSignal('SIGTERM'));
+    await daemon.start();
+  });
+
+configOption(program.command('config'))
+  .description('check the config file and print what it describes')
+  .action((opts: { config?: string }) => {
+    const c = loadConfig(configPath(opts));
+    console.log(`node ${c.node}, state ${c.state}, NBD ${formatListenAddress(c.nbd)}`);
+    for (const v of c.volumes) {
+      console.log(`  volume ${v.name}: ${v.role}, ${v.path}${v.size !== undefined ? `, ${formatBytes(v.size)}` : ''}`);
+    }
+    console.log('config ok');
+  });
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  const msg = e instanceof ConfigError || e instanceof Error ? e.message : String(e);
+  process.stderr.write(`offsite: ${msg}\n`);
+  process.exit(e instanceof ConfigError ? 2 : 1);
+});

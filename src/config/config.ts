@@ -1,0 +1,135 @@
+// offsite.yaml: parsed with `yaml` (which keeps line numbers) and validated with
+// zod, so every error names the key and the line ("offsite.yaml:7: volumes.db.size: ...").
+import fs from 'node:fs';
+import path from 'node:path';
+import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node } from 'yaml';
+import { z } from 'zod';
+import { parseListenAddress, type ListenAddress } from '../nbd/server.js';
+import { parseSize } from './units.js';
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseSize(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+const listen = z.string().transform((v, ctx) => {
+  try {
+    return parseListenAddress(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+const volumeSchema = z.strictObject({
+  path: z.string().min(1),
+  size: size.optional(),
+  role: z.enum(['primary', 'secondary']),
+  default: z.boolean().optional(),
+  description: z.string().optional(),
+});
+
+const schema = z.strictObject({
+  node: z.string().regex(NAME, 'a node name is letters, digits, ".", "_" or "-" (at most 63)'),
+  state: z.string().min(1),
+  nbd: listen,
+  volumes: z.record(z.string().regex(NAME, 'a volume name is letters, digits, ".", "_" or "-" (at most 63)'), volumeSchema)
+    .refine((v) => Object.keys(v).length > 0, 'at least one volume is needed'),
+});
+
+export type VolumeConfig = z.infer<typeof volumeSchema> & { name: string };
+
+export interface Config {
+  file: string;
+  node: string;
+  /** Absolute. */
+  state: string;
+  nbd: ListenAddress;
+  volumes: VolumeConfig[];
+}
+
+export class ConfigError extends Error {}
+
+export function defaultConfigPath(): string {
+  return process.env.OFFSITE_CONFIG ?? './offsite.yaml';
+}
+
+export function loadConfig(file: string): Config {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ConfigError(code === 'ENOENT'
+      ? `${file}: no such config file (give one with -c FILE or $OFFSITE_CONFIG)`
+      : `${file}: ${(e as Error).message}`);
+  }
+  return parseConfig(text, file);
+}
+
+/** Relative paths in the config are relative to the config file's folder. */
+export function parseConfig(text: string, file: string): Config {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    const pos = lines.linePos(e.pos[0]);
+    throw new ConfigError(`${file}:${pos.line}: ${e.message.split('\n')[0]}`);
+  }
+  const raw: unknown = doc.toJS();
+  const result = schema.safeParse(raw ?? {});
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const keyPath = issue.path.map(String);
+    const unknownKey = issue.code === 'unrecognized_keys' ? issue.keys[0] : undefined;
+    const where = unknownKey !== undefined ? [...keyPath, unknownKey] : keyPath;
+    const line = lineOf(doc.contents, where, lines, unknownKey !== undefined);
+    const key = where.join('.') || '(top level)';
+    const message = unknownKey !== undefined ? `unknown key "${unknownKey}"` : issue.message;
+    throw new ConfigError(`${file}${line ? `:${line}` : ''}: ${key}: ${message}`);
+  }
+  const c = result.data;
+  const dir = path.dirname(path.resolve(file));
+  const volumes: VolumeConfig[] = Object.entries(c.volumes).map(([name, v]) => ({
+    ...v,
+    name,
+    path: path.resolve(dir, v.path),
+  }));
+  const defaults = volumes.filter((v) => v.default);
+  if (defaults.length > 1) {
+    throw new ConfigError(`${file}: volumes: ${defaults.map((v) => v.name).join(' and ')} are both marked default: true`);
+  }
+  const nbd = c.nbd.kind === 'unix' ? { kind: 'unix' as const, path: path.resolve(dir, c.nbd.path) } : c.nbd;
+  return { file, node: c.node, state: path.resolve(dir, c.state), nbd, volumes };
+}
+
+/** Line of the value at `keys` (or of the key itself), for error messages. */
+function lineOf(root: unknown, keys: string[], lines: LineCounter, wantKey: boolean): number | null {
+  let node = root as Node | null | undefined;
+  let keyNode: Node | null = null;
+  let lastGood: Node | null = node ?? null;
+  for (const k of keys) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === k);
+      if (!pair) break;
+      keyNode = pair.key as Node;
+      node = pair.value as Node | null;
+      lastGood = (node ?? keyNode);
+    } else if (isSeq(node)) {
+      node = node.items[Number(k)] as Node | undefined;
+      if (node) lastGood = node;
+      keyNode = null;
+    } else {
+      break;
+    }
+  }
+  const target = wantKey && keyNode ? keyNode : lastGood;
+  const range = target?.range;
+  return range ? lines.linePos(range[0]).line : null;
+}

@@ -1,0 +1,36 @@
+// The operator's log: one line per event, in words. JSON (pino) for machines,
+// or plain "time level message" lines when stderr is a terminal or OFFSITE_LOG=text.
+import { pino, type Logger } from 'pino';
+import { Writable } from 'node:stream';
+
+export type { Logger };
+
+const LEVEL_NAMES: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
+
+export function createLogger(opts: { level?: string; format?: 'json' | 'text'; destination?: NodeJS.WritableStream } = {}): Logger {
+  const level = opts.level ?? process.env.OFFSITE_LOG_LEVEL ?? 'info';
+  const dest = opts.destination ?? process.stderr;
+  const format = opts.format ?? (process.env.OFFSITE_LOG === 'json' ? 'json'
+    : process.env.OFFSITE_LOG === 'text' || (dest as NodeJS.WriteStream).isTTY ? 'text' : 'json');
+  if (format === 'json') return pino({ level, base: undefined }, dest as unknown as pino.DestinationStream);
+  const text = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line) continue;
+        try {
+          const o = JSON.parse(line) as Record<string, unknown>;
+          const { time, level: lv, msg, ...rest } = o;
+          const extra = Object.keys(rest).length ? ' ' + JSON.stringify(rest) : '';
+          dest.write(`${new Date(Number(time)).toISOString()} ${LEVEL_NAMES[Number(lv)] ?? lv} ${String(msg ?? '')}${extra}\n`);
+        } catch {
+          dest.write(line + '\n');
+        }
+      }
+      done();
+    },
+  });
+  return pino({ level, base: undefined }, text);
+}
+
+/** A logger that drops everything, for unit tests. */
+export const silentLogger: Logger = pino({ level: 'silent' });

@@ -1,0 +1,410 @@
+// One client connection: the handshake, then the transmission phase with many
+// requests in flight, replies in completion order, and bounded memory.
+import type { Socket } from 'node:net';
+import type { Logger } from '../log/log.js';
+import { ByteQueue } from './byte-queue.js';
+import * as C from './codec.js';
+import { DiskError, type ExportBackend } from './export.js';
+import { Negotiation, type ExportTable, type Session } from './negotiation.js';
+import * as P from './protocol.js';
+
+/** Per-connection limits: past either one we stop reading the socket until replies drain. */
+export const MAX_IN_FLIGHT = 128;
+export const MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
+const MAX_UNSENT_REPLY_BYTES = 32 * 1024 * 1024;
+const HANDSHAKE_TIMEOUT_MS = 30_000;
+const MAX_OPTIONS = 1024;
+const MAX_EXTENTS = 1024;
+const ZERO_BLOCK = 4096;
+const ZEROES = Buffer.alloc(ZERO_BLOCK);
+/** Bytes reserved in front of read data for a reply header (20-byte chunk header + u64 offset). */
+const READ_HEADROOM = 28;
+
+const KNOWN_FLAGS = P.NBD_CMD_FLAG_FUA | P.NBD_CMD_FLAG_NO_HOLE | P.NBD_CMD_FLAG_DF
+  | P.NBD_CMD_FLAG_REQ_ONE | P.NBD_CMD_FLAG_FAST_ZERO;
+
+type Phase = 'greeting' | 'options' | 'option-data' | 'option-skip' | 'header' | 'payload' | 'discard' | 'closing';
+
+export interface ConnectionStats {
+  requests: number;
+  bytesRead: number;
+  bytesWritten: number;
+}
+
+export class NbdConnection {
+  private readonly queue = new ByteQueue();
+  private phase: Phase = 'greeting';
+  private negotiation: Negotiation | null = null;
+  private session: Session | null = null;
+  private backend: ExportBackend | null = null;
+  private clientNoZeroes = false;
+  private options = 0;
+  private pendingOption = 0;
+  private pendingLength = 0;
+  private pendingRequest: C.Request | null = null;
+  private inFlight = 0;
+  private inFlightBytes = 0;
+  private paused = false;
+  private disconnecting = false;
+  private closed = false;
+  private readonly drained: Array<() => void> = [];
+  private handshakeTimer: NodeJS.Timeout | null;
+  readonly stats: ConnectionStats = { requests: 0, bytesRead: 0, bytesWritten: 0 };
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly exports: ExportTable,
+    private readonly log: Logger,
+    readonly peer: string,
+    private readonly onClose: (c: NbdConnection) => void,
+  ) {
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.maybeResume());
+    socket.on('error', (err) => this.log.debug({ peer }, `NBD client ${peer}: ${err.message}`));
+    socket.on('close', () => this.finish());
+    this.handshakeTimer = setTimeout(() => this.abort('did not finish the handshake within 30 s'), HANDSHAKE_TIMEOUT_MS);
+    socket.write(C.encodeGreeting());
+  }
+
+  get exportName(): string | null {
+    return this.backend?.name ?? null;
+  }
+
+  /** Stops taking requests, lets in-flight ones finish and their replies go out, then closes. */
+  shutdown(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (this.phase !== 'header' && this.phase !== 'payload' && this.phase !== 'discard') {
+      this.socket.destroy();
+      return Promise.resolve();
+    }
+    this.disconnecting = true;
+    this.socket.pause();
+    return this.whenIdle().then(() => {
+      this.socket.end();
+    });
+  }
+
+  private whenIdle(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drained.push(resolve));
+  }
+
+  private finish(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.phase = 'closing';
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.queue.clear();
+    this.onClose(this);
+  }
+
+  private abort(reason: string): void {
+    if (this.closed) return;
+    this.log.warn({ peer: this.peer }, `NBD client ${this.peer} disconnected: ${reason}`);
+    this.phase = 'closing';
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.phase === 'closing' || this.disconnecting) return;
+    this.queue.push(chunk);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (!this.paused && !this.disconnecting) {
+      switch (this.phase) {
+        case 'greeting': {
+          if (this.queue.length < 4) return;
+          const flags = this.queue.take(4).readUInt32BE(0);
+          const known = P.NBD_FLAG_C_FIXED_NEWSTYLE | P.NBD_FLAG_C_NO_ZEROES;
+          if ((flags & ~known) !== 0) return this.abort(`sent unknown client flags 0x${flags.toString(16)}`);
+          if ((flags & P.NBD_FLAG_C_FIXED_NEWSTYLE) === 0) {
+            return this.abort('does not speak fixed newstyle (the only handshake Offsite offers)');
+          }
+          this.clientNoZeroes = (flags & P.NBD_FLAG_C_NO_ZEROES) !== 0;
+          this.negotiation = new Negotiation(this.exports, this.clientNoZeroes);
+          this.phase = 'options';
+          break;
+        }
+        case 'options': {
+          if (this.queue.length < P.OPTION_HEADER_SIZE) return;
+          const h = C.decodeOptionHeader(this.queue.take(P.OPTION_HEADER_SIZE));
+          if (h.magic !== P.IHAVEOPT) return this.abort('sent an option without the IHAVEOPT magic');
+          if (++this.options > MAX_OPTIONS) return this.abort(`sent more than ${MAX_OPTIONS} options`);
+          this.pendingOption = h.option;
+          this.pendingLength = h.length;
+          this.phase = h.length > P.MAX_OPTION_LENGTH ? 'option-skip' : 'option-data';
+          break;
+        }
+        case 'option-skip': {
+          this.pendingLength -= this.queue.skip(this.pendingLength);
+          if (this.pendingLength > 0) return;
+          if (this.pendingOption === P.NBD_OPT_EXPORT_NAME) return this.abort('sent an export name too long to be one');
+          this.socket.write(C.encodeOptionError(this.pendingOption, P.NBD_REP_ERR_TOO_BIG,
+            `option data longer than ${P.MAX_OPTION_LENGTH} bytes`));
+          this.phase = 'options';
+          break;
+        }
+        case 'option-data': {
+          if (this.queue.length < this.pendingLength) return;
+          const data = this.queue.take(this.pendingLength);
+          const step = this.negotiation!.handle(this.pendingOption, data);
+          for (const r of step.replies) this.socket.write(r);
+          if (step.kind === 'close') {
+            this.log.debug({ peer: this.peer }, `NBD client ${this.peer}: ${step.reason}`);
+            if (step.replies.length > 0) this.socket.end();
+            else this.abort(step.reason);
+            this.phase = 'closing';
+            return;
+          }
+          if (step.kind === 'transmission') this.startTransmission(step.session);
+          else this.phase = 'options';
+          break;
+        }
+        case 'header': {
+          if (this.queue.length < P.REQUEST_SIZE) return;
+          const r = C.decodeRequest(this.queue.take(P.REQUEST_SIZE));
+          if (r.magic !== P.REQUEST_MAGIC) {
+            return this.abort(`sent a request with bad magic 0x${r.magic.toString(16)}; the stream cannot be trusted`);
+          }
+          this.stats.requests++;
+          if (r.type === P.NBD_CMD_WRITE) {
+            if (r.length > P.MAX_PAYLOAD) {
+              this.pendingRequest = r;
+              this.pendingLength = r.length;
+              this.phase = 'discard';
+              break;
+            }
+            this.pendingRequest = r;
+            this.phase = 'payload';
+            break;
+          }
+          this.dispatch(r, null);
+          break;
+        }
+        case 'payload': {
+          const r = this.pendingRequest!;
+          if (this.queue.length < r.length) return;
+          const data = this.queue.take(r.length);
+          this.pendingRequest = null;
+          this.phase = 'header';
+          this.dispatch(r, data);
+          break;
+        }
+        case 'discard': {
+          this.pendingLength -= this.queue.skip(this.pendingLength);
+          if (this.pendingLength > 0) return;
+          const r = this.pendingRequest!;
+          this.pendingRequest = null;
+          this.phase = 'header';
+          this.replyError(r, P.NBD_EINVAL, `write of ${r.length} bytes is over the ${P.MAX_PAYLOAD}-byte maximum`);
+          break;
+        }
+        case 'closing':
+          return;
+      }
+    }
+  }
+
+  private startTransmission(session: Session): void {
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
+    this.session = session;
+    this.backend = session.backend;
+    this.phase = 'header';
+    this.log.debug({ peer: this.peer, export: session.backend.name }, `NBD client ${this.peer} opened export ${session.backend.name}`);
+  }
+
+  // --- transmission -------------------------------------------------------
+
+  private dispatch(r: C.Request, data: Buffer | null): void {
+    const backend = this.backend!;
+    const type = r.type;
+    if (type === P.NBD_CMD_DISC) {
+      this.disconnecting = true;
+      this.socket.pause();
+      void this.whenIdle().then(() => this.socket.end());
+      return;
+    }
+    if ((r.flags & ~KNOWN_FLAGS) !== 0) return this.replyError(r, P.NBD_EINVAL, `unknown command flags 0x${r.flags.toString(16)}`);
+    const end = r.offset + BigInt(r.length);
+    const size = BigInt(backend.size);
+    const fua = (r.flags & P.NBD_CMD_FLAG_FUA) !== 0;
+    const offset = Number(r.offset); // exact whenever the range check below passes
+    switch (type) {
+      case P.NBD_CMD_READ:
+        if (end > size) return this.replyError(r, P.NBD_EINVAL, 'read beyond the end of the export');
+        if (r.length > P.MAX_PAYLOAD) return this.replyError(r, P.NBD_EINVAL, `read of ${r.length} bytes is over the maximum`);
+        return this.track(r, r.length, this.read(r, offset));
+      case P.NBD_CMD_WRITE:
+        if (backend.readOnly) return this.replyError(r, P.NBD_EPERM, 'export is read-only');
+        if (end > size) return this.replyError(r, P.NBD_ENOSPC, 'write beyond the end of the export');
+        return this.track(r, r.length, backend.write(offset, data!, fua).then(() => this.replyOk(r)));
+      case P.NBD_CMD_FLUSH:
+        return this.track(r, 0, backend.flush().then(() => this.replyOk(r)));
+      case P.NBD_CMD_TRIM:
+        if (backend.readOnly) return this.replyError(r, P.NBD_EPERM, 'export is read-only');
+        if (end > size) return this.replyError(r, P.NBD_EINVAL, 'trim beyond the end of the export');
+        return this.track(r, 0, backend.trim(offset, r.length, fua).then(() => this.replyOk(r)));
+      case P.NBD_CMD_WRITE_ZEROES: {
+        if (backend.readOnly) return this.replyError(r, P.NBD_EPERM, 'export is read-only');
+        if (end > size) return this.replyError(r, P.NBD_ENOSPC, 'write beyond the end of the export');
+        const opts = {
+          fua,
+          mayTrim: (r.flags & P.NBD_CMD_FLAG_NO_HOLE) === 0,
+          fast: (r.flags & P.NBD_CMD_FLAG_FAST_ZERO) !== 0,
+        };
+        return this.track(r, 0, backend.writeZeroes(offset, r.length, opts).then(() => this.replyOk(r)));
+      }
+      case P.NBD_CMD_CACHE:
+        if (end > size) return this.replyError(r, P.NBD_EINVAL, 'cache beyond the end of the export');
+        return this.track(r, 0, backend.cache(offset, r.length).then(() => this.replyOk(r)));
+      case P.NBD_CMD_BLOCK_STATUS:
+        if (!this.session!.allocationContext) {
+          return this.replyError(r, P.NBD_EINVAL, 'no meta context selected (SET_META_CONTEXT base:allocation)');
+        }
+        if (r.length === 0 || end > size) return this.replyError(r, P.NBD_EINVAL, 'block status range is empty or beyond the end');
+        return this.track(r, 0, this.blockStatus(r, offset));
+      default:
+        return this.replyError(r, P.NBD_EINVAL, `unknown command ${type}`);
+    }
+  }
+
+  /** Counts a request in flight, applies backpressure, and turns failures into NBD errors. */
+  private track(r: C.Request, bytes: number, p: Promise<void>): void {
+    this.inFlight++;
+    this.inFlightBytes += bytes;
+    if (this.inFlight >= MAX_IN_FLIGHT || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES) this.pause();
+    p.catch((e: unknown) => this.replyFailure(r, e)).finally(() => {
+      this.inFlight--;
+      this.inFlightBytes -= bytes;
+      this.maybeResume();
+      if (this.inFlight === 0) for (const f of this.drained.splice(0)) f();
+    });
+  }
+
+  private pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.socket.pause();
+  }
+
+  private maybeResume(): void {
+    if (!this.paused || this.closed || this.disconnecting) return;
+    if (this.inFlight >= MAX_IN_FLIGHT || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES) return;
+    if (this.socket.writableLength > MAX_UNSENT_REPLY_BYTES) return;
+    this.paused = false;
+    this.socket.resume();
+    this.pump();
+  }
+
+  private send(b: Buffer): void {
+    if (this.closed) return;
+    this.stats.bytesWritten += b.length;
+    this.socket.write(b);
+    if (this.socket.writableLength > MAX_UNSENT_REPLY_BYTES) this.pause();
+  }
+
+  private replyOk(r: C.Request): void {
+    this.send(C.encodeSimpleReply(0, r.handle));
+  }
+
+  private replyError(r: C.Request, error: number, message: string): void {
+    this.log.debug({ peer: this.peer }, `NBD ${P.commandName[r.type] ?? r.type} from ${this.peer}: ${message}`);
+    const structuredOnly = r.type === P.NBD_CMD_READ || r.type === P.NBD_CMD_BLOCK_STATUS;
+    if (this.session?.structured && structuredOnly) this.send(C.encodeErrorChunk(r.handle, error, message));
+    else this.send(C.encodeSimpleReply(error, r.handle));
+  }
+
+  private replyFailure(r: C.Request, e: unknown): void {
+    const code = e instanceof DiskError || (e as NodeJS.ErrnoException)?.code ? (e as { code: string }).code : 'EIO';
+    const message = e instanceof Error ? e.message : String(e);
+    const error = errnoToNbd(code);
+    if (error === P.NBD_EIO) this.log.error({ export: this.backend?.name }, `I/O error: ${message}`);
+    this.replyError(r, error, message);
+  }
+
+  private async read(r: C.Request, offset: number): Promise<void> {
+    const len = r.length;
+    const buf = Buffer.allocUnsafe(READ_HEADROOM + len);
+    await this.backend!.read(offset, buf, READ_HEADROOM, len);
+    this.stats.bytesRead += len;
+    if (!this.session!.structured) {
+      C.writeSimpleReply(buf, READ_HEADROOM - 16, 0, r.handle);
+      return this.send(buf.subarray(READ_HEADROOM - 16));
+    }
+    if (len === 0) return this.send(C.encodeChunk(P.NBD_REPLY_FLAG_DONE, P.NBD_REPLY_TYPE_NONE, r.handle));
+    const df = (r.flags & P.NBD_CMD_FLAG_DF) !== 0;
+    const runs = df ? null : zeroRuns(buf, READ_HEADROOM, len);
+    if (runs === null) {
+      C.writeChunkHeader(buf, 0, P.NBD_REPLY_FLAG_DONE, P.NBD_REPLY_TYPE_OFFSET_DATA, r.handle, 8 + len);
+      buf.writeBigUInt64BE(r.offset, 20);
+      return this.send(buf);
+    }
+    // Mixed data and zeros: data chunks and hole chunks, DONE on the last.
+    this.socket.cork();
+    runs.forEach((run, i) => {
+      const flags = i === runs.length - 1 ? P.NBD_REPLY_FLAG_DONE : 0;
+      const at = r.offset + BigInt(run.start);
+      if (run.zero) {
+        this.send(C.encodeOffsetHole(flags, r.handle, at, run.length));
+      } else {
+        const h = Buffer.allocUnsafe(28);
+        C.writeChunkHeader(h, 0, flags, P.NBD_REPLY_TYPE_OFFSET_DATA, r.handle, 8 + run.length);
+        h.writeBigUInt64BE(at, 20);
+        this.send(h);
+        this.send(buf.subarray(READ_HEADROOM + run.start, READ_HEADROOM + run.start + run.length));
+      }
+    });
+    this.socket.uncork();
+  }
+
+  private async blockStatus(r: C.Request, offset: number): Promise<void> {
+    const one = (r.flags & P.NBD_CMD_FLAG_REQ_ONE) !== 0;
+    const extents = await this.backend!.extents(offset, r.length, one ? 1 : MAX_EXTENTS);
+    const list = (one ? extents.slice(0, 1) : extents).map((e) => ({
+      length: e.length,
+      flags: e.hole ? P.NBD_STATE_HOLE | P.NBD_STATE_ZERO : 0,
+    }));
+    this.send(C.encodeBlockStatus(P.NBD_REPLY_FLAG_DONE, r.handle, P.BASE_ALLOCATION_ID, list));
+  }
+}
+
+interface Run {
+  start: number;
+  length: number;
+  zero: boolean;
+}
+
+/**
+ * Splits read data into runs of data and all-zero 4 KiB blocks. Returns null when
+ * there is no zero run (the common case), so the data goes as one chunk.
+ */
+function zeroRuns(buf: Buffer, base: number, len: number): Run[] | null {
+  if (len < ZERO_BLOCK) return null;
+  const runs: Run[] = [];
+  let anyZero = false;
+  for (let at = 0; at < len; at += ZERO_BLOCK) {
+    const n = Math.min(ZERO_BLOCK, len - at);
+    const zero = n === ZERO_BLOCK && ZEROES.compare(buf, base + at, base + at + n) === 0;
+    anyZero ||= zero;
+    const last = runs[runs.length - 1];
+    if (last && last.zero === zero) last.length += n;
+    else runs.push({ start: at, length: n, zero });
+  }
+  return anyZero ? runs : null;
+}
+
+export function errnoToNbd(code: string): number {
+  switch (code) {
+    case 'ENOSPC': case 'EDQUOT': case 'EFBIG': return P.NBD_ENOSPC;
+    case 'EPERM': case 'EROFS': case 'EACCES': return P.NBD_EPERM;
+    case 'EINVAL': return P.NBD_EINVAL;
+    case 'ENOTSUP': case 'EOPNOTSUPP': return P.NBD_ENOTSUP;
+    case 'ENOMEM': return P.NBD_ENOMEM;
+    case 'ESHUTDOWN': return P.NBD_ESHUTDOWN;
+    default: return P.NBD_EIO;
+  }
+}

@@ -1,0 +1,24 @@
+// The Linux file calls Node.js does not expose, from native/offsite_fs.c.
+import { createRequire } from 'node:module';
+
+export interface NativeFs {
+  /** fallocate(2) on the thread pool. Rejects with err.code = errno name. */
+  fallocate(fd: number, mode: number, offset: number, length: number): Promise<void>;
+  /** lseek(2) with SEEK_DATA/SEEK_HOLE; resolves -1 on ENXIO (no more data). */
+  seek(fd: number, offset: number, whence: number): Promise<number>;
+  fadvise(fd: number, offset: number, length: number, advice: number): Promise<void>;
+  /** Size of a block device (BLKGETSIZE64) or a regular file; -1 on error. */
+  deviceSize(fd: number): number;
+  /** flock(LOCK_EX|LOCK_NB); false when another process holds it. */
+  lock(fd: number): boolean;
+}
+
+export const FALLOC_FL_KEEP_SIZE = 0x01;
+export const FALLOC_FL_PUNCH_HOLE = 0x02;
+export const FALLOC_FL_ZERO_RANGE = 0x10;
+export const SEEK_DATA = 3;
+export const SEEK_HOLE = 4;
+export const POSIX_FADV_WILLNEED = 3;
+
+const require = createRequire(import.meta.url);
+export const nativeFs: NativeFs = require('../../../native/build/Release/offsite_fs.node') as NativeFs;

@@ -1,0 +1,259 @@
+// A local volume: positional I/O on a file or block device, durability through
+// fdatasync, sparse files honoured (punch hole, zero range, SEEK_DATA/SEEK_HOLE).
+import fs from 'node:fs';
+import { DiskError, type Extent, type ExportBackend, type ZeroOptions } from '../nbd/export.js';
+import { GroupSync } from './group-sync.js';
+import {
+  FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, POSIX_FADV_WILLNEED,
+  SEEK_DATA, SEEK_HOLE, nativeFs,
+} from './native.js';
+import { formatBytes } from '../config/units.js';
+
+export interface VolumeOptions {
+  name: string;
+  path: string;
+  /** Required when the file does not exist yet. */
+  size?: number | undefined;
+  readOnly: boolean;
+  description?: string;
+}
+
+const ZERO_CHUNK = Buffer.alloc(1024 * 1024);
+
+export class Volume implements ExportBackend {
+  readonly name: string;
+  readonly path: string;
+  readonly size: number;
+  readonly readOnly: boolean;
+  readonly description: string;
+  readonly isBlockDevice: boolean;
+  private fd: number;
+  private readonly syncer: GroupSync;
+  /** Set when fdatasync failed: the kernel may have dropped dirty pages, so nothing is trusted. */
+  private failure: string | null = null;
+  private canPunch = true;
+  private canZeroRange = true;
+  private canSeekData = true;
+
+  private constructor(opts: VolumeOptions, fd: number, size: number, isBlockDevice: boolean) {
+    this.name = opts.name;
+    this.path = opts.path;
+    this.size = size;
+    this.readOnly = opts.readOnly;
+    this.description = opts.description ?? `offsite volume ${opts.name}`;
+    this.isBlockDevice = isBlockDevice;
+    this.fd = fd;
+    this.syncer = new GroupSync(() => this.fdatasync());
+    if (isBlockDevice) this.canSeekData = false;
+  }
+
+  /** Opens (creating sparse if missing) and locks the volume. Errors read as operator advice. */
+  static open(opts: VolumeOptions): Volume {
+    let fd: number;
+    let created = false;
+    try {
+      fd = fs.openSync(opts.path, 'r+');
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err.code !== 'ENOENT') {
+        throw new Error(`volume ${opts.name}: cannot open ${opts.path}: ${err.message}`);
+      }
+      if (opts.size === undefined) {
+        throw new Error(`volume ${opts.name}: ${opts.path} does not exist and no size is configured to create it`);
+      }
+      fd = fs.openSync(opts.path, 'wx+');
+      fs.ftruncateSync(fd, opts.size);
+      fs.fsyncSync(fd);
+      created = true;
+    }
+    const st = fs.fstatSync(fd);
+    const isBlockDevice = st.isBlockDevice();
+    if (!isBlockDevice && !st.isFile()) {
+      fs.closeSync(fd);
+      throw new Error(`volume ${opts.name}: ${opts.path} is neither a regular file nor a block device`);
+    }
+    if (!nativeFs.lock(fd)) {
+      fs.closeSync(fd);
+      throw new Error(`volume ${opts.name}: ${opts.path} is in use by another process (locked)`);
+    }
+    const actual = nativeFs.deviceSize(fd);
+    if (actual < 0) {
+      fs.closeSync(fd);
+      throw new Error(`volume ${opts.name}: cannot read the size of ${opts.path}`);
+    }
+    if (!created && opts.size !== undefined && actual !== opts.size) {
+      fs.closeSync(fd);
+      throw new Error(
+        `volume ${opts.name}: ${opts.path} is ${formatBytes(actual)} (${actual} bytes) but the config says ` +
+          `${formatBytes(opts.size)} (${opts.size} bytes); fix size: or remove it to use the existing size`,
+      );
+    }
+    if (actual > Number.MAX_SAFE_INTEGER) {
+      fs.closeSync(fd);
+      throw new Error(`volume ${opts.name}: ${actual} bytes is larger than Offsite supports (2^53 - 1)`);
+    }
+    return new Volume(opts, fd, actual, isBlockDevice);
+  }
+
+  get syncCount(): number {
+    return this.syncer.syncs;
+  }
+
+  read(offset: number, into: Buffer, at: number, length: number): Promise<void> {
+    this.check();
+    return new Promise((resolve, reject) => {
+      const step = (done: number): void => {
+        fs.read(this.fd, into, at + done, length - done, offset + done, (err, n) => {
+          if (err) return reject(diskError(err, `read ${this.name}`));
+          if (n === 0) {
+            into.fill(0, at + done, at + length); // past the end of a short file
+            return resolve();
+          }
+          if (done + n < length) return step(done + n);
+          resolve();
+        });
+      };
+      step(0);
+    });
+  }
+
+  write(offset: number, data: Buffer, fua: boolean): Promise<void> {
+    this.check();
+    const p = new Promise<void>((resolve, reject) => {
+      const step = (done: number): void => {
+        fs.write(this.fd, data, done, data.length - done, offset + done, (err, n) => {
+          if (err) return reject(diskError(err, `write ${this.name}`));
+          if (done + n < data.length) return step(done + n);
+          resolve();
+        });
+      };
+      step(0);
+    });
+    return fua ? p.then(() => this.flush()) : p;
+  }
+
+  async writeZeroes(offset: number, length: number, opts: ZeroOptions): Promise<void> {
+    this.check();
+    if (length === 0) return;
+    if (opts.mayTrim && this.canPunch) {
+      if (await this.tryFallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)) {
+        return opts.fua ? this.flush() : undefined;
+      }
+      this.canPunch = false;
+    }
+    if (this.canZeroRange) {
+      if (await this.tryFallocate(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset, length)) {
+        return opts.fua ? this.flush() : undefined;
+      }
+      this.canZeroRange = false;
+    }
+    if (opts.fast) throw new DiskError('ENOTSUP', `${this.name}: zeroing is not fast on ${this.path}`);
+    for (let done = 0; done < length; done += ZERO_CHUNK.length) {
+      const n = Math.min(ZERO_CHUNK.length, length - done);
+      await this.write(offset + done, ZERO_CHUNK.subarray(0, n), false);
+    }
+    if (opts.fua) await this.flush();
+  }
+
+  /** Trim deallocates where the storage can; it is advisory, so elsewhere it does nothing. */
+  async trim(offset: number, length: number, fua: boolean): Promise<void> {
+    this.check();
+    if (length > 0 && this.canPunch) {
+      if (!(await this.tryFallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length))) {
+        this.canPunch = false;
+      }
+    }
+    if (fua) await this.flush();
+  }
+
+  flush(): Promise<void> {
+    this.check();
+    return this.syncer.sync();
+  }
+
+  async cache(offset: number, length: number): Promise<void> {
+    this.check();
+    await nativeFs.fadvise(this.fd, offset, length, POSIX_FADV_WILLNEED).catch(() => undefined);
+  }
+
+  async extents(offset: number, length: number, max: number): Promise<Extent[]> {
+    this.check();
+    const end = offset + length;
+    if (!this.canSeekData) return [{ length, hole: false }];
+    const out: Extent[] = [];
+    const push = (len: number, hole: boolean): void => {
+      const last = out[out.length - 1];
+      if (last && last.hole === hole) last.length += len;
+      else out.push({ length: len, hole });
+    };
+    let pos = offset;
+    try {
+      while (pos < end && out.length < max) {
+        const data = await nativeFs.seek(this.fd, pos, SEEK_DATA);
+        if (data < 0 || data >= end) {
+          push(end - pos, true);
+          break;
+        }
+        if (data > pos) {
+          push(data - pos, true);
+          pos = data;
+          continue;
+        }
+        const hole = Math.min(await nativeFs.seek(this.fd, pos, SEEK_HOLE), end);
+        push(hole - pos, false);
+        pos = hole;
+      }
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EINVAL' || code === 'EOPNOTSUPP') {
+        this.canSeekData = false;
+        return [{ length, hole: false }];
+      }
+      throw diskError(e as NodeJS.ErrnoException, `map ${this.name}`);
+    }
+    return out;
+  }
+
+  /** Syncs and closes. Safe to call twice. */
+  async close(): Promise<void> {
+    if (this.fd < 0) return;
+    await this.syncer.idle();
+    if (this.failure === null) await this.syncer.sync().catch(() => undefined);
+    fs.closeSync(this.fd);
+    this.fd = -1;
+  }
+
+  private check(): void {
+    if (this.failure !== null) throw new DiskError('EIO', this.failure);
+    if (this.fd < 0) throw new DiskError('ESHUTDOWN', `volume ${this.name} is closed`);
+  }
+
+  private fdatasync(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      fs.fdatasync(this.fd, (err) => {
+        if (err) {
+          this.failure =
+            `volume ${this.name}: fdatasync of ${this.path} failed (${err.code ?? err.message}); ` +
+            'recent writes may be lost, the volume is offline until the daemon is restarted';
+          return reject(new DiskError('EIO', this.failure));
+        }
+        resolve();
+      });
+    });
+  }
+
+  private async tryFallocate(mode: number, offset: number, length: number): Promise<boolean> {
+    try {
+      await nativeFs.fallocate(this.fd, mode, offset, length);
+      return true;
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err.code === 'EOPNOTSUPP' || err.code === 'ENODEV' || err.code === 'EINVAL') return false;
+      throw diskError(err, `fallocate ${this.name}`);
+    }
+  }
+}
+
+function diskError(err: NodeJS.ErrnoException, what: string): DiskError {
+  return new DiskError(err.code ?? 'EIO', `${what}: ${err.message}`);
+}
