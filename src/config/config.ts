@@ -91,7 +91,9 @@ export function parseConfig(text: string, file: string): Config {
     const where = unknownKey !== undefined ? [...keyPath, unknownKey] : keyPath;
     const line = lineOf(doc.contents, where, lines, unknownKey !== undefined);
     const key = where.join('.') || '(top level)';
-    const message = unknownKey !== undefined ? `unknown key "${unknownKey}"` : issue.message;
+    const missing = issue.code === 'invalid_type' && valueAt(raw, keyPath) === undefined;
+    const message = unknownKey !== undefined ? `unknown key "${unknownKey}"`
+      : missing ? 'is required but missing' : issue.message;
     throw new ConfigError(`${file}${line ? `:${line}` : ''}: ${key}: ${message}`);
   }
   const c = result.data;
@@ -109,6 +111,15 @@ export function parseConfig(text: string, file: string): Config {
   return { file, node: c.node, state: path.resolve(dir, c.state), nbd, volumes };
 }
 
+function valueAt(root: unknown, keys: string[]): unknown {
+  let v = root;
+  for (const k of keys) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<string, unknown>)[k];
+  }
+  return v;
+}
+
 /** Line of the value at `keys` (or of the key itself), for error messages. */
 function lineOf(root: unknown, keys: string[], lines: LineCounter, wantKey: boolean): number | null {
   let node = root as Node | null | undefined;
@@ -117,7 +128,11 @@ function lineOf(root: unknown, keys: string[], lines: LineCounter, wantKey: bool
   for (const k of keys) {
     if (isMap(node)) {
       const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === k);
-      if (!pair) break;
+      if (!pair) {
+        // A missing key: point at the key of the map that lacks it.
+        if (keyNode) lastGood = keyNode;
+        break;
+      }
       keyNode = pair.key as Node;
       node = pair.value as Node | null;
       lastGood = (node ?? keyNode);

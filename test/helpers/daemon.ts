@@ -1,0 +1,133 @@
+// Starts `offsite daemon` as a real child process on a temp config.
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { tempDir } from './run.js';
+
+export const OFFSITE_BIN = new URL('../../../bin/offsite.js', import.meta.url).pathname;
+
+export interface DaemonOptions {
+  dir?: string;
+  /** Extra YAML for the volumes: map, already indented by four spaces per key. */
+  volumes?: Record<string, { size?: string; role?: string; path?: string; default?: boolean }>;
+  unix?: boolean;
+  node?: string;
+}
+
+export class TestDaemon {
+  child: ChildProcess | null = null;
+  log = '';
+  readonly dir: string;
+  readonly configFile: string;
+  readonly port: number;
+  readonly socketPath: string;
+  readonly unix: boolean;
+
+  private constructor(dir: string, configFile: string, port: number, unix: boolean) {
+    this.dir = dir;
+    this.configFile = configFile;
+    this.port = port;
+    this.unix = unix;
+    this.socketPath = path.join(dir, 'nbd.sock');
+  }
+
+  static async create(opts: DaemonOptions = {}): Promise<TestDaemon> {
+    const dir = opts.dir ?? tempDir('daemon');
+    const port = await freePort();
+    const unix = opts.unix ?? false;
+    const volumes = opts.volumes ?? { disk: { size: '64MiB' } };
+    const lines = [
+      `node: ${opts.node ?? 'site-a'}`,
+      'state: ./state',
+      `nbd: ${unix ? 'unix:./nbd.sock' : `127.0.0.1:${port}`}`,
+      'volumes:',
+    ];
+    for (const [name, v] of Object.entries(volumes)) {
+      lines.push(`  ${name}:`, `    path: ${v.path ?? `./${name}.img`}`, `    role: ${v.role ?? 'primary'}`);
+      if (v.size) lines.push(`    size: ${v.size}`);
+      if (v.default) lines.push('    default: true');
+    }
+    const configFile = path.join(dir, 'offsite.yaml');
+    fs.writeFileSync(configFile, lines.join('\n') + '\n');
+    const d = new TestDaemon(dir, configFile, port, unix);
+    await d.start();
+    return d;
+  }
+
+  uri(name = 'disk'): string {
+    return this.unix ? `nbd+unix:///${name}?socket=${this.socketPath}` : `nbd://127.0.0.1:${this.port}/${name}`;
+  }
+
+  /** For qemu-io/qemu-img --image-opts style: a json: or nbd: filename. */
+  qemuTarget(name = 'disk'): string {
+    return this.unix ? `nbd+unix:///${name}?socket=${this.socketPath}` : `nbd://127.0.0.1:${this.port}/${name}`;
+  }
+
+  connectOptions(): net.NetConnectOpts {
+    return this.unix ? { path: this.socketPath } : { host: '127.0.0.1', port: this.port };
+  }
+
+  async start(): Promise<void> {
+    this.log = '';
+    const child = spawn(process.execPath, [OFFSITE_BIN, 'daemon', '-c', this.configFile], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, OFFSITE_LOG: 'json', OFFSITE_LOG_LEVEL: process.env.OFFSITE_LOG_LEVEL ?? 'info' },
+    });
+    this.child = child;
+    const onOut = (b: Buffer): void => {
+      this.log += b.toString();
+    };
+    child.stdout!.on('data', onOut);
+    child.stderr!.on('data', onOut);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`daemon did not start within 15 s:\n${this.log}`)), 15_000);
+      const check = (): void => {
+        if (this.log.includes('ready: ')) {
+          clearTimeout(timer);
+          child.stderr!.off('data', check);
+          resolve();
+        }
+      };
+      child.stderr!.on('data', check);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`daemon exited with ${code} before it was ready:\n${this.log}`));
+      });
+    });
+  }
+
+  get alive(): boolean {
+    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** SIGTERM and wait; resolves the exit code. */
+  async stop(): Promise<number | null> {
+    return this.signal('SIGTERM');
+  }
+
+  async kill9(): Promise<void> {
+    await this.signal('SIGKILL');
+  }
+
+  private async signal(sig: NodeJS.Signals): Promise<number | null> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill(sig);
+    const code = await exited;
+    this.child = null;
+    return code;
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
