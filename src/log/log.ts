@@ -1,6 +1,7 @@
 // The operator's log: one line per event, in words. JSON (pino) for machines,
 // or plain "time level message" lines when stderr is a terminal or OFFSITE_LOG=text.
 import { pino, type Logger } from 'pino';
+import fs from 'node:fs';
 import { Writable } from 'node:stream';
 
 export type { Logger };
@@ -12,7 +13,17 @@ export function createLogger(opts: { level?: string; format?: 'json' | 'text'; d
   const dest = opts.destination ?? process.stderr;
   const format = opts.format ?? (process.env.OFFSITE_LOG === 'json' ? 'json'
     : process.env.OFFSITE_LOG === 'text' || (dest as NodeJS.WriteStream).isTTY ? 'text' : 'json');
-  if (format === 'json') return pino({ level, base: undefined }, dest as unknown as pino.DestinationStream);
+  // Synchronous writes to fd 2: log lines are few, and none is lost when the process exits.
+  const sink: { write(s: string): unknown } = opts.destination ?? {
+    write: (s: string) => {
+      try {
+        fs.writeSync(2, s);
+      } catch {
+        // stderr gone (EPIPE): nowhere left to report to
+      }
+    },
+  };
+  if (format === 'json') return pino({ level, base: undefined }, sink as pino.DestinationStream);
   const text = new Writable({
     write(chunk: Buffer, _enc, done) {
       for (const line of chunk.toString('utf8').split('\n')) {
@@ -21,9 +32,9 @@ export function createLogger(opts: { level?: string; format?: 'json' | 'text'; d
           const o = JSON.parse(line) as Record<string, unknown>;
           const { time, level: lv, msg, ...rest } = o;
           const extra = Object.keys(rest).length ? ' ' + JSON.stringify(rest) : '';
-          dest.write(`${new Date(Number(time)).toISOString()} ${LEVEL_NAMES[Number(lv)] ?? lv} ${String(msg ?? '')}${extra}\n`);
+          sink.write(`${new Date(Number(time)).toISOString()} ${LEVEL_NAMES[Number(lv)] ?? lv} ${String(msg ?? '')}${extra}\n`);
         } catch {
-          dest.write(line + '\n');
+          sink.write(line + '\n');
         }
       }
       done();

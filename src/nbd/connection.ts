@@ -80,7 +80,19 @@ export class NbdConnection {
     }
     this.disconnecting = true;
     this.socket.pause();
-    return this.whenIdle().then(() => {
+    return this.whenIdle().then(() => this.endGracefully());
+  }
+
+  /** Half-closes, gives the client a moment to read the last replies, then closes for good. */
+  private endGracefully(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      // A paused, half-closed socket does not keep Node's event loop alive; this timer does.
+      const timer = setTimeout(() => this.socket.destroy(), 2000);
+      this.socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
       this.socket.end();
     });
   }
@@ -225,7 +237,7 @@ export class NbdConnection {
     if (type === P.NBD_CMD_DISC) {
       this.disconnecting = true;
       this.socket.pause();
-      void this.whenIdle().then(() => this.socket.end());
+      void this.whenIdle().then(() => this.endGracefully());
       return;
     }
     if ((r.flags & ~KNOWN_FLAGS) !== 0) return this.replyError(r, P.NBD_EINVAL, `unknown command flags 0x${r.flags.toString(16)}`);

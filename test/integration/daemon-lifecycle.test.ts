@@ -1,0 +1,78 @@
+// The daemon's life: kill -9 and restart keeps flushed data; SIGTERM mid-load
+// exits 0 after in-flight requests; one daemon per state dir; bad config says where.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { test } from 'node:test';
+import { OFFSITE_BIN, TestDaemon } from '../helpers/daemon.js';
+import { must, run, sleep, tempDir } from '../helpers/run.js';
+
+test('data written and flushed before kill -9 is there after restart', async () => {
+  const d = await TestDaemon.create({ volumes: { disk: { size: '64MiB' } } });
+  try {
+    for (let cycle = 0; cycle < 3; cycle++) {
+      const p = (0x30 + cycle).toString(16);
+      await must('qemu-io', ['-f', 'raw', '-c', `write -P 0x${p} ${cycle}M 1M`, '-c', 'flush', d.qemuTarget('disk')]);
+      await d.kill9();
+      await d.start();
+      for (let k = 0; k <= cycle; k++) {
+        const r = await run('qemu-io', ['-f', 'raw', '-c', `read -P 0x${(0x30 + k).toString(16)} ${k}M 1M`, d.qemuTarget('disk')]);
+        assert.doesNotMatch(r.stdout + r.stderr, /fail/i, `cycle ${cycle}, block ${k}`);
+      }
+    }
+  } finally {
+    await d.stop();
+  }
+});
+
+test('SIGTERM under load: in-flight requests finish, exit code 0, a restart serves again', async () => {
+  const d = await TestDaemon.create({ volumes: { disk: { size: '128MiB' } } });
+  const fio = spawn('fio', ['--name=load', '--ioengine=nbd', `--uri=${d.uri('disk')}`, '--rw=randwrite', '--bs=64k',
+    '--iodepth=16', '--size=128M', '--time_based', '--runtime=30'], { stdio: 'ignore' });
+  await sleep(1500);
+  const code = await d.stop();
+  assert.equal(code, 0, d.log);
+  assert.match(d.log, /stopped cleanly/);
+  if (fio.exitCode === null && fio.signalCode === null) await new Promise((r) => fio.once('exit', r));
+  await d.start();
+  assert.equal((await must('nbdinfo', ['--size', d.uri('disk')])).trim(), String(128 * 1024 * 1024));
+  assert.equal(await d.stop(), 0);
+});
+
+test('a second daemon on the same state directory or volume is refused', async () => {
+  const d = await TestDaemon.create({ volumes: { disk: { size: '1MiB' } } });
+  try {
+    const r = await run(process.execPath, [OFFSITE_BIN, 'daemon', '-c', d.configFile]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /another offsite daemon is running with state directory/);
+    // A different node sharing the volume file is refused too.
+    const dir = tempDir('second');
+    fs.writeFileSync(path.join(dir, 'offsite.yaml'),
+      `node: other\nstate: ./state\nnbd: 127.0.0.1:0\nvolumes:\n  disk:\n    path: ${path.join(d.dir, 'disk.img')}\n    role: primary\n`);
+    const r2 = await run(process.execPath, [OFFSITE_BIN, 'daemon', '-c', path.join(dir, 'offsite.yaml')]);
+    assert.notEqual(r2.code, 0);
+    assert.match(r2.stderr, /in use by another process/);
+  } finally {
+    await d.stop();
+  }
+});
+
+test('a broken config exits 2 and names the line; a size mismatch is explained', async () => {
+  const dir = tempDir('badconf');
+  const file = path.join(dir, 'offsite.yaml');
+  fs.writeFileSync(file, 'node: a\nstate: ./s\nnbd: 127.0.0.1:0\nvolumes:\n  db:\n    path: ./db.img\n    size: lots\n    role: primary\n');
+  const r = await run(process.execPath, [OFFSITE_BIN, 'daemon', '-c', file]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /offsite\.yaml:7: volumes\.db\.size: "lots" is not a size/);
+  assert.doesNotMatch(r.stderr, /\s+at /, 'no stack trace');
+  fs.writeFileSync(path.join(dir, 'db.img'), Buffer.alloc(4096));
+  fs.writeFileSync(file, 'node: a\nstate: ./s\nnbd: 127.0.0.1:0\nvolumes:\n  db:\n    path: ./db.img\n    size: 1MiB\n    role: primary\n');
+  const r2 = await run(process.execPath, [OFFSITE_BIN, 'daemon', '-c', file]);
+  assert.equal(r2.code, 1);
+  assert.match(r2.stderr, /db\.img is 4\.0 KiB \(4096 bytes\) but the config says 1\.0 MiB/);
+  // $OFFSITE_CONFIG is the default when -c is not given.
+  const r3 = await run(process.execPath, [OFFSITE_BIN, 'config'], { env: { ...process.env, OFFSITE_CONFIG: file } });
+  assert.equal(r3.code, 0, r3.stderr);
+  assert.match(r3.stdout, /config ok/);
+});
