@@ -11,6 +11,10 @@ export interface NativeFs {
   deviceSize(fd: number): number;
   /** flock(LOCK_EX|LOCK_NB); false when another process holds it. */
   lock(fd: number): boolean;
+  /** preadv2(RWF_NOWAIT), synchronous: bytes read, -1 if it would block, -2 if unsupported. */
+  preadNoWait(fd: number, buf: Buffer, at: number, length: number, position: number): number;
+  /** pwritev2(RWF_NOWAIT), synchronous: bytes written, -1 if it would block, -2 if unsupported. */
+  pwriteNoWait(fd: number, buf: Buffer, at: number, length: number, position: number): number;
 }
 
 export const FALLOC_FL_KEEP_SIZE = 0x01;
