@@ -33,21 +33,35 @@ const volumeSchema = z.strictObject({
   role: z.enum(['primary', 'secondary']),
   default: z.boolean().optional(),
   description: z.string().optional(),
+  /** The node this volume replicates with; a volume with a peer has a journal. */
+  peer: z.string().regex(NAME).optional(),
+  journal: size.default(8 * 1024 ** 3),
+  on_full: z.enum(['bitmap', 'block']).default('bitmap'),
+  bitmap_region: size.default(64 * 1024).refine((v) => v >= 4096 && (v & (v - 1)) === 0, 'must be a power of two of at least 4KiB'),
+});
+
+const peerSchema = z.strictObject({
+  address: z.string(),
+  fingerprint: z.string().optional(),
 });
 
 const schema = z.strictObject({
   node: z.string().regex(NAME, 'a node name is letters, digits, ".", "_" or "-" (at most 63)'),
   state: z.string().min(1),
   nbd: listen,
+  peers: z.record(z.string().regex(NAME), peerSchema).default({}),
   volumes: z.record(z.string().regex(NAME, 'a volume name is letters, digits, ".", "_" or "-" (at most 63)'), volumeSchema)
     .refine((v) => Object.keys(v).length > 0, 'at least one volume is needed'),
 });
 
 export type VolumeConfig = z.infer<typeof volumeSchema> & { name: string };
 
+export type PeerConfig = z.infer<typeof peerSchema> & { name: string };
+
 export interface Config {
   file: string;
   node: string;
+  peers: PeerConfig[];
   /** Absolute. */
   state: string;
   nbd: ListenAddress;
@@ -103,12 +117,20 @@ export function parseConfig(text: string, file: string): Config {
     name,
     path: path.resolve(dir, v.path),
   }));
+  for (const v of volumes) {
+    if (v.peer !== undefined && !(v.peer in c.peers)) {
+      const line = lineOf(doc.contents, ['volumes', v.name, 'peer'], lines, false);
+      throw new ConfigError(`${file}${line ? `:${line}` : ''}: volumes.${v.name}.peer: no peer named "${v.peer}" under peers:`);
+    }
+    if (v.journal < 1024 * 1024) throw new ConfigError(`${file}: volumes.${v.name}.journal: at least 1MiB`);
+  }
   const defaults = volumes.filter((v) => v.default);
   if (defaults.length > 1) {
     throw new ConfigError(`${file}: volumes: ${defaults.map((v) => v.name).join(' and ')} are both marked default: true`);
   }
   const nbd = c.nbd.kind === 'unix' ? { kind: 'unix' as const, path: path.resolve(dir, c.nbd.path) } : c.nbd;
-  return { file, node: c.node, state: path.resolve(dir, c.state), nbd, volumes };
+  const peers = Object.entries(c.peers).map(([name, p]) => ({ ...p, name }));
+  return { file, node: c.node, peers, state: path.resolve(dir, c.state), nbd, volumes };
 }
 
 function valueAt(root: unknown, keys: string[]): unknown {

@@ -8,9 +8,25 @@ import type { Logger } from '../log/log.js';
 import { ExportRegistry, NbdServer, formatListenAddress, type ListenAddress } from '../nbd/server.js';
 import { nativeFs } from '../volume/native.js';
 import { Volume } from '../volume/volume.js';
+import { DirtyBitmap } from '../journal/bitmap.js';
+import { History } from '../journal/history.js';
+import { Journal } from '../journal/journal.js';
+import { DirStore } from '../journal/store.js';
+import { JournaledVolume } from '../journal/write-path.js';
+import type { VolumeConfig } from '../config/config.js';
+
+/** One served volume: the local disk and, when it has a peer, its journaled write path. */
+export interface VolumeEntry {
+  config: VolumeConfig;
+  volume: Volume;
+  journaled: JournaledVolume | null;
+  history: History | null;
+}
 
 export class Daemon {
   private readonly volumes: Volume[] = [];
+  readonly entries: VolumeEntry[] = [];
+  private historyTimer: NodeJS.Timeout | null = null;
   private nbd: NbdServer | null = null;
   private lockFd = -1;
   private stopping: Promise<void> | null = null;
@@ -33,11 +49,16 @@ export class Daemon {
           description: v.description ?? `offsite ${v.role} volume ${v.name} on node ${c.node}`,
         });
         this.volumes.push(volume);
-        registry.add(volume, v.default === true);
+        const entry = await this.openJournal(v, volume);
+        this.entries.push(entry);
+        registry.add(entry.journaled ?? volume, v.default === true);
       }
+      this.historyTimer = setInterval(() => this.recordHistory(), 60_000);
+      this.historyTimer.unref();
       this.nbd = new NbdServer({ exports: registry, log: this.log });
       this.nbdAddress = await this.nbd.listen(c.nbd);
     } catch (e) {
+      for (const en of this.entries.splice(0)) en.journaled?.close().catch(() => undefined);
       await this.closeVolumes();
       throw e;
     }
@@ -52,11 +73,45 @@ export class Daemon {
     this.log.info({ node: c.node, nbd: where }, `ready: node ${c.node} serving ${this.volumes.length} volume(s) on ${where}`);
   }
 
+  /** A volume with a peer gets a journal and a dirty bitmap under state/volumes/NAME. */
+  private async openJournal(v: VolumeConfig, volume: Volume): Promise<VolumeEntry> {
+    if (v.peer === undefined || v.role !== 'primary') return { config: v, volume, journaled: null, history: null };
+    const dir = path.join(this.config.state, 'volumes', v.name);
+    const journal = new Journal({ store: new DirStore(path.join(dir, 'journal')), capacity: v.journal });
+    const report = await journal.recover();
+    const { bitmap, notes } = await DirtyBitmap.open(new DirStore(dir), volume.size, v.bitmap_region);
+    for (const n of notes) this.log.warn({ volume: v.name }, n);
+    const journaled = new JournaledVolume({ disk: volume, journal, bitmap, onFull: v.on_full, log: this.log });
+    await journaled.start(report);
+    this.log.info({ volume: v.name, journal: v.journal },
+      `volume ${v.name}: journal ${formatBytes(journal.usedBytes)} of ${formatBytes(v.journal)}, ${journal.backlogRecords} records unreleased, epoch ${journal.epoch}, tracking by ${journaled.mode}`);
+    return { config: v, volume, journaled, history: new History(path.join(dir, 'history.csv')) };
+  }
+
+  private recordHistory(): void {
+    for (const e of this.entries) {
+      if (!e.journaled || !e.history) continue;
+      const j = e.journaled.journal;
+      try {
+        e.history.record(Date.now(), {
+          hostBytes: j.hostBytes, records: j.lastSeq, used: j.usedBytes, capacity: j.capacity,
+          backlog: j.backlogBytes, mode: e.journaled.mode,
+        });
+      } catch (err) {
+        this.log.warn(`volume ${e.config.name}: cannot write history: ${(err as Error).message}`);
+      }
+    }
+  }
+
   /** Idempotent: a second call waits for the first. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info('stopping: finishing in-flight requests');
       await this.nbd?.close();
+      if (this.historyTimer) clearInterval(this.historyTimer);
+      for (const e of this.entries.splice(0)) {
+        await e.journaled?.close().catch((err: Error) => this.log.error(`volume ${e.config.name}: ${err.message}`));
+      }
       await this.closeVolumes();
       if (this.lockFd >= 0) fs.closeSync(this.lockFd);
       this.log.info('stopped cleanly');

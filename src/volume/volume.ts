@@ -175,13 +175,18 @@ export class Volume implements ExportBackend {
 
   /** Trim deallocates where the storage can; it is advisory, so elsewhere it does nothing. */
   async trim(offset: number, length: number, fua: boolean): Promise<void> {
-    this.check();
-    if (length > 0 && this.canPunch) {
-      if (!(await this.tryFallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length))) {
-        this.canPunch = false;
-      }
-    }
+    await this.punch(offset, length);
     if (fua) await this.flush();
+  }
+
+  /** Deallocates the range if the storage can; true when it now reads as zeros. */
+  async punch(offset: number, length: number): Promise<boolean> {
+    this.check();
+    if (length === 0) return true;
+    if (!this.canPunch) return false;
+    if (await this.tryFallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)) return true;
+    this.canPunch = false;
+    return false;
   }
 
   flush(): Promise<void> {

@@ -1,0 +1,201 @@
+// The dirty-region bitmap: one bit per region (default 64 KiB) of the volume,
+// set when the region may differ from the peer and must be resynced.
+//
+// Memory is fixed by volume size (1 TiB at 64 KiB regions = 2 MiB). On disk it is
+// a 4 KiB header and self-checking 4 KiB pages (4092 bytes of bits + CRC32C), so a
+// page torn by power loss is detected and treated as all-dirty: never as clean.
+// A bit going 0 -> 1 rewrites its page at once (page cache: survives kill -9);
+// sync() makes it durable (the write path calls it before FLUSH/FUA replies).
+import { crc32c } from '@node-rs/crc32';
+import type { Store, StoreFile } from './store.js';
+
+export const BITMAP_FILE = 'dirty.bitmap';
+const MAGIC = Buffer.from('OFFSBMAP', 'latin1');
+const VERSION = 1;
+export const PAGE_SIZE = 4096;
+const PAGE_BITS_BYTES = PAGE_SIZE - 4;
+export const BITS_PER_PAGE = PAGE_BITS_BYTES * 8;
+const HEADER_SIZE = 4096;
+
+export class DirtyBitmap {
+  readonly regionSize: number;
+  readonly regions: number;
+  private readonly bits: Uint8Array;
+  private readonly pages: number;
+  private file: StoreFile;
+  private dirtyCount = 0;
+  private unsynced = false;
+
+  private constructor(file: StoreFile, volumeSize: number, regionSize: number) {
+    this.file = file;
+    this.regionSize = regionSize;
+    this.regions = Math.ceil(volumeSize / regionSize);
+    this.pages = Math.max(1, Math.ceil(this.regions / BITS_PER_PAGE));
+    this.bits = new Uint8Array(this.pages * PAGE_BITS_BYTES);
+  }
+
+  /**
+   * Opens or creates the bitmap. Returns notes for the operator about anything
+   * found damaged (damaged pages count as all-dirty).
+   */
+  static async open(store: Store, volumeSize: number, regionSize: number): Promise<{ bitmap: DirtyBitmap; notes: string[] }> {
+    if (regionSize < 4096 || (regionSize & (regionSize - 1)) !== 0) {
+      throw new Error(`bitmap region size ${regionSize} must be a power of two of at least 4 KiB`);
+    }
+    const notes: string[] = [];
+    const exists = store.list().includes(BITMAP_FILE);
+    if (exists) {
+      const file = store.open(BITMAP_FILE);
+      const header = await file.read(0, HEADER_SIZE);
+      const check = checkHeader(header, volumeSize, regionSize);
+      if (check === null) {
+        const bm = new DirtyBitmap(file, volumeSize, regionSize);
+        for (let p = 0; p < bm.pages; p++) {
+          const page = await file.read(HEADER_SIZE + p * PAGE_SIZE, PAGE_SIZE);
+          if (page.length === 0) continue; // never written: clean
+          if (page.length === PAGE_SIZE && crc32c(page.subarray(0, PAGE_BITS_BYTES)) === page.readUInt32LE(PAGE_BITS_BYTES)) {
+            bm.bits.set(page.subarray(0, PAGE_BITS_BYTES), p * PAGE_BITS_BYTES);
+          } else {
+            bm.bits.fill(0xff, p * PAGE_BITS_BYTES, (p + 1) * PAGE_BITS_BYTES);
+            notes.push(`dirty bitmap page ${p} was damaged (torn write or corruption): its ${BITS_PER_PAGE} regions will be resynced`);
+            bm.writePage(p);
+          }
+        }
+        bm.clearBeyondEnd();
+        bm.recount();
+        return { bitmap: bm, notes };
+      }
+      file.close();
+      notes.push(`dirty bitmap unusable (${check}): every region will be resynced`);
+      const bm = DirtyBitmap.fresh(store, volumeSize, regionSize);
+      bm.markAll();
+      return { bitmap: bm, notes };
+    }
+    return { bitmap: DirtyBitmap.fresh(store, volumeSize, regionSize), notes };
+  }
+
+  private static fresh(store: Store, volumeSize: number, regionSize: number): DirtyBitmap {
+    const file = store.create(BITMAP_FILE);
+    const bm = new DirtyBitmap(file, volumeSize, regionSize);
+    file.writeSync(0, encodeHeader(volumeSize, regionSize));
+    bm.unsynced = true;
+    return bm;
+  }
+
+  get count(): number {
+    return this.dirtyCount;
+  }
+
+  get dirtyBytes(): number {
+    return this.dirtyCount * this.regionSize;
+  }
+
+  isSet(region: number): boolean {
+    return (this.bits[region >> 3]! & (1 << (region & 7))) !== 0;
+  }
+
+  /** Marks every region touching [offset, offset+length). Returns how many bits were new. */
+  mark(offset: number, length: number): number {
+    if (length <= 0) return 0;
+    const first = Math.floor(offset / this.regionSize);
+    const last = Math.min(this.regions - 1, Math.floor((offset + length - 1) / this.regionSize));
+    let added = 0;
+    let touchedPage = -1;
+    for (let r = first; r <= last; r++) {
+      const byte = r >> 3;
+      const bit = 1 << (r & 7);
+      if ((this.bits[byte]! & bit) === 0) {
+        this.bits[byte] = this.bits[byte]! | bit;
+        added++;
+        const page = Math.floor(byte / PAGE_BITS_BYTES);
+        if (page !== touchedPage) {
+          if (touchedPage >= 0) this.writePage(touchedPage);
+          touchedPage = page;
+        }
+      }
+    }
+    if (touchedPage >= 0) this.writePage(touchedPage);
+    this.dirtyCount += added;
+    return added;
+  }
+
+  markAll(): void {
+    this.bits.fill(0xff);
+    this.clearBeyondEnd();
+    for (let p = 0; p < this.pages; p++) this.writePage(p);
+    this.recount();
+  }
+
+  /** Clears one region (after it was resynced). */
+  clear(region: number): void {
+    if (!this.isSet(region)) return;
+    this.bits[region >> 3] = this.bits[region >> 3]! & ~(1 << (region & 7));
+    this.dirtyCount--;
+    this.writePage(Math.floor((region >> 3) / PAGE_BITS_BYTES));
+  }
+
+  /** Dirty regions in order, from `from`, without allocating per region. */
+  *dirtyRegions(from = 0): Generator<number> {
+    for (let r = from; r < this.regions; r++) {
+      const b = this.bits[r >> 3]!;
+      if (b === 0) {
+        r |= 7; // skip the rest of this byte
+        continue;
+      }
+      if (b & (1 << (r & 7))) yield r;
+    }
+  }
+
+  async sync(): Promise<void> {
+    if (!this.unsynced) return;
+    this.unsynced = false;
+    await this.file.sync();
+  }
+
+  close(): void {
+    this.file.close();
+  }
+
+  private writePage(p: number): void {
+    const page = Buffer.allocUnsafe(PAGE_SIZE);
+    page.set(this.bits.subarray(p * PAGE_BITS_BYTES, (p + 1) * PAGE_BITS_BYTES), 0);
+    page.writeUInt32LE(crc32c(page.subarray(0, PAGE_BITS_BYTES)), PAGE_BITS_BYTES);
+    this.file.writeSync(HEADER_SIZE + p * PAGE_SIZE, page);
+    this.unsynced = true;
+  }
+
+  private clearBeyondEnd(): void {
+    for (let r = this.regions; r < this.bits.length * 8; r++) this.bits[r >> 3] = this.bits[r >> 3]! & ~(1 << (r & 7));
+  }
+
+  private recount(): void {
+    let n = 0;
+    for (const b of this.bits) n += POPCOUNT[b]!;
+    this.dirtyCount = n;
+  }
+}
+
+const POPCOUNT = Uint8Array.from({ length: 256 }, (_, i) => {
+  let c = 0;
+  for (let v = i; v; v >>= 1) c += v & 1;
+  return c;
+});
+
+function encodeHeader(volumeSize: number, regionSize: number): Buffer {
+  const h = Buffer.alloc(HEADER_SIZE);
+  MAGIC.copy(h, 0);
+  h.writeUInt32LE(VERSION, 8);
+  h.writeUInt32LE(regionSize, 12);
+  h.writeBigUInt64LE(BigInt(volumeSize), 16);
+  h.writeUInt32LE(crc32c(h.subarray(0, 24)), 24);
+  return h;
+}
+
+function checkHeader(h: Buffer, volumeSize: number, regionSize: number): string | null {
+  if (h.length < 28 || !h.subarray(0, 8).equals(MAGIC)) return 'bad magic';
+  if (crc32c(h.subarray(0, 24)) !== h.readUInt32LE(24)) return 'header checksum mismatch';
+  if (h.readUInt32LE(8) !== VERSION) return `format version ${h.readUInt32LE(8)}`;
+  if (h.readUInt32LE(12) !== regionSize) return `region size was ${h.readUInt32LE(12)}, config says ${regionSize}`;
+  if (Number(h.readBigUInt64LE(16)) !== volumeSize) return `volume size was ${h.readBigUInt64LE(16)}, now ${volumeSize}`;
+  return null;
+}

@@ -1,0 +1,473 @@
+// The change journal: an ordered, durable, bounded queue of host writes in
+// segment files, read in order by the shipper and released only on the peer's
+// durable ack. See docs/JOURNAL.md for the format and the rules.
+import type { Store, StoreFile } from './store.js';
+import {
+  FLAG_FUA, RECORD_HEADER_SIZE, RecordKind, SEGMENT_HEADER_SIZE, decodeRecordHeader, decodeSegmentHeader,
+  encodeRecordHeader, encodeSegmentHeader, payloadMatches, recordSize, type JournalRecord, type RecordHeader,
+} from './record.js';
+
+const SEGMENT_NAME = /^(\d{20})\.seg$/;
+const segmentName = (baseSeq: number): string => `${String(baseSeq).padStart(20, '0')}.seg`;
+/** Samples for lag and backlog: one per 100 ms or 1 MiB of journal, at most this many. */
+const MAX_SAMPLES = 65536;
+
+interface Segment {
+  name: string;
+  baseSeq: number;
+  /** Last record's seq; baseSeq - 1 while empty. */
+  lastSeq: number;
+  file: StoreFile;
+  /** Bytes appended since this segment's last sync. */
+  unsynced: boolean;
+}
+
+interface Sample {
+  seq: number;
+  /** Journal stream position before this record. */
+  pos: number;
+  time: number;
+}
+
+/** A range whose record was lost or damaged: the volume must resync it. */
+export interface LostRange {
+  offset: number;
+  length: number;
+}
+
+export interface RecoveryReport {
+  records: number;
+  segments: number;
+  /** Bytes cut from a torn tail. */
+  tornBytes: number;
+  /** Operator messages: what was found and what was done. */
+  notes: string[];
+  /** Damage before the tail: these ranges (or, if `unknownLoss`, the whole volume) need a resync. */
+  lost: LostRange[];
+  unknownLoss: boolean;
+}
+
+export interface JournalOptions {
+  store: Store;
+  /** Bytes the journal may use on disk. */
+  capacity: number;
+  /** Target segment size; segments are freed whole. */
+  segmentSize?: number;
+  now?: () => number;
+}
+
+export type AppendResult = number | 'full';
+
+export class Journal {
+  readonly capacity: number;
+  readonly segmentSize: number;
+  private readonly store: Store;
+  private readonly now: () => number;
+  private segments: Segment[] = [];
+  private used = 0;
+  private dirChanged = false;
+  /** Next record's seq (seqs start at 1). */
+  nextSeq = 1;
+  /** The open epoch: records appended now belong to it. */
+  epoch = 1;
+  private epochHasWrites = false;
+  /** Highest seq the peer acked as durable and the journal let go of. */
+  released = 0;
+  /** Highest seq covered by a completed sync. */
+  durableSeq = 0;
+  /** Stream position (bytes ever appended); with `samples`, gives backlog bytes. */
+  private streamEnd = 0;
+  private samples: Sample[] = [];
+  /** Totals for rates. */
+  appendedBytes = 0;
+  releasedBytes = 0;
+  hostBytes = 0;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(opts: JournalOptions) {
+    this.store = opts.store;
+    this.capacity = opts.capacity;
+    this.segmentSize = opts.segmentSize ?? Math.min(64 << 20, Math.max(1 << 20, Math.floor(opts.capacity / 8)));
+    this.now = opts.now ?? Date.now;
+  }
+
+  // --- figures --------------------------------------------------------------
+
+  get usedBytes(): number {
+    return this.used;
+  }
+
+  get lastSeq(): number {
+    return this.nextSeq - 1;
+  }
+
+  get backlogRecords(): number {
+    return this.lastSeq - this.released;
+  }
+
+  /** Bytes of records not yet released (over-estimates by at most one sample step). */
+  get backlogBytes(): number {
+    if (this.backlogRecords === 0) return 0;
+    const s = this.sampleCovering(this.released + 1);
+    return this.streamEnd - (s?.pos ?? 0);
+  }
+
+  /** Age in ms of the oldest unreleased record (0 when none). */
+  lagMs(now = this.now()): number {
+    if (this.backlogRecords === 0) return 0;
+    const s = this.sampleCovering(this.released + 1);
+    return s ? Math.max(0, now - s.time) : 0;
+  }
+
+  get openEpochHasWrites(): boolean {
+    return this.epochHasWrites;
+  }
+
+  // --- writing ----------------------------------------------------------------
+
+  /** Appends a host write/zeroes/trim record (page cache; durable at the next sync). */
+  append(kind: RecordKind.Write | RecordKind.Zeroes | RecordKind.Trim, offset: number, length: number, payload: Buffer | null, fua = false): AppendResult {
+    const seq = this.put({ kind, flags: fua ? FLAG_FUA : 0, seq: this.nextSeq, epoch: this.epoch, offset, length, time: this.now() }, payload);
+    if (seq !== 'full') {
+      this.epochHasWrites = true;
+      this.hostBytes += length;
+    }
+    return seq;
+  }
+
+  /**
+   * Closes the open epoch with a barrier record, if it has any writes. The barrier's
+   * offset field carries `appliedSeq`: every record up to it had reached the volume,
+   * so recovery replays only what comes after.
+   */
+  barrier(appliedSeq: number): AppendResult | null {
+    if (!this.epochHasWrites) return null;
+    const seq = this.put({ kind: RecordKind.Barrier, flags: 0, seq: this.nextSeq, epoch: this.epoch, offset: appliedSeq, length: 0, time: this.now() }, null);
+    if (seq === 'full') return seq;
+    this.epoch++;
+    this.epochHasWrites = false;
+    return seq;
+  }
+
+  /** True when a record of this kind and length fits now. */
+  fits(kind: RecordKind, length: number): boolean {
+    return this.used + recordSize(kind, length) + SEGMENT_HEADER_SIZE <= this.capacity;
+  }
+
+  private put(h: RecordHeader, payload: Buffer | null): AppendResult {
+    const size = recordSize(h.kind, h.length);
+    let seg = this.segments[this.segments.length - 1];
+    const needSegment = !seg || (seg.file.size() + size > this.segmentSize && seg.lastSeq >= seg.baseSeq);
+    if (this.used + size + (needSegment ? SEGMENT_HEADER_SIZE : 0) > this.capacity) return 'full';
+    if (needSegment) seg = this.openSegment(h.seq);
+    const header = encodeRecordHeader(h, payload);
+    seg!.file.appendSync(payload && payload.length > 0 ? [header, payload] : [header]);
+    seg!.lastSeq = h.seq;
+    seg!.unsynced = true;
+    this.used += size;
+    this.appendedBytes += size;
+    this.sample(h.seq, h.time, size);
+    this.nextSeq = h.seq + 1;
+    for (const w of this.waiters) w();
+    return h.seq;
+  }
+
+  private openSegment(baseSeq: number): Segment {
+    const name = segmentName(baseSeq);
+    const file = this.store.create(name);
+    file.appendSync([encodeSegmentHeader({ baseSeq, baseEpoch: this.epoch, created: this.now() })]);
+    const seg: Segment = { name, baseSeq, lastSeq: baseSeq - 1, file, unsynced: true };
+    this.segments.push(seg);
+    this.used += SEGMENT_HEADER_SIZE;
+    this.dirChanged = true;
+    return seg;
+  }
+
+  private sample(seq: number, time: number, size: number): void {
+    const last = this.samples[this.samples.length - 1];
+    if (!last || time - last.time >= 100 || this.streamEnd - last.pos >= 1 << 20) {
+      this.samples.push({ seq, pos: this.streamEnd, time });
+      if (this.samples.length > MAX_SAMPLES) this.samples = this.samples.filter((_, i) => i % 2 === 0 || i === this.samples.length - 1);
+    }
+    this.streamEnd += size;
+  }
+
+  /** The latest sample at or before `seq`: its time and position bound the record's from below. */
+  private sampleCovering(seq: number): Sample | undefined {
+    let lo = 0;
+    let hi = this.samples.length - 1;
+    let found: Sample | undefined;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.samples[mid]!.seq <= seq) {
+        found = this.samples[mid];
+        lo = mid + 1;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    return found ?? this.samples[0];
+  }
+
+  /** Makes every appended record durable. Returns the seq it covers. */
+  async sync(): Promise<number> {
+    const upTo = this.lastSeq;
+    const dirty = this.segments.filter((s) => s.unsynced);
+    for (const s of dirty) s.unsynced = false;
+    const dir = this.dirChanged;
+    this.dirChanged = false;
+    try {
+      await Promise.all([...dirty.map((s) => s.file.sync()), dir ? this.store.syncDir() : Promise.resolve()]);
+    } catch (e) {
+      for (const s of dirty) s.unsynced = true;
+      if (dir) this.dirChanged = true;
+      throw e;
+    }
+    this.durableSeq = Math.max(this.durableSeq, upTo);
+    return upTo;
+  }
+
+  // --- releasing --------------------------------------------------------------
+
+  /**
+   * The peer holds everything up to `seq` durably: free whole segments it covers.
+   * The caller must have made the local volume durable for these records first.
+   */
+  release(seq: number): void {
+    const upTo = Math.min(seq, this.lastSeq);
+    if (upTo <= this.released) return;
+    const before = this.backlogBytes;
+    this.released = upTo;
+    this.releasedBytes += before - this.backlogBytes;
+    // Drop samples wholly behind the release point, keeping the one covering released+1.
+    let keepFrom = 0;
+    for (let i = 0; i < this.samples.length; i++) if (this.samples[i]!.seq <= upTo + 1) keepFrom = i;
+    if (keepFrom > 0) this.samples.splice(0, keepFrom);
+    // Free closed segments whose every record is released; the tail stays for appends
+    // unless it too is fully released and over its target size.
+    const tail = this.segments[this.segments.length - 1];
+    if (tail && tail.lastSeq <= upTo && tail.lastSeq >= tail.baseSeq && tail.file.size() >= this.segmentSize) {
+      this.openSegment(this.nextSeq); // an empty tail keeps the numbering; the full one can go
+    }
+    while (this.segments.length > 1) {
+      const s = this.segments[0]!;
+      if (s.lastSeq > upTo) break;
+      this.segments.shift();
+      this.used -= s.file.size();
+      s.file.close();
+      this.store.remove(s.name);
+      this.dirChanged = true;
+    }
+  }
+
+  /** Empties the journal (after its ranges were folded into the dirty bitmap). */
+  clear(): void {
+    for (const s of this.segments) {
+      s.file.close();
+      this.store.remove(s.name);
+    }
+    this.segments = [];
+    this.used = 0;
+    this.released = this.lastSeq;
+    this.samples = [];
+    this.dirChanged = true;
+    this.openSegment(this.nextSeq); // an empty segment carries nextSeq and the epoch across restarts
+  }
+
+  // --- reading ----------------------------------------------------------------
+
+  /**
+   * Records from `fromSeq` in order, up to about `maxBytes` (at least one record)
+   * and not past `limitSeq`. Streams from disk: the backlog is never held in memory.
+   */
+  async read(fromSeq: number, maxBytes: number, limitSeq = this.lastSeq): Promise<JournalRecord[]> {
+    const out: JournalRecord[] = [];
+    if (fromSeq > limitSeq) return out;
+    const segIndex = this.segments.findIndex((s) => s.baseSeq <= fromSeq && fromSeq <= s.lastSeq);
+    if (segIndex < 0) throw new Error(`journal no longer holds record ${fromSeq} (released up to ${this.released})`);
+    let bytes = 0;
+    for (let i = segIndex; i < this.segments.length && bytes < maxBytes; i++) {
+      const seg = this.segments[i]!;
+      let pos = SEGMENT_HEADER_SIZE;
+      const end = seg.file.size();
+      while (pos < end && bytes < maxBytes) {
+        const head = await seg.file.read(pos, RECORD_HEADER_SIZE);
+        const h = decodeRecordHeader(head);
+        if (!h.ok) throw new Error(`journal segment ${seg.name} at byte ${pos}: ${h.reason}`);
+        const size = RECORD_HEADER_SIZE + h.payloadLength;
+        if (h.header.seq > limitSeq) return out;
+        if (h.header.seq >= fromSeq) {
+          const payload = h.payloadLength > 0 ? await seg.file.read(pos + RECORD_HEADER_SIZE, h.payloadLength) : EMPTY;
+          if (!payloadMatches(payload, h.payloadCrc)) {
+            throw new Error(`journal segment ${seg.name} at byte ${pos}: record ${h.header.seq} payload checksum mismatch`);
+          }
+          out.push({ ...h.header, payload });
+          bytes += size;
+        }
+        pos += size;
+      }
+    }
+    return out;
+  }
+
+  /** Resolves when a record past `seq` is appended (or at once if there is one). */
+  waitFor(seq: number): Promise<void> {
+    if (this.lastSeq > seq) return Promise.resolve();
+    return new Promise((resolve) => {
+      const w = (): void => {
+        if (this.lastSeq > seq) {
+          this.waiters.delete(w);
+          resolve();
+        }
+      };
+      this.waiters.add(w);
+    });
+  }
+
+  /** Visits the range of every unreleased host record (for folding into the bitmap). */
+  async forEachUnreleased(visit: (offset: number, length: number) => void): Promise<void> {
+    let from = this.released + 1;
+    while (from <= this.lastSeq) {
+      const batch = await this.read(from, 8 << 20);
+      if (batch.length === 0) break;
+      for (const r of batch) if (r.kind !== RecordKind.Barrier) visit(r.offset, r.length);
+      from = batch[batch.length - 1]!.seq + 1;
+    }
+  }
+
+  close(): void {
+    for (const s of this.segments) s.file.close();
+    this.segments = [];
+  }
+
+  // --- recovery ---------------------------------------------------------------
+
+  /**
+   * Scans every segment, verifies every checksum, cuts a torn tail, and rebuilds
+   * the state. Damage before the tail is reported in `lost` (never silently skipped).
+   */
+  async recover(): Promise<RecoveryReport> {
+    const report: RecoveryReport = { records: 0, segments: 0, tornBytes: 0, notes: [], lost: [], unknownLoss: false };
+    const names = this.store.list().filter((n) => SEGMENT_NAME.test(n)).sort();
+    let expected: number | null = null;
+    let lastHeader: RecordHeader | null = null;
+    let damaged = false; // once set, later records are kept only for their ranges
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!;
+      const file = this.store.open(name);
+      const isLastFile = i === names.length - 1;
+      const sh = decodeSegmentHeader(await file.read(0, SEGMENT_HEADER_SIZE));
+      if (typeof sh === 'string') {
+        if (isLastFile && file.size() <= SEGMENT_HEADER_SIZE) {
+          report.notes.push(`journal segment ${name} was being created at the crash (${sh}); removed`);
+          file.close();
+          this.store.remove(name);
+          this.dirChanged = true;
+          continue;
+        }
+        report.notes.push(`journal segment ${name} is damaged (${sh}); its writes are unknown, so the whole volume will be resynced`);
+        report.unknownLoss = true;
+        damaged = true;
+        file.close();
+        this.store.remove(name);
+        this.dirChanged = true;
+        continue;
+      }
+      if (expected !== null && sh.baseSeq !== expected && !damaged) {
+        report.notes.push(`journal segment ${name} starts at record ${sh.baseSeq} but ${expected} was next; records in between are missing, the whole volume will be resynced`);
+        report.unknownLoss = true;
+        damaged = true;
+      }
+      const seg: Segment = { name, baseSeq: sh.baseSeq, lastSeq: sh.baseSeq - 1, file, unsynced: false };
+      this.epoch = Math.max(this.epoch, sh.baseEpoch);
+      let pos = SEGMENT_HEADER_SIZE;
+      let seq = sh.baseSeq;
+      const end = file.size();
+      while (pos < end) {
+        const head = await file.read(pos, RECORD_HEADER_SIZE);
+        const h = decodeRecordHeader(head);
+        const fits = h.ok && pos + RECORD_HEADER_SIZE + h.payloadLength <= end;
+        const inOrder = h.ok && h.header.seq === seq;
+        let payloadOk = false;
+        if (fits && inOrder) {
+          const payload = h.payloadLength > 0 ? await file.read(pos + RECORD_HEADER_SIZE, h.payloadLength) : EMPTY;
+          payloadOk = payloadMatches(payload, h.payloadCrc);
+        }
+        if (fits && inOrder && payloadOk) {
+          if (damaged && h.header.kind !== RecordKind.Barrier) report.lost.push({ offset: h.header.offset, length: h.header.length });
+          lastHeader = h.header;
+          seg.lastSeq = seq;
+          this.sample(seq, h.header.time, RECORD_HEADER_SIZE + h.payloadLength);
+          report.records++;
+          pos += RECORD_HEADER_SIZE + h.payloadLength;
+          seq++;
+          continue;
+        }
+        // Something is wrong at `pos`. A torn tail if nothing valid follows anywhere.
+        const more = (await this.validRecordAfter(file, pos + 1, seq)) || this.laterRecords(names.slice(i + 1));
+        if (!more) {
+          report.tornBytes += end - pos;
+          report.notes.push(`journal: cut a torn tail of ${end - pos} bytes at segment ${name} byte ${pos} (${h.ok ? (fits ? (inOrder ? 'payload checksum mismatch' : `record ${h.header.seq} where ${seq} was next`) : 'record runs past the end') : h.reason})`);
+          file.truncateSync(pos);
+          break;
+        }
+        damaged = true;
+        if (h.ok && fits && inOrder) {
+          report.notes.push(`journal: record ${seq} at segment ${name} byte ${pos} is damaged (payload checksum mismatch); its range ${h.header.offset}+${h.header.length} will be resynced`);
+          report.lost.push({ offset: h.header.offset, length: h.header.length });
+          pos += RECORD_HEADER_SIZE + h.payloadLength;
+          seq++;
+          continue;
+        }
+        report.notes.push(`journal: damaged record at segment ${name} byte ${pos} (${h.ok ? 'out of order' : h.reason}); the writes it held are unknown, so the whole volume will be resynced`);
+        report.unknownLoss = true;
+        break;
+      }
+      this.segments.push(seg);
+      this.used += file.size();
+      report.segments++;
+      expected = seg.lastSeq + 1;
+      if (seg.lastSeq >= seg.baseSeq) this.nextSeq = seg.lastSeq + 1;
+      else this.nextSeq = Math.max(this.nextSeq, seg.baseSeq);
+    }
+    if (lastHeader) {
+      this.epoch = Math.max(this.epoch, lastHeader.kind === RecordKind.Barrier ? lastHeader.epoch + 1 : lastHeader.epoch);
+      this.epochHasWrites = lastHeader.kind !== RecordKind.Barrier;
+    }
+    this.streamEnd = this.samples.length > 0 ? this.streamEnd : 0;
+    this.released = (this.segments[0]?.baseSeq ?? this.nextSeq) - 1;
+    this.durableSeq = this.lastSeq;
+    if (this.segments.length === 0) this.openSegment(this.nextSeq);
+    if (report.records > 0 || report.notes.length > 0) {
+      report.notes.unshift(`journal: recovered ${report.records} records in ${report.segments} segments, records ${this.released + 1}..${this.lastSeq}, epoch ${this.epoch}`);
+    }
+    return report;
+  }
+
+  /** Do later segment files hold anything past their header? */
+  private laterRecords(names: string[]): boolean {
+    return names.some((n) => {
+      const f = this.store.open(n);
+      const size = f.size();
+      f.close();
+      return size > SEGMENT_HEADER_SIZE;
+    });
+  }
+
+  /** Is there a checksummed record header with seq >= minSeq anywhere after `from`? */
+  private async validRecordAfter(file: StoreFile, from: number, minSeq: number): Promise<boolean> {
+    const end = file.size();
+    const CHUNK = 1 << 20;
+    for (let pos = from; pos + RECORD_HEADER_SIZE <= end; pos += CHUNK) {
+      const buf = await file.read(pos, CHUNK + RECORD_HEADER_SIZE);
+      for (let i = buf.indexOf(MAGIC_BYTES); i >= 0 && i + RECORD_HEADER_SIZE <= buf.length; i = buf.indexOf(MAGIC_BYTES, i + 1)) {
+        const h = decodeRecordHeader(buf, i);
+        if (h.ok && h.header.seq >= minSeq) return true;
+      }
+    }
+    return false;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+const MAGIC_BYTES = Buffer.from('OFJR', 'latin1');

@@ -1,0 +1,122 @@
+// Journal records and segment headers, byte by byte (docs/JOURNAL.md). Little-endian.
+// Pure functions: the same bytes are decoded in test/unit/journal-record.test.ts.
+import { crc32c } from '@node-rs/crc32';
+
+export const FORMAT_VERSION = 1;
+export const RECORD_MAGIC = 0x524a464f; // "OFJR" read as little-endian u32
+export const RECORD_HEADER_SIZE = 56;
+export const SEGMENT_MAGIC = Buffer.from('OFFSJSEG', 'latin1');
+export const SEGMENT_HEADER_SIZE = 64;
+
+export enum RecordKind {
+  Write = 1,
+  Zeroes = 2,
+  Trim = 3,
+  Barrier = 4,
+}
+
+export const FLAG_FUA = 1;
+
+export interface RecordHeader {
+  kind: RecordKind;
+  flags: number;
+  /** Position in the journal, one more per record, never reused. u64 on disk. */
+  seq: number;
+  /** The host flush epoch this record belongs to; a Barrier closes its epoch. */
+  epoch: number;
+  /** Byte offset on the volume (0 for a barrier). */
+  offset: number;
+  /** Bytes of the volume affected (0 for a barrier). */
+  length: number;
+  /** Milliseconds since the Unix epoch when the host's request arrived. */
+  time: number;
+}
+
+export interface JournalRecord extends RecordHeader {
+  /** The written bytes for Write; empty otherwise. */
+  payload: Buffer;
+}
+
+export function recordSize(kind: RecordKind, length: number): number {
+  return RECORD_HEADER_SIZE + (kind === RecordKind.Write ? length : 0);
+}
+
+/** The 56-byte header of a record; the payload goes right after it. */
+export function encodeRecordHeader(h: RecordHeader, payload: Buffer | null): Buffer {
+  const b = Buffer.allocUnsafe(RECORD_HEADER_SIZE);
+  const payloadLength = h.kind === RecordKind.Write ? h.length : 0;
+  if (payloadLength !== (payload?.length ?? 0)) throw new Error('payload length does not match the record');
+  b.writeUInt32LE(RECORD_MAGIC, 0);
+  b.writeUInt8(FORMAT_VERSION, 4);
+  b.writeUInt8(h.kind, 5);
+  b.writeUInt16LE(h.flags, 6);
+  b.writeBigUInt64LE(BigInt(h.seq), 8);
+  b.writeBigUInt64LE(BigInt(h.epoch), 16);
+  b.writeBigUInt64LE(BigInt(h.offset), 24);
+  b.writeUInt32LE(h.length, 32);
+  b.writeUInt32LE(payloadLength, 36);
+  b.writeBigUInt64LE(BigInt(h.time), 40);
+  b.writeUInt32LE(payload && payload.length > 0 ? crc32c(payload) : 0, 48);
+  b.writeUInt32LE(crc32c(b.subarray(0, 52)), 52);
+  return b;
+}
+
+export type HeaderCheck =
+  | { ok: true; header: RecordHeader; payloadLength: number; payloadCrc: number }
+  | { ok: false; reason: string };
+
+/** Checks and decodes a record header. Never throws on bad bytes. */
+export function decodeRecordHeader(b: Buffer, at = 0): HeaderCheck {
+  if (b.length - at < RECORD_HEADER_SIZE) return { ok: false, reason: 'truncated header' };
+  if (b.readUInt32LE(at) !== RECORD_MAGIC) return { ok: false, reason: 'no record magic' };
+  if (crc32c(b.subarray(at, at + 52)) !== b.readUInt32LE(at + 52)) return { ok: false, reason: 'header checksum mismatch' };
+  const version = b.readUInt8(at + 4);
+  if (version !== FORMAT_VERSION) return { ok: false, reason: `record format version ${version}, this build reads ${FORMAT_VERSION}` };
+  const kind = b.readUInt8(at + 5);
+  if (kind < RecordKind.Write || kind > RecordKind.Barrier) return { ok: false, reason: `unknown record kind ${kind}` };
+  const length = b.readUInt32LE(at + 32);
+  const payloadLength = b.readUInt32LE(at + 36);
+  if (payloadLength !== (kind === RecordKind.Write ? length : 0)) return { ok: false, reason: 'payload length does not match the kind' };
+  const u64 = (o: number): number => {
+    const v = b.readBigUInt64LE(at + o);
+    return v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.NaN : Number(v);
+  };
+  const header: RecordHeader = {
+    kind, flags: b.readUInt16LE(at + 6), seq: u64(8), epoch: u64(16), offset: u64(24), length, time: u64(40),
+  };
+  if ([header.seq, header.epoch, header.offset, header.time].some(Number.isNaN)) return { ok: false, reason: 'value beyond 2^53' };
+  return { ok: true, header, payloadLength, payloadCrc: b.readUInt32LE(at + 48) };
+}
+
+export function payloadMatches(payload: Buffer, crc: number): boolean {
+  return payload.length === 0 ? crc === 0 : crc32c(payload) === crc;
+}
+
+export interface SegmentHeader {
+  /** Seq of the first record this segment holds (or will hold). */
+  baseSeq: number;
+  /** The epoch open when the segment was started: numbering survives an empty journal. */
+  baseEpoch: number;
+  created: number;
+}
+
+export function encodeSegmentHeader(h: SegmentHeader): Buffer {
+  const b = Buffer.alloc(SEGMENT_HEADER_SIZE);
+  SEGMENT_MAGIC.copy(b, 0);
+  b.writeUInt32LE(FORMAT_VERSION, 8);
+  b.writeUInt32LE(SEGMENT_HEADER_SIZE, 12);
+  b.writeBigUInt64LE(BigInt(h.baseSeq), 16);
+  b.writeBigUInt64LE(BigInt(h.created), 24);
+  b.writeBigUInt64LE(BigInt(h.baseEpoch), 32);
+  b.writeUInt32LE(crc32c(b.subarray(0, 60)), 60);
+  return b;
+}
+
+export function decodeSegmentHeader(b: Buffer): SegmentHeader | string {
+  if (b.length < SEGMENT_HEADER_SIZE) return 'segment shorter than its header';
+  if (!b.subarray(0, 8).equals(SEGMENT_MAGIC)) return 'not a journal segment (bad magic)';
+  if (crc32c(b.subarray(0, 60)) !== b.readUInt32LE(60)) return 'segment header checksum mismatch';
+  const version = b.readUInt32LE(8);
+  if (version !== FORMAT_VERSION) return `segment format version ${version}, this build reads ${FORMAT_VERSION}`;
+  return { baseSeq: Number(b.readBigUInt64LE(16)), created: Number(b.readBigUInt64LE(24)), baseEpoch: Number(b.readBigUInt64LE(32)) };
+}

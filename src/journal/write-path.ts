@@ -1,0 +1,297 @@
+// The journaled write path: every host write goes to the local volume and to the
+// change journal (or, after an overflow, the dirty bitmap), and is acknowledged
+// when both hold it; FLUSH closes an epoch and makes volume, journal and bitmap
+// durable together. The host never waits for the peer.
+//
+// Order, for crash safety:
+//   1. the journal record is appended (page cache) before the volume write starts,
+//      so after kill -9 the journal holds every write the volume might have;
+//   2. a barrier records `appliedSeq`, the seq up to which every volume write had
+//      completed; recovery replays records after it onto the volume ("redo");
+//   3. FLUSH/FUA reply only after volume, journal and bitmap are fdatasync'ed.
+import type { Extent, ExportBackend, ZeroOptions } from '../nbd/export.js';
+import { DiskError } from '../nbd/export.js';
+import type { Logger } from '../log/log.js';
+import { formatBytes } from '../config/units.js';
+import { GroupSync } from '../volume/group-sync.js';
+import type { DirtyBitmap } from './bitmap.js';
+import type { Journal, RecoveryReport } from './journal.js';
+import { RecordKind } from './record.js';
+
+/** What the write path needs from the local volume (Volume, or the simulation's disk). */
+export interface Disk {
+  readonly name: string;
+  readonly size: number;
+  readonly readOnly: boolean;
+  readonly description: string;
+  read(offset: number, into: Buffer, at: number, length: number): Promise<void>;
+  write(offset: number, data: Buffer, fua: boolean): Promise<void>;
+  writeZeroes(offset: number, length: number, opts: ZeroOptions): Promise<void>;
+  /** Deallocates if it can; true when the range now reads as zeros. */
+  punch(offset: number, length: number): Promise<boolean>;
+  flush(): Promise<void>;
+  cache(offset: number, length: number): Promise<void>;
+  extents(offset: number, length: number, max: number): Promise<Extent[]>;
+}
+
+export type OnFull = 'bitmap' | 'block';
+export type TrackingMode = 'journal' | 'bitmap';
+
+export interface WritePathOptions {
+  disk: Disk;
+  journal: Journal;
+  bitmap: DirtyBitmap;
+  onFull: OnFull;
+  log: Logger;
+  /** Most host writes that may wait for journal space under on_full: block. */
+  maxBlocked?: number;
+}
+
+export class JournaledVolume implements ExportBackend {
+  readonly disk: Disk;
+  readonly journal: Journal;
+  readonly bitmap: DirtyBitmap;
+  readonly onFull: OnFull;
+  private readonly log: Logger;
+  private modeNow: TrackingMode = 'journal';
+  private folding: Promise<void> | null = null;
+  private readonly syncer: GroupSync;
+  private lock: Promise<void> = Promise.resolve();
+  /** Seqs whose volume write has not completed yet. */
+  private readonly inFlight = new Set<number>();
+  /** Highest seq with every volume write up to it completed and synced. */
+  durableAppliedSeq = 0;
+  private readonly blocked: Array<() => void> = [];
+  private readonly maxBlocked: number;
+  overflowAt: number | null = null;
+  overflows = 0;
+
+  constructor(opts: WritePathOptions) {
+    this.disk = opts.disk;
+    this.journal = opts.journal;
+    this.bitmap = opts.bitmap;
+    this.onFull = opts.onFull;
+    this.log = opts.log;
+    this.maxBlocked = opts.maxBlocked ?? 4096;
+    this.syncer = new GroupSync(() => this.syncAll());
+  }
+
+  get name(): string { return this.disk.name; }
+  get size(): number { return this.disk.size; }
+  get readOnly(): boolean { return this.disk.readOnly; }
+  get description(): string { return this.disk.description; }
+  get mode(): TrackingMode { return this.modeNow; }
+
+  /**
+   * Brings volume, journal and bitmap into agreement after a start (clean or not):
+   * damage found by journal recovery goes to the bitmap; a non-empty bitmap means
+   * bitmap mode; otherwise records after the last barrier's appliedSeq are replayed.
+   */
+  async start(report: RecoveryReport): Promise<void> {
+    for (const n of report.notes) this.log.info({ volume: this.name }, n);
+    for (const r of report.lost) this.bitmap.mark(r.offset, r.length);
+    if (report.unknownLoss) this.bitmap.markAll();
+    if (this.bitmap.count > 0) {
+      this.log.warn({ volume: this.name },
+        `volume ${this.name}: ${this.bitmap.count} regions (${formatBytes(this.bitmap.dirtyBytes)}) are marked for resync; tracking changes in the dirty bitmap`);
+      this.modeNow = 'bitmap';
+      await this.fold();
+    } else {
+      await this.redo();
+    }
+    await this.flush();
+  }
+
+  /** Replays journal records whose volume writes may not have completed before a crash. */
+  private async redo(): Promise<void> {
+    let from = this.journal.released + 1;
+    // The last barrier says up to where the volume already had everything.
+    for (let seq = from; seq <= this.journal.lastSeq;) {
+      const batch = await this.journal.read(seq, 8 << 20);
+      if (batch.length === 0) break;
+      for (const r of batch) if (r.kind === RecordKind.Barrier) from = Math.max(from, r.offset + 1);
+      seq = batch[batch.length - 1]!.seq + 1;
+    }
+    let replayed = 0;
+    for (let seq = from; seq <= this.journal.lastSeq;) {
+      const batch = await this.journal.read(seq, 8 << 20);
+      if (batch.length === 0) break;
+      for (const r of batch) {
+        if (r.kind === RecordKind.Write) await this.disk.write(r.offset, r.payload, false);
+        else if (r.kind === RecordKind.Zeroes) await this.disk.writeZeroes(r.offset, r.length, { fua: false, mayTrim: true, fast: false });
+        else if (r.kind === RecordKind.Trim) await this.zeroRange(r.offset, r.length);
+        if (r.kind !== RecordKind.Barrier) replayed++;
+      }
+      seq = batch[batch.length - 1]!.seq + 1;
+    }
+    if (replayed > 0) this.log.info({ volume: this.name }, `volume ${this.name}: replayed ${replayed} journal records onto the volume after an unclean stop`);
+  }
+
+  // --- the host's requests ----------------------------------------------------
+
+  read(offset: number, into: Buffer, at: number, length: number): Promise<void> {
+    return this.disk.read(offset, into, at, length);
+  }
+
+  async write(offset: number, data: Buffer, fua: boolean): Promise<void> {
+    const seq = await this.track(RecordKind.Write, offset, data.length, data, fua);
+    await this.apply(seq, this.disk.write(offset, data, false));
+    if (fua) await this.flush();
+  }
+
+  async writeZeroes(offset: number, length: number, opts: ZeroOptions): Promise<void> {
+    if (opts.fast && this.modeNow === 'journal' && !this.journal.fits(RecordKind.Zeroes, 0) && this.onFull === 'block') {
+      throw new DiskError('ENOTSUP', 'journal full: zeroing would wait');
+    }
+    const seq = await this.track(RecordKind.Zeroes, offset, length, null, opts.fua);
+    await this.apply(seq, this.disk.writeZeroes(offset, length, { ...opts, fua: false }));
+    if (opts.fua) await this.flush();
+  }
+
+  /**
+   * On a replicated volume a trim must leave the same bytes on both sides, so it
+   * is a zeroing: a punched hole where the storage can, written zeros where not.
+   */
+  async trim(offset: number, length: number, fua: boolean): Promise<void> {
+    const seq = await this.track(RecordKind.Trim, offset, length, null, fua);
+    await this.apply(seq, this.zeroRange(offset, length));
+    if (fua) await this.flush();
+  }
+
+  cache(offset: number, length: number): Promise<void> {
+    return this.disk.cache(offset, length);
+  }
+
+  extents(offset: number, length: number, max: number): Promise<Extent[]> {
+    return this.disk.extents(offset, length, max);
+  }
+
+  /** FLUSH: close the epoch with a barrier, then volume + journal + bitmap durable together. */
+  async flush(): Promise<void> {
+    if (this.modeNow === 'journal' && this.journal.openEpochHasWrites) {
+      const r = this.journal.barrier(this.appliedSeq());
+      if (r === 'full') {
+        if (this.onFull === 'bitmap') this.overflow();
+        else {
+          await this.waitForSpace(RecordKind.Barrier, 0);
+          return this.flush();
+        }
+      }
+    }
+    await this.syncer.sync();
+  }
+
+  /** The peer holds everything up to `seq` durably; free journal space behind it. */
+  async release(seq: number): Promise<void> {
+    if (seq > this.durableAppliedSeq) await this.flush(); // never outrun local durability
+    this.journal.release(Math.min(seq, this.durableAppliedSeq));
+    this.wakeBlocked();
+  }
+
+  async close(): Promise<void> {
+    await this.folding;
+    await this.flush().catch(() => undefined);
+    this.journal.close();
+    this.bitmap.close();
+  }
+
+  // --- internals --------------------------------------------------------------
+
+  /** Journals (or marks in the bitmap) one host change; returns its seq (0 in bitmap mode). */
+  private async track(kind: RecordKind.Write | RecordKind.Zeroes | RecordKind.Trim, offset: number, length: number, payload: Buffer | null, fua: boolean): Promise<number> {
+    for (;;) {
+      if (this.modeNow === 'bitmap') {
+        this.bitmap.mark(offset, length);
+        return 0;
+      }
+      const seq = this.journal.append(kind, offset, length, payload, fua);
+      if (seq !== 'full') {
+        this.inFlight.add(seq);
+        return seq;
+      }
+      if (this.onFull === 'bitmap') {
+        this.overflow();
+        continue;
+      }
+      await this.waitForSpace(kind, length);
+    }
+  }
+
+  private async apply(seq: number, p: Promise<void>): Promise<void> {
+    try {
+      await p;
+    } finally {
+      if (seq > 0) this.inFlight.delete(seq);
+    }
+  }
+
+  /** Every record up to this seq has its volume write completed. */
+  private appliedSeq(): number {
+    let min = Infinity;
+    for (const s of this.inFlight) if (s < min) min = s;
+    return min === Infinity ? this.journal.lastSeq : min - 1;
+  }
+
+  private async syncAll(): Promise<void> {
+    const applied = this.appliedSeq();
+    await this.exclusive(() => Promise.all([this.disk.flush(), this.journal.sync(), this.bitmap.sync()]).then(() => undefined));
+    this.durableAppliedSeq = Math.max(this.durableAppliedSeq, applied);
+  }
+
+  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const prev = this.lock;
+    let done!: () => void;
+    this.lock = new Promise((r) => (done = r));
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      done();
+    }
+  }
+
+  /** Journal full under on_full: bitmap. The host keeps writing at full speed. */
+  private overflow(): void {
+    if (this.modeNow === 'bitmap') return;
+    this.modeNow = 'bitmap';
+    this.overflows++;
+    this.overflowAt = Date.now();
+    this.log.warn({ volume: this.name },
+      `journal full: ${formatBytes(this.journal.usedBytes)} of ${formatBytes(this.journal.capacity)} for volume ${this.name}; ` +
+      `switched to dirty-bitmap tracking (${formatBytes(this.bitmap.regionSize)} regions); the changed regions will be resynced`);
+    this.folding = this.fold().catch((e: Error) => {
+      this.log.error({ volume: this.name }, `volume ${this.name}: folding the journal into the bitmap failed: ${e.message}; marking every region for resync`);
+      this.bitmap.markAll();
+    });
+  }
+
+  /** Marks the range of every unreleased record, makes the bitmap durable, then empties the journal. */
+  private async fold(): Promise<void> {
+    await this.journal.forEachUnreleased((o, l) => this.bitmap.mark(o, l));
+    await this.exclusive(async () => {
+      await this.bitmap.sync();
+      this.journal.clear();
+      await this.journal.sync();
+    });
+    this.inFlight.clear();
+    this.folding = null;
+  }
+
+  private waitForSpace(kind: RecordKind, length: number): Promise<void> {
+    if (this.blocked.length >= this.maxBlocked) {
+      return Promise.reject(new DiskError('EIO', `journal full and ${this.maxBlocked} writes already waiting (on_full: block)`));
+    }
+    if (this.journal.fits(kind, length)) return Promise.resolve();
+    return new Promise((resolve) => this.blocked.push(resolve));
+  }
+
+  private wakeBlocked(): void {
+    for (const w of this.blocked.splice(0)) w();
+  }
+
+  private async zeroRange(offset: number, length: number): Promise<void> {
+    if (!(await this.disk.punch(offset, length))) {
+      await this.disk.writeZeroes(offset, length, { fua: false, mayTrim: false, fast: false });
+    }
+  }
+}
