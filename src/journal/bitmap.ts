@@ -25,6 +25,8 @@ export class DirtyBitmap {
   private file: StoreFile;
   private dirtyCount = 0;
   private unsynced = false;
+  /** Set while the file's creation is not yet durable in its directory. */
+  private created: Store | null = null;
 
   private constructor(file: StoreFile, volumeSize: number, regionSize: number) {
     this.file = file;
@@ -78,7 +80,10 @@ export class DirtyBitmap {
     const file = store.create(BITMAP_FILE);
     const bm = new DirtyBitmap(file, volumeSize, regionSize);
     file.writeSync(0, encodeHeader(volumeSize, regionSize));
+    // Every page is written now, so marking a region later never needs new space.
+    for (let p = 0; p < bm.pages; p++) bm.writePage(p);
     bm.unsynced = true;
+    bm.created = store;
     return bm;
   }
 
@@ -149,7 +154,16 @@ export class DirtyBitmap {
   async sync(): Promise<void> {
     if (!this.unsynced) return;
     this.unsynced = false;
-    await this.file.sync();
+    const dir = this.created;
+    this.created = null;
+    try {
+      await this.file.sync();
+      if (dir) await dir.syncDir();
+    } catch (e) {
+      this.unsynced = true;
+      this.created ??= dir;
+      throw e;
+    }
   }
 
   close(): void {
@@ -198,4 +212,27 @@ function checkHeader(h: Buffer, volumeSize: number, regionSize: number): string 
   if (h.readUInt32LE(12) !== regionSize) return `region size was ${h.readUInt32LE(12)}, config says ${regionSize}`;
   if (Number(h.readBigUInt64LE(16)) !== volumeSize) return `volume size was ${h.readBigUInt64LE(16)}, now ${volumeSize}`;
   return null;
+}
+
+/** Regions touched, in memory only, sized like the bitmap (for recovery's bookkeeping). */
+export class RegionSet {
+  private readonly bits: Uint8Array;
+  constructor(readonly volumeSize: number, readonly regionSize: number) {
+    this.bits = new Uint8Array(Math.ceil(Math.ceil(volumeSize / regionSize) / 8));
+  }
+
+  mark(offset: number, length: number): void {
+    if (length <= 0) return;
+    const last = Math.floor((Math.min(offset + length, this.volumeSize) - 1) / this.regionSize);
+    for (let r = Math.floor(offset / this.regionSize); r <= last; r++) this.bits[r >> 3] = this.bits[r >> 3]! | (1 << (r & 7));
+  }
+
+  /** Marks every region of this set in `bitmap`. */
+  copyTo(bitmap: DirtyBitmap): void {
+    for (let byte = 0; byte < this.bits.length; byte++) {
+      const b = this.bits[byte]!;
+      if (b === 0) continue;
+      for (let i = 0; i < 8; i++) if (b & (1 << i)) bitmap.mark((byte * 8 + i) * this.regionSize, 1);
+    }
+  }
 }

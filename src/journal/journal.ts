@@ -1,6 +1,7 @@
 // The change journal: an ordered, durable, bounded queue of host writes in
 // segment files, read in order by the shipper and released only on the peer's
 // durable ack. See docs/JOURNAL.md for the format and the rules.
+import { crc32c } from '@node-rs/crc32';
 import type { Store, StoreFile } from './store.js';
 import {
   FLAG_FUA, RECORD_HEADER_SIZE, RecordKind, SEGMENT_HEADER_SIZE, decodeRecordHeader, decodeSegmentHeader,
@@ -20,6 +21,9 @@ interface Segment {
   file: StoreFile;
   /** Bytes appended since this segment's last sync. */
   unsynced: boolean;
+  /** Reads in progress: a removed segment's file is closed only when none are. */
+  readers: number;
+  removed: boolean;
 }
 
 interface Sample {
@@ -45,6 +49,11 @@ export interface RecoveryReport {
   /** Damage before the tail: these ranges (or, if `unknownLoss`, the whole volume) need a resync. */
   lost: LostRange[];
   unknownLoss: boolean;
+  /**
+   * The journal cannot be read through (damage before its tail): every record's
+   * range was passed to `onRecord`, and the journal must be folded from those.
+   */
+  damaged: boolean;
 }
 
 export interface JournalOptions {
@@ -176,7 +185,7 @@ export class Journal {
     const name = segmentName(baseSeq);
     const file = this.store.create(name);
     file.appendSync([encodeSegmentHeader({ baseSeq, baseEpoch: this.epoch, created: this.now() })]);
-    const seg: Segment = { name, baseSeq, lastSeq: baseSeq - 1, file, unsynced: true };
+    const seg: Segment = { name, baseSeq, lastSeq: baseSeq - 1, file, unsynced: true, readers: 0, removed: false };
     this.segments.push(seg);
     this.used += SEGMENT_HEADER_SIZE;
     this.dirChanged = true;
@@ -216,11 +225,14 @@ export class Journal {
     for (const s of dirty) s.unsynced = false;
     const dir = this.dirChanged;
     this.dirChanged = false;
+    const applied = this.appliedUnsynced ? this.appliedFile : null;
+    this.appliedUnsynced = false;
     try {
-      await Promise.all([...dirty.map((s) => s.file.sync()), dir ? this.store.syncDir() : Promise.resolve()]);
+      await Promise.all([...dirty.map((s) => this.syncSegment(s)), applied ? applied.sync() : undefined, dir ? this.store.syncDir() : undefined]);
     } catch (e) {
       for (const s of dirty) s.unsynced = true;
       if (dir) this.dirChanged = true;
+      if (applied) this.appliedUnsynced = true;
       throw e;
     }
     this.durableSeq = Math.max(this.durableSeq, upTo);
@@ -233,7 +245,7 @@ export class Journal {
    * The peer holds everything up to `seq` durably: free whole segments it covers.
    * The caller must have made the local volume durable for these records first.
    */
-  release(seq: number): void {
+  async release(seq: number): Promise<void> {
     const upTo = Math.min(seq, this.lastSeq);
     if (upTo <= this.released) return;
     const before = this.backlogBytes;
@@ -249,29 +261,108 @@ export class Journal {
     if (tail && tail.lastSeq <= upTo && tail.lastSeq >= tail.baseSeq && tail.file.size() >= this.segmentSize) {
       this.openSegment(this.nextSeq); // an empty tail keeps the numbering; the full one can go
     }
+    if (this.segments.length < 2 || this.segments[0]!.lastSeq > upTo) return;
+    // The release point is made durable before any segment goes: after a power loss
+    // a removed segment may come back, and recovery must know it was released.
+    await this.persistReleased(upTo);
     while (this.segments.length > 1) {
       const s = this.segments[0]!;
-      if (s.lastSeq > upTo) break;
+      if (s.lastSeq > this.releasedDurable) break;
       this.segments.shift();
       this.used -= s.file.size();
-      s.file.close();
-      this.store.remove(s.name);
-      this.dirChanged = true;
+      this.drop(s);
     }
   }
 
-  /** Empties the journal (after its ranges were folded into the dirty bitmap). */
-  clear(): void {
-    for (const s of this.segments) {
-      s.file.close();
-      this.store.remove(s.name);
+  /** Unlinks a segment; its file closes once no read is using it. */
+  private drop(s: Segment): void {
+    s.removed = true;
+    this.store.remove(s.name);
+    this.dirChanged = true;
+    if (s.readers === 0) s.file.close();
+  }
+
+  /** Highest released seq known to be on disk in the `released` file. */
+  private releasedDurable = 0;
+  private releasing: Promise<void> = Promise.resolve();
+
+  private persistReleased(upTo: number): Promise<void> {
+    this.releasing = this.releasing.then(async () => {
+      if (upTo <= this.releasedDurable) return;
+      const b = encodeCounter(RELEASED_MAGIC, upTo);
+      let f: StoreFile;
+      const created = !this.store.list().includes(RELEASED_FILE);
+      f = created ? this.store.create(RELEASED_FILE) : this.store.open(RELEASED_FILE);
+      try {
+        f.writeSync(0, b);
+        await f.sync();
+        if (created) await this.store.syncDir();
+      } finally {
+        f.close();
+      }
+      this.releasedDurable = Math.max(this.releasedDurable, upTo);
+    });
+    return this.releasing;
+  }
+
+  private async readReleased(): Promise<number> {
+    return readCounter(this.store, RELEASED_FILE, RELEASED_MAGIC);
+  }
+
+  /**
+   * Records that every volume write up to `seq` is durable (a sync covering them
+   * completed). Written to the page cache now and synced with the next sync, so
+   * whatever value is on disk after any crash was true: recovery replays the
+   * records after it onto the volume.
+   */
+  markApplied(seq: number): void {
+    if (seq <= this.appliedMarked) return;
+    this.appliedMarked = seq;
+    this.appliedFile ??= this.store.list().includes(APPLIED_FILE) ? this.store.open(APPLIED_FILE) : this.createCounterFile(APPLIED_FILE);
+    try {
+      this.appliedFile.writeSync(0, encodeCounter(APPLIED_MAGIC, seq));
+      this.appliedUnsynced = true;
+    } catch {
+      // Disk full: the older value stays, which only means a longer replay.
     }
+  }
+
+  private createCounterFile(name: string): StoreFile {
+    this.dirChanged = true;
+    return this.store.create(name);
+  }
+
+  private appliedMarked = 0;
+  private appliedFile: StoreFile | null = null;
+  private appliedUnsynced = false;
+  /** From the `applied` file at recovery: replay starts after it. */
+  appliedOnDisk = 0;
+
+  /**
+   * Empties the journal (after its ranges were folded into the dirty bitmap).
+   * The last segment is kept and rewritten in place as an empty segment that
+   * carries nextSeq and the epoch across restarts: this needs no new disk space,
+   * so it works on a full disk too.
+   */
+  clear(): void {
+    const keep = this.segments.pop();
+    for (const s of this.segments) this.drop(s);
     this.segments = [];
     this.used = 0;
     this.released = this.lastSeq;
     this.samples = [];
     this.dirChanged = true;
-    this.openSegment(this.nextSeq); // an empty segment carries nextSeq and the epoch across restarts
+    if (!keep) {
+      this.openSegment(this.nextSeq);
+      return;
+    }
+    keep.file.writeSync(0, encodeSegmentHeader({ baseSeq: this.nextSeq, baseEpoch: this.epoch, created: this.now() }));
+    keep.file.truncateSync(SEGMENT_HEADER_SIZE);
+    keep.baseSeq = this.nextSeq;
+    keep.lastSeq = this.nextSeq - 1;
+    keep.unsynced = true;
+    this.segments.push(keep);
+    this.used = SEGMENT_HEADER_SIZE;
   }
 
   // --- reading ----------------------------------------------------------------
@@ -286,18 +377,22 @@ export class Journal {
     const segIndex = this.segments.findIndex((s) => s.baseSeq <= fromSeq && fromSeq <= s.lastSeq);
     if (segIndex < 0) throw new Error(`journal no longer holds record ${fromSeq} (released up to ${this.released})`);
     let bytes = 0;
-    for (let i = segIndex; i < this.segments.length && bytes < maxBytes; i++) {
-      const seg = this.segments[i]!;
+    // A snapshot: releases may drop segments while this read awaits the disk.
+    const segments = this.segments.slice(segIndex);
+    for (const seg of segments) {
+      if (bytes >= maxBytes) break;
       let pos = SEGMENT_HEADER_SIZE;
       const end = seg.file.size();
-      while (pos < end && bytes < maxBytes) {
-        const head = await seg.file.read(pos, RECORD_HEADER_SIZE);
+      while (pos < end && bytes < maxBytes && !seg.removed) {
+        const head = await this.readFrom(seg, pos, RECORD_HEADER_SIZE);
+        if (seg.removed) break; // released meanwhile: nobody needs it any more
         const h = decodeRecordHeader(head);
         if (!h.ok) throw new Error(`journal segment ${seg.name} at byte ${pos}: ${h.reason}`);
         const size = RECORD_HEADER_SIZE + h.payloadLength;
         if (h.header.seq > limitSeq) return out;
         if (h.header.seq >= fromSeq) {
-          const payload = h.payloadLength > 0 ? await seg.file.read(pos + RECORD_HEADER_SIZE, h.payloadLength) : EMPTY;
+          const payload = h.payloadLength > 0 ? await this.readFrom(seg, pos + RECORD_HEADER_SIZE, h.payloadLength) : EMPTY;
+          if (seg.removed) break; // released meanwhile: nobody needs it any more
           if (!payloadMatches(payload, h.payloadCrc)) {
             throw new Error(`journal segment ${seg.name} at byte ${pos}: record ${h.header.seq} payload checksum mismatch`);
           }
@@ -308,6 +403,26 @@ export class Journal {
       }
     }
     return out;
+  }
+
+  private async syncSegment(seg: Segment): Promise<void> {
+    if (seg.removed) return;
+    seg.readers++;
+    try {
+      await seg.file.sync();
+    } finally {
+      if (--seg.readers === 0 && seg.removed) seg.file.close();
+    }
+  }
+
+  private async readFrom(seg: Segment, pos: number, length: number): Promise<Buffer> {
+    if (seg.removed) return EMPTY;
+    seg.readers++;
+    try {
+      return await seg.file.read(pos, length);
+    } finally {
+      if (--seg.readers === 0 && seg.removed) seg.file.close();
+    }
   }
 
   /** Resolves when a record past `seq` is appended (or at once if there is one). */
@@ -325,6 +440,10 @@ export class Journal {
   }
 
   /** Visits the range of every unreleased host record (for folding into the bitmap). */
+  describe(): string {
+    return this.segments.map((s) => `${s.name}[${s.baseSeq}..${s.lastSeq}]`).join(' ');
+  }
+
   async forEachUnreleased(visit: (offset: number, length: number) => void): Promise<void> {
     let from = this.released + 1;
     while (from <= this.lastSeq) {
@@ -338,6 +457,8 @@ export class Journal {
   close(): void {
     for (const s of this.segments) s.file.close();
     this.segments = [];
+    this.appliedFile?.close();
+    this.appliedFile = null;
   }
 
   // --- recovery ---------------------------------------------------------------
@@ -346,9 +467,13 @@ export class Journal {
    * Scans every segment, verifies every checksum, cuts a torn tail, and rebuilds
    * the state. Damage before the tail is reported in `lost` (never silently skipped).
    */
-  async recover(): Promise<RecoveryReport> {
-    const report: RecoveryReport = { records: 0, segments: 0, tornBytes: 0, notes: [], lost: [], unknownLoss: false };
+  async recover(onRecord?: (offset: number, length: number) => void): Promise<RecoveryReport> {
+    const report: RecoveryReport = { records: 0, segments: 0, tornBytes: 0, notes: [], lost: [], unknownLoss: false, damaged: false };
     const names = this.store.list().filter((n) => SEGMENT_NAME.test(n)).sort();
+    const releasedOnDisk = await this.readReleased();
+    this.appliedOnDisk = await readCounter(this.store, APPLIED_FILE, APPLIED_MAGIC);
+    this.appliedMarked = this.appliedOnDisk;
+    this.releasedDurable = releasedOnDisk;
     let expected: number | null = null;
     let lastHeader: RecordHeader | null = null;
     let damaged = false; // once set, later records are kept only for their ranges
@@ -373,12 +498,25 @@ export class Journal {
         this.dirChanged = true;
         continue;
       }
-      if (expected !== null && sh.baseSeq !== expected && !damaged) {
-        report.notes.push(`journal segment ${name} starts at record ${sh.baseSeq} but ${expected} was next; records in between are missing, the whole volume will be resynced`);
+      if (expected !== null && sh.baseSeq > expected && !damaged && sh.baseSeq - 1 <= releasedOnDisk) {
+        // Segments are removed oldest first, only once their release is on disk: these
+        // were released and their removal had not reached the disk.
+        report.notes.push(`journal: segments before record ${sh.baseSeq} were already released (their removal had not reached the disk); dropped`);
+        for (const old of this.segments.splice(0)) {
+          old.file.close();
+          this.store.remove(old.name);
+        }
+        this.used = 0;
+        this.samples = [];
+        this.streamEnd = 0;
+        this.dirChanged = true;
+        report.segments = 0;
+      } else if (expected !== null && sh.baseSeq !== expected && !damaged) {
+        report.notes.push(`journal segment ${name} starts at record ${sh.baseSeq} but ${expected} was next; the records in between are lost, so the whole volume will be resynced`);
         report.unknownLoss = true;
         damaged = true;
       }
-      const seg: Segment = { name, baseSeq: sh.baseSeq, lastSeq: sh.baseSeq - 1, file, unsynced: false };
+      const seg: Segment = { name, baseSeq: sh.baseSeq, lastSeq: sh.baseSeq - 1, file, unsynced: false, readers: 0, removed: false };
       this.epoch = Math.max(this.epoch, sh.baseEpoch);
       let pos = SEGMENT_HEADER_SIZE;
       let seq = sh.baseSeq;
@@ -394,7 +532,7 @@ export class Journal {
           payloadOk = payloadMatches(payload, h.payloadCrc);
         }
         if (fits && inOrder && payloadOk) {
-          if (damaged && h.header.kind !== RecordKind.Barrier) report.lost.push({ offset: h.header.offset, length: h.header.length });
+          if (h.header.kind !== RecordKind.Barrier) onRecord?.(h.header.offset, h.header.length);
           lastHeader = h.header;
           seg.lastSeq = seq;
           this.sample(seq, h.header.time, RECORD_HEADER_SIZE + h.payloadLength);
@@ -430,12 +568,13 @@ export class Journal {
       if (seg.lastSeq >= seg.baseSeq) this.nextSeq = seg.lastSeq + 1;
       else this.nextSeq = Math.max(this.nextSeq, seg.baseSeq);
     }
+    report.damaged = damaged;
     if (lastHeader) {
       this.epoch = Math.max(this.epoch, lastHeader.kind === RecordKind.Barrier ? lastHeader.epoch + 1 : lastHeader.epoch);
       this.epochHasWrites = lastHeader.kind !== RecordKind.Barrier;
     }
     this.streamEnd = this.samples.length > 0 ? this.streamEnd : 0;
-    this.released = (this.segments[0]?.baseSeq ?? this.nextSeq) - 1;
+    this.released = Math.min(this.lastSeq, Math.max(releasedOnDisk, (this.segments[0]?.baseSeq ?? this.nextSeq) - 1));
     this.durableSeq = this.lastSeq;
     if (this.segments.length === 0) this.openSegment(this.nextSeq);
     if (report.records > 0 || report.notes.length > 0) {
@@ -470,4 +609,30 @@ export class Journal {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Counter files: 8-byte magic, u64 value, u32 CRC32C of the first 16 bytes. */
+const COUNTER_SIZE = 20;
+const RELEASED_FILE = 'released';
+const RELEASED_MAGIC = Buffer.from('OFFSREL1', 'latin1');
+const APPLIED_FILE = 'applied';
+const APPLIED_MAGIC = Buffer.from('OFFSAPL1', 'latin1');
+
+function encodeCounter(magic: Buffer, value: number): Buffer {
+  const b = Buffer.alloc(COUNTER_SIZE);
+  magic.copy(b, 0);
+  b.writeBigUInt64LE(BigInt(value), 8);
+  b.writeUInt32LE(crc32c(b.subarray(0, 16)), 16);
+  return b;
+}
+
+async function readCounter(store: Store, name: string, magic: Buffer): Promise<number> {
+  if (!store.list().includes(name)) return 0;
+  const f = store.open(name);
+  try {
+    const b = await f.read(0, COUNTER_SIZE);
+    if (b.length < COUNTER_SIZE || !b.subarray(0, 8).equals(magic) || crc32c(b.subarray(0, 16)) !== b.readUInt32LE(16)) return 0;
+    return Number(b.readBigUInt64LE(8));
+  } finally {
+    f.close();
+  }
+}
 const MAGIC_BYTES = Buffer.from('OFJR', 'latin1');

@@ -14,7 +14,7 @@ import { DiskError } from '../nbd/export.js';
 import type { Logger } from '../log/log.js';
 import { formatBytes } from '../config/units.js';
 import { GroupSync } from '../volume/group-sync.js';
-import type { DirtyBitmap } from './bitmap.js';
+import type { DirtyBitmap, RegionSet } from './bitmap.js';
 import type { Journal, RecoveryReport } from './journal.js';
 import { RecordKind } from './record.js';
 
@@ -64,6 +64,7 @@ export class JournaledVolume implements ExportBackend {
   private readonly blocked: Array<() => void> = [];
   private readonly maxBlocked: number;
   overflowAt: number | null = null;
+  private skipFoldRead = false;
   overflows = 0;
 
   constructor(opts: WritePathOptions) {
@@ -87,10 +88,15 @@ export class JournaledVolume implements ExportBackend {
    * damage found by journal recovery goes to the bitmap; a non-empty bitmap means
    * bitmap mode; otherwise records after the last barrier's appliedSeq are replayed.
    */
-  async start(report: RecoveryReport): Promise<void> {
-    for (const n of report.notes) this.log.info({ volume: this.name }, n);
+  async start(report: RecoveryReport, recorded?: RegionSet): Promise<void> {
+    for (const n of report.notes) (report.damaged ? this.log.warn : this.log.info).call(this.log, { volume: this.name }, n);
     for (const r of report.lost) this.bitmap.mark(r.offset, r.length);
-    if (report.unknownLoss) this.bitmap.markAll();
+    if (report.unknownLoss || (report.damaged && !recorded)) this.bitmap.markAll();
+    if (report.damaged) {
+      // The journal cannot be read through: fold it from what recovery saw.
+      recorded?.copyTo(this.bitmap);
+      this.skipFoldRead = true;
+    }
     if (this.bitmap.count > 0) {
       this.log.warn({ volume: this.name },
         `volume ${this.name}: ${this.bitmap.count} regions (${formatBytes(this.bitmap.dirtyBytes)}) are marked for resync; tracking changes in the dirty bitmap`);
@@ -104,14 +110,8 @@ export class JournaledVolume implements ExportBackend {
 
   /** Replays journal records whose volume writes may not have completed before a crash. */
   private async redo(): Promise<void> {
-    let from = this.journal.released + 1;
-    // The last barrier says up to where the volume already had everything.
-    for (let seq = from; seq <= this.journal.lastSeq;) {
-      const batch = await this.journal.read(seq, 8 << 20);
-      if (batch.length === 0) break;
-      for (const r of batch) if (r.kind === RecordKind.Barrier) from = Math.max(from, r.offset + 1);
-      seq = batch[batch.length - 1]!.seq + 1;
-    }
+    // The `applied` counter on disk says up to where the volume surely had everything.
+    const from = Math.max(this.journal.released, this.journal.appliedOnDisk) + 1;
     let replayed = 0;
     for (let seq = from; seq <= this.journal.lastSeq;) {
       const batch = await this.journal.read(seq, 8 << 20);
@@ -135,7 +135,7 @@ export class JournaledVolume implements ExportBackend {
 
   async write(offset: number, data: Buffer, fua: boolean): Promise<void> {
     const seq = await this.track(RecordKind.Write, offset, data.length, data, fua);
-    await this.apply(seq, this.disk.write(offset, data, false));
+    await this.apply(seq, this.disk.write(offset, data, false), offset, data.length);
     if (fua) await this.flush();
   }
 
@@ -144,7 +144,7 @@ export class JournaledVolume implements ExportBackend {
       throw new DiskError('ENOTSUP', 'journal full: zeroing would wait');
     }
     const seq = await this.track(RecordKind.Zeroes, offset, length, null, opts.fua);
-    await this.apply(seq, this.disk.writeZeroes(offset, length, { ...opts, fua: false }));
+    await this.apply(seq, this.disk.writeZeroes(offset, length, { ...opts, fua: false }), offset, length);
     if (opts.fua) await this.flush();
   }
 
@@ -154,7 +154,7 @@ export class JournaledVolume implements ExportBackend {
    */
   async trim(offset: number, length: number, fua: boolean): Promise<void> {
     const seq = await this.track(RecordKind.Trim, offset, length, null, fua);
-    await this.apply(seq, this.zeroRange(offset, length));
+    await this.apply(seq, this.zeroRange(offset, length), offset, length);
     if (fua) await this.flush();
   }
 
@@ -169,7 +169,13 @@ export class JournaledVolume implements ExportBackend {
   /** FLUSH: close the epoch with a barrier, then volume + journal + bitmap durable together. */
   async flush(): Promise<void> {
     if (this.modeNow === 'journal' && this.journal.openEpochHasWrites) {
-      const r = this.journal.barrier(this.appliedSeq());
+      let r: number | 'full' | null;
+      try {
+        r = this.journal.barrier(this.appliedSeq());
+      } catch (e) {
+        this.toBitmap(`cannot append to the journal (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+        r = null;
+      }
       if (r === 'full') {
         if (this.onFull === 'bitmap') this.overflow();
         else {
@@ -184,8 +190,13 @@ export class JournaledVolume implements ExportBackend {
   /** The peer holds everything up to `seq` durably; free journal space behind it. */
   async release(seq: number): Promise<void> {
     if (seq > this.durableAppliedSeq) await this.flush(); // never outrun local durability
-    this.journal.release(Math.min(seq, this.durableAppliedSeq));
+    await this.journal.release(Math.min(seq, this.durableAppliedSeq));
     this.wakeBlocked();
+  }
+
+  /** Resolves when no fold of the journal into the bitmap is running. */
+  async quiesce(): Promise<void> {
+    while (this.folding) await this.folding;
   }
 
   async close(): Promise<void> {
@@ -204,7 +215,14 @@ export class JournaledVolume implements ExportBackend {
         this.bitmap.mark(offset, length);
         return 0;
       }
-      const seq = this.journal.append(kind, offset, length, payload, fua);
+      let seq: number | 'full';
+      try {
+        seq = this.journal.append(kind, offset, length, payload, fua);
+      } catch (e) {
+        // The journal's disk failed (full, I/O error): the host is still served, tracked by bitmap.
+        this.toBitmap(`cannot append to the journal (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+        continue;
+      }
       if (seq !== 'full') {
         this.inFlight.add(seq);
         return seq;
@@ -217,9 +235,15 @@ export class JournaledVolume implements ExportBackend {
     }
   }
 
-  private async apply(seq: number, p: Promise<void>): Promise<void> {
+  private async apply(seq: number, p: Promise<void>, offset: number, length: number): Promise<void> {
     try {
       await p;
+    } catch (e) {
+      // The volume did not take a write the journal has: the peer must not get
+      // ahead of this disk, so the range goes to the bitmap for a resync.
+      this.bitmap.mark(offset, length);
+      this.toBitmap(`volume write failed (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw e;
     } finally {
       if (seq > 0) this.inFlight.delete(seq);
     }
@@ -236,6 +260,7 @@ export class JournaledVolume implements ExportBackend {
     const applied = this.appliedSeq();
     await this.exclusive(() => Promise.all([this.disk.flush(), this.journal.sync(), this.bitmap.sync()]).then(() => undefined));
     this.durableAppliedSeq = Math.max(this.durableAppliedSeq, applied);
+    if (this.modeNow === 'journal') this.journal.markApplied(this.durableAppliedSeq);
   }
 
   private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -252,13 +277,17 @@ export class JournaledVolume implements ExportBackend {
 
   /** Journal full under on_full: bitmap. The host keeps writing at full speed. */
   private overflow(): void {
+    this.toBitmap(`journal full: ${formatBytes(this.journal.usedBytes)} of ${formatBytes(this.journal.capacity)}`);
+  }
+
+  /** Switches to dirty-bitmap tracking and folds the journal into the bitmap. */
+  private toBitmap(reason: string): void {
     if (this.modeNow === 'bitmap') return;
     this.modeNow = 'bitmap';
     this.overflows++;
     this.overflowAt = Date.now();
     this.log.warn({ volume: this.name },
-      `journal full: ${formatBytes(this.journal.usedBytes)} of ${formatBytes(this.journal.capacity)} for volume ${this.name}; ` +
-      `switched to dirty-bitmap tracking (${formatBytes(this.bitmap.regionSize)} regions); the changed regions will be resynced`);
+      `volume ${this.name}: ${reason}; switched to dirty-bitmap tracking (${formatBytes(this.bitmap.regionSize)} regions), the changed regions will be resynced`);
     this.folding = this.fold().catch((e: Error) => {
       this.log.error({ volume: this.name }, `volume ${this.name}: folding the journal into the bitmap failed: ${e.message}; marking every region for resync`);
       this.bitmap.markAll();
@@ -267,7 +296,9 @@ export class JournaledVolume implements ExportBackend {
 
   /** Marks the range of every unreleased record, makes the bitmap durable, then empties the journal. */
   private async fold(): Promise<void> {
-    await this.journal.forEachUnreleased((o, l) => this.bitmap.mark(o, l));
+    this.log.debug({ volume: this.name }, `folding journal records ${this.journal.released + 1}..${this.journal.lastSeq} into the bitmap: ${this.journal.describe()}`);
+    if (!this.skipFoldRead) await this.journal.forEachUnreleased((o, l) => { if (process.env.OFFSITE_SIM_DEBUG) console.log(`fold ${o / 4096}+${l / 4096}`); this.bitmap.mark(o, l); });
+    this.skipFoldRead = false;
     await this.exclusive(async () => {
       await this.bitmap.sync();
       this.journal.clear();

@@ -8,7 +8,7 @@ import type { Logger } from '../log/log.js';
 import { ExportRegistry, NbdServer, formatListenAddress, type ListenAddress } from '../nbd/server.js';
 import { nativeFs } from '../volume/native.js';
 import { Volume } from '../volume/volume.js';
-import { DirtyBitmap } from '../journal/bitmap.js';
+import { DirtyBitmap, RegionSet } from '../journal/bitmap.js';
 import { History } from '../journal/history.js';
 import { Journal } from '../journal/journal.js';
 import { DirStore } from '../journal/store.js';
@@ -78,11 +78,12 @@ export class Daemon {
     if (v.peer === undefined || v.role !== 'primary') return { config: v, volume, journaled: null, history: null };
     const dir = path.join(this.config.state, 'volumes', v.name);
     const journal = new Journal({ store: new DirStore(path.join(dir, 'journal')), capacity: v.journal });
-    const report = await journal.recover();
+    const recorded = new RegionSet(volume.size, v.bitmap_region);
+    const report = await journal.recover((o, l) => recorded.mark(o, l));
     const { bitmap, notes } = await DirtyBitmap.open(new DirStore(dir), volume.size, v.bitmap_region);
     for (const n of notes) this.log.warn({ volume: v.name }, n);
     const journaled = new JournaledVolume({ disk: volume, journal, bitmap, onFull: v.on_full, log: this.log });
-    await journaled.start(report);
+    await journaled.start(report, recorded);
     this.log.info({ volume: v.name, journal: v.journal },
       `volume ${v.name}: journal ${formatBytes(journal.usedBytes)} of ${formatBytes(v.journal)}, ${journal.backlogRecords} records unreleased, epoch ${journal.epoch}, tracking by ${journaled.mode}`);
     return { config: v, volume, journaled, history: new History(path.join(dir, 'history.csv')) };

@@ -1,0 +1,301 @@
+// A disk model for the seeded simulation: files with a page cache. Writes land in
+// the cache at once; sync() makes them durable; a crash keeps the durable bytes
+// and, for a power loss, a random subset of unsynced writes, some torn at 512-byte
+// sector boundaries. Every asynchronous completion is ordered by the seeded
+// scheduler, so one seed is one exact schedule.
+import type { Store, StoreFile } from '../../src/journal/store.js';
+import type { Extent, ZeroOptions } from '../../src/nbd/export.js';
+import type { Disk } from '../../src/journal/write-path.js';
+
+export class Rng {
+  private s: number;
+  constructor(seed: number) {
+    this.s = seed >>> 0 || 0x9e3779b9;
+  }
+  /** mulberry32 */
+  next(): number {
+    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
+}
+
+/** Completions wait here until the simulation lets them through, in seeded order. */
+export class Scheduler {
+  private pending: Array<() => void> = [];
+  constructor(private readonly rng: Rng) {}
+
+  defer<T>(fn: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push(() => {
+        try {
+          resolve(fn());
+        } catch (e) {
+          reject(e);
+        }
+      });
+    });
+  }
+
+  get size(): number {
+    return this.pending.length;
+  }
+
+  /** Completes one pending operation chosen by the seed; false when none is pending. */
+  step(): boolean {
+    if (this.pending.length === 0) return false;
+    const i = this.rng.int(this.pending.length);
+    const [op] = this.pending.splice(i, 1);
+    op!();
+    return true;
+  }
+
+  /** Drops everything pending (the process died). */
+  clear(): void {
+    this.pending = [];
+  }
+}
+
+interface Change {
+  pos: number;
+  /** Bytes written (empty for a truncate). */
+  data: Buffer;
+  /** What was there before, and the length before: to roll the change back. */
+  old: Buffer;
+  oldLength: number;
+}
+
+/**
+ * A file in the model. `current` is what processes see (page cache included);
+ * unsynced changes keep their before-image, so a power loss can roll them back
+ * and replay a random part of them, without copying the file on every sync.
+ */
+export class MemFile {
+  current: Buffer = Buffer.alloc(0);
+  unsynced: Change[] = [];
+
+  write(pos: number, data: Buffer): void {
+    const end = pos + data.length;
+    const oldLength = this.current.length;
+    if (end > this.current.length) {
+      const grown = Buffer.alloc(end);
+      this.current.copy(grown);
+      this.current = grown;
+    }
+    const old = Buffer.from(this.current.subarray(pos, end));
+    data.copy(this.current, pos);
+    this.unsynced.push({ pos, data: Buffer.from(data), old, oldLength });
+  }
+
+  truncate(len: number): void {
+    const oldLength = this.current.length;
+    const old = Buffer.from(this.current.subarray(Math.min(len, oldLength)));
+    const t = Buffer.alloc(len);
+    this.current.copy(t, 0, 0, Math.min(len, oldLength));
+    this.current = t;
+    this.unsynced.push({ pos: len, data: Buffer.alloc(0), old, oldLength });
+  }
+
+  sync(): void {
+    this.unsynced = [];
+  }
+
+  /** What the disk holds after the crash. */
+  crash(rng: Rng, powerLoss: boolean): void {
+    if (!powerLoss) {
+      this.sync(); // the page cache outlives the process
+      return;
+    }
+    const changes = this.unsynced;
+    // Roll back to the durable image.
+    for (let i = changes.length - 1; i >= 0; i--) {
+      const c = changes[i]!;
+      const img = Buffer.alloc(c.oldLength);
+      this.current.copy(img, 0, 0, Math.min(c.oldLength, this.current.length));
+      c.old.copy(img, c.data.length === 0 ? c.pos : c.pos);
+      this.current = img;
+    }
+    this.unsynced = [];
+    // Replay a random part of what was in the cache: whole, torn at sectors, or lost.
+    for (const c of changes) {
+      if (c.data.length === 0) {
+        if (rng.chance(0.5)) this.truncate(c.pos);
+        continue;
+      }
+      const r = rng.next();
+      if (r < 0.4) continue;
+      const sectors = Math.ceil(c.data.length / 512);
+      for (let s = 0; s < sectors; s++) {
+        if (r < 0.7 && rng.chance(0.5)) continue;
+        const from = s * 512;
+        this.write(c.pos + from, c.data.subarray(from, Math.min(c.data.length, from + 512)));
+      }
+    }
+    this.unsynced = [];
+  }
+}
+
+/** A directory of MemFiles; creations and removals are durable only after syncDir. */
+export class MemStore implements Store {
+  files = new Map<string, MemFile>();
+  private durableNames = new Set<string>();
+  full = false;
+  /** Files whose content is counted against `capacity` when set. */
+  capacity = Infinity;
+
+  constructor(readonly sched: Scheduler) {}
+
+  list(): string[] {
+    return [...this.files.keys()].sort();
+  }
+
+  open(name: string): StoreFile {
+    const f = this.files.get(name);
+    if (!f) throw Object.assign(new Error(`ENOENT ${name}`), { code: 'ENOENT' });
+    return new MemHandle(name, f, this);
+  }
+
+  create(name: string): StoreFile {
+    const f = new MemFile();
+    this.files.set(name, f);
+    return new MemHandle(name, f, this);
+  }
+
+  private removed = new Map<string, MemFile>();
+
+  remove(name: string): void {
+    const f = this.files.get(name);
+    if (f) this.removed.set(name, f);
+    this.files.delete(name);
+  }
+
+  syncDir(): Promise<void> {
+    const names = new Set(this.files.keys());
+    return this.sched.defer(() => {
+      this.durableNames = names;
+    });
+  }
+
+  bytes(): number {
+    let n = 0;
+    for (const f of this.files.values()) n += f.current.length;
+    return n;
+  }
+
+  crash(rng: Rng, powerLoss: boolean): void {
+    const removed = this.removed;
+    this.removed = new Map();
+    if (powerLoss) {
+      // Names created since the last syncDir may vanish; removed ones may come back.
+      for (const name of [...this.files.keys()]) {
+        if (!this.durableNames.has(name) && rng.chance(0.5)) this.files.delete(name);
+      }
+      for (const [name, f] of removed) {
+        if (this.durableNames.has(name) && !this.files.has(name) && rng.chance(0.5)) this.files.set(name, f);
+      }
+    }
+    for (const f of this.files.values()) f.crash(rng, powerLoss);
+    this.durableNames = new Set(this.files.keys());
+  }
+}
+
+class MemHandle implements StoreFile {
+  constructor(readonly name: string, private readonly f: MemFile, private readonly store: MemStore) {}
+
+  size(): number {
+    return this.f.current.length;
+  }
+
+  appendSync(parts: Buffer[]): void {
+    if (this.store.full) throw Object.assign(new Error('ENOSPC: disk full'), { code: 'ENOSPC' });
+    this.f.write(this.f.current.length, Buffer.concat(parts));
+  }
+
+  writeSync(position: number, data: Buffer): void {
+    if (this.store.full && position + data.length > this.f.current.length) {
+      throw Object.assign(new Error('ENOSPC: disk full'), { code: 'ENOSPC' });
+    }
+    this.f.write(position, data);
+  }
+
+  read(position: number, length: number): Promise<Buffer> {
+    const snapshot = Buffer.from(this.f.current.subarray(position, position + length));
+    return this.store.sched.defer(() => snapshot);
+  }
+
+  sync(): Promise<void> {
+    return this.store.sched.defer(() => this.f.sync());
+  }
+
+  truncateSync(length: number): void {
+    this.f.truncate(length);
+  }
+
+  close(): void {}
+}
+
+/** The volume: a MemFile of fixed size behind the Disk interface. */
+export class MemDisk implements Disk {
+  readonly name = 'sim';
+  readonly readOnly = false;
+  readonly description = 'simulated volume';
+  file = new MemFile();
+  full = false;
+
+  constructor(readonly size: number, private readonly sched: Scheduler) {
+    this.file.current = Buffer.alloc(size);
+  }
+
+  read(offset: number, into: Buffer, at: number, length: number): Promise<void> {
+    return this.sched.defer(() => {
+      this.file.current.copy(into, at, offset, offset + length);
+    });
+  }
+
+  write(offset: number, data: Buffer): Promise<void> {
+    const copy = Buffer.from(data);
+    return this.sched.defer(() => {
+      if (this.full) throw Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' });
+      this.file.write(offset, copy);
+    });
+  }
+
+  writeZeroes(offset: number, length: number, _opts: ZeroOptions): Promise<void> {
+    return this.sched.defer(() => this.file.write(offset, Buffer.alloc(length)));
+  }
+
+  punch(offset: number, length: number): Promise<boolean> {
+    return this.sched.defer(() => {
+      this.file.write(offset, Buffer.alloc(length));
+      return true;
+    });
+  }
+
+  flush(): Promise<void> {
+    return this.sched.defer(() => this.file.sync());
+  }
+
+  cache(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  extents(_o: number, length: number): Promise<Extent[]> {
+    return Promise.resolve([{ length, hole: false }]);
+  }
+
+  crash(rng: Rng, powerLoss: boolean): void {
+    this.file.crash(rng, powerLoss);
+    if (this.file.current.length < this.size) {
+      const g = Buffer.alloc(this.size);
+      this.file.current.copy(g);
+      this.file.current = g;
+    }
+  }
+}
