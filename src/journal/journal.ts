@@ -259,7 +259,11 @@ export class Journal {
     // unless it too is fully released and over its target size.
     const tail = this.segments[this.segments.length - 1];
     if (tail && tail.lastSeq <= upTo && tail.lastSeq >= tail.baseSeq && tail.file.size() >= this.segmentSize) {
-      this.openSegment(this.nextSeq); // an empty tail keeps the numbering; the full one can go
+      try {
+        this.openSegment(this.nextSeq); // an empty tail keeps the numbering; the full one can go
+      } catch {
+        // Disk full: keep the old tail for now.
+      }
     }
     if (this.segments.length < 2 || this.segments[0]!.lastSeq > upTo) return;
     // The release point is made durable before any segment goes: after a power loss
@@ -353,7 +357,11 @@ export class Journal {
     this.samples = [];
     this.dirChanged = true;
     if (!keep) {
-      this.openSegment(this.nextSeq);
+      try {
+        this.openSegment(this.nextSeq);
+      } catch {
+        // Disk full: the first append will try again.
+      }
       return;
     }
     keep.file.writeSync(0, encodeSegmentHeader({ baseSeq: this.nextSeq, baseEpoch: this.epoch, created: this.now() }));
@@ -576,7 +584,14 @@ export class Journal {
     this.streamEnd = this.samples.length > 0 ? this.streamEnd : 0;
     this.released = Math.min(this.lastSeq, Math.max(releasedOnDisk, (this.segments[0]?.baseSeq ?? this.nextSeq) - 1));
     this.durableSeq = this.lastSeq;
-    if (this.segments.length === 0) this.openSegment(this.nextSeq);
+    if (this.segments.length === 0) {
+      try {
+        this.openSegment(this.nextSeq);
+      } catch (e) {
+        // Disk full: the first append will try again (and fall back to the bitmap).
+        report.notes.push(`journal: cannot create a segment (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      }
+    }
     if (report.records > 0 || report.notes.length > 0) {
       report.notes.unshift(`journal: recovered ${report.records} records in ${report.segments} segments, records ${this.released + 1}..${this.lastSeq}, epoch ${this.epoch}`);
     }
