@@ -10,7 +10,7 @@ export const OFFSITE_BIN = new URL('../../../bin/offsite.js', import.meta.url).p
 export interface DaemonOptions {
   dir?: string;
   /** Extra YAML for the volumes: map, already indented by four spaces per key. */
-  volumes?: Record<string, { size?: string; role?: string; path?: string; default?: boolean }>;
+  volumes?: Record<string, { size?: string; role?: string; path?: string; default?: boolean; peer?: string; journal?: string; on_full?: string }>;
   unix?: boolean;
   node?: string;
 }
@@ -41,12 +41,17 @@ export class TestDaemon {
       `node: ${opts.node ?? 'site-a'}`,
       'state: ./state',
       `nbd: ${unix ? 'unix:./nbd.sock' : `127.0.0.1:${port}`}`,
+      'peers:',
+      '  site-b: { address: "127.0.0.1:7701" }',
       'volumes:',
     ];
     for (const [name, v] of Object.entries(volumes)) {
       lines.push(`  ${name}:`, `    path: ${v.path ?? `./${name}.img`}`, `    role: ${v.role ?? 'primary'}`);
       if (v.size) lines.push(`    size: ${v.size}`);
       if (v.default) lines.push('    default: true');
+      if (v.peer) lines.push(`    peer: ${v.peer}`);
+      if (v.journal) lines.push(`    journal: ${v.journal}`);
+      if (v.on_full) lines.push(`    on_full: ${v.on_full}`);
     }
     const configFile = path.join(dir, 'offsite.yaml');
     fs.writeFileSync(configFile, lines.join('\n') + '\n');
