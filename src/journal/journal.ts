@@ -21,6 +21,8 @@ interface Segment {
   file: StoreFile;
   /** Bytes appended since this segment's last sync. */
   unsynced: boolean;
+  /** Bytes the segment holds once queued writes land (what capacity counts). */
+  reserved: number;
   /** Reads in progress: a removed segment's file is closed only when none are. */
   readers: number;
   removed: boolean;
@@ -166,26 +168,112 @@ export class Journal {
   private put(h: RecordHeader, payload: Buffer | null): AppendResult {
     const size = recordSize(h.kind, h.length);
     let seg = this.segments[this.segments.length - 1];
-    const needSegment = !seg || (seg.file.size() + size > this.segmentSize && seg.lastSeq >= seg.baseSeq);
+    if (this.broken) throw this.broken;
+    const needSegment = !seg || (seg.reserved + size > this.segmentSize && seg.lastSeq >= seg.baseSeq);
     if (this.used + size + (needSegment ? SEGMENT_HEADER_SIZE : 0) > this.capacity) return 'full';
     if (needSegment) seg = this.openSegment(h.seq);
     const header = encodeRecordHeader(h, payload);
-    seg!.file.appendSync(payload && payload.length > 0 ? [header, payload] : [header]);
+    this.enqueue(seg!, h.seq, payload && payload.length > 0 ? [header, payload] : [header]);
     seg!.lastSeq = h.seq;
-    seg!.unsynced = true;
     this.used += size;
     this.appendedBytes += size;
     this.sample(h.seq, h.time, size);
     this.nextSeq = h.seq + 1;
-    for (const w of this.waiters) w();
     return h.seq;
+  }
+
+  // --- the append queue -------------------------------------------------------
+  // Records are written in order by one writer on the thread pool, batched: while
+  // one writev is in flight the next records gather, and go in the next one. One
+  // at a time and in order means a crash can tear only the tail, never leave a
+  // hole; off the event loop means the host's requests keep flowing meanwhile.
+
+  private readonly queue: Array<{ seg: Segment; at: number; parts: Buffer[]; bytes: number; seq: number }> = [];
+  private writing = false;
+  /** Every record up to this seq is in the page cache (readable, syncable). */
+  writtenSeq = 0;
+  /** Set when a journal write failed: nothing more can be appended. */
+  broken: Error | null = null;
+  private readonly written: Array<{ seq: number; resolve: () => void; reject: (e: Error) => void }> = [];
+
+  private enqueue(seg: Segment, seq: number, parts: Buffer[]): void {
+    const bytes = parts.reduce((n, p) => n + p.length, 0);
+    this.queue.push({ seg, at: seg.reserved, parts, bytes, seq });
+    seg.reserved += bytes;
+    this.pump();
+  }
+
+  /** Resolves when record `seq` is in the page cache; rejects if the journal write failed. */
+  whenWritten(seq: number): Promise<void> {
+    if (seq <= this.writtenSeq) return Promise.resolve();
+    if (this.broken) return Promise.reject(this.broken);
+    return new Promise((resolve, reject) => this.written.push({ seq, resolve, reject }));
+  }
+
+  private pump(): void {
+    if (this.writing || this.queue.length === 0) return;
+    const first = this.queue[0]!;
+    let n = 1;
+    let end = first.at + first.bytes;
+    let bytes = first.bytes;
+    while (n < this.queue.length && n < 1024 && bytes < 16 << 20) {
+      const q = this.queue[n]!;
+      if (q.seg !== first.seg || q.at !== end) break;
+      end += q.bytes;
+      bytes += q.bytes;
+      n++;
+    }
+    const batch = this.queue.splice(0, n);
+    this.writing = true;
+    const parts = batch.flatMap((q) => q.parts);
+    first.seg.file.writev(first.at, parts).then(() => {
+      first.seg.unsynced = true;
+      const top = batch[batch.length - 1]!.seq;
+      if (top > this.writtenSeq) this.writtenSeq = top;
+      this.settleWritten();
+    }, (e: Error) => {
+      this.broken = e;
+      this.queue.length = 0;
+      this.settleWritten();
+    }).finally(() => {
+      this.writing = false;
+      this.pump();
+      for (const w of this.waiters) w();
+    });
+  }
+
+  private settleWritten(): void {
+    for (let i = this.written.length - 1; i >= 0; i--) {
+      const w = this.written[i]!;
+      if (w.seq <= this.writtenSeq) {
+        this.written.splice(i, 1);
+        w.resolve();
+      } else if (this.broken) {
+        this.written.splice(i, 1);
+        w.reject(this.broken);
+      }
+    }
+  }
+
+  /** Resolves when every queued write has landed (or failed). */
+  drained(): Promise<void> {
+    if (!this.writing && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const w = (): void => {
+        if (!this.writing && this.queue.length === 0) {
+          this.waiters.delete(w);
+          resolve();
+        }
+      };
+      this.waiters.add(w);
+    });
   }
 
   private openSegment(baseSeq: number): Segment {
     const name = segmentName(baseSeq);
     const file = this.store.create(name);
-    file.appendSync([encodeSegmentHeader({ baseSeq, baseEpoch: this.epoch, created: this.now() })]);
-    const seg: Segment = { name, baseSeq, lastSeq: baseSeq - 1, file, unsynced: true, readers: 0, removed: false };
+    const seg: Segment = { name, baseSeq, lastSeq: baseSeq - 1, file, unsynced: true, readers: 0, removed: false, reserved: 0 };
+    this.enqueue(seg, baseSeq - 1, [encodeSegmentHeader({ baseSeq, baseEpoch: this.epoch, created: this.now() })]);
     this.segments.push(seg);
     this.used += SEGMENT_HEADER_SIZE;
     this.dirChanged = true;
@@ -221,6 +309,8 @@ export class Journal {
   /** Makes every appended record durable. Returns the seq it covers. */
   async sync(): Promise<number> {
     const upTo = this.lastSeq;
+    await this.drained();
+    if (this.broken) throw this.broken;
     const dirty = this.segments.filter((s) => s.unsynced);
     for (const s of dirty) s.unsynced = false;
     const dir = this.dirChanged;
@@ -258,7 +348,7 @@ export class Journal {
     // Free closed segments whose every record is released; the tail stays for appends
     // unless it too is fully released and over its target size.
     const tail = this.segments[this.segments.length - 1];
-    if (tail && tail.lastSeq <= upTo && tail.lastSeq >= tail.baseSeq && tail.file.size() >= this.segmentSize) {
+    if (tail && tail.lastSeq <= upTo && tail.lastSeq >= tail.baseSeq && tail.reserved >= this.segmentSize) {
       try {
         this.openSegment(this.nextSeq); // an empty tail keeps the numbering; the full one can go
       } catch {
@@ -273,7 +363,7 @@ export class Journal {
       const s = this.segments[0]!;
       if (s.lastSeq > this.releasedDurable) break;
       this.segments.shift();
-      this.used -= s.file.size();
+      this.used -= s.reserved;
       this.drop(s);
     }
   }
@@ -349,6 +439,7 @@ export class Journal {
    * so it works on a full disk too.
    */
   clear(): void {
+    this.broken = null; // the queue is drained; whatever failed is folded into the bitmap
     const keep = this.segments.pop();
     for (const s of this.segments) this.drop(s);
     this.segments = [];
@@ -364,8 +455,14 @@ export class Journal {
       }
       return;
     }
-    keep.file.writeSync(0, encodeSegmentHeader({ baseSeq: this.nextSeq, baseEpoch: this.epoch, created: this.now() }));
-    keep.file.truncateSync(SEGMENT_HEADER_SIZE);
+    try {
+      keep.file.writeSync(0, encodeSegmentHeader({ baseSeq: this.nextSeq, baseEpoch: this.epoch, created: this.now() }));
+      keep.file.truncateSync(SEGMENT_HEADER_SIZE);
+    } catch {
+      this.drop(keep); // disk full and no header to rewrite: the next append starts a segment
+      return;
+    }
+    keep.reserved = SEGMENT_HEADER_SIZE;
     keep.baseSeq = this.nextSeq;
     keep.lastSeq = this.nextSeq - 1;
     keep.unsynced = true;
@@ -379,7 +476,7 @@ export class Journal {
    * Records from `fromSeq` in order, up to about `maxBytes` (at least one record)
    * and not past `limitSeq`. Streams from disk: the backlog is never held in memory.
    */
-  async read(fromSeq: number, maxBytes: number, limitSeq = this.lastSeq): Promise<JournalRecord[]> {
+  async read(fromSeq: number, maxBytes: number, limitSeq = this.writtenSeq): Promise<JournalRecord[]> {
     const out: JournalRecord[] = [];
     if (fromSeq > limitSeq) return out;
     const segIndex = this.segments.findIndex((s) => s.baseSeq <= fromSeq && fromSeq <= s.lastSeq);
@@ -390,7 +487,7 @@ export class Journal {
     for (const seg of segments) {
       if (bytes >= maxBytes) break;
       let pos = SEGMENT_HEADER_SIZE;
-      const end = seg.file.size();
+      const end = Math.min(seg.file.size(), seg.reserved);
       while (pos < end && bytes < maxBytes && !seg.removed) {
         const head = await this.readFrom(seg, pos, RECORD_HEADER_SIZE);
         if (seg.removed) break; // released meanwhile: nobody needs it any more
@@ -433,12 +530,12 @@ export class Journal {
     }
   }
 
-  /** Resolves when a record past `seq` is appended (or at once if there is one). */
+  /** Resolves when a record past `seq` is written (or at once if there is one). */
   waitFor(seq: number): Promise<void> {
-    if (this.lastSeq > seq) return Promise.resolve();
+    if (this.writtenSeq > seq) return Promise.resolve();
     return new Promise((resolve) => {
       const w = (): void => {
-        if (this.lastSeq > seq) {
+        if (this.writtenSeq > seq || this.broken) {
           this.waiters.delete(w);
           resolve();
         }
@@ -453,8 +550,9 @@ export class Journal {
   }
 
   async forEachUnreleased(visit: (offset: number, length: number) => void): Promise<void> {
+    await this.drained();
     let from = this.released + 1;
-    while (from <= this.lastSeq) {
+    while (from <= this.writtenSeq) {
       const batch = await this.read(from, 8 << 20);
       if (batch.length === 0) break;
       for (const r of batch) if (r.kind !== RecordKind.Barrier) visit(r.offset, r.length);
@@ -524,7 +622,7 @@ export class Journal {
         report.unknownLoss = true;
         damaged = true;
       }
-      const seg: Segment = { name, baseSeq: sh.baseSeq, lastSeq: sh.baseSeq - 1, file, unsynced: false, readers: 0, removed: false };
+      const seg: Segment = { name, baseSeq: sh.baseSeq, lastSeq: sh.baseSeq - 1, file, unsynced: false, readers: 0, removed: false, reserved: 0 };
       this.epoch = Math.max(this.epoch, sh.baseEpoch);
       let pos = SEGMENT_HEADER_SIZE;
       let seq = sh.baseSeq;
@@ -569,6 +667,7 @@ export class Journal {
         report.unknownLoss = true;
         break;
       }
+      seg.reserved = file.size();
       this.segments.push(seg);
       this.used += file.size();
       report.segments++;
@@ -584,6 +683,7 @@ export class Journal {
     this.streamEnd = this.samples.length > 0 ? this.streamEnd : 0;
     this.released = Math.min(this.lastSeq, Math.max(releasedOnDisk, (this.segments[0]?.baseSeq ?? this.nextSeq) - 1));
     this.durableSeq = this.lastSeq;
+    this.writtenSeq = this.lastSeq;
     if (this.segments.length === 0) {
       try {
         this.openSegment(this.nextSeq);

@@ -10,6 +10,8 @@ export interface StoreFile {
   /** Current length, including writes not yet synced. */
   size(): number;
   appendSync(parts: Buffer[]): void;
+  /** Writes `parts` back to back at `position`, on the thread pool. */
+  writev(position: number, parts: Buffer[]): Promise<void>;
   writeSync(position: number, data: Buffer): void;
   /** Up to `length` bytes from `position` (short at the end of the file). */
   read(position: number, length: number): Promise<Buffer>;
@@ -82,6 +84,34 @@ class NodeFile implements StoreFile {
       throw Object.assign(new Error(`short write to ${this.name}: ${wrote} of ${n} bytes`), { code: 'ENOSPC' });
     }
     this.length += n;
+  }
+
+  writev(position: number, parts: Buffer[]): Promise<void> {
+    const total = parts.reduce((n, p) => n + p.length, 0);
+    return new Promise((resolve, reject) => {
+      const step = (bufs: Buffer[], pos: number, left: number): void => {
+        fs.writev(this.fd, bufs, pos, (err, n) => {
+          if (err) return reject(err);
+          if (n === left) {
+            this.length = Math.max(this.length, position + total);
+            return resolve();
+          }
+          if (n === 0) return reject(Object.assign(new Error(`no progress writing ${this.name}`), { code: 'ENOSPC' }));
+          // Short write: continue with what is left.
+          const rest: Buffer[] = [];
+          let skip = n;
+          for (const b of bufs) {
+            if (skip >= b.length) skip -= b.length;
+            else {
+              rest.push(b.subarray(skip));
+              skip = 0;
+            }
+          }
+          step(rest, pos + n, left - n);
+        });
+      };
+      step(parts, position, total);
+    });
   }
 
   writeSync(position: number, data: Buffer): void {

@@ -135,6 +135,7 @@ export class JournaledVolume implements ExportBackend {
 
   async write(offset: number, data: Buffer, fua: boolean): Promise<void> {
     const seq = await this.track(RecordKind.Write, offset, data.length, data, fua);
+    await this.landed(seq, offset, data.length);
     await this.apply(seq, this.disk.write(offset, data, false), offset, data.length);
     if (fua) await this.flush();
   }
@@ -144,6 +145,7 @@ export class JournaledVolume implements ExportBackend {
       throw new DiskError('ENOTSUP', 'journal full: zeroing would wait');
     }
     const seq = await this.track(RecordKind.Zeroes, offset, length, null, opts.fua);
+    await this.landed(seq, offset, length);
     await this.apply(seq, this.disk.writeZeroes(offset, length, { ...opts, fua: false }), offset, length);
     if (opts.fua) await this.flush();
   }
@@ -154,6 +156,7 @@ export class JournaledVolume implements ExportBackend {
    */
   async trim(offset: number, length: number, fua: boolean): Promise<void> {
     const seq = await this.track(RecordKind.Trim, offset, length, null, fua);
+    await this.landed(seq, offset, length);
     await this.apply(seq, this.zeroRange(offset, length), offset, length);
     if (fua) await this.flush();
   }
@@ -235,6 +238,21 @@ export class JournaledVolume implements ExportBackend {
     }
   }
 
+  /**
+   * Waits until the record is in the journal file before the volume write starts,
+   * so after kill -9 the volume never holds a write the journal lacks. If the
+   * journal's disk failed, the range goes to the bitmap and the host is still served.
+   */
+  private async landed(seq: number, offset: number, length: number): Promise<void> {
+    if (seq === 0) return;
+    try {
+      await this.journal.whenWritten(seq);
+    } catch (e) {
+      this.bitmap.mark(offset, length);
+      this.toBitmap(`cannot write to the journal (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  }
+
   private async apply(seq: number, p: Promise<void>, offset: number, length: number): Promise<void> {
     try {
       await p;
@@ -258,7 +276,19 @@ export class JournaledVolume implements ExportBackend {
 
   private async syncAll(): Promise<void> {
     const applied = this.appliedSeq();
-    await this.exclusive(() => Promise.all([this.disk.flush(), this.journal.sync(), this.bitmap.sync()]).then(() => undefined));
+    let journalDurable = true;
+    const journalSync = (): Promise<unknown> => this.journal.sync().catch((e: Error) => {
+      if (!this.journal.broken) throw e;
+      journalDurable = false;
+      this.toBitmap(`cannot write to the journal (${(e as NodeJS.ErrnoException).code ?? e.message})`);
+    });
+    await this.exclusive(() => Promise.all([this.disk.flush(), journalSync(), this.bitmap.sync()]).then(() => undefined));
+    if (!journalDurable) {
+      // The journal could not be made durable: its records are durable only once the
+      // fold has put their ranges in the bitmap and synced it.
+      await this.quiesce();
+      await this.exclusive(() => this.bitmap.sync());
+    }
     this.durableAppliedSeq = Math.max(this.durableAppliedSeq, applied);
     if (this.modeNow === 'journal') this.journal.markApplied(this.durableAppliedSeq);
   }
@@ -300,9 +330,12 @@ export class JournaledVolume implements ExportBackend {
     if (!this.skipFoldRead) await this.journal.forEachUnreleased((o, l) => { if (process.env.OFFSITE_SIM_DEBUG) console.log(`fold ${o / 4096}+${l / 4096}`); this.bitmap.mark(o, l); });
     this.skipFoldRead = false;
     await this.exclusive(async () => {
+      await this.journal.drained();
       await this.bitmap.sync();
       this.journal.clear();
-      await this.journal.sync();
+      // If this fails (disk full) the old segments may come back after a crash;
+      // the bitmap is durable already, so recovery folds them again.
+      await this.journal.sync().catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: emptying the journal: ${e.message}`));
     });
     this.inFlight.clear();
     this.folding = null;

@@ -218,6 +218,16 @@ class MemHandle implements StoreFile {
     this.f.write(this.f.current.length, Buffer.concat(parts));
   }
 
+  writev(position: number, parts: Buffer[]): Promise<void> {
+    const data = Buffer.concat(parts);
+    return this.store.sched.defer(() => {
+      if (this.store.full && position + data.length > this.f.current.length) {
+        throw Object.assign(new Error('ENOSPC: disk full'), { code: 'ENOSPC' });
+      }
+      this.f.write(position, data);
+    });
+  }
+
   writeSync(position: number, data: Buffer): void {
     if (this.store.full && position + data.length > this.f.current.length) {
       throw Object.assign(new Error('ENOSPC: disk full'), { code: 'ENOSPC' });

@@ -68,7 +68,9 @@ export async function runSeed(seed: number, cfg: SimConfig = DEFAULT_SIM): Promi
     const recorded = new RegionSet(size, cfg.regionSize);
     const report = await settle(journal.recover((o, l) => recorded.mark(o, l)));
     if (process.env.OFFSITE_SIM_DEBUG) for (const n of report.notes) console.log(`  recovery: ${n}`);
-    const { bitmap } = await settle(DirtyBitmap.open(mstore, size, cfg.regionSize));
+    const { bitmap } = await settle(DirtyBitmap.open(mstore, size, cfg.regionSize)).catch((e: Error) => {
+      throw new Error(`opening the bitmap: ${e.stack}`);
+    });
     const jv = new JournaledVolume({ disk, journal, bitmap, onFull: 'bitmap', log: process.env.OFFSITE_SIM_DEBUG ? createLogger({ level: 'debug', format: 'text' }) : silentLogger });
     await settle(jv.start(report, recorded));
     return jv;
@@ -132,6 +134,7 @@ export async function runSeed(seed: number, cfg: SimConfig = DEFAULT_SIM): Promi
     const covered = writes.filter((w) => w.done && !w.durable && !w.abandoned);
     const gen = generation;
     jv.flush().then(() => {
+      if (process.env.OFFSITE_SIM_DEBUG) console.log(`  step ${step} flush done: durable ${covered.map((w) => w.id).join(',')} journal written ${jv.journal.writtenSeq} durable ${jv.journal.durableSeq} mode ${jv.mode}`);
       if (gen === generation) for (const w of covered) w.durable = true;
     }, () => undefined);
   };

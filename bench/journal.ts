@@ -1,0 +1,88 @@
+// npm run bench:journal: the host write path with the journal on versus off, in
+// one run, interleaved, fio's nbd engine against two volumes of one daemon.
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fio, type FioJob } from './fio.js';
+import { machineLine, writeSection } from './report.js';
+
+const RUNTIME = Number(process.env.BENCH_RUNTIME ?? 8);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const root = path.resolve(new URL('../..', import.meta.url).pathname);
+const dir = fs.mkdtempSync(path.join(process.env.BENCH_DIR ?? os.tmpdir(), 'offsite-bench-journal-'));
+
+const jobs: Array<FioJob & { label: string; unit: 'iops' | 'mbps' }> = [
+  { label: '4k randwrite QD32 (IOPS)', unit: 'iops', name: 'rw4k', rw: 'randwrite', bs: '4k', iodepth: 32, size: '2G' },
+  { label: '1M seqwrite QD8 (MB/s)', unit: 'mbps', name: 'seq1m', rw: 'write', bs: '1M', iodepth: 8, size: '2G' },
+];
+
+async function waitPort(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`nothing listening on ${port}`);
+}
+
+async function main(): Promise<void> {
+  const port = 21000 + Math.floor(Math.random() * 20000);
+  const cfg = path.join(dir, 'offsite.yaml');
+  fs.writeFileSync(cfg, `node: bench
+state: ./state
+nbd: 127.0.0.1:${port}
+peers:
+  site-b: { address: "127.0.0.1:1" }
+volumes:
+  plain: { path: ./plain.img, size: 2GiB, role: primary }
+  journaled: { path: ./journaled.img, size: 2GiB, role: primary, peer: site-b, journal: 64GiB }
+`);
+  const child = spawn(process.execPath, [path.join(root, 'bin/offsite.js'), 'daemon', '-c', cfg], { stdio: 'ignore', env: { ...process.env, OFFSITE_LOG_LEVEL: 'warn' } });
+  await waitPort(port);
+  const results = new Map<string, number[]>();
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const job of jobs) {
+        for (const vol of ['plain', 'journaled']) {
+          const r = fio(`nbd://127.0.0.1:${port}/${vol}`, job, RUNTIME);
+          const v = job.unit === 'iops' ? r.iops : r.mbps;
+          const key = `${job.label}|${vol}`;
+          results.set(key, [...(results.get(key) ?? []), v]);
+          console.log(`round ${round + 1} ${job.label} ${vol}: ${v.toFixed(0)}`);
+        }
+      }
+    }
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const rows = jobs.map((j) => {
+    const off = median(results.get(`${j.label}|plain`)!);
+    const on = median(results.get(`${j.label}|journaled`)!);
+    return `| ${j.label} | ${off.toFixed(0)} | ${on.toFixed(0)} | ${(on / off).toFixed(2)}x |`;
+  });
+  const md = `## Journal on the write path: on versus off
+
+\`npm run bench:journal\` (BENCH_RUNTIME=${RUNTIME} s per run, BENCH_ROUNDS=${ROUNDS}, median; the two volumes interleaved, same daemon, same filesystem)
+
+${machineLine()}. fio ${execFileSync('fio', ['--version'], { encoding: 'utf8' }).trim()}, nbd engine, one connection. "on" journals every write to a segment file beside the volume (no peer connected, so the backlog grows).
+
+| workload | journal off | journal on | on / off |
+| --- | ---: | ---: | ---: |
+${rows.join('\n')}
+`;
+  writeSection('journal', md);
+  console.log(md);
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
