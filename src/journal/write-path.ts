@@ -15,6 +15,8 @@ import type { Logger } from '../log/log.js';
 import { formatBytes } from '../config/units.js';
 import { GroupSync } from '../volume/group-sync.js';
 import type { DirtyBitmap, RegionSet } from './bitmap.js';
+import { IntentRing } from './intent.js';
+import type { Store } from './store.js';
 import type { Journal, RecoveryReport } from './journal.js';
 import { RecordKind } from './record.js';
 
@@ -45,6 +47,9 @@ export interface WritePathOptions {
   log: Logger;
   /** Most host writes that may wait for journal space under on_full: block. */
   maxBlocked?: number;
+  /** Where the intent ring lives (the journal's folder); without it volume writes wait for their journal append. */
+  intentStore?: Store;
+  intentSlots?: number;
 }
 
 export class JournaledVolume implements ExportBackend {
@@ -65,6 +70,9 @@ export class JournaledVolume implements ExportBackend {
   private readonly maxBlocked: number;
   overflowAt: number | null = null;
   private skipFoldRead = false;
+  private intents: IntentRing | null = null;
+  private readonly intentStore: Store | null;
+  private readonly intentSlots: number | undefined;
   overflows = 0;
 
   constructor(opts: WritePathOptions) {
@@ -74,6 +82,8 @@ export class JournaledVolume implements ExportBackend {
     this.onFull = opts.onFull;
     this.log = opts.log;
     this.maxBlocked = opts.maxBlocked ?? 4096;
+    this.intentStore = opts.intentStore ?? null;
+    this.intentSlots = opts.intentSlots;
     this.syncer = new GroupSync(() => this.syncAll());
   }
 
@@ -104,8 +114,42 @@ export class JournaledVolume implements ExportBackend {
       await this.fold();
     } else {
       await this.redo();
+      await this.rejournal();
     }
+    if (this.intentStore && this.modeNow === 'journal') this.intents = IntentRing.open(this.intentStore, this.intentSlots);
     await this.flush();
+  }
+
+  /**
+   * Writes that were in flight when the process died may be on the volume although
+   * their journal records are not: their intents say where. The volume's bytes there
+   * are journaled again (as new records), so the journal describes the volume exactly.
+   */
+  private async rejournal(): Promise<void> {
+    if (!this.intentStore) return;
+    const ring = IntentRing.open(this.intentStore, this.intentSlots);
+    if (!ring) return;
+    const lost = await ring.after(this.journal.lastSeq);
+    ring.close();
+    for (const i of lost) {
+      const data = Buffer.alloc(i.length);
+      await this.disk.read(i.offset, data, 0, i.length);
+      const zero = data.every((b) => b === 0);
+      let r: number | 'full';
+      try {
+        r = zero ? this.journal.append(RecordKind.Zeroes, i.offset, i.length, null) : this.journal.append(RecordKind.Write, i.offset, i.length, data);
+      } catch {
+        r = 'full';
+      }
+      if (r === 'full') {
+        for (const rest of lost.slice(lost.indexOf(i))) this.bitmap.mark(rest.offset, rest.length);
+        this.toBitmap('no journal space for the writes that were in flight at the crash');
+        return;
+      }
+    }
+    if (lost.length > 0) {
+      this.log.info({ volume: this.name }, `volume ${this.name}: ${lost.length} writes were in flight at the crash; their ranges were journaled again from the volume`);
+    }
   }
 
   /** Replays journal records whose volume writes may not have completed before a crash. */
@@ -135,8 +179,7 @@ export class JournaledVolume implements ExportBackend {
 
   async write(offset: number, data: Buffer, fua: boolean): Promise<void> {
     const seq = await this.track(RecordKind.Write, offset, data.length, data, fua);
-    await this.landed(seq, offset, data.length);
-    await this.apply(seq, this.disk.write(offset, data, false), offset, data.length);
+    await this.both(seq, offset, data.length, () => this.disk.write(offset, data, false));
     if (fua) await this.flush();
   }
 
@@ -145,8 +188,7 @@ export class JournaledVolume implements ExportBackend {
       throw new DiskError('ENOTSUP', 'journal full: zeroing would wait');
     }
     const seq = await this.track(RecordKind.Zeroes, offset, length, null, opts.fua);
-    await this.landed(seq, offset, length);
-    await this.apply(seq, this.disk.writeZeroes(offset, length, { ...opts, fua: false }), offset, length);
+    await this.both(seq, offset, length, () => this.disk.writeZeroes(offset, length, { ...opts, fua: false }));
     if (opts.fua) await this.flush();
   }
 
@@ -156,8 +198,7 @@ export class JournaledVolume implements ExportBackend {
    */
   async trim(offset: number, length: number, fua: boolean): Promise<void> {
     const seq = await this.track(RecordKind.Trim, offset, length, null, fua);
-    await this.landed(seq, offset, length);
-    await this.apply(seq, this.zeroRange(offset, length), offset, length);
+    await this.both(seq, offset, length, () => this.zeroRange(offset, length));
     if (fua) await this.flush();
   }
 
@@ -205,6 +246,7 @@ export class JournaledVolume implements ExportBackend {
   async close(): Promise<void> {
     await this.folding;
     await this.flush().catch(() => undefined);
+    this.intents?.close();
     this.journal.close();
     this.bitmap.close();
   }
@@ -236,6 +278,21 @@ export class JournaledVolume implements ExportBackend {
       }
       await this.waitForSpace(kind, length);
     }
+  }
+
+  /**
+   * The journal append and the volume write. With the intent ring they run at once
+   * (the intent, written first, covers a crash in between); without it the volume
+   * write waits for the append.
+   */
+  private async both(seq: number, offset: number, length: number, volumeWrite: () => Promise<void>): Promise<void> {
+    if (seq > 0 && this.intents) {
+      this.intents.record(seq, offset, length);
+      await Promise.all([this.landed(seq, offset, length), this.apply(seq, volumeWrite(), offset, length)]);
+      return;
+    }
+    await this.landed(seq, offset, length);
+    await this.apply(seq, volumeWrite(), offset, length);
   }
 
   /**
@@ -321,6 +378,8 @@ export class JournaledVolume implements ExportBackend {
     this.folding = this.fold().catch((e: Error) => {
       this.log.error({ volume: this.name }, `volume ${this.name}: folding the journal into the bitmap failed: ${e.message}; marking every region for resync`);
       this.bitmap.markAll();
+    }).finally(() => {
+      this.folding = null;
     });
   }
 
@@ -338,7 +397,6 @@ export class JournaledVolume implements ExportBackend {
       await this.journal.sync().catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: emptying the journal: ${e.message}`));
     });
     this.inFlight.clear();
-    this.folding = null;
   }
 
   private waitForSpace(kind: RecordKind, length: number): Promise<void> {

@@ -77,12 +77,13 @@ export class Daemon {
   private async openJournal(v: VolumeConfig, volume: Volume): Promise<VolumeEntry> {
     if (v.peer === undefined || v.role !== 'primary') return { config: v, volume, journaled: null, history: null };
     const dir = path.join(this.config.state, 'volumes', v.name);
-    const journal = new Journal({ store: new DirStore(path.join(dir, 'journal')), capacity: v.journal });
+    const journalStore = new DirStore(path.join(dir, 'journal'));
+    const journal = new Journal({ store: journalStore, capacity: v.journal });
     const recorded = new RegionSet(volume.size, v.bitmap_region);
     const report = await journal.recover((o, l) => recorded.mark(o, l));
     const { bitmap, notes } = await DirtyBitmap.open(new DirStore(dir), volume.size, v.bitmap_region);
     for (const n of notes) this.log.warn({ volume: v.name }, n);
-    const journaled = new JournaledVolume({ disk: volume, journal, bitmap, onFull: v.on_full, log: this.log });
+    const journaled = new JournaledVolume({ disk: volume, journal, bitmap, onFull: v.on_full, log: this.log, intentStore: journalStore });
     await journaled.start(report, recorded);
     this.log.info({ volume: v.name, journal: v.journal },
       `volume ${v.name}: journal ${formatBytes(journal.usedBytes)} of ${formatBytes(v.journal)}, ${journal.backlogRecords} records unreleased, epoch ${journal.epoch}, tracking by ${journaled.mode}`);

@@ -117,10 +117,12 @@ export class MemFile {
     // Roll back to the durable image.
     for (let i = changes.length - 1; i >= 0; i--) {
       const c = changes[i]!;
-      const img = Buffer.alloc(c.oldLength);
-      this.current.copy(img, 0, 0, Math.min(c.oldLength, this.current.length));
-      c.old.copy(img, c.data.length === 0 ? c.pos : c.pos);
-      this.current = img;
+      if (c.oldLength !== this.current.length) {
+        const img = Buffer.alloc(c.oldLength);
+        this.current.copy(img, 0, 0, Math.min(c.oldLength, this.current.length));
+        this.current = img;
+      }
+      c.old.copy(this.current, c.pos);
     }
     this.unsynced = [];
     // Replay a random part of what was in the cache: whole, torn at sectors, or lost.
