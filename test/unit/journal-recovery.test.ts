@@ -51,6 +51,7 @@ test('a torn tail of every possible length is cut cleanly', async () => {
     // Appending after recovery continues the numbering and reads back.
     const seq = j.append(RecordKind.Write, 0, 3, Buffer.from('new'));
     assert.equal(seq, whole + 1);
+    await j.whenWritten(whole + 1);
     const all = await j.read(1, 1 << 20);
     assert.equal(all.length, whole + 1);
     assert.deepEqual(all[all.length - 1]!.payload, Buffer.from('new'));
@@ -118,6 +119,7 @@ test('release frees whole segments, and numbering survives an empty journal', as
   assert.equal(again.nextSeq, 14);
   assert.equal(again.epoch, 2);
   assert.equal(again.append(RecordKind.Trim, 0, 4096, null), 14);
+  await again.drained();
   await assert.rejects(again.read(3, 1000), /no longer holds record 3/);
   again.close();
 });
@@ -131,5 +133,6 @@ test('a full journal says so instead of growing', async () => {
   while (j.append(RecordKind.Write, 0, data.length, data) !== 'full') n++;
   assert.equal(n, 10);
   assert.ok(j.usedBytes <= 1 << 20);
+  await j.drained();
   j.close();
 });
