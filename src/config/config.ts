@@ -36,6 +36,8 @@ const volumeSchema = z.strictObject({
   /** The node this volume replicates with; a volume with a peer has a journal. */
   peer: z.string().regex(NAME).optional(),
   journal: size.default(8 * 1024 ** 3),
+  /** Where the journal's segments live; best on a disk of its own (default: under state). */
+  journal_dir: z.string().min(1).optional(),
   on_full: z.enum(['bitmap', 'block']).default('bitmap'),
   bitmap_region: size.default(64 * 1024).refine((v) => v >= 4096 && (v & (v - 1)) === 0, 'must be a power of two of at least 4KiB'),
 });
@@ -116,6 +118,7 @@ export function parseConfig(text: string, file: string): Config {
     ...v,
     name,
     path: path.resolve(dir, v.path),
+    journal_dir: v.journal_dir === undefined ? undefined : path.resolve(dir, v.journal_dir),
   }));
   for (const v of volumes) {
     if (v.peer !== undefined && !(v.peer in c.peers)) {

@@ -77,7 +77,7 @@ export class Daemon {
   private async openJournal(v: VolumeConfig, volume: Volume): Promise<VolumeEntry> {
     if (v.peer === undefined || v.role !== 'primary') return { config: v, volume, journaled: null, history: null };
     const dir = path.join(this.config.state, 'volumes', v.name);
-    const journalStore = new DirStore(path.join(dir, 'journal'));
+    const journalStore = new DirStore(v.journal_dir ?? path.join(dir, 'journal'));
     const journal = new Journal({ store: journalStore, capacity: v.journal });
     const recorded = new RegionSet(volume.size, v.bitmap_region);
     const report = await journal.recover((o, l) => recorded.mark(o, l));
