@@ -1,0 +1,110 @@
+// The dirty bitmap's pages and damage handling, the on_full: block policy, and the
+// per-minute history file.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { BITMAP_FILE, BITS_PER_PAGE, DirtyBitmap, PAGE_SIZE } from '../../src/journal/bitmap.js';
+import { History, readHistory } from '../../src/journal/history.js';
+import { Journal } from '../../src/journal/journal.js';
+import { DirStore } from '../../src/journal/store.js';
+import { JournaledVolume, type Disk } from '../../src/journal/write-path.js';
+import { silentLogger } from '../../src/log/log.js';
+import { tempDir } from '../helpers/run.js';
+
+const KiB = 1024;
+
+test('bitmap: marks round up to regions, persist, and cost a fixed amount of memory', async () => {
+  const dir = tempDir('bm');
+  const size = 1024 * 1024 * 1024;
+  const { bitmap } = await DirtyBitmap.open(new DirStore(dir), size, 64 * KiB);
+  assert.equal(bitmap.regions, 16384);
+  assert.equal(bitmap.mark(65536 - 1, 2), 2, 'a 2-byte write across a boundary marks two regions');
+  assert.equal(bitmap.mark(0, 10), 0, 'marking a marked region adds nothing');
+  assert.equal(bitmap.mark(3 * 65536, 65536), 1, 'an aligned region is one bit');
+  bitmap.mark(size - 1, 1);
+  await bitmap.sync();
+  bitmap.close();
+  const { bitmap: again, notes } = await DirtyBitmap.open(new DirStore(dir), size, 64 * KiB);
+  assert.deepEqual(notes, []);
+  assert.deepEqual([...again.dirtyRegions()], [0, 1, 3, 16383]);
+  again.clear(1);
+  assert.deepEqual([...again.dirtyRegions()], [0, 3, 16383]);
+  again.close();
+  // The file is a header and one page per 32,736 regions: 1 TiB at 64 KiB = 2 MiB.
+  assert.equal(fs.statSync(path.join(dir, BITMAP_FILE)).size, 4096 + PAGE_SIZE);
+  assert.equal(Math.ceil((2 ** 40 / (64 * KiB)) / BITS_PER_PAGE) * PAGE_SIZE <= 2.01 * 1024 * 1024, true);
+});
+
+test('bitmap: a damaged page counts as all dirty, never as clean', async () => {
+  const dir = tempDir('bm2');
+  const size = 8 * 1024 * 1024 * 1024;
+  const { bitmap } = await DirtyBitmap.open(new DirStore(dir), size, 64 * KiB);
+  bitmap.mark(0, 1);
+  await bitmap.sync();
+  bitmap.close();
+  const file = path.join(dir, BITMAP_FILE);
+  const buf = fs.readFileSync(file);
+  buf.writeUInt8(buf.readUInt8(4096 + PAGE_SIZE + 7) ^ 0x10, 4096 + PAGE_SIZE + 7); // page 1
+  fs.writeFileSync(file, buf);
+  const { bitmap: b2, notes } = await DirtyBitmap.open(new DirStore(dir), size, 64 * KiB);
+  assert.match(notes[0]!, /page 1 was damaged/);
+  assert.equal(b2.count, 1 + BITS_PER_PAGE);
+  assert.ok(b2.isSet(0) && b2.isSet(BITS_PER_PAGE) && !b2.isSet(1));
+  b2.close();
+  // A header for another region size is refused and every region marked.
+  const { bitmap: b3, notes: n3 } = await DirtyBitmap.open(new DirStore(dir), size, 128 * KiB);
+  assert.match(n3[0]!, /region size was 65536/);
+  assert.equal(b3.count, b3.regions);
+  b3.close();
+});
+
+/** An in-memory disk for the write path. */
+function memDisk(size: number): Disk & { data: Buffer } {
+  const data = Buffer.alloc(size);
+  return {
+    data, name: 'm', size, readOnly: false, description: '',
+    read: async (o, into, at, l) => { data.copy(into, at, o, o + l); },
+    write: async (o, d) => { d.copy(data, o); },
+    writeZeroes: async (o, l) => { data.fill(0, o, o + l); },
+    punch: async (o, l) => { data.fill(0, o, o + l); return true; },
+    flush: async () => undefined,
+    cache: async () => undefined,
+    extents: async (_o, l) => [{ length: l, hole: false }],
+  };
+}
+
+test('on_full: block holds host writes until the peer acks free space', async () => {
+  const dir = tempDir('block');
+  const journal = new Journal({ store: new DirStore(path.join(dir, 'j')), capacity: 1024 * KiB, segmentSize: 256 * KiB });
+  const report = await journal.recover();
+  const { bitmap } = await DirtyBitmap.open(new DirStore(dir), 4 * 1024 * KiB, 64 * KiB);
+  const jv = new JournaledVolume({ disk: memDisk(4 * 1024 * KiB), journal, bitmap, onFull: 'block', log: silentLogger });
+  await jv.start(report);
+  const chunk = Buffer.alloc(250 * KiB, 1);
+  for (let i = 0; i < 4; i++) await jv.write(i * chunk.length, chunk, false);
+  let done = false;
+  const blocked = jv.write(4 * chunk.length, chunk, false).then(() => { done = true; });
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(done, false, 'the fifth write waits for space');
+  assert.equal(jv.mode, 'journal', 'block never switches to the bitmap');
+  await jv.release(journal.lastSeq);
+  await blocked;
+  assert.equal(done, true);
+  assert.equal(bitmap.count, 0);
+  await jv.close();
+});
+
+test('history: one line per minute with the host bytes of that minute', () => {
+  const file = path.join(tempDir('hist'), 'history.csv');
+  const h = new History(file);
+  const src = { hostBytes: 0, records: 0, used: 64, capacity: 1000, backlog: 0, mode: 'journal' };
+  h.record(Date.UTC(2026, 0, 1, 0, 0, 30), src);
+  h.record(Date.UTC(2026, 0, 1, 0, 1, 30), { ...src, hostBytes: 5000, records: 3, used: 5300, backlog: 5236 });
+  h.record(Date.UTC(2026, 0, 1, 0, 2, 30), { ...src, hostBytes: 5100, records: 4, used: 5400, backlog: 0, mode: 'bitmap' });
+  const rows = readHistory(file);
+  assert.deepEqual(rows.map((r) => [r.minute, r.hostBytes, r.records, r.journalUsed, r.backlogBytes, r.mode]), [
+    ['2026-01-01T00:01:00.000Z', 5000, 3, 5300, 5236, 'journal'],
+    ['2026-01-01T00:02:00.000Z', 100, 1, 5400, 0, 'bitmap'],
+  ]);
+});
