@@ -1,5 +1,6 @@
 // Runs fio's nbd engine and returns IOPS and bandwidth.
 import { execFileSync } from 'node:child_process';
+import net from 'node:net';
 
 export interface FioResult {
   iops: number;
@@ -24,4 +25,17 @@ export function fio(uri: string, job: FioJob, runtimeS: number): FioResult {
   const j = res.jobs[0]!;
   const side = job.rw === 'randread' ? j.read : j.write;
   return { iops: side.iops, mbps: side.bw_bytes / 1e6 };
+}
+
+/** Waits until something accepts TCP connections on 127.0.0.1:port. */
+export async function waitPort(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`nothing listening on ${port}`);
 }

@@ -2,10 +2,9 @@
 // aio) and nbdkit's file plugin, on the same backing file, interleaved in one run.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fio, type FioJob } from './fio.js';
+import { fio, waitPort, type FioJob } from './fio.js';
 import { machineLine, writeSection } from './report.js';
 
 const RUNTIME = Number(process.env.BENCH_RUNTIME ?? 8);
@@ -48,18 +47,6 @@ const jobs: Array<FioJob & { label: string; unit: 'iops' | 'mbps' }> = [
   { label: '1M seqwrite QD8 (MB/s)', unit: 'mbps', name: 'seq1m', rw: 'write', bs: '1M', iodepth: 8, size: '1G' },
   { label: '4k randread QD32 (IOPS)', unit: 'iops', name: 'rr4k', rw: 'randread', bs: '4k', iodepth: 32, size: '1G' },
 ];
-
-async function waitPort(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`nothing listening on ${port}`);
-}
 
 async function main(): Promise<void> {
   // A fully written backing file, so reads hit real data and writes overwrite.

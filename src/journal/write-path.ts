@@ -21,19 +21,9 @@ import type { Journal, RecoveryReport } from './journal.js';
 import { RecordKind } from './record.js';
 
 /** What the write path needs from the local volume (Volume, or the simulation's disk). */
-export interface Disk {
-  readonly name: string;
-  readonly size: number;
-  readonly readOnly: boolean;
-  readonly description: string;
-  read(offset: number, into: Buffer, at: number, length: number): Promise<void>;
-  write(offset: number, data: Buffer, fua: boolean): Promise<void>;
-  writeZeroes(offset: number, length: number, opts: ZeroOptions): Promise<void>;
+export interface Disk extends ExportBackend {
   /** Deallocates if it can; true when the range now reads as zeros. */
   punch(offset: number, length: number): Promise<boolean>;
-  flush(): Promise<void>;
-  cache(offset: number, length: number): Promise<void>;
-  extents(offset: number, length: number, max: number): Promise<Extent[]>;
 }
 
 export type OnFull = 'bitmap' | 'block';

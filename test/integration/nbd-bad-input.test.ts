@@ -39,25 +39,18 @@ describe('bad input', () => {
       c.write(Buffer.alloc(n));
       c.close();
     }
-    for (let n = 0; n < 16; n++) {
-      const c = await connect();
-      await c.greeting();
-      const h = Buffer.alloc(16);
-      h.writeBigUInt64BE(P.IHAVEOPT, 0);
-      h.writeUInt32BE(P.NBD_OPT_GO, 8);
-      h.writeUInt32BE(100, 12);
-      c.write(h.subarray(0, n));
-      c.close();
-    }
-    // GO that promises 100 bytes of payload and sends 10, then hangs up.
-    const c = await connect();
-    await c.greeting();
+    // A GO header promising 100 bytes of payload, cut at every length; then one that
+    // sends 10 of the 100 bytes and hangs up.
     const h = Buffer.alloc(16);
     h.writeBigUInt64BE(P.IHAVEOPT, 0);
     h.writeUInt32BE(P.NBD_OPT_GO, 8);
     h.writeUInt32BE(100, 12);
-    c.write(Buffer.concat([h, Buffer.alloc(10)]));
-    c.close();
+    for (const bytes of [...Array.from({ length: 16 }, (_, n) => h.subarray(0, n)), Buffer.concat([h, Buffer.alloc(10)])]) {
+      const c = await connect();
+      await c.greeting();
+      c.write(bytes);
+      c.close();
+    }
     assert.equal((await run('nbdinfo', ['--size', d.uri('disk')])).stdout.trim(), String(SIZE));
   });
 

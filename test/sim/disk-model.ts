@@ -283,6 +283,10 @@ export class MemDisk implements Disk {
     return this.sched.defer(() => this.file.write(offset, Buffer.alloc(length)));
   }
 
+  trim(offset: number, length: number): Promise<void> {
+    return this.punch(offset, length).then(() => undefined);
+  }
+
   punch(offset: number, length: number): Promise<boolean> {
     return this.sched.defer(() => {
       this.file.write(offset, Buffer.alloc(length));

@@ -68,6 +68,7 @@ function memDisk(size: number): Disk & { data: Buffer } {
     write: async (o, d) => { d.copy(data, o); },
     writeZeroes: async (o, l) => { data.fill(0, o, o + l); },
     punch: async (o, l) => { data.fill(0, o, o + l); return true; },
+    trim: async (o, l) => { data.fill(0, o, o + l); },
     flush: async () => undefined,
     cache: async () => undefined,
     extents: async (_o, l) => [{ length: l, hole: false }],
