@@ -5,6 +5,7 @@ import { formatBytes } from '../config/units.js';
 import { createLogger } from '../log/log.js';
 import { Daemon } from '../node/daemon.js';
 import { formatListenAddress } from '../nbd/server.js';
+import { ensureIdentity, ensureToken, readToken } from '../link/identity.js';
 
 const program = new Command();
 program
@@ -40,6 +41,25 @@ configOption(program.command('daemon'))
     process.on('SIGINT', () => onSignal('SIGINT'));
     process.on('SIGTERM', () => onSignal('SIGTERM'));
     await daemon.start();
+  });
+
+configOption(program.command('init'))
+  .description("create this node's identity (key pair, self-signed certificate) and API token; prints the fingerprint last")
+  .action(async (opts: { config?: string }) => {
+    const c = loadConfig(configPath(opts));
+    const { identity, created } = await ensureIdentity(c.state, c.node);
+    const token = ensureToken(c.state);
+    console.log(created ? `created the identity of node ${c.node} in ${c.state}` : `node ${c.node} already has an identity in ${c.state}`);
+    if (token.created) console.log(`created an API token (print it with: offsite token -c ${c.file})`);
+    console.log('give this fingerprint to the peer (peers: NAME: fingerprint:):');
+    console.log(identity.fingerprint);
+  });
+
+configOption(program.command('token'))
+  .description('print the API bearer token created by init')
+  .action((opts: { config?: string }) => {
+    const c = loadConfig(configPath(opts));
+    console.log(readToken(c.state));
   });
 
 configOption(program.command('config'))

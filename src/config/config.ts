@@ -51,6 +51,10 @@ const schema = z.strictObject({
   node: z.string().regex(NAME, 'a node name is letters, digits, ".", "_" or "-" (at most 63)'),
   state: z.string().min(1),
   nbd: listen,
+  /** Where this node accepts peer links (host:port). */
+  link: listen.optional(),
+  /** The HTTP API listener (host:port). */
+  api: listen.optional(),
   peers: z.record(z.string().regex(NAME), peerSchema).default({}),
   volumes: z.record(z.string().regex(NAME, 'a volume name is letters, digits, ".", "_" or "-" (at most 63)'), volumeSchema)
     .refine((v) => Object.keys(v).length > 0, 'at least one volume is needed'),
@@ -63,6 +67,8 @@ export type PeerConfig = z.infer<typeof peerSchema> & { name: string };
 export interface Config {
   file: string;
   node: string;
+  link?: ListenAddress | undefined;
+  api?: ListenAddress | undefined;
   peers: PeerConfig[];
   /** Absolute. */
   state: string;
@@ -133,7 +139,7 @@ export function parseConfig(text: string, file: string): Config {
   }
   const nbd = c.nbd.kind === 'unix' ? { kind: 'unix' as const, path: path.resolve(dir, c.nbd.path) } : c.nbd;
   const peers = Object.entries(c.peers).map(([name, p]) => ({ ...p, name }));
-  return { file, node: c.node, peers, state: path.resolve(dir, c.state), nbd, volumes };
+  return { file, node: c.node, link: c.link, api: c.api, peers, state: path.resolve(dir, c.state), nbd, volumes };
 }
 
 function valueAt(root: unknown, keys: string[]): unknown {
