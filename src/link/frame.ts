@@ -1,0 +1,137 @@
+// Peer protocol frames (docs/PEER-PROTOCOL.md), version 1. Every frame carries
+// a CRC32C of its header and of its payload, inside TLS: a damaged frame is
+// rejected (and re-fetched by resuming), never applied.
+//
+//   0  4  magic "OFPL"
+//   4  1  protocol version (1)
+//   5  1  type
+//   6  2  flags (0)
+//   8  4  payload length (at most MAX_FRAME_PAYLOAD)
+//  12  4  CRC32C of the payload
+//  16  4  CRC32C of bytes 0..16
+//  20  …  payload
+import { crc32c } from '@node-rs/crc32';
+
+export const FRAME_MAGIC = Buffer.from('OFPL', 'latin1');
+export const PROTOCOL_VERSION = 1;
+export const FRAME_HEADER_SIZE = 20;
+/** Large enough for a batch of records (32 MiB writes plus headers); the bound of every receive buffer. */
+export const MAX_FRAME_PAYLOAD = 40 * 1024 * 1024;
+
+export enum FrameType {
+  /** JSON: who I am and which volumes I hold (both sides, first frame). */
+  Hello = 1,
+  /** JSON: the handshake is refused, with a reason for the operator; then close. */
+  Refuse = 2,
+  /** A batch of journal records for one volume: u16 name length, name, then records as stored. */
+  Records = 3,
+  /** u16 name length, name, u64 seq durable in the receive log. */
+  Ack = 4,
+  /** u64 sender's clock, ms. */
+  Heartbeat = 5,
+}
+
+export interface Frame {
+  type: FrameType;
+  flags: number;
+  payload: Buffer;
+}
+
+export function encodeFrame(type: FrameType, payload: Buffer, flags = 0): Buffer[] {
+  if (payload.length > MAX_FRAME_PAYLOAD) throw new Error(`frame payload of ${payload.length} bytes is over the ${MAX_FRAME_PAYLOAD}-byte limit`);
+  const h = Buffer.alloc(FRAME_HEADER_SIZE);
+  FRAME_MAGIC.copy(h, 0);
+  h.writeUInt8(PROTOCOL_VERSION, 4);
+  h.writeUInt8(type, 5);
+  h.writeUInt16LE(flags, 6);
+  h.writeUInt32LE(payload.length, 8);
+  h.writeUInt32LE(payload.length > 0 ? crc32c(payload) : 0, 12);
+  h.writeUInt32LE(crc32c(h.subarray(0, 16)), 16);
+  return [h, payload];
+}
+
+export class FrameError extends Error {}
+
+/**
+ * Incremental decoder: feed bytes as they arrive, take whole frames out. Holds at
+ * most one frame's bytes; anything malformed is a FrameError that names the fault
+ * (the caller closes the link and says why).
+ */
+export class FrameDecoder {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  push(b: Buffer): void {
+    this.chunks.push(b);
+    this.buffered += b.length;
+  }
+
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /** The next whole frame, or null if more bytes are needed. */
+  next(): Frame | null {
+    if (this.buffered < FRAME_HEADER_SIZE) return null;
+    const head = this.peek(FRAME_HEADER_SIZE);
+    if (!head.subarray(0, 4).equals(FRAME_MAGIC)) throw new FrameError('peer sent bytes that are not an Offsite frame (bad magic)');
+    if (crc32c(head.subarray(0, 16)) !== head.readUInt32LE(16)) throw new FrameError('frame header checksum mismatch');
+    const version = head.readUInt8(4);
+    if (version !== PROTOCOL_VERSION) throw new FrameError(`peer speaks protocol version ${version}, this node speaks ${PROTOCOL_VERSION}`);
+    const type = head.readUInt8(5);
+    if (!(type in FrameType)) throw new FrameError(`unknown frame type ${type}`);
+    const length = head.readUInt32LE(8);
+    if (length > MAX_FRAME_PAYLOAD) throw new FrameError(`frame of ${length} bytes is over the ${MAX_FRAME_PAYLOAD}-byte limit`);
+    if (this.buffered < FRAME_HEADER_SIZE + length) return null;
+    const all = this.take(FRAME_HEADER_SIZE + length);
+    const payload = all.subarray(FRAME_HEADER_SIZE);
+    if ((length > 0 ? crc32c(payload) : 0) !== head.readUInt32LE(12)) throw new FrameError('frame payload checksum mismatch');
+    return { type, flags: head.readUInt16LE(6), payload };
+  }
+
+  private peek(n: number): Buffer {
+    if (this.chunks[0]!.length >= n) return this.chunks[0]!.subarray(0, n);
+    const joined = Buffer.concat(this.chunks);
+    this.chunks = [joined];
+    return joined.subarray(0, n);
+  }
+
+  private take(n: number): Buffer {
+    const joined = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    const out = joined.subarray(0, n);
+    const rest = joined.subarray(n);
+    this.chunks = rest.length > 0 ? [rest] : [];
+    this.buffered -= n;
+    return out;
+  }
+}
+
+/** u16 length-prefixed volume name, then the rest. */
+export function encodeVolumePayload(volume: string, rest: Buffer): Buffer {
+  const name = Buffer.from(volume, 'utf8');
+  if (name.length > 255) throw new Error('volume name too long');
+  const b = Buffer.allocUnsafe(2 + name.length + rest.length);
+  b.writeUInt16LE(name.length, 0);
+  name.copy(b, 2);
+  rest.copy(b, 2 + name.length);
+  return b;
+}
+
+export function decodeVolumePayload(b: Buffer): { volume: string; rest: Buffer } {
+  if (b.length < 2) throw new FrameError('payload too short for a volume name');
+  const n = b.readUInt16LE(0);
+  if (2 + n > b.length) throw new FrameError('volume name runs past the payload');
+  return { volume: b.toString('utf8', 2, 2 + n), rest: b.subarray(2 + n) };
+}
+
+export function encodeAck(volume: string, seq: number): Buffer[] {
+  const v = Buffer.alloc(8);
+  v.writeBigUInt64LE(BigInt(seq), 0);
+  return encodeFrame(FrameType.Ack, encodeVolumePayload(volume, v));
+}
+
+export function decodeAck(payload: Buffer): { volume: string; seq: number } {
+  const { volume, rest } = decodeVolumePayload(payload);
+  if (rest.length !== 8) throw new FrameError('ack payload is not 8 bytes');
+  return { volume, seq: Number(rest.readBigUInt64LE(0)) };
+}

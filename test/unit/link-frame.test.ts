@@ -1,0 +1,75 @@
+// Peer protocol frames against fixed bytes (docs/PEER-PROTOCOL.md).
+import assert from 'node:assert/strict';
+import { crc32c } from '@node-rs/crc32';
+import { test } from 'node:test';
+import * as F from '../../src/link/frame.js';
+
+const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
+
+test('a heartbeat frame, byte by byte', () => {
+  const payload = hex('e803000000000000'); // 1000 ms
+  const bytes = Buffer.concat(F.encodeFrame(F.FrameType.Heartbeat, payload));
+  // magic, version 1, type 5, flags 0, length 8, CRC32C(payload), CRC32C(header[0..16]).
+  assert.deepEqual(bytes.subarray(0, 12), hex('4f46504c 01 05 0000 08000000'));
+  assert.equal(bytes.length, 28);
+  const d = new F.FrameDecoder();
+  d.push(bytes);
+  assert.deepEqual(d.next(), { type: F.FrameType.Heartbeat, flags: 0, payload });
+  assert.equal(d.next(), null);
+});
+
+test('an ack decodes from fixed bytes', () => {
+  const bytes = Buffer.concat(F.encodeAck('db', 42));
+  assert.deepEqual(bytes.subarray(20), hex('0200 6462 2a00000000000000'));
+  const d = new F.FrameDecoder();
+  d.push(bytes);
+  const f = d.next()!;
+  assert.equal(f.type, F.FrameType.Ack);
+  assert.deepEqual(F.decodeAck(f.payload), { volume: 'db', seq: 42 });
+});
+
+test('frames split across arbitrary chunks come out whole and in order', () => {
+  const frames = [
+    F.encodeFrame(F.FrameType.Hello, Buffer.from('{"node":"site-a"}')),
+    F.encodeAck('db', 7),
+    F.encodeFrame(F.FrameType.Records, F.encodeVolumePayload('db', Buffer.alloc(100000, 3))),
+  ].map((p) => Buffer.concat(p));
+  const all = Buffer.concat(frames);
+  for (const step of [1, 7, 20, 4096]) {
+    const d = new F.FrameDecoder();
+    const out: F.Frame[] = [];
+    for (let i = 0; i < all.length; i += step) {
+      d.push(all.subarray(i, i + step));
+      for (let f = d.next(); f; f = d.next()) out.push(f);
+    }
+    assert.deepEqual(out.map((f) => f.type), [F.FrameType.Hello, F.FrameType.Ack, F.FrameType.Records], `step ${step}`);
+    assert.equal(d.bufferedBytes, 0);
+  }
+});
+
+test('garbage, flipped bits, other versions and oversize frames are named errors', () => {
+  const good = Buffer.concat(F.encodeFrame(F.FrameType.Heartbeat, hex('0100000000000000')));
+  const cases: Array<[Buffer, RegExp]> = [
+    [Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), /not an Offsite frame/],
+    [Buffer.from(good).fill(0x99, 24, 25), /payload checksum mismatch/],
+    [Buffer.from(good).fill(0x07, 5, 6), /header checksum mismatch/],
+  ];
+  const v2 = Buffer.from(good);
+  v2.writeUInt8(2, 4);
+  v2.writeUInt32LE(require32(v2), 16);
+  cases.push([v2, /protocol version 2, this node speaks 1/]);
+  const big = Buffer.from(good);
+  big.writeUInt32LE(F.MAX_FRAME_PAYLOAD + 1, 8);
+  big.writeUInt32LE(require32(big), 16);
+  cases.push([big, /over the .*-byte limit/]);
+  for (const [bytes, re] of cases) {
+    const d = new F.FrameDecoder();
+    d.push(bytes);
+    assert.throws(() => d.next(), (e: unknown) => e instanceof F.FrameError && re.test(e.message), re.source);
+  }
+  assert.throws(() => F.encodeFrame(F.FrameType.Records, Buffer.alloc(F.MAX_FRAME_PAYLOAD + 1)), /over the/);
+});
+
+function require32(b: Buffer): number {
+  return crc32c(b.subarray(0, 16));
+}
