@@ -6,6 +6,7 @@ import { createLogger } from '../log/log.js';
 import { Daemon } from '../node/daemon.js';
 import { formatListenAddress } from '../nbd/server.js';
 import { ensureIdentity, ensureToken, readToken } from '../link/identity.js';
+import { fetchStatus, formatStatus } from './status.js';
 
 const program = new Command();
 program
@@ -60,6 +61,15 @@ configOption(program.command('token'))
   .action((opts: { config?: string }) => {
     const c = loadConfig(configPath(opts));
     console.log(readToken(c.state));
+  });
+
+configOption(program.command('status'))
+  .description("this node's volumes: role, link, backlog, lag, consistency")
+  .option('--json', 'print JSON (fields: node, volumes[].name, role, peer, link, backlogBytes, lagSeconds, consistent, ...)')
+  .action(async (opts: { config?: string; json?: boolean }) => {
+    const c = loadConfig(configPath(opts));
+    const s = await fetchStatus(c);
+    console.log(opts.json ? JSON.stringify(s, null, 2) : formatStatus(s));
   });
 
 configOption(program.command('config'))

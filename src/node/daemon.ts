@@ -14,6 +14,9 @@ import { Journal } from '../journal/journal.js';
 import { DirStore } from '../journal/store.js';
 import { JournaledVolume } from '../journal/write-path.js';
 import type { VolumeConfig } from '../config/config.js';
+import { startApi } from '../api/server.js';
+import { volumeStatus, type NodeStatus } from '../api/status.js';
+import type { FastifyInstance } from 'fastify';
 
 /** One served volume: the local disk and, when it has a peer, its journaled write path. */
 export interface VolumeEntry {
@@ -27,6 +30,9 @@ export class Daemon {
   private readonly volumes: Volume[] = [];
   readonly entries: VolumeEntry[] = [];
   private historyTimer: NodeJS.Timeout | null = null;
+  private api: FastifyInstance | null = null;
+  private readonly startedAt = Date.now();
+  apiAddress: ListenAddress | null = null;
   private nbd: NbdServer | null = null;
   private lockFd = -1;
   private stopping: Promise<void> | null = null;
@@ -57,7 +63,13 @@ export class Daemon {
       this.historyTimer.unref();
       this.nbd = new NbdServer({ exports: registry, log: this.log });
       this.nbdAddress = await this.nbd.listen(c.nbd);
+      if (c.api) {
+        const api = await startApi(c.api, { status: () => this.status(), log: this.log });
+        this.api = api.app;
+        this.apiAddress = api.address;
+      }
     } catch (e) {
+      await this.nbd?.close();
       for (const en of this.entries.splice(0)) en.journaled?.close().catch(() => undefined);
       await this.closeVolumes();
       throw e;
@@ -105,10 +117,20 @@ export class Daemon {
     }
   }
 
+  status(): NodeStatus {
+    return {
+      node: this.config.node,
+      version: '0.1.0',
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      volumes: this.entries.map((e) => volumeStatus(e)),
+    };
+  }
+
   /** Idempotent: a second call waits for the first. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info('stopping: finishing in-flight requests');
+      await this.api?.close();
       await this.nbd?.close();
       if (this.historyTimer) clearInterval(this.historyTimer);
       for (const e of this.entries.splice(0)) {

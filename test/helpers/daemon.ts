@@ -21,6 +21,7 @@ export class TestDaemon {
   readonly dir: string;
   readonly configFile: string;
   readonly port: number;
+  apiPort = 0;
   readonly socketPath: string;
   readonly unix: boolean;
 
@@ -35,12 +36,14 @@ export class TestDaemon {
   static async create(opts: DaemonOptions = {}): Promise<TestDaemon> {
     const dir = opts.dir ?? tempDir('daemon');
     const port = await freePort();
+    const apiPort = await freePort();
     const unix = opts.unix ?? false;
     const volumes = opts.volumes ?? { disk: { size: '64MiB' } };
     const lines = [
       `node: ${opts.node ?? 'site-a'}`,
       'state: ./state',
       `nbd: ${unix ? 'unix:./nbd.sock' : `127.0.0.1:${port}`}`,
+      `api: 127.0.0.1:${apiPort}`,
       'peers:',
       '  site-b: { address: "127.0.0.1:7701" }',
       'volumes:',
@@ -56,6 +59,7 @@ export class TestDaemon {
     const configFile = path.join(dir, 'offsite.yaml');
     fs.writeFileSync(configFile, lines.join('\n') + '\n');
     const d = new TestDaemon(dir, configFile, port, unix);
+    d.apiPort = apiPort;
     await d.start();
     return d;
   }

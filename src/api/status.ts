@@ -1,0 +1,68 @@
+// The node's status as operators and tools see it: GET /api/v1/status, `offsite status`.
+import type { VolumeEntry } from '../node/daemon.js';
+
+export interface VolumeStatus {
+  name: string;
+  role: 'primary' | 'secondary';
+  peer: string | null;
+  /** "connected", "disconnected", or "none" for a volume without a peer. */
+  link: string;
+  /** Journal data not yet acked by the peer. */
+  backlogBytes: number;
+  backlogRecords: number;
+  /** Age of the oldest unacked write (0 when none). */
+  lagSeconds: number;
+  /** This side holds a flush-point image. */
+  consistent: boolean;
+  sizeBytes: number;
+  /** "journal", "bitmap" (after an overflow: regions await resync) or "none". */
+  tracking: string;
+  journalUsedBytes: number;
+  journalCapacityBytes: number;
+  epoch: number;
+  dirtyBytes: number;
+  hostBytes: number;
+  overflows: number;
+}
+
+export interface NodeStatus {
+  node: string;
+  version: string;
+  uptimeSeconds: number;
+  volumes: VolumeStatus[];
+}
+
+export function volumeStatus(e: VolumeEntry, now = Date.now()): VolumeStatus {
+  const j = e.journaled;
+  const base = {
+    name: e.config.name,
+    role: e.config.role,
+    peer: e.config.peer ?? null,
+    sizeBytes: e.volume.size,
+  };
+  if (!j) {
+    return {
+      ...base, link: e.config.peer ? 'disconnected' : 'none', backlogBytes: 0, backlogRecords: 0, lagSeconds: 0,
+      // A primary's own volume is its own flush-point image; a replica is not known
+      // to be one until replication says so.
+      consistent: e.config.role === 'primary', tracking: 'none', journalUsedBytes: 0, journalCapacityBytes: 0,
+      epoch: 0, dirtyBytes: 0, hostBytes: 0, overflows: 0,
+    };
+  }
+  const journal = j.journal;
+  return {
+    ...base,
+    link: 'disconnected', // the shipper arrives with the replication issue
+    backlogBytes: j.mode === 'bitmap' ? j.bitmap.dirtyBytes : journal.backlogBytes,
+    backlogRecords: journal.backlogRecords,
+    lagSeconds: Math.round(journal.lagMs(now) / 100) / 10,
+    consistent: true,
+    tracking: j.mode,
+    journalUsedBytes: journal.usedBytes,
+    journalCapacityBytes: journal.capacity,
+    epoch: journal.epoch,
+    dirtyBytes: j.bitmap.dirtyBytes,
+    hostBytes: journal.hostBytes,
+    overflows: j.overflows,
+  };
+}

@@ -1,0 +1,47 @@
+// `offsite status`: the node's volumes as a table (colour on a terminal) or JSON.
+import type { Config } from '../config/config.js';
+import { formatBytes, formatDuration } from '../config/units.js';
+import { formatListenAddress } from '../nbd/server.js';
+import type { NodeStatus, VolumeStatus } from '../api/status.js';
+
+export async function fetchStatus(c: Config): Promise<NodeStatus> {
+  if (!c.api) throw new Error(`${c.file} has no api: listener; add for example "api: 127.0.0.1:7780" and restart the daemon`);
+  const where = formatListenAddress(c.api);
+  const host = c.api.kind === 'tcp' && (c.api.host === '0.0.0.0' || c.api.host === '::') ? '127.0.0.1' : c.api.kind === 'tcp' ? c.api.host : '';
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${c.api.kind === 'tcp' ? c.api.port : 0}/api/v1/status`;
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(5000) });
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
+    throw new Error(`cannot reach the daemon of node ${c.node} at ${where} (${cause}); is \`offsite daemon -c ${c.file}\` running?`);
+  }
+  if (!res.ok) throw new Error(`the daemon at ${where} answered ${res.status}`);
+  return (await res.json()) as NodeStatus;
+}
+
+const colour = process.stdout.isTTY && !process.env.NO_COLOR;
+const paint = (code: number, s: string): string => (colour ? `\x1b[${code}m${s}\x1b[0m` : s);
+
+function linkCell(v: VolumeStatus): string {
+  if (v.link === 'connected') return paint(32, v.link);
+  if (v.link === 'none') return v.link;
+  return paint(33, v.link);
+}
+
+export function formatStatus(s: NodeStatus): string {
+  const rows = s.volumes.map((v) => [
+    v.name, v.role, v.peer ?? '-', linkCell(v),
+    v.tracking === 'bitmap' ? paint(31, 'bitmap') : v.tracking,
+    v.tracking === 'none' ? '-' : formatBytes(v.backlogBytes),
+    v.tracking === 'none' ? '-' : formatDuration(v.lagSeconds),
+    v.consistent ? paint(32, 'yes') : paint(31, 'no'),
+    v.journalCapacityBytes ? `${formatBytes(v.journalUsedBytes)} of ${formatBytes(v.journalCapacityBytes)}` : '-',
+  ]);
+  const head = ['VOLUME', 'ROLE', 'PEER', 'LINK', 'TRACKING', 'BACKLOG', 'LAG', 'CONSISTENT', 'JOURNAL'];
+  // eslint-disable-next-line no-control-regex
+  const width = (x: string): number => x.replace(/\x1b\[\d+m/g, '').length;
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => width(r[i]!))));
+  const line = (cells: string[]): string => cells.map((c, i) => c + ' '.repeat(widths[i]! - width(c))).join('  ').trimEnd();
+  return [`node ${s.node}, up ${formatDuration(s.uptimeSeconds)}`, line(head), ...rows.map(line)].join('\n');
+}
