@@ -1,0 +1,115 @@
+// The shipper of one volume on the primary, as a state machine: events in, actions
+// out, no I/O. An adapter (to come with the link manager) reads the journal, writes
+// frames to the socket and calls release(); the seeded simulation drives it directly.
+//
+// It keeps a bounded window of unacked bytes in flight, resumes exactly where the
+// peer's durable state ends (no gap, no duplicate), and releases journal data only
+// on the peer's durable ack (DESIGN.md invariant 2).
+
+export interface ShipperConfig {
+  /** Most bytes sent and not yet acked. */
+  windowBytes: number;
+  /** Most bytes asked of the journal in one read. */
+  batchBytes: number;
+}
+
+export type ShipperEvent =
+  /** The link is up and the peer holds everything up to `peerDurableSeq`. */
+  | { type: 'up'; peerDurableSeq: number }
+  | { type: 'down' }
+  /** The journal has records up to `lastSeq` (durable locally, so they may be shipped). */
+  | { type: 'journal'; lastSeq: number }
+  /** A read asked for by a `read` action returned these records (seq, size in bytes). */
+  | { type: 'read'; records: Array<{ seq: number; size: number }> }
+  | { type: 'ack'; seq: number };
+
+export type ShipperAction =
+  | { type: 'read'; fromSeq: number; maxBytes: number; limitSeq: number }
+  /** Send the records just read, as one Records frame. */
+  | { type: 'send'; fromSeq: number; toSeq: number; bytes: number }
+  | { type: 'release'; seq: number }
+  /** The peer broke the protocol: close the link with this reason. */
+  | { type: 'close'; reason: string };
+
+export class Shipper {
+  private up = false;
+  private reading = false;
+  /** Next seq to read and send. */
+  private next = 1;
+  /** Highest seq the journal may ship. */
+  private shippable = 0;
+  /** Highest seq the peer acked durable. */
+  acked = 0;
+  /** Sent, not yet acked: [seq, size] in order. Bounded by windowBytes (plus one batch). */
+  private readonly inFlight: Array<{ seq: number; size: number }> = [];
+  private inFlightBytes = 0;
+
+  constructor(private readonly cfg: ShipperConfig) {}
+
+  get sentUnacked(): number {
+    return this.inFlightBytes;
+  }
+
+  handle(e: ShipperEvent): ShipperAction[] {
+    switch (e.type) {
+      case 'up': {
+        this.up = true;
+        this.reading = false;
+        this.inFlight.length = 0;
+        this.inFlightBytes = 0;
+        const out: ShipperAction[] = [];
+        if (e.peerDurableSeq > this.acked) {
+          // The peer had acked more than we heard (an ack lost with the last link).
+          this.acked = e.peerDurableSeq;
+          out.push({ type: 'release', seq: this.acked });
+        }
+        // Resume exactly after the peer's durable point: nothing skipped, nothing twice.
+        this.next = e.peerDurableSeq + 1;
+        return [...out, ...this.pump()];
+      }
+      case 'down':
+        this.up = false;
+        this.reading = false;
+        this.inFlight.length = 0;
+        this.inFlightBytes = 0;
+        return [];
+      case 'journal':
+        this.shippable = Math.max(this.shippable, e.lastSeq);
+        return this.pump();
+      case 'read': {
+        if (!this.up || !this.reading) return []; // a read that outlived its link
+        this.reading = false;
+        if (e.records.length === 0) return this.pump();
+        const first = e.records[0]!.seq;
+        if (first !== this.next) return [{ type: 'close', reason: `journal read returned record ${first}, expected ${this.next}` }];
+        let bytes = 0;
+        for (const r of e.records) {
+          this.inFlight.push(r);
+          bytes += r.size;
+        }
+        this.inFlightBytes += bytes;
+        const last = e.records[e.records.length - 1]!.seq;
+        this.next = last + 1;
+        return [{ type: 'send', fromSeq: first, toSeq: last, bytes }, ...this.pump()];
+      }
+      case 'ack': {
+        if (!this.up) return [];
+        if (e.seq < this.acked) return [{ type: 'close', reason: `peer acked ${e.seq} after ${this.acked}: acks went backwards` }];
+        if (e.seq >= this.next) return [{ type: 'close', reason: `peer acked ${e.seq} but only ${this.next - 1} was sent` }];
+        if (e.seq === this.acked) return [];
+        this.acked = e.seq;
+        while (this.inFlight.length > 0 && this.inFlight[0]!.seq <= e.seq) this.inFlightBytes -= this.inFlight.shift()!.size;
+        return [{ type: 'release', seq: e.seq }, ...this.pump()];
+      }
+    }
+  }
+
+  /** Asks for more records if the link is up, the window has room and there is something to send. */
+  private pump(): ShipperAction[] {
+    if (!this.up || this.reading || this.next > this.shippable) return [];
+    const room = this.cfg.windowBytes - this.inFlightBytes;
+    if (room <= 0) return [];
+    this.reading = true;
+    return [{ type: 'read', fromSeq: this.next, maxBytes: Math.min(room, this.cfg.batchBytes), limitSeq: this.shippable }];
+  }
+}
