@@ -1,0 +1,143 @@
+// The receiver of one volume on the secondary, as a state machine: events in,
+// actions out, no I/O. Received records go to the receive log; once the log is
+// durable they are acked (only a durable ack lets the primary drop data); they are
+// applied to the replica only in whole units that end at a barrier, so the replica
+// is always a flush-point image (DESIGN.md invariant 3). An adapter does the I/O.
+
+export interface ReceivedRecord {
+  seq: number;
+  /** Ends an epoch: the replica may be brought up to here. */
+  barrier: boolean;
+  size: number;
+}
+
+export type ReceiverEvent =
+  /** A link came up; the receive log is durable up to `logDurable`, the replica applied up to `applied`. */
+  | { type: 'up' }
+  | { type: 'down' }
+  | { type: 'records'; records: ReceivedRecord[] }
+  /** The receive log is durable up to `upTo` (a `sync` action finished). */
+  | { type: 'synced'; upTo: number }
+  /** The replica now holds every record up to `upTo` (an `apply` action finished). */
+  | { type: 'applied'; upTo: number }
+  /** Hold applying (a checkpoint is held) or let it go on. */
+  | { type: 'hold'; held: boolean };
+
+export type ReceiverAction =
+  /** Append these records to the receive log (they are in the frame being handled). */
+  | { type: 'append'; fromSeq: number; toSeq: number }
+  /** Drop log records after `seq` (logged, never durable, never acked: they will be resent). */
+  | { type: 'truncate'; afterSeq: number }
+  | { type: 'sync'; upTo: number }
+  | { type: 'ack'; seq: number }
+  /** Apply log records fromSeq..toSeq to the replica as one crash-atomic unit (it ends at a barrier). */
+  | { type: 'apply'; fromSeq: number; toSeq: number }
+  /** Free receive-log space behind `seq`. */
+  | { type: 'releaseLog'; seq: number }
+  | { type: 'close'; reason: string };
+
+export interface ReceiverState {
+  logged: number;
+  logDurable: number;
+  applied: number;
+  /** Highest barrier seq in the log. */
+  lastBarrier: number;
+}
+
+export class Receiver {
+  private up = false;
+  private syncing = false;
+  private applying = false;
+  private held = false;
+  logged: number;
+  logDurable: number;
+  applied: number;
+  /** Durable barriers not yet applied, in order. Bounded by the receive log's size. */
+  private readonly barriers: number[] = [];
+  /** Barriers logged but not yet durable, in order. */
+  private pendingBarriers: number[] = [];
+
+  constructor(s: ReceiverState) {
+    this.logged = s.logged;
+    this.logDurable = s.logDurable;
+    this.applied = s.applied;
+    if (s.lastBarrier > s.applied && s.lastBarrier <= s.logDurable) this.barriers.push(s.lastBarrier);
+  }
+
+  /** The seq the primary should resume after: everything up to it is durable here. */
+  get resumeAfter(): number {
+    return this.logDurable;
+  }
+
+  handle(e: ReceiverEvent): ReceiverAction[] {
+    switch (e.type) {
+      case 'up': {
+        this.up = true;
+        const out: ReceiverAction[] = [];
+        if (this.logged > this.logDurable) {
+          out.push({ type: 'truncate', afterSeq: this.logDurable });
+          this.logged = this.logDurable;
+          this.pendingBarriers = this.pendingBarriers.filter((b) => b <= this.logDurable);
+        }
+        return [...out, ...this.maybeApply()];
+      }
+      case 'down':
+        this.up = false;
+        return [];
+      case 'records': {
+        if (!this.up || e.records.length === 0) return [];
+        // Records at or below what is logged were resent after a reconnect: skip them.
+        const fresh = e.records.filter((r) => r.seq > this.logged);
+        if (fresh.length === 0) return [];
+        if (fresh[0]!.seq !== this.logged + 1) {
+          return [{ type: 'close', reason: `records jump from ${this.logged} to ${fresh[0]!.seq}: a gap in the stream` }];
+        }
+        for (let i = 1; i < fresh.length; i++) {
+          if (fresh[i]!.seq !== fresh[i - 1]!.seq + 1) return [{ type: 'close', reason: `record ${fresh[i]!.seq} follows ${fresh[i - 1]!.seq} in one batch` }];
+        }
+        const from = fresh[0]!.seq;
+        const to = fresh[fresh.length - 1]!.seq;
+        this.logged = to;
+        for (const r of fresh) if (r.barrier) this.pendingBarriers.push(r.seq);
+        return [{ type: 'append', fromSeq: from, toSeq: to }, ...this.maybeSync()];
+      }
+      case 'synced': {
+        this.syncing = false;
+        if (e.upTo > this.logDurable) {
+          this.logDurable = e.upTo;
+          while (this.pendingBarriers.length > 0 && this.pendingBarriers[0]! <= e.upTo) this.barriers.push(this.pendingBarriers.shift()!);
+        }
+        const out: ReceiverAction[] = this.up ? [{ type: 'ack', seq: this.logDurable }] : [];
+        return [...out, ...this.maybeSync(), ...this.maybeApply()];
+      }
+      case 'applied': {
+        this.applying = false;
+        this.applied = Math.max(this.applied, e.upTo);
+        while (this.barriers.length > 0 && this.barriers[0]! <= this.applied) this.barriers.shift();
+        return [{ type: 'releaseLog', seq: this.applied }, ...this.maybeApply()];
+      }
+      case 'hold':
+        this.held = e.held;
+        return this.maybeApply();
+    }
+  }
+
+  private maybeSync(): ReceiverAction[] {
+    if (this.syncing || this.logged <= this.logDurable) return [];
+    this.syncing = true;
+    return [{ type: 'sync', upTo: this.logged }];
+  }
+
+  /**
+   * Applies up to the newest durable barrier in one unit: several epochs may go
+   * as one when the secondary is behind (DESIGN.md: the replica may apply several
+   * epochs atomically). Never past a barrier that is not durable.
+   */
+  private maybeApply(): ReceiverAction[] {
+    if (this.applying || this.held || this.barriers.length === 0) return [];
+    const to = this.barriers[this.barriers.length - 1]!;
+    if (to <= this.applied) return [];
+    this.applying = true;
+    return [{ type: 'apply', fromSeq: this.applied + 1, toSeq: to }];
+  }
+}
