@@ -1,0 +1,82 @@
+// The Hello exchange that opens every link (docs/PEER-PROTOCOL.md): each side says
+// who it is and which volumes it holds; each pair of volumes must match, with one
+// primary. A mismatch is refused with a reason an operator can act on.
+import { z } from 'zod';
+import { PROTOCOL_VERSION } from './frame.js';
+
+const volumeSchema = z.strictObject({
+  name: z.string().min(1).max(63),
+  /** Born on the primary; the secondary adopts it on first sync. Empty until then. */
+  uuid: z.string().max(64),
+  size: z.number().int().nonnegative(),
+  role: z.enum(['primary', 'secondary']),
+  /** Generation identifiers for split-brain detection (current, previous). */
+  generation: z.array(z.string().max(64)).max(8),
+  /** Highest seq durable here (receive log on a secondary, acked on a primary). */
+  durableSeq: z.number().int().nonnegative(),
+});
+
+const helloSchema = z.strictObject({
+  node: z.string().min(1).max(63),
+  protocol: z.number().int(),
+  volumes: z.array(volumeSchema).max(1024),
+});
+
+export type HelloVolume = z.infer<typeof volumeSchema>;
+export type Hello = z.infer<typeof helloSchema>;
+
+export function encodeHello(h: Hello): Buffer {
+  return Buffer.from(JSON.stringify(h), 'utf8');
+}
+
+export type HelloCheck =
+  | { ok: true; hello: Hello; pairs: Array<{ local: HelloVolume; remote: HelloVolume }> }
+  | { ok: false; code: string; message: string };
+
+/**
+ * Checks the peer's Hello against ours: `expectedNode` is the name the config gives
+ * the peer; `shared` are the volumes this node replicates with it.
+ */
+export function checkHello(payload: Buffer, expectedNode: string, shared: HelloVolume[]): HelloCheck {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(payload.toString('utf8'));
+  } catch {
+    return { ok: false, code: 'bad-hello', message: 'the peer\'s Hello is not JSON' };
+  }
+  const parsed = helloSchema.safeParse(raw);
+  if (!parsed.success) {
+    const i = parsed.error.issues[0]!;
+    return { ok: false, code: 'bad-hello', message: `the peer's Hello is malformed at ${i.path.join('.') || '(top)'}: ${i.message}` };
+  }
+  const hello = parsed.data;
+  if (hello.protocol !== PROTOCOL_VERSION) {
+    return { ok: false, code: 'version', message: `the peer speaks protocol ${hello.protocol}, this node speaks ${PROTOCOL_VERSION}; upgrade the older side` };
+  }
+  if (hello.node !== expectedNode) {
+    return { ok: false, code: 'wrong-node', message: `the peer calls itself "${hello.node}" but this node's config knows it as "${expectedNode}"` };
+  }
+  const pairs: Array<{ local: HelloVolume; remote: HelloVolume }> = [];
+  for (const local of shared) {
+    const remote = hello.volumes.find((v) => v.name === local.name);
+    if (!remote) {
+      return { ok: false, code: 'unknown-volume', message: `volume ${local.name} is configured with peer ${expectedNode}, but ${expectedNode} has no volume of that name` };
+    }
+    if (remote.size !== local.size) {
+      return { ok: false, code: 'size', message: `volume ${local.name} is ${local.size} bytes here and ${remote.size} bytes on ${expectedNode}; the sizes must match` };
+    }
+    if (remote.role === local.role) {
+      return {
+        ok: false, code: local.role === 'primary' ? 'two-primaries' : 'two-secondaries',
+        message: local.role === 'primary'
+          ? `volume ${local.name} is primary on both nodes; demote one (offsite demote ${local.name}) before they can sync`
+          : `volume ${local.name} is secondary on both nodes; one must be primary`,
+      };
+    }
+    if (local.uuid && remote.uuid && local.uuid !== remote.uuid) {
+      return { ok: false, code: 'uuid', message: `volume ${local.name} here (${local.uuid}) and on ${expectedNode} (${remote.uuid}) are different volumes` };
+    }
+    pairs.push({ local, remote });
+  }
+  return { ok: true, hello, pairs };
+}
