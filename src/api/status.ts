@@ -1,5 +1,6 @@
 // The node's status as operators and tools see it: GET /api/v1/status, `offsite status`.
 import type { VolumeEntry } from '../node/daemon.js';
+import type { LinkManager } from '../node/links.js';
 
 export interface VolumeStatus {
   name: string;
@@ -32,17 +33,26 @@ export interface NodeStatus {
   volumes: VolumeStatus[];
 }
 
-export function volumeStatus(e: VolumeEntry, now = Date.now()): VolumeStatus {
+export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, now = Date.now()): VolumeStatus {
   const j = e.journaled;
+  const link = e.config.peer ? (links?.linkState(e.config.peer) ?? 'disconnected') : 'none';
   const base = {
     name: e.config.name,
     role: e.config.role,
     peer: e.config.peer ?? null,
     sizeBytes: e.volume.size,
   };
+  if (e.replica) {
+    const log = e.replica.log;
+    return {
+      ...base, link, backlogBytes: log.backlogBytes, backlogRecords: log.backlogRecords, lagSeconds: 0,
+      consistent: true, tracking: 'replica', journalUsedBytes: log.usedBytes, journalCapacityBytes: log.capacity,
+      epoch: log.epoch, dirtyBytes: 0, hostBytes: log.hostBytes, overflows: 0,
+    };
+  }
   if (!j) {
     return {
-      ...base, link: e.config.peer ? 'disconnected' : 'none', backlogBytes: 0, backlogRecords: 0, lagSeconds: 0,
+      ...base, link, backlogBytes: 0, backlogRecords: 0, lagSeconds: 0,
       // A primary's own volume is its own flush-point image; a replica is not known
       // to be one until replication says so.
       consistent: e.config.role === 'primary', tracking: 'none', journalUsedBytes: 0, journalCapacityBytes: 0,
@@ -52,7 +62,7 @@ export function volumeStatus(e: VolumeEntry, now = Date.now()): VolumeStatus {
   const journal = j.journal;
   return {
     ...base,
-    link: 'disconnected', // the shipper arrives with the replication issue
+    link,
     backlogBytes: j.mode === 'bitmap' ? j.bitmap.dirtyBytes : journal.backlogBytes,
     backlogRecords: journal.backlogRecords,
     lagSeconds: Math.round(journal.lagMs(now) / 100) / 10,

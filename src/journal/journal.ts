@@ -147,6 +147,35 @@ export class Journal {
   }
 
   /**
+   * Appends a record received from the peer, keeping its seq and epoch (the
+   * secondary's receive log). The seq must follow the last one; an empty log may
+   * start at any seq (a new segment begins there).
+   */
+  appendReceived(h: RecordHeader, payload: Buffer | null): AppendResult {
+    if (h.seq !== this.nextSeq) {
+      if (this.backlogRecords !== 0) throw new Error(`receive log: record ${h.seq} does not follow ${this.lastSeq}`);
+      // Everything here is released: start over at the peer's numbering.
+      for (const old of this.segments.splice(0)) {
+        this.used -= old.reserved;
+        this.drop(old);
+      }
+      this.nextSeq = h.seq;
+      this.released = h.seq - 1;
+      this.writtenSeq = Math.max(this.writtenSeq, h.seq - 1);
+      this.durableSeq = Math.max(this.durableSeq, h.seq - 1);
+      this.forceSegment = true;
+    }
+    const seq = this.put(h, payload);
+    if (seq !== 'full') {
+      this.epoch = h.kind === RecordKind.Barrier ? h.epoch + 1 : h.epoch;
+      this.hostBytes += h.length;
+    }
+    return seq;
+  }
+
+  private forceSegment = false;
+
+  /**
    * Closes the open epoch with a barrier record, if it has any writes. The barrier's
    * offset field carries `appliedSeq`: every record up to it had reached the volume,
    * so recovery replays only what comes after.
@@ -169,9 +198,12 @@ export class Journal {
     const size = recordSize(h.kind, h.length);
     let seg = this.segments[this.segments.length - 1];
     if (this.broken) throw this.broken;
-    const needSegment = !seg || (seg.reserved + size > this.segmentSize && seg.lastSeq >= seg.baseSeq);
+    const needSegment = !seg || this.forceSegment || (seg.reserved + size > this.segmentSize && seg.lastSeq >= seg.baseSeq);
     if (this.used + size + (needSegment ? SEGMENT_HEADER_SIZE : 0) > this.capacity) return 'full';
-    if (needSegment) seg = this.openSegment(h.seq);
+    if (needSegment) {
+      seg = this.openSegment(h.seq);
+      this.forceSegment = false;
+    }
     const header = encodeRecordHeader(h, payload);
     this.enqueue(seg!, h.seq, payload && payload.length > 0 ? [header, payload] : [header]);
     seg!.lastSeq = h.seq;
@@ -211,6 +243,11 @@ export class Journal {
   }
 
   private pump(): void {
+    // Writes for a segment dropped meanwhile (all released, or an empty tail) are moot.
+    while (this.queue.length > 0 && this.queue[0]!.seg.removed) {
+      const q = this.queue.shift()!;
+      if (q.seq > this.writtenSeq) this.writtenSeq = q.seq;
+    }
     if (this.writing || this.queue.length === 0) return;
     const first = this.queue[0]!;
     let n = 1;
@@ -226,7 +263,9 @@ export class Journal {
     const batch = this.queue.splice(0, n);
     this.writing = true;
     const parts = batch.flatMap((q) => q.parts);
-    first.seg.file.writev(first.at, parts).then(() => {
+    const seg = first.seg;
+    seg.readers++; // the file stays open while this write runs, even if the segment is dropped
+    seg.file.writev(first.at, parts).then(() => {
       first.seg.unsynced = true;
       const top = batch[batch.length - 1]!.seq;
       if (top > this.writtenSeq) this.writtenSeq = top;
@@ -236,6 +275,7 @@ export class Journal {
       this.queue.length = 0;
       this.settleWritten();
     }).finally(() => {
+      if (--seg.readers === 0 && seg.removed) seg.file.close();
       this.writing = false;
       this.pump();
       for (const w of this.waiters) w();

@@ -17,12 +17,16 @@ import type { VolumeConfig } from '../config/config.js';
 import { startApi } from '../api/server.js';
 import { volumeStatus, type NodeStatus } from '../api/status.js';
 import type { FastifyInstance } from 'fastify';
+import { loadIdentity } from '../link/identity.js';
+import { Replica } from '../secondary/replica.js';
+import { LinkManager } from './links.js';
 
 /** One served volume: the local disk and, when it has a peer, its journaled write path. */
 export interface VolumeEntry {
   config: VolumeConfig;
   volume: Volume;
   journaled: JournaledVolume | null;
+  replica: Replica | null;
   history: History | null;
 }
 
@@ -31,6 +35,7 @@ export class Daemon {
   readonly entries: VolumeEntry[] = [];
   private historyTimer: NodeJS.Timeout | null = null;
   private api: FastifyInstance | null = null;
+  links: LinkManager | null = null;
   private readonly startedAt = Date.now();
   apiAddress: ListenAddress | null = null;
   private nbd: NbdServer | null = null;
@@ -57,12 +62,26 @@ export class Daemon {
         this.volumes.push(volume);
         const entry = await this.openJournal(v, volume);
         this.entries.push(entry);
-        registry.add(entry.journaled ?? volume, v.default === true);
+        registry.add(entry.journaled ?? entry.replica ?? volume, v.default === true);
       }
       this.historyTimer = setInterval(() => this.recordHistory(), 60_000);
       this.historyTimer.unref();
       this.nbd = new NbdServer({ exports: registry, log: this.log });
       this.nbdAddress = await this.nbd.listen(c.nbd);
+      let identity: ReturnType<typeof loadIdentity> | null = null;
+      if (c.volumes.some((v) => v.peer !== undefined)) {
+        try {
+          identity = loadIdentity(c.state);
+        } catch (e) {
+          this.log.warn(`${(e as Error).message}; until then no peer link runs (changes are journaled meanwhile)`);
+        }
+      }
+      if (identity) {
+        const primaries = new Map(this.entries.filter((e) => e.journaled).map((e) => [e.config.name, e.journaled!]));
+        const replicas = new Map(this.entries.filter((e) => e.replica).map((e) => [e.config.name, e.replica!]));
+        this.links = new LinkManager(c, identity, { primaries, replicas }, this.log);
+        await this.links.start();
+      }
       if (c.api) {
         const api = await startApi(c.api, { status: () => this.status(), log: this.log });
         this.api = api.app;
@@ -87,7 +106,13 @@ export class Daemon {
 
   /** A volume with a peer gets a journal and a dirty bitmap under state/volumes/NAME. */
   private async openJournal(v: VolumeConfig, volume: Volume): Promise<VolumeEntry> {
-    if (v.peer === undefined || v.role !== 'primary') return { config: v, volume, journaled: null, history: null };
+    if (v.peer === undefined) return { config: v, volume, journaled: null, replica: null, history: null };
+    if (v.role === 'secondary') {
+      const log = new Journal({ store: new DirStore(path.join(this.config.state, 'volumes', v.name, 'receive')), capacity: v.journal });
+      const replica = await Replica.open(volume, log, this.log);
+      this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, receive log ${formatBytes(log.usedBytes)}`);
+      return { config: v, volume, journaled: null, replica, history: null };
+    }
     const dir = path.join(this.config.state, 'volumes', v.name);
     const journalStore = new DirStore(v.journal_dir ?? path.join(dir, 'journal'));
     const journal = new Journal({ store: journalStore, capacity: v.journal });
@@ -99,7 +124,7 @@ export class Daemon {
     await journaled.start(report, recorded);
     this.log.info({ volume: v.name, journal: v.journal },
       `volume ${v.name}: journal ${formatBytes(journal.usedBytes)} of ${formatBytes(v.journal)}, ${journal.backlogRecords} records unreleased, epoch ${journal.epoch}, tracking by ${journaled.mode}`);
-    return { config: v, volume, journaled, history: new History(path.join(dir, 'history.csv')) };
+    return { config: v, volume, journaled, replica: null, history: new History(path.join(dir, 'history.csv')) };
   }
 
   private recordHistory(): void {
@@ -122,7 +147,7 @@ export class Daemon {
       node: this.config.node,
       version: '0.1.0',
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
-      volumes: this.entries.map((e) => volumeStatus(e)),
+      volumes: this.entries.map((e) => volumeStatus(e, this.links)),
     };
   }
 
@@ -131,10 +156,15 @@ export class Daemon {
     this.stopping ??= (async () => {
       this.log.info('stopping: finishing in-flight requests');
       await this.api?.close();
+      await this.links?.stop();
       await this.nbd?.close();
       if (this.historyTimer) clearInterval(this.historyTimer);
       for (const e of this.entries.splice(0)) {
         await e.journaled?.close().catch((err: Error) => this.log.error(`volume ${e.config.name}: ${err.message}`));
+        if (e.replica) {
+          await e.replica.log.sync().catch(() => undefined);
+          e.replica.log.close();
+        }
       }
       await this.closeVolumes();
       if (this.lockFd >= 0) fs.closeSync(this.lockFd);

@@ -13,6 +13,10 @@ export interface DaemonOptions {
   volumes?: Record<string, { size?: string; role?: string; path?: string; default?: boolean; peer?: string; journal?: string; on_full?: string }>;
   unix?: boolean;
   node?: string;
+  /** The whole config, given the NBD and API ports (replaces the generated one). */
+  yaml?: (ports: { nbd: number; api: number }) => string;
+  /** Do not start the daemon yet. */
+  noStart?: boolean;
 }
 
 export class TestDaemon {
@@ -57,10 +61,10 @@ export class TestDaemon {
       if (v.on_full) lines.push(`    on_full: ${v.on_full}`);
     }
     const configFile = path.join(dir, 'offsite.yaml');
-    fs.writeFileSync(configFile, lines.join('\n') + '\n');
+    fs.writeFileSync(configFile, opts.yaml ? opts.yaml({ nbd: port, api: apiPort }) : lines.join('\n') + '\n');
     const d = new TestDaemon(dir, configFile, port, unix);
     d.apiPort = apiPort;
-    await d.start();
+    if (!opts.noStart) await d.start();
     return d;
   }
 
@@ -139,4 +143,10 @@ export function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/** Status of a running daemon through its API. */
+export async function statusOf(d: TestDaemon): Promise<{ volumes: Array<{ name: string; link: string; backlogBytes: number; lagSeconds: number; consistent: boolean; tracking: string }> }> {
+  const r = await fetch(`http://127.0.0.1:${d.apiPort}/api/v1/status`);
+  return (await r.json()) as { volumes: Array<{ name: string; link: string; backlogBytes: number; lagSeconds: number; consistent: boolean; tracking: string }> };
 }

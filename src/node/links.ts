@@ -1,0 +1,289 @@
+// The link manager: one TLS link per peer, Hello, then frames between each primary
+// volume's shipper and the peer's replica. Reconnects forever with capped backoff;
+// a silent peer is declared dead after `deadAfterMs`.
+import type tls from 'node:tls';
+import type { Config } from '../config/config.js';
+import { formatDuration } from '../config/units.js';
+import type { Logger } from '../log/log.js';
+import type { JournaledVolume } from '../journal/write-path.js';
+import { FrameDecoder, FrameError, FrameType, decodeAck, encodeAck, encodeFrame, type Frame } from '../link/frame.js';
+import { checkHello, encodeHello, type HelloVolume } from '../link/hello.js';
+import type { Identity } from '../link/identity.js';
+import { decodeRecordsFrame, encodeRecordsFrame } from '../link/records-frame.js';
+import { Shipper, type ShipperAction } from '../link/shipper.js';
+import { LinkListener, connectLink, type PinnedPeer } from '../link/tls.js';
+import { parseListenAddress } from '../nbd/server.js';
+import type { Replica } from '../secondary/replica.js';
+
+const HEARTBEAT_MS = 1000;
+const DEAD_AFTER_MS = 5000;
+const MAX_BACKOFF_MS = 30_000;
+const SELF_SYNC_MS = 200;
+
+export interface LinkVolumes {
+  primaries: Map<string, JournaledVolume>;
+  replicas: Map<string, Replica>;
+}
+
+interface Session {
+  peer: string;
+  socket: tls.TLSSocket;
+  send(parts: Buffer[]): void;
+  close(reason: string): void;
+  closed: boolean;
+}
+
+export class LinkManager {
+  private listener: LinkListener | null = null;
+  private stopping = false;
+  private readonly sessions = new Map<string, Session>();
+  private readonly shippers = new Map<string, ShipperAdapter>();
+  readonly connectedSince = new Map<string, number>();
+  readonly downSince = new Map<string, number>();
+
+  constructor(
+    private readonly config: Config,
+    private readonly identity: Identity,
+    private readonly volumes: LinkVolumes,
+    private readonly log: Logger,
+  ) {}
+
+  private pinned(): PinnedPeer[] {
+    return this.config.peers.filter((p) => p.fingerprint).map((p) => ({ name: p.name, fingerprint: p.fingerprint! }));
+  }
+
+  /** The volumes this node shares with `peer`, as Hello describes them. */
+  private shared(peer: string): HelloVolume[] {
+    return this.config.volumes.filter((v) => v.peer === peer).map((v) => {
+      const jv = this.volumes.primaries.get(v.name);
+      const rp = this.volumes.replicas.get(v.name);
+      return {
+        name: v.name, uuid: '', size: (jv ?? rp)?.size ?? 0, role: v.role, generation: [],
+        durableSeq: rp ? rp.receiver.resumeAfter : jv ? jv.journal.released : 0,
+      };
+    });
+  }
+
+  linkState(peer: string): string {
+    return this.sessions.has(peer) ? 'connected' : 'disconnected';
+  }
+
+  async start(): Promise<void> {
+    for (const p of this.config.peers) this.downSince.set(p.name, Date.now());
+    if (this.config.link) {
+      this.listener = new LinkListener({
+        identity: this.identity, peers: this.pinned(), log: this.log,
+        onLink: ({ socket, peer }) => this.session(socket, peer.name, false),
+      });
+      await this.listener.listen(this.config.link);
+    }
+    for (const p of this.config.peers) {
+      const sharesVolumes = this.config.volumes.some((v) => v.peer === p.name);
+      // One connection per pair: the node whose name sorts first dials.
+      if (sharesVolumes && this.config.node < p.name) void this.dial(p.name);
+    }
+  }
+
+  private async dial(peer: string): Promise<void> {
+    const p = this.config.peers.find((x) => x.name === peer)!;
+    let backoff = 500;
+    while (!this.stopping) {
+      if (!this.sessions.has(peer)) {
+        try {
+          if (!p.fingerprint) throw new Error(`peers.${peer}.fingerprint is not set (run offsite init on ${peer} and copy its fingerprint)`);
+          const addr = parseListenAddress(p.address);
+          if (addr.kind !== 'tcp') throw new Error('peer address must be host:port');
+          const socket = await connectLink({ identity: this.identity, peer: { name: peer, fingerprint: p.fingerprint }, host: addr.host, port: addr.port });
+          backoff = 500;
+          await this.session(socket, peer, true);
+        } catch (e) {
+          this.log.debug({ peer }, `link to ${peer} at ${p.address}: ${(e as Error).message}; retrying in ${formatDuration(backoff / 1000)}`);
+          await sleep(backoff);
+          backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
+          continue;
+        }
+      }
+      await sleep(backoff);
+    }
+  }
+
+  /** Runs one link until it closes. */
+  private session(socket: tls.TLSSocket, peer: string, initiator: boolean): Promise<void> {
+    const old = this.sessions.get(peer);
+    if (old) old.close('replaced by a new connection');
+    return new Promise((resolve) => {
+      const decoder = new FrameDecoder();
+      let lastHeard = Date.now();
+      let helloDone = false;
+      const s: Session = {
+        peer, socket, closed: false,
+        send: (parts) => {
+          if (!s.closed) for (const p of parts) socket.write(p);
+        },
+        close: (reason) => {
+          if (s.closed) return;
+          s.closed = true;
+          this.log.warn({ peer }, `link to ${peer} closed: ${reason}`);
+          socket.destroy();
+        },
+      };
+      const sendHello = (): void => s.send(encodeFrame(FrameType.Hello, encodeHello({ node: this.config.node, protocol: 1, volumes: this.shared(peer) })));
+      if (!initiator) sendHello();
+      const timer = setInterval(() => {
+        if (Date.now() - lastHeard > DEAD_AFTER_MS) s.close(`no word from ${peer} for ${formatDuration(DEAD_AFTER_MS / 1000)}: peer dead or link cut`);
+        else s.send(encodeFrame(FrameType.Heartbeat, u64(Date.now())));
+      }, HEARTBEAT_MS);
+      const onFrame = (f: Frame): void => {
+        if (f.type === FrameType.Hello) {
+          const check = checkHello(f.payload, peer, this.shared(peer));
+          if (!check.ok) {
+            s.send(encodeFrame(FrameType.Refuse, Buffer.from(JSON.stringify({ code: check.code, message: check.message }))));
+            this.log.error({ peer }, `link to ${peer} refused: ${check.message}`);
+            setTimeout(() => s.close(check.message), 100);
+            return;
+          }
+          if (initiator) sendHello();
+          helloDone = true;
+          this.sessions.set(peer, s);
+          this.downSince.delete(peer);
+          this.connectedSince.set(peer, Date.now());
+          this.log.info({ peer }, `link to ${peer} up`);
+          for (const { local, remote } of check.pairs) {
+            if (local.role === 'primary') {
+              const jv = this.volumes.primaries.get(local.name);
+              if (jv) this.shipperFor(local.name, jv).up(s, remote.durableSeq);
+            } else {
+              const rp = this.volumes.replicas.get(local.name);
+              void rp?.attach({ ack: (seq) => s.send(encodeAck(local.name, seq)), close: (why) => s.close(why) });
+            }
+          }
+          return;
+        }
+        if (!helloDone) return s.close(`${peer} sent frame type ${f.type} before Hello`);
+        if (f.type === FrameType.Refuse) return s.close(`${peer} refused the link: ${f.payload.toString('utf8')}`);
+        if (f.type === FrameType.Records) {
+          const { volume, records } = decodeRecordsFrame(f.payload);
+          const rp = this.volumes.replicas.get(volume);
+          if (!rp) return s.close(`${peer} sent records for ${volume}, which is not a replica here`);
+          void rp.receive(records).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
+          return;
+        }
+        if (f.type === FrameType.Ack) {
+          const { volume, seq } = decodeAck(f.payload);
+          this.shippers.get(volume)?.ack(seq);
+        }
+      };
+      socket.on('data', (chunk: Buffer) => {
+        lastHeard = Date.now();
+        decoder.push(chunk);
+        try {
+          for (let f = decoder.next(); f; f = decoder.next()) onFrame(f);
+        } catch (e) {
+          s.close(e instanceof FrameError ? `${peer} sent a bad frame: ${e.message}` : (e as Error).message);
+        }
+      });
+      socket.on('error', () => undefined);
+      socket.on('close', () => {
+        clearInterval(timer);
+        s.closed = true;
+        if (this.sessions.get(peer) === s) {
+          this.sessions.delete(peer);
+          this.connectedSince.delete(peer);
+          this.downSince.set(peer, Date.now());
+          for (const [name, sh] of this.shippers) if (sh.session === s) sh.down(name);
+          for (const v of this.config.volumes) if (v.peer === peer) this.volumes.replicas.get(v.name)?.detach();
+        }
+        resolve();
+      });
+    });
+  }
+
+  private shipperFor(name: string, jv: JournaledVolume): ShipperAdapter {
+    let sh = this.shippers.get(name);
+    if (!sh) {
+      sh = new ShipperAdapter(name, jv, this.log);
+      this.shippers.set(name, sh);
+    }
+    return sh;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const sh of this.shippers.values()) sh.stop();
+    for (const s of this.sessions.values()) s.close('node stopping');
+    await this.listener?.close();
+  }
+}
+
+/** Drives one volume's Shipper state machine against its journal and the link. */
+class ShipperAdapter {
+  private readonly shipper = new Shipper({ windowBytes: 32 << 20, batchBytes: 4 << 20 });
+  session: Session | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private notified = 0;
+  private lastSelfSync = 0;
+
+  constructor(private readonly name: string, private readonly jv: JournaledVolume, private readonly log: Logger) {}
+
+  up(s: Session, peerDurable: number): void {
+    this.session = s;
+    this.run(this.shipper.handle({ type: 'up', peerDurableSeq: peerDurable }));
+    this.notified = 0;
+    this.timer ??= setInterval(() => this.tick(), 50);
+  }
+
+  down(_name: string): void {
+    this.session = null;
+    this.shipper.handle({ type: 'down' });
+  }
+
+  ack(seq: number): void {
+    this.run(this.shipper.handle({ type: 'ack', seq }));
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** Ships what is durable; makes the journal durable itself when the host has not flushed for a while. */
+  private tick(): void {
+    if (!this.session) return;
+    const j = this.jv.journal;
+    if (j.lastSeq > j.durableSeq && Date.now() - this.lastSelfSync > SELF_SYNC_MS && this.jv.mode === 'journal') {
+      this.lastSelfSync = Date.now();
+      // A primary-chosen boundary: closes the epoch so the replica can advance without a host FLUSH.
+      void this.jv.flush().catch(() => undefined);
+    }
+    if (j.durableSeq > this.notified) {
+      this.notified = j.durableSeq;
+      this.run(this.shipper.handle({ type: 'journal', lastSeq: j.durableSeq }));
+    }
+  }
+
+  private run(actions: ShipperAction[]): void {
+    for (const a of actions) {
+      if (a.type === 'read') {
+        const s = this.session;
+        this.jv.journal.read(a.fromSeq, a.maxBytes, a.limitSeq).then((records) => {
+          if (s !== this.session || !s) return;
+          if (records.length > 0) s.send(encodeRecordsFrame(this.name, records));
+          this.run(this.shipper.handle({ type: 'read', records: records.map((r) => ({ seq: r.seq, size: r.payload.length + 56 })) }));
+        }, (e: Error) => s?.close(`reading the journal of ${this.name}: ${e.message}`));
+      } else if (a.type === 'release') {
+        void this.jv.release(a.seq).catch((e: Error) => this.log.error(`volume ${this.name}: release failed: ${e.message}`));
+      } else if (a.type === 'close') {
+        this.session?.close(a.reason);
+      }
+    }
+  }
+}
+
+function u64(v: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt(v), 0);
+  return b;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,59 @@
+// Two sites on this machine: site-a (primary) and site-b (secondary), paired by
+// `offsite init` fingerprints, linked over loopback TLS.
+import fs from 'node:fs';
+import path from 'node:path';
+import { OFFSITE_BIN, TestDaemon, freePort, statusOf } from './daemon.js';
+import { must, sleep, tempDir } from './run.js';
+
+export interface Pair {
+  a: TestDaemon;
+  b: TestDaemon;
+  stop(): Promise<void>;
+  /** Waits until site-a's backlog is 0 for every volume and the link is up. */
+  drained(timeoutMs?: number): Promise<void>;
+}
+
+export async function startPair(opts: { size?: string; journal?: string } = {}): Promise<Pair> {
+  const root = tempDir('pair');
+  const [linkA, linkB] = [await freePort(), await freePort()];
+  const size = opts.size ?? '256MiB';
+  const journal = opts.journal ?? '1GiB';
+  const mk = (node: string, peer: string, myLink: number, peerLink: number, role: string) =>
+    (ports: { nbd: number; api: number }): string => `node: ${node}
+state: ./state
+nbd: 127.0.0.1:${ports.nbd}
+link: 127.0.0.1:${myLink}
+api: 127.0.0.1:${ports.api}
+peers:
+  ${peer}: { address: "127.0.0.1:${peerLink}", fingerprint: "FINGERPRINT" }
+volumes:
+  db: { path: ./db.img, size: ${size}, role: ${role}, peer: ${peer}, journal: ${journal} }
+`;
+  fs.mkdirSync(path.join(root, 'a'));
+  fs.mkdirSync(path.join(root, 'b'));
+  const a = await TestDaemon.create({ dir: path.join(root, 'a'), node: 'site-a', noStart: true, yaml: mk('site-a', 'site-b', linkA, linkB, 'primary') });
+  const b = await TestDaemon.create({ dir: path.join(root, 'b'), node: 'site-b', noStart: true, yaml: mk('site-b', 'site-a', linkB, linkA, 'secondary') });
+  const fp = async (d: TestDaemon): Promise<string> => (await must(process.execPath, [OFFSITE_BIN, 'init', '-c', d.configFile])).trim().split('\n').pop()!;
+  const [fa, fb] = [await fp(a), await fp(b)];
+  fs.writeFileSync(a.configFile, fs.readFileSync(a.configFile, 'utf8').replace('FINGERPRINT', fb));
+  fs.writeFileSync(b.configFile, fs.readFileSync(b.configFile, 'utf8').replace('FINGERPRINT', fa));
+  await b.start();
+  await a.start();
+  return {
+    a, b,
+    async stop() {
+      await a.stop();
+      await b.stop();
+    },
+    async drained(timeoutMs = 60_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const s = await statusOf(a).catch(() => null);
+        const t = await statusOf(b).catch(() => null);
+        if (s && t && s.volumes.every((v) => v.link === 'connected' && v.backlogBytes === 0) && t.volumes.every((v) => v.backlogBytes === 0)) return;
+        if (Date.now() > deadline) throw new Error(`not drained after ${timeoutMs} ms: ${JSON.stringify(s)} ${JSON.stringify(t)}\n${a.log.slice(-2000)}\n${b.log.slice(-2000)}`);
+        await sleep(200);
+      }
+    },
+  };
+}
