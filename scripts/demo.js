@@ -1,62 +1,104 @@
 #!/usr/bin/env node
-// `npm run demo`: the embedded default. Starts a node on this machine with one
-// volume under ./demo, shows a real client using it, then serves until Ctrl-C.
-import { spawn, spawnSync } from 'node:child_process';
+// `npm run demo`: the embedded default, two sites on this machine. Site A serves a
+// volume over NBD and replicates it to site B over a TLS link; a burst of writes goes
+// to A, the backlog drains, and the demo ends by proving B's replica equals A's volume.
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
 const root = path.resolve(new URL('..', import.meta.url).pathname);
 const dir = path.join(root, 'demo');
+const bin = path.join(root, 'bin', 'offsite.js');
+const base = Number(process.env.OFFSITE_DEMO_PORT ?? 10809);
+const ports = { nbdA: base, nbdB: base + 1, linkA: base + 2, linkB: base + 3, apiA: base + 4, apiB: base + 5 };
+fs.rmSync(dir, { recursive: true, force: true });
 fs.mkdirSync(dir, { recursive: true });
-const config = path.join(dir, 'site-a.yaml');
-const port = process.env.OFFSITE_DEMO_PORT ?? '10809';
-fs.writeFileSync(config, `# written by npm run demo
-node: site-a
-state: ./state/site-a
-nbd: 127.0.0.1:${port}
+
+const site = (me, peer, nbd, link, peerLink, api, role) => `# written by npm run demo
+node: ${me}
+state: ./state/${me}
+nbd: 127.0.0.1:${nbd}
+link: 127.0.0.1:${link}
+api: 127.0.0.1:${api}
+peers:
+  ${peer}: { address: "127.0.0.1:${peerLink}", fingerprint: "FINGERPRINT" }
 volumes:
-  db:
-    path: ./data/site-a-db.img
-    size: 1GiB
-    role: primary
-`);
+  db: { path: ./data/${me}-db.img, size: 1GiB, role: ${role}, peer: ${peer}, journal: 2GiB }
+`;
+const cfgA = path.join(dir, 'site-a.yaml');
+const cfgB = path.join(dir, 'site-b.yaml');
+fs.writeFileSync(cfgA, site('site-a', 'site-b', ports.nbdA, ports.linkA, ports.linkB, ports.apiA, 'primary'));
+fs.writeFileSync(cfgB, site('site-b', 'site-a', ports.nbdB, ports.linkB, ports.linkA, ports.apiB, 'secondary'));
 fs.mkdirSync(path.join(dir, 'data'), { recursive: true });
 
-const bin = path.join(root, 'bin', 'offsite.js');
-const daemon = spawn(process.execPath, [bin, 'daemon', '-c', config], {
-  stdio: ['ignore', 'inherit', 'pipe'],
-  env: { ...process.env, OFFSITE_LOG: 'text' },
-});
-let ready = false;
-daemon.stderr.on('data', (b) => {
-  process.stderr.write(b);
-  if (!ready && b.toString().includes('ready: ')) {
-    ready = true;
-    show();
+const offsite = (...args) => execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
+const say = (s) => console.log(`\n== ${s}`);
+
+say('pairing: offsite init on each site, each pins the other\'s fingerprint');
+const fpA = offsite('init', '-c', cfgA).trim().split('\n').pop();
+const fpB = offsite('init', '-c', cfgB).trim().split('\n').pop();
+fs.writeFileSync(cfgA, fs.readFileSync(cfgA, 'utf8').replace('FINGERPRINT', fpB));
+fs.writeFileSync(cfgB, fs.readFileSync(cfgB, 'utf8').replace('FINGERPRINT', fpA));
+console.log(`site-a ${fpA}\nsite-b ${fpB}`);
+
+const daemons = [];
+function start(cfg, name) {
+  const child = spawn(process.execPath, [bin, 'daemon', '-c', cfg], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, OFFSITE_LOG: 'text' } });
+  child.stderr.on('data', (b) => process.stderr.write(b.toString().split('\n').filter(Boolean).map((l) => `[${name}] ${l}\n`).join('')));
+  daemons.push(child);
+  return child;
+}
+const stopAll = () => Promise.all(daemons.map((d) => new Promise((r) => (d.exitCode !== null ? r() : (d.once('exit', r), d.kill('SIGTERM'))))));
+process.on('SIGINT', () => stopAll().then(() => process.exit(130)));
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function status(api) {
+  const r = await fetch(`http://127.0.0.1:${api}/api/v1/status`);
+  return (await r.json()).volumes[0];
+}
+async function waitUp(api) {
+  for (let i = 0; i < 100; i++) {
+    try { if ((await status(api)).link === 'connected') return; } catch { /* not up yet */ }
+    await sleep(100);
   }
+  throw new Error('the sites did not link within 10 s');
+}
+const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+
+async function main() {
+  say('starting site-b (secondary) and site-a (primary)');
+  start(cfgB, 'site-b');
+  start(cfgA, 'site-a');
+  await waitUp(ports.apiA);
+  const a = `nbd://127.0.0.1:${ports.nbdA}/db`;
+  const b = `nbd://127.0.0.1:${ports.nbdB}/db`;
+  say(`writing a burst to site-a (${a})`);
+  if (has('fio')) {
+    execFileSync('fio', ['--name=burst', '--ioengine=nbd', `--uri=${a}`, '--rw=randwrite', '--bs=64k', '--iodepth=16', '--size=256M', '--io_size=192M', '--output-format=terse'], { stdio: 'ignore' });
+    console.log('fio wrote 192 MiB of random 64 KiB blocks');
+  } else {
+    execFileSync('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 0 128M', '-c', 'flush', a], { stdio: 'ignore' });
+    console.log('qemu-io wrote 128 MiB');
+  }
+  say('the backlog drains over the link');
+  for (let i = 0; i < 600; i++) {
+    const s = await status(ports.apiA);
+    console.log(`backlog ${(s.backlogBytes / 2 ** 20).toFixed(1)} MiB, lag ${s.lagSeconds} s, link ${s.link}`);
+    if (s.backlogBytes === 0 && (await status(ports.apiB)).backlogBytes === 0) break;
+    await sleep(500);
+  }
+  console.log(offsite('status', '-c', cfgA));
+  console.log(offsite('status', '-c', cfgB));
+  say(`proving the replica equals the primary: qemu-img compare ${a} ${b}`);
+  const cmp = spawnSync('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', a, b], { encoding: 'utf8' });
+  console.log((cmp.stdout + cmp.stderr).trim() || `(qemu-img: ${cmp.error?.message})`);
+  await stopAll();
+  say(cmp.status === 0 ? 'done: site-b holds an identical copy of site-a' : 'the images differ');
+  process.exit(cmp.status === 0 ? 0 : 1);
+}
+
+main().catch(async (e) => {
+  console.error(`demo failed: ${e.message}`);
+  await stopAll();
+  process.exit(1);
 });
-daemon.on('exit', (code) => process.exit(code ?? 1));
-const stop = () => daemon.kill('SIGTERM');
-process.on('SIGINT', stop);
-process.on('SIGTERM', stop);
-
-function tryRun(cmd, args) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.error) return `(${cmd} is not installed: apt-get install ${cmd === 'nbdinfo' ? 'libnbd-bin' : 'qemu-utils'})`;
-  return (r.stdout + r.stderr).trim();
-}
-
-function show() {
-  const uri = `nbd://127.0.0.1:${port}/db`;
-  console.log(`\n== site-a is serving volume db at ${uri}\n`);
-  console.log(`$ nbdinfo ${uri}`);
-  console.log(tryRun('nbdinfo', [uri]));
-  console.log(`\n$ qemu-io -f raw -c 'write -P 0x5a 0 1M' -c flush -c 'read -P 0x5a 0 1M' ${uri}`);
-  console.log(tryRun('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 0 1M', '-c', 'flush', '-c', 'read -P 0x5a 0 1M', uri]));
-  console.log(`\nTry it yourself:
-  nbdinfo --map ${uri}
-  qemu-img info ${uri}
-  fio --name=t --ioengine=nbd --uri=${uri} --rw=randwrite --bs=4k --iodepth=32 --size=256M
-Press Ctrl-C to stop the node (it stops cleanly and syncs the volume).`);
-  if (process.env.OFFSITE_DEMO_ONCE) stop();
-}
