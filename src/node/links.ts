@@ -87,6 +87,7 @@ export class LinkManager {
   private async dial(peer: string): Promise<void> {
     const p = this.config.peers.find((x) => x.name === peer)!;
     let backoff = 500;
+    let lastError = '';
     while (!this.stopping) {
       if (!this.sessions.has(peer)) {
         try {
@@ -97,7 +98,10 @@ export class LinkManager {
           backoff = 500;
           await this.session(socket, peer, true);
         } catch (e) {
-          this.log.debug({ peer }, `link to ${peer} at ${p.address}: ${(e as Error).message}; retrying in ${formatDuration(backoff / 1000)}`);
+          const msg = (e as Error).message;
+          // Say each distinct failure once at warn; repeats go to debug.
+          (msg !== lastError ? this.log.warn : this.log.debug).call(this.log, { peer }, `link to ${peer} at ${p.address}: ${msg}; retrying (backoff up to ${formatDuration(MAX_BACKOFF_MS / 1000)})`);
+          lastError = msg;
           await sleep(backoff);
           backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
           continue;
@@ -159,8 +163,18 @@ export class LinkManager {
           }
           return;
         }
+        if (f.type === FrameType.Refuse) {
+          let why = f.payload.toString('utf8');
+          try {
+            const r = JSON.parse(why) as { code?: string; message?: string };
+            why = `${r.message ?? why} (${r.code ?? 'refused'})`;
+          } catch {
+            // not JSON: show it as it came
+          }
+          this.log.error({ peer }, `${peer} refused the link: ${why}`);
+          return s.close(`${peer} refused the link`);
+        }
         if (!helloDone) return s.close(`${peer} sent frame type ${f.type} before Hello`);
-        if (f.type === FrameType.Refuse) return s.close(`${peer} refused the link: ${f.payload.toString('utf8')}`);
         if (f.type === FrameType.Records) {
           const { volume, records } = decodeRecordsFrame(f.payload);
           const rp = this.volumes.replicas.get(volume);
@@ -185,6 +199,9 @@ export class LinkManager {
       socket.on('error', () => undefined);
       socket.on('close', () => {
         clearInterval(timer);
+        if (!helloDone && !s.closed) {
+          this.log.warn({ peer }, `link to ${peer} dropped before its Hello: does ${peer} pin this node's fingerprint (${this.identity.fingerprint})?`);
+        }
         s.closed = true;
         if (this.sessions.get(peer) === s) {
           this.sessions.delete(peer);

@@ -13,12 +13,21 @@ export interface Pair {
   drained(timeoutMs?: number): Promise<void>;
 }
 
-export async function startPair(opts: { size?: string; journal?: string } = {}): Promise<Pair> {
+export interface PairOptions {
+  size?: string;
+  journal?: string;
+  /** Faults for refusal tests: site-b's role or size, or a wrong fingerprint pinned by a side. */
+  roleB?: string;
+  sizeB?: string;
+  wrongPinAtB?: boolean;
+}
+
+export async function startPair(opts: PairOptions = {}): Promise<Pair> {
   const root = tempDir('pair');
   const [linkA, linkB] = [await freePort(), await freePort()];
   const size = opts.size ?? '256MiB';
   const journal = opts.journal ?? '1GiB';
-  const mk = (node: string, peer: string, myLink: number, peerLink: number, role: string) =>
+  const mk = (node: string, peer: string, myLink: number, peerLink: number, role: string, volSize = size) =>
     (ports: { nbd: number; api: number }): string => `node: ${node}
 state: ./state
 nbd: 127.0.0.1:${ports.nbd}
@@ -27,16 +36,17 @@ api: 127.0.0.1:${ports.api}
 peers:
   ${peer}: { address: "127.0.0.1:${peerLink}", fingerprint: "FINGERPRINT" }
 volumes:
-  db: { path: ./db.img, size: ${size}, role: ${role}, peer: ${peer}, journal: ${journal} }
+  db: { path: ./db.img, size: ${volSize}, role: ${role}, peer: ${peer}, journal: ${journal} }
 `;
   fs.mkdirSync(path.join(root, 'a'));
   fs.mkdirSync(path.join(root, 'b'));
   const a = await TestDaemon.create({ dir: path.join(root, 'a'), node: 'site-a', noStart: true, yaml: mk('site-a', 'site-b', linkA, linkB, 'primary') });
-  const b = await TestDaemon.create({ dir: path.join(root, 'b'), node: 'site-b', noStart: true, yaml: mk('site-b', 'site-a', linkB, linkA, 'secondary') });
+  const b = await TestDaemon.create({ dir: path.join(root, 'b'), node: 'site-b', noStart: true, yaml: mk('site-b', 'site-a', linkB, linkA, opts.roleB ?? 'secondary', opts.sizeB ?? size) });
   const fp = async (d: TestDaemon): Promise<string> => (await must(process.execPath, [OFFSITE_BIN, 'init', '-c', d.configFile])).trim().split('\n').pop()!;
   const [fa, fb] = [await fp(a), await fp(b)];
   fs.writeFileSync(a.configFile, fs.readFileSync(a.configFile, 'utf8').replace('FINGERPRINT', fb));
-  fs.writeFileSync(b.configFile, fs.readFileSync(b.configFile, 'utf8').replace('FINGERPRINT', fa));
+  const pinnedAtB = opts.wrongPinAtB ? fa.split(':').reverse().join(':') : fa;
+  fs.writeFileSync(b.configFile, fs.readFileSync(b.configFile, 'utf8').replace('FINGERPRINT', pinnedAtB));
   await b.start();
   await a.start();
   return {
