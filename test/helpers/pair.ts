@@ -20,6 +20,8 @@ export interface PairOptions {
   roleB?: string;
   sizeB?: string;
   wrongPinAtB?: boolean;
+  /** Put a proxy between the sites: given site-b's link port, returns the port site-a should dial. */
+  proxy?: (linkB: number) => Promise<number>;
 }
 
 export async function startPair(opts: PairOptions = {}): Promise<Pair> {
@@ -40,7 +42,8 @@ volumes:
 `;
   fs.mkdirSync(path.join(root, 'a'));
   fs.mkdirSync(path.join(root, 'b'));
-  const a = await TestDaemon.create({ dir: path.join(root, 'a'), node: 'site-a', noStart: true, yaml: mk('site-a', 'site-b', linkA, linkB, 'primary') });
+  const dialB = opts.proxy ? await opts.proxy(linkB) : linkB;
+  const a = await TestDaemon.create({ dir: path.join(root, 'a'), node: 'site-a', noStart: true, yaml: mk('site-a', 'site-b', linkA, dialB, 'primary') });
   const b = await TestDaemon.create({ dir: path.join(root, 'b'), node: 'site-b', noStart: true, yaml: mk('site-b', 'site-a', linkB, linkA, opts.roleB ?? 'secondary', opts.sizeB ?? size) });
   const fp = async (d: TestDaemon): Promise<string> => (await must(process.execPath, [OFFSITE_BIN, 'init', '-c', d.configFile])).trim().split('\n').pop()!;
   const [fa, fb] = [await fp(a), await fp(b)];
