@@ -223,7 +223,8 @@ export class JournaledVolume implements ExportBackend {
 
   /** The peer holds everything up to `seq` durably; free journal space behind it. */
   async release(seq: number): Promise<void> {
-    if (seq > this.durableAppliedSeq) await this.flush(); // never outrun local durability
+    // Never outrun local durability; a sync, not a FLUSH: no barrier, the epoch stays open.
+    if (seq > this.durableAppliedSeq) await this.syncer.sync();
     await this.journal.release(Math.min(seq, this.durableAppliedSeq));
     this.wakeBlocked();
   }

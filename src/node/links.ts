@@ -18,7 +18,8 @@ import type { Replica } from '../secondary/replica.js';
 const HEARTBEAT_MS = 1000;
 const DEAD_AFTER_MS = 5000;
 const MAX_BACKOFF_MS = 30_000;
-const SELF_SYNC_MS = 200;
+/** A primary-chosen barrier closes an epoch the host has left open this long. */
+const SELF_SYNC_MS = 1000;
 
 export interface LinkVolumes {
   primaries: Map<string, JournaledVolume>;
@@ -238,12 +239,14 @@ class ShipperAdapter {
   session: Session | null = null;
   private timer: NodeJS.Timeout | null = null;
   private notified = 0;
-  private lastSelfSync = 0;
+  private undurableSince = 0;
+  private durableSeen = 0;
 
   constructor(private readonly name: string, private readonly jv: JournaledVolume, private readonly log: Logger) {}
 
   up(s: Session, peerDurable: number): void {
     this.session = s;
+    this.undurableSince = 0;
     this.run(this.shipper.handle({ type: 'up', peerDurableSeq: peerDurable }));
     this.notified = 0;
     this.timer ??= setInterval(() => this.tick(), 50);
@@ -251,6 +254,7 @@ class ShipperAdapter {
 
   down(_name: string): void {
     this.session = null;
+    this.undurableSince = 0;
     this.shipper.handle({ type: 'down' });
   }
 
@@ -266,10 +270,21 @@ class ShipperAdapter {
   private tick(): void {
     if (!this.session) return;
     const j = this.jv.journal;
-    if (j.lastSeq > j.durableSeq && Date.now() - this.lastSelfSync > SELF_SYNC_MS && this.jv.mode === 'journal') {
-      this.lastSelfSync = Date.now();
-      // A primary-chosen boundary: closes the epoch so the replica can advance without a host FLUSH.
-      void this.jv.flush().catch(() => undefined);
+    const now = Date.now();
+    if (j.durableSeq > this.durableSeen) {
+      // The host's flushes make progress: the clock for a primary-chosen boundary restarts.
+      this.durableSeen = j.durableSeq;
+      this.undurableSince = 0;
+    }
+    if (j.lastSeq > j.durableSeq && this.jv.mode === 'journal') {
+      if (this.undurableSince === 0) this.undurableSince = now;
+      else if (now - this.undurableSince > SELF_SYNC_MS) {
+        this.undurableSince = 0;
+        // A primary-chosen boundary: closes the epoch so the replica can advance without a host FLUSH.
+        void this.jv.flush().catch(() => undefined);
+      }
+    } else {
+      this.undurableSince = 0;
     }
     if (j.durableSeq > this.notified) {
       this.notified = j.durableSeq;
