@@ -42,6 +42,8 @@ export class Replica implements ExportBackend {
       seq = batch[batch.length - 1]!.seq + 1;
     }
     const replica = new Replica(volume, log, logger, lastBarrier);
+    // Records applied before the stop but not yet released from the log.
+    if (replica.receiver.applied > log.released) await log.release(replica.receiver.applied).catch(() => undefined);
     // A unit interrupted by a crash is applied again now, before the export serves.
     const pending = replica.receiver.handle({ type: 'up' });
     await replica.run(pending);
