@@ -241,10 +241,25 @@ class ShipperAdapter {
   private notified = 0;
   private undurableSince = 0;
   private durableSeen = 0;
+  private gapReported = false;
 
   constructor(private readonly name: string, private readonly jv: JournaledVolume, private readonly log: Logger) {}
 
   up(s: Session, peerDurable: number): void {
+    const j = this.jv.journal;
+    // Records the peer lacks must still be in the journal; after an overflow they are
+    // in the dirty bitmap instead, and only a resync (not built yet) can send them.
+    const gap = this.jv.mode === 'bitmap' || peerDurable < j.released;
+    if (gap) {
+      if (!this.gapReported) {
+        this.gapReported = true;
+        this.log.warn({ volume: this.name },
+          `volume ${this.name}: ${this.jv.mode === 'bitmap' ? `${this.jv.bitmap.count} regions are tracked in the dirty bitmap` : `the peer holds up to record ${peerDurable} but the journal starts at ${j.released + 1}`}; ` +
+          'shipping waits for a resync of those regions');
+      }
+      return;
+    }
+    this.gapReported = false;
     this.session = s;
     this.undurableSince = 0;
     this.run(this.shipper.handle({ type: 'up', peerDurableSeq: peerDurable }));
