@@ -27,6 +27,10 @@ export function fio(uri: string, job: FioJob, runtimeS: number): FioResult {
   return { iops: side.iops, mbps: side.bw_bytes / 1e6 };
 }
 
+export function median(xs: number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+}
+
 /** Waits until something accepts TCP connections on 127.0.0.1:port. */
 export async function waitPort(port: number): Promise<void> {
   for (let i = 0; i < 100; i++) {

@@ -4,7 +4,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fio, waitPort, type FioJob } from './fio.js';
+import { fio, median, waitPort, type FioJob } from './fio.js';
 import { machineLine, writeSection } from './report.js';
 
 const RUNTIME = Number(process.env.BENCH_RUNTIME ?? 8);
@@ -48,7 +48,6 @@ volumes:
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
   }
-  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const rows = jobs.map((j) => {
     const off = median(results.get(`${j.label}|plain`)!);
     const on = median(results.get(`${j.label}|journaled`)!);

@@ -4,7 +4,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fio, waitPort, type FioJob } from './fio.js';
+import { fio, median, waitPort, type FioJob } from './fio.js';
 import { machineLine, writeSection } from './report.js';
 
 const RUNTIME = Number(process.env.BENCH_RUNTIME ?? 8);
@@ -70,7 +70,6 @@ async function main(): Promise<void> {
       }
     }
   }
-  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const head = `| workload | ${servers.map((s) => s.name).join(' | ')} | offsite / qemu-nbd wb | offsite / nbdkit |`;
   const sep = `| --- | ${servers.map(() => '---:').join(' | ')} | ---: | ---: |`;
   const rows = jobs.map((j) => {

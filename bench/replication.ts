@@ -5,7 +5,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fio, waitPort, type FioJob } from './fio.js';
+import { fio, median, waitPort, type FioJob } from './fio.js';
 import { machineLine, writeSection } from './report.js';
 
 const RUNTIME = Number(process.env.BENCH_RUNTIME ?? 8);
@@ -64,7 +64,6 @@ async function main(): Promise<void> {
     for (const p of procs) p.kill('SIGTERM');
     await Promise.all(procs.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r)))));
   }
-  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const rows = jobs.map((j) => {
     const on = median(results.get(`${j.label}|${targets[0]!.name}`)!);
     const q = median(results.get(`${j.label}|${targets[1]!.name}`)!);

@@ -176,13 +176,11 @@ export class Journal {
   private forceSegment = false;
 
   /**
-   * Closes the open epoch with a barrier record, if it has any writes. The barrier's
-   * offset field carries `appliedSeq`: every record up to it had reached the volume,
-   * so recovery replays only what comes after.
+   * Closes the open epoch with a barrier record, if it has any writes.
    */
-  barrier(appliedSeq: number): AppendResult | null {
+  barrier(): AppendResult | null {
     if (!this.epochHasWrites) return null;
-    const seq = this.put({ kind: RecordKind.Barrier, flags: 0, seq: this.nextSeq, epoch: this.epoch, offset: appliedSeq, length: 0, time: this.now() }, null);
+    const seq = this.put({ kind: RecordKind.Barrier, flags: 0, seq: this.nextSeq, epoch: this.epoch, offset: 0, length: 0, time: this.now() }, null);
     if (seq === 'full') return seq;
     this.epoch++;
     this.epochHasWrites = false;
@@ -585,9 +583,6 @@ export class Journal {
   }
 
   /** Visits the range of every unreleased host record (for folding into the bitmap). */
-  describe(): string {
-    return this.segments.map((s) => `${s.name}[${s.baseSeq}..${s.lastSeq}]`).join(' ');
-  }
 
   async forEachUnreleased(visit: (offset: number, length: number) => void): Promise<void> {
     await this.drained();

@@ -6,8 +6,8 @@
 // Order, for crash safety:
 //   1. the journal record is appended (page cache) before the volume write starts,
 //      so after kill -9 the journal holds every write the volume might have;
-//   2. a barrier records `appliedSeq`, the seq up to which every volume write had
-//      completed; recovery replays records after it onto the volume ("redo");
+//   2. after each sync round the journal's `applied` counter records the seq up to
+//      which every volume write is durable; recovery replays records after it ("redo");
 //   3. FLUSH/FUA reply only after volume, journal and bitmap are fdatasync'ed.
 import type { Extent, ExportBackend, ZeroOptions } from '../nbd/export.js';
 import { DiskError } from '../nbd/export.js';
@@ -86,7 +86,7 @@ export class JournaledVolume implements ExportBackend {
   /**
    * Brings volume, journal and bitmap into agreement after a start (clean or not):
    * damage found by journal recovery goes to the bitmap; a non-empty bitmap means
-   * bitmap mode; otherwise records after the last barrier's appliedSeq are replayed.
+   * bitmap mode; otherwise records after the `applied` counter are replayed.
    */
   async start(report: RecoveryReport, recorded?: RegionSet): Promise<void> {
     for (const n of report.notes) (report.damaged ? this.log.warn : this.log.info).call(this.log, { volume: this.name }, n);
@@ -205,7 +205,7 @@ export class JournaledVolume implements ExportBackend {
     if (this.modeNow === 'journal' && this.journal.openEpochHasWrites) {
       let r: number | 'full' | null;
       try {
-        r = this.journal.barrier(this.appliedSeq());
+        r = this.journal.barrier();
       } catch (e) {
         this.toBitmap(`cannot append to the journal (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
         r = null;
@@ -376,8 +376,8 @@ export class JournaledVolume implements ExportBackend {
 
   /** Marks the range of every unreleased record, makes the bitmap durable, then empties the journal. */
   private async fold(): Promise<void> {
-    this.log.debug({ volume: this.name }, `folding journal records ${this.journal.released + 1}..${this.journal.lastSeq} into the bitmap: ${this.journal.describe()}`);
-    if (!this.skipFoldRead) await this.journal.forEachUnreleased((o, l) => { if (process.env.OFFSITE_SIM_DEBUG) console.log(`fold ${o / 4096}+${l / 4096}`); this.bitmap.mark(o, l); });
+    this.log.debug({ volume: this.name }, `folding journal records ${this.journal.released + 1}..${this.journal.lastSeq} into the bitmap`);
+    if (!this.skipFoldRead) await this.journal.forEachUnreleased((o, l) => this.bitmap.mark(o, l));
     this.skipFoldRead = false;
     await this.exclusive(async () => {
       await this.journal.drained();

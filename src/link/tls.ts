@@ -40,16 +40,12 @@ function peerFingerprint(socket: tls.TLSSocket): string | null {
 
 export class LinkListener {
   private server: tls.Server | null = null;
-  private peers: Map<string, PinnedPeer>;
+  private readonly peers: Map<string, PinnedPeer>;
 
   constructor(private readonly opts: LinkListenerOptions) {
     this.peers = new Map(opts.peers.map((p) => [normaliseFingerprint(p.fingerprint), p]));
   }
 
-  /** Replaces the pinned peers (config reload) without dropping established links. */
-  setPeers(peers: PinnedPeer[]): void {
-    this.peers = new Map(peers.map((p) => [normaliseFingerprint(p.fingerprint), p]));
-  }
 
   async listen(addr: ListenAddress): Promise<ListenAddress> {
     const { identity, log } = this.opts;

@@ -39,8 +39,6 @@ export class LinkManager {
   private stopping = false;
   private readonly sessions = new Map<string, Session>();
   private readonly shippers = new Map<string, ShipperAdapter>();
-  readonly connectedSince = new Map<string, number>();
-  readonly downSince = new Map<string, number>();
 
   constructor(
     private readonly config: Config,
@@ -70,7 +68,6 @@ export class LinkManager {
   }
 
   async start(): Promise<void> {
-    for (const p of this.config.peers) this.downSince.set(p.name, Date.now());
     if (this.config.link) {
       this.listener = new LinkListener({
         identity: this.identity, peers: this.pinned(), log: this.log,
@@ -150,8 +147,6 @@ export class LinkManager {
           if (initiator) sendHello();
           helloDone = true;
           this.sessions.set(peer, s);
-          this.downSince.delete(peer);
-          this.connectedSince.set(peer, Date.now());
           this.log.info({ peer }, `link to ${peer} up`);
           for (const { local, remote } of check.pairs) {
             if (local.role === 'primary') {
@@ -206,8 +201,6 @@ export class LinkManager {
         s.closed = true;
         if (this.sessions.get(peer) === s) {
           this.sessions.delete(peer);
-          this.connectedSince.delete(peer);
-          this.downSince.set(peer, Date.now());
           for (const [name, sh] of this.shippers) if (sh.session === s) sh.down(name);
           for (const v of this.config.volumes) if (v.peer === peer) this.volumes.replicas.get(v.name)?.detach();
         }

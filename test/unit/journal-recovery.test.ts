@@ -17,7 +17,7 @@ async function build(dir: string): Promise<{ sizes: number[] }> {
     j.append(RecordKind.Write, i * 4096, 100 + i, Buffer.alloc(100 + i, i + 1));
     sizes.push(RECORD_HEADER_SIZE + 100 + i);
     if (i === 1) {
-      j.barrier(2);
+      j.barrier();
       sizes.push(RECORD_HEADER_SIZE);
     }
   }
@@ -100,7 +100,7 @@ test('release frees whole segments, and numbering survives an empty journal', as
   await j.recover();
   const data = Buffer.alloc(256 * 1024, 7);
   for (let i = 0; i < 12; i++) j.append(RecordKind.Write, i * data.length, data.length, data);
-  j.barrier(12);
+  j.barrier();
   await j.sync();
   const segs = (): number => fs.readdirSync(dir).filter((n) => n.endsWith('.seg')).length;
   assert.ok(segs() >= 3);
