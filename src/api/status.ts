@@ -24,6 +24,10 @@ export interface VolumeStatus {
   dirtyBytes: number;
   hostBytes: number;
   overflows: number;
+  /** The volume's UUID (born on the primary; empty on a secondary that has not met it yet). */
+  uuid: string;
+  /** Generation identifiers, newest first (for split-brain detection). */
+  generation: string[];
 }
 
 export interface NodeStatus {
@@ -41,12 +45,15 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     role: e.config.role,
     peer: e.config.peer ?? null,
     sizeBytes: e.volume.size,
+    uuid: e.identity?.uuid ?? '',
+    generation: e.identity?.generations ?? [],
   };
   if (e.replica) {
     const log = e.replica.log;
     return {
       ...base, link, backlogBytes: log.backlogBytes, backlogRecords: log.backlogRecords, lagSeconds: 0,
-      consistent: true, tracking: 'replica', journalUsedBytes: log.usedBytes, journalCapacityBytes: log.capacity,
+      // Between two flush points only while a failed apply waits to be redone.
+      consistent: e.replica.tornBy === null, tracking: 'replica', journalUsedBytes: log.usedBytes, journalCapacityBytes: log.capacity,
       epoch: log.epoch, dirtyBytes: 0, hostBytes: log.hostBytes, overflows: 0,
     };
   }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node } from 'yaml';
 import { z } from 'zod';
 import { parseListenAddress, type ListenAddress } from '../nbd/server.js';
-import { parseSize } from './units.js';
+import { parseDuration, parseSize } from './units.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
@@ -42,9 +42,20 @@ const volumeSchema = z.strictObject({
   bitmap_region: size.default(64 * 1024).refine((v) => v >= 4096 && (v & (v - 1)) === 0, 'must be a power of two of at least 4KiB'),
 });
 
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseDuration(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
 const peerSchema = z.strictObject({
   address: z.string(),
   fingerprint: z.string().optional(),
+  /** A peer silent this long is declared dead and the link is redialled. Heartbeats go at a fifth of it. */
+  timeout: duration.default(5).refine((v) => v >= 0.5 && v <= 3600, 'must be between 0.5s and 1h'),
 });
 
 const schema = z.strictObject({

@@ -65,6 +65,12 @@ export interface JournalOptions {
   /** Target segment size; segments are freed whole. */
   segmentSize?: number;
   now?: () => number;
+  /**
+   * A receive log: recovery keeps only the longest intact prefix and drops
+   * everything after the first damage or gap (the peer sends it again), where a
+   * journal keeps later records and reports the damaged ranges for resync.
+   */
+  prefixOnly?: boolean;
 }
 
 export type AppendResult = number | 'full';
@@ -82,6 +88,8 @@ export class Journal {
   /** The open epoch: records appended now belong to it. */
   epoch = 1;
   private epochHasWrites = false;
+  /** Bytes of host changes in the open epoch (bounded by the write path's maxEpochBytes). */
+  openEpochBytes = 0;
   /** Highest seq the peer acked as durable and the journal let go of. */
   released = 0;
   /** Highest seq covered by a completed sync. */
@@ -100,7 +108,10 @@ export class Journal {
     this.capacity = opts.capacity;
     this.segmentSize = opts.segmentSize ?? Math.min(64 << 20, Math.max(1 << 20, Math.floor(opts.capacity / 8)));
     this.now = opts.now ?? Date.now;
+    this.prefixOnly = opts.prefixOnly ?? false;
   }
+
+  private readonly prefixOnly: boolean;
 
   // --- figures --------------------------------------------------------------
 
@@ -142,6 +153,7 @@ export class Journal {
     if (seq !== 'full') {
       this.epochHasWrites = true;
       this.hostBytes += length;
+      this.openEpochBytes += recordSize(kind, length);
     }
     return seq;
   }
@@ -161,6 +173,7 @@ export class Journal {
       }
       this.nextSeq = h.seq;
       this.released = h.seq - 1;
+      this.releasePending = true; // the next sync writes it down before anything is called durable
       this.writtenSeq = Math.max(this.writtenSeq, h.seq - 1);
       this.durableSeq = Math.max(this.durableSeq, h.seq - 1);
       this.forceSegment = true;
@@ -174,6 +187,7 @@ export class Journal {
   }
 
   private forceSegment = false;
+  private releasePending = false;
 
   /**
    * Closes the open epoch with a barrier record, if it has any writes.
@@ -184,6 +198,7 @@ export class Journal {
     if (seq === 'full') return seq;
     this.epoch++;
     this.epochHasWrites = false;
+    this.openEpochBytes = 0;
     return seq;
   }
 
@@ -349,6 +364,15 @@ export class Journal {
     const upTo = this.lastSeq;
     await this.drained();
     if (this.broken) throw this.broken;
+    if (this.releasePending) {
+      this.releasePending = false;
+      try {
+        await this.persistReleased(this.released);
+      } catch (e) {
+        this.releasePending = true;
+        throw e;
+      }
+    }
     const dirty = this.segments.filter((s) => s.unsynced);
     for (const s of dirty) s.unsynced = false;
     const dir = this.dirChanged;
@@ -374,15 +398,17 @@ export class Journal {
    * The caller must have made the local volume durable for these records first.
    */
   async release(seq: number): Promise<void> {
-    const upTo = Math.min(seq, this.lastSeq);
-    if (upTo <= this.released) return;
-    const before = this.backlogBytes;
-    this.released = upTo;
-    this.releasedBytes += before - this.backlogBytes;
-    // Drop samples wholly behind the release point, keeping the one covering released+1.
-    let keepFrom = 0;
-    for (let i = 0; i < this.samples.length; i++) if (this.samples[i]!.seq <= upTo + 1) keepFrom = i;
-    if (keepFrom > 0) this.samples.splice(0, keepFrom);
+    if (Math.min(seq, this.lastSeq) > this.released) {
+      const before = this.backlogBytes;
+      this.released = Math.min(seq, this.lastSeq);
+      this.releasedBytes += before - this.backlogBytes;
+      // Drop samples wholly behind the release point, keeping the one covering released+1.
+      let keepFrom = 0;
+      for (let i = 0; i < this.samples.length; i++) if (this.samples[i]!.seq <= this.released + 1) keepFrom = i;
+      if (keepFrom > 0) this.samples.splice(0, keepFrom);
+    }
+    // (A release that failed part-way, say on a full disk, is retried by the next call.)
+    const upTo = this.released;
     // Free closed segments whose every record is released; the tail stays for appends
     // unless it too is fully released and over its target size.
     const tail = this.segments[this.segments.length - 1];
@@ -419,7 +445,8 @@ export class Journal {
   private releasing: Promise<void> = Promise.resolve();
 
   private persistReleased(upTo: number): Promise<void> {
-    this.releasing = this.releasing.then(async () => {
+    // A failed write of the counter must not poison the chain: the next release retries.
+    this.releasing = this.releasing.catch(() => undefined).then(async () => {
       if (upTo <= this.releasedDurable) return;
       const b = encodeCounter(RELEASED_MAGIC, upTo);
       let f: StoreFile;
@@ -618,18 +645,27 @@ export class Journal {
     let expected: number | null = null;
     let lastHeader: RecordHeader | null = null;
     let damaged = false; // once set, later records are kept only for their ranges
+    let cut = false; // prefixOnly: the rest was dropped
     for (let i = 0; i < names.length; i++) {
       const name = names[i]!;
       const file = this.store.open(name);
       const isLastFile = i === names.length - 1;
       const sh = decodeSegmentHeader(await file.read(0, SEGMENT_HEADER_SIZE));
       if (typeof sh === 'string') {
-        if (isLastFile && file.size() <= SEGMENT_HEADER_SIZE) {
+        // Segments are created (empty) at once and filled by the ordered writer, so a
+        // crash can leave several empty ones at the end: all were being created.
+        if (file.size() <= SEGMENT_HEADER_SIZE && (isLastFile || !this.laterRecords(names.slice(i + 1)))) {
           report.notes.push(`journal segment ${name} was being created at the crash (${sh}); removed`);
           file.close();
           this.store.remove(name);
           this.dirChanged = true;
           continue;
+        }
+        if (this.prefixOnly) {
+          file.close();
+          this.cutFrom(names.slice(i), report, `segment ${name} is damaged (${sh})`);
+          damaged = true;
+          break;
         }
         report.notes.push(`journal segment ${name} is damaged (${sh}); its writes are unknown, so the whole volume will be resynced`);
         report.unknownLoss = true;
@@ -652,6 +688,11 @@ export class Journal {
         this.streamEnd = 0;
         this.dirChanged = true;
         report.segments = 0;
+      } else if (expected !== null && sh.baseSeq !== expected && !damaged && this.prefixOnly) {
+        file.close();
+        this.cutFrom(names.slice(i), report, `segment ${name} starts at record ${sh.baseSeq} but ${expected} was next`);
+        damaged = true;
+        break;
       } else if (expected !== null && sh.baseSeq !== expected && !damaged) {
         report.notes.push(`journal segment ${name} starts at record ${sh.baseSeq} but ${expected} was next; the records in between are lost, so the whole volume will be resynced`);
         report.unknownLoss = true;
@@ -674,6 +715,7 @@ export class Journal {
         }
         if (fits && inOrder && payloadOk) {
           if (h.header.kind !== RecordKind.Barrier) onRecord?.(h.header.offset, h.header.length);
+          this.openEpochBytes = h.header.kind === RecordKind.Barrier ? 0 : this.openEpochBytes + RECORD_HEADER_SIZE + h.payloadLength;
           lastHeader = h.header;
           seg.lastSeq = seq;
           this.sample(seq, h.header.time, RECORD_HEADER_SIZE + h.payloadLength);
@@ -691,6 +733,12 @@ export class Journal {
           break;
         }
         damaged = true;
+        if (this.prefixOnly) {
+          file.truncateSync(pos);
+          this.cutFrom(names.slice(i + 1), report, `damaged record at segment ${name} byte ${pos}`);
+          cut = true;
+          break;
+        }
         if (h.ok && fits && inOrder) {
           report.notes.push(`journal: record ${seq} at segment ${name} byte ${pos} is damaged (payload checksum mismatch); its range ${h.header.offset}+${h.header.length} will be resynced`);
           report.lost.push({ offset: h.header.offset, length: h.header.length });
@@ -709,7 +757,22 @@ export class Journal {
       expected = seg.lastSeq + 1;
       if (seg.lastSeq >= seg.baseSeq) this.nextSeq = seg.lastSeq + 1;
       else this.nextSeq = Math.max(this.nextSeq, seg.baseSeq);
+      if (cut) break;
     }
+    const floor = Math.max(releasedOnDisk, this.appliedOnDisk);
+    if (this.prefixOnly && this.segments.length > 0 && this.segments[0]!.baseSeq - 1 > floor) {
+      // The first segments never reached the disk (a power loss kept later ones): nothing here can be trusted.
+      const gone = this.segments.splice(0);
+      for (const seg of gone) seg.file.close();
+      this.cutFrom(gone.map((seg) => seg.name), report, `records ${floor + 1}..${gone[0]!.baseSeq - 1} are missing at the start`);
+      damaged = true;
+      lastHeader = null;
+      this.used = 0;
+      this.samples = [];
+      this.nextSeq = floor + 1;
+    }
+    // Numbering never goes back: an empty journal continues after what was released or applied.
+    if (this.segments.length === 0) this.nextSeq = Math.max(this.nextSeq, floor + 1);
     report.damaged = damaged;
     if (lastHeader) {
       this.epoch = Math.max(this.epoch, lastHeader.kind === RecordKind.Barrier ? lastHeader.epoch + 1 : lastHeader.epoch);
@@ -717,6 +780,13 @@ export class Journal {
     }
     this.streamEnd = this.samples.length > 0 ? this.streamEnd : 0;
     this.released = Math.min(this.lastSeq, Math.max(releasedOnDisk, (this.segments[0]?.baseSeq ?? this.nextSeq) - 1));
+    // What recovery read may have been only in the page cache (a kill -9, or a log
+    // reopened after a failed write): make it durable before calling it durable.
+    await Promise.all(this.segments.map((seg) => seg.file.sync()));
+    if (this.dirChanged) {
+      await this.store.syncDir();
+      this.dirChanged = false;
+    }
     this.durableSeq = this.lastSeq;
     this.writtenSeq = this.lastSeq;
     if (this.segments.length === 0) {
@@ -731,6 +801,13 @@ export class Journal {
       report.notes.unshift(`journal: recovered ${report.records} records in ${report.segments} segments, records ${this.released + 1}..${this.lastSeq}, epoch ${this.epoch}`);
     }
     return report;
+  }
+
+  /** prefixOnly: removes these segment files; the peer sends their records again. */
+  private cutFrom(names: string[], report: RecoveryReport, why: string): void {
+    for (const n of names) this.store.remove(n);
+    this.dirChanged = true;
+    report.notes.push(`receive log: ${why}; it and everything after it (${names.length} segment file(s)) are dropped and will be fetched again from the peer`);
   }
 
   /** Do later segment files hold anything past their header? */

@@ -49,6 +49,12 @@ export class JournaledVolume implements ExportBackend {
   readonly onFull: OnFull;
   private readonly log: Logger;
   private modeNow: TrackingMode = 'journal';
+  /**
+   * The largest epoch before the write path closes it with a barrier of its own.
+   * The link lowers it to a quarter of the peer's receive log when they meet.
+   */
+  maxEpochBytes: number;
+  private epochCloseQueued = false;
   private folding: Promise<void> | null = null;
   private readonly syncer: GroupSync;
   private lock: Promise<void> = Promise.resolve();
@@ -75,6 +81,7 @@ export class JournaledVolume implements ExportBackend {
     this.intentStore = opts.intentStore ?? null;
     this.intentSlots = opts.intentSlots;
     this.syncer = new GroupSync(() => this.syncAll());
+    this.maxEpochBytes = Math.min(256 << 20, Math.floor(opts.journal.capacity / 8));
   }
 
   get name(): string { return this.disk.name; }
@@ -130,6 +137,10 @@ export class JournaledVolume implements ExportBackend {
         r = zero ? this.journal.append(RecordKind.Zeroes, i.offset, i.length, null) : this.journal.append(RecordKind.Write, i.offset, i.length, data);
       } catch {
         r = 'full';
+      }
+      if (r !== 'full' && this.journal.openEpochBytes > this.maxEpochBytes) {
+        // In-flight writes had no order among them: a boundary between them is a valid image.
+        this.journal.barrier();
       }
       if (r === 'full') {
         for (const rest of lost.slice(lost.indexOf(i))) this.bitmap.mark(rest.offset, rest.length);
@@ -261,6 +272,16 @@ export class JournaledVolume implements ExportBackend {
       }
       if (seq !== 'full') {
         this.inFlight.add(seq);
+        if (this.journal.openEpochBytes > this.maxEpochBytes && !this.epochCloseQueued) {
+          // A primary-chosen boundary: the secondary applies whole epochs from its
+          // receive log, so an epoch must stay well below that log's size. The
+          // barrier goes in right after this call (its seq follows this record's).
+          this.epochCloseQueued = true;
+          queueMicrotask(() => {
+            this.epochCloseQueued = false;
+            void this.flush().catch(() => undefined);
+          });
+        }
         return seq;
       }
       if (this.onFull === 'bitmap') {

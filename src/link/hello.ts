@@ -14,6 +14,8 @@ const volumeSchema = z.strictObject({
   generation: z.array(z.string().max(64)).max(8),
   /** Highest seq durable here (receive log on a secondary, acked on a primary). */
   durableSeq: z.number().int().nonnegative(),
+  /** Capacity of the journal (primary) or receive log (secondary): the primary keeps epochs well below the peer's. */
+  logBytes: z.number().int().nonnegative(),
 });
 
 const helloSchema = z.strictObject({

@@ -19,6 +19,7 @@ import { volumeStatus, type NodeStatus } from '../api/status.js';
 import type { FastifyInstance } from 'fastify';
 import { loadIdentity } from '../link/identity.js';
 import { Replica } from '../secondary/replica.js';
+import { VolumeIdentity } from '../volume/identity.js';
 import { LinkManager } from './links.js';
 
 /** One served volume: the local disk and, when it has a peer, its journaled write path. */
@@ -28,6 +29,8 @@ export interface VolumeEntry {
   journaled: JournaledVolume | null;
   replica: Replica | null;
   history: History | null;
+  /** UUID and generations of a replicated volume. */
+  identity: VolumeIdentity | null;
 }
 
 export class Daemon {
@@ -79,7 +82,8 @@ export class Daemon {
       if (identity) {
         const primaries = new Map(this.entries.filter((e) => e.journaled).map((e) => [e.config.name, e.journaled!]));
         const replicas = new Map(this.entries.filter((e) => e.replica).map((e) => [e.config.name, e.replica!]));
-        this.links = new LinkManager(c, identity, { primaries, replicas }, this.log);
+        const identities = new Map(this.entries.filter((e) => e.identity).map((e) => [e.config.name, e.identity!]));
+        this.links = new LinkManager(c, identity, { primaries, replicas, identities }, this.log);
         await this.links.start();
       }
       if (c.api) {
@@ -106,14 +110,16 @@ export class Daemon {
 
   /** A volume with a peer gets a journal and a dirty bitmap under state/volumes/NAME. */
   private async openJournal(v: VolumeConfig, volume: Volume): Promise<VolumeEntry> {
-    if (v.peer === undefined) return { config: v, volume, journaled: null, replica: null, history: null };
-    if (v.role === 'secondary') {
-      const log = new Journal({ store: new DirStore(path.join(this.config.state, 'volumes', v.name, 'receive')), capacity: v.journal });
-      const replica = await Replica.open(volume, log, this.log);
-      this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, receive log ${formatBytes(log.usedBytes)}`);
-      return { config: v, volume, journaled: null, replica, history: null };
-    }
+    if (v.peer === undefined) return { config: v, volume, journaled: null, replica: null, history: null, identity: null };
     const dir = path.join(this.config.state, 'volumes', v.name);
+    fs.mkdirSync(dir, { recursive: true });
+    const identity = VolumeIdentity.open(dir, v.role);
+    if (v.role === 'secondary') {
+      const store = new DirStore(path.join(this.config.state, 'volumes', v.name, 'receive'));
+      const replica = await Replica.open(volume, () => new Journal({ store, capacity: v.journal, prefixOnly: true }), this.log);
+      this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, receive log ${formatBytes(replica.log.usedBytes)}`);
+      return { config: v, volume, journaled: null, replica, history: null, identity };
+    }
     const journalStore = new DirStore(v.journal_dir ?? path.join(dir, 'journal'));
     const journal = new Journal({ store: journalStore, capacity: v.journal });
     const recorded = new RegionSet(volume.size, v.bitmap_region);
@@ -124,7 +130,7 @@ export class Daemon {
     await journaled.start(report, recorded);
     this.log.info({ volume: v.name, journal: v.journal },
       `volume ${v.name}: journal ${formatBytes(journal.usedBytes)} of ${formatBytes(v.journal)}, ${journal.backlogRecords} records unreleased, epoch ${journal.epoch}, tracking by ${journaled.mode}`);
-    return { config: v, volume, journaled, replica: null, history: new History(path.join(dir, 'history.csv')) };
+    return { config: v, volume, journaled, replica: null, history: new History(path.join(dir, 'history.csv')), identity };
   }
 
   private recordHistory(): void {

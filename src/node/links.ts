@@ -9,21 +9,19 @@ import type { JournaledVolume } from '../journal/write-path.js';
 import { FrameDecoder, FrameError, FrameType, decodeAck, encodeAck, encodeFrame, type Frame } from '../link/frame.js';
 import { checkHello, encodeHello, type HelloVolume } from '../link/hello.js';
 import type { Identity } from '../link/identity.js';
-import { decodeRecordsFrame, encodeRecordsFrame } from '../link/records-frame.js';
-import { Shipper, type ShipperAction } from '../link/shipper.js';
+import { decodeRecordsFrame } from '../link/records-frame.js';
+import { DEFAULT_SHIPPING, VolumeShipper } from '../link/volume-shipper.js';
 import { LinkListener, connectLink, type PinnedPeer } from '../link/tls.js';
 import { parseListenAddress } from '../nbd/server.js';
 import type { Replica } from '../secondary/replica.js';
+import type { VolumeIdentity } from '../volume/identity.js';
 
-const HEARTBEAT_MS = 1000;
-const DEAD_AFTER_MS = 5000;
 const MAX_BACKOFF_MS = 30_000;
-/** A primary-chosen barrier closes an epoch the host has left open this long. */
-const SELF_SYNC_MS = 1000;
 
 export interface LinkVolumes {
   primaries: Map<string, JournaledVolume>;
   replicas: Map<string, Replica>;
+  identities: Map<string, VolumeIdentity>;
 }
 
 interface Session {
@@ -38,7 +36,8 @@ export class LinkManager {
   private listener: LinkListener | null = null;
   private stopping = false;
   private readonly sessions = new Map<string, Session>();
-  private readonly shippers = new Map<string, ShipperAdapter>();
+  private readonly shippers = new Map<string, VolumeShipper>();
+  private ticker: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly config: Config,
@@ -56,9 +55,11 @@ export class LinkManager {
     return this.config.volumes.filter((v) => v.peer === peer).map((v) => {
       const jv = this.volumes.primaries.get(v.name);
       const rp = this.volumes.replicas.get(v.name);
+      const id = this.volumes.identities.get(v.name);
       return {
-        name: v.name, uuid: '', size: (jv ?? rp)?.size ?? 0, role: v.role, generation: [],
+        name: v.name, uuid: id?.uuid ?? '', size: (jv ?? rp)?.size ?? 0, role: v.role, generation: id?.generations ?? [],
         durableSeq: rp ? rp.receiver.resumeAfter : jv ? jv.journal.released : 0,
+        logBytes: rp ? rp.log.capacity : jv ? jv.journal.capacity : 0,
       };
     });
   }
@@ -131,10 +132,11 @@ export class LinkManager {
       };
       const sendHello = (): void => s.send(encodeFrame(FrameType.Hello, encodeHello({ node: this.config.node, protocol: 1, volumes: this.shared(peer) })));
       if (!initiator) sendHello();
+      const deadAfterMs = (this.config.peers.find((p) => p.name === peer)?.timeout ?? 5) * 1000;
       const timer = setInterval(() => {
-        if (Date.now() - lastHeard > DEAD_AFTER_MS) s.close(`no word from ${peer} for ${formatDuration(DEAD_AFTER_MS / 1000)}: peer dead or link cut`);
+        if (Date.now() - lastHeard > deadAfterMs) s.close(`no word from ${peer} for ${formatDuration(deadAfterMs / 1000)}: peer dead or link cut`);
         else s.send(encodeFrame(FrameType.Heartbeat, u64(Date.now())));
-      }, HEARTBEAT_MS);
+      }, Math.max(100, deadAfterMs / 5));
       const onFrame = (f: Frame): void => {
         if (f.type === FrameType.Hello) {
           const check = checkHello(f.payload, peer, this.shared(peer));
@@ -151,8 +153,17 @@ export class LinkManager {
           for (const { local, remote } of check.pairs) {
             if (local.role === 'primary') {
               const jv = this.volumes.primaries.get(local.name);
-              if (jv) this.shipperFor(local.name, jv).up(s, remote.durableSeq);
+              if (!jv) continue;
+              // The secondary applies whole epochs out of its receive log: keep them to a quarter of it.
+              jv.maxEpochBytes = Math.min(jv.maxEpochBytes, Math.max(1 << 20, Math.floor(remote.logBytes / 4)));
+              this.shipperFor(local.name, jv).up(s, remote.durableSeq);
             } else {
+              // The secondary takes the primary's volume identity (its UUID and generations).
+              try {
+                this.volumes.identities.get(local.name)?.adopt(remote.uuid, remote.generation);
+              } catch (e) {
+                this.log.error({ volume: local.name }, `volume ${local.name}: cannot record the primary's identity: ${(e as Error).message}`);
+              }
               const rp = this.volumes.replicas.get(local.name);
               void rp?.attach({ ack: (seq) => s.send(encodeAck(local.name, seq)), close: (why) => s.close(why) });
             }
@@ -201,7 +212,7 @@ export class LinkManager {
         s.closed = true;
         if (this.sessions.get(peer) === s) {
           this.sessions.delete(peer);
-          for (const [name, sh] of this.shippers) if (sh.session === s) sh.down(name);
+          for (const sh of this.shippers.values()) if (sh.session === s) sh.down();
           for (const v of this.config.volumes) if (v.peer === peer) this.volumes.replicas.get(v.name)?.detach();
         }
         resolve();
@@ -209,112 +220,23 @@ export class LinkManager {
     });
   }
 
-  private shipperFor(name: string, jv: JournaledVolume): ShipperAdapter {
+  private shipperFor(name: string, jv: JournaledVolume): VolumeShipper {
     let sh = this.shippers.get(name);
     if (!sh) {
-      sh = new ShipperAdapter(name, jv, this.log);
+      sh = new VolumeShipper(name, jv, this.log, { ...DEFAULT_SHIPPING, now: Date.now });
       this.shippers.set(name, sh);
+      this.ticker ??= setInterval(() => {
+        for (const x of this.shippers.values()) x.tick();
+      }, 50);
     }
     return sh;
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
-    for (const sh of this.shippers.values()) sh.stop();
+    if (this.ticker) clearInterval(this.ticker);
     for (const s of this.sessions.values()) s.close('node stopping');
     await this.listener?.close();
-  }
-}
-
-/** Drives one volume's Shipper state machine against its journal and the link. */
-class ShipperAdapter {
-  private readonly shipper = new Shipper({ windowBytes: 32 << 20, batchBytes: 4 << 20 });
-  session: Session | null = null;
-  private timer: NodeJS.Timeout | null = null;
-  private notified = 0;
-  private undurableSince = 0;
-  private durableSeen = 0;
-  private gapReported = false;
-
-  constructor(private readonly name: string, private readonly jv: JournaledVolume, private readonly log: Logger) {}
-
-  up(s: Session, peerDurable: number): void {
-    const j = this.jv.journal;
-    // Records the peer lacks must still be in the journal; after an overflow they are
-    // in the dirty bitmap instead, and only a resync (not built yet) can send them.
-    const gap = this.jv.mode === 'bitmap' || peerDurable < j.released;
-    if (gap) {
-      if (!this.gapReported) {
-        this.gapReported = true;
-        this.log.warn({ volume: this.name },
-          `volume ${this.name}: ${this.jv.mode === 'bitmap' ? `${this.jv.bitmap.count} regions are tracked in the dirty bitmap` : `the peer holds up to record ${peerDurable} but the journal starts at ${j.released + 1}`}; ` +
-          'shipping waits for a resync of those regions');
-      }
-      return;
-    }
-    this.gapReported = false;
-    this.session = s;
-    this.undurableSince = 0;
-    this.run(this.shipper.handle({ type: 'up', peerDurableSeq: peerDurable }));
-    this.notified = 0;
-    this.timer ??= setInterval(() => this.tick(), 50);
-  }
-
-  down(_name: string): void {
-    this.session = null;
-    this.undurableSince = 0;
-    this.shipper.handle({ type: 'down' });
-  }
-
-  ack(seq: number): void {
-    this.run(this.shipper.handle({ type: 'ack', seq }));
-  }
-
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-  }
-
-  /** Ships what is durable; makes the journal durable itself when the host has not flushed for a while. */
-  private tick(): void {
-    if (!this.session) return;
-    const j = this.jv.journal;
-    const now = Date.now();
-    if (j.durableSeq > this.durableSeen) {
-      // The host's flushes make progress: the clock for a primary-chosen boundary restarts.
-      this.durableSeen = j.durableSeq;
-      this.undurableSince = 0;
-    }
-    if (j.lastSeq > j.durableSeq && this.jv.mode === 'journal') {
-      if (this.undurableSince === 0) this.undurableSince = now;
-      else if (now - this.undurableSince > SELF_SYNC_MS) {
-        this.undurableSince = 0;
-        // A primary-chosen boundary: closes the epoch so the replica can advance without a host FLUSH.
-        void this.jv.flush().catch(() => undefined);
-      }
-    } else {
-      this.undurableSince = 0;
-    }
-    if (j.durableSeq > this.notified) {
-      this.notified = j.durableSeq;
-      this.run(this.shipper.handle({ type: 'journal', lastSeq: j.durableSeq }));
-    }
-  }
-
-  private run(actions: ShipperAction[]): void {
-    for (const a of actions) {
-      if (a.type === 'read') {
-        const s = this.session;
-        this.jv.journal.read(a.fromSeq, a.maxBytes, a.limitSeq).then((records) => {
-          if (s !== this.session || !s) return;
-          if (records.length > 0) s.send(encodeRecordsFrame(this.name, records));
-          this.run(this.shipper.handle({ type: 'read', records: records.map((r) => ({ seq: r.seq, size: r.payload.length + 56 })) }));
-        }, (e: Error) => s?.close(`reading the journal of ${this.name}: ${e.message}`));
-      } else if (a.type === 'release') {
-        void this.jv.release(a.seq).catch((e: Error) => this.log.error(`volume ${this.name}: release failed: ${e.message}`));
-      } else if (a.type === 'close') {
-        this.session?.close(a.reason);
-      }
-    }
   }
 }
 

@@ -20,14 +20,17 @@ export type ReceiverEvent =
   | { type: 'synced'; upTo: number }
   /** The replica now holds every record up to `upTo` (an `apply` action finished). */
   | { type: 'applied'; upTo: number }
+  /** A sync or an apply failed (disk full, I/O error); it is retried when a link comes up. */
+  | { type: 'syncFailed' }
+  /** An append stopped part-way (log full or failed): the log holds records only up to `upTo`. */
+  | { type: 'appendStopped'; upTo: number }
+  | { type: 'applyFailed' }
   /** Hold applying (a checkpoint is held) or let it go on. */
   | { type: 'hold'; held: boolean };
 
 export type ReceiverAction =
   /** Append these records to the receive log (they are in the frame being handled). */
   | { type: 'append'; fromSeq: number; toSeq: number }
-  /** Drop log records after `seq` (logged, never durable, never acked: they will be resent). */
-  | { type: 'truncate'; afterSeq: number }
   | { type: 'sync'; upTo: number }
   | { type: 'ack'; seq: number }
   /** Apply log records fromSeq..toSeq to the replica as one crash-atomic unit (it ends at a barrier). */
@@ -49,6 +52,7 @@ export class Receiver {
   private syncing = false;
   private applying = false;
   private held = false;
+  private applyBlocked = false;
   logged: number;
   logDurable: number;
   applied: number;
@@ -71,16 +75,13 @@ export class Receiver {
 
   handle(e: ReceiverEvent): ReceiverAction[] {
     switch (e.type) {
-      case 'up': {
+      case 'up':
+        this.applyBlocked = false;
+        // Records logged but not yet durable stay: the primary resumes after
+        // `resumeAfter` and what it resends up to `logged` is skipped (the same
+        // records: the primary ships only what is durable in its journal).
         this.up = true;
-        const out: ReceiverAction[] = [];
-        if (this.logged > this.logDurable) {
-          out.push({ type: 'truncate', afterSeq: this.logDurable });
-          this.logged = this.logDurable;
-          this.pendingBarriers = this.pendingBarriers.filter((b) => b <= this.logDurable);
-        }
-        return [...out, ...this.maybeApply()];
-      }
+        return [...this.maybeSync(), ...this.maybeApply()];
       case 'down':
         this.up = false;
         return [];
@@ -88,7 +89,8 @@ export class Receiver {
         if (!this.up || e.records.length === 0) return [];
         // Records at or below what is logged were resent after a reconnect: skip them.
         const fresh = e.records.filter((r) => r.seq > this.logged);
-        if (fresh.length === 0) return [];
+        // All resent: say again what is durable here (its ack may have been lost with a link).
+        if (fresh.length === 0) return this.logDurable > 0 && this.logged === this.logDurable ? [{ type: 'ack', seq: this.logDurable }] : this.maybeSync();
         if (fresh[0]!.seq !== this.logged + 1) {
           return [{ type: 'close', reason: `records jump from ${this.logged} to ${fresh[0]!.seq}: a gap in the stream` }];
         }
@@ -103,6 +105,12 @@ export class Receiver {
       }
       case 'synced': {
         this.syncing = false;
+        if (e.upTo < this.logged && e.upTo <= this.logDurable) {
+          // The log holds less than was handed to it (its writes failed): what was
+          // not logged is fetched again, rather than syncing the same range forever.
+          this.logged = Math.max(e.upTo, this.logDurable);
+          this.pendingBarriers = this.pendingBarriers.filter((b) => b <= this.logged);
+        }
         if (e.upTo > this.logDurable) {
           this.logDurable = e.upTo;
           while (this.pendingBarriers.length > 0 && this.pendingBarriers[0]! <= e.upTo) this.barriers.push(this.pendingBarriers.shift()!);
@@ -116,6 +124,19 @@ export class Receiver {
         while (this.barriers.length > 0 && this.barriers[0]! <= this.applied) this.barriers.shift();
         return [{ type: 'releaseLog', seq: this.applied }, ...this.maybeApply()];
       }
+      case 'appendStopped':
+        if (e.upTo < this.logged) {
+          this.logged = Math.max(e.upTo, this.logDurable);
+          this.pendingBarriers = this.pendingBarriers.filter((b) => b <= this.logged);
+        }
+        return [];
+      case 'syncFailed':
+        this.syncing = false;
+        return [];
+      case 'applyFailed':
+        this.applying = false;
+        this.applyBlocked = true; // no busy retry against a full disk: the next link retries
+        return [];
       case 'hold':
         this.held = e.held;
         return this.maybeApply();
@@ -123,7 +144,7 @@ export class Receiver {
   }
 
   private maybeSync(): ReceiverAction[] {
-    if (this.syncing || this.logged <= this.logDurable) return [];
+    if (!this.up || this.syncing || this.logged <= this.logDurable) return [];
     this.syncing = true;
     return [{ type: 'sync', upTo: this.logged }];
   }
@@ -134,7 +155,7 @@ export class Receiver {
    * epochs atomically). Never past a barrier that is not durable.
    */
   private maybeApply(): ReceiverAction[] {
-    if (this.applying || this.held || this.barriers.length === 0) return [];
+    if (this.applying || this.held || this.applyBlocked || this.barriers.length === 0) return [];
     const to = this.barriers[this.barriers.length - 1]!;
     if (to <= this.applied) return [];
     this.applying = true;

@@ -7,8 +7,9 @@ import type { Extent, ExportBackend, ZeroOptions } from '../nbd/export.js';
 import { DiskError } from '../nbd/export.js';
 import type { Logger } from '../log/log.js';
 import type { Journal } from '../journal/journal.js';
-import { RecordKind, type JournalRecord } from '../journal/record.js';
-import type { Volume } from '../volume/volume.js';
+import { RECORD_HEADER_SIZE, RecordKind, type JournalRecord } from '../journal/record.js';
+import { formatBytes } from '../config/units.js';
+import type { Disk } from '../journal/write-path.js';
 import { Receiver, type ReceiverAction } from './receiver.js';
 
 export interface ReplicaLink {
@@ -17,22 +18,36 @@ export interface ReplicaLink {
 }
 
 export class Replica implements ExportBackend {
-  readonly receiver: Receiver;
+  receiver: Receiver;
+  log: Journal;
   private link: ReplicaLink | null = null;
   private gate: Promise<void> | null = null;
+  /** An apply failed part-way (disk full, I/O error): the image is between flush points until it is redone. */
+  private torn: string | null = null;
   appliedUnits = 0;
 
-  private constructor(readonly volume: Volume, readonly log: Journal, private readonly logger: Logger, lastBarrier: number) {
-    const applied = Math.max(log.appliedOnDisk, log.released);
-    this.receiver = new Receiver({ logged: log.lastSeq, logDurable: log.lastSeq, applied, lastBarrier });
+  private constructor(readonly volume: Disk, private readonly openLog: () => Journal, private readonly logger: Logger) {
+    this.log = openLog();
+    this.receiver = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0 });
   }
 
-  /** Recovers the receive log, then finishes any unit a crash interrupted. */
-  static async open(volume: Volume, log: Journal, logger: Logger): Promise<Replica> {
+  /**
+   * Recovers the receive log, then finishes any unit a crash interrupted.
+   * `openLog` makes a fresh Journal on the receive log's store (used again if the
+   * log breaks, say on a full disk, once the disk has room).
+   */
+  static async open(volume: Disk, openLog: () => Journal, logger: Logger): Promise<Replica> {
+    const replica = new Replica(volume, openLog, logger);
+    await replica.recover();
+    return replica;
+  }
+
+  private async recover(): Promise<void> {
+    const log = this.log;
     const report = await log.recover();
-    for (const n of report.notes) logger.info({ volume: volume.name }, n);
+    for (const n of report.notes) this.logger.info({ volume: this.name }, n);
     if (report.damaged) {
-      logger.error({ volume: volume.name }, `volume ${volume.name}: the receive log is damaged; records after the damage are dropped and will be fetched again`);
+      this.logger.error({ volume: this.name }, `volume ${this.name}: the receive log is damaged; records after the damage are dropped and will be fetched again`);
     }
     let lastBarrier = 0;
     for (let seq = Math.max(log.released, log.appliedOnDisk) + 1; seq <= log.lastSeq;) {
@@ -41,15 +56,20 @@ export class Replica implements ExportBackend {
       for (const r of batch) if (r.kind === RecordKind.Barrier) lastBarrier = r.seq;
       seq = batch[batch.length - 1]!.seq + 1;
     }
-    const replica = new Replica(volume, log, logger, lastBarrier);
+    const applied = Math.max(log.appliedOnDisk, log.released);
+    // (A log cut back below `applied` holds nothing the replica needs.)
+    const held = Math.max(log.lastSeq, applied);
+    this.receiver = new Receiver({ logged: held, logDurable: held, applied, lastBarrier });
     // Records applied before the stop but not yet released from the log.
-    if (replica.receiver.applied > log.released) await log.release(replica.receiver.applied).catch(() => undefined);
+    if (applied > log.released) await log.release(applied).catch(() => undefined);
     // A unit interrupted by a crash is applied again now, before the export serves.
-    const pending = replica.receiver.handle({ type: 'up' });
-    await replica.run(pending);
-    replica.receiver.handle({ type: 'down' });
-    return replica;
+    const pending = this.receiver.handle({ type: 'up' });
+    await this.run(pending);
+    this.receiver.handle({ type: 'down' });
   }
+
+  /** Why the image is between two flush points (a failed apply waits to be redone), or null. */
+  get tornBy(): string | null { return this.torn; }
 
   get name(): string { return this.volume.name; }
   get size(): number { return this.volume.size; }
@@ -58,6 +78,7 @@ export class Replica implements ExportBackend {
 
   async read(offset: number, into: Buffer, at: number, length: number): Promise<void> {
     while (this.gate) await this.gate;
+    if (this.torn) throw new DiskError('EIO', `the replica is between two flush points until a failed apply is redone (${this.torn})`);
     return this.volume.read(offset, into, at, length);
   }
   write(): Promise<void> { return Promise.reject(new DiskError('EPERM', 'the replica is read-only')); }
@@ -67,49 +88,105 @@ export class Replica implements ExportBackend {
   cache(offset: number, length: number): Promise<void> { return this.volume.cache(offset, length); }
   extents(offset: number, length: number, max: number): Promise<Extent[]> { return this.volume.extents(offset, length, max); }
 
+  /** Records that arrive while a link attaches wait for it (in order). */
+  private attaching: Promise<void> | null = null;
+  /** Bumped by every attach and detach: an attach that was overtaken stops. */
+  private attachToken = 0;
+  private reopening: Promise<void> | null = null;
+
   attach(link: ReplicaLink): Promise<void> {
+    const token = ++this.attachToken;
+    const p = this.doAttach(link, token).finally(() => {
+      if (this.attaching === p) this.attaching = null;
+    });
+    this.attaching = p;
+    return p;
+  }
+
+  private async doAttach(link: ReplicaLink, token: number): Promise<void> {
+    while (this.reopening) await this.reopening;
+    if (this.log.broken && !this.gate) {
+      // The receive log failed (disk full?): start again from what is durable on disk.
+      this.logger.warn({ volume: this.name }, `volume ${this.name}: reopening the receive log after: ${this.log.broken.message}`);
+      this.log.close();
+      this.log = this.openLog();
+      this.reopening = this.recover().finally(() => (this.reopening = null));
+      await this.reopening;
+    }
+    if (token !== this.attachToken) return; // detached (or attached again) meanwhile
+    // Space a failed release (disk full) kept is freed now.
+    await this.log.release(this.receiver.applied).catch(() => undefined);
+    if (token !== this.attachToken) return;
     this.link = link;
     return this.run(this.receiver.handle({ type: 'up' }));
   }
 
   detach(): void {
+    this.attachToken++;
     this.link = null;
     this.receiver.handle({ type: 'down' });
   }
 
   /** Records from the peer, already checksum-verified. */
-  receive(records: JournalRecord[]): Promise<void> {
+  async receive(records: JournalRecord[]): Promise<void> {
+    while (this.attaching) await this.attaching.catch(() => undefined);
     const byseq = new Map(records.map((r) => [r.seq, r]));
-    const actions = this.receiver.handle({ type: 'records', records: records.map((r) => ({ seq: r.seq, barrier: r.kind === RecordKind.Barrier, size: r.payload.length + 56 })) });
+    const actions = this.receiver.handle({ type: 'records', records: records.map((r) => ({ seq: r.seq, barrier: r.kind === RecordKind.Barrier, size: r.payload.length + RECORD_HEADER_SIZE })) });
     return this.run(actions, byseq);
+  }
+
+  private fail(what: string, e: Error): void {
+    const why = (e as NodeJS.ErrnoException).code ?? e.message;
+    this.logger.error({ volume: this.name }, `volume ${this.name}: ${what} failed (${why}); the link closes and the primary's journal keeps the data`);
+    this.link?.close(`${what} failed on the secondary (${why})`);
   }
 
   private async run(actions: ReceiverAction[], frame?: Map<number, JournalRecord>): Promise<void> {
     for (const a of actions) {
       switch (a.type) {
         case 'append':
+          // On a full or failed log the rest of this frame is dropped (the receiver
+          // is told where the log really ends) and the link closes; the actions after
+          // this one still run: the sync makes what was logged durable and acks it.
           for (let seq = a.fromSeq; seq <= a.toSeq; seq++) {
             const r = frame!.get(seq)!;
-            const res = this.log.appendReceived(r, r.kind === RecordKind.Write ? r.payload : null);
+            let res;
+            try {
+              res = this.log.appendReceived(r, r.kind === RecordKind.Write ? r.payload : null);
+            } catch (e) {
+              this.receiver.handle({ type: 'appendStopped', upTo: this.log.lastSeq });
+              this.fail('writing the receive log', e as Error);
+              break;
+            }
             if (res === 'full') {
-              this.link?.close(`receive log full (${this.log.usedBytes} of ${this.log.capacity} bytes); the primary's journal holds the rest`);
-              return;
+              this.receiver.handle({ type: 'appendStopped', upTo: this.log.lastSeq });
+              this.link?.close(`receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}); the primary's journal holds the rest`);
+              break;
             }
           }
           break;
-        case 'truncate':
-          break; // records logged but not durable are identical when resent: they stay
-        case 'sync':
-          void this.log.sync().then((upTo) => this.run(this.receiver.handle({ type: 'synced', upTo })), (e: Error) => {
-            this.logger.error({ volume: this.name }, `volume ${this.name}: receive log sync failed: ${e.message}`);
-            this.link?.close('receive log sync failed');
+        case 'sync': {
+          const log = this.log;
+          void log.sync().then((upTo) => {
+            if (log === this.log) return this.run(this.receiver.handle({ type: 'synced', upTo }));
+          }, (e: Error) => {
+            if (log !== this.log) return;
+            this.receiver.handle({ type: 'syncFailed' });
+            this.fail('syncing the receive log', e);
           });
           break;
+        }
         case 'ack':
           this.link?.ack(a.seq);
           break;
         case 'apply':
-          await this.apply(a.fromSeq, a.toSeq);
+          try {
+            await this.apply(a.fromSeq, a.toSeq);
+          } catch (e) {
+            this.receiver.handle({ type: 'applyFailed' });
+            this.fail(`applying records ${a.fromSeq}..${a.toSeq}`, e as Error);
+            return;
+          }
           await this.run(this.receiver.handle({ type: 'applied', upTo: a.toSeq }));
           break;
         case 'releaseLog':
@@ -123,13 +200,19 @@ export class Replica implements ExportBackend {
     }
   }
 
-  /** Applies records from..to (ending at a barrier) as one unit: readers wait, the replica is synced, then `applied` is recorded. */
+  /**
+   * Applies records from..to (ending at a barrier) as one unit: readers wait, the
+   * replica is synced, then `applied` is recorded. If it fails part-way, readers get
+   * EIO until a later attempt (or recovery after a restart) completes the unit.
+   */
   private async apply(from: number, to: number): Promise<void> {
     let open!: () => void;
     this.gate = new Promise((r) => (open = r));
+    const log = this.log;
     try {
+      this.torn = 'applying';
       for (let seq = from; seq <= to;) {
-        const batch = await this.log.read(seq, 8 << 20, to);
+        const batch = await log.read(seq, 8 << 20, to);
         if (batch.length === 0) throw new Error(`receive log lacks record ${seq}`);
         for (const r of batch) {
           if (r.kind === RecordKind.Write) await this.volume.write(r.offset, r.payload, false);
@@ -140,9 +223,13 @@ export class Replica implements ExportBackend {
         seq = batch[batch.length - 1]!.seq + 1;
       }
       await this.volume.flush();
-      this.log.markApplied(to);
-      await this.log.sync();
+      log.markApplied(to);
+      await log.sync();
+      this.torn = null;
       this.appliedUnits++;
+    } catch (e) {
+      this.torn = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      throw e;
     } finally {
       this.gate = null;
       open();

@@ -211,7 +211,7 @@ export async function runSeed(seed: number, cfg: SimConfig = DEFAULT_SIM): Promi
       if (w.mode === 'journal' && w.seq > acked) {
         const r = inJournal.get(w.seq);
         const ok = r && r.offset === w.block * BLOCK && r.length === w.blocks * BLOCK;
-        if (!ok && !covered()) fail(`durable write ${w.id} (record ${w.seq}, peer acked ${acked}) is in neither the journal nor the bitmap`);
+        if (!ok && !covered()) fail(`durable write ${w.id} (record ${w.seq}, peer acked ${acked}) is in neither the journal nor the bitmap; journal holds ${[...inJournal.keys()].join(",")}; record there: ${JSON.stringify(inJournal.get(w.seq) ? { o: inJournal.get(w.seq)!.offset, l: inJournal.get(w.seq)!.length } : null)}`);
       }
       if (w.mode === 'bitmap' && !covered()) fail(`durable write ${w.id} made in bitmap mode is not marked in the bitmap`);
     }

@@ -1,30 +1,49 @@
-// Runs the journal simulation outside node:test (whose async hooks cost 10x):
-//   node dist/test/sim/run.js [--seeds N] [--from S] [--seed S]
-// Prints one summary line; on a failure prints the seed and exits 1.
+// Runs a seeded simulation outside node:test (whose async hooks cost 10x):
+//   node dist/test/sim/run.js [--sim journal|replication] [--seeds N] [--from S] [--seed S]
+// Prints one summary line; on a failure prints the seed, how to replay it, and exits 1.
 import { runSeed } from './journal-sim.js';
+import { runReplicationSeed } from './replication-sim.js';
 
 const args = process.argv.slice(2);
-const opt = (name: string): number | undefined => {
+const opt = (name: string): string | undefined => {
   const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : undefined;
+  return i >= 0 ? args[i + 1] : undefined;
 };
+const sim = opt('sim') ?? 'journal';
+if (sim !== 'journal' && sim !== 'replication') {
+  console.log(`unknown simulation "${sim}": journal or replication`);
+  process.exit(2);
+}
 const one = opt('seed');
-const from = opt('from') ?? 1;
-const count = opt('seeds') ?? 2000;
-const seeds = one !== undefined ? [one] : Array.from({ length: count }, (_, i) => from + i);
-let crashes = 0;
-let overflows = 0;
+const from = Number(opt('from') ?? 1);
+const count = Number(opt('seeds') ?? 2000);
+const seeds = one !== undefined ? [Number(one)] : Array.from({ length: count }, (_, i) => from + i);
+const totals: Record<string, number> = {};
+const add = (k: string, v: number | boolean): void => {
+  totals[k] = (totals[k] ?? 0) + Number(v);
+};
 const t0 = Date.now();
 for (const seed of seeds) {
   try {
-    const r = await runSeed(seed);
-    crashes += r.crashes;
-    overflows += r.overflows;
+    if (sim === 'journal') {
+      const r = await runSeed(seed);
+      add('crashes', r.crashes);
+      add('overflows', r.overflows);
+    } else {
+      const r = await runReplicationSeed(seed);
+      add('crashes', r.crashes);
+      add('cuts', r.cuts);
+      add('flips', r.flips);
+      add('converged', r.converged);
+      add('overflowed', r.overflowed);
+      add('power-lost', r.powerLost);
+      add('applied', r.applied);
+    }
   } catch (e) {
     console.log(`FAIL seed ${seed}: ${(e as Error).message}`);
-    console.log(`replay: node dist/test/sim/run.js --seed ${seed}   (add OFFSITE_SIM_DEBUG=1 for a trace)`);
+    console.log(`replay: node dist/test/sim/run.js --sim ${sim} --seed ${seed}   (add OFFSITE_SIM_DEBUG=1 for a trace)`);
     if (process.env.OFFSITE_SIM_DEBUG) console.log((e as Error).stack);
     process.exit(1);
   }
 }
-console.log(`ok ${seeds.length} seeds, ${crashes} crashes, ${overflows} overflows, ${Date.now() - t0} ms`);
+console.log(`ok ${seeds.length} seeds, ${Object.entries(totals).map(([k, v]) => `${v} ${k}`).join(', ')}, ${Date.now() - t0} ms`);

@@ -37,22 +37,36 @@ test('behind by several epochs: they are applied as one unit, ending at the newe
   assert.deepEqual(rc.handle({ type: 'hold', held: false }), [{ type: 'apply', fromSeq: 1, toSeq: 6 }]);
 });
 
-test('reconnect: the undurable tail is dropped, resent records are skipped, gaps close the link', () => {
+test('reconnect: the logged tail is kept, resent records are skipped, gaps close the link', () => {
   const rc = fresh();
   rc.handle({ type: 'up' });
   rc.handle({ type: 'records', records: [r(1), r(2, true), r(3)] });
-  rc.handle({ type: 'synced', upTo: 2 });
+  assert.deepEqual(rc.handle({ type: 'synced', upTo: 2 }), [{ type: 'ack', seq: 2 }, { type: 'sync', upTo: 3 }, { type: 'apply', fromSeq: 1, toSeq: 2 }]);
   rc.handle({ type: 'down' });
-  assert.equal(rc.resumeAfter, 2);
-  assert.deepEqual(rc.handle({ type: 'up' }), [{ type: 'truncate', afterSeq: 2 }]);
-  // Record 2 is durable here and skipped; 3 was logged again after the truncate.
+  assert.equal(rc.resumeAfter, 2, 'the primary resumes after what is durable here');
+  // The sync of record 3 is still running from the old link: nothing to do yet.
+  assert.deepEqual(rc.handle({ type: 'up' }), []);
+  // Records 2 and 3 are in the log already (2 durable, 3 logged) and skipped.
   assert.deepEqual(rc.handle({ type: 'records', records: [r(2, true), r(3), r(4, true)] }), [
-    { type: 'append', fromSeq: 3, toSeq: 4 },
-  ], 'the sync of the old link is still running: one sync at a time');
+    { type: 'append', fromSeq: 4, toSeq: 4 },
+  ], 'one sync at a time');
   assert.deepEqual(rc.handle({ type: 'synced', upTo: 3 }), [{ type: 'ack', seq: 3 }, { type: 'sync', upTo: 4 }]);
+  assert.deepEqual(rc.handle({ type: 'synced', upTo: 4 }), [{ type: 'ack', seq: 4 }], 'the unit 1..2 is still being applied');
+  assert.deepEqual(rc.handle({ type: 'applied', upTo: 2 }), [{ type: 'releaseLog', seq: 2 }, { type: 'apply', fromSeq: 3, toSeq: 4 }]);
+  // A resend of what is durable here is acked again (the first ack may have died with a link).
+  assert.deepEqual(rc.handle({ type: 'records', records: [r(4, true)] }), [{ type: 'ack', seq: 4 }]);
   const close = rc.handle({ type: 'records', records: [r(9)] });
   assert.equal(close[0]?.type, 'close');
   assert.match((close[0] as { reason: string }).reason, /jump from 4 to 9/);
+});
+
+test('reconnect with no sync running: the logged tail is synced and acked', () => {
+  const rc = fresh();
+  rc.handle({ type: 'up' });
+  rc.handle({ type: 'records', records: [r(1), r(2, true)] });
+  rc.handle({ type: 'down' });
+  rc.handle({ type: 'syncFailed' }); // the sync failed with the link
+  assert.deepEqual(rc.handle({ type: 'up' }), [{ type: 'sync', upTo: 2 }]);
 });
 
 test('after a restart, a durable but unapplied barrier is applied', () => {

@@ -1,0 +1,129 @@
+// The thin adapter around one volume's Shipper state machine: it reads the journal,
+// hands Records frames to the link session, and releases journal data on acks. No
+// sockets or timers of its own: the link manager (or the simulation) calls tick()
+// and passes the session in, so the seeded simulation runs this very code.
+import type { Logger } from '../log/log.js';
+import type { JournaledVolume } from '../journal/write-path.js';
+import { RECORD_HEADER_SIZE } from '../journal/record.js';
+import { encodeRecordsFrame } from './records-frame.js';
+import { Shipper, type ShipperAction } from './shipper.js';
+
+/** The link as the shipper sees it. */
+export interface ShipperSession {
+  send(parts: Buffer[]): void;
+  close(reason: string): void;
+}
+
+export interface VolumeShipperOptions {
+  /** Most bytes sent and not yet acked. */
+  windowBytes: number;
+  /** Most bytes read from the journal for one Records frame. */
+  batchBytes: number;
+  /** A primary-chosen barrier closes an epoch the host has left open this long. */
+  selfSyncMs: number;
+  now: () => number;
+}
+
+export const DEFAULT_SHIPPING: Omit<VolumeShipperOptions, 'now'> = { windowBytes: 32 << 20, batchBytes: 4 << 20, selfSyncMs: 1000 };
+
+export class VolumeShipper {
+  private readonly shipper: Shipper;
+  session: ShipperSession | null = null;
+  private notified = 0;
+  private undurableSince = 0;
+  private durableSeen = 0;
+  private gapReported = false;
+
+  constructor(
+    private readonly name: string,
+    private readonly jv: JournaledVolume,
+    private readonly log: Logger,
+    private readonly opts: VolumeShipperOptions,
+  ) {
+    this.shipper = new Shipper({ windowBytes: opts.windowBytes, batchBytes: opts.batchBytes });
+  }
+
+  /** Highest seq the peer acked durable on this link. */
+  get acked(): number {
+    return this.shipper.acked;
+  }
+
+  up(s: ShipperSession, peerDurable: number): void {
+    const j = this.jv.journal;
+    // Records the peer lacks must still be in the journal; after an overflow they are
+    // in the dirty bitmap instead, and only a resync can send them.
+    const gap = this.jv.mode === 'bitmap' || peerDurable < j.released;
+    if (gap) {
+      if (!this.gapReported) {
+        this.gapReported = true;
+        this.log.warn({ volume: this.name },
+          `volume ${this.name}: ${this.jv.mode === 'bitmap' ? `${this.jv.bitmap.count} regions are tracked in the dirty bitmap` : `the peer holds up to record ${peerDurable} but the journal starts at ${j.released + 1}`}; ` +
+          'shipping waits for a resync of those regions');
+      }
+      return;
+    }
+    if (peerDurable > j.lastSeq) {
+      // The peer holds records this journal never wrote durably: a split or a lost journal.
+      s.close(`volume ${this.name}: the peer holds up to record ${peerDurable} but this journal ends at ${j.lastSeq}`);
+      return;
+    }
+    this.gapReported = false;
+    this.session = s;
+    this.undurableSince = 0;
+    this.notified = 0;
+    this.run(this.shipper.handle({ type: 'up', peerDurableSeq: peerDurable }));
+  }
+
+  down(): void {
+    this.session = null;
+    this.undurableSince = 0;
+    this.shipper.handle({ type: 'down' });
+  }
+
+  ack(seq: number): void {
+    this.run(this.shipper.handle({ type: 'ack', seq }));
+  }
+
+  /** Ships what is durable; makes the journal durable itself when the host has not flushed for a while. */
+  tick(): void {
+    if (!this.session) return;
+    const j = this.jv.journal;
+    const now = this.opts.now();
+    if (j.durableSeq > this.durableSeen) {
+      // The host's flushes make progress: the clock for a primary-chosen boundary restarts.
+      this.durableSeen = j.durableSeq;
+      this.undurableSince = 0;
+    }
+    if (j.lastSeq > j.durableSeq && this.jv.mode === 'journal') {
+      if (this.undurableSince === 0) this.undurableSince = now;
+      else if (now - this.undurableSince > this.opts.selfSyncMs) {
+        this.undurableSince = 0;
+        // A primary-chosen boundary: closes the epoch so the replica can advance without a host FLUSH.
+        void this.jv.flush().catch(() => undefined);
+      }
+    } else {
+      this.undurableSince = 0;
+    }
+    if (j.durableSeq > this.notified) {
+      this.notified = j.durableSeq;
+      this.run(this.shipper.handle({ type: 'journal', lastSeq: j.durableSeq }));
+    }
+  }
+
+  private run(actions: ShipperAction[]): void {
+    for (const a of actions) {
+      if (a.type === 'read') {
+        const s = this.session;
+        this.jv.journal.read(a.fromSeq, a.maxBytes, a.limitSeq).then((records) => {
+          if (s !== this.session || !s) return;
+          if (records.length > 0) s.send(encodeRecordsFrame(this.name, records));
+          this.run(this.shipper.handle({ type: 'read', records: records.map((r) => ({ seq: r.seq, size: r.payload.length + RECORD_HEADER_SIZE })) }));
+        }, (e: Error) => s?.close(`reading the journal of ${this.name}: ${e.message}`));
+      } else if (a.type === 'release') {
+        void this.jv.release(a.seq).catch((e: Error) => this.log.error({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`));
+      } else if (a.type === 'close') {
+        this.session?.close(a.reason);
+      }
+    }
+  }
+}

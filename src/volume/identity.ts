@@ -1,0 +1,94 @@
+// A replicated volume's identity (docs/PEER-PROTOCOL.md, "Volume identity"): a UUID
+// born on the primary and adopted by the secondary at their first link, and a list
+// of generation identifiers, newest first. The primary starts a new generation
+// whenever it begins taking writes that the peer may not have (first start, promote,
+// a resync); the secondary adopts the primary's list. Two sides whose current
+// generations differ and neither list contains the other's current one took writes
+// apart: a split brain (checked when they meet).
+//
+// Stored as state/volumes/NAME/identity.json, replaced atomically (write, fsync,
+// rename, fsync the directory), so a crash leaves the old or the new one.
+import { randomBytes, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+const MAX_GENERATIONS = 8;
+
+const schema = z.strictObject({
+  version: z.literal(1),
+  uuid: z.string().max(64),
+  generations: z.array(z.string().regex(/^[0-9a-f]{16}$/)).max(MAX_GENERATIONS),
+});
+
+export type VolumeIdentityData = z.infer<typeof schema>;
+
+export class VolumeIdentity {
+  private constructor(private readonly file: string, private data: VolumeIdentityData) {}
+
+  get uuid(): string { return this.data.uuid; }
+  get generations(): string[] { return [...this.data.generations]; }
+  get current(): string { return this.data.generations[0] ?? ''; }
+
+  /** Opens (or creates) the identity in `dir`. A primary gets a UUID and a first generation at once. */
+  static open(dir: string, role: 'primary' | 'secondary'): VolumeIdentity {
+    const file = path.join(dir, 'identity.json');
+    let data: VolumeIdentityData | null = null;
+    if (fs.existsSync(file)) {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+      } catch (e) {
+        throw new Error(`${file} is not valid JSON (${(e as Error).message}); restore it from a backup or remove it to give the volume a new identity (a full resync follows)`);
+      }
+      const parsed = schema.safeParse(raw);
+      if (!parsed.success) throw new Error(`${file} is malformed at ${parsed.error.issues[0]!.path.join('.') || '(top)'}: ${parsed.error.issues[0]!.message}`);
+      data = parsed.data;
+    }
+    const id = new VolumeIdentity(file, data ?? { version: 1, uuid: '', generations: [] });
+    if (role === 'primary' && !id.data.uuid) {
+      id.data = { version: 1, uuid: randomUUID(), generations: [newGeneration()] };
+      id.save();
+    } else if (!data) {
+      id.save();
+    }
+    return id;
+  }
+
+  /** Starts a new generation (this side takes writes its peer may not get in order). */
+  newGeneration(): string {
+    const g = newGeneration();
+    this.data = { ...this.data, generations: [g, ...this.data.generations].slice(0, MAX_GENERATIONS) };
+    this.save();
+    return g;
+  }
+
+  /** The secondary takes the primary's UUID and generations. */
+  adopt(uuid: string, generations: string[]): void {
+    if (uuid === this.data.uuid && generations.join() === this.data.generations.join()) return;
+    this.data = { version: 1, uuid, generations: generations.slice(0, MAX_GENERATIONS) };
+    this.save();
+  }
+
+  private save(): void {
+    const tmp = `${this.file}.tmp`;
+    const fd = fs.openSync(tmp, 'w', 0o644);
+    try {
+      fs.writeSync(fd, `${JSON.stringify(this.data, null, 2)}\n`);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, this.file);
+    const dfd = fs.openSync(path.dirname(this.file), 'r');
+    try {
+      fs.fsyncSync(dfd);
+    } finally {
+      fs.closeSync(dfd);
+    }
+  }
+}
+
+function newGeneration(): string {
+  return randomBytes(8).toString('hex');
+}

@@ -1,0 +1,434 @@
+// The seeded simulation of replication: the primary's journal and write path, the
+// shipper (state machine and its adapter), the link (real frames, real checksums),
+// the receiver, the receive log and apply on the secondary. One seed is one
+// schedule of host writes, flushes, I/O completion orders, link cuts, stalls,
+// flipped bytes, full disks, and kill -9 / power loss of either side.
+//
+// Checked (DESIGN.md):
+//   2  the primary never releases a record the secondary does not hold durably;
+//   3  the replica is always exactly the primary's record stream up to a barrier
+//      (after every recovery, and whenever a reader looks), never half a unit,
+//      never a corrupt byte;
+//   4  once faults stop, the pair converges and the replica equals the primary;
+//   7  queues, the journal, the receive log and the wire stay within their limits.
+import { createHash } from 'node:crypto';
+import { createLogger, silentLogger, type Logger } from '../../src/log/log.js';
+import { DirtyBitmap, RegionSet } from '../../src/journal/bitmap.js';
+import { Journal } from '../../src/journal/journal.js';
+import { RecordKind, type RecordHeader } from '../../src/journal/record.js';
+import { JournaledVolume } from '../../src/journal/write-path.js';
+import { FrameDecoder, FrameType, decodeAck, encodeAck, type Frame } from '../../src/link/frame.js';
+import { decodeRecordsFrame } from '../../src/link/records-frame.js';
+import { VolumeShipper } from '../../src/link/volume-shipper.js';
+import { Replica } from '../../src/secondary/replica.js';
+import { MemDisk, MemStore, Rng, Scheduler } from './disk-model.js';
+import { SimFailure } from './journal-sim.js';
+
+const SECTOR = 512;
+const BLOCK = 4096;
+const VOLUME = 'sim';
+const STEP_MS = 100;
+
+export interface ReplicationSimConfig {
+  volumeBlocks: number;
+  steps: number;
+}
+
+export const DEFAULT_REPLICATION_SIM: ReplicationSimConfig = { volumeBlocks: 48, steps: 220 };
+
+export interface ReplicationSimStats {
+  crashes: number;
+  cuts: number;
+  flips: number;
+  converged: boolean;
+  overflowed: boolean;
+  powerLost: boolean;
+  applied: number;
+}
+
+interface Conn {
+  /** Primary to secondary, and back: chunks of bytes in flight. */
+  ab: Buffer[];
+  ba: Buffer[];
+  decA: FrameDecoder;
+  decB: FrameDecoder;
+}
+
+export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig = DEFAULT_REPLICATION_SIM): Promise<ReplicationSimStats> {
+  const rng = new Rng(seed);
+  const debug = Boolean(process.env.OFFSITE_SIM_DEBUG);
+  const log: Logger = debug ? createLogger({ level: 'debug', format: 'text' }) : silentLogger;
+  const size = cfg.volumeBlocks * BLOCK;
+  const psched = new Scheduler(rng);
+  const ssched = new Scheduler(rng);
+  const pdisk = new MemDisk(size, psched);
+  const pjstore = new MemStore(psched);
+  const pmstore = new MemStore(psched);
+  const sdisk = new MemDisk(size, ssched);
+  const sjstore = new MemStore(ssched);
+  const journalCapacity = [64 * 1024, 512 * 1024, 4 << 20, 4 << 20][rng.int(4)]!;
+  // A quarter of the seeds may lose the primary's power or fill its journal disk;
+  // those end in the dirty bitmap, which only a resync can ship, so they check
+  // invariants 2, 3 and 7 but not convergence.
+  const primaryHazards = rng.chance(0.25);
+  const receiveCapacity = [64 * 1024, 128 * 1024, 1 << 20][rng.int(3)]!;
+  const windowBytes = [8 * 1024, 64 * 1024, 1 << 20][rng.int(3)]!;
+  const useIntents = rng.chance(0.5);
+  let step = 0;
+  let clock = 1;
+  const fail = (msg: string): never => {
+    throw new SimFailure(`seed ${seed} step ${step}: ${msg}`);
+  };
+  const trace = (msg: string): void => {
+    if (debug) console.log(`  [${step}] ${msg}`);
+  };
+
+  // The record stream as the primary's journal holds it, and the image at each barrier.
+  const stream = new Map<number, { kind: RecordKind; offset: number; length: number; payload: Buffer | null }>();
+  const imageAt = new Map<number, string>([[0, hash(Buffer.alloc(size))]]);
+  let primaryLost = false; // a power loss may keep volume writes whose records were lost
+  let overflowed = false;
+  const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0 };
+
+  const imageUpTo = (seq: number): Buffer => {
+    const img = Buffer.alloc(size);
+    for (const [s, r] of [...stream.entries()].sort((a, b) => a[0] - b[0])) {
+      if (s > seq) break;
+      if (r.kind === RecordKind.Write) r.payload!.copy(img, r.offset);
+      else if (r.kind !== RecordKind.Barrier) img.fill(0, r.offset, r.offset + r.length);
+    }
+    return img;
+  };
+
+  /** Watches every record the primary's journal takes, in seq order. */
+  const observe = (j: Journal): void => {
+    const put = (j as unknown as { put(h: RecordHeader, p: Buffer | null): number | 'full' }).put.bind(j);
+    (j as unknown as { put: typeof put }).put = (h, p) => {
+      const r = put(h, p);
+      if (r !== 'full') {
+        stream.set(r, { kind: h.kind, offset: h.offset, length: h.length, payload: p ? Buffer.from(p) : null });
+        trace(`primary journal: record ${r} kind ${h.kind} length ${h.length} (open epoch ${j.openEpochBytes} bytes)`);
+        if (h.kind === RecordKind.Barrier) imageAt.set(r, hash(imageUpTo(r)));
+      }
+      return r;
+    };
+  };
+
+  async function settle<T>(p: Promise<T>): Promise<T> {
+    const st: { state: 'pending' | 'ok' | 'err'; value?: T; error?: unknown } = { state: 'pending' };
+    p.then((v) => { st.state = 'ok'; st.value = v; }, (e: unknown) => { st.state = 'err'; st.error = e; });
+    for (let i = 0; i < 100000; i++) {
+      await flushMicrotasks();
+      if (st.state !== 'pending') break;
+      if (!stepAny()) {
+        await flushMicrotasks();
+        if (st.state === 'pending') fail('deadlock: an operation waits and nothing can complete');
+      }
+    }
+    if (st.state === 'err') throw st.error;
+    return st.value as T;
+  }
+
+  const stepAny = (): boolean => {
+    const first = rng.chance(0.5) ? psched : ssched;
+    return first.step() || (first === psched ? ssched : psched).step();
+  };
+
+  // --- the primary ------------------------------------------------------------
+  let jv!: JournaledVolume;
+  let replica = undefined as unknown as Replica; // set by openSecondary, after the first openPrimary
+  let shipper!: VolumeShipper;
+  let pgen = 0;
+  const openPrimary = async (): Promise<void> => {
+    const journal = new Journal({ store: pjstore, capacity: journalCapacity, segmentSize: 16 * 1024, now: () => clock });
+    const recorded = new RegionSet(size, BLOCK);
+    const report = await settle(journal.recover((o, l) => recorded.mark(o, l)));
+    // Records past what survived are gone: the stream (and its barrier images) ends there.
+    // (What the secondary holds survived unless the journal was folded into the bitmap,
+    // which ships nothing until a resync: those images stay valid.)
+    const survived = Math.max(journal.lastSeq, (replica as Replica | undefined)?.receiver.logged ?? 0);
+    for (const s of [...stream.keys()]) if (s > survived) stream.delete(s);
+    for (const s of [...imageAt.keys()]) if (s > survived) imageAt.delete(s);
+    observe(journal);
+    const { bitmap } = await settle(DirtyBitmap.open(pmstore, size, BLOCK));
+    jv = new JournaledVolume({ disk: pdisk, journal, bitmap, onFull: 'bitmap', intentStore: useIntents ? pjstore : undefined, intentSlots: 64, log });
+    jv.maxEpochBytes = receiveCapacity / 4; // what the link sets from the peer's Hello
+    await settle(jv.start(report, recorded));
+    shipper = new VolumeShipper(VOLUME, jv, log, { windowBytes, batchBytes: Math.max(4096, windowBytes / 4), selfSyncMs: 3 * STEP_MS, now: () => clock });
+  };
+
+  // --- the secondary ----------------------------------------------------------
+  const openSecondary = async (): Promise<void> => {
+    const traceReceiver = (): void => {
+      if (!debug) return;
+      const rc = replica.receiver;
+      const h = rc.handle.bind(rc);
+      rc.handle = (e) => {
+        const out = h(e);
+        trace(`receiver ${JSON.stringify(e.type === 'records' ? { type: 'records', seqs: e.records.map((x) => x.seq) } : e)} -> ${JSON.stringify(out)}`);
+        return out;
+      };
+    };
+    replica = await settle(Replica.open(sdisk, () => new Journal({ store: sjstore, capacity: receiveCapacity, segmentSize: 8 * 1024, now: () => clock, prefixOnly: true }), log));
+    traceReceiver();
+    // Invariant 3 after recovery: exactly the image at the applied barrier.
+    const applied = replica.receiver.applied;
+    const want = imageAt.get(applied);
+    if (want === undefined) fail(`the replica recovered to record ${applied}, which is not a barrier of the primary`);
+    if (replica.tornBy) {
+      // Recovery's re-apply failed (disk full): the export refuses reads until it is redone.
+      const ok = await settle(replica.read(0, Buffer.alloc(BLOCK), 0, BLOCK).then(() => true, () => false));
+      if (ok) fail('the replica serves reads while a failed apply is not redone');
+    } else if (hash(sdisk.file.current) !== want) fail(`after recovery the replica is not the flush-point image of record ${applied}`);
+    // Invariant 2: the primary released nothing the secondary lacks.
+    // (In bitmap mode the journal was folded into the dirty bitmap, which covers what it dropped.)
+    if (jv.mode === 'journal' && jv.journal.released > replica.receiver.resumeAfter) {
+      fail(`the primary released up to ${jv.journal.released} but the secondary holds only up to ${replica.receiver.resumeAfter}`);
+    }
+  };
+
+  // --- the link ---------------------------------------------------------------
+  let conn: Conn | null = null;
+  let stallUntil = 0;
+  const cut = (why: string): void => {
+    if (!conn) return;
+    trace(`link cut: ${why}`);
+    conn = null;
+    stats.cuts++;
+    shipper.down();
+    replica.detach();
+  };
+  const connect = (): void => {
+    if (conn) return;
+    const c: Conn = { ab: [], ba: [], decA: new FrameDecoder(), decB: new FrameDecoder() };
+    conn = c;
+    const peerDurable = replica.receiver.resumeAfter; // what the secondary's Hello says
+    trace(`link up: secondary durable to ${peerDurable}, primary released ${jv.journal.released} last ${jv.journal.lastSeq}`);
+    void replica.attach({
+      ack: (seq) => {
+        if (conn === c) c.ba.push(Buffer.concat(encodeAck(VOLUME, seq)));
+      },
+      close: (why) => {
+        if (conn === c) cut(`secondary: ${why}`);
+      },
+    }).catch((e: Error) => {
+      if (conn === c) cut(`secondary attach: ${e.message}`);
+    });
+    shipper.up({
+      send: (parts) => {
+        if (conn === c) c.ab.push(Buffer.concat(parts));
+      },
+      close: (why) => {
+        if (conn === c) cut(`primary: ${why}`);
+      },
+    }, peerDurable);
+  };
+
+  const onFrameAtSecondary = (f: Frame, c: Conn): void => {
+    if (f.type !== FrameType.Records) return;
+    const { records } = decodeRecordsFrame(f.payload);
+    void replica.receive(records).catch((e: Error) => {
+      if (conn === c) cut(`secondary: ${e.message}`);
+    });
+  };
+  const onFrameAtPrimary = (f: Frame): void => {
+    if (f.type === FrameType.Ack) shipper.ack(decodeAck(f.payload).seq);
+  };
+
+  /** Moves some bytes across the link in one direction (a random prefix of the first chunk). */
+  const deliver = (toSecondary: boolean): boolean => {
+    const c = conn;
+    if (!c || clock < stallUntil) return false;
+    const q = toSecondary ? c.ab : c.ba;
+    if (q.length === 0) return false;
+    let chunk = q[0]!;
+    if (rng.chance(0.01)) {
+      // A byte flipped on the way: frame and record checksums must catch it.
+      chunk = Buffer.from(chunk);
+      const k = rng.int(chunk.length);
+      chunk[k] = chunk[k]! ^ (1 << rng.int(8));
+      stats.flips++;
+    }
+    const n = rng.chance(0.7) ? chunk.length : 1 + rng.int(chunk.length);
+    const piece = chunk.subarray(0, n);
+    if (n === chunk.length) q.shift();
+    else q[0] = chunk.subarray(n);
+    const dec = toSecondary ? c.decB : c.decA;
+    dec.push(piece);
+    try {
+      for (let f = dec.next(); f; f = dec.next()) {
+        if (conn !== c) break;
+        if (toSecondary) onFrameAtSecondary(f, c);
+        else onFrameAtPrimary(f);
+      }
+    } catch (e) {
+      cut(`bad frame: ${(e as Error).message}`);
+    }
+    return true;
+  };
+
+  const flip = (): void => {
+    const q = conn ? (rng.chance(0.7) ? conn.ab : conn.ba) : [];
+    if (q.length === 0) return;
+    const i = rng.int(q.length);
+    const b = Buffer.from(q[i]!);
+    const k = rng.int(b.length);
+    b[k] = b[k]! ^ (1 << rng.int(8));
+    q[i] = b;
+    stats.flips++;
+  };
+
+  // --- the host ---------------------------------------------------------------
+  const busy = new Set<number>();
+  let nextTag = 1;
+  const pattern = (tag: number, blocks: number): Buffer => {
+    const b = Buffer.alloc(blocks * BLOCK);
+    for (let s = 0; s < b.length; s += SECTOR) b.writeUInt32LE(tag, s);
+    return b;
+  };
+  const issue = (kind: 'write' | 'zeroes' | 'trim'): void => {
+    const blocks = 1 + rng.int(3);
+    const block = rng.int(cfg.volumeBlocks - blocks + 1);
+    for (let b = block; b < block + blocks; b++) if (busy.has(b)) return;
+    for (let b = block; b < block + blocks; b++) busy.add(b);
+    const gen = pgen;
+    const fua = rng.chance(0.1);
+    const p = kind === 'write' ? jv.write(block * BLOCK, pattern(nextTag++, blocks), fua)
+      : kind === 'zeroes' ? jv.writeZeroes(block * BLOCK, blocks * BLOCK, { fua, mayTrim: true, fast: false })
+      : jv.trim(block * BLOCK, blocks * BLOCK, fua);
+    const done = (): void => {
+      if (gen === pgen) for (let b = block; b < block + blocks; b++) busy.delete(b);
+    };
+    p.then(done, done);
+  };
+
+  // --- faults -----------------------------------------------------------------
+  const crashPrimary = async (powerLoss: boolean): Promise<void> => {
+    trace(`crash primary (${powerLoss ? 'power loss' : 'kill -9'})`);
+    stats.crashes++;
+    cut('primary crashed');
+    pgen++;
+    busy.clear();
+    psched.clear();
+    pdisk.crash(rng, powerLoss);
+    pjstore.crash(rng, powerLoss);
+    pmstore.crash(rng, powerLoss);
+    if (powerLoss) primaryLost = true;
+    await openPrimary();
+  };
+  const crashSecondary = async (powerLoss: boolean): Promise<void> => {
+    trace(`crash secondary (${powerLoss ? 'power loss' : 'kill -9'})`);
+    stats.crashes++;
+    cut('secondary crashed');
+    ssched.clear();
+    sdisk.crash(rng, powerLoss);
+    sjstore.crash(rng, powerLoss);
+    await openSecondary();
+  };
+
+  /** A reader of the replica export sees a flush-point image, never half a unit. */
+  const readReplica = async (): Promise<void> => {
+    const buf = Buffer.alloc(size);
+    const ok = await settle(replica.read(0, buf, 0, size).then(() => true, () => false));
+    if (!ok) return; // EIO while a failed apply waits to be redone: refused, not wrong
+    const h = hash(buf);
+    if (![...imageAt.values()].includes(h)) fail('a reader of the replica saw an image that is no flush point of the primary');
+  };
+
+  const checkBounds = (): void => {
+    const j = jv.journal;
+    if (j.usedBytes > j.capacity) fail(`journal uses ${j.usedBytes} of ${j.capacity} bytes`);
+    if (replica.log.usedBytes > replica.log.capacity) fail(`receive log uses ${replica.log.usedBytes} of ${replica.log.capacity} bytes`);
+    const wire = conn ? conn.ab.reduce((n, b) => n + b.length, 0) : 0;
+    // The window bounds unacked record bytes; a batch may overshoot by one batch, plus frame headers.
+    if (wire > 2 * windowBytes + 64 * 1024) fail(`${wire} bytes in flight on the link, window ${windowBytes}`);
+    if (psched.size + ssched.size > 10000) fail(`${psched.size + ssched.size} operations pending: unbounded queue`);
+    // Invariant 2, live: released records are durable at the secondary.
+    if (jv.mode === 'journal' && j.released > replica.receiver.logDurable && j.released > replica.receiver.applied) {
+      fail(`the primary released up to ${j.released}; the secondary holds only up to ${replica.receiver.logDurable}`);
+    }
+  };
+
+  await openPrimary();
+  await openSecondary();
+
+  for (step = 0; step < cfg.steps; step++) {
+    clock += STEP_MS;
+    shipper.tick();
+    const r = rng.next();
+    if (r < 0.22) issue('write');
+    else if (r < 0.25) issue('zeroes');
+    else if (r < 0.27) issue('trim');
+    else if (r < 0.33) void jv.flush().catch(() => undefined);
+    else if (r < 0.38) connect();
+    else if (r < 0.395) cut('cut by the simulation');
+    else if (r < 0.405) stallUntil = clock + STEP_MS * (1 + rng.int(20));
+    else if (r < 0.42) flip();
+    else if (r < 0.425) pjstore.full = primaryHazards && !pjstore.full && rng.chance(0.2);
+    else if (r < 0.43) sjstore.full = !sjstore.full && rng.chance(0.3);
+    else if (r < 0.435) sdisk.full = !sdisk.full && rng.chance(0.3);
+    else if (r < 0.445) await crashPrimary(primaryHazards && rng.chance(0.4));
+    else if (r < 0.46) await crashSecondary(rng.chance(0.5));
+    else if (r < 0.47) await readReplica();
+    else {
+      for (let k = 1 + rng.int(8); k > 0; k--) {
+        const which = rng.int(4);
+        if (which === 0) psched.step();
+        else if (which === 1) ssched.step();
+        else deliver(which === 2);
+      }
+    }
+    await flushMicrotasks();
+    if (jv.mode === 'bitmap') overflowed = true;
+    checkBounds();
+  }
+
+  // Faults stop. The host flushes once more; the pair must converge.
+  pjstore.full = sjstore.full = sdisk.full = false;
+  stallUntil = 0;
+  await settle(jv.flush()).catch(() => undefined);
+  if (jv.mode === 'bitmap') overflowed = true;
+  const target = jv.journal.lastSeq;
+  const canConverge = !overflowed && !primaryLost;
+  for (let i = 0; i < 20000 && canConverge; i++) {
+    clock += STEP_MS;
+    shipper.tick();
+    if (!conn) connect();
+    let moved = deliver(true) || deliver(false);
+    moved = psched.step() || moved;
+    moved = ssched.step() || moved;
+    await flushMicrotasks();
+    checkBounds();
+    if (!moved && replica.receiver.applied === target && shipper.acked === target) break;
+  }
+  if (canConverge) {
+    if (replica.receiver.applied !== target) {
+      const rc = replica.receiver;
+      fail(`no convergence: the replica applied up to ${rc.applied} of ${target} (acked ${shipper.acked}); receiver logged ${rc.logged} durable ${rc.logDurable}; ` +
+        `receive log ${replica.log.released + 1}..${replica.log.lastSeq} ${replica.log.usedBytes} bytes${replica.log.broken ? ' broken' : ''}; link ${conn ? 'up' : 'down'}; journal mode ${jv.mode} durable ${jv.journal.durableSeq}; receiver ${JSON.stringify(rc)}; log writing=${(replica.log as any).writing} queue=${(replica.log as any).queue.length} segs=${JSON.stringify((replica.log as any).segments.map((x: any) => [x.baseSeq, x.lastSeq, x.reserved, x.removed]))} stream=${[...stream.entries()].filter(([k]) => k > rc.applied && k < rc.applied + 20).map(([k, v]) => `${k}:${v.kind}/${v.length}`).join(" ")}; shipper ${JSON.stringify((shipper as any).shipper)} session ${Boolean(shipper.session)}; pending ${psched.size}+${ssched.size}`);
+    }
+    await settle(jv.quiesce());
+    if (!sdisk.file.current.equals(pdisk.file.current)) {
+      const b = firstDifferentBlock(sdisk.file.current, pdisk.file.current);
+      fail(`converged to record ${target}, but block ${b} differs: replica holds write ${sdisk.file.current.readUInt32LE(b * BLOCK)}, primary ${pdisk.file.current.readUInt32LE(b * BLOCK)}`);
+    }
+    stats.converged = true;
+  }
+  stats.applied = replica.receiver.applied;
+  stats.overflowed = overflowed;
+  stats.powerLost = primaryLost;
+  return stats;
+}
+
+function hash(b: Buffer): string {
+  return createHash('sha1').update(b).digest('hex');
+}
+
+function firstDifferentBlock(a: Buffer, b: Buffer): number {
+  for (let i = 0; i < a.length; i += BLOCK) if (!a.subarray(i, i + BLOCK).equals(b.subarray(i, i + BLOCK))) return i / BLOCK;
+  return -1;
+}
+
+async function flushMicrotasks(): Promise<void> {
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+}
