@@ -73,3 +73,11 @@ test('sizes and durations', () => {
   assert.equal(parseDuration('2h'), 7200);
   assert.equal(parseDuration('500ms'), 0.5);
 });
+
+test('peer timeout: a duration with a default, and a clear error when out of range', () => {
+  const withPeer = `${good}peers:\n  site-b: { address: "127.0.0.1:7701", timeout: 20s }\n`;
+  assert.equal(parseConfig(withPeer, '/x/o.yaml').peers[0]!.timeout, 20);
+  assert.equal(parseConfig(withPeer.replace(', timeout: 20s', ''), '/x/o.yaml').peers[0]!.timeout, 5);
+  assert.match(err(withPeer.replace('20s', '2h')), /^offsite\.yaml:10: peers\.site-b\.timeout: must be between 0\.5s and 1h$/);
+  assert.match(err(withPeer.replace('20s', 'soon')), /^offsite\.yaml:10: peers\.site-b\.timeout: "soon" is not a duration/);
+});
