@@ -28,6 +28,13 @@ export interface VolumeStatus {
   uuid: string;
   /** Generation identifiers, newest first (for split-brain detection). */
   generation: string[];
+  /** A resync round is open (the first sync, or after an overflow). */
+  resyncing: boolean;
+  /** Primary: bytes of the round not yet sent, and the round's size when it began. */
+  resyncLeftBytes: number;
+  resyncTotalBytes: number;
+  /** Primary: data bytes resync rounds have sent since the daemon started. */
+  resyncBytes: number;
 }
 
 export interface NodeStatus {
@@ -47,13 +54,17 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     sizeBytes: e.volume.size,
     uuid: e.identity?.uuid ?? '',
     generation: e.identity?.generations ?? [],
+    resyncing: Boolean(e.journaled?.roundStart || e.replica?.round),
+    resyncLeftBytes: e.journaled ? e.journaled.resyncLeftBytes : 0,
+    resyncTotalBytes: e.journaled?.roundStart ? e.journaled.roundTotalBytes : 0,
+    resyncBytes: e.journaled?.journal.resyncBytes ?? 0,
   };
   if (e.replica) {
     const log = e.replica.log;
     return {
       ...base, link, backlogBytes: log.backlogBytes, backlogRecords: log.backlogRecords, lagSeconds: 0,
       // Between two flush points only while a failed apply waits to be redone.
-      consistent: e.replica.tornBy === null, tracking: 'replica', journalUsedBytes: log.usedBytes, journalCapacityBytes: log.capacity,
+      consistent: e.replica.consistent, tracking: 'replica', journalUsedBytes: log.usedBytes, journalCapacityBytes: log.capacity,
       epoch: log.epoch, dirtyBytes: 0, hostBytes: log.hostBytes, overflows: 0,
     };
   }

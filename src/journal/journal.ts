@@ -4,7 +4,7 @@
 import { crc32c } from '@node-rs/crc32';
 import type { Store, StoreFile } from './store.js';
 import {
-  FLAG_FUA, RECORD_HEADER_SIZE, RecordKind, SEGMENT_HEADER_SIZE, decodeRecordHeader, decodeSegmentHeader,
+  FLAG_FUA, FLAG_RESYNC, RECORD_HEADER_SIZE, RecordKind, SEGMENT_HEADER_SIZE, decodeRecordHeader, decodeSegmentHeader,
   encodeRecordHeader, encodeSegmentHeader, payloadMatches, recordSize, type JournalRecord, type RecordHeader,
 } from './record.js';
 
@@ -158,6 +158,40 @@ export class Journal {
     return seq;
   }
 
+  /** Appends a resync record (a dirty region's current content), not counted as host bytes. */
+  appendResync(kind: RecordKind.Write | RecordKind.Zeroes, offset: number, length: number, payload: Buffer | null): AppendResult {
+    const seq = this.put({ kind, flags: FLAG_RESYNC, seq: this.nextSeq, epoch: this.epoch, offset, length, time: this.now() }, payload);
+    if (seq !== 'full') {
+      this.epochHasWrites = true;
+      if (kind === RecordKind.Write) this.resyncBytes += length;
+      this.openEpochBytes += recordSize(kind, length);
+    }
+    return seq;
+  }
+
+  /** Data bytes of resync records appended (zero runs travel as 56-byte Zeroes records and are not counted). */
+  resyncBytes = 0;
+
+  /**
+   * A receive log whose records up to `seq` are superseded (the peer folded them into
+   * a resync round): when everything here is applied and released, numbering
+   * continues at seq + 1. Durable with the next sync.
+   */
+  jumpTo(seq: number): void {
+    if (this.backlogRecords !== 0) throw new Error(`receive log: cannot skip to ${seq + 1} with ${this.backlogRecords} records unreleased`);
+    if (seq <= this.lastSeq) return;
+    for (const old of this.segments.splice(0)) {
+      this.used -= old.reserved;
+      this.drop(old);
+    }
+    this.nextSeq = seq + 1;
+    this.released = seq;
+    this.writtenSeq = Math.max(this.writtenSeq, seq);
+    this.durableSeq = Math.max(this.durableSeq, seq);
+    this.forceSegment = true;
+    this.releasePending = true;
+  }
+
   /**
    * Appends a record received from the peer, keeping its seq and epoch (the
    * secondary's receive log). The seq must follow the last one; an empty log may
@@ -192,9 +226,9 @@ export class Journal {
   /**
    * Closes the open epoch with a barrier record, if it has any writes.
    */
-  barrier(): AppendResult | null {
-    if (!this.epochHasWrites) return null;
-    const seq = this.put({ kind: RecordKind.Barrier, flags: 0, seq: this.nextSeq, epoch: this.epoch, offset: 0, length: 0, time: this.now() }, null);
+  barrier(flags = 0, force = false): AppendResult | null {
+    if (!this.epochHasWrites && !force) return null;
+    const seq = this.put({ kind: RecordKind.Barrier, flags, seq: this.nextSeq, epoch: this.epoch, offset: 0, length: 0, time: this.now() }, null);
     if (seq === 'full') return seq;
     this.epoch++;
     this.epochHasWrites = false;

@@ -16,6 +16,10 @@ export enum RecordKind {
 }
 
 export const FLAG_FUA = 1;
+/** A resync record: the content of dirty regions read from the volume, not a host write. */
+export const FLAG_RESYNC = 2;
+/** On a barrier: the resync round is complete; the secondary may expose the image here. */
+export const FLAG_ROUND_END = 4;
 
 export interface RecordHeader {
   kind: RecordKind;

@@ -28,6 +28,8 @@ export interface Store {
   remove(name: string): void;
   /** Makes creations and removals durable. */
   syncDir(): Promise<void>;
+  /** Replaces a small file atomically and durably: after a crash it holds the old bytes or the new. */
+  replace(name: string, data: Buffer): Promise<void>;
 }
 
 export class DirStore implements Store {
@@ -49,6 +51,19 @@ export class DirStore implements Store {
 
   remove(name: string): void {
     fs.rmSync(path.join(this.dir, name), { force: true });
+  }
+
+  async replace(name: string, data: Buffer): Promise<void> {
+    const tmp = path.join(this.dir, `${name}.tmp`);
+    const fh = await fs.promises.open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fs.promises.rename(tmp, path.join(this.dir, name));
+    await this.syncDir();
   }
 
   syncDir(): Promise<void> {

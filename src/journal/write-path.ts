@@ -18,7 +18,9 @@ import type { DirtyBitmap, RegionSet } from './bitmap.js';
 import { IntentRing } from './intent.js';
 import type { Store } from './store.js';
 import type { Journal, RecoveryReport } from './journal.js';
-import { RecordKind } from './record.js';
+import { FLAG_ROUND_END, RecordKind } from './record.js';
+import { RangeLocks } from '../sync/range-lock.js';
+import { RoundMarker } from '../sync/round-marker.js';
 
 /** What the write path needs from the local volume (Volume, or the simulation's disk). */
 export interface Disk extends ExportBackend {
@@ -40,6 +42,8 @@ export interface WritePathOptions {
   /** Where the intent ring lives (the journal's folder); without it volume writes wait for their journal append. */
   intentStore?: Store;
   intentSlots?: number;
+  /** Where the resync round marker lives (the volume's state folder); without it no resync. */
+  roundStore?: Store;
 }
 
 export class JournaledVolume implements ExportBackend {
@@ -55,7 +59,18 @@ export class JournaledVolume implements ExportBackend {
    */
   maxEpochBytes: number;
   private epochCloseQueued = false;
-  private folding: Promise<void> | null = null;
+  private readonly ranges = new RangeLocks();
+  private readonly roundMarker: RoundMarker | null;
+  /** The open resync round's first seq, or 0: dirty regions are being handed to the journal. */
+  roundStart = 0;
+  /** Resync records journaled but not yet durable: their regions leave the bitmap once they are. */
+  private handed: Array<{ seq: number; first: number; count: number }> = [];
+  private readonly handedRegions = new Set<number>();
+  /** The round-end barrier, once appended. */
+  private roundEndSeq = 0;
+  /** Bytes of the round still in the bitmap when it began (for progress). */
+  roundTotalBytes = 0;
+  folding: Promise<void> | null = null;
   private readonly syncer: GroupSync;
   private lock: Promise<void> = Promise.resolve();
   /** Seqs whose volume write has not completed yet. */
@@ -82,6 +97,7 @@ export class JournaledVolume implements ExportBackend {
     this.intentSlots = opts.intentSlots;
     this.syncer = new GroupSync(() => this.syncAll());
     this.maxEpochBytes = Math.min(256 << 20, Math.floor(opts.journal.capacity / 8));
+    this.roundMarker = opts.roundStore ? new RoundMarker(opts.roundStore) : null;
   }
 
   get name(): string { return this.disk.name; }
@@ -104,7 +120,24 @@ export class JournaledVolume implements ExportBackend {
       recorded?.copyTo(this.bitmap);
       this.skipFoldRead = true;
     }
-    if (this.bitmap.count > 0) {
+    const mark = this.roundMarker ? await this.roundMarker.read() : null;
+    if (mark && !report.damaged) {
+      // A resync round was under way: the journal ships on, the bitmap holds what is left.
+      this.roundStart = mark.startSeq;
+      this.roundTotalBytes = this.bitmap.dirtyBytes;
+      await this.redo();
+      await this.rejournal();
+      this.log.info({ volume: this.name }, `volume ${this.name}: resync round from record ${mark.startSeq} resumes; ${formatBytes(this.bitmap.dirtyBytes)} left to send`);
+    } else if (this.bitmap.count > 0) {
+      // Writes in flight at the crash may be on the volume without a journal record:
+      // their intents say where, and those ranges are resynced too.
+      if (this.intentStore) {
+        const ring = IntentRing.open(this.intentStore, this.intentSlots);
+        if (ring) {
+          for (const i of await ring.after(this.journal.lastSeq)) this.bitmap.mark(i.offset, i.length);
+          ring.close();
+        }
+      }
       this.log.warn({ volume: this.name },
         `volume ${this.name}: ${this.bitmap.count} regions (${formatBytes(this.bitmap.dirtyBytes)}) are marked for resync; tracking changes in the dirty bitmap`);
       this.modeNow = 'bitmap';
@@ -179,8 +212,14 @@ export class JournaledVolume implements ExportBackend {
   }
 
   async write(offset: number, data: Buffer, fua: boolean): Promise<void> {
-    const seq = await this.track(RecordKind.Write, offset, data.length, data, fua);
-    await this.both(seq, offset, data.length, () => this.disk.write(offset, data, false));
+    const t = this.ranges.enterWrite(offset, data.length);
+    const id = typeof t === 'number' ? t : await t;
+    try {
+      const seq = await this.track(RecordKind.Write, offset, data.length, data, fua);
+      await this.both(seq, offset, data.length, () => this.disk.write(offset, data, false));
+    } finally {
+      this.ranges.exitWrite(id);
+    }
     if (fua) await this.flush();
   }
 
@@ -188,8 +227,14 @@ export class JournaledVolume implements ExportBackend {
     if (opts.fast && this.modeNow === 'journal' && !this.journal.fits(RecordKind.Zeroes, 0) && this.onFull === 'block') {
       throw new DiskError('ENOTSUP', 'journal full: zeroing would wait');
     }
-    const seq = await this.track(RecordKind.Zeroes, offset, length, null, opts.fua);
-    await this.both(seq, offset, length, () => this.disk.writeZeroes(offset, length, { ...opts, fua: false }));
+    const t = this.ranges.enterWrite(offset, length);
+    const id = typeof t === 'number' ? t : await t;
+    try {
+      const seq = await this.track(RecordKind.Zeroes, offset, length, null, opts.fua);
+      await this.both(seq, offset, length, () => this.disk.writeZeroes(offset, length, { ...opts, fua: false }));
+    } finally {
+      this.ranges.exitWrite(id);
+    }
     if (opts.fua) await this.flush();
   }
 
@@ -198,9 +243,170 @@ export class JournaledVolume implements ExportBackend {
    * is a zeroing: a punched hole where the storage can, written zeros where not.
    */
   async trim(offset: number, length: number, fua: boolean): Promise<void> {
-    const seq = await this.track(RecordKind.Trim, offset, length, null, fua);
-    await this.both(seq, offset, length, () => this.zeroRange(offset, length));
+    const t = this.ranges.enterWrite(offset, length);
+    const id = typeof t === 'number' ? t : await t;
+    try {
+      const seq = await this.track(RecordKind.Trim, offset, length, null, fua);
+      await this.both(seq, offset, length, () => this.zeroRange(offset, length));
+    } finally {
+      this.ranges.exitWrite(id);
+    }
     if (fua) await this.flush();
+  }
+
+  // --- resync (docs/RESYNC.md) -------------------------------------------------
+
+  /**
+   * Begins (or begins again) a resync round: bitmap tracking ends, host writes are
+   * journaled again from the next seq, and the regions still marked in the bitmap
+   * will be handed to the journal one run at a time by resyncStep(). Returns the
+   * round's first seq; records before it that the peer lacks are superseded.
+   */
+  startResync(): Promise<number> {
+    // One at a time: two links (or a link and a restart) must not start rounds at once.
+    const p = this.starting.then(() => this.doStartResync());
+    this.starting = p.catch(() => undefined);
+    return p;
+  }
+
+  private starting: Promise<unknown> = Promise.resolve();
+
+  private async doStartResync(): Promise<number> {
+    await this.quiesce();
+    if (this.modeNow !== 'bitmap') return this.roundStart;
+    if (!this.roundMarker) throw new Error('resync needs a round store');
+    let start = 0;
+    while (start !== this.journal.lastSeq + 1) {
+      start = this.journal.lastSeq + 1;
+      await this.roundMarker.write({ startSeq: start, initial: false });
+      await this.quiesce();
+      if (this.modeNow !== 'bitmap') return this.roundStart;
+    }
+    this.roundStart = start;
+    this.roundEndSeq = 0;
+    this.handed = [];
+    this.handedRegions.clear();
+    this.roundTotalBytes = this.bitmap.dirtyBytes;
+    this.modeNow = 'journal';
+    if (this.intentStore && !this.intents) this.intents = IntentRing.open(this.intentStore, this.intentSlots);
+    this.log.info({ volume: this.name }, `volume ${this.name}: resync round from record ${start}: ${formatBytes(this.bitmap.dirtyBytes)} in ${this.bitmap.count} regions to send`);
+    return start;
+  }
+
+  /**
+   * The first sync of a new pair: every region is marked, so the whole volume goes
+   * to the peer in the first round (regions that read as zeros go as Zeroes records).
+   */
+  async beginInitialSync(): Promise<void> {
+    await this.flush();
+    this.bitmap.markAll();
+    await this.bitmap.sync();
+    this.modeNow = 'bitmap';
+    await this.fold();
+    this.log.info({ volume: this.name }, `volume ${this.name}: first sync: all ${formatBytes(this.disk.size)} will be sent to the peer when the link comes up`);
+  }
+
+  /** The round-end barrier's seq once appended (0 before). */
+  get roundEnd(): number {
+    return this.roundEndSeq;
+  }
+
+  /** A round store is configured, so a bitmap can be resynced. */
+  get canResync(): boolean {
+    return this.roundMarker !== null;
+  }
+
+  /** Bytes of dirty regions not yet handed to the journal. */
+  get resyncLeftBytes(): number {
+    return this.roundStart ? Math.max(0, this.bitmap.count - this.handedRegions.size) * this.bitmap.regionSize : 0;
+  }
+
+  /**
+   * Hands the next run of dirty regions (at most maxBytes) to the journal: the run
+   * is locked against host writes, read from the volume, and journaled as a resync
+   * record (all zeros: a Zeroes record). When no region is left, appends the
+   * round-end barrier. Returns false when there was nothing to do.
+   */
+  async resyncStep(maxBytes: number): Promise<boolean> {
+    if (!this.roundStart || this.modeNow !== 'journal' || this.roundEndSeq) return false;
+    const rs = this.bitmap.regionSize;
+    let first = -1;
+    let count = 0;
+    for (const r of this.bitmap.dirtyRegions()) {
+      if (this.handedRegions.has(r)) {
+        if (first >= 0) break;
+        continue;
+      }
+      if (first < 0) first = r;
+      else if (r !== first + count) break;
+      count++;
+      if ((count + 1) * rs > maxBytes) break;
+    }
+    if (first < 0) {
+      if (this.handed.length > 0) return false; // wait for the last runs to become durable
+      const r = this.journal.barrier(FLAG_ROUND_END, true);
+      if (r === 'full') {
+        this.overflow();
+        return false;
+      }
+      if (typeof r === 'number') this.roundEndSeq = r;
+      return true;
+    }
+    if (first < 0 || count === 0) count = 1;
+    const offset = first * rs;
+    const length = Math.min(count * rs, this.disk.size - offset);
+    const unlock = await this.ranges.lock(offset, length);
+    try {
+      if (!this.roundStart || this.modeNow !== 'journal') return false;
+      const data = Buffer.allocUnsafe(length);
+      await this.disk.read(offset, data, 0, length);
+      const zero = isZero(data);
+      let seq: number | 'full';
+      try {
+        seq = zero ? this.journal.appendResync(RecordKind.Zeroes, offset, length, null) : this.journal.appendResync(RecordKind.Write, offset, length, data);
+      } catch (e) {
+        this.toBitmap(`cannot append to the journal (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+        return false;
+      }
+      if (seq === 'full') {
+        this.overflow();
+        return false;
+      }
+      this.handed.push({ seq, first, count });
+      for (let r = first; r < first + count; r++) this.handedRegions.add(r);
+      return true;
+    } finally {
+      unlock();
+    }
+  }
+
+  /** After a sync: regions whose resync records are durable leave the bitmap; a durable round end closes the round. */
+  private async settleResync(): Promise<void> {
+    if (!this.roundStart) return;
+    if (this.modeNow !== 'journal') {
+      // Overflowed again: the fold marked everything unreleased; the round starts over.
+      this.handed = [];
+      this.handedRegions.clear();
+      this.roundEndSeq = 0;
+      return;
+    }
+    const durable = this.journal.durableSeq;
+    while (this.handed.length > 0 && this.handed[0]!.seq <= durable) {
+      const h = this.handed.shift()!;
+      for (let r = h.first; r < h.first + h.count; r++) {
+        this.bitmap.clear(r);
+        this.handedRegions.delete(r);
+      }
+    }
+    // Complete once the peer holds the round's end (its acks release it here): until
+    // then a peer that has not opened the round must still be sent Resync.
+    if (this.roundEndSeq && this.roundEndSeq <= durable && this.roundEndSeq <= this.journal.released && this.bitmap.count === 0) {
+      await this.bitmap.sync();
+      await this.roundMarker?.remove();
+      this.log.info({ volume: this.name }, `volume ${this.name}: resync round from record ${this.roundStart} is complete at record ${this.roundEndSeq}`);
+      this.roundStart = 0;
+      this.roundEndSeq = 0;
+    }
   }
 
   cache(offset: number, length: number): Promise<void> {
@@ -238,6 +444,7 @@ export class JournaledVolume implements ExportBackend {
     if (seq > this.durableAppliedSeq) await this.syncer.sync();
     await this.journal.release(Math.min(seq, this.durableAppliedSeq));
     this.wakeBlocked();
+    if (this.roundEndSeq && this.journal.released >= this.roundEndSeq) await this.syncer.sync();
   }
 
   /** Resolves when no fold of the journal into the bitmap is running. */
@@ -360,6 +567,7 @@ export class JournaledVolume implements ExportBackend {
     }
     this.durableAppliedSeq = Math.max(this.durableAppliedSeq, applied);
     if (this.modeNow === 'journal') this.journal.markApplied(this.durableAppliedSeq);
+    await this.settleResync().catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: resync bookkeeping: ${e.message}`));
   }
 
   private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -403,6 +611,15 @@ export class JournaledVolume implements ExportBackend {
     await this.exclusive(async () => {
       await this.journal.drained();
       await this.bitmap.sync();
+      if (this.roundStart) {
+        // The round's records are folded away with the rest: the next link begins a new round.
+        // (The marker goes first: a marker must never outlive the records it points at.)
+        await this.roundMarker?.remove();
+        this.roundStart = 0;
+        this.roundEndSeq = 0;
+        this.handed = [];
+        this.handedRegions.clear();
+      }
       this.journal.clear();
       // If this fails (disk full) the old segments may come back after a crash;
       // the bitmap is durable already, so recovery folds them again.
@@ -428,4 +645,14 @@ export class JournaledVolume implements ExportBackend {
       await this.disk.writeZeroes(offset, length, { fua: false, mayTrim: false, fast: false });
     }
   }
+}
+
+const ZERO = Buffer.alloc(64 * 1024);
+
+function isZero(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i += ZERO.length) {
+    const n = Math.min(ZERO.length, b.length - i);
+    if (!b.subarray(i, i + n).equals(ZERO.subarray(0, n))) return false;
+  }
+  return true;
 }

@@ -29,6 +29,8 @@ export enum FrameType {
   Ack = 4,
   /** u64 sender's clock, ms. */
   Heartbeat = 5,
+  /** u16 name length, name, u64 first seq of a resync round: records before it are superseded (docs/RESYNC.md). */
+  Resync = 6,
 }
 
 export interface Frame {
@@ -134,4 +136,18 @@ export function decodeAck(payload: Buffer): { volume: string; seq: number } {
   const { volume, rest } = decodeVolumePayload(payload);
   if (rest.length !== 8) throw new FrameError('ack payload is not 8 bytes');
   return { volume, seq: Number(rest.readBigUInt64LE(0)) };
+}
+
+export function encodeResync(volume: string, startSeq: number): Buffer[] {
+  const v = Buffer.alloc(8);
+  v.writeBigUInt64LE(BigInt(startSeq), 0);
+  return encodeFrame(FrameType.Resync, encodeVolumePayload(volume, v));
+}
+
+export function decodeResync(payload: Buffer): { volume: string; startSeq: number } {
+  const { volume, rest } = decodeVolumePayload(payload);
+  if (rest.length !== 8) throw new FrameError('resync payload is not 8 bytes');
+  const startSeq = Number(rest.readBigUInt64LE(0));
+  if (startSeq < 1) throw new FrameError('resync round must start at record 1 or later');
+  return { volume, startSeq };
 }

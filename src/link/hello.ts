@@ -16,6 +16,8 @@ const volumeSchema = z.strictObject({
   durableSeq: z.number().int().nonnegative(),
   /** Capacity of the journal (primary) or receive log (secondary): the primary keeps epochs well below the peer's. */
   logBytes: z.number().int().nonnegative(),
+  /** First seq of the resync round this side has open (0: none). */
+  round: z.number().int().nonnegative(),
 });
 
 const helloSchema = z.strictObject({

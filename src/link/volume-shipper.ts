@@ -6,6 +6,7 @@ import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
 import { RECORD_HEADER_SIZE } from '../journal/record.js';
 import { encodeRecordsFrame } from './records-frame.js';
+import { encodeResync } from './frame.js';
 import { Shipper, type ShipperAction } from './shipper.js';
 
 /** The link as the shipper sees it. */
@@ -33,6 +34,7 @@ export class VolumeShipper {
   private undurableSince = 0;
   private durableSeen = 0;
   private gapReported = false;
+  private resyncing = false;
 
   constructor(
     private readonly name: string,
@@ -48,11 +50,39 @@ export class VolumeShipper {
     return this.shipper.acked;
   }
 
-  up(s: ShipperSession, peerDurable: number): void {
+  /**
+   * The link is up; the peer holds records up to `peerDurable` and has the resync
+   * round starting at `peerRound` open (0: none). A volume in bitmap mode begins a
+   * resync round; a round the peer has not opened is announced with a Resync frame.
+   */
+  up(s: ShipperSession, peerDurable: number, peerRound = 0, peerFirstMeeting = false): void {
+    this.session = s;
+    void this.begin(s, peerDurable, peerRound, peerFirstMeeting).catch((e: Error) => {
+      if (this.session === s) s.close(`volume ${this.name}: ${e.message}`);
+    });
+  }
+
+  private async begin(s: ShipperSession, peerDurable: number, peerRound: number, peerFirstMeeting: boolean): Promise<void> {
     const j = this.jv.journal;
-    // Records the peer lacks must still be in the journal; after an overflow they are
-    // in the dirty bitmap instead, and only a resync can send them.
-    const gap = this.jv.mode === 'bitmap' || peerDurable < j.released;
+    if (peerFirstMeeting && this.jv.canResync && peerDurable === 0 && peerRound === 0) {
+      // A new pair (the secondary has never held this volume): the first sync sends all of it.
+      await this.jv.beginInitialSync();
+    }
+    if (this.jv.mode === 'bitmap' && this.jv.canResync) await this.jv.startResync();
+    if (this.session !== s) return;
+    let resume = peerDurable;
+    const round = this.jv.roundStart;
+    // The peer must open the round (or finish its jump into it), unless it already holds the round's end.
+    const peerPassedRound = this.jv.roundEnd > 0 && peerDurable >= this.jv.roundEnd;
+    if (round && !peerPassedRound && (peerRound !== round || peerDurable < round - 1)) {
+      // Everything before the round that the peer lacks is in the round's regions.
+      s.send(encodeResync(this.name, round));
+      // A peer short of the round's start jumps to it; one past it (it already holds
+      // records of the round) continues where it is, inside the round.
+      resume = Math.max(peerDurable, round - 1);
+    }
+    // Records the peer lacks must still be in the journal (or covered by a round).
+    const gap = this.jv.mode === 'bitmap' || resume < j.released;
     if (gap) {
       if (!this.gapReported) {
         this.gapReported = true;
@@ -60,18 +90,19 @@ export class VolumeShipper {
           `volume ${this.name}: ${this.jv.mode === 'bitmap' ? `${this.jv.bitmap.count} regions are tracked in the dirty bitmap` : `the peer holds up to record ${peerDurable} but the journal starts at ${j.released + 1}`}; ` +
           'shipping waits for a resync of those regions');
       }
+      this.session = null;
       return;
     }
-    if (peerDurable > j.lastSeq) {
+    if (resume > j.lastSeq) {
       // The peer holds records this journal never wrote durably: a split or a lost journal.
-      s.close(`volume ${this.name}: the peer holds up to record ${peerDurable} but this journal ends at ${j.lastSeq}`);
+      s.close(`volume ${this.name}: the peer holds up to record ${resume} but this journal ends at ${j.lastSeq}`);
+      this.session = null;
       return;
     }
     this.gapReported = false;
-    this.session = s;
     this.undurableSince = 0;
     this.notified = 0;
-    this.run(this.shipper.handle({ type: 'up', peerDurableSeq: peerDurable }));
+    this.run(this.shipper.handle({ type: 'up', peerDurableSeq: resume }));
   }
 
   down(): void {
@@ -87,6 +118,11 @@ export class VolumeShipper {
   /** Ships what is durable; makes the journal durable itself when the host has not flushed for a while. */
   tick(): void {
     if (!this.session) return;
+    if (this.jv.mode === 'bitmap' && this.jv.canResync && !this.jv.folding) {
+      // The journal overflowed while the link was up: the next link begins a new round.
+      this.session.close(`volume ${this.name}: the journal overflowed; reconnecting to begin a resync round`);
+      return;
+    }
     const j = this.jv.journal;
     const now = this.opts.now();
     if (j.durableSeq > this.durableSeen) {
@@ -108,6 +144,33 @@ export class VolumeShipper {
       this.notified = j.durableSeq;
       this.run(this.shipper.handle({ type: 'journal', lastSeq: j.durableSeq }));
     }
+    this.pumpResync();
+  }
+
+  /**
+   * Hands dirty regions to the journal while a round is open and the link is up,
+   * keeping what waits to be acked under a quarter of the journal (so live writes
+   * keep their room) and within the link's window.
+   */
+  private pumpResync(): void {
+    if (this.resyncing || !this.session || !this.jv.roundStart) return;
+    const j = this.jv.journal;
+    const limit = Math.min(j.capacity / 4, this.opts.windowBytes * 2);
+    if (j.backlogBytes > limit) return;
+    this.resyncing = true;
+    // A run never exceeds an epoch's bound: the peer's receive log must take it whole.
+    this.jv.resyncStep(Math.min(1 << 20, this.jv.maxEpochBytes, Math.max(this.jv.bitmap.regionSize, limit / 4))).then((more) => {
+      this.resyncing = false;
+      if (!more) {
+        // Make what was handed over durable, so its regions leave the bitmap.
+        if (this.jv.roundStart) void this.jv.flush().catch(() => undefined);
+        return;
+      }
+      this.pumpResync();
+    }, (e: Error) => {
+      this.resyncing = false;
+      this.log.error({ volume: this.name }, `volume ${this.name}: resync read failed: ${e.message}`);
+    });
   }
 
   private run(actions: ShipperAction[]): void {

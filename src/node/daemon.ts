@@ -116,7 +116,7 @@ export class Daemon {
     const identity = VolumeIdentity.open(dir, v.role);
     if (v.role === 'secondary') {
       const store = new DirStore(path.join(this.config.state, 'volumes', v.name, 'receive'));
-      const replica = await Replica.open(volume, () => new Journal({ store, capacity: v.journal, prefixOnly: true }), this.log);
+      const replica = await Replica.open(volume, () => new Journal({ store, capacity: v.journal, prefixOnly: true }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region });
       this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, receive log ${formatBytes(replica.log.usedBytes)}`);
       return { config: v, volume, journaled: null, replica, history: null, identity };
     }
@@ -126,7 +126,7 @@ export class Daemon {
     const report = await journal.recover((o, l) => recorded.mark(o, l));
     const { bitmap, notes } = await DirtyBitmap.open(new DirStore(dir), volume.size, v.bitmap_region);
     for (const n of notes) this.log.warn({ volume: v.name }, n);
-    const journaled = new JournaledVolume({ disk: volume, journal, bitmap, onFull: v.on_full, log: this.log, intentStore: journalStore });
+    const journaled = new JournaledVolume({ disk: volume, journal, bitmap, onFull: v.on_full, log: this.log, intentStore: journalStore, roundStore: new DirStore(dir) });
     await journaled.start(report, recorded);
     this.log.info({ volume: v.name, journal: v.journal },
       `volume ${v.name}: journal ${formatBytes(journal.usedBytes)} of ${formatBytes(v.journal)}, ${journal.backlogRecords} records unreleased, epoch ${journal.epoch}, tracking by ${journaled.mode}`);

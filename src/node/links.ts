@@ -6,7 +6,7 @@ import type { Config } from '../config/config.js';
 import { formatDuration } from '../config/units.js';
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
-import { FrameDecoder, FrameError, FrameType, decodeAck, encodeAck, encodeFrame, type Frame } from '../link/frame.js';
+import { FrameDecoder, FrameError, FrameType, decodeAck, decodeResync, encodeAck, encodeFrame, type Frame } from '../link/frame.js';
 import { checkHello, encodeHello, type HelloVolume } from '../link/hello.js';
 import type { Identity } from '../link/identity.js';
 import { decodeRecordsFrame } from '../link/records-frame.js';
@@ -60,6 +60,7 @@ export class LinkManager {
         name: v.name, uuid: id?.uuid ?? '', size: (jv ?? rp)?.size ?? 0, role: v.role, generation: id?.generations ?? [],
         durableSeq: rp ? rp.receiver.resumeAfter : jv ? jv.journal.released : 0,
         logBytes: rp ? rp.log.capacity : jv ? jv.journal.capacity : 0,
+        round: rp ? rp.roundStart : jv ? jv.roundStart : 0,
       };
     });
   }
@@ -156,7 +157,7 @@ export class LinkManager {
               if (!jv) continue;
               // The secondary applies whole epochs out of its receive log: keep them to a quarter of it.
               jv.maxEpochBytes = Math.min(jv.maxEpochBytes, Math.max(1 << 20, Math.floor(remote.logBytes / 4)));
-              this.shipperFor(local.name, jv).up(s, remote.durableSeq);
+              this.shipperFor(local.name, jv).up(s, remote.durableSeq, remote.round, remote.uuid === '');
             } else {
               // The secondary takes the primary's volume identity (its UUID and generations).
               try {
@@ -187,6 +188,13 @@ export class LinkManager {
           const rp = this.volumes.replicas.get(volume);
           if (!rp) return s.close(`${peer} sent records for ${volume}, which is not a replica here`);
           void rp.receive(records).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
+          return;
+        }
+        if (f.type === FrameType.Resync) {
+          const { volume, startSeq } = decodeResync(f.payload);
+          const rp = this.volumes.replicas.get(volume);
+          if (!rp) return s.close(`${peer} opened a resync round for ${volume}, which is not a replica here`);
+          void rp.openRound(startSeq).catch((e: Error) => s.close(`opening the resync round of ${volume}: ${e.message}`));
           return;
         }
         if (f.type === FrameType.Ack) {

@@ -8,6 +8,8 @@ export interface ReceivedRecord {
   seq: number;
   /** Ends an epoch: the replica may be brought up to here. */
   barrier: boolean;
+  /** A barrier that completes a resync round. */
+  roundEnd?: boolean;
   size: number;
 }
 
@@ -22,6 +24,12 @@ export type ReceiverEvent =
   | { type: 'applied'; upTo: number }
   /** A sync or an apply failed (disk full, I/O error); it is retried when a link comes up. */
   | { type: 'syncFailed' }
+  /** A resync round is open: apply whatever is durable (undo keeps the old image), up to the round's end. */
+  | { type: 'roundOpened' }
+  /** The round's end was applied and committed. */
+  | { type: 'roundClosed' }
+  /** The log skipped to `seq` (records before a round are superseded): logged, durable and applied there. */
+  | { type: 'jumped'; seq: number }
   /** An append stopped part-way (log full or failed): the log holds records only up to `upTo`. */
   | { type: 'appendStopped'; upTo: number }
   | { type: 'applyFailed' }
@@ -33,8 +41,12 @@ export type ReceiverAction =
   | { type: 'append'; fromSeq: number; toSeq: number }
   | { type: 'sync'; upTo: number }
   | { type: 'ack'; seq: number }
-  /** Apply log records fromSeq..toSeq to the replica as one crash-atomic unit (it ends at a barrier). */
-  | { type: 'apply'; fromSeq: number; toSeq: number }
+  /**
+   * Apply log records fromSeq..toSeq to the replica as one crash-atomic unit (it ends
+   * at a barrier), or, in a resync round, as the next part of the round (endsRound:
+   * the round's last part).
+   */
+  | { type: 'apply'; fromSeq: number; toSeq: number; round?: boolean; endsRound?: boolean }
   /** Free receive-log space behind `seq`. */
   | { type: 'releaseLog'; seq: number }
   | { type: 'close'; reason: string };
@@ -45,6 +57,10 @@ export interface ReceiverState {
   applied: number;
   /** Highest barrier seq in the log. */
   lastBarrier: number;
+  /** A resync round is open. */
+  round?: boolean;
+  /** Durable round-end barriers after `applied`, in order. */
+  roundEnds?: number[];
 }
 
 export class Receiver {
@@ -53,6 +69,9 @@ export class Receiver {
   private applying = false;
   private held = false;
   private applyBlocked = false;
+  roundOpen: boolean;
+  private readonly roundEnds: number[] = [];
+  private pendingRoundEnds: number[] = [];
   logged: number;
   logDurable: number;
   applied: number;
@@ -66,6 +85,8 @@ export class Receiver {
     this.logDurable = s.logDurable;
     this.applied = s.applied;
     if (s.lastBarrier > s.applied && s.lastBarrier <= s.logDurable) this.barriers.push(s.lastBarrier);
+    this.roundOpen = s.round ?? false;
+    for (const r of s.roundEnds ?? []) if (r > s.applied && r <= s.logDurable) this.roundEnds.push(r);
   }
 
   /** The seq the primary should resume after: everything up to it is durable here. */
@@ -101,6 +122,7 @@ export class Receiver {
         const to = fresh[fresh.length - 1]!.seq;
         this.logged = to;
         for (const r of fresh) if (r.barrier) this.pendingBarriers.push(r.seq);
+        for (const r of fresh) if (r.roundEnd) this.pendingRoundEnds.push(r.seq);
         return [{ type: 'append', fromSeq: from, toSeq: to }, ...this.maybeSync()];
       }
       case 'synced': {
@@ -110,10 +132,12 @@ export class Receiver {
           // not logged is fetched again, rather than syncing the same range forever.
           this.logged = Math.max(e.upTo, this.logDurable);
           this.pendingBarriers = this.pendingBarriers.filter((b) => b <= this.logged);
+          this.pendingRoundEnds = this.pendingRoundEnds.filter((b) => b <= this.logged);
         }
         if (e.upTo > this.logDurable) {
           this.logDurable = e.upTo;
           while (this.pendingBarriers.length > 0 && this.pendingBarriers[0]! <= e.upTo) this.barriers.push(this.pendingBarriers.shift()!);
+          while (this.pendingRoundEnds.length > 0 && this.pendingRoundEnds[0]! <= e.upTo) this.roundEnds.push(this.pendingRoundEnds.shift()!);
         }
         const out: ReceiverAction[] = this.up ? [{ type: 'ack', seq: this.logDurable }] : [];
         return [...out, ...this.maybeSync(), ...this.maybeApply()];
@@ -128,6 +152,23 @@ export class Receiver {
         if (e.upTo < this.logged) {
           this.logged = Math.max(e.upTo, this.logDurable);
           this.pendingBarriers = this.pendingBarriers.filter((b) => b <= this.logged);
+          this.pendingRoundEnds = this.pendingRoundEnds.filter((b) => b <= this.logged);
+        }
+        return [];
+      case 'roundOpened':
+        this.roundOpen = true;
+        return this.maybeApply();
+      case 'roundClosed':
+        this.roundOpen = false;
+        while (this.roundEnds.length > 0 && this.roundEnds[0]! <= this.applied) this.roundEnds.shift();
+        return this.maybeApply();
+      case 'jumped':
+        if (e.seq > this.logged) {
+          this.logged = this.logDurable = this.applied = e.seq;
+          this.barriers.length = 0;
+          this.pendingBarriers = [];
+          this.roundEnds.length = 0;
+          this.pendingRoundEnds = [];
         }
         return [];
       case 'syncFailed':
@@ -155,10 +196,25 @@ export class Receiver {
    * epochs atomically). Never past a barrier that is not durable.
    */
   private maybeApply(): ReceiverAction[] {
+    if (this.roundOpen) return this.maybeApplyRound();
     if (this.applying || this.held || this.applyBlocked || this.barriers.length === 0) return [];
     const to = this.barriers[this.barriers.length - 1]!;
     if (to <= this.applied) return [];
     this.applying = true;
     return [{ type: 'apply', fromSeq: this.applied + 1, toSeq: to }];
+  }
+
+  /**
+   * In a resync round the replica's old image is kept by the undo area, so whatever
+   * is durable is applied at once (the receive log never fills waiting for the
+   * round's end), in parts that stop exactly at the round's end.
+   */
+  private maybeApplyRound(): ReceiverAction[] {
+    if (this.applying || this.held || this.applyBlocked) return [];
+    const end = this.roundEnds.find((r) => r > this.applied);
+    const to = end !== undefined ? Math.min(end, this.logDurable) : this.logDurable;
+    if (to <= this.applied) return [];
+    this.applying = true;
+    return [{ type: 'apply', fromSeq: this.applied + 1, toSeq: to, round: true, endsRound: to === end }];
   }
 }

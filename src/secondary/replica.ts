@@ -9,6 +9,17 @@ import type { Logger } from '../log/log.js';
 import type { Journal } from '../journal/journal.js';
 import { RECORD_HEADER_SIZE, RecordKind, type JournalRecord } from '../journal/record.js';
 import { formatBytes } from '../config/units.js';
+import type { Store } from '../journal/store.js';
+import { RoundMarker, type RoundMark } from '../sync/round-marker.js';
+import { UndoArea } from '../sync/undo.js';
+import { FLAG_ROUND_END } from '../journal/record.js';
+
+export interface ReplicaOptions {
+  /** The volume's state folder: the resync round marker and the undo area live here. */
+  roundStore: Store;
+  /** Undo granularity (the volume's bitmap region). */
+  regionSize: number;
+}
 import type { Disk } from '../journal/write-path.js';
 import { Receiver, type ReceiverAction } from './receiver.js';
 
@@ -26,7 +37,15 @@ export class Replica implements ExportBackend {
   private torn: string | null = null;
   appliedUnits = 0;
 
-  private constructor(readonly volume: Disk, private readonly openLog: () => Journal, private readonly logger: Logger) {
+  /** The open resync round, if any; `undo` keeps the old image unless the round is the first sync. */
+  round: RoundMark | null = null;
+  private undo: UndoArea | null = null;
+  private readonly marker: RoundMarker;
+  /** Records that arrive while a round opens wait for it (in order). */
+  private opening: Promise<void> | null = null;
+
+  private constructor(readonly volume: Disk, private readonly openLog: () => Journal, private readonly logger: Logger, private readonly opts: ReplicaOptions) {
+    this.marker = new RoundMarker(opts.roundStore);
     this.log = openLog();
     this.receiver = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0 });
   }
@@ -36,8 +55,11 @@ export class Replica implements ExportBackend {
    * `openLog` makes a fresh Journal on the receive log's store (used again if the
    * log breaks, say on a full disk, once the disk has room).
    */
-  static async open(volume: Disk, openLog: () => Journal, logger: Logger): Promise<Replica> {
-    const replica = new Replica(volume, openLog, logger);
+  static async open(volume: Disk, openLog: () => Journal, logger: Logger, opts: ReplicaOptions): Promise<Replica> {
+    const replica = new Replica(volume, openLog, logger, opts);
+    replica.round = await replica.marker.read();
+    if (replica.round && !replica.round.initial) replica.undo = await UndoArea.open(opts.roundStore, opts.regionSize, volume.size);
+    else if (!replica.round) await UndoArea.drop(opts.roundStore); // a round committed just before a crash
     await replica.recover();
     return replica;
   }
@@ -50,16 +72,25 @@ export class Replica implements ExportBackend {
       this.logger.error({ volume: this.name }, `volume ${this.name}: the receive log is damaged; records after the damage are dropped and will be fetched again`);
     }
     let lastBarrier = 0;
+    const roundEnds: number[] = [];
     for (let seq = Math.max(log.released, log.appliedOnDisk) + 1; seq <= log.lastSeq;) {
       const batch = await log.read(seq, 8 << 20);
       if (batch.length === 0) break;
-      for (const r of batch) if (r.kind === RecordKind.Barrier) lastBarrier = r.seq;
+      for (const r of batch) {
+        if (r.kind === RecordKind.Barrier) lastBarrier = r.seq;
+        if (r.kind === RecordKind.Barrier && (r.flags & FLAG_ROUND_END)) roundEnds.push(r.seq);
+      }
       seq = batch[batch.length - 1]!.seq + 1;
     }
     const applied = Math.max(log.appliedOnDisk, log.released);
-    // (A log cut back below `applied` holds nothing the replica needs.)
+    if (applied > log.lastSeq) {
+      // The log was cut back below `applied` (or a jump reached the applied counter
+      // but not the log): it holds nothing the replica needs; continue after `applied`.
+      await log.release(log.lastSeq);
+      if (log.backlogRecords === 0) log.jumpTo(applied);
+    }
     const held = Math.max(log.lastSeq, applied);
-    this.receiver = new Receiver({ logged: held, logDurable: held, applied, lastBarrier });
+    this.receiver = new Receiver({ logged: held, logDurable: held, applied, lastBarrier, round: this.round !== null, roundEnds });
     // Records applied before the stop but not yet released from the log.
     if (applied > log.released) await log.release(applied).catch(() => undefined);
     // A unit interrupted by a crash is applied again now, before the export serves.
@@ -78,8 +109,66 @@ export class Replica implements ExportBackend {
 
   async read(offset: number, into: Buffer, at: number, length: number): Promise<void> {
     while (this.gate) await this.gate;
+    // In a round the image before the round is served: undo copies where the round wrote.
+    if (this.undo) return this.undo.readOld(this.volume, offset, into, at, length);
     if (this.torn) throw new DiskError('EIO', `the replica is between two flush points until a failed apply is redone (${this.torn})`);
     return this.volume.read(offset, into, at, length);
+  }
+
+  /** The replica presents a flush-point image (false during the first sync, or while a failed apply waits). */
+  get consistent(): boolean {
+    if (this.round) return !this.round.initial;
+    return this.torn === null;
+  }
+
+  /** The round this side has open, as Hello reports it (0: none). */
+  get roundStart(): number {
+    return this.round?.startSeq ?? 0;
+  }
+
+  /**
+   * The primary opened (or moved) a resync round starting at `startSeq`: everything
+   * durable here is applied as part of the round, then the log continues at startSeq.
+   * Records frames that arrive meanwhile wait.
+   */
+  openRound(startSeq: number): Promise<void> {
+    const p = this.doOpenRound(startSeq).finally(() => {
+      if (this.opening === p) this.opening = null;
+    });
+    this.opening = p;
+    return p;
+  }
+
+  private async doOpenRound(startSeq: number): Promise<void> {
+    while (this.attaching) await this.attaching.catch(() => undefined);
+    while (this.gate) await this.gate;
+    if (!this.round) {
+      // The first sync has no earlier image to keep; any later round keeps it in the undo area.
+      const initial = this.receiver.applied === 0 && this.log.lastSeq === 0;
+      if (!initial) {
+        await UndoArea.drop(this.opts.roundStore);
+        this.undo = await UndoArea.open(this.opts.roundStore, this.opts.regionSize, this.volume.size);
+      }
+      this.round = { startSeq, initial };
+      await this.marker.write(this.round);
+      this.logger.info({ volume: this.name }, `volume ${this.name}: resync round from record ${startSeq} opened${initial ? ' (first sync: the replica is not consistent until it ends)' : '; the export keeps serving the last consistent image'}`);
+    } else if (this.round.startSeq !== startSeq) {
+      this.round = { ...this.round, startSeq };
+      await this.marker.write(this.round);
+    }
+    await this.run(this.receiver.handle({ type: 'roundOpened' }));
+    if (this.receiver.applied >= startSeq - 1) return;
+    // What this log holds before the round is part of the round: make it durable and apply it.
+    const upTo = await this.log.sync();
+    await this.run(this.receiver.handle({ type: 'synced', upTo }));
+    while (this.gate) await this.gate;
+    if (this.receiver.applied < this.log.lastSeq) throw new Error(`could not apply records ${this.receiver.applied + 1}..${this.log.lastSeq} before the round`);
+    await this.log.release(this.receiver.applied);
+    this.log.jumpTo(startSeq - 1);
+    this.receiver.handle({ type: 'jumped', seq: startSeq - 1 });
+    // Durable with this sync; if it fails, the round marker makes the primary send Resync again.
+    this.log.markApplied(startSeq - 1);
+    await this.log.sync();
   }
   write(): Promise<void> { return Promise.reject(new DiskError('EPERM', 'the replica is read-only')); }
   writeZeroes(_o: number, _l: number, _z: ZeroOptions): Promise<void> { return Promise.reject(new DiskError('EPERM', 'the replica is read-only')); }
@@ -129,9 +218,9 @@ export class Replica implements ExportBackend {
 
   /** Records from the peer, already checksum-verified. */
   async receive(records: JournalRecord[]): Promise<void> {
-    while (this.attaching) await this.attaching.catch(() => undefined);
+    while (this.attaching || this.opening) await (this.attaching ?? this.opening)!.catch(() => undefined);
     const byseq = new Map(records.map((r) => [r.seq, r]));
-    const actions = this.receiver.handle({ type: 'records', records: records.map((r) => ({ seq: r.seq, barrier: r.kind === RecordKind.Barrier, size: r.payload.length + RECORD_HEADER_SIZE })) });
+    const actions = this.receiver.handle({ type: 'records', records: records.map((r) => ({ seq: r.seq, barrier: r.kind === RecordKind.Barrier, roundEnd: r.kind === RecordKind.Barrier && (r.flags & FLAG_ROUND_END) !== 0, size: r.payload.length + RECORD_HEADER_SIZE })) });
     return this.run(actions, byseq);
   }
 
@@ -177,17 +266,19 @@ export class Replica implements ExportBackend {
           break;
         }
         case 'ack':
-          this.link?.ack(a.seq);
+          // (While a round opens, acks of what precedes it would run backwards for the primary.)
+          if (!this.round || a.seq >= this.round.startSeq - 1) this.link?.ack(a.seq);
           break;
         case 'apply':
           try {
-            await this.apply(a.fromSeq, a.toSeq);
+            await this.apply(a.fromSeq, a.toSeq, a.endsRound === true);
           } catch (e) {
             this.receiver.handle({ type: 'applyFailed' });
             this.fail(`applying records ${a.fromSeq}..${a.toSeq}`, e as Error);
             return;
           }
           await this.run(this.receiver.handle({ type: 'applied', upTo: a.toSeq }));
+          if (a.endsRound && !this.round) await this.run(this.receiver.handle({ type: 'roundClosed' }));
           break;
         case 'releaseLog':
           await this.log.release(a.seq).catch(() => undefined);
@@ -205,15 +296,17 @@ export class Replica implements ExportBackend {
    * replica is synced, then `applied` is recorded. If it fails part-way, readers get
    * EIO until a later attempt (or recovery after a restart) completes the unit.
    */
-  private async apply(from: number, to: number): Promise<void> {
+  private async apply(from: number, to: number, endsRound = false): Promise<void> {
     let open!: () => void;
     this.gate = new Promise((r) => (open = r));
     const log = this.log;
     try {
-      this.torn = 'applying';
+      if (!this.undo) this.torn = 'applying';
       for (let seq = from; seq <= to;) {
         const batch = await log.read(seq, 8 << 20, to);
         if (batch.length === 0) throw new Error(`receive log lacks record ${seq}`);
+        // In a round, the old bytes of every region about to change are saved (durably) first.
+        if (this.undo) await this.undo.protect(this.volume, batch.filter((r) => r.kind !== RecordKind.Barrier).map((r) => ({ offset: r.offset, length: r.length })));
         for (const r of batch) {
           if (r.kind === RecordKind.Write) await this.volume.write(r.offset, r.payload, false);
           else if (r.kind === RecordKind.Zeroes || r.kind === RecordKind.Trim) {
@@ -223,8 +316,18 @@ export class Replica implements ExportBackend {
         seq = batch[batch.length - 1]!.seq + 1;
       }
       await this.volume.flush();
+      if (endsRound) {
+        // The round is complete: from the marker's removal on, the replica itself is the image.
+        await this.marker.remove();
+        const wasInitial = this.round?.initial === true;
+        this.round = null;
+        this.undo?.close();
+        this.undo = null;
+        this.logger.info({ volume: this.name }, `volume ${this.name}: resync round complete at record ${to}${wasInitial ? '; the replica is consistent' : ''}`);
+      }
       log.markApplied(to);
       await log.sync();
+      if (endsRound) await UndoArea.drop(this.opts.roundStore);
       this.torn = null;
       this.appliedUnits++;
     } catch (e) {

@@ -63,7 +63,10 @@ volumes:
       for (;;) {
         const s = await statusOf(a).catch(() => null);
         const t = await statusOf(b).catch(() => null);
-        if (s && t && s.volumes.every((v) => v.link === 'connected' && v.backlogBytes === 0) && t.volumes.every((v) => v.backlogBytes === 0)) return;
+        // Drained: nothing unacked, and no resync round open on either side (a round's
+        // backlog can touch 0 between two runs of regions).
+        const quiet = (v: { backlogBytes: number; resyncing?: boolean }): boolean => v.backlogBytes === 0 && v.resyncing !== true;
+        if (s && t && s.volumes.every((v) => v.link === 'connected' && quiet(v)) && t.volumes.every(quiet)) return;
         if (Date.now() > deadline) throw new Error(`not drained after ${timeoutMs} ms: ${JSON.stringify(s)} ${JSON.stringify(t)}\n${a.log.slice(-2000)}\n${b.log.slice(-2000)}`);
         await sleep(200);
       }

@@ -178,6 +178,20 @@ export class MemStore implements Store {
     this.files.delete(name);
   }
 
+  replace(name: string, data: Buffer): Promise<void> {
+    const copy = Buffer.from(data);
+    return this.sched.defer(() => {
+      if (this.full) throw Object.assign(new Error('ENOSPC: disk full'), { code: 'ENOSPC' });
+      const f = new MemFile();
+      f.write(0, copy);
+      f.sync();
+      const old = this.files.get(name);
+      if (old) this.removed.delete(name);
+      this.files.set(name, f);
+      this.durableNames.add(name);
+    });
+  }
+
   syncDir(): Promise<void> {
     const names = new Set(this.files.keys());
     return this.sched.defer(() => {

@@ -17,7 +17,7 @@ import { DirtyBitmap, RegionSet } from '../../src/journal/bitmap.js';
 import { Journal } from '../../src/journal/journal.js';
 import { RecordKind, type RecordHeader } from '../../src/journal/record.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
-import { FrameDecoder, FrameType, decodeAck, encodeAck, type Frame } from '../../src/link/frame.js';
+import { FrameDecoder, FrameType, decodeAck, decodeResync, encodeAck, type Frame } from '../../src/link/frame.js';
 import { decodeRecordsFrame } from '../../src/link/records-frame.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import { Replica } from '../../src/secondary/replica.js';
@@ -66,6 +66,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   const pmstore = new MemStore(psched);
   const sdisk = new MemDisk(size, ssched);
   const sjstore = new MemStore(ssched);
+  const ssstore = new MemStore(ssched);
   const journalCapacity = [64 * 1024, 512 * 1024, 4 << 20, 4 << 20][rng.int(4)]!;
   // A quarter of the seeds may lose the primary's power or fill its journal disk;
   // those end in the dirty bitmap, which only a resync can ship, so they check
@@ -107,7 +108,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
       const r = put(h, p);
       if (r !== 'full') {
         stream.set(r, { kind: h.kind, offset: h.offset, length: h.length, payload: p ? Buffer.from(p) : null });
-        trace(`primary journal: record ${r} kind ${h.kind} length ${h.length} (open epoch ${j.openEpochBytes} bytes)`);
+        trace(`primary journal: record ${r} kind ${h.kind} flags ${h.flags} blocks ${h.offset / BLOCK}+${h.length / BLOCK} tag ${p && p.length >= 4 ? p.readUInt32LE(0) : "-"} (open epoch ${j.openEpochBytes} bytes)`);
         if (h.kind === RecordKind.Barrier) imageAt.set(r, hash(imageUpTo(r)));
       }
       return r;
@@ -151,7 +152,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     for (const s of [...imageAt.keys()]) if (s > survived) imageAt.delete(s);
     observe(journal);
     const { bitmap } = await settle(DirtyBitmap.open(pmstore, size, BLOCK));
-    jv = new JournaledVolume({ disk: pdisk, journal, bitmap, onFull: 'bitmap', intentStore: useIntents ? pjstore : undefined, intentSlots: 64, log });
+    jv = new JournaledVolume({ disk: pdisk, journal, bitmap, onFull: 'bitmap', intentStore: useIntents ? pjstore : undefined, intentSlots: 64, log, roundStore: pmstore });
     jv.maxEpochBytes = receiveCapacity / 4; // what the link sets from the peer's Hello
     await settle(jv.start(report, recorded));
     shipper = new VolumeShipper(VOLUME, jv, log, { windowBytes, batchBytes: Math.max(4096, windowBytes / 4), selfSyncMs: 3 * STEP_MS, now: () => clock });
@@ -169,20 +170,29 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
         return out;
       };
     };
-    replica = await settle(Replica.open(sdisk, () => new Journal({ store: sjstore, capacity: receiveCapacity, segmentSize: 8 * 1024, now: () => clock, prefixOnly: true }), log));
+    replica = await settle(Replica.open(sdisk, () => new Journal({ store: sjstore, capacity: receiveCapacity, segmentSize: 8 * 1024, now: () => clock, prefixOnly: true }), log, { roundStore: ssstore, regionSize: BLOCK * (1 << rng.int(3)) }));
     traceReceiver();
     // Invariant 3 after recovery: exactly the image at the applied barrier.
     const applied = replica.receiver.applied;
     const want = imageAt.get(applied);
-    if (want === undefined) fail(`the replica recovered to record ${applied}, which is not a barrier of the primary`);
-    if (replica.tornBy) {
+    if (replica.round && !replica.round.initial) {
+      // Mid-round: the export still serves the image from before the round (undo area).
+      const buf = Buffer.alloc(size);
+      await settle(replica.read(0, buf, 0, size));
+      if (![...imageAt.values()].includes(hash(buf))) fail('after recovery mid-round, the replica export is no flush-point image');
+    } else if (want === undefined && !replica.round) {
+      fail(`the replica recovered to record ${applied}, which is not a barrier of the primary`);
+    } else if (replica.round?.initial) {
+      // The first sync is under way: the replica is not a flush-point image yet, and says so.
+      if (replica.consistent) fail('the replica claims to be consistent during its first sync');
+    } else if (replica.tornBy) {
       // Recovery's re-apply failed (disk full): the export refuses reads until it is redone.
       const ok = await settle(replica.read(0, Buffer.alloc(BLOCK), 0, BLOCK).then(() => true, () => false));
       if (ok) fail('the replica serves reads while a failed apply is not redone');
     } else if (hash(sdisk.file.current) !== want) fail(`after recovery the replica is not the flush-point image of record ${applied}`);
     // Invariant 2: the primary released nothing the secondary lacks.
     // (In bitmap mode the journal was folded into the dirty bitmap, which covers what it dropped.)
-    if (jv.mode === 'journal' && jv.journal.released > replica.receiver.resumeAfter) {
+    if (jv.mode === 'journal' && !jv.roundStart && jv.journal.released > replica.receiver.resumeAfter) {
       fail(`the primary released up to ${jv.journal.released} but the secondary holds only up to ${replica.receiver.resumeAfter}`);
     }
   };
@@ -203,6 +213,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     const c: Conn = { ab: [], ba: [], decA: new FrameDecoder(), decB: new FrameDecoder() };
     conn = c;
     const peerDurable = replica.receiver.resumeAfter; // what the secondary's Hello says
+    const peerRound = replica.roundStart;
     trace(`link up: secondary durable to ${peerDurable}, primary released ${jv.journal.released} last ${jv.journal.lastSeq}`);
     void replica.attach({
       ack: (seq) => {
@@ -221,10 +232,16 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
       close: (why) => {
         if (conn === c) cut(`primary: ${why}`);
       },
-    }, peerDurable);
+    }, peerDurable, peerRound, false);
   };
 
   const onFrameAtSecondary = (f: Frame, c: Conn): void => {
+    if (f.type === FrameType.Resync) {
+      void replica.openRound(decodeResync(f.payload).startSeq).catch((e: Error) => {
+        if (conn === c) cut(`secondary: opening the round: ${e.message}`);
+      });
+      return;
+    }
     if (f.type !== FrameType.Records) return;
     const { records } = decodeRecordsFrame(f.payload);
     void replica.receive(records).catch((e: Error) => {
@@ -323,11 +340,13 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     ssched.clear();
     sdisk.crash(rng, powerLoss);
     sjstore.crash(rng, powerLoss);
+    ssstore.crash(rng, powerLoss);
     await openSecondary();
   };
 
   /** A reader of the replica export sees a flush-point image, never half a unit. */
   const readReplica = async (): Promise<void> => {
+    if (!replica.consistent) return; // the first sync: nothing to present yet, and it says so
     const buf = Buffer.alloc(size);
     const ok = await settle(replica.read(0, buf, 0, size).then(() => true, () => false));
     if (!ok) return; // EIO while a failed apply waits to be redone: refused, not wrong
@@ -344,12 +363,14 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     if (wire > 2 * windowBytes + 64 * 1024) fail(`${wire} bytes in flight on the link, window ${windowBytes}`);
     if (psched.size + ssched.size > 10000) fail(`${psched.size + ssched.size} operations pending: unbounded queue`);
     // Invariant 2, live: released records are durable at the secondary.
-    if (jv.mode === 'journal' && j.released > replica.receiver.logDurable && j.released > replica.receiver.applied) {
+    if (jv.mode === 'journal' && !jv.roundStart && j.released > replica.receiver.logDurable && j.released > replica.receiver.applied) {
       fail(`the primary released up to ${j.released}; the secondary holds only up to ${replica.receiver.logDurable}`);
     }
   };
 
   await openPrimary();
+  // Half the seeds begin as a new pair: the first round sends the whole volume.
+  if (rng.chance(0.5)) await settle(jv.beginInitialSync());
   await openSecondary();
 
   for (step = 0; step < cfg.steps; step++) {
@@ -383,14 +404,15 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     checkBounds();
   }
 
-  // Faults stop. The host flushes once more; the pair must converge.
+  // Faults stop. The host flushes once more; the pair must converge (an open or
+  // pending resync round runs to its end first).
   pjstore.full = sjstore.full = sdisk.full = false;
   stallUntil = 0;
   await settle(jv.flush()).catch(() => undefined);
-  if (jv.mode === 'bitmap') overflowed = true;
-  const target = jv.journal.lastSeq;
-  const canConverge = !overflowed && !primaryLost;
-  for (let i = 0; i < 20000 && canConverge; i++) {
+  const canConverge = !primaryLost;
+  const settled = (): boolean => jv.mode === 'journal' && !jv.roundStart && !replica.round &&
+    replica.receiver.applied === jv.journal.lastSeq && shipper.acked === jv.journal.lastSeq && jv.journal.durableSeq === jv.journal.lastSeq;
+  for (let i = 0; i < 40000 && canConverge; i++) {
     clock += STEP_MS;
     shipper.tick();
     if (!conn) connect();
@@ -399,18 +421,22 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     moved = ssched.step() || moved;
     await flushMicrotasks();
     checkBounds();
-    if (!moved && replica.receiver.applied === target && shipper.acked === target) break;
+    if (!moved && settled()) break;
+    // A host flush now and then closes the epoch the last records left open.
+    if (!moved && i % 20 === 19) void jv.flush().catch(() => undefined);
   }
   if (canConverge) {
-    if (replica.receiver.applied !== target) {
+    if (!settled()) {
       const rc = replica.receiver;
-      fail(`no convergence: the replica applied up to ${rc.applied} of ${target} (acked ${shipper.acked}); receiver logged ${rc.logged} durable ${rc.logDurable}; ` +
-        `receive log ${replica.log.released + 1}..${replica.log.lastSeq} ${replica.log.usedBytes} bytes${replica.log.broken ? ' broken' : ''}; link ${conn ? 'up' : 'down'}; journal mode ${jv.mode} durable ${jv.journal.durableSeq}; receiver ${JSON.stringify(rc)}; log writing=${(replica.log as any).writing} queue=${(replica.log as any).queue.length} segs=${JSON.stringify((replica.log as any).segments.map((x: any) => [x.baseSeq, x.lastSeq, x.reserved, x.removed]))} stream=${[...stream.entries()].filter(([k]) => k > rc.applied && k < rc.applied + 20).map(([k, v]) => `${k}:${v.kind}/${v.length}`).join(" ")}; shipper ${JSON.stringify((shipper as any).shipper)} session ${Boolean(shipper.session)}; pending ${psched.size}+${ssched.size}`);
+      fail(`no convergence: the replica applied up to ${rc.applied} of ${jv.journal.lastSeq} (acked ${shipper.acked}, durable ${jv.journal.durableSeq}); ` +
+        `primary mode ${jv.mode} round ${jv.roundStart} (${jv.resyncLeftBytes} bytes left, bitmap ${jv.bitmap.count}); secondary round ${replica.roundStart}; ` +
+        `receive log ${replica.log.released + 1}..${replica.log.lastSeq}${replica.log.broken ? ' broken' : ''}; link ${conn ? 'up' : 'down'}; receiver ${JSON.stringify(rc)}; ` +
+        `shipper ${JSON.stringify((shipper as unknown as { shipper: unknown }).shipper)} session ${Boolean(shipper.session)}; pending ${psched.size}+${ssched.size}`);
     }
     await settle(jv.quiesce());
     if (!sdisk.file.current.equals(pdisk.file.current)) {
       const b = firstDifferentBlock(sdisk.file.current, pdisk.file.current);
-      fail(`converged to record ${target}, but block ${b} differs: replica holds write ${sdisk.file.current.readUInt32LE(b * BLOCK)}, primary ${pdisk.file.current.readUInt32LE(b * BLOCK)}`);
+      fail(`converged to record ${jv.journal.lastSeq}, but block ${b} differs: replica holds write ${sdisk.file.current.readUInt32LE(b * BLOCK)}, primary ${pdisk.file.current.readUInt32LE(b * BLOCK)}`);
     }
     stats.converged = true;
   }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { checkHello, encodeHello, type Hello, type HelloVolume } from '../../src/link/hello.js';
 
-const vol = (over: Partial<HelloVolume> = {}): HelloVolume => ({ name: 'db', uuid: 'u1', size: 1 << 30, role: 'primary', generation: ['g1'], durableSeq: 0, logBytes: 1 << 30, ...over });
+const vol = (over: Partial<HelloVolume> = {}): HelloVolume => ({ name: 'db', uuid: 'u1', size: 1 << 30, role: 'primary', generation: ['g1'], durableSeq: 0, logBytes: 1 << 30, round: 0, ...over });
 const hello = (over: Partial<Hello> = {}): Buffer => encodeHello({ node: 'site-b', protocol: 1, volumes: [vol({ role: 'secondary', durableSeq: 17 })], ...over });
 const refused = (r: ReturnType<typeof checkHello>): string => (r.ok ? 'accepted' : `${r.code}: ${r.message}`);
 
