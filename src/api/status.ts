@@ -35,6 +35,9 @@ export interface VolumeStatus {
   resyncTotalBytes: number;
   /** Primary: data bytes resync rounds have sent since the daemon started. */
   resyncBytes: number;
+  /** Primary: the round's average rate so far (bytes of regions per second) and the time left at that rate. */
+  resyncRateBytesPerSecond: number;
+  resyncEtaSeconds: number;
 }
 
 export interface NodeStatus {
@@ -58,6 +61,7 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     resyncLeftBytes: e.journaled ? e.journaled.resyncLeftBytes : 0,
     resyncTotalBytes: e.journaled?.roundStart ? e.journaled.roundTotalBytes : 0,
     resyncBytes: e.journaled?.journal.resyncBytes ?? 0,
+    ...resyncRate(e, now),
   };
   if (e.replica) {
     const log = e.replica.log;
@@ -93,4 +97,13 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     hostBytes: journal.hostBytes,
     overflows: j.overflows,
   };
+}
+
+function resyncRate(e: VolumeEntry, now: number): { resyncRateBytesPerSecond: number; resyncEtaSeconds: number } {
+  const j = e.journaled;
+  if (!j?.roundStart) return { resyncRateBytesPerSecond: 0, resyncEtaSeconds: 0 };
+  const done = Math.max(0, j.roundTotalBytes - j.resyncLeftBytes);
+  const secs = Math.max(0.001, (now - j.roundStartedAt) / 1000);
+  const rate = done / secs;
+  return { resyncRateBytesPerSecond: Math.round(rate), resyncEtaSeconds: rate > 0 ? Math.round(j.resyncLeftBytes / rate) : 0 };
 }

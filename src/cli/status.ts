@@ -37,11 +37,23 @@ export function formatStatus(s: NodeStatus): string {
     v.tracking === 'none' ? '-' : formatDuration(v.lagSeconds),
     v.consistent ? paint(32, 'yes') : paint(31, 'no'),
     v.journalCapacityBytes ? `${formatBytes(v.journalUsedBytes)} of ${formatBytes(v.journalCapacityBytes)}` : '-',
+    resyncCell(v),
   ]);
-  const head = ['VOLUME', 'ROLE', 'PEER', 'LINK', 'TRACKING', 'BACKLOG', 'LAG', 'CONSISTENT', 'JOURNAL'];
+  const head = ['VOLUME', 'ROLE', 'PEER', 'LINK', 'TRACKING', 'BACKLOG', 'LAG', 'CONSISTENT', 'JOURNAL', 'RESYNC'];
   // eslint-disable-next-line no-control-regex
   const width = (x: string): number => x.replace(/\x1b\[\d+m/g, '').length;
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => width(r[i]!))));
   const line = (cells: string[]): string => cells.map((c, i) => c + ' '.repeat(widths[i]! - width(c))).join('  ').trimEnd();
   return [`node ${s.node}, up ${formatDuration(s.uptimeSeconds)}`, line(head), ...rows.map(line)].join('\n');
+}
+
+/** "[######....] 61% 40 MiB left, 12 MiB/s, 3s" on the primary; "receiving" on the secondary. */
+export function resyncCell(v: VolumeStatus): string {
+  if (!v.resyncing) return '-';
+  if (v.role !== 'primary') return v.consistent ? 'receiving (old image served)' : paint(33, 'receiving first sync');
+  const total = Math.max(v.resyncTotalBytes, 1);
+  const done = Math.min(1, Math.max(0, (v.resyncTotalBytes - v.resyncLeftBytes) / total));
+  const bar = '#'.repeat(Math.round(done * 10)).padEnd(10, '.');
+  const rate = v.resyncRateBytesPerSecond > 0 ? `, ${formatBytes(v.resyncRateBytesPerSecond)}/s, ${formatDuration(v.resyncEtaSeconds)} left` : '';
+  return `[${bar}] ${Math.floor(done * 100)}% ${formatBytes(v.resyncLeftBytes)} to send${rate}`;
 }

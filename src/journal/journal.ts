@@ -537,6 +537,14 @@ export class Journal {
    * carries nextSeq and the epoch across restarts: this needs no new disk space,
    * so it works on a full disk too.
    */
+  /**
+   * Before clear(): records that everything up to lastSeq is let go, durably, so the
+   * numbering continues after it even if the emptied journal is all that survives.
+   */
+  async releaseAllDurably(): Promise<void> {
+    await this.persistReleased(this.lastSeq);
+  }
+
   clear(): void {
     this.broken = null; // the queue is drained; whatever failed is folded into the bitmap
     const keep = this.segments.pop();
@@ -817,7 +825,8 @@ export class Journal {
     // What recovery read may have been only in the page cache (a kill -9, or a log
     // reopened after a failed write): make it durable before calling it durable.
     await Promise.all(this.segments.map((seg) => seg.file.sync()));
-    if (this.dirChanged) {
+    // (Their names too: a segment created just before a crash may not be in the directory yet.)
+    if (this.dirChanged || this.segments.length > 0) {
       await this.store.syncDir();
       this.dirChanged = false;
     }

@@ -20,6 +20,7 @@ import type { Store } from './store.js';
 import type { Journal, RecoveryReport } from './journal.js';
 import { FLAG_ROUND_END, RecordKind } from './record.js';
 import { RangeLocks } from '../sync/range-lock.js';
+import { ActivityLog } from './activity-log.js';
 import { RoundMarker } from '../sync/round-marker.js';
 
 /** What the write path needs from the local volume (Volume, or the simulation's disk). */
@@ -44,6 +45,12 @@ export interface WritePathOptions {
   intentSlots?: number;
   /** Where the resync round marker lives (the volume's state folder); without it no resync. */
   roundStore?: Store;
+  /** Where the activity log lives (the volume's state folder); without it a power loss is not covered. */
+  activityStore?: Store;
+  /** Activity log extent size (default 4 MiB) and slots (default 1024). */
+  activityExtent?: number;
+  activitySlots?: number;
+  bootId?: () => string;
 }
 
 export class JournaledVolume implements ExportBackend {
@@ -59,7 +66,11 @@ export class JournaledVolume implements ExportBackend {
    */
   maxEpochBytes: number;
   private epochCloseQueued = false;
+  /** A fold marked the bitmap but could not empty the journal (disk full). */
+  private clearPending = false;
   private readonly ranges = new RangeLocks();
+  private activity: ActivityLog | null = null;
+  private readonly activityOpts: WritePathOptions;
   private readonly roundMarker: RoundMarker | null;
   /** The open resync round's first seq, or 0: dirty regions are being handed to the journal. */
   roundStart = 0;
@@ -68,8 +79,9 @@ export class JournaledVolume implements ExportBackend {
   private readonly handedRegions = new Set<number>();
   /** The round-end barrier, once appended. */
   private roundEndSeq = 0;
-  /** Bytes of the round still in the bitmap when it began (for progress). */
+  /** Bytes of the round still in the bitmap when it began, and when it began (for progress). */
   roundTotalBytes = 0;
+  roundStartedAt = 0;
   folding: Promise<void> | null = null;
   private readonly syncer: GroupSync;
   private lock: Promise<void> = Promise.resolve();
@@ -98,6 +110,7 @@ export class JournaledVolume implements ExportBackend {
     this.syncer = new GroupSync(() => this.syncAll());
     this.maxEpochBytes = Math.min(256 << 20, Math.floor(opts.journal.capacity / 8));
     this.roundMarker = opts.roundStore ? new RoundMarker(opts.roundStore) : null;
+    this.activityOpts = opts;
   }
 
   get name(): string { return this.disk.name; }
@@ -120,11 +133,26 @@ export class JournaledVolume implements ExportBackend {
       recorded?.copyTo(this.bitmap);
       this.skipFoldRead = true;
     }
+    if (this.activityOpts.activityStore) {
+      // After a power loss, extents with writes in flight may hold writes the journal lost.
+      const { log, suspect } = await ActivityLog.open({
+        store: this.activityOpts.activityStore, extentSize: this.activityOpts.activityExtent ?? 4 << 20,
+        slots: this.activityOpts.activitySlots ?? 1024, bootId: this.activityOpts.bootId,
+      });
+      for (const r of suspect) this.bitmap.mark(r.offset, Math.min(r.length, this.disk.size - r.offset));
+      if (suspect.length > 0) {
+        this.log.warn({ volume: this.name }, `volume ${this.name}: the machine restarted without a clean stop; ${suspect.length} recently written extents (${formatBytes(suspect.reduce((n, r) => n + r.length, 0))}) are marked for resync`);
+      }
+      await this.bitmap.sync();
+      await log.reset();
+      this.activity = log;
+    }
     const mark = this.roundMarker ? await this.roundMarker.read() : null;
     if (mark && !report.damaged) {
       // A resync round was under way: the journal ships on, the bitmap holds what is left.
       this.roundStart = mark.startSeq;
       this.roundTotalBytes = this.bitmap.dirtyBytes;
+      this.roundStartedAt = Date.now();
       await this.redo();
       await this.rejournal();
       this.log.info({ volume: this.name }, `volume ${this.name}: resync round from record ${mark.startSeq} resumes; ${formatBytes(this.bitmap.dirtyBytes)} left to send`);
@@ -275,6 +303,14 @@ export class JournaledVolume implements ExportBackend {
     await this.quiesce();
     if (this.modeNow !== 'bitmap') return this.roundStart;
     if (!this.roundMarker) throw new Error('resync needs a round store');
+    if (this.clearPending) {
+      await this.exclusive(async () => {
+        await this.journal.releaseAllDurably();
+        this.clearPending = false;
+        this.journal.clear();
+        await this.journal.sync();
+      });
+    }
     let start = 0;
     while (start !== this.journal.lastSeq + 1) {
       start = this.journal.lastSeq + 1;
@@ -287,6 +323,7 @@ export class JournaledVolume implements ExportBackend {
     this.handed = [];
     this.handedRegions.clear();
     this.roundTotalBytes = this.bitmap.dirtyBytes;
+    this.roundStartedAt = Date.now();
     this.modeNow = 'journal';
     if (this.intentStore && !this.intents) this.intents = IntentRing.open(this.intentStore, this.intentSlots);
     this.log.info({ volume: this.name }, `volume ${this.name}: resync round from record ${start}: ${formatBytes(this.bitmap.dirtyBytes)} in ${this.bitmap.count} regions to send`);
@@ -455,6 +492,11 @@ export class JournaledVolume implements ExportBackend {
   async close(): Promise<void> {
     await this.folding;
     await this.flush().catch(() => undefined);
+    // A clean stop: everything is durable, so a reboot from here owes no resync.
+    if (this.activity) {
+      await this.flush().catch(() => undefined);
+      await this.activity.reset().catch(() => undefined);
+    }
     this.intents?.close();
     this.journal.close();
     this.bitmap.close();
@@ -504,7 +546,10 @@ export class JournaledVolume implements ExportBackend {
    * (the intent, written first, covers a crash in between); without it the volume
    * write waits for the append.
    */
-  private async both(seq: number, offset: number, length: number, volumeWrite: () => Promise<void>): Promise<void> {
+  private async both(seq: number, offset: number, length: number, write: () => Promise<void>): Promise<void> {
+    // The activity log holds the extent (durably) before the volume may change there.
+    const entered = this.activity?.enter(offset, length);
+    const volumeWrite = entered ? (): Promise<void> => entered.then(write) : write;
     if (seq > 0 && this.intents) {
       this.intents.record(seq, offset, length);
       await Promise.all([this.landed(seq, offset, length), this.apply(seq, volumeWrite(), offset, length)]);
@@ -566,6 +611,7 @@ export class JournaledVolume implements ExportBackend {
       await this.exclusive(() => this.bitmap.sync());
     }
     this.durableAppliedSeq = Math.max(this.durableAppliedSeq, applied);
+    this.activity?.synced();
     if (this.modeNow === 'journal') this.journal.markApplied(this.durableAppliedSeq);
     await this.settleResync().catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: resync bookkeeping: ${e.message}`));
   }
@@ -611,15 +657,26 @@ export class JournaledVolume implements ExportBackend {
     await this.exclusive(async () => {
       await this.journal.drained();
       await this.bitmap.sync();
-      if (this.roundStart) {
-        // The round's records are folded away with the rest: the next link begins a new round.
+      if (this.roundMarker) {
+        // A round's records are folded away with the rest: the next link begins a new round.
         // (The marker goes first: a marker must never outlive the records it points at.)
-        await this.roundMarker?.remove();
+        await this.roundMarker.remove();
         this.roundStart = 0;
         this.roundEndSeq = 0;
         this.handed = [];
         this.handedRegions.clear();
       }
+      try {
+        await this.journal.releaseAllDurably();
+      } catch (e) {
+        // Without the release point on disk an emptied journal could restart its
+        // numbering after a crash: keep the records (the bitmap covers them) and
+        // empty the journal when a round begins.
+        this.clearPending = true;
+        this.log.warn({ volume: this.name }, `volume ${this.name}: cannot empty the journal yet (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); the bitmap holds its changes`);
+        return;
+      }
+      this.clearPending = false;
       this.journal.clear();
       // If this fails (disk full) the old segments may come back after a crash;
       // the bitmap is durable already, so recovery folds them again.

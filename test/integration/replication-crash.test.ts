@@ -30,6 +30,8 @@ test('the replica is always a flush-point image across kill -9 of either side', 
     return b;
   };
   try {
+    // The new pair's first sync ends first: until then the replica is not consistent (and says so).
+    await p.drained(60_000);
     for (let cycle = 0; cycle < 20; cycle++) {
       // A burst of write+flush pairs in the background, killed part way.
       // Epochs of three writes each: an image in the middle of an epoch is torn.

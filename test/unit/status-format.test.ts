@@ -1,0 +1,27 @@
+// The status table's resync column: progress, rate and time left on the primary,
+// what the secondary serves meanwhile.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { VolumeStatus } from '../../src/api/status.js';
+import { resyncCell } from '../../src/cli/status.js';
+
+const base = {
+  name: 'db', peer: 'site-b', link: 'connected', backlogBytes: 0, backlogRecords: 0, lagSeconds: 0, consistent: true,
+  sizeBytes: 1 << 30, tracking: 'journal', journalUsedBytes: 0, journalCapacityBytes: 1 << 30, epoch: 1, dirtyBytes: 0,
+  hostBytes: 0, overflows: 0, uuid: 'u', generation: ['g'], resyncing: false, resyncLeftBytes: 0, resyncTotalBytes: 0,
+  resyncBytes: 0, resyncRateBytesPerSecond: 0, resyncEtaSeconds: 0,
+} satisfies Omit<VolumeStatus, 'role'>;
+
+test('no round: a dash', () => {
+  assert.equal(resyncCell({ ...base, role: 'primary' }), '-');
+});
+
+test('primary mid-round: a bar, the percentage, what is left, the rate and the time left', () => {
+  const v: VolumeStatus = { ...base, role: 'primary', resyncing: true, resyncTotalBytes: 100 << 20, resyncLeftBytes: 40 << 20, resyncRateBytesPerSecond: 12 << 20, resyncEtaSeconds: 3 };
+  assert.equal(resyncCell(v), '[######....] 60% 40 MiB to send, 12 MiB/s, 3 s left');
+});
+
+test('secondary: what it serves while it receives', () => {
+  assert.equal(resyncCell({ ...base, role: 'secondary', resyncing: true }), 'receiving (old image served)');
+  assert.match(resyncCell({ ...base, role: 'secondary', resyncing: true, consistent: false }), /receiving first sync/);
+});
