@@ -813,8 +813,23 @@ export class Journal {
       this.samples = [];
       this.nextSeq = floor + 1;
     }
-    // Numbering never goes back: an empty journal continues after what was released or applied.
-    if (this.segments.length === 0) this.nextSeq = Math.max(this.nextSeq, floor + 1);
+    // Numbering never goes back: a journal whose records are all released (or applied)
+    // continues after them, and segments holding only such records are stale.
+    if (this.lastSeq < floor) {
+      const stale = this.segments.splice(0);
+      for (const seg of stale) {
+        seg.file.close();
+        this.store.remove(seg.name);
+      }
+      if (stale.length > 0) {
+        this.dirChanged = true;
+        report.notes.push(`journal: ${stale.length} segment(s) held only records up to ${this.lastSeq}, released already (up to ${floor}); removed`);
+      }
+      this.used = 0;
+      this.samples = [];
+      lastHeader = null;
+      this.nextSeq = floor + 1;
+    }
     report.damaged = damaged;
     if (lastHeader) {
       this.epoch = Math.max(this.epoch, lastHeader.kind === RecordKind.Barrier ? lastHeader.epoch + 1 : lastHeader.epoch);

@@ -343,6 +343,13 @@ export class JournaledVolume implements ExportBackend {
     this.log.info({ volume: this.name }, `volume ${this.name}: first sync: all ${formatBytes(this.disk.size)} will be sent to the peer when the link comes up`);
   }
 
+  /** Folds the journal into the bitmap and begins a new round (the peer is behind what the journal holds). */
+  async restartRound(reason: string): Promise<number> {
+    this.toBitmap(reason);
+    await this.quiesce();
+    return this.startResync();
+  }
+
   /** The round-end barrier's seq once appended (0 before). */
   get roundEnd(): number {
     return this.roundEndSeq;

@@ -81,6 +81,14 @@ export class VolumeShipper {
       // records of the round) continues where it is, inside the round.
       resume = Math.max(peerDurable, round - 1);
     }
+    if (resume < j.released && this.jv.canResync && this.jv.mode === 'journal') {
+      // The peer lacks records this journal let go of without its ack (folded into the
+      // bitmap on a full disk): a new round covers them.
+      const round2 = await this.jv.restartRound(`the peer holds up to record ${resume} but the journal starts at ${j.released + 1}`);
+      if (this.session !== s) return;
+      s.send(encodeResync(this.name, round2));
+      resume = Math.max(peerDurable, round2 - 1);
+    }
     // Records the peer lacks must still be in the journal (or covered by a round).
     const gap = this.jv.mode === 'bitmap' || resume < j.released;
     if (gap) {

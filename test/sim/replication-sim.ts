@@ -328,6 +328,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   // --- faults -----------------------------------------------------------------
   const crashPrimary = async (powerLoss: boolean): Promise<void> => {
     trace(`crash primary (${powerLoss ? 'power loss' : 'kill -9'})`);
+    if (debug) for (const [n, f] of pjstore.files) trace(`  primary file ${n}: ${f.current.length} bytes${f.current.length >= 24 && n.endsWith('.seg') ? `, base ${f.current.readBigUInt64LE(16)}` : ''}`);
     stats.crashes++;
     cut('primary crashed');
     pgen++;
