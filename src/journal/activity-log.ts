@@ -72,6 +72,8 @@ export class ActivityLog {
   private readonly active = new Map<number, number>();
   /** Extent → the sync generation after which all its writes are durable. */
   private readonly dirtyUntil = new Map<number, number>();
+  /** Extent → volume writes in flight there (never evicted while any is). */
+  private readonly inFlight = new Map<number, number>();
   private tick = 0;
   private gen = 0;
   private syncGen = 0;
@@ -126,17 +128,43 @@ export class ActivityLog {
    */
   enter(offset: number, length: number): Promise<void> | undefined {
     const es = this.opts.extentSize;
-    let missing = false;
+    const missing: number[] = [];
     for (let e = Math.floor(offset / es); e <= Math.floor((offset + Math.max(1, length) - 1) / es); e++) {
       this.active.set(e, ++this.tick);
-      // Durable after a sync that began after this write ended: two completed syncs from now.
-      this.dirtyUntil.set(e, this.syncGen + 2);
+      this.inFlight.set(e, (this.inFlight.get(e) ?? 0) + 1);
       if (!this.onDisk.has(e)) {
         this.pending.add(e);
-        missing = true;
+        missing.push(e);
       }
     }
-    return missing ? this.flushPending() : undefined;
+    return missing.length > 0 ? this.ensure(missing) : undefined;
+  }
+
+  /** Resolves once every one of `mine` is in a slot on disk (whoever wrote that slot). */
+  private async ensure(mine: number[]): Promise<void> {
+    while (mine.some((e) => !this.onDisk.has(e))) {
+      if (this.writing) {
+        await this.writing.catch(() => undefined);
+        continue;
+      }
+      for (const e of mine) if (!this.onDisk.has(e)) this.pending.add(e);
+      const batch = [...this.pending];
+      this.pending.clear();
+      this.writing = this.write(batch).finally(() => (this.writing = null));
+      await this.writing;
+    }
+  }
+
+  /** The volume write that entered [offset, offset+length) ended (or failed). */
+  leave(offset: number, length: number): void {
+    const es = this.opts.extentSize;
+    for (let e = Math.floor(offset / es); e <= Math.floor((offset + Math.max(1, length) - 1) / es); e++) {
+      const n = (this.inFlight.get(e) ?? 1) - 1;
+      if (n > 0) this.inFlight.set(e, n);
+      else this.inFlight.delete(e);
+      // Durable after a sync that began after this write ended: two completed syncs from now.
+      this.dirtyUntil.set(e, this.syncGen + 2);
+    }
   }
 
   /** A sync of the volume completed: writes before it are durable. */
@@ -146,24 +174,11 @@ export class ActivityLog {
 
   private readonly onDisk = new Set<number>();
 
-  private async flushPending(): Promise<void> {
-    while (this.pending.size > 0) {
-      if (this.writing) {
-        await this.writing;
-        continue;
-      }
-      const batch = [...this.pending];
-      this.pending.clear();
-      this.writing = this.write(batch).finally(() => (this.writing = null));
-      await this.writing;
-    }
-  }
-
   private async write(batch: number[]): Promise<void> {
     // Make room: least recently used extents whose writes are all durable leave first.
     const want = new Set([...this.onDisk, ...batch]);
     if (want.size > this.opts.slots) {
-      const evictable = [...this.onDisk].filter((e) => (this.dirtyUntil.get(e) ?? 0) <= this.syncGen && !batch.includes(e))
+      const evictable = [...this.onDisk].filter((e) => !this.inFlight.has(e) && (this.dirtyUntil.get(e) ?? 0) <= this.syncGen && !batch.includes(e))
         .sort((a, b) => (this.active.get(a) ?? 0) - (this.active.get(b) ?? 0));
       for (const e of evictable) {
         if (want.size <= this.opts.slots) break;
@@ -171,15 +186,21 @@ export class ActivityLog {
       }
       // (If nothing can leave, the log grows past its slots until a sync lets extents go.)
     }
+    // Evicted extents stop counting as logged now, before the new slot is written: a
+    // write that enters one meanwhile must wait for the next slot, not ride this one.
+    for (const e of [...this.onDisk]) {
+      if (!want.has(e)) {
+        this.onDisk.delete(e);
+        if (!this.pending.has(e)) this.active.delete(e);
+      }
+    }
     try {
       await this.persist([...want]);
     } catch (e) {
       for (const x of batch) this.pending.add(x);
       throw e;
     }
-    this.onDisk.clear();
     for (const e of want) this.onDisk.add(e);
-    for (const e of [...this.active.keys()]) if (!want.has(e)) this.active.delete(e);
   }
 
   private async persist(extents: number[] = []): Promise<void> {

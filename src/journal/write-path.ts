@@ -555,8 +555,10 @@ export class JournaledVolume implements ExportBackend {
    */
   private async both(seq: number, offset: number, length: number, write: () => Promise<void>): Promise<void> {
     // The activity log holds the extent (durably) before the volume may change there.
-    const entered = this.activity?.enter(offset, length);
-    const volumeWrite = entered ? (): Promise<void> => entered.then(write) : write;
+    const al = this.activity;
+    const entered = al?.enter(offset, length);
+    const gated = entered ? (): Promise<void> => entered.then(write) : write;
+    const volumeWrite = al ? (): Promise<void> => gated().finally(() => al.leave(offset, length)) : gated;
     if (seq > 0 && this.intents) {
       this.intents.record(seq, offset, length);
       await Promise.all([this.landed(seq, offset, length), this.apply(seq, volumeWrite(), offset, length)]);

@@ -161,6 +161,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     });
     jv.maxEpochBytes = receiveCapacity / 4; // what the link sets from the peer's Hello
     await settle(jv.start(report, recorded));
+    trace(`primary open: mode ${jv.mode} round ${jv.roundStart} bitmap [${[...jv.bitmap.dirtyRegions()].join(',')}] journal ${jv.journal.released + 1}..${jv.journal.lastSeq}`);
     shipper = new VolumeShipper(VOLUME, jv, log, { windowBytes, batchBytes: Math.max(4096, windowBytes / 4), selfSyncMs: 3 * STEP_MS, now: () => clock });
   };
 
@@ -316,6 +317,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     for (let b = block; b < block + blocks; b++) busy.add(b);
     const gen = pgen;
     const fua = rng.chance(0.1);
+    trace(`host ${kind} blocks ${block}+${blocks} tag ${kind === 'write' ? nextTag : 0} (mode ${jv.mode})`);
     const p = kind === 'write' ? jv.write(block * BLOCK, pattern(nextTag++, blocks), fua)
       : kind === 'zeroes' ? jv.writeZeroes(block * BLOCK, blocks * BLOCK, { fua, mayTrim: true, fast: false })
       : jv.trim(block * BLOCK, blocks * BLOCK, fua);
@@ -446,7 +448,8 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     await settle(jv.quiesce());
     if (!sdisk.file.current.equals(pdisk.file.current)) {
       const b = firstDifferentBlock(sdisk.file.current, pdisk.file.current);
-      fail(`converged to record ${jv.journal.lastSeq}, but block ${b} differs: replica holds write ${sdisk.file.current.readUInt32LE(b * BLOCK)}, primary ${pdisk.file.current.readUInt32LE(b * BLOCK)}`);
+      const tags = (d: Buffer): string => Array.from({ length: BLOCK / SECTOR }, (_, k) => d.readUInt32LE(b * BLOCK + k * SECTOR)).join(',');
+      fail(`converged to record ${jv.journal.lastSeq}, but block ${b} differs: replica sectors hold writes ${tags(sdisk.file.current)}, primary ${tags(pdisk.file.current)}`);
     }
     stats.converged = true;
   }

@@ -55,6 +55,12 @@ test('extents leave the log only after syncs made their writes durable', async (
   assert.equal(log.size, 3);
   log.synced();
   log.synced();
+  // Still in flight: nothing leaves before its write ended and two syncs followed.
+  await log.enter(4 * MiB, 1);
+  assert.equal(log.size, 4);
+  for (const e of [0, 1, 2, 4]) log.leave(e * MiB, 1);
+  log.synced();
+  log.synced();
   await log.enter(3 * MiB, 1); // now the oldest durable ones make room
   assert.ok(log.size <= 2, `log holds ${log.size}`);
   const { suspect } = await ActivityLog.open({ store, extentSize: MiB, slots: 2, bootId: () => 'other' });
