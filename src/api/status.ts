@@ -35,6 +35,8 @@ export interface VolumeStatus {
   resyncTotalBytes: number;
   /** Primary: data bytes resync rounds have sent since the daemon started. */
   resyncBytes: number;
+  /** Primary: bytes a first sync found equal by hash on both sides (not sent), since the daemon started. */
+  resyncSeededBytes: number;
   /** Primary: the round's average rate so far (bytes of regions per second) and the time left at that rate. */
   resyncRateBytesPerSecond: number;
   resyncEtaSeconds: number;
@@ -61,6 +63,7 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     resyncLeftBytes: e.journaled ? e.journaled.resyncLeftBytes : 0,
     resyncTotalBytes: e.journaled?.roundStart ? e.journaled.roundTotalBytes : 0,
     resyncBytes: e.journaled?.journal.resyncBytes ?? 0,
+    resyncSeededBytes: e.journaled?.seededBytes ?? 0,
     ...resyncRate(e, now),
   };
   if (e.replica) {

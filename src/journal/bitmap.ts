@@ -227,6 +227,19 @@ export class RegionSet {
     for (let r = Math.floor(offset / this.regionSize); r <= last; r++) this.bits[r >> 3] = this.bits[r >> 3]! | (1 << (r & 7));
   }
 
+  has(region: number): boolean {
+    return (this.bits[region >> 3]! & (1 << (region & 7))) !== 0;
+  }
+
+  /** Marks every region of this set in another set of the same geometry. */
+  copyToSet(other: RegionSet): void {
+    if (other.regionSize !== this.regionSize) {
+      for (let r = 0; r * this.regionSize < this.volumeSize; r++) if (this.has(r)) other.mark(r * this.regionSize, this.regionSize);
+      return;
+    }
+    for (let i = 0; i < this.bits.length; i++) other.bits[i] = other.bits[i]! | this.bits[i]!;
+  }
+
   /** Marks every region of this set in `bitmap`. */
   copyTo(bitmap: DirtyBitmap): void {
     for (let byte = 0; byte < this.bits.length; byte++) {

@@ -9,12 +9,13 @@
 //   2. after each sync round the journal's `applied` counter records the seq up to
 //      which every volume write is durable; recovery replays records after it ("redo");
 //   3. FLUSH/FUA reply only after volume, journal and bitmap are fdatasync'ed.
+import { createHash } from 'node:crypto';
 import type { Extent, ExportBackend, ZeroOptions } from '../nbd/export.js';
 import { DiskError } from '../nbd/export.js';
 import type { Logger } from '../log/log.js';
 import { formatBytes } from '../config/units.js';
 import { GroupSync } from '../volume/group-sync.js';
-import type { DirtyBitmap, RegionSet } from './bitmap.js';
+import { RegionSet, type DirtyBitmap } from './bitmap.js';
 import { IntentRing } from './intent.js';
 import type { Store } from './store.js';
 import type { Journal, RecoveryReport } from './journal.js';
@@ -79,6 +80,20 @@ export class JournaledVolume implements ExportBackend {
   private readonly handedRegions = new Set<number>();
   /** The round-end barrier, once appended. */
   private roundEndSeq = 0;
+  /**
+   * The round is a first sync by checksum: regions are compared by hash with the
+   * peer first, and only those that differ are sent. `hashedUpTo` is how far the
+   * comparison got (regions below it may be sent).
+   */
+  seeding = false;
+  hashedUpTo = 0;
+  /**
+   * Regions touched by journal records of this round: the peer will still apply those
+   * records, so such a region is never cleared by hash (a later change made in bitmap
+   * mode, not in the journal, could make it look equal now and differ after them).
+   */
+  private roundTouched: RegionSet | null = null;
+  private initialPending = false;
   /** Bytes of the round still in the bitmap when it began, and when it began (for progress). */
   roundTotalBytes = 0;
   roundStartedAt = 0;
@@ -151,6 +166,12 @@ export class JournaledVolume implements ExportBackend {
     if (mark && !report.damaged) {
       // A resync round was under way: the journal ships on, the bitmap holds what is left.
       this.roundStart = mark.startSeq;
+      this.seeding = mark.initial;
+      this.hashedUpTo = 0;
+      this.roundTouched = new RegionSet(this.disk.size, this.bitmap.regionSize);
+      // Without the recovered records' ranges the round cannot compare safely.
+      if (this.seeding && !recorded) this.seeding = false;
+      else recorded?.copyToSet(this.roundTouched);
       this.roundTotalBytes = this.bitmap.dirtyBytes;
       this.roundStartedAt = Date.now();
       await this.redo();
@@ -193,6 +214,7 @@ export class JournaledVolume implements ExportBackend {
       const data = Buffer.alloc(i.length);
       await this.disk.read(i.offset, data, 0, i.length);
       const zero = data.every((b) => b === 0);
+      this.roundTouched?.mark(i.offset, i.length);
       let r: number | 'full';
       try {
         r = zero ? this.journal.append(RecordKind.Zeroes, i.offset, i.length, null) : this.journal.append(RecordKind.Write, i.offset, i.length, data);
@@ -314,11 +336,15 @@ export class JournaledVolume implements ExportBackend {
     let start = 0;
     while (start !== this.journal.lastSeq + 1) {
       start = this.journal.lastSeq + 1;
-      await this.roundMarker.write({ startSeq: start, initial: false });
+      await this.roundMarker.write({ startSeq: start, initial: this.initialPending });
       await this.quiesce();
       if (this.modeNow !== 'bitmap') return this.roundStart;
     }
     this.roundStart = start;
+    this.seeding = this.initialPending;
+    this.roundTouched = new RegionSet(this.disk.size, this.bitmap.regionSize);
+    this.hashedUpTo = 0;
+    this.initialPending = false;
     this.roundEndSeq = 0;
     this.handed = [];
     this.handedRegions.clear();
@@ -335,6 +361,7 @@ export class JournaledVolume implements ExportBackend {
    * to the peer in the first round (regions that read as zeros go as Zeroes records).
    */
   async beginInitialSync(): Promise<void> {
+    this.initialPending = true;
     await this.flush();
     this.bitmap.markAll();
     await this.bitmap.sync();
@@ -354,6 +381,46 @@ export class JournaledVolume implements ExportBackend {
   get roundEnd(): number {
     return this.roundEndSeq;
   }
+
+  /**
+   * The peer's hashes of regions first.. (a first sync by checksum): each region
+   * still to send whose bytes here hash the same is equal on both sides, and leaves
+   * the bitmap without travelling. Compared under the range lock, against what the
+   * volume holds now; later host writes there are journaled and follow in order.
+   */
+  /**
+   * Only while nothing of the round has been shipped (the shipper holds records back
+   * until the comparison ends): the peer's replica then is what it was when the round
+   * began, and every change here since is in the journal, after that point.
+   */
+  async compareRegions(first: number, regionSize: number, hashes: Buffer[]): Promise<number> {
+    if (!this.seeding || regionSize !== this.bitmap.regionSize || first !== this.hashedUpTo) return 0;
+    let equal = 0;
+    const buf = Buffer.allocUnsafe(regionSize);
+    for (let i = 0; i < hashes.length; i++) {
+      const r = first + i;
+      if (!this.bitmap.isSet(r) || this.handedRegions.has(r) || this.roundTouched?.has(r)) continue;
+      const offset = r * regionSize;
+      const len = Math.min(regionSize, this.disk.size - offset);
+      const unlock = await this.ranges.lock(offset, len);
+      try {
+        await this.disk.read(offset, buf, 0, len);
+        if (createHash('sha256').update(buf.subarray(0, len)).digest().equals(hashes[i]!) && this.bitmap.isSet(r) && !this.handedRegions.has(r)) {
+          this.bitmap.clear(r);
+          equal++;
+        }
+      } finally {
+        unlock();
+      }
+    }
+    this.hashedUpTo = first + hashes.length;
+    if (this.hashedUpTo >= this.bitmap.regions) this.seeding = false;
+    this.seededBytes += equal * regionSize;
+    return equal;
+  }
+
+  /** Bytes a first sync found equal by hash (and so did not send), since the daemon started. */
+  seededBytes = 0;
 
   /** A round store is configured, so a bitmap can be resynced. */
   get canResync(): boolean {
@@ -377,6 +444,7 @@ export class JournaledVolume implements ExportBackend {
     let first = -1;
     let count = 0;
     for (const r of this.bitmap.dirtyRegions()) {
+      if (this.seeding) return false; // the comparison with the peer comes first, then the data
       if (this.handedRegions.has(r)) {
         if (first >= 0) break;
         continue;
@@ -528,6 +596,7 @@ export class JournaledVolume implements ExportBackend {
       }
       if (seq !== 'full') {
         this.inFlight.add(seq);
+        if (this.seeding) this.roundTouched?.mark(offset, length);
         if (this.journal.openEpochBytes > this.maxEpochBytes && !this.epochCloseQueued) {
           // A primary-chosen boundary: the secondary applies whole epochs from its
           // receive log, so an epoch must stay well below that log's size. The

@@ -31,6 +31,10 @@ export enum FrameType {
   Heartbeat = 5,
   /** u16 name length, name, u64 first seq of a resync round: records before it are superseded (docs/RESYNC.md). */
   Resync = 6,
+  /** u16 name length, name, u32 region size, u64 first region, u32 count: hash these regions of your replica. */
+  HashRequest = 7,
+  /** u16 name length, name, u32 region size, u64 first region, then count × 32-byte SHA-256 of each region. */
+  HashReply = 8,
 }
 
 export interface Frame {
@@ -150,4 +154,49 @@ export function decodeResync(payload: Buffer): { volume: string; startSeq: numbe
   const startSeq = Number(rest.readBigUInt64LE(0));
   if (startSeq < 1) throw new FrameError('resync round must start at record 1 or later');
   return { volume, startSeq };
+}
+
+/** The most regions one HashRequest may ask for, and the largest region it may name. */
+export const MAX_HASH_REGIONS = 256;
+export const MAX_HASH_REGION_SIZE = 4 * 1024 * 1024;
+
+export interface HashRange {
+  volume: string;
+  regionSize: number;
+  first: number;
+  count: number;
+}
+
+export function encodeHashRequest(r: HashRange): Buffer[] {
+  const v = Buffer.alloc(16);
+  v.writeUInt32LE(r.regionSize, 0);
+  v.writeBigUInt64LE(BigInt(r.first), 4);
+  v.writeUInt32LE(r.count, 12);
+  return encodeFrame(FrameType.HashRequest, encodeVolumePayload(r.volume, v));
+}
+
+export function decodeHashRequest(payload: Buffer): HashRange {
+  const { volume, rest } = decodeVolumePayload(payload);
+  if (rest.length !== 16) throw new FrameError('hash request payload is not 16 bytes');
+  const r = { volume, regionSize: rest.readUInt32LE(0), first: Number(rest.readBigUInt64LE(4)), count: rest.readUInt32LE(12) };
+  if (r.count < 1 || r.count > MAX_HASH_REGIONS) throw new FrameError(`hash request for ${r.count} regions (1..${MAX_HASH_REGIONS})`);
+  if (r.regionSize < 4096 || r.regionSize > MAX_HASH_REGION_SIZE || (r.regionSize & (r.regionSize - 1)) !== 0) throw new FrameError(`hash request region size ${r.regionSize}`);
+  return r;
+}
+
+export function encodeHashReply(r: Omit<HashRange, 'count'>, hashes: Buffer[]): Buffer[] {
+  const v = Buffer.alloc(12);
+  v.writeUInt32LE(r.regionSize, 0);
+  v.writeBigUInt64LE(BigInt(r.first), 4);
+  return encodeFrame(FrameType.HashReply, encodeVolumePayload(r.volume, Buffer.concat([v, ...hashes])));
+}
+
+export function decodeHashReply(payload: Buffer): HashRange & { hashes: Buffer[] } {
+  const { volume, rest } = decodeVolumePayload(payload);
+  if (rest.length < 12 || (rest.length - 12) % 32 !== 0) throw new FrameError('hash reply payload is not a whole number of hashes');
+  const count = (rest.length - 12) / 32;
+  if (count < 1 || count > MAX_HASH_REGIONS) throw new FrameError(`hash reply with ${count} hashes`);
+  const hashes: Buffer[] = [];
+  for (let i = 0; i < count; i++) hashes.push(Buffer.from(rest.subarray(12 + i * 32, 12 + (i + 1) * 32)));
+  return { volume, regionSize: rest.readUInt32LE(0), first: Number(rest.readBigUInt64LE(4)), count, hashes };
 }

@@ -6,7 +6,7 @@ import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
 import { RECORD_HEADER_SIZE } from '../journal/record.js';
 import { encodeRecordsFrame } from './records-frame.js';
-import { encodeResync } from './frame.js';
+import { MAX_HASH_REGIONS, encodeHashRequest, encodeResync } from './frame.js';
 import { Shipper, type ShipperAction } from './shipper.js';
 
 /** The link as the shipper sees it. */
@@ -35,6 +35,8 @@ export class VolumeShipper {
   private durableSeen = 0;
   private gapReported = false;
   private resyncing = false;
+  /** A HashRequest is out (first sync by checksum): its first region. */
+  private hashAsked = -1;
 
   constructor(
     private readonly name: string,
@@ -107,6 +109,12 @@ export class VolumeShipper {
       this.session = null;
       return;
     }
+    if (this.jv.seeding && resume >= this.jv.roundStart) {
+      // The peer already holds records of this round: its replica is no longer what
+      // the round began with, so regions are sent whole rather than compared.
+      this.jv.seeding = false;
+      this.log.info({ volume: this.name }, `volume ${this.name}: the first sync resumes after records reached the peer; the remaining regions are sent whole`);
+    }
     this.gapReported = false;
     this.undurableSince = 0;
     this.notified = 0;
@@ -115,6 +123,7 @@ export class VolumeShipper {
 
   down(): void {
     this.session = null;
+    this.hashAsked = -1;
     this.undurableSince = 0;
     this.shipper.handle({ type: 'down' });
   }
@@ -148,7 +157,8 @@ export class VolumeShipper {
     } else {
       this.undurableSince = 0;
     }
-    if (j.durableSeq > this.notified) {
+    // (While a first sync compares regions by hash, records wait: see compareRegions.)
+    if (j.durableSeq > this.notified && !this.jv.seeding) {
       this.notified = j.durableSeq;
       this.run(this.shipper.handle({ type: 'journal', lastSeq: j.durableSeq }));
     }
@@ -160,7 +170,34 @@ export class VolumeShipper {
    * keeping what waits to be acked under a quarter of the journal (so live writes
    * keep their room) and within the link's window.
    */
+  /** Asks the peer for the hashes of the next regions to compare (one request at a time). */
+  private askHashes(): void {
+    const jv = this.jv;
+    if (!jv.seeding || !this.session || this.hashAsked >= 0) return;
+    const rs = jv.bitmap.regionSize;
+    // Skip stretches with nothing left to send (regions already clean here).
+    const first = jv.hashedUpTo;
+    const count = Math.min(Math.max(1, Math.floor((4 << 20) / rs)), MAX_HASH_REGIONS, jv.bitmap.regions - first);
+    if (count <= 0) return;
+    this.hashAsked = first;
+    this.session.send(encodeHashRequest({ volume: this.name, regionSize: rs, first, count }));
+  }
+
+  /** The peer's hashes arrived: equal regions leave the round, then the pump goes on. */
+  hashReply(first: number, regionSize: number, hashes: Buffer[]): void {
+    if (first !== this.hashAsked) return; // a reply from an older link
+    void this.jv.compareRegions(first, regionSize, hashes).then(() => {
+      this.hashAsked = -1;
+      this.askHashes();
+      this.pumpResync();
+    }, (e: Error) => {
+      this.hashAsked = -1;
+      this.session?.close(`volume ${this.name}: comparing regions by hash failed: ${e.message}`);
+    });
+  }
+
   private pumpResync(): void {
+    this.askHashes();
     if (this.resyncing || !this.session || !this.jv.roundStart) return;
     const j = this.jv.journal;
     const limit = Math.min(j.capacity / 4, this.opts.windowBytes * 2);

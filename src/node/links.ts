@@ -6,7 +6,7 @@ import type { Config } from '../config/config.js';
 import { formatDuration } from '../config/units.js';
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
-import { FrameDecoder, FrameError, FrameType, decodeAck, decodeResync, encodeAck, encodeFrame, type Frame } from '../link/frame.js';
+import { FrameDecoder, FrameError, FrameType, decodeAck, decodeHashReply, decodeHashRequest, decodeResync, encodeAck, encodeFrame, encodeHashReply, type Frame } from '../link/frame.js';
 import { checkHello, encodeHello, type HelloVolume } from '../link/hello.js';
 import type { Identity } from '../link/identity.js';
 import { decodeRecordsFrame } from '../link/records-frame.js';
@@ -195,6 +195,23 @@ export class LinkManager {
           const rp = this.volumes.replicas.get(volume);
           if (!rp) return s.close(`${peer} opened a resync round for ${volume}, which is not a replica here`);
           void rp.openRound(startSeq).catch((e: Error) => s.close(`opening the resync round of ${volume}: ${e.message}`));
+          return;
+        }
+        if (f.type === FrameType.HashRequest) {
+          const r = decodeHashRequest(f.payload);
+          const rp = this.volumes.replicas.get(r.volume);
+          if (!rp) return s.close(`${peer} asked for hashes of ${r.volume}, which is not a replica here`);
+          void rp.hashRegions(r.regionSize, r.first, r.count, () => !s.closed).then(
+            (hashes) => {
+              if (hashes) s.send(encodeHashReply(r, hashes));
+            },
+            (e: Error) => s.close(`hashing ${r.volume}: ${e.message}`),
+          );
+          return;
+        }
+        if (f.type === FrameType.HashReply) {
+          const r = decodeHashReply(f.payload);
+          this.shippers.get(r.volume)?.hashReply(r.first, r.regionSize, r.hashes);
           return;
         }
         if (f.type === FrameType.Ack) {

@@ -3,6 +3,7 @@
 // a half-applied unit (reads wait while a unit is applied), and after any crash the
 // unit in progress is applied again from the receive log before anything is served,
 // so the replica is always a flush-point image (DESIGN.md invariant 3).
+import { createHash } from 'node:crypto';
 import type { Extent, ExportBackend, ZeroOptions } from '../nbd/export.js';
 import { DiskError } from '../nbd/export.js';
 import type { Logger } from '../log/log.js';
@@ -13,6 +14,9 @@ import type { Store } from '../journal/store.js';
 import { RoundMarker, type RoundMark } from '../sync/round-marker.js';
 import { UndoArea } from '../sync/undo.js';
 import { FLAG_ROUND_END } from '../journal/record.js';
+
+/** Present once a first sync completed: from then on the replica is always a flush-point image. */
+export const SYNCED_FILE = 'synced';
 
 export interface ReplicaOptions {
   /** The volume's state folder: the resync round marker and the undo area live here. */
@@ -58,6 +62,7 @@ export class Replica implements ExportBackend {
   static async open(volume: Disk, openLog: () => Journal, logger: Logger, opts: ReplicaOptions): Promise<Replica> {
     const replica = new Replica(volume, openLog, logger, opts);
     replica.round = await replica.marker.read();
+    replica.synced = opts.roundStore.list().includes(SYNCED_FILE);
     if (replica.round && !replica.round.initial) replica.undo = await UndoArea.open(opts.roundStore, opts.regionSize, volume.size);
     else if (!replica.round) await UndoArea.drop(opts.roundStore); // a round committed just before a crash
     await replica.recover();
@@ -117,8 +122,43 @@ export class Replica implements ExportBackend {
 
   /** The replica presents a flush-point image (false during the first sync, or while a failed apply waits). */
   get consistent(): boolean {
+    if (!this.synced) return false; // a new replica: not an image of the primary until its first sync ends
     if (this.round) return !this.round.initial;
     return this.torn === null;
+  }
+
+  /** A first sync has completed here (or records were applied before rounds existed). */
+  private synced = false;
+
+  /**
+   * SHA-256 of `count` regions of the replica from region `first` (for a first sync
+   * by checksum: regions the primary finds equal need not travel). Reads what the
+   * replica holds now; records still to come bring it forward in order either way.
+   */
+  hashRegions(regionSize: number, first: number, count: number, wanted: () => boolean = () => true): Promise<Buffer[] | null> {
+    // One at a time, and a request whose link is gone stops: a peer cannot pile up work here.
+    // (After a round opening in progress: what it applies is part of what is compared.)
+    const p = this.hashing.then(async () => {
+      while (this.attaching || this.opening) await (this.attaching ?? this.opening)!.catch(() => undefined);
+      return this.doHashRegions(regionSize, first, count, wanted);
+    });
+    this.hashing = p.catch(() => null);
+    return p;
+  }
+
+  private hashing: Promise<unknown> = Promise.resolve();
+
+  private async doHashRegions(regionSize: number, first: number, count: number, wanted: () => boolean): Promise<Buffer[] | null> {
+    const out: Buffer[] = [];
+    const buf = Buffer.allocUnsafe(regionSize);
+    for (let r = first; r < first + count; r++) {
+      if (!wanted()) return null;
+      const offset = r * regionSize;
+      const len = Math.max(0, Math.min(regionSize, this.size - offset));
+      if (len > 0) await this.volume.read(offset, buf, 0, len);
+      out.push(createHash('sha256').update(buf.subarray(0, len)).digest());
+    }
+    return out;
   }
 
   /** The round this side has open, as Hello reports it (0: none). */
@@ -328,6 +368,10 @@ export class Replica implements ExportBackend {
       log.markApplied(to);
       await log.sync();
       if (endsRound) await UndoArea.drop(this.opts.roundStore);
+      if (endsRound && !this.synced) {
+        await this.opts.roundStore.replace(SYNCED_FILE, Buffer.from('the first sync of this replica is complete\n'));
+        this.synced = true;
+      }
       this.torn = null;
       this.appliedUnits++;
     } catch (e) {

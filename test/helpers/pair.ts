@@ -20,6 +20,8 @@ export interface PairOptions {
   roleB?: string;
   sizeB?: string;
   wrongPinAtB?: boolean;
+  /** Called with both site folders before the daemons start (to seed db.img, say). */
+  prepare?: (dirA: string, dirB: string) => void;
   /** Put a proxy between the sites: given site-b's link port, returns the port site-a should dial. */
   proxy?: (linkB: number) => Promise<number>;
 }
@@ -50,6 +52,7 @@ volumes:
   fs.writeFileSync(a.configFile, fs.readFileSync(a.configFile, 'utf8').replace('FINGERPRINT', fb));
   const pinnedAtB = opts.wrongPinAtB ? fa.split(':').reverse().join(':') : fa;
   fs.writeFileSync(b.configFile, fs.readFileSync(b.configFile, 'utf8').replace('FINGERPRINT', pinnedAtB));
+  opts.prepare?.(a.dir, b.dir);
   await b.start();
   await a.start();
   return {
@@ -66,7 +69,8 @@ volumes:
         // Drained: nothing unacked, and no resync round open on either side (a round's
         // backlog can touch 0 between two runs of regions).
         const quiet = (v: { backlogBytes: number; resyncing?: boolean }): boolean => v.backlogBytes === 0 && v.resyncing !== true;
-        if (s && t && s.volumes.every((v) => v.link === 'connected' && quiet(v)) && t.volumes.every(quiet)) return;
+        // (And the secondary consistent: a new pair is not drained before its first sync ends.)
+        if (s && t && s.volumes.every((v) => v.link === 'connected' && quiet(v)) && t.volumes.every((v) => quiet(v) && v.consistent)) return;
         if (Date.now() > deadline) throw new Error(`not drained after ${timeoutMs} ms: ${JSON.stringify(s)} ${JSON.stringify(t)}\n${a.log.slice(-2000)}\n${b.log.slice(-2000)}`);
         await sleep(200);
       }

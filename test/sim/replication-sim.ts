@@ -19,10 +19,10 @@ import { DirtyBitmap, RegionSet } from '../../src/journal/bitmap.js';
 import { Journal } from '../../src/journal/journal.js';
 import { RecordKind, type RecordHeader } from '../../src/journal/record.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
-import { FrameDecoder, FrameType, decodeAck, decodeResync, encodeAck, type Frame } from '../../src/link/frame.js';
+import { FrameDecoder, FrameType, decodeAck, decodeHashReply, decodeHashRequest, decodeResync, encodeAck, encodeHashReply, type Frame } from '../../src/link/frame.js';
 import { decodeRecordsFrame } from '../../src/link/records-frame.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
-import { Replica } from '../../src/secondary/replica.js';
+import { Replica, SYNCED_FILE } from '../../src/secondary/replica.js';
 import { MemDisk, MemStore, Rng, Scheduler } from './disk-model.js';
 import { SimFailure } from './journal-sim.js';
 
@@ -243,6 +243,13 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   };
 
   const onFrameAtSecondary = (f: Frame, c: Conn): void => {
+    if (f.type === FrameType.HashRequest) {
+      const r = decodeHashRequest(f.payload);
+      void replica.hashRegions(r.regionSize, r.first, r.count, () => conn === c).then((h) => {
+        if (h && conn === c) c.ba.push(Buffer.concat(encodeHashReply(r, h)));
+      });
+      return;
+    }
     if (f.type === FrameType.Resync) {
       void replica.openRound(decodeResync(f.payload).startSeq).catch((e: Error) => {
         if (conn === c) cut(`secondary: opening the round: ${e.message}`);
@@ -257,6 +264,10 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   };
   const onFrameAtPrimary = (f: Frame): void => {
     if (f.type === FrameType.Ack) shipper.ack(decodeAck(f.payload).seq);
+    if (f.type === FrameType.HashReply) {
+      const r = decodeHashReply(f.payload);
+      shipper.hashReply(r.first, r.regionSize, r.hashes);
+    }
   };
 
   /** Moves some bytes across the link in one direction (a random prefix of the first chunk). */
@@ -381,8 +392,10 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   };
 
   await openPrimary();
-  // Half the seeds begin as a new pair: the first round sends the whole volume.
+  // Half the seeds begin as a new pair: the first round sends the whole volume. The
+  // others begin as a pair whose first sync is done (both volumes all zeros).
   if (rng.chance(0.5)) await settle(jv.beginInitialSync());
+  else await settle(ssstore.replace(SYNCED_FILE, Buffer.from('synced\n')));
   await openSecondary();
 
   for (step = 0; step < cfg.steps; step++) {
