@@ -37,6 +37,8 @@ export interface VolumeStatus {
   resyncBytes: number;
   /** Primary: bytes a first sync found equal by hash on both sides (not sent), since the daemon started. */
   resyncSeededBytes: number;
+  /** Primary: bytes of region hashes the peer sent for a first sync by checksum. */
+  resyncHashBytes: number;
   /** Primary: the round's average rate so far (bytes of regions per second) and the time left at that rate. */
   resyncRateBytesPerSecond: number;
   resyncEtaSeconds: number;
@@ -64,6 +66,7 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     resyncTotalBytes: e.journaled?.roundStart ? e.journaled.roundTotalBytes : 0,
     resyncBytes: e.journaled?.journal.resyncBytes ?? 0,
     resyncSeededBytes: e.journaled?.seededBytes ?? 0,
+    resyncHashBytes: e.journaled?.hashBytes ?? 0,
     ...resyncRate(e, now),
   };
   if (e.replica) {

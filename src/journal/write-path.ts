@@ -421,6 +421,8 @@ export class JournaledVolume implements ExportBackend {
 
   /** Bytes a first sync found equal by hash (and so did not send), since the daemon started. */
   seededBytes = 0;
+  /** Bytes of hash replies received from the peer for that (about 32 per region). */
+  hashBytes = 0;
 
   /** A round store is configured, so a bitmap can be resynced. */
   get canResync(): boolean {

@@ -186,6 +186,7 @@ export class VolumeShipper {
   /** The peer's hashes arrived: equal regions leave the round, then the pump goes on. */
   hashReply(first: number, regionSize: number, hashes: Buffer[]): void {
     if (first !== this.hashAsked) return; // a reply from an older link
+    this.jv.hashBytes += hashes.length * 32 + 40;
     void this.jv.compareRegions(first, regionSize, hashes).then(() => {
       this.hashAsked = -1;
       this.askHashes();
