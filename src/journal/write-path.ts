@@ -396,22 +396,28 @@ export class JournaledVolume implements ExportBackend {
   async compareRegions(first: number, regionSize: number, hashes: Buffer[]): Promise<number> {
     if (!this.seeding || regionSize !== this.bitmap.regionSize || first !== this.hashedUpTo) return 0;
     let equal = 0;
-    const buf = Buffer.allocUnsafe(regionSize);
-    for (let i = 0; i < hashes.length; i++) {
-      const r = first + i;
-      if (!this.bitmap.isSet(r) || this.handedRegions.has(r) || this.roundTouched?.has(r)) continue;
-      const offset = r * regionSize;
-      const len = Math.min(regionSize, this.disk.size - offset);
-      const unlock = await this.ranges.lock(offset, len);
-      try {
-        await this.disk.read(offset, buf, 0, len);
-        if (createHash('sha256').update(buf.subarray(0, len)).digest().equals(hashes[i]!) && this.bitmap.isSet(r) && !this.handedRegions.has(r)) {
-          this.bitmap.clear(r);
-          equal++;
+    // The whole span at once: one lock and large reads (host writes there wait for one read).
+    const offset = first * regionSize;
+    const length = Math.max(0, Math.min(hashes.length * regionSize, this.disk.size - offset));
+    const buf = Buffer.allocUnsafe(Math.min(length, 4 << 20));
+    const unlock = await this.ranges.lock(offset, length);
+    try {
+      for (let at = 0; at < length; at += buf.length) {
+        const n = Math.min(buf.length, length - at);
+        await this.disk.read(offset + at, buf, 0, n);
+        for (let k = 0; k < n; k += regionSize) {
+          const i = (at + k) / regionSize;
+          const r = first + i;
+          if (!this.bitmap.isSet(r) || this.handedRegions.has(r) || this.roundTouched?.has(r)) continue;
+          const len = Math.min(regionSize, n - k);
+          if (createHash('sha256').update(buf.subarray(k, k + len)).digest().equals(hashes[i]!)) {
+            this.bitmap.clear(r);
+            equal++;
+          }
         }
-      } finally {
-        unlock();
       }
+    } finally {
+      unlock();
     }
     this.hashedUpTo = first + hashes.length;
     if (this.hashedUpTo >= this.bitmap.regions) this.seeding = false;

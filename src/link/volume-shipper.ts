@@ -177,7 +177,7 @@ export class VolumeShipper {
     const rs = jv.bitmap.regionSize;
     // Skip stretches with nothing left to send (regions already clean here).
     const first = jv.hashedUpTo;
-    const count = Math.min(Math.max(1, Math.floor((4 << 20) / rs)), MAX_HASH_REGIONS, jv.bitmap.regions - first);
+    const count = Math.min(Math.max(1, Math.floor((16 << 20) / rs)), MAX_HASH_REGIONS, jv.bitmap.regions - first);
     if (count <= 0) return;
     this.hashAsked = first;
     this.session.send(encodeHashRequest({ volume: this.name, regionSize: rs, first, count }));

@@ -150,14 +150,17 @@ export class Replica implements ExportBackend {
 
   private async doHashRegions(regionSize: number, first: number, count: number, wanted: () => boolean): Promise<Buffer[] | null> {
     const out: Buffer[] = [];
-    const buf = Buffer.allocUnsafe(regionSize);
-    for (let r = first; r < first + count; r++) {
+    const offset = first * regionSize;
+    const length = Math.max(0, Math.min(count * regionSize, this.size - offset));
+    const buf = Buffer.allocUnsafe(Math.max(regionSize, Math.min(length, 4 << 20)));
+    for (let at = 0; at < length; at += buf.length) {
       if (!wanted()) return null;
-      const offset = r * regionSize;
-      const len = Math.max(0, Math.min(regionSize, this.size - offset));
-      if (len > 0) await this.volume.read(offset, buf, 0, len);
-      out.push(createHash('sha256').update(buf.subarray(0, len)).digest());
+      const n = Math.min(buf.length, length - at);
+      await this.volume.read(offset + at, buf, 0, n);
+      for (let k = 0; k < n; k += regionSize) out.push(createHash('sha256').update(buf.subarray(k, Math.min(n, k + regionSize))).digest());
     }
+    // Regions past the end of this volume (a peer asking beyond it) hash as empty.
+    while (out.length < count) out.push(createHash('sha256').digest());
     return out;
   }
 

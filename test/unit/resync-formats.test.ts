@@ -120,3 +120,22 @@ test('range locks: a resync read waits for host writes in flight there, and hold
   await new Promise((r) => setImmediate(r));
   assert.equal(entered, true);
 });
+
+test('HashRequest and HashReply: fixed bytes, and bounds', async () => {
+  const { decodeHashReply, decodeHashRequest, encodeHashReply, encodeHashRequest, FrameDecoder: D } = await import('../../src/link/frame.js');
+  const req = Buffer.concat(encodeHashRequest({ volume: 'db', regionSize: 65536, first: 3, count: 2 }));
+  const dec = new D();
+  dec.push(req);
+  const f = dec.next()!;
+  assert.equal(f.payload.toString('hex'), '0200' + '6462' + '00000100' + '0300000000000000' + '02000000');
+  assert.deepEqual(decodeHashRequest(f.payload), { volume: 'db', regionSize: 65536, first: 3, count: 2 });
+  assert.throws(() => decodeHashRequest(Buffer.from('02006462' + '00000100' + '0300000000000000' + '01040000', 'hex')), /1025 regions/);
+  assert.throws(() => decodeHashRequest(Buffer.from('02006462' + '00300000' + '0300000000000000' + '01000000', 'hex')), /region size 12288/);
+  const h = [Buffer.alloc(32, 1), Buffer.alloc(32, 2)];
+  const dec2 = new D();
+  dec2.push(Buffer.concat(encodeHashReply({ volume: 'db', regionSize: 65536, first: 3 }, h)));
+  const r = decodeHashReply(dec2.next()!.payload);
+  assert.equal(r.count, 2);
+  assert.ok(r.hashes[1]!.equals(h[1]!));
+  assert.throws(() => decodeHashReply(Buffer.from('02006462' + '00000100' + '0300000000000000' + 'aa', 'hex')), /whole number of hashes/);
+});
