@@ -113,7 +113,7 @@ async function main(): Promise<void> {
   await drained();
   const first = { seconds: (Date.now() - t0) / 1000, sent: (await vol(P.apiA)).resyncBytes };
   const empty = path.join(dir, 'empty.img');
-  const rsFirst = rsyncStats(['--sparse', '--no-whole-file', imgA, empty]);
+  const rsFirst = rsyncStats(['--sparse', '--ignore-times', '--no-whole-file', imgA, empty]);
 
   // 2. Outage and resync.
   await stop(b);

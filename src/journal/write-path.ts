@@ -377,6 +377,11 @@ export class JournaledVolume implements ExportBackend {
     return this.startResync();
   }
 
+  /** Resync records are journaled whose regions still wait for a sync to leave the bitmap. */
+  get resyncUnsettled(): boolean {
+    return this.handed.length > 0 && this.handed[0]!.seq <= this.journal.lastSeq;
+  }
+
   /** The round-end barrier's seq once appended (0 before). */
   get roundEnd(): number {
     return this.roundEndSeq;

@@ -202,22 +202,51 @@ export class VolumeShipper {
     if (this.resyncing || !this.session || !this.jv.roundStart) return;
     const j = this.jv.journal;
     const limit = Math.min(j.capacity / 4, this.opts.windowBytes * 2);
-    if (j.backlogBytes > limit) return;
+    if (j.backlogBytes > limit) {
+      this.makeDurable();
+      return;
+    }
     this.resyncing = true;
     // A run never exceeds an epoch's bound: the peer's receive log must take it whole.
     this.jv.resyncStep(Math.min(1 << 20, this.jv.maxEpochBytes, Math.max(this.jv.bitmap.regionSize, limit / 4))).then((more) => {
       this.resyncing = false;
       if (!more) {
         // Make what was handed over durable, so its regions leave the bitmap.
-        if (this.jv.roundStart) void this.jv.flush().catch(() => undefined);
+        if (this.jv.roundStart) this.makeDurable();
         return;
       }
+      this.makeDurable();
       this.pumpResync();
     }, (e: Error) => {
       this.resyncing = false;
       this.log.error({ volume: this.name }, `volume ${this.name}: resync read failed: ${e.message}`);
     });
   }
+
+  /**
+   * Resync records ship only once durable here: one group-committed flush at a time
+   * keeps them moving (rather than waiting for the primary-chosen boundary's timer),
+   * and the shipper hears of them at once.
+   */
+  private makeDurable(): void {
+    if (this.flushing) return;
+    const j = this.jv.journal;
+    if (j.lastSeq <= j.durableSeq && !this.jv.resyncUnsettled) return;
+    this.flushing = true;
+    let failed = false;
+    this.jv.flush().catch(() => (failed = true)).finally(() => {
+      this.flushing = false;
+      if (failed) return; // (the write path has said why; the next tick tries again)
+      if (this.session && j.durableSeq > this.notified && !this.jv.seeding) {
+        this.notified = j.durableSeq;
+        this.run(this.shipper.handle({ type: 'journal', lastSeq: j.durableSeq }));
+      }
+      if (this.session && (j.lastSeq > j.durableSeq || this.jv.resyncUnsettled)) this.makeDurable();
+      else this.pumpResync();
+    });
+  }
+
+  private flushing = false;
 
   private run(actions: ShipperAction[]): void {
     for (const a of actions) {
