@@ -40,7 +40,12 @@ async function drained(): Promise<void> {
 }
 
 function daemon(cfg: string): ChildProcess {
-  return spawn(process.execPath, [bin, 'daemon', '-c', cfg], { stdio: 'ignore', env: { ...process.env, OFFSITE_LOG_LEVEL: 'warn' } });
+  const out = fs.openSync(`${cfg}.log`, 'a');
+  const p = spawn(process.execPath, [bin, 'daemon', '-c', cfg], { stdio: ['ignore', out, out], env: { ...process.env, OFFSITE_LOG_LEVEL: 'info' } });
+  p.once('exit', (code, sig) => {
+    if (code !== 0 && sig !== 'SIGTERM') console.error(`daemon ${cfg} exited with ${code ?? sig}; its log is ${cfg}.log`);
+  });
+  return p;
 }
 
 async function stop(p: ChildProcess): Promise<void> {
