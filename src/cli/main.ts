@@ -41,6 +41,15 @@ configOption(program.command('daemon'))
     };
     process.on('SIGINT', () => onSignal('SIGINT'));
     process.on('SIGTERM', () => onSignal('SIGTERM'));
+    // A bug, not an operating condition: say what it was, then stop. Everything
+    // durable is safe (recovery at the next start is the same as after kill -9).
+    const fatal = (kind: string) => (e: unknown): void => {
+      const err = e instanceof Error ? e : new Error(String(e));
+      log.fatal({ stack: err.stack }, `internal error (${kind}): ${err.message}; exiting; restart the daemon, recovery will bring every volume back to its last durable state`);
+      process.exit(70);
+    };
+    process.on('unhandledRejection', fatal('unhandled rejection'));
+    process.on('uncaughtException', fatal('uncaught exception'));
     await daemon.start();
   });
 

@@ -243,7 +243,7 @@ export class VolumeShipper {
       }
       if (this.session && (j.lastSeq > j.durableSeq || this.jv.resyncUnsettled)) this.makeDurable();
       else this.pumpResync();
-    });
+    }).catch((e: Error) => this.log.error({ volume: this.name }, `volume ${this.name}: after a resync flush: ${e.message}`));
   }
 
   private flushing = false;

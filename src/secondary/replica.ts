@@ -305,7 +305,7 @@ export class Replica implements ExportBackend {
             if (log !== this.log) return;
             this.receiver.handle({ type: 'syncFailed' });
             this.fail('syncing the receive log', e);
-          });
+          }).catch((e: Error) => this.fail('handling a receive-log sync', e));
           break;
         }
         case 'ack':
