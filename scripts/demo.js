@@ -126,11 +126,13 @@ async function main() {
     await writeBurstBuiltin(ports.nbdA);
     console.log('wrote 128 MiB over NBD (install fio or qemu-utils to use them instead)');
   }
-  say('the backlog drains over the link');
-  for (let i = 0; i < 600; i++) {
+  say('the first sync of the new pair completes and the backlog drains over the link');
+  for (let i = 0; i < 1200; i++) {
     const s = await status(ports.apiA);
-    console.log(`backlog ${(s.backlogBytes / 2 ** 20).toFixed(1)} MiB, lag ${s.lagSeconds} s, link ${s.link}`);
-    if (s.backlogBytes === 0 && (await status(ports.apiB)).backlogBytes === 0) break;
+    const t = await status(ports.apiB);
+    const sync = s.resyncing ? `, first sync ${((s.resyncTotalBytes - s.resyncLeftBytes) / 2 ** 20).toFixed(0)} of ${(s.resyncTotalBytes / 2 ** 20).toFixed(0)} MiB compared or sent` : '';
+    console.log(`backlog ${(s.backlogBytes / 2 ** 20).toFixed(1)} MiB, lag ${s.lagSeconds} s, link ${s.link}${sync}${t.consistent ? '' : ', site-b not consistent yet'}`);
+    if (s.link === 'connected' && s.backlogBytes === 0 && !s.resyncing && t.backlogBytes === 0 && !t.resyncing && t.consistent) break;
     await sleep(500);
   }
   console.log(offsite('status', '-c', cfgA));
