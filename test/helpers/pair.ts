@@ -60,6 +60,8 @@ volumes:
     async stop() {
       await a.stop();
       await b.stop();
+      // Volumes here hold real data: leave nothing behind (OFFSITE_KEEP_DIRS=1 to debug).
+      if (!process.env.OFFSITE_KEEP_DIRS && !process.env.OFFSITE_DEBUG_DIRS) fs.rmSync(root, { recursive: true, force: true });
     },
     async drained(timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;

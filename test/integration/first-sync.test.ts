@@ -40,7 +40,8 @@ async function identical(p: Pair): Promise<void> {
 }
 
 test('first sync: the whole of the data to an empty secondary, only differing regions to a seeded copy', async () => {
-  const src = path.join(fs.mkdtempSync('/tmp/offsite-seed-'), 'src.img');
+  const srcDir = fs.mkdtempSync('/tmp/offsite-seed-');
+  const src = path.join(srcDir, 'src.img');
   const data = makeImage(src);
 
   // An empty secondary: every region with data travels.
@@ -76,5 +77,6 @@ test('first sync: the whole of the data to an empty secondary, only differing re
     assert.ok(s.seeded >= 900 * MiB, `only ${s.seeded} bytes were found equal by hash`);
   } finally {
     await seeded.stop();
+    fs.rmSync(srcDir, { recursive: true, force: true });
   }
 });
