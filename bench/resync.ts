@@ -24,6 +24,14 @@ function site(me: string, peer: string, nbd: number, link: number, peerLink: num
   return `node: ${me}\nstate: ./state-${me}\nnbd: 127.0.0.1:${nbd}\nlink: 127.0.0.1:${link}\napi: 127.0.0.1:${api}\npeers:\n  ${peer}: { address: "127.0.0.1:${peerLink}", fingerprint: "FP" }\nvolumes:\n  db: { path: ./${me}.img, size: ${size}, role: ${role}, peer: ${peer}, journal: 64MiB }\n`;
 }
 
+/** offsite init on both sites, then each pins the other's fingerprint. */
+function pairSites(cfgA: string, cfgB: string): void {
+  const fp = (cfg: string): string => execFileSync(process.execPath, [bin, 'init', '-c', cfg], { encoding: 'utf8' }).trim().split('\n').pop()!;
+  const [fa, fb] = [fp(cfgA), fp(cfgB)];
+  fs.writeFileSync(cfgA, fs.readFileSync(cfgA, 'utf8').replace('"FP"', `"${fb}"`));
+  fs.writeFileSync(cfgB, fs.readFileSync(cfgB, 'utf8').replace('"FP"', `"${fa}"`));
+}
+
 interface Vol { backlogBytes: number; resyncing: boolean; dirtyBytes: number; resyncBytes: number; resyncHashBytes: number; resyncSeededBytes: number; tracking: string; link: string; consistent: boolean }
 
 async function vol(api: number): Promise<Vol> {
@@ -72,10 +80,7 @@ async function seeded(): Promise<{ seconds: number; data: number; hashes: number
   const cfgB = path.join(sdir, 'b.yaml');
   fs.writeFileSync(cfgA, site('site-a', 'site-b', P.nbdA, P.linkA, P.linkB, P.apiA, 'primary', '10GiB'));
   fs.writeFileSync(cfgB, site('site-b', 'site-a', P.nbdB, P.linkB, P.linkA, P.apiB, 'secondary', '10GiB'));
-  const fp = (cfg: string): string => execFileSync(process.execPath, [bin, 'init', '-c', cfg], { encoding: 'utf8' }).trim().split('\n').pop()!;
-  const [fa, fb] = [fp(cfgA), fp(cfgB)];
-  fs.writeFileSync(cfgA, fs.readFileSync(cfgA, 'utf8').replace('"FP"', `"${fb}"`));
-  fs.writeFileSync(cfgB, fs.readFileSync(cfgB, 'utf8').replace('"FP"', `"${fa}"`));
+  pairSites(cfgA, cfgB);
   const imgA = path.join(sdir, 'site-a.img');
   execFileSync('truncate', ['-s', '10G', imgA]);
   for (let i = 0; i < 8; i++) execFileSync('dd', ['if=/dev/urandom', `of=${imgA}`, 'bs=1M', 'count=128', `seek=${i * 1200 + 7}`, 'conv=notrunc', 'status=none']);
@@ -101,10 +106,7 @@ async function main(): Promise<void> {
   const cfgB = path.join(dir, 'b.yaml');
   fs.writeFileSync(cfgA, site('site-a', 'site-b', P.nbdA, P.linkA, P.linkB, P.apiA, 'primary'));
   fs.writeFileSync(cfgB, site('site-b', 'site-a', P.nbdB, P.linkB, P.linkA, P.apiB, 'secondary'));
-  const fp = (cfg: string): string => execFileSync(process.execPath, [bin, 'init', '-c', cfg], { encoding: 'utf8' }).trim().split('\n').pop()!;
-  const [fa, fb] = [fp(cfgA), fp(cfgB)];
-  fs.writeFileSync(cfgA, fs.readFileSync(cfgA, 'utf8').replace('"FP"', `"${fb}"`));
-  fs.writeFileSync(cfgB, fs.readFileSync(cfgB, 'utf8').replace('"FP"', `"${fa}"`));
+  pairSites(cfgA, cfgB);
   const imgA = path.join(dir, 'site-a.img');
   execFileSync('truncate', ['-s', '2G', imgA]);
   execFileSync('dd', ['if=/dev/urandom', `of=${imgA}`, 'bs=1M', 'count=512', 'seek=256', 'conv=notrunc', 'status=none']);

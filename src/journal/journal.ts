@@ -180,6 +180,11 @@ export class Journal {
   jumpTo(seq: number): void {
     if (this.backlogRecords !== 0) throw new Error(`receive log: cannot skip to ${seq + 1} with ${this.backlogRecords} records unreleased`);
     if (seq <= this.lastSeq) return;
+    this.restartAfter(seq);
+  }
+
+  /** An empty (all released) log continues after `seq`; the next sync writes the release point down. */
+  private restartAfter(seq: number): void {
     for (const old of this.segments.splice(0)) {
       this.used -= old.reserved;
       this.drop(old);
@@ -201,16 +206,7 @@ export class Journal {
     if (h.seq !== this.nextSeq) {
       if (this.backlogRecords !== 0) throw new Error(`receive log: record ${h.seq} does not follow ${this.lastSeq}`);
       // Everything here is released: start over at the peer's numbering.
-      for (const old of this.segments.splice(0)) {
-        this.used -= old.reserved;
-        this.drop(old);
-      }
-      this.nextSeq = h.seq;
-      this.released = h.seq - 1;
-      this.releasePending = true; // the next sync writes it down before anything is called durable
-      this.writtenSeq = Math.max(this.writtenSeq, h.seq - 1);
-      this.durableSeq = Math.max(this.durableSeq, h.seq - 1);
-      this.forceSegment = true;
+      this.restartAfter(h.seq - 1);
     }
     const seq = this.put(h, payload);
     if (seq !== 'full') {

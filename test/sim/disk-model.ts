@@ -329,3 +329,27 @@ export class MemDisk implements Disk {
     }
   }
 }
+
+/** Lets every pending promise reaction run. */
+export async function flushMicrotasks(): Promise<void> {
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+}
+
+/**
+ * Runs simulated I/O (`step` completes one operation, false when none is pending)
+ * until `p` settles; calls `fail` on a deadlock (p waits and nothing can complete).
+ */
+export async function settleOn<T>(p: Promise<T>, step: () => boolean, fail: (msg: string) => never): Promise<T> {
+  const st: { state: 'pending' | 'ok' | 'err'; value?: T; error?: unknown } = { state: 'pending' };
+  p.then((v) => { st.state = 'ok'; st.value = v; }, (e: unknown) => { st.state = 'err'; st.error = e; });
+  for (let i = 0; i < 100000; i++) {
+    await flushMicrotasks();
+    if (st.state !== 'pending') break;
+    if (!step()) {
+      await flushMicrotasks();
+      if (st.state === 'pending') fail('deadlock: an operation waits and nothing can complete');
+    }
+  }
+  if (st.state === 'err') throw st.error;
+  return st.value as T;
+}

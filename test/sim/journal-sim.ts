@@ -7,7 +7,7 @@ import { DirtyBitmap, RegionSet } from '../../src/journal/bitmap.js';
 import { Journal } from '../../src/journal/journal.js';
 import { RecordKind, RECORD_HEADER_SIZE } from '../../src/journal/record.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
-import { MemDisk, MemStore, Rng, Scheduler } from './disk-model.js';
+import { MemDisk, MemStore, Rng, Scheduler, flushMicrotasks, settleOn } from './disk-model.js';
 
 const SECTOR = 512;
 const BLOCK = 4096;
@@ -79,20 +79,7 @@ export async function runSeed(seed: number, cfg: SimConfig = DEFAULT_SIM): Promi
   };
 
   /** Runs the scheduler until `p` settles (or nothing is left to run). */
-  async function settle<T>(p: Promise<T>): Promise<T> {
-    const st: { state: 'pending' | 'ok' | 'err'; value?: T; error?: unknown } = { state: 'pending' };
-    p.then((v) => { st.state = 'ok'; st.value = v; }, (e: unknown) => { st.state = 'err'; st.error = e; });
-    for (let i = 0; i < 100000; i++) {
-      await flushMicrotasks();
-      if (st.state !== 'pending') break;
-      if (!sched.step()) {
-        await flushMicrotasks();
-        if (st.state === 'pending') fail('deadlock: an operation waits and nothing can complete');
-      }
-    }
-    if (st.state === 'err') throw st.error;
-    return st.value as T;
-  }
+  const settle = <T>(p: Promise<T>): Promise<T> => settleOn(p, () => sched.step(), fail);
 
   let jv = await open();
 
@@ -260,8 +247,4 @@ export async function runSeed(seed: number, cfg: SimConfig = DEFAULT_SIM): Promi
   jstore.full = false;
   await crashAndCheck(rng.chance(0.5));
   return { crashes, overflows, records: jv.journal.lastSeq + RECORD_HEADER_SIZE * 0 + (RecordKind.Write - 1) };
-}
-
-async function flushMicrotasks(): Promise<void> {
-  for (let i = 0; i < 20; i++) await Promise.resolve();
 }

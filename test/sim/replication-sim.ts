@@ -23,7 +23,7 @@ import { FrameDecoder, FrameType, decodeAck, decodeHashReply, decodeHashRequest,
 import { decodeRecordsFrame } from '../../src/link/records-frame.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import { Replica, SYNCED_FILE } from '../../src/secondary/replica.js';
-import { MemDisk, MemStore, Rng, Scheduler } from './disk-model.js';
+import { MemDisk, MemStore, Rng, Scheduler, flushMicrotasks, settleOn } from './disk-model.js';
 import { SimFailure } from './journal-sim.js';
 
 const SECTOR = 512;
@@ -118,20 +118,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     };
   };
 
-  async function settle<T>(p: Promise<T>): Promise<T> {
-    const st: { state: 'pending' | 'ok' | 'err'; value?: T; error?: unknown } = { state: 'pending' };
-    p.then((v) => { st.state = 'ok'; st.value = v; }, (e: unknown) => { st.state = 'err'; st.error = e; });
-    for (let i = 0; i < 100000; i++) {
-      await flushMicrotasks();
-      if (st.state !== 'pending') break;
-      if (!stepAny()) {
-        await flushMicrotasks();
-        if (st.state === 'pending') fail('deadlock: an operation waits and nothing can complete');
-      }
-    }
-    if (st.state === 'err') throw st.error;
-    return st.value as T;
-  }
+  const settle = <T>(p: Promise<T>): Promise<T> => settleOn(p, stepAny, fail);
 
   const stepAny = (): boolean => {
     const first = rng.chance(0.5) ? psched : ssched;
@@ -479,8 +466,4 @@ function hash(b: Buffer): string {
 function firstDifferentBlock(a: Buffer, b: Buffer): number {
   for (let i = 0; i < a.length; i += BLOCK) if (!a.subarray(i, i + BLOCK).equals(b.subarray(i, i + BLOCK))) return i / BLOCK;
   return -1;
-}
-
-async function flushMicrotasks(): Promise<void> {
-  for (let i = 0; i < 20; i++) await Promise.resolve();
 }
