@@ -35,6 +35,12 @@ export enum FrameType {
   HashRequest = 7,
   /** u16 name length, name, u32 region size, u64 first region, then count × 32-byte SHA-256 of each region. */
   HashReply = 8,
+  /**
+   * u16 name length, name, u64 resume-after seq, u8 held (1: stop, 0: go on): the
+   * receiver's log is full while a checkpoint holds its replica. On held=1 the sender
+   * stops shipping the volume; on held=0 it resumes right after the given seq.
+   */
+  Hold = 9,
 }
 
 export interface Frame {
@@ -154,6 +160,21 @@ export function decodeResync(payload: Buffer): { volume: string; startSeq: numbe
   const startSeq = Number(rest.readBigUInt64LE(0));
   if (startSeq < 1) throw new FrameError('resync round must start at record 1 or later');
   return { volume, startSeq };
+}
+
+export function encodeHold(volume: string, resumeAfter: number, held: boolean): Buffer[] {
+  const v = Buffer.alloc(9);
+  v.writeBigUInt64LE(BigInt(resumeAfter), 0);
+  v.writeUInt8(held ? 1 : 0, 8);
+  return encodeFrame(FrameType.Hold, encodeVolumePayload(volume, v));
+}
+
+export function decodeHold(payload: Buffer): { volume: string; resumeAfter: number; held: boolean } {
+  const { volume, rest } = decodeVolumePayload(payload);
+  if (rest.length !== 9) throw new FrameError('hold payload is not 9 bytes');
+  const flag = rest.readUInt8(8);
+  if (flag > 1) throw new FrameError(`hold flag ${flag} (0 or 1)`);
+  return { volume, resumeAfter: Number(rest.readBigUInt64LE(0)), held: flag === 1 };
 }
 
 /** The most regions one HashRequest may ask for, and the largest region it may name. */

@@ -116,6 +116,7 @@ export class VolumeShipper {
       this.log.info({ volume: this.name }, `volume ${this.name}: the first sync resumes after records reached the peer; the remaining regions are sent whole`);
     }
     this.gapReported = false;
+    this.heldByPeer = false;
     this.undurableSince = 0;
     this.notified = 0;
     this.run(this.shipper.handle({ type: 'up', peerDurableSeq: resume }));
@@ -123,6 +124,7 @@ export class VolumeShipper {
 
   down(): void {
     this.session = null;
+    this.heldByPeer = false;
     this.hashAsked = -1;
     this.undurableSince = 0;
     this.shipper.handle({ type: 'down' });
@@ -130,6 +132,30 @@ export class VolumeShipper {
 
   ack(seq: number): void {
     this.run(this.shipper.handle({ type: 'ack', seq }));
+  }
+
+  /** The peer paused shipping (its log is full under a checkpoint). */
+  heldByPeer = false;
+
+  /**
+   * A Hold frame: the peer's receive log is full while a checkpoint holds its
+   * replica. Shipping stops (the journal keeps everything) until the peer says go,
+   * then resumes right after `after`, which the peer holds durably.
+   */
+  peerHold(held: boolean, after: number): void {
+    if (!this.session) return;
+    if (held) {
+      if (this.heldByPeer) return;
+      this.heldByPeer = true;
+      this.shipper.handle({ type: 'down' });
+      this.log.warn({ volume: this.name }, `volume ${this.name}: the peer's receive log is full while a checkpoint is held there; shipping paused, the journal holds the backlog`);
+      return;
+    }
+    if (!this.heldByPeer) return;
+    this.heldByPeer = false;
+    this.notified = 0;
+    this.log.info({ volume: this.name }, `volume ${this.name}: the peer released its checkpoint; shipping resumes after record ${after}`);
+    this.run(this.shipper.handle({ type: 'up', peerDurableSeq: after }));
   }
 
   /** Ships what is durable; makes the journal durable itself when the host has not flushed for a while. */

@@ -6,7 +6,7 @@ import type { Config } from '../config/config.js';
 import { formatDuration } from '../config/units.js';
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
-import { FrameDecoder, FrameError, FrameType, decodeAck, decodeHashReply, decodeHashRequest, decodeResync, encodeAck, encodeFrame, encodeHashReply, type Frame } from '../link/frame.js';
+import { FrameDecoder, FrameError, FrameType, decodeAck, decodeHashReply, decodeHashRequest, decodeHold, decodeResync, encodeAck, encodeHold, encodeFrame, encodeHashReply, type Frame } from '../link/frame.js';
 import { checkHello, encodeHello, type HelloVolume } from '../link/hello.js';
 import type { Identity } from '../link/identity.js';
 import { decodeRecordsFrame } from '../link/records-frame.js';
@@ -166,7 +166,7 @@ export class LinkManager {
                 this.log.error({ volume: local.name }, `volume ${local.name}: cannot record the primary's identity: ${(e as Error).message}`);
               }
               const rp = this.volumes.replicas.get(local.name);
-              rp?.attach({ ack: (seq) => s.send(encodeAck(local.name, seq)), close: (why) => s.close(why) })
+              rp?.attach({ ack: (seq) => s.send(encodeAck(local.name, seq)), hold: (held, after) => s.send(encodeHold(local.name, after, held)), close: (why) => s.close(why) })
                 .catch((e: Error) => s.close(`volume ${local.name}: attaching the replica failed: ${e.message}`));
             }
           }
@@ -213,6 +213,11 @@ export class LinkManager {
         if (f.type === FrameType.HashReply) {
           const r = decodeHashReply(f.payload);
           this.shippers.get(r.volume)?.hashReply(r.first, r.regionSize, r.hashes);
+          return;
+        }
+        if (f.type === FrameType.Hold) {
+          const h = decodeHold(f.payload);
+          this.shippers.get(h.volume)?.peerHold(h.held, h.resumeAfter);
           return;
         }
         if (f.type === FrameType.Ack) {

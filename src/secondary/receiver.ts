@@ -18,8 +18,11 @@ export type ReceiverEvent =
   | { type: 'up' }
   | { type: 'down' }
   | { type: 'records'; records: ReceivedRecord[] }
-  /** The receive log is durable up to `upTo` (a `sync` action finished). */
-  | { type: 'synced'; upTo: number }
+  /**
+   * The receive log is durable up to `upTo`: a `sync` action asked for `asked`
+   * finished (no `asked`: a sync of the adapter's own, which says nothing of failed writes).
+   */
+  | { type: 'synced'; upTo: number; asked?: number }
   /** The replica now holds every record up to `upTo` (an `apply` action finished). */
   | { type: 'applied'; upTo: number }
   /** A sync or an apply failed (disk full, I/O error); it is retried when a link comes up. */
@@ -30,8 +33,12 @@ export type ReceiverEvent =
   | { type: 'roundClosed' }
   /** The log skipped to `seq` (records before a round are superseded): logged, durable and applied there. */
   | { type: 'jumped'; seq: number }
-  /** An append stopped part-way (log full or failed): the log holds records only up to `upTo`. */
-  | { type: 'appendStopped'; upTo: number }
+  /**
+   * An append stopped part-way (log full or failed): the log holds records only up
+   * to `upTo`. `full`: the log had no room (with a checkpoint held, shipping is
+   * paused rather than the link closed).
+   */
+  | { type: 'appendStopped'; upTo: number; full?: boolean }
   | { type: 'applyFailed' }
   /** Hold applying (a checkpoint is held) or let it go on. */
   | { type: 'hold'; held: boolean };
@@ -49,6 +56,8 @@ export type ReceiverAction =
   | { type: 'apply'; fromSeq: number; toSeq: number; round?: boolean; endsRound?: boolean }
   /** Free receive-log space behind `seq`. */
   | { type: 'releaseLog'; seq: number }
+  /** Tell the primary to stop shipping (held) or to resume right after `after`, durable here (a Hold frame). */
+  | { type: 'holdShipping'; held: boolean; after: number }
   | { type: 'close'; reason: string };
 
 export interface ReceiverState {
@@ -68,7 +77,17 @@ export class Receiver {
   private syncing = false;
   private applying = false;
   private held = false;
+  /**
+   * Shipping paused because the log filled while a checkpoint held the replica:
+   * 'paused' drops what still arrives; 'resuming' (after a Hold go) drops stale
+   * frames sent before the primary heard the pause, until its resend begins.
+   */
+  private stalled: 'no' | 'paused' | 'resuming' = 'no';
   private applyBlocked = false;
+  /** What the receiver's own sync in flight was asked to cover. */
+  private syncAsked = -1;
+  /** The last jump's seq: sync results below it are stale. */
+  private jumpedTo = 0;
   roundOpen: boolean;
   private readonly roundEnds: number[] = [];
   private pendingRoundEnds: number[] = [];
@@ -102,14 +121,21 @@ export class Receiver {
         // `resumeAfter` and what it resends up to `logged` is skipped (the same
         // records: the primary ships only what is durable in its journal).
         this.up = true;
+        this.stalled = 'no'; // a new link resumes from the durable point anyway
         return [...this.maybeSync(), ...this.maybeApply()];
       case 'down':
         this.up = false;
+        this.stalled = 'no';
         return [];
       case 'records': {
-        if (!this.up || e.records.length === 0) return [];
+        if (!this.up || e.records.length === 0 || this.stalled === 'paused') return [];
         // Records at or below what is logged were resent after a reconnect: skip them.
         const fresh = e.records.filter((r) => r.seq > this.logged);
+        if (this.stalled === 'resuming') {
+          // Frames sent before the primary heard the pause: its resend starts at logged + 1.
+          if (fresh.length > 0 && fresh[0]!.seq > this.logged + 1) return [];
+          this.stalled = 'no';
+        }
         // All resent: say again what is durable here (its ack may have been lost with a link).
         if (fresh.length === 0) return this.logDurable > 0 && this.logged === this.logDurable ? [{ type: 'ack', seq: this.logDurable }] : this.maybeSync();
         if (fresh[0]!.seq !== this.logged + 1) {
@@ -126,8 +152,11 @@ export class Receiver {
         return [{ type: 'append', fromSeq: from, toSeq: to }, ...this.maybeSync()];
       }
       case 'synced': {
-        this.syncing = false;
-        if (e.upTo < this.logged && e.upTo <= this.logDurable) {
+        const mine = e.asked !== undefined && e.asked === this.syncAsked;
+        if (mine) this.syncing = false;
+        // A sync that began before a jump reports a point the jump superseded: stale.
+        if (e.upTo < this.jumpedTo) return this.maybeSync();
+        if (mine && e.upTo < e.asked! && e.upTo < this.logged && e.upTo === this.logDurable) {
           // The log holds less than was handed to it (its writes failed): what was
           // not logged is fetched again, rather than syncing the same range forever.
           this.logged = Math.max(e.upTo, this.logDurable);
@@ -154,6 +183,11 @@ export class Receiver {
           this.pendingBarriers = this.pendingBarriers.filter((b) => b <= this.logged);
           this.pendingRoundEnds = this.pendingRoundEnds.filter((b) => b <= this.logged);
         }
+        if (e.full && this.held && this.up) {
+          // The checkpoint keeps the log from draining: pause the primary, keep the link.
+          this.stalled = 'paused';
+          return [{ type: 'holdShipping', held: true, after: this.logDurable }, ...this.maybeSync()];
+        }
         return [];
       case 'roundOpened':
         this.roundOpen = true;
@@ -163,6 +197,7 @@ export class Receiver {
         while (this.roundEnds.length > 0 && this.roundEnds[0]! <= this.applied) this.roundEnds.shift();
         return this.maybeApply();
       case 'jumped':
+        this.jumpedTo = Math.max(this.jumpedTo, e.seq);
         if (e.seq > this.logged) {
           this.logged = this.logDurable = this.applied = e.seq;
           this.barriers.length = 0;
@@ -178,15 +213,23 @@ export class Receiver {
         this.applying = false;
         this.applyBlocked = true; // no busy retry against a full disk: the next link retries
         return [];
-      case 'hold':
+      case 'hold': {
         this.held = e.held;
-        return this.maybeApply();
+        const out = this.maybeApply();
+        if (!e.held && this.stalled === 'paused' && this.up) {
+          // (After the apply above frees log space: the adapter runs actions in order.)
+          this.stalled = 'resuming';
+          out.push({ type: 'holdShipping', held: false, after: this.logDurable });
+        }
+        return out;
+      }
     }
   }
 
   private maybeSync(): ReceiverAction[] {
     if (!this.up || this.syncing || this.logged <= this.logDurable) return [];
     this.syncing = true;
+    this.syncAsked = this.logged;
     return [{ type: 'sync', upTo: this.logged }];
   }
 

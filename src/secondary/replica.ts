@@ -29,8 +29,23 @@ import { Receiver, type ReceiverAction } from './receiver.js';
 
 export interface ReplicaLink {
   ack(seq: number): void;
+  /** Pause shipping (the log is full under a checkpoint) or resume right after `after`. */
+  hold(held: boolean, after: number): void;
   close(reason: string): void;
 }
+
+/** A held checkpoint (state/volumes/NAME/checkpoint, JSON): the replica's image frozen at a flush point. */
+export interface Checkpoint {
+  label: string;
+  /** ms since the epoch. */
+  createdAt: number;
+  /** Released by itself at this time (ms), if set. */
+  holdUntil: number | null;
+  /** The last record applied to the frozen image. */
+  appliedSeq: number;
+}
+
+export const CHECKPOINT_FILE = 'checkpoint';
 
 export class Replica implements ExportBackend {
   receiver: Receiver;
@@ -63,6 +78,8 @@ export class Replica implements ExportBackend {
     const replica = new Replica(volume, openLog, logger, opts);
     replica.round = await replica.marker.read();
     replica.synced = opts.roundStore.list().includes(SYNCED_FILE);
+    const cp = await readCheckpoint(opts.roundStore);
+    if (cp) replica.hold(cp);
     if (replica.round && !replica.round.initial) replica.undo = await UndoArea.open(opts.roundStore, opts.regionSize, volume.size);
     else if (!replica.round) await UndoArea.drop(opts.roundStore); // a round committed just before a crash
     await replica.recover();
@@ -87,7 +104,9 @@ export class Replica implements ExportBackend {
       }
       seq = batch[batch.length - 1]!.seq + 1;
     }
-    const applied = Math.max(log.appliedOnDisk, log.released);
+    // (A held checkpoint was taken after its last apply was durable on the volume; the
+    // applied counter may lag it, but that is where the frozen image stands.)
+    const applied = Math.max(log.appliedOnDisk, log.released, this.checkpoint?.appliedSeq ?? 0);
     if (applied > log.lastSeq) {
       // The log was cut back below `applied` (or a jump reached the applied counter
       // but not the log): it holds nothing the replica needs; continue after `applied`.
@@ -96,6 +115,8 @@ export class Replica implements ExportBackend {
     }
     const held = Math.max(log.lastSeq, applied);
     this.receiver = new Receiver({ logged: held, logDurable: held, applied, lastBarrier, round: this.round !== null, roundEnds });
+    // A checkpoint held before the stop stays held: nothing is applied until it is released.
+    if (this.checkpoint) this.receiver.handle({ type: 'hold', held: true });
     // Records applied before the stop but not yet released from the log.
     if (applied > log.released) await log.release(applied).catch(() => undefined);
     // A unit interrupted by a crash is applied again now, before the export serves.
@@ -185,6 +206,8 @@ export class Replica implements ExportBackend {
   private async doOpenRound(startSeq: number): Promise<void> {
     while (this.attaching) await this.attaching.catch(() => undefined);
     while (this.gate) await this.gate;
+    // Records before the round must be applied first: a held checkpoint makes the round wait.
+    while (this.checkpoint) await this.checkpointReleased;
     if (!this.round) {
       // The first sync has no earlier image to keep; any later round keeps it in the undo area.
       const initial = this.receiver.applied === 0 && this.log.lastSeq === 0;
@@ -218,7 +241,58 @@ export class Replica implements ExportBackend {
   trim(): Promise<void> { return Promise.reject(new DiskError('EPERM', 'the replica is read-only')); }
   flush(): Promise<void> { return Promise.resolve(); }
   cache(offset: number, length: number): Promise<void> { return this.volume.cache(offset, length); }
-  extents(offset: number, length: number, max: number): Promise<Extent[]> { return this.volume.extents(offset, length, max); }
+  extents(offset: number, length: number, max: number): Promise<Extent[]> {
+    // In a round the served image is partly in the undo area: call it all data.
+    if (this.undo) return Promise.resolve([{ length, hole: false }]);
+    return this.volume.extents(offset, length, max);
+  }
+
+  /** The held checkpoint, if any. */
+  checkpoint: Checkpoint | null = null;
+  private checkpointReleased: Promise<void> = Promise.resolve();
+  private releaseWaiters: (() => void) | null = null;
+
+  /**
+   * Freezes the image at the last applied flush point: nothing is applied until
+   * release; received records keep landing in the receive log (and when it is
+   * full, the primary is asked to hold the rest in its journal).
+   */
+  async createCheckpoint(label: string, holdMs: number | null, now = Date.now()): Promise<Checkpoint> {
+    if (this.checkpoint) throw new DiskError('EEXIST', `checkpoint "${this.checkpoint.label}" is already held on ${this.name} (since ${new Date(this.checkpoint.createdAt).toISOString()}); release it first`);
+    if (!this.consistent) throw new DiskError('EAGAIN', `the replica of ${this.name} is not at a flush point (${this.synced ? this.torn ? `a failed apply waits: ${this.torn}` : 'a first sync is under way' : 'its first sync has not completed'}); no checkpoint can be taken yet`);
+    this.receiver.handle({ type: 'hold', held: true });
+    while (this.gate) await this.gate; // an apply in progress ends first
+    const cp: Checkpoint = { label, createdAt: now, holdUntil: holdMs === null ? null : now + holdMs, appliedSeq: this.receiver.applied };
+    this.hold(cp);
+    try {
+      await this.opts.roundStore.replace(CHECKPOINT_FILE, Buffer.from(`${JSON.stringify(cp)}\n`));
+    } catch (e) {
+      await this.releaseCheckpoint().catch(() => undefined);
+      throw e;
+    }
+    this.logger.info({ volume: this.name }, `volume ${this.name}: checkpoint "${label}" held at record ${cp.appliedSeq}${cp.holdUntil ? ` until ${new Date(cp.holdUntil).toISOString()}` : ''}; the image does not change until it is released`);
+    return cp;
+  }
+
+  private hold(cp: Checkpoint): void {
+    this.checkpoint = cp;
+    this.checkpointReleased = new Promise((r) => (this.releaseWaiters = r));
+  }
+
+  /** Lets the replica catch up again (what the receive log holds is applied at once). */
+  async releaseCheckpoint(): Promise<Checkpoint | null> {
+    const cp = this.checkpoint;
+    if (!cp) return null;
+    this.opts.roundStore.remove(CHECKPOINT_FILE);
+    await this.opts.roundStore.syncDir();
+    this.checkpoint = null;
+    this.releaseWaiters?.();
+    this.releaseWaiters = null;
+    const heldFor = Math.round((Date.now() - cp.createdAt) / 1000);
+    this.logger.info({ volume: this.name }, `volume ${this.name}: checkpoint "${cp.label}" released after ${heldFor} s; applying ${this.log.lastSeq - this.receiver.applied} records the receive log gathered meanwhile`);
+    await this.run(this.receiver.handle({ type: 'hold', held: false }));
+    return cp;
+  }
 
   /** Records that arrive while a link attaches wait for it (in order). */
   private attaching: Promise<void> | null = null;
@@ -291,8 +365,13 @@ export class Replica implements ExportBackend {
               break;
             }
             if (res === 'full') {
-              this.receiver.handle({ type: 'appendStopped', upTo: this.log.lastSeq });
-              this.link?.close(`receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}); the primary's journal holds the rest`);
+              const next = this.receiver.handle({ type: 'appendStopped', upTo: this.log.lastSeq, full: true });
+              if (next.length > 0) {
+                this.logger.warn({ volume: this.name }, `volume ${this.name}: receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}) while checkpoint "${this.checkpoint?.label ?? ''}" is held; shipping paused, the primary's journal holds the rest until the checkpoint is released`);
+                await this.run(next);
+              } else {
+                this.link?.close(`receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}); the primary's journal holds the rest`);
+              }
               break;
             }
           }
@@ -300,7 +379,7 @@ export class Replica implements ExportBackend {
         case 'sync': {
           const log = this.log;
           void log.sync().then((upTo) => {
-            if (log === this.log) return this.run(this.receiver.handle({ type: 'synced', upTo }));
+            if (log === this.log) return this.run(this.receiver.handle({ type: 'synced', upTo, asked: a.upTo }));
           }, (e: Error) => {
             if (log !== this.log) return;
             this.receiver.handle({ type: 'syncFailed' });
@@ -325,6 +404,10 @@ export class Replica implements ExportBackend {
           break;
         case 'releaseLog':
           await this.log.release(a.seq).catch(() => undefined);
+          break;
+        case 'holdShipping':
+          this.link?.hold(a.held, a.after);
+          if (!a.held) this.logger.info({ volume: this.name }, `volume ${this.name}: shipping resumes after record ${a.after}`);
           break;
         case 'close':
           this.logger.warn({ volume: this.name }, `volume ${this.name}: ${a.reason}`);
@@ -384,5 +467,24 @@ export class Replica implements ExportBackend {
       this.gate = null;
       open();
     }
+  }
+}
+
+async function readCheckpoint(store: Store): Promise<Checkpoint | null> {
+  if (!store.list().includes(CHECKPOINT_FILE)) return null;
+  const f = store.open(CHECKPOINT_FILE);
+  let raw: string;
+  try {
+    raw = (await f.read(0, Math.min(f.size(), 64 * 1024))).toString('utf8');
+  } finally {
+    f.close();
+  }
+  try {
+    const cp = JSON.parse(raw) as Checkpoint;
+    if (typeof cp.label !== 'string' || typeof cp.createdAt !== 'number') throw new Error('fields missing');
+    return { label: cp.label, createdAt: cp.createdAt, holdUntil: cp.holdUntil ?? null, appliedSeq: cp.appliedSeq ?? 0 };
+  } catch (e) {
+    // Safer to hold a checkpoint nobody asked for than to let a backup read a moving image.
+    return { label: `unreadable (${(e as Error).message})`, createdAt: Date.now(), holdUntil: null, appliedSeq: 0 };
   }
 }

@@ -135,6 +135,19 @@ export class UndoArea {
     }
   }
 
+  /**
+   * Puts the image from before the round back on the disk (a promote in the middle
+   * of a round: the promoted volume must be a flush-point image). Durable on return.
+   */
+  async rollback(disk: Disk & { flush(): Promise<void> }): Promise<number> {
+    for (const [r, pos] of this.saved) {
+      const data = await this.file.read(pos, this.regionLength(r));
+      await disk.write(r * this.regionSize, data, false);
+    }
+    await disk.flush();
+    return this.saved.size;
+  }
+
   close(): void {
     this.file.close();
   }

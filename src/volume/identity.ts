@@ -19,6 +19,8 @@ const schema = z.strictObject({
   version: z.literal(1),
   uuid: z.string().max(64),
   generations: z.array(z.string().regex(/^[0-9a-f]{16}$/)).max(MAX_GENERATIONS),
+  /** The role this node took by promote or demote; absent: the config's role. */
+  role: z.enum(['primary', 'secondary']).optional(),
 });
 
 export type VolumeIdentityData = z.infer<typeof schema>;
@@ -30,8 +32,11 @@ export class VolumeIdentity {
   get generations(): string[] { return [...this.data.generations]; }
   get current(): string { return this.data.generations[0] ?? ''; }
 
+  /** The role promote or demote gave this volume here, if any (it overrides the config's). */
+  get role(): 'primary' | 'secondary' | undefined { return this.data.role; }
+
   /** Opens (or creates) the identity in `dir`. A primary gets a UUID and a first generation at once. */
-  static open(dir: string, role: 'primary' | 'secondary'): VolumeIdentity {
+  static open(dir: string, configRole: 'primary' | 'secondary'): VolumeIdentity {
     const file = path.join(dir, 'identity.json');
     let data: VolumeIdentityData | null = null;
     if (fs.existsSync(file)) {
@@ -46,8 +51,9 @@ export class VolumeIdentity {
       data = parsed.data;
     }
     const id = new VolumeIdentity(file, data ?? { version: 1, uuid: '', generations: [] });
+    const role = id.data.role ?? configRole;
     if (role === 'primary' && !id.data.uuid) {
-      id.data = { version: 1, uuid: randomUUID(), generations: [newGeneration()] };
+      id.data = { ...id.data, version: 1, uuid: randomUUID(), generations: [generationId()] };
       id.save();
     } else if (!data) {
       id.save();
@@ -57,7 +63,7 @@ export class VolumeIdentity {
 
   /** Starts a new generation (this side takes writes its peer may not get in order). */
   newGeneration(): string {
-    const g = newGeneration();
+    const g = generationId();
     this.data = { ...this.data, generations: [g, ...this.data.generations].slice(0, MAX_GENERATIONS) };
     this.save();
     return g;
@@ -66,7 +72,26 @@ export class VolumeIdentity {
   /** The secondary takes the primary's UUID and generations. */
   adopt(uuid: string, generations: string[]): void {
     if (uuid === this.data.uuid && generations.join() === this.data.generations.join()) return;
-    this.data = { version: 1, uuid, generations: generations.slice(0, MAX_GENERATIONS) };
+    this.data = { ...this.data, uuid, generations: generations.slice(0, MAX_GENERATIONS) };
+    this.save();
+  }
+
+  /**
+   * Promote or demote: the role this node now holds, kept across restarts. A promote
+   * also starts a new generation (writes the old primary never saw begin here).
+   */
+  setRole(role: 'primary' | 'secondary', newGeneration: boolean): void {
+    const generations = newGeneration ? [generationId(), ...this.data.generations].slice(0, MAX_GENERATIONS) : this.data.generations;
+    this.data = { ...this.data, role, generations };
+    this.save();
+  }
+
+  /**
+   * --discard-my-data: this side forgets its history, so the peer's image replaces
+   * its own at the next link (a full compare-and-copy), as for a new replica.
+   */
+  forgetHistory(): void {
+    this.data = { ...this.data, generations: [] };
     this.save();
   }
 
@@ -89,6 +114,6 @@ export class VolumeIdentity {
   }
 }
 
-function newGeneration(): string {
+function generationId(): string {
   return randomBytes(8).toString('hex');
 }

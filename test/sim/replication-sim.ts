@@ -19,7 +19,7 @@ import { DirtyBitmap, RegionSet } from '../../src/journal/bitmap.js';
 import { Journal } from '../../src/journal/journal.js';
 import { RecordKind, type RecordHeader } from '../../src/journal/record.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
-import { FrameDecoder, FrameType, decodeAck, decodeHashReply, decodeHashRequest, decodeResync, encodeAck, encodeHashReply, type Frame } from '../../src/link/frame.js';
+import { FrameDecoder, FrameType, decodeAck, decodeHashReply, decodeHashRequest, decodeHold, decodeResync, encodeAck, encodeHashReply, encodeHold, type Frame } from '../../src/link/frame.js';
 import { decodeRecordsFrame } from '../../src/link/records-frame.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import { Replica, SYNCED_FILE } from '../../src/secondary/replica.js';
@@ -46,6 +46,10 @@ export interface ReplicationSimStats {
   overflowed: boolean;
   powerLost: boolean;
   applied: number;
+  /** Checkpoints taken (and held across faults). */
+  checkpoints: number;
+  /** Times the secondary paused shipping (its log full under a checkpoint). */
+  pauses: number;
 }
 
 interface Conn {
@@ -92,7 +96,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   let primaryLost = false; // a power loss: the activity log must cover what the journal lost
   let boots = 1;
   let overflowed = false;
-  const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0 };
+  const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0, pauses: 0 };
 
   const imageUpTo = (seq: number): Buffer => {
     const img = Buffer.alloc(size);
@@ -213,6 +217,9 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
       ack: (seq) => {
         if (conn === c) c.ba.push(Buffer.concat(encodeAck(VOLUME, seq)));
       },
+      hold: (held, after) => {
+        if (conn === c) c.ba.push(Buffer.concat(encodeHold(VOLUME, after, held)));
+      },
       close: (why) => {
         if (conn === c) cut(`secondary: ${why}`);
       },
@@ -251,6 +258,11 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   };
   const onFrameAtPrimary = (f: Frame): void => {
     if (f.type === FrameType.Ack) shipper.ack(decodeAck(f.payload).seq);
+    if (f.type === FrameType.Hold) {
+      const h = decodeHold(f.payload);
+      if (h.held) stats.pauses++;
+      shipper.peerHold(h.held, h.resumeAfter);
+    }
     if (f.type === FrameType.HashReply) {
       const r = decodeHashReply(f.payload);
       shipper.hashReply(r.first, r.regionSize, r.hashes);
@@ -352,6 +364,9 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     sjstore.crash(rng, powerLoss);
     ssstore.crash(rng, powerLoss);
     await openSecondary();
+    // A held checkpoint survives the crash, image and all.
+    if (replica.checkpoint) await checkCheckpoint();
+    else checkpointImage = null;
   };
 
   /** A reader of the replica export sees a flush-point image, never half a unit. */
@@ -362,6 +377,35 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     if (!ok) return; // EIO while a failed apply waits to be redone: refused, not wrong
     const h = hash(buf);
     if (![...imageAt.values()].includes(h)) fail('a reader of the replica saw an image that is no flush point of the primary');
+  };
+
+  // A checkpoint freezes the replica's image: the hash taken when it is created must
+  // hold until it is released, across crashes of either side and a full receive log.
+  let checkpointImage: string | null = null;
+  const imageNow = async (): Promise<string | null> => {
+    const buf = Buffer.alloc(size);
+    const ok = await settle(replica.read(0, buf, 0, size).then(() => true, () => false));
+    return ok ? hash(buf) : null;
+  };
+  const checkCheckpoint = async (): Promise<void> => {
+    if (!replica.checkpoint || checkpointImage === null) return;
+    const h = await imageNow();
+    if (h !== null && h !== checkpointImage) fail(`the image changed while checkpoint "${replica.checkpoint.label}" was held`);
+  };
+  const toggleCheckpoint = async (): Promise<void> => {
+    if (replica.checkpoint) {
+      await checkCheckpoint();
+      trace('release checkpoint');
+      await settle(replica.releaseCheckpoint()).catch(() => undefined);
+      if (!replica.checkpoint) checkpointImage = null;
+      return;
+    }
+    if (!replica.consistent) return;
+    const ok = await settle(replica.createCheckpoint(`cp${step}`, null, clock).then(() => true, () => false));
+    if (!ok) return;
+    trace(`checkpoint held at record ${replica.receiver.applied}`);
+    checkpointImage = await imageNow();
+    stats.checkpoints++;
   };
 
   const checkBounds = (): void => {
@@ -403,6 +447,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     else if (r < 0.445) await crashPrimary(primaryHazards && rng.chance(0.4));
     else if (r < 0.46) await crashSecondary(rng.chance(0.5));
     else if (r < 0.47) await readReplica();
+    else if (r < 0.48 && (!replica.checkpoint || rng.chance(0.3))) await toggleCheckpoint();
     else {
       for (let k = 1 + rng.int(8); k > 0; k--) {
         const which = rng.int(4);
@@ -420,6 +465,9 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   // pending resync round runs to its end first).
   pjstore.full = sjstore.full = sdisk.full = false;
   stallUntil = 0;
+  // A checkpoint still held stays held a while: the backlog fills the receive log,
+  // the secondary pauses shipping, and on release everything must still converge.
+  const releaseAt = replica.checkpoint ? 500 + rng.int(1500) : -1;
   await settle(jv.flush()).catch(() => undefined);
   const canConverge = true;
   const settled = (): boolean => jv.mode === 'journal' && !jv.roundStart && !replica.round &&
@@ -427,15 +475,21 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   for (let i = 0; i < 40000 && canConverge; i++) {
     clock += STEP_MS;
     shipper.tick();
+    if (i === releaseAt || (i > releaseAt && replica.checkpoint)) {
+      await checkCheckpoint();
+      await toggleCheckpoint();
+    }
     if (!conn) connect();
     let moved = deliver(true) || deliver(false);
     moved = psched.step() || moved;
     moved = ssched.step() || moved;
     await flushMicrotasks();
     checkBounds();
-    if (!moved && settled()) break;
+    if (!moved && settled() && !replica.checkpoint) break;
     // A host flush now and then closes the epoch the last records left open.
     if (!moved && i % 20 === 19) void jv.flush().catch(() => undefined);
+    // (The host keeps writing while a checkpoint is held: the backlog grows.)
+    if (replica.checkpoint && i % 5 === 0) issue('write');
   }
   if (canConverge) {
     if (!settled()) {

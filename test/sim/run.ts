@@ -38,6 +38,8 @@ for (const seed of seeds) {
       add('overflowed', r.overflowed);
       add('power-lost', r.powerLost);
       add('applied', r.applied);
+      add('checkpoints', r.checkpoints);
+      add('pauses', r.pauses);
     }
   } catch (e) {
     console.log(`FAIL seed ${seed}: ${(e as Error).message}`);

@@ -14,12 +14,12 @@ test('acks only what is durable, applies only whole epochs', () => {
     { type: 'sync', upTo: 4 },
   ]);
   assert.deepEqual(rc.handle({ type: 'records', records: [r(5), r(6, true)] }), [{ type: 'append', fromSeq: 5, toSeq: 6 }], 'one sync at a time');
-  assert.deepEqual(rc.handle({ type: 'synced', upTo: 4 }), [
+  assert.deepEqual(rc.handle({ type: 'synced', upTo: 4, asked: 4 }), [
     { type: 'ack', seq: 4 },
     { type: 'sync', upTo: 6 },
     { type: 'apply', fromSeq: 1, toSeq: 3 },
   ]);
-  assert.deepEqual(rc.handle({ type: 'synced', upTo: 6 }), [{ type: 'ack', seq: 6 }], 'one apply at a time');
+  assert.deepEqual(rc.handle({ type: 'synced', upTo: 6, asked: 6 }), [{ type: 'ack', seq: 6 }], 'one apply at a time');
   assert.deepEqual(rc.handle({ type: 'applied', upTo: 3 }), [
     { type: 'releaseLog', seq: 3 },
     { type: 'apply', fromSeq: 4, toSeq: 6 },
@@ -32,7 +32,7 @@ test('behind by several epochs: they are applied as one unit, ending at the newe
   rc.handle({ type: 'up' });
   rc.handle({ type: 'hold', held: true }); // a checkpoint holds the replica
   rc.handle({ type: 'records', records: [r(1), r(2, true), r(3), r(4, true), r(5), r(6, true), r(7)] });
-  const synced = rc.handle({ type: 'synced', upTo: 7 });
+  const synced = rc.handle({ type: 'synced', upTo: 7, asked: 7 });
   assert.deepEqual(synced, [{ type: 'ack', seq: 7 }], 'held: acked but not applied');
   assert.deepEqual(rc.handle({ type: 'hold', held: false }), [{ type: 'apply', fromSeq: 1, toSeq: 6 }]);
 });
@@ -41,7 +41,7 @@ test('reconnect: the logged tail is kept, resent records are skipped, gaps close
   const rc = fresh();
   rc.handle({ type: 'up' });
   rc.handle({ type: 'records', records: [r(1), r(2, true), r(3)] });
-  assert.deepEqual(rc.handle({ type: 'synced', upTo: 2 }), [{ type: 'ack', seq: 2 }, { type: 'sync', upTo: 3 }, { type: 'apply', fromSeq: 1, toSeq: 2 }]);
+  assert.deepEqual(rc.handle({ type: 'synced', upTo: 2, asked: 3 }), [{ type: 'ack', seq: 2 }, { type: 'sync', upTo: 3 }, { type: 'apply', fromSeq: 1, toSeq: 2 }]);
   rc.handle({ type: 'down' });
   assert.equal(rc.resumeAfter, 2, 'the primary resumes after what is durable here');
   // The sync of record 3 is still running from the old link: nothing to do yet.
@@ -50,8 +50,8 @@ test('reconnect: the logged tail is kept, resent records are skipped, gaps close
   assert.deepEqual(rc.handle({ type: 'records', records: [r(2, true), r(3), r(4, true)] }), [
     { type: 'append', fromSeq: 4, toSeq: 4 },
   ], 'one sync at a time');
-  assert.deepEqual(rc.handle({ type: 'synced', upTo: 3 }), [{ type: 'ack', seq: 3 }, { type: 'sync', upTo: 4 }]);
-  assert.deepEqual(rc.handle({ type: 'synced', upTo: 4 }), [{ type: 'ack', seq: 4 }], 'the unit 1..2 is still being applied');
+  assert.deepEqual(rc.handle({ type: 'synced', upTo: 3, asked: 3 }), [{ type: 'ack', seq: 3 }, { type: 'sync', upTo: 4 }]);
+  assert.deepEqual(rc.handle({ type: 'synced', upTo: 4, asked: 4 }), [{ type: 'ack', seq: 4 }], 'the unit 1..2 is still being applied');
   assert.deepEqual(rc.handle({ type: 'applied', upTo: 2 }), [{ type: 'releaseLog', seq: 2 }, { type: 'apply', fromSeq: 3, toSeq: 4 }]);
   // A resend of what is durable here is acked again (the first ack may have died with a link).
   assert.deepEqual(rc.handle({ type: 'records', records: [r(4, true)] }), [{ type: 'ack', seq: 4 }]);
@@ -72,4 +72,45 @@ test('reconnect with no sync running: the logged tail is synced and acked', () =
 test('after a restart, a durable but unapplied barrier is applied', () => {
   const rc = new Receiver({ logged: 10, logDurable: 10, applied: 4, lastBarrier: 9 });
   assert.deepEqual(rc.handle({ type: 'up' }), [{ type: 'apply', fromSeq: 5, toSeq: 9 }]);
+});
+
+test('a sync result older than the newest sync never rolls the log back', () => {
+  const rc = fresh();
+  rc.handle({ type: 'up' });
+  rc.handle({ type: 'records', records: [r(1), r(2, true)] }); // sync asked 2
+  // The adapter's own sync (a round opening) reports first; then a newer record arrives.
+  rc.handle({ type: 'synced', upTo: 2 });
+  rc.handle({ type: 'records', records: [r(3)] });
+  // The receiver's sync asked for 2 reports 1: stale (2 is durable already), not a failed write.
+  rc.handle({ type: 'synced', upTo: 1, asked: 2 });
+  assert.equal(rc.logged, 3, 'record 3 stays logged');
+  assert.deepEqual(rc.handle({ type: 'records', records: [r(4, true)] }).map((a) => a.type), ['append'], 'no gap: 4 follows 3');
+  assert.equal(rc.logged, 4);
+});
+
+test('a checkpoint with a full log pauses shipping; its release applies, then resumes after the durable point', () => {
+  const rc = fresh();
+  rc.handle({ type: 'up' });
+  rc.handle({ type: 'hold', held: true });
+  rc.handle({ type: 'records', records: [r(1), r(2, true), r(3)] });
+  rc.handle({ type: 'synced', upTo: 3, asked: 3 });
+  // The log took record 4 only in part: full.
+  rc.handle({ type: 'records', records: [r(4), r(5, true)] });
+  assert.deepEqual(rc.handle({ type: 'appendStopped', upTo: 4, full: true }), [
+    { type: 'holdShipping', held: true, after: 3 },
+  ]);
+  // What still arrives before the primary hears it is dropped, not a gap.
+  assert.deepEqual(rc.handle({ type: 'records', records: [r(6)] }), []);
+  rc.handle({ type: 'synced', upTo: 4, asked: 5 }); // the sync asked for 5 covers what the log took
+  assert.deepEqual(rc.handle({ type: 'hold', held: false }), [
+    { type: 'apply', fromSeq: 1, toSeq: 2 }, { type: 'holdShipping', held: false, after: 4 },
+  ]);
+  // A stale frame sent before the pause was heard is dropped; the resend is taken.
+  assert.deepEqual(rc.handle({ type: 'records', records: [r(7)] }), []);
+  assert.deepEqual(rc.handle({ type: 'records', records: [r(5, true), r(6)] }).map((a) => a.type), ['append', 'sync']);
+  // Without a checkpoint a full log is the adapter's to handle (it closes the link).
+  const plain = fresh();
+  plain.handle({ type: 'up' });
+  plain.handle({ type: 'records', records: [r(1)] });
+  assert.deepEqual(plain.handle({ type: 'appendStopped', upTo: 0, full: true }), []);
 });
