@@ -1,18 +1,87 @@
-// The HTTP API on the `api:` listener. This issue: GET /api/v1/status (read-only,
-// open). Mutating calls (later) need the bearer token from `offsite init`.
-import Fastify, { type FastifyInstance } from 'fastify';
+// The HTTP API on the `api:` listener (docs/API.md). Reads are open; every mutating
+// call needs the bearer token from `offsite init` (wrong or missing: 401, and
+// nothing happens). Actions answer { volume, message, ... } or { error }.
+import { timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from '../log/log.js';
 import { formatListenAddress, type ListenAddress } from '../nbd/server.js';
+import { ActionError, type ActionResult, type RoleChanges } from '../node/roles.js';
+import { parseDuration } from '../config/units.js';
 import type { NodeStatus } from './status.js';
 
 export interface ApiOptions {
   status: () => NodeStatus;
+  actions: RoleChanges;
+  /** The bearer token (read when a mutating call arrives, so `offsite init` needs no restart). */
+  token: () => string;
   log: Logger;
+}
+
+type Body = Record<string, unknown> | undefined;
+
+/** The actions `POST /api/v1/volumes/{name}/{action}` takes, and what each does. */
+export const ACTIONS: Record<string, (a: RoleChanges, volume: string, body: Body) => Promise<ActionResult>> = {
+  checkpoint: (a, v, b) => a.createCheckpoint(v, { label: str(b, 'label'), holdSeconds: hold(b) }),
+  'checkpoint-release': (a, v) => a.releaseCheckpoint(v),
+  promote: (a, v, b) => a.promote(v, { force: b?.force === true }),
+  demote: (a, v, b) => a.demote(v, { discardMyData: b?.discardMyData === true }),
+};
+
+function str(b: Body, k: string): string | undefined {
+  const v = b?.[k];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || v.length === 0 || v.length > 128) throw new ActionError(400, `${k} must be a string of 1 to 128 characters`);
+  return v;
+}
+
+function hold(b: Body): number | undefined {
+  const v = b?.hold;
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' && typeof v !== 'number') throw new ActionError(400, 'hold must be a duration such as "2h" or a number of seconds');
+  try {
+    return parseDuration(v);
+  } catch (e) {
+    throw new ActionError(400, `hold: ${(e as Error).message}`);
+  }
+}
+
+function authorized(req: FastifyRequest, token: string): boolean {
+  const h = req.headers.authorization ?? '';
+  const m = /^Bearer (\S+)$/.exec(h);
+  if (!m || !token) return false;
+  const given = Buffer.from(m[1]!);
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
 }
 
 export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{ app: FastifyInstance; address: ListenAddress }> {
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
   app.get('/api/v1/status', async () => opts.status());
+  app.get('/api/v1/checkpoints', async () => ({ checkpoints: opts.actions.checkpoints() }));
+  app.post<{ Params: { name: string; action: string }; Body: Body }>('/api/v1/volumes/:name/:action', async (req, reply: FastifyReply) => {
+    let token = '';
+    try {
+      token = opts.token();
+    } catch {
+      // no token yet: nothing is authorized
+    }
+    if (!authorized(req, token)) {
+      opts.log.warn(`API: refused ${req.params.action} on ${req.params.name} from ${req.ip}: ${req.headers.authorization ? 'wrong token' : 'no token'}`);
+      return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'a bearer token is needed for this call (print it with: offsite token -c <config>)' });
+    }
+    const act = ACTIONS[req.params.action];
+    if (!act) return reply.code(404).send({ error: `no action ${req.params.action}; actions are: ${Object.keys(ACTIONS).join(', ')}` });
+    const body = req.body !== null && typeof req.body === 'object' ? req.body : undefined;
+    try {
+      const res = await act(opts.actions, req.params.name, body);
+      opts.log.info({ volume: req.params.name }, `API: ${req.params.action} on ${req.params.name}: ${res.message}`);
+      return res;
+    } catch (e) {
+      if (e instanceof ActionError) return reply.code(e.status).send({ error: e.message });
+      opts.log.error({ volume: req.params.name }, `API: ${req.params.action} on ${req.params.name} failed: ${(e as Error).message}`);
+      return reply.code(500).send({ error: `${req.params.action} failed: ${(e as Error).message}` });
+    }
+  });
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({ error: `no such endpoint: ${req.method} ${req.url}` });
   });

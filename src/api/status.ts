@@ -42,6 +42,8 @@ export interface VolumeStatus {
   /** Primary: the round's average rate so far (bytes of regions per second) and the time left at that rate. */
   resyncRateBytesPerSecond: number;
   resyncEtaSeconds: number;
+  /** Secondary: the held checkpoint (frozen image, export VOLUME@checkpoint), or null. */
+  checkpoint: { label: string; createdAt: number; holdUntil: number | null; appliedSeq: number; export: string } | null;
 }
 
 export interface NodeStatus {
@@ -56,7 +58,7 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
   const link = e.config.peer ? (links?.linkState(e.config.peer) ?? 'disconnected') : 'none';
   const base = {
     name: e.config.name,
-    role: e.config.role,
+    role: e.role,
     peer: e.config.peer ?? null,
     sizeBytes: e.volume.size,
     uuid: e.identity?.uuid ?? '',
@@ -68,6 +70,7 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     resyncSeededBytes: e.journaled?.seededBytes ?? 0,
     resyncHashBytes: e.journaled?.hashBytes ?? 0,
     ...resyncRate(e, now),
+    checkpoint: e.replica?.checkpoint ? { ...e.replica.checkpoint, export: `${e.config.name}@checkpoint` } : null,
   };
   if (e.replica) {
     const log = e.replica.log;
@@ -83,7 +86,7 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
       ...base, link, backlogBytes: 0, backlogRecords: 0, lagSeconds: 0,
       // A primary's own volume is its own flush-point image; a replica is not known
       // to be one until replication says so.
-      consistent: e.config.role === 'primary', tracking: 'none', journalUsedBytes: 0, journalCapacityBytes: 0,
+      consistent: e.role === 'primary', tracking: 'none', journalUsedBytes: 0, journalCapacityBytes: 0,
       epoch: 0, dirtyBytes: 0, hostBytes: 0, overflows: 0,
     };
   }

@@ -7,6 +7,8 @@ import { Daemon } from '../node/daemon.js';
 import { formatListenAddress } from '../nbd/server.js';
 import { ensureIdentity, ensureToken, readToken } from '../link/identity.js';
 import { fetchStatus, formatStatus } from './status.js';
+import { callAction, getJson } from './api-client.js';
+import type { CheckpointInfo } from '../node/roles.js';
 
 const program = new Command();
 program
@@ -80,6 +82,46 @@ configOption(program.command('status'))
     const s = await fetchStatus(c);
     console.log(opts.json ? JSON.stringify(s, null, 2) : formatStatus(s));
   });
+
+/** Runs an action on the daemon and prints its answer (or exits 1 with its refusal). */
+async function act(opts: { config?: string }, volume: string, action: string, body: Record<string, unknown> = {}): Promise<void> {
+  const c = loadConfig(configPath(opts));
+  const res = await callAction(c, volume, action, body);
+  console.log(res.message);
+}
+
+const checkpoint = program.command('checkpoint').description('freeze the secondary\'s image at a flush point (served read-only as VOLUME@checkpoint)');
+configOption(checkpoint.command('create <volume>'))
+  .description('hold a checkpoint of VOLUME (on the node with its secondary); replication goes on into the receive log')
+  .option('--label <label>', 'a name for it (default: manual-<time>)')
+  .option('--hold <duration>', 'release it by itself after this long (30m, 2h); default: until released')
+  .action((volume: string, opts: { config?: string; label?: string; hold?: string }) => act(opts, volume, 'checkpoint', { label: opts.label, hold: opts.hold }));
+configOption(checkpoint.command('release <volume>'))
+  .description('release the checkpoint of VOLUME: the replica catches up at once')
+  .action((volume: string, opts: { config?: string }) => act(opts, volume, 'checkpoint-release'));
+configOption(checkpoint.command('list'))
+  .description('the checkpoints this node holds')
+  .option('--json', 'print JSON')
+  .action(async (opts: { config?: string; json?: boolean }) => {
+    const c = loadConfig(configPath(opts));
+    const { checkpoints } = await getJson<{ checkpoints: CheckpointInfo[] }>(c, '/api/v1/checkpoints');
+    if (opts.json) return console.log(JSON.stringify(checkpoints, null, 2));
+    if (checkpoints.length === 0) return console.log('no checkpoints held');
+    for (const cp of checkpoints) {
+      console.log(`${cp.volume}  "${cp.label}"  taken ${new Date(cp.createdAt).toISOString()}  at record ${cp.appliedSeq}  ` +
+        `${cp.holdUntil ? `held until ${new Date(cp.holdUntil).toISOString()}` : 'held until released'}  export ${cp.export}`);
+    }
+  });
+
+configOption(program.command('promote <volume>'))
+  .description('failover: make this node\'s secondary of VOLUME the primary (read-write); refused while its primary is connected or the replica is not consistent')
+  .option('--force', 'promote even so (two primaries, or an image that is not a flush point)')
+  .action((volume: string, opts: { config?: string; force?: boolean }) => act(opts, volume, 'promote', { force: opts.force === true }));
+
+configOption(program.command('demote <volume>'))
+  .description('make this node\'s VOLUME a secondary; writes its peer never received are replaced by the peer\'s data')
+  .option('--discard-my-data', 'also give up this side\'s history: resolves a split brain in favour of the peer')
+  .action((volume: string, opts: { config?: string; discardMyData?: boolean }) => act(opts, volume, 'demote', { discardMyData: opts.discardMyData === true }));
 
 configOption(program.command('config'))
   .description('check the config file and print what it describes')

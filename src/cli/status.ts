@@ -38,8 +38,9 @@ export function formatStatus(s: NodeStatus): string {
     v.consistent ? paint(32, 'yes') : paint(31, 'no'),
     v.journalCapacityBytes ? `${formatBytes(v.journalUsedBytes)} of ${formatBytes(v.journalCapacityBytes)}` : '-',
     resyncCell(v),
+    v.checkpoint ? paint(36, `"${v.checkpoint.label}" held`) : '-',
   ]);
-  const head = ['VOLUME', 'ROLE', 'PEER', 'LINK', 'TRACKING', 'BACKLOG', 'LAG', 'CONSISTENT', 'JOURNAL', 'RESYNC'];
+  const head = ['VOLUME', 'ROLE', 'PEER', 'LINK', 'TRACKING', 'BACKLOG', 'LAG', 'CONSISTENT', 'JOURNAL', 'RESYNC', 'CHECKPOINT'];
   // eslint-disable-next-line no-control-regex
   const width = (x: string): number => x.replace(/\x1b\[\d+m/g, '').length;
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => width(r[i]!))));

@@ -86,6 +86,12 @@ export class JournaledVolume implements ExportBackend {
    * comparison got (regions below it may be sent).
    */
   seeding = false;
+  /**
+   * Called (once) before the next host change is tracked: set by the link layer
+   * while the peer is unreachable, so writes taken apart start a new generation
+   * (split-brain detection, docs/FAILOVER.md).
+   */
+  apart: (() => void) | null = null;
   hashedUpTo = 0;
   /**
    * Regions touched by journal records of this round: the peer will still apply those
@@ -594,6 +600,12 @@ export class JournaledVolume implements ExportBackend {
 
   /** Journals (or marks in the bitmap) one host change; returns its seq (0 in bitmap mode). */
   private async track(kind: RecordKind.Write | RecordKind.Zeroes | RecordKind.Trim, offset: number, length: number, payload: Buffer | null, fua: boolean): Promise<number> {
+    if (this.apart) {
+      // The first change while apart from the peer: the link layer starts a new generation.
+      const f = this.apart;
+      this.apart = null;
+      f();
+    }
     for (;;) {
       if (this.modeNow === 'bitmap') {
         this.bitmap.mark(offset, length);

@@ -69,18 +69,49 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
     if (remote.size !== local.size) {
       return { ok: false, code: 'size', message: `volume ${local.name} is ${local.size} bytes here and ${remote.size} bytes on ${expectedNode}; the sizes must match` };
     }
-    if (remote.role === local.role) {
-      return {
-        ok: false, code: local.role === 'primary' ? 'two-primaries' : 'two-secondaries',
-        message: local.role === 'primary'
-          ? `volume ${local.name} is primary on both nodes; demote one (offsite demote ${local.name}) before they can sync`
-          : `volume ${local.name} is secondary on both nodes; one must be primary`,
-      };
-    }
     if (local.uuid && remote.uuid && local.uuid !== remote.uuid) {
       return { ok: false, code: 'uuid', message: `volume ${local.name} here (${local.uuid}) and on ${expectedNode} (${remote.uuid}) are different volumes` };
+    }
+    if (remote.role === local.role) {
+      return local.role === 'primary'
+        ? twoPrimaries(local, remote, expectedNode)
+        : { ok: false, code: 'two-secondaries', message: `volume ${local.name} is secondary on both nodes; one must be primary (offsite promote ${local.name} on the node whose data is to be kept)` };
+    }
+    const primary = local.role === 'primary' ? local : remote;
+    const secondary = local.role === 'primary' ? remote : local;
+    const sgen = secondary.generation[0];
+    if (sgen !== undefined && primary.generation.length > 0 && !primary.generation.includes(sgen)) {
+      // The secondary's data carries writes the primary's history never had.
+      const where = local.role === 'secondary' ? 'this node' : expectedNode;
+      const other = local.role === 'secondary' ? expectedNode : 'this node';
+      return {
+        ok: false, code: 'split-brain',
+        message: `volume ${local.name}: split brain: the secondary (${where}) took writes the primary (${other}) never saw ` +
+          `(its generation ${sgen} is not in the primary's history ${primary.generation.join(', ')}). Nothing is synced until you choose: ` +
+          `to keep the primary's data run \`offsite demote ${local.name} --discard-my-data\` on ${where}; to keep the secondary's, demote the primary and promote the secondary`,
+      };
     }
     pairs.push({ local, remote });
   }
   return { ok: true, hello, pairs };
+}
+
+function twoPrimaries(local: HelloVolume, remote: HelloVolume, peer: string): HelloCheck {
+  const name = local.name;
+  const lgen = local.generation[0];
+  const rgen = remote.generation[0];
+  if (lgen === rgen) {
+    return { ok: false, code: 'two-primaries', message: `volume ${name} is primary on both nodes (same generation ${lgen ?? '-'}); demote one (offsite demote ${name}) before they can sync` };
+  }
+  if (lgen !== undefined && remote.generation.slice(1).includes(lgen)) {
+    return { ok: false, code: 'two-primaries', message: `volume ${name} is primary on both nodes: ${peer} was promoted after this node's last write (failover); fail back with \`offsite demote ${name}\` here, and this node's volume becomes ${peer}'s secondary` };
+  }
+  if (rgen !== undefined && local.generation.slice(1).includes(rgen)) {
+    return { ok: false, code: 'two-primaries', message: `volume ${name} is primary on both nodes: this node was promoted after ${peer}'s last write (failover); run \`offsite demote ${name}\` on ${peer} to make it the secondary` };
+  }
+  return {
+    ok: false, code: 'split-brain',
+    message: `volume ${name}: split brain: primary on both nodes, and both took writes while apart (generations ${lgen ?? '-'} here, ${rgen ?? '-'} on ${peer}). ` +
+      `Nothing is synced until you choose: on the node whose data is to be dropped run \`offsite demote ${name} --discard-my-data\``,
+  };
 }

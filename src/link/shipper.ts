@@ -46,6 +46,11 @@ export class Shipper {
 
   constructor(private readonly cfg: ShipperConfig) {}
 
+  /** Narrows (or widens) the window: a peer with a small receive log should not be sent more than half of it unacked. */
+  setWindow(bytes: number): void {
+    this.cfg.windowBytes = bytes;
+  }
+
   get sentUnacked(): number {
     return this.inFlightBytes;
   }

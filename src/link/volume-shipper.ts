@@ -47,6 +47,11 @@ export class VolumeShipper {
     this.shipper = new Shipper({ windowBytes: opts.windowBytes, batchBytes: opts.batchBytes });
   }
 
+  /** At most half the peer's receive log is in flight (it must hold what it acks). */
+  fitWindow(peerLogBytes: number): void {
+    this.shipper.setWindow(Math.min(this.opts.windowBytes, Math.max(1 << 20, Math.floor(peerLogBytes / 2))));
+  }
+
   /** Highest seq the peer acked durable on this link. */
   get acked(): number {
     return this.shipper.acked;
@@ -138,8 +143,8 @@ export class VolumeShipper {
   heldByPeer = false;
 
   /**
-   * A Hold frame: the peer's receive log is full while a checkpoint holds its
-   * replica. Shipping stops (the journal keeps everything) until the peer says go,
+   * A Hold frame: the peer's receive log is full (a checkpoint holds its replica,
+   * or applying lags behind the link). Shipping stops (the journal keeps everything) until the peer says go,
    * then resumes right after `after`, which the peer holds durably.
    */
   peerHold(held: boolean, after: number): void {
@@ -148,13 +153,13 @@ export class VolumeShipper {
       if (this.heldByPeer) return;
       this.heldByPeer = true;
       this.shipper.handle({ type: 'down' });
-      this.log.warn({ volume: this.name }, `volume ${this.name}: the peer's receive log is full while a checkpoint is held there; shipping paused, the journal holds the backlog`);
+      this.log.debug({ volume: this.name }, `volume ${this.name}: the peer's receive log is full; shipping paused, the journal holds the backlog`);
       return;
     }
     if (!this.heldByPeer) return;
     this.heldByPeer = false;
     this.notified = 0;
-    this.log.info({ volume: this.name }, `volume ${this.name}: the peer released its checkpoint; shipping resumes after record ${after}`);
+    this.log.debug({ volume: this.name }, `volume ${this.name}: the peer has room again; shipping resumes after record ${after}`);
     this.run(this.shipper.handle({ type: 'up', peerDurableSeq: after }));
   }
 

@@ -20,12 +20,20 @@ import type { FastifyInstance } from 'fastify';
 import { loadIdentity } from '../link/identity.js';
 import { Replica } from '../secondary/replica.js';
 import { VolumeIdentity } from '../volume/identity.js';
-import { LinkManager } from './links.js';
+import { LinkManager, type LinkVolumes } from './links.js';
+import { RoleChanges } from './roles.js';
+import { CheckpointExport } from '../checkpoint/checkpoint-export.js';
+import type { ExportBackend } from '../nbd/export.js';
+import { readToken } from '../link/identity.js';
 
 /** One served volume: the local disk and, when it has a peer, its journaled write path. */
 export interface VolumeEntry {
   config: VolumeConfig;
   volume: Volume;
+  /** The role it holds now: the config's, until a promote or demote (kept in identity.json). */
+  role: 'primary' | 'secondary';
+  /** state/volumes/NAME */
+  dir: string;
   journaled: JournaledVolume | null;
   replica: Replica | null;
   history: History | null;
@@ -42,30 +50,44 @@ export class Daemon {
   private readonly startedAt = Date.now();
   apiAddress: ListenAddress | null = null;
   private nbd: NbdServer | null = null;
+  readonly registry = new ExportRegistry();
+  private ticker: NodeJS.Timeout | null = null;
+  readonly roles: RoleChanges;
   private lockFd = -1;
   private stopping: Promise<void> | null = null;
   nbdAddress: ListenAddress | null = null;
 
-  constructor(readonly config: Config, private readonly log: Logger) {}
+  constructor(readonly config: Config, private readonly log: Logger) {
+    this.roles = new RoleChanges(this, log);
+  }
 
   async start(): Promise<void> {
     const c = this.config;
     fs.mkdirSync(c.state, { recursive: true, mode: 0o700 });
     this.lockState();
-    const registry = new ExportRegistry();
+    const registry = this.registry;
     try {
       for (const v of c.volumes) {
+        const dir = path.join(c.state, 'volumes', v.name);
+        let identity: VolumeIdentity | null = null;
+        if (v.peer !== undefined) {
+          fs.mkdirSync(dir, { recursive: true });
+          identity = VolumeIdentity.open(dir, v.role);
+        }
+        const role = identity?.role ?? v.role;
         const volume = Volume.open({
           name: v.name,
           path: v.path,
           size: v.size,
-          readOnly: v.role === 'secondary',
-          description: v.description ?? `offsite ${v.role} volume ${v.name} on node ${c.node}`,
+          readOnly: role === 'secondary',
+          description: v.description ?? `offsite volume ${v.name} on node ${c.node}`,
         });
         this.volumes.push(volume);
-        const entry = await this.openJournal(v, volume);
+        const entry: VolumeEntry = { config: v, volume, role, dir, journaled: null, replica: null, history: null, identity };
+        await this.openRole(entry);
         this.entries.push(entry);
-        registry.add(entry.journaled ?? entry.replica ?? volume, v.default === true);
+        registry.add(this.backendOf(entry), v.default === true);
+        if (entry.replica?.checkpoint) registry.add(new CheckpointExport(entry.replica, entry.replica.checkpoint));
       }
       this.historyTimer = setInterval(() => this.recordHistory(), 60_000);
       this.historyTimer.unref();
@@ -80,14 +102,11 @@ export class Daemon {
         }
       }
       if (identity) {
-        const primaries = new Map(this.entries.filter((e) => e.journaled).map((e) => [e.config.name, e.journaled!]));
-        const replicas = new Map(this.entries.filter((e) => e.replica).map((e) => [e.config.name, e.replica!]));
-        const identities = new Map(this.entries.filter((e) => e.identity).map((e) => [e.config.name, e.identity!]));
-        this.links = new LinkManager(c, identity, { primaries, replicas, identities }, this.log);
+        this.links = new LinkManager(c, identity, this.linkVolumes, this.log);
         await this.links.start();
       }
       if (c.api) {
-        const api = await startApi(c.api, { status: () => this.status(), log: this.log });
+        const api = await startApi(c.api, { status: () => this.status(), actions: this.roles, token: () => readToken(c.state), log: this.log });
         this.api = api.app;
         this.apiAddress = api.address;
       }
@@ -97,6 +116,8 @@ export class Daemon {
       await this.closeVolumes();
       throw e;
     }
+    this.ticker = setInterval(() => this.roles.tick(Date.now()), 1000);
+    this.ticker.unref();
     const where = formatListenAddress(this.nbdAddress);
     for (const v of this.volumes) {
       const url = this.nbdAddress.kind === 'unix'
@@ -108,17 +129,34 @@ export class Daemon {
     this.log.info({ node: c.node, nbd: where }, `ready: node ${c.node} serving ${this.volumes.length} volume(s) on ${where}`);
   }
 
-  /** A volume with a peer gets a journal and a dirty bitmap under state/volumes/NAME. */
-  private async openJournal(v: VolumeConfig, volume: Volume): Promise<VolumeEntry> {
-    if (v.peer === undefined) return { config: v, volume, journaled: null, replica: null, history: null, identity: null };
-    const dir = path.join(this.config.state, 'volumes', v.name);
-    fs.mkdirSync(dir, { recursive: true });
-    const identity = VolumeIdentity.open(dir, v.role);
-    if (v.role === 'secondary') {
-      const store = new DirStore(path.join(this.config.state, 'volumes', v.name, 'receive'));
+  /** What the link manager sees: each replicated volume by role (kept current through promote and demote). */
+  readonly linkVolumes: LinkVolumes = { primaries: new Map(), replicas: new Map(), identities: new Map() };
+
+  /** The export a volume's name serves: its write path, its replica, or the plain volume. */
+  backendOf(e: VolumeEntry): ExportBackend {
+    return e.journaled ?? e.replica ?? e.volume;
+  }
+
+  /**
+   * Opens the volume in its current role: a primary gets a journal, a dirty bitmap
+   * and an activity log under state/volumes/NAME; a secondary its receive log and replica.
+   */
+  async openRole(e: VolumeEntry): Promise<void> {
+    const v = e.config;
+    const { dir, volume } = e;
+    if (v.peer === undefined) return;
+    const lv = this.linkVolumes;
+    lv.identities.set(v.name, e.identity!);
+    if (e.role === 'secondary') {
+      const store = new DirStore(path.join(dir, 'receive'));
       const replica = await Replica.open(volume, () => new Journal({ store, capacity: v.journal, prefixOnly: true }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region });
-      this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, receive log ${formatBytes(replica.log.usedBytes)}`);
-      return { config: v, volume, journaled: null, replica, history: null, identity };
+      this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, receive log ${formatBytes(replica.log.usedBytes)}${replica.checkpoint ? `, checkpoint "${replica.checkpoint.label}" held` : ''}`);
+      e.replica = replica;
+      e.journaled = null;
+      e.history = null;
+      lv.replicas.set(v.name, replica);
+      lv.primaries.delete(v.name);
+      return;
     }
     const journalStore = new DirStore(v.journal_dir ?? path.join(dir, 'journal'));
     const journal = new Journal({ store: journalStore, capacity: v.journal });
@@ -130,7 +168,11 @@ export class Daemon {
     await journaled.start(report, recorded);
     this.log.info({ volume: v.name, journal: v.journal },
       `volume ${v.name}: journal ${formatBytes(journal.usedBytes)} of ${formatBytes(v.journal)}, ${journal.backlogRecords} records unreleased, epoch ${journal.epoch}, tracking by ${journaled.mode}`);
-    return { config: v, volume, journaled, replica: null, history: new History(path.join(dir, 'history.csv')), identity };
+    e.journaled = journaled;
+    e.replica = null;
+    e.history = new History(path.join(dir, 'history.csv'));
+    lv.primaries.set(v.name, journaled);
+    lv.replicas.delete(v.name);
   }
 
   private recordHistory(): void {
@@ -162,6 +204,8 @@ export class Daemon {
     this.stopping ??= (async () => {
       this.log.info('stopping: finishing in-flight requests');
       await this.api?.close();
+      if (this.ticker) clearInterval(this.ticker);
+      await this.roles.idle();
       await this.links?.stop();
       await this.nbd?.close();
       if (this.historyTimer) clearInterval(this.historyTimer);

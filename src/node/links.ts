@@ -57,7 +57,7 @@ export class LinkManager {
       const rp = this.volumes.replicas.get(v.name);
       const id = this.volumes.identities.get(v.name);
       return {
-        name: v.name, uuid: id?.uuid ?? '', size: (jv ?? rp)?.size ?? 0, role: v.role, generation: id?.generations ?? [],
+        name: v.name, uuid: id?.uuid ?? '', size: (jv ?? rp)?.size ?? 0, role: jv ? 'primary' : 'secondary', generation: id?.generations ?? [],
         durableSeq: rp ? rp.receiver.resumeAfter : jv ? jv.journal.released : 0,
         logBytes: rp ? rp.log.capacity : jv ? jv.journal.capacity : 0,
         round: rp ? rp.roundStart : jv ? jv.roundStart : 0,
@@ -69,7 +69,24 @@ export class LinkManager {
     return this.sessions.has(peer) ? 'connected' : 'disconnected';
   }
 
+  /** Arms the volume's first write while apart from its peer to start a new generation. */
+  private armApart(name: string): void {
+    const jv = this.volumes.primaries.get(name);
+    const id = this.volumes.identities.get(name);
+    if (!jv || !id) return;
+    const peer = this.config.volumes.find((v) => v.name === name)?.peer ?? 'its peer';
+    jv.apart = () => {
+      try {
+        const g = id.newGeneration();
+        this.log.info({ volume: name }, `volume ${name}: writes while apart from ${peer} begin generation ${g}`);
+      } catch (e) {
+        this.log.error({ volume: name }, `volume ${name}: cannot record a new generation: ${(e as Error).message}`);
+      }
+    };
+  }
+
   async start(): Promise<void> {
+    for (const name of this.volumes.primaries.keys()) this.armApart(name);
     if (this.config.link) {
       this.listener = new LinkListener({
         identity: this.identity, peers: this.pinned(), log: this.log,
@@ -157,7 +174,12 @@ export class LinkManager {
               if (!jv) continue;
               // The secondary applies whole epochs out of its receive log: keep them to a quarter of it.
               jv.maxEpochBytes = Math.min(jv.maxEpochBytes, Math.max(1 << 20, Math.floor(remote.logBytes / 4)));
-              this.shipperFor(local.name, jv).up(s, remote.durableSeq, remote.round, remote.uuid === '');
+              // A peer with nothing in its receive log and no round open (a new replica, or
+              // an old primary just demoted) gets a first sync: every region compared by hash.
+              jv.apart = null;
+              const sh = this.shipperFor(local.name, jv);
+              sh.fitWindow(remote.logBytes);
+              sh.up(s, remote.durableSeq, remote.round, remote.durableSeq === 0 && remote.round === 0);
             } else {
               // The secondary takes the primary's volume identity (its UUID and generations).
               try {
@@ -244,11 +266,27 @@ export class LinkManager {
         if (this.sessions.get(peer) === s) {
           this.sessions.delete(peer);
           for (const sh of this.shippers.values()) if (sh.session === s) sh.down();
+          for (const v of this.config.volumes) if (v.peer === peer) this.armApart(v.name);
           for (const v of this.config.volumes) if (v.peer === peer) this.volumes.replicas.get(v.name)?.detach();
         }
         resolve();
       });
     });
+  }
+
+  /**
+   * A volume changed role here (promote, demote): its shipper goes, and the link to
+   * its peer is closed so the next Hello describes the new roles.
+   */
+  volumeChanged(name: string, reason: string): void {
+    const sh = this.shippers.get(name);
+    if (sh) {
+      sh.down();
+      this.shippers.delete(name);
+    }
+    this.volumes.replicas.get(name)?.detach();
+    const peer = this.config.volumes.find((v) => v.name === name)?.peer;
+    if (peer) this.sessions.get(peer)?.close(reason);
   }
 
   private shipperFor(name: string, jv: JournaledVolume): VolumeShipper {

@@ -40,6 +40,8 @@ export type ReceiverEvent =
    */
   | { type: 'appendStopped'; upTo: number; full?: boolean }
   | { type: 'applyFailed' }
+  /** A `releaseLog` action finished (whether or not it freed space). */
+  | { type: 'released' }
   /** Hold applying (a checkpoint is held) or let it go on. */
   | { type: 'hold'; held: boolean };
 
@@ -54,7 +56,7 @@ export type ReceiverAction =
    * the round's last part).
    */
   | { type: 'apply'; fromSeq: number; toSeq: number; round?: boolean; endsRound?: boolean }
-  /** Free receive-log space behind `seq`. */
+  /** Free receive-log space behind `seq`, then report `released`. */
   | { type: 'releaseLog'; seq: number }
   /** Tell the primary to stop shipping (held) or to resume right after `after`, durable here (a Hold frame). */
   | { type: 'holdShipping'; held: boolean; after: number }
@@ -84,6 +86,8 @@ export class Receiver {
    */
   private stalled: 'no' | 'paused' | 'resuming' = 'no';
   private applyBlocked = false;
+  /** A releaseLog action is under way. */
+  private releasing = false;
   /** What the receiver's own sync in flight was asked to cover. */
   private syncAsked = -1;
   /** The last jump's seq: sync results below it are stale. */
@@ -168,14 +172,22 @@ export class Receiver {
           while (this.pendingBarriers.length > 0 && this.pendingBarriers[0]! <= e.upTo) this.barriers.push(this.pendingBarriers.shift()!);
           while (this.pendingRoundEnds.length > 0 && this.pendingRoundEnds[0]! <= e.upTo) this.roundEnds.push(this.pendingRoundEnds.shift()!);
         }
-        const out: ReceiverAction[] = this.up ? [{ type: 'ack', seq: this.logDurable }] : [];
-        return [...out, ...this.maybeSync(), ...this.maybeApply()];
+        const out: ReceiverAction[] = [...(this.up ? [{ type: 'ack', seq: this.logDurable } as const] : []), ...this.maybeSync(), ...this.maybeApply()];
+        // Paused, and this sync starts nothing that would free room: ask for more anyway
+        // (a log still full pauses again) rather than wait for a release that never comes.
+        if (this.stalled === 'paused' && this.up && !this.held && !this.applying && !this.releasing && !this.syncing) out.push(this.resume());
+        return out;
       }
       case 'applied': {
         this.applying = false;
         this.applied = Math.max(this.applied, e.upTo);
         while (this.barriers.length > 0 && this.barriers[0]! <= this.applied) this.barriers.shift();
+        this.releasing = true;
         return [{ type: 'releaseLog', seq: this.applied }, ...this.maybeApply()];
+      }
+      case 'released': {
+        this.releasing = false;
+        return this.stalled === 'paused' && this.up ? [this.resume()] : [];
       }
       case 'appendStopped':
         if (e.upTo < this.logged) {
@@ -183,10 +195,15 @@ export class Receiver {
           this.pendingBarriers = this.pendingBarriers.filter((b) => b <= this.logged);
           this.pendingRoundEnds = this.pendingRoundEnds.filter((b) => b <= this.logged);
         }
-        if (e.full && this.held && this.up) {
-          // The checkpoint keeps the log from draining: pause the primary, keep the link.
-          this.stalled = 'paused';
-          return [{ type: 'holdShipping', held: true, after: this.logDurable }, ...this.maybeSync()];
+        if (e.full && this.up) {
+          // The log drains only as units are applied and released (not at all while a
+          // checkpoint holds them): pause the primary, keep the link; a release resumes
+          // it. (With nothing under way that would free room, the adapter closes the link.)
+          const more = [...this.maybeSync(), ...this.maybeApply()];
+          if (this.held || this.applying || this.releasing || this.syncing || more.length > 0) {
+            this.stalled = 'paused';
+            return [{ type: 'holdShipping', held: true, after: this.logDurable }, ...more];
+          }
         }
         return [];
       case 'roundOpened':
@@ -216,14 +233,16 @@ export class Receiver {
       case 'hold': {
         this.held = e.held;
         const out = this.maybeApply();
-        if (!e.held && this.stalled === 'paused' && this.up) {
-          // (After the apply above frees log space: the adapter runs actions in order.)
-          this.stalled = 'resuming';
-          out.push({ type: 'holdShipping', held: false, after: this.logDurable });
-        }
+        // (An apply started here resumes shipping when it is done: see 'applied'.)
+        if (!e.held && out.length === 0 && !this.releasing && this.stalled === 'paused' && this.up) out.push(this.resume());
         return out;
       }
     }
+  }
+
+  private resume(): ReceiverAction {
+    this.stalled = 'resuming';
+    return { type: 'holdShipping', held: false, after: this.logDurable };
   }
 
   private maybeSync(): ReceiverAction[] {

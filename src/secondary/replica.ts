@@ -279,6 +279,33 @@ export class Replica implements ExportBackend {
     this.checkpointReleased = new Promise((r) => (this.releaseWaiters = r));
   }
 
+  /**
+   * Before a promote: the link is gone; everything durable in the receive log is
+   * applied in whole units; what follows the last durable barrier is discarded; a
+   * round in progress is rolled back to the image before it (the undo area).
+   * Afterwards the replica is the flush-point image it served, on the volume itself.
+   */
+  async finishForPromote(): Promise<{ applied: number; discarded: number; rolledBack: number; initialRound: boolean }> {
+    this.detach();
+    while (this.attaching || this.opening || this.reopening) await (this.attaching ?? this.opening ?? this.reopening)!.catch(() => undefined);
+    while (this.gate) await this.gate;
+    if (!this.log.broken) {
+      const upTo = await this.log.sync();
+      await this.run(this.receiver.handle({ type: 'synced', upTo }));
+    }
+    while (this.gate) await this.gate;
+    const discarded = Math.max(0, this.log.lastSeq - this.receiver.applied);
+    let rolledBack = 0;
+    const initialRound = this.round?.initial === true;
+    if (this.undo) {
+      rolledBack = await this.undo.rollback(this.volume);
+      this.undo.close();
+      this.undo = null;
+    }
+    this.round = null;
+    return { applied: this.receiver.applied, discarded, rolledBack, initialRound };
+  }
+
   /** Lets the replica catch up again (what the receive log holds is applied at once). */
   async releaseCheckpoint(): Promise<Checkpoint | null> {
     const cp = this.checkpoint;
@@ -367,7 +394,8 @@ export class Replica implements ExportBackend {
             if (res === 'full') {
               const next = this.receiver.handle({ type: 'appendStopped', upTo: this.log.lastSeq, full: true });
               if (next.length > 0) {
-                this.logger.warn({ volume: this.name }, `volume ${this.name}: receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}) while checkpoint "${this.checkpoint?.label ?? ''}" is held; shipping paused, the primary's journal holds the rest until the checkpoint is released`);
+                const why = this.checkpoint ? `while checkpoint "${this.checkpoint.label}" is held; shipping paused, the primary's journal holds the rest until the checkpoint is released` : 'ahead of the replica; shipping paused until applied records free room';
+                (this.checkpoint ? this.logger.warn : this.logger.info).call(this.logger, { volume: this.name }, `volume ${this.name}: receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}) ${why}`);
                 await this.run(next);
               } else {
                 this.link?.close(`receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}); the primary's journal holds the rest`);
@@ -404,10 +432,11 @@ export class Replica implements ExportBackend {
           break;
         case 'releaseLog':
           await this.log.release(a.seq).catch(() => undefined);
+          await this.run(this.receiver.handle({ type: 'released' }));
           break;
         case 'holdShipping':
           this.link?.hold(a.held, a.after);
-          if (!a.held) this.logger.info({ volume: this.name }, `volume ${this.name}: shipping resumes after record ${a.after}`);
+          if (!a.held) this.logger.debug({ volume: this.name }, `volume ${this.name}: shipping resumes after record ${a.after}`);
           break;
         case 'close':
           this.logger.warn({ volume: this.name }, `volume ${this.name}: ${a.reason}`);

@@ -24,7 +24,8 @@ export class Volume implements ExportBackend {
   readonly name: string;
   readonly path: string;
   readonly size: number;
-  readonly readOnly: boolean;
+  /** Changes with the volume's role (promote makes a replica writable, demote the reverse). */
+  readOnly: boolean;
   readonly description: string;
   readonly isBlockDevice: boolean;
   private fd: number;

@@ -27,3 +27,23 @@ test('garbage is refused, not thrown', () => {
   assert.match(refused(checkHello(Buffer.from('{"node":"site-b","protocol":1,"volumes":[{"name":"db"}]}'), 'site-b', [vol()])), /^bad-hello: .*malformed at volumes\.0\./);
   assert.match(refused(checkHello(Buffer.from('[1,2,3]'), 'site-b', [vol()])), /^bad-hello/);
 });
+
+test('generations: failover, failback and split brain are told apart', () => {
+  // A secondary whose generation is in the primary's history: a normal pair.
+  assert.ok(checkHello(hello({ volumes: [vol({ role: 'secondary', generation: ['g1'] })] }), 'site-b', [vol({ generation: ['g2', 'g1'] })]).ok);
+  // A secondary that forgot its history (--discard-my-data): accepted, it gets a full compare.
+  assert.ok(checkHello(hello({ volumes: [vol({ role: 'secondary', generation: [] })] }), 'site-b', [vol({ generation: ['g2', 'g1'] })]).ok);
+  // The secondary took writes the primary never saw: split brain, from either side's view.
+  assert.match(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', generation: ['g1b', 'g1'] })] }), 'site-b', [vol({ generation: ['g2', 'g1'] })])),
+    /^split-brain: volume db: split brain: the secondary \(site-b\) took writes .*--discard-my-data/);
+  assert.match(refused(checkHello(hello({ volumes: [vol({ role: 'primary', generation: ['g2', 'g1'] })] }), 'site-b', [vol({ role: 'secondary', generation: ['g1b', 'g1'] })])),
+    /^split-brain: .*the secondary \(this node\)/);
+  // Two primaries after a failover: the old primary is told to demote itself.
+  assert.match(refused(checkHello(hello({ volumes: [vol({ generation: ['g2', 'g1'] })] }), 'site-b', [vol({ generation: ['g1'] })])),
+    /^two-primaries: .*site-b was promoted after this node's last write.*offsite demote db` here/);
+  assert.match(refused(checkHello(hello({ volumes: [vol({ generation: ['g1'] })] }), 'site-b', [vol({ generation: ['g2', 'g1'] })])),
+    /^two-primaries: .*this node was promoted.*on site-b/);
+  // Both primaries wrote apart: split brain.
+  assert.match(refused(checkHello(hello({ volumes: [vol({ generation: ['g2', 'g1'] })] }), 'site-b', [vol({ generation: ['g1b', 'g1'] })])),
+    /^split-brain: volume db: split brain: primary on both nodes/);
+});

@@ -102,15 +102,22 @@ test('a checkpoint with a full log pauses shipping; its release applies, then re
   // What still arrives before the primary hears it is dropped, not a gap.
   assert.deepEqual(rc.handle({ type: 'records', records: [r(6)] }), []);
   rc.handle({ type: 'synced', upTo: 4, asked: 5 }); // the sync asked for 5 covers what the log took
-  assert.deepEqual(rc.handle({ type: 'hold', held: false }), [
-    { type: 'apply', fromSeq: 1, toSeq: 2 }, { type: 'holdShipping', held: false, after: 4 },
-  ]);
+  // Release: the held unit is applied; once it is (and its log space freed), shipping resumes.
+  assert.deepEqual(rc.handle({ type: 'hold', held: false }), [{ type: 'apply', fromSeq: 1, toSeq: 2 }]);
+  assert.deepEqual(rc.handle({ type: 'applied', upTo: 2 }), [{ type: 'releaseLog', seq: 2 }]);
+  assert.deepEqual(rc.handle({ type: 'released' }), [{ type: 'holdShipping', held: false, after: 4 }]);
   // A stale frame sent before the pause was heard is dropped; the resend is taken.
   assert.deepEqual(rc.handle({ type: 'records', records: [r(7)] }), []);
   assert.deepEqual(rc.handle({ type: 'records', records: [r(5, true), r(6)] }).map((a) => a.type), ['append', 'sync']);
-  // Without a checkpoint a full log is the adapter's to handle (it closes the link).
-  const plain = fresh();
-  plain.handle({ type: 'up' });
-  plain.handle({ type: 'records', records: [r(1)] });
-  assert.deepEqual(plain.handle({ type: 'appendStopped', upTo: 0, full: true }), []);
+});
+
+test('a full log without a checkpoint pauses too, until an apply frees room', () => {
+  const rc = fresh();
+  rc.handle({ type: 'up' });
+  rc.handle({ type: 'records', records: [r(1), r(2, true)] });
+  rc.handle({ type: 'synced', upTo: 2, asked: 2 }); // -> apply 1..2
+  rc.handle({ type: 'records', records: [r(3), r(4, true)] });
+  assert.deepEqual(rc.handle({ type: 'appendStopped', upTo: 2, full: true }), [{ type: 'holdShipping', held: true, after: 2 }]);
+  assert.deepEqual(rc.handle({ type: 'applied', upTo: 2 }), [{ type: 'releaseLog', seq: 2 }]);
+  assert.deepEqual(rc.handle({ type: 'released' }), [{ type: 'holdShipping', held: false, after: 2 }]);
 });

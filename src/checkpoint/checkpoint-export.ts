@@ -1,0 +1,39 @@
+// The read-only NBD export VOLUME@checkpoint: the replica's image frozen by a held
+// checkpoint, for a backup tool to read while replication goes on. Once the
+// checkpoint is released, reads on a connection still open fail (ESTALE) rather
+// than return a moving image.
+import { DiskError, type Extent, type ExportBackend, type ZeroOptions } from '../nbd/export.js';
+import type { Checkpoint, Replica } from '../secondary/replica.js';
+
+export const CHECKPOINT_SUFFIX = '@checkpoint';
+
+export class CheckpointExport implements ExportBackend {
+  constructor(private readonly replica: Replica, private readonly held: Checkpoint) {}
+
+  get name(): string { return `${this.replica.name}${CHECKPOINT_SUFFIX}`; }
+  get size(): number { return this.replica.size; }
+  get readOnly(): boolean { return true; }
+  get description(): string {
+    return `checkpoint "${this.held.label}" of ${this.replica.name}, taken ${new Date(this.held.createdAt).toISOString()} (read-only)`;
+  }
+
+  private check(): void {
+    if (this.replica.checkpoint !== this.held) throw new DiskError('ESTALE', `checkpoint "${this.held.label}" of ${this.replica.name} was released`);
+  }
+
+  async read(offset: number, into: Buffer, at: number, length: number): Promise<void> {
+    this.check();
+    await this.replica.read(offset, into, at, length);
+    this.check(); // (released during the read: the bytes may be from after it)
+  }
+
+  write(): Promise<void> { return Promise.reject(new DiskError('EPERM', 'a checkpoint is read-only (use a drill for a writable copy)')); }
+  writeZeroes(_o: number, _l: number, _z: ZeroOptions): Promise<void> { return this.write(); }
+  trim(): Promise<void> { return this.write(); }
+  flush(): Promise<void> { return Promise.resolve(); }
+  cache(offset: number, length: number): Promise<void> { return this.replica.cache(offset, length); }
+  async extents(offset: number, length: number, max: number): Promise<Extent[]> {
+    this.check();
+    return this.replica.extents(offset, length, max);
+  }
+}

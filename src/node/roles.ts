@@ -1,0 +1,223 @@
+// Operator actions on a node's volumes: checkpoints (create, release, expiry) and
+// role changes (promote, demote). One action at a time per node; each says what it
+// did in words an operator can act on, or refuses and says why.
+import fs from 'node:fs';
+import path from 'node:path';
+import { formatBytes } from '../config/units.js';
+import type { Logger } from '../log/log.js';
+import { CHECKPOINT_SUFFIX, CheckpointExport } from '../checkpoint/checkpoint-export.js';
+import type { Checkpoint } from '../secondary/replica.js';
+import type { Daemon, VolumeEntry } from './daemon.js';
+
+/** A refused or failed action: `status` is the HTTP status the API answers with. */
+export class ActionError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+export interface ActionResult {
+  volume: string;
+  message: string;
+  [k: string]: unknown;
+}
+
+export interface CheckpointInfo extends Checkpoint {
+  volume: string;
+  export: string;
+}
+
+/** Files in a volume's state folder that belong to neither role: kept across a role change. */
+const KEEP = new Set(['identity.json', 'history.csv']);
+const JOURNAL_FILE = /^(?:\d{20}\.seg|released|applied|intent)(?:\.tmp)?$/;
+
+export class RoleChanges {
+  private busy: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly daemon: Daemon, private readonly log: Logger) {}
+
+  /** Runs actions one at a time. */
+  private serial<T>(f: () => Promise<T>): Promise<T> {
+    const p = this.busy.then(f, f);
+    this.busy = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Resolves when no action is running. */
+  async idle(): Promise<void> {
+    await this.busy;
+  }
+
+  private entry(name: string): VolumeEntry {
+    const e = this.daemon.entries.find((x) => x.config.name === name);
+    if (!e) throw new ActionError(404, `no volume named ${name} on node ${this.daemon.config.node}`);
+    if (e.config.peer === undefined) throw new ActionError(409, `volume ${name} is not replicated (it has no peer)`);
+    return e;
+  }
+
+  private secondary(name: string, what: string): VolumeEntry {
+    const e = this.entry(name);
+    if (e.role !== 'secondary' || !e.replica) {
+      throw new ActionError(409, `volume ${name} is primary on this node; ${what} runs on the node that holds the secondary (${e.config.peer})`);
+    }
+    return e;
+  }
+
+  // --- checkpoints ------------------------------------------------------------
+
+  checkpoints(): CheckpointInfo[] {
+    return this.daemon.entries.filter((e) => e.replica?.checkpoint).map((e) => ({
+      ...e.replica!.checkpoint!, volume: e.config.name, export: `${e.config.name}${CHECKPOINT_SUFFIX}`,
+    }));
+  }
+
+  createCheckpoint(name: string, opts: { label?: string | undefined; holdSeconds?: number | undefined }, now = Date.now()): Promise<ActionResult> {
+    return this.serial(async () => {
+      const e = this.secondary(name, 'a checkpoint');
+      const rp = e.replica!;
+      const label = opts.label ?? `manual-${new Date(now).toISOString().slice(0, 19)}Z`;
+      let cp: Checkpoint;
+      try {
+        cp = await rp.createCheckpoint(label, opts.holdSeconds === undefined ? null : opts.holdSeconds * 1000, now);
+      } catch (err) {
+        throw new ActionError(409, (err as Error).message);
+      }
+      this.daemon.registry.add(new CheckpointExport(rp, cp));
+      return { volume: name, message: `checkpoint "${label}" of ${name} held at record ${cp.appliedSeq}; read it at export ${name}${CHECKPOINT_SUFFIX}`, checkpoint: cp };
+    });
+  }
+
+  releaseCheckpoint(name: string): Promise<ActionResult> {
+    return this.serial(async () => {
+      const e = this.secondary(name, 'a checkpoint');
+      const rp = e.replica!;
+      if (!rp.checkpoint) throw new ActionError(409, `volume ${name} holds no checkpoint`);
+      this.daemon.registry.remove(`${name}${CHECKPOINT_SUFFIX}`);
+      const cp = await rp.releaseCheckpoint();
+      return { volume: name, message: `checkpoint "${cp?.label ?? ''}" of ${name} released; the replica catches up`, checkpoint: cp };
+    });
+  }
+
+  /** Once a second: checkpoints whose hold has expired are released. */
+  tick(now: number): void {
+    for (const cp of this.checkpoints()) {
+      if (cp.holdUntil !== null && now >= cp.holdUntil) {
+        this.log.info({ volume: cp.volume }, `volume ${cp.volume}: checkpoint "${cp.label}" reached the end of its hold`);
+        this.releaseCheckpoint(cp.volume).catch((err: Error) => this.log.error({ volume: cp.volume }, `volume ${cp.volume}: releasing checkpoint "${cp.label}" failed: ${err.message}`));
+      }
+    }
+  }
+
+  // --- promote and demote -----------------------------------------------------
+
+  /**
+   * Failover: the secondary applies what it holds durably, becomes primary with a
+   * new generation, and serves the volume read-write. Refused (unless forced) while
+   * the primary is still connected or the replica is not a flush-point image.
+   */
+  promote(name: string, opts: { force?: boolean | undefined }): Promise<ActionResult> {
+    return this.serial(async () => {
+      const t0 = performance.now();
+      const e = this.entry(name);
+      if (e.role === 'primary') throw new ActionError(409, `volume ${name} is already primary on this node`);
+      const rp = e.replica!;
+      const peer = e.config.peer!;
+      const reasons: string[] = [];
+      if (this.daemon.links?.linkState(peer) === 'connected') reasons.push(`its primary on ${peer} is still connected (two primaries would take writes apart: demote ${name} on ${peer} first, or stop that node)`);
+      if (!rp.consistent) {
+        reasons.push(rp.tornBy ? `the replica is between two flush points (an apply failed: ${rp.tornBy})` : 'its first sync has not completed, so it is not an image of the primary');
+      }
+      if (reasons.length > 0 && !opts.force) throw new ActionError(409, `refused to promote ${name}: ${reasons.join('; ')}. Add --force to promote anyway`);
+      const daemon = this.daemon;
+      if (rp.checkpoint) {
+        daemon.registry.remove(`${name}${CHECKPOINT_SUFFIX}`);
+        await rp.releaseCheckpoint();
+      }
+      daemon.links?.volumeChanged(name, `volume ${name} is being promoted here`);
+      const fin = await rp.finishForPromote();
+      rp.log.close();
+      this.wipeRoleState(e);
+      e.identity!.setRole('primary', true);
+      e.volume.readOnly = false;
+      e.role = 'primary';
+      await daemon.openRole(e);
+      daemon.registry.add(daemon.backendOf(e), e.config.default === true);
+      const ms = Math.round(performance.now() - t0);
+      const message = `volume ${name} promoted: primary on this node, read-write, generation ${e.identity!.current}; ` +
+        `applied up to record ${fin.applied}` +
+        (fin.discarded > 0 ? `, ${fin.discarded} records after the last flush point discarded` : '') +
+        (fin.rolledBack > 0 ? `, ${fin.rolledBack} regions of an unfinished resync rolled back` : '') +
+        (reasons.length > 0 ? ` (forced: ${reasons.join('; ')})` : '') + `; took ${ms} ms`;
+      this.log.warn({ volume: name }, message);
+      return { volume: name, message, generation: e.identity!.current, applied: fin.applied, discarded: fin.discarded, ms };
+    });
+  }
+
+  /**
+   * The way back: a primary becomes a secondary. Writes its peer never received
+   * are discarded (the next link compares every region with the new primary and
+   * copies back the ones that differ). With --discard-my-data this side also forgets
+   * its history, which resolves a split brain in favour of the peer.
+   */
+  demote(name: string, opts: { discardMyData?: boolean | undefined }): Promise<ActionResult> {
+    return this.serial(async () => {
+      const e = this.entry(name);
+      const daemon = this.daemon;
+      let unshipped = 0;
+      if (e.role === 'secondary') {
+        if (!opts.discardMyData) throw new ActionError(409, `volume ${name} is already secondary on this node`);
+        daemon.links?.volumeChanged(name, `volume ${name} discards its data`);
+        const rp = e.replica!;
+        rp.detach();
+        daemon.registry.remove(`${name}${CHECKPOINT_SUFFIX}`);
+        rp.log.close();
+      } else {
+        const jv = e.journaled!;
+        // New writes are refused from here on (EPERM); those in flight finish.
+        e.volume.readOnly = true;
+        daemon.links?.volumeChanged(name, `volume ${name} is being demoted here`);
+        unshipped = jv.journal.backlogBytes + jv.bitmap.count * jv.bitmap.regionSize;
+        await jv.close();
+      }
+      this.wipeRoleState(e);
+      e.identity!.setRole('secondary', false);
+      if (opts.discardMyData) e.identity!.forgetHistory();
+      e.volume.readOnly = true;
+      e.role = 'secondary';
+      await daemon.openRole(e);
+      daemon.registry.add(daemon.backendOf(e), e.config.default === true);
+      const message = `volume ${name} demoted: secondary on this node, read-only; ` +
+        (opts.discardMyData ? 'its data is discarded in favour of the peer\'s; ' : '') +
+        (unshipped > 0 ? `${formatBytes(unshipped)} of changes the peer never received will be replaced; ` : '') +
+        `when ${e.config.peer} (primary) links, every region is compared by hash and only differing ones are copied`;
+      this.log.warn({ volume: name }, message);
+      return { volume: name, message };
+    });
+  }
+
+  /**
+   * Removes what the old role kept (journal, bitmap, activity log, receive log,
+   * round marker, undo area, checkpoint, first-sync mark); keeps the identity and
+   * the write history. Made durable before the new role starts.
+   */
+  private wipeRoleState(e: VolumeEntry): void {
+    for (const f of fs.readdirSync(e.dir)) {
+      if (!KEEP.has(f)) fs.rmSync(path.join(e.dir, f), { recursive: true, force: true });
+    }
+    const jdir = e.config.journal_dir;
+    if (jdir && fs.existsSync(jdir)) {
+      for (const f of fs.readdirSync(jdir)) if (JOURNAL_FILE.test(f)) fs.rmSync(path.join(jdir, f), { force: true });
+      fsyncDir(jdir);
+    }
+    fsyncDir(e.dir);
+  }
+}
+
+function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
