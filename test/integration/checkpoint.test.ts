@@ -3,25 +3,11 @@
 // and the secondary pauses shipping (Hold) without dropping the link; on release the
 // replica catches up. Driven through the CLI and read with nbdinfo, nbdcopy, qemu-img.
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import { test } from 'node:test';
-import { OFFSITE_BIN, statusOf, type TestDaemon } from '../helpers/daemon.js';
+import { OFFSITE_BIN, statusOf } from '../helpers/daemon.js';
 import { startPair } from '../helpers/pair.js';
 import { must, run, sleep } from '../helpers/run.js';
-
-export async function exportHash(uri: string, dir: string): Promise<string> {
-  const file = path.join(dir, `copy-${crypto.randomBytes(4).toString('hex')}.img`);
-  await must('nbdcopy', [uri, file]);
-  const h = crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-  fs.rmSync(file);
-  return h;
-}
-
-export function cli(d: TestDaemon, ...args: string[]): ReturnType<typeof run> {
-  return run(process.execPath, [OFFSITE_BIN, ...args, '-c', d.configFile]);
-}
+import { cli, exportHash } from '../helpers/cli.js';
 
 async function waitFor(what: string, f: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
