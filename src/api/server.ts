@@ -23,6 +23,8 @@ type Body = Record<string, unknown> | undefined;
 export const ACTIONS: Record<string, (a: RoleChanges, volume: string, body: Body) => Promise<ActionResult>> = {
   checkpoint: (a, v, b) => a.createCheckpoint(v, { label: str(b, 'label'), holdSeconds: hold(b) }),
   'checkpoint-release': (a, v) => a.releaseCheckpoint(v),
+  'drill-start': (a, v) => a.startDrill(v),
+  'drill-stop': (a, v) => a.stopDrill(v),
   promote: (a, v, b) => a.promote(v, { force: b?.force === true }),
   demote: (a, v, b) => a.demote(v, { discardMyData: b?.discardMyData === true }),
 };

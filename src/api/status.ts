@@ -44,6 +44,8 @@ export interface VolumeStatus {
   resyncEtaSeconds: number;
   /** Secondary: the held checkpoint (frozen image, export VOLUME@checkpoint), or null. */
   checkpoint: { label: string; createdAt: number; holdUntil: number | null; appliedSeq: number; export: string } | null;
+  /** Secondary: the DR drill running over the checkpoint (writable export VOLUME@drill), or null. */
+  drill: { export: string; bytesWritten: number } | null;
 }
 
 export interface NodeStatus {
@@ -71,6 +73,7 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     resyncHashBytes: e.journaled?.hashBytes ?? 0,
     ...resyncRate(e, now),
     checkpoint: e.replica?.checkpoint ? { ...e.replica.checkpoint, export: `${e.config.name}@checkpoint` } : null,
+    drill: e.drill ? { export: e.drill.name, bytesWritten: e.drill.bytesWritten } : null,
   };
   if (e.replica) {
     const log = e.replica.log;

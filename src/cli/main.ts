@@ -113,6 +113,14 @@ configOption(checkpoint.command('list'))
     }
   });
 
+const drill = program.command('drill').description('a DR drill: a writable copy-on-write VOLUME@drill over a checkpoint, thrown away at stop');
+configOption(drill.command('start <volume>'))
+  .description('start a drill of VOLUME (on the node with its secondary); takes a checkpoint if none is held')
+  .action((volume: string, opts: { config?: string }) => act(opts, volume, 'drill-start'));
+configOption(drill.command('stop <volume>'))
+  .description('stop the drill of VOLUME and throw its writes away')
+  .action((volume: string, opts: { config?: string }) => act(opts, volume, 'drill-stop'));
+
 configOption(program.command('promote <volume>'))
   .description('failover: make this node\'s secondary of VOLUME the primary (read-write); refused while its primary is connected or the replica is not consistent')
   .option('--force', 'promote even so (two primaries, or an image that is not a flush point)')

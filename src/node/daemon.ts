@@ -21,7 +21,8 @@ import { loadIdentity } from '../link/identity.js';
 import { Replica } from '../secondary/replica.js';
 import { VolumeIdentity } from '../volume/identity.js';
 import { LinkManager, type LinkVolumes } from './links.js';
-import { RoleChanges } from './roles.js';
+import { DRILL_FILE, RoleChanges } from './roles.js';
+import type { DrillOverlay } from '../drill/drill.js';
 import { CheckpointExport } from '../checkpoint/checkpoint-export.js';
 import type { ExportBackend } from '../nbd/export.js';
 import { readToken } from '../link/identity.js';
@@ -39,6 +40,8 @@ export interface VolumeEntry {
   history: History | null;
   /** UUID and generations of a replicated volume. */
   identity: VolumeIdentity | null;
+  /** A DR drill running over the held checkpoint (secondary only). */
+  drill: DrillOverlay | null;
 }
 
 export class Daemon {
@@ -83,7 +86,7 @@ export class Daemon {
           description: v.description ?? `offsite volume ${v.name} on node ${c.node}`,
         });
         this.volumes.push(volume);
-        const entry: VolumeEntry = { config: v, volume, role, dir, journaled: null, replica: null, history: null, identity };
+        const entry: VolumeEntry = { config: v, volume, role, dir, journaled: null, replica: null, history: null, identity, drill: null };
         await this.openRole(entry);
         this.entries.push(entry);
         registry.add(this.backendOf(entry), v.default === true);
@@ -148,6 +151,7 @@ export class Daemon {
     const lv = this.linkVolumes;
     lv.identities.set(v.name, e.identity!);
     if (e.role === 'secondary') {
+      fs.rmSync(path.join(dir, DRILL_FILE), { force: true }); // a drill does not outlive the daemon
       const store = new DirStore(path.join(dir, 'receive'));
       const replica = await Replica.open(volume, () => new Journal({ store, capacity: v.journal, prefixOnly: true }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region });
       this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, receive log ${formatBytes(replica.log.usedBytes)}${replica.checkpoint ? `, checkpoint "${replica.checkpoint.label}" held` : ''}`);
@@ -210,6 +214,7 @@ export class Daemon {
       await this.nbd?.close();
       if (this.historyTimer) clearInterval(this.historyTimer);
       for (const e of this.entries.splice(0)) {
+        await e.drill?.stop().catch(() => undefined);
         await e.journaled?.close().catch((err: Error) => this.log.error(`volume ${e.config.name}: ${err.message}`));
         if (e.replica) {
           await e.replica.log.sync().catch(() => undefined);

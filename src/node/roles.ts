@@ -8,6 +8,10 @@ import type { Logger } from '../log/log.js';
 import { CHECKPOINT_SUFFIX, CheckpointExport } from '../checkpoint/checkpoint-export.js';
 import type { Checkpoint } from '../secondary/replica.js';
 import type { Daemon, VolumeEntry } from './daemon.js';
+import { DRILL_SUFFIX, DrillOverlay } from '../drill/drill.js';
+
+/** The drill overlay's file in the volume's state folder (thrown away at stop and at start). */
+export const DRILL_FILE = 'drill.overlay';
 
 /** A refused or failed action: `status` is the HTTP status the API answers with. */
 export class ActionError extends Error {
@@ -92,15 +96,71 @@ export class RoleChanges {
       const e = this.secondary(name, 'a checkpoint');
       const rp = e.replica!;
       if (!rp.checkpoint) throw new ActionError(409, `volume ${name} holds no checkpoint`);
+      if (e.drill) throw new ActionError(409, `a drill of ${name} runs over checkpoint "${rp.checkpoint.label}"; stop it first (offsite drill stop ${name})`);
       this.daemon.registry.remove(`${name}${CHECKPOINT_SUFFIX}`);
       const cp = await rp.releaseCheckpoint();
       return { volume: name, message: `checkpoint "${cp?.label ?? ''}" of ${name} released; the replica catches up`, checkpoint: cp };
     });
   }
 
+  // --- drills -----------------------------------------------------------------
+
+  /**
+   * A writable VOLUME@drill: copy-on-write over the held checkpoint (one is taken,
+   * labelled "drill", if none is held). Replication goes on into the receive log.
+   */
+  startDrill(name: string): Promise<ActionResult> {
+    return this.serial(async () => {
+      const e = this.secondary(name, 'a drill');
+      if (e.drill) throw new ActionError(409, `a drill of ${name} is already running (export ${name}${DRILL_SUFFIX})`);
+      const rp = e.replica!;
+      let owns = false;
+      if (!rp.checkpoint) {
+        try {
+          await rp.createCheckpoint('drill', null);
+        } catch (err) {
+          throw new ActionError(409, `no drill of ${name}: ${(err as Error).message}`);
+        }
+        this.daemon.registry.add(new CheckpointExport(rp, rp.checkpoint!));
+        owns = true;
+      }
+      const cp = rp.checkpoint!;
+      e.drill = DrillOverlay.open(rp, cp, path.join(e.dir, DRILL_FILE), e.config.bitmap_region, owns);
+      this.daemon.registry.add(e.drill);
+      const message = `drill of ${name} started over checkpoint "${cp.label}": export ${name}${DRILL_SUFFIX} is writable; its writes stay there and are thrown away at drill stop`;
+      this.log.info({ volume: name }, message);
+      return { volume: name, message };
+    });
+  }
+
+  stopDrill(name: string): Promise<ActionResult> {
+    return this.serial(async () => {
+      const e = this.secondary(name, 'a drill');
+      if (!e.drill) throw new ActionError(409, `no drill of ${name} is running`);
+      await this.endDrill(e);
+      const message = `drill of ${name} stopped: its writes are thrown away${e.replica!.checkpoint ? '' : '; the replica catches up'}`;
+      this.log.info({ volume: name }, message);
+      return { volume: name, message };
+    });
+  }
+
+  private async endDrill(e: VolumeEntry): Promise<void> {
+    const d = e.drill;
+    if (!d) return;
+    e.drill = null;
+    this.daemon.registry.remove(d.name);
+    this.log.info({ volume: e.config.name }, `volume ${e.config.name}: the drill wrote ${formatBytes(d.bytesWritten)}, thrown away`);
+    await d.stop();
+    if (d.ownsCheckpoint && e.replica?.checkpoint === d.checkpoint) {
+      this.daemon.registry.remove(`${e.config.name}${CHECKPOINT_SUFFIX}`);
+      await e.replica.releaseCheckpoint();
+    }
+  }
+
   /** Once a second: checkpoints whose hold has expired are released. */
   tick(now: number): void {
     for (const cp of this.checkpoints()) {
+      if (this.daemon.entries.find((e) => e.config.name === cp.volume)?.drill) continue; // a drill keeps it
       if (cp.holdUntil !== null && now >= cp.holdUntil) {
         this.log.info({ volume: cp.volume }, `volume ${cp.volume}: checkpoint "${cp.label}" reached the end of its hold`);
         this.releaseCheckpoint(cp.volume).catch((err: Error) => this.log.error({ volume: cp.volume }, `volume ${cp.volume}: releasing checkpoint "${cp.label}" failed: ${err.message}`));
@@ -129,6 +189,7 @@ export class RoleChanges {
       }
       if (reasons.length > 0 && !opts.force) throw new ActionError(409, `refused to promote ${name}: ${reasons.join('; ')}. Add --force to promote anyway`);
       const daemon = this.daemon;
+      await this.endDrill(e);
       if (rp.checkpoint) {
         daemon.registry.remove(`${name}${CHECKPOINT_SUFFIX}`);
         await rp.releaseCheckpoint();
@@ -168,6 +229,7 @@ export class RoleChanges {
         if (!opts.discardMyData) throw new ActionError(409, `volume ${name} is already secondary on this node`);
         daemon.links?.volumeChanged(name, `volume ${name} discards its data`);
         const rp = e.replica!;
+        await this.endDrill(e);
         rp.detach();
         daemon.registry.remove(`${name}${CHECKPOINT_SUFFIX}`);
         rp.log.close();

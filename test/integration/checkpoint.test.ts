@@ -92,3 +92,38 @@ test('a checkpoint survives a restart of the secondary, and expires by itself af
     await p.stop();
   }
 });
+
+test('DR drill: writes to db@drill stay there, the replica is untouched and converges after the drill', async () => {
+  const p = await startPair({ size: '32MiB' });
+  try {
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x61 0 16M', '-c', 'flush', p.a.uri('db')]);
+    await p.drained();
+    const replicaBefore = await exportHash(p.b.uri('db'), p.b.dir);
+    const started = await cli(p.b, 'drill', 'start', 'db');
+    assert.equal(started.code, 0, started.stderr);
+    assert.match(started.stdout, /drill of db started over checkpoint "drill": export db@drill is writable/);
+    // A test server writes on the drill export (part of a region, and a whole range) and reads it back.
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0xd1 4097 3000', '-c', 'write -P 0xd2 8M 2M', '-c', 'flush', p.b.uri('db@drill')]);
+    const back = await must('qemu-io', ['-f', 'raw', '-c', 'read -P 0xd1 4097 3000', '-c', 'read -P 0x61 0 4097', '-c', 'read -P 0x61 7097 1M', '-c', 'read -P 0xd2 8M 2M', p.b.uri('db@drill')]);
+    assert.doesNotMatch(back, /Pattern verification failed/, back);
+    // Meanwhile the primary writes on; the replica (and its checkpoint) do not move, and have no drill bytes.
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x62 16M 8M', '-c', 'flush', p.a.uri('db')]);
+    assert.equal(await exportHash(p.b.uri('db'), p.b.dir), replicaBefore);
+    const st = (await statusOf(p.b)).volumes[0] as unknown as { drill: { export: string; bytesWritten: number } | null };
+    assert.deepEqual(st.drill, { export: 'db@drill', bytesWritten: 3000 + (2 << 20) });
+    // A checkpoint under a drill cannot be released out from under it.
+    const rel = await cli(p.b, 'checkpoint', 'release', 'db');
+    assert.equal(rel.code, 1);
+    assert.match(rel.stderr, /a drill of db runs over checkpoint "drill"; stop it first/);
+
+    const stopped = await cli(p.b, 'drill', 'stop', 'db');
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.match(stopped.stdout, /drill of db stopped: its writes are thrown away; the replica catches up/);
+    assert.notEqual((await run('nbdinfo', [p.b.uri('db@drill')])).code, 0, 'the drill export is gone');
+    await p.drained();
+    const cmp = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
+    assert.equal((cmp.stdout + cmp.stderr).trim(), 'Images are identical.', 'the replica converged without a drill byte');
+  } finally {
+    await p.stop();
+  }
+});
