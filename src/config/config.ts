@@ -6,6 +6,7 @@ import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node } from 'y
 import { z } from 'zod';
 import { parseListenAddress, type ListenAddress } from '../nbd/server.js';
 import { parseDuration, parseSize } from './units.js';
+import { cronError } from '../checkpoint/schedule.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
@@ -27,6 +28,15 @@ const listen = z.string().transform((v, ctx) => {
   }
 });
 
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseDuration(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
 const volumeSchema = z.strictObject({
   path: z.string().min(1),
   size: size.optional(),
@@ -40,16 +50,17 @@ const volumeSchema = z.strictObject({
   journal_dir: z.string().min(1).optional(),
   on_full: z.enum(['bitmap', 'block']).default('bitmap'),
   bitmap_region: size.default(64 * 1024).refine((v) => v >= 4096 && (v & (v - 1)) === 0, 'must be a power of two of at least 4KiB'),
+  /** Checkpoints on a schedule (secondary): cron (daemon's local time), hold, label. */
+  checkpoints: z.array(z.strictObject({
+    cron: z.string().superRefine((v, ctx) => {
+      const err = cronError(v);
+      if (err) ctx.addIssue({ code: 'custom', message: `"${v}" is not a cron expression: ${err}` });
+    }),
+    hold: duration.optional(),
+    label: z.string().min(1).max(128),
+  })).max(32).default([]),
 });
 
-const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try {
-    return parseDuration(v);
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
-    return z.NEVER;
-  }
-});
 
 const peerSchema = z.strictObject({
   address: z.string(),

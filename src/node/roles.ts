@@ -9,6 +9,7 @@ import { CHECKPOINT_SUFFIX, CheckpointExport } from '../checkpoint/checkpoint-ex
 import type { Checkpoint } from '../secondary/replica.js';
 import type { Daemon, VolumeEntry } from './daemon.js';
 import { DRILL_SUFFIX, DrillOverlay } from '../drill/drill.js';
+import { CheckpointSchedule } from '../checkpoint/schedule.js';
 
 /** The drill overlay's file in the volume's state folder (thrown away at stop and at start). */
 export const DRILL_FILE = 'drill.overlay';
@@ -157,8 +158,37 @@ export class RoleChanges {
     }
   }
 
-  /** Once a second: checkpoints whose hold has expired are released. */
+  private readonly schedules = new Map<string, CheckpointSchedule>();
+
+  /**
+   * Once a second (tests pass their own clock): scheduled checkpoints whose time has
+   * come are taken on secondaries, and checkpoints whose hold has expired are released.
+   */
   tick(now: number): void {
+    for (const e of this.daemon.entries) {
+      const planned = e.config.checkpoints;
+      if (planned.length === 0 || e.config.peer === undefined) continue;
+      let sched = this.schedules.get(e.config.name);
+      if (!sched) {
+        sched = new CheckpointSchedule(planned.map((c) => ({ cron: c.cron, holdSeconds: c.hold ?? null, label: c.label })), now);
+        this.schedules.set(e.config.name, sched);
+      }
+      for (const due of sched.due(now)) {
+        const name = e.config.name;
+        if (e.role !== 'secondary') continue; // a primary has no replica to freeze
+        if (e.replica?.checkpoint) {
+          this.log.warn({ volume: name }, `volume ${name}: scheduled checkpoint "${due.label}" skipped: checkpoint "${e.replica.checkpoint.label}" is still held`);
+          continue;
+        }
+        this.log.info({ volume: name }, `volume ${name}: scheduled checkpoint "${due.label}" (${due.cron})`);
+        this.createCheckpoint(name, { label: due.label, holdSeconds: due.holdSeconds ?? undefined }, now)
+          .catch((err: Error) => this.log.error({ volume: name }, `volume ${name}: scheduled checkpoint "${due.label}" not taken: ${err.message}`));
+      }
+    }
+    this.expire(now);
+  }
+
+  private expire(now: number): void {
     for (const cp of this.checkpoints()) {
       if (this.daemon.entries.find((e) => e.config.name === cp.volume)?.drill) continue; // a drill keeps it
       if (cp.holdUntil !== null && now >= cp.holdUntil) {
