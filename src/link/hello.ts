@@ -69,13 +69,13 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
     if (remote.size !== local.size) {
       return { ok: false, code: 'size', message: `volume ${local.name} is ${local.size} bytes here and ${remote.size} bytes on ${expectedNode}; the sizes must match` };
     }
-    if (local.uuid && remote.uuid && local.uuid !== remote.uuid) {
-      return { ok: false, code: 'uuid', message: `volume ${local.name} here (${local.uuid}) and on ${expectedNode} (${remote.uuid}) are different volumes` };
-    }
     if (remote.role === local.role) {
       return local.role === 'primary'
         ? twoPrimaries(local, remote, expectedNode)
         : { ok: false, code: 'two-secondaries', message: `volume ${local.name} is secondary on both nodes; one must be primary (offsite promote ${local.name} on the node whose data is to be kept)` };
+    }
+    if (local.uuid && remote.uuid && local.uuid !== remote.uuid) {
+      return { ok: false, code: 'uuid', message: `volume ${local.name} here (${local.uuid}) and on ${expectedNode} (${remote.uuid}) are different volumes` };
     }
     const primary = local.role === 'primary' ? local : remote;
     const secondary = local.role === 'primary' ? remote : local;
@@ -100,7 +100,7 @@ function twoPrimaries(local: HelloVolume, remote: HelloVolume, peer: string): He
   const name = local.name;
   const lgen = local.generation[0];
   const rgen = remote.generation[0];
-  if (lgen === rgen) {
+  if (lgen === rgen || local.uuid !== remote.uuid) {
     return { ok: false, code: 'two-primaries', message: `volume ${name} is primary on both nodes (same generation ${lgen ?? '-'}); demote one (offsite demote ${name}) before they can sync` };
   }
   if (lgen !== undefined && remote.generation.slice(1).includes(lgen)) {

@@ -87,7 +87,9 @@ export class Daemon {
         });
         this.volumes.push(volume);
         const entry: VolumeEntry = { config: v, volume, role, dir, journaled: null, replica: null, history: null, identity, drill: null };
+        this.roles.completeDemote(entry);
         await this.openRole(entry);
+        await this.roles.completeChange(entry);
         this.entries.push(entry);
         registry.add(this.backendOf(entry), v.default === true);
         if (entry.replica?.checkpoint) registry.add(new CheckpointExport(entry.replica, entry.replica.checkpoint));
@@ -155,6 +157,11 @@ export class Daemon {
       const store = new DirStore(path.join(dir, 'receive'));
       const replica = await Replica.open(volume, () => new Journal({ store, capacity: v.journal, prefixOnly: true }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region });
       this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, receive log ${formatBytes(replica.log.usedBytes)}${replica.checkpoint ? `, checkpoint "${replica.checkpoint.label}" held` : ''}`);
+      if (replica.checkpoint?.ownedByDrill) {
+        // The drill that took it ended with the last run of the daemon.
+        this.log.info({ volume: v.name }, `volume ${v.name}: releasing the checkpoint of a drill that ended with the last run`);
+        await replica.releaseCheckpoint();
+      }
       e.replica = replica;
       e.journaled = null;
       e.history = null;

@@ -52,7 +52,8 @@ export class LinkManager {
 
   /** The volumes this node shares with `peer`, as Hello describes them. */
   private shared(peer: string): HelloVolume[] {
-    return this.config.volumes.filter((v) => v.peer === peer).map((v) => {
+    // (A volume changing role is in neither map: the peer hears nothing of it until it is done.)
+    return this.config.volumes.filter((v) => v.peer === peer && (this.volumes.primaries.has(v.name) || this.volumes.replicas.has(v.name))).map((v) => {
       const jv = this.volumes.primaries.get(v.name);
       const rp = this.volumes.replicas.get(v.name);
       const id = this.volumes.identities.get(v.name);
@@ -76,6 +77,8 @@ export class LinkManager {
     if (!jv || !id) return;
     const peer = this.config.volumes.find((v) => v.name === name)?.peer ?? 'its peer';
     jv.apart = () => {
+      // Once per time apart: a generation the peer never saw needs no successor.
+      if (!id.shared) return;
       try {
         const g = id.newGeneration();
         this.log.info({ volume: name }, `volume ${name}: writes while apart from ${peer} begin generation ${g}`);
@@ -177,6 +180,11 @@ export class LinkManager {
               // A peer with nothing in its receive log and no round open (a new replica, or
               // an old primary just demoted) gets a first sync: every region compared by hash.
               jv.apart = null;
+              try {
+                this.volumes.identities.get(local.name)?.markShared();
+              } catch (e) {
+                this.log.error({ volume: local.name }, `volume ${local.name}: cannot record that the peer holds this generation: ${(e as Error).message}`);
+              }
               const sh = this.shipperFor(local.name, jv);
               sh.fitWindow(remote.logBytes);
               sh.up(s, remote.durableSeq, remote.round, remote.durableSeq === 0 && remote.round === 0);
@@ -184,6 +192,7 @@ export class LinkManager {
               // The secondary takes the primary's volume identity (its UUID and generations).
               try {
                 this.volumes.identities.get(local.name)?.adopt(remote.uuid, remote.generation);
+                this.volumes.identities.get(local.name)?.markShared();
               } catch (e) {
                 this.log.error({ volume: local.name }, `volume ${local.name}: cannot record the primary's identity: ${(e as Error).message}`);
               }
@@ -285,6 +294,16 @@ export class LinkManager {
       this.shippers.delete(name);
     }
     this.volumes.replicas.get(name)?.detach();
+    // Out of both maps until the change is done: a link that comes back meanwhile neither
+    // attaches the old replica nor ships from the old journal.
+    this.volumes.replicas.delete(name);
+    this.volumes.primaries.delete(name);
+    const peer = this.config.volumes.find((v) => v.name === name)?.peer;
+    if (peer) this.sessions.get(peer)?.close(reason);
+  }
+
+  /** The change is done (the maps hold the volume in its new role): the next Hello says so. */
+  volumeReady(name: string, reason: string): void {
     const peer = this.config.volumes.find((v) => v.name === name)?.peer;
     if (peer) this.sessions.get(peer)?.close(reason);
   }

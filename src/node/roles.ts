@@ -118,7 +118,7 @@ export class RoleChanges {
       let owns = false;
       if (!rp.checkpoint) {
         try {
-          await rp.createCheckpoint('drill', null);
+          await rp.createCheckpoint('drill', null, Date.now(), true);
         } catch (err) {
           throw new ActionError(409, `no drill of ${name}: ${(err as Error).message}`);
         }
@@ -225,14 +225,11 @@ export class RoleChanges {
         await rp.releaseCheckpoint();
       }
       daemon.links?.volumeChanged(name, `volume ${name} is being promoted here`);
-      const fin = await rp.finishForPromote();
-      rp.log.close();
-      this.wipeRoleState(e);
-      e.identity!.setRole('primary', true);
-      e.volume.readOnly = false;
-      e.role = 'primary';
-      await daemon.openRole(e);
+      // From here a crash does not leave a half-promoted volume: the next start redoes it.
+      e.identity!.beginChange('primary');
+      const fin = await this.finishPromote(e);
       daemon.registry.add(daemon.backendOf(e), e.config.default === true);
+      daemon.links?.volumeReady(name, `volume ${name} is primary here now`);
       const ms = Math.round(performance.now() - t0);
       const message = `volume ${name} promoted: primary on this node, read-write, generation ${e.identity!.current}; ` +
         `applied up to record ${fin.applied}` +
@@ -242,6 +239,47 @@ export class RoleChanges {
       this.log.warn({ volume: name }, message);
       return { volume: name, message, generation: e.identity!.current, applied: fin.applied, discarded: fin.discarded, ms };
     });
+  }
+
+  /** The part of a promote a restart can redo: apply, roll back, swap the role's files, open as primary. */
+  private async finishPromote(e: VolumeEntry): Promise<Awaited<ReturnType<NonNullable<VolumeEntry['replica']>['finishForPromote']>>> {
+    const rp = e.replica!;
+    const fin = await rp.finishForPromote();
+    rp.log.close();
+    this.wipeRoleState(e);
+    e.identity!.setRole('primary', true);
+    e.volume.readOnly = false;
+    e.role = 'primary';
+    await this.daemon.openRole(e);
+    return fin;
+  }
+
+  /**
+   * At start: a promote or demote a crash interrupted is completed before the
+   * volume is served (the entry is open in its old role).
+   */
+  async completeChange(e: VolumeEntry): Promise<void> {
+    const to = e.identity?.changing;
+    if (!to) return;
+    const name = e.config.name;
+    this.log.warn({ volume: name }, `volume ${name}: completing a change to ${to} that a stop interrupted`);
+    if (to === 'primary') {
+      if (e.role === 'primary') e.identity!.setRole('primary', false);
+      else await this.finishPromote(e);
+    }
+  }
+
+  /**
+   * At start, before the volume is opened: a demote a crash interrupted is finished
+   * (its old files may be half removed, so they are not opened at all).
+   */
+  completeDemote(e: VolumeEntry): void {
+    if (e.identity?.changing !== 'secondary') return;
+    this.log.warn({ volume: e.config.name }, `volume ${e.config.name}: completing a demote that a stop interrupted`);
+    this.wipeRoleState(e);
+    e.identity.setRole('secondary', false);
+    e.volume.readOnly = true;
+    e.role = 'secondary';
   }
 
   /**
@@ -260,7 +298,7 @@ export class RoleChanges {
         daemon.links?.volumeChanged(name, `volume ${name} discards its data`);
         const rp = e.replica!;
         await this.endDrill(e);
-        rp.detach();
+        await rp.quiesce(); // nothing applies while its files go
         daemon.registry.remove(`${name}${CHECKPOINT_SUFFIX}`);
         rp.log.close();
       } else {
@@ -271,6 +309,8 @@ export class RoleChanges {
         unshipped = jv.journal.backlogBytes + jv.bitmap.count * jv.bitmap.regionSize;
         await jv.close();
       }
+      // From here a crash does not leave a half-demoted volume: the next start redoes it.
+      e.identity!.beginChange('secondary');
       this.wipeRoleState(e);
       e.identity!.setRole('secondary', false);
       if (opts.discardMyData) e.identity!.forgetHistory();
@@ -278,6 +318,7 @@ export class RoleChanges {
       e.role = 'secondary';
       await daemon.openRole(e);
       daemon.registry.add(daemon.backendOf(e), e.config.default === true);
+      daemon.links?.volumeReady(name, `volume ${name} is secondary here now`);
       const message = `volume ${name} demoted: secondary on this node, read-only; ` +
         (opts.discardMyData ? 'its data is discarded in favour of the peer\'s; ' : '') +
         (unshipped > 0 ? `${formatBytes(unshipped)} of changes the peer never received will be replaced; ` : '') +

@@ -78,6 +78,8 @@ export class Receiver {
   private up = false;
   private syncing = false;
   private applying = false;
+  /** An apply action is out (perhaps queued behind other actions in the adapter). */
+  get isApplying(): boolean { return this.applying; }
   private held = false;
   /**
    * Shipping paused because the log filled while a checkpoint held the replica:
@@ -195,10 +197,10 @@ export class Receiver {
           this.pendingBarriers = this.pendingBarriers.filter((b) => b <= this.logged);
           this.pendingRoundEnds = this.pendingRoundEnds.filter((b) => b <= this.logged);
         }
-        if (e.full && this.up) {
-          // The log drains only as units are applied and released (not at all while a
-          // checkpoint holds them): pause the primary, keep the link; a release resumes
-          // it. (With nothing under way that would free room, the adapter closes the link.)
+        if (e.full && this.up && this.held) {
+          // A checkpoint keeps the log from draining: pause the primary, keep the link;
+          // the release (its apply, then the log's release) resumes it. Without a
+          // checkpoint the adapter closes the link and the primary resumes on the next.)
           const more = [...this.maybeSync(), ...this.maybeApply()];
           if (this.held || this.applying || this.releasing || this.syncing || more.length > 0) {
             this.stalled = 'paused';

@@ -43,6 +43,8 @@ export interface Checkpoint {
   holdUntil: number | null;
   /** The last record applied to the frozen image. */
   appliedSeq: number;
+  /** Taken by a drill: released when the drill ends (or at the next start: a drill does not outlive the daemon). */
+  ownedByDrill?: boolean;
 }
 
 export const CHECKPOINT_FILE = 'checkpoint';
@@ -208,6 +210,7 @@ export class Replica implements ExportBackend {
     while (this.gate) await this.gate;
     // Records before the round must be applied first: a held checkpoint makes the round wait.
     while (this.checkpoint) await this.checkpointReleased;
+    await this.applyIdle(); // (the release starts an apply of its own: it ends before the round opens)
     if (!this.round) {
       // The first sync has no earlier image to keep; any later round keeps it in the undo area.
       const initial = this.receiver.applied === 0 && this.log.lastSeq === 0;
@@ -257,12 +260,16 @@ export class Replica implements ExportBackend {
    * release; received records keep landing in the receive log (and when it is
    * full, the primary is asked to hold the rest in its journal).
    */
-  async createCheckpoint(label: string, holdMs: number | null, now = Date.now()): Promise<Checkpoint> {
+  async createCheckpoint(label: string, holdMs: number | null, now = Date.now(), ownedByDrill = false): Promise<Checkpoint> {
     if (this.checkpoint) throw new DiskError('EEXIST', `checkpoint "${this.checkpoint.label}" is already held on ${this.name} (since ${new Date(this.checkpoint.createdAt).toISOString()}); release it first`);
     if (!this.consistent) throw new DiskError('EAGAIN', `the replica of ${this.name} is not at a flush point (${this.synced ? this.torn ? `a failed apply waits: ${this.torn}` : 'a first sync is under way' : 'its first sync has not completed'}); no checkpoint can be taken yet`);
     this.receiver.handle({ type: 'hold', held: true });
-    while (this.gate) await this.gate; // an apply in progress ends first
-    const cp: Checkpoint = { label, createdAt: now, holdUntil: holdMs === null ? null : now + holdMs, appliedSeq: this.receiver.applied };
+    await this.applyIdle(); // an apply already asked for (or running) ends first
+    if (this.torn) {
+      this.receiver.handle({ type: 'hold', held: false });
+      throw new DiskError('EAGAIN', `the replica of ${this.name} is between two flush points (an apply failed: ${this.torn}); no checkpoint can be taken yet`);
+    }
+    const cp: Checkpoint = { label, createdAt: now, holdUntil: holdMs === null ? null : now + holdMs, appliedSeq: this.receiver.applied, ownedByDrill };
     this.hold(cp);
     try {
       await this.opts.roundStore.replace(CHECKPOINT_FILE, Buffer.from(`${JSON.stringify(cp)}\n`));
@@ -272,6 +279,28 @@ export class Replica implements ExportBackend {
     }
     this.logger.info({ volume: this.name }, `volume ${this.name}: checkpoint "${label}" held at record ${cp.appliedSeq}${cp.holdUntil ? ` until ${new Date(cp.holdUntil).toISOString()}` : ''}; the image does not change until it is released`);
     return cp;
+  }
+
+  /** Resolves once no apply is running or asked for. */
+  async applyIdle(): Promise<void> {
+    while (this.gate || this.receiver.isApplying) {
+      if (this.gate) await this.gate;
+      else await new Promise<void>((r) => this.applyWaiters.push(r));
+    }
+  }
+
+  /** Waiting for an apply that was asked for but had not begun. */
+  private applyWaiters: Array<() => void> = [];
+
+  private applyEnded(): void {
+    for (const w of this.applyWaiters.splice(0)) w();
+  }
+
+  /** Stops everything in flight (link, attach, round opening, apply): the replica is quiet on return. */
+  async quiesce(): Promise<void> {
+    this.detach();
+    while (this.attaching || this.opening || this.reopening) await (this.attaching ?? this.opening ?? this.reopening)!.catch(() => undefined);
+    await this.applyIdle();
   }
 
   private hold(cp: Checkpoint): void {
@@ -286,14 +315,12 @@ export class Replica implements ExportBackend {
    * Afterwards the replica is the flush-point image it served, on the volume itself.
    */
   async finishForPromote(): Promise<{ applied: number; discarded: number; rolledBack: number; initialRound: boolean }> {
-    this.detach();
-    while (this.attaching || this.opening || this.reopening) await (this.attaching ?? this.opening ?? this.reopening)!.catch(() => undefined);
-    while (this.gate) await this.gate;
+    await this.quiesce();
     if (!this.log.broken) {
       const upTo = await this.log.sync();
       await this.run(this.receiver.handle({ type: 'synced', upTo }));
     }
-    while (this.gate) await this.gate;
+    await this.applyIdle();
     const discarded = Math.max(0, this.log.lastSeq - this.receiver.applied);
     let rolledBack = 0;
     const initialRound = this.round?.initial === true;
@@ -310,11 +337,16 @@ export class Replica implements ExportBackend {
   async releaseCheckpoint(): Promise<Checkpoint | null> {
     const cp = this.checkpoint;
     if (!cp) return null;
-    this.opts.roundStore.remove(CHECKPOINT_FILE);
-    await this.opts.roundStore.syncDir();
+    // Released in memory first: a failing disk below must not leave it held with no export.
     this.checkpoint = null;
     this.releaseWaiters?.();
     this.releaseWaiters = null;
+    try {
+      this.opts.roundStore.remove(CHECKPOINT_FILE);
+      await this.opts.roundStore.syncDir();
+    } catch (e) {
+      this.logger.error({ volume: this.name }, `volume ${this.name}: cannot remove the checkpoint file (${(e as Error).message}); after a restart the checkpoint is held again until released`);
+    }
     const heldFor = Math.round((Date.now() - cp.createdAt) / 1000);
     this.logger.info({ volume: this.name }, `volume ${this.name}: checkpoint "${cp.label}" released after ${heldFor} s; applying ${this.log.lastSeq - this.receiver.applied} records the receive log gathered meanwhile`);
     await this.run(this.receiver.handle({ type: 'hold', held: false }));
@@ -424,10 +456,15 @@ export class Replica implements ExportBackend {
             await this.apply(a.fromSeq, a.toSeq, a.endsRound === true);
           } catch (e) {
             this.receiver.handle({ type: 'applyFailed' });
+            this.applyEnded();
             this.fail(`applying records ${a.fromSeq}..${a.toSeq}`, e as Error);
             return;
           }
-          await this.run(this.receiver.handle({ type: 'applied', upTo: a.toSeq }));
+          {
+            const next = this.receiver.handle({ type: 'applied', upTo: a.toSeq });
+            this.applyEnded();
+            await this.run(next);
+          }
           if (a.endsRound && !this.round) await this.run(this.receiver.handle({ type: 'roundClosed' }));
           break;
         case 'releaseLog':
@@ -511,7 +548,7 @@ async function readCheckpoint(store: Store): Promise<Checkpoint | null> {
   try {
     const cp = JSON.parse(raw) as Checkpoint;
     if (typeof cp.label !== 'string' || typeof cp.createdAt !== 'number') throw new Error('fields missing');
-    return { label: cp.label, createdAt: cp.createdAt, holdUntil: cp.holdUntil ?? null, appliedSeq: cp.appliedSeq ?? 0 };
+    return { label: cp.label, createdAt: cp.createdAt, holdUntil: cp.holdUntil ?? null, appliedSeq: cp.appliedSeq ?? 0, ownedByDrill: cp.ownedByDrill === true };
   } catch (e) {
     // Safer to hold a checkpoint nobody asked for than to let a backup read a moving image.
     return { label: `unreadable (${(e as Error).message})`, createdAt: Date.now(), holdUntil: null, appliedSeq: 0 };

@@ -21,6 +21,10 @@ const schema = z.strictObject({
   generations: z.array(z.string().regex(/^[0-9a-f]{16}$/)).max(MAX_GENERATIONS),
   /** The role this node took by promote or demote; absent: the config's role. */
   role: z.enum(['primary', 'secondary']).optional(),
+  /** A promote or demote under way (written before its first destructive step; a restart finishes it). */
+  changing: z.enum(['primary', 'secondary']).optional(),
+  /** The peer has met the current generation (a new one for writes apart is due only then). */
+  shared: z.boolean().optional(),
 });
 
 export type VolumeIdentityData = z.infer<typeof schema>;
@@ -61,10 +65,29 @@ export class VolumeIdentity {
     return id;
   }
 
+  /** The role change under way, if a crash interrupted one. */
+  get changing(): 'primary' | 'secondary' | undefined { return this.data.changing; }
+
+  /** Records that a change to `role` has begun: a restart completes it. */
+  beginChange(role: 'primary' | 'secondary'): void {
+    this.data = { ...this.data, changing: role };
+    this.save();
+  }
+
+  /** The peer has met the current generation. */
+  get shared(): boolean { return this.data.shared === true; }
+
+  /** A link came up: the peer holds (or adopts) the current generation. One write, the first time. */
+  markShared(): void {
+    if (this.data.shared) return;
+    this.data = { ...this.data, shared: true };
+    this.save();
+  }
+
   /** Starts a new generation (this side takes writes its peer may not get in order). */
   newGeneration(): string {
     const g = generationId();
-    this.data = { ...this.data, generations: [g, ...this.data.generations].slice(0, MAX_GENERATIONS) };
+    this.data = { ...this.data, shared: false, generations: [g, ...this.data.generations].slice(0, MAX_GENERATIONS) };
     this.save();
     return g;
   }
@@ -82,7 +105,8 @@ export class VolumeIdentity {
    */
   setRole(role: 'primary' | 'secondary', newGeneration: boolean): void {
     const generations = newGeneration ? [generationId(), ...this.data.generations].slice(0, MAX_GENERATIONS) : this.data.generations;
-    this.data = { ...this.data, role, generations };
+    const { changing: _done, ...rest } = this.data;
+    this.data = { ...rest, role, generations, shared: newGeneration ? false : this.data.shared };
     this.save();
   }
 

@@ -110,14 +110,3 @@ test('a checkpoint with a full log pauses shipping; its release applies, then re
   assert.deepEqual(rc.handle({ type: 'records', records: [r(7)] }), []);
   assert.deepEqual(rc.handle({ type: 'records', records: [r(5, true), r(6)] }).map((a) => a.type), ['append', 'sync']);
 });
-
-test('a full log without a checkpoint pauses too, until an apply frees room', () => {
-  const rc = fresh();
-  rc.handle({ type: 'up' });
-  rc.handle({ type: 'records', records: [r(1), r(2, true)] });
-  rc.handle({ type: 'synced', upTo: 2, asked: 2 }); // -> apply 1..2
-  rc.handle({ type: 'records', records: [r(3), r(4, true)] });
-  assert.deepEqual(rc.handle({ type: 'appendStopped', upTo: 2, full: true }), [{ type: 'holdShipping', held: true, after: 2 }]);
-  assert.deepEqual(rc.handle({ type: 'applied', upTo: 2 }), [{ type: 'releaseLog', seq: 2 }]);
-  assert.deepEqual(rc.handle({ type: 'released' }), [{ type: 'holdShipping', held: false, after: 2 }]);
-});
