@@ -50,6 +50,12 @@ const volumeSchema = z.strictObject({
   journal_dir: z.string().min(1).optional(),
   on_full: z.enum(['bitmap', 'block']).default('bitmap'),
   bitmap_region: size.default(64 * 1024).refine((v) => v >= 4096 && (v & (v - 1)) === 0, 'must be a power of two of at least 4KiB'),
+  /**
+   * When this node (primary) finds its peer was promoted after its last write here:
+   * manual waits for `offsite demote`; auto demotes it and resyncs from the peer
+   * (never in a split brain, which always waits for the operator).
+   */
+  failback: z.enum(['manual', 'auto']).default('manual'),
   /** Checkpoints on a schedule (secondary): cron (daemon's local time), hold, label. */
   checkpoints: z.array(z.strictObject({
     cron: z.string().superRefine((v, ctx) => {

@@ -3,6 +3,7 @@
 // primary. A mismatch is refused with a reason an operator can act on.
 import { z } from 'zod';
 import { PROTOCOL_VERSION } from './frame.js';
+import { formatBytes } from '../config/units.js';
 
 const volumeSchema = z.strictObject({
   name: z.string().min(1).max(63),
@@ -18,6 +19,8 @@ const volumeSchema = z.strictObject({
   logBytes: z.number().int().nonnegative(),
   /** First seq of the resync round this side has open (0: none). */
   round: z.number().int().nonnegative(),
+  /** Bytes of changes here the peer may not hold (a primary's journal backlog and dirty regions); for a split brain's report. */
+  changedBytes: z.number().int().nonnegative().optional(),
 });
 
 const helloSchema = z.strictObject({
@@ -35,7 +38,7 @@ export function encodeHello(h: Hello): Buffer {
 
 export type HelloCheck =
   | { ok: true; hello: Hello; pairs: Array<{ local: HelloVolume; remote: HelloVolume }> }
-  | { ok: false; code: string; message: string };
+  | { ok: false; code: string; message: string; volume?: string };
 
 /**
  * Checks the peer's Hello against ours: `expectedNode` is the name the config gives
@@ -87,6 +90,7 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
       return {
         ok: false, code: 'split-brain',
         message: `volume ${local.name}: split brain: the secondary (${where}) took writes the primary (${other}) never saw ` +
+          `(${changes(primary, local.role === 'primary' ? 'this node' : expectedNode)}) ` +
           `(its generation ${sgen} is not in the primary's history ${primary.generation.join(', ')}). Nothing is synced until you choose: ` +
           `to keep the primary's data run \`offsite demote ${local.name} --discard-my-data\` on ${where}; to keep the secondary's, demote the primary and promote the secondary`,
       };
@@ -104,14 +108,21 @@ function twoPrimaries(local: HelloVolume, remote: HelloVolume, peer: string): He
     return { ok: false, code: 'two-primaries', message: `volume ${name} is primary on both nodes (same generation ${lgen ?? '-'}); demote one (offsite demote ${name}) before they can sync` };
   }
   if (lgen !== undefined && remote.generation.slice(1).includes(lgen)) {
-    return { ok: false, code: 'two-primaries', message: `volume ${name} is primary on both nodes: ${peer} was promoted after this node's last write (failover); fail back with \`offsite demote ${name}\` here, and this node's volume becomes ${peer}'s secondary` };
+    return { ok: false, code: 'peer-promoted', volume: name, message: `volume ${name} is primary on both nodes: ${peer} was promoted after this node's last write (failover); fail back with \`offsite demote ${name}\` here, and this node's volume becomes ${peer}'s secondary (or set failback: auto)` };
   }
   if (rgen !== undefined && local.generation.slice(1).includes(rgen)) {
     return { ok: false, code: 'two-primaries', message: `volume ${name} is primary on both nodes: this node was promoted after ${peer}'s last write (failover); run \`offsite demote ${name}\` on ${peer} to make it the secondary` };
   }
   return {
     ok: false, code: 'split-brain',
-    message: `volume ${name}: split brain: primary on both nodes, and both took writes while apart (generations ${lgen ?? '-'} here, ${rgen ?? '-'} on ${peer}). ` +
+    message: `volume ${name}: split brain: primary on both nodes, and both took writes while apart (generations ${lgen ?? '-'} here, ${rgen ?? '-'} on ${peer}; ` +
+      `${changes(local, 'this node')}, ${changes(remote, peer)}). ` +
       `Nothing is synced until you choose: on the node whose data is to be dropped run \`offsite demote ${name} --discard-my-data\``,
   };
+}
+
+/** "site-b has 1.0 MiB of changes the other never received" (what a side knows of its own divergence). */
+function changes(v: HelloVolume, who: string): string {
+  if (v.changedBytes === undefined) return `${who}: changes unknown`;
+  return `${who} has ${formatBytes(v.changedBytes)} of changes its peer never received`;
 }

@@ -108,6 +108,7 @@ export class Daemon {
       }
       if (identity) {
         this.links = new LinkManager(c, identity, this.linkVolumes, this.log);
+        this.links.onPeerPromoted = (name) => this.autoFailback(name);
         await this.links.start();
       }
       if (c.api) {
@@ -184,6 +185,19 @@ export class Daemon {
     e.history = new History(path.join(dir, 'history.csv'));
     lv.primaries.set(v.name, journaled);
     lv.replicas.delete(v.name);
+  }
+
+  /** failback: auto: the peer was promoted after this node's last write, so this side demotes itself. */
+  private failingBack = new Set<string>();
+  private autoFailback(name: string): void {
+    const e = this.entries.find((x) => x.config.name === name);
+    if (!e || e.config.failback !== 'auto' || e.role !== 'primary' || this.failingBack.has(name)) return;
+    this.failingBack.add(name);
+    this.log.warn({ volume: name }, `volume ${name}: ${e.config.peer} was promoted after this node's last write; failback: auto demotes it here`);
+    this.roles.demote(name, {}).then(
+      (r) => this.log.info({ volume: name }, r.message),
+      (err: Error) => this.log.error({ volume: name }, `volume ${name}: automatic failback failed: ${err.message}`),
+    ).finally(() => this.failingBack.delete(name));
   }
 
   private recordHistory(): void {

@@ -38,6 +38,8 @@ export class LinkManager {
   private readonly sessions = new Map<string, Session>();
   private readonly shippers = new Map<string, VolumeShipper>();
   private ticker: NodeJS.Timeout | null = null;
+  /** The peer was promoted after this node's last write to `volume` (a failback is due). */
+  onPeerPromoted: ((volume: string) => void) | null = null;
 
   constructor(
     private readonly config: Config,
@@ -62,6 +64,7 @@ export class LinkManager {
         durableSeq: rp ? rp.receiver.resumeAfter : jv ? jv.journal.released : 0,
         logBytes: rp ? rp.log.capacity : jv ? jv.journal.capacity : 0,
         round: rp ? rp.roundStart : jv ? jv.roundStart : 0,
+        changedBytes: jv ? jv.journal.backlogBytes + jv.bitmap.count * jv.bitmap.regionSize : 0,
       };
     });
   }
@@ -164,6 +167,7 @@ export class LinkManager {
           if (!check.ok) {
             s.send(encodeFrame(FrameType.Refuse, Buffer.from(JSON.stringify({ code: check.code, message: check.message }))));
             this.log.error({ peer }, `link to ${peer} refused: ${check.message}`);
+            if (check.code === 'peer-promoted' && check.volume) this.onPeerPromoted?.(check.volume);
             setTimeout(() => s.close(check.message), 100);
             return;
           }

@@ -154,7 +154,7 @@ test('split brain: both sides written apart is detected, nothing is overwritten,
     const ha2 = await exportHash(p.a.uri('db'), p.a.dir);
     assert.ok(ha === '' || ha === ha2);
     for (let i = 0; i < 100 && !p.a.log.includes('split brain'); i++) await sleep(100);
-    assert.match(p.a.log, /split brain: primary on both nodes, and both took writes while apart/);
+    assert.match(p.a.log, /split brain: primary on both nodes, and both took writes while apart \(generations [0-9a-f]+ here, [0-9a-f]+ on site-b; this node has [0-9.]+ [KM]iB of changes its peer never received, site-b has [0-9.]+ [KM]iB of changes its peer never received\)/);
     // Demoting without discarding still meets a split brain: the secondary has writes the primary lacks.
     assert.equal((await cli(p.a, 'demote', 'db')).code, 0);
     for (let i = 0; i < 100 && !/the secondary \(this node\) took writes/.test(p.a.log); i++) await sleep(100);
@@ -168,6 +168,29 @@ test('split brain: both sides written apart is detected, nothing is overwritten,
     await converged(p.b, p.a);
     await identical(p.a, p.b);
     assert.equal(await exportHash(p.a.uri('db'), p.a.dir), hb);
+  } finally {
+    await p.stop();
+  }
+});
+
+test('failback: auto: the old primary demotes itself when it finds its peer was promoted, and converges', async () => {
+  const p = await startPair({ size: '32MiB', volumeKeysA: 'failback: auto' });
+  try {
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x21 0 8M', '-c', 'flush', p.a.uri('db')]);
+    await p.drained();
+    // Writes the secondary may or may not have received when site-a dies.
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x22 8M 1M', p.a.uri('db')]);
+    await p.a.kill9();
+    for (let i = 0; i < 100 && (await view(p.b)).link === 'connected'; i++) await sleep(100);
+    assert.equal((await cli(p.b, 'promote', 'db')).code, 0);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x23 16M 1M', '-c', 'flush', p.b.uri('db')]);
+    await p.a.start();
+    await converged(p.b, p.a);
+    assert.match(p.a.log, /failback: auto demotes it here/);
+    assert.equal((await view(p.a)).role, 'secondary');
+    await identical(p.a, p.b);
+    const back = await must('qemu-io', ['-r', '-f', 'raw', '-c', 'read -P 0x23 16M 1M', '-c', 'read -P 0x21 0 8M', p.a.uri('db')]);
+    assert.doesNotMatch(back, /Pattern verification failed/);
   } finally {
     await p.stop();
   }

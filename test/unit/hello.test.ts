@@ -40,7 +40,7 @@ test('generations: failover, failback and split brain are told apart', () => {
     /^split-brain: .*the secondary \(this node\)/);
   // Two primaries after a failover: the old primary is told to demote itself.
   assert.match(refused(checkHello(hello({ volumes: [vol({ generation: ['g2', 'g1'] })] }), 'site-b', [vol({ generation: ['g1'] })])),
-    /^two-primaries: .*site-b was promoted after this node's last write.*offsite demote db` here/);
+    /^peer-promoted: .*site-b was promoted after this node's last write.*offsite demote db` here/);
   assert.match(refused(checkHello(hello({ volumes: [vol({ generation: ['g1'] })] }), 'site-b', [vol({ generation: ['g2', 'g1'] })])),
     /^two-primaries: .*this node was promoted.*on site-b/);
   // Both primaries wrote apart: split brain.
