@@ -8,6 +8,7 @@ import { formatListenAddress, type ListenAddress } from '../nbd/server.js';
 import { ActionError, type ActionResult, type RoleChanges } from '../node/roles.js';
 import { parseDuration } from '../config/units.js';
 import type { NodeStatus } from './status.js';
+import { metricsRegistry } from './metrics.js';
 
 export interface ApiOptions {
   status: () => NodeStatus;
@@ -60,6 +61,8 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
   app.get('/api/v1/status', async () => opts.status());
   app.get('/api/v1/checkpoints', async () => ({ checkpoints: opts.actions.checkpoints() }));
+  const metrics = metricsRegistry(opts.status);
+  app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
   app.post<{ Params: { name: string; action: string }; Body: Body }>('/api/v1/volumes/:name/:action', async (req, reply: FastifyReply) => {
     let token = '';
     try {

@@ -23,6 +23,8 @@ export interface VolumeStatus {
   epoch: number;
   dirtyBytes: number;
   hostBytes: number;
+  /** Primary: bytes of Records frames sent to the peer since the daemon started (before TLS). */
+  wireBytes: number;
   overflows: number;
   /** The volume's UUID (born on the primary; empty on a secondary that has not met it yet). */
   uuid: string;
@@ -72,6 +74,7 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     resyncSeededBytes: e.journaled?.seededBytes ?? 0,
     resyncHashBytes: e.journaled?.hashBytes ?? 0,
     ...resyncRate(e, now),
+    wireBytes: links?.wireBytes(e.config.name) ?? 0,
     checkpoint: e.replica?.checkpoint ? { ...e.replica.checkpoint, export: `${e.config.name}@checkpoint` } : null,
     drill: e.drill ? { export: e.drill.name, bytesWritten: e.drill.bytesWritten } : null,
   };

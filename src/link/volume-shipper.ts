@@ -139,6 +139,9 @@ export class VolumeShipper {
     this.run(this.shipper.handle({ type: 'ack', seq }));
   }
 
+  /** Bytes of Records frames handed to the link (before TLS), since the daemon started. */
+  wireBytes = 0;
+
   /** The peer paused shipping (its log is full under a checkpoint). */
   heldByPeer = false;
 
@@ -285,7 +288,11 @@ export class VolumeShipper {
         const s = this.session;
         this.jv.journal.read(a.fromSeq, a.maxBytes, a.limitSeq).then((records) => {
           if (s !== this.session || !s) return;
-          if (records.length > 0) s.send(encodeRecordsFrame(this.name, records));
+          if (records.length > 0) {
+            const frame = encodeRecordsFrame(this.name, records);
+            for (const part of frame) this.wireBytes += part.length;
+            s.send(frame);
+          }
           this.run(this.shipper.handle({ type: 'read', records: records.map((r) => ({ seq: r.seq, size: r.payload.length + RECORD_HEADER_SIZE })) }));
         }, (e: Error) => s?.close(`reading the journal of ${this.name}: ${e.message}`));
       } else if (a.type === 'release') {

@@ -69,6 +69,14 @@ export class LinkManager {
     });
   }
 
+  /** Bytes of Records frames sent for `volume` since the daemon started. */
+  wireBytes(volume: string): number {
+    return (this.retiredWire.get(volume) ?? 0) + (this.shippers.get(volume)?.wireBytes ?? 0);
+  }
+
+  /** Wire bytes of shippers a role change retired. */
+  private readonly retiredWire = new Map<string, number>();
+
   linkState(peer: string): string {
     return this.sessions.has(peer) ? 'connected' : 'disconnected';
   }
@@ -296,6 +304,7 @@ export class LinkManager {
     if (sh) {
       sh.down();
       this.shippers.delete(name);
+      this.retiredWire.set(name, (this.retiredWire.get(name) ?? 0) + sh.wireBytes);
     }
     this.volumes.replicas.get(name)?.detach();
     // Out of both maps until the change is done: a link that comes back meanwhile neither

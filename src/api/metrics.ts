@@ -1,0 +1,53 @@
+// GET /metrics in the Prometheus text format (prom-client). Every figure is read
+// from the node's status when scraped: no timers, nothing kept between scrapes.
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { NodeStatus, VolumeStatus } from './status.js';
+
+export function metricsRegistry(status: () => NodeStatus): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'offsite_' });
+  const volumes = (): VolumeStatus[] => status().volumes;
+  const gauge = (name: string, help: string, value: (v: VolumeStatus) => number): void => {
+    new Gauge({
+      name, help, labelNames: ['volume'], registers: [registry],
+      collect() {
+        this.reset();
+        for (const v of volumes()) this.set({ volume: v.name }, value(v));
+      },
+    });
+  };
+  const counter = (name: string, help: string, value: (v: VolumeStatus) => number): void => {
+    new Counter({
+      name, help, labelNames: ['volume'], registers: [registry],
+      collect() {
+        this.reset();
+        for (const v of volumes()) this.inc({ volume: v.name }, value(v));
+      },
+    });
+  };
+  new Gauge({
+    name: 'offsite_volume_info', help: 'One per volume: its role, peer and UUID as labels.', labelNames: ['volume', 'role', 'peer', 'uuid'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const v of volumes()) this.set({ volume: v.name, role: v.role, peer: v.peer ?? '', uuid: v.uuid }, 1);
+    },
+  });
+  gauge('offsite_volume_link_up', 'The link to the volume\'s peer is up (1) or not (0).', (v) => (v.link === 'connected' ? 1 : 0));
+  gauge('offsite_volume_backlog_bytes', 'Journal (primary) or receive-log (secondary) bytes not yet acked or applied.', (v) => v.backlogBytes);
+  gauge('offsite_volume_lag_seconds', 'Age of the oldest change the peer has not acked (the RPO now).', (v) => v.lagSeconds);
+  gauge('offsite_volume_consistent', 'The volume is a flush-point image of the primary (1) or not (0).', (v) => (v.consistent ? 1 : 0));
+  gauge('offsite_volume_bitmap_mode', 'Changes are tracked in the dirty bitmap (the journal overflowed) (1) or journaled (0).', (v) => (v.tracking === 'bitmap' ? 1 : 0));
+  gauge('offsite_volume_dirty_bytes', 'Bytes of regions marked in the dirty bitmap, waiting for a resync.', (v) => v.dirtyBytes);
+  gauge('offsite_volume_journal_used_bytes', 'Bytes the journal or receive log holds.', (v) => v.journalUsedBytes);
+  gauge('offsite_volume_journal_capacity_bytes', 'The journal\'s or receive log\'s bound.', (v) => v.journalCapacityBytes);
+  gauge('offsite_volume_resync_active', 'A sync or resync round is open (1) or not (0).', (v) => (v.resyncing ? 1 : 0));
+  gauge('offsite_volume_resync_left_bytes', 'Bytes of the open round not yet sent.', (v) => v.resyncLeftBytes);
+  gauge('offsite_volume_resync_total_bytes', 'Bytes of the open round when it began.', (v) => v.resyncTotalBytes);
+  gauge('offsite_volume_checkpoint_held', 'A checkpoint is held on this (secondary) volume (1) or not (0).', (v) => (v.checkpoint ? 1 : 0));
+  gauge('offsite_volume_checkpoint_created_seconds', 'When the held checkpoint was taken (Unix time; 0: none).', (v) => (v.checkpoint ? v.checkpoint.createdAt / 1000 : 0));
+  counter('offsite_volume_host_bytes_total', 'Bytes the host wrote (primary) or the receive log took (secondary), since the daemon started.', (v) => v.hostBytes);
+  counter('offsite_volume_wire_bytes_total', 'Bytes of record frames sent to the peer, since the daemon started.', (v) => v.wireBytes);
+  counter('offsite_volume_resync_bytes_total', 'Data bytes resync rounds sent, since the daemon started.', (v) => v.resyncBytes);
+  counter('offsite_volume_overflows_total', 'Times the journal overflowed into the dirty bitmap, since the daemon started.', (v) => v.overflows);
+  return registry;
+}
