@@ -15,6 +15,8 @@ export interface ApiOptions {
   actions: RoleChanges;
   /** The bearer token (read when a mutating call arrives, so `offsite init` needs no restart). */
   token: () => string;
+  /** Re-reads the config file and applies what can change live; says what changed. */
+  reload: () => string;
   log: Logger;
 }
 
@@ -26,6 +28,8 @@ export const ACTIONS: Record<string, (a: RoleChanges, volume: string, body: Body
   'checkpoint-release': (a, v) => a.releaseCheckpoint(v),
   'drill-start': (a, v) => a.startDrill(v),
   'drill-stop': (a, v) => a.stopDrill(v),
+  pause: (a, v) => a.pause(v, true),
+  resume: (a, v) => a.pause(v, false),
   promote: (a, v, b) => a.promote(v, { force: b?.force === true }),
   demote: (a, v, b) => a.demote(v, { discardMyData: b?.discardMyData === true }),
 };
@@ -63,13 +67,23 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
   app.get('/api/v1/checkpoints', async () => ({ checkpoints: opts.actions.checkpoints() }));
   const metrics = metricsRegistry(opts.status);
   app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
-  app.post<{ Params: { name: string; action: string }; Body: Body }>('/api/v1/volumes/:name/:action', async (req, reply: FastifyReply) => {
-    let token = '';
+  const tokenNow = (): string => {
     try {
-      token = opts.token();
+      return opts.token();
     } catch {
-      // no token yet: nothing is authorized
+      return ''; // no token yet: nothing is authorized
     }
+  };
+  app.post('/api/v1/reload', async (req, reply: FastifyReply) => {
+    if (!authorized(req, tokenNow())) return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'a bearer token is needed for this call (print it with: offsite token -c <config>)' });
+    try {
+      return { message: opts.reload() };
+    } catch (e) {
+      return reply.code(400).send({ error: (e as Error).message });
+    }
+  });
+  app.post<{ Params: { name: string; action: string }; Body: Body }>('/api/v1/volumes/:name/:action', async (req, reply: FastifyReply) => {
+    const token = tokenNow();
     if (!authorized(req, token)) {
       opts.log.warn(`API: refused ${req.params.action} on ${req.params.name} from ${req.ip}: ${req.headers.authorization ? 'wrong token' : 'no token'}`);
       return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'a bearer token is needed for this call (print it with: offsite token -c <config>)' });

@@ -23,8 +23,12 @@ export interface VolumeStatus {
   epoch: number;
   dirtyBytes: number;
   hostBytes: number;
-  /** Primary: bytes of Records frames sent to the peer since the daemon started (before TLS). */
+  /** Primary: bytes sent to the peer for this volume since the daemon started (record frames and its control frames, before TLS). */
   wireBytes: number;
+  /** Primary: shipping paused by the operator (offsite pause). */
+  paused: boolean;
+  /** The link's rate cap now, schedule included (bytes per second; null: none). */
+  linkRateBytesPerSecond: number | null;
   overflows: number;
   /** The volume's UUID (born on the primary; empty on a secondary that has not met it yet). */
   uuid: string;
@@ -75,6 +79,8 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     resyncHashBytes: e.journaled?.hashBytes ?? 0,
     ...resyncRate(e, now),
     wireBytes: links?.wireBytes(e.config.name) ?? 0,
+    paused: links?.isPaused(e.config.name) ?? false,
+    linkRateBytesPerSecond: e.config.peer && links ? links.rateNow(e.config.peer, now) : null,
     checkpoint: e.replica?.checkpoint ? { ...e.replica.checkpoint, export: `${e.config.name}@checkpoint` } : null,
     drill: e.drill ? { export: e.drill.name, bytesWritten: e.drill.bytesWritten } : null,
   };

@@ -41,6 +41,13 @@ configOption(program.command('daemon'))
         process.exit(1);
       });
     };
+    process.on('SIGHUP', () => {
+      try {
+        daemon.reload();
+      } catch (e) {
+        log.error(`SIGHUP: the config was not reloaded: ${(e as Error).message}`);
+      }
+    });
     process.on('SIGINT', () => onSignal('SIGINT'));
     process.on('SIGTERM', () => onSignal('SIGTERM'));
     // A bug, not an operating condition: say what it was, then stop. Everything
@@ -120,6 +127,13 @@ configOption(drill.command('start <volume>'))
 configOption(drill.command('stop <volume>'))
   .description('stop the drill of VOLUME and throw its writes away')
   .action((volume: string, opts: { config?: string }) => act(opts, volume, 'drill-stop'));
+
+configOption(program.command('pause <volume>'))
+  .description('stop shipping VOLUME (on its primary\'s node); the host keeps writing, the journal keeps the backlog')
+  .action((volume: string, opts: { config?: string }) => act(opts, volume, 'pause'));
+configOption(program.command('resume <volume>'))
+  .description('ship VOLUME again after a pause')
+  .action((volume: string, opts: { config?: string }) => act(opts, volume, 'resume'));
 
 configOption(program.command('promote <volume>'))
   .description('failover: make this node\'s secondary of VOLUME the primary (read-write); refused while its primary is connected or the replica is not consistent')

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { parseListenAddress, type ListenAddress } from '../nbd/server.js';
 import { parseDuration, parseSize } from './units.js';
 import { cronError } from '../checkpoint/schedule.js';
+import { parseRate, parseWindow } from '../rate/rate.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
@@ -37,6 +38,15 @@ const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   }
 });
 
+const rate = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseRate(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
 const volumeSchema = z.strictObject({
   path: z.string().min(1),
   size: size.optional(),
@@ -56,6 +66,8 @@ const volumeSchema = z.strictObject({
    * (never in a split brain, which always waits for the operator).
    */
   failback: z.enum(['manual', 'auto']).default('manual'),
+  /** Share of a rate-capped link when several volumes use it (by bytes sent). */
+  weight: z.number().positive().max(1000).default(1),
   /** Checkpoints on a schedule (secondary): cron (daemon's local time), hold, label. */
   checkpoints: z.array(z.strictObject({
     cron: z.string().superRefine((v, ctx) => {
@@ -73,6 +85,16 @@ const peerSchema = z.strictObject({
   fingerprint: z.string().optional(),
   /** A peer silent this long is declared dead and the link is redialled. Heartbeats go at a fifth of it. */
   timeout: duration.default(5).refine((v) => v >= 0.5 && v <= 3600, 'must be between 0.5s and 1h'),
+  /** The link's rate cap (bytes per second once parsed: "1mbit", "10MB/s"); absent: unlimited. */
+  rate: rate.optional(),
+  /** Rates for parts of the day (local time), the first that matches wins. */
+  schedule: z.array(z.strictObject({ at: z.string().superRefine((v, ctx) => {
+    try {
+      parseWindow(v);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    }
+  }), rate })).max(32).default([]),
 });
 
 const schema = z.strictObject({

@@ -64,14 +64,22 @@ export class VolumeShipper {
    */
   up(s: ShipperSession, peerDurable: number, peerRound = 0, peerFirstMeeting = false): void {
     this.session = s;
+    this.beginning = true;
     void this.begin(s, peerDurable, peerRound, peerFirstMeeting).catch((e: Error) => {
       if (this.session === s) s.close(`volume ${this.name}: ${e.message}`);
+    }).finally(() => {
+      if (this.session === s || this.session === null) this.beginning = false;
     });
   }
 
+  /** A link's beginning (first sync, round start) is under way: the bitmap mode it sets is not an overflow. */
+  private beginning = false;
+
   private async begin(s: ShipperSession, peerDurable: number, peerRound: number, peerFirstMeeting: boolean): Promise<void> {
     const j = this.jv.journal;
-    if (peerFirstMeeting && this.jv.canResync && peerDurable === 0 && peerRound === 0) {
+    // (Not when a round is already open here: a link that dropped before its Resync
+    // reached the peer announces that round again below.)
+    if (peerFirstMeeting && this.jv.canResync && peerDurable === 0 && peerRound === 0 && this.jv.roundStart === 0 && this.jv.mode === 'journal') {
       // A new pair (the secondary has never held this volume): the first sync sends all of it.
       await this.jv.beginInitialSync();
     }
@@ -125,6 +133,7 @@ export class VolumeShipper {
     this.undurableSince = 0;
     this.notified = 0;
     this.run(this.shipper.handle({ type: 'up', peerDurableSeq: resume }));
+    if (this.paused) this.shipper.handle({ type: 'down' }); // (acks the peer had are released above)
   }
 
   down(): void {
@@ -139,8 +148,25 @@ export class VolumeShipper {
     this.run(this.shipper.handle({ type: 'ack', seq }));
   }
 
-  /** Bytes of Records frames handed to the link (before TLS), since the daemon started. */
-  wireBytes = 0;
+  /** The link's rate cap now (bytes per second; null: none). */
+  rate: (() => number | null) | null = null;
+
+  /** The operator paused shipping (offsite pause): the link stays, nothing is sent. */
+  paused = false;
+
+  pause(paused: boolean): void {
+    if (paused === this.paused) return;
+    this.paused = paused;
+    if (!this.session) return;
+    if (paused) {
+      this.shipper.handle({ type: 'down' });
+      this.log.info({ volume: this.name }, `volume ${this.name}: shipping paused by the operator; the journal keeps the backlog`);
+      return;
+    }
+    this.log.info({ volume: this.name }, `volume ${this.name}: shipping resumed after record ${this.shipper.acked}`);
+    this.notified = 0;
+    if (!this.heldByPeer) this.run(this.shipper.handle({ type: 'up', peerDurableSeq: this.shipper.acked }));
+  }
 
   /** The peer paused shipping (its log is full under a checkpoint). */
   heldByPeer = false;
@@ -162,6 +188,7 @@ export class VolumeShipper {
     if (!this.heldByPeer) return;
     this.heldByPeer = false;
     this.notified = 0;
+    if (this.paused) return;
     this.log.debug({ volume: this.name }, `volume ${this.name}: the peer has room again; shipping resumes after record ${after}`);
     this.run(this.shipper.handle({ type: 'up', peerDurableSeq: after }));
   }
@@ -169,7 +196,7 @@ export class VolumeShipper {
   /** Ships what is durable; makes the journal durable itself when the host has not flushed for a while. */
   tick(): void {
     if (!this.session) return;
-    if (this.jv.mode === 'bitmap' && this.jv.canResync && !this.jv.folding) {
+    if (this.jv.mode === 'bitmap' && this.jv.canResync && !this.jv.folding && !this.beginning) {
       // The journal overflowed while the link was up: the next link begins a new round.
       this.session.close(`volume ${this.name}: the journal overflowed; reconnecting to begin a resync round`);
       return;
@@ -235,7 +262,10 @@ export class VolumeShipper {
     this.askHashes();
     if (this.resyncing || !this.session || !this.jv.roundStart) return;
     const j = this.jv.journal;
-    const limit = Math.min(j.capacity / 4, this.opts.windowBytes * 2);
+    // On a rate-capped link, at most about two seconds of the link's time ahead of
+    // live writes: a resync yields to them, and the RPO of new writes holds.
+    const rate = this.rate?.() ?? null;
+    const limit = Math.min(j.capacity / 4, this.opts.windowBytes * 2, rate !== null ? Math.max(this.jv.bitmap.regionSize, rate * 2) : Infinity);
     if (j.backlogBytes > limit) {
       this.makeDurable();
       return;
@@ -287,12 +317,8 @@ export class VolumeShipper {
       if (a.type === 'read') {
         const s = this.session;
         this.jv.journal.read(a.fromSeq, a.maxBytes, a.limitSeq).then((records) => {
-          if (s !== this.session || !s) return;
-          if (records.length > 0) {
-            const frame = encodeRecordsFrame(this.name, records);
-            for (const part of frame) this.wireBytes += part.length;
-            s.send(frame);
-          }
+          if (s !== this.session || !s || this.paused || this.heldByPeer) return;
+          if (records.length > 0) s.send(encodeRecordsFrame(this.name, records));
           this.run(this.shipper.handle({ type: 'read', records: records.map((r) => ({ seq: r.seq, size: r.payload.length + RECORD_HEADER_SIZE })) }));
         }, (e: Error) => s?.close(`reading the journal of ${this.name}: ${e.message}`));
       } else if (a.type === 'release') {

@@ -21,7 +21,8 @@ import { loadIdentity } from '../link/identity.js';
 import { Replica } from '../secondary/replica.js';
 import { VolumeIdentity } from '../volume/identity.js';
 import { LinkManager, type LinkVolumes } from './links.js';
-import { DRILL_FILE, RoleChanges } from './roles.js';
+import { DRILL_FILE, PAUSED_FILE, RoleChanges } from './roles.js';
+import { loadConfig } from '../config/config.js';
 import type { DrillOverlay } from '../drill/drill.js';
 import { CheckpointExport } from '../checkpoint/checkpoint-export.js';
 import type { ExportBackend } from '../nbd/export.js';
@@ -109,10 +110,11 @@ export class Daemon {
       if (identity) {
         this.links = new LinkManager(c, identity, this.linkVolumes, this.log);
         this.links.onPeerPromoted = (name) => this.autoFailback(name);
+        for (const e of this.entries) if (e.role === 'primary' && fs.existsSync(path.join(e.dir, PAUSED_FILE))) this.links.pausedVolumes.add(e.config.name);
         await this.links.start();
       }
       if (c.api) {
-        const api = await startApi(c.api, { status: () => this.status(), actions: this.roles, token: () => readToken(c.state), log: this.log });
+        const api = await startApi(c.api, { status: () => this.status(), actions: this.roles, token: () => readToken(c.state), reload: () => this.reload(), log: this.log });
         this.api = api.app;
         this.apiAddress = api.address;
       }
@@ -185,6 +187,18 @@ export class Daemon {
     e.history = new History(path.join(dir, 'history.csv'));
     lv.primaries.set(v.name, journaled);
     lv.replicas.delete(v.name);
+  }
+
+  /**
+   * SIGHUP or POST /api/v1/reload: the config file is read again; link rates,
+   * schedules and volume weights change at once, without reconnecting.
+   */
+  reload(): string {
+    const next = loadConfig(this.config.file);
+    const notes = this.links?.reload(next) ?? [];
+    const msg = notes.length > 0 ? `config reloaded: ${notes.join('; ')}` : 'config reloaded: nothing that applies live changed';
+    this.log.info(msg);
+    return msg;
   }
 
   /** failback: auto: the peer was promoted after this node's last write, so this side demotes itself. */

@@ -13,6 +13,8 @@ import { decodeRecordsFrame } from '../link/records-frame.js';
 import { DEFAULT_SHIPPING, VolumeShipper } from '../link/volume-shipper.js';
 import { LinkListener, connectLink, type PinnedPeer } from '../link/tls.js';
 import { parseListenAddress } from '../nbd/server.js';
+import { Pacer } from '../rate/pacer.js';
+import { formatRate, rateAt } from '../rate/rate.js';
 import type { Replica } from '../secondary/replica.js';
 import type { VolumeIdentity } from '../volume/identity.js';
 
@@ -27,9 +29,12 @@ export interface LinkVolumes {
 interface Session {
   peer: string;
   socket: tls.TLSSocket;
+  /** Control frames (ahead of records, never held by the rate). */
   send(parts: Buffer[]): void;
   close(reason: string): void;
   closed: boolean;
+  /** Records frames go through it, at the peer's rate, fairly by volume weight. */
+  pacer: Pacer;
 }
 
 export class LinkManager {
@@ -71,11 +76,60 @@ export class LinkManager {
 
   /** Bytes of Records frames sent for `volume` since the daemon started. */
   wireBytes(volume: string): number {
-    return (this.retiredWire.get(volume) ?? 0) + (this.shippers.get(volume)?.wireBytes ?? 0);
+    return this.wireSent.get(volume) ?? 0;
   }
 
-  /** Wire bytes of shippers a role change retired. */
-  private readonly retiredWire = new Map<string, number>();
+  /** Bytes the pacers wrote to sockets, per volume. */
+  private readonly wireSent = new Map<string, number>();
+
+  /** The peer's rate cap now (bytes per second; null: none), schedule included. */
+  rateNow(peer: string, now = Date.now()): number | null {
+    const p = this.config.peers.find((x) => x.name === peer);
+    if (!p) return null;
+    return rateAt(p.rate ?? null, p.schedule, now);
+  }
+
+  /**
+   * A reloaded config: rates, schedules and weights take effect at once, without
+   * reconnecting. Anything else needs a restart (said in the log).
+   */
+  reload(next: Config): string[] {
+    const notes: string[] = [];
+    for (const p of this.config.peers) {
+      const q = next.peers.find((x) => x.name === p.name);
+      if (!q) {
+        notes.push(`peer ${p.name} is gone from the config: restart to drop it`);
+        continue;
+      }
+      if (p.rate !== q.rate || JSON.stringify(p.schedule) !== JSON.stringify(q.schedule)) {
+        notes.push(`peer ${p.name}: rate ${q.rate ? formatRate(q.rate) : 'unlimited'}${q.schedule.length ? `, ${q.schedule.length} scheduled windows` : ''}`);
+      }
+      p.rate = q.rate;
+      p.schedule = q.schedule;
+    }
+    for (const v of this.config.volumes) {
+      const w = next.volumes.find((x) => x.name === v.name);
+      if (w && w.weight !== v.weight) {
+        notes.push(`volume ${v.name}: weight ${w.weight}`);
+        v.weight = w.weight;
+      }
+    }
+    return notes;
+  }
+
+  /** Stops shipping `volume` (the host keeps writing; the journal keeps the backlog). */
+  pause(volume: string, paused: boolean): boolean {
+    const sh = this.shippers.get(volume);
+    sh?.pause(paused);
+    return sh !== undefined;
+  }
+
+  isPaused(volume: string): boolean {
+    return this.pausedVolumes.has(volume);
+  }
+
+  /** Volumes paused by the operator (kept across links; the daemon restores them at start). */
+  readonly pausedVolumes = new Set<string>();
 
   linkState(peer: string): string {
     return this.sessions.has(peer) ? 'connected' : 'disconnected';
@@ -150,14 +204,22 @@ export class LinkManager {
       const decoder = new FrameDecoder();
       let lastHeard = Date.now();
       let helloDone = false;
+      const pacer = new Pacer({
+        write: (b) => socket.write(b),
+        rate: () => this.rateNow(peer),
+        now: Date.now,
+        later: (ms, f) => setTimeout(f, ms).unref(),
+        onWritten: (volume, n) => this.wireSent.set(volume, (this.wireSent.get(volume) ?? 0) + n),
+      });
       const s: Session = {
-        peer, socket, closed: false,
+        peer, socket, closed: false, pacer,
         send: (parts) => {
-          if (!s.closed) for (const p of parts) socket.write(p);
+          if (!s.closed) pacer.control(parts);
         },
         close: (reason) => {
           if (s.closed) return;
           s.closed = true;
+          pacer.close();
           this.log.warn({ peer }, `link to ${peer} closed: ${reason}`);
           socket.destroy();
         },
@@ -199,7 +261,9 @@ export class LinkManager {
               }
               const sh = this.shipperFor(local.name, jv);
               sh.fitWindow(remote.logBytes);
-              sh.up(s, remote.durableSeq, remote.round, remote.durableSeq === 0 && remote.round === 0);
+              const weight = (): number => this.config.volumes.find((v) => v.name === local.name)?.weight ?? 1;
+              const paced = { send: (parts: Buffer[]) => { if (!s.closed) s.pacer.send(local.name, weight(), parts); }, close: (why: string) => s.close(why) };
+              sh.up(paced, remote.durableSeq, remote.round, remote.durableSeq === 0 && remote.round === 0);
             } else {
               // The secondary takes the primary's volume identity (its UUID and generations).
               try {
@@ -304,7 +368,6 @@ export class LinkManager {
     if (sh) {
       sh.down();
       this.shippers.delete(name);
-      this.retiredWire.set(name, (this.retiredWire.get(name) ?? 0) + sh.wireBytes);
     }
     this.volumes.replicas.get(name)?.detach();
     // Out of both maps until the change is done: a link that comes back meanwhile neither
@@ -325,6 +388,9 @@ export class LinkManager {
     let sh = this.shippers.get(name);
     if (!sh) {
       sh = new VolumeShipper(name, jv, this.log, { ...DEFAULT_SHIPPING, now: Date.now });
+      if (this.pausedVolumes.has(name)) sh.pause(true);
+      const peer = this.config.volumes.find((v) => v.name === name)?.peer;
+      if (peer) sh.rate = () => this.rateNow(peer);
       this.shippers.set(name, sh);
       this.ticker ??= setInterval(() => {
         for (const x of this.shippers.values()) x.tick();

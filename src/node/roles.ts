@@ -11,6 +11,9 @@ import type { Daemon, VolumeEntry } from './daemon.js';
 import { DRILL_SUFFIX, DrillOverlay } from '../drill/drill.js';
 import { CheckpointSchedule } from '../checkpoint/schedule.js';
 
+/** Present while the operator has paused shipping of a primary volume. */
+export const PAUSED_FILE = 'paused';
+
 /** The drill overlay's file in the volume's state folder (thrown away at stop and at start). */
 export const DRILL_FILE = 'drill.overlay';
 
@@ -101,6 +104,34 @@ export class RoleChanges {
       this.daemon.registry.remove(`${name}${CHECKPOINT_SUFFIX}`);
       const cp = await rp.releaseCheckpoint();
       return { volume: name, message: `checkpoint "${cp?.label ?? ''}" of ${name} released; the replica catches up`, checkpoint: cp };
+    });
+  }
+
+  // --- pause and resume -------------------------------------------------------
+
+  /** Stops (or restarts) shipping a primary volume; the host keeps writing. Kept across restarts. */
+  pause(name: string, paused: boolean): Promise<ActionResult> {
+    return this.serial(async () => {
+      const e = this.entry(name);
+      if (e.role !== 'primary') throw new ActionError(409, `volume ${name} is secondary on this node; ${paused ? 'pause' : 'resume'} runs on the node that holds its primary (${e.config.peer})`);
+      const links = this.daemon.links;
+      if (!links) throw new ActionError(409, `node ${this.daemon.config.node} has no link yet (run offsite init)`);
+      const file = path.join(e.dir, PAUSED_FILE);
+      if (paused) {
+        fs.writeFileSync(file, 'shipping paused by the operator\n');
+        links.pausedVolumes.add(name);
+      } else {
+        fs.rmSync(file, { force: true });
+        links.pausedVolumes.delete(name);
+      }
+      fsyncDir(e.dir);
+      links.pause(name, paused);
+      const j = e.journaled!.journal;
+      const message = paused
+        ? `shipping of ${name} paused; the host keeps writing, the journal holds the backlog (${formatBytes(j.backlogBytes)} now, ${formatBytes(j.capacity)} at most)`
+        : `shipping of ${name} resumed; backlog ${formatBytes(j.backlogBytes)}`;
+      this.log.info({ volume: name }, message);
+      return { volume: name, message };
     });
   }
 

@@ -110,6 +110,11 @@ export class TestDaemon {
     });
   }
 
+  /** The daemon's process id (while it runs). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   get alive(): boolean {
     return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
   }

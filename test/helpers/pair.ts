@@ -16,6 +16,8 @@ export interface Pair {
 export interface PairOptions {
   size?: string;
   journal?: string;
+  /** More keys for site-a's entry of peer site-b (inline YAML, e.g. "rate: 4mbit"). */
+  peerKeysA?: string;
   /** More keys for site-a's volume db (inline YAML, e.g. "failback: auto"). */
   volumeKeysA?: string;
   /** site-b's receive log, when it differs from site-a's journal. */
@@ -34,21 +36,21 @@ export async function startPair(opts: PairOptions = {}): Promise<Pair> {
   const root = tempDir('pair');
   const [linkA, linkB] = [await freePort(), await freePort()];
   const size = opts.size ?? '256MiB';
-  const mk = (node: string, peer: string, myLink: number, peerLink: number, role: string, volSize = size, journal = opts.journal ?? '1GiB', extra = '') =>
+  const mk = (node: string, peer: string, myLink: number, peerLink: number, role: string, volSize = size, journal = opts.journal ?? '1GiB', extra = '', peerExtra = '') =>
     (ports: { nbd: number; api: number }): string => `node: ${node}
 state: ./state
 nbd: 127.0.0.1:${ports.nbd}
 link: 127.0.0.1:${myLink}
 api: 127.0.0.1:${ports.api}
 peers:
-  ${peer}: { address: "127.0.0.1:${peerLink}", fingerprint: "FINGERPRINT" }
+  ${peer}: { address: "127.0.0.1:${peerLink}", fingerprint: "FINGERPRINT"${peerExtra ? `, ${peerExtra}` : ''} }
 volumes:
   db: { path: ./db.img, size: ${volSize}, role: ${role}, peer: ${peer}, journal: ${journal}${extra ? `, ${extra}` : ''} }
 `;
   fs.mkdirSync(path.join(root, 'a'));
   fs.mkdirSync(path.join(root, 'b'));
   const dialB = opts.proxy ? await opts.proxy(linkB) : linkB;
-  const a = await TestDaemon.create({ dir: path.join(root, 'a'), node: 'site-a', noStart: true, yaml: mk('site-a', 'site-b', linkA, dialB, 'primary', size, opts.journal ?? '1GiB', opts.volumeKeysA ?? '') });
+  const a = await TestDaemon.create({ dir: path.join(root, 'a'), node: 'site-a', noStart: true, yaml: mk('site-a', 'site-b', linkA, dialB, 'primary', size, opts.journal ?? '1GiB', opts.volumeKeysA ?? '', opts.peerKeysA ?? '') });
   const b = await TestDaemon.create({ dir: path.join(root, 'b'), node: 'site-b', noStart: true, yaml: mk('site-b', 'site-a', linkB, linkA, opts.roleB ?? 'secondary', opts.sizeB ?? size, opts.journalB) });
   const fp = async (d: TestDaemon): Promise<string> => (await must(process.execPath, [OFFSITE_BIN, 'init', '-c', d.configFile])).trim().split('\n').pop()!;
   const [fa, fb] = [await fp(a), await fp(b)];

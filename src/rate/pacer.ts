@@ -1,0 +1,144 @@
+// The pacer of one link: frames from the volumes sharing it wait in a queue per
+// volume and go out at the peer's rate (a token bucket), fairly by weight (the
+// volume that has sent least for its weight goes next), whole frames in order
+// per volume, bytes in chunks so a large frame is paced too. Without a rate, frames
+// go straight to the socket. Its queues are bounded by each shipper's window.
+import { TokenBucket } from './rate.js';
+
+const CHUNK = 16 * 1024;
+
+interface Queue {
+  volume: string;
+  weight: number;
+  frames: Buffer[][];
+  sent: number;
+}
+
+export interface PacerOptions {
+  write(b: Buffer): void;
+  /** Bytes per second now (null: unlimited). Read at every chunk. */
+  rate(): number | null;
+  now(): number;
+  /** Schedules a wake-up (setTimeout in the daemon). */
+  later(ms: number, f: () => void): void;
+  /** Record bytes of `volume` written to the socket. */
+  onWritten?(volume: string, bytes: number): void;
+}
+
+export class Pacer {
+  private readonly queues = new Map<string, Queue>();
+  /** Small frames (acks, heartbeats, hashes) that go at the next frame boundary, ahead of records. */
+  private readonly controls: Buffer[][] = [];
+  private current: { parts: Buffer[]; part: number; offset: number; volume: string } | null = null;
+  private bucket: TokenBucket | null = null;
+  private waiting = false;
+  private closed = false;
+  /** Bytes written to the socket through the pacer. */
+  written = 0;
+
+  constructor(private readonly opts: PacerOptions) {}
+
+  send(volume: string, weight: number, parts: Buffer[]): void {
+    if (this.closed) return;
+    let q = this.queues.get(volume);
+    if (!q) {
+      q = { volume, weight, frames: [], sent: 0 };
+      this.queues.set(volume, q);
+    }
+    q.weight = weight;
+    if (this.opts.rate() === null && !this.current && !this.waiting && this.pending() === 0) {
+      for (const p of parts) this.write(p);
+      const n = parts.reduce((k, p) => k + p.length, 0);
+      q.sent += n;
+      this.opts.onWritten?.(volume, n);
+      return;
+    }
+    q.frames.push(parts);
+    this.pump();
+  }
+
+  /** A control frame: never waits for the rate, only for the frame being written to end. */
+  control(parts: Buffer[]): void {
+    if (this.closed) return;
+    if (!this.current) {
+      for (const p of parts) this.write(p);
+      this.bucket?.take(parts.reduce((n, p) => n + p.length, 0), this.opts.now());
+      return;
+    }
+    this.controls.push(parts);
+  }
+
+  /** Frames waiting, over all volumes. */
+  pending(): number {
+    let n = 0;
+    for (const q of this.queues.values()) n += q.frames.length;
+    return n;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.queues.clear();
+    this.controls.length = 0;
+    this.current = null;
+  }
+
+  private write(b: Buffer): void {
+    this.written += b.length;
+    this.opts.write(b);
+  }
+
+  /** The next frame: from the volume that has sent the least for its weight. */
+  private next(): { parts: Buffer[]; volume: string } | null {
+    let best: Queue | null = null;
+    for (const q of this.queues.values()) {
+      if (q.frames.length === 0) continue;
+      if (!best || q.sent / q.weight < best.sent / best.weight) best = q;
+    }
+    if (!best) return null;
+    const f = best.frames.shift()!;
+    best.sent += f.reduce((n, p) => n + p.length, 0);
+    // Keep the counts small (only their ratios matter).
+    if (best.sent > 2 ** 40) for (const q of this.queues.values()) q.sent /= 2;
+    return { parts: f, volume: best.volume };
+  }
+
+  private pump(): void {
+    if (this.waiting || this.closed) return;
+    for (;;) {
+      if (!this.current) {
+        for (const parts of this.controls.splice(0)) this.control(parts);
+        const f = this.next();
+        if (!f) return;
+        this.current = { parts: f.parts, part: 0, offset: 0, volume: f.volume };
+      }
+      const c = this.current;
+      const part = c.parts[c.part]!;
+      const n = Math.min(CHUNK, part.length - c.offset);
+      const rate = this.opts.rate();
+      let wait = 0;
+      if (rate !== null) {
+        const now = this.opts.now();
+        const burst = Math.max(CHUNK, rate / 10);
+        if (!this.bucket) this.bucket = new TokenBucket(rate, burst, now);
+        else if (this.bucket.bytesPerSecond !== rate) this.bucket.setRate(rate, burst, now);
+        wait = this.bucket.take(n, now);
+      }
+      this.write(n === part.length && c.offset === 0 ? part : part.subarray(c.offset, c.offset + n));
+      this.opts.onWritten?.(c.volume, n);
+      c.offset += n;
+      if (c.offset >= part.length) {
+        c.part++;
+        c.offset = 0;
+        if (c.part >= c.parts.length) this.current = null;
+      }
+      if (wait > 0) {
+        this.waiting = true;
+        this.opts.later(wait, () => {
+          this.waiting = false;
+          this.pump();
+        });
+        return;
+      }
+    }
+  }
+}

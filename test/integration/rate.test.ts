@@ -1,0 +1,64 @@
+// Bandwidth control on a live pair: a rate cap holds on the wire counter, a SIGHUP
+// reload changes it without reconnecting, and pause holds the backlog while the host
+// keeps writing; resume drains it.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { test } from 'node:test';
+import { statusOf } from '../helpers/daemon.js';
+import { startPair } from '../helpers/pair.js';
+import { must, run, sleep } from '../helpers/run.js';
+import { cli } from '../helpers/cli.js';
+
+interface V { wireBytes: number; backlogBytes: number; paused: boolean; linkRateBytesPerSecond: number | null; link: string }
+const v = async (d: Parameters<typeof statusOf>[0]): Promise<V> => (await statusOf(d)).volumes[0] as unknown as V;
+
+test('rate cap, live reload without reconnecting, pause and resume', async () => {
+  const p = await startPair({ size: '64MiB', peerKeysA: 'rate: 4mbit' });
+  try {
+    await p.drained();
+    assert.equal((await v(p.a)).linkRateBytesPerSecond, 500_000);
+    // 6 MiB of random data (incompressible): 12.6 s at 4 Mbit/s.
+    const data = `${p.a.dir}/random.bin`;
+    fs.writeFileSync(data, Buffer.from(Array.from({ length: 6 << 20 }, () => Math.floor(Math.random() * 256))));
+    await must('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', data, p.a.uri('db')]);
+    const w0 = (await v(p.a)).wireBytes;
+    const t0 = Date.now();
+    await sleep(6000);
+    const w1 = (await v(p.a)).wireBytes;
+    const rate = (w1 - w0) / ((Date.now() - t0) / 1000);
+    // The cap is an upper bound (the machine may be slower, never faster).
+    assert.ok(rate <= 500_000 * 1.1, `${rate} B/s over a 4 Mbit/s cap`);
+    assert.ok(rate > 500_000 * 0.3, `${rate} B/s: the link should carry the backlog`);
+    assert.ok((await v(p.a)).backlogBytes > 0, 'the backlog waits for the link');
+
+    // Live reload: 64 Mbit/s, the same link.
+    fs.writeFileSync(p.a.configFile, fs.readFileSync(p.a.configFile, 'utf8').replace('rate: 4mbit', 'rate: 64mbit'));
+    const closedBefore = (p.a.log.match(/link to site-b closed/g) ?? []).length;
+    process.kill(p.a.pid!, 'SIGHUP');
+    for (let i = 0; i < 50 && !p.a.log.includes('config reloaded'); i++) await sleep(100);
+    assert.match(p.a.log, /config reloaded: peer site-b: rate 64\.0 Mbit\/s/);
+    assert.equal((await v(p.a)).linkRateBytesPerSecond, 8_000_000);
+    await p.drained(60_000);
+    assert.equal((p.a.log.match(/link to site-b closed/g) ?? []).length, closedBefore, 'no reconnect');
+
+    // Pause: the host writes on, nothing ships; resume drains.
+    const paused = await cli(p.a, 'pause', 'db');
+    assert.equal(paused.code, 0, paused.stderr);
+    assert.match(paused.stdout, /shipping of db paused/);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x71 0 2M', '-c', 'flush', p.a.uri('db')]);
+    const wp = (await v(p.a)).wireBytes;
+    await sleep(2000);
+    const sp = await v(p.a);
+    assert.equal(sp.paused, true);
+    assert.ok(sp.backlogBytes >= 2 << 20, `the backlog is held (${sp.backlogBytes})`);
+    assert.ok(sp.wireBytes - wp < 64 * 1024, 'nothing shipped while paused');
+    assert.equal(sp.link, 'connected');
+    const resumed = await cli(p.a, 'resume', 'db');
+    assert.equal(resumed.code, 0, resumed.stderr);
+    await p.drained(60_000);
+    const cmp = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
+    assert.equal((cmp.stdout + cmp.stderr).trim(), 'Images are identical.');
+  } finally {
+    await p.stop();
+  }
+});
