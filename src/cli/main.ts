@@ -1,7 +1,12 @@
 // The `offsite` command.
 import { Command } from 'commander';
 import { ConfigError, defaultConfigPath, loadConfig } from '../config/config.js';
-import { formatBytes } from '../config/units.js';
+import { formatBytes, formatDuration, parseDuration } from '../config/units.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { readHistory } from '../journal/history.js';
+import { historyIntervals, parseTrace, planLink } from '../plan/plan.js';
+import { formatRate } from '../rate/rate.js';
 import { createLogger } from '../log/log.js';
 import { Daemon } from '../node/daemon.js';
 import { formatListenAddress } from '../nbd/server.js';
@@ -144,6 +149,35 @@ configOption(program.command('demote <volume>'))
   .description('make this node\'s VOLUME a secondary; writes its peer never received are replaced by the peer\'s data')
   .option('--discard-my-data', 'also give up this side\'s history: resolves a split brain in favour of the peer')
   .action((volume: string, opts: { config?: string; discardMyData?: boolean }) => act(opts, volume, 'demote', { discardMyData: opts.discardMyData === true }));
+
+configOption(program.command('plan [volume]'))
+  .description('link sizing: the rate that keeps the RPO under a target, from the write history the daemon keeps (or a CSV trace), beside the peak and average')
+  .requiredOption('--rpo <duration>', 'the most the peer may lag behind (15m, 1h)')
+  .option('--trace <file>', 'a CSV of time,bytes (seconds or ISO time; bytes written since the line before) instead of the history')
+  .action((volume: string | undefined, opts: { config?: string; rpo: string; trace?: string }) => {
+    const rpo = parseDuration(opts.rpo);
+    let intervals;
+    let source: string;
+    if (opts.trace) {
+      intervals = parseTrace(fs.readFileSync(opts.trace, 'utf8'), opts.trace);
+      source = opts.trace;
+    } else {
+      if (!volume) throw new Error('name a volume (its history is read), or give --trace FILE');
+      const c = loadConfig(configPath(opts));
+      const file = path.join(c.state, 'volumes', volume, 'history.csv');
+      const rows = readHistory(file);
+      if (rows.length === 0) throw new Error(`no write history for ${volume} yet in ${file} (the daemon records one line a minute on the primary)`);
+      intervals = historyIntervals(rows);
+      source = `the history of ${volume} (${rows.length} minutes from ${rows[0]!.minute})`;
+    }
+    const p = planLink(intervals, rpo);
+    const at = (secs: number): string => formatDuration(secs);
+    console.log(`from ${source}: ${formatBytes(p.totalBytes)} written over ${at(p.seconds)}`);
+    console.log(`  peak write rate     ${formatRate(p.peakBytesPerSecond)}`);
+    console.log(`  average write rate  ${formatRate(p.averageBytesPerSecond)}`);
+    console.log(`  link needed for an RPO of ${at(rpo)}: ${formatRate(p.neededBytesPerSecond)} (${(p.neededBytesPerSecond / Math.max(p.averageBytesPerSecond, 1e-9)).toFixed(2)}x the average; worst lag ${at(p.worstLagSeconds)}, ${at(p.worstLagAt)} in)`);
+    console.log('  (raw bytes: compression and coalescing lower what the link carries)');
+  });
 
 configOption(program.command('config'))
   .description('check the config file and print what it describes')
