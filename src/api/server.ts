@@ -28,6 +28,7 @@ export const ACTIONS: Record<string, (a: RoleChanges, volume: string, body: Body
   'checkpoint-release': (a, v) => a.releaseCheckpoint(v),
   'drill-start': (a, v) => a.startDrill(v),
   'drill-stop': (a, v) => a.stopDrill(v),
+  verify: (a, v, b) => a.verify(v, b?.repair === true),
   pause: (a, v) => a.pause(v, true),
   resume: (a, v) => a.pause(v, false),
   promote: (a, v, b) => a.promote(v, { force: b?.force === true }),

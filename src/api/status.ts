@@ -1,6 +1,7 @@
 // The node's status as operators and tools see it: GET /api/v1/status, `offsite status`.
 import type { VolumeEntry } from '../node/daemon.js';
 import type { LinkManager } from '../node/links.js';
+import type { VerifyRun } from '../link/volume-shipper.js';
 
 export interface VolumeStatus {
   name: string;
@@ -25,6 +26,8 @@ export interface VolumeStatus {
   hostBytes: number;
   /** Primary: bytes sent to the peer for this volume since the daemon started (record frames and its control frames, before TLS). */
   wireBytes: number;
+  /** Primary: the online verify of this daemon's run (null: none yet). */
+  verify: { state: 'running' | 'done' | 'failed'; checkedRegions: number; totalRegions: number; regionSize: number; differingRegions: number[]; repair: boolean; message: string; rateBytesPerSecond: number; etaSeconds: number } | null;
   /** Primary: shipping paused by the operator (offsite pause). */
   paused: boolean;
   /** The link's rate cap now, schedule included (bytes per second; null: none). */
@@ -80,6 +83,7 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     ...resyncRate(e, now),
     wireBytes: links?.wireBytes(e.config.name) ?? 0,
     paused: links?.isPaused(e.config.name) ?? false,
+    verify: verifyStatus(links?.verifyOf(e.config.name) ?? null, now),
     linkRateBytesPerSecond: e.config.peer && links ? links.rateNow(e.config.peer, now) : null,
     checkpoint: e.replica?.checkpoint ? { ...e.replica.checkpoint, export: `${e.config.name}@checkpoint` } : null,
     drill: e.drill ? { export: e.drill.name, bytesWritten: e.drill.bytesWritten } : null,
@@ -127,4 +131,15 @@ function resyncRate(e: VolumeEntry, now: number): { resyncRateBytesPerSecond: nu
   const secs = Math.max(0.001, (now - j.roundStartedAt) / 1000);
   const rate = done / secs;
   return { resyncRateBytesPerSecond: Math.round(rate), resyncEtaSeconds: rate > 0 ? Math.round(j.resyncLeftBytes / rate) : 0 };
+}
+
+function verifyStatus(v: VerifyRun | null, now: number): VolumeStatus['verify'] {
+  if (!v) return null;
+  const secs = Math.max(0.001, (now - v.startedAt) / 1000);
+  const rate = (v.checkedRegions * v.regionSize) / secs;
+  const left = (v.end - v.checkedRegions) * v.regionSize;
+  return {
+    state: v.state, checkedRegions: v.checkedRegions, totalRegions: v.end, regionSize: v.regionSize, differingRegions: v.differing.slice(0, 1000),
+    repair: v.repair, message: v.message, rateBytesPerSecond: Math.round(rate), etaSeconds: v.state === 'running' && rate > 0 ? Math.round(left / rate) : 0,
+  };
 }

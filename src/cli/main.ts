@@ -11,7 +11,7 @@ import { createLogger } from '../log/log.js';
 import { Daemon } from '../node/daemon.js';
 import { formatListenAddress } from '../nbd/server.js';
 import { ensureIdentity, ensureToken, readToken } from '../link/identity.js';
-import { fetchStatus, formatStatus } from './status.js';
+import { fetchStatus, formatStatus, verifyCell } from './status.js';
 import { callAction, getJson } from './api-client.js';
 import type { CheckpointInfo } from '../node/roles.js';
 
@@ -132,6 +132,31 @@ configOption(drill.command('start <volume>'))
 configOption(drill.command('stop <volume>'))
   .description('stop the drill of VOLUME and throw its writes away')
   .action((volume: string, opts: { config?: string }) => act(opts, volume, 'drill-stop'));
+
+configOption(program.command('verify <volume>'))
+  .description('online verify (on the primary\'s node): compare every region with the peer by hash, against the same flush point, while replication runs')
+  .option('--repair', 'resync the regions that differ')
+  .option('--no-wait', 'start it and return (offsite status shows the progress)')
+  .action(async (volume: string, opts: { config?: string; repair?: boolean; wait: boolean }) => {
+    const c = loadConfig(configPath(opts));
+    const res = await callAction(c, volume, 'verify', { repair: opts.repair === true });
+    console.log(res.message);
+    if (!opts.wait) return;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 500));
+      const v = (await fetchStatus(c)).volumes.find((x) => x.name === volume);
+      const run = v?.verify;
+      if (!v || !run) throw new Error(`the daemon no longer reports a verify of ${volume}`);
+      if (run.state === 'running') {
+        if (process.stdout.isTTY) process.stdout.write(`\r${verifyCell(v)}\x1b[K`);
+        continue;
+      }
+      if (process.stdout.isTTY) process.stdout.write('\r\x1b[K');
+      console.log(`verify of ${volume} ${run.state === 'done' ? 'done' : 'failed'}: ${run.message}`);
+      if (run.state === 'failed' || (run.differingRegions.length > 0 && !run.repair)) process.exitCode = 3;
+      return;
+    }
+  });
 
 configOption(program.command('pause <volume>'))
   .description('stop shipping VOLUME (on its primary\'s node); the host keeps writing, the journal keeps the backlog')

@@ -50,6 +50,7 @@ export function formatStatus(s: NodeStatus): string {
 
 /** "[######....] 61% 40 MiB left, 12 MiB/s, 3s" on the primary; "receiving" on the secondary. */
 export function resyncCell(v: VolumeStatus): string {
+  if (!v.resyncing && v.verify?.state === 'running') return verifyCell(v);
   if (!v.resyncing) return '-';
   if (v.role !== 'primary') return v.consistent ? 'receiving (old image served)' : paint(33, 'receiving first sync');
   const total = Math.max(v.resyncTotalBytes, 1);
@@ -57,4 +58,13 @@ export function resyncCell(v: VolumeStatus): string {
   const bar = '#'.repeat(Math.round(done * 10)).padEnd(10, '.');
   const rate = v.resyncRateBytesPerSecond > 0 ? `, ${formatBytes(v.resyncRateBytesPerSecond)}/s, ${formatDuration(v.resyncEtaSeconds)} left` : '';
   return `[${bar}] ${Math.floor(done * 100)}% ${formatBytes(v.resyncLeftBytes)} to send${rate}`;
+}
+
+/** "verify [####......] 42% 2 differ, 120 MiB/s, 9s left" while an online verify runs. */
+export function verifyCell(v: VolumeStatus): string {
+  const r = v.verify!;
+  const done = r.totalRegions > 0 ? r.checkedRegions / r.totalRegions : 1;
+  const bar = '#'.repeat(Math.round(done * 10)).padEnd(10, '.');
+  const differ = r.differingRegions.length > 0 ? paint(31, `${r.differingRegions.length} differ`) : '0 differ';
+  return `verify [${bar}] ${Math.floor(done * 100)}% ${differ}, ${formatBytes(r.rateBytesPerSecond)}/s, ${formatDuration(r.etaSeconds)} left`;
 }

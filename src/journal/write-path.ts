@@ -436,6 +436,40 @@ export class JournaledVolume implements ExportBackend {
     return equal;
   }
 
+  /**
+   * Online verify, one batch: host writes to regions first..first+count wait while
+   * they are read and hashed after a flush, so the peer, once it has applied through
+   * `afterSeq`, must hold exactly these bytes. The caller unlocks once the peer's
+   * hashes are in (or the attempt is given up).
+   */
+  async verifyHashes(first: number, count: number): Promise<{ hashes: Buffer[]; afterSeq: number; unlock: () => void }> {
+    const rs = this.bitmap.regionSize;
+    const offset = first * rs;
+    const length = Math.max(0, Math.min(count * rs, this.disk.size - offset));
+    const unlock = await this.ranges.lock(offset, length);
+    try {
+      await this.flush();
+      const afterSeq = this.journal.lastSeq;
+      const hashes: Buffer[] = [];
+      const buf = Buffer.allocUnsafe(Math.min(Math.max(length, rs), 4 << 20));
+      for (let at = 0; at < length; at += buf.length) {
+        const n = Math.min(buf.length, length - at);
+        await this.disk.read(offset + at, buf, 0, n);
+        for (let k = 0; k < n; k += rs) hashes.push(createHash('sha256').update(buf.subarray(k, Math.min(n, k + rs))).digest());
+      }
+      return { hashes, afterSeq, unlock };
+    } catch (e) {
+      unlock();
+      throw e;
+    }
+  }
+
+  /** Verify found these regions different on the peer: they go to the bitmap, and the next link resyncs them. */
+  markForResync(regions: number[], reason: string): void {
+    for (const r of regions) this.bitmap.mark(r * this.bitmap.regionSize, 1);
+    this.toBitmap(reason);
+  }
+
   /** Bytes a first sync found equal by hash (and so did not send), since the daemon started. */
   seededBytes = 0;
   /** Bytes of hash replies received from the peer for that (about 32 per region). */

@@ -31,7 +31,7 @@ export enum FrameType {
   Heartbeat = 5,
   /** u16 name length, name, u64 first seq of a resync round: records before it are superseded (docs/RESYNC.md). */
   Resync = 6,
-  /** u16 name length, name, u32 region size, u64 first region, u32 count: hash these regions of your replica. */
+  /** u16 name length, name, u32 region size, u64 first region, u32 count[, u64 after-seq]: hash these regions of your replica (once it has applied through after-seq). */
   HashRequest = 7,
   /** u16 name length, name, u32 region size, u64 first region, then count × 32-byte SHA-256 of each region. */
   HashReply = 8,
@@ -188,18 +188,26 @@ export interface HashRange {
   count: number;
 }
 
-export function encodeHashRequest(r: HashRange): Buffer[] {
-  const v = Buffer.alloc(16);
+/** An online verify pins the comparison: hash once the replica has applied through `afterSeq`. */
+export interface HashRequest extends HashRange {
+  afterSeq?: number;
+}
+
+export function encodeHashRequest(r: HashRequest): Buffer[] {
+  const pinned = (r.afterSeq ?? 0) > 0;
+  const v = Buffer.alloc(pinned ? 24 : 16);
   v.writeUInt32LE(r.regionSize, 0);
   v.writeBigUInt64LE(BigInt(r.first), 4);
   v.writeUInt32LE(r.count, 12);
+  if (pinned) v.writeBigUInt64LE(BigInt(r.afterSeq!), 16);
   return encodeFrame(FrameType.HashRequest, encodeVolumePayload(r.volume, v));
 }
 
-export function decodeHashRequest(payload: Buffer): HashRange {
+export function decodeHashRequest(payload: Buffer): HashRequest {
   const { volume, rest } = decodeVolumePayload(payload);
-  if (rest.length !== 16) throw new FrameError('hash request payload is not 16 bytes');
-  const r = { volume, regionSize: rest.readUInt32LE(0), first: Number(rest.readBigUInt64LE(4)), count: rest.readUInt32LE(12) };
+  if (rest.length !== 16 && rest.length !== 24) throw new FrameError('hash request payload is not 16 or 24 bytes');
+  const r: HashRequest = { volume, regionSize: rest.readUInt32LE(0), first: Number(rest.readBigUInt64LE(4)), count: rest.readUInt32LE(12) };
+  if (rest.length === 24) r.afterSeq = Number(rest.readBigUInt64LE(16));
   if (r.count < 1 || r.count > MAX_HASH_REGIONS) throw new FrameError(`hash request for ${r.count} regions (1..${MAX_HASH_REGIONS})`);
   if (r.regionSize < 4096 || r.regionSize > MAX_HASH_REGION_SIZE || (r.regionSize & (r.regionSize - 1)) !== 0) throw new FrameError(`hash request region size ${r.regionSize}`);
   return r;

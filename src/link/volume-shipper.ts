@@ -5,6 +5,7 @@
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
 import { RECORD_HEADER_SIZE } from '../journal/record.js';
+import { formatBytes } from '../config/units.js';
 import { encodeRecordsFrame } from './records-frame.js';
 import { MAX_HASH_REGIONS, encodeHashRequest, encodeResync } from './frame.js';
 import { Shipper, type ShipperAction } from './shipper.js';
@@ -24,6 +25,25 @@ export interface VolumeShipperOptions {
   selfSyncMs: number;
   now: () => number;
 }
+
+/** An online verify: regions compared so far, and what differed. */
+export interface VerifyRun {
+  repair: boolean;
+  /** Next region to compare, and the number of regions. */
+  next: number;
+  end: number;
+  regionSize: number;
+  differing: number[];
+  startedAt: number;
+  checkedRegions: number;
+  state: 'running' | 'done' | 'failed';
+  message: string;
+  /** The batch out: its first region, our hashes, the lock on its regions, when asked. */
+  asked: { first: number; hashes: Buffer[]; unlock: () => void; at: number } | null;
+}
+
+/** A verify batch holds host writes to its regions: the peer has this long to answer. */
+const VERIFY_REPLY_MS = 30_000;
 
 export const DEFAULT_SHIPPING: Omit<VolumeShipperOptions, 'now'> = { windowBytes: 32 << 20, batchBytes: 4 << 20, selfSyncMs: 1000 };
 
@@ -139,6 +159,11 @@ export class VolumeShipper {
   down(): void {
     this.session = null;
     this.heldByPeer = false;
+    if (this.verify?.asked) {
+      // The batch is asked again on the next link.
+      this.verify.asked.unlock();
+      this.verify.asked = null;
+    }
     this.hashAsked = -1;
     this.undurableSince = 0;
     this.shipper.handle({ type: 'down' });
@@ -224,6 +249,15 @@ export class VolumeShipper {
       this.run(this.shipper.handle({ type: 'journal', lastSeq: j.durableSeq }));
     }
     this.pumpResync();
+    const v = this.verify;
+    if (v?.asked && now - v.asked.at > VERIFY_REPLY_MS) {
+      v.asked.unlock();
+      v.asked = null;
+      v.state = 'failed';
+      v.message = `the peer did not answer within ${VERIFY_REPLY_MS / 1000} s (a checkpoint held there stops it from applying); run verify again`;
+      this.log.warn({ volume: this.name }, `volume ${this.name}: verify stopped: ${v.message}`);
+    }
+    this.pumpVerify();
   }
 
   /**
@@ -244,8 +278,80 @@ export class VolumeShipper {
     this.session.send(encodeHashRequest({ volume: this.name, regionSize: rs, first, count }));
   }
 
+  // --- online verify ------------------------------------------------------------
+
+  verify: VerifyRun | null = null;
+  private verifyBusy = false;
+
+  /** Starts comparing every region with the peer by hash (docs/RESYNC.md, "Online verify"). */
+  startVerify(repair: boolean): VerifyRun {
+    if (this.verify?.state === 'running') throw new Error(`a verify of ${this.name} is already running (${this.verify.checkedRegions} of ${this.verify.end} regions)`);
+    if (!this.session) throw new Error(`the link of ${this.name} is down; verify compares with the peer, so it waits for the link`);
+    if (this.jv.mode !== 'journal' || this.jv.roundStart || this.jv.seeding) throw new Error(`a sync or resync of ${this.name} is under way; verify after it ends`);
+    this.verify = {
+      repair, next: 0, end: this.jv.bitmap.regions, regionSize: this.jv.bitmap.regionSize, differing: [], startedAt: this.opts.now(),
+      checkedRegions: 0, state: 'running', message: 'running', asked: null,
+    };
+    this.log.info({ volume: this.name }, `volume ${this.name}: online verify started (${this.verify.end} regions${repair ? ', repairing what differs' : ''})`);
+    this.pumpVerify();
+    return this.verify;
+  }
+
+  private pumpVerify(): void {
+    const v = this.verify;
+    if (!v || v.state !== 'running' || !this.session || v.asked || this.verifyBusy) return;
+    // A round (an overflow meanwhile) makes the replica a moving target: wait for its end.
+    if (this.jv.mode !== 'journal' || this.jv.roundStart || this.jv.seeding) return;
+    if (v.next >= v.end) return this.finishVerify(v);
+    const count = Math.min(MAX_HASH_REGIONS, Math.max(1, Math.floor((4 << 20) / v.regionSize)), v.end - v.next);
+    const first = v.next;
+    const s = this.session;
+    this.verifyBusy = true;
+    this.jv.verifyHashes(first, count).then(({ hashes, afterSeq, unlock }) => {
+      this.verifyBusy = false;
+      if (this.session !== s || this.verify !== v || v.state !== 'running') return unlock();
+      v.asked = { first, hashes, unlock, at: this.opts.now() };
+      s.send(encodeHashRequest({ volume: this.name, regionSize: v.regionSize, first, count, afterSeq }));
+    }, (e: Error) => {
+      this.verifyBusy = false;
+      v.state = 'failed';
+      v.message = `reading regions ${first}..${first + count - 1} failed: ${e.message}`;
+      this.log.error({ volume: this.name }, `volume ${this.name}: verify ${v.message}`);
+    });
+  }
+
+  private verifyReply(first: number, hashes: Buffer[]): boolean {
+    const v = this.verify;
+    if (!v?.asked || v.asked.first !== first) return false;
+    const mine = v.asked.hashes;
+    for (let i = 0; i < mine.length; i++) if (!hashes[i]?.equals(mine[i]!)) v.differing.push(first + i);
+    v.asked.unlock();
+    v.asked = null;
+    v.checkedRegions += mine.length;
+    v.next = first + mine.length;
+    this.pumpVerify();
+    return true;
+  }
+
+  private finishVerify(v: VerifyRun): void {
+    v.state = 'done';
+    const n = v.differing.length;
+    const bytes = formatBytes(n * v.regionSize);
+    const secs = Math.max(1, Math.round((this.opts.now() - v.startedAt) / 1000));
+    if (n === 0) {
+      v.message = `no differences in ${v.checkedRegions} regions (${secs} s)`;
+      this.log.info({ volume: this.name }, `volume ${this.name}: verify found ${v.message}`);
+      return;
+    }
+    const list = v.differing.slice(0, 8).join(', ') + (n > 8 ? ', …' : '');
+    v.message = `${n} regions (${bytes}) differ: ${list}${v.repair ? '; resyncing them' : '; run verify --repair to resync them'}`;
+    this.log.warn({ volume: this.name }, `volume ${this.name}: verify found ${v.message}`);
+    if (v.repair) this.jv.markForResync(v.differing, `verify found ${n} regions that differ on the peer`);
+  }
+
   /** The peer's hashes arrived: equal regions leave the round, then the pump goes on. */
   hashReply(first: number, regionSize: number, hashes: Buffer[]): void {
+    if (this.verify && regionSize === this.verify.regionSize && this.verifyReply(first, hashes)) return;
     if (first !== this.hashAsked) return; // a reply from an older link
     this.jv.hashBytes += hashes.length * 32 + 40;
     void this.jv.compareRegions(first, regionSize, hashes).then(() => {

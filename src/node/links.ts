@@ -10,7 +10,7 @@ import { FrameDecoder, FrameError, FrameType, decodeAck, decodeHashReply, decode
 import { checkHello, encodeHello, type HelloVolume } from '../link/hello.js';
 import type { Identity } from '../link/identity.js';
 import { decodeRecordsFrame } from '../link/records-frame.js';
-import { DEFAULT_SHIPPING, VolumeShipper } from '../link/volume-shipper.js';
+import { DEFAULT_SHIPPING, VolumeShipper, type VerifyRun } from '../link/volume-shipper.js';
 import { LinkListener, connectLink, type PinnedPeer } from '../link/tls.js';
 import { parseListenAddress } from '../nbd/server.js';
 import { Pacer } from '../rate/pacer.js';
@@ -115,6 +115,17 @@ export class LinkManager {
       }
     }
     return notes;
+  }
+
+  /** Starts an online verify of a primary volume with its peer (throws why it cannot). */
+  verify(volume: string, repair: boolean): VerifyRun {
+    const sh = this.shippers.get(volume);
+    if (!sh) throw new Error(`volume ${volume} has not linked with its peer since the daemon started; verify waits for the link`);
+    return sh.startVerify(repair);
+  }
+
+  verifyOf(volume: string): VerifyRun | null {
+    return this.shippers.get(volume)?.verify ?? null;
   }
 
   /** Stops shipping `volume` (the host keeps writing; the journal keeps the backlog). */
@@ -309,7 +320,7 @@ export class LinkManager {
           const r = decodeHashRequest(f.payload);
           const rp = this.volumes.replicas.get(r.volume);
           if (!rp) return s.close(`${peer} asked for hashes of ${r.volume}, which is not a replica here`);
-          void rp.hashRegions(r.regionSize, r.first, r.count, () => !s.closed).then(
+          void rp.hashRegions(r.regionSize, r.first, r.count, () => !s.closed, r.afterSeq ?? 0).then(
             (hashes) => {
               if (hashes) s.send(encodeHashReply(r, hashes));
             },

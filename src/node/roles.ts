@@ -135,6 +135,24 @@ export class RoleChanges {
     });
   }
 
+  // --- verify -----------------------------------------------------------------
+
+  /** Online verify: every region compared with the peer by hash, against the same flush point. */
+  verify(name: string, repair: boolean): Promise<ActionResult> {
+    return this.serial(async () => {
+      const e = this.entry(name);
+      if (e.role !== 'primary') throw new ActionError(409, `volume ${name} is secondary on this node; verify runs on the node that holds its primary (${e.config.peer})`);
+      if (!this.daemon.links) throw new ActionError(409, `node ${this.daemon.config.node} has no link yet (run offsite init)`);
+      let run;
+      try {
+        run = this.daemon.links.verify(name, repair);
+      } catch (err) {
+        throw new ActionError(409, (err as Error).message);
+      }
+      return { volume: name, message: `verify of ${name} started: ${run.end} regions of ${formatBytes(run.regionSize)}${repair ? ', repairing what differs' : ''}; offsite status shows its progress` };
+    });
+  }
+
   // --- drills -----------------------------------------------------------------
 
   /**

@@ -158,11 +158,17 @@ export class Replica implements ExportBackend {
    * by checksum: regions the primary finds equal need not travel). Reads what the
    * replica holds now; records still to come bring it forward in order either way.
    */
-  hashRegions(regionSize: number, first: number, count: number, wanted: () => boolean = () => true): Promise<Buffer[] | null> {
+  hashRegions(regionSize: number, first: number, count: number, wanted: () => boolean = () => true, afterSeq = 0): Promise<Buffer[] | null> {
     // One at a time, and a request whose link is gone stops: a peer cannot pile up work here.
     // (After a round opening in progress: what it applies is part of what is compared.)
     const p = this.hashing.then(async () => {
       while (this.attaching || this.opening) await (this.attaching ?? this.opening)!.catch(() => undefined);
+      // An online verify: the primary holds these regions still from afterSeq on; compare once it is applied here.
+      while (this.receiver.applied < afterSeq || this.gate) {
+        if (!wanted()) return null;
+        if (this.gate) await this.gate;
+        else await new Promise<void>((r) => this.applyWaiters.push(r));
+      }
       return this.doHashRegions(regionSize, first, count, wanted);
     });
     this.hashing = p.catch(() => null);
@@ -390,6 +396,7 @@ export class Replica implements ExportBackend {
     this.attachToken++;
     this.link = null;
     this.receiver.handle({ type: 'down' });
+    this.applyEnded(); // (waiters see their link is gone)
   }
 
   /** Records from the peer, already checksum-verified. */

@@ -130,6 +130,13 @@ test('HashRequest and HashReply: fixed bytes, and bounds', async () => {
   assert.equal(f.payload.toString('hex'), '0200' + '6462' + '00000100' + '0300000000000000' + '02000000');
   assert.deepEqual(decodeHashRequest(f.payload), { volume: 'db', regionSize: 65536, first: 3, count: 2 });
   assert.throws(() => decodeHashRequest(Buffer.from('02006462' + '00000100' + '0300000000000000' + '01040000', 'hex')), /1025 regions/);
+  // Pinned (online verify): after-seq 9 appended.
+  const pinned = new D();
+  pinned.push(Buffer.concat(encodeHashRequest({ volume: 'db', regionSize: 65536, first: 3, count: 2, afterSeq: 9 })));
+  const pf = pinned.next()!;
+  assert.equal(pf.payload.toString('hex'), '0200' + '6462' + '00000100' + '0300000000000000' + '02000000' + '0900000000000000');
+  assert.deepEqual(decodeHashRequest(pf.payload), { volume: 'db', regionSize: 65536, first: 3, count: 2, afterSeq: 9 });
+  assert.throws(() => decodeHashRequest(Buffer.from('02006462' + '00000100' + '0300000000000000' + '02000000' + '09', 'hex')), /not 16 or 24 bytes/);
   assert.throws(() => decodeHashRequest(Buffer.from('02006462' + '00300000' + '0300000000000000' + '01000000', 'hex')), /region size 12288/);
   const h = [Buffer.alloc(32, 1), Buffer.alloc(32, 2)];
   const dec2 = new D();
