@@ -12,6 +12,7 @@ import { Daemon } from '../node/daemon.js';
 import { formatListenAddress } from '../nbd/server.js';
 import { ensureIdentity, ensureToken, readToken } from '../link/identity.js';
 import { fetchStatus, formatStatus, verifyCell } from './status.js';
+import { runTop } from './top.js';
 import { callAction, getJson } from './api-client.js';
 import type { CheckpointInfo } from '../node/roles.js';
 
@@ -202,6 +203,14 @@ configOption(program.command('plan [volume]'))
     console.log(`  average write rate  ${formatRate(p.averageBytesPerSecond)}`);
     console.log(`  link needed for an RPO of ${at(rpo)}: ${formatRate(p.neededBytesPerSecond)} (${(p.neededBytesPerSecond / Math.max(p.averageBytesPerSecond, 1e-9)).toFixed(2)}x the average; worst lag ${at(p.worstLagSeconds)}, ${at(p.worstLagAt)} in)`);
     console.log('  (raw bytes: compression and coalescing lower what the link carries)');
+  });
+
+configOption(program.command('top'))
+  .description('the front panel: a live full-screen view of this node\'s volumes (q quits)')
+  .option('--interval <duration>', 'refresh every (default 1s)', '1s')
+  .action(async (opts: { config?: string; interval: string }) => {
+    const c = loadConfig(configPath(opts));
+    await runTop(c, Math.max(200, parseDuration(opts.interval) * 1000));
   });
 
 configOption(program.command('config'))
