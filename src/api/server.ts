@@ -5,8 +5,11 @@ import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from '../log/log.js';
 import { formatListenAddress, type ListenAddress } from '../nbd/server.js';
-import { ActionError, type ActionResult, type RoleChanges } from '../node/roles.js';
-import { parseDuration } from '../config/units.js';
+import { ActionError, type RoleChanges } from '../node/roles.js';
+import { ACTIONS, type Body } from './actions.js';
+import { openApiDocument } from './openapi.js';
+import { operatorEvents } from '../log/events.js';
+import type { HistoryRow } from '../journal/history.js';
 import type { NodeStatus } from './status.js';
 import { metricsRegistry } from './metrics.js';
 
@@ -15,42 +18,11 @@ export interface ApiOptions {
   actions: RoleChanges;
   /** The bearer token (read when a mutating call arrives, so `offsite init` needs no restart). */
   token: () => string;
+  /** A primary volume's per-minute write history (null: no such volume or none kept). */
+  history: (volume: string) => HistoryRow[] | null;
   /** Re-reads the config file and applies what can change live; says what changed. */
   reload: () => string;
   log: Logger;
-}
-
-type Body = Record<string, unknown> | undefined;
-
-/** The actions `POST /api/v1/volumes/{name}/{action}` takes, and what each does. */
-export const ACTIONS: Record<string, (a: RoleChanges, volume: string, body: Body) => Promise<ActionResult>> = {
-  checkpoint: (a, v, b) => a.createCheckpoint(v, { label: str(b, 'label'), holdSeconds: hold(b) }),
-  'checkpoint-release': (a, v) => a.releaseCheckpoint(v),
-  'drill-start': (a, v) => a.startDrill(v),
-  'drill-stop': (a, v) => a.stopDrill(v),
-  verify: (a, v, b) => a.verify(v, b?.repair === true),
-  pause: (a, v) => a.pause(v, true),
-  resume: (a, v) => a.pause(v, false),
-  promote: (a, v, b) => a.promote(v, { force: b?.force === true }),
-  demote: (a, v, b) => a.demote(v, { discardMyData: b?.discardMyData === true }),
-};
-
-function str(b: Body, k: string): string | undefined {
-  const v = b?.[k];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string' || v.length === 0 || v.length > 128) throw new ActionError(400, `${k} must be a string of 1 to 128 characters`);
-  return v;
-}
-
-function hold(b: Body): number | undefined {
-  const v = b?.hold;
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string' && typeof v !== 'number') throw new ActionError(400, 'hold must be a duration such as "2h" or a number of seconds');
-  try {
-    return parseDuration(v);
-  } catch (e) {
-    throw new ActionError(400, `hold: ${(e as Error).message}`);
-  }
 }
 
 function authorized(req: FastifyRequest, token: string): boolean {
@@ -66,6 +38,13 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
   app.get('/api/v1/status', async () => opts.status());
   app.get('/api/v1/checkpoints', async () => ({ checkpoints: opts.actions.checkpoints() }));
+  app.get('/api/v1/openapi.json', async () => openApiDocument(opts.status().version));
+  app.get<{ Querystring: { limit?: string } }>('/api/v1/events', async (req) => ({ events: operatorEvents.recent(clampInt(req.query.limit, 100, 1, 1000)) }));
+  app.get<{ Params: { name: string }; Querystring: { minutes?: string } }>('/api/v1/volumes/:name/history', async (req, reply) => {
+    const rows = opts.history(req.params.name);
+    if (rows === null) return reply.code(404).send({ error: `no volume named ${req.params.name} with a write history on this node (the primary keeps one)` });
+    return { history: rows.slice(-clampInt(req.query.minutes, 1440, 1, 43200)) };
+  });
   const metrics = metricsRegistry(opts.status);
   app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
   const tokenNow = (): string => {
@@ -116,4 +95,9 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
   const address: ListenAddress = typeof a === 'object' && a !== null ? { kind: 'tcp', host: addr.kind === 'tcp' ? addr.host : a.address, port: a.port } : addr;
   opts.log.info(`API at http://${formatListenAddress(address)}/api/v1/status`);
   return { app, address };
+}
+
+function clampInt(v: string | undefined, dflt: number, lo: number, hi: number): number {
+  const n = v === undefined ? dflt : Number.parseInt(v, 10);
+  return Number.isFinite(n) ? Math.min(hi, Math.max(lo, n)) : dflt;
 }

@@ -3,6 +3,7 @@
 import { pino, type Logger } from 'pino';
 import fs from 'node:fs';
 import { Writable } from 'node:stream';
+import { operatorEvents } from './events.js';
 
 export type { Logger };
 
@@ -23,7 +24,14 @@ export function createLogger(opts: { level?: string; format?: 'json' | 'text'; d
       }
     },
   };
-  if (format === 'json') return pino({ level, base: undefined }, sink as pino.DestinationStream);
+  // Info and above also go to the recent-events ring (GET /api/v1/events, the dashboard).
+  const hooks = {
+    logMethod(this: Logger, args: Parameters<pino.LogFn>, method: pino.LogFn, lv: number): void {
+      operatorEvents.record(lv, args as unknown[]);
+      method.apply(this, args);
+    },
+  };
+  if (format === 'json') return pino({ level, base: undefined, hooks }, sink as pino.DestinationStream);
   const text = new Writable({
     write(chunk: Buffer, _enc, done) {
       for (const line of chunk.toString('utf8').split('\n')) {
@@ -40,7 +48,7 @@ export function createLogger(opts: { level?: string; format?: 'json' | 'text'; d
       done();
     },
   });
-  return pino({ level, base: undefined }, text);
+  return pino({ level, base: undefined, hooks }, text);
 }
 
 /** A logger that drops everything, for unit tests. */

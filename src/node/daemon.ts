@@ -9,7 +9,7 @@ import { ExportRegistry, NbdServer, formatListenAddress, type ListenAddress } fr
 import { nativeFs } from '../volume/native.js';
 import { Volume } from '../volume/volume.js';
 import { DirtyBitmap, RegionSet } from '../journal/bitmap.js';
-import { History } from '../journal/history.js';
+import { History, readHistory, type HistoryRow } from '../journal/history.js';
 import { Journal } from '../journal/journal.js';
 import { DirStore } from '../journal/store.js';
 import { JournaledVolume } from '../journal/write-path.js';
@@ -114,7 +114,7 @@ export class Daemon {
         await this.links.start();
       }
       if (c.api) {
-        const api = await startApi(c.api, { status: () => this.status(), actions: this.roles, token: () => readToken(c.state), reload: () => this.reload(), log: this.log });
+        const api = await startApi(c.api, { status: () => this.status(), actions: this.roles, token: () => readToken(c.state), reload: () => this.reload(), history: (name) => this.historyOf(name), log: this.log });
         this.api = api.app;
         this.apiAddress = api.address;
       }
@@ -187,6 +187,12 @@ export class Daemon {
     e.history = new History(path.join(dir, 'history.csv'));
     lv.primaries.set(v.name, journaled);
     lv.replicas.delete(v.name);
+  }
+
+  historyOf(name: string): HistoryRow[] | null {
+    const e = this.entries.find((x) => x.config.name === name);
+    if (!e || e.config.peer === undefined) return null;
+    return readHistory(path.join(e.dir, 'history.csv'));
   }
 
   /**
