@@ -14,6 +14,8 @@ import { Shipper, type ShipperAction } from './shipper.js';
 export interface ShipperSession {
   send(parts: Buffer[]): void;
   close(reason: string): void;
+  /** The link this session rides on (the link manager matches it when the link closes). */
+  link?: unknown;
 }
 
 export interface VolumeShipperOptions {

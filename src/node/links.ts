@@ -273,7 +273,7 @@ export class LinkManager {
               const sh = this.shipperFor(local.name, jv);
               sh.fitWindow(remote.logBytes);
               const weight = (): number => this.config.volumes.find((v) => v.name === local.name)?.weight ?? 1;
-              const paced = { send: (parts: Buffer[]) => { if (!s.closed) s.pacer.send(local.name, weight(), parts); }, close: (why: string) => s.close(why) };
+              const paced = { link: s, send: (parts: Buffer[]) => { if (!s.closed) s.pacer.send(local.name, weight(), parts); }, close: (why: string) => s.close(why) };
               sh.up(paced, remote.durableSeq, remote.round, remote.durableSeq === 0 && remote.round === 0);
             } else {
               // The secondary takes the primary's volume identity (its UUID and generations).
@@ -361,7 +361,7 @@ export class LinkManager {
         s.closed = true;
         if (this.sessions.get(peer) === s) {
           this.sessions.delete(peer);
-          for (const sh of this.shippers.values()) if (sh.session === s) sh.down();
+          for (const sh of this.shippers.values()) if (sh.session?.link === s) sh.down();
           for (const v of this.config.volumes) if (v.peer === peer) this.armApart(v.name);
           for (const v of this.config.volumes) if (v.peer === peer) this.volumes.replicas.get(v.name)?.detach();
         }
