@@ -24,6 +24,7 @@ const colour = process.stdout.isTTY && !process.env.NO_COLOR;
 const paint = (code: number, s: string): string => (colour ? `\x1b[${code}m${s}\x1b[0m` : s);
 
 function linkCell(v: VolumeStatus): string {
+  if (v.paused) return paint(33, `${v.link}, paused`);
   if (v.link === 'connected') return paint(32, v.link);
   if (v.link === 'none') return v.link;
   return paint(33, v.link);

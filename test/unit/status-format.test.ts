@@ -25,3 +25,12 @@ test('secondary: what it serves while it receives', () => {
   assert.equal(resyncCell({ ...base, role: 'secondary', resyncing: true }), 'receiving (old image served)');
   assert.match(resyncCell({ ...base, role: 'secondary', resyncing: true, consistent: false }), /receiving first sync/);
 });
+
+test('an online verify shows in the same column: bar, differing regions, rate, time left', () => {
+  const v: VolumeStatus = {
+    ...base, role: 'primary',
+    verify: { state: 'running', checkedRegions: 420, totalRegions: 1000, regionSize: 65536, differingRegions: [129, 130], repair: false, message: 'running', rateBytesPerSecond: 120 << 20, etaSeconds: 9 },
+  };
+  assert.equal(resyncCell(v), 'verify [####......] 42% 2 differ, 120 MiB/s, 9 s left');
+  assert.equal(resyncCell({ ...v, verify: { ...v.verify!, state: 'done' } }), '-');
+});
