@@ -451,7 +451,7 @@ export class JournaledVolume implements ExportBackend {
       await this.flush();
       const afterSeq = this.journal.lastSeq;
       const hashes: Buffer[] = [];
-      const buf = Buffer.allocUnsafe(Math.min(Math.max(length, rs), 4 << 20));
+      const buf = Buffer.allocUnsafe(Math.max(rs, Math.min(length, 4 << 20)));
       for (let at = 0; at < length; at += buf.length) {
         const n = Math.min(buf.length, length - at);
         await this.disk.read(offset + at, buf, 0, n);

@@ -7,7 +7,7 @@ import type { JournaledVolume } from '../journal/write-path.js';
 import { RECORD_HEADER_SIZE } from '../journal/record.js';
 import { formatBytes } from '../config/units.js';
 import { encodeRecordsFrame } from './records-frame.js';
-import { MAX_HASH_REGIONS, encodeHashRequest, encodeResync } from './frame.js';
+import { MAX_HASH_REGIONS, MAX_HASH_REGION_SIZE, encodeHashRequest, encodeResync } from './frame.js';
 import { Shipper, type ShipperAction } from './shipper.js';
 
 /** The link as the shipper sees it. */
@@ -16,6 +16,8 @@ export interface ShipperSession {
   close(reason: string): void;
   /** The link this session rides on (the link manager matches it when the link closes). */
   link?: unknown;
+  /** Forgets this volume's frames still waiting to go (shipping paused: they are read again on resume). */
+  drop?(): void;
 }
 
 export interface VolumeShipperOptions {
@@ -161,6 +163,7 @@ export class VolumeShipper {
   down(): void {
     this.session = null;
     this.heldByPeer = false;
+    this.peerAcked = 0;
     if (this.verify?.asked) {
       // The batch is asked again on the next link.
       this.verify.asked.unlock();
@@ -172,8 +175,14 @@ export class VolumeShipper {
   }
 
   ack(seq: number): void {
+    // (Remembered even while paused or held: the state machine drops acks when down,
+    // and a resume must not go back behind what the peer already holds.)
+    this.peerAcked = Math.max(this.peerAcked, seq);
     this.run(this.shipper.handle({ type: 'ack', seq }));
   }
+
+  /** The highest ack heard on this link. */
+  private peerAcked = 0;
 
   /** The link's rate cap now (bytes per second; null: none). */
   rate: (() => number | null) | null = null;
@@ -187,12 +196,14 @@ export class VolumeShipper {
     if (!this.session) return;
     if (paused) {
       this.shipper.handle({ type: 'down' });
+      this.session.drop?.();
       this.log.info({ volume: this.name }, `volume ${this.name}: shipping paused by the operator; the journal keeps the backlog`);
       return;
     }
-    this.log.info({ volume: this.name }, `volume ${this.name}: shipping resumed after record ${this.shipper.acked}`);
+    const from = Math.max(this.shipper.acked, this.peerAcked);
+    this.log.info({ volume: this.name }, `volume ${this.name}: shipping resumed after record ${from}`);
     this.notified = 0;
-    if (!this.heldByPeer) this.run(this.shipper.handle({ type: 'up', peerDurableSeq: this.shipper.acked }));
+    if (!this.heldByPeer) this.run(this.shipper.handle({ type: 'up', peerDurableSeq: from }));
   }
 
   /** The peer paused shipping (its log is full under a checkpoint). */
@@ -209,6 +220,7 @@ export class VolumeShipper {
       if (this.heldByPeer) return;
       this.heldByPeer = true;
       this.shipper.handle({ type: 'down' });
+      this.session.drop?.();
       this.log.debug({ volume: this.name }, `volume ${this.name}: the peer's receive log is full; shipping paused, the journal holds the backlog`);
       return;
     }
@@ -258,6 +270,9 @@ export class VolumeShipper {
       v.state = 'failed';
       v.message = `the peer did not answer within ${VERIFY_REPLY_MS / 1000} s (a checkpoint held there stops it from applying); run verify again`;
       this.log.warn({ volume: this.name }, `volume ${this.name}: verify stopped: ${v.message}`);
+      // Its late answer must not be taken for a later verify's: a new link forgets the question.
+      this.session.close(`volume ${this.name}: the peer did not answer a verify request in ${VERIFY_REPLY_MS / 1000} s`);
+      return;
     }
     this.pumpVerify();
   }
@@ -289,6 +304,8 @@ export class VolumeShipper {
   startVerify(repair: boolean): VerifyRun {
     if (this.verify?.state === 'running') throw new Error(`a verify of ${this.name} is already running (${this.verify.checkedRegions} of ${this.verify.end} regions)`);
     if (!this.session) throw new Error(`the link of ${this.name} is down; verify compares with the peer, so it waits for the link`);
+    if (this.paused || this.heldByPeer) throw new Error(`shipping of ${this.name} is paused${this.heldByPeer ? ' by the peer (a checkpoint is held there)' : ''}; verify needs the peer to keep applying`);
+    if (this.jv.bitmap.regionSize > MAX_HASH_REGION_SIZE) throw new Error(`regions of ${formatBytes(this.jv.bitmap.regionSize)} are larger than a hash request may name (${formatBytes(MAX_HASH_REGION_SIZE)}); verify needs bitmap_region of at most that`);
     if (this.jv.mode !== 'journal' || this.jv.roundStart || this.jv.seeding) throw new Error(`a sync or resync of ${this.name} is under way; verify after it ends`);
     this.verify = {
       repair, next: 0, end: this.jv.bitmap.regions, regionSize: this.jv.bitmap.regionSize, differing: [], startedAt: this.opts.now(),
@@ -304,6 +321,11 @@ export class VolumeShipper {
     if (!v || v.state !== 'running' || !this.session || v.asked || this.verifyBusy) return;
     // A round (an overflow meanwhile) makes the replica a moving target: wait for its end.
     if (this.jv.mode !== 'journal' || this.jv.roundStart || this.jv.seeding) return;
+    // A batch holds host writes to its regions until the peer has applied what is ahead of
+    // it: not while nothing ships, nor while the backlog would take the link long to carry.
+    if (this.paused || this.heldByPeer) return;
+    const rate = this.rate?.() ?? null;
+    if (rate !== null && this.jv.journal.backlogBytes > rate * 5) return;
     if (v.next >= v.end) return this.finishVerify(v);
     const count = Math.min(MAX_HASH_REGIONS, Math.max(1, Math.floor((4 << 20) / v.regionSize)), v.end - v.next);
     const first = v.next;
@@ -324,7 +346,7 @@ export class VolumeShipper {
 
   private verifyReply(first: number, hashes: Buffer[]): boolean {
     const v = this.verify;
-    if (!v?.asked || v.asked.first !== first) return false;
+    if (!v?.asked || v.asked.first !== first || hashes.length !== v.asked.hashes.length) return false;
     const mine = v.asked.hashes;
     for (let i = 0; i < mine.length; i++) if (!hashes[i]?.equals(mine[i]!)) v.differing.push(first + i);
     v.asked.unlock();

@@ -273,7 +273,12 @@ export class LinkManager {
               const sh = this.shipperFor(local.name, jv);
               sh.fitWindow(remote.logBytes);
               const weight = (): number => this.config.volumes.find((v) => v.name === local.name)?.weight ?? 1;
-              const paced = { link: s, send: (parts: Buffer[]) => { if (!s.closed) s.pacer.send(local.name, weight(), parts); }, close: (why: string) => s.close(why) };
+              const paced = {
+                link: s,
+                send: (parts: Buffer[]) => { if (!s.closed) s.pacer.send(local.name, weight(), parts); },
+                drop: () => s.pacer.drop(local.name),
+                close: (why: string) => s.close(why),
+              };
               sh.up(paced, remote.durableSeq, remote.round, remote.durableSeq === 0 && remote.round === 0);
             } else {
               // The secondary takes the primary's volume identity (its UUID and generations).

@@ -6,6 +6,8 @@
 import { TokenBucket } from './rate.js';
 
 const CHUNK = 16 * 1024;
+/** The Records frame type (docs/PEER-PROTOCOL.md): byte 5 of a frame's header. */
+const RECORDS_FRAME = 3;
 
 interface Queue {
   volume: string;
@@ -46,6 +48,12 @@ export class Pacer {
       this.queues.set(volume, q);
     }
     q.weight = weight;
+    if (q.frames.length === 0) {
+      // A volume back from idle starts level with the busiest share, not far behind it.
+      let least = Infinity;
+      for (const o of this.queues.values()) if (o !== q && o.frames.length > 0) least = Math.min(least, o.sent / o.weight);
+      if (least !== Infinity) q.sent = Math.max(q.sent, least * q.weight);
+    }
     if (this.opts.rate() === null && !this.current && !this.waiting && this.pending() === 0) {
       for (const p of parts) this.write(p);
       const n = parts.reduce((k, p) => k + p.length, 0);
@@ -60,12 +68,22 @@ export class Pacer {
   /** A control frame: never waits for the rate, only for the frame being written to end. */
   control(parts: Buffer[]): void {
     if (this.closed) return;
-    if (!this.current) {
+    // (Behind control frames already waiting: they keep their order.)
+    if (!this.current && this.controls.length === 0) {
       for (const p of parts) this.write(p);
       this.bucket?.take(parts.reduce((n, p) => n + p.length, 0), this.opts.now());
       return;
     }
     this.controls.push(parts);
+  }
+
+  /**
+   * Forgets `volume`'s Records frames not yet begun (its shipping paused: they are
+   * read again later); its other frames (Resync, hash requests) still go.
+   */
+  drop(volume: string): void {
+    const q = this.queues.get(volume);
+    if (q) q.frames = q.frames.filter((f) => f[0]?.[5] !== RECORDS_FRAME);
   }
 
   /** Frames waiting, over all volumes. */

@@ -99,3 +99,25 @@ test('without a rate frames go straight through', () => {
   r.pacer.send('db', 1, frame(5, 1000));
   assert.equal(r.out.length, 2);
 });
+
+test('control frames keep their order behind a paced frame; drop forgets a volume\'s queued records only', () => {
+  const r = rig(() => 20_000);
+  const records = (tag: number): Buffer[] => { const h = Buffer.alloc(20, tag); h[5] = 3; return [h, Buffer.alloc(40_000, tag)]; };
+  r.pacer.send('db', 1, records(1));
+  r.pacer.control([Buffer.alloc(28, 7)]); // queued: a frame is being written
+  r.run(1_900); // the frame's last chunk has gone, the bucket makes the pump wait
+  r.pacer.control([Buffer.alloc(28, 8)]); // must not overtake 7
+  r.run(10_000);
+  const tags = r.out.filter((w) => w.b.length === 28).map((w) => w.b[0]);
+  assert.deepEqual(tags, [7, 8]);
+  const d = rig(() => 1_000);
+  d.pacer.send('db', 1, records(1));
+  d.pacer.send('db', 1, records(2));
+  const resync = [Buffer.alloc(20, 9), Buffer.alloc(12, 9)];
+  d.pacer.send('db', 1, resync);
+  d.pacer.drop('db');
+  d.run(120_000);
+  const body = Buffer.concat(d.out.map((w) => w.b));
+  assert.ok(!body.includes(2), 'the queued records frame was dropped');
+  assert.ok(body.includes(9), 'the Resync frame still went');
+});
