@@ -431,6 +431,12 @@ export class Replica implements ExportBackend {
               break;
             }
             if (res === 'full') {
+              if (this.log.backlogRecords === 0 && r.payload.length + RECORD_HEADER_SIZE >= this.log.capacity / 2) {
+                // It would not fit an empty log either: say so, rather than reconnect forever in silence.
+                this.receiver.handle({ type: 'appendStopped', upTo: this.log.lastSeq });
+                this.fail('writing the receive log', new Error(`a ${formatBytes(r.payload.length)} write does not fit the receive log of ${formatBytes(this.log.capacity)}; give this node's volume a journal: of at least ${formatBytes(Math.max(64 << 20, 4 * r.payload.length))}`));
+                break;
+              }
               const next = this.receiver.handle({ type: 'appendStopped', upTo: this.log.lastSeq, full: true });
               if (next.length > 0) {
                 const why = this.checkpoint ? `while checkpoint "${this.checkpoint.label}" is held; shipping paused, the primary's journal holds the rest until the checkpoint is released` : 'ahead of the replica; shipping paused until applied records free room';

@@ -18,8 +18,8 @@ async function waitFor(what: string, f: () => Promise<boolean>, timeoutMs = 60_0
 }
 
 test('checkpoint under load: a frozen read-only export, a paused link instead of a full log, catch-up on release', async () => {
-  // A small receive log at site-b, so the checkpoint outlasts it.
-  const p = await startPair({ size: '64MiB', journal: '512MiB', journalB: '24MiB' });
+  // A small receive log at site-b (it must still hold a 32 MiB NBD write), so the checkpoint outlasts it.
+  const p = await startPair({ size: '128MiB', journal: '512MiB', journalB: '64MiB' });
   try {
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 32M', '-c', 'flush', p.a.uri('db')]);
     await p.drained();
@@ -36,15 +36,15 @@ test('checkpoint under load: a frozen read-only export, a paused link instead of
     assert.match(list, /export="db@checkpoint"/);
     const frozen = await exportHash(p.b.uri('db@checkpoint'), p.b.dir);
 
-    // The host keeps writing: 48 MiB, twice the receive log, in flushed pieces.
-    for (let i = 0; i < 12; i++) {
-      await must('qemu-io', ['-f', 'raw', '-c', `write -P 0x${(0x20 + i).toString(16)} ${(i % 16) * 4}M 4M`, '-c', 'flush', p.a.uri('db')]);
+    // The host keeps writing: 128 MiB, twice the receive log, in flushed pieces.
+    for (let i = 0; i < 16; i++) {
+      await must('qemu-io', ['-f', 'raw', '-c', `write -P 0x${(0x20 + i).toString(16)} ${(i % 16) * 8}M 8M`, '-c', 'flush', p.a.uri('db')]);
     }
     // The receive log fills and shipping pauses; the link stays up, the primary keeps the backlog.
     await waitFor('the pause', async () => p.b.log.includes('is held; shipping paused, the primary\'s journal holds the rest'));
     const sa = await statusOf(p.a);
     assert.equal(sa.volumes[0]!.link, 'connected', 'the link stays up while paused');
-    assert.ok(sa.volumes[0]!.backlogBytes > 20 << 20, `the primary holds the backlog (${sa.volumes[0]!.backlogBytes})`);
+    assert.ok(sa.volumes[0]!.backlogBytes > 48 << 20, `the primary holds the backlog (${sa.volumes[0]!.backlogBytes})`);
     const held = p.b.log.slice(p.b.log.indexOf('"nightly\\" held'));
     assert.doesNotMatch(held, /link to site-a closed/, `no reconnect loop:\n${held.slice(-3000)}`);
 
