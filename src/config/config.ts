@@ -11,41 +11,24 @@ import { parseRate, parseWindow } from '../rate/rate.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
-const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try {
-    return parseSize(v);
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
-    return z.NEVER;
-  }
-});
+/** A field an operator writes as text ("1GiB", "30s", "1mbit", "host:port"), parsed; a parse error is the issue's message. */
+function parsed<T>(input: z.ZodType<string | number>, parse: (v: never) => T) {
+  return input.transform((v, ctx) => {
+    try {
+      return parse(v as never);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      return z.NEVER;
+    }
+  });
+}
 
-const listen = z.string().transform((v, ctx) => {
-  try {
-    return parseListenAddress(v);
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
-    return z.NEVER;
-  }
-});
-
-const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try {
-    return parseDuration(v);
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
-    return z.NEVER;
-  }
-});
-
-const rate = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try {
-    return parseRate(v);
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
-    return z.NEVER;
-  }
-});
+const text = z.string();
+const textOrNumber = z.union([z.string(), z.number()]);
+const size = parsed(textOrNumber, parseSize);
+const listen = parsed(text, parseListenAddress);
+const duration = parsed(textOrNumber, parseDuration);
+const rate = parsed(textOrNumber, parseRate);
 
 const volumeSchema = z.strictObject({
   path: z.string().min(1),

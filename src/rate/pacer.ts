@@ -35,8 +35,6 @@ export class Pacer {
   private bucket: TokenBucket | null = null;
   private waiting = false;
   private closed = false;
-  /** Bytes written to the socket through the pacer. */
-  written = 0;
 
   constructor(private readonly opts: PacerOptions) {}
 
@@ -101,7 +99,6 @@ export class Pacer {
   }
 
   private write(b: Buffer): void {
-    this.written += b.length;
     this.opts.write(b);
   }
 
