@@ -2,6 +2,7 @@
 import type { VolumeEntry } from '../node/daemon.js';
 import type { LinkManager } from '../node/links.js';
 import type { VerifyRun } from '../link/volume-shipper.js';
+import { formatCompression } from '../compress/setting.js';
 
 export interface VolumeStatus {
   name: string;
@@ -28,6 +29,17 @@ export interface VolumeStatus {
   wireBytes: number;
   /** Primary: the online verify of this daemon's run (null: none yet). */
   verify: { state: 'running' | 'done' | 'failed'; checkedRegions: number; totalRegions: number; regionSize: number; differingRegions: number[]; repair: boolean; message: string; rateBytesPerSecond: number; etaSeconds: number } | null;
+  /**
+   * Primary: what shipping does to the link (since the daemon started): journal record
+   * bytes shipped, zero writes sent as Zeroes records, what zstd took in and gave back,
+   * the ratio of record bytes to wire bytes, rates (smoothed over about 5 s) and the
+   * time the backlog takes to drain at them (null: it is not draining).
+   */
+  shipping: {
+    compression: string; level: number | null;
+    recordBytes: number; zeroBytes: number; compressedInBytes: number; compressedOutBytes: number; compressionRatio: number;
+    hostRateBytesPerSecond: number; recordRateBytesPerSecond: number; wireRateBytesPerSecond: number; drainSeconds: number | null;
+  } | null;
   /** Primary: shipping paused by the operator (offsite pause). */
   paused: boolean;
   /** The link's rate cap now, schedule included (bytes per second; null: none). */
@@ -82,6 +94,7 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     resyncHashBytes: e.journaled?.hashBytes ?? 0,
     ...resyncRate(e, now),
     wireBytes: links?.wireBytes(e.config.name) ?? 0,
+    shipping: e.journaled && e.config.peer && links ? shippingStatus(e.config.name, e.config.peer, e.journaled.journal.backlogBytes, links) : null,
     paused: links?.isPaused(e.config.name) ?? false,
     verify: verifyStatus(links?.verifyOf(e.config.name) ?? null, now),
     linkRateBytesPerSecond: e.config.peer && links ? links.rateNow(e.config.peer, now) : null,
@@ -141,5 +154,20 @@ function verifyStatus(v: VerifyRun | null, now: number): VolumeStatus['verify'] 
   return {
     state: v.state, checkedRegions: v.checkedRegions, totalRegions: v.end, regionSize: v.regionSize, differingRegions: v.differing.slice(0, 1000),
     repair: v.repair, message: v.message, rateBytesPerSecond: Math.round(rate), etaSeconds: v.state === 'running' && rate > 0 ? Math.round(left / rate) : 0,
+  };
+}
+
+function shippingStatus(volume: string, peer: string, backlog: number, links: LinkManager): VolumeStatus['shipping'] {
+  const st = links.packStats(volume);
+  const c = links.compressionOf(peer);
+  const r = links.ratesOf(volume);
+  const wire = links.wireBytes(volume);
+  const draining = r.records - r.host;
+  return {
+    compression: formatCompression(c.setting), level: c.level,
+    recordBytes: st.recordBytes, zeroBytes: st.zeroBytes, compressedInBytes: st.compressedIn, compressedOutBytes: st.compressedOut,
+    compressionRatio: wire > 0 ? Math.round((st.recordBytes / wire) * 100) / 100 : 1,
+    hostRateBytesPerSecond: Math.round(r.host), recordRateBytesPerSecond: Math.round(r.records), wireRateBytesPerSecond: Math.round(r.wire),
+    drainSeconds: backlog === 0 ? 0 : draining > 1 ? Math.round(backlog / draining) : null,
   };
 }

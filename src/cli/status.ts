@@ -38,15 +38,24 @@ export function formatStatus(s: NodeStatus): string {
     v.tracking === 'none' ? '-' : formatDuration(v.lagSeconds),
     v.consistent ? paint(32, 'yes') : paint(31, 'no'),
     v.journalCapacityBytes ? `${formatBytes(v.journalUsedBytes)} of ${formatBytes(v.journalCapacityBytes)}` : '-',
+    wireCell(v),
     resyncCell(v),
     v.checkpoint ? paint(36, `"${v.checkpoint.label}" held`) : '-',
   ]);
-  const head = ['VOLUME', 'ROLE', 'PEER', 'LINK', 'TRACKING', 'BACKLOG', 'LAG', 'CONSISTENT', 'JOURNAL', 'RESYNC', 'CHECKPOINT'];
+  const head = ['VOLUME', 'ROLE', 'PEER', 'LINK', 'TRACKING', 'BACKLOG', 'LAG', 'CONSISTENT', 'JOURNAL', 'WIRE', 'RESYNC', 'CHECKPOINT'];
   // eslint-disable-next-line no-control-regex
   const width = (x: string): number => x.replace(/\x1b\[\d+m/g, '').length;
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => width(r[i]!))));
   const line = (cells: string[]): string => cells.map((c, i) => c + ' '.repeat(widths[i]! - width(c))).join('  ').trimEnd();
   return [`node ${s.node}, up ${formatDuration(s.uptimeSeconds)}`, line(head), ...rows.map(line)].join('\n');
+}
+
+/** "310 KiB/s x2.9, drains in 4 min 0 s": the link's send rate, record bytes per wire byte, the backlog's outlook. */
+export function wireCell(v: VolumeStatus): string {
+  const sh = v.shipping;
+  if (!sh) return '-';
+  const drain = v.backlogBytes === 0 ? '' : sh.drainSeconds === null ? `, ${paint(33, 'not draining')}` : `, drains in ${formatDuration(sh.drainSeconds)}`;
+  return `${formatBytes(sh.wireRateBytesPerSecond)}/s x${sh.compressionRatio.toFixed(1)}${drain}`;
 }
 
 /** "[######....] 61% 40 MiB left, 12 MiB/s, 3s" on the primary; "receiving" on the secondary. */

@@ -8,6 +8,7 @@ import { parseListenAddress, type ListenAddress } from '../nbd/server.js';
 import { parseDuration, parseSize } from './units.js';
 import { cronError } from '../checkpoint/schedule.js';
 import { parseRate, parseWindow } from '../rate/rate.js';
+import { parseCompression } from '../compress/setting.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
@@ -70,6 +71,8 @@ const peerSchema = z.strictObject({
   timeout: duration.default(5).refine((v) => v >= 0.5 && v <= 3600, 'must be between 0.5s and 1h'),
   /** The link's rate cap (bytes per second once parsed: "1mbit", "10MB/s"); absent: unlimited. */
   rate: rate.optional(),
+  /** How record batches are compressed on this link: auto (the level follows the link and CPU), off, or zstd:N. */
+  compression: parsed(text, parseCompression).default({ mode: 'auto' }),
   /** Rates for parts of the day (local time), the first that matches wins. */
   schedule: z.array(z.strictObject({ at: z.string().superRefine((v, ctx) => {
     try {

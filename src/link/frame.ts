@@ -41,6 +41,12 @@ export enum FrameType {
    * stops shipping the volume; on held=0 it resumes right after the given seq.
    */
   Hold = 9,
+  /**
+   * A batch of journal records compressed (docs/PEER-PROTOCOL.md): u16 name length, name,
+   * u8 codec (1: zstd), u8 level, u16 0, u32 decompressed length, then one zstd frame
+   * holding the records exactly as a Records frame carries them.
+   */
+  PackedRecords = 10,
 }
 
 export interface Frame {

@@ -26,6 +26,8 @@ const volumeSchema = z.strictObject({
 const helloSchema = z.strictObject({
   node: z.string().min(1).max(63),
   protocol: z.number().int(),
+  /** Record codecs this side decodes (absent: none; "zstd": PackedRecords frames). */
+  codecs: z.array(z.string().max(16)).max(8).optional(),
   volumes: z.array(volumeSchema).max(1024),
 });
 

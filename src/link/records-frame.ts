@@ -20,6 +20,11 @@ export function encodeRecordsFrame(volume: string, records: JournalRecord[]): Bu
 
 export function decodeRecordsFrame(payload: Buffer): { volume: string; records: JournalRecord[] } {
   const { volume, rest } = decodeVolumePayload(payload);
+  return { volume, records: decodeRecordsBody(volume, rest) };
+}
+
+/** The records of a Records frame after its volume name (also what a PackedRecords frame decompresses to). */
+export function decodeRecordsBody(volume: string, rest: Buffer): JournalRecord[] {
   const records: JournalRecord[] = [];
   let at = 0;
   while (at < rest.length) {
@@ -31,5 +36,5 @@ export function decodeRecordsFrame(payload: Buffer): { volume: string; records: 
     records.push({ ...h.header, payload: Buffer.from(p) });
     at += RECORD_HEADER_SIZE + h.payloadLength;
   }
-  return { volume, records };
+  return records;
 }

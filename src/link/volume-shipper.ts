@@ -4,11 +4,11 @@
 // and passes the session in, so the seeded simulation runs this very code.
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
-import { RECORD_HEADER_SIZE } from '../journal/record.js';
+import { RECORD_HEADER_SIZE, type JournalRecord } from '../journal/record.js';
 import { formatBytes } from '../config/units.js';
 import { encodeRecordsFrame } from './records-frame.js';
 import { MAX_HASH_REGIONS, MAX_HASH_REGION_SIZE, encodeHashRequest, encodeResync } from './frame.js';
-import { Shipper, type ShipperAction } from './shipper.js';
+import { Shipper, type ShipperAction, type ShipperEvent } from './shipper.js';
 
 /** The link as the shipper sees it. */
 export interface ShipperSession {
@@ -18,6 +18,8 @@ export interface ShipperSession {
   link?: unknown;
   /** Forgets this volume's frames still waiting to go (shipping paused: they are read again on resume). */
   drop?(): void;
+  /** Packs a batch of records into its frame (zero writes, compression: src/compress); absent: a plain Records frame. */
+  encode?(records: JournalRecord[]): Promise<Buffer[]> | Buffer[];
 }
 
 export interface VolumeShipperOptions {
@@ -156,8 +158,8 @@ export class VolumeShipper {
     this.heldByPeer = false;
     this.undurableSince = 0;
     this.notified = 0;
-    this.run(this.shipper.handle({ type: 'up', peerDurableSeq: resume }));
-    if (this.paused) this.shipper.handle({ type: 'down' }); // (acks the peer had are released above)
+    this.run(this.handle({ type: 'up', peerDurableSeq: resume }));
+    if (this.paused) this.handle({ type: 'down' }); // (acks the peer had are released above)
   }
 
   down(): void {
@@ -171,14 +173,14 @@ export class VolumeShipper {
     }
     this.hashAsked = -1;
     this.undurableSince = 0;
-    this.shipper.handle({ type: 'down' });
+    this.handle({ type: 'down' });
   }
 
   ack(seq: number): void {
     // (Remembered even while paused or held: the state machine drops acks when down,
     // and a resume must not go back behind what the peer already holds.)
     this.peerAcked = Math.max(this.peerAcked, seq);
-    this.run(this.shipper.handle({ type: 'ack', seq }));
+    this.run(this.handle({ type: 'ack', seq }));
   }
 
   /** The highest ack heard on this link. */
@@ -195,7 +197,7 @@ export class VolumeShipper {
     this.paused = paused;
     if (!this.session) return;
     if (paused) {
-      this.shipper.handle({ type: 'down' });
+      this.handle({ type: 'down' });
       this.session.drop?.();
       this.log.info({ volume: this.name }, `volume ${this.name}: shipping paused by the operator; the journal keeps the backlog`);
       return;
@@ -203,7 +205,7 @@ export class VolumeShipper {
     const from = Math.max(this.shipper.acked, this.peerAcked);
     this.log.info({ volume: this.name }, `volume ${this.name}: shipping resumed after record ${from}`);
     this.notified = 0;
-    if (!this.heldByPeer) this.run(this.shipper.handle({ type: 'up', peerDurableSeq: from }));
+    if (!this.heldByPeer) this.run(this.handle({ type: 'up', peerDurableSeq: from }));
   }
 
   /** The peer paused shipping (its log is full under a checkpoint). */
@@ -219,7 +221,7 @@ export class VolumeShipper {
     if (held) {
       if (this.heldByPeer) return;
       this.heldByPeer = true;
-      this.shipper.handle({ type: 'down' });
+      this.handle({ type: 'down' });
       this.session.drop?.();
       this.log.debug({ volume: this.name }, `volume ${this.name}: the peer's receive log is full; shipping paused, the journal holds the backlog`);
       return;
@@ -229,7 +231,7 @@ export class VolumeShipper {
     this.notified = 0;
     if (this.paused) return;
     this.log.debug({ volume: this.name }, `volume ${this.name}: the peer has room again; shipping resumes after record ${after}`);
-    this.run(this.shipper.handle({ type: 'up', peerDurableSeq: after }));
+    this.run(this.handle({ type: 'up', peerDurableSeq: after }));
   }
 
   /** Ships what is durable; makes the journal durable itself when the host has not flushed for a while. */
@@ -260,7 +262,7 @@ export class VolumeShipper {
     // (While a first sync compares regions by hash, records wait: see compareRegions.)
     if (j.durableSeq > this.notified && !this.jv.seeding) {
       this.notified = j.durableSeq;
-      this.run(this.shipper.handle({ type: 'journal', lastSeq: j.durableSeq }));
+      this.run(this.handle({ type: 'journal', lastSeq: j.durableSeq }));
     }
     this.pumpResync();
     const v = this.verify;
@@ -433,7 +435,7 @@ export class VolumeShipper {
       if (failed) return; // (the write path has said why; the next tick tries again)
       if (this.session && j.durableSeq > this.notified && !this.jv.seeding) {
         this.notified = j.durableSeq;
-        this.run(this.shipper.handle({ type: 'journal', lastSeq: j.durableSeq }));
+        this.run(this.handle({ type: 'journal', lastSeq: j.durableSeq }));
       }
       if (this.session && (j.lastSeq > j.durableSeq || this.jv.resyncUnsettled)) this.makeDurable();
       else this.pumpResync();
@@ -441,15 +443,50 @@ export class VolumeShipper {
   }
 
   private flushing = false;
+  /**
+   * One more each time shipping stops or starts again (link up or down, pause,
+   * resume, hold): a read or a packed batch from an earlier run is never sent, so
+   * the peer never sees a record twice.
+   */
+  private runs = 0;
+
+  private handle(e: ShipperEvent): ShipperAction[] {
+    if (e.type === 'up' || e.type === 'down') this.runs++;
+    return this.shipper.handle(e);
+  }
+
+  /** Batches being packed (compressed in a worker): sent in the order they were read. */
+  private packing: Promise<void> = Promise.resolve();
+
+  private sendRecords(s: ShipperSession, records: JournalRecord[], run: number): void {
+    if (!s.encode) {
+      s.send(encodeRecordsFrame(this.name, records));
+      return;
+    }
+    const framed = s.encode(records);
+    if (Array.isArray(framed)) {
+      this.packing = this.packing.then(() => this.sendIfCurrent(s, framed, run));
+      return;
+    }
+    const prev = this.packing;
+    this.packing = Promise.all([prev, framed]).then(([, f]) => this.sendIfCurrent(s, f, run), (e: Error) => {
+      if (s === this.session) s.close(`volume ${this.name}: packing records failed: ${e.message}`);
+    });
+  }
+
+  private sendIfCurrent(s: ShipperSession, frame: Buffer[], run: number): void {
+    if (s === this.session && run === this.runs && !this.paused && !this.heldByPeer) s.send(frame);
+  }
 
   private run(actions: ShipperAction[]): void {
     for (const a of actions) {
       if (a.type === 'read') {
         const s = this.session;
+        const run = this.runs;
         this.jv.journal.read(a.fromSeq, a.maxBytes, a.limitSeq).then((records) => {
-          if (s !== this.session || !s || this.paused || this.heldByPeer) return;
-          if (records.length > 0) s.send(encodeRecordsFrame(this.name, records));
-          this.run(this.shipper.handle({ type: 'read', records: records.map((r) => ({ seq: r.seq, size: r.payload.length + RECORD_HEADER_SIZE })) }));
+          if (s !== this.session || !s || this.paused || this.heldByPeer || run !== this.runs) return;
+          if (records.length > 0) this.sendRecords(s, records, run);
+          this.run(this.handle({ type: 'read', records: records.map((r) => ({ seq: r.seq, size: r.payload.length + RECORD_HEADER_SIZE })) }));
         }, (e: Error) => s?.close(`reading the journal of ${this.name}: ${e.message}`));
       } else if (a.type === 'release') {
         void this.jv.release(a.seq).catch((e: Error) => this.log.error({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`));

@@ -10,11 +10,17 @@ import { FrameDecoder, FrameError, FrameType, decodeAck, decodeHashReply, decode
 import { checkHello, encodeHello, type HelloVolume } from '../link/hello.js';
 import type { Identity } from '../link/identity.js';
 import { decodeRecordsFrame } from '../link/records-frame.js';
+import { decodePackedRecordsFrame } from '../compress/codec.js';
+import { Packer, emptyPackStats, type PackStats } from '../compress/packer.js';
+import { CompressionPool } from '../compress/pool.js';
+import { formatCompression, type Compression } from '../compress/setting.js';
+import type { JournalRecord } from '../journal/record.js';
 import { DEFAULT_SHIPPING, VolumeShipper, type VerifyRun } from '../link/volume-shipper.js';
 import { LinkListener, connectLink, type PinnedPeer } from '../link/tls.js';
 import { parseListenAddress } from '../nbd/server.js';
 import { Pacer } from '../rate/pacer.js';
 import { formatRate, rateAt } from '../rate/rate.js';
+import { RateMeter } from '../rate/meter.js';
 import type { Replica } from '../secondary/replica.js';
 import type { VolumeIdentity } from '../volume/identity.js';
 
@@ -35,6 +41,8 @@ interface Session {
   closed: boolean;
   /** Records frames go through it, at the peer's rate, fairly by volume weight. */
   pacer: Pacer;
+  /** Packs record batches for this link (zero writes, zstd if the peer decodes it); set at Hello. */
+  packer: Packer | null;
 }
 
 export class LinkManager {
@@ -45,6 +53,8 @@ export class LinkManager {
   private ticker: NodeJS.Timeout | null = null;
   /** The peer was promoted after this node's last write to `volume` (a failback is due). */
   onPeerPromoted: ((volume: string) => void) | null = null;
+  /** A link to `peer` was refused, by this side or the peer; `code` as in the Refuse frame ("split-brain", ...). */
+  onRefused: ((peer: string, code: string, message: string) => void) | null = null;
 
   constructor(
     private readonly config: Config,
@@ -82,6 +92,44 @@ export class LinkManager {
   /** Bytes the pacers wrote to sockets, per volume. */
   private readonly wireSent = new Map<string, number>();
 
+  /** What packing did to each volume's batches since the daemon started (compression and zero figures). */
+  packStats(volume: string): PackStats {
+    let st = this.packed.get(volume);
+    if (!st) this.packed.set(volume, (st = emptyPackStats()));
+    return st;
+  }
+
+  private readonly packed = new Map<string, PackStats>();
+  /** Per volume: host writes, journal records shipped and wire bytes, as rates (sampled each second). */
+  private readonly meters = new Map<string, { host: RateMeter; records: RateMeter; wire: RateMeter }>();
+  private meterTimer: NodeJS.Timeout | null = null;
+
+  /** Rates of a primary volume (bytes per second, smoothed over about 5 s). */
+  ratesOf(volume: string): { host: number; records: number; wire: number } {
+    const m = this.meters.get(volume);
+    return { host: m?.host.rate ?? 0, records: m?.records.rate ?? 0, wire: m?.wire.rate ?? 0 };
+  }
+
+  private sampleRates(now = Date.now()): void {
+    for (const [name, jv] of this.volumes.primaries) {
+      let m = this.meters.get(name);
+      if (!m) this.meters.set(name, (m = { host: new RateMeter(), records: new RateMeter(), wire: new RateMeter() }));
+      m.host.sample(now, jv.journal.hostBytes);
+      m.records.sample(now, this.packStats(name).recordBytes);
+      m.wire.sample(now, this.wireBytes(name));
+    }
+  }
+  /** zstd workers shared by every link (null: every peer has compression: off). */
+  private pool: CompressionPool | null = null;
+  private fallbackSaidAt = 0;
+
+  /** The link's compression setting and the zstd level its batches get now (0: none; null: no link). */
+  compressionOf(peer: string): { setting: Compression; level: number | null } {
+    const setting = this.config.peers.find((p) => p.name === peer)?.compression ?? { mode: 'auto' as const };
+    const s = this.sessions.get(peer);
+    return { setting, level: s?.packer ? s.packer.level : null };
+  }
+
   /** The peer's rate cap now (bytes per second; null: none), schedule included. */
   rateNow(peer: string, now = Date.now()): number | null {
     const p = this.config.peers.find((x) => x.name === peer);
@@ -106,6 +154,9 @@ export class LinkManager {
       }
       p.rate = q.rate;
       p.schedule = q.schedule;
+      if (JSON.stringify(p.compression) !== JSON.stringify(q.compression)) notes.push(`peer ${p.name}: compression ${formatCompression(q.compression)}`);
+      p.compression = q.compression;
+      if (q.compression.mode !== 'off' && this.sessions.get(p.name)) this.pool ??= new CompressionPool();
     }
     for (const v of this.config.volumes) {
       const w = next.volumes.find((x) => x.name === v.name);
@@ -166,6 +217,8 @@ export class LinkManager {
 
   async start(): Promise<void> {
     for (const name of this.volumes.primaries.keys()) this.armApart(name);
+    this.meterTimer = setInterval(() => this.sampleRates(), 1000);
+    this.meterTimer.unref();
     if (this.config.link) {
       this.listener = new LinkListener({
         identity: this.identity, peers: this.pinned(), log: this.log,
@@ -223,7 +276,7 @@ export class LinkManager {
         onWritten: (volume, n) => this.wireSent.set(volume, (this.wireSent.get(volume) ?? 0) + n),
       });
       const s: Session = {
-        peer, socket, closed: false, pacer,
+        peer, socket, closed: false, pacer, packer: null,
         send: (parts) => {
           if (!s.closed) pacer.control(parts);
         },
@@ -235,9 +288,20 @@ export class LinkManager {
           socket.destroy();
         },
       };
-      const sendHello = (): void => s.send(encodeFrame(FrameType.Hello, encodeHello({ node: this.config.node, protocol: 1, volumes: this.shared(peer) })));
+      const sendHello = (): void => s.send(encodeFrame(FrameType.Hello, encodeHello({ node: this.config.node, protocol: 1, codecs: ['zstd'], volumes: this.shared(peer) })));
       if (!initiator) sendHello();
       const deadAfterMs = (this.config.peers.find((p) => p.name === peer)?.timeout ?? 5) * 1000;
+      // How busy the link is (data waiting for it), sampled 4 times a second; the
+      // packer's auto level follows it once a second.
+      let busySamples = 0;
+      let samples = 0;
+      const meter = setInterval(() => {
+        if (pacer.pending() > 0 || socket.writableLength > 256 * 1024) busySamples++;
+        if (++samples < 4) return;
+        s.packer?.observe(busySamples / samples);
+        busySamples = samples = 0;
+      }, 250);
+      meter.unref();
       const timer = setInterval(() => {
         if (Date.now() - lastHeard > deadAfterMs) s.close(`no word from ${peer} for ${formatDuration(deadAfterMs / 1000)}: peer dead or link cut`);
         else s.send(encodeFrame(FrameType.Heartbeat, u64(Date.now())));
@@ -248,12 +312,24 @@ export class LinkManager {
           if (!check.ok) {
             s.send(encodeFrame(FrameType.Refuse, Buffer.from(JSON.stringify({ code: check.code, message: check.message }))));
             this.log.error({ peer }, `link to ${peer} refused: ${check.message}`);
+            this.onRefused?.(peer, check.code, check.message);
             if (check.code === 'peer-promoted' && check.volume) this.onPeerPromoted?.(check.volume);
             setTimeout(() => s.close(check.message), 100);
             return;
           }
           if (initiator) sendHello();
           helloDone = true;
+          const setting = (): Compression => this.config.peers.find((p) => p.name === peer)?.compression ?? { mode: 'auto' };
+          if (setting().mode !== 'off') this.pool ??= new CompressionPool();
+          s.packer = new Packer({
+            pool: this.pool, setting, peerZstd: check.hello.codecs?.includes('zstd') ?? false,
+            stats: (v) => this.packStats(v),
+            onFallback: (why) => {
+              if (Date.now() - this.fallbackSaidAt < 60_000) return;
+              this.fallbackSaidAt = Date.now();
+              this.log.warn({ peer }, `link to ${peer}: a batch went uncompressed (${why}); shipping goes on`);
+            },
+          });
           this.sessions.set(peer, s);
           this.log.info({ peer }, `link to ${peer} up`);
           for (const { local, remote } of check.pairs) {
@@ -277,6 +353,7 @@ export class LinkManager {
                 link: s,
                 send: (parts: Buffer[]) => { if (!s.closed) s.pacer.send(local.name, weight(), parts); },
                 drop: () => s.pacer.drop(local.name),
+                encode: (records: JournalRecord[]) => s.packer!.encode(local.name, records),
                 close: (why: string) => s.close(why),
               };
               sh.up(paced, remote.durableSeq, remote.round, remote.durableSeq === 0 && remote.round === 0);
@@ -299,6 +376,7 @@ export class LinkManager {
           let why = f.payload.toString('utf8');
           try {
             const r = JSON.parse(why) as { code?: string; message?: string };
+            this.onRefused?.(peer, r.code ?? 'refused', r.message ?? why);
             why = `${r.message ?? why} (${r.code ?? 'refused'})`;
           } catch {
             // not JSON: show it as it came
@@ -307,8 +385,8 @@ export class LinkManager {
           return s.close(`${peer} refused the link`);
         }
         if (!helloDone) return s.close(`${peer} sent frame type ${f.type} before Hello`);
-        if (f.type === FrameType.Records) {
-          const { volume, records } = decodeRecordsFrame(f.payload);
+        if (f.type === FrameType.Records || f.type === FrameType.PackedRecords) {
+          const { volume, records } = f.type === FrameType.Records ? decodeRecordsFrame(f.payload) : decodePackedRecordsFrame(f.payload);
           const rp = this.volumes.replicas.get(volume);
           if (!rp) return s.close(`${peer} sent records for ${volume}, which is not a replica here`);
           void rp.receive(records).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
@@ -360,6 +438,7 @@ export class LinkManager {
       socket.on('error', () => undefined);
       socket.on('close', () => {
         clearInterval(timer);
+        clearInterval(meter);
         if (!helloDone && !s.closed) {
           this.log.warn({ peer }, `link to ${peer} dropped before its Hello: does ${peer} pin this node's fingerprint (${this.identity.fingerprint})?`);
         }
@@ -418,8 +497,10 @@ export class LinkManager {
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.ticker) clearInterval(this.ticker);
+    if (this.meterTimer) clearInterval(this.meterTimer);
     for (const s of this.sessions.values()) s.close('node stopping');
     await this.listener?.close();
+    await this.pool?.close();
   }
 }
 

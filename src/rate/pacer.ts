@@ -6,8 +6,9 @@
 import { TokenBucket } from './rate.js';
 
 const CHUNK = 16 * 1024;
-/** The Records frame type (docs/PEER-PROTOCOL.md): byte 5 of a frame's header. */
+/** The Records and PackedRecords frame types (docs/PEER-PROTOCOL.md): byte 5 of a frame's header. */
 const RECORDS_FRAME = 3;
+const PACKED_RECORDS_FRAME = 10;
 
 interface Queue {
   volume: string;
@@ -81,7 +82,7 @@ export class Pacer {
    */
   drop(volume: string): void {
     const q = this.queues.get(volume);
-    if (q) q.frames = q.frames.filter((f) => f[0]?.[5] !== RECORDS_FRAME);
+    if (q) q.frames = q.frames.filter((f) => f[0]?.[5] !== RECORDS_FRAME && f[0]?.[5] !== PACKED_RECORDS_FRAME);
   }
 
   /** Frames waiting, over all volumes. */

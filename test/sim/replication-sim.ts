@@ -17,7 +17,9 @@ import { createHash } from 'node:crypto';
 import { createLogger, silentLogger, type Logger } from '../../src/log/log.js';
 import { DirtyBitmap, RegionSet } from '../../src/journal/bitmap.js';
 import { Journal } from '../../src/journal/journal.js';
-import { RecordKind, type RecordHeader } from '../../src/journal/record.js';
+import { RecordKind, type JournalRecord, type RecordHeader } from '../../src/journal/record.js';
+import { compress } from 'zstd-napi';
+import { decodePackedRecordsFrame, packSync } from '../../src/compress/codec.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
 import { FrameDecoder, FrameType, decodeAck, decodeHashReply, decodeHashRequest, decodeHold, decodeResync, encodeAck, encodeHashReply, encodeHold, type Frame } from '../../src/link/frame.js';
 import { decodeRecordsFrame } from '../../src/link/records-frame.js';
@@ -50,6 +52,8 @@ export interface ReplicationSimStats {
   checkpoints: number;
   /** Times the secondary paused shipping (its log full under a checkpoint). */
   pauses: number;
+  /** Batches compressed into PackedRecords frames. */
+  packed: number;
 }
 
 interface Conn {
@@ -81,6 +85,8 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   const receiveCapacity = [64 * 1024, 128 * 1024, 1 << 20][rng.int(3)]!;
   const windowBytes = [8 * 1024, 64 * 1024, 1 << 20][rng.int(3)]!;
   const useIntents = rng.chance(0.5);
+  // Half the seeds pack batches as the daemon does (zero writes as Zeroes, zstd frames).
+  const packing = rng.chance(0.5);
   let step = 0;
   let clock = 1;
   const fail = (msg: string): never => {
@@ -96,7 +102,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   let primaryLost = false; // a power loss: the activity log must cover what the journal lost
   let boots = 1;
   let overflowed = false;
-  const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0, pauses: 0 };
+  const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0, pauses: 0, packed: 0 };
 
   const imageUpTo = (seq: number): Buffer => {
     const img = Buffer.alloc(size);
@@ -227,6 +233,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
       if (conn === c) cut(`secondary attach: ${e.message}`);
     });
     shipper.up({
+      ...(packing ? { encode: (records: JournalRecord[]) => packSync(VOLUME, records, (b) => { stats.packed++; return compress(b, { compressionLevel: 1 }); }) } : {}),
       send: (parts) => {
         if (conn === c) c.ab.push(Buffer.concat(parts));
       },
@@ -250,8 +257,8 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
       });
       return;
     }
-    if (f.type !== FrameType.Records) return;
-    const { records } = decodeRecordsFrame(f.payload);
+    if (f.type !== FrameType.Records && f.type !== FrameType.PackedRecords) return;
+    const { records } = f.type === FrameType.Records ? decodeRecordsFrame(f.payload) : decodePackedRecordsFrame(f.payload);
     void replica.receive(records).catch((e: Error) => {
       if (conn === c) cut(`secondary: ${e.message}`);
     });
@@ -328,7 +335,8 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     const gen = pgen;
     const fua = rng.chance(0.1);
     trace(`host ${kind} blocks ${block}+${blocks} tag ${kind === 'write' ? nextTag : 0} (mode ${jv.mode})`);
-    const p = kind === 'write' ? jv.write(block * BLOCK, pattern(nextTag++, blocks), fua)
+    // (Some writes are all zeros: packed, they travel as Zeroes records.)
+    const p = kind === 'write' ? jv.write(block * BLOCK, pattern(rng.chance(0.1) ? 0 : nextTag++, blocks), fua)
       : kind === 'zeroes' ? jv.writeZeroes(block * BLOCK, blocks * BLOCK, { fua, mayTrim: true, fast: false })
       : jv.trim(block * BLOCK, blocks * BLOCK, fua);
     const done = (): void => {

@@ -40,6 +40,7 @@ for (const seed of seeds) {
       add('applied', r.applied);
       add('checkpoints', r.checkpoints);
       add('pauses', r.pauses);
+      add('packed', r.packed);
     }
   } catch (e) {
     console.log(`FAIL seed ${seed}: ${(e as Error).message}`);

@@ -3,13 +3,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { VolumeStatus } from '../../src/api/status.js';
-import { resyncCell } from '../../src/cli/status.js';
+import { resyncCell, wireCell } from '../../src/cli/status.js';
 
 const base = {
   name: 'db', peer: 'site-b', link: 'connected', backlogBytes: 0, backlogRecords: 0, lagSeconds: 0, consistent: true,
   sizeBytes: 1 << 30, tracking: 'journal', journalUsedBytes: 0, journalCapacityBytes: 1 << 30, epoch: 1, dirtyBytes: 0,
   hostBytes: 0, overflows: 0, uuid: 'u', generation: ['g'], resyncing: false, resyncLeftBytes: 0, resyncTotalBytes: 0,
-  resyncBytes: 0, resyncSeededBytes: 0, resyncHashBytes: 0, resyncRateBytesPerSecond: 0, resyncEtaSeconds: 0, checkpoint: null, drill: null, wireBytes: 0, paused: false, linkRateBytesPerSecond: null, verify: null,
+  resyncBytes: 0, resyncSeededBytes: 0, resyncHashBytes: 0, resyncRateBytesPerSecond: 0, resyncEtaSeconds: 0, checkpoint: null, drill: null, wireBytes: 0, paused: false, linkRateBytesPerSecond: null, verify: null, shipping: null,
 } satisfies Omit<VolumeStatus, 'role'>;
 
 test('no round: a dash', () => {
@@ -33,4 +33,15 @@ test('an online verify shows in the same column: bar, differing regions, rate, t
   };
   assert.equal(resyncCell(v), 'verify [####......] 42% 2 differ, 120 MiB/s, 9 s left');
   assert.equal(resyncCell({ ...v, verify: { ...v.verify!, state: 'done' } }), '-');
+});
+
+test('the wire column: send rate, record bytes per wire byte, and whether the backlog drains', () => {
+  const shipping = {
+    compression: 'auto', level: 3, recordBytes: 300 << 20, zeroBytes: 0, compressedInBytes: 300 << 20, compressedOutBytes: 100 << 20, compressionRatio: 2.94,
+    hostRateBytesPerSecond: 100 << 10, recordRateBytesPerSecond: 900 << 10, wireRateBytesPerSecond: 310 << 10, drainSeconds: 240,
+  };
+  assert.equal(wireCell({ ...base, role: 'primary', backlogBytes: 1 << 30, shipping }), '310 KiB/s x2.9, drains in 4 min 0 s');
+  assert.equal(wireCell({ ...base, role: 'primary', backlogBytes: 1 << 30, shipping: { ...shipping, drainSeconds: null } }), '310 KiB/s x2.9, not draining');
+  assert.equal(wireCell({ ...base, role: 'primary', shipping }), '310 KiB/s x2.9');
+  assert.equal(wireCell({ ...base, role: 'secondary' }), '-');
 });

@@ -1,0 +1,121 @@
+// A small pool of compression workers, so zstd never blocks the event loop. Jobs
+// wait in a bounded queue; a worker that dies fails only the job it held (its
+// caller sends that batch uncompressed) and is replaced.
+import { Worker } from 'node:worker_threads';
+import os from 'node:os';
+
+interface Job { id: number; data: Buffer; level: number; resolve: (b: Buffer) => void; reject: (e: Error) => void }
+interface Slot { worker: Worker; job: Job | null; busySince: number }
+
+export class PoolFull extends Error {}
+
+export class CompressionPool {
+  private readonly slots: Slot[] = [];
+  private readonly queue: Job[] = [];
+  private nextId = 1;
+  private closed = false;
+  private busyMs = 0;
+  private measuredAt = Date.now();
+  /** Workers that died and were replaced (a figure for status and tests). */
+  restarts = 0;
+  private recentDeaths: number[] = [];
+  /** The workers' busy fraction over the last second (0..1). */
+  busy = 0;
+  private readonly meter: NodeJS.Timeout;
+
+  constructor(readonly size = Math.max(1, Math.min(4, os.availableParallelism() - 1)), private readonly maxQueue = 64) {
+    for (let i = 0; i < size; i++) this.slots.push(this.spawn());
+    this.meter = setInterval(() => (this.busy = this.busyFraction()), 1000);
+    this.meter.unref();
+  }
+
+  private spawn(): Slot {
+    const worker = new Worker(new URL('./worker.js', import.meta.url));
+    worker.unref();
+    const slot: Slot = { worker, job: null, busySince: 0 };
+    worker.on('message', (m: { id: number; out?: Uint8Array; error?: string }) => {
+      const job = slot.job;
+      if (!job || job.id !== m.id) return;
+      this.finish(slot);
+      if (m.out) job.resolve(Buffer.from(m.out.buffer, m.out.byteOffset, m.out.byteLength));
+      else job.reject(new Error(m.error ?? 'compression failed'));
+      this.dispatch();
+    });
+    worker.on('error', () => undefined); // 'exit' follows and says what to do
+    worker.on('exit', (code) => {
+      const job = slot.job;
+      if (job) {
+        this.finish(slot);
+        job.reject(new Error(`compression worker stopped (exit code ${code})`));
+      }
+      const at = this.slots.indexOf(slot);
+      if (this.closed || at < 0) return;
+      const now = Date.now();
+      this.recentDeaths = this.recentDeaths.filter((t) => now - t < 10_000);
+      this.recentDeaths.push(now);
+      this.restarts++;
+      // Replaced at once, unless it keeps dying: then after a pause (batches go uncompressed meanwhile).
+      const delay = this.recentDeaths.length > 5 ? 10_000 : 0;
+      const replace = (): void => {
+        if (this.closed) return;
+        this.slots[at] = this.spawn();
+        this.dispatch();
+      };
+      if (delay) setTimeout(replace, delay).unref();
+      else replace();
+    });
+    return slot;
+  }
+
+  private finish(slot: Slot): void {
+    this.busyMs += Date.now() - slot.busySince;
+    slot.job = null;
+  }
+
+  /** Compresses `data` at `level`; rejects when the queue is full, the pool closed, or the worker died. */
+  compress(data: Buffer, level: number): Promise<Buffer> {
+    if (this.closed) return Promise.reject(new Error('compression pool closed'));
+    if (this.queue.length >= this.maxQueue) return Promise.reject(new PoolFull(`compression queue full (${this.maxQueue} batches)`));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ id: this.nextId++, data, level, resolve, reject });
+      this.dispatch();
+    });
+  }
+
+  private dispatch(): void {
+    for (const slot of this.slots) {
+      if (this.queue.length === 0) return;
+      if (slot.job || slot.worker.threadId < 0) continue;
+      const job = this.queue.shift()!;
+      slot.job = job;
+      slot.busySince = Date.now();
+      const d = job.data;
+      // A buffer that owns its memory moves to the worker; a slice of Node's pool is copied.
+      const own = d.byteOffset === 0 && d.byteLength === d.buffer.byteLength;
+      slot.worker.postMessage({ id: job.id, data: d, level: job.level }, own ? [d.buffer as ArrayBuffer] : []);
+    }
+  }
+
+  /** Fraction of the workers' time spent compressing since the last call (0..1). */
+  busyFraction(now = Date.now()): number {
+    let busy = this.busyMs;
+    for (const s of this.slots) if (s.job) busy += now - s.busySince;
+    for (const s of this.slots) if (s.job) s.busySince = now;
+    const span = Math.max(1, now - this.measuredAt) * this.slots.length;
+    this.busyMs = 0;
+    this.measuredAt = now;
+    return Math.min(1, busy / span);
+  }
+
+  /** For tests: stops a worker the way a crash would. */
+  async killWorker(i = 0): Promise<void> {
+    await this.slots[i]?.worker.terminate();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.meter);
+    for (const j of this.queue.splice(0)) j.reject(new Error('compression pool closed'));
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+}

@@ -1,0 +1,186 @@
+// Compression of record batches (src/compress, docs/PEER-PROTOCOL.md): the
+// PackedRecords frame against fixed bytes, round trips of real data, zeros and
+// random data, refusals of malformed frames, the worker pool surviving a worker's
+// death, and the auto level following the link and the CPU.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import { test } from 'node:test';
+import { compress } from 'zstd-napi';
+import { crc32c } from '@node-rs/crc32';
+import { RecordKind, type JournalRecord } from '../../src/journal/record.js';
+import { FrameDecoder, FrameError, FrameType, MAX_FRAME_PAYLOAD, type Frame } from '../../src/link/frame.js';
+import { decodeRecordsFrame } from '../../src/link/records-frame.js';
+import { decodePackedRecordsFrame, encodePackedRecordsFrame, isAllZero, packSync, recordsBody, zeroWritesAsZeroes } from '../../src/compress/codec.js';
+import { CompressionPool } from '../../src/compress/pool.js';
+import { Packer, emptyPackStats } from '../../src/compress/packer.js';
+import { LevelController } from '../../src/compress/level.js';
+import { parseCompression } from '../../src/compress/setting.js';
+
+const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
+
+function frameOf(parts: Buffer[]): Frame {
+  const d = new FrameDecoder();
+  d.push(Buffer.concat(parts));
+  return d.next()!;
+}
+
+function decode(parts: Buffer[]): JournalRecord[] {
+  const f = frameOf(parts);
+  return f.type === FrameType.Records ? decodeRecordsFrame(f.payload).records : decodePackedRecordsFrame(f.payload).records;
+}
+
+let seq = 0;
+function write(offset: number, payload: Buffer): JournalRecord {
+  seq++;
+  return { kind: RecordKind.Write, flags: 0, seq, epoch: 1, offset, length: payload.length, time: 1_700_000_000_000 + seq, payload };
+}
+function barrier(): JournalRecord {
+  seq++;
+  return { kind: RecordKind.Barrier, flags: 0, seq, epoch: 1, offset: 0, length: 0, time: 1_700_000_000_000 + seq, payload: Buffer.alloc(0) };
+}
+
+/** Real data: this machine's own program text and sources, in 64 KiB writes. */
+function realData(bytes: number): Buffer {
+  const files = [process.execPath, ...fs.readdirSync('/usr/include').map((f) => `/usr/include/${f}`)].filter((f) => fs.statSync(f).isFile());
+  const parts: Buffer[] = [];
+  let n = 0;
+  for (const f of files) {
+    const b = fs.readFileSync(f).subarray(0, bytes - n);
+    parts.push(b);
+    n += b.length;
+    if (n >= bytes) break;
+  }
+  return Buffer.concat(parts);
+}
+
+test('a PackedRecords frame decodes from fixed bytes (a zstd raw block holding one barrier record)', () => {
+  // Payload: name "v"; codec 1 (zstd), level 3, reserved 0, 56 bytes of records; then a
+  // zstd frame: magic 28b52ffd, descriptor 0x20 (single segment, no checksum), content
+  // size 0x38 (56), block header 0x0001c1 (last block, raw, 56 bytes), the record.
+  // (a Barrier: magic "OFJR", version 1, kind 4, flags 0, seq 7, epoch 3, offset 0, length 0,
+  // payload length 0, time 1000 ms, payload CRC 0, then the CRC32C of bytes 0..52)
+  const record = hex(`
+    4f464a52 01 04 0000 0700000000000000 0300000000000000 0000000000000000 00000000
+    00000000 e803000000000000 00000000 00000000`);
+  record.writeUInt32LE(crc32c(record.subarray(0, 52)), 52);
+  const payload = Buffer.concat([hex('0100 76 01 03 0000 38000000 28b52ffd 20 38 c10100'), record]);
+  assert.equal(payload.length, 2 + 1 + 8 + 4 + 1 + 1 + 3 + 56);
+  const out = decodePackedRecordsFrame(payload);
+  assert.equal(out.volume, 'v');
+  assert.equal(out.rawBytes, 56);
+  assert.deepEqual(out.records.map((r) => [r.kind, r.seq, r.epoch, r.time]), [[RecordKind.Barrier, 7, 3, 1000]]);
+  // And our encoder lays the head out the same way.
+  const ours = Buffer.concat(encodePackedRecordsFrame('v', 56, 3, hex('28b52ffd 20 38 c10100'))).subarray(20, 20 + 15);
+  assert.deepEqual(ours, hex('0100 76 01 03 0000 38000000 28b52ffd'));
+});
+
+test('real data, zeros and random data round-trip; zeros travel as Zeroes records, random data raw', () => {
+  const real = realData(1 << 20);
+  const rnd = randomBytes(256 * 1024);
+  const records = [write(0, real), write(1 << 20, Buffer.alloc(128 * 1024)), barrier(), write(4 << 20, rnd), barrier()];
+  const z = zeroWritesAsZeroes(records);
+  assert.equal(z.zeroBytes, 128 * 1024);
+  assert.equal(z.records[1]!.kind, RecordKind.Zeroes);
+  assert.equal(z.records[1]!.length, 128 * 1024);
+  const frame = packSync('db', records, (b) => compress(b, { compressionLevel: 3 }), 3);
+  const wire = frame.reduce((n, p) => n + p.length, 0);
+  const raw = recordsBody(records).length;
+  assert.ok(wire < raw * 0.8, `packed ${wire} of ${raw}`);
+  const back = decode(frame);
+  assert.equal(back.length, 5);
+  assert.deepEqual(back[0]!.payload, real);
+  assert.equal(back[1]!.kind, RecordKind.Zeroes);
+  assert.deepEqual(back[3]!.payload, rnd);
+  assert.deepEqual(back.map((r) => r.seq), records.map((r) => r.seq));
+  // Random data alone does not shrink: it goes as a plain Records frame.
+  const only = packSync('db', [write(0, randomBytes(64 * 1024))], (b) => compress(b, { compressionLevel: 3 }));
+  assert.equal(frameOf(only).type, FrameType.Records);
+  assert.ok(isAllZero(Buffer.alloc(3 << 20)));
+  const nearly = Buffer.alloc(3 << 20);
+  nearly[(3 << 20) - 1] = 1;
+  assert.equal(isAllZero(nearly), false);
+});
+
+test('malformed PackedRecords frames are refused with the reason, before any large allocation', () => {
+  const body = recordsBody([write(0, Buffer.alloc(4096, 7))]);
+  const good = compress(body);
+  const head = (codec: number, raw: number): Buffer => {
+    const h = Buffer.alloc(11);
+    h.writeUInt16LE(1, 0);
+    h.write('v', 2);
+    h.writeUInt8(codec, 3);
+    h.writeUInt32LE(raw, 7);
+    return h;
+  };
+  const bad = (p: Buffer, re: RegExp): void => assert.throws(() => decodePackedRecordsFrame(p), (e: Error) => e instanceof FrameError && re.test(e.message));
+  bad(Buffer.concat([head(2, body.length), good]), /codec 2/);
+  bad(Buffer.concat([head(1, MAX_FRAME_PAYLOAD + 1), good]), /over the/);
+  bad(Buffer.concat([head(1, body.length + 1), good]), /declares/);
+  bad(Buffer.concat([head(1, body.length), Buffer.from('not zstd at all')]), /zstd/);
+  bad(Buffer.concat([head(1, body.length), good.subarray(0, good.length - 5)]), /decompress/);
+  bad(head(1, 0).subarray(0, 6), /shorter/);
+  // A zstd frame whose records are damaged inside: the record checksum catches it.
+  const damaged = Buffer.from(body);
+  damaged[100] = damaged[100]! ^ 1;
+  bad(Buffer.concat([head(1, body.length), compress(damaged)]), /checksum/);
+});
+
+test('the worker pool compresses off the event loop and survives a worker that dies', async () => {
+  const pool = new CompressionPool(1);
+  try {
+    const data = realData(2 << 20);
+    const out = await pool.compress(Buffer.from(data), 3);
+    assert.ok(out.length < data.length);
+    // A worker killed mid-job fails only that job; the next one gets a new worker.
+    const doomed = pool.compress(Buffer.from(data), 19);
+    await pool.killWorker(0);
+    await assert.rejects(doomed, /worker stopped/);
+    const again = await pool.compress(Buffer.from(data), 1);
+    assert.ok(again.length < data.length);
+    assert.equal(pool.restarts, 1);
+    // A Packer whose compression fails sends the batch raw and counts it.
+    const stats = emptyPackStats();
+    const packer = new Packer({ pool, setting: () => ({ mode: 'fixed', level: 3 }), peerZstd: true, stats: () => stats });
+    const recs = [write(0, data.subarray(0, 1 << 20)), barrier()];
+    const packed = await packer.encode('db', recs);
+    assert.equal(frameOf(packed).type, FrameType.PackedRecords);
+    const p2 = packer.encode('db', recs);
+    await pool.killWorker(0);
+    const raw = await p2;
+    assert.equal(frameOf(raw).type, FrameType.Records);
+    assert.deepEqual(decode(raw)[0]!.payload, recs[0]!.payload);
+    assert.equal(stats.fallbackBatches, 1);
+    assert.ok(stats.compressedOut > 0 && stats.compressedOut < stats.compressedIn);
+    // A peer that did not say it decodes zstd gets plain frames.
+    const plain = new Packer({ pool, setting: () => ({ mode: 'auto' }), peerZstd: false, stats: () => stats });
+    assert.equal(frameOf(await plain.encode('db', recs)).type, FrameType.Records);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('auto level: up while the link is the bottleneck, down when the CPU is, raw on a link faster than the compressor', () => {
+  const c = new LevelController();
+  assert.equal(c.level, 3);
+  for (let i = 0; i < 20; i++) c.observe({ linkBusy: 1, workersBusy: 0.1 });
+  assert.equal(c.level, 12); // bounded: never 19
+  for (let i = 0; i < 3; i++) c.observe({ linkBusy: 1, workersBusy: 1 });
+  assert.ok(c.level < 12, String(c.level));
+  for (let i = 0; i < 20; i++) c.observe({ linkBusy: 0, workersBusy: 1 });
+  assert.equal(c.level, 0);
+  for (let i = 0; i < 20; i++) c.observe({ linkBusy: 0.1, workersBusy: 0 });
+  assert.equal(c.level, 0); // an idle link stays raw
+  for (let i = 0; i < 3; i++) c.observe({ linkBusy: 1, workersBusy: 0 });
+  assert.ok(c.level >= 1);
+});
+
+test('compression settings parse, and bad ones say what is allowed', () => {
+  assert.deepEqual(parseCompression('auto'), { mode: 'auto' });
+  assert.deepEqual(parseCompression('off'), { mode: 'off' });
+  assert.deepEqual(parseCompression('zstd:9'), { mode: 'fixed', level: 9 });
+  assert.throws(() => parseCompression('zstd:22'), /1 to 19/);
+  assert.throws(() => parseCompression('gzip'), /auto, off or zstd:N/);
+});
+
+
