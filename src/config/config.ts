@@ -8,6 +8,7 @@ import { parseListenAddress, type ListenAddress } from '../nbd/server.js';
 import { parseDuration, parseSize } from './units.js';
 import { cronError } from '../checkpoint/schedule.js';
 import { parseRate, parseWindow } from '../rate/rate.js';
+import { snmpSchema, type SnmpConfig } from '../snmp/config.js';
 import { parseCompression } from '../compress/setting.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -94,11 +95,15 @@ const schema = z.strictObject({
   peers: z.record(z.string().regex(NAME), peerSchema).default({}),
   volumes: z.record(z.string().regex(NAME, 'a volume name is letters, digits, ".", "_" or "-" (at most 63)'), volumeSchema)
     .refine((v) => Object.keys(v).length > 0, 'at least one volume is needed'),
+  /** The SNMP agent and its notifications (docs/SNMP.md). */
+  snmp: snmpSchema.optional(),
 });
 
 export type VolumeConfig = z.infer<typeof volumeSchema> & { name: string };
 
 export type PeerConfig = z.infer<typeof peerSchema> & { name: string };
+
+export type { SnmpConfig };
 
 export interface Config {
   file: string;
@@ -110,6 +115,7 @@ export interface Config {
   state: string;
   nbd: ListenAddress;
   volumes: VolumeConfig[];
+  snmp?: SnmpConfig | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -175,7 +181,7 @@ export function parseConfig(text: string, file: string): Config {
   }
   const nbd = c.nbd.kind === 'unix' ? { kind: 'unix' as const, path: path.resolve(dir, c.nbd.path) } : c.nbd;
   const peers = Object.entries(c.peers).map(([name, p]) => ({ ...p, name }));
-  return { file, node: c.node, link: c.link, api: c.api, peers, state: path.resolve(dir, c.state), nbd, volumes };
+  return { file, node: c.node, link: c.link, api: c.api, peers, state: path.resolve(dir, c.state), nbd, volumes, snmp: c.snmp };
 }
 
 function valueAt(root: unknown, keys: string[]): unknown {

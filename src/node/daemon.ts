@@ -27,6 +27,7 @@ import type { DrillOverlay } from '../drill/drill.js';
 import { CheckpointExport } from '../checkpoint/checkpoint-export.js';
 import type { ExportBackend } from '../nbd/export.js';
 import { readToken } from '../link/identity.js';
+import { SnmpService } from '../snmp/snmp.js';
 
 /** One served volume: the local disk and, when it has a peer, its journaled write path. */
 export interface VolumeEntry {
@@ -50,6 +51,8 @@ export class Daemon {
   readonly entries: VolumeEntry[] = [];
   private historyTimer: NodeJS.Timeout | null = null;
   private api: FastifyInstance | null = null;
+  /** The SNMP agent and notifications, when offsite.yaml has `snmp:` (docs/SNMP.md). */
+  snmp: SnmpService | null = null;
   links: LinkManager | null = null;
   private readonly startedAt = Date.now();
   apiAddress: ListenAddress | null = null;
@@ -110,6 +113,7 @@ export class Daemon {
       if (identity) {
         this.links = new LinkManager(c, identity, this.linkVolumes, this.log);
         this.links.onPeerPromoted = (name) => this.autoFailback(name);
+        this.links.onRefused = (peer, code, message) => this.snmp?.refused(peer, code, message);
         for (const e of this.entries) if (e.role === 'primary' && fs.existsSync(path.join(e.dir, PAUSED_FILE))) this.links.pausedVolumes.add(e.config.name);
         await this.links.start();
       }
@@ -118,6 +122,7 @@ export class Daemon {
         this.api = api.app;
         this.apiAddress = api.address;
       }
+      if (c.snmp) this.snmp = await SnmpService.start(c.snmp, { node: c.node, status: () => this.status(), actions: this.roles, log: this.log });
     } catch (e) {
       await this.nbd?.close();
       for (const en of this.entries.splice(0)) en.journaled?.close().catch(() => undefined);
@@ -249,6 +254,7 @@ export class Daemon {
     this.stopping ??= (async () => {
       this.log.info('stopping: finishing in-flight requests');
       await this.api?.close();
+      await this.snmp?.stop();
       if (this.ticker) clearInterval(this.ticker);
       await this.roles.idle();
       await this.links?.stop();

@@ -1,0 +1,113 @@
+// What deserves a notification: two looks at the node's volumes, a second apart,
+// in; the notifications their difference calls for, out. Pure, so every rule is
+// unit-tested (test/unit/snmp-notifications.test.ts).
+import type { NodeStatus, VolumeStatus } from '../api/status.js';
+import { formatBytes, formatDuration } from '../config/units.js';
+import {
+  NOTIFICATIONS, NOTIFICATION_TYPES, NOTIFY_TEXT, displayString, instanceOid, nodeValues, volumeValues,
+  type MibValue, type NoticeKind,
+} from './mib.js';
+
+/** A link that has not come up this long after the agent started is reported down. */
+export const START_GRACE_MS = 30_000;
+
+/** What the watcher keeps of a volume between two looks. */
+export interface WatchedVolume {
+  name: string;
+  role: 'primary' | 'secondary';
+  peer: string | null;
+  /** "connected", "disconnected", "none" (no peer), or "starting": not up yet, within START_GRACE_MS of the start. */
+  link: string;
+  lagSeconds: number;
+  tracking: string;
+  overflows: number;
+  backlogBytes: number;
+  /** Why the link was refused as a split brain (null: it was not, or it came up since). */
+  splitBrain: string | null;
+}
+
+export interface Notice {
+  kind: NoticeKind;
+  volume: string;
+  /** What happened, in words (offsiteNotifyText). */
+  text: string;
+}
+
+/** A look at the node: `starting` is true while within START_GRACE_MS of the start; `everUp` holds the volumes whose link has been up since. */
+export function watchVolumes(
+  volumes: readonly VolumeStatus[],
+  look: { starting: boolean; everUp: ReadonlySet<string>; splitBrain: ReadonlyMap<string, string> },
+): WatchedVolume[] {
+  return volumes.map((v) => ({
+    name: v.name,
+    role: v.role,
+    peer: v.peer,
+    link: v.link === 'disconnected' && look.starting && !look.everUp.has(v.name) ? 'starting' : v.link,
+    lagSeconds: v.lagSeconds,
+    tracking: v.tracking,
+    overflows: v.overflows,
+    backlogBytes: v.backlogBytes,
+    splitBrain: look.splitBrain.get(v.name) ?? null,
+  }));
+}
+
+/**
+ * The look the first real one is compared with: links "starting" (so the first link
+ * up is reported, and one that stays down past the grace), lag 0 (so a lag already
+ * above the alarm at the start is reported); roles and tracking as they are.
+ */
+export function baseline(volumes: readonly WatchedVolume[]): WatchedVolume[] {
+  return volumes.map((v) => ({ ...v, link: v.link === 'none' ? 'none' : 'starting', lagSeconds: 0, splitBrain: null }));
+}
+
+/** The notifications that the change from `prev` to `next` calls for, volume by volume. */
+export function notices(prev: readonly WatchedVolume[], next: readonly WatchedVolume[], lagAlarmSeconds: number | null): Notice[] {
+  const out: Notice[] = [];
+  for (const n of next) {
+    const p = prev.find((x) => x.name === n.name);
+    if (!p) continue;
+    const add = (kind: NoticeKind, text: string): void => {
+      out.push({ kind, volume: n.name, text });
+    };
+    const name = n.name;
+    if (p.role === 'secondary' && n.role === 'primary') add('promoted', `volume ${name} promoted: primary on this node, read-write`);
+    if (p.role === 'primary' && n.role === 'secondary') add('demoted', `volume ${name} demoted: secondary on this node, read-only`);
+    if (n.peer !== null) {
+      if (n.link === 'connected' && p.link !== 'connected') {
+        add('linkUp', `volume ${name}: link to ${n.peer} up`);
+      } else if (p.link === 'connected' && n.link !== 'connected' && n.link !== 'starting') {
+        add('linkDown', `volume ${name}: link to ${n.peer} down; backlog ${formatBytes(n.backlogBytes)}`);
+      } else if (p.link === 'starting' && n.link === 'disconnected') {
+        add('linkDown', `volume ${name}: link to ${n.peer} not up ${formatDuration(START_GRACE_MS / 1000)} after the start; backlog ${formatBytes(n.backlogBytes)}`);
+      }
+    }
+    if ((n.tracking === 'bitmap' && p.tracking !== 'bitmap') || n.overflows > p.overflows) {
+      add('journalOverflow', `volume ${name}: journal overflowed; changes are tracked in the dirty bitmap (${formatBytes(n.backlogBytes)} to resync)`);
+    }
+    if (lagAlarmSeconds !== null) {
+      const t = lagAlarmSeconds;
+      if (p.lagSeconds <= t && n.lagSeconds > t) {
+        add('lagHigh', `volume ${name}: lag ${formatDuration(n.lagSeconds)} is above the alarm threshold of ${formatDuration(t)}; backlog ${formatBytes(n.backlogBytes)}`);
+      } else if (p.lagSeconds > t && n.lagSeconds <= t) {
+        add('lagNormal', `volume ${name}: lag ${formatDuration(n.lagSeconds)} is back within the alarm threshold of ${formatDuration(t)}`);
+      }
+    }
+    if (n.splitBrain !== null && p.splitBrain === null) add('splitBrain', n.splitBrain);
+  }
+  return out;
+}
+
+export interface NotificationVarbind extends MibValue {
+  oid: string;
+}
+
+/** A notice as a notification: its snmpTrapOID value and its objects (instances of the volume's row, then offsiteNotifyText). */
+export function notificationOf(notice: Notice, status: NodeStatus, lagAlarmSeconds: number | null): { trapOid: string; varbinds: NotificationVarbind[] } | null {
+  const index = status.volumes.findIndex((v) => v.name === notice.volume) + 1;
+  if (index === 0) return null;
+  const t = NOTIFICATION_TYPES[notice.kind];
+  const row: Record<string, MibValue> = { ...volumeValues(status.volumes[index - 1]!), ...nodeValues(status, lagAlarmSeconds) };
+  const varbinds: NotificationVarbind[] = t.objects.map((name) => ({ oid: instanceOid(name, index), ...row[name]! }));
+  varbinds.push({ oid: `${NOTIFY_TEXT}.0`, kind: 'string', value: displayString(notice.text) });
+  return { trapOid: `${NOTIFICATIONS}.${t.id}`, varbinds };
+}

@@ -1,0 +1,109 @@
+// Which status changes become SNMP notifications (src/snmp/notifications.ts): a pure
+// function of two looks at the node, a second apart.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { START_GRACE_MS, baseline, notices, watchVolumes, type WatchedVolume } from '../../src/snmp/notifications.js';
+import { splitBrainVolumes } from '../../src/snmp/snmp.js';
+import type { VolumeStatus } from '../../src/api/status.js';
+
+function vol(over: Partial<WatchedVolume> = {}): WatchedVolume {
+  return {
+    name: 'db', role: 'primary', peer: 'site-b', link: 'connected', lagSeconds: 0, tracking: 'journal',
+    overflows: 0, backlogBytes: 0, splitBrain: null, ...over,
+  };
+}
+
+const kinds = (prev: WatchedVolume[], next: WatchedVolume[], lag: number | null = null): string[] =>
+  notices(prev, next, lag).map((n) => `${n.kind}:${n.volume}`);
+
+test('nothing changed, nothing sent', () => {
+  assert.deepEqual(kinds([vol()], [vol()], 60), []);
+  assert.deepEqual(kinds([vol({ link: 'disconnected' })], [vol({ link: 'disconnected' })], 60), []);
+});
+
+test('link down and link up, per volume of the link, with the backlog in words', () => {
+  const down = notices([vol(), vol({ name: 'logs' })], [vol({ link: 'disconnected', backlogBytes: 3 << 20 }), vol({ name: 'logs', link: 'disconnected' })], null);
+  assert.deepEqual(down.map((n) => `${n.kind}:${n.volume}`), ['linkDown:db', 'linkDown:logs']);
+  assert.equal(down[0]!.text, 'volume db: link to site-b down; backlog 3.0 MiB');
+  const up = notices([vol({ link: 'disconnected' })], [vol()], null);
+  assert.deepEqual(up.map((n) => [n.kind, n.text]), [['linkUp', 'volume db: link to site-b up']]);
+});
+
+test('a volume without a peer never has link notifications', () => {
+  assert.deepEqual(kinds([vol({ peer: null, link: 'none' })], [vol({ peer: null, link: 'none' })]), []);
+  assert.deepEqual(kinds(baseline([vol({ peer: null, link: 'none' })]), [vol({ peer: null, link: 'none' })]), []);
+});
+
+test('after a start: the first link up is sent; a link still down after the grace is sent as down, once', () => {
+  const start = baseline([vol({ link: 'disconnected' })]);
+  assert.equal(start[0]!.link, 'starting');
+  // Within the grace the watcher calls it "starting": no notification.
+  assert.deepEqual(kinds(start, [vol({ link: 'starting' })]), []);
+  assert.deepEqual(kinds(start, [vol({ link: 'connected' })]), ['linkUp:db']);
+  const late = notices(start, [vol({ link: 'disconnected' })], null);
+  assert.deepEqual(late.map((n) => n.kind), ['linkDown']);
+  assert.match(late[0]!.text, /link to site-b not up 30 s after the start/);
+  assert.deepEqual(kinds([vol({ link: 'disconnected' })], [vol({ link: 'disconnected' })]), []);
+});
+
+test('watchVolumes: "starting" only within the grace and before the link was ever up', () => {
+  const status = [{ name: 'db', role: 'primary', peer: 'site-b', link: 'disconnected', lagSeconds: 1.5, tracking: 'journal', overflows: 0, backlogBytes: 7 }] as unknown as VolumeStatus[];
+  const look = (starting: boolean, everUp: string[]) => watchVolumes(status, { starting, everUp: new Set(everUp), splitBrain: new Map() })[0]!;
+  assert.equal(look(true, []).link, 'starting');
+  assert.equal(look(false, []).link, 'disconnected');
+  assert.equal(look(true, ['db']).link, 'disconnected');
+  assert.equal(look(false, []).lagSeconds, 1.5);
+  assert.equal(START_GRACE_MS, 30_000);
+  const sb = watchVolumes(status, { starting: false, everUp: new Set(), splitBrain: new Map([['db', 'volume db: split brain: ...']]) })[0]!;
+  assert.equal(sb.splitBrain, 'volume db: split brain: ...');
+});
+
+test('journal overflow: the switch to bitmap tracking, or a new overflow counted', () => {
+  assert.deepEqual(kinds([vol()], [vol({ tracking: 'bitmap', backlogBytes: 1 << 30 })]), ['journalOverflow:db']);
+  assert.match(notices([vol()], [vol({ tracking: 'bitmap', backlogBytes: 1 << 30 })], null)[0]!.text, /journal overflowed; changes are tracked in the dirty bitmap \(1\.0 GiB to resync\)/);
+  assert.deepEqual(kinds([vol({ tracking: 'bitmap', overflows: 1 })], [vol({ tracking: 'bitmap', overflows: 1 })]), []);
+  // Overflowed and resynced between two looks: still reported.
+  assert.deepEqual(kinds([vol({ overflows: 1 })], [vol({ overflows: 2 })]), ['journalOverflow:db']);
+  // A baseline keeps the tracking it found: no overflow notification at a start.
+  assert.deepEqual(kinds(baseline([vol({ tracking: 'bitmap', link: 'connected' })]), [vol({ tracking: 'bitmap' })]), ['linkUp:db']);
+});
+
+test('lag alarm: raised above the threshold, cleared at or below it, nothing without a threshold', () => {
+  assert.deepEqual(kinds([vol({ lagSeconds: 59 })], [vol({ lagSeconds: 61 })], 60), ['lagHigh:db']);
+  assert.deepEqual(kinds([vol({ lagSeconds: 61 })], [vol({ lagSeconds: 90 })], 60), []);
+  assert.deepEqual(kinds([vol({ lagSeconds: 61 })], [vol({ lagSeconds: 60 })], 60), ['lagNormal:db']);
+  assert.deepEqual(kinds([vol({ lagSeconds: 60 })], [vol({ lagSeconds: 60 })], 60), []);
+  assert.deepEqual(kinds([vol({ lagSeconds: 0 })], [vol({ lagSeconds: 5000 })], null), []);
+  const high = notices([vol()], [vol({ lagSeconds: 312, backlogBytes: 1536 })], 300)[0]!;
+  assert.equal(high.text, 'volume db: lag 5 min 12 s is above the alarm threshold of 5 min 0 s; backlog 1.5 KiB');
+  // A lag already high at a start is reported (the baseline's lag is 0).
+  assert.deepEqual(kinds(baseline([vol({ lagSeconds: 400 })]), [vol({ lagSeconds: 400 })], 300), ['linkUp:db', 'lagHigh:db']);
+});
+
+test('promote and demote', () => {
+  const p = notices([vol({ role: 'secondary' })], [vol({ role: 'primary' })], null);
+  assert.deepEqual(p.map((n) => [n.kind, n.text]), [['promoted', 'volume db promoted: primary on this node, read-write']]);
+  assert.deepEqual(kinds([vol({ role: 'primary' })], [vol({ role: 'secondary' })]), ['demoted:db']);
+  // A promote with the link going down at the same time: both, role first.
+  assert.deepEqual(kinds([vol({ role: 'secondary' })], [vol({ role: 'primary', link: 'disconnected' })]), ['promoted:db', 'linkDown:db']);
+});
+
+test('split brain: once, with the refusal as its text, until the link came up in between', () => {
+  const why = 'volume db: split brain: primary on both nodes, and both took writes while apart';
+  const sb = notices([vol({ link: 'disconnected' })], [vol({ link: 'disconnected', splitBrain: why })], null);
+  assert.deepEqual(sb.map((n) => [n.kind, n.volume, n.text]), [['splitBrain', 'db', why]]);
+  assert.deepEqual(kinds([vol({ link: 'disconnected', splitBrain: why })], [vol({ link: 'disconnected', splitBrain: why })]), []);
+});
+
+test('splitBrainVolumes: the volume the refusal names, else every volume of that peer', () => {
+  const vols = [{ name: 'db', peer: 'site-b' }, { name: 'db2', peer: 'site-b' }, { name: 'logs', peer: 'site-c' }, { name: 'x', peer: null }];
+  assert.deepEqual(splitBrainVolumes('site-b', 'volume db2: split brain: the secondary (this node) took writes', vols), ['db2']);
+  // "volume db: " does not match "db2".
+  assert.deepEqual(splitBrainVolumes('site-b', 'volume db: split brain: primary on both nodes', vols), ['db']);
+  assert.deepEqual(splitBrainVolumes('site-b', 'split brain somewhere', vols), ['db', 'db2']);
+  assert.deepEqual(splitBrainVolumes('site-c', 'volume db: split brain', vols), ['logs']);
+});
+
+test('volumes missing from the previous look are skipped', () => {
+  assert.deepEqual(kinds([], [vol({ link: 'disconnected' })]), []);
+});
