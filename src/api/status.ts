@@ -32,12 +32,16 @@ export interface VolumeStatus {
   /**
    * Primary: what shipping does to the link (since the daemon started): journal record
    * bytes shipped, zero writes sent as Zeroes records, what zstd took in and gave back,
-   * the ratio of record bytes to wire bytes, rates (smoothed over about 5 s) and the
+   * records coalescing sent as Skip records (their payload stayed home), the ratio of
+   * the host's journal bytes to wire bytes, rates (smoothed over about 5 s) and the
    * time the backlog takes to drain at them (null: it is not draining).
    */
   shipping: {
     compression: string; level: number | null;
     recordBytes: number; zeroBytes: number; compressedInBytes: number; compressedOutBytes: number; compressionRatio: number;
+    coalesce: boolean; coalescedRecords: number; coalescedBytes: number;
+    /** The link's round trip (heartbeat echoes, smoothed; null: not measured yet) and the shipper's window now. */
+    rttMs: number | null; windowBytes: number | null;
     hostRateBytesPerSecond: number; recordRateBytesPerSecond: number; wireRateBytesPerSecond: number; drainSeconds: number | null;
   } | null;
   /** Primary: shipping paused by the operator (offsite pause). */
@@ -163,10 +167,13 @@ function shippingStatus(volume: string, peer: string, backlog: number, links: Li
   const r = links.ratesOf(volume);
   const wire = links.wireBytes(volume);
   const draining = r.records - r.host;
+  const coalesced = links.coalescedOf(volume);
   return {
     compression: formatCompression(c.setting), level: c.level,
+    coalesce: links.coalesceOn(peer), coalescedRecords: coalesced.records, coalescedBytes: coalesced.bytes,
+    rttMs: links.rttOf(peer), windowBytes: links.windowOf(volume),
     recordBytes: st.recordBytes, zeroBytes: st.zeroBytes, compressedInBytes: st.compressedIn, compressedOutBytes: st.compressedOut,
-    compressionRatio: wire > 0 ? Math.round((st.recordBytes / wire) * 100) / 100 : 1,
+    compressionRatio: wire > 0 ? Math.round(((st.recordBytes + coalesced.bytes) / wire) * 100) / 100 : 1,
     hostRateBytesPerSecond: Math.round(r.host), recordRateBytesPerSecond: Math.round(r.records), wireRateBytesPerSecond: Math.round(r.wire),
     drainSeconds: backlog === 0 ? 0 : draining > 1 ? Math.round(backlog / draining) : null,
   };

@@ -74,6 +74,8 @@ const peerSchema = z.strictObject({
   rate: rate.optional(),
   /** How record batches are compressed on this link: auto (the level follows the link and CPU), off, or zstd:N. */
   compression: parsed(text, parseCompression).default({ mode: 'auto' }),
+  /** When the link is behind, merge the epochs of a batch into one unit that carries only the last version of each overwritten range. */
+  coalesce: z.boolean().default(true),
   /** Rates for parts of the day (local time), the first that matches wins. */
   schedule: z.array(z.strictObject({ at: z.string().superRefine((v, ctx) => {
     try {

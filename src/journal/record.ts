@@ -13,6 +13,13 @@ export enum RecordKind {
   Zeroes = 2,
   Trim = 3,
   Barrier = 4,
+  /**
+   * On the link and in a receive log only: a record of a coalesced unit whose bytes a
+   * later record of the unit covers. No payload; applying it does nothing. `offset`
+   * holds the seq of the barrier the unit ends at: the replica is not brought to any
+   * barrier before it (docs/PEER-PROTOCOL.md).
+   */
+  Skip = 5,
 }
 
 export const FLAG_FUA = 1;
@@ -77,7 +84,7 @@ export function decodeRecordHeader(b: Buffer, at = 0): HeaderCheck {
   const version = b.readUInt8(at + 4);
   if (version !== FORMAT_VERSION) return { ok: false, reason: `record format version ${version}, this build reads ${FORMAT_VERSION}` };
   const kind = b.readUInt8(at + 5);
-  if (kind < RecordKind.Write || kind > RecordKind.Barrier) return { ok: false, reason: `unknown record kind ${kind}` };
+  if (kind < RecordKind.Write || kind > RecordKind.Skip) return { ok: false, reason: `unknown record kind ${kind}` };
   const length = b.readUInt32LE(at + 32);
   const payloadLength = b.readUInt32LE(at + 36);
   if (payloadLength !== (kind === RecordKind.Write ? length : 0)) return { ok: false, reason: 'payload length does not match the kind' };

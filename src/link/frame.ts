@@ -27,7 +27,10 @@ export enum FrameType {
   Records = 3,
   /** u16 name length, name, u64 seq durable in the receive log. */
   Ack = 4,
-  /** u64 sender's clock, ms. */
+  /**
+   * u64 sender's clock, ms; optionally u64 the peer's clock from the last heartbeat
+   * heard from it and u32 ms held since (so the peer measures the round trip).
+   */
   Heartbeat = 5,
   /** u16 name length, name, u64 first seq of a resync round: records before it are superseded (docs/RESYNC.md). */
   Resync = 6,
@@ -140,6 +143,28 @@ export function decodeVolumePayload(b: Buffer): { volume: string; rest: Buffer }
   const n = b.readUInt16LE(0);
   if (2 + n > b.length) throw new FrameError('volume name runs past the payload');
   return { volume: b.toString('utf8', 2, 2 + n), rest: b.subarray(2 + n) };
+}
+
+export interface Heartbeat {
+  clock: number;
+  /** The peer's clock from its last heartbeat, and how long ago (ms) it arrived. */
+  echo?: { clock: number; heldMs: number };
+}
+
+export function encodeHeartbeat(h: Heartbeat): Buffer[] {
+  const b = Buffer.alloc(h.echo ? 20 : 8);
+  b.writeBigUInt64LE(BigInt(h.clock), 0);
+  if (h.echo) {
+    b.writeBigUInt64LE(BigInt(h.echo.clock), 8);
+    b.writeUInt32LE(Math.min(0xffffffff, Math.max(0, Math.round(h.echo.heldMs))), 16);
+  }
+  return encodeFrame(FrameType.Heartbeat, b);
+}
+
+export function decodeHeartbeat(p: Buffer): Heartbeat {
+  if (p.length !== 8 && p.length !== 20) throw new FrameError('heartbeat payload is not 8 or 20 bytes');
+  const clock = Number(p.readBigUInt64LE(0));
+  return p.length === 20 ? { clock, echo: { clock: Number(p.readBigUInt64LE(8)), heldMs: p.readUInt32LE(16) } } : { clock };
 }
 
 export function encodeAck(volume: string, seq: number): Buffer[] {

@@ -7,6 +7,7 @@ import type { JournaledVolume } from '../journal/write-path.js';
 import { RECORD_HEADER_SIZE, type JournalRecord } from '../journal/record.js';
 import { formatBytes } from '../config/units.js';
 import { encodeRecordsFrame } from './records-frame.js';
+import { coalesce } from '../coalesce/coalesce.js';
 import { MAX_HASH_REGIONS, MAX_HASH_REGION_SIZE, encodeHashRequest, encodeResync } from './frame.js';
 import { Shipper, type ShipperAction, type ShipperEvent } from './shipper.js';
 
@@ -29,6 +30,8 @@ export interface VolumeShipperOptions {
   batchBytes: number;
   /** A primary-chosen barrier closes an epoch the host has left open this long. */
   selfSyncMs: number;
+  /** Coalesce batches that span several epochs (src/coalesce); read at every batch. */
+  coalesce?: () => boolean;
   now: () => number;
 }
 
@@ -71,11 +74,37 @@ export class VolumeShipper {
     private readonly opts: VolumeShipperOptions,
   ) {
     this.shipper = new Shipper({ windowBytes: opts.windowBytes, batchBytes: opts.batchBytes });
+    this.windowBytes = opts.windowBytes;
   }
 
   /** At most half the peer's receive log is in flight (it must hold what it acks). */
   fitWindow(peerLogBytes: number): void {
-    this.shipper.setWindow(Math.min(this.opts.windowBytes, Math.max(1 << 20, Math.floor(peerLogBytes / 2))));
+    this.peerLogCap = Math.max(1 << 20, Math.floor(peerLogBytes / 2));
+    this.applyWindow();
+  }
+
+  private peerLogCap = Infinity;
+  private bdpWindow = Infinity;
+  /** Bytes the shipper keeps in flight now (sent, not yet acked at most). */
+  windowBytes = 0;
+
+  /**
+   * Once a second, what the link did: its rate (the cap, or the measured send rate
+   * when it has none) and its round trip. The window follows the bandwidth-delay
+   * product: two round trips of the rate plus two batches in flight fill a long,
+   * slow or varying link, and no more sits queued at the sender (a window-limited
+   * link measures window/RTT, so the window doubles until the link, not the
+   * window, is the limit). Never above the configured window or half the peer's log.
+   */
+  linkMeasured(rateBytesPerSecond: number | null, rttMs: number | null): void {
+    this.bdpWindow = rateBytesPerSecond === null || rttMs === null ? Infinity
+      : Math.max(2 * this.opts.batchBytes, Math.ceil((2 * rateBytesPerSecond * rttMs) / 1000) + 2 * this.opts.batchBytes);
+    this.applyWindow();
+  }
+
+  private applyWindow(): void {
+    this.windowBytes = Math.min(this.opts.windowBytes, this.peerLogCap, this.bdpWindow);
+    this.shipper.setWindow(this.windowBytes);
   }
 
   /** Highest seq the peer acked durable on this link. */
@@ -458,6 +487,25 @@ export class VolumeShipper {
   /** Batches being packed (compressed in a worker): sent in the order they were read. */
   private packing: Promise<void> = Promise.resolve();
 
+  /** Records sent as Skip records by coalescing, and their payload bytes, since the daemon started. */
+  coalescedRecords = 0;
+  coalescedBytes = 0;
+
+  /**
+   * A batch spanning several epochs (the link is behind) goes coalesced, unless a
+   * resync round is open or the batch is more than the peer takes as one unit.
+   */
+  private coalesced(records: JournalRecord[]): JournalRecord[] {
+    if (!this.opts.coalesce?.() || this.jv.roundStart) return records;
+    let bytes = 0;
+    for (const r of records) bytes += RECORD_HEADER_SIZE + r.payload.length;
+    if (bytes > this.jv.maxEpochBytes) return records;
+    const c = coalesce(records);
+    this.coalescedRecords += c.skipped;
+    this.coalescedBytes += c.skippedBytes;
+    return c.records;
+  }
+
   private sendRecords(s: ShipperSession, records: JournalRecord[], run: number): void {
     if (!s.encode) {
       s.send(encodeRecordsFrame(this.name, records));
@@ -485,7 +533,7 @@ export class VolumeShipper {
         const run = this.runs;
         this.jv.journal.read(a.fromSeq, a.maxBytes, a.limitSeq).then((records) => {
           if (s !== this.session || !s || this.paused || this.heldByPeer || run !== this.runs) return;
-          if (records.length > 0) this.sendRecords(s, records, run);
+          if (records.length > 0) this.sendRecords(s, this.coalesced(records), run);
           this.run(this.handle({ type: 'read', records: records.map((r) => ({ seq: r.seq, size: r.payload.length + RECORD_HEADER_SIZE })) }));
         }, (e: Error) => s?.close(`reading the journal of ${this.name}: ${e.message}`));
       } else if (a.type === 'release') {

@@ -6,7 +6,7 @@ import type { Config } from '../config/config.js';
 import { formatDuration } from '../config/units.js';
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
-import { FrameDecoder, FrameError, FrameType, decodeAck, decodeHashReply, decodeHashRequest, decodeHold, decodeResync, encodeAck, encodeHold, encodeFrame, encodeHashReply, type Frame } from '../link/frame.js';
+import { FrameDecoder, FrameError, FrameType, decodeHeartbeat, encodeHeartbeat, decodeAck, decodeHashReply, decodeHashRequest, decodeHold, decodeResync, encodeAck, encodeHold, encodeFrame, encodeHashReply, type Frame } from '../link/frame.js';
 import { checkHello, encodeHello, type HelloVolume } from '../link/hello.js';
 import type { Identity } from '../link/identity.js';
 import { decodeRecordsFrame } from '../link/records-frame.js';
@@ -43,6 +43,10 @@ interface Session {
   pacer: Pacer;
   /** Packs record batches for this link (zero writes, zstd if the peer decodes it); set at Hello. */
   packer: Packer | null;
+  /** The peer's last heartbeat (its clock, and when it arrived here), echoed in ours. */
+  peerBeat: { clock: number; at: number } | null;
+  /** The link's round trip, smoothed (ms; null until measured). */
+  rttMs: number | null;
 }
 
 export class LinkManager {
@@ -104,6 +108,21 @@ export class LinkManager {
   private readonly meters = new Map<string, { host: RateMeter; records: RateMeter; wire: RateMeter }>();
   private meterTimer: NodeJS.Timeout | null = null;
 
+  coalesceOn(peer: string): boolean {
+    return this.config.peers.find((p) => p.name === peer)?.coalesce ?? true;
+  }
+
+  /** The window a volume's shipper keeps in flight now (bytes; null: no shipper yet). */
+  windowOf(volume: string): number | null {
+    return this.shippers.get(volume)?.windowBytes ?? null;
+  }
+
+  /** Records a volume's shipper sent as Skip records (coalescing), and their payload bytes. */
+  coalescedOf(volume: string): { records: number; bytes: number } {
+    const sh = this.shippers.get(volume);
+    return { records: sh?.coalescedRecords ?? 0, bytes: sh?.coalescedBytes ?? 0 };
+  }
+
   /** Rates of a primary volume (bytes per second, smoothed over about 5 s). */
   ratesOf(volume: string): { host: number; records: number; wire: number } {
     const m = this.meters.get(volume);
@@ -115,8 +134,12 @@ export class LinkManager {
       let m = this.meters.get(name);
       if (!m) this.meters.set(name, (m = { host: new RateMeter(), records: new RateMeter(), wire: new RateMeter() }));
       m.host.sample(now, jv.journal.hostBytes);
-      m.records.sample(now, this.packStats(name).recordBytes);
+      m.records.sample(now, this.packStats(name).recordBytes + this.coalescedOf(name).bytes);
       m.wire.sample(now, this.wireBytes(name));
+      // The shipper's window follows the link's bandwidth-delay product.
+      const sh = this.shippers.get(name);
+      const peer = this.config.volumes.find((v) => v.name === name)?.peer;
+      if (sh?.session && peer) sh.linkMeasured(this.rateNow(peer, now) ?? m.wire.rate, this.rttOf(peer));
     }
   }
   /** zstd workers shared by every link (null: every peer has compression: off). */
@@ -156,6 +179,8 @@ export class LinkManager {
       p.schedule = q.schedule;
       if (JSON.stringify(p.compression) !== JSON.stringify(q.compression)) notes.push(`peer ${p.name}: compression ${formatCompression(q.compression)}`);
       p.compression = q.compression;
+      if (p.coalesce !== q.coalesce) notes.push(`peer ${p.name}: coalescing ${q.coalesce ? 'on' : 'off'}`);
+      p.coalesce = q.coalesce;
       if (q.compression.mode !== 'off' && this.sessions.get(p.name)) this.pool ??= new CompressionPool();
     }
     for (const v of this.config.volumes) {
@@ -195,6 +220,12 @@ export class LinkManager {
 
   linkState(peer: string): string {
     return this.sessions.has(peer) ? 'connected' : 'disconnected';
+  }
+
+  /** The link's measured round trip (ms, from heartbeat echoes; null: not measured or no link). */
+  rttOf(peer: string): number | null {
+    const r = this.sessions.get(peer)?.rttMs;
+    return r === null || r === undefined ? null : Math.round(r * 10) / 10;
   }
 
   /** Arms the volume's first write while apart from its peer to start a new generation. */
@@ -276,7 +307,7 @@ export class LinkManager {
         onWritten: (volume, n) => this.wireSent.set(volume, (this.wireSent.get(volume) ?? 0) + n),
       });
       const s: Session = {
-        peer, socket, closed: false, pacer, packer: null,
+        peer, socket, closed: false, pacer, packer: null, peerBeat: null, rttMs: null,
         send: (parts) => {
           if (!s.closed) pacer.control(parts);
         },
@@ -304,9 +335,22 @@ export class LinkManager {
       meter.unref();
       const timer = setInterval(() => {
         if (Date.now() - lastHeard > deadAfterMs) s.close(`no word from ${peer} for ${formatDuration(deadAfterMs / 1000)}: peer dead or link cut`);
-        else s.send(encodeFrame(FrameType.Heartbeat, u64(Date.now())));
+        else {
+          const now = Date.now();
+          s.send(encodeHeartbeat({ clock: now, ...(s.peerBeat ? { echo: { clock: s.peerBeat.clock, heldMs: now - s.peerBeat.at } } : {}) }));
+        }
       }, Math.max(100, deadAfterMs / 5));
       const onFrame = (f: Frame): void => {
+        if (f.type === FrameType.Heartbeat) {
+          const now = Date.now();
+          const h = decodeHeartbeat(f.payload);
+          s.peerBeat = { clock: h.clock, at: now };
+          if (h.echo) {
+            const sample = now - h.echo.clock - h.echo.heldMs;
+            if (sample >= 0 && sample < 600_000) s.rttMs = s.rttMs === null ? sample : 0.75 * s.rttMs + 0.25 * sample;
+          }
+          return;
+        }
         if (f.type === FrameType.Hello) {
           const check = checkHello(f.payload, peer, this.shared(peer));
           if (!check.ok) {
@@ -482,9 +526,10 @@ export class LinkManager {
   private shipperFor(name: string, jv: JournaledVolume): VolumeShipper {
     let sh = this.shippers.get(name);
     if (!sh) {
-      sh = new VolumeShipper(name, jv, this.log, { ...DEFAULT_SHIPPING, now: Date.now });
-      if (this.pausedVolumes.has(name)) sh.pause(true);
       const peer = this.config.volumes.find((v) => v.name === name)?.peer;
+      const coalesce = (): boolean => this.config.peers.find((p) => p.name === peer)?.coalesce ?? true;
+      sh = new VolumeShipper(name, jv, this.log, { ...DEFAULT_SHIPPING, now: Date.now, coalesce });
+      if (this.pausedVolumes.has(name)) sh.pause(true);
       if (peer) sh.rate = () => this.rateNow(peer);
       this.shippers.set(name, sh);
       this.ticker ??= setInterval(() => {

@@ -10,8 +10,17 @@ export interface ReceivedRecord {
   barrier: boolean;
   /** A barrier that completes a resync round. */
   roundEnd?: boolean;
+  /**
+   * A Skip record (a coalesced unit, docs/PEER-PROTOCOL.md): a later record covers it,
+   * so the replica may be brought to a barrier at or after it only if that barrier is
+   * at or past `skipUntil`.
+   */
+  skipUntil?: number;
   size: number;
 }
+
+/** A durable Skip record: no image may be exposed between `seq` and `until`. */
+interface SkipHold { seq: number; until: number }
 
 export type ReceiverEvent =
   /** A link came up; the receive log is durable up to `logDurable`, the replica applied up to `applied`. */
@@ -72,6 +81,10 @@ export interface ReceiverState {
   round?: boolean;
   /** Durable round-end barriers after `applied`, in order. */
   roundEnds?: number[];
+  /** Every durable barrier after `applied`, in order (with Skip records, the last may not be exposable). */
+  barriers?: number[];
+  /** Durable Skip records after `applied`, in order. */
+  skips?: SkipHold[];
 }
 
 export class Receiver {
@@ -104,12 +117,18 @@ export class Receiver {
   private readonly barriers: number[] = [];
   /** Barriers logged but not yet durable, in order. */
   private pendingBarriers: number[] = [];
+  /** Skip records durable and not yet applied, and logged but not yet durable, in order. */
+  private skips: SkipHold[] = [];
+  private pendingSkips: SkipHold[] = [];
 
   constructor(s: ReceiverState) {
     this.logged = s.logged;
     this.logDurable = s.logDurable;
     this.applied = s.applied;
+    for (const b of s.barriers ?? []) if (b > s.applied && b <= s.logDurable && b !== s.lastBarrier) this.barriers.push(b);
     if (s.lastBarrier > s.applied && s.lastBarrier <= s.logDurable) this.barriers.push(s.lastBarrier);
+    this.barriers.sort((a, b) => a - b);
+    for (const k of s.skips ?? []) if (k.seq > s.applied && k.seq <= s.logDurable) this.skips.push(k);
     this.roundOpen = s.round ?? false;
     for (const r of s.roundEnds ?? []) if (r > s.applied && r <= s.logDurable) this.roundEnds.push(r);
   }
@@ -155,6 +174,7 @@ export class Receiver {
         this.logged = to;
         for (const r of fresh) if (r.barrier) this.pendingBarriers.push(r.seq);
         for (const r of fresh) if (r.roundEnd) this.pendingRoundEnds.push(r.seq);
+        for (const r of fresh) if (r.skipUntil !== undefined) this.pendingSkips.push({ seq: r.seq, until: r.skipUntil });
         return [{ type: 'append', fromSeq: from, toSeq: to }, ...this.maybeSync()];
       }
       case 'synced': {
@@ -168,11 +188,13 @@ export class Receiver {
           this.logged = Math.max(e.upTo, this.logDurable);
           this.pendingBarriers = this.pendingBarriers.filter((b) => b <= this.logged);
           this.pendingRoundEnds = this.pendingRoundEnds.filter((b) => b <= this.logged);
+          this.pendingSkips = this.pendingSkips.filter((k) => k.seq <= this.logged);
         }
         if (e.upTo > this.logDurable) {
           this.logDurable = e.upTo;
           while (this.pendingBarriers.length > 0 && this.pendingBarriers[0]! <= e.upTo) this.barriers.push(this.pendingBarriers.shift()!);
           while (this.pendingRoundEnds.length > 0 && this.pendingRoundEnds[0]! <= e.upTo) this.roundEnds.push(this.pendingRoundEnds.shift()!);
+          while (this.pendingSkips.length > 0 && this.pendingSkips[0]!.seq <= e.upTo) this.skips.push(this.pendingSkips.shift()!);
         }
         const out: ReceiverAction[] = [...(this.up ? [{ type: 'ack', seq: this.logDurable } as const] : []), ...this.maybeSync(), ...this.maybeApply()];
         // Paused, and this sync starts nothing that would free room: ask for more anyway
@@ -184,6 +206,7 @@ export class Receiver {
         this.applying = false;
         this.applied = Math.max(this.applied, e.upTo);
         while (this.barriers.length > 0 && this.barriers[0]! <= this.applied) this.barriers.shift();
+        while (this.skips.length > 0 && this.skips[0]!.seq <= this.applied) this.skips.shift();
         this.releasing = true;
         return [{ type: 'releaseLog', seq: this.applied }, ...this.maybeApply()];
       }
@@ -196,6 +219,7 @@ export class Receiver {
           this.logged = Math.max(e.upTo, this.logDurable);
           this.pendingBarriers = this.pendingBarriers.filter((b) => b <= this.logged);
           this.pendingRoundEnds = this.pendingRoundEnds.filter((b) => b <= this.logged);
+          this.pendingSkips = this.pendingSkips.filter((k) => k.seq <= this.logged);
         }
         if (e.full && this.up && this.held) {
           // A checkpoint keeps the log from draining: pause the primary, keep the link;
@@ -223,6 +247,8 @@ export class Receiver {
           this.pendingBarriers = [];
           this.roundEnds.length = 0;
           this.pendingRoundEnds = [];
+          this.skips = [];
+          this.pendingSkips = [];
         }
         return [];
       case 'syncFailed':
@@ -262,10 +288,25 @@ export class Receiver {
   private maybeApply(): ReceiverAction[] {
     if (this.roundOpen) return this.maybeApplyRound();
     if (this.applying || this.held || this.applyBlocked || this.barriers.length === 0) return [];
-    const to = this.barriers[this.barriers.length - 1]!;
+    const to = this.exposable();
     if (to <= this.applied) return [];
     this.applying = true;
     return [{ type: 'apply', fromSeq: this.applied + 1, toSeq: to }];
+  }
+
+  /**
+   * The last durable barrier the replica may be brought to: one that no Skip record
+   * before it reaches past (a coalesced unit is applied whole, or not at all).
+   */
+  private exposable(): number {
+    let best = this.applied;
+    let reach = 0;
+    let k = 0;
+    for (const b of this.barriers) {
+      while (k < this.skips.length && this.skips[k]!.seq <= b) reach = Math.max(reach, this.skips[k++]!.until);
+      if (reach <= b) best = b;
+    }
+    return best;
   }
 
   /**

@@ -97,12 +97,16 @@ export class Replica implements ExportBackend {
     }
     let lastBarrier = 0;
     const roundEnds: number[] = [];
+    const barriers: number[] = [];
+    const skips: Array<{ seq: number; until: number }> = [];
     for (let seq = Math.max(log.released, log.appliedOnDisk) + 1; seq <= log.lastSeq;) {
       const batch = await log.read(seq, 8 << 20);
       if (batch.length === 0) break;
       for (const r of batch) {
         if (r.kind === RecordKind.Barrier) lastBarrier = r.seq;
         if (r.kind === RecordKind.Barrier && (r.flags & FLAG_ROUND_END)) roundEnds.push(r.seq);
+        if (r.kind === RecordKind.Barrier) barriers.push(r.seq);
+        if (r.kind === RecordKind.Skip) skips.push({ seq: r.seq, until: r.offset });
       }
       seq = batch[batch.length - 1]!.seq + 1;
     }
@@ -116,7 +120,7 @@ export class Replica implements ExportBackend {
       if (log.backlogRecords === 0) log.jumpTo(applied);
     }
     const held = Math.max(log.lastSeq, applied);
-    this.receiver = new Receiver({ logged: held, logDurable: held, applied, lastBarrier, round: this.round !== null, roundEnds });
+    this.receiver = new Receiver({ logged: held, logDurable: held, applied, lastBarrier, round: this.round !== null, roundEnds, barriers, skips });
     // A checkpoint held before the stop stays held: nothing is applied until it is released.
     if (this.checkpoint) this.receiver.handle({ type: 'hold', held: true });
     // Records applied before the stop but not yet released from the log.
@@ -403,7 +407,7 @@ export class Replica implements ExportBackend {
   async receive(records: JournalRecord[]): Promise<void> {
     while (this.attaching || this.opening) await (this.attaching ?? this.opening)!.catch(() => undefined);
     const byseq = new Map(records.map((r) => [r.seq, r]));
-    const actions = this.receiver.handle({ type: 'records', records: records.map((r) => ({ seq: r.seq, barrier: r.kind === RecordKind.Barrier, roundEnd: r.kind === RecordKind.Barrier && (r.flags & FLAG_ROUND_END) !== 0, size: r.payload.length + RECORD_HEADER_SIZE })) });
+    const actions = this.receiver.handle({ type: 'records', records: records.map((r) => ({ seq: r.seq, barrier: r.kind === RecordKind.Barrier, roundEnd: r.kind === RecordKind.Barrier && (r.flags & FLAG_ROUND_END) !== 0, ...(r.kind === RecordKind.Skip ? { skipUntil: r.offset } : {}), size: r.payload.length + RECORD_HEADER_SIZE })) });
     return this.run(actions, byseq);
   }
 
@@ -511,7 +515,7 @@ export class Replica implements ExportBackend {
         const batch = await log.read(seq, 8 << 20, to);
         if (batch.length === 0) throw new Error(`receive log lacks record ${seq}`);
         // In a round, the old bytes of every region about to change are saved (durably) first.
-        if (this.undo) await this.undo.protect(this.volume, batch.filter((r) => r.kind !== RecordKind.Barrier).map((r) => ({ offset: r.offset, length: r.length })));
+        if (this.undo) await this.undo.protect(this.volume, batch.filter((r) => r.kind !== RecordKind.Barrier && r.kind !== RecordKind.Skip).map((r) => ({ offset: r.offset, length: r.length })));
         for (const r of batch) {
           if (r.kind === RecordKind.Write) await this.volume.write(r.offset, r.payload, false);
           else if (r.kind === RecordKind.Zeroes || r.kind === RecordKind.Trim) {

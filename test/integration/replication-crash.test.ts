@@ -16,7 +16,29 @@ const SIZE = 16 * 1024 * 1024;
 const sha = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
 
 test('the replica is always a flush-point image across kill -9 of either side', async () => {
-  const p = await startPair({ size: '16MiB' });
+  await crashCycles({});
+});
+
+// A capped link falls behind: batches span several epochs and go coalesced (Skip
+// records; the replica waits for each unit's end). Still never a torn image.
+test('the same with the link capped, so batches are coalesced', async () => {
+  const coalesced = await crashCycles({ peerKeysA: 'rate: 32mbit, compression: off', cycles: 8 });
+  assert.ok(coalesced > 0, 'no batch was coalesced: the test did not test coalescing');
+  console.log(`# ${coalesced} records went as Skip records`);
+});
+
+async function crashCycles(opts: { peerKeysA?: string; cycles?: number }): Promise<number> {
+  const p = await startPair({ size: '16MiB', ...(opts.peerKeysA ? { peerKeysA: opts.peerKeysA } : {}) });
+  let coalesced = 0;
+  let coalescedThisRun = 0;
+  const sampleCoalesced = async (): Promise<void> => {
+    try {
+      const st = (await (await fetch(`http://127.0.0.1:${p.a.apiPort}/api/v1/status`)).json()) as { volumes: Array<{ shipping: { coalescedRecords: number } | null }> };
+      coalescedThisRun = Math.max(coalescedThisRun, st.volumes[0]?.shipping?.coalescedRecords ?? 0);
+    } catch {
+      // (down: nothing to add)
+    }
+  };
   const model = Buffer.alloc(SIZE);
   const images = new Set<string>([sha(model)]);
   const torn = new Map<string, string>(); // diagnostics: images in the middle of an epoch
@@ -32,7 +54,7 @@ test('the replica is always a flush-point image across kill -9 of either side', 
   try {
     // The new pair's first sync ends first: until then the replica is not consistent (and says so).
     await p.drained(60_000);
-    for (let cycle = 0; cycle < 20; cycle++) {
+    for (let cycle = 0; cycle < (opts.cycles ?? 20); cycle++) {
       // A burst of write+flush pairs in the background, killed part way.
       // Epochs of three writes each: an image in the middle of an epoch is torn.
       const writes: Array<{ off: number; len: number; pat: number }> = [];
@@ -49,6 +71,11 @@ test('the replica is always a flush-point image across kill -9 of either side', 
       q.stdout.on('data', (b: Buffer) => out.push(b.toString()));
       await sleep(20 + rnd(200));
       const killPrimary = cycle % 2 === 1;
+      await sampleCoalesced();
+      if (killPrimary) {
+        coalesced += coalescedThisRun;
+        coalescedThisRun = 0;
+      }
       if (killPrimary) await p.a.kill9();
       else await p.b.kill9();
       if (q.exitCode === null) await new Promise((r) => q.once('exit', r));
@@ -62,7 +89,12 @@ test('the replica is always a flush-point image across kill -9 of either side', 
       });
       // Freeze the replica: stop whichever side still runs, then start site-b alone.
       if (killPrimary) await p.b.stop();
-      else await p.a.stop();
+      else {
+        await sampleCoalesced();
+        coalesced += coalescedThisRun;
+        coalescedThisRun = 0;
+        await p.a.stop();
+      }
       await p.b.start();
       const replica = sha(await readImage(p.b.uri('db')));
       if (!images.has(replica) && process.env.OFFSITE_DEBUG_DIRS) console.log(`DIRS ${p.a.dir} ${p.b.dir}`);
@@ -72,10 +104,13 @@ test('the replica is always a flush-point image across kill -9 of either side', 
       model.set(await readImage(p.a.uri('db')));
       images.add(sha(model));
     }
-    await p.drained(60_000);
+    await p.drained(120_000);
+    await sampleCoalesced();
+    coalesced += coalescedThisRun;
     const cmp = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
     assert.equal((cmp.stdout + cmp.stderr).trim(), 'Images are identical.');
+    return coalesced;
   } finally {
     await p.stop();
   }
-});
+}

@@ -353,3 +353,30 @@ export async function settleOn<T>(p: Promise<T>, step: () => boolean, fail: (msg
   if (st.state === 'err') throw st.error;
   return st.value as T;
 }
+
+const ASYNC_METHODS = new Set(['read', 'write', 'writev', 'sync', 'flush', 'replace', 'syncDir', 'writeZeroes', 'punch', 'trim', 'cache', 'extents']);
+
+/**
+ * What one life of a process sees of a store or disk. A process killed by the
+ * simulation stops at once; its code may still be mid-chain in this JavaScript
+ * process, but after the crash nothing it does reaches the disk: its I/O never
+ * completes and its synchronous calls fail. (Without this, a dead primary's last
+ * steps could land after the restart: something no real crash can do.)
+ */
+export function fence<T extends object>(target: T, alive: () => boolean): T {
+  return new Proxy(target, {
+    get(t, p) {
+      const v = Reflect.get(t, p, t) as unknown;
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]): unknown => {
+        if (!alive()) {
+          if (ASYNC_METHODS.has(String(p))) return new Promise(() => undefined);
+          throw new Error('the process is dead (simulated crash)');
+        }
+        const out = (v as (...a: unknown[]) => unknown).apply(t, args);
+        // Files opened in this life die with it too.
+        return (p === 'open' || p === 'create') && out !== null && typeof out === 'object' ? fence(out as object, alive) : out;
+      };
+    },
+  });
+}

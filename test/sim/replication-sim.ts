@@ -25,7 +25,7 @@ import { FrameDecoder, FrameType, decodeAck, decodeHashReply, decodeHashRequest,
 import { decodeRecordsFrame } from '../../src/link/records-frame.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import { Replica, SYNCED_FILE } from '../../src/secondary/replica.js';
-import { MemDisk, MemStore, Rng, Scheduler, flushMicrotasks, settleOn } from './disk-model.js';
+import { MemDisk, MemStore, Rng, Scheduler, fence, flushMicrotasks, settleOn } from './disk-model.js';
 import { SimFailure } from './journal-sim.js';
 
 const SECTOR = 512;
@@ -54,6 +54,8 @@ export interface ReplicationSimStats {
   pauses: number;
   /** Batches compressed into PackedRecords frames. */
   packed: number;
+  /** Records sent as Skip records (coalesced). */
+  coalesced: number;
 }
 
 interface Conn {
@@ -72,8 +74,11 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   const psched = new Scheduler(rng);
   const ssched = new Scheduler(rng);
   const pdisk = new MemDisk(size, psched);
+  const pdiskRaw = pdisk;
   const pjstore = new MemStore(psched);
   const pmstore = new MemStore(psched);
+  const pjstoreRaw = pjstore;
+  const pmstoreRaw = pmstore;
   const sdisk = new MemDisk(size, ssched);
   const sjstore = new MemStore(ssched);
   const ssstore = new MemStore(ssched);
@@ -87,6 +92,8 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   const useIntents = rng.chance(0.5);
   // Half the seeds pack batches as the daemon does (zero writes as Zeroes, zstd frames).
   const packing = rng.chance(0.5);
+  // Half coalesce batches that span several epochs (Skip records; the replica waits for the unit's end).
+  const coalescing = rng.chance(0.5);
   let step = 0;
   let clock = 1;
   const fail = (msg: string): never => {
@@ -102,7 +109,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   let primaryLost = false; // a power loss: the activity log must cover what the journal lost
   let boots = 1;
   let overflowed = false;
-  const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0, pauses: 0, packed: 0 };
+  const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0, pauses: 0, packed: 0, coalesced: 0 };
 
   const imageUpTo = (seq: number): Buffer => {
     const img = Buffer.alloc(size);
@@ -140,7 +147,15 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   let replica = undefined as unknown as Replica; // set by openSecondary, after the first openPrimary
   let shipper!: VolumeShipper;
   let pgen = 0;
+  // Each life of either process sees its disks through a fence that dies with it.
+  let plife = 0;
+  let slife = 0;
   const openPrimary = async (): Promise<void> => {
+    const life = ++plife;
+    const alive = (): boolean => life === plife;
+    const pjstore = fence(pjstoreRaw, alive);
+    const pmstore = fence(pmstoreRaw, alive);
+    const pdisk = fence(pdiskRaw, alive);
     const journal = new Journal({ store: pjstore, capacity: journalCapacity, segmentSize: 16 * 1024, now: () => clock });
     const recorded = new RegionSet(size, BLOCK);
     const report = await settle(journal.recover((o, l) => recorded.mark(o, l)));
@@ -159,7 +174,8 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     jv.maxEpochBytes = receiveCapacity / 4; // what the link sets from the peer's Hello
     await settle(jv.start(report, recorded));
     trace(`primary open: mode ${jv.mode} round ${jv.roundStart} bitmap [${[...jv.bitmap.dirtyRegions()].join(',')}] journal ${jv.journal.released + 1}..${jv.journal.lastSeq}`);
-    shipper = new VolumeShipper(VOLUME, jv, log, { windowBytes, batchBytes: Math.max(4096, windowBytes / 4), selfSyncMs: 3 * STEP_MS, now: () => clock });
+    if (shipper) stats.coalesced += shipper.coalescedRecords;
+    shipper = new VolumeShipper(VOLUME, jv, log, { windowBytes, batchBytes: Math.max(4096, windowBytes / 4), selfSyncMs: 3 * STEP_MS, now: () => clock, coalesce: () => coalescing });
   };
 
   // --- the secondary ----------------------------------------------------------
@@ -174,7 +190,12 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
         return out;
       };
     };
-    replica = await settle(Replica.open(sdisk, () => new Journal({ store: sjstore, capacity: receiveCapacity, segmentSize: 8 * 1024, now: () => clock, prefixOnly: true }), log, { roundStore: ssstore, regionSize: BLOCK * (1 << rng.int(3)) }));
+    const life = ++slife;
+    const alive = (): boolean => life === slife;
+    const sdiskF = fence(sdisk, alive);
+    const sjstoreF = fence(sjstore, alive);
+    const ssstoreF = fence(ssstore, alive);
+    replica = await settle(Replica.open(sdiskF, () => new Journal({ store: sjstoreF, capacity: receiveCapacity, segmentSize: 8 * 1024, now: () => clock, prefixOnly: true }), log, { roundStore: ssstoreF, regionSize: BLOCK * (1 << rng.int(3)) }));
     traceReceiver();
     // Invariant 3 after recovery: exactly the image at the applied barrier.
     const applied = replica.receiver.applied;
@@ -348,6 +369,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   // --- faults -----------------------------------------------------------------
   const crashPrimary = async (powerLoss: boolean): Promise<void> => {
     trace(`crash primary (${powerLoss ? 'power loss' : 'kill -9'})`);
+    plife++; // the dead process's code touches its disks no more
     if (debug) for (const [n, f] of pjstore.files) trace(`  primary file ${n}: ${f.current.length} bytes${f.current.length >= 24 && n.endsWith('.seg') ? `, base ${f.current.readBigUInt64LE(16)}` : ''}`);
     stats.crashes++;
     cut('primary crashed');
@@ -365,6 +387,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   };
   const crashSecondary = async (powerLoss: boolean): Promise<void> => {
     trace(`crash secondary (${powerLoss ? 'power loss' : 'kill -9'})`);
+    slife++;
     stats.crashes++;
     cut('secondary crashed');
     ssched.clear();
@@ -516,6 +539,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     stats.converged = true;
   }
   stats.applied = replica.receiver.applied;
+  stats.coalesced += shipper.coalescedRecords;
   stats.overflowed = overflowed;
   stats.powerLost = primaryLost;
   return stats;

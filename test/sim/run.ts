@@ -41,6 +41,7 @@ for (const seed of seeds) {
       add('checkpoints', r.checkpoints);
       add('pauses', r.pauses);
       add('packed', r.packed);
+      add('coalesced', r.coalesced);
     }
   } catch (e) {
     console.log(`FAIL seed ${seed}: ${(e as Error).message}`);

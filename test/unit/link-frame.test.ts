@@ -18,6 +18,16 @@ test('a heartbeat frame, byte by byte', () => {
   assert.equal(d.next(), null);
 });
 
+test('a heartbeat with its echo (for the round trip) decodes from fixed bytes', () => {
+  const bytes = Buffer.concat(F.encodeHeartbeat({ clock: 1000, echo: { clock: 990, heldMs: 7 } }));
+  assert.deepEqual(bytes.subarray(20), hex('e803000000000000 de03000000000000 07000000'));
+  const d = new F.FrameDecoder();
+  d.push(bytes);
+  assert.deepEqual(F.decodeHeartbeat(d.next()!.payload), { clock: 1000, echo: { clock: 990, heldMs: 7 } });
+  assert.deepEqual(F.decodeHeartbeat(hex('e803000000000000')), { clock: 1000 });
+  assert.throws(() => F.decodeHeartbeat(hex('e8030000')), /8 or 20 bytes/);
+});
+
 test('an ack decodes from fixed bytes', () => {
   const bytes = Buffer.concat(F.encodeAck('db', 42));
   assert.deepEqual(bytes.subarray(20), hex('0200 6462 2a00000000000000'));

@@ -1,0 +1,127 @@
+// Coalescing (src/coalesce, docs/LINK.md): which records of a batch go as Skip
+// records, that the coalesced stream ends at the same image, and that the receiver
+// never brings the replica to a barrier inside a coalesced unit, even when only part
+// of the unit is durable or after a restart.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Cover, coalesce } from '../../src/coalesce/coalesce.js';
+import { FLAG_RESYNC, RecordKind, type JournalRecord } from '../../src/journal/record.js';
+import { Receiver } from '../../src/secondary/receiver.js';
+
+let seq = 0;
+const W = (offset: number, length: number, fill = seq + 1): JournalRecord => ({ kind: RecordKind.Write, flags: 0, seq: ++seq, epoch: 1, offset, length, time: 0, payload: Buffer.alloc(length, fill & 0xff) });
+const Z = (offset: number, length: number): JournalRecord => ({ kind: RecordKind.Zeroes, flags: 0, seq: ++seq, epoch: 1, offset, length, time: 0, payload: Buffer.alloc(0) });
+const B = (): JournalRecord => ({ kind: RecordKind.Barrier, flags: 0, seq: ++seq, epoch: 1, offset: 0, length: 0, time: 0, payload: Buffer.alloc(0) });
+const kinds = (rs: JournalRecord[]): string => rs.map((r) => ({ 1: 'W', 2: 'Z', 3: 'T', 4: 'B', 5: 'S' })[r.kind]).join('');
+
+test('records a later record covers, up to the last barrier, go as Skip records naming that barrier', () => {
+  seq = 0;
+  const rs = [W(0, 4096), B(), W(0, 4096), W(8192, 4096), B(), W(8192, 4096)];
+  const c = coalesce(rs);
+  assert.equal(kinds(c.records), 'SBWWBW');
+  assert.equal(c.records[0]!.offset, 5, 'the Skip names the barrier the unit ends at');
+  assert.equal(c.records[0]!.seq, 1);
+  assert.equal(c.skipped, 1);
+  assert.equal(c.skippedBytes, 4096);
+  // The write after the last barrier (an epoch not closed in this batch) covers nothing.
+  assert.equal(c.records[3]!.kind, RecordKind.Write);
+  // Covered by two later records together, and by a Zeroes record.
+  seq = 0;
+  assert.equal(kinds(coalesce([W(0, 8192), B(), W(0, 4096), W(4096, 4096), B()]).records), 'SBWWB');
+  seq = 0;
+  assert.equal(kinds(coalesce([W(0, 8192), B(), Z(0, 65536), B()]).records), 'SBZB');
+  // Partly covered: kept.
+  seq = 0;
+  assert.equal(kinds(coalesce([W(0, 8192), B(), W(0, 4096), B()]).records), 'WBWB');
+  // One epoch only, or resync records: unchanged.
+  seq = 0;
+  assert.equal(kinds(coalesce([W(0, 4096), W(0, 4096), B()]).records), 'WWB');
+  seq = 0;
+  const round = [W(0, 4096), B(), { ...W(0, 4096), flags: FLAG_RESYNC }, B()];
+  assert.equal(coalesce(round).records, round);
+});
+
+test('the ranges of Cover merge', () => {
+  const c = new Cover();
+  c.add(10, 20);
+  c.add(30, 40);
+  c.add(20, 30);
+  assert.deepEqual(c.ranges, [[10, 40]]);
+  c.add(0, 5);
+  c.add(50, 60);
+  c.add(4, 55);
+  assert.deepEqual(c.ranges, [[0, 60]]);
+  assert.ok(c.covers(0, 60));
+  assert.ok(!c.covers(0, 61));
+});
+
+/** A tiny PRNG (xorshift32), so a failure names its seed. */
+function rng(seed: number): () => number {
+  let x = seed || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 2 ** 32;
+  };
+}
+
+function apply(img: Buffer, rs: JournalRecord[], upTo: number): void {
+  for (const r of rs) {
+    if (r.seq > upTo) break;
+    if (r.kind === RecordKind.Write) r.payload.copy(img, r.offset);
+    else if (r.kind === RecordKind.Zeroes || r.kind === RecordKind.Trim) img.fill(0, r.offset, r.offset + r.length);
+  }
+}
+
+test('a coalesced batch ends at the same image as the batch it came from (2000 seeded batches)', () => {
+  for (let s = 1; s <= 2000; s++) {
+    const rand = rng(s);
+    seq = 0;
+    const rs: JournalRecord[] = [];
+    const n = 2 + Math.floor(rand() * 40);
+    for (let i = 0; i < n; i++) {
+      const x = rand();
+      const off = Math.floor(rand() * 16) * 512;
+      const len = (1 + Math.floor(rand() * 4)) * 512;
+      rs.push(x < 0.25 ? B() : x < 0.35 ? Z(off, len) : W(off, len, Math.floor(rand() * 255) + 1));
+    }
+    const c = coalesce(rs);
+    const last = [...rs].reverse().find((r) => r.kind === RecordKind.Barrier);
+    if (!last) continue;
+    const want = Buffer.alloc(16 * 512 + 4 * 512);
+    const got = Buffer.alloc(want.length);
+    apply(want, rs, last.seq);
+    apply(got, c.records, last.seq);
+    assert.ok(want.equals(got), `seed ${s}: the coalesced batch ends at another image`);
+    for (const r of c.records) if (r.kind === RecordKind.Skip) assert.equal(r.offset, last.seq, `seed ${s}`);
+    assert.deepEqual(c.records.map((r) => r.seq), rs.map((r) => r.seq), `seed ${s}: seqs stay contiguous`);
+  }
+});
+
+const rec = (seq: number, opts: { barrier?: boolean; skipUntil?: number } = {}): { seq: number; barrier: boolean; skipUntil?: number; size: number } =>
+  ({ seq, barrier: opts.barrier ?? false, ...(opts.skipUntil !== undefined ? { skipUntil: opts.skipUntil } : {}), size: 56 });
+
+test('the receiver waits for a coalesced unit\'s end: part of a unit durable applies nothing inside it', () => {
+  const rc = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0 });
+  rc.handle({ type: 'up' });
+  // 1 W, 2 Skip (until 5), 3 Barrier, 4 W, 5 Barrier; 6 W, 7 Barrier (a later unit)
+  rc.handle({ type: 'records', records: [rec(1), rec(2, { skipUntil: 5 }), rec(3, { barrier: true }), rec(4), rec(5, { barrier: true })] });
+  // Only up to 3 made it to disk (the log filled part-way): barrier 3 is inside the unit.
+  const out = rc.handle({ type: 'synced', upTo: 3, asked: 5 });
+  assert.ok(!out.some((a) => a.type === 'apply'), JSON.stringify(out));
+  const more = rc.handle({ type: 'synced', upTo: 5 });
+  assert.deepEqual(more.filter((a) => a.type === 'apply'), [{ type: 'apply', fromSeq: 1, toSeq: 5 }]);
+  rc.handle({ type: 'applied', upTo: 5 });
+  rc.handle({ type: 'records', records: [rec(6), rec(7, { barrier: true })] });
+  assert.deepEqual(rc.handle({ type: 'synced', upTo: 7, asked: 7 }).filter((a) => a.type === 'apply'), [{ type: 'apply', fromSeq: 6, toSeq: 7 }]);
+});
+
+test('after a restart the receiver applies up to the last barrier no Skip reaches past, not beyond', () => {
+  // Durable: 1 W, 2 B, 3 Skip (until 9), 4 B, 5 W, 6 B — the unit ending at 9 is not all here.
+  const rc = new Receiver({ logged: 6, logDurable: 6, applied: 0, lastBarrier: 6, barriers: [2, 4, 6], skips: [{ seq: 3, until: 9 }] });
+  assert.deepEqual(rc.handle({ type: 'up' }).filter((a) => a.type === 'apply'), [{ type: 'apply', fromSeq: 1, toSeq: 2 }]);
+  rc.handle({ type: 'applied', upTo: 2 });
+  rc.handle({ type: 'records', records: [rec(7), rec(8), rec(9, { barrier: true })] });
+  assert.deepEqual(rc.handle({ type: 'synced', upTo: 9, asked: 9 }).filter((a) => a.type === 'apply'), [{ type: 'apply', fromSeq: 3, toSeq: 9 }]);
+});
