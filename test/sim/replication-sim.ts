@@ -350,7 +350,9 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   };
   const issue = (kind: 'write' | 'zeroes' | 'trim'): void => {
     const blocks = 1 + rng.int(3);
-    const block = rng.int(cfg.volumeBlocks - blocks + 1);
+    // Coalescing seeds mostly rewrite a hot set of blocks (a database's pages), so batches overlap.
+    const span = coalescing && rng.chance(0.7) ? 8 : cfg.volumeBlocks;
+    const block = rng.int(span - blocks + 1);
     for (let b = block; b < block + blocks; b++) if (busy.has(b)) return;
     for (let b = block; b < block + blocks; b++) busy.add(b);
     const gen = pgen;
