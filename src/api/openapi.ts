@@ -33,6 +33,12 @@ export function openApiDocument(version: string): Record<string, unknown> {
           responses: { 200: { description: 'rows', content: { 'application/json': { schema: { type: 'object', properties: { history: { type: 'array', items: { $ref: '#/components/schemas/HistoryRow' } } } } } } }, 404: err },
         },
       },
+      '/api/v1/stream': {
+        get: {
+          summary: 'live feed for the dashboard (server-sent events): `status` every second (the Status JSON), `events` at connect (recent events, oldest first), then `event` per new operator event; at most 32 streams, a client that falls 1 MiB behind is dropped',
+          responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, 503: err },
+        },
+      },
       '/api/v1/checkpoints': { get: { summary: 'checkpoints held on this node', responses: { 200: { description: 'checkpoints' } } } },
       '/api/v1/reload': { post: { summary: 're-read the config; link rates, schedules and weights change live', security: [{ bearer: [] }], responses: { 200: { description: '{ message }' }, 400: err, 401: err } } },
       '/api/v1/volumes/{name}/{action}': {

@@ -12,6 +12,7 @@ import { operatorEvents } from '../log/events.js';
 import type { HistoryRow } from '../journal/history.js';
 import type { NodeStatus } from './status.js';
 import { metricsRegistry } from './metrics.js';
+import { registerDashboard } from '../dashboard/dashboard.js';
 
 export interface ApiOptions {
   status: () => NodeStatus;
@@ -45,6 +46,7 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
     if (rows === null) return reply.code(404).send({ error: `no volume named ${req.params.name} with a write history on this node (the primary keeps one)` });
     return { history: rows.slice(-clampInt(req.query.minutes, 1440, 1, 43200)) };
   });
+  registerDashboard(app, { status: opts.status, log: opts.log }); // GET /, /assets/*, /api/v1/stream (docs/DASHBOARD.md)
   const metrics = metricsRegistry(opts.status);
   app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
   const tokenNow = (): string => {

@@ -13,7 +13,19 @@ const LEVELS: Record<number, OperatorEvent['level']> = { 30: 'info', 40: 'warn',
 
 export class EventLog {
   private readonly ring: OperatorEvent[] = [];
-  constructor(readonly limit = 1000) {}
+  private readonly listeners = new Set<(e: OperatorEvent) => void>();
+  /** `limit`: events kept; `maxListeners`: subscribers at once (the dashboard's streams). */
+  constructor(readonly limit = 1000, readonly maxListeners = 64) {}
+
+  /**
+   * Calls `fn` with every new event, synchronously, until the returned function is
+   * called. Null when `maxListeners` already listen. `fn` must not block; a throw is ignored.
+   */
+  subscribe(fn: (e: OperatorEvent) => void): (() => void) | null {
+    if (this.listeners.size >= this.maxListeners) return null;
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
 
   /** A pino log call's arguments: (msg) or (fields, msg). */
   record(level: number, args: unknown[]): void {
@@ -26,6 +38,13 @@ export class EventLog {
     if (typeof fields.peer === 'string') e.peer = fields.peer;
     this.ring.push(e);
     if (this.ring.length > this.limit) this.ring.shift();
+    for (const l of this.listeners) {
+      try {
+        l(e);
+      } catch {
+        // a listener's failure must not break the log call that fed it
+      }
+    }
   }
 
   /** The newest `n`, oldest first. */

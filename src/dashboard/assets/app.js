@@ -1,0 +1,108 @@
+// The dashboard page: one node's volumes and events, live from GET /api/v1/stream
+// (a status every second, operator events as they happen). No framework.
+import { clock, duration, el } from './format.js';
+import { clearNotice, savedToken, saveToken } from './actions.js';
+import { VolumeCard } from './volume.js';
+
+/** Events kept on the page (the node keeps the last 1000; GET /api/v1/events). */
+const EVENTS_SHOWN = 200;
+
+const cards = new Map();
+let lastStatus = null;
+
+function onStatus(s) {
+  lastStatus = s;
+  const t = Date.now();
+  document.getElementById('node-name').textContent = s.node;
+  document.title = `Offsite: ${s.node}`;
+  document.getElementById('node-meta').textContent = `node ${s.node}, version ${s.version}, up ${duration(s.uptimeSeconds)}`;
+  setConnection('live', `live, updated ${clock(t)}`);
+  const box = document.getElementById('volumes');
+  if (cards.size === 0) box.textContent = '';
+  const seen = new Set();
+  for (const v of s.volumes) {
+    seen.add(v.name);
+    let card = cards.get(v.name);
+    if (!card) {
+      card = new VolumeCard(v.name);
+      cards.set(v.name, card);
+      box.append(card.root);
+    }
+    card.update(v, s.node, t);
+  }
+  for (const [name, card] of cards) {
+    if (seen.has(name)) continue;
+    card.destroy();
+    cards.delete(name);
+  }
+  if (s.volumes.length === 0) box.replaceChildren(el('p', 'muted', 'This node serves no volumes.'));
+}
+
+function eventItem(e) {
+  const li = el('li', `event ${e.level}`);
+  const time = el('time', 'muted', clock(e.time));
+  time.dateTime = new Date(e.time).toISOString();
+  li.append(time, el('span', `level ${e.level}`, e.level));
+  if (e.volume) li.append(el('span', 'event-volume', e.volume));
+  li.append(el('span', 'msg', e.msg));
+  return li;
+}
+
+/** Newest first, at most EVENTS_SHOWN. */
+function addEvents(list, replace) {
+  const ol = document.getElementById('events');
+  if (replace) ol.textContent = '';
+  for (const e of list) ol.prepend(eventItem(e));
+  while (ol.childElementCount > EVENTS_SHOWN) ol.lastElementChild.remove();
+}
+
+function setConnection(state, text) {
+  const c = document.getElementById('connection');
+  c.dataset.state = state;
+  c.textContent = text;
+}
+
+function connect() {
+  const es = new EventSource('/api/v1/stream');
+  es.addEventListener('status', (m) => onStatus(JSON.parse(m.data)));
+  es.addEventListener('events', (m) => addEvents(JSON.parse(m.data), true));
+  es.addEventListener('event', (m) => addEvents([JSON.parse(m.data)], false));
+  es.addEventListener('problem', (m) => setConnection('down', JSON.parse(m.data).error));
+  es.addEventListener('error', () => {
+    // EventSource reconnects by itself (the stream asks for 2 s).
+    setConnection('down', 'not connected to the node: retrying…');
+  });
+  return es;
+}
+
+function setupToken() {
+  const input = document.getElementById('token');
+  const state = document.getElementById('token-state');
+  const show = () => {
+    state.textContent = savedToken() ? 'a token is saved in this browser' : 'no token saved: actions will be refused';
+  };
+  document.getElementById('token-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const t = input.value.trim();
+    if (!t) return;
+    saveToken(t);
+    input.value = '';
+    clearNotice();
+    show();
+  });
+  document.getElementById('token-forget').addEventListener('click', () => {
+    saveToken('');
+    input.value = '';
+    show();
+  });
+  show();
+}
+
+setupToken();
+connect();
+
+/** For tests and the curious: the last status and each chart's points. */
+window.__offsite = {
+  status: () => lastStatus,
+  series: (name) => cards.get(name)?.chart?.series() ?? null,
+};

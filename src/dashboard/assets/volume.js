@@ -1,0 +1,310 @@
+// One volume's card: what it is (role, state, link, backlog, lag, checkpoint, drill),
+// sync or verify progress, the rate chart, and the actions its role allows here.
+import { RateChart } from './chart.js';
+import { bytes, dateTime, duration, el, rate } from './format.js';
+import { confirmAction, runAction } from './actions.js';
+
+const FIELDS = [
+  ['role', 'Role'],
+  ['state', 'State'],
+  ['link', 'Link'],
+  ['backlog', 'Backlog'],
+  ['lag', 'Lag (RPO)'],
+  ['journal', 'Journal'],
+  ['epoch', 'Epoch'],
+  ['checkpoint', 'Checkpoint'],
+  ['drill', 'Drill'],
+];
+
+export class VolumeCard {
+  constructor(name) {
+    this.name = name;
+    this.role = null;
+    this.chart = null;
+    this.v = null;
+    this.node = '';
+    const id = `vol-${name.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+    this.id = id;
+    this.root = el('article', 'volume');
+    this.root.dataset.testid = `volume-${name}`;
+    this.root.setAttribute('aria-labelledby', `${id}-h`);
+    const head = el('header', 'volume-head');
+    const h = el('h3', '', name);
+    h.id = `${id}-h`;
+    this.badges = el('span', 'badges');
+    this.size = el('span', 'muted');
+    head.append(h, this.badges, this.size);
+    this.dl = el('dl', 'facts');
+    this.dd = {};
+    for (const [key, label] of FIELDS) {
+      const dt = el('dt', '', label);
+      const dd = el('dd');
+      dd.dataset.field = key;
+      dd.dataset.testid = `${key}-${name}`;
+      this.dd[key] = dd;
+      this.dl.append(dt, dd);
+    }
+    this.progress = el('div', 'progress');
+    this.progress.hidden = true;
+    this.progressLabel = el('span', 'progress-label');
+    this.progressLabel.id = `${id}-progress-label`;
+    this.progressBar = el('progress');
+    this.progressBar.setAttribute('aria-labelledby', this.progressLabel.id);
+    this.progressBar.dataset.testid = `progress-${name}`;
+    this.progressText = el('span', 'muted');
+    this.progress.append(this.progressLabel, this.progressBar, this.progressText);
+    const fig = el('figure', 'chart');
+    this.caption = el('figcaption');
+    this.plotBox = el('div', 'plot');
+    this.plotBox.dataset.testid = `chart-${name}`;
+    this.plotBox.dataset.samples = '0';
+    this.plotBox.setAttribute('role', 'img');
+    fig.append(this.caption, this.plotBox);
+    this.controls = el('div', 'controls');
+    this.controls.setAttribute('role', 'group');
+    this.controls.setAttribute('aria-label', `Actions on ${name}`);
+    this.root.append(head, this.dl, this.progress, fig, this.controls);
+  }
+
+  /** A new status of this volume (t: when it arrived, ms). */
+  update(v, node, t) {
+    this.v = v;
+    this.node = node;
+    if (v.role !== this.role) this.becomeRole(v.role);
+    this.chart.push(t, v.hostBytes, v.wireBytes);
+    this.root.dataset.role = v.role;
+    this.badges.textContent = '';
+    this.badges.append(badge(v.role, `role ${v.role}`));
+    this.badges.append(v.consistent ? badge('consistent', 'good') : badge('not consistent', 'bad'));
+    if (v.link !== 'none') this.badges.append(v.link === 'connected' ? badge('link up', 'good') : badge('link down', 'bad'));
+    if (v.paused) this.badges.append(badge('paused', 'warn'));
+    if (v.tracking === 'bitmap') this.badges.append(badge('bitmap', 'bad'));
+    this.size.textContent = bytes(v.sizeBytes);
+    const f = this.dd;
+    f.role.textContent = v.role === 'primary'
+      ? `primary: takes the host's writes here${v.peer ? `, replicates to ${v.peer}` : ''}`
+      : `secondary: replica of ${v.peer ?? 'its primary'}, read-only here`;
+    f.state.textContent = stateText(v);
+    f.link.textContent = linkText(v);
+    f.backlog.textContent = backlogText(v);
+    f.lag.textContent = v.role === 'primary'
+      ? (v.lagSeconds > 0 ? `${v.lagSeconds < 10 ? `${v.lagSeconds.toFixed(1)} s` : duration(v.lagSeconds)}: the oldest change ${v.peer ?? 'the peer'} has not acked` : '0 s: everything acked')
+      : `measured on ${v.peer ?? 'the primary'}`;
+    f.journal.textContent = v.journalCapacityBytes > 0
+      ? `${bytes(v.journalUsedBytes)} of ${bytes(v.journalCapacityBytes)} (${Math.round((100 * v.journalUsedBytes) / v.journalCapacityBytes)}%)${v.role === 'secondary' ? ', receive log' : ''}`
+      : 'none';
+    f.epoch.textContent = String(v.epoch);
+    f.checkpoint.textContent = checkpointText(v, t);
+    f.drill.textContent = v.drill ? `running: export ${v.drill.export}, ${bytes(v.drill.bytesWritten)} written` : 'none';
+    this.showProgress(v);
+    const { avg, peak } = this.chart.linkStats();
+    this.caption.textContent = v.role === 'primary'
+      ? `Host writes vs link sends, last 2 min: link average ${rate(avg)}, peak ${rate(peak)}`
+      : `Received over the link, last 2 min: average ${rate(avg)}, peak ${rate(peak)}`;
+    this.plotBox.setAttribute('aria-label', this.caption.textContent);
+    this.showControls(v);
+  }
+
+  becomeRole(role) {
+    this.role = role;
+    this.chart?.destroy();
+    this.plotBox.textContent = '';
+    this.chart = new RateChart(this.plotBox, role);
+    this.buildControls(role);
+  }
+
+  showProgress(v) {
+    const p = this.progress;
+    if (v.resyncing && v.role === 'primary') {
+      const total = Math.max(1, v.resyncTotalBytes);
+      const done = Math.min(total, Math.max(0, v.resyncTotalBytes - v.resyncLeftBytes));
+      this.progressLabel.textContent = 'Resync';
+      this.progressBar.max = total;
+      this.progressBar.value = done;
+      const eta = v.resyncRateBytesPerSecond > 0 ? `, ${rate(v.resyncRateBytesPerSecond)}, ETA ${duration(v.resyncEtaSeconds)}` : '';
+      this.progressText.textContent = `${Math.floor((100 * done) / total)}%: ${bytes(v.resyncLeftBytes)} of ${bytes(v.resyncTotalBytes)} to send${eta}`;
+      p.hidden = false;
+    } else if (v.resyncing) {
+      this.progressLabel.textContent = 'Resync';
+      this.progressBar.removeAttribute('value');
+      this.progressText.textContent = v.consistent
+        ? `receiving a resync round; the last flush-point image is served meanwhile (progress on ${v.peer})`
+        : `receiving the first sync (progress on ${v.peer})`;
+      p.hidden = false;
+    } else if (v.verify && v.verify.state === 'running') {
+      const r = v.verify;
+      this.progressLabel.textContent = 'Verify';
+      this.progressBar.max = Math.max(1, r.totalRegions);
+      this.progressBar.value = r.checkedRegions;
+      const pct = r.totalRegions > 0 ? Math.floor((100 * r.checkedRegions) / r.totalRegions) : 100;
+      this.progressText.textContent = `${pct}%: ${r.differingRegions.length} regions differ, ${rate(r.rateBytesPerSecond)}, ETA ${duration(r.etaSeconds)}`;
+      p.hidden = false;
+    } else {
+      p.hidden = true;
+    }
+  }
+
+  buildControls(role) {
+    const c = this.controls;
+    c.textContent = '';
+    this.buttons = {};
+    const btn = (key, label, onClick, cls = '') => {
+      const b = el('button', cls, label);
+      b.type = 'button';
+      b.addEventListener('click', () => this.busy(onClick));
+      this.buttons[key] = b;
+      return b;
+    };
+    if (role === 'secondary') {
+      const labelIn = input(`${this.id}-cp-label`, 'Checkpoint label', 'manual');
+      const holdIn = input(`${this.id}-cp-hold`, 'Hold for', 'until released, or 2h');
+      this.checkpointInputs = [labelIn.box, holdIn.box];
+      c.append(labelIn.box, holdIn.box,
+        btn('checkpoint', 'Create checkpoint', () => {
+          const body = {};
+          if (labelIn.input.value.trim()) body.label = labelIn.input.value.trim();
+          if (holdIn.input.value.trim()) body.hold = holdIn.input.value.trim();
+          return runAction(this.name, 'checkpoint', body);
+        }),
+        btn('release', 'Release checkpoint', () => runAction(this.name, 'checkpoint-release')),
+        btn('drillStart', 'Start drill', () => runAction(this.name, 'drill-start')),
+        btn('drillStop', 'Stop drill', () => runAction(this.name, 'drill-stop')),
+        btn('promote', `Promote ${this.name} here…`, () => this.promote(), 'danger'));
+    } else {
+      this.checkpointInputs = [];
+      c.append(
+        btn('pause', 'Pause shipping', () => runAction(this.name, 'pause')),
+        btn('resume', 'Resume shipping', () => runAction(this.name, 'resume')),
+        btn('verify', `Verify against ${this.v?.peer ?? 'the peer'}`, () => runAction(this.name, 'verify')),
+        btn('demote', `Demote ${this.name} here…`, () => this.demote(), 'danger'));
+    }
+  }
+
+  showControls(v) {
+    const b = this.buttons;
+    const replicated = v.peer !== null;
+    this.controls.hidden = !replicated;
+    if (v.role === 'secondary') {
+      const held = v.checkpoint !== null;
+      b.checkpoint.hidden = held;
+      for (const box of this.checkpointInputs) box.hidden = held;
+      b.release.hidden = !held || v.drill !== null;
+      b.drillStart.hidden = v.drill !== null;
+      b.drillStop.hidden = v.drill === null;
+    } else {
+      b.pause.hidden = v.paused;
+      b.resume.hidden = !v.paused;
+      b.verify.hidden = v.verify?.state === 'running';
+    }
+  }
+
+  /** Runs an action with this card's buttons disabled. */
+  async busy(fn) {
+    const all = Object.values(this.buttons);
+    for (const b of all) b.disabled = true;
+    this.root.setAttribute('aria-busy', 'true');
+    try {
+      await fn();
+    } finally {
+      for (const b of all) b.disabled = false;
+      this.root.removeAttribute('aria-busy');
+    }
+  }
+
+  async promote() {
+    const v = this.v;
+    const here = this.node;
+    const peer = v.peer ?? 'the primary';
+    const warnings = [];
+    if (v.link === 'connected') warnings.push(`${peer} is still connected, so ${here} will refuse: two primaries would take writes apart. Demote ${this.name} on ${peer} first, or stop that node.`);
+    if (!v.consistent) warnings.push(`The replica is not a flush-point image (${v.resyncing ? 'its first sync has not completed' : 'an apply waits to be redone'}), so ${here} will refuse.`);
+    const answer = await confirmAction({
+      title: `Promote ${this.name} on ${here}?`,
+      paragraphs: [
+        `${here} will take over ${this.name}: the replica becomes the primary, with a new generation, and export ${this.name} is served read-write here.`,
+        `${here} applies what its receive log holds durably, up to the last flush point; records received after that flush point are discarded, and a resync round in progress is rolled back to the image served before it.${v.checkpoint ? ` Checkpoint "${v.checkpoint.label}" is released${v.drill ? ' and the drill is stopped' : ''}.` : ''}`,
+        `Writes ${peer} acknowledged to its host after that flush point (whatever had not reached ${here} as part of a complete flush point) are lost: they are not in the promoted volume, and a failback discards them on ${peer}. The link to ${peer} closes.`,
+        `To fail back later, demote ${this.name} on ${peer}; it then resyncs from ${here} (a first sync by checksum: only regions that differ travel).`,
+      ],
+      warnings,
+      okLabel: `Promote ${this.name}`,
+      force: warnings.length > 0 ? 'Promote anyway (force): I accept the risks above' : null,
+    });
+    if (!answer.confirmed) return null;
+    return runAction(this.name, 'promote', answer.force ? { force: true } : {});
+  }
+
+  async demote() {
+    const v = this.v;
+    const here = this.node;
+    const peer = v.peer ?? 'the peer';
+    const answer = await confirmAction({
+      title: `Demote ${this.name} on ${here}?`,
+      paragraphs: [
+        `${here} stops being the primary of ${this.name}: new host writes are refused (EPERM), writes in flight finish, and its journal, dirty bitmap and activity log are removed. ${this.name} becomes ${peer}'s secondary, read-only here.`,
+        `The writes ${here} has that never reached ${peer} are discarded (the backlog now: ${bytes(v.backlogBytes)}). At the next link ${peer} runs a first sync by checksum; until it ends this side is not consistent.`,
+        `Do this to fail back after ${peer} was promoted, or before promoting ${peer}.`,
+      ],
+      okLabel: `Demote ${this.name}`,
+    });
+    if (!answer.confirmed) return null;
+    return runAction(this.name, 'demote');
+  }
+
+  destroy() {
+    this.chart?.destroy();
+    this.root.remove();
+  }
+}
+
+function badge(text, kind) {
+  const b = el('span', `badge ${kind}`, text);
+  return b;
+}
+
+function input(id, label, placeholder) {
+  const box = el('span', 'field');
+  const l = el('label', '', label);
+  l.htmlFor = id;
+  const i = el('input');
+  i.id = id;
+  i.type = 'text';
+  i.placeholder = placeholder;
+  i.autocomplete = 'off';
+  box.append(l, i);
+  return { box, input: i };
+}
+
+function stateText(v) {
+  const parts = [v.consistent ? 'consistent (a flush-point image)' : 'not consistent'];
+  if (v.tracking === 'journal') parts.push('tracking by journal');
+  else if (v.tracking === 'bitmap') parts.push(`tracking by bitmap: the journal overflowed, ${bytes(v.dirtyBytes)} await a resync`);
+  if (v.resyncing) parts.push('resync round open');
+  if (v.paused) parts.push('shipping paused by the operator');
+  if (v.verify && v.verify.state !== 'running') parts.push(`last verify ${v.verify.state}: ${v.verify.message}`);
+  return parts.join('; ');
+}
+
+function linkText(v) {
+  if (v.link === 'none') return 'not replicated (no peer)';
+  const cap = v.linkRateBytesPerSecond ? `, rate cap ${rate(v.linkRateBytesPerSecond)}` : ', no rate cap';
+  return v.link === 'connected' ? `up to ${v.peer}${cap}` : `down: ${v.peer} not connected${cap}`;
+}
+
+function backlogText(v) {
+  if (v.role === 'secondary') return `${bytes(v.backlogBytes)} (${records(v.backlogRecords)}) in the receive log, not yet applied`;
+  if (v.tracking === 'bitmap') return `${bytes(v.backlogBytes)} of dirty regions to resync`;
+  return `${bytes(v.backlogBytes)} (${records(v.backlogRecords)}) not yet acked by ${v.peer ?? 'the peer'}`;
+}
+
+function records(n) {
+  return n === 1 ? '1 record' : `${n} records`;
+}
+
+function checkpointText(v, now) {
+  const c = v.checkpoint;
+  if (!c) return v.role === 'primary' ? `none here (checkpoints are taken on ${v.peer ?? 'the secondary'})` : 'none';
+  const age = duration((now - c.createdAt) / 1000);
+  const hold = c.holdUntil ? `held until ${dateTime(c.holdUntil)} (${duration((c.holdUntil - now) / 1000)} left)` : 'held until released';
+  return `"${c.label}" taken ${dateTime(c.createdAt)} (${age} ago), ${hold}; export ${c.export}`;
+}

@@ -1,0 +1,182 @@
+// The web dashboard in headless Chromium (Debian's /usr/bin/chromium through
+// playwright-core; no browser is ever downloaded): the page of each node loads with
+// no console error and no failed request, shows db with its role, charts the host's
+// write rate live while writes flow, creates a checkpoint with the token, asks before
+// a promote (and Cancel changes nothing), and says plainly when the token is missing.
+// Screenshots go to test-artifacts/dashboard-*.png.
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { statusOf, type TestDaemon } from '../helpers/daemon.js';
+import { startPair } from '../helpers/pair.js';
+import { must, sleep } from '../helpers/run.js';
+
+const ARTIFACTS = new URL('../../../test-artifacts/', import.meta.url).pathname;
+
+function launch(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+/** Console errors, page errors, failed requests and HTTP errors seen by a page. */
+function watch(page: Page): string[] {
+  const problems: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('requestfailed', (r) => problems.push(`request failed: ${r.method()} ${r.url()}: ${r.failure()?.errorText ?? ''}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.request().method()} ${r.url()}`);
+  });
+  return problems;
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: path.join(ARTIFACTS, `dashboard-${name}.png`), fullPage: true });
+}
+
+const url = (d: TestDaemon): string => `http://127.0.0.1:${d.apiPort}/`;
+
+async function roleOf(d: TestDaemon): Promise<string> {
+  return ((await statusOf(d)).volumes[0] as unknown as { role: string }).role;
+}
+
+test('dashboard: live status and chart, checkpoint with the token, promote asks first, 401 said plainly', async () => {
+  const p = await startPair({ size: '32MiB' });
+  let browser: Browser | null = null;
+  let writing = true;
+  let writer: Promise<void> = Promise.resolve();
+  try {
+    browser = await launch();
+    await p.drained();
+    const token = fs.readFileSync(path.join(p.b.dir, 'state', 'api.token'), 'utf8').trim();
+
+    // The page and its files are the daemon's own, under a self-only CSP.
+    const res = await fetch(url(p.a));
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/html/);
+    const csp = res.headers.get('content-security-policy') ?? '';
+    assert.match(csp, /default-src 'none'/);
+    assert.match(csp, /script-src 'self'/);
+    assert.match(csp, /connect-src 'self'/);
+    const html = await res.text();
+    assert.doesNotMatch(html, /https?:\/\//, 'nothing is loaded from elsewhere');
+    assert.equal((await fetch(`${url(p.a)}assets/uPlot.iife.min.js`)).status, 200);
+    assert.equal((await fetch(`${url(p.a)}assets/nope.js`)).status, 404);
+
+    // The stream: a status at once, the same JSON as GET /api/v1/status.
+    const ac = new AbortController();
+    const stream = await fetch(`${url(p.a)}api/v1/stream`, { signal: ac.signal });
+    assert.match(stream.headers.get('content-type') ?? '', /^text\/event-stream/);
+    const reader = stream.body!.getReader();
+    let text = '';
+    while (!/event: status\ndata: .*\n\n/.test(text)) text += new TextDecoder().decode((await reader.read()).value);
+    const first = JSON.parse(/event: status\ndata: (.*)\n\n/.exec(text)![1]!) as { node: string; volumes: Array<{ name: string; role: string }> };
+    assert.equal(first.node, 'site-a');
+    assert.deepEqual(first.volumes.map((v) => [v.name, v.role]), [['db', 'primary']]);
+    ac.abort();
+
+    // site-a: db as primary, and the chart moves while the host writes.
+    const ctxA = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+    const pageA = await ctxA.newPage();
+    const problemsA = watch(pageA);
+    await pageA.goto(url(p.a));
+    await pageA.getByTestId('node-name').filter({ hasText: 'site-a' }).waitFor();
+    const volA = pageA.getByTestId('volume-db');
+    await volA.getByRole('heading', { name: 'db' }).waitFor();
+    await pageA.getByTestId('role-db').filter({ hasText: /^primary/ }).waitFor();
+    await pageA.getByTestId('connection').filter({ hasText: /^live/ }).waitFor();
+    // A pattern (compresses to nothing on the link) and random data (does not), in turn.
+    const random = path.join(p.a.dir, 'random-8M.bin');
+    fs.writeFileSync(random, crypto.randomBytes(8 << 20));
+    writer = (async () => {
+      for (let i = 0; writing; i++) await must('qemu-io', ['-f', 'raw', '-c', i % 2 === 0 ? 'write -P 0x5a 0 8M' : `write -s ${random} 8M 8M`, '-c', 'flush', p.a.uri('db')]);
+    })();
+    await pageA.waitForFunction(() => {
+      const s = (globalThis as unknown as { __offsite?: { series(n: string): { host: Array<number | null>; link: number[] } | null } }).__offsite?.series('db');
+      return Boolean(s && s.host.some((x) => (x ?? 0) > 0) && s.link.some((x) => x > 0));
+    }, null, { timeout: 90_000, polling: 250 });
+    const samples = Number(await pageA.getByTestId('chart-db').getAttribute('data-samples'));
+    assert.ok(samples > 0, `data-samples ${samples}`);
+    assert.ok(Number(await pageA.getByTestId('chart-db').getAttribute('data-link-peak')) > 0, 'the link peak line is drawn');
+    assert.equal(await pageA.locator('[data-testid="chart-db"] canvas').count(), 1, 'uPlot drew the chart');
+    await sleep(4000); // a few more points for the screenshot
+    writing = false;
+    await writer;
+    await shot(pageA, 'primary');
+    assert.deepEqual(problemsA, [], 'site-a page: no console error, no failed request');
+
+    // site-b: db as secondary; enter the token once, take a checkpoint from the page.
+    await p.drained();
+    const ctxB = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+    const pageB = await ctxB.newPage();
+    const problemsB = watch(pageB);
+    await pageB.goto(url(p.b));
+    await pageB.getByTestId('role-db').filter({ hasText: /^secondary/ }).waitFor();
+    await pageB.getByLabel('API token').fill(token);
+    await pageB.getByRole('button', { name: 'Save token' }).click();
+    await pageB.getByTestId('token-state').filter({ hasText: 'a token is saved' }).waitFor();
+    await pageB.getByLabel('Checkpoint label').fill('dash');
+    await pageB.getByRole('button', { name: 'Create checkpoint' }).click();
+    await pageB.getByRole('alert').filter({ hasText: 'checkpoint "dash" of db held' }).waitFor();
+    await pageB.getByTestId('checkpoint-db').filter({ hasText: '"dash"' }).waitFor();
+    await pageB.getByRole('button', { name: 'Release checkpoint' }).waitFor();
+    const list = (await (await fetch(`${url(p.b)}api/v1/checkpoints`)).json()) as { checkpoints: Array<{ volume: string; label: string }> };
+    assert.deepEqual(list.checkpoints.map((c) => [c.volume, c.label]), [['db', 'dash']]);
+    await pageB.getByTestId('events').filter({ hasText: 'checkpoint "dash" held' }).waitFor();
+    await shot(pageB, 'secondary-checkpoint');
+
+    // Promote asks first, in plain words; Cancel does nothing.
+    await pageB.getByRole('button', { name: 'Promote db here…' }).click();
+    const dialog = pageB.getByRole('dialog');
+    await dialog.waitFor();
+    const said = await dialog.textContent();
+    assert.match(said ?? '', /site-b will take over db/);
+    assert.match(said ?? '', /records received after that flush point are discarded/);
+    assert.match(said ?? '', /site-a is still connected/);
+    await shot(pageB, 'promote-confirm');
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    await sleep(1500);
+    assert.equal(await roleOf(p.b), 'secondary', 'cancelled: still secondary');
+    assert.equal(await roleOf(p.a), 'primary');
+    assert.match((await pageB.getByTestId('role-db').textContent()) ?? '', /^secondary/);
+    assert.deepEqual(problemsB, [], 'site-b page: no console error, no failed request');
+
+    // A browser without the token: the 401 is said plainly and nothing changes.
+    const ctxC = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const pageC = await ctxC.newPage();
+    const problemsC = watch(pageC);
+    await pageC.goto(url(p.b));
+    await pageC.getByTestId('token-state').filter({ hasText: 'no token saved' }).waitFor();
+    await pageC.getByRole('button', { name: 'Release checkpoint' }).click();
+    const alert = pageC.getByRole('alert');
+    await alert.filter({ hasText: /Not authorized/ }).waitFor();
+    assert.match((await alert.textContent()) ?? '', /offsite token -c/);
+    await shot(pageC, 'unauthorized');
+    const held = (await (await fetch(`${url(p.b)}api/v1/checkpoints`)).json()) as { checkpoints: unknown[] };
+    assert.equal(held.checkpoints.length, 1, 'the refused release changed nothing');
+    // The only problems are the refusal itself (the 401 response and Chromium's console line for it).
+    assert.ok(problemsC.length > 0 && problemsC.every((x) => /401/.test(x)), problemsC.join('\n'));
+
+    // The daemons stop with dashboards still open (the streams do not hold the API's close).
+    let timer: NodeJS.Timeout | undefined;
+    const hung = new Promise<string>((resolve) => (timer = setTimeout(() => resolve('hung'), 30_000)));
+    const stopped = await Promise.race([p.a.stop().then(() => p.b.stop()).then(() => 'stopped'), hung]);
+    clearTimeout(timer);
+    assert.equal(stopped, 'stopped', `a daemon did not stop while a dashboard was open:\n${p.a.log.slice(-1500)}\n${p.b.log.slice(-1500)}`);
+  } finally {
+    writing = false;
+    await writer.catch(() => undefined);
+    await browser?.close();
+    await p.stop();
+  }
+});
