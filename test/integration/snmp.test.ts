@@ -44,7 +44,7 @@ const snmpKeys = (port: number, traps = ''): string => `snmp:
   listen: 127.0.0.1:${port}
   community: ${COMMUNITY}
   users:
-    - { name: ${USER.name}, authProtocol: sha, authKey: "${USER.auth}", privProtocol: aes, privKey: "${USER.priv}" }
+    - { name: ${USER.name}, auth_protocol: sha, auth_key: "${USER.auth}", priv_protocol: aes, priv_key: "${USER.priv}" }
 ${traps}`;
 
 /** `snmpwalk -OQUet`: name = value, enums as numbers, no units, timeticks raw. */
