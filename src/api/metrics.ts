@@ -48,6 +48,11 @@ export function metricsRegistry(status: () => NodeStatus): Registry {
   counter('offsite_volume_host_bytes_total', 'Bytes the host wrote (primary) or the receive log took (secondary), since the daemon started.', (v) => v.hostBytes);
   counter('offsite_volume_wire_bytes_total', 'Bytes of record frames sent to the peer, since the daemon started.', (v) => v.wireBytes);
   counter('offsite_volume_resync_bytes_total', 'Data bytes resync rounds sent, since the daemon started.', (v) => v.resyncBytes);
+  counter('offsite_volume_record_bytes_total', 'Journal record bytes shipped to the peer (before compression, after coalescing), since the daemon started.', (v) => v.shipping?.recordBytes ?? 0);
+  counter('offsite_volume_coalesced_bytes_total', 'Payload bytes coalescing kept off the link (records a later one covered), since the daemon started.', (v) => v.shipping?.coalescedBytes ?? 0);
+  counter('offsite_volume_zero_bytes_total', 'Bytes of all-zero writes sent as 56-byte Zeroes records, since the daemon started.', (v) => v.shipping?.zeroBytes ?? 0);
+  gauge('offsite_volume_link_rtt_seconds', 'The link\'s round trip from heartbeat echoes, smoothed (0: not measured yet).', (v) => (v.shipping?.rttMs ?? 0) / 1000);
+  gauge('offsite_volume_drain_seconds', 'Time the backlog takes to drain at the current rates (-1: not draining).', (v) => (v.shipping ? v.shipping.drainSeconds ?? -1 : 0));
   counter('offsite_volume_overflows_total', 'Times the journal overflowed into the dirty bitmap, since the daemon started.', (v) => v.overflows);
   return registry;
 }
