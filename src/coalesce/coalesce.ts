@@ -5,7 +5,7 @@
 // replica is never brought to a barrier before it, so every image it exposes is
 // still a primary flush-point image (DESIGN.md invariant 3), only fewer of them.
 // Pure: the same function runs in the daemon and in the simulation.
-import { FLAG_RESYNC, FLAG_ROUND_END, RecordKind, type JournalRecord } from '../journal/record.js';
+import { FLAG_RESYNC, FLAG_ROUND_END, RecordKind, type JournalRecord, type RecordHeader } from '../journal/record.js';
 
 export interface Coalesced {
   records: JournalRecord[];
@@ -14,36 +14,62 @@ export interface Coalesced {
   skippedBytes: number;
 }
 
-export function coalesce(records: JournalRecord[]): Coalesced {
+/** A coalesced unit: its records from `from` to the barrier `until`, and those a later one covers. */
+export interface UnitPlan {
+  from: number;
+  until: number;
+  skip: Set<number>;
+}
+
+/**
+ * Plans a unit over records (headers are enough) in seq order: it ends at the last
+ * barrier before any resync record or round end, and holds at least two epochs; the
+ * records a later record of the unit covers whole are skipped. Null: nothing to merge.
+ */
+export function planUnit(headers: readonly RecordHeader[]): UnitPlan | null {
   let last = -1;
   let barriers = 0;
-  for (let i = 0; i < records.length; i++) {
-    const r = records[i]!;
+  for (let i = 0; i < headers.length; i++) {
+    const r = headers[i]!;
     // A resync round's records and its end stay as they are (the round has its own unit).
-    if ((r.flags & (FLAG_RESYNC | FLAG_ROUND_END)) !== 0 || r.kind === RecordKind.Skip) return { records, skipped: 0, skippedBytes: 0 };
+    if ((r.flags & (FLAG_RESYNC | FLAG_ROUND_END)) !== 0 || r.kind === RecordKind.Skip) break;
     if (r.kind === RecordKind.Barrier) {
       last = i;
       barriers++;
     }
   }
-  if (barriers < 2) return { records, skipped: 0, skippedBytes: 0 };
-  const until = records[last]!.seq;
+  if (barriers < 2) return null;
   const covered = new Cover();
-  const out = records.slice();
+  const skip = new Set<number>();
+  for (let i = last - 1; i >= 0; i--) {
+    const r = headers[i]!;
+    if (r.kind === RecordKind.Barrier || r.length === 0) continue;
+    if (covered.covers(r.offset, r.offset + r.length)) skip.add(r.seq);
+    else covered.add(r.offset, r.offset + r.length);
+  }
+  return { from: headers[0]!.seq, until: headers[last]!.seq, skip };
+}
+
+/** The batch's records with the plan's skipped ones as Skip records naming the unit's end. */
+export function applyPlan(records: JournalRecord[], plan: UnitPlan | null): Coalesced {
+  if (!plan) return { records, skipped: 0, skippedBytes: 0 };
   let skipped = 0;
   let skippedBytes = 0;
-  for (let i = last - 1; i >= 0; i--) {
-    const r = records[i]!;
-    if (r.kind === RecordKind.Barrier || r.length === 0) continue;
-    if (covered.covers(r.offset, r.offset + r.length)) {
-      out[i] = { kind: RecordKind.Skip, flags: 0, seq: r.seq, epoch: r.epoch, offset: until, length: 0, time: r.time, payload: Buffer.alloc(0) };
-      skipped++;
-      skippedBytes += r.payload.length;
-      continue;
-    }
-    covered.add(r.offset, r.offset + r.length);
-  }
+  const out = records.map((r) => {
+    if (!plan.skip.has(r.seq)) return r;
+    skipped++;
+    skippedBytes += r.payload.length;
+    return { kind: RecordKind.Skip, flags: 0, seq: r.seq, epoch: r.epoch, offset: plan.until, length: 0, time: r.time, payload: Buffer.alloc(0) };
+  });
   return { records: skipped > 0 ? out : records, skipped, skippedBytes };
+}
+
+/** Coalesces one batch on its own (its last barrier ends the unit). */
+export function coalesce(records: JournalRecord[]): Coalesced {
+  const plan = planUnit(records);
+  // (A batch that a resync record cuts short is left as it is.)
+  if (plan && records.some((r) => (r.flags & (FLAG_RESYNC | FLAG_ROUND_END)) !== 0)) return { records, skipped: 0, skippedBytes: 0 };
+  return applyPlan(records, plan);
 }
 
 /** Byte ranges [start, end) of the volume, merged and in order. */

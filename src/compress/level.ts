@@ -4,7 +4,7 @@
 //   link busy (data waiting for the link) and workers mostly idle  -> one level up
 //   workers busy (compression is the bottleneck)                   -> two levels down
 //   link idle (it takes all we give it)                            -> back toward the start level
-//   (level 0 sends raw: on a link faster than the compressor, compressing only slows it)
+//     (from above: less CPU; from below, once the workers are calm: fewer bytes)
 //
 // Bounded to AUTO_MIN_LEVEL..AUTO_MAX_LEVEL: above 12, zstd spends several times the
 // CPU for a few percent.
@@ -29,6 +29,7 @@ export class LevelController {
     if (this.workersBusy > 0.75) this.level = Math.max(AUTO_MIN_LEVEL, this.level - 2);
     else if (this.linkBusy > 0.8 && this.workersBusy < 0.4) this.level = Math.min(AUTO_MAX_LEVEL, this.level + 1);
     else if (this.linkBusy < 0.2 && this.level > AUTO_START_LEVEL) this.level--;
+    else if (this.linkBusy < 0.2 && this.workersBusy < 0.3 && this.level < AUTO_START_LEVEL) this.level++;
     return this.level;
   }
 }

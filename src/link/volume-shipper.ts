@@ -4,10 +4,10 @@
 // and passes the session in, so the seeded simulation runs this very code.
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
-import { RECORD_HEADER_SIZE, type JournalRecord } from '../journal/record.js';
+import { RECORD_HEADER_SIZE, type JournalRecord, type RecordHeader } from '../journal/record.js';
 import { formatBytes } from '../config/units.js';
 import { encodeRecordsFrame } from './records-frame.js';
-import { coalesce } from '../coalesce/coalesce.js';
+import { applyPlan, coalesce, planUnit, type UnitPlan } from '../coalesce/coalesce.js';
 import { MAX_HASH_REGIONS, MAX_HASH_REGION_SIZE, encodeHashRequest, encodeResync } from './frame.js';
 import { Shipper, type ShipperAction, type ShipperEvent } from './shipper.js';
 
@@ -32,6 +32,8 @@ export interface VolumeShipperOptions {
   selfSyncMs: number;
   /** Coalesce batches that span several epochs (src/coalesce); read at every batch. */
   coalesce?: () => boolean;
+  /** Most journal bytes one coalesced unit plans over when far behind (default COALESCE_SCOPE). */
+  coalesceScopeBytes?: number;
   now: () => number;
 }
 
@@ -50,6 +52,9 @@ export interface VerifyRun {
   /** The batch out: its first region, our hashes, the lock on its regions, when asked. */
   asked: { first: number; hashes: Buffer[]; unlock: () => void; at: number } | null;
 }
+
+/** Far behind, a coalesced unit plans over at most this much of the backlog. */
+export const COALESCE_SCOPE = 256 << 20;
 
 /** A verify batch holds host writes to its regions: the peer has this long to answer. */
 const VERIFY_REPLY_MS = 30_000;
@@ -495,15 +500,50 @@ export class VolumeShipper {
    * A batch spanning several epochs (the link is behind) goes coalesced, unless a
    * resync round is open or the batch is more than the peer takes as one unit.
    */
-  private coalesced(records: JournalRecord[]): JournalRecord[] {
+  private coalesced(records: JournalRecord[], plan: UnitPlan | null): JournalRecord[] {
     if (!this.opts.coalesce?.() || this.jv.roundStart) return records;
-    let bytes = 0;
-    for (const r of records) bytes += RECORD_HEADER_SIZE + r.payload.length;
-    if (bytes > this.jv.maxEpochBytes) return records;
-    const c = coalesce(records);
+    let c;
+    if (plan) c = applyPlan(records, plan);
+    else {
+      let bytes = 0;
+      for (const r of records) bytes += RECORD_HEADER_SIZE + r.payload.length;
+      if (bytes > this.jv.maxEpochBytes) return records;
+      c = coalesce(records);
+    }
     this.coalescedRecords += c.skipped;
     this.coalescedBytes += c.skippedBytes;
     return c.records;
+  }
+
+  /** The unit the batch at `fromSeq` belongs to, planned over the backlog ahead (null: per batch). */
+  private plan: UnitPlan | null = null;
+
+  /**
+   * Far behind (the backlog ahead holds several batches), the shipper plans one unit
+   * over up to COALESCE_SCOPE bytes of it (and at most half what the peer takes as a
+   * unit), reading the records once for their headers: a range rewritten anywhere in
+   * the unit travels once. Each batch of the unit then goes with the plan's Skips.
+   */
+  private async unitFor(fromSeq: number, limitSeq: number): Promise<UnitPlan | null> {
+    if (!this.opts.coalesce?.() || this.jv.roundStart) return null;
+    if (this.plan && fromSeq >= this.plan.from && fromSeq <= this.plan.until) return this.plan;
+    this.plan = null;
+    const j = this.jv.journal;
+    const scope = Math.min(this.opts.coalesceScopeBytes ?? COALESCE_SCOPE, Math.floor(this.jv.maxEpochBytes / 2));
+    if (j.backlogBytes < 3 * this.opts.batchBytes || scope < 2 * this.opts.batchBytes) return null;
+    const headers: RecordHeader[] = [];
+    let bytes = 0;
+    for (let seq = fromSeq; bytes < scope && seq <= limitSeq;) {
+      const batch = await j.read(seq, Math.min(this.opts.batchBytes, scope - bytes), limitSeq);
+      if (batch.length === 0) break;
+      for (const r of batch) {
+        headers.push({ kind: r.kind, flags: r.flags, seq: r.seq, epoch: r.epoch, offset: r.offset, length: r.length, time: r.time });
+        bytes += RECORD_HEADER_SIZE + r.payload.length;
+      }
+      seq = batch[batch.length - 1]!.seq + 1;
+    }
+    this.plan = headers.length > 0 ? planUnit(headers) : null;
+    return this.plan;
   }
 
   private sendRecords(s: ShipperSession, records: JournalRecord[], run: number): void {
@@ -531,9 +571,10 @@ export class VolumeShipper {
       if (a.type === 'read') {
         const s = this.session;
         const run = this.runs;
-        this.jv.journal.read(a.fromSeq, a.maxBytes, a.limitSeq).then((records) => {
+        const planned = this.unitFor(a.fromSeq, a.limitSeq).catch(() => null);
+        Promise.all([planned, this.jv.journal.read(a.fromSeq, a.maxBytes, a.limitSeq)]).then(([plan, records]) => {
           if (s !== this.session || !s || this.paused || this.heldByPeer || run !== this.runs) return;
-          if (records.length > 0) this.sendRecords(s, this.coalesced(records), run);
+          if (records.length > 0) this.sendRecords(s, this.coalesced(records, plan), run);
           this.run(this.handle({ type: 'read', records: records.map((r) => ({ seq: r.seq, size: r.payload.length + RECORD_HEADER_SIZE })) }));
         }, (e: Error) => s?.close(`reading the journal of ${this.name}: ${e.message}`));
       } else if (a.type === 'release') {

@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import { statusOf, type TestDaemon } from '../helpers/daemon.js';
 import { startPair } from '../helpers/pair.js';
 import { must, run, sleep } from '../helpers/run.js';
+import { cli } from '../helpers/cli.js';
 
 interface Shipping { compression: string; level: number | null; recordBytes: number; zeroBytes: number; compressedInBytes: number; compressedOutBytes: number; compressionRatio: number }
 interface V { wireBytes: number; shipping: Shipping | null }
@@ -116,6 +117,35 @@ test('coalescing: an overwrite-heavy workload with flushes over a slow link send
     assert.ok(v1.shipping.coalescedBytes > host / 2, `coalesced ${v1.shipping.coalescedBytes} of ${host}`);
     assert.ok(wire < host / 2, `wire ${wire} for ${host} written`);
     console.log(`# ${host} bytes written, ${wire} on the wire, ${v1.shipping.coalescedRecords} records coalesced`);
+  } finally {
+    await p.stop();
+  }
+});
+
+test('coalescing far behind: ranges rewritten several batches apart travel once', async () => {
+  const p = await startPair({ size: '64MiB', peerKeysA: 'compression: off' });
+  try {
+    await p.drained();
+    const v0 = (await statusOf(p.a)).volumes[0] as unknown as V & { hostBytes: number };
+    // Shipping paused: the backlog builds. Four passes over the same 8 MiB (two batches
+    // apart and more), each pass flushed: per batch, no record is covered.
+    assert.equal((await cli(p.a, 'pause', 'db')).code, 0);
+    const cmds: string[] = [];
+    for (let pass = 0; pass < 4; pass++) {
+      for (let m = 0; m < 8; m++) cmds.push('-c', `write -P ${1 + pass * 8 + m} ${m}M 1M`);
+      cmds.push('-c', 'flush');
+    }
+    await must('qemu-io', ['-f', 'raw', '-t', 'writeback', ...cmds, p.a.uri('db')]);
+    assert.equal((await cli(p.a, 'resume', 'db')).code, 0);
+    await p.drained(120_000);
+    await identical(p.a.uri('db'), p.b.uri('db'));
+    const v1 = (await statusOf(p.a)).volumes[0] as unknown as V & { hostBytes: number; shipping: Shipping & { coalescedBytes: number } };
+    const host = v1.hostBytes - v0.hostBytes;
+    const wire = v1.wireBytes - v0.wireBytes;
+    assert.equal(host, 32 << 20);
+    // Three of the four passes stay home.
+    assert.ok(v1.shipping.coalescedBytes >= 24 << 20, `coalesced ${v1.shipping.coalescedBytes}`);
+    assert.ok(wire < 10 << 20, `wire ${wire} for ${host} written`);
   } finally {
     await p.stop();
   }

@@ -178,6 +178,8 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     shipper = new VolumeShipper(VOLUME, jv, log, { windowBytes, batchBytes: Math.max(4096, windowBytes / 4), selfSyncMs: 3 * STEP_MS, now: () => clock, coalesce: () => coalescing });
   };
 
+  let tornApply: string | null = null;
+
   // --- the secondary ----------------------------------------------------------
   const openSecondary = async (): Promise<void> => {
     const traceReceiver = (): void => {
@@ -197,6 +199,20 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     const ssstoreF = fence(ssstore, alive);
     replica = await settle(Replica.open(sdiskF, () => new Journal({ store: sjstoreF, capacity: receiveCapacity, segmentSize: 8 * 1024, now: () => clock, prefixOnly: true }), log, { roundStore: ssstoreF, regionSize: BLOCK * (1 << rng.int(3)) }));
     traceReceiver();
+    // Invariant 3 at every apply: the replica brought to a barrier is the primary's image
+    // there (a coalesced unit applied in part would miss the records it skipped).
+    {
+      const rc = replica.receiver;
+      const h = rc.handle.bind(rc);
+      rc.handle = (e) => {
+        if (e.type === 'applied' && !replica.round && life === slife) {
+          const want = imageAt.get(e.upTo);
+          // (Said at the next step: a throw here would only stop the replica's apply chain.)
+          if (want !== undefined && hash(sdisk.file.current) !== want) tornApply ??= `the replica was brought to record ${e.upTo}, but its image is not the primary's flush-point image there`;
+        }
+        return h(e);
+      };
+    }
     // Invariant 3 after recovery: exactly the image at the applied barrier.
     const applied = replica.receiver.applied;
     const want = imageAt.get(applied);
@@ -463,6 +479,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
   await openSecondary();
 
   for (step = 0; step < cfg.steps; step++) {
+    if (tornApply) fail(tornApply);
     clock += STEP_MS;
     shipper.tick();
     const r = rng.next();
@@ -524,6 +541,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     // (The host keeps writing while a checkpoint is held: the backlog grows.)
     if (replica.checkpoint && i % 5 === 0) issue('write');
   }
+  if (tornApply) fail(tornApply);
   if (canConverge) {
     if (!settled()) {
       const rc = replica.receiver;

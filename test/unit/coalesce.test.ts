@@ -4,7 +4,7 @@
 // of the unit is durable or after a restart.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Cover, coalesce } from '../../src/coalesce/coalesce.js';
+import { Cover, applyPlan, coalesce, planUnit } from '../../src/coalesce/coalesce.js';
 import { FLAG_RESYNC, RecordKind, type JournalRecord } from '../../src/journal/record.js';
 import { Receiver } from '../../src/secondary/receiver.js';
 
@@ -124,4 +124,35 @@ test('after a restart the receiver applies up to the last barrier no Skip reache
   rc.handle({ type: 'applied', upTo: 2 });
   rc.handle({ type: 'records', records: [rec(7), rec(8), rec(9, { barrier: true })] });
   assert.deepEqual(rc.handle({ type: 'synced', upTo: 9, asked: 9 }).filter((a) => a.type === 'apply'), [{ type: 'apply', fromSeq: 3, toSeq: 9 }]);
+});
+
+test('a unit planned over the backlog ahead: a range rewritten batches later travels once', () => {
+  seq = 0;
+  // Three "batches" of the backlog: each rewrites the same 4 ranges, then flushes.
+  const all: JournalRecord[] = [];
+  for (let round = 0; round < 3; round++) {
+    for (let k = 0; k < 4; k++) all.push(W(k * 8192, 8192, round * 10 + k + 1));
+    all.push(B());
+  }
+  const plan = planUnit(all)!;
+  assert.equal(plan.from, 1);
+  assert.equal(plan.until, 15);
+  assert.deepEqual([...plan.skip].sort((a, b) => a - b), [1, 2, 3, 4, 6, 7, 8, 9]);
+  // The first batch alone (records 1..5) holds one barrier: on its own nothing would be
+  // skipped; with the plan its writes go as Skips naming barrier 15.
+  const first = applyPlan(all.slice(0, 5), plan);
+  assert.equal(kinds(first.records), 'SSSSB');
+  assert.ok(first.records.slice(0, 4).every((r) => r.offset === 15));
+  assert.equal(first.skippedBytes, 4 * 8192);
+  assert.equal(kinds(coalesce(all.slice(0, 5)).records), 'WWWWB');
+  // The image at the unit's end is the same.
+  const want = Buffer.alloc(4 * 8192);
+  const got = Buffer.alloc(want.length);
+  apply(want, all, 15);
+  apply(got, applyPlan(all, plan).records, 15);
+  assert.ok(want.equals(got));
+  // A resync record cuts the plan short: the unit ends at the last barrier before it.
+  seq = 0;
+  const cut = [W(0, 512), B(), W(0, 512), B(), { ...W(0, 512), flags: FLAG_RESYNC }, B()];
+  assert.equal(planUnit(cut)!.until, 4);
 });
