@@ -352,35 +352,32 @@ Offsite's figures are the primary's \`wireBytes\` (record frames and control fra
 before TLS) from \`offsite resume\` until the pair drained; each row replays the same
 paused journal on a copy of the pair, and after each the replica was identical to the
 primary (qemu-img compare; e2fsck clean). The backlog was whole when shipping resumed,
-so the shipper read full batches of up to 4 MiB: that is what a thin link that is
-behind sees. A link that keeps up ships smaller batches, as the host writes them, and
-zstd gains less on them.
+so the shipper read batches of up to 4 MiB and coalesced units far behind: that is
+what a thin link that is behind sees. A link that keeps up ships smaller batches, as
+the host writes them: zstd gains less on them, and there is nothing to coalesce.
 
 The target of issue 5 is Offsite ≤ 0.70× the zstd-64K row. ${verdict(z3, 'With zstd:3 Offsite')};
 ${verdict(thin, 'with auto on the 16 Mbit/s link it')}; ${verdict(auto, 'with auto on loopback it')}.
 
-- Compression is not where the gap is. Offsite with zstd:3 sends what zstd -3 makes of
-  the same payloads in 4 MiB chunks (${mb(z3.wire)} against ${mb(z4m)}): batches of 4 MiB
-  instead of 64 KiB are worth ${pct(1 - z4m / z64)}, one stream over everything no more (${mb(zWhole)}), and
-  level 12 little (${mb(z4m12)}): 256 MiB of the payloads are fio's, half random and half
-  zeros, the same at any level.
-- The gap is overwrites. Of the ${mb(writeBytes)} the host wrote, ${mb(work.include + work.libs.bytes + work.bins.bytes)} are the copied files, 256 MiB
-  fio's pages and the rest ext4's metadata and its jbd2 journal; but the writes cover only
+- Compression: zstd over Offsite's 4 MiB batches gains what zstd -3 in 4 MiB chunks gains
+  over 64 KiB ones (${mb(z4m)} against ${mb(z64)}: ${pct(1 - z4m / z64)}); one stream over
+  everything no more (${mb(zWhole)}), and level 12 little (${mb(z4m12)}): 256 MiB of the payloads
+  are fio's, half random and half zeros, the same at any level.
+- Coalescing: of the ${mb(writeBytes)} the host wrote, ${mb(work.include + work.libs.bytes + work.bins.bytes)} are the copied files, 256 MiB
+  fio's pages and the rest ext4's metadata and its jbd2 journal; the writes cover only
   ${mb(distinctWritten)}: fio rewrites each page of its 64 MiB file about four times, each
-  fsync its own epoch, and Offsite ships every epoch. Coalescing the whole backlog would
-  reach ${x(zCoalesced)}${z3.shipping.coalescedBytes === undefined ? ' (issue 5 item 2, not built)' : `. Offsite's coalescing, within one 4 MiB batch, removed
-  ${kb(z3.shipping.coalescedBytes)} here: a record stays home only when later records of its batch cover all of
-  it, fio rewrites a page on average once per 64 MiB of its writes (16 batches apart), and
-  ext4 writes neighbouring dirty pages together, which a later 8 KiB rewrite covers in part`}.
-  rsync -z (${x(rsZ.bytes)}) sends only the final state too, with block matching and one zlib
-  stream, at the price of reading both images end to end and of no consistent point
-  on the way.
-- \`auto\` on loopback saw levels ${auto.levels.join(', ')} (${mb(auto.shipping.compressedInBytes)} of the records went through zstd). It
-  steps two levels down whenever its workers are busy three quarters of the time, down
-  to 0 (raw, its choice for a link faster than the compressor), and on this two-core
-  machine, which both daemons share, that changes from run to run: this row ranged from
-  0.94× to 1.90× over five runs while the bench was written. On the capped link, where
-  data waits, it saw levels ${thin.levels.join(', ')} (one step a second).
+  fsync its own epoch. Far behind, Offsite plans each unit over up to 256 MiB of the
+  backlog and sends a record a later one of the unit covers as a 56-byte Skip: with
+  zstd:3 ${kb(z3.shipping.coalescedBytes ?? 0)} of payload stayed home. Coalescing the whole
+  backlog as one unit would reach ${x(zCoalesced)}; Offsite's units are smaller (the peer must
+  hold one whole, and the replica moves on unit by unit), so a page rewritten in two
+  units travels twice. rsync -z (${x(rsZ.bytes)}) sends only the final state too, with block
+  matching and one zlib stream, at the price of reading both images end to end and of no
+  consistent point on the way.
+- \`auto\` on loopback saw levels ${auto.levels.join(', ')} (${mb(auto.shipping.compressedInBytes)} of the records went through zstd): it
+  steps two levels down while its workers are busy three quarters of the time (never
+  below 1) and climbs back to 3 once they are calm. On the capped link, where data
+  waits, it saw levels ${thin.levels.join(', ')} (one step a second).
 - Drain times in the uncapped rows: ${[auto, z3, off].map((r) => `${r.seconds.toFixed(0)} s`).join(', ')} (auto, zstd:3, off)${z3.seconds <= off.seconds * 1.1 ? `. Sending raw
   did not drain faster: on this machine the pair itself (both daemons on two
   cores) bounds them, not the compressor or the link` : ''}.

@@ -45,8 +45,9 @@ interface Session {
   packer: Packer | null;
   /** The peer's last heartbeat (its clock, and when it arrived here), echoed in ours. */
   peerBeat: { clock: number; at: number } | null;
-  /** The link's round trip, smoothed (ms; null until measured). */
+  /** The link's round trip: the least of the last heartbeat echoes (ms; null until measured). */
   rttMs: number | null;
+  rttSamples: number[];
 }
 
 export class LinkManager {
@@ -305,9 +306,11 @@ export class LinkManager {
         now: Date.now,
         later: (ms, f) => setTimeout(f, ms).unref(),
         onWritten: (volume, n) => this.wireSent.set(volume, (this.wireSent.get(volume) ?? 0) + n),
+        buffered: () => socket.writableLength,
+        onDrain: (f) => socket.once('drain', f),
       });
       const s: Session = {
-        peer, socket, closed: false, pacer, packer: null, peerBeat: null, rttMs: null,
+        peer, socket, closed: false, pacer, packer: null, peerBeat: null, rttMs: null, rttSamples: [],
         send: (parts) => {
           if (!s.closed) pacer.control(parts);
         },
@@ -347,7 +350,13 @@ export class LinkManager {
           s.peerBeat = { clock: h.clock, at: now };
           if (h.echo) {
             const sample = now - h.echo.clock - h.echo.heldMs;
-            if (sample >= 0 && sample < 600_000) s.rttMs = s.rttMs === null ? sample : 0.75 * s.rttMs + 0.25 * sample;
+            if (sample >= 0 && sample < 600_000) {
+              // The least of the last 16: a heartbeat that waited behind records in the
+              // socket measures the queue, not the path.
+              s.rttSamples.push(sample);
+              if (s.rttSamples.length > 16) s.rttSamples.shift();
+              s.rttMs = Math.min(...s.rttSamples);
+            }
           }
           return;
         }

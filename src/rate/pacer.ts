@@ -6,6 +6,11 @@
 import { TokenBucket } from './rate.js';
 
 const CHUNK = 16 * 1024;
+/**
+ * Most bytes left in the socket's own buffer: past it the pacer waits for 'drain', so
+ * record frames queue here, where acks, heartbeats and hash replies can pass them.
+ */
+export const MAX_SOCKET_BUFFERED = 256 * 1024;
 /** The Records and PackedRecords frame types (docs/PEER-PROTOCOL.md): byte 5 of a frame's header. */
 const RECORDS_FRAME = 3;
 const PACKED_RECORDS_FRAME = 10;
@@ -26,6 +31,9 @@ export interface PacerOptions {
   later(ms: number, f: () => void): void;
   /** Record bytes of `volume` written to the socket. */
   onWritten?(volume: string, bytes: number): void;
+  /** Bytes the socket holds unsent, and a call once it has drained (backpressure). */
+  buffered?(): number;
+  onDrain?(f: () => void): void;
 }
 
 export class Pacer {
@@ -53,7 +61,7 @@ export class Pacer {
       for (const o of this.queues.values()) if (o !== q && o.frames.length > 0) least = Math.min(least, o.sent / o.weight);
       if (least !== Infinity) q.sent = Math.max(q.sent, least * q.weight);
     }
-    if (this.opts.rate() === null && !this.current && !this.waiting && this.pending() === 0) {
+    if (this.opts.rate() === null && !this.current && !this.waiting && this.pending() === 0 && !this.full()) {
       for (const p of parts) this.write(p);
       const n = parts.reduce((k, p) => k + p.length, 0);
       q.sent += n;
@@ -103,6 +111,19 @@ export class Pacer {
     this.opts.write(b);
   }
 
+  private waitForDrain(): void {
+    this.waiting = true;
+    this.opts.onDrain!(() => {
+      this.waiting = false;
+      this.pump();
+    });
+  }
+
+  /** The socket's buffer is past MAX_SOCKET_BUFFERED (a link slower than we write). */
+  private full(): boolean {
+    return this.opts.buffered !== undefined && this.opts.onDrain !== undefined && this.opts.buffered() >= MAX_SOCKET_BUFFERED;
+  }
+
   /** The next frame: from the volume that has sent the least for its weight. */
   private next(): { parts: Buffer[]; volume: string } | null {
     let best: Queue | null = null;
@@ -123,9 +144,19 @@ export class Pacer {
     for (;;) {
       if (!this.current) {
         for (const parts of this.controls.splice(0)) this.control(parts);
+        // Between frames the socket drains first: a control frame sent meanwhile goes
+        // straight out, ahead of the next record frame.
+        if (this.full() && this.pending() > 0) {
+          this.waitForDrain();
+          return;
+        }
         const f = this.next();
         if (!f) return;
         this.current = { parts: f.parts, part: 0, offset: 0, volume: f.volume };
+      }
+      if (this.full()) {
+        this.waitForDrain();
+        return;
       }
       const c = this.current;
       const part = c.parts[c.part]!;

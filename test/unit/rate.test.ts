@@ -3,7 +3,7 @@
 // control frames never wait behind records, and frames stay whole and in order.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Pacer } from '../../src/rate/pacer.js';
+import { MAX_SOCKET_BUFFERED, Pacer } from '../../src/rate/pacer.js';
 import { parseRate, parseWindow, rateAt } from '../../src/rate/rate.js';
 
 /** A pacer on a fake clock: later() queues wake-ups that run() fires in time order. */
@@ -120,4 +120,42 @@ test('control frames keep their order behind a paced frame; drop forgets a volum
   const body = Buffer.concat(d.out.map((w) => w.b));
   assert.ok(!body.includes(2), 'the queued records frame was dropped');
   assert.ok(body.includes(9), 'the Resync frame still went');
+});
+
+test('an uncapped link slower than we write: the socket holds at most MAX_SOCKET_BUFFERED, and control frames pass queued records', () => {
+  let buffered = 0;
+  let written = 0;
+  const drains: Array<() => void> = [];
+  const out: string[] = [];
+  const pacer = new Pacer({
+    write: (b) => {
+      buffered += b.length;
+      written += b.length;
+      out.push(b.length === 40 ? 'ack' : 'rec');
+    },
+    rate: () => null, now: () => 0, later: () => undefined,
+    buffered: () => buffered, onDrain: (f) => drains.push(f),
+  });
+  const frame = (type: number, bytes: number): Buffer[] => {
+    const b = Buffer.alloc(bytes);
+    b[5] = type;
+    return [b];
+  };
+  for (let i = 0; i < 40; i++) pacer.send('db', 1, frame(3, 64 * 1024));
+  // 256 KiB went out; the rest waits in the pacer, not in the socket.
+  assert.equal(buffered, MAX_SOCKET_BUFFERED);
+  assert.equal(pacer.pending(), 36);
+  // An ack now goes straight to the socket, ahead of 36 queued record frames.
+  pacer.control(frame(4, 40));
+  assert.equal(out[out.length - 1], 'ack');
+  // The socket drains: the pacer goes on, 256 KiB at a time.
+  buffered = 0;
+  drains.shift()!();
+  assert.equal(pacer.pending(), 32);
+  while (drains.length > 0) {
+    buffered = 0;
+    drains.shift()!();
+  }
+  assert.equal(pacer.pending(), 0);
+  assert.equal(written, 40 * 64 * 1024 + 40);
 });
