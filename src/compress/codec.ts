@@ -10,17 +10,22 @@
 //   +1 1  level the sender used (informative)
 //   +2 2  reserved, 0
 //   +4 4  length of the records once decompressed (at most MAX_FRAME_PAYLOAD)
-//   +8 …  one zstd frame (with its content size) holding the records exactly as a
-//         Records frame carries them: header + payload, each with its CRC32C
+//   +8 …  codec 1: one zstd frame (with its content size) holding the records exactly
+//         as a Records frame carries them: header + payload, each with its CRC32C
+//         codec 2 (headers apart, for incompressible payloads): u32 length H, then H
+//         bytes of one zstd frame holding the records' 56-byte headers in order, then
+//         their payloads, raw, in the same order
 import { decompress } from 'zstd-napi';
 import zstdBinding from 'zstd-napi/binding.js';
 
 const { getFrameContentSize } = zstdBinding;
-import { RecordKind, encodeRecordHeader, type JournalRecord } from '../journal/record.js';
+import { RECORD_HEADER_SIZE, RecordKind, decodeRecordHeader, encodeRecordHeader, type JournalRecord } from '../journal/record.js';
 import { FrameError, FrameType, MAX_FRAME_PAYLOAD, decodeVolumePayload, encodeFrame } from '../link/frame.js';
 import { decodeRecordsBody } from '../link/records-frame.js';
 
 export const CODEC_ZSTD = 1;
+/** The headers compressed, the payloads raw: random or encrypted data in small writes. */
+export const CODEC_ZSTD_HEADERS = 2;
 const PACKED_HEAD = 8;
 const ZERO = Buffer.alloc(1 << 20);
 
@@ -74,6 +79,51 @@ export function encodePackedRecordsFrame(volume: string, rawLength: number, leve
   return encodeFrame(FrameType.PackedRecords, Buffer.concat([nameHead(volume), h, compressed]));
 }
 
+/** The records' headers, in order, and their payloads, in order. */
+export function splitRecords(records: JournalRecord[]): { headers: Buffer; payloads: Buffer[]; rawLength: number } {
+  const headers: Buffer[] = [];
+  const payloads: Buffer[] = [];
+  let rawLength = 0;
+  for (const r of records) {
+    const payload = r.payload.length > 0 ? r.payload : null;
+    headers.push(encodeRecordHeader(r, payload));
+    if (payload) payloads.push(payload);
+    rawLength += RECORD_HEADER_SIZE + r.payload.length;
+  }
+  return { headers: Buffer.concat(headers), payloads, rawLength };
+}
+
+/** Codec 2: the headers compressed (`compressedHeaders`), the payloads raw. */
+export function encodeHeadersPackedFrame(volume: string, rawLength: number, level: number, compressedHeaders: Buffer, payloads: Buffer[]): Buffer[] {
+  const h = Buffer.alloc(PACKED_HEAD + 4);
+  h.writeUInt8(CODEC_ZSTD_HEADERS, 0);
+  h.writeUInt8(level, 1);
+  h.writeUInt32LE(rawLength, 4);
+  h.writeUInt32LE(compressedHeaders.length, 8);
+  return encodeFrame(FrameType.PackedRecords, Buffer.concat([nameHead(volume), h, compressedHeaders, ...payloads]));
+}
+
+/** A zstd frame's content, refused unless it declares exactly `want` bytes (at most `max`). */
+function unzstd(volume: string, z: Buffer, want: number | null, max: number): Buffer {
+  let size: number | null;
+  try {
+    size = getFrameContentSize(z);
+  } catch {
+    throw new FrameError(`PackedRecords frame for ${volume} does not hold a zstd frame`);
+  }
+  if (size === null || (want !== null && size !== want) || size > max) {
+    throw new FrameError(`PackedRecords frame for ${volume}: its zstd frame holds ${size ?? 'an unknown number of'} bytes, the frame declares ${want ?? `at most ${max}`}`);
+  }
+  let out: Buffer;
+  try {
+    out = decompress(z);
+  } catch (e) {
+    throw new FrameError(`PackedRecords frame for ${volume} does not decompress: ${(e as Error).message}`);
+  }
+  if (out.length !== size) throw new FrameError(`PackedRecords frame for ${volume} decompressed to ${out.length} bytes, not the ${size} declared`);
+  return out;
+}
+
 /**
  * A PackedRecords frame's records. The declared length is checked against the
  * zstd frame's own before any memory is given to it: a peer cannot make this side
@@ -83,33 +133,54 @@ export function decodePackedRecordsFrame(payload: Buffer): { volume: string; rec
   const { volume, rest } = decodeVolumePayload(payload);
   if (rest.length < PACKED_HEAD) throw new FrameError(`PackedRecords frame for ${volume} is shorter than its ${PACKED_HEAD}-byte head`);
   const codec = rest.readUInt8(0);
-  if (codec !== CODEC_ZSTD) throw new FrameError(`PackedRecords frame for ${volume} uses codec ${codec}; this node knows 1 (zstd)`);
+  if (codec !== CODEC_ZSTD && codec !== CODEC_ZSTD_HEADERS) throw new FrameError(`PackedRecords frame for ${volume} uses codec ${codec}; this node knows 1 (zstd) and 2 (zstd headers)`);
   const rawLength = rest.readUInt32LE(4);
   if (rawLength > MAX_FRAME_PAYLOAD) throw new FrameError(`PackedRecords frame for ${volume} declares ${rawLength} bytes of records, over the ${MAX_FRAME_PAYLOAD}-byte limit`);
-  const z = rest.subarray(PACKED_HEAD);
-  let size: number | null;
-  try {
-    size = getFrameContentSize(z);
-  } catch {
-    throw new FrameError(`PackedRecords frame for ${volume} does not hold a zstd frame`);
+  if (codec === CODEC_ZSTD) {
+    const body = unzstd(volume, rest.subarray(PACKED_HEAD), rawLength, MAX_FRAME_PAYLOAD);
+    return { volume, records: decodeRecordsBody(volume, body), rawBytes: rawLength };
   }
-  if (size !== rawLength) throw new FrameError(`PackedRecords frame for ${volume}: its zstd frame holds ${size ?? 'an unknown number of'} bytes, the frame declares ${rawLength}`);
-  let body: Buffer;
-  try {
-    body = decompress(z);
-  } catch (e) {
-    throw new FrameError(`PackedRecords frame for ${volume} does not decompress: ${(e as Error).message}`);
+  if (rest.length < PACKED_HEAD + 4) throw new FrameError(`PackedRecords frame for ${volume} is shorter than its ${PACKED_HEAD + 4}-byte head`);
+  const hLength = rest.readUInt32LE(PACKED_HEAD);
+  if (PACKED_HEAD + 4 + hLength > rest.length) throw new FrameError(`PackedRecords frame for ${volume}: its headers run past the frame`);
+  const headers = unzstd(volume, rest.subarray(PACKED_HEAD + 4, PACKED_HEAD + 4 + hLength), null, rawLength);
+  if (headers.length % RECORD_HEADER_SIZE !== 0) throw new FrameError(`PackedRecords frame for ${volume}: ${headers.length} bytes of headers is not a whole number of records`);
+  const payloads = rest.subarray(PACKED_HEAD + 4 + hLength);
+  if (headers.length + payloads.length !== rawLength) throw new FrameError(`PackedRecords frame for ${volume} holds ${headers.length + payloads.length} bytes of records, the frame declares ${rawLength}`);
+  // Header and payload back together, then checked as a Records frame's records are.
+  const body = Buffer.allocUnsafe(rawLength);
+  let at = 0;
+  let from = 0;
+  for (let h = 0; h < headers.length; h += RECORD_HEADER_SIZE) {
+    const head = headers.subarray(h, h + RECORD_HEADER_SIZE);
+    const check = decodeRecordHeader(head, 0);
+    if (!check.ok) throw new FrameError(`record ${h / RECORD_HEADER_SIZE + 1} of a PackedRecords frame for ${volume}: ${check.reason}`);
+    if (from + check.payloadLength > payloads.length) throw new FrameError(`record ${check.header.seq} for ${volume} runs past its frame`);
+    head.copy(body, at);
+    at += RECORD_HEADER_SIZE;
+    payloads.copy(body, at, from, from + check.payloadLength);
+    at += check.payloadLength;
+    from += check.payloadLength;
   }
-  if (body.length !== rawLength) throw new FrameError(`PackedRecords frame for ${volume} decompressed to ${body.length} bytes, not the ${rawLength} declared`);
+  if (from !== payloads.length) throw new FrameError(`PackedRecords frame for ${volume}: ${payloads.length - from} payload bytes belong to no record`);
   return { volume, records: decodeRecordsBody(volume, body), rawBytes: rawLength };
 }
 
 
 /** The packing the daemon's Packer does, synchronously (the simulation; level and compressor given). */
 export function packSync(volume: string, records: JournalRecord[], compress: (body: Buffer) => Buffer, level = 1): Buffer[] {
-  const body = recordsBody(zeroWritesAsZeroes(records).records);
+  const recs = zeroWritesAsZeroes(records).records;
+  const body = recordsBody(recs);
   if (body.length < 1024) return encodeRawRecordsFrame(volume, body);
   const packed = compress(body);
-  if (packed.length >= body.length - (body.length >> 5)) return encodeRawRecordsFrame(volume, body);
-  return encodePackedRecordsFrame(volume, body.length, level, packed);
+  if (packed.length < body.length - (body.length >> 5)) return encodePackedRecordsFrame(volume, body.length, level, packed);
+  const split = splitRecords(recs);
+  const h = compress(split.headers);
+  if (headersWorthIt(split.headers.length, h.length, body.length)) return encodeHeadersPackedFrame(volume, split.rawLength, level, h, split.payloads);
+  return encodeRawRecordsFrame(volume, body);
+}
+
+/** Headers compressed apart pay when they save at least 1/256 of the batch. */
+export function headersWorthIt(headerBytes: number, compressedHeaderBytes: number, rawLength: number): boolean {
+  return headerBytes - compressedHeaderBytes - 4 >= rawLength >> 8;
 }

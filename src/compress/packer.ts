@@ -3,7 +3,7 @@
 // and the peer allow it, raw when compressing does not pay. Counts what it saved.
 import type { JournalRecord } from '../journal/record.js';
 import { RECORD_HEADER_SIZE } from '../journal/record.js';
-import { encodePackedRecordsFrame, encodeRawRecordsFrame, recordsBody, zeroWritesAsZeroes } from './codec.js';
+import { encodeHeadersPackedFrame, encodePackedRecordsFrame, encodeRawRecordsFrame, headersWorthIt, recordsBody, splitRecords, zeroWritesAsZeroes } from './codec.js';
 import { LevelController } from './level.js';
 import type { CompressionPool } from './pool.js';
 import type { Compression } from './setting.js';
@@ -78,6 +78,21 @@ export class Packer {
     }
     if (packed.length >= rawLength - (rawLength >> 5)) {
       st.incompressibleBatches++;
+      // Random payloads: the headers alone still compress (a 56-byte header is most of
+      // a small write's overhead on the line).
+      const split = splitRecords(z.records);
+      const headerBytes = split.headers.length;
+      let h: Buffer | null = null;
+      try {
+        h = await this.opts.pool!.compress(split.headers, level);
+      } catch {
+        h = null;
+      }
+      if (h && headersWorthIt(headerBytes, h.length, rawLength)) {
+        st.compressedIn += headerBytes;
+        st.compressedOut += h.length;
+        return encodeHeadersPackedFrame(volume, rawLength, level, h, split.payloads);
+      }
       return encodeRawRecordsFrame(volume, recordsBody(z.records));
     }
     st.compressedIn += rawLength;

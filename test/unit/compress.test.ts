@@ -114,7 +114,7 @@ test('malformed PackedRecords frames are refused with the reason, before any lar
     return h;
   };
   const bad = (p: Buffer, re: RegExp): void => assert.throws(() => decodePackedRecordsFrame(p), (e: Error) => e instanceof FrameError && re.test(e.message));
-  bad(Buffer.concat([head(2, body.length), good]), /codec 2/);
+  bad(Buffer.concat([head(3, body.length), good]), /codec 3/);
   bad(Buffer.concat([head(1, MAX_FRAME_PAYLOAD + 1), good]), /over the/);
   bad(Buffer.concat([head(1, body.length + 1), good]), /declares/);
   bad(Buffer.concat([head(1, body.length), Buffer.from('not zstd at all')]), /zstd/);
@@ -184,3 +184,53 @@ test('compression settings parse, and bad ones say what is allowed', () => {
 });
 
 
+
+test('codec 2: random payloads in small writes go raw, their headers compressed apart (fixed bytes, round trip, refusals)', async () => {
+  // Fixed bytes: volume "v", codec 2, level 3, 60 bytes of records; H = 65, a zstd raw
+  // block holding one Write header (4 bytes at offset 0, seq 9, epoch 2, time 1000 ms),
+  // then its payload "abcd".
+  const header = hex(`
+    4f464a52 01 01 0000 0900000000000000 0200000000000000 0000000000000000 04000000
+    04000000 e803000000000000 00000000 00000000`);
+  header.writeUInt32LE(crc32c(Buffer.from('abcd')), 48);
+  header.writeUInt32LE(crc32c(header.subarray(0, 52)), 52);
+  const payload = Buffer.concat([hex('0100 76 02 03 0000 3c000000 41000000 28b52ffd 20 38 c10100'), header, Buffer.from('abcd')]);
+  const out = decodePackedRecordsFrame(payload);
+  assert.deepEqual(out.records.map((r) => [r.kind, r.seq, r.epoch, r.offset, r.payload.toString()]), [[RecordKind.Write, 9, 2, 0, 'abcd']]);
+  // 256 random 4 KiB writes: the batch does not compress, its headers do.
+  const recs: JournalRecord[] = [];
+  for (let i = 0; i < 256; i++) recs.push(write(i * 4096, randomBytes(4096)));
+  recs.push(barrier());
+  const frame = packSync('db', recs, (b) => compress(b, { compressionLevel: 3 }), 3);
+  const f = frameOf(frame);
+  assert.equal(f.type, FrameType.PackedRecords);
+  assert.equal(f.payload.readUInt8(4), 2, 'codec 2');
+  const raw = recordsBody(recs).length;
+  const wire = frame.reduce((n, p) => n + p.length, 0);
+  assert.ok(wire < raw - 256 * 30, `headers apart: ${wire} of ${raw}`);
+  const back = decode(frame);
+  assert.deepEqual(back.map((r) => r.seq), recs.map((r) => r.seq));
+  assert.ok(back.every((r, i) => r.payload.equals(recs[i]!.payload)));
+  // Refusals: payload bytes left over, headers that are not whole, a damaged payload.
+  const bad = (p: Buffer, re: RegExp): void => assert.throws(() => decodePackedRecordsFrame(p), (e: Error) => e instanceof FrameError && re.test(e.message));
+  const good = f.payload;
+  const extra = Buffer.concat([good, Buffer.from('x')]);
+  extra.writeUInt32LE(good.readUInt32LE(8) + 1, 8); // (name "db": the length is at 8)
+  bad(extra, /belong to no record/);
+  const damaged = Buffer.from(good);
+  damaged[damaged.length - 5] = damaged[damaged.length - 5]! ^ 1;
+  bad(damaged, /checksum/);
+  bad(Buffer.concat([payload.subarray(0, 15), hex('ffff0000')]), /run past/);
+  // The Packer does the same through its pool.
+  const pool = new CompressionPool(1);
+  try {
+    const stats = emptyPackStats();
+    const packer = new Packer({ pool, setting: () => ({ mode: 'fixed', level: 3 }), peerZstd: true, stats: () => stats });
+    const pf = frameOf(await packer.encode('db', recs));
+    assert.equal(pf.payload.readUInt8(4), 2);
+    assert.equal(stats.incompressibleBatches, 1);
+    assert.ok(stats.compressedOut < stats.compressedIn);
+  } finally {
+    await pool.close();
+  }
+});
