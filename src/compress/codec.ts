@@ -20,8 +20,10 @@ import zstdBinding from 'zstd-napi/binding.js';
 
 const { getFrameContentSize } = zstdBinding;
 import { RECORD_HEADER_SIZE, RecordKind, decodeRecordHeader, encodeRecordHeader, type JournalRecord } from '../journal/record.js';
-import { FrameError, FrameType, MAX_FRAME_PAYLOAD, decodeVolumePayload, encodeFrame } from '../link/frame.js';
-import { decodeRecordsBody } from '../link/records-frame.js';
+import { FrameError, FrameType, MAX_FRAME_PAYLOAD, decodeVolumePayload, encodeFrame, encodeVolumePayload } from '../link/frame.js';
+import { decodeRecordsBody, recordsBody } from '../link/records-frame.js';
+
+export { recordsBody };
 
 export const CODEC_ZSTD = 1;
 /** The headers compressed, the payloads raw: random or encrypted data in small writes. */
@@ -48,27 +50,8 @@ export function zeroWritesAsZeroes(records: JournalRecord[]): { records: Journal
   return { records: out, zeroBytes };
 }
 
-/** Records as a Records frame body carries them (header + payload each). */
-export function recordsBody(records: JournalRecord[]): Buffer {
-  const parts: Buffer[] = [];
-  for (const r of records) {
-    const payload = r.payload.length > 0 ? r.payload : null;
-    parts.push(encodeRecordHeader(r, payload));
-    if (payload) parts.push(payload);
-  }
-  return Buffer.concat(parts);
-}
-
-function nameHead(volume: string): Buffer {
-  const name = Buffer.from(volume, 'utf8');
-  const head = Buffer.alloc(2 + name.length);
-  head.writeUInt16LE(name.length, 0);
-  name.copy(head, 2);
-  return head;
-}
-
 export function encodeRawRecordsFrame(volume: string, body: Buffer): Buffer[] {
-  return encodeFrame(FrameType.Records, Buffer.concat([nameHead(volume), body]));
+  return encodeFrame(FrameType.Records, encodeVolumePayload(volume, body));
 }
 
 export function encodePackedRecordsFrame(volume: string, rawLength: number, level: number, compressed: Buffer): Buffer[] {
@@ -76,7 +59,7 @@ export function encodePackedRecordsFrame(volume: string, rawLength: number, leve
   h.writeUInt8(CODEC_ZSTD, 0);
   h.writeUInt8(level, 1);
   h.writeUInt32LE(rawLength, 4);
-  return encodeFrame(FrameType.PackedRecords, Buffer.concat([nameHead(volume), h, compressed]));
+  return encodeFrame(FrameType.PackedRecords, Buffer.concat([encodeVolumePayload(volume, h), compressed]));
 }
 
 /** The records' headers, in order, and their payloads, in order. */
@@ -100,7 +83,7 @@ export function encodeHeadersPackedFrame(volume: string, rawLength: number, leve
   h.writeUInt8(level, 1);
   h.writeUInt32LE(rawLength, 4);
   h.writeUInt32LE(compressedHeaders.length, 8);
-  return encodeFrame(FrameType.PackedRecords, Buffer.concat([nameHead(volume), h, compressedHeaders, ...payloads]));
+  return encodeFrame(FrameType.PackedRecords, Buffer.concat([encodeVolumePayload(volume, h), compressedHeaders, ...payloads]));
 }
 
 /** A zstd frame's content, refused unless it declares exactly `want` bytes (at most `max`). */

@@ -2,20 +2,21 @@
 // stored (header + payload, each with its CRC32C). A record that fails its checksum
 // on arrival is never applied: the link closes and the primary resends.
 import { RECORD_HEADER_SIZE, decodeRecordHeader, encodeRecordHeader, payloadMatches, type JournalRecord } from '../journal/record.js';
-import { FrameError, FrameType, decodeVolumePayload, encodeFrame } from './frame.js';
+import { FrameError, FrameType, decodeVolumePayload, encodeFrame, encodeVolumePayload } from './frame.js';
 
 export function encodeRecordsFrame(volume: string, records: JournalRecord[]): Buffer[] {
-  const name = Buffer.from(volume, 'utf8');
-  const head = Buffer.alloc(2 + name.length);
-  head.writeUInt16LE(name.length, 0);
-  name.copy(head, 2);
-  const parts: Buffer[] = [head];
+  return encodeFrame(FrameType.Records, encodeVolumePayload(volume, recordsBody(records)));
+}
+
+/** Records as a Records frame carries them after the volume name: header + payload each. */
+export function recordsBody(records: JournalRecord[]): Buffer {
+  const parts: Buffer[] = [];
   for (const r of records) {
     const payload = r.payload.length > 0 ? r.payload : null;
     parts.push(encodeRecordHeader(r, payload));
     if (payload) parts.push(payload);
   }
-  return encodeFrame(FrameType.Records, Buffer.concat(parts));
+  return Buffer.concat(parts);
 }
 
 export function decodeRecordsFrame(payload: Buffer): { volume: string; records: JournalRecord[] } {
