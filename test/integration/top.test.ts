@@ -1,6 +1,8 @@
 // `offsite top` in a real terminal (tmux): it shows the volume, refreshes as writes
 // flow (the backlog and host rate move), and q leaves it.
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
 import { test } from 'node:test';
 import { OFFSITE_BIN } from '../helpers/daemon.js';
 import { startPair } from '../helpers/pair.js';
@@ -22,8 +24,11 @@ test('offsite top in tmux: shows and refreshes the volume, q quits', async () =>
     assert.match(first, /^db {2}64 MiB {2}primary, consistent/m);
     assert.match(first, /link connected to site-b \(cap 8\.0 Mbit\/s\)/);
     assert.match(first, /backlog 0 B/);
-    // Writes over a capped link: the backlog shows, the host rate moves.
-    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x61 0 16M', '-c', 'flush', p.a.uri('db')]);
+    // Random (incompressible) writes over a capped link: the backlog shows, the host
+    // rate moves. A pattern would compress to nothing and drain before a refresh.
+    const data = `${p.a.dir}/random.bin`;
+    fs.writeFileSync(data, crypto.randomBytes(16 << 20));
+    await must('qemu-io', ['-f', 'raw', '-c', `write -s ${data} 0 16M`, '-c', 'flush', p.a.uri('db')]);
     let later = '';
     for (let i = 0; i < 50; i++) {
       await sleep(100);
