@@ -13,7 +13,8 @@
 //   +8 …  codec 1: one zstd frame (with its content size) holding the records exactly
 //         as a Records frame carries them: header + payload, each with its CRC32C
 //         codec 2 (headers apart, for incompressible payloads): u32 length H, then H
-//         bytes of one zstd frame holding the records' 56-byte headers in order, then
+//         bytes of one zstd frame, with its content checksum, holding the records'
+//         headers as columns (columns.ts: 52 bytes a record, no header CRC), then
 //         their payloads, raw, in the same order
 import { decompress } from 'zstd-napi';
 import zstdBinding from 'zstd-napi/binding.js';
@@ -22,6 +23,7 @@ const { getFrameContentSize } = zstdBinding;
 import { RECORD_HEADER_SIZE, RecordKind, decodeRecordHeader, encodeRecordHeader, type JournalRecord } from '../journal/record.js';
 import { FrameError, FrameType, MAX_FRAME_PAYLOAD, decodeVolumePayload, encodeFrame, encodeVolumePayload } from '../link/frame.js';
 import { decodeRecordsBody, recordsBody } from '../link/records-frame.js';
+import { ROW, columnsToHeaders, headersToColumns } from './columns.js';
 
 export { recordsBody };
 
@@ -62,8 +64,11 @@ export function encodePackedRecordsFrame(volume: string, rawLength: number, leve
   return encodeFrame(FrameType.PackedRecords, Buffer.concat([encodeVolumePayload(volume, h), compressed]));
 }
 
-/** The records' headers, in order, and their payloads, in order. */
-export function splitRecords(records: JournalRecord[]): { headers: Buffer; payloads: Buffer[]; rawLength: number } {
+/**
+ * The records' headers as columns (what codec 2 compresses), their size as headers,
+ * and the payloads, in order.
+ */
+export function splitRecords(records: JournalRecord[]): { columns: Buffer; headerBytes: number; payloads: Buffer[]; rawLength: number } {
   const headers: Buffer[] = [];
   const payloads: Buffer[] = [];
   let rawLength = 0;
@@ -73,10 +78,10 @@ export function splitRecords(records: JournalRecord[]): { headers: Buffer; paylo
     if (payload) payloads.push(payload);
     rawLength += RECORD_HEADER_SIZE + r.payload.length;
   }
-  return { headers: Buffer.concat(headers), payloads, rawLength };
+  return { columns: headersToColumns(Buffer.concat(headers)), headerBytes: headers.length * RECORD_HEADER_SIZE, payloads, rawLength };
 }
 
-/** Codec 2: the headers compressed (`compressedHeaders`), the payloads raw. */
+/** Codec 2: the header columns compressed with a content checksum (`compressedHeaders`), the payloads raw. */
 export function encodeHeadersPackedFrame(volume: string, rawLength: number, level: number, compressedHeaders: Buffer, payloads: Buffer[]): Buffer[] {
   const h = Buffer.alloc(PACKED_HEAD + 4);
   h.writeUInt8(CODEC_ZSTD_HEADERS, 0);
@@ -87,7 +92,9 @@ export function encodeHeadersPackedFrame(volume: string, rawLength: number, leve
 }
 
 /** A zstd frame's content, refused unless it declares exactly `want` bytes (at most `max`). */
-function unzstd(volume: string, z: Buffer, want: number | null, max: number): Buffer {
+function unzstd(volume: string, z: Buffer, want: number | null, max: number, checksummed = false): Buffer {
+  // Byte 4 of a zstd frame is its Frame_Header_Descriptor; bit 2, Content_Checksum_flag.
+  if (checksummed && (z.length < 5 || (z[4]! & 4) === 0)) throw new FrameError(`PackedRecords frame for ${volume}: its header columns' zstd frame has no content checksum`);
   let size: number | null;
   try {
     size = getFrameContentSize(z);
@@ -126,8 +133,9 @@ export function decodePackedRecordsFrame(payload: Buffer): { volume: string; rec
   if (rest.length < PACKED_HEAD + 4) throw new FrameError(`PackedRecords frame for ${volume} is shorter than its ${PACKED_HEAD + 4}-byte head`);
   const hLength = rest.readUInt32LE(PACKED_HEAD);
   if (PACKED_HEAD + 4 + hLength > rest.length) throw new FrameError(`PackedRecords frame for ${volume}: its headers run past the frame`);
-  const headers = unzstd(volume, rest.subarray(PACKED_HEAD + 4, PACKED_HEAD + 4 + hLength), null, rawLength);
-  if (headers.length % RECORD_HEADER_SIZE !== 0) throw new FrameError(`PackedRecords frame for ${volume}: ${headers.length} bytes of headers is not a whole number of records`);
+  const columns = unzstd(volume, rest.subarray(PACKED_HEAD + 4, PACKED_HEAD + 4 + hLength), null, rawLength, true);
+  if (columns.length % ROW !== 0) throw new FrameError(`PackedRecords frame for ${volume}: ${columns.length} bytes of header columns is not a whole number of records`);
+  const headers = columnsToHeaders(columns);
   const payloads = rest.subarray(PACKED_HEAD + 4 + hLength);
   if (headers.length + payloads.length !== rawLength) throw new FrameError(`PackedRecords frame for ${volume} holds ${headers.length + payloads.length} bytes of records, the frame declares ${rawLength}`);
   // Header and payload back together, then checked as a Records frame's records are.
@@ -150,7 +158,10 @@ export function decodePackedRecordsFrame(payload: Buffer): { volume: string; rec
 }
 
 
-/** The packing the daemon's Packer does, synchronously (the simulation; level and compressor given). */
+/**
+ * The packing the daemon's Packer does, synchronously (the simulation; level and
+ * compressor given). `compress` must write zstd's content checksum, as the workers do.
+ */
 export function packSync(volume: string, records: JournalRecord[], compress: (body: Buffer) => Buffer, level = 1): Buffer[] {
   const recs = zeroWritesAsZeroes(records).records;
   const body = recordsBody(recs);
@@ -158,8 +169,8 @@ export function packSync(volume: string, records: JournalRecord[], compress: (bo
   const packed = compress(body);
   if (packed.length < body.length - (body.length >> 5)) return encodePackedRecordsFrame(volume, body.length, level, packed);
   const split = splitRecords(recs);
-  const h = compress(split.headers);
-  if (headersWorthIt(split.headers.length, h.length, body.length)) return encodeHeadersPackedFrame(volume, split.rawLength, level, h, split.payloads);
+  const h = compress(split.columns);
+  if (headersWorthIt(split.headerBytes, h.length, body.length)) return encodeHeadersPackedFrame(volume, split.rawLength, level, h, split.payloads);
   return encodeRawRecordsFrame(volume, body);
 }
 

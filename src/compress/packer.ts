@@ -81,10 +81,10 @@ export class Packer {
       // Random payloads: the headers alone still compress (a 56-byte header is most of
       // a small write's overhead on the line).
       const split = splitRecords(z.records);
-      const headerBytes = split.headers.length;
+      const headerBytes = split.headerBytes;
       let h: Buffer | null = null;
       try {
-        h = await this.opts.pool!.compress(split.headers, level);
+        h = await this.opts.pool!.compress(split.columns, level);
       } catch {
         h = null;
       }

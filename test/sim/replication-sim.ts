@@ -270,7 +270,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
       if (conn === c) cut(`secondary attach: ${e.message}`);
     });
     shipper.up({
-      ...(packing ? { encode: (records: JournalRecord[]) => packSync(VOLUME, records, (b) => { stats.packed++; return compress(b, { compressionLevel: 1 }); }) } : {}),
+      ...(packing ? { encode: (records: JournalRecord[]) => packSync(VOLUME, records, (b) => { stats.packed++; return compress(b, { compressionLevel: 1, checksumFlag: true }); }) } : {}),
       send: (parts) => {
         if (conn === c) c.ab.push(Buffer.concat(parts));
       },

@@ -83,7 +83,7 @@ test('real data, zeros and random data round-trip; zeros travel as Zeroes record
   assert.equal(z.zeroBytes, 128 * 1024);
   assert.equal(z.records[1]!.kind, RecordKind.Zeroes);
   assert.equal(z.records[1]!.length, 128 * 1024);
-  const frame = packSync('db', records, (b) => compress(b, { compressionLevel: 3 }), 3);
+  const frame = packSync('db', records, (b) => compress(b, { compressionLevel: 3, checksumFlag: true }), 3);
   const wire = frame.reduce((n, p) => n + p.length, 0);
   const raw = recordsBody(records).length;
   assert.ok(wire < raw * 0.8, `packed ${wire} of ${raw}`);
@@ -94,7 +94,7 @@ test('real data, zeros and random data round-trip; zeros travel as Zeroes record
   assert.deepEqual(back[3]!.payload, rnd);
   assert.deepEqual(back.map((r) => r.seq), records.map((r) => r.seq));
   // Random data alone does not shrink: it goes as a plain Records frame.
-  const only = packSync('db', [write(0, randomBytes(64 * 1024))], (b) => compress(b, { compressionLevel: 3 }));
+  const only = packSync('db', [write(0, randomBytes(64 * 1024))], (b) => compress(b, { compressionLevel: 3, checksumFlag: true }));
   assert.equal(frameOf(only).type, FrameType.Records);
   assert.ok(isAllZero(Buffer.alloc(3 << 20)));
   const nearly = Buffer.alloc(3 << 20);
@@ -186,28 +186,30 @@ test('compression settings parse, and bad ones say what is allowed', () => {
 
 
 test('codec 2: random payloads in small writes go raw, their headers compressed apart (fixed bytes, round trip, refusals)', async () => {
-  // Fixed bytes: volume "v", codec 2, level 3, 60 bytes of records; H = 65, a zstd raw
-  // block holding one Write header (4 bytes at offset 0, seq 9, epoch 2, time 1000 ms),
-  // then its payload "abcd".
-  const header = hex(`
-    4f464a52 01 01 0000 0900000000000000 0200000000000000 0000000000000000 04000000
-    04000000 e803000000000000 00000000 00000000`);
-  header.writeUInt32LE(crc32c(Buffer.from('abcd')), 48);
-  header.writeUInt32LE(crc32c(header.subarray(0, 52)), 52);
-  const payload = Buffer.concat([hex('0100 76 02 03 0000 3c000000 41000000 28b52ffd 20 38 c10100'), header, Buffer.from('abcd')]);
+  // Fixed bytes: volume "v", codec 2, level 3, 60 bytes of records; H = 65, a zstd
+  // frame with its content checksum (descriptor 0x24) holding one raw block: the header
+  // columns of one Write (4 bytes at offset 0, seq 9, epoch 2, time 1000 ms; one row,
+  // against zeros: the header's first 52 bytes), then the payload "abcd".
+  const payload = Buffer.concat([
+    hex('0100 76 02 03 0000 3c000000 41000000 28b52ffd 24 34 a10100'),
+    hex(`4f464a52 01 01 0000 0900000000000000 0200000000000000 0000000000000000 04000000
+      04000000 e803000000000000 310ac892`),
+    hex('cc6412ca'), // XXH64's low 32 bits: zstd's content checksum
+    Buffer.from('abcd'),
+  ]);
   const out = decodePackedRecordsFrame(payload);
   assert.deepEqual(out.records.map((r) => [r.kind, r.seq, r.epoch, r.offset, r.payload.toString()]), [[RecordKind.Write, 9, 2, 0, 'abcd']]);
   // 256 random 4 KiB writes: the batch does not compress, its headers do.
   const recs: JournalRecord[] = [];
   for (let i = 0; i < 256; i++) recs.push(write(i * 4096, randomBytes(4096)));
   recs.push(barrier());
-  const frame = packSync('db', recs, (b) => compress(b, { compressionLevel: 3 }), 3);
+  const frame = packSync('db', recs, (b) => compress(b, { compressionLevel: 3, checksumFlag: true }), 3);
   const f = frameOf(frame);
   assert.equal(f.type, FrameType.PackedRecords);
   assert.equal(f.payload.readUInt8(4), 2, 'codec 2');
   const raw = recordsBody(recs).length;
   const wire = frame.reduce((n, p) => n + p.length, 0);
-  assert.ok(wire < raw - 256 * 30, `headers apart: ${wire} of ${raw}`);
+  assert.ok(wire < raw - 256 * 45, `headers as columns: ${wire} of ${raw}`);
   const back = decode(frame);
   assert.deepEqual(back.map((r) => r.seq), recs.map((r) => r.seq));
   assert.ok(back.every((r, i) => r.payload.equals(recs[i]!.payload)));
@@ -221,6 +223,12 @@ test('codec 2: random payloads in small writes go raw, their headers compressed 
   damaged[damaged.length - 5] = damaged[damaged.length - 5]! ^ 1;
   bad(damaged, /checksum/);
   bad(Buffer.concat([payload.subarray(0, 15), hex('ffff0000')]), /run past/);
+  const noSum = Buffer.from(payload);
+  noSum[19] = 0x20; // the checksum flag cleared
+  bad(noSum, /no content checksum/);
+  const flipped = Buffer.from(payload);
+  flipped[32] = flipped[32]! ^ 1; // the seq column, under zstd's checksum
+  bad(flipped, /does not decompress.*checksum/);
   // The Packer does the same through its pool.
   const pool = new CompressionPool(1);
   try {
