@@ -42,6 +42,11 @@ export interface VolumeStatus {
     coalesce: boolean; coalescedRecords: number; coalescedBytes: number;
     /** The link's round trip (heartbeat echoes, smoothed; null: not measured yet) and the shipper's window now. */
     rttMs: number | null; windowBytes: number | null;
+    /**
+     * What the link carries when it is the bottleneck (its cap, or its rate measured
+     * while data waited for it; null: not known yet) and the batch that follows from it.
+     */
+    capacityBytesPerSecond: number | null; batchBytes: number | null;
     hostRateBytesPerSecond: number; recordRateBytesPerSecond: number; wireRateBytesPerSecond: number; drainSeconds: number | null;
   } | null;
   /** Primary: shipping paused by the operator (offsite pause). */
@@ -172,6 +177,7 @@ function shippingStatus(volume: string, peer: string, backlog: number, links: Li
     compression: formatCompression(c.setting), level: c.level,
     coalesce: links.coalesceOn(peer), coalescedRecords: coalesced.records, coalescedBytes: coalesced.bytes,
     rttMs: links.rttOf(peer), windowBytes: links.windowOf(volume),
+    capacityBytesPerSecond: ((c) => (c === null ? null : Math.round(c)))(links.capacityOf(peer)), batchBytes: links.batchOf(volume),
     recordBytes: st.recordBytes, zeroBytes: st.zeroBytes, compressedInBytes: st.compressedIn, compressedOutBytes: st.compressedOut,
     compressionRatio: wire > 0 ? Math.round(((st.recordBytes + coalesced.bytes) / wire) * 100) / 100 : 1,
     hostRateBytesPerSecond: Math.round(r.host), recordRateBytesPerSecond: Math.round(r.records), wireRateBytesPerSecond: Math.round(r.wire),

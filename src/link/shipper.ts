@@ -51,6 +51,11 @@ export class Shipper {
     this.cfg.windowBytes = bytes;
   }
 
+  /** Sizes the next reads (a slow link: smaller batches, so control frames wait less). */
+  setBatch(bytes: number): void {
+    this.cfg.batchBytes = bytes;
+  }
+
   get sentUnacked(): number {
     return this.inFlightBytes;
   }

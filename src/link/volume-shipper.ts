@@ -10,6 +10,7 @@ import { encodeRecordsFrame } from './records-frame.js';
 import { applyPlan, coalesce, planUnit, type UnitPlan } from '../coalesce/coalesce.js';
 import { MAX_HASH_REGIONS, MAX_HASH_REGION_SIZE, encodeHashRequest, encodeResync } from './frame.js';
 import { Shipper, type ShipperAction, type ShipperEvent } from './shipper.js';
+import { batchFor } from '../rate/capacity.js';
 
 /** The link as the shipper sees it. */
 export interface ShipperSession {
@@ -80,6 +81,7 @@ export class VolumeShipper {
   ) {
     this.shipper = new Shipper({ windowBytes: opts.windowBytes, batchBytes: opts.batchBytes });
     this.windowBytes = opts.windowBytes;
+    this.batchBytes = opts.batchBytes;
   }
 
   /** At most half the peer's receive log is in flight (it must hold what it acks). */
@@ -93,18 +95,35 @@ export class VolumeShipper {
   /** Bytes the shipper keeps in flight now (sent, not yet acked at most). */
   windowBytes = 0;
 
+  /** Bytes a batch of records may hold now: about BATCH_SECONDS of the link (rate/capacity.ts). */
+  batchBytes = 0;
+
   /**
    * Once a second, what the link did: its rate (the cap, or the measured send rate
-   * when it has none) and its round trip. The window follows the bandwidth-delay
-   * product: two round trips of the rate plus two batches in flight fill a long,
-   * slow or varying link, and no more sits queued at the sender (a window-limited
-   * link measures window/RTT, so the window doubles until the link, not the
-   * window, is the limit). Never above the configured window or half the peer's log.
+   * when it has none), its round trip, and its capacity (the rate it carried while it
+   * was the bottleneck, bounded by the cap; null: not known yet). The batch follows
+   * the capacity: a frame takes at most a couple of seconds of the link. The window
+   * follows the bandwidth-delay product: two round trips of the rate plus two batches
+   * in flight fill a long, slow or varying link, and no more sits queued at the sender
+   * (a window-limited link measures window/RTT, so the window doubles until the link,
+   * not the window, is the limit). Never above the configured window or half the
+   * peer's log.
    */
-  linkMeasured(rateBytesPerSecond: number | null, rttMs: number | null): void {
+  linkMeasured(rateBytesPerSecond: number | null, rttMs: number | null, capacity: number | null = null): void {
+    this.capacity = capacity;
+    this.batchBytes = batchFor(capacity, this.opts.batchBytes);
+    this.shipper.setBatch(this.batchBytes);
     this.bdpWindow = rateBytesPerSecond === null || rttMs === null ? Infinity
-      : Math.max(2 * this.opts.batchBytes, Math.ceil((2 * rateBytesPerSecond * rttMs) / 1000) + 2 * this.opts.batchBytes);
+      : Math.max(2 * this.batchBytes, Math.ceil((2 * rateBytesPerSecond * rttMs) / 1000) + 2 * this.batchBytes);
     this.applyWindow();
+  }
+
+  /** What the link carries when it is the bottleneck (bytes per second; null: unknown). */
+  private capacity: number | null = null;
+
+  /** The link's rate: its cap, else its measured capacity (null: neither known). */
+  private linkRate(): number | null {
+    return this.rate?.() ?? this.capacity;
   }
 
   private applyWindow(): void {
@@ -360,7 +379,7 @@ export class VolumeShipper {
     // A batch holds host writes to its regions until the peer has applied what is ahead of
     // it: not while nothing ships, nor while the backlog would take the link long to carry.
     if (this.paused || this.heldByPeer) return;
-    const rate = this.rate?.() ?? null;
+    const rate = this.linkRate();
     if (rate !== null && this.jv.journal.backlogBytes > rate * 5) return;
     if (v.next >= v.end) return this.finishVerify(v);
     const count = Math.min(MAX_HASH_REGIONS, Math.max(1, Math.floor((4 << 20) / v.regionSize)), v.end - v.next);
@@ -428,9 +447,10 @@ export class VolumeShipper {
     this.askHashes();
     if (this.resyncing || !this.session || !this.jv.roundStart) return;
     const j = this.jv.journal;
-    // On a rate-capped link, at most about two seconds of the link's time ahead of
-    // live writes: a resync yields to them, and the RPO of new writes holds.
-    const rate = this.rate?.() ?? null;
+    // At most about two seconds of the link's time (its cap, or what it was measured
+    // to carry) ahead of live writes: a resync yields to them, and the RPO of new
+    // writes holds.
+    const rate = this.linkRate();
     const limit = Math.min(j.capacity / 4, this.opts.windowBytes * 2, rate !== null ? Math.max(this.jv.bitmap.regionSize, rate * 2) : Infinity);
     if (j.backlogBytes > limit) {
       this.makeDurable();

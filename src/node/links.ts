@@ -18,6 +18,7 @@ import type { JournalRecord } from '../journal/record.js';
 import { DEFAULT_SHIPPING, VolumeShipper, type VerifyRun } from '../link/volume-shipper.js';
 import { LinkListener, connectLink, type PinnedPeer } from '../link/tls.js';
 import { parseListenAddress } from '../nbd/server.js';
+import { LinkCapacity, socketAllowance } from '../rate/capacity.js';
 import { Pacer } from '../rate/pacer.js';
 import { formatRate, rateAt } from '../rate/rate.js';
 import { RateMeter } from '../rate/meter.js';
@@ -48,6 +49,9 @@ interface Session {
   /** The link's round trip: the least of the last heartbeat echoes (ms; null until measured). */
   rttMs: number | null;
   rttSamples: number[];
+  /** Frame bytes written to the socket, and what the link carried while it was the bottleneck. */
+  wireBytes: number;
+  capacity: LinkCapacity;
 }
 
 export class LinkManager {
@@ -118,6 +122,16 @@ export class LinkManager {
     return this.shippers.get(volume)?.windowBytes ?? null;
   }
 
+  /** The volume's batch size now (null: no shipper). */
+  batchOf(volume: string): number | null {
+    return this.shippers.get(volume)?.batchBytes ?? null;
+  }
+
+  /** What the link to `peer` carries when it is the bottleneck (bytes per second; null: unknown or down). */
+  capacityOf(peer: string): number | null {
+    return this.sessions.get(peer)?.capacity.estimate(this.rateNow(peer)) ?? null;
+  }
+
   /** Records a volume's shipper sent as Skip records (coalescing), and their payload bytes. */
   coalescedOf(volume: string): { records: number; bytes: number } {
     const sh = this.shippers.get(volume);
@@ -140,7 +154,10 @@ export class LinkManager {
       // The shipper's window follows the link's bandwidth-delay product.
       const sh = this.shippers.get(name);
       const peer = this.config.volumes.find((v) => v.name === name)?.peer;
-      if (sh?.session && peer) sh.linkMeasured(this.rateNow(peer, now) ?? m.wire.rate, this.rttOf(peer));
+      if (sh?.session && peer) {
+        const cap = this.rateNow(peer, now);
+        sh.linkMeasured(cap ?? m.wire.rate, this.rttOf(peer), this.sessions.get(peer)?.capacity.estimate(cap) ?? null);
+      }
     }
   }
   /** zstd workers shared by every link (null: every peer has compression: off). */
@@ -305,12 +322,16 @@ export class LinkManager {
         rate: () => this.rateNow(peer),
         now: Date.now,
         later: (ms, f) => setTimeout(f, ms).unref(),
-        onWritten: (volume, n) => this.wireSent.set(volume, (this.wireSent.get(volume) ?? 0) + n),
+        onWritten: (volume, n) => {
+          this.wireSent.set(volume, (this.wireSent.get(volume) ?? 0) + n);
+          s.wireBytes += n;
+        },
         buffered: () => socket.writableLength,
         onDrain: (f) => socket.once('drain', f),
+        maxBuffered: () => socketAllowance(s.capacity.estimate(this.rateNow(peer))),
       });
       const s: Session = {
-        peer, socket, closed: false, pacer, packer: null, peerBeat: null, rttMs: null, rttSamples: [],
+        peer, socket, closed: false, pacer, packer: null, peerBeat: null, rttMs: null, rttSamples: [], wireBytes: 0, capacity: new LinkCapacity(),
         send: (parts) => {
           if (!s.closed) pacer.control(parts);
         },
@@ -330,9 +351,10 @@ export class LinkManager {
       let busySamples = 0;
       let samples = 0;
       const meter = setInterval(() => {
-        if (pacer.pending() > 0 || socket.writableLength > 256 * 1024) busySamples++;
+        if (pacer.pending() > 0 || socket.writableLength >= socketAllowance(s.capacity.estimate(this.rateNow(peer)))) busySamples++;
         if (++samples < 4) return;
         s.packer?.observe(busySamples / samples);
+        s.capacity.observe(Date.now(), s.wireBytes, busySamples / samples);
         busySamples = samples = 0;
       }, 250);
       meter.unref();

@@ -3,14 +3,16 @@
 // volume that has sent least for its weight goes next), whole frames in order
 // per volume, bytes in chunks so a large frame is paced too. Without a rate, frames
 // go straight to the socket. Its queues are bounded by each shipper's window.
+import { MAX_SOCKET_BYTES } from './capacity.js';
 import { TokenBucket } from './rate.js';
 
 const CHUNK = 16 * 1024;
 /**
- * Most bytes left in the socket's own buffer: past it the pacer waits for 'drain', so
- * record frames queue here, where acks, heartbeats and hash replies can pass them.
+ * Most bytes left in the socket's own buffer (unless `maxBuffered` says less): past it
+ * the pacer waits for 'drain', so record frames queue here, where acks, heartbeats and
+ * hash replies can pass them.
  */
-export const MAX_SOCKET_BUFFERED = 256 * 1024;
+export const MAX_SOCKET_BUFFERED = MAX_SOCKET_BYTES;
 /** The Records and PackedRecords frame types (docs/PEER-PROTOCOL.md): byte 5 of a frame's header. */
 const RECORDS_FRAME = 3;
 const PACKED_RECORDS_FRAME = 10;
@@ -34,6 +36,8 @@ export interface PacerOptions {
   /** Bytes the socket holds unsent, and a call once it has drained (backpressure). */
   buffered?(): number;
   onDrain?(f: () => void): void;
+  /** Most bytes the socket may hold now (a slow link: less; default MAX_SOCKET_BUFFERED). */
+  maxBuffered?(): number;
 }
 
 export class Pacer {
@@ -119,9 +123,9 @@ export class Pacer {
     });
   }
 
-  /** The socket's buffer is past MAX_SOCKET_BUFFERED (a link slower than we write). */
+  /** The socket's buffer is past its allowance (a link slower than we write). */
   private full(): boolean {
-    return this.opts.buffered !== undefined && this.opts.onDrain !== undefined && this.opts.buffered() >= MAX_SOCKET_BUFFERED;
+    return this.opts.buffered !== undefined && this.opts.onDrain !== undefined && this.opts.buffered() >= (this.opts.maxBuffered?.() ?? MAX_SOCKET_BUFFERED);
   }
 
   /** The next frame: from the volume that has sent the least for its weight. */

@@ -9,7 +9,10 @@ import { startPair } from '../helpers/pair.js';
 import { must, run, sleep } from '../helpers/run.js';
 import { cli } from '../helpers/cli.js';
 
-interface V { wireBytes: number; backlogBytes: number; paused: boolean; linkRateBytesPerSecond: number | null; link: string }
+interface V {
+  wireBytes: number; backlogBytes: number; paused: boolean; linkRateBytesPerSecond: number | null; link: string;
+  shipping: { capacityBytesPerSecond: number | null; batchBytes: number | null } | null;
+}
 const v = async (d: Parameters<typeof statusOf>[0]): Promise<V> => (await statusOf(d)).volumes[0] as unknown as V;
 
 test('rate cap, live reload without reconnecting, pause and resume', async () => {
@@ -29,7 +32,15 @@ test('rate cap, live reload without reconnecting, pause and resume', async () =>
     // The cap is an upper bound (the machine may be slower, never faster).
     assert.ok(rate <= 500_000 * 1.1, `${rate} B/s over a 4 Mbit/s cap`);
     assert.ok(rate > 500_000 * 0.3, `${rate} B/s: the link should carry the backlog`);
-    assert.ok((await v(p.a)).backlogBytes > 0, 'the backlog waits for the link');
+    const busy = await v(p.a);
+    assert.ok(busy.backlogBytes > 0, 'the backlog waits for the link');
+    // The link was the bottleneck: its capacity is known (at most the cap) and a batch
+    // is about two seconds of it, not 4 MiB (34 s at 1 Mbit/s ahead of every ack).
+    const capacity = busy.shipping?.capacityBytesPerSecond ?? null;
+    assert.ok(capacity !== null && capacity > 0 && capacity <= 500_000, `capacity ${capacity}`);
+    // (Capacity and batch are sampled by different once-a-second timers: bounds, not equality.)
+    const batch = busy.shipping?.batchBytes ?? 0;
+    assert.ok(batch >= 64 * 1024 && batch <= 2 * 500_000, `batch ${batch} for a 4 Mbit/s link`);
 
     // Live reload: 64 Mbit/s, the same link.
     fs.writeFileSync(p.a.configFile, fs.readFileSync(p.a.configFile, 'utf8').replace('rate: 4mbit', 'rate: 64mbit'));

@@ -159,3 +159,20 @@ test('an uncapped link slower than we write: the socket holds at most MAX_SOCKET
   assert.equal(pacer.pending(), 0);
   assert.equal(written, 40 * 64 * 1024 + 40);
 });
+
+test('a slow link: the socket holds only its allowance (maxBuffered), so control frames wait less', () => {
+  let buffered = 0;
+  const drains: Array<() => void> = [];
+  const pacer = new Pacer({
+    write: (b) => {
+      buffered += b.length;
+    },
+    rate: () => null, now: () => 0, later: () => undefined,
+    buffered: () => buffered, onDrain: (f) => drains.push(f), maxBuffered: () => 32 * 1024,
+  });
+  const frame = Buffer.alloc(16 * 1024);
+  frame[5] = 3;
+  for (let i = 0; i < 8; i++) pacer.send('db', 1, [frame]);
+  assert.equal(buffered, 32 * 1024);
+  assert.equal(pacer.pending(), 6);
+});

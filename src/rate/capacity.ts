@@ -1,0 +1,52 @@
+// What a link can carry, as the sender sees it: its bytes per second over the seconds
+// in which it was the bottleneck (data waited for it all second long). An idle or
+// half-used link says nothing about its capacity, so the estimate holds until the
+// link is busy again. A rate cap bounds it. From it follow the batch size (a record
+// frame takes at most about BATCH_SECONDS of the link, so acks, heartbeats, hash
+// requests and Hold wait little behind one) and how much the socket may hold unsent.
+
+/** Seconds of the link one batch of records may take. */
+export const BATCH_SECONDS = 2;
+/** Smallest batch: below it per-frame costs (headers, zstd frames, acks) start to show. */
+export const MIN_BATCH_BYTES = 64 * 1024;
+/** Seconds of the link the socket's buffer may hold: control frames wait behind it. */
+const SOCKET_SECONDS = 0.25;
+const MIN_SOCKET_BYTES = 16 * 1024;
+export const MAX_SOCKET_BYTES = 256 * 1024;
+
+export class LinkCapacity {
+  /** Bytes per second (null: not measured busy yet). */
+  private measured: number | null = null;
+  private last: { at: number; total: number } | null = null;
+
+  /**
+   * Once a second: the link's byte counter and the share of the second that data
+   * waited for it (0..1).
+   */
+  observe(now: number, totalBytes: number, busy: number): void {
+    const last = this.last;
+    this.last = { at: now, total: totalBytes };
+    if (!last || now <= last.at || busy < 1) return;
+    const r = Math.max(0, totalBytes - last.total) / ((now - last.at) / 1000);
+    if (r <= 0) return;
+    this.measured = this.measured === null ? r : this.measured + 0.5 * (r - this.measured);
+  }
+
+  /** The estimate, bounded by the cap (bytes per second; null: unknown and uncapped). */
+  estimate(cap: number | null): number | null {
+    if (cap === null) return this.measured;
+    return this.measured === null ? cap : Math.min(cap, this.measured);
+  }
+}
+
+/** The batch for a link of `capacity` bytes per second (null: unknown, the most). */
+export function batchFor(capacity: number | null, maxBatch: number): number {
+  if (capacity === null) return maxBatch;
+  return Math.max(Math.min(MIN_BATCH_BYTES, maxBatch), Math.min(maxBatch, Math.floor(capacity * BATCH_SECONDS)));
+}
+
+/** Most bytes the socket may hold unsent on a link of `capacity` bytes per second. */
+export function socketAllowance(capacity: number | null): number {
+  if (capacity === null) return MAX_SOCKET_BYTES;
+  return Math.max(MIN_SOCKET_BYTES, Math.min(MAX_SOCKET_BYTES, Math.floor(capacity * SOCKET_SECONDS)));
+}
