@@ -69,7 +69,7 @@ interface RunResult {
   utilization: number;
   rttMs: number; minRttMs: number; level: number | null; batches: number;
   /** The shipper's window and the daemon's own round-trip figure (status), medians over the steady window (null: not reported). */
-  windowBytes: number | null; linkRttMs: number | null;
+  windowBytes: number | null; linkRttMs: number | null; batchBytes: number | null;
 }
 
 /** One offsite transfer at line rate `bps`; `peerExtra` is added to site-a's peer (a rate cap). */
@@ -80,13 +80,13 @@ async function offsite(net: Net, a: NsSite, b: NsSite, bps: number, peerExtra: s
   const line = bps / 8;
   const c0 = await counters(net, a, b);
   const w = await NbdWriter.open(a.host, a.nbd);
-  const samples: Array<{ t: number; aWire: number; aBacklog: number; bHost: number; window: number | null; rtt: number | null }> = [];
+  const samples: Array<{ t: number; aWire: number; aBacklog: number; bHost: number; window: number | null; rtt: number | null; batch: number | null }> = [];
   let polling = true;
   const poll = (async () => {
     while (polling) {
       const t = performance.now();
       const [x, y] = [await status(a), await status(b)];
-      if (x && y) samples.push({ t: (t + performance.now()) / 2, aWire: x.wireBytes, aBacklog: x.backlogBytes, bHost: y.hostBytes, window: x.shipping?.windowBytes ?? null, rtt: x.shipping?.rttMs ?? null });
+      if (x && y) samples.push({ t: (t + performance.now()) / 2, aWire: x.wireBytes, aBacklog: x.backlogBytes, bHost: y.hostBytes, window: x.shipping?.windowBytes ?? null, rtt: x.shipping?.rttMs ?? null, batch: x.shipping?.batchBytes ?? null });
       await sleep(Math.max(0, 50 - (performance.now() - t)));
     }
   })();
@@ -149,7 +149,7 @@ async function offsite(net: Net, a: NsSite, b: NsSite, bps: number, peerExtra: s
     retrans: c3.tcp.bytesRetrans - c0.tcp.bytesRetrans,
     l2: c3.l2 - c0.l2, drops: c3.drops - c0.drops,
     utilization: (c2.l2 - c1!.l2) / ((c2.t - c1!.t) / 1000) / line,
-    windowBytes: medianOf(inWin.map((s) => s.window)), linkRttMs: medianOf(inWin.map((s) => s.rtt)),
+    windowBytes: medianOf(inWin.map((s) => s.window)), linkRttMs: medianOf(inWin.map((s) => s.rtt)), batchBytes: medianOf(inWin.map((s) => s.batch)),
     rttMs: rtts.length > 0 ? median(rtts) : 0, minRttMs: c3.tcp.minRttMs, level: c2.a.shipping?.level ?? null, batches: steps.length,
   };
 }
@@ -196,10 +196,10 @@ async function main(): Promise<void> {
       reloadPeer(a, '');
       const cap = runs[runs.length - 1]![1];
       capNote.push(`${(cap.l2 / cap.wire).toFixed(3)} (${mbit})`);
-      rows.push(`| ${mbit} | plain TCP stream (the ceiling) | ${kb(tcp.goodput)} | **${(tcp.goodput / line).toFixed(3)}** | 1.000 | | | | | |`);
-      rows.push(`| ${mbit} | plain TLS 1.3 stream | ${kb(tls.goodput)} | **${(tls.goodput / line).toFixed(3)}** | ${(tls.goodput / tcp.goodput).toFixed(3)} | | | | | |`);
+      rows.push(`| ${mbit} | plain TCP stream (the ceiling) | ${kb(tcp.goodput)} | **${(tcp.goodput / line).toFixed(3)}** | 1.000 | | | | | | |`);
+      rows.push(`| ${mbit} | plain TLS 1.3 stream | ${kb(tls.goodput)} | **${(tls.goodput / line).toFixed(3)}** | ${(tls.goodput / tcp.goodput).toFixed(3)} | | | | | | |`);
       for (const [name, r] of runs) {
-        rows.push(`| ${mbit} | ${name} | ${kb(r.steady)} | **${(r.steady / line).toFixed(3)}** | ${(r.steady / tcp.goodput).toFixed(3)} | ${(r.whole / line).toFixed(3)} (${(r.hostBytes / 1e6).toFixed(1)} MB in ${r.seconds.toFixed(1)} s) | ${pct(r.utilization)} | ${r.rttMs.toFixed(0)} ms | ${r.linkRttMs === null ? '—' : `${r.linkRttMs.toFixed(0)} ms`} | ${r.windowBytes === null ? '—' : `${(r.windowBytes / 2 ** 20).toFixed(1)} MiB`} |`);
+        rows.push(`| ${mbit} | ${name} | ${kb(r.steady)} | **${(r.steady / line).toFixed(3)}** | ${(r.steady / tcp.goodput).toFixed(3)} | ${(r.whole / line).toFixed(3)} (${(r.hostBytes / 1e6).toFixed(1)} MB in ${r.seconds.toFixed(1)} s) | ${pct(r.utilization)} | ${r.rttMs.toFixed(0)} ms | ${r.linkRttMs === null ? '—' : `${r.linkRttMs.toFixed(0)} ms`} | ${r.windowBytes === null ? '—' : `${(r.windowBytes / 2 ** 20).toFixed(1)} MiB`} | ${r.batchBytes === null ? '—' : `${(r.batchBytes / 1024).toFixed(0)} KiB`} |`);
         // Bytes per host byte at each layer, over the whole transfer.
         const per = (x: number): string => (x / r.hostBytes).toFixed(4);
         layers.push(`| ${mbit} | ${name} | ${per(r.records)} | ${per(r.wire)} | ${per(r.tcpPayload)} | ${per(r.l2)} | **${(r.hostBytes / r.l2).toFixed(4)}** | ${pct(r.retrans / r.tcpPayload)} (${r.drops} drops) |`);
@@ -236,8 +236,8 @@ first and the last whole batch to arrive in [${WINDOW_FROM} s, ${SECONDS} s] (st
 primary's backlog at 0 (every byte acked durable). The plain streams are node's \`net\`
 and \`tls\` (TLS 1.3, site-b's key) writing random bytes over the same path for ${STREAM_SECONDS} s (rate over [${STREAM_WINDOW[0]} s, ${STREAM_WINDOW[1]} s], after slow start's overshoot).
 
-| line | sender | goodput | / line (steady) | / TCP stream | / line (end to end) | line busy (steady) | TCP RTT (ss) | link RTT (status) | window (status) |
-| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| line | sender | goodput | / line (steady) | / TCP stream | / line (end to end) | line busy (steady) | TCP RTT (ss) | link RTT (status) | window (status) | batch (status) |
+| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 ${rows.join('\n')}
 
 Where the bytes go, per host byte, over each whole transfer: journal records (56-byte header +
@@ -253,9 +253,10 @@ ${layers.join('\n')}
 ${verdicts.map((v) => `- ${v}`).join('\n')}
 
 The daemon's link RTT comes from heartbeat echoes (the least of the last 16). A heartbeat still waits
-for the record frame being written (up to 4 MiB) and the socket's buffers (at most 256 KiB in node's,
-then the kernel's), so on a slow line it measures part of the sender's queue, not the path (the TCP
-RTT column), and the window's 2 × rate × RTT term follows it.
+for the record frame being written (a batch: about 2 s of the link's measured capacity, 64 KiB to
+4 MiB) and the socket's buffers (a quarter second of the link in node's, 16 to 256 KiB, then the
+kernel's), so on a slow line it measures part of the sender's queue, not the path (the TCP RTT
+column), and the window's 2 × rate × RTT term follows it.
 
 What bounds it: the line counts Ethernet frames, and a full-size frame of 1514 bytes carries
 ${mss} bytes of TCP payload (14 Ethernet + 20 IP + 20 TCP + 12 TCP timestamp option), so no
@@ -264,7 +265,8 @@ ${TARGET} leaves ${((mss / 1514 - TARGET) * 100).toFixed(2)} percentage points f
 at most 16 KiB, ${(22 / 16384 * 100).toFixed(2)}%), frame headers and heartbeats (a few dozen bytes a second), and the journal
 record header, 56 bytes per host write: ${(56 / (128 * 1024) * 100).toFixed(2)}% of a 128 KiB write, but ${(56 / 4096 * 100).toFixed(2)}% of a 4 KiB one, sent as
 it is in a Records frame. A batch of random payloads does not compress: the payloads go raw and the
-headers are compressed apart (PackedRecords codec 2), which leaves about 12 of a header's 56 bytes.
+headers are compressed apart as columns, each field as its change from the record before
+(PackedRecords codec 2), which leaves about 8 of a header's 56 bytes for writes at random offsets.
 The \`rate:\` cap counts frame bytes, before TLS and TCP/IP: at the line's nominal rate it asks
 ${capNote.join(', ')} line bytes per frame byte, more than the line has, so the line stays the bottleneck.
 `;

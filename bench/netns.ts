@@ -195,7 +195,7 @@ export interface VolStatus {
   shipping: {
     recordBytes: number; compressionRatio: number; level: number | null; compressedInBytes: number; compressedOutBytes: number; wireRateBytesPerSecond: number;
     /** (Newer daemons) the shipper's window now and the link's measured round trip. */
-    windowBytes?: number | null; rttMs?: number | null; coalescedBytes?: number;
+    windowBytes?: number | null; rttMs?: number | null; batchBytes?: number | null; capacityBytesPerSecond?: number | null; coalescedBytes?: number;
   } | null;
 }
 

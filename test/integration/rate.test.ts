@@ -1,7 +1,8 @@
-// Bandwidth control on a live pair: a rate cap holds on the wire counter, a SIGHUP
+// Bandwidth control on a live pair: a 1 Mbit/s cap holds within 10% over 30 s on the wire counter, a SIGHUP
 // reload changes it without reconnecting, and pause holds the backlog while the host
 // keeps writing; resume drains it.
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { test } from 'node:test';
 import { statusOf } from '../helpers/daemon.js';
@@ -16,34 +17,37 @@ interface V {
 const v = async (d: Parameters<typeof statusOf>[0]): Promise<V> => (await statusOf(d)).volumes[0] as unknown as V;
 
 test('rate cap, live reload without reconnecting, pause and resume', async () => {
-  const p = await startPair({ size: '64MiB', peerKeysA: 'rate: 4mbit' });
+  const p = await startPair({ size: '64MiB', peerKeysA: 'rate: 1mbit' });
   try {
     await p.drained();
-    assert.equal((await v(p.a)).linkRateBytesPerSecond, 500_000);
-    // 6 MiB of random data (incompressible): 12.6 s at 4 Mbit/s.
+    assert.equal((await v(p.a)).linkRateBytesPerSecond, 125_000);
+    // 6 MiB of random data (incompressible): 50 s at 1 Mbit/s, so the link is busy
+    // for the whole 30 s window.
     const data = `${p.a.dir}/random.bin`;
-    fs.writeFileSync(data, Buffer.from(Array.from({ length: 6 << 20 }, () => Math.floor(Math.random() * 256))));
+    fs.writeFileSync(data, crypto.randomBytes(6 << 20));
     await must('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', data, p.a.uri('db')]);
+    await sleep(2000); // (past the first batches' burst allowance)
     const w0 = (await v(p.a)).wireBytes;
     const t0 = Date.now();
-    await sleep(6000);
+    await sleep(30_000);
     const w1 = (await v(p.a)).wireBytes;
     const rate = (w1 - w0) / ((Date.now() - t0) / 1000);
-    // The cap is an upper bound (the machine may be slower, never faster).
-    assert.ok(rate <= 500_000 * 1.1, `${rate} B/s over a 4 Mbit/s cap`);
-    assert.ok(rate > 500_000 * 0.3, `${rate} B/s: the link should carry the backlog`);
+    // Within 10% of the cap over 30 s (above it never: the cap is a bound; below it a
+    // little on a loaded machine, the writes having to come through the journal).
+    assert.ok(rate <= 125_000 * 1.1, `${rate} B/s over a 1 Mbit/s cap`);
+    assert.ok(rate >= 125_000 * 0.9, `${rate} B/s: the link should carry the backlog at its cap`);
     const busy = await v(p.a);
     assert.ok(busy.backlogBytes > 0, 'the backlog waits for the link');
     // The link was the bottleneck: its capacity is known (at most the cap) and a batch
     // is about two seconds of it, not 4 MiB (34 s at 1 Mbit/s ahead of every ack).
     const capacity = busy.shipping?.capacityBytesPerSecond ?? null;
-    assert.ok(capacity !== null && capacity > 0 && capacity <= 500_000, `capacity ${capacity}`);
+    assert.ok(capacity !== null && capacity > 0 && capacity <= 125_000, `capacity ${capacity}`);
     // (Capacity and batch are sampled by different once-a-second timers: bounds, not equality.)
     const batch = busy.shipping?.batchBytes ?? 0;
-    assert.ok(batch >= 64 * 1024 && batch <= 2 * 500_000, `batch ${batch} for a 4 Mbit/s link`);
+    assert.ok(batch >= 64 * 1024 && batch <= 2 * 125_000, `batch ${batch} for a 1 Mbit/s link`);
 
     // Live reload: 64 Mbit/s, the same link.
-    fs.writeFileSync(p.a.configFile, fs.readFileSync(p.a.configFile, 'utf8').replace('rate: 4mbit', 'rate: 64mbit'));
+    fs.writeFileSync(p.a.configFile, fs.readFileSync(p.a.configFile, 'utf8').replace('rate: 1mbit', 'rate: 64mbit'));
     const closedBefore = (p.a.log.match(/link to site-b closed/g) ?? []).length;
     process.kill(p.a.pid!, 'SIGHUP');
     for (let i = 0; i < 50 && !p.a.log.includes('config reloaded'); i++) await sleep(100);

@@ -299,7 +299,7 @@ function backlogText(v) {
   return `${bytes(v.backlogBytes)} (${records(v.backlogRecords)}) not yet acked by ${v.peer ?? 'the peer'}`;
 }
 
-/** "zstd level 3 (auto); 2.9x fewer bytes on the wire; 12 MiB coalesced; round trip 22 ms; window 9.9 MiB; drains in 4 min". */
+/** "zstd level 3 (auto); 2.9x journal bytes per wire byte; 12 MiB coalesced away; round trip 22 ms; link carries 1.2 MiB/s; window 9.9 MiB; batches of 2.4 MiB; drains in 4 min". */
 function shippingText(v) {
   const s = v.shipping;
   if (!s) return v.role === 'secondary' ? `received from ${v.peer ?? 'the primary'}` : 'none (no peer)';
@@ -309,7 +309,9 @@ function shippingText(v) {
   ];
   if (s.coalescedBytes > 0) parts.push(`${bytes(s.coalescedBytes)} coalesced away`);
   if (s.rttMs !== null) parts.push(`round trip ${s.rttMs < 1000 ? `${Math.round(s.rttMs)} ms` : duration(s.rttMs / 1000)}`);
+  if (s.capacityBytesPerSecond) parts.push(`link carries ${bytes(s.capacityBytesPerSecond)}/s`);
   if (s.windowBytes !== null) parts.push(`window ${bytes(s.windowBytes)}`);
+  if (s.batchBytes) parts.push(`batches of ${bytes(s.batchBytes)}`);
   if (v.backlogBytes > 0) parts.push(s.drainSeconds === null ? 'not draining' : `drains in ${duration(s.drainSeconds)}`);
   return parts.join('; ');
 }
