@@ -133,11 +133,13 @@ export function decodePackedRecordsFrame(payload: Buffer): { volume: string; rec
   if (rest.length < PACKED_HEAD + 4) throw new FrameError(`PackedRecords frame for ${volume} is shorter than its ${PACKED_HEAD + 4}-byte head`);
   const hLength = rest.readUInt32LE(PACKED_HEAD);
   if (PACKED_HEAD + 4 + hLength > rest.length) throw new FrameError(`PackedRecords frame for ${volume}: its headers run past the frame`);
-  const columns = unzstd(volume, rest.subarray(PACKED_HEAD + 4, PACKED_HEAD + 4 + hLength), null, rawLength, true);
+  // (n headers are n × 52 bytes of columns: no more than the declared length allows.)
+  const columns = unzstd(volume, rest.subarray(PACKED_HEAD + 4, PACKED_HEAD + 4 + hLength), null, Math.floor((rawLength / RECORD_HEADER_SIZE) * ROW), true);
   if (columns.length % ROW !== 0) throw new FrameError(`PackedRecords frame for ${volume}: ${columns.length} bytes of header columns is not a whole number of records`);
-  const headers = columnsToHeaders(columns);
   const payloads = rest.subarray(PACKED_HEAD + 4 + hLength);
-  if (headers.length + payloads.length !== rawLength) throw new FrameError(`PackedRecords frame for ${volume} holds ${headers.length + payloads.length} bytes of records, the frame declares ${rawLength}`);
+  const headerBytes = (columns.length / ROW) * RECORD_HEADER_SIZE;
+  if (headerBytes + payloads.length !== rawLength) throw new FrameError(`PackedRecords frame for ${volume} holds ${headerBytes + payloads.length} bytes of records, the frame declares ${rawLength}`);
+  const headers = columnsToHeaders(columns);
   // Header and payload back together, then checked as a Records frame's records are.
   const body = Buffer.allocUnsafe(rawLength);
   let at = 0;

@@ -143,6 +143,11 @@ export class VolumeShipper {
    */
   up(s: ShipperSession, peerDurable: number, peerRound = 0, peerFirstMeeting = false): void {
     this.session = s;
+    // A new link's capacity is not measured yet: its cap, if it has one, sizes the
+    // first batches (a 4 MiB frame is 34 s of a 1 Mbit/s line).
+    this.capacity = this.rate?.() ?? null;
+    this.batchBytes = batchFor(this.capacity, this.opts.batchBytes);
+    this.shipper.setBatch(this.batchBytes);
     this.beginning = true;
     void this.begin(s, peerDurable, peerRound, peerFirstMeeting).catch((e: Error) => {
       if (this.session === s) s.close(`volume ${this.name}: ${e.message}`);
@@ -550,7 +555,9 @@ export class VolumeShipper {
     this.plan = null;
     const j = this.jv.journal;
     const scope = Math.min(this.opts.coalesceScopeBytes ?? COALESCE_SCOPE, Math.floor(this.jv.maxEpochBytes / 2));
-    if (j.backlogBytes < 3 * this.opts.batchBytes || scope < 2 * this.opts.batchBytes) return null;
+    // (Batches follow the link: on a slow one a backlog of a few of its batches is
+    // already minutes of the line, worth planning over.)
+    if (j.backlogBytes < 3 * this.batchBytes || scope < 2 * this.batchBytes) return null;
     const headers: RecordHeader[] = [];
     let bytes = 0;
     for (let seq = fromSeq; bytes < scope && seq <= limitSeq;) {

@@ -354,7 +354,7 @@ export class LinkManager {
         if (pacer.pending() > 0 || socket.writableLength >= socketAllowance(s.capacity.estimate(this.rateNow(peer)))) busySamples++;
         if (++samples < 4) return;
         s.packer?.observe(busySamples / samples);
-        s.capacity.observe(Date.now(), s.wireBytes, busySamples / samples);
+        s.capacity.observe(Date.now(), s.wireBytes - socket.writableLength, busySamples / samples, this.rateNow(peer));
         busySamples = samples = 0;
       }, 250);
       meter.unref();

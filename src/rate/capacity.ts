@@ -1,7 +1,9 @@
-// What a link can carry, as the sender sees it: its bytes per second over the seconds
-// in which it was the bottleneck (data waited for it all second long). An idle or
-// half-used link says nothing about its capacity, so the estimate holds until the
-// link is busy again. A rate cap bounds it. From it follow the batch size (a record
+// What a link can carry, as the sender sees it: the bytes its socket passed on per
+// second over the seconds in which it was the bottleneck (data waited for it all
+// second long; bytes still in node's socket buffer do not count, so a frame written
+// whole into the socket counts as it drains). An idle or half-used link says nothing
+// about its capacity, so the estimate holds until the link is busy again. A rate cap
+// bounds it, and a new cap (or none) forgets what was measured under the old one. From it follow the batch size (a record
 // frame takes at most about BATCH_SECONDS of the link, so acks, heartbeats, hash
 // requests and Hold wait little behind one) and how much the socket may hold unsent.
 
@@ -13,29 +15,39 @@ export const MIN_BATCH_BYTES = 64 * 1024;
 const SOCKET_SECONDS = 0.25;
 const MIN_SOCKET_BYTES = 16 * 1024;
 export const MAX_SOCKET_BYTES = 256 * 1024;
+/** Weight of each busy second in the estimate. */
+const SMOOTHING = 0.3;
 
 export class LinkCapacity {
   /** Bytes per second (null: not measured busy yet). */
   private measured: number | null = null;
   private last: { at: number; total: number } | null = null;
+  /** The cap the measurement was taken under. */
+  private cap: number | null = null;
 
   /**
-   * Once a second: the link's byte counter and the share of the second that data
-   * waited for it (0..1).
+   * Once a second: the bytes the link's socket has passed on so far, the share of the
+   * second that data waited for the link (0..1), and the cap now.
    */
-  observe(now: number, totalBytes: number, busy: number): void {
+  observe(now: number, passedBytes: number, busy: number, cap: number | null): void {
     const last = this.last;
-    this.last = { at: now, total: totalBytes };
+    this.last = { at: now, total: passedBytes };
+    if (cap !== this.cap) {
+      // (This second ran under the old cap: it counts for neither.)
+      this.cap = cap;
+      this.measured = null;
+      return;
+    }
     if (!last || now <= last.at || busy < 1) return;
-    const r = Math.max(0, totalBytes - last.total) / ((now - last.at) / 1000);
-    if (r <= 0) return;
-    this.measured = this.measured === null ? r : this.measured + 0.5 * (r - this.measured);
+    const r = Math.max(0, passedBytes - last.total) / ((now - last.at) / 1000);
+    this.measured = this.measured === null ? r : this.measured + SMOOTHING * (r - this.measured);
   }
 
   /** The estimate, bounded by the cap (bytes per second; null: unknown and uncapped). */
   estimate(cap: number | null): number | null {
-    if (cap === null) return this.measured;
-    return this.measured === null ? cap : Math.min(cap, this.measured);
+    const m = this.measured === null || this.measured <= 0 ? null : this.measured;
+    if (cap === null) return m;
+    return m === null ? cap : Math.min(cap, m);
   }
 }
 

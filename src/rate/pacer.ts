@@ -65,9 +65,11 @@ export class Pacer {
       for (const o of this.queues.values()) if (o !== q && o.frames.length > 0) least = Math.min(least, o.sent / o.weight);
       if (least !== Infinity) q.sent = Math.max(q.sent, least * q.weight);
     }
-    if (this.opts.rate() === null && !this.current && !this.waiting && this.pending() === 0 && !this.full()) {
+    const n = parts.reduce((k, p) => k + p.length, 0);
+    // Straight to the socket when nothing waits and the whole frame fits in its
+    // allowance; a larger frame goes in chunks, so control frames can still pass it.
+    if (this.opts.rate() === null && !this.current && !this.waiting && this.pending() === 0 && this.fits(n)) {
       for (const p of parts) this.write(p);
-      const n = parts.reduce((k, p) => k + p.length, 0);
       q.sent += n;
       this.opts.onWritten?.(volume, n);
       return;
@@ -121,6 +123,12 @@ export class Pacer {
       this.waiting = false;
       this.pump();
     });
+  }
+
+  /** `n` more bytes keep the socket within its allowance (always, without a view of the socket). */
+  private fits(n: number): boolean {
+    if (this.opts.buffered === undefined || this.opts.onDrain === undefined) return true;
+    return this.opts.buffered() + n <= (this.opts.maxBuffered?.() ?? MAX_SOCKET_BUFFERED);
   }
 
   /** The socket's buffer is past its allowance (a link slower than we write). */

@@ -87,7 +87,9 @@ test('a checkpoint survives a restart of the secondary, and expires by itself af
     assert.equal((await cli(p.b, 'checkpoint', 'create', 'db', '--label', 'short', '--hold', '2s')).code, 0);
     await waitFor('the hold to expire', async () => p.b.log.includes('reached the end of its hold'), 20_000).catch((e: Error) => { throw new Error(`${e.message}\n${p.b.log.slice(-3000)}`); });
     await waitFor('the release', async () => (await run('nbdinfo', [p.b.uri('db@checkpoint')])).code !== 0);
-    assert.match(p.b.log, /checkpoint \\"short\\" released after [234] s/);
+    // (Expiry is checked once a second: on a loaded machine the line may say a little more.)
+    const held = /checkpoint \\"short\\" released after (\d+) s/.exec(p.b.log);
+    assert.ok(held && Number(held[1]) >= 2 && Number(held[1]) <= 10, `the release line: ${held?.[0] ?? 'missing'}`);
   } finally {
     await p.stop();
   }

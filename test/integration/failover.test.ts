@@ -90,7 +90,7 @@ test('failover and failback: kill -9 the primary, promote, write there, demote t
     assert.match(early.stderr, /refused to promote db: its primary on site-a is still connected/);
 
     await p.a.kill9();
-    for (let i = 0; i < 100 && (await view(p.b)).link === 'connected'; i++) await sleep(100);
+    for (let i = 0; i < 300 && (await view(p.b)).link === 'connected'; i++) await sleep(100);
     const promoted = await cli(p.b, 'promote', 'db');
     assert.equal(promoted.code, 0, promoted.stderr);
     assert.match(promoted.stdout, /volume db promoted: primary on this node, read-write, generation [0-9a-f]{16}; applied up to record \d+.*took \d+ ms/);
@@ -109,7 +109,7 @@ test('failover and failback: kill -9 the primary, promote, write there, demote t
 
     // The old primary returns: refused as a second primary, told to demote.
     await p.a.start();
-    for (let i = 0; i < 100 && !p.a.log.includes('fail back with'); i++) await sleep(100);
+    for (let i = 0; i < 300 && !p.a.log.includes('fail back with'); i++) await sleep(100);
     assert.match(p.a.log, /primary on both nodes: site-b was promoted after this node's last write \(failover\); fail back with `offsite demote db` here/);
     const demoted = await cli(p.a, 'demote', 'db');
     assert.equal(demoted.code, 0, demoted.stderr);
@@ -153,11 +153,11 @@ test('split brain: both sides written apart is detected, nothing is overwritten,
     await p.a.start();
     const ha2 = await exportHash(p.a.uri('db'), p.a.dir);
     assert.ok(ha === '' || ha === ha2);
-    for (let i = 0; i < 100 && !p.a.log.includes('split brain'); i++) await sleep(100);
+    for (let i = 0; i < 300 && !p.a.log.includes('split brain'); i++) await sleep(100);
     assert.match(p.a.log, /split brain: primary on both nodes, and both took writes while apart \(generations [0-9a-f]+ here, [0-9a-f]+ on site-b; this node has [0-9.]+ [KM]iB of changes its peer never received, site-b has [0-9.]+ [KM]iB of changes its peer never received\)/);
     // Demoting without discarding still meets a split brain: the secondary has writes the primary lacks.
     assert.equal((await cli(p.a, 'demote', 'db')).code, 0);
-    for (let i = 0; i < 100 && !/the secondary \(this node\) took writes/.test(p.a.log); i++) await sleep(100);
+    for (let i = 0; i < 300 && !/the secondary \(this node\) took writes/.test(p.a.log); i++) await sleep(100);
     assert.match(p.a.log, /split brain: the secondary \(this node\) took writes the primary \(site-b\) never saw/);
     await sleep(1000);
     assert.equal(await exportHash(p.a.uri('db'), p.a.dir), ha2, 'nothing overwritten until the operator decides');
@@ -181,7 +181,7 @@ test('failback: auto: the old primary demotes itself when it finds its peer was 
     // Writes the secondary may or may not have received when site-a dies.
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x22 8M 1M', p.a.uri('db')]);
     await p.a.kill9();
-    for (let i = 0; i < 100 && (await view(p.b)).link === 'connected'; i++) await sleep(100);
+    for (let i = 0; i < 300 && (await view(p.b)).link === 'connected'; i++) await sleep(100);
     assert.equal((await cli(p.b, 'promote', 'db')).code, 0);
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x23 16M 1M', '-c', 'flush', p.b.uri('db')]);
     await p.a.start();

@@ -30,7 +30,10 @@ test('kill -9 during writes and flushes, 12 cycles: flushed writes survive in vo
       const out: string[] = [];
       const q = spawn('qemu-io', ['-f', 'raw', ...cmds, d.uri('db')], { stdio: ['ignore', 'pipe', 'pipe'] });
       q.stdout.on('data', (b: Buffer) => out.push(b.toString()));
-      await sleep(30 + Math.floor(random() * 250));
+      // The kill lands part way through the writes: after the first has been written
+      // (qemu-io's start and handshake take their own time on a loaded machine).
+      for (let i = 0; i < 200 && !/^wrote /m.test(out.join('')) && q.exitCode === null; i++) await sleep(50);
+      await sleep(Math.floor(random() * 250));
       await d.kill9();
       if (q.exitCode === null) await new Promise((r) => q.once('exit', r));
       // "wrote" for write k+1 means the flush after write k completed.

@@ -19,12 +19,15 @@ test('replication through a fault-injecting proxy converges to identical', async
   try {
     const deadline = Date.now() + 25_000;
     let round = 0;
-    while (Date.now() < deadline || proxy.total < 200) {
+    // At least 25 s of faults and at least 200 of them, cuts and flips among them (a
+    // loaded machine injects fewer a second: it runs longer, up to 3 min).
+    const enough = (): boolean => proxy.total >= 200 && proxy.counts.cut > 10 && proxy.counts.flip > 10;
+    while (Date.now() < deadline || !enough()) {
       const off = (round * 3) % 120;
       await must('qemu-io', ['-f', 'raw', '-c', `write -P ${(round % 250) + 1} ${off}M 1M`, '-c', `write -z ${off + 1}M 64k`, '-c', 'flush', p.a.uri('db')]);
       round++;
       await sleep(50);
-      if (Date.now() > deadline + 30_000) break;
+      if (Date.now() > deadline + 155_000) break;
     }
     const faults = { ...proxy.counts };
     proxy.faults = false;

@@ -12,7 +12,7 @@ async function refused(opts: PairOptions, a: RegExp, b: RegExp): Promise<void> {
   const p = await startPair(opts);
   try {
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x66 0 1M', '-c', 'flush', p.a.uri('db')]);
-    for (let i = 0; i < 50 && !(a.test(p.a.log) && b.test(p.b.log)); i++) await sleep(100);
+    for (let i = 0; i < 200 && !(a.test(p.a.log) && b.test(p.b.log)); i++) await sleep(100);
     assert.match(p.a.log, a);
     assert.match(p.b.log, b);
     assert.equal((await statusOf(p.a)).volumes[0]!.link, 'disconnected');

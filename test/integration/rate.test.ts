@@ -38,8 +38,9 @@ test('rate cap, live reload without reconnecting, pause and resume', async () =>
     assert.ok(rate >= 125_000 * 0.9, `${rate} B/s: the link should carry the backlog at its cap`);
     const busy = await v(p.a);
     assert.ok(busy.backlogBytes > 0, 'the backlog waits for the link');
-    // The link was the bottleneck: its capacity is known (at most the cap) and a batch
-    // is about two seconds of it, not 4 MiB (34 s at 1 Mbit/s ahead of every ack).
+    // The link's capacity (its cap, or less if it measured less while busy: the unit
+    // test covers the measuring) and a batch of about two seconds of it, not 4 MiB
+    // (34 s at 1 Mbit/s ahead of every ack).
     const capacity = busy.shipping?.capacityBytesPerSecond ?? null;
     assert.ok(capacity !== null && capacity > 0 && capacity <= 125_000, `capacity ${capacity}`);
     // (Capacity and batch are sampled by different once-a-second timers: bounds, not equality.)
@@ -50,7 +51,7 @@ test('rate cap, live reload without reconnecting, pause and resume', async () =>
     fs.writeFileSync(p.a.configFile, fs.readFileSync(p.a.configFile, 'utf8').replace('rate: 1mbit', 'rate: 64mbit'));
     const closedBefore = (p.a.log.match(/link to site-b closed/g) ?? []).length;
     process.kill(p.a.pid!, 'SIGHUP');
-    for (let i = 0; i < 50 && !p.a.log.includes('config reloaded'); i++) await sleep(100);
+    for (let i = 0; i < 200 && !p.a.log.includes('config reloaded'); i++) await sleep(100);
     assert.match(p.a.log, /config reloaded: peer site-b: rate 64\.0 Mbit\/s/);
     assert.equal((await v(p.a)).linkRateBytesPerSecond, 8_000_000);
     await p.drained(60_000);

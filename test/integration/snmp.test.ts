@@ -168,13 +168,14 @@ test('SNMP: walks over v2c and v3, a checkpoint by snmpset on the secondary, ref
       assert.match(r.stderr, /Reason: noAccess/);
       assert.deepEqual(await checkpoints(p.b), []);
       assert.equal((await status(p.b)).volumes[0]!.checkpoint, null);
-      await waitFor('the log line', () => /SNMP: refused a set by the v2c community from 127\.0\.0\.1:\d+: noAccess/.test(p.b.log), 5000);
+      await waitFor('the log line', () => /SNMP: refused a set by the v2c community from 127\.0\.0\.1:\d+: noAccess/.test(p.b.log), 10_000);
     });
 
     await t.test('a checkpoint create on the primary is refused: inconsistentValue, with the reason in the log', async () => {
       const r = await set(V3, portA, 'OFFSITE-MIB::offsiteVolumeCheckpointControl.1', 2);
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, /Reason: inconsistentValue/);
+      await waitFor('the refusal in the log', () => /refused a checkpoint create on db by SNMPv3 user ops/.test(p.a.log), 10_000);
       assert.match(p.a.log, /refused a checkpoint create on db by SNMPv3 user ops from 127\.0\.0\.1:\d+: volume db is primary on this node; a checkpoint is taken on the node that holds the secondary \(site-b\)/);
       assert.deepEqual(await checkpoints(p.a), []);
       // Neither none(1) nor held(4) can be written; nor a volume that does not exist.
@@ -199,6 +200,7 @@ test('SNMP: walks over v2c and v3, a checkpoint by snmpset on the secondary, ref
       assert.equal(await get(V2C, portB, 'OFFSITE-MIB::offsiteVolumeCheckpointState.1'), '2'); // held
       assert.equal(await get(V2C, portB, 'OFFSITE-MIB::offsiteVolumeCheckpointLabel.1'), cps[0]!.label);
       // (The log is JSON: the label's quotes are escaped.)
+      await waitFor('the create in the log', () => /SNMP: checkpoint create on db by SNMPv3 user ops/.test(p.b.log), 10_000);
       assert.match(p.b.log, /SNMP: checkpoint create on db by SNMPv3 user ops from 127\.0\.0\.1:\d+: checkpoint \\"snmp-[^\\"]+\\" of db held at record \d+/);
       // A second create while one is held: refused.
       assert.match((await set(V3, portB, 'OFFSITE-MIB::offsiteVolumeCheckpointControl.1', 2)).stderr, /Reason: inconsistentValue/);

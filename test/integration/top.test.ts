@@ -16,7 +16,7 @@ test('offsite top in tmux: shows and refreshes the volume, q quits', async () =>
     await must('tmux', ['new-session', '-d', '-s', session, '-x', '140', '-y', '40', `${process.execPath} ${OFFSITE_BIN} top --interval 500ms -c ${p.a.configFile}`]);
     const screen = async (): Promise<string> => (await must('tmux', ['capture-pane', '-p', '-t', session])).toString();
     let first = '';
-    for (let i = 0; i < 50 && !first.includes('db '); i++) {
+    for (let i = 0; i < 200 && !first.includes('db '); i++) {
       await sleep(100);
       first = await screen();
     }
@@ -38,7 +38,7 @@ test('offsite top in tmux: shows and refreshes the volume, q quits', async () =>
     assert.match(later, /backlog [1-9][0-9.]* MiB/, later);
     assert.notEqual(later, first, 'the screen refreshed');
     await must('tmux', ['send-keys', '-t', session, 'q']);
-    for (let i = 0; i < 30 && (await run('tmux', ['has-session', '-t', session])).code === 0; i++) await sleep(100);
+    for (let i = 0; i < 100 && (await run('tmux', ['has-session', '-t', session])).code === 0; i++) await sleep(100);
     assert.notEqual((await run('tmux', ['has-session', '-t', session])).code, 0, 'q quits');
   } finally {
     await run('tmux', ['kill-session', '-t', session]);

@@ -1,6 +1,6 @@
 // Codec 2's header columns (src/compress/columns.ts, docs/PEER-PROTOCOL.md): fixed
-// bytes for two records, and round trips of every record kind and of u64 values that
-// wrap.
+// bytes for two records, and round trips of every record kind and of fields whose
+// differences wrap.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
@@ -28,7 +28,7 @@ test('header columns: two writes, byte by byte', () => {
   assert.deepEqual(columnsToHeaders(cols), Buffer.concat([a, b]));
 });
 
-test('header columns: round trips of every kind, values that go down and wrap past 2^53', () => {
+test('header columns: round trips of every kind, values near 2^53, and fields that go down (their differences wrap mod 2^64)', () => {
   const hs: Buffer[] = [];
   for (let i = 0; i < 300; i++) {
     const kind = [RecordKind.Write, RecordKind.Zeroes, RecordKind.Trim, RecordKind.Barrier, RecordKind.Skip][i % 5]!;
