@@ -348,14 +348,18 @@ export class LinkManager {
       const deadAfterMs = (this.config.peers.find((p) => p.name === peer)?.timeout ?? 5) * 1000;
       // How busy the link is (data waiting for it), sampled 4 times a second; the
       // packer's auto level follows it once a second.
+      // The capacity counts seconds in which records always waited to go out: a frame
+      // in the pacer, or bytes in node's socket buffer (the kernel's is full).
       let busySamples = 0;
+      let saturatedSamples = 0;
       let samples = 0;
       const meter = setInterval(() => {
         if (pacer.pending() > 0 || socket.writableLength >= socketAllowance(s.capacity.estimate(this.rateNow(peer)))) busySamples++;
+        if (pacer.active() || socket.writableLength > 0) saturatedSamples++;
         if (++samples < 4) return;
         s.packer?.observe(busySamples / samples);
-        s.capacity.observe(Date.now(), s.wireBytes - socket.writableLength, busySamples / samples, this.rateNow(peer));
-        busySamples = samples = 0;
+        s.capacity.observe(Date.now(), s.wireBytes - socket.writableLength, saturatedSamples / samples, this.rateNow(peer));
+        busySamples = saturatedSamples = samples = 0;
       }, 250);
       meter.unref();
       const timer = setInterval(() => {

@@ -99,6 +99,11 @@ export class Pacer {
     if (q) q.frames = q.frames.filter((f) => f[0]?.[5] !== RECORDS_FRAME && f[0]?.[5] !== PACKED_RECORDS_FRAME);
   }
 
+  /** A record frame is being written, waits for the rate or the socket, or is queued. */
+  active(): boolean {
+    return this.current !== null || this.waiting || this.pending() > 0;
+  }
+
   /** Frames waiting, over all volumes. */
   pending(): number {
     let n = 0;

@@ -176,3 +176,27 @@ test('a slow link: the socket holds only its allowance (maxBuffered), so control
   assert.equal(buffered, 32 * 1024);
   assert.equal(pacer.pending(), 6);
 });
+
+test('active: a record frame being written or waiting for the socket counts, an idle pacer does not', () => {
+  let buffered = 0;
+  const drains: Array<() => void> = [];
+  const pacer = new Pacer({
+    write: (b) => {
+      buffered += b.length;
+    },
+    rate: () => null, now: () => 0, later: () => undefined,
+    buffered: () => buffered, onDrain: (f) => drains.push(f), maxBuffered: () => 64 * 1024,
+  });
+  assert.equal(pacer.active(), false);
+  const frame = Buffer.alloc(256 * 1024); // larger than the allowance: goes in chunks
+  frame[5] = 3;
+  pacer.send('db', 1, [frame]);
+  assert.equal(pacer.pending(), 0, 'nothing queued behind it');
+  assert.equal(pacer.active(), true, 'but the frame is part way out');
+  while (drains.length > 0) {
+    buffered = 0;
+    drains.shift()!();
+  }
+  assert.equal(pacer.active(), false);
+  assert.equal(buffered, 64 * 1024, 'the last chunk');
+});
