@@ -253,7 +253,7 @@ ${layers.join('\n')}
 ${verdicts.map((v) => `- ${v}`).join('\n')}
 
 The daemon's link RTT comes from heartbeat echoes (the least of the last 16). A heartbeat still waits
-for the record frame being written (a batch: about 2 s of the link's measured capacity, 64 KiB to
+for the record frame being written (a batch: about 4 s of the link's measured capacity, 64 KiB to
 4 MiB) and the socket's buffers (a quarter second of the link in node's, 16 to 256 KiB, then the
 kernel's), so on a slow line it measures part of the sender's queue, not the path (the TCP RTT
 column), and the window's 2 × rate × RTT term follows it.

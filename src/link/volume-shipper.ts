@@ -131,6 +131,15 @@ export class VolumeShipper {
     this.shipper.setWindow(this.windowBytes);
   }
 
+  /**
+   * No room for another batch in the window: what is in flight waits in the link's
+   * buffers (node's, the kernel's) or on the wire. The link, or the peer, is the
+   * bottleneck.
+   */
+  get windowFull(): boolean {
+    return this.shipper.sentUnacked + this.batchBytes > this.windowBytes;
+  }
+
   /** Highest seq the peer acked durable on this link. */
   get acked(): number {
     return this.shipper.acked;

@@ -54,7 +54,7 @@ test('capacity: a new cap, or none, starts the measurement again', () => {
 
 test('batch and socket allowance follow the capacity, within their bounds', () => {
   assert.equal(batchFor(null, 4 << 20), 4 << 20);
-  assert.equal(batchFor(125_000, 4 << 20), 250_000);
+  assert.equal(batchFor(125_000, 4 << 20), 500_000);
   assert.equal(batchFor(1000, 4 << 20), 64 * 1024);
   assert.equal(batchFor(1000, 16 * 1024), 16 * 1024, 'a configured batch under the floor stays');
   assert.equal(batchFor(1e9, 4 << 20), 4 << 20);

@@ -34,13 +34,13 @@ test('window: bandwidth-delay product, bounded by the configured window and the 
   assert.equal(sh.windowBytes, Math.min(32 * MiB, 2 * w + 8 * MiB));
 });
 
-test('batch: about two seconds of the link once its capacity is known, 64 KiB to 4 MiB; the window counts the batch it has', () => {
+test('batch: about four seconds of the link once its capacity is known, 64 KiB to 4 MiB; the window counts the batch it has', () => {
   const sh = new VolumeShipper('db', {} as JournaledVolume, silentLogger, { windowBytes: 32 * MiB, batchBytes: 4 * MiB, selfSyncMs: 1000, now: () => 0 });
   assert.equal(sh.batchBytes, 4 * MiB);
   // 1 Mbit/s: a 4 MiB frame would hold acks and hash requests behind it for 34 s.
   sh.linkMeasured(125_000, 100, 125_000);
-  assert.equal(sh.batchBytes, 250_000);
-  assert.equal(sh.windowBytes, 2 * 250_000 + 25_000);
+  assert.equal(sh.batchBytes, 500_000);
+  assert.equal(sh.windowBytes, 2 * 500_000 + 25_000);
   // 56 kbit/s: the smallest batch, 64 KiB (9 s of the line).
   sh.linkMeasured(7_000, 100, 7_000);
   assert.equal(sh.batchBytes, 64 * 1024);
