@@ -140,6 +140,21 @@ export class VolumeShipper {
     return this.shipper.sentUnacked + this.batchBytes > this.windowBytes;
   }
 
+  /**
+   * When each batch in flight was handed to the link (its last seq), oldest first; one
+   * entry per batch the window holds.
+   */
+  private readonly sentAt: Array<{ seq: number; at: number }> = [];
+
+  /**
+   * How long the oldest batch not yet acked has been on its way (ms; 0: none). Past a
+   * second, data queues somewhere on the path: in the pacer, node's or the kernel's
+   * socket buffer, or the line.
+   */
+  unackedAgeMs(now = this.opts.now()): number {
+    return this.sentAt.length === 0 ? 0 : now - this.sentAt[0]!.at;
+  }
+
   /** Highest seq the peer acked durable on this link. */
   get acked(): number {
     return this.shipper.acked;
@@ -231,6 +246,7 @@ export class VolumeShipper {
 
   down(): void {
     this.session = null;
+    this.sentAt.length = 0;
     this.heldByPeer = false;
     this.peerAcked = 0;
     if (this.verify?.asked) {
@@ -610,10 +626,14 @@ export class VolumeShipper {
         const planned = this.unitFor(a.fromSeq, a.limitSeq).catch(() => null);
         Promise.all([planned, this.jv.journal.read(a.fromSeq, a.maxBytes, a.limitSeq)]).then(([plan, records]) => {
           if (s !== this.session || !s || this.paused || this.heldByPeer || run !== this.runs) return;
-          if (records.length > 0) this.sendRecords(s, this.coalesced(records, plan), run);
+          if (records.length > 0) {
+            this.sentAt.push({ seq: records[records.length - 1]!.seq, at: this.opts.now() });
+            this.sendRecords(s, this.coalesced(records, plan), run);
+          }
           this.run(this.handle({ type: 'read', records: records.map((r) => ({ seq: r.seq, size: r.payload.length + RECORD_HEADER_SIZE })) }));
         }, (e: Error) => s?.close(`reading the journal of ${this.name}: ${e.message}`));
       } else if (a.type === 'release') {
+        while (this.sentAt.length > 0 && this.sentAt[0]!.seq <= a.seq) this.sentAt.shift();
         void this.jv.release(a.seq).catch((e: Error) => this.log.error({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`));
       } else if (a.type === 'close') {
         this.session?.close(a.reason);

@@ -350,10 +350,11 @@ export class LinkManager {
       // packer's auto level follows it once a second.
       // The capacity counts seconds in which records always waited to go out: a frame
       // in the pacer, bytes in node's socket buffer (the kernel's is full), or a
-      // shipper whose window is full (what it sent waits in the kernel's buffer, which
-      // can hold seconds of a slow line).
-      const windowFull = (): boolean => {
-        for (const sh of this.shippers.values()) if (sh.session?.link === s && sh.windowFull) return true;
+      // shipper whose window is full or whose oldest batch in flight is over a second
+      // old (what it sent waits in the kernel's buffer, which holds seconds of a slow
+      // line, or on the line itself).
+      const queued = (): boolean => {
+        for (const sh of this.shippers.values()) if (sh.session?.link === s && (sh.windowFull || sh.unackedAgeMs() > 1000)) return true;
         return false;
       };
       let busySamples = 0;
@@ -361,7 +362,7 @@ export class LinkManager {
       let samples = 0;
       const meter = setInterval(() => {
         if (pacer.pending() > 0 || socket.writableLength >= socketAllowance(s.capacity.estimate(this.rateNow(peer)))) busySamples++;
-        if (pacer.active() || socket.writableLength > 0 || windowFull()) saturatedSamples++;
+        if (pacer.active() || socket.writableLength > 0 || queued()) saturatedSamples++;
         if (++samples < 4) return;
         s.packer?.observe(busySamples / samples);
         s.capacity.observe(Date.now(), s.wireBytes - socket.writableLength, saturatedSamples / samples, this.rateNow(peer));
