@@ -160,7 +160,8 @@ test('an uncapped link slower than we write: the socket holds at most MAX_SOCKET
   assert.equal(written, 40 * 64 * 1024 + 40);
 });
 
-test('a slow link: the socket holds only its allowance (maxBuffered), so control frames wait less', () => {
+/** A pacer on an uncapped link over a socket whose buffer the test drains by hand. */
+function socketPacer(allowance: number): { pacer: Pacer; buffered: () => number; drainAll: () => void } {
   let buffered = 0;
   const drains: Array<() => void> = [];
   const pacer = new Pacer({
@@ -168,35 +169,35 @@ test('a slow link: the socket holds only its allowance (maxBuffered), so control
       buffered += b.length;
     },
     rate: () => null, now: () => 0, later: () => undefined,
-    buffered: () => buffered, onDrain: (f) => drains.push(f), maxBuffered: () => 32 * 1024,
+    buffered: () => buffered, onDrain: (f) => drains.push(f), maxBuffered: () => allowance,
   });
+  const drainAll = (): void => {
+    while (drains.length > 0) {
+      buffered = 0;
+      drains.shift()!();
+    }
+  };
+  return { pacer, buffered: () => buffered, drainAll };
+}
+
+test('a slow link: the socket holds only its allowance (maxBuffered), so control frames wait less', () => {
+  const { pacer, buffered } = socketPacer(32 * 1024);
   const frame = Buffer.alloc(16 * 1024);
   frame[5] = 3;
   for (let i = 0; i < 8; i++) pacer.send('db', 1, [frame]);
-  assert.equal(buffered, 32 * 1024);
+  assert.equal(buffered(), 32 * 1024);
   assert.equal(pacer.pending(), 6);
 });
 
 test('active: a record frame being written or waiting for the socket counts, an idle pacer does not', () => {
-  let buffered = 0;
-  const drains: Array<() => void> = [];
-  const pacer = new Pacer({
-    write: (b) => {
-      buffered += b.length;
-    },
-    rate: () => null, now: () => 0, later: () => undefined,
-    buffered: () => buffered, onDrain: (f) => drains.push(f), maxBuffered: () => 64 * 1024,
-  });
+  const { pacer, buffered, drainAll } = socketPacer(64 * 1024);
   assert.equal(pacer.active(), false);
   const frame = Buffer.alloc(256 * 1024); // larger than the allowance: goes in chunks
   frame[5] = 3;
   pacer.send('db', 1, [frame]);
   assert.equal(pacer.pending(), 0, 'nothing queued behind it');
   assert.equal(pacer.active(), true, 'but the frame is part way out');
-  while (drains.length > 0) {
-    buffered = 0;
-    drains.shift()!();
-  }
+  drainAll();
   assert.equal(pacer.active(), false);
-  assert.equal(buffered, 64 * 1024, 'the last chunk');
+  assert.equal(buffered(), 64 * 1024, 'the last chunk');
 });
