@@ -110,7 +110,6 @@ export class VolumeShipper {
    * peer's log.
    */
   linkMeasured(rateBytesPerSecond: number | null, rttMs: number | null, capacity: number | null = null): void {
-    this.capacity = capacity;
     this.batchBytes = batchFor(capacity, this.opts.batchBytes);
     this.shipper.setBatch(this.batchBytes);
     this.bdpWindow = rateBytesPerSecond === null || rttMs === null ? Infinity
@@ -118,12 +117,14 @@ export class VolumeShipper {
     this.applyWindow();
   }
 
-  /** What the link carries when it is the bottleneck (bytes per second; null: unknown). */
-  private capacity: number | null = null;
-
-  /** The link's rate: its cap, else its measured capacity (null: neither known). */
+  /**
+   * The link's rate for pacing the resync and the verify: its cap (null: none). Not the
+   * measured capacity: what they are allowed to send is what measures it, so a figure
+   * taken while the link stalled would hold them back for good (CI's fault-injection
+   * test found a resync crawling at 2 kB/s of "capacity" on loopback).
+   */
   private linkRate(): number | null {
-    return this.rate?.() ?? this.capacity;
+    return this.rate?.() ?? null;
   }
 
   private applyWindow(): void {
@@ -169,8 +170,7 @@ export class VolumeShipper {
     this.session = s;
     // A new link's capacity is not measured yet: its cap, if it has one, sizes the
     // first batches (a 4 MiB frame is 34 s of a 1 Mbit/s line).
-    this.capacity = this.rate?.() ?? null;
-    this.batchBytes = batchFor(this.capacity, this.opts.batchBytes);
+    this.batchBytes = batchFor(this.rate?.() ?? null, this.opts.batchBytes);
     this.shipper.setBatch(this.batchBytes);
     this.beginning = true;
     void this.begin(s, peerDurable, peerRound, peerFirstMeeting).catch((e: Error) => {
@@ -477,9 +477,8 @@ export class VolumeShipper {
     this.askHashes();
     if (this.resyncing || !this.session || !this.jv.roundStart) return;
     const j = this.jv.journal;
-    // At most about two seconds of the link's time (its cap, or what it was measured
-    // to carry) ahead of live writes: a resync yields to them, and the RPO of new
-    // writes holds.
+    // On a rate-capped link, at most about two seconds of the link's time ahead of
+    // live writes: a resync yields to them, and the RPO of new writes holds.
     const rate = this.linkRate();
     const limit = Math.min(j.capacity / 4, this.opts.windowBytes * 2, rate !== null ? Math.max(this.jv.bitmap.regionSize, rate * 2) : Infinity);
     if (j.backlogBytes > limit) {
