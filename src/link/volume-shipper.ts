@@ -102,7 +102,7 @@ export class VolumeShipper {
    * Once a second, what the link did: its rate (the cap, or the measured send rate
    * when it has none), its round trip, and its capacity (the rate it carried while it
    * was the bottleneck, bounded by the cap; null: not known yet). The batch follows
-   * the capacity: a frame takes at most a couple of seconds of the link. The window
+   * the capacity: a frame takes about four seconds of the link at most. The window
    * follows the bandwidth-delay product: two round trips of the rate plus two batches
    * in flight fill a long, slow or varying link, and no more sits queued at the sender
    * (a window-limited link measures window/RTT, so the window doubles until the link,
@@ -115,16 +115,6 @@ export class VolumeShipper {
     this.bdpWindow = rateBytesPerSecond === null || rttMs === null ? Infinity
       : Math.max(2 * this.batchBytes, Math.ceil((2 * rateBytesPerSecond * rttMs) / 1000) + 2 * this.batchBytes);
     this.applyWindow();
-  }
-
-  /**
-   * The link's rate for pacing the resync and the verify: its cap (null: none). Not the
-   * measured capacity: what they are allowed to send is what measures it, so a figure
-   * taken while the link stalled would hold them back for good (CI's fault-injection
-   * test found a resync crawling at 2 kB/s of "capacity" on loopback).
-   */
-  private linkRate(): number | null {
-    return this.rate?.() ?? null;
   }
 
   private applyWindow(): void {
@@ -269,7 +259,11 @@ export class VolumeShipper {
   /** The highest ack heard on this link. */
   private peerAcked = 0;
 
-  /** The link's rate cap now (bytes per second; null: none). */
+  /**
+   * The link's rate cap now (bytes per second; null: none). The resync and the verify
+   * pace on it alone, never on the measured capacity: what they send is what measures
+   * it, so a figure taken while the link stalled would hold them back for good.
+   */
   rate: (() => number | null) | null = null;
 
   /** The operator paused shipping (offsite pause): the link stays, nothing is sent. */
@@ -409,7 +403,7 @@ export class VolumeShipper {
     // A batch holds host writes to its regions until the peer has applied what is ahead of
     // it: not while nothing ships, nor while the backlog would take the link long to carry.
     if (this.paused || this.heldByPeer) return;
-    const rate = this.linkRate();
+    const rate = this.rate?.() ?? null;
     if (rate !== null && this.jv.journal.backlogBytes > rate * 5) return;
     if (v.next >= v.end) return this.finishVerify(v);
     const count = Math.min(MAX_HASH_REGIONS, Math.max(1, Math.floor((4 << 20) / v.regionSize)), v.end - v.next);
@@ -479,7 +473,7 @@ export class VolumeShipper {
     const j = this.jv.journal;
     // On a rate-capped link, at most about two seconds of the link's time ahead of
     // live writes: a resync yields to them, and the RPO of new writes holds.
-    const rate = this.linkRate();
+    const rate = this.rate?.() ?? null;
     const limit = Math.min(j.capacity / 4, this.opts.windowBytes * 2, rate !== null ? Math.max(this.jv.bitmap.regionSize, rate * 2) : Infinity);
     if (j.backlogBytes > limit) {
       this.makeDurable();
