@@ -4,17 +4,14 @@ import { ConfigError, defaultConfigPath, loadConfig } from '../config/config.js'
 import { formatBytes, formatDuration, parseDuration } from '../config/units.js';
 import fs from 'node:fs';
 import path from 'node:path';
-import { readHistory } from '../journal/history.js';
-import { historyIntervals, parseTrace, planLink } from '../plan/plan.js';
-import { formatRate } from '../rate/rate.js';
-import { createLogger } from '../log/log.js';
-import { Daemon } from '../node/daemon.js';
 import { formatListenAddress } from '../nbd/server.js';
-import { ensureIdentity, ensureToken, readToken } from '../link/identity.js';
 import { fetchStatus, formatStatus, verifyCell } from './status.js';
-import { runTop } from './top.js';
 import { callAction, getJson } from './api-client.js';
 import type { CheckpointInfo } from '../node/roles.js';
+
+// Commands that only talk to the daemon's API load only what they need: the daemon
+// (fastify, net-snmp, zstd workers...) is imported by the commands that run it, so
+// `offsite status` or `offsite promote` answers at once (bench/cli.ts measures it).
 
 const program = new Command();
 program
@@ -32,6 +29,8 @@ function configPath(opts: { config?: string }): string {
 configOption(program.command('daemon'))
   .description('run this node in the foreground until SIGINT/SIGTERM')
   .action(async (opts: { config?: string }) => {
+    const { createLogger } = await import('../log/log.js');
+    const { Daemon } = await import('../node/daemon.js');
     const log = createLogger();
     const config = loadConfig(configPath(opts));
     const daemon = new Daemon(config, log);
@@ -63,6 +62,10 @@ configOption(program.command('daemon'))
       log.fatal({ stack: err.stack }, `internal error (${kind}): ${err.message}; exiting; restart the daemon, recovery will bring every volume back to its last durable state`);
       process.exit(70);
     };
+    // A broken invariant (docs/INVARIANTS.md) stops the daemon where it is found, before
+    // any catch on the way up can retry past it and write something wrong.
+    const { onViolation } = await import('../invariants/assert.js');
+    onViolation((e) => fatal('broken invariant')(e));
     process.on('unhandledRejection', fatal('unhandled rejection'));
     process.on('uncaughtException', fatal('uncaught exception'));
     await daemon.start();
@@ -71,6 +74,7 @@ configOption(program.command('daemon'))
 configOption(program.command('init'))
   .description("create this node's identity (key pair, self-signed certificate) and API token; prints the fingerprint last")
   .action(async (opts: { config?: string }) => {
+    const { ensureIdentity, ensureToken } = await import('../link/identity.js');
     const c = loadConfig(configPath(opts));
     const { identity, created } = await ensureIdentity(c.state, c.node);
     const token = ensureToken(c.state);
@@ -82,7 +86,8 @@ configOption(program.command('init'))
 
 configOption(program.command('token'))
   .description('print the API bearer token created by init')
-  .action((opts: { config?: string }) => {
+  .action(async (opts: { config?: string }) => {
+    const { readToken } = await import('../link/identity.js');
     const c = loadConfig(configPath(opts));
     console.log(readToken(c.state));
   });
@@ -180,7 +185,10 @@ configOption(program.command('plan [volume]'))
   .description('link sizing: the rate that keeps the RPO under a target, from the write history the daemon keeps (or a CSV trace), beside the peak and average')
   .requiredOption('--rpo <duration>', 'the most the peer may lag behind (15m, 1h)')
   .option('--trace <file>', 'a CSV of time,bytes (seconds or ISO time; bytes written since the line before) instead of the history')
-  .action((volume: string | undefined, opts: { config?: string; rpo: string; trace?: string }) => {
+  .action(async (volume: string | undefined, opts: { config?: string; rpo: string; trace?: string }) => {
+    const { readHistory } = await import('../journal/history.js');
+    const { historyIntervals, parseTrace, planLink } = await import('../plan/plan.js');
+    const { formatRate } = await import('../rate/rate.js');
     const rpo = parseDuration(opts.rpo);
     let intervals;
     let source: string;
@@ -209,6 +217,7 @@ configOption(program.command('top'))
   .description('the front panel: a live full-screen view of this node\'s volumes (q quits)')
   .option('--interval <duration>', 'refresh every (default 1s)', '1s')
   .action(async (opts: { config?: string; interval: string }) => {
+    const { runTop } = await import('./top.js');
     const c = loadConfig(configPath(opts));
     await runTop(c, Math.max(200, parseDuration(opts.interval) * 1000));
   });

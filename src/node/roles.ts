@@ -263,9 +263,8 @@ export class RoleChanges {
       const peer = e.config.peer!;
       const reasons: string[] = [];
       if (this.daemon.links?.linkState(peer) === 'connected') reasons.push(`its primary on ${peer} is still connected (two primaries would take writes apart: demote ${name} on ${peer} first, or stop that node)`);
-      if (!rp.consistent) {
-        reasons.push(rp.tornBy ? `the replica is between two flush points (an apply failed: ${rp.tornBy})` : 'its first sync has not completed, so it is not an image of the primary');
-      }
+      const notImage = rp.notFrozenBecause();
+      if (notImage) reasons.push(`the replica is no flush-point image: ${notImage}`);
       if (reasons.length > 0 && !opts.force) throw new ActionError(409, `refused to promote ${name}: ${reasons.join('; ')}. Add --force to promote anyway`);
       const daemon = this.daemon;
       await this.endDrill(e);

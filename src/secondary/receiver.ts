@@ -4,6 +4,9 @@
 // applied to the replica only in whole units that end at a barrier, so the replica
 // is always a flush-point image (DESIGN.md invariant 3). An adapter does the I/O.
 
+import { APPLY_UNIT_BYTES } from '../limits/limits.js';
+import { assert } from '../invariants/assert.js';
+
 export interface ReceivedRecord {
   seq: number;
   /** Ends an epoch: the replica may be brought up to here. */
@@ -87,6 +90,9 @@ export interface ReceiverState {
   skips?: SkipHold[];
 }
 
+/** A barrier and where it falls in the stream of logged bytes (to size apply units). */
+interface BarrierMark { seq: number; bytes: number }
+
 export class Receiver {
   private up = false;
   private syncing = false;
@@ -114,20 +120,31 @@ export class Receiver {
   logDurable: number;
   applied: number;
   /** Durable barriers not yet applied, in order. Bounded by the receive log's size. */
-  private readonly barriers: number[] = [];
+  private readonly barriers: BarrierMark[] = [];
   /** Barriers logged but not yet durable, in order. */
-  private pendingBarriers: number[] = [];
+  private pendingBarriers: BarrierMark[] = [];
+  /**
+   * Bytes logged since this receiver began, and that count at the last applied
+   * barrier: apply units are sized by their difference (APPLY_UNIT_BYTES). Barriers
+   * recovered at a start count as 0 bytes apart (the first unit after a restart may be
+   * larger), and records dropped by `appendStopped` leave a gap: only differences matter.
+   */
+  private loggedBytes = 0;
+  private appliedBytes = 0;
+  private readonly unitBytes: number;
   /** Skip records durable and not yet applied, and logged but not yet durable, in order. */
   private skips: SkipHold[] = [];
   private pendingSkips: SkipHold[] = [];
 
-  constructor(s: ReceiverState) {
+  constructor(s: ReceiverState, opts: { unitBytes?: number | undefined } = {}) {
     this.logged = s.logged;
     this.logDurable = s.logDurable;
     this.applied = s.applied;
-    for (const b of s.barriers ?? []) if (b > s.applied && b <= s.logDurable && b !== s.lastBarrier) this.barriers.push(b);
-    if (s.lastBarrier > s.applied && s.lastBarrier <= s.logDurable) this.barriers.push(s.lastBarrier);
-    this.barriers.sort((a, b) => a - b);
+    this.unitBytes = opts.unitBytes ?? APPLY_UNIT_BYTES;
+    assert(this.applied <= this.logDurable && this.logDurable <= this.logged, `receiver state out of order: applied ${this.applied}, durable ${this.logDurable}, logged ${this.logged}`);
+    for (const b of s.barriers ?? []) if (b > s.applied && b <= s.logDurable && b !== s.lastBarrier) this.barriers.push({ seq: b, bytes: 0 });
+    if (s.lastBarrier > s.applied && s.lastBarrier <= s.logDurable) this.barriers.push({ seq: s.lastBarrier, bytes: 0 });
+    this.barriers.sort((a, b) => a.seq - b.seq);
     for (const k of s.skips ?? []) if (k.seq > s.applied && k.seq <= s.logDurable) this.skips.push(k);
     this.roundOpen = s.round ?? false;
     for (const r of s.roundEnds ?? []) if (r > s.applied && r <= s.logDurable) this.roundEnds.push(r);
@@ -172,7 +189,10 @@ export class Receiver {
         const from = fresh[0]!.seq;
         const to = fresh[fresh.length - 1]!.seq;
         this.logged = to;
-        for (const r of fresh) if (r.barrier) this.pendingBarriers.push(r.seq);
+        for (const r of fresh) {
+          this.loggedBytes += r.size;
+          if (r.barrier) this.pendingBarriers.push({ seq: r.seq, bytes: this.loggedBytes });
+        }
         for (const r of fresh) if (r.roundEnd) this.pendingRoundEnds.push(r.seq);
         for (const r of fresh) if (r.skipUntil !== undefined) this.pendingSkips.push({ seq: r.seq, until: r.skipUntil });
         return [{ type: 'append', fromSeq: from, toSeq: to }, ...this.maybeSync()];
@@ -186,13 +206,13 @@ export class Receiver {
           // The log holds less than was handed to it (its writes failed): what was
           // not logged is fetched again, rather than syncing the same range forever.
           this.logged = Math.max(e.upTo, this.logDurable);
-          this.pendingBarriers = this.pendingBarriers.filter((b) => b <= this.logged);
+          this.pendingBarriers = this.pendingBarriers.filter((b) => b.seq <= this.logged);
           this.pendingRoundEnds = this.pendingRoundEnds.filter((b) => b <= this.logged);
           this.pendingSkips = this.pendingSkips.filter((k) => k.seq <= this.logged);
         }
         if (e.upTo > this.logDurable) {
           this.logDurable = e.upTo;
-          while (this.pendingBarriers.length > 0 && this.pendingBarriers[0]! <= e.upTo) this.barriers.push(this.pendingBarriers.shift()!);
+          while (this.pendingBarriers.length > 0 && this.pendingBarriers[0]!.seq <= e.upTo) this.barriers.push(this.pendingBarriers.shift()!);
           while (this.pendingRoundEnds.length > 0 && this.pendingRoundEnds[0]! <= e.upTo) this.roundEnds.push(this.pendingRoundEnds.shift()!);
           while (this.pendingSkips.length > 0 && this.pendingSkips[0]!.seq <= e.upTo) this.skips.push(this.pendingSkips.shift()!);
         }
@@ -203,9 +223,11 @@ export class Receiver {
         return out;
       }
       case 'applied': {
+        assert(this.applying, `an apply up to ${e.upTo} finished but none was asked for`);
+        assert(e.upTo <= this.logDurable, `applied up to ${e.upTo}, past the durable end of the receive log (${this.logDurable})`);
         this.applying = false;
         this.applied = Math.max(this.applied, e.upTo);
-        while (this.barriers.length > 0 && this.barriers[0]! <= this.applied) this.barriers.shift();
+        while (this.barriers.length > 0 && this.barriers[0]!.seq <= this.applied) this.appliedBytes = this.barriers.shift()!.bytes;
         while (this.skips.length > 0 && this.skips[0]!.seq <= this.applied) this.skips.shift();
         this.releasing = true;
         return [{ type: 'releaseLog', seq: this.applied }, ...this.maybeApply()];
@@ -217,7 +239,7 @@ export class Receiver {
       case 'appendStopped':
         if (e.upTo < this.logged) {
           this.logged = Math.max(e.upTo, this.logDurable);
-          this.pendingBarriers = this.pendingBarriers.filter((b) => b <= this.logged);
+          this.pendingBarriers = this.pendingBarriers.filter((b) => b.seq <= this.logged);
           this.pendingRoundEnds = this.pendingRoundEnds.filter((b) => b <= this.logged);
           this.pendingSkips = this.pendingSkips.filter((k) => k.seq <= this.logged);
         }
@@ -245,6 +267,7 @@ export class Receiver {
           this.logged = this.logDurable = this.applied = e.seq;
           this.barriers.length = 0;
           this.pendingBarriers = [];
+          this.appliedBytes = this.loggedBytes;
           this.roundEnds.length = 0;
           this.pendingRoundEnds = [];
           this.skips = [];
@@ -281,30 +304,51 @@ export class Receiver {
   }
 
   /**
-   * Applies up to the newest durable barrier in one unit: several epochs may go
-   * as one when the secondary is behind (DESIGN.md: the replica may apply several
-   * epochs atomically). Never past a barrier that is not durable.
+   * Applies durable epochs in one unit: several may go as one when the secondary is
+   * behind (the replica may apply several epochs atomically, docs/INVARIANTS.md), up
+   * to about APPLY_UNIT_BYTES, so a reader or a checkpoint waits for one bounded unit.
+   * Never past a barrier that is not durable.
    */
   private maybeApply(): ReceiverAction[] {
     if (this.roundOpen) return this.maybeApplyRound();
     if (this.applying || this.held || this.applyBlocked || this.barriers.length === 0) return [];
     const to = this.exposable();
     if (to <= this.applied) return [];
+    assert(to <= this.logDurable, `an apply to ${to} would pass the durable end of the receive log (${this.logDurable})`);
     this.applying = true;
     return [{ type: 'apply', fromSeq: this.applied + 1, toSeq: to }];
   }
 
   /**
-   * The last durable barrier the replica may be brought to: one that no Skip record
-   * before it reaches past (a coalesced unit is applied whole, or not at all).
+   * The durable barrier the replica is brought to next: one that no Skip record before
+   * it reaches past (a coalesced unit is applied whole, or not at all); the first such
+   * barrier at least a unit's bytes ahead, else the newest.
    */
   private exposable(): number {
     let best = this.applied;
     let reach = 0;
     let k = 0;
     for (const b of this.barriers) {
-      while (k < this.skips.length && this.skips[k]!.seq <= b) reach = Math.max(reach, this.skips[k++]!.until);
-      if (reach <= b) best = b;
+      while (k < this.skips.length && this.skips[k]!.seq <= b.seq) reach = Math.max(reach, this.skips[k++]!.until);
+      if (reach > b.seq) continue;
+      best = b.seq;
+      if (b.bytes - this.appliedBytes >= this.unitBytes) break;
+    }
+    return best;
+  }
+
+  /**
+   * The newest durable barrier the replica could be brought to if everything durable
+   * were applied now: what a promote would present (the lag an operator reads is
+   * measured to it).
+   */
+  get newestExposable(): number {
+    let best = this.applied;
+    let reach = 0;
+    let k = 0;
+    for (const b of this.barriers) {
+      while (k < this.skips.length && this.skips[k]!.seq <= b.seq) reach = Math.max(reach, this.skips[k++]!.until);
+      if (reach <= b.seq) best = b.seq;
     }
     return best;
   }

@@ -23,6 +23,8 @@ export interface ReplicaOptions {
   roundStore: Store;
   /** Undo granularity (the volume's bitmap region). */
   regionSize: number;
+  /** Apply units end at the first exposable barrier about this far ahead (default APPLY_UNIT_BYTES; the simulation makes it small). */
+  applyUnitBytes?: number;
 }
 import type { Disk } from '../journal/write-path.js';
 import { Receiver, type ReceiverAction } from './receiver.js';
@@ -54,8 +56,14 @@ export class Replica implements ExportBackend {
   log: Journal;
   private link: ReplicaLink | null = null;
   private gate: Promise<void> | null = null;
-  /** An apply failed part-way (disk full, I/O error): the image is between flush points until it is redone. */
+  /**
+   * An apply failed part-way (disk full, I/O error): the image is between flush points
+   * until it is redone. Only a real failure sets it: a unit being applied is not torn
+   * (readers wait at the gate until it ends), so the replica stays consistent meanwhile.
+   */
   private torn: string | null = null;
+  /** The unit being applied now (records from..to), or null. Readers wait for it; it is not a failure. */
+  applyingUnit: { from: number; to: number; since: number } | null = null;
   appliedUnits = 0;
 
   /** The open resync round, if any; `undo` keeps the old image unless the round is the first sync. */
@@ -68,7 +76,7 @@ export class Replica implements ExportBackend {
   private constructor(readonly volume: Disk, private readonly openLog: () => Journal, private readonly logger: Logger, private readonly opts: ReplicaOptions) {
     this.marker = new RoundMarker(opts.roundStore);
     this.log = openLog();
-    this.receiver = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0 });
+    this.receiver = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0 }, { unitBytes: opts.applyUnitBytes });
   }
 
   /**
@@ -120,7 +128,7 @@ export class Replica implements ExportBackend {
       if (log.backlogRecords === 0) log.jumpTo(applied);
     }
     const held = Math.max(log.lastSeq, applied);
-    this.receiver = new Receiver({ logged: held, logDurable: held, applied, lastBarrier, round: this.round !== null, roundEnds, barriers, skips });
+    this.receiver = new Receiver({ logged: held, logDurable: held, applied, lastBarrier, round: this.round !== null, roundEnds, barriers, skips }, { unitBytes: this.opts.applyUnitBytes });
     // A checkpoint held before the stop stays held: nothing is applied until it is released.
     if (this.checkpoint) this.receiver.handle({ type: 'hold', held: true });
     // Records applied before the stop but not yet released from the log.
@@ -147,11 +155,21 @@ export class Replica implements ExportBackend {
     return this.volume.read(offset, into, at, length);
   }
 
-  /** The replica presents a flush-point image (false during the first sync, or while a failed apply waits). */
+  /**
+   * The export serves a flush-point image of the primary (false during the first
+   * sync, or while a failed apply waits to be redone). A unit being applied does not
+   * make it false: readers wait for the unit and then read the next flush point.
+   */
   get consistent(): boolean {
-    if (!this.synced) return false; // a new replica: not an image of the primary until its first sync ends
-    if (this.round) return !this.round.initial;
-    return this.torn === null;
+    return this.notFrozenBecause() === null;
+  }
+
+  /** Why the replica is no flush-point image now (for an operator), or null when it is one. */
+  notFrozenBecause(): string | null {
+    if (!this.synced) return this.round?.initial ? 'its first sync is under way, so it is not an image of the primary yet' : 'its first sync has not completed, so it is not an image of the primary yet';
+    if (this.round) return this.round.initial ? 'a first sync is under way' : null;
+    if (this.torn) return `an apply failed (${this.torn}) and the image is between two flush points until it is redone (the next link retries it)`;
+    return null;
   }
 
   /** A first sync has completed here (or records were applied before rounds existed). */
@@ -272,12 +290,17 @@ export class Replica implements ExportBackend {
    */
   async createCheckpoint(label: string, holdMs: number | null, now = Date.now(), ownedByDrill = false): Promise<Checkpoint> {
     if (this.checkpoint) throw new DiskError('EEXIST', `checkpoint "${this.checkpoint.label}" is already held on ${this.name} (since ${new Date(this.checkpoint.createdAt).toISOString()}); release it first`);
-    if (!this.consistent) throw new DiskError('EAGAIN', `the replica of ${this.name} is not at a flush point (${this.synced ? this.torn ? `a failed apply waits: ${this.torn}` : 'a first sync is under way' : 'its first sync has not completed'}); no checkpoint can be taken yet`);
+    const why = this.notFrozenBecause();
+    if (why) throw new DiskError('EAGAIN', `no checkpoint of ${this.name} can be taken yet: ${why}`);
+    // A unit being applied (or asked for) ends first, at most one (APPLY_UNIT_BYTES):
+    // the hold stops the next one, so the image freezes at the flush point it ends on.
     this.receiver.handle({ type: 'hold', held: true });
-    await this.applyIdle(); // an apply already asked for (or running) ends first
-    if (this.torn) {
-      this.receiver.handle({ type: 'hold', held: false });
-      throw new DiskError('EAGAIN', `the replica of ${this.name} is between two flush points (an apply failed: ${this.torn}); no checkpoint can be taken yet`);
+    await this.applyIdle();
+    const after = this.notFrozenBecause();
+    const taken = this.checkpoint as Checkpoint | null; // (another create may have won while this one waited)
+    if (after || taken) {
+      if (!taken) void this.run(this.receiver.handle({ type: 'hold', held: false })).catch((e: Error) => this.fail('applying after a refused checkpoint', e));
+      throw new DiskError(taken ? 'EEXIST' : 'EAGAIN', taken ? `checkpoint "${taken.label}" was taken on ${this.name} meanwhile` : `no checkpoint of ${this.name} can be taken: ${after}`);
     }
     const cp: Checkpoint = { label, createdAt: now, holdUntil: holdMs === null ? null : now + holdMs, appliedSeq: this.receiver.applied, ownedByDrill };
     this.hold(cp);
@@ -359,7 +382,9 @@ export class Replica implements ExportBackend {
     }
     const heldFor = Math.round((Date.now() - cp.createdAt) / 1000);
     this.logger.info({ volume: this.name }, `volume ${this.name}: checkpoint "${cp.label}" released after ${heldFor} s; applying ${this.log.lastSeq - this.receiver.applied} records the receive log gathered meanwhile`);
-    await this.run(this.receiver.handle({ type: 'hold', held: false }));
+    // The catch-up runs on its own: the operator's release answers now, not after
+    // everything gathered under the checkpoint is applied (a unit at a time).
+    void this.run(this.receiver.handle({ type: 'hold', held: false })).catch((e: Error) => this.fail('applying after the checkpoint release', e));
     return cp;
   }
 
@@ -509,8 +534,8 @@ export class Replica implements ExportBackend {
     let open!: () => void;
     this.gate = new Promise((r) => (open = r));
     const log = this.log;
+    this.applyingUnit = { from, to, since: Date.now() };
     try {
-      if (!this.undo) this.torn = 'applying';
       for (let seq = from; seq <= to;) {
         const batch = await log.read(seq, 8 << 20, to);
         if (batch.length === 0) throw new Error(`receive log lacks record ${seq}`);
@@ -544,9 +569,12 @@ export class Replica implements ExportBackend {
       this.torn = null;
       this.appliedUnits++;
     } catch (e) {
+      // The volume may now hold part of the unit: torn until it is redone (in a round
+      // the undo area still serves the image before it).
       this.torn = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
       throw e;
     } finally {
+      this.applyingUnit = null;
       this.gate = null;
       open();
     }

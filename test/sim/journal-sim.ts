@@ -8,6 +8,7 @@ import { Journal } from '../../src/journal/journal.js';
 import { RecordKind, RECORD_HEADER_SIZE } from '../../src/journal/record.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
 import { MemDisk, MemStore, Rng, Scheduler, flushMicrotasks, settleOn } from './disk-model.js';
+import { watchInvariants } from './invariant-watch.js';
 
 const SECTOR = 512;
 const BLOCK = 4096;
@@ -38,7 +39,11 @@ interface HostWrite {
 export class SimFailure extends Error {}
 
 /** Runs one seed; throws SimFailure with the seed and the step when an invariant breaks. */
-export async function runSeed(seed: number, cfg: SimConfig = DEFAULT_SIM): Promise<{ crashes: number; overflows: number; records: number }> {
+export function runSeed(seed: number, cfg: SimConfig = DEFAULT_SIM): Promise<{ crashes: number; overflows: number; records: number }> {
+  return watchInvariants(seed, () => runOneSeed(seed, cfg), (msg) => new SimFailure(msg));
+}
+
+async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: number; overflows: number; records: number }> {
   const rng = new Rng(seed);
   // A third of the runs have a journal too big to overflow in one run.
   cfg = { ...cfg, journalCapacity: [cfg.journalCapacity, cfg.journalCapacity * 4, cfg.journalCapacity * 64][rng.int(3)]! };

@@ -27,6 +27,7 @@ import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import { Replica, SYNCED_FILE } from '../../src/secondary/replica.js';
 import { MemDisk, MemStore, Rng, Scheduler, fence, flushMicrotasks, settleOn } from './disk-model.js';
 import { SimFailure } from './journal-sim.js';
+import { watchInvariants } from './invariant-watch.js';
 
 const SECTOR = 512;
 const BLOCK = 4096;
@@ -66,7 +67,11 @@ interface Conn {
   decB: FrameDecoder;
 }
 
-export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig = DEFAULT_REPLICATION_SIM): Promise<ReplicationSimStats> {
+export function runReplicationSeed(seed: number, cfg: ReplicationSimConfig = DEFAULT_REPLICATION_SIM): Promise<ReplicationSimStats> {
+  return watchInvariants(seed, () => runOneSeed(seed, cfg), (msg) => new SimFailure(msg));
+}
+
+async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<ReplicationSimStats> {
   const rng = new Rng(seed);
   const debug = Boolean(process.env.OFFSITE_SIM_DEBUG);
   const log: Logger = debug ? createLogger({ level: 'debug', format: 'text' }) : silentLogger;
@@ -197,7 +202,7 @@ export async function runReplicationSeed(seed: number, cfg: ReplicationSimConfig
     const sdiskF = fence(sdisk, alive);
     const sjstoreF = fence(sjstore, alive);
     const ssstoreF = fence(ssstore, alive);
-    replica = await settle(Replica.open(sdiskF, () => new Journal({ store: sjstoreF, capacity: receiveCapacity, segmentSize: 8 * 1024, now: () => clock, prefixOnly: true }), log, { roundStore: ssstoreF, regionSize: BLOCK * (1 << rng.int(3)) }));
+    replica = await settle(Replica.open(sdiskF, () => new Journal({ store: sjstoreF, capacity: receiveCapacity, segmentSize: 8 * 1024, now: () => clock, prefixOnly: true }), log, { roundStore: ssstoreF, regionSize: BLOCK * (1 << rng.int(3)), applyUnitBytes: rng.int(2) === 0 ? BLOCK * (1 + rng.int(8)) : undefined }));
     traceReceiver();
     // Invariant 3 at every apply: the replica brought to a barrier is the primary's image
     // there (a coalesced unit applied in part would miss the records it skipped).

@@ -110,3 +110,31 @@ test('a checkpoint with a full log pauses shipping; its release applies, then re
   assert.deepEqual(rc.handle({ type: 'records', records: [r(7)] }), []);
   assert.deepEqual(rc.handle({ type: 'records', records: [r(5, true), r(6)] }).map((a) => a.type), ['append', 'sync']);
 });
+
+test('an apply unit ends at the first exposable barrier a unit\'s bytes ahead, so a checkpoint waits for one bounded unit (APPLY_UNIT_BYTES)', () => {
+  const rc = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0 }, { unitBytes: 25 });
+  rc.handle({ type: 'up' });
+  rc.handle({ type: 'hold', held: true });
+  // 10 bytes a record: barriers at 20, 40, 60, 80 bytes.
+  rc.handle({ type: 'records', records: [r(1), r(2, true), r(3), r(4, true), r(5), r(6, true), r(7), r(8, true)] });
+  rc.handle({ type: 'synced', upTo: 8, asked: 8 });
+  assert.deepEqual(rc.handle({ type: 'hold', held: false }), [{ type: 'apply', fromSeq: 1, toSeq: 4 }], 'stops at the first barrier 25 bytes ahead');
+  assert.deepEqual(rc.handle({ type: 'applied', upTo: 4 }), [{ type: 'releaseLog', seq: 4 }, { type: 'apply', fromSeq: 5, toSeq: 8 }]);
+  assert.equal(rc.newestExposable, 8);
+});
+
+test('a unit never ends inside a coalesced unit, however large (Skip records hold the barriers inside it)', () => {
+  const rc = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0 }, { unitBytes: 15 });
+  rc.handle({ type: 'up' });
+  rc.handle({ type: 'hold', held: true });
+  rc.handle({ type: 'records', records: [{ seq: 1, barrier: false, size: 10, skipUntil: 6 }, r(2, true), r(3), r(4, true), r(5), r(6, true), r(7), r(8, true)] });
+  rc.handle({ type: 'synced', upTo: 8, asked: 8 });
+  assert.equal(rc.newestExposable, 8);
+  assert.deepEqual(rc.handle({ type: 'hold', held: false }), [{ type: 'apply', fromSeq: 1, toSeq: 6 }], 'the coalesced unit goes whole, then the bound applies');
+});
+
+test('an apply reported that was never asked for breaks an invariant', () => {
+  const rc = fresh();
+  rc.handle({ type: 'up' });
+  assert.throws(() => rc.handle({ type: 'applied', upTo: 1 }), /invariant broken: an apply up to 1 finished but none was asked for/);
+});
