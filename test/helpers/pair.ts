@@ -20,6 +20,8 @@ export interface PairOptions {
   peerKeysA?: string;
   /** More keys for site-a's volume db (inline YAML, e.g. "failback: auto"). */
   volumeKeysA?: string;
+  /** More keys for site-b's volume db (inline YAML, e.g. a checkpoints: schedule). */
+  volumeKeysB?: string;
   /** More top-level keys for site-a's / site-b's offsite.yaml (block YAML, e.g. an snmp: section). */
   nodeKeysA?: string;
   nodeKeysB?: string;
@@ -54,7 +56,7 @@ ${nodeKeys}`;
   fs.mkdirSync(path.join(root, 'b'));
   const dialB = opts.proxy ? await opts.proxy(linkB) : linkB;
   const a = await TestDaemon.create({ dir: path.join(root, 'a'), node: 'site-a', noStart: true, yaml: mk('site-a', 'site-b', linkA, dialB, 'primary', size, opts.journal ?? '1GiB', opts.volumeKeysA ?? '', opts.peerKeysA ?? '', opts.nodeKeysA ?? '') });
-  const b = await TestDaemon.create({ dir: path.join(root, 'b'), node: 'site-b', noStart: true, yaml: mk('site-b', 'site-a', linkB, linkA, opts.roleB ?? 'secondary', opts.sizeB ?? size, opts.journalB, '', '', opts.nodeKeysB ?? '') });
+  const b = await TestDaemon.create({ dir: path.join(root, 'b'), node: 'site-b', noStart: true, yaml: mk('site-b', 'site-a', linkB, linkA, opts.roleB ?? 'secondary', opts.sizeB ?? size, opts.journalB, opts.volumeKeysB ?? '', '', opts.nodeKeysB ?? '') });
   const fp = async (d: TestDaemon): Promise<string> => (await must(process.execPath, [OFFSITE_BIN, 'init', '-c', d.configFile])).trim().split('\n').pop()!;
   const [fa, fb] = [await fp(a), await fp(b)];
   fs.writeFileSync(a.configFile, fs.readFileSync(a.configFile, 'utf8').replace('FINGERPRINT', fb));
