@@ -177,13 +177,101 @@ export function parseConfig(text: string, file: string): Config {
     }
     if (v.journal < 1024 * 1024) throw new ConfigError(`${file}: volumes.${v.name}.journal: at least 1MiB`);
   }
+  const state = path.resolve(dir, c.state);
+  checkJournalFolders(volumes, state, (v) => {
+    const line = lineOf(doc.contents, ['volumes', v, 'journal_dir'], lines, false);
+    return `${file}${line ? `:${line}` : ''}`;
+  });
   const defaults = volumes.filter((v) => v.default);
   if (defaults.length > 1) {
     throw new ConfigError(`${file}: volumes: ${defaults.map((v) => v.name).join(' and ')} are both marked default: true`);
   }
   const nbd = c.nbd.kind === 'unix' ? { kind: 'unix' as const, path: path.resolve(dir, c.nbd.path) } : c.nbd;
   const peers = Object.entries(c.peers).map(([name, p]) => ({ ...p, name }));
-  return { file, node: c.node, link: c.link, api: c.api, peers, state: path.resolve(dir, c.state), nbd, volumes, snmp: c.snmp };
+  return { file, node: c.node, link: c.link, api: c.api, peers, state, nbd, volumes, snmp: c.snmp };
+}
+
+/** Where a replicated volume's journal lives when `journal_dir` is not given (docs/JOURNAL.md). */
+export function journalDirOf(v: VolumeConfig, state: string): string {
+  return v.journal_dir ?? path.join(volumeStateDir(v.name, state), 'journal');
+}
+
+/** STATE/volumes/NAME: the volume's identity, bitmap, activity log, receive log, default journal. */
+export function volumeStateDir(name: string, state: string): string {
+  return path.join(state, 'volumes', name);
+}
+
+/**
+ * Two volumes in one journal folder corrupt a replica without a word: both number
+ * their records from 1, so one's segment files replace the other's, and after a
+ * restart one volume ships the other's writes. So every replicated volume's journal
+ * folder must not be the same as, inside, or around another volume's journal folder
+ * or state folder (where the default journals, receive logs, bitmaps and identities
+ * live). Compared after resolving `..` and symlinks of the parts that exist. The
+ * error points at the journal_dir that makes the overlap (the later one of two).
+ */
+function checkJournalFolders(volumes: VolumeConfig[], state: string, at: (volume: string) => string): void {
+  interface Claim { volume: string; kind: 'journal' | 'state'; dir: string; real: string; explicit: boolean }
+  const claims: Claim[] = [];
+  for (const v of volumes) {
+    // Every volume's state folder counts, with a peer or not: it is reserved by its name.
+    const own: Claim[] = [{ volume: v.name, kind: 'state', dir: volumeStateDir(v.name, state), real: '', explicit: false }];
+    if (v.peer !== undefined) own.push({ volume: v.name, kind: 'journal', dir: journalDirOf(v, state), real: '', explicit: v.journal_dir !== undefined });
+    for (const c of own) {
+      c.real = realPath(c.dir);
+      for (const earlier of claims) {
+        if (earlier.volume === c.volume || (c.kind === 'state' && earlier.kind === 'state')) continue;
+        const how = overlap(c.real, earlier.real);
+        if (!how) continue;
+        // The journal_dir that makes the overlap: this volume's, or else the earlier one's.
+        // (Two default folders overlap only through a symlink: then this volume is named.)
+        const blamedIsC = (c.kind === 'journal' && c.explicit) || !(earlier.kind === 'journal' && earlier.explicit);
+        const [blamed, other] = blamedIsC ? [c, earlier] : [earlier, c];
+        const relation = how === 'same' ? 'is also' : (how === 'inside') === blamedIsC ? 'is inside' : 'contains';
+        const otherKey = other.kind === 'journal' && other.explicit ? ` (volumes.${other.volume}.journal_dir${lineNote(at(other.volume))})` : '';
+        const otherDir = how === 'same' && other.dir === blamed.dir ? '' : ` ${other.dir}`;
+        const key = blamed.kind === 'journal' && blamed.explicit ? `volumes.${blamed.volume}.journal_dir: ${blamed.dir}` : `volumes.${blamed.volume}: its ${blamed.kind} folder ${blamed.dir}`;
+        throw new ConfigError(`${at(blamed.volume)}: ${key} ${relation} ` +
+          `volume ${other.volume}'s ${other.kind} folder${otherDir}${otherKey}; two volumes sharing a journal folder mix their ` +
+          'records, and one\'s writes reach the other\'s replica: give each volume a folder of its own');
+      }
+      claims.push(c);
+    }
+  }
+}
+
+/** ", line 9" from "offsite.yaml:9". */
+function lineNote(where: string): string {
+  const m = /:(\d+)$/.exec(where);
+  return m ? `, line ${m[1]}` : '';
+}
+
+/** Is `a` the same folder as `b` ('same'), inside it ('inside'), or around it ('around')? */
+function overlap(a: string, b: string): 'same' | 'inside' | 'around' | null {
+  if (a === b) return 'same';
+  const within = (x: string, y: string): boolean => {
+    const rel = path.relative(y, x);
+    return rel !== '' && rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
+  };
+  if (within(a, b)) return 'inside';
+  if (within(b, a)) return 'around';
+  return null;
+}
+
+/** `p` with symlinks resolved in the part of it that exists (the rest does not yet). */
+function realPath(p: string): string {
+  const rest: string[] = [];
+  let at = p;
+  for (;;) {
+    try {
+      return path.join(fs.realpathSync(at), ...rest);
+    } catch {
+      const up = path.dirname(at);
+      if (up === at) return p;
+      rest.unshift(path.basename(at));
+      at = up;
+    }
+  }
 }
 
 function valueAt(root: unknown, keys: string[]): unknown {

@@ -5,7 +5,7 @@ import { crc32c } from '@node-rs/crc32';
 import type { Store, StoreFile } from './store.js';
 import {
   FLAG_FUA, FLAG_RESYNC, RECORD_HEADER_SIZE, RecordKind, SEGMENT_HEADER_SIZE, decodeRecordHeader, decodeSegmentHeader,
-  encodeRecordHeader, encodeSegmentHeader, payloadMatches, recordSize, type JournalRecord, type RecordHeader,
+  encodeRecordHeader, encodeSegmentHeader, formatVolumeId, payloadMatches, recordSize, volumeId, type JournalRecord, type RecordHeader,
 } from './record.js';
 
 const SEGMENT_NAME = /^(\d{20})\.seg$/;
@@ -71,6 +71,56 @@ export interface JournalOptions {
    * journal keeps later records and reports the damaged ranges for resync.
    */
   prefixOnly?: boolean;
+  /**
+   * The volume this journal belongs to: every new segment names it, and recovery
+   * refuses a segment that names another one (two volumes must never share a journal
+   * folder: the other's records would be shipped to this one's replica). Absent: the
+   * segments name no volume and none is checked.
+   */
+  volume?: JournalVolume;
+}
+
+export interface JournalVolume {
+  /** For messages. */
+  name: string;
+  /**
+   * Its UUID now (identity.json), read at each new segment and at recovery; '' while
+   * it has none (a secondary before its first link adopts the primary's).
+   */
+  uuid(): string;
+}
+
+/**
+ * Recovery found a segment that names another volume. Nothing was read, changed or
+ * removed: refusing to open is the safe choice (dropping it as damaged would lose
+ * the other volume's unshipped writes; reading it would corrupt this one's replica).
+ */
+export class ForeignSegmentError extends Error {
+  constructor(
+    readonly volume: string,
+    /** Its uuid, and the other volume's (the first foreign segment's). */
+    readonly uuid: string,
+    readonly owner: string,
+    readonly segment: string,
+    readonly count: number,
+  ) {
+    super(`journal of volume ${volume}: ${ForeignSegmentError.explain(volume, uuid, owner, segment, count)}`);
+  }
+
+  /** The message without its "journal of volume NAME: " opening; `ownerName` when the caller knows whose uuid it is. */
+  detail(ownerName?: string): string {
+    return ForeignSegmentError.explain(this.volume, this.uuid, this.owner, this.segment, this.count, ownerName);
+  }
+
+  private static explain(volume: string, uuid: string, owner: string, segment: string, count: number, ownerName?: string): string {
+    const which = count === 1 ? `segment ${segment} belongs` : `${count} segments (${segment} first) belong`;
+    const other = ownerName ? `volume ${ownerName} (uuid ${owner})` : `another volume (uuid ${owner})`;
+    return `${which} to ${other}, not to ${volume} (uuid ${uuid}): two volumes have shared this journal folder, ` +
+      'and reading it would send the other volume\'s writes to this one\'s replica. Nothing was read, changed or removed. ' +
+      'Give each volume a journal folder of its own (volumes.NAME.journal_dir), move the other volume\'s segments to its folder ' +
+      '(a segment names its volume\'s uuid at bytes 40..56), and start again; ' +
+      `if writes of ${volume} were lost to the sharing, \`offsite verify ${volume} --repair\` resends the regions that differ`;
+  }
 }
 
 export type AppendResult = number | 'full';
@@ -109,9 +159,16 @@ export class Journal {
     this.segmentSize = opts.segmentSize ?? Math.min(64 << 20, Math.max(1 << 20, Math.floor(opts.capacity / 8)));
     this.now = opts.now ?? Date.now;
     this.prefixOnly = opts.prefixOnly ?? false;
+    this.volume = opts.volume ?? null;
   }
 
   private readonly prefixOnly: boolean;
+  private readonly volume: JournalVolume | null;
+
+  /** What a new segment header names: this journal's volume, if it has an identity yet. */
+  private volumeId(): Buffer | null {
+    return this.volume ? volumeId(this.volume.uuid()) : null;
+  }
 
   // --- figures --------------------------------------------------------------
 
@@ -356,7 +413,7 @@ export class Journal {
     const name = segmentName(baseSeq);
     const file = this.store.create(name);
     const seg: Segment = { name, baseSeq, lastSeq: baseSeq - 1, file, unsynced: true, readers: 0, removed: false, reserved: 0 };
-    this.enqueue(seg, baseSeq - 1, [encodeSegmentHeader({ baseSeq, baseEpoch: this.epoch, created: this.now() })]);
+    this.enqueue(seg, baseSeq - 1, [encodeSegmentHeader({ baseSeq, baseEpoch: this.epoch, created: this.now(), volume: this.volumeId() })]);
     this.segments.push(seg);
     this.used += SEGMENT_HEADER_SIZE;
     this.dirChanged = true;
@@ -559,7 +616,8 @@ export class Journal {
       return;
     }
     try {
-      keep.file.writeSync(0, encodeSegmentHeader({ baseSeq: this.nextSeq, baseEpoch: this.epoch, created: this.now() }));
+      // (A version 1 segment kept here becomes a version 2 one naming this volume.)
+      keep.file.writeSync(0, encodeSegmentHeader({ baseSeq: this.nextSeq, baseEpoch: this.epoch, created: this.now(), volume: this.volumeId() }));
       keep.file.truncateSync(SEGMENT_HEADER_SIZE);
     } catch {
       this.drop(keep); // disk full and no header to rewrite: the next append starts a segment
@@ -676,6 +734,8 @@ export class Journal {
   async recover(onRecord?: (offset: number, length: number) => void): Promise<RecoveryReport> {
     const report: RecoveryReport = { records: 0, segments: 0, tornBytes: 0, notes: [], lost: [], unknownLoss: false, damaged: false };
     const names = this.store.list().filter((n) => SEGMENT_NAME.test(n)).sort();
+    // Before anything is cut or removed: every segment must be this volume's.
+    await this.checkOwnership(names);
     const releasedOnDisk = await this.readReleased();
     this.appliedOnDisk = await readCounter(this.store, APPLIED_FILE, APPLIED_MAGIC);
     this.appliedMarked = this.appliedOnDisk;
@@ -855,6 +915,32 @@ export class Journal {
       report.notes.unshift(`journal: recovered ${report.records} records in ${report.segments} segments, records ${this.released + 1}..${this.lastSeq}, epoch ${this.epoch}`);
     }
     return report;
+  }
+
+  /**
+   * Refuses a journal folder holding a segment that names another volume. Segments
+   * that name none (version 1, written before segments carried the volume, or a
+   * receive log's first segment from before its first link) are read as this
+   * volume's: the previous release's journal opens without a resync. A header that
+   * does not decode is left to recovery (damage, handled there).
+   */
+  private async checkOwnership(names: string[]): Promise<void> {
+    const mine = this.volumeId();
+    if (!this.volume || !mine) return;
+    const foreign: Array<{ name: string; owner: string }> = [];
+    for (const name of names) {
+      const file = this.store.open(name);
+      let sh;
+      try {
+        sh = decodeSegmentHeader(await file.read(0, SEGMENT_HEADER_SIZE));
+      } finally {
+        file.close();
+      }
+      if (typeof sh !== 'string' && sh.volume && !sh.volume.equals(mine)) foreign.push({ name, owner: formatVolumeId(sh.volume) });
+    }
+    if (foreign.length === 0) return;
+    const first = foreign[0]!;
+    throw new ForeignSegmentError(this.volume.name, this.volume.uuid(), first.owner, first.name, foreign.length);
   }
 
   /** prefixOnly: removes these segment files; the peer sends their records again. */

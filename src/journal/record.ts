@@ -1,8 +1,18 @@
 // Journal records and segment headers, byte by byte (docs/JOURNAL.md). Little-endian.
 // Pure functions: the same bytes are decoded in test/unit/journal-record.test.ts.
+import { createHash } from 'node:crypto';
 import { crc32c } from '@node-rs/crc32';
 
+/** Record headers (in segments and on the link). */
 export const FORMAT_VERSION = 1;
+/**
+ * Segment headers. Version 2 names the volume the segment belongs to (bytes 40..56);
+ * version 1 segments, written before, are still read (they name no volume).
+ */
+export const SEGMENT_FORMAT_VERSION = 2;
+/** The segment header versions this build reads. */
+const SEGMENT_VERSIONS_READ = [1, 2];
+export const VOLUME_ID_SIZE = 16;
 export const RECORD_MAGIC = 0x524a464f; // "OFJR" read as little-endian u32
 export const RECORD_HEADER_SIZE = 56;
 export const SEGMENT_MAGIC = Buffer.from('OFFSJSEG', 'latin1');
@@ -109,25 +119,71 @@ export interface SegmentHeader {
   /** The epoch open when the segment was started: numbering survives an empty journal. */
   baseEpoch: number;
   created: number;
+  /**
+   * The volume the segment belongs to (`volumeId(uuid)`, 16 bytes). Null when the
+   * segment names none: a version 1 segment, or one written while the volume had no
+   * identity yet (a secondary's receive log before its first link), stored as zeros.
+   */
+  volume: Buffer | null;
 }
 
+/** As decoded: also the header's format version. */
+export interface DecodedSegmentHeader extends SegmentHeader {
+  version: number;
+}
+
+const ZERO_ID = Buffer.alloc(VOLUME_ID_SIZE);
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * A volume's identity as a segment header holds it: its UUID (identity.json) as its
+ * 16 bytes; null for none (''). A uuid that is not in the canonical form (only a
+ * peer that is not this software could send one) is held as the first 16 bytes of
+ * its SHA-256, so that every uuid still names one volume.
+ */
+export function volumeId(uuid: string): Buffer | null {
+  if (uuid === '') return null;
+  if (UUID.test(uuid)) return Buffer.from(uuid.replace(/-/g, ''), 'hex');
+  return createHash('sha256').update(uuid, 'utf8').digest().subarray(0, VOLUME_ID_SIZE);
+}
+
+/** A volume id as an operator reads it: the UUID form. */
+export function formatVolumeId(id: Buffer): string {
+  const h = id.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** Always writes the current version (2). */
 export function encodeSegmentHeader(h: SegmentHeader): Buffer {
   const b = Buffer.alloc(SEGMENT_HEADER_SIZE);
   SEGMENT_MAGIC.copy(b, 0);
-  b.writeUInt32LE(FORMAT_VERSION, 8);
+  b.writeUInt32LE(SEGMENT_FORMAT_VERSION, 8);
   b.writeUInt32LE(SEGMENT_HEADER_SIZE, 12);
   b.writeBigUInt64LE(BigInt(h.baseSeq), 16);
   b.writeBigUInt64LE(BigInt(h.created), 24);
   b.writeBigUInt64LE(BigInt(h.baseEpoch), 32);
+  if (h.volume) {
+    if (h.volume.length !== VOLUME_ID_SIZE) throw new Error(`a volume id is ${VOLUME_ID_SIZE} bytes`);
+    h.volume.copy(b, 40);
+  }
   b.writeUInt32LE(crc32c(b.subarray(0, 60)), 60);
   return b;
 }
 
-export function decodeSegmentHeader(b: Buffer): SegmentHeader | string {
+/** Reads versions 1 and 2 (a new release reads what the previous one wrote). */
+export function decodeSegmentHeader(b: Buffer): DecodedSegmentHeader | string {
   if (b.length < SEGMENT_HEADER_SIZE) return 'segment shorter than its header';
   if (!b.subarray(0, 8).equals(SEGMENT_MAGIC)) return 'not a journal segment (bad magic)';
   if (crc32c(b.subarray(0, 60)) !== b.readUInt32LE(60)) return 'segment header checksum mismatch';
   const version = b.readUInt32LE(8);
-  if (version !== FORMAT_VERSION) return `segment format version ${version}, this build reads ${FORMAT_VERSION}`;
-  return { baseSeq: Number(b.readBigUInt64LE(16)), created: Number(b.readBigUInt64LE(24)), baseEpoch: Number(b.readBigUInt64LE(32)) };
+  if (!SEGMENT_VERSIONS_READ.includes(version)) return `segment format version ${version}, this build reads ${SEGMENT_VERSIONS_READ.join(' and ')}`;
+  const id = b.subarray(40, 40 + VOLUME_ID_SIZE);
+  return {
+    version,
+    baseSeq: Number(b.readBigUInt64LE(16)),
+    created: Number(b.readBigUInt64LE(24)),
+    baseEpoch: Number(b.readBigUInt64LE(32)),
+    // Version 1 kept these bytes reserved (zero): it names no volume.
+    volume: version >= 2 && !id.equals(ZERO_ID) ? Buffer.from(id) : null,
+  };
 }

@@ -3,7 +3,9 @@
 // Appends and page writes are synchronous (they land in the page cache, like the
 // host's writes); reads and syncs are asynchronous (they may wait for the disk).
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { nativeFs } from '../volume/native.js';
 
 export interface StoreFile {
   readonly name: string;
@@ -76,6 +78,61 @@ export class DirStore implements Store {
       });
     });
   }
+}
+
+/** In a journal (or receive log) folder: its flock says the folder is in use, its text by whom. */
+export const FOLDER_LOCK_FILE = 'journal.lock';
+
+/**
+ * A journal folder held by one volume while a daemon uses it: flock on
+ * FOLDER/journal.lock through the native addon, as for volume files and the state
+ * folder, so the lock dies with the process, even on kill -9. Two volumes writing one
+ * folder would mix their records and ship one's writes to the other's replica;
+ * this catches what the config check cannot see: another daemon with another
+ * config, or a folder reached through a symlink. flock is per open file, so a
+ * second volume of the same daemon is refused too.
+ */
+export class FolderLock {
+  private constructor(readonly dir: string, readonly volume: string, readonly what: string, private fd: number) {}
+
+  /**
+   * Takes `dir` (created if missing) for `volume`, or throws an operator error naming
+   * the folder and the volume holding it; `what` and `advice` complete that error.
+   */
+  static take(dir: string, volume: string, what = 'journal folder', advice = 'give each volume a journal folder of its own (volumes.NAME.journal_dir)'): FolderLock {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const file = path.join(dir, FOLDER_LOCK_FILE);
+    const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+    if (!nativeFs.lock(fd)) {
+      let holder = '';
+      try {
+        holder = fs.readFileSync(fd, 'utf8');
+      } catch {
+        // unreadable: named below as "another process"
+      } finally {
+        fs.closeSync(fd);
+      }
+      throw new Error(`volume ${volume}: ${what} ${dir} is in use by ${describeHolder(holder)}; ` +
+        `two volumes must never share one: their records would mix and one's writes would reach the other's replica; ${advice}`);
+    }
+    // Says who holds it, for the next opener's error (the lock, not this text, is what counts).
+    fs.ftruncateSync(fd, 0);
+    fs.writeSync(fd, `volume ${volume}, pid ${process.pid} on ${os.hostname()}\n`, 0);
+    return new FolderLock(dir, volume, what, fd);
+  }
+
+  release(): void {
+    if (this.fd >= 0) fs.closeSync(this.fd);
+    this.fd = -1;
+  }
+}
+
+function describeHolder(text: string): string {
+  const m = /^volume (\S+), pid (\d+) on (\S+)/.exec(text);
+  if (!m) return 'another process';
+  const [, volume, pid, host] = m;
+  if (Number(pid) === process.pid && host === os.hostname()) return `volume ${volume} of this daemon`;
+  return `volume ${volume} (pid ${pid} on ${host})`;
 }
 
 class NodeFile implements StoreFile {

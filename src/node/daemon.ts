@@ -10,8 +10,8 @@ import { nativeFs } from '../volume/native.js';
 import { Volume } from '../volume/volume.js';
 import { DirtyBitmap, RegionSet } from '../journal/bitmap.js';
 import { History, readHistory, type HistoryRow } from '../journal/history.js';
-import { Journal } from '../journal/journal.js';
-import { DirStore } from '../journal/store.js';
+import { ForeignSegmentError, Journal, type JournalVolume } from '../journal/journal.js';
+import { DirStore, FolderLock } from '../journal/store.js';
 import { JournaledVolume } from '../journal/write-path.js';
 import type { VolumeConfig } from '../config/config.js';
 import { startApi } from '../api/server.js';
@@ -22,7 +22,7 @@ import { Replica } from '../secondary/replica.js';
 import { VolumeIdentity } from '../volume/identity.js';
 import { LinkManager, type LinkVolumes } from './links.js';
 import { DRILL_FILE, PAUSED_FILE, RoleChanges } from './roles.js';
-import { loadConfig } from '../config/config.js';
+import { journalDirOf, loadConfig } from '../config/config.js';
 import type { DrillOverlay } from '../drill/drill.js';
 import { CheckpointExport } from '../checkpoint/checkpoint-export.js';
 import type { ExportBackend } from '../nbd/export.js';
@@ -61,6 +61,8 @@ export class Daemon {
   private ticker: NodeJS.Timeout | null = null;
   readonly roles: RoleChanges;
   private lockFd = -1;
+  /** Each replicated volume's journal (or receive log) folder, locked while in use, by volume name. */
+  private readonly folderLocks = new Map<string, FolderLock>();
   private stopping: Promise<void> | null = null;
   nbdAddress: ListenAddress | null = null;
 
@@ -127,6 +129,7 @@ export class Daemon {
       await this.nbd?.close();
       for (const en of this.entries.splice(0)) en.journaled?.close().catch(() => undefined);
       await this.closeVolumes();
+      this.releaseFolders();
       throw e;
     }
     this.ticker = setInterval(() => this.roles.tick(Date.now()), 1000);
@@ -160,10 +163,18 @@ export class Daemon {
     if (v.peer === undefined) return;
     const lv = this.linkVolumes;
     lv.identities.set(v.name, e.identity!);
+    // Segments name the volume's uuid (read at each new segment: a secondary gets it at its first link).
+    const owner: JournalVolume = { name: v.name, uuid: () => e.identity?.uuid ?? '' };
+    // The old role's journal or receive log is closed by now (a promote or demote).
+    this.folderLocks.get(v.name)?.release();
+    this.folderLocks.delete(v.name);
     if (e.role === 'secondary') {
       fs.rmSync(path.join(dir, DRILL_FILE), { force: true }); // a drill does not outlive the daemon
-      const store = new DirStore(path.join(dir, 'receive'));
-      const replica = await Replica.open(volume, () => new Journal({ store, capacity: v.journal, prefixOnly: true }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region });
+      const receiveDir = path.join(dir, 'receive');
+      const lock = FolderLock.take(receiveDir, v.name, 'receive log folder', `the state folder ${this.config.state} must be this daemon's alone`);
+      this.folderLocks.set(v.name, lock);
+      const store = new DirStore(receiveDir);
+      const replica = await this.holdingFolder(v.name, lock, () => Replica.open(volume, () => new Journal({ store, capacity: v.journal, prefixOnly: true, volume: owner }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region }));
       this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, receive log ${formatBytes(replica.log.usedBytes)}${replica.checkpoint ? `, checkpoint "${replica.checkpoint.label}" held` : ''}`);
       if (replica.checkpoint?.ownedByDrill) {
         // The drill that took it ended with the last run of the daemon.
@@ -177,10 +188,13 @@ export class Daemon {
       lv.primaries.delete(v.name);
       return;
     }
-    const journalStore = new DirStore(v.journal_dir ?? path.join(dir, 'journal'));
-    const journal = new Journal({ store: journalStore, capacity: v.journal });
+    const journalDir = journalDirOf(v, this.config.state);
+    const lock = FolderLock.take(journalDir, v.name);
+    this.folderLocks.set(v.name, lock);
+    const journalStore = new DirStore(journalDir);
+    const journal = new Journal({ store: journalStore, capacity: v.journal, volume: owner });
     const recorded = new RegionSet(volume.size, v.bitmap_region);
-    const report = await journal.recover((o, l) => recorded.mark(o, l));
+    const report = await this.holdingFolder(v.name, lock, () => journal.recover((o, l) => recorded.mark(o, l)));
     const { bitmap, notes } = await DirtyBitmap.open(new DirStore(dir), volume.size, v.bitmap_region);
     for (const n of notes) this.log.warn({ volume: v.name }, n);
     const journaled = new JournaledVolume({ disk: volume, journal, bitmap, onFull: v.on_full, log: this.log, intentStore: journalStore, roundStore: new DirStore(dir), activityStore: new DirStore(dir) });
@@ -192,6 +206,41 @@ export class Daemon {
     e.history = new History(path.join(dir, 'history.csv'));
     lv.primaries.set(v.name, journaled);
     lv.replicas.delete(v.name);
+  }
+
+  /**
+   * Runs the opening of a journal in a locked folder: if it fails, the folder is let
+   * go; a segment of another volume is refused with the folder and, when the other
+   * is one of this node's, its name.
+   */
+  private async holdingFolder<T>(name: string, lock: FolderLock, open: () => Promise<T>): Promise<T> {
+    try {
+      return await open();
+    } catch (err) {
+      lock.release();
+      if (this.folderLocks.get(name) === lock) this.folderLocks.delete(name);
+      if (!(err instanceof ForeignSegmentError)) throw err;
+      const other = this.volumeWithUuid(err.owner);
+      throw new Error(`volume ${name}: ${lock.what} ${lock.dir}: ${err.detail(other)}`);
+    }
+  }
+
+  /** The configured volume whose identity.json holds this uuid, if any. */
+  private volumeWithUuid(uuid: string): string | undefined {
+    for (const v of this.config.volumes) {
+      try {
+        const id = JSON.parse(fs.readFileSync(path.join(this.config.state, 'volumes', v.name, 'identity.json'), 'utf8')) as { uuid?: unknown };
+        if (id.uuid === uuid) return v.name;
+      } catch {
+        // no identity (yet): not this one
+      }
+    }
+    return undefined;
+  }
+
+  private releaseFolders(): void {
+    for (const lock of this.folderLocks.values()) lock.release();
+    this.folderLocks.clear();
   }
 
   historyOf(name: string): HistoryRow[] | null {
@@ -269,6 +318,7 @@ export class Daemon {
         }
       }
       await this.closeVolumes();
+      this.releaseFolders();
       if (this.lockFd >= 0) fs.closeSync(this.lockFd);
       this.log.info('stopped cleanly');
     })();

@@ -1,5 +1,8 @@
 // Config errors name the key and the line.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import { ConfigError, parseConfig } from '../../src/config/config.js';
 import { parseDuration, parseSize } from '../../src/config/units.js';
@@ -80,4 +83,70 @@ test('peer timeout: a duration with a default, and a clear error when out of ran
   assert.equal(parseConfig(withPeer.replace(', timeout: 20s', ''), '/x/o.yaml').peers[0]!.timeout, 5);
   assert.match(err(withPeer.replace('20s', '2h')), /^offsite\.yaml:10: peers\.site-b\.timeout: must be between 0\.5s and 1h$/);
   assert.match(err(withPeer.replace('20s', 'soon')), /^offsite\.yaml:10: peers\.site-b\.timeout: "soon" is not a duration/);
+});
+
+// Two volumes in one journal folder corrupt a replica without a word (issue 15): the
+// config refuses them, at the journal_dir that makes the overlap.
+const pair = (v1: string, v2: string): string => `node: site-a
+state: ./state
+nbd: 127.0.0.1:10809
+peers:
+  site-b: { address: "127.0.0.1:7701" }
+volumes:
+  v1:
+    path: ./v1.img
+    role: primary
+    peer: site-b${v1}
+  v2:
+    path: ./v2.img
+    role: primary
+    peer: site-b${v2}
+`;
+const jd = (dir: string): string => `\n    journal_dir: ${dir}`;
+const FILE = '/etc/offsite/offsite.yaml';
+function errIn(text: string, file = FILE): string {
+  try {
+    parseConfig(text, file);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, String(e));
+    return e.message;
+  }
+  assert.fail('expected a ConfigError');
+}
+const WHY = 'two volumes sharing a journal folder mix their records, and one\'s writes reach the other\'s replica: give each volume a folder of its own';
+
+test('two volumes may not share a journal folder: the error names the key and its line', () => {
+  assert.equal(errIn(pair(jd('./sharedj'), jd('./sharedj'))),
+    `${FILE}:16: volumes.v2.journal_dir: /etc/offsite/sharedj is also volume v1's journal folder (volumes.v1.journal_dir, line 11); ${WHY}`);
+  // The same folder after resolving ".." and a trailing slash.
+  assert.match(err(pair(jd('./sharedj'), jd('./x/../sharedj/'))), /^offsite\.yaml:16: volumes\.v2\.journal_dir: \S+\/sharedj is also volume v1's journal folder/);
+  // One inside the other, either way round.
+  assert.match(err(pair(jd('/srv/j'), jd('/srv/j/v2'))), /^offsite\.yaml:16: volumes\.v2\.journal_dir: \/srv\/j\/v2 is inside volume v1's journal folder \/srv\/j \(volumes\.v1\.journal_dir, line 11\)/);
+  assert.match(err(pair(jd('/srv/j/v1'), jd('/srv/j'))), /^offsite\.yaml:16: volumes\.v2\.journal_dir: \/srv\/j contains volume v1's journal folder \/srv\/j\/v1/);
+  // Separate folders are fine, and so is a folder that only shares a prefix of its name.
+  assert.equal(parseConfig(pair(jd('/srv/j1'), jd('/srv/j2')), '/x/o.yaml').volumes[1]!.journal_dir, '/srv/j2');
+  parseConfig(pair(jd('/srv/j'), jd('/srv/j-v2')), '/x/o.yaml');
+  parseConfig(pair('', ''), '/x/o.yaml');
+});
+
+test('a journal folder may not be, be inside, or hold another volume\'s state folder (default journals live there)', () => {
+  // v2's default journal: STATE/volumes/v2/journal.
+  assert.equal(errIn(pair(jd('./state/volumes/v2/journal'), '')),
+    `${FILE}:11: volumes.v1.journal_dir: /etc/offsite/state/volumes/v2/journal is inside volume v2's state folder /etc/offsite/state/volumes/v2; ${WHY}`);
+  assert.match(err(pair(jd('./state/volumes/v2'), '')), /^offsite\.yaml:11: volumes\.v1\.journal_dir: \S+\/state\/volumes\/v2 is also volume v2's state folder/);
+  assert.match(err(pair('', jd('./state'))), /^offsite\.yaml:15: volumes\.v2\.journal_dir: \S+\/state contains volume v1's state folder \S+\/state\/volumes\/v1/);
+  // A volume without a peer has no journal, but its state folder is still its own.
+  assert.match(err(pair(jd('./state/volumes/v2/j'), '').replace(/(v2\.img\n    role: primary\n)    peer: site-b\n/, '$1')),
+    /^offsite\.yaml:11: volumes\.v1\.journal_dir: \S+ is inside volume v2's state folder/);
+  // Inside its own state folder is where a journal lives by default.
+  parseConfig(pair(jd('./state/volumes/v1/journal-ssd'), ''), '/x/o.yaml');
+});
+
+test('journal folders are compared through symlinks', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-cfg-'));
+  fs.mkdirSync(path.join(dir, 'real'));
+  fs.symlinkSync(path.join(dir, 'real'), path.join(dir, 'link'));
+  assert.throws(() => parseConfig(pair(jd('./real/j'), jd('./link/j')), path.join(dir, 'offsite.yaml')),
+    /offsite\.yaml:16: volumes\.v2\.journal_dir: \S+\/link\/j is also volume v1's journal folder \S+\/real\/j/);
+  fs.rmSync(dir, { recursive: true });
 });

@@ -1,6 +1,7 @@
 // Journal records and segment headers against fixed byte strings (docs/JOURNAL.md).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { crc32c as crc32cOf } from '@node-rs/crc32';
 import * as R from '../../src/journal/record.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
@@ -55,12 +56,36 @@ test('bad headers are reasons, never exceptions', () => {
   assert.throws(() => R.encodeRecordHeader({ kind: R.RecordKind.Write, flags: 0, seq: 1, epoch: 1, offset: 0, length: 8, time: 0 }, Buffer.alloc(4)));
 });
 
-test('segment header layout', () => {
-  const s = R.encodeSegmentHeader({ baseSeq: 0x100, baseEpoch: 9, created: 0x10 });
-  assert.deepEqual(s.subarray(0, 40), hex('4f4646534a534547 01000000 40000000 0001000000000000 1000000000000000 0900000000000000'));
-  assert.deepEqual(R.decodeSegmentHeader(s), { baseSeq: 0x100, baseEpoch: 9, created: 0x10 });
+test('segment header layout (version 2: it names its volume)', () => {
+  const uuid = '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0';
+  const volume = R.volumeId(uuid)!;
+  assert.deepEqual(volume, hex('0f1e2d3c 4b5a 6978 8796 a5b4c3d2e1f0'));
+  const s = R.encodeSegmentHeader({ baseSeq: 0x100, baseEpoch: 9, created: 0x10, volume });
+  assert.deepEqual(s.subarray(0, 60), hex(`4f4646534a534547 02000000 40000000 0001000000000000 1000000000000000 0900000000000000
+    0f1e2d3c4b5a69788796a5b4c3d2e1f0 00000000`));
+  assert.deepEqual(R.decodeSegmentHeader(s), { version: 2, baseSeq: 0x100, baseEpoch: 9, created: 0x10, volume });
+  assert.equal(R.formatVolumeId(volume), uuid);
   const bad = Buffer.from(s);
   bad[20] = 1;
   assert.equal(R.decodeSegmentHeader(bad), 'segment header checksum mismatch');
   assert.equal(R.decodeSegmentHeader(Buffer.alloc(64)), 'not a journal segment (bad magic)');
+  // A volume with no identity yet (a receive log before its first link): zeros, read as none.
+  const none = R.encodeSegmentHeader({ baseSeq: 1, baseEpoch: 1, created: 0, volume: null });
+  assert.deepEqual(none.subarray(40, 60), Buffer.alloc(20));
+  assert.equal((R.decodeSegmentHeader(none) as R.DecodedSegmentHeader).volume, null);
+  assert.equal(R.volumeId(''), null);
+  // A uuid not in the canonical form still names one volume (its SHA-256, cut to 16 bytes).
+  assert.equal(R.volumeId('not-a-uuid')!.length, 16);
+  assert.notDeepEqual(R.volumeId('not-a-uuid'), R.volumeId('not-a-uuid2'));
+});
+
+test('a version 1 segment header, as the previous release wrote it, still decodes', () => {
+  // Base seq 1, created 0x18f0000000, base epoch 1, 20 reserved bytes, CRC32C.
+  const v1 = hex(`4f4646534a534547 01000000 40000000 0100000000000000 000000f018000000 0100000000000000
+    0000000000000000000000000000000000000000 088221b7`);
+  assert.deepEqual(R.decodeSegmentHeader(v1), { version: 1, baseSeq: 1, baseEpoch: 1, created: 0x18f0000000, volume: null });
+  const v3 = Buffer.from(v1);
+  v3.writeUInt32LE(3, 8);
+  v3.writeUInt32LE(crc32cOf(v3.subarray(0, 60)), 60);
+  assert.equal(R.decodeSegmentHeader(v3), 'segment format version 3, this build reads 1 and 2');
 });
