@@ -34,7 +34,7 @@ export function metricsRegistry(status: () => NodeStatus): Registry {
   });
   gauge('offsite_volume_link_up', 'The link to the volume\'s peer is up (1) or not (0).', (v) => (v.link === 'connected' ? 1 : 0));
   gauge('offsite_volume_backlog_bytes', 'Journal (primary) or receive-log (secondary) bytes not yet acked or applied.', (v) => v.backlogBytes);
-  gauge('offsite_volume_lag_seconds', 'Age of the oldest change the peer has not acked (the RPO now).', (v) => v.lagSeconds);
+  gauge('offsite_volume_lag_seconds', 'The RPO now: age of the oldest change a promote at the peer would lose (unacked, or acked past the newest flush point the peer could present).', (v) => v.lagSeconds);
   gauge('offsite_volume_consistent', 'The volume is a flush-point image of the primary (1) or not (0).', (v) => (v.consistent ? 1 : 0));
   gauge('offsite_volume_bitmap_mode', 'Changes are tracked in the dirty bitmap (the journal overflowed) (1) or journaled (0).', (v) => (v.tracking === 'bitmap' ? 1 : 0));
   gauge('offsite_volume_dirty_bytes', 'Bytes of regions marked in the dirty bitmap, waiting for a resync.', (v) => v.dirtyBytes);

@@ -13,10 +13,19 @@ export interface VolumeStatus {
   /** Journal data not yet acked by the peer. */
   backlogBytes: number;
   backlogRecords: number;
-  /** Age of the oldest unacked write (0 when none). */
+  /**
+   * Primary: the RPO now: the age of the oldest write a promote at the peer would lose
+   * (not yet acked, or acked but past the newest flush point the peer could present,
+   * such as inside a coalesced unit); 0 when none.
+   */
   lagSeconds: number;
-  /** This side holds a flush-point image. */
+  /**
+   * This side serves a flush-point image of the primary (a secondary: false only before
+   * its first sync ends, or while an apply that failed part-way waits to be redone).
+   */
   consistent: boolean;
+  /** Secondary: the unit being applied now (readers wait for it; it is no inconsistency), or null. */
+  applying: { fromSeq: number; toSeq: number; seconds: number } | null;
   sizeBytes: number;
   /** "journal", "bitmap" (after an overflow: regions await resync) or "none". */
   tracking: string;
@@ -109,6 +118,7 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     linkRateBytesPerSecond: e.config.peer && links ? links.rateNow(e.config.peer, now) : null,
     checkpoint: e.replica?.checkpoint ? { ...e.replica.checkpoint, export: `${e.config.name}@checkpoint` } : null,
     drill: e.drill ? { export: e.drill.name, bytesWritten: e.drill.bytesWritten } : null,
+    applying: e.replica?.applyingUnit ? { fromSeq: e.replica.applyingUnit.from, toSeq: e.replica.applyingUnit.to, seconds: Math.round((now - e.replica.applyingUnit.since) / 100) / 10 } : null,
   };
   if (e.replica) {
     const log = e.replica.log;
@@ -134,7 +144,8 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     link,
     backlogBytes: j.mode === 'bitmap' ? j.bitmap.dirtyBytes : journal.backlogBytes,
     backlogRecords: journal.backlogRecords,
-    lagSeconds: Math.round(journal.lagMs(now) / 100) / 10,
+    // What a promote at the peer would lose now (acked records inside a coalesced unit count).
+    lagSeconds: Math.round((links?.lagMsOf(e.config.name, now) ?? journal.lagMs(now)) / 100) / 10,
     consistent: true,
     tracking: j.mode,
     journalUsedBytes: journal.usedBytes,

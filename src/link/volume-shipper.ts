@@ -11,6 +11,7 @@ import { applyPlan, coalesce, planUnit, type UnitPlan } from '../coalesce/coales
 import { MAX_HASH_REGIONS, MAX_HASH_REGION_SIZE, encodeHashRequest, encodeResync } from './frame.js';
 import { Shipper, type ShipperAction, type ShipperEvent } from './shipper.js';
 import { batchFor } from '../rate/capacity.js';
+import { ExposureTracker } from '../rpo/exposure.js';
 
 /** The link as the shipper sees it. */
 export interface ShipperSession {
@@ -146,6 +147,18 @@ export class VolumeShipper {
     return this.sentAt.length === 0 ? 0 : now - this.sentAt[0]!.at;
   }
 
+  /** What the peer could present if promoted now, from what was sent and acked (src/rpo/exposure.ts). */
+  private readonly exposure = new ExposureTracker();
+
+  /**
+   * How old the oldest write is that a promote at the peer would lose now (ms): the
+   * oldest one not yet acked, or, if older, the first acked one past the newest flush
+   * point the peer could present (inside a coalesced unit it holds but cannot apply).
+   */
+  lagMs(now = this.opts.now()): number {
+    return Math.max(this.jv.journal.lagMs(now), this.exposure.lostAgeMs(now));
+  }
+
   /** Highest seq the peer acked durable on this link. */
   get acked(): number {
     return this.shipper.acked;
@@ -230,6 +243,7 @@ export class VolumeShipper {
     this.heldByPeer = false;
     this.undurableSince = 0;
     this.notified = 0;
+    this.exposure.reset(resume);
     this.run(this.handle({ type: 'up', peerDurableSeq: resume }));
     if (this.paused) this.handle({ type: 'down' }); // (acks the peer had are released above)
   }
@@ -253,6 +267,7 @@ export class VolumeShipper {
     // (Remembered even while paused or held: the state machine drops acks when down,
     // and a resume must not go back behind what the peer already holds.)
     this.peerAcked = Math.max(this.peerAcked, seq);
+    this.exposure.acked(seq);
     this.run(this.handle({ type: 'ack', seq }));
   }
 
@@ -621,7 +636,9 @@ export class VolumeShipper {
           if (s !== this.session || !s || this.paused || this.heldByPeer || run !== this.runs) return;
           if (records.length > 0) {
             this.sentAt.push({ seq: records[records.length - 1]!.seq, at: this.opts.now() });
-            this.sendRecords(s, this.coalesced(records, plan), run);
+            const sent = this.coalesced(records, plan);
+            this.exposure.sent(sent);
+            this.sendRecords(s, sent, run);
           }
           this.run(this.handle({ type: 'read', records: records.map((r) => ({ seq: r.seq, size: r.payload.length + RECORD_HEADER_SIZE })) }));
         }, (e: Error) => s?.close(`reading the journal of ${this.name}: ${e.message}`));

@@ -122,6 +122,11 @@ export class LinkManager {
     return this.shippers.get(volume)?.windowBytes ?? null;
   }
 
+  /** The lag an operator reads: the age of the oldest write a promote at the peer would lose now (ms; null: no shipper). */
+  lagMsOf(volume: string, now: number): number | null {
+    return this.shippers.get(volume)?.lagMs(now) ?? null;
+  }
+
   /** The volume's batch size now (null: no shipper). */
   batchOf(volume: string): number | null {
     return this.shippers.get(volume)?.batchBytes ?? null;
