@@ -5,18 +5,24 @@ import { parseDuration } from '../config/units.js';
 
 export type Body = Record<string, unknown> | undefined;
 
-/** The actions `POST /api/v1/volumes/{name}/{action}` takes, and what each does. */
-export const ACTIONS: Record<string, (a: RoleChanges, volume: string, body: Body) => Promise<ActionResult>> = {
-  checkpoint: (a, v, b) => a.createCheckpoint(v, { label: str(b, 'label'), holdSeconds: hold(b) }),
-  'checkpoint-release': (a, v) => a.releaseCheckpoint(v),
-  'drill-start': (a, v) => a.startDrill(v),
-  'drill-stop': (a, v) => a.stopDrill(v),
-  verify: (a, v, b) => a.verify(v, b?.repair === true),
-  pause: (a, v) => a.pause(v, true),
-  resume: (a, v) => a.pause(v, false),
-  promote: (a, v, b) => a.promote(v, { force: b?.force === true }),
-  demote: (a, v, b) => a.demote(v, { discardMyData: b?.discardMyData === true }),
-};
+export type Action = (a: RoleChanges, volume: string, body: Body) => Promise<ActionResult>;
+
+/**
+ * The actions `POST /api/v1/volumes/{name}/{action}` takes, and what each does. A
+ * Map, not a plain object: the name comes from the URL, and on an object
+ * `constructor` or `toString` would be found on its prototype and called.
+ */
+export const ACTIONS: ReadonlyMap<string, Action> = new Map<string, Action>([
+  ['checkpoint', (a, v, b) => a.createCheckpoint(v, { label: str(b, 'label'), holdSeconds: hold(b) })],
+  ['checkpoint-release', (a, v) => a.releaseCheckpoint(v)],
+  ['drill-start', (a, v) => a.startDrill(v)],
+  ['drill-stop', (a, v) => a.stopDrill(v)],
+  ['verify', (a, v, b) => a.verify(v, b?.repair === true)],
+  ['pause', (a, v) => a.pause(v, true)],
+  ['resume', (a, v) => a.pause(v, false)],
+  ['promote', (a, v, b) => a.promote(v, { force: b?.force === true })],
+  ['demote', (a, v, b) => a.demote(v, { discardMyData: b?.discardMyData === true })],
+]);
 
 function str(b: Body, k: string): string | undefined {
   const v = b?.[k];
@@ -36,5 +42,4 @@ function hold(b: Body): number | undefined {
   }
 }
 
-
-export const ACTION_NAMES = Object.keys(ACTIONS);
+export const ACTION_NAMES = [...ACTIONS.keys()];

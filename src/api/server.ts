@@ -1,12 +1,20 @@
 // The HTTP API on the `api:` listener (docs/API.md). Reads are open; every mutating
 // call needs the bearer token from `offsite init` (wrong or missing: 401, and
 // nothing happens). Actions answer { volume, message, ... } or { error }.
+//
+// Bounded (issue 15): slow-body requests used to stay open for minutes, and 240 of
+// them took NBD and the API down through file descriptors. So every phase of a
+// request has a timeout, connections are capped at a share of RLIMIT_NOFILE, and
+// refusals are logged once per address and kind, then counted (src/log/refusals.ts),
+// so a flood of bad tokens cannot push the operator's events out of the ring.
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from '../log/log.js';
+import { RefusalLog } from '../log/refusals.js';
+import { listenerBudget } from '../node/fd-limit.js';
 import { formatListenAddress, type ListenAddress } from '../nbd/server.js';
 import { ActionError, type RoleChanges } from '../node/roles.js';
-import { ACTIONS, type Body } from './actions.js';
+import { ACTIONS, ACTION_NAMES, type Body } from './actions.js';
 import { openApiDocument } from './openapi.js';
 import { operatorEvents } from '../log/events.js';
 import type { HistoryRow } from '../journal/history.js';
@@ -24,6 +32,50 @@ export interface ApiOptions {
   /** Re-reads the config file and applies what can change live; says what changed. */
   reload: () => string;
   log: Logger;
+  /** Tests shorten these; the daemon takes the defaults. */
+  limits?: Partial<ApiLimits>;
+}
+
+export interface ApiLimits {
+  /** A request's headers must be in within this; so must the first request of a connection that sends nothing. */
+  headersTimeoutMs: number;
+  /** The whole request, body included (64 KiB at most): a body trickled in is cut here with 408. */
+  requestTimeoutMs: number;
+  /** A keep-alive connection idle between requests is closed after this. */
+  keepAliveTimeoutMs: number;
+  /**
+   * A connection with no traffic either way for this long is closed: a client that
+   * stopped reading its answer. Longer than any action the CLI waits for (120 s),
+   * since an action's answer can take that long to come.
+   */
+  idleTimeoutMs: number;
+  /** Requests on one connection; then it is closed and the client opens another. */
+  maxRequestsPerSocket: number;
+  /** Connections at once, dashboard streams included; more are closed on accept. */
+  maxConnections: number;
+  /** How often the header and request timeouts are checked (Node's default, 30 s, would let a request overstay by as much). */
+  timeoutCheckMs: number;
+  /** Repeated refusals (bad tokens, connections past the cap) are counted this long, then logged in one line. */
+  refusalLogWindowMs: number;
+}
+
+/**
+ * The API's limits. Dashboard streams (GET /api/v1/stream) are long-lived on purpose:
+ * their request is complete once its headers are in, so the request timeout never
+ * applies to them, and they write every second, so neither does the idle timeout.
+ */
+export function apiLimits(overrides: Partial<ApiLimits> = {}): ApiLimits {
+  return {
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 30_000,
+    keepAliveTimeoutMs: 5_000,
+    idleTimeoutMs: 300_000,
+    maxRequestsPerSocket: 1000,
+    maxConnections: listenerBudget().apiConnections,
+    timeoutCheckMs: 1000,
+    refusalLogWindowMs: 60_000,
+    ...overrides,
+  };
 }
 
 function authorized(req: FastifyRequest, token: string): boolean {
@@ -36,7 +88,41 @@ function authorized(req: FastifyRequest, token: string): boolean {
 }
 
 export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{ app: FastifyInstance; address: ListenAddress }> {
-  const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
+  const limits = apiLimits(opts.limits);
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 64 * 1024,
+    connectionTimeout: limits.idleTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    maxRequestsPerSocket: limits.maxRequestsPerSocket,
+    http: {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      connectionsCheckingInterval: limits.timeoutCheckMs,
+    },
+  });
+  app.server.maxConnections = limits.maxConnections;
+  const refusals = new RefusalLog({ log: opts.log, windowMs: limits.refusalLogWindowMs });
+  app.server.on('drop', (d) => refusals.refuse({
+    kind: 'too many connections', from: '',
+    first: `API: refused a connection from ${d?.remoteAddress ?? 'a local socket'}: ${limits.maxConnections} connections open already (at most ${limits.maxConnections}, so that the API cannot take the file descriptors the volumes, journals and NBD need)`,
+    more: (n, _from, span) => `API: refused ${n} more connections in ${span}: ${limits.maxConnections} open already`,
+  }));
+  app.addHook('onClose', (_app, done) => {
+    refusals.close();
+    done();
+  });
+  /** A 401, logged once per address and reason, then counted. */
+  const refuse = (req: FastifyRequest, reply: FastifyReply, what: string): FastifyReply => {
+    const reason = req.headers.authorization ? 'wrong token' : 'no token';
+    refusals.refuse({
+      kind: reason, from: req.ip,
+      first: `API: refused ${what} from ${req.ip}: ${reason}`,
+      more: (n, from, span) => `API: refused ${n} more requests ${reason === 'wrong token' ? 'with a wrong token' : 'without a token'} from ${from} in ${span}`,
+    });
+    return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'a bearer token is needed for this call (print it with: offsite token -c <config>)' });
+  };
   app.get('/api/v1/status', async () => opts.status());
   app.get('/api/v1/checkpoints', async () => ({ checkpoints: opts.actions.checkpoints() }));
   app.get('/api/v1/openapi.json', async () => openApiDocument(opts.status().version));
@@ -46,7 +132,9 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
     if (rows === null) return reply.code(404).send({ error: `no volume named ${req.params.name} with a write history on this node (the primary keeps one)` });
     return { history: rows.slice(-clampInt(req.query.minutes, 1440, 1, 43200)) };
   });
-  registerDashboard(app, { status: opts.status, log: opts.log }); // GET /, /assets/*, /api/v1/stream (docs/DASHBOARD.md)
+  // GET /, /assets/*, /api/v1/stream (docs/DASHBOARD.md). Streams take at most half
+  // the connections, so the API still answers with every stream open.
+  registerDashboard(app, { status: opts.status, log: opts.log, maxStreams: Math.max(1, Math.min(32, Math.floor(limits.maxConnections / 2))) });
   const metrics = metricsRegistry(opts.status);
   app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
   const tokenNow = (): string => {
@@ -57,7 +145,7 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
     }
   };
   app.post('/api/v1/reload', async (req, reply: FastifyReply) => {
-    if (!authorized(req, tokenNow())) return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'a bearer token is needed for this call (print it with: offsite token -c <config>)' });
+    if (!authorized(req, tokenNow())) return refuse(req, reply, 'reload');
     try {
       return { message: opts.reload() };
     } catch (e) {
@@ -66,12 +154,9 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
   });
   app.post<{ Params: { name: string; action: string }; Body: Body }>('/api/v1/volumes/:name/:action', async (req, reply: FastifyReply) => {
     const token = tokenNow();
-    if (!authorized(req, token)) {
-      opts.log.warn(`API: refused ${req.params.action} on ${req.params.name} from ${req.ip}: ${req.headers.authorization ? 'wrong token' : 'no token'}`);
-      return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'a bearer token is needed for this call (print it with: offsite token -c <config>)' });
-    }
-    const act = ACTIONS[req.params.action];
-    if (!act) return reply.code(404).send({ error: `no action ${req.params.action}; actions are: ${Object.keys(ACTIONS).join(', ')}` });
+    if (!authorized(req, token)) return refuse(req, reply, `${req.params.action} on ${req.params.name}`);
+    const act = ACTIONS.get(req.params.action);
+    if (!act) return reply.code(404).send({ error: `no action ${req.params.action}; actions are: ${ACTION_NAMES.join(', ')}` });
     const body = req.body !== null && typeof req.body === 'object' ? req.body : undefined;
     try {
       const res = await act(opts.actions, req.params.name, body);
@@ -93,6 +178,12 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
     const err = e as NodeJS.ErrnoException;
     throw new Error(`cannot listen for the API on ${formatListenAddress(addr)}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`);
   }
+  // Past listen, an error is a failed accept (EMFILE: out of file descriptors). Said, not thrown.
+  app.server.on('error', (e: NodeJS.ErrnoException) => refusals.refuse({
+    kind: `accept ${e.code ?? e.message}`, from: '',
+    first: `API: cannot accept a connection: ${e.code === 'EMFILE' || e.code === 'ENFILE' ? `${e.code}, out of file descriptors` : e.message}`,
+    more: (n, _from, span) => `API: ${n} more connections could not be accepted in ${span}: ${e.code ?? e.message}`,
+  }));
   const a = app.server.address();
   const address: ListenAddress = typeof a === 'object' && a !== null ? { kind: 'tcp', host: addr.kind === 'tcp' ? addr.host : a.address, port: a.port } : addr;
   opts.log.info(`API at http://${formatListenAddress(address)}/api/v1/status`);

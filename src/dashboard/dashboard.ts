@@ -23,6 +23,8 @@ export const CONTENT_SECURITY_POLICY = [
 export interface DashboardOptions {
   status: () => NodeStatus;
   log: Logger;
+  /** Live streams at once (default 32). */
+  maxStreams?: number;
 }
 
 /** Adds the dashboard's routes; the stream's clients are ended before the listener closes. */
@@ -53,7 +55,7 @@ export function registerDashboard(app: FastifyInstance, opts: DashboardOptions):
     if (!a) return reply.code(404).send({ error: `no dashboard file ${req.params.name}` });
     return serve(reply, a);
   });
-  const stream = new StatusStream({ status: opts.status, log: opts.log });
+  const stream = new StatusStream({ status: opts.status, log: opts.log, maxClients: opts.maxStreams });
   app.get('/api/v1/stream', (req, reply) => stream.open(req, reply));
   const connections = trackConnections(app);
   app.addHook('preClose', (done) => {

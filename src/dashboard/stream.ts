@@ -1,7 +1,8 @@
 // GET /api/v1/stream: server-sent events for the dashboard. Every second an `status`
 // event (the JSON of GET /api/v1/status); at connect one `events` event (the recent
 // operator events, oldest first), then one `event` event per operator event as it
-// happens. Bounded: at most `maxClients` streams; a client whose unsent bytes pass
+// happens. Bounded: at most `maxClients` streams, `maxClientsPerAddress` from one
+// address (one client cannot hold them all); a client whose unsent bytes pass
 // `maxBufferedBytes` (it cannot keep up) is dropped, never buffered without limit.
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -14,6 +15,12 @@ export interface StreamOptions {
   log: Logger;
   /** Streams open at once (more get 503). */
   maxClients?: number;
+  /**
+   * Streams open at once from one address (more get 429). Not 1: pages reached
+   * through an SSH tunnel all come from 127.0.0.1, and a page reloaded opens its
+   * new stream before the old one is seen closed.
+   */
+  maxClientsPerAddress?: number;
   /** Bytes a client may leave unread before it is dropped. */
   maxBufferedBytes?: number;
   intervalMs?: number;
@@ -26,15 +33,18 @@ interface Client {
 
 export class StatusStream {
   private readonly clients = new Set<Client>();
+  private readonly perAddress = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private closed = false;
   readonly maxClients: number;
+  readonly maxClientsPerAddress: number;
   readonly maxBufferedBytes: number;
   private readonly intervalMs: number;
 
   constructor(private readonly opts: StreamOptions) {
     this.maxClients = opts.maxClients ?? 32;
+    this.maxClientsPerAddress = opts.maxClientsPerAddress ?? 8;
     this.maxBufferedBytes = opts.maxBufferedBytes ?? 1 << 20;
     this.intervalMs = opts.intervalMs ?? 1000;
   }
@@ -53,6 +63,11 @@ export class StatusStream {
       void reply.code(503).send({ error: `too many live streams open on this node (at most ${this.maxClients}); close a dashboard tab and retry` });
       return;
     }
+    const fromHere = this.perAddress.get(req.ip) ?? 0;
+    if (fromHere >= this.maxClientsPerAddress) {
+      void reply.code(429).send({ error: `too many live streams open from ${req.ip} (at most ${this.maxClientsPerAddress} from one address); close a dashboard tab and retry` });
+      return;
+    }
     if (!this.unsubscribe) {
       const unsub = operatorEvents.subscribe((e) => this.broadcast(eventChunk('event', e)));
       if (!unsub) {
@@ -65,6 +80,7 @@ export class StatusStream {
     const res = reply.raw;
     const client: Client = { res, remote: req.ip };
     this.clients.add(client);
+    this.perAddress.set(client.remote, fromHere + 1);
     res.on('close', () => this.remove(client));
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
@@ -89,6 +105,7 @@ export class StatusStream {
     this.closed = true;
     for (const c of [...this.clients]) c.res.destroy();
     this.clients.clear();
+    this.perAddress.clear();
     this.idle();
   }
 
@@ -121,6 +138,9 @@ export class StatusStream {
 
   private remove(c: Client): void {
     if (!this.clients.delete(c)) return;
+    const left = (this.perAddress.get(c.remote) ?? 1) - 1;
+    if (left > 0) this.perAddress.set(c.remote, left);
+    else this.perAddress.delete(c.remote);
     if (this.clients.size === 0) this.idle();
   }
 

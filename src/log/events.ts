@@ -33,9 +33,9 @@ export class EventLog {
     if (!name) return;
     const fields = typeof args[0] === 'object' && args[0] !== null ? (args[0] as Record<string, unknown>) : {};
     const msg = typeof args[0] === 'string' ? args[0] : typeof args[1] === 'string' ? args[1] : '';
-    const e: OperatorEvent = { time: Date.now(), level: name, msg };
-    if (typeof fields.volume === 'string') e.volume = fields.volume;
-    if (typeof fields.peer === 'string') e.peer = fields.peer;
+    const e: OperatorEvent = { time: Date.now(), level: name, msg: escapeControl(msg) };
+    if (typeof fields.volume === 'string') e.volume = escapeControl(fields.volume);
+    if (typeof fields.peer === 'string') e.peer = escapeControl(fields.peer);
     this.ring.push(e);
     if (this.ring.length > this.limit) this.ring.shift();
     for (const l of this.listeners) {
@@ -51,6 +51,25 @@ export class EventLog {
   recent(n = 100): OperatorEvent[] {
     return this.ring.slice(-Math.max(0, Math.min(n, this.limit)));
   }
+}
+
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * Control characters (C0, DEL, C1) and the bidirectional marks, written out as
+ * `\n`, `\x1b`, `\u202e`. An event's text can carry what a caller sent (a URL's
+ * path, a volume name in a refused call), and a terminal, the dashboard or a
+ * script reading GET /api/v1/events must show it, never act on it: no escape
+ * sequence reaches a terminal, no line is split in two, no text is shown reversed.
+ */
+export function escapeControl(s: string): string {
+  return s.replace(CONTROL, (c) => {
+    if (c === '\n') return '\\n';
+    if (c === '\r') return '\\r';
+    if (c === '\t') return '\\t';
+    const code = c.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
 }
 
 /** The daemon's events (every logger createLogger makes records into it). */

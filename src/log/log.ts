@@ -3,7 +3,7 @@
 import { pino, type Logger } from 'pino';
 import fs from 'node:fs';
 import { Writable } from 'node:stream';
-import { operatorEvents } from './events.js';
+import { escapeControl, operatorEvents } from './events.js';
 
 export type { Logger };
 
@@ -40,7 +40,7 @@ export function createLogger(opts: { level?: string; format?: 'json' | 'text'; d
           const o = JSON.parse(line) as Record<string, unknown>;
           const { time, level: lv, msg, ...rest } = o;
           const extra = Object.keys(rest).length ? ' ' + JSON.stringify(rest) : '';
-          sink.write(`${new Date(Number(time)).toISOString()} ${LEVEL_NAMES[Number(lv)] ?? lv} ${String(msg ?? '')}${extra}\n`);
+          sink.write(`${new Date(Number(time)).toISOString()} ${LEVEL_NAMES[Number(lv)] ?? lv} ${escapeControl(String(msg ?? ''))}${extra}\n`);
         } catch {
           sink.write(line + '\n');
         }

@@ -3,6 +3,7 @@
 // client gets status and operator events, and closing the API ends every stream
 // and every connection a browser left open.
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import net from 'node:net';
 import { test } from 'node:test';
 import Fastify from 'fastify';
@@ -96,6 +97,43 @@ test('streams are limited in number: one more gets 503 with the reason', async (
   assert.match(((await second.json()) as { error: string }).error, /too many live streams open on this node \(at most 1\)/);
   await api.close();
   ac.abort();
+});
+
+/** Opens a stream from `from` (loopback has many addresses): its status and, on 200, a way to close it. */
+function openFrom(port: number, from: string): Promise<{ status: number; body: string; close: () => void }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/api/v1/stream', localAddress: from }, (res) => {
+      if (res.statusCode === 200) {
+        resolve({ status: 200, body: '', close: () => req.destroy() });
+        res.on('error', () => undefined);
+        return;
+      }
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, close: () => undefined }));
+    });
+    req.on('error', (e) => (req.destroyed ? undefined : reject(e)));
+  });
+}
+
+test('one address cannot hold every stream: past its share it gets 429, other addresses still get theirs', async () => {
+  const stream = new StatusStream({ status: () => bigStatus(10), log: silentLogger, maxClients: 10, maxClientsPerAddress: 2 });
+  const api = await serve(stream);
+  const mine = [await openFrom(api.port, '127.0.0.1'), await openFrom(api.port, '127.0.0.1')];
+  assert.deepEqual(mine.map((x) => x.status), [200, 200]);
+  const third = await openFrom(api.port, '127.0.0.1');
+  assert.equal(third.status, 429);
+  assert.equal((JSON.parse(third.body) as { error: string }).error, 'too many live streams open from 127.0.0.1 (at most 2 from one address); close a dashboard tab and retry');
+  const other = await openFrom(api.port, '127.0.0.2');
+  assert.equal(other.status, 200, 'another address is not held back');
+  assert.equal(stream.size, 3);
+  // A stream that ends gives its address the room back.
+  mine[0]!.close();
+  await until(() => stream.size === 2, 'the closed stream seen');
+  const again = await openFrom(api.port, '127.0.0.1');
+  assert.equal(again.status, 200);
+  for (const x of [mine[1]!, other, again]) x.close();
+  await api.close();
 });
 
 test('the API closes at once with a dashboard stream and a preconnected socket open', { timeout: 20_000 }, async () => {

@@ -69,8 +69,11 @@ function connect() {
   es.addEventListener('event', (m) => addEvents([JSON.parse(m.data)], false));
   es.addEventListener('problem', (m) => setConnection('down', JSON.parse(m.data).error));
   es.addEventListener('error', () => {
-    // EventSource reconnects by itself (the stream asks for 2 s).
     setConnection('down', 'not connected to the node: retrying…');
+    // EventSource reconnects by itself (the stream asks for 2 s) after a network
+    // error, but gives up for good on a refusal (503: every stream taken; 429: this
+    // address's share taken). Then a new one is opened a little later.
+    if (es.readyState === EventSource.CLOSED) setTimeout(connect, 10_000);
   });
   return es;
 }
