@@ -16,10 +16,9 @@
 //         bytes of one zstd frame, with its content checksum, holding the records'
 //         headers as columns (columns.ts: 52 bytes a record, no header CRC), then
 //         their payloads, raw, in the same order
-import { decompress } from 'zstd-napi';
 import zstdBinding from 'zstd-napi/binding.js';
 
-const { getFrameContentSize } = zstdBinding;
+const { getFrameContentSize, findFrameCompressedSize } = zstdBinding;
 import { RECORD_HEADER_SIZE, RecordKind, decodeRecordHeader, encodeRecordHeader, type JournalRecord } from '../journal/record.js';
 import { FrameError, FrameType, MAX_FRAME_PAYLOAD, decodeVolumePayload, encodeFrame, encodeVolumePayload } from '../link/frame.js';
 import { decodeRecordsBody, recordsBody } from '../link/records-frame.js';
@@ -91,55 +90,130 @@ export function encodeHeadersPackedFrame(volume: string, rawLength: number, leve
   return encodeFrame(FrameType.PackedRecords, Buffer.concat([encodeVolumePayload(volume, h), compressedHeaders, ...payloads]));
 }
 
-/** A zstd frame's content, refused unless it declares exactly `want` bytes (at most `max`). */
-function unzstd(volume: string, z: Buffer, want: number | null, max: number, checksummed = false): Buffer {
+// A peer's zstd frame is never trusted for its size. zstd-napi's decompress() adds
+// up the content sizes of every frame in the buffer and streams without bound past
+// a frame that declares none: 16 KB of RLE blocks after a first frame of 2 KB are
+// half a gigabyte. So a PackedRecords frame must hold exactly one zstd frame, with
+// nothing after it, whose header declares the size the PackedRecords head declares;
+// it is decompressed in one pass into a buffer of exactly that size (zstd stops with
+// an error rather than write past it, and checks the frame ends where its header said),
+// and that runs in a worker (CompressionPool.unzstd), not on the event loop.
+const ZSTD_MAGIC = 0xfd2fb528;
+
+/** Thrown for a zstd frame that is not the single, exactly-sized frame a PackedRecords frame must hold. */
+export class UnzstdError extends Error {}
+
+/**
+ * The content size a zstd frame's header declares: O(1), reads the header only.
+ * Refuses anything but a standard zstd frame (skippable and legacy frames included)
+ * and, when `checksummed`, a frame without zstd's content checksum.
+ */
+export function zstdDeclaredSize(z: Buffer, checksummed: boolean): number {
+  if (z.length < 5 || z.readUInt32LE(0) !== ZSTD_MAGIC) throw new UnzstdError('does not hold a zstd frame');
   // Byte 4 of a zstd frame is its Frame_Header_Descriptor; bit 2, Content_Checksum_flag.
-  if (checksummed && (z.length < 5 || (z[4]! & 4) === 0)) throw new FrameError(`PackedRecords frame for ${volume}: its header columns' zstd frame has no content checksum`);
+  if (checksummed && (z[4]! & 4) === 0) throw new UnzstdError('has no content checksum');
   let size: number | null;
   try {
     size = getFrameContentSize(z);
   } catch {
-    throw new FrameError(`PackedRecords frame for ${volume} does not hold a zstd frame`);
+    throw new UnzstdError('does not hold a zstd frame (its header is damaged)');
   }
-  if (size === null || (want !== null && size !== want) || size > max) {
-    throw new FrameError(`PackedRecords frame for ${volume}: its zstd frame holds ${size ?? 'an unknown number of'} bytes, the frame declares ${want ?? `at most ${max}`}`);
-  }
-  let out: Buffer;
+  if (size === null) throw new UnzstdError('does not declare its content size');
+  return size;
+}
+
+let dctx: InstanceType<typeof zstdBinding.DCtx> | null = null;
+
+/**
+ * Decompresses a zstd frame that must be exactly `z` and hold exactly `size` bytes
+ * (its declared size, already checked against the PackedRecords head). Never
+ * allocates more than `size`: the output buffer is made first and zstd's one-pass
+ * decoder refuses to write past it. Runs in the pool's workers; the synchronous
+ * decodePackedRecordsFrame (the simulation, tests) calls it in place.
+ */
+export function unzstdExact(z: Uint8Array, size: number): Uint8Array {
+  if (!Number.isSafeInteger(size) || size < 0 || size > MAX_FRAME_PAYLOAD) throw new UnzstdError(`declares ${size} bytes, over the ${MAX_FRAME_PAYLOAD}-byte limit`);
+  // One frame, nothing after it: a second frame (a bomb) or trailing bytes are refused
+  // here, by walking the block headers, before a byte is decompressed.
+  let frameBytes: number;
   try {
-    out = decompress(z);
+    frameBytes = findFrameCompressedSize(z);
   } catch (e) {
-    throw new FrameError(`PackedRecords frame for ${volume} does not decompress: ${(e as Error).message}`);
+    throw new UnzstdError(`does not decompress: its zstd frame is cut short or damaged (${(e as Error).message})`);
   }
-  if (out.length !== size) throw new FrameError(`PackedRecords frame for ${volume} decompressed to ${out.length} bytes, not the ${size} declared`);
+  if (frameBytes !== z.length) throw new UnzstdError(`holds ${z.length - frameBytes} bytes after its zstd frame (one frame, nothing after it)`);
+  // (A buffer of its own, never a slice of Node's pool: the worker hands it back by transfer.)
+  const out = new Uint8Array(size);
+  let n: number;
+  try {
+    dctx ??= new zstdBinding.DCtx();
+    n = dctx.decompress(out, z);
+  } catch (e) {
+    throw new UnzstdError(`does not decompress: ${(e as Error).message}`);
+  }
+  if (n !== size) throw new UnzstdError(`decompressed to ${n} bytes, not the ${size} declared`);
   return out;
 }
 
 /**
- * A PackedRecords frame's records. The declared length is checked against the
- * zstd frame's own before any memory is given to it: a peer cannot make this side
- * allocate more than MAX_FRAME_PAYLOAD.
+ * What a PackedRecords frame holds, checked as far as it can be without
+ * decompressing (O(1) in its size, no allocation): the zstd frame to unpack and the
+ * exact size it must unpack to. `packedRecords` finishes the decode.
  */
-export function decodePackedRecordsFrame(payload: Buffer): { volume: string; records: JournalRecord[]; rawBytes: number } {
+export interface PackedFrame {
+  volume: string;
+  codec: number;
+  rawLength: number;
+  /** The one zstd frame: the records (codec 1) or their header columns (codec 2). */
+  zstd: Buffer;
+  /** What it must decompress to, exactly. */
+  unpackedSize: number;
+  /** Codec 2: the payloads, raw. */
+  payloads: Buffer;
+}
+
+export function parsePackedRecordsFrame(payload: Buffer): PackedFrame {
   const { volume, rest } = decodeVolumePayload(payload);
   if (rest.length < PACKED_HEAD) throw new FrameError(`PackedRecords frame for ${volume} is shorter than its ${PACKED_HEAD}-byte head`);
   const codec = rest.readUInt8(0);
   if (codec !== CODEC_ZSTD && codec !== CODEC_ZSTD_HEADERS) throw new FrameError(`PackedRecords frame for ${volume} uses codec ${codec}; this node knows 1 (zstd) and 2 (zstd headers)`);
   const rawLength = rest.readUInt32LE(4);
   if (rawLength > MAX_FRAME_PAYLOAD) throw new FrameError(`PackedRecords frame for ${volume} declares ${rawLength} bytes of records, over the ${MAX_FRAME_PAYLOAD}-byte limit`);
+  const declared = (z: Buffer, checksummed: boolean): number => {
+    try {
+      return zstdDeclaredSize(z, checksummed);
+    } catch (e) {
+      throw new FrameError(`PackedRecords frame for ${volume}: ${codec === CODEC_ZSTD ? 'it' : 'its header columns'} ${(e as Error).message}`);
+    }
+  };
   if (codec === CODEC_ZSTD) {
-    const body = unzstd(volume, rest.subarray(PACKED_HEAD), rawLength, MAX_FRAME_PAYLOAD);
-    return { volume, records: decodeRecordsBody(volume, body), rawBytes: rawLength };
+    const zstd = rest.subarray(PACKED_HEAD);
+    const size = declared(zstd, false);
+    if (size !== rawLength) throw new FrameError(`PackedRecords frame for ${volume}: its zstd frame holds ${size} bytes, the frame declares ${rawLength}`);
+    return { volume, codec, rawLength, zstd, unpackedSize: size, payloads: rest.subarray(rest.length) };
   }
   if (rest.length < PACKED_HEAD + 4) throw new FrameError(`PackedRecords frame for ${volume} is shorter than its ${PACKED_HEAD + 4}-byte head`);
   const hLength = rest.readUInt32LE(PACKED_HEAD);
   if (PACKED_HEAD + 4 + hLength > rest.length) throw new FrameError(`PackedRecords frame for ${volume}: its headers run past the frame`);
-  // (n headers are n × 52 bytes of columns: no more than the declared length allows.)
-  const columns = unzstd(volume, rest.subarray(PACKED_HEAD + 4, PACKED_HEAD + 4 + hLength), null, Math.floor((rawLength / RECORD_HEADER_SIZE) * ROW), true);
-  if (columns.length % ROW !== 0) throw new FrameError(`PackedRecords frame for ${volume}: ${columns.length} bytes of header columns is not a whole number of records`);
+  const zstd = rest.subarray(PACKED_HEAD + 4, PACKED_HEAD + 4 + hLength);
   const payloads = rest.subarray(PACKED_HEAD + 4 + hLength);
-  const headerBytes = (columns.length / ROW) * RECORD_HEADER_SIZE;
+  const size = declared(zstd, true);
+  // n headers are n × 52 bytes of columns, and with the payloads they make the
+  // declared length exactly: known before a byte is decompressed.
+  if (size % ROW !== 0) throw new FrameError(`PackedRecords frame for ${volume}: ${size} bytes of header columns is not a whole number of records`);
+  const headerBytes = (size / ROW) * RECORD_HEADER_SIZE;
   if (headerBytes + payloads.length !== rawLength) throw new FrameError(`PackedRecords frame for ${volume} holds ${headerBytes + payloads.length} bytes of records, the frame declares ${rawLength}`);
-  const headers = columnsToHeaders(columns);
+  return { volume, codec, rawLength, zstd, unpackedSize: size, payloads };
+}
+
+/** The records of a parsed PackedRecords frame, given its zstd frame unpacked (by unzstdExact). */
+export function packedRecords(p: PackedFrame, unpacked: Uint8Array): { volume: string; records: JournalRecord[]; rawBytes: number } {
+  const { volume, rawLength } = p;
+  if (unpacked.length !== p.unpackedSize) throw new FrameError(`PackedRecords frame for ${volume} decompressed to ${unpacked.length} bytes, not the ${p.unpackedSize} declared`);
+  const inner = Buffer.from(unpacked.buffer, unpacked.byteOffset, unpacked.byteLength);
+  if (p.codec === CODEC_ZSTD) return { volume, records: decodeRecordsBody(volume, inner), rawBytes: rawLength };
+  const headers = columnsToHeaders(inner);
+  const payloads = p.payloads;
   // Header and payload back together, then checked as a Records frame's records are.
   const body = Buffer.allocUnsafe(rawLength);
   let at = 0;
@@ -159,6 +233,42 @@ export function decodePackedRecordsFrame(payload: Buffer): { volume: string; rec
   return { volume, records: decodeRecordsBody(volume, body), rawBytes: rawLength };
 }
 
+function unpackError(volume: string, e: unknown): FrameError {
+  return new FrameError(`PackedRecords frame for ${volume} ${(e as Error).message}`);
+}
+
+/**
+ * A PackedRecords frame's records, decompressed on the calling thread (the
+ * simulation and tests; the daemon uses decodePackedRecordsFrameOff). The declared
+ * length is checked against the zstd frame's own before any memory is given to it: a
+ * peer cannot make this side allocate more than MAX_FRAME_PAYLOAD.
+ */
+export function decodePackedRecordsFrame(payload: Buffer): { volume: string; records: JournalRecord[]; rawBytes: number } {
+  const p = parsePackedRecordsFrame(payload);
+  let unpacked: Uint8Array;
+  try {
+    unpacked = unzstdExact(p.zstd, p.unpackedSize);
+  } catch (e) {
+    throw unpackError(p.volume, e);
+  }
+  return packedRecords(p, unpacked);
+}
+
+/**
+ * The same, with the decompression in a worker of `pool` (CompressionPool.unzstd): the
+ * event loop only reads headers and checks CRCs. A frame refused is a FrameError;
+ * a failure of the pool itself is passed on as it is.
+ */
+export async function decodePackedRecordsFrameOff(p: PackedFrame, pool: { unzstd(z: Buffer, size: number): Promise<Buffer> }): Promise<{ volume: string; records: JournalRecord[]; rawBytes: number }> {
+  let unpacked: Buffer;
+  try {
+    unpacked = await pool.unzstd(p.zstd, p.unpackedSize);
+  } catch (e) {
+    // (Anything else is this node's: a worker that died, a pool closed.)
+    throw e instanceof UnzstdError ? unpackError(p.volume, e) : e;
+  }
+  return packedRecords(p, unpacked);
+}
 
 /**
  * The packing the daemon's Packer does, synchronously (the simulation; level and

@@ -1,10 +1,23 @@
-// A small pool of compression workers, so zstd never blocks the event loop. Jobs
-// wait in a bounded queue; a worker that dies fails only the job it held (its
-// caller sends that batch uncompressed) and is replaced.
+// A small pool of zstd workers, so zstd never blocks the event loop: batches are
+// compressed here on a primary, and PackedRecords frames from the peer are
+// decompressed here on a secondary (a peer's frame unpacks to at most 40 MiB, which
+// would hold the event loop for tens of ms). Jobs wait in a queue; a worker that dies
+// fails only the job it held (a batch goes uncompressed; a frame closes its link and
+// the primary resends) and is replaced.
 import { Worker } from 'node:worker_threads';
 import os from 'node:os';
+import { UnzstdError } from './codec.js';
 
-interface Job { id: number; data: Buffer; level: number; resolve: (b: Buffer) => void; reject: (e: Error) => void }
+interface Job {
+  id: number;
+  data: Buffer;
+  /** compress: at `level`; unzstd: into exactly `size` bytes (codec.ts unzstdExact). */
+  op: 'compress' | 'unzstd';
+  level: number;
+  size: number;
+  resolve: (b: Buffer) => void;
+  reject: (e: Error) => void;
+}
 interface Slot { worker: Worker; job: Job | null; busySince: number }
 
 export class PoolFull extends Error {}
@@ -38,6 +51,9 @@ export class CompressionPool {
       if (!job || job.id !== m.id) return;
       this.finish(slot);
       if (m.out) job.resolve(Buffer.from(m.out.buffer, m.out.byteOffset, m.out.byteLength));
+      // (A frame the worker refused to unpack is the peer's fault, said as such; a worker
+      // that died, or a closed pool, is this node's.)
+      else if (job.op === 'unzstd') job.reject(new UnzstdError(m.error ?? 'does not decompress'));
       else job.reject(new Error(m.error ?? 'compression failed'));
       this.dispatch();
     });
@@ -46,7 +62,7 @@ export class CompressionPool {
       const job = slot.job;
       if (job) {
         this.finish(slot);
-        job.reject(new Error(`compression worker stopped (exit code ${code})`));
+        job.reject(new Error(`${job.op === 'compress' ? 'compression' : 'decompression'} worker stopped (exit code ${code})`));
       }
       const at = this.slots.indexOf(slot);
       if (this.closed || at < 0) return;
@@ -77,7 +93,30 @@ export class CompressionPool {
     if (this.closed) return Promise.reject(new Error('compression pool closed'));
     if (this.queue.length >= this.maxQueue) return Promise.reject(new PoolFull(`compression queue full (${this.maxQueue} batches)`));
     return new Promise((resolve, reject) => {
-      this.queue.push({ id: this.nextId++, data, level, resolve, reject });
+      this.queue.push({ id: this.nextId++, op: 'compress', data, level, size: 0, resolve, reject });
+      this.dispatch();
+    });
+  }
+
+  /**
+   * Decompresses one zstd frame, which must be all of `z`, into exactly `size` bytes
+   * (codec.ts unzstdExact: the worker never allocates more). Rejects with an
+   * UnzstdError that says why when the frame is not that. `z` is a view into the
+   * received frame: its exact bytes are copied into a buffer of their own, which moves
+   * to the worker (posting the view would copy all of the memory it sits in). These
+   * jobs go ahead of compression (a peer's frames wait behind them, and its acks behind
+   * those) and are not held to the queue's bound: each link unpacks one frame at a
+   * time, so there are no more of them than peers.
+   */
+  unzstd(z: Buffer, size: number): Promise<Buffer> {
+    if (this.closed) return Promise.reject(new Error('compression pool closed'));
+    const own = Buffer.alloc(z.length); // (never a slice of Node's pool)
+    z.copy(own);
+    return new Promise((resolve, reject) => {
+      const job: Job = { id: this.nextId++, op: 'unzstd', data: own, level: 0, size, resolve, reject };
+      let at = 0;
+      while (at < this.queue.length && this.queue[at]!.op === 'unzstd') at++;
+      this.queue.splice(at, 0, job);
       this.dispatch();
     });
   }
@@ -92,7 +131,7 @@ export class CompressionPool {
       const d = job.data;
       // A buffer that owns its memory moves to the worker; a slice of Node's pool is copied.
       const own = d.byteOffset === 0 && d.byteLength === d.buffer.byteLength;
-      slot.worker.postMessage({ id: job.id, data: d, level: job.level }, own ? [d.buffer as ArrayBuffer] : []);
+      slot.worker.postMessage({ id: job.id, op: job.op, data: d, level: job.level, size: job.size }, own ? [d.buffer as ArrayBuffer] : []);
     }
   }
 

@@ -1,12 +1,21 @@
-// A compression worker: zstd off the event loop. One job at a time, in order. Every
-// frame carries zstd's content checksum (4 bytes; codec 2 requires it).
+// A zstd worker: compression and decompression off the event loop. One job at a
+// time, in order. Every frame it makes carries zstd's content checksum (4 bytes;
+// codec 2 requires it). A frame it unpacks must be one zstd frame of exactly the
+// declared size (codec.ts unzstdExact), and the buffer it returns moves back to the
+// caller rather than being copied.
 import { parentPort } from 'node:worker_threads';
 import { compress } from 'zstd-napi';
+import { unzstdExact } from './codec.js';
 
-interface Job { id: number; data: Uint8Array; level: number }
+interface Job { id: number; op?: 'compress' | 'unzstd'; data: Uint8Array; level: number; size: number }
 
 parentPort!.on('message', (job: Job) => {
   try {
+    if (job.op === 'unzstd') {
+      const out = unzstdExact(job.data, job.size);
+      parentPort!.postMessage({ id: job.id, out }, [out.buffer as ArrayBuffer]);
+      return;
+    }
     const out = compress(job.data, { compressionLevel: job.level, checksumFlag: true });
     parentPort!.postMessage({ id: job.id, out });
   } catch (e) {

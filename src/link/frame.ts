@@ -46,10 +46,25 @@ export enum FrameType {
   Hold = 9,
   /**
    * A batch of journal records compressed (docs/PEER-PROTOCOL.md): u16 name length, name,
-   * u8 codec (1: zstd), u8 level, u16 0, u32 decompressed length, then one zstd frame
-   * holding the records exactly as a Records frame carries them.
+   * u8 codec (1: zstd, 2: zstd headers), u8 level, u16 0, u32 decompressed length, then
+   * one zstd frame holding the records exactly as a Records frame carries them (codec 2:
+   * their headers as columns, then the payloads raw).
    */
   PackedRecords = 10,
+}
+
+/**
+ * The frame types that begin with a volume name (u16 length, name). Each names a
+ * volume of one pair: the receiver takes it only from the peer that volume is paired
+ * with (src/node/links.ts).
+ */
+const VOLUME_FRAMES: ReadonlySet<FrameType> = new Set([
+  FrameType.Records, FrameType.Ack, FrameType.Resync, FrameType.HashRequest, FrameType.HashReply, FrameType.Hold, FrameType.PackedRecords,
+]);
+
+/** The volume a frame names (null: a frame of the link, not of a volume). Reads the name only. */
+export function frameVolume(f: Frame): string | null {
+  return VOLUME_FRAMES.has(f.type) ? decodeVolumePayload(f.payload).volume : null;
 }
 
 export interface Frame {

@@ -6,11 +6,11 @@ import type { Config } from '../config/config.js';
 import { formatDuration } from '../config/units.js';
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
-import { FrameDecoder, FrameError, FrameType, decodeHeartbeat, encodeHeartbeat, decodeAck, decodeHashReply, decodeHashRequest, decodeHold, decodeResync, encodeAck, encodeHold, encodeFrame, encodeHashReply, type Frame } from '../link/frame.js';
+import { FrameDecoder, FrameError, FrameType, MAX_FRAME_PAYLOAD, decodeHeartbeat, encodeHeartbeat, decodeAck, decodeHashReply, decodeHashRequest, decodeHold, decodeResync, encodeAck, encodeHold, encodeFrame, encodeHashReply, frameVolume, type Frame } from '../link/frame.js';
 import { checkHello, encodeHello, type HelloVolume } from '../link/hello.js';
 import type { Identity } from '../link/identity.js';
 import { decodeRecordsFrame } from '../link/records-frame.js';
-import { decodePackedRecordsFrame } from '../compress/codec.js';
+import { decodePackedRecordsFrameOff, parsePackedRecordsFrame } from '../compress/codec.js';
 import { Packer, emptyPackStats, type PackStats } from '../compress/packer.js';
 import { CompressionPool } from '../compress/pool.js';
 import { formatCompression, type Compression } from '../compress/setting.js';
@@ -38,7 +38,8 @@ interface Session {
   socket: tls.TLSSocket;
   /** Control frames (ahead of records, never held by the rate). */
   send(parts: Buffer[]): void;
-  close(reason: string): void;
+  /** Closes the link and logs why (at warn, or at error for a peer that broke the protocol's rules). */
+  close(reason: string, level?: 'warn' | 'error'): void;
   closed: boolean;
   /** Records frames go through it, at the peer's rate, fairly by volume weight. */
   pacer: Pacer;
@@ -109,6 +110,11 @@ export class LinkManager {
   }
 
   private readonly packed = new Map<string, PackStats>();
+
+  /** The zstd workers, for a peer's PackedRecords frames (made at the first, whatever this node's own compression setting). */
+  private unpackPool(): CompressionPool {
+    return (this.pool ??= new CompressionPool());
+  }
   /** Per volume: host writes, journal records shipped and wire bytes, as rates (sampled each second). */
   private readonly meters = new Map<string, { host: RateMeter; records: RateMeter; wire: RateMeter }>();
   private meterTimer: NodeJS.Timeout | null = null;
@@ -340,11 +346,11 @@ export class LinkManager {
         send: (parts) => {
           if (!s.closed) pacer.control(parts);
         },
-        close: (reason) => {
+        close: (reason, level = 'warn') => {
           if (s.closed) return;
           s.closed = true;
           pacer.close();
-          this.log.warn({ peer }, `link to ${peer} closed: ${reason}`);
+          this.log[level]({ peer }, `link to ${peer} closed: ${reason}`);
           socket.destroy();
         },
       };
@@ -476,11 +482,40 @@ export class LinkManager {
           return s.close(`${peer} refused the link`);
         }
         if (!helloDone) return s.close(`${peer} sent frame type ${f.type} before Hello`);
-        if (f.type === FrameType.Records || f.type === FrameType.PackedRecords) {
-          const { volume, records } = f.type === FrameType.Records ? decodeRecordsFrame(f.payload) : decodePackedRecordsFrame(f.payload);
+        // A frame that names a volume is taken only from the peer that volume is paired
+        // with. Every configured peer's key opens a link, so without this a peer paired
+        // for one volume could read another pair's replica (HashRequest), jam it
+        // (Resync, Records) or release a primary's journal for records the real peer
+        // never got (Ack, Hold). Checked before anything else is done with the frame.
+        const named = frameVolume(f);
+        if (named !== null) {
+          const paired = this.config.volumes.find((v) => v.name === named)?.peer;
+          if (paired !== peer) {
+            const whose = paired === undefined ? 'which is not a volume of this node' : `which is paired with ${paired}, not ${peer} (volumes.${named}.peer)`;
+            return s.close(`${peer} sent a ${FrameType[f.type]} frame for volume ${named}, ${whose}; a peer may only send frames for the volumes paired with it`, 'error');
+          }
+        }
+        if (f.type === FrameType.Records) {
+          const { volume, records } = decodeRecordsFrame(f.payload);
           const rp = this.volumes.replicas.get(volume);
           if (!rp) return s.close(`${peer} sent records for ${volume}, which is not a replica here`);
           void rp.receive(records).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
+          return;
+        }
+        if (f.type === FrameType.PackedRecords) {
+          // Its head and the zstd frame's header are checked here (no allocation); the
+          // decompression, bounded to the declared size, runs in a worker. The frames
+          // behind it wait until its records are handed to the replica, in order.
+          const packed = parsePackedRecordsFrame(f.payload);
+          const volume = packed.volume;
+          const rp = this.volumes.replicas.get(volume);
+          if (!rp) return s.close(`${peer} sent records for ${volume}, which is not a replica here`);
+          unpacking = true;
+          decodePackedRecordsFrameOff(packed, this.unpackPool()).then(({ records }) => {
+            if (s.closed) return;
+            void rp.receive(records).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
+            unpacked();
+          }, (e: Error) => s.close(e instanceof FrameError ? `${peer} sent a bad frame: ${e.message}` : `unpacking records for ${volume}: ${e.message}`));
           return;
         }
         if (f.type === FrameType.Resync) {
@@ -517,11 +552,48 @@ export class LinkManager {
           this.shippers.get(volume)?.ack(seq);
         }
       };
+      // Frames are handled in the order they came. While a PackedRecords frame is
+      // decompressed in a worker, the frames behind it wait here (heartbeats excepted:
+      // they carry liveness, no order); past MAX_FRAME_PAYLOAD of them the socket is not
+      // read, so a peer cannot make this side queue more than that.
+      const waiting: Frame[] = [];
+      let waitingBytes = 0;
+      let unpacking = false;
+      let readPaused = false;
+      const take = (f: Frame): void => {
+        if (s.closed) return;
+        try {
+          onFrame(f);
+        } catch (e) {
+          s.close(e instanceof FrameError ? `${peer} sent a bad frame: ${e.message}` : (e as Error).message);
+        }
+      };
+      const arrive = (f: Frame): void => {
+        if (!unpacking || f.type === FrameType.Heartbeat) return take(f);
+        waiting.push(f);
+        waitingBytes += f.payload.length;
+        if (waitingBytes > MAX_FRAME_PAYLOAD && !readPaused) {
+          readPaused = true;
+          socket.pause();
+        }
+      };
+      const unpacked = (): void => {
+        unpacking = false;
+        while (!unpacking && !s.closed && waiting.length > 0) {
+          const f = waiting.shift()!;
+          waitingBytes -= f.payload.length;
+          take(f);
+        }
+        if (readPaused && waitingBytes <= MAX_FRAME_PAYLOAD && !s.closed) {
+          readPaused = false;
+          socket.resume();
+        }
+      };
       socket.on('data', (chunk: Buffer) => {
         lastHeard = Date.now();
         decoder.push(chunk);
         try {
-          for (let f = decoder.next(); f; f = decoder.next()) onFrame(f);
+          for (let f = decoder.next(); f && !s.closed; f = decoder.next()) arrive(f);
         } catch (e) {
           s.close(e instanceof FrameError ? `${peer} sent a bad frame: ${e.message}` : (e as Error).message);
         }
