@@ -1,5 +1,6 @@
 // npm run bench:rto: recovery time. The primary is killed (-9); the clock starts when
-// `promote` is asked of the secondary and stops at the first NBD write the promoted
+// `promote` is asked of the secondary (through the API, or through the CLI as an
+// operator types it, on alternate runs) and stops at the first NBD write the promoted
 // export acknowledges (qemu-io, started right after the answer). Beside it, in the
 // same run, the time from starting a qemu-nbd on a copy of the same image to its
 // first acknowledged write (qemu-io retried until the server listens). Median of runs;
@@ -10,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { median, waitPort } from './fio.js';
 import { machineLine, writeSection } from './report.js';
-import { action, drained, kill9, makeSites, start, until, vol } from './sites.js';
+import { action, bin, drained, kill9, makeSites, start, until, vol } from './sites.js';
 
 const dir = fs.mkdtempSync(path.join(process.env.BENCH_DIR ?? os.tmpdir(), 'offsite-bench-rto-'));
 const base = 22000 + Math.floor(Math.random() * 20000);
@@ -30,17 +31,27 @@ async function main(): Promise<void> {
 
   const offsite: number[] = [];
   const answered: number[] = [];
+  const cliWrite: number[] = [];
+  const cliAnswered: number[] = [];
   let primary = 0;
-  for (let run = 0; run < RUNS; run++) {
+  for (let run = 0; run < 2 * RUNS; run++) {
     const [p, s] = [sites[primary]!, sites[1 - primary]!];
+    const viaCli = run % 2 === 1;
     await drained(p, s);
     await kill9(p);
     await until(async () => (await vol(s))?.link === 'disconnected');
     const t0 = performance.now();
-    await action(s, 'promote');
-    answered.push(performance.now() - t0);
+    if (viaCli) {
+      // What the operator types: the command's own start is part of the recovery time.
+      const r = spawnSync(process.execPath, [bin, 'promote', 'db', '-c', s.cfg], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`offsite promote on ${s.name}: ${r.stderr}`);
+      cliAnswered.push(performance.now() - t0);
+    } else {
+      await action(s, 'promote');
+      answered.push(performance.now() - t0);
+    }
     while (!write(s.nbd)) { /* retried until acknowledged */ }
-    offsite.push(performance.now() - t0);
+    (viaCli ? cliWrite : offsite).push(performance.now() - t0);
     // The old primary returns and fails back as the secondary.
     start(p);
     await waitPort(p.api);
@@ -71,19 +82,23 @@ async function main(): Promise<void> {
 
 ${machineLine()}. A 256 MiB volume with 64 MiB of data, both sites on this machine.
 Each run kills the primary (-9), waits for the secondary to see the link down, then
-times \`POST /api/v1/volumes/db/promote\` and a qemu-io 4 KiB write on the promoted
-export, started as soon as the promote answers. Between runs the killed node
+times the promote and a qemu-io 4 KiB write on the promoted export, started as soon
+as the promote answers. The promote goes through \`POST /api/v1/volumes/db/promote\`
+and, on alternate runs, through \`offsite promote db\` as an operator types it (the
+command's start, config load and API call included). Between runs the killed node
 restarts, is demoted, resyncs by hash, and the roles swap. Beside it: starting a
 qemu-nbd on a copy of the image and retrying the same qemu-io write until it is
 acknowledged. Median of ${RUNS} runs (qemu-io's own start, about 20 ms, is in both columns).
 
 | | median | runs |
 | --- | ---: | --- |
-| offsite promote answered | ${ms(median(answered))} | ${answered.map(ms).join(', ')} |
-| offsite promote to first acknowledged write | ${ms(median(offsite))} | ${offsite.map(ms).join(', ')} |
+| API: promote answered | ${ms(median(answered))} | ${answered.map(ms).join(', ')} |
+| API: promote to first acknowledged write | ${ms(median(offsite))} | ${offsite.map(ms).join(', ')} |
+| CLI: \`offsite promote db\` answered | ${ms(median(cliAnswered))} | ${cliAnswered.map(ms).join(', ')} |
+| CLI: \`offsite promote db\` to first acknowledged write | ${ms(median(cliWrite))} | ${cliWrite.map(ms).join(', ')} |
 | qemu-nbd start to first acknowledged write | ${ms(median(qemu))} | ${qemu.map(ms).join(', ')} |
 
-The target was under 1 s from the command to the first served write.
+The target is under 0.3 s from the operator's command to the first served write.
 `;
   writeSection('rto', md);
   console.log(md);

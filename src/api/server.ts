@@ -12,7 +12,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Logger } from '../log/log.js';
 import { RefusalLog } from '../log/refusals.js';
 import { listenerBudget } from '../node/fd-limit.js';
-import { formatListenAddress, type ListenAddress } from '../nbd/server.js';
+import { formatListenAddress, type ListenAddress } from '../export/listen-address.js';
 import { ActionError, type RoleChanges } from '../node/roles.js';
 import { ACTIONS, ACTION_NAMES, type Body } from './actions.js';
 import { openApiDocument } from './openapi.js';

@@ -1,42 +1,71 @@
 // How the CLI reaches its node's daemon: the config's `api:` listener, with the
-// bearer token from the state folder for actions.
-import type { Config } from '../config/config.js';
-import { formatListenAddress } from '../nbd/server.js';
-import { readToken } from '../link/identity.js';
+// bearer token from the state folder for actions. Plain node:http (fetch would load
+// undici, a fifth of a command's start).
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ClientConfig } from '../config/client.js';
+import { formatListenAddress } from '../export/listen-address.js';
+import type { NodeStatus } from '../api/status.js';
 
-export function apiUrl(c: Config, route: string): string {
+/** The token file `offsite init` writes in the state folder (src/link/identity.ts). */
+const TOKEN_FILE = 'api.token';
+
+function target(c: ClientConfig): { host: string; port: number } {
   if (!c.api) throw new Error(`${c.file} has no api: listener; add for example "api: 127.0.0.1:7780" and restart the daemon`);
   if (c.api.kind !== 'tcp') throw new Error(`the CLI reaches the daemon over TCP; ${c.file} gives api: ${formatListenAddress(c.api)}`);
   const host = c.api.host === '0.0.0.0' || c.api.host === '::' ? '127.0.0.1' : c.api.host;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${c.api.port}${route}`;
+  return { host, port: c.api.port };
 }
 
-async function request(c: Config, route: string, init: RequestInit): Promise<Response> {
-  try {
-    return await fetch(apiUrl(c, route), { ...init, signal: AbortSignal.timeout(120_000) });
-  } catch (e) {
-    if ((e as Error).message.includes('api: listener') || (e as Error).message.includes('over TCP')) throw e;
-    const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
-    throw new Error(`cannot reach the daemon of node ${c.node} at ${formatListenAddress(c.api!)} (${cause}); is \`offsite daemon -c ${c.file}\` running?`);
-  }
+function readToken(state: string): string {
+  const file = path.join(state, TOKEN_FILE);
+  if (!fs.existsSync(file)) throw new Error(`no API token in ${state}: run \`offsite init -c <config>\` first`);
+  return fs.readFileSync(file, 'utf8').trim();
 }
 
-export async function getJson<T>(c: Config, route: string): Promise<T> {
-  const res = await request(c, route, {});
-  const body = (await res.json().catch(() => ({}))) as T & { error?: string };
-  if (!res.ok) throw new Error(body.error ?? `the daemon answered ${res.status}`);
+interface Answer { status: number; body: unknown }
+
+function request(c: ClientConfig, method: string, route: string, body: string | null, headers: Record<string, string>, timeoutMs: number): Promise<Answer> {
+  const { host, port } = target(c);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host, port, method, path: route, headers: { ...headers, ...(body !== null ? { 'content-length': String(Buffer.byteLength(body)) } : {}) }, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('end', () => {
+        let parsed: unknown = {};
+        try {
+          parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        } catch { /* not JSON: the status code speaks */ }
+        resolve({ status: res.statusCode ?? 0, body: parsed });
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer in ${Math.round(timeoutMs / 1000)} s`), { code: 'ETIMEDOUT' })));
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      reject(new Error(`cannot reach the daemon of node ${c.node} at ${formatListenAddress(c.api!)} (${e.code ?? e.message}); is \`offsite daemon -c ${c.file}\` running?`));
+    });
+    req.end(body ?? undefined);
+  });
+}
+
+export async function getJson<T>(c: ClientConfig, route: string, timeoutMs = 120_000): Promise<T> {
+  const res = await request(c, 'GET', route, null, {}, timeoutMs);
+  const body = res.body as T & { error?: string };
+  if (res.status < 200 || res.status >= 300) throw new Error(body.error ?? `the daemon at ${formatListenAddress(c.api!)} answered ${res.status}`);
   return body;
 }
 
+export function fetchStatus(c: ClientConfig): Promise<NodeStatus> {
+  return getJson<NodeStatus>(c, '/api/v1/status', 5000);
+}
+
 /** POST /api/v1/volumes/{volume}/{action}; resolves to the daemon's message or throws its refusal. */
-export async function callAction(c: Config, volume: string, action: string, body: Record<string, unknown> = {}): Promise<{ message: string } & Record<string, unknown>> {
+export async function callAction(c: ClientConfig, volume: string, action: string, body: Record<string, unknown> = {}): Promise<{ message: string } & Record<string, unknown>> {
   const token = readToken(c.state);
-  const res = await request(c, `/api/v1/volumes/${encodeURIComponent(volume)}/${action}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-    body: JSON.stringify(body),
-  });
-  const out = (await res.json().catch(() => ({}))) as { message?: string; error?: string };
-  if (!res.ok) throw new Error(out.error ?? `the daemon answered ${res.status}`);
+  const res = await request(c, 'POST', `/api/v1/volumes/${encodeURIComponent(volume)}/${action}`, JSON.stringify(body),
+    { 'content-type': 'application/json', authorization: `Bearer ${token}` }, 120_000);
+  const out = res.body as { message?: string; error?: string };
+  if (res.status < 200 || res.status >= 300) throw new Error(out.error ?? `the daemon answered ${res.status}`);
   return out as { message: string } & Record<string, unknown>;
 }

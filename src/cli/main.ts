@@ -1,12 +1,11 @@
 // The `offsite` command.
 import { Command } from 'commander';
-import { ConfigError, defaultConfigPath, loadConfig } from '../config/config.js';
+import { defaultConfigPath, loadClientConfig } from '../config/client.js';
 import { formatBytes, formatDuration, parseDuration } from '../config/units.js';
 import fs from 'node:fs';
 import path from 'node:path';
-import { formatListenAddress } from '../nbd/server.js';
-import { fetchStatus, formatStatus, verifyCell } from './status.js';
-import { callAction, getJson } from './api-client.js';
+import { formatStatus, verifyCell } from './status.js';
+import { callAction, fetchStatus, getJson } from './api-client.js';
 import type { CheckpointInfo } from '../node/roles.js';
 
 // Commands that only talk to the daemon's API load only what they need: the daemon
@@ -32,7 +31,7 @@ configOption(program.command('daemon'))
     const { createLogger } = await import('../log/log.js');
     const { Daemon } = await import('../node/daemon.js');
     const log = createLogger();
-    const config = loadConfig(configPath(opts));
+    const config = (await import('../config/config.js')).loadConfig(configPath(opts));
     const daemon = new Daemon(config, log);
     let signals = 0;
     const onSignal = (sig: string): void => {
@@ -75,7 +74,7 @@ configOption(program.command('init'))
   .description("create this node's identity (key pair, self-signed certificate) and API token; prints the fingerprint last")
   .action(async (opts: { config?: string }) => {
     const { ensureIdentity, ensureToken } = await import('../link/identity.js');
-    const c = loadConfig(configPath(opts));
+    const c = (await import('../config/config.js')).loadConfig(configPath(opts));
     const { identity, created } = await ensureIdentity(c.state, c.node);
     const token = ensureToken(c.state);
     console.log(created ? `created the identity of node ${c.node} in ${c.state}` : `node ${c.node} already has an identity in ${c.state}`);
@@ -88,7 +87,7 @@ configOption(program.command('token'))
   .description('print the API bearer token created by init')
   .action(async (opts: { config?: string }) => {
     const { readToken } = await import('../link/identity.js');
-    const c = loadConfig(configPath(opts));
+    const c = (await import('../config/config.js')).loadConfig(configPath(opts));
     console.log(readToken(c.state));
   });
 
@@ -96,14 +95,14 @@ configOption(program.command('status'))
   .description("this node's volumes: role, link, backlog, lag, consistency")
   .option('--json', 'print JSON (fields: node, volumes[].name, role, peer, link, backlogBytes, lagSeconds, consistent, ...)')
   .action(async (opts: { config?: string; json?: boolean }) => {
-    const c = loadConfig(configPath(opts));
+    const c = await loadClientConfig(configPath(opts));
     const s = await fetchStatus(c);
     console.log(opts.json ? JSON.stringify(s, null, 2) : formatStatus(s));
   });
 
 /** Runs an action on the daemon and prints its answer (or exits 1 with its refusal). */
 async function act(opts: { config?: string }, volume: string, action: string, body: Record<string, unknown> = {}): Promise<void> {
-  const c = loadConfig(configPath(opts));
+  const c = await loadClientConfig(configPath(opts));
   const res = await callAction(c, volume, action, body);
   console.log(res.message);
 }
@@ -121,7 +120,7 @@ configOption(checkpoint.command('list'))
   .description('the checkpoints this node holds')
   .option('--json', 'print JSON')
   .action(async (opts: { config?: string; json?: boolean }) => {
-    const c = loadConfig(configPath(opts));
+    const c = await loadClientConfig(configPath(opts));
     const { checkpoints } = await getJson<{ checkpoints: CheckpointInfo[] }>(c, '/api/v1/checkpoints');
     if (opts.json) return console.log(JSON.stringify(checkpoints, null, 2));
     if (checkpoints.length === 0) return console.log('no checkpoints held');
@@ -144,7 +143,7 @@ configOption(program.command('verify <volume>'))
   .option('--repair', 'resync the regions that differ')
   .option('--no-wait', 'start it and return (offsite status shows the progress)')
   .action(async (volume: string, opts: { config?: string; repair?: boolean; wait: boolean }) => {
-    const c = loadConfig(configPath(opts));
+    const c = await loadClientConfig(configPath(opts));
     const res = await callAction(c, volume, 'verify', { repair: opts.repair === true });
     console.log(res.message);
     if (!opts.wait) return;
@@ -197,7 +196,7 @@ configOption(program.command('plan [volume]'))
       source = opts.trace;
     } else {
       if (!volume) throw new Error('name a volume (its history is read), or give --trace FILE');
-      const c = loadConfig(configPath(opts));
+      const c = await loadClientConfig(configPath(opts));
       const file = path.join(c.state, 'volumes', volume, 'history.csv');
       const rows = readHistory(file);
       if (rows.length === 0) throw new Error(`no write history for ${volume} yet in ${file} (the daemon records one line a minute on the primary)`);
@@ -218,14 +217,15 @@ configOption(program.command('top'))
   .option('--interval <duration>', 'refresh every (default 1s)', '1s')
   .action(async (opts: { config?: string; interval: string }) => {
     const { runTop } = await import('./top.js');
-    const c = loadConfig(configPath(opts));
+    const c = await loadClientConfig(configPath(opts));
     await runTop(c, Math.max(200, parseDuration(opts.interval) * 1000));
   });
 
 configOption(program.command('config'))
   .description('check the config file and print what it describes')
-  .action((opts: { config?: string }) => {
-    const c = loadConfig(configPath(opts));
+  .action(async (opts: { config?: string }) => {
+    const c = (await import('../config/config.js')).loadConfig(configPath(opts));
+    const { formatListenAddress } = await import('../export/listen-address.js');
     console.log(`node ${c.node}, state ${c.state}, NBD ${formatListenAddress(c.nbd)}`);
     for (const v of c.volumes) {
       console.log(`  volume ${v.name}: ${v.role}, ${v.path}${v.size !== undefined ? `, ${formatBytes(v.size)}` : ''}`);
@@ -234,7 +234,7 @@ configOption(program.command('config'))
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {
-  const msg = e instanceof ConfigError || e instanceof Error ? e.message : String(e);
+  const msg = e instanceof Error ? e.message : String(e);
   process.stderr.write(`offsite: ${msg}\n`);
-  process.exit(e instanceof ConfigError ? 2 : 1);
+  process.exit(e instanceof Error && e.name === 'ConfigError' ? 2 : 1);
 });

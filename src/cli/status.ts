@@ -1,24 +1,6 @@
 // `offsite status`: the node's volumes as a table (colour on a terminal) or JSON.
-import type { Config } from '../config/config.js';
 import { formatBytes, formatDuration } from '../config/units.js';
-import { formatListenAddress } from '../nbd/server.js';
 import type { NodeStatus, VolumeStatus } from '../api/status.js';
-
-export async function fetchStatus(c: Config): Promise<NodeStatus> {
-  if (!c.api) throw new Error(`${c.file} has no api: listener; add for example "api: 127.0.0.1:7780" and restart the daemon`);
-  const where = formatListenAddress(c.api);
-  const host = c.api.kind === 'tcp' && (c.api.host === '0.0.0.0' || c.api.host === '::') ? '127.0.0.1' : c.api.kind === 'tcp' ? c.api.host : '';
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${c.api.kind === 'tcp' ? c.api.port : 0}/api/v1/status`;
-  let res: Response;
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(5000) });
-  } catch (e) {
-    const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
-    throw new Error(`cannot reach the daemon of node ${c.node} at ${where} (${cause}); is \`offsite daemon -c ${c.file}\` running?`);
-  }
-  if (!res.ok) throw new Error(`the daemon at ${where} answered ${res.status}`);
-  return (await res.json()) as NodeStatus;
-}
 
 const colour = process.stdout.isTTY && !process.env.NO_COLOR;
 const paint = (code: number, s: string): string => (colour ? `\x1b[${code}m${s}\x1b[0m` : s);

@@ -2,11 +2,12 @@
 // every interval: per volume its role, link, backlog, lag, consistency, the host's
 // write rate beside the link's send rate, and sync, verify and checkpoint state.
 // q or Ctrl-C leaves it (the terminal is restored).
-import type { Config } from '../config/config.js';
+import type { ClientConfig } from '../config/client.js';
 import { formatBytes, formatDuration } from '../config/units.js';
 import { formatRate } from '../rate/rate.js';
 import type { NodeStatus, VolumeStatus } from '../api/status.js';
-import { fetchStatus, resyncCell } from './status.js';
+import { resyncCell } from './status.js';
+import { fetchStatus } from './api-client.js';
 
 interface Sample { at: number; host: number; wire: number }
 
@@ -42,7 +43,7 @@ function volumeLines(v: VolumeStatus, hostRate: number, wireRate: number): strin
   return out;
 }
 
-export async function runTop(c: Config, intervalMs: number): Promise<void> {
+export async function runTop(c: ClientConfig, intervalMs: number): Promise<void> {
   const out = process.stdout;
   const prev = new Map<string, Sample>();
   let stop = false;

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node } from 'yaml';
 import { z } from 'zod';
-import { parseListenAddress, type ListenAddress } from '../nbd/server.js';
+import { parseListenAddress, type ListenAddress } from '../export/listen-address.js';
 import { parseDuration, parseSize } from './units.js';
 import { cronError } from '../checkpoint/schedule.js';
 import { parseRate, parseWindow } from '../rate/rate.js';
@@ -120,11 +120,11 @@ export interface Config {
   snmp?: SnmpConfig | undefined;
 }
 
-export class ConfigError extends Error {}
-
-export function defaultConfigPath(): string {
-  return process.env.OFFSITE_CONFIG ?? './offsite.yaml';
+export class ConfigError extends Error {
+  override name = 'ConfigError';
 }
+
+export { defaultConfigPath } from './client.js';
 
 export function loadConfig(file: string): Config {
   let text: string;

@@ -20,7 +20,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from '../log/log.js';
 import { RefusalLog } from '../log/refusals.js';
-import { type ListenAddress, formatListenAddress } from '../nbd/server.js';
+import { type ListenAddress, formatListenAddress } from '../export/listen-address.js';
 import { listenerBudget } from '../node/fd-limit.js';
 import { normaliseFingerprint, type Identity } from './identity.js';
 

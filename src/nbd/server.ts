@@ -6,26 +6,7 @@ import type { Logger } from '../log/log.js';
 import type { ExportBackend } from './export.js';
 import type { ExportTable } from './negotiation.js';
 import { NbdConnection } from './connection.js';
-
-export type ListenAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
-
-/** "127.0.0.1:10809", "[::1]:10809", ":10809" or "unix:/run/offsite.sock". */
-export function parseListenAddress(s: string): ListenAddress {
-  if (s.startsWith('unix:')) {
-    const path = s.slice(5);
-    if (!path) throw new Error(`"${s}": unix: needs a socket path`);
-    return { kind: 'unix', path };
-  }
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(s);
-  if (!m) throw new Error(`"${s}" is not host:port or unix:/path`);
-  const port = Number(m[3]);
-  if (port > 65535) throw new Error(`"${s}": port ${port} is out of range`);
-  return { kind: 'tcp', host: m[1] ?? (m[2] || '0.0.0.0'), port };
-}
-
-export function formatListenAddress(a: ListenAddress): string {
-  return a.kind === 'unix' ? `unix:${a.path}` : `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
-}
+import { formatListenAddress, type ListenAddress } from '../export/listen-address.js';
 
 export class ExportRegistry implements ExportTable {
   private readonly byName = new Map<string, ExportBackend>();

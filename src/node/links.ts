@@ -17,7 +17,7 @@ import { formatCompression, type Compression } from '../compress/setting.js';
 import type { JournalRecord } from '../journal/record.js';
 import { DEFAULT_SHIPPING, VolumeShipper, type VerifyRun } from '../link/volume-shipper.js';
 import { LinkListener, connectLink, type PinnedPeer } from '../link/tls.js';
-import { parseListenAddress } from '../nbd/server.js';
+import { parseListenAddress } from '../export/listen-address.js';
 import { LinkCapacity, socketAllowance } from '../rate/capacity.js';
 import { Pacer } from '../rate/pacer.js';
 import { formatRate, rateAt } from '../rate/rate.js';

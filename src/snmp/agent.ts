@@ -7,7 +7,7 @@ import snmp, { type Agent, type AgentError, type MibRequest, type RequestMessage
 import type { NodeStatus } from '../api/status.js';
 import type { SnmpConfig } from '../config/config.js';
 import type { Logger } from '../log/log.js';
-import { formatListenAddress, type ListenAddress } from '../nbd/server.js';
+import { formatListenAddress, type ListenAddress } from '../export/listen-address.js';
 import type { ActionResult } from '../node/roles.js';
 import {
   CHECKPOINT_CONTROL, CHECKPOINT_CONTROL_COLUMN, NODE, NODE_SCALARS, SYSTEM, SYSTEM_SCALARS, VOLUME_COLUMNS, VOLUME_ENTRY,

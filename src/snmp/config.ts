@@ -2,7 +2,7 @@
 // zod like the rest of the file: every error names the key ("snmp.users.0.auth_key: ...").
 // Keys are snake_case like the rest of offsite.yaml; the parsed form is camelCase.
 import { z } from 'zod';
-import { parseListenAddress } from '../nbd/server.js';
+import { parseListenAddress } from '../export/listen-address.js';
 import { parseDuration } from '../config/units.js';
 
 /** A UDP host:port ("127.0.0.1:161", "[::1]:1161"). */

@@ -4,7 +4,7 @@
 import type { NodeStatus } from '../api/status.js';
 import type { SnmpConfig } from '../config/config.js';
 import type { Logger } from '../log/log.js';
-import { formatListenAddress, type ListenAddress } from '../nbd/server.js';
+import { formatListenAddress, type ListenAddress } from '../export/listen-address.js';
 import { SnmpAgent, type AgentDeps } from './agent.js';
 import { OFFSITE_MIB } from './mib.js';
 import { START_GRACE_MS, baseline, notices, notificationOf, watchVolumes, type WatchedVolume } from './notifications.js';

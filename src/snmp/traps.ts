@@ -5,7 +5,7 @@
 import snmp, { type Session, type Varbind } from 'net-snmp';
 import type { SnmpConfig } from '../config/config.js';
 import type { Logger } from '../log/log.js';
-import { formatListenAddress } from '../nbd/server.js';
+import { formatListenAddress } from '../export/listen-address.js';
 import { wireValue } from './agent.js';
 import type { NotificationVarbind } from './notifications.js';
 import { Throttle } from './throttle.js';
