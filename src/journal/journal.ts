@@ -3,6 +3,7 @@
 // durable ack. See docs/JOURNAL.md for the format and the rules.
 import { crc32c } from '@node-rs/crc32';
 import type { Store, StoreFile } from './store.js';
+import { assert } from '../invariants/assert.js';
 import {
   FLAG_FUA, FLAG_RESYNC, RECORD_HEADER_SIZE, RecordKind, SEGMENT_HEADER_SIZE, decodeRecordHeader, decodeSegmentHeader,
   encodeRecordHeader, encodeSegmentHeader, formatVolumeId, payloadMatches, recordSize, volumeId, type JournalRecord, type RecordHeader,
@@ -304,10 +305,14 @@ export class Journal {
       seg = this.openSegment(h.seq);
       this.forceSegment = false;
     }
+    // Seqs run without a gap: recovery, resume and release all count on it.
+    assert(h.seq === this.nextSeq, () => `journal: record ${h.seq} appended where ${this.nextSeq} is next`);
+    assert(h.kind !== RecordKind.Write || (payload !== null && payload.length === h.length), () => `journal: write record ${h.seq} of ${h.length} bytes carries ${payload?.length ?? 'no'} payload`);
     const header = encodeRecordHeader(h, payload);
     this.enqueue(seg!, h.seq, payload && payload.length > 0 ? [header, payload] : [header]);
     seg!.lastSeq = h.seq;
     this.used += size;
+    assert(this.used <= this.capacity, () => `journal: ${this.used} bytes used of a capacity of ${this.capacity}`);
     this.appendedBytes += size;
     this.sample(h.seq, h.time, size);
     this.nextSeq = h.seq + 1;
@@ -475,6 +480,7 @@ export class Journal {
       throw e;
     }
     this.durableSeq = Math.max(this.durableSeq, upTo);
+    assert(this.durableSeq <= this.lastSeq, () => `journal: durable up to ${this.durableSeq} but records end at ${this.lastSeq}`);
     return upTo;
   }
 
@@ -488,6 +494,10 @@ export class Journal {
     if (Math.min(seq, this.lastSeq) > this.released) {
       const before = this.backlogBytes;
       this.released = Math.min(seq, this.lastSeq);
+      // Released records are gone for good: only what is durable here may go (the caller
+      // synced first; a broken journal's records are covered by the dirty bitmap instead),
+      // and on a primary only what the peer acked (invariant 2, the shipper).
+      assert(this.released <= this.durableSeq || this.broken !== null, () => `journal: released up to ${this.released} but durable only up to ${this.durableSeq}`);
       this.releasedBytes += before - this.backlogBytes;
       // Drop samples wholly behind the release point, keeping the one covering released+1.
       let keepFrom = 0;
@@ -513,10 +523,12 @@ export class Journal {
     while (this.segments.length > 1) {
       const s = this.segments[0]!;
       if (s.lastSeq > this.releasedDurable) break;
+      assert(s.lastSeq <= this.released, () => `journal: dropping segment ${s.name} (to record ${s.lastSeq}) past the release point ${this.released}`);
       this.segments.shift();
       this.used -= s.reserved;
       this.drop(s);
     }
+    assert(this.used >= 0, () => `journal: ${this.used} bytes used`);
   }
 
   /** Unlinks a segment; its file closes once no read is using it. */
@@ -563,6 +575,7 @@ export class Journal {
    */
   markApplied(seq: number): void {
     if (seq <= this.appliedMarked) return;
+    assert(seq <= this.lastSeq, () => `journal: applied marked at ${seq}, past the last record ${this.lastSeq}`);
     this.appliedMarked = seq;
     this.appliedFile ??= this.store.list().includes(APPLIED_FILE) ? this.store.open(APPLIED_FILE) : this.createCounterFile(APPLIED_FILE);
     try {

@@ -23,6 +23,7 @@ import { FLAG_ROUND_END, RecordKind } from './record.js';
 import { RangeLocks } from '../sync/range-lock.js';
 import { ActivityLog } from './activity-log.js';
 import { RoundMarker } from '../sync/round-marker.js';
+import { assert } from '../invariants/assert.js';
 
 /** What the write path needs from the local volume (Volume, or the simulation's disk). */
 export interface Disk extends ExportBackend {
@@ -634,6 +635,8 @@ export class JournaledVolume implements ExportBackend {
 
   /** Journals (or marks in the bitmap) one host change; returns its seq (0 in bitmap mode). */
   private async track(kind: RecordKind.Write | RecordKind.Zeroes | RecordKind.Trim, offset: number, length: number, payload: Buffer | null, fua: boolean): Promise<number> {
+    // The front end checked the range (in bigint); a change outside the volume would reach the replica.
+    assert(Number.isSafeInteger(offset) && offset >= 0 && length >= 0 && offset + length <= this.disk.size, () => `volume ${this.name}: a change at ${offset}+${length} is outside the volume of ${this.disk.size} bytes`);
     if (this.apart) {
       // The first change while apart from the peer: the link layer starts a new generation.
       const f = this.apart;

@@ -4,7 +4,8 @@
 //
 // It keeps a bounded window of unacked bytes in flight, resumes exactly where the
 // peer's durable state ends (no gap, no duplicate), and releases journal data only
-// on the peer's durable ack (DESIGN.md invariant 2).
+// on the peer's durable ack (docs/INVARIANTS.md, invariant 2).
+import { assert } from '../invariants/assert.js';
 
 export interface ShipperConfig {
   /** Most bytes sent and not yet acked. */
@@ -99,7 +100,12 @@ export class Shipper {
         }
         this.inFlightBytes += bytes;
         const last = e.records[e.records.length - 1]!.seq;
+        // Only what the journal holds durably ships (a record the primary could lose in a
+        // crash must never reach the replica), and the read stays within the window it asked.
+        assert(last <= this.shippable, () => `the shipper read up to record ${last} but only ${this.shippable} is durable in the journal`);
+        assert(last - first + 1 === e.records.length, () => `a journal read returned ${e.records.length} records for seqs ${first}..${last}`);
         this.next = last + 1;
+        this.checkCounters();
         return [{ type: 'send', fromSeq: first, toSeq: last, bytes }, ...this.pump()];
       }
       case 'ack': {
@@ -109,9 +115,20 @@ export class Shipper {
         if (e.seq === this.acked) return [];
         this.acked = e.seq;
         while (this.inFlight.length > 0 && this.inFlight[0]!.seq <= e.seq) this.inFlightBytes -= this.inFlight.shift()!.size;
+        this.checkCounters();
+        // Invariant 2: a release names only what the peer acked durable, and was sent.
         return [{ type: 'release', seq: e.seq }, ...this.pump()];
       }
     }
+  }
+
+  /** acked < next, in-flight bytes are those of records after acked, and never negative. */
+  private checkCounters(): void {
+    assert(this.acked < this.next, () => `shipper: acked ${this.acked} but the next record to send is ${this.next}`);
+    assert(this.inFlightBytes >= 0, () => `shipper: ${this.inFlightBytes} bytes in flight`);
+    assert(this.inFlight.length === 0 || (this.inFlight[0]!.seq > this.acked && this.inFlight[this.inFlight.length - 1]!.seq === this.next - 1),
+      () => `shipper: records in flight ${this.inFlight[0]?.seq}..${this.inFlight[this.inFlight.length - 1]?.seq} do not run from after the ack ${this.acked} to the last sent ${this.next - 1}`);
+    assert(this.inFlight.length > 0 || this.inFlightBytes === 0, () => `shipper: nothing in flight but ${this.inFlightBytes} bytes counted`);
   }
 
   /** Asks for more records if the link is up, the window has room and there is something to send. */

@@ -12,6 +12,7 @@ import { MAX_HASH_REGIONS, MAX_HASH_REGION_SIZE, encodeHashRequest, encodeResync
 import { Shipper, type ShipperAction, type ShipperEvent } from './shipper.js';
 import { batchFor } from '../rate/capacity.js';
 import { ExposureTracker } from '../rpo/exposure.js';
+import { assert } from '../invariants/assert.js';
 
 /** The link as the shipper sees it. */
 export interface ShipperSession {
@@ -120,6 +121,8 @@ export class VolumeShipper {
 
   private applyWindow(): void {
     this.windowBytes = Math.min(this.opts.windowBytes, this.peerLogCap, this.bdpWindow);
+    // The peer must be able to hold what it acks: never more than half its receive log in flight.
+    assert(this.windowBytes > 0 && this.windowBytes <= this.peerLogCap, () => `volume ${this.name}: a window of ${this.windowBytes} bytes against a peer log cap of ${this.peerLogCap}`);
     this.shipper.setWindow(this.windowBytes);
   }
 

@@ -156,6 +156,15 @@ export class Receiver {
   }
 
   handle(e: ReceiverEvent): ReceiverAction[] {
+    const out = this.step(e);
+    // applied <= durable <= logged: nothing is applied that the log could lose, nothing
+    // is durable that was not logged (docs/INVARIANTS.md, invariant 3).
+    assert(this.applied <= this.logDurable && this.logDurable <= this.logged,
+      () => `receiver counters out of order after ${e.type}: applied ${this.applied}, durable ${this.logDurable}, logged ${this.logged}`);
+    return out;
+  }
+
+  private step(e: ReceiverEvent): ReceiverAction[] {
     switch (e.type) {
       case 'up':
         this.applyBlocked = false;
@@ -228,6 +237,13 @@ export class Receiver {
         this.applying = false;
         this.applied = Math.max(this.applied, e.upTo);
         while (this.barriers.length > 0 && this.barriers[0]!.seq <= this.applied) this.appliedBytes = this.barriers.shift()!.bytes;
+        if (this.endingRound !== null && this.applied >= this.endingRound) {
+          // The round's last part is in: the round is over before the next apply is
+          // chosen, so what follows it goes in whole epochs again, never as a round part
+          // (a part ends anywhere; outside a round that would expose a non-flush image).
+          this.endingRound = null;
+          this.closeRound();
+        }
         while (this.skips.length > 0 && this.skips[0]!.seq <= this.applied) this.skips.shift();
         this.releasing = true;
         return [{ type: 'releaseLog', seq: this.applied }, ...this.maybeApply()];
@@ -258,8 +274,7 @@ export class Receiver {
         this.roundOpen = true;
         return this.maybeApply();
       case 'roundClosed':
-        this.roundOpen = false;
-        while (this.roundEnds.length > 0 && this.roundEnds[0]! <= this.applied) this.roundEnds.shift();
+        this.closeRound();
         return this.maybeApply();
       case 'jumped':
         this.jumpedTo = Math.max(this.jumpedTo, e.seq);
@@ -279,6 +294,7 @@ export class Receiver {
         return [];
       case 'applyFailed':
         this.applying = false;
+        this.endingRound = null;
         this.applyBlocked = true; // no busy retry against a full disk: the next link retries
         return [];
       case 'hold': {
@@ -290,6 +306,14 @@ export class Receiver {
       }
     }
   }
+
+  private closeRound(): void {
+    this.roundOpen = false;
+    while (this.roundEnds.length > 0 && this.roundEnds[0]! <= this.applied) this.roundEnds.shift();
+  }
+
+  /** The round end an apply out now finishes (its 'applied' closes the round), or null. */
+  private endingRound: number | null = null;
 
   private resume(): ReceiverAction {
     this.stalled = 'resuming';
@@ -364,6 +388,7 @@ export class Receiver {
     const to = end !== undefined ? Math.min(end, this.logDurable) : this.logDurable;
     if (to <= this.applied) return [];
     this.applying = true;
+    if (to === end) this.endingRound = end;
     return [{ type: 'apply', fromSeq: this.applied + 1, toSeq: to, round: true, endsRound: to === end }];
   }
 }

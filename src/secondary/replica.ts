@@ -14,6 +14,7 @@ import type { Store } from '../journal/store.js';
 import { RoundMarker, type RoundMark } from '../sync/round-marker.js';
 import { UndoArea } from '../sync/undo.js';
 import { FLAG_ROUND_END } from '../journal/record.js';
+import { assert } from '../invariants/assert.js';
 
 /** Present once a first sync completed: from then on the replica is always a flush-point image. */
 export const SYNCED_FILE = 'synced';
@@ -535,6 +536,8 @@ export class Replica implements ExportBackend {
     this.gate = new Promise((r) => (open = r));
     const log = this.log;
     this.applyingUnit = { from, to, since: Date.now() };
+    assert(from === this.receiver.applied + 1 && from <= to, () => `volume ${this.name}: a unit ${from}..${to} asked after record ${this.receiver.applied} was applied`);
+    let lastRead: JournalRecord | undefined;
     try {
       for (let seq = from; seq <= to;) {
         const batch = await log.read(seq, 8 << 20, to);
@@ -548,7 +551,11 @@ export class Replica implements ExportBackend {
           }
         }
         seq = batch[batch.length - 1]!.seq + 1;
+        lastRead = batch[batch.length - 1]!;
       }
+      // Invariant 3: a unit ends exactly at a barrier (in a round, at the part the receiver chose).
+      assert(lastRead?.seq === to && (this.undo !== null || this.round !== null || lastRead.kind === RecordKind.Barrier),
+        () => `volume ${this.name}: the unit ${from}..${to} ends at record ${lastRead?.seq} (${lastRead ? RecordKind[lastRead.kind] : 'none'}), not at a barrier`);
       await this.volume.flush();
       if (endsRound) {
         // The round is complete: from the marker's removal on, the replica itself is the image.

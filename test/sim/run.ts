@@ -3,13 +3,24 @@
 // Prints one summary line; on a failure prints the seed, how to replay it, and exits 1.
 import { runSeed } from './journal-sim.js';
 import { runReplicationSeed } from './replication-sim.js';
+import { MUTATIONS } from './mutations.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string): string | undefined => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : undefined;
 };
-const sim = opt('sim') ?? 'journal';
+const mutate = opt('mutate');
+if (mutate !== undefined) {
+  const m = MUTATIONS[mutate];
+  if (!m) {
+    console.log(`unknown mutation "${mutate}": ${Object.keys(MUTATIONS).join(', ')}`);
+    process.exit(2);
+  }
+  m.plant();
+  console.log(`planted: ${m.what}`);
+}
+const sim = opt('sim') ?? (mutate !== undefined ? MUTATIONS[mutate]!.sim : 'journal');
 if (sim !== 'journal' && sim !== 'replication') {
   console.log(`unknown simulation "${sim}": journal or replication`);
   process.exit(2);
@@ -45,7 +56,7 @@ for (const seed of seeds) {
     }
   } catch (e) {
     console.log(`FAIL seed ${seed}: ${(e as Error).message}`);
-    console.log(`replay: node dist/test/sim/run.js --sim ${sim} --seed ${seed}   (add OFFSITE_SIM_DEBUG=1 for a trace)`);
+    console.log(`replay: node dist/test/sim/run.js --sim ${sim} --seed ${seed}${mutate !== undefined ? ` --mutate ${mutate}` : ''}   (add OFFSITE_SIM_DEBUG=1 for a trace)`);
     if (process.env.OFFSITE_SIM_DEBUG) console.log((e as Error).stack);
     process.exit(1);
   }

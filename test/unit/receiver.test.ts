@@ -138,3 +138,18 @@ test('an apply reported that was never asked for breaks an invariant', () => {
   rc.handle({ type: 'up' });
   assert.throws(() => rc.handle({ type: 'applied', upTo: 1 }), /invariant broken: an apply up to 1 finished but none was asked for/);
 });
+
+test('the apply after a round\'s last part ends at a barrier, not as another round part (found by the unit-ends-at-a-barrier assertion)', () => {
+  const rc = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0, round: true });
+  rc.handle({ type: 'up' });
+  rc.handle({ type: 'records', records: [r(1), r(2), { seq: 3, barrier: true, roundEnd: true, size: 10 }] });
+  assert.deepEqual(rc.handle({ type: 'synced', upTo: 3, asked: 3 }), [{ type: 'ack', seq: 3 }, { type: 'apply', fromSeq: 1, toSeq: 3, round: true, endsRound: true }]);
+  // A write after the round (its epoch still open) arrives while the round's end is applied.
+  rc.handle({ type: 'records', records: [r(4)] });
+  rc.handle({ type: 'synced', upTo: 4, asked: 4 });
+  assert.deepEqual(rc.handle({ type: 'applied', upTo: 3 }), [{ type: 'releaseLog', seq: 3 }], 'record 4 waits for its barrier');
+  rc.handle({ type: 'released' });
+  assert.deepEqual(rc.handle({ type: 'roundClosed' }), [], 'the adapter\'s own round-closed changes nothing');
+  rc.handle({ type: 'records', records: [r(5, true)] });
+  assert.deepEqual(rc.handle({ type: 'synced', upTo: 5, asked: 5 }), [{ type: 'ack', seq: 5 }, { type: 'apply', fromSeq: 4, toSeq: 5 }]);
+});

@@ -1,0 +1,16 @@
+// The checks can fail: each planted bug (test/sim/mutations.ts) breaks one relation the
+// core relies on, and the simulation, run with it, must stop on "invariant broken" (an
+// assertion in src/ caught it) within a few hundred seeds, printing the seed.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { test } from 'node:test';
+import { MUTATIONS } from './mutations.js';
+
+for (const [name, m] of Object.entries(MUTATIONS)) {
+  test(`mutation ${name} (${m.what}) trips an assertion in the ${m.sim} simulation`, () => {
+    const r = spawnSync(process.execPath, [new URL('./run.js', import.meta.url).pathname, '--mutate', name, '--seeds', '500'], { encoding: 'utf8', timeout: 600_000 });
+    assert.equal(r.status, 1, `the simulation passed with ${name} planted:\n${r.stdout}${r.stderr}`);
+    assert.match(r.stdout, /^FAIL seed \d+: seed \d+: invariant broken: /m, r.stdout);
+    assert.match(r.stdout, /^replay: node dist\/test\/sim\/run\.js --sim \w+ --seed \d+/m);
+  });
+}

@@ -1,0 +1,41 @@
+// Planted bugs (mutations) for the check that the code's own assertions catch a broken
+// relation (docs/INVARIANTS.md, "How we know the checks work"): each one breaks one
+// rule the core relies on, and the simulation must then fail with "invariant broken".
+// `node dist/test/sim/run.js --mutate NAME` runs the simulation with NAME planted.
+import { Journal } from '../../src/journal/journal.js';
+import { JournaledVolume } from '../../src/journal/write-path.js';
+import { Receiver } from '../../src/secondary/receiver.js';
+
+export const MUTATIONS: Record<string, { sim: 'journal' | 'replication'; what: string; plant: () => void }> = {
+  'ship-undurable': {
+    sim: 'replication',
+    what: 'the journal hands the shipper records past the durable point (a record the primary could still lose reaches the replica)',
+    plant: () => {
+      const read = Journal.prototype.read;
+      Journal.prototype.read = function (this: Journal, fromSeq: number, maxBytes: number, limitSeq?: number) {
+        // (The primary's journal only: a receive log is opened prefix-only.)
+        const primary = !(this as unknown as { prefixOnly: boolean }).prefixOnly;
+        return read.call(this, fromSeq, maxBytes, primary ? this.writtenSeq : limitSeq);
+      };
+    },
+  },
+  'release-unsynced': {
+    sim: 'journal',
+    what: 'the write path releases journal records on an ack without making the volume durable first',
+    plant: () => {
+      JournaledVolume.prototype.release = async function (this: JournaledVolume, seq: number) {
+        await this.journal.release(seq);
+      };
+    },
+  },
+  'ack-before-sync': {
+    sim: 'replication',
+    what: 'the receive log reports more durable than was logged (an ack for what the secondary could lose)',
+    plant: () => {
+      const handle = Receiver.prototype.handle;
+      Receiver.prototype.handle = function (this: Receiver, e) {
+        return handle.call(this, e.type === 'synced' ? { ...e, upTo: e.upTo + 1 } : e);
+      };
+    },
+  },
+};
