@@ -3,7 +3,7 @@
 // covers, up to the batch's last barrier, goes as a 56-byte Skip record instead. The
 // epochs up to that barrier become one unit: each Skip names the barrier, and the
 // replica is never brought to a barrier before it, so every image it exposes is
-// still a primary flush-point image (DESIGN.md invariant 3), only fewer of them.
+// still a primary flush-point image (docs/INVARIANTS.md, invariant 3), only fewer of them.
 // Pure: the same function runs in the daemon and in the simulation.
 import { FLAG_RESYNC, FLAG_ROUND_END, RecordKind, type JournalRecord, type RecordHeader } from '../journal/record.js';
 

@@ -2,7 +2,7 @@
 // actions out, no I/O. Received records go to the receive log; once the log is
 // durable they are acked (only a durable ack lets the primary drop data); they are
 // applied to the replica only in whole units that end at a barrier, so the replica
-// is always a flush-point image (DESIGN.md invariant 3). An adapter does the I/O.
+// is always a flush-point image (docs/INVARIANTS.md, invariant 3). An adapter does the I/O.
 
 import { APPLY_UNIT_BYTES } from '../limits/limits.js';
 import { assert } from '../invariants/assert.js';

@@ -2,7 +2,7 @@
 // receiver state machine between them. Served read-only over NBD; a read never sees
 // a half-applied unit (reads wait while a unit is applied), and after any crash the
 // unit in progress is applied again from the receive log before anything is served,
-// so the replica is always a flush-point image (DESIGN.md invariant 3).
+// so the replica is always a flush-point image (docs/INVARIANTS.md, invariant 3).
 import { createHash } from 'node:crypto';
 import type { Extent, ExportBackend, ZeroOptions } from '../nbd/export.js';
 import { DiskError } from '../nbd/export.js';

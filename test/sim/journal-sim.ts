@@ -1,4 +1,4 @@
-// The seeded simulation of the journal and the write path (DESIGN.md invariants
+// The seeded simulation of the journal and the write path (docs/INVARIANTS.md, invariants
 // 1, 2 and 7). One seed = one schedule of host writes, flushes, peer acks, I/O
 // completion orders, disk-full spells, kill -9 and power loss. Deterministic:
 // the code under test sees no timers and no real I/O.

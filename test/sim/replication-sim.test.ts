@@ -1,7 +1,7 @@
 // Thousands of seeded schedules of the whole replication core: the primary's
 // journal and write path, the shipper, real frames with checksums, the receiver,
 // the receive log and apply, with kill -9 and power loss of either side, link
-// cuts, stalls, flipped bytes and full disks (DESIGN.md invariants 2, 3, 4, 5, 7).
+// cuts, stalls, flipped bytes and full disks (docs/INVARIANTS.md, invariant 2, 3, 4, 5, 7).
 // Runs in a child process (node:test's async hooks slow it 10x). A failure prints
 // its seed; replay with: node dist/test/sim/run.js --sim replication --seed <seed>
 // Soak: OFFSITE_SIM_SEEDS=100000 npm test (or run.js --sim replication --seeds 100000).

@@ -4,7 +4,7 @@
 // schedule of host writes, flushes, I/O completion orders, link cuts, stalls,
 // flipped bytes, full disks, and kill -9 / power loss of either side.
 //
-// Checked (DESIGN.md):
+// Checked (docs/INVARIANTS.md):
 //   2  the primary never releases a record the secondary does not hold durably;
 //   3  the replica is always exactly the primary's record stream up to a barrier
 //      (after every recovery, and whenever a reader looks), never half a unit,
