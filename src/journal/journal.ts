@@ -4,6 +4,7 @@
 import { crc32c } from '@node-rs/crc32';
 import type { Store, StoreFile } from './store.js';
 import { assert } from '../invariants/assert.js';
+import { READ_BATCH_BYTES } from '../limits/limits.js';
 import {
   FLAG_FUA, FLAG_RESYNC, RECORD_HEADER_SIZE, RecordKind, SEGMENT_HEADER_SIZE, decodeRecordHeader, decodeSegmentHeader,
   encodeRecordHeader, encodeSegmentHeader, formatVolumeId, payloadMatches, recordSize, volumeId, type JournalRecord, type RecordHeader,
@@ -724,7 +725,7 @@ export class Journal {
     await this.drained();
     let from = this.released + 1;
     while (from <= this.writtenSeq) {
-      const batch = await this.read(from, 8 << 20);
+      const batch = await this.read(from, READ_BATCH_BYTES);
       if (batch.length === 0) break;
       for (const r of batch) if (r.kind !== RecordKind.Barrier) visit(r.offset, r.length);
       from = batch[batch.length - 1]!.seq + 1;

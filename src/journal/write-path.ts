@@ -24,6 +24,7 @@ import { RangeLocks } from '../sync/range-lock.js';
 import { ActivityLog } from './activity-log.js';
 import { RoundMarker } from '../sync/round-marker.js';
 import { assert } from '../invariants/assert.js';
+import { READ_BATCH_BYTES, epochBytesFor } from '../limits/limits.js';
 
 /** What the write path needs from the local volume (Volume, or the simulation's disk). */
 export interface Disk extends ExportBackend {
@@ -130,7 +131,7 @@ export class JournaledVolume implements ExportBackend {
     this.intentStore = opts.intentStore ?? null;
     this.intentSlots = opts.intentSlots;
     this.syncer = new GroupSync(() => this.syncAll());
-    this.maxEpochBytes = Math.min(256 << 20, Math.floor(opts.journal.capacity / 8));
+    this.maxEpochBytes = epochBytesFor(opts.journal.capacity);
     this.roundMarker = opts.roundStore ? new RoundMarker(opts.roundStore) : null;
     this.activityOpts = opts;
   }
@@ -249,7 +250,7 @@ export class JournaledVolume implements ExportBackend {
     const from = Math.max(this.journal.released, this.journal.appliedOnDisk) + 1;
     let replayed = 0;
     for (let seq = from; seq <= this.journal.lastSeq;) {
-      const batch = await this.journal.read(seq, 8 << 20);
+      const batch = await this.journal.read(seq, READ_BATCH_BYTES);
       if (batch.length === 0) break;
       for (const r of batch) {
         if (r.kind === RecordKind.Write) await this.disk.write(r.offset, r.payload, false);

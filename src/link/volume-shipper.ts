@@ -13,6 +13,7 @@ import { Shipper, type ShipperAction, type ShipperEvent } from './shipper.js';
 import { batchFor } from '../rate/capacity.js';
 import { ExposureTracker } from '../rpo/exposure.js';
 import { assert } from '../invariants/assert.js';
+import { RESYNC_JOURNAL_FRACTION, RESYNC_STEP_BYTES, windowCapFor } from '../limits/limits.js';
 
 /** The link as the shipper sees it. */
 export interface ShipperSession {
@@ -88,7 +89,7 @@ export class VolumeShipper {
 
   /** At most half the peer's receive log is in flight (it must hold what it acks). */
   fitWindow(peerLogBytes: number): void {
-    this.peerLogCap = Math.max(1 << 20, Math.floor(peerLogBytes / 2));
+    this.peerLogCap = windowCapFor(peerLogBytes);
     this.applyWindow();
   }
 
@@ -492,14 +493,14 @@ export class VolumeShipper {
     // On a rate-capped link, at most about two seconds of the link's time ahead of
     // live writes: a resync yields to them, and the RPO of new writes holds.
     const rate = this.rate?.() ?? null;
-    const limit = Math.min(j.capacity / 4, this.opts.windowBytes * 2, rate !== null ? Math.max(this.jv.bitmap.regionSize, rate * 2) : Infinity);
+    const limit = Math.min(j.capacity * RESYNC_JOURNAL_FRACTION, this.opts.windowBytes * 2, rate !== null ? Math.max(this.jv.bitmap.regionSize, rate * 2) : Infinity);
     if (j.backlogBytes > limit) {
       this.makeDurable();
       return;
     }
     this.resyncing = true;
     // A run never exceeds an epoch's bound: the peer's receive log must take it whole.
-    this.jv.resyncStep(Math.min(1 << 20, this.jv.maxEpochBytes, Math.max(this.jv.bitmap.regionSize, limit / 4))).then((more) => {
+    this.jv.resyncStep(Math.min(RESYNC_STEP_BYTES, this.jv.maxEpochBytes, Math.max(this.jv.bitmap.regionSize, limit / 4))).then((more) => {
       this.resyncing = false;
       if (!more) {
         // Make what was handed over durable, so its regions leave the bitmap.

@@ -29,6 +29,8 @@ import { CheckpointExport } from '../checkpoint/checkpoint-export.js';
 import type { ExportBackend } from '../nbd/export.js';
 import { readToken } from '../link/identity.js';
 import { SnmpService } from '../snmp/snmp.js';
+import { volumeLimitWarnings } from '../limits/limits.js';
+import { MAX_HASH_REGION_SIZE } from '../link/frame.js';
 
 /** One served volume: the local disk and, when it has a peer, its journaled write path. */
 export interface VolumeEntry {
@@ -83,6 +85,7 @@ export class Daemon {
         if (v.peer !== undefined) {
           fs.mkdirSync(dir, { recursive: true });
           identity = VolumeIdentity.open(dir, v.role);
+          for (const w of volumeLimitWarnings({ name: v.name, journal: v.journal, bitmapRegion: v.bitmap_region, maxHashRegion: MAX_HASH_REGION_SIZE }, formatBytes)) this.log.warn({ volume: v.name }, w);
         }
         const role = identity?.role ?? v.role;
         const volume = Volume.open({

@@ -24,6 +24,7 @@ import { formatRate, rateAt } from '../rate/rate.js';
 import { RateMeter } from '../rate/meter.js';
 import type { Replica } from '../secondary/replica.js';
 import type { VolumeIdentity } from '../volume/identity.js';
+import { epochBytesFor } from '../limits/limits.js';
 
 const MAX_BACKOFF_MS = 30_000;
 
@@ -434,7 +435,7 @@ export class LinkManager {
               const jv = this.volumes.primaries.get(local.name);
               if (!jv) continue;
               // The secondary applies whole epochs out of its receive log: keep them to a quarter of it.
-              jv.maxEpochBytes = Math.min(jv.maxEpochBytes, Math.max(1 << 20, Math.floor(remote.logBytes / 4)));
+              jv.maxEpochBytes = Math.min(jv.maxEpochBytes, epochBytesFor(Infinity, remote.logBytes));
               // A peer with nothing in its receive log and no round open (a new replica, or
               // an old primary just demoted) gets a first sync: every region compared by hash.
               jv.apart = null;

@@ -29,6 +29,7 @@ export interface ReplicaOptions {
 }
 import type { Disk } from '../journal/write-path.js';
 import { Receiver, type ReceiverAction } from './receiver.js';
+import { READ_BATCH_BYTES, MIN_RECEIVE_LOG_BYTES } from '../limits/limits.js';
 
 export interface ReplicaLink {
   ack(seq: number): void;
@@ -109,7 +110,7 @@ export class Replica implements ExportBackend {
     const barriers: number[] = [];
     const skips: Array<{ seq: number; until: number }> = [];
     for (let seq = Math.max(log.released, log.appliedOnDisk) + 1; seq <= log.lastSeq;) {
-      const batch = await log.read(seq, 8 << 20);
+      const batch = await log.read(seq, READ_BATCH_BYTES);
       if (batch.length === 0) break;
       for (const r of batch) {
         if (r.kind === RecordKind.Barrier) lastBarrier = r.seq;
@@ -464,7 +465,7 @@ export class Replica implements ExportBackend {
               if (this.log.backlogRecords === 0 && r.payload.length + RECORD_HEADER_SIZE >= this.log.capacity / 2) {
                 // It would not fit an empty log either: say so, rather than reconnect forever in silence.
                 this.receiver.handle({ type: 'appendStopped', upTo: this.log.lastSeq });
-                this.fail('writing the receive log', new Error(`a ${formatBytes(r.payload.length)} write does not fit the receive log of ${formatBytes(this.log.capacity)}; give this node's volume a journal: of at least ${formatBytes(Math.max(64 << 20, 4 * r.payload.length))}`));
+                this.fail('writing the receive log', new Error(`a ${formatBytes(r.payload.length)} write does not fit the receive log of ${formatBytes(this.log.capacity)}; give this node's volume a journal: of at least ${formatBytes(Math.max(MIN_RECEIVE_LOG_BYTES, 4 * r.payload.length))}`));
                 break;
               }
               const next = this.receiver.handle({ type: 'appendStopped', upTo: this.log.lastSeq, full: true });
@@ -540,7 +541,7 @@ export class Replica implements ExportBackend {
     let lastRead: JournalRecord | undefined;
     try {
       for (let seq = from; seq <= to;) {
-        const batch = await log.read(seq, 8 << 20, to);
+        const batch = await log.read(seq, READ_BATCH_BYTES, to);
         if (batch.length === 0) throw new Error(`receive log lacks record ${seq}`);
         // In a round, the old bytes of every region about to change are saved (durably) first.
         if (this.undo) await this.undo.protect(this.volume, batch.filter((r) => r.kind !== RecordKind.Barrier && r.kind !== RecordKind.Skip).map((r) => ({ offset: r.offset, length: r.length })));
