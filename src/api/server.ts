@@ -17,7 +17,8 @@ import { ActionError, type RoleChanges } from '../node/roles.js';
 import { ACTIONS, ACTION_NAMES, type Body } from './actions.js';
 import { openApiDocument } from './openapi.js';
 import { operatorEvents } from '../log/events.js';
-import type { HistoryRow } from '../journal/history.js';
+import type { HistoryRing } from '../journal/history.js';
+import { AddressRateLimit } from './rate-limit.js';
 import type { NodeStatus } from './status.js';
 import { metricsRegistry } from './metrics.js';
 import { registerDashboard } from '../dashboard/dashboard.js';
@@ -28,7 +29,7 @@ export interface ApiOptions {
   /** The bearer token (read when a mutating call arrives, so `offsite init` needs no restart). */
   token: () => string;
   /** A primary volume's per-minute write history (null: no such volume or none kept). */
-  history: (volume: string) => HistoryRow[] | null;
+  history: (volume: string) => HistoryRing | null;
   /** Re-reads the config file and applies what can change live; says what changed. */
   reload: () => string;
   log: Logger;
@@ -57,6 +58,10 @@ export interface ApiLimits {
   timeoutCheckMs: number;
   /** Repeated refusals (bad tokens, connections past the cap) are counted this long, then logged in one line. */
   refusalLogWindowMs: number;
+  /** GET .../history requests a second from one address (past the burst); more get 429. */
+  historyPerSecond: number;
+  /** GET .../history requests one address may make at once. */
+  historyBurst: number;
 }
 
 /**
@@ -74,6 +79,8 @@ export function apiLimits(overrides: Partial<ApiLimits> = {}): ApiLimits {
     maxConnections: listenerBudget().apiConnections,
     timeoutCheckMs: 1000,
     refusalLogWindowMs: 60_000,
+    historyPerSecond: HISTORY_REQUESTS_PER_SECOND,
+    historyBurst: HISTORY_BURST,
     ...overrides,
   };
 }
@@ -127,10 +134,34 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
   app.get('/api/v1/checkpoints', async () => ({ checkpoints: opts.actions.checkpoints() }));
   app.get('/api/v1/openapi.json', async () => openApiDocument(opts.status().version));
   app.get<{ Querystring: { limit?: string } }>('/api/v1/events', async (req) => ({ events: operatorEvents.recent(clampInt(req.query.limit, 100, 1, 1000)) }));
+  // Answered from the rows the daemon keeps in memory, each answer made once per
+  // minute recorded (30 days of rows are 7 MB of JSON, 60 ms to make), and limited
+  // per address: the event loop this takes is the one NBD runs on.
+  const historyRate = new AddressRateLimit({ perSecond: limits.historyPerSecond, burst: limits.historyBurst });
+  const historyAnswers = new Map<string, { ring: HistoryRing; appended: number; body: string }>();
   app.get<{ Params: { name: string }; Querystring: { minutes?: string } }>('/api/v1/volumes/:name/history', async (req, reply) => {
-    const rows = opts.history(req.params.name);
-    if (rows === null) return reply.code(404).send({ error: `no volume named ${req.params.name} with a write history on this node (the primary keeps one)` });
-    return { history: rows.slice(-clampInt(req.query.minutes, 1440, 1, 43200)) };
+    if (!historyRate.take(req.ip)) {
+      refusals.refuse({
+        kind: 'history rate', from: req.ip,
+        first: `API: refused GET /api/v1/volumes/${req.params.name}/history from ${req.ip}: more than ${limits.historyBurst} at once or ${limits.historyPerSecond} a second from one address`,
+        more: (n, from, span) => `API: refused ${n} more history requests from ${from} in ${span}: over ${limits.historyPerSecond} a second`,
+      });
+      return reply.code(429).header('retry-after', String(historyRate.retryAfter(req.ip)))
+        .send({ error: `too many history requests from ${req.ip}: at most ${limits.historyPerSecond} a second (${limits.historyBurst} at once); the history changes once a minute` });
+    }
+    const ring = opts.history(req.params.name);
+    if (ring === null) return reply.code(404).send({ error: `no volume named ${req.params.name} with a write history on this node (the primary keeps one)` });
+    const minutes = clampInt(req.query.minutes, 1440, 1, 43200);
+    const key = `${req.params.name}\u0000${minutes}`;
+    let answer = historyAnswers.get(key);
+    if (answer?.ring !== ring || answer.appended !== ring.appended) {
+      answer = { ring, appended: ring.appended, body: JSON.stringify({ history: ring.last(minutes) }) };
+      historyAnswers.delete(key);
+      historyAnswers.set(key, answer);
+      // A few answers kept (the oldest made goes first): distinct `minutes` cost a new one each.
+      if (historyAnswers.size > HISTORY_ANSWERS_KEPT) historyAnswers.delete(historyAnswers.keys().next().value!);
+    }
+    return reply.type('application/json; charset=utf-8').send(answer.body);
   });
   // GET /, /assets/*, /api/v1/stream (docs/DASHBOARD.md). Streams take at most half
   // the connections, so the API still answers with every stream open.
@@ -189,6 +220,12 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
   opts.log.info(`API at http://${formatListenAddress(address)}/api/v1/status`);
   return { app, address };
 }
+
+/** The history route's limit per address (docs/API.md, "Limits"): ample for a tool polling it, which changes once a minute. */
+export const HISTORY_REQUESTS_PER_SECOND = 2;
+export const HISTORY_BURST = 6;
+/** Made history answers kept (volume and `minutes`), at most 7 MB each. */
+const HISTORY_ANSWERS_KEPT = 8;
 
 function clampInt(v: string | undefined, dflt: number, lo: number, hi: number): number {
   const n = v === undefined ? dflt : Number.parseInt(v, 10);

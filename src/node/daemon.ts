@@ -10,7 +10,7 @@ import { formatListenAddress, type ListenAddress } from '../export/listen-addres
 import { nativeFs } from '../volume/native.js';
 import { Volume } from '../volume/volume.js';
 import { DirtyBitmap, RegionSet } from '../journal/bitmap.js';
-import { History, readHistory, type HistoryRow } from '../journal/history.js';
+import { History, type HistoryRing } from '../journal/history.js';
 import { ForeignSegmentError, Journal, type JournalVolume } from '../journal/journal.js';
 import { DirStore, FolderLock } from '../journal/store.js';
 import { JournaledVolume } from '../journal/write-path.js';
@@ -187,7 +187,9 @@ export class Daemon {
       }
       e.replica = replica;
       e.journaled = null;
-      e.history = null;
+      // Kept through role changes (read once; the API answers from it): a secondary
+      // shows the history of its time as primary, and records nothing.
+      e.history ??= new History(path.join(dir, 'history.csv'));
       lv.replicas.set(v.name, replica);
       lv.primaries.delete(v.name);
       return;
@@ -207,7 +209,8 @@ export class Daemon {
       `volume ${v.name}: journal ${formatBytes(journal.usedBytes)} of ${formatBytes(v.journal)}, ${journal.backlogRecords} records unreleased, epoch ${journal.epoch}, tracking by ${journaled.mode}`);
     e.journaled = journaled;
     e.replica = null;
-    e.history = new History(path.join(dir, 'history.csv'));
+    e.history ??= new History(path.join(dir, 'history.csv'));
+    e.history.restart();
     lv.primaries.set(v.name, journaled);
     lv.replicas.delete(v.name);
   }
@@ -247,10 +250,11 @@ export class Daemon {
     this.folderLocks.clear();
   }
 
-  historyOf(name: string): HistoryRow[] | null {
+  /** A replicated volume's write history, from memory (the file is read once, at start). */
+  historyOf(name: string): HistoryRing | null {
     const e = this.entries.find((x) => x.config.name === name);
     if (!e || e.config.peer === undefined) return null;
-    return readHistory(path.join(e.dir, 'history.csv'));
+    return e.history?.rows ?? null;
   }
 
   /**

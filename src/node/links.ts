@@ -26,6 +26,14 @@ import type { Replica } from '../secondary/replica.js';
 import type { VolumeIdentity } from '../volume/identity.js';
 import { epochBytesFor } from '../limits/limits.js';
 
+/**
+ * The dialer's wait before redialling: from MIN_BACKOFF_MS, doubling after every
+ * attempt that did not bring the link up (no answer, a TLS failure, a link dropped or
+ * refused before both Hellos passed), up to MAX_BACKOFF_MS. A refusal after Hello
+ * (sizes, two primaries, ...) needs the operator: redialling every half second only
+ * repeated it in both logs twice a second.
+ */
+const MIN_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 30_000;
 
 export interface LinkVolumes {
@@ -39,9 +47,14 @@ interface Session {
   socket: tls.TLSSocket;
   /** Control frames (ahead of records, never held by the rate). */
   send(parts: Buffer[]): void;
-  /** Closes the link and logs why (at warn, or at error for a peer that broke the protocol's rules). */
-  close(reason: string, level?: 'warn' | 'error'): void;
+  /**
+   * Closes the link and logs why (at warn, or at error for a peer that broke the
+   * protocol's rules; null: not logged, the reason was said already).
+   */
+  close(reason: string, level?: 'warn' | 'error' | null): void;
   closed: boolean;
+  /** Why the link was refused at Hello, by this side or the peer (null: it was not). */
+  refused: string | null;
   /** Records frames go through it, at the peer's rate, fairly by volume weight. */
   pacer: Pacer;
   /** Packs record batches for this link (zero writes, zstd if the peer decodes it); set at Hello. */
@@ -60,6 +73,8 @@ export class LinkManager {
   private listener: LinkListener | null = null;
   private stopping = false;
   private readonly sessions = new Map<string, Session>();
+  /** Per peer this node dials: cuts the wait before the next dial short, with the backoff back at its start. */
+  private readonly redialNow = new Map<string, () => void>();
   private readonly shippers = new Map<string, VolumeShipper>();
   private ticker: NodeJS.Timeout | null = null;
   /** The peer was promoted after this node's last write to `volume` (a failback is due). */
@@ -296,7 +311,7 @@ export class LinkManager {
 
   private async dial(peer: string): Promise<void> {
     const p = this.config.peers.find((x) => x.name === peer)!;
-    let backoff = 500;
+    let backoff = MIN_BACKOFF_MS;
     let lastError = '';
     while (!this.stopping) {
       if (!this.sessions.has(peer)) {
@@ -305,15 +320,23 @@ export class LinkManager {
           const addr = parseListenAddress(p.address);
           if (addr.kind !== 'tcp') throw new Error('peer address must be host:port');
           const socket = await connectLink({ identity: this.identity, peer: { name: peer, fingerprint: p.fingerprint }, host: addr.host, port: addr.port });
-          backoff = 500;
-          await this.session(socket, peer, true);
+          const link = await this.session(socket, peer, true);
+          if (link.up) {
+            backoff = MIN_BACKOFF_MS;
+            lastError = '';
+          } else {
+            // TLS worked, the link did not: refused at Hello (said by the session, with
+            // its reason, once per attempt) or dropped before it. Like any failure.
+            this.log.debug({ peer }, `link to ${peer}: ${link.refused ?? 'dropped before Hello'}; next dial in ${formatDuration(backoff / 1000)}`);
+            backoff = (await this.backoff(peer, backoff)) ? MIN_BACKOFF_MS : Math.min(MAX_BACKOFF_MS, backoff * 2);
+            continue;
+          }
         } catch (e) {
           const msg = (e as Error).message;
           // Say each distinct failure once at warn; repeats go to debug.
           (msg !== lastError ? this.log.warn : this.log.debug).call(this.log, { peer }, `link to ${peer} at ${p.address}: ${msg}; retrying (backoff up to ${formatDuration(MAX_BACKOFF_MS / 1000)})`);
           lastError = msg;
-          await sleep(backoff);
-          backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
+          backoff = (await this.backoff(peer, backoff)) ? MIN_BACKOFF_MS : Math.min(MAX_BACKOFF_MS, backoff * 2);
           continue;
         }
       }
@@ -321,8 +344,31 @@ export class LinkManager {
     }
   }
 
-  /** Runs one link until it closes. */
-  private session(socket: tls.TLSSocket, peer: string, initiator: boolean): Promise<void> {
+  /**
+   * Waits `ms` before the next dial to `peer`; resolves true when a change on this
+   * node cut the wait short (a promote or demote here may have cleared what the peer
+   * refused: the operator should not wait out 30 s of backoff for it).
+   */
+  private backoff(peer: string, ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.redialNow.delete(peer);
+        resolve(false);
+      }, ms);
+      this.redialNow.set(peer, () => {
+        clearTimeout(timer);
+        this.redialNow.delete(peer);
+        resolve(true);
+      });
+    });
+  }
+
+  /**
+   * Runs one link until it closes. Resolves `up`: both Hellos passed and neither side
+   * refused (the dialer then redials at once if it drops; otherwise it backs off), and
+   * `refused`: the refusal's reason, if there was one.
+   */
+  private session(socket: tls.TLSSocket, peer: string, initiator: boolean): Promise<{ up: boolean; refused: string | null }> {
     const old = this.sessions.get(peer);
     if (old) old.close('replaced by a new connection');
     return new Promise((resolve) => {
@@ -343,7 +389,7 @@ export class LinkManager {
         maxBuffered: () => socketAllowance(s.capacity.estimate(this.rateNow(peer))),
       });
       const s: Session = {
-        peer, socket, closed: false, pacer, packer: null, peerBeat: null, rttMs: null, rttSamples: [], wireBytes: 0, capacity: new LinkCapacity(),
+        peer, socket, closed: false, refused: null, pacer, packer: null, peerBeat: null, rttMs: null, rttSamples: [], wireBytes: 0, capacity: new LinkCapacity(),
         send: (parts) => {
           if (!s.closed) pacer.control(parts);
         },
@@ -351,7 +397,7 @@ export class LinkManager {
           if (s.closed) return;
           s.closed = true;
           pacer.close();
-          this.log[level]({ peer }, `link to ${peer} closed: ${reason}`);
+          if (level !== null) this.log[level]({ peer }, `link to ${peer} closed: ${reason}`);
           socket.destroy();
         },
       };
@@ -409,10 +455,13 @@ export class LinkManager {
           const check = checkHello(f.payload, peer, this.shared(peer));
           if (!check.ok) {
             s.send(encodeFrame(FrameType.Refuse, Buffer.from(JSON.stringify({ code: check.code, message: check.message }))));
+            // Said once, here: the peer closes on our Refuse (usually before the 100 ms
+            // below), and that close must not be taken for a fingerprint problem.
+            s.refused = check.message;
             this.log.error({ peer }, `link to ${peer} refused: ${check.message}`);
             this.onRefused?.(peer, check.code, check.message);
             if (check.code === 'peer-promoted' && check.volume) this.onPeerPromoted?.(check.volume);
-            setTimeout(() => s.close(check.message), 100);
+            setTimeout(() => s.close(check.message, null), 100);
             return;
           }
           if (initiator) sendHello();
@@ -479,8 +528,9 @@ export class LinkManager {
           } catch {
             // not JSON: show it as it came
           }
+          s.refused = why;
           this.log.error({ peer }, `${peer} refused the link: ${why}`);
-          return s.close(`${peer} refused the link`);
+          return s.close(`${peer} refused the link`, null);
         }
         if (!helloDone) return s.close(`${peer} sent frame type ${f.type} before Hello`);
         // A frame that names a volume is taken only from the peer that volume is paired
@@ -603,7 +653,10 @@ export class LinkManager {
       socket.on('close', () => {
         clearInterval(timer);
         clearInterval(meter);
-        if (!helloDone && !s.closed) {
+        // A TLS 1.3 client finishes its handshake before the server has checked its
+        // certificate, so a peer that does not pin this node hangs up right after it,
+        // with no Refuse: that is the likely cause of a drop before any Hello came.
+        if (!helloDone && !s.closed && s.refused === null) {
           this.log.warn({ peer }, `link to ${peer} dropped before its Hello: does ${peer} pin this node's fingerprint (${this.identity.fingerprint})?`);
         }
         s.closed = true;
@@ -613,7 +666,7 @@ export class LinkManager {
           for (const v of this.config.volumes) if (v.peer === peer) this.armApart(v.name);
           for (const v of this.config.volumes) if (v.peer === peer) this.volumes.replicas.get(v.name)?.detach();
         }
-        resolve();
+        resolve({ up: helloDone && s.refused === null, refused: s.refused });
       });
     });
   }
@@ -641,6 +694,7 @@ export class LinkManager {
   volumeReady(name: string, reason: string): void {
     const peer = this.config.volumes.find((v) => v.name === name)?.peer;
     if (peer) this.sessions.get(peer)?.close(reason);
+    if (peer) this.redialNow.get(peer)?.();
   }
 
   private shipperFor(name: string, jv: JournaledVolume): VolumeShipper {
@@ -661,6 +715,7 @@ export class LinkManager {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    for (const wake of [...this.redialNow.values()]) wake(); // dialers waiting out a backoff end now
     if (this.ticker) clearInterval(this.ticker);
     if (this.meterTimer) clearInterval(this.meterTimer);
     for (const s of this.sessions.values()) s.close('node stopping');

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { statusOf } from '../helpers/daemon.js';
+import { FaultProxy } from '../helpers/fault-proxy.js';
 import { startPair, type PairOptions } from '../helpers/pair.js';
 import { must, sleep } from '../helpers/run.js';
 
@@ -40,4 +41,44 @@ test('two primaries are refused with the demote advice', async () => {
 test('a size mismatch is refused and says both sizes', async () => {
   await refused({ size: '16MiB', sizeB: '32MiB' }, /volume db is 16777216 bytes here and 33554432 bytes on site-b/,
     /site-a refused the link: volume db is 16777216 bytes here and 33554432 bytes on site-b; the sizes must match \(size\)/);
+});
+
+test('a link refused at Hello is redialled with a growing backoff, and each try says the refusal once, not a fingerprint guess', async () => {
+  // A proxy with no faults between the sites counts site-a's dials.
+  let proxy = null as FaultProxy | null;
+  const p = await startPair({
+    size: '16MiB', sizeB: '32MiB',
+    proxy: async (linkB) => {
+      proxy = new FaultProxy(linkB);
+      proxy.faults = false;
+      return proxy.start();
+    },
+  });
+  try {
+    const windowMs = 12_000;
+    await sleep(windowMs);
+    const dials = proxy!.counts.connections;
+    // Backoff 0.5, 1, 2, 4, 8 s: five dials in 12 s (each dial takes a few ms more).
+    // Before: one every 0.55 s, about 22.
+    assert.ok(dials >= 4 && dials <= 6, `${dials} dials in ${windowMs / 1000} s`);
+    const lines = (log: string): Array<{ time: number; msg: string }> => log.split('\n').filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { time: number; msg: string });
+    const refusedA = lines(p.a.log).filter((l) => /link to site-b refused: volume db is 16777216 bytes here and 33554432 bytes on site-b/.test(l.msg));
+    const refusedB = lines(p.b.log).filter((l) => /site-a refused the link: volume db is 16777216 bytes here/.test(l.msg));
+    // Once per dial on each side (the last may be in flight as the window ends).
+    for (const [side, got] of [['site-a', refusedA], ['site-b', refusedB]] as const) {
+      assert.ok(got.length >= dials - 1 && got.length <= dials, `${side} said the refusal ${got.length} times for ${dials} dials`);
+    }
+    // The waits between tries grow.
+    const gaps = refusedA.slice(1).map((l, i) => l.time - refusedA[i]!.time);
+    for (let i = 1; i < gaps.length; i++) assert.ok(gaps[i]! > gaps[i - 1]! * 1.5, `gaps between refusals ${gaps.join(', ')} ms`);
+    // Nothing misleading, and no second line per try.
+    for (const log of [p.a.log, p.b.log]) {
+      assert.doesNotMatch(log, /pin this node's fingerprint/);
+      assert.doesNotMatch(log, /link to site-[ab] closed/);
+    }
+  } finally {
+    await p.stop();
+    await proxy?.stop();
+  }
 });

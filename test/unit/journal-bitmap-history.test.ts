@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { BITMAP_FILE, BITS_PER_PAGE, DirtyBitmap, PAGE_SIZE } from '../../src/journal/bitmap.js';
-import { History, readHistory } from '../../src/journal/history.js';
+import { HISTORY_HEADER, HISTORY_MINUTES, History, HistoryRing, readHistory } from '../../src/journal/history.js';
 import { Journal } from '../../src/journal/journal.js';
 import { DirStore } from '../../src/journal/store.js';
 import { JournaledVolume, type Disk } from '../../src/journal/write-path.js';
@@ -108,4 +108,34 @@ test('history: one line per minute with the host bytes of that minute', () => {
     ['2026-01-01T00:01:00.000Z', 5000, 3, 5300, 5236, 'journal'],
     ['2026-01-01T00:02:00.000Z', 100, 1, 5400, 0, 'bitmap'],
   ]);
+});
+
+test('history: rows in memory follow what is recorded, whatever becomes of the file; the ring keeps the last HISTORY_MINUTES', () => {
+  const file = path.join(tempDir('hist'), 'history.csv');
+  fs.writeFileSync(file, `${HISTORY_HEADER}\n2026-01-01T00:00:00.000Z,7,1,64,1000,0,journal\n2026-01-01T00:01:00.000Z,8,`); // a line cut short by a power loss
+  const h = new History(file);
+  assert.deepEqual(h.rows.last(10).map((r) => [r.minute, r.hostBytes]), [['2026-01-01T00:00:00.000Z', 7]]);
+  const src = { hostBytes: 100, records: 0, used: 64, capacity: 1000, backlog: 0, mode: 'journal' };
+  h.record(Date.UTC(2026, 0, 1, 0, 2, 30), src); // the baseline
+  fs.rmSync(file); // gone (or replaced): memory is what the API answers
+  h.record(Date.UTC(2026, 0, 1, 0, 3, 30), { ...src, hostBytes: 150, mode: 'bitmap' });
+  assert.deepEqual(h.rows.last(10).map((r) => [r.minute, r.hostBytes, r.mode]), [
+    ['2026-01-01T00:00:00.000Z', 7, 'journal'], ['2026-01-01T00:03:00.000Z', 50, 'bitmap'],
+  ]);
+  assert.equal(h.rows.appended, 2);
+  // A new primary role starts a new baseline (its journal counts from scratch).
+  h.restart();
+  h.record(Date.UTC(2026, 0, 1, 0, 4, 30), { ...src, hostBytes: 3 });
+  assert.equal(h.rows.length, 2);
+
+  const ring = new HistoryRing(HISTORY_MINUTES);
+  const t0 = Date.UTC(2026, 0, 1);
+  for (let i = 0; i < HISTORY_MINUTES + 5; i++) {
+    ring.push({ minute: new Date(t0 + i * 60_000).toISOString(), hostBytes: i, records: 0, journalUsed: 0, journalCapacity: 0, backlogBytes: 0, mode: 'journal' });
+  }
+  assert.equal(ring.length, HISTORY_MINUTES);
+  const all = ring.last(1e9);
+  assert.equal(all[0]!.hostBytes, 5);
+  assert.equal(all[all.length - 1]!.hostBytes, HISTORY_MINUTES + 4);
+  assert.deepEqual(ring.last(2).map((r) => r.hostBytes), [HISTORY_MINUTES + 3, HISTORY_MINUTES + 4]);
 });
