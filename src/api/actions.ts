@@ -2,6 +2,7 @@
 // on the node's RoleChanges with its body checked.
 import { ActionError, type ActionResult, type RoleChanges } from '../node/roles.js';
 import { parseDuration } from '../config/units.js';
+import { holdError } from '../checkpoint/schedule.js';
 
 export type Body = Record<string, unknown> | undefined;
 
@@ -35,11 +36,16 @@ function hold(b: Body): number | undefined {
   const v = b?.hold;
   if (v === undefined) return undefined;
   if (typeof v !== 'string' && typeof v !== 'number') throw new ActionError(400, 'hold must be a duration such as "2h" or a number of seconds');
+  let seconds: number;
   try {
-    return parseDuration(v);
+    seconds = parseDuration(v);
   } catch (e) {
     throw new ActionError(400, `hold: ${(e as Error).message}`);
   }
+  // (RoleChanges checks it again, for the schedule and SNMP; here the message can quote the input.)
+  const err = holdError(seconds);
+  if (err) throw new ActionError(400, `hold ${typeof v === 'string' ? `"${v}"` : v}: ${err}`);
+  return seconds;
 }
 
 export const ACTION_NAMES = [...ACTIONS.keys()];

@@ -3,6 +3,7 @@
 // long the checkpoint is held, and its label. A state machine over a clock the caller
 // passes in: due(now) says which entries fire, so tests drive it without waiting.
 import { Cron } from 'croner';
+import { MAX_HOLD_SECONDS } from '../limits/limits.js';
 
 export interface ScheduledCheckpoint {
   cron: string;
@@ -52,4 +53,20 @@ export function cronError(expr: string): string | null {
   } catch (e) {
     return (e as Error).message;
   }
+}
+
+/**
+ * Checks a checkpoint's hold in seconds (`--hold`, the API's `hold`, a schedule's
+ * `hold`); returns what is wrong with it, or null. Checked before anything is held:
+ * a checkpoint whose release time is not a date was held, persisted and then
+ * unlisted, with no export.
+ */
+export function holdError(seconds: number): string | null {
+  if (!Number.isFinite(seconds) || seconds <= 0) {
+    return 'must be a positive duration such as 30m, 2h or 7d (give no hold to keep the checkpoint until it is released)';
+  }
+  if (seconds > MAX_HOLD_SECONDS) {
+    return `must be at most 10 years (${MAX_HOLD_SECONDS / 86_400}d); give no hold to keep the checkpoint until it is released`;
+  }
+  return null;
 }

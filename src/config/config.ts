@@ -2,14 +2,15 @@
 // zod, so every error names the key and the line ("offsite.yaml:7: volumes.db.size: ...").
 import fs from 'node:fs';
 import path from 'node:path';
-import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node } from 'yaml';
+import { LineCounter, parseDocument, isMap, isSeq, isScalar, visit, type Alias, type Document, type Node } from 'yaml';
 import { z } from 'zod';
 import { parseListenAddress, type ListenAddress } from '../export/listen-address.js';
 import { parseDuration, parseSize } from './units.js';
-import { cronError } from '../checkpoint/schedule.js';
+import { cronError, holdError } from '../checkpoint/schedule.js';
 import { parseRate, parseWindow } from '../rate/rate.js';
 import { snmpSchema, type SnmpConfig } from '../snmp/config.js';
 import { parseCompression } from '../compress/setting.js';
+import { MIN_VOLUME_BYTES } from '../limits/limits.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
@@ -34,7 +35,7 @@ const rate = parsed(textOrNumber, parseRate);
 
 const volumeSchema = z.strictObject({
   path: z.string().min(1),
-  size: size.optional(),
+  size: size.refine((v) => v >= MIN_VOLUME_BYTES, 'a volume must be at least 4KiB (one block)').optional(),
   role: z.enum(['primary', 'secondary']),
   default: z.boolean().optional(),
   description: z.string().optional(),
@@ -59,7 +60,10 @@ const volumeSchema = z.strictObject({
       const err = cronError(v);
       if (err) ctx.addIssue({ code: 'custom', message: `"${v}" is not a cron expression: ${err}` });
     }),
-    hold: duration.optional(),
+    hold: duration.superRefine((v, ctx) => {
+      const err = holdError(v);
+      if (err) ctx.addIssue({ code: 'custom', message: err });
+    }).optional(),
     label: z.string().min(1).max(128),
   })).max(32).default([]),
 });
@@ -148,7 +152,7 @@ export function parseConfig(text: string, file: string): Config {
     const pos = lines.linePos(e.pos[0]);
     throw new ConfigError(`${file}:${pos.line}: ${e.message.split('\n')[0]}`);
   }
-  const raw: unknown = doc.toJS();
+  const raw = plainValues(doc, lines, file);
   const result = schema.safeParse(raw ?? {});
   if (!result.success) {
     const issue = result.error.issues[0]!;
@@ -189,6 +193,43 @@ export function parseConfig(text: string, file: string): Config {
   const nbd = c.nbd.kind === 'unix' ? { kind: 'unix' as const, path: path.resolve(dir, c.nbd.path) } : c.nbd;
   const peers = Object.entries(c.peers).map(([name, p]) => ({ ...p, name }));
   return { file, node: c.node, link: c.link, api: c.api, peers, state, nbd, volumes, snmp: c.snmp };
+}
+
+/**
+ * At most this many values reached through aliases in one file (the yaml library's
+ * own limit, named here). An offsite.yaml needs few aliases if any; aliases of
+ * aliases of aliases (a "billion laughs") would expand a few lines into gigabytes.
+ */
+const MAX_ALIAS_COUNT = 100;
+
+/**
+ * The document as plain values. yaml refuses aliases past MAX_ALIAS_COUNT, but its
+ * error names no place: each alias notes itself as it is resolved, so the one that
+ * crossed the limit is known and the error has its line, like any config error.
+ */
+function plainValues(doc: Document.Parsed, lines: LineCounter, file: string): unknown {
+  let resolving: Alias | null = null;
+  visit(doc, {
+    Alias(_key, node) {
+      const resolve = node.resolve.bind(node);
+      // (Only with a context: counting aliases inside an anchor resolves them without one.)
+      node.resolve = (d, ctx) => {
+        if (ctx) resolving = node;
+        return resolve(d, ctx);
+      };
+    },
+  });
+  try {
+    return doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (e) {
+    if (!(e instanceof ReferenceError)) throw e;
+    const at = (resolving as Alias | null)?.range;
+    const where = at ? `${file}:${lines.linePos(at[0]).line}` : file;
+    const alias = resolving ? `*${(resolving as Alias).source}: ` : '';
+    throw new ConfigError(/Excessive alias count/.test(e.message)
+      ? `${where}: ${alias}aliases expand to more than ${MAX_ALIAS_COUNT} values in all (aliases of aliases grow exponentially); write the values out`
+      : `${where}: ${alias}${e.message}`);
+  }
 }
 
 /** Where a replicated volume's journal lives when `journal_dir` is not given (docs/JOURNAL.md). */

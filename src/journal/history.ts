@@ -28,7 +28,7 @@ export class History {
   readonly rows = new HistoryRing(HISTORY_MINUTES);
 
   constructor(private readonly file: string) {
-    if (!fs.existsSync(file)) fs.writeFileSync(file, HISTORY_HEADER + '\n');
+    if (!fs.existsSync(file)) fs.writeFileSync(file, HISTORY_HEADER + '\n', { mode: 0o600 });
     const text = fs.readFileSync(file, 'utf8');
     this.lines = text.split('\n').length - 2;
     // A line cut short (a power loss during an append) is left out: its minute or its
@@ -68,7 +68,8 @@ export class History {
   /** Rewrites the file with the rows in memory (the last HISTORY_MINUTES), not by reading it again. */
   private trim(): void {
     const keep = this.rows.last(HISTORY_MINUTES).map(historyLine);
-    fs.writeFileSync(this.file + '.tmp', [HISTORY_HEADER, ...keep].join('\n') + '\n');
+    fs.rmSync(this.file + '.tmp', { force: true }); // (a leftover would keep its mode)
+    fs.writeFileSync(this.file + '.tmp', [HISTORY_HEADER, ...keep].join('\n') + '\n', { mode: 0o600 });
     fs.renameSync(this.file + '.tmp', this.file);
     this.lines = keep.length;
   }

@@ -48,7 +48,8 @@ export class DirStore implements Store {
   }
 
   create(name: string): StoreFile {
-    return new NodeFile(name, fs.openSync(path.join(this.dir, name), 'w+'));
+    // 0600: host data (journal records, undo copies) and the node's state are this user's alone.
+    return new NodeFile(name, fs.openSync(path.join(this.dir, name), 'w+', 0o600));
   }
 
   remove(name: string): void {
@@ -57,6 +58,7 @@ export class DirStore implements Store {
 
   async replace(name: string, data: Buffer): Promise<void> {
     const tmp = path.join(this.dir, `${name}.tmp`);
+    await fs.promises.rm(tmp, { force: true }); // (a leftover of a crash would keep its mode)
     const fh = await fs.promises.open(tmp, 'w', 0o600);
     try {
       await fh.writeFile(data);

@@ -41,6 +41,8 @@ export function normaliseFingerprint(s: string): string {
 /** Loads the identity in `state`, or throws a message that says to run `offsite init`. */
 export function loadIdentity(state: string): Identity {
   const p = identityPaths(state);
+  const half = halfIdentityError(state);
+  if (half) throw half;
   if (!fs.existsSync(p.key) || !fs.existsSync(p.cert)) {
     throw new Error(`no node identity in ${state}: run \`offsite init -c <config>\` first`);
   }
@@ -48,10 +50,29 @@ export function loadIdentity(state: string): Identity {
   return { keyPem: fs.readFileSync(p.key, 'utf8'), certPem, fingerprint: fingerprintOf(certPem) };
 }
 
-/** Creates the identity if absent; either way returns it. Idempotent. */
+/** The error for a key without its certificate or the reverse, or null. */
+function halfIdentityError(state: string): Error | null {
+  const p = identityPaths(state);
+  const [hasKey, hasCert] = [fs.existsSync(p.key), fs.existsSync(p.cert)];
+  if (hasKey === hasCert) return null;
+  const [there, missing] = hasKey ? [p.key, p.cert] : [p.cert, p.key];
+  return new Error(`half an identity in ${state}: ${there} is there but ${missing} is missing; ` +
+    `restore ${missing} from a backup of this node, or, to make a new identity, remove ${there} too, ` +
+    'run offsite init again and pin the new fingerprint at every peer (peers: NAME: fingerprint:); ' +
+    'until then the peers refuse this node');
+}
+
+/**
+ * Creates the identity if absent; either way returns it. Idempotent. Half an
+ * identity (a key without its certificate, or the reverse) is refused: a new key
+ * pair would replace the half that is there, and the peer, which pinned the old
+ * certificate's fingerprint, would refuse this node from then on without a word here.
+ */
 export async function ensureIdentity(state: string, node: string): Promise<{ identity: Identity; created: boolean }> {
   const p = identityPaths(state);
   if (fs.existsSync(p.key) && fs.existsSync(p.cert)) return { identity: loadIdentity(state), created: false };
+  const half = halfIdentityError(state);
+  if (half) throw half;
   fs.mkdirSync(state, { recursive: true, mode: 0o700 });
   const x509 = await loadX509();
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
@@ -69,10 +90,13 @@ export async function ensureIdentity(state: string, node: string): Promise<{ ide
   const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
   const keyPem = `-----BEGIN PRIVATE KEY-----\n${Buffer.from(pkcs8).toString('base64').match(/.{1,64}/g)!.join('\n')}\n-----END PRIVATE KEY-----\n`;
   const certPem = cert.toString('pem') + '\n';
-  // Key first (0600), then the certificate: a half-made identity is never loaded.
-  fs.writeFileSync(p.key + '.tmp', keyPem, { mode: 0o600 });
+  // Both written in full before either is renamed into place, key first: a crash
+  // leaves half an identity only between two renames (and init then says so).
+  // 0600 like every file in the state folder (the certificate is no secret, but
+  // nothing but this daemon reads it: its fingerprint is what goes to the peer).
+  writeNew(p.key + '.tmp', keyPem);
+  writeNew(p.cert + '.tmp', certPem);
   fs.renameSync(p.key + '.tmp', p.key);
-  fs.writeFileSync(p.cert + '.tmp', certPem, { mode: 0o644 });
   fs.renameSync(p.cert + '.tmp', p.cert);
   return { identity: { keyPem, certPem, fingerprint: fingerprintOf(certPem) }, created: true };
 }
@@ -85,9 +109,18 @@ export function ensureToken(state: string): { token: string; created: boolean } 
   if (fs.existsSync(file)) return { token: fs.readFileSync(file, 'utf8').trim(), created: false };
   fs.mkdirSync(state, { recursive: true, mode: 0o700 });
   const token = randomBytes(32).toString('hex');
-  fs.writeFileSync(file + '.tmp', token + '\n', { mode: 0o600 });
+  writeNew(file + '.tmp', token + '\n');
   fs.renameSync(file + '.tmp', file);
   return { token, created: true };
+}
+
+/**
+ * Writes a file readable by this user alone. A leftover of an interrupted run is
+ * removed first: opening it would keep the mode it has.
+ */
+function writeNew(file: string, data: string): void {
+  fs.rmSync(file, { force: true });
+  fs.writeFileSync(file, data, { mode: 0o600 });
 }
 
 export function readToken(state: string): string {

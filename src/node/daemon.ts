@@ -83,7 +83,7 @@ export class Daemon {
         const dir = path.join(c.state, 'volumes', v.name);
         let identity: VolumeIdentity | null = null;
         if (v.peer !== undefined) {
-          fs.mkdirSync(dir, { recursive: true });
+          fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
           identity = VolumeIdentity.open(dir, v.role);
           for (const w of volumeLimitWarnings({ name: v.name, journal: v.journal, bitmapRegion: v.bitmap_region, maxHashRegion: MAX_HASH_REGION_SIZE }, formatBytes)) this.log.warn({ volume: v.name }, w);
         }
@@ -132,8 +132,10 @@ export class Daemon {
     } catch (e) {
       await this.nbd?.close();
       for (const en of this.entries.splice(0)) en.journaled?.close().catch(() => undefined);
+      const made = this.volumes.filter((v) => v.created);
       await this.closeVolumes();
       this.releaseFolders();
+      this.removeMadeVolumes(made);
       throw e;
     }
     this.ticker = setInterval(() => this.roles.tick(Date.now()), 1000);
@@ -333,6 +335,28 @@ export class Daemon {
     return this.stopping;
   }
 
+  /**
+   * A start that failed leaves no image it made behind: a file left there would
+   * answer the next start's corrected `size:` with a size mismatch. Only files
+   * this start created (never one that was there before, nor a block device), and
+   * only if nothing was written to them (a host or the peer may have reached one
+   * before a later listener failed; then it holds data, and stays).
+   */
+  private removeMadeVolumes(made: Volume[]): void {
+    for (const v of made) {
+      if (v.written) {
+        this.log.warn({ volume: v.name }, `volume ${v.name}: ${v.path} was created by this start and written to; kept`);
+        continue;
+      }
+      try {
+        fs.rmSync(v.path, { force: true });
+        this.log.info({ volume: v.name }, `volume ${v.name}: removed ${v.path}, created by this start that failed`);
+      } catch (err) {
+        this.log.warn({ volume: v.name }, `volume ${v.name}: cannot remove ${v.path}, created by this start: ${(err as Error).message}`);
+      }
+    }
+  }
+
   private async closeVolumes(): Promise<void> {
     for (const v of this.volumes.splice(0)) {
       await v.close().catch((e: Error) => this.log.error(`volume ${v.name}: ${e.message}`));
@@ -342,7 +366,7 @@ export class Daemon {
   /** One daemon per state directory. The lock dies with the process, even on kill -9. */
   private lockState(): void {
     const file = path.join(this.config.state, 'daemon.lock');
-    this.lockFd = fs.openSync(file, 'a+');
+    this.lockFd = fs.openSync(file, 'a+', 0o600);
     if (!nativeFs.lock(this.lockFd)) {
       fs.closeSync(this.lockFd);
       this.lockFd = -1;

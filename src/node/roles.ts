@@ -9,7 +9,7 @@ import { CHECKPOINT_SUFFIX, CheckpointExport } from '../checkpoint/checkpoint-ex
 import type { Checkpoint } from '../secondary/replica.js';
 import type { Daemon, VolumeEntry } from './daemon.js';
 import { DRILL_SUFFIX, DrillOverlay } from '../drill/drill.js';
-import { CheckpointSchedule } from '../checkpoint/schedule.js';
+import { CheckpointSchedule, holdError } from '../checkpoint/schedule.js';
 
 /** Present while the operator has paused shipping of a primary volume. */
 export const PAUSED_FILE = 'paused';
@@ -80,6 +80,9 @@ export class RoleChanges {
   }
 
   createCheckpoint(name: string, opts: { label?: string | undefined; holdSeconds?: number | undefined }, now = Date.now()): Promise<ActionResult> {
+    // Before anything is held: the API, the schedule (checked by the config too) and SNMP all come here.
+    const holdWrong = opts.holdSeconds === undefined ? null : holdError(opts.holdSeconds);
+    if (holdWrong) return Promise.reject(new ActionError(400, `hold: ${holdWrong}`));
     return this.serial(async () => {
       const e = this.secondary(name, 'a checkpoint');
       const rp = e.replica!;
@@ -118,7 +121,7 @@ export class RoleChanges {
       if (!links) throw new ActionError(409, `node ${this.daemon.config.node} has no link yet (run offsite init)`);
       const file = path.join(e.dir, PAUSED_FILE);
       if (paused) {
-        fs.writeFileSync(file, 'shipping paused by the operator\n');
+        fs.writeFileSync(file, 'shipping paused by the operator\n', { mode: 0o600 });
         links.pausedVolumes.add(name);
       } else {
         fs.rmSync(file, { force: true });

@@ -601,7 +601,10 @@ async function readCheckpoint(store: Store): Promise<Checkpoint | null> {
   try {
     const cp = JSON.parse(raw) as Checkpoint;
     if (typeof cp.label !== 'string' || typeof cp.createdAt !== 'number') throw new Error('fields missing');
-    return { label: cp.label, createdAt: cp.createdAt, holdUntil: cp.holdUntil ?? null, appliedSeq: cp.appliedSeq ?? 0, ownedByDrill: cp.ownedByDrill === true };
+    // A release time that is no date was written before holds were checked (a hold of
+    // 99999999999h): kept held until released, rather than released or left unlistable.
+    const holdUntil = typeof cp.holdUntil === 'number' && !Number.isNaN(new Date(cp.holdUntil).getTime()) ? cp.holdUntil : null;
+    return { label: cp.label, createdAt: cp.createdAt, holdUntil, appliedSeq: cp.appliedSeq ?? 0, ownedByDrill: cp.ownedByDrill === true };
   } catch (e) {
     // Safer to hold a checkpoint nobody asked for than to let a backup read a moving image.
     return { label: `unreadable (${(e as Error).message})`, createdAt: Date.now(), holdUntil: null, appliedSeq: 0 };

@@ -121,7 +121,8 @@ export class VolumeIdentity {
 
   private save(): void {
     const tmp = `${this.file}.tmp`;
-    const fd = fs.openSync(tmp, 'w', 0o644);
+    fs.rmSync(tmp, { force: true }); // (a leftover would keep its mode)
+    const fd = fs.openSync(tmp, 'w', 0o600);
     try {
       fs.writeSync(fd, `${JSON.stringify(this.data, null, 2)}\n`);
       fs.fsyncSync(fd);

@@ -8,6 +8,7 @@ import {
   SEEK_DATA, SEEK_HOLE, nativeFs,
 } from './native.js';
 import { formatBytes } from '../config/units.js';
+import { MIN_VOLUME_BYTES } from '../limits/limits.js';
 
 export interface VolumeOptions {
   name: string;
@@ -28,6 +29,10 @@ export class Volume implements ExportBackend {
   readOnly: boolean;
   readonly description: string;
   readonly isBlockDevice: boolean;
+  /** This open made the file (it did not exist): a daemon whose start fails removes it again, if unwritten. */
+  readonly created: boolean;
+  /** Something was written, zeroed or punched through this volume (then it is never removed). */
+  written = false;
   private fd: number;
   private readonly syncer: GroupSync;
   /** Set when fdatasync failed: the kernel may have dropped dirty pages, so nothing is trusted. */
@@ -39,8 +44,9 @@ export class Volume implements ExportBackend {
   private nowaitRead = process.env.OFFSITE_NOWAIT !== '0';
   private nowaitWrite = process.env.OFFSITE_NOWAIT !== '0';
 
-  private constructor(opts: VolumeOptions, fd: number, size: number, isBlockDevice: boolean) {
+  private constructor(opts: VolumeOptions, fd: number, size: number, isBlockDevice: boolean, created: boolean) {
     this.name = opts.name;
+    this.created = created;
     this.path = opts.path;
     this.size = size;
     this.readOnly = opts.readOnly;
@@ -51,7 +57,12 @@ export class Volume implements ExportBackend {
     if (isBlockDevice) this.canSeekData = false;
   }
 
-  /** Opens (creating sparse if missing) and locks the volume. Errors read as operator advice. */
+  /**
+   * Opens (creating sparse if missing) and locks the volume. Errors read as operator
+   * advice. A file this call created is created 0600 (host data is this user's
+   * alone) and removed again if the open fails; an existing file or block device
+   * keeps the mode its owner gave it.
+   */
   static open(opts: VolumeOptions): Volume {
     let fd: number;
     let created = false;
@@ -65,38 +76,38 @@ export class Volume implements ExportBackend {
       if (opts.size === undefined) {
         throw new Error(`volume ${opts.name}: ${opts.path} does not exist and no size is configured to create it`);
       }
-      fd = fs.openSync(opts.path, 'wx+');
-      fs.ftruncateSync(fd, opts.size);
-      fs.fsyncSync(fd);
+      fd = fs.openSync(opts.path, 'wx+', 0o600);
       created = true;
+    }
+    const fail = (message: string, remove = created): never => {
+      fs.closeSync(fd);
+      if (remove) fs.rmSync(opts.path, { force: true });
+      throw new Error(message);
+    };
+    if (created) {
+      try {
+        fs.ftruncateSync(fd, opts.size);
+        fs.fsyncSync(fd);
+      } catch (e) {
+        fail(`volume ${opts.name}: cannot create ${opts.path} of ${formatBytes(opts.size!)}: ${(e as Error).message}`);
+      }
     }
     const st = fs.fstatSync(fd);
     const isBlockDevice = st.isBlockDevice();
-    if (!isBlockDevice && !st.isFile()) {
-      fs.closeSync(fd);
-      throw new Error(`volume ${opts.name}: ${opts.path} is neither a regular file nor a block device`);
-    }
-    if (!nativeFs.lock(fd)) {
-      fs.closeSync(fd);
-      throw new Error(`volume ${opts.name}: ${opts.path} is in use by another process (locked)`);
-    }
+    if (!isBlockDevice && !st.isFile()) fail(`volume ${opts.name}: ${opts.path} is neither a regular file nor a block device`);
+    // (Locked by another process: even one this call created is then that process's to keep.)
+    if (!nativeFs.lock(fd)) fail(`volume ${opts.name}: ${opts.path} is in use by another process (locked)`, false);
     const actual = nativeFs.deviceSize(fd);
-    if (actual < 0) {
-      fs.closeSync(fd);
-      throw new Error(`volume ${opts.name}: cannot read the size of ${opts.path}`);
-    }
+    if (actual < 0) fail(`volume ${opts.name}: cannot read the size of ${opts.path}`);
     if (!created && opts.size !== undefined && actual !== opts.size) {
-      fs.closeSync(fd);
-      throw new Error(
-        `volume ${opts.name}: ${opts.path} is ${formatBytes(actual)} (${actual} bytes) but the config says ` +
-          `${formatBytes(opts.size)} (${opts.size} bytes); fix size: or remove it to use the existing size`,
-      );
+      fail(`volume ${opts.name}: ${opts.path} is ${formatBytes(actual)} (${actual} bytes) but the config says ` +
+        `${formatBytes(opts.size)} (${opts.size} bytes); fix size: or remove it to use the existing size`);
     }
-    if (actual > Number.MAX_SAFE_INTEGER) {
-      fs.closeSync(fd);
-      throw new Error(`volume ${opts.name}: ${actual} bytes is larger than Offsite supports (2^53 - 1)`);
+    if (actual < MIN_VOLUME_BYTES) {
+      fail(`volume ${opts.name}: ${opts.path} is ${actual} bytes; a volume must be at least ${formatBytes(MIN_VOLUME_BYTES)} (one block)`);
     }
-    return new Volume(opts, fd, actual, isBlockDevice);
+    if (actual > Number.MAX_SAFE_INTEGER) fail(`volume ${opts.name}: ${actual} bytes is larger than Offsite supports (2^53 - 1)`);
+    return new Volume(opts, fd, actual, isBlockDevice, created);
   }
 
   get syncCount(): number {
@@ -131,6 +142,7 @@ export class Volume implements ExportBackend {
 
   write(offset: number, data: Buffer, fua: boolean): Promise<void> {
     this.check();
+    this.written = true;
     let first = 0;
     if (this.nowaitWrite) {
       const n = nativeFs.pwriteNoWait(this.fd, data, 0, data.length, offset);
@@ -153,6 +165,7 @@ export class Volume implements ExportBackend {
 
   async writeZeroes(offset: number, length: number, opts: ZeroOptions): Promise<void> {
     this.check();
+    this.written = true;
     if (length === 0) return;
     if (opts.mayTrim && this.canPunch) {
       if (await this.tryFallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)) {
@@ -183,6 +196,7 @@ export class Volume implements ExportBackend {
   /** Deallocates the range if the storage can; true when it now reads as zeros. */
   async punch(offset: number, length: number): Promise<boolean> {
     this.check();
+    this.written = true;
     if (length === 0) return true;
     if (!this.canPunch) return false;
     if (await this.tryFallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)) return true;

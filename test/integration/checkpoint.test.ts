@@ -3,6 +3,8 @@
 // and the secondary pauses shipping (Hold) without dropping the link; on release the
 // replica catches up. Driven through the CLI and read with nbdinfo, nbdcopy, qemu-img.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { test } from 'node:test';
 import { OFFSITE_BIN, statusOf } from '../helpers/daemon.js';
 import { startPair } from '../helpers/pair.js';
@@ -125,6 +127,51 @@ test('DR drill: writes to db@drill stay there, the replica is untouched and conv
     await p.drained();
     const cmp = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
     assert.equal((cmp.stdout + cmp.stderr).trim(), 'Images are identical.', 'the replica converged without a drill byte');
+  } finally {
+    await p.stop();
+  }
+});
+
+// Issue 15, item 10: such holds were held and persisted before the error came (the
+// release time was no date), leaving no @checkpoint export and `checkpoint list` failing.
+test('a hold too long, infinite, negative or zero is refused before anything is held', async () => {
+  const p = await startPair({ size: '16MiB' });
+  try {
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x35 0 4M', '-c', 'flush', p.a.uri('db')]);
+    await p.drained();
+    const nothingHeld = async (after: string): Promise<void> => {
+      assert.equal(((await statusOf(p.b)).volumes[0] as unknown as { checkpoint: unknown }).checkpoint, null, `${after}: nothing held`);
+      assert.equal(fs.existsSync(path.join(p.b.dir, 'state', 'volumes', 'db', 'checkpoint')), false, `${after}: nothing persisted`);
+      const list = await cli(p.b, 'checkpoint', 'list');
+      assert.equal(list.code, 0, `${after}: checkpoint list: ${list.stderr}`);
+      assert.equal(list.stdout.trim(), 'no checkpoints held');
+    };
+    const long = await cli(p.b, 'checkpoint', 'create', 'db', '--hold', '99999999999h');
+    assert.equal(long.code, 1);
+    assert.equal(long.stderr.trim(), 'offsite: hold "99999999999h": must be at most 10 years (3650d); give no hold to keep the checkpoint until it is released');
+    await nothingHeld('--hold 99999999999h');
+    const negative = await cli(p.b, 'checkpoint', 'create', 'db', '--hold', '-5');
+    assert.notEqual(negative.code, 0);
+    await nothingHeld('--hold -5');
+
+    const token = fs.readFileSync(path.join(p.b.dir, 'state', 'api.token'), 'utf8').trim();
+    for (const hold of [1e308, -5, 0, '0s']) {
+      const res = await fetch(`http://127.0.0.1:${p.b.apiPort}/api/v1/volumes/db/checkpoint`, {
+        method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ hold }),
+      });
+      const body = (await res.json()) as { error?: string };
+      assert.equal(res.status, 400, `hold ${hold}: ${JSON.stringify(body)}`);
+      assert.match(String(body.error), /^hold \S+: must be /);
+      await nothingHeld(`API hold ${hold}`);
+    }
+
+    // The longest hold there is: held, listed, exported.
+    const ok = await cli(p.b, 'checkpoint', 'create', 'db', '--label', 'decade', '--hold', '3650d');
+    assert.equal(ok.code, 0, ok.stderr);
+    const listed = await cli(p.b, 'checkpoint', 'list');
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /db {2}"decade" {2}taken .* held until \d{4}-.* {2}export db@checkpoint/);
+    assert.equal((await run('nbdinfo', ['--size', p.b.uri('db@checkpoint')])).stdout.trim(), String(16 << 20));
   } finally {
     await p.stop();
   }

@@ -2,6 +2,7 @@
 // exits 0 after in-flight requests; one daemon per state dir; bad config says where.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { test } from 'node:test';
@@ -75,4 +76,67 @@ test('a broken config exits 2 and names the line; a size mismatch is explained',
   const r3 = await run(process.execPath, [OFFSITE_BIN, 'config'], { env: { ...process.env, OFFSITE_CONFIG: file } });
   assert.equal(r3.code, 0, r3.stderr);
   assert.match(r3.stdout, /config ok/);
+});
+
+// Issue 15, item 16: a "billion laughs" and a volume of no size are config errors
+// (exit 2, with the line); a start that fails removes the image it made.
+test('aliases of aliases and size: 0 exit 2 with the line; nothing is created', async () => {
+  const dir = tempDir('laughs');
+  const file = path.join(dir, 'offsite.yaml');
+  const lines = ['node: a', 'state: ./s', 'nbd: 127.0.0.1:0', `l0: &a0 [${Array(9).fill('lol').join(', ')}]`];
+  for (let i = 1; i <= 9; i++) lines.push(`l${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(', ')}]`);
+  fs.writeFileSync(file, `${lines.join('\n')}\nvolumes:\n  db: { path: ./db.img, size: 1MiB, role: primary }\n`);
+  for (const cmd of ['daemon', 'config']) {
+    const r = await run(process.execPath, [OFFSITE_BIN, cmd, '-c', file], { timeoutMs: 20_000 });
+    assert.equal(r.code, 2, `${cmd}: ${r.stderr}`);
+    assert.match(r.stderr, /^offsite: \S+offsite\.yaml:7: \*a2: aliases expand to more than 100 values in all/);
+  }
+  fs.writeFileSync(file, 'node: a\nstate: ./s\nnbd: 127.0.0.1:0\nvolumes:\n  db:\n    path: ./db.img\n    size: 0\n    role: primary\n');
+  const r = await run(process.execPath, [OFFSITE_BIN, 'daemon', '-c', file]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /offsite\.yaml:7: volumes\.db\.size: a volume must be at least 4KiB \(one block\)/);
+  assert.deepEqual(fs.readdirSync(dir), ['offsite.yaml'], 'no state folder, no image');
+  // An existing empty file (no size: given) is refused by the daemon, and left as it was.
+  fs.writeFileSync(path.join(dir, 'db.img'), '');
+  fs.writeFileSync(file, 'node: a\nstate: ./s\nnbd: 127.0.0.1:0\nvolumes:\n  db:\n    path: ./db.img\n    role: primary\n');
+  const r2 = await run(process.execPath, [OFFSITE_BIN, 'daemon', '-c', file]);
+  assert.equal(r2.code, 1, r2.stderr);
+  assert.match(r2.stderr, /volume db: \S+db\.img is 0 bytes; a volume must be at least 4\.0 KiB \(one block\)/);
+  assert.equal(fs.statSync(path.join(dir, 'db.img')).size, 0);
+});
+
+test('a start that fails removes the image it created, never one that was there', async () => {
+  const busy = net.createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+  const taken = (busy.address() as net.AddressInfo).port;
+  try {
+    const dir = tempDir('failed-start');
+    const file = path.join(dir, 'offsite.yaml');
+    const image = path.join(dir, 'db.img');
+    const config = (nbd: string, api = ''): string =>
+      `node: a\nstate: ./s\nnbd: ${nbd}\n${api}volumes:\n  db:\n    path: ./db.img\n    size: 1MiB\n    role: primary\n`;
+    // The NBD listener fails (its port is taken): the image made a moment before goes.
+    fs.writeFileSync(file, config(`127.0.0.1:${taken}`));
+    const r = await run(process.execPath, [OFFSITE_BIN, 'daemon', '-c', file]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /cannot listen for NBD on \S+: address already in use/);
+    assert.match(r.stdout + r.stderr, /removed \S+db\.img, created by this start that failed/);
+    assert.equal(fs.existsSync(image), false, 'the image this start made is gone');
+    // The API listener fails, after NBD listens: the same.
+    fs.writeFileSync(file, config('127.0.0.1:0', `api: 127.0.0.1:${taken}\n`));
+    const r2 = await run(process.execPath, [OFFSITE_BIN, 'daemon', '-c', file]);
+    assert.equal(r2.code, 1, r2.stderr);
+    assert.equal(fs.existsSync(image), false, 'gone after a later failure too');
+    // An image that was there before stays, bytes and all.
+    fs.writeFileSync(image, Buffer.alloc(1 << 20, 0x5a));
+    for (const c of [config(`127.0.0.1:${taken}`), config('127.0.0.1:0', `api: 127.0.0.1:${taken}\n`)]) {
+      fs.writeFileSync(file, c);
+      const r3 = await run(process.execPath, [OFFSITE_BIN, 'daemon', '-c', file]);
+      assert.equal(r3.code, 1, r3.stderr);
+      assert.doesNotMatch(r3.stdout + r3.stderr, /removed/);
+      assert.deepEqual(fs.readFileSync(image), Buffer.alloc(1 << 20, 0x5a), 'the existing image is untouched');
+    }
+  } finally {
+    busy.close();
+  }
 });

@@ -150,3 +150,35 @@ test('journal folders are compared through symlinks', () => {
     /offsite\.yaml:16: volumes\.v2\.journal_dir: \S+\/link\/j is also volume v1's journal folder \S+\/real\/j/);
   fs.rmSync(dir, { recursive: true });
 });
+
+// Issue 15, item 16: aliases of aliases ("billion laughs") and a volume of no size.
+test('aliases that expand exponentially are refused as a config error with the alias\'s line', () => {
+  const lines = ['node: site-a', 'state: ./state', 'nbd: 127.0.0.1:10809', `l0: &a0 [${Array(9).fill('lol').join(', ')}]`];
+  for (let i = 1; i <= 8; i++) lines.push(`l${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(', ')}]`);
+  const started = Date.now();
+  const m = err(`${lines.join('\n')}\nvolumes:\n  db: { path: ./db.img, size: 1GiB, role: primary }\n`);
+  assert.ok(Date.now() - started < 2000, 'refused before it expands');
+  // The alias that crosses the limit is on line 7 (l3's, aliasing l2's aliases of l1's).
+  assert.match(m, /^offsite\.yaml:7: \*a2: aliases expand to more than 100 values in all \(aliases of aliases grow exponentially\); write the values out$/);
+  // A few plain aliases are still fine (and an unknown key under one is still named).
+  const anchored = 'node: site-a\nstate: ./state\nnbd: 127.0.0.1:10809\nvolumes:\n  db: &v { path: ./db.img, size: 1GiB, role: primary }\n';
+  assert.equal(parseConfig(anchored, '/x/o.yaml').volumes[0]!.size, 1 << 30);
+});
+
+test('a volume is at least 4KiB: size 0 or 4095 is refused with its line', () => {
+  assert.equal(err(good.replace('1GiB', '0')), 'offsite.yaml:7: volumes.db.size: a volume must be at least 4KiB (one block)');
+  assert.equal(err(good.replace('1GiB', '4095')), 'offsite.yaml:7: volumes.db.size: a volume must be at least 4KiB (one block)');
+  assert.equal(parseConfig(good.replace('1GiB', '4KiB'), '/x/o.yaml').volumes[0]!.size, 4096);
+});
+
+// Issue 15, item 10: a schedule's hold is a positive finite duration of at most 10 years.
+test('a checkpoint schedule\'s hold must be positive and at most 10 years', () => {
+  const sched = (hold: string): string => `${good}    checkpoints:\n      - { cron: "0 2 * * *", hold: ${hold}, label: nightly }\n`;
+  assert.equal(parseConfig(sched('2h'), '/x/o.yaml').volumes[0]!.checkpoints[0]!.hold, 7200);
+  assert.equal(parseConfig(sched('3650d'), '/x/o.yaml').volumes[0]!.checkpoints[0]!.hold, 3650 * 86400);
+  for (const bad of ['99999999999h', '1e308', '-5', '0', '0s', '3651d']) {
+    assert.match(err(sched(bad)), /^offsite\.yaml:10: volumes\.db\.checkpoints\.0\.hold: must be /, bad);
+  }
+  assert.match(err(sched('1e308')), /must be at most 10 years \(3650d\); give no hold to keep the checkpoint until it is released$/);
+  assert.match(err(sched('-5')), /must be a positive duration such as 30m, 2h or 7d/);
+});
