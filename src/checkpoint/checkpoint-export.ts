@@ -2,7 +2,7 @@
 // checkpoint, for a backup tool to read while replication goes on. Once the
 // checkpoint is released, reads on a connection still open fail (ESTALE) rather
 // than return a moving image.
-import { DiskError, type Extent, type ExportBackend, type ZeroOptions } from '../nbd/export.js';
+import { DiskError, type Extent, type ExportBackend, type ZeroOptions, type Capabilities, readOnlyCapabilities } from '../export/backend.js';
 import type { Checkpoint, Replica } from '../secondary/replica.js';
 
 export const CHECKPOINT_SUFFIX = '@checkpoint';
@@ -13,6 +13,7 @@ export class CheckpointExport implements ExportBackend {
   get name(): string { return `${this.replica.name}${CHECKPOINT_SUFFIX}`; }
   get size(): number { return this.replica.size; }
   get readOnly(): boolean { return true; }
+  capabilities(): Capabilities { return readOnlyCapabilities(true); }
   get description(): string {
     return `checkpoint "${this.held.label}" of ${this.replica.name}, taken ${new Date(this.held.createdAt).toISOString()} (read-only)`;
   }

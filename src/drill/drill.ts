@@ -5,7 +5,7 @@
 // frozen image the first time a drill write touches it. Throwaway: `drill stop`
 // (or a restart of the daemon) deletes it. Memory: one bit per region.
 import fs from 'node:fs';
-import { DiskError, type Extent, type ExportBackend, type ZeroOptions } from '../nbd/export.js';
+import { DiskError, type Extent, type ExportBackend, type ZeroOptions, type Capabilities, MAX_REQUEST_BYTES } from '../export/backend.js';
 import { RegionSet } from '../journal/bitmap.js';
 import { Volume } from '../volume/volume.js';
 import type { Checkpoint, Replica } from '../secondary/replica.js';
@@ -39,6 +39,16 @@ export class DrillOverlay implements ExportBackend {
   get name(): string { return `${this.replica.name}${DRILL_SUFFIX}`; }
   get size(): number { return this.replica.size; }
   get readOnly(): boolean { return false; }
+  /**
+   * Writable, over one overlay file (a FLUSH covers every connection); zeroing is a
+   * written copy-in, never fast; the allocation map is not kept (all reads as data).
+   */
+  capabilities(): Capabilities {
+    return {
+      readOnly: false, flush: true, fua: true, trim: true, zero: true, fastZero: false, multiConn: true, extents: false, cache: false,
+      blockSize: { minimum: 1, preferred: 4096, maximum: MAX_REQUEST_BYTES },
+    };
+  }
   get description(): string {
     return `DR drill of ${this.replica.name} over checkpoint "${this.checkpoint.label}" (writes stay here and are thrown away at drill stop)`;
   }

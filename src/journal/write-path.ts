@@ -10,8 +10,8 @@
 //      which every volume write is durable; recovery replays records after it ("redo");
 //   3. FLUSH/FUA reply only after volume, journal and bitmap are fdatasync'ed.
 import { createHash } from 'node:crypto';
-import type { Extent, ExportBackend, ZeroOptions } from '../nbd/export.js';
-import { DiskError } from '../nbd/export.js';
+import type { Extent, ExportBackend, ZeroOptions } from '../export/backend.js';
+import { DiskError, type Capabilities, diskCapabilities } from '../export/backend.js';
 import type { Logger } from '../log/log.js';
 import { formatBytes } from '../config/units.js';
 import { GroupSync } from '../volume/group-sync.js';
@@ -27,7 +27,8 @@ import { assert } from '../invariants/assert.js';
 import { READ_BATCH_BYTES, epochBytesFor } from '../limits/limits.js';
 
 /** What the write path needs from the local volume (Volume, or the simulation's disk). */
-export interface Disk extends ExportBackend {
+/** The storage under the write path (a volume): a backend less the front end's capability query. */
+export interface Disk extends Omit<ExportBackend, 'capabilities'> {
   /** Deallocates if it can; true when the range now reads as zeros. */
   punch(offset: number, length: number): Promise<boolean>;
 }
@@ -139,6 +140,8 @@ export class JournaledVolume implements ExportBackend {
   get name(): string { return this.disk.name; }
   get size(): number { return this.disk.size; }
   get readOnly(): boolean { return this.disk.readOnly; }
+  /** The disk's: every connection goes through this one write path and journal, so a FLUSH covers them all. */
+  capabilities(): Capabilities { return diskCapabilities(this.disk.readOnly); }
   get description(): string { return this.disk.description; }
   get mode(): TrackingMode { return this.modeNow; }
 

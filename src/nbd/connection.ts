@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../log/log.js';
 import { ByteQueue } from './byte-queue.js';
 import * as C from './codec.js';
-import { DiskError, type ExportBackend } from './export.js';
+import { DiskError, type ExportBackend, type Capabilities } from '../export/backend.js';
 import { Negotiation, type ExportTable, type Session } from './negotiation.js';
 import * as P from './protocol.js';
 
@@ -37,6 +37,7 @@ export class NbdConnection {
   private negotiation: Negotiation | null = null;
   private session: Session | null = null;
   private backend: ExportBackend | null = null;
+  private caps: Capabilities | null = null;
   private clientNoZeroes = false;
   private options = 0;
   private pendingOption = 0;
@@ -230,6 +231,7 @@ export class NbdConnection {
     this.handshakeTimer = null;
     this.session = session;
     this.backend = session.backend;
+    this.caps = session.backend.capabilities();
     this.phase = 'header';
     this.log.debug({ peer: this.peer, export: session.backend.name }, `NBD client ${this.peer} opened export ${session.backend.name}`);
   }
@@ -250,6 +252,9 @@ export class NbdConnection {
     const size = BigInt(backend.size);
     const fua = (r.flags & P.NBD_CMD_FLAG_FUA) !== 0;
     const offset = Number(r.offset); // exact whenever the range check below passes
+    // What the export did not advertise is refused here, before the backend's contract.
+    const caps = this.caps!;
+    if (fua && !caps.fua) return this.replyError(r, P.NBD_EINVAL, 'FUA was not advertised for this export');
     switch (type) {
       case P.NBD_CMD_READ:
         if (end > size) return this.replyError(r, P.NBD_EINVAL, 'read beyond the end of the export');
@@ -263,11 +268,14 @@ export class NbdConnection {
         return this.track(r, 0, backend.flush().then(() => this.replyOk(r)));
       case P.NBD_CMD_TRIM:
         if (backend.readOnly) return this.replyError(r, P.NBD_EPERM, 'export is read-only');
+        if (!caps.trim) return this.replyError(r, P.NBD_EINVAL, 'trim was not advertised for this export');
         if (end > size) return this.replyError(r, P.NBD_EINVAL, 'trim beyond the end of the export');
         return this.track(r, 0, backend.trim(offset, r.length, fua).then(() => this.replyOk(r)));
       case P.NBD_CMD_WRITE_ZEROES: {
         if (backend.readOnly) return this.replyError(r, P.NBD_EPERM, 'export is read-only');
         if (end > size) return this.replyError(r, P.NBD_ENOSPC, 'write beyond the end of the export');
+        if (!caps.zero) return this.replyError(r, P.NBD_EINVAL, 'write zeroes was not advertised for this export');
+        if ((r.flags & P.NBD_CMD_FLAG_FAST_ZERO) !== 0 && !caps.fastZero) return this.replyError(r, P.NBD_EINVAL, 'fast zero was not advertised for this export');
         const opts = {
           fua,
           mayTrim: (r.flags & P.NBD_CMD_FLAG_NO_HOLE) === 0,

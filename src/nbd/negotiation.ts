@@ -3,7 +3,7 @@
 // No sockets here, so every branch is testable on fixed bytes.
 import * as C from './codec.js';
 import * as P from './protocol.js';
-import type { ExportBackend } from './export.js';
+import type { ExportBackend } from '../export/backend.js';
 
 export interface ExportTable {
   /** Export by name; '' selects the default export. */
@@ -24,14 +24,20 @@ export type Step =
   | { kind: 'close'; replies: Buffer[]; reason: string }
   | { kind: 'transmission'; replies: Buffer[]; session: Session };
 
+/** The transmission flags: exactly what the backend says it can do (src/export/backend.ts). */
 export function transmissionFlags(backend: ExportBackend, structured: boolean): number {
-  let f = P.NBD_FLAG_HAS_FLAGS | P.NBD_FLAG_SEND_FLUSH | P.NBD_FLAG_SEND_FUA | P.NBD_FLAG_SEND_CACHE;
-  // Every connection shares one file descriptor and FLUSH is an fdatasync of it
-  // (and, later, of the journal), so a flush on any connection covers them all.
-  f |= P.NBD_FLAG_CAN_MULTI_CONN;
+  const c = backend.capabilities();
+  let f = P.NBD_FLAG_HAS_FLAGS;
+  // A read-only export still takes FLUSH (a no-op there): clients flush before they close.
+  f |= P.NBD_FLAG_SEND_FLUSH;
+  if (c.fua) f |= P.NBD_FLAG_SEND_FUA;
+  if (c.cache) f |= P.NBD_FLAG_SEND_CACHE;
+  if (c.multiConn) f |= P.NBD_FLAG_CAN_MULTI_CONN;
   if (structured) f |= P.NBD_FLAG_SEND_DF;
-  if (backend.readOnly) f |= P.NBD_FLAG_READ_ONLY;
-  else f |= P.NBD_FLAG_SEND_TRIM | P.NBD_FLAG_SEND_WRITE_ZEROES | P.NBD_FLAG_SEND_FAST_ZERO;
+  if (c.readOnly) f |= P.NBD_FLAG_READ_ONLY;
+  if (c.trim) f |= P.NBD_FLAG_SEND_TRIM;
+  if (c.zero) f |= P.NBD_FLAG_SEND_WRITE_ZEROES;
+  if (c.fastZero) f |= P.NBD_FLAG_SEND_FAST_ZERO;
   return f;
 }
 
@@ -105,8 +111,9 @@ export class Negotiation {
     if (req.infos.includes(P.NBD_INFO_DESCRIPTION)) {
       replies.push(info(C.encodeInfoString(P.NBD_INFO_DESCRIPTION, backend.description)));
     }
-    // Always sent: we take any alignment, prefer 4 KiB, accept up to 32 MiB per request.
-    replies.push(info(C.encodeInfoBlockSize(P.MIN_BLOCK, P.PREFERRED_BLOCK, P.MAX_PAYLOAD)));
+    // Always sent: the backend's block sizes (any alignment, 4 KiB preferred, up to 32 MiB a request).
+    const bs = backend.capabilities().blockSize;
+    replies.push(info(C.encodeInfoBlockSize(bs.minimum, bs.preferred, Math.min(bs.maximum, P.MAX_PAYLOAD))));
     replies.push(C.encodeOptionReply(option, P.NBD_REP_ACK));
     if (option === P.NBD_OPT_INFO) return { kind: 'continue', replies };
     return { kind: 'transmission', replies, session: this.session(backend, req.name, flags) };

@@ -3,17 +3,19 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import type { Logger } from '../log/log.js';
-import type { ExportBackend } from './export.js';
+import type { ExportBackend } from '../export/backend.js';
 import type { ExportTable } from './negotiation.js';
 import { NbdConnection } from './connection.js';
 import { formatListenAddress, type ListenAddress } from '../export/listen-address.js';
+import { CheckedBackend } from '../export/contract.js';
 
 export class ExportRegistry implements ExportTable {
   private readonly byName = new Map<string, ExportBackend>();
   private defaultName: string | null = null;
 
+  /** Serves `backend` under its name, held to its capabilities on every call (src/export/contract.ts). */
   add(backend: ExportBackend, isDefault = false): void {
-    this.byName.set(backend.name, backend);
+    this.byName.set(backend.name, backend instanceof CheckedBackend ? backend : new CheckedBackend(backend));
     if (isDefault) this.defaultName = backend.name;
   }
 

@@ -26,7 +26,7 @@ import { DRILL_FILE, PAUSED_FILE, RoleChanges } from './roles.js';
 import { journalDirOf, loadConfig } from '../config/config.js';
 import type { DrillOverlay } from '../drill/drill.js';
 import { CheckpointExport } from '../checkpoint/checkpoint-export.js';
-import type { ExportBackend } from '../nbd/export.js';
+import type { ExportBackend } from '../export/backend.js';
 import { readToken } from '../link/identity.js';
 import { SnmpService } from '../snmp/snmp.js';
 import { volumeLimitWarnings } from '../limits/limits.js';

@@ -4,8 +4,8 @@
 // unit in progress is applied again from the receive log before anything is served,
 // so the replica is always a flush-point image (docs/INVARIANTS.md, invariant 3).
 import { createHash } from 'node:crypto';
-import type { Extent, ExportBackend, ZeroOptions } from '../nbd/export.js';
-import { DiskError } from '../nbd/export.js';
+import type { Extent, ExportBackend, ZeroOptions } from '../export/backend.js';
+import { DiskError, type Capabilities, readOnlyCapabilities } from '../export/backend.js';
 import type { Logger } from '../log/log.js';
 import type { Journal } from '../journal/journal.js';
 import { RECORD_HEADER_SIZE, RecordKind, type JournalRecord } from '../journal/record.js';
@@ -147,6 +147,7 @@ export class Replica implements ExportBackend {
   get name(): string { return this.volume.name; }
   get size(): number { return this.volume.size; }
   get readOnly(): boolean { return true; }
+  capabilities(): Capabilities { return readOnlyCapabilities(true); }
   get description(): string { return `${this.volume.description} (replica: the last applied flush point)`; }
 
   async read(offset: number, into: Buffer, at: number, length: number): Promise<void> {

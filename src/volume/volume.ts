@@ -1,7 +1,7 @@
 // A local volume: positional I/O on a file or block device, durability through
 // fdatasync, sparse files honoured (punch hole, zero range, SEEK_DATA/SEEK_HOLE).
 import fs from 'node:fs';
-import { DiskError, type Extent, type ExportBackend, type ZeroOptions } from '../nbd/export.js';
+import { DiskError, type Extent, type ExportBackend, type ZeroOptions, type Capabilities, diskCapabilities } from '../export/backend.js';
 import { GroupSync } from './group-sync.js';
 import {
   FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, POSIX_FADV_WILLNEED,
@@ -43,6 +43,10 @@ export class Volume implements ExportBackend {
   /** RWF_NOWAIT fast paths; switched off for good the first time the kernel says unsupported. */
   private nowaitRead = process.env.OFFSITE_NOWAIT !== '0';
   private nowaitWrite = process.env.OFFSITE_NOWAIT !== '0';
+
+  capabilities(): Capabilities {
+    return diskCapabilities(this.readOnly);
+  }
 
   private constructor(opts: VolumeOptions, fd: number, size: number, isBlockDevice: boolean, created: boolean) {
     this.name = opts.name;

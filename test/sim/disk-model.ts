@@ -4,7 +4,7 @@
 // sector boundaries. Every asynchronous completion is ordered by the seeded
 // scheduler, so one seed is one exact schedule.
 import type { Store, StoreFile } from '../../src/journal/store.js';
-import type { Extent, ZeroOptions } from '../../src/nbd/export.js';
+import type { Extent, ZeroOptions } from '../../src/export/backend.js';
 import type { Disk } from '../../src/journal/write-path.js';
 
 export class Rng {

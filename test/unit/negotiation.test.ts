@@ -2,14 +2,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as C from '../../src/nbd/codec.js';
-import type { ExportBackend } from '../../src/nbd/export.js';
+import { diskCapabilities, readOnlyCapabilities, type Capabilities, type ExportBackend } from '../../src/export/backend.js';
 import { Negotiation } from '../../src/nbd/negotiation.js';
 import * as P from '../../src/nbd/protocol.js';
 import { ExportRegistry } from '../../src/nbd/server.js';
 
-function fake(name: string, readOnly = false): ExportBackend {
+function fake(name: string, readOnly = false, caps: Capabilities = readOnly ? readOnlyCapabilities(true) : diskCapabilities(false)): ExportBackend {
   const nope = (): Promise<never> => Promise.reject(new Error('not used'));
-  return { name, size: 1 << 20, readOnly, description: `desc ${name}`, read: nope, write: nope, writeZeroes: nope, trim: nope, flush: nope, cache: nope, extents: nope };
+  return { name, size: 1 << 20, readOnly, description: `desc ${name}`, capabilities: () => caps, read: nope, write: nope, writeZeroes: nope, trim: nope, flush: nope, cache: nope, extents: nope };
 }
 
 function table(...b: ExportBackend[]): ExportRegistry {
@@ -127,4 +127,17 @@ test('ABORT is acknowledged and closes', () => {
   const s = new Negotiation(table(fake('db')), true).handle(P.NBD_OPT_ABORT, Buffer.alloc(0));
   assert.equal(s.kind, 'close');
   assert.deepEqual(s.replies[0], C.encodeOptionReply(P.NBD_OPT_ABORT, P.NBD_REP_ACK));
+});
+
+test('transmission flags follow the backend\'s capabilities: a drill-like export without fast zero, cache or FUA advertises none of them', async () => {
+  const { transmissionFlags } = await import('../../src/nbd/negotiation.js');
+  const caps: Capabilities = { ...diskCapabilities(false), fua: false, fastZero: false, cache: false, multiConn: false };
+  const f = transmissionFlags(fake('d', false, caps), true);
+  assert.equal(f & P.NBD_FLAG_SEND_FAST_ZERO, 0);
+  assert.equal(f & P.NBD_FLAG_SEND_FUA, 0);
+  assert.equal(f & P.NBD_FLAG_SEND_CACHE, 0);
+  assert.equal(f & P.NBD_FLAG_CAN_MULTI_CONN, 0);
+  assert.ok(f & P.NBD_FLAG_SEND_WRITE_ZEROES && f & P.NBD_FLAG_SEND_TRIM && f & P.NBD_FLAG_SEND_FLUSH);
+  const full = transmissionFlags(fake('v'), true);
+  for (const flag of [P.NBD_FLAG_SEND_FAST_ZERO, P.NBD_FLAG_SEND_FUA, P.NBD_FLAG_SEND_CACHE, P.NBD_FLAG_CAN_MULTI_CONN]) assert.ok(full & flag);
 });
