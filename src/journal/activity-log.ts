@@ -16,8 +16,14 @@
 import { crc32c } from '@node-rs/crc32';
 import fs from 'node:fs';
 import type { Store, StoreFile } from './store.js';
+import { magicAndU32, refuseNewer } from '../versioning/format.js';
 
 const MAGIC = Buffer.from('OFFSACT1', 'latin1');
+/**
+ * A newer release's slot is refused (docs/VERSIONING.md): read as absent, its extents
+ * would not be resynced after a power loss.
+ */
+export const ACTIVITY_FORMAT = magicAndU32('activity log', 'OFFSACT1', 1, [1]);
 const HEAD = 8 + 4 + 4 + 8 + 36 + 4;
 const FILES = ['activity.0', 'activity.1'];
 
@@ -96,7 +102,9 @@ export class ActivityLog {
       if (!opts.store.list().includes(name)) continue;
       const f = opts.store.open(name);
       try {
-        const s = decodeActivity(await f.read(0, 1 << 20));
+        const b = await f.read(0, 1 << 20);
+        refuseNewer(ACTIVITY_FORMAT, b, name);
+        const s = decodeActivity(b);
         if (s && (!best || s.gen > best.gen)) best = s;
       } finally {
         f.close();

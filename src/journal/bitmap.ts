@@ -8,10 +8,13 @@
 // sync() makes it durable (the write path calls it before FLUSH/FUA replies).
 import { crc32c } from '@node-rs/crc32';
 import type { Store, StoreFile } from './store.js';
+import { magicAndU32, refuseNewer } from '../versioning/format.js';
 
 export const BITMAP_FILE = 'dirty.bitmap';
 const MAGIC = Buffer.from('OFFSBMAP', 'latin1');
 const VERSION = 1;
+/** A newer release's bitmap is refused (docs/VERSIONING.md), never replaced as unusable. */
+export const BITMAP_FORMAT = magicAndU32('dirty bitmap', 'OFFSBMAP', VERSION, [VERSION]);
 export const PAGE_SIZE = 4096;
 const PAGE_BITS_BYTES = PAGE_SIZE - 4;
 export const BITS_PER_PAGE = PAGE_BITS_BYTES * 8;
@@ -49,6 +52,12 @@ export class DirtyBitmap {
     if (exists) {
       const file = store.open(BITMAP_FILE);
       const header = await file.read(0, HEADER_SIZE);
+      try {
+        refuseNewer(BITMAP_FORMAT, header, BITMAP_FILE);
+      } catch (e) {
+        file.close();
+        throw e;
+      }
       const check = checkHeader(header, volumeSize, regionSize);
       if (check === null) {
         const bm = new DirtyBitmap(file, volumeSize, regionSize);

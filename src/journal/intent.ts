@@ -7,14 +7,37 @@
 // wait for the journal append.
 //
 // Slot (32 bytes, little-endian): "OFIN", CRC32C of bytes 8..32, u64 seq, u64 offset,
-// u32 length, 4 reserved bytes.
+// u32 length, u32 format version (1; 0 in slots written before issue 14, where these
+// bytes were reserved, and read as 1).
 import { crc32c } from '@node-rs/crc32';
 import type { Store, StoreFile } from './store.js';
+import { NewerFormatError, isNewer, type FileFormat } from '../versioning/format.js';
 
 export const INTENT_FILE = 'intent';
 export const INTENT_SLOTS = 16384;
 const SLOT = 32;
 const MAGIC = 0x4e49464f; // "OFIN"
+const VERSION = 1;
+
+/** A whole slot's version, or null if it holds no intent (never written, torn, damaged). */
+function slotVersion(all: Buffer, at: number): number | null {
+  if (all.readUInt32LE(at) !== MAGIC || crc32c(all.subarray(at + 8, at + SLOT)) !== all.readUInt32LE(at + 4)) return null;
+  return all.readUInt32LE(at + 28) || 1;
+}
+
+/**
+ * The ring's version is each slot's. A slot of a newer release is refused (docs/
+ * VERSIONING.md): skipped, the write it guards could be on the volume and not in the
+ * journal, and the replica would never get it.
+ */
+export const INTENT_FORMAT: FileFormat = {
+  what: 'intent ring', writes: VERSION, reads: [VERSION], headBytes: Infinity,
+  version: (all) => {
+    let v = 0;
+    for (let at = 0; at + SLOT <= all.length; at += SLOT) v = Math.max(v, slotVersion(all, at) ?? 0);
+    return v || null;
+  },
+};
 
 export interface Intent {
   seq: number;
@@ -50,6 +73,7 @@ export class IntentRing {
     b.writeBigUInt64LE(BigInt(seq), 8);
     b.writeBigUInt64LE(BigInt(offset), 16);
     b.writeUInt32LE(length, 24);
+    b.writeUInt32LE(VERSION, 28);
     b.writeUInt32LE(crc32c(b.subarray(8)), 4);
     this.file.writeSync((seq % this.slots) * SLOT, b);
   }
@@ -59,8 +83,9 @@ export class IntentRing {
     const all = await this.file.read(0, this.slots * SLOT);
     const out: Intent[] = [];
     for (let at = 0; at + SLOT <= all.length; at += SLOT) {
-      if (all.readUInt32LE(at) !== MAGIC) continue;
-      if (crc32c(all.subarray(at + 8, at + SLOT)) !== all.readUInt32LE(at + 4)) continue;
+      const version = slotVersion(all, at);
+      if (version === null) continue;
+      if (isNewer(INTENT_FORMAT, version)) throw new NewerFormatError(INTENT_FORMAT, INTENT_FILE, version);
       const seq = Number(all.readBigUInt64LE(at + 8));
       if (seq > after && seq < after + this.slots) {
         out.push({ seq, offset: Number(all.readBigUInt64LE(at + 16)), length: all.readUInt32LE(at + 24) });

@@ -8,7 +8,9 @@ import { READ_BATCH_BYTES } from '../limits/limits.js';
 import {
   FLAG_FUA, FLAG_RESYNC, RECORD_HEADER_SIZE, RecordKind, SEGMENT_HEADER_SIZE, decodeRecordHeader, decodeSegmentHeader,
   encodeRecordHeader, encodeSegmentHeader, formatVolumeId, payloadMatches, recordSize, volumeId, type JournalRecord, type RecordHeader,
+  SEGMENT_FILE_FORMAT,
 } from './record.js';
+import { NewerFormatError, isNewer, magicDigit, type FileFormat } from '../versioning/format.js';
 
 const SEGMENT_NAME = /^(\d{20})\.seg$/;
 const segmentName = (baseSeq: number): string => `${String(baseSeq).padStart(20, '0')}.seg`;
@@ -565,7 +567,7 @@ export class Journal {
   }
 
   private async readReleased(): Promise<number> {
-    return readCounter(this.store, RELEASED_FILE, RELEASED_MAGIC);
+    return readCounter(this.store, RELEASED_FILE, RELEASED_MAGIC, RELEASED_FORMAT);
   }
 
   /**
@@ -751,7 +753,7 @@ export class Journal {
     // Before anything is cut or removed: every segment must be this volume's.
     await this.checkOwnership(names);
     const releasedOnDisk = await this.readReleased();
-    this.appliedOnDisk = await readCounter(this.store, APPLIED_FILE, APPLIED_MAGIC);
+    this.appliedOnDisk = await readCounter(this.store, APPLIED_FILE, APPLIED_MAGIC, APPLIED_FORMAT);
     this.appliedMarked = this.appliedOnDisk;
     this.releasedDurable = releasedOnDisk;
     let expected: number | null = null;
@@ -936,23 +938,27 @@ export class Journal {
    * that name none (version 1, written before segments carried the volume, or a
    * receive log's first segment from before its first link) are read as this
    * volume's: the previous release's journal opens without a resync. A header that
-   * does not decode is left to recovery (damage, handled there).
+   * does not decode is left to recovery (damage, handled there), except one of a
+   * version newer than this build reads: refused (NewerFormatError), since recovery
+   * would drop it as damaged and with it writes the peer may not have.
    */
   private async checkOwnership(names: string[]): Promise<void> {
     const mine = this.volumeId();
-    if (!this.volume || !mine) return;
     const foreign: Array<{ name: string; owner: string }> = [];
     for (const name of names) {
       const file = this.store.open(name);
-      let sh;
+      let head;
       try {
-        sh = decodeSegmentHeader(await file.read(0, SEGMENT_HEADER_SIZE));
+        head = await file.read(0, SEGMENT_HEADER_SIZE);
       } finally {
         file.close();
       }
-      if (typeof sh !== 'string' && sh.volume && !sh.volume.equals(mine)) foreign.push({ name, owner: formatVolumeId(sh.volume) });
+      const version = SEGMENT_FILE_FORMAT.version(head);
+      if (isNewer(SEGMENT_FILE_FORMAT, version)) throw new NewerFormatError(SEGMENT_FILE_FORMAT, name, version);
+      const sh = decodeSegmentHeader(head);
+      if (mine && typeof sh !== 'string' && sh.volume && !sh.volume.equals(mine)) foreign.push({ name, owner: formatVolumeId(sh.volume) });
     }
-    if (foreign.length === 0) return;
+    if (!this.volume || foreign.length === 0) return;
     const first = foreign[0]!;
     throw new ForeignSegmentError(this.volume.name, this.volume.uuid(), first.owner, first.name, foreign.length);
   }
@@ -996,6 +1002,9 @@ const RELEASED_FILE = 'released';
 const RELEASED_MAGIC = Buffer.from('OFFSREL1', 'latin1');
 const APPLIED_FILE = 'applied';
 const APPLIED_MAGIC = Buffer.from('OFFSAPL1', 'latin1');
+/** Their magic ends in their version (docs/VERSIONING.md). */
+export const RELEASED_FORMAT = magicDigit('release point', 'OFFSREL', 1, [1]);
+export const APPLIED_FORMAT = magicDigit('redo point', 'OFFSAPL', 1, [1]);
 
 function encodeCounter(magic: Buffer, value: number): Buffer {
   const b = Buffer.alloc(COUNTER_SIZE);
@@ -1005,11 +1014,15 @@ function encodeCounter(magic: Buffer, value: number): Buffer {
   return b;
 }
 
-async function readCounter(store: Store, name: string, magic: Buffer): Promise<number> {
+async function readCounter(store: Store, name: string, magic: Buffer, format: FileFormat): Promise<number> {
   if (!store.list().includes(name)) return 0;
   const f = store.open(name);
   try {
     const b = await f.read(0, COUNTER_SIZE);
+    // A newer release's counter is refused, not read as 0 (what a damaged one means):
+    // its layout may differ, and going back a release is the operator's choice.
+    const version = format.version(b);
+    if (isNewer(format, version)) throw new NewerFormatError(format, name, version);
     if (b.length < COUNTER_SIZE || !b.subarray(0, 8).equals(magic) || crc32c(b.subarray(0, 16)) !== b.readUInt32LE(16)) return 0;
     return Number(b.readBigUInt64LE(8));
   } finally {

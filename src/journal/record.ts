@@ -2,6 +2,7 @@
 // Pure functions: the same bytes are decoded in test/unit/journal-record.test.ts.
 import { createHash } from 'node:crypto';
 import { crc32c } from '@node-rs/crc32';
+import { magicAndU32 } from '../versioning/format.js';
 
 /** Record headers (in segments and on the link). */
 export const FORMAT_VERSION = 1;
@@ -12,6 +13,8 @@ export const FORMAT_VERSION = 1;
 export const SEGMENT_FORMAT_VERSION = 2;
 /** The segment header versions this build reads. */
 const SEGMENT_VERSIONS_READ = [1, 2];
+/** For the version checks (docs/VERSIONING.md): a newer segment is refused, not dropped as damaged. */
+export const SEGMENT_FILE_FORMAT = magicAndU32('journal segment', 'OFFSJSEG', SEGMENT_FORMAT_VERSION, SEGMENT_VERSIONS_READ);
 export const VOLUME_ID_SIZE = 16;
 export const RECORD_MAGIC = 0x524a464f; // "OFJR" read as little-endian u32
 export const RECORD_HEADER_SIZE = 56;

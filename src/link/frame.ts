@@ -3,9 +3,9 @@
 // rejected (and re-fetched by resuming), never applied.
 //
 //   0  4  magic "OFPL"
-//   4  1  protocol version (1)
+//   4  1  protocol version (the one Hello agreed; a Hello: the lowest its sender speaks)
 //   5  1  type
-//   6  2  flags (0)
+//   6  2  flags (0; a Hello: the highest version its sender speaks, 0 if only byte 4's)
 //   8  4  payload length (at most MAX_FRAME_PAYLOAD)
 //  12  4  CRC32C of the payload
 //  16  4  CRC32C of bytes 0..16
@@ -14,6 +14,27 @@ import { crc32c } from '@node-rs/crc32';
 
 export const FRAME_MAGIC = Buffer.from('OFPL', 'latin1');
 export const PROTOCOL_VERSION = 1;
+
+/** The protocol versions a node speaks, lowest and highest (docs/VERSIONING.md). */
+export interface ProtocolRange {
+  min: number;
+  max: number;
+}
+
+/**
+ * What this build speaks. Hello settles on the highest version both sides speak and
+ * the frames after it carry that version, so peers a release apart interoperate (the
+ * older side is never asked to upgrade at the same moment). Every frame layout is the
+ * same in every version spoken so far; a version that changes one decodes it by
+ * `Frame.version`.
+ */
+export const PROTOCOL_RANGE: ProtocolRange = { min: 1, max: 1 };
+
+/** "1", or "1..2". */
+export function formatRange(r: ProtocolRange): string {
+  return r.min === r.max ? `${r.min}` : `${r.min}..${r.max}`;
+}
+
 export const FRAME_HEADER_SIZE = 20;
 /** Large enough for a batch of records (32 MiB writes plus headers); the bound of every receive buffer. */
 export const MAX_FRAME_PAYLOAD = 40 * 1024 * 1024;
@@ -71,19 +92,40 @@ export interface Frame {
   type: FrameType;
   flags: number;
   payload: Buffer;
+  /** The protocol version in its header (set by FrameDecoder; absent: PROTOCOL_VERSION). */
+  version?: number;
 }
 
-export function encodeFrame(type: FrameType, payload: Buffer, flags = 0): Buffer[] {
+/**
+ * Hello and Refuse keep one layout in every protocol version, and a decoder takes
+ * them at any version: two nodes with no version in common can still say so.
+ */
+const HANDSHAKE_FRAMES: ReadonlySet<number> = new Set([FrameType.Hello, FrameType.Refuse]);
+
+export function encodeFrame(type: FrameType, payload: Buffer, flags = 0, version = PROTOCOL_VERSION): Buffer[] {
   if (payload.length > MAX_FRAME_PAYLOAD) throw new Error(`frame payload of ${payload.length} bytes is over the ${MAX_FRAME_PAYLOAD}-byte limit`);
   const h = Buffer.alloc(FRAME_HEADER_SIZE);
   FRAME_MAGIC.copy(h, 0);
-  h.writeUInt8(PROTOCOL_VERSION, 4);
+  h.writeUInt8(version, 4);
   h.writeUInt8(type, 5);
   h.writeUInt16LE(flags, 6);
   h.writeUInt32LE(payload.length, 8);
   h.writeUInt32LE(payload.length > 0 ? crc32c(payload) : 0, 12);
   h.writeUInt32LE(crc32c(h.subarray(0, 16)), 16);
   return [h, payload];
+}
+
+/**
+ * A frame as encodeFrame made it, sent on a link that agreed on `version`: the
+ * header's version byte (and its CRC) rewritten in place when it differs. Hello and
+ * Refuse are left as made. At version 1 nothing changes, byte for byte.
+ */
+export function atVersion(parts: Buffer[], version: number): Buffer[] {
+  const h = parts[0]!;
+  if (h.readUInt8(4) === version || HANDSHAKE_FRAMES.has(h.readUInt8(5))) return parts;
+  h.writeUInt8(version, 4);
+  h.writeUInt32LE(crc32c(h.subarray(0, 16)), 16);
+  return parts;
 }
 
 export class FrameError extends Error {}
@@ -96,6 +138,16 @@ export class FrameError extends Error {}
 export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
+
+  private agreed: number | null = null;
+
+  /** `speaks`: the versions taken until Hello settles one (settle()); Hello and Refuse at any. */
+  constructor(private readonly speaks: ProtocolRange = PROTOCOL_RANGE) {}
+
+  /** Hello agreed on `version`: every later frame must carry it. */
+  settle(version: number): void {
+    this.agreed = version;
+  }
 
   push(b: Buffer): void {
     this.chunks.push(b);
@@ -113,8 +165,11 @@ export class FrameDecoder {
     if (!head.subarray(0, 4).equals(FRAME_MAGIC)) throw new FrameError('peer sent bytes that are not an Offsite frame (bad magic)');
     if (crc32c(head.subarray(0, 16)) !== head.readUInt32LE(16)) throw new FrameError('frame header checksum mismatch');
     const version = head.readUInt8(4);
-    if (version !== PROTOCOL_VERSION) throw new FrameError(`peer speaks protocol version ${version}, this node speaks ${PROTOCOL_VERSION}`);
     const type = head.readUInt8(5);
+    if (!HANDSHAKE_FRAMES.has(type)) {
+      if (this.agreed !== null && version !== this.agreed) throw new FrameError(`peer sent a frame of protocol version ${version} on a link that agreed on version ${this.agreed}`);
+      if (version < this.speaks.min || version > this.speaks.max) throw new FrameError(`peer speaks protocol version ${version}, this node speaks ${formatRange(this.speaks)}`);
+    }
     if (!(type in FrameType)) throw new FrameError(`unknown frame type ${type}`);
     const length = head.readUInt32LE(8);
     if (length > MAX_FRAME_PAYLOAD) throw new FrameError(`frame of ${length} bytes is over the ${MAX_FRAME_PAYLOAD}-byte limit`);
@@ -122,7 +177,7 @@ export class FrameDecoder {
     const all = this.take(FRAME_HEADER_SIZE + length);
     const payload = all.subarray(FRAME_HEADER_SIZE);
     if ((length > 0 ? crc32c(payload) : 0) !== head.readUInt32LE(12)) throw new FrameError('frame payload checksum mismatch');
-    return { type, flags: head.readUInt16LE(6), payload };
+    return { type, flags: head.readUInt16LE(6), payload, version };
   }
 
   private peek(n: number): Buffer {

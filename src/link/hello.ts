@@ -1,11 +1,21 @@
 // The Hello exchange that opens every link (docs/PEER-PROTOCOL.md): each side says
 // who it is and which volumes it holds; each pair of volumes must match, with one
 // primary. A mismatch is refused with a reason an operator can act on.
+//
+// Protocol versions (docs/VERSIONING.md). The Hello frame carries the range its sender
+// speaks: the lowest in the frame's version byte and in the JSON's `protocol`, the
+// highest in the frame's flags (0: only the lowest). Not in a new JSON key: the
+// previous release parses Hello strictly and refuses a key it does not know, and it
+// checks only that byte 4 and `protocol` are 1, never the flags. So a node that speaks
+// 1..2 sends the previous release a Hello it reads as its own, and both settle on 1.
 import { z } from 'zod';
-import { PROTOCOL_VERSION } from './frame.js';
+import { FrameType, PROTOCOL_RANGE, encodeFrame, formatRange, type ProtocolRange } from './frame.js';
 import { formatBytes } from '../config/units.js';
 
-const volumeSchema = z.strictObject({
+// Keys this build does not know are dropped, not refused (the previous release
+// refused them): a later release may add a field this one can do without. A field
+// this one must understand comes with a new protocol version instead.
+const volumeSchema = z.object({
   name: z.string().min(1).max(63),
   /** Born on the primary; the secondary adopts it on first sync. Empty until then. */
   uuid: z.string().max(64),
@@ -23,8 +33,9 @@ const volumeSchema = z.strictObject({
   changedBytes: z.number().int().nonnegative().optional(),
 });
 
-const helloSchema = z.strictObject({
+const helloSchema = z.object({
   node: z.string().min(1).max(63),
+  /** The lowest protocol version the sender speaks (the same as its frame's version byte). */
   protocol: z.number().int(),
   /** Record codecs this side decodes (absent: none; "zstd": PackedRecords frames). */
   codecs: z.array(z.string().max(16)).max(8).optional(),
@@ -38,15 +49,64 @@ export function encodeHello(h: Hello): Buffer {
   return Buffer.from(JSON.stringify(h), 'utf8');
 }
 
+/**
+ * The Hello frame of a node that speaks `speaks`: JSON keys in the order the previous
+ * release wrote them, the frame at the lowest version, the highest in its flags. For a
+ * node that speaks 1 only, the bytes are the previous release's exactly.
+ */
+export function encodeHelloFrame(h: Omit<Hello, 'protocol'>, speaks: ProtocolRange = PROTOCOL_RANGE): Buffer[] {
+  const json = encodeHello({ node: h.node, protocol: speaks.min, codecs: h.codecs, volumes: h.volumes });
+  return encodeFrame(FrameType.Hello, json, speaks.max > speaks.min ? speaks.max : 0, speaks.min);
+}
+
+/** The range a Hello frame declares: its version byte and flags (see the top of this file). */
+export function helloRange(frame: { version?: number; flags: number }): ProtocolRange | string {
+  const min = frame.version ?? PROTOCOL_RANGE.min;
+  if (frame.flags === 0) return { min, max: min };
+  if (frame.flags > 255 || frame.flags < min) return `its frame says it speaks protocol versions ${min}..${frame.flags}`;
+  return { min, max: frame.flags };
+}
+
+export type Negotiation = { ok: true; version: number } | { ok: false; message: string };
+
+/**
+ * The version a link speaks: the highest both sides speak. Without one in common the
+ * operator is told what each side speaks and which to upgrade: the side whose newest
+ * version is older than everything the other still speaks.
+ */
+export function negotiate(local: ProtocolRange, remote: ProtocolRange, names: { self: string; peer: string }): Negotiation {
+  const version = Math.min(local.max, remote.max);
+  if (version >= Math.max(local.min, remote.min)) return { ok: true, version };
+  const [older, newer] = remote.max < local.min ? [names.peer, names.self] : [names.self, names.peer];
+  const needed = Math.max(local.min, remote.min);
+  const speaks = (r: ProtocolRange): string => `protocol version${r.min === r.max ? '' : 's'} ${formatRange(r)}`;
+  return {
+    ok: false,
+    message: `${names.peer} speaks ${speaks(remote)} and ${names.self} speaks ${speaks(local)}: no version in common. ` +
+      `Upgrade ${older} to a release that speaks protocol version ${needed} (${newer} has dropped the older versions); ` +
+      'releases one apart always share a version (docs/VERSIONING.md)',
+  };
+}
+
 export type HelloCheck =
-  | { ok: true; hello: Hello; pairs: Array<{ local: HelloVolume; remote: HelloVolume }> }
+  | { ok: true; hello: Hello; pairs: Array<{ local: HelloVolume; remote: HelloVolume }>; protocol: number }
   | { ok: false; code: string; message: string; volume?: string };
+
+export interface HelloContext {
+  /** The Hello frame's header (its version byte and flags give the peer's range); absent: the JSON's `protocol` alone. */
+  frame?: { version?: number; flags: number };
+  /** What this node speaks. */
+  speaks?: ProtocolRange;
+  /** This node's name, for the operator's message. */
+  self?: string;
+}
 
 /**
  * Checks the peer's Hello against ours: `expectedNode` is the name the config gives
- * the peer; `shared` are the volumes this node replicates with it.
+ * the peer; `shared` are the volumes this node replicates with it. On success,
+ * `protocol` is the version the link speaks from here on.
  */
-export function checkHello(payload: Buffer, expectedNode: string, shared: HelloVolume[]): HelloCheck {
+export function checkHello(payload: Buffer, expectedNode: string, shared: HelloVolume[], ctx: HelloContext = {}): HelloCheck {
   let raw: unknown;
   try {
     raw = JSON.parse(payload.toString('utf8'));
@@ -59,9 +119,13 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
     return { ok: false, code: 'bad-hello', message: `the peer's Hello is malformed at ${i.path.join('.') || '(top)'}: ${i.message}` };
   }
   const hello = parsed.data;
-  if (hello.protocol !== PROTOCOL_VERSION) {
-    return { ok: false, code: 'version', message: `the peer speaks protocol ${hello.protocol}, this node speaks ${PROTOCOL_VERSION}; upgrade the older side` };
+  const remote = ctx.frame ? helloRange(ctx.frame) : { min: hello.protocol, max: hello.protocol };
+  if (typeof remote === 'string') return { ok: false, code: 'bad-hello', message: `the peer's Hello is malformed: ${remote}` };
+  if (hello.protocol !== remote.min) {
+    return { ok: false, code: 'bad-hello', message: `the peer's Hello says protocol ${hello.protocol} but its frame says version ${remote.min}` };
   }
+  const agreed = negotiate(ctx.speaks ?? PROTOCOL_RANGE, remote, { self: ctx.self ?? 'this node', peer: expectedNode });
+  if (!agreed.ok) return { ok: false, code: 'version', message: agreed.message };
   if (hello.node !== expectedNode) {
     return { ok: false, code: 'wrong-node', message: `the peer calls itself "${hello.node}" but this node's config knows it as "${expectedNode}"` };
   }
@@ -99,7 +163,7 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
     }
     pairs.push({ local, remote });
   }
-  return { ok: true, hello, pairs };
+  return { ok: true, hello, pairs, protocol: agreed.version };
 }
 
 function twoPrimaries(local: HelloVolume, remote: HelloVolume, peer: string): HelloCheck {

@@ -29,6 +29,8 @@ import { CheckpointExport } from '../checkpoint/checkpoint-export.js';
 import type { ExportBackend } from '../export/backend.js';
 import { readToken } from '../link/identity.js';
 import { SnmpService } from '../snmp/snmp.js';
+import { JOURNAL_FOLDER_FILES, VOLUME_FOLDER_FILES, refuseNewerState } from './state-versions.js';
+import { NewerFormatError } from '../versioning/format.js';
 import { volumeLimitWarnings } from '../limits/limits.js';
 import { MAX_HASH_REGION_SIZE } from '../link/frame.js';
 
@@ -180,7 +182,10 @@ export class Daemon {
       const lock = FolderLock.take(receiveDir, v.name, 'receive log folder', `the state folder ${this.config.state} must be this daemon's alone`);
       this.folderLocks.set(v.name, lock);
       const store = new DirStore(receiveDir);
-      const replica = await this.holdingFolder(v.name, lock, () => Replica.open(volume, () => new Journal({ store, capacity: v.journal, prefixOnly: true, volume: owner }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region }));
+      const replica = await this.holdingFolder(v.name, lock, async () => {
+        await refuseNewerState(receiveDir, store, JOURNAL_FOLDER_FILES);
+        await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
+      }, () => Replica.open(volume, () => new Journal({ store, capacity: v.journal, prefixOnly: true, volume: owner }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region }));
       this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, receive log ${formatBytes(replica.log.usedBytes)}${replica.checkpoint ? `, checkpoint "${replica.checkpoint.label}" held` : ''}`);
       if (replica.checkpoint?.ownedByDrill) {
         // The drill that took it ended with the last run of the daemon.
@@ -202,7 +207,10 @@ export class Daemon {
     const journalStore = new DirStore(journalDir);
     const journal = new Journal({ store: journalStore, capacity: v.journal, volume: owner });
     const recorded = new RegionSet(volume.size, v.bitmap_region);
-    const report = await this.holdingFolder(v.name, lock, () => journal.recover((o, l) => recorded.mark(o, l)));
+    const report = await this.holdingFolder(v.name, lock, async () => {
+      await refuseNewerState(journalDir, journalStore, JOURNAL_FOLDER_FILES);
+      await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
+    }, () => journal.recover((o, l) => recorded.mark(o, l)));
     const { bitmap, notes } = await DirtyBitmap.open(new DirStore(dir), volume.size, v.bitmap_region);
     for (const n of notes) this.log.warn({ volume: v.name }, n);
     const journaled = new JournaledVolume({ disk: volume, journal, bitmap, onFull: v.on_full, log: this.log, intentStore: journalStore, roundStore: new DirStore(dir), activityStore: new DirStore(dir) });
@@ -220,14 +228,17 @@ export class Daemon {
   /**
    * Runs the opening of a journal in a locked folder: if it fails, the folder is let
    * go; a segment of another volume is refused with the folder and, when the other
-   * is one of this node's, its name.
+   * is one of this node's, its name. `check` runs first: a file a newer release
+   * wrote is refused before anything is opened (docs/VERSIONING.md).
    */
-  private async holdingFolder<T>(name: string, lock: FolderLock, open: () => Promise<T>): Promise<T> {
+  private async holdingFolder<T>(name: string, lock: FolderLock, check: () => Promise<void>, open: () => Promise<T>): Promise<T> {
     try {
+      await check();
       return await open();
     } catch (err) {
       lock.release();
       if (this.folderLocks.get(name) === lock) this.folderLocks.delete(name);
+      if (err instanceof NewerFormatError) throw new Error(`volume ${name}: ${err.message}`);
       if (!(err instanceof ForeignSegmentError)) throw err;
       const other = this.volumeWithUuid(err.owner);
       throw new Error(`volume ${name}: ${lock.what} ${lock.dir}: ${err.detail(other)}`);

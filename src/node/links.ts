@@ -6,8 +6,8 @@ import type { Config } from '../config/config.js';
 import { formatDuration } from '../config/units.js';
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
-import { FrameDecoder, FrameError, FrameType, MAX_FRAME_PAYLOAD, decodeHeartbeat, encodeHeartbeat, decodeAck, decodeHashReply, decodeHashRequest, decodeHold, decodeResync, encodeAck, encodeHold, encodeFrame, encodeHashReply, frameVolume, type Frame } from '../link/frame.js';
-import { checkHello, encodeHello, type HelloVolume } from '../link/hello.js';
+import { FrameDecoder, FrameError, FrameType, MAX_FRAME_PAYLOAD, PROTOCOL_RANGE, atVersion, decodeHeartbeat, encodeHeartbeat, decodeAck, decodeHashReply, decodeHashRequest, decodeHold, decodeResync, encodeAck, encodeHold, encodeFrame, encodeHashReply, frameVolume, type Frame, type ProtocolRange } from '../link/frame.js';
+import { checkHello, encodeHelloFrame, type HelloVolume } from '../link/hello.js';
 import type { Identity } from '../link/identity.js';
 import { decodeRecordsFrame } from '../link/records-frame.js';
 import { decodePackedRecordsFrameOff, parsePackedRecordsFrame } from '../compress/codec.js';
@@ -67,6 +67,8 @@ interface Session {
   /** Frame bytes written to the socket, and what the link carried while it was the bottleneck. */
   wireBytes: number;
   capacity: LinkCapacity;
+  /** The protocol version Hello agreed on (until then, the lowest this node speaks): every frame sent carries it. */
+  version: number;
 }
 
 export class LinkManager {
@@ -81,6 +83,8 @@ export class LinkManager {
   onPeerPromoted: ((volume: string) => void) | null = null;
   /** A link to `peer` was refused, by this side or the peer; `code` as in the Refuse frame ("split-brain", ...). */
   onRefused: ((peer: string, code: string, message: string) => void) | null = null;
+  /** The protocol versions this node offers in Hello (tests try other ranges). */
+  protocol: ProtocolRange = PROTOCOL_RANGE;
 
   constructor(
     private readonly config: Config,
@@ -372,7 +376,7 @@ export class LinkManager {
     const old = this.sessions.get(peer);
     if (old) old.close('replaced by a new connection');
     return new Promise((resolve) => {
-      const decoder = new FrameDecoder();
+      const decoder = new FrameDecoder(this.protocol);
       let lastHeard = Date.now();
       let helloDone = false;
       const pacer = new Pacer({
@@ -389,9 +393,9 @@ export class LinkManager {
         maxBuffered: () => socketAllowance(s.capacity.estimate(this.rateNow(peer))),
       });
       const s: Session = {
-        peer, socket, closed: false, refused: null, pacer, packer: null, peerBeat: null, rttMs: null, rttSamples: [], wireBytes: 0, capacity: new LinkCapacity(),
+        peer, socket, closed: false, refused: null, pacer, packer: null, peerBeat: null, rttMs: null, rttSamples: [], wireBytes: 0, capacity: new LinkCapacity(), version: this.protocol.min,
         send: (parts) => {
-          if (!s.closed) pacer.control(parts);
+          if (!s.closed) pacer.control(atVersion(parts, s.version));
         },
         close: (reason, level = 'warn') => {
           if (s.closed) return;
@@ -401,7 +405,7 @@ export class LinkManager {
           socket.destroy();
         },
       };
-      const sendHello = (): void => s.send(encodeFrame(FrameType.Hello, encodeHello({ node: this.config.node, protocol: 1, codecs: ['zstd'], volumes: this.shared(peer) })));
+      const sendHello = (): void => s.send(encodeHelloFrame({ node: this.config.node, codecs: ['zstd'], volumes: this.shared(peer) }, this.protocol));
       if (!initiator) sendHello();
       const deadAfterMs = (this.config.peers.find((p) => p.name === peer)?.timeout ?? 5) * 1000;
       // How busy the link is (data waiting for it), sampled 4 times a second; the
@@ -429,7 +433,9 @@ export class LinkManager {
       meter.unref();
       const timer = setInterval(() => {
         if (Date.now() - lastHeard > deadAfterMs) s.close(`no word from ${peer} for ${formatDuration(deadAfterMs / 1000)}: peer dead or link cut`);
-        else {
+        else if (helloDone) {
+          // (Not before Hello: until the version is agreed only Hello and Refuse travel,
+          // which a peer takes at any version.)
           const now = Date.now();
           s.send(encodeHeartbeat({ clock: now, ...(s.peerBeat ? { echo: { clock: s.peerBeat.clock, heldMs: now - s.peerBeat.at } } : {}) }));
         }
@@ -452,9 +458,10 @@ export class LinkManager {
           return;
         }
         if (f.type === FrameType.Hello) {
-          const check = checkHello(f.payload, peer, this.shared(peer));
+          const check = checkHello(f.payload, peer, this.shared(peer), { frame: f, speaks: this.protocol, self: this.config.node });
           if (!check.ok) {
-            s.send(encodeFrame(FrameType.Refuse, Buffer.from(JSON.stringify({ code: check.code, message: check.message }))));
+            // At the version of the Hello it answers: the lowest the peer speaks, so it can read why.
+            s.send(encodeFrame(FrameType.Refuse, Buffer.from(JSON.stringify({ code: check.code, message: check.message })), 0, f.version));
             // Said once, here: the peer closes on our Refuse (usually before the 100 ms
             // below), and that close must not be taken for a fingerprint problem.
             s.refused = check.message;
@@ -464,6 +471,9 @@ export class LinkManager {
             setTimeout(() => s.close(check.message, null), 100);
             return;
           }
+          // From here on both sides send and take only the agreed version.
+          s.version = check.protocol;
+          decoder.settle(check.protocol);
           if (initiator) sendHello();
           helloDone = true;
           const setting = (): Compression => this.config.peers.find((p) => p.name === peer)?.compression ?? { mode: 'auto' };
@@ -478,7 +488,7 @@ export class LinkManager {
             },
           });
           this.sessions.set(peer, s);
-          this.log.info({ peer }, `link to ${peer} up`);
+          this.log.info({ peer, protocol: check.protocol }, `link to ${peer} up`);
           for (const { local, remote } of check.pairs) {
             if (local.role === 'primary') {
               const jv = this.volumes.primaries.get(local.name);
@@ -498,7 +508,7 @@ export class LinkManager {
               const weight = (): number => this.config.volumes.find((v) => v.name === local.name)?.weight ?? 1;
               const paced = {
                 link: s,
-                send: (parts: Buffer[]) => { if (!s.closed) s.pacer.send(local.name, weight(), parts); },
+                send: (parts: Buffer[]) => { if (!s.closed) s.pacer.send(local.name, weight(), atVersion(parts, s.version)); },
                 drop: () => s.pacer.drop(local.name),
                 encode: (records: JournalRecord[]) => s.packer!.encode(local.name, records),
                 close: (why: string) => s.close(why),

@@ -13,6 +13,7 @@ import { formatBytes } from '../config/units.js';
 import type { Store } from '../journal/store.js';
 import { RoundMarker, type RoundMark } from '../sync/round-marker.js';
 import { UndoArea } from '../sync/undo.js';
+import { jsonVersion, refuseNewer } from '../versioning/format.js';
 import { FLAG_ROUND_END } from '../journal/record.js';
 import { assert } from '../invariants/assert.js';
 
@@ -52,6 +53,12 @@ export interface Checkpoint {
 }
 
 export const CHECKPOINT_FILE = 'checkpoint';
+/**
+ * Its "version" (absent, as the previous release wrote it: 1). A newer release's
+ * checkpoint is refused (docs/VERSIONING.md): read as unreadable it would still be
+ * held, but under a label nobody asked for and at no known record.
+ */
+export const CHECKPOINT_FORMAT = jsonVersion('checkpoint file', 1, [1]);
 
 export class Replica implements ExportBackend {
   receiver: Receiver;
@@ -308,7 +315,7 @@ export class Replica implements ExportBackend {
     const cp: Checkpoint = { label, createdAt: now, holdUntil: holdMs === null ? null : now + holdMs, appliedSeq: this.receiver.applied, ownedByDrill };
     this.hold(cp);
     try {
-      await this.opts.roundStore.replace(CHECKPOINT_FILE, Buffer.from(`${JSON.stringify(cp)}\n`));
+      await this.opts.roundStore.replace(CHECKPOINT_FILE, Buffer.from(`${JSON.stringify({ version: CHECKPOINT_FORMAT.writes, ...cp })}\n`));
     } catch (e) {
       await this.releaseCheckpoint().catch(() => undefined);
       throw e;
@@ -590,12 +597,15 @@ export class Replica implements ExportBackend {
   }
 }
 
-async function readCheckpoint(store: Store): Promise<Checkpoint | null> {
+/** The held checkpoint in `store`, if any (exported for the format tests). */
+export async function readCheckpoint(store: Store): Promise<Checkpoint | null> {
   if (!store.list().includes(CHECKPOINT_FILE)) return null;
   const f = store.open(CHECKPOINT_FILE);
   let raw: string;
   try {
-    raw = (await f.read(0, Math.min(f.size(), 64 * 1024))).toString('utf8');
+    const b = await f.read(0, Math.min(f.size(), 64 * 1024));
+    refuseNewer(CHECKPOINT_FORMAT, b, CHECKPOINT_FILE);
+    raw = b.toString('utf8');
   } finally {
     f.close();
   }

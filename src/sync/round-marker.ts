@@ -6,8 +6,15 @@
 // bitmap and starts a new round, which is always safe.
 import { crc32c } from '@node-rs/crc32';
 import type { Store } from '../journal/store.js';
+import { magicDigit, refuseNewer } from '../versioning/format.js';
 
 const MAGIC = Buffer.from('OFFSRND1', 'latin1');
+/**
+ * The magic's last byte is the version. A newer release's marker is refused (docs/
+ * VERSIONING.md), not read as absent: a secondary would drop its undo area and serve
+ * a replica halfway through a round.
+ */
+export const ROUND_FORMAT = magicDigit('resync round marker', 'OFFSRND', 1, [1]);
 export const ROUND_MARKER_SIZE = 24;
 
 export interface RoundMark {
@@ -39,7 +46,9 @@ export class RoundMarker {
     if (!this.store.list().includes(this.name)) return null;
     const f = this.store.open(this.name);
     try {
-      return decodeRoundMark(await f.read(0, ROUND_MARKER_SIZE));
+      const b = await f.read(0, ROUND_MARKER_SIZE);
+      refuseNewer(ROUND_FORMAT, b, this.name);
+      return decodeRoundMark(b);
     } finally {
       f.close();
     }

@@ -15,8 +15,15 @@
 import { crc32c } from '@node-rs/crc32';
 import type { Store, StoreFile } from '../journal/store.js';
 import type { Disk } from '../journal/write-path.js';
+import { magicAndU32, refuseNewer } from '../versioning/format.js';
 
 const MAGIC = Buffer.from('OFFSUNDO', 'latin1');
+const VERSION = 1;
+/**
+ * A newer release's undo area is refused (docs/VERSIONING.md): started afresh, the
+ * image before the round would be lost while the round is half applied.
+ */
+export const UNDO_FORMAT = magicAndU32('resync undo area', 'OFFSUNDO', VERSION, [VERSION]);
 const HEADER = 32;
 const ENTRY_HEAD = 16;
 const FILE = 'undo';
@@ -39,7 +46,13 @@ export class UndoArea {
     if (store.list().includes(FILE)) {
       const file = store.open(FILE);
       const head = await file.read(0, HEADER);
-      if (head.length === HEADER && head.subarray(0, 8).equals(MAGIC) && crc32c(head.subarray(0, 28)) === head.readUInt32LE(28)) {
+      try {
+        refuseNewer(UNDO_FORMAT, head, FILE);
+      } catch (e) {
+        file.close();
+        throw e;
+      }
+      if (head.length === HEADER && head.subarray(0, 8).equals(MAGIC) && head.readUInt32LE(8) === VERSION && crc32c(head.subarray(0, 28)) === head.readUInt32LE(28)) {
         const u = new UndoArea(file, head.readUInt32LE(12), Number(head.readBigUInt64LE(16)));
         await u.load();
         return u;
@@ -49,7 +62,7 @@ export class UndoArea {
     const file = store.create(FILE);
     const head = Buffer.alloc(HEADER);
     MAGIC.copy(head, 0);
-    head.writeUInt32LE(1, 8);
+    head.writeUInt32LE(VERSION, 8);
     head.writeUInt32LE(regionSize, 12);
     head.writeBigUInt64LE(BigInt(volumeSize), 16);
     head.writeUInt32LE(crc32c(head.subarray(0, 28)), 28);

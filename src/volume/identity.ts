@@ -12,8 +12,11 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { NewerFormatError, isNewer, jsonVersion } from '../versioning/format.js';
 
 const MAX_GENERATIONS = 8;
+/** A newer release's identity is refused with that said (docs/VERSIONING.md), not as "malformed at version". */
+export const IDENTITY_FORMAT = jsonVersion('volume identity', 1, [1]);
 
 const schema = z.strictObject({
   version: z.literal(1),
@@ -50,6 +53,8 @@ export class VolumeIdentity {
       } catch (e) {
         throw new Error(`${file} is not valid JSON (${(e as Error).message}); restore it from a backup or remove it to give the volume a new identity (a full resync follows)`);
       }
+      const version = typeof raw === 'object' && raw !== null ? (raw as { version?: unknown }).version : undefined;
+      if (typeof version === 'number' && isNewer(IDENTITY_FORMAT, version)) throw new NewerFormatError(IDENTITY_FORMAT, file, version);
       const parsed = schema.safeParse(raw);
       if (!parsed.success) throw new Error(`${file} is malformed at ${parsed.error.issues[0]!.path.join('.') || '(top)'}: ${parsed.error.issues[0]!.message}`);
       data = parsed.data;

@@ -14,7 +14,7 @@ test('a heartbeat frame, byte by byte', () => {
   assert.equal(bytes.length, 28);
   const d = new F.FrameDecoder();
   d.push(bytes);
-  assert.deepEqual(d.next(), { type: F.FrameType.Heartbeat, flags: 0, payload });
+  assert.deepEqual(d.next(), { type: F.FrameType.Heartbeat, flags: 0, payload, version: 1 });
   assert.equal(d.next(), null);
 });
 
