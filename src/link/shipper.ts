@@ -18,10 +18,21 @@ export type ShipperEvent =
   /** The link is up and the peer holds everything up to `peerDurableSeq`. */
   | { type: 'up'; peerDurableSeq: number }
   | { type: 'down' }
+  /** The operator paused shipping (the link stays; acks still count) or resumed it. */
+  | { type: 'pause'; paused: boolean }
+  /**
+   * The peer's receive log is full (a Hold frame): stop sending; or it has room again
+   * and holds everything up to `after` durably: resume right after it.
+   */
+  | { type: 'hold'; held: boolean; after: number }
   /** The journal has records up to `lastSeq` (durable locally, so they may be shipped). */
   | { type: 'journal'; lastSeq: number }
-  /** A read asked for by a `read` action returned these records (seq, size in bytes). */
-  | { type: 'read'; records: Array<{ seq: number; size: number }> }
+  /**
+   * A read asked for by a `read` action returned these records (seq, size in bytes).
+   * `run`: the `run` the read was asked in (a read from an earlier run is stale: the
+   * link dropped, or shipping paused, since; it is ignored).
+   */
+  | { type: 'read'; records: Array<{ seq: number; size: number }>; run?: number }
   | { type: 'ack'; seq: number };
 
 export type ShipperAction =
@@ -33,7 +44,21 @@ export type ShipperAction =
   | { type: 'close'; reason: string };
 
 export class Shipper {
+  /** The link is up (acks count). */
   private up = false;
+  /** The operator paused shipping. */
+  paused = false;
+  /** The peer asked to hold (its receive log is full). */
+  held = false;
+  /**
+   * Bumped whenever sending stops or starts again (link, pause, hold): reads and
+   * frames of an earlier run are stale. The adapter tags what it reads with it.
+   */
+  run = 0;
+  /** Records go out now: the link is up, not paused, not held. */
+  get sending(): boolean {
+    return this.up && !this.paused && !this.held;
+  }
   private reading = false;
   /** Next seq to read and send. */
   private next = 1;
@@ -63,32 +88,38 @@ export class Shipper {
 
   handle(e: ShipperEvent): ShipperAction[] {
     switch (e.type) {
-      case 'up': {
+      case 'up':
         this.up = true;
-        this.reading = false;
-        this.inFlight.length = 0;
-        this.inFlightBytes = 0;
-        const out: ShipperAction[] = [];
-        if (e.peerDurableSeq > this.acked) {
-          // The peer had acked more than we heard (an ack lost with the last link).
-          this.acked = e.peerDurableSeq;
-          out.push({ type: 'release', seq: this.acked });
-        }
-        // Resume exactly after the peer's durable point: nothing skipped, nothing twice.
-        this.next = e.peerDurableSeq + 1;
-        return [...out, ...this.pump()];
-      }
+        this.held = false;
+        return this.resumeAfter(e.peerDurableSeq);
       case 'down':
         this.up = false;
-        this.reading = false;
-        this.inFlight.length = 0;
-        this.inFlightBytes = 0;
+        this.held = false;
+        this.stop();
         return [];
+      case 'pause':
+        if (e.paused === this.paused) return [];
+        this.paused = e.paused;
+        if (e.paused) {
+          this.stop();
+          return [];
+        }
+        // Acks heard while paused count: resume after the newest.
+        return this.sending ? this.resumeAfter(this.acked) : [];
+      case 'hold':
+        if (!this.up || e.held === this.held) return [];
+        this.held = e.held;
+        if (e.held) {
+          this.stop();
+          return [];
+        }
+        return this.paused ? [] : this.resumeAfter(Math.max(e.after, this.acked));
       case 'journal':
         this.shippable = Math.max(this.shippable, e.lastSeq);
         return this.pump();
       case 'read': {
-        if (!this.up || !this.reading) return []; // a read that outlived its link
+        // A read that outlived its run (link, pause or hold since), or came unasked.
+        if (!this.sending || !this.reading || (e.run !== undefined && e.run !== this.run)) return [];
         this.reading = false;
         if (e.records.length === 0) return this.pump();
         const first = e.records[0]!.seq;
@@ -122,6 +153,27 @@ export class Shipper {
     }
   }
 
+  /** Sending stops (link down, paused, held): what is in flight is sent again on resume. */
+  private stop(): void {
+    this.run++;
+    this.reading = false;
+    this.inFlight.length = 0;
+    this.inFlightBytes = 0;
+  }
+
+  /** Sending (re)starts right after what the peer holds durably: nothing skipped, nothing twice. */
+  private resumeAfter(peerDurableSeq: number): ShipperAction[] {
+    this.stop();
+    const out: ShipperAction[] = [];
+    if (peerDurableSeq > this.acked) {
+      // The peer had acked more than we heard (an ack lost with the last link).
+      this.acked = peerDurableSeq;
+      out.push({ type: 'release', seq: this.acked });
+    }
+    this.next = peerDurableSeq + 1;
+    return [...out, ...this.pump()];
+  }
+
   /** acked < next, in-flight bytes are those of records after acked, and never negative. */
   private checkCounters(): void {
     assert(this.acked < this.next, () => `shipper: acked ${this.acked} but the next record to send is ${this.next}`);
@@ -133,7 +185,7 @@ export class Shipper {
 
   /** Asks for more records if the link is up, the window has room and there is something to send. */
   private pump(): ShipperAction[] {
-    if (!this.up || this.reading || this.next > this.shippable) return [];
+    if (!this.sending || this.reading || this.next > this.shippable) return [];
     const room = this.cfg.windowBytes - this.inFlightBytes;
     if (room <= 0) return [];
     this.reading = true;

@@ -5,7 +5,7 @@
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
 import { RECORD_HEADER_SIZE, type JournalRecord, type RecordHeader } from '../journal/record.js';
-import { formatBytes } from '../config/units.js';
+import { formatBytes } from '../units/units.js';
 import { encodeRecordsFrame } from './records-frame.js';
 import { applyPlan, coalesce, planUnit, type UnitPlan } from '../coalesce/coalesce.js';
 import { MAX_HASH_REGIONS, MAX_HASH_REGION_SIZE, encodeHashRequest, encodeResync } from './frame.js';
@@ -244,19 +244,16 @@ export class VolumeShipper {
       this.log.info({ volume: this.name }, `volume ${this.name}: the first sync resumes after records reached the peer; the remaining regions are sent whole`);
     }
     this.gapReported = false;
-    this.heldByPeer = false;
     this.undurableSince = 0;
     this.notified = 0;
     this.exposure.reset(resume);
+    // (Paused by the operator: the machine releases what the peer holds and sends nothing.)
     this.run(this.handle({ type: 'up', peerDurableSeq: resume }));
-    if (this.paused) this.handle({ type: 'down' }); // (acks the peer had are released above)
   }
 
   down(): void {
     this.session = null;
     this.sentAt.length = 0;
-    this.heldByPeer = false;
-    this.peerAcked = 0;
     if (this.verify?.asked) {
       // The batch is asked again on the next link.
       this.verify.asked.unlock();
@@ -268,15 +265,10 @@ export class VolumeShipper {
   }
 
   ack(seq: number): void {
-    // (Remembered even while paused or held: the state machine drops acks when down,
-    // and a resume must not go back behind what the peer already holds.)
-    this.peerAcked = Math.max(this.peerAcked, seq);
+    // (Counted even while paused or held: a resume starts after what the peer holds.)
     this.exposure.acked(seq);
     this.run(this.handle({ type: 'ack', seq }));
   }
-
-  /** The highest ack heard on this link. */
-  private peerAcked = 0;
 
   /**
    * The link's rate cap now (bytes per second; null: none). The resync and the verify
@@ -286,26 +278,28 @@ export class VolumeShipper {
   rate: (() => number | null) | null = null;
 
   /** The operator paused shipping (offsite pause): the link stays, nothing is sent. */
-  paused = false;
+  get paused(): boolean {
+    return this.shipper.paused;
+  }
 
   pause(paused: boolean): void {
     if (paused === this.paused) return;
-    this.paused = paused;
+    const actions = this.handle({ type: 'pause', paused });
     if (!this.session) return;
     if (paused) {
-      this.handle({ type: 'down' });
       this.session.drop?.();
       this.log.info({ volume: this.name }, `volume ${this.name}: shipping paused by the operator; the journal keeps the backlog`);
       return;
     }
-    const from = Math.max(this.shipper.acked, this.peerAcked);
-    this.log.info({ volume: this.name }, `volume ${this.name}: shipping resumed after record ${from}`);
+    this.log.info({ volume: this.name }, `volume ${this.name}: shipping resumed after record ${this.shipper.acked}`);
     this.notified = 0;
-    if (!this.heldByPeer) this.run(this.handle({ type: 'up', peerDurableSeq: from }));
+    this.run(actions);
   }
 
   /** The peer paused shipping (its log is full under a checkpoint). */
-  heldByPeer = false;
+  get heldByPeer(): boolean {
+    return this.shipper.held;
+  }
 
   /**
    * A Hold frame: the peer's receive log is full (a checkpoint holds its replica,
@@ -316,18 +310,17 @@ export class VolumeShipper {
     if (!this.session) return;
     if (held) {
       if (this.heldByPeer) return;
-      this.heldByPeer = true;
-      this.handle({ type: 'down' });
+      this.handle({ type: 'hold', held: true, after });
       this.session.drop?.();
       this.log.debug({ volume: this.name }, `volume ${this.name}: the peer's receive log is full; shipping paused, the journal holds the backlog`);
       return;
     }
     if (!this.heldByPeer) return;
-    this.heldByPeer = false;
     this.notified = 0;
+    const actions = this.handle({ type: 'hold', held: false, after });
     if (this.paused) return;
     this.log.debug({ volume: this.name }, `volume ${this.name}: the peer has room again; shipping resumes after record ${after}`);
-    this.run(this.handle({ type: 'up', peerDurableSeq: after }));
+    this.run(actions);
   }
 
   /** Ships what is durable; makes the journal durable itself when the host has not flushed for a while. */
@@ -539,15 +532,8 @@ export class VolumeShipper {
   }
 
   private flushing = false;
-  /**
-   * One more each time shipping stops or starts again (link up or down, pause,
-   * resume, hold): a read or a packed batch from an earlier run is never sent, so
-   * the peer never sees a record twice.
-   */
-  private runs = 0;
-
+  /** (The machine's run: a read or a packed batch from an earlier run is never sent, so the peer never sees a record twice.) */
   private handle(e: ShipperEvent): ShipperAction[] {
-    if (e.type === 'up' || e.type === 'down') this.runs++;
     return this.shipper.handle(e);
   }
 
@@ -627,24 +613,26 @@ export class VolumeShipper {
   }
 
   private sendIfCurrent(s: ShipperSession, frame: Buffer[], run: number): void {
-    if (s === this.session && run === this.runs && !this.paused && !this.heldByPeer) s.send(frame);
+    if (s === this.session && run === this.shipper.run && this.shipper.sending) s.send(frame);
   }
 
   private run(actions: ShipperAction[]): void {
     for (const a of actions) {
       if (a.type === 'read') {
         const s = this.session;
-        const run = this.runs;
+        const run = this.shipper.run;
         const planned = this.unitFor(a.fromSeq, a.limitSeq).catch(() => null);
         Promise.all([planned, this.jv.journal.read(a.fromSeq, a.maxBytes, a.limitSeq)]).then(([plan, records]) => {
-          if (s !== this.session || !s || this.paused || this.heldByPeer || run !== this.runs) return;
-          if (records.length > 0) {
+          if (s !== this.session || !s) return;
+          // The machine says whether these records go (a read of an earlier run does not).
+          const next = this.handle({ type: 'read', run, records: records.map((r) => ({ seq: r.seq, size: r.payload.length + RECORD_HEADER_SIZE })) });
+          if (next.some((x) => x.type === 'send')) {
             this.sentAt.push({ seq: records[records.length - 1]!.seq, at: this.opts.now() });
             const sent = this.coalesced(records, plan);
             this.exposure.sent(sent);
             this.sendRecords(s, sent, run);
           }
-          this.run(this.handle({ type: 'read', records: records.map((r) => ({ seq: r.seq, size: r.payload.length + RECORD_HEADER_SIZE })) }));
+          this.run(next);
         }, (e: Error) => s?.close(`reading the journal of ${this.name}: ${e.message}`));
       } else if (a.type === 'release') {
         while (this.sentAt.length > 0 && this.sentAt[0]!.seq <= a.seq) this.sentAt.shift();

@@ -58,3 +58,33 @@ test('protocol faults close the link with a reason', () => {
   gap.handle({ type: 'up', peerDurableSeq: 0 });
   assert.match(close(gap.handle({ type: 'read', records: recs(2, 3) })), /returned record 2, expected 1/);
 });
+
+test('pause and hold live in the machine: nothing is read or sent meanwhile, acks still count, a resume starts after the newest', () => {
+  const s = new Shipper({ windowBytes: 10_000, batchBytes: 10_000 });
+  s.handle({ type: 'journal', lastSeq: 10 });
+  s.handle({ type: 'up', peerDurableSeq: 0 });
+  const run = s.run;
+  s.handle({ type: 'read', records: recs(1, 6), run });
+  assert.deepEqual(s.handle({ type: 'pause', paused: true }), []);
+  assert.equal(s.sending, false);
+  assert.deepEqual(s.handle({ type: 'read', records: recs(7, 10), run }), [], 'a read of the run before the pause is stale');
+  assert.deepEqual(s.handle({ type: 'ack', seq: 4 }), [{ type: 'release', seq: 4 }], 'an ack while paused releases, reads nothing');
+  assert.deepEqual(s.handle({ type: 'pause', paused: false }), [{ type: 'read', fromSeq: 5, maxBytes: 10_000, limitSeq: 10 }], 'resumes after the newest ack');
+  // The peer's log fills: a Hold stops sending; its go resumes right after what it holds.
+  assert.deepEqual(s.handle({ type: 'hold', held: true, after: 4 }), []);
+  assert.deepEqual(s.handle({ type: 'journal', lastSeq: 12 }), [], 'held: nothing read');
+  assert.deepEqual(s.handle({ type: 'hold', held: false, after: 6 }), [{ type: 'release', seq: 6 }, { type: 'read', fromSeq: 7, maxBytes: 10_000, limitSeq: 12 }]);
+  // Paused and held at once: the go of the hold does not resume a paused volume.
+  s.handle({ type: 'pause', paused: true });
+  s.handle({ type: 'hold', held: true, after: 6 });
+  assert.deepEqual(s.handle({ type: 'hold', held: false, after: 6 }), []);
+  assert.deepEqual(s.handle({ type: 'pause', paused: false }), [{ type: 'read', fromSeq: 7, maxBytes: 10_000, limitSeq: 12 }]);
+});
+
+test('a paused volume whose link comes up releases what the peer holds and sends nothing', () => {
+  const s = new Shipper({ windowBytes: 1000, batchBytes: 1000 });
+  s.handle({ type: 'pause', paused: true });
+  s.handle({ type: 'journal', lastSeq: 5 });
+  assert.deepEqual(s.handle({ type: 'up', peerDurableSeq: 3 }), [{ type: 'release', seq: 3 }]);
+  assert.deepEqual(s.handle({ type: 'pause', paused: false }), [{ type: 'read', fromSeq: 4, maxBytes: 1000, limitSeq: 5 }]);
+});
