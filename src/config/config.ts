@@ -94,6 +94,12 @@ const schema = z.strictObject({
   node: z.string().regex(NAME, 'a node name is letters, digits, ".", "_" or "-" (at most 63)'),
   state: z.string().min(1),
   nbd: listen,
+  /**
+   * An NBD connection idle this long (nothing in flight, nothing received) is closed.
+   * Off by default: hosts keep NBD connections open and idle for long (a mounted
+   * filesystem with nothing to write), and closing them costs the host an error or a reconnect.
+   */
+  nbd_idle_timeout: duration.refine((v) => v >= 1, 'must be at least 1s (or leave it out: never)').optional(),
   /** Where this node accepts peer links (host:port). */
   link: listen.optional(),
   /** The HTTP API listener (host:port). */
@@ -120,6 +126,8 @@ export interface Config {
   /** Absolute. */
   state: string;
   nbd: ListenAddress;
+  /** Seconds; undefined: NBD connections are never closed for being idle. */
+  nbdIdleTimeout?: number | undefined;
   volumes: VolumeConfig[];
   snmp?: SnmpConfig | undefined;
 }
@@ -192,7 +200,7 @@ export function parseConfig(text: string, file: string): Config {
   }
   const nbd = c.nbd.kind === 'unix' ? { kind: 'unix' as const, path: path.resolve(dir, c.nbd.path) } : c.nbd;
   const peers = Object.entries(c.peers).map(([name, p]) => ({ ...p, name }));
-  return { file, node: c.node, link: c.link, api: c.api, peers, state, nbd, volumes, snmp: c.snmp };
+  return { file, node: c.node, link: c.link, api: c.api, peers, state, nbd, nbdIdleTimeout: c.nbd_idle_timeout, volumes, snmp: c.snmp };
 }
 
 /**

@@ -7,12 +7,18 @@ import * as C from './codec.js';
 import { DiskError, type ExportBackend, type Capabilities } from '../export/backend.js';
 import { Negotiation, type ExportTable, type Session } from './negotiation.js';
 import * as P from './protocol.js';
+import { RequestBudget, type BudgetWaiter } from './budget.js';
 
 /** Per-connection limits: past either one we stop reading the socket until replies drain. */
 export const MAX_IN_FLIGHT = 128;
 export const MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
 const MAX_UNSENT_REPLY_BYTES = 32 * 1024 * 1024;
-const HANDSHAKE_TIMEOUT_MS = 30_000;
+/**
+ * From the accept to the transmission phase. A deadline, not an idle timer: real
+ * clients finish the handshake in milliseconds, and a connection parked before it
+ * holds a descriptor and a slot of the connection caps for nothing.
+ */
+export const NBD_HANDSHAKE_TIMEOUT_MS = 30_000;
 const MAX_OPTIONS = 1024;
 const MAX_EXTENTS = 1024;
 const ZERO_BLOCK = 4096;
@@ -24,6 +30,15 @@ const KNOWN_FLAGS = P.NBD_CMD_FLAG_FUA | P.NBD_CMD_FLAG_NO_HOLE | P.NBD_CMD_FLAG
   | P.NBD_CMD_FLAG_REQ_ONE | P.NBD_CMD_FLAG_FAST_ZERO;
 
 type Phase = 'greeting' | 'options' | 'option-data' | 'option-skip' | 'header' | 'payload' | 'discard' | 'closing';
+
+/** What connections share, from the server. */
+export interface ConnectionLimits {
+  /** Node-wide bytes of write payloads held (src/nbd/budget.ts). */
+  budget: RequestBudget;
+  handshakeTimeoutMs: number;
+  /** Logs a disconnection the limits made (once per kind and address, then counted); absent: a warning each. */
+  report?: (c: NbdConnection, kind: string, reason: string) => void;
+}
 
 export interface ConnectionStats {
   requests: number;
@@ -46,6 +61,14 @@ export class NbdConnection {
   private inFlight = 0;
   private inFlightBytes = 0;
   private paused = false;
+  /** The current write's payload waits for the node's request budget; the socket is not read meanwhile. */
+  private budgetWait: BudgetWaiter | null = null;
+  /** Budget bytes held for the payload being received (released once the disk has it, or at close). */
+  private payloadHeld = 0;
+  /** Budget bytes of the request being dispatched, handed to track() (0: not budgeted). */
+  private dispatchHeld = 0;
+  /** The last time bytes came in, or this side started reading again after a pause (ms). */
+  lastActivityAt = Date.now();
   private disconnecting = false;
   private closed = false;
   private readonly drained: Array<() => void> = [];
@@ -63,18 +86,56 @@ export class NbdConnection {
     private readonly log: Logger,
     readonly peer: string,
     private readonly onClose: (c: NbdConnection) => void,
+    private readonly limits: ConnectionLimits = { budget: new RequestBudget(), handshakeTimeoutMs: NBD_HANDSHAKE_TIMEOUT_MS },
   ) {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.maybeResume());
+    socket.on('drain', () => {
+      this.lastActivityAt = Date.now();
+      this.maybeResume();
+    });
     socket.on('error', (err) => this.log.debug({ peer }, `NBD client ${peer}: ${err.message}`));
     socket.on('close', () => this.finish());
-    this.handshakeTimer = setTimeout(() => this.abort('did not finish the handshake within 30 s'), HANDSHAKE_TIMEOUT_MS);
+    this.handshakeTimer = setTimeout(() => {
+      const reason = `did not finish the handshake within ${limits.handshakeTimeoutMs / 1000} s`;
+      limits.report?.(this, 'handshake timeout', reason);
+      this.abort(reason, !limits.report);
+    }, limits.handshakeTimeoutMs);
     socket.write(C.encodeGreeting());
   }
 
   get exportName(): string | null {
     return this.backend?.name ?? null;
+  }
+
+  /**
+   * How long a write's payload has been stalled: the client sent part of it and
+   * nothing since, while this side was reading (ms; 0: not in that state). Such a
+   * connection holds budget bytes that others may be waiting for.
+   */
+  stalledPayloadMs(now: number): number {
+    if (this.phase !== 'payload' || this.payloadHeld === 0 || this.paused || this.budgetWait || this.disconnecting || this.closed) return 0;
+    return now - this.lastActivityAt;
+  }
+
+  /** Bytes of the write whose payload is being received (0: none). */
+  get payloadBytes(): number {
+    return this.payloadHeld;
+  }
+
+  /**
+   * How long the connection has been idle in the transmission phase: nothing in
+   * flight, nothing received, nothing drained (ms; 0: busy, or still in the handshake,
+   * which has its own deadline).
+   */
+  idleMs(now: number): number {
+    if (this.session === null || this.inFlight > 0 || this.budgetWait || this.disconnecting || this.closed) return 0;
+    return now - this.lastActivityAt;
+  }
+
+  /** Closes the connection at once (the server's limits); `log`: with a warning that says why (else the caller logs). */
+  cut(reason: string, log = true): void {
+    this.abort(reason, log);
   }
 
   /** Stops taking requests, lets in-flight ones finish and their replies go out, then closes. */
@@ -114,24 +175,31 @@ export class NbdConnection {
     this.phase = 'closing';
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.queue.clear();
+    // A payload cut short never reaches the disk: its bytes go back to the budget now
+    // (writes already dispatched give theirs back when the disk is done with them).
+    if (this.budgetWait) this.limits.budget.cancel(this.budgetWait);
+    this.budgetWait = null;
+    if (this.payloadHeld > 0) this.limits.budget.release(this.payloadHeld);
+    this.payloadHeld = 0;
     this.onClose(this);
   }
 
-  private abort(reason: string): void {
+  private abort(reason: string, log = true): void {
     if (this.closed) return;
-    this.log.warn({ peer: this.peer }, `NBD client ${this.peer} disconnected: ${reason}`);
+    if (log) this.log.warn({ peer: this.peer }, `NBD client ${this.peer} disconnected: ${reason}`);
     this.phase = 'closing';
     this.socket.destroy();
   }
 
   private onData(chunk: Buffer): void {
     if (this.phase === 'closing' || this.disconnecting) return;
+    this.lastActivityAt = Date.now();
     this.queue.push(chunk);
     this.pump();
   }
 
   private pump(): void {
-    while (!this.paused && !this.disconnecting) {
+    while (!this.paused && !this.budgetWait && !this.disconnecting) {
       switch (this.phase) {
         case 'greeting': {
           if (this.queue.length < 4) return;
@@ -197,6 +265,7 @@ export class NbdConnection {
             }
             this.pendingRequest = r;
             this.phase = 'payload';
+            if (r.length > 0) this.reserve(r.length);
             break;
           }
           this.dispatch(r, null);
@@ -208,7 +277,13 @@ export class NbdConnection {
           const data = this.queue.take(r.length);
           this.pendingRequest = null;
           this.phase = 'header';
+          // The payload is a view of the received buffers: its bytes stay held until the
+          // disk has them (track() takes them over), or go back at once if refused.
+          this.dispatchHeld = this.payloadHeld;
+          this.payloadHeld = 0;
           this.dispatch(r, data);
+          if (this.dispatchHeld > 0) this.limits.budget.release(this.dispatchHeld);
+          this.dispatchHeld = 0;
           break;
         }
         case 'discard': {
@@ -224,6 +299,32 @@ export class NbdConnection {
           return;
       }
     }
+  }
+
+  /**
+   * Takes the payload's bytes from the node's budget before reading it. If they are
+   * not free, the socket is not read (the client's bytes wait in the kernel) until
+   * other connections give theirs back.
+   */
+  private reserve(bytes: number): void {
+    const w = this.limits.budget.take(bytes, () => {
+      if (this.closed) {
+        this.limits.budget.release(bytes);
+        return;
+      }
+      this.budgetWait = null;
+      this.payloadHeld = bytes;
+      this.lastActivityAt = Date.now();
+      if (!this.paused) this.socket.resume();
+      this.pump();
+    });
+    if (w === null) {
+      this.payloadHeld = bytes;
+      return;
+    }
+    this.budgetWait = w;
+    this.socket.pause();
+    this.log.debug({ peer: this.peer }, `NBD client ${this.peer}: a ${bytes}-byte write waits for the node's request budget (${this.limits.budget.used} of ${this.limits.budget.limit} bytes held)`);
   }
 
   private startTransmission(session: Session): void {
@@ -301,8 +402,11 @@ export class NbdConnection {
   private track(r: C.Request, bytes: number, p: Promise<void>): void {
     this.inFlight++;
     this.inFlightBytes += bytes;
+    const held = this.dispatchHeld; // a write's budget bytes, given back when the disk is done
+    this.dispatchHeld = 0;
     if (this.inFlight >= MAX_IN_FLIGHT || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES) this.pause();
     p.catch((e: unknown) => this.replyFailure(r, e)).finally(() => {
+      if (held > 0) this.limits.budget.release(held);
       this.inFlight--;
       this.inFlightBytes -= bytes;
       this.maybeResume();
@@ -321,6 +425,8 @@ export class NbdConnection {
     if (this.inFlight >= MAX_IN_FLIGHT || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES) return;
     if (this.socket.writableLength > MAX_UNSENT_REPLY_BYTES) return;
     this.paused = false;
+    this.lastActivityAt = Date.now(); // time this side did not read is not the client's stall
+    if (this.budgetWait) return; // still waiting for the budget: not read until it is granted
     this.socket.resume();
     this.pump();
   }

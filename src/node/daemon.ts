@@ -108,7 +108,7 @@ export class Daemon {
       }
       this.historyTimer = setInterval(() => this.recordHistory(), 60_000);
       this.historyTimer.unref();
-      this.nbd = new NbdServer({ exports: registry, log: this.log });
+      this.nbd = new NbdServer({ exports: registry, log: this.log, idleTimeoutMs: c.nbdIdleTimeout === undefined ? null : c.nbdIdleTimeout * 1000 });
       this.nbdAddress = await this.nbd.listen(c.nbd);
       let identity: ReturnType<typeof loadIdentity> | null = null;
       if (c.volumes.some((v) => v.peer !== undefined)) {
