@@ -1,12 +1,24 @@
 // The actions `POST /api/v1/volumes/{name}/{action}` takes (docs/API.md), each a call
-// on the node's RoleChanges with its body checked.
-import { ActionError, type ActionResult, type RoleChanges } from '../node/roles.js';
-import { parseDuration } from '../config/units.js';
+// on the node's actions (src/contract/actions.ts) with its body checked, and the HTTP
+// status each reason for a refusal is answered with.
+import { ActionRefused, type ActionResult, type NodeActions, type RefusalReason } from '../contract/actions.js';
+import { parseDuration } from '../units/units.js';
 import { holdError } from '../checkpoint/schedule.js';
 
 export type Body = Record<string, unknown> | undefined;
 
-export type Action = (a: RoleChanges, volume: string, body: Body) => Promise<ActionResult>;
+export type Action = (a: NodeActions, volume: string, body: Body) => Promise<ActionResult>;
+
+/** A refused action's HTTP status, by reason (docs/API.md): the one place the API turns the node's reasons into HTTP. */
+export const REFUSAL_STATUS: Readonly<Record<RefusalReason, number>> = {
+  'not-found': 404,
+  'invalid': 400,
+  'not-replicated': 409,
+  'wrong-role': 409,
+  'no-link': 409,
+  'busy': 409,
+  'conflict': 409,
+};
 
 /**
  * The actions `POST /api/v1/volumes/{name}/{action}` takes, and what each does. A
@@ -28,23 +40,23 @@ export const ACTIONS: ReadonlyMap<string, Action> = new Map<string, Action>([
 function str(b: Body, k: string): string | undefined {
   const v = b?.[k];
   if (v === undefined) return undefined;
-  if (typeof v !== 'string' || v.length === 0 || v.length > 128) throw new ActionError(400, `${k} must be a string of 1 to 128 characters`);
+  if (typeof v !== 'string' || v.length === 0 || v.length > 128) throw new ActionRefused('invalid', `${k} must be a string of 1 to 128 characters`);
   return v;
 }
 
 function hold(b: Body): number | undefined {
   const v = b?.hold;
   if (v === undefined) return undefined;
-  if (typeof v !== 'string' && typeof v !== 'number') throw new ActionError(400, 'hold must be a duration such as "2h" or a number of seconds');
+  if (typeof v !== 'string' && typeof v !== 'number') throw new ActionRefused('invalid', 'hold must be a duration such as "2h" or a number of seconds');
   let seconds: number;
   try {
     seconds = parseDuration(v);
   } catch (e) {
-    throw new ActionError(400, `hold: ${(e as Error).message}`);
+    throw new ActionRefused('invalid', `hold: ${(e as Error).message}`);
   }
   // (RoleChanges checks it again, for the schedule and SNMP; here the message can quote the input.)
   const err = holdError(seconds);
-  if (err) throw new ActionError(400, `hold ${typeof v === 'string' ? `"${v}"` : v}: ${err}`);
+  if (err) throw new ActionRefused('invalid', `hold ${typeof v === 'string' ? `"${v}"` : v}: ${err}`);
   return seconds;
 }
 

@@ -1,7 +1,7 @@
 // GET /metrics in the Prometheus text format (prom-client). Every figure is read
 // from the node's status when scraped: no timers, nothing kept between scrapes.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { NodeStatus, VolumeStatus } from './status.js';
+import type { NodeStatus, VolumeStatus } from '../contract/status.js';
 
 export function metricsRegistry(status: () => NodeStatus): Registry {
   const registry = new Registry();

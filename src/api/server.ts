@@ -11,21 +11,21 @@ import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from '../log/log.js';
 import { RefusalLog } from '../log/refusals.js';
-import { listenerBudget } from '../node/fd-limit.js';
+import { listenerBudget } from '../limits/fd-limit.js';
 import { formatListenAddress, type ListenAddress } from '../export/listen-address.js';
-import { ActionError, type RoleChanges } from '../node/roles.js';
-import { ACTIONS, ACTION_NAMES, type Body } from './actions.js';
+import { ActionRefused, type NodeActions } from '../contract/actions.js';
+import { ACTIONS, ACTION_NAMES, REFUSAL_STATUS, type Body } from './actions.js';
 import { openApiDocument } from './openapi.js';
 import { operatorEvents } from '../log/events.js';
 import type { HistoryRing } from '../journal/history.js';
 import { AddressRateLimit } from './rate-limit.js';
-import type { NodeStatus } from './status.js';
+import type { NodeStatus } from '../contract/status.js';
 import { metricsRegistry } from './metrics.js';
 import { registerDashboard } from '../dashboard/dashboard.js';
 
 export interface ApiOptions {
   status: () => NodeStatus;
-  actions: RoleChanges;
+  actions: NodeActions;
   /** The bearer token (read when a mutating call arrives, so `offsite init` needs no restart). */
   token: () => string;
   /** A primary volume's per-minute write history (null: no such volume or none kept). */
@@ -194,7 +194,7 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
       opts.log.info({ volume: req.params.name }, `API: ${req.params.action} on ${req.params.name}: ${res.message}`);
       return res;
     } catch (e) {
-      if (e instanceof ActionError) return reply.code(e.status).send({ error: e.message });
+      if (e instanceof ActionRefused) return reply.code(REFUSAL_STATUS[e.reason]).send({ error: e.message });
       opts.log.error({ volume: req.params.name }, `API: ${req.params.action} on ${req.params.name} failed: ${(e as Error).message}`);
       return reply.code(500).send({ error: `${req.params.action} failed: ${(e as Error).message}` });
     }

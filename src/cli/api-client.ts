@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ClientConfig } from '../config/client.js';
 import { formatListenAddress } from '../export/listen-address.js';
-import type { NodeStatus } from '../api/status.js';
+import type { NodeStatus } from '../contract/status.js';
 
 /** The token file `offsite init` writes in the state folder (src/link/identity.ts). */
 const TOKEN_FILE = 'api.token';

@@ -1,12 +1,12 @@
 // The `offsite` command.
 import { Command } from 'commander';
 import { defaultConfigPath, loadClientConfig } from '../config/client.js';
-import { formatBytes, formatDuration, parseDuration } from '../config/units.js';
+import { formatBytes, formatDuration, parseDuration } from '../units/units.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { formatStatus, verifyCell } from './status.js';
 import { callAction, fetchStatus, getJson } from './api-client.js';
-import type { CheckpointInfo } from '../node/roles.js';
+import type { CheckpointInfo } from '../contract/actions.js';
 
 // Commands that only talk to the daemon's API load only what they need: the daemon
 // (fastify, net-snmp, zstd workers...) is imported by the commands that run it, so

@@ -1,6 +1,6 @@
 // `offsite status`: the node's volumes as a table (colour on a terminal) or JSON.
-import { formatBytes, formatDuration } from '../config/units.js';
-import type { NodeStatus, VolumeStatus } from '../api/status.js';
+import { formatBytes, formatDuration } from '../units/units.js';
+import type { NodeStatus, VolumeStatus } from '../contract/status.js';
 
 const colour = process.stdout.isTTY && !process.env.NO_COLOR;
 const paint = (code: number, s: string): string => (colour ? `\x1b[${code}m${s}\x1b[0m` : s);

@@ -3,9 +3,9 @@
 // write rate beside the link's send rate, and sync, verify and checkpoint state.
 // q or Ctrl-C leaves it (the terminal is restored).
 import type { ClientConfig } from '../config/client.js';
-import { formatBytes, formatDuration } from '../config/units.js';
+import { formatBytes, formatDuration } from '../units/units.js';
 import { formatRate } from '../rate/rate.js';
-import type { NodeStatus, VolumeStatus } from '../api/status.js';
+import type { NodeStatus, VolumeStatus } from '../contract/status.js';
 import { resyncCell } from './status.js';
 import { fetchStatus } from './api-client.js';
 

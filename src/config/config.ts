@@ -5,7 +5,7 @@ import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, visit, type Alias, type Document, type Node } from 'yaml';
 import { z } from 'zod';
 import { parseListenAddress, type ListenAddress } from '../export/listen-address.js';
-import { parseDuration, parseSize } from './units.js';
+import { parseDuration, parseSize } from '../units/units.js';
 import { cronError, holdError } from '../checkpoint/schedule.js';
 import { parseRate, parseWindow } from '../rate/rate.js';
 import { snmpSchema, type SnmpConfig } from '../snmp/config.js';
@@ -135,8 +135,6 @@ export interface Config {
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
-
-export { defaultConfigPath } from './client.js';
 
 export function loadConfig(file: string): Config {
   let text: string;

@@ -4,7 +4,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { NodeStatus } from '../api/status.js';
+import type { NodeStatus } from '../contract/status.js';
 import type { Logger } from '../log/log.js';
 import { loadAssets, type Asset } from './assets.js';
 import { StatusStream } from './stream.js';

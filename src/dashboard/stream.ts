@@ -6,7 +6,7 @@
 // `maxBufferedBytes` (it cannot keep up) is dropped, never buffered without limit.
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { NodeStatus } from '../api/status.js';
+import type { NodeStatus } from '../contract/status.js';
 import { operatorEvents, type OperatorEvent } from '../log/events.js';
 import type { Logger } from '../log/log.js';
 

@@ -1,38 +1,13 @@
-// The files the journal and the dirty bitmap live in, behind an interface, so the
-// seeded simulation can put them on a disk model that loses unsynced writes.
-// Appends and page writes are synchronous (they land in the page cache, like the
-// host's writes); reads and syncs are asynchronous (they may wait for the disk).
+// The Store (src/store/store.ts) on a real folder, and the lock that keeps a journal
+// or receive log folder one volume's alone.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { nativeFs } from '../volume/native.js';
+import type { Store, StoreFile } from '../store/store.js';
 
-export interface StoreFile {
-  readonly name: string;
-  /** Current length, including writes not yet synced. */
-  size(): number;
-  appendSync(parts: Buffer[]): void;
-  /** Writes `parts` back to back at `position`, on the thread pool. */
-  writev(position: number, parts: Buffer[]): Promise<void>;
-  writeSync(position: number, data: Buffer): void;
-  /** Up to `length` bytes from `position` (short at the end of the file). */
-  read(position: number, length: number): Promise<Buffer>;
-  sync(): Promise<void>;
-  truncateSync(length: number): void;
-  close(): void;
-}
-
-export interface Store {
-  list(): string[];
-  open(name: string): StoreFile;
-  /** Creates an empty file (replacing any file of that name). */
-  create(name: string): StoreFile;
-  remove(name: string): void;
-  /** Makes creations and removals durable. */
-  syncDir(): Promise<void>;
-  /** Replaces a small file atomically and durably: after a crash it holds the old bytes or the new. */
-  replace(name: string, data: Buffer): Promise<void>;
-}
+/** The journal's files import the interface from here as well. */
+export type { Store, StoreFile };
 
 export class DirStore implements Store {
   constructor(readonly dir: string) {

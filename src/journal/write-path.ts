@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import type { Extent, ExportBackend, ZeroOptions } from '../export/backend.js';
 import { DiskError, type Capabilities, diskCapabilities } from '../export/backend.js';
 import type { Logger } from '../log/log.js';
-import { formatBytes } from '../config/units.js';
+import { formatBytes } from '../units/units.js';
 import { GroupSync } from '../volume/group-sync.js';
 import { RegionSet, type DirtyBitmap } from './bitmap.js';
 import { IntentRing } from './intent.js';

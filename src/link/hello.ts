@@ -10,7 +10,7 @@
 // 1..2 sends the previous release a Hello it reads as its own, and both settle on 1.
 import { z } from 'zod';
 import { FrameType, PROTOCOL_RANGE, encodeFrame, formatRange, type ProtocolRange } from './frame.js';
-import { formatBytes } from '../config/units.js';
+import { formatBytes } from '../units/units.js';
 
 // Keys this build does not know are dropped, not refused (the previous release
 // refused them): a later release may add a field this one can do without. A field

@@ -13,7 +13,7 @@
 // timer a trickle of bytes would reset) or it is destroyed; at most
 // `maxPendingHandshakes` handshakes are in progress at once, `maxPendingPerAddress`
 // from one address, so a flood cannot take the descriptors the volumes and journals
-// need (src/node/fd-limit.ts); a socket past a cap is closed before any TLS work.
+// need (src/limits/fd-limit.ts); a socket past a cap is closed before any TLS work.
 // Refusals are logged through a RefusalLog: the first of a kind from an address in
 // full, the rest counted once a minute.
 import net from 'node:net';
@@ -21,7 +21,7 @@ import tls from 'node:tls';
 import type { Logger } from '../log/log.js';
 import { RefusalLog } from '../log/refusals.js';
 import { type ListenAddress, formatListenAddress } from '../export/listen-address.js';
-import { listenerBudget } from '../node/fd-limit.js';
+import { listenerBudget } from '../limits/fd-limit.js';
 import { normaliseFingerprint, type Identity } from './identity.js';
 
 export interface PinnedPeer {
@@ -42,7 +42,7 @@ export interface LinkListenerOptions {
   onLink: (link: AcceptedLink) => void;
   /** From the accept to a checked certificate; slower sockets are destroyed (slowloris). Default 10 s. */
   handshakeTimeoutMs?: number;
-  /** Handshakes in progress at once (default: a share of RLIMIT_NOFILE, src/node/fd-limit.ts). */
+  /** Handshakes in progress at once (default: a share of RLIMIT_NOFILE, src/limits/fd-limit.ts). */
   maxPendingHandshakes?: number;
   /** Handshakes in progress from one address (default 4). */
   maxPendingPerAddress?: number;

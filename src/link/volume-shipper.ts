@@ -5,7 +5,7 @@
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
 import { RECORD_HEADER_SIZE, type JournalRecord, type RecordHeader } from '../journal/record.js';
-import { formatBytes } from '../config/units.js';
+import { formatBytes } from '../units/units.js';
 import { encodeRecordsFrame } from './records-frame.js';
 import { applyPlan, coalesce, planUnit, type UnitPlan } from '../coalesce/coalesce.js';
 import { MAX_HASH_REGIONS, MAX_HASH_REGION_SIZE, encodeHashRequest, encodeResync } from './frame.js';

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config/config.js';
-import { formatBytes } from '../config/units.js';
+import { formatBytes } from '../units/units.js';
 import type { Logger } from '../log/log.js';
 import { ExportRegistry, NbdServer } from '../nbd/server.js';
 import { formatListenAddress, type ListenAddress } from '../export/listen-address.js';
@@ -14,9 +14,10 @@ import { History, type HistoryRing } from '../journal/history.js';
 import { ForeignSegmentError, Journal, type JournalVolume } from '../journal/journal.js';
 import { DirStore, FolderLock } from '../journal/store.js';
 import { JournaledVolume } from '../journal/write-path.js';
-import type { VolumeConfig } from '../config/config.js';
 import { startApi } from '../api/server.js';
-import { volumeStatus, type NodeStatus } from '../api/status.js';
+import type { NodeStatus } from '../contract/status.js';
+import { nodeStatus } from './status.js';
+import type { VolumeEntry } from './volume-entry.js';
 import type { FastifyInstance } from 'fastify';
 import { loadIdentity } from '../link/identity.js';
 import { Replica } from '../secondary/replica.js';
@@ -24,7 +25,6 @@ import { VolumeIdentity } from '../volume/identity.js';
 import { LinkManager, type LinkVolumes } from './links.js';
 import { DRILL_FILE, PAUSED_FILE, RoleChanges } from './roles.js';
 import { journalDirOf, loadConfig } from '../config/config.js';
-import type { DrillOverlay } from '../drill/drill.js';
 import { CheckpointExport } from '../checkpoint/checkpoint-export.js';
 import type { ExportBackend } from '../export/backend.js';
 import { readToken } from '../link/identity.js';
@@ -33,23 +33,6 @@ import { JOURNAL_FOLDER_FILES, VOLUME_FOLDER_FILES, refuseNewerState } from './s
 import { NewerFormatError } from '../versioning/format.js';
 import { volumeLimitWarnings } from '../limits/limits.js';
 import { MAX_HASH_REGION_SIZE } from '../link/frame.js';
-
-/** One served volume: the local disk and, when it has a peer, its journaled write path. */
-export interface VolumeEntry {
-  config: VolumeConfig;
-  volume: Volume;
-  /** The role it holds now: the config's, until a promote or demote (kept in identity.json). */
-  role: 'primary' | 'secondary';
-  /** state/volumes/NAME */
-  dir: string;
-  journaled: JournaledVolume | null;
-  replica: Replica | null;
-  history: History | null;
-  /** UUID and generations of a replicated volume. */
-  identity: VolumeIdentity | null;
-  /** A DR drill running over the held checkpoint (secondary only). */
-  drill: DrillOverlay | null;
-}
 
 export class Daemon {
   private readonly volumes: Volume[] = [];
@@ -311,12 +294,7 @@ export class Daemon {
   }
 
   status(): NodeStatus {
-    return {
-      node: this.config.node,
-      version: '0.1.0',
-      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
-      volumes: this.entries.map((e) => volumeStatus(e, this.links)),
-    };
+    return nodeStatus(this.config.node, '0.1.0', this.startedAt, this.entries, this.links);
   }
 
   /** Idempotent: a second call waits for the first. */

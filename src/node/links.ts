@@ -3,7 +3,7 @@
 // a silent peer is declared dead after `deadAfterMs`.
 import type tls from 'node:tls';
 import type { Config } from '../config/config.js';
-import { formatDuration } from '../config/units.js';
+import { formatDuration } from '../units/units.js';
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
 import { FrameDecoder, FrameError, FrameType, MAX_FRAME_PAYLOAD, PROTOCOL_RANGE, atVersion, decodeHeartbeat, encodeHeartbeat, decodeAck, decodeHashReply, decodeHashRequest, decodeHold, decodeResync, encodeAck, encodeHold, encodeFrame, encodeHashReply, frameVolume, type Frame, type ProtocolRange } from '../link/frame.js';

@@ -3,11 +3,15 @@
 // did in words an operator can act on, or refuses and says why.
 import fs from 'node:fs';
 import path from 'node:path';
-import { formatBytes } from '../config/units.js';
+import { formatBytes } from '../units/units.js';
 import type { Logger } from '../log/log.js';
 import { CHECKPOINT_SUFFIX, CheckpointExport } from '../checkpoint/checkpoint-export.js';
 import type { Checkpoint } from '../secondary/replica.js';
-import type { Daemon, VolumeEntry } from './daemon.js';
+import type { VolumeEntry } from './volume-entry.js';
+import type { LinkManager } from './links.js';
+import type { ExportRegistry } from '../nbd/server.js';
+import type { ExportBackend } from '../export/backend.js';
+import { ActionRefused, type ActionResult, type CheckpointInfo, type NodeActions } from '../contract/actions.js';
 import { DRILL_SUFFIX, DrillOverlay } from '../drill/drill.js';
 import { CheckpointSchedule, holdError } from '../checkpoint/schedule.js';
 
@@ -17,32 +21,31 @@ export const PAUSED_FILE = 'paused';
 /** The drill overlay's file in the volume's state folder (thrown away at stop and at start). */
 export const DRILL_FILE = 'drill.overlay';
 
-/** A refused or failed action: `status` is the HTTP status the API answers with. */
-export class ActionError extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message);
-  }
-}
-
-export interface ActionResult {
-  volume: string;
-  message: string;
-  [k: string]: unknown;
-}
-
-export interface CheckpointInfo extends Checkpoint {
-  volume: string;
-  export: string;
+/**
+ * What the actions need of the daemon, and no more (the Daemon is one; tests pass a
+ * double): its volumes, the export registry, the peer links, and opening a volume in
+ * its new role.
+ */
+export interface RoleHost {
+  readonly config: { readonly node: string };
+  readonly entries: readonly VolumeEntry[];
+  readonly registry: Pick<ExportRegistry, 'add' | 'remove'>;
+  /** null: no identity yet (offsite init), so no link runs. */
+  readonly links: Pick<LinkManager, 'linkState' | 'volumeChanged' | 'volumeReady' | 'pausedVolumes' | 'pause' | 'verify'> | null;
+  /** Opens the volume in its current role (after a promote or demote). */
+  openRole(e: VolumeEntry): Promise<void>;
+  /** The export the volume's name serves in its current role. */
+  backendOf(e: VolumeEntry): ExportBackend;
 }
 
 /** Files in a volume's state folder that belong to neither role: kept across a role change. */
 const KEEP = new Set(['identity.json', 'history.csv']);
 const JOURNAL_FILE = /^(?:\d{20}\.seg|released|applied|intent)(?:\.tmp)?$/;
 
-export class RoleChanges {
+export class RoleChanges implements NodeActions {
   private busy: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly daemon: Daemon, private readonly log: Logger) {}
+  constructor(private readonly daemon: RoleHost, private readonly log: Logger) {}
 
   /** Runs actions one at a time. */
   private serial<T>(f: () => Promise<T>): Promise<T> {
@@ -58,15 +61,15 @@ export class RoleChanges {
 
   private entry(name: string): VolumeEntry {
     const e = this.daemon.entries.find((x) => x.config.name === name);
-    if (!e) throw new ActionError(404, `no volume named ${name} on node ${this.daemon.config.node}`);
-    if (e.config.peer === undefined) throw new ActionError(409, `volume ${name} is not replicated (it has no peer)`);
+    if (!e) throw new ActionRefused('not-found', `no volume named ${name} on node ${this.daemon.config.node}`);
+    if (e.config.peer === undefined) throw new ActionRefused('not-replicated', `volume ${name} is not replicated (it has no peer)`);
     return e;
   }
 
   private secondary(name: string, what: string): VolumeEntry {
     const e = this.entry(name);
     if (e.role !== 'secondary' || !e.replica) {
-      throw new ActionError(409, `volume ${name} is primary on this node; ${what} runs on the node that holds the secondary (${e.config.peer})`);
+      throw new ActionRefused('wrong-role', `volume ${name} is primary on this node; ${what} runs on the node that holds the secondary (${e.config.peer})`);
     }
     return e;
   }
@@ -82,7 +85,7 @@ export class RoleChanges {
   createCheckpoint(name: string, opts: { label?: string | undefined; holdSeconds?: number | undefined }, now = Date.now()): Promise<ActionResult> {
     // Before anything is held: the API, the schedule (checked by the config too) and SNMP all come here.
     const holdWrong = opts.holdSeconds === undefined ? null : holdError(opts.holdSeconds);
-    if (holdWrong) return Promise.reject(new ActionError(400, `hold: ${holdWrong}`));
+    if (holdWrong) return Promise.reject(new ActionRefused('invalid', `hold: ${holdWrong}`));
     return this.serial(async () => {
       const e = this.secondary(name, 'a checkpoint');
       const rp = e.replica!;
@@ -91,7 +94,7 @@ export class RoleChanges {
       try {
         cp = await rp.createCheckpoint(label, opts.holdSeconds === undefined ? null : opts.holdSeconds * 1000, now);
       } catch (err) {
-        throw new ActionError(409, (err as Error).message);
+        throw new ActionRefused((err as NodeJS.ErrnoException).code === 'EEXIST' ? 'busy' : 'conflict', (err as Error).message);
       }
       this.daemon.registry.add(new CheckpointExport(rp, cp));
       return { volume: name, message: `checkpoint "${label}" of ${name} held at record ${cp.appliedSeq}; read it at export ${name}${CHECKPOINT_SUFFIX}`, checkpoint: cp };
@@ -102,8 +105,8 @@ export class RoleChanges {
     return this.serial(async () => {
       const e = this.secondary(name, 'a checkpoint');
       const rp = e.replica!;
-      if (!rp.checkpoint) throw new ActionError(409, `volume ${name} holds no checkpoint`);
-      if (e.drill) throw new ActionError(409, `a drill of ${name} runs over checkpoint "${rp.checkpoint.label}"; stop it first (offsite drill stop ${name})`);
+      if (!rp.checkpoint) throw new ActionRefused('conflict', `volume ${name} holds no checkpoint`);
+      if (e.drill) throw new ActionRefused('busy', `a drill of ${name} runs over checkpoint "${rp.checkpoint.label}"; stop it first (offsite drill stop ${name})`);
       this.daemon.registry.remove(`${name}${CHECKPOINT_SUFFIX}`);
       const cp = await rp.releaseCheckpoint();
       return { volume: name, message: `checkpoint "${cp?.label ?? ''}" of ${name} released; the replica catches up`, checkpoint: cp };
@@ -116,9 +119,9 @@ export class RoleChanges {
   pause(name: string, paused: boolean): Promise<ActionResult> {
     return this.serial(async () => {
       const e = this.entry(name);
-      if (e.role !== 'primary') throw new ActionError(409, `volume ${name} is secondary on this node; ${paused ? 'pause' : 'resume'} runs on the node that holds its primary (${e.config.peer})`);
+      if (e.role !== 'primary') throw new ActionRefused('wrong-role', `volume ${name} is secondary on this node; ${paused ? 'pause' : 'resume'} runs on the node that holds its primary (${e.config.peer})`);
       const links = this.daemon.links;
-      if (!links) throw new ActionError(409, `node ${this.daemon.config.node} has no link yet (run offsite init)`);
+      if (!links) throw new ActionRefused('no-link', `node ${this.daemon.config.node} has no link yet (run offsite init)`);
       const file = path.join(e.dir, PAUSED_FILE);
       if (paused) {
         fs.writeFileSync(file, 'shipping paused by the operator\n', { mode: 0o600 });
@@ -144,13 +147,13 @@ export class RoleChanges {
   verify(name: string, repair: boolean): Promise<ActionResult> {
     return this.serial(async () => {
       const e = this.entry(name);
-      if (e.role !== 'primary') throw new ActionError(409, `volume ${name} is secondary on this node; verify runs on the node that holds its primary (${e.config.peer})`);
-      if (!this.daemon.links) throw new ActionError(409, `node ${this.daemon.config.node} has no link yet (run offsite init)`);
+      if (e.role !== 'primary') throw new ActionRefused('wrong-role', `volume ${name} is secondary on this node; verify runs on the node that holds its primary (${e.config.peer})`);
+      if (!this.daemon.links) throw new ActionRefused('no-link', `node ${this.daemon.config.node} has no link yet (run offsite init)`);
       let run;
       try {
         run = this.daemon.links.verify(name, repair);
       } catch (err) {
-        throw new ActionError(409, (err as Error).message);
+        throw new ActionRefused('conflict', (err as Error).message);
       }
       return { volume: name, message: `verify of ${name} started: ${run.end} regions of ${formatBytes(run.regionSize)}${repair ? ', repairing what differs' : ''}; offsite status shows its progress` };
     });
@@ -165,14 +168,14 @@ export class RoleChanges {
   startDrill(name: string): Promise<ActionResult> {
     return this.serial(async () => {
       const e = this.secondary(name, 'a drill');
-      if (e.drill) throw new ActionError(409, `a drill of ${name} is already running (export ${name}${DRILL_SUFFIX})`);
+      if (e.drill) throw new ActionRefused('busy', `a drill of ${name} is already running (export ${name}${DRILL_SUFFIX})`);
       const rp = e.replica!;
       let owns = false;
       if (!rp.checkpoint) {
         try {
           await rp.createCheckpoint('drill', null, Date.now(), true);
         } catch (err) {
-          throw new ActionError(409, `no drill of ${name}: ${(err as Error).message}`);
+          throw new ActionRefused('conflict', `no drill of ${name}: ${(err as Error).message}`);
         }
         this.daemon.registry.add(new CheckpointExport(rp, rp.checkpoint!));
         owns = true;
@@ -189,7 +192,7 @@ export class RoleChanges {
   stopDrill(name: string): Promise<ActionResult> {
     return this.serial(async () => {
       const e = this.secondary(name, 'a drill');
-      if (!e.drill) throw new ActionError(409, `no drill of ${name} is running`);
+      if (!e.drill) throw new ActionRefused('conflict', `no drill of ${name} is running`);
       await this.endDrill(e);
       const message = `drill of ${name} stopped: its writes are thrown away${e.replica!.checkpoint ? '' : '; the replica catches up'}`;
       this.log.info({ volume: name }, message);
@@ -261,14 +264,14 @@ export class RoleChanges {
     return this.serial(async () => {
       const t0 = performance.now();
       const e = this.entry(name);
-      if (e.role === 'primary') throw new ActionError(409, `volume ${name} is already primary on this node`);
+      if (e.role === 'primary') throw new ActionRefused('wrong-role', `volume ${name} is already primary on this node`);
       const rp = e.replica!;
       const peer = e.config.peer!;
       const reasons: string[] = [];
       if (this.daemon.links?.linkState(peer) === 'connected') reasons.push(`its primary on ${peer} is still connected (two primaries would take writes apart: demote ${name} on ${peer} first, or stop that node)`);
       const notImage = rp.notFrozenBecause();
       if (notImage) reasons.push(`the replica is no flush-point image: ${notImage}`);
-      if (reasons.length > 0 && !opts.force) throw new ActionError(409, `refused to promote ${name}: ${reasons.join('; ')}. Add --force to promote anyway`);
+      if (reasons.length > 0 && !opts.force) throw new ActionRefused('conflict', `refused to promote ${name}: ${reasons.join('; ')}. Add --force to promote anyway`);
       const daemon = this.daemon;
       await this.endDrill(e);
       if (rp.checkpoint) {
@@ -345,7 +348,7 @@ export class RoleChanges {
       const daemon = this.daemon;
       let unshipped = 0;
       if (e.role === 'secondary') {
-        if (!opts.discardMyData) throw new ActionError(409, `volume ${name} is already secondary on this node`);
+        if (!opts.discardMyData) throw new ActionRefused('wrong-role', `volume ${name} is already secondary on this node`);
         daemon.links?.volumeChanged(name, `volume ${name} discards its data`);
         const rp = e.replica!;
         await this.endDrill(e);

@@ -9,7 +9,7 @@ import { DiskError, type Capabilities, readOnlyCapabilities } from '../export/ba
 import type { Logger } from '../log/log.js';
 import type { Journal } from '../journal/journal.js';
 import { RECORD_HEADER_SIZE, RecordKind, type JournalRecord } from '../journal/record.js';
-import { formatBytes } from '../config/units.js';
+import { formatBytes } from '../units/units.js';
 import type { Store } from '../journal/store.js';
 import { RoundMarker, type RoundMark } from '../sync/round-marker.js';
 import { UndoArea } from '../sync/undo.js';

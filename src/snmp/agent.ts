@@ -4,11 +4,11 @@
 // the same RoleChanges calls as the API's checkpoint actions.
 import dgram from 'node:dgram';
 import snmp, { type Agent, type AgentError, type MibRequest, type RequestMessage, type TableColumn } from 'net-snmp';
-import type { NodeStatus } from '../api/status.js';
-import type { SnmpConfig } from '../config/config.js';
+import type { NodeStatus } from '../contract/status.js';
+import type { SnmpConfig } from './config.js';
 import type { Logger } from '../log/log.js';
 import { formatListenAddress, type ListenAddress } from '../export/listen-address.js';
-import type { ActionResult } from '../node/roles.js';
+import type { NodeActions } from '../contract/actions.js';
 import {
   CHECKPOINT_CONTROL, CHECKPOINT_CONTROL_COLUMN, NODE, NODE_SCALARS, SYSTEM, SYSTEM_SCALARS, VOLUME_COLUMNS, VOLUME_ENTRY,
   counter64, nodeValues, systemValues, volumeValues, type Kind, type MibValue,
@@ -17,11 +17,8 @@ import { Throttle } from './throttle.js';
 
 export interface AgentDeps {
   status: () => NodeStatus;
-  /** The checkpoint calls of the node's RoleChanges. */
-  actions: {
-    createCheckpoint(name: string, opts: { label?: string | undefined }): Promise<ActionResult>;
-    releaseCheckpoint(name: string): Promise<ActionResult>;
-  };
+  /** The checkpoint calls of the node's actions. */
+  actions: Pick<NodeActions, 'createCheckpoint' | 'releaseCheckpoint'>;
   lagAlarmSeconds: number | null;
   log: Logger;
 }

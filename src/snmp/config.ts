@@ -3,7 +3,7 @@
 // Keys are snake_case like the rest of offsite.yaml; the parsed form is camelCase.
 import { z } from 'zod';
 import { parseListenAddress } from '../export/listen-address.js';
-import { parseDuration } from '../config/units.js';
+import { parseDuration } from '../units/units.js';
 
 /** A UDP host:port ("127.0.0.1:161", "[::1]:1161"). */
 const udpAddress = z.string().transform((v, ctx) => {

@@ -1,7 +1,7 @@
 // OFFSITE-MIB (mibs/OFFSITE-MIB.txt) in code: its OIDs, its enumerations, and the
 // mapping from the node's status (GET /api/v1/status) to MIB values. Pure: no
 // sockets, so it is unit-tested against the MIB file itself.
-import type { NodeStatus, VolumeStatus } from '../api/status.js';
+import type { NodeStatus, VolumeStatus } from '../contract/status.js';
 
 /**
  * enterprises.32473: the Private Enterprise Number IANA reserves for documentation

@@ -1,8 +1,8 @@
 // What deserves a notification: two looks at the node's volumes, a second apart,
 // in; the notifications their difference calls for, out. Pure, so every rule is
 // unit-tested (test/unit/snmp-notifications.test.ts).
-import type { NodeStatus, VolumeStatus } from '../api/status.js';
-import { formatBytes, formatDuration } from '../config/units.js';
+import type { NodeStatus, VolumeStatus } from '../contract/status.js';
+import { formatBytes, formatDuration } from '../units/units.js';
 import {
   NOTIFICATIONS, NOTIFICATION_TYPES, NOTIFY_TEXT, displayString, instanceOid, nodeValues, volumeValues,
   type MibValue, type NoticeKind,

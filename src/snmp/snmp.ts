@@ -1,8 +1,8 @@
 // The node's SNMP service (docs/SNMP.md), run by the daemon when offsite.yaml has
 // an `snmp:` section: the agent, and once a second a look at the node's status whose
 // changes become notifications to the configured targets.
-import type { NodeStatus } from '../api/status.js';
-import type { SnmpConfig } from '../config/config.js';
+import type { NodeStatus } from '../contract/status.js';
+import type { SnmpConfig } from './config.js';
 import type { Logger } from '../log/log.js';
 import { formatListenAddress, type ListenAddress } from '../export/listen-address.js';
 import { SnmpAgent, type AgentDeps } from './agent.js';

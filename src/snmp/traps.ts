@@ -3,7 +3,7 @@
 // Informs awaiting an answer are bounded per target; past the bound a notification
 // is dropped and the log says so.
 import snmp, { type Session, type Varbind } from 'net-snmp';
-import type { SnmpConfig } from '../config/config.js';
+import type { SnmpConfig } from './config.js';
 import type { Logger } from '../log/log.js';
 import { formatListenAddress } from '../export/listen-address.js';
 import { wireValue } from './agent.js';

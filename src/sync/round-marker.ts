@@ -5,7 +5,7 @@
 // damaged marker reads as absent: the primary then folds the journal into the
 // bitmap and starts a new round, which is always safe.
 import { crc32c } from '@node-rs/crc32';
-import type { Store } from '../journal/store.js';
+import type { Store } from '../store/store.js';
 import { magicDigit, refuseNewer } from '../versioning/format.js';
 
 const MAGIC = Buffer.from('OFFSRND1', 'latin1');

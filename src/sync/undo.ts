@@ -13,8 +13,11 @@
 // A torn or damaged entry ends the file: its region was never written (entries are
 // durable before the replica write they protect).
 import { crc32c } from '@node-rs/crc32';
-import type { Store, StoreFile } from '../journal/store.js';
-import type { Disk } from '../journal/write-path.js';
+import type { Store, StoreFile } from '../store/store.js';
+import type { ExportBackend } from '../export/backend.js';
+
+/** What the undo area reads the old image from and writes it back to: the replica's volume. */
+type Disk = Pick<ExportBackend, 'read' | 'write'>;
 import { magicAndU32, refuseNewer } from '../versioning/format.js';
 
 const MAGIC = Buffer.from('OFFSUNDO', 'latin1');

@@ -7,7 +7,7 @@ import {
   FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, POSIX_FADV_WILLNEED,
   SEEK_DATA, SEEK_HOLE, nativeFs,
 } from './native.js';
-import { formatBytes } from '../config/units.js';
+import { formatBytes } from '../units/units.js';
 import { MIN_VOLUME_BYTES } from '../limits/limits.js';
 
 export interface VolumeOptions {

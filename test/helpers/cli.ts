@@ -4,11 +4,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { OFFSITE_BIN, type TestDaemon } from './daemon.js';
 import { must, run } from './run.js';
+import { fileSha } from './images.js';
 
 export async function exportHash(uri: string, dir: string): Promise<string> {
   const file = path.join(dir, `copy-${crypto.randomBytes(4).toString('hex')}.img`);
   await must('nbdcopy', [uri, file]);
-  const h = crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+  const h = fileSha(file);
   fs.rmSync(file);
   return h;
 }

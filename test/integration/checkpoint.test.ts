@@ -8,16 +8,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { OFFSITE_BIN, statusOf } from '../helpers/daemon.js';
 import { startPair } from '../helpers/pair.js';
-import { must, run, sleep } from '../helpers/run.js';
+import { must, run, waitFor } from '../helpers/run.js';
 import { cli, exportHash } from '../helpers/cli.js';
-
-async function waitFor(what: string, f: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await f())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 test('checkpoint under load: a frozen read-only export, a paused link instead of a full log, catch-up on release', async () => {
   // A small receive log at site-b (it must still hold a 32 MiB NBD write), so the checkpoint outlasts it.

@@ -14,6 +14,7 @@ import { FuseLoop, requireRoot } from '../helpers/ext4.js';
 import { statusOf, type TestDaemon } from '../helpers/daemon.js';
 import { startPair, type Pair } from '../helpers/pair.js';
 import { must, run, sleep } from '../helpers/run.js';
+import { assertIdentical, fileSha } from '../helpers/images.js';
 import { cli, exportHash } from '../helpers/cli.js';
 
 interface VolumeView { link: string; role: string; backlogBytes: number; consistent: boolean; resyncing: boolean; generation: string[] }
@@ -31,11 +32,6 @@ async function converged(primary: TestDaemon, secondary: TestDaemon, timeoutMs =
     if (Date.now() > deadline) throw new Error(`not converged: ${JSON.stringify(p)} ${JSON.stringify(s)}\n${primary.log.slice(-2500)}\n${secondary.log.slice(-2500)}`);
     await sleep(250);
   }
-}
-
-async function identical(a: TestDaemon, b: TestDaemon): Promise<void> {
-  const cmp = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', a.uri('db'), b.uri('db')]);
-  assert.equal((cmp.stdout + cmp.stderr).trim(), 'Images are identical.');
 }
 
 /** Mounts the export read-write, runs f on the mount point, unmounts. */
@@ -58,9 +54,6 @@ async function onExt4(d: TestDaemon, f: (mnt: string) => void | Promise<void>, m
   }
 }
 
-function sha(file: string): string {
-  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-}
 
 function writeFiles(mnt: string, prefix: string, n: number): Map<string, string> {
   const out = new Map<string, string>();
@@ -68,7 +61,7 @@ function writeFiles(mnt: string, prefix: string, n: number): Map<string, string>
   for (let i = 0; i < n; i++) {
     const rel = path.join(prefix, `f${i}.bin`);
     fs.writeFileSync(path.join(mnt, rel), crypto.randomBytes(20_000 + i * 1000));
-    out.set(rel, sha(path.join(mnt, rel)));
+    out.set(rel, fileSha(path.join(mnt, rel)));
   }
   return out;
 }
@@ -102,7 +95,7 @@ test('failover and failback: kill -9 the primary, promote, write there, demote t
     // The promoted export: read-write, the flushed files intact, more written there.
     let set2 = new Map<string, string>();
     await onExt4(p.b, (mnt) => {
-      for (const [rel, h] of set1) assert.equal(sha(path.join(mnt, rel)), h, rel);
+      for (const [rel, h] of set1) assert.equal(fileSha(path.join(mnt, rel)), h, rel);
       set2 = writeFiles(mnt, 'set2', 20);
       fs.rmSync(path.join(mnt, 'set1', 'f0.bin'));
     });
@@ -117,7 +110,7 @@ test('failover and failback: kill -9 the primary, promote, write there, demote t
 
     // It converges to the new primary's content, sending only what differs.
     await converged(p.b, p.a);
-    await identical(p.a, p.b);
+    await assertIdentical(p.a.uri('db'), p.b.uri('db'));
     const sb = (await statusOf(p.b)).volumes[0] as unknown as { resyncSeededBytes: number; resyncBytes: number };
     assert.ok(sb.resyncSeededBytes > 64 << 20, `most regions were equal and did not travel (${sb.resyncSeededBytes} bytes)`);
 
@@ -126,11 +119,11 @@ test('failover and failback: kill -9 the primary, promote, write there, demote t
     const back = await cli(p.a, 'promote', 'db');
     assert.equal(back.code, 0, back.stderr);
     await onExt4(p.a, (mnt) => {
-      for (const [rel, h] of set2) assert.equal(sha(path.join(mnt, rel)), h, rel);
+      for (const [rel, h] of set2) assert.equal(fileSha(path.join(mnt, rel)), h, rel);
       assert.ok(!fs.existsSync(path.join(mnt, 'set1', 'f0.bin')));
     });
     await converged(p.a, p.b);
-    await identical(p.a, p.b);
+    await assertIdentical(p.a.uri('db'), p.b.uri('db'));
   } finally {
     await p.stop();
   }
@@ -166,7 +159,7 @@ test('split brain: both sides written apart is detected, nothing is overwritten,
     const d = await cli(p.a, 'demote', 'db', '--discard-my-data');
     assert.equal(d.code, 0, d.stderr);
     await converged(p.b, p.a);
-    await identical(p.a, p.b);
+    await assertIdentical(p.a.uri('db'), p.b.uri('db'));
     assert.equal(await exportHash(p.a.uri('db'), p.a.dir), hb);
   } finally {
     await p.stop();
@@ -188,7 +181,7 @@ test('failback: auto: the old primary demotes itself when it finds its peer was 
     await converged(p.b, p.a);
     assert.match(p.a.log, /failback: auto demotes it here/);
     assert.equal((await view(p.a)).role, 'secondary');
-    await identical(p.a, p.b);
+    await assertIdentical(p.a.uri('db'), p.b.uri('db'));
     const back = await must('qemu-io', ['-r', '-f', 'raw', '-c', 'read -P 0x23 16M 1M', '-c', 'read -P 0x21 0 8M', p.a.uri('db')]);
     assert.doesNotMatch(back, /Pattern verification failed/);
   } finally {

@@ -8,10 +8,8 @@ import { test } from 'node:test';
 import { TestDaemon } from '../helpers/daemon.js';
 import { FuseLoop, requireRoot } from '../helpers/ext4.js';
 import { must, run } from '../helpers/run.js';
+import { fileSha } from '../helpers/images.js';
 
-function sha(file: string): string {
-  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-}
 
 test('ext4 on an Offsite export survives a daemon restart byte for byte', async () => {
   requireRoot();
@@ -36,7 +34,7 @@ test('ext4 on an Offsite export survives a daemon restart byte for byte', async 
     const trim = await run('fstrim', ['-v', mnt]);
     assert.equal(trim.code, 0, trim.stderr);
     for (const f of (await must('find', [mnt, '-type', 'f'])).trim().split('\n')) {
-      files.set(path.relative(mnt, f), sha(f));
+      files.set(path.relative(mnt, f), fileSha(f));
     }
     assert.ok(files.size > 30);
     await must('umount', [mnt]);
@@ -49,7 +47,7 @@ test('ext4 on an Offsite export survives a daemon restart byte for byte', async 
     const fsck = await run('e2fsck', ['-fn', fl.loop]);
     assert.equal(fsck.code, 0, `e2fsck -fn: ${fsck.stdout}${fsck.stderr}`);
     await must('mount', ['-o', 'ro', fl.loop, mnt]);
-    for (const [rel, hash] of files) assert.equal(sha(path.join(mnt, rel)), hash, rel);
+    for (const [rel, hash] of files) assert.equal(fileSha(path.join(mnt, rel)), hash, rel);
     assert.ok(!fs.existsSync(path.join(mnt, 'tree', 'f0.bin')), 'deleted files stay deleted');
     await must('umount', [mnt]);
     await fl.detach();

@@ -8,11 +8,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { startPair } from '../helpers/pair.js';
 import { must, run } from '../helpers/run.js';
-
-async function compare(a: string, b: string): Promise<string> {
-  const r = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', a, b]);
-  return (r.stdout + r.stderr).trim();
-}
+import { assertIdentical } from '../helpers/images.js';
 
 test('replication: qemu-img and fio at the primary, identical replica at the secondary', async () => {
   const p = await startPair();
@@ -28,7 +24,7 @@ test('replication: qemu-img and fio at the primary, identical replica at the sec
       '--offset=32M', '--size=64M', '--verify=crc32c', '--output-format=terse']);
     assert.equal(fio.code, 0, fio.stderr);
     await p.drained();
-    assert.equal(await compare(p.a.uri('db'), p.b.uri('db')), 'Images are identical.');
+    await assertIdentical(p.a.uri('db'), p.b.uri('db'));
     // The replica is read-only.
     const w = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 1 0 4k', p.b.uri('db')]);
     assert.match(w.stdout + w.stderr, /Operation not permitted|read-only|Permission denied/i);
@@ -49,7 +45,7 @@ test('replication converges after kill -9 of the secondary and of the primary', 
       await p.a.start();
       await must('qemu-io', ['-f', 'raw', '-c', `write -P ${0x60 + round} ${100 + round}M 1M`, '-c', 'flush', p.a.uri('db')]);
       await p.drained();
-      assert.equal(await compare(p.a.uri('db'), p.b.uri('db')), 'Images are identical.', `round ${round}`);
+      await assertIdentical(p.a.uri('db'), p.b.uri('db'), { message: `round ${round}` });
     }
   } finally {
     await p.stop();

@@ -10,11 +10,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { test } from 'node:test';
-import type { NodeStatus } from '../../src/api/status.js';
+import type { NodeStatus } from '../../src/contract/status.js';
 import { engineIdOf } from '../../src/snmp/snmp.js';
 import { freePort, type TestDaemon } from '../helpers/daemon.js';
 import { startPair, type Pair } from '../helpers/pair.js';
-import { must, run, sleep, tempDir } from '../helpers/run.js';
+import { must, run, tempDir, waitFor } from '../helpers/run.js';
 import { cli } from '../helpers/cli.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
@@ -72,14 +72,6 @@ async function status(d: TestDaemon): Promise<NodeStatus> {
 
 async function checkpoints(d: TestDaemon): Promise<Array<{ volume: string; label: string }>> {
   return ((await (await fetch(`http://127.0.0.1:${d.apiPort}/api/v1/checkpoints`)).json()) as { checkpoints: Array<{ volume: string; label: string }> }).checkpoints;
-}
-
-async function waitFor(what: string, f: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await f())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
 }
 
 test('OFFSITE-MIB loads in net-snmp\'s tools without a warning', async () => {

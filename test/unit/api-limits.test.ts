@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
-import type { NodeStatus } from '../../src/api/status.js';
+import type { NodeStatus } from '../../src/contract/status.js';
 import { startApi, type ApiLimits } from '../../src/api/server.js';
-import type { RoleChanges } from '../../src/node/roles.js';
+import type { NodeActions } from '../../src/contract/actions.js';
 import { operatorEvents } from '../../src/log/events.js';
 import { createLogger } from '../../src/log/log.js';
 
@@ -29,7 +29,7 @@ async function api(limits: Partial<ApiLimits>, actionMs = 0): Promise<{ port: nu
       await new Promise((r) => setTimeout(r, actionMs));
       return { volume, message: `shipping of ${volume} paused` };
     },
-  } as unknown as RoleChanges;
+  } as unknown as NodeActions;
   const { app, address } = await startApi({ kind: 'tcp', host: '127.0.0.1', port: 0 }, {
     status: () => status, actions, token: () => TOKEN, history: () => null, reload: () => 'nothing changed', log, limits,
   });

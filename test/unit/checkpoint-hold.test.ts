@@ -3,11 +3,12 @@
 // with no export and `checkpoint list` failing. Now every way in is checked first.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ACTIONS } from '../../src/api/actions.js';
+import { ACTIONS, REFUSAL_STATUS } from '../../src/api/actions.js';
 import { holdError } from '../../src/checkpoint/schedule.js';
 import { MAX_HOLD_SECONDS } from '../../src/limits/limits.js';
 import { createLogger } from '../../src/log/log.js';
-import { ActionError, RoleChanges } from '../../src/node/roles.js';
+import { RoleChanges } from '../../src/node/roles.js';
+import { ActionRefused } from '../../src/contract/actions.js';
 
 const silent = createLogger({ format: 'json', destination: { write: () => true } as unknown as NodeJS.WritableStream });
 
@@ -30,8 +31,8 @@ test('RoleChanges.createCheckpoint refuses a bad hold (400) before it looks at a
   const { roles, touched } = untouchable();
   for (const bad of [1e308, 99999999999 * 3600, -5, 0, Number.NaN, Infinity]) {
     await assert.rejects(roles.createCheckpoint('db', { holdSeconds: bad }), (e: unknown) => {
-      assert.ok(e instanceof ActionError, String(e));
-      assert.equal(e.status, 400);
+      assert.ok(e instanceof ActionRefused, String(e));
+      assert.equal(REFUSAL_STATUS[e.reason], 400);
       assert.match(e.message, /^hold: must be /);
       return true;
     }, String(bad));
@@ -43,17 +44,17 @@ test('the API\'s checkpoint action refuses a bad hold with the input quoted, bef
   const calls: unknown[] = [];
   const fake = { createCheckpoint: (...a: unknown[]) => { calls.push(a); return Promise.resolve({ volume: 'db', message: 'held' }); } } as unknown as RoleChanges;
   const act = ACTIONS.get('checkpoint')!;
-  const refusal = async (hold: unknown): Promise<ActionError> => {
+  const refusal = async (hold: unknown): Promise<ActionRefused> => {
     try {
       await act(fake, 'db', { hold });
     } catch (e) {
-      assert.ok(e instanceof ActionError, String(e));
+      assert.ok(e instanceof ActionRefused, String(e));
       return e;
     }
     assert.fail(`hold ${String(hold)} was accepted`);
   };
   let e = await refusal('99999999999h');
-  assert.equal(e.status, 400);
+  assert.equal(REFUSAL_STATUS[e.reason], 400);
   assert.equal(e.message, 'hold "99999999999h": must be at most 10 years (3650d); give no hold to keep the checkpoint until it is released');
   e = await refusal(1e308);
   assert.match(e.message, /^hold 1e\+308: must be at most 10 years/);

@@ -6,8 +6,7 @@ import { test } from 'node:test';
 import { CheckpointSchedule } from '../../src/checkpoint/schedule.js';
 import { ConfigError, parseConfig } from '../../src/config/config.js';
 import { silentLogger } from '../../src/log/log.js';
-import { RoleChanges } from '../../src/node/roles.js';
-import type { Daemon } from '../../src/node/daemon.js';
+import { RoleChanges, type RoleHost } from '../../src/node/roles.js';
 
 const at = (day: number, h: number, m = 0, s = 0): number => new Date(2026, 10, day, h, m, s).getTime();
 
@@ -29,7 +28,7 @@ test('the daemon tick takes scheduled checkpoints on a secondary only, with thei
       { config: cfg('db'), role: 'secondary', replica: { checkpoint: null } },
       { config: cfg('logs'), role: 'primary', replica: null },
     ],
-  } as unknown as Daemon;
+  } as unknown as RoleHost;
   const roles = new RoleChanges(daemon, silentLogger);
   const taken: Array<[string, unknown, number]> = [];
   roles.createCheckpoint = (name, opts, now) => {

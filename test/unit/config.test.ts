@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { ConfigError, parseConfig } from '../../src/config/config.js';
-import { parseDuration, parseSize } from '../../src/config/units.js';
+import { parseDuration, parseSize } from '../../src/units/units.js';
 
 const good = `node: site-a
 state: ./state/site-a

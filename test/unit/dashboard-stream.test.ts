@@ -7,11 +7,12 @@ import http from 'node:http';
 import net from 'node:net';
 import { test } from 'node:test';
 import Fastify from 'fastify';
-import type { NodeStatus } from '../../src/api/status.js';
+import type { NodeStatus } from '../../src/contract/status.js';
 import { StatusStream } from '../../src/dashboard/stream.js';
 import { CONTENT_SECURITY_POLICY, registerDashboard } from '../../src/dashboard/dashboard.js';
 import { operatorEvents } from '../../src/log/events.js';
 import { silentLogger, type Logger } from '../../src/log/log.js';
+import { waitFor } from '../helpers/run.js';
 
 /** A status whose JSON is about `bytes` long. */
 function bigStatus(bytes: number): NodeStatus {
@@ -29,18 +30,6 @@ async function serve(stream: StatusStream): Promise<{ port: number; close: () =>
   return { port: (app.server.address() as net.AddressInfo).port, close: () => app.close() };
 }
 
-function until(cond: () => boolean, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const deadline = Date.now() + 20_000;
-    const check = (): void => {
-      if (cond()) resolve();
-      else if (Date.now() > deadline) reject(new Error(`never: ${what}`));
-      else setTimeout(check, 20);
-    };
-    check();
-  });
-}
-
 test('a stream client that does not read is dropped at the limit; the others keep theirs', async () => {
   let size = 256 * 1024;
   const warnings: string[] = [];
@@ -52,7 +41,7 @@ test('a stream client that does not read is dropped at the limit; the others kee
   stuck.pause(); // never reads: the kernel's buffers fill, then the server's
   const stuckClosed = new Promise<void>((resolve) => stuck.once('close', () => resolve()));
   stuck.on('error', () => undefined);
-  await until(() => warnings.length > 0, 'the stuck client was dropped');
+  await waitFor('the stuck client was dropped', () => warnings.length > 0, 20_000, 20);
   assert.match(warnings[0]!, /^dashboard: dropped the live stream of 127\.0\.0\.1: \d+ bytes unread \(at most 524288\)/);
   assert.equal(stream.size, 0);
   stuck.resume(); // let the socket see the end
@@ -129,7 +118,7 @@ test('one address cannot hold every stream: past its share it gets 429, other ad
   assert.equal(stream.size, 3);
   // A stream that ends gives its address the room back.
   mine[0]!.close();
-  await until(() => stream.size === 2, 'the closed stream seen');
+  await waitFor('the closed stream seen', () => stream.size === 2, 20_000, 20);
   const again = await openFrom(api.port, '127.0.0.1');
   assert.equal(again.status, 200);
   for (const x of [mine[1]!, other, again]) x.close();

@@ -6,7 +6,7 @@ import { before, test } from 'node:test';
 import { createLogger } from '../../src/log/log.js';
 import { ensureIdentity, normaliseFingerprint, type Identity } from '../../src/link/identity.js';
 import { LinkListener, LinkRefused, connectLink, type AcceptedLink } from '../../src/link/tls.js';
-import { tempDir } from '../helpers/run.js';
+import { tempDir, waitFor } from '../helpers/run.js';
 
 let a: Identity;
 let b: Identity;
@@ -152,18 +152,6 @@ function stranger(port: number, from: string, send?: (s: net.Socket) => void): P
   });
 }
 
-function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const deadline = Date.now() + ms;
-    const check = (): void => {
-      if (cond()) resolve();
-      else if (Date.now() > deadline) reject(new Error(`never: ${what}`));
-      else setTimeout(check, 10);
-    };
-    check();
-  });
-}
-
 function messages(lines: string[]): string[] {
   return lines.map((x) => String((JSON.parse(x) as { msg?: string }).msg));
 }
@@ -171,7 +159,7 @@ function messages(lines: string[]): string[] {
 /** A link from site-b that echoes what it is sent, to show the real peer keeps working. */
 async function echoLink(port: number, links: AcceptedLink[]): Promise<(text: string) => Promise<string>> {
   const s = await connectLink({ identity: b, peer: { name: 'site-a', fingerprint: a.fingerprint }, host: '127.0.0.1', port });
-  await until(() => links.length > 0, 'site-b linked');
+  await waitFor('site-b linked', () => links.length > 0, 10_000, 10);
   const server = links[0]!.socket;
   server.on('data', (c: Buffer) => server.write(c));
   return (text) => new Promise<string>((resolve, reject) => {
@@ -206,12 +194,12 @@ test('idle, half-open and trickling handshakes are closed at the deadline; the r
   const drip = setInterval(() => {
     if (at < hello.length && !trickling.isClosed()) trickling.socket.write(hello.subarray(at, ++at));
   }, 50);
-  await until(() => l.pendingHandshakes === 16, 'the 16 strangers accepted');
+  await waitFor('the 16 strangers accepted', () => l.pendingHandshakes === 16, 10_000, 10);
   const echo = await echoLink(port, links);
   assert.equal(await echo('before'), 'before');
 
   // All closed by the server (the 20 s bound is only a guard; the deadline is 0.5 s).
-  await until(() => [...idle, ...halfOpen, trickling].every((x) => x.isClosed()), 'every stranger closed', 20_000);
+  await waitFor('every stranger closed', () => [...idle, ...halfOpen, trickling].every((x) => x.isClosed()), 20_000, 10);
   clearInterval(drip);
   assert.ok(at < hello.length, 'the trickle was cut before its ClientHello was through');
   assert.equal(l.pendingHandshakes, 0);
@@ -236,13 +224,13 @@ test('handshakes in progress are capped per address and overall; a flood is logg
   });
   const port = ((await l.listen({ kind: 'tcp', host: '127.0.0.1', port: 0 })) as { port: number }).port;
   const held = await Promise.all(Array.from({ length: 3 }, () => stranger(port, '127.0.0.2')));
-  await until(() => l.pendingHandshakes === 3, 'three accepted');
+  await waitFor('three accepted', () => l.pendingHandshakes === 3, 10_000, 10);
 
   // A fourth from the same address is closed at once; another address still gets in.
   const flood = await Promise.all(Array.from({ length: 20 }, () => stranger(port, '127.0.0.2')));
   await Promise.all(flood.map((x) => x.closed));
   const other = await Promise.all(Array.from({ length: 2 }, () => stranger(port, '127.0.0.3')));
-  await until(() => l.pendingHandshakes === 5, 'five accepted');
+  await waitFor('five accepted', () => l.pendingHandshakes === 5, 10_000, 10);
   assert.ok([...held, ...other].every((x) => !x.isClosed()), 'the handshakes within the caps are left to their deadline');
 
   // Five in progress: the cap overall closes a sixth from a new address at once.
@@ -253,12 +241,12 @@ test('handshakes in progress are capped per address and overall; a flood is logg
   // The real peer is refused too while the strangers hold every slot (that is what
   // the deadline is for); once they are gone it gets in.
   for (const x of held) x.socket.destroy();
-  await until(() => l.pendingHandshakes === 2, 'the held sockets released');
+  await waitFor('the held sockets released', () => l.pendingHandshakes === 2, 10_000, 10);
   const s = await connectLink({ identity: b, peer: { name: 'site-a', fingerprint: a.fingerprint }, host: '127.0.0.1', port });
-  await until(() => links.length === 1, 'site-b linked');
+  await waitFor('site-b linked', () => links.length === 1, 10_000, 10);
 
   // One line per kind and address, then one summary at the end of the window.
-  await until(() => messages(lines).some((m) => m.startsWith('link port: refused 19 more connections from 127.0.0.2 in the last 1 s')), 'the flood summarised');
+  await waitFor('the flood summarised', () => messages(lines).some((m) => m.startsWith('link port: refused 19 more connections from 127.0.0.2 in the last 1 s')), 10_000, 10);
   const msgs = messages(lines);
   assert.deepEqual(msgs.filter((m) => m.includes('127.0.0.2')), [
     msgs.find((m) => /^link port: refused a connection from 127\.0\.0\.2:\d+: 3 TLS handshakes from 127\.0\.0\.2 in progress already \(at most 3 from one address\)$/.test(m))!,

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import snmp from 'net-snmp';
-import type { NodeStatus, VolumeStatus } from '../../src/api/status.js';
+import type { NodeStatus, VolumeStatus } from '../../src/contract/status.js';
 import {
   NODE_SCALARS, NOTIFICATION_TYPES, OFFSITE_MIB, VOLUME_COLUMNS, counter64, counter64Value, displayString,
   instanceOid, nodeValues, systemValues, volumeValues,

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { START_GRACE_MS, baseline, notices, watchVolumes, type WatchedVolume } from '../../src/snmp/notifications.js';
 import { splitBrainVolumes } from '../../src/snmp/snmp.js';
-import type { VolumeStatus } from '../../src/api/status.js';
+import type { VolumeStatus } from '../../src/contract/status.js';
 
 function vol(over: Partial<WatchedVolume> = {}): WatchedVolume {
   return {

@@ -2,7 +2,7 @@
 // what the secondary serves meanwhile.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { VolumeStatus } from '../../src/api/status.js';
+import type { VolumeStatus } from '../../src/contract/status.js';
 import { resyncCell, wireCell } from '../../src/cli/status.js';
 
 const base = {

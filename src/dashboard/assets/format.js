@@ -1,4 +1,4 @@
-// Numbers for people, worded as the CLI words them (src/config/units.ts, src/rate/rate.ts).
+// Numbers for people, worded as the CLI words them (src/units/units.ts, src/rate/rate.ts).
 
 /** 1.5 MiB */
 export function bytes(n) {

@@ -1,0 +1,62 @@
+// The operator actions a node takes (docs/API.md, docs/FAILOVER.md), as the API, the
+// SNMP agent and the CLI see them: what an action answers, why one is refused, and the
+// calls themselves. The node does them (src/node/roles.ts); the API maps a refusal's
+// reason to an HTTP status (src/api/actions.ts), SNMP to its own error statuses.
+// Nothing here knows HTTP. This module imports nothing, so every side may depend on it.
+
+/** What an action did, in words an operator can act on, and its figures. */
+export interface ActionResult {
+  volume: string;
+  message: string;
+  [k: string]: unknown;
+}
+
+/** A held checkpoint of a secondary (GET /api/v1/checkpoints, `offsite checkpoint list`). */
+export interface CheckpointInfo {
+  volume: string;
+  label: string;
+  /** ms since the epoch. */
+  createdAt: number;
+  /** Released by itself at this time (ms), or null: held until released. */
+  holdUntil: number | null;
+  /** The last record applied to the frozen image. */
+  appliedSeq: number;
+  /** Taken by a drill: released when the drill ends. */
+  ownedByDrill?: boolean;
+  /** The read-only export of the frozen image (VOLUME@checkpoint). */
+  export: string;
+}
+
+/**
+ * Why an action was refused, in the node's terms:
+ * - `not-found`: no volume of that name on this node;
+ * - `invalid`: an argument is wrong (a hold that is no duration, a label too long);
+ * - `not-replicated`: the volume has no peer, and the action is about replication;
+ * - `wrong-role`: the action runs where the volume has the other role (or it has the asked role already);
+ * - `no-link`: the node has no peer link (no identity yet: offsite init);
+ * - `busy`: something in progress holds what the action needs (a checkpoint held, a drill running): ends it first;
+ * - `conflict`: the volume's state forbids it now (no checkpoint to release, the primary still connected, not a flush-point image).
+ */
+export type RefusalReason = 'not-found' | 'invalid' | 'not-replicated' | 'wrong-role' | 'no-link' | 'busy' | 'conflict';
+
+/** An action refused (nothing was done): the reason for programs, the message for people. */
+export class ActionRefused extends Error {
+  constructor(readonly reason: RefusalReason, message: string) {
+    super(message);
+  }
+}
+
+/** The actions of a node, one at a time; each answers what it did or throws ActionRefused. */
+export interface NodeActions {
+  /** The checkpoints held now. */
+  checkpoints(): CheckpointInfo[];
+  createCheckpoint(name: string, opts: { label?: string | undefined; holdSeconds?: number | undefined }): Promise<ActionResult>;
+  releaseCheckpoint(name: string): Promise<ActionResult>;
+  startDrill(name: string): Promise<ActionResult>;
+  stopDrill(name: string): Promise<ActionResult>;
+  verify(name: string, repair: boolean): Promise<ActionResult>;
+  /** Pauses (true) or resumes (false) shipping of a primary volume. */
+  pause(name: string, paused: boolean): Promise<ActionResult>;
+  promote(name: string, opts: { force?: boolean | undefined }): Promise<ActionResult>;
+  demote(name: string, opts: { discardMyData?: boolean | undefined }): Promise<ActionResult>;
+}

@@ -1,0 +1,94 @@
+// The node's status as operators and tools see it: GET /api/v1/status, `offsite status`,
+// `offsite top`, the dashboard, /metrics and OFFSITE-MIB. The node builds it
+// (src/node/status.ts); the API serves it; the CLI, the dashboard and the SNMP agent
+// read it. Types only: this module imports nothing, so every side may depend on it.
+
+export interface VolumeStatus {
+  name: string;
+  role: 'primary' | 'secondary';
+  peer: string | null;
+  /** "connected", "disconnected", or "none" for a volume without a peer. */
+  link: string;
+  /** Journal data not yet acked by the peer. */
+  backlogBytes: number;
+  backlogRecords: number;
+  /**
+   * Primary: the RPO now: the age of the oldest write a promote at the peer would lose
+   * (not yet acked, or acked but past the newest flush point the peer could present,
+   * such as inside a coalesced unit); 0 when none.
+   */
+  lagSeconds: number;
+  /**
+   * This side serves a flush-point image of the primary (a secondary: false only before
+   * its first sync ends, or while an apply that failed part-way waits to be redone).
+   */
+  consistent: boolean;
+  /** Secondary: the unit being applied now (readers wait for it; it is no inconsistency), or null. */
+  applying: { fromSeq: number; toSeq: number; seconds: number } | null;
+  sizeBytes: number;
+  /** "journal", "bitmap" (after an overflow: regions await resync) or "none". */
+  tracking: string;
+  journalUsedBytes: number;
+  journalCapacityBytes: number;
+  epoch: number;
+  dirtyBytes: number;
+  hostBytes: number;
+  /** Primary: bytes sent to the peer for this volume since the daemon started (record frames and its control frames, before TLS). */
+  wireBytes: number;
+  /** Primary: the online verify of this daemon's run (null: none yet). */
+  verify: { state: 'running' | 'done' | 'failed'; checkedRegions: number; totalRegions: number; regionSize: number; differingRegions: number[]; repair: boolean; message: string; rateBytesPerSecond: number; etaSeconds: number } | null;
+  /**
+   * Primary: what shipping does to the link (since the daemon started): journal record
+   * bytes shipped, zero writes sent as Zeroes records, what zstd took in and gave back,
+   * records coalescing sent as Skip records (their payload stayed home), the ratio of
+   * the host's journal bytes to wire bytes, rates (smoothed over about 5 s) and the
+   * time the backlog takes to drain at them (null: it is not draining).
+   */
+  shipping: {
+    compression: string; level: number | null;
+    recordBytes: number; zeroBytes: number; compressedInBytes: number; compressedOutBytes: number; compressionRatio: number;
+    coalesce: boolean; coalescedRecords: number; coalescedBytes: number;
+    /** The link's round trip (heartbeat echoes, smoothed; null: not measured yet) and the shipper's window now. */
+    rttMs: number | null; windowBytes: number | null;
+    /**
+     * What the link carries when it is the bottleneck (its cap, or its rate measured
+     * while data waited for it; null: not known yet) and the batch that follows from it.
+     */
+    capacityBytesPerSecond: number | null; batchBytes: number | null;
+    hostRateBytesPerSecond: number; recordRateBytesPerSecond: number; wireRateBytesPerSecond: number; drainSeconds: number | null;
+  } | null;
+  /** Primary: shipping paused by the operator (offsite pause). */
+  paused: boolean;
+  /** The link's rate cap now, schedule included (bytes per second; null: none). */
+  linkRateBytesPerSecond: number | null;
+  overflows: number;
+  /** The volume's UUID (born on the primary; empty on a secondary that has not met it yet). */
+  uuid: string;
+  /** Generation identifiers, newest first (for split-brain detection). */
+  generation: string[];
+  /** A resync round is open (the first sync, or after an overflow). */
+  resyncing: boolean;
+  /** Primary: bytes of the round not yet sent, and the round's size when it began. */
+  resyncLeftBytes: number;
+  resyncTotalBytes: number;
+  /** Primary: data bytes resync rounds have sent since the daemon started. */
+  resyncBytes: number;
+  /** Primary: bytes a first sync found equal by hash on both sides (not sent), since the daemon started. */
+  resyncSeededBytes: number;
+  /** Primary: bytes of region hashes the peer sent for a first sync by checksum. */
+  resyncHashBytes: number;
+  /** Primary: the round's average rate so far (bytes of regions per second) and the time left at that rate. */
+  resyncRateBytesPerSecond: number;
+  resyncEtaSeconds: number;
+  /** Secondary: the held checkpoint (frozen image, export VOLUME@checkpoint), or null. */
+  checkpoint: { label: string; createdAt: number; holdUntil: number | null; appliedSeq: number; export: string } | null;
+  /** Secondary: the DR drill running over the checkpoint (writable export VOLUME@drill), or null. */
+  drill: { export: string; bytesWritten: number } | null;
+}
+
+export interface NodeStatus {
+  node: string;
+  version: string;
+  uptimeSeconds: number;
+  volumes: VolumeStatus[];
+}

@@ -1,0 +1,34 @@
+// The files the journal, the receive log, the dirty bitmap and the resync areas live
+// in, behind an interface, so the seeded simulation can put them on a disk model that
+// loses unsynced writes (test/sim/disk-model.ts); DirStore (src/journal/store.ts) is
+// the real folder. Appends and page writes are synchronous (they land in the page
+// cache, like the host's writes); reads and syncs are asynchronous (they may wait for
+// the disk). Types only: the journal (journal/) and resync rounds (sync/) both write
+// through it without importing each other.
+
+export interface StoreFile {
+  readonly name: string;
+  /** Current length, including writes not yet synced. */
+  size(): number;
+  appendSync(parts: Buffer[]): void;
+  /** Writes `parts` back to back at `position`, on the thread pool. */
+  writev(position: number, parts: Buffer[]): Promise<void>;
+  writeSync(position: number, data: Buffer): void;
+  /** Up to `length` bytes from `position` (short at the end of the file). */
+  read(position: number, length: number): Promise<Buffer>;
+  sync(): Promise<void>;
+  truncateSync(length: number): void;
+  close(): void;
+}
+
+export interface Store {
+  list(): string[];
+  open(name: string): StoreFile;
+  /** Creates an empty file (replacing any file of that name). */
+  create(name: string): StoreFile;
+  remove(name: string): void;
+  /** Makes creations and removals durable. */
+  syncDir(): Promise<void>;
+  /** Replaces a small file atomically and durably: after a crash it holds the old bytes or the new. */
+  replace(name: string, data: Buffer): Promise<void>;
+}
