@@ -8,6 +8,7 @@
 // refusals are logged once per address and kind, then counted (src/log/refusals.ts),
 // so a flood of bad tokens cannot push the operator's events out of the ring.
 import { timingSafeEqual } from 'node:crypto';
+import net from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from '../log/log.js';
 import { RefusalLog } from '../log/refusals.js';
@@ -35,6 +36,10 @@ export interface ApiOptions {
   log: Logger;
   /** Tests shorten these; the daemon takes the defaults. */
   limits?: Partial<ApiLimits>;
+  /** api_tls: HTTPS with the node's key and certificate (absent: plain HTTP). */
+  tls?: { key: string; cert: string } | null;
+  /** api_hosts: names answered besides IP literals, localhost and the name listened on. */
+  hosts?: string[];
 }
 
 export interface ApiLimits {
@@ -96,6 +101,11 @@ function authorized(req: FastifyRequest, token: string): boolean {
 
 export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{ app: FastifyInstance; address: ListenAddress }> {
   const limits = apiLimits(opts.limits);
+  const serverLimits = {
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    connectionsCheckingInterval: limits.timeoutCheckMs,
+  };
   const app = Fastify({
     logger: false,
     bodyLimit: 64 * 1024,
@@ -103,14 +113,47 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     maxRequestsPerSocket: limits.maxRequestsPerSocket,
-    http: {
-      headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: limits.requestTimeoutMs,
-      connectionsCheckingInterval: limits.timeoutCheckMs,
-    },
-  });
+    // With TLS, the same limits go to https.createServer (fastify passes `http` only to
+    // http), and the TLS handshake gets the headers' deadline: a stalled handshake
+    // holds a descriptor like a stalled request.
+    ...(opts.tls
+      ? { https: { key: opts.tls.key, cert: opts.tls.cert, minVersion: 'TLSv1.2' as const, handshakeTimeout: limits.headersTimeoutMs, ...serverLimits } }
+      : { http: serverLimits }),
+  }) as unknown as FastifyInstance;
   app.server.maxConnections = limits.maxConnections;
   const refusals = new RefusalLog({ log: opts.log, windowMs: limits.refusalLogWindowMs });
+  if (opts.tls) {
+    // Plain HTTP (or anything but TLS) on the HTTPS port: the handshake fails and the
+    // socket is closed; said once per address, then counted.
+    app.server.on('tlsClientError', (e: Error & { reason?: string }, socket: net.Socket) => {
+      const from = socket.remoteAddress ?? 'a local socket';
+      refusals.refuse({
+        kind: 'not TLS', from,
+        first: `API: refused a connection from ${from}: no TLS handshake (${e.reason ?? e.message.split('\n')[0]}); this API speaks HTTPS only (api_tls: true)`,
+        more: (n, who, span) => `API: refused ${n} more connections from ${who} in ${span} that did not speak TLS`,
+      });
+    });
+  }
+  // DNS rebinding: a page on another site whose name is made to resolve to this
+  // address reaches the open read routes from the operator's browser, sending its own
+  // name as Host. Only names this node is known by are answered; an IP literal is
+  // never a rebinding.
+  const hostNames = new Set(['localhost', ...(opts.hosts ?? []).map((h) => h.toLowerCase())]);
+  if (addr.kind === 'tcp' && net.isIP(addr.host) === 0) hostNames.add(addr.host.toLowerCase());
+  app.addHook('onRequest', (req, reply, done) => {
+    const host = req.headers.host;
+    if (host === undefined || hostAllowed(host, hostNames)) return done();
+    const name = hostName(host);
+    refusals.refuse({
+      kind: 'unknown host', from: req.ip,
+      first: `API: refused ${req.method} ${req.url.split('?')[0]} from ${req.ip}: Host ${JSON.stringify(name)} is not a name of this node (it answers to IP addresses and ${[...hostNames].join(', ')}; more go in api_hosts)`,
+      more: (n, from, span) => `API: refused ${n} more requests from ${from} in ${span} for host names this node does not answer to`,
+    });
+    void reply.code(421).send({
+      error: `this API does not answer to the host name ${JSON.stringify(name)}: a page on another site can point its name at this address (DNS rebinding). ` +
+        'Use the address, localhost, or add the name to api_hosts in offsite.yaml',
+    });
+  });
   app.server.on('drop', (d) => refusals.refuse({
     kind: 'too many connections', from: '',
     first: `API: refused a connection from ${d?.remoteAddress ?? 'a local socket'}: ${limits.maxConnections} connections open already (at most ${limits.maxConnections}, so that the API cannot take the file descriptors the volumes, journals and NBD need)`,
@@ -217,8 +260,21 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
   }));
   const a = app.server.address();
   const address: ListenAddress = typeof a === 'object' && a !== null ? { kind: 'tcp', host: addr.kind === 'tcp' ? addr.host : a.address, port: a.port } : addr;
-  opts.log.info(`API at http://${formatListenAddress(address)}/api/v1/status`);
+  opts.log.info(`API at ${opts.tls ? 'https' : 'http'}://${formatListenAddress(address)}/api/v1/status`);
   return { app, address };
+}
+
+/** The name in a Host header, without its port, lower case, without a trailing dot ("[::1]" for IPv6). */
+function hostName(host: string): string {
+  const h = host.trim().toLowerCase();
+  const m = /^(\[[^\]]*\]|[^:]*)(?::\d*)?$/.exec(h);
+  return (m?.[1] ?? h).replace(/\.$/, '');
+}
+
+function hostAllowed(host: string, names: Set<string>): boolean {
+  const name = hostName(host);
+  if (name.startsWith('[') && name.endsWith(']')) return net.isIPv6(name.slice(1, -1));
+  return net.isIPv4(name) || names.has(name);
 }
 
 /** The history route's limit per address (docs/API.md, "Limits"): ample for a tool polling it, which changes once a minute. */

@@ -104,6 +104,17 @@ const schema = z.strictObject({
   link: listen.optional(),
   /** The HTTP API listener (host:port). */
   api: listen.optional(),
+  /**
+   * Serve the API (and the dashboard) over HTTPS with the node's certificate from
+   * `offsite init`: over plain HTTP the bearer token crosses the network in clear.
+   */
+  api_tls: z.boolean().default(false),
+  /**
+   * Host names the API answers to, besides IP literals, localhost and the name it
+   * listens on: a page on another site that rebinds its name to this address (DNS
+   * rebinding) sends its own name as Host, and is refused.
+   */
+  api_hosts: z.array(z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/, 'a host name is letters, digits, "." and "-"')).max(64).default([]),
   peers: z.record(z.string().regex(NAME), peerSchema).default({}),
   volumes: z.record(z.string().regex(NAME, 'a volume name is letters, digits, ".", "_" or "-" (at most 63)'), volumeSchema)
     .refine((v) => Object.keys(v).length > 0, 'at least one volume is needed'),
@@ -122,6 +133,10 @@ export interface Config {
   node: string;
   link?: ListenAddress | undefined;
   api?: ListenAddress | undefined;
+  /** api_tls: the API speaks HTTPS with the node's certificate. */
+  apiTls: boolean;
+  /** api_hosts, lower case. */
+  apiHosts: string[];
   peers: PeerConfig[];
   /** Absolute. */
   state: string;
@@ -198,7 +213,10 @@ export function parseConfig(text: string, file: string): Config {
   }
   const nbd = c.nbd.kind === 'unix' ? { kind: 'unix' as const, path: path.resolve(dir, c.nbd.path) } : c.nbd;
   const peers = Object.entries(c.peers).map(([name, p]) => ({ ...p, name }));
-  return { file, node: c.node, link: c.link, api: c.api, peers, state, nbd, nbdIdleTimeout: c.nbd_idle_timeout, volumes, snmp: c.snmp };
+  return {
+    file, node: c.node, link: c.link, api: c.api, apiTls: c.api_tls, apiHosts: c.api_hosts.map((h) => h.toLowerCase().replace(/\.$/, '')),
+    peers, state, nbd, nbdIdleTimeout: c.nbd_idle_timeout, volumes, snmp: c.snmp,
+  };
 }
 
 /**

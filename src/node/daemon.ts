@@ -6,7 +6,7 @@ import type { Config } from '../config/config.js';
 import { formatBytes } from '../units/units.js';
 import type { Logger } from '../log/log.js';
 import { ExportRegistry, NbdServer } from '../nbd/server.js';
-import { formatListenAddress, type ListenAddress } from '../export/listen-address.js';
+import { formatListenAddress, isNetworkFacing, type ListenAddress } from '../export/listen-address.js';
 import { nativeFs } from '../volume/native.js';
 import { Volume } from '../volume/volume.js';
 import { DirtyBitmap, RegionSet } from '../journal/bitmap.js';
@@ -93,6 +93,11 @@ export class Daemon {
       this.historyTimer.unref();
       this.nbd = new NbdServer({ exports: registry, log: this.log, idleTimeoutMs: c.nbdIdleTimeout === undefined ? null : c.nbdIdleTimeout * 1000 });
       this.nbdAddress = await this.nbd.listen(c.nbd);
+      // The trust model, said where the operator looks (docs/NBD.md, "Who may connect").
+      if (isNetworkFacing(c.nbd)) {
+        this.log.warn(`NBD listens on ${formatListenAddress(c.nbd)}, which the network reaches: NBD has no authentication, so whoever reaches this port can read and write the volumes served here; ` +
+          'listen on 127.0.0.1, a unix socket, or an address on a storage network only the hosts reach (docs/NBD.md, "Who may connect")');
+      }
       let identity: ReturnType<typeof loadIdentity> | null = null;
       if (c.volumes.some((v) => v.peer !== undefined)) {
         try {
@@ -109,7 +114,22 @@ export class Daemon {
         await this.links.start();
       }
       if (c.api) {
-        const api = await startApi(c.api, { status: () => this.status(), actions: this.roles, token: () => readToken(c.state), reload: () => this.reload(), history: (name) => this.historyOf(name), log: this.log });
+        let tls: { key: string; cert: string } | null = null;
+        if (c.apiTls) {
+          try {
+            const id = loadIdentity(c.state);
+            tls = { key: id.keyPem, cert: id.certPem };
+          } catch (e) {
+            throw new Error(`api_tls: true serves the API with this node's certificate: ${(e as Error).message}`);
+          }
+        }
+        if (isNetworkFacing(c.api)) {
+          this.log.warn(c.apiTls
+            ? `the API listens on ${formatListenAddress(c.api)}, which the network reaches: its read routes (status, events, history, metrics, the dashboard) answer whoever reaches the port; actions need the token, which goes over HTTPS (api_tls) (docs/API.md, "Who may connect")`
+            : `the API listens on ${formatListenAddress(c.api)}, which the network reaches, over plain HTTP: the token of every action crosses the network in clear, and the read routes (status, events, history, metrics, the dashboard) answer whoever reaches the port; ` +
+              'set api_tls: true (HTTPS with this node\'s certificate) or listen on 127.0.0.1 (docs/API.md, "Who may connect")');
+        }
+        const api = await startApi(c.api, { status: () => this.status(), actions: this.roles, token: () => readToken(c.state), reload: () => this.reload(), history: (name) => this.historyOf(name), log: this.log, tls, hosts: c.apiHosts });
         this.api = api.app;
         this.apiAddress = api.address;
       }

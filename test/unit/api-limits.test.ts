@@ -94,12 +94,12 @@ test('slow clients are cut: headers trickled, a body trickled, a connection that
   try {
     const silent = await raw(a.port);
     const slowHeaders = await raw(a.port);
-    trickle(slowHeaders.socket, `POST /api/v1/reload HTTP/1.1\r\nHost: x\r\n${'X-Padding: 0123456789\r\n'.repeat(100)}\r\n`, 50);
+    trickle(slowHeaders.socket, `POST /api/v1/reload HTTP/1.1\r\nHost: 127.0.0.1\r\n${'X-Padding: 0123456789\r\n'.repeat(100)}\r\n`, 50);
     const slowBody = await raw(a.port);
-    slowBody.socket.write(`POST /api/v1/reload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n`);
+    slowBody.socket.write(`POST /api/v1/reload HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n`);
     const bodySent = trickle(slowBody.socket, `{"x":"${'y'.repeat(3990)}"}`, 50);
     const keptAlive = await raw(a.port);
-    keptAlive.socket.write('GET /api/v1/status HTTP/1.1\r\nHost: x\r\n\r\n');
+    keptAlive.socket.write('GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
 
     // The bounds are guards only: the timeouts are 0.5 s and 1 s.
     await within(Promise.all([silent.closed, slowHeaders.closed, slowBody.closed, keptAlive.closed]), 20_000, 'every slow client closed');
