@@ -252,18 +252,49 @@ export class JournaledVolume implements ExportBackend {
     // The `applied` counter on disk says up to where the volume surely had everything.
     const from = Math.max(this.journal.released, this.journal.appliedOnDisk) + 1;
     let replayed = 0;
+    let skipped = 0;
     for (let seq = from; seq <= this.journal.lastSeq;) {
       const batch = await this.journal.read(seq, READ_BATCH_BYTES);
       if (batch.length === 0) break;
       for (const r of batch) {
-        if (r.kind === RecordKind.Write) await this.disk.write(r.offset, r.payload, false);
-        else if (r.kind === RecordKind.Zeroes) await this.disk.writeZeroes(r.offset, r.length, { fua: false, mayTrim: true, fast: false });
-        else if (r.kind === RecordKind.Trim) await this.zeroRange(r.offset, r.length);
-        if (r.kind !== RecordKind.Barrier) replayed++;
+        if (r.kind === RecordKind.Barrier || r.kind === RecordKind.Skip) continue;
+        // A region marked for resync is sent from the volume as it is, and may hold a
+        // newer write than this record: after an overflow the host's writes go to the
+        // volume with only a bitmap mark, and the applied counter stops moving, so
+        // replaying the journal there would put older data over a flushed write
+        // (found by the replication simulation: a kill -9 while a fold was pending).
+        // Only the parts of the record outside marked regions are replayed.
+        for (const [o, l] of this.unmarkedParts(r.offset, r.length)) {
+          if (r.kind === RecordKind.Write) await this.disk.write(o, r.payload.subarray(o - r.offset, o - r.offset + l), false);
+          else if (r.kind === RecordKind.Zeroes) await this.disk.writeZeroes(o, l, { fua: false, mayTrim: true, fast: false });
+          else await this.zeroRange(o, l);
+        }
+        if (this.unmarkedParts(r.offset, r.length).length === 0) skipped++;
+        else replayed++;
       }
       seq = batch[batch.length - 1]!.seq + 1;
     }
-    if (replayed > 0) this.log.info({ volume: this.name }, `volume ${this.name}: replayed ${replayed} journal records onto the volume after an unclean stop`);
+    if (replayed > 0 || skipped > 0) {
+      this.log.info({ volume: this.name }, `volume ${this.name}: replayed ${replayed} journal records onto the volume after an unclean stop${skipped > 0 ? ` (${skipped} more lie in regions marked for resync: those are sent as the volume holds them)` : ''}`);
+    }
+  }
+
+  /** [offset, length] pieces of a range that lie outside regions marked in the dirty bitmap. */
+  private unmarkedParts(offset: number, length: number): Array<[number, number]> {
+    const out: Array<[number, number]> = [];
+    const rs = this.bitmap.regionSize;
+    const end = offset + length;
+    for (let at = offset; at < end;) {
+      const region = Math.floor(at / rs);
+      const stop = Math.min(end, (region + 1) * rs);
+      if (!this.bitmap.isSet(region)) {
+        const last = out[out.length - 1];
+        if (last && last[0] + last[1] === at) last[1] += stop - at;
+        else out.push([at, stop - at]);
+      }
+      at = stop;
+    }
+    return out;
   }
 
   // --- the host's requests ----------------------------------------------------
