@@ -244,7 +244,11 @@ function unpackError(volume: string, e: unknown): FrameError {
  * peer cannot make this side allocate more than MAX_FRAME_PAYLOAD.
  */
 export function decodePackedRecordsFrame(payload: Buffer): { volume: string; records: JournalRecord[]; rawBytes: number } {
-  const p = parsePackedRecordsFrame(payload);
+  return unpackPacked(parsePackedRecordsFrame(payload));
+}
+
+/** A parsed PackedRecords frame's records, decompressed on the calling thread (the simulation). */
+export function unpackPacked(p: PackedFrame): { volume: string; records: JournalRecord[]; rawBytes: number } {
   let unpacked: Uint8Array;
   try {
     unpacked = unzstdExact(p.zstd, p.unpackedSize);

@@ -6,10 +6,9 @@ import type { Config } from '../config/config.js';
 import { formatDuration } from '../units/units.js';
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
-import { FrameDecoder, FrameError, FrameType, MAX_FRAME_PAYLOAD, PROTOCOL_RANGE, atVersion, decodeHeartbeat, encodeHeartbeat, decodeAck, decodeHashReply, decodeHashRequest, decodeHold, decodeResync, encodeAck, encodeHold, encodeFrame, encodeHashReply, frameVolume, type Frame, type ProtocolRange } from '../link/frame.js';
-import { checkHello, encodeHelloFrame, type HelloVolume } from '../link/hello.js';
+import { FrameDecoder, FrameError, PROTOCOL_RANGE, atVersion, encodeAck, encodeHold, encodeHashReply, type ProtocolRange } from '../link/frame.js';
+import type { HelloCheck, HelloVolume } from '../link/hello.js';
 import type { Identity } from '../link/identity.js';
-import { decodeRecordsFrame } from '../link/records-frame.js';
 import { decodePackedRecordsFrameOff, parsePackedRecordsFrame } from '../compress/codec.js';
 import { Packer, emptyPackStats, type PackStats } from '../compress/packer.js';
 import { CompressionPool } from '../compress/pool.js';
@@ -25,6 +24,7 @@ import { RateMeter } from '../rate/meter.js';
 import type { Replica } from '../secondary/replica.js';
 import type { VolumeIdentity } from '../volume/identity.js';
 import { epochBytesFor } from '../limits/limits.js';
+import { PeerSession, type SessionAction } from '../link/peer-session.js';
 
 /**
  * The dialer's wait before redialling: from MIN_BACKOFF_MS, doubling after every
@@ -45,6 +45,8 @@ export interface LinkVolumes {
 interface Session {
   peer: string;
   socket: tls.TLSSocket;
+  /** The link's state machine: Hello, routing, heartbeats, round trip, dead peer. */
+  machine: PeerSession;
   /** Control frames (ahead of records, never held by the rate). */
   send(parts: Buffer[]): void;
   /**
@@ -52,23 +54,14 @@ interface Session {
    * protocol's rules; null: not logged, the reason was said already).
    */
   close(reason: string, level?: 'warn' | 'error' | null): void;
-  closed: boolean;
-  /** Why the link was refused at Hello, by this side or the peer (null: it was not). */
-  refused: string | null;
+  readonly closed: boolean;
   /** Records frames go through it, at the peer's rate, fairly by volume weight. */
   pacer: Pacer;
   /** Packs record batches for this link (zero writes, zstd if the peer decodes it); set at Hello. */
   packer: Packer | null;
-  /** The peer's last heartbeat (its clock, and when it arrived here), echoed in ours. */
-  peerBeat: { clock: number; at: number } | null;
-  /** The link's round trip: the least of the last heartbeat echoes (ms; null until measured). */
-  rttMs: number | null;
-  rttSamples: number[];
   /** Frame bytes written to the socket, and what the link carried while it was the bottleneck. */
   wireBytes: number;
   capacity: LinkCapacity;
-  /** The protocol version Hello agreed on (until then, the lowest this node speaks): every frame sent carries it. */
-  version: number;
 }
 
 export class LinkManager {
@@ -273,7 +266,7 @@ export class LinkManager {
 
   /** The link's measured round trip (ms, from heartbeat echoes; null: not measured or no link). */
   rttOf(peer: string): number | null {
-    const r = this.sessions.get(peer)?.rttMs;
+    const r = this.sessions.get(peer)?.machine.rttMs;
     return r === null || r === undefined ? null : Math.round(r * 10) / 10;
   }
 
@@ -368,17 +361,22 @@ export class LinkManager {
   }
 
   /**
-   * Runs one link until it closes. Resolves `up`: both Hellos passed and neither side
-   * refused (the dialer then redials at once if it drops; otherwise it backs off), and
-   * `refused`: the refusal's reason, if there was one.
+   * Runs one link until it closes: the socket, timers and workers around the link's
+   * state machine (src/link/peer-session.ts), which decides everything else. Resolves
+   * `up`: both Hellos passed and neither side refused (the dialer then redials at once
+   * if it drops; otherwise it backs off), and `refused`: the refusal's reason, if any.
    */
   private session(socket: tls.TLSSocket, peer: string, initiator: boolean): Promise<{ up: boolean; refused: string | null }> {
     const old = this.sessions.get(peer);
     if (old) old.close('replaced by a new connection');
     return new Promise((resolve) => {
       const decoder = new FrameDecoder(this.protocol);
-      let lastHeard = Date.now();
-      let helloDone = false;
+      const machine = new PeerSession({
+        node: this.config.node, peer, initiator, speaks: this.protocol,
+        deadAfterMs: (this.config.peers.find((p) => p.name === peer)?.timeout ?? 5) * 1000,
+        shared: () => this.shared(peer),
+        pairedWith: (volume) => this.config.volumes.find((v) => v.name === volume)?.peer,
+      });
       const pacer = new Pacer({
         write: (b) => socket.write(b),
         rate: () => this.rateNow(peer),
@@ -392,22 +390,15 @@ export class LinkManager {
         onDrain: (f) => socket.once('drain', f),
         maxBuffered: () => socketAllowance(s.capacity.estimate(this.rateNow(peer))),
       });
+      let ended = false;
       const s: Session = {
-        peer, socket, closed: false, refused: null, pacer, packer: null, peerBeat: null, rttMs: null, rttSamples: [], wireBytes: 0, capacity: new LinkCapacity(), version: this.protocol.min,
+        peer, socket, machine, pacer, packer: null, wireBytes: 0, capacity: new LinkCapacity(),
+        get closed() { return machine.closed; },
         send: (parts) => {
-          if (!s.closed) pacer.control(atVersion(parts, s.version));
+          if (!machine.closed) pacer.control(atVersion(parts, machine.version));
         },
-        close: (reason, level = 'warn') => {
-          if (s.closed) return;
-          s.closed = true;
-          pacer.close();
-          if (level !== null) this.log[level]({ peer }, `link to ${peer} closed: ${reason}`);
-          socket.destroy();
-        },
+        close: (reason, level = 'warn') => run(machine.close(reason, level)),
       };
-      const sendHello = (): void => s.send(encodeHelloFrame({ node: this.config.node, codecs: ['zstd'], volumes: this.shared(peer) }, this.protocol));
-      if (!initiator) sendHello();
-      const deadAfterMs = (this.config.peers.find((p) => p.name === peer)?.timeout ?? 5) * 1000;
       // How busy the link is (data waiting for it), sampled 4 times a second; the
       // packer's auto level follows it once a second.
       // The capacity counts seconds in which records always waited to go out: a frame
@@ -431,254 +422,188 @@ export class LinkManager {
         busySamples = saturatedSamples = samples = 0;
       }, 250);
       meter.unref();
-      const timer = setInterval(() => {
-        if (Date.now() - lastHeard > deadAfterMs) s.close(`no word from ${peer} for ${formatDuration(deadAfterMs / 1000)}: peer dead or link cut`);
-        else if (helloDone) {
-          // (Not before Hello: until the version is agreed only Hello and Refuse travel,
-          // which a peer takes at any version.)
-          const now = Date.now();
-          s.send(encodeHeartbeat({ clock: now, ...(s.peerBeat ? { echo: { clock: s.peerBeat.clock, heldMs: now - s.peerBeat.at } } : {}) }));
-        }
-      }, Math.max(100, deadAfterMs / 5));
-      const onFrame = (f: Frame): void => {
-        if (f.type === FrameType.Heartbeat) {
-          const now = Date.now();
-          const h = decodeHeartbeat(f.payload);
-          s.peerBeat = { clock: h.clock, at: now };
-          if (h.echo) {
-            const sample = now - h.echo.clock - h.echo.heldMs;
-            if (sample >= 0 && sample < 600_000) {
-              // The least of the last 16: a heartbeat that waited behind records in the
-              // socket measures the queue, not the path.
-              s.rttSamples.push(sample);
-              if (s.rttSamples.length > 16) s.rttSamples.shift();
-              s.rttMs = Math.min(...s.rttSamples);
-            }
+      const timer = setInterval(() => run(machine.handle({ type: 'tick', now: Date.now() })), machine.heartbeatMs);
+
+      /** Does what the machine says. */
+      const run = (actions: SessionAction[]): void => {
+        for (const a of actions) {
+          try {
+            act(a);
+          } catch (e) {
+            run(machine.close(e instanceof FrameError ? `${peer} sent a bad frame: ${e.message}` : (e as Error).message));
           }
-          return;
         }
-        if (f.type === FrameType.Hello) {
-          const check = checkHello(f.payload, peer, this.shared(peer), { frame: f, speaks: this.protocol, self: this.config.node });
-          if (!check.ok) {
-            // At the version of the Hello it answers: the lowest the peer speaks, so it can read why.
-            s.send(encodeFrame(FrameType.Refuse, Buffer.from(JSON.stringify({ code: check.code, message: check.message })), 0, f.version));
-            // Said once, here: the peer closes on our Refuse (usually before the 100 ms
-            // below), and that close must not be taken for a fingerprint problem.
-            s.refused = check.message;
-            this.log.error({ peer }, `link to ${peer} refused: ${check.message}`);
-            this.onRefused?.(peer, check.code, check.message);
-            if (check.code === 'peer-promoted' && check.volume) this.onPeerPromoted?.(check.volume);
-            setTimeout(() => s.close(check.message, null), 100);
+      };
+      const act = (a: SessionAction): void => {
+        switch (a.type) {
+          case 'send':
+            pacer.control(atVersion(a.parts, machine.version));
+            return;
+          case 'close':
+            if (a.level !== null) this.log[a.level]({ peer }, `link to ${peer} closed: ${a.reason}`);
+            if (a.afterMs !== undefined) {
+              setTimeout(() => { pacer.close(); socket.destroy(); }, a.afterMs);
+              return;
+            }
+            pacer.close();
+            socket.destroy();
+            return;
+          case 'refused':
+            if (a.byPeer) this.log.error({ peer }, `${peer} refused the link: ${a.message} (${a.code})`);
+            else this.log.error({ peer }, `link to ${peer} refused: ${a.message}`);
+            this.onRefused?.(peer, a.code, a.message);
+            if (!a.byPeer && a.code === 'peer-promoted' && a.volume) this.onPeerPromoted?.(a.volume);
+            return;
+          case 'up':
+            decoder.settle(a.version);
+            this.linkUp(s, a.check, a.version);
+            return;
+          case 'records': {
+            const rp = this.volumes.replicas.get(a.volume);
+            if (!rp) return s.close(`${peer} sent records for ${a.volume}, which is not a replica here`);
+            void rp.receive(a.records).catch((e: Error) => s.close(`applying records for ${a.volume}: ${e.message}`));
             return;
           }
-          // From here on both sides send and take only the agreed version.
-          s.version = check.protocol;
-          decoder.settle(check.protocol);
-          if (initiator) sendHello();
-          helloDone = true;
-          const setting = (): Compression => this.config.peers.find((p) => p.name === peer)?.compression ?? { mode: 'auto' };
-          if (setting().mode !== 'off') this.pool ??= new CompressionPool();
-          s.packer = new Packer({
-            pool: this.pool, setting, peerZstd: check.hello.codecs?.includes('zstd') ?? false,
-            stats: (v) => this.packStats(v),
-            onFallback: (why) => {
-              if (Date.now() - this.fallbackSaidAt < 60_000) return;
-              this.fallbackSaidAt = Date.now();
-              this.log.warn({ peer }, `link to ${peer}: a batch went uncompressed (${why}); shipping goes on`);
-            },
-          });
-          this.sessions.set(peer, s);
-          this.log.info({ peer, protocol: check.protocol }, `link to ${peer} up`);
-          for (const { local, remote } of check.pairs) {
-            if (local.role === 'primary') {
-              const jv = this.volumes.primaries.get(local.name);
-              if (!jv) continue;
-              // The secondary applies whole epochs out of its receive log: keep them to a quarter of it.
-              jv.maxEpochBytes = Math.min(jv.maxEpochBytes, epochBytesFor(Infinity, remote.logBytes));
-              // A peer with nothing in its receive log and no round open (a new replica, or
-              // an old primary just demoted) gets a first sync: every region compared by hash.
-              jv.apart = null;
-              try {
-                this.volumes.identities.get(local.name)?.markShared();
-              } catch (e) {
-                this.log.error({ volume: local.name }, `volume ${local.name}: cannot record that the peer holds this generation: ${(e as Error).message}`);
-              }
-              const sh = this.shipperFor(local.name, jv);
-              sh.fitWindow(remote.logBytes);
-              const weight = (): number => this.config.volumes.find((v) => v.name === local.name)?.weight ?? 1;
-              const paced = {
-                link: s,
-                send: (parts: Buffer[]) => { if (!s.closed) s.pacer.send(local.name, weight(), atVersion(parts, s.version)); },
-                drop: () => s.pacer.drop(local.name),
-                encode: (records: JournalRecord[]) => s.packer!.encode(local.name, records),
-                close: (why: string) => s.close(why),
-              };
-              sh.up(paced, remote.durableSeq, remote.round, remote.durableSeq === 0 && remote.round === 0);
-            } else {
-              // The secondary takes the primary's volume identity (its UUID and generations).
-              try {
-                this.volumes.identities.get(local.name)?.adopt(remote.uuid, remote.generation);
-                this.volumes.identities.get(local.name)?.markShared();
-              } catch (e) {
-                this.log.error({ volume: local.name }, `volume ${local.name}: cannot record the primary's identity: ${(e as Error).message}`);
-              }
-              const rp = this.volumes.replicas.get(local.name);
-              rp?.attach({ ack: (seq) => s.send(encodeAck(local.name, seq)), hold: (held, after) => s.send(encodeHold(local.name, after, held)), close: (why) => s.close(why) })
-                .catch((e: Error) => s.close(`volume ${local.name}: attaching the replica failed: ${e.message}`));
-            }
+          case 'unpack': {
+            // Its head and the zstd frame's header are checked here (no allocation); the
+            // decompression, bounded to the declared size, runs in a worker.
+            const packed = parsePackedRecordsFrame(a.payload);
+            const volume = packed.volume;
+            const rp = this.volumes.replicas.get(volume);
+            if (!rp) return s.close(`${peer} sent records for ${volume}, which is not a replica here`);
+            decodePackedRecordsFrameOff(packed, this.unpackPool()).then(({ records }) => {
+              if (machine.closed) return;
+              void rp.receive(records).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
+              run(machine.handle({ type: 'unpacked' }));
+            }, (e: Error) => s.close(e instanceof FrameError ? `${peer} sent a bad frame: ${e.message}` : `unpacking records for ${volume}: ${e.message}`));
+            return;
           }
-          return;
-        }
-        if (f.type === FrameType.Refuse) {
-          let why = f.payload.toString('utf8');
-          try {
-            const r = JSON.parse(why) as { code?: string; message?: string };
-            this.onRefused?.(peer, r.code ?? 'refused', r.message ?? why);
-            why = `${r.message ?? why} (${r.code ?? 'refused'})`;
-          } catch {
-            // not JSON: show it as it came
+          case 'resync': {
+            const rp = this.volumes.replicas.get(a.volume);
+            if (!rp) return s.close(`${peer} opened a resync round for ${a.volume}, which is not a replica here`);
+            void rp.openRound(a.startSeq).catch((e: Error) => s.close(`opening the resync round of ${a.volume}: ${e.message}`));
+            return;
           }
-          s.refused = why;
-          this.log.error({ peer }, `${peer} refused the link: ${why}`);
-          return s.close(`${peer} refused the link`, null);
-        }
-        if (!helloDone) return s.close(`${peer} sent frame type ${f.type} before Hello`);
-        // A frame that names a volume is taken only from the peer that volume is paired
-        // with. Every configured peer's key opens a link, so without this a peer paired
-        // for one volume could read another pair's replica (HashRequest), jam it
-        // (Resync, Records) or release a primary's journal for records the real peer
-        // never got (Ack, Hold). Checked before anything else is done with the frame.
-        const named = frameVolume(f);
-        if (named !== null) {
-          const paired = this.config.volumes.find((v) => v.name === named)?.peer;
-          if (paired !== peer) {
-            const whose = paired === undefined ? 'which is not a volume of this node' : `which is paired with ${paired}, not ${peer} (volumes.${named}.peer)`;
-            return s.close(`${peer} sent a ${FrameType[f.type]} frame for volume ${named}, ${whose}; a peer may only send frames for the volumes paired with it`, 'error');
+          case 'hashRequest': {
+            const r = a.request;
+            const rp = this.volumes.replicas.get(r.volume);
+            if (!rp) return s.close(`${peer} asked for hashes of ${r.volume}, which is not a replica here`);
+            void rp.hashRegions(r.regionSize, r.first, r.count, () => !machine.closed, r.afterSeq ?? 0).then(
+              (hashes) => {
+                if (hashes) s.send(encodeHashReply(r, hashes));
+              },
+              (e: Error) => s.close(`hashing ${r.volume}: ${e.message}`),
+            );
+            return;
           }
-        }
-        if (f.type === FrameType.Records) {
-          const { volume, records } = decodeRecordsFrame(f.payload);
-          const rp = this.volumes.replicas.get(volume);
-          if (!rp) return s.close(`${peer} sent records for ${volume}, which is not a replica here`);
-          void rp.receive(records).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
-          return;
-        }
-        if (f.type === FrameType.PackedRecords) {
-          // Its head and the zstd frame's header are checked here (no allocation); the
-          // decompression, bounded to the declared size, runs in a worker. The frames
-          // behind it wait until its records are handed to the replica, in order.
-          const packed = parsePackedRecordsFrame(f.payload);
-          const volume = packed.volume;
-          const rp = this.volumes.replicas.get(volume);
-          if (!rp) return s.close(`${peer} sent records for ${volume}, which is not a replica here`);
-          unpacking = true;
-          decodePackedRecordsFrameOff(packed, this.unpackPool()).then(({ records }) => {
-            if (s.closed) return;
-            void rp.receive(records).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
-            unpacked();
-          }, (e: Error) => s.close(e instanceof FrameError ? `${peer} sent a bad frame: ${e.message}` : `unpacking records for ${volume}: ${e.message}`));
-          return;
-        }
-        if (f.type === FrameType.Resync) {
-          const { volume, startSeq } = decodeResync(f.payload);
-          const rp = this.volumes.replicas.get(volume);
-          if (!rp) return s.close(`${peer} opened a resync round for ${volume}, which is not a replica here`);
-          void rp.openRound(startSeq).catch((e: Error) => s.close(`opening the resync round of ${volume}: ${e.message}`));
-          return;
-        }
-        if (f.type === FrameType.HashRequest) {
-          const r = decodeHashRequest(f.payload);
-          const rp = this.volumes.replicas.get(r.volume);
-          if (!rp) return s.close(`${peer} asked for hashes of ${r.volume}, which is not a replica here`);
-          void rp.hashRegions(r.regionSize, r.first, r.count, () => !s.closed, r.afterSeq ?? 0).then(
-            (hashes) => {
-              if (hashes) s.send(encodeHashReply(r, hashes));
-            },
-            (e: Error) => s.close(`hashing ${r.volume}: ${e.message}`),
-          );
-          return;
-        }
-        if (f.type === FrameType.HashReply) {
-          const r = decodeHashReply(f.payload);
-          this.shippers.get(r.volume)?.hashReply(r.first, r.regionSize, r.hashes);
-          return;
-        }
-        if (f.type === FrameType.Hold) {
-          const h = decodeHold(f.payload);
-          this.shippers.get(h.volume)?.peerHold(h.held, h.resumeAfter);
-          return;
-        }
-        if (f.type === FrameType.Ack) {
-          const { volume, seq } = decodeAck(f.payload);
-          this.shippers.get(volume)?.ack(seq);
+          case 'hashReply':
+            this.shippers.get(a.reply.volume)?.hashReply(a.reply.first, a.reply.regionSize, a.reply.hashes);
+            return;
+          case 'hold':
+            this.shippers.get(a.hold.volume)?.peerHold(a.hold.held, a.hold.resumeAfter);
+            return;
+          case 'ack':
+            this.shippers.get(a.volume)?.ack(a.seq);
+            return;
+          case 'pauseReading':
+            socket.pause();
+            return;
+          case 'resumeReading':
+            socket.resume();
+            return;
+          case 'droppedBeforeHello':
+            // A TLS 1.3 client finishes its handshake before the server has checked its
+            // certificate, so a peer that does not pin this node hangs up right after it,
+            // with no Refuse: that is the likely cause of a drop before any Hello came.
+            this.log.warn({ peer }, `link to ${peer} dropped before its Hello: does ${peer} pin this node's fingerprint (${this.identity.fingerprint})?`);
+            return;
         }
       };
-      // Frames are handled in the order they came. While a PackedRecords frame is
-      // decompressed in a worker, the frames behind it wait here (heartbeats excepted:
-      // they carry liveness, no order); past MAX_FRAME_PAYLOAD of them the socket is not
-      // read, so a peer cannot make this side queue more than that.
-      const waiting: Frame[] = [];
-      let waitingBytes = 0;
-      let unpacking = false;
-      let readPaused = false;
-      const take = (f: Frame): void => {
-        if (s.closed) return;
-        try {
-          onFrame(f);
-        } catch (e) {
-          s.close(e instanceof FrameError ? `${peer} sent a bad frame: ${e.message}` : (e as Error).message);
-        }
-      };
-      const arrive = (f: Frame): void => {
-        if (!unpacking || f.type === FrameType.Heartbeat) return take(f);
-        waiting.push(f);
-        waitingBytes += f.payload.length;
-        if (waitingBytes > MAX_FRAME_PAYLOAD && !readPaused) {
-          readPaused = true;
-          socket.pause();
-        }
-      };
-      const unpacked = (): void => {
-        unpacking = false;
-        while (!unpacking && !s.closed && waiting.length > 0) {
-          const f = waiting.shift()!;
-          waitingBytes -= f.payload.length;
-          take(f);
-        }
-        if (readPaused && waitingBytes <= MAX_FRAME_PAYLOAD && !s.closed) {
-          readPaused = false;
-          socket.resume();
-        }
-      };
+
       socket.on('data', (chunk: Buffer) => {
-        lastHeard = Date.now();
+        const now = Date.now();
+        run(machine.handle({ type: 'heard', now }));
         decoder.push(chunk);
         try {
-          for (let f = decoder.next(); f && !s.closed; f = decoder.next()) arrive(f);
+          for (let f = decoder.next(); f && !machine.closed; f = decoder.next()) run(machine.handle({ type: 'frame', frame: f, now }));
         } catch (e) {
           s.close(e instanceof FrameError ? `${peer} sent a bad frame: ${e.message}` : (e as Error).message);
         }
       });
       socket.on('error', () => undefined);
       socket.on('close', () => {
+        if (ended) return;
+        ended = true;
         clearInterval(timer);
         clearInterval(meter);
-        // A TLS 1.3 client finishes its handshake before the server has checked its
-        // certificate, so a peer that does not pin this node hangs up right after it,
-        // with no Refuse: that is the likely cause of a drop before any Hello came.
-        if (!helloDone && !s.closed && s.refused === null) {
-          this.log.warn({ peer }, `link to ${peer} dropped before its Hello: does ${peer} pin this node's fingerprint (${this.identity.fingerprint})?`);
-        }
-        s.closed = true;
+        pacer.close();
+        run(machine.handle({ type: 'closed' }));
         if (this.sessions.get(peer) === s) {
           this.sessions.delete(peer);
           for (const sh of this.shippers.values()) if (sh.session?.link === s) sh.down();
           for (const v of this.config.volumes) if (v.peer === peer) this.armApart(v.name);
           for (const v of this.config.volumes) if (v.peer === peer) this.volumes.replicas.get(v.name)?.detach();
         }
-        resolve({ up: helloDone && s.refused === null, refused: s.refused });
+        resolve({ up: machine.up && machine.refused === null, refused: machine.refused });
       });
+      run(machine.handle({ type: 'open', now: Date.now() }));
     });
+  }
+
+  /** Both Hellos passed: the link joins the node's links, and each shared volume is wired to it. */
+  private linkUp(s: Session, check: Extract<HelloCheck, { ok: true }>, version: number): void {
+    const peer = s.peer;
+    const setting = (): Compression => this.config.peers.find((p) => p.name === peer)?.compression ?? { mode: 'auto' };
+    if (setting().mode !== 'off') this.pool ??= new CompressionPool();
+    s.packer = new Packer({
+      pool: this.pool, setting, peerZstd: check.hello.codecs?.includes('zstd') ?? false,
+      stats: (v) => this.packStats(v),
+      onFallback: (why) => {
+        if (Date.now() - this.fallbackSaidAt < 60_000) return;
+        this.fallbackSaidAt = Date.now();
+        this.log.warn({ peer }, `link to ${peer}: a batch went uncompressed (${why}); shipping goes on`);
+      },
+    });
+    this.sessions.set(peer, s);
+    this.log.info({ peer, protocol: version }, `link to ${peer} up`);
+    for (const { local, remote } of check.pairs) {
+      if (local.role === 'primary') {
+        const jv = this.volumes.primaries.get(local.name);
+        if (!jv) continue;
+        // The secondary applies whole epochs out of its receive log: keep them to a quarter of it.
+        jv.maxEpochBytes = Math.min(jv.maxEpochBytes, epochBytesFor(Infinity, remote.logBytes));
+        // A peer with nothing in its receive log and no round open (a new replica, or
+        // an old primary just demoted) gets a first sync: every region compared by hash.
+        jv.apart = null;
+        try {
+          this.volumes.identities.get(local.name)?.markShared();
+        } catch (e) {
+          this.log.error({ volume: local.name }, `volume ${local.name}: cannot record that the peer holds this generation: ${(e as Error).message}`);
+        }
+        const sh = this.shipperFor(local.name, jv);
+        sh.fitWindow(remote.logBytes);
+        const weight = (): number => this.config.volumes.find((v) => v.name === local.name)?.weight ?? 1;
+        const paced = {
+          link: s,
+          send: (parts: Buffer[]) => { if (!s.closed) s.pacer.send(local.name, weight(), atVersion(parts, s.machine.version)); },
+          drop: () => s.pacer.drop(local.name),
+          encode: (records: JournalRecord[]) => s.packer!.encode(local.name, records),
+          close: (why: string) => s.close(why),
+        };
+        sh.up(paced, remote.durableSeq, remote.round, remote.durableSeq === 0 && remote.round === 0);
+      } else {
+        // The secondary takes the primary's volume identity (its UUID and generations).
+        try {
+          this.volumes.identities.get(local.name)?.adopt(remote.uuid, remote.generation);
+          this.volumes.identities.get(local.name)?.markShared();
+        } catch (e) {
+          this.log.error({ volume: local.name }, `volume ${local.name}: cannot record the primary's identity: ${(e as Error).message}`);
+        }
+        const rp = this.volumes.replicas.get(local.name);
+        rp?.attach({ ack: (seq) => s.send(encodeAck(local.name, seq)), hold: (held, after) => s.send(encodeHold(local.name, after, held)), close: (why) => s.close(why) })
+          .catch((e: Error) => s.close(`volume ${local.name}: attaching the replica failed: ${e.message}`));
+      }
+    }
   }
 
   /**

@@ -1,0 +1,121 @@
+// The link's state machine (src/link/peer-session.ts), the one the daemon and the
+// simulation both drive: Hello gating, routing by pairing, heartbeats and round trip,
+// dead peers, refusals, and the order of frames behind a PackedRecords frame.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { FrameDecoder, PROTOCOL_RANGE, encodeAck, encodeFrame, encodeHeartbeat, FrameType, type Frame } from '../../src/link/frame.js';
+import { PeerSession, type SessionAction } from '../../src/link/peer-session.js';
+import type { HelloVolume } from '../../src/link/hello.js';
+
+const vol = (role: 'primary' | 'secondary', name = 'db'): HelloVolume => ({ name, uuid: 'u', size: 1 << 20, role, generation: ['g'], durableSeq: 0, logBytes: 64 << 20, round: 0 });
+
+function pair(): { a: PeerSession; b: PeerSession } {
+  const paired = (peer: string) => (v: string): string | undefined => (v === 'db' ? peer : v === 'other' ? 'site-c' : undefined);
+  const a = new PeerSession({ node: 'site-a', peer: 'site-b', initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 5000, shared: () => [vol('primary')], pairedWith: paired('site-b') });
+  const b = new PeerSession({ node: 'site-b', peer: 'site-a', initiator: false, speaks: PROTOCOL_RANGE, deadAfterMs: 5000, shared: () => [vol('secondary')], pairedWith: paired('site-a') });
+  return { a, b };
+}
+
+/** The frames of the 'send' actions, decoded. */
+function frames(actions: SessionAction[]): Frame[] {
+  const d = new FrameDecoder();
+  for (const a of actions) if (a.type === 'send') d.push(Buffer.concat(a.parts));
+  const out: Frame[] = [];
+  for (let f = d.next(); f; f = d.next()) out.push(f);
+  return out;
+}
+
+const one = (parts: Buffer[]): Frame => frames([{ type: 'send', parts }])[0]!;
+const types = (actions: SessionAction[]): string[] => actions.map((a) => a.type);
+
+test('the acceptor speaks first; each side is up after the other\'s Hello, the dialer answering with its own', () => {
+  const { a, b } = pair();
+  assert.deepEqual(a.handle({ type: 'open', now: 0 }), [], 'the dialer waits');
+  const helloB = frames(b.handle({ type: 'open', now: 0 }));
+  assert.equal(helloB[0]!.type, FrameType.Hello);
+  const atA = a.handle({ type: 'frame', frame: helloB[0]!, now: 1 });
+  assert.deepEqual(types(atA), ['send', 'up']);
+  assert.equal(a.up, true);
+  const atB = b.handle({ type: 'frame', frame: frames(atA)[0]!, now: 2 });
+  assert.deepEqual(types(atB), ['up']);
+  const up = atB[0] as Extract<SessionAction, { type: 'up' }>;
+  assert.equal(up.check.pairs[0]!.remote.role, 'primary');
+});
+
+test('a frame before Hello, or a second Hello, closes the link', () => {
+  const { a, b } = pair();
+  b.handle({ type: 'open', now: 0 });
+  assert.match((b.handle({ type: 'frame', frame: one(encodeAck('db', 1)), now: 1 })[0] as { reason: string }).reason, /site-a sent frame type \d+ before Hello/);
+  const p = pair();
+  const hello = frames(p.b.handle({ type: 'open', now: 0 }))[0]!;
+  p.a.handle({ type: 'frame', frame: hello, now: 1 });
+  assert.match((p.a.handle({ type: 'frame', frame: hello, now: 2 })[0] as { reason: string }).reason, /sent a second Hello/);
+  void a;
+});
+
+test('frames are routed only for volumes paired with this peer', () => {
+  const { a, b } = pair();
+  const helloB = frames(b.handle({ type: 'open', now: 0 }))[0]!;
+  a.handle({ type: 'frame', frame: helloB, now: 0 });
+  assert.deepEqual(a.handle({ type: 'frame', frame: one(encodeAck('db', 7)), now: 1 }), [{ type: 'ack', volume: 'db', seq: 7 }]);
+  const wrong = a.handle({ type: 'frame', frame: one(encodeAck('other', 7)), now: 2 });
+  assert.equal(wrong[0]!.type, 'close');
+  assert.match((wrong[0] as { reason: string }).reason, /site-b sent a Ack frame for volume other, which is paired with site-c, not site-b/);
+  assert.deepEqual(a.handle({ type: 'frame', frame: one(encodeAck('db', 8)), now: 3 }), [], 'closed: nothing more is taken');
+});
+
+test('a Hello that does not match is refused: a Refuse at the Hello\'s version, the reason once, then a close after a linger', () => {
+  const a = new PeerSession({ node: 'site-a', peer: 'site-b', initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 5000, shared: () => [vol('secondary')], pairedWith: () => 'site-b' });
+  const { b } = pair();
+  const out = a.handle({ type: 'frame', frame: frames(b.handle({ type: 'open', now: 0 }))[0]!, now: 1 });
+  assert.deepEqual(types(out), ['send', 'refused', 'close']);
+  assert.equal(frames(out)[0]!.type, FrameType.Refuse);
+  assert.equal((out[1] as { code: string }).code, 'two-secondaries');
+  assert.equal((out[2] as { afterMs?: number }).afterMs, 100);
+  assert.match(a.refused ?? '', /secondary on both nodes/);
+  assert.deepEqual(a.handle({ type: 'closed' }), [], 'a refused link that drops is no fingerprint problem');
+});
+
+test('heartbeats after Hello carry the echo; the round trip is the least sample; silence past the timeout closes', () => {
+  const { a, b } = pair();
+  const helloB = frames(b.handle({ type: 'open', now: 0 }))[0]!;
+  a.handle({ type: 'frame', frame: helloB, now: 0 });
+  assert.equal(frames(a.handle({ type: 'tick', now: 1000 }))[0]!.type, FrameType.Heartbeat);
+  // The peer's beat sent at its clock 5000, echoing ours of 1000 held 40 ms; arrives at 1100.
+  a.handle({ type: 'frame', frame: one(encodeHeartbeat({ clock: 5000, echo: { clock: 1000, heldMs: 40 } })), now: 1100 });
+  assert.equal(a.rttMs, 60);
+  a.handle({ type: 'frame', frame: one(encodeHeartbeat({ clock: 6000, echo: { clock: 2000, heldMs: 10 } })), now: 2200 });
+  assert.equal(a.rttMs, 60, 'the least of the samples (the second waited behind records)');
+  assert.deepEqual(a.handle({ type: 'tick', now: 7000 }).map((x) => x.type), ['send'], 'within the timeout');
+  const dead = a.handle({ type: 'tick', now: 7201 });
+  assert.match((dead[0] as { reason: string }).reason, /no word from site-b for 5 s: peer dead or link cut/);
+});
+
+test('frames behind a PackedRecords frame wait for its unpacking (heartbeats do not), in order', () => {
+  const { a, b } = pair();
+  const helloA = (() => { const h = frames(b.handle({ type: 'open', now: 0 }))[0]!; return frames(a.handle({ type: 'frame', frame: h, now: 0 }))[0]!; })();
+  b.handle({ type: 'frame', frame: helloA, now: 0 });
+  // (Only the volume name at the payload's head is read here: the adapter parses the rest.)
+  const first = b.handle({ type: 'frame', frame: one(encodeFrame(FrameType.PackedRecords, encodeName('db'))), now: 1 });
+  assert.equal(first[0]!.type, 'unpack');
+  assert.deepEqual(b.handle({ type: 'frame', frame: one(encodeFrame(FrameType.Resync, resyncPayload('db', 9))), now: 2 }), [], 'waits');
+  assert.deepEqual(b.handle({ type: 'frame', frame: one(encodeHeartbeat({ clock: 1 })), now: 3 }), [], 'a heartbeat is taken at once');
+  assert.deepEqual(b.handle({ type: 'unpacked' }), [{ type: 'resync', volume: 'db', startSeq: 9 }]);
+});
+
+function encodeName(name: string): Buffer {
+  const n = Buffer.from(name);
+  const b = Buffer.alloc(2 + n.length + 8);
+  b.writeUInt16LE(n.length, 0);
+  n.copy(b, 2);
+  return b;
+}
+
+function resyncPayload(name: string, seq: number): Buffer {
+  const n = Buffer.from(name);
+  const b = Buffer.alloc(2 + n.length + 8);
+  b.writeUInt16LE(n.length, 0);
+  n.copy(b, 2);
+  b.writeBigUInt64LE(BigInt(seq), 2 + n.length);
+  return b;
+}
