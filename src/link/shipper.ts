@@ -1,6 +1,7 @@
 // The shipper of one volume on the primary, as a state machine: events in, actions
-// out, no I/O. An adapter (to come with the link manager) reads the journal, writes
-// frames to the socket and calls release(); the seeded simulation drives it directly.
+// out, no I/O. Its adapter, VolumeShipper (src/link/volume-shipper.ts), reads the
+// journal, sends frames through the peer session and releases what the peer acked;
+// the seeded simulation runs that same adapter.
 //
 // It keeps a bounded window of unacked bytes in flight, resumes exactly where the
 // peer's durable state ends (no gap, no duplicate), and releases journal data only
