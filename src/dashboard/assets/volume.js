@@ -219,7 +219,7 @@ export class VolumeCard {
     const peer = v.peer ?? 'the primary';
     const warnings = [];
     if (v.link === 'connected') warnings.push(`${peer} is still connected, so ${here} will refuse: two primaries would take writes apart. Demote ${this.name} on ${peer} first, or stop that node.`);
-    if (!v.consistent) warnings.push(`The replica is not a flush-point image (${v.resyncing ? 'its first sync has not completed' : 'an apply waits to be redone'}), so ${here} will refuse.`);
+    if (!v.consistent) warnings.push(`The replica is not a flush-point image (${v.resyncing ? 'its first sync has not completed' : 'an apply failed and waits to be redone'}), so ${here} will refuse.`);
     const answer = await confirmAction({
       title: `Promote ${this.name} on ${here}?`,
       paragraphs: [
@@ -282,6 +282,8 @@ function stateText(v) {
   if (v.tracking === 'journal') parts.push('tracking by journal');
   else if (v.tracking === 'bitmap') parts.push(`tracking by bitmap: the journal overflowed, ${bytes(v.dirtyBytes)} await a resync`);
   if (v.resyncing) parts.push('resync round open');
+  // (A unit being applied is no inconsistency: readers wait for it, then see the next flush point.)
+  if (v.applying) parts.push(`applying records ${v.applying.fromSeq}..${v.applying.toSeq}`);
   if (v.paused) parts.push('shipping paused by the operator');
   if (v.verify && v.verify.state !== 'running') parts.push(`last verify ${v.verify.state}: ${v.verify.message}`);
   return parts.join('; ');
