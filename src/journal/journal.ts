@@ -39,6 +39,12 @@ interface Sample {
   time: number;
 }
 
+/** The range a host record covers on the volume. */
+interface Range {
+  offset: number;
+  length: number;
+}
+
 /** A range whose record was lost or damaged: the volume must resync it. */
 export interface LostRange {
   offset: number;
@@ -312,7 +318,7 @@ export class Journal {
     assert(h.seq === this.nextSeq, () => `journal: record ${h.seq} appended where ${this.nextSeq} is next`);
     assert(h.kind !== RecordKind.Write || (payload !== null && payload.length === h.length), () => `journal: write record ${h.seq} of ${h.length} bytes carries ${payload?.length ?? 'no'} payload`);
     const header = encodeRecordHeader(h, payload);
-    this.enqueue(seg!, h.seq, payload && payload.length > 0 ? [header, payload] : [header]);
+    this.enqueue(seg!, h.seq, payload && payload.length > 0 ? [header, payload] : [header], h.kind === RecordKind.Barrier ? null : { offset: h.offset, length: h.length });
     seg!.lastSeq = h.seq;
     this.used += size;
     assert(this.used <= this.capacity, () => `journal: ${this.used} bytes used of a capacity of ${this.capacity}`);
@@ -328,7 +334,12 @@ export class Journal {
   // at a time and in order means a crash can tear only the tail, never leave a
   // hole; off the event loop means the host's requests keep flowing meanwhile.
 
-  private readonly queue: Array<{ seg: Segment; at: number; parts: Buffer[]; bytes: number; seq: number }> = [];
+  private readonly queue: Array<{ seg: Segment; at: number; parts: Buffer[]; bytes: number; seq: number; range: Range | null }> = [];
+  /**
+   * The ranges of records appended but dropped unwritten when the journal broke: they
+   * are in no file, yet their host writes may be on the volume, so a fold must see them.
+   */
+  private unwritten: Range[] = [];
   private writing = false;
   /** Every record up to this seq is in the page cache (readable, syncable). */
   writtenSeq = 0;
@@ -336,9 +347,9 @@ export class Journal {
   broken: Error | null = null;
   private readonly written: Array<{ seq: number; resolve: () => void; reject: (e: Error) => void }> = [];
 
-  private enqueue(seg: Segment, seq: number, parts: Buffer[]): void {
+  private enqueue(seg: Segment, seq: number, parts: Buffer[], range: Range | null = null): void {
     const bytes = parts.reduce((n, p) => n + p.length, 0);
-    this.queue.push({ seg, at: seg.reserved, parts, bytes, seq });
+    this.queue.push({ seg, at: seg.reserved, parts, bytes, seq, range });
     seg.reserved += bytes;
     this.pump();
   }
@@ -380,6 +391,7 @@ export class Journal {
       this.settleWritten();
     }, (e: Error) => {
       this.broken = e;
+      for (const q of [...batch, ...this.queue]) if (q.range) this.unwritten.push(q.range);
       this.queue.length = 0;
       this.settleWritten();
     }).finally(() => {
@@ -616,6 +628,7 @@ export class Journal {
 
   clear(): void {
     this.broken = null; // the queue is drained; whatever failed is folded into the bitmap
+    this.unwritten = [];
     const keep = this.segments.pop();
     for (const s of this.segments) this.drop(s);
     this.segments = [];
@@ -721,7 +734,10 @@ export class Journal {
     });
   }
 
-  /** Visits the range of every unreleased host record (for folding into the bitmap). */
+  /**
+   * Visits the range of every unreleased host record (for folding into the bitmap),
+   * those that never reached the file because the journal broke included.
+   */
 
   async forEachUnreleased(visit: (offset: number, length: number) => void): Promise<void> {
     await this.drained();
@@ -732,6 +748,7 @@ export class Journal {
       for (const r of batch) if (r.kind !== RecordKind.Barrier) visit(r.offset, r.length);
       from = batch[batch.length - 1]!.seq + 1;
     }
+    for (const r of this.unwritten) visit(r.offset, r.length);
   }
 
   close(): void {

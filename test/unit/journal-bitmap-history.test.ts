@@ -11,6 +11,8 @@ import { RecordKind } from '../../src/journal/record.js';
 import { RoundMarker } from '../../src/sync/round-marker.js';
 import { DirStore } from '../../src/journal/store.js';
 import { JournaledVolume, type Disk } from '../../src/journal/write-path.js';
+import { IntentRing } from '../../src/journal/intent.js';
+import type { Store, StoreFile } from '../../src/store/store.js';
 import { silentLogger } from '../../src/log/log.js';
 import { tempDir } from '../helpers/run.js';
 
@@ -172,4 +174,69 @@ test('recovery does not replay journal records over regions marked for resync (a
   assert.ok(disk.data.subarray(0, 4 * KiB).every((b) => b === 0x99), 'the flushed write in a marked region was put back to older data');
   assert.ok(disk.data.subarray(64 * KiB, 68 * KiB).every((b) => b === 0x22), 'an unmarked record is replayed');
   await jv.close();
+});
+
+/** A folder whose disk fills up: once `full`, appends, growing writes and new files fail with ENOSPC. */
+function fillable(dir: string): Store & { full: boolean } {
+  const inner = new DirStore(dir);
+  const enospc = (): Error => Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+  const wrap = (f: StoreFile): StoreFile => ({
+    name: f.name,
+    size: () => f.size(),
+    appendSync: (parts) => { if (s.full) throw enospc(); f.appendSync(parts); },
+    writev: (at, parts) => (s.full ? Promise.reject(enospc()) : f.writev(at, parts)),
+    writeSync: (at, data) => { if (s.full && at + data.length > f.size()) throw enospc(); f.writeSync(at, data); },
+    read: (at, length) => f.read(at, length),
+    sync: () => f.sync(),
+    truncateSync: (length) => f.truncateSync(length),
+    close: () => f.close(),
+  });
+  const s = {
+    full: false,
+    list: () => inner.list(),
+    open: (name: string) => wrap(inner.open(name)),
+    create: (name: string) => { if (s.full) throw enospc(); return wrap(inner.create(name)); },
+    remove: (name: string) => inner.remove(name),
+    syncDir: () => inner.syncDir(),
+    replace: (name: string, data: Buffer) => (s.full ? Promise.reject(enospc()) : inner.replace(name, data)),
+  };
+  return s;
+}
+
+test('writes in flight at a crash, journaled again on a full journal disk, are marked for resync (the fold sees records that never reached the file)', async () => {
+  // The state a kill -9 leaves with two host writes in flight: record 1 in the journal,
+  // the intents of records 2 and 3 in the ring, their data on the volume, not in the
+  // journal. At the restart the journal's disk is full: the re-journaled records are
+  // appended but never written, and the write path falls back to the bitmap.
+  const dir = tempDir('rejournal-full');
+  const size = 4 * 64 * KiB;
+  const jdir = path.join(dir, 'j');
+  const j1 = new Journal({ store: new DirStore(jdir), capacity: 1024 * KiB, segmentSize: 256 * KiB });
+  await j1.recover();
+  j1.append(RecordKind.Write, 0, 4 * KiB, Buffer.alloc(4 * KiB, 0x11));
+  await j1.sync();
+  j1.close();
+  const ring = IntentRing.open(new DirStore(jdir), 64)!;
+  ring.record(2, 64 * KiB, 4 * KiB);
+  ring.record(3, 128 * KiB, 4 * KiB);
+  await ring.sync();
+  ring.close();
+  const disk = memDisk(size);
+  disk.data.fill(0x11, 0, 4 * KiB);
+  disk.data.fill(0x22, 64 * KiB, 68 * KiB);
+  disk.data.fill(0x33, 128 * KiB, 132 * KiB);
+  const jstore = fillable(jdir);
+  const journal = new Journal({ store: jstore, capacity: 1024 * KiB, segmentSize: 256 * KiB });
+  const report = await journal.recover();
+  jstore.full = true;
+  const { bitmap } = await DirtyBitmap.open(new DirStore(dir), size, 64 * KiB);
+  const jv = new JournaledVolume({ disk, journal, bitmap, onFull: 'bitmap', intentStore: jstore, intentSlots: 64, log: silentLogger });
+  await jv.start(report);
+  await jv.quiesce();
+  assert.equal(jv.mode, 'bitmap');
+  await jv.close();
+  // The writes on the volume the peer never got must be resynced: marked, durably.
+  const { bitmap: after } = await DirtyBitmap.open(new DirStore(dir), size, 64 * KiB);
+  assert.deepEqual([...after.dirtyRegions()], [0, 1, 2], 'regions 1 and 2 hold writes in no journal record and no bitmap mark');
+  after.close();
 });
