@@ -1,7 +1,8 @@
 // The thin adapter around one volume's Shipper state machine: it reads the journal,
 // hands Records frames to the link session, and releases journal data on acks. No
 // sockets or timers of its own: the link manager (or the simulation) calls tick()
-// and passes the session in, so the seeded simulation runs this very code.
+// and passes the session in, so the seeded simulation runs this very code. It also
+// drives the online verify's machine (src/sync/verify.ts): reads, frames and locks.
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
 import { RECORD_HEADER_SIZE, type JournalRecord, type RecordHeader } from '../journal/record.js';
@@ -14,6 +15,7 @@ import { batchFor } from '../rate/capacity.js';
 import { ExposureTracker } from '../rpo/exposure.js';
 import { assert } from '../invariants/assert.js';
 import { RESYNC_JOURNAL_FRACTION, RESYNC_STEP_BYTES, windowCapFor } from '../limits/limits.js';
+import { Verifier, type VerifyAction, type VerifyRun } from '../sync/verify.js';
 
 /** The link as the shipper sees it. */
 export interface ShipperSession {
@@ -41,27 +43,8 @@ export interface VolumeShipperOptions {
   now: () => number;
 }
 
-/** An online verify: regions compared so far, and what differed. */
-export interface VerifyRun {
-  repair: boolean;
-  /** Next region to compare, and the number of regions. */
-  next: number;
-  end: number;
-  regionSize: number;
-  differing: number[];
-  startedAt: number;
-  checkedRegions: number;
-  state: 'running' | 'done' | 'failed';
-  message: string;
-  /** The batch out: its first region, our hashes, the lock on its regions, when asked. */
-  asked: { first: number; hashes: Buffer[]; unlock: () => void; at: number } | null;
-}
-
 /** Far behind, a coalesced unit plans over at most this much of the backlog. */
 export const COALESCE_SCOPE = 256 << 20;
-
-/** A verify batch holds host writes to its regions: the peer has this long to answer. */
-const VERIFY_REPLY_MS = 30_000;
 
 export const DEFAULT_SHIPPING: Omit<VolumeShipperOptions, 'now'> = { windowBytes: 32 << 20, batchBytes: 4 << 20, selfSyncMs: 1000 };
 
@@ -83,6 +66,7 @@ export class VolumeShipper {
     private readonly opts: VolumeShipperOptions,
   ) {
     this.shipper = new Shipper({ windowBytes: opts.windowBytes, batchBytes: opts.batchBytes });
+    this.verifier = new Verifier({ volume: name, maxRegions: MAX_HASH_REGIONS, maxRegionSize: MAX_HASH_REGION_SIZE });
     this.windowBytes = opts.windowBytes;
     this.batchBytes = opts.batchBytes;
   }
@@ -254,11 +238,7 @@ export class VolumeShipper {
   down(): void {
     this.session = null;
     this.sentAt.length = 0;
-    if (this.verify?.asked) {
-      // The batch is asked again on the next link.
-      this.verify.asked.unlock();
-      this.verify.asked = null;
-    }
+    this.runVerify(this.verifier.handle({ type: 'down' }));
     this.hashAsked = -1;
     this.undurableSince = 0;
     this.handle({ type: 'down' });
@@ -354,18 +334,8 @@ export class VolumeShipper {
       this.run(this.handle({ type: 'journal', lastSeq: j.durableSeq }));
     }
     this.pumpResync();
-    const v = this.verify;
-    if (v?.asked && now - v.asked.at > VERIFY_REPLY_MS) {
-      v.asked.unlock();
-      v.asked = null;
-      v.state = 'failed';
-      v.message = `the peer did not answer within ${VERIFY_REPLY_MS / 1000} s (a checkpoint held there stops it from applying); run verify again`;
-      this.log.warn({ volume: this.name }, `volume ${this.name}: verify stopped: ${v.message}`);
-      // Its late answer must not be taken for a later verify's: a new link forgets the question.
-      this.session.close(`volume ${this.name}: the peer did not answer a verify request in ${VERIFY_REPLY_MS / 1000} s`);
-      return;
-    }
-    this.pumpVerify();
+    // (The reply timeout first: a batch out too long stops the verify and closes the link.)
+    this.runVerify(this.verifier.handle({ type: 'tick', now, ready: this.verifyReady() }));
   }
 
   /**
@@ -386,87 +356,87 @@ export class VolumeShipper {
     this.session.send(encodeHashRequest({ volume: this.name, regionSize: rs, first, count }));
   }
 
-  // --- online verify ------------------------------------------------------------
+  // --- online verify (the machine: src/sync/verify.ts) --------------------------------
 
-  verify: VerifyRun | null = null;
-  private verifyBusy = false;
+  private readonly verifier: Verifier;
+  /** The lock on the regions of the verify batch out (held from its read until the machine lets it go). */
+  private verifyUnlock: (() => void) | null = null;
+
+  /** The verify running now, or the last one. */
+  get verify(): VerifyRun | null {
+    return this.verifier.run;
+  }
 
   /** Starts comparing every region with the peer by hash (docs/RESYNC.md, "Online verify"). */
   startVerify(repair: boolean): VerifyRun {
-    if (this.verify?.state === 'running') throw new Error(`a verify of ${this.name} is already running (${this.verify.checkedRegions} of ${this.verify.end} regions)`);
-    if (!this.session) throw new Error(`the link of ${this.name} is down; verify compares with the peer, so it waits for the link`);
-    if (this.paused || this.heldByPeer) throw new Error(`shipping of ${this.name} is paused${this.heldByPeer ? ' by the peer (a checkpoint is held there)' : ''}; verify needs the peer to keep applying`);
-    if (this.jv.bitmap.regionSize > MAX_HASH_REGION_SIZE) throw new Error(`regions of ${formatBytes(this.jv.bitmap.regionSize)} are larger than a hash request may name (${formatBytes(MAX_HASH_REGION_SIZE)}); verify needs bitmap_region of at most that`);
-    if (this.jv.mode !== 'journal' || this.jv.roundStart || this.jv.seeding) throw new Error(`a sync or resync of ${this.name} is under way; verify after it ends`);
-    this.verify = {
-      repair, next: 0, end: this.jv.bitmap.regions, regionSize: this.jv.bitmap.regionSize, differing: [], startedAt: this.opts.now(),
-      checkedRegions: 0, state: 'running', message: 'running', asked: null,
-    };
-    this.log.info({ volume: this.name }, `volume ${this.name}: online verify started (${this.verify.end} regions${repair ? ', repairing what differs' : ''})`);
-    this.pumpVerify();
-    return this.verify;
-  }
-
-  private pumpVerify(): void {
-    const v = this.verify;
-    if (!v || v.state !== 'running' || !this.session || v.asked || this.verifyBusy) return;
-    // A round (an overflow meanwhile) makes the replica a moving target: wait for its end.
-    if (this.jv.mode !== 'journal' || this.jv.roundStart || this.jv.seeding) return;
-    // A batch holds host writes to its regions until the peer has applied what is ahead of
-    // it: not while nothing ships, nor while the backlog would take the link long to carry.
-    if (this.paused || this.heldByPeer) return;
-    const rate = this.rate?.() ?? null;
-    if (rate !== null && this.jv.journal.backlogBytes > rate * 5) return;
-    if (v.next >= v.end) return this.finishVerify(v);
-    const count = Math.min(MAX_HASH_REGIONS, Math.max(1, Math.floor((4 << 20) / v.regionSize)), v.end - v.next);
-    const first = v.next;
-    const s = this.session;
-    this.verifyBusy = true;
-    this.jv.verifyHashes(first, count).then(({ hashes, afterSeq, unlock }) => {
-      this.verifyBusy = false;
-      if (this.session !== s || this.verify !== v || v.state !== 'running') return unlock();
-      v.asked = { first, hashes, unlock, at: this.opts.now() };
-      s.send(encodeHashRequest({ volume: this.name, regionSize: v.regionSize, first, count, afterSeq }));
-    }, (e: Error) => {
-      this.verifyBusy = false;
-      v.state = 'failed';
-      v.message = `reading regions ${first}..${first + count - 1} failed: ${e.message}`;
-      this.log.error({ volume: this.name }, `volume ${this.name}: verify ${v.message}`);
+    const jv = this.jv;
+    const actions = this.verifier.handle({
+      type: 'start', repair, regions: jv.bitmap.regions, regionSize: jv.bitmap.regionSize, now: this.opts.now(),
+      linkUp: this.session !== null, paused: this.paused, heldByPeer: this.heldByPeer, syncing: this.verifySyncing(), ready: this.verifyReady(),
     });
+    const refused = actions.find((a) => a.type === 'refuse');
+    if (refused) throw new Error(refused.reason);
+    this.runVerify(actions);
+    return this.verifier.run!;
   }
 
-  private verifyReply(first: number, hashes: Buffer[]): boolean {
-    const v = this.verify;
-    if (!v?.asked || v.asked.first !== first || hashes.length !== v.asked.hashes.length) return false;
-    const mine = v.asked.hashes;
-    for (let i = 0; i < mine.length; i++) if (!hashes[i]?.equals(mine[i]!)) v.differing.push(first + i);
-    v.asked.unlock();
-    v.asked = null;
-    v.checkedRegions += mine.length;
-    v.next = first + mine.length;
-    this.pumpVerify();
-    return true;
+  /** A round (an overflow meanwhile) makes the replica a moving target: a verify waits for its end. */
+  private verifySyncing(): boolean {
+    return this.jv.mode !== 'journal' || this.jv.roundStart !== 0 || this.jv.seeding;
   }
 
-  private finishVerify(v: VerifyRun): void {
-    v.state = 'done';
-    const n = v.differing.length;
-    const bytes = formatBytes(n * v.regionSize);
-    const secs = Math.max(1, Math.round((this.opts.now() - v.startedAt) / 1000));
-    if (n === 0) {
-      v.message = `no differences in ${v.checkedRegions} regions (${secs} s)`;
-      this.log.info({ volume: this.name }, `volume ${this.name}: verify found ${v.message}`);
-      return;
+  /**
+   * A batch may go now: the link is up, no round is open, and the peer keeps applying
+   * what is ahead of it (a batch holds host writes to its regions until then): not
+   * while nothing ships, nor while the backlog would take the link long to carry.
+   */
+  private verifyReady(): boolean {
+    if (!this.session || this.verifySyncing() || this.paused || this.heldByPeer) return false;
+    const rate = this.rate?.() ?? null;
+    return !(rate !== null && this.jv.journal.backlogBytes > rate * 5);
+  }
+
+  private runVerify(actions: VerifyAction[]): void {
+    for (const a of actions) {
+      switch (a.type) {
+        case 'read': {
+          const s = this.session;
+          this.jv.verifyHashes(a.first, a.count).then(({ hashes, afterSeq, unlock }) => {
+            this.verifyUnlock = unlock;
+            this.runVerify(this.verifier.handle({ type: 'hashed', hashes, afterSeq, stale: this.session !== s, now: this.opts.now() }));
+          }, (e: Error) => this.runVerify(this.verifier.handle({ type: 'read-failed', message: e.message })));
+          break;
+        }
+        case 'send':
+          this.session?.send(encodeHashRequest({ volume: this.name, regionSize: a.regionSize, first: a.first, count: a.count, afterSeq: a.afterSeq }));
+          break;
+        case 'unlock': {
+          const unlock = this.verifyUnlock;
+          this.verifyUnlock = null;
+          unlock?.();
+          break;
+        }
+        case 'mark':
+          this.jv.markForResync(a.regions, a.reason);
+          break;
+        case 'log':
+          this.log[a.level]({ volume: this.name }, a.message);
+          break;
+        case 'close':
+          this.session?.close(a.reason);
+          break;
+        case 'refuse':
+          break;
+      }
     }
-    const list = v.differing.slice(0, 8).join(', ') + (n > 8 ? ', …' : '');
-    v.message = `${n} regions (${bytes}) differ: ${list}${v.repair ? '; resyncing them' : '; run verify --repair to resync them'}`;
-    this.log.warn({ volume: this.name }, `volume ${this.name}: verify found ${v.message}`);
-    if (v.repair) this.jv.markForResync(v.differing, `verify found ${n} regions that differ on the peer`);
   }
 
   /** The peer's hashes arrived: equal regions leave the round, then the pump goes on. */
   hashReply(first: number, regionSize: number, hashes: Buffer[]): void {
-    if (this.verify && regionSize === this.verify.regionSize && this.verifyReply(first, hashes)) return;
+    if (this.verifier.expects(first, regionSize, hashes.length)) {
+      this.runVerify(this.verifier.handle({ type: 'reply', first, hashes, now: this.opts.now(), ready: this.verifyReady() }));
+      return;
+    }
     if (first !== this.hashAsked) return; // a reply from an older link
     this.jv.hashBytes += hashes.length * 32 + 40;
     void this.jv.compareRegions(first, regionSize, hashes).then(() => {

@@ -3,7 +3,7 @@
 import type { NodeStatus, VolumeStatus } from '../contract/status.js';
 import type { VolumeEntry } from './volume-entry.js';
 import type { LinkManager } from './links.js';
-import type { VerifyRun } from '../link/volume-shipper.js';
+import type { VerifyRun } from '../sync/verify.js';
 import { formatCompression } from '../compress/setting.js';
 
 /** The whole node's status now. */
