@@ -67,6 +67,8 @@ export class Shipper {
   private shippable = 0;
   /** Highest seq the peer acked durable. */
   acked = 0;
+  /** Highest seq sent to the peer on any link of this run (an ack may not pass it). */
+  private sentHigh = 0;
   /** Sent, not yet acked: [seq, size] in order. Bounded by windowBytes (plus one batch). */
   private readonly inFlight: Array<{ seq: number; size: number }> = [];
   private inFlightBytes = 0;
@@ -137,13 +139,24 @@ export class Shipper {
         assert(last <= this.shippable, () => `the shipper read up to record ${last} but only ${this.shippable} is durable in the journal`);
         assert(last - first + 1 === e.records.length, () => `a journal read returned ${e.records.length} records for seqs ${first}..${last}`);
         this.next = last + 1;
+        this.sentHigh = Math.max(this.sentHigh, last);
         this.checkCounters();
         return [{ type: 'send', fromSeq: first, toSeq: last, bytes }, ...this.pump()];
       }
       case 'ack': {
         if (!this.up) return [];
         if (e.seq < this.acked) return [{ type: 'close', reason: `peer acked ${e.seq} after ${this.acked}: acks went backwards` }];
-        if (e.seq >= this.next) return [{ type: 'close', reason: `peer acked ${e.seq} but only ${this.next - 1} was sent` }];
+        if (e.seq >= this.next) {
+          // The peer logged records an earlier link sent and had not synced them when it
+          // said where it stood: its sync done, it acks them. Taken only for records this
+          // daemon did send it; anything beyond is a peer releasing what it never got.
+          if (e.seq > this.sentHigh) return [{ type: 'close', reason: `peer acked ${e.seq} but only ${this.next - 1} was sent (${this.sentHigh} on any link)` }];
+          this.stop();
+          this.acked = e.seq;
+          this.next = e.seq + 1;
+          this.checkCounters();
+          return [{ type: 'release', seq: e.seq }, ...this.pump()];
+        }
         if (e.seq === this.acked) return [];
         this.acked = e.seq;
         while (this.inFlight.length > 0 && this.inFlight[0]!.seq <= e.seq) this.inFlightBytes -= this.inFlight.shift()!.size;

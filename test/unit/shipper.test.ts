@@ -88,3 +88,18 @@ test('a paused volume whose link comes up releases what the peer holds and sends
   assert.deepEqual(s.handle({ type: 'up', peerDurableSeq: 3 }), [{ type: 'release', seq: 3 }]);
   assert.deepEqual(s.handle({ type: 'pause', paused: false }), [{ type: 'read', fromSeq: 4, maxBytes: 1000, limitSeq: 5 }]);
 });
+
+test('an ack past this link\'s resume point, for records an earlier link sent, moves on instead of cutting the link', () => {
+  const s = new Shipper({ windowBytes: 10_000, batchBytes: 10_000 });
+  s.handle({ type: 'journal', lastSeq: 20 });
+  s.handle({ type: 'up', peerDurableSeq: 0 });
+  s.handle({ type: 'read', records: recs(1, 10) });
+  s.handle({ type: 'down' });
+  // The peer had logged 1..10 but synced only 1..4 when the new link began.
+  s.handle({ type: 'up', peerDurableSeq: 4 });
+  s.handle({ type: 'read', records: recs(5, 6) });
+  assert.deepEqual(s.handle({ type: 'ack', seq: 10 }), [{ type: 'release', seq: 10 }, { type: 'read', fromSeq: 11, maxBytes: 10_000, limitSeq: 20 }]);
+  // Beyond anything ever sent: refused.
+  const close = s.handle({ type: 'ack', seq: 15 });
+  assert.equal(close[0]!.type, 'close');
+});
