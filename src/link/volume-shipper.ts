@@ -14,7 +14,8 @@ import { Shipper, type ShipperAction, type ShipperEvent } from './shipper.js';
 import { batchFor } from '../rate/capacity.js';
 import { ExposureTracker } from '../rpo/exposure.js';
 import { assert } from '../invariants/assert.js';
-import { RESYNC_JOURNAL_FRACTION, RESYNC_STEP_BYTES, windowCapFor } from '../limits/limits.js';
+import { windowCapFor } from '../limits/limits.js';
+import { pumpStep } from '../sync/round.js';
 import { Verifier, type VerifyAction, type VerifyRun } from '../sync/verify.js';
 
 /** The link as the shipper sees it. */
@@ -224,7 +225,7 @@ export class VolumeShipper {
     if (this.jv.seeding && resume >= this.jv.roundStart) {
       // The peer already holds records of this round: its replica is no longer what
       // the round began with, so regions are sent whole rather than compared.
-      this.jv.seeding = false;
+      this.jv.seed.stop();
       this.log.info({ volume: this.name }, `volume ${this.name}: the first sync resumes after records reached the peer; the remaining regions are sent whole`);
     }
     this.gapReported = false;
@@ -338,22 +339,14 @@ export class VolumeShipper {
     this.runVerify(this.verifier.handle({ type: 'tick', now, ready: this.verifyReady() }));
   }
 
-  /**
-   * Hands dirty regions to the journal while a round is open and the link is up,
-   * keeping what waits to be acked under a quarter of the journal (so live writes
-   * keep their room) and within the link's window.
-   */
-  /** Asks the peer for the hashes of the next regions to compare (one request at a time). */
+  /** Asks the peer for the hashes of the next regions to compare (a first sync by checksum, one request at a time). */
   private askHashes(): void {
-    const jv = this.jv;
-    if (!jv.seeding || !this.session || this.hashAsked >= 0) return;
-    const rs = jv.bitmap.regionSize;
-    // Skip stretches with nothing left to send (regions already clean here).
-    const first = jv.hashedUpTo;
-    const count = Math.min(Math.max(1, Math.floor((16 << 20) / rs)), MAX_HASH_REGIONS, jv.bitmap.regions - first);
-    if (count <= 0) return;
-    this.hashAsked = first;
-    this.session.send(encodeHashRequest({ volume: this.name, regionSize: rs, first, count }));
+    if (!this.session || this.hashAsked >= 0) return;
+    const rs = this.jv.bitmap.regionSize;
+    const ask = this.jv.seed.nextAsk(rs, this.jv.bitmap.regions, MAX_HASH_REGIONS);
+    if (!ask) return;
+    this.hashAsked = ask.first;
+    this.session.send(encodeHashRequest({ volume: this.name, regionSize: rs, first: ask.first, count: ask.count }));
   }
 
   // --- online verify (the machine: src/sync/verify.ts) --------------------------------
@@ -438,7 +431,7 @@ export class VolumeShipper {
       return;
     }
     if (first !== this.hashAsked) return; // a reply from an older link
-    this.jv.hashBytes += hashes.length * 32 + 40;
+    this.jv.seed.heard(hashes.length);
     void this.jv.compareRegions(first, regionSize, hashes).then(() => {
       this.hashAsked = -1;
       this.askHashes();
@@ -449,21 +442,27 @@ export class VolumeShipper {
     });
   }
 
+  /**
+   * Hands dirty regions to the journal while a round is open and the link is up, as
+   * fast as src/sync/round.ts's pumpStep allows: what waits to be acked stays under a
+   * quarter of the journal (so live writes keep their room) and within the link's
+   * window, and on a rate-capped link at most about two seconds of the link's time is
+   * ahead of live writes (a resync yields to them, and the RPO of new writes holds).
+   */
   private pumpResync(): void {
     this.askHashes();
     if (this.resyncing || !this.session || !this.jv.roundStart) return;
     const j = this.jv.journal;
-    // On a rate-capped link, at most about two seconds of the link's time ahead of
-    // live writes: a resync yields to them, and the RPO of new writes holds.
-    const rate = this.rate?.() ?? null;
-    const limit = Math.min(j.capacity * RESYNC_JOURNAL_FRACTION, this.opts.windowBytes * 2, rate !== null ? Math.max(this.jv.bitmap.regionSize, rate * 2) : Infinity);
-    if (j.backlogBytes > limit) {
+    const step = pumpStep({
+      journalCapacity: j.capacity, backlogBytes: j.backlogBytes, windowBytes: this.opts.windowBytes, rate: this.rate?.() ?? null,
+      regionSize: this.jv.bitmap.regionSize, maxEpochBytes: this.jv.maxEpochBytes,
+    });
+    if (step === null) {
       this.makeDurable();
       return;
     }
     this.resyncing = true;
-    // A run never exceeds an epoch's bound: the peer's receive log must take it whole.
-    this.jv.resyncStep(Math.min(RESYNC_STEP_BYTES, this.jv.maxEpochBytes, Math.max(this.jv.bitmap.regionSize, limit / 4))).then((more) => {
+    this.jv.resyncStep(step).then((more) => {
       this.resyncing = false;
       if (!more) {
         // Make what was handed over durable, so its regions leave the bitmap.

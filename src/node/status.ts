@@ -28,10 +28,10 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     generation: e.identity?.generations ?? [],
     resyncing: Boolean(e.journaled?.roundStart || e.replica?.round),
     resyncLeftBytes: e.journaled ? e.journaled.resyncLeftBytes : 0,
-    resyncTotalBytes: e.journaled?.roundStart ? e.journaled.roundTotalBytes : 0,
+    resyncTotalBytes: e.journaled?.roundStart ? e.journaled.round.totalBytes : 0,
     resyncBytes: e.journaled?.journal.resyncBytes ?? 0,
-    resyncSeededBytes: e.journaled?.seededBytes ?? 0,
-    resyncHashBytes: e.journaled?.hashBytes ?? 0,
+    resyncSeededBytes: e.journaled?.seed.seededBytes ?? 0,
+    resyncHashBytes: e.journaled?.seed.hashBytes ?? 0,
     ...resyncRate(e, now),
     wireBytes: links?.wireBytes(e.config.name) ?? 0,
     shipping: e.journaled && e.config.peer && links ? shippingStatus(e.config.name, e.config.peer, e.journaled.journal.backlogBytes, links) : null,
@@ -82,8 +82,8 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
 function resyncRate(e: VolumeEntry, now: number): { resyncRateBytesPerSecond: number; resyncEtaSeconds: number } {
   const j = e.journaled;
   if (!j?.roundStart) return { resyncRateBytesPerSecond: 0, resyncEtaSeconds: 0 };
-  const done = Math.max(0, j.roundTotalBytes - j.resyncLeftBytes);
-  const secs = Math.max(0.001, (now - j.roundStartedAt) / 1000);
+  const done = Math.max(0, j.round.totalBytes - j.resyncLeftBytes);
+  const secs = Math.max(0.001, (now - j.round.startedAt) / 1000);
   const rate = done / secs;
   return { resyncRateBytesPerSecond: Math.round(rate), resyncEtaSeconds: rate > 0 ? Math.round(j.resyncLeftBytes / rate) : 0 };
 }

@@ -1,0 +1,25 @@
+// The storage under the journaled write path: a volume (or the simulation's disk).
+import type { ExportBackend } from '../export/backend.js';
+
+/** The storage under the write path (a volume): a backend less the front end's capability query. */
+export interface Disk extends Omit<ExportBackend, 'capabilities'> {
+  /** Deallocates if it can; true when the range now reads as zeros. */
+  punch(offset: number, length: number): Promise<boolean>;
+}
+
+/** Zeroes a range the way a replicated trim must: a punched hole where the storage can, written zeros where not. */
+export async function zeroRange(disk: Disk, offset: number, length: number): Promise<void> {
+  if (!(await disk.punch(offset, length))) {
+    await disk.writeZeroes(offset, length, { fua: false, mayTrim: false, fast: false });
+  }
+}
+
+const ZERO = Buffer.alloc(64 * 1024);
+
+export function isZero(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i += ZERO.length) {
+    const n = Math.min(ZERO.length, b.length - i);
+    if (!b.subarray(i, i + n).equals(ZERO.subarray(0, n))) return false;
+  }
+  return true;
+}

@@ -1,0 +1,229 @@
+// The resync round's steps on the primary (docs/RESYNC.md): what a round does to this
+// volume and its journal. The round's state and decisions are src/sync/round.ts (which
+// run next, what leaves the bitmap, when it is complete) and src/sync/seeding.ts (the
+// first sync's comparison by hash); here is what they touch of the host write path:
+// the range lock that orders a read against host writes, the read, the journal append,
+// the switch back to journal tracking. JournaledVolume (write-path.ts) owns one.
+import { createHash } from 'node:crypto';
+import { formatBytes } from '../units/units.js';
+import type { RangeLocks } from '../sync/range-lock.js';
+import type { ResyncRound } from '../sync/round.js';
+import type { Seeding } from '../sync/seeding.js';
+import { RegionSet } from './bitmap.js';
+import { isZero } from './disk.js';
+import { FLAG_ROUND_END, RecordKind } from './record.js';
+import type { Starting } from './startup.js';
+import type { Tracking } from './tracking.js';
+
+/** What a round's steps use of the write path. */
+export interface RoundVolume extends Starting {
+  ranges: RangeLocks;
+  round: ResyncRound;
+  seed: Seeding;
+  tracking: Tracking;
+  /** FLUSH: a barrier, then volume, journal and bitmap durable together. */
+  flush(): Promise<void>;
+  /** Host writes are journaled again (a round began): the intent ring opens. */
+  journalAgain(): void;
+}
+
+export class RoundSteps {
+  private starting: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly v: RoundVolume) {}
+
+  /**
+   * Begins (or begins again) a resync round: bitmap tracking ends, host writes are
+   * journaled again from the next seq, and the regions still marked in the bitmap
+   * will be handed to the journal one run at a time by step(). Returns the round's
+   * first seq; records before it that the peer lacks are superseded.
+   */
+  start(): Promise<number> {
+    // One at a time: two links (or a link and a restart) must not start rounds at once.
+    const p = this.starting.then(() => this.doStart());
+    this.starting = p.catch(() => undefined);
+    return p;
+  }
+
+  private async doStart(): Promise<number> {
+    const { journal, bitmap, round, seed, tracking, log, name } = this.v;
+    await tracking.quiesce();
+    if (tracking.mode !== 'bitmap') return round.start;
+    if (!round.canResync) throw new Error('resync needs a round store');
+    if (tracking.clearPending) await tracking.emptyPending();
+    let start = 0;
+    while (start !== journal.lastSeq + 1) {
+      start = journal.lastSeq + 1;
+      await round.writeMark({ startSeq: start, initial: seed.pending });
+      await tracking.quiesce();
+      if (tracking.mode !== 'bitmap') return round.start;
+    }
+    round.open(start, bitmap.dirtyBytes, Date.now());
+    seed.begin(seed.pending, new RegionSet(this.v.disk.size, bitmap.regionSize));
+    seed.pending = false;
+    this.v.journalAgain();
+    log.info({ volume: name }, `volume ${name}: resync round from record ${start}: ${formatBytes(bitmap.dirtyBytes)} in ${bitmap.count} regions to send`);
+    return start;
+  }
+
+  /**
+   * The first sync of a new pair: every region is marked, so the whole volume goes
+   * to the peer in the first round (regions that read as zeros go as Zeroes records).
+   */
+  async beginInitialSync(): Promise<void> {
+    const { bitmap, tracking, log, name } = this.v;
+    this.v.seed.pending = true;
+    await this.v.flush();
+    bitmap.markAll();
+    await bitmap.sync();
+    tracking.mode = 'bitmap';
+    await tracking.fold();
+    log.info({ volume: name }, `volume ${name}: first sync: all ${formatBytes(this.v.disk.size)} will be sent to the peer when the link comes up`);
+  }
+
+  /** Folds the journal into the bitmap and begins a new round (the peer is behind what the journal holds). */
+  async restart(reason: string): Promise<number> {
+    this.v.tracking.toBitmap(reason);
+    await this.v.tracking.quiesce();
+    return this.start();
+  }
+
+  /**
+   * Hands the next run of dirty regions (at most maxBytes) to the journal: the run
+   * is locked against host writes, read from the volume, and journaled as a resync
+   * record (all zeros: a Zeroes record). When no region is left, appends the
+   * round-end barrier. Returns false when there was nothing to do.
+   */
+  async step(maxBytes: number): Promise<boolean> {
+    const { journal, bitmap, round, tracking } = this.v;
+    if (!round.start || tracking.mode !== 'journal' || round.endSeq) return false;
+    const next = round.nextRun(bitmap.dirtyRegions(), bitmap.regionSize, maxBytes, this.v.seed.active);
+    if (next.type === 'wait') return false;
+    if (next.type === 'end') {
+      const r = journal.barrier(FLAG_ROUND_END, true);
+      if (r === 'full') {
+        tracking.overflow();
+        return false;
+      }
+      if (typeof r === 'number') round.endSeq = r;
+      return true;
+    }
+    const { first, count } = next;
+    const offset = first * bitmap.regionSize;
+    const length = Math.min(count * bitmap.regionSize, this.v.disk.size - offset);
+    const unlock = await this.v.ranges.lock(offset, length);
+    try {
+      if (!round.start || tracking.mode !== 'journal') return false;
+      const data = Buffer.allocUnsafe(length);
+      await this.v.disk.read(offset, data, 0, length);
+      const zero = isZero(data);
+      let seq: number | 'full';
+      try {
+        seq = zero ? journal.appendResync(RecordKind.Zeroes, offset, length, null) : journal.appendResync(RecordKind.Write, offset, length, data);
+      } catch (e) {
+        tracking.toBitmap(`cannot append to the journal (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+        return false;
+      }
+      if (seq === 'full') {
+        tracking.overflow();
+        return false;
+      }
+      round.handedOver(seq, first, count);
+      return true;
+    } finally {
+      unlock();
+    }
+  }
+
+  /** After a sync: regions whose resync records are durable leave the bitmap; a durable round end closes the round. */
+  async settle(): Promise<void> {
+    const { journal, bitmap, round, log, name } = this.v;
+    if (!round.start) return;
+    if (this.v.tracking.mode !== 'journal') {
+      // Overflowed again: the fold marked everything unreleased; the round starts over.
+      round.forgetRuns();
+      return;
+    }
+    const durable = journal.durableSeq;
+    for (const r of round.settle(durable)) bitmap.clear(r);
+    if (round.complete(durable, journal.released, bitmap.count)) {
+      await bitmap.sync();
+      if (round.canResync) await round.removeMark();
+      log.info({ volume: name }, `volume ${name}: resync round from record ${round.start} is complete at record ${round.endSeq}`);
+      round.close();
+    }
+  }
+
+  /**
+   * The peer's hashes of regions first.. (a first sync by checksum): each region
+   * still to send whose bytes here hash the same is equal on both sides, and leaves
+   * the bitmap without travelling (src/sync/seeding.ts says which may). Compared
+   * under the range lock, against what the volume holds now; later host writes there
+   * are journaled and follow in order.
+   */
+  async compareRegions(first: number, regionSize: number, hashes: Buffer[]): Promise<number> {
+    const { disk, bitmap, seed, round } = this.v;
+    if (!seed.accepts(first, regionSize, bitmap.regionSize)) return 0;
+    let equal = 0;
+    // The whole span at once: one lock and large reads (host writes there wait for one read).
+    const offset = first * regionSize;
+    const length = Math.max(0, Math.min(hashes.length * regionSize, disk.size - offset));
+    const buf = Buffer.allocUnsafe(Math.min(length, 4 << 20));
+    const unlock = await this.v.ranges.lock(offset, length);
+    try {
+      for (let at = 0; at < length; at += buf.length) {
+        const n = Math.min(buf.length, length - at);
+        await disk.read(offset + at, buf, 0, n);
+        for (let k = 0; k < n; k += regionSize) {
+          const i = (at + k) / regionSize;
+          const r = first + i;
+          if (!seed.comparable(r, bitmap.isSet(r), round.isHanded(r))) continue;
+          const len = Math.min(regionSize, n - k);
+          if (createHash('sha256').update(buf.subarray(k, k + len)).digest().equals(hashes[i]!)) {
+            bitmap.clear(r);
+            equal++;
+          }
+        }
+      }
+    } finally {
+      unlock();
+    }
+    seed.compared(first, hashes.length, equal, regionSize, bitmap.regions);
+    return equal;
+  }
+
+  /**
+   * Online verify, one batch: host writes to regions first..first+count wait while
+   * they are read and hashed after a flush, so the peer, once it has applied through
+   * `afterSeq`, must hold exactly these bytes. The caller unlocks once the peer's
+   * hashes are in (or the attempt is given up).
+   */
+  async verifyHashes(first: number, count: number): Promise<{ hashes: Buffer[]; afterSeq: number; unlock: () => void }> {
+    const { disk, bitmap } = this.v;
+    const rs = bitmap.regionSize;
+    const offset = first * rs;
+    const length = Math.max(0, Math.min(count * rs, disk.size - offset));
+    const unlock = await this.v.ranges.lock(offset, length);
+    try {
+      await this.v.flush();
+      const afterSeq = this.v.journal.lastSeq;
+      const hashes: Buffer[] = [];
+      const buf = Buffer.allocUnsafe(Math.max(rs, Math.min(length, 4 << 20)));
+      for (let at = 0; at < length; at += buf.length) {
+        const n = Math.min(buf.length, length - at);
+        await disk.read(offset + at, buf, 0, n);
+        for (let k = 0; k < n; k += rs) hashes.push(createHash('sha256').update(buf.subarray(k, Math.min(n, k + rs))).digest());
+      }
+      return { hashes, afterSeq, unlock };
+    } catch (e) {
+      unlock();
+      throw e;
+    }
+  }
+
+  /** Verify found these regions different on the peer: they go to the bitmap, and the next link resyncs them. */
+  markForResync(regions: number[], reason: string): void {
+    for (const r of regions) this.v.bitmap.mark(r * this.v.bitmap.regionSize, 1);
+    this.v.tracking.toBitmap(reason);
+  }
+}

@@ -1,0 +1,123 @@
+// The primary's resync round and first-sync comparison as pure state (src/sync/round.ts,
+// src/sync/seeding.ts): which run goes next, what leaves the bitmap after a sync, when
+// a round is complete, how fast the pump may go, which regions a hash may clear.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ResyncRound, pumpStep, type PumpFigures } from '../../src/sync/round.js';
+import { Seeding, SEED_ASK_BYTES } from '../../src/sync/seeding.js';
+
+const RS = 4096;
+
+test('runs: contiguous dirty regions not handed yet, within the byte bound, then the end once all are durable', () => {
+  const r = new ResyncRound(null);
+  assert.equal(r.canResync, false);
+  r.open(10, 6 * RS, 1000);
+  assert.deepEqual([r.start, r.endSeq, r.totalBytes, r.startedAt], [10, 0, 6 * RS, 1000]);
+  const dirty = [2, 3, 4, 5, 9, 10];
+  // A run stops where one more region would pass maxBytes.
+  assert.deepEqual(r.nextRun(dirty, RS, 3 * RS, false), { type: 'run', first: 2, count: 3 });
+  assert.deepEqual(r.nextRun(dirty, RS, 3 * RS - 1, false), { type: 'run', first: 2, count: 2 });
+  assert.deepEqual(r.nextRun(dirty, RS, 100 * RS, false), { type: 'run', first: 2, count: 4 }, 'a gap ends a run');
+  assert.deepEqual(r.nextRun(dirty, RS, RS, false), { type: 'run', first: 2, count: 1 }, 'at least one region');
+  r.handedOver(11, 2, 4);
+  assert.equal(r.isHanded(3), true);
+  assert.deepEqual(r.nextRun(dirty, RS, 100 * RS, false), { type: 'run', first: 9, count: 2 }, 'handed regions are skipped');
+  r.handedOver(12, 9, 2);
+  assert.deepEqual(r.nextRun(dirty, RS, 100 * RS, false), { type: 'wait' }, 'all handed: wait for them to be durable');
+  assert.equal(r.leftBytes(dirty.length, RS), 0);
+  assert.equal(r.unsettled(10), false, 'nothing handed is journaled up to 10');
+  assert.equal(r.unsettled(11), true);
+  // A sync covers record 11: its regions leave the bitmap.
+  assert.deepEqual(r.settle(11), [2, 3, 4, 5]);
+  assert.deepEqual(r.settle(11), []);
+  assert.deepEqual(r.nextRun([9, 10], RS, 100 * RS, false), { type: 'wait' });
+  assert.deepEqual(r.settle(12), [9, 10]);
+  assert.deepEqual(r.nextRun([], RS, 100 * RS, false), { type: 'end' });
+});
+
+test('a round is complete once its end is durable, released (the peer holds it) and no region is left', () => {
+  const r = new ResyncRound(null);
+  r.open(5, RS, 0);
+  assert.equal(r.complete(100, 100, 0), false, 'no end appended yet');
+  r.endSeq = 20;
+  assert.equal(r.complete(19, 19, 0), false);
+  assert.equal(r.complete(20, 19, 0), false, 'durable here, not yet acked by the peer');
+  assert.equal(r.complete(20, 20, 1), false, 'a region is marked again');
+  assert.equal(r.complete(20, 20, 0), true);
+  r.close();
+  assert.deepEqual([r.start, r.endSeq], [0, 0]);
+});
+
+test('an overflow forgets the runs handed over; a fold drops the round', () => {
+  const r = new ResyncRound(null);
+  r.open(5, 4 * RS, 0);
+  r.handedOver(6, 0, 2);
+  r.endSeq = 9;
+  r.forgetRuns();
+  assert.deepEqual([r.start, r.endSeq, r.isHanded(0), r.unsettled(100)], [5, 0, false, false]);
+  assert.deepEqual(r.nextRun([0, 1], RS, 100 * RS, false), { type: 'run', first: 0, count: 2 }, 'handed again from the start');
+  assert.equal(r.leftBytes(2, RS), 2 * RS);
+  r.drop();
+  assert.equal(r.start, 0);
+  assert.equal(r.leftBytes(2, RS), 0, 'no round: nothing left to send');
+  assert.throws(() => r.writeMark({ startSeq: 1, initial: false }), /resync needs a round store/);
+});
+
+test('while the first sync compares by hash, no run goes (but an empty bitmap still ends the round)', () => {
+  const r = new ResyncRound(null);
+  r.open(1, 2 * RS, 0);
+  assert.deepEqual(r.nextRun([0, 1], RS, 100 * RS, true), { type: 'wait' });
+  assert.deepEqual(r.nextRun([], RS, 100 * RS, true), { type: 'end' });
+});
+
+test('the pump: a quarter of the journal, twice the window, two seconds of a capped link; runs within an epoch', () => {
+  const f: PumpFigures = { journalCapacity: 64 << 20, backlogBytes: 0, windowBytes: 32 << 20, rate: null, regionSize: 64 << 10, maxEpochBytes: 16 << 20 };
+  assert.equal(pumpStep(f), 1 << 20, 'RESYNC_STEP_BYTES');
+  assert.equal(pumpStep({ ...f, backlogBytes: (16 << 20) + 1 }), null, 'past a quarter of the journal: wait');
+  assert.equal(pumpStep({ ...f, backlogBytes: 16 << 20 }), 1 << 20);
+  assert.equal(pumpStep({ ...f, windowBytes: 1 << 20, backlogBytes: (2 << 20) + 1 }), null, 'past twice the window');
+  // 1 MB/s: the limit is 2 MB ahead of live writes, a step a quarter of it.
+  assert.equal(pumpStep({ ...f, rate: 1_000_000 }), 500_000);
+  assert.equal(pumpStep({ ...f, rate: 1_000_000, backlogBytes: 2_000_001 }), null);
+  // A very slow link: at least one region.
+  assert.equal(pumpStep({ ...f, rate: 1000 }), 64 << 10);
+  assert.equal(pumpStep({ ...f, maxEpochBytes: 256 << 10 }), 256 << 10, 'a run fits the peer\'s receive log whole');
+});
+
+test('seeding: asks from where the comparison is, clears only regions no record of the round touches', () => {
+  const touched = new Set<number>();
+  const set = { mark: (o: number, l: number) => { for (let r = Math.floor(o / RS); r * RS < o + l; r++) touched.add(r); }, has: (r: number) => touched.has(r) };
+  const s = new Seeding();
+  assert.equal(s.nextAsk(RS, 10, 256), null, 'not comparing');
+  s.pending = true;
+  s.begin(s.pending, set);
+  s.pending = false;
+  assert.equal(s.active, true);
+  assert.deepEqual(s.nextAsk(RS, 10, 256), { first: 0, count: 10 });
+  assert.deepEqual(s.nextAsk(RS, 5000, 256), { first: 0, count: 256 }, 'the request\'s limit');
+  assert.deepEqual(s.nextAsk(1 << 20, 5000, 256), { first: 0, count: SEED_ASK_BYTES / (1 << 20) });
+  s.touch(2 * RS, 10);
+  assert.equal(s.comparable(1, true, false), true);
+  assert.equal(s.comparable(1, false, false), false, 'not marked: nothing to clear');
+  assert.equal(s.comparable(1, true, true), false, 'handed to the journal');
+  assert.equal(s.comparable(2, true, false), false, 'touched by a record of the round');
+  assert.equal(s.accepts(0, RS, RS), true);
+  assert.equal(s.accepts(4, RS, RS), false, 'not where the comparison is');
+  assert.equal(s.accepts(0, 2 * RS, RS), false, 'another region size');
+  s.compared(0, 6, 3, RS, 10);
+  assert.deepEqual([s.hashedUpTo, s.seededBytes, s.active], [6, 3 * RS, true]);
+  assert.deepEqual(s.nextAsk(RS, 10, 256), { first: 6, count: 4 });
+  s.heard(4);
+  assert.equal(s.hashBytes, 4 * 32 + 40);
+  s.compared(6, 4, 0, RS, 10);
+  assert.equal(s.active, false, 'every region compared');
+  assert.equal(s.accepts(10, RS, RS), false);
+});
+
+test('seeding stops when records of the round already reached the peer', () => {
+  const s = new Seeding();
+  s.begin(true, { mark: () => undefined, has: () => false });
+  s.stop();
+  assert.equal(s.active, false);
+  assert.equal(s.nextAsk(RS, 10, 256), null);
+});
