@@ -11,7 +11,7 @@ import { nativeFs } from '../volume/native.js';
 import { Volume } from '../volume/volume.js';
 import { DirtyBitmap, RegionSet } from '../journal/bitmap.js';
 import { History, type HistoryRing } from '../journal/history.js';
-import { ForeignSegmentError, Journal, type JournalVolume } from '../journal/journal.js';
+import { ForeignSegmentError, Journal, KEEP_PREFIX, type JournalVolume } from '../journal/journal.js';
 import { DirStore, FolderLock } from '../journal/store.js';
 import { JournaledVolume } from '../journal/write-path.js';
 import { startApi } from '../api/server.js';
@@ -188,7 +188,7 @@ export class Daemon {
       const replica = await this.holdingFolder(v.name, lock, async () => {
         await refuseNewerState(receiveDir, store, JOURNAL_FOLDER_FILES);
         await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
-      }, () => Replica.open(volume, () => new Journal({ store, capacity: v.journal, prefixOnly: true, volume: owner }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region }));
+      }, () => Replica.open(volume, () => new Journal({ store, capacity: v.journal, onDamage: KEEP_PREFIX, volume: owner }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region }));
       this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, receive log ${formatBytes(replica.log.usedBytes)}${replica.checkpoint ? `, checkpoint "${replica.checkpoint.label}" held` : ''}`);
       if (replica.checkpoint?.ownedByDrill) {
         // The drill that took it ended with the last run of the daemon.

@@ -6,7 +6,7 @@
 import path from 'node:path';
 import type { Store } from '../journal/store.js';
 import { SEGMENT_FILE_FORMAT } from '../journal/record.js';
-import { APPLIED_FORMAT, RELEASED_FORMAT } from '../journal/journal.js';
+import { APPLIED_FORMAT, RELEASED_FORMAT } from '../journal/counters.js';
 import { INTENT_FILE, INTENT_FORMAT } from '../journal/intent.js';
 import { BITMAP_FILE, BITMAP_FORMAT } from '../journal/bitmap.js';
 import { ACTIVITY_FORMAT } from '../journal/activity-log.js';

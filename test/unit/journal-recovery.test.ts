@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { Journal } from '../../src/journal/journal.js';
+import { Journal, KEEP_PREFIX, REPORT_DAMAGE } from '../../src/journal/journal.js';
 import { RecordKind, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE } from '../../src/journal/record.js';
 import { DirStore } from '../../src/journal/store.js';
 import { tempDir } from '../helpers/run.js';
@@ -135,4 +135,53 @@ test('a full journal says so instead of growing', async () => {
   assert.ok(j.usedBytes <= 1 << 20);
   await j.drained();
   j.close();
+});
+
+test('a receive log (KEEP_PREFIX) keeps the intact prefix: a damaged record and everything after it go, to be sent again', async () => {
+  const dir = tempDir('jprefix');
+  const { sizes } = await build(dir);
+  const file = segmentFile(dir);
+  const buf = fs.readFileSync(file);
+  const second = SEGMENT_HEADER_SIZE + sizes[0]!;
+  buf.writeUInt8(buf.readUInt8(second + RECORD_HEADER_SIZE + 10) ^ 0x04, second + RECORD_HEADER_SIZE + 10); // record 2's payload
+  fs.writeFileSync(file, buf);
+  const log = new Journal({ store: new DirStore(dir), capacity: 1 << 20, onDamage: KEEP_PREFIX });
+  assert.equal(log.prefixOnly, true);
+  const report = await log.recover();
+  assert.equal(report.damaged, true);
+  assert.equal(report.unknownLoss, false, 'nothing to resync: the peer sends the rest again');
+  assert.deepEqual(report.lost, []);
+  assert.equal(log.lastSeq, 1);
+  assert.equal(fs.statSync(file).size, second, 'cut at the damaged record');
+  assert.ok(report.notes.some((n) => n.startsWith(`receive log: damaged record at segment ${path.basename(file)} byte ${second}`)), report.notes.join('\n'));
+  log.close();
+  // The same bytes as a journal: the damaged record's range is reported, later records kept.
+  const dir2 = tempDir('jprefix2');
+  await build(dir2);
+  fs.writeFileSync(segmentFile(dir2), buf);
+  const j = new Journal({ store: new DirStore(dir2), capacity: 1 << 20, onDamage: REPORT_DAMAGE });
+  assert.equal(j.prefixOnly, false);
+  const jr = await j.recover();
+  assert.deepEqual(jr.lost, [{ offset: 4096, length: 101 }]);
+  assert.equal(j.lastSeq, 5);
+  j.close();
+});
+
+test('a receive log drops a segment after a gap and the segments after it; prefixOnly is KEEP_PREFIX', async () => {
+  const dir = tempDir('jgap');
+  const j = new Journal({ store: new DirStore(dir), capacity: 1 << 20, segmentSize: 4096, prefixOnly: true });
+  await j.recover();
+  const data = Buffer.alloc(3000, 1);
+  for (let i = 0; i < 4; i++) j.append(RecordKind.Write, i * 4096, data.length, data);
+  await j.sync();
+  j.close();
+  const segs = fs.readdirSync(dir).filter((n) => n.endsWith('.seg')).sort();
+  assert.equal(segs.length, 4);
+  fs.rmSync(path.join(dir, segs[1]!)); // records 2 are gone: 3 and 4 no longer follow
+  const log = new Journal({ store: new DirStore(dir), capacity: 1 << 20, prefixOnly: true });
+  const report = await log.recover();
+  assert.equal(log.lastSeq, 1);
+  assert.deepEqual(fs.readdirSync(dir).filter((n) => n.endsWith('.seg')), [segs[0]]);
+  assert.ok(report.notes.some((n) => n.includes(`segment ${segs[2]} starts at record 3 but 2 was next; it and everything after it (2 segment file(s)) are dropped`)), report.notes.join('\n'));
+  log.close();
 });

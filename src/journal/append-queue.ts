@@ -1,0 +1,132 @@
+// The journal's append queue. Records are written in order by one writer on the
+// thread pool, batched: while one writev is in flight the next records gather, and go
+// in the next one. One at a time and in order means a crash can tear only the tail,
+// never leave a hole; off the event loop means the host's requests keep flowing
+// meanwhile. A failed write breaks the journal: nothing more is appended, and what
+// was queued behind it is dropped (its ranges kept for the fold into the bitmap).
+import type { Segment } from './segment.js';
+
+/** The range a host record covers on the volume. */
+export interface Range {
+  offset: number;
+  length: number;
+}
+
+export class AppendQueue {
+  private readonly queue: Array<{ seg: Segment; at: number; parts: Buffer[]; bytes: number; seq: number; range: Range | null }> = [];
+  /**
+   * The ranges of records appended but dropped unwritten when the journal broke: they
+   * are in no file, yet their host writes may be on the volume, so a fold must see them.
+   */
+  unwritten: Range[] = [];
+  private writing = false;
+  /** Every record up to this seq is in the page cache (readable, syncable). */
+  writtenSeq = 0;
+  /** Set when a journal write failed: nothing more can be appended. */
+  broken: Error | null = null;
+  private readonly written: Array<{ seq: number; resolve: () => void; reject: (e: Error) => void }> = [];
+  private readonly waiters = new Set<() => void>();
+
+  /** Queues `parts` at the segment's end (record `seq`; `range`: a host record's, for the fold if it is dropped). */
+  enqueue(seg: Segment, seq: number, parts: Buffer[], range: Range | null = null): void {
+    const bytes = parts.reduce((n, p) => n + p.length, 0);
+    this.queue.push({ seg, at: seg.reserved, parts, bytes, seq, range });
+    seg.reserved += bytes;
+    this.pump();
+  }
+
+  /** Resolves when record `seq` is in the page cache; rejects if the journal write failed. */
+  whenWritten(seq: number): Promise<void> {
+    if (seq <= this.writtenSeq) return Promise.resolve();
+    if (this.broken) return Promise.reject(this.broken);
+    return new Promise((resolve, reject) => this.written.push({ seq, resolve, reject }));
+  }
+
+  /** Resolves when every queued write has landed (or failed). */
+  drained(): Promise<void> {
+    if (!this.writing && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const w = (): void => {
+        if (!this.writing && this.queue.length === 0) {
+          this.waiters.delete(w);
+          resolve();
+        }
+      };
+      this.waiters.add(w);
+    });
+  }
+
+  /** Resolves when a record past `seq` is written (or at once if there is one). */
+  waitFor(seq: number): Promise<void> {
+    if (this.writtenSeq > seq) return Promise.resolve();
+    return new Promise((resolve) => {
+      const w = (): void => {
+        if (this.writtenSeq > seq || this.broken) {
+          this.waiters.delete(w);
+          resolve();
+        }
+      };
+      this.waiters.add(w);
+    });
+  }
+
+  /** The journal was emptied (its queue drained): whatever failed is folded into the bitmap. */
+  reset(): void {
+    this.broken = null;
+    this.unwritten = [];
+  }
+
+  private pump(): void {
+    // Writes for a segment dropped meanwhile (all released, or an empty tail) are moot.
+    while (this.queue.length > 0 && this.queue[0]!.seg.removed) {
+      const q = this.queue.shift()!;
+      if (q.seq > this.writtenSeq) this.writtenSeq = q.seq;
+    }
+    if (this.writing || this.queue.length === 0) return;
+    const first = this.queue[0]!;
+    let n = 1;
+    let end = first.at + first.bytes;
+    let bytes = first.bytes;
+    while (n < this.queue.length && n < 1024 && bytes < 16 << 20) {
+      const q = this.queue[n]!;
+      if (q.seg !== first.seg || q.at !== end) break;
+      end += q.bytes;
+      bytes += q.bytes;
+      n++;
+    }
+    const batch = this.queue.splice(0, n);
+    this.writing = true;
+    const parts = batch.flatMap((q) => q.parts);
+    const seg = first.seg;
+    seg.readers++; // the file stays open while this write runs, even if the segment is dropped
+    seg.file.writev(first.at, parts).then(() => {
+      first.seg.unsynced = true;
+      const top = batch[batch.length - 1]!.seq;
+      if (top > this.writtenSeq) this.writtenSeq = top;
+      this.settleWritten();
+    }, (e: Error) => {
+      this.broken = e;
+      for (const q of [...batch, ...this.queue]) if (q.range) this.unwritten.push(q.range);
+      this.queue.length = 0;
+      this.settleWritten();
+    }).finally(() => {
+      if (--seg.readers === 0 && seg.removed) seg.file.close();
+      this.writing = false;
+      this.pump();
+      for (const w of this.waiters) w();
+    });
+  }
+
+  private settleWritten(): void {
+    for (let i = this.written.length - 1; i >= 0; i--) {
+      const w = this.written[i]!;
+      if (w.seq <= this.writtenSeq) {
+        this.written.splice(i, 1);
+        w.resolve();
+      } else if (this.broken) {
+        this.written.splice(i, 1);
+        w.reject(this.broken);
+      }
+    }
+  }
+}
