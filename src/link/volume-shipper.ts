@@ -2,21 +2,24 @@
 // hands Records frames to the link session, and releases journal data on acks. No
 // sockets or timers of its own: the link manager (or the simulation) calls tick()
 // and passes the session in, so the seeded simulation runs this very code. It also
-// drives the online verify's machine (src/sync/verify.ts): reads, frames and locks.
+// drives a resync round's pump and a first sync's hash requests (their state and
+// decisions: src/sync/round.ts, seeding.ts), and hands the link's events to the online
+// verify (verify-driver.ts); coalescing plans come from src/coalesce/planner.ts.
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
-import { RECORD_HEADER_SIZE, type JournalRecord, type RecordHeader } from '../journal/record.js';
+import { RECORD_HEADER_SIZE, type JournalRecord } from '../journal/record.js';
 import { formatBytes } from '../units/units.js';
 import { encodeRecordsFrame } from './records-frame.js';
-import { applyPlan, coalesce, planUnit, type UnitPlan } from '../coalesce/coalesce.js';
-import { MAX_HASH_REGIONS, MAX_HASH_REGION_SIZE, encodeHashRequest, encodeResync } from './frame.js';
+import { UnitPlanner } from '../coalesce/planner.js';
+import { MAX_HASH_REGIONS, encodeHashRequest, encodeResync } from './frame.js';
 import { Shipper, type ShipperAction, type ShipperEvent } from './shipper.js';
 import { batchFor } from '../rate/capacity.js';
 import { ExposureTracker } from '../rpo/exposure.js';
 import { assert } from '../invariants/assert.js';
 import { windowCapFor } from '../limits/limits.js';
 import { pumpStep } from '../sync/round.js';
-import { Verifier, type VerifyAction, type VerifyRun } from '../sync/verify.js';
+import type { VerifyRun } from '../sync/verify.js';
+import { VerifyDriver } from './verify-driver.js';
 
 /** The link as the shipper sees it. */
 export interface ShipperSession {
@@ -39,13 +42,10 @@ export interface VolumeShipperOptions {
   selfSyncMs: number;
   /** Coalesce batches that span several epochs (src/coalesce); read at every batch. */
   coalesce?: () => boolean;
-  /** Most journal bytes one coalesced unit plans over when far behind (default COALESCE_SCOPE). */
+  /** Most journal bytes one coalesced unit plans over when far behind (default COALESCE_SCOPE, src/coalesce/planner.ts). */
   coalesceScopeBytes?: number;
   now: () => number;
 }
-
-/** Far behind, a coalesced unit plans over at most this much of the backlog. */
-export const COALESCE_SCOPE = 256 << 20;
 
 export const DEFAULT_SHIPPING: Omit<VolumeShipperOptions, 'now'> = { windowBytes: 32 << 20, batchBytes: 4 << 20, selfSyncMs: 1000 };
 
@@ -67,7 +67,10 @@ export class VolumeShipper {
     private readonly opts: VolumeShipperOptions,
   ) {
     this.shipper = new Shipper({ windowBytes: opts.windowBytes, batchBytes: opts.batchBytes });
-    this.verifier = new Verifier({ volume: name, maxRegions: MAX_HASH_REGIONS, maxRegionSize: MAX_HASH_REGION_SIZE });
+    this.verifier = new VerifyDriver(name, jv, log, {
+      session: () => this.session, paused: () => this.paused, heldByPeer: () => this.heldByPeer, rate: () => this.rate?.() ?? null, now: () => opts.now(),
+    });
+    this.planner = new UnitPlanner({ coalesce: opts.coalesce, scopeBytes: opts.coalesceScopeBytes, readBytes: opts.batchBytes });
     this.windowBytes = opts.windowBytes;
     this.batchBytes = opts.batchBytes;
   }
@@ -239,7 +242,7 @@ export class VolumeShipper {
   down(): void {
     this.session = null;
     this.sentAt.length = 0;
-    this.runVerify(this.verifier.handle({ type: 'down' }));
+    this.verifier.down();
     this.hashAsked = -1;
     this.undurableSince = 0;
     this.handle({ type: 'down' });
@@ -336,7 +339,7 @@ export class VolumeShipper {
     }
     this.pumpResync();
     // (The reply timeout first: a batch out too long stops the verify and closes the link.)
-    this.runVerify(this.verifier.handle({ type: 'tick', now, ready: this.verifyReady() }));
+    this.verifier.tick(now);
   }
 
   /** Asks the peer for the hashes of the next regions to compare (a first sync by checksum, one request at a time). */
@@ -349,85 +352,24 @@ export class VolumeShipper {
     this.session.send(encodeHashRequest({ volume: this.name, regionSize: rs, first: ask.first, count: ask.count }));
   }
 
-  // --- online verify (the machine: src/sync/verify.ts) --------------------------------
+  // --- online verify (verify-driver.ts) -----------------------------------------
 
-  private readonly verifier: Verifier;
-  /** The lock on the regions of the verify batch out (held from its read until the machine lets it go). */
-  private verifyUnlock: (() => void) | null = null;
+  private readonly verifier: VerifyDriver;
 
   /** The verify running now, or the last one. */
   get verify(): VerifyRun | null {
     return this.verifier.run;
   }
 
-  /** Starts comparing every region with the peer by hash (docs/RESYNC.md, "Online verify"). */
+  /** Starts comparing every region with the peer by hash (docs/RESYNC.md, "Online verify"); throws why it cannot. */
   startVerify(repair: boolean): VerifyRun {
-    const jv = this.jv;
-    const actions = this.verifier.handle({
-      type: 'start', repair, regions: jv.bitmap.regions, regionSize: jv.bitmap.regionSize, now: this.opts.now(),
-      linkUp: this.session !== null, paused: this.paused, heldByPeer: this.heldByPeer, syncing: this.verifySyncing(), ready: this.verifyReady(),
-    });
-    const refused = actions.find((a) => a.type === 'refuse');
-    if (refused) throw new Error(refused.reason);
-    this.runVerify(actions);
-    return this.verifier.run!;
-  }
-
-  /** A round (an overflow meanwhile) makes the replica a moving target: a verify waits for its end. */
-  private verifySyncing(): boolean {
-    return this.jv.mode !== 'journal' || this.jv.roundStart !== 0 || this.jv.seeding;
-  }
-
-  /**
-   * A batch may go now: the link is up, no round is open, and the peer keeps applying
-   * what is ahead of it (a batch holds host writes to its regions until then): not
-   * while nothing ships, nor while the backlog would take the link long to carry.
-   */
-  private verifyReady(): boolean {
-    if (!this.session || this.verifySyncing() || this.paused || this.heldByPeer) return false;
-    const rate = this.rate?.() ?? null;
-    return !(rate !== null && this.jv.journal.backlogBytes > rate * 5);
-  }
-
-  private runVerify(actions: VerifyAction[]): void {
-    for (const a of actions) {
-      switch (a.type) {
-        case 'read': {
-          const s = this.session;
-          this.jv.verifyHashes(a.first, a.count).then(({ hashes, afterSeq, unlock }) => {
-            this.verifyUnlock = unlock;
-            this.runVerify(this.verifier.handle({ type: 'hashed', hashes, afterSeq, stale: this.session !== s, now: this.opts.now() }));
-          }, (e: Error) => this.runVerify(this.verifier.handle({ type: 'read-failed', message: e.message })));
-          break;
-        }
-        case 'send':
-          this.session?.send(encodeHashRequest({ volume: this.name, regionSize: a.regionSize, first: a.first, count: a.count, afterSeq: a.afterSeq }));
-          break;
-        case 'unlock': {
-          const unlock = this.verifyUnlock;
-          this.verifyUnlock = null;
-          unlock?.();
-          break;
-        }
-        case 'mark':
-          this.jv.markForResync(a.regions, a.reason);
-          break;
-        case 'log':
-          this.log[a.level]({ volume: this.name }, a.message);
-          break;
-        case 'close':
-          this.session?.close(a.reason);
-          break;
-        case 'refuse':
-          break;
-      }
-    }
+    return this.verifier.start(repair);
   }
 
   /** The peer's hashes arrived: equal regions leave the round, then the pump goes on. */
   hashReply(first: number, regionSize: number, hashes: Buffer[]): void {
     if (this.verifier.expects(first, regionSize, hashes.length)) {
-      this.runVerify(this.verifier.handle({ type: 'reply', first, hashes, now: this.opts.now(), ready: this.verifyReady() }));
+      this.verifier.reply(first, hashes);
       return;
     }
     if (first !== this.hashAsked) return; // a reply from an older link
@@ -509,60 +451,14 @@ export class VolumeShipper {
   /** Batches being packed (compressed in a worker): sent in the order they were read. */
   private packing: Promise<void> = Promise.resolve();
 
-  /** Records sent as Skip records by coalescing, and their payload bytes, since the daemon started. */
-  coalescedRecords = 0;
-  coalescedBytes = 0;
-
-  /**
-   * A batch spanning several epochs (the link is behind) goes coalesced, unless a
-   * resync round is open or the batch is more than the peer takes as one unit.
-   */
-  private coalesced(records: JournalRecord[], plan: UnitPlan | null): JournalRecord[] {
-    if (!this.opts.coalesce?.() || this.jv.roundStart) return records;
-    let c;
-    if (plan) c = applyPlan(records, plan);
-    else {
-      let bytes = 0;
-      for (const r of records) bytes += RECORD_HEADER_SIZE + r.payload.length;
-      if (bytes > this.jv.maxEpochBytes) return records;
-      c = coalesce(records);
-    }
-    this.coalescedRecords += c.skipped;
-    this.coalescedBytes += c.skippedBytes;
-    return c.records;
+  /** Coalescing (src/coalesce/planner.ts): Skip records sent, and their payload bytes, since the daemon started. */
+  private readonly planner: UnitPlanner;
+  get coalescedRecords(): number {
+    return this.planner.records;
   }
 
-  /** The unit the batch at `fromSeq` belongs to, planned over the backlog ahead (null: per batch). */
-  private plan: UnitPlan | null = null;
-
-  /**
-   * Far behind (the backlog ahead holds several batches), the shipper plans one unit
-   * over up to COALESCE_SCOPE bytes of it (and at most half what the peer takes as a
-   * unit), reading the records once for their headers: a range rewritten anywhere in
-   * the unit travels once. Each batch of the unit then goes with the plan's Skips.
-   */
-  private async unitFor(fromSeq: number, limitSeq: number): Promise<UnitPlan | null> {
-    if (!this.opts.coalesce?.() || this.jv.roundStart) return null;
-    if (this.plan && fromSeq >= this.plan.from && fromSeq <= this.plan.until) return this.plan;
-    this.plan = null;
-    const j = this.jv.journal;
-    const scope = Math.min(this.opts.coalesceScopeBytes ?? COALESCE_SCOPE, Math.floor(this.jv.maxEpochBytes / 2));
-    // (Batches follow the link: on a slow one a backlog of a few of its batches is
-    // already minutes of the line, worth planning over.)
-    if (j.backlogBytes < 3 * this.batchBytes || scope < 2 * this.batchBytes) return null;
-    const headers: RecordHeader[] = [];
-    let bytes = 0;
-    for (let seq = fromSeq; bytes < scope && seq <= limitSeq;) {
-      const batch = await j.read(seq, Math.min(this.opts.batchBytes, scope - bytes), limitSeq);
-      if (batch.length === 0) break;
-      for (const r of batch) {
-        headers.push({ kind: r.kind, flags: r.flags, seq: r.seq, epoch: r.epoch, offset: r.offset, length: r.length, time: r.time });
-        bytes += RECORD_HEADER_SIZE + r.payload.length;
-      }
-      seq = batch[batch.length - 1]!.seq + 1;
-    }
-    this.plan = headers.length > 0 ? planUnit(headers) : null;
-    return this.plan;
+  get coalescedBytes(): number {
+    return this.planner.bytes;
   }
 
   private sendRecords(s: ShipperSession, records: JournalRecord[], run: number): void {
@@ -590,14 +486,15 @@ export class VolumeShipper {
       if (a.type === 'read') {
         const s = this.session;
         const run = this.shipper.run;
-        const planned = this.unitFor(a.fromSeq, a.limitSeq).catch(() => null);
+        const bounds = { roundOpen: this.jv.roundStart !== 0, maxEpochBytes: this.jv.maxEpochBytes };
+        const planned = this.planner.unitFor(this.jv.journal, a.fromSeq, a.limitSeq, this.batchBytes, bounds).catch(() => null);
         Promise.all([planned, this.jv.journal.read(a.fromSeq, a.maxBytes, a.limitSeq)]).then(([plan, records]) => {
           if (s !== this.session || !s) return;
           // The machine says whether these records go (a read of an earlier run does not).
           const next = this.handle({ type: 'read', run, records: records.map((r) => ({ seq: r.seq, size: r.payload.length + RECORD_HEADER_SIZE })) });
           if (next.some((x) => x.type === 'send')) {
             this.sentAt.push({ seq: records[records.length - 1]!.seq, at: this.opts.now() });
-            const sent = this.coalesced(records, plan);
+            const sent = this.planner.coalesced(records, plan, { roundOpen: this.jv.roundStart !== 0, maxEpochBytes: this.jv.maxEpochBytes });
             this.exposure.sent(sent);
             this.sendRecords(s, sent, run);
           }

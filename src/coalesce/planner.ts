@@ -1,0 +1,83 @@
+// The shipper's side of coalescing (docs/LINK.md): a batch that spans several epochs
+// goes coalesced (coalesce.ts), and far behind, one unit is planned over the backlog
+// ahead (up to COALESCE_SCOPE of it), reading the records once for their headers, so
+// a range rewritten anywhere in the unit travels once. VolumeShipper owns one.
+import type { Journal } from '../journal/journal.js';
+import { RECORD_HEADER_SIZE, type JournalRecord, type RecordHeader } from '../journal/record.js';
+import { applyPlan, coalesce, planUnit, type UnitPlan } from './coalesce.js';
+
+/** Far behind, a coalesced unit plans over at most this much of the backlog. */
+export const COALESCE_SCOPE = 256 << 20;
+
+export interface PlannerOptions {
+  /** Coalesce at all (read at every batch). */
+  coalesce?: () => boolean;
+  /** Most journal bytes one unit plans over (default COALESCE_SCOPE). */
+  scopeBytes?: number;
+  /** Bytes one read of the journal takes while planning (the configured batch). */
+  readBytes: number;
+}
+
+/** What the volume says now: a resync round is open (nothing is coalesced), and the largest epoch the peer takes whole. */
+export interface UnitBounds {
+  roundOpen: boolean;
+  maxEpochBytes: number;
+}
+
+export class UnitPlanner {
+  /** Records sent as Skip records, and their payload bytes, since the daemon started. */
+  records = 0;
+  bytes = 0;
+  /** The unit the batches being read belong to, planned over the backlog ahead (null: per batch). */
+  private plan: UnitPlan | null = null;
+
+  constructor(private readonly o: PlannerOptions) {}
+
+  /**
+   * A batch spanning several epochs (the link is behind) goes coalesced, unless a
+   * resync round is open or the batch is more than the peer takes as one unit.
+   */
+  coalesced(records: JournalRecord[], plan: UnitPlan | null, b: UnitBounds): JournalRecord[] {
+    if (!this.o.coalesce?.() || b.roundOpen) return records;
+    let c;
+    if (plan) c = applyPlan(records, plan);
+    else {
+      let bytes = 0;
+      for (const r of records) bytes += RECORD_HEADER_SIZE + r.payload.length;
+      if (bytes > b.maxEpochBytes) return records;
+      c = coalesce(records);
+    }
+    this.records += c.skipped;
+    this.bytes += c.skippedBytes;
+    return c.records;
+  }
+
+  /**
+   * The unit the batch at `fromSeq` belongs to. Far behind (the backlog ahead holds
+   * several batches of `batchBytes`), one unit is planned over up to the scope (and
+   * at most half what the peer takes as a unit); each batch of the unit then goes
+   * with the plan's Skips.
+   */
+  async unitFor(journal: Pick<Journal, 'read' | 'backlogBytes'>, fromSeq: number, limitSeq: number, batchBytes: number, b: UnitBounds): Promise<UnitPlan | null> {
+    if (!this.o.coalesce?.() || b.roundOpen) return null;
+    if (this.plan && fromSeq >= this.plan.from && fromSeq <= this.plan.until) return this.plan;
+    this.plan = null;
+    const scope = Math.min(this.o.scopeBytes ?? COALESCE_SCOPE, Math.floor(b.maxEpochBytes / 2));
+    // (Batches follow the link: on a slow one a backlog of a few of its batches is
+    // already minutes of the line, worth planning over.)
+    if (journal.backlogBytes < 3 * batchBytes || scope < 2 * batchBytes) return null;
+    const headers: RecordHeader[] = [];
+    let bytes = 0;
+    for (let seq = fromSeq; bytes < scope && seq <= limitSeq;) {
+      const batch = await journal.read(seq, Math.min(this.o.readBytes, scope - bytes), limitSeq);
+      if (batch.length === 0) break;
+      for (const r of batch) {
+        headers.push({ kind: r.kind, flags: r.flags, seq: r.seq, epoch: r.epoch, offset: r.offset, length: r.length, time: r.time });
+        bytes += RECORD_HEADER_SIZE + r.payload.length;
+      }
+      seq = batch[batch.length - 1]!.seq + 1;
+    }
+    this.plan = headers.length > 0 ? planUnit(headers) : null;
+    return this.plan;
+  }
+}

@@ -1,0 +1,126 @@
+// The online verify's adapter (docs/RESYNC.md, "Online verify"): it drives the
+// machine of src/sync/verify.ts for one volume's shipper: a batch read and hashed
+// under the write path's range lock, the HashRequest on the link, the lock's release,
+// the regions marked for repair, the log lines. VolumeShipper owns one and hands it
+// the link's events; what the link is doing (up, paused, held, its rate cap) it reads
+// through VerifyLink.
+import type { Logger } from '../log/log.js';
+import type { JournaledVolume } from '../journal/write-path.js';
+import { MAX_HASH_REGIONS, MAX_HASH_REGION_SIZE, encodeHashRequest } from './frame.js';
+import { Verifier, type VerifyAction, type VerifyRun } from '../sync/verify.js';
+
+/** The shipper's link, as the verify sees it. */
+export interface VerifyLink {
+  /** The link now (null: down). */
+  session(): { send(parts: Buffer[]): void; close(reason: string): void } | null;
+  /** Shipping paused by the operator, or held by the peer (its log is full under a checkpoint). */
+  paused(): boolean;
+  heldByPeer(): boolean;
+  /** The link's rate cap (bytes per second; null: none). */
+  rate(): number | null;
+  now(): number;
+}
+
+export class VerifyDriver {
+  private readonly verifier: Verifier;
+  /** The lock on the regions of the verify batch out (held from its read until the machine lets it go). */
+  private unlock: (() => void) | null = null;
+
+  constructor(
+    private readonly name: string,
+    private readonly jv: JournaledVolume,
+    private readonly log: Logger,
+    private readonly link: VerifyLink,
+  ) {
+    this.verifier = new Verifier({ volume: name, maxRegions: MAX_HASH_REGIONS, maxRegionSize: MAX_HASH_REGION_SIZE });
+  }
+
+  /** The verify running now, or the last one. */
+  get run(): VerifyRun | null {
+    return this.verifier.run;
+  }
+
+  /** Starts comparing every region with the peer by hash; throws why it cannot. */
+  start(repair: boolean): VerifyRun {
+    const { jv, link } = this;
+    const actions = this.verifier.handle({
+      type: 'start', repair, regions: jv.bitmap.regions, regionSize: jv.bitmap.regionSize, now: link.now(),
+      linkUp: link.session() !== null, paused: link.paused(), heldByPeer: link.heldByPeer(), syncing: this.syncing(), ready: this.ready(),
+    });
+    const refused = actions.find((a) => a.type === 'refuse');
+    if (refused) throw new Error(refused.reason);
+    this.act(actions);
+    return this.verifier.run!;
+  }
+
+  /** Is this hash reply the verify's (else it is a first sync's, or from an older link)? */
+  expects(first: number, regionSize: number, count: number): boolean {
+    return this.verifier.expects(first, regionSize, count);
+  }
+
+  reply(first: number, hashes: Buffer[]): void {
+    this.act(this.verifier.handle({ type: 'reply', first, hashes, now: this.link.now(), ready: this.ready() }));
+  }
+
+  /** The link went down: the batch out is let go, and asked again on the next link. */
+  down(): void {
+    this.act(this.verifier.handle({ type: 'down' }));
+  }
+
+  /** The shipper's tick (the link is up): the reply timeout first, then the next batch. */
+  tick(now: number): void {
+    this.act(this.verifier.handle({ type: 'tick', now, ready: this.ready() }));
+  }
+
+  /** A round (an overflow meanwhile) makes the replica a moving target: a verify waits for its end. */
+  private syncing(): boolean {
+    return this.jv.mode !== 'journal' || this.jv.roundStart !== 0 || this.jv.seeding;
+  }
+
+  /**
+   * A batch may go now: the link is up, no round is open, and the peer keeps applying
+   * what is ahead of it (a batch holds host writes to its regions until then): not
+   * while nothing ships, nor while the backlog would take the link long to carry.
+   */
+  private ready(): boolean {
+    const link = this.link;
+    if (!link.session() || this.syncing() || link.paused() || link.heldByPeer()) return false;
+    const rate = link.rate();
+    return !(rate !== null && this.jv.journal.backlogBytes > rate * 5);
+  }
+
+  private act(actions: VerifyAction[]): void {
+    for (const a of actions) {
+      switch (a.type) {
+        case 'read': {
+          const s = this.link.session();
+          this.jv.verifyHashes(a.first, a.count).then(({ hashes, afterSeq, unlock }) => {
+            this.unlock = unlock;
+            this.act(this.verifier.handle({ type: 'hashed', hashes, afterSeq, stale: this.link.session() !== s, now: this.link.now() }));
+          }, (e: Error) => this.act(this.verifier.handle({ type: 'read-failed', message: e.message })));
+          break;
+        }
+        case 'send':
+          this.link.session()?.send(encodeHashRequest({ volume: this.name, regionSize: a.regionSize, first: a.first, count: a.count, afterSeq: a.afterSeq }));
+          break;
+        case 'unlock': {
+          const unlock = this.unlock;
+          this.unlock = null;
+          unlock?.();
+          break;
+        }
+        case 'mark':
+          this.jv.markForResync(a.regions, a.reason);
+          break;
+        case 'log':
+          this.log[a.level]({ volume: this.name }, a.message);
+          break;
+        case 'close':
+          this.link.session()?.close(a.reason);
+          break;
+        case 'refuse':
+          break;
+      }
+    }
+  }
+}
