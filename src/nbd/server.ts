@@ -16,33 +16,6 @@ import { NBD_HANDSHAKE_TIMEOUT_MS, NbdConnection, type ConnectionLimits } from '
 import { NBD_REQUEST_BUDGET_BYTES, RequestBudget } from './budget.js';
 import { RefusalLog } from '../log/refusals.js';
 import { formatListenAddress, type ListenAddress } from '../export/listen-address.js';
-import { CheckedBackend } from '../export/contract.js';
-
-export class ExportRegistry implements ExportTable {
-  private readonly byName = new Map<string, ExportBackend>();
-  private defaultName: string | null = null;
-
-  /** Serves `backend` under its name, held to its capabilities on every call (src/export/contract.ts). */
-  add(backend: ExportBackend, isDefault = false): void {
-    this.byName.set(backend.name, backend instanceof CheckedBackend ? backend : new CheckedBackend(backend));
-    if (isDefault) this.defaultName = backend.name;
-  }
-
-  remove(name: string): void {
-    this.byName.delete(name);
-    if (this.defaultName === name) this.defaultName = null;
-  }
-
-  lookup(name: string): ExportBackend | undefined {
-    if (name !== '') return this.byName.get(name);
-    if (this.defaultName !== null) return this.byName.get(this.defaultName);
-    return this.byName.size === 1 ? [...this.byName.values()][0] : undefined;
-  }
-
-  list(): ExportBackend[] {
-    return [...this.byName.values()];
-  }
-}
 
 /** Connections at once, all addresses and unix sockets together. */
 export const NBD_MAX_CONNECTIONS = 256;

@@ -9,7 +9,7 @@ import { CHECKPOINT_SUFFIX, CheckpointExport } from '../checkpoint/checkpoint-ex
 import type { Checkpoint } from '../secondary/replica.js';
 import type { VolumeEntry } from './volume-entry.js';
 import type { LinkManager } from './links.js';
-import type { ExportRegistry } from '../nbd/server.js';
+import type { ExportRegistry } from '../export/registry.js';
 import type { ExportBackend } from '../export/backend.js';
 import { ActionRefused, type ActionResult, type CheckpointInfo, type NodeActions } from '../contract/actions.js';
 import { DRILL_SUFFIX, DrillOverlay } from '../drill/drill.js';

@@ -7,7 +7,8 @@ import { test } from 'node:test';
 import type { Logger } from '../../src/log/log.js';
 import { parseConfig } from '../../src/config/config.js';
 import { RequestBudget } from '../../src/nbd/budget.js';
-import { ExportRegistry, NbdServer, type NbdServerOptions } from '../../src/nbd/server.js';
+import { NbdServer, type NbdServerOptions } from '../../src/nbd/server.js';
+import { ExportRegistry } from '../../src/export/registry.js';
 import * as P from '../../src/nbd/protocol.js';
 import { RawClient } from '../helpers/raw-client.js';
 

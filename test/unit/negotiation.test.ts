@@ -5,7 +5,7 @@ import * as C from '../../src/nbd/codec.js';
 import { diskCapabilities, readOnlyCapabilities, type Capabilities, type ExportBackend } from '../../src/export/backend.js';
 import { Negotiation } from '../../src/nbd/negotiation.js';
 import * as P from '../../src/nbd/protocol.js';
-import { ExportRegistry } from '../../src/nbd/server.js';
+import { ExportRegistry } from '../../src/export/registry.js';
 
 function fake(name: string, readOnly = false, caps: Capabilities = readOnly ? readOnlyCapabilities(true) : diskCapabilities(false)): ExportBackend {
   const nope = (): Promise<never> => Promise.reject(new Error('not used'));
