@@ -9,6 +9,7 @@ import { parseDuration, parseSize } from '../units/units.js';
 import { cronError, holdError } from '../checkpoint/schedule.js';
 import { parseRate, parseWindow } from '../rate/rate.js';
 import { snmpSchema, type SnmpConfig } from '../snmp/config.js';
+import { iscsiConfigOf, iscsiSchema, targetPart, volumeIscsiSchema, type IscsiConfig } from '../iscsi/config.js';
 import { parseCompression } from '../compress/setting.js';
 import { MIN_VOLUME_BYTES } from '../limits/limits.js';
 
@@ -66,6 +67,8 @@ const volumeSchema = z.strictObject({
     }).optional(),
     label: z.string().min(1).max(128),
   })).max(32).default([]),
+  /** Who may log in to this volume's iSCSI target, over the node's `iscsi:` (docs/ISCSI.md). */
+  iscsi: volumeIscsiSchema.optional(),
 });
 
 
@@ -120,6 +123,8 @@ const schema = z.strictObject({
     .refine((v) => Object.keys(v).length > 0, 'at least one volume is needed'),
   /** The SNMP agent and its notifications (docs/SNMP.md). */
   snmp: snmpSchema.optional(),
+  /** The iSCSI target (docs/ISCSI.md); absent: no iSCSI. */
+  iscsi: iscsiSchema.optional(),
 });
 
 export type VolumeConfig = z.infer<typeof volumeSchema> & { name: string };
@@ -145,6 +150,8 @@ export interface Config {
   nbdIdleTimeout?: number | undefined;
   volumes: VolumeConfig[];
   snmp?: SnmpConfig | undefined;
+  /** The iSCSI front end; undefined: off. */
+  iscsi?: IscsiConfig | undefined;
 }
 
 export class ConfigError extends Error {
@@ -207,6 +214,22 @@ export function parseConfig(text: string, file: string): Config {
     const line = lineOf(doc.contents, ['volumes', v, 'journal_dir'], lines, false);
     return `${file}${line ? `:${line}` : ''}`;
   });
+  const targets = new Map<string, string>();
+  for (const v of volumes) {
+    const where = (key: string[]): string => {
+      const line = lineOf(doc.contents, key, lines, true);
+      return `${file}${line ? `:${line}` : ''}`;
+    };
+    if (v.iscsi !== undefined && c.iscsi === undefined) {
+      throw new ConfigError(`${where(['volumes', v.name, 'iscsi'])}: volumes.${v.name}.iscsi: the node has no iscsi: section, so no volume is served over iSCSI; add one (docs/ISCSI.md)`);
+    }
+    const part = targetPart(v.name);
+    const other = targets.get(part);
+    if (c.iscsi !== undefined && other !== undefined) {
+      throw new ConfigError(`${where(['volumes', v.name])}: volumes.${v.name}: its iSCSI target name would be the same as volume ${other}'s ("${part}": iSCSI names are lower case and have no "_"); rename one`);
+    }
+    targets.set(part, v.name);
+  }
   const defaults = volumes.filter((v) => v.default);
   if (defaults.length > 1) {
     throw new ConfigError(`${file}: volumes: ${defaults.map((v) => v.name).join(' and ')} are both marked default: true`);
@@ -216,6 +239,7 @@ export function parseConfig(text: string, file: string): Config {
   return {
     file, node: c.node, link: c.link, api: c.api, apiTls: c.api_tls, apiHosts: c.api_hosts.map((h) => h.toLowerCase().replace(/\.$/, '')),
     peers, state, nbd, nbdIdleTimeout: c.nbd_idle_timeout, volumes, snmp: c.snmp,
+    iscsi: c.iscsi ? iscsiConfigOf(c.iscsi, c.node) : undefined,
   };
 }
 

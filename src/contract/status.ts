@@ -84,6 +84,26 @@ export interface VolumeStatus {
   checkpoint: { label: string; createdAt: number; holdUntil: number | null; appliedSeq: number; export: string } | null;
   /** Secondary: the DR drill running over the checkpoint (writable export VOLUME@drill), or null. */
   drill: { export: string; bytesWritten: number } | null;
+  /**
+   * The volume's iSCSI target (LUN 0) and who is logged in to it, or null when the node
+   * serves no iSCSI (docs/ISCSI.md). Sessions to VOLUME@checkpoint and VOLUME@drill are
+   * listed under those exports' own targets in `exports`.
+   */
+  iscsi: IscsiStatus | null;
+}
+
+export interface IscsiSessionStatus {
+  initiator: string;
+  /** The initiator's address, host:port. */
+  address: string;
+}
+
+export interface IscsiStatus {
+  target: string;
+  lun: number;
+  sessions: IscsiSessionStatus[];
+  /** VOLUME@checkpoint and VOLUME@drill, when served: their targets and sessions. */
+  exports: Array<{ export: string; target: string; sessions: IscsiSessionStatus[] }>;
 }
 
 export interface NodeStatus {

@@ -1,22 +1,42 @@
 // The node's status (src/contract/status.ts), built from its volumes and links: what
 // GET /api/v1/status serves and `offsite status`, the dashboard, /metrics and SNMP read.
-import type { NodeStatus, VolumeStatus } from '../contract/status.js';
+import type { IscsiSessionStatus, IscsiStatus, NodeStatus, VolumeStatus } from '../contract/status.js';
 import type { VolumeEntry } from './volume-entry.js';
 import type { LinkManager } from './links.js';
 import type { VerifyRun } from '../sync/verify.js';
 import { formatCompression } from '../compress/setting.js';
 
+/** What the status reads of the iSCSI front end: target names, and the sessions logged in now. */
+export interface IscsiView {
+  nameOf(exportName: string): string;
+  sessions(): Array<{ exportName: string; initiator: string; address: string }>;
+  /** The exports served now (a volume, VOLUME@checkpoint, VOLUME@drill). */
+  exports(): string[];
+}
+
 /** The whole node's status now. */
-export function nodeStatus(node: string, version: string, startedAt: number, entries: readonly VolumeEntry[], links: LinkManager | null, now = Date.now()): NodeStatus {
+export function nodeStatus(node: string, version: string, startedAt: number, entries: readonly VolumeEntry[], links: LinkManager | null, now = Date.now(), iscsi: IscsiView | null = null): NodeStatus {
+  const sessions = iscsi?.sessions() ?? [];
+  const served = iscsi?.exports() ?? [];
   return {
     node,
     version,
     uptimeSeconds: Math.round((now - startedAt) / 1000),
-    volumes: entries.map((e) => volumeStatus(e, links, now)),
+    volumes: entries.map((e) => ({ ...volumeStatus(e, links, now), iscsi: iscsi ? iscsiStatus(e.config.name, iscsi, sessions, served) : null })),
   };
 }
 
-export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, now = Date.now()): VolumeStatus {
+function iscsiStatus(volume: string, view: IscsiView, sessions: ReturnType<IscsiView['sessions']>, served: string[]): IscsiStatus {
+  const of = (exportName: string): IscsiSessionStatus[] => sessions.filter((s) => s.exportName === exportName).map((s) => ({ initiator: s.initiator, address: s.address }));
+  return {
+    target: view.nameOf(volume),
+    lun: 0,
+    sessions: of(volume),
+    exports: served.filter((x) => x.startsWith(`${volume}@`)).map((x) => ({ export: x, target: view.nameOf(x), sessions: of(x) })),
+  };
+}
+
+export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, now = Date.now()): Omit<VolumeStatus, 'iscsi'> {
   const j = e.journaled;
   const link = e.config.peer ? (links?.linkState(e.config.peer) ?? 'disconnected') : 'none';
   const base = {
