@@ -4,7 +4,7 @@ import { defaultConfigPath, loadClientConfig } from '../config/client.js';
 import { formatBytes, formatDuration, parseDuration } from '../units/units.js';
 import fs from 'node:fs';
 import path from 'node:path';
-import { formatStatus, verifyCell } from './status.js';
+import { formatStatus, selectVolumes, verifyCell } from './status.js';
 import { callAction, fetchStatus, getJson } from './api-client.js';
 import type { CheckpointInfo } from '../contract/actions.js';
 
@@ -91,13 +91,18 @@ configOption(program.command('token'))
     console.log(readToken(c.state));
   });
 
-configOption(program.command('status'))
-  .description("this node's volumes: role, link, backlog, lag, consistency")
+configOption(program.command('status [volume...]'))
+  .description("this node's volumes: role, link, backlog, lag, consistency (VOLUME may be a pattern: 'erp*')")
   .option('--json', 'print JSON (fields: node, volumes[].name, role, peer, link, backlogBytes, lagSeconds, consistent, ...)')
-  .action(async (opts: { config?: string; json?: boolean }) => {
+  .option('--lagging [seconds]', 'only volumes that need attention: lag above SECONDS (default 60), link down, paused, inconsistent, resyncing or on the bitmap')
+  .option('--sort <key>', 'name (default), lag or backlog (worst first)', 'name')
+  .action(async (names: string[], opts: { config?: string; json?: boolean; lagging?: string | boolean; sort: string }) => {
+    if (!['name', 'lag', 'backlog'].includes(opts.sort)) throw new Error(`--sort ${opts.sort}: sort by name, lag or backlog`);
+    const laggingOver = opts.lagging === undefined ? null : typeof opts.lagging === 'string' ? parseDuration(opts.lagging) : 60;
+    const view = { names, laggingOver, sort: opts.sort as 'name' | 'lag' | 'backlog' };
     const c = await loadClientConfig(configPath(opts));
     const s = await fetchStatus(c);
-    console.log(opts.json ? JSON.stringify(s, null, 2) : formatStatus(s));
+    console.log(opts.json ? JSON.stringify(names.length || laggingOver !== null || opts.sort !== 'name' ? { ...s, volumes: selectVolumes(s, view) } : s, null, 2) : formatStatus(s, view));
   });
 
 /** Runs an action on the daemon and prints its answer (or exits 1 with its refusal). */

@@ -12,8 +12,70 @@ function linkCell(v: VolumeStatus): string {
   return paint(33, v.link);
 }
 
-export function formatStatus(s: NodeStatus): string {
-  const rows = s.volumes.map((v) => [
+/** Which volumes `offsite status` shows, and in what order. */
+export interface StatusView {
+  /** Names or shell-style patterns ("erp*"); empty: every volume. */
+  names: string[];
+  /** Only volumes needing attention: lag above this many seconds, link down, inconsistent, resyncing or on the bitmap. */
+  laggingOver: number | null;
+  sort: 'name' | 'lag' | 'backlog';
+}
+
+export const ALL_VOLUMES: StatusView = { names: [], laggingOver: null, sort: 'name' };
+
+/** A volume needs the operator's eye: behind by more than `lagOver` seconds, not linked, not consistent, resyncing or tracking by bitmap. */
+export function isLagging(v: VolumeStatus, lagOver: number): boolean {
+  const linked = v.link === 'connected' || v.link === 'none';
+  return v.lagSeconds > lagOver || !linked || v.paused || !v.consistent || v.resyncing || v.tracking === 'bitmap';
+}
+
+function pattern(glob: string): RegExp {
+  return new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+}
+
+/** The volumes of a view: filtered by name and attention, sorted (worst first for lag and backlog). */
+export function selectVolumes(s: NodeStatus, view: StatusView): VolumeStatus[] {
+  const pats = view.names.map(pattern);
+  const out = s.volumes.filter((v) => (pats.length === 0 || pats.some((p) => p.test(v.name))) && (view.laggingOver === null || isLagging(v, view.laggingOver)));
+  const by = view.sort === 'lag' ? (a: VolumeStatus, b: VolumeStatus) => b.lagSeconds - a.lagSeconds || b.backlogBytes - a.backlogBytes
+    : view.sort === 'backlog' ? (a: VolumeStatus, b: VolumeStatus) => b.backlogBytes - a.backlogBytes || b.lagSeconds - a.lagSeconds
+      : null;
+  return by ? out.sort((a, b) => by(a, b) || a.name.localeCompare(b.name)) : out;
+}
+
+/** "100 volumes (98 primary, 2 secondary): 3 need attention, 1 link down, 1 resyncing; worst lag erp7 4 min 10 s". */
+export function summaryLine(s: NodeStatus): string {
+  const vs = s.volumes;
+  const primaries = vs.filter((v) => v.role === 'primary').length;
+  const parts: string[] = [];
+  const count = (n: number, what: string): void => { if (n > 0) parts.push(`${n} ${what}`); };
+  count(vs.filter((v) => v.link !== 'connected' && v.link !== 'none').length, 'link down');
+  count(vs.filter((v) => v.paused).length, 'paused');
+  count(vs.filter((v) => !v.consistent).length, 'inconsistent');
+  count(vs.filter((v) => v.resyncing).length, 'resyncing');
+  count(vs.filter((v) => v.tracking === 'bitmap').length, 'on the bitmap');
+  count(vs.filter((v) => v.checkpoint !== null).length, 'checkpoint held');
+  const sessions = vs.reduce((n, v) => n + (v.iscsi?.sessions.length ?? 0), 0);
+  count(sessions, sessions === 1 ? 'iSCSI session' : 'iSCSI sessions');
+  const worst = vs.reduce<VolumeStatus | null>((w, v) => (v.lagSeconds > (w?.lagSeconds ?? 0) ? v : w), null);
+  const backlog = vs.reduce((n, v) => n + (v.tracking === 'none' ? 0 : v.backlogBytes), 0);
+  const tail = [
+    backlog > 0 ? `backlog ${formatBytes(backlog)} in all` : '',
+    worst ? `worst lag ${worst.name} ${formatDuration(worst.lagSeconds)}` : '',
+  ].filter(Boolean);
+  return `${vs.length} volume${vs.length === 1 ? '' : 's'} (${primaries} primary, ${vs.length - primaries} secondary)` +
+    `${parts.length ? `: ${parts.join(', ')}` : ''}${tail.length ? `; ${tail.join('; ')}` : ''}`;
+}
+
+function iscsiCell(v: VolumeStatus): string {
+  if (!v.iscsi) return '-';
+  const n = v.iscsi.sessions.length + v.iscsi.exports.reduce((k, x) => k + x.sessions.length, 0);
+  return n === 0 ? 'no session' : `${n} session${n === 1 ? '' : 's'}`;
+}
+
+export function formatStatus(s: NodeStatus, view: StatusView = ALL_VOLUMES): string {
+  const shown = selectVolumes(s, view);
+  const rows = shown.map((v) => [
     v.name, v.role, v.peer ?? '-', linkCell(v),
     v.tracking === 'bitmap' ? paint(31, 'bitmap') : v.tracking,
     v.tracking === 'none' ? '-' : formatBytes(v.backlogBytes),
@@ -23,13 +85,22 @@ export function formatStatus(s: NodeStatus): string {
     wireCell(v),
     resyncCell(v),
     v.checkpoint ? paint(36, `"${v.checkpoint.label}" held`) : '-',
+    iscsiCell(v),
   ]);
-  const head = ['VOLUME', 'ROLE', 'PEER', 'LINK', 'TRACKING', 'BACKLOG', 'LAG', 'CONSISTENT', 'JOURNAL', 'WIRE', 'RESYNC', 'CHECKPOINT'];
+  const head = ['VOLUME', 'ROLE', 'PEER', 'LINK', 'TRACKING', 'BACKLOG', 'LAG', 'CONSISTENT', 'JOURNAL', 'WIRE', 'RESYNC', 'CHECKPOINT', 'ISCSI'];
+  const iscsiOff = s.volumes.every((v) => v.iscsi === null);
+  if (iscsiOff) {
+    head.pop();
+    for (const r of rows) r.pop();
+  }
   // eslint-disable-next-line no-control-regex
   const width = (x: string): number => x.replace(/\x1b\[\d+m/g, '').length;
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => width(r[i]!))));
   const line = (cells: string[]): string => cells.map((c, i) => c + ' '.repeat(widths[i]! - width(c))).join('  ').trimEnd();
-  return [`node ${s.node}, up ${formatDuration(s.uptimeSeconds)}`, line(head), ...rows.map(line)].join('\n');
+  const hidden = s.volumes.length - shown.length;
+  const foot = hidden > 0 ? [`(${hidden} more not shown${view.laggingOver !== null ? ': nothing needs attention there' : ''})`] : [];
+  const body = shown.length > 0 ? [line(head), ...rows.map(line)] : [view.laggingOver !== null ? 'no volume needs attention' : 'no volume matches'];
+  return [`node ${s.node}, up ${formatDuration(s.uptimeSeconds)}; ${summaryLine(s)}`, ...body, ...foot].join('\n');
 }
 
 /** "310 KiB/s x2.9, drains in 4 min 0 s": the link's send rate, record bytes per wire byte, the backlog's outlook. */
