@@ -1,0 +1,45 @@
+// `offsite top` at a hundred volumes: a compact list, worst first, the selected volume's panel.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { NodeStatus, VolumeStatus } from '../../src/contract/status.js';
+import { nextSelection, renderTop } from '../../src/cli/top.js';
+
+function vol(name: string, over: Partial<VolumeStatus> = {}): VolumeStatus {
+  return {
+    name, role: 'primary', peer: 'site-b', link: 'connected', backlogBytes: 0, backlogRecords: 0, lagSeconds: 0, consistent: true,
+    sizeBytes: 1 << 30, tracking: 'journal', journalUsedBytes: 0, journalCapacityBytes: 1 << 30, epoch: 1, dirtyBytes: 0,
+    hostBytes: 0, overflows: 0, uuid: 'u', generation: ['g'], resyncing: false, resyncLeftBytes: 0, resyncTotalBytes: 0,
+    resyncBytes: 0, resyncSeededBytes: 0, resyncHashBytes: 0, resyncRateBytesPerSecond: 0, resyncEtaSeconds: 0, checkpoint: null,
+    drill: null, applying: null, wireBytes: 0, paused: false, linkRateBytesPerSecond: null, verify: null, shipping: null, iscsi: null,
+    ...over,
+  };
+}
+
+const fleet: NodeStatus = {
+  node: 'site-a', version: '0.1.0', uptimeSeconds: 60,
+  volumes: [...Array.from({ length: 98 }, (_, i) => vol(`srv${i}`)), vol('erp', { lagSeconds: 400 }), vol('mail', { link: 'disconnected', lagSeconds: 90 })],
+};
+
+test('a few volumes: a panel each', () => {
+  const lines = renderTop({ ...fleet, volumes: fleet.volumes.slice(0, 2) }, new Map(), 0, 200, 50);
+  assert.equal(lines.filter((l) => /^srv\d+ {2}1\.0 GiB/.test(l)).length, 2);
+});
+
+test('a hundred volumes on 40 rows: the worst volume\'s panel, then one line each, worst first, within the screen', () => {
+  const lines = renderTop(fleet, new Map(), 0, 200, 40);
+  assert.ok(lines.length <= 40, `${lines.length} lines`);
+  assert.match(lines[1]!, /^100 volumes/);
+  assert.match(lines[3]!, /^erp {2}1\.0 GiB/);
+  const list = lines.filter((l) => /^[> ] \S+ +primary/.test(l));
+  assert.match(list[0]!, /^> erp /);
+  assert.match(list[1]!, /^ {2}mail /);
+  assert.match(lines.at(-1)!, /… \d+ more/);
+});
+
+test('the selection moves through the worst-first order and wraps', () => {
+  assert.equal(nextSelection(fleet, 'erp', 1), 'mail');
+  assert.equal(nextSelection(fleet, 'erp', -1), 'srv97');
+  const lines = renderTop(fleet, new Map(), 0, 200, 40, 'mail');
+  assert.match(lines[3]!, /^mail {2}1\.0 GiB/);
+  assert.ok(lines.some((l) => /^> mail /.test(l)));
+});
