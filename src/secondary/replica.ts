@@ -3,22 +3,28 @@
 // a half-applied unit (reads wait while a unit is applied), and after any crash the
 // unit in progress is applied again from the receive log before anything is served,
 // so the replica is always a flush-point image (docs/INVARIANTS.md, invariant 3).
-import { createHash } from 'node:crypto';
+// Beside it: the receiver's decisions (receiver.ts), the receive log read at a start
+// and filled from frames (receive-log.ts), applying a unit (apply-unit.ts), the
+// round's marker and undo area (replica-round.ts), a held checkpoint and its file
+// (checkpoint-hold.ts), region hashes (region-hashes.ts).
 import type { Extent, ExportBackend, ZeroOptions } from '../export/backend.js';
 import { DiskError, type Capabilities, readOnlyCapabilities } from '../export/backend.js';
 import type { Logger } from '../log/log.js';
 import type { Journal } from '../journal/journal.js';
-import { RECORD_HEADER_SIZE, RecordKind, type JournalRecord } from '../journal/record.js';
+import type { JournalRecord } from '../journal/record.js';
 import { formatBytes } from '../units/units.js';
 import type { Store } from '../journal/store.js';
-import { RoundMarker, type RoundMark } from '../sync/round-marker.js';
-import { UndoArea } from '../sync/undo.js';
-import { jsonVersion, refuseNewer } from '../versioning/format.js';
-import { FLAG_ROUND_END } from '../journal/record.js';
-import { assert } from '../invariants/assert.js';
+import type { RoundMark } from '../sync/round-marker.js';
+import type { Disk } from '../journal/disk.js';
+import { Receiver, type ReceiverAction } from './receiver.js';
+import { UnitApplier } from './apply-unit.js';
+import { ReplicaRound } from './replica-round.js';
+import { CheckpointHold, readCheckpoint, type Checkpoint } from './checkpoint-hold.js';
+import { hashRegions } from './region-hashes.js';
+import { appendFrame, received, scanReceiveLog } from './receive-log.js';
 
-/** Present once a first sync completed: from then on the replica is always a flush-point image. */
-export const SYNCED_FILE = 'synced';
+export { SYNCED_FILE } from './replica-round.js';
+export { CHECKPOINT_FILE, CHECKPOINT_FORMAT, readCheckpoint, type Checkpoint } from './checkpoint-hold.js';
 
 export interface ReplicaOptions {
   /** The volume's state folder: the resync round marker and the undo area live here. */
@@ -28,9 +34,6 @@ export interface ReplicaOptions {
   /** Apply units end at the first exposable barrier about this far ahead (default APPLY_UNIT_BYTES; the simulation makes it small). */
   applyUnitBytes?: number;
 }
-import type { Disk } from '../journal/write-path.js';
-import { Receiver, type ReceiverAction } from './receiver.js';
-import { READ_BATCH_BYTES, MIN_RECEIVE_LOG_BYTES } from '../limits/limits.js';
 
 export interface ReplicaLink {
   ack(seq: number): void;
@@ -39,51 +42,20 @@ export interface ReplicaLink {
   close(reason: string): void;
 }
 
-/** A held checkpoint (state/volumes/NAME/checkpoint, JSON): the replica's image frozen at a flush point. */
-export interface Checkpoint {
-  label: string;
-  /** ms since the epoch. */
-  createdAt: number;
-  /** Released by itself at this time (ms), if set. */
-  holdUntil: number | null;
-  /** The last record applied to the frozen image. */
-  appliedSeq: number;
-  /** Taken by a drill: released when the drill ends (or at the next start: a drill does not outlive the daemon). */
-  ownedByDrill?: boolean;
-}
-
-export const CHECKPOINT_FILE = 'checkpoint';
-/**
- * Its "version" (absent, as the previous release wrote it: 1). A newer release's
- * checkpoint is refused (docs/VERSIONING.md): read as unreadable it would still be
- * held, but under a label nobody asked for and at no known record.
- */
-export const CHECKPOINT_FORMAT = jsonVersion('checkpoint file', 1, [1]);
-
 export class Replica implements ExportBackend {
   receiver: Receiver;
   log: Journal;
   private link: ReplicaLink | null = null;
-  private gate: Promise<void> | null = null;
-  /**
-   * An apply failed part-way (disk full, I/O error): the image is between flush points
-   * until it is redone. Only a real failure sets it: a unit being applied is not torn
-   * (readers wait at the gate until it ends), so the replica stays consistent meanwhile.
-   */
-  private torn: string | null = null;
-  /** The unit being applied now (records from..to), or null. Readers wait for it; it is not a failure. */
-  applyingUnit: { from: number; to: number; since: number } | null = null;
-  appliedUnits = 0;
-
-  /** The open resync round, if any; `undo` keeps the old image unless the round is the first sync. */
-  round: RoundMark | null = null;
-  private undo: UndoArea | null = null;
-  private readonly marker: RoundMarker;
+  private readonly units: UnitApplier;
+  private readonly resync: ReplicaRound;
+  private readonly checkpoints: CheckpointHold;
   /** Records that arrive while a round opens wait for it (in order). */
   private opening: Promise<void> | null = null;
 
   private constructor(readonly volume: Disk, private readonly openLog: () => Journal, private readonly logger: Logger, private readonly opts: ReplicaOptions) {
-    this.marker = new RoundMarker(opts.roundStore);
+    this.resync = new ReplicaRound(opts.roundStore, opts.regionSize, volume);
+    this.units = new UnitApplier(volume, this.resync, logger);
+    this.checkpoints = new CheckpointHold(opts.roundStore);
     this.log = openLog();
     this.receiver = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0 }, { unitBytes: opts.applyUnitBytes });
   }
@@ -95,12 +67,10 @@ export class Replica implements ExportBackend {
    */
   static async open(volume: Disk, openLog: () => Journal, logger: Logger, opts: ReplicaOptions): Promise<Replica> {
     const replica = new Replica(volume, openLog, logger, opts);
-    replica.round = await replica.marker.read();
-    replica.synced = opts.roundStore.list().includes(SYNCED_FILE);
+    await replica.resync.readMark();
     const cp = await readCheckpoint(opts.roundStore);
-    if (cp) replica.hold(cp);
-    if (replica.round && !replica.round.initial) replica.undo = await UndoArea.open(opts.roundStore, opts.regionSize, volume.size);
-    else if (!replica.round) await UndoArea.drop(opts.roundStore); // a round committed just before a crash
+    if (cp) replica.checkpoints.hold(cp);
+    await replica.resync.openUndo();
     await replica.recover();
     return replica;
   }
@@ -112,21 +82,7 @@ export class Replica implements ExportBackend {
     if (report.damaged) {
       this.logger.error({ volume: this.name }, `volume ${this.name}: the receive log is damaged; records after the damage are dropped and will be fetched again`);
     }
-    let lastBarrier = 0;
-    const roundEnds: number[] = [];
-    const barriers: number[] = [];
-    const skips: Array<{ seq: number; until: number }> = [];
-    for (let seq = Math.max(log.released, log.appliedOnDisk) + 1; seq <= log.lastSeq;) {
-      const batch = await log.read(seq, READ_BATCH_BYTES);
-      if (batch.length === 0) break;
-      for (const r of batch) {
-        if (r.kind === RecordKind.Barrier) lastBarrier = r.seq;
-        if (r.kind === RecordKind.Barrier && (r.flags & FLAG_ROUND_END)) roundEnds.push(r.seq);
-        if (r.kind === RecordKind.Barrier) barriers.push(r.seq);
-        if (r.kind === RecordKind.Skip) skips.push({ seq: r.seq, until: r.offset });
-      }
-      seq = batch[batch.length - 1]!.seq + 1;
-    }
+    const { lastBarrier, roundEnds, barriers, skips } = await scanReceiveLog(log);
     // (A held checkpoint was taken after its last apply was durable on the volume; the
     // applied counter may lag it, but that is where the frozen image stands.)
     const applied = Math.max(log.appliedOnDisk, log.released, this.checkpoint?.appliedSeq ?? 0);
@@ -149,7 +105,14 @@ export class Replica implements ExportBackend {
   }
 
   /** Why the image is between two flush points (a failed apply waits to be redone), or null. */
-  get tornBy(): string | null { return this.torn; }
+  get tornBy(): string | null { return this.units.torn; }
+  /** The unit being applied now (records from..to), or null. Readers wait for it; it is not a failure. */
+  get applyingUnit(): { from: number; to: number; since: number } | null { return this.units.unit; }
+  get appliedUnits(): number { return this.units.units; }
+  /** The open resync round, if any. */
+  get round(): RoundMark | null { return this.resync.mark; }
+  /** The held checkpoint, if any. */
+  get checkpoint(): Checkpoint | null { return this.checkpoints.held; }
 
   get name(): string { return this.volume.name; }
   get size(): number { return this.volume.size; }
@@ -158,10 +121,10 @@ export class Replica implements ExportBackend {
   get description(): string { return `${this.volume.description} (replica: the last applied flush point)`; }
 
   async read(offset: number, into: Buffer, at: number, length: number): Promise<void> {
-    while (this.gate) await this.gate;
+    while (this.units.gate) await this.units.gate;
     // In a round the image before the round is served: undo copies where the round wrote.
-    if (this.undo) return this.undo.readOld(this.volume, offset, into, at, length);
-    if (this.torn) throw new DiskError('EIO', `the replica is between two flush points until a failed apply is redone (${this.torn})`);
+    if (this.resync.undo) return this.resync.undo.readOld(this.volume, offset, into, at, length);
+    if (this.units.torn) throw new DiskError('EIO', `the replica is between two flush points until a failed apply is redone (${this.units.torn})`);
     return this.volume.read(offset, into, at, length);
   }
 
@@ -176,14 +139,11 @@ export class Replica implements ExportBackend {
 
   /** Why the replica is no flush-point image now (for an operator), or null when it is one. */
   notFrozenBecause(): string | null {
-    if (!this.synced) return this.round?.initial ? 'its first sync is under way, so it is not an image of the primary yet' : 'its first sync has not completed, so it is not an image of the primary yet';
+    if (!this.resync.synced) return this.round?.initial ? 'its first sync is under way, so it is not an image of the primary yet' : 'its first sync has not completed, so it is not an image of the primary yet';
     if (this.round) return this.round.initial ? 'a first sync is under way' : null;
-    if (this.torn) return `an apply failed (${this.torn}) and the image is between two flush points until it is redone (the next link retries it)`;
+    if (this.units.torn) return `an apply failed (${this.units.torn}) and the image is between two flush points until it is redone (the next link retries it)`;
     return null;
   }
-
-  /** A first sync has completed here (or records were applied before rounds existed). */
-  private synced = false;
 
   /**
    * SHA-256 of `count` regions of the replica from region `first` (for a first sync
@@ -196,34 +156,18 @@ export class Replica implements ExportBackend {
     const p = this.hashing.then(async () => {
       while (this.attaching || this.opening) await (this.attaching ?? this.opening)!.catch(() => undefined);
       // An online verify: the primary holds these regions still from afterSeq on; compare once it is applied here.
-      while (this.receiver.applied < afterSeq || this.gate) {
+      while (this.receiver.applied < afterSeq || this.units.gate) {
         if (!wanted()) return null;
-        if (this.gate) await this.gate;
-        else await new Promise<void>((r) => this.applyWaiters.push(r));
+        if (this.units.gate) await this.units.gate;
+        else await this.units.nextEnd();
       }
-      return this.doHashRegions(regionSize, first, count, wanted);
+      return hashRegions(this.volume, regionSize, first, count, wanted);
     });
     this.hashing = p.catch(() => null);
     return p;
   }
 
   private hashing: Promise<unknown> = Promise.resolve();
-
-  private async doHashRegions(regionSize: number, first: number, count: number, wanted: () => boolean): Promise<Buffer[] | null> {
-    const out: Buffer[] = [];
-    const offset = first * regionSize;
-    const length = Math.max(0, Math.min(count * regionSize, this.size - offset));
-    const buf = Buffer.allocUnsafe(Math.max(regionSize, Math.min(length, 4 << 20)));
-    for (let at = 0; at < length; at += buf.length) {
-      if (!wanted()) return null;
-      const n = Math.min(buf.length, length - at);
-      await this.volume.read(offset + at, buf, 0, n);
-      for (let k = 0; k < n; k += regionSize) out.push(createHash('sha256').update(buf.subarray(k, Math.min(n, k + regionSize))).digest());
-    }
-    // Regions past the end of this volume (a peer asking beyond it) hash as empty.
-    while (out.length < count) out.push(createHash('sha256').digest());
-    return out;
-  }
 
   /** The round this side has open, as Hello reports it (0: none). */
   get roundStart(): number {
@@ -245,30 +189,24 @@ export class Replica implements ExportBackend {
 
   private async doOpenRound(startSeq: number): Promise<void> {
     while (this.attaching) await this.attaching.catch(() => undefined);
-    while (this.gate) await this.gate;
+    while (this.units.gate) await this.units.gate;
     // Records before the round must be applied first: a held checkpoint makes the round wait.
-    while (this.checkpoint) await this.checkpointReleased;
+    while (this.checkpoint) await this.checkpoints.released;
     await this.applyIdle(); // (the release starts an apply of its own: it ends before the round opens)
     if (!this.round) {
       // The first sync has no earlier image to keep; any later round keeps it in the undo area.
       const initial = this.receiver.applied === 0 && this.log.lastSeq === 0;
-      if (!initial) {
-        await UndoArea.drop(this.opts.roundStore);
-        this.undo = await UndoArea.open(this.opts.roundStore, this.opts.regionSize, this.volume.size);
-      }
-      this.round = { startSeq, initial };
-      await this.marker.write(this.round);
+      await this.resync.begin(startSeq, initial);
       this.logger.info({ volume: this.name }, `volume ${this.name}: resync round from record ${startSeq} opened${initial ? ' (first sync: the replica is not consistent until it ends)' : '; the export keeps serving the last consistent image'}`);
     } else if (this.round.startSeq !== startSeq) {
-      this.round = { ...this.round, startSeq };
-      await this.marker.write(this.round);
+      await this.resync.move(startSeq);
     }
     await this.run(this.receiver.handle({ type: 'roundOpened' }));
     if (this.receiver.applied >= startSeq - 1) return;
     // What this log holds before the round is part of the round: make it durable and apply it.
     const upTo = await this.log.sync();
     await this.run(this.receiver.handle({ type: 'synced', upTo }));
-    while (this.gate) await this.gate;
+    while (this.units.gate) await this.units.gate;
     if (this.receiver.applied < this.log.lastSeq) throw new Error(`could not apply records ${this.receiver.applied + 1}..${this.log.lastSeq} before the round`);
     await this.log.release(this.receiver.applied);
     this.log.jumpTo(startSeq - 1);
@@ -284,14 +222,9 @@ export class Replica implements ExportBackend {
   cache(offset: number, length: number): Promise<void> { return this.volume.cache(offset, length); }
   extents(offset: number, length: number, max: number): Promise<Extent[]> {
     // In a round the served image is partly in the undo area: call it all data.
-    if (this.undo) return Promise.resolve([{ length, hole: false }]);
+    if (this.resync.undo) return Promise.resolve([{ length, hole: false }]);
     return this.volume.extents(offset, length, max);
   }
-
-  /** The held checkpoint, if any. */
-  checkpoint: Checkpoint | null = null;
-  private checkpointReleased: Promise<void> = Promise.resolve();
-  private releaseWaiters: (() => void) | null = null;
 
   /**
    * Freezes the image at the last applied flush point: nothing is applied until
@@ -313,9 +246,9 @@ export class Replica implements ExportBackend {
       throw new DiskError(taken ? 'EEXIST' : 'EAGAIN', taken ? `checkpoint "${taken.label}" was taken on ${this.name} meanwhile` : `no checkpoint of ${this.name} can be taken: ${after}`);
     }
     const cp: Checkpoint = { label, createdAt: now, holdUntil: holdMs === null ? null : now + holdMs, appliedSeq: this.receiver.applied, ownedByDrill };
-    this.hold(cp);
+    this.checkpoints.hold(cp);
     try {
-      await this.opts.roundStore.replace(CHECKPOINT_FILE, Buffer.from(`${JSON.stringify({ version: CHECKPOINT_FORMAT.writes, ...cp })}\n`));
+      await this.checkpoints.writeFile(cp);
     } catch (e) {
       await this.releaseCheckpoint().catch(() => undefined);
       throw e;
@@ -326,17 +259,10 @@ export class Replica implements ExportBackend {
 
   /** Resolves once no apply is running or asked for. */
   async applyIdle(): Promise<void> {
-    while (this.gate || this.receiver.isApplying) {
-      if (this.gate) await this.gate;
-      else await new Promise<void>((r) => this.applyWaiters.push(r));
+    while (this.units.gate || this.receiver.isApplying) {
+      if (this.units.gate) await this.units.gate;
+      else await this.units.nextEnd();
     }
-  }
-
-  /** Waiting for an apply that was asked for but had not begun. */
-  private applyWaiters: Array<() => void> = [];
-
-  private applyEnded(): void {
-    for (const w of this.applyWaiters.splice(0)) w();
   }
 
   /** Stops everything in flight (link, attach, round opening, apply): the replica is quiet on return. */
@@ -344,11 +270,6 @@ export class Replica implements ExportBackend {
     this.detach();
     while (this.attaching || this.opening || this.reopening) await (this.attaching ?? this.opening ?? this.reopening)!.catch(() => undefined);
     await this.applyIdle();
-  }
-
-  private hold(cp: Checkpoint): void {
-    this.checkpoint = cp;
-    this.checkpointReleased = new Promise((r) => (this.releaseWaiters = r));
   }
 
   /**
@@ -365,14 +286,8 @@ export class Replica implements ExportBackend {
     }
     await this.applyIdle();
     const discarded = Math.max(0, this.log.lastSeq - this.receiver.applied);
-    let rolledBack = 0;
     const initialRound = this.round?.initial === true;
-    if (this.undo) {
-      rolledBack = await this.undo.rollback(this.volume);
-      this.undo.close();
-      this.undo = null;
-    }
-    this.round = null;
+    const rolledBack = await this.resync.rollBack();
     return { applied: this.receiver.applied, discarded, rolledBack, initialRound };
   }
 
@@ -381,12 +296,9 @@ export class Replica implements ExportBackend {
     const cp = this.checkpoint;
     if (!cp) return null;
     // Released in memory first: a failing disk below must not leave it held with no export.
-    this.checkpoint = null;
-    this.releaseWaiters?.();
-    this.releaseWaiters = null;
+    this.checkpoints.letGo();
     try {
-      this.opts.roundStore.remove(CHECKPOINT_FILE);
-      await this.opts.roundStore.syncDir();
+      await this.checkpoints.removeFile();
     } catch (e) {
       this.logger.error({ volume: this.name }, `volume ${this.name}: cannot remove the checkpoint file (${(e as Error).message}); after a restart the checkpoint is held again until released`);
     }
@@ -415,7 +327,7 @@ export class Replica implements ExportBackend {
 
   private async doAttach(link: ReplicaLink, token: number): Promise<void> {
     while (this.reopening) await this.reopening;
-    if (this.log.broken && !this.gate) {
+    if (this.log.broken && !this.units.gate) {
       // The receive log failed (disk full?): start again from what is durable on disk.
       this.logger.warn({ volume: this.name }, `volume ${this.name}: reopening the receive log after: ${this.log.broken.message}`);
       this.log.close();
@@ -435,14 +347,14 @@ export class Replica implements ExportBackend {
     this.attachToken++;
     this.link = null;
     this.receiver.handle({ type: 'down' });
-    this.applyEnded(); // (waiters see their link is gone)
+    this.units.ended(); // (waiters see their link is gone)
   }
 
   /** Records from the peer, already checksum-verified. */
   async receive(records: JournalRecord[]): Promise<void> {
     while (this.attaching || this.opening) await (this.attaching ?? this.opening)!.catch(() => undefined);
     const byseq = new Map(records.map((r) => [r.seq, r]));
-    const actions = this.receiver.handle({ type: 'records', records: records.map((r) => ({ seq: r.seq, barrier: r.kind === RecordKind.Barrier, roundEnd: r.kind === RecordKind.Barrier && (r.flags & FLAG_ROUND_END) !== 0, ...(r.kind === RecordKind.Skip ? { skipUntil: r.offset } : {}), size: r.payload.length + RECORD_HEADER_SIZE })) });
+    const actions = this.receiver.handle({ type: 'records', records: received(records) });
     return this.run(actions, byseq);
   }
 
@@ -455,39 +367,21 @@ export class Replica implements ExportBackend {
   private async run(actions: ReceiverAction[], frame?: Map<number, JournalRecord>): Promise<void> {
     for (const a of actions) {
       switch (a.type) {
-        case 'append':
-          // On a full or failed log the rest of this frame is dropped (the receiver
-          // is told where the log really ends) and the link closes; the actions after
-          // this one still run: the sync makes what was logged durable and acks it.
-          for (let seq = a.fromSeq; seq <= a.toSeq; seq++) {
-            const r = frame!.get(seq)!;
-            let res;
-            try {
-              res = this.log.appendReceived(r, r.kind === RecordKind.Write ? r.payload : null);
-            } catch (e) {
-              this.receiver.handle({ type: 'appendStopped', upTo: this.log.lastSeq });
-              this.fail('writing the receive log', e as Error);
-              break;
-            }
-            if (res === 'full') {
-              if (this.log.backlogRecords === 0 && r.payload.length + RECORD_HEADER_SIZE >= this.log.capacity / 2) {
-                // It would not fit an empty log either: say so, rather than reconnect forever in silence.
-                this.receiver.handle({ type: 'appendStopped', upTo: this.log.lastSeq });
-                this.fail('writing the receive log', new Error(`a ${formatBytes(r.payload.length)} write does not fit the receive log of ${formatBytes(this.log.capacity)}; give this node's volume a journal: of at least ${formatBytes(Math.max(MIN_RECEIVE_LOG_BYTES, 4 * r.payload.length))}`));
-                break;
-              }
-              const next = this.receiver.handle({ type: 'appendStopped', upTo: this.log.lastSeq, full: true });
-              if (next.length > 0) {
-                const why = this.checkpoint ? `while checkpoint "${this.checkpoint.label}" is held; shipping paused, the primary's journal holds the rest until the checkpoint is released` : 'ahead of the replica; shipping paused until applied records free room';
-                (this.checkpoint ? this.logger.warn : this.logger.info).call(this.logger, { volume: this.name }, `volume ${this.name}: receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}) ${why}`);
-                await this.run(next);
-              } else {
-                this.link?.close(`receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}); the primary's journal holds the rest`);
-              }
-              break;
-            }
+        case 'append': {
+          // On a full or failed log the rest of this frame is dropped and the link
+          // closes; the actions after this one still run: the sync makes what was
+          // logged durable and acks it.
+          const end = appendFrame(this.log, this.receiver, a.fromSeq, a.toSeq, frame!);
+          if (end.kind === 'failed') this.fail('writing the receive log', end.error);
+          else if (end.kind === 'full' && end.next.length > 0) {
+            const why = this.checkpoint ? `while checkpoint "${this.checkpoint.label}" is held; shipping paused, the primary's journal holds the rest until the checkpoint is released` : 'ahead of the replica; shipping paused until applied records free room';
+            (this.checkpoint ? this.logger.warn : this.logger.info).call(this.logger, { volume: this.name }, `volume ${this.name}: receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}) ${why}`);
+            await this.run(end.next);
+          } else if (end.kind === 'full') {
+            this.link?.close(`receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}); the primary's journal holds the rest`);
           }
           break;
+        }
         case 'sync': {
           const log = this.log;
           void log.sync().then((upTo) => {
@@ -505,16 +399,16 @@ export class Replica implements ExportBackend {
           break;
         case 'apply':
           try {
-            await this.apply(a.fromSeq, a.toSeq, a.endsRound === true);
+            await this.units.apply(this.log, this.receiver.applied, a.fromSeq, a.toSeq, a.endsRound === true);
           } catch (e) {
             this.receiver.handle({ type: 'applyFailed' });
-            this.applyEnded();
+            this.units.ended();
             this.fail(`applying records ${a.fromSeq}..${a.toSeq}`, e as Error);
             return;
           }
           {
             const next = this.receiver.handle({ type: 'applied', upTo: a.toSeq });
-            this.applyEnded();
+            this.units.ended();
             await this.run(next);
           }
           if (a.endsRound && !this.round) await this.run(this.receiver.handle({ type: 'roundClosed' }));
@@ -533,91 +427,5 @@ export class Replica implements ExportBackend {
           break;
       }
     }
-  }
-
-  /**
-   * Applies records from..to (ending at a barrier) as one unit: readers wait, the
-   * replica is synced, then `applied` is recorded. If it fails part-way, readers get
-   * EIO until a later attempt (or recovery after a restart) completes the unit.
-   */
-  private async apply(from: number, to: number, endsRound = false): Promise<void> {
-    let open!: () => void;
-    this.gate = new Promise((r) => (open = r));
-    const log = this.log;
-    this.applyingUnit = { from, to, since: Date.now() };
-    assert(from === this.receiver.applied + 1 && from <= to, () => `volume ${this.name}: a unit ${from}..${to} asked after record ${this.receiver.applied} was applied`);
-    let lastRead: JournalRecord | undefined;
-    try {
-      for (let seq = from; seq <= to;) {
-        const batch = await log.read(seq, READ_BATCH_BYTES, to);
-        if (batch.length === 0) throw new Error(`receive log lacks record ${seq}`);
-        // In a round, the old bytes of every region about to change are saved (durably) first.
-        if (this.undo) await this.undo.protect(this.volume, batch.filter((r) => r.kind !== RecordKind.Barrier && r.kind !== RecordKind.Skip).map((r) => ({ offset: r.offset, length: r.length })));
-        for (const r of batch) {
-          if (r.kind === RecordKind.Write) await this.volume.write(r.offset, r.payload, false);
-          else if (r.kind === RecordKind.Zeroes || r.kind === RecordKind.Trim) {
-            if (!(await this.volume.punch(r.offset, r.length))) await this.volume.writeZeroes(r.offset, r.length, { fua: false, mayTrim: false, fast: false });
-          }
-        }
-        seq = batch[batch.length - 1]!.seq + 1;
-        lastRead = batch[batch.length - 1]!;
-      }
-      // Invariant 3: a unit ends exactly at a barrier (in a round, at the part the receiver chose).
-      assert(lastRead?.seq === to && (this.undo !== null || this.round !== null || lastRead.kind === RecordKind.Barrier),
-        () => `volume ${this.name}: the unit ${from}..${to} ends at record ${lastRead?.seq} (${lastRead ? RecordKind[lastRead.kind] : 'none'}), not at a barrier`);
-      await this.volume.flush();
-      if (endsRound) {
-        // The round is complete: from the marker's removal on, the replica itself is the image.
-        await this.marker.remove();
-        const wasInitial = this.round?.initial === true;
-        this.round = null;
-        this.undo?.close();
-        this.undo = null;
-        this.logger.info({ volume: this.name }, `volume ${this.name}: resync round complete at record ${to}${wasInitial ? '; the replica is consistent' : ''}`);
-      }
-      log.markApplied(to);
-      await log.sync();
-      if (endsRound) await UndoArea.drop(this.opts.roundStore);
-      if (endsRound && !this.synced) {
-        await this.opts.roundStore.replace(SYNCED_FILE, Buffer.from('the first sync of this replica is complete\n'));
-        this.synced = true;
-      }
-      this.torn = null;
-      this.appliedUnits++;
-    } catch (e) {
-      // The volume may now hold part of the unit: torn until it is redone (in a round
-      // the undo area still serves the image before it).
-      this.torn = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-      throw e;
-    } finally {
-      this.applyingUnit = null;
-      this.gate = null;
-      open();
-    }
-  }
-}
-
-/** The held checkpoint in `store`, if any (exported for the format tests). */
-export async function readCheckpoint(store: Store): Promise<Checkpoint | null> {
-  if (!store.list().includes(CHECKPOINT_FILE)) return null;
-  const f = store.open(CHECKPOINT_FILE);
-  let raw: string;
-  try {
-    const b = await f.read(0, Math.min(f.size(), 64 * 1024));
-    refuseNewer(CHECKPOINT_FORMAT, b, CHECKPOINT_FILE);
-    raw = b.toString('utf8');
-  } finally {
-    f.close();
-  }
-  try {
-    const cp = JSON.parse(raw) as Checkpoint;
-    if (typeof cp.label !== 'string' || typeof cp.createdAt !== 'number') throw new Error('fields missing');
-    // A release time that is no date was written before holds were checked (a hold of
-    // 99999999999h): kept held until released, rather than released or left unlistable.
-    const holdUntil = typeof cp.holdUntil === 'number' && !Number.isNaN(new Date(cp.holdUntil).getTime()) ? cp.holdUntil : null;
-    return { label: cp.label, createdAt: cp.createdAt, holdUntil, appliedSeq: cp.appliedSeq ?? 0, ownedByDrill: cp.ownedByDrill === true };
-  } catch (e) {
-    // Safer to hold a checkpoint nobody asked for than to let a backup read a moving image.
-    return { label: `unreadable (${(e as Error).message})`, createdAt: Date.now(), holdUntil: null, appliedSeq: 0 };
   }
 }

@@ -1,0 +1,96 @@
+// Applying a unit on a secondary: records from..to of the receive log, ending at a
+// barrier, written to the replica as one whole. Readers of the export wait at the gate
+// while a unit is applied; the replica is synced, then `applied` is recorded. A unit
+// that fails part-way leaves the image torn (readers get EIO) until a later attempt,
+// or recovery after a restart, completes it (docs/INVARIANTS.md, invariant 3).
+import type { Disk } from '../journal/disk.js';
+import type { Journal } from '../journal/journal.js';
+import { RecordKind, type JournalRecord } from '../journal/record.js';
+import type { Logger } from '../log/log.js';
+import { READ_BATCH_BYTES } from '../limits/limits.js';
+import { assert } from '../invariants/assert.js';
+import type { ReplicaRound } from './replica-round.js';
+
+export class UnitApplier {
+  /** Readers wait on it while a unit is applied. */
+  gate: Promise<void> | null = null;
+  /**
+   * An apply failed part-way (disk full, I/O error): the image is between flush points
+   * until it is redone. Only a real failure sets it: a unit being applied is not torn
+   * (readers wait at the gate until it ends), so the replica stays consistent meanwhile.
+   */
+  torn: string | null = null;
+  /** The unit being applied now (records from..to), or null. Readers wait for it; it is not a failure. */
+  unit: { from: number; to: number; since: number } | null = null;
+  /** Units applied since the start. */
+  units = 0;
+  /** Waiting for an apply that was asked for but had not begun. */
+  private waiters: Array<() => void> = [];
+
+  constructor(private readonly volume: Disk, private readonly round: ReplicaRound, private readonly logger: Logger) {}
+
+  private get name(): string { return this.volume.name; }
+
+  /** Resolves at the end of the next apply (or when the link goes: see `ended`). */
+  nextEnd(): Promise<void> {
+    return new Promise<void>((r) => this.waiters.push(r));
+  }
+
+  /** An apply ended (or will not begin): whoever waits for one looks again. */
+  ended(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /**
+   * Applies records from..to of `log` (ending at a barrier) as one unit, right after
+   * record `applied`: readers wait, the replica is synced, then `applied` is recorded.
+   * If it fails part-way, readers get EIO until a later attempt (or recovery after a
+   * restart) completes the unit.
+   */
+  async apply(log: Journal, applied: number, from: number, to: number, endsRound = false): Promise<void> {
+    let open!: () => void;
+    this.gate = new Promise((r) => (open = r));
+    this.unit = { from, to, since: Date.now() };
+    assert(from === applied + 1 && from <= to, () => `volume ${this.name}: a unit ${from}..${to} asked after record ${applied} was applied`);
+    const round = this.round;
+    let lastRead: JournalRecord | undefined;
+    try {
+      for (let seq = from; seq <= to;) {
+        const batch = await log.read(seq, READ_BATCH_BYTES, to);
+        if (batch.length === 0) throw new Error(`receive log lacks record ${seq}`);
+        // In a round, the old bytes of every region about to change are saved (durably) first.
+        if (round.undo) await round.undo.protect(this.volume, batch.filter((r) => r.kind !== RecordKind.Barrier && r.kind !== RecordKind.Skip).map((r) => ({ offset: r.offset, length: r.length })));
+        for (const r of batch) {
+          if (r.kind === RecordKind.Write) await this.volume.write(r.offset, r.payload, false);
+          else if (r.kind === RecordKind.Zeroes || r.kind === RecordKind.Trim) {
+            if (!(await this.volume.punch(r.offset, r.length))) await this.volume.writeZeroes(r.offset, r.length, { fua: false, mayTrim: false, fast: false });
+          }
+        }
+        seq = batch[batch.length - 1]!.seq + 1;
+        lastRead = batch[batch.length - 1]!;
+      }
+      // Invariant 3: a unit ends exactly at a barrier (in a round, at the part the receiver chose).
+      assert(lastRead?.seq === to && (round.undo !== null || round.mark !== null || lastRead.kind === RecordKind.Barrier),
+        () => `volume ${this.name}: the unit ${from}..${to} ends at record ${lastRead?.seq} (${lastRead ? RecordKind[lastRead.kind] : 'none'}), not at a barrier`);
+      await this.volume.flush();
+      if (endsRound) {
+        const wasInitial = await round.complete();
+        this.logger.info({ volume: this.name }, `volume ${this.name}: resync round complete at record ${to}${wasInitial ? '; the replica is consistent' : ''}`);
+      }
+      log.markApplied(to);
+      await log.sync();
+      if (endsRound) await round.completed();
+      this.torn = null;
+      this.units++;
+    } catch (e) {
+      // The volume may now hold part of the unit: torn until it is redone (in a round
+      // the undo area still serves the image before it).
+      this.torn = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      throw e;
+    } finally {
+      this.unit = null;
+      this.gate = null;
+      open();
+    }
+  }
+}

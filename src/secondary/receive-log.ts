@@ -1,0 +1,83 @@
+// The receive log as the secondary reads and fills it: a journal that keeps the
+// primary's seqs (src/journal/, onDamage: KEEP_PREFIX). At a start, what it holds past
+// the applied point tells the receiver where the barriers, round ends and coalesced
+// units are; a frame from the peer is appended record by record until it ends, the
+// log is full or the log fails. The receiver (receiver.ts) decides what follows.
+import type { Journal } from '../journal/journal.js';
+import { FLAG_ROUND_END, RECORD_HEADER_SIZE, RecordKind, type JournalRecord } from '../journal/record.js';
+import { READ_BATCH_BYTES, MIN_RECEIVE_LOG_BYTES } from '../limits/limits.js';
+import { formatBytes } from '../units/units.js';
+import type { Receiver, ReceivedRecord, ReceiverAction } from './receiver.js';
+
+/** What a receive log holds past the applied point, as the receiver is told it at a start. */
+export interface LogContents {
+  lastBarrier: number;
+  roundEnds: number[];
+  barriers: number[];
+  skips: Array<{ seq: number; until: number }>;
+}
+
+/** Reads `log` from past its released and applied points to its end. */
+export async function scanReceiveLog(log: Journal): Promise<LogContents> {
+  let lastBarrier = 0;
+  const roundEnds: number[] = [];
+  const barriers: number[] = [];
+  const skips: Array<{ seq: number; until: number }> = [];
+  for (let seq = Math.max(log.released, log.appliedOnDisk) + 1; seq <= log.lastSeq;) {
+    const batch = await log.read(seq, READ_BATCH_BYTES);
+    if (batch.length === 0) break;
+    for (const r of batch) {
+      if (r.kind === RecordKind.Barrier) lastBarrier = r.seq;
+      if (r.kind === RecordKind.Barrier && (r.flags & FLAG_ROUND_END)) roundEnds.push(r.seq);
+      if (r.kind === RecordKind.Barrier) barriers.push(r.seq);
+      if (r.kind === RecordKind.Skip) skips.push({ seq: r.seq, until: r.offset });
+    }
+    seq = batch[batch.length - 1]!.seq + 1;
+  }
+  return { lastBarrier, roundEnds, barriers, skips };
+}
+
+/** Records of a frame as the receiver sees them. */
+export function received(records: JournalRecord[]): ReceivedRecord[] {
+  return records.map((r) => ({
+    seq: r.seq,
+    barrier: r.kind === RecordKind.Barrier,
+    roundEnd: r.kind === RecordKind.Barrier && (r.flags & FLAG_ROUND_END) !== 0,
+    ...(r.kind === RecordKind.Skip ? { skipUntil: r.offset } : {}),
+    size: r.payload.length + RECORD_HEADER_SIZE,
+  }));
+}
+
+/**
+ * How an append of records from..to ended. `failed`: the log failed, or a record
+ * would not fit it even empty (the link closes with `error`); `full`: the log is full,
+ * and `next` is what the receiver does about it (nothing: the link closes).
+ */
+export type AppendEnd = { kind: 'done' } | { kind: 'failed'; error: Error } | { kind: 'full'; next: ReceiverAction[] };
+
+/**
+ * Appends records from..to of `frame` to `log`. On a full or failed log the rest of
+ * the frame is dropped and the receiver is told where the log really ends.
+ */
+export function appendFrame(log: Journal, receiver: Receiver, from: number, to: number, frame: Map<number, JournalRecord>): AppendEnd {
+  for (let seq = from; seq <= to; seq++) {
+    const r = frame.get(seq)!;
+    let res;
+    try {
+      res = log.appendReceived(r, r.kind === RecordKind.Write ? r.payload : null);
+    } catch (e) {
+      receiver.handle({ type: 'appendStopped', upTo: log.lastSeq });
+      return { kind: 'failed', error: e as Error };
+    }
+    if (res === 'full') {
+      if (log.backlogRecords === 0 && r.payload.length + RECORD_HEADER_SIZE >= log.capacity / 2) {
+        // It would not fit an empty log either: say so, rather than reconnect forever in silence.
+        receiver.handle({ type: 'appendStopped', upTo: log.lastSeq });
+        const needed = formatBytes(Math.max(MIN_RECEIVE_LOG_BYTES, 4 * r.payload.length));
+        return { kind: 'failed', error: new Error(`a ${formatBytes(r.payload.length)} write does not fit the receive log of ${formatBytes(log.capacity)}; give this node's volume a journal: of at least ${needed}`) };
+      }
+      return { kind: 'full', next: receiver.handle({ type: 'appendStopped', upTo: log.lastSeq, full: true }) };
+    }
+  }
+  return { kind: 'done' };
+}
