@@ -15,6 +15,7 @@ const FIELDS = [
   ['epoch', 'Epoch'],
   ['checkpoint', 'Checkpoint'],
   ['drill', 'Drill'],
+  ['iscsi', 'iSCSI'],
 ];
 
 export class VolumeCard {
@@ -98,6 +99,7 @@ export class VolumeCard {
     f.epoch.textContent = String(v.epoch);
     f.checkpoint.textContent = checkpointText(v, t);
     f.drill.textContent = v.drill ? `running: export ${v.drill.export}, ${bytes(v.drill.bytesWritten)} written` : 'none';
+    f.iscsi.textContent = iscsiText(v);
     this.showProgress(v);
     const { avg, peak } = this.chart.linkStats();
     this.caption.textContent = v.role === 'primary'
@@ -328,4 +330,13 @@ function checkpointText(v, now) {
   const age = duration((now - c.createdAt) / 1000);
   const hold = c.holdUntil ? `held until ${dateTime(c.holdUntil)} (${duration((c.holdUntil - now) / 1000)} left)` : 'held until released';
   return `"${c.label}" taken ${dateTime(c.createdAt)} (${age} ago), ${hold}; export ${c.export}`;
+}
+
+/** "iqn…:db, 2 sessions: iqn.host1 from 10.0.0.5:50312, …" (iSCSI off: "not served"). */
+function iscsiText(v) {
+  if (!v.iscsi) return 'not served (no iscsi: section)';
+  const who = (ss) => (ss.length === 0 ? 'no session' : `${ss.length} session${ss.length === 1 ? '' : 's'}: ${ss.map((x) => `${x.initiator} from ${x.address}`).join(', ')}`);
+  const parts = [`${v.iscsi.target}, LUN ${v.iscsi.lun}, ${who(v.iscsi.sessions)}`];
+  for (const x of v.iscsi.exports) parts.push(`${x.export} as ${x.target}, ${who(x.sessions)}`);
+  return parts.join('; ');
 }
