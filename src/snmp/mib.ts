@@ -58,6 +58,8 @@ export const VOLUME_COLUMNS = [
   { id: 12, name: 'offsiteVolumeHostBytes', kind: 'counter64' },
   { id: 13, name: 'offsiteVolumeWireBytes', kind: 'counter64' },
   { id: 14, name: 'offsiteVolumeCheckpointControl', kind: 'integer' },
+  { id: 15, name: 'offsiteVolumeIscsiTarget', kind: 'string' },
+  { id: 16, name: 'offsiteVolumeIscsiSessions', kind: 'gauge' },
 ] as const satisfies ReadonlyArray<{ id: number; name: string; kind: Kind }>;
 
 export type ColumnName = (typeof VOLUME_COLUMNS)[number]['name'];
@@ -157,6 +159,8 @@ export function volumeValues(v: VolumeStatus): Record<ColumnName, MibValue> {
     offsiteVolumeHostBytes: { kind: 'counter64', value: Math.max(0, Math.floor(v.hostBytes)) },
     offsiteVolumeWireBytes: { kind: 'counter64', value: Math.max(0, Math.floor(v.wireBytes)) },
     offsiteVolumeCheckpointControl: { kind: 'integer', value: v.checkpoint ? CHECKPOINT_CONTROL.held : CHECKPOINT_CONTROL.none },
+    offsiteVolumeIscsiTarget: { kind: 'string', value: displayString(v.iscsi?.target ?? '', 223) },
+    offsiteVolumeIscsiSessions: { kind: 'gauge', value: u32((v.iscsi?.sessions.length ?? 0) + (v.iscsi?.exports.reduce((n, x) => n + x.sessions.length, 0) ?? 0)) },
   };
 }
 
