@@ -53,6 +53,7 @@ export function metricsRegistry(status: () => NodeStatus): Registry {
   counter('offsite_volume_zero_bytes_total', 'Bytes of all-zero writes sent as 56-byte Zeroes records, since the daemon started.', (v) => v.shipping?.zeroBytes ?? 0);
   gauge('offsite_volume_link_rtt_seconds', 'The link\'s round trip from heartbeat echoes, smoothed (0: not measured yet).', (v) => (v.shipping?.rttMs ?? 0) / 1000);
   gauge('offsite_volume_drain_seconds', 'Time the backlog takes to drain at the current rates (-1: not draining).', (v) => (v.shipping ? v.shipping.drainSeconds ?? -1 : 0));
+  gauge('offsite_volume_iscsi_sessions', 'iSCSI sessions logged in to the volume\'s target and its checkpoint and drill targets (0 also when iSCSI is off).', (v) => (v.iscsi?.sessions.length ?? 0) + (v.iscsi?.exports.reduce((n, x) => n + x.sessions.length, 0) ?? 0));
   counter('offsite_volume_overflows_total', 'Times the journal overflowed into the dirty bitmap, since the daemon started.', (v) => v.overflows);
   return registry;
 }
