@@ -7,7 +7,7 @@
 import type { ExportBackend } from '../export/backend.js';
 import { assert } from '../invariants/assert.js';
 import { SCSI_MAX_TRANSFER_BYTES } from '../limits/limits.js';
-import { checkReservedBits, lookup, type Command } from './commands.js';
+import { checkReservedBits, hasServiceActions, lookup, type Command } from './commands.js';
 import type { Exec, Unit } from './context.js';
 import { checkIdentity, standardInquiry, type UnitIdentity } from './inquiry.js';
 import { Medium } from './medium.js';
@@ -30,6 +30,11 @@ const INQUIRY = 0x12;
 const REPORT_LUNS = 0xa0;
 const REQUEST_SENSE = 0x03;
 
+/** An opcode not in the table: INVALID COMMAND OPERATION CODE; a known opcode with a service action not served: INVALID FIELD IN CDB (SPC-4 4.5.2.4, the service action field). */
+function unknown(cdb: Buffer): CheckCondition {
+  return hasServiceActions(u8(cdb, 0)) ? invalidField(1, 4) : illegal(Asc.INVALID_COMMAND_OPERATION_CODE);
+}
+
 export class LogicalUnit implements ScsiLogicalUnitPort {
   readonly medium: Medium;
   readonly identity: UnitIdentity;
@@ -49,9 +54,7 @@ export class LogicalUnit implements ScsiLogicalUnitPort {
 
   planDataOut(cdb: Buffer, expectedLength: number, maxDataOut: number): DataOutPlan {
     const c = lookup(cdb, this.medium);
-    if (c === null) {
-      return expectedLength > 0 ? { kind: 'refuse', result: checkCondition(illegal(Asc.INVALID_COMMAND_OPERATION_CODE)) } : { kind: 'none' };
-    }
+    if (c === null) return expectedLength > 0 ? { kind: 'refuse', result: checkCondition(unknown(cdb)) } : { kind: 'none' };
     const wanted = c.dataOut?.wanted(cdb) ?? 0;
     if (c.dataOut !== undefined && wanted > Math.min(c.dataOut.limit, maxDataOut)) {
       return { kind: 'refuse', result: checkCondition(invalidField(c.dataOut.field), wanted) };
@@ -83,7 +86,7 @@ export class LogicalUnit implements ScsiLogicalUnitPort {
       const asc = this.attentions.take(nexus);
       if (asc !== null) return checkCondition(new CheckCondition(SenseKey.UNIT_ATTENTION, asc), wanted);
     }
-    if (c === null) return checkCondition(illegal(Asc.INVALID_COMMAND_OPERATION_CODE));
+    if (c === null) return checkCondition(unknown(cdb));
     try {
       this.reservations.check(nexus, c.access, op);
       checkReservedBits(c, cdb);
