@@ -74,11 +74,14 @@ export async function compareAndWrite(u: Unit, x: Exec): Promise<null> {
   const lba = u64(x.cdb, 2);
   const n = u8(x.cdb, 13);
   if (n > SCSI_MAX_COMPARE_AND_WRITE_BLOCKS) throw invalidField(13);
+  const half = n * SCSI_BLOCK_BYTES;
+  // The initiator must send exactly what the blocks need: compare and write halves that do
+  // not line up are refused (libiscsi test_compareandwrite_invalid_dataout_size), and so is
+  // data sent with NUMBER OF LOGICAL BLOCKS 0 (an 8-bit count that wrapped).
+  if (x.task.expectedLength !== 2 * half || x.data.length !== 2 * half) throw invalidField(13);
   u.medium.checkRange(lba, n);
   u.medium.checkWritable();
   if (n === 0) return null;
-  const half = n * SCSI_BLOCK_BYTES;
-  if (x.data.length < 2 * half) throw new CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_INFORMATION_UNIT);
   const release = await u.medium.lock.acquire(lba, lba + n);
   try {
     const have = await u.medium.read(lba, n);

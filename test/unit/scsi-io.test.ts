@@ -177,6 +177,9 @@ test('COMPARE AND WRITE: writes when equal, MISCOMPARE with the offset when not,
   assert.deepEqual(disk.data.subarray(64 * 512, 66 * 512), old);
   assert.equal(lu.medium.lock.size, 0);
   assert.equal(outcome(await cmd(lu, `89 00 ${hex(0, 8)} 00 00 00 ff 00 00`, { data: Buffer.alloc(0) })), '5/2400', 'over the advertised length');
+  assert.equal(outcome(await cmd(lu, `89 00 ${hex(64, 8)} 00 00 00 01 00 00`, { data: Buffer.alloc(2048) })), '5/2400', 'data-out not twice the blocks');
+  assert.equal(outcome(await cmd(lu, `89 00 ${hex(64, 8)} 00 00 00 00 00 00`, { data: Buffer.alloc(1024) })), '5/2400', 'data-out with zero blocks');
+  assert.equal(outcome(await cmd(lu, `89 00 ${hex(64, 8)} 00 00 00 00 00 00`)), 'GOOD', 'zero blocks, no data');
 });
 
 test('UNMAP and WRITE SAME with UNMAP on a thin unit deallocate and read back zeros; GET LBA STATUS reports them', async () => {
@@ -215,6 +218,8 @@ test('WRITE SAME writes a pattern in bounded chunks; zero blocks and ANCHOR are 
   assert.ok(disk.counts.write >= 2, 'more than one chunk');
   assert.equal(outcome(await cmd(lu, `41 00 ${hex(0, 4)} 00 0000 00`, { data: block })), '5/2400', 'WSNZ');
   assert.equal(outcome(await cmd(lu, `41 10 ${hex(0, 4)} 00 0001 00`, { data: block })), '5/2400');
+  assert.equal(outcome(await cmd(lu, `41 00 ${hex(0, 4)} 00 0001 00`, { data: Buffer.alloc(1024) })), '5/0e03', 'more than one block of data-out');
+  assert.equal(outcome(await cmd(lu, `41 00 ${hex(0, 4)} 00 0001 00`, { data: Buffer.alloc(256) })), '5/0e03', 'less than one block');
   assert.equal(outcome(await cmd(lu, `93 01 ${hex(10, 8)} ${hex(2, 4)} 00 00`)), 'GOOD');
   assert.deepEqual(disk.data.subarray(10 * 512, 12 * 512), Buffer.alloc(1024));
 });
