@@ -131,6 +131,33 @@ export const ISCSI_NOP_INTERVAL_MS = 30_000;
 /** Node-wide bytes of data-out held in memory, all connections (src/nbd/budget.ts RequestBudget). */
 export const ISCSI_DATA_OUT_BUDGET_BYTES = 256 * MiB;
 
+// --- the SCSI logical unit (src/scsi/) -----------------------------------------------
+// What an iSCSI initiator may make one command cost: every buffer the logical unit
+// allocates is bounded by one of these, whatever the CDB or parameter list says.
+
+/** The logical block a SCSI initiator addresses (READ CAPACITY's block length). */
+export const SCSI_BLOCK_BYTES = 512;
+/** The largest READ/WRITE/VERIFY transfer (VPD B0 MAXIMUM TRANSFER LENGTH): one command's data buffer. */
+export const SCSI_MAX_TRANSFER_BYTES = 8 * MiB;
+/** The most blocks one UNMAP (all its descriptors together) may name (VPD B0 MAXIMUM UNMAP LBA COUNT): 1 GiB. */
+export const SCSI_MAX_UNMAP_BLOCKS = (1024 * MiB) / SCSI_BLOCK_BYTES;
+/** The most block descriptors one UNMAP may carry (VPD B0 MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT). */
+export const SCSI_MAX_UNMAP_DESCRIPTORS = 256;
+/** The most blocks one WRITE SAME may name (VPD B0 MAXIMUM WRITE SAME LENGTH): 1 GiB, written in chunks. */
+export const SCSI_MAX_WRITE_SAME_BLOCKS = (1024 * MiB) / SCSI_BLOCK_BYTES;
+/** WRITE SAME writes its pattern this much at a time: the one buffer it fills. */
+export const SCSI_WRITE_SAME_CHUNK_BYTES = 1 * MiB;
+/** The most blocks one COMPARE AND WRITE may name (VPD B0, one byte): its data-out is twice that. */
+export const SCSI_MAX_COMPARE_AND_WRITE_BLOCKS = 128;
+/** The largest parameter list (MODE SELECT, PERSISTENT RESERVE OUT, UNMAP) the logical unit takes. */
+export const SCSI_MAX_PARAMETER_LIST_BYTES = 64 * 1024;
+/** The most descriptors one GET LBA STATUS answers with (the initiator asks again from where it ends). */
+export const SCSI_MAX_LBA_STATUS_DESCRIPTORS = 1024;
+/** The most persistent reservation registrations a logical unit keeps (more: INSUFFICIENT REGISTRATION RESOURCES). */
+export const SCSI_MAX_REGISTRATIONS = 128;
+/** The most unit attentions queued for one I_T nexus (older ones are kept; SPC-4 allows dropping the rest). */
+export const SCSI_MAX_UNIT_ATTENTIONS = 16;
+
 // Relations between the figures above, checked when the module loads: a change that
 // breaks one stops every daemon and test at once rather than misbehaving under load.
 if (!(APPLY_UNIT_BYTES <= EPOCH_MAX_BYTES)) throw new Error('limits: an apply unit must not be larger than the largest epoch');
@@ -139,3 +166,6 @@ if (!(READ_BATCH_BYTES >= MIN_WINDOW_BYTES)) throw new Error('limits: a read bat
 if (!(ISCSI_FIRST_BURST_BYTES <= ISCSI_MAX_BURST_BYTES && ISCSI_MAX_BURST_BYTES <= ISCSI_MAX_DATA_OUT_BYTES)) throw new Error('limits: iSCSI first burst <= max burst <= largest data-out');
 if (!(ISCSI_MAX_DATA_OUT_BYTES <= ISCSI_DATA_OUT_BUDGET_BYTES)) throw new Error('limits: the iSCSI data-out budget must hold the largest command');
 if (!(EPOCH_PEER_LOG_FRACTION < WINDOW_PEER_LOG_FRACTION && WINDOW_PEER_LOG_FRACTION <= 1 / 2)) throw new Error('limits: an epoch must fit in the window, the window in half the peer log');
+if (!(SCSI_WRITE_SAME_CHUNK_BYTES % SCSI_BLOCK_BYTES === 0 && SCSI_MAX_TRANSFER_BYTES % SCSI_BLOCK_BYTES === 0)) throw new Error('limits: SCSI buffers must hold whole logical blocks');
+if (!(SCSI_MAX_COMPARE_AND_WRITE_BLOCKS <= 255 && 2 * SCSI_MAX_COMPARE_AND_WRITE_BLOCKS * SCSI_BLOCK_BYTES <= SCSI_MAX_TRANSFER_BYTES)) throw new Error('limits: COMPARE AND WRITE must fit its one-byte field and one transfer');
+if (!(8 + 16 * SCSI_MAX_UNMAP_DESCRIPTORS <= SCSI_MAX_PARAMETER_LIST_BYTES)) throw new Error('limits: an UNMAP parameter list with every descriptor must fit the parameter list bound');
