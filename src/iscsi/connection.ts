@@ -146,7 +146,8 @@ export class IscsiConnection {
       this.socket.cork();
       setImmediate(this.uncork);
     }
-    const p = this.session?.params;
+    // Digests start with the first PDU after the last Login Response (RFC 7143 13.1).
+    const p = this.phase === 'full' ? this.session?.params : undefined;
     for (const b of framePdu(bhs, data, p?.headerDigest ?? false, p?.dataDigest ?? false)) this.socket.write(b);
     if (this.socket.writableLength > ISCSI_SEND_BACKLOG_BYTES) this.holdBacklog = true;
   }

@@ -166,6 +166,7 @@ export class IscsiServer {
     if (target) {
       target.lu.nexusAdded(nexusOf(id.initiatorName, req.isid));
       this.opts.log.info(`iSCSI: ${id.initiatorName} logged in to ${target.exportName} (${target.iqn}) from ${c.address}`);
+      this.opts.log.debug(`iSCSI: session ${tsih} of ${id.initiatorName}: HeaderDigest=${params.headerDigest ? 'CRC32C' : 'None'} DataDigest=${params.dataDigest ? 'CRC32C' : 'None'} MaxRecvDataSegmentLength=${params.initiatorMaxRecv}/${params.targetMaxRecv} MaxBurstLength=${params.maxBurstLength} FirstBurstLength=${params.firstBurstLength} InitialR2T=${params.initialR2T ? 'Yes' : 'No'} ImmediateData=${params.immediateData ? 'Yes' : 'No'} MaxOutstandingR2T=${params.maxOutstandingR2T}`);
     }
     return s;
   }
