@@ -361,6 +361,8 @@ export class IscsiConnection {
 
   /** Logged out: the response is out, the connection ends once it has left. */
   endAfterLogout(): void {
+    // The session is over now (a login after this one is not a reinstatement).
+    if (this.session) this.server.endSession(this.session);
     this.phase = 'closing';
     this.socket.end();
     setTimeout(() => this.socket.destroy(), 2000).unref();
