@@ -88,6 +88,49 @@ export function volumeLimitWarnings(v: { name: string; journal: number; bitmapRe
   return out;
 }
 
+// --- iSCSI (src/iscsi/, docs/ISCSI-PROTOCOL.md "Limits") ---------------------------
+
+/**
+ * The largest data segment of one PDU we accept (MaxRecvDataSegmentLength we declare)
+ * and the most we send in one PDU whatever the initiator declares: 256 KiB is what
+ * Linux and ESXi use; one PDU is read whole before it is handled, so this bounds what
+ * a connection holds between PDUs.
+ */
+export const ISCSI_MAX_RECV_DATA_SEGMENT = 256 * 1024;
+/** The smallest MaxRecvDataSegmentLength the RFC allows (7143 section 13.12). */
+export const ISCSI_MIN_RECV_DATA_SEGMENT = 512;
+/**
+ * The largest data-out of one command (maxDataOut handed to the logical unit): the
+ * same as NBD's largest write, so a host write has the same bound on both front ends.
+ */
+export const ISCSI_MAX_DATA_OUT_BYTES = MAX_HOST_WRITE_BYTES;
+/** MaxBurstLength we accept and offer (one R2T's worth): 1 MiB, as Linux LIO offers. */
+export const ISCSI_MAX_BURST_BYTES = 1 * MiB;
+/** FirstBurstLength we accept (unsolicited data of one command, immediate data included). */
+export const ISCSI_FIRST_BURST_BYTES = 256 * 1024;
+/** Commands in flight per session: the CmdSN window (MaxCmdSN - ExpCmdSN + 1 when idle). */
+export const ISCSI_QUEUE_DEPTH = 64;
+/** Immediate commands (I bit: TMF, NOP-Out) in flight per session beside the window; more get a Reject. */
+export const ISCSI_MAX_IMMEDIATE = 8;
+/** R2Ts outstanding per command (MaxOutstandingR2T we answer at most). */
+export const ISCSI_MAX_OUTSTANDING_R2T = 4;
+/** Key=value text of one Login or Text exchange, continuations included (bytes). */
+export const ISCSI_MAX_TEXT_BYTES = 64 * 1024;
+/** Sessions at once on one target, from all initiators. */
+export const ISCSI_MAX_SESSIONS_PER_TARGET = 64;
+/** Connections at once from one IP address (sessions and logins in progress). */
+export const ISCSI_MAX_CONNECTIONS_PER_ADDRESS = 32;
+/** Connections at once in all. */
+export const ISCSI_MAX_CONNECTIONS = 256;
+/** Connections still logging in at once, all addresses (a login is short: a flood of half-open ones is refused). */
+export const ISCSI_MAX_PENDING_LOGINS = 64;
+/** From the accept to the full feature phase (a real initiator logs in within milliseconds). */
+export const ISCSI_LOGIN_TIMEOUT_MS = 30_000;
+/** A connection with nothing received this long gets a NOP-In ping; unanswered as long again, it is closed. */
+export const ISCSI_NOP_INTERVAL_MS = 30_000;
+/** Node-wide bytes of data-out held in memory, all connections (src/nbd/budget.ts RequestBudget). */
+export const ISCSI_DATA_OUT_BUDGET_BYTES = 256 * MiB;
+
 // --- the SCSI logical unit (src/scsi/) -----------------------------------------------
 // What an iSCSI initiator may make one command cost: every buffer the logical unit
 // allocates is bounded by one of these, whatever the CDB or parameter list says.
@@ -124,6 +167,8 @@ export const SCSI_MAX_UNIT_ATTENTIONS = 16;
 if (!(APPLY_UNIT_BYTES <= EPOCH_MAX_BYTES)) throw new Error('limits: an apply unit must not be larger than the largest epoch');
 if (!(MIN_RECEIVE_LOG_BYTES >= 2 * MAX_HOST_WRITE_BYTES)) throw new Error('limits: the receive log must hold two of the largest host writes');
 if (!(READ_BATCH_BYTES >= MIN_WINDOW_BYTES)) throw new Error('limits: a read batch must hold at least the smallest window');
+if (!(ISCSI_FIRST_BURST_BYTES <= ISCSI_MAX_BURST_BYTES && ISCSI_MAX_BURST_BYTES <= ISCSI_MAX_DATA_OUT_BYTES)) throw new Error('limits: iSCSI first burst <= max burst <= largest data-out');
+if (!(ISCSI_MAX_DATA_OUT_BYTES <= ISCSI_DATA_OUT_BUDGET_BYTES)) throw new Error('limits: the iSCSI data-out budget must hold the largest command');
 if (!(EPOCH_PEER_LOG_FRACTION < WINDOW_PEER_LOG_FRACTION && WINDOW_PEER_LOG_FRACTION <= 1 / 2)) throw new Error('limits: an epoch must fit in the window, the window in half the peer log');
 if (!(SCSI_WRITE_SAME_CHUNK_BYTES % SCSI_BLOCK_BYTES === 0 && SCSI_MAX_TRANSFER_BYTES % SCSI_BLOCK_BYTES === 0)) throw new Error('limits: SCSI buffers must hold whole logical blocks');
 if (!(SCSI_MAX_COMPARE_AND_WRITE_BLOCKS <= 255 && 2 * SCSI_MAX_COMPARE_AND_WRITE_BLOCKS * SCSI_BLOCK_BYTES <= SCSI_MAX_TRANSFER_BYTES)) throw new Error('limits: COMPARE AND WRITE must fit its one-byte field and one transfer');

@@ -1,0 +1,314 @@
+// SCSI commands on one connection (RFC 7143 sections 11.3-11.8): the data-out of a
+// write collected from immediate data, unsolicited Data-Out (InitialR2T=No, up to
+// FirstBurstLength) and R2Ts (MaxBurstLength each, MaxOutstandingR2T at once); the
+// task handed to the logical unit; its Data-In cut to the initiator's
+// MaxRecvDataSegmentLength with status on the last PDU, or a SCSI Response with sense
+// data; residuals exact both ways. A write's buffer is held against the node-wide
+// budget from the moment it is allocated until the logical unit is done with it.
+import type { Logger } from '../log/log.js';
+import type { RequestBudget, BudgetWaiter } from '../nbd/budget.js';
+import { ScsiStatus, type ScsiLogicalUnitPort, type ScsiNexus, type ScsiResult } from '../scsi/task.js';
+import { RESERVED_TAG, RejectReason, decodeDataOut, encodeDataIn, encodeR2T, encodeScsiResponse, type RawPdu, type ScsiCommand, type SeqNumbers } from './pdu.js';
+import type { SessionParams } from './keys.js';
+
+/** What the engine needs of its connection. */
+export interface CommandPort {
+  readonly lu: ScsiLogicalUnitPort;
+  readonly nexus: ScsiNexus;
+  readonly params: SessionParams;
+  readonly budget: RequestBudget;
+  readonly maxDataOut: number;
+  readonly log: Logger;
+  readonly peer: string;
+  send(bhs: Buffer, data: Buffer | null): void;
+  /** The numbers for a status-bearing PDU (StatSN taken). */
+  status(): SeqNumbers;
+  /** The numbers for a PDU that carries no status (StatSN not taken). */
+  peek(): SeqNumbers;
+  reject(bhs: Buffer, reason: number): void;
+  /** Stop (true) or restart (false) reading PDUs: a write waits for the budget. */
+  hold(on: boolean): void;
+  /** A command admitted by the session is over. */
+  done(immediate: boolean): void;
+}
+
+interface R2TState {
+  offset: number;
+  length: number;
+  received: number;
+  dataSN: number;
+}
+
+interface Task {
+  cmd: ScsiCommand;
+  /** Data-out collected into this (null: discarded, or none). */
+  buffer: Buffer | null;
+  /** Budget bytes held for `buffer`. */
+  held: number;
+  /** Unsolicited Data-Out still expected (TTT 0xffffffff, before its F bit). */
+  unsolicited: boolean;
+  /** The end of the unsolicited burst (immediate data included). */
+  unsolicitedLimit: number;
+  /** Bytes received in order so far, from offset 0 (immediate, unsolicited). */
+  contiguous: number;
+  unsolicitedDataSN: number;
+  received: number;
+  r2ts: Map<number, R2TState>;
+  nextR2TOffset: number;
+  r2tSN: number;
+  /** Answer at once with this, once unsolicited data is drained (a refused data-out). */
+  refused: ScsiResult | null;
+  executing: Promise<void> | null;
+  aborted: boolean;
+  waiter: BudgetWaiter | null;
+}
+
+export class CommandEngine {
+  private readonly tasks = new Map<number, Task>();
+  private nextTtt = 1;
+
+  constructor(private readonly port: CommandPort) {}
+
+  get nexus(): ScsiNexus {
+    return this.port.nexus;
+  }
+
+  get count(): number {
+    return this.tasks.size;
+  }
+
+  /** Bytes of data-out held by this connection's tasks. */
+  get heldBytes(): number {
+    let n = 0;
+    for (const t of this.tasks.values()) n += t.held;
+    return n;
+  }
+
+  has(itt: number): boolean {
+    return this.tasks.has(itt);
+  }
+
+  /** A SCSI Command the session admitted; `immediateData` is its data segment. */
+  command(cmd: ScsiCommand, immediateData: Buffer, raw: Buffer): void {
+    const p = this.port;
+    const params = p.params;
+    if (immediateData.length > 0 && (!cmd.write || !params.immediateData || immediateData.length > cmd.expectedLength || immediateData.length > params.firstBurstLength)) {
+      p.reject(raw, RejectReason.PROTOCOL_ERROR);
+      p.done(cmd.immediate);
+      return;
+    }
+    const task: Task = {
+      cmd, buffer: null, held: 0, unsolicited: false, unsolicitedLimit: 0, contiguous: 0, unsolicitedDataSN: 0,
+      received: 0, r2ts: new Map(), nextR2TOffset: 0, r2tSN: 0, refused: null, executing: null, aborted: false, waiter: null,
+    };
+    this.tasks.set(cmd.itt, task);
+    const edtl = cmd.expectedLength;
+    if (!cmd.write || edtl === 0) {
+      const plan = p.lu.planDataOut(cmd.cdb, edtl, p.maxDataOut);
+      if (plan.kind === 'refuse') this.respond(task, plan.result);
+      else this.execute(task);
+      return;
+    }
+    const plan = p.lu.planDataOut(cmd.cdb, edtl, p.maxDataOut);
+    task.unsolicited = !cmd.final && !params.initialR2T;
+    task.unsolicitedLimit = task.unsolicited ? Math.min(params.firstBurstLength, edtl) : immediateData.length;
+    if (plan.kind === 'refuse') task.refused = plan.result;
+    if (plan.kind !== 'data') {
+      // Nothing to collect: what comes unsolicited is drained, no R2T is sent.
+      task.contiguous = immediateData.length;
+      this.maybeFinishCollecting(task);
+      return;
+    }
+    const start = (): void => {
+      task.waiter = null;
+      task.held = edtl;
+      task.buffer = Buffer.allocUnsafe(edtl);
+      immediateData.copy(task.buffer, 0);
+      task.contiguous = immediateData.length;
+      task.received = immediateData.length;
+      this.maybeFinishCollecting(task);
+    };
+    const w = p.budget.take(edtl, () => {
+      p.hold(false);
+      if (task.aborted) {
+        p.budget.release(edtl);
+        return;
+      }
+      start();
+    });
+    if (w === null) start();
+    else {
+      task.waiter = w;
+      p.hold(true);
+    }
+  }
+
+  /** A Data-Out PDU. */
+  dataOut(pdu: RawPdu): void {
+    const p = this.port;
+    const d = decodeDataOut(pdu.bhs);
+    const task = this.tasks.get(d.itt);
+    if (!task || task.aborted) return; // an aborted or answered task's data: dropped silently
+    if (task.executing) {
+      // All its data-out was in: this one is beyond it.
+      p.reject(pdu.bhs, RejectReason.PROTOCOL_ERROR);
+      return;
+    }
+    const len = pdu.data.length;
+    if (d.ttt === RESERVED_TAG) {
+      // Unsolicited data, in order, within the first burst.
+      if (!task.unsolicited || d.bufferOffset !== task.contiguous || d.dataSN !== task.unsolicitedDataSN || d.bufferOffset + len > task.unsolicitedLimit) {
+        p.reject(pdu.bhs, RejectReason.PROTOCOL_ERROR);
+        return;
+      }
+      task.unsolicitedDataSN++;
+      this.store(task, d.bufferOffset, pdu.data);
+      task.contiguous += len;
+      if (d.final || task.contiguous === task.unsolicitedLimit) task.unsolicited = false;
+      this.maybeFinishCollecting(task);
+      return;
+    }
+    const r = task.r2ts.get(d.ttt);
+    if (!r || d.bufferOffset !== r.offset + r.received || d.dataSN !== r.dataSN || r.received + len > r.length) {
+      p.reject(pdu.bhs, RejectReason.PROTOCOL_ERROR);
+      return;
+    }
+    r.dataSN++;
+    this.store(task, d.bufferOffset, pdu.data);
+    r.received += len;
+    if (r.received === r.length) task.r2ts.delete(d.ttt);
+    this.maybeFinishCollecting(task);
+  }
+
+  private store(task: Task, offset: number, data: Buffer): void {
+    if (task.buffer) data.copy(task.buffer, offset);
+    task.received += data.length;
+  }
+
+  /** After unsolicited data: R2Ts for the rest, and the task run once everything is in. */
+  private maybeFinishCollecting(task: Task): void {
+    if (task.unsolicited || task.waiter) return;
+    const edtl = task.cmd.expectedLength;
+    if (task.buffer === null) {
+      // Drained: answer now (a refusal, or a command that takes no data-out).
+      if (task.refused) this.respond(task, task.refused);
+      else this.execute(task);
+      return;
+    }
+    if (task.nextR2TOffset === 0) task.nextR2TOffset = task.contiguous;
+    const p = this.port;
+    while (task.r2ts.size < p.params.maxOutstandingR2T && task.nextR2TOffset < edtl) {
+      const length = Math.min(p.params.maxBurstLength, edtl - task.nextR2TOffset);
+      let ttt = this.nextTtt++ >>> 0;
+      if (ttt === RESERVED_TAG) ttt = this.nextTtt = 1;
+      task.r2ts.set(ttt, { offset: task.nextR2TOffset, length, received: 0, dataSN: 0 });
+      p.send(encodeR2T({ ...p.peek(), lunBytes: task.cmd.lunBytes, itt: task.cmd.itt, ttt, r2tSN: task.r2tSN++, bufferOffset: task.nextR2TOffset, length }), null);
+      task.nextR2TOffset += length;
+    }
+    if (task.r2ts.size === 0 && task.nextR2TOffset >= edtl) this.execute(task);
+  }
+
+  private execute(task: Task): void {
+    const p = this.port;
+    const cmd = task.cmd;
+    task.executing = p.lu.execute({ nexus: p.nexus, lun: cmd.lun < 0 ? 0xffff : cmd.lun, cdb: cmd.cdb, expectedLength: cmd.expectedLength, dataOut: task.buffer })
+      .catch((e: unknown): ScsiResult => {
+        p.log.error(`iSCSI ${p.peer}: the logical unit failed a command (opcode 0x${cmd.cdb[0]!.toString(16)}): ${(e as Error).message}`);
+        return { status: ScsiStatus.BUSY, sense: null, dataIn: null, dataOutWanted: 0 };
+      })
+      .then((result) => {
+        this.releaseBuffer(task);
+        if (!task.aborted) this.respond(task, result);
+      });
+  }
+
+  private releaseBuffer(task: Task): void {
+    task.buffer = null;
+    if (task.held > 0) this.port.budget.release(task.held);
+    task.held = 0;
+  }
+
+  /** Sends the result: Data-In (status on the last when it can), else a SCSI Response. */
+  private respond(task: Task, r: ScsiResult): void {
+    const p = this.port;
+    const cmd = task.cmd;
+    this.tasks.delete(cmd.itt);
+    p.done(cmd.immediate);
+    const edtl = cmd.expectedLength;
+    const readLimit = cmd.read ? (cmd.write ? cmd.bidiReadLength ?? 0 : edtl) : 0;
+    const dataIn = r.dataIn ?? EMPTY;
+    const toSend = dataIn.subarray(0, Math.min(dataIn.length, readLimit));
+    // The main residual: data-out wanted vs EDTL for writes (or commands that want data-out), data-in else.
+    const byOut = cmd.write || (!cmd.read && r.dataOutWanted > 0);
+    const wanted = byOut ? r.dataOutWanted : dataIn.length;
+    const over = wanted > edtl;
+    const under = wanted < edtl;
+    const residual = over ? wanted - edtl : edtl - wanted;
+    const bidi = cmd.read && cmd.write;
+    const statusInData = r.status === ScsiStatus.GOOD && r.sense === null && toSend.length > 0 && !bidi;
+    let dataSN = 0;
+    const mrdsl = p.params.initiatorMaxRecv;
+    const burst = p.params.maxBurstLength;
+    for (let off = 0; off < toSend.length;) {
+      const burstEnd = (Math.floor(off / burst) + 1) * burst;
+      const n = Math.min(mrdsl, toSend.length - off, burstEnd - off);
+      const last = off + n === toSend.length;
+      const withStatus = last && statusInData;
+      const seq = withStatus ? p.status() : p.peek();
+      p.send(encodeDataIn({
+        final: last || off + n === burstEnd, withStatus, status: r.status, overflow: over, underflow: under, residual,
+        lunBytes: cmd.lunBytes, itt: cmd.itt, ...seq, dataSN: dataSN++, bufferOffset: off,
+      }, n), toSend.subarray(off, off + n));
+      off += n;
+    }
+    if (statusInData) return;
+    let senseData: Buffer | null = null;
+    if (r.sense) {
+      senseData = Buffer.alloc(2 + r.sense.length);
+      senseData.writeUInt16BE(r.sense.length, 0);
+      r.sense.copy(senseData, 2);
+    }
+    const bidiWanted = bidi ? dataIn.length : 0;
+    const bidiLimit = bidi ? cmd.bidiReadLength ?? 0 : 0;
+    p.send(encodeScsiResponse({
+      ...p.status(), itt: cmd.itt, response: 0, status: r.status, overflow: over, underflow: under, residual,
+      bidiOverflow: bidi && bidiWanted > bidiLimit, bidiUnderflow: bidi && bidiWanted < bidiLimit, bidiResidual: bidi ? Math.abs(bidiWanted - bidiLimit) : 0,
+      expDataSN: cmd.write ? task.r2tSN : dataSN,
+    }, senseData?.length ?? 0), senseData);
+  }
+
+  /**
+   * Aborts the tasks `which` selects: no response will be sent for them. Resolves once
+   * those the logical unit is executing are done (so a TMF response follows them).
+   */
+  abort(which: (cmd: ScsiCommand) => boolean): Promise<void> {
+    const waits: Promise<void>[] = [];
+    for (const [itt, t] of [...this.tasks]) {
+      if (!which(t.cmd)) continue;
+      t.aborted = true;
+      this.tasks.delete(itt);
+      this.port.done(t.cmd.immediate);
+      if (t.waiter) {
+        this.port.budget.cancel(t.waiter);
+        t.waiter = null;
+        this.port.hold(false);
+      }
+      if (t.executing) waits.push(t.executing);
+      else this.releaseBuffer(t);
+    }
+    return Promise.all(waits).then(() => undefined);
+  }
+
+  /** Resolves when no task is executing in the logical unit (tasks collecting data are left). */
+  settled(): Promise<void> {
+    const waits = [...this.tasks.values()].map((t) => t.executing).filter((e): e is Promise<void> => e !== null);
+    return Promise.all(waits).then(() => undefined);
+  }
+
+  /** The connection is gone: every task aborted, budget given back (executing ones give theirs when done). */
+  close(): void {
+    void this.abort(() => true);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
