@@ -34,6 +34,10 @@ import { JOURNAL_FOLDER_FILES, VOLUME_FOLDER_FILES, refuseNewerState } from './s
 import { NewerFormatError } from '../versioning/format.js';
 import { volumeLimitWarnings } from '../limits/limits.js';
 import { MAX_HASH_REGION_SIZE } from '../link/frame.js';
+import { IscsiServer } from '../iscsi/server.js';
+import { LogicalUnit } from '../scsi/logical-unit.js';
+import { RegistryTargets } from './iscsi-targets.js';
+import type { IscsiView } from './status.js';
 
 export class Daemon {
   private readonly volumes: Volume[] = [];
@@ -54,6 +58,10 @@ export class Daemon {
   private readonly folderLocks = new Map<string, FolderLock>();
   private stopping: Promise<void> | null = null;
   nbdAddress: ListenAddress | null = null;
+  /** The iSCSI target, when offsite.yaml has `iscsi:` (docs/ISCSI.md). */
+  private iscsi: IscsiServer | null = null;
+  private iscsiTargets: RegistryTargets | null = null;
+  iscsiAddress: { host: string; port: number } | null = null;
 
   constructor(readonly config: Config, private readonly log: Logger) {
     this.roles = new RoleChanges(this, log);
@@ -99,6 +107,7 @@ export class Daemon {
         this.log.warn(`NBD listens on ${formatListenAddress(c.nbd)}, which the network reaches: NBD has no authentication, so whoever reaches this port can read and write the volumes served here; ` +
           'listen on 127.0.0.1, a unix socket, or an address on a storage network only the hosts reach (docs/NBD.md, "Who may connect")');
       }
+      if (c.iscsi) await this.startIscsi(c.iscsi);
       let identity: ReturnType<typeof loadIdentity> | null = null;
       if (c.volumes.some((v) => v.peer !== undefined)) {
         try {
@@ -136,6 +145,7 @@ export class Daemon {
       }
       if (c.snmp) this.snmp = await SnmpService.start(c.snmp, { node: c.node, status: () => this.status(), actions: this.roles, log: this.log });
     } catch (e) {
+      await this.iscsi?.close();
       await this.nbd?.close();
       for (const en of this.entries.splice(0)) en.journaled?.close().catch(() => undefined);
       const made = this.volumes.filter((v) => v.created);
@@ -154,7 +164,43 @@ export class Daemon {
       this.log.info({ volume: v.name, size: v.size, url },
         `volume ${v.name}: ${formatBytes(v.size)} ${v.readOnly ? 'read-only' : 'read-write'} at ${url}`);
     }
-    this.log.info({ node: c.node, nbd: where }, `ready: node ${c.node} serving ${this.volumes.length} volume(s) on ${where}`);
+    if (this.iscsiTargets && this.iscsiAddress) {
+      for (const v of this.volumes) {
+        this.log.info({ volume: v.name, target: this.iscsiTargets.nameOf(v.name) }, `volume ${v.name}: iSCSI target ${this.iscsiTargets.nameOf(v.name)}, LUN 0, at ${this.iscsiAddress.host}:${this.iscsiAddress.port}`);
+      }
+    }
+    this.log.info({ node: c.node, nbd: where }, `ready: node ${c.node} serving ${this.volumes.length} volume(s) on ${where}${this.iscsiAddress ? ` and iSCSI ${this.iscsiAddress.host}:${this.iscsiAddress.port}` : ''}`);
+  }
+
+  /**
+   * The iSCSI front end over the same export registry as NBD, sharing NBD's node-wide
+   * budget of buffered write data (one bound for every host write in memory).
+   */
+  private async startIscsi(ic: NonNullable<Config['iscsi']>): Promise<void> {
+    const targets = new RegistryTargets(ic, this.config.node, this.registry, () => this.entries, (backend, identity) => new LogicalUnit({ backend, identity }));
+    this.iscsiTargets = targets;
+    this.iscsi = new IscsiServer({ targets, log: this.log, portal: { host: ic.listen.host, port: ic.listen.port }, ...(this.nbd ? { budget: this.nbd.budget } : {}) });
+    this.iscsiAddress = await this.iscsi.listen({ host: ic.listen.host, port: ic.listen.port });
+    if (isNetworkFacing(ic.listen)) {
+      const open = [{ name: 'discovery and every volume without its own iscsi: keys', auth: ic.auth }, ...this.config.volumes.map((v) => ({ name: `volume ${v.name}`, auth: targets.lookup(targets.nameOf(v.name))?.auth ?? ic.auth }))]
+        .filter((x) => x.auth.chap === null && x.auth.initiators === null);
+      if (open.length > 0) {
+        this.log.warn(`iSCSI listens on ${ic.listen.host}:${ic.listen.port}, which the network reaches, with neither CHAP nor an initiator list for ${open.map((x) => x.name).join(', ')}: ` +
+          'whoever reaches this port can log in and read and write those volumes; set iscsi.chap or iscsi.initiators, or listen on a storage network only the hosts reach (docs/ISCSI.md, "Who may log in")');
+      }
+    }
+  }
+
+  /** What status reads of the iSCSI front end (null when it is off). */
+  private iscsiView(): IscsiView | null {
+    const server = this.iscsi;
+    const targets = this.iscsiTargets;
+    if (!server || !targets) return null;
+    return {
+      nameOf: (x) => targets.nameOf(x),
+      sessions: () => server.sessions().map((s) => ({ exportName: s.exportName, initiator: s.initiator, address: s.address })),
+      exports: () => this.registry.list().map((b) => b.name),
+    };
   }
 
   /** What the link manager sees: each replicated volume by role (kept current through promote and demote). */
@@ -315,7 +361,7 @@ export class Daemon {
   }
 
   status(): NodeStatus {
-    return nodeStatus(this.config.node, '0.1.0', this.startedAt, this.entries, this.links);
+    return nodeStatus(this.config.node, '0.1.0', this.startedAt, this.entries, this.links, Date.now(), this.iscsiView());
   }
 
   /** Idempotent: a second call waits for the first. */
@@ -327,6 +373,7 @@ export class Daemon {
       if (this.ticker) clearInterval(this.ticker);
       await this.roles.idle();
       await this.links?.stop();
+      await this.iscsi?.close();
       await this.nbd?.close();
       if (this.historyTimer) clearInterval(this.historyTimer);
       for (const e of this.entries.splice(0)) {
