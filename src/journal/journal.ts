@@ -14,7 +14,7 @@ import {
 } from './record.js';
 import { RedoPoint, ReleasePoint } from './counters.js';
 import { checkOwnership, segmentVolumeId, type JournalVolume } from './ownership.js';
-import { KEEP_PREFIX, REPORT_DAMAGE, scanSegments, type DamagePolicy, type RecoveryReport } from './recovery.js';
+import { REPORT_DAMAGE, scanSegments, type DamagePolicy, type RecoveryReport } from './recovery.js';
 import { Samples } from './samples.js';
 import { AppendQueue } from './append-queue.js';
 import { SEGMENT_NAME, readRecords, segmentName, syncSegment, type Segment } from './segment.js';
@@ -36,8 +36,6 @@ export interface JournalOptions {
    * drops everything after the first damage or gap (the peer sends it again).
    */
   onDamage?: DamagePolicy;
-  /** A receive log: the same as onDamage: KEEP_PREFIX. */
-  prefixOnly?: boolean;
   /**
    * The volume this journal belongs to: every new segment names it, and recovery
    * refuses a segment that names another one (two volumes must never share a journal
@@ -80,16 +78,14 @@ export class Journal {
     this.capacity = opts.capacity;
     this.segmentSize = opts.segmentSize ?? Math.min(64 << 20, Math.max(1 << 20, Math.floor(opts.capacity / 8)));
     this.now = opts.now ?? Date.now;
-    this.onDamage = opts.onDamage ?? (opts.prefixOnly ? KEEP_PREFIX : REPORT_DAMAGE);
-    this.prefixOnly = this.onDamage === KEEP_PREFIX;
+    this.onDamage = opts.onDamage ?? REPORT_DAMAGE;
     this.volume = opts.volume ?? null;
     this.releasePoint = new ReleasePoint(opts.store);
     this.redoPoint = new RedoPoint(opts.store, () => (this.dirChanged = true));
   }
 
-  private readonly onDamage: DamagePolicy;
-  /** A receive log (recovery keeps the longest intact prefix). */
-  readonly prefixOnly: boolean;
+  /** What recovery does with damage before the tail: KEEP_PREFIX for a receive log, REPORT_DAMAGE for a journal. */
+  readonly onDamage: DamagePolicy;
   private readonly volume: JournalVolume | null;
   /** The `released` and `applied` counter files (counters.ts). */
   private readonly releasePoint: ReleasePoint;

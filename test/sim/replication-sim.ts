@@ -16,7 +16,7 @@
 import { createHash } from 'node:crypto';
 import { createLogger, silentLogger, type Logger } from '../../src/log/log.js';
 import { DirtyBitmap, RegionSet } from '../../src/journal/bitmap.js';
-import { Journal } from '../../src/journal/journal.js';
+import { Journal, KEEP_PREFIX } from '../../src/journal/journal.js';
 import { RecordKind, type JournalRecord, type RecordHeader } from '../../src/journal/record.js';
 import { compress } from 'zstd-napi';
 import { packSync, parsePackedRecordsFrame, unpackPacked } from '../../src/compress/codec.js';
@@ -230,7 +230,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     const sdiskF = fence(sdisk, alive);
     const sjstoreF = fence(sjstore, alive);
     const ssstoreF = fence(ssstore, alive);
-    replica = await settle(Replica.open(sdiskF, () => new Journal({ store: sjstoreF, capacity: receiveCapacity, segmentSize: 8 * 1024, now: () => clock, prefixOnly: true }), log, { roundStore: ssstoreF, regionSize: BLOCK * (1 << rng.int(3)), applyUnitBytes: rng.int(2) === 0 ? BLOCK * (1 + rng.int(8)) : undefined }));
+    replica = await settle(Replica.open(sdiskF, () => new Journal({ store: sjstoreF, capacity: receiveCapacity, segmentSize: 8 * 1024, now: () => clock, onDamage: KEEP_PREFIX }), log, { roundStore: ssstoreF, regionSize: BLOCK * (1 << rng.int(3)), applyUnitBytes: rng.int(2) === 0 ? BLOCK * (1 + rng.int(8)) : undefined }));
     traceReceiver();
     // Invariant 3 at every apply: the replica brought to a barrier is the primary's image
     // there (a coalesced unit applied in part would miss the records it skipped).

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { ForeignSegmentError, Journal, type JournalVolume } from '../../src/journal/journal.js';
+import { ForeignSegmentError, Journal, KEEP_PREFIX, type JournalVolume } from '../../src/journal/journal.js';
 import { RecordKind, SEGMENT_HEADER_SIZE, decodeSegmentHeader, volumeId, type DecodedSegmentHeader } from '../../src/journal/record.js';
 import { DirStore, FolderLock, FOLDER_LOCK_FILE } from '../../src/journal/store.js';
 import { tempDir } from '../helpers/run.js';
@@ -147,7 +147,7 @@ test('a receive log: segments name none before the first link, the adopted uuid 
   const dir = tempDir('jrecv');
   let uuid = '';
   const me: JournalVolume = { name: 'db', uuid: () => uuid };
-  const log = new Journal({ store: new DirStore(dir), capacity: 1 << 20, segmentSize: 4096, prefixOnly: true, volume: me });
+  const log = new Journal({ store: new DirStore(dir), capacity: 1 << 20, segmentSize: 4096, onDamage: KEEP_PREFIX, volume: me });
   await log.recover();
   await log.drained();
   assert.equal(header(dir, V1_NAME).volume, null, 'no identity yet');
@@ -157,14 +157,14 @@ test('a receive log: segments name none before the first link, the adopted uuid 
   await log.sync();
   log.close();
   assert.deepEqual(header(dir, '00000000000000000002.seg').volume, volumeId(UUID_A));
-  const again = new Journal({ store: new DirStore(dir), capacity: 1 << 20, prefixOnly: true, volume: me });
+  const again = new Journal({ store: new DirStore(dir), capacity: 1 << 20, onDamage: KEEP_PREFIX, volume: me });
   const report = await again.recover();
   assert.equal(report.records, 2);
   assert.equal(report.damaged, false);
   again.close();
   // Opened as another volume's receive log: refused, where damage would be dropped and fetched again.
   const before = snapshot(dir);
-  const other = new Journal({ store: new DirStore(dir), capacity: 1 << 20, prefixOnly: true, volume: vol('logs', UUID_B) });
+  const other = new Journal({ store: new DirStore(dir), capacity: 1 << 20, onDamage: KEEP_PREFIX, volume: vol('logs', UUID_B) });
   await assert.rejects(other.recover(), /^Error: journal of volume logs: segment 00000000000000000002\.seg belongs to another volume/);
   assert.deepEqual(snapshot(dir), before);
   fs.rmSync(dir, { recursive: true });
