@@ -232,9 +232,11 @@ export class Journal {
     }
     // Seqs run without a gap: recovery, resume and release all count on it.
     assert(h.seq === this.nextSeq, () => `journal: record ${h.seq} appended where ${this.nextSeq} is next`);
-    assert(h.kind !== RecordKind.Write || (payload !== null && payload.length === h.length), () => `journal: write record ${h.seq} of ${h.length} bytes carries ${payload?.length ?? 'no'} payload`);
+    assert(h.kind !== RecordKind.Write || (payload !== null && payload.length === h.length),
+      () => `journal: write record ${h.seq} of ${h.length} bytes carries ${payload?.length ?? 'no'} payload`);
     const header = encodeRecordHeader(h, payload);
-    this.appends.enqueue(seg!, h.seq, payload && payload.length > 0 ? [header, payload] : [header], h.kind === RecordKind.Barrier ? null : { offset: h.offset, length: h.length });
+    this.appends.enqueue(seg!, h.seq, payload && payload.length > 0 ? [header, payload] : [header],
+      h.kind === RecordKind.Barrier ? null : { offset: h.offset, length: h.length });
     seg!.lastSeq = h.seq;
     this.used += size;
     assert(this.used <= this.capacity, () => `journal: ${this.used} bytes used of a capacity of ${this.capacity}`);
@@ -333,7 +335,8 @@ export class Journal {
       // Released records are gone for good: only what is durable here may go (the caller
       // synced first; a broken journal's records are covered by the dirty bitmap instead),
       // and on a primary only what the peer acked (invariant 2, the shipper).
-      assert(this.released <= this.durableSeq || this.broken !== null, () => `journal: released up to ${this.released} but durable only up to ${this.durableSeq}`);
+      assert(this.released <= this.durableSeq || this.broken !== null,
+        () => `journal: released up to ${this.released} but durable only up to ${this.durableSeq}`);
       this.releasedBytes += before - this.backlogBytes;
       // Drop samples wholly behind the release point, keeping the one covering released+1.
       this.samples.released(this.released);
@@ -519,7 +522,8 @@ export class Journal {
       }
     }
     if (report.records > 0 || report.notes.length > 0) {
-      report.notes.unshift(`journal: recovered ${report.records} records in ${report.segments} segments, records ${this.released + 1}..${this.lastSeq}, epoch ${this.epoch}`);
+      report.notes.unshift(`journal: recovered ${report.records} records in ${report.segments} segments, records ` +
+        `${this.released + 1}..${this.lastSeq}, epoch ${this.epoch}`);
     }
     return report;
   }

@@ -328,7 +328,9 @@ export class NbdConnection {
     }
     this.budgetWait = w;
     this.socket.pause();
-    this.log.debug({ peer: this.peer }, `NBD client ${this.peer}: a ${bytes}-byte write waits for the node's request budget (${this.limits.budget.used} of ${this.limits.budget.limit} bytes held)`);
+    this.log.debug({ peer: this.peer },
+      `NBD client ${this.peer}: a ${bytes}-byte write waits for the node's request budget (${this.limits.budget.used} of ` +
+      `${this.limits.budget.limit} bytes held)`);
   }
 
   private startTransmission(session: Session): void {

@@ -10,7 +10,8 @@ import { RECORD_HEADER_SIZE, RecordKind, type JournalRecord } from '../../src/jo
 const SIZE = 8192;
 const REC = RECORD_HEADER_SIZE + SIZE;
 let seq = 0;
-const W = (offset: number): JournalRecord => ({ kind: RecordKind.Write, flags: 0, seq: ++seq, epoch: 1, offset, length: SIZE, time: 0, payload: Buffer.alloc(SIZE, seq & 0xff) });
+const W = (offset: number): JournalRecord => ({ kind: RecordKind.Write, flags: 0, seq: ++seq, epoch: 1, offset, length: SIZE, time: 0,
+  payload: Buffer.alloc(SIZE, seq & 0xff) });
 const B = (): JournalRecord => ({ kind: RecordKind.Barrier, flags: 0, seq: ++seq, epoch: 1, offset: 0, length: 0, time: 0, payload: Buffer.alloc(0) });
 const kinds = (rs: JournalRecord[]): string => rs.map((r) => ({ 1: 'W', 2: 'Z', 3: 'T', 4: 'B', 5: 'S' })[r.kind]).join('');
 
@@ -115,7 +116,8 @@ test('the plan covers at most the scope (and half a unit), and not past limitSeq
   assert.equal(plan!.until, 12);
   assert.deepEqual(j.reads.map((r) => [r.maxBytes, r.got]), [[9 * REC, 12], [REC - 4 * RECORD_HEADER_SIZE, 1]]);
   const halfUnit = new UnitPlanner({ coalesce: () => true, readBytes: 1 << 20 });
-  assert.equal((await halfUnit.unitFor(journal(all), 1, 30, batchBytes, { roundOpen: false, maxEpochBytes: 12 * REC }))!.until, 6, 'half of 12 writes: the second barrier');
+  assert.equal((await halfUnit.unitFor(journal(all), 1, 30, batchBytes, { roundOpen: false, maxEpochBytes: 12 * REC }))!.until, 6,
+    'half of 12 writes: the second barrier');
   const limited = new UnitPlanner({ coalesce: () => true, readBytes: 1 << 20 });
   const jl = journal(all);
   assert.equal((await limited.unitFor(jl, 1, 13, batchBytes, open))!.until, 12, 'the last barrier up to limitSeq');

@@ -112,7 +112,8 @@ test('a segment that names another volume is refused at open, with what to do, a
     assert.ok(e instanceof ForeignSegmentError, String(e));
     assert.equal(e.segment, V1_NAME);
     assert.equal(e.owner, UUID_A);
-    assert.match(e.message, new RegExp(`^journal of volume v2: segment ${V1_NAME} belongs to another volume \\(uuid ${UUID_A}\\), not to v2 \\(uuid ${UUID_B}\\)`));
+    assert.match(e.message, new RegExp(
+      `^journal of volume v2: segment ${V1_NAME} belongs to another volume \\(uuid ${UUID_A}\\), not to v2 \\(uuid ${UUID_B}\\)`));
     assert.match(e.detail('v1'), new RegExp(`^segment ${V1_NAME} belongs to volume v1 \\(uuid ${UUID_A}\\), not to v2`));
     assert.match(e.message, /two volumes have shared this journal folder/);
     assert.match(e.message, /Nothing was read, changed or removed\. Give each volume a journal folder of its own \(volumes\.NAME\.journal_dir\)/);
@@ -194,7 +195,8 @@ test('a journal folder held by another process is refused with its volume and pi
       child.stdout!.on('data', (b: Buffer) => { if (b.toString().includes('held')) resolve(); });
       child.once('exit', (code) => reject(new Error(`the holder exited with ${code}`)));
     });
-    assert.throws(() => FolderLock.take(dir, 'logs'), new RegExp(`^Error: volume logs: journal folder ${dir} is in use by volume db \\(pid ${child.pid} on \\S+\\); two volumes must never share one`));
+    assert.throws(() => FolderLock.take(dir, 'logs'),
+      new RegExp(`^Error: volume logs: journal folder ${dir} is in use by volume db \\(pid ${child.pid} on \\S+\\); two volumes must never share one`));
   } finally {
     const gone = new Promise((r) => child.once('exit', r));
     child.kill('SIGKILL');

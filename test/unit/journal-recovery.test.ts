@@ -182,6 +182,8 @@ test('a receive log (KEEP_PREFIX) drops a segment after a gap and the segments a
   const report = await log.recover();
   assert.equal(log.lastSeq, 1);
   assert.deepEqual(fs.readdirSync(dir).filter((n) => n.endsWith('.seg')), [segs[0]]);
-  assert.ok(report.notes.some((n) => n.includes(`segment ${segs[2]} starts at record 3 but 2 was next; it and everything after it (2 segment file(s)) are dropped`)), report.notes.join('\n'));
+  assert.ok(report.notes.some(
+    (n) => n.includes(`segment ${segs[2]} starts at record 3 but 2 was next; it and everything after it (2 segment file(s)) are dropped`)),
+    report.notes.join('\n'));
   log.close();
 });
