@@ -26,7 +26,8 @@ export function metricsRegistry(status: () => NodeStatus): Registry {
     });
   };
   new Gauge({
-    name: 'offsite_volume_info', help: 'One per volume: its role, peer and UUID as labels.', labelNames: ['volume', 'role', 'peer', 'uuid'], registers: [registry],
+    name: 'offsite_volume_info', help: 'One per volume: its role, peer and UUID as labels.',
+      labelNames: ['volume', 'role', 'peer', 'uuid'], registers: [registry],
     collect() {
       this.reset();
       for (const v of volumes()) this.set({ volume: v.name, role: v.role, peer: v.peer ?? '', uuid: v.uuid }, 1);
@@ -34,9 +35,12 @@ export function metricsRegistry(status: () => NodeStatus): Registry {
   });
   gauge('offsite_volume_link_up', 'The link to the volume\'s peer is up (1) or not (0).', (v) => (v.link === 'connected' ? 1 : 0));
   gauge('offsite_volume_backlog_bytes', 'Journal (primary) or receive-log (secondary) bytes not yet acked or applied.', (v) => v.backlogBytes);
-  gauge('offsite_volume_lag_seconds', 'The RPO now: age of the oldest change a promote at the peer would lose (unacked, or acked past the newest flush point the peer could present).', (v) => v.lagSeconds);
+  gauge('offsite_volume_lag_seconds',
+    'The RPO now: age of the oldest change a promote at the peer would lose (unacked, or acked past the newest flush point the peer could ' +
+    'present).', (v) => v.lagSeconds);
   gauge('offsite_volume_consistent', 'The volume is a flush-point image of the primary (1) or not (0).', (v) => (v.consistent ? 1 : 0));
-  gauge('offsite_volume_bitmap_mode', 'Changes are tracked in the dirty bitmap (the journal overflowed) (1) or journaled (0).', (v) => (v.tracking === 'bitmap' ? 1 : 0));
+  gauge('offsite_volume_bitmap_mode', 'Changes are tracked in the dirty bitmap (the journal overflowed) (1) or journaled (0).',
+    (v) => (v.tracking === 'bitmap' ? 1 : 0));
   gauge('offsite_volume_dirty_bytes', 'Bytes of regions marked in the dirty bitmap, waiting for a resync.', (v) => v.dirtyBytes);
   gauge('offsite_volume_journal_used_bytes', 'Bytes the journal or receive log holds.', (v) => v.journalUsedBytes);
   gauge('offsite_volume_journal_capacity_bytes', 'The journal\'s or receive log\'s bound.', (v) => v.journalCapacityBytes);
@@ -44,16 +48,24 @@ export function metricsRegistry(status: () => NodeStatus): Registry {
   gauge('offsite_volume_resync_left_bytes', 'Bytes of the open round not yet sent.', (v) => v.resyncLeftBytes);
   gauge('offsite_volume_resync_total_bytes', 'Bytes of the open round when it began.', (v) => v.resyncTotalBytes);
   gauge('offsite_volume_checkpoint_held', 'A checkpoint is held on this (secondary) volume (1) or not (0).', (v) => (v.checkpoint ? 1 : 0));
-  gauge('offsite_volume_checkpoint_created_seconds', 'When the held checkpoint was taken (Unix time; 0: none).', (v) => (v.checkpoint ? v.checkpoint.createdAt / 1000 : 0));
-  counter('offsite_volume_host_bytes_total', 'Bytes the host wrote (primary) or the receive log took (secondary), since the daemon started.', (v) => v.hostBytes);
+  gauge('offsite_volume_checkpoint_created_seconds', 'When the held checkpoint was taken (Unix time; 0: none).',
+    (v) => (v.checkpoint ? v.checkpoint.createdAt / 1000 : 0));
+  counter('offsite_volume_host_bytes_total',
+    'Bytes the host wrote (primary) or the receive log took (secondary), since the daemon started.', (v) => v.hostBytes);
   counter('offsite_volume_wire_bytes_total', 'Bytes of record frames sent to the peer, since the daemon started.', (v) => v.wireBytes);
   counter('offsite_volume_resync_bytes_total', 'Data bytes resync rounds sent, since the daemon started.', (v) => v.resyncBytes);
-  counter('offsite_volume_record_bytes_total', 'Journal record bytes shipped to the peer (before compression, after coalescing), since the daemon started.', (v) => v.shipping?.recordBytes ?? 0);
-  counter('offsite_volume_coalesced_bytes_total', 'Payload bytes coalescing kept off the link (records a later one covered), since the daemon started.', (v) => v.shipping?.coalescedBytes ?? 0);
-  counter('offsite_volume_zero_bytes_total', 'Bytes of all-zero writes sent as 56-byte Zeroes records, since the daemon started.', (v) => v.shipping?.zeroBytes ?? 0);
-  gauge('offsite_volume_link_rtt_seconds', 'The link\'s round trip from heartbeat echoes, smoothed (0: not measured yet).', (v) => (v.shipping?.rttMs ?? 0) / 1000);
-  gauge('offsite_volume_drain_seconds', 'Time the backlog takes to drain at the current rates (-1: not draining).', (v) => (v.shipping ? v.shipping.drainSeconds ?? -1 : 0));
-  gauge('offsite_volume_iscsi_sessions', 'iSCSI sessions logged in to the volume\'s target and its checkpoint and drill targets (0 also when iSCSI is off).', (v) => (v.iscsi?.sessions.length ?? 0) + (v.iscsi?.exports.reduce((n, x) => n + x.sessions.length, 0) ?? 0));
+  counter('offsite_volume_record_bytes_total', 'Journal record bytes shipped to the peer (before compression, after coalescing), since the daemon started.',
+    (v) => v.shipping?.recordBytes ?? 0);
+  counter('offsite_volume_coalesced_bytes_total', 'Payload bytes coalescing kept off the link (records a later one covered), since the daemon started.',
+    (v) => v.shipping?.coalescedBytes ?? 0);
+  counter('offsite_volume_zero_bytes_total', 'Bytes of all-zero writes sent as 56-byte Zeroes records, since the daemon started.',
+    (v) => v.shipping?.zeroBytes ?? 0);
+  gauge('offsite_volume_link_rtt_seconds', 'The link\'s round trip from heartbeat echoes, smoothed (0: not measured yet).',
+    (v) => (v.shipping?.rttMs ?? 0) / 1000);
+  gauge('offsite_volume_drain_seconds', 'Time the backlog takes to drain at the current rates (-1: not draining).',
+    (v) => (v.shipping ? v.shipping.drainSeconds ?? -1 : 0));
+  gauge('offsite_volume_iscsi_sessions', 'iSCSI sessions logged in to the volume\'s target and its checkpoint and drill targets (0 also when iSCSI is off).',
+    (v) => (v.iscsi?.sessions.length ?? 0) + (v.iscsi?.exports.reduce((n, x) => n + x.sessions.length, 0) ?? 0));
   counter('offsite_volume_overflows_total', 'Times the journal overflowed into the dirty bitmap, since the daemon started.', (v) => v.overflows);
   return registry;
 }

@@ -146,7 +146,8 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
     const name = hostName(host);
     refusals.refuse({
       kind: 'unknown host', from: req.ip,
-      first: `API: refused ${req.method} ${req.url.split('?')[0]} from ${req.ip}: Host ${JSON.stringify(name)} is not a name of this node (it answers to IP addresses and ${[...hostNames].join(', ')}; more go in api_hosts)`,
+      first: `API: refused ${req.method} ${req.url.split('?')[0]} from ${req.ip}: Host ${JSON.stringify(name)} is not a name of this node (it answers to IP ` +
+        `addresses and ${[...hostNames].join(', ')}; more go in api_hosts)`,
       more: (n, from, span) => `API: refused ${n} more requests from ${from} in ${span} for host names this node does not answer to`,
     });
     void reply.code(421).send({
@@ -156,7 +157,8 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
   });
   app.server.on('drop', (d) => refusals.refuse({
     kind: 'too many connections', from: '',
-    first: `API: refused a connection from ${d?.remoteAddress ?? 'a local socket'}: ${limits.maxConnections} connections open already (at most ${limits.maxConnections}, so that the API cannot take the file descriptors the volumes, journals and NBD need)`,
+    first: `API: refused a connection from ${d?.remoteAddress ?? 'a local socket'}: ${limits.maxConnections} connections open already (at most ` +
+      `${limits.maxConnections}, so that the API cannot take the file descriptors the volumes, journals and NBD need)`,
     more: (n, _from, span) => `API: refused ${n} more connections in ${span}: ${limits.maxConnections} open already`,
   }));
   app.addHook('onClose', (_app, done) => {
@@ -171,7 +173,8 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
       first: `API: refused ${what} from ${req.ip}: ${reason}`,
       more: (n, from, span) => `API: refused ${n} more requests ${reason === 'wrong token' ? 'with a wrong token' : 'without a token'} from ${from} in ${span}`,
     });
-    return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'a bearer token is needed for this call (print it with: offsite token -c <config>)' });
+    return reply.code(401).header('www-authenticate', 'Bearer').send(
+      { error: 'a bearer token is needed for this call (print it with: offsite token -c <config>)' });
   };
   app.get('/api/v1/status', async () => opts.status());
   app.get('/api/v1/checkpoints', async () => ({ checkpoints: opts.actions.checkpoints() }));
@@ -186,11 +189,13 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
     if (!historyRate.take(req.ip)) {
       refusals.refuse({
         kind: 'history rate', from: req.ip,
-        first: `API: refused GET /api/v1/volumes/${req.params.name}/history from ${req.ip}: more than ${limits.historyBurst} at once or ${limits.historyPerSecond} a second from one address`,
+        first: `API: refused GET /api/v1/volumes/${req.params.name}/history from ${req.ip}: more than ${limits.historyBurst} at once or ` +
+          `${limits.historyPerSecond} a second from one address`,
         more: (n, from, span) => `API: refused ${n} more history requests from ${from} in ${span}: over ${limits.historyPerSecond} a second`,
       });
       return reply.code(429).header('retry-after', String(historyRate.retryAfter(req.ip)))
-        .send({ error: `too many history requests from ${req.ip}: at most ${limits.historyPerSecond} a second (${limits.historyBurst} at once); the history changes once a minute` });
+        .send({ error: `too many history requests from ${req.ip}: at most ${limits.historyPerSecond} a second (${limits.historyBurst} at once); the history ` +
+          `changes once a minute` });
     }
     const ring = opts.history(req.params.name);
     if (ring === null) return reply.code(404).send({ error: `no volume named ${req.params.name} with a write history on this node (the primary keeps one)` });

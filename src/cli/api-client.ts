@@ -33,7 +33,8 @@ function pemFingerprint(pem: string): string {
  */
 async function pinnedSocket(c: ClientConfig, host: string, port: number, timeoutMs: number): Promise<Socket> {
   const file = path.join(c.state, CERT_FILE);
-  if (!fs.existsSync(file)) throw new Said(`api_tls is true in ${c.file}, but there is no node certificate in ${c.state} to check the daemon's with: run \`offsite init -c ${c.file}\``);
+  if (!fs.existsSync(file)) throw new Said(
+    `api_tls is true in ${c.file}, but there is no node certificate in ${c.state} to check the daemon's with: run \`offsite init -c ${c.file}\``);
   const want = pemFingerprint(fs.readFileSync(file, 'utf8'));
   const tls = await import('node:tls');
   return new Promise((resolve, reject) => {
@@ -49,7 +50,8 @@ async function pinnedSocket(c: ClientConfig, host: string, port: number, timeout
     socket.once('timeout', () => socket.destroy(Object.assign(new Error('TLS handshake timed out'), { code: 'ETIMEDOUT' })));
     socket.once('error', (e: NodeJS.ErrnoException) => {
       reject(e.code === 'ECONNREFUSED' || e.code === 'ETIMEDOUT' ? e
-        : new Said(`cannot reach the daemon of node ${c.node} at ${host}:${port} over TLS (${e.code ?? e.message}); api_tls is true in ${c.file}: does the daemon run with this config?`));
+        : new Said(`cannot reach the daemon of node ${c.node} at ${host}:${port} over TLS (${e.code ?? e.message}); api_tls is true in ${c.file}: does the ` +
+          `daemon run with this config?`));
     });
   });
 }
@@ -73,7 +75,8 @@ function request(c: ClientConfig, method: string, route: string, body: string | 
   const { host, port } = target(c);
   return new Promise((resolve, reject) => {
     const req = http.request({
-      host, port, method, path: route, headers: { ...headers, ...(body !== null ? { 'content-length': String(Buffer.byteLength(body)) } : {}) }, timeout: timeoutMs,
+      host, port, method, path: route, headers: { ...headers, ...(body !== null ? { 'content-length': String(Buffer.byteLength(body)) } :
+        {}) }, timeout: timeoutMs,
       ...(c.apiTls ? {
         createConnection: (_o: unknown, done: (err: Error | null, s: Socket) => void) => {
           pinnedSocket(c, host, port, timeoutMs).then((s) => done(null, s), (e: Error) => done(e, undefined as unknown as Socket));
@@ -96,9 +99,12 @@ function request(c: ClientConfig, method: string, route: string, body: string | 
     req.on('error', (e: NodeJS.ErrnoException) => {
       if (e instanceof Said) return reject(new Error(e.message));
       if (!c.apiTls && (e.code === 'ECONNRESET' || e.code === 'HPE_INVALID_CONSTANT')) {
-        return reject(new Error(`the daemon of node ${c.node} at ${formatListenAddress(c.api!)} did not answer plain HTTP (${e.code}); if it serves the API over HTTPS, set api_tls: true in ${c.file}`));
+        return reject(new Error(
+          `the daemon of node ${c.node} at ${formatListenAddress(c.api!)} did not answer plain HTTP (${e.code}); if it serves the API over HTTPS, set ` +
+          `api_tls: true in ${c.file}`));
       }
-      reject(new Error(`cannot reach the daemon of node ${c.node} at ${formatListenAddress(c.api!)} (${e.code ?? e.message}); is \`offsite daemon -c ${c.file}\` running?`));
+      reject(new Error(`cannot reach the daemon of node ${c.node} at ${formatListenAddress(c.api!)} (${e.code ?? e.message}); is \`offsite daemon ` +
+        `-c ${c.file}\` running?`));
     });
     req.end(body ?? undefined);
   });
@@ -116,7 +122,8 @@ export function fetchStatus(c: ClientConfig): Promise<NodeStatus> {
 }
 
 /** POST /api/v1/volumes/{volume}/{action}; resolves to the daemon's message or throws its refusal. */
-export async function callAction(c: ClientConfig, volume: string, action: string, body: Record<string, unknown> = {}): Promise<{ message: string } & Record<string, unknown>> {
+export async function callAction(c: ClientConfig, volume: string, action: string,
+  body: Record<string, unknown> = {}): Promise<{ message: string } & Record<string, unknown>> {
   const token = readToken(c.state);
   const res = await request(c, 'POST', `/api/v1/volumes/${encodeURIComponent(volume)}/${action}`, JSON.stringify(body),
     { 'content-type': 'application/json', authorization: `Bearer ${token}` }, 120_000);

@@ -58,7 +58,8 @@ configOption(program.command('daemon'))
     // durable is safe (recovery at the next start is the same as after kill -9).
     const fatal = (kind: string) => (e: unknown): void => {
       const err = e instanceof Error ? e : new Error(String(e));
-      log.fatal({ stack: err.stack }, `internal error (${kind}): ${err.message}; exiting; restart the daemon, recovery will bring every volume back to its last durable state`);
+      log.fatal({ stack: err.stack },
+        `internal error (${kind}): ${err.message}; exiting; restart the daemon, recovery will bring every volume back to its last durable state`);
       process.exit(70);
     };
     // A broken invariant (docs/INVARIANTS.md) stops the daemon where it is found, before
@@ -117,7 +118,8 @@ configOption(checkpoint.command('create <volume>'))
   .description('hold a checkpoint of VOLUME (on the node with its secondary); replication goes on into the receive log')
   .option('--label <label>', 'a name for it (default: manual-<time>)')
   .option('--hold <duration>', 'release it by itself after this long (30m, 2h); default: until released')
-  .action((volume: string, opts: { config?: string; label?: string; hold?: string }) => act(opts, volume, 'checkpoint', { label: opts.label, hold: opts.hold }));
+  .action((volume: string, opts: { config?: string; label?: string; hold?: string }) =>
+    act(opts, volume, 'checkpoint', { label: opts.label, hold: opts.hold }));
 configOption(checkpoint.command('release <volume>'))
   .description('release the checkpoint of VOLUME: the replica catches up at once')
   .action((volume: string, opts: { config?: string }) => act(opts, volume, 'checkpoint-release'));
@@ -176,7 +178,8 @@ configOption(program.command('resume <volume>'))
   .action((volume: string, opts: { config?: string }) => act(opts, volume, 'resume'));
 
 configOption(program.command('promote <volume>'))
-  .description('failover: make this node\'s secondary of VOLUME the primary (read-write); refused while its primary is connected or the replica is not consistent')
+  .description('failover: make this node\'s secondary of VOLUME the primary (read-write); refused while its primary is connected or the ' +
+    'replica is not consistent')
   .option('--force', 'promote even so (two primaries, or an image that is not a flush point)')
   .action((volume: string, opts: { config?: string; force?: boolean }) => act(opts, volume, 'promote', { force: opts.force === true }));
 
@@ -213,7 +216,9 @@ configOption(program.command('plan [volume]'))
     console.log(`from ${source}: ${formatBytes(p.totalBytes)} written over ${at(p.seconds)}`);
     console.log(`  peak write rate     ${formatRate(p.peakBytesPerSecond)}`);
     console.log(`  average write rate  ${formatRate(p.averageBytesPerSecond)}`);
-    console.log(`  link needed for an RPO of ${at(rpo)}: ${formatRate(p.neededBytesPerSecond)} (${(p.neededBytesPerSecond / Math.max(p.averageBytesPerSecond, 1e-9)).toFixed(2)}x the average; worst lag ${at(p.worstLagSeconds)}, ${at(p.worstLagAt)} in)`);
+    console.log(`  link needed for an RPO of ${at(rpo)}: ${formatRate(p.neededBytesPerSecond)} ` +
+      `(${(p.neededBytesPerSecond / Math.max(p.averageBytesPerSecond, 1e-9)).toFixed(2)}x the average; worst lag ${at(p.worstLagSeconds)}, ` +
+      `${at(p.worstLagAt)} in)`);
     console.log('  (raw bytes: compression and coalescing lower what the link carries)');
   });
 

@@ -63,17 +63,20 @@ export function nextSelection(s: NodeStatus, current: string | null, step: 1 | -
 }
 
 function volumeLines(v: VolumeStatus, hostRate: number, wireRate: number): string[] {
-  const state = [v.role, v.paused ? 'PAUSED' : null, v.tracking === 'bitmap' ? 'BITMAP (journal overflowed)' : null, v.consistent ? 'consistent' : 'NOT consistent'].filter(Boolean).join(', ');
+  const state = [v.role, v.paused ? 'PAUSED' : null, v.tracking === 'bitmap' ? 'BITMAP (journal overflowed)' : null,
+    v.consistent ? 'consistent' : 'NOT consistent'].filter(Boolean).join(', ');
   const out = [
     `${v.name}  ${formatBytes(v.sizeBytes)}  ${state}`,
     `  link ${v.link}${v.peer ? ` to ${v.peer}` : ''}${v.linkRateBytesPerSecond ? ` (cap ${formatRate(v.linkRateBytesPerSecond)})` : ''}`,
-    `  backlog ${formatBytes(v.backlogBytes)} (${v.backlogRecords} records)   lag ${formatDuration(v.lagSeconds)}   journal ${formatBytes(v.journalUsedBytes)} of ${formatBytes(v.journalCapacityBytes)}`,
+    `  backlog ${formatBytes(v.backlogBytes)} (${v.backlogRecords} records)   lag ${formatDuration(v.lagSeconds)}   journal ` +
+      `${formatBytes(v.journalUsedBytes)} of ${formatBytes(v.journalCapacityBytes)}`,
     `  host writes ${formatRate(hostRate)}   link sends ${formatRate(wireRate)}`,
   ];
   const sync = resyncCell(v);
   if (sync !== '-') out.push(`  sync ${sync}`);
   if (v.verify && v.verify.state !== 'running') out.push(`  last verify: ${v.verify.state}: ${v.verify.message}`);
-  if (v.checkpoint) out.push(`  checkpoint "${v.checkpoint.label}" held since ${new Date(v.checkpoint.createdAt).toISOString().slice(0, 19)} (export ${v.checkpoint.export})`);
+  if (v.checkpoint) out.push(
+    `  checkpoint "${v.checkpoint.label}" held since ${new Date(v.checkpoint.createdAt).toISOString().slice(0, 19)} (export ${v.checkpoint.export})`);
   if (v.drill) out.push(`  drill running: export ${v.drill.export}, ${formatBytes(v.drill.bytesWritten)} written`);
   if (v.iscsi) {
     const who = v.iscsi.sessions.map((x) => `${x.initiator} from ${x.address}`);

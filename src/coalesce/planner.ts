@@ -58,7 +58,8 @@ export class UnitPlanner {
    * at most half what the peer takes as a unit); each batch of the unit then goes
    * with the plan's Skips.
    */
-  async unitFor(journal: Pick<Journal, 'read' | 'backlogBytes'>, fromSeq: number, limitSeq: number, batchBytes: number, b: UnitBounds): Promise<UnitPlan | null> {
+  async unitFor(journal: Pick<Journal, 'read' | 'backlogBytes'>, fromSeq: number, limitSeq: number, batchBytes: number,
+    b: UnitBounds): Promise<UnitPlan | null> {
     if (!this.o.coalesce?.() || b.roundOpen) return null;
     if (this.plan && fromSeq >= this.plan.from && fromSeq <= this.plan.until) return this.plan;
     this.plan = null;

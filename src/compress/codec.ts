@@ -132,7 +132,8 @@ let dctx: InstanceType<typeof zstdBinding.DCtx> | null = null;
  * decodePackedRecordsFrame (the simulation, tests) calls it in place.
  */
 export function unzstdExact(z: Uint8Array, size: number): Uint8Array {
-  if (!Number.isSafeInteger(size) || size < 0 || size > MAX_FRAME_PAYLOAD) throw new UnzstdError(`declares ${size} bytes, over the ${MAX_FRAME_PAYLOAD}-byte limit`);
+  if (!Number.isSafeInteger(size) || size < 0 || size > MAX_FRAME_PAYLOAD) throw new UnzstdError(
+    `declares ${size} bytes, over the ${MAX_FRAME_PAYLOAD}-byte limit`);
   // One frame, nothing after it: a second frame (a bomb) or trailing bytes are refused
   // here, by walking the block headers, before a byte is decompressed.
   let frameBytes: number;
@@ -176,9 +177,11 @@ export function parsePackedRecordsFrame(payload: Buffer): PackedFrame {
   const { volume, rest } = decodeVolumePayload(payload);
   if (rest.length < PACKED_HEAD) throw new FrameError(`PackedRecords frame for ${volume} is shorter than its ${PACKED_HEAD}-byte head`);
   const codec = rest.readUInt8(0);
-  if (codec !== CODEC_ZSTD && codec !== CODEC_ZSTD_HEADERS) throw new FrameError(`PackedRecords frame for ${volume} uses codec ${codec}; this node knows 1 (zstd) and 2 (zstd headers)`);
+  if (codec !== CODEC_ZSTD && codec !== CODEC_ZSTD_HEADERS) throw new FrameError(
+    `PackedRecords frame for ${volume} uses codec ${codec}; this node knows 1 (zstd) and 2 (zstd headers)`);
   const rawLength = rest.readUInt32LE(4);
-  if (rawLength > MAX_FRAME_PAYLOAD) throw new FrameError(`PackedRecords frame for ${volume} declares ${rawLength} bytes of records, over the ${MAX_FRAME_PAYLOAD}-byte limit`);
+  if (rawLength > MAX_FRAME_PAYLOAD) throw new FrameError(
+    `PackedRecords frame for ${volume} declares ${rawLength} bytes of records, over the ${MAX_FRAME_PAYLOAD}-byte limit`);
   const declared = (z: Buffer, checksummed: boolean): number => {
     try {
       return zstdDeclaredSize(z, checksummed);
@@ -202,14 +205,16 @@ export function parsePackedRecordsFrame(payload: Buffer): PackedFrame {
   // declared length exactly: known before a byte is decompressed.
   if (size % ROW !== 0) throw new FrameError(`PackedRecords frame for ${volume}: ${size} bytes of header columns is not a whole number of records`);
   const headerBytes = (size / ROW) * RECORD_HEADER_SIZE;
-  if (headerBytes + payloads.length !== rawLength) throw new FrameError(`PackedRecords frame for ${volume} holds ${headerBytes + payloads.length} bytes of records, the frame declares ${rawLength}`);
+  if (headerBytes + payloads.length !== rawLength) throw new FrameError(
+    `PackedRecords frame for ${volume} holds ${headerBytes + payloads.length} bytes of records, the frame declares ${rawLength}`);
   return { volume, codec, rawLength, zstd, unpackedSize: size, payloads };
 }
 
 /** The records of a parsed PackedRecords frame, given its zstd frame unpacked (by unzstdExact). */
 export function packedRecords(p: PackedFrame, unpacked: Uint8Array): { volume: string; records: JournalRecord[]; rawBytes: number } {
   const { volume, rawLength } = p;
-  if (unpacked.length !== p.unpackedSize) throw new FrameError(`PackedRecords frame for ${volume} decompressed to ${unpacked.length} bytes, not the ${p.unpackedSize} declared`);
+  if (unpacked.length !== p.unpackedSize) throw new FrameError(
+    `PackedRecords frame for ${volume} decompressed to ${unpacked.length} bytes, not the ${p.unpackedSize} declared`);
   const inner = Buffer.from(unpacked.buffer, unpacked.byteOffset, unpacked.byteLength);
   if (p.codec === CODEC_ZSTD) return { volume, records: decodeRecordsBody(volume, inner), rawBytes: rawLength };
   const headers = columnsToHeaders(inner);
@@ -263,7 +268,8 @@ export function unpackPacked(p: PackedFrame): { volume: string; records: Journal
  * event loop only reads headers and checks CRCs. A frame refused is a FrameError;
  * a failure of the pool itself is passed on as it is.
  */
-export async function decodePackedRecordsFrameOff(p: PackedFrame, pool: { unzstd(z: Buffer, size: number): Promise<Buffer> }): Promise<{ volume: string; records: JournalRecord[]; rawBytes: number }> {
+export async function decodePackedRecordsFrameOff(p: PackedFrame, pool: { unzstd(z: Buffer, size: number): Promise<Buffer> }): Promise<{
+  volume: string; records: JournalRecord[]; rawBytes: number }> {
   let unpacked: Buffer;
   try {
     unpacked = await pool.unzstd(p.zstd, p.unpackedSize);

@@ -3,7 +3,8 @@
 // and the peer allow it, raw when compressing does not pay. Counts what it saved.
 import type { JournalRecord } from '../journal/record.js';
 import { RECORD_HEADER_SIZE } from '../journal/record.js';
-import { encodeHeadersPackedFrame, encodePackedRecordsFrame, encodeRawRecordsFrame, headersWorthIt, recordsBody, splitRecords, zeroWritesAsZeroes } from './codec.js';
+import { encodeHeadersPackedFrame, encodePackedRecordsFrame, encodeRawRecordsFrame, headersWorthIt, recordsBody, splitRecords,
+  zeroWritesAsZeroes } from './codec.js';
 import { LevelController } from './level.js';
 import type { CompressionPool } from './pool.js';
 import type { Compression } from './setting.js';

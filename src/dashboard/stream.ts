@@ -65,7 +65,8 @@ export class StatusStream {
     }
     const fromHere = this.perAddress.get(req.ip) ?? 0;
     if (fromHere >= this.maxClientsPerAddress) {
-      void reply.code(429).send({ error: `too many live streams open from ${req.ip} (at most ${this.maxClientsPerAddress} from one address); close a dashboard tab and retry` });
+      void reply.code(429).send(
+        { error: `too many live streams open from ${req.ip} (at most ${this.maxClientsPerAddress} from one address); close a dashboard tab and retry` });
       return;
     }
     if (!this.unsubscribe) {
@@ -132,7 +133,8 @@ export class StatusStream {
       this.remove(c);
       c.res.destroy();
       // Logged after this call returns: the log line is itself an operator event.
-      queueMicrotask(() => this.opts.log.warn(`dashboard: dropped the live stream of ${c.remote}: ${unread} bytes unread (at most ${this.maxBufferedBytes}); its page reconnects`));
+      queueMicrotask(() => this.opts.log.warn(
+        `dashboard: dropped the live stream of ${c.remote}: ${unread} bytes unread (at most ${this.maxBufferedBytes}); its page reconnects`));
     }
   }
 

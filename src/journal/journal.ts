@@ -14,7 +14,7 @@ import {
 } from './record.js';
 import { RedoPoint, ReleasePoint } from './counters.js';
 import { checkOwnership, segmentVolumeId, type JournalVolume } from './ownership.js';
-import { KEEP_PREFIX, REPORT_DAMAGE, scanSegments, type DamagePolicy, type RecoveryReport } from './recovery.js';
+import { REPORT_DAMAGE, scanSegments, type DamagePolicy, type RecoveryReport } from './recovery.js';
 import { Samples } from './samples.js';
 import { AppendQueue } from './append-queue.js';
 import { SEGMENT_NAME, readRecords, segmentName, syncSegment, type Segment } from './segment.js';
@@ -36,8 +36,6 @@ export interface JournalOptions {
    * drops everything after the first damage or gap (the peer sends it again).
    */
   onDamage?: DamagePolicy;
-  /** A receive log: the same as onDamage: KEEP_PREFIX. */
-  prefixOnly?: boolean;
   /**
    * The volume this journal belongs to: every new segment names it, and recovery
    * refuses a segment that names another one (two volumes must never share a journal
@@ -80,16 +78,14 @@ export class Journal {
     this.capacity = opts.capacity;
     this.segmentSize = opts.segmentSize ?? Math.min(64 << 20, Math.max(1 << 20, Math.floor(opts.capacity / 8)));
     this.now = opts.now ?? Date.now;
-    this.onDamage = opts.onDamage ?? (opts.prefixOnly ? KEEP_PREFIX : REPORT_DAMAGE);
-    this.prefixOnly = this.onDamage === KEEP_PREFIX;
+    this.onDamage = opts.onDamage ?? REPORT_DAMAGE;
     this.volume = opts.volume ?? null;
     this.releasePoint = new ReleasePoint(opts.store);
     this.redoPoint = new RedoPoint(opts.store, () => (this.dirChanged = true));
   }
 
-  private readonly onDamage: DamagePolicy;
-  /** A receive log (recovery keeps the longest intact prefix). */
-  readonly prefixOnly: boolean;
+  /** What recovery does with damage before the tail: KEEP_PREFIX for a receive log, REPORT_DAMAGE for a journal. */
+  readonly onDamage: DamagePolicy;
   private readonly volume: JournalVolume | null;
   /** The `released` and `applied` counter files (counters.ts). */
   private readonly releasePoint: ReleasePoint;
@@ -236,9 +232,11 @@ export class Journal {
     }
     // Seqs run without a gap: recovery, resume and release all count on it.
     assert(h.seq === this.nextSeq, () => `journal: record ${h.seq} appended where ${this.nextSeq} is next`);
-    assert(h.kind !== RecordKind.Write || (payload !== null && payload.length === h.length), () => `journal: write record ${h.seq} of ${h.length} bytes carries ${payload?.length ?? 'no'} payload`);
+    assert(h.kind !== RecordKind.Write || (payload !== null && payload.length === h.length),
+      () => `journal: write record ${h.seq} of ${h.length} bytes carries ${payload?.length ?? 'no'} payload`);
     const header = encodeRecordHeader(h, payload);
-    this.appends.enqueue(seg!, h.seq, payload && payload.length > 0 ? [header, payload] : [header], h.kind === RecordKind.Barrier ? null : { offset: h.offset, length: h.length });
+    this.appends.enqueue(seg!, h.seq, payload && payload.length > 0 ? [header, payload] : [header],
+      h.kind === RecordKind.Barrier ? null : { offset: h.offset, length: h.length });
     seg!.lastSeq = h.seq;
     this.used += size;
     assert(this.used <= this.capacity, () => `journal: ${this.used} bytes used of a capacity of ${this.capacity}`);
@@ -337,7 +335,8 @@ export class Journal {
       // Released records are gone for good: only what is durable here may go (the caller
       // synced first; a broken journal's records are covered by the dirty bitmap instead),
       // and on a primary only what the peer acked (invariant 2, the shipper).
-      assert(this.released <= this.durableSeq || this.broken !== null, () => `journal: released up to ${this.released} but durable only up to ${this.durableSeq}`);
+      assert(this.released <= this.durableSeq || this.broken !== null,
+        () => `journal: released up to ${this.released} but durable only up to ${this.durableSeq}`);
       this.releasedBytes += before - this.backlogBytes;
       // Drop samples wholly behind the release point, keeping the one covering released+1.
       this.samples.released(this.released);
@@ -523,7 +522,8 @@ export class Journal {
       }
     }
     if (report.records > 0 || report.notes.length > 0) {
-      report.notes.unshift(`journal: recovered ${report.records} records in ${report.segments} segments, records ${this.released + 1}..${this.lastSeq}, epoch ${this.epoch}`);
+      report.notes.unshift(`journal: recovered ${report.records} records in ${report.segments} segments, records ` +
+        `${this.released + 1}..${this.lastSeq}, epoch ${this.epoch}`);
     }
     return report;
   }

@@ -91,7 +91,8 @@ export const REPORT_DAMAGE: DamagePolicy = {
     return 'skip';
   },
   gap(scan, at, _file, baseSeq, expected) {
-    scan.report.notes.push(`journal segment ${scan.names[at]} starts at record ${baseSeq} but ${expected} was next; the records in between are lost, so the whole volume will be resynced`);
+    scan.report.notes.push(`journal segment ${scan.names[at]} starts at record ${baseSeq} but ${expected} was next; the records in between are lost, so the ` +
+      `whole volume will be resynced`);
     scan.report.unknownLoss = true;
     return 'read';
   },
@@ -99,11 +100,13 @@ export const REPORT_DAMAGE: DamagePolicy = {
     const name = scan.names[d.at];
     if (d.payloadOnly) {
       const h = d.header!;
-      scan.report.notes.push(`journal: record ${d.seq} at segment ${name} byte ${d.pos} is damaged (payload checksum mismatch); its range ${h.offset}+${h.length} will be resynced`);
+      scan.report.notes.push(`journal: record ${d.seq} at segment ${name} byte ${d.pos} is damaged (payload checksum mismatch); its range ` +
+        `${h.offset}+${h.length} will be resynced`);
       scan.report.lost.push({ offset: h.offset, length: h.length });
       return 'skip';
     }
-    scan.report.notes.push(`journal: damaged record at segment ${name} byte ${d.pos} (${d.reason}); the writes it held are unknown, so the whole volume will be resynced`);
+    scan.report.notes.push(`journal: damaged record at segment ${name} byte ${d.pos} (${d.reason}); the writes it held are unknown, so the whole ` +
+      `volume will be resynced`);
     scan.report.unknownLoss = true;
     return 'end';
   },
@@ -145,7 +148,8 @@ export const KEEP_PREFIX: DamagePolicy = {
 function cutFrom(scan: Scan, names: string[], why: string): void {
   for (const n of names) scan.store.remove(n);
   scan.dirChanged = true;
-  scan.report.notes.push(`receive log: ${why}; it and everything after it (${names.length} segment file(s)) are dropped and will be fetched again from the peer`);
+  scan.report.notes.push(`receive log: ${why}; it and everything after it (${names.length} segment file(s)) are dropped and will be ` +
+    `fetched again from the peer`);
 }
 
 export interface ScanOptions {
@@ -249,7 +253,10 @@ export async function scanSegments(o: ScanOptions): Promise<Scanned> {
       const more = (await validRecordAfter(file, pos + 1, seq)) || laterRecords(store, names.slice(i + 1));
       if (!more) {
         report.tornBytes += end - pos;
-        report.notes.push(`journal: cut a torn tail of ${end - pos} bytes at segment ${name} byte ${pos} (${h.ok ? (fits ? (inOrder ? 'payload checksum mismatch' : `record ${h.header.seq} where ${seq} was next`) : 'record runs past the end') : h.reason})`);
+        report.notes.push(`journal: cut a torn tail of ${end - pos} bytes at segment ${name} byte ${pos} ` +
+          `(${h.ok
+            ? (fits ? (inOrder ? 'payload checksum mismatch' : `record ${h.header.seq} where ${seq} was next`) : 'record runs past the end')
+            : h.reason})`);
         file.truncateSync(pos);
         break;
       }

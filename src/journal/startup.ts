@@ -29,7 +29,9 @@ export interface Starting {
 export function markSuspects(v: Starting, suspect: Array<{ offset: number; length: number }>): void {
   for (const r of suspect) v.bitmap.mark(r.offset, Math.min(r.length, v.disk.size - r.offset));
   if (suspect.length > 0) {
-    v.log.warn({ volume: v.name }, `volume ${v.name}: the machine restarted without a clean stop; ${suspect.length} recently written extents (${formatBytes(suspect.reduce((n, r) => n + r.length, 0))}) are marked for resync`);
+    v.log.warn({ volume: v.name },
+      `volume ${v.name}: the machine restarted without a clean stop; ${suspect.length} recently written extents ` +
+      `(${formatBytes(suspect.reduce((n, r) => n + r.length, 0))}) are marked for resync`);
   }
 }
 
@@ -46,7 +48,8 @@ export interface Intents {
  * `touch` hears of each range (a round's records touch it). When the journal has no
  * room, the ranges not journaled are marked in the bitmap and `toBitmap` is called.
  */
-export async function rejournal(v: Starting, intents: Intents, maxEpochBytes: number, touch: (offset: number, length: number) => void, toBitmap: (reason: string) => void): Promise<void> {
+export async function rejournal(v: Starting, intents: Intents, maxEpochBytes: number, touch: (offset: number, length: number) => void,
+  toBitmap: (reason: string) => void): Promise<void> {
   if (!intents.store) return;
   const ring = IntentRing.open(intents.store, intents.slots);
   if (!ring) return;
@@ -107,7 +110,9 @@ export async function redo(v: Starting): Promise<void> {
     seq = batch[batch.length - 1]!.seq + 1;
   }
   if (replayed > 0 || skipped > 0) {
-    v.log.info({ volume: v.name }, `volume ${v.name}: replayed ${replayed} journal records onto the volume after an unclean stop${skipped > 0 ? ` (${skipped} more lie in regions marked for resync: those are sent as the volume holds them)` : ''}`);
+    v.log.info({ volume: v.name },
+      `volume ${v.name}: replayed ${replayed} journal records onto the volume after an unclean ` +
+      `stop${skipped > 0 ? ` (${skipped} more lie in regions marked for resync: those are sent as the volume holds them)` : ''}`);
   }
 }
 

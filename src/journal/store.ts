@@ -76,7 +76,8 @@ export class FolderLock {
    * Takes `dir` (created if missing) for `volume`, or throws an operator error naming
    * the folder and the volume holding it; `what` and `advice` complete that error.
    */
-  static take(dir: string, volume: string, what = 'journal folder', advice = 'give each volume a journal folder of its own (volumes.NAME.journal_dir)'): FolderLock {
+  static take(dir: string, volume: string, what = 'journal folder',
+    advice = 'give each volume a journal folder of its own (volumes.NAME.journal_dir)'): FolderLock {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const file = path.join(dir, FOLDER_LOCK_FILE);
     const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);

@@ -90,7 +90,8 @@ export class Tracking {
         // numbering after a crash: keep the records (the bitmap covers them) and
         // empty the journal when a round begins.
         this.clearPending = true;
-        log.warn({ volume: name }, `volume ${name}: cannot empty the journal yet (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); the bitmap holds its changes`);
+        log.warn({ volume: name },
+          `volume ${name}: cannot empty the journal yet (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); the bitmap holds its changes`);
         return;
       }
       this.clearPending = false;

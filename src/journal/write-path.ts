@@ -171,7 +171,8 @@ export class JournaledVolume implements ExportBackend {
     const a = this.activityOpts;
     if (a.activityStore) {
       // After a power loss, extents with writes in flight may hold writes the journal lost.
-      const { log, suspect } = await ActivityLog.open({ store: a.activityStore, extentSize: a.activityExtent ?? 4 << 20, slots: a.activitySlots ?? 1024, bootId: a.bootId });
+      const { log, suspect } = await ActivityLog.open({ store: a.activityStore, extentSize: a.activityExtent ?? 4 << 20,
+        slots: a.activitySlots ?? 1024, bootId: a.bootId });
       markSuspects(this.parts, suspect);
       await this.bitmap.sync();
       await log.reset();
@@ -187,7 +188,8 @@ export class JournaledVolume implements ExportBackend {
       this.seed.begin(mark.initial && recorded !== undefined, touched);
       await redo(this.parts);
       await this.rejournal();
-      this.log.info({ volume: this.name }, `volume ${this.name}: resync round from record ${mark.startSeq} resumes; ${formatBytes(this.bitmap.dirtyBytes)} left to send`);
+      this.log.info({ volume: this.name },
+        `volume ${this.name}: resync round from record ${mark.startSeq} resumes; ${formatBytes(this.bitmap.dirtyBytes)} left to send`);
     } else if (this.bitmap.count > 0) {
       // Writes in flight at the crash may be on the volume without a journal record:
       // their intents say where, and those ranges are resynced too.
@@ -197,7 +199,8 @@ export class JournaledVolume implements ExportBackend {
         ring.close();
       }
       this.log.warn({ volume: this.name },
-        `volume ${this.name}: ${this.bitmap.count} regions (${formatBytes(this.bitmap.dirtyBytes)}) are marked for resync; tracking changes in the dirty bitmap`);
+        `volume ${this.name}: ${this.bitmap.count} regions (${formatBytes(this.bitmap.dirtyBytes)}) are marked for resync; tracking ` +
+          `changes in the dirty bitmap`);
       this.tracking.mode = 'bitmap';
       await this.tracking.fold();
     } else {
@@ -210,7 +213,8 @@ export class JournaledVolume implements ExportBackend {
 
   /** The writes in flight at a crash are journaled again from the volume (startup.ts). */
   private rejournal(): Promise<void> {
-    return rejournal(this.parts, { store: this.intentStore, slots: this.intentSlots }, this.maxEpochBytes, (o, l) => this.seed.touch(o, l), (why) => this.tracking.toBitmap(why));
+    return rejournal(this.parts, { store: this.intentStore, slots: this.intentSlots }, this.maxEpochBytes, (o, l) => this.seed.touch(o, l),
+      (why) => this.tracking.toBitmap(why));
   }
 
   // --- the host's requests ----------------------------------------------------
@@ -275,7 +279,9 @@ export class JournaledVolume implements ExportBackend {
   /** The peer's hashes of regions first.. (a first sync by checksum): equal regions leave the bitmap. Returns how many. */
   compareRegions(first: number, regionSize: number, hashes: Buffer[]): Promise<number> { return this.rounds.compareRegions(first, regionSize, hashes); }
   /** Online verify, one batch: read and hashed under the range lock after a flush; the caller unlocks. */
-  verifyHashes(first: number, count: number): Promise<{ hashes: Buffer[]; afterSeq: number; unlock: () => void }> { return this.rounds.verifyHashes(first, count); }
+  verifyHashes(first: number, count: number): Promise<{ hashes: Buffer[]; afterSeq: number; unlock: () => void }> {
+    return this.rounds.verifyHashes(first, count);
+  }
   /** Verify found these regions different on the peer: they go to the bitmap, and the next link resyncs them. */
   markForResync(regions: number[], reason: string): void { this.rounds.markForResync(regions, reason); }
 
@@ -338,9 +344,11 @@ export class JournaledVolume implements ExportBackend {
   // --- internals --------------------------------------------------------------
 
   /** Journals (or marks in the bitmap) one host change; returns its seq (0 in bitmap mode). */
-  private async track(kind: RecordKind.Write | RecordKind.Zeroes | RecordKind.Trim, offset: number, length: number, payload: Buffer | null, fua: boolean): Promise<number> {
+  private async track(kind: RecordKind.Write | RecordKind.Zeroes | RecordKind.Trim, offset: number, length: number, payload: Buffer | null,
+    fua: boolean): Promise<number> {
     // The front end checked the range (in bigint); a change outside the volume would reach the replica.
-    assert(Number.isSafeInteger(offset) && offset >= 0 && length >= 0 && offset + length <= this.disk.size, () => `volume ${this.name}: a change at ${offset}+${length} is outside the volume of ${this.disk.size} bytes`);
+    assert(Number.isSafeInteger(offset) && offset >= 0 && length >= 0 && offset + length <= this.disk.size,
+      () => `volume ${this.name}: a change at ${offset}+${length} is outside the volume of ${this.disk.size} bytes`);
     if (this.apart) {
       // The first change while apart from the peer: the link layer starts a new generation.
       const f = this.apart;

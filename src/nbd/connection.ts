@@ -1,18 +1,24 @@
 // One client connection: the handshake, then the transmission phase with many
-// requests in flight, replies in completion order, and bounded memory.
+// requests in flight, replies in completion order, and bounded memory. The bytes
+// received are taken apart here, phase by phase (greeting, options, request headers,
+// write payloads held against the node's budget); what each command checks and does
+// is commands.ts, the replies leave through reply-writer.ts (those carrying data:
+// structured-replies.ts), and the option phase's decisions are negotiation.ts.
 import type { Socket } from 'node:net';
 import type { Logger } from '../log/log.js';
 import { ByteQueue } from './byte-queue.js';
 import * as C from './codec.js';
-import { DiskError, type ExportBackend, type Capabilities } from '../export/backend.js';
 import { Negotiation, type ExportTable, type Session } from './negotiation.js';
 import * as P from './protocol.js';
 import { RequestBudget, type BudgetWaiter } from './budget.js';
+import { Commands, type CommandFlow } from './commands.js';
+import { MAX_UNSENT_REPLY_BYTES, ReplyWriter } from './reply-writer.js';
+
+export { errnoToNbd } from './reply-writer.js';
 
 /** Per-connection limits: past either one we stop reading the socket until replies drain. */
 export const MAX_IN_FLIGHT = 128;
 export const MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
-const MAX_UNSENT_REPLY_BYTES = 32 * 1024 * 1024;
 /**
  * From the accept to the transmission phase. A deadline, not an idle timer: real
  * clients finish the handshake in milliseconds, and a connection parked before it
@@ -20,14 +26,6 @@ const MAX_UNSENT_REPLY_BYTES = 32 * 1024 * 1024;
  */
 export const NBD_HANDSHAKE_TIMEOUT_MS = 30_000;
 const MAX_OPTIONS = 1024;
-const MAX_EXTENTS = 1024;
-const ZERO_BLOCK = 4096;
-const ZEROES = Buffer.alloc(ZERO_BLOCK);
-/** Bytes reserved in front of read data for a reply header (20-byte chunk header + u64 offset). */
-const READ_HEADROOM = 28;
-
-const KNOWN_FLAGS = P.NBD_CMD_FLAG_FUA | P.NBD_CMD_FLAG_NO_HOLE | P.NBD_CMD_FLAG_DF
-  | P.NBD_CMD_FLAG_REQ_ONE | P.NBD_CMD_FLAG_FAST_ZERO;
 
 type Phase = 'greeting' | 'options' | 'option-data' | 'option-skip' | 'header' | 'payload' | 'discard' | 'closing';
 
@@ -51,8 +49,8 @@ export class NbdConnection {
   private phase: Phase = 'greeting';
   private negotiation: Negotiation | null = null;
   private session: Session | null = null;
-  private backend: ExportBackend | null = null;
-  private caps: Capabilities | null = null;
+  /** The transmission phase's commands (null before it). */
+  private commands: Commands | null = null;
   private clientNoZeroes = false;
   private options = 0;
   private pendingOption = 0;
@@ -73,12 +71,16 @@ export class NbdConnection {
   private closed = false;
   private readonly drained: Array<() => void> = [];
   private handshakeTimer: NodeJS.Timeout | null;
-  private corked = false;
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.socket.uncork();
-  };
   readonly stats: ConnectionStats = { requests: 0, bytesRead: 0, bytesWritten: 0 };
+  private readonly replies: ReplyWriter;
+  private readonly flow: CommandFlow = {
+    track: (r, bytes, done) => this.track(r, bytes, done),
+    disconnect: () => {
+      this.disconnecting = true;
+      this.socket.pause();
+      void this.whenIdle().then(() => this.endGracefully());
+    },
+  };
 
   constructor(
     private readonly socket: Socket,
@@ -88,6 +90,7 @@ export class NbdConnection {
     private readonly onClose: (c: NbdConnection) => void,
     private readonly limits: ConnectionLimits = { budget: new RequestBudget(), handshakeTimeoutMs: NBD_HANDSHAKE_TIMEOUT_MS },
   ) {
+    this.replies = new ReplyWriter(socket, log, peer, this.stats, () => this.pause());
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => {
@@ -105,7 +108,7 @@ export class NbdConnection {
   }
 
   get exportName(): string | null {
-    return this.backend?.name ?? null;
+    return this.commands?.backend.name ?? null;
   }
 
   /**
@@ -172,6 +175,7 @@ export class NbdConnection {
   private finish(): void {
     if (this.closed) return;
     this.closed = true;
+    this.replies.closed = true;
     this.phase = 'closing';
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.queue.clear();
@@ -268,7 +272,7 @@ export class NbdConnection {
             if (r.length > 0) this.reserve(r.length);
             break;
           }
-          this.dispatch(r, null);
+          this.commands!.dispatch(r, null);
           break;
         }
         case 'payload': {
@@ -281,7 +285,7 @@ export class NbdConnection {
           // disk has them (track() takes them over), or go back at once if refused.
           this.dispatchHeld = this.payloadHeld;
           this.payloadHeld = 0;
-          this.dispatch(r, data);
+          this.commands!.dispatch(r, data);
           if (this.dispatchHeld > 0) this.limits.budget.release(this.dispatchHeld);
           this.dispatchHeld = 0;
           break;
@@ -292,7 +296,7 @@ export class NbdConnection {
           const r = this.pendingRequest!;
           this.pendingRequest = null;
           this.phase = 'header';
-          this.replyError(r, P.NBD_EINVAL, `write of ${r.length} bytes is over the ${P.MAX_PAYLOAD}-byte maximum`);
+          this.replies.error(r, P.NBD_EINVAL, `write of ${r.length} bytes is over the ${P.MAX_PAYLOAD}-byte maximum`);
           break;
         }
         case 'closing':
@@ -324,79 +328,22 @@ export class NbdConnection {
     }
     this.budgetWait = w;
     this.socket.pause();
-    this.log.debug({ peer: this.peer }, `NBD client ${this.peer}: a ${bytes}-byte write waits for the node's request budget (${this.limits.budget.used} of ${this.limits.budget.limit} bytes held)`);
+    this.log.debug({ peer: this.peer },
+      `NBD client ${this.peer}: a ${bytes}-byte write waits for the node's request budget (${this.limits.budget.used} of ` +
+      `${this.limits.budget.limit} bytes held)`);
   }
 
   private startTransmission(session: Session): void {
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
     this.session = session;
-    this.backend = session.backend;
-    this.caps = session.backend.capabilities();
+    this.replies.structured = session.structured;
+    this.commands = new Commands(session, this.replies, this.stats, this.flow);
     this.phase = 'header';
     this.log.debug({ peer: this.peer, export: session.backend.name }, `NBD client ${this.peer} opened export ${session.backend.name}`);
   }
 
-  // --- transmission -------------------------------------------------------
-
-  private dispatch(r: C.Request, data: Buffer | null): void {
-    const backend = this.backend!;
-    const type = r.type;
-    if (type === P.NBD_CMD_DISC) {
-      this.disconnecting = true;
-      this.socket.pause();
-      void this.whenIdle().then(() => this.endGracefully());
-      return;
-    }
-    if ((r.flags & ~KNOWN_FLAGS) !== 0) return this.replyError(r, P.NBD_EINVAL, `unknown command flags 0x${r.flags.toString(16)}`);
-    const end = r.offset + BigInt(r.length);
-    const size = BigInt(backend.size);
-    const fua = (r.flags & P.NBD_CMD_FLAG_FUA) !== 0;
-    const offset = Number(r.offset); // exact whenever the range check below passes
-    // What the export did not advertise is refused here, before the backend's contract.
-    const caps = this.caps!;
-    if (fua && !caps.fua) return this.replyError(r, P.NBD_EINVAL, 'FUA was not advertised for this export');
-    switch (type) {
-      case P.NBD_CMD_READ:
-        if (end > size) return this.replyError(r, P.NBD_EINVAL, 'read beyond the end of the export');
-        if (r.length > P.MAX_PAYLOAD) return this.replyError(r, P.NBD_EINVAL, `read of ${r.length} bytes is over the maximum`);
-        return this.track(r, r.length, this.read(r, offset));
-      case P.NBD_CMD_WRITE:
-        if (backend.readOnly) return this.replyError(r, P.NBD_EPERM, 'export is read-only');
-        if (end > size) return this.replyError(r, P.NBD_ENOSPC, 'write beyond the end of the export');
-        return this.track(r, r.length, backend.write(offset, data!, fua).then(() => this.replyOk(r)));
-      case P.NBD_CMD_FLUSH:
-        return this.track(r, 0, backend.flush().then(() => this.replyOk(r)));
-      case P.NBD_CMD_TRIM:
-        if (backend.readOnly) return this.replyError(r, P.NBD_EPERM, 'export is read-only');
-        if (!caps.trim) return this.replyError(r, P.NBD_EINVAL, 'trim was not advertised for this export');
-        if (end > size) return this.replyError(r, P.NBD_EINVAL, 'trim beyond the end of the export');
-        return this.track(r, 0, backend.trim(offset, r.length, fua).then(() => this.replyOk(r)));
-      case P.NBD_CMD_WRITE_ZEROES: {
-        if (backend.readOnly) return this.replyError(r, P.NBD_EPERM, 'export is read-only');
-        if (end > size) return this.replyError(r, P.NBD_ENOSPC, 'write beyond the end of the export');
-        if (!caps.zero) return this.replyError(r, P.NBD_EINVAL, 'write zeroes was not advertised for this export');
-        if ((r.flags & P.NBD_CMD_FLAG_FAST_ZERO) !== 0 && !caps.fastZero) return this.replyError(r, P.NBD_EINVAL, 'fast zero was not advertised for this export');
-        const opts = {
-          fua,
-          mayTrim: (r.flags & P.NBD_CMD_FLAG_NO_HOLE) === 0,
-          fast: (r.flags & P.NBD_CMD_FLAG_FAST_ZERO) !== 0,
-        };
-        return this.track(r, 0, backend.writeZeroes(offset, r.length, opts).then(() => this.replyOk(r)));
-      }
-      case P.NBD_CMD_CACHE:
-        if (end > size) return this.replyError(r, P.NBD_EINVAL, 'cache beyond the end of the export');
-        return this.track(r, 0, backend.cache(offset, r.length).then(() => this.replyOk(r)));
-      case P.NBD_CMD_BLOCK_STATUS:
-        if (!this.session!.allocationContext) {
-          return this.replyError(r, P.NBD_EINVAL, 'no meta context selected (SET_META_CONTEXT base:allocation)');
-        }
-        if (r.length === 0 || end > size) return this.replyError(r, P.NBD_EINVAL, 'block status range is empty or beyond the end');
-        return this.track(r, 0, this.blockStatus(r, offset));
-      default:
-        return this.replyError(r, P.NBD_EINVAL, `unknown command ${type}`);
-    }
-  }
+  // --- transmission: requests in flight and backpressure ----------------------
 
   /** Counts a request in flight, applies backpressure, and turns failures into NBD errors. */
   private track(r: C.Request, bytes: number, p: Promise<void>): void {
@@ -405,7 +352,7 @@ export class NbdConnection {
     const held = this.dispatchHeld; // a write's budget bytes, given back when the disk is done
     this.dispatchHeld = 0;
     if (this.inFlight >= MAX_IN_FLIGHT || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES) this.pause();
-    p.catch((e: unknown) => this.replyFailure(r, e)).finally(() => {
+    p.catch((e: unknown) => this.replies.failure(r, e, this.commands?.backend.name)).finally(() => {
       if (held > 0) this.limits.budget.release(held);
       this.inFlight--;
       this.inFlightBytes -= bytes;
@@ -429,123 +376,5 @@ export class NbdConnection {
     if (this.budgetWait) return; // still waiting for the budget: not read until it is granted
     this.socket.resume();
     this.pump();
-  }
-
-  /**
-   * Replies completed in one turn of the event loop leave in one writev: the socket
-   * is corked at the first reply and uncorked in the check phase, after every I/O
-   * callback of this turn has run. One syscall per reply was the top cost at QD32.
-   */
-  private send(b: Buffer): void {
-    if (this.closed) return;
-    this.stats.bytesWritten += b.length;
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      setImmediate(this.uncork);
-    }
-    this.socket.write(b);
-    if (this.socket.writableLength > MAX_UNSENT_REPLY_BYTES) this.pause();
-  }
-
-  private replyOk(r: C.Request): void {
-    this.send(C.encodeSimpleReply(0, r.handle));
-  }
-
-  private replyError(r: C.Request, error: number, message: string): void {
-    this.log.debug({ peer: this.peer }, `NBD ${P.commandName[r.type] ?? r.type} from ${this.peer}: ${message}`);
-    const structuredOnly = r.type === P.NBD_CMD_READ || r.type === P.NBD_CMD_BLOCK_STATUS;
-    if (this.session?.structured && structuredOnly) this.send(C.encodeErrorChunk(r.handle, error, message));
-    else this.send(C.encodeSimpleReply(error, r.handle));
-  }
-
-  private replyFailure(r: C.Request, e: unknown): void {
-    const code = e instanceof DiskError || (e as NodeJS.ErrnoException)?.code ? (e as { code: string }).code : 'EIO';
-    const message = e instanceof Error ? e.message : String(e);
-    const error = errnoToNbd(code);
-    if (error === P.NBD_EIO) this.log.error({ export: this.backend?.name }, `I/O error: ${message}`);
-    this.replyError(r, error, message);
-  }
-
-  private async read(r: C.Request, offset: number): Promise<void> {
-    const len = r.length;
-    const buf = Buffer.allocUnsafe(READ_HEADROOM + len);
-    await this.backend!.read(offset, buf, READ_HEADROOM, len);
-    this.stats.bytesRead += len;
-    if (!this.session!.structured) {
-      C.writeSimpleReply(buf, READ_HEADROOM - 16, 0, r.handle);
-      return this.send(buf.subarray(READ_HEADROOM - 16));
-    }
-    if (len === 0) return this.send(C.encodeChunk(P.NBD_REPLY_FLAG_DONE, P.NBD_REPLY_TYPE_NONE, r.handle));
-    const df = (r.flags & P.NBD_CMD_FLAG_DF) !== 0;
-    const runs = df ? null : zeroRuns(buf, READ_HEADROOM, len);
-    if (runs === null) {
-      C.writeChunkHeader(buf, 0, P.NBD_REPLY_FLAG_DONE, P.NBD_REPLY_TYPE_OFFSET_DATA, r.handle, 8 + len);
-      buf.writeBigUInt64BE(r.offset, 20);
-      return this.send(buf);
-    }
-    // Mixed data and zeros: data chunks and hole chunks, DONE on the last.
-    this.socket.cork();
-    runs.forEach((run, i) => {
-      const flags = i === runs.length - 1 ? P.NBD_REPLY_FLAG_DONE : 0;
-      const at = r.offset + BigInt(run.start);
-      if (run.zero) {
-        this.send(C.encodeOffsetHole(flags, r.handle, at, run.length));
-      } else {
-        const h = Buffer.allocUnsafe(28);
-        C.writeChunkHeader(h, 0, flags, P.NBD_REPLY_TYPE_OFFSET_DATA, r.handle, 8 + run.length);
-        h.writeBigUInt64BE(at, 20);
-        this.send(h);
-        this.send(buf.subarray(READ_HEADROOM + run.start, READ_HEADROOM + run.start + run.length));
-      }
-    });
-    this.socket.uncork();
-  }
-
-  private async blockStatus(r: C.Request, offset: number): Promise<void> {
-    const one = (r.flags & P.NBD_CMD_FLAG_REQ_ONE) !== 0;
-    const extents = await this.backend!.extents(offset, r.length, one ? 1 : MAX_EXTENTS);
-    const list = (one ? extents.slice(0, 1) : extents).map((e) => ({
-      length: e.length,
-      flags: e.hole ? P.NBD_STATE_HOLE | P.NBD_STATE_ZERO : 0,
-    }));
-    this.send(C.encodeBlockStatus(P.NBD_REPLY_FLAG_DONE, r.handle, P.BASE_ALLOCATION_ID, list));
-  }
-}
-
-interface Run {
-  start: number;
-  length: number;
-  zero: boolean;
-}
-
-/**
- * Splits read data into runs of data and all-zero 4 KiB blocks. Returns null when
- * there is no zero run (the common case), so the data goes as one chunk.
- */
-function zeroRuns(buf: Buffer, base: number, len: number): Run[] | null {
-  if (len < ZERO_BLOCK) return null;
-  const runs: Run[] = [];
-  let anyZero = false;
-  for (let at = 0; at < len; at += ZERO_BLOCK) {
-    const n = Math.min(ZERO_BLOCK, len - at);
-    const zero = n === ZERO_BLOCK && ZEROES.compare(buf, base + at, base + at + n) === 0;
-    anyZero ||= zero;
-    const last = runs[runs.length - 1];
-    if (last && last.zero === zero) last.length += n;
-    else runs.push({ start: at, length: n, zero });
-  }
-  return anyZero ? runs : null;
-}
-
-export function errnoToNbd(code: string): number {
-  switch (code) {
-    case 'ENOSPC': case 'EDQUOT': case 'EFBIG': return P.NBD_ENOSPC;
-    case 'EPERM': case 'EROFS': case 'EACCES': return P.NBD_EPERM;
-    case 'EINVAL': return P.NBD_EINVAL;
-    case 'ENOTSUP': case 'EOPNOTSUPP': return P.NBD_ENOTSUP;
-    case 'ENOMEM': return P.NBD_ENOMEM;
-    case 'ESHUTDOWN': return P.NBD_ESHUTDOWN;
-    default: return P.NBD_EIO;
   }
 }

@@ -59,7 +59,8 @@ export class UnitApplier {
         const batch = await log.read(seq, READ_BATCH_BYTES, to);
         if (batch.length === 0) throw new Error(`receive log lacks record ${seq}`);
         // In a round, the old bytes of every region about to change are saved (durably) first.
-        if (round.undo) await round.undo.protect(this.volume, batch.filter((r) => r.kind !== RecordKind.Barrier && r.kind !== RecordKind.Skip).map((r) => ({ offset: r.offset, length: r.length })));
+        if (round.undo) await round.undo.protect(this.volume, batch.filter((r) => r.kind !== RecordKind.Barrier && r.kind !== RecordKind.Skip).map(
+          (r) => ({ offset: r.offset, length: r.length })));
         for (const r of batch) {
           if (r.kind === RecordKind.Write) await this.volume.write(r.offset, r.payload, false);
           else if (r.kind === RecordKind.Zeroes || r.kind === RecordKind.Trim) {
@@ -71,7 +72,8 @@ export class UnitApplier {
       }
       // Invariant 3: a unit ends exactly at a barrier (in a round, at the part the receiver chose).
       assert(lastRead?.seq === to && (round.undo !== null || round.mark !== null || lastRead.kind === RecordKind.Barrier),
-        () => `volume ${this.name}: the unit ${from}..${to} ends at record ${lastRead?.seq} (${lastRead ? RecordKind[lastRead.kind] : 'none'}), not at a barrier`);
+        () => `volume ${this.name}: the unit ${from}..${to} ends at record ${lastRead?.seq} ` +
+          `(${lastRead ? RecordKind[lastRead.kind] : 'none'}), not at a barrier`);
       await this.volume.flush();
       if (endsRound) {
         const wasInitial = await round.complete();

@@ -74,7 +74,9 @@ export function appendFrame(log: Journal, receiver: Receiver, from: number, to: 
         // It would not fit an empty log either: say so, rather than reconnect forever in silence.
         receiver.handle({ type: 'appendStopped', upTo: log.lastSeq });
         const needed = formatBytes(Math.max(MIN_RECEIVE_LOG_BYTES, 4 * r.payload.length));
-        return { kind: 'failed', error: new Error(`a ${formatBytes(r.payload.length)} write does not fit the receive log of ${formatBytes(log.capacity)}; give this node's volume a journal: of at least ${needed}`) };
+        return { kind: 'failed',
+          error: new Error(`a ${formatBytes(r.payload.length)} write does not fit the receive log of ${formatBytes(log.capacity)}; give this node's volume ` +
+          `a journal: of at least ${needed}`) };
       }
       return { kind: 'full', next: receiver.handle({ type: 'appendStopped', upTo: log.lastSeq, full: true }) };
     }

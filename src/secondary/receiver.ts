@@ -141,7 +141,8 @@ export class Receiver {
     this.logDurable = s.logDurable;
     this.applied = s.applied;
     this.unitBytes = opts.unitBytes ?? APPLY_UNIT_BYTES;
-    assert(this.applied <= this.logDurable && this.logDurable <= this.logged, `receiver state out of order: applied ${this.applied}, durable ${this.logDurable}, logged ${this.logged}`);
+    assert(this.applied <= this.logDurable && this.logDurable <= this.logged,
+      `receiver state out of order: applied ${this.applied}, durable ${this.logDurable}, logged ${this.logged}`);
     for (const b of s.barriers ?? []) if (b > s.applied && b <= s.logDurable && b !== s.lastBarrier) this.barriers.push({ seq: b, bytes: 0 });
     if (s.lastBarrier > s.applied && s.lastBarrier <= s.logDurable) this.barriers.push({ seq: s.lastBarrier, bytes: 0 });
     this.barriers.sort((a, b) => a.seq - b.seq);

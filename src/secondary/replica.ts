@@ -80,7 +80,8 @@ export class Replica implements ExportBackend {
     const report = await log.recover();
     for (const n of report.notes) this.logger.info({ volume: this.name }, n);
     if (report.damaged) {
-      this.logger.error({ volume: this.name }, `volume ${this.name}: the receive log is damaged; records after the damage are dropped and will be fetched again`);
+      this.logger.error({ volume: this.name },
+        `volume ${this.name}: the receive log is damaged; records after the damage are dropped and will be fetched again`);
     }
     const { lastBarrier, roundEnds, barriers, skips } = await scanReceiveLog(log);
     // (A held checkpoint was taken after its last apply was durable on the volume; the
@@ -93,7 +94,8 @@ export class Replica implements ExportBackend {
       if (log.backlogRecords === 0) log.jumpTo(applied);
     }
     const held = Math.max(log.lastSeq, applied);
-    this.receiver = new Receiver({ logged: held, logDurable: held, applied, lastBarrier, round: this.round !== null, roundEnds, barriers, skips }, { unitBytes: this.opts.applyUnitBytes });
+    this.receiver = new Receiver({ logged: held, logDurable: held, applied, lastBarrier, round: this.round !== null, roundEnds, barriers, skips },
+      { unitBytes: this.opts.applyUnitBytes });
     // A checkpoint held before the stop stays held: nothing is applied until it is released.
     if (this.checkpoint) this.receiver.handle({ type: 'hold', held: true });
     // Records applied before the stop but not yet released from the log.
@@ -139,7 +141,8 @@ export class Replica implements ExportBackend {
 
   /** Why the replica is no flush-point image now (for an operator), or null when it is one. */
   notFrozenBecause(): string | null {
-    if (!this.resync.synced) return this.round?.initial ? 'its first sync is under way, so it is not an image of the primary yet' : 'its first sync has not completed, so it is not an image of the primary yet';
+    if (!this.resync.synced) return this.round?.initial ? 'its first sync is under way, so it is not an image of the primary yet' :
+      'its first sync has not completed, so it is not an image of the primary yet';
     if (this.round) return this.round.initial ? 'a first sync is under way' : null;
     if (this.units.torn) return `an apply failed (${this.units.torn}) and the image is between two flush points until it is redone (the next link retries it)`;
     return null;
@@ -197,7 +200,9 @@ export class Replica implements ExportBackend {
       // The first sync has no earlier image to keep; any later round keeps it in the undo area.
       const initial = this.receiver.applied === 0 && this.log.lastSeq === 0;
       await this.resync.begin(startSeq, initial);
-      this.logger.info({ volume: this.name }, `volume ${this.name}: resync round from record ${startSeq} opened${initial ? ' (first sync: the replica is not consistent until it ends)' : '; the export keeps serving the last consistent image'}`);
+      this.logger.info({ volume: this.name },
+        `volume ${this.name}: resync round from record ${startSeq} ` +
+        `opened${initial ? ' (first sync: the replica is not consistent until it ends)' : '; the export keeps serving the last consistent image'}`);
     } else if (this.round.startSeq !== startSeq) {
       await this.resync.move(startSeq);
     }
@@ -232,7 +237,8 @@ export class Replica implements ExportBackend {
    * full, the primary is asked to hold the rest in its journal).
    */
   async createCheckpoint(label: string, holdMs: number | null, now = Date.now(), ownedByDrill = false): Promise<Checkpoint> {
-    if (this.checkpoint) throw new DiskError('EEXIST', `checkpoint "${this.checkpoint.label}" is already held on ${this.name} (since ${new Date(this.checkpoint.createdAt).toISOString()}); release it first`);
+    if (this.checkpoint) throw new DiskError('EEXIST',
+      `checkpoint "${this.checkpoint.label}" is already held on ${this.name} (since ${new Date(this.checkpoint.createdAt).toISOString()}); release it first`);
     const why = this.notFrozenBecause();
     if (why) throw new DiskError('EAGAIN', `no checkpoint of ${this.name} can be taken yet: ${why}`);
     // A unit being applied (or asked for) ends first, at most one (APPLY_UNIT_BYTES):
@@ -243,7 +249,8 @@ export class Replica implements ExportBackend {
     const taken = this.checkpoint as Checkpoint | null; // (another create may have won while this one waited)
     if (after || taken) {
       if (!taken) void this.run(this.receiver.handle({ type: 'hold', held: false })).catch((e: Error) => this.fail('applying after a refused checkpoint', e));
-      throw new DiskError(taken ? 'EEXIST' : 'EAGAIN', taken ? `checkpoint "${taken.label}" was taken on ${this.name} meanwhile` : `no checkpoint of ${this.name} can be taken: ${after}`);
+      throw new DiskError(taken ? 'EEXIST' : 'EAGAIN', taken ? `checkpoint "${taken.label}" was taken on ${this.name} meanwhile` :
+        `no checkpoint of ${this.name} can be taken: ${after}`);
     }
     const cp: Checkpoint = { label, createdAt: now, holdUntil: holdMs === null ? null : now + holdMs, appliedSeq: this.receiver.applied, ownedByDrill };
     this.checkpoints.hold(cp);
@@ -253,7 +260,9 @@ export class Replica implements ExportBackend {
       await this.releaseCheckpoint().catch(() => undefined);
       throw e;
     }
-    this.logger.info({ volume: this.name }, `volume ${this.name}: checkpoint "${label}" held at record ${cp.appliedSeq}${cp.holdUntil ? ` until ${new Date(cp.holdUntil).toISOString()}` : ''}; the image does not change until it is released`);
+    this.logger.info({ volume: this.name },
+      `volume ${this.name}: checkpoint "${label}" held at record ${cp.appliedSeq}${cp.holdUntil ? ` until ${new Date(cp.holdUntil).toISOString()}` : ''}; ` +
+      `the image does not change until it is released`);
     return cp;
   }
 
@@ -300,10 +309,13 @@ export class Replica implements ExportBackend {
     try {
       await this.checkpoints.removeFile();
     } catch (e) {
-      this.logger.error({ volume: this.name }, `volume ${this.name}: cannot remove the checkpoint file (${(e as Error).message}); after a restart the checkpoint is held again until released`);
+      this.logger.error({ volume: this.name },
+        `volume ${this.name}: cannot remove the checkpoint file (${(e as Error).message}); after a restart the checkpoint is held again until released`);
     }
     const heldFor = Math.round((Date.now() - cp.createdAt) / 1000);
-    this.logger.info({ volume: this.name }, `volume ${this.name}: checkpoint "${cp.label}" released after ${heldFor} s; applying ${this.log.lastSeq - this.receiver.applied} records the receive log gathered meanwhile`);
+    this.logger.info({ volume: this.name },
+      `volume ${this.name}: checkpoint "${cp.label}" released after ${heldFor} s; applying ${this.log.lastSeq - this.receiver.applied} records the receive ` +
+      `log gathered meanwhile`);
     // The catch-up runs on its own: the operator's release answers now, not after
     // everything gathered under the checkpoint is applied (a unit at a time).
     void this.run(this.receiver.handle({ type: 'hold', held: false })).catch((e: Error) => this.fail('applying after the checkpoint release', e));
@@ -374,11 +386,15 @@ export class Replica implements ExportBackend {
           const end = appendFrame(this.log, this.receiver, a.fromSeq, a.toSeq, frame!);
           if (end.kind === 'failed') this.fail('writing the receive log', end.error);
           else if (end.kind === 'full' && end.next.length > 0) {
-            const why = this.checkpoint ? `while checkpoint "${this.checkpoint.label}" is held; shipping paused, the primary's journal holds the rest until the checkpoint is released` : 'ahead of the replica; shipping paused until applied records free room';
-            (this.checkpoint ? this.logger.warn : this.logger.info).call(this.logger, { volume: this.name }, `volume ${this.name}: receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}) ${why}`);
+            const why = this.checkpoint ?
+              `while checkpoint "${this.checkpoint.label}" is held; shipping paused, the primary's journal holds the rest until the checkpoint is released` :
+              'ahead of the replica; shipping paused until applied records free room';
+            (this.checkpoint ? this.logger.warn : this.logger.info).call(this.logger, { volume: this.name },
+              `volume ${this.name}: receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}) ${why}`);
             await this.run(end.next);
           } else if (end.kind === 'full') {
-            this.link?.close(`receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}); the primary's journal holds the rest`);
+            this.link?.close(`receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}); the primary's ` +
+              `journal holds the rest`);
           }
           break;
         }

@@ -209,16 +209,23 @@ export class SnmpAgent {
       const v = this.snapshot().volumes[index - 1];
       const want = req.setValue;
       const refuse = (status: number, why: string): void => {
-        log.warn(v ? { volume: v.name } : {}, `SNMP: refused a checkpoint ${want === CHECKPOINT_CONTROL.create ? 'create' : want === CHECKPOINT_CONTROL.release ? 'release' : 'control write'}${v ? ` on ${v.name}` : ''} by ${by.who} from ${by.from}: ${why}`);
+        log.warn(v ? { volume: v.name } : {},
+          `SNMP: refused a checkpoint ` +
+          `${want === CHECKPOINT_CONTROL.create ? 'create' : want === CHECKPOINT_CONTROL.release ? 'release' : 'control write'}${v ? ` on ${v.name}` : ''} ` +
+          `by ${by.who} from ${by.from}: ${why}`);
         req.done({ errorStatus: status });
       };
       if (!v) return refuse(ERR.NoCreation!, 'no such volume');
-      if (want !== CHECKPOINT_CONTROL.create && want !== CHECKPOINT_CONTROL.release) return refuse(ERR.WrongValue!, `${String(want)} is not create(2) or release(3)`);
+      if (want !== CHECKPOINT_CONTROL.create && want !== CHECKPOINT_CONTROL.release) return refuse(ERR.WrongValue!,
+        `${String(want)} is not create(2) or release(3)`);
       if (v.peer === null) return refuse(ERR.InconsistentValue!, `volume ${v.name} is not replicated (it has no peer)`);
-      if (v.role !== 'secondary') return refuse(ERR.InconsistentValue!, `volume ${v.name} is primary on this node; a checkpoint is taken on the node that holds the secondary (${v.peer})`);
-      if (want === CHECKPOINT_CONTROL.create && v.checkpoint) return refuse(ERR.InconsistentValue!, `volume ${v.name} already holds checkpoint "${v.checkpoint.label}"`);
+      if (v.role !== 'secondary') return refuse(ERR.InconsistentValue!,
+        `volume ${v.name} is primary on this node; a checkpoint is taken on the node that holds the secondary (${v.peer})`);
+      if (want === CHECKPOINT_CONTROL.create && v.checkpoint) return refuse(ERR.InconsistentValue!,
+        `volume ${v.name} already holds checkpoint "${v.checkpoint.label}"`);
       if (want === CHECKPOINT_CONTROL.release && !v.checkpoint) return refuse(ERR.InconsistentValue!, `volume ${v.name} holds no checkpoint`);
-      if (want === CHECKPOINT_CONTROL.release && v.drill) return refuse(ERR.InconsistentValue!, `a drill of ${v.name} runs over its checkpoint; stop it first (offsite drill stop ${v.name})`);
+      if (want === CHECKPOINT_CONTROL.release && v.drill) return refuse(ERR.InconsistentValue!,
+        `a drill of ${v.name} runs over its checkpoint; stop it first (offsite drill stop ${v.name})`);
       return req.done();
     }
     // Commit: the action itself (one at a time per node, like the API's).
@@ -273,7 +280,8 @@ export class SnmpAgent {
           } catch (e) {
             this.current = null;
             const rinfo = a[1] as dgram.RemoteInfo | undefined;
-            if (this.throttle.allow('internal')) this.deps.log.error(`SNMP: a request from ${rinfo?.address ?? 'unknown'} could not be handled: ${(e as Error).message}`);
+            if (this.throttle.allow('internal')) this.deps.log.error(
+              `SNMP: a request from ${rinfo?.address ?? 'unknown'} could not be handled: ${(e as Error).message}`);
           }
         });
       }

@@ -25,7 +25,8 @@ const snmpUserSchema = z.strictObject({
   priv_key: z.string().min(8, 'must be at least 8 characters (SNMPv3 refuses shorter passphrases)'),
   /** read-write may write offsiteVolumeCheckpointControl; read-only may only read. */
   access: z.enum(['read-write', 'read-only']).default('read-write'),
-}).transform((u) => ({ name: u.name, authProtocol: u.auth_protocol, authKey: u.auth_key, privProtocol: u.priv_protocol, privKey: u.priv_key, access: u.access }));
+}).transform((u) => ({ name: u.name, authProtocol: u.auth_protocol, authKey: u.auth_key, privProtocol: u.priv_protocol,
+  privKey: u.priv_key, access: u.access }));
 
 export const snmpSchema = z.strictObject({
   listen: udpAddress,
@@ -51,13 +52,17 @@ export const snmpSchema = z.strictObject({
     return z.NEVER;
   }).optional(),
 }).superRefine((s, ctx) => {
-  if (s.community === undefined && s.users.length === 0) ctx.addIssue({ code: 'custom', path: ['community'], message: 'give a read-only community, SNMPv3 users, or both' });
+  if (s.community === undefined && s.users.length === 0) ctx.addIssue({ code: 'custom', path: ['community'],
+    message: 'give a read-only community, SNMPv3 users, or both' });
   s.users.forEach((u, i) => {
-    if (s.users.findIndex((x) => x.name === u.name) !== i) ctx.addIssue({ code: 'custom', path: ['users', i, 'name'], message: `user "${u.name}" is listed twice` });
+    if (s.users.findIndex((x) => x.name === u.name) !== i) ctx.addIssue({ code: 'custom', path: ['users', i, 'name'],
+      message: `user "${u.name}" is listed twice` });
   });
   s.traps.forEach((t, i) => {
-    if (t.user !== undefined && t.community !== undefined) ctx.addIssue({ code: 'custom', path: ['traps', i, 'user'], message: 'give community (SNMPv2c) or user (SNMPv3), not both' });
-    else if (t.user !== undefined && !s.users.some((u) => u.name === t.user)) ctx.addIssue({ code: 'custom', path: ['traps', i, 'user'], message: `no user named "${t.user}" under snmp.users` });
+    if (t.user !== undefined && t.community !== undefined) ctx.addIssue({ code: 'custom', path: ['traps', i, 'user'],
+      message: 'give community (SNMPv2c) or user (SNMPv3), not both' });
+    else if (t.user !== undefined && !s.users.some((u) => u.name === t.user)) ctx.addIssue(
+      { code: 'custom', path: ['traps', i, 'user'], message: `no user named "${t.user}" under snmp.users` });
   });
 }).transform(({ lag_alarm, ...rest }) => ({ ...rest, lagAlarmSeconds: lag_alarm }));
 

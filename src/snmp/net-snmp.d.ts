@@ -128,7 +128,8 @@ declare module 'net-snmp' {
     PrivProtocols: Record<string, string>;
     AccessControlModelType: Record<string, number>;
     AccessLevel: Record<string, number>;
-    createAgent(options: AgentOptions, callback: (error: AgentError | null, data?: { pdu?: { errorStatus?: number }; rinfo?: dgram.RemoteInfo }) => void): Agent;
+    createAgent(options: AgentOptions,
+      callback: (error: AgentError | null, data?: { pdu?: { errorStatus?: number }; rinfo?: dgram.RemoteInfo }) => void): Agent;
     createSession(target: string, community: string, options: SessionOptions): Session;
     createV3Session(target: string, user: SnmpUser, options: SessionOptions): Session;
   }

@@ -78,7 +78,8 @@ export function notices(prev: readonly WatchedVolume[], next: readonly WatchedVo
       } else if (p.link === 'connected' && n.link !== 'connected' && n.link !== 'starting') {
         add('linkDown', `volume ${name}: link to ${n.peer} down; backlog ${formatBytes(n.backlogBytes)}`);
       } else if (p.link === 'starting' && n.link === 'disconnected') {
-        add('linkDown', `volume ${name}: link to ${n.peer} not up ${formatDuration(START_GRACE_MS / 1000)} after the start; backlog ${formatBytes(n.backlogBytes)}`);
+        add('linkDown', `volume ${name}: link to ${n.peer} not up ${formatDuration(START_GRACE_MS / 1000)} after the start; backlog ` +
+          `${formatBytes(n.backlogBytes)}`);
       }
     }
     if ((n.tracking === 'bitmap' && p.tracking !== 'bitmap') || n.overflows > p.overflows) {
@@ -87,7 +88,8 @@ export function notices(prev: readonly WatchedVolume[], next: readonly WatchedVo
     if (lagAlarmSeconds !== null) {
       const t = lagAlarmSeconds;
       if (p.lagSeconds <= t && n.lagSeconds > t) {
-        add('lagHigh', `volume ${name}: lag ${formatDuration(n.lagSeconds)} is above the alarm threshold of ${formatDuration(t)}; backlog ${formatBytes(n.backlogBytes)}`);
+        add('lagHigh', `volume ${name}: lag ${formatDuration(n.lagSeconds)} is above the alarm threshold of ${formatDuration(t)}; backlog ` +
+          `${formatBytes(n.backlogBytes)}`);
       } else if (p.lagSeconds > t && n.lagSeconds <= t) {
         add('lagNormal', `volume ${name}: lag ${formatDuration(n.lagSeconds)} is back within the alarm threshold of ${formatDuration(t)}`);
       }
@@ -102,7 +104,8 @@ export interface NotificationVarbind extends MibValue {
 }
 
 /** A notice as a notification: its snmpTrapOID value and its objects (instances of the volume's row, then offsiteNotifyText). */
-export function notificationOf(notice: Notice, status: NodeStatus, lagAlarmSeconds: number | null): { trapOid: string; varbinds: NotificationVarbind[] } | null {
+export function notificationOf(notice: Notice, status: NodeStatus, lagAlarmSeconds: number | null): {
+  trapOid: string; varbinds: NotificationVarbind[] } | null {
   const index = status.volumes.findIndex((v) => v.name === notice.volume) + 1;
   if (index === 0) return null;
   const t = NOTIFICATION_TYPES[notice.kind];

@@ -55,7 +55,8 @@ export class UndoArea {
         file.close();
         throw e;
       }
-      if (head.length === HEADER && head.subarray(0, 8).equals(MAGIC) && head.readUInt32LE(8) === VERSION && crc32c(head.subarray(0, 28)) === head.readUInt32LE(28)) {
+      if (head.length === HEADER && head.subarray(0, 8).equals(MAGIC) && head.readUInt32LE(8) === VERSION &&
+        crc32c(head.subarray(0, 28)) === head.readUInt32LE(28)) {
         const u = new UndoArea(file, head.readUInt32LE(12), Number(head.readBigUInt64LE(16)));
         await u.load();
         return u;

@@ -104,7 +104,8 @@ export class Verifier {
 
   /** Is this reply the answer to the batch out? (Else it is a first sync's, or from an older link.) */
   expects(first: number, regionSize: number, count: number): boolean {
-    return this.current !== null && regionSize === this.current.regionSize && this.asked !== null && this.asked.first === first && count === this.asked.hashes.length;
+    return this.current !== null && regionSize === this.current.regionSize && this.asked !== null && this.asked.first === first &&
+      count === this.asked.hashes.length;
   }
 
   handle(e: VerifyEvent): VerifyAction[] {
@@ -124,8 +125,11 @@ export class Verifier {
     const refuse = (reason: string): VerifyAction[] => [{ type: 'refuse', reason }];
     if (v?.state === 'running') return refuse(`a verify of ${name} is already running (${v.checkedRegions} of ${v.end} regions)`);
     if (!e.linkUp) return refuse(`the link of ${name} is down; verify compares with the peer, so it waits for the link`);
-    if (e.paused || e.heldByPeer) return refuse(`shipping of ${name} is paused${e.heldByPeer ? ' by the peer (a checkpoint is held there)' : ''}; verify needs the peer to keep applying`);
-    if (e.regionSize > this.cfg.maxRegionSize) return refuse(`regions of ${formatBytes(e.regionSize)} are larger than a hash request may name (${formatBytes(this.cfg.maxRegionSize)}); verify needs bitmap_region of at most that`);
+    if (e.paused || e.heldByPeer) return refuse(
+      `shipping of ${name} is paused${e.heldByPeer ? ' by the peer (a checkpoint is held there)' : ''}; verify needs the peer to keep applying`);
+    if (e.regionSize > this.cfg.maxRegionSize) return refuse(
+      `regions of ${formatBytes(e.regionSize)} are larger than a hash request may name (${formatBytes(this.cfg.maxRegionSize)}); verify needs ` +
+      `bitmap_region of at most that`);
     if (e.syncing) return refuse(`a sync or resync of ${name} is under way; verify after it ends`);
     this.current = {
       repair: e.repair, next: 0, end: e.regions, regionSize: e.regionSize, differing: [], startedAt: e.now,

@@ -78,7 +78,8 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
     const { bitmap } = await settle(DirtyBitmap.open(mstore, size, cfg.regionSize)).catch((e: Error) => {
       throw new Error(`opening the bitmap: ${e.stack}`);
     });
-    const jv = new JournaledVolume({ disk, journal, bitmap, onFull: 'bitmap', intentStore: useIntents ? jstore : undefined, intentSlots: 256, log: process.env.OFFSITE_SIM_DEBUG ? createLogger({ level: 'debug', format: 'text' }) : silentLogger });
+    const jv = new JournaledVolume({ disk, journal, bitmap, onFull: 'bitmap', intentStore: useIntents ? jstore : undefined, intentSlots: 256,
+      log: process.env.OFFSITE_SIM_DEBUG ? createLogger({ level: 'debug', format: 'text' }) : silentLogger });
     await settle(jv.start(report, recorded));
     return jv;
   };
@@ -128,7 +129,9 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
     const covered = writes.filter((w) => w.done && !w.durable && !w.abandoned);
     const gen = generation;
     jv.flush().then(() => {
-      if (process.env.OFFSITE_SIM_DEBUG) console.log(`  step ${step} flush done: durable ${covered.map((w) => w.id).join(',')} journal written ${jv.journal.writtenSeq} durable ${jv.journal.durableSeq} mode ${jv.mode}`);
+      if (process.env.OFFSITE_SIM_DEBUG) console.log(
+        `  step ${step} flush done: durable ${covered.map((w) => w.id).join(',')} journal written ${jv.journal.writtenSeq} durable ` +
+        `${jv.journal.durableSeq} mode ${jv.mode}`);
       if (gen === generation) for (const w of covered) w.durable = true;
     }, () => undefined);
   };
@@ -157,14 +160,16 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
     mstore.crash(rng, powerLoss);
     busy.clear();
     if (process.env.OFFSITE_SIM_DEBUG) {
-      for (const [n, f] of jstore.files) console.log(`  file ${n} size ${f.current.length} base ${f.current.length >= 24 ? f.current.readBigUInt64LE(16) : '-'}`);
+      for (const [n, f] of jstore.files) console.log(
+        `  file ${n} size ${f.current.length} base ${f.current.length >= 24 ? f.current.readBigUInt64LE(16) : '-'}`);
     }
     jv = await open();
     await settle(jv.flush());
     await settle(jv.quiesce());
     if (process.env.OFFSITE_SIM_DEBUG) {
       console.log(`  mode ${jv.mode} bitmap ${jv.bitmap.count}: ${[...jv.bitmap.dirtyRegions()].join(',')}`);
-      console.log(`crash at step ${step} (${powerLoss ? 'power' : 'kill'}): acked ${acked}, journal ${jv.journal.released + 1}..${jv.journal.lastSeq}, mode ${jv.mode}`);
+      console.log(`crash at step ${step} (${powerLoss ? 'power' : 'kill'}): acked ${acked}, journal ` +
+        `${jv.journal.released + 1}..${jv.journal.lastSeq}, mode ${jv.mode}`);
       for (const w of writes) console.log(`  write ${w.id} blk ${w.block}+${w.blocks} seq ${w.seq} ${w.mode} done=${w.done} durable=${w.durable}`);
     }
     // Invariant 1: every durable write is on the volume (or overwritten by a later write).
@@ -175,7 +180,8 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
       ids.forEach((id, i) => {
         if (writes[id - 1]!.durable) lastDurable = i;
       });
-      const allowed = new Set<number>(lastDurable >= 0 ? ids.slice(lastDurable).map((id) => writes[id - 1]!.tag) : [0, ...ids.map((id) => writes[id - 1]!.tag)]);
+      const allowed = new Set<number>(lastDurable >= 0 ? ids.slice(lastDurable).map((id) => writes[id - 1]!.tag) :
+        [0, ...ids.map((id) => writes[id - 1]!.tag)]);
       for (let s = 0; s < BLOCK; s += SECTOR) {
         const tag = vol.readUInt32LE(b * BLOCK + s);
         if (!allowed.has(tag)) {
@@ -207,7 +213,10 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
       if (w.mode === 'journal' && w.seq > acked) {
         const r = inJournal.get(w.seq);
         const ok = r && r.offset === w.block * BLOCK && r.length === w.blocks * BLOCK;
-        if (!ok && !covered()) fail(`durable write ${w.id} (record ${w.seq}, peer acked ${acked}) is in neither the journal nor the bitmap; journal holds ${[...inJournal.keys()].join(",")}; record there: ${JSON.stringify(inJournal.get(w.seq) ? { o: inJournal.get(w.seq)!.offset, l: inJournal.get(w.seq)!.length } : null)}`);
+        if (!ok && !covered()) fail(
+          `durable write ${w.id} (record ${w.seq}, peer acked ${acked}) is in neither the journal nor the bitmap; journal holds ` +
+          `${[...inJournal.keys()].join(",")}; record there: ` +
+          `${JSON.stringify(inJournal.get(w.seq) ? { o: inJournal.get(w.seq)!.offset, l: inJournal.get(w.seq)!.length } : null)}`);
       }
       if (w.mode === 'bitmap' && !covered()) fail(`durable write ${w.id} made in bitmap mode is not marked in the bitmap`);
     }

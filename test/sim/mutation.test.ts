@@ -8,7 +8,8 @@ import { MUTATIONS } from './mutations.js';
 
 for (const [name, m] of Object.entries(MUTATIONS)) {
   test(`mutation ${name} (${m.what}) trips an assertion in the ${m.sim} simulation`, () => {
-    const r = spawnSync(process.execPath, [new URL('./run.js', import.meta.url).pathname, '--mutate', name, '--seeds', '500'], { encoding: 'utf8', timeout: 600_000 });
+    const r = spawnSync(process.execPath, [new URL('./run.js', import.meta.url).pathname, '--mutate', name, '--seeds', '500'],
+      { encoding: 'utf8', timeout: 600_000 });
     assert.equal(r.status, 1, `the simulation passed with ${name} planted:\n${r.stdout}${r.stderr}`);
     assert.match(r.stdout, /^FAIL seed \d+: seed \d+: invariant broken: /m, r.stdout);
     assert.match(r.stdout, /^replay: node dist\/test\/sim\/run\.js --sim \w+ --seed \d+/m);

@@ -2,7 +2,7 @@
 // relation (docs/INVARIANTS.md, "How we know the checks work"): each one breaks one
 // rule the core relies on, and the simulation must then fail with "invariant broken".
 // `node dist/test/sim/run.js --mutate NAME` runs the simulation with NAME planted.
-import { Journal } from '../../src/journal/journal.js';
+import { Journal, KEEP_PREFIX } from '../../src/journal/journal.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
 import { Receiver } from '../../src/secondary/receiver.js';
 
@@ -13,8 +13,8 @@ export const MUTATIONS: Record<string, { sim: 'journal' | 'replication'; what: s
     plant: () => {
       const read = Journal.prototype.read;
       Journal.prototype.read = function (this: Journal, fromSeq: number, maxBytes: number, limitSeq?: number) {
-        // (The primary's journal only: a receive log is opened prefix-only.)
-        const primary = !(this as unknown as { prefixOnly: boolean }).prefixOnly;
+        // (The primary's journal only: a receive log keeps the intact prefix of its records.)
+        const primary = this.onDamage !== KEEP_PREFIX;
         return read.call(this, fromSeq, maxBytes, primary ? this.writtenSeq : limitSeq);
       };
     },

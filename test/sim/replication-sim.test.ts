@@ -13,7 +13,8 @@ test('replication simulation: invariants 2, 3, 4, 5 and 7 over a thousand seeds 
   const seeds = process.env.OFFSITE_SIM_SEEDS ?? '1000';
   let out: string;
   try {
-    out = execFileSync(process.execPath, [new URL('./run.js', import.meta.url).pathname, '--sim', 'replication', '--seeds', seeds], { encoding: 'utf8', timeout: 900_000 });
+    out = execFileSync(process.execPath, [new URL('./run.js', import.meta.url).pathname, '--sim', 'replication', '--seeds', seeds],
+      { encoding: 'utf8', timeout: 900_000 });
   } catch (e) {
     assert.fail(String((e as { stdout?: string }).stdout ?? e));
   }

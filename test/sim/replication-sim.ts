@@ -16,7 +16,7 @@
 import { createHash } from 'node:crypto';
 import { createLogger, silentLogger, type Logger } from '../../src/log/log.js';
 import { DirtyBitmap, RegionSet } from '../../src/journal/bitmap.js';
-import { Journal } from '../../src/journal/journal.js';
+import { Journal, KEEP_PREFIX } from '../../src/journal/journal.js';
 import { RecordKind, type JournalRecord, type RecordHeader } from '../../src/journal/record.js';
 import { compress } from 'zstd-napi';
 import { packSync, parsePackedRecordsFrame, unpackPacked } from '../../src/compress/codec.js';
@@ -124,7 +124,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let primaryLost = false; // a power loss: the activity log must cover what the journal lost
   let boots = 1;
   let overflowed = false;
-  const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0, pauses: 0, packed: 0, coalesced: 0 };
+  const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
+    pauses: 0, packed: 0, coalesced: 0 };
 
   let seededNotes = 0;
   const imageUpTo = (seq: number): Buffer => {
@@ -144,7 +145,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       const r = put(h, p);
       if (r !== 'full') {
         stream.set(r, { kind: h.kind, offset: h.offset, length: h.length, payload: p ? Buffer.from(p) : null });
-        trace(`primary journal: record ${r} kind ${h.kind} flags ${h.flags} blocks ${h.offset / BLOCK}+${h.length / BLOCK} tag ${p && p.length >= 4 ? p.readUInt32LE(0) : "-"} (open epoch ${j.openEpochBytes} bytes)`);
+        trace(`primary journal: record ${r} kind ${h.kind} flags ${h.flags} blocks ${h.offset / BLOCK}+${h.length / BLOCK} tag ` +
+          `${p && p.length >= 4 ? p.readUInt32LE(0) : "-"} (open epoch ${j.openEpochBytes} bytes)`);
         if (h.kind === RecordKind.Barrier) imageAt.set(r, hash(imageUpTo(r)));
       }
       return r;
@@ -201,14 +203,17 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         if (!was[i] || jv.bitmap.isSet(first + i)) continue;
         const offset = (first + i) * regionSize;
         const length = Math.min(regionSize, size - offset);
-        stream.set(jv.journal.lastSeq + 0.5 - 0.4 / ++seededNotes, { kind: RecordKind.Write, offset, length, payload: Buffer.from(pdiskRaw.file.current.subarray(offset, offset + length)) });
+        stream.set(jv.journal.lastSeq + 0.5 - 0.4 / ++seededNotes, { kind: RecordKind.Write, offset, length,
+          payload: Buffer.from(pdiskRaw.file.current.subarray(offset, offset + length)) });
       }
       return equal;
     };
     await settle(jv.start(report, recorded));
-    trace(`primary open: mode ${jv.mode} round ${jv.roundStart} bitmap [${[...jv.bitmap.dirtyRegions()].join(',')}] journal ${jv.journal.released + 1}..${jv.journal.lastSeq}`);
+    trace(`primary open: mode ${jv.mode} round ${jv.roundStart} bitmap [${[...jv.bitmap.dirtyRegions()].join(',')}] journal ` +
+      `${jv.journal.released + 1}..${jv.journal.lastSeq}`);
     if (shipper) stats.coalesced += shipper.coalescedRecords;
-    shipper = new VolumeShipper(VOLUME, jv, log, { windowBytes, batchBytes: Math.max(4096, windowBytes / 4), selfSyncMs: 3 * STEP_MS, now: () => clock, coalesce: () => coalescing });
+    shipper = new VolumeShipper(VOLUME, jv, log, { windowBytes, batchBytes: Math.max(4096, windowBytes / 4), selfSyncMs: 3 * STEP_MS, now: () => clock,
+      coalesce: () => coalescing });
   };
 
   let tornApply: string | null = null;
@@ -230,7 +235,11 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     const sdiskF = fence(sdisk, alive);
     const sjstoreF = fence(sjstore, alive);
     const ssstoreF = fence(ssstore, alive);
-    replica = await settle(Replica.open(sdiskF, () => new Journal({ store: sjstoreF, capacity: receiveCapacity, segmentSize: 8 * 1024, now: () => clock, prefixOnly: true }), log, { roundStore: ssstoreF, regionSize: BLOCK * (1 << rng.int(3)), applyUnitBytes: rng.int(2) === 0 ? BLOCK * (1 + rng.int(8)) : undefined }));
+    replica = await settle(Replica.open(
+      sdiskF,
+      () => new Journal({ store: sjstoreF, capacity: receiveCapacity, segmentSize: 8 * 1024, now: () => clock, onDamage: KEEP_PREFIX }),
+      log,
+      { roundStore: ssstoreF, regionSize: BLOCK * (1 << rng.int(3)), applyUnitBytes: rng.int(2) === 0 ? BLOCK * (1 + rng.int(8)) : undefined }));
     traceReceiver();
     // Invariant 3 at every apply: the replica brought to a barrier is the primary's image
     // there (a coalesced unit applied in part would miss the records it skipped).
@@ -243,8 +252,11 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
           // (Said at the next step: a throw here would only stop the replica's apply chain.)
           if (want !== undefined && hash(sdisk.file.current) !== want) {
             const b = firstDifferentBlock(imageUpTo(e.upTo), sdisk.file.current);
-            const touched = [...stream.entries()].filter(([, r]) => r.kind !== RecordKind.Barrier && r.offset < (b + 1) * BLOCK && r.offset + r.length > b * BLOCK).map(([k, r]) => `${k}:${RecordKind[r.kind]}${r.payload && r.payload.length >= 4 ? `#${r.payload.readUInt32LE(b * BLOCK - r.offset)}` : ''}`);
-            tornApply ??= `the replica was brought to record ${e.upTo}, but its image is not the primary's flush-point image there (block ${b}: replica tag ${sdisk.file.current.readUInt32LE(b * BLOCK)}, records touching it ${touched.join(' ') || 'none'})`;
+            const touched = [...stream.entries()]
+              .filter(([, r]) => r.kind !== RecordKind.Barrier && r.offset < (b + 1) * BLOCK && r.offset + r.length > b * BLOCK)
+              .map(([k, r]) => `${k}:${RecordKind[r.kind]}${r.payload && r.payload.length >= 4 ? `#${r.payload.readUInt32LE(b * BLOCK - r.offset)}` : ''}`);
+            tornApply ??= `the replica was brought to record ${e.upTo}, but its image is not the primary's flush-point image there (block ${b}: replica tag ` +
+              `${sdisk.file.current.readUInt32LE(b * BLOCK)}, records touching it ${touched.join(' ') || 'none'})`;
           }
         }
         return h(e);
@@ -293,11 +305,13 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     // (the simulation's own stalls last at most 20).
     const atA = new PeerSession({
       node: SITE_A, peer: SITE_B, initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(SITE_B),
-      shared: () => [{ name: VOLUME, uuid: SIM_UUID, size, role: 'primary', generation: SIM_GENERATION, durableSeq: jv.journal.released, logBytes: jv.journal.capacity, round: jv.roundStart }],
+      shared: () => [{ name: VOLUME, uuid: SIM_UUID, size, role: 'primary', generation: SIM_GENERATION, durableSeq: jv.journal.released,
+        logBytes: jv.journal.capacity, round: jv.roundStart }],
     });
     const atB = new PeerSession({
       node: SITE_B, peer: SITE_A, initiator: false, speaks: PROTOCOL_RANGE, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(SITE_A),
-      shared: () => [{ name: VOLUME, uuid: SIM_UUID, size, role: 'secondary', generation: SIM_GENERATION, durableSeq: replica.receiver.resumeAfter, logBytes: receiveCapacity, round: replica.roundStart }],
+      shared: () => [{ name: VOLUME, uuid: SIM_UUID, size, role: 'secondary', generation: SIM_GENERATION, durableSeq: replica.receiver.resumeAfter,
+        logBytes: receiveCapacity, round: replica.roundStart }],
     });
     const c: Conn = { ab: [], ba: [], decA: new FrameDecoder(), decB: new FrameDecoder(), atA, atB };
     conn = c;
@@ -327,7 +341,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
           if (primary) {
             const remote = a.check.pairs[0]!.remote;
             shipper.up({
-              ...(packing ? { encode: (records: JournalRecord[]) => packSync(VOLUME, records, (b) => { stats.packed++; return compress(b, { compressionLevel: 1, checksumFlag: true }); }) } : {}),
+              ...(packing ? { encode: (records: JournalRecord[]) => packSync(VOLUME, records, (b) =>
+                { stats.packed++; return compress(b, { compressionLevel: 1, checksumFlag: true }); }) } : {}),
               send: (parts) => {
                 if (conn === c) c.ab.push(Buffer.concat(atVersion(parts, c.atA.version)));
               },
@@ -477,7 +492,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const crashPrimary = async (powerLoss: boolean): Promise<void> => {
     trace(`crash primary (${powerLoss ? 'power loss' : 'kill -9'})`);
     plife++; // the dead process's code touches its disks no more
-    if (debug) for (const [n, f] of pjstore.files) trace(`  primary file ${n}: ${f.current.length} bytes${f.current.length >= 24 && n.endsWith('.seg') ? `, base ${f.current.readBigUInt64LE(16)}` : ''}`);
+    if (debug) for (const [n, f] of pjstore.files) trace(
+      `  primary file ${n}: ${f.current.length} bytes${f.current.length >= 24 && n.endsWith('.seg') ? `, base ${f.current.readBigUInt64LE(16)}` : ''}`);
     stats.crashes++;
     cut('primary crashed');
     pgen++;
@@ -643,15 +659,17 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     if (!settled()) {
       const rc = replica.receiver;
       fail(`no convergence: the replica applied up to ${rc.applied} of ${jv.journal.lastSeq} (acked ${shipper.acked}, durable ${jv.journal.durableSeq}); ` +
-        `primary mode ${jv.mode} round ${jv.roundStart} (${jv.resyncLeftBytes} bytes left, bitmap ${jv.bitmap.count}); secondary round ${replica.roundStart}; ` +
-        `receive log ${replica.log.released + 1}..${replica.log.lastSeq}${replica.log.broken ? ' broken' : ''}; link ${conn ? 'up' : 'down'}; receiver ${JSON.stringify(rc)}; ` +
+        `primary mode ${jv.mode} round ${jv.roundStart} (${jv.resyncLeftBytes} bytes left, bitmap ${jv.bitmap.count}); ` +
+        `secondary round ${replica.roundStart}; receive log ${replica.log.released + 1}..${replica.log.lastSeq}${replica.log.broken ? ' broken' : ''}; ` +
+        `link ${conn ? 'up' : 'down'}; receiver ${JSON.stringify(rc)}; ` +
         `shipper ${JSON.stringify((shipper as unknown as { shipper: unknown }).shipper)} session ${Boolean(shipper.session)}; pending ${psched.size}+${ssched.size}`);
     }
     await settle(jv.quiesce());
     if (!sdisk.file.current.equals(pdisk.file.current)) {
       const b = firstDifferentBlock(sdisk.file.current, pdisk.file.current);
       const tags = (d: Buffer): string => Array.from({ length: BLOCK / SECTOR }, (_, k) => d.readUInt32LE(b * BLOCK + k * SECTOR)).join(',');
-      fail(`converged to record ${jv.journal.lastSeq}, but block ${b} differs: replica sectors hold writes ${tags(sdisk.file.current)}, primary ${tags(pdisk.file.current)}`);
+      fail(`converged to record ${jv.journal.lastSeq}, but block ${b} differs: replica sectors hold writes ${tags(sdisk.file.current)}, primary ` +
+        `${tags(pdisk.file.current)}`);
     }
     stats.converged = true;
   }

@@ -56,7 +56,8 @@ for (const seed of seeds) {
     }
   } catch (e) {
     console.log(`FAIL seed ${seed}: ${(e as Error).message}`);
-    console.log(`replay: node dist/test/sim/run.js --sim ${sim} --seed ${seed}${mutate !== undefined ? ` --mutate ${mutate}` : ''}   (add OFFSITE_SIM_DEBUG=1 for a trace)`);
+    console.log(`replay: node dist/test/sim/run.js --sim ${sim} --seed ${seed}${mutate !== undefined ? ` --mutate ${mutate}` : ''}   (add ` +
+      `OFFSITE_SIM_DEBUG=1 for a trace)`);
     if (process.env.OFFSITE_SIM_DEBUG) console.log((e as Error).stack);
     process.exit(1);
   }

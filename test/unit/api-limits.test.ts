@@ -16,7 +16,11 @@ const TOKEN = 'the-token';
 
 function capture(): { log: ReturnType<typeof createLogger>; lines: string[] } {
   const lines: string[] = [];
-  const log = createLogger({ format: 'json', destination: { write: (s: string) => { lines.push(String((JSON.parse(s) as { msg: string }).msg)); return true; } } as unknown as NodeJS.WritableStream });
+  const write = (s: string): boolean => {
+    lines.push(String((JSON.parse(s) as { msg: string }).msg));
+    return true;
+  };
+  const log = createLogger({ format: 'json', destination: { write } as unknown as NodeJS.WritableStream });
   return { log, lines };
 }
 
@@ -96,7 +100,8 @@ test('slow clients are cut: headers trickled, a body trickled, a connection that
     const slowHeaders = await raw(a.port);
     trickle(slowHeaders.socket, `POST /api/v1/reload HTTP/1.1\r\nHost: 127.0.0.1\r\n${'X-Padding: 0123456789\r\n'.repeat(100)}\r\n`, 50);
     const slowBody = await raw(a.port);
-    slowBody.socket.write(`POST /api/v1/reload HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n`);
+    slowBody.socket.write(`POST /api/v1/reload HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: ` +
+      `application/json\r\nContent-Length: 4000\r\n\r\n`);
     const bodySent = trickle(slowBody.socket, `{"x":"${'y'.repeat(3990)}"}`, 50);
     const keptAlive = await raw(a.port);
     keptAlive.socket.write('GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
@@ -150,7 +155,8 @@ test('connections past the cap are closed on accept and logged once', async () =
     await new Promise((r) => setTimeout(r, 100));
     assert.equal((await fetch(`http://127.0.0.1:${a.port}/api/v1/status`)).status, 200, 'room again once they are gone');
     assert.deepEqual(a.lines.filter((l) => l.includes('refused a connection')), [
-      'API: refused a connection from 127.0.0.1: 4 connections open already (at most 4, so that the API cannot take the file descriptors the volumes, journals and NBD need)',
+      'API: refused a connection from 127.0.0.1: 4 connections open already (at most 4, so that the API cannot take the file descriptors the ' +
+        'volumes, journals and NBD need)',
     ]);
     await a.close();
     assert.ok(a.lines.includes('API: refused 4 more connections in the last minute: 4 open already'), a.lines.join('\n'));

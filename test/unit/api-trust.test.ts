@@ -19,7 +19,8 @@ test('api_tls defaults to plain HTTP; api_hosts are names, kept in lower case', 
   assert.equal(c.apiTls, true);
   assert.deepEqual(c.apiHosts, ['node1.example.com', 'dr-b']);
   assert.throws(() => parseConfig(`${base}api_tls: yes please\n${volumes}`, '/tmp/offsite.yaml'), /offsite\.yaml:5: api_tls:/);
-  assert.throws(() => parseConfig(`${base}api_hosts: ["evil.example/x"]\n${volumes}`, '/tmp/offsite.yaml'), /offsite\.yaml:5: api_hosts\.0: a host name is letters, digits/);
+  assert.throws(() => parseConfig(`${base}api_hosts: ["evil.example/x"]\n${volumes}`, '/tmp/offsite.yaml'),
+    /offsite\.yaml:5: api_hosts\.0: a host name is letters, digits/);
   // The CLI reads api_tls without the full loader.
   const dir = tempDir('client');
   const file = path.join(dir, 'offsite.yaml');

@@ -14,6 +14,7 @@ test('Hold frame: fixed bytes, both flags, and a bad flag is refused', () => {
   assert.equal(f.payload.toString('hex'), '0200' + '6462' + '2a00000000000000' + '01');
   assert.deepEqual(decodeHold(f.payload), { volume: 'db', resumeAfter: 42, held: true });
   assert.deepEqual(decodeHold(Buffer.from('02006462' + '0700000000000000' + '00', 'hex')), { volume: 'db', resumeAfter: 7, held: false });
-  assert.throws(() => decodeHold(Buffer.from('02006462' + '0700000000000000' + '02', 'hex')), (e: unknown) => e instanceof FrameError && /flag 2/.test((e as Error).message));
+  assert.throws(() => decodeHold(Buffer.from('02006462' + '0700000000000000' + '02', 'hex')),
+    (e: unknown) => e instanceof FrameError && /flag 2/.test((e as Error).message));
   assert.throws(() => decodeHold(Buffer.from('02006462' + '07000000', 'hex')), /not 9 bytes/);
 });

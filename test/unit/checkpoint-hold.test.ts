@@ -42,7 +42,8 @@ test('RoleChanges.createCheckpoint refuses a bad hold (400) before it looks at a
 
 test('the API\'s checkpoint action refuses a bad hold with the input quoted, before calling the node', async () => {
   const calls: unknown[] = [];
-  const fake = { createCheckpoint: (...a: unknown[]) => { calls.push(a); return Promise.resolve({ volume: 'db', message: 'held' }); } } as unknown as RoleChanges;
+  const fake = { createCheckpoint: (...a: unknown[]) => { calls.push(a); return Promise.resolve({ volume: 'db',
+    message: 'held' }); } } as unknown as RoleChanges;
   const act = ACTIONS.get('checkpoint')!;
   const refusal = async (hold: unknown): Promise<ActionRefused> => {
     try {

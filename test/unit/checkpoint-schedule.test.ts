@@ -59,7 +59,8 @@ volumes:
     checkpoints:
       - { cron: "61 * * * *", hold: 2h, label: nightly }
 `;
-  assert.throws(() => parseConfig(text, 'offsite.yaml'), (e: unknown) => e instanceof ConfigError && /offsite.yaml:13: .*cron.*"61 \* \* \* \*" is not a cron expression/.test((e as Error).message));
+  assert.throws(() => parseConfig(text, 'offsite.yaml'), (e: unknown) => e instanceof ConfigError &&
+    /offsite.yaml:13: .*cron.*"61 \* \* \* \*" is not a cron expression/.test((e as Error).message));
   const ok = parseConfig(text.replace('61 * * * *', '0 2 * * *'), 'offsite.yaml');
   assert.deepEqual(ok.volumes[0]!.checkpoints, [{ cron: '0 2 * * *', hold: 7200, label: 'nightly' }]);
 });

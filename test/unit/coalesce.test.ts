@@ -9,8 +9,10 @@ import { FLAG_RESYNC, RecordKind, type JournalRecord } from '../../src/journal/r
 import { Receiver } from '../../src/secondary/receiver.js';
 
 let seq = 0;
-const W = (offset: number, length: number, fill = seq + 1): JournalRecord => ({ kind: RecordKind.Write, flags: 0, seq: ++seq, epoch: 1, offset, length, time: 0, payload: Buffer.alloc(length, fill & 0xff) });
-const Z = (offset: number, length: number): JournalRecord => ({ kind: RecordKind.Zeroes, flags: 0, seq: ++seq, epoch: 1, offset, length, time: 0, payload: Buffer.alloc(0) });
+const W = (offset: number, length: number, fill = seq + 1): JournalRecord =>
+  ({ kind: RecordKind.Write, flags: 0, seq: ++seq, epoch: 1, offset, length, time: 0, payload: Buffer.alloc(length, fill & 0xff) });
+const Z = (offset: number, length: number): JournalRecord => ({ kind: RecordKind.Zeroes, flags: 0, seq: ++seq, epoch: 1, offset, length, time: 0,
+  payload: Buffer.alloc(0) });
 const B = (): JournalRecord => ({ kind: RecordKind.Barrier, flags: 0, seq: ++seq, epoch: 1, offset: 0, length: 0, time: 0, payload: Buffer.alloc(0) });
 const kinds = (rs: JournalRecord[]): string => rs.map((r) => ({ 1: 'W', 2: 'Z', 3: 'T', 4: 'B', 5: 'S' })[r.kind]).join('');
 

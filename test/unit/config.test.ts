@@ -119,10 +119,13 @@ test('two volumes may not share a journal folder: the error names the key and it
   assert.equal(errIn(pair(jd('./sharedj'), jd('./sharedj'))),
     `${FILE}:16: volumes.v2.journal_dir: /etc/offsite/sharedj is also volume v1's journal folder (volumes.v1.journal_dir, line 11); ${WHY}`);
   // The same folder after resolving ".." and a trailing slash.
-  assert.match(err(pair(jd('./sharedj'), jd('./x/../sharedj/'))), /^offsite\.yaml:16: volumes\.v2\.journal_dir: \S+\/sharedj is also volume v1's journal folder/);
+  assert.match(err(pair(jd('./sharedj'), jd('./x/../sharedj/'))),
+    /^offsite\.yaml:16: volumes\.v2\.journal_dir: \S+\/sharedj is also volume v1's journal folder/);
   // One inside the other, either way round.
-  assert.match(err(pair(jd('/srv/j'), jd('/srv/j/v2'))), /^offsite\.yaml:16: volumes\.v2\.journal_dir: \/srv\/j\/v2 is inside volume v1's journal folder \/srv\/j \(volumes\.v1\.journal_dir, line 11\)/);
-  assert.match(err(pair(jd('/srv/j/v1'), jd('/srv/j'))), /^offsite\.yaml:16: volumes\.v2\.journal_dir: \/srv\/j contains volume v1's journal folder \/srv\/j\/v1/);
+  assert.match(err(pair(jd('/srv/j'), jd('/srv/j/v2'))),
+    /^offsite\.yaml:16: volumes\.v2\.journal_dir: \/srv\/j\/v2 is inside volume v1's journal folder \/srv\/j \(volumes\.v1\.journal_dir, line 11\)/);
+  assert.match(err(pair(jd('/srv/j/v1'), jd('/srv/j'))),
+    /^offsite\.yaml:16: volumes\.v2\.journal_dir: \/srv\/j contains volume v1's journal folder \/srv\/j\/v1/);
   // Separate folders are fine, and so is a folder that only shares a prefix of its name.
   assert.equal(parseConfig(pair(jd('/srv/j1'), jd('/srv/j2')), '/x/o.yaml').volumes[1]!.journal_dir, '/srv/j2');
   parseConfig(pair(jd('/srv/j'), jd('/srv/j-v2')), '/x/o.yaml');
@@ -133,8 +136,10 @@ test('a journal folder may not be, be inside, or hold another volume\'s state fo
   // v2's default journal: STATE/volumes/v2/journal.
   assert.equal(errIn(pair(jd('./state/volumes/v2/journal'), '')),
     `${FILE}:11: volumes.v1.journal_dir: /etc/offsite/state/volumes/v2/journal is inside volume v2's state folder /etc/offsite/state/volumes/v2; ${WHY}`);
-  assert.match(err(pair(jd('./state/volumes/v2'), '')), /^offsite\.yaml:11: volumes\.v1\.journal_dir: \S+\/state\/volumes\/v2 is also volume v2's state folder/);
-  assert.match(err(pair('', jd('./state'))), /^offsite\.yaml:15: volumes\.v2\.journal_dir: \S+\/state contains volume v1's state folder \S+\/state\/volumes\/v1/);
+  assert.match(err(pair(jd('./state/volumes/v2'), '')),
+    /^offsite\.yaml:11: volumes\.v1\.journal_dir: \S+\/state\/volumes\/v2 is also volume v2's state folder/);
+  assert.match(err(pair('', jd('./state'))),
+    /^offsite\.yaml:15: volumes\.v2\.journal_dir: \S+\/state contains volume v1's state folder \S+\/state\/volumes\/v1/);
   // A volume without a peer has no journal, but its state folder is still its own.
   assert.match(err(pair(jd('./state/volumes/v2/j'), '').replace(/(v2\.img\n    role: primary\n)    peer: site-b\n/, '$1')),
     /^offsite\.yaml:11: volumes\.v1\.journal_dir: \S+ is inside volume v2's state folder/);

@@ -112,7 +112,8 @@ test('one address cannot hold every stream: past its share it gets 429, other ad
   assert.deepEqual(mine.map((x) => x.status), [200, 200]);
   const third = await openFrom(api.port, '127.0.0.1');
   assert.equal(third.status, 429);
-  assert.equal((JSON.parse(third.body) as { error: string }).error, 'too many live streams open from 127.0.0.1 (at most 2 from one address); close a dashboard tab and retry');
+  assert.equal((JSON.parse(third.body) as { error: string }).error,
+    'too many live streams open from 127.0.0.1 (at most 2 from one address); close a dashboard tab and retry');
   const other = await openFrom(api.port, '127.0.0.2');
   assert.equal(other.status, 200, 'another address is not held back');
   assert.equal(stream.size, 3);

@@ -46,6 +46,7 @@ test('capabilities that contradict themselves are refused when the export is add
 
 test('an allocation map that does not cover from the offset, or is empty, breaks an invariant', async () => {
   await assert.rejects(new CheckedBackend(backend(diskCapabilities(false), [])).extents(0, 4096, 8), /0 extents of 0 bytes/);
-  await assert.rejects(new CheckedBackend(backend(diskCapabilities(false), [{ length: 8192, hole: false }])).extents(0, 4096, 8), /1 extents of 8192 bytes for 4096 bytes/);
+  await assert.rejects(new CheckedBackend(backend(diskCapabilities(false), [{ length: 8192, hole: false }])).extents(0, 4096, 8),
+    /1 extents of 8192 bytes for 4096 bytes/);
   await assert.rejects(new CheckedBackend(backend(diskCapabilities(false), [{ length: 0, hole: true }])).extents(0, 4096, 8), /an empty extent at 0/);
 });

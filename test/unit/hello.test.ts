@@ -3,8 +3,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { checkHello, encodeHello, type Hello, type HelloVolume } from '../../src/link/hello.js';
 
-const vol = (over: Partial<HelloVolume> = {}): HelloVolume => ({ name: 'db', uuid: 'u1', size: 1 << 30, role: 'primary', generation: ['g1'], durableSeq: 0, logBytes: 1 << 30, round: 0, ...over });
-const hello = (over: Partial<Hello> = {}): Buffer => encodeHello({ node: 'site-b', protocol: 1, volumes: [vol({ role: 'secondary', durableSeq: 17 })], ...over });
+const vol = (over: Partial<HelloVolume> = {}): HelloVolume => ({ name: 'db', uuid: 'u1', size: 1 << 30, role: 'primary', generation: ['g1'], durableSeq: 0,
+  logBytes: 1 << 30, round: 0, ...over });
+const hello = (over: Partial<Hello> = {}): Buffer => encodeHello({ node: 'site-b', protocol: 1, volumes: [
+  vol({ role: 'secondary', durableSeq: 17 })], ...over });
 const refused = (r: ReturnType<typeof checkHello>): string => (r.ok ? 'accepted' : `${r.code}: ${r.message}`);
 
 test('a matching pair is accepted with the peer\'s durable point', () => {
@@ -14,17 +16,20 @@ test('a matching pair is accepted with the peer\'s durable point', () => {
 });
 
 test('size mismatch, two primaries, unknown volume, other uuid, wrong node, other version', () => {
-  assert.match(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', size: 5 })] }), 'site-b', [vol()])), /^size: volume db is 1073741824 bytes here and 5 bytes on site-b/);
+  assert.match(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', size: 5 })] }), 'site-b', [vol()])),
+    /^size: volume db is 1073741824 bytes here and 5 bytes on site-b/);
   assert.match(refused(checkHello(hello({ volumes: [vol()] }), 'site-b', [vol()])), /^two-primaries: .*offsite demote db/);
   assert.match(refused(checkHello(hello({ volumes: [] }), 'site-b', [vol()])), /^unknown-volume: volume db is configured with peer site-b/);
   assert.match(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', uuid: 'u2' })] }), 'site-b', [vol()])), /^uuid: /);
   assert.match(refused(checkHello(hello({ node: 'site-c' }), 'site-b', [vol()])), /^wrong-node: the peer calls itself "site-c"/);
-  assert.match(refused(checkHello(hello({ protocol: 2 }), 'site-b', [vol()])), /^version: site-b speaks protocol version 2 and this node speaks protocol version 1: no version in common\. Upgrade this node /);
+  assert.match(refused(checkHello(hello({ protocol: 2 }), 'site-b', [vol()])),
+    /^version: site-b speaks protocol version 2 and this node speaks protocol version 1: no version in common\. Upgrade this node /);
 });
 
 test('garbage is refused, not thrown', () => {
   assert.match(refused(checkHello(Buffer.from('{nope'), 'site-b', [vol()])), /^bad-hello: .*not JSON/);
-  assert.match(refused(checkHello(Buffer.from('{"node":"site-b","protocol":1,"volumes":[{"name":"db"}]}'), 'site-b', [vol()])), /^bad-hello: .*malformed at volumes\.0\./);
+  assert.match(refused(checkHello(Buffer.from('{"node":"site-b","protocol":1,"volumes":[{"name":"db"}]}'), 'site-b', [vol()])),
+    /^bad-hello: .*malformed at volumes\.0\./);
   assert.match(refused(checkHello(Buffer.from('[1,2,3]'), 'site-b', [vol()])), /^bad-hello/);
 });
 
@@ -36,7 +41,8 @@ test('generations: failover, failback and split brain are told apart', () => {
   // The secondary took writes the primary never saw: split brain, from either side's view.
   assert.match(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', generation: ['g1b', 'g1'] })] }), 'site-b', [vol({ generation: ['g2', 'g1'] })])),
     /^split-brain: volume db: split brain: the secondary \(site-b\) took writes .*--discard-my-data/);
-  assert.match(refused(checkHello(hello({ volumes: [vol({ role: 'primary', generation: ['g2', 'g1'] })] }), 'site-b', [vol({ role: 'secondary', generation: ['g1b', 'g1'] })])),
+  assert.match(refused(checkHello(hello({ volumes: [vol({ role: 'primary', generation: ['g2', 'g1'] })] }), 'site-b',
+    [vol({ role: 'secondary', generation: ['g1b', 'g1'] })])),
     /^split-brain: .*the secondary \(this node\)/);
   // Two primaries after a failover: the old primary is told to demote itself.
   assert.match(refused(checkHello(hello({ volumes: [vol({ generation: ['g2', 'g1'] })] }), 'site-b', [vol({ generation: ['g1'] })])),

@@ -135,7 +135,8 @@ test('history: rows in memory follow what is recorded, whatever becomes of the f
   const ring = new HistoryRing(HISTORY_MINUTES);
   const t0 = Date.UTC(2026, 0, 1);
   for (let i = 0; i < HISTORY_MINUTES + 5; i++) {
-    ring.push({ minute: new Date(t0 + i * 60_000).toISOString(), hostBytes: i, records: 0, journalUsed: 0, journalCapacity: 0, backlogBytes: 0, mode: 'journal' });
+    ring.push({ minute: new Date(t0 + i * 60_000).toISOString(), hostBytes: i, records: 0, journalUsed: 0, journalCapacity: 0,
+      backlogBytes: 0, mode: 'journal' });
   }
   assert.equal(ring.length, HISTORY_MINUTES);
   const all = ring.last(1e9);
@@ -203,7 +204,8 @@ function fillable(dir: string): Store & { full: boolean } {
   return s;
 }
 
-test('writes in flight at a crash, journaled again on a full journal disk, are marked for resync (the fold sees records that never reached the file)', async () => {
+test('writes in flight at a crash, journaled again on a full journal disk, are marked for resync (the fold sees records that never reached ' +
+  'the file)', async () => {
   // The state a kill -9 leaves with two host writes in flight: record 1 in the journal,
   // the intents of records 2 and 3 in the ring, their data on the volume, not in the
   // journal. At the restart the journal's disk is full: the re-journaled records are

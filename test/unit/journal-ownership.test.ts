@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { ForeignSegmentError, Journal, type JournalVolume } from '../../src/journal/journal.js';
+import { ForeignSegmentError, Journal, KEEP_PREFIX, type JournalVolume } from '../../src/journal/journal.js';
 import { RecordKind, SEGMENT_HEADER_SIZE, decodeSegmentHeader, volumeId, type DecodedSegmentHeader } from '../../src/journal/record.js';
 import { DirStore, FolderLock, FOLDER_LOCK_FILE } from '../../src/journal/store.js';
 import { tempDir } from '../helpers/run.js';
@@ -112,7 +112,8 @@ test('a segment that names another volume is refused at open, with what to do, a
     assert.ok(e instanceof ForeignSegmentError, String(e));
     assert.equal(e.segment, V1_NAME);
     assert.equal(e.owner, UUID_A);
-    assert.match(e.message, new RegExp(`^journal of volume v2: segment ${V1_NAME} belongs to another volume \\(uuid ${UUID_A}\\), not to v2 \\(uuid ${UUID_B}\\)`));
+    assert.match(e.message, new RegExp(
+      `^journal of volume v2: segment ${V1_NAME} belongs to another volume \\(uuid ${UUID_A}\\), not to v2 \\(uuid ${UUID_B}\\)`));
     assert.match(e.detail('v1'), new RegExp(`^segment ${V1_NAME} belongs to volume v1 \\(uuid ${UUID_A}\\), not to v2`));
     assert.match(e.message, /two volumes have shared this journal folder/);
     assert.match(e.message, /Nothing was read, changed or removed\. Give each volume a journal folder of its own \(volumes\.NAME\.journal_dir\)/);
@@ -147,7 +148,7 @@ test('a receive log: segments name none before the first link, the adopted uuid 
   const dir = tempDir('jrecv');
   let uuid = '';
   const me: JournalVolume = { name: 'db', uuid: () => uuid };
-  const log = new Journal({ store: new DirStore(dir), capacity: 1 << 20, segmentSize: 4096, prefixOnly: true, volume: me });
+  const log = new Journal({ store: new DirStore(dir), capacity: 1 << 20, segmentSize: 4096, onDamage: KEEP_PREFIX, volume: me });
   await log.recover();
   await log.drained();
   assert.equal(header(dir, V1_NAME).volume, null, 'no identity yet');
@@ -157,14 +158,14 @@ test('a receive log: segments name none before the first link, the adopted uuid 
   await log.sync();
   log.close();
   assert.deepEqual(header(dir, '00000000000000000002.seg').volume, volumeId(UUID_A));
-  const again = new Journal({ store: new DirStore(dir), capacity: 1 << 20, prefixOnly: true, volume: me });
+  const again = new Journal({ store: new DirStore(dir), capacity: 1 << 20, onDamage: KEEP_PREFIX, volume: me });
   const report = await again.recover();
   assert.equal(report.records, 2);
   assert.equal(report.damaged, false);
   again.close();
   // Opened as another volume's receive log: refused, where damage would be dropped and fetched again.
   const before = snapshot(dir);
-  const other = new Journal({ store: new DirStore(dir), capacity: 1 << 20, prefixOnly: true, volume: vol('logs', UUID_B) });
+  const other = new Journal({ store: new DirStore(dir), capacity: 1 << 20, onDamage: KEEP_PREFIX, volume: vol('logs', UUID_B) });
   await assert.rejects(other.recover(), /^Error: journal of volume logs: segment 00000000000000000002\.seg belongs to another volume/);
   assert.deepEqual(snapshot(dir), before);
   fs.rmSync(dir, { recursive: true });
@@ -194,7 +195,8 @@ test('a journal folder held by another process is refused with its volume and pi
       child.stdout!.on('data', (b: Buffer) => { if (b.toString().includes('held')) resolve(); });
       child.once('exit', (code) => reject(new Error(`the holder exited with ${code}`)));
     });
-    assert.throws(() => FolderLock.take(dir, 'logs'), new RegExp(`^Error: volume logs: journal folder ${dir} is in use by volume db \\(pid ${child.pid} on \\S+\\); two volumes must never share one`));
+    assert.throws(() => FolderLock.take(dir, 'logs'),
+      new RegExp(`^Error: volume logs: journal folder ${dir} is in use by volume db \\(pid ${child.pid} on \\S+\\); two volumes must never share one`));
   } finally {
     const gone = new Promise((r) => child.once('exit', r));
     child.kill('SIGKILL');

@@ -35,7 +35,8 @@ test('record header layout, byte by byte', () => {
 test('a fixed barrier record decodes', () => {
   // Barrier, seq 8, epoch 3, no range, no payload.
   const b = R.encodeRecordHeader({ kind: R.RecordKind.Barrier, flags: 0, seq: 8, epoch: 3, offset: 0, length: 0, time: 1 }, null);
-  const fixed = Buffer.concat([hex('4f464a52 01 04 0000 0800000000000000 0300000000000000 0000000000000000 00000000 00000000 0100000000000000 00000000'), b.subarray(52)]);
+  const fixed = Buffer.concat(
+    [hex('4f464a52 01 04 0000 0800000000000000 0300000000000000 0000000000000000 00000000 00000000 0100000000000000 00000000'), b.subarray(52)]);
   assert.deepEqual(b, fixed);
   const d = R.decodeRecordHeader(fixed);
   assert.ok(d.ok && d.header.kind === R.RecordKind.Barrier && d.header.offset === 0 && d.payloadLength === 0);

@@ -146,7 +146,7 @@ test('a receive log (KEEP_PREFIX) keeps the intact prefix: a damaged record and 
   buf.writeUInt8(buf.readUInt8(second + RECORD_HEADER_SIZE + 10) ^ 0x04, second + RECORD_HEADER_SIZE + 10); // record 2's payload
   fs.writeFileSync(file, buf);
   const log = new Journal({ store: new DirStore(dir), capacity: 1 << 20, onDamage: KEEP_PREFIX });
-  assert.equal(log.prefixOnly, true);
+  assert.equal(log.onDamage, KEEP_PREFIX);
   const report = await log.recover();
   assert.equal(report.damaged, true);
   assert.equal(report.unknownLoss, false, 'nothing to resync: the peer sends the rest again');
@@ -160,16 +160,16 @@ test('a receive log (KEEP_PREFIX) keeps the intact prefix: a damaged record and 
   await build(dir2);
   fs.writeFileSync(segmentFile(dir2), buf);
   const j = new Journal({ store: new DirStore(dir2), capacity: 1 << 20, onDamage: REPORT_DAMAGE });
-  assert.equal(j.prefixOnly, false);
+  assert.equal(j.onDamage, REPORT_DAMAGE);
   const jr = await j.recover();
   assert.deepEqual(jr.lost, [{ offset: 4096, length: 101 }]);
   assert.equal(j.lastSeq, 5);
   j.close();
 });
 
-test('a receive log drops a segment after a gap and the segments after it; prefixOnly is KEEP_PREFIX', async () => {
+test('a receive log (KEEP_PREFIX) drops a segment after a gap and the segments after it', async () => {
   const dir = tempDir('jgap');
-  const j = new Journal({ store: new DirStore(dir), capacity: 1 << 20, segmentSize: 4096, prefixOnly: true });
+  const j = new Journal({ store: new DirStore(dir), capacity: 1 << 20, segmentSize: 4096, onDamage: KEEP_PREFIX });
   await j.recover();
   const data = Buffer.alloc(3000, 1);
   for (let i = 0; i < 4; i++) j.append(RecordKind.Write, i * 4096, data.length, data);
@@ -178,10 +178,12 @@ test('a receive log drops a segment after a gap and the segments after it; prefi
   const segs = fs.readdirSync(dir).filter((n) => n.endsWith('.seg')).sort();
   assert.equal(segs.length, 4);
   fs.rmSync(path.join(dir, segs[1]!)); // records 2 are gone: 3 and 4 no longer follow
-  const log = new Journal({ store: new DirStore(dir), capacity: 1 << 20, prefixOnly: true });
+  const log = new Journal({ store: new DirStore(dir), capacity: 1 << 20, onDamage: KEEP_PREFIX });
   const report = await log.recover();
   assert.equal(log.lastSeq, 1);
   assert.deepEqual(fs.readdirSync(dir).filter((n) => n.endsWith('.seg')), [segs[0]]);
-  assert.ok(report.notes.some((n) => n.includes(`segment ${segs[2]} starts at record 3 but 2 was next; it and everything after it (2 segment file(s)) are dropped`)), report.notes.join('\n'));
+  assert.ok(report.notes.some(
+    (n) => n.includes(`segment ${segs[2]} starts at record 3 but 2 was next; it and everything after it (2 segment file(s)) are dropped`)),
+    report.notes.join('\n'));
   log.close();
 });

@@ -20,7 +20,8 @@ before(async () => {
 
 function capture(): { log: ReturnType<typeof createLogger>; lines: string[] } {
   const lines: string[] = [];
-  return { lines, log: createLogger({ format: 'json', destination: { write: (s: string) => { lines.push(s); return true; } } as unknown as NodeJS.WritableStream }) };
+  return { lines, log: createLogger(
+    { format: 'json', destination: { write: (s: string) => { lines.push(s); return true; } } as unknown as NodeJS.WritableStream }) };
 }
 
 async function listenA(onLink: (l: AcceptedLink) => void): Promise<{ l: LinkListener; port: number; lines: string[] }> {
@@ -212,7 +213,8 @@ test('idle, half-open and trickling handshakes are closed at the deadline; the r
   assert.equal(msgs.filter((m) => m.includes('127.0.0.2')).length, 1, msgs.join('\n'));
   links[0]!.socket.destroy();
   await l.close();
-  assert.ok(messages(lines).some((m) => m === 'link port: closed 9 more connections from 127.0.0.2 in the last minute: no TLS handshake within 0.5 s'), messages(lines).join('\n'));
+  assert.ok(messages(lines).some((m) => m === 'link port: closed 9 more connections from 127.0.0.2 in the last minute: no TLS handshake within 0.5 s'),
+    messages(lines).join('\n'));
 });
 
 test('handshakes in progress are capped per address and overall; a flood is logged once, then counted', async () => {
@@ -246,13 +248,15 @@ test('handshakes in progress are capped per address and overall; a flood is logg
   await waitFor('site-b linked', () => links.length === 1, 10_000, 10);
 
   // One line per kind and address, then one summary at the end of the window.
-  await waitFor('the flood summarised', () => messages(lines).some((m) => m.startsWith('link port: refused 19 more connections from 127.0.0.2 in the last 1 s')), 10_000, 10);
+  await waitFor('the flood summarised',
+    () => messages(lines).some((m) => m.startsWith('link port: refused 19 more connections from 127.0.0.2 in the last 1 s')), 10_000, 10);
   const msgs = messages(lines);
   assert.deepEqual(msgs.filter((m) => m.includes('127.0.0.2')), [
     msgs.find((m) => /^link port: refused a connection from 127\.0\.0\.2:\d+: 3 TLS handshakes from 127\.0\.0\.2 in progress already \(at most 3 from one address\)$/.test(m))!,
     'link port: refused 19 more connections from 127.0.0.2 in the last 1 s: 3 TLS handshakes from one address in progress already',
   ], msgs.join('\n'));
-  assert.ok(msgs.some((m) => /^link port: refused a connection from 127\.0\.0\.4:\d+: 5 TLS handshakes in progress already \(at most 5,/.test(m)), msgs.join('\n'));
+  assert.ok(msgs.some((m) =>
+    /^link port: refused a connection from 127\.0\.0\.4:\d+: 5 TLS handshakes in progress already \(at most 5,/.test(m)), msgs.join('\n'));
   s.destroy();
   for (const x of other) x.socket.destroy();
   links[0]!.socket.destroy();

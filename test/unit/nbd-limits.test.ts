@@ -19,7 +19,8 @@ function memoryDisk(size: number): unknown {
   const bytes = Buffer.alloc(size);
   return {
     name: 'disk', size, readOnly: false, description: 'memory',
-    capabilities: () => ({ readOnly: false, flush: true, fua: true, trim: true, zero: true, fastZero: false, multiConn: true, extents: false, cache: true, blockSize: { minimum: 1, preferred: 4096, maximum: 32 * MiB } }),
+    capabilities: () => ({ readOnly: false, flush: true, fua: true, trim: true, zero: true, fastZero: false, multiConn: true, extents: false, cache: true,
+      blockSize: { minimum: 1, preferred: 4096, maximum: 32 * MiB } }),
     read: async (offset: number, into: Buffer, at: number, length: number) => { bytes.copy(into, at, offset, offset + length); },
     write: async (offset: number, data: Buffer) => { data.copy(bytes, offset); },
     writeZeroes: async (offset: number, length: number) => { bytes.fill(0, offset, offset + length); },
@@ -30,9 +31,11 @@ function memoryDisk(size: number): unknown {
   };
 }
 
-async function serve(opts: Partial<NbdServerOptions>): Promise<{ server: NbdServer; port: number; said: string[]; connect: () => Promise<RawClient>; close: () => Promise<void> }> {
+async function serve(opts: Partial<NbdServerOptions>): Promise<{ server: NbdServer; port: number; said: string[]; connect: () =>
+  Promise<RawClient>; close: () => Promise<void> }> {
   const said: string[] = [];
-  const log = { warn: (m: unknown, s?: string) => said.push(typeof m === 'string' ? m : s!), debug: () => undefined, info: () => undefined, error: (m: unknown, s?: string) => said.push(typeof m === 'string' ? m : s!) } as unknown as Logger;
+  const log = { warn: (m: unknown, s?: string) => said.push(typeof m === 'string' ? m : s!), debug: () => undefined, info: () => undefined,
+    error: (m: unknown, s?: string) => said.push(typeof m === 'string' ? m : s!) } as unknown as Logger;
   const exports = new ExportRegistry();
   exports.add(memoryDisk(64 * MiB) as Parameters<ExportRegistry['add']>[0]);
   const server = new NbdServer({ exports, log, sweepMs: 50, refusalLogWindowMs: 60_000, ...opts });
@@ -99,7 +102,8 @@ test('writes past the node budget wait unread; a payload stalled while others wa
     assert.deepEqual(await real.simpleReply(), { error: 0, handle: 7n });
     assert.ok(Date.now() - t0 >= 300, 'it waited for the stalled ones to be cut');
     for (const c of stallers) assert.ok(await c.waitClosed(1000), 'the stalled writer is cut');
-    assert.ok(s.said.some((l) => /disconnected: stopped sending in the middle of a 2097152-byte write for \d+ s while 1 other requests waited for the NBD request budget \(4 MiB/.test(l)), s.said.join('\n'));
+    assert.ok(s.said.some((l) =>
+      /disconnected: stopped sending in the middle of a 2097152-byte write for \d+ s while 1 other requests waited for the NBD request budget \(4 MiB/.test(l)), s.said.join('\n'));
     assert.equal(s.said.filter((l) => /stopped sending in the middle/.test(l)).length, 1, 'the second cut from the same address is counted, not said');
     await sleep(50);
     assert.equal(s.server.budget.used, 0, 'every byte given back');
@@ -136,7 +140,8 @@ test('connections per address are capped: the excess is closed at once, logged o
     const excess = [await s.connect(), await s.connect()];
     for (const c of excess) assert.ok(await c.waitClosed(1000));
     await ok[0]!.go('disk'); // the three keep working
-    assert.deepEqual(s.said.filter((l) => /NBD: refused a connection from 127\.0\.0\.1: 3 connections from this address open already \(at most 3 from one address/.test(l)).length, 1, s.said.join('\n'));
+    assert.deepEqual(s.said.filter(
+      (l) => /NBD: refused a connection from 127\.0\.0\.1: 3 connections from this address open already \(at most 3 from one address/.test(l)).length, 1, s.said.join('\n'));
     await sleep(450);
     assert.ok(s.said.some((l) => /NBD: refused 1 more connections from 127\.0\.0\.1 in the last 0\.3 s: 3 from it open already/.test(l)), s.said.join('\n'));
     // A slot that frees is taken again.

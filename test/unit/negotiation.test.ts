@@ -9,7 +9,8 @@ import { ExportRegistry } from '../../src/export/registry.js';
 
 function fake(name: string, readOnly = false, caps: Capabilities = readOnly ? readOnlyCapabilities(true) : diskCapabilities(false)): ExportBackend {
   const nope = (): Promise<never> => Promise.reject(new Error('not used'));
-  return { name, size: 1 << 20, readOnly, description: `desc ${name}`, capabilities: () => caps, read: nope, write: nope, writeZeroes: nope, trim: nope, flush: nope, cache: nope, extents: nope };
+  return { name, size: 1 << 20, readOnly, description: `desc ${name}`, capabilities: () => caps, read: nope, write: nope, writeZeroes: nope, trim: nope,
+    flush: nope, cache: nope, extents: nope };
 }
 
 function table(...b: ExportBackend[]): ExportRegistry {

@@ -16,7 +16,8 @@ test('a key without its certificate is refused, the key kept as it was', async (
   const key = fs.readFileSync(p.key);
   fs.rmSync(p.cert);
   await assert.rejects(ensureIdentity(dir, 'site-a'), (e: Error) => {
-    assert.match(e.message, new RegExp(`^half an identity in ${dir}: ${p.key} is there but ${p.cert} is missing; restore ${p.cert} from a backup of this node, ` +
+    assert.match(e.message, new RegExp(
+      `^half an identity in ${dir}: ${p.key} is there but ${p.cert} is missing; restore ${p.cert} from a backup of this node, ` +
       `or, to make a new identity, remove ${p.key} too, run offsite init again and pin the new fingerprint at every peer`));
     return true;
   });

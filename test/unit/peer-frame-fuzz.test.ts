@@ -13,7 +13,8 @@ import { test } from 'node:test';
 import { compress } from 'zstd-napi';
 import { RecordKind, type JournalRecord } from '../../src/journal/record.js';
 import {
-  FrameDecoder, FrameError, FrameType, FRAME_HEADER_SIZE, MAX_FRAME_PAYLOAD, decodeAck, decodeHashReply, decodeHashRequest, decodeHeartbeat, decodeHold, decodeResync,
+  FrameDecoder, FrameError, FrameType, FRAME_HEADER_SIZE, MAX_FRAME_PAYLOAD, decodeAck, decodeHashReply, decodeHashRequest, decodeHeartbeat,
+    decodeHold, decodeResync,
   encodeAck, encodeFrame, encodeHashReply, encodeHashRequest, encodeHeartbeat, encodeHold, encodeResync, frameVolume, type Frame,
 } from '../../src/link/frame.js';
 import { checkHello, encodeHello, type HelloVolume } from '../../src/link/hello.js';
@@ -53,7 +54,8 @@ const z = (b: Buffer): Buffer => compress(b, { checksumFlag: true });
 /** Valid frames of every type, as [type, payload]. */
 function corpus(rng: Rng): Frame[] {
   const frames: Buffer[][] = [
-    encodeFrame(FrameType.Hello, encodeHello({ node: 'site-a', protocol: 1, codecs: ['zstd'], volumes: [{ ...shared[0]!, role: 'primary', uuid: 'u', generation: ['00ff'] }] })),
+    encodeFrame(FrameType.Hello, encodeHello({ node: 'site-a', protocol: 1, codecs: ['zstd'], volumes: [
+      { ...shared[0]!, role: 'primary', uuid: 'u', generation: ['00ff'] }] })),
     encodeFrame(FrameType.Refuse, Buffer.from(JSON.stringify({ code: 'size', message: 'no' }))),
     encodeRecordsFrame('db', records(rng, 4, true)),
     encodeAck('db', 42),
@@ -74,7 +76,8 @@ function corpus(rng: Rng): Frame[] {
   });
 }
 
-const INTERESTING_U32 = [0, 1, 2, 51, 52, 56, 0x7f, 0x80, 0xff, 0xffff, 0x10000, MAX_FRAME_PAYLOAD - 1, MAX_FRAME_PAYLOAD, MAX_FRAME_PAYLOAD + 1, 0x7fffffff, 0xffffffff];
+const INTERESTING_U32 = [0, 1, 2, 51, 52, 56, 0x7f, 0x80, 0xff, 0xffff, 0x10000, MAX_FRAME_PAYLOAD - 1, MAX_FRAME_PAYLOAD,
+  MAX_FRAME_PAYLOAD + 1, 0x7fffffff, 0xffffffff];
 
 /** A payload mutated the way a fuzzer would, or the way an attacker would. */
 function mutate(rng: Rng, p: Buffer, all: Frame[]): Buffer {
@@ -235,9 +238,11 @@ test(`peer frames: random and mutated frames decode or are refused cleanly, in b
       assert.ok(peak - rss0 < 256 << 20, `the process grew by ${((peak - rss0) / 2 ** 20).toFixed(0)} MiB`);
     }
     assert.ok(outcomes.refused > CASES / 10 && outcomes.decoded > 0, JSON.stringify(outcomes));
-    t.diagnostic(`${CASES} cases: ${outcomes.decoded} decoded, ${outcomes.refused} refused, ${outcomes.streamErrors} damaged streams refused; grew ${((peak - rss0) / 2 ** 20).toFixed(0)} MiB`);
+    t.diagnostic(`${CASES} cases: ${outcomes.decoded} decoded, ${outcomes.refused} refused, ${outcomes.streamErrors} damaged streams refused; grew ` +
+      `${((peak - rss0) / 2 ** 20).toFixed(0)} MiB`);
   } catch (e) {
-    throw new Error(`peer frame fuzz failed at ${at}, seed ${SEED} (replay: OFFSITE_FUZZ_SEED=${SEED} node --test dist/test/unit/peer-frame-fuzz.test.js): ${(e as Error).message}`, { cause: e });
+    throw new Error(`peer frame fuzz failed at ${at}, seed ${SEED} (replay: OFFSITE_FUZZ_SEED=${SEED} node --test dist/test/unit/peer-frame-fuzz.test.js): ` +
+      `${(e as Error).message}`, { cause: e });
   } finally {
     await pool.close();
   }

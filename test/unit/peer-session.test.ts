@@ -7,12 +7,15 @@ import { FrameDecoder, PROTOCOL_RANGE, encodeAck, encodeFrame, encodeHeartbeat, 
 import { PeerSession, type SessionAction } from '../../src/link/peer-session.js';
 import type { HelloVolume } from '../../src/link/hello.js';
 
-const vol = (role: 'primary' | 'secondary', name = 'db'): HelloVolume => ({ name, uuid: 'u', size: 1 << 20, role, generation: ['g'], durableSeq: 0, logBytes: 64 << 20, round: 0 });
+const vol = (role: 'primary' | 'secondary', name = 'db'): HelloVolume =>
+  ({ name, uuid: 'u', size: 1 << 20, role, generation: ['g'], durableSeq: 0, logBytes: 64 << 20, round: 0 });
 
 function pair(): { a: PeerSession; b: PeerSession } {
   const paired = (peer: string) => (v: string): string | undefined => (v === 'db' ? peer : v === 'other' ? 'site-c' : undefined);
-  const a = new PeerSession({ node: 'site-a', peer: 'site-b', initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 5000, shared: () => [vol('primary')], pairedWith: paired('site-b') });
-  const b = new PeerSession({ node: 'site-b', peer: 'site-a', initiator: false, speaks: PROTOCOL_RANGE, deadAfterMs: 5000, shared: () => [vol('secondary')], pairedWith: paired('site-a') });
+  const a = new PeerSession({ node: 'site-a', peer: 'site-b', initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 5000, shared: () => [vol('primary')],
+    pairedWith: paired('site-b') });
+  const b = new PeerSession({ node: 'site-b', peer: 'site-a', initiator: false, speaks: PROTOCOL_RANGE, deadAfterMs: 5000, shared: () => [vol('secondary')],
+    pairedWith: paired('site-a') });
   return { a, b };
 }
 
@@ -45,7 +48,8 @@ test('the acceptor speaks first; each side is up after the other\'s Hello, the d
 test('a frame before Hello, or a second Hello, closes the link', () => {
   const { a, b } = pair();
   b.handle({ type: 'open', now: 0 });
-  assert.match((b.handle({ type: 'frame', frame: one(encodeAck('db', 1)), now: 1 })[0] as { reason: string }).reason, /site-a sent frame type \d+ before Hello/);
+  assert.match((b.handle({ type: 'frame', frame: one(encodeAck('db', 1)), now: 1 })[0] as { reason: string }).reason,
+    /site-a sent frame type \d+ before Hello/);
   const p = pair();
   const hello = frames(p.b.handle({ type: 'open', now: 0 }))[0]!;
   p.a.handle({ type: 'frame', frame: hello, now: 1 });
@@ -65,7 +69,8 @@ test('frames are routed only for volumes paired with this peer', () => {
 });
 
 test('a Hello that does not match is refused: a Refuse at the Hello\'s version, the reason once, then a close after a linger', () => {
-  const a = new PeerSession({ node: 'site-a', peer: 'site-b', initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 5000, shared: () => [vol('secondary')], pairedWith: () => 'site-b' });
+  const a = new PeerSession({ node: 'site-a', peer: 'site-b', initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 5000, shared: () => [vol('secondary')],
+    pairedWith: () => 'site-b' });
   const { b } = pair();
   const out = a.handle({ type: 'frame', frame: frames(b.handle({ type: 'open', now: 0 }))[0]!, now: 1 });
   assert.deepEqual(types(out), ['send', 'refused', 'close']);

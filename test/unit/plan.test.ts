@@ -49,7 +49,8 @@ test('offsite plan --trace reads a CSV and prints peak, average and the rate nee
     assert.match(out, /average write rate +400 kbit\/s/);
     assert.match(out, /link needed for an RPO of 5 min 0 s: 1\.3 Mbit\/s \(3\.33x the average; worst lag 5 min 0 s/);
     fs.writeFileSync(file, 'time,bytes\n0,0\n60,abc\n');
-    assert.throws(() => execFileSync(process.execPath, [OFFSITE, 'plan', '--trace', file, '--rpo', '5m'], { encoding: 'utf8', stdio: 'pipe' }), /trace\.csv:3: "60,abc" is not time,bytes/);
+    assert.throws(() => execFileSync(process.execPath, [OFFSITE, 'plan', '--trace', file, '--rpo', '5m'], { encoding: 'utf8', stdio: 'pipe' }),
+      /trace\.csv:3: "60,abc" is not time,bytes/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -41,7 +41,8 @@ test('reconnect: the logged tail is kept, resent records are skipped, gaps close
   const rc = fresh();
   rc.handle({ type: 'up' });
   rc.handle({ type: 'records', records: [r(1), r(2, true), r(3)] });
-  assert.deepEqual(rc.handle({ type: 'synced', upTo: 2, asked: 3 }), [{ type: 'ack', seq: 2 }, { type: 'sync', upTo: 3 }, { type: 'apply', fromSeq: 1, toSeq: 2 }]);
+  assert.deepEqual(rc.handle({ type: 'synced', upTo: 2, asked: 3 }), [{ type: 'ack', seq: 2 }, { type: 'sync', upTo: 3 },
+    { type: 'apply', fromSeq: 1, toSeq: 2 }]);
   rc.handle({ type: 'down' });
   assert.equal(rc.resumeAfter, 2, 'the primary resumes after what is durable here');
   // The sync of record 3 is still running from the old link: nothing to do yet.
@@ -127,10 +128,12 @@ test('a unit never ends inside a coalesced unit, however large (Skip records hol
   const rc = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0 }, { unitBytes: 15 });
   rc.handle({ type: 'up' });
   rc.handle({ type: 'hold', held: true });
-  rc.handle({ type: 'records', records: [{ seq: 1, barrier: false, size: 10, skipUntil: 6 }, r(2, true), r(3), r(4, true), r(5), r(6, true), r(7), r(8, true)] });
+  rc.handle({ type: 'records', records: [{ seq: 1, barrier: false, size: 10, skipUntil: 6 }, r(2, true), r(3), r(4, true), r(5),
+    r(6, true), r(7), r(8, true)] });
   rc.handle({ type: 'synced', upTo: 8, asked: 8 });
   assert.equal(rc.newestExposable, 8);
-  assert.deepEqual(rc.handle({ type: 'hold', held: false }), [{ type: 'apply', fromSeq: 1, toSeq: 6 }], 'the coalesced unit goes whole, then the bound applies');
+  assert.deepEqual(rc.handle({ type: 'hold', held: false }), [{ type: 'apply', fromSeq: 1, toSeq: 6 }],
+    'the coalesced unit goes whole, then the bound applies');
 });
 
 test('an apply reported that was never asked for breaks an invariant', () => {
@@ -143,7 +146,8 @@ test('the apply after a round\'s last part ends at a barrier, not as another rou
   const rc = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0, round: true });
   rc.handle({ type: 'up' });
   rc.handle({ type: 'records', records: [r(1), r(2), { seq: 3, barrier: true, roundEnd: true, size: 10 }] });
-  assert.deepEqual(rc.handle({ type: 'synced', upTo: 3, asked: 3 }), [{ type: 'ack', seq: 3 }, { type: 'apply', fromSeq: 1, toSeq: 3, round: true, endsRound: true }]);
+  assert.deepEqual(rc.handle({ type: 'synced', upTo: 3, asked: 3 }), [{ type: 'ack', seq: 3 }, { type: 'apply', fromSeq: 1, toSeq: 3,
+    round: true, endsRound: true }]);
   // A write after the round (its epoch still open) arrives while the round's end is applied.
   rc.handle({ type: 'records', records: [r(4)] });
   rc.handle({ type: 'synced', upTo: 4, asked: 4 });

@@ -73,7 +73,8 @@ test('pause and hold live in the machine: nothing is read or sent meanwhile, ack
   // The peer's log fills: a Hold stops sending; its go resumes right after what it holds.
   assert.deepEqual(s.handle({ type: 'hold', held: true, after: 4 }), []);
   assert.deepEqual(s.handle({ type: 'journal', lastSeq: 12 }), [], 'held: nothing read');
-  assert.deepEqual(s.handle({ type: 'hold', held: false, after: 6 }), [{ type: 'release', seq: 6 }, { type: 'read', fromSeq: 7, maxBytes: 10_000, limitSeq: 12 }]);
+  assert.deepEqual(s.handle({ type: 'hold', held: false, after: 6 }), [{ type: 'release', seq: 6 }, { type: 'read', fromSeq: 7,
+    maxBytes: 10_000, limitSeq: 12 }]);
   // Paused and held at once: the go of the hold does not resume a paused volume.
   s.handle({ type: 'pause', paused: true });
   s.handle({ type: 'hold', held: true, after: 6 });

@@ -15,7 +15,8 @@ import { engineIdOf } from '../../src/snmp/snmp.js';
 
 const MIB_FILE = new URL('../../../mibs/OFFSITE-MIB.txt', import.meta.url).pathname;
 
-interface StoreProvider { name: string; oid: string; scalarType?: number; tableColumns?: Array<{ number: number; name: string; type: number; maxAccess: number }> }
+interface StoreProvider {
+  name: string; oid: string; scalarType?: number; tableColumns?: Array<{ number: number; name: string; type: number; maxAccess: number }> }
 interface Store {
   loadFromFile(f: string): void;
   getModule(n: string): Record<string, { OID?: string; OBJECTS?: string[]; MACRO?: string; 'MAX-ACCESS'?: string }>;

@@ -22,7 +22,8 @@ test('nothing changed, nothing sent', () => {
 });
 
 test('link down and link up, per volume of the link, with the backlog in words', () => {
-  const down = notices([vol(), vol({ name: 'logs' })], [vol({ link: 'disconnected', backlogBytes: 3 << 20 }), vol({ name: 'logs', link: 'disconnected' })], null);
+  const down = notices([vol(), vol({ name: 'logs' })], [vol({ link: 'disconnected', backlogBytes: 3 << 20 }),
+    vol({ name: 'logs', link: 'disconnected' })], null);
   assert.deepEqual(down.map((n) => `${n.kind}:${n.volume}`), ['linkDown:db', 'linkDown:logs']);
   assert.equal(down[0]!.text, 'volume db: link to site-b down; backlog 3.0 MiB');
   const up = notices([vol({ link: 'disconnected' })], [vol()], null);
@@ -47,7 +48,8 @@ test('after a start: the first link up is sent; a link still down after the grac
 });
 
 test('watchVolumes: "starting" only within the grace and before the link was ever up', () => {
-  const status = [{ name: 'db', role: 'primary', peer: 'site-b', link: 'disconnected', lagSeconds: 1.5, tracking: 'journal', overflows: 0, backlogBytes: 7 }] as unknown as VolumeStatus[];
+  const status = [{ name: 'db', role: 'primary', peer: 'site-b', link: 'disconnected', lagSeconds: 1.5, tracking: 'journal', overflows: 0,
+    backlogBytes: 7 }] as unknown as VolumeStatus[];
   const look = (starting: boolean, everUp: string[]) => watchVolumes(status, { starting, everUp: new Set(everUp), splitBrain: new Map() })[0]!;
   assert.equal(look(true, []).link, 'starting');
   assert.equal(look(false, []).link, 'disconnected');
@@ -60,7 +62,8 @@ test('watchVolumes: "starting" only within the grace and before the link was eve
 
 test('journal overflow: the switch to bitmap tracking, or a new overflow counted', () => {
   assert.deepEqual(kinds([vol()], [vol({ tracking: 'bitmap', backlogBytes: 1 << 30 })]), ['journalOverflow:db']);
-  assert.match(notices([vol()], [vol({ tracking: 'bitmap', backlogBytes: 1 << 30 })], null)[0]!.text, /journal overflowed; changes are tracked in the dirty bitmap \(1\.0 GiB to resync\)/);
+  assert.match(notices([vol()], [vol({ tracking: 'bitmap', backlogBytes: 1 << 30 })], null)[0]!.text,
+    /journal overflowed; changes are tracked in the dirty bitmap \(1\.0 GiB to resync\)/);
   assert.deepEqual(kinds([vol({ tracking: 'bitmap', overflows: 1 })], [vol({ tracking: 'bitmap', overflows: 1 })]), []);
   // Overflowed and resynced between two looks: still reported.
   assert.deepEqual(kinds([vol({ overflows: 1 })], [vol({ overflows: 2 })]), ['journalOverflow:db']);

@@ -9,7 +9,8 @@ const base = {
   name: 'db', peer: 'site-b', link: 'connected', backlogBytes: 0, backlogRecords: 0, lagSeconds: 0, consistent: true,
   sizeBytes: 1 << 30, tracking: 'journal', journalUsedBytes: 0, journalCapacityBytes: 1 << 30, epoch: 1, dirtyBytes: 0,
   hostBytes: 0, overflows: 0, uuid: 'u', generation: ['g'], resyncing: false, resyncLeftBytes: 0, resyncTotalBytes: 0,
-  resyncBytes: 0, resyncSeededBytes: 0, resyncHashBytes: 0, resyncRateBytesPerSecond: 0, resyncEtaSeconds: 0, checkpoint: null, drill: null, applying: null, wireBytes: 0, paused: false, linkRateBytesPerSecond: null, verify: null, shipping: null, iscsi: null,
+  resyncBytes: 0, resyncSeededBytes: 0, resyncHashBytes: 0, resyncRateBytesPerSecond: 0, resyncEtaSeconds: 0, checkpoint: null, drill: null, applying: null,
+    wireBytes: 0, paused: false, linkRateBytesPerSecond: null, verify: null, shipping: null, iscsi: null,
 } satisfies Omit<VolumeStatus, 'role'>;
 
 test('no round: a dash', () => {
@@ -17,7 +18,8 @@ test('no round: a dash', () => {
 });
 
 test('primary mid-round: a bar, the percentage, what is left, the rate and the time left', () => {
-  const v: VolumeStatus = { ...base, role: 'primary', resyncing: true, resyncTotalBytes: 100 << 20, resyncLeftBytes: 40 << 20, resyncRateBytesPerSecond: 12 << 20, resyncEtaSeconds: 3 };
+  const v: VolumeStatus = { ...base, role: 'primary', resyncing: true, resyncTotalBytes: 100 << 20, resyncLeftBytes: 40 << 20,
+    resyncRateBytesPerSecond: 12 << 20, resyncEtaSeconds: 3 };
   assert.equal(resyncCell(v), '[######....] 60% 40 MiB to send, 12 MiB/s, 3 s left');
 });
 
@@ -29,7 +31,8 @@ test('secondary: what it serves while it receives', () => {
 test('an online verify shows in the same column: bar, differing regions, rate, time left', () => {
   const v: VolumeStatus = {
     ...base, role: 'primary',
-    verify: { state: 'running', checkedRegions: 420, totalRegions: 1000, regionSize: 65536, differingRegions: [129, 130], repair: false, message: 'running', rateBytesPerSecond: 120 << 20, etaSeconds: 9 },
+    verify: { state: 'running', checkedRegions: 420, totalRegions: 1000, regionSize: 65536, differingRegions: [129, 130], repair: false, message: 'running',
+      rateBytesPerSecond: 120 << 20, etaSeconds: 9 },
   };
   assert.equal(resyncCell(v), 'verify [####......] 42% 2 differ, 120 MiB/s, 9 s left');
   assert.equal(resyncCell({ ...v, verify: { ...v.verify!, state: 'done' } }), '-');
@@ -37,7 +40,8 @@ test('an online verify shows in the same column: bar, differing regions, rate, t
 
 test('the wire column: send rate, record bytes per wire byte, and whether the backlog drains', () => {
   const shipping = {
-    compression: 'auto', level: 3, recordBytes: 300 << 20, zeroBytes: 0, compressedInBytes: 300 << 20, compressedOutBytes: 100 << 20, compressionRatio: 2.94, coalesce: true, coalescedRecords: 0, coalescedBytes: 0, rttMs: 0.4, windowBytes: 32 << 20, capacityBytesPerSecond: null, batchBytes: 4 << 20,
+    compression: 'auto', level: 3, recordBytes: 300 << 20, zeroBytes: 0, compressedInBytes: 300 << 20, compressedOutBytes: 100 << 20, compressionRatio: 2.94,
+      coalesce: true, coalescedRecords: 0, coalescedBytes: 0, rttMs: 0.4, windowBytes: 32 << 20, capacityBytesPerSecond: null, batchBytes: 4 << 20,
     hostRateBytesPerSecond: 100 << 10, recordRateBytesPerSecond: 900 << 10, wireRateBytesPerSecond: 310 << 10, drainSeconds: 240,
   };
   assert.equal(wireCell({ ...base, role: 'primary', backlogBytes: 1 << 30, shipping }), '310 KiB/s x2.9, drains in 4 min 0 s');

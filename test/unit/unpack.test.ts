@@ -9,7 +9,8 @@ import { test } from 'node:test';
 import { compress } from 'zstd-napi';
 import { RecordKind, type JournalRecord } from '../../src/journal/record.js';
 import { FrameDecoder, FrameError, type Frame } from '../../src/link/frame.js';
-import { CODEC_ZSTD, CODEC_ZSTD_HEADERS, decodePackedRecordsFrame, decodePackedRecordsFrameOff, packSync, parsePackedRecordsFrame, recordsBody, splitRecords, unzstdExact } from '../../src/compress/codec.js';
+import { CODEC_ZSTD, CODEC_ZSTD_HEADERS, decodePackedRecordsFrame, decodePackedRecordsFrameOff, packSync, parsePackedRecordsFrame, recordsBody, splitRecords,
+  unzstdExact } from '../../src/compress/codec.js';
 import { CompressionPool } from '../../src/compress/pool.js';
 import { packedPayload, zstdBomb } from '../helpers/hostile-peer.js';
 
@@ -39,7 +40,8 @@ test('a multi-frame zstd bomb is refused before it is decompressed: memory flat,
   assert.ok(bomb.length < 17 * 1024);
   const rss0 = process.memoryUsage.rss();
   const t0 = performance.now();
-  refused(packedPayload('v', CODEC_ZSTD, body.length, bomb), /^PackedRecords frame for v holds 16390 bytes after its zstd frame \(one frame, nothing after it\)$/);
+  refused(packedPayload('v', CODEC_ZSTD, body.length, bomb),
+    /^PackedRecords frame for v holds 16390 bytes after its zstd frame \(one frame, nothing after it\)$/);
   const ms = performance.now() - t0;
   const grew = process.memoryUsage.rss() - rss0;
   assert.ok(grew < 32 << 20, `refusing the bomb grew the process by ${grew} bytes`);
@@ -78,7 +80,8 @@ test('a declared size that disagrees is refused: the head against the frame, the
   const payloads = Buffer.concat(split.payloads);
   assert.equal(decodePackedRecordsFrame(codec2(split.rawLength, cols, payloads)).records.length, 2);
   refused(codec2(split.rawLength + 56, cols, payloads), /holds 8304 bytes of records, the frame declares 8360/);
-  refused(codec2(split.rawLength, compress(split.columns.subarray(0, 100), { checksumFlag: true }), payloads), /100 bytes of header columns is not a whole number of records/);
+  refused(codec2(split.rawLength, compress(split.columns.subarray(0, 100), { checksumFlag: true }), payloads),
+    /100 bytes of header columns is not a whole number of records/);
   // ... and be one frame too.
   refused(codec2(split.rawLength, Buffer.concat([cols, zstdBomb(16)]), payloads), /its header columns|bytes after its zstd frame/);
 });
@@ -115,7 +118,8 @@ test('the worker pool unpacks exactly as the event loop would, and refuses the s
     const { body, z } = goodFrame();
     const bomb = parsePackedRecordsFrame(packedPayload('v', CODEC_ZSTD, body.length, Buffer.concat([z, zstdBomb()])));
     const rss0 = process.memoryUsage.rss();
-    await assert.rejects(decodePackedRecordsFrameOff(bomb, pool), (e: Error) => e instanceof FrameError && /^PackedRecords frame for v holds 16390 bytes after its zstd frame/.test(e.message));
+    await assert.rejects(decodePackedRecordsFrameOff(bomb, pool), (e: Error) => e instanceof FrameError &&
+      /^PackedRecords frame for v holds 16390 bytes after its zstd frame/.test(e.message));
     assert.ok(process.memoryUsage.rss() - rss0 < 32 << 20, 'the worker refused the bomb without decompressing it');
     const short = parsePackedRecordsFrame(packedPayload('v', CODEC_ZSTD, body.length, Buffer.concat([z.subarray(0, z.length - 4), Buffer.alloc(4)])));
     await assert.rejects(decodePackedRecordsFrameOff(short, pool), (e: Error) => e instanceof FrameError && /does not decompress/.test(e.message));

@@ -47,7 +47,8 @@ function snapshot(dir: string): Record<string, string> {
 /** Runs `open`, which must refuse a newer format with `re`, and leave `dir` as it was. */
 async function refusedUntouched(dir: string, open: () => Promise<unknown> | unknown, re: RegExp): Promise<void> {
   const before = snapshot(dir);
-  await assert.rejects(async () => open(), (e: unknown) => e instanceof NewerFormatError && re.test(e.message) && /a newer release of Offsite wrote it\. Nothing was read or changed/.test(e.message), re.source);
+  await assert.rejects(async () => open(), (e: unknown) => e instanceof NewerFormatError && re.test(e.message) &&
+    /a newer release of Offsite wrote it\. Nothing was read or changed/.test(e.message), re.source);
   assert.deepEqual(snapshot(dir), before, 'nothing in the folder changed');
 }
 
@@ -68,10 +69,12 @@ test('no version in common: refused, saying what each side speaks and which side
   const peerOlder = negotiate({ min: 2, max: 3 }, { min: 1, max: 1 }, names);
   assert.ok(!peerOlder.ok);
   assert.equal(peerOlder.message, 'site-a speaks protocol version 1 and site-b speaks protocol versions 2..3: no version in common. ' +
-    'Upgrade site-a to a release that speaks protocol version 2 (site-b has dropped the older versions); releases one apart always share a version (docs/VERSIONING.md)');
+    'Upgrade site-a to a release that speaks protocol version 2 (site-b has dropped the older versions); releases one apart always share a ' +
+      'version (docs/VERSIONING.md)');
   const selfOlder = negotiate({ min: 1, max: 1 }, { min: 2, max: 3 }, names);
   assert.ok(!selfOlder.ok);
-  assert.match(selfOlder.message, /^site-a speaks protocol versions 2\.\.3 and site-b speaks protocol version 1: no version in common\. Upgrade site-b to a release that speaks protocol version 2 \(site-a has dropped/);
+  assert.match(selfOlder.message,
+    /^site-a speaks protocol versions 2\.\.3 and site-b speaks protocol version 1: no version in common\. Upgrade site-b to a release that speaks protocol version 2 \(site-a has dropped/);
 });
 
 // The previous release's Hello (it speaks protocol 1 only), byte for byte: the 20-byte
@@ -218,7 +221,8 @@ test('journal folder: the previous release\'s segment and counters open; a newer
   const rel2 = tempDir('ver-rel2');
   fs.writeFileSync(path.join(rel2, '00000000000000000001.seg'), V1_SEGMENT);
   fs.writeFileSync(path.join(rel2, 'released'), hex('4f46465352454c32 0100000000000000 a619e5a5'));
-  await refusedUntouched(rel2, () => new Journal({ store: new DirStore(rel2), capacity: 1 << 20 }).recover(), /^released: this release point is format version 2, and this build reads version 1/);
+  await refusedUntouched(rel2, () => new Journal({ store: new DirStore(rel2), capacity: 1 << 20 }).recover(),
+    /^released: this release point is format version 2, and this build reads version 1/);
   // A damaged counter is still what it was: read as 0.
   fs.writeFileSync(path.join(rel2, 'released'), hex('4f46465352454c31 0100000000000000 00000000'));
   const again = new Journal({ store: new DirStore(rel2), capacity: 1 << 20 });
@@ -248,7 +252,8 @@ test('dirty bitmap: version 1 from literal bytes; version 2 refused, not replace
   assert.deepEqual([bitmap.count, bitmap.isSet(3), bitmap.isSet(9), bitmap.isSet(4)], [2, true, true, false]);
   bitmap.close();
   fs.writeFileSync(path.join(dir, 'dirty.bitmap'), bitmapFile(2));
-  await refusedUntouched(dir, () => DirtyBitmap.open(new DirStore(dir), 1 << 20, 65536), /^dirty\.bitmap: this dirty bitmap is format version 2, and this build reads version 1/);
+  await refusedUntouched(dir, () => DirtyBitmap.open(new DirStore(dir), 1 << 20, 65536),
+    /^dirty\.bitmap: this dirty bitmap is format version 2, and this build reads version 1/);
 });
 
 // Activity log slot, version 1: "OFFSACT1", version, extent size 4096 KiB, generation
@@ -322,7 +327,8 @@ test('checkpoint file: the previous release\'s (no version) and version 1 read; 
   const want = { label: 'nightly', createdAt: 1700000000000, holdUntil: null, appliedSeq: 42, ownedByDrill: false };
   fs.writeFileSync(path.join(dir, 'checkpoint'), '{"label":"nightly","createdAt":1700000000000,"holdUntil":null,"appliedSeq":42,"ownedByDrill":false}\n');
   assert.deepEqual(await readCheckpoint(new DirStore(dir)), want);
-  fs.writeFileSync(path.join(dir, 'checkpoint'), '{"version":1,"label":"nightly","createdAt":1700000000000,"holdUntil":null,"appliedSeq":42,"ownedByDrill":false}\n');
+  fs.writeFileSync(path.join(dir, 'checkpoint'),
+    '{"version":1,"label":"nightly","createdAt":1700000000000,"holdUntil":null,"appliedSeq":42,"ownedByDrill":false}\n');
   assert.deepEqual(await readCheckpoint(new DirStore(dir)), want);
   fs.writeFileSync(path.join(dir, 'checkpoint'), '{"version":2,"label":"nightly","createdAt":1700000000000,"frozenAt":{"seq":42}}\n');
   await refusedUntouched(dir, () => readCheckpoint(new DirStore(dir)), /^checkpoint: this checkpoint file is format version 2/);
@@ -330,7 +336,8 @@ test('checkpoint file: the previous release\'s (no version) and version 1 read; 
 
 test('identity.json: version 1 reads; version 2 is refused as newer, not as malformed', async () => {
   const dir = tempDir('ver-identity');
-  fs.writeFileSync(path.join(dir, 'identity.json'), '{\n  "version": 1,\n  "uuid": "6f1c7a52-3b0e-4c55-9d0a-2f6b8e4d1c3a",\n  "generations": [\n    "0011223344556677"\n  ],\n  "shared": true\n}\n');
+  fs.writeFileSync(path.join(dir, 'identity.json'),
+    '{\n  "version": 1,\n  "uuid": "6f1c7a52-3b0e-4c55-9d0a-2f6b8e4d1c3a",\n  "generations": [\n    "0011223344556677"\n  ],\n  "shared": true\n}\n');
   const id = VolumeIdentity.open(dir, 'secondary');
   assert.deepEqual([id.uuid, id.current, id.shared], ['6f1c7a52-3b0e-4c55-9d0a-2f6b8e4d1c3a', '0011223344556677', true]);
   fs.writeFileSync(path.join(dir, 'identity.json'), '{"version":2,"uuid":"6f1c7a52-3b0e-4c55-9d0a-2f6b8e4d1c3a","generations":[],"epochs":[]}\n');

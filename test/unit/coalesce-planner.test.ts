@@ -1,0 +1,150 @@
+// The shipper's side of coalescing (src/coalesce/planner.ts) over a journal double:
+// a batch coalesced or left as it is (off, a round open, more than the peer takes as
+// a unit), the counts of Skip records and bytes, and far behind, one unit planned
+// over the backlog ahead within the scope, kept for the batches inside it.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { UnitPlanner, COALESCE_SCOPE } from '../../src/coalesce/planner.js';
+import { RECORD_HEADER_SIZE, RecordKind, type JournalRecord } from '../../src/journal/record.js';
+
+const SIZE = 8192;
+const REC = RECORD_HEADER_SIZE + SIZE;
+let seq = 0;
+const W = (offset: number): JournalRecord => ({ kind: RecordKind.Write, flags: 0, seq: ++seq, epoch: 1, offset, length: SIZE, time: 0,
+  payload: Buffer.alloc(SIZE, seq & 0xff) });
+const B = (): JournalRecord => ({ kind: RecordKind.Barrier, flags: 0, seq: ++seq, epoch: 1, offset: 0, length: 0, time: 0, payload: Buffer.alloc(0) });
+const kinds = (rs: JournalRecord[]): string => rs.map((r) => ({ 1: 'W', 2: 'Z', 3: 'T', 4: 'B', 5: 'S' })[r.kind]).join('');
+
+/** `epochs` epochs, each rewriting the same two 8 KiB ranges, then a barrier. */
+function backlog(epochs: number): JournalRecord[] {
+  seq = 0;
+  const all: JournalRecord[] = [];
+  for (let e = 0; e < epochs; e++) all.push(W(0), W(SIZE), B());
+  return all;
+}
+
+/** A journal double holding `records`: reads as Journal.read does (at least one record, about maxBytes, not past limitSeq). */
+function journal(records: JournalRecord[]) {
+  const reads: Array<{ from: number; maxBytes: number; got: number }> = [];
+  let backlogBytes = 0;
+  for (const r of records) backlogBytes += RECORD_HEADER_SIZE + r.payload.length;
+  return {
+    reads,
+    backlogBytes,
+    read(from: number, maxBytes: number, limitSeq: number): Promise<JournalRecord[]> {
+      const out: JournalRecord[] = [];
+      let bytes = 0;
+      for (const r of records) {
+        if (r.seq < from || r.seq > limitSeq) continue;
+        if (out.length > 0 && bytes + RECORD_HEADER_SIZE + r.payload.length > maxBytes) break;
+        out.push(r);
+        bytes += RECORD_HEADER_SIZE + r.payload.length;
+      }
+      reads.push({ from, maxBytes, got: out.length });
+      return Promise.resolve(out);
+    },
+  };
+}
+
+const open = { roundOpen: false, maxEpochBytes: 1 << 30 };
+
+test('a batch spanning several epochs goes coalesced, and what stayed home is counted', () => {
+  const p = new UnitPlanner({ coalesce: () => true, readBytes: 1 << 20 });
+  const batch = backlog(3);
+  const out = p.coalesced(batch, null, open);
+  assert.equal(kinds(out), 'SSBSSBWWB');
+  assert.ok(out.slice(0, 2).every((r) => r.offset === 9), 'Skips name the unit\'s last barrier');
+  assert.equal(p.records, 4);
+  assert.equal(p.bytes, 4 * SIZE);
+  p.coalesced(backlog(2), null, open);
+  assert.equal(p.records, 6, 'the counts add up batch after batch');
+  assert.equal(p.bytes, 6 * SIZE);
+});
+
+test('a batch is left as it is when coalescing is off, a round is open, or it is more than the peer takes as a unit', () => {
+  const batch = backlog(3);
+  const bytes = batch.reduce((n, r) => n + RECORD_HEADER_SIZE + r.payload.length, 0);
+  let on = false;
+  const p = new UnitPlanner({ coalesce: () => on, readBytes: 1 << 20 });
+  assert.equal(p.coalesced(batch, null, open), batch, 'off');
+  on = true;
+  assert.equal(p.coalesced(batch, null, { roundOpen: true, maxEpochBytes: 1 << 30 }), batch, 'a round open');
+  assert.equal(p.coalesced(batch, null, { roundOpen: false, maxEpochBytes: bytes - 1 }), batch, 'larger than a unit');
+  assert.equal(kinds(p.coalesced(batch, null, { roundOpen: false, maxEpochBytes: bytes })), 'SSBSSBWWB', 'exactly a unit');
+  assert.equal(new UnitPlanner({ readBytes: 1 << 20 }).coalesced(batch, null, open), batch, 'no coalesce option: off');
+  assert.equal(p.records, 4);
+});
+
+test('far behind, one unit is planned over the backlog ahead, and each batch of it goes with the plan\'s Skips', async () => {
+  const all = backlog(10); // 30 records, 20 writes
+  const j = journal(all);
+  const batchBytes = 3 * REC; // one epoch
+  const p = new UnitPlanner({ coalesce: () => true, readBytes: 4 * REC });
+  const plan = await p.unitFor(j, 1, 30, batchBytes, open);
+  assert.ok(plan);
+  assert.equal(plan.from, 1);
+  assert.equal(plan.until, 30);
+  assert.equal(plan.skip.size, 18, 'every write but the last of each range');
+  // Read once, in reads of at most readBytes, each after the one before.
+  assert.ok(j.reads.length > 1 && j.reads.every((r) => r.maxBytes <= 4 * REC));
+  let next = 1;
+  for (const r of j.reads) {
+    assert.equal(r.from, next);
+    next += r.got;
+  }
+  assert.equal(next, 31);
+  // A batch inside the unit: the same plan, nothing read again.
+  const reads = j.reads.length;
+  assert.equal(await p.unitFor(j, 4, 30, batchBytes, open), plan);
+  assert.equal(j.reads.length, reads);
+  // The first batch alone holds one barrier; with the plan its writes go as Skips.
+  const first = p.coalesced(all.slice(0, 3), plan, { roundOpen: false, maxEpochBytes: 1 });
+  assert.equal(kinds(first), 'SSB');
+  assert.ok(first.slice(0, 2).every((r) => r.offset === 30));
+  assert.equal(p.records, 2);
+  assert.equal(p.bytes, 2 * SIZE);
+});
+
+test('the plan covers at most the scope (and half a unit), and not past limitSeq', async () => {
+  const all = backlog(10);
+  const batchBytes = 3 * REC;
+  const scoped = new UnitPlanner({ coalesce: () => true, scopeBytes: 9 * REC, readBytes: 1 << 20 });
+  const j = journal(all);
+  const plan = await scoped.unitFor(j, 1, 30, batchBytes, open);
+  // Nine writes' bytes: four epochs (8 writes, 4 barriers) and a write of the fifth, read
+  // in two reads (the second for what is left of the scope); the unit ends at the fourth barrier.
+  assert.equal(plan!.until, 12);
+  assert.deepEqual(j.reads.map((r) => [r.maxBytes, r.got]), [[9 * REC, 12], [REC - 4 * RECORD_HEADER_SIZE, 1]]);
+  const halfUnit = new UnitPlanner({ coalesce: () => true, readBytes: 1 << 20 });
+  assert.equal((await halfUnit.unitFor(journal(all), 1, 30, batchBytes, { roundOpen: false, maxEpochBytes: 12 * REC }))!.until, 6,
+    'half of 12 writes: the second barrier');
+  const limited = new UnitPlanner({ coalesce: () => true, readBytes: 1 << 20 });
+  const jl = journal(all);
+  assert.equal((await limited.unitFor(jl, 1, 13, batchBytes, open))!.until, 12, 'the last barrier up to limitSeq');
+  assert.ok(jl.reads.every((r) => r.from <= 13), 'nothing read past limitSeq');
+  // Past the unit's end, a new unit is planned from there.
+  const j2 = journal(all);
+  assert.equal(await scoped.unitFor(j2, 12, 30, batchBytes, open), plan, 'inside the unit: the same plan');
+  assert.equal((await scoped.unitFor(j2, 13, 30, batchBytes, open))!.from, 13);
+  assert.equal(j2.reads[0]!.from, 13);
+  // Before the unit's start (a new link resumes earlier): planned again from there.
+  assert.equal((await scoped.unitFor(j2, 4, 30, batchBytes, open))!.from, 4);
+  assert.equal(COALESCE_SCOPE, 256 << 20);
+});
+
+test('no unit is planned when off, in a round, near the head of the journal, or when the scope holds under two batches', async () => {
+  const all = backlog(10);
+  const bytes = all.reduce((n, r) => n + RECORD_HEADER_SIZE + r.payload.length, 0);
+  let on = false;
+  const p = new UnitPlanner({ coalesce: () => on, readBytes: 1 << 20 });
+  const j = journal(all);
+  assert.equal(await p.unitFor(j, 1, 30, 3 * REC, open), null, 'off');
+  on = true;
+  assert.equal(await p.unitFor(j, 1, 30, 3 * REC, { roundOpen: true, maxEpochBytes: 1 << 30 }), null, 'a round open');
+  assert.equal(await p.unitFor(j, 1, 30, Math.floor(bytes / 3) + 1, open), null, 'a backlog of under three batches');
+  assert.equal(await p.unitFor(j, 1, 30, 3 * REC, { roundOpen: false, maxEpochBytes: 4 * 3 * REC - 2 }), null, 'half a unit holds under two batches');
+  assert.deepEqual(j.reads, [], 'nothing read');
+  assert.ok(await p.unitFor(j, 1, 30, Math.floor(bytes / 3), open), 'three batches of backlog: planned');
+  // A plan made before a round opened is not used once it is open.
+  assert.equal(await p.unitFor(j, 2, 30, 3 * REC, { roundOpen: true, maxEpochBytes: 1 << 30 }), null);
+});
