@@ -120,7 +120,7 @@ function deviceIdentification(id: UnitIdentity, relativePort: number): Buffer {
 function blockLimits(m: Medium): Buffer {
   const b = Buffer.alloc(0x3c);
   const perPhysical = 1 << m.physicalExponent;
-  // WSNZ=0: WRITE SAME of 0 blocks runs to the end of the medium (within MAXIMUM WRITE SAME LENGTH).
+  b[0] = 0x01; // WSNZ: WRITE SAME of 0 blocks is refused (not "to the end of the medium")
   b[1] = m.readOnly ? 0 : SCSI_MAX_COMPARE_AND_WRITE_BLOCKS;
   b.writeUInt16BE(perPhysical, 2); // OPTIMAL TRANSFER LENGTH GRANULARITY
   b.writeUInt32BE(SCSI_MAX_TRANSFER_BYTES / SCSI_BLOCK_BYTES, 4); // MAXIMUM TRANSFER LENGTH

@@ -44,7 +44,7 @@ export async function unmap(u: Unit, x: Exec): Promise<null> {
   return null;
 }
 
-/** WRITE SAME(10/16) (SBC-3 5.41, 5.42). */
+/** WRITE SAME(10/16) (SBC-3 5.41, 5.42). WSNZ=1: zero blocks is refused. */
 export async function writeSame(u: Unit, x: Exec): Promise<null> {
   const sixteen = u8(x.cdb, 0) === 0x93;
   const flags = u8(x.cdb, 1);
@@ -54,28 +54,25 @@ export async function writeSame(u: Unit, x: Exec): Promise<null> {
   if (flags & 0x10) throw invalidField(1, 4); // ANCHOR
   const ndob = sixteen && (flags & 0x01) !== 0;
   const unmapBit = (flags & 0x08) !== 0;
+  if (n === 0 || n > SCSI_MAX_WRITE_SAME_BLOCKS) throw invalidField(countField);
   u.medium.checkRange(lba, n);
-  // WSNZ=0: zero blocks means to the end of the medium, within the same maximum.
-  const count = n === 0 ? u.medium.blocks - lba : n;
-  if (count > SCSI_MAX_WRITE_SAME_BLOCKS) throw invalidField(countField);
   u.medium.checkWritable();
   // Exactly one block of data-out (none with NDOB): more or less is refused, not cut
   // (libiscsi test_writesame*_invalid_dataout_size).
   if (x.task.expectedLength !== x.wanted || x.data.length !== x.wanted) throw new CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_INFORMATION_UNIT);
   const block = ndob ? null : x.data;
   const zeros = block === null || block.every((b) => b === 0);
-  if (count === 0) return null;
-  const release = await u.medium.lock.acquire(lba, lba + count);
+  const release = await u.medium.lock.acquire(lba, lba + n);
   try {
     if (zeros) {
-      await u.medium.zero(lba, count, unmapBit, false);
+      await u.medium.zero(lba, n, unmapBit, false);
       return null;
     }
     const perChunk = SCSI_WRITE_SAME_CHUNK_BYTES / SCSI_BLOCK_BYTES;
-    const chunk = Buffer.allocUnsafe(Math.min(count, perChunk) * SCSI_BLOCK_BYTES);
+    const chunk = Buffer.allocUnsafe(Math.min(n, perChunk) * SCSI_BLOCK_BYTES);
     for (let at = 0; at < chunk.length; at += SCSI_BLOCK_BYTES) block!.copy(chunk, at);
-    for (let done = 0; done < count; done += perChunk) {
-      const k = Math.min(perChunk, count - done);
+    for (let done = 0; done < n; done += perChunk) {
+      const k = Math.min(perChunk, n - done);
       await u.medium.write(lba + done, chunk.subarray(0, k * SCSI_BLOCK_BYTES), false);
     }
   } finally {

@@ -41,7 +41,7 @@ test('VPD pages 0x00, 0x80, 0x83 (NAA, T10 vendor id, relative target port, targ
 
 test('VPD 0xB0 block limits and 0xB2 provisioning: thin units advertise UNMAP limits, LBPU/LBPWS/LBPWS10/LBPRZ; thick ones none', async () => {
   const thin = unit('thin').lu;
-  assert.deepEqual((await cmd(thin, '12 01 b0 00 ff 00')).dataIn, h(`00 b0 00 3c 00 80 0008 00004000 00004000 00000000
+  assert.deepEqual((await cmd(thin, '12 01 b0 00 ff 00')).dataIn, h(`00 b0 00 3c 01 80 0008 00004000 00004000 00000000
     00100000 00000100 00000008 80000000 0000000000008000 ${zeros(20)}`));
   assert.deepEqual((await cmd(thin, '12 01 b2 00 ff 00')).dataIn, h('00 b2 00 04 00 e4 02 00'));
   const thick = unit('thick').lu;

@@ -209,19 +209,14 @@ test('UNMAP and WRITE SAME with UNMAP on a thin unit deallocate and read back ze
   assert.equal(outcome(await cmd(lu, `9e 12 ${hex(2048, 8)} ${hex(24, 4)} 00 00`)), '5/2100');
 });
 
-test('WRITE SAME writes a pattern in bounded chunks; zero blocks run to the end; over the maximum and ANCHOR are refused; NDOB zeroes without data', async () => {
+test('WRITE SAME writes a pattern in bounded chunks; zero blocks and ANCHOR are refused; NDOB zeroes without data', async () => {
   const { lu, disk } = unit('thick', 8192);
   const block = pattern(1, 7);
   assert.equal(outcome(await cmd(lu, `93 00 ${hex(10, 8)} ${hex(3000, 4)} 00 00`, { data: block })), 'GOOD');
   for (const lba of [10, 1000, 3009]) assert.deepEqual(disk.data.subarray(lba * 512, lba * 512 + 512), block, `LBA ${lba}`);
   assert.equal(disk.data[3010 * 512], 0);
   assert.ok(disk.counts.write >= 2, 'more than one chunk');
-  assert.equal(outcome(await cmd(lu, `41 00 ${hex(8000, 4)} 00 0000 00`, { data: block })), 'GOOD', 'WSNZ=0: zero blocks runs to the end');
-  assert.deepEqual(disk.data.subarray(8191 * 512), block);
-  assert.equal(outcome(await cmd(lu, `41 00 ${hex(8193, 4)} 00 0000 00`, { data: block })), '5/2100');
-  const big = unit('thick', 40000).lu;
-  assert.equal(outcome(await cmd(big, `93 00 ${hex(0, 8)} ${hex(32769, 4)} 00 00`, { data: block })), '5/2400', 'over MAXIMUM WRITE SAME LENGTH');
-  assert.equal(outcome(await cmd(big, `93 00 ${hex(0, 8)} ${hex(0, 4)} 00 00`, { data: block })), '5/2400', 'to the end, over MAXIMUM WRITE SAME LENGTH');
+  assert.equal(outcome(await cmd(lu, `41 00 ${hex(0, 4)} 00 0000 00`, { data: block })), '5/2400', 'WSNZ');
   assert.equal(outcome(await cmd(lu, `41 10 ${hex(0, 4)} 00 0001 00`, { data: block })), '5/2400');
   assert.equal(outcome(await cmd(lu, `41 00 ${hex(0, 4)} 00 0001 00`, { data: Buffer.alloc(1024) })), '5/0e03', 'more than one block of data-out');
   assert.equal(outcome(await cmd(lu, `41 00 ${hex(0, 4)} 00 0001 00`, { data: Buffer.alloc(256) })), '5/0e03', 'less than one block');
