@@ -117,11 +117,14 @@ export function hasServiceActions(opcode: number): boolean {
   return WITH_SERVICE_ACTIONS.has(opcode);
 }
 
+/** The table by opcode and service action (opcode << 8 | service action, 0 without one): one lookup per command. */
+const BY_CODE = new Map(COMMANDS.map((c) => [(c.opcode << 8) | (c.serviceAction ?? 0), c]));
+if (BY_CODE.size !== COMMANDS.length) throw new Error('SCSI command table: an opcode and service action listed twice');
+
 /** The command a CDB names on this medium, or null (INVALID COMMAND OPERATION CODE). */
 export function lookup(cdb: Buffer, m: Medium): Command | null {
   const op = u8(cdb, 0);
-  const sa = WITH_SERVICE_ACTIONS.has(op) ? u8(cdb, 1) & 0x1f : null;
-  const c = COMMANDS.find((k) => k.opcode === op && k.serviceAction === sa);
+  const c = BY_CODE.get((op << 8) | (WITH_SERVICE_ACTIONS.has(op) ? u8(cdb, 1) & 0x1f : 0));
   if (c === undefined || (c.available !== undefined && !c.available(m))) return null;
   return c;
 }
