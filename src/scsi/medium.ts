@@ -142,10 +142,9 @@ export class Medium {
   }
 }
 
-/** A backend failure as sense; a broken invariant or a bug goes on up untouched. */
+/** A backend failure as sense (an error without an errno name reads as EIO, as NBD reads it); a broken invariant goes on up untouched. */
 function mapped(e: unknown, op: 'read' | 'write', thin: boolean): unknown {
   if (e instanceof InvariantError) return e;
   const code = (e as { code?: unknown } | null)?.code;
-  if (typeof code !== 'string') return e;
-  return senseForDiskError(code, op, thin);
+  return senseForDiskError(typeof code === 'string' ? code : 'EIO', op, thin);
 }
