@@ -23,6 +23,12 @@ export interface LogicalUnitOptions {
   backend: ExportBackend;
   identity: UnitIdentity;
   nowMs?: () => number;
+  /**
+   * PREEMPT AND ABORT took these nexuses' registrations: the transport aborts their
+   * outstanding tasks (no response, as for ABORT TASK SET on each). Absent: only the
+   * preemption is done.
+   */
+  abortTasksOf?: (initiators: readonly string[]) => void;
 }
 
 /** The commands that answer on a LUN that does not exist (SPC-4 6.6.2, 6.33, 6.39). */
@@ -48,7 +54,8 @@ export class LogicalUnit implements ScsiLogicalUnitPort {
     this.identity = opts.identity;
     this.medium = new Medium(opts.backend);
     this.reservations = new Reservations(this.attentions);
-    this.unit = { medium: this.medium, identity: this.identity, attentions: this.attentions, reservations: this.reservations };
+    const abort = opts.abortTasksOf ?? ((): void => {});
+    this.unit = { medium: this.medium, identity: this.identity, attentions: this.attentions, reservations: this.reservations, abortTasksOf: abort };
     this.nowMs = opts.nowMs ?? Date.now;
   }
 
