@@ -6,7 +6,7 @@
 // initiator port, not the connection); an SPC-2 reservation ends with its nexus and at
 // a reset. Not persisted across a daemon restart (APTPL is refused: PTPL_C=0).
 import { SCSI_MAX_REGISTRATIONS } from '../limits/limits.js';
-import { Asc, CheckCondition, ReservationConflict, SenseKey, illegal, invalidField, invalidParameter } from './sense.js';
+import { Asc, ReservationConflict, illegal, invalidField, invalidParameter } from './sense.js';
 import type { ScsiNexus } from './task.js';
 import type { UnitAttentions } from './unit-attention.js';
 
@@ -173,7 +173,7 @@ export class Reservations {
         }
         if (mine === undefined) {
           if (saKey === 0n) return [];
-          if (this.registrations.size >= SCSI_MAX_REGISTRATIONS) throw new CheckCondition(SenseKey.ILLEGAL_REQUEST, 0x5504); // INSUFFICIENT REGISTRATION RESOURCES
+          if (this.registrations.size >= SCSI_MAX_REGISTRATIONS) throw illegal(Asc.INSUFFICIENT_REGISTRATION_RESOURCES);
           this.registrations.set(nexus, { key: saKey, transportId: Buffer.from(by.transportId), relativePort: by.relativePort });
         } else if (saKey === 0n) {
           this.unregister(nexus);
