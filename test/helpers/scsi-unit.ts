@@ -14,7 +14,7 @@ export class MemoryDisk implements ExportBackend {
   readonly data: Buffer;
   /** One flag per 512-byte block: 1 = holds data. */
   readonly allocated: Uint8Array;
-  counts = { read: 0, write: 0, fuaWrite: 0, flush: 0, trim: 0, zero: 0, zeroMayTrim: 0 };
+  counts = { read: 0, write: 0, fuaWrite: 0, flush: 0, trim: 0, zero: 0, zeroMayTrim: 0, cache: 0 };
   /** The errno the next write/read fails with (then cleared). */
   failNext: { op: 'read' | 'write'; code: string } | null = null;
   /** When set, writes wait for it before landing (to interleave commands). */
@@ -70,7 +70,9 @@ export class MemoryDisk implements ExportBackend {
     this.counts.flush++;
   }
 
-  async cache(): Promise<void> {}
+  async cache(): Promise<void> {
+    this.counts.cache++;
+  }
 
   async extents(offset: number, length: number, max: number): Promise<Extent[]> {
     const out: Extent[] = [];

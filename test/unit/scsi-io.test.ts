@@ -223,3 +223,19 @@ test('WRITE SAME writes a pattern in bounded chunks; zero blocks and ANCHOR are 
   assert.equal(outcome(await cmd(lu, `93 01 ${hex(10, 8)} ${hex(2, 4)} 00 00`)), 'GOOD');
   assert.deepEqual(disk.data.subarray(10 * 512, 12 * 512), Buffer.alloc(1024));
 });
+
+test('ORWRITE ORs the data into the blocks (FUA honoured); PRE-FETCH reaches the backend\'s cache hint; READ DEFECT DATA reports empty lists', async () => {
+  const { lu, disk } = unit();
+  await cmd(lu, `2a 00 ${hex(5, 4)} 00 0002 00`, { data: Buffer.alloc(1024, 0xa5) });
+  assert.equal(outcome(await cmd(lu, `8b 08 ${hex(5, 8)} ${hex(2, 4)} 00 00`, { data: Buffer.alloc(1024, 0x5a) })), 'GOOD');
+  assert.deepEqual((await cmd(lu, `28 00 ${hex(5, 4)} 00 0002 00`)).dataIn, Buffer.alloc(1024, 0xff));
+  assert.equal(disk.counts.fuaWrite, 1);
+  assert.equal(outcome(await cmd(lu, `8b 20 ${hex(5, 8)} ${hex(1, 4)} 00 00`, { data: Buffer.alloc(512) })), '5/2400', 'ORPROTECT');
+  assert.equal(outcome(await cmd(lu, `8b 00 ${hex(2048, 8)} ${hex(1, 4)} 00 00`, { data: Buffer.alloc(512) })), '5/2100');
+  assert.equal(outcome(await cmd(lu, `34 02 ${hex(0, 4)} 03 0010 00`)), 'GOOD');
+  assert.equal(outcome(await cmd(lu, `90 00 ${hex(2040, 8)} ${hex(8, 4)} 00 00`)), 'GOOD');
+  assert.equal(disk.counts.cache, 2);
+  assert.equal(outcome(await cmd(lu, `90 00 ${hex(2041, 8)} ${hex(8, 4)} 00 00`)), '5/2100');
+  assert.deepEqual((await cmd(lu, '37 00 18 00 00 00 00 00 20 00')).dataIn, Buffer.from('00180000', 'hex'));
+  assert.deepEqual((await cmd(lu, 'b7 0d 00000000 00000020 00 00')).dataIn, Buffer.from('000d000000000000', 'hex'));
+});

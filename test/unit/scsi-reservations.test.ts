@@ -4,9 +4,10 @@
 // RESERVE/RELEASE, and the unit attentions a new nexus, a reset and a preemption raise.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { LogicalUnit } from '../../src/scsi/logical-unit.js';
+import { CheckedBackend } from '../../src/export/contract.js';
+import { LogicalUnit } from '../../src/scsi/logical-unit.js';
 import type { ScsiNexus } from '../../src/scsi/task.js';
-import { A, B, cmd, hex, outcome, unit } from '../helpers/scsi-unit.js';
+import { A, B, IDENTITY, cmd, hex, outcome, unit } from '../helpers/scsi-unit.js';
 
 const C: ScsiNexus = { initiator: 'iqn.2026-12.org.example:c,i,0x1', transportId: Buffer.from('iqn.2026-12.org.example:c'), relativePort: 1 };
 
@@ -134,4 +135,20 @@ test('unit attentions: POWER ON once per new nexus, a reset for every nexus; INQ
   await cmd(lu, '15 10 00 00 18 00', { nexus: A, data: h(`00 00 00 00 08 12 00 ${'00'.repeat(17)}`) });
   assert.equal(outcome(await cmd(lu, '00 00 00 00 00 00', { nexus: B })), '6/2a01');
   assert.equal(outcome(await cmd(lu, '00 00 00 00 00 00', { nexus: A })), 'GOOD');
+});
+
+test('PREEMPT AND ABORT hands the preempted nexuses to the transport to abort their tasks; PREEMPT does not', async () => {
+  const aborted: string[][] = [];
+  const disk = unit().disk;
+  const lu = new LogicalUnit({ backend: new CheckedBackend(disk), identity: IDENTITY, abortTasksOf: (n) => aborted.push([...n]) });
+  await prout(lu, A, 0, 0, 0n, 0xaan);
+  await prout(lu, B, 0, 0, 0n, 0xbbn);
+  await prout(lu, C, 0, 0, 0n, 0xccn);
+  await prout(lu, A, 1, 1, 0xaan, 0n);
+  assert.equal(outcome(await prout(lu, B, 4, 1, 0xbbn, 0xccn)), 'GOOD', 'PREEMPT of a registration only');
+  assert.deepEqual(aborted, []);
+  assert.equal(outcome(await prout(lu, B, 5, 3, 0xbbn, 0xaan)), 'GOOD', 'PREEMPT AND ABORT of the holder');
+  assert.deepEqual(aborted, [[A.initiator]]);
+  assert.deepEqual((await cmd(lu, '5e 01 00 00 00 00 00 00 ff 00', { nexus: B })).dataIn, h('00000005 00000010 00000000000000bb 00000000 00 03 0000'));
+  assert.equal(outcome(await prout(lu, B, 4, 3, 0xbbn, 0x77n)), 'RESERVATION CONFLICT', 'no registration with that key');
 });
