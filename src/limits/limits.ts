@@ -94,3 +94,32 @@ if (!(APPLY_UNIT_BYTES <= EPOCH_MAX_BYTES)) throw new Error('limits: an apply un
 if (!(MIN_RECEIVE_LOG_BYTES >= 2 * MAX_HOST_WRITE_BYTES)) throw new Error('limits: the receive log must hold two of the largest host writes');
 if (!(READ_BATCH_BYTES >= MIN_WINDOW_BYTES)) throw new Error('limits: a read batch must hold at least the smallest window');
 if (!(EPOCH_PEER_LOG_FRACTION < WINDOW_PEER_LOG_FRACTION && WINDOW_PEER_LOG_FRACTION <= 1 / 2)) throw new Error('limits: an epoch must fit in the window, the window in half the peer log');
+
+// --- sharing a link between volumes (src/rate/scheduler.ts, docs/LINK.md) ---------------
+
+/**
+ * Bytes a volume of weight 1 and normal priority may send per turn of the link's deficit
+ * round robin: its share of each round. Frames larger than a turn wait for several turns'
+ * worth (the round skips ahead), so the figure sets how finely bytes are shared, not
+ * how large a frame may be: 64 KiB is the smallest batch (src/rate/capacity.ts).
+ */
+export const SHARE_QUANTUM_BYTES = 64 * 1024;
+/**
+ * How much a volume's priority weighs against the next: a `high` volume counts as this
+ * many times its weight, a `low` one as its weight divided by it. A factor, not strict
+ * precedence: a low volume beside busy high ones still gets 1/64 of its weight's
+ * worth, so its RPO stays bounded where strict precedence would starve it.
+ */
+export const PRIORITY_FACTOR = 8;
+/**
+ * Seconds of its own share of the link one volume's batch holds when several volumes
+ * share it: every volume with a backlog then gets a turn within about this long (a
+ * frame is written whole, so the batch is the grain of the sharing).
+ */
+export const SHARE_BATCH_SECONDS = 1;
+/**
+ * The smallest batch of a volume sharing a link: below it zstd frames and record
+ * headers start to cost (on a 1 Mbit/s line shared by 50 volumes a turn each is then
+ * about 7 s apart, not 1).
+ */
+export const MIN_SHARED_BATCH_BYTES = 16 * 1024;
