@@ -67,3 +67,77 @@ ${opts.volumes.map((v) => `  ${v.name}: { path: ./${v.name}.img, size: ${size}, 
     },
   };
 }
+
+/** Each volume's frame bytes on the link so far (`wireBytes` in /api/v1/status), by name. */
+export async function wireBytes(d: TestDaemon): Promise<Map<string, number>> {
+  const r = await fetch(`http://127.0.0.1:${d.apiPort}/api/v1/status`);
+  const s = (await r.json()) as { volumes: Array<{ name: string; wireBytes: number }> };
+  return new Map(s.volumes.map((v) => [v.name, v.wireBytes]));
+}
+
+/**
+ * Writes `bytes` to `volume` at site-a through its NBD export, in writes of `writeBytes`
+ * from the start of `source` (a file of random data at least that long), then flushes.
+ * Host writes are the link's grain too: a write is one record, and a record one frame
+ * at least, so writes much larger than a batch would share the link by whole writes.
+ */
+export async function writeVolume(d: TestDaemon, volume: string, bytes: number, source: string, writeBytes = 128 * 1024): Promise<void> {
+  const cmds: string[] = [];
+  for (let off = 0; off < bytes; off += writeBytes) cmds.push('-c', `write -q -s ${source} ${off} ${Math.min(writeBytes, bytes - off)}`);
+  await must('qemu-io', ['-f', 'raw', ...cmds, '-c', 'flush', d.uri(volume)], { timeoutMs: 300_000 });
+}
+
+export interface ShareWindow {
+  /** Seconds from the start of the writes. */
+  from: number;
+  to: number;
+  /** Bytes each volume sent in the window. */
+  sent: Map<string, number>;
+}
+
+/**
+ * Starts writing `bytes[name]` to each volume at once and samples their wire bytes
+ * twice a second until one of them has less than `tailBytes` left to send (or
+ * `maxSeconds` passed). Returns the windows of `windowSeconds` from `skipSeconds` on
+ * in which every volume still had more than `tailBytes` to send: a volume that ran
+ * out of data no longer wants its share. The writes are awaited before returning.
+ */
+export async function sampleShares(d: TestDaemon, bytes: Map<string, number>, source: string, opts: { skipSeconds: number; windowSeconds: number; maxSeconds: number; tailBytes: number }): Promise<ShareWindow[]> {
+  const w0 = await wireBytes(d);
+  const t0 = Date.now();
+  const writes = Promise.all([...bytes].map(([name, n]) => writeVolume(d, name, n, source)));
+  let failed: unknown = null;
+  writes.catch((e: unknown) => (failed = e));
+  const samples: Array<{ t: number; w: Map<string, number> }> = [];
+  for (;;) {
+    await sleep(500);
+    if (failed) throw failed;
+    const w = await wireBytes(d);
+    const t = (Date.now() - t0) / 1000;
+    samples.push({ t, w });
+    if (process.env.FLEET_DEBUG) console.error(t.toFixed(1), [...bytes.keys()].map((k) => ((w.get(k)! - w0.get(k)!) / 2 ** 20).toFixed(2)).join(' '));
+    const short = [...bytes].some(([name, n]) => n - (w.get(name)! - w0.get(name)!) < opts.tailBytes);
+    if (short || t > opts.maxSeconds) break;
+  }
+  await writes;
+  // (The last sample is the first with a volume short of data: windows end before it.)
+  const usable = samples.slice(0, -1);
+  const windows: ShareWindow[] = [];
+  let start = usable.findIndex((s) => s.t >= opts.skipSeconds);
+  while (start >= 0 && start < usable.length) {
+    const a = usable[start]!;
+    const endAt = usable.findIndex((s) => s.t >= a.t + opts.windowSeconds);
+    if (endAt < 0) break;
+    const b = usable[endAt]!;
+    windows.push({ from: a.t, to: b.t, sent: new Map([...bytes.keys()].map((n) => [n, b.w.get(n)! - a.w.get(n)!])) });
+    start = endAt;
+  }
+  return windows;
+}
+
+/** Jain's fairness index of `xs`: 1 when all are equal, 1/n when one has everything. */
+export function jain(xs: number[]): number {
+  const s = xs.reduce((a, b) => a + b, 0);
+  const q = xs.reduce((a, b) => a + b * b, 0);
+  return q === 0 ? 1 : (s * s) / (xs.length * q);
+}
