@@ -168,9 +168,11 @@ test('pacer: volumes that sent much earlier do not wait for the others to catch 
   r.run(60_000);
   assert.equal(r.pacer.pending(), 0);
   const before = r.frames().length;
-  // Then all 8 get a backlog at once: each is among the first 9 frames (the first of
-  // v1 starts out alone, before the others' are queued).
-  for (let v = 1; v <= 8; v++) for (let i = 0; i < 16; i++) r.pacer.send(`v${v}`, 1, frame(v, 256 * KiB));
+  // Then all 8 get a backlog at once, the idle ones first: each is among the first 9
+  // frames (the first one starts out alone, before the others' are queued). The old
+  // pacer counted bytes since the link came up: v6..v8 went alone until they had
+  // caught up with 16 MiB each (three volumes sent everything, five nothing).
+  for (let v = 8; v >= 1; v--) for (let i = 0; i < 16; i++) r.pacer.send(`v${v}`, 1, frame(v, 256 * KiB));
   r.run(61_000 + 2_000);
   const next = r.frames().slice(before, before + 9);
   assert.deepEqual(new Set(next), new Set([1, 2, 3, 4, 5, 6, 7, 8]), `the first 9 frames after the burst came from volumes ${next.join(',')}`);
