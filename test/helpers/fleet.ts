@@ -87,6 +87,9 @@ export async function writeVolume(d: TestDaemon, volume: string, bytes: number, 
   await must('qemu-io', ['-f', 'raw', ...cmds, '-c', 'flush', d.uri(volume)], { timeoutMs: 300_000 });
 }
 
+/** Volumes written at once by sampleShares. */
+const WRITERS = 24;
+
 export interface ShareWindow {
   /** Seconds from the start of the writes. */
   from: number;
@@ -105,7 +108,13 @@ export interface ShareWindow {
 export async function sampleShares(d: TestDaemon, bytes: Map<string, number>, source: string, opts: { skipSeconds: number; windowSeconds: number; maxSeconds: number; tailBytes: number }): Promise<ShareWindow[]> {
   const w0 = await wireBytes(d);
   const t0 = Date.now();
-  const writes = Promise.all([...bytes].map(([name, n]) => writeVolume(d, name, n, source)));
+  // (At most WRITERS at once: the daemon takes 32 NBD connections from one address.
+  // Writing to the journal is much faster than the link, so all have a backlog soon.)
+  const queue = [...bytes];
+  const writer = async (): Promise<void> => {
+    for (let next = queue.shift(); next; next = queue.shift()) await writeVolume(d, next[0], next[1], source);
+  };
+  const writes = Promise.all(Array.from({ length: Math.min(WRITERS, queue.length) }, writer));
   let failed: unknown = null;
   writes.catch((e: unknown) => (failed = e));
   const samples: Array<{ t: number; w: Map<string, number> }> = [];
