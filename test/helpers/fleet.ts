@@ -101,9 +101,10 @@ export interface ShareWindow {
 /**
  * Starts writing `bytes[name]` to each volume at once and samples their wire bytes
  * twice a second until one of them has less than `tailBytes` left to send (or
- * `maxSeconds` passed). Returns the windows of `windowSeconds` from `skipSeconds` on
- * in which every volume still had more than `tailBytes` to send: a volume that ran
- * out of data no longer wants its share. The writes are awaited before returning.
+ * `maxSeconds` passed). Returns the windows of `windowSeconds`, from `skipSeconds`
+ * after every volume had begun sending, in which every volume still had more than
+ * `tailBytes` to send: a volume that ran out of data no longer wants its share. The
+ * writes are awaited before returning.
  */
 export async function sampleShares(d: TestDaemon, bytes: Map<string, number>, source: string, opts: { skipSeconds: number; windowSeconds: number; maxSeconds: number; tailBytes: number }): Promise<ShareWindow[]> {
   const w0 = await wireBytes(d);
@@ -132,7 +133,10 @@ export async function sampleShares(d: TestDaemon, bytes: Map<string, number>, so
   // (The last sample is the first with a volume short of data: windows end before it.)
   const usable = samples.slice(0, -1);
   const windows: ShareWindow[] = [];
-  let start = usable.findIndex((s) => s.t >= opts.skipSeconds);
+  // (Counted from the first sample in which every volume had sent something: on a
+  // loaded machine the writers start apart, and the first ones have the link alone.)
+  const allSending = usable.find((s) => [...bytes.keys()].every((n) => s.w.get(n)! > w0.get(n)!));
+  let start = allSending ? usable.findIndex((s) => s.t >= allSending.t + opts.skipSeconds) : -1;
   while (start >= 0 && start < usable.length) {
     const a = usable[start]!;
     const endAt = usable.findIndex((s) => s.t >= a.t + opts.windowSeconds);
