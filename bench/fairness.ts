@@ -44,7 +44,7 @@ async function main(): Promise<void> {
     await Promise.all(names.slice(0, Math.ceil(VOLUMES / 2)).map((n) => writeVolume(p.a, n, (MIB / 4) * MiB, source)));
     await p.drained(300_000);
     const opts = { skipSeconds: 2, windowSeconds: WINDOW, maxSeconds: 600, tailBytes: 512 * 1024 };
-    const equal = await sampleShares(p.a, new Map(names.map((n) => [n, MIB * MiB])), source, opts);
+    const { windows: equal } = await sampleShares(p.a, new Map(names.map((n) => [n, MIB * MiB])), source, opts);
     await p.drained(300_000);
     const weights = [1, 2, 4];
     let yaml = fs.readFileSync(p.a.configFile, 'utf8');
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
     process.kill(p.a.pid!, 'SIGHUP');
     for (let i = 0; i < 100 && !/config reloaded: .*weight 4/.test(p.a.log); i++) await sleep(100);
     const three = names.slice(0, 3);
-    const weighted = await sampleShares(p.a, new Map(three.map((n, i) => [n, (MIB / 2) * weights[i]! * MiB])), source, opts);
+    const { windows: weighted } = await sampleShares(p.a, new Map(three.map((n, i) => [n, (MIB / 2) * weights[i]! * MiB])), source, opts);
     const head = (many: boolean): string => many
       ? '| window | MiB sent per volume (least .. most) | largest deviation from the mean | Jain |\n| --- | --- | --- | --- |'
       : '| window | MiB sent per volume | share % | largest deviation from the mean (per weight) | Jain |\n| --- | --- | --- | --- | --- |';

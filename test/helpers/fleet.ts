@@ -106,7 +106,7 @@ export interface ShareWindow {
  * `tailBytes` to send: a volume that ran out of data no longer wants its share. The
  * writes are awaited before returning.
  */
-export async function sampleShares(d: TestDaemon, bytes: Map<string, number>, source: string, opts: { skipSeconds: number; windowSeconds: number; maxSeconds: number; tailBytes: number }): Promise<ShareWindow[]> {
+export async function sampleShares(d: TestDaemon, bytes: Map<string, number>, source: string, opts: { skipSeconds: number; windowSeconds: number; maxSeconds: number; tailBytes: number }): Promise<{ windows: ShareWindow[]; said: string }> {
   const w0 = await wireBytes(d);
   const t0 = Date.now();
   // (At most WRITERS at once: the daemon takes 32 NBD connections from one address.
@@ -145,7 +145,10 @@ export async function sampleShares(d: TestDaemon, bytes: Map<string, number>, so
     windows.push({ from: a.t, to: b.t, sent: new Map([...bytes.keys()].map((n) => [n, b.w.get(n)! - a.w.get(n)!])) });
     start = endAt;
   }
-  return windows;
+  // What each volume had sent when sampling stopped (for a test's message).
+  const last = samples[samples.length - 1];
+  const said = last ? `after ${last.t.toFixed(1)} s: ${[...bytes.keys()].map((n) => `${n} ${((last.w.get(n)! - w0.get(n)!) / 2 ** 20).toFixed(2)} MiB`).join(', ')}` : 'no sample';
+  return { windows, said };
 }
 
 /** Jain's fairness index of `xs`: 1 when all are equal, 1/n when one has everything. */
