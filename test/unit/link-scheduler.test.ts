@@ -7,6 +7,10 @@ import { LinkScheduler, effectiveWeight, shareOf, type FrameClass } from '../../
 import { Pacer } from '../../src/rate/pacer.js';
 import { batchFor } from '../../src/rate/capacity.js';
 import { Rng } from '../sim/disk-model.js';
+import { VolumeShipper } from '../../src/link/volume-shipper.js';
+import type { JournaledVolume } from '../../src/journal/write-path.js';
+import { silentLogger } from '../../src/log/log.js';
+import { parseConfig } from '../../src/config/config.js';
 
 const KiB = 1024;
 const MiB = 1 << 20;
@@ -197,4 +201,26 @@ test('pacer: resync frames of one volume wait while another volume\'s live recor
   const f = p.frames();
   const gold = f.filter((x) => x === 1).length / f.length;
   assert.ok(gold >= 0.8 * (8 / 9), `a high volume took ${gold.toFixed(2)} of the link beside a normal one`);
+});
+
+// --- the shipper and the config ------------------------------------------------------
+
+test('a shipper sharing the link reads batches of about a second of its share, its window unchanged', () => {
+  const sh = new VolumeShipper('db', {} as JournaledVolume, silentLogger, { windowBytes: 32 * MiB, batchBytes: 4 * MiB, selfSyncMs: 1000, now: () => 0 });
+  let share = 1;
+  sh.share = () => share;
+  sh.linkMeasured(2_000_000, 10, 2_000_000);
+  assert.equal(sh.batchBytes, 4 * MiB);
+  const window = sh.windowBytes;
+  share = 1 / 8;
+  sh.linkMeasured(2_000_000, 10, 2_000_000);
+  assert.equal(sh.batchBytes, 250_000);
+  assert.equal(sh.windowBytes, window, 'smaller frames, not fewer bytes in flight');
+});
+
+test('config: priority is high, normal (default) or low', () => {
+  const yaml = (extra: string): string => `node: site-a\nstate: ./state\nnbd: 127.0.0.1:10809\npeers:\n  site-b: { address: "127.0.0.1:7700" }\nvolumes:\n  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b${extra} }\n`;
+  assert.equal(parseConfig(yaml(''), '/x/o.yaml').volumes[0]!.priority, 'normal');
+  assert.equal(parseConfig(yaml(', priority: high'), '/x/o.yaml').volumes[0]!.priority, 'high');
+  assert.throws(() => parseConfig(yaml(', priority: urgent'), '/x/o.yaml'), /priority/);
 });
