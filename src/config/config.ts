@@ -55,6 +55,11 @@ const volumeSchema = z.strictObject({
   failback: z.enum(['manual', 'auto']).default('manual'),
   /** Share of a rate-capped link when several volumes use it (by bytes sent). */
   weight: z.number().positive().max(1000).default(1),
+  /**
+   * On top of the weight (docs/LINK.md): a high volume counts as PRIORITY_FACTOR (8)
+   * times its weight, a low one as its weight divided by it; no volume is starved.
+   */
+  priority: z.enum(['high', 'normal', 'low']).default('normal'),
   /** Checkpoints on a schedule (secondary): cron (daemon's local time), hold, label. */
   checkpoints: z.array(z.strictObject({
     cron: z.string().superRefine((v, ctx) => {

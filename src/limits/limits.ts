@@ -173,3 +173,32 @@ if (!(EPOCH_PEER_LOG_FRACTION < WINDOW_PEER_LOG_FRACTION && WINDOW_PEER_LOG_FRAC
 if (!(SCSI_WRITE_SAME_CHUNK_BYTES % SCSI_BLOCK_BYTES === 0 && SCSI_MAX_TRANSFER_BYTES % SCSI_BLOCK_BYTES === 0)) throw new Error('limits: SCSI buffers must hold whole logical blocks');
 if (!(SCSI_MAX_COMPARE_AND_WRITE_BLOCKS <= 255 && 2 * SCSI_MAX_COMPARE_AND_WRITE_BLOCKS * SCSI_BLOCK_BYTES <= SCSI_MAX_TRANSFER_BYTES)) throw new Error('limits: COMPARE AND WRITE must fit its one-byte field and one transfer');
 if (!(8 + 16 * SCSI_MAX_UNMAP_DESCRIPTORS <= SCSI_MAX_PARAMETER_LIST_BYTES)) throw new Error('limits: an UNMAP parameter list with every descriptor must fit the parameter list bound');
+
+// --- sharing a link between volumes (src/rate/scheduler.ts, docs/LINK.md) ---------------
+
+/**
+ * Bytes a volume of weight 1 and normal priority may send per turn of the link's deficit
+ * round robin: its share of each round. Frames larger than a turn wait for several turns'
+ * worth (the round skips ahead), so the figure sets how finely bytes are shared, not
+ * how large a frame may be: 64 KiB is the smallest batch (src/rate/capacity.ts).
+ */
+export const SHARE_QUANTUM_BYTES = 64 * 1024;
+/**
+ * How much a volume's priority weighs against the next: a `high` volume counts as this
+ * many times its weight, a `low` one as its weight divided by it. A factor, not strict
+ * precedence: a low volume beside busy high ones still gets 1/64 of its weight's
+ * worth, so its RPO stays bounded where strict precedence would starve it.
+ */
+export const PRIORITY_FACTOR = 8;
+/**
+ * Seconds of its own share of the link one volume's batch holds when several volumes
+ * share it: every volume with a backlog then gets a turn within about this long (a
+ * frame is written whole, so the batch is the grain of the sharing).
+ */
+export const SHARE_BATCH_SECONDS = 1;
+/**
+ * The smallest batch of a volume sharing a link: below it zstd frames and record
+ * headers start to cost (on a 1 Mbit/s line shared by 50 volumes a turn each is then
+ * about 7 s apart, not 1).
+ */
+export const MIN_SHARED_BATCH_BYTES = 16 * 1024;

@@ -7,13 +7,14 @@
 // verify (verify-driver.ts); coalescing plans come from src/coalesce/planner.ts.
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
-import { RECORD_HEADER_SIZE, type JournalRecord } from '../journal/record.js';
+import { FLAG_RESYNC, RECORD_HEADER_SIZE, type JournalRecord } from '../journal/record.js';
 import { formatBytes } from '../units/units.js';
 import { encodeRecordsFrame } from './records-frame.js';
 import { UnitPlanner } from '../coalesce/planner.js';
 import { MAX_HASH_REGIONS, encodeHashRequest, encodeResync } from './frame.js';
 import { Shipper, type ShipperAction, type ShipperEvent } from './shipper.js';
 import { batchFor } from '../rate/capacity.js';
+import type { FrameClass } from '../rate/scheduler.js';
 import { ExposureTracker } from '../rpo/exposure.js';
 import { assert } from '../invariants/assert.js';
 import { windowCapFor } from '../limits/limits.js';
@@ -23,7 +24,8 @@ import { VerifyDriver } from './verify-driver.js';
 
 /** The link as the shipper sees it. */
 export interface ShipperSession {
-  send(parts: Buffer[]): void;
+  /** `cls`: the frame's class on a shared link (scheduler.ts; default: Records frames live, others resync). */
+  send(parts: Buffer[], cls?: FrameClass): void;
   close(reason: string): void;
   /** The link this session rides on (the link manager matches it when the link closes). */
   link?: unknown;
@@ -101,11 +103,33 @@ export class VolumeShipper {
    * peer's log.
    */
   linkMeasured(rateBytesPerSecond: number | null, rttMs: number | null, capacity: number | null = null): void {
-    this.batchBytes = batchFor(capacity, this.opts.batchBytes);
-    this.shipper.setBatch(this.batchBytes);
+    this.capacity = capacity;
+    // (The window counts two batches of the volume alone on the link, whatever its share:
+    // a volume sharing the link sends smaller frames, not fewer bytes in flight.)
+    const alone = batchFor(capacity, this.opts.batchBytes);
+    this.refreshBatch();
     this.bdpWindow = rateBytesPerSecond === null || rttMs === null ? Infinity
-      : Math.max(2 * this.batchBytes, Math.ceil((2 * rateBytesPerSecond * rttMs) / 1000) + 2 * this.batchBytes);
+      : Math.max(2 * alone, Math.ceil((2 * rateBytesPerSecond * rttMs) / 1000) + 2 * alone);
     this.applyWindow();
+  }
+
+  /** The link's capacity last measured (null: not known: the cap, or the largest batch). */
+  private capacity: number | null = null;
+
+  /**
+   * This volume's share of the link now (0..1; null: alone on it): its weight over
+   * those of the link's volumes with a backlog (the link manager's, scheduler.ts's
+   * shareOf). Several volumes with a backlog make the batch about a second of the
+   * volume's share, so each gets a turn within about a second.
+   */
+  share: (() => number) | null = null;
+
+  /** The batch from the capacity and the share now; read before every read of the journal. */
+  private refreshBatch(): void {
+    const b = batchFor(this.capacity, this.opts.batchBytes, this.share?.() ?? 1);
+    if (b === this.batchBytes) return;
+    this.batchBytes = b;
+    this.shipper.setBatch(b);
   }
 
   private applyWindow(): void {
@@ -165,7 +189,8 @@ export class VolumeShipper {
     this.session = s;
     // A new link's capacity is not measured yet: its cap, if it has one, sizes the
     // first batches (a 4 MiB frame is 34 s of a 1 Mbit/s line).
-    this.batchBytes = batchFor(this.rate?.() ?? null, this.opts.batchBytes);
+    this.capacity = this.rate?.() ?? null;
+    this.batchBytes = batchFor(this.capacity, this.opts.batchBytes, this.share?.() ?? 1);
     this.shipper.setBatch(this.batchBytes);
     this.beginning = true;
     void this.begin(s, peerDurable, peerRound, peerFirstMeeting).catch((e: Error) => {
@@ -445,6 +470,7 @@ export class VolumeShipper {
   private flushing = false;
   /** (The machine's run: a read or a packed batch from an earlier run is never sent, so the peer never sees a record twice.) */
   private handle(e: ShipperEvent): ShipperAction[] {
+    if (this.share) this.refreshBatch();
     return this.shipper.handle(e);
   }
 
@@ -462,23 +488,34 @@ export class VolumeShipper {
   }
 
   private sendRecords(s: ShipperSession, records: JournalRecord[], run: number): void {
+    // A batch holding records of a resync round goes in the resync class: the live
+    // records of other volumes pass it on a short link (docs/LINK.md).
+    const cls: FrameClass = records.some((r) => (r.flags & FLAG_RESYNC) !== 0) ? 'resync' : 'live';
     if (!s.encode) {
-      s.send(encodeRecordsFrame(this.name, records));
+      s.send(encodeRecordsFrame(this.name, records), cls);
       return;
     }
     const framed = s.encode(records);
     if (Array.isArray(framed)) {
-      this.packing = this.packing.then(() => this.sendIfCurrent(s, framed, run));
+      this.packing = this.packing.then(() => this.sendIfCurrent(s, framed, run, cls));
       return;
     }
     const prev = this.packing;
-    this.packing = Promise.all([prev, framed]).then(([, f]) => this.sendIfCurrent(s, f, run), (e: Error) => {
+    this.packing = Promise.all([prev, framed]).then(([, f]) => this.sendIfCurrent(s, f, run, cls), (e: Error) => {
       if (s === this.session) s.close(`volume ${this.name}: packing records failed: ${e.message}`);
     });
   }
 
-  private sendIfCurrent(s: ShipperSession, frame: Buffer[], run: number): void {
-    if (s === this.session && run === this.shipper.run && this.shipper.sending) s.send(frame);
+  private sendIfCurrent(s: ShipperSession, frame: Buffer[], run: number, cls: FrameClass): void {
+    if (s === this.session && run === this.shipper.run && this.shipper.sending) s.send(frame, cls);
+  }
+
+  /**
+   * It has something to send and may send it: the link is up, not paused or held, and
+   * the journal holds records the peer has not acked (or a round is open).
+   */
+  get wantsLink(): boolean {
+    return this.session !== null && this.shipper.sending && (this.jv.journal.backlogBytes > 0 || this.jv.roundStart !== 0);
   }
 
   private run(actions: ShipperAction[]): void {

@@ -20,6 +20,7 @@ import { LinkListener, connectLink, type PinnedPeer } from '../link/tls.js';
 import { parseListenAddress } from '../export/listen-address.js';
 import { LinkCapacity, socketAllowance } from '../rate/capacity.js';
 import { Pacer } from '../rate/pacer.js';
+import { effectiveWeight, shareOf, type FrameClass } from '../rate/scheduler.js';
 import { formatRate, rateAt } from '../rate/rate.js';
 import { RateMeter } from '../rate/meter.js';
 import type { Replica } from '../secondary/replica.js';
@@ -231,6 +232,10 @@ export class LinkManager {
       if (w && w.weight !== v.weight) {
         notes.push(`volume ${v.name}: weight ${w.weight}`);
         v.weight = w.weight;
+      }
+      if (w && w.priority !== v.priority) {
+        notes.push(`volume ${v.name}: priority ${w.priority}`);
+        v.priority = w.priority;
       }
     }
     return notes;
@@ -583,10 +588,12 @@ export class LinkManager {
         }
         const sh = this.shipperFor(local.name, jv);
         sh.fitWindow(remote.logBytes);
-        const weight = (): number => this.config.volumes.find((v) => v.name === local.name)?.weight ?? 1;
+        const cfg = this.config.volumes.find((v) => v.name === local.name);
         const paced = {
           link: s,
-          send: (parts: Buffer[]) => { if (!s.closed) s.pacer.send(local.name, weight(), atVersion(parts, s.machine.version)); },
+          send: (parts: Buffer[], cls?: FrameClass) => {
+            if (!s.closed) s.pacer.send(local.name, cfg?.weight ?? 1, atVersion(parts, s.machine.version), { priority: cfg?.priority, cls });
+          },
           drop: () => s.pacer.drop(local.name),
           encode: (records: JournalRecord[]) => s.packer!.encode(local.name, records),
           close: (why: string) => s.close(why),
@@ -633,6 +640,33 @@ export class LinkManager {
     if (peer) this.redialNow.get(peer)?.();
   }
 
+  /**
+   * `volume`'s share of its link now (0..1): its weight and priority against those of
+   * the link's other volumes with something to send (scheduler.ts's shareOf). It sizes
+   * the volume's batches: several volumes with a backlog each get a turn within about
+   * a second (docs/LINK.md).
+   */
+  shareOf(volume: string): number {
+    const sh = this.shippers.get(volume);
+    const link = sh?.session?.link;
+    if (!sh || !link) return 1;
+    const weightOf = (name: string): number => {
+      const v = this.volumeConfig(name);
+      return effectiveWeight(v?.weight ?? 1, v?.priority ?? 'normal');
+    };
+    const others: number[] = [];
+    for (const [name, x] of this.shippers) if (x !== sh && x.session?.link === link && x.wantsLink) others.push(weightOf(name));
+    return others.length === 0 ? 1 : shareOf(weightOf(volume), others);
+  }
+
+  /** A volume's config by name (a map rebuilt when the list changes: asked at every read of every shipper). */
+  private volumeConfig(name: string): Config['volumes'][number] | undefined {
+    if (this.byName?.list !== this.config.volumes) this.byName = { list: this.config.volumes, map: new Map(this.config.volumes.map((v) => [v.name, v])) };
+    return this.byName.map.get(name);
+  }
+
+  private byName: { list: Config['volumes']; map: Map<string, Config['volumes'][number]> } | null = null;
+
   private shipperFor(name: string, jv: JournaledVolume): VolumeShipper {
     let sh = this.shippers.get(name);
     if (!sh) {
@@ -641,6 +675,7 @@ export class LinkManager {
       sh = new VolumeShipper(name, jv, this.log, { ...DEFAULT_SHIPPING, now: Date.now, coalesce });
       if (this.pausedVolumes.has(name)) sh.pause(true);
       if (peer) sh.rate = () => this.rateNow(peer);
+      sh.share = () => this.shareOf(name);
       this.shippers.set(name, sh);
       this.ticker ??= setInterval(() => {
         for (const x of this.shippers.values()) x.tick();

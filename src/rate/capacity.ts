@@ -5,7 +5,10 @@
 // about its capacity, so the estimate holds until the link is busy again. A rate cap
 // bounds it, and a new cap (or none) forgets what was measured under the old one. From it follow the batch size (a record
 // frame takes at most about BATCH_SECONDS of the link, so acks, heartbeats, hash
-// requests and Hold wait little behind one) and how much the socket may hold unsent.
+// requests and Hold wait little behind one; shared by several volumes, about a second
+// of a volume's share, so each gets a turn within about a second) and how much the
+// socket may hold unsent.
+import { MIN_SHARED_BATCH_BYTES, SHARE_BATCH_SECONDS } from '../limits/limits.js';
 
 /**
  * Seconds of the link one batch of records may take. Shorter batches let control
@@ -55,10 +58,19 @@ export class LinkCapacity {
   }
 }
 
-/** The batch for a link of `capacity` bytes per second (null: unknown, the most). */
-export function batchFor(capacity: number | null, maxBatch: number): number {
+/**
+ * The batch for a link of `capacity` bytes per second (null: unknown, the most), of
+ * which this volume's `share` (0..1, scheduler.ts's shareOf) is its own while others
+ * want the link too: then about SHARE_BATCH_SECONDS of that share, so each of the
+ * volumes gets a turn within about that long (a frame goes whole: the batch is the
+ * grain of the sharing), never under MIN_SHARED_BATCH_BYTES nor over the batch of
+ * a volume alone on the link.
+ */
+export function batchFor(capacity: number | null, maxBatch: number, share = 1): number {
   if (capacity === null) return maxBatch;
-  return Math.max(Math.min(MIN_BATCH_BYTES, maxBatch), Math.min(maxBatch, Math.floor(capacity * BATCH_SECONDS)));
+  const alone = Math.max(Math.min(MIN_BATCH_BYTES, maxBatch), Math.min(maxBatch, Math.floor(capacity * BATCH_SECONDS)));
+  if (!(share < 1)) return alone;
+  return Math.min(alone, Math.max(MIN_SHARED_BATCH_BYTES, Math.floor(capacity * share * SHARE_BATCH_SECONDS)));
 }
 
 /** Most bytes the socket may hold unsent on a link of `capacity` bytes per second. */

@@ -1,10 +1,12 @@
 // The pacer of one link: frames from the volumes sharing it wait in a queue per
-// volume and go out at the peer's rate (a token bucket), fairly by weight (the
-// volume that has sent least for its weight goes next), whole frames in order
-// per volume, bytes in chunks so a large frame is paced too. Without a rate, frames
-// go straight to the socket. Its queues are bounded by each shipper's window.
+// volume and go out at the peer's rate (a token bucket), in the order the link's
+// scheduler (scheduler.ts: deficit round robin by weight and priority, live records
+// before resync and verify traffic) gives, whole frames in order per volume, bytes
+// in chunks so a large frame is paced too. Without a rate, frames go straight to the
+// socket when nothing waits. Its queues are bounded by each shipper's window.
 import { MAX_SOCKET_BYTES } from './capacity.js';
 import { TokenBucket } from './rate.js';
+import { LinkScheduler, type FrameClass, type Priority } from './scheduler.js';
 
 const CHUNK = 16 * 1024;
 /**
@@ -17,11 +19,10 @@ export const MAX_SOCKET_BUFFERED = MAX_SOCKET_BYTES;
 const RECORDS_FRAME = 3;
 const PACKED_RECORDS_FRAME = 10;
 
-interface Queue {
-  volume: string;
-  weight: number;
-  frames: Buffer[][];
-  sent: number;
+/** A Records or PackedRecords frame (byte 5 of its header is the frame type). */
+function isRecords(parts: Buffer[]): boolean {
+  const t = parts[0]?.[5];
+  return t === RECORDS_FRAME || t === PACKED_RECORDS_FRAME;
 }
 
 export interface PacerOptions {
@@ -41,7 +42,7 @@ export interface PacerOptions {
 }
 
 export class Pacer {
-  private readonly queues = new Map<string, Queue>();
+  private readonly scheduler = new LinkScheduler<Buffer[]>();
   /** Small frames (acks, heartbeats, hashes) that go at the next frame boundary, ahead of records. */
   private readonly controls: Buffer[][] = [];
   private current: { parts: Buffer[]; part: number; offset: number; volume: string } | null = null;
@@ -51,30 +52,21 @@ export class Pacer {
 
   constructor(private readonly opts: PacerOptions) {}
 
-  send(volume: string, weight: number, parts: Buffer[]): void {
+  /**
+   * Queues a frame of `volume`. `cls`: its class (default: a Records frame is live
+   * traffic, anything else a volume sends, a Resync or a hash request, is resync).
+   */
+  send(volume: string, weight: number, parts: Buffer[], opts: { priority?: Priority; cls?: FrameClass } = {}): void {
     if (this.closed) return;
-    let q = this.queues.get(volume);
-    if (!q) {
-      q = { volume, weight, frames: [], sent: 0 };
-      this.queues.set(volume, q);
-    }
-    q.weight = weight;
-    if (q.frames.length === 0) {
-      // A volume back from idle starts level with the busiest share, not far behind it.
-      let least = Infinity;
-      for (const o of this.queues.values()) if (o !== q && o.frames.length > 0) least = Math.min(least, o.sent / o.weight);
-      if (least !== Infinity) q.sent = Math.max(q.sent, least * q.weight);
-    }
     const n = parts.reduce((k, p) => k + p.length, 0);
     // Straight to the socket when nothing waits and the whole frame fits in its
     // allowance; a larger frame goes in chunks, so control frames can still pass it.
     if (this.opts.rate() === null && !this.current && !this.waiting && this.pending() === 0 && this.fits(n)) {
       for (const p of parts) this.write(p);
-      q.sent += n;
       this.opts.onWritten?.(volume, n);
       return;
     }
-    q.frames.push(parts);
+    this.scheduler.enqueue(volume, parts, n, { weight, priority: opts.priority }, opts.cls ?? (isRecords(parts) ? 'live' : 'resync'));
     this.pump();
   }
 
@@ -95,8 +87,7 @@ export class Pacer {
    * read again later); its other frames (Resync, hash requests) still go.
    */
   drop(volume: string): void {
-    const q = this.queues.get(volume);
-    if (q) q.frames = q.frames.filter((f) => f[0]?.[5] !== RECORDS_FRAME && f[0]?.[5] !== PACKED_RECORDS_FRAME);
+    this.scheduler.drop(volume, (f) => !isRecords(f));
   }
 
   /** A record frame is being written, waits for the rate or the socket, or is queued. */
@@ -106,14 +97,12 @@ export class Pacer {
 
   /** Frames waiting, over all volumes. */
   pending(): number {
-    let n = 0;
-    for (const q of this.queues.values()) n += q.frames.length;
-    return n;
+    return this.scheduler.pending;
   }
 
   close(): void {
     this.closed = true;
-    this.queues.clear();
+    this.scheduler.clear();
     this.controls.length = 0;
     this.current = null;
   }
@@ -141,19 +130,10 @@ export class Pacer {
     return this.opts.buffered !== undefined && this.opts.onDrain !== undefined && this.opts.buffered() >= (this.opts.maxBuffered?.() ?? MAX_SOCKET_BUFFERED);
   }
 
-  /** The next frame: from the volume that has sent the least for its weight. */
+  /** The next frame: the scheduler's pick. */
   private next(): { parts: Buffer[]; volume: string } | null {
-    let best: Queue | null = null;
-    for (const q of this.queues.values()) {
-      if (q.frames.length === 0) continue;
-      if (!best || q.sent / q.weight < best.sent / best.weight) best = q;
-    }
-    if (!best) return null;
-    const f = best.frames.shift()!;
-    best.sent += f.reduce((n, p) => n + p.length, 0);
-    // Keep the counts small (only their ratios matter).
-    if (best.sent > 2 ** 40) for (const q of this.queues.values()) q.sent /= 2;
-    return { parts: f, volume: best.volume };
+    const f = this.scheduler.next();
+    return f ? { parts: f.item, volume: f.volume } : null;
   }
 
   private pump(): void {

@@ -24,6 +24,7 @@ import { JournaledVolume } from '../../src/journal/write-path.js';
 import { FrameDecoder, PROTOCOL_RANGE, atVersion, encodeAck, encodeHashReply, encodeHold } from '../../src/link/frame.js';
 import { PeerSession, type SessionAction } from '../../src/link/peer-session.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
+import { LinkScheduler } from '../../src/rate/scheduler.js';
 import { Replica, SYNCED_FILE } from '../../src/secondary/replica.js';
 import { MemDisk, MemStore, Rng, Scheduler, fence, flushMicrotasks, settleOn } from './disk-model.js';
 import { SimFailure } from './journal-sim.js';
@@ -109,6 +110,13 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const packing = rng.chance(0.5);
   // Half coalesce batches that span several epochs (Skip records; the replica waits for the unit's end).
   const coalescing = rng.chance(0.5);
+  // A third of the seeds share the link with other volumes (src/rate/scheduler.ts): the
+  // shipper's share of it changes as they come and go, and its batches with it (from
+  // 16 KiB to the whole batch) between crashes, cuts and reads. (Its own generator:
+  // the other seeds' schedules stay as they were.)
+  const shareRng = new Rng(seed ^ 0x5ba7e);
+  const sharing = shareRng.chance(1 / 3);
+  let shareNow = 1;
   let step = 0;
   let clock = 1;
   const fail = (msg: string): never => {
@@ -212,9 +220,13 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     trace(`primary open: mode ${jv.mode} round ${jv.roundStart} bitmap [${[...jv.bitmap.dirtyRegions()].join(',')}] journal ` +
       `${jv.journal.released + 1}..${jv.journal.lastSeq}`);
     if (shipper) stats.coalesced += shipper.coalescedRecords;
-    shipper = new VolumeShipper(VOLUME, jv, log, { windowBytes, batchBytes: Math.max(4096, windowBytes / 4), selfSyncMs: 3 * STEP_MS, now: () => clock,
-      coalesce: () => coalescing });
+    shipper = new VolumeShipper(VOLUME, jv, log, { windowBytes, batchBytes: Math.max(4096, windowBytes / 4), selfSyncMs: 3 * STEP_MS, now: () => clock, coalesce: () => coalescing });
+    if (sharing) {
+      shipper.share = () => shareNow;
+    }
   };
+  // The link's frames go through its scheduler, as the pacer's do (one volume: in order).
+  const linkScheduler = new LinkScheduler<Buffer[]>();
 
   let tornApply: string | null = null;
 
@@ -341,15 +353,17 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
           if (primary) {
             const remote = a.check.pairs[0]!.remote;
             shipper.up({
-              ...(packing ? { encode: (records: JournalRecord[]) => packSync(VOLUME, records, (b) =>
-                { stats.packed++; return compress(b, { compressionLevel: 1, checksumFlag: true }); }) } : {}),
-              send: (parts) => {
-                if (conn === c) c.ab.push(Buffer.concat(atVersion(parts, c.atA.version)));
+              ...(packing ? { encode: (records: JournalRecord[]) => packSync(VOLUME, records, (b) => { stats.packed++; return compress(b, { compressionLevel: 1, checksumFlag: true }); }) } : {}),
+              send: (parts, cls) => {
+                if (conn !== c) return;
+                linkScheduler.enqueue(VOLUME, parts, parts.reduce((n, p) => n + p.length, 0), { weight: 1 }, cls ?? 'live');
+                for (let f = linkScheduler.next(); f; f = linkScheduler.next()) c.ab.push(Buffer.concat(atVersion(f.item, c.atA.version)));
               },
               close: (why) => {
                 if (conn === c) cut(`primary: ${why}`);
               },
             }, remote.durableSeq, remote.round, false);
+            if (sharing) shipper.linkMeasured(null, null, 64 * 1024); // (a 512 kbit/s link: batches follow the share)
           } else {
             void replica.attach({
               ack: (seq) => {
@@ -586,6 +600,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   for (step = 0; step < cfg.steps; step++) {
     if (tornApply) fail(tornApply);
     clock += STEP_MS;
+    if (sharing && shareRng.chance(0.1)) shareNow = [1, 1 / 2, 1 / 8, 1 / 50][shareRng.int(4)]!;
     shipper.tick();
     // Heartbeats and dead-peer detection on each side's clock tick (a peer not heard
     // for 40 steps is dropped). OFFSITE_SIM_TICKS=0 turns them off, which replays the
