@@ -108,7 +108,8 @@ async function main(): Promise<void> {
           results.set(`${job.label}|${t.name}`, [...(results.get(`${job.label}|${t.name}`) ?? []), v]);
           console.log(`round ${round + 1} ${job.label} ${t.name}: ${v.toFixed(0)}`);
         } finally {
-          child.kill('SIGTERM');
+          // tgtd does not leave on SIGTERM while it has targets (tgtadm would have to take them down first).
+          child.kill(t.name === 'tgt' ? 'SIGKILL' : 'SIGTERM');
           await new Promise((r) => child.once('exit', r));
         }
       }
