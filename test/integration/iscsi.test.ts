@@ -81,7 +81,7 @@ test('iSCSI: discovery and login with CHAP and an allow list; wrong secret and a
   }
 });
 
-test('iSCSI: qemu-io and qemu-img over iscsi:// replicate; status lists the session; the replica is write-protected', async () => {
+test('iSCSI: qemu-io and qemu-img over iscsi:// replicate; status lists the session; the replica and a checkpoint are write-protected, a drill is writable', async () => {
   const { p, a, b } = await iscsiPair();
   try {
     const target = `${a.base}:db`;
@@ -114,6 +114,21 @@ test('iSCSI: qemu-io and qemu-img over iscsi:// replicate; status lists the sess
     assert.match(w.stdout + w.stderr, /protect|read-only|Permission denied|not permitted/i, 'a write to the replica is refused');
     // Both sites present the volume as one disk.
     assert.equal(await naaOf(a, target), await naaOf(b, `${b.base}:db`));
+
+    // A checkpoint is a read-only target of its own, a drill a writable one; both other disks.
+    const cp = await cli(p.b, 'checkpoint', 'create', 'db', '--label', 'iscsi');
+    assert.equal(cp.code, 0, cp.stderr);
+    const cpTarget = `${b.base}:db:checkpoint`;
+    await must('qemu-io', ['--image-opts', '-r', '-c', 'read -P 0x5a 0 4M', qemuOpts(b, cpTarget)]);
+    const wcp = await run('qemu-io', ['--image-opts', '-c', 'write -P 1 0 4k', qemuOpts(b, cpTarget)]);
+    assert.match(wcp.stdout + wcp.stderr, /protect|read-only|Permission denied|not permitted/i, 'a write to the checkpoint is refused');
+    assert.notEqual(await naaOf(b, cpTarget), await naaOf(b, `${b.base}:db`), 'a checkpoint is another disk');
+    const drill = await cli(p.b, 'drill', 'start', 'db');
+    assert.equal(drill.code, 0, drill.stderr);
+    await must('qemu-io', ['--image-opts', '-c', 'write -P 0x77 0 64k', '-c', 'read -P 0x77 0 64k', '-c', 'read -P 0x5a 64k 1M', qemuOpts(b, `${b.base}:db:drill`)]);
+    const sb = await statusOf(p.b) as unknown as { volumes: Array<{ iscsi: { exports: Array<{ export: string; target: string }> } | null }> };
+    assert.deepEqual(sb.volumes[0]!.iscsi!.exports.map((x) => x.target).sort(), [cpTarget, `${b.base}:db:drill`].sort());
+    assert.equal((await cli(p.b, 'drill', 'stop', 'db')).code, 0);
   } finally {
     await p.stop();
   }
