@@ -33,12 +33,17 @@ export class RawIscsi {
   private itt = 1;
   headerDigest = false;
   dataDigest = false;
+  /** Answer the target's NOP-In pings at once (else they are queued like any PDU). */
+  answerPings = false;
 
   private constructor(readonly socket: net.Socket) {
     socket.on('data', (c) => {
       this.reader.push(c);
       for (let f = this.reader.next(); f; f = this.reader.next()) {
-        if (f.kind === 'pdu') this.queue.push(f.pdu);
+        if (f.kind !== 'pdu') continue;
+        const ping = (f.pdu.bhs[0]! & 0x3f) === Op.NOP_IN && f.pdu.bhs.readUInt32BE(16) === RESERVED_TAG;
+        if (ping && this.answerPings) this.nopOut(null, RESERVED_TAG, f.pdu.bhs.readUInt32BE(20));
+        else this.queue.push(f.pdu);
       }
       this.wake();
     });
