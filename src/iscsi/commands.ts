@@ -109,7 +109,9 @@ export class CommandEngine {
       else this.execute(task);
       return;
     }
-    const plan = p.lu.planDataOut(cmd.cdb, edtl, p.maxDataOut);
+    let plan = p.lu.planDataOut(cmd.cdb, edtl, p.maxDataOut);
+    // The logical unit bounds data-out by maxDataOut; should it not, the buffer is still never allocated.
+    if (plan.kind === 'data' && edtl > p.maxDataOut) plan = { kind: 'refuse', result: invalidFieldInCdb() };
     task.unsolicited = !cmd.final && !params.initialR2T;
     task.unsolicitedLimit = task.unsolicited ? Math.min(params.firstBurstLength, edtl) : immediateData.length;
     if (plan.kind === 'refuse') task.refused = plan.result;
@@ -312,3 +314,13 @@ export class CommandEngine {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (fixed-format sense, SPC-4 4.5.3). */
+function invalidFieldInCdb(): ScsiResult {
+  const sense = Buffer.alloc(18);
+  sense[0] = 0x70;
+  sense[2] = 0x05;
+  sense[7] = 10;
+  sense[12] = 0x24;
+  return { status: ScsiStatus.CHECK_CONDITION, sense, dataIn: null, dataOutWanted: 0 };
+}
