@@ -198,6 +198,18 @@ describe('iSCSI transport', () => {
     c.close();
   });
 
+  test('TARGET COLD RESET: answered, then every connection to the target ends', async () => {
+    const a = await loggedIn(t, { initiator: 'iqn.2026-01.test:cold-a' });
+    const b = await loggedIn(t, { initiator: 'iqn.2026-01.test:cold-b' });
+    const itt = a.tmf(7);
+    const r = await a.expect(Op.TASK_MGMT_RESPONSE);
+    assert.equal(r?.bhs.readUInt32BE(16), itt);
+    assert.equal(r?.bhs[2], 0);
+    await a.whenClosed();
+    await b.whenClosed();
+    assert.equal(t.server.sessions().some((s) => s.initiator.includes('cold')), false);
+  });
+
   test('CmdSN outside the window is ignored; a gap too', async () => {
     const c = await loggedIn(t);
     c.cmdSN += 1000;
