@@ -31,7 +31,8 @@ const t = await startTestTarget([{ name: 'conformance', size: 256 * 1024 * 1024 
 const url = t.url('conformance');
 const cuArgs = ['--dataloss', '-v', '--initiator-name', 'iqn.2026-12.com.example:conformance-1', '--initiator-name-2', 'iqn.2026-12.com.example:conformance-2'];
 if (family) cuArgs.push('--test', family);
-cuArgs.push(url);
+// The same target again as the second path: the multipath tests then run over two sessions.
+cuArgs.push(url, url);
 
 const output = await new Promise((resolve) => {
   const child = spawn('iscsi-test-cu', cuArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
