@@ -139,12 +139,16 @@ export const ISCSI_DATA_OUT_BUDGET_BYTES = 256 * MiB;
 export const SCSI_BLOCK_BYTES = 512;
 /** The largest READ/WRITE/VERIFY transfer (VPD B0 MAXIMUM TRANSFER LENGTH): one command's data buffer. */
 export const SCSI_MAX_TRANSFER_BYTES = 8 * MiB;
-/** The most blocks one UNMAP (all its descriptors together) may name (VPD B0 MAXIMUM UNMAP LBA COUNT): 1 GiB. */
-export const SCSI_MAX_UNMAP_BLOCKS = (1024 * MiB) / SCSI_BLOCK_BYTES;
+/** The most blocks one UNMAP (all its descriptors together) may name (VPD B0 MAXIMUM UNMAP LBA COUNT): 512 MiB (libiscsi calls more than 2^20 blocks insane). */
+export const SCSI_MAX_UNMAP_BLOCKS = (512 * MiB) / SCSI_BLOCK_BYTES;
 /** The most block descriptors one UNMAP may carry (VPD B0 MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT). */
 export const SCSI_MAX_UNMAP_DESCRIPTORS = 256;
-/** The most blocks one WRITE SAME may name (VPD B0 MAXIMUM WRITE SAME LENGTH): 1 GiB, written in chunks. */
-export const SCSI_MAX_WRITE_SAME_BLOCKS = (1024 * MiB) / SCSI_BLOCK_BYTES;
+/**
+ * The most blocks one WRITE SAME may name (VPD B0 MAXIMUM WRITE SAME LENGTH): 16 MiB, written
+ * in chunks; initiators zero larger ranges with more commands. Kept under 65536 blocks:
+ * libiscsi takes a larger one as a promise that a READ/WRITE of 65536 blocks fits too.
+ */
+export const SCSI_MAX_WRITE_SAME_BLOCKS = (16 * MiB) / SCSI_BLOCK_BYTES;
 /** WRITE SAME writes its pattern this much at a time: the one buffer it fills. */
 export const SCSI_WRITE_SAME_CHUNK_BYTES = 1 * MiB;
 /** The most blocks one COMPARE AND WRITE may name (VPD B0, one byte): its data-out is twice that. */

@@ -66,7 +66,9 @@ export const COMMANDS: readonly Command[] = [
   { opcode: 0x2a, serviceAction: null, name: 'WRITE(10)', usage: [0x2a, 0x1a, ...lba4, 0x1f, 0xff, 0xff, 0], access: 'write', dataOut: { ...writeData, field: 7 }, run: B.write },
   { opcode: 0x2e, serviceAction: null, name: 'WRITE AND VERIFY(10)', usage: [0x2e, 0x12, ...lba4, 0x1f, 0xff, 0xff, 0], access: 'write', dataOut: { ...writeData, field: 7 }, run: B.write },
   { opcode: 0x2f, serviceAction: null, name: 'VERIFY(10)', usage: [0x2f, 0x16, ...lba4, 0x1f, 0xff, 0xff, 0], access: 'read', dataOut: verifyData(7), run: B.verify },
+  { opcode: 0x34, serviceAction: null, name: 'PRE-FETCH(10)', usage: [0x34, 0x02, ...lba4, 0x1f, 0xff, 0xff, 0], access: 'read', run: B.preFetch },
   { opcode: 0x35, serviceAction: null, name: 'SYNCHRONIZE CACHE(10)', usage: [0x35, 0x06, ...lba4, 0x1f, 0xff, 0xff, 0], access: 'write', run: B.synchronizeCache },
+  { opcode: 0x37, serviceAction: null, name: 'READ DEFECT DATA(10)', usage: [0x37, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, 0], access: 'read', dataIn: (c) => u16(c, 7), run: B.readDefectData },
   { opcode: 0x41, serviceAction: null, name: 'WRITE SAME(10)', usage: [0x41, 0x08, ...lba4, 0x1f, 0xff, 0xff, 0], access: 'write', dataOut: { wanted: () => SCSI_BLOCK_BYTES, limit: SCSI_BLOCK_BYTES, field: 7 }, run: writeSame },
   { opcode: 0x42, serviceAction: null, name: 'UNMAP', usage: [0x42, 0x01, 0, 0, 0, 0, 0x1f, 0xff, 0xff, 0], access: 'write', available: (m) => m.thin, dataOut: params(7, u16), run: unmap },
   { opcode: 0x55, serviceAction: null, name: 'MODE SELECT(10)', usage: [0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0], access: 'write', dataOut: params(7, u16), run: P.modeSelect10 },
@@ -85,8 +87,10 @@ export const COMMANDS: readonly Command[] = [
   { opcode: 0x89, serviceAction: null, name: 'COMPARE AND WRITE', usage: [0x89, 0x18, ...lba8, 0, 0, 0, 0xff, 0x1f, 0], access: 'write',
     dataOut: { wanted: (c) => 2 * u8(c, 13) * SCSI_BLOCK_BYTES, limit: 2 * SCSI_MAX_COMPARE_AND_WRITE_BLOCKS * SCSI_BLOCK_BYTES, field: 13 }, run: B.compareAndWrite },
   { opcode: 0x8a, serviceAction: null, name: 'WRITE(16)', usage: [0x8a, 0x1a, ...lba8, ...lba4, 0x1f, 0], access: 'write', dataOut: { ...writeData, field: 10 }, run: B.write },
+  { opcode: 0x8b, serviceAction: null, name: 'ORWRITE(16)', usage: [0x8b, 0x1a, ...lba8, ...lba4, 0x1f, 0], access: 'write', dataOut: { ...writeData, field: 10 }, run: B.orWrite },
   { opcode: 0x8e, serviceAction: null, name: 'WRITE AND VERIFY(16)', usage: [0x8e, 0x12, ...lba8, ...lba4, 0x1f, 0], access: 'write', dataOut: { ...writeData, field: 10 }, run: B.write },
   { opcode: 0x8f, serviceAction: null, name: 'VERIFY(16)', usage: [0x8f, 0x16, ...lba8, ...lba4, 0x1f, 0], access: 'read', dataOut: verifyData(10), run: B.verify },
+  { opcode: 0x90, serviceAction: null, name: 'PRE-FETCH(16)', usage: [0x90, 0x02, ...lba8, ...lba4, 0x1f, 0], access: 'read', run: B.preFetch },
   { opcode: 0x91, serviceAction: null, name: 'SYNCHRONIZE CACHE(16)', usage: [0x91, 0x06, ...lba8, ...lba4, 0x1f, 0], access: 'write', run: B.synchronizeCache },
   { opcode: 0x93, serviceAction: null, name: 'WRITE SAME(16)', usage: [0x93, 0x09, ...lba8, ...lba4, 0x1f, 0], access: 'write',
     dataOut: { wanted: (c) => (u8(c, 1) & 0x01 ? 0 : SCSI_BLOCK_BYTES), limit: SCSI_BLOCK_BYTES, field: 10 }, run: writeSame },
@@ -98,6 +102,7 @@ export const COMMANDS: readonly Command[] = [
   { opcode: 0xaa, serviceAction: null, name: 'WRITE(12)', usage: [0xaa, 0x1a, ...lba4, ...lba4, 0x1f, 0], access: 'write', dataOut: { ...writeData, field: 6 }, run: B.write },
   { opcode: 0xae, serviceAction: null, name: 'WRITE AND VERIFY(12)', usage: [0xae, 0x12, ...lba4, ...lba4, 0x1f, 0], access: 'write', dataOut: { ...writeData, field: 6 }, run: B.write },
   { opcode: 0xaf, serviceAction: null, name: 'VERIFY(12)', usage: [0xaf, 0x16, ...lba4, ...lba4, 0x1f, 0], access: 'read', dataOut: verifyData(6), run: B.verify },
+  { opcode: 0xb7, serviceAction: null, name: 'READ DEFECT DATA(12)', usage: [0xb7, 0x1f, 0, 0, 0, 0, ...lba4, 0, 0], access: 'read', dataIn: (c) => u32(c, 6), run: B.readDefectData },
 ];
 
 /** Opcodes whose service action (byte 1, bits 4-0) names the command. */
@@ -112,11 +117,14 @@ export function hasServiceActions(opcode: number): boolean {
   return WITH_SERVICE_ACTIONS.has(opcode);
 }
 
+/** The table by opcode and service action (opcode << 8 | service action, 0 without one): one lookup per command. */
+const BY_CODE = new Map(COMMANDS.map((c) => [(c.opcode << 8) | (c.serviceAction ?? 0), c]));
+if (BY_CODE.size !== COMMANDS.length) throw new Error('SCSI command table: an opcode and service action listed twice');
+
 /** The command a CDB names on this medium, or null (INVALID COMMAND OPERATION CODE). */
 export function lookup(cdb: Buffer, m: Medium): Command | null {
   const op = u8(cdb, 0);
-  const sa = WITH_SERVICE_ACTIONS.has(op) ? u8(cdb, 1) & 0x1f : null;
-  const c = COMMANDS.find((k) => k.opcode === op && k.serviceAction === sa);
+  const c = BY_CODE.get((op << 8) | (WITH_SERVICE_ACTIONS.has(op) ? u8(cdb, 1) & 0x1f : 0));
   if (c === undefined || (c.available !== undefined && !c.available(m))) return null;
   return c;
 }

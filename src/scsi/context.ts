@@ -11,6 +11,8 @@ export interface Unit {
   readonly identity: UnitIdentity;
   readonly attentions: UnitAttentions;
   readonly reservations: Reservations;
+  /** PREEMPT AND ABORT: the transport aborts the tasks of these nexuses (SPC-4 5.13.11.4.4). */
+  readonly abortTasksOf: (initiators: readonly string[]) => void;
 }
 
 export interface Exec {

@@ -4,10 +4,18 @@
 // the LUN (only 0 exists; INQUIRY, REPORT LUNS and REQUEST SENSE answer on any), the
 // opcode (the command table), a pending unit attention, a reservation conflict, the
 // CDB's reserved bits, then the command itself.
+//
+// The parts: commands.ts (the command table: usage bitmaps, reservation access,
+// data-out and data-in lengths, REPORT SUPPORTED OPERATION CODES), block-io.ts and
+// provisioning.ts (SBC commands), primary-commands.ts (SPC commands), inquiry.ts and
+// mode-pages.ts (what the unit says of itself), reservations.ts, unit-attention.ts,
+// medium.ts (every backend call, checked and split, errors as sense), range-lock.ts
+// (COMPARE AND WRITE's atomicity), sense.ts, cdb.ts.
 import type { ExportBackend } from '../export/backend.js';
 import { assert } from '../invariants/assert.js';
 import { SCSI_MAX_TRANSFER_BYTES } from '../limits/limits.js';
-import { checkReservedBits, lookup, type Command } from './commands.js';
+import { u16, u32, u8 } from './cdb.js';
+import { checkReservedBits, hasServiceActions, lookup, type Command } from './commands.js';
 import type { Exec, Unit } from './context.js';
 import { checkIdentity, standardInquiry, type UnitIdentity } from './inquiry.js';
 import { Medium } from './medium.js';
@@ -17,18 +25,29 @@ import {
 } from './sense.js';
 import { ScsiStatus, type DataOutPlan, type ScsiLogicalUnitPort, type ScsiNexus, type ScsiResult, type ScsiTask } from './task.js';
 import { UnitAttentions } from './unit-attention.js';
-import { u16, u32, u8 } from './cdb.js';
 
 export interface LogicalUnitOptions {
   backend: ExportBackend;
   identity: UnitIdentity;
+  /** The clock (no command reads it yet: command timeouts in REPORT SUPPORTED OPERATION CODES are reported as unspecified). */
   nowMs?: () => number;
+  /**
+   * PREEMPT AND ABORT took these nexuses' registrations: the transport aborts their
+   * outstanding tasks (no response, as for ABORT TASK SET on each). Absent: only the
+   * preemption is done.
+   */
+  abortTasksOf?: (initiators: readonly string[]) => void;
 }
 
 /** The commands that answer on a LUN that does not exist (SPC-4 6.6.2, 6.33, 6.39). */
 const INQUIRY = 0x12;
 const REPORT_LUNS = 0xa0;
 const REQUEST_SENSE = 0x03;
+
+/** An opcode not in the table: INVALID COMMAND OPERATION CODE; a known opcode with a service action not served: INVALID FIELD IN CDB (SPC-4 4.5.2.4, the service action field). */
+function unknown(cdb: Buffer): CheckCondition {
+  return hasServiceActions(u8(cdb, 0)) ? invalidField(1, 4) : illegal(Asc.INVALID_COMMAND_OPERATION_CODE);
+}
 
 export class LogicalUnit implements ScsiLogicalUnitPort {
   readonly medium: Medium;
@@ -43,15 +62,14 @@ export class LogicalUnit implements ScsiLogicalUnitPort {
     this.identity = opts.identity;
     this.medium = new Medium(opts.backend);
     this.reservations = new Reservations(this.attentions);
-    this.unit = { medium: this.medium, identity: this.identity, attentions: this.attentions, reservations: this.reservations };
+    const abort = opts.abortTasksOf ?? ((): void => {});
+    this.unit = { medium: this.medium, identity: this.identity, attentions: this.attentions, reservations: this.reservations, abortTasksOf: abort };
     this.nowMs = opts.nowMs ?? Date.now;
   }
 
   planDataOut(cdb: Buffer, expectedLength: number, maxDataOut: number): DataOutPlan {
     const c = lookup(cdb, this.medium);
-    if (c === null) {
-      return expectedLength > 0 ? { kind: 'refuse', result: checkCondition(illegal(Asc.INVALID_COMMAND_OPERATION_CODE)) } : { kind: 'none' };
-    }
+    if (c === null) return expectedLength > 0 ? { kind: 'refuse', result: checkCondition(unknown(cdb)) } : { kind: 'none' };
     const wanted = c.dataOut?.wanted(cdb) ?? 0;
     if (c.dataOut !== undefined && wanted > Math.min(c.dataOut.limit, maxDataOut)) {
       return { kind: 'refuse', result: checkCondition(invalidField(c.dataOut.field), wanted) };
@@ -83,7 +101,7 @@ export class LogicalUnit implements ScsiLogicalUnitPort {
       const asc = this.attentions.take(nexus);
       if (asc !== null) return checkCondition(new CheckCondition(SenseKey.UNIT_ATTENTION, asc), wanted);
     }
-    if (c === null) return checkCondition(illegal(Asc.INVALID_COMMAND_OPERATION_CODE));
+    if (c === null) return checkCondition(unknown(cdb));
     try {
       this.reservations.check(nexus, c.access, op);
       checkReservedBits(c, cdb);

@@ -117,6 +117,20 @@ export class Medium {
     }
   }
 
+  /** PRE-FETCH: asks the backend to bring the range into its cache, where that is useful; a failure is only a missed hint. */
+  async prefetch(lba: number, count: number): Promise<void> {
+    this.checkRange(lba, count);
+    if (!this.caps.cache || count === 0) return;
+    const max = this.caps.blockSize.maximum;
+    const base = lba * SCSI_BLOCK_BYTES;
+    const bytes = count * SCSI_BLOCK_BYTES;
+    try {
+      for (let at = 0; at < bytes; at += max) await this.backend.cache(base + at, Math.min(max, bytes - at));
+    } catch (e) {
+      if (e instanceof InvariantError) throw e;
+    }
+  }
+
   /** SYNCHRONIZE CACHE: every acknowledged write durable (the flush point NBD FLUSH is). */
   async flush(): Promise<void> {
     if (!this.caps.flush) return;
@@ -128,10 +142,9 @@ export class Medium {
   }
 }
 
-/** A backend failure as sense; a broken invariant or a bug goes on up untouched. */
+/** A backend failure as sense (an error without an errno name reads as EIO, as NBD reads it); a broken invariant goes on up untouched. */
 function mapped(e: unknown, op: 'read' | 'write', thin: boolean): unknown {
   if (e instanceof InvariantError) return e;
   const code = (e as { code?: unknown } | null)?.code;
-  if (typeof code !== 'string') return e;
-  return senseForDiskError(code, op, thin);
+  return senseForDiskError(typeof code === 'string' ? code : 'EIO', op, thin);
 }

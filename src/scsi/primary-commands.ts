@@ -101,7 +101,8 @@ export async function persistentReserveOut(u: Unit, x: Exec): Promise<null> {
   const action = u8(x.cdb, 1) & 0x1f;
   if (action > 6) throw invalidField(1, 4);
   if (x.wanted !== 24 || x.data.length < 24) throw illegal(Asc.PARAMETER_LIST_LENGTH_ERROR);
-  u.reservations.out(x.task.nexus, action, u8(x.cdb, 2), x.data);
+  const preempted = u.reservations.out(x.task.nexus, action, u8(x.cdb, 2), x.data);
+  if (action === 5 && preempted.length > 0) u.abortTasksOf(preempted);
   return null;
 }
 

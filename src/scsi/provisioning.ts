@@ -57,11 +57,10 @@ export async function writeSame(u: Unit, x: Exec): Promise<null> {
   if (n === 0 || n > SCSI_MAX_WRITE_SAME_BLOCKS) throw invalidField(countField);
   u.medium.checkRange(lba, n);
   u.medium.checkWritable();
-  let block: Buffer | null = null;
-  if (!ndob) {
-    if (x.data.length < SCSI_BLOCK_BYTES) throw new CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_INFORMATION_UNIT);
-    block = x.data.subarray(0, SCSI_BLOCK_BYTES);
-  }
+  // Exactly one block of data-out (none with NDOB): more or less is refused, not cut
+  // (libiscsi test_writesame*_invalid_dataout_size).
+  if (x.task.expectedLength !== x.wanted || x.data.length !== x.wanted) throw new CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_INFORMATION_UNIT);
+  const block = ndob ? null : x.data;
   const zeros = block === null || block.every((b) => b === 0);
   const release = await u.medium.lock.acquire(lba, lba + n);
   try {

@@ -6,7 +6,7 @@
 // initiator port, not the connection); an SPC-2 reservation ends with its nexus and at
 // a reset. Not persisted across a daemon restart (APTPL is refused: PTPL_C=0).
 import { SCSI_MAX_REGISTRATIONS } from '../limits/limits.js';
-import { Asc, CheckCondition, ReservationConflict, SenseKey, illegal, invalidField, invalidParameter } from './sense.js';
+import { Asc, ReservationConflict, illegal, invalidField, invalidParameter } from './sense.js';
 import type { ScsiNexus } from './task.js';
 import type { UnitAttentions } from './unit-attention.js';
 
@@ -148,9 +148,10 @@ export class Reservations {
 
   /**
    * Runs a PERSISTENT RESERVE OUT: `action` (CDB byte 1), `scopeType` (byte 2) and the
-   * 24-byte parameter list (already checked for length by the caller).
+   * 24-byte parameter list (already checked for length by the caller). Returns the
+   * nexuses a PREEMPT took the registration of (PREEMPT AND ABORT aborts their tasks).
    */
-  out(by: ScsiNexus, action: number, scopeType: number, list: Buffer): void {
+  out(by: ScsiNexus, action: number, scopeType: number, list: Buffer): string[] {
     const nexus = by.initiator;
     const key = list.readBigUInt64BE(0);
     const saKey = list.readBigUInt64BE(8);
@@ -171,8 +172,8 @@ export class Reservations {
           if (mine === undefined ? key !== 0n : key !== mine.key) throw new ReservationConflict();
         }
         if (mine === undefined) {
-          if (saKey === 0n) return;
-          if (this.registrations.size >= SCSI_MAX_REGISTRATIONS) throw new CheckCondition(SenseKey.ILLEGAL_REQUEST, 0x5504); // INSUFFICIENT REGISTRATION RESOURCES
+          if (saKey === 0n) return [];
+          if (this.registrations.size >= SCSI_MAX_REGISTRATIONS) throw illegal(Asc.INSUFFICIENT_REGISTRATION_RESOURCES);
           this.registrations.set(nexus, { key: saKey, transportId: Buffer.from(by.transportId), relativePort: by.relativePort });
         } else if (saKey === 0n) {
           this.unregister(nexus);
@@ -180,28 +181,28 @@ export class Reservations {
           mine.key = saKey;
         }
         this.generation++;
-        return;
+        return [];
       }
       case 1: { // RESERVE
         this.checkKey(mine, key);
         const r = this.reservation;
         if (r === null) {
           this.reservation = { type, holder: nexus };
-          return;
+          return [];
         }
         if (!this.holds(nexus, r) || r.type !== type) throw new ReservationConflict();
-        return;
+        return [];
       }
       case 2: { // RELEASE
         this.checkKey(mine, key);
         const r = this.reservation;
-        if (r === null || !this.holds(nexus, r)) return;
+        if (r === null || !this.holds(nexus, r)) return [];
         if (r.type !== type) throw illegal(Asc.INVALID_RELEASE_OF_PERSISTENT_RESERVATION);
         this.reservation = null;
         if (r.type !== PrType.WRITE_EXCLUSIVE && r.type !== PrType.EXCLUSIVE_ACCESS) {
           for (const other of this.registrations.keys()) if (other !== nexus) this.attentions.raise(other, Asc.RESERVATIONS_RELEASED);
         }
-        return;
+        return [];
       }
       case 3: { // CLEAR
         this.checkKey(mine, key);
@@ -209,13 +210,15 @@ export class Reservations {
         this.registrations.clear();
         this.reservation = null;
         this.generation++;
-        return;
+        return [];
       }
       case 4: case 5: // PREEMPT, PREEMPT AND ABORT (the abort of the preempted nexuses' tasks is the transport's; here both preempt)
         this.checkKey(mine, key);
-        this.preempt(nexus, saKey, type);
-        this.generation++;
-        return;
+        {
+          const preempted = this.preempt(nexus, saKey, type);
+          this.generation++;
+          return preempted;
+        }
       default: // REGISTER AND MOVE (7) and reserved actions
         throw invalidField(1, 4);
     }
@@ -241,13 +244,15 @@ export class Reservations {
   }
 
   /** SPC-4 5.13.11.4: PREEMPT by `nexus` of the registrations with `saKey` (and of the reservation if theirs). */
-  private preempt(nexus: string, saKey: bigint, type: number): void {
+  private preempt(nexus: string, saKey: bigint, type: number): string[] {
+    const removed: string[] = [];
     const r = this.reservation;
     const victims = (k: bigint): string[] => [...this.registrations].filter(([n, reg]) => reg.key === k && n !== nexus).map(([n]) => n);
     const remove = (list: string[]): void => {
       for (const n of list) {
         this.registrations.delete(n);
         this.attentions.raise(n, Asc.REGISTRATIONS_PREEMPTED);
+        removed.push(n);
       }
     };
     if (r !== null && allRegistrants(r.type)) {
@@ -258,7 +263,7 @@ export class Reservations {
       } else {
         remove(victims(saKey));
       }
-      return;
+      return removed;
     }
     const holderKey = r === null ? null : this.registrations.get(r.holder)?.key ?? null;
     if (r !== null && holderKey === saKey) {
@@ -266,13 +271,14 @@ export class Reservations {
       const changed = r.type !== type;
       this.reservation = { type, holder: nexus };
       if (changed) for (const other of this.registrations.keys()) if (other !== nexus) this.attentions.raise(other, Asc.RESERVATIONS_RELEASED);
-      return;
+      return removed;
     }
     if (saKey === 0n) throw invalidParameter(8);
     const list = victims(saKey);
     // The preempting nexus's own key may equal saKey: it stays registered, which counts as found.
     if (list.length === 0 && this.registrations.get(nexus)?.key !== saKey) throw new ReservationConflict();
     remove(list);
+    return removed;
   }
 
   /** Registered keys (tests, status). */
