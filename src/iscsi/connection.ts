@@ -295,7 +295,7 @@ export class IscsiConnection {
         this.engine?.close();
         this.cut('session closed', why);
       },
-      abortTasks: (lun) => this.engine ? this.engine.abort((cmd) => lun === null || cmd.lun === lun) : Promise.resolve(),
+      abortTasks: (lun, spare) => this.engine ? this.engine.abort((cmd) => (lun === null || cmd.lun === lun) && !(spare?.(cmd.cdb) ?? false)) : Promise.resolve(),
     };
   }
 

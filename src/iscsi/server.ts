@@ -21,6 +21,8 @@ import {
   ISCSI_MAX_SESSIONS_PER_TARGET, ISCSI_NOP_INTERVAL_MS,
 } from '../limits/limits.js';
 
+const PERSISTENT_RESERVE_OUT = 0x5f;
+
 export interface IscsiServerOptions {
   targets: IscsiTargetTable;
   log: Logger;
@@ -89,6 +91,19 @@ export class IscsiServer {
     return [...this.bySessionKey.values()].filter((s) => s.target !== null).map((s) => ({
       target: s.target!.iqn, exportName: s.target!.exportName, initiator: s.initiatorName, isid: s.isidHex, address: s.address,
     }));
+  }
+
+  /**
+   * Aborts the tasks of the sessions whose nexus (`<InitiatorName>,i,0x<ISID>`) is in
+   * `initiators`, on `target` (its iqn): what a logical unit's PREEMPT AND ABORT asks
+   * (LogicalUnitOptions.abortTasksOf). The PERSISTENT RESERVE OUT doing it is spared.
+   */
+  abortTasksOf(target: string, initiators: readonly string[]): void {
+    const wanted = new Set(initiators);
+    for (const s of this.bySessionKey.values()) {
+      if (s.target?.iqn !== target || !wanted.has(nexusOf(s.initiatorName, s.isid).initiator)) continue;
+      void s.link?.abortTasks(null, (cdb) => cdb[0] === PERSISTENT_RESERVE_OUT);
+    }
   }
 
   async listen(address: { host: string; port: number }): Promise<{ host: string; port: number }> {
