@@ -10,6 +10,7 @@ import type { RequestBudget, BudgetWaiter } from '../nbd/budget.js';
 import { ScsiStatus, type ScsiLogicalUnitPort, type ScsiNexus, type ScsiResult } from '../scsi/task.js';
 import { RESERVED_TAG, RejectReason, decodeDataOut, encodeDataIn, encodeR2T, encodeScsiResponse, type RawPdu, type ScsiCommand, type SeqNumbers } from './pdu.js';
 import type { SessionParams } from './keys.js';
+import { ISCSI_MAX_SESSION_DATA_OUT_BYTES } from '../limits/limits.js';
 
 /** What the engine needs of its connection. */
 export interface CommandPort {
@@ -66,6 +67,8 @@ interface Task {
 export class CommandEngine {
   private readonly tasks = new Map<number, Task>();
   private nextTtt = 1;
+  /** When data-out last came in, or a task started waiting for it (ms). */
+  private lastDataOutAt = Date.now();
 
   constructor(private readonly port: CommandPort) {}
 
@@ -82,6 +85,17 @@ export class CommandEngine {
     let n = 0;
     for (const t of this.tasks.values()) n += t.held;
     return n;
+  }
+
+  /**
+   * How long a task holding a write buffer has had no data-out (ms; 0: none waits for
+   * data). Such a session holds budget bytes others may be waiting for.
+   */
+  stalledMs(now: number): number {
+    for (const t of this.tasks.values()) {
+      if (t.buffer !== null && t.executing === null && !t.aborted) return now - this.lastDataOutAt;
+    }
+    return 0;
   }
 
   has(itt: number): boolean {
@@ -121,8 +135,16 @@ export class CommandEngine {
       this.maybeFinishCollecting(task);
       return;
     }
+    if (this.heldBytes > 0 && this.heldBytes + edtl > ISCSI_MAX_SESSION_DATA_OUT_BYTES) {
+      // This session holds enough: the initiator retries later (TASK SET FULL, SAM-5 5.3.1).
+      task.refused = { status: ScsiStatus.TASK_SET_FULL, sense: null, dataIn: null, dataOutWanted: 0 };
+      task.contiguous = immediateData.length;
+      this.maybeFinishCollecting(task);
+      return;
+    }
     const start = (): void => {
       task.waiter = null;
+      this.lastDataOutAt = Date.now();
       task.held = edtl;
       task.buffer = Buffer.allocUnsafe(edtl);
       immediateData.copy(task.buffer, 0);
@@ -157,6 +179,7 @@ export class CommandEngine {
       return;
     }
     const len = pdu.data.length;
+    this.lastDataOutAt = Date.now();
     if (d.ttt === RESERVED_TAG) {
       // Unsolicited data, in order, within the first burst.
       if (!task.unsolicited || d.bufferOffset !== task.contiguous || d.dataSN !== task.unsolicitedDataSN || d.bufferOffset + len > task.unsolicitedLimit) {

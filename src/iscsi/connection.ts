@@ -119,6 +119,11 @@ export class IscsiConnection {
     this.send(encodeNopIn({ ...this.peek(), lunBytes: Buffer.alloc(8), itt: RESERVED_TAG, ttt }, 0), null);
   }
 
+  /** How long a write of this connection has waited for its data-out (ms; 0: none). */
+  stalledDataOutMs(now: number): number {
+    return this.engine && this.phase === 'full' ? this.engine.stalledMs(now) : 0;
+  }
+
   /** Stops taking PDUs, lets executing commands answer, then closes. */
   async shutdown(): Promise<void> {
     if (this.phase === 'closing') return;

@@ -18,7 +18,7 @@ import type { LoginRequest } from './pdu.js';
 import type { SessionParams } from './keys.js';
 import {
   ISCSI_DATA_OUT_BUDGET_BYTES, ISCSI_LOGIN_TIMEOUT_MS, ISCSI_MAX_CONNECTIONS, ISCSI_MAX_CONNECTIONS_PER_ADDRESS, ISCSI_MAX_PENDING_LOGINS,
-  ISCSI_MAX_SESSIONS_PER_TARGET, ISCSI_NOP_INTERVAL_MS,
+  ISCSI_MAX_SESSIONS_PER_TARGET, ISCSI_NOP_INTERVAL_MS, ISCSI_STALLED_DATA_OUT_MS,
 } from '../limits/limits.js';
 
 const PERSISTENT_RESERVE_OUT = 0x5f;
@@ -37,6 +37,8 @@ export interface IscsiServerOptions {
   /** Node-wide bytes of data-out held (default ISCSI_DATA_OUT_BUDGET_BYTES); or share one budget with NBD. */
   budget?: RequestBudget;
   sweepMs?: number;
+  /** A write without data-out this long, while others wait for the budget, is cut (default ISCSI_STALLED_DATA_OUT_MS). */
+  stalledDataOutMs?: number;
   refusalLogWindowMs?: number;
 }
 
@@ -196,9 +198,21 @@ export class IscsiServer {
     }
   }
 
+  /**
+   * Every `sweepMs`: NOP-In pings on idle connections; and while writes wait for the
+   * data-out budget, a connection whose write stopped receiving its data for
+   * ISCSI_STALLED_DATA_OUT_MS is cut (it holds what the others wait for).
+   */
   private sweep(now: number): void {
     const interval = this.opts.nopIntervalMs ?? ISCSI_NOP_INTERVAL_MS;
-    for (const c of [...this.connections]) c.tick(now, interval);
+    const stalledMs = this.opts.stalledDataOutMs ?? ISCSI_STALLED_DATA_OUT_MS;
+    for (const c of [...this.connections]) {
+      if (this.budget.waiting > 0 && c.stalledDataOutMs(now) >= stalledMs) {
+        c.cut('stalled write', `sent no data-out for a write in ${Math.round(c.stalledDataOutMs(now) / 1000)} s while ${this.budget.waiting} other writes waited for the data-out budget`);
+        continue;
+      }
+      c.tick(now, interval);
+    }
   }
 
   /** Stops listening, lets executing commands answer, then closes every connection. */

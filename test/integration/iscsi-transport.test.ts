@@ -296,6 +296,28 @@ describe('iSCSI bounds', () => {
     }
   });
 
+  test('a write that stops receiving its data while others wait for the budget is cut; the waiting one goes on', async () => {
+    const { RequestBudget } = await import('../../src/nbd/budget.js');
+    const t = await startTestTarget([{ name: 'disk', size: 4 * MiB }], { server: { budget: new RequestBudget(1 * MiB), stalledDataOutMs: 100, sweepMs: 20 } });
+    try {
+      const a = await loggedIn(t, { initiator: 'iqn.stall-a' });
+      const b = await loggedIn(t, { initiator: 'iqn.stall-b' });
+      a.answerPings = true;
+      b.answerPings = true;
+      await read(a, 0, 512);
+      await read(b, 0, 512);
+      a.command(rw10(0x2a, 0, 2048), { write: true, edtl: MiB });
+      await a.expect(Op.R2T);
+      const data = Buffer.alloc(MiB, 0x42);
+      const status = write(b, 0, data); // waits for the budget a holds
+      await a.whenClosed();
+      assert.equal(await status, 0, 'the waiting write completes once the stalled one is cut');
+      b.close();
+    } finally {
+      await t.close();
+    }
+  });
+
   test('close() lets an executing command answer before the connection ends', async () => {
     const t = await startTestTarget([{ name: 'disk', size: 4 * MiB }]);
     // The logical unit holds the read until the server has been asked to close.
