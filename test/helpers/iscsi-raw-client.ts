@@ -125,6 +125,11 @@ export class RawIscsi {
     const keys = parseText(r.data);
     this.headerDigest = keys.some(([k, v]) => k === 'HeaderDigest' && v === 'CRC32C');
     this.dataDigest = keys.some(([k, v]) => k === 'DataDigest' && v === 'CRC32C');
+    if (status === 0) {
+      // The target's PDUs after the last Login Response carry them too.
+      this.reader.headerDigest = this.headerDigest;
+      this.reader.dataDigest = this.dataDigest;
+    }
     return { status, tsih: r.bhs.readUInt16BE(14), pairs: keys };
   }
 

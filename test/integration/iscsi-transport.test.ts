@@ -210,6 +210,50 @@ describe('iSCSI transport', () => {
     assert.equal(t.server.sessions().some((s) => s.initiator.includes('cold')), false);
   });
 
+  test('header and data digests both ways (CRC32C): a write and a read; a damaged data digest gets Reject 0x02', async () => {
+    const c = await RawIscsi.connect(t.port);
+    const r = await c.login({ keys: [['HeaderDigest', 'CRC32C,None'], ['DataDigest', 'CRC32C,None']] });
+    assert.equal(r.status, 0);
+    assert.equal(c.headerDigest && c.dataDigest, true, 'both digests negotiated');
+    await read(c, 0, 512);
+    const data = Buffer.alloc(32768, 0x6e);
+    assert.equal(await write(c, 64, data), 0);
+    assert.ok((await read(c, 64, data.length)).data.equals(data));
+    // A NOP-Out whose data digest is wrong: rejected, the connection goes on.
+    const h = bhs(Op.NOP_OUT | 0x40, 0x80, 4, { 16: 77, 20: RESERVED_TAG, 24: c.cmdSN });
+    const { framePdu } = await import('../../src/iscsi/pdu.js');
+    const frame = framePdu(h, Buffer.from('abcd'), true, true);
+    const digest = Buffer.from(frame[frame.length - 1]!);
+    digest[0] = digest[0]! ^ 0xff;
+    frame[frame.length - 1] = digest;
+    for (const b of frame) c.socket.write(b);
+    const rej = await c.expect(Op.REJECT);
+    assert.equal(rej?.bhs[2], 0x02);
+    const ok = c.nopOut(Buffer.from('x'));
+    assert.equal((await c.expect(Op.NOP_IN))?.bhs.readUInt32BE(16), ok);
+    c.close();
+  });
+
+  test('login text continued over PDUs (C bit) is answered empty until whole', async () => {
+    const c = await RawIscsi.connect(t.port);
+    const text = Buffer.from('InitiatorName=iqn.2026-01.test:cont\0TargetName=' + IQN + '\0SessionType=Normal\0');
+    const isid = Buffer.from('400001373333', 'hex');
+    const first = bhs(0x43, 0x40 | (1 << 2) | 3, 20, { 16: 1, 24: 1 }); // C bit, no T
+    isid.copy(first, 8);
+    c.send(first, text.subarray(0, 20));
+    const empty = await c.expect(Op.LOGIN_RESPONSE);
+    assert.equal(empty?.data.length, 0);
+    assert.equal(empty?.bhs.readUInt16BE(36), 0);
+    const last = bhs(0x43, 0x80 | (1 << 2) | 3, text.length - 20, { 16: 1, 24: 1 });
+    isid.copy(last, 8);
+    c.send(last, text.subarray(20));
+    const done = await c.expect(Op.LOGIN_RESPONSE);
+    assert.equal(done?.bhs.readUInt16BE(36), 0);
+    assert.equal(done!.bhs[1]! & 0x83, 0x83, 'T and NSG=3');
+    assert.notEqual(done!.bhs.readUInt16BE(14), 0, 'a TSIH');
+    c.close();
+  });
+
   test('CmdSN outside the window is ignored; a gap too', async () => {
     const c = await loggedIn(t);
     c.cmdSN += 1000;
