@@ -362,6 +362,37 @@ describe('iSCSI bounds', () => {
     }
   });
 
+  test('caps: connections per address, logins in progress, sessions per target', async () => {
+    const t = await startTestTarget([{ name: 'disk', size: 4 * MiB }], { server: { maxConnectionsPerAddress: 3, maxPendingLogins: 2, maxSessionsPerTarget: 1 } });
+    try {
+      const a = await loggedIn(t, { initiator: 'iqn.cap-a' });
+      const b = await RawIscsi.connect(t.port);
+      const r = await b.login({ initiator: 'iqn.cap-b' });
+      assert.equal(r.status, 0x0302, 'the target has its one session');
+      await b.whenClosed();
+      // Two connections that never log in fill the pending logins; a third is closed at once.
+      const p1 = await RawIscsi.connect(t.port);
+      const p2 = await RawIscsi.connect(t.port);
+      while (t.server.connectionCount < 3) await new Promise((res) => setImmediate(res));
+      const p3 = await RawIscsi.connect(t.port);
+      await p3.whenClosed();
+      assert.equal(await p3.next(), null);
+      p1.close();
+      p2.close();
+      await p2.whenClosed();
+      while (t.server.connectionCount > 1) await new Promise((res) => setImmediate(res));
+      // a and two discovery sessions (logged in: no login in progress) reach the per-address cap of 3.
+      const d1 = await loggedIn(t, { target: null, initiator: 'iqn.cap-d1' });
+      const d2 = await loggedIn(t, { target: null, initiator: 'iqn.cap-d2' });
+      const p5 = await RawIscsi.connect(t.port);
+      await p5.whenClosed();
+      assert.equal(await p5.next(), null, 'refused: 3 connections from this address');
+      for (const c of [a, d1, d2]) c.close();
+    } finally {
+      await t.close();
+    }
+  });
+
   test('close() lets an executing command answer before the connection ends', async () => {
     const t = await startTestTarget([{ name: 'disk', size: 4 * MiB }]);
     // The logical unit holds the read until the server has been asked to close.
