@@ -17,7 +17,7 @@ import { LoginStatus, type LoginIdentity } from './negotiation.js';
 import type { LoginRequest } from './pdu.js';
 import type { SessionParams } from './keys.js';
 import {
-  ISCSI_DATA_OUT_BUDGET_BYTES, ISCSI_LOGIN_TIMEOUT_MS, ISCSI_MAX_CONNECTIONS, ISCSI_MAX_CONNECTIONS_PER_ADDRESS, ISCSI_MAX_PENDING_LOGINS,
+  ISCSI_DATA_OUT_BUDGET_BYTES, ISCSI_LOGIN_TIMEOUT_MS, ISCSI_MAX_CONNECTIONS, ISCSI_MAX_CONNECTIONS_PER_ADDRESS, ISCSI_MAX_PENDING_LOGINS, ISCSI_MAX_PENDING_LOGINS_PER_ADDRESS,
   ISCSI_MAX_SESSIONS_PER_TARGET, ISCSI_NOP_INTERVAL_MS, ISCSI_STALLED_DATA_OUT_MS,
 } from '../limits/limits.js';
 
@@ -31,6 +31,7 @@ export interface IscsiServerOptions {
   maxConnections?: number;
   maxConnectionsPerAddress?: number;
   maxPendingLogins?: number;
+  maxPendingLoginsPerAddress?: number;
   maxSessionsPerTarget?: number;
   loginTimeoutMs?: number;
   nopIntervalMs?: number;
@@ -138,9 +139,16 @@ export class IscsiServer {
     };
     if (this.connections.size >= max) return refuse('too many connections', `${max} connections open already (at most ${max})`);
     if ((this.perAddress.get(address) ?? 0) >= maxPer) return refuse('too many connections from one address', `${maxPer} connections from this address open already (at most ${maxPer} from one address)`);
+    const maxPendingHere = this.opts.maxPendingLoginsPerAddress ?? ISCSI_MAX_PENDING_LOGINS_PER_ADDRESS;
     let pending = 0;
-    for (const c of this.connections) if (c.loggingIn) pending++;
+    let pendingHere = 0;
+    for (const c of this.connections) {
+      if (!c.loggingIn) continue;
+      pending++;
+      if (c.address === address) pendingHere++;
+    }
     if (pending >= maxPending) return refuse('too many logins in progress', `${pending} logins in progress already (at most ${maxPending})`);
+    if (pendingHere >= maxPendingHere) return refuse('too many logins in progress from one address', `${pendingHere} logins from this address in progress already (at most ${maxPendingHere})`);
     this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
     const c = new IscsiConnection(socket, this.port, peer, address, this.opts.loginTimeoutMs ?? ISCSI_LOGIN_TIMEOUT_MS);
     this.connections.add(c);

@@ -124,6 +124,8 @@ export const ISCSI_MAX_CONNECTIONS_PER_ADDRESS = 32;
 export const ISCSI_MAX_CONNECTIONS = 256;
 /** Connections still logging in at once, all addresses (a login is short: a flood of half-open ones is refused). */
 export const ISCSI_MAX_PENDING_LOGINS = 64;
+/** ... and from one IP address, so that a few callers cannot hold every login slot for the login timeout. */
+export const ISCSI_MAX_PENDING_LOGINS_PER_ADDRESS = 8;
 /** From the accept to the full feature phase (a real initiator logs in within milliseconds). */
 export const ISCSI_LOGIN_TIMEOUT_MS = 30_000;
 /** A connection with nothing received this long gets a NOP-In ping; unanswered as long again, it is closed. */
