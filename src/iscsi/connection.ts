@@ -126,12 +126,12 @@ export class IscsiConnection {
 
   /** Stops taking PDUs, lets executing commands answer, then closes. */
   async shutdown(): Promise<void> {
-    if (this.phase === 'closing') return;
+    if (this.phase === 'closing' && this.socket.destroyed) return;
     this.stopping = true;
     this.socket.pause();
     if (this.engine) await this.engine.settled();
     await new Promise<void>((resolve) => {
-      if (this.phase === 'closing' && this.socket.destroyed) return resolve();
+      if (this.socket.destroyed) return resolve();
       const timer = setTimeout(() => this.socket.destroy(), 2000);
       this.socket.once('close', () => {
         clearTimeout(timer);
