@@ -196,7 +196,10 @@ export class IscsiConnection {
           this.cut('header digest error', 'sent a PDU whose header digest is wrong');
         } else if (f.kind === 'too-long') {
           if (this.phase === 'login') this.cut('oversized PDU', `sent a ${f.length}-byte login data segment (at most ${LOGIN_MAX_DATA})`);
-          else this.reject(f.bhs, RejectReason.PROTOCOL_ERROR);
+          else {
+            this.reject(f.bhs, RejectReason.PROTOCOL_ERROR);
+            this.consumeCmdSN(f.bhs);
+          }
         } else if (f.kind === 'data-digest') {
           this.onDataDigestError(f.pdu);
         } else if (this.phase === 'login') {
@@ -217,10 +220,18 @@ export class IscsiConnection {
   private onDataDigestError(pdu: RawPdu): void {
     if (this.phase === 'login') return this.cut('data digest error', 'sent a login PDU whose data digest is wrong');
     this.reject(pdu.bhs, RejectReason.DATA_DIGEST_ERROR);
-    // A command whose immediate data was damaged is not run, but its CmdSN counts as received.
-    if (opcodeOf(pdu.bhs) === Op.SCSI_COMMAND && this.session && !isImmediate(pdu.bhs) && u32(pdu.bhs, 24) === this.session.expCmdSN) {
-      if (this.session.admit(u32(pdu.bhs, 24), false) === 'ok') this.session.done(false);
-    }
+    this.consumeCmdSN(pdu.bhs);
+  }
+
+  /**
+   * A rejected request that carries a CmdSN counts as received (RFC 7143 11.17.1), or
+   * every command after it would wait behind a gap that never fills.
+   */
+  private consumeCmdSN(bhs: Buffer): void {
+    const op = opcodeOf(bhs);
+    const carries = op === Op.SCSI_COMMAND || op === Op.NOP_OUT || op === Op.TASK_MGMT_REQUEST || op === Op.TEXT_REQUEST || op === Op.LOGOUT_REQUEST;
+    if (!carries || !this.session || isImmediate(bhs) || u32(bhs, 24) !== this.session.expCmdSN) return;
+    if (this.session.admit(u32(bhs, 24), false) === 'ok') this.session.done(false);
   }
 
   // --- login -----------------------------------------------------------------------

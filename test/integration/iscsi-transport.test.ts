@@ -137,6 +137,20 @@ describe('iSCSI transport', () => {
     c.close();
   });
 
+  test('a command with a data segment over our MaxRecvDataSegmentLength: skipped, rejected, its CmdSN counted', async () => {
+    const c = await loggedIn(t);
+    await read(c, 0, 512);
+    const big = 300 * 1024;
+    c.send(bhs(Op.SCSI_COMMAND, 0xa1, big, { 16: 4242, 20: big, 24: c.cmdSN }).fill(0x2a, 32, 33), Buffer.alloc(big));
+    c.cmdSN++;
+    const rej = await c.expect(Op.REJECT);
+    assert.equal(rej?.bhs[2], 0x04);
+    assert.equal(rej?.data.readUInt32BE(16), 4242);
+    const r = await read(c, 0, 4096);
+    assert.equal(r.status, 0, 'the next command is taken');
+    c.close();
+  });
+
   test('an idle connection gets a NOP-In ping, and is closed when it does not answer', async () => {
     const c = await loggedIn(t);
     const ping = await c.expect(Op.NOP_IN);
