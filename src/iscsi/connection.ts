@@ -109,7 +109,14 @@ export class IscsiConnection {
     if (this.phase !== 'full' || this.stopping) return;
     if (this.ping) {
       if (this.lastReceivedAt > this.ping.sentAt) this.ping = null;
-      else if (now - this.ping.sentAt >= intervalMs) this.cut('no NOP-Out answer', `did not answer a NOP-In ping within ${intervalMs / 1000} s`);
+      else if (now - this.ping.sentAt >= intervalMs) {
+        // Decided after this turn's I/O is read: an answer waiting in the socket while the
+        // daemon itself was stalled still counts.
+        const ping = this.ping;
+        setImmediate(() => {
+          if (this.ping === ping && this.lastReceivedAt <= ping.sentAt) this.cut('no NOP-Out answer', `did not answer a NOP-In ping within ${intervalMs / 1000} s`);
+        });
+      }
       return;
     }
     if (now - this.lastReceivedAt < intervalMs) return;
