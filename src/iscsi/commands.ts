@@ -67,6 +67,10 @@ interface Task {
 export class CommandEngine {
   private readonly tasks = new Map<number, Task>();
   private nextTtt = 1;
+  /** Tasks handed to (or waiting to be handed to) the logical unit, until answered. */
+  private readonly running = new Set<Promise<void>>();
+  /** The newest ORDERED task still running: the tasks after it wait for it. */
+  private barrier: Promise<void> | null = null;
   /** When data-out last came in, or a task started waiting for it (ms). */
   private lastDataOutAt = Date.now();
 
@@ -233,10 +237,23 @@ export class CommandEngine {
     if (task.r2ts.size === 0 && task.nextR2TOffset >= edtl) this.execute(task);
   }
 
+  /**
+   * Hands the task to the logical unit, in the order its task attribute asks (SAM-5
+   * 8.6): an ORDERED task starts once every older one is done, and the ones after it
+   * wait for it (so a SYNCHRONIZE CACHE sent ORDERED covers the writes before it);
+   * HEAD OF QUEUE starts at once; SIMPLE (and untagged) wait only for an ORDERED one.
+   */
   private execute(task: Task): void {
     const p = this.port;
     const cmd = task.cmd;
-    task.executing = p.lu.execute({ nexus: p.nexus, lun: cmd.lun < 0 ? 0xffff : cmd.lun, cdb: cmd.cdb, expectedLength: cmd.expectedLength, dataOut: task.buffer })
+    const run = (): Promise<ScsiResult> => task.aborted
+      ? Promise.resolve({ status: ScsiStatus.TASK_ABORTED, sense: null, dataIn: null, dataOutWanted: 0 })
+      : p.lu.execute({ nexus: p.nexus, lun: cmd.lun < 0 ? 0xffff : cmd.lun, cdb: cmd.cdb, expectedLength: cmd.expectedLength, dataOut: task.buffer });
+    let started: Promise<ScsiResult>;
+    if (cmd.attr === ATTR_ORDERED) started = Promise.all([...this.running, this.barrier]).then(run);
+    else if (cmd.attr === ATTR_HEAD_OF_QUEUE || this.barrier === null) started = run();
+    else started = this.barrier.then(run);
+    const done = started
       .catch((e: unknown): ScsiResult => {
         p.log.error(`iSCSI ${p.peer}: the logical unit failed a command (opcode 0x${cmd.cdb[0]!.toString(16)}): ${(e as Error).message}`);
         return { status: ScsiStatus.BUSY, sense: null, dataIn: null, dataOutWanted: 0 };
@@ -245,6 +262,13 @@ export class CommandEngine {
         this.releaseBuffer(task);
         if (!task.aborted) this.respond(task, result);
       });
+    task.executing = done;
+    this.running.add(done);
+    void done.then(() => {
+      this.running.delete(done);
+      if (this.barrier === done) this.barrier = null;
+    });
+    if (cmd.attr === ATTR_ORDERED) this.barrier = done;
   }
 
   private releaseBuffer(task: Task): void {
@@ -337,6 +361,9 @@ export class CommandEngine {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Task attributes (RFC 7143 11.3.1.2, SAM-5 8.6). */
+const ATTR_ORDERED = 2;
+const ATTR_HEAD_OF_QUEUE = 3;
 
 /** CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (fixed-format sense, SPC-4 4.5.3). */
 function invalidFieldInCdb(): ScsiResult {

@@ -407,6 +407,48 @@ describe('iSCSI bounds', () => {
     }
   });
 
+  test('task attributes: an ORDERED command waits for the older ones, and the ones after it wait for it', async () => {
+    const t = await startTestTarget([{ name: 'disk', size: 4 * MiB }]);
+    const target = t.table.lookup(IQN)!;
+    const real = target.lu;
+    const calls: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    (target as { lu: typeof real }).lu = {
+      planDataOut: (...a) => real.planDataOut(...a), reset: (...a) => real.reset(...a), nexusAdded: (n) => real.nexusAdded(n), nexusLost: (n) => real.nexusLost(n),
+      execute: async (task) => {
+        const name = task.cdb[0] === 0 ? 'tur' : task.expectedLength === 4096 ? 'held read' : 'read';
+        calls.push(name);
+        if (name === 'held read') await gate;
+        return real.execute(task);
+      },
+    };
+    try {
+      const c = await loggedIn(t);
+      await read(c, 0, 512);
+      calls.length = 0;
+      const held = c.command(rw10(0x28, 0, 8), { read: true, edtl: 4096 });
+      const tur = c.command(Buffer.alloc(6), { edtl: 0, attr: 2 }); // ORDERED
+      const after = c.command(rw10(0x28, 0, 1), { read: true, edtl: 512 });
+      const nop = c.nopOut();
+      assert.equal((await c.expect(Op.NOP_IN))?.bhs.readUInt32BE(16), nop);
+      assert.deepEqual(calls, ['held read'], 'the ORDERED command and the one after it wait');
+      release();
+      const answered: number[] = [];
+      while (answered.length < 3) {
+        const p = await c.next();
+        assert.ok(p);
+        const op = p.bhs[0]! & 0x3f;
+        if (op === Op.SCSI_RESPONSE || (op === Op.DATA_IN && p.bhs[1]! & 1)) answered.push(p.bhs.readUInt32BE(16));
+      }
+      assert.deepEqual(answered, [held, tur, after]);
+      assert.deepEqual(calls, ['held read', 'tur', 'read']);
+      c.close();
+    } finally {
+      await t.close();
+    }
+  });
+
   test('close() lets an executing command answer before the connection ends', async () => {
     const t = await startTestTarget([{ name: 'disk', size: 4 * MiB }]);
     // The logical unit holds the read until the server has been asked to close.
