@@ -7,10 +7,10 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../log/log.js';
 import type { RequestBudget } from '../nbd/budget.js';
 import type { IscsiTarget, IscsiTargetTable } from './targets.js';
-import { PduReader } from './framing.js';
+import { PduReader, framePdu } from './framing.js';
 import {
   BHS_LENGTH, Op, RESERVED_TAG, RejectReason, decodeLoginRequest, decodeScsiCommand, encodeLoginResponse, encodeNopIn, encodeReject,
-  framePdu, isImmediate, ittOf, opcodeOf, u32, type LoginRequest, type RawPdu, type SeqNumbers,
+  isImmediate, ittOf, opcodeOf, u32, type LoginRequest, type RawPdu, type SeqNumbers,
 } from './pdu.js';
 import { TextAccumulator, TextError, encodeText } from './text.js';
 import { LoginNegotiation, LoginStatus, STAGE_FULL_FEATURE, type LoginIdentity } from './negotiation.js';

@@ -2,8 +2,8 @@
 // PDUs built field by field, sent as is, and every PDU the target answers read back.
 // Only for unit-level and fuzz tests; interoperability is proved with real initiators.
 import net from 'node:net';
-import { PduReader } from '../../src/iscsi/framing.js';
-import { Op, RESERVED_TAG, framePdu, type RawPdu } from '../../src/iscsi/pdu.js';
+import { PduReader, framePdu } from '../../src/iscsi/framing.js';
+import { Op, RESERVED_TAG, type RawPdu } from '../../src/iscsi/pdu.js';
 import { encodeText, parseText, type TextPair } from '../../src/iscsi/text.js';
 
 export function bhs(opcode: number, b1: number, dataLength: number, fields: Record<number, number> = {}): Buffer {

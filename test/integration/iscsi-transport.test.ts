@@ -235,7 +235,7 @@ describe('iSCSI transport', () => {
     assert.ok((await read(c, 64, data.length)).data.equals(data));
     // A NOP-Out whose data digest is wrong: rejected, the connection goes on.
     const h = bhs(Op.NOP_OUT | 0x40, 0x80, 4, { 16: 77, 20: RESERVED_TAG, 24: c.cmdSN });
-    const { framePdu } = await import('../../src/iscsi/pdu.js');
+    const { framePdu } = await import('../../src/iscsi/framing.js');
     const frame = framePdu(h, Buffer.from('abcd'), true, true);
     const digest = Buffer.from(frame[frame.length - 1]!);
     digest[0] = digest[0]! ^ 0xff;
