@@ -10,6 +10,7 @@ import type { RequestBudget, BudgetWaiter } from '../nbd/budget.js';
 import { ScsiStatus, type ScsiLogicalUnitPort, type ScsiNexus, type ScsiResult } from '../scsi/task.js';
 import { RESERVED_TAG, RejectReason, decodeDataOut, encodeDataIn, encodeR2T, encodeScsiResponse, type RawPdu, type ScsiCommand, type SeqNumbers } from './pdu.js';
 import type { SessionParams } from './keys.js';
+import { ISCSI_MAX_SESSION_DATA_OUT_BYTES } from '../limits/limits.js';
 
 /** What the engine needs of its connection. */
 export interface CommandPort {
@@ -66,6 +67,12 @@ interface Task {
 export class CommandEngine {
   private readonly tasks = new Map<number, Task>();
   private nextTtt = 1;
+  /** Tasks handed to (or waiting to be handed to) the logical unit, until answered. */
+  private readonly running = new Set<Promise<void>>();
+  /** The newest ORDERED task still running: the tasks after it wait for it. */
+  private barrier: Promise<void> | null = null;
+  /** When data-out last came in, or a task started waiting for it (ms). */
+  private lastDataOutAt = Date.now();
 
   constructor(private readonly port: CommandPort) {}
 
@@ -82,6 +89,17 @@ export class CommandEngine {
     let n = 0;
     for (const t of this.tasks.values()) n += t.held;
     return n;
+  }
+
+  /**
+   * How long a task holding a write buffer has had no data-out (ms; 0: none waits for
+   * data). Such a session holds budget bytes others may be waiting for.
+   */
+  stalledMs(now: number): number {
+    for (const t of this.tasks.values()) {
+      if (t.buffer !== null && t.executing === null && !t.aborted) return now - this.lastDataOutAt;
+    }
+    return 0;
   }
 
   has(itt: number): boolean {
@@ -109,7 +127,9 @@ export class CommandEngine {
       else this.execute(task);
       return;
     }
-    const plan = p.lu.planDataOut(cmd.cdb, edtl, p.maxDataOut);
+    let plan = p.lu.planDataOut(cmd.cdb, edtl, p.maxDataOut);
+    // The logical unit bounds data-out by maxDataOut; should it not, the buffer is still never allocated.
+    if (plan.kind === 'data' && edtl > p.maxDataOut) plan = { kind: 'refuse', result: invalidFieldInCdb() };
     task.unsolicited = !cmd.final && !params.initialR2T;
     task.unsolicitedLimit = task.unsolicited ? Math.min(params.firstBurstLength, edtl) : immediateData.length;
     if (plan.kind === 'refuse') task.refused = plan.result;
@@ -119,8 +139,16 @@ export class CommandEngine {
       this.maybeFinishCollecting(task);
       return;
     }
+    if (this.heldBytes > 0 && this.heldBytes + edtl > ISCSI_MAX_SESSION_DATA_OUT_BYTES) {
+      // This session holds enough: the initiator retries later (TASK SET FULL, SAM-5 5.3.1).
+      task.refused = { status: ScsiStatus.TASK_SET_FULL, sense: null, dataIn: null, dataOutWanted: 0 };
+      task.contiguous = immediateData.length;
+      this.maybeFinishCollecting(task);
+      return;
+    }
     const start = (): void => {
       task.waiter = null;
+      this.lastDataOutAt = Date.now();
       task.held = edtl;
       task.buffer = Buffer.allocUnsafe(edtl);
       immediateData.copy(task.buffer, 0);
@@ -155,6 +183,7 @@ export class CommandEngine {
       return;
     }
     const len = pdu.data.length;
+    this.lastDataOutAt = Date.now();
     if (d.ttt === RESERVED_TAG) {
       // Unsolicited data, in order, within the first burst.
       if (!task.unsolicited || d.bufferOffset !== task.contiguous || d.dataSN !== task.unsolicitedDataSN || d.bufferOffset + len > task.unsolicitedLimit) {
@@ -208,10 +237,23 @@ export class CommandEngine {
     if (task.r2ts.size === 0 && task.nextR2TOffset >= edtl) this.execute(task);
   }
 
+  /**
+   * Hands the task to the logical unit, in the order its task attribute asks (SAM-5
+   * 8.6): an ORDERED task starts once every older one is done, and the ones after it
+   * wait for it (so a SYNCHRONIZE CACHE sent ORDERED covers the writes before it);
+   * HEAD OF QUEUE starts at once; SIMPLE (and untagged) wait only for an ORDERED one.
+   */
   private execute(task: Task): void {
     const p = this.port;
     const cmd = task.cmd;
-    task.executing = p.lu.execute({ nexus: p.nexus, lun: cmd.lun < 0 ? 0xffff : cmd.lun, cdb: cmd.cdb, expectedLength: cmd.expectedLength, dataOut: task.buffer })
+    const run = (): Promise<ScsiResult> => task.aborted
+      ? Promise.resolve({ status: ScsiStatus.TASK_ABORTED, sense: null, dataIn: null, dataOutWanted: 0 })
+      : p.lu.execute({ nexus: p.nexus, lun: cmd.lun < 0 ? 0xffff : cmd.lun, cdb: cmd.cdb, expectedLength: cmd.expectedLength, dataOut: task.buffer });
+    let started: Promise<ScsiResult>;
+    if (cmd.attr === ATTR_ORDERED) started = Promise.all([...this.running, this.barrier]).then(run);
+    else if (cmd.attr === ATTR_HEAD_OF_QUEUE || this.barrier === null) started = run();
+    else started = this.barrier.then(run);
+    const done = started
       .catch((e: unknown): ScsiResult => {
         p.log.error(`iSCSI ${p.peer}: the logical unit failed a command (opcode 0x${cmd.cdb[0]!.toString(16)}): ${(e as Error).message}`);
         return { status: ScsiStatus.BUSY, sense: null, dataIn: null, dataOutWanted: 0 };
@@ -220,6 +262,13 @@ export class CommandEngine {
         this.releaseBuffer(task);
         if (!task.aborted) this.respond(task, result);
       });
+    task.executing = done;
+    this.running.add(done);
+    void done.then(() => {
+      this.running.delete(done);
+      if (this.barrier === done) this.barrier = null;
+    });
+    if (cmd.attr === ATTR_ORDERED) this.barrier = done;
   }
 
   private releaseBuffer(task: Task): void {
@@ -312,3 +361,16 @@ export class CommandEngine {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Task attributes (RFC 7143 11.3.1.2, SAM-5 8.6). */
+const ATTR_ORDERED = 2;
+const ATTR_HEAD_OF_QUEUE = 3;
+
+/** CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (fixed-format sense, SPC-4 4.5.3). */
+function invalidFieldInCdb(): ScsiResult {
+  const sense = Buffer.alloc(18);
+  sense[0] = 0x70;
+  sense[2] = 0x05;
+  sense[7] = 10;
+  sense[12] = 0x24;
+  return { status: ScsiStatus.CHECK_CONDITION, sense, dataIn: null, dataOutWanted: 0 };
+}

@@ -7,10 +7,10 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../log/log.js';
 import type { RequestBudget } from '../nbd/budget.js';
 import type { IscsiTarget, IscsiTargetTable } from './targets.js';
-import { PduReader } from './framing.js';
+import { PduReader, framePdu } from './framing.js';
 import {
   BHS_LENGTH, Op, RESERVED_TAG, RejectReason, decodeLoginRequest, decodeScsiCommand, encodeLoginResponse, encodeNopIn, encodeReject,
-  framePdu, isImmediate, ittOf, opcodeOf, u32, type LoginRequest, type RawPdu, type SeqNumbers,
+  isImmediate, ittOf, opcodeOf, u32, type LoginRequest, type RawPdu, type SeqNumbers,
 } from './pdu.js';
 import { TextAccumulator, TextError, encodeText } from './text.js';
 import { LoginNegotiation, LoginStatus, STAGE_FULL_FEATURE, type LoginIdentity } from './negotiation.js';
@@ -109,7 +109,14 @@ export class IscsiConnection {
     if (this.phase !== 'full' || this.stopping) return;
     if (this.ping) {
       if (this.lastReceivedAt > this.ping.sentAt) this.ping = null;
-      else if (now - this.ping.sentAt >= intervalMs) this.cut('no NOP-Out answer', `did not answer a NOP-In ping within ${intervalMs / 1000} s`);
+      else if (now - this.ping.sentAt >= intervalMs) {
+        // Decided after this turn's I/O is read: an answer waiting in the socket while the
+        // daemon itself was stalled still counts.
+        const ping = this.ping;
+        setImmediate(() => {
+          if (this.ping === ping && this.lastReceivedAt <= ping.sentAt) this.cut('no NOP-Out answer', `did not answer a NOP-In ping within ${intervalMs / 1000} s`);
+        });
+      }
       return;
     }
     if (now - this.lastReceivedAt < intervalMs) return;
@@ -119,14 +126,19 @@ export class IscsiConnection {
     this.send(encodeNopIn({ ...this.peek(), lunBytes: Buffer.alloc(8), itt: RESERVED_TAG, ttt }, 0), null);
   }
 
+  /** How long a write of this connection has waited for its data-out (ms; 0: none). */
+  stalledDataOutMs(now: number): number {
+    return this.engine && this.phase === 'full' ? this.engine.stalledMs(now) : 0;
+  }
+
   /** Stops taking PDUs, lets executing commands answer, then closes. */
   async shutdown(): Promise<void> {
-    if (this.phase === 'closing') return;
+    if (this.phase === 'closing' && this.socket.destroyed) return;
     this.stopping = true;
     this.socket.pause();
     if (this.engine) await this.engine.settled();
     await new Promise<void>((resolve) => {
-      if (this.phase === 'closing' && this.socket.destroyed) return resolve();
+      if (this.socket.destroyed) return resolve();
       const timer = setTimeout(() => this.socket.destroy(), 2000);
       this.socket.once('close', () => {
         clearTimeout(timer);
@@ -191,7 +203,10 @@ export class IscsiConnection {
           this.cut('header digest error', 'sent a PDU whose header digest is wrong');
         } else if (f.kind === 'too-long') {
           if (this.phase === 'login') this.cut('oversized PDU', `sent a ${f.length}-byte login data segment (at most ${LOGIN_MAX_DATA})`);
-          else this.reject(f.bhs, RejectReason.PROTOCOL_ERROR);
+          else {
+            this.reject(f.bhs, RejectReason.PROTOCOL_ERROR);
+            this.consumeCmdSN(f.bhs);
+          }
         } else if (f.kind === 'data-digest') {
           this.onDataDigestError(f.pdu);
         } else if (this.phase === 'login') {
@@ -212,10 +227,18 @@ export class IscsiConnection {
   private onDataDigestError(pdu: RawPdu): void {
     if (this.phase === 'login') return this.cut('data digest error', 'sent a login PDU whose data digest is wrong');
     this.reject(pdu.bhs, RejectReason.DATA_DIGEST_ERROR);
-    // A command whose immediate data was damaged is not run, but its CmdSN counts as received.
-    if (opcodeOf(pdu.bhs) === Op.SCSI_COMMAND && this.session && !isImmediate(pdu.bhs) && u32(pdu.bhs, 24) === this.session.expCmdSN) {
-      if (this.session.admit(u32(pdu.bhs, 24), false) === 'ok') this.session.done(false);
-    }
+    this.consumeCmdSN(pdu.bhs);
+  }
+
+  /**
+   * A rejected request that carries a CmdSN counts as received (RFC 7143 11.17.1), or
+   * every command after it would wait behind a gap that never fills.
+   */
+  private consumeCmdSN(bhs: Buffer): void {
+    const op = opcodeOf(bhs);
+    const carries = op === Op.SCSI_COMMAND || op === Op.NOP_OUT || op === Op.TASK_MGMT_REQUEST || op === Op.TEXT_REQUEST || op === Op.LOGOUT_REQUEST;
+    if (!carries || !this.session || isImmediate(bhs) || u32(bhs, 24) !== this.session.expCmdSN) return;
+    if (this.session.admit(u32(bhs, 24), false) === 'ok') this.session.done(false);
   }
 
   // --- login -----------------------------------------------------------------------
@@ -295,7 +318,7 @@ export class IscsiConnection {
         this.engine?.close();
         this.cut('session closed', why);
       },
-      abortTasks: (lun) => this.engine ? this.engine.abort((cmd) => lun === null || cmd.lun === lun) : Promise.resolve(),
+      abortTasks: (lun, spare) => this.engine ? this.engine.abort((cmd) => (lun === null || cmd.lun === lun) && !(spare?.(cmd.cdb) ?? false)) : Promise.resolve(),
     };
   }
 

@@ -4,7 +4,8 @@
 // buffered: the reader says so and skips it, so what one PDU can make us hold is
 // bounded by MaxRecvDataSegmentLength.
 import { ByteQueue } from '../nbd/byte-queue.js';
-import { BHS_LENGTH, ahsLengthOf, dataLengthOf, digestOf, padOf, type RawPdu } from './pdu.js';
+import { crc32c } from '@node-rs/crc32';
+import { BHS_LENGTH, ahsLengthOf, dataLengthOf, padOf, type RawPdu } from './pdu.js';
 
 export type Frame =
   | { kind: 'pdu'; pdu: RawPdu }
@@ -89,3 +90,37 @@ export class PduReader {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+// --- digests and outgoing frames --------------------------------------------------
+
+/** CRC32C over the pieces, as the 4 little-endian bytes iSCSI puts on the wire (RFC 7143 13.1). */
+export function digestOf(...pieces: Buffer[]): Buffer {
+  let crc = 0;
+  for (const p of pieces) crc = crc32c(p, crc);
+  const out = Buffer.allocUnsafe(4);
+  out.writeUInt32LE(crc >>> 0, 0);
+  return out;
+}
+
+const PADS = [Buffer.alloc(0), Buffer.alloc(1), Buffer.alloc(2), Buffer.alloc(3)];
+
+/** The padding buffer for a data segment of this length. */
+export function paddingFor(length: number): Buffer {
+  return PADS[padOf(length)]!;
+}
+
+/**
+ * The buffers of one outgoing PDU: BHS, header digest, data, padding, data digest
+ * (digests only when negotiated), ready for a corked writev.
+ */
+export function framePdu(bhs: Buffer, data: Buffer | null, headerDigest: boolean, dataDigest: boolean): Buffer[] {
+  const out: Buffer[] = [bhs];
+  if (headerDigest) out.push(digestOf(bhs));
+  if (data && data.length > 0) {
+    out.push(data);
+    const pad = paddingFor(data.length);
+    if (pad.length > 0) out.push(pad);
+    if (dataDigest) out.push(pad.length > 0 ? digestOf(data, pad) : digestOf(data));
+  }
+  return out;
+}

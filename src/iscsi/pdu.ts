@@ -1,11 +1,10 @@
 // iSCSI PDUs (RFC 7143 section 11): the 48-byte Basic Header Segment of every opcode
 // we receive and send, the Additional Header Segments we read (extended CDB,
-// bidirectional read length), padding to 4 bytes and the CRC32C digests.
+// bidirectional read length), padding to 4 bytes. Digests and outgoing frames: framing.ts.
 //
 // Decoding reads fields out of the BHS on demand (`u32(bhs, 24)` is CmdSN in every
 // initiator PDU that has one); encoding builds each target PDU's BHS from its fields.
 // Byte layouts are in docs/ISCSI-PROTOCOL.md, "PDUs".
-import { crc32c } from '@node-rs/crc32';
 
 export const BHS_LENGTH = 48;
 /** The "no tag" value of ITT and TTT (RFC 7143 11.2.1.7). */
@@ -417,38 +416,4 @@ export function encodeAsyncMessage(f: SeqNumbers & { event: number; param1: numb
   b.writeUInt16BE(f.param2, 40);
   b.writeUInt16BE(f.param3, 42);
   return b;
-}
-
-// --- digests -------------------------------------------------------------------------
-
-/** CRC32C over the pieces, as the 4 little-endian bytes iSCSI puts on the wire (RFC 7143 13.1). */
-export function digestOf(...pieces: Buffer[]): Buffer {
-  let crc = 0;
-  for (const p of pieces) crc = crc32c(p, crc);
-  const out = Buffer.allocUnsafe(4);
-  out.writeUInt32LE(crc >>> 0, 0);
-  return out;
-}
-
-const PADS = [Buffer.alloc(0), Buffer.alloc(1), Buffer.alloc(2), Buffer.alloc(3)];
-
-/** The padding buffer for a data segment of this length. */
-export function paddingFor(length: number): Buffer {
-  return PADS[padOf(length)]!;
-}
-
-/**
- * The buffers of one outgoing PDU: BHS, header digest, data, padding, data digest
- * (digests only when negotiated), ready for a corked writev.
- */
-export function framePdu(bhs: Buffer, data: Buffer | null, headerDigest: boolean, dataDigest: boolean): Buffer[] {
-  const out: Buffer[] = [bhs];
-  if (headerDigest) out.push(digestOf(bhs));
-  if (data && data.length > 0) {
-    out.push(data);
-    const pad = paddingFor(data.length);
-    if (pad.length > 0) out.push(pad);
-    if (dataDigest) out.push(pad.length > 0 ? digestOf(data, pad) : digestOf(data));
-  }
-  return out;
 }

@@ -58,6 +58,8 @@ export class RequestHandler {
   private readonly textIn = new TextAccumulator();
   /** The rest of a Text Response too long for one PDU, fetched with its TTT. */
   private pendingText: { ttt: number; parts: Buffer[] } | null = null;
+  /** The ITT of the Text exchange whose request is being continued (C bit), or null. */
+  private textItt: number | null = null;
   private nextTtt = 0x10000;
 
   constructor(private readonly c: RequestPort & { localAddress?: string }, private readonly s: IscsiSession, private readonly dir: DirectoryPort) {}
@@ -78,8 +80,12 @@ export class RequestHandler {
     } else {
       this.pendingText = null;
     }
+    // A new exchange (another ITT) drops what an abandoned one left.
+    if (this.textItt !== null && this.textItt !== itt) this.textIn.reset();
+    this.textItt = cont ? itt : null;
     if (!this.textIn.add(pdu.data)) {
-      this.textIn.finish();
+      this.textIn.reset();
+      this.textItt = null;
       return this.c.reject(bhs, RejectReason.OUT_OF_RESOURCES);
     }
     if (cont) {

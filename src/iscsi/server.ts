@@ -17,9 +17,11 @@ import { LoginStatus, type LoginIdentity } from './negotiation.js';
 import type { LoginRequest } from './pdu.js';
 import type { SessionParams } from './keys.js';
 import {
-  ISCSI_DATA_OUT_BUDGET_BYTES, ISCSI_LOGIN_TIMEOUT_MS, ISCSI_MAX_CONNECTIONS, ISCSI_MAX_CONNECTIONS_PER_ADDRESS, ISCSI_MAX_PENDING_LOGINS,
-  ISCSI_MAX_SESSIONS_PER_TARGET, ISCSI_NOP_INTERVAL_MS,
+  ISCSI_DATA_OUT_BUDGET_BYTES, ISCSI_LOGIN_TIMEOUT_MS, ISCSI_MAX_CONNECTIONS, ISCSI_MAX_CONNECTIONS_PER_ADDRESS, ISCSI_MAX_PENDING_LOGINS, ISCSI_MAX_PENDING_LOGINS_PER_ADDRESS,
+  ISCSI_MAX_SESSIONS_PER_TARGET, ISCSI_NOP_INTERVAL_MS, ISCSI_STALLED_DATA_OUT_MS,
 } from '../limits/limits.js';
+
+const PERSISTENT_RESERVE_OUT = 0x5f;
 
 export interface IscsiServerOptions {
   targets: IscsiTargetTable;
@@ -29,12 +31,15 @@ export interface IscsiServerOptions {
   maxConnections?: number;
   maxConnectionsPerAddress?: number;
   maxPendingLogins?: number;
+  maxPendingLoginsPerAddress?: number;
   maxSessionsPerTarget?: number;
   loginTimeoutMs?: number;
   nopIntervalMs?: number;
   /** Node-wide bytes of data-out held (default ISCSI_DATA_OUT_BUDGET_BYTES); or share one budget with NBD. */
   budget?: RequestBudget;
   sweepMs?: number;
+  /** A write without data-out this long, while others wait for the budget, is cut (default ISCSI_STALLED_DATA_OUT_MS). */
+  stalledDataOutMs?: number;
   refusalLogWindowMs?: number;
 }
 
@@ -91,6 +96,19 @@ export class IscsiServer {
     }));
   }
 
+  /**
+   * Aborts the tasks of the sessions whose nexus (`<InitiatorName>,i,0x<ISID>`) is in
+   * `initiators`, on `target` (its iqn): what a logical unit's PREEMPT AND ABORT asks
+   * (LogicalUnitOptions.abortTasksOf). The PERSISTENT RESERVE OUT doing it is spared.
+   */
+  abortTasksOf(target: string, initiators: readonly string[]): void {
+    const wanted = new Set(initiators);
+    for (const s of this.bySessionKey.values()) {
+      if (s.target?.iqn !== target || !wanted.has(nexusOf(s.initiatorName, s.isid).initiator)) continue;
+      void s.link?.abortTasks(null, (cdb) => cdb[0] === PERSISTENT_RESERVE_OUT);
+    }
+  }
+
   async listen(address: { host: string; port: number }): Promise<{ host: string; port: number }> {
     const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
     await new Promise<void>((resolve, reject) => {
@@ -121,9 +139,16 @@ export class IscsiServer {
     };
     if (this.connections.size >= max) return refuse('too many connections', `${max} connections open already (at most ${max})`);
     if ((this.perAddress.get(address) ?? 0) >= maxPer) return refuse('too many connections from one address', `${maxPer} connections from this address open already (at most ${maxPer} from one address)`);
+    const maxPendingHere = this.opts.maxPendingLoginsPerAddress ?? ISCSI_MAX_PENDING_LOGINS_PER_ADDRESS;
     let pending = 0;
-    for (const c of this.connections) if (c.loggingIn) pending++;
+    let pendingHere = 0;
+    for (const c of this.connections) {
+      if (!c.loggingIn) continue;
+      pending++;
+      if (c.address === address) pendingHere++;
+    }
     if (pending >= maxPending) return refuse('too many logins in progress', `${pending} logins in progress already (at most ${maxPending})`);
+    if (pendingHere >= maxPendingHere) return refuse('too many logins in progress from one address', `${pendingHere} logins from this address in progress already (at most ${maxPendingHere})`);
     this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
     const c = new IscsiConnection(socket, this.port, peer, address, this.opts.loginTimeoutMs ?? ISCSI_LOGIN_TIMEOUT_MS);
     this.connections.add(c);
@@ -181,9 +206,21 @@ export class IscsiServer {
     }
   }
 
+  /**
+   * Every `sweepMs`: NOP-In pings on idle connections; and while writes wait for the
+   * data-out budget, a connection whose write stopped receiving its data for
+   * ISCSI_STALLED_DATA_OUT_MS is cut (it holds what the others wait for).
+   */
   private sweep(now: number): void {
     const interval = this.opts.nopIntervalMs ?? ISCSI_NOP_INTERVAL_MS;
-    for (const c of [...this.connections]) c.tick(now, interval);
+    const stalledMs = this.opts.stalledDataOutMs ?? ISCSI_STALLED_DATA_OUT_MS;
+    for (const c of [...this.connections]) {
+      if (this.budget.waiting > 0 && c.stalledDataOutMs(now) >= stalledMs) {
+        c.cut('stalled write', `sent no data-out for a write in ${Math.round(c.stalledDataOutMs(now) / 1000)} s while ${this.budget.waiting} other writes waited for the data-out budget`);
+        continue;
+      }
+      c.tick(now, interval);
+    }
   }
 
   /** Stops listening, lets executing commands answer, then closes every connection. */

@@ -76,6 +76,12 @@ export class TextAccumulator {
     return parseText(all);
   }
 
+  /** Drops what was added (an exchange abandoned or refused). */
+  reset(): void {
+    this.parts = [];
+    this.length = 0;
+  }
+
   get bytes(): number {
     return this.length;
   }

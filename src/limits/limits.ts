@@ -124,12 +124,25 @@ export const ISCSI_MAX_CONNECTIONS_PER_ADDRESS = 32;
 export const ISCSI_MAX_CONNECTIONS = 256;
 /** Connections still logging in at once, all addresses (a login is short: a flood of half-open ones is refused). */
 export const ISCSI_MAX_PENDING_LOGINS = 64;
+/** ... and from one IP address, so that a few callers cannot hold every login slot for the login timeout. */
+export const ISCSI_MAX_PENDING_LOGINS_PER_ADDRESS = 8;
 /** From the accept to the full feature phase (a real initiator logs in within milliseconds). */
 export const ISCSI_LOGIN_TIMEOUT_MS = 30_000;
 /** A connection with nothing received this long gets a NOP-In ping; unanswered as long again, it is closed. */
 export const ISCSI_NOP_INTERVAL_MS = 30_000;
 /** Node-wide bytes of data-out held in memory, all connections (src/nbd/budget.ts RequestBudget). */
 export const ISCSI_DATA_OUT_BUDGET_BYTES = 256 * MiB;
+/**
+ * Data-out one session may hold at once: past it a write gets TASK SET FULL (the
+ * initiator retries), so one session cannot take the node's whole budget. Linux
+ * queues 32 writes of 512 KiB (16 MiB); this is four times that.
+ */
+export const ISCSI_MAX_SESSION_DATA_OUT_BYTES = 64 * MiB;
+/**
+ * A session whose write stopped receiving its data this long, while others wait for
+ * the data-out budget, is cut: it holds bytes they need (NBD does the same).
+ */
+export const ISCSI_STALLED_DATA_OUT_MS = 10_000;
 
 // --- the SCSI logical unit (src/scsi/) -----------------------------------------------
 // What an iSCSI initiator may make one command cost: every buffer the logical unit

@@ -2,8 +2,8 @@
 // PDUs built field by field, sent as is, and every PDU the target answers read back.
 // Only for unit-level and fuzz tests; interoperability is proved with real initiators.
 import net from 'node:net';
-import { PduReader } from '../../src/iscsi/framing.js';
-import { Op, RESERVED_TAG, framePdu, type RawPdu } from '../../src/iscsi/pdu.js';
+import { PduReader, framePdu } from '../../src/iscsi/framing.js';
+import { Op, RESERVED_TAG, type RawPdu } from '../../src/iscsi/pdu.js';
 import { encodeText, parseText, type TextPair } from '../../src/iscsi/text.js';
 
 export function bhs(opcode: number, b1: number, dataLength: number, fields: Record<number, number> = {}): Buffer {
@@ -33,12 +33,17 @@ export class RawIscsi {
   private itt = 1;
   headerDigest = false;
   dataDigest = false;
+  /** Answer the target's NOP-In pings at once (else they are queued like any PDU). */
+  answerPings = false;
 
   private constructor(readonly socket: net.Socket) {
     socket.on('data', (c) => {
       this.reader.push(c);
       for (let f = this.reader.next(); f; f = this.reader.next()) {
-        if (f.kind === 'pdu') this.queue.push(f.pdu);
+        if (f.kind !== 'pdu') continue;
+        const ping = (f.pdu.bhs[0]! & 0x3f) === Op.NOP_IN && f.pdu.bhs.readUInt32BE(16) === RESERVED_TAG;
+        if (ping && this.answerPings) this.nopOut(null, RESERVED_TAG, f.pdu.bhs.readUInt32BE(20));
+        else this.queue.push(f.pdu);
       }
       this.wake();
     });
@@ -120,14 +125,19 @@ export class RawIscsi {
     const keys = parseText(r.data);
     this.headerDigest = keys.some(([k, v]) => k === 'HeaderDigest' && v === 'CRC32C');
     this.dataDigest = keys.some(([k, v]) => k === 'DataDigest' && v === 'CRC32C');
+    if (status === 0) {
+      // The target's PDUs after the last Login Response carry them too.
+      this.reader.headerDigest = this.headerDigest;
+      this.reader.dataDigest = this.dataDigest;
+    }
     return { status, tsih: r.bhs.readUInt16BE(14), pairs: keys };
   }
 
   /** A SCSI Command (non-immediate unless told); returns its ITT. */
-  command(cdb: Buffer, o: { read?: boolean; write?: boolean; edtl: number; data?: Buffer; final?: boolean; immediate?: boolean; lun?: number }): number {
+  command(cdb: Buffer, o: { read?: boolean; write?: boolean; edtl: number; data?: Buffer; final?: boolean; immediate?: boolean; lun?: number; attr?: number }): number {
     const itt = this.nextItt();
     const data = o.data ?? null;
-    const b = bhs(Op.SCSI_COMMAND | (o.immediate ? 0x40 : 0), ((o.final ?? true) ? 0x80 : 0) | (o.read ? 0x40 : 0) | (o.write ? 0x20 : 0) | 1, data?.length ?? 0, {
+    const b = bhs(Op.SCSI_COMMAND | (o.immediate ? 0x40 : 0), ((o.final ?? true) ? 0x80 : 0) | (o.read ? 0x40 : 0) | (o.write ? 0x20 : 0) | (o.attr ?? 1), data?.length ?? 0, {
       16: itt, 20: o.edtl, 24: this.cmdSN, 28: this.expStatSN,
     });
     b[9] = o.lun ?? 0;

@@ -38,13 +38,17 @@ export async function startTestTarget(vols: TestVolume[], opts: { discoveryAuth?
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-iscsi-'));
   const volumes = new Map<string, Volume>();
   const targets = new Map<string, IscsiTarget>();
+  let server: IscsiServer | null = null;
   for (const v of vols) {
     const vol = Volume.open({ name: v.name, path: path.join(dir, `${v.name}.img`), size: v.size, readOnly: v.readOnly ?? false });
     volumes.set(v.name, vol);
     const naa = createHash('sha256').update(v.name).digest().subarray(0, 8);
     naa[0] = 0x30 | (naa[0]! & 0x0f);
-    const lu = new LogicalUnit({ backend: new CheckedBackend(vol), identity: { naa, serial: v.name, product: 'Offsite', revision: '0.1' } });
     const iqn = `${BASE_IQN}:${v.name}`;
+    const lu = new LogicalUnit({
+      backend: new CheckedBackend(vol), identity: { naa, serial: v.name, product: 'Offsite', revision: '0.1' },
+      abortTasksOf: (initiators) => server?.abortTasksOf(iqn, initiators),
+    });
     targets.set(iqn, { iqn, exportName: v.name, lu, auth: { ...open, ...v.auth } });
   }
   const table: IscsiTargetTable = {
@@ -52,14 +56,15 @@ export async function startTestTarget(vols: TestVolume[], opts: { discoveryAuth?
     list: () => [...targets.values()],
     discoveryAuth: { ...open, ...opts.discoveryAuth },
   };
-  const server = new IscsiServer({ targets: table, log: opts.log ?? silentLogger, portal: { host: '127.0.0.1', port: 0 }, ...opts.server });
+  server = new IscsiServer({ targets: table, log: opts.log ?? silentLogger, portal: { host: '127.0.0.1', port: 0 }, ...opts.server });
   const a = await server.listen({ host: '127.0.0.1', port: 0 });
+  const s = server;
   return {
-    server, port: a.port, dir, volumes, table,
+    server: s, port: a.port, dir, volumes, table,
     iqn: (name) => `${BASE_IQN}:${name}`,
     url: (name, lun = 0) => `iscsi://127.0.0.1:${a.port}/${BASE_IQN}:${name}/${lun}`,
     async close() {
-      await server.close();
+      await s.close();
       for (const v of volumes.values()) await v.close();
       fs.rmSync(dir, { recursive: true, force: true });
     },

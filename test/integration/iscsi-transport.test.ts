@@ -137,6 +137,20 @@ describe('iSCSI transport', () => {
     c.close();
   });
 
+  test('a command with a data segment over our MaxRecvDataSegmentLength: skipped, rejected, its CmdSN counted', async () => {
+    const c = await loggedIn(t);
+    await read(c, 0, 512);
+    const big = 300 * 1024;
+    c.send(bhs(Op.SCSI_COMMAND, 0xa1, big, { 16: 4242, 20: big, 24: c.cmdSN }).fill(0x2a, 32, 33), Buffer.alloc(big));
+    c.cmdSN++;
+    const rej = await c.expect(Op.REJECT);
+    assert.equal(rej?.bhs[2], 0x04);
+    assert.equal(rej?.data.readUInt32BE(16), 4242);
+    const r = await read(c, 0, 4096);
+    assert.equal(r.status, 0, 'the next command is taken');
+    c.close();
+  });
+
   test('an idle connection gets a NOP-In ping, and is closed when it does not answer', async () => {
     const c = await loggedIn(t);
     const ping = await c.expect(Op.NOP_IN);
@@ -195,6 +209,62 @@ describe('iSCSI transport', () => {
     assert.equal((await c.expect(Op.TASK_MGMT_RESPONSE))?.bhs[2], 4);
     c.tmf(0x42);
     assert.equal((await c.expect(Op.TASK_MGMT_RESPONSE))?.bhs[2], 255);
+    c.close();
+  });
+
+  test('TARGET COLD RESET: answered, then every connection to the target ends', async () => {
+    const a = await loggedIn(t, { initiator: 'iqn.2026-01.test:cold-a' });
+    const b = await loggedIn(t, { initiator: 'iqn.2026-01.test:cold-b' });
+    const itt = a.tmf(7);
+    const r = await a.expect(Op.TASK_MGMT_RESPONSE);
+    assert.equal(r?.bhs.readUInt32BE(16), itt);
+    assert.equal(r?.bhs[2], 0);
+    await a.whenClosed();
+    await b.whenClosed();
+    assert.equal(t.server.sessions().some((s) => s.initiator.includes('cold')), false);
+  });
+
+  test('header and data digests both ways (CRC32C): a write and a read; a damaged data digest gets Reject 0x02', async () => {
+    const c = await RawIscsi.connect(t.port);
+    const r = await c.login({ keys: [['HeaderDigest', 'CRC32C,None'], ['DataDigest', 'CRC32C,None']] });
+    assert.equal(r.status, 0);
+    assert.equal(c.headerDigest && c.dataDigest, true, 'both digests negotiated');
+    await read(c, 0, 512);
+    const data = Buffer.alloc(32768, 0x6e);
+    assert.equal(await write(c, 64, data), 0);
+    assert.ok((await read(c, 64, data.length)).data.equals(data));
+    // A NOP-Out whose data digest is wrong: rejected, the connection goes on.
+    const h = bhs(Op.NOP_OUT | 0x40, 0x80, 4, { 16: 77, 20: RESERVED_TAG, 24: c.cmdSN });
+    const { framePdu } = await import('../../src/iscsi/framing.js');
+    const frame = framePdu(h, Buffer.from('abcd'), true, true);
+    const digest = Buffer.from(frame[frame.length - 1]!);
+    digest[0] = digest[0]! ^ 0xff;
+    frame[frame.length - 1] = digest;
+    for (const b of frame) c.socket.write(b);
+    const rej = await c.expect(Op.REJECT);
+    assert.equal(rej?.bhs[2], 0x02);
+    const ok = c.nopOut(Buffer.from('x'));
+    assert.equal((await c.expect(Op.NOP_IN))?.bhs.readUInt32BE(16), ok);
+    c.close();
+  });
+
+  test('login text continued over PDUs (C bit) is answered empty until whole', async () => {
+    const c = await RawIscsi.connect(t.port);
+    const text = Buffer.from('InitiatorName=iqn.2026-01.test:cont\0TargetName=' + IQN + '\0SessionType=Normal\0');
+    const isid = Buffer.from('400001373333', 'hex');
+    const first = bhs(0x43, 0x40 | (1 << 2) | 3, 20, { 16: 1, 24: 1 }); // C bit, no T
+    isid.copy(first, 8);
+    c.send(first, text.subarray(0, 20));
+    const empty = await c.expect(Op.LOGIN_RESPONSE);
+    assert.equal(empty?.data.length, 0);
+    assert.equal(empty?.bhs.readUInt16BE(36), 0);
+    const last = bhs(0x43, 0x80 | (1 << 2) | 3, text.length - 20, { 16: 1, 24: 1 });
+    isid.copy(last, 8);
+    c.send(last, text.subarray(20));
+    const done = await c.expect(Op.LOGIN_RESPONSE);
+    assert.equal(done?.bhs.readUInt16BE(36), 0);
+    assert.equal(done!.bhs[1]! & 0x83, 0x83, 'T and NSG=3');
+    assert.notEqual(done!.bhs.readUInt16BE(14), 0, 'a TSIH');
     c.close();
   });
 
@@ -279,6 +349,101 @@ describe('iSCSI bounds', () => {
       // The server notices the close on its own turn.
       while (t.server.connectionCount > 0) await new Promise((r) => setImmediate(r));
       assert.equal(budget.used, 0, 'a closed connection gives back what it held');
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('a write that stops receiving its data while others wait for the budget is cut; the waiting one goes on', async () => {
+    const { RequestBudget } = await import('../../src/nbd/budget.js');
+    const t = await startTestTarget([{ name: 'disk', size: 4 * MiB }], { server: { budget: new RequestBudget(1 * MiB), stalledDataOutMs: 100, sweepMs: 20 } });
+    try {
+      const a = await loggedIn(t, { initiator: 'iqn.stall-a' });
+      const b = await loggedIn(t, { initiator: 'iqn.stall-b' });
+      a.answerPings = true;
+      b.answerPings = true;
+      await read(a, 0, 512);
+      await read(b, 0, 512);
+      a.command(rw10(0x2a, 0, 2048), { write: true, edtl: MiB });
+      await a.expect(Op.R2T);
+      const data = Buffer.alloc(MiB, 0x42);
+      const status = write(b, 0, data); // waits for the budget a holds
+      await a.whenClosed();
+      assert.equal(await status, 0, 'the waiting write completes once the stalled one is cut');
+      b.close();
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('caps: connections per address, logins in progress, sessions per target', async () => {
+    const t = await startTestTarget([{ name: 'disk', size: 4 * MiB }], { server: { maxConnectionsPerAddress: 3, maxPendingLogins: 2, maxSessionsPerTarget: 1 } });
+    try {
+      const a = await loggedIn(t, { initiator: 'iqn.cap-a' });
+      const b = await RawIscsi.connect(t.port);
+      const r = await b.login({ initiator: 'iqn.cap-b' });
+      assert.equal(r.status, 0x0302, 'the target has its one session');
+      await b.whenClosed();
+      // Two connections that never log in fill the pending logins; a third is closed at once.
+      const p1 = await RawIscsi.connect(t.port);
+      const p2 = await RawIscsi.connect(t.port);
+      while (t.server.connectionCount < 3) await new Promise((res) => setImmediate(res));
+      const p3 = await RawIscsi.connect(t.port);
+      await p3.whenClosed();
+      assert.equal(await p3.next(), null);
+      p1.close();
+      p2.close();
+      await p2.whenClosed();
+      while (t.server.connectionCount > 1) await new Promise((res) => setImmediate(res));
+      // a and two discovery sessions (logged in: no login in progress) reach the per-address cap of 3.
+      const d1 = await loggedIn(t, { target: null, initiator: 'iqn.cap-d1' });
+      const d2 = await loggedIn(t, { target: null, initiator: 'iqn.cap-d2' });
+      const p5 = await RawIscsi.connect(t.port);
+      await p5.whenClosed();
+      assert.equal(await p5.next(), null, 'refused: 3 connections from this address');
+      for (const c of [a, d1, d2]) c.close();
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('task attributes: an ORDERED command waits for the older ones, and the ones after it wait for it', async () => {
+    const t = await startTestTarget([{ name: 'disk', size: 4 * MiB }]);
+    const target = t.table.lookup(IQN)!;
+    const real = target.lu;
+    const calls: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    (target as { lu: typeof real }).lu = {
+      planDataOut: (...a) => real.planDataOut(...a), reset: (...a) => real.reset(...a), nexusAdded: (n) => real.nexusAdded(n), nexusLost: (n) => real.nexusLost(n),
+      execute: async (task) => {
+        const name = task.cdb[0] === 0 ? 'tur' : task.expectedLength === 4096 ? 'held read' : 'read';
+        calls.push(name);
+        if (name === 'held read') await gate;
+        return real.execute(task);
+      },
+    };
+    try {
+      const c = await loggedIn(t);
+      await read(c, 0, 512);
+      calls.length = 0;
+      const held = c.command(rw10(0x28, 0, 8), { read: true, edtl: 4096 });
+      const tur = c.command(Buffer.alloc(6), { edtl: 0, attr: 2 }); // ORDERED
+      const after = c.command(rw10(0x28, 0, 1), { read: true, edtl: 512 });
+      const nop = c.nopOut();
+      assert.equal((await c.expect(Op.NOP_IN))?.bhs.readUInt32BE(16), nop);
+      assert.deepEqual(calls, ['held read'], 'the ORDERED command and the one after it wait');
+      release();
+      const answered: number[] = [];
+      while (answered.length < 3) {
+        const p = await c.next();
+        assert.ok(p);
+        const op = p.bhs[0]! & 0x3f;
+        if (op === Op.SCSI_RESPONSE || (op === Op.DATA_IN && p.bhs[1]! & 1)) answered.push(p.bhs.readUInt32BE(16));
+      }
+      assert.deepEqual(answered, [held, tur, after]);
+      assert.deepEqual(calls, ['held read', 'tur', 'read']);
+      c.close();
     } finally {
       await t.close();
     }

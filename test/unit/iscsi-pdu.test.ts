@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as P from '../../src/iscsi/pdu.js';
-import { PduReader } from '../../src/iscsi/framing.js';
+import { PduReader, digestOf, framePdu } from '../../src/iscsi/framing.js';
 import { TextAccumulator, TextError, encodeText, parseText, splitText } from '../../src/iscsi/text.js';
 import { chapResponse, decodeBinary, encodeBinary, verifyResponse } from '../../src/iscsi/chap.js';
 import { nexusOf, snLess, IscsiSession } from '../../src/iscsi/session.js';
@@ -104,9 +104,9 @@ test('Data-In with status, SCSI Response with residuals, R2T, Reject: fixed byte
 
 test('CRC32C digests are the RFC 7143 B.4 values, little-endian on the wire', () => {
   // RFC 7143 appendix B.4: 32 bytes of zeros -> 0x8a9136aa; 32 bytes of 0xff -> 0x62a8ab43.
-  assert.equal(P.digestOf(Buffer.alloc(32)).readUInt32LE(0), 0x8a9136aa);
-  assert.equal(P.digestOf(Buffer.alloc(32, 0xff)).readUInt32LE(0), 0x62a8ab43);
-  assert.deepEqual(P.digestOf(Buffer.alloc(16), Buffer.alloc(16)), P.digestOf(Buffer.alloc(32)));
+  assert.equal(digestOf(Buffer.alloc(32)).readUInt32LE(0), 0x8a9136aa);
+  assert.equal(digestOf(Buffer.alloc(32, 0xff)).readUInt32LE(0), 0x62a8ab43);
+  assert.deepEqual(digestOf(Buffer.alloc(16), Buffer.alloc(16)), digestOf(Buffer.alloc(32)));
 });
 
 test('framing: PDUs split over chunks, padding and digests checked, oversized data skipped', () => {
@@ -116,7 +116,7 @@ test('framing: PDUs split over chunks, padding and digests checked, oversized da
   const bhs = Buffer.alloc(48);
   bhs[0] = 0x00;
   bhs[7] = 5;
-  const wire = Buffer.concat(P.framePdu(bhs, Buffer.from('hello'), true, true));
+  const wire = Buffer.concat(framePdu(bhs, Buffer.from('hello'), true, true));
   assert.equal(wire.length, 48 + 4 + 8 + 4);
   for (const byte of wire) r.push(Buffer.from([byte]));
   const f = r.next();
