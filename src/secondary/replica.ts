@@ -22,9 +22,12 @@ import { ReplicaRound } from './replica-round.js';
 import { CheckpointHold, readCheckpoint, type Checkpoint } from './checkpoint-hold.js';
 import { hashRegions } from './region-hashes.js';
 import { appendFrame, received, scanReceiveLog } from './receive-log.js';
+import { readGroupPoint, writeGroupPoint } from './group-point-file.js';
+import type { MemberView } from './receiver.js';
 
 export { SYNCED_FILE } from './replica-round.js';
 export { CHECKPOINT_FILE, CHECKPOINT_FORMAT, readCheckpoint, type Checkpoint } from './checkpoint-hold.js';
+export { GROUP_POINT_FILE, GROUP_POINT_FORMAT } from './group-point-file.js';
 
 export interface ReplicaOptions {
   /** The volume's state folder: the resync round marker and the undo area live here. */
@@ -33,6 +36,8 @@ export interface ReplicaOptions {
   regionSize: number;
   /** Apply units end at the first exposable barrier about this far ahead (default APPLY_UNIT_BYTES; the simulation makes it small). */
   applyUnitBytes?: number;
+  /** A member of a consistency group (docs/GROUPS.md): applied only to group points up to the group's limit. */
+  group?: boolean;
 }
 
 export interface ReplicaLink {
@@ -57,7 +62,24 @@ export class Replica implements ExportBackend {
     this.units = new UnitApplier(volume, this.resync, logger);
     this.checkpoints = new CheckpointHold(opts.roundStore);
     this.log = openLog();
-    this.receiver = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0 }, { unitBytes: opts.applyUnitBytes });
+    this.receiver = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0 }, { unitBytes: opts.applyUnitBytes, group: opts.group });
+  }
+
+  /** A member of a consistency group. */
+  get inGroup(): boolean { return this.opts.group === true; }
+
+  /**
+   * Called after the receiver moved (a sync or an apply ended): a group's coordinator
+   * (src/node/groups.ts) looks at every member again.
+   */
+  onProgress: (() => void) | null = null;
+
+  /** What the group's coordinator needs of this member. */
+  get memberView(): MemberView { return this.receiver.memberView; }
+
+  /** The group's limit moved: the replica may be brought to group points up to `point`. */
+  setGroupLimit(point: number | null): Promise<void> {
+    return this.run(this.receiver.handle({ type: 'groupLimit', point }));
   }
 
   /**
@@ -82,7 +104,8 @@ export class Replica implements ExportBackend {
     if (report.damaged) {
       this.logger.error({ volume: this.name }, `volume ${this.name}: the receive log is damaged; records after the damage are dropped and will be fetched again`);
     }
-    const { lastBarrier, roundEnds, barriers, skips } = await scanReceiveLog(log);
+    const { lastBarrier, roundEnds, barriers, skips, groupPoints } = await scanReceiveLog(log);
+    const mark = this.inGroup ? await readGroupPoint(this.opts.roundStore) : null;
     // (A held checkpoint was taken after its last apply was durable on the volume; the
     // applied counter may lag it, but that is where the frozen image stands.)
     const applied = Math.max(log.appliedOnDisk, log.released, this.checkpoint?.appliedSeq ?? 0);
@@ -93,7 +116,11 @@ export class Replica implements ExportBackend {
       if (log.backlogRecords === 0) log.jumpTo(applied);
     }
     const held = Math.max(log.lastSeq, applied);
-    this.receiver = new Receiver({ logged: held, logDurable: held, applied, lastBarrier, round: this.round !== null, roundEnds, barriers, skips }, { unitBytes: this.opts.applyUnitBytes });
+    this.receiver = new Receiver({ logged: held, logDurable: held, applied, lastBarrier, round: this.round !== null, roundEnds, barriers, skips, groupPoints, appliedPoint: mark }, { unitBytes: this.opts.applyUnitBytes, group: this.opts.group });
+    // A group member's unit that a crash interrupted ends at the group point written
+    // down before it began: that point is durable here (the group's limit is held by
+    // every member), so it is redone now, before the export serves.
+    if (mark && mark.seq > applied && this.receiver.seqOfPoint(mark.point) === mark.seq) this.receiver.handle({ type: 'groupLimit', point: mark.point });
     // A checkpoint held before the stop stays held: nothing is applied until it is released.
     if (this.checkpoint) this.receiver.handle({ type: 'hold', held: true });
     // Records applied before the stop but not yet released from the log.
@@ -365,6 +392,11 @@ export class Replica implements ExportBackend {
   }
 
   private async run(actions: ReceiverAction[], frame?: Map<number, JournalRecord>): Promise<void> {
+    await this.runActions(actions, frame);
+    this.onProgress?.();
+  }
+
+  private async runActions(actions: ReceiverAction[], frame?: Map<number, JournalRecord>): Promise<void> {
     for (const a of actions) {
       switch (a.type) {
         case 'append': {
@@ -399,6 +431,11 @@ export class Replica implements ExportBackend {
           break;
         case 'apply':
           try {
+            if (this.inGroup && !a.round) {
+              // Written before the unit starts: a crash part-way redoes it to this same point.
+              const point = this.receiver.pointAt(a.toSeq);
+              if (point !== null) await writeGroupPoint(this.opts.roundStore, { point, seq: a.toSeq });
+            }
             await this.units.apply(this.log, this.receiver.applied, a.fromSeq, a.toSeq, a.endsRound === true);
           } catch (e) {
             this.receiver.handle({ type: 'applyFailed' });
