@@ -34,6 +34,7 @@ import { JOURNAL_FOLDER_FILES, VOLUME_FOLDER_FILES, refuseNewerState } from './s
 import { NewerFormatError } from '../versioning/format.js';
 import { volumeLimitWarnings } from '../limits/limits.js';
 import { MAX_HASH_REGION_SIZE } from '../link/frame.js';
+import { NodeGroups } from './groups.js';
 
 export class Daemon {
   private readonly volumes: Volume[] = [];
@@ -55,7 +56,11 @@ export class Daemon {
   private stopping: Promise<void> | null = null;
   nbdAddress: ListenAddress | null = null;
 
+  /** Consistency groups (docs/GROUPS.md): group points on the primary, the group's limit on the secondary. */
+  readonly groups: NodeGroups;
+
   constructor(readonly config: Config, private readonly log: Logger) {
+    this.groups = new NodeGroups(this, log);
     this.roles = new RoleChanges(this, log);
   }
 
@@ -90,6 +95,7 @@ export class Daemon {
         registry.add(this.backendOf(entry), v.default === true);
         if (entry.replica?.checkpoint) registry.add(new CheckpointExport(entry.replica, entry.replica.checkpoint));
       }
+      this.groups.start();
       this.historyTimer = setInterval(() => this.recordHistory(), 60_000);
       this.historyTimer.unref();
       this.nbd = new NbdServer({ exports: registry, log: this.log, idleTimeoutMs: c.nbdIdleTimeout === undefined ? null : c.nbdIdleTimeout * 1000 });
@@ -136,6 +142,7 @@ export class Daemon {
       }
       if (c.snmp) this.snmp = await SnmpService.start(c.snmp, { node: c.node, status: () => this.status(), actions: this.roles, log: this.log });
     } catch (e) {
+      this.groups.stop();
       await this.nbd?.close();
       for (const en of this.entries.splice(0)) en.journaled?.close().catch(() => undefined);
       const made = this.volumes.filter((v) => v.created);
@@ -189,7 +196,7 @@ export class Daemon {
       const replica = await this.holdingFolder(v.name, lock, async () => {
         await refuseNewerState(receiveDir, store, JOURNAL_FOLDER_FILES);
         await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
-      }, () => Replica.open(volume, () => new Journal({ store, capacity: v.journal, onDamage: KEEP_PREFIX, volume: owner }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region }));
+      }, () => Replica.open(volume, () => new Journal({ store, capacity: v.journal, onDamage: KEEP_PREFIX, volume: owner }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region, group: this.config.groups.some((g) => g.members.includes(v.name)) }));
       this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, receive log ${formatBytes(replica.log.usedBytes)}${replica.checkpoint ? `, checkpoint "${replica.checkpoint.label}" held` : ''}`);
       if (replica.checkpoint?.ownedByDrill) {
         // The drill that took it ended with the last run of the daemon.
@@ -315,7 +322,8 @@ export class Daemon {
   }
 
   status(): NodeStatus {
-    return nodeStatus(this.config.node, '0.1.0', this.startedAt, this.entries, this.links);
+    const s = nodeStatus(this.config.node, '0.1.0', this.startedAt, this.entries, this.links);
+    return { ...s, groups: this.groups.status(s.volumes) };
   }
 
   /** Idempotent: a second call waits for the first. */
@@ -325,6 +333,7 @@ export class Daemon {
       await this.api?.close();
       await this.snmp?.stop();
       if (this.ticker) clearInterval(this.ticker);
+      this.groups.stop();
       await this.roles.idle();
       await this.links?.stop();
       await this.nbd?.close();
