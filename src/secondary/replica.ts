@@ -21,6 +21,7 @@ import { UnitApplier } from './apply-unit.js';
 import { ReplicaRound } from './replica-round.js';
 import { CheckpointHold, readCheckpoint, type Checkpoint } from './checkpoint-hold.js';
 import { hashRegions } from './region-hashes.js';
+import { assert } from '../invariants/assert.js';
 import { appendFrame, received, scanReceiveLog } from './receive-log.js';
 import { readGroupPoint, writeGroupPoint } from './group-point-file.js';
 import type { MemberView } from './receiver.js';
@@ -258,7 +259,7 @@ export class Replica implements ExportBackend {
    * release; received records keep landing in the receive log (and when it is
    * full, the primary is asked to hold the rest in its journal).
    */
-  async createCheckpoint(label: string, holdMs: number | null, now = Date.now(), ownedByDrill = false): Promise<Checkpoint> {
+  async createCheckpoint(label: string, holdMs: number | null, now = Date.now(), ownedByDrill = false, group?: { group: string; groupPoint: number }): Promise<Checkpoint> {
     if (this.checkpoint) throw new DiskError('EEXIST', `checkpoint "${this.checkpoint.label}" is already held on ${this.name} (since ${new Date(this.checkpoint.createdAt).toISOString()}); release it first`);
     const why = this.notFrozenBecause();
     if (why) throw new DiskError('EAGAIN', `no checkpoint of ${this.name} can be taken yet: ${why}`);
@@ -272,7 +273,11 @@ export class Replica implements ExportBackend {
       if (!taken) void this.run(this.receiver.handle({ type: 'hold', held: false })).catch((e: Error) => this.fail('applying after a refused checkpoint', e));
       throw new DiskError(taken ? 'EEXIST' : 'EAGAIN', taken ? `checkpoint "${taken.label}" was taken on ${this.name} meanwhile` : `no checkpoint of ${this.name} can be taken: ${after}`);
     }
-    const cp: Checkpoint = { label, createdAt: now, holdUntil: holdMs === null ? null : now + holdMs, appliedSeq: this.receiver.applied, ownedByDrill };
+    const cp: Checkpoint = { label, createdAt: now, holdUntil: holdMs === null ? null : now + holdMs, appliedSeq: this.receiver.applied, ownedByDrill, ...group };
+    if (group) {
+      // Invariant 9: every member of a group checkpoint is frozen at the same group point.
+      assert(this.receiver.appliedPoint === group.groupPoint, () => `volume ${this.name}: a checkpoint of group ${group.group} at group point ${group.groupPoint} would freeze this member at ${this.receiver.appliedPoint === null ? 'no group point' : `group point ${this.receiver.appliedPoint}`}`);
+    }
     this.checkpoints.hold(cp);
     try {
       await this.checkpoints.writeFile(cp);
@@ -305,6 +310,15 @@ export class Replica implements ExportBackend {
    * round in progress is rolled back to the image before it (the undo area).
    * Afterwards the replica is the flush-point image it served, on the volume itself.
    */
+  /** The first step of a promote: the link gone, everything received made durable (nothing more applied than the receiver allows). */
+  async prepareForPromote(): Promise<void> {
+    await this.quiesce();
+    if (!this.log.broken) {
+      const upTo = await this.log.sync();
+      await this.run(this.receiver.handle({ type: 'synced', upTo }));
+    }
+  }
+
   async finishForPromote(): Promise<{ applied: number; discarded: number; rolledBack: number; initialRound: boolean }> {
     await this.quiesce();
     if (!this.log.broken) {
