@@ -274,6 +274,7 @@ function checkGroups(raw: Record<string, string[]>, volumes: VolumeConfig[], at:
   const out: GroupConfig[] = [];
   for (const [name, members] of Object.entries(raw)) {
     if (byName.has(name)) throw new ConfigError(`${at(['groups', name])}: groups.${name}: a volume is named ${name} too; a group needs a name of its own`);
+    if (new Set(members).size !== members.length) throw new ConfigError(`${at(['groups', name])}: groups.${name}: a volume is listed twice`);
     members.forEach((m, i) => {
       const where = at(['groups', name, String(i)]);
       const v = byName.get(m);
@@ -286,7 +287,6 @@ function checkGroups(raw: Record<string, string[]>, volumes: VolumeConfig[], at:
       if (v.peer !== first.peer) throw new ConfigError(`${where}: groups.${name}: volume ${m} replicates with ${v.peer}, ${first.name} with ${first.peer}; a group's members share one peer`);
       if (v.role !== first.role) throw new ConfigError(`${where}: groups.${name}: volume ${m} is ${v.role}, ${first.name} is ${first.role}; a group's members have one role`);
     });
-    if (new Set(members).size !== members.length) throw new ConfigError(`${at(['groups', name])}: groups.${name}: a volume is listed twice`);
     out.push({ name, members: [...members] });
   }
   return out;
