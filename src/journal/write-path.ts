@@ -100,8 +100,12 @@ export class JournaledVolume implements ExportBackend {
   groupAsk: ((why: 'flush' | 'bytes') => void) | null = null;
   /** Bytes journaled since the last group point (a member's receive log must hold them). */
   bytesSinceGroupPoint = 0;
-  /** Records journaled since the last group point. */
-  recordsSinceGroupPoint = 0;
+  /** The seq of the last group point this volume took (0: none since the start). */
+  private lastGroupPointSeq = 0;
+  /** Records journaled since the last group point (host writes, resync records, barriers of any kind). */
+  get recordsSinceGroupPoint(): number {
+    return this.tracking.mode === 'journal' ? Math.max(0, this.journal.lastSeq - this.lastGroupPointSeq) : 1;
+  }
   private readonly syncer: GroupSync;
   private lock: Promise<void> = Promise.resolve();
   /** Seqs whose volume write has not completed yet. */
@@ -312,15 +316,13 @@ export class JournaledVolume implements ExportBackend {
       try {
         const r = this.journal.barrier(0, true, point);
         made = typeof r === 'number';
+        if (typeof r === 'number') this.lastGroupPointSeq = r;
         if (r === 'full' && this.onFull === 'bitmap') this.tracking.overflow();
       } catch (e) {
         this.tracking.toBitmap(`cannot append to the journal (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
       }
     }
-    if (made) {
-      this.bytesSinceGroupPoint = 0;
-      this.recordsSinceGroupPoint = 0;
-    }
+    if (made) this.bytesSinceGroupPoint = 0;
     return { made, durable: this.syncer.sync() };
   }
 
@@ -401,7 +403,6 @@ export class JournaledVolume implements ExportBackend {
       if (seq !== 'full') {
         this.inFlight.add(seq);
         if (this.seed.active) this.seed.touch(offset, length);
-        this.recordsSinceGroupPoint++;
         this.bytesSinceGroupPoint += length;
         if (this.groupAsk && this.bytesSinceGroupPoint > this.maxEpochBytes) this.groupAsk('bytes');
         if (this.journal.openEpochBytes > this.maxEpochBytes && !this.epochCloseQueued) {

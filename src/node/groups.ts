@@ -36,13 +36,30 @@ export interface GroupsHost {
   readonly entries: readonly VolumeEntry[];
 }
 
+/** The clock and the wait between looks (the simulation passes its own). */
+export interface GroupsTiming {
+  now: () => number;
+  /** A short wait while members are brought to one point. */
+  pause: () => Promise<void>;
+  /** How many looks before a checkpoint or promote of the group gives up. */
+  looks: number;
+}
+
+const REAL_TIMING: GroupsTiming = {
+  now: () => Date.now(),
+  pause: () => new Promise((r) => setTimeout(r, 20)),
+  looks: TOGETHER_TIMEOUT_MS / 20,
+};
+
 export class NodeGroups {
   private readonly states = new Map<string, GroupState>();
   private timer: NodeJS.Timeout | null = null;
+  private readonly timing: GroupsTiming;
 
-  constructor(private readonly host: GroupsHost, private readonly log: Logger, now = Date.now()) {
+  constructor(private readonly host: GroupsHost, private readonly log: Logger, timing: Partial<GroupsTiming> = {}) {
+    this.timing = { ...REAL_TIMING, ...timing };
     for (const g of host.config.groups) {
-      this.states.set(g.name, { config: g, cadence: new GroupPointCadence(now), limit: null, frozen: false, view: null, missed: [], hooked: new WeakSet() });
+      this.states.set(g.name, { config: g, cadence: new GroupPointCadence(this.timing.now()), limit: null, frozen: false, view: null, missed: [], hooked: new WeakSet() });
     }
   }
 
@@ -60,8 +77,8 @@ export class NodeGroups {
 
   start(): void {
     if (this.states.size === 0) return;
-    this.tick(Date.now());
-    this.timer = setInterval(() => this.tick(Date.now()), GROUP_POINT_MIN_GAP_MS);
+    this.tick(this.timing.now());
+    this.timer = setInterval(() => this.tick(this.timing.now()), GROUP_POINT_MIN_GAP_MS);
     this.timer.unref();
   }
 
@@ -116,7 +133,7 @@ export class NodeGroups {
 
   private pointNowIfDue(s: GroupState): void {
     const members = this.members(s);
-    if (members && this.roleOf(members) === 'primary') this.maybePoint(s, members.map((e) => e.journaled!), Date.now());
+    if (members && this.roleOf(members) === 'primary') this.maybePoint(s, members.map((e) => e.journaled!), this.timing.now());
   }
 
   private maybePoint(s: GroupState, journaled: JournaledVolume[], now: number): void {
@@ -173,7 +190,7 @@ export class NodeGroups {
    * Stops the group's limit and waits until every member stands at it: the members'
    * images are then from one moment. Returns the point; `thaw` lets the limit move again.
    */
-  async bringTogether(name: string, timeoutMs = TOGETHER_TIMEOUT_MS): Promise<number> {
+  async bringTogether(name: string): Promise<number> {
     const s = this.states.get(name)!;
     const members = this.members(s);
     if (!members || this.roleOf(members) !== 'secondary') throw new Error(`group ${name}: its members are not all secondary here`);
@@ -183,18 +200,42 @@ export class NodeGroups {
     if (s.limit === null) throw new Error(`group ${name}: no group point has reached every member yet`);
     s.frozen = true;
     const point = s.limit;
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
+    for (let look = 0; ; look++) {
       for (const e of members) await e.replica!.applyIdle();
       const behind = members.filter((e) => e.replica!.memberView.appliedPoint !== point);
       if (behind.length === 0) return point;
-      if (Date.now() > deadline) {
+      if (look >= this.timing.looks) {
         this.thaw(name);
-        throw new Error(`group ${name}: ${behind.map((e) => e.config.name).join(', ')} did not reach group point ${point} within ${Math.round(timeoutMs / 1000)} s`);
+        throw new Error(`group ${name}: ${behind.map((e) => e.config.name).join(', ')} did not reach group point ${point} within ${Math.round(TOGETHER_TIMEOUT_MS / 1000)} s`);
       }
       // (Their applies to the point were asked for when the limit moved; a failed one is retried by the next link.)
-      await new Promise((r) => setTimeout(r, 20));
+      await this.timing.pause();
     }
+  }
+
+  /**
+   * A checkpoint of every member at one group point (docs/GROUPS.md): the limit is
+   * stopped, every member brought to it, each frozen there (the same point number on
+   * each), then the limit moves again (the holds keep the members where they are). On
+   * a failure part-way the checkpoints taken are released. Returns the point.
+   */
+  async checkpoint(name: string, label: string, holdMs: number | null, now: number, forDrill: boolean): Promise<{ point: number; replicas: Replica[] }> {
+    const s = this.states.get(name)!;
+    const point = await this.bringTogether(name);
+    const replicas = this.members(s)!.map((e) => e.replica!);
+    const taken: Replica[] = [];
+    try {
+      for (const rp of replicas) {
+        await rp.createCheckpoint(label, holdMs, now, forDrill, { group: name, groupPoint: point });
+        taken.push(rp);
+      }
+    } catch (err) {
+      for (const rp of taken) await rp.releaseCheckpoint().catch(() => undefined);
+      throw err;
+    } finally {
+      this.thaw(name);
+    }
+    return { point, replicas };
   }
 
   /** The limit moves again. */

@@ -39,7 +39,7 @@ export interface RoleHost {
   /** The export the volume's name serves in its current role. */
   backendOf(e: VolumeEntry): ExportBackend;
   /** Consistency groups (docs/GROUPS.md); absent: none. */
-  readonly groups?: Pick<NodeGroups, 'group' | 'groupOf' | 'bringTogether' | 'thaw'>;
+  readonly groups?: Pick<NodeGroups, 'group' | 'groupOf' | 'bringTogether' | 'thaw' | 'checkpoint'>;
 }
 
 /** Files in a volume's state folder that belong to neither role: kept across a role change. */
@@ -131,30 +131,13 @@ export class RoleChanges implements NodeActions {
     const entries = g.members.map((m) => this.secondary(m, forDrill ? 'a drill' : 'a checkpoint'));
     const held = entries.filter((e) => e.replica!.checkpoint);
     if (held.length > 0) throw new ActionRefused('busy', `group ${g.name}: ${held.map((e) => `${e.config.name} holds checkpoint "${e.replica!.checkpoint!.label}"`).join(', ')}; release it first (offsite checkpoint release ${g.name})`);
-    const groups = this.daemon.groups!;
     let point: number;
     try {
-      point = await groups.bringTogether(g.name);
+      ({ point } = await this.daemon.groups!.checkpoint(g.name, label, holdSeconds === undefined ? null : holdSeconds * 1000, now, forDrill));
     } catch (err) {
-      throw new ActionRefused('conflict', `no checkpoint of group ${g.name}: ${(err as Error).message}`);
-    }
-    const taken: VolumeEntry[] = [];
-    try {
-      for (const e of entries) {
-        const rp = e.replica!;
-        const cp = await rp.createCheckpoint(label, holdSeconds === undefined ? null : holdSeconds * 1000, now, forDrill, { group: g.name, groupPoint: point });
-        taken.push(e);
-        this.daemon.registry.add(new CheckpointExport(rp, cp));
-      }
-    } catch (err) {
-      for (const e of taken) {
-        this.daemon.registry.remove(`${e.config.name}${CHECKPOINT_SUFFIX}`);
-        await e.replica!.releaseCheckpoint().catch(() => undefined);
-      }
       throw new ActionRefused((err as NodeJS.ErrnoException).code === 'EEXIST' ? 'busy' : 'conflict', `no checkpoint of group ${g.name}: ${(err as Error).message}`);
-    } finally {
-      groups.thaw(g.name);
     }
+    for (const e of entries) this.daemon.registry.add(new CheckpointExport(e.replica!, e.replica!.checkpoint!));
     const at = entries.map((e) => `${e.config.name} at record ${e.replica!.checkpoint!.appliedSeq}`).join(', ');
     const message = `checkpoint "${label}" of group ${g.name} held at group point ${point} (${at}); read it at ${entries.map((e) => `${e.config.name}${CHECKPOINT_SUFFIX}`).join(', ')}`;
     this.log.info({ group: g.name }, message);

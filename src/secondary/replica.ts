@@ -121,7 +121,7 @@ export class Replica implements ExportBackend {
     // A group member's unit that a crash interrupted ends at the group point written
     // down before it began: that point is durable here (the group's limit is held by
     // every member), so it is redone now, before the export serves.
-    if (mark && mark.seq > applied && this.receiver.seqOfPoint(mark.point) === mark.seq) this.receiver.handle({ type: 'groupLimit', point: mark.point });
+    const redoTo = mark && mark.seq > applied && this.receiver.seqOfPoint(mark.point) === mark.seq ? mark.point : null;
     // A checkpoint held before the stop stays held: nothing is applied until it is released.
     if (this.checkpoint) this.receiver.handle({ type: 'hold', held: true });
     // Records applied before the stop but not yet released from the log.
@@ -129,6 +129,7 @@ export class Replica implements ExportBackend {
     // A unit interrupted by a crash is applied again now, before the export serves.
     const pending = this.receiver.handle({ type: 'up' });
     await this.run(pending);
+    if (redoTo !== null && !this.checkpoint) await this.run(this.receiver.handle({ type: 'groupLimit', point: redoTo }));
     this.receiver.handle({ type: 'down' });
   }
 
