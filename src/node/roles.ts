@@ -411,7 +411,7 @@ export class RoleChanges implements NodeActions {
         const fin = await this.finishPromote(e);
         daemon.registry.add(daemon.backendOf(e), e.config.default === true);
         daemon.links?.volumeReady(e.config.name, `volume ${e.config.name} is primary here now`);
-        done.push(`${e.config.name} up to record ${fin.applied}${fin.discarded > 0 ? ` (${fin.discarded} records after it discarded)` : ''}`);
+        done.push(`${e.config.name} up to record ${fin.applied}${fin.discarded > 0 ? ` (${fin.discarded} record${fin.discarded === 1 ? '' : 's'} after it discarded)` : ''}`);
       }
     } finally {
       groups.thaw(g.name);

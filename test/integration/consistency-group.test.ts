@@ -13,6 +13,9 @@
 //    images come from different moments: the test prints how far apart (the checkpoints'
 //    times and records, and PostgreSQL's own view: the db image's control file names a
 //    checkpoint the wal image does not hold), and PostgreSQL cannot recover from them.
+// 3. Failover of the group: site-b with the group again, site-a killed (-9) with its
+//    PostgreSQL, `offsite promote erp` (a member alone is refused): both members are
+//    promoted at one group point, and PostgreSQL recovers on them with the invariant.
 //
 // Root only: skipped, saying so, otherwise.
 import assert from 'node:assert/strict';
@@ -188,11 +191,64 @@ test('PostgreSQL with PGDATA and pg_wal on two volumes: a group checkpoint recov
       note(`without the group: PostgreSQL did not recover (db image's checkpoint REDO at ${redo}, newer than the wal image holds: its newest segment is ${walFiles.at(-1)}): ${alone.error.split('\n').filter((l) => /PANIC|FATAL|LOG: {2}invalid|could not/.test(l)).slice(0, 4).join(' | ')}`);
       assert.match(alone.error, /checkpoint record|invalid|could not/i, `PostgreSQL failed on the mixed images, but not as expected:\n${alone.error.slice(-2000)}`);
     }
+    await alone.pg?.stop().catch(() => undefined);
+
+    // --- 3. failover of the group: site-b with the group again, site-a lost, promote erp --
+    await p.b.stop();
+    fs.writeFileSync(p.b.configFile, `${fs.readFileSync(p.b.configFile, 'utf8')}groups:\n  erp: [db, wal]\n`);
+    await p.b.start();
+    let together = '';
+    for (let i = 0; i < 300; i++) {
+      const st = await cli(p.b, 'status', '--json');
+      const g = (JSON.parse(st.stdout) as { groups?: Array<{ name: string; consistent: boolean; together: boolean; groupPoint: number | null }> }).groups?.find((x) => x.name === 'erp');
+      if (g?.consistent) {
+        together = JSON.stringify(g);
+        break;
+      }
+      await sleep(100);
+    }
+    assert.ok(together, 'site-b never showed group erp consistent after its restart');
+    await sleep(2000);
+    await p.a.kill9();
+    await pgA.kill9(); // the whole site is lost
+    pgA = null;
+    load?.kill('SIGKILL');
+    for (let i = 0; i < 300 && (await statusOf(p.b)).volumes.some((v) => v.link === 'connected'); i++) await sleep(100);
+    const single = await cli(p.b, 'promote', 'wal');
+    assert.notEqual(single.code, 0, `a member of a group was promoted alone: ${single.stdout}`);
+    const promoted = await cli(p.b, 'promote', 'erp');
+    assert.equal(promoted.code, 0, `promote erp refused: ${promoted.stderr.trim()} ${promoted.stdout.trim()}`);
+    assert.match(promoted.stdout, /group erp promoted: db, wal primary on this node, read-write, at group point \d+: db up to record \d+.*, wal up to record \d+/, promoted.stdout);
+    note(`site-a lost; ${promoted.stdout.trim()}`);
+    const mountsB: Record<string, string> = {};
+    for (const v of ['db', 'wal']) {
+      const dir = path.join(p.b.dir, `fuse-${v}`);
+      fs.mkdirSync(dir);
+      const mnt = path.join(work, `mnt-b-${v}`);
+      fs.mkdirSync(mnt);
+      const fl = await FuseLoop.attach(p.b.uri(v), dir);
+      fuses.push({ fl, dir, mnt });
+      const m = await run('mount', [fl.loop, mnt]);
+      assert.equal(m.code, 0, `the promoted ${v}'s ext4 does not mount: ${m.stderr.trim()}`);
+      mountsB[v] = mnt;
+    }
+    const dataB = path.join(mountsB.db!, 'pgdata');
+    fs.rmSync(path.join(dataB, 'pg_wal'));
+    fs.symlinkSync(path.join(mountsB.wal!, 'pg_wal'), path.join(dataB, 'pg_wal'));
+    fs.rmSync(path.join(dataB, 'postmaster.pid'), { force: true });
+    const pgB = await PgInstance.start({ dataDir: dataB, port: await freePort(), socketDir: path.join(work, 'sock-b') });
+    undo.push(() => pgB.stop());
+    assert.match(pgB.log, /redo done at|redo is not required/, `promoted: crash recovery did not finish:\n${pgB.log.slice(-3000)}`);
+    const b3 = await bank(pgB, 'promoted group');
+    assert.ok(b3.rows >= b1.rows, `promoted: ${b3.rows} history rows, fewer than the group checkpoint's ${b1.rows}`);
+    await pgB.sql("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 0, now())");
+    note(`promoted group: PostgreSQL recovered on db and wal at site-b; ${b3.rows} history rows, balances all ${b3.history}; it takes writes`);
+    await pgB.stop();
     note(`done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   } finally {
     const lines = loadOut.split('\n');
     note(`pgbench: ${[...lines.filter((l) => /^progress/.test(l)).slice(-2), ...lines.filter((l) => /error|abort/i.test(l)).slice(0, 3)].join(' | ')}`);
-    if (load) {
+    if (load && load.exitCode === null && load.signalCode === null) {
       load.kill('SIGKILL');
       await within(new Promise((r) => load!.once('exit', r)), 5000);
     }
