@@ -408,7 +408,9 @@ export class Replica implements ExportBackend {
 
   private async run(actions: ReceiverAction[], frame?: Map<number, JournalRecord>): Promise<void> {
     await this.runActions(actions, frame);
-    this.onProgress?.();
+    // After a sync (its ack) or an apply the member's view changed; plain appends change nothing durable.
+    // (The node also looks every GROUP_POINT_MIN_GAP_MS.)
+    if (this.onProgress && actions.some((a) => a.type === 'ack' || a.type === 'apply' || a.type === 'releaseLog')) this.onProgress();
   }
 
   private async runActions(actions: ReceiverAction[], frame?: Map<number, JournalRecord>): Promise<void> {

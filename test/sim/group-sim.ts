@@ -105,6 +105,17 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
     return first.step() || (first === psched ? ssched : psched).step();
   };
   const settle = <T>(p: Promise<T>): Promise<T> => settleOn(p, stepAny, fail);
+  const drive = async <T>(p: Promise<T>): Promise<T> => {
+    const st: { done: boolean; value?: T; error?: unknown; failed: boolean } = { done: false, failed: false };
+    p.then((v) => { st.done = true; st.value = v; }, (e: unknown) => { st.done = true; st.failed = true; st.error = e; });
+    for (let i = 0; i < 100000 && !st.done; i++) {
+      await flushMicrotasks();
+      if (!st.done) stepAny();
+    }
+    if (!st.done) fail('a group checkpoint neither ended nor gave up');
+    if (st.failed) throw st.error;
+    return st.value as T;
+  };
   const named = <T extends object>(o: T, name: string): T => {
     Object.defineProperty(o, 'name', { value: name });
     return o;
@@ -176,7 +187,7 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
     if (firstSync) await settle(m.jv.beginInitialSync());
     else await settle(m.ssstore.replace(SYNCED_FILE, Buffer.from('synced\n')));
   }
-  const timing = { now: () => clock, pause: () => new Promise<void>((r) => { stepAny(); r(); }), looks: 20000 };
+  const timing = { now: () => clock, pause: () => new Promise<void>((r) => { stepAny(); r(); }), looks: 200 };
   const groupsConfig = { groups: [{ name: GROUP, members: names }] };
   const pgroups = new NodeGroups({ config: groupsConfig, entries: pentries }, log, timing);
 
@@ -420,7 +431,9 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
     }
     let point: number;
     try {
-      ({ point } = await settle(sgroups.checkpoint(GROUP, `cp${step}`, null, clock, false)));
+      // (Driven without deadlock detection: when a member cannot reach the point now, its
+      // link down say, the group gives up after its looks and refuses, as the daemon does after a minute.)
+      ({ point } = await drive(sgroups.checkpoint(GROUP, `cp${step}`, null, clock, false)));
     } catch (e) {
       trace(`group checkpoint refused: ${(e as Error).message}; ${members.map((m) => `${m.name} ${JSON.stringify(m.replica.memberView)} applied ${m.replica.receiver.applied} durable ${m.replica.receiver.logDurable} logged ${m.replica.receiver.logged}`).join("; ")}`);
       if (members.some((m) => m.replica.checkpoint)) fail(`a refused group checkpoint left a member held: ${(e as Error).message}`);
