@@ -157,7 +157,8 @@ export class NodeGroups {
       durable.push(r.durable);
     }
     if (missed.length > 0 && missed.join() !== s.missed.join()) {
-      this.log.warn({ group: s.config.name }, `group ${s.config.name}: ${missed.join(', ')} missed group point ${n} (tracking by the dirty bitmap); the group's secondary image is from one moment again once ${missed.length === 1 ? 'its' : 'their'} resync ends`);
+      // (Info: the switch to the bitmap was warned of itself; a first sync starts there.)
+      this.log.info({ group: s.config.name }, `group ${s.config.name}: ${missed.join(', ')} missed group point ${n} (tracking by the dirty bitmap); the group's secondary image is from one moment again once ${missed.length === 1 ? 'its' : 'their'} resync ends`);
     }
     s.missed = missed;
     void Promise.all(durable).catch((e: Error) => this.log.warn({ group: s.config.name }, `group ${s.config.name}: group point ${n} not made durable: ${e.message}`));

@@ -326,8 +326,11 @@ export class RoleChanges implements NodeActions {
           this.log.warn({ volume: name }, `volume ${name}: scheduled checkpoint "${due.label}" skipped: checkpoint "${e.replica.checkpoint.label}" is still held`);
           continue;
         }
-        this.log.info({ volume: name }, `volume ${name}: scheduled checkpoint "${due.label}" (${due.cron})`);
-        this.createCheckpoint(name, { label: due.label, holdSeconds: due.holdSeconds ?? undefined }, now)
+        // A member's schedule checkpoints its whole group (docs/GROUPS.md).
+        const g = this.daemon.groups?.groupOf(name);
+        const target = g ? g.name : name;
+        this.log.info({ volume: name }, `volume ${name}: scheduled checkpoint "${due.label}" (${due.cron})${g ? ` of its group ${g.name}` : ''}`);
+        this.createCheckpoint(target, { label: due.label, holdSeconds: due.holdSeconds ?? undefined }, now)
           .catch((err: Error) => this.log.error({ volume: name }, `volume ${name}: scheduled checkpoint "${due.label}" not taken: ${err.message}`));
       }
     }
@@ -335,11 +338,16 @@ export class RoleChanges implements NodeActions {
   }
 
   private expire(now: number): void {
+    const releasing = new Set<string>();
     for (const cp of this.checkpoints()) {
       if (this.daemon.entries.find((e) => e.config.name === cp.volume)?.drill) continue; // a drill keeps it
       if (cp.holdUntil !== null && now >= cp.holdUntil) {
+        // A group checkpoint is released on every member at once.
+        const target = cp.group !== undefined && this.daemon.groups?.group(cp.group) ? cp.group : cp.volume;
+        if (releasing.has(target)) continue;
+        releasing.add(target);
         this.log.info({ volume: cp.volume }, `volume ${cp.volume}: checkpoint "${cp.label}" reached the end of its hold`);
-        this.releaseCheckpoint(cp.volume).catch((err: Error) => this.log.error({ volume: cp.volume }, `volume ${cp.volume}: releasing checkpoint "${cp.label}" failed: ${err.message}`));
+        this.releaseCheckpoint(target).catch((err: Error) => this.log.error({ volume: cp.volume }, `volume ${cp.volume}: releasing checkpoint "${cp.label}" failed: ${err.message}`));
       }
     }
   }

@@ -160,3 +160,53 @@ test('groups: in the config, and every wrong group is an error at its line', () 
   assert.equal(err(`${base}groups:\n  erp: [db]\n`), 'offsite.yaml:14: groups.erp: a group has at least two volumes');
   assert.match(err(`${base}groups:\n  erp: [db, db]\n`), /groups\.erp: a volume is listed twice/);
 });
+
+test('actions on a group: a member alone is refused naming the group; a member\'s schedule and a group hold act on the group', async () => {
+  const { RoleChanges } = await import('../../src/node/roles.js');
+  const { ActionRefused } = await import('../../src/contract/actions.js');
+  const { silentLogger } = await import('../../src/log/log.js');
+  const erp = { name: 'erp', members: ['db', 'wal'] };
+  const cfg = (name: string, checkpoints: unknown[] = []) => ({ name, peer: 'site-a', checkpoints });
+  const cp = (volume: string) => ({ label: 'nightly', createdAt: 0, holdUntil: 1000, appliedSeq: 7, group: 'erp', groupPoint: 42, volume });
+  const daemon = {
+    config: { node: 'site-b' },
+    entries: [
+      { config: cfg('db', [{ cron: '*/5 * * * *', hold: 600, label: 'five' }]), role: 'secondary', replica: { checkpoint: cp('db') } },
+      { config: cfg('wal'), role: 'secondary', replica: { checkpoint: cp('wal') } },
+    ],
+    groups: { group: (n: string) => (n === 'erp' ? erp : null), groupOf: (v: string) => (erp.members.includes(v) ? erp : null) },
+  } as unknown as import('../../src/node/roles.js').RoleHost;
+  const roles = new RoleChanges(daemon, silentLogger);
+  for (const [what, call] of [
+    ['checkpoint create', () => roles.createCheckpoint('db', {})],
+    ['checkpoint release', () => roles.releaseCheckpoint('wal')],
+    ['drill start', () => roles.startDrill('db')],
+    ['promote', () => roles.promote('wal', {})],
+    ['demote', () => roles.demote('db', {})],
+  ] as const) {
+    await assert.rejects(call(), (e: unknown) => e instanceof ActionRefused && e.reason === 'conflict' && new RegExp(`consistency group erp .*offsite ${what} erp`).test(e.message), what);
+  }
+  const asked: string[] = [];
+  roles.createCheckpoint = (name) => { asked.push(`create ${name}`); return Promise.resolve({ volume: name, message: '' }); };
+  roles.releaseCheckpoint = (name) => { asked.push(`release ${name}`); return Promise.resolve({ volume: name, message: '' }); };
+  // The group's hold ends: released once, on the group, not member by member.
+  roles.tick(new Date(2026, 10, 26, 10, 1).getTime());
+  assert.deepEqual(asked, ['release erp']);
+  // db's schedule fires: the checkpoint is the group's (both members hold none now).
+  (daemon.entries[0]!.replica as { checkpoint: unknown }).checkpoint = null;
+  (daemon.entries[1]!.replica as { checkpoint: unknown }).checkpoint = null;
+  roles.tick(new Date(2026, 10, 26, 10, 5).getTime());
+  assert.deepEqual(asked, ['release erp', 'create erp']);
+});
+
+test('offsite status prints a line per group', async () => {
+  const { groupLines } = await import('../../src/cli/status.js');
+  const lines = groupLines({ node: 'b', version: '', uptimeSeconds: 0, volumes: [], groups: [
+    { name: 'erp', members: ['db', 'wal'], role: 'secondary', consistent: true, reason: null, groupPoint: 42, together: true, lagSeconds: 0 },
+    { name: 'crm', members: ['a', 'b'], role: 'secondary', consistent: false, reason: 'a is in a resync round (or a first sync)', groupPoint: null, together: false, lagSeconds: 3 },
+  ] });
+  // eslint-disable-next-line no-control-regex
+  const plain = lines.map((l) => l.replace(/\x1b\[\d+m/g, ''));
+  assert.equal(plain[0], 'group erp (db, wal), secondary: consistent; group point 42 (every member there); lag 0 s');
+  assert.equal(plain[1], 'group crm (a, b), secondary: not consistent: a is in a resync round (or a first sync); no group point yet; lag 3 s');
+});
