@@ -14,6 +14,9 @@ import { groupLimit, type GroupLimitView } from '../group/limit.js';
 import { GROUP_POINT_MIN_GAP_MS } from '../limits/limits.js';
 import type { VolumeEntry } from './volume-entry.js';
 
+/** Recent group points the primary remembers for the group's lag (a minute of points at the most frequent). */
+const MAX_RECENT_POINTS = 600;
+
 /** How long a group checkpoint or promote waits for every member to stand at the group's point. */
 const TOGETHER_TIMEOUT_MS = 60_000;
 
@@ -27,6 +30,8 @@ interface GroupState {
   view: GroupLimitView | null;
   /** Primary: members that missed the last point (bitmap mode, full journal). */
   missed: string[];
+  /** Primary: the recent points (newest last) and each member's seq of it, until every member's peer holds them. */
+  recent: Array<{ point: number; at: number; seqs: Map<string, number> }>;
   /** The journaled volumes and replicas hooked up (a role change opens new ones). */
   hooked: WeakSet<object>;
 }
@@ -59,7 +64,7 @@ export class NodeGroups {
   constructor(private readonly host: GroupsHost, private readonly log: Logger, timing: Partial<GroupsTiming> = {}) {
     this.timing = { ...REAL_TIMING, ...timing };
     for (const g of host.config.groups) {
-      this.states.set(g.name, { config: g, cadence: new GroupPointCadence(this.timing.now()), limit: null, frozen: false, view: null, missed: [], hooked: new WeakSet() });
+      this.states.set(g.name, { config: g, cadence: new GroupPointCadence(this.timing.now()), limit: null, frozen: false, view: null, missed: [], recent: [], hooked: new WeakSet() });
     }
   }
 
@@ -151,10 +156,19 @@ export class NodeGroups {
     const n = s.cadence.made(now);
     const missed: string[] = [];
     const durable: Array<Promise<void>> = [];
+    const seqs = new Map<string, number>();
     for (const j of journaled) {
       const r = j.groupPoint(n);
       if (!r.made) missed.push(j.name);
+      else seqs.set(j.name, j.journal.lastSeq);
       durable.push(r.durable);
+    }
+    if (missed.length === 0) {
+      s.recent.push({ point: n, at: now, seqs });
+      // Points every member's peer holds are kept only as the newest such (what the lag is measured to).
+      const held = (p: { seqs: Map<string, number> }): boolean => journaled.every((j) => j.journal.released >= p.seqs.get(j.name)!);
+      while (s.recent.length > 1 && held(s.recent[1]!)) s.recent.shift();
+      if (s.recent.length > MAX_RECENT_POINTS) s.recent.splice(0, s.recent.length - MAX_RECENT_POINTS);
     }
     if (missed.length > 0 && missed.join() !== s.missed.join()) {
       // (Info: the switch to the bitmap was warned of itself; a first sync starts there.)
@@ -249,6 +263,21 @@ export class NodeGroups {
 
   // --- status ---------------------------------------------------------------------
 
+  /**
+   * The group's lag on the primary (seconds): the age of the newest group point every
+   * member's peer holds durably (a promote of the group there goes back to it), when a
+   * member has records after it; 0 when every member's peer holds everything.
+   */
+  private primaryLag(s: GroupState, journaled: JournaledVolume[]): number {
+    if (journaled.every((j) => j.journal.released >= j.journal.lastSeq)) return 0;
+    const now = this.timing.now();
+    let newest: { at: number } | null = null;
+    for (const p of s.recent) if (journaled.every((j) => j.journal.released >= (p.seqs.get(j.name) ?? Infinity))) newest = p;
+    // (No point held by every peer since the start: from the oldest point remembered, if any.)
+    const from = newest ?? s.recent[0] ?? null;
+    return from === null ? 0 : Math.round((now - from.at) / 100) / 10;
+  }
+
   status(volumes: ReadonlyArray<Pick<VolumeStatus, 'name' | 'lagSeconds' | 'consistent' | 'tracking'>>): GroupStatus[] {
     const out: GroupStatus[] = [];
     for (const s of this.states.values()) {
@@ -260,7 +289,7 @@ export class NodeGroups {
       if (role === 'primary') {
         const bitmap = vs.filter((v) => v?.tracking === 'bitmap').map((v) => v!.name);
         const reason = bitmap.length > 0 ? `${bitmap.join(', ')} ${bitmap.length === 1 ? 'tracks' : 'track'} changes by the dirty bitmap: group points do not reach ${bitmap.length === 1 ? 'it' : 'them'} until the resync ends` : null;
-        out.push({ ...base, consistent: reason === null, reason, groupPoint: s.cadence.last || null, together: reason === null });
+        out.push({ ...base, lagSeconds: Math.max(lagSeconds, this.primaryLag(s, members!.map((e) => e.journaled!))), consistent: reason === null, reason, groupPoint: s.cadence.last || null, together: reason === null });
       } else if (role === 'secondary') {
         if (members) this.recompute(s);
         const v = s.view;

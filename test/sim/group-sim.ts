@@ -538,6 +538,8 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
   }
   const st = sgroups.status([]).find((g) => g.name === GROUP)!;
   if (!st.consistent || !st.together) fail(`converged, but the group's status says ${JSON.stringify(st)}`);
+  const pst = pgroups.status([]).find((g) => g.name === GROUP)!;
+  if (!pst.consistent || pst.role !== 'primary' || (members.every((m) => m.jv.journal.released >= m.jv.journal.lastSeq) && pst.lagSeconds !== 0)) fail(`converged, but the primary's group status says ${JSON.stringify(pst)}`);
   stats.converged = true;
   stats.applied = members.reduce((n, m) => n + m.replica.receiver.applied, 0);
   return stats;
