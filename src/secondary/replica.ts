@@ -80,8 +80,12 @@ export class Replica implements ExportBackend {
 
   /** The group's limit moved: the replica may be brought to group points up to `point`. */
   setGroupLimit(point: number | null): Promise<void> {
+    this.groupLimit = point;
     return this.run(this.receiver.handle({ type: 'groupLimit', point }));
   }
+
+  /** The limit the group gave last (a receiver made again, after its log was reopened, starts from it). */
+  private groupLimit: number | null = null;
 
   /**
    * Recovers the receive log, then finishes any unit a crash interrupted.
@@ -129,7 +133,9 @@ export class Replica implements ExportBackend {
     // A unit interrupted by a crash is applied again now, before the export serves.
     const pending = this.receiver.handle({ type: 'up' });
     await this.run(pending);
-    if (redoTo !== null && !this.checkpoint) await this.run(this.receiver.handle({ type: 'groupLimit', point: redoTo }));
+    if (redoTo !== null) await this.run(this.receiver.handle({ type: 'groupLimit', point: redoTo }));
+    // (A receiver made again after its log was reopened: the group's limit stays.)
+    else if (this.groupLimit !== null) await this.run(this.receiver.handle({ type: 'groupLimit', point: this.groupLimit }));
     this.receiver.handle({ type: 'down' });
   }
 
@@ -305,12 +311,6 @@ export class Replica implements ExportBackend {
     await this.applyIdle();
   }
 
-  /**
-   * Before a promote: the link is gone; everything durable in the receive log is
-   * applied in whole units; what follows the last durable barrier is discarded; a
-   * round in progress is rolled back to the image before it (the undo area).
-   * Afterwards the replica is the flush-point image it served, on the volume itself.
-   */
   /** The first step of a promote: the link gone, everything received made durable (nothing more applied than the receiver allows). */
   async prepareForPromote(): Promise<void> {
     await this.quiesce();
@@ -320,6 +320,12 @@ export class Replica implements ExportBackend {
     }
   }
 
+  /**
+   * Before a promote: the link is gone; everything durable in the receive log is
+   * applied in whole units; what follows the last durable barrier is discarded; a
+   * round in progress is rolled back to the image before it (the undo area).
+   * Afterwards the replica is the flush-point image it served, on the volume itself.
+   */
   async finishForPromote(): Promise<{ applied: number; discarded: number; rolledBack: number; initialRound: boolean }> {
     await this.quiesce();
     if (!this.log.broken) {
