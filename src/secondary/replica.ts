@@ -76,7 +76,11 @@ export class Replica implements ExportBackend {
   onProgress: (() => void) | null = null;
 
   /** What the group's coordinator needs of this member. */
-  get memberView(): MemberView { return this.receiver.memberView; }
+  get memberView(): MemberView {
+    const v = this.receiver.memberView;
+    // (The round's marker is there from its opening to its end; the receiver's flag a little less long.)
+    return this.round !== null && !v.inRound ? { ...v, inRound: true } : v;
+  }
 
   /** The group's limit moved: the replica may be brought to group points up to `point`. */
   setGroupLimit(point: number | null): Promise<void> {
