@@ -31,8 +31,12 @@ export function openApiDocument(version: string): Record<string, unknown> {
               items: {
                 type: 'object',
                 description: 'one volume: role, peer, link, backlogBytes, lagSeconds, consistent, tracking, resync*, verify, checkpoint, drill, paused, ' +
-                  'wireBytes, hostBytes, … (docs/API.md)',
+                  'wireBytes, hostBytes, iscsi, … (docs/API.md)',
               },
+            },
+            groups: {
+              type: 'array',
+              items: { type: 'object', description: 'one consistency group: name, members, role, consistent, reason, groupPoint, together, lagSeconds (docs/GROUPS.md)' },
             },
           },
         },

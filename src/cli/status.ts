@@ -100,7 +100,16 @@ export function formatStatus(s: NodeStatus, view: StatusView = ALL_VOLUMES): str
   const hidden = s.volumes.length - shown.length;
   const foot = hidden > 0 ? [`(${hidden} more not shown${view.laggingOver !== null ? ': nothing needs attention there' : ''})`] : [];
   const body = shown.length > 0 ? [line(head), ...rows.map(line)] : [view.laggingOver !== null ? 'no volume needs attention' : 'no volume matches'];
-  return [`node ${s.node}, up ${formatDuration(s.uptimeSeconds)}; ${summaryLine(s)}`, ...body, ...foot].join('\n');
+  return [`node ${s.node}, up ${formatDuration(s.uptimeSeconds)}; ${summaryLine(s)}`, ...body, ...foot, ...groupLines(s)].join('\n');
+}
+
+/** One line per consistency group (docs/GROUPS.md): its members, whether they come from one moment, its group point and lag. */
+export function groupLines(s: NodeStatus): string[] {
+  return (s.groups ?? []).map((g) => {
+    const point = g.groupPoint === null ? 'no group point yet' : `group point ${g.groupPoint}${g.together ? ' (every member there)' : ''}`;
+    const state = g.consistent ? paint(32, 'consistent') : paint(31, `not consistent: ${g.reason ?? ''}`);
+    return `group ${g.name} (${g.members.join(', ')}), ${g.role}: ${state}; ${point}; lag ${formatDuration(g.lagSeconds)}`;
+  });
 }
 
 /** "310 KiB/s x2.9, drains in 4 min 0 s": the link's send rate, record bytes per wire byte, the backlog's outlook. */

@@ -5,7 +5,7 @@
 // replica is never brought to a barrier before it, so every image it exposes is
 // still a primary flush-point image (docs/INVARIANTS.md, invariant 3), only fewer of them.
 // Pure: the same function runs in the daemon and in the simulation.
-import { FLAG_RESYNC, FLAG_ROUND_END, RecordKind, type JournalRecord, type RecordHeader } from '../journal/record.js';
+import { FLAG_GROUP_POINT, FLAG_RESYNC, FLAG_ROUND_END, RecordKind, type JournalRecord, type RecordHeader } from '../journal/record.js';
 
 export interface Coalesced {
   records: JournalRecord[];
@@ -29,6 +29,10 @@ export interface UnitPlan {
 export function planUnit(headers: readonly RecordHeader[]): UnitPlan | null {
   let last = -1;
   let barriers = 0;
+  // A group member's unit ends at the last group point it holds (docs/GROUPS.md): the
+  // replica is brought to group points only, so a unit ending past one would hold it back.
+  let lastPoint = -1;
+  let barriersToPoint = 0;
   for (let i = 0; i < headers.length; i++) {
     const r = headers[i]!;
     // A resync round's records and its end stay as they are (the round has its own unit).
@@ -36,7 +40,15 @@ export function planUnit(headers: readonly RecordHeader[]): UnitPlan | null {
     if (r.kind === RecordKind.Barrier) {
       last = i;
       barriers++;
+      if ((r.flags & FLAG_GROUP_POINT) !== 0) {
+        lastPoint = i;
+        barriersToPoint = barriers;
+      }
     }
+  }
+  if (lastPoint >= 0) {
+    last = lastPoint;
+    barriers = barriersToPoint;
   }
   if (barriers < 2) return null;
   const covered = new Cover();

@@ -11,7 +11,7 @@ import { parseRate, parseWindow } from '../rate/rate.js';
 import { snmpSchema, type SnmpConfig } from '../snmp/config.js';
 import { iscsiConfigOf, iscsiSchema, targetPart, volumeIscsiSchema, type IscsiConfig } from '../iscsi/config.js';
 import { parseCompression } from '../compress/setting.js';
-import { MIN_VOLUME_BYTES } from '../limits/limits.js';
+import { MAX_GROUP_MEMBERS, MIN_VOLUME_BYTES } from '../limits/limits.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
@@ -130,11 +130,24 @@ const schema = z.strictObject({
   snmp: snmpSchema.optional(),
   /** The iSCSI target (docs/ISCSI.md); absent: no iSCSI. */
   iscsi: iscsiSchema.optional(),
+  /**
+   * Consistency groups (docs/GROUPS.md): volumes of one application that fail over
+   * to one common moment. NAME: [volume, volume, ...].
+   */
+  groups: z.record(z.string().regex(NAME, 'a group name is letters, digits, ".", "_" or "-" (at most 63)'),
+    z.array(z.string().regex(NAME)).min(2, 'a group has at least two volumes').max(MAX_GROUP_MEMBERS, `a group has at most ${MAX_GROUP_MEMBERS} volumes`)).default({}),
 });
 
 export type VolumeConfig = z.infer<typeof volumeSchema> & { name: string };
 
 export type PeerConfig = z.infer<typeof peerSchema> & { name: string };
+
+/** A consistency group (docs/GROUPS.md): its members replicate with one peer in one role. */
+export interface GroupConfig {
+  name: string;
+  /** Volume names, as the config lists them. */
+  members: string[];
+}
 
 export type { SnmpConfig };
 
@@ -157,6 +170,8 @@ export interface Config {
   snmp?: SnmpConfig | undefined;
   /** The iSCSI front end; undefined: off. */
   iscsi?: IscsiConfig | undefined;
+  /** Consistency groups (docs/GROUPS.md). */
+  groups: GroupConfig[];
 }
 
 export class ConfigError extends Error {
@@ -239,13 +254,47 @@ export function parseConfig(text: string, file: string): Config {
   if (defaults.length > 1) {
     throw new ConfigError(`${file}: volumes: ${defaults.map((v) => v.name).join(' and ')} are both marked default: true`);
   }
+  const groups = checkGroups(c.groups, volumes, (key) => {
+    const line = lineOf(doc.contents, key, lines, false);
+    return `${file}${line ? `:${line}` : ''}`;
+  });
   const nbd = c.nbd.kind === 'unix' ? { kind: 'unix' as const, path: path.resolve(dir, c.nbd.path) } : c.nbd;
   const peers = Object.entries(c.peers).map(([name, p]) => ({ ...p, name }));
   return {
     file, node: c.node, link: c.link, api: c.api, apiTls: c.api_tls, apiHosts: c.api_hosts.map((h) => h.toLowerCase().replace(/\.$/, '')),
     peers, state, nbd, nbdIdleTimeout: c.nbd_idle_timeout, volumes, snmp: c.snmp,
     iscsi: c.iscsi ? iscsiConfigOf(c.iscsi, c.node) : undefined,
+    groups,
   };
+}
+
+/**
+ * A group's members exist, each is in one group only, they replicate with the same
+ * peer in the same role, and no group is named like a volume (a name on the command
+ * line means one thing). Errors name the line.
+ */
+function checkGroups(raw: Record<string, string[]>, volumes: VolumeConfig[], at: (key: string[]) => string): GroupConfig[] {
+  const byName = new Map(volumes.map((v) => [v.name, v]));
+  const memberOf = new Map<string, string>();
+  const out: GroupConfig[] = [];
+  for (const [name, members] of Object.entries(raw)) {
+    if (byName.has(name)) throw new ConfigError(`${at(['groups', name])}: groups.${name}: a volume is named ${name} too; a group needs a name of its own`);
+    if (new Set(members).size !== members.length) throw new ConfigError(`${at(['groups', name])}: groups.${name}: a volume is listed twice`);
+    members.forEach((m, i) => {
+      const where = at(['groups', name, String(i)]);
+      const v = byName.get(m);
+      if (!v) throw new ConfigError(`${where}: groups.${name}: no volume named "${m}" under volumes:`);
+      const other = memberOf.get(m);
+      if (other !== undefined) throw new ConfigError(`${where}: groups.${name}: volume ${m} is already in group ${other}; a volume is in at most one group`);
+      memberOf.set(m, name);
+      if (v.peer === undefined) throw new ConfigError(`${where}: groups.${name}: volume ${m} has no peer; a group's members replicate (volumes.${m}.peer)`);
+      const first = byName.get(members[0]!)!;
+      if (v.peer !== first.peer) throw new ConfigError(`${where}: groups.${name}: volume ${m} replicates with ${v.peer}, ${first.name} with ${first.peer}; a group's members share one peer`);
+      if (v.role !== first.role) throw new ConfigError(`${where}: groups.${name}: volume ${m} is ${v.role}, ${first.name} is ${first.role}; a group's members have one role`);
+    });
+    out.push({ name, members: [...members] });
+  }
+  return out;
 }
 
 /**

@@ -25,6 +25,9 @@ export interface CheckpointInfo {
   ownedByDrill?: boolean;
   /** The read-only export of the frozen image (VOLUME@checkpoint). */
   export: string;
+  /** Taken on every member of this consistency group at one group point (docs/GROUPS.md). */
+  group?: string;
+  groupPoint?: number;
 }
 
 /**

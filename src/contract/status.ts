@@ -106,9 +106,37 @@ export interface IscsiStatus {
   exports: Array<{ export: string; target: string; sessions: IscsiSessionStatus[] }>;
 }
 
+/** A consistency group (docs/GROUPS.md) as this node sees it. */
+export interface GroupStatus {
+  name: string;
+  members: string[];
+  /** The members' role here; 'mixed' while a promote or demote of the group is half done. */
+  role: 'primary' | 'secondary' | 'mixed';
+  /**
+   * Secondary: every member stands at a group point and none is in a resync round or
+   * first sync, so a checkpoint or promote of the group presents one moment. Primary:
+   * every member journals (none tracks by its dirty bitmap), so every group point
+   * reaches every member.
+   */
+  consistent: boolean;
+  /** Why not, in words; null when consistent. */
+  reason: string | null;
+  /**
+   * Secondary: the group point every member holds durably and is brought to (the
+   * group's limit), its number; primary: the last group point made. Null: none yet.
+   */
+  groupPoint: number | null;
+  /** The members stand at that group point together now (secondary). */
+  together: boolean;
+  /** The largest lag of the members (seconds). */
+  lagSeconds: number;
+}
+
 export interface NodeStatus {
   node: string;
   version: string;
   uptimeSeconds: number;
   volumes: VolumeStatus[];
+  /** Consistency groups (empty when the config has none). */
+  groups?: GroupStatus[];
 }

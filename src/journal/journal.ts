@@ -10,7 +10,7 @@ import type { Store } from './store.js';
 import { assert } from '../invariants/assert.js';
 import { READ_BATCH_BYTES } from '../limits/limits.js';
 import {
-  FLAG_FUA, FLAG_RESYNC, RecordKind, SEGMENT_HEADER_SIZE, encodeRecordHeader, encodeSegmentHeader, recordSize, type JournalRecord, type RecordHeader,
+  FLAG_FUA, FLAG_GROUP_POINT, FLAG_RESYNC, RecordKind, SEGMENT_HEADER_SIZE, encodeRecordHeader, encodeSegmentHeader, recordSize, type JournalRecord, type RecordHeader,
 } from './record.js';
 import { RedoPoint, ReleasePoint } from './counters.js';
 import { checkOwnership, segmentVolumeId, type JournalVolume } from './ownership.js';
@@ -203,11 +203,14 @@ export class Journal {
   private releasePending = false;
 
   /**
-   * Closes the open epoch with a barrier record, if it has any writes.
+   * Closes the open epoch with a barrier record, if it has any writes (or `force`).
+   * `groupPoint`: the barrier is that group point (FLAG_GROUP_POINT, its number in
+   * the offset field; docs/GROUPS.md).
    */
-  barrier(flags = 0, force = false): AppendResult | null {
+  barrier(flags = 0, force = false, groupPoint: number | null = null): AppendResult | null {
     if (!this.epochHasWrites && !force) return null;
-    const seq = this.put({ kind: RecordKind.Barrier, flags, seq: this.nextSeq, epoch: this.epoch, offset: 0, length: 0, time: this.now() }, null);
+    const point = groupPoint === null ? 0 : groupPoint;
+    const seq = this.put({ kind: RecordKind.Barrier, flags: groupPoint === null ? flags : flags | FLAG_GROUP_POINT, seq: this.nextSeq, epoch: this.epoch, offset: point, length: 0, time: this.now() }, null);
     if (seq === 'full') return seq;
     this.epoch++;
     this.epochHasWrites = false;

@@ -40,6 +40,18 @@ export const FLAG_FUA = 1;
 export const FLAG_RESYNC = 2;
 /** On a barrier: the resync round is complete; the secondary may expose the image here. */
 export const FLAG_ROUND_END = 4;
+/**
+ * On a barrier: a group point (docs/GROUPS.md), made on every member of a consistency
+ * group in one turn of the primary's event loop. The barrier's offset field (0 on a
+ * plain barrier) holds the group point's number, the same on every member. A receiver
+ * that does not know the flag sees a plain barrier.
+ */
+export const FLAG_GROUP_POINT = 8;
+
+/** The group point a record is (its number), or null when it is none. */
+export function groupPointOf(h: Pick<RecordHeader, 'kind' | 'flags' | 'offset'>): number | null {
+  return h.kind === RecordKind.Barrier && (h.flags & FLAG_GROUP_POINT) !== 0 ? h.offset : null;
+}
 
 export interface RecordHeader {
   kind: RecordKind;

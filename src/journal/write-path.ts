@@ -92,6 +92,20 @@ export class JournaledVolume implements ExportBackend {
    * (split-brain detection, docs/FAILOVER.md).
    */
   apart: (() => void) | null = null;
+  /**
+   * Set when the volume is a member of a consistency group (src/group/): told of a
+   * host flush ('flush') and of a member past its epoch bound since the last group
+   * point ('bytes'), so the group makes a group point sooner than its cadence.
+   */
+  groupAsk: ((why: 'flush' | 'bytes') => void) | null = null;
+  /** Bytes journaled since the last group point (a member's receive log must hold them). */
+  bytesSinceGroupPoint = 0;
+  /** The seq of the last group point this volume took (0: none since the start). */
+  private lastGroupPointSeq = 0;
+  /** Records journaled since the last group point (host writes, resync records, barriers of any kind). */
+  get recordsSinceGroupPoint(): number {
+    return this.tracking.mode === 'journal' ? Math.max(0, this.journal.lastSeq - this.lastGroupPointSeq) : 1;
+  }
   private readonly syncer: GroupSync;
   private lock: Promise<void> = Promise.resolve();
   /** Seqs whose volume write has not completed yet. */
@@ -293,8 +307,34 @@ export class JournaledVolume implements ExportBackend {
     return this.disk.extents(offset, length, max);
   }
 
+  /**
+   * Appends group point `point` (a barrier flagged FLAG_GROUP_POINT, docs/GROUPS.md)
+   * now, in the caller's turn of the event loop, and returns at once: true when the
+   * record is in the journal (a group makes it on every member in one turn, so no host
+   * write gets a seq in between). `durable` then makes it a flush point as a FLUSH does
+   * (volume, journal and bitmap synced together); the shipper ships it once durable.
+   * False in bitmap mode or on a full journal: this member misses the point, and the
+   * group is not consistent until its resync ends.
+   */
+  groupPoint(point: number): { made: boolean; durable: Promise<void> } {
+    let made = false;
+    if (this.tracking.mode === 'journal') {
+      try {
+        const r = this.journal.barrier(0, true, point);
+        made = typeof r === 'number';
+        if (typeof r === 'number') this.lastGroupPointSeq = r;
+        if (r === 'full' && this.onFull === 'bitmap') this.tracking.overflow();
+      } catch (e) {
+        this.tracking.toBitmap(`cannot append to the journal (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      }
+    }
+    if (made) this.bytesSinceGroupPoint = 0;
+    return { made, durable: this.syncer.sync() };
+  }
+
   /** FLUSH: close the epoch with a barrier, then volume + journal + bitmap durable together. */
   async flush(): Promise<void> {
+    this.groupAsk?.('flush');
     if (this.tracking.mode === 'journal' && this.journal.openEpochHasWrites) {
       let r: number | 'full' | null;
       try {
@@ -371,6 +411,8 @@ export class JournaledVolume implements ExportBackend {
       if (seq !== 'full') {
         this.inFlight.add(seq);
         if (this.seed.active) this.seed.touch(offset, length);
+        this.bytesSinceGroupPoint += length;
+        if (this.groupAsk && this.bytesSinceGroupPoint > this.maxEpochBytes) this.groupAsk('bytes');
         if (this.journal.openEpochBytes > this.maxEpochBytes && !this.epochCloseQueued) {
           // A primary-chosen boundary: the secondary applies whole epochs from its
           // receive log, so an epoch must stay well below that log's size. The

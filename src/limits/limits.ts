@@ -64,6 +64,21 @@ export function windowCapFor(peerLogBytes: number): number {
   return Math.max(MIN_WINDOW_BYTES, Math.floor(peerLogBytes * WINDOW_PEER_LOG_FRACTION));
 }
 
+// --- consistency groups (docs/GROUPS.md) ----------------------------------------------
+
+/**
+ * A group's primary makes a group point (a barrier on every member at one instant)
+ * this often while any member has records after the last one. The secondary applies
+ * a member only up to a group point every member holds, so this bounds the group's
+ * RPO from below: a promote loses at least the writes since the last group point.
+ * Each point costs one 56-byte barrier record and one sync round per member.
+ */
+export const GROUP_POINT_INTERVAL_MS = 1000;
+/** A member's host flush asks for a group point at once, but at most this often. */
+export const GROUP_POINT_MIN_GAP_MS = 100;
+/** The most volumes in one group (the point is made in one turn of the event loop over all of them). */
+export const MAX_GROUP_MEMBERS = 16;
+
 // --- what a volume's config must allow ---------------------------------------------
 
 /** The largest single write a host may send (NBD's limit, advertised as the maximum block size). */
@@ -177,6 +192,7 @@ export const SCSI_MAX_UNIT_ATTENTIONS = 16;
 
 // Relations between the figures above, checked when the module loads: a change that
 // breaks one stops every daemon and test at once rather than misbehaving under load.
+if (!(GROUP_POINT_MIN_GAP_MS < GROUP_POINT_INTERVAL_MS)) throw new Error('limits: a flush-driven group point must not be rarer than the cadence');
 if (!(APPLY_UNIT_BYTES <= EPOCH_MAX_BYTES)) throw new Error('limits: an apply unit must not be larger than the largest epoch');
 if (!(MIN_RECEIVE_LOG_BYTES >= 2 * MAX_HOST_WRITE_BYTES)) throw new Error('limits: the receive log must hold two of the largest host writes');
 if (!(READ_BATCH_BYTES >= MIN_WINDOW_BYTES)) throw new Error('limits: a read batch must hold at least the smallest window');

@@ -38,6 +38,7 @@ import { IscsiServer } from '../iscsi/server.js';
 import { LogicalUnit } from '../scsi/logical-unit.js';
 import { RegistryTargets } from './iscsi-targets.js';
 import type { IscsiView } from './status.js';
+import { NodeGroups } from './groups.js';
 
 export class Daemon {
   private readonly volumes: Volume[] = [];
@@ -63,7 +64,11 @@ export class Daemon {
   private iscsiTargets: RegistryTargets | null = null;
   iscsiAddress: { host: string; port: number } | null = null;
 
+  /** Consistency groups (docs/GROUPS.md): group points on the primary, the group's limit on the secondary. */
+  readonly groups: NodeGroups;
+
   constructor(readonly config: Config, private readonly log: Logger) {
+    this.groups = new NodeGroups(this, log);
     this.roles = new RoleChanges(this, log);
   }
 
@@ -98,6 +103,7 @@ export class Daemon {
         registry.add(this.backendOf(entry), v.default === true);
         if (entry.replica?.checkpoint) registry.add(new CheckpointExport(entry.replica, entry.replica.checkpoint));
       }
+      this.groups.start();
       this.historyTimer = setInterval(() => this.recordHistory(), 60_000);
       this.historyTimer.unref();
       this.nbd = new NbdServer({ exports: registry, log: this.log, idleTimeoutMs: c.nbdIdleTimeout === undefined ? null : c.nbdIdleTimeout * 1000 });
@@ -145,6 +151,7 @@ export class Daemon {
       }
       if (c.snmp) this.snmp = await SnmpService.start(c.snmp, { node: c.node, status: () => this.status(), actions: this.roles, log: this.log });
     } catch (e) {
+      this.groups.stop();
       await this.iscsi?.close();
       await this.nbd?.close();
       for (const en of this.entries.splice(0)) en.journaled?.close().catch(() => undefined);
@@ -235,7 +242,7 @@ export class Daemon {
       const replica = await this.holdingFolder(v.name, lock, async () => {
         await refuseNewerState(receiveDir, store, JOURNAL_FOLDER_FILES);
         await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
-      }, () => Replica.open(volume, () => new Journal({ store, capacity: v.journal, onDamage: KEEP_PREFIX, volume: owner }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region }));
+      }, () => Replica.open(volume, () => new Journal({ store, capacity: v.journal, onDamage: KEEP_PREFIX, volume: owner }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region, group: this.config.groups.some((g) => g.members.includes(v.name)) }));
       this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, receive log ${formatBytes(replica.log.usedBytes)}${replica.checkpoint ? `, checkpoint "${replica.checkpoint.label}" held` : ''}`);
       if (replica.checkpoint?.ownedByDrill) {
         // The drill that took it ended with the last run of the daemon.
@@ -361,7 +368,8 @@ export class Daemon {
   }
 
   status(): NodeStatus {
-    return nodeStatus(this.config.node, '0.1.0', this.startedAt, this.entries, this.links, Date.now(), this.iscsiView());
+    const s = nodeStatus(this.config.node, '0.1.0', this.startedAt, this.entries, this.links, Date.now(), this.iscsiView());
+    return { ...s, groups: this.groups.status(s.volumes) };
   }
 
   /** Idempotent: a second call waits for the first. */
@@ -371,6 +379,7 @@ export class Daemon {
       await this.api?.close();
       await this.snmp?.stop();
       if (this.ticker) clearInterval(this.ticker);
+      this.groups.stop();
       await this.roles.idle();
       await this.links?.stop();
       await this.iscsi?.close();

@@ -14,6 +14,8 @@ import type { ExportBackend } from '../export/backend.js';
 import { ActionRefused, type ActionResult, type CheckpointInfo, type NodeActions } from '../contract/actions.js';
 import { DRILL_SUFFIX, DrillOverlay } from '../drill/drill.js';
 import { CheckpointSchedule, holdError } from '../checkpoint/schedule.js';
+import type { NodeGroups } from './groups.js';
+import type { GroupConfig } from '../config/config.js';
 
 /** Present while the operator has paused shipping of a primary volume. */
 export const PAUSED_FILE = 'paused';
@@ -36,6 +38,8 @@ export interface RoleHost {
   openRole(e: VolumeEntry): Promise<void>;
   /** The export the volume's name serves in its current role. */
   backendOf(e: VolumeEntry): ExportBackend;
+  /** Consistency groups (docs/GROUPS.md); absent: none. */
+  readonly groups?: Pick<NodeGroups, 'group' | 'groupOf' | 'bringTogether' | 'thaw' | 'checkpoint'>;
 }
 
 /** Files in a volume's state folder that belong to neither role: kept across a role change. */
@@ -57,6 +61,20 @@ export class RoleChanges implements NodeActions {
   /** Resolves when no action is running. */
   async idle(): Promise<void> {
     await this.busy;
+  }
+
+  /** The consistency group of that name, if any. */
+  private groupNamed(name: string): GroupConfig | null {
+    return this.daemon.groups?.group(name) ?? null;
+  }
+
+  /**
+   * A checkpoint, drill, promote or demote of one member of a group is refused: the
+   * members must stay at one moment, so these act on the whole group (docs/GROUPS.md).
+   */
+  private refuseMember(name: string, command: string): void {
+    const g = this.daemon.groups?.groupOf(name);
+    if (g) throw new ActionRefused('conflict', `volume ${name} is in consistency group ${g.name} (with ${g.members.filter((m) => m !== name).join(', ')}): ${command.split(' ')[0]} acts on the whole group, so its members stay at one moment: offsite ${command} ${g.name}`);
   }
 
   private entry(name: string): VolumeEntry {
@@ -87,9 +105,12 @@ export class RoleChanges implements NodeActions {
     const holdWrong = opts.holdSeconds === undefined ? null : holdError(opts.holdSeconds);
     if (holdWrong) return Promise.reject(new ActionRefused('invalid', `hold: ${holdWrong}`));
     return this.serial(async () => {
+      const label = opts.label ?? `manual-${new Date(now).toISOString().slice(0, 19)}Z`;
+      const g = this.groupNamed(name);
+      if (g) return this.groupCheckpoint(g, label, opts.holdSeconds, now, false);
+      this.refuseMember(name, 'checkpoint create');
       const e = this.secondary(name, 'a checkpoint');
       const rp = e.replica!;
-      const label = opts.label ?? `manual-${new Date(now).toISOString().slice(0, 19)}Z`;
       let cp: Checkpoint;
       try {
         cp = await rp.createCheckpoint(label, opts.holdSeconds === undefined ? null : opts.holdSeconds * 1000, now);
@@ -101,8 +122,43 @@ export class RoleChanges implements NodeActions {
     });
   }
 
+  /**
+   * A checkpoint of every member at one group point: the group's limit is stopped,
+   * every member is brought to it, then each is frozen there (the same point number on
+   * each), and the limit moves again (the holds keep the members where they are).
+   */
+  private async groupCheckpoint(g: GroupConfig, label: string, holdSeconds: number | undefined, now: number, forDrill: boolean): Promise<ActionResult> {
+    const entries = g.members.map((m) => this.secondary(m, forDrill ? 'a drill' : 'a checkpoint'));
+    const held = entries.filter((e) => e.replica!.checkpoint);
+    if (held.length > 0) throw new ActionRefused('busy', `group ${g.name}: ${held.map((e) => `${e.config.name} holds checkpoint "${e.replica!.checkpoint!.label}"`).join(', ')}; release it first (offsite checkpoint release ${g.name})`);
+    let point: number;
+    try {
+      ({ point } = await this.daemon.groups!.checkpoint(g.name, label, holdSeconds === undefined ? null : holdSeconds * 1000, now, forDrill));
+    } catch (err) {
+      throw new ActionRefused((err as NodeJS.ErrnoException).code === 'EEXIST' ? 'busy' : 'conflict', `no checkpoint of group ${g.name}: ${(err as Error).message}`);
+    }
+    for (const e of entries) this.daemon.registry.add(new CheckpointExport(e.replica!, e.replica!.checkpoint!));
+    const at = entries.map((e) => `${e.config.name} at record ${e.replica!.checkpoint!.appliedSeq}`).join(', ');
+    const message = `checkpoint "${label}" of group ${g.name} held at group point ${point} (${at}); read it at ${entries.map((e) => `${e.config.name}${CHECKPOINT_SUFFIX}`).join(', ')}`;
+    this.log.info({ group: g.name }, message);
+    return { volume: g.name, group: g.name, groupPoint: point, message, checkpoints: entries.map((e) => ({ volume: e.config.name, ...e.replica!.checkpoint! })) };
+  }
+
   releaseCheckpoint(name: string): Promise<ActionResult> {
     return this.serial(async () => {
+      const g = this.groupNamed(name);
+      if (g) {
+        const entries = g.members.map((m) => this.secondary(m, 'a checkpoint'));
+        const drilling = entries.filter((e) => e.drill);
+        if (drilling.length > 0) throw new ActionRefused('busy', `a drill of group ${g.name} runs over its checkpoint; stop it first (offsite drill stop ${g.name})`);
+        if (entries.every((e) => !e.replica!.checkpoint)) throw new ActionRefused('conflict', `group ${g.name} holds no checkpoint`);
+        for (const e of entries) {
+          this.daemon.registry.remove(`${e.config.name}${CHECKPOINT_SUFFIX}`);
+          await e.replica!.releaseCheckpoint();
+        }
+        return { volume: g.name, group: g.name, message: `checkpoint of group ${g.name} released on ${g.members.join(', ')}; the replicas catch up` };
+      }
+      this.refuseMember(name, 'checkpoint release');
       const e = this.secondary(name, 'a checkpoint');
       const rp = e.replica!;
       if (!rp.checkpoint) throw new ActionRefused('conflict', `volume ${name} holds no checkpoint`);
@@ -167,6 +223,9 @@ export class RoleChanges implements NodeActions {
    */
   startDrill(name: string): Promise<ActionResult> {
     return this.serial(async () => {
+      const g = this.groupNamed(name);
+      if (g) return this.groupDrill(g);
+      this.refuseMember(name, 'drill start');
       const e = this.secondary(name, 'a drill');
       if (e.drill) throw new ActionRefused('busy', `a drill of ${name} is already running (export ${name}${DRILL_SUFFIX})`);
       const rp = e.replica!;
@@ -189,8 +248,40 @@ export class RoleChanges implements NodeActions {
     });
   }
 
+  /** A drill of every member over one group checkpoint (taken, labelled drill, unless the group holds one). */
+  private async groupDrill(g: GroupConfig): Promise<ActionResult> {
+    const entries = g.members.map((m) => this.secondary(m, 'a drill'));
+    if (entries.some((e) => e.drill)) throw new ActionRefused('busy', `a drill of group ${g.name} is already running`);
+    const heldBy = entries.filter((e) => e.replica!.checkpoint);
+    let owns = false;
+    if (heldBy.length === 0) {
+      await this.groupCheckpoint(g, 'drill', undefined, Date.now(), true);
+      owns = true;
+    } else if (heldBy.length !== entries.length || new Set(heldBy.map((e) => e.replica!.checkpoint!.groupPoint)).size !== 1 || heldBy[0]!.replica!.checkpoint!.groupPoint === undefined) {
+      throw new ActionRefused('conflict', `group ${g.name}: its members hold checkpoints of different moments (${heldBy.map((e) => e.config.name).join(', ')}); release them first (offsite checkpoint release ${g.name})`);
+    }
+    for (const e of entries) {
+      const rp = e.replica!;
+      e.drill = DrillOverlay.open(rp, rp.checkpoint!, path.join(e.dir, DRILL_FILE), e.config.bitmap_region, owns);
+      this.daemon.registry.add(e.drill);
+    }
+    const message = `drill of group ${g.name} started at group point ${entries[0]!.replica!.checkpoint!.groupPoint}: exports ${entries.map((e) => `${e.config.name}${DRILL_SUFFIX}`).join(', ')} are writable; their writes are thrown away at drill stop`;
+    this.log.info({ group: g.name }, message);
+    return { volume: g.name, group: g.name, message };
+  }
+
   stopDrill(name: string): Promise<ActionResult> {
     return this.serial(async () => {
+      const g = this.groupNamed(name);
+      if (g) {
+        const entries = g.members.map((m) => this.secondary(m, 'a drill'));
+        if (entries.every((e) => !e.drill)) throw new ActionRefused('conflict', `no drill of group ${g.name} is running`);
+        for (const e of entries) await this.endDrill(e);
+        const message = `drill of group ${g.name} stopped: its writes are thrown away`;
+        this.log.info({ group: g.name }, message);
+        return { volume: g.name, group: g.name, message };
+      }
+      this.refuseMember(name, 'drill stop');
       const e = this.secondary(name, 'a drill');
       if (!e.drill) throw new ActionRefused('conflict', `no drill of ${name} is running`);
       await this.endDrill(e);
@@ -235,8 +326,11 @@ export class RoleChanges implements NodeActions {
           this.log.warn({ volume: name }, `volume ${name}: scheduled checkpoint "${due.label}" skipped: checkpoint "${e.replica.checkpoint.label}" is still held`);
           continue;
         }
-        this.log.info({ volume: name }, `volume ${name}: scheduled checkpoint "${due.label}" (${due.cron})`);
-        this.createCheckpoint(name, { label: due.label, holdSeconds: due.holdSeconds ?? undefined }, now)
+        // A member's schedule checkpoints its whole group (docs/GROUPS.md).
+        const g = this.daemon.groups?.groupOf(name);
+        const target = g ? g.name : name;
+        this.log.info({ volume: name }, `volume ${name}: scheduled checkpoint "${due.label}" (${due.cron})${g ? ` of its group ${g.name}` : ''}`);
+        this.createCheckpoint(target, { label: due.label, holdSeconds: due.holdSeconds ?? undefined }, now)
           .catch((err: Error) => this.log.error({ volume: name }, `volume ${name}: scheduled checkpoint "${due.label}" not taken: ${err.message}`));
       }
     }
@@ -244,11 +338,16 @@ export class RoleChanges implements NodeActions {
   }
 
   private expire(now: number): void {
+    const releasing = new Set<string>();
     for (const cp of this.checkpoints()) {
       if (this.daemon.entries.find((e) => e.config.name === cp.volume)?.drill) continue; // a drill keeps it
       if (cp.holdUntil !== null && now >= cp.holdUntil) {
+        // A group checkpoint is released on every member at once.
+        const target = cp.group !== undefined && this.daemon.groups?.group(cp.group) ? cp.group : cp.volume;
+        if (releasing.has(target)) continue;
+        releasing.add(target);
         this.log.info({ volume: cp.volume }, `volume ${cp.volume}: checkpoint "${cp.label}" reached the end of its hold`);
-        this.releaseCheckpoint(cp.volume).catch((err: Error) => this.log.error({ volume: cp.volume }, `volume ${cp.volume}: releasing checkpoint "${cp.label}" failed: ${err.message}`));
+        this.releaseCheckpoint(target).catch((err: Error) => this.log.error({ volume: cp.volume }, `volume ${cp.volume}: releasing checkpoint "${cp.label}" failed: ${err.message}`));
       }
     }
   }
@@ -262,6 +361,79 @@ export class RoleChanges implements NodeActions {
    */
   promote(name: string, opts: { force?: boolean | undefined }): Promise<ActionResult> {
     return this.serial(async () => {
+      const g = this.groupNamed(name);
+      if (g) return this.groupPromote(g, opts);
+      this.refuseMember(name, 'promote');
+      return this.promoteOne(name, opts);
+    });
+  }
+
+  /**
+   * A promote of every member at one group point: each member's link goes and its
+   * receive log is made durable, the group's limit is stopped at the newest group
+   * point every member holds, every member is brought to it, and each is promoted
+   * there (what follows the point in a member's log is discarded, as records after a
+   * flush point are for one volume).
+   */
+  private async groupPromote(g: GroupConfig, opts: { force?: boolean | undefined }): Promise<ActionResult> {
+    const t0 = performance.now();
+    const entries = g.members.map((m) => this.entry(m));
+    const todo = entries.filter((e) => e.role === 'secondary' && e.replica);
+    if (todo.length === 0) throw new ActionRefused('wrong-role', `group ${g.name} is already primary on this node`);
+    const reasons: string[] = [];
+    for (const e of todo) {
+      const peer = e.config.peer!;
+      if (this.daemon.links?.linkState(peer) === 'connected') reasons.push(`${e.config.name}'s primary on ${peer} is still connected (demote group ${g.name} on ${peer} first, or stop that node)`);
+      const notImage = e.replica!.notFrozenBecause();
+      if (notImage) reasons.push(`${e.config.name} is no flush-point image: ${notImage}`);
+    }
+    if (reasons.length > 0 && !opts.force) throw new ActionRefused('conflict', `refused to promote group ${g.name}: ${reasons.join('; ')}. Add --force to promote anyway`);
+    const daemon = this.daemon;
+    for (const e of todo) {
+      await this.endDrill(e);
+      if (e.replica!.checkpoint) {
+        daemon.registry.remove(`${e.config.name}${CHECKPOINT_SUFFIX}`);
+        await e.replica!.releaseCheckpoint();
+      }
+    }
+    for (const e of todo) daemon.links?.volumeChanged(e.config.name, `volume ${e.config.name} is being promoted here with group ${g.name}`);
+    for (const e of todo) await e.replica!.prepareForPromote();
+    const groups = daemon.groups!;
+    let point: number | null = null;
+    if (todo.length === entries.length) {
+      try {
+        point = await groups.bringTogether(g.name);
+      } catch (err) {
+        if (!opts.force) {
+          groups.thaw(g.name);
+          for (const e of todo) daemon.links?.volumeReady(e.config.name, `volume ${e.config.name}: the promote of group ${g.name} was refused`);
+          throw new ActionRefused('conflict', `refused to promote group ${g.name}: ${(err as Error).message}. Add --force to promote each member at its own newest flush point`);
+        }
+        reasons.push((err as Error).message);
+      }
+    }
+    const done: string[] = [];
+    try {
+      for (const e of todo) {
+        e.identity!.beginChange('primary');
+        const fin = await this.finishPromote(e);
+        daemon.registry.add(daemon.backendOf(e), e.config.default === true);
+        daemon.links?.volumeReady(e.config.name, `volume ${e.config.name} is primary here now`);
+        done.push(`${e.config.name} up to record ${fin.applied}${fin.discarded > 0 ? ` (${fin.discarded} record${fin.discarded === 1 ? '' : 's'} after it discarded)` : ''}`);
+      }
+    } finally {
+      groups.thaw(g.name);
+    }
+    const ms = Math.round(performance.now() - t0);
+    const message = `group ${g.name} promoted: ${g.members.join(', ')} primary on this node, read-write, ` +
+      (point !== null ? `at group point ${point}: ` : 'each at its own newest flush point (forced): ') + done.join(', ') +
+      (reasons.length > 0 ? ` (forced: ${reasons.join('; ')})` : '') + `; took ${ms} ms`;
+    this.log.warn({ group: g.name }, message);
+    return { volume: g.name, group: g.name, groupPoint: point, message, ms };
+  }
+
+  private async promoteOne(name: string, opts: { force?: boolean | undefined }): Promise<ActionResult> {
+    {
       const t0 = performance.now();
       const e = this.entry(name);
       if (e.role === 'primary') throw new ActionRefused('wrong-role', `volume ${name} is already primary on this node`);
@@ -292,7 +464,7 @@ export class RoleChanges implements NodeActions {
         (reasons.length > 0 ? ` (forced: ${reasons.join('; ')})` : '') + `; took ${ms} ms`;
       this.log.warn({ volume: name }, message);
       return { volume: name, message, generation: e.identity!.current, applied: fin.applied, discarded: fin.discarded, ms };
-    });
+    }
   }
 
   /** The part of a promote a restart can redo: apply, roll back, swap the role's files, open as primary. */
@@ -344,6 +516,26 @@ export class RoleChanges implements NodeActions {
    */
   demote(name: string, opts: { discardMyData?: boolean | undefined }): Promise<ActionResult> {
     return this.serial(async () => {
+      const g = this.groupNamed(name);
+      if (g) {
+        // Each member as one volume's demote: a demoted member's writes the peer lacks
+        // are replaced by the first sync by checksum, so no moment is mixed.
+        const entries = g.members.map((m) => this.entry(m));
+        if (entries.every((e) => e.role === 'secondary') && !opts.discardMyData) throw new ActionRefused('wrong-role', `group ${g.name} is already secondary on this node`);
+        const messages: string[] = [];
+        for (const e of entries) {
+          if (e.role === 'secondary' && !opts.discardMyData) continue;
+          messages.push((await this.demoteOne(e.config.name, opts)).message);
+        }
+        return { volume: g.name, group: g.name, message: `group ${g.name} demoted: ${messages.join('; ')}` };
+      }
+      this.refuseMember(name, 'demote');
+      return this.demoteOne(name, opts);
+    });
+  }
+
+  private async demoteOne(name: string, opts: { discardMyData?: boolean | undefined }): Promise<ActionResult> {
+    {
       const e = this.entry(name);
       const daemon = this.daemon;
       let unshipped = 0;
@@ -379,7 +571,7 @@ export class RoleChanges implements NodeActions {
         `when ${e.config.peer} (primary) links, every region is compared by hash and only differing ones are copied`;
       this.log.warn({ volume: name }, message);
       return { volume: name, message };
-    });
+    }
   }
 
   /**

@@ -12,7 +12,7 @@ import { BITMAP_FILE, BITMAP_FORMAT } from '../journal/bitmap.js';
 import { ACTIVITY_FORMAT } from '../journal/activity-log.js';
 import { ROUND_FORMAT } from '../sync/round-marker.js';
 import { UNDO_FORMAT } from '../sync/undo.js';
-import { CHECKPOINT_FILE, CHECKPOINT_FORMAT } from '../secondary/replica.js';
+import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, GROUP_POINT_FILE, GROUP_POINT_FORMAT } from '../secondary/replica.js';
 import { NewerFormatError, isNewer, type FileFormat } from '../versioning/format.js';
 
 export interface StateFile {
@@ -36,6 +36,7 @@ export const VOLUME_FOLDER_FILES: readonly StateFile[] = [
   { name: 'round', format: ROUND_FORMAT },
   { name: 'undo', format: UNDO_FORMAT },
   { name: CHECKPOINT_FILE, format: CHECKPOINT_FORMAT },
+  { name: GROUP_POINT_FILE, format: GROUP_POINT_FORMAT },
 ];
 
 /** Throws NewerFormatError (naming the file by its path) for the first file in `dir` a newer release wrote. */

@@ -16,6 +16,10 @@ export interface Checkpoint {
   appliedSeq: number;
   /** Taken by a drill: released when the drill ends (or at the next start: a drill does not outlive the daemon). */
   ownedByDrill?: boolean;
+  /** Taken on every member of this consistency group at one group point (docs/GROUPS.md). */
+  group?: string;
+  /** That group point's number, the same on every member. */
+  groupPoint?: number;
 }
 
 export const CHECKPOINT_FILE = 'checkpoint';
@@ -78,7 +82,8 @@ export async function readCheckpoint(store: Store): Promise<Checkpoint | null> {
     // A release time that is no date was written before holds were checked (a hold of
     // 99999999999h): kept held until released, rather than released or left unlistable.
     const holdUntil = typeof cp.holdUntil === 'number' && !Number.isNaN(new Date(cp.holdUntil).getTime()) ? cp.holdUntil : null;
-    return { label: cp.label, createdAt: cp.createdAt, holdUntil, appliedSeq: cp.appliedSeq ?? 0, ownedByDrill: cp.ownedByDrill === true };
+    const group = typeof cp.group === 'string' && typeof cp.groupPoint === 'number' ? { group: cp.group, groupPoint: cp.groupPoint } : {};
+    return { label: cp.label, createdAt: cp.createdAt, holdUntil, appliedSeq: cp.appliedSeq ?? 0, ownedByDrill: cp.ownedByDrill === true, ...group };
   } catch (e) {
     // Safer to hold a checkpoint nobody asked for than to let a backup read a moving image.
     return { label: `unreadable (${(e as Error).message})`, createdAt: Date.now(), holdUntil: null, appliedSeq: 0 };

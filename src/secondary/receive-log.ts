@@ -4,7 +4,7 @@
 // units are; a frame from the peer is appended record by record until it ends, the
 // log is full or the log fails. The receiver (receiver.ts) decides what follows.
 import type { Journal } from '../journal/journal.js';
-import { FLAG_ROUND_END, RECORD_HEADER_SIZE, RecordKind, type JournalRecord } from '../journal/record.js';
+import { FLAG_ROUND_END, RECORD_HEADER_SIZE, RecordKind, groupPointOf, type JournalRecord } from '../journal/record.js';
 import { READ_BATCH_BYTES, MIN_RECEIVE_LOG_BYTES } from '../limits/limits.js';
 import { formatBytes } from '../units/units.js';
 import type { Receiver, ReceivedRecord, ReceiverAction } from './receiver.js';
@@ -15,6 +15,8 @@ export interface LogContents {
   roundEnds: number[];
   barriers: number[];
   skips: Array<{ seq: number; until: number }>;
+  /** Group points the log holds (from its release point: the one at `applied` says where the replica stands). */
+  groupPoints: Array<{ seq: number; point: number }>;
 }
 
 /** Reads `log` from past its released and applied points to its end. */
@@ -23,10 +25,16 @@ export async function scanReceiveLog(log: Journal): Promise<LogContents> {
   const roundEnds: number[] = [];
   const barriers: number[] = [];
   const skips: Array<{ seq: number; until: number }> = [];
-  for (let seq = Math.max(log.released, log.appliedOnDisk) + 1; seq <= log.lastSeq;) {
+  const groupPoints: Array<{ seq: number; point: number }> = [];
+  const after = Math.max(log.released, log.appliedOnDisk);
+  // From the release point: records applied but not yet released may name the group point the replica stands at.
+  for (let seq = log.released + 1; seq <= log.lastSeq;) {
     const batch = await log.read(seq, READ_BATCH_BYTES);
     if (batch.length === 0) break;
     for (const r of batch) {
+      const point = groupPointOf(r);
+      if (point !== null) groupPoints.push({ seq: r.seq, point });
+      if (r.seq <= after) continue;
       if (r.kind === RecordKind.Barrier) lastBarrier = r.seq;
       if (r.kind === RecordKind.Barrier && (r.flags & FLAG_ROUND_END)) roundEnds.push(r.seq);
       if (r.kind === RecordKind.Barrier) barriers.push(r.seq);
@@ -34,7 +42,7 @@ export async function scanReceiveLog(log: Journal): Promise<LogContents> {
     }
     seq = batch[batch.length - 1]!.seq + 1;
   }
-  return { lastBarrier, roundEnds, barriers, skips };
+  return { lastBarrier, roundEnds, barriers, skips, groupPoints };
 }
 
 /** Records of a frame as the receiver sees them. */
@@ -44,6 +52,7 @@ export function received(records: JournalRecord[]): ReceivedRecord[] {
     barrier: r.kind === RecordKind.Barrier,
     roundEnd: r.kind === RecordKind.Barrier && (r.flags & FLAG_ROUND_END) !== 0,
     ...(r.kind === RecordKind.Skip ? { skipUntil: r.offset } : {}),
+    ...(groupPointOf(r) !== null ? { groupPoint: r.offset } : {}),
     size: r.payload.length + RECORD_HEADER_SIZE,
   }));
 }

@@ -19,7 +19,19 @@ export interface ReceivedRecord {
    * at or past `skipUntil`.
    */
   skipUntil?: number;
+  /** A barrier that is a group point (FLAG_GROUP_POINT): its number (docs/GROUPS.md). */
+  groupPoint?: number;
   size: number;
+}
+
+/** What a group's coordinator (src/group/limit.ts) needs of one member's receiver. */
+export interface MemberView {
+  /** The group point the replica stands at, or null when it is at none (a round's end, a first sync, a point not known after a restart). */
+  appliedPoint: number | null;
+  /** Group points durable in the receive log after `applied` that the replica could be brought to, oldest first. */
+  points: number[];
+  /** A resync round (or the first sync) is open: the replica serves the image before it. */
+  inRound: boolean;
 }
 
 /** A durable Skip record: no image may be exposed between `seq` and `until`. */
@@ -55,7 +67,13 @@ export type ReceiverEvent =
   /** A `releaseLog` action finished (whether or not it freed space). */
   | { type: 'released' }
   /** Hold applying (a checkpoint is held) or let it go on. */
-  | { type: 'hold'; held: boolean };
+  | { type: 'hold'; held: boolean }
+  /**
+   * A group member (docs/GROUPS.md): the replica may be brought to group points up to
+   * this one (a group point every member holds durably), and to no other barrier.
+   * Null: to none yet.
+   */
+  | { type: 'groupLimit'; point: number | null };
 
 export type ReceiverAction =
   /** Append these records to the receive log (they are in the frame being handled). */
@@ -88,10 +106,14 @@ export interface ReceiverState {
   barriers?: number[];
   /** Durable Skip records after `applied`, in order. */
   skips?: SkipHold[];
+  /** Group point barriers in the log (any seq: those after `applied` mark barriers, the one at `applied` says where the replica stands). */
+  groupPoints?: Array<{ seq: number; point: number }>;
+  /** The group point the replica stands at as last written down (the member's group-point file), if known. */
+  appliedPoint?: { seq: number; point: number } | null;
 }
 
-/** A barrier and where it falls in the stream of logged bytes (to size apply units). */
-interface BarrierMark { seq: number; bytes: number }
+/** A barrier and where it falls in the stream of logged bytes (to size apply units); `point`: a group point's number. */
+interface BarrierMark { seq: number; bytes: number; point?: number }
 
 export class Receiver {
   private up = false;
@@ -136,7 +158,14 @@ export class Receiver {
   private skips: SkipHold[] = [];
   private pendingSkips: SkipHold[] = [];
 
-  constructor(s: ReceiverState, opts: { unitBytes?: number | undefined } = {}) {
+  /** A member of a consistency group: applied only to group points up to `groupLimit`. */
+  readonly inGroup: boolean;
+  private groupLimit: number | null = null;
+  /** The group point the replica stands at (null: none, or not known). */
+  appliedPoint: number | null = null;
+
+  constructor(s: ReceiverState, opts: { unitBytes?: number | undefined; group?: boolean | undefined } = {}) {
+    this.inGroup = opts.group ?? false;
     this.logged = s.logged;
     this.logDurable = s.logDurable;
     this.applied = s.applied;
@@ -146,6 +175,9 @@ export class Receiver {
     for (const b of s.barriers ?? []) if (b > s.applied && b <= s.logDurable && b !== s.lastBarrier) this.barriers.push({ seq: b, bytes: 0 });
     if (s.lastBarrier > s.applied && s.lastBarrier <= s.logDurable) this.barriers.push({ seq: s.lastBarrier, bytes: 0 });
     this.barriers.sort((a, b) => a.seq - b.seq);
+    const points = new Map((s.groupPoints ?? []).map((g) => [g.seq, g.point]));
+    for (const b of this.barriers) if (points.has(b.seq)) b.point = points.get(b.seq)!;
+    this.appliedPoint = points.get(s.applied) ?? (s.appliedPoint && s.appliedPoint.seq === s.applied ? s.appliedPoint.point : null);
     for (const k of s.skips ?? []) if (k.seq > s.applied && k.seq <= s.logDurable) this.skips.push(k);
     this.roundOpen = s.round ?? false;
     for (const r of s.roundEnds ?? []) if (r > s.applied && r <= s.logDurable) this.roundEnds.push(r);
@@ -201,7 +233,7 @@ export class Receiver {
         this.logged = to;
         for (const r of fresh) {
           this.loggedBytes += r.size;
-          if (r.barrier) this.pendingBarriers.push({ seq: r.seq, bytes: this.loggedBytes });
+          if (r.barrier) this.pendingBarriers.push(r.groupPoint !== undefined ? { seq: r.seq, bytes: this.loggedBytes, point: r.groupPoint } : { seq: r.seq, bytes: this.loggedBytes });
         }
         for (const r of fresh) if (r.roundEnd) this.pendingRoundEnds.push(r.seq);
         for (const r of fresh) if (r.skipUntil !== undefined) this.pendingSkips.push({ seq: r.seq, until: r.skipUntil });
@@ -236,6 +268,10 @@ export class Receiver {
         assert(this.applying, `an apply up to ${e.upTo} finished but none was asked for`);
         assert(e.upTo <= this.logDurable, `applied up to ${e.upTo}, past the durable end of the receive log (${this.logDurable})`);
         this.applying = false;
+        if (e.upTo > this.applied) {
+          const at = this.barriers.find((b) => b.seq === e.upTo);
+          this.appliedPoint = at?.point ?? null;
+        }
         this.applied = Math.max(this.applied, e.upTo);
         while (this.barriers.length > 0 && this.barriers[0]!.seq <= this.applied) this.appliedBytes = this.barriers.shift()!.bytes;
         if (this.endingRound !== null && this.applied >= this.endingRound) {
@@ -280,6 +316,7 @@ export class Receiver {
       case 'jumped':
         this.jumpedTo = Math.max(this.jumpedTo, e.seq);
         if (e.seq > this.logged) {
+          this.appliedPoint = null;
           this.logged = this.logDurable = this.applied = e.seq;
           this.barriers.length = 0;
           this.pendingBarriers = [];
@@ -298,6 +335,9 @@ export class Receiver {
         this.endingRound = null;
         this.applyBlocked = true; // no busy retry against a full disk: the next link retries
         return [];
+      case 'groupLimit':
+        this.groupLimit = e.point;
+        return this.maybeApply();
       case 'hold': {
         this.held = e.held;
         const out = this.maybeApply();
@@ -340,6 +380,15 @@ export class Receiver {
     const to = this.exposable();
     if (to <= this.applied) return [];
     assert(to <= this.logDurable, `an apply to ${to} would pass the durable end of the receive log (${this.logDurable})`);
+    if (this.inGroup) {
+      // Invariant 10: a member's replica moves only to a group point, never past the
+      // group's limit (a point every member holds durably), so every member can be
+      // brought to the same point.
+      const end = this.barriers.find((b) => b.seq === to);
+      const limitAt = this.barriers.findIndex((b) => b.point !== undefined && b.point === this.groupLimit);
+      assert(end?.point !== undefined && limitAt >= 0 && this.barriers.indexOf(end) <= limitAt,
+        () => `group member: an apply to record ${to} (${end?.point !== undefined ? `group point ${end.point}` : 'not a group point'}) passes the group's limit (${this.groupLimit === null ? 'none yet' : `group point ${this.groupLimit}`})`);
+    }
     this.applying = true;
     return [{ type: 'apply', fromSeq: this.applied + 1, toSeq: to }];
   }
@@ -353,13 +402,46 @@ export class Receiver {
     let best = this.applied;
     let reach = 0;
     let k = 0;
-    for (const b of this.barriers) {
+    const last = this.groupLimitIndex();
+    for (let i = 0; i < this.barriers.length && i <= last; i++) {
+      const b = this.barriers[i]!;
       while (k < this.skips.length && this.skips[k]!.seq <= b.seq) reach = Math.max(reach, this.skips[k++]!.until);
       if (reach > b.seq) continue;
+      // A group member is brought to group points only (host barriers between them are not exposed on their own).
+      if (this.inGroup && b.point === undefined) continue;
       best = b.seq;
       if (b.bytes - this.appliedBytes >= this.unitBytes) break;
     }
     return best;
+  }
+
+  /** The last barrier (index) a group member may be brought to: the group's limit; every barrier outside a group. */
+  private groupLimitIndex(): number {
+    if (!this.inGroup) return Infinity;
+    if (this.groupLimit === null) return -1;
+    return this.barriers.findIndex((b) => b.point === this.groupLimit);
+  }
+
+  /** What the group's coordinator needs of this member (src/group/limit.ts). */
+  get memberView(): MemberView {
+    const points: number[] = [];
+    let reach = 0;
+    let k = 0;
+    for (const b of this.barriers) {
+      while (k < this.skips.length && this.skips[k]!.seq <= b.seq) reach = Math.max(reach, this.skips[k++]!.until);
+      if (reach <= b.seq && b.point !== undefined) points.push(b.point);
+    }
+    return { appliedPoint: this.appliedPoint, points, inRound: this.roundOpen };
+  }
+
+  /** The group point a durable barrier not yet applied is (null: none). */
+  pointAt(seq: number): number | null {
+    return this.barriers.find((b) => b.seq === seq)?.point ?? null;
+  }
+
+  /** The seq of a durable group point not yet applied (null: not held). */
+  seqOfPoint(point: number): number | null {
+    return this.barriers.find((b) => b.point === point)?.seq ?? null;
   }
 
   /**
@@ -371,9 +453,11 @@ export class Receiver {
     let best = this.applied;
     let reach = 0;
     let k = 0;
-    for (const b of this.barriers) {
+    const last = this.groupLimitIndex();
+    for (let i = 0; i < this.barriers.length && i <= last; i++) {
+      const b = this.barriers[i]!;
       while (k < this.skips.length && this.skips[k]!.seq <= b.seq) reach = Math.max(reach, this.skips[k++]!.until);
-      if (reach <= b.seq) best = b.seq;
+      if (reach <= b.seq && (!this.inGroup || b.point !== undefined)) best = b.seq;
     }
     return best;
   }

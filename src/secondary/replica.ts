@@ -21,10 +21,14 @@ import { UnitApplier } from './apply-unit.js';
 import { ReplicaRound } from './replica-round.js';
 import { CheckpointHold, readCheckpoint, type Checkpoint } from './checkpoint-hold.js';
 import { hashRegions } from './region-hashes.js';
+import { assert } from '../invariants/assert.js';
 import { appendFrame, received, scanReceiveLog } from './receive-log.js';
+import { readGroupPoint, writeGroupPoint } from './group-point-file.js';
+import type { MemberView } from './receiver.js';
 
 export { SYNCED_FILE } from './replica-round.js';
 export { CHECKPOINT_FILE, CHECKPOINT_FORMAT, readCheckpoint, type Checkpoint } from './checkpoint-hold.js';
+export { GROUP_POINT_FILE, GROUP_POINT_FORMAT } from './group-point-file.js';
 
 export interface ReplicaOptions {
   /** The volume's state folder: the resync round marker and the undo area live here. */
@@ -33,6 +37,8 @@ export interface ReplicaOptions {
   regionSize: number;
   /** Apply units end at the first exposable barrier about this far ahead (default APPLY_UNIT_BYTES; the simulation makes it small). */
   applyUnitBytes?: number;
+  /** A member of a consistency group (docs/GROUPS.md): applied only to group points up to the group's limit. */
+  group?: boolean;
 }
 
 export interface ReplicaLink {
@@ -57,8 +63,33 @@ export class Replica implements ExportBackend {
     this.units = new UnitApplier(volume, this.resync, logger);
     this.checkpoints = new CheckpointHold(opts.roundStore);
     this.log = openLog();
-    this.receiver = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0 }, { unitBytes: opts.applyUnitBytes });
+    this.receiver = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0 }, { unitBytes: opts.applyUnitBytes, group: opts.group });
   }
+
+  /** A member of a consistency group. */
+  get inGroup(): boolean { return this.opts.group === true; }
+
+  /**
+   * Called after the receiver moved (a sync or an apply ended): a group's coordinator
+   * (src/node/groups.ts) looks at every member again.
+   */
+  onProgress: (() => void) | null = null;
+
+  /** What the group's coordinator needs of this member. */
+  get memberView(): MemberView {
+    const v = this.receiver.memberView;
+    // (The round's marker is there from its opening to its end; the receiver's flag a little less long.)
+    return this.round !== null && !v.inRound ? { ...v, inRound: true } : v;
+  }
+
+  /** The group's limit moved: the replica may be brought to group points up to `point`. */
+  setGroupLimit(point: number | null): Promise<void> {
+    this.groupLimit = point;
+    return this.run(this.receiver.handle({ type: 'groupLimit', point }));
+  }
+
+  /** The limit the group gave last (a receiver made again, after its log was reopened, starts from it). */
+  private groupLimit: number | null = null;
 
   /**
    * Recovers the receive log, then finishes any unit a crash interrupted.
@@ -83,7 +114,8 @@ export class Replica implements ExportBackend {
       this.logger.error({ volume: this.name },
         `volume ${this.name}: the receive log is damaged; records after the damage are dropped and will be fetched again`);
     }
-    const { lastBarrier, roundEnds, barriers, skips } = await scanReceiveLog(log);
+    const { lastBarrier, roundEnds, barriers, skips, groupPoints } = await scanReceiveLog(log);
+    const mark = this.inGroup ? await readGroupPoint(this.opts.roundStore) : null;
     // (A held checkpoint was taken after its last apply was durable on the volume; the
     // applied counter may lag it, but that is where the frozen image stands.)
     const applied = Math.max(log.appliedOnDisk, log.released, this.checkpoint?.appliedSeq ?? 0);
@@ -94,8 +126,11 @@ export class Replica implements ExportBackend {
       if (log.backlogRecords === 0) log.jumpTo(applied);
     }
     const held = Math.max(log.lastSeq, applied);
-    this.receiver = new Receiver({ logged: held, logDurable: held, applied, lastBarrier, round: this.round !== null, roundEnds, barriers, skips },
-      { unitBytes: this.opts.applyUnitBytes });
+    this.receiver = new Receiver({ logged: held, logDurable: held, applied, lastBarrier, round: this.round !== null, roundEnds, barriers, skips, groupPoints, appliedPoint: mark }, { unitBytes: this.opts.applyUnitBytes, group: this.opts.group });
+    // A group member's unit that a crash interrupted ends at the group point written
+    // down before it began: that point is durable here (the group's limit is held by
+    // every member), so it is redone now, before the export serves.
+    const redoTo = mark && mark.seq > applied && this.receiver.seqOfPoint(mark.point) === mark.seq ? mark.point : null;
     // A checkpoint held before the stop stays held: nothing is applied until it is released.
     if (this.checkpoint) this.receiver.handle({ type: 'hold', held: true });
     // Records applied before the stop but not yet released from the log.
@@ -103,6 +138,9 @@ export class Replica implements ExportBackend {
     // A unit interrupted by a crash is applied again now, before the export serves.
     const pending = this.receiver.handle({ type: 'up' });
     await this.run(pending);
+    if (redoTo !== null) await this.run(this.receiver.handle({ type: 'groupLimit', point: redoTo }));
+    // (A receiver made again after its log was reopened: the group's limit stays.)
+    else if (this.groupLimit !== null) await this.run(this.receiver.handle({ type: 'groupLimit', point: this.groupLimit }));
     this.receiver.handle({ type: 'down' });
   }
 
@@ -236,9 +274,8 @@ export class Replica implements ExportBackend {
    * release; received records keep landing in the receive log (and when it is
    * full, the primary is asked to hold the rest in its journal).
    */
-  async createCheckpoint(label: string, holdMs: number | null, now = Date.now(), ownedByDrill = false): Promise<Checkpoint> {
-    if (this.checkpoint) throw new DiskError('EEXIST',
-      `checkpoint "${this.checkpoint.label}" is already held on ${this.name} (since ${new Date(this.checkpoint.createdAt).toISOString()}); release it first`);
+  async createCheckpoint(label: string, holdMs: number | null, now = Date.now(), ownedByDrill = false, group?: { group: string; groupPoint: number }): Promise<Checkpoint> {
+    if (this.checkpoint) throw new DiskError('EEXIST', `checkpoint "${this.checkpoint.label}" is already held on ${this.name} (since ${new Date(this.checkpoint.createdAt).toISOString()}); release it first`);
     const why = this.notFrozenBecause();
     if (why) throw new DiskError('EAGAIN', `no checkpoint of ${this.name} can be taken yet: ${why}`);
     // A unit being applied (or asked for) ends first, at most one (APPLY_UNIT_BYTES):
@@ -252,7 +289,11 @@ export class Replica implements ExportBackend {
       throw new DiskError(taken ? 'EEXIST' : 'EAGAIN', taken ? `checkpoint "${taken.label}" was taken on ${this.name} meanwhile` :
         `no checkpoint of ${this.name} can be taken: ${after}`);
     }
-    const cp: Checkpoint = { label, createdAt: now, holdUntil: holdMs === null ? null : now + holdMs, appliedSeq: this.receiver.applied, ownedByDrill };
+    const cp: Checkpoint = { label, createdAt: now, holdUntil: holdMs === null ? null : now + holdMs, appliedSeq: this.receiver.applied, ownedByDrill, ...group };
+    if (group) {
+      // Invariant 10: every member of a group checkpoint is frozen at the same group point.
+      assert(this.receiver.appliedPoint === group.groupPoint, () => `volume ${this.name}: a checkpoint of group ${group.group} at group point ${group.groupPoint} would freeze this member at ${this.receiver.appliedPoint === null ? 'no group point' : `group point ${this.receiver.appliedPoint}`}`);
+    }
     this.checkpoints.hold(cp);
     try {
       await this.checkpoints.writeFile(cp);
@@ -279,6 +320,15 @@ export class Replica implements ExportBackend {
     this.detach();
     while (this.attaching || this.opening || this.reopening) await (this.attaching ?? this.opening ?? this.reopening)!.catch(() => undefined);
     await this.applyIdle();
+  }
+
+  /** The first step of a promote: the link gone, everything received made durable (nothing more applied than the receiver allows). */
+  async prepareForPromote(): Promise<void> {
+    await this.quiesce();
+    if (!this.log.broken) {
+      const upTo = await this.log.sync();
+      await this.run(this.receiver.handle({ type: 'synced', upTo }));
+    }
   }
 
   /**
@@ -377,6 +427,13 @@ export class Replica implements ExportBackend {
   }
 
   private async run(actions: ReceiverAction[], frame?: Map<number, JournalRecord>): Promise<void> {
+    await this.runActions(actions, frame);
+    // After a sync (its ack) or an apply the member's view changed; plain appends change nothing durable.
+    // (The node also looks every GROUP_POINT_MIN_GAP_MS.)
+    if (this.onProgress && actions.some((a) => a.type === 'ack' || a.type === 'apply' || a.type === 'releaseLog')) this.onProgress();
+  }
+
+  private async runActions(actions: ReceiverAction[], frame?: Map<number, JournalRecord>): Promise<void> {
     for (const a of actions) {
       switch (a.type) {
         case 'append': {
@@ -415,6 +472,11 @@ export class Replica implements ExportBackend {
           break;
         case 'apply':
           try {
+            if (this.inGroup && !a.round) {
+              // Written before the unit starts: a crash part-way redoes it to this same point.
+              const point = this.receiver.pointAt(a.toSeq);
+              if (point !== null) await writeGroupPoint(this.opts.roundStore, { point, seq: a.toSeq });
+            }
             await this.units.apply(this.log, this.receiver.applied, a.fromSeq, a.toSeq, a.endsRound === true);
           } catch (e) {
             this.receiver.handle({ type: 'applyFailed' });

@@ -45,10 +45,12 @@ export function pgOwnedDir(dir: string): string {
 }
 
 /** initdb as the postgres user; throws with its output. */
-export async function initdb(dataDir: string): Promise<void> {
+export async function initdb(dataDir: string, opts: { waldir?: string } = {}): Promise<void> {
   const bin = requirePg();
   pgOwnedDir(dataDir);
-  const r = await runAsPg(path.join(bin, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C']);
+  // --waldir: pg_wal is a symlink to it (a log volume of its own).
+  if (opts.waldir) pgOwnedDir(opts.waldir);
+  const r = await runAsPg(path.join(bin, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', ...(opts.waldir ? ['--waldir', opts.waldir] : [])]);
   if (r.code !== 0) throw new Error(`initdb -D ${dataDir} exited ${r.code}:\n${r.out}`);
 }
 

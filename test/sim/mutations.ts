@@ -6,7 +6,7 @@ import { Journal, KEEP_PREFIX } from '../../src/journal/journal.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
 import { Receiver } from '../../src/secondary/receiver.js';
 
-export const MUTATIONS: Record<string, { sim: 'journal' | 'replication'; what: string; plant: () => void }> = {
+export const MUTATIONS: Record<string, { sim: 'journal' | 'replication' | 'group'; what: string; plant: () => void }> = {
   'ship-undurable': {
     sim: 'replication',
     what: 'the journal hands the shipper records past the durable point (a record the primary could still lose reaches the replica)',
@@ -25,6 +25,15 @@ export const MUTATIONS: Record<string, { sim: 'journal' | 'replication'; what: s
     plant: () => {
       JournaledVolume.prototype.release = async function (this: JournaledVolume, seq: number) {
         await this.journal.release(seq);
+      };
+    },
+  },
+  'group-limit-ignored': {
+    sim: 'group',
+    what: 'a group member\'s receiver ignores the group\'s limit (it applies to its own newest group point, which another member may not hold)',
+    plant: () => {
+      (Receiver.prototype as unknown as { groupLimitIndex: () => number }).groupLimitIndex = function (this: Receiver): number {
+        return this.inGroup ? Infinity : Infinity;
       };
     },
   },

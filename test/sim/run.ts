@@ -1,8 +1,9 @@
 // Runs a seeded simulation outside node:test (whose async hooks cost 10x):
-//   node dist/test/sim/run.js [--sim journal|replication] [--seeds N] [--from S] [--seed S]
+//   node dist/test/sim/run.js [--sim journal|replication|group] [--seeds N] [--from S] [--seed S]
 // Prints one summary line; on a failure prints the seed, how to replay it, and exits 1.
 import { runSeed } from './journal-sim.js';
 import { runReplicationSeed } from './replication-sim.js';
+import { runGroupSeed } from './group-sim.js';
 import { MUTATIONS } from './mutations.js';
 
 const args = process.argv.slice(2);
@@ -21,8 +22,8 @@ if (mutate !== undefined) {
   console.log(`planted: ${m.what}`);
 }
 const sim = opt('sim') ?? (mutate !== undefined ? MUTATIONS[mutate]!.sim : 'journal');
-if (sim !== 'journal' && sim !== 'replication') {
-  console.log(`unknown simulation "${sim}": journal or replication`);
+if (sim !== 'journal' && sim !== 'replication' && sim !== 'group') {
+  console.log(`unknown simulation "${sim}": journal, replication or group`);
   process.exit(2);
 }
 const one = opt('seed');
@@ -36,7 +37,16 @@ const add = (k: string, v: number | boolean): void => {
 const t0 = Date.now();
 for (const seed of seeds) {
   try {
-    if (sim === 'journal') {
+    if (sim === 'group') {
+      const r = await runGroupSeed(seed);
+      add('members', r.members);
+      add('group points', r.points);
+      add('applied', r.applied);
+      add('group checkpoints', r.checkpoints);
+      add('crashes', r.crashes);
+      add('cuts', r.cuts);
+      add('converged', r.converged);
+    } else if (sim === 'journal') {
       const r = await runSeed(seed);
       add('crashes', r.crashes);
       add('overflows', r.overflows);
