@@ -17,7 +17,7 @@ import { checkOwnership, segmentVolumeId, type JournalVolume } from './ownership
 import { REPORT_DAMAGE, scanSegments, type DamagePolicy, type RecoveryReport } from './recovery.js';
 import { Samples } from './samples.js';
 import { AppendQueue } from './append-queue.js';
-import { SEGMENT_NAME, readRecords, segmentName, syncSegment, type Segment } from './segment.js';
+import { SEGMENT_NAME, readRecordHeaders, readRecords, segmentName, syncSegment, type RecordHeaderRead, type Segment } from './segment.js';
 
 export { ForeignSegmentError, type JournalVolume } from './ownership.js';
 export { KEEP_PREFIX, REPORT_DAMAGE, type DamagePolicy, type LostRange, type RecoveryReport } from './recovery.js';
@@ -448,6 +448,11 @@ export class Journal {
    */
   read(fromSeq: number, maxBytes: number, limitSeq = this.writtenSeq): Promise<JournalRecord[]> {
     return readRecords(this.segments, fromSeq, maxBytes, limitSeq, this.released);
+  }
+
+  /** The headers (and sizes) of the records `read` would return, without their payloads. */
+  readHeaders(fromSeq: number, maxBytes: number, limitSeq = this.writtenSeq): Promise<RecordHeaderRead[]> {
+    return readRecordHeaders(this.segments, fromSeq, maxBytes, limitSeq, this.released);
   }
 
   /**

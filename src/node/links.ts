@@ -177,12 +177,14 @@ export class LinkManager {
       m.host.sample(now, jv.journal.hostBytes);
       m.records.sample(now, this.packStats(name).recordBytes + this.coalescedOf(name).bytes);
       m.wire.sample(now, this.wireBytes(name));
-      // The shipper's window follows the link's bandwidth-delay product.
+      // The shipper's window follows the link's bandwidth-delay product (src/link/window.ts).
+      // It counts record bytes: uncapped, the rate is the faster of records and wire
+      // (compression makes the records' the larger).
       const sh = this.shippers.get(name);
       const peer = this.config.volumes.find((v) => v.name === name)?.peer;
       if (sh?.session && peer) {
         const cap = this.rateNow(peer, now);
-        sh.linkMeasured(cap ?? m.wire.rate, this.rttOf(peer), this.sessions.get(peer)?.capacity.estimate(cap) ?? null);
+        sh.linkMeasured(cap ?? Math.max(m.wire.rate, m.records.rate), this.rttOf(peer), this.sessions.get(peer)?.capacity.estimate(cap) ?? null);
       }
     }
   }
