@@ -25,7 +25,7 @@ const root = process.env.BENCH_DIR ?? os.tmpdir();
 
 interface Build { name: string; bin: string }
 interface Case { compression: 'off' | 'auto'; data: 'random' | 'mix' }
-interface Drain { build: string; c: Case; bytes: number; ackedS: number; appliedS: number; wireBytes: number; windowMax: number }
+interface Drain { build: string; c: Case; bytes: number; ackedS: number; appliedS: number; wireBytes: number; windowMax: number; ackRtt: number | null }
 interface Live { build: string; compression: string; hostMBs: number; maxLag: number; meanLag: number; endLag: number }
 
 const MB = 1e6;
@@ -62,16 +62,20 @@ async function drain(build: Build, a: Site, b: Site, c: Case): Promise<Drain> {
   await action(a, 'resume');
   let ackedS = 0;
   let windowMax = 0;
+  const ackRtts: number[] = [];
   await until(async () => {
     const v = await vol(a);
-    windowMax = Math.max(windowMax, (v as unknown as { shipping: { windowBytes: number | null } | null } | null)?.shipping?.windowBytes ?? 0);
+    const sh = (v as unknown as { shipping: { windowBytes: number | null; ackRttMs?: number | null } | null } | null)?.shipping;
+    windowMax = Math.max(windowMax, sh?.windowBytes ?? 0);
+    if (typeof sh?.ackRttMs === 'number') ackRtts.push(sh.ackRttMs);
     if (v && v.backlogBytes === 0 && ackedS === 0) ackedS = (performance.now() - t0) / 1000;
     return ackedS > 0;
   });
   await drained(a, b);
   const appliedS = (performance.now() - t0) / 1000;
   const after = await vol(a) as unknown as { wireBytes: number };
-  return { build: build.name, c, bytes: before.backlogBytes, ackedS, appliedS, wireBytes: after.wireBytes - before.wireBytes, windowMax };
+  return { build: build.name, c, bytes: before.backlogBytes, ackedS, appliedS, wireBytes: after.wireBytes - before.wireBytes, windowMax,
+    ackRtt: ackRtts.length > 0 ? ackRtts.sort((x, y) => x - y)[Math.floor(ackRtts.length / 2)]! : null };
 }
 
 async function live(build: Build, a: Site, b: Site, compression: string): Promise<Live> {
@@ -110,7 +114,7 @@ async function main(): Promise<void> {
       try {
         for (const data of compression === 'auto' ? ['random', 'mix'] as const : ['random'] as const) {
           const d = await drain(build, a, b, { compression, data });
-          console.log(`${build.name} compression ${compression} ${data}: ${(d.bytes / MB).toFixed(0)} MB, acked in ${d.ackedS.toFixed(1)} s (${(d.bytes / MB / d.ackedS).toFixed(1)} MB/s), applied in ${d.appliedS.toFixed(1)} s, wire ${(d.wireBytes / MB).toFixed(0)} MB, window up to ${(d.windowMax / MB).toFixed(1)} MB`);
+          console.log(`${build.name} compression ${compression} ${data}: ${(d.bytes / MB).toFixed(0)} MB, acked in ${d.ackedS.toFixed(1)} s (${(d.bytes / MB / d.ackedS).toFixed(1)} MB/s), applied in ${d.appliedS.toFixed(1)} s, wire ${(d.wireBytes / MB).toFixed(0)} MB, window up to ${(d.windowMax / MB).toFixed(1)} MB, durable-ack round trip ${d.ackRtt ?? '-'} ms`);
           drains.push(d);
         }
         if (LIVE_SECONDS > 0) {
@@ -125,7 +129,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  const rows = drains.map((d) => `| ${d.build} | ${d.c.compression} | ${d.c.data} | ${(d.bytes / MB).toFixed(0)} MB | ${d.ackedS.toFixed(1)} s | **${(d.bytes / MB / d.ackedS).toFixed(0)} MB/s** | ${d.appliedS.toFixed(1)} s | ${(d.bytes / Math.max(1, d.wireBytes)).toFixed(2)}x | ${(d.windowMax / MB).toFixed(1)} MB |`);
+  const rows = drains.map((d) => `| ${d.build} | ${d.c.compression} | ${d.c.data} | ${(d.bytes / MB).toFixed(0)} MB | ${d.ackedS.toFixed(1)} s | **${(d.bytes / MB / d.ackedS).toFixed(0)} MB/s** | ${d.appliedS.toFixed(1)} s | ${(d.bytes / Math.max(1, d.wireBytes)).toFixed(2)}x | ${(d.windowMax / MB).toFixed(1)} MB | ${d.ackRtt === null ? '-' : `${d.ackRtt} ms`} |`);
   const liveRows = lives.map((l) => `| ${l.build} | ${l.compression} | ${l.hostMBs.toFixed(0)} MB/s | ${l.maxLag.toFixed(1)} s | ${l.meanLag.toFixed(1)} s | ${l.endLag.toFixed(1)} s |`);
   const md = `## Catch-up: a backlog drained, and sustained writes with the lag sampled
 
@@ -139,8 +143,8 @@ acked (records drained: the secondary holds them durably) and until the replica 
 applied them. Then ${LIVE_SECONDS} s of host writes at ${LIVE_RATE}B/s (1 MiB, random
 offsets), the primary's lag (\`lagSeconds\`, the RPO) sampled twice a second.
 
-| build | compression | data | backlog | acked in | drained | applied in | record / wire | window (largest) |
-| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |
+| build | compression | data | backlog | acked in | drained | applied in | record / wire | window (largest) | durable-ack round trip (median) |
+| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 ${rows.join('\n')}
 
 | build | compression | host writes | lag max | lag mean | lag at the end |

@@ -3,7 +3,7 @@
 // records from segments, streamed from disk (the backlog is never held in memory).
 import type { StoreFile } from '../store/store.js';
 import { RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, decodeRecordHeader, payloadMatches, type JournalRecord, type RecordHeader } from './record.js';
-import { JOURNAL_READ_CHUNK_BYTES } from '../limits/limits.js';
+import { JOURNAL_HEADER_CHUNK_BYTES } from '../limits/limits.js';
 
 export const SEGMENT_NAME = /^(\d{20})\.seg$/;
 export const segmentName = (baseSeq: number): string => `${String(baseSeq).padStart(20, '0')}.seg`;
@@ -39,7 +39,7 @@ export type RecordHeaderRead = RecordHeader & { size: number };
  * record after it (the shipper's), not by walking the segment's headers from its start.
  */
 export function readRecords(all: Segment[], fromSeq: number, maxBytes: number, limitSeq: number, released: number): Promise<JournalRecord[]> {
-  return walkRecords(all, fromSeq, maxBytes, limitSeq, released, true, (h, payload) => ({ ...h, payload }));
+  return walkRecords(all, fromSeq, maxBytes, limitSeq, released, true, (h, payload, _size, crc) => (payload.length > 0 ? { ...h, payload, payloadCrc: crc } : { ...h, payload }));
 }
 
 /**
@@ -52,7 +52,7 @@ export function readRecordHeaders(all: Segment[], fromSeq: number, maxBytes: num
 }
 
 async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number, limitSeq: number, released: number, payloads: boolean,
-  take: (h: RecordHeader, payload: Buffer, size: number) => T): Promise<T[]> {
+  take: (h: RecordHeader, payload: Buffer, size: number, payloadCrc: number) => T): Promise<T[]> {
   const out: T[] = [];
   if (fromSeq > limitSeq) return out;
   const segIndex = all.findIndex((s) => s.baseSeq <= fromSeq && fromSeq <= s.lastSeq);
@@ -71,10 +71,14 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
     let chunkAt = 0;
     let nextSeq = -1;
     let past = false;
+    let lastSize = 0;
     while (pos < end && bytes < maxBytes && !seg.removed) {
       if (pos < chunkAt || pos + RECORD_HEADER_SIZE > chunkAt + chunk.length) {
-        // Headers alone: a chunk of them; with payloads: what is left of the batch, at once.
-        const want = payloads ? Math.max(JOURNAL_READ_CHUNK_BYTES, maxBytes - bytes + RECORD_HEADER_SIZE) : JOURNAL_READ_CHUNK_BYTES;
+        // With payloads: what is left of the batch, at once. Headers alone: a chunk of
+        // them while records are small; after a record larger than that, the next header
+        // alone (no megabytes read, and let go, for 56 bytes).
+        const want = payloads ? Math.max(JOURNAL_HEADER_CHUNK_BYTES, maxBytes - bytes + RECORD_HEADER_SIZE)
+          : lastSize > JOURNAL_HEADER_CHUNK_BYTES / 4 ? RECORD_HEADER_SIZE : JOURNAL_HEADER_CHUNK_BYTES;
         chunk = await readSegment(seg, pos, Math.min(want, end - pos));
         chunkAt = pos;
         if (seg.removed) break; // released meanwhile: nobody needs it any more
@@ -109,11 +113,12 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
             throw new Error(`journal segment ${seg.name} at byte ${pos}: record ${h.header.seq} payload checksum mismatch`);
           }
         }
-        out.push(take(h.header, payload, size));
+        out.push(take(h.header, payload, size, h.payloadCrc));
         bytes += size;
         nextSeq = h.header.seq + 1;
       }
       pos += size;
+      lastSize = size;
     }
     if (nextSeq > 0 && payloads) seg.cursor = { seq: nextSeq, pos };
     if (past) break;

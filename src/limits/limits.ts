@@ -16,10 +16,11 @@ export const APPLY_UNIT_BYTES = 64 * MiB;
 /** One read of journal or receive-log records into memory (a batch to ship or to apply). */
 export const READ_BATCH_BYTES = 8 * MiB;
 /**
- * The least a journal read asks of the disk at once: a batch is read whole (one read
- * into one buffer, its payloads views of it), headers alone in chunks of this.
+ * A journal read of a batch asks the disk for the whole batch at once (one buffer, its
+ * payloads views of it); a read of headers alone (coalescing plans) takes chunks of
+ * this while records are small, and one header at a time after larger ones.
  */
-export const JOURNAL_READ_CHUNK_BYTES = 1 * MiB;
+export const JOURNAL_HEADER_CHUNK_BYTES = 64 * 1024;
 
 /**
  * The longest hold a checkpoint may be given (`--hold`, the API's `hold`, a

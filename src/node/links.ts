@@ -143,6 +143,11 @@ export class LinkManager {
     return this.shippers.get(volume)?.windowBytes ?? null;
   }
 
+  /** A volume's durable-ack round trip (ms; null: no shipper, or no batch acked yet). */
+  ackRttOf(volume: string): number | null {
+    return this.shippers.get(volume)?.ackRttMs ?? null;
+  }
+
   /** The lag an operator reads: the age of the oldest write a promote at the peer would lose now (ms; null: no shipper). */
   lagMsOf(volume: string, now: number): number | null {
     return this.shippers.get(volume)?.lagMs(now) ?? null;
