@@ -535,13 +535,17 @@ export class VolumeShipper {
           if (s !== this.session || !s) return;
           // The machine says whether these records go (a read of an earlier run does not).
           const next = this.handle({ type: 'read', run, records: records.map((r) => ({ seq: r.seq, size: r.payload.length + RECORD_HEADER_SIZE })) });
+          let sent: JournalRecord[] | null = null;
           if (next.some((x) => x.type === 'send')) {
             this.ackRtt.sentBatch(records[records.length - 1]!.seq, this.opts.now());
-            const sent = this.planner.coalesced(records, plan, { roundOpen: this.jv.roundStart !== 0, maxEpochBytes: this.jv.maxEpochBytes });
+            sent = this.planner.coalesced(records, plan, { roundOpen: this.jv.roundStart !== 0, maxEpochBytes: this.jv.maxEpochBytes });
             this.exposure.sent(sent);
-            this.sendRecords(s, sent, run);
           }
+          // Read-ahead: the next batch is asked of the disk (the thread pool) before this
+          // one is packed on the event loop, so the two overlap. (Frames still leave in
+          // the order read: packing is chained in sendRecords.)
           this.run(next);
+          if (sent) this.sendRecords(s, sent, run);
         }, (e: Error) => s?.close(`reading the journal of ${this.name}: ${e.message}`));
       } else if (a.type === 'release') {
         this.ackRtt.acked(a.seq, this.opts.now());
