@@ -74,10 +74,11 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
     let lastSize = 0;
     while (pos < end && bytes < maxBytes && !seg.removed) {
       if (pos < chunkAt || pos + RECORD_HEADER_SIZE > chunkAt + chunk.length) {
-        // With payloads: what is left of the batch, at once. Headers alone: a chunk of
-        // them while records are small; after a record larger than that, the next header
-        // alone (no megabytes read, and let go, for 56 bytes).
-        const want = payloads ? Math.max(JOURNAL_HEADER_CHUNK_BYTES, maxBytes - bytes + RECORD_HEADER_SIZE)
+        // With payloads, from the first record taken (or the cursor): what is left of the batch, at once.
+        // Headers alone (or records before fromSeq, walked over): a chunk of them while
+        // records are small; after a record larger than that, the next header alone (no
+        // megabytes read, and let go, for 56 bytes).
+        const want = payloads && (nextSeq > 0 || trusting) ? Math.max(JOURNAL_HEADER_CHUNK_BYTES, maxBytes - bytes + RECORD_HEADER_SIZE)
           : lastSize > JOURNAL_HEADER_CHUNK_BYTES / 4 ? RECORD_HEADER_SIZE : JOURNAL_HEADER_CHUNK_BYTES;
         chunk = await readSegment(seg, pos, Math.min(want, end - pos));
         chunkAt = pos;
