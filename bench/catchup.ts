@@ -153,7 +153,7 @@ log and both volumes on one disk. A backlog of ${GIB} GiB of 1 MiB writes (fio,
 \`--refill_buffers\`: random data; "mix": \`--buffer_compress_percentage=60\`) queued
 while shipping was paused, then resumed: the time until the primary's backlog was
 acked (records drained: the secondary holds them durably) and until the replica had
-applied them. Then ${LIVE_SECONDS} s of host writes at ${LIVE_RATE}B/s (1 MiB, random
+applied them. Then ${LIVE_SECONDS} s of host writes at fio's \`--rate=${LIVE_RATE}\` (1 MiB, random
 offsets), the primary's lag (\`lagSeconds\`, the RPO) sampled twice a second.
 
 | build | compression | data | backlog | acked in | drained | applied in | record / wire | window (largest) | durable-ack round trip (median) | CPU primary / secondary |
@@ -175,7 +175,10 @@ is in the table) and is no longer what limits; what is left is CPU on this share
 two-core machine (the CPU column: both daemons' user + system time over the drain,
 100% is one core; fio, the other engineers' builds and tests share the same two cores)
 and the one disk, which takes each drained byte twice at the secondary (receive log and
-replica) beside the primary's journal reads. The issue's targets (150 MB/s off, 100
+replica) beside the primary's journal reads. Ruled out by measurement: the pacer's
+socket allowance (4 MiB in place of 256 KiB drained 62.8 MB/s against 61.7 MB/s) and
+the window (its durable-ack round trip times the drain rate is under half of it).
+The issue's targets (150 MB/s off, 100
 MB/s auto, at most half the disk's 500 MB/s since the secondary writes every byte twice)
 assume the machine to ourselves. **Applied in**: the secondary applies units of up to
 64 MiB as they become durable, so the replica is a few hundred milliseconds behind the
