@@ -7,7 +7,7 @@ import path from 'node:path';
 const root = path.resolve(new URL('../..', import.meta.url).pathname);
 export const bin = path.join(root, 'bin/offsite.js');
 
-export interface Site { name: string; cfg: string; nbd: number; api: number; proc: ChildProcess | null; dir: string }
+export interface Site { name: string; cfg: string; nbd: number; api: number; proc: ChildProcess | null; dir: string; bin?: string; nodeArgs?: string[] }
 export interface Vol { link: string; role: string; backlogBytes: number; resyncing: boolean; consistent: boolean }
 
 /** site-a (primary) and site-b (secondary) of one volume `db` in `dir`, paired. */
@@ -28,7 +28,7 @@ export function makeSites(dir: string, base: number, volume: string): Site[] {
 
 export function start(s: Site): void {
   const out = fs.openSync(`${s.cfg}.log`, 'a');
-  s.proc = spawn(process.execPath, [bin, 'daemon', '-c', s.cfg], { stdio: ['ignore', out, out] });
+  s.proc = spawn(process.execPath, [...(s.nodeArgs ?? []), s.bin ?? bin, 'daemon', '-c', s.cfg], { stdio: ['ignore', out, out] });
 }
 
 export async function kill9(s: Site): Promise<void> {
@@ -36,6 +36,16 @@ export async function kill9(s: Site): Promise<void> {
   if (!p) return;
   const done = new Promise((r) => p.once('exit', r));
   p.kill('SIGKILL');
+  await done;
+  s.proc = null;
+}
+
+/** Stops a daemon cleanly (SIGTERM), so a --cpu-prof profile is written. */
+export async function stop(s: Site): Promise<void> {
+  const p = s.proc;
+  if (!p) return;
+  const done = new Promise((r) => p.once('exit', r));
+  p.kill('SIGTERM');
   await done;
   s.proc = null;
 }

@@ -1,6 +1,6 @@
 // The shipper's side of coalescing (docs/LINK.md): a batch that spans several epochs
 // goes coalesced (coalesce.ts), and far behind, one unit is planned over the backlog
-// ahead (up to COALESCE_SCOPE of it), reading the records once for their headers, so
+// ahead (up to COALESCE_SCOPE of it), reading the records' headers once (not their payloads), so
 // a range rewritten anywhere in the unit travels once. VolumeShipper owns one.
 import type { Journal } from '../journal/journal.js';
 import { RECORD_HEADER_SIZE, type JournalRecord, type RecordHeader } from '../journal/record.js';
@@ -58,7 +58,7 @@ export class UnitPlanner {
    * at most half what the peer takes as a unit); each batch of the unit then goes
    * with the plan's Skips.
    */
-  async unitFor(journal: Pick<Journal, 'read' | 'backlogBytes'>, fromSeq: number, limitSeq: number, batchBytes: number,
+  async unitFor(journal: Pick<Journal, 'readHeaders' | 'backlogBytes'>, fromSeq: number, limitSeq: number, batchBytes: number,
     b: UnitBounds): Promise<UnitPlan | null> {
     if (!this.o.coalesce?.() || b.roundOpen) return null;
     if (this.plan && fromSeq >= this.plan.from && fromSeq <= this.plan.until) return this.plan;
@@ -70,11 +70,12 @@ export class UnitPlanner {
     const headers: RecordHeader[] = [];
     let bytes = 0;
     for (let seq = fromSeq; bytes < scope && seq <= limitSeq;) {
-      const batch = await journal.read(seq, Math.min(this.o.readBytes, scope - bytes), limitSeq);
+      // (Headers only: the payloads are read, and checked, with their batch.)
+      const batch = await journal.readHeaders(seq, Math.min(this.o.readBytes, scope - bytes), limitSeq);
       if (batch.length === 0) break;
       for (const r of batch) {
         headers.push({ kind: r.kind, flags: r.flags, seq: r.seq, epoch: r.epoch, offset: r.offset, length: r.length, time: r.time });
-        bytes += RECORD_HEADER_SIZE + r.payload.length;
+        bytes += r.size;
       }
       seq = batch[batch.length - 1]!.seq + 1;
     }

@@ -21,7 +21,7 @@ import zstdBinding from 'zstd-napi/binding.js';
 const { getFrameContentSize, findFrameCompressedSize } = zstdBinding;
 import { RECORD_HEADER_SIZE, RecordKind, decodeRecordHeader, encodeRecordHeader, type JournalRecord } from '../journal/record.js';
 import { FrameError, FrameType, MAX_FRAME_PAYLOAD, decodeVolumePayload, encodeFrame, encodeVolumePayload } from '../link/frame.js';
-import { decodeRecordsBody, recordsBody } from '../link/records-frame.js';
+import { decodeRecordsBody, recordsBody, recordsPayload } from '../link/records-frame.js';
 import { ROW, columnsToHeaders, headersToColumns } from './columns.js';
 
 export { recordsBody };
@@ -55,6 +55,11 @@ export function encodeRawRecordsFrame(volume: string, body: Buffer): Buffer[] {
   return encodeFrame(FrameType.Records, encodeVolumePayload(volume, body));
 }
 
+/** A Records frame of these records, built in one buffer (no body copied into a second one). */
+export function encodeRawRecordsFrameOf(volume: string, records: JournalRecord[]): Buffer[] {
+  return encodeFrame(FrameType.Records, recordsPayload(volume, records));
+}
+
 export function encodePackedRecordsFrame(volume: string, rawLength: number, level: number, compressed: Buffer): Buffer[] {
   const h = Buffer.alloc(PACKED_HEAD);
   h.writeUInt8(CODEC_ZSTD, 0);
@@ -73,7 +78,7 @@ export function splitRecords(records: JournalRecord[]): { columns: Buffer; heade
   let rawLength = 0;
   for (const r of records) {
     const payload = r.payload.length > 0 ? r.payload : null;
-    headers.push(encodeRecordHeader(r, payload));
+    headers.push(encodeRecordHeader(r, payload, r.payloadCrc));
     if (payload) payloads.push(payload);
     rawLength += RECORD_HEADER_SIZE + r.payload.length;
   }

@@ -3,7 +3,7 @@
 // and the peer allow it, raw when compressing does not pay. Counts what it saved.
 import type { JournalRecord } from '../journal/record.js';
 import { RECORD_HEADER_SIZE } from '../journal/record.js';
-import { encodeHeadersPackedFrame, encodePackedRecordsFrame, encodeRawRecordsFrame, headersWorthIt, recordsBody, splitRecords,
+import { encodeHeadersPackedFrame, encodePackedRecordsFrame, encodeRawRecordsFrame, encodeRawRecordsFrameOf, headersWorthIt, recordsBody, splitRecords,
   zeroWritesAsZeroes } from './codec.js';
 import { LevelController } from './level.js';
 import type { CompressionPool } from './pool.js';
@@ -63,9 +63,11 @@ export class Packer {
     for (const r of records) st.recordBytes += RECORD_HEADER_SIZE + r.payload.length;
     const z = zeroWritesAsZeroes(records);
     st.zeroBytes += z.zeroBytes;
-    const body = recordsBody(z.records);
     const level = this.level;
-    if (level === 0 || body.length < MIN_COMPRESS_BYTES) return encodeRawRecordsFrame(volume, body);
+    // (Raw: the frame is built in one buffer, the payloads copied once.)
+    if (level === 0) return encodeRawRecordsFrameOf(volume, z.records);
+    const body = recordsBody(z.records);
+    if (body.length < MIN_COMPRESS_BYTES) return encodeRawRecordsFrame(volume, body);
     // (The body may move to the worker, leaving this Buffer empty: keep its length,
     // and build it again if the batch goes raw after all.)
     const rawLength = body.length;
@@ -75,7 +77,7 @@ export class Packer {
     } catch (e) {
       st.fallbackBatches++;
       this.opts.onFallback?.((e as Error).message);
-      return encodeRawRecordsFrame(volume, recordsBody(z.records));
+      return encodeRawRecordsFrameOf(volume, z.records);
     }
     if (packed.length >= rawLength - (rawLength >> 5)) {
       st.incompressibleBatches++;
@@ -94,7 +96,7 @@ export class Packer {
         st.compressedOut += h.length;
         return encodeHeadersPackedFrame(volume, rawLength, level, h, split.payloads);
       }
-      return encodeRawRecordsFrame(volume, recordsBody(z.records));
+      return encodeRawRecordsFrameOf(volume, z.records);
     }
     st.compressedIn += rawLength;
     st.compressedOut += packed.length;

@@ -48,8 +48,12 @@ export interface VolumeStatus {
     compression: string; level: number | null;
     recordBytes: number; zeroBytes: number; compressedInBytes: number; compressedOutBytes: number; compressionRatio: number;
     coalesce: boolean; coalescedRecords: number; coalescedBytes: number;
-    /** The link's round trip (heartbeat echoes, smoothed; null: not measured yet) and the shipper's window now. */
-    rttMs: number | null; windowBytes: number | null;
+    /**
+     * The link's round trip (heartbeat echoes, smoothed; null: not measured yet), the
+     * durable-ack round trip (send to the peer's ack, its sync included: what sizes the
+     * window; null: no batch acked yet) and the shipper's window now.
+     */
+    rttMs: number | null; ackRttMs: number | null; windowBytes: number | null;
     /**
      * What the link carries when it is the bottleneck (its cap, or its rate measured
      * while data waited for it; null: not known yet) and the batch that follows from it.

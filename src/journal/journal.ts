@@ -17,7 +17,7 @@ import { checkOwnership, segmentVolumeId, type JournalVolume } from './ownership
 import { REPORT_DAMAGE, scanSegments, type DamagePolicy, type RecoveryReport } from './recovery.js';
 import { Samples } from './samples.js';
 import { AppendQueue } from './append-queue.js';
-import { SEGMENT_NAME, readRecords, segmentName, syncSegment, type Segment } from './segment.js';
+import { SEGMENT_NAME, readRecordHeaders, readRecords, segmentName, syncSegment, type RecordHeaderRead, type Segment } from './segment.js';
 
 export { ForeignSegmentError, type JournalVolume } from './ownership.js';
 export { KEEP_PREFIX, REPORT_DAMAGE, type DamagePolicy, type LostRange, type RecoveryReport } from './recovery.js';
@@ -185,13 +185,13 @@ export class Journal {
    * secondary's receive log). The seq must follow the last one; an empty log may
    * start at any seq (a new segment begins there).
    */
-  appendReceived(h: RecordHeader, payload: Buffer | null): AppendResult {
+  appendReceived(h: RecordHeader, payload: Buffer | null, payloadCrc?: number): AppendResult {
     if (h.seq !== this.nextSeq) {
       if (this.backlogRecords !== 0) throw new Error(`receive log: record ${h.seq} does not follow ${this.lastSeq}`);
       // Everything here is released: start over at the peer's numbering.
       this.restartAfter(h.seq - 1);
     }
-    const seq = this.put(h, payload);
+    const seq = this.put(h, payload, payloadCrc);
     if (seq !== 'full') {
       this.epoch = h.kind === RecordKind.Barrier ? h.epoch + 1 : h.epoch;
       this.hostBytes += h.length;
@@ -223,7 +223,7 @@ export class Journal {
     return this.used + recordSize(kind, length) + SEGMENT_HEADER_SIZE <= this.capacity;
   }
 
-  private put(h: RecordHeader, payload: Buffer | null): AppendResult {
+  private put(h: RecordHeader, payload: Buffer | null, payloadCrc?: number): AppendResult {
     const size = recordSize(h.kind, h.length);
     let seg = this.segments[this.segments.length - 1];
     if (this.broken) throw this.broken;
@@ -237,7 +237,7 @@ export class Journal {
     assert(h.seq === this.nextSeq, () => `journal: record ${h.seq} appended where ${this.nextSeq} is next`);
     assert(h.kind !== RecordKind.Write || (payload !== null && payload.length === h.length),
       () => `journal: write record ${h.seq} of ${h.length} bytes carries ${payload?.length ?? 'no'} payload`);
-    const header = encodeRecordHeader(h, payload);
+    const header = encodeRecordHeader(h, payload, payloadCrc);
     this.appends.enqueue(seg!, h.seq, payload && payload.length > 0 ? [header, payload] : [header],
       h.kind === RecordKind.Barrier ? null : { offset: h.offset, length: h.length });
     seg!.lastSeq = h.seq;
@@ -451,6 +451,11 @@ export class Journal {
    */
   read(fromSeq: number, maxBytes: number, limitSeq = this.writtenSeq): Promise<JournalRecord[]> {
     return readRecords(this.segments, fromSeq, maxBytes, limitSeq, this.released);
+  }
+
+  /** The headers (and sizes) of the records `read` would return, without their payloads. */
+  readHeaders(fromSeq: number, maxBytes: number, limitSeq = this.writtenSeq): Promise<RecordHeaderRead[]> {
+    return readRecordHeaders(this.segments, fromSeq, maxBytes, limitSeq, this.released);
   }
 
   /**

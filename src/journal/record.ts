@@ -71,30 +71,44 @@ export interface RecordHeader {
 export interface JournalRecord extends RecordHeader {
   /** The written bytes for Write; empty otherwise. */
   payload: Buffer;
+  /**
+   * The payload's CRC32C, when the payload was just checked against it (read from a
+   * journal, or decoded from a frame): whoever encodes the record again (a frame, a
+   * receive log) takes it rather than reading the payload once more. Absent: computed.
+   */
+  payloadCrc?: number;
 }
 
 export function recordSize(kind: RecordKind, length: number): number {
   return RECORD_HEADER_SIZE + (kind === RecordKind.Write ? length : 0);
 }
 
-/** The 56-byte header of a record; the payload goes right after it. */
-export function encodeRecordHeader(h: RecordHeader, payload: Buffer | null): Buffer {
+/**
+ * The 56-byte header of a record; the payload goes right after it. `payloadCrc`: the
+ * payload's CRC32C when the caller has just checked it (JournalRecord.payloadCrc).
+ */
+export function encodeRecordHeader(h: RecordHeader, payload: Buffer | null, payloadCrc?: number): Buffer {
   const b = Buffer.allocUnsafe(RECORD_HEADER_SIZE);
+  writeRecordHeader(b, 0, h, payload, payloadCrc);
+  return b;
+}
+
+/** encodeRecordHeader into `b` at `at` (a frame being built: no buffer of its own). */
+export function writeRecordHeader(b: Buffer, at: number, h: RecordHeader, payload: Buffer | null, payloadCrc?: number): void {
   const payloadLength = h.kind === RecordKind.Write ? h.length : 0;
   if (payloadLength !== (payload?.length ?? 0)) throw new Error('payload length does not match the record');
-  b.writeUInt32LE(RECORD_MAGIC, 0);
-  b.writeUInt8(FORMAT_VERSION, 4);
-  b.writeUInt8(h.kind, 5);
-  b.writeUInt16LE(h.flags, 6);
-  b.writeBigUInt64LE(BigInt(h.seq), 8);
-  b.writeBigUInt64LE(BigInt(h.epoch), 16);
-  b.writeBigUInt64LE(BigInt(h.offset), 24);
-  b.writeUInt32LE(h.length, 32);
-  b.writeUInt32LE(payloadLength, 36);
-  b.writeBigUInt64LE(BigInt(h.time), 40);
-  b.writeUInt32LE(payload && payload.length > 0 ? crc32c(payload) : 0, 48);
-  b.writeUInt32LE(crc32c(b.subarray(0, 52)), 52);
-  return b;
+  b.writeUInt32LE(RECORD_MAGIC, at);
+  b.writeUInt8(FORMAT_VERSION, at + 4);
+  b.writeUInt8(h.kind, at + 5);
+  b.writeUInt16LE(h.flags, at + 6);
+  b.writeBigUInt64LE(BigInt(h.seq), at + 8);
+  b.writeBigUInt64LE(BigInt(h.epoch), at + 16);
+  b.writeBigUInt64LE(BigInt(h.offset), at + 24);
+  b.writeUInt32LE(h.length, at + 32);
+  b.writeUInt32LE(payloadLength, at + 36);
+  b.writeBigUInt64LE(BigInt(h.time), at + 40);
+  b.writeUInt32LE(payload && payload.length > 0 ? payloadCrc ?? crc32c(payload) : 0, at + 48);
+  b.writeUInt32LE(crc32c(b.subarray(at, at + 52)), at + 52);
 }
 
 export type HeaderCheck =

@@ -2,7 +2,8 @@
 // its first record's seq, freed whole once every record in it is released; and reading
 // records from segments, streamed from disk (the backlog is never held in memory).
 import type { StoreFile } from '../store/store.js';
-import { RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, decodeRecordHeader, payloadMatches, type JournalRecord } from './record.js';
+import { RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, decodeRecordHeader, payloadMatches, type JournalRecord, type RecordHeader } from './record.js';
+import { JOURNAL_HEADER_CHUNK_BYTES } from '../limits/limits.js';
 
 export const SEGMENT_NAME = /^(\d{20})\.seg$/;
 export const segmentName = (baseSeq: number): string => `${String(baseSeq).padStart(20, '0')}.seg`;
@@ -21,15 +22,38 @@ export interface Segment {
   /** Reads in progress: a removed segment's file is closed only when none are. */
   readers: number;
   removed: boolean;
+  /** Where the last batch read from this segment ended: the next record's seq and byte (a hint, checked before use). */
+  cursor?: { seq: number; pos: number } | undefined;
 }
+
+/** A record header as read without its payload: the bytes it takes in the journal (header and payload). */
+export type RecordHeaderRead = RecordHeader & { size: number };
 
 /**
  * Records from `fromSeq` in order, up to about `maxBytes` (at least one record) and
  * not past `limitSeq`, from these segments (`released`: for the message when the
- * first is gone).
+ * first is gone). The batch is read in as few reads as it takes (one, unless it
+ * crosses a segment or a record is larger than what is left of the batch), into one
+ * buffer: the payloads are views of it, checked against their CRC as they are cut
+ * out. A read starts where the last read of the segment ended when it asks for the
+ * record after it (the shipper's), not by walking the segment's headers from its start.
  */
-export async function readRecords(all: Segment[], fromSeq: number, maxBytes: number, limitSeq: number, released: number): Promise<JournalRecord[]> {
-  const out: JournalRecord[] = [];
+export function readRecords(all: Segment[], fromSeq: number, maxBytes: number, limitSeq: number, released: number): Promise<JournalRecord[]> {
+  return walkRecords(all, fromSeq, maxBytes, limitSeq, released, true, (h, payload, _size, crc) => (payload.length > 0 ? { ...h, payload, payloadCrc: crc } : { ...h, payload }));
+}
+
+/**
+ * The headers of the records `readRecords` would return, and their sizes, without
+ * reading their payloads (coalescing plans a unit over the backlog ahead from them;
+ * the payloads are read, and checked, when their batch is).
+ */
+export function readRecordHeaders(all: Segment[], fromSeq: number, maxBytes: number, limitSeq: number, released: number): Promise<RecordHeaderRead[]> {
+  return walkRecords(all, fromSeq, maxBytes, limitSeq, released, false, (h, _p, size) => ({ ...h, size }));
+}
+
+async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number, limitSeq: number, released: number, payloads: boolean,
+  take: (h: RecordHeader, payload: Buffer, size: number, payloadCrc: number) => T): Promise<T[]> {
+  const out: T[] = [];
   if (fromSeq > limitSeq) return out;
   const segIndex = all.findIndex((s) => s.baseSeq <= fromSeq && fromSeq <= s.lastSeq);
   if (segIndex < 0) throw new Error(`journal no longer holds record ${fromSeq} (released up to ${released})`);
@@ -38,26 +62,67 @@ export async function readRecords(all: Segment[], fromSeq: number, maxBytes: num
   const segments = all.slice(segIndex);
   for (const seg of segments) {
     if (bytes >= maxBytes) break;
-    let pos = SEGMENT_HEADER_SIZE;
     const end = Math.min(seg.file.size(), seg.reserved);
+    // Where the last read of this segment ended, if that is the record asked for (checked below).
+    const cursor = seg.cursor !== undefined && seg.cursor.seq === fromSeq && bytes === 0 && seg.cursor.pos < end ? seg.cursor : null;
+    let pos = cursor ? cursor.pos : SEGMENT_HEADER_SIZE;
+    let trusting = cursor !== null;
+    let chunk: Buffer = EMPTY;
+    let chunkAt = 0;
+    let nextSeq = -1;
+    let past = false;
+    let lastSize = 0;
     while (pos < end && bytes < maxBytes && !seg.removed) {
-      const head = await readSegment(seg, pos, RECORD_HEADER_SIZE);
-      if (seg.removed) break; // released meanwhile: nobody needs it any more
-      const h = decodeRecordHeader(head);
+      if (pos < chunkAt || pos + RECORD_HEADER_SIZE > chunkAt + chunk.length) {
+        // With payloads, from the first record taken (or the cursor): what is left of the batch, at once.
+        // Headers alone (or records before fromSeq, walked over): a chunk of them while
+        // records are small; after a record larger than that, the next header alone (no
+        // megabytes read, and let go, for 56 bytes).
+        const want = payloads && (nextSeq > 0 || trusting) ? Math.max(JOURNAL_HEADER_CHUNK_BYTES, maxBytes - bytes + RECORD_HEADER_SIZE)
+          : lastSize > JOURNAL_HEADER_CHUNK_BYTES / 4 ? RECORD_HEADER_SIZE : JOURNAL_HEADER_CHUNK_BYTES;
+        chunk = await readSegment(seg, pos, Math.min(want, end - pos));
+        chunkAt = pos;
+        if (seg.removed) break; // released meanwhile: nobody needs it any more
+      }
+      const h = decodeRecordHeader(chunk, pos - chunkAt);
+      if (trusting) {
+        trusting = false;
+        if (!h.ok || h.header.seq !== fromSeq) {
+          // (The segment changed under the cursor: walk it from its start.)
+          seg.cursor = undefined;
+          pos = SEGMENT_HEADER_SIZE;
+          continue;
+        }
+      }
       if (!h.ok) throw new Error(`journal segment ${seg.name} at byte ${pos}: ${h.reason}`);
       const size = RECORD_HEADER_SIZE + h.payloadLength;
-      if (h.header.seq > limitSeq) return out;
+      if (h.header.seq > limitSeq) {
+        past = true;
+        break;
+      }
       if (h.header.seq >= fromSeq) {
-        const payload = h.payloadLength > 0 ? await readSegment(seg, pos + RECORD_HEADER_SIZE, h.payloadLength) : EMPTY;
-        if (seg.removed) break; // released meanwhile: nobody needs it any more
-        if (!payloadMatches(payload, h.payloadCrc)) {
-          throw new Error(`journal segment ${seg.name} at byte ${pos}: record ${h.header.seq} payload checksum mismatch`);
+        let payload: Buffer = EMPTY;
+        if (payloads && h.payloadLength > 0) {
+          if (pos + size > chunkAt + chunk.length) {
+            // A record larger than what is left of the chunk: read from its start.
+            chunk = await readSegment(seg, pos, Math.min(Math.max(size, maxBytes - bytes), end - pos));
+            chunkAt = pos;
+            if (seg.removed) break; // released meanwhile: nobody needs it any more
+          }
+          payload = chunk.subarray(pos - chunkAt + RECORD_HEADER_SIZE, pos - chunkAt + size);
+          if (!payloadMatches(payload, h.payloadCrc)) {
+            throw new Error(`journal segment ${seg.name} at byte ${pos}: record ${h.header.seq} payload checksum mismatch`);
+          }
         }
-        out.push({ ...h.header, payload });
+        out.push(take(h.header, payload, size, h.payloadCrc));
         bytes += size;
+        nextSeq = h.header.seq + 1;
       }
       pos += size;
+      lastSize = size;
     }
+    if (nextSeq > 0 && payloads) seg.cursor = { seq: nextSeq, pos };
+    if (past) break;
   }
   return out;
 }

@@ -15,6 +15,12 @@ export const APPLY_UNIT_BYTES = 64 * MiB;
 
 /** One read of journal or receive-log records into memory (a batch to ship or to apply). */
 export const READ_BATCH_BYTES = 8 * MiB;
+/**
+ * A journal read of a batch asks the disk for the whole batch at once (one buffer, its
+ * payloads views of it); a read of headers alone (coalescing plans) takes chunks of
+ * this while records are small, and one header at a time after larger ones.
+ */
+export const JOURNAL_HEADER_CHUNK_BYTES = 64 * 1024;
 
 /**
  * The longest hold a checkpoint may be given (`--hold`, the API's `hold`, a
@@ -45,6 +51,12 @@ export const EPOCH_JOURNAL_FRACTION = 1 / 8;
 export const EPOCH_PEER_LOG_FRACTION = 1 / 4;
 /** At most this fraction of the peer's receive log is sent and not yet acked. */
 export const WINDOW_PEER_LOG_FRACTION = 1 / 2;
+/**
+ * The most one volume's shipper keeps sent and not yet acked, whatever the link: the
+ * window follows the durable-ack round trip (src/link/window.ts), and at 250 MB/s a
+ * half-second sync at the peer needs this much in flight to keep the disks busy.
+ */
+export const MAX_WINDOW_BYTES = 128 * MiB;
 /** The smallest window and epoch bound whatever the peer's log (a log smaller than this cannot take a large write anyway). */
 export const MIN_WINDOW_BYTES = 1 * MiB;
 /** A resync round keeps what waits to be acked under this fraction of the journal, so live writes keep their room. */
@@ -195,6 +207,7 @@ export const SCSI_MAX_UNIT_ATTENTIONS = 16;
 if (!(GROUP_POINT_MIN_GAP_MS < GROUP_POINT_INTERVAL_MS)) throw new Error('limits: a flush-driven group point must not be rarer than the cadence');
 if (!(APPLY_UNIT_BYTES <= EPOCH_MAX_BYTES)) throw new Error('limits: an apply unit must not be larger than the largest epoch');
 if (!(MIN_RECEIVE_LOG_BYTES >= 2 * MAX_HOST_WRITE_BYTES)) throw new Error('limits: the receive log must hold two of the largest host writes');
+if (!(MAX_WINDOW_BYTES >= MIN_WINDOW_BYTES)) throw new Error('limits: the largest window must hold the smallest');
 if (!(READ_BATCH_BYTES >= MIN_WINDOW_BYTES)) throw new Error('limits: a read batch must hold at least the smallest window');
 if (!(ISCSI_FIRST_BURST_BYTES <= ISCSI_MAX_BURST_BYTES && ISCSI_MAX_BURST_BYTES <= ISCSI_MAX_DATA_OUT_BYTES)) throw new Error('limits: iSCSI first burst <= max burst <= largest data-out');
 if (!(ISCSI_MAX_DATA_OUT_BYTES <= ISCSI_DATA_OUT_BUDGET_BYTES)) throw new Error('limits: the iSCSI data-out budget must hold the largest command');

@@ -17,7 +17,8 @@ import { batchFor } from '../rate/capacity.js';
 import type { FrameClass } from '../rate/scheduler.js';
 import { ExposureTracker } from '../rpo/exposure.js';
 import { assert } from '../invariants/assert.js';
-import { windowCapFor } from '../limits/limits.js';
+import { MAX_WINDOW_BYTES, windowCapFor } from '../limits/limits.js';
+import { AckRoundTrip, windowFor } from './window.js';
 import { pumpStep } from '../sync/round.js';
 import type { VerifyRun } from '../sync/verify.js';
 import { VerifyDriver } from './verify-driver.js';
@@ -49,7 +50,7 @@ export interface VolumeShipperOptions {
   now: () => number;
 }
 
-export const DEFAULT_SHIPPING: Omit<VolumeShipperOptions, 'now'> = { windowBytes: 32 << 20, batchBytes: 4 << 20, selfSyncMs: 1000 };
+export const DEFAULT_SHIPPING: Omit<VolumeShipperOptions, 'now'> = { windowBytes: MAX_WINDOW_BYTES, batchBytes: 4 << 20, selfSyncMs: 1000 };
 
 export class VolumeShipper {
   private readonly shipper: Shipper;
@@ -84,23 +85,29 @@ export class VolumeShipper {
   }
 
   private peerLogCap = Infinity;
-  private bdpWindow = Infinity;
+  /** The last link measurement (linkMeasured): the window is sized from it and the durable-ack round trip. */
+  private measured: { rate: number | null; rttMs: number | null; alone: number } | null = null;
   /** Bytes the shipper keeps in flight now (sent, not yet acked at most). */
   windowBytes = 0;
 
   /** Bytes a batch of records may hold now: about BATCH_SECONDS of the link (rate/capacity.ts). */
   batchBytes = 0;
 
+  /** Send to durable ack, batch by batch (src/link/window.ts): what a byte in flight waits for. */
+  private readonly ackRtt = new AckRoundTrip();
+
+  /** The durable-ack round trip now (ms; null: no batch acked yet). */
+  get ackRttMs(): number | null {
+    return this.ackRtt.ms;
+  }
+
   /**
    * Once a second, what the link did: its rate (the cap, or the measured send rate
-   * when it has none), its round trip, and its capacity (the rate it carried while it
-   * was the bottleneck, bounded by the cap; null: not known yet). The batch follows
-   * the capacity: a frame takes about four seconds of the link at most. The window
-   * follows the bandwidth-delay product: two round trips of the rate plus two batches
-   * in flight fill a long, slow or varying link, and no more sits queued at the sender
-   * (a window-limited link measures window/RTT, so the window doubles until the link,
-   * not the window, is the limit). Never above the configured window or half the
-   * peer's log.
+   * when it has none), its heartbeat round trip, and its capacity (the rate it carried
+   * while it was the bottleneck, bounded by the cap; null: not known yet). The batch
+   * follows the capacity: a frame takes about four seconds of the link at most. The
+   * window follows the durable-ack round trip (window.ts): two round trips of the rate
+   * plus two batches, the heartbeat's round trip until a batch has been acked.
    */
   linkMeasured(rateBytesPerSecond: number | null, rttMs: number | null, capacity: number | null = null): void {
     this.capacity = capacity;
@@ -108,8 +115,7 @@ export class VolumeShipper {
     // a volume sharing the link sends smaller frames, not fewer bytes in flight.)
     const alone = batchFor(capacity, this.opts.batchBytes);
     this.refreshBatch();
-    this.bdpWindow = rateBytesPerSecond === null || rttMs === null ? Infinity
-      : Math.max(2 * alone, Math.ceil((2 * rateBytesPerSecond * rttMs) / 1000) + 2 * alone);
+    this.measured = { rate: rateBytesPerSecond, rttMs, alone };
     this.applyWindow();
   }
 
@@ -133,7 +139,11 @@ export class VolumeShipper {
   }
 
   private applyWindow(): void {
-    this.windowBytes = Math.min(this.opts.windowBytes, this.peerLogCap, this.bdpWindow);
+    const m = this.measured;
+    this.windowBytes = windowFor({
+      rateBytesPerSecond: m?.rate ?? null, heartbeatRttMs: m?.rttMs ?? null, ackRttMs: m ? this.ackRtt.ms : null,
+      batchBytes: m?.alone ?? this.opts.batchBytes, configuredBytes: this.opts.windowBytes, peerLogCapBytes: this.peerLogCap,
+    });
     // The peer must be able to hold what it acks: never more than half its receive log in flight.
     assert(this.windowBytes > 0 && this.windowBytes <= this.peerLogCap, () => `volume ${this.name}: a window of ${this.windowBytes} bytes against a peer log cap of ${this.peerLogCap}`);
     this.shipper.setWindow(this.windowBytes);
@@ -149,18 +159,12 @@ export class VolumeShipper {
   }
 
   /**
-   * When each batch in flight was handed to the link (its last seq), oldest first; one
-   * entry per batch the window holds.
-   */
-  private readonly sentAt: Array<{ seq: number; at: number }> = [];
-
-  /**
    * How long the oldest batch not yet acked has been on its way (ms; 0: none). Past a
    * second, data queues somewhere on the path: in the pacer, node's or the kernel's
    * socket buffer, or the line.
    */
   unackedAgeMs(now = this.opts.now()): number {
-    return this.sentAt.length === 0 ? 0 : now - this.sentAt[0]!.at;
+    return this.ackRtt.oldestAgeMs(now);
   }
 
   /** What the peer could present if promoted now, from what was sent and acked (src/rpo/exposure.ts). */
@@ -266,7 +270,7 @@ export class VolumeShipper {
 
   down(): void {
     this.session = null;
-    this.sentAt.length = 0;
+    this.ackRtt.stopped();
     this.verifier.down();
     this.hashAsked = -1;
     this.undurableSince = 0;
@@ -296,6 +300,7 @@ export class VolumeShipper {
     const actions = this.handle({ type: 'pause', paused });
     if (!this.session) return;
     if (paused) {
+      this.ackRtt.stopped();
       this.session.drop?.();
       this.log.info({ volume: this.name }, `volume ${this.name}: shipping paused by the operator; the journal keeps the backlog`);
       return;
@@ -320,6 +325,7 @@ export class VolumeShipper {
     if (held) {
       if (this.heldByPeer) return;
       this.handle({ type: 'hold', held: true, after });
+      this.ackRtt.stopped();
       this.session.drop?.();
       this.log.debug({ volume: this.name }, `volume ${this.name}: the peer's receive log is full; shipping paused, the journal holds the backlog`);
       return;
@@ -529,16 +535,20 @@ export class VolumeShipper {
           if (s !== this.session || !s) return;
           // The machine says whether these records go (a read of an earlier run does not).
           const next = this.handle({ type: 'read', run, records: records.map((r) => ({ seq: r.seq, size: r.payload.length + RECORD_HEADER_SIZE })) });
+          let sent: JournalRecord[] | null = null;
           if (next.some((x) => x.type === 'send')) {
-            this.sentAt.push({ seq: records[records.length - 1]!.seq, at: this.opts.now() });
-            const sent = this.planner.coalesced(records, plan, { roundOpen: this.jv.roundStart !== 0, maxEpochBytes: this.jv.maxEpochBytes });
+            this.ackRtt.sentBatch(records[records.length - 1]!.seq, this.opts.now());
+            sent = this.planner.coalesced(records, plan, { roundOpen: this.jv.roundStart !== 0, maxEpochBytes: this.jv.maxEpochBytes });
             this.exposure.sent(sent);
-            this.sendRecords(s, sent, run);
           }
+          // Read-ahead: the next batch is asked of the disk (the thread pool) before this
+          // one is packed on the event loop, so the two overlap. (Frames still leave in
+          // the order read: packing is chained in sendRecords.)
           this.run(next);
+          if (sent) this.sendRecords(s, sent, run);
         }, (e: Error) => s?.close(`reading the journal of ${this.name}: ${e.message}`));
       } else if (a.type === 'release') {
-        while (this.sentAt.length > 0 && this.sentAt[0]!.seq <= a.seq) this.sentAt.shift();
+        this.ackRtt.acked(a.seq, this.opts.now());
         void this.jv.release(a.seq).catch((e: Error) => this.log.error({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`));
       } else if (a.type === 'close') {
         this.session?.close(a.reason);

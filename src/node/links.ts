@@ -143,6 +143,11 @@ export class LinkManager {
     return this.shippers.get(volume)?.windowBytes ?? null;
   }
 
+  /** A volume's durable-ack round trip (ms; null: no shipper, or no batch acked yet). */
+  ackRttOf(volume: string): number | null {
+    return this.shippers.get(volume)?.ackRttMs ?? null;
+  }
+
   /** The lag an operator reads: the age of the oldest write a promote at the peer would lose now (ms; null: no shipper). */
   lagMsOf(volume: string, now: number): number | null {
     return this.shippers.get(volume)?.lagMs(now) ?? null;
@@ -177,12 +182,14 @@ export class LinkManager {
       m.host.sample(now, jv.journal.hostBytes);
       m.records.sample(now, this.packStats(name).recordBytes + this.coalescedOf(name).bytes);
       m.wire.sample(now, this.wireBytes(name));
-      // The shipper's window follows the link's bandwidth-delay product.
+      // The shipper's window follows the link's bandwidth-delay product (src/link/window.ts).
+      // It counts record bytes: uncapped, the rate is the faster of records and wire
+      // (compression makes the records' the larger).
       const sh = this.shippers.get(name);
       const peer = this.config.volumes.find((v) => v.name === name)?.peer;
       if (sh?.session && peer) {
         const cap = this.rateNow(peer, now);
-        sh.linkMeasured(cap ?? m.wire.rate, this.rttOf(peer), this.sessions.get(peer)?.capacity.estimate(cap) ?? null);
+        sh.linkMeasured(cap ?? Math.max(m.wire.rate, m.records.rate), this.rttOf(peer), this.sessions.get(peer)?.capacity.estimate(cap) ?? null);
       }
     }
   }

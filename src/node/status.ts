@@ -129,7 +129,7 @@ function shippingStatus(volume: string, peer: string, backlog: number, links: Li
   return {
     compression: formatCompression(c.setting), level: c.level,
     coalesce: links.coalesceOn(peer), coalescedRecords: coalesced.records, coalescedBytes: coalesced.bytes,
-    rttMs: links.rttOf(peer), windowBytes: links.windowOf(volume),
+    rttMs: links.rttOf(peer), ackRttMs: links.ackRttOf(volume), windowBytes: links.windowOf(volume),
     capacityBytesPerSecond: ((c) => (c === null ? null : Math.round(c)))(links.capacityOf(peer)), batchBytes: links.batchOf(volume),
     recordBytes: st.recordBytes, zeroBytes: st.zeroBytes, compressedInBytes: st.compressedIn, compressedOutBytes: st.compressedOut,
     compressionRatio: wire > 0 ? Math.round(((st.recordBytes + coalesced.bytes) / wire) * 100) / 100 : 1,

@@ -73,7 +73,8 @@ export function appendFrame(log: Journal, receiver: Receiver, from: number, to: 
     const r = frame.get(seq)!;
     let res;
     try {
-      res = log.appendReceived(r, r.kind === RecordKind.Write ? r.payload : null);
+      // (The payload's CRC was checked as the frame was decoded: not computed again.)
+      res = log.appendReceived(r, r.kind === RecordKind.Write ? r.payload : null, r.payloadCrc);
     } catch (e) {
       receiver.handle({ type: 'appendStopped', upTo: log.lastSeq });
       return { kind: 'failed', error: e as Error };

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { UnitPlanner, COALESCE_SCOPE } from '../../src/coalesce/planner.js';
-import { RECORD_HEADER_SIZE, RecordKind, type JournalRecord } from '../../src/journal/record.js';
+import { RECORD_HEADER_SIZE, RecordKind, type JournalRecord, type RecordHeader } from '../../src/journal/record.js';
 
 const SIZE = 8192;
 const REC = RECORD_HEADER_SIZE + SIZE;
@@ -23,7 +23,7 @@ function backlog(epochs: number): JournalRecord[] {
   return all;
 }
 
-/** A journal double holding `records`: reads as Journal.read does (at least one record, about maxBytes, not past limitSeq). */
+/** A journal double holding `records`: reads headers as Journal.readHeaders does (at least one record, about maxBytes, not past limitSeq). */
 function journal(records: JournalRecord[]) {
   const reads: Array<{ from: number; maxBytes: number; got: number }> = [];
   let backlogBytes = 0;
@@ -31,13 +31,14 @@ function journal(records: JournalRecord[]) {
   return {
     reads,
     backlogBytes,
-    read(from: number, maxBytes: number, limitSeq: number): Promise<JournalRecord[]> {
-      const out: JournalRecord[] = [];
+    readHeaders(from: number, maxBytes: number, limitSeq: number): Promise<Array<RecordHeader & { size: number }>> {
+      const out: Array<RecordHeader & { size: number }> = [];
       let bytes = 0;
       for (const r of records) {
         if (r.seq < from || r.seq > limitSeq) continue;
         if (out.length > 0 && bytes + RECORD_HEADER_SIZE + r.payload.length > maxBytes) break;
-        out.push(r);
+        const { payload, ...h } = r;
+        out.push({ ...h, size: RECORD_HEADER_SIZE + payload.length });
         bytes += RECORD_HEADER_SIZE + r.payload.length;
       }
       reads.push({ from, maxBytes, got: out.length });

@@ -51,3 +51,43 @@ test('batch: about four seconds of the link once its capacity is known, 64 KiB t
   sh.linkMeasured(125_000, 100, null);
   assert.equal(sh.batchBytes, 4 * MiB);
 });
+
+test('window: sized from the durable-ack round trip (send to ack, the peer\'s sync included) once a batch is acked', async () => {
+  const { windowFor, AckRoundTrip } = await import('../../src/link/window.js');
+  const { MAX_WINDOW_BYTES } = await import('../../src/limits/limits.js');
+  const base = { rateBytesPerSecond: 100e6, heartbeatRttMs: 1, batchBytes: 4 * MiB, configuredBytes: MAX_WINDOW_BYTES, peerLogCapBytes: Infinity };
+  // Loopback: a heartbeat round trip of 1 ms leaves two batches in flight, however long the peer's sync.
+  assert.equal(windowFor({ ...base, ackRttMs: null }), 200_000 + 8 * MiB);
+  // The durable ack takes 150 ms (the peer's fdatasync): two of them at 100 MB/s, plus two batches.
+  assert.equal(windowFor({ ...base, ackRttMs: 150 }), 30_000_000 + 8 * MiB);
+  // Bounded by MAX_WINDOW_BYTES, the configured window and half the peer's receive log.
+  assert.equal(windowFor({ ...base, ackRttMs: 5000 }), MAX_WINDOW_BYTES);
+  assert.equal(windowFor({ ...base, ackRttMs: 5000, configuredBytes: 32 * MiB }), 32 * MiB);
+  assert.equal(windowFor({ ...base, ackRttMs: 5000, peerLogCapBytes: 20 * MiB }), 20 * MiB);
+
+  // Samples: each ack measures from the send of the oldest batch it covers; the median of the newest.
+  const rt = new AckRoundTrip();
+  assert.equal(rt.ms, null);
+  rt.sentBatch(10, 1000);
+  rt.sentBatch(20, 1010);
+  rt.sentBatch(30, 1020);
+  assert.equal(rt.oldestAgeMs(1100), 100);
+  rt.acked(20, 1200); // one group commit covered two batches: the older waited 200 ms
+  assert.equal(rt.ms, 200);
+  assert.equal(rt.oldestAgeMs(1200), 180);
+  rt.acked(25, 1250); // covers no whole batch: no sample
+  assert.equal(rt.ms, 200);
+  rt.acked(30, 1120 + 1000);
+  assert.equal(rt.ms, 1100, 'median of 200 and 1100 (upper middle)');
+  rt.stopped();
+  assert.equal(rt.oldestAgeMs(5000), 0, 'stopped: nothing in flight');
+  assert.equal(rt.ms, 1100, 'the samples outlive a link (the same peer and disks)');
+});
+
+test('VolumeShipper: the window follows the durable-ack round trip of its own batches', () => {
+  const sh = new VolumeShipper('db', {} as JournaledVolume, silentLogger, { windowBytes: 1 << 30, batchBytes: 4 * MiB, selfSyncMs: 1000, now: () => 0 });
+  // 100 MB/s over a 1 ms heartbeat round trip, nothing acked yet: two batches and a little.
+  sh.linkMeasured(100e6, 1, 100e6);
+  assert.equal(sh.windowBytes, 200_000 + 8 * MiB);
+  assert.equal(sh.ackRttMs, null);
+});

@@ -1,0 +1,93 @@
+// The shipper's window as policy, with no I/O and no clock of its own: how many bytes
+// a volume keeps sent and not yet acked. What a byte in flight waits for is the
+// durable ack: the link there, the peer's append and its sync (a group commit of
+// whatever arrived meanwhile), the ack back. The heartbeat round trip sees only the
+// first and the last; on a fast link the sync is most of it, and a window sized by the
+// heartbeat alone idles the link and both disks while the peer syncs (issue 22). So
+// the window is sized by the durable-ack round trip measured batch by batch (send to
+// ack), falling back to the heartbeat's until a batch has been acked, and bounded by
+// the most a shipper may keep in flight and by half the peer's receive log.
+import { MAX_WINDOW_BYTES } from '../limits/limits.js';
+import { assert } from '../invariants/assert.js';
+
+/** Durable-ack samples kept: the window follows the median of the newest. */
+export const ACK_RTT_SAMPLES = 16;
+
+export interface WindowInputs {
+  /** Bytes per second the link carries (the cap, or the measured send rate; null: unknown). */
+  rateBytesPerSecond: number | null;
+  /** The heartbeat round trip (ms; null: not measured yet). */
+  heartbeatRttMs: number | null;
+  /** The durable-ack round trip (ms; null: no batch acked yet on this link). */
+  ackRttMs: number | null;
+  /** The batch of a volume alone on the link. */
+  batchBytes: number;
+  /** The configured window (at most MAX_WINDOW_BYTES). */
+  configuredBytes: number;
+  /** Half the peer's receive log (Infinity: not known yet). */
+  peerLogCapBytes: number;
+}
+
+/**
+ * Two round trips of the rate plus two batches: while one batch is synced at the peer
+ * the next is on its way and a third is being read and packed here. A window-limited
+ * link measures window / RTT, so the next window doubles it until the link or the
+ * disks, not the window, are the limit. Without a rate or a round trip: the configured
+ * window. Never above the configured window, MAX_WINDOW_BYTES or half the peer's log.
+ */
+export function windowFor(w: WindowInputs): number {
+  const rtt = w.ackRttMs ?? w.heartbeatRttMs;
+  const bdp = w.rateBytesPerSecond === null || rtt === null ? Infinity
+    : Math.max(2 * w.batchBytes, Math.ceil((2 * w.rateBytesPerSecond * rtt) / 1000) + 2 * w.batchBytes);
+  const window = Math.min(w.configuredBytes, MAX_WINDOW_BYTES, w.peerLogCapBytes, bdp);
+  // The peer must be able to hold what it acks: never more than half its receive log in flight.
+  assert(window > 0 && window <= w.peerLogCapBytes && window <= MAX_WINDOW_BYTES,
+    () => `a window of ${window} bytes against a peer log cap of ${w.peerLogCapBytes} (at most ${MAX_WINDOW_BYTES})`);
+  return window;
+}
+
+/**
+ * The durable-ack round trip of one link: each batch's send time, and on every ack
+ * the time since the oldest batch it covers was sent (that batch waited longest: the
+ * group commit it rode, and any batch ahead of it). The figure is the median of the
+ * newest ACK_RTT_SAMPLES samples, so one slow sync does not swing the window.
+ */
+export class AckRoundTrip {
+  /** Batches sent and not yet acked: their last seq and when they were handed to the link, oldest first. */
+  private readonly sent: Array<{ seq: number; at: number }> = [];
+  private readonly samples: number[] = [];
+
+  /** A batch ending at `seq` was handed to the link at `at`. */
+  sentBatch(seq: number, at: number): void {
+    this.sent.push({ seq, at });
+  }
+
+  /** The peer acked everything up to `seq` durable at `at`. */
+  acked(seq: number, at: number): void {
+    let oldest: number | null = null;
+    while (this.sent.length > 0 && this.sent[0]!.seq <= seq) {
+      const b = this.sent.shift()!;
+      oldest ??= b.at;
+    }
+    if (oldest === null) return;
+    this.samples.push(Math.max(0, at - oldest));
+    if (this.samples.length > ACK_RTT_SAMPLES) this.samples.shift();
+  }
+
+  /** The link went down (or sending stopped): what was in flight is sent again; samples stay (the same peer, the same disks). */
+  stopped(): void {
+    this.sent.length = 0;
+  }
+
+  /** How long the oldest batch not yet acked has been on its way (ms; 0: none). */
+  oldestAgeMs(now: number): number {
+    return this.sent.length === 0 ? 0 : now - this.sent[0]!.at;
+  }
+
+  /** The median of the newest samples (ms; null: none yet). */
+  get ms(): number | null {
+    if (this.samples.length === 0) return null;
+    const s = [...this.samples].sort((a, b) => a - b);
+    return s[Math.floor(s.length / 2)]!;
+  }
+}
