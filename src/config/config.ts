@@ -11,7 +11,7 @@ import { parseRate, parseWindow } from '../rate/rate.js';
 import { snmpSchema, type SnmpConfig } from '../snmp/config.js';
 import { iscsiConfigOf, iscsiSchema, targetPart, volumeIscsiSchema, type IscsiConfig } from '../iscsi/config.js';
 import { parseCompression } from '../compress/setting.js';
-import { MIN_VOLUME_BYTES } from '../limits/limits.js';
+import { MEMORY_BUDGET_BYTES, MIN_MEMORY_BUDGET_BYTES, MIN_VOLUME_BYTES } from '../limits/limits.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
@@ -130,6 +130,12 @@ const schema = z.strictObject({
   snmp: snmpSchema.optional(),
   /** The iSCSI target (docs/ISCSI.md); absent: no iSCSI. */
   iscsi: iscsiSchema.optional(),
+  /**
+   * The node's memory budget for replication data (src/memory/budget.ts): batches
+   * being shipped until acked, frames from the peer until logged, reads being applied,
+   * all volumes together (docs/CONFIG.md).
+   */
+  memory: size.default(MEMORY_BUDGET_BYTES).refine((v) => v >= MIN_MEMORY_BUDGET_BYTES, `must be at least ${MIN_MEMORY_BUDGET_BYTES / 2 ** 20}MiB`),
 });
 
 export type VolumeConfig = z.infer<typeof volumeSchema> & { name: string };
@@ -157,6 +163,8 @@ export interface Config {
   snmp?: SnmpConfig | undefined;
   /** The iSCSI front end; undefined: off. */
   iscsi?: IscsiConfig | undefined;
+  /** `memory`: bytes of the node's memory budget (undefined: MEMORY_BUDGET_BYTES). */
+  memory?: number | undefined;
 }
 
 export class ConfigError extends Error {
@@ -244,7 +252,7 @@ export function parseConfig(text: string, file: string): Config {
   return {
     file, node: c.node, link: c.link, api: c.api, apiTls: c.api_tls, apiHosts: c.api_hosts.map((h) => h.toLowerCase().replace(/\.$/, '')),
     peers, state, nbd, nbdIdleTimeout: c.nbd_idle_timeout, volumes, snmp: c.snmp,
-    iscsi: c.iscsi ? iscsiConfigOf(c.iscsi, c.node) : undefined,
+    iscsi: c.iscsi ? iscsiConfigOf(c.iscsi, c.node) : undefined, memory: c.memory,
   };
 }
 

@@ -17,6 +17,19 @@ export const APPLY_UNIT_BYTES = 64 * MiB;
 export const READ_BATCH_BYTES = 8 * MiB;
 
 /**
+ * The node's memory budget for replication data (config `memory`, src/memory/budget.ts):
+ * the shippers' batches from their read until acked, the peers' frames until logged,
+ * the applies' reads, all volumes together. 128 MiB holds a volume alone's full window
+ * (its class takes at most 40%: 51 MiB against DEFAULT_SHIPPING's 32 MiB) and keeps a
+ * daemon with a hundred volumes under 256 MiB of RSS through a burst (docs/BENCHMARKS.md,
+ * "A hundred volumes"). Apart from the NBD/iSCSI write budget (src/nbd/budget.ts), which
+ * bounds host writes before they reach the journal.
+ */
+export const MEMORY_BUDGET_BYTES = 128 * MiB;
+/** The smallest budget `memory` may set: an apply's read and a batch must fit a class (40%). */
+export const MIN_MEMORY_BUDGET_BYTES = 32 * MiB;
+
+/**
  * The longest hold a checkpoint may be given (`--hold`, the API's `hold`, a
  * schedule's `hold`): 10 years. A checkpoint held that long is one nobody means to
  * release by time; longer figures are typing slips (`99999999999h`), and past about

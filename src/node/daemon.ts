@@ -32,11 +32,12 @@ import { readToken } from '../link/identity.js';
 import { SnmpService } from '../snmp/snmp.js';
 import { JOURNAL_FOLDER_FILES, VOLUME_FOLDER_FILES, refuseNewerState } from './state-versions.js';
 import { NewerFormatError } from '../versioning/format.js';
-import { volumeLimitWarnings } from '../limits/limits.js';
+import { MEMORY_BUDGET_BYTES, volumeLimitWarnings } from '../limits/limits.js';
 import { MAX_HASH_REGION_SIZE } from '../link/frame.js';
 import { IscsiServer } from '../iscsi/server.js';
 import { LogicalUnit } from '../scsi/logical-unit.js';
 import { RegistryTargets } from './iscsi-targets.js';
+import { MemoryBudget } from '../memory/budget.js';
 import type { IscsiView } from './status.js';
 
 export class Daemon {
@@ -63,8 +64,16 @@ export class Daemon {
   private iscsiTargets: RegistryTargets | null = null;
   iscsiAddress: { host: string; port: number } | null = null;
 
+  /**
+   * The node's memory budget (config `memory`, src/memory/budget.ts): the shippers'
+   * batches, the peers' frames and the replicas' applies draw from it. Set at start
+   * (a reload does not change it).
+   */
+  readonly memory: MemoryBudget;
+
   constructor(readonly config: Config, private readonly log: Logger) {
     this.roles = new RoleChanges(this, log);
+    this.memory = new MemoryBudget(config.memory ?? MEMORY_BUDGET_BYTES);
   }
 
   async start(): Promise<void> {
@@ -117,7 +126,7 @@ export class Daemon {
         }
       }
       if (identity) {
-        this.links = new LinkManager(c, identity, this.linkVolumes, this.log);
+        this.links = new LinkManager(c, identity, this.linkVolumes, this.log, this.memory);
         this.links.onPeerPromoted = (name) => this.autoFailback(name);
         this.links.onRefused = (peer, code, message) => this.snmp?.refused(peer, code, message);
         for (const e of this.entries) if (e.role === 'primary' && fs.existsSync(path.join(e.dir, PAUSED_FILE))) this.links.pausedVolumes.add(e.config.name);
@@ -235,7 +244,7 @@ export class Daemon {
       const replica = await this.holdingFolder(v.name, lock, async () => {
         await refuseNewerState(receiveDir, store, JOURNAL_FOLDER_FILES);
         await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
-      }, () => Replica.open(volume, () => new Journal({ store, capacity: v.journal, onDamage: KEEP_PREFIX, volume: owner }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region }));
+      }, () => Replica.open(volume, () => new Journal({ store, capacity: v.journal, onDamage: KEEP_PREFIX, volume: owner }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region, memory: this.memory }));
       this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, receive log ${formatBytes(replica.log.usedBytes)}${replica.checkpoint ? `, checkpoint "${replica.checkpoint.label}" held` : ''}`);
       if (replica.checkpoint?.ownedByDrill) {
         // The drill that took it ended with the last run of the daemon.

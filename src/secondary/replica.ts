@@ -7,6 +7,7 @@
 // and filled from frames (receive-log.ts), applying a unit (apply-unit.ts), the
 // round's marker and undo area (replica-round.ts), a held checkpoint and its file
 // (checkpoint-hold.ts), region hashes (region-hashes.ts).
+import type { MemoryBudget } from '../memory/budget.js';
 import type { Extent, ExportBackend, ZeroOptions } from '../export/backend.js';
 import { DiskError, type Capabilities, readOnlyCapabilities } from '../export/backend.js';
 import type { Logger } from '../log/log.js';
@@ -33,6 +34,8 @@ export interface ReplicaOptions {
   regionSize: number;
   /** Apply units end at the first exposable barrier about this far ahead (default APPLY_UNIT_BYTES; the simulation makes it small). */
   applyUnitBytes?: number;
+  /** The node's memory budget: every read of the receive log into the replica is an `apply` lease (src/memory/budget.ts). */
+  memory?: MemoryBudget;
 }
 
 export interface ReplicaLink {
@@ -54,7 +57,7 @@ export class Replica implements ExportBackend {
 
   private constructor(readonly volume: Disk, private readonly openLog: () => Journal, private readonly logger: Logger, private readonly opts: ReplicaOptions) {
     this.resync = new ReplicaRound(opts.roundStore, opts.regionSize, volume);
-    this.units = new UnitApplier(volume, this.resync, logger);
+    this.units = new UnitApplier(volume, this.resync, logger, opts.memory);
     this.checkpoints = new CheckpointHold(opts.roundStore);
     this.log = openLog();
     this.receiver = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0 }, { unitBytes: opts.applyUnitBytes });
@@ -362,12 +365,23 @@ export class Replica implements ExportBackend {
     this.units.ended(); // (waiters see their link is gone)
   }
 
-  /** Records from the peer, already checksum-verified. */
-  async receive(records: JournalRecord[]): Promise<void> {
-    while (this.attaching || this.opening) await (this.attaching ?? this.opening)!.catch(() => undefined);
-    const byseq = new Map(records.map((r) => [r.seq, r]));
-    const actions = this.receiver.handle({ type: 'records', records: received(records) });
-    return this.run(actions, byseq);
+  /**
+   * Records from the peer, already checksum-verified. `logged` (the release of the
+   * frame's memory lease, src/memory/intake.ts) is called once the receive log has
+   * written them, or at once if none is appended; not after the applies that may follow.
+   */
+  async receive(records: JournalRecord[], logged: () => void = () => undefined): Promise<void> {
+    const lease = { logged, hooked: false };
+    try {
+      while (this.attaching || this.opening) await (this.attaching ?? this.opening)!.catch(() => undefined);
+      const byseq = new Map(records.map((r) => [r.seq, r]));
+      const actions = this.receiver.handle({ type: 'records', records: received(records) });
+      if (!actions.some((a) => a.type === 'append')) logged();
+      return await this.run(actions, byseq, lease);
+    } finally {
+      // (No append, or it never ran: the frame's bytes are dropped.)
+      if (!lease.hooked) logged();
+    }
   }
 
   private fail(what: string, e: Error): void {
@@ -376,7 +390,7 @@ export class Replica implements ExportBackend {
     this.link?.close(`${what} failed on the secondary (${why})`);
   }
 
-  private async run(actions: ReceiverAction[], frame?: Map<number, JournalRecord>): Promise<void> {
+  private async run(actions: ReceiverAction[], frame?: Map<number, JournalRecord>, lease?: { logged: () => void; hooked: boolean }): Promise<void> {
     for (const a of actions) {
       switch (a.type) {
         case 'append': {
@@ -384,6 +398,11 @@ export class Replica implements ExportBackend {
           // closes; the actions after this one still run: the sync makes what was
           // logged durable and acks it.
           const end = appendFrame(this.log, this.receiver, a.fromSeq, a.toSeq, frame!);
+          // The frame's buffers are the records' payloads until the log has written them.
+          if (lease && !lease.hooked) {
+            lease.hooked = true;
+            void this.log.whenWritten(this.log.lastSeq).then(lease.logged, lease.logged);
+          }
           if (end.kind === 'failed') this.fail('writing the receive log', end.error);
           else if (end.kind === 'full' && end.next.length > 0) {
             const why = this.checkpoint ?
