@@ -26,6 +26,14 @@ export const READ_BATCH_BYTES = 8 * MiB;
  * bounds host writes before they reach the journal.
  */
 export const MEMORY_BUDGET_BYTES = 128 * MiB;
+/**
+ * Buffers this large or larger are mmapped by glibc's malloc at a fixed threshold
+ * (native/offsite_fs.c tuneAllocator), so a freed batch leaves the RSS at once rather
+ * than staying in an arena: with 20 volumes after a burst, 121 MiB settled instead of
+ * 257. And at most this many malloc arenas (glibc makes up to 8 per core).
+ */
+export const MALLOC_MMAP_THRESHOLD_BYTES = 128 * 1024;
+export const MALLOC_ARENAS = 2;
 /** The smallest budget `memory` may set: an apply's read and a batch must fit a class (40%). */
 export const MIN_MEMORY_BUDGET_BYTES = 32 * MiB;
 

@@ -32,7 +32,7 @@ import { readToken } from '../link/identity.js';
 import { SnmpService } from '../snmp/snmp.js';
 import { JOURNAL_FOLDER_FILES, VOLUME_FOLDER_FILES, refuseNewerState } from './state-versions.js';
 import { NewerFormatError } from '../versioning/format.js';
-import { MEMORY_BUDGET_BYTES, volumeLimitWarnings } from '../limits/limits.js';
+import { MALLOC_ARENAS, MALLOC_MMAP_THRESHOLD_BYTES, MEMORY_BUDGET_BYTES, volumeLimitWarnings } from '../limits/limits.js';
 import { MAX_HASH_REGION_SIZE } from '../link/frame.js';
 import { IscsiServer } from '../iscsi/server.js';
 import { LogicalUnit } from '../scsi/logical-unit.js';
@@ -78,6 +78,8 @@ export class Daemon {
 
   async start(): Promise<void> {
     const c = this.config;
+    // Freed batches leave the RSS (src/limits/limits.ts MALLOC_MMAP_THRESHOLD_BYTES).
+    nativeFs.tuneAllocator?.(MALLOC_MMAP_THRESHOLD_BYTES, MALLOC_ARENAS);
     fs.mkdirSync(c.state, { recursive: true, mode: 0o700 });
     this.lockState();
     const registry = this.registry;
