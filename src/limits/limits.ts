@@ -19,13 +19,16 @@ export const READ_BATCH_BYTES = 8 * MiB;
 /**
  * The node's memory budget for replication data (config `memory`, src/memory/budget.ts):
  * the shippers' batches from their read until acked, the peers' frames until logged,
- * the applies' reads, all volumes together. 128 MiB holds a volume alone's full window
- * (its class takes at most 40%: 51 MiB against DEFAULT_SHIPPING's 32 MiB) and keeps a
- * daemon with a hundred volumes under 256 MiB of RSS through a burst (docs/BENCHMARKS.md,
- * "A hundred volumes"). Apart from the NBD/iSCSI write budget (src/nbd/budget.ts), which
- * bounds host writes before they reach the journal.
+ * the applies' reads, all volumes together. 64 MiB lets a volume alone keep 25 MiB in
+ * flight (its class takes at most 40%), more than a 1 Gbit/s link with a 100 ms round
+ * trip holds, and keeps a daemon with a hundred volumes under 256 MiB of RSS through a
+ * burst (docs/BENCHMARKS.md, "A hundred volumes"): a batch being packed exists two or
+ * three times over (read, packed, in the zstd worker) and freed buffers wait for the
+ * garbage collector, so RSS moves by about three times what the budget lets through.
+ * Apart from the NBD/iSCSI write budget (src/nbd/budget.ts), which bounds host writes
+ * before they reach the journal.
  */
-export const MEMORY_BUDGET_BYTES = 128 * MiB;
+export const MEMORY_BUDGET_BYTES = 64 * MiB;
 /**
  * Buffers this large or larger are mmapped by glibc's malloc at a fixed threshold
  * (native/offsite_fs.c tuneAllocator), so a freed batch leaves the RSS at once rather

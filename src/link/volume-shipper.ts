@@ -604,7 +604,12 @@ export class VolumeShipper {
   /** Reads a batch (its lease held) and hands it to the machine, which says whether it goes. */
   private readBatch(s: ShipperSession, run: number, fromSeq: number, maxBytes: number, limitSeq: number, lease: Lease | null): void {
     const bounds = { roundOpen: this.jv.roundStart !== 0, maxEpochBytes: this.jv.maxEpochBytes };
-    const planned = this.planner.unitFor(this.jv.journal, fromSeq, limitSeq, this.batchBytes, bounds).catch(() => null);
+    // The planner's reads of the backlog ahead (headers, far behind) are no larger than
+    // the batch's lease: a hundred volumes planning at once read that much each, not
+    // 4 MiB each (their payloads are dropped as soon as the headers are taken).
+    const j = this.jv.journal;
+    const journal = lease ? { get backlogBytes() { return j.backlogBytes; }, read: (from: number, max: number, limit?: number) => j.read(from, Math.min(max, Math.max(1, lease.bytes)), limit) } : j;
+    const planned = this.planner.unitFor(journal, fromSeq, limitSeq, this.batchBytes, bounds).catch(() => null);
     Promise.all([planned, this.jv.journal.read(fromSeq, maxBytes, limitSeq)]).then(([plan, records]) => {
       if (s !== this.session || !s || run !== this.shipper.run) {
         lease?.release();
