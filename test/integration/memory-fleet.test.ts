@@ -2,9 +2,9 @@
 // item 2, src/memory/budget.ts): 24 volumes each given 8 MiB at once. Before the
 // budget every volume read its whole backlog into the window at once (up to 32 MiB a
 // volume), the secondary buffered every frame the link brought, and each volume's
-// history held 30 days of empty rows: site-a peaked at 470 MiB RSS and site-b at 330 (this
-// machine). Now the batches in flight, the frames buffered and the applies draw from
-// one 128 MiB budget, and freed batches leave the RSS. The bound is generous (a
+// history held 30 days of empty rows: site-a peaked at 443 MiB RSS (site-b 177) on
+// this machine. Now the batches in flight, the frames buffered and the applies draw
+// from one 64 MiB budget, and freed batches leave the RSS: 193 and 177. The bound is generous (a
 // loaded machine slows the drain, it does not add memory); no timing is asserted.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
