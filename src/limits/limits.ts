@@ -29,6 +29,8 @@ export const READ_BATCH_BYTES = 8 * MiB;
  * before they reach the journal.
  */
 export const MEMORY_BUDGET_BYTES = 64 * MiB;
+/** One read of the receive log being applied when the node keeps a memory budget (each an `apply` lease). */
+export const APPLY_READ_BYTES = 1 * MiB;
 /**
  * Buffers this large or larger are mmapped by glibc's malloc at a fixed threshold
  * (native/offsite_fs.c tuneAllocator), so a freed batch leaves the RSS at once rather

@@ -373,7 +373,14 @@ export class Replica implements ExportBackend {
   async receive(records: JournalRecord[], logged: () => void = () => undefined): Promise<void> {
     const lease = { logged, hooked: false };
     try {
-      while (this.attaching || this.opening) await (this.attaching ?? this.opening)!.catch(() => undefined);
+      if (this.attaching || this.opening) {
+        // A round opening may wait for a checkpoint's release (hours): the frame's lease
+        // goes back now, or this volume's frames would fill the node's receive share and
+        // stop the link for every volume on it. Its memory is still bounded, by the
+        // primary's window for this volume (nothing more comes unacked).
+        logged();
+        while (this.attaching || this.opening) await (this.attaching ?? this.opening)!.catch(() => undefined);
+      }
       const byseq = new Map(records.map((r) => [r.seq, r]));
       const actions = this.receiver.handle({ type: 'records', records: received(records) });
       if (!actions.some((a) => a.type === 'append')) logged();
