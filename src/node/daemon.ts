@@ -38,12 +38,14 @@ import { IscsiServer } from '../iscsi/server.js';
 import { LogicalUnit } from '../scsi/logical-unit.js';
 import { RegistryTargets } from './iscsi-targets.js';
 import { MemoryBudget } from '../memory/budget.js';
+import { collectUnderPressure } from '../memory/collector.js';
 import type { IscsiView } from './status.js';
 
 export class Daemon {
   private readonly volumes: Volume[] = [];
   readonly entries: VolumeEntry[] = [];
   private historyTimer: NodeJS.Timeout | null = null;
+  private pressure: { stop(): void } | null = null;
   private api: FastifyInstance | null = null;
   /** The SNMP agent and notifications, when offsite.yaml has `snmp:` (docs/SNMP.md). */
   snmp: SnmpService | null = null;
@@ -111,6 +113,8 @@ export class Daemon {
       }
       this.historyTimer = setInterval(() => this.recordHistory(), 60_000);
       this.historyTimer.unref();
+      // Spent batches and frames go back to the system soon after a burst (src/memory/collector.ts).
+      this.pressure = collectUnderPressure({ thresholdBytes: this.memory.limit });
       this.nbd = new NbdServer({ exports: registry, log: this.log, idleTimeoutMs: c.nbdIdleTimeout === undefined ? null : c.nbdIdleTimeout * 1000 });
       this.nbdAddress = await this.nbd.listen(c.nbd);
       // The trust model, said where the operator looks (docs/NBD.md, "Who may connect").
@@ -387,6 +391,7 @@ export class Daemon {
       await this.iscsi?.close();
       await this.nbd?.close();
       if (this.historyTimer) clearInterval(this.historyTimer);
+      this.pressure?.stop();
       for (const e of this.entries.splice(0)) {
         await e.drill?.stop().catch(() => undefined);
         await e.journaled?.close().catch((err: Error) => this.log.error(`volume ${e.config.name}: ${err.message}`));

@@ -99,3 +99,14 @@ test('the budget never goes negative: a lease released twice is a broken invaria
   assert.throws(() => l.release(), InvariantError);
   assert.equal(b.used, 0);
 });
+
+test('under pressure (Buffers past the threshold) a collection is asked for; below it none', async () => {
+  const { collectUnderPressure } = await import('../../src/memory/collector.js');
+  const quiet = collectUnderPressure({ thresholdBytes: Number.MAX_SAFE_INTEGER, everyMs: 5, minIntervalMs: 0 });
+  const busy = collectUnderPressure({ thresholdBytes: 0, everyMs: 5, minIntervalMs: 0 });
+  await new Promise((r) => setTimeout(r, 60));
+  quiet.stop();
+  busy.stop();
+  assert.equal(quiet.collections, 0);
+  assert.ok(busy.collections > 0, 'collections asked for past the threshold');
+});
