@@ -22,7 +22,7 @@ try {
   const source = `${p.a.dir}/random.bin`;
   fs.writeFileSync(source, crypto.randomBytes(4 * MiB));
   let peakA = 0, peakB = 0, stop = false;
-  let peakM = ''; const sampler = (async () => { while (!stop) { const r = rss(p.a.pid!); if (process.env.SNAPPEAK && r > 300 * MiB && peakA <= 300 * MiB) process.kill(p.a.pid!, 'SIGUSR2'); if (r > peakA) { peakA = r; peakM = await metrics(p.a).catch(() => ''); } peakB = Math.max(peakB, rss(p.b.pid!)); await sleep(200); } })();
+  let peakM = ''; const sampler = (async () => { while (!stop) { const r = rss(p.a.pid!); if (process.env.SNAPPEAK && r > 240 * MiB && peakA <= 240 * MiB) process.kill(p.a.pid!, 'SIGUSR2'); if (r > peakA) { peakA = r; peakM = await metrics(p.a).catch(() => ''); } peakB = Math.max(peakB, rss(p.b.pid!)); await sleep(200); } })();
   const t1 = Date.now();
   const queue = [...names];
   await Promise.all(Array.from({ length: 24 }, async () => { for (let n = queue.shift(); n; n = queue.shift()) await writeVolume(p.a, n, 4 * MiB, source, 1 * MiB); }));
