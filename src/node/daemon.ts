@@ -198,7 +198,10 @@ export class Daemon {
    * budget of buffered write data (one bound for every host write in memory).
    */
   private async startIscsi(ic: NonNullable<Config['iscsi']>): Promise<void> {
-    const targets = new RegistryTargets(ic, this.config.node, this.registry, () => this.entries, (backend, identity) => new LogicalUnit({ backend, identity }));
+    // PREEMPT AND ABORT (a persistent reservation taken over) aborts the preempted initiators' tasks in the transport.
+    const targets: RegistryTargets = new RegistryTargets(ic, this.config.node, this.registry, () => this.entries, (backend, identity) => new LogicalUnit({
+      backend, identity, abortTasksOf: (initiators) => this.iscsi?.abortTasksOf(targets.nameOf(backend.name), initiators),
+    }));
     this.iscsiTargets = targets;
     this.iscsi = new IscsiServer({ targets, log: this.log, portal: { host: ic.listen.host, port: ic.listen.port }, ...(this.nbd ? { budget: this.nbd.budget } : {}) });
     this.iscsiAddress = await this.iscsi.listen({ host: ic.listen.host, port: ic.listen.port });
