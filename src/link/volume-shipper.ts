@@ -599,7 +599,7 @@ export class VolumeShipper {
         });
       } else if (a.type === 'release') {
         this.releaseAcked(a.seq);
-        this.ackRtt.acked(a.seq, this.opts.now());
+        this.ackRtt.acked(a.seq, this.opts.now(), this.rate?.() ?? null);
         void this.jv.release(a.seq).catch((e: Error) => this.log.error({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`));
       } else if (a.type === 'close') {
         this.session?.close(a.reason);
@@ -632,7 +632,7 @@ export class VolumeShipper {
       }
       let sent: JournalRecord[] | null = null;
       if (next.some((x) => x.type === 'send')) {
-        this.ackRtt.sentBatch(records[records.length - 1]!.seq, this.opts.now());
+        this.ackRtt.sentBatch(records[records.length - 1]!.seq, this.opts.now(), this.shipper.sentUnacked);
         sent = this.planner.coalesced(records, plan, { roundOpen: this.jv.roundStart !== 0, maxEpochBytes: this.jv.maxEpochBytes });
         this.exposure.sent(sent);
       }

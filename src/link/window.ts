@@ -36,7 +36,9 @@ export interface WindowInputs {
  * window. Never above the configured window, MAX_WINDOW_BYTES or half the peer's log.
  */
 export function windowFor(w: WindowInputs): number {
-  const rtt = w.ackRttMs ?? w.heartbeatRttMs;
+  // (A durable ack cannot come back faster than a heartbeat: the floor, once a sample
+  // has had the queue at a cap taken out.)
+  const rtt = w.ackRttMs === null ? w.heartbeatRttMs : Math.max(w.ackRttMs, w.heartbeatRttMs ?? 0);
   const bdp = w.rateBytesPerSecond === null || rtt === null ? Infinity
     : Math.max(2 * w.batchBytes, Math.ceil((2 * w.rateBytesPerSecond * rtt) / 1000) + 2 * w.batchBytes);
   const window = Math.min(w.configuredBytes, MAX_WINDOW_BYTES, w.peerLogCapBytes, bdp);
@@ -51,26 +53,34 @@ export function windowFor(w: WindowInputs): number {
  * the time since the oldest batch it covers was sent (that batch waited longest: the
  * group commit it rode, and any batch ahead of it). The figure is the median of the
  * newest ACK_RTT_SAMPLES samples, so one slow sync does not swing the window.
+ *
+ * On a rate-capped link a batch also waits for the bytes ahead of it to pass the cap:
+ * that is the window itself queued, not a round trip. Counted in, it feeds back (a
+ * larger window queues longer, which measures a longer round trip, which makes a
+ * larger window: on a 2 Mbit/s line the window grew to 28 MB, two minutes of the line,
+ * and units stopped being presented one by one). So with a cap the time the bytes
+ * ahead take at the cap is taken out of each sample.
  */
 export class AckRoundTrip {
-  /** Batches sent and not yet acked: their last seq and when they were handed to the link, oldest first. */
-  private readonly sent: Array<{ seq: number; at: number }> = [];
+  /** Batches sent and not yet acked: their last seq, when they were handed to the link, and the bytes in flight then (theirs included), oldest first. */
+  private readonly sent: Array<{ seq: number; at: number; ahead: number }> = [];
   private readonly samples: number[] = [];
 
-  /** A batch ending at `seq` was handed to the link at `at`. */
-  sentBatch(seq: number, at: number): void {
-    this.sent.push({ seq, at });
+  /** A batch ending at `seq` was handed to the link at `at`, with `ahead` bytes in flight (this batch's included). */
+  sentBatch(seq: number, at: number, ahead = 0): void {
+    this.sent.push({ seq, at, ahead });
   }
 
-  /** The peer acked everything up to `seq` durable at `at`. */
-  acked(seq: number, at: number): void {
-    let oldest: number | null = null;
+  /** The peer acked everything up to `seq` durable at `at`; `capBytesPerSecond`: the link's rate cap now (null: none). */
+  acked(seq: number, at: number, capBytesPerSecond: number | null = null): void {
+    let oldest: { at: number; ahead: number } | null = null;
     while (this.sent.length > 0 && this.sent[0]!.seq <= seq) {
       const b = this.sent.shift()!;
-      oldest ??= b.at;
+      oldest ??= b;
     }
     if (oldest === null) return;
-    this.samples.push(Math.max(0, at - oldest));
+    const queued = capBytesPerSecond !== null && capBytesPerSecond > 0 ? (oldest.ahead * 1000) / capBytesPerSecond : 0;
+    this.samples.push(Math.max(0, at - oldest.at - queued));
     if (this.samples.length > ACK_RTT_SAMPLES) this.samples.shift();
   }
 

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import type { JournaledVolume } from '../../src/journal/write-path.js';
 import { silentLogger } from '../../src/log/log.js';
+import { AckRoundTrip, windowFor } from '../../src/link/window.js';
 
 const MiB = 1 << 20;
 
@@ -90,4 +91,22 @@ test('VolumeShipper: the window follows the durable-ack round trip of its own ba
   sh.linkMeasured(100e6, 1, 100e6);
   assert.equal(sh.windowBytes, 200_000 + 8 * MiB);
   assert.equal(sh.ackRttMs, null);
+});
+
+test('on a capped link the queue ahead of a batch is not counted as round trip (no feedback into a larger window)', () => {
+  // 2 Mbit/s: 250 kB/s. A batch sent with 10 MB ahead of it is acked 40.1 s later: 40 s
+  // of that was the bytes ahead passing the cap, 100 ms the round trip and the peer's sync.
+  const capped = new AckRoundTrip();
+  capped.sentBatch(10, 0, 10_000_000);
+  capped.acked(10, 40_100, 250_000);
+  assert.equal(capped.ms, 100);
+  const w = windowFor({ rateBytesPerSecond: 250_000, heartbeatRttMs: 30, ackRttMs: capped.ms, batchBytes: 1_000_000, configuredBytes: 128 << 20, peerLogCapBytes: Infinity });
+  assert.equal(w, 2 * 250_000 * 0.1 + 2 * 1_000_000);
+  // Without a cap nothing is taken out (the round trip includes the peer's sync).
+  const open = new AckRoundTrip();
+  open.sentBatch(10, 0, 10_000_000);
+  open.acked(10, 400);
+  assert.equal(open.ms, 400);
+  // Never below the heartbeat's round trip.
+  assert.equal(windowFor({ rateBytesPerSecond: 250_000, heartbeatRttMs: 200, ackRttMs: 0, batchBytes: 1_000_000, configuredBytes: 128 << 20, peerLogCapBytes: Infinity }), 2 * 250_000 * 0.2 + 2 * 1_000_000);
 });
