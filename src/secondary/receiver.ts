@@ -133,6 +133,14 @@ export class Receiver {
   private releasing = false;
   /** What the receiver's own sync in flight was asked to cover. */
   private syncAsked = -1;
+  /**
+   * Appends handed to the log since the sync in progress was asked. A sync that reports
+   * less than it was asked for means the log's writes failed only if nothing was appended
+   * after it was asked: a link that dropped after a full log and came back resends the
+   * same seqs, and those land after the old sync was asked (seed 83 of the replication
+   * simulation: the resent records were taken for lost, never synced, never acked).
+   */
+  private appendsSinceAsk = 0;
   /** The last jump's seq: sync results below it are stale. */
   private jumpedTo = 0;
   roundOpen: boolean;
@@ -237,6 +245,7 @@ export class Receiver {
         }
         for (const r of fresh) if (r.roundEnd) this.pendingRoundEnds.push(r.seq);
         for (const r of fresh) if (r.skipUntil !== undefined) this.pendingSkips.push({ seq: r.seq, until: r.skipUntil });
+        this.appendsSinceAsk++;
         return [{ type: 'append', fromSeq: from, toSeq: to }, ...this.maybeSync()];
       }
       case 'synced': {
@@ -244,7 +253,7 @@ export class Receiver {
         if (mine) this.syncing = false;
         // A sync that began before a jump reports a point the jump superseded: stale.
         if (e.upTo < this.jumpedTo) return this.maybeSync();
-        if (mine && e.upTo < e.asked! && e.upTo < this.logged && e.upTo === this.logDurable) {
+        if (mine && this.appendsSinceAsk === 0 && e.upTo < e.asked! && e.upTo < this.logged && e.upTo === this.logDurable) {
           // The log holds less than was handed to it (its writes failed): what was
           // not logged is fetched again, rather than syncing the same range forever.
           this.logged = Math.max(e.upTo, this.logDurable);
@@ -365,6 +374,7 @@ export class Receiver {
     if (!this.up || this.syncing || this.logged <= this.logDurable) return [];
     this.syncing = true;
     this.syncAsked = this.logged;
+    this.appendsSinceAsk = 0;
     return [{ type: 'sync', upTo: this.logged }];
   }
 

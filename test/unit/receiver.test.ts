@@ -157,3 +157,22 @@ test('the apply after a round\'s last part ends at a barrier, not as another rou
   rc.handle({ type: 'records', records: [r(5, true)] });
   assert.deepEqual(rc.handle({ type: 'synced', upTo: 5, asked: 5 }), [{ type: 'ack', seq: 5 }, { type: 'apply', fromSeq: 4, toSeq: 5 }]);
 });
+
+test('a sync asked before a full log cut the link does not take the records resent after it for lost', () => {
+  const rc = fresh();
+  rc.handle({ type: 'up' });
+  // 1..3 logged and synced; 4..6 handed to the log, which fills at 3.
+  rc.handle({ type: 'records', records: [r(1), r(2), r(3, true)] });
+  rc.handle({ type: 'synced', upTo: 3, asked: 3 });
+  assert.deepEqual(rc.handle({ type: 'records', records: [r(4), r(5), r(6, true)] }), [{ type: 'append', fromSeq: 4, toSeq: 6 }, { type: 'sync', upTo: 6 }]);
+  rc.handle({ type: 'appendStopped', upTo: 3, full: true });
+  rc.handle({ type: 'down' });
+  // The link is back; the same records come again and go into the log, while the old sync is still out.
+  rc.handle({ type: 'up' });
+  assert.deepEqual(rc.handle({ type: 'records', records: [r(4), r(5), r(6, true)] }), [{ type: 'append', fromSeq: 4, toSeq: 6 }]);
+  // The old sync reports what the log held then: the new append is not taken for failed,
+  // and a new sync covers it (before the fix: nothing more was synced or acked, ever).
+  const after = rc.handle({ type: 'synced', upTo: 3, asked: 6 });
+  assert.deepEqual(after.filter((a) => a.type === 'sync'), [{ type: 'sync', upTo: 6 }]);
+  assert.deepEqual(rc.handle({ type: 'synced', upTo: 6, asked: 6 }).filter((a) => a.type === 'ack'), [{ type: 'ack', seq: 6 }]);
+});
