@@ -83,8 +83,13 @@ export class Replica implements ExportBackend {
   }
 
   /** The group's limit moved: the replica may be brought to group points up to `point`. */
-  setGroupLimit(point: number | null): Promise<void> {
+  async setGroupLimit(point: number | null): Promise<void> {
     this.groupLimit = point;
+    // While the receive log is reopened the receiver is made again from the disk; the
+    // limit is given to the new one (a unit asked of the old one would end on the new
+    // one, which never asked for it: group simulation seed 32).
+    while (this.reopening) await this.reopening.catch(() => undefined);
+    if (this.groupLimit !== point) return; // a later limit overtook this one
     return this.run(this.receiver.handle({ type: 'groupLimit', point }));
   }
 
@@ -275,6 +280,8 @@ export class Replica implements ExportBackend {
    * full, the primary is asked to hold the rest in its journal).
    */
   async createCheckpoint(label: string, holdMs: number | null, now = Date.now(), ownedByDrill = false, group?: { group: string; groupPoint: number }): Promise<Checkpoint> {
+    // (A receive log being reopened makes the receiver again: hold the new one.)
+    while (this.reopening) await this.reopening.catch(() => undefined);
     if (this.checkpoint) throw new DiskError('EEXIST', `checkpoint "${this.checkpoint.label}" is already held on ${this.name} (since ${new Date(this.checkpoint.createdAt).toISOString()}); release it first`);
     const why = this.notFrozenBecause();
     if (why) throw new DiskError('EAGAIN', `no checkpoint of ${this.name} can be taken yet: ${why}`);
@@ -470,7 +477,8 @@ export class Replica implements ExportBackend {
           // (While a round opens, acks of what precedes it would run backwards for the primary.)
           if (!this.round || a.seq >= this.round.startSeq - 1) this.link?.ack(a.seq);
           break;
-        case 'apply':
+        case 'apply': {
+          const receiver = this.receiver;
           try {
             if (this.inGroup && !a.round) {
               // Written before the unit starts: a crash part-way redoes it to this same point.
@@ -484,6 +492,8 @@ export class Replica implements ExportBackend {
             this.fail(`applying records ${a.fromSeq}..${a.toSeq}`, e as Error);
             return;
           }
+          // The receiver is made again only when no unit is in flight (reopening waits for the gate).
+          assert(receiver === this.receiver, `the receiver was made again while records ${a.fromSeq}..${a.toSeq} were applied`);
           {
             const next = this.receiver.handle({ type: 'applied', upTo: a.toSeq });
             this.units.ended();
@@ -491,6 +501,7 @@ export class Replica implements ExportBackend {
           }
           if (a.endsRound && !this.round) await this.run(this.receiver.handle({ type: 'roundClosed' }));
           break;
+        }
         case 'releaseLog':
           await this.log.release(a.seq).catch(() => undefined);
           await this.run(this.receiver.handle({ type: 'released' }));
