@@ -75,13 +75,18 @@ export class UnitApplier {
         () => `volume ${this.name}: the unit ${from}..${to} ends at record ${lastRead?.seq} ` +
           `(${lastRead ? RecordKind[lastRead.kind] : 'none'}), not at a barrier`);
       await this.volume.flush();
+      // The applied counter is durable before a round's marker goes: a crash between
+      // the two leaves a marker whose round end is applied, which the start completes
+      // (Replica.recover). The other order left the round's image on the volume under
+      // counters from before it, and the records redone over it made an image that
+      // was no flush point (group simulation seed 942).
+      log.markApplied(to);
+      await log.sync();
       if (endsRound) {
         const wasInitial = await round.complete();
         this.logger.info({ volume: this.name }, `volume ${this.name}: resync round complete at record ${to}${wasInitial ? '; the replica is consistent' : ''}`);
+        await round.completed();
       }
-      log.markApplied(to);
-      await log.sync();
-      if (endsRound) await round.completed();
       this.torn = null;
       this.units++;
     } catch (e) {

@@ -17,6 +17,8 @@ export interface LogContents {
   skips: Array<{ seq: number; until: number }>;
   /** Group points the log holds (from its release point: the one at `applied` says where the replica stands). */
   groupPoints: Array<{ seq: number; point: number }>;
+  /** Round ends the log holds at or below the applied point, not yet released (a round whose end was applied). */
+  appliedRoundEnds: number[];
 }
 
 /** Reads `log` from past its released and applied points to its end. */
@@ -26,6 +28,7 @@ export async function scanReceiveLog(log: Journal): Promise<LogContents> {
   const barriers: number[] = [];
   const skips: Array<{ seq: number; until: number }> = [];
   const groupPoints: Array<{ seq: number; point: number }> = [];
+  const appliedRoundEnds: number[] = [];
   const after = Math.max(log.released, log.appliedOnDisk);
   // From the release point: records applied but not yet released may name the group point the replica stands at.
   for (let seq = log.released + 1; seq <= log.lastSeq;) {
@@ -34,7 +37,10 @@ export async function scanReceiveLog(log: Journal): Promise<LogContents> {
     for (const r of batch) {
       const point = groupPointOf(r);
       if (point !== null) groupPoints.push({ seq: r.seq, point });
-      if (r.seq <= after) continue;
+      if (r.seq <= after) {
+        if (r.kind === RecordKind.Barrier && (r.flags & FLAG_ROUND_END)) appliedRoundEnds.push(r.seq);
+        continue;
+      }
       if (r.kind === RecordKind.Barrier) lastBarrier = r.seq;
       if (r.kind === RecordKind.Barrier && (r.flags & FLAG_ROUND_END)) roundEnds.push(r.seq);
       if (r.kind === RecordKind.Barrier) barriers.push(r.seq);
@@ -42,7 +48,7 @@ export async function scanReceiveLog(log: Journal): Promise<LogContents> {
     }
     seq = batch[batch.length - 1]!.seq + 1;
   }
-  return { lastBarrier, roundEnds, barriers, skips, groupPoints };
+  return { lastBarrier, roundEnds, barriers, skips, groupPoints, appliedRoundEnds };
 }
 
 /** Records of a frame as the receiver sees them. */

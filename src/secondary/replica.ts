@@ -119,11 +119,20 @@ export class Replica implements ExportBackend {
       this.logger.error({ volume: this.name },
         `volume ${this.name}: the receive log is damaged; records after the damage are dropped and will be fetched again`);
     }
-    const { lastBarrier, roundEnds, barriers, skips, groupPoints } = await scanReceiveLog(log);
+    const { lastBarrier, roundEnds, barriers, skips, groupPoints, appliedRoundEnds } = await scanReceiveLog(log);
     const mark = this.inGroup ? await readGroupPoint(this.opts.roundStore) : null;
     // (A held checkpoint was taken after its last apply was durable on the volume; the
     // applied counter may lag it, but that is where the frozen image stands.)
     const applied = Math.max(log.appliedOnDisk, log.released, this.checkpoint?.appliedSeq ?? 0);
+    // A round whose end was applied before the stop, its marker not yet removed: the
+    // volume is the image at the round's end; the round is completed now.
+    const endedAt = this.round ? appliedRoundEnds.find((s) => s >= this.round!.startSeq && s <= applied) : undefined;
+    if (endedAt !== undefined) {
+      const wasInitial = await this.resync.complete();
+      await this.resync.completed();
+      this.logger.info({ volume: this.name }, `volume ${this.name}: the resync round ending at record ${endedAt} was applied before the stop; ` +
+        `completed now${wasInitial ? ' (the first sync is done: the replica is consistent)' : ''}`);
+    }
     if (applied > log.lastSeq) {
       // The log was cut back below `applied` (or a jump reached the applied counter
       // but not the log): it holds nothing the replica needs; continue after `applied`.
