@@ -76,10 +76,11 @@ export class UnitApplier {
           `(${lastRead ? RecordKind[lastRead.kind] : 'none'}), not at a barrier`);
       await this.volume.flush();
       // The applied counter is durable before a round's marker goes: a crash between
-      // the two leaves a marker whose round end is applied, which the start completes
-      // (Replica.recover). The other order left the round's image on the volume under
+      // the two leaves a marker flagged ending with no round end left to apply, which
+      // the start completes (Replica.recover). The other order left the round's image on the volume under
       // counters from before it, and the records redone over it made an image that
       // was no flush point (group simulation seed 942).
+      if (endsRound) await round.ending();
       log.markApplied(to);
       await log.sync();
       if (endsRound) {

@@ -52,6 +52,17 @@ export class ReplicaRound {
   }
 
   /**
+   * The unit that ends the round is on the volume (flushed): said durably before its
+   * applied counter is synced, so a start can tell a round whose end was applied
+   * (complete it) from one whose end is still to apply (redo it), even where the log
+   * holds the end of an earlier round below the applied point.
+   */
+  ending(): Promise<void> {
+    this.mark = { ...this.mark!, ending: true };
+    return this.marker.write(this.mark);
+  }
+
+  /**
    * The round is complete: from the marker's removal on, the replica itself is the
    * image. Returns whether it was the first sync.
    */

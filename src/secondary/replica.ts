@@ -126,7 +126,11 @@ export class Replica implements ExportBackend {
     const applied = Math.max(log.appliedOnDisk, log.released, this.checkpoint?.appliedSeq ?? 0);
     // A round whose end was applied before the stop, its marker not yet removed: the
     // volume is the image at the round's end; the round is completed now.
-    const endedAt = this.round ? appliedRoundEnds.find((s) => s >= this.round!.startSeq && s <= applied) : undefined;
+    // (Only a marker flagged ending: a round the primary opened again from the same start
+    // after an earlier one ended here has that earlier end below the applied point too.)
+    const round = this.round;
+    const endedAt = round?.ending && !roundEnds.some((s) => s >= round.startSeq) ?
+      appliedRoundEnds.find((s) => s >= round.startSeq && s <= applied) : undefined;
     if (endedAt !== undefined) {
       const wasInitial = await this.resync.complete();
       await this.resync.completed();

@@ -22,13 +22,20 @@ export interface RoundMark {
   startSeq: number;
   /** Secondary only: the round is the first sync, so there is no earlier image to keep. */
   initial: boolean;
+  /**
+   * Secondary only: the unit that ends the round is on the volume (flushed) and its
+   * applied counter is being made durable; the marker goes next. A start that finds
+   * this flag and no round end left to apply completes the round (docs/RESYNC.md).
+   * Flag bit 1: an older release ignores it and redoes the end, which is safe.
+   */
+  ending?: boolean;
 }
 
 export function encodeRoundMark(m: RoundMark): Buffer {
   const b = Buffer.alloc(ROUND_MARKER_SIZE);
   MAGIC.copy(b, 0);
   b.writeBigUInt64LE(BigInt(m.startSeq), 8);
-  b.writeUInt32LE(m.initial ? 1 : 0, 16);
+  b.writeUInt32LE((m.initial ? 1 : 0) | (m.ending ? 2 : 0), 16);
   b.writeUInt32LE(crc32c(b.subarray(0, 20)), 20);
   return b;
 }
@@ -36,7 +43,8 @@ export function encodeRoundMark(m: RoundMark): Buffer {
 export function decodeRoundMark(b: Buffer): RoundMark | null {
   if (b.length < ROUND_MARKER_SIZE || !b.subarray(0, 8).equals(MAGIC)) return null;
   if (crc32c(b.subarray(0, 20)) !== b.readUInt32LE(20)) return null;
-  return { startSeq: Number(b.readBigUInt64LE(8)), initial: (b.readUInt32LE(16) & 1) !== 0 };
+  const flags = b.readUInt32LE(16);
+  return { startSeq: Number(b.readBigUInt64LE(8)), initial: (flags & 1) !== 0, ...((flags & 2) !== 0 ? { ending: true } : {}) };
 }
 
 export class RoundMarker {

@@ -17,6 +17,10 @@ test('round marker: fixed bytes, damage reads as absent, replaced atomically', a
   const fixed = Buffer.from('4f464653524e44312a000000000000000100000004187a07', 'hex');
   assert.deepEqual(decodeRoundMark(fixed), { startSeq: 42, initial: true });
   assert.ok(encodeRoundMark({ startSeq: 42, initial: true }).equals(fixed));
+  // Flag bit 1: the round's end is applied, its counter being synced (a start completes the round).
+  const ending = Buffer.from('4f464653524e44312a00000000000000020000003d915865', 'hex');
+  assert.deepEqual(decodeRoundMark(ending), { startSeq: 42, initial: false, ending: true });
+  assert.ok(encodeRoundMark({ startSeq: 42, initial: false, ending: true }).equals(ending));
   const bad = Buffer.from(fixed);
   bad[9] = bad[9]! ^ 1;
   assert.equal(decodeRoundMark(bad), null);
