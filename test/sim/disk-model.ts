@@ -193,9 +193,14 @@ export class MemStore implements Store {
   }
 
   syncDir(): Promise<void> {
+    // What the directory holds now becomes durable: the names in it, and the removal of
+    // names already gone. A name made durable after this call (a `replace` that
+    // completed meanwhile) stays durable: an older sync cannot undo a newer one.
     const names = new Set(this.files.keys());
+    const gone = [...this.durableNames].filter((n) => !names.has(n));
     return this.sched.defer(() => {
-      this.durableNames = names;
+      for (const n of names) if (this.files.has(n)) this.durableNames.add(n);
+      for (const n of gone) if (!this.files.has(n)) this.durableNames.delete(n);
     });
   }
 
