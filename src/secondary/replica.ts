@@ -397,6 +397,8 @@ export class Replica implements ExportBackend {
   /** Bumped by every attach and detach: an attach that was overtaken stops. */
   private attachToken = 0;
   private reopening: Promise<void> | null = null;
+  /** Units asked of the receiver and not yet ended (the group point file is written before the gate closes). */
+  private appliesAsked = 0;
 
   attach(link: ReplicaLink): Promise<void> {
     const token = ++this.attachToken;
@@ -409,7 +411,8 @@ export class Replica implements ExportBackend {
 
   private async doAttach(link: ReplicaLink, token: number): Promise<void> {
     while (this.reopening) await this.reopening;
-    if (this.log.broken && !this.units.gate) {
+    // (Not while a unit is asked or applied: it was planned on this receiver; the next attach reopens.)
+    if (this.log.broken && !this.units.gate && this.appliesAsked === 0) {
       // The receive log failed (disk full?): start again from what is durable on disk.
       this.logger.warn({ volume: this.name }, `volume ${this.name}: reopening the receive log after: ${this.log.broken.message}`);
       this.log.close();
@@ -454,7 +457,12 @@ export class Replica implements ExportBackend {
   }
 
   private async runActions(actions: ReceiverAction[], frame?: Map<number, JournalRecord>): Promise<void> {
+    // Actions are the plan of the receiver that made them: once the receive log was
+    // reopened and the receiver made again from the disk, the rest of an old plan is
+    // dropped (the new receiver plans from what is durable).
+    const receiver = this.receiver;
     for (const a of actions) {
+      if (receiver !== this.receiver) return;
       switch (a.type) {
         case 'append': {
           // On a full or failed log the rest of this frame is dropped and the link
@@ -491,7 +499,7 @@ export class Replica implements ExportBackend {
           if (!this.round || a.seq >= this.round.startSeq - 1) this.link?.ack(a.seq);
           break;
         case 'apply': {
-          const receiver = this.receiver;
+          this.appliesAsked++;
           try {
             if (this.inGroup && !a.round) {
               // Written before the unit starts: a crash part-way redoes it to this same point.
@@ -500,12 +508,14 @@ export class Replica implements ExportBackend {
             }
             await this.units.apply(this.log, this.receiver.applied, a.fromSeq, a.toSeq, a.endsRound === true);
           } catch (e) {
+            this.appliesAsked--;
             this.receiver.handle({ type: 'applyFailed' });
             this.units.ended();
             this.fail(`applying records ${a.fromSeq}..${a.toSeq}`, e as Error);
             return;
           }
-          // The receiver is made again only when no unit is in flight (reopening waits for the gate).
+          this.appliesAsked--;
+          // The receiver is made again only when no unit is asked or in flight (doAttach).
           assert(receiver === this.receiver, `the receiver was made again while records ${a.fromSeq}..${a.toSeq} were applied`);
           {
             const next = this.receiver.handle({ type: 'applied', upTo: a.toSeq });
