@@ -397,6 +397,8 @@ export class Replica implements ExportBackend {
   /** Bumped by every attach and detach: an attach that was overtaken stops. */
   private attachToken = 0;
   private reopening: Promise<void> | null = null;
+  /** The receiver of a receive log being reopened: what it plans is not run. */
+  private staleReceiver: Receiver | null = null;
   /** Units asked of the receiver and not yet ended (the group point file is written before the gate closes). */
   private appliesAsked = 0;
 
@@ -415,6 +417,10 @@ export class Replica implements ExportBackend {
     if (this.log.broken && !this.units.gate && this.appliesAsked === 0) {
       // The receive log failed (disk full?): start again from what is durable on disk.
       this.logger.warn({ volume: this.name }, `volume ${this.name}: reopening the receive log after: ${this.log.broken.message}`);
+      // From here the receiver in hand plans on a log that is gone: its actions are
+      // dropped until recover() makes the new one (a checkpoint released meanwhile
+      // asked a unit of it: group simulation seed 292 with the memory budget).
+      this.staleReceiver = this.receiver;
       this.log.close();
       this.log = this.openLog();
       this.reopening = this.recover().finally(() => (this.reopening = null));
@@ -462,7 +468,7 @@ export class Replica implements ExportBackend {
     // dropped (the new receiver plans from what is durable).
     const receiver = this.receiver;
     for (const a of actions) {
-      if (receiver !== this.receiver) return;
+      if (receiver !== this.receiver || receiver === this.staleReceiver) return;
       switch (a.type) {
         case 'append': {
           // On a full or failed log the rest of this frame is dropped and the link
