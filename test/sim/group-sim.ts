@@ -94,7 +94,6 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
   const windowBytes = [16 * 1024, 256 * 1024][rng.int(2)]!;
   const coalescing = rng.chance(0.5);
   const firstSync = rng.chance(0.5);
-  const roundCrashes = process.env.OFFSITE_GROUP_SIM_ROUND_CRASHES === '1';
   let step = 0;
   let clock = 1;
   const stats: GroupSimStats = { members: names.length, points: 0, applied: 0, checkpoints: 0, crashes: 0, cuts: 0, converged: false };
@@ -537,13 +536,7 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
     else if (r < 0.44) { const m = members[rng.int(members.length)]!; m.sjstore.full = !m.sjstore.full && rng.chance(0.3); }
     else if (r < 0.445) { const m = members[rng.int(members.length)]!; m.sdisk.full = !m.sdisk.full && rng.chance(0.3); }
     else if (r < 0.46) await crashSecondary(rng.chance(0.5));
-    else if (r < 0.465) {
-      // Not while a resync round is open on either side, unless asked: a primary killed
-      // during a first sync can end up with a second round-end barrier in the same round
-      // (seed 292 with OFFSITE_GROUP_SIM_ROUND_CRASHES=1 leaves a member's secondary in a
-      // round it never leaves); open, see the report of issue 18.
-      if (roundCrashes || members.every((m) => !m.jv.roundStart && !m.replica.round)) await crashPrimary();
-    }
+    else if (r < 0.465) await crashPrimary(); // (in or out of a resync round)
     else if (r < 0.475) await toggleCheckpoint();
     else {
       for (let k = 1 + rng.int(8); k > 0; k--) {
