@@ -6,6 +6,7 @@
 // the switch back to journal tracking. JournaledVolume (write-path.ts) owns one.
 import { createHash } from 'node:crypto';
 import { formatBytes } from '../units/units.js';
+import { READ_BATCH_BYTES } from '../limits/limits.js';
 import type { RangeLocks } from '../sync/range-lock.js';
 import type { ResyncRound } from '../sync/round.js';
 import type { Seeding } from '../sync/seeding.js';
@@ -133,6 +134,23 @@ export class RoundSteps {
     } finally {
       unlock();
     }
+  }
+
+  /**
+   * At a start inside a round: the round-end barrier a previous life already journaled
+   * (its seq, or 0). A round resumed without it would append a second end, and tell
+   * a peer that had passed the first to open the round again (docs/RESYNC.md).
+   */
+  async journaledEnd(from: number): Promise<number> {
+    const { journal } = this.v;
+    for (let seq = Math.max(from, journal.released + 1); seq <= journal.lastSeq;) {
+      const batch = await journal.readHeaders(seq, READ_BATCH_BYTES, journal.lastSeq);
+      if (batch.length === 0) break;
+      const end = batch.find((h) => h.kind === RecordKind.Barrier && (h.flags & FLAG_ROUND_END) !== 0);
+      if (end) return end.seq;
+      seq = batch[batch.length - 1]!.seq + 1;
+    }
+    return 0;
   }
 
   /** After a sync: regions whose resync records are durable leave the bitmap; a durable round end closes the round. */

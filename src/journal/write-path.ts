@@ -202,8 +202,15 @@ export class JournaledVolume implements ExportBackend {
       this.seed.begin(mark.initial && recorded !== undefined, touched);
       await redo(this.parts);
       await this.rejournal();
-      this.log.info({ volume: this.name },
-        `volume ${this.name}: resync round from record ${mark.startSeq} resumes; ${formatBytes(this.bitmap.dirtyBytes)} left to send`);
+      // The round's end may be journaled already (the stop came before the peer acked it).
+      const end = await this.rounds.journaledEnd(mark.startSeq);
+      if (end !== 0 && this.bitmap.count === 0) this.round.endSeq = end;
+      this.log.info({ volume: this.name }, `volume ${this.name}: resync round from record ${mark.startSeq} resumes; ` +
+        (end !== 0 && this.bitmap.count === 0 ? `its end, record ${end}, is journaled and waits for the peer` : `${formatBytes(this.bitmap.dirtyBytes)} left to send`));
+      // Regions marked after the end was journaled (writes a power loss may have kept from
+      // the journal): a second end in the same round would close the peer's round twice; a
+      // new round covers them.
+      if (end !== 0 && this.bitmap.count > 0) this.tracking.toBitmap(`the resync round's end (record ${end}) was journaled before the stop, and ${this.bitmap.count} regions were marked since`);
     } else if (this.bitmap.count > 0) {
       // Writes in flight at the crash may be on the volume without a journal record:
       // their intents say where, and those ranges are resynced too.

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { BITMAP_FILE, BITS_PER_PAGE, DirtyBitmap, PAGE_SIZE } from '../../src/journal/bitmap.js';
 import { HISTORY_HEADER, HISTORY_MINUTES, History, HistoryRing, readHistory } from '../../src/journal/history.js';
 import { Journal } from '../../src/journal/journal.js';
-import { RecordKind } from '../../src/journal/record.js';
+import { FLAG_ROUND_END, RecordKind } from '../../src/journal/record.js';
 import { RoundMarker } from '../../src/sync/round-marker.js';
 import { DirStore } from '../../src/journal/store.js';
 import { JournaledVolume, type Disk } from '../../src/journal/write-path.js';
@@ -241,4 +241,63 @@ test('writes in flight at a crash, journaled again on a full journal disk, are m
   const { bitmap: after } = await DirtyBitmap.open(new DirStore(dir), size, 64 * KiB);
   assert.deepEqual([...after.dirtyRegions()], [0, 1, 2], 'regions 1 and 2 hold writes in no journal record and no bitmap mark');
   after.close();
+});
+
+test('a round resumed after a stop finds the end it had journaled: no second end, the peer past it is not sent the round again', async () => {
+  // A primary stopped after journaling its round's end (record 3), before the peer
+  // acked it. Resumed without knowing that end, it appended a second one and, on the
+  // next link, told a peer that had already closed the round to open it again: that
+  // peer waited for an end it had passed and never left the round.
+  const dir = tempDir('round-end-resume');
+  const size = 4 * 64 * KiB;
+  const jstore = new DirStore(path.join(dir, 'j'));
+  const j1 = new Journal({ store: jstore, capacity: 1024 * KiB, segmentSize: 256 * KiB });
+  await j1.recover();
+  j1.append(RecordKind.Write, 0, 64 * KiB, Buffer.alloc(64 * KiB, 0x11));
+  j1.append(RecordKind.Write, 64 * KiB, 4 * KiB, Buffer.alloc(4 * KiB, 0x22));
+  j1.barrier(FLAG_ROUND_END, true);
+  await j1.sync();
+  j1.markApplied(3);
+  await j1.sync();
+  j1.close();
+  await (await DirtyBitmap.open(new DirStore(dir), size, 64 * KiB)).bitmap.sync();
+  await new RoundMarker(new DirStore(dir)).write({ startSeq: 1, initial: true });
+  const open = async (): Promise<JournaledVolume> => {
+    const journal = new Journal({ store: jstore, capacity: 1024 * KiB, segmentSize: 256 * KiB });
+    const report = await journal.recover();
+    const { bitmap } = await DirtyBitmap.open(new DirStore(dir), size, 64 * KiB);
+    const jv = new JournaledVolume({ disk: memDisk(size), journal, bitmap, onFull: 'bitmap', log: silentLogger, roundStore: new DirStore(dir) });
+    await jv.start(report);
+    return jv;
+  };
+  const jv = await open();
+  assert.equal(jv.roundStart, 1, 'the round resumes');
+  assert.equal(jv.roundEnd, 3, 'with the end it had journaled');
+  assert.equal(await jv.resyncStep(1 << 20), false, 'no second end is appended');
+  assert.equal(jv.journal.lastSeq, 3);
+  // The peer acks the end: the round completes.
+  await jv.release(3);
+  await jv.flush();
+  assert.equal(jv.roundStart, 0, 'the round is complete once the peer holds its end');
+  await jv.close();
+
+  // With regions marked since the end was journaled (a power loss kept writes from the
+  // journal), a second end would close the peer's round twice: a new round is due instead.
+  const j2 = new Journal({ store: jstore, capacity: 1024 * KiB, segmentSize: 256 * KiB });
+  await j2.recover();
+  j2.append(RecordKind.Write, 0, 4 * KiB, Buffer.alloc(4 * KiB, 0x33));
+  j2.barrier(FLAG_ROUND_END, true);
+  await j2.sync();
+  j2.close();
+  await new RoundMarker(new DirStore(dir)).write({ startSeq: 4, initial: false });
+  const { bitmap: b } = await DirtyBitmap.open(new DirStore(dir), size, 64 * KiB);
+  b.mark(128 * KiB, 4 * KiB);
+  await b.sync();
+  b.close();
+  const again = await open();
+  await again.quiesce();
+  assert.equal(again.mode, 'bitmap', 'the regions go to a new round');
+  const next = await again.startResync();
+  assert.ok(next > 5, `the new round starts after the journaled end (at ${next})`);
+  await again.close();
 });
