@@ -8,6 +8,7 @@
  *   lock(fd)                            -> boolean         (flock LOCK_EX|LOCK_NB)
  *   preadNoWait(fd, buf, at, len, pos)  -> number          (bytes, or -1 if it would block)
  *   pwriteNoWait(fd, buf, at, len, pos) -> number          (bytes, -1 would block, -2 unsupported)
+ *   tuneAllocator(mmapThreshold, arenas) -> boolean        (glibc mallopt; false elsewhere)
  *
  * The NoWait calls are synchronous on purpose: preadv2/pwritev2 with RWF_NOWAIT
  * return at once with EAGAIN instead of waiting for the disk, so a page-cache hit
@@ -22,6 +23,9 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
@@ -225,6 +229,31 @@ static napi_value rw_nowait(napi_env env, napi_callback_info info, int write) {
 static napi_value js_pread_nowait(napi_env env, napi_callback_info info) { return rw_nowait(env, info, 0); }
 static napi_value js_pwrite_nowait(napi_env env, napi_callback_info info) { return rw_nowait(env, info, 1); }
 
+/*
+ * glibc's malloc keeps what a daemon freed: its mmap threshold rises to the largest
+ * block freed (up to 32 MiB), after which a 4 MiB batch comes from an arena and, freed,
+ * stays in the process's RSS; and every thread that allocates may get an arena of its
+ * own (8 per core). A fixed threshold sends every large buffer to mmap, so freeing it
+ * returns it to the system at once; fewer arenas keep less behind.
+ */
+static napi_value js_tune_allocator(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  double threshold = 0, arenas = 0;
+  napi_get_value_double(env, argv[0], &threshold);
+  napi_get_value_double(env, argv[1], &arenas);
+  bool ok = false;
+#if defined(__GLIBC__)
+  ok = mallopt(M_MMAP_THRESHOLD, (int)threshold) == 1;
+  ok = mallopt(M_TRIM_THRESHOLD, (int)threshold * 2) == 1 && ok;
+  if (arenas > 0) ok = mallopt(M_ARENA_MAX, (int)arenas) == 1 && ok;
+#endif
+  napi_value v;
+  napi_get_boolean(env, ok, &v);
+  return v;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"fallocate", NULL, js_fallocate, NULL, NULL, NULL, napi_default, NULL},
@@ -234,6 +263,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"lock", NULL, js_lock, NULL, NULL, NULL, napi_default, NULL},
     {"preadNoWait", NULL, js_pread_nowait, NULL, NULL, NULL, napi_default, NULL},
     {"pwriteNoWait", NULL, js_pwrite_nowait, NULL, NULL, NULL, napi_default, NULL},
+    {"tuneAllocator", NULL, js_tune_allocator, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

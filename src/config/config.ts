@@ -11,7 +11,7 @@ import { parseRate, parseWindow } from '../rate/rate.js';
 import { snmpSchema, type SnmpConfig } from '../snmp/config.js';
 import { iscsiConfigOf, iscsiSchema, targetPart, volumeIscsiSchema, type IscsiConfig } from '../iscsi/config.js';
 import { parseCompression } from '../compress/setting.js';
-import { MAX_GROUP_MEMBERS, MIN_VOLUME_BYTES } from '../limits/limits.js';
+import { MAX_GROUP_MEMBERS, MEMORY_BUDGET_BYTES, MIN_MEMORY_BUDGET_BYTES, MIN_VOLUME_BYTES } from '../limits/limits.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
@@ -136,6 +136,12 @@ const schema = z.strictObject({
    */
   groups: z.record(z.string().regex(NAME, 'a group name is letters, digits, ".", "_" or "-" (at most 63)'),
     z.array(z.string().regex(NAME)).min(2, 'a group has at least two volumes').max(MAX_GROUP_MEMBERS, `a group has at most ${MAX_GROUP_MEMBERS} volumes`)).default({}),
+  /**
+   * The node's memory budget for replication data (src/memory/budget.ts): batches
+   * being shipped until acked, frames from the peer until logged, reads being applied,
+   * all volumes together (docs/CONFIG.md).
+   */
+  memory: size.default(MEMORY_BUDGET_BYTES).refine((v) => v >= MIN_MEMORY_BUDGET_BYTES, `must be at least ${MIN_MEMORY_BUDGET_BYTES / 2 ** 20}MiB`),
 });
 
 export type VolumeConfig = z.infer<typeof volumeSchema> & { name: string };
@@ -172,6 +178,8 @@ export interface Config {
   iscsi?: IscsiConfig | undefined;
   /** Consistency groups (docs/GROUPS.md). */
   groups: GroupConfig[];
+  /** `memory`: bytes of the node's memory budget (undefined: MEMORY_BUDGET_BYTES). */
+  memory?: number | undefined;
 }
 
 export class ConfigError extends Error {
@@ -263,7 +271,7 @@ export function parseConfig(text: string, file: string): Config {
   return {
     file, node: c.node, link: c.link, api: c.api, apiTls: c.api_tls, apiHosts: c.api_hosts.map((h) => h.toLowerCase().replace(/\.$/, '')),
     peers, state, nbd, nbdIdleTimeout: c.nbd_idle_timeout, volumes, snmp: c.snmp,
-    iscsi: c.iscsi ? iscsiConfigOf(c.iscsi, c.node) : undefined,
+    iscsi: c.iscsi ? iscsiConfigOf(c.iscsi, c.node) : undefined, memory: c.memory,
     groups,
   };
 }

@@ -111,36 +111,67 @@ export function readHistory(file: string): HistoryRow[] {
 /** The modes a row names, stored as their index; others (an older or newer release's) are added as met. */
 const KNOWN_MODES = ['journal', 'bitmap'];
 
+/** Rows a ring allocates at first (a day of minutes); it doubles as rows come, up to its capacity. */
+const FIRST_ROWS = 1440;
+
 /**
  * History rows in a ring of typed arrays, one per column: 49 bytes a row, 2 MiB
  * for 30 days of minutes, where as many row objects take about 10 MiB and a
- * garbage collector's attention. Oldest rows are overwritten past `capacity`.
- * `appended` counts every push, so a reader can tell its copy is current.
+ * garbage collector's attention. The arrays grow with the rows held (doubling from a
+ * day's worth), so a volume's history costs what it holds, not 30 days from its
+ * first minute: 100 new volumes held 200 MiB of empty rings. Oldest rows are
+ * overwritten past `capacity`. `appended` counts every push, so a reader can tell
+ * its copy is current.
  */
 export class HistoryRing {
-  private readonly minute: Float64Array;
-  private readonly hostBytes: Float64Array;
-  private readonly records: Float64Array;
-  private readonly used: Float64Array;
-  private readonly capacityBytes: Float64Array;
-  private readonly backlog: Float64Array;
-  private readonly mode: Uint8Array;
+  private minute: Float64Array;
+  private hostBytes: Float64Array;
+  private records: Float64Array;
+  private used: Float64Array;
+  private capacityBytes: Float64Array;
+  private backlog: Float64Array;
+  private mode: Uint8Array;
   private readonly modes = [...KNOWN_MODES];
   private start = 0;
   length = 0;
   appended = 0;
 
   constructor(readonly capacity: number) {
-    this.minute = new Float64Array(capacity);
-    this.hostBytes = new Float64Array(capacity);
-    this.records = new Float64Array(capacity);
-    this.used = new Float64Array(capacity);
-    this.capacityBytes = new Float64Array(capacity);
-    this.backlog = new Float64Array(capacity);
-    this.mode = new Uint8Array(capacity);
+    const n = Math.min(capacity, FIRST_ROWS);
+    this.minute = new Float64Array(n);
+    this.hostBytes = new Float64Array(n);
+    this.records = new Float64Array(n);
+    this.used = new Float64Array(n);
+    this.capacityBytes = new Float64Array(n);
+    this.backlog = new Float64Array(n);
+    this.mode = new Uint8Array(n);
+  }
+
+  /** Rows the arrays have room for now (at most `capacity`). */
+  get allocated(): number {
+    return this.minute.length;
+  }
+
+  /** Doubles the arrays (up to `capacity`); only before the ring wraps, so its rows start at 0. */
+  private grow(): void {
+    const n = Math.min(this.capacity, this.allocated * 2);
+    const more = <T extends Float64Array | Uint8Array>(a: T, make: (n: number) => T): T => {
+      const b = make(n);
+      b.set(a);
+      return b;
+    };
+    const f64 = (k: number): Float64Array => new Float64Array(k);
+    this.minute = more(this.minute, f64);
+    this.hostBytes = more(this.hostBytes, f64);
+    this.records = more(this.records, f64);
+    this.used = more(this.used, f64);
+    this.capacityBytes = more(this.capacityBytes, f64);
+    this.backlog = more(this.backlog, f64);
+    this.mode = more(this.mode, (k) => new Uint8Array(k));
   }
 
   push(r: HistoryRow): void {
+    if (this.length === this.allocated && this.allocated < this.capacity) this.grow();
     const at = (this.start + this.length) % this.capacity;
     if (this.length === this.capacity) this.start = (this.start + 1) % this.capacity;
     else this.length++;

@@ -23,6 +23,32 @@ export const READ_BATCH_BYTES = 8 * MiB;
 export const JOURNAL_HEADER_CHUNK_BYTES = 64 * 1024;
 
 /**
+ * The node's memory budget for replication data (config `memory`, src/memory/budget.ts):
+ * the shippers' batches from their read until acked, the peers' frames until logged,
+ * the applies' reads, all volumes together. 64 MiB lets a volume alone keep 25 MiB in
+ * flight (its class takes at most 40%), more than a 1 Gbit/s link with a 100 ms round
+ * trip holds, and keeps a daemon with a hundred volumes under 256 MiB of RSS through a
+ * burst (docs/BENCHMARKS.md, "A hundred volumes"): a batch being packed exists two or
+ * three times over (read, packed, in the zstd worker) and freed buffers wait for the
+ * garbage collector, so RSS moves by about three times what the budget lets through.
+ * Apart from the NBD/iSCSI write budget (src/nbd/budget.ts), which bounds host writes
+ * before they reach the journal.
+ */
+export const MEMORY_BUDGET_BYTES = 64 * MiB;
+/** One read of the receive log being applied when the node keeps a memory budget (each an `apply` lease). */
+export const APPLY_READ_BYTES = 1 * MiB;
+/**
+ * Buffers this large or larger are mmapped by glibc's malloc at a fixed threshold
+ * (native/offsite_fs.c tuneAllocator), so a freed batch leaves the RSS at once rather
+ * than staying in an arena: with 20 volumes after a burst, 121 MiB settled instead of
+ * 257. And at most this many malloc arenas (glibc makes up to 8 per core).
+ */
+export const MALLOC_MMAP_THRESHOLD_BYTES = 128 * 1024;
+export const MALLOC_ARENAS = 2;
+/** The smallest budget `memory` may set: an apply's read and a batch must fit a class (40%). */
+export const MIN_MEMORY_BUDGET_BYTES = 32 * MiB;
+
+/**
  * The longest hold a checkpoint may be given (`--hold`, the API's `hold`, a
  * schedule's `hold`): 10 years. A checkpoint held that long is one nobody means to
  * release by time; longer figures are typing slips (`99999999999h`), and past about

@@ -65,7 +65,8 @@ export type SessionAction =
   | { type: 'refused'; code: string; message: string; volume?: string; byPeer: boolean }
   /** Both Hellos passed: frames from here on at `version`; wire the volumes of `check.pairs`. */
   | { type: 'up'; version: number; check: Extract<HelloCheck, { ok: true }> }
-  | { type: 'records'; volume: string; records: JournalRecord[] }
+  /** `frame`: the Records frame's payload the records are views of (the adapter's memory lease follows it). */
+  | { type: 'records'; volume: string; records: JournalRecord[]; frame: Buffer }
   /**
    * Unpack this PackedRecords frame payload (its volume is paired with this peer): parse
    * and check its head, decompress (in a worker), hand the records over, then send
@@ -232,7 +233,7 @@ export class PeerSession {
     switch (f.type) {
       case FrameType.Records: {
         const { volume, records } = decodeRecordsFrame(f.payload);
-        return [{ type: 'records', volume, records }];
+        return [{ type: 'records', volume, records, frame: f.payload }];
       }
       case FrameType.PackedRecords:
         // The adapter checks its head and the zstd frame's header (no allocation) and

@@ -22,6 +22,7 @@ import { AckRoundTrip, windowFor } from './window.js';
 import { pumpStep } from '../sync/round.js';
 import type { VerifyRun } from '../sync/verify.js';
 import { VerifyDriver } from './verify-driver.js';
+import type { Lease, MemoryBudget } from '../memory/budget.js';
 
 /** The link as the shipper sees it. */
 export interface ShipperSession {
@@ -47,6 +48,11 @@ export interface VolumeShipperOptions {
   coalesce?: () => boolean;
   /** Most journal bytes one coalesced unit plans over when far behind (default COALESCE_SCOPE, src/coalesce/planner.ts). */
   coalesceScopeBytes?: number;
+  /**
+   * The node's memory budget (src/memory/budget.ts): every batch is a `send` lease from
+   * before its journal read until the peer acks it; absent: not counted.
+   */
+  memory?: MemoryBudget;
   now: () => number;
 }
 
@@ -477,7 +483,59 @@ export class VolumeShipper {
   /** (The machine's run: a read or a packed batch from an earlier run is never sent, so the peer never sees a record twice.) */
   private handle(e: ShipperEvent): ShipperAction[] {
     if (this.share) this.refreshBatch();
-    return this.shipper.handle(e);
+    const run = this.shipper.run;
+    const out = this.shipper.handle(e);
+    // Sending stopped or began again (link, pause, hold): what was in flight is read
+    // again on resume, so its leases go back now, and a read waiting for one is withdrawn.
+    if (this.shipper.run !== run) this.dropLeases();
+    return out;
+  }
+
+  // --- the memory budget ------------------------------------------------------------
+
+  /** Batches read and not yet acked, each with its lease, in seq order (their last seq). */
+  private readonly leases: Array<{ seq: number; lease: Lease }> = [];
+  /** A read waiting for its lease (at most one: the machine reads one batch at a time). */
+  private claim: { cancel(): void } | null = null;
+
+  /** Bytes of the node's budget this volume holds now (batches read, packed, queued or in flight). */
+  get leasedBytes(): number {
+    return this.leases.reduce((n, l) => n + l.lease.bytes, 0);
+  }
+
+  /** Waits for a read's lease (a burst of many volumes queues here, in order). */
+  get waitingForMemory(): boolean {
+    return this.claim !== null;
+  }
+
+  private dropLeases(): void {
+    this.claim?.cancel();
+    this.claim = null;
+    for (const l of this.leases.splice(0)) l.lease.release();
+  }
+
+  /** The peer acked up to `seq`: the batches it covers leave memory (their leases go back). */
+  private releaseAcked(seq: number): void {
+    while (this.leases.length > 0 && this.leases[0]!.seq <= seq) this.leases.shift()!.lease.release();
+  }
+
+  /** A lease for a read of up to `bytes`, or null when no budget is kept; stale (null lease, false) if sending stopped meanwhile. */
+  private leaseFor(bytes: number, run: number): Promise<{ lease: Lease | null; current: boolean }> {
+    const m = this.opts.memory;
+    if (!m) return Promise.resolve({ lease: null, current: true });
+    const now = m.tryAcquire(bytes, 'send');
+    if (now) return Promise.resolve({ lease: now, current: true });
+    const c = m.acquire(bytes, 'send');
+    this.claim = c;
+    return c.granted.then((lease) => {
+      if (this.claim === c) this.claim = null;
+      if (run !== this.shipper.run) {
+        // (Withdrawn by dropLeases after the grant was queued: give it back.)
+        c.cancel();
+        return { lease: null, current: false };
+      }
+      return { lease, current: true };
+    });
   }
 
   /** Batches being packed (compressed in a worker): sent in the order they were read. */
@@ -529,30 +587,63 @@ export class VolumeShipper {
       if (a.type === 'read') {
         const s = this.session;
         const run = this.shipper.run;
-        const bounds = { roundOpen: this.jv.roundStart !== 0, maxEpochBytes: this.jv.maxEpochBytes };
-        const planned = this.planner.unitFor(this.jv.journal, a.fromSeq, a.limitSeq, this.batchBytes, bounds).catch(() => null);
-        Promise.all([planned, this.jv.journal.read(a.fromSeq, a.maxBytes, a.limitSeq)]).then(([plan, records]) => {
-          if (s !== this.session || !s) return;
-          // The machine says whether these records go (a read of an earlier run does not).
-          const next = this.handle({ type: 'read', run, records: records.map((r) => ({ seq: r.seq, size: r.payload.length + RECORD_HEADER_SIZE })) });
-          let sent: JournalRecord[] | null = null;
-          if (next.some((x) => x.type === 'send')) {
-            this.ackRtt.sentBatch(records[records.length - 1]!.seq, this.opts.now(), this.shipper.sentUnacked);
-            sent = this.planner.coalesced(records, plan, { roundOpen: this.jv.roundStart !== 0, maxEpochBytes: this.jv.maxEpochBytes });
-            this.exposure.sent(sent);
+        // The batch's bytes come from the node's budget before they are read: a burst on
+        // many volumes waits here, in order, rather than reading every backlog at once.
+        void this.leaseFor(a.maxBytes, run).then(({ lease, current }) => {
+          if (!current) return;
+          if (s !== this.session || !s || run !== this.shipper.run) {
+            lease?.release();
+            return;
           }
-          // Read-ahead: the next batch is asked of the disk (the thread pool) before this
-          // one is packed on the event loop, so the two overlap. (Frames still leave in
-          // the order read: packing is chained in sendRecords.)
-          this.run(next);
-          if (sent) this.sendRecords(s, sent, run);
-        }, (e: Error) => s?.close(`reading the journal of ${this.name}: ${e.message}`));
+          this.readBatch(s, run, a.fromSeq, a.maxBytes, a.limitSeq, lease);
+        });
       } else if (a.type === 'release') {
+        this.releaseAcked(a.seq);
         this.ackRtt.acked(a.seq, this.opts.now(), this.rate?.() ?? null);
         void this.jv.release(a.seq).catch((e: Error) => this.log.error({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`));
       } else if (a.type === 'close') {
         this.session?.close(a.reason);
       }
     }
+  }
+
+  /** Reads a batch (its lease held) and hands it to the machine, which says whether it goes. */
+  private readBatch(s: ShipperSession, run: number, fromSeq: number, maxBytes: number, limitSeq: number, lease: Lease | null): void {
+    const bounds = { roundOpen: this.jv.roundStart !== 0, maxEpochBytes: this.jv.maxEpochBytes };
+    // The planner reads only the headers of the backlog ahead (src/journal/segment.ts), so
+    // it holds no payloads: the batch's lease covers the batch read below.
+    const planned = this.planner.unitFor(this.jv.journal, fromSeq, limitSeq, this.batchBytes, bounds).catch(() => null);
+    Promise.all([planned, this.jv.journal.read(fromSeq, maxBytes, limitSeq)]).then(([plan, records]) => {
+      if (s !== this.session || !s || run !== this.shipper.run) {
+        lease?.release();
+        return;
+      }
+      // The machine says whether these records go (a read of an earlier run does not).
+      const sizes = records.map((r) => ({ seq: r.seq, size: r.payload.length + RECORD_HEADER_SIZE }));
+      const next = this.handle({ type: 'read', run, records: sizes });
+      if (lease && next.some((x) => x.type === 'send')) {
+        // Held until the peer acks the batch's last record (or sending stops).
+        const bytes = sizes.reduce((n, r) => n + r.size, 0);
+        if (bytes > lease.bytes) lease.grow(bytes - lease.bytes);
+        else lease.shrink(bytes);
+        this.leases.push({ seq: records[records.length - 1]!.seq, lease });
+      } else {
+        lease?.release();
+      }
+      let sent: JournalRecord[] | null = null;
+      if (next.some((x) => x.type === 'send')) {
+        this.ackRtt.sentBatch(records[records.length - 1]!.seq, this.opts.now(), this.shipper.sentUnacked);
+        sent = this.planner.coalesced(records, plan, { roundOpen: this.jv.roundStart !== 0, maxEpochBytes: this.jv.maxEpochBytes });
+        this.exposure.sent(sent);
+      }
+      // Read-ahead: the next batch is asked of the disk (the thread pool) before this
+      // one is packed on the event loop, so the two overlap. (Frames still leave in
+      // the order read: packing is chained in sendRecords.)
+      this.run(next);
+      if (sent) this.sendRecords(s, sent, run);
+    }, (e: Error) => {
+      lease?.release();
+      s?.close(`reading the journal of ${this.name}: ${e.message}`);
+    });
   }
 }

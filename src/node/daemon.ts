@@ -32,11 +32,13 @@ import { readToken } from '../link/identity.js';
 import { SnmpService } from '../snmp/snmp.js';
 import { JOURNAL_FOLDER_FILES, VOLUME_FOLDER_FILES, refuseNewerState } from './state-versions.js';
 import { NewerFormatError } from '../versioning/format.js';
-import { volumeLimitWarnings } from '../limits/limits.js';
+import { MALLOC_ARENAS, MALLOC_MMAP_THRESHOLD_BYTES, MEMORY_BUDGET_BYTES, volumeLimitWarnings } from '../limits/limits.js';
 import { MAX_HASH_REGION_SIZE } from '../link/frame.js';
 import { IscsiServer } from '../iscsi/server.js';
 import { LogicalUnit } from '../scsi/logical-unit.js';
 import { RegistryTargets } from './iscsi-targets.js';
+import { MemoryBudget } from '../memory/budget.js';
+import { collectUnderPressure } from '../memory/collector.js';
 import type { IscsiView } from './status.js';
 import { NodeGroups } from './groups.js';
 
@@ -44,6 +46,7 @@ export class Daemon {
   private readonly volumes: Volume[] = [];
   readonly entries: VolumeEntry[] = [];
   private historyTimer: NodeJS.Timeout | null = null;
+  private pressure: { stop(): void } | null = null;
   private api: FastifyInstance | null = null;
   /** The SNMP agent and notifications, when offsite.yaml has `snmp:` (docs/SNMP.md). */
   snmp: SnmpService | null = null;
@@ -66,14 +69,23 @@ export class Daemon {
 
   /** Consistency groups (docs/GROUPS.md): group points on the primary, the group's limit on the secondary. */
   readonly groups: NodeGroups;
+  /**
+   * The node's memory budget (config `memory`, src/memory/budget.ts): the shippers'
+   * batches, the peers' frames and the replicas' applies draw from it. Set at start
+   * (a reload does not change it).
+   */
+  readonly memory: MemoryBudget;
 
   constructor(readonly config: Config, private readonly log: Logger) {
     this.groups = new NodeGroups(this, log);
     this.roles = new RoleChanges(this, log);
+    this.memory = new MemoryBudget(config.memory ?? MEMORY_BUDGET_BYTES);
   }
 
   async start(): Promise<void> {
     const c = this.config;
+    // Freed batches leave the RSS (src/limits/limits.ts MALLOC_MMAP_THRESHOLD_BYTES).
+    nativeFs.tuneAllocator?.(MALLOC_MMAP_THRESHOLD_BYTES, MALLOC_ARENAS);
     fs.mkdirSync(c.state, { recursive: true, mode: 0o700 });
     this.lockState();
     const registry = this.registry;
@@ -106,6 +118,8 @@ export class Daemon {
       this.groups.start();
       this.historyTimer = setInterval(() => this.recordHistory(), 60_000);
       this.historyTimer.unref();
+      // Spent batches and frames go back to the system soon after a burst (src/memory/collector.ts).
+      this.pressure = collectUnderPressure({ thresholdBytes: this.memory.limit });
       this.nbd = new NbdServer({ exports: registry, log: this.log, idleTimeoutMs: c.nbdIdleTimeout === undefined ? null : c.nbdIdleTimeout * 1000 });
       this.nbdAddress = await this.nbd.listen(c.nbd);
       // The trust model, said where the operator looks (docs/NBD.md, "Who may connect").
@@ -123,7 +137,7 @@ export class Daemon {
         }
       }
       if (identity) {
-        this.links = new LinkManager(c, identity, this.linkVolumes, this.log);
+        this.links = new LinkManager(c, identity, this.linkVolumes, this.log, this.memory);
         this.links.onPeerPromoted = (name) => this.autoFailback(name);
         this.links.onRefused = (peer, code, message) => this.snmp?.refused(peer, code, message);
         for (const e of this.entries) if (e.role === 'primary' && fs.existsSync(path.join(e.dir, PAUSED_FILE))) this.links.pausedVolumes.add(e.config.name);
@@ -245,7 +259,7 @@ export class Daemon {
       const replica = await this.holdingFolder(v.name, lock, async () => {
         await refuseNewerState(receiveDir, store, JOURNAL_FOLDER_FILES);
         await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
-      }, () => Replica.open(volume, () => new Journal({ store, capacity: v.journal, onDamage: KEEP_PREFIX, volume: owner }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region, group: this.config.groups.some((g) => g.members.includes(v.name)) }));
+      }, () => Replica.open(volume, () => new Journal({ store, capacity: v.journal, onDamage: KEEP_PREFIX, volume: owner }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region, group: this.config.groups.some((g) => g.members.includes(v.name)), memory: this.memory }));
       this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, receive log ${formatBytes(replica.log.usedBytes)}${replica.checkpoint ? `, checkpoint "${replica.checkpoint.label}" held` : ''}`);
       if (replica.checkpoint?.ownedByDrill) {
         // The drill that took it ended with the last run of the daemon.
@@ -388,6 +402,7 @@ export class Daemon {
       await this.iscsi?.close();
       await this.nbd?.close();
       if (this.historyTimer) clearInterval(this.historyTimer);
+      this.pressure?.stop();
       for (const e of this.entries.splice(0)) {
         await e.drill?.stop().catch(() => undefined);
         await e.journaled?.close().catch((err: Error) => this.log.error(`volume ${e.config.name}: ${err.message}`));

@@ -6,12 +6,14 @@ import type { Config } from '../config/config.js';
 import { formatDuration } from '../units/units.js';
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
-import { FrameDecoder, FrameError, PROTOCOL_RANGE, atVersion, encodeAck, encodeHold, encodeHashReply, type ProtocolRange } from '../link/frame.js';
+import { FrameDecoder, FrameError, FrameType, PROTOCOL_RANGE, atVersion, encodeAck, encodeHold, encodeHashReply, type Frame, type ProtocolRange } from '../link/frame.js';
 import type { HelloCheck, HelloVolume } from '../link/hello.js';
 import type { Identity } from '../link/identity.js';
 import { decodePackedRecordsFrameOff, parsePackedRecordsFrame } from '../compress/codec.js';
 import { Packer, emptyPackStats, type PackStats } from '../compress/packer.js';
 import { CompressionPool } from '../compress/pool.js';
+import { MemoryBudget } from '../memory/budget.js';
+import { FrameIntake } from '../memory/intake.js';
 import { formatCompression, type Compression } from '../compress/setting.js';
 import type { JournalRecord } from '../journal/record.js';
 import { DEFAULT_SHIPPING, VolumeShipper } from '../link/volume-shipper.js';
@@ -25,7 +27,7 @@ import { formatRate, rateAt } from '../rate/rate.js';
 import { RateMeter } from '../rate/meter.js';
 import type { Replica } from '../secondary/replica.js';
 import type { VolumeIdentity } from '../volume/identity.js';
-import { epochBytesFor } from '../limits/limits.js';
+import { MEMORY_BUDGET_BYTES, epochBytesFor } from '../limits/limits.js';
 import { PeerSession, type SessionAction } from '../link/peer-session.js';
 
 /**
@@ -86,6 +88,8 @@ export class LinkManager {
     private readonly identity: Identity,
     private readonly volumes: LinkVolumes,
     private readonly log: Logger,
+    /** The node's memory budget (src/memory/budget.ts): shippers' batches and the peers' frames draw from it. */
+    readonly memory: MemoryBudget = new MemoryBudget(config.memory ?? MEMORY_BUDGET_BYTES),
   ) {}
 
   private pinned(): PinnedPeer[] {
@@ -404,6 +408,22 @@ export class LinkManager {
         maxBuffered: () => socketAllowance(s.capacity.estimate(this.rateNow(peer))),
       });
       let ended = false;
+      // Records frames take their bytes from the node's budget as they arrive, in order;
+      // while one waits, the socket is not read (the peer's bytes wait in the kernel and
+      // on the link, not here). Released once the receive log has written the records.
+      const intake = new FrameIntake<Frame>(this.memory, {
+        bytesOf: recordFrameBytes,
+        passes: (f) => f.type === FrameType.Heartbeat,
+        take: (f) => {
+          try {
+            run(machine.handle({ type: 'frame', frame: f, now: Date.now() }));
+          } catch (e) {
+            s.close(e instanceof FrameError ? `${peer} sent a bad frame: ${e.message}` : (e as Error).message);
+          }
+        },
+        closed: () => machine.closed,
+        pause: (paused) => (paused ? socket.pause() : socket.resume()),
+      });
       const s: Session = {
         peer, socket, machine, pacer, packer: null, wireBytes: 0, capacity: new LinkCapacity(),
         get closed() { return machine.closed; },
@@ -472,23 +492,40 @@ export class LinkManager {
             this.linkUp(s, a.check, a.version);
             return;
           case 'records': {
+            const lease = intake.leaseOf(a.frame);
             const rp = this.volumes.replicas.get(a.volume);
-            if (!rp) return s.close(`${peer} sent records for ${a.volume}, which is not a replica here`);
-            void rp.receive(a.records).catch((e: Error) => s.close(`applying records for ${a.volume}: ${e.message}`));
+            if (!rp) {
+              lease();
+              return s.close(`${peer} sent records for ${a.volume}, which is not a replica here`);
+            }
+            void rp.receive(a.records, lease).catch((e: Error) => s.close(`applying records for ${a.volume}: ${e.message}`));
             return;
           }
           case 'unpack': {
             // Its head and the zstd frame's header are checked here (no allocation); the
             // decompression, bounded to the declared size, runs in a worker.
-            const packed = parsePackedRecordsFrame(a.payload);
+            const lease = intake.leaseOf(a.payload);
+            let packed;
+            try {
+              packed = parsePackedRecordsFrame(a.payload);
+            } catch (e) {
+              lease();
+              throw e;
+            }
             const volume = packed.volume;
             const rp = this.volumes.replicas.get(volume);
-            if (!rp) return s.close(`${peer} sent records for ${volume}, which is not a replica here`);
+            if (!rp) {
+              lease();
+              return s.close(`${peer} sent records for ${volume}, which is not a replica here`);
+            }
             decodePackedRecordsFrameOff(packed, this.unpackPool()).then(({ records }) => {
-              if (machine.closed) return;
-              void rp.receive(records).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
+              if (machine.closed) return lease();
+              void rp.receive(records, lease).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
               run(machine.handle({ type: 'unpacked' }));
-            }, (e: Error) => s.close(e instanceof FrameError ? `${peer} sent a bad frame: ${e.message}` : `unpacking records for ${volume}: ${e.message}`));
+            }, (e: Error) => {
+              lease();
+              s.close(e instanceof FrameError ? `${peer} sent a bad frame: ${e.message}` : `unpacking records for ${volume}: ${e.message}`);
+            });
             return;
           }
           case 'resync': {
@@ -519,10 +556,10 @@ export class LinkManager {
             this.shippers.get(a.volume)?.ack(a.seq);
             return;
           case 'pauseReading':
-            socket.pause();
+            intake.pause('unpacking', true);
             return;
           case 'resumeReading':
-            socket.resume();
+            intake.pause('unpacking', false);
             return;
           case 'droppedBeforeHello':
             // A TLS 1.3 client finishes its handshake before the server has checked its
@@ -538,7 +575,7 @@ export class LinkManager {
         run(machine.handle({ type: 'heard', now }));
         decoder.push(chunk);
         try {
-          for (let f = decoder.next(); f && !machine.closed; f = decoder.next()) run(machine.handle({ type: 'frame', frame: f, now }));
+          for (let f = decoder.next(); f && !machine.closed; f = decoder.next()) intake.arrive(f);
         } catch (e) {
           s.close(e instanceof FrameError ? `${peer} sent a bad frame: ${e.message}` : (e as Error).message);
         }
@@ -550,6 +587,7 @@ export class LinkManager {
         clearInterval(timer);
         clearInterval(meter);
         pacer.close();
+        intake.close();
         run(machine.handle({ type: 'closed' }));
         if (this.sessions.get(peer) === s) {
           this.sessions.delete(peer);
@@ -679,7 +717,7 @@ export class LinkManager {
     if (!sh) {
       const peer = this.config.volumes.find((v) => v.name === name)?.peer;
       const coalesce = (): boolean => this.config.peers.find((p) => p.name === peer)?.coalesce ?? true;
-      sh = new VolumeShipper(name, jv, this.log, { ...DEFAULT_SHIPPING, now: Date.now, coalesce });
+      sh = new VolumeShipper(name, jv, this.log, { ...DEFAULT_SHIPPING, now: Date.now, coalesce, memory: this.memory });
       if (this.pausedVolumes.has(name)) sh.pause(true);
       if (peer) sh.rate = () => this.rateNow(peer);
       sh.share = () => this.shareOf(name);
@@ -704,4 +742,20 @@ export class LinkManager {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * The memory a frame from the peer holds until its records are logged: a Records
+ * frame its payload; a PackedRecords frame its payload and what it unpacks to (as its
+ * head declares; a head that does not parse is refused when the frame is taken, and
+ * holds only its bytes until then). Other frames take no lease.
+ */
+function recordFrameBytes(f: Frame): number {
+  if (f.type === FrameType.Records) return f.payload.length;
+  if (f.type !== FrameType.PackedRecords) return 0;
+  try {
+    return f.payload.length + parsePackedRecordsFrame(f.payload).unpackedSize;
+  } catch {
+    return f.payload.length;
+  }
 }

@@ -7,6 +7,7 @@
 // and filled from frames (receive-log.ts), applying a unit (apply-unit.ts), the
 // round's marker and undo area (replica-round.ts), a held checkpoint and its file
 // (checkpoint-hold.ts), region hashes (region-hashes.ts).
+import type { MemoryBudget } from '../memory/budget.js';
 import type { Extent, ExportBackend, ZeroOptions } from '../export/backend.js';
 import { DiskError, type Capabilities, readOnlyCapabilities } from '../export/backend.js';
 import type { Logger } from '../log/log.js';
@@ -39,6 +40,8 @@ export interface ReplicaOptions {
   applyUnitBytes?: number;
   /** A member of a consistency group (docs/GROUPS.md): applied only to group points up to the group's limit. */
   group?: boolean;
+  /** The node's memory budget: every read of the receive log into the replica is an `apply` lease (src/memory/budget.ts). */
+  memory?: MemoryBudget;
 }
 
 export interface ReplicaLink {
@@ -60,7 +63,7 @@ export class Replica implements ExportBackend {
 
   private constructor(readonly volume: Disk, private readonly openLog: () => Journal, private readonly logger: Logger, private readonly opts: ReplicaOptions) {
     this.resync = new ReplicaRound(opts.roundStore, opts.regionSize, volume);
-    this.units = new UnitApplier(volume, this.resync, logger);
+    this.units = new UnitApplier(volume, this.resync, logger, opts.memory);
     this.checkpoints = new CheckpointHold(opts.roundStore);
     this.log = openLog();
     this.receiver = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0 }, { unitBytes: opts.applyUnitBytes, group: opts.group });
@@ -441,12 +444,30 @@ export class Replica implements ExportBackend {
     this.units.ended(); // (waiters see their link is gone)
   }
 
-  /** Records from the peer, already checksum-verified. */
-  async receive(records: JournalRecord[]): Promise<void> {
-    while (this.attaching || this.opening) await (this.attaching ?? this.opening)!.catch(() => undefined);
-    const byseq = new Map(records.map((r) => [r.seq, r]));
-    const actions = this.receiver.handle({ type: 'records', records: received(records) });
-    return this.run(actions, byseq);
+  /**
+   * Records from the peer, already checksum-verified. `logged` (the release of the
+   * frame's memory lease, src/memory/intake.ts) is called once the receive log has
+   * written them, or at once if none is appended; not after the applies that may follow.
+   */
+  async receive(records: JournalRecord[], logged: () => void = () => undefined): Promise<void> {
+    const lease = { logged, hooked: false };
+    try {
+      if (this.attaching || this.opening) {
+        // A round opening may wait for a checkpoint's release (hours): the frame's lease
+        // goes back now, or this volume's frames would fill the node's receive share and
+        // stop the link for every volume on it. Its memory is still bounded, by the
+        // primary's window for this volume (nothing more comes unacked).
+        logged();
+        while (this.attaching || this.opening) await (this.attaching ?? this.opening)!.catch(() => undefined);
+      }
+      const byseq = new Map(records.map((r) => [r.seq, r]));
+      const actions = this.receiver.handle({ type: 'records', records: received(records) });
+      if (!actions.some((a) => a.type === 'append')) logged();
+      return await this.run(actions, byseq, lease);
+    } finally {
+      // (No append, or it never ran: the frame's bytes are dropped.)
+      if (!lease.hooked) logged();
+    }
   }
 
   private fail(what: string, e: Error): void {
@@ -455,14 +476,14 @@ export class Replica implements ExportBackend {
     this.link?.close(`${what} failed on the secondary (${why})`);
   }
 
-  private async run(actions: ReceiverAction[], frame?: Map<number, JournalRecord>): Promise<void> {
-    await this.runActions(actions, frame);
+  private async run(actions: ReceiverAction[], frame?: Map<number, JournalRecord>, lease?: { logged: () => void; hooked: boolean }): Promise<void> {
+    await this.runActions(actions, frame, lease);
     // After a sync (its ack) or an apply the member's view changed; plain appends change nothing durable.
     // (The node also looks every GROUP_POINT_MIN_GAP_MS.)
     if (this.onProgress && actions.some((a) => a.type === 'ack' || a.type === 'apply' || a.type === 'releaseLog')) this.onProgress();
   }
 
-  private async runActions(actions: ReceiverAction[], frame?: Map<number, JournalRecord>): Promise<void> {
+  private async runActions(actions: ReceiverAction[], frame?: Map<number, JournalRecord>, lease?: { logged: () => void; hooked: boolean }): Promise<void> {
     // Actions are the plan of the receiver that made them: once the receive log was
     // reopened and the receiver made again from the disk, the rest of an old plan is
     // dropped (the new receiver plans from what is durable).
@@ -475,6 +496,11 @@ export class Replica implements ExportBackend {
           // closes; the actions after this one still run: the sync makes what was
           // logged durable and acks it.
           const end = appendFrame(this.log, this.receiver, a.fromSeq, a.toSeq, frame!);
+          // The frame's buffers are the records' payloads until the log has written them.
+          if (lease && !lease.hooked) {
+            lease.hooked = true;
+            void this.log.whenWritten(this.log.lastSeq).then(lease.logged, lease.logged);
+          }
           if (end.kind === 'failed') this.fail('writing the receive log', end.error);
           else if (end.kind === 'full' && end.next.length > 0) {
             const why = this.checkpoint ?

@@ -15,6 +15,12 @@ export interface NativeFs {
   preadNoWait(fd: number, buf: Buffer, at: number, length: number, position: number): number;
   /** pwritev2(RWF_NOWAIT), synchronous: bytes written, -1 if it would block, -2 if unsupported. */
   pwriteNoWait(fd: number, buf: Buffer, at: number, length: number, position: number): number;
+  /**
+   * glibc mallopt: buffers of at least `mmapThreshold` bytes are mmapped (freed, they
+   * leave RSS at once), at most `arenas` malloc arenas. False where it is not glibc.
+   * Optional: an addon built before it lacks it.
+   */
+  tuneAllocator?(mmapThreshold: number, arenas: number): boolean;
 }
 
 export const FALLOC_FL_KEEP_SIZE = 0x01;

@@ -157,3 +157,46 @@ export function jain(xs: number[]): number {
   const q = xs.reduce((a, b) => a + b * b, 0);
   return q === 0 ? 1 : (s * s) / (xs.length * q);
 }
+
+/** The resident set of a daemon's process now (VmRSS of /proc/PID/status), in bytes. */
+export function rssOf(d: TestDaemon): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${d.pid!}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmRSS for pid ${d.pid}`);
+  return Number(m[1]) * 1024;
+}
+
+/** Samples both daemons' RSS every `everyMs` until stopped: the peaks, for a burst. */
+export function sampleRss(p: Pair, everyMs = 100): { stop(): Promise<{ a: number; b: number }> } {
+  let a = rssOf(p.a);
+  let b = rssOf(p.b);
+  let going = true;
+  const loop = (async () => {
+    while (going) {
+      try {
+        a = Math.max(a, rssOf(p.a));
+        b = Math.max(b, rssOf(p.b));
+      } catch {
+        // (a daemon that stopped: its last figure stands)
+      }
+      await sleep(everyMs);
+    }
+  })();
+  return {
+    async stop() {
+      going = false;
+      await loop;
+      return { a, b };
+    },
+  };
+}
+
+/**
+ * Writes `bytes` to every volume at once (at most WRITERS at a time), in writes of
+ * `writeBytes` of `source`: a burst.
+ */
+export async function burst(d: TestDaemon, names: string[], bytes: number, source: string, writeBytes = 1 << 20): Promise<void> {
+  const queue = [...names];
+  await Promise.all(Array.from({ length: Math.min(WRITERS, queue.length) }, async () => {
+    for (let n = queue.shift(); n; n = queue.shift()) await writeVolume(d, n, bytes, source, writeBytes);
+  }));
+}

@@ -133,8 +133,11 @@ test('history: rows in memory follow what is recorded, whatever becomes of the f
   assert.equal(h.rows.length, 2);
 
   const ring = new HistoryRing(HISTORY_MINUTES);
+  // A new volume's history costs what it holds (issue 18: 100 volumes held 200 MiB of empty rings).
+  assert.ok(ring.allocated <= 1440, `a new ring holds room for ${ring.allocated} rows`);
   const t0 = Date.UTC(2026, 0, 1);
   for (let i = 0; i < HISTORY_MINUTES + 5; i++) {
+    if (i === 3000) assert.ok(ring.allocated < HISTORY_MINUTES / 4 && ring.allocated >= 3000, `${ring.allocated} rows allocated for 3000`);
     ring.push({ minute: new Date(t0 + i * 60_000).toISOString(), hostBytes: i, records: 0, journalUsed: 0, journalCapacity: 0,
       backlogBytes: 0, mode: 'journal' });
   }
