@@ -6,7 +6,7 @@ import type { ClientConfig } from '../config/client.js';
 import { formatBytes, formatDuration } from '../units/units.js';
 import { formatRate } from '../rate/rate.js';
 import type { NodeStatus, VolumeStatus } from '../contract/status.js';
-import { isLagging, resyncCell, summaryLine } from './status.js';
+import { groupLines, isLagging, resyncCell, summaryLine } from './status.js';
 import { fetchStatus } from './api-client.js';
 
 interface Sample { at: number; host: number; wire: number }
@@ -26,6 +26,8 @@ export function renderTop(s: NodeStatus, prev: Map<string, Sample>, now: number,
   const lines: string[] = [];
   lines.push(`offsite top: node ${s.node}   up ${formatDuration(s.uptimeSeconds)}   ${new Date(now).toISOString().slice(0, 19).replace('T', ' ')}   (q quits${s.volumes.length > 1 ? ', j/k or arrows select' : ''})`);
   lines.push(summaryLine(s));
+  // Consistency groups (docs/GROUPS.md): one line each, above the volumes.
+  lines.push(...groupLines(s));
   lines.push('');
   const rates = new Map<string, { host: number; wire: number }>();
   for (const v of s.volumes) {

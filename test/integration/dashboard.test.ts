@@ -180,3 +180,29 @@ test('dashboard: live status and chart, checkpoint with the token, promote asks 
     await p.stop();
   }
 });
+
+test('dashboard: a consistency group has its line on both sites, consistent once its members are first-synced', async () => {
+  const wal = (peer: string, role: string): string => `  wal: { path: ./wal.img, size: 16MiB, role: ${role}, peer: ${peer}, journal: 64MiB }\ngroups:\n  erp: [db, wal]\n`;
+  const p = await startPair({ size: '16MiB', nodeKeysA: wal('site-b', 'primary'), nodeKeysB: wal('site-a', 'secondary') });
+  let browser: Browser | null = null;
+  try {
+    browser = await launch();
+    await p.drained();
+    // A flushed write makes group points (the group's cadence follows host flushes).
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x42 0 64k', '-c', 'flush', p.a.uri('db')]);
+    await p.drained();
+    for (const [d, role] of [[p.a, 'primary'], [p.b, 'secondary']] as const) {
+      const page = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
+      const problems = watch(page);
+      await page.goto(url(d));
+      const line = page.getByTestId('groups').locator('li[data-group="erp"]');
+      await line.filter({ hasText: `erp (db, wal), ${role}: consistent` }).waitFor({ timeout: 60_000 });
+      assert.match((await line.textContent()) ?? '', /group point \d+/, 'the group point is shown');
+      await shot(page, `group-${role}`);
+      assert.deepEqual(problems, [], `${role} page: no console error, no failed request`);
+    }
+  } finally {
+    await browser?.close();
+    await p.stop();
+  }
+});

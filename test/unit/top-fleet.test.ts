@@ -43,3 +43,16 @@ test('the selection moves through the worst-first order and wraps', () => {
   assert.match(lines[3]!, /^mail {2}1\.0 GiB/);
   assert.ok(lines.some((l) => /^> mail /.test(l)));
 });
+
+test('consistency groups: a line each under the summary, saying whether the members come from one moment and why not', () => {
+  const s: NodeStatus = {
+    ...fleet, volumes: [vol('db', { role: 'secondary' }), vol('wal', { role: 'secondary', resyncing: true })],
+    groups: [{ name: 'erp', members: ['db', 'wal'], role: 'secondary', consistent: false, reason: 'wal is in a resync round', groupPoint: 1201, together: false, lagSeconds: 75 }],
+  };
+  const lines = renderTop(s, new Map(), 0, 300, 50);
+  const g = lines.find((l) => l.includes('group erp'));
+  assert.ok(g, lines.join('\n'));
+  assert.match(g, /group erp \(db, wal\), secondary: .*not consistent: wal is in a resync round.*; group point 1201; lag 1 min 15 s/);
+  assert.ok(lines.indexOf(g) < lines.findIndex((l) => /^db /.test(l)), 'groups come before the volumes');
+  assert.equal(renderTop(fleet, new Map(), 0, 300, 50).filter((l) => l.includes('group ')).length, 0, 'no group line without groups');
+});

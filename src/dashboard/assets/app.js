@@ -36,6 +36,25 @@ function onStatus(s) {
     cards.delete(name);
   }
   if (s.volumes.length === 0) box.replaceChildren(el('p', 'muted', 'This node serves no volumes.'));
+  showGroups(s.groups ?? []);
+}
+
+/**
+ * One line per consistency group (docs/GROUPS.md): its members, role, whether its
+ * members come from one moment (and why not), its group point and the largest lag.
+ */
+function showGroups(groups) {
+  document.getElementById('groups-section').hidden = groups.length === 0;
+  const ul = document.getElementById('groups');
+  ul.replaceChildren(...groups.map((g) => {
+    const li = el('li', `group ${g.consistent ? 'ok' : 'bad'}`);
+    li.dataset.group = g.name;
+    const point = g.groupPoint === null ? 'no group point yet' : `group point ${g.groupPoint}${g.together ? ' (every member there)' : ''}`;
+    li.append(el('strong', 'group-name', g.name), el('span', 'group-members', ` (${g.members.join(', ')}), ${g.role}: `),
+      el('span', `group-state ${g.consistent ? 'ok' : 'bad'}`, g.consistent ? 'consistent' : `not consistent: ${g.reason ?? ''}`),
+      el('span', 'muted', `; ${point}; lag ${duration(g.lagSeconds)}`));
+    return li;
+  }));
 }
 
 function eventItem(e) {
