@@ -10,8 +10,8 @@ import type { Logger } from '../log/log.js';
 import { formatListenAddress, type ListenAddress } from '../export/listen-address.js';
 import type { NodeActions } from '../contract/actions.js';
 import {
-  CHECKPOINT_CONTROL, CHECKPOINT_CONTROL_COLUMN, NODE, NODE_SCALARS, SYSTEM, SYSTEM_SCALARS, VOLUME_COLUMNS, VOLUME_ENTRY,
-  counter64, nodeValues, systemValues, volumeValues, type Kind, type MibValue,
+  CHECKPOINT_CONTROL, CHECKPOINT_CONTROL_COLUMN, GROUP_COLUMNS, GROUP_ENTRY, NODE, NODE_SCALARS, SYSTEM, SYSTEM_SCALARS, VOLUME_COLUMNS, VOLUME_ENTRY,
+  counter64, groupValues, nodeValues, systemValues, volumeValues, type Kind, type MibValue,
 } from './mib.js';
 import { Throttle } from './throttle.js';
 
@@ -172,6 +172,28 @@ export class SnmpAgent {
     status.volumes.forEach((v, i) => {
       const values = volumeValues(v);
       mib.addTableRow('offsiteVolumeTable', [i + 1, ...VOLUME_COLUMNS.map((c) => initial(values[c.name]))]);
+    });
+    // Consistency groups (docs/GROUPS.md): one read-only row each, in the order of groups: in offsite.yaml.
+    mib.registerProvider({
+      name: 'offsiteGroupTable', type: snmp.MibProviderType.Table!, oid: GROUP_ENTRY, maxAccess: snmp.MaxAccess['not-accessible']!,
+      tableColumns: [
+        { number: 1, name: 'offsiteGroupIndex', type: TYPE.unsigned, maxAccess: snmp.MaxAccess['not-accessible']! },
+        ...GROUP_COLUMNS.map((c) => ({ number: c.id, name: c.name, type: TYPE[c.kind], maxAccess: ro })),
+      ],
+      tableIndex: [{ columnName: 'offsiteGroupIndex' }],
+      handler: (req) => {
+        const node = req.instanceNode;
+        const col = GROUP_COLUMNS.find((c) => c.id === node.getTableColumnFromInstanceNode());
+        const index = node.address[node.address.length - 1] ?? 0;
+        this.answer(req, () => {
+          const g = (this.snapshot().groups ?? [])[index - 1];
+          return g && col ? groupValues(g)[col.name] : undefined;
+        });
+      },
+    });
+    (status.groups ?? []).forEach((g, i) => {
+      const values = groupValues(g);
+      mib.addTableRow('offsiteGroupTable', [i + 1, ...GROUP_COLUMNS.map((c) => initial(values[c.name]))]);
     });
   }
 

@@ -1,7 +1,7 @@
 // OFFSITE-MIB (mibs/OFFSITE-MIB.txt) in code: its OIDs, its enumerations, and the
 // mapping from the node's status (GET /api/v1/status) to MIB values. Pure: no
 // sockets, so it is unit-tested against the MIB file itself.
-import type { NodeStatus, VolumeStatus } from '../contract/status.js';
+import type { GroupStatus, NodeStatus, VolumeStatus } from '../contract/status.js';
 
 /**
  * enterprises.32473: the Private Enterprise Number IANA reserves for documentation
@@ -12,6 +12,7 @@ export const NOTIFICATIONS = `${OFFSITE_MIB}.0`;
 export const NODE = `${OFFSITE_MIB}.1.1`;
 export const VOLUME_ENTRY = `${OFFSITE_MIB}.1.2.1`;
 export const NOTIFY_TEXT = `${OFFSITE_MIB}.1.3`;
+export const GROUP_ENTRY = `${OFFSITE_MIB}.1.4.1`;
 
 /** SNMPv2-MIB's sysUpTime.0 and snmpTrapOID.0, the first two varbinds of every notification. */
 export const SYS_UPTIME_0 = '1.3.6.1.2.1.1.3.0';
@@ -62,12 +63,26 @@ export const VOLUME_COLUMNS = [
   { id: 16, name: 'offsiteVolumeIscsiSessions', kind: 'gauge' },
 ] as const satisfies ReadonlyArray<{ id: number; name: string; kind: Kind }>;
 
+/** The columns of offsiteGroupTable, one row per consistency group (offsiteGroupIndex, column 1, is not-accessible). */
+export const GROUP_COLUMNS = [
+  { id: 2, name: 'offsiteGroupName', kind: 'string' },
+  { id: 3, name: 'offsiteGroupMembers', kind: 'string' },
+  { id: 4, name: 'offsiteGroupRole', kind: 'integer' },
+  { id: 5, name: 'offsiteGroupConsistent', kind: 'integer' },
+  { id: 6, name: 'offsiteGroupReason', kind: 'string' },
+  { id: 7, name: 'offsiteGroupPoint', kind: 'counter64' },
+  { id: 8, name: 'offsiteGroupTogether', kind: 'integer' },
+  { id: 9, name: 'offsiteGroupLagSeconds', kind: 'gauge' },
+] as const satisfies ReadonlyArray<{ id: number; name: string; kind: Kind }>;
+
+export type GroupColumnName = (typeof GROUP_COLUMNS)[number]['name'];
 export type ColumnName = (typeof VOLUME_COLUMNS)[number]['name'];
 export type ScalarName = (typeof NODE_SCALARS)[number]['name'];
 
 export const CHECKPOINT_CONTROL_COLUMN = 14;
 
 export const ROLE = { primary: 1, secondary: 2 } as const;
+export const GROUP_ROLE = { primary: 1, secondary: 2, mixed: 3 } as const;
 export const LINK_STATE = { connected: 1, disconnected: 2, none: 3 } as const;
 export const TRUTH = { true: 1, false: 2 } as const;
 export const TRACKING = { none: 1, journal: 2, bitmap: 3, replica: 4 } as const;
@@ -166,6 +181,20 @@ export function volumeValues(v: VolumeStatus): Record<ColumnName, MibValue> {
   };
 }
 
+/** One consistency group's row of offsiteGroupTable, by column name. */
+export function groupValues(g: GroupStatus): Record<GroupColumnName, MibValue> {
+  return {
+    offsiteGroupName: { kind: 'string', value: displayString(g.name, 63) },
+    offsiteGroupMembers: { kind: 'string', value: displayString(g.members.join(',')) },
+    offsiteGroupRole: { kind: 'integer', value: GROUP_ROLE[g.role] },
+    offsiteGroupConsistent: { kind: 'integer', value: g.consistent ? TRUTH.true : TRUTH.false },
+    offsiteGroupReason: { kind: 'string', value: displayString(g.reason ?? '') },
+    offsiteGroupPoint: { kind: 'counter64', value: Math.max(0, Math.floor(g.groupPoint ?? 0)) },
+    offsiteGroupTogether: { kind: 'integer', value: g.together ? TRUTH.true : TRUTH.false },
+    offsiteGroupLagSeconds: { kind: 'gauge', value: u32(g.lagSeconds) },
+  };
+}
+
 /** The system group: sysObjectID is offsiteMIB itself; contact and location are not configured (empty). */
 export function systemValues(s: NodeStatus): Record<SystemName, MibValue> {
   return {
@@ -192,9 +221,11 @@ export function nodeValues(s: NodeStatus, lagAlarmSeconds: number | null): Recor
 }
 
 /** The instance OID of a column for the volume at `index` (1-based), or of a scalar. */
-export function instanceOid(name: ColumnName | ScalarName, index: number): string {
+export function instanceOid(name: ColumnName | GroupColumnName | ScalarName, index: number): string {
   const col = VOLUME_COLUMNS.find((c) => c.name === name);
   if (col) return `${VOLUME_ENTRY}.${col.id}.${index}`;
+  const gcol = GROUP_COLUMNS.find((c) => c.name === name);
+  if (gcol) return `${GROUP_ENTRY}.${gcol.id}.${index}`;
   const sc = NODE_SCALARS.find((c) => c.name === name)!;
   return `${NODE}.${sc.id}.0`;
 }

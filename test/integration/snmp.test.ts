@@ -238,6 +238,30 @@ test('SNMP: walks over v2c and v3, a checkpoint by snmpset on the secondary, ref
   }
 });
 
+test('SNMP: the consistency group table on both sites, the values of /api/v1/status', async () => {
+  const [portA, portB] = [await freeUdpPort(), await freeUdpPort()];
+  const wal = (peer: string, role: string): string => `  wal: { path: ./wal.img, size: 16MiB, role: ${role}, peer: ${peer}, journal: 64MiB }\ngroups:\n  erp: [db, wal]\n`;
+  const pair = await startPair({ size: '16MiB', nodeKeysA: `${wal('site-b', 'primary')}${snmpKeys(portA)}`, nodeKeysB: `${wal('site-a', 'secondary')}${snmpKeys(portB)}` });
+  try {
+    await pair.drained();
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 0 1M', '-c', 'flush', pair.a.uri('db')]);
+    await pair.drained();
+    for (const [d, port, role] of [[pair.a, portA, '1'], [pair.b, portB, '2']] as const) {
+      const w = await walk(V2C, port, 'OFFSITE-MIB::offsiteGroupTable');
+      const g = (await status(d)).groups![0]!;
+      assert.equal(w.get('offsiteGroupName.1'), 'erp');
+      assert.equal(w.get('offsiteGroupMembers.1'), 'db,wal');
+      assert.equal(w.get('offsiteGroupRole.1'), role);
+      assert.equal(w.get('offsiteGroupConsistent.1'), g.consistent ? '1' : '2', `${g.reason}`);
+      assert.equal(w.get('offsiteGroupReason.1') ?? '', g.reason ?? '');
+      assert.ok(Number(w.get('offsiteGroupPoint.1')) > 2 ** 32, `a group point (ms since 1970) past 2^32: ${w.get('offsiteGroupPoint.1')}`);
+      assert.equal(w.has('offsiteGroupName.2'), false, 'one group, one row');
+    }
+  } finally {
+    await pair.stop();
+  }
+});
+
 test('an SNMP port in use stops the daemon at start with the reason', async () => {
   const busy = dgram.createSocket('udp4');
   await new Promise<void>((resolve) => busy.bind(0, '127.0.0.1', () => resolve()));

@@ -6,8 +6,8 @@ import { test } from 'node:test';
 import snmp from 'net-snmp';
 import type { NodeStatus, VolumeStatus } from '../../src/contract/status.js';
 import {
-  NODE_SCALARS, NOTIFICATION_TYPES, OFFSITE_MIB, VOLUME_COLUMNS, counter64, counter64Value, displayString,
-  instanceOid, nodeValues, systemValues, volumeValues,
+  GROUP_COLUMNS, NODE_SCALARS, NOTIFICATION_TYPES, OFFSITE_MIB, VOLUME_COLUMNS, counter64, counter64Value, displayString,
+  groupValues, instanceOid, nodeValues, systemValues, volumeValues,
 } from '../../src/snmp/mib.js';
 import { wireValue } from '../../src/snmp/agent.js';
 import { notificationOf } from '../../src/snmp/notifications.js';
@@ -48,6 +48,15 @@ test('the code\'s OIDs, types and access are the MIB file\'s', () => {
     assert.equal(m.type, wireValue({ kind: c.kind, value: 0 }).type, c.name);
     assert.equal(`${table.oid}.${c.id}.3`, instanceOid(c.name, 3));
     assert.equal(m.maxAccess, c.name === 'offsiteVolumeCheckpointControl' ? 3 : 2, `${c.name} access`);
+  }
+  const groups = providers.find((x) => x.name === 'offsiteGroupEntry')!;
+  assert.deepEqual(groups.tableColumns!.map((c) => c.name), ['offsiteGroupIndex', ...GROUP_COLUMNS.map((c) => c.name)]);
+  for (const c of GROUP_COLUMNS) {
+    const m = groups.tableColumns!.find((x) => x.number === c.id)!;
+    assert.equal(m.name, c.name);
+    assert.equal(m.type, wireValue({ kind: c.kind, value: 0 }).type, c.name);
+    assert.equal(`${groups.oid}.${c.id}.2`, instanceOid(c.name, 2));
+    assert.equal(m.maxAccess, 2, `${c.name} is read-only`);
   }
   for (const t of Object.values(NOTIFICATION_TYPES)) {
     const m = mod[t.name]!;
@@ -157,4 +166,19 @@ test('a notification: its trap OID, the volume\'s row instances in MIB order, th
 test('the engine ID: enterprise 32473, text format, the node name', () => {
   assert.equal(engineIdOf('site-b'), `80007ed904${Buffer.from('site-b').toString('hex')}`);
   assert.equal(engineIdOf('n'.repeat(63)).length, 10 + 27 * 2);
+});
+
+test('a consistency group\'s row: members, role, truth values, the group point past 2^32', () => {
+  const r = groupValues({ name: 'erp', members: ['db', 'wal'], role: 'secondary', consistent: false, reason: 'wal is in a resync round',
+    groupPoint: 1_796_282_402_123, together: false, lagSeconds: 75.4 });
+  assert.deepEqual(r.offsiteGroupName, { kind: 'string', value: 'erp' });
+  assert.deepEqual(r.offsiteGroupMembers, { kind: 'string', value: 'db,wal' });
+  assert.deepEqual(r.offsiteGroupRole, { kind: 'integer', value: 2 });
+  assert.deepEqual(r.offsiteGroupConsistent, { kind: 'integer', value: 2 });
+  assert.deepEqual(r.offsiteGroupReason, { kind: 'string', value: 'wal is in a resync round' });
+  assert.deepEqual(r.offsiteGroupPoint, { kind: 'counter64', value: 1_796_282_402_123 });
+  assert.deepEqual(r.offsiteGroupTogether, { kind: 'integer', value: 2 });
+  assert.deepEqual(r.offsiteGroupLagSeconds, { kind: 'gauge', value: 75 });
+  const none = groupValues({ name: 'erp', members: ['db', 'wal'], role: 'mixed', consistent: true, reason: null, groupPoint: null, together: true, lagSeconds: 0 });
+  assert.deepEqual([none.offsiteGroupRole.value, none.offsiteGroupConsistent.value, none.offsiteGroupReason.value, none.offsiteGroupPoint.value], [3, 1, '', 0]);
 });
