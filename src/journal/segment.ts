@@ -72,8 +72,21 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
     let nextSeq = -1;
     let past = false;
     let lastSize = 0;
+    // Records taken from the chunk in hand: their payloads are views of it. A chunk read
+    // for a whole batch that ended early (at limitSeq, or a record too large) would stay
+    // alive, all of it, as long as any of them does, while the memory budget counts
+    // only what was taken: those few payloads are copied out instead.
+    let pending: Array<{ h: RecordHeader; payload: Buffer; size: number; crc: number }> = [];
+    let pendingBytes = 0;
+    const settle = (): void => {
+      const copy = chunk.length > JOURNAL_HEADER_CHUNK_BYTES && pendingBytes < chunk.length / 2;
+      for (const x of pending) out.push(take(x.h, copy && x.payload.length > 0 ? Buffer.from(x.payload) : x.payload, x.size, x.crc));
+      pending = [];
+      pendingBytes = 0;
+    };
     while (pos < end && bytes < maxBytes && !seg.removed) {
       if (pos < chunkAt || pos + RECORD_HEADER_SIZE > chunkAt + chunk.length) {
+        settle();
         // With payloads, from the first record taken (or the cursor): what is left of the batch, at once.
         // Headers alone (or records before fromSeq, walked over): a chunk of them while
         // records are small; after a record larger than that, the next header alone (no
@@ -105,6 +118,7 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
         if (payloads && h.payloadLength > 0) {
           if (pos + size > chunkAt + chunk.length) {
             // A record larger than what is left of the chunk: read from its start.
+            settle();
             chunk = await readSegment(seg, pos, Math.min(Math.max(size, maxBytes - bytes), end - pos));
             chunkAt = pos;
             if (seg.removed) break; // released meanwhile: nobody needs it any more
@@ -114,13 +128,15 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
             throw new Error(`journal segment ${seg.name} at byte ${pos}: record ${h.header.seq} payload checksum mismatch`);
           }
         }
-        out.push(take(h.header, payload, size, h.payloadCrc));
+        pending.push({ h: h.header, payload, size, crc: h.payloadCrc });
+        pendingBytes += size;
         bytes += size;
         nextSeq = h.header.seq + 1;
       }
       pos += size;
       lastSize = size;
     }
+    settle();
     if (nextSeq > 0 && payloads) seg.cursor = { seq: nextSeq, pos };
     if (past) break;
   }

@@ -4,7 +4,9 @@
 // volume), the secondary buffered every frame the link brought, and each volume's
 // history held 30 days of empty rows: site-a peaked at 443 MiB RSS (site-b 177) on
 // this machine. Now the batches in flight, the frames buffered and the applies draw
-// from one 64 MiB budget, and freed batches leave the RSS: 193 and 177. The bound is generous (a
+// from one 64 MiB budget, and freed batches leave the RSS: 193 and 177 (235-248 and 195-200 with
+// the catch-up's reads of a whole batch at once; 301-305 on site-a while a read whose
+// batch ended early stayed alive whole behind its few records). The bound is generous (a
 // loaded machine slows the drain, it does not add memory); no timing is asserted.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';

@@ -68,3 +68,19 @@ test('a damaged payload is refused where it is read, with the record named', asy
   await assert.rejects(j2.read(2, 1 << 20), /record 2 payload checksum mismatch/);
   j2.close();
 });
+
+test('a batch that ends early (at its limit) holds no more memory than its records: the rest of the read is let go', async () => {
+  // The read asks the disk for the whole batch at once; when the batch ends at limitSeq
+  // after one record, that record's payload must not keep the whole read alive (the
+  // memory budget counts only the record; 24 volumes kept 300 MiB of RSS that way).
+  const j = await filled(tempDir('jread-early'), [65536, 65536, 65536]); // (one segment of 256 KiB)
+  const [first] = await j.read(1, 8 << 20, 1);
+  assert.equal(first!.seq, 1);
+  assert.equal(first!.payload.length, 65536);
+  assert.ok(first!.payload.buffer.byteLength <= 2 * 65536, `the payload keeps ${first!.payload.buffer.byteLength} bytes alive for 65536`);
+  // A batch that takes what was read keeps its payloads as views of that one read (no copy).
+  const all = await j.read(1, 8 << 20);
+  assert.equal(all.filter((r) => r.kind === RecordKind.Write).length, 3);
+  assert.equal(new Set(all.filter((r) => r.payload.length > 0).map((r) => r.payload.buffer)).size, 1, 'one buffer for the whole batch');
+  j.close();
+});
