@@ -142,8 +142,12 @@ export class RoundSteps {
    * a peer that had passed the first to open the round again (docs/RESYNC.md).
    */
   async journaledEnd(from: number): Promise<number> {
-    const { journal } = this.v;
-    for (let seq = Math.max(from, journal.released + 1); seq <= journal.lastSeq;) {
+    const { journal, tracking } = this.v;
+    // (A journal folded into the bitmap at the start, for want of room, holds no end
+    // that matters: the round starts over. A fold in progress releases what it folds.)
+    await tracking.quiesce();
+    if (tracking.mode !== 'journal') return 0;
+    for (let seq = Math.max(from, journal.released + 1); seq <= journal.lastSeq; seq = Math.max(seq, journal.released + 1)) {
       const batch = await journal.readHeaders(seq, READ_BATCH_BYTES, journal.lastSeq);
       if (batch.length === 0) break;
       const end = batch.find((h) => h.kind === RecordKind.Barrier && (h.flags & FLAG_ROUND_END) !== 0);
