@@ -35,6 +35,16 @@ export const JOURNAL_HEADER_CHUNK_BYTES = 64 * 1024;
  * before they reach the journal.
  */
 export const MEMORY_BUDGET_BYTES = 64 * MiB;
+
+/**
+ * A volume's writes that go to the thread pool (src/volume/write-batch.ts): at most
+ * this many jobs at once, each of at most this many writes or bytes. Writes that
+ * arrive while the jobs run go together in the next one (one wake-up of a pool thread
+ * for many small writes), a lone write goes at once.
+ */
+export const WRITE_BATCHES_IN_FLIGHT = 8;
+export const WRITE_BATCH_MAX_WRITES = 64;
+export const WRITE_BATCH_MAX_BYTES = 8 * MiB;
 /** One read of the receive log being applied when the node keeps a memory budget (each an `apply` lease). */
 export const APPLY_READ_BYTES = 1 * MiB;
 /**

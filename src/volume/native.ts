@@ -21,6 +21,11 @@ export interface NativeFs {
    * Optional: an addon built before it lacks it.
    */
   tuneAllocator?(mmapThreshold: number, arenas: number): boolean;
+  /**
+   * pwrite(2) of each buffer whole at its position, in order, in one thread-pool job;
+   * resolves with 0 or the errno of each. Optional: an addon built before it lacks it.
+   */
+  pwriteBatch?(fd: number, bufs: Buffer[], positions: number[]): Promise<number[]>;
 }
 
 export const FALLOC_FL_KEEP_SIZE = 0x01;

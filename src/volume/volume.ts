@@ -1,6 +1,8 @@
 // A local volume: positional I/O on a file or block device, durability through
 // fdatasync, sparse files honoured (punch hole, zero range, SEEK_DATA/SEEK_HOLE).
 import fs from 'node:fs';
+import { getSystemErrorName } from 'node:util';
+import { WriteBatcher } from './write-batch.js';
 import { DiskError, type Extent, type ExportBackend, type ZeroOptions, type Capabilities, diskCapabilities } from '../export/backend.js';
 import { GroupSync } from './group-sync.js';
 import {
@@ -154,7 +156,7 @@ export class Volume implements ExportBackend {
       if (n === -2) this.nowaitWrite = false;
       else if (n > 0) first = n;
     }
-    const p = new Promise<void>((resolve, reject) => {
+    const p = nativeFs.pwriteBatch ? this.writes.write(first === 0 ? data : data.subarray(first), offset + first) : new Promise<void>((resolve, reject) => {
       const step = (done: number): void => {
         fs.write(this.fd, data, done, data.length - done, offset + done, (err, n) => {
           if (err) return reject(diskError(err, `write ${this.name}`));
@@ -166,6 +168,10 @@ export class Volume implements ExportBackend {
     });
     return fua ? p.then(() => this.flush()) : p;
   }
+
+  /** Writes that go to the thread pool, several to a job under a queue of them (write-batch.ts). */
+  private readonly writes = new WriteBatcher((bufs, positions) => nativeFs.pwriteBatch!(this.fd, bufs, positions),
+    (errno) => diskError(Object.assign(new Error(`${getSystemErrorName(-errno)}`), { code: getSystemErrorName(-errno), errno: -errno }), `write ${this.name}`));
 
   async writeZeroes(offset: number, length: number, opts: ZeroOptions): Promise<void> {
     this.check();
