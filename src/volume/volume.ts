@@ -265,6 +265,8 @@ export class Volume implements ExportBackend {
   /** Syncs and closes. Safe to call twice. */
   async close(): Promise<void> {
     if (this.fd < 0) return;
+    // Writes still in the thread pool end first: a closed descriptor's number is reused.
+    await this.writes.idle();
     await this.syncer.idle();
     if (this.failure === null) await this.syncer.sync().catch(() => undefined);
     fs.closeSync(this.fd);

@@ -27,6 +27,14 @@ export class WriteBatcher {
     });
   }
 
+  private idleWaiters: Array<() => void> = [];
+
+  /** Resolves once no write waits or runs (a volume is closed only then: its descriptor could be reused). */
+  idle(): Promise<void> {
+    if (this.inFlight === 0 && this.waiting.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
   /** Jobs running now (for tests). */
   get running(): number {
     return this.inFlight;
@@ -52,6 +60,7 @@ export class WriteBatcher {
         else w.reject(this.failure(errno ?? 5));
       });
       this.next();
+      if (this.inFlight === 0 && this.waiting.length === 0) for (const w of this.idleWaiters.splice(0)) w();
     };
     this.submit(job.map((w) => w.data), job.map((w) => w.position)).then((errs) => done(errs), (e: Error) => done(null, e));
   }

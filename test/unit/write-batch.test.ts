@@ -35,7 +35,12 @@ test('a lone write is a job of its own; a queue goes in few jobs, never more tha
     j.finish(j.positions.map((p) => (p === 42 ? 28 : 0)));
     await new Promise((r) => setImmediate(r));
   }
+  let idle = false;
+  const whenIdle = b.idle().then(() => { idle = true; });
+  await new Promise((r) => setImmediate(r));
   const out = await Promise.all(results);
+  await whenIdle;
+  assert.ok(idle, 'idle once every write is answered');
   assert.equal(out.filter((x) => x === 'ok').length, 199);
   assert.equal(out[42], 'errno 28');
   assert.ok(jobs.length < 1 + 200 / 2, `${jobs.length - 1} jobs for 200 writes`);
@@ -64,4 +69,18 @@ test('pwriteBatch writes each buffer whole at its position and reports each fail
     fs.closeSync(ro);
   }
   assert.throws(() => nativeFs.pwriteBatch!(0, [], []), /at least one/);
+});
+
+test('idle waits for the writes in the thread pool (a volume closes its descriptor only then)', async () => {
+  let finish: ((errs: number[]) => void) | null = null;
+  const b = new WriteBatcher(() => new Promise((resolve) => { finish = resolve; }), () => new Error('x'));
+  const w = b.write(Buffer.alloc(1), 0);
+  let idle = false;
+  const whenIdle = b.idle().then(() => { idle = true; });
+  await new Promise((r) => setImmediate(r));
+  assert.equal(idle, false, 'a write is still in the pool');
+  finish!([0]);
+  await w;
+  await whenIdle;
+  assert.equal(idle, true);
 });
