@@ -4,14 +4,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { VolumeStatus } from '../../src/contract/status.js';
 import { resyncCell, wireCell } from '../../src/cli/status.js';
+import { volumeStatus } from '../helpers/status.js';
 
-const base = {
-  name: 'db', peer: 'site-b', link: 'connected', backlogBytes: 0, backlogRecords: 0, lagSeconds: 0, consistent: true,
-  sizeBytes: 1 << 30, tracking: 'journal', journalUsedBytes: 0, journalCapacityBytes: 1 << 30, epoch: 1, dirtyBytes: 0,
-  hostBytes: 0, overflows: 0, uuid: 'u', generation: ['g'], resyncing: false, resyncLeftBytes: 0, resyncTotalBytes: 0,
-  resyncBytes: 0, resyncSeededBytes: 0, resyncHashBytes: 0, resyncRateBytesPerSecond: 0, resyncEtaSeconds: 0, checkpoint: null, drill: null, applying: null,
-    wireBytes: 0, paused: false, linkRateBytesPerSecond: null, verify: null, shipping: null, iscsi: null,
-} satisfies Omit<VolumeStatus, 'role'>;
+const { role: _role, ...base } = volumeStatus('db');
 
 test('no round: a dash', () => {
   assert.equal(resyncCell({ ...base, role: 'primary' }), '-');

@@ -2,18 +2,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { NodeStatus, VolumeStatus } from '../../src/contract/status.js';
+import { volumeStatus } from '../helpers/status.js';
 import { formatStatus, selectVolumes, summaryLine } from '../../src/cli/status.js';
 
-function vol(name: string, over: Partial<VolumeStatus> = {}): VolumeStatus {
-  return {
-    name, role: 'primary', peer: 'site-b', link: 'connected', backlogBytes: 0, backlogRecords: 0, lagSeconds: 0, consistent: true,
-    sizeBytes: 1 << 30, tracking: 'journal', journalUsedBytes: 0, journalCapacityBytes: 1 << 30, epoch: 1, dirtyBytes: 0,
-    hostBytes: 0, overflows: 0, uuid: 'u', generation: ['g'], resyncing: false, resyncLeftBytes: 0, resyncTotalBytes: 0,
-    resyncBytes: 0, resyncSeededBytes: 0, resyncHashBytes: 0, resyncRateBytesPerSecond: 0, resyncEtaSeconds: 0, checkpoint: null,
-    drill: null, applying: null, wireBytes: 0, paused: false, linkRateBytesPerSecond: null, verify: null, shipping: null, iscsi: null,
-    ...over,
-  };
-}
+const vol = volumeStatus;
 
 const fleet: NodeStatus = {
   node: 'site-a', version: '0.1.0', uptimeSeconds: 3600,
