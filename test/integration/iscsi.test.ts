@@ -50,16 +50,21 @@ function url(site: Site, target: string, auth = false, secret = SECRET): string 
 }
 
 /**
- * The NAA designator of a target's VPD page 0x83, as iscsi-inq prints it: the raw
- * bytes between the brackets (read as latin1, one character per byte), in hex.
+ * A target's identity from its VPD page 0x83, as iscsi-inq prints it: the T10 vendor id
+ * designator (ASCII, printed whole) and the NAA designator in hex. iscsi-inq prints a
+ * binary designator as a C string, so the NAA's bytes show only up to the first zero
+ * byte (CI seed: a volume whose NAA held one); the prefix shown is checked and compared,
+ * and the vendor id, from the same hash, carries the rest.
  */
 async function naaOf(site: Site, target: string, auth = false): Promise<string> {
   const out = await new Promise<string>((resolve, reject) => execFile('iscsi-inq', ['-i', HOST, '-e', '1', '-c', '131', url(site, target, auth)], { encoding: 'latin1' }, (e, stdout) => (e ? reject(e) : resolve(stdout))));
-  const m = /Designator Type:\(3\) NAA\nDesignator:\[([\s\S]{8})\]/.exec(out);
-  assert.ok(m, `no 8-byte NAA designator in iscsi-inq's output:\n${out}`);
+  const m = /Designator Type:\(3\) NAA\nDesignator:\[([\s\S]{1,8}?)\]\n(?=DEVICE DESIGNATOR|\s*$)/.exec(out);
+  assert.ok(m, `no NAA designator in iscsi-inq's output:\n${out}`);
   const hex = Buffer.from(m[1]!, 'latin1').toString('hex');
   assert.equal(hex[0], '3', `NAA type 3 (locally assigned): ${hex}`);
-  return hex;
+  const vendor = /Designator Type:\(1\) T10_VENDORT?_ID\nDesignator:\[OFFSITE ([0-9a-f]{24})\]/.exec(out);
+  assert.ok(vendor, `no T10 vendor id designator in iscsi-inq's output:\n${out}`);
+  return `naa ${hex} serial ${vendor[1]}`;
 }
 
 test('iSCSI: discovery and login with CHAP and an allow list; wrong secret and a stranger refused', async () => {
