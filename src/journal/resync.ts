@@ -4,12 +4,12 @@
 // first sync's comparison by hash); here is what they touch of the host write path:
 // the range lock that orders a read against host writes, the read, the journal append,
 // the switch back to journal tracking. JournaledVolume (write-path.ts) owns one.
-import { createHash } from 'node:crypto';
 import { formatBytes } from '../units/units.js';
 import { READ_BATCH_BYTES } from '../limits/limits.js';
 import type { RangeLocks } from '../sync/range-lock.js';
 import type { ResyncRound } from '../sync/round.js';
 import type { Seeding } from '../sync/seeding.js';
+import { hashRegions } from '../sync/region-hashes.js';
 import { RegionSet } from './bitmap.js';
 import { isZero } from './disk.js';
 import { FLAG_ROUND_END, RecordKind } from './record.js';
@@ -115,9 +115,15 @@ export class RoundSteps {
     const unlock = await this.v.ranges.lock(offset, length);
     try {
       if (!round.start || tracking.mode !== 'journal') return false;
-      const data = Buffer.allocUnsafe(length);
-      await this.v.disk.read(offset, data, 0, length);
-      const zero = isZero(data);
+      // A run wholly in a hole here reads as zeros: a Zeroes record, nothing read.
+      const map = await this.v.disk.extents(offset, length, 1);
+      const hole = map.length === 1 && map[0]!.hole && map[0]!.length >= length;
+      let data: Buffer | null = null;
+      if (!hole) {
+        data = Buffer.allocUnsafe(length);
+        await this.v.disk.read(offset, data, 0, length);
+      }
+      const zero = data === null || isZero(data);
       let seq: number | 'full';
       try {
         seq = zero ? journal.appendResync(RecordKind.Zeroes, offset, length, null) : journal.appendResync(RecordKind.Write, offset, length, data);
@@ -187,26 +193,21 @@ export class RoundSteps {
     const { disk, bitmap, seed, round } = this.v;
     if (!seed.accepts(first, regionSize, bitmap.regionSize)) return 0;
     let equal = 0;
-    // The whole span at once: one lock and large reads (host writes there wait for one read).
+    // The whole span at once: one lock and large reads (host writes there wait for one
+    // read); regions in a hole here are not read (src/sync/region-hashes.ts).
     const offset = first * regionSize;
     const length = Math.max(0, Math.min(hashes.length * regionSize, disk.size - offset));
-    const buf = Buffer.allocUnsafe(Math.min(length, 4 << 20));
     const unlock = await this.v.ranges.lock(offset, length);
     try {
-      for (let at = 0; at < length; at += buf.length) {
-        const n = Math.min(buf.length, length - at);
-        await disk.read(offset + at, buf, 0, n);
-        for (let k = 0; k < n; k += regionSize) {
-          const i = (at + k) / regionSize;
-          const r = first + i;
-          if (!seed.comparable(r, bitmap.isSet(r), round.isHanded(r))) continue;
-          const len = Math.min(regionSize, n - k);
-          if (createHash('sha256').update(buf.subarray(k, k + len)).digest().equals(hashes[i]!)) {
-            bitmap.clear(r);
-            equal++;
-          }
+      const here = (await hashRegions(disk, regionSize, first, Math.ceil(length / regionSize)))!;
+      here.forEach((h, i) => {
+        const r = first + i;
+        if (!seed.comparable(r, bitmap.isSet(r), round.isHanded(r))) return;
+        if (h.equals(hashes[i]!)) {
+          bitmap.clear(r);
+          equal++;
         }
-      }
+      });
     } finally {
       unlock();
     }
@@ -229,13 +230,7 @@ export class RoundSteps {
     try {
       await this.v.flush();
       const afterSeq = this.v.journal.lastSeq;
-      const hashes: Buffer[] = [];
-      const buf = Buffer.allocUnsafe(Math.max(rs, Math.min(length, 4 << 20)));
-      for (let at = 0; at < length; at += buf.length) {
-        const n = Math.min(buf.length, length - at);
-        await disk.read(offset + at, buf, 0, n);
-        for (let k = 0; k < n; k += rs) hashes.push(createHash('sha256').update(buf.subarray(k, Math.min(n, k + rs))).digest());
-      }
+      const hashes = (await hashRegions(disk, rs, first, Math.ceil(length / rs)))!;
       return { hashes, afterSeq, unlock };
     } catch (e) {
       unlock();

@@ -6,7 +6,7 @@
 // Beside it: the receiver's decisions (receiver.ts), the receive log read at a start
 // and filled from frames (receive-log.ts), applying a unit (apply-unit.ts), the
 // round's marker and undo area (replica-round.ts), a held checkpoint and its file
-// (checkpoint-hold.ts), region hashes (region-hashes.ts).
+// (checkpoint-hold.ts), region hashes (src/sync/region-hashes.ts).
 import type { MemoryBudget } from '../memory/budget.js';
 import type { Extent, ExportBackend, ZeroOptions } from '../export/backend.js';
 import { DiskError, type Capabilities, readOnlyCapabilities } from '../export/backend.js';
@@ -21,7 +21,7 @@ import { Receiver, type ReceiverAction } from './receiver.js';
 import { UnitApplier } from './apply-unit.js';
 import { ReplicaRound } from './replica-round.js';
 import { CheckpointHold, readCheckpoint, type Checkpoint } from './checkpoint-hold.js';
-import { hashRegions } from './region-hashes.js';
+import { hashRegions } from '../sync/region-hashes.js';
 import { assert } from '../invariants/assert.js';
 import { appendFrame, received, scanReceiveLog } from './receive-log.js';
 import { readGroupPoint, writeGroupPoint } from './group-point-file.js';

@@ -272,6 +272,9 @@ class MemHandle implements StoreFile {
   close(): void {}
 }
 
+/** The block size of the simulated volume's allocation map. */
+const SIM_BLOCK = 4096;
+
 /** The volume: a MemFile of fixed size behind the Disk interface. */
 export class MemDisk implements Disk {
   readonly name = 'sim';
@@ -321,8 +324,26 @@ export class MemDisk implements Disk {
     return Promise.resolve();
   }
 
-  extents(_o: number, length: number): Promise<Extent[]> {
-    return Promise.resolve([{ length, hole: false }]);
+  /**
+   * The allocation map as a file system might report it: a 4 KiB block of zeros is a
+   * hole, except every seventh (a file system may call zeros data; both must be right).
+   */
+  extents(offset: number, length: number, max: number): Promise<Extent[]> {
+    return this.sched.defer(() => {
+      const out: Extent[] = [];
+      const end = offset + length;
+      for (let at = offset; at < end;) {
+        const next = Math.min(end, (Math.floor(at / SIM_BLOCK) + 1) * SIM_BLOCK);
+        const block = this.file.current.subarray(at, next);
+        const hole = Math.floor(at / SIM_BLOCK) % 7 !== 3 && block.every((b) => b === 0);
+        const last = out[out.length - 1];
+        if (last && last.hole === hole) last.length += next - at;
+        else if (out.length === max) break;
+        else out.push({ length: next - at, hole });
+        at = next;
+      }
+      return out;
+    });
   }
 
   crash(rng: Rng, powerLoss: boolean): void {

@@ -1,0 +1,111 @@
+// Region hashes (src/sync/region-hashes.ts): regions in holes are not read and hash as
+// zeros; every hash equals SHA-256 of the bytes the region reads as, on a real sparse
+// file (SEEK_DATA/SEEK_HOLE) and on a map that cuts regions in odd places.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { hashRegions, holeRegions, zeroHash, type HashedDisk } from '../../src/sync/region-hashes.js';
+import { Volume } from '../../src/volume/volume.js';
+import type { Extent } from '../../src/export/backend.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+function sha(b: Buffer): Buffer {
+  return createHash('sha256').update(b).digest();
+}
+
+/** A disk in memory whose allocation map is given, counting the bytes read. */
+function memDisk(bytes: Buffer, map: (offset: number, length: number) => Extent[]): HashedDisk & { readBytes: number } {
+  const d = {
+    size: bytes.length,
+    readBytes: 0,
+    read(offset: number, into: Buffer, at: number, length: number): Promise<void> {
+      d.readBytes += length;
+      bytes.copy(into, at, offset, offset + length);
+      return Promise.resolve();
+    },
+    extents(offset: number, length: number): Promise<Extent[]> {
+      return Promise.resolve(map(offset, length));
+    },
+  };
+  return d;
+}
+
+test('zeroHash is SHA-256 of that many zero bytes, a region or a short last one', () => {
+  for (const n of [0, 4096, 64 * KiB, 5 * MiB + 12]) assert.deepEqual(zeroHash(n), sha(Buffer.alloc(n)), `${n} bytes`);
+});
+
+test('holeRegions: only regions wholly inside a hole; what the map does not reach is data', () => {
+  const rs = 64 * KiB;
+  // From 0: hole 100 KiB (region 0 whole, region 1 partly), data to 128 KiB, hole to 328 KiB (regions 2, 3, 4), then unmapped.
+  const map: Extent[] = [{ length: 100 * KiB, hole: true }, { length: 28 * KiB, hole: false }, { length: 200 * KiB, hole: true }];
+  assert.deepEqual(holeRegions(map, 0, rs, 8, 8 * rs), [true, false, true, true, true, false, false, false]);
+  // A map from an offset inside the volume; the last region ends short at the volume's end.
+  assert.deepEqual(holeRegions([{ length: rs + 10, hole: true }], 3 * rs, rs, 2, 4 * rs + 10), [true, true]);
+  assert.deepEqual(holeRegions([{ length: rs, hole: false }, { length: rs, hole: true }], 0, rs, 2, 2 * rs), [false, true]);
+});
+
+test('hashes match the bytes whatever the map; holes are not read', async () => {
+  const rs = 64 * KiB;
+  const bytes = Buffer.alloc(16 * rs);
+  bytes.fill(7, 2 * rs + 100, 2 * rs + 200); // region 2
+  bytes.fill(9, 9 * rs, 11 * rs); // regions 9, 10
+  const truth = Array.from({ length: 16 }, (_, i) => sha(bytes.subarray(i * rs, (i + 1) * rs)));
+  // An honest map at 4 KiB blocks, and one that calls everything data.
+  const honest = (offset: number, length: number): Extent[] => {
+    const out: Extent[] = [];
+    for (let at = offset; at < offset + length; at += 4096) {
+      const hole = bytes.subarray(at, at + 4096).every((b) => b === 0);
+      const last = out[out.length - 1];
+      if (last && last.hole === hole) last.length += 4096;
+      else out.push({ length: 4096, hole });
+    }
+    return out;
+  };
+  const sparse = memDisk(bytes, honest);
+  assert.deepEqual(await hashRegions(sparse, rs, 0, 16), truth);
+  assert.equal(sparse.readBytes, 3 * rs, 'only the three regions holding data are read');
+  const dense = memDisk(bytes, (_o, length) => [{ length, hole: false }]);
+  assert.deepEqual(await hashRegions(dense, rs, 0, 16), truth);
+  assert.equal(dense.readBytes, 16 * rs);
+  // A span from the middle, running past the end: beyond it, the empty hash.
+  const tail = await hashRegions(sparse, rs, 14, 4);
+  assert.deepEqual(tail, [truth[14], truth[15], sha(Buffer.alloc(0)), sha(Buffer.alloc(0))]);
+  // The asker gone: null.
+  assert.equal(await hashRegions(sparse, rs, 0, 16, () => false), null);
+});
+
+test('on a real sparse file: a 1 GiB volume with two writes is hashed by reading what it holds', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'offsite-hash-'));
+  try {
+    const v = Volume.open({ name: 'v', path: join(dir, 'v.img'), size: 1024 * MiB, readOnly: false });
+    const a = Buffer.alloc(64 * KiB, 0x5a);
+    await v.write(3 * MiB, a, false);
+    await v.write(700 * MiB + 4096, a.subarray(0, 4096), false);
+    let read = 0;
+    const counted: HashedDisk = {
+      size: v.size,
+      read: (o, into, at, n) => { read += n; return v.read(o, into, at, n); },
+      extents: (o, n, max) => v.extents(o, n, max),
+    };
+    const rs = MiB;
+    const hashes = (await hashRegions(counted, rs, 0, 1024))!;
+    assert.equal(hashes.length, 1024);
+    const whole = Buffer.alloc(rs);
+    for (const r of [0, 3, 700, 1023]) {
+      await v.read(r * rs, whole, 0, rs);
+      assert.deepEqual(hashes[r], sha(whole), `region ${r}`);
+    }
+    // ext4/xfs/tmpfs map at block granularity: two regions hold data. (A file system
+    // without SEEK_DATA reports all data; then all is read and the hashes still match.)
+    const map = await v.extents(0, v.size, 16);
+    if (map.length > 1) assert.ok(read <= 4 * rs, `read ${read} bytes of a 1 GiB volume holding 68 KiB`);
+    v.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
