@@ -9,6 +9,7 @@
 import { crc32c } from '@node-rs/crc32';
 import type { Store, StoreFile } from './store.js';
 import { magicAndU32, refuseNewer } from '../versioning/format.js';
+import { assert } from '../invariants/assert.js';
 
 export const BITMAP_FILE = 'dirty.bitmap';
 const MAGIC = Buffer.from('OFFSBMAP', 'latin1');
@@ -138,6 +139,29 @@ export class DirtyBitmap {
     this.clearBeyondEnd();
     for (let p = 0; p < this.pages; p++) this.writePage(p);
     this.recount();
+  }
+
+  /**
+   * Clears the regions of [first, end) that `may` allows (a first sync found them
+   * equal), writing each page of the file once. Returns how many were cleared.
+   */
+  clearRun(first: number, end: number, may: (region: number) => boolean): number {
+    assert(first >= 0 && first <= end && end <= this.regions, `regions ${first}..${end} inside the bitmap's ${this.regions}`);
+    let cleared = 0;
+    let touchedPage = -1;
+    for (let r = first; r < end; r++) {
+      if (!this.isSet(r) || !may(r)) continue;
+      this.bits[r >> 3] = this.bits[r >> 3]! & ~(1 << (r & 7));
+      cleared++;
+      const page = Math.floor((r >> 3) / PAGE_BITS_BYTES);
+      if (page !== touchedPage) {
+        if (touchedPage >= 0) this.writePage(touchedPage);
+        touchedPage = page;
+      }
+    }
+    if (touchedPage >= 0) this.writePage(touchedPage);
+    this.dirtyCount -= cleared;
+    return cleared;
   }
 
   /** Clears one region (after it was resynced). */

@@ -8,8 +8,8 @@ import { formatBytes } from '../units/units.js';
 import { READ_BATCH_BYTES } from '../limits/limits.js';
 import type { RangeLocks } from '../sync/range-lock.js';
 import type { ResyncRound } from '../sync/round.js';
-import type { Seeding } from '../sync/seeding.js';
-import { hashRegions } from '../sync/region-hashes.js';
+import { sharedHoleRegions, type Seeding, type Span } from '../sync/seeding.js';
+import { HASH_MAP_EXTENTS, hashRegions, holesOf } from '../sync/region-hashes.js';
 import { RegionSet } from './bitmap.js';
 import { isZero } from './disk.js';
 import { FLAG_ROUND_END, RecordKind } from './record.js';
@@ -68,8 +68,9 @@ export class RoundSteps {
   }
 
   /**
-   * The first sync of a new pair: every region is marked, so the whole volume goes
-   * to the peer in the first round (regions that read as zeros go as Zeroes records).
+   * The first sync of a new pair: every region is marked, and the first round compares
+   * them with the peer's before it sends (src/sync/seeding.ts): what differs goes
+   * (regions that read as zeros as Zeroes records), holes on both sides are skipped.
    */
   async beginInitialSync(): Promise<void> {
     const { bitmap, tracking, log, name } = this.v;
@@ -79,7 +80,7 @@ export class RoundSteps {
     await bitmap.sync();
     tracking.mode = 'bitmap';
     await tracking.fold();
-    log.info({ volume: name }, `volume ${name}: first sync: all ${formatBytes(this.v.disk.size)} will be sent to the peer when the link comes up`);
+    log.info({ volume: name }, `volume ${name}: first sync: the volume (${formatBytes(this.v.disk.size)}) will be compared with the peer's when the link comes up; regions that differ are sent, holes on both sides are skipped`);
   }
 
   /** Folds the journal into the bitmap and begins a new round (the peer is behind what the journal holds). */
@@ -212,6 +213,37 @@ export class RoundSteps {
       unlock();
     }
     seed.compared(first, hashes.length, equal, regionSize, bitmap.regions);
+    return equal;
+  }
+
+  /**
+   * The peer's holes from `offset` to `offset + covered` (a first sync by checksum on
+   * a link at protocol version 2): a region still to compare that is a hole on both
+   * sides reads as zeros on both, and leaves the bitmap unread (src/sync/seeding.ts
+   * says which may). Under the range lock, against this volume's allocation map now,
+   * as compareRegions; the map here is asked for at most HASH_MAP_EXTENTS extents,
+   * and what it does not reach is mapped by the next request.
+   */
+  async clearHoles(offset: number, covered: number, peerHoles: Span[]): Promise<number> {
+    const { disk, bitmap, seed, round } = this.v;
+    const rs = bitmap.regionSize;
+    if (!seed.acceptsMap(offset, rs, rs)) return 0;
+    const length = Math.max(0, Math.min(covered, disk.size - offset));
+    let equal = 0;
+    let reach = offset + length;
+    if (length > 0) {
+      const unlock = await this.v.ranges.lock(offset, length);
+      try {
+        const here = holesOf(await disk.extents(offset, length, HASH_MAP_EXTENTS), offset, HASH_MAP_EXTENTS);
+        reach = offset + here.covered;
+        for (const run of sharedHoleRegions(here.holes, peerHoles, rs, disk.size)) {
+          equal += bitmap.clearRun(run.first, run.end, (r) => seed.comparable(r, true, round.isHanded(r)));
+        }
+      } finally {
+        unlock();
+      }
+    }
+    seed.mapped(reach >= disk.size ? bitmap.regions : Math.floor(reach / rs), equal, rs);
     return equal;
   }
 

@@ -27,7 +27,7 @@ import { RangeLocks } from '../sync/range-lock.js';
 import { ActivityLog } from './activity-log.js';
 import { RoundMarker } from '../sync/round-marker.js';
 import { ResyncRound } from '../sync/round.js';
-import { Seeding } from '../sync/seeding.js';
+import { Seeding, type Span } from '../sync/seeding.js';
 import { assert } from '../invariants/assert.js';
 import { epochBytesFor } from '../limits/limits.js';
 import { zeroRange, type Disk } from './disk.js';
@@ -299,6 +299,7 @@ export class JournaledVolume implements ExportBackend {
   resyncStep(maxBytes: number): Promise<boolean> { return this.rounds.step(maxBytes); }
   /** The peer's hashes of regions first.. (a first sync by checksum): equal regions leave the bitmap. Returns how many. */
   compareRegions(first: number, regionSize: number, hashes: Buffer[]): Promise<number> { return this.rounds.compareRegions(first, regionSize, hashes); }
+  clearHoles(offset: number, covered: number, peerHoles: Span[]): Promise<number> { return this.rounds.clearHoles(offset, covered, peerHoles); }
   /** Online verify, one batch: read and hashed under the range lock after a flush; the caller unlocks. */
   verifyHashes(first: number, count: number): Promise<{ hashes: Buffer[]; afterSeq: number; unlock: () => void }> {
     return this.rounds.verifyHashes(first, count);

@@ -28,7 +28,7 @@ export interface ProtocolRange {
  * same in every version spoken so far; a version that changes one decodes it by
  * `Frame.version`.
  */
-export const PROTOCOL_RANGE: ProtocolRange = { min: 1, max: 1 };
+export const PROTOCOL_RANGE: ProtocolRange = { min: 1, max: 2 };
 
 /** "1", or "1..2". */
 export function formatRange(r: ProtocolRange): string {
@@ -72,7 +72,21 @@ export enum FrameType {
    * their headers as columns, then the payloads raw).
    */
   PackedRecords = 10,
+  /**
+   * Version 2. u16 name length, name, u64 offset, u64 length: where your replica holds
+   * holes in this byte range (a first sync skips regions that are holes on both sides).
+   */
+  MapRequest = 11,
+  /**
+   * Version 2. u16 name length, name, u64 offset, u64 covered, u32 count, then count ×
+   * (u64 offset, u64 length) holes in order, inside [offset, offset + covered): the
+   * map is exact up to offset + covered (at most the length asked).
+   */
+  MapReply = 12,
 }
+
+/** The protocol version that brought a frame type (absent: 1); a frame is refused on a link that agreed on an older one. */
+const FRAME_SINCE: ReadonlyMap<FrameType, number> = new Map([[FrameType.MapRequest, 2], [FrameType.MapReply, 2]]);
 
 /**
  * The frame types that begin with a volume name (u16 length, name). Each names a
@@ -81,6 +95,7 @@ export enum FrameType {
  */
 const VOLUME_FRAMES: ReadonlySet<FrameType> = new Set([
   FrameType.Records, FrameType.Ack, FrameType.Resync, FrameType.HashRequest, FrameType.HashReply, FrameType.Hold, FrameType.PackedRecords,
+  FrameType.MapRequest, FrameType.MapReply,
 ]);
 
 /** The volume a frame names (null: a frame of the link, not of a volume). Reads the name only. */
@@ -171,6 +186,8 @@ export class FrameDecoder {
       if (version < this.speaks.min || version > this.speaks.max) throw new FrameError(`peer speaks protocol version ${version}, this node speaks ${formatRange(this.speaks)}`);
     }
     if (!(type in FrameType)) throw new FrameError(`unknown frame type ${type}`);
+    const since = FRAME_SINCE.get(type) ?? 1;
+    if (version < since) throw new FrameError(`peer sent a ${FrameType[type]} frame, which needs protocol version ${since}, on a link at version ${version}`);
     const length = head.readUInt32LE(8);
     if (length > MAX_FRAME_PAYLOAD) throw new FrameError(`frame of ${length} bytes is over the ${MAX_FRAME_PAYLOAD}-byte limit`);
     if (this.buffered < FRAME_HEADER_SIZE + length) return null;
@@ -329,4 +346,78 @@ export function decodeHashReply(payload: Buffer): HashRange & { hashes: Buffer[]
   const hashes: Buffer[] = [];
   for (let i = 0; i < count; i++) hashes.push(Buffer.from(rest.subarray(12 + i * 32, 12 + (i + 1) * 32)));
   return { volume, regionSize: rest.readUInt32LE(0), first: Number(rest.readBigUInt64LE(4)), count, hashes };
+}
+
+/** The most holes one MapReply lists (16 bytes each); the map stops there and says how far it got. */
+export const MAX_MAP_HOLES = 4096;
+
+export interface MapRequest {
+  volume: string;
+  offset: number;
+  length: number;
+}
+
+export function encodeMapRequest(r: MapRequest): Buffer[] {
+  const v = Buffer.alloc(16);
+  v.writeBigUInt64LE(BigInt(r.offset), 0);
+  v.writeBigUInt64LE(BigInt(r.length), 8);
+  return encodeFrame(FrameType.MapRequest, encodeVolumePayload(r.volume, v));
+}
+
+export function decodeMapRequest(payload: Buffer): MapRequest {
+  const { volume, rest } = decodeVolumePayload(payload);
+  if (rest.length !== 16) throw new FrameError('map request payload is not 16 bytes');
+  const offset = rest.readBigUInt64LE(0);
+  const length = rest.readBigUInt64LE(8);
+  if (length === 0n || offset + length > BigInt(Number.MAX_SAFE_INTEGER)) throw new FrameError(`map request for ${length} bytes at ${offset}`);
+  return { volume, offset: Number(offset), length: Number(length) };
+}
+
+/** A byte range of a volume. */
+export interface Span {
+  offset: number;
+  length: number;
+}
+
+export interface MapReply {
+  volume: string;
+  offset: number;
+  /** The map is exact from offset to offset + covered. */
+  covered: number;
+  /** Holes in order, apart, inside the covered range. */
+  holes: Span[];
+}
+
+export function encodeMapReply(r: MapReply): Buffer[] {
+  const v = Buffer.alloc(20 + r.holes.length * 16);
+  v.writeBigUInt64LE(BigInt(r.offset), 0);
+  v.writeBigUInt64LE(BigInt(r.covered), 8);
+  v.writeUInt32LE(r.holes.length, 16);
+  r.holes.forEach((h, i) => {
+    v.writeBigUInt64LE(BigInt(h.offset), 20 + i * 16);
+    v.writeBigUInt64LE(BigInt(h.length), 28 + i * 16);
+  });
+  return encodeFrame(FrameType.MapReply, encodeVolumePayload(r.volume, v));
+}
+
+export function decodeMapReply(payload: Buffer): MapReply {
+  const { volume, rest } = decodeVolumePayload(payload);
+  if (rest.length < 20) throw new FrameError('map reply payload is shorter than its head');
+  const offset = rest.readBigUInt64LE(0);
+  const covered = rest.readBigUInt64LE(8);
+  const count = rest.readUInt32LE(16);
+  if (count > MAX_MAP_HOLES) throw new FrameError(`map reply with ${count} holes (at most ${MAX_MAP_HOLES})`);
+  if (rest.length !== 20 + count * 16) throw new FrameError(`map reply of ${count} holes is ${rest.length} bytes, not ${20 + count * 16}`);
+  const end = offset + covered;
+  if (end > BigInt(Number.MAX_SAFE_INTEGER)) throw new FrameError(`map reply covering ${covered} bytes at ${offset}`);
+  const holes: Span[] = [];
+  let at = offset;
+  for (let i = 0; i < count; i++) {
+    const o = rest.readBigUInt64LE(20 + i * 16);
+    const n = rest.readBigUInt64LE(28 + i * 16);
+    if (o < at || n === 0n || o + n > end) throw new FrameError(`map reply hole ${i} (${n} bytes at ${o}) is out of order, empty or outside the map`);
+    holes.push({ offset: Number(o), length: Number(n) });
+    at = o + n;
+  }
+  return { volume, offset: Number(offset), covered: Number(covered), holes };
 }

@@ -9,7 +9,8 @@
 // records were handed over (heartbeats excepted: they carry liveness, no order), and
 // past MAX_FRAME_PAYLOAD of them the adapter is told to stop reading the socket.
 import {
-  FrameError, FrameType, MAX_FRAME_PAYLOAD, decodeAck, decodeHashReply, decodeHashRequest, decodeHeartbeat, decodeHold, decodeResync,
+  FrameError, FrameType, MAX_FRAME_PAYLOAD, decodeAck, decodeHashReply, decodeHashRequest, decodeHeartbeat, decodeHold, decodeMapReply, decodeMapRequest,
+  decodeResync,
   encodeFrame, encodeHeartbeat, frameVolume, type Frame, type ProtocolRange,
 } from './frame.js';
 import { checkHello, encodeHelloFrame, type HelloCheck, type HelloVolume } from './hello.js';
@@ -76,6 +77,9 @@ export type SessionAction =
   | { type: 'resync'; volume: string; startSeq: number }
   | { type: 'hashRequest'; request: ReturnType<typeof decodeHashRequest> }
   | { type: 'hashReply'; reply: ReturnType<typeof decodeHashReply> }
+  /** Version 2: where the replica holds holes (a first sync skips regions that are holes on both sides). */
+  | { type: 'mapRequest'; request: ReturnType<typeof decodeMapRequest> }
+  | { type: 'mapReply'; reply: ReturnType<typeof decodeMapReply> }
   | { type: 'hold'; hold: ReturnType<typeof decodeHold> }
   | { type: 'ack'; volume: string; seq: number }
   | { type: 'pauseReading' }
@@ -248,6 +252,10 @@ export class PeerSession {
         return [{ type: 'hashRequest', request: decodeHashRequest(f.payload) }];
       case FrameType.HashReply:
         return [{ type: 'hashReply', reply: decodeHashReply(f.payload) }];
+      case FrameType.MapRequest:
+        return [{ type: 'mapRequest', request: decodeMapRequest(f.payload) }];
+      case FrameType.MapReply:
+        return [{ type: 'mapReply', reply: decodeMapReply(f.payload) }];
       case FrameType.Hold:
         return [{ type: 'hold', hold: decodeHold(f.payload) }];
       case FrameType.Ack: {

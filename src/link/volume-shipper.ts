@@ -11,7 +11,7 @@ import { FLAG_RESYNC, RECORD_HEADER_SIZE, type JournalRecord } from '../journal/
 import { formatBytes } from '../units/units.js';
 import { encodeRecordsFrame } from './records-frame.js';
 import { UnitPlanner } from '../coalesce/planner.js';
-import { MAX_HASH_REGIONS, encodeHashRequest, encodeResync } from './frame.js';
+import { MAX_HASH_REGIONS, encodeHashRequest, encodeMapRequest, encodeResync } from './frame.js';
 import { Shipper, type ShipperAction, type ShipperEvent } from './shipper.js';
 import { batchFor } from '../rate/capacity.js';
 import type { FrameClass } from '../rate/scheduler.js';
@@ -20,6 +20,7 @@ import { assert } from '../invariants/assert.js';
 import { MAX_WINDOW_BYTES, windowCapFor } from '../limits/limits.js';
 import { AckRoundTrip, windowFor } from './window.js';
 import { pumpStep } from '../sync/round.js';
+import type { SeedAsk, Span } from '../sync/seeding.js';
 import type { VerifyRun } from '../sync/verify.js';
 import { VerifyDriver } from './verify-driver.js';
 import type { Lease, MemoryBudget } from '../memory/budget.js';
@@ -35,6 +36,8 @@ export interface ShipperSession {
   drop?(): void;
   /** Packs a batch of records into its frame (zero writes, compression: src/compress); absent: a plain Records frame. */
   encode?(records: JournalRecord[]): Promise<Buffer[]> | Buffer[];
+  /** The protocol version the link agreed (absent: 1); version 2 maps the peer's holes in a first sync. */
+  version?: number;
 }
 
 export interface VolumeShipperOptions {
@@ -66,8 +69,8 @@ export class VolumeShipper {
   private durableSeen = 0;
   private gapReported = false;
   private resyncing = false;
-  /** A HashRequest is out (first sync by checksum): its first region. */
-  private hashAsked = -1;
+  /** A HashRequest or MapRequest is out (first sync by checksum): what it asked. */
+  private asked: SeedAsk | null = null;
 
   constructor(
     private readonly name: string,
@@ -278,7 +281,7 @@ export class VolumeShipper {
     this.session = null;
     this.ackRtt.stopped();
     this.verifier.down();
-    this.hashAsked = -1;
+    this.asked = null;
     this.undurableSince = 0;
     this.handle({ type: 'down' });
   }
@@ -379,14 +382,47 @@ export class VolumeShipper {
     this.verifier.tick(now);
   }
 
-  /** Asks the peer for the hashes of the next regions to compare (a first sync by checksum, one request at a time). */
+  /**
+   * Asks the peer for what the comparison needs next (a first sync by checksum, one
+   * request at a time): where its replica holds holes (a link at protocol version 2),
+   * or the hashes of the next regions still marked.
+   */
   private askHashes(): void {
-    if (!this.session || this.hashAsked >= 0) return;
-    const rs = this.jv.bitmap.regionSize;
-    const ask = this.jv.seed.nextAsk(rs, this.jv.bitmap.regions, MAX_HASH_REGIONS);
+    if (!this.session || this.asked) return;
+    const bitmap = this.jv.bitmap;
+    const rs = bitmap.regionSize;
+    const nextMarked = (from: number): number => {
+      for (const r of bitmap.dirtyRegions(from)) return r;
+      return bitmap.regions;
+    };
+    const ask = this.jv.seed.nextAsk(rs, this.jv.size, MAX_HASH_REGIONS, (this.session.version ?? 1) >= 2, nextMarked);
     if (!ask) return;
-    this.hashAsked = ask.first;
-    this.session.send(encodeHashRequest({ volume: this.name, regionSize: rs, first: ask.first, count: ask.count }));
+    this.asked = ask;
+    if (ask.type === 'map') this.session.send(encodeMapRequest({ volume: this.name, offset: ask.offset, length: ask.length }));
+    else this.session.send(encodeHashRequest({ volume: this.name, regionSize: rs, first: ask.first, count: ask.count }));
+  }
+
+  /** The peer's holes arrived: regions that are holes on both sides leave the round, then the comparison goes on. */
+  mapReply(offset: number, covered: number, holes: Span[]): void {
+    const a = this.asked;
+    if (!a || a.type !== 'map' || a.offset !== offset) return; // a reply from an older link
+    if (covered > a.length) {
+      this.session?.close(`volume ${this.name}: the peer's map covers ${covered} bytes from ${offset}, more than the ${a.length} asked`);
+      return;
+    }
+    this.jv.seed.heard(0, 20 + holes.length * 16);
+    this.settleAsk(this.jv.clearHoles(offset, covered, holes), 'comparing holes with the peer');
+  }
+
+  private settleAsk(done: Promise<number>, what: string): void {
+    void done.then(() => {
+      this.asked = null;
+      this.askHashes();
+      this.pumpResync();
+    }, (e: Error) => {
+      this.asked = null;
+      this.session?.close(`volume ${this.name}: ${what} failed: ${e.message}`);
+    });
   }
 
   // --- online verify (verify-driver.ts) -----------------------------------------
@@ -409,16 +445,10 @@ export class VolumeShipper {
       this.verifier.reply(first, hashes);
       return;
     }
-    if (first !== this.hashAsked) return; // a reply from an older link
+    const a = this.asked;
+    if (!a || a.type !== 'hash' || a.first !== first) return; // a reply from an older link
     this.jv.seed.heard(hashes.length);
-    void this.jv.compareRegions(first, regionSize, hashes).then(() => {
-      this.hashAsked = -1;
-      this.askHashes();
-      this.pumpResync();
-    }, (e: Error) => {
-      this.hashAsked = -1;
-      this.session?.close(`volume ${this.name}: comparing regions by hash failed: ${e.message}`);
-    });
+    this.settleAsk(this.jv.compareRegions(first, regionSize, hashes), 'comparing regions by hash');
   }
 
   /**

@@ -6,7 +6,7 @@ import type { Config } from '../config/config.js';
 import { formatDuration } from '../units/units.js';
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
-import { FrameDecoder, FrameError, FrameType, PROTOCOL_RANGE, atVersion, encodeAck, encodeHold, encodeHashReply, type Frame, type ProtocolRange } from '../link/frame.js';
+import { FrameDecoder, FrameError, FrameType, PROTOCOL_RANGE, atVersion, encodeAck, encodeHold, encodeHashReply, encodeMapReply, MAX_MAP_HOLES, type Frame, type ProtocolRange } from '../link/frame.js';
 import type { HelloCheck, HelloVolume } from '../link/hello.js';
 import type { Identity } from '../link/identity.js';
 import { decodePackedRecordsFrameOff, parsePackedRecordsFrame } from '../compress/codec.js';
@@ -549,6 +549,21 @@ export class LinkManager {
           case 'hashReply':
             this.shippers.get(a.reply.volume)?.hashReply(a.reply.first, a.reply.regionSize, a.reply.hashes);
             return;
+          case 'mapRequest': {
+            const r = a.request;
+            const rp = this.volumes.replicas.get(r.volume);
+            if (!rp) return s.close(`${peer} asked for the holes of ${r.volume}, which is not a replica here`);
+            void rp.mapHoles(r.offset, r.length, MAX_MAP_HOLES, () => !machine.closed).then(
+              (map) => {
+                if (map) s.send(encodeMapReply({ volume: r.volume, offset: r.offset, ...map }));
+              },
+              (e: Error) => s.close(`mapping the holes of ${r.volume}: ${e.message}`),
+            );
+            return;
+          }
+          case 'mapReply':
+            this.shippers.get(a.reply.volume)?.mapReply(a.reply.offset, a.reply.covered, a.reply.holes);
+            return;
           case 'hold':
             this.shippers.get(a.hold.volume)?.peerHold(a.hold.held, a.hold.resumeAfter);
             return;
@@ -642,6 +657,7 @@ export class LinkManager {
           drop: () => s.pacer.drop(local.name),
           encode: (records: JournalRecord[]) => s.packer!.encode(local.name, records),
           close: (why: string) => s.close(why),
+          version: s.machine.version,
         };
         sh.up(paced, remote.durableSeq, remote.round, remote.durableSeq === 0 && remote.round === 0);
       } else {

@@ -21,7 +21,8 @@ import { Receiver, type ReceiverAction } from './receiver.js';
 import { UnitApplier } from './apply-unit.js';
 import { ReplicaRound } from './replica-round.js';
 import { CheckpointHold, readCheckpoint, type Checkpoint } from './checkpoint-hold.js';
-import { hashRegions } from '../sync/region-hashes.js';
+import { hashRegions, holesOf } from '../sync/region-hashes.js';
+import type { Span } from '../sync/seeding.js';
 import { assert } from '../invariants/assert.js';
 import { appendFrame, received, scanReceiveLog } from './receive-log.js';
 import { readGroupPoint, writeGroupPoint } from './group-point-file.js';
@@ -224,6 +225,24 @@ export class Replica implements ExportBackend {
         else await this.units.nextEnd();
       }
       return hashRegions(this.volume, regionSize, first, count, wanted);
+    });
+    this.hashing = p.catch(() => null);
+    return p;
+  }
+
+  /**
+   * Where the replica holds holes from `offset` (a first sync on a link at protocol
+   * version 2: regions that are holes on both sides need no hash), at most `maxHoles`,
+   * with how far the map reaches. In turn with the hash requests, after an attach or
+   * round opening; null once `wanted()` says the asker is gone.
+   */
+  mapHoles(offset: number, length: number, maxHoles: number, wanted: () => boolean = () => true): Promise<{ covered: number; holes: Span[] } | null> {
+    const p = this.hashing.then(async () => {
+      while (this.attaching || this.opening) await (this.attaching ?? this.opening)!.catch(() => undefined);
+      if (!wanted()) return null;
+      const n = Math.max(0, Math.min(length, this.volume.size - offset));
+      if (n === 0) return { covered: 0, holes: [] };
+      return holesOf(await this.volume.extents(offset, n, 2 * maxHoles + 1), offset, maxHoles);
     });
     this.hashing = p.catch(() => null);
     return p;

@@ -89,3 +89,21 @@ export async function hashRegions(disk: HashedDisk, regionSize: number, first: n
   while (out.length < count) out.push(createHash('sha256').digest());
   return out;
 }
+
+/**
+ * The holes of an allocation map from `offset` (as `extents` returns it), at most
+ * `maxHoles`: in order and apart, with how far the map they come from reaches (a
+ * map cut short, or the last hole that fits, ends it).
+ */
+export function holesOf(map: readonly Extent[], offset: number, maxHoles: number): { covered: number; holes: Array<{ offset: number; length: number }> } {
+  const holes: Array<{ offset: number; length: number }> = [];
+  let at = offset;
+  for (const e of map) {
+    if (e.hole) {
+      if (holes.length === maxHoles) break;
+      holes.push({ offset: at, length: e.length });
+    }
+    at += e.length;
+  }
+  return { covered: at - offset, holes };
+}

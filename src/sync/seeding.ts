@@ -11,6 +11,14 @@
 // journal records of the round touch is never cleared by hash: the peer will still
 // apply those records, and after a crash they may predate a change made in bitmap
 // mode that makes the region look equal now.
+//
+// On a link at protocol version 2 the primary first asks where the peer's replica
+// holds holes (MapRequest, up to SEED_MAP_BYTES at a time): a region that is a hole
+// on both sides reads as zeros on both, and leaves the bitmap unread and unhashed
+// (a new pair of empty sparse volumes compares in a few round trips). Only the
+// regions mapped so far are then compared by hash, skipping those already cleared.
+
+import { assert } from '../invariants/assert.js';
 
 /** Regions touched by journal records of the round (the journal's RegionSet). */
 export interface TouchedRegions {
@@ -20,6 +28,39 @@ export interface TouchedRegions {
 
 /** Bytes of regions one HashRequest asks about (at most the request's region count). */
 export const SEED_ASK_BYTES = 16 << 20;
+/** Bytes of the volume one MapRequest asks about: the primary maps its own side of them under one range lock. */
+export const SEED_MAP_BYTES = 64 * 2 ** 30;
+
+/** A byte range of a volume. */
+export interface Span {
+  offset: number;
+  length: number;
+}
+
+/** What to ask the peer next: where its replica holds holes, or the hashes of some regions. */
+export type SeedAsk = { type: 'map'; offset: number; length: number } | { type: 'hash'; first: number; count: number };
+
+/**
+ * The regions wholly inside a hole of both maps (each a list of holes in order and
+ * apart), as runs [first, end) of region numbers. The volume's last region may end
+ * short at `size`.
+ */
+export function sharedHoleRegions(a: readonly Span[], b: readonly Span[], regionSize: number, size: number): Array<{ first: number; end: number }> {
+  const runs: Array<{ first: number; end: number }> = [];
+  const regions = Math.ceil(size / regionSize);
+  for (let i = 0, j = 0; i < a.length && j < b.length;) {
+    const lo = Math.max(a[i]!.offset, b[j]!.offset);
+    const hi = Math.min(a[i]!.offset + a[i]!.length, b[j]!.offset + b[j]!.length);
+    if (lo < hi) {
+      const first = Math.ceil(lo / regionSize);
+      const end = hi >= size ? regions : Math.floor(hi / regionSize);
+      if (end > first) runs.push({ first, end });
+    }
+    if (a[i]!.offset + a[i]!.length <= b[j]!.offset + b[j]!.length) i++;
+    else j++;
+  }
+  return runs;
+}
 
 export class Seeding {
   /** The next round is a new pair's first sync: it compares by hash first. */
@@ -28,6 +69,8 @@ export class Seeding {
   active = false;
   /** How far the comparison got: regions below it may be sent. */
   hashedUpTo = 0;
+  /** How far the peer's holes are known (protocol version 2): regions below it were cleared where both sides are holes. */
+  mappedUpTo = 0;
   private touched: TouchedRegions | null = null;
   /** Bytes a first sync found equal by hash (and so did not send), since the daemon started. */
   seededBytes = 0;
@@ -42,6 +85,7 @@ export class Seeding {
   begin(compare: boolean, touched: TouchedRegions): void {
     this.active = compare;
     this.hashedUpTo = 0;
+    this.mappedUpTo = 0;
     this.touched = touched;
   }
 
@@ -55,17 +99,42 @@ export class Seeding {
     this.active = false;
   }
 
-  /** The next HashRequest: `count` regions from `first` (null: none to ask). */
-  nextAsk(regionSize: number, regions: number, maxRegions: number): { first: number; count: number } | null {
+  /**
+   * What to ask next (null: nothing, or the comparison is over). `canMap`: the link
+   * speaks MapRequest; `nextMarked(r)`: the first region from r still marked (the
+   * region count if none). Regions not marked need no comparing: the comparison moves
+   * past them.
+   */
+  nextAsk(regionSize: number, size: number, maxRegions: number, canMap: boolean, nextMarked: (from: number) => number): SeedAsk | null {
     if (!this.active) return null;
-    const first = this.hashedUpTo;
-    const count = Math.min(Math.max(1, Math.floor(SEED_ASK_BYTES / regionSize)), maxRegions, regions - first);
-    return count > 0 ? { first, count } : null;
+    const regions = Math.ceil(size / regionSize);
+    const limit = canMap ? Math.min(this.mappedUpTo, regions) : regions;
+    const first = Math.min(nextMarked(this.hashedUpTo), limit);
+    assert(first >= this.hashedUpTo, 'the comparison never goes back');
+    this.hashedUpTo = first;
+    if (first < limit) return { type: 'hash', first, count: Math.min(Math.max(1, Math.floor(SEED_ASK_BYTES / regionSize)), maxRegions, limit - first) };
+    if (first >= regions) {
+      this.active = false;
+      return null;
+    }
+    const offset = this.mappedUpTo * regionSize;
+    return { type: 'map', offset, length: Math.min(SEED_MAP_BYTES, size - offset) };
   }
 
-  /** A reply of `count` hashes came (for the figures: 32 bytes a hash and the frame's head). */
-  heard(count: number): void {
-    this.hashBytes += count * 32 + 40;
+  /** Is a map reply from `offset` the one the comparison waits for? */
+  acceptsMap(offset: number, regionSize: number, bitmapRegionSize: number): boolean {
+    return this.active && regionSize === bitmapRegionSize && offset === this.mappedUpTo * regionSize && this.hashedUpTo === this.mappedUpTo;
+  }
+
+  /** The peer's holes are known up to region `upTo` (at least one region further), and `equal` regions left the bitmap. */
+  mapped(upTo: number, equal: number, regionSize: number): void {
+    this.mappedUpTo = Math.max(this.mappedUpTo + 1, upTo);
+    this.seededBytes += equal * regionSize;
+  }
+
+  /** A reply came: `count` hashes (32 bytes each and the frame's head), or a map of `bytes`. */
+  heard(count: number, bytes = count * 32 + 40): void {
+    this.hashBytes += bytes;
   }
 
   /** Is a reply for regions from `first` of `regionSize` the one the comparison is at? */

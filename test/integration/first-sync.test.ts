@@ -76,3 +76,23 @@ test('first sync: the whole of the data to an empty secondary, only differing re
     fs.rmSync(srcDir, { recursive: true, force: true });
   }
 });
+
+test('first sync: a new pair of empty 1 TiB volumes (sparse, nothing written) compares by its holes, reads and sends nothing', async () => {
+  const p = await startPair({ size: '1TiB' });
+  try {
+    await p.drained(300_000);
+    const v = (await statusOf(p.a)).volumes[0] as unknown as { resyncBytes: number; resyncSeededBytes: number; resyncHashBytes: number };
+    assert.equal(v.resyncBytes, 0, 'no region travelled');
+    assert.equal(v.resyncSeededBytes, 1024 * 1024 * MiB, 'every region found equal');
+    // Maps of holes (16 bytes a hole and a head), not 32 bytes of hash per 64 KiB region (512 MiB).
+    assert.ok(v.resyncHashBytes < 64 * 1024, `${v.resyncHashBytes} bytes of maps and hashes`);
+    const b = (await statusOf(p.b)).volumes[0] as unknown as { consistent: boolean };
+    assert.equal(b.consistent, true, 'the first sync is complete: the replica is a flush-point image');
+    // Writes far apart then reach the replica (the image is not all holes any more).
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 0 64k', '-c', 'write -P 0x5b 700G 1M', '-c', 'flush', p.a.uri('db')]);
+    await p.drained(120_000);
+    await must('qemu-io', ['-f', 'raw', '-r', '-c', 'read -P 0x5a 0 64k', '-c', 'read -P 0x5b 700G 1M', '-c', 'read -P 0 1M 1M', p.b.uri('db')]);
+  } finally {
+    await p.stop();
+  }
+});

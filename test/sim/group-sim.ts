@@ -29,7 +29,7 @@ import { DirtyBitmap, RegionSet } from '../../src/journal/bitmap.js';
 import { Journal, KEEP_PREFIX } from '../../src/journal/journal.js';
 import { RecordKind, groupPointOf, type JournalRecord, type RecordHeader } from '../../src/journal/record.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
-import { FrameDecoder, PROTOCOL_RANGE, atVersion, encodeAck, encodeHashReply, encodeHold } from '../../src/link/frame.js';
+import { FrameDecoder, MAX_MAP_HOLES, PROTOCOL_RANGE, atVersion, encodeAck, encodeHashReply, encodeHold, encodeMapReply } from '../../src/link/frame.js';
 import { PeerSession, type SessionAction } from '../../src/link/peer-session.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import { Replica, SYNCED_FILE } from '../../src/secondary/replica.js';
@@ -299,6 +299,7 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
                 close: (why) => {
                   if (conn === c) cut(`primary ${m.name}: ${why}`);
                 },
+                version: a.version,
               }, pair.remote.durableSeq, pair.remote.round, false);
             } else {
               void m.replica.attach({
@@ -335,6 +336,16 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
         }
         case 'hashReply':
           byName.get(a.reply.volume)!.shipper.hashReply(a.reply.first, a.reply.regionSize, a.reply.hashes);
+          break;
+        case 'mapRequest': {
+          const r = a.request;
+          void byName.get(r.volume)!.replica.mapHoles(r.offset, r.length, MAX_MAP_HOLES, () => conn === c).then((map) => {
+            if (map) back(encodeMapReply({ volume: r.volume, offset: r.offset, ...map }));
+          });
+          break;
+        }
+        case 'mapReply':
+          byName.get(a.reply.volume)!.shipper.mapReply(a.reply.offset, a.reply.covered, a.reply.holes);
           break;
         case 'hold':
           byName.get(a.hold.volume)!.shipper.peerHold(a.hold.held, a.hold.resumeAfter);

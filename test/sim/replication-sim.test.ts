@@ -38,4 +38,5 @@ test('replication simulation: invariants 2, 3, 4, 5 and 7 over a thousand seeds 
   assert.ok(figure('pauses') > 0, out); // a checkpoint held until the receive log filled
   assert.ok(figure('packed') > n, out); // batches went as PackedRecords frames (half the seeds)
   assert.ok(figure('coalesced') > n / 4, out); // records went as Skip records in coalesced units (half the seeds; none while a round is open)
+  assert.ok(figure('mapped') > n / 4, out); // first syncs mapped the secondary's holes (new pairs at protocol version 2)
 });

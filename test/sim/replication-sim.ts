@@ -22,7 +22,7 @@ import { RecordKind, type JournalRecord, type RecordHeader } from '../../src/jou
 import { compress } from 'zstd-napi';
 import { packSync, parsePackedRecordsFrame, unpackPacked } from '../../src/compress/codec.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
-import { FrameDecoder, PROTOCOL_RANGE, atVersion, encodeAck, encodeHashReply, encodeHold } from '../../src/link/frame.js';
+import { FrameDecoder, MAX_MAP_HOLES, PROTOCOL_RANGE, atVersion, encodeAck, encodeHashReply, encodeHold, encodeMapReply } from '../../src/link/frame.js';
 import { PeerSession, type SessionAction } from '../../src/link/peer-session.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import { LinkScheduler } from '../../src/rate/scheduler.js';
@@ -59,6 +59,8 @@ export interface ReplicationSimStats {
   packed: number;
   /** Records sent as Skip records (coalesced). */
   coalesced: number;
+  /** Maps of the secondary's holes a first sync got (protocol version 2). */
+  mapped: number;
 }
 
 interface Conn {
@@ -120,6 +122,10 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   // 16 KiB to the whole batch) between crashes, cuts and reads. (Its own generator:
   // the other seeds' schedules stay as they were.)
   const shareRng = new Rng(seed ^ 0x5ba7e);
+  // A quarter of the seeds have a secondary of the previous release (protocol version
+  // 1 only): the first sync compares by hash alone, with no map of holes. (Its own
+  // generator too.)
+  const speaksB = new Rng(seed ^ 0x7e25).chance(1 / 4) ? { min: 1, max: 1 } : PROTOCOL_RANGE;
   const sharing = shareRng.chance(1 / 3);
   let shareNow = 1;
   let step = 0;
@@ -138,7 +144,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let boots = 1;
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
-    pauses: 0, packed: 0, coalesced: 0 };
+    pauses: 0, packed: 0, coalesced: 0, mapped: 0 };
 
   let seededNotes = 0;
   const imageUpTo = (seq: number): Buffer => {
@@ -328,7 +334,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         logBytes: jv.journal.capacity, round: jv.roundStart }],
     });
     const atB = new PeerSession({
-      node: SITE_B, peer: SITE_A, initiator: false, speaks: PROTOCOL_RANGE, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(SITE_A),
+      node: SITE_B, peer: SITE_A, initiator: false, speaks: speaksB, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(SITE_A),
       shared: () => [{ name: VOLUME, uuid: SIM_UUID, size, role: 'secondary', generation: SIM_GENERATION, durableSeq: replica.receiver.resumeAfter,
         logBytes: receiveCapacity, round: replica.roundStart }],
     });
@@ -369,6 +375,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
               close: (why) => {
                 if (conn === c) cut(`primary: ${why}`);
               },
+              version: a.version,
             }, remote.durableSeq, remote.round, false);
             if (sharing) shipper.linkMeasured(null, null, 64 * 1024); // (a 512 kbit/s link: batches follow the share)
           } else {
@@ -421,6 +428,17 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         }
         case 'hashReply':
           shipper.hashReply(a.reply.first, a.reply.regionSize, a.reply.hashes);
+          break;
+        case 'mapRequest': {
+          const r = a.request;
+          void replica.mapHoles(r.offset, r.length, MAX_MAP_HOLES, () => conn === c).then((map) => {
+            if (map && conn === c) c.ba.push(Buffer.concat(atVersion(encodeMapReply({ volume: r.volume, offset: r.offset, ...map }), c.atB.version)));
+          });
+          break;
+        }
+        case 'mapReply':
+          stats.mapped++;
+          shipper.mapReply(a.reply.offset, a.reply.covered, a.reply.holes);
           break;
         case 'hold':
           if (a.hold.held) stats.pauses++;

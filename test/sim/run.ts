@@ -63,6 +63,7 @@ for (const seed of seeds) {
       add('pauses', r.pauses);
       add('packed', r.packed);
       add('coalesced', r.coalesced);
+      add('mapped', r.mapped);
     }
   } catch (e) {
     console.log(`FAIL seed ${seed}: ${(e as Error).message}`);

@@ -22,8 +22,8 @@ test('size mismatch, two primaries, unknown volume, other uuid, wrong node, othe
   assert.match(refused(checkHello(hello({ volumes: [] }), 'site-b', [vol()])), /^unknown-volume: volume db is configured with peer site-b/);
   assert.match(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', uuid: 'u2' })] }), 'site-b', [vol()])), /^uuid: /);
   assert.match(refused(checkHello(hello({ node: 'site-c' }), 'site-b', [vol()])), /^wrong-node: the peer calls itself "site-c"/);
-  assert.match(refused(checkHello(hello({ protocol: 2 }), 'site-b', [vol()])),
-    /^version: site-b speaks protocol version 2 and this node speaks protocol version 1: no version in common\. Upgrade this node /);
+  assert.match(refused(checkHello(hello({ protocol: 3 }), 'site-b', [vol()])),
+    /^version: site-b speaks protocol version 3 and this node speaks protocol versions 1..2: no version in common\. Upgrade this node /);
 });
 
 test('garbage is refused, not thrown', () => {

@@ -40,6 +40,31 @@ test('bitmap: marks round up to regions, persist, and cost a fixed amount of mem
   assert.equal(Math.ceil((2 ** 40 / (64 * KiB)) / BITS_PER_PAGE) * PAGE_SIZE <= 2.01 * 1024 * 1024, true);
 });
 
+test('bitmap: clearRun clears the regions allowed in a run, each page written once, and what it cleared persists', async () => {
+  const dir = tempDir('bm-run');
+  const size = 8 * 1024 * 1024 * 1024; // 131072 regions: five pages
+  const { bitmap } = await DirtyBitmap.open(new DirStore(dir), size, 64 * KiB);
+  bitmap.markAll();
+  await bitmap.sync();
+  const writes: number[] = [];
+  const file = (bitmap as unknown as { file: { writeSync(at: number, b: Buffer): void } }).file;
+  const real = file.writeSync.bind(file);
+  file.writeSync = (at, b) => { writes.push(at); real(at, b); };
+  // Regions 10..100000 but not 500 (say, touched by a record of the round).
+  assert.equal(bitmap.clearRun(10, 100_000, (r) => r !== 500), 100_000 - 10 - 1);
+  assert.equal(bitmap.count, 131072 - (100_000 - 10 - 1));
+  assert.equal(new Set(writes).size, writes.length, 'each page once');
+  assert.equal(writes.length, Math.floor((99_999 >> 3) / (BITS_PER_PAGE / 8)) + 1);
+  assert.equal(bitmap.clearRun(10, 100_000, () => true), 1, 'only the one left');
+  assert.throws(() => bitmap.clearRun(0, 131073, () => true), /inside the bitmap/);
+  await bitmap.sync();
+  bitmap.close();
+  const { bitmap: again } = await DirtyBitmap.open(new DirStore(dir), size, 64 * KiB);
+  assert.equal(again.count, 131072 - 99_990);
+  assert.deepEqual([...again.dirtyRegions()].slice(0, 11), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 100_000]);
+  again.close();
+});
+
 test('bitmap: a damaged page counts as all dirty, never as clean', async () => {
   const dir = tempDir('bm2');
   const size = 8 * 1024 * 1024 * 1024;

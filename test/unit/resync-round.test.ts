@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ResyncRound, pumpStep, type PumpFigures } from '../../src/sync/round.js';
-import { Seeding, SEED_ASK_BYTES } from '../../src/sync/seeding.js';
+import { Seeding, SEED_ASK_BYTES, sharedHoleRegions } from '../../src/sync/seeding.js';
 
 const RS = 4096;
 
@@ -84,18 +84,21 @@ test('the pump: a quarter of the journal, twice the window, two seconds of a cap
   assert.equal(pumpStep({ ...f, maxEpochBytes: 256 << 10 }), 256 << 10, 'a run fits the peer\'s receive log whole');
 });
 
+/** Every region still marked. */
+const all = (r: number): number => r;
+
 test('seeding: asks from where the comparison is, clears only regions no record of the round touches', () => {
   const touched = new Set<number>();
   const set = { mark: (o: number, l: number) => { for (let r = Math.floor(o / RS); r * RS < o + l; r++) touched.add(r); }, has: (r: number) => touched.has(r) };
   const s = new Seeding();
-  assert.equal(s.nextAsk(RS, 10, 256), null, 'not comparing');
+  assert.equal(s.nextAsk(RS, 10 * RS, 256, false, all), null, 'not comparing');
   s.pending = true;
   s.begin(s.pending, set);
   s.pending = false;
   assert.equal(s.active, true);
-  assert.deepEqual(s.nextAsk(RS, 10, 256), { first: 0, count: 10 });
-  assert.deepEqual(s.nextAsk(RS, 5000, 256), { first: 0, count: 256 }, 'the request\'s limit');
-  assert.deepEqual(s.nextAsk(1 << 20, 5000, 256), { first: 0, count: SEED_ASK_BYTES / (1 << 20) });
+  assert.deepEqual(s.nextAsk(RS, 10 * RS, 256, false, all), { type: 'hash', first: 0, count: 10 });
+  assert.deepEqual(s.nextAsk(RS, 5000 * RS, 256, false, all), { type: 'hash', first: 0, count: 256 }, 'the request\'s limit');
+  assert.deepEqual(s.nextAsk(1 << 20, 5000 * (1 << 20), 256, false, all), { type: 'hash', first: 0, count: SEED_ASK_BYTES / (1 << 20) });
   s.touch(2 * RS, 10);
   assert.equal(s.comparable(1, true, false), true);
   assert.equal(s.comparable(1, false, false), false, 'not marked: nothing to clear');
@@ -106,7 +109,7 @@ test('seeding: asks from where the comparison is, clears only regions no record 
   assert.equal(s.accepts(0, 2 * RS, RS), false, 'another region size');
   s.compared(0, 6, 3, RS, 10);
   assert.deepEqual([s.hashedUpTo, s.seededBytes, s.active], [6, 3 * RS, true]);
-  assert.deepEqual(s.nextAsk(RS, 10, 256), { first: 6, count: 4 });
+  assert.deepEqual(s.nextAsk(RS, 10 * RS, 256, false, all), { type: 'hash', first: 6, count: 4 });
   s.heard(4);
   assert.equal(s.hashBytes, 4 * 32 + 40);
   s.compared(6, 4, 0, RS, 10);
@@ -119,5 +122,48 @@ test('seeding stops when records of the round already reached the peer', () => {
   s.begin(true, { mark: () => undefined, has: () => false });
   s.stop();
   assert.equal(s.active, false);
-  assert.equal(s.nextAsk(RS, 10, 256), null);
+  assert.equal(s.nextAsk(RS, 10 * RS, 256, true, all), null);
+});
+
+test('seeding on a version 2 link: the peer\'s holes first, then hashes of the mapped regions still marked', () => {
+  const s = new Seeding();
+  const size = 1000 * RS + 100; // the last region ends short
+  s.begin(true, { mark: () => undefined, has: (r) => r === 7 });
+  assert.deepEqual(s.nextAsk(RS, size, 256, true, all), { type: 'map', offset: 0, length: size });
+  assert.equal(s.acceptsMap(0, RS, RS), true);
+  assert.equal(s.acceptsMap(RS, RS, RS), false, 'not where the map is');
+  // The map reached region 600: regions 0..599 may be hashed, from the first still marked.
+  s.mapped(600, 590, RS);
+  assert.equal(s.seededBytes, 590 * RS);
+  const marked = new Set([5, 7, 9, 300, 599, 800]);
+  const next = (from: number): number => [...marked].sort((a, b) => a - b).find((r) => r >= from) ?? 1001;
+  assert.deepEqual(s.nextAsk(RS, size, 256, true, next), { type: 'hash', first: 5, count: 256 });
+  s.compared(5, 256, 0, RS, 1001);
+  assert.deepEqual(s.nextAsk(RS, size, 256, true, next), { type: 'hash', first: 300, count: 256 }, 'unmarked regions are skipped');
+  s.compared(300, 256, 0, RS, 1001);
+  assert.deepEqual(s.nextAsk(RS, size, 256, true, next), { type: 'hash', first: 599, count: 1 }, 'no further than the map');
+  s.compared(599, 1, 1, RS, 1001);
+  assert.deepEqual(s.nextAsk(RS, size, 256, true, next), { type: 'map', offset: 600 * RS, length: size - 600 * RS });
+  // A map that made no progress still moves on by a region.
+  s.mapped(0, 0, RS);
+  assert.equal(s.mappedUpTo, 601);
+  s.mapped(1001, 0, RS);
+  assert.deepEqual(s.nextAsk(RS, size, 256, true, next), { type: 'hash', first: 800, count: 201 });
+  s.compared(800, 201, 0, RS, 1001);
+  assert.equal(s.active, false, 'every region compared');
+  // A link back at version 1 hashes everything from where the comparison is.
+  const t = new Seeding();
+  t.begin(true, { mark: () => undefined, has: () => false });
+  t.mapped(10, 0, RS);
+  assert.deepEqual(t.nextAsk(RS, size, 256, false, all), { type: 'hash', first: 0, count: 256 });
+});
+
+test('sharedHoleRegions: regions wholly inside a hole of both maps', () => {
+  const a = [{ offset: 0, length: 10 * RS }, { offset: 20 * RS, length: 5 * RS + 100 }];
+  const b = [{ offset: RS / 2, length: 4 * RS }, { offset: 6 * RS, length: 30 * RS }];
+  // [RS/2, 4.5 RS) holds regions 1..3; [6 RS, 10 RS) 6..9; [20 RS, 25 RS + 100) 20..24 (the volume goes on).
+  assert.deepEqual(sharedHoleRegions(a, b, RS, 100 * RS), [{ first: 1, end: 4 }, { first: 6, end: 10 }, { first: 20, end: 25 }]);
+  // The volume ends at 25 RS + 100: region 25 ends short inside both holes.
+  assert.deepEqual(sharedHoleRegions(a, b, RS, 25 * RS + 100).pop(), { first: 20, end: 26 });
+  assert.deepEqual(sharedHoleRegions(a, [], RS, 100 * RS), []);
 });

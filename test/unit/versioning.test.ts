@@ -107,9 +107,12 @@ test('the previous release\'s Hello, from fixed bytes: read, and a node speaking
   assert.ok(r.ok, r.ok ? '' : r.message);
   assert.equal(r.protocol, 1);
   assert.equal(r.pairs[0]!.remote.durableSeq, 41);
-  // This build, speaking 1..1 (today), says Hello in exactly the previous release's bytes.
-  assert.deepEqual(wire(encodeHelloFrame({ node: 'site-a', codecs: ['zstd'], volumes: [SITE_A_DB] })), OLD_HELLO);
+  // A node speaking 1 only says Hello in exactly the previous release's bytes; this
+  // build (1..2) differs in the flags alone, which the previous release never reads.
+  assert.deepEqual(wire(encodeHelloFrame({ node: 'site-a', codecs: ['zstd'], volumes: [SITE_A_DB] }, { min: 1, max: 1 })), OLD_HELLO);
   assert.ok(previousReleaseTakes(OLD_HELLO));
+  assert.deepEqual(F.PROTOCOL_RANGE, { min: 1, max: 2 });
+  assert.ok(previousReleaseTakes(wire(encodeHelloFrame({ node: 'site-a', codecs: ['zstd'], volumes: [SITE_A_DB] }))));
 });
 
 test('a node speaking 1..2 sends the previous release a Hello it reads as its own; both settle on 1', () => {
@@ -145,8 +148,9 @@ test('frames after Hello carry the agreed version; at version 1 they are the pre
   const d2 = new F.FrameDecoder({ min: 1, max: 2 });
   d2.settle(2);
   assert.equal(decodeOne(ackV2, d2).version, 2);
-  // This build (1 only) refuses version 2; a link that agreed on 1 refuses any other.
-  assert.throws(() => decodeOne(ackV2), (e: unknown) => e instanceof F.FrameError && e.message === 'peer speaks protocol version 2, this node speaks 1');
+  // The previous release (1 only) refuses version 2; a link that agreed on 1 refuses any other.
+  assert.throws(() => decodeOne(ackV2, new F.FrameDecoder({ min: 1, max: 1 })),
+    (e: unknown) => e instanceof F.FrameError && e.message === 'peer speaks protocol version 2, this node speaks 1');
   const d1 = new F.FrameDecoder({ min: 1, max: 2 });
   d1.settle(1);
   assert.throws(() => decodeOne(ackV2, d1), /peer sent a frame of protocol version 2 on a link that agreed on version 1/);
@@ -157,6 +161,38 @@ test('frames after Hello carry the agreed version; at version 1 they are the pre
   assert.equal(decodeOne(refuse).version, 7);
 });
 
+test('protocol version 2: MapRequest and MapReply from fixed bytes; refused on a link at version 1; bad maps are named errors', () => {
+  // Where db's replica holds holes in 1 TiB from 64 KiB; the answer: two holes, the map exact over all of it.
+  const REQ = hex('4f46504c 02 0b 0000 14000000 507368fe 8330fbbd  0200 6462 0000010000000000 0000000000010000');
+  const REPLY = hex('4f46504c 02 0c 0000 38000000 1b51bdb3 60f63d30  0200 6462 0000010000000000 0000000000010000 02000000' +
+    ' 0000010000000000 0000100000000000  0000000080000000 0010000000000000');
+  const d2 = new F.FrameDecoder();
+  d2.settle(2);
+  const req = decodeOne(REQ, d2);
+  assert.deepEqual(F.decodeMapRequest(req.payload), { volume: 'db', offset: 65536, length: 2 ** 40 });
+  assert.deepEqual(wire(F.atVersion(F.encodeMapRequest({ volume: 'db', offset: 65536, length: 2 ** 40 }), 2)), REQ);
+  const reply = { volume: 'db', offset: 65536, covered: 2 ** 40, holes: [{ offset: 65536, length: 1 << 20 }, { offset: 2 ** 39, length: 4096 }] };
+  const d3 = new F.FrameDecoder();
+  d3.settle(2);
+  assert.deepEqual(F.decodeMapReply(decodeOne(REPLY, d3).payload), reply);
+  assert.deepEqual(wire(F.atVersion(F.encodeMapReply(reply), 2)), REPLY);
+  // At version 1 (a link with the previous release) the frame is refused by name.
+  const d1 = new F.FrameDecoder();
+  d1.settle(1);
+  assert.throws(() => decodeOne(wire(F.atVersion(F.encodeMapRequest({ volume: 'db', offset: 0, length: 1 }), 1)), d1),
+    /peer sent a MapRequest frame, which needs protocol version 2, on a link at version 1/);
+  // Holes out of order, outside the map, empty, or too many: named errors.
+  const payload = (r: typeof reply): Buffer => F.encodeMapReply(r)[1]!;
+  const bad: Array<[typeof reply, RegExp]> = [
+    [{ ...reply, holes: [reply.holes[1]!, reply.holes[0]!] }, /hole 1 .* out of order, empty or outside the map/],
+    [{ ...reply, covered: 4096 }, /hole 0 .* outside the map/],
+    [{ ...reply, holes: [{ offset: 65536, length: 0 }] }, /hole 0 .* empty/],
+    [{ ...reply, holes: Array.from({ length: F.MAX_MAP_HOLES + 1 }, (_, i) => ({ offset: 65536 + i * 8192, length: 4096 })) }, /at most 4096/],
+  ];
+  for (const [r, why] of bad) assert.throws(() => F.decodeMapReply(payload(r)), (e: unknown) => e instanceof F.FrameError && why.test(e.message));
+  assert.throws(() => F.decodeMapRequest(F.encodeMapRequest({ volume: 'db', offset: 0, length: 0 })[1]!), /map request for 0 bytes/);
+});
+
 test('a Hello from a node that speaks only newer versions is read and refused with what to do', () => {
   const newer = JSON.parse(OLD_HELLO_JSON) as Record<string, unknown>;
   newer.protocol = 3;
@@ -165,7 +201,7 @@ test('a Hello from a node that speaks only newer versions is read and refused wi
   const r = checkHello(f.payload, 'site-a', [SITE_B_DB], { frame: f, self: 'site-b' });
   assert.ok(!r.ok);
   assert.equal(r.code, 'version');
-  assert.match(r.message, /^site-a speaks protocol versions 3\.\.4 and site-b speaks protocol version 1: no version in common\. Upgrade site-b to a release that speaks protocol version 3/);
+  assert.match(r.message, /^site-a speaks protocol versions 3\.\.4 and site-b speaks protocol versions 1\.\.2: no version in common\. Upgrade site-b to a release that speaks protocol version 3/);
 });
 
 test('a Hello with a key this build does not know is read (a later release may add one); inconsistent ranges are bad-hello', () => {
