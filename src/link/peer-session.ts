@@ -1,7 +1,7 @@
 // One link to a peer, as a state machine: events in (frames, ticks of the clock, the
 // socket's end), actions out (frames to send, where each received frame goes, when to
-// close and why). No sockets, timers or workers here: src/node/links.ts runs it over
-// TLS, the seeded simulation runs it over its simulated link, so both drive the same
+// close and why). No sockets, timers or workers here: src/node/link-session.ts runs
+// it over TLS, the seeded simulation runs it over its simulated link, so both drive the same
 // Hello gating, frame routing, heartbeats, round trips and dead-peer detection.
 //
 // Order: frames are taken in the order they came. A PackedRecords frame is unpacked

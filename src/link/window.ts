@@ -7,8 +7,10 @@
 // the window is sized by the durable-ack round trip measured batch by batch (send to
 // ack), falling back to the heartbeat's until a batch has been acked, and bounded by
 // the most a shipper may keep in flight and by half the peer's receive log.
-import { MAX_WINDOW_BYTES } from '../limits/limits.js';
+// FlightSizes keeps one volume's window, and its batch, from what its link measured.
+import { MAX_WINDOW_BYTES, windowCapFor } from '../limits/limits.js';
 import { assert } from '../invariants/assert.js';
+import { batchFor } from '../rate/capacity.js';
 
 /** Durable-ack samples kept: the window follows the median of the newest. */
 export const ACK_RTT_SAMPLES = 16;
@@ -99,5 +101,91 @@ export class AckRoundTrip {
     if (this.samples.length === 0) return null;
     const s = [...this.samples].sort((a, b) => a - b);
     return s[Math.floor(s.length / 2)]!;
+  }
+}
+
+/**
+ * One volume's window and batch now, from what its link measured: the batch follows
+ * the link's capacity and the volume's share of it (rate/capacity.ts's batchFor), the
+ * window follows the durable-ack round trip (windowFor). The shipper's machine
+ * (shipper.ts) hears of each new size.
+ */
+export class FlightSizes {
+  /** Bytes the shipper keeps in flight now (sent, not yet acked at most). */
+  windowBytes: number;
+  /** Bytes a batch of records may hold now: about BATCH_SECONDS of the link (rate/capacity.ts). */
+  batchBytes: number;
+  /** Send to durable ack, batch by batch: what a byte in flight waits for. */
+  readonly ackRtt = new AckRoundTrip();
+  private peerLogCap = Infinity;
+  /** The last link measurement (linkMeasured): the window is sized from it and the durable-ack round trip. */
+  private measured: { rate: number | null; rttMs: number | null; alone: number } | null = null;
+  /** The link's capacity last measured (null: not known: the cap, or the largest batch). */
+  private capacity: number | null = null;
+
+  constructor(
+    private readonly volume: string,
+    /** The configured window and the largest batch. */
+    private readonly configured: { windowBytes: number; batchBytes: number },
+    /** The volume's share of its link now (0..1; 1: alone on it, or no one asks). */
+    private readonly share: () => number,
+    private readonly machine: { setWindow(bytes: number): void; setBatch(bytes: number): void },
+  ) {
+    this.windowBytes = configured.windowBytes;
+    this.batchBytes = configured.batchBytes;
+  }
+
+  /** At most half the peer's receive log is in flight (it must hold what it acks). */
+  fitWindow(peerLogBytes: number): void {
+    this.peerLogCap = windowCapFor(peerLogBytes);
+    this.applyWindow();
+  }
+
+  /**
+   * Once a second, what the link did: its rate (the cap, or the measured send rate
+   * when it has none), its heartbeat round trip, and its capacity (the rate it carried
+   * while it was the bottleneck, bounded by the cap; null: not known yet). The batch
+   * follows the capacity: a frame takes about four seconds of the link at most. The
+   * window follows the durable-ack round trip: two round trips of the rate plus two
+   * batches, the heartbeat's round trip until a batch has been acked.
+   */
+  linkMeasured(rateBytesPerSecond: number | null, rttMs: number | null, capacity: number | null): void {
+    this.capacity = capacity;
+    // (The window counts two batches of the volume alone on the link, whatever its share:
+    // a volume sharing the link sends smaller frames, not fewer bytes in flight.)
+    const alone = batchFor(capacity, this.configured.batchBytes);
+    this.refreshBatch();
+    this.measured = { rate: rateBytesPerSecond, rttMs, alone };
+    this.applyWindow();
+  }
+
+  /**
+   * A new link: its capacity is not measured yet, so its rate cap (null: none), if it
+   * has one, sizes the first batches (a 4 MiB frame is 34 s of a 1 Mbit/s line).
+   */
+  linkUp(cap: number | null): void {
+    this.capacity = cap;
+    this.batchBytes = batchFor(this.capacity, this.configured.batchBytes, this.share());
+    this.machine.setBatch(this.batchBytes);
+  }
+
+  /** The batch from the capacity and the share now; read before every read of the journal. */
+  refreshBatch(): void {
+    const b = batchFor(this.capacity, this.configured.batchBytes, this.share());
+    if (b === this.batchBytes) return;
+    this.batchBytes = b;
+    this.machine.setBatch(b);
+  }
+
+  private applyWindow(): void {
+    const m = this.measured;
+    this.windowBytes = windowFor({
+      rateBytesPerSecond: m?.rate ?? null, heartbeatRttMs: m?.rttMs ?? null, ackRttMs: m ? this.ackRtt.ms : null,
+      batchBytes: m?.alone ?? this.configured.batchBytes, configuredBytes: this.configured.windowBytes, peerLogCapBytes: this.peerLogCap,
+    });
+    // The peer must be able to hold what it acks: never more than half its receive log in flight.
+    assert(this.windowBytes > 0 && this.windowBytes <= this.peerLogCap,
+      () => `volume ${this.volume}: a window of ${this.windowBytes} bytes against a peer log cap of ${this.peerLogCap}`);
+    this.machine.setWindow(this.windowBytes);
   }
 }

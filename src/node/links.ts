@@ -1,44 +1,32 @@
 // The link manager: one TLS link per peer, Hello, then frames between each primary
-// volume's shipper and the peer's replica. Reconnects forever with capped backoff;
-// a silent peer is declared dead after `deadAfterMs`.
+// volume's shipper and the peer's replica. It accepts links and dials them (dialer.ts:
+// reconnects forever with capped backoff); each link runs over its socket in
+// link-session.ts (a silent peer is declared dead after `deadAfterMs`), and here its
+// shared volumes are wired to shippers and replicas at Hello and let go at its close.
+// What each volume's shipping did, for the status, is counted in shipping-figures.ts.
 import type tls from 'node:tls';
 import type { Config } from '../config/config.js';
-import { formatDuration } from '../units/units.js';
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
-import { FrameDecoder, FrameError, FrameType, PROTOCOL_RANGE, atVersion, encodeAck, encodeHold, encodeHashReply, encodeMapReply, MAX_MAP_HOLES, type Frame, type ProtocolRange } from '../link/frame.js';
+import { PROTOCOL_RANGE, atVersion, encodeAck, encodeHold, type ProtocolRange } from '../link/frame.js';
 import type { HelloCheck, HelloVolume } from '../link/hello.js';
 import type { Identity } from '../link/identity.js';
-import { decodePackedRecordsFrameOff, parsePackedRecordsFrame } from '../compress/codec.js';
-import { Packer, emptyPackStats, type PackStats } from '../compress/packer.js';
+import { Packer } from '../compress/packer.js';
 import { CompressionPool } from '../compress/pool.js';
 import { MemoryBudget } from '../memory/budget.js';
-import { FrameIntake } from '../memory/intake.js';
 import { formatCompression, type Compression } from '../compress/setting.js';
 import type { JournalRecord } from '../journal/record.js';
 import { DEFAULT_SHIPPING, VolumeShipper } from '../link/volume-shipper.js';
 import type { VerifyRun } from '../sync/verify.js';
-import { LinkListener, connectLink, type PinnedPeer } from '../link/tls.js';
-import { parseListenAddress } from '../export/listen-address.js';
-import { LinkCapacity, socketAllowance } from '../rate/capacity.js';
-import { Pacer } from '../rate/pacer.js';
+import { LinkListener, type PinnedPeer } from '../link/tls.js';
 import { effectiveWeight, shareOf, type FrameClass } from '../rate/scheduler.js';
 import { formatRate, rateAt } from '../rate/rate.js';
-import { RateMeter } from '../rate/meter.js';
 import type { Replica } from '../secondary/replica.js';
 import type { VolumeIdentity } from '../volume/identity.js';
 import { MEMORY_BUDGET_BYTES, epochBytesFor } from '../limits/limits.js';
-import { PeerSession, type SessionAction } from '../link/peer-session.js';
-
-/**
- * The dialer's wait before redialling: from MIN_BACKOFF_MS, doubling after every
- * attempt that did not bring the link up (no answer, a TLS failure, a link dropped or
- * refused before both Hellos passed), up to MAX_BACKOFF_MS. A refusal after Hello
- * (sizes, two primaries, ...) needs the operator: redialling every half second only
- * repeated it in both logs twice a second.
- */
-const MIN_BACKOFF_MS = 500;
-const MAX_BACKOFF_MS = 30_000;
+import { runLink, type LinkEnd, type LinkHost, type LinkSession } from './link-session.js';
+import { ShippingFigures } from './shipping-figures.js';
+import { Dialer } from './dialer.js';
 
 export interface LinkVolumes {
   primaries: Map<string, JournaledVolume>;
@@ -46,34 +34,9 @@ export interface LinkVolumes {
   identities: Map<string, VolumeIdentity>;
 }
 
-interface Session {
-  peer: string;
-  socket: tls.TLSSocket;
-  /** The link's state machine: Hello, routing, heartbeats, round trip, dead peer. */
-  machine: PeerSession;
-  /** Control frames (ahead of records, never held by the rate). */
-  send(parts: Buffer[]): void;
-  /**
-   * Closes the link and logs why (at warn, or at error for a peer that broke the
-   * protocol's rules; null: not logged, the reason was said already).
-   */
-  close(reason: string, level?: 'warn' | 'error' | null): void;
-  readonly closed: boolean;
-  /** Records frames go through it, at the peer's rate, fairly by volume weight. */
-  pacer: Pacer;
-  /** Packs record batches for this link (zero writes, zstd if the peer decodes it); set at Hello. */
-  packer: Packer | null;
-  /** Frame bytes written to the socket, and what the link carried while it was the bottleneck. */
-  wireBytes: number;
-  capacity: LinkCapacity;
-}
-
 export class LinkManager {
   private listener: LinkListener | null = null;
-  private stopping = false;
-  private readonly sessions = new Map<string, Session>();
-  /** Per peer this node dials: cuts the wait before the next dial short, with the backoff back at its start. */
-  private readonly redialNow = new Map<string, () => void>();
+  private readonly sessions = new Map<string, LinkSession>();
   private readonly shippers = new Map<string, VolumeShipper>();
   private ticker: NodeJS.Timeout | null = null;
   /** The peer was promoted after this node's last write to `volume` (a failback is due). */
@@ -90,7 +53,47 @@ export class LinkManager {
     private readonly log: Logger,
     /** The node's memory budget (src/memory/budget.ts): shippers' batches and the peers' frames draw from it. */
     readonly memory: MemoryBudget = new MemoryBudget(config.memory ?? MEMORY_BUDGET_BYTES),
-  ) {}
+  ) {
+    this.figures = new ShippingFigures({
+      primaries: () => this.volumes.primaries.entries(),
+      shipper: (volume) => this.shippers.get(volume),
+      peerOf: (volume) => this.config.volumes.find((v) => v.name === volume)?.peer,
+      rateNow: (peer, now) => this.rateNow(peer, now),
+      rttOf: (peer) => this.rttOf(peer),
+      capacity: (peer, cap) => this.sessions.get(peer)?.capacity.estimate(cap) ?? null,
+    });
+    this.dialer = new Dialer({
+      identity, log, linked: (peer) => this.sessions.has(peer), run: (socket, peer) => this.session(socket, peer, true),
+    });
+    this.host = {
+      log, memory: this.memory, get fingerprint() { return identity.fingerprint; },
+      rateNow: (peer) => this.rateNow(peer),
+      wrote: (volume, n) => this.figures.wrote(volume, n),
+      replica: (volume) => this.volumes.replicas.get(volume),
+      shipper: (volume) => this.shippers.get(volume),
+      shippers: () => this.shippers.values(),
+      unpackPool: () => this.unpackPool(),
+      up: (s, check, version) => this.linkUp(s, check, version),
+      refused: (peer, a) => {
+        this.onRefused?.(peer, a.code, a.message);
+        if (!a.byPeer && a.code === 'peer-promoted' && a.volume) this.onPeerPromoted?.(a.volume);
+      },
+      closed: (s) => {
+        if (this.sessions.get(s.peer) !== s) return;
+        this.sessions.delete(s.peer);
+        for (const sh of this.shippers.values()) if (sh.session?.link === s) sh.down();
+        for (const v of this.config.volumes) if (v.peer === s.peer) this.armApart(v.name);
+        for (const v of this.config.volumes) if (v.peer === s.peer) this.volumes.replicas.get(v.name)?.detach();
+      },
+    };
+  }
+
+  /** What each primary volume's shipping did: wire bytes, packing, rates, window, batch (for the status). */
+  readonly figures: ShippingFigures;
+  /** What each link's adapter (link-session.ts) reaches of this manager. */
+  private readonly host: LinkHost;
+  /** Dials the peers whose names sort after this node's (one link per pair). */
+  private readonly dialer: Dialer;
 
   private pinned(): PinnedPeer[] {
     return this.config.peers.filter((p) => p.fingerprint).map((p) => ({ name: p.name, fingerprint: p.fingerprint! }));
@@ -113,53 +116,13 @@ export class LinkManager {
     });
   }
 
-  /** Bytes of Records frames sent for `volume` since the daemon started. */
-  wireBytes(volume: string): number {
-    return this.wireSent.get(volume) ?? 0;
-  }
-
-  /** Bytes the pacers wrote to sockets, per volume. */
-  private readonly wireSent = new Map<string, number>();
-
-  /** What packing did to each volume's batches since the daemon started (compression and zero figures). */
-  packStats(volume: string): PackStats {
-    let st = this.packed.get(volume);
-    if (!st) this.packed.set(volume, (st = emptyPackStats()));
-    return st;
-  }
-
-  private readonly packed = new Map<string, PackStats>();
-
   /** The zstd workers, for a peer's PackedRecords frames (made at the first, whatever this node's own compression setting). */
   private unpackPool(): CompressionPool {
     return (this.pool ??= new CompressionPool());
   }
-  /** Per volume: host writes, journal records shipped and wire bytes, as rates (sampled each second). */
-  private readonly meters = new Map<string, { host: RateMeter; records: RateMeter; wire: RateMeter }>();
-  private meterTimer: NodeJS.Timeout | null = null;
 
   coalesceOn(peer: string): boolean {
     return this.config.peers.find((p) => p.name === peer)?.coalesce ?? true;
-  }
-
-  /** The window a volume's shipper keeps in flight now (bytes; null: no shipper yet). */
-  windowOf(volume: string): number | null {
-    return this.shippers.get(volume)?.windowBytes ?? null;
-  }
-
-  /** A volume's durable-ack round trip (ms; null: no shipper, or no batch acked yet). */
-  ackRttOf(volume: string): number | null {
-    return this.shippers.get(volume)?.ackRttMs ?? null;
-  }
-
-  /** The lag an operator reads: the age of the oldest write a promote at the peer would lose now (ms; null: no shipper). */
-  lagMsOf(volume: string, now: number): number | null {
-    return this.shippers.get(volume)?.lagMs(now) ?? null;
-  }
-
-  /** The volume's batch size now (null: no shipper). */
-  batchOf(volume: string): number | null {
-    return this.shippers.get(volume)?.batchBytes ?? null;
   }
 
   /** What the link to `peer` carries when it is the bottleneck (bytes per second; null: unknown or down). */
@@ -167,36 +130,6 @@ export class LinkManager {
     return this.sessions.get(peer)?.capacity.estimate(this.rateNow(peer)) ?? null;
   }
 
-  /** Records a volume's shipper sent as Skip records (coalescing), and their payload bytes. */
-  coalescedOf(volume: string): { records: number; bytes: number } {
-    const sh = this.shippers.get(volume);
-    return { records: sh?.coalescedRecords ?? 0, bytes: sh?.coalescedBytes ?? 0 };
-  }
-
-  /** Rates of a primary volume (bytes per second, smoothed over about 5 s). */
-  ratesOf(volume: string): { host: number; records: number; wire: number } {
-    const m = this.meters.get(volume);
-    return { host: m?.host.rate ?? 0, records: m?.records.rate ?? 0, wire: m?.wire.rate ?? 0 };
-  }
-
-  private sampleRates(now = Date.now()): void {
-    for (const [name, jv] of this.volumes.primaries) {
-      let m = this.meters.get(name);
-      if (!m) this.meters.set(name, (m = { host: new RateMeter(), records: new RateMeter(), wire: new RateMeter() }));
-      m.host.sample(now, jv.journal.hostBytes);
-      m.records.sample(now, this.packStats(name).recordBytes + this.coalescedOf(name).bytes);
-      m.wire.sample(now, this.wireBytes(name));
-      // The shipper's window follows the link's bandwidth-delay product (src/link/window.ts).
-      // It counts record bytes: uncapped, the rate is the faster of records and wire
-      // (compression makes the records' the larger).
-      const sh = this.shippers.get(name);
-      const peer = this.config.volumes.find((v) => v.name === name)?.peer;
-      if (sh?.session && peer) {
-        const cap = this.rateNow(peer, now);
-        sh.linkMeasured(cap ?? Math.max(m.wire.rate, m.records.rate), this.rttOf(peer), this.sessions.get(peer)?.capacity.estimate(cap) ?? null);
-      }
-    }
-  }
   /** zstd workers shared by every link (null: every peer has compression: off). */
   private pool: CompressionPool | null = null;
   private fallbackSaidAt = 0;
@@ -307,8 +240,7 @@ export class LinkManager {
 
   async start(): Promise<void> {
     for (const name of this.volumes.primaries.keys()) this.armApart(name);
-    this.meterTimer = setInterval(() => this.sampleRates(), 1000);
-    this.meterTimer.unref();
+    this.figures.start();
     if (this.config.link) {
       this.listener = new LinkListener({
         identity: this.identity, peers: this.pinned(), log: this.log,
@@ -319,311 +251,30 @@ export class LinkManager {
     for (const p of this.config.peers) {
       const sharesVolumes = this.config.volumes.some((v) => v.peer === p.name);
       // One connection per pair: the node whose name sorts first dials.
-      if (sharesVolumes && this.config.node < p.name) void this.dial(p.name);
+      if (sharesVolumes && this.config.node < p.name) void this.dialer.dial(p);
     }
   }
 
-  private async dial(peer: string): Promise<void> {
-    const p = this.config.peers.find((x) => x.name === peer)!;
-    let backoff = MIN_BACKOFF_MS;
-    let lastError = '';
-    while (!this.stopping) {
-      if (!this.sessions.has(peer)) {
-        try {
-          if (!p.fingerprint) throw new Error(`peers.${peer}.fingerprint is not set (run offsite init on ${peer} and copy its fingerprint)`);
-          const addr = parseListenAddress(p.address);
-          if (addr.kind !== 'tcp') throw new Error('peer address must be host:port');
-          const socket = await connectLink({ identity: this.identity, peer: { name: peer, fingerprint: p.fingerprint }, host: addr.host, port: addr.port });
-          const link = await this.session(socket, peer, true);
-          if (link.up) {
-            backoff = MIN_BACKOFF_MS;
-            lastError = '';
-          } else {
-            // TLS worked, the link did not: refused at Hello (said by the session, with
-            // its reason, once per attempt) or dropped before it. Like any failure.
-            this.log.debug({ peer }, `link to ${peer}: ${link.refused ?? 'dropped before Hello'}; next dial in ${formatDuration(backoff / 1000)}`);
-            backoff = (await this.backoff(peer, backoff)) ? MIN_BACKOFF_MS : Math.min(MAX_BACKOFF_MS, backoff * 2);
-            continue;
-          }
-        } catch (e) {
-          const msg = (e as Error).message;
-          // Say each distinct failure once at warn; repeats go to debug.
-          (msg !== lastError ? this.log.warn : this.log.debug).call(this.log, { peer }, `link to ${peer} at ${p.address}: ${msg}; retrying (backoff up to ${formatDuration(MAX_BACKOFF_MS / 1000)})`);
-          lastError = msg;
-          backoff = (await this.backoff(peer, backoff)) ? MIN_BACKOFF_MS : Math.min(MAX_BACKOFF_MS, backoff * 2);
-          continue;
-        }
-      }
-      await sleep(backoff);
-    }
-  }
-
-  /**
-   * Waits `ms` before the next dial to `peer`; resolves true when a change on this
-   * node cut the wait short (a promote or demote here may have cleared what the peer
-   * refused: the operator should not wait out 30 s of backoff for it).
-   */
-  private backoff(peer: string, ms: number): Promise<boolean> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.redialNow.delete(peer);
-        resolve(false);
-      }, ms);
-      this.redialNow.set(peer, () => {
-        clearTimeout(timer);
-        this.redialNow.delete(peer);
-        resolve(true);
-      });
-    });
-  }
-
-  /**
-   * Runs one link until it closes: the socket, timers and workers around the link's
-   * state machine (src/link/peer-session.ts), which decides everything else. Resolves
-   * `up`: both Hellos passed and neither side refused (the dialer then redials at once
-   * if it drops; otherwise it backs off), and `refused`: the refusal's reason, if any.
-   */
-  private session(socket: tls.TLSSocket, peer: string, initiator: boolean): Promise<{ up: boolean; refused: string | null }> {
+  /** Runs one link until it closes (link-session.ts); an older link to the same peer is closed first. */
+  private session(socket: tls.TLSSocket, peer: string, initiator: boolean): Promise<LinkEnd> {
     const old = this.sessions.get(peer);
     if (old) old.close('replaced by a new connection');
-    return new Promise((resolve) => {
-      const decoder = new FrameDecoder(this.protocol);
-      const machine = new PeerSession({
-        node: this.config.node, peer, initiator, speaks: this.protocol,
-        deadAfterMs: (this.config.peers.find((p) => p.name === peer)?.timeout ?? 5) * 1000,
-        shared: () => this.shared(peer),
-        pairedWith: (volume) => this.config.volumes.find((v) => v.name === volume)?.peer,
-      });
-      const pacer = new Pacer({
-        write: (b) => socket.write(b),
-        rate: () => this.rateNow(peer),
-        now: Date.now,
-        later: (ms, f) => setTimeout(f, ms).unref(),
-        onWritten: (volume, n) => {
-          this.wireSent.set(volume, (this.wireSent.get(volume) ?? 0) + n);
-          s.wireBytes += n;
-        },
-        buffered: () => socket.writableLength,
-        onDrain: (f) => socket.once('drain', f),
-        maxBuffered: () => socketAllowance(s.capacity.estimate(this.rateNow(peer))),
-      });
-      let ended = false;
-      // Records frames take their bytes from the node's budget as they arrive, in order;
-      // while one waits, the socket is not read (the peer's bytes wait in the kernel and
-      // on the link, not here). Released once the receive log has written the records.
-      const intake = new FrameIntake<Frame>(this.memory, {
-        bytesOf: recordFrameBytes,
-        passes: (f) => f.type === FrameType.Heartbeat,
-        take: (f) => {
-          try {
-            run(machine.handle({ type: 'frame', frame: f, now: Date.now() }));
-          } catch (e) {
-            s.close(e instanceof FrameError ? `${peer} sent a bad frame: ${e.message}` : (e as Error).message);
-          }
-        },
-        closed: () => machine.closed,
-        pause: (paused) => (paused ? socket.pause() : socket.resume()),
-      });
-      const s: Session = {
-        peer, socket, machine, pacer, packer: null, wireBytes: 0, capacity: new LinkCapacity(),
-        get closed() { return machine.closed; },
-        send: (parts) => {
-          if (!machine.closed) pacer.control(atVersion(parts, machine.version));
-        },
-        close: (reason, level = 'warn') => run(machine.close(reason, level)),
-      };
-      // How busy the link is (data waiting for it), sampled 4 times a second; the
-      // packer's auto level follows it once a second.
-      // The capacity counts seconds in which records always waited to go out: a frame
-      // in the pacer, bytes in node's socket buffer (the kernel's is full), or a
-      // shipper whose window is full or whose oldest batch in flight is over a second
-      // old (what it sent waits in the kernel's buffer, which holds seconds of a slow
-      // line, or on the line itself).
-      const queued = (): boolean => {
-        for (const sh of this.shippers.values()) if (sh.session?.link === s && (sh.windowFull || sh.unackedAgeMs() > 1000)) return true;
-        return false;
-      };
-      let busySamples = 0;
-      let saturatedSamples = 0;
-      let samples = 0;
-      const meter = setInterval(() => {
-        if (pacer.pending() > 0 || socket.writableLength >= socketAllowance(s.capacity.estimate(this.rateNow(peer)))) busySamples++;
-        if (pacer.active() || socket.writableLength > 0 || queued()) saturatedSamples++;
-        if (++samples < 4) return;
-        s.packer?.observe(busySamples / samples);
-        s.capacity.observe(Date.now(), s.wireBytes - socket.writableLength, saturatedSamples / samples, this.rateNow(peer));
-        busySamples = saturatedSamples = samples = 0;
-      }, 250);
-      meter.unref();
-      const timer = setInterval(() => run(machine.handle({ type: 'tick', now: Date.now() })), machine.heartbeatMs);
-
-      /** Does what the machine says. */
-      const run = (actions: SessionAction[]): void => {
-        for (const a of actions) {
-          try {
-            act(a);
-          } catch (e) {
-            run(machine.close(e instanceof FrameError ? `${peer} sent a bad frame: ${e.message}` : (e as Error).message));
-          }
-        }
-      };
-      const act = (a: SessionAction): void => {
-        switch (a.type) {
-          case 'send':
-            pacer.control(atVersion(a.parts, machine.version));
-            return;
-          case 'close':
-            if (a.level !== null) this.log[a.level]({ peer }, `link to ${peer} closed: ${a.reason}`);
-            if (a.afterMs !== undefined) {
-              setTimeout(() => { pacer.close(); socket.destroy(); }, a.afterMs);
-              return;
-            }
-            pacer.close();
-            socket.destroy();
-            return;
-          case 'refused':
-            if (a.byPeer) this.log.error({ peer }, `${peer} refused the link: ${a.message} (${a.code})`);
-            else this.log.error({ peer }, `link to ${peer} refused: ${a.message}`);
-            this.onRefused?.(peer, a.code, a.message);
-            if (!a.byPeer && a.code === 'peer-promoted' && a.volume) this.onPeerPromoted?.(a.volume);
-            return;
-          case 'up':
-            decoder.settle(a.version);
-            this.linkUp(s, a.check, a.version);
-            return;
-          case 'records': {
-            const lease = intake.leaseOf(a.frame);
-            const rp = this.volumes.replicas.get(a.volume);
-            if (!rp) {
-              lease();
-              return s.close(`${peer} sent records for ${a.volume}, which is not a replica here`);
-            }
-            void rp.receive(a.records, lease).catch((e: Error) => s.close(`applying records for ${a.volume}: ${e.message}`));
-            return;
-          }
-          case 'unpack': {
-            // Its head and the zstd frame's header are checked here (no allocation); the
-            // decompression, bounded to the declared size, runs in a worker.
-            const lease = intake.leaseOf(a.payload);
-            let packed;
-            try {
-              packed = parsePackedRecordsFrame(a.payload);
-            } catch (e) {
-              lease();
-              throw e;
-            }
-            const volume = packed.volume;
-            const rp = this.volumes.replicas.get(volume);
-            if (!rp) {
-              lease();
-              return s.close(`${peer} sent records for ${volume}, which is not a replica here`);
-            }
-            decodePackedRecordsFrameOff(packed, this.unpackPool()).then(({ records }) => {
-              if (machine.closed) return lease();
-              void rp.receive(records, lease).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
-              run(machine.handle({ type: 'unpacked' }));
-            }, (e: Error) => {
-              lease();
-              s.close(e instanceof FrameError ? `${peer} sent a bad frame: ${e.message}` : `unpacking records for ${volume}: ${e.message}`);
-            });
-            return;
-          }
-          case 'resync': {
-            const rp = this.volumes.replicas.get(a.volume);
-            if (!rp) return s.close(`${peer} opened a resync round for ${a.volume}, which is not a replica here`);
-            void rp.openRound(a.startSeq).catch((e: Error) => s.close(`opening the resync round of ${a.volume}: ${e.message}`));
-            return;
-          }
-          case 'hashRequest': {
-            const r = a.request;
-            const rp = this.volumes.replicas.get(r.volume);
-            if (!rp) return s.close(`${peer} asked for hashes of ${r.volume}, which is not a replica here`);
-            void rp.hashRegions(r.regionSize, r.first, r.count, () => !machine.closed, r.afterSeq ?? 0).then(
-              (hashes) => {
-                if (hashes) s.send(encodeHashReply(r, hashes));
-              },
-              (e: Error) => s.close(`hashing ${r.volume}: ${e.message}`),
-            );
-            return;
-          }
-          case 'hashReply':
-            this.shippers.get(a.reply.volume)?.hashReply(a.reply.first, a.reply.regionSize, a.reply.hashes);
-            return;
-          case 'mapRequest': {
-            const r = a.request;
-            const rp = this.volumes.replicas.get(r.volume);
-            if (!rp) return s.close(`${peer} asked for the holes of ${r.volume}, which is not a replica here`);
-            void rp.mapHoles(r.offset, r.length, MAX_MAP_HOLES, () => !machine.closed).then(
-              (map) => {
-                if (map) s.send(encodeMapReply({ volume: r.volume, offset: r.offset, ...map }));
-              },
-              (e: Error) => s.close(`mapping the holes of ${r.volume}: ${e.message}`),
-            );
-            return;
-          }
-          case 'mapReply':
-            this.shippers.get(a.reply.volume)?.mapReply(a.reply.offset, a.reply.covered, a.reply.holes);
-            return;
-          case 'hold':
-            this.shippers.get(a.hold.volume)?.peerHold(a.hold.held, a.hold.resumeAfter);
-            return;
-          case 'ack':
-            this.shippers.get(a.volume)?.ack(a.seq);
-            return;
-          case 'pauseReading':
-            intake.pause('unpacking', true);
-            return;
-          case 'resumeReading':
-            intake.pause('unpacking', false);
-            return;
-          case 'droppedBeforeHello':
-            // A TLS 1.3 client finishes its handshake before the server has checked its
-            // certificate, so a peer that does not pin this node hangs up right after it,
-            // with no Refuse: that is the likely cause of a drop before any Hello came.
-            this.log.warn({ peer }, `link to ${peer} dropped before its Hello: does ${peer} pin this node's fingerprint (${this.identity.fingerprint})?`);
-            return;
-        }
-      };
-
-      socket.on('data', (chunk: Buffer) => {
-        const now = Date.now();
-        run(machine.handle({ type: 'heard', now }));
-        decoder.push(chunk);
-        try {
-          for (let f = decoder.next(); f && !machine.closed; f = decoder.next()) intake.arrive(f);
-        } catch (e) {
-          s.close(e instanceof FrameError ? `${peer} sent a bad frame: ${e.message}` : (e as Error).message);
-        }
-      });
-      socket.on('error', () => undefined);
-      socket.on('close', () => {
-        if (ended) return;
-        ended = true;
-        clearInterval(timer);
-        clearInterval(meter);
-        pacer.close();
-        intake.close();
-        run(machine.handle({ type: 'closed' }));
-        if (this.sessions.get(peer) === s) {
-          this.sessions.delete(peer);
-          for (const sh of this.shippers.values()) if (sh.session?.link === s) sh.down();
-          for (const v of this.config.volumes) if (v.peer === peer) this.armApart(v.name);
-          for (const v of this.config.volumes) if (v.peer === peer) this.volumes.replicas.get(v.name)?.detach();
-        }
-        resolve({ up: machine.up && machine.refused === null, refused: machine.refused });
-      });
-      run(machine.handle({ type: 'open', now: Date.now() }));
-    });
+    return runLink(socket, {
+      node: this.config.node, peer, initiator, speaks: this.protocol,
+      deadAfterMs: (this.config.peers.find((p) => p.name === peer)?.timeout ?? 5) * 1000,
+      shared: () => this.shared(peer),
+      pairedWith: (volume) => this.config.volumes.find((v) => v.name === volume)?.peer,
+    }, this.host);
   }
 
   /** Both Hellos passed: the link joins the node's links, and each shared volume is wired to it. */
-  private linkUp(s: Session, check: Extract<HelloCheck, { ok: true }>, version: number): void {
+  private linkUp(s: LinkSession, check: Extract<HelloCheck, { ok: true }>, version: number): void {
     const peer = s.peer;
     const setting = (): Compression => this.config.peers.find((p) => p.name === peer)?.compression ?? { mode: 'auto' };
     if (setting().mode !== 'off') this.pool ??= new CompressionPool();
     s.packer = new Packer({
       pool: this.pool, setting, peerZstd: check.hello.codecs?.includes('zstd') ?? false,
-      stats: (v) => this.packStats(v),
+      stats: (v) => this.figures.packStats(v),
       onFallback: (why) => {
         if (Date.now() - this.fallbackSaidAt < 60_000) return;
         this.fallbackSaidAt = Date.now();
@@ -698,7 +349,7 @@ export class LinkManager {
   volumeReady(name: string, reason: string): void {
     const peer = this.config.volumes.find((v) => v.name === name)?.peer;
     if (peer) this.sessions.get(peer)?.close(reason);
-    if (peer) this.redialNow.get(peer)?.();
+    if (peer) this.dialer.redial(peer);
   }
 
   /**
@@ -746,32 +397,11 @@ export class LinkManager {
   }
 
   async stop(): Promise<void> {
-    this.stopping = true;
-    for (const wake of [...this.redialNow.values()]) wake(); // dialers waiting out a backoff end now
+    this.dialer.stop(); // dialers waiting out a backoff end now
     if (this.ticker) clearInterval(this.ticker);
-    if (this.meterTimer) clearInterval(this.meterTimer);
+    this.figures.stop();
     for (const s of this.sessions.values()) s.close('node stopping');
     await this.listener?.close();
     await this.pool?.close();
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/**
- * The memory a frame from the peer holds until its records are logged: a Records
- * frame its payload; a PackedRecords frame its payload and what it unpacks to (as its
- * head declares; a head that does not parse is refused when the frame is taken, and
- * holds only its bytes until then). Other frames take no lease.
- */
-function recordFrameBytes(f: Frame): number {
-  if (f.type === FrameType.Records) return f.payload.length;
-  if (f.type !== FrameType.PackedRecords) return 0;
-  try {
-    return f.payload.length + parsePackedRecordsFrame(f.payload).unpackedSize;
-  } catch {
-    return f.payload.length;
   }
 }

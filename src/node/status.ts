@@ -53,7 +53,7 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     resyncSeededBytes: e.journaled?.seed.seededBytes ?? 0,
     resyncHashBytes: e.journaled?.seed.hashBytes ?? 0,
     ...resyncRate(e, now),
-    wireBytes: links?.wireBytes(e.config.name) ?? 0,
+    wireBytes: links?.figures.wireBytes(e.config.name) ?? 0,
     shipping: e.journaled && e.config.peer && links ? shippingStatus(e.config.name, e.config.peer, e.journaled.journal.backlogBytes, links) : null,
     paused: links?.isPaused(e.config.name) ?? false,
     verify: verifyStatus(links?.verifyOf(e.config.name) ?? null, now),
@@ -87,7 +87,7 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     backlogBytes: j.mode === 'bitmap' ? j.bitmap.dirtyBytes : journal.backlogBytes,
     backlogRecords: journal.backlogRecords,
     // What a promote at the peer would lose now (acked records inside a coalesced unit count).
-    lagSeconds: Math.round((links?.lagMsOf(e.config.name, now) ?? journal.lagMs(now)) / 100) / 10,
+    lagSeconds: Math.round((links?.figures.lagMsOf(e.config.name, now) ?? journal.lagMs(now)) / 100) / 10,
     consistent: true,
     tracking: j.mode,
     journalUsedBytes: journal.usedBytes,
@@ -120,17 +120,17 @@ function verifyStatus(v: VerifyRun | null, now: number): VolumeStatus['verify'] 
 }
 
 function shippingStatus(volume: string, peer: string, backlog: number, links: LinkManager): VolumeStatus['shipping'] {
-  const st = links.packStats(volume);
+  const st = links.figures.packStats(volume);
   const c = links.compressionOf(peer);
-  const r = links.ratesOf(volume);
-  const wire = links.wireBytes(volume);
+  const r = links.figures.ratesOf(volume);
+  const wire = links.figures.wireBytes(volume);
   const draining = r.records - r.host;
-  const coalesced = links.coalescedOf(volume);
+  const coalesced = links.figures.coalescedOf(volume);
   return {
     compression: formatCompression(c.setting), level: c.level,
     coalesce: links.coalesceOn(peer), coalescedRecords: coalesced.records, coalescedBytes: coalesced.bytes,
-    rttMs: links.rttOf(peer), ackRttMs: links.ackRttOf(volume), windowBytes: links.windowOf(volume),
-    capacityBytesPerSecond: ((c) => (c === null ? null : Math.round(c)))(links.capacityOf(peer)), batchBytes: links.batchOf(volume),
+    rttMs: links.rttOf(peer), ackRttMs: links.figures.ackRttOf(volume), windowBytes: links.figures.windowOf(volume),
+    capacityBytesPerSecond: ((c) => (c === null ? null : Math.round(c)))(links.capacityOf(peer)), batchBytes: links.figures.batchOf(volume),
     recordBytes: st.recordBytes, zeroBytes: st.zeroBytes, compressedInBytes: st.compressedIn, compressedOutBytes: st.compressedOut,
     compressionRatio: wire > 0 ? Math.round(((st.recordBytes + coalesced.bytes) / wire) * 100) / 100 : 1,
     hostRateBytesPerSecond: Math.round(r.host), recordRateBytesPerSecond: Math.round(r.records), wireRateBytesPerSecond: Math.round(r.wire),

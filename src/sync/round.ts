@@ -4,7 +4,7 @@
 // round is complete, how much the pump may hand over now. No journal and no volume
 // here: the write path (src/journal/write-path.ts) does what touches the host's writes
 // (the range lock, the read, the journal append, the bitmap's bits) and asks this
-// object what to do; the shipper (src/link/volume-shipper.ts) paces the pump with it.
+// object what to do; the shipper's resync driver (src/link/resync-driver.ts) paces the pump with it.
 import type { RoundMark, RoundMarker } from './round-marker.js';
 import { RESYNC_JOURNAL_FRACTION, RESYNC_STEP_BYTES } from '../limits/limits.js';
 

@@ -40,10 +40,11 @@ test('replication through a fault-injecting proxy converges to identical', async
     assert.ok(faults.cut > 10 && faults.flip > 10, JSON.stringify(faults));
     // Flipped bytes never got past TLS and the record checksums: the secondary never
     // failed to apply what it received. That failure closes the link with the line
-    // below (src/node/links.ts); the check fails if the daemon no longer words it so,
+    // below (src/node/link-session.ts); the check fails if the daemon no longer words it so,
     // rather than passing because a reworded line no longer matches.
-    const links = fs.readFileSync(new URL('../../src/node/links.js', import.meta.url), 'utf8');
-    assert.ok(links.includes('s.close(`applying records for ${volume}: ${e.message}`)'), 'src/node/links.ts no longer logs a failed apply as "link to PEER closed: applying records for VOLUME: ..."; update this test to the new line');
+    const links = fs.readFileSync(new URL('../../src/node/link-session.js', import.meta.url), 'utf8');
+    assert.ok(links.includes('s.close(`applying records for ${volume}: ${e.message}`)'),
+      'src/node/link-session.ts no longer logs a failed apply as "link to PEER closed: applying records for VOLUME: ..."; update this test to the new line');
     assert.doesNotMatch(p.b.log, /applying records for db: /);
   } finally {
     await p.stop();

@@ -345,7 +345,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     runAt(true, c, atA.handle({ type: 'open', now: clock }));
   };
 
-  /** Does what a side's link machine says (the simulation's adapter; the daemon's is LinkManager.session). */
+  /** Does what a side's link machine says (the simulation's adapter; the daemon's is runLink, src/node/link-session.ts). */
   const runAt = (primary: boolean, c: Conn, actions: SessionAction[]): void => {
     const out = primary ? c.ab : c.ba;
     const machine = primary ? c.atA : c.atB;

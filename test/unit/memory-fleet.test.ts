@@ -95,15 +95,15 @@ test('a link going down gives back what its volume held, and a read waiting for 
   const sh = new VolumeShipper('db', v.jv, silentLogger, { windowBytes: 4096 * KiB, batchBytes: 256 * KiB, selfSyncMs: 1000, now: Date.now, memory: budget });
   let frames = 0;
   sh.up({ send: () => void frames++, close: (reason) => assert.fail(reason) }, 0);
-  for (let i = 0; i < 50 && !sh.waitingForMemory; i++) {
+  for (let i = 0; i < 50 && !sh.leases.waiting; i++) {
     sh.tick();
     await new Promise((r) => setTimeout(r, 2));
   }
-  assert.ok(sh.waitingForMemory, 'unacked batches filled the share: the next read waits');
-  assert.ok(frames > 0 && sh.leasedBytes > 0 && sh.leasedBytes <= budget.classLimit);
+  assert.ok(sh.leases.waiting, 'unacked batches filled the share: the next read waits');
+  assert.ok(frames > 0 && sh.leases.bytes > 0 && sh.leases.bytes <= budget.classLimit);
   sh.down();
-  assert.equal(sh.leasedBytes, 0);
-  assert.equal(sh.waitingForMemory, false);
+  assert.equal(sh.leases.bytes, 0);
+  assert.equal(sh.leases.waiting, false);
   await new Promise((r) => setTimeout(r, 5));
   assert.equal(budget.used, 0, 'nothing held after the link went down');
   assert.equal(budget.waiting(), 0);

@@ -1,0 +1,226 @@
+// A resync round's adapter on the primary (docs/RESYNC.md): it drives one volume's
+// pump, handing dirty regions to the journal at the pace src/sync/round.ts's pumpStep
+// sets and making what it handed over durable so it ships, and a first sync's
+// comparison by hash (src/sync/seeding.ts): the MapRequest and HashRequest on the link, one at a
+// time, and the peer's hashes to the write path. VolumeShipper owns one and ticks it;
+// what the link is doing it reads through ResyncLink.
+import type { Logger } from '../log/log.js';
+import type { JournaledVolume } from '../journal/write-path.js';
+import { MAX_HASH_REGIONS, encodeHashRequest, encodeMapRequest, encodeResync } from './frame.js';
+import type { SeedAsk, Span } from '../sync/seeding.js';
+import { pumpStep } from '../sync/round.js';
+
+/** The link as the resync uses it; `version`: the protocol version it agreed (absent: 1). */
+type ResyncSession = { send(parts: Buffer[]): void; close(reason: string): void; version?: number };
+
+/** The shipper's link, as the resync sees it. */
+export interface ResyncLink {
+  /** The link now (null: down, or shipping waits for a resync of a gap). */
+  session(): ResyncSession | null;
+  /** Shipping on this link waits (a gap only a resync fills, or the link is closing): the shipper lets it go. */
+  detach(): void;
+  /** The link's rate cap (bytes per second; null: none). */
+  rate(): number | null;
+  /** Records were made durable here: the shipper's machine hears of those it has not yet. */
+  durable(): void;
+}
+
+export class ResyncDriver {
+  /** A step of the pump is being read into the journal. */
+  private resyncing = false;
+  /** A flush of what the pump handed over is under way. */
+  private flushing = false;
+  /** A HashRequest or MapRequest is out (first sync by checksum): what it asked. */
+  private asked: SeedAsk | null = null;
+  /** The gap that keeps shipping waiting was said (once until a link resumes). */
+  private gapReported = false;
+
+  constructor(
+    private readonly name: string,
+    private readonly jv: JournaledVolume,
+    private readonly log: Logger,
+    /** The configured window (bytes): pumpStep keeps what waits to be acked within it. */
+    private readonly windowBytes: number,
+    private readonly link: ResyncLink,
+  ) {}
+
+  /**
+   * A new link's beginning, up to where shipping resumes: the peer holds records up to
+   * `peerDurable` and has the round starting at `peerRound` open (0: none). A new pair
+   * begins a first sync; a volume in bitmap mode begins a round; a round the peer has
+   * not opened is announced with a Resync frame, and one is restarted for records the
+   * journal let go of without the peer's ack. Then `resumeAt` is called with the seq
+   * the peer resumes after, in the same turn as the last check of the link; it is not
+   * called if the link went meanwhile, on a gap (records the peer lacks that no round
+   * covers: shipping waits for a resync), or for a peer ahead of this journal (closed).
+   */
+  async begin(s: ResyncSession, peerDurable: number, peerRound: number, peerFirstMeeting: boolean, resumeAt: (seq: number) => void): Promise<void> {
+    const j = this.jv.journal;
+    // (Not when a round is already open here: a link that dropped before its Resync
+    // reached the peer announces that round again below.)
+    if (peerFirstMeeting && this.jv.canResync && peerDurable === 0 && peerRound === 0 && this.jv.roundStart === 0 && this.jv.mode === 'journal') {
+      // A new pair (the secondary has never held this volume): the first sync sends all of it.
+      await this.jv.beginInitialSync();
+    }
+    if (this.jv.mode === 'bitmap' && this.jv.canResync) await this.jv.startResync();
+    if (this.link.session() !== s) return;
+    let resume = peerDurable;
+    const round = this.jv.roundStart;
+    // The peer must open the round (or finish its jump into it), unless it already holds the round's end.
+    const peerPassedRound = this.jv.roundEnd > 0 && peerDurable >= this.jv.roundEnd;
+    if (round && !peerPassedRound && (peerRound !== round || peerDurable < round - 1)) {
+      // Everything before the round that the peer lacks is in the round's regions.
+      s.send(encodeResync(this.name, round));
+      // A peer short of the round's start jumps to it; one past it (it already holds
+      // records of the round) continues where it is, inside the round.
+      resume = Math.max(peerDurable, round - 1);
+    }
+    if (resume < j.released && this.jv.canResync && this.jv.mode === 'journal') {
+      // The peer lacks records this journal let go of without its ack (folded into the
+      // bitmap on a full disk): a new round covers them.
+      const round2 = await this.jv.restartRound(`the peer holds up to record ${resume} but the journal starts at ${j.released + 1}`);
+      if (this.link.session() !== s) return;
+      s.send(encodeResync(this.name, round2));
+      resume = Math.max(peerDurable, round2 - 1);
+    }
+    // Records the peer lacks must still be in the journal (or covered by a round).
+    const gap = this.jv.mode === 'bitmap' || resume < j.released;
+    if (gap) {
+      if (!this.gapReported) {
+        this.gapReported = true;
+        const what = this.jv.mode === 'bitmap'
+          ? `${this.jv.bitmap.count} regions are tracked in the dirty bitmap`
+          : `the peer holds up to record ${peerDurable} but the journal starts at ${j.released + 1}`;
+        this.log.warn({ volume: this.name }, `volume ${this.name}: ${what}; shipping waits for a resync of those regions`);
+      }
+      this.link.detach();
+      return;
+    }
+    if (resume > j.lastSeq) {
+      // The peer holds records this journal never wrote durably: a split or a lost journal.
+      s.close(`volume ${this.name}: the peer holds up to record ${resume} but this journal ends at ${j.lastSeq}`);
+      this.link.detach();
+      return;
+    }
+    if (this.jv.seeding && resume >= this.jv.roundStart) {
+      // The peer already holds records of this round: its replica is no longer what
+      // the round began with, so regions are sent whole rather than compared.
+      this.jv.seed.stop();
+      this.log.info({ volume: this.name }, `volume ${this.name}: the first sync resumes after records reached the peer; the remaining regions are sent whole`);
+    }
+    this.gapReported = false;
+    resumeAt(resume);
+  }
+
+  /** The link went down: a HashRequest out on it gets no reply. */
+  down(): void {
+    this.asked = null;
+  }
+
+  /**
+   * Hands dirty regions to the journal while a round is open and the link is up, as
+   * fast as src/sync/round.ts's pumpStep allows: what waits to be acked stays under a
+   * quarter of the journal (so live writes keep their room) and within the link's
+   * window, and on a rate-capped link at most about two seconds of the link's time is
+   * ahead of live writes (a resync yields to them, and the RPO of new writes holds).
+   */
+  pump(): void {
+    this.askHashes();
+    if (this.resyncing || !this.link.session() || !this.jv.roundStart) return;
+    const j = this.jv.journal;
+    const step = pumpStep({
+      journalCapacity: j.capacity, backlogBytes: j.backlogBytes, windowBytes: this.windowBytes, rate: this.link.rate(),
+      regionSize: this.jv.bitmap.regionSize, maxEpochBytes: this.jv.maxEpochBytes,
+    });
+    if (step === null) {
+      this.makeDurable();
+      return;
+    }
+    this.resyncing = true;
+    this.jv.resyncStep(step).then((more) => {
+      this.resyncing = false;
+      if (!more) {
+        // Make what was handed over durable, so its regions leave the bitmap.
+        if (this.jv.roundStart) this.makeDurable();
+        return;
+      }
+      this.makeDurable();
+      this.pump();
+    }, (e: Error) => {
+      this.resyncing = false;
+      this.log.error({ volume: this.name }, `volume ${this.name}: resync read failed: ${e.message}`);
+    });
+  }
+
+  /**
+   * Resync records ship only once durable here: one group-committed flush at a time
+   * keeps them moving (rather than waiting for the primary-chosen boundary's timer),
+   * and the shipper hears of them at once.
+   */
+  private makeDurable(): void {
+    if (this.flushing) return;
+    const j = this.jv.journal;
+    if (j.lastSeq <= j.durableSeq && !this.jv.resyncUnsettled) return;
+    this.flushing = true;
+    let failed = false;
+    this.jv.flush().catch(() => (failed = true)).finally(() => {
+      this.flushing = false;
+      if (failed) return; // (the write path has said why; the next tick tries again)
+      if (this.link.session()) this.link.durable();
+      if (this.link.session() && (j.lastSeq > j.durableSeq || this.jv.resyncUnsettled)) this.makeDurable();
+      else this.pump();
+    }).catch((e: Error) => this.log.error({ volume: this.name }, `volume ${this.name}: after a resync flush: ${e.message}`));
+  }
+
+  /**
+   * Asks the peer for what the comparison needs next (a first sync by checksum, one
+   * request at a time): where its replica holds holes (a link at protocol version 2),
+   * or the hashes of the next regions still marked.
+   */
+  private askHashes(): void {
+    const s = this.link.session();
+    if (!s || this.asked) return;
+    const bitmap = this.jv.bitmap;
+    const rs = bitmap.regionSize;
+    const nextMarked = (from: number): number => {
+      for (const r of bitmap.dirtyRegions(from)) return r;
+      return bitmap.regions;
+    };
+    const ask = this.jv.seed.nextAsk(rs, this.jv.size, MAX_HASH_REGIONS, (s.version ?? 1) >= 2, nextMarked);
+    if (!ask) return;
+    this.asked = ask;
+    if (ask.type === 'map') s.send(encodeMapRequest({ volume: this.name, offset: ask.offset, length: ask.length }));
+    else s.send(encodeHashRequest({ volume: this.name, regionSize: rs, first: ask.first, count: ask.count }));
+  }
+
+  /** The peer's hashes for a first sync arrived: equal regions leave the round, then the pump goes on. */
+  hashReply(first: number, regionSize: number, hashes: Buffer[]): void {
+    const a = this.asked;
+    if (!a || a.type !== 'hash' || a.first !== first) return; // a reply from an older link
+    this.jv.seed.heard(hashes.length);
+    this.settleAsk(this.jv.compareRegions(first, regionSize, hashes), 'comparing regions by hash');
+  }
+
+  /** The peer's holes arrived: regions that are holes on both sides leave the round, then the comparison goes on. */
+  mapReply(offset: number, covered: number, holes: Span[]): void {
+    const a = this.asked;
+    if (!a || a.type !== 'map' || a.offset !== offset) return; // a reply from an older link
+    if (covered > a.length) {
+      this.link.session()?.close(`volume ${this.name}: the peer's map covers ${covered} bytes from ${offset}, more than the ${a.length} asked`);
+      return;
+    }
+    this.jv.seed.heard(0, 20 + holes.length * 16);
+    this.settleAsk(this.jv.clearHoles(offset, covered, holes), 'comparing holes with the peer');
+  }
+
+  private settleAsk(done: Promise<number>, what: string): void {
+    void done.then(() => {
+      this.asked = null;
+      this.askHashes();
+      this.pump();
+    }, (e: Error) => {
+      this.asked = null;
+      this.link.session()?.close(`volume ${this.name}: ${what} failed: ${e.message}`);
+    });
+  }
+}

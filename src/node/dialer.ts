@@ -1,0 +1,110 @@
+// The dialer: for each peer this node dials (of a pair, the node whose name sorts
+// first), a loop that connects over TLS, runs the link until it ends (the link
+// manager's, links.ts), and dials again, backing off while links fail. A change on
+// this node (a promote or demote) cuts the wait short.
+import type tls from 'node:tls';
+import type { PeerConfig } from '../config/config.js';
+import { formatDuration } from '../units/units.js';
+import type { Logger } from '../log/log.js';
+import type { Identity } from '../link/identity.js';
+import { connectLink } from '../link/tls.js';
+import { parseListenAddress } from '../export/listen-address.js';
+import type { LinkEnd } from './link-session.js';
+
+/**
+ * The dialer's wait before redialling: from MIN_BACKOFF_MS, doubling after every
+ * attempt that did not bring the link up (no answer, a TLS failure, a link dropped or
+ * refused before both Hellos passed), up to MAX_BACKOFF_MS. A refusal after Hello
+ * (sizes, two primaries, ...) needs the operator: redialling every half second only
+ * repeated it in both logs twice a second.
+ */
+const MIN_BACKOFF_MS = 500;
+const MAX_BACKOFF_MS = 30_000;
+
+export interface DialerOptions {
+  identity: Identity;
+  log: Logger;
+  /** A link to `peer` is open now (accepted or dialed): no dial meanwhile. */
+  linked(peer: string): boolean;
+  /** Runs a link this node dialed until it ends. */
+  run(socket: tls.TLSSocket, peer: string): Promise<LinkEnd>;
+}
+
+export class Dialer {
+  private stopping = false;
+  /** Per peer this node dials: cuts the wait before the next dial short, with the backoff back at its start. */
+  private readonly redialNow = new Map<string, () => void>();
+
+  constructor(private readonly o: DialerOptions) {}
+
+  /** Dials `p` until stop(): a link that comes up runs until it ends, then the next dial. */
+  async dial(p: PeerConfig): Promise<void> {
+    const peer = p.name;
+    let backoff = MIN_BACKOFF_MS;
+    let lastError = '';
+    while (!this.stopping) {
+      if (!this.o.linked(peer)) {
+        try {
+          if (!p.fingerprint) throw new Error(`peers.${peer}.fingerprint is not set (run offsite init on ${peer} and copy its fingerprint)`);
+          const addr = parseListenAddress(p.address);
+          if (addr.kind !== 'tcp') throw new Error('peer address must be host:port');
+          const socket = await connectLink({ identity: this.o.identity, peer: { name: peer, fingerprint: p.fingerprint }, host: addr.host, port: addr.port });
+          const link = await this.o.run(socket, peer);
+          if (link.up) {
+            backoff = MIN_BACKOFF_MS;
+            lastError = '';
+          } else {
+            // TLS worked, the link did not: refused at Hello (said by the session, with
+            // its reason, once per attempt) or dropped before it. Like any failure.
+            this.o.log.debug({ peer }, `link to ${peer}: ${link.refused ?? 'dropped before Hello'}; next dial in ${formatDuration(backoff / 1000)}`);
+            backoff = (await this.backoff(peer, backoff)) ? MIN_BACKOFF_MS : Math.min(MAX_BACKOFF_MS, backoff * 2);
+            continue;
+          }
+        } catch (e) {
+          const msg = (e as Error).message;
+          // Say each distinct failure once at warn; repeats go to debug.
+          const say = msg !== lastError ? this.o.log.warn : this.o.log.debug;
+          say.call(this.o.log, { peer }, `link to ${peer} at ${p.address}: ${msg}; retrying (backoff up to ${formatDuration(MAX_BACKOFF_MS / 1000)})`);
+          lastError = msg;
+          backoff = (await this.backoff(peer, backoff)) ? MIN_BACKOFF_MS : Math.min(MAX_BACKOFF_MS, backoff * 2);
+          continue;
+        }
+      }
+      await sleep(backoff);
+    }
+  }
+
+  /**
+   * Waits `ms` before the next dial to `peer`; resolves true when a change on this
+   * node cut the wait short (a promote or demote here may have cleared what the peer
+   * refused: the operator should not wait out 30 s of backoff for it).
+   */
+  private backoff(peer: string, ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.redialNow.delete(peer);
+        resolve(false);
+      }, ms);
+      this.redialNow.set(peer, () => {
+        clearTimeout(timer);
+        this.redialNow.delete(peer);
+        resolve(true);
+      });
+    });
+  }
+
+  /** A change here may have cleared what `peer` refused: a dial waiting out its backoff goes now. */
+  redial(peer: string): void {
+    this.redialNow.get(peer)?.();
+  }
+
+  /** No more dials; dialers waiting out a backoff end now. */
+  stop(): void {
+    this.stopping = true;
+    for (const wake of [...this.redialNow.values()]) wake();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
