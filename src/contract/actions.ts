@@ -1,7 +1,8 @@
 // The operator actions a node takes (docs/API.md, docs/FAILOVER.md), as the API, the
 // SNMP agent and the CLI see them: what an action answers, why one is refused, and the
-// calls themselves. The node does them (src/node/roles.ts); the API maps a refusal's
-// reason to an HTTP status (src/api/actions.ts), SNMP to its own error statuses.
+// calls themselves. The node does them (src/node/roles.ts, src/node/volume-actions.ts);
+// the API maps a refusal's reason to an HTTP status (src/api/actions.ts), SNMP to its
+// own error statuses.
 // Nothing here knows HTTP. This module imports nothing, so every side may depend on it.
 
 /** What an action did, in words an operator can act on, and its figures. */

@@ -1,5 +1,5 @@
 // One volume as the daemon holds it, in its current role: what the daemon opens, the
-// actions (roles.ts) change and the status (status.ts) reads.
+// actions (volume-actions.ts, roles.ts) change and the status (status.ts) reads.
 import type { VolumeConfig } from '../config/config.js';
 import type { Volume } from '../volume/volume.js';
 import type { History } from '../journal/history.js';

@@ -1,13 +1,18 @@
 // The receive log as the secondary reads and fills it: a journal that keeps the
 // primary's seqs (src/journal/, onDamage: KEEP_PREFIX). At a start, what it holds past
 // the applied point tells the receiver where the barriers, round ends and coalesced
-// units are; a frame from the peer is appended record by record until it ends, the
-// log is full or the log fails. The receiver (receiver.ts) decides what follows.
+// units are, and the receiver is made from it; a frame from the peer is appended
+// record by record until it ends, the log is full or the log fails. The receiver
+// (receiver.ts) decides what follows.
 import type { Journal } from '../journal/journal.js';
 import { FLAG_ROUND_END, RECORD_HEADER_SIZE, RecordKind, groupPointOf, type JournalRecord } from '../journal/record.js';
 import { READ_BATCH_BYTES, MIN_RECEIVE_LOG_BYTES } from '../limits/limits.js';
 import { formatBytes } from '../units/units.js';
-import type { Receiver, ReceivedRecord, ReceiverAction } from './receiver.js';
+import type { Logger } from '../log/log.js';
+import type { Store } from '../journal/store.js';
+import { Receiver, type ReceivedRecord, type ReceiverAction } from './receiver.js';
+import type { ReplicaRound } from './replica-round.js';
+import { readGroupPoint } from './group-point-file.js';
 
 /** What a receive log holds past the applied point, as the receiver is told it at a start. */
 export interface LogContents {
@@ -49,6 +54,71 @@ export async function scanReceiveLog(log: Journal): Promise<LogContents> {
     seq = batch[batch.length - 1]!.seq + 1;
   }
   return { lastBarrier, roundEnds, barriers, skips, groupPoints, appliedRoundEnds };
+}
+
+/** What reading the receive log at a start needs besides the log. */
+export interface LogStart {
+  readonly name: string;
+  readonly logger: Logger;
+  /** The round's marker and undo area: a round whose end was applied before the stop is completed here. */
+  readonly round: Pick<ReplicaRound, 'mark' | 'complete' | 'completed'>;
+  /** The checkpoint held now, if any. */
+  checkpoint(): { readonly appliedSeq: number } | null;
+  /** A group member's state folder, with the point its last unit ends at (null: not a member). */
+  readonly groupStore: Store | null;
+  readonly receiverOptions: { unitBytes?: number | undefined; group?: boolean | undefined };
+  /** Takes the receiver as soon as it is made, with no await between (an action then reaches the new one, not the old). */
+  made(receiver: Receiver): void;
+}
+
+/**
+ * Recovers the receive log at a start (or when a broken one is reopened) and makes the
+ * receiver from what it holds durably (held, if a checkpoint is); says where the
+ * replica stands (`applied`) and the group point a unit a crash interrupted is redone
+ * to (null: none).
+ */
+export async function receiverAtStart(log: Journal, start: LogStart): Promise<{ applied: number; redoTo: number | null }> {
+  const report = await log.recover();
+  for (const n of report.notes) start.logger.info({ volume: start.name }, n);
+  if (report.damaged) {
+    start.logger.error({ volume: start.name },
+      `volume ${start.name}: the receive log is damaged; records after the damage are dropped and will be fetched again`);
+  }
+  const { lastBarrier, roundEnds, barriers, skips, groupPoints, appliedRoundEnds } = await scanReceiveLog(log);
+  const mark = start.groupStore ? await readGroupPoint(start.groupStore) : null;
+  // (A held checkpoint was taken after its last apply was durable on the volume; the
+  // applied counter may lag it, but that is where the frozen image stands.)
+  const applied = Math.max(log.appliedOnDisk, log.released, start.checkpoint()?.appliedSeq ?? 0);
+  // A round whose end was applied before the stop, its marker not yet removed: the
+  // volume is the image at the round's end; the round is completed now.
+  // (Only a marker flagged ending: a round the primary opened again from the same start
+  // after an earlier one ended here has that earlier end below the applied point too.)
+  const round = start.round.mark;
+  const endedAt = round?.ending && !roundEnds.some((s) => s >= round.startSeq) ?
+    appliedRoundEnds.find((s) => s >= round.startSeq && s <= applied) : undefined;
+  if (endedAt !== undefined) {
+    const wasInitial = await start.round.complete();
+    await start.round.completed();
+    start.logger.info({ volume: start.name }, `volume ${start.name}: the resync round ending at record ${endedAt} was applied before the stop; ` +
+      `completed now${wasInitial ? ' (the first sync is done: the replica is consistent)' : ''}`);
+  }
+  if (applied > log.lastSeq) {
+    // The log was cut back below `applied` (or a jump reached the applied counter
+    // but not the log): it holds nothing the replica needs; continue after `applied`.
+    await log.release(log.lastSeq);
+    if (log.backlogRecords === 0) log.jumpTo(applied);
+  }
+  const held = Math.max(log.lastSeq, applied);
+  const receiver = new Receiver({ logged: held, logDurable: held, applied, lastBarrier, round: start.round.mark !== null, roundEnds, barriers, skips,
+    groupPoints, appliedPoint: mark }, start.receiverOptions);
+  start.made(receiver);
+  // A group member's unit that a crash interrupted ends at the group point written
+  // down before it began: that point is durable here (the group's limit is held by
+  // every member), so it is redone now, before the export serves.
+  const redoTo = mark && mark.seq > applied && receiver.seqOfPoint(mark.point) === mark.seq ? mark.point : null;
+  // A checkpoint held before the stop stays held: nothing is applied until it is released.
+  if (start.checkpoint()) receiver.handle({ type: 'hold', held: true });
+  return { applied, redoTo };
 }
 
 /** Records of a frame as the receiver sees them. */

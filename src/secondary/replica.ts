@@ -3,17 +3,17 @@
 // a half-applied unit (reads wait while a unit is applied), and after any crash the
 // unit in progress is applied again from the receive log before anything is served,
 // so the replica is always a flush-point image (docs/INVARIANTS.md, invariant 3).
-// Beside it: the receiver's decisions (receiver.ts), the receive log read at a start
-// and filled from frames (receive-log.ts), applying a unit (apply-unit.ts), the
-// round's marker and undo area (replica-round.ts), a held checkpoint and its file
-// (checkpoint-hold.ts), region hashes (src/sync/region-hashes.ts).
+// Beside it: the receiver's decisions (receiver.ts) and their carrying out
+// (plan-runner.ts), the receive log read at a start and filled from frames
+// (receive-log.ts), applying a unit (apply-unit.ts), the round's marker and undo area
+// (replica-round.ts), a held checkpoint and its file (checkpoint-hold.ts), region
+// hashes (src/sync/region-hashes.ts).
 import type { MemoryBudget } from '../memory/budget.js';
 import type { Extent, ExportBackend, ZeroOptions } from '../export/backend.js';
 import { DiskError, type Capabilities, readOnlyCapabilities } from '../export/backend.js';
 import type { Logger } from '../log/log.js';
 import type { Journal } from '../journal/journal.js';
 import type { JournalRecord } from '../journal/record.js';
-import { formatBytes } from '../units/units.js';
 import type { Store } from '../journal/store.js';
 import type { RoundMark } from '../sync/round-marker.js';
 import type { Disk } from '../journal/disk.js';
@@ -24,13 +24,14 @@ import { CheckpointHold, readCheckpoint, type Checkpoint } from './checkpoint-ho
 import { hashRegions, holesOf } from '../sync/region-hashes.js';
 import type { Span } from '../sync/seeding.js';
 import { assert } from '../invariants/assert.js';
-import { appendFrame, received, scanReceiveLog } from './receive-log.js';
-import { readGroupPoint, writeGroupPoint } from './group-point-file.js';
+import { received, receiverAtStart } from './receive-log.js';
+import { PlanRunner, type ReplicaLink } from './plan-runner.js';
 import type { MemberView } from './receiver.js';
 
 export { SYNCED_FILE } from './replica-round.js';
 export { CHECKPOINT_FILE, CHECKPOINT_FORMAT, readCheckpoint, type Checkpoint } from './checkpoint-hold.js';
 export { GROUP_POINT_FILE, GROUP_POINT_FORMAT } from './group-point-file.js';
+export type { ReplicaLink } from './plan-runner.js';
 
 export interface ReplicaOptions {
   /** The volume's state folder: the resync round marker and the undo area live here. */
@@ -45,18 +46,12 @@ export interface ReplicaOptions {
   memory?: MemoryBudget;
 }
 
-export interface ReplicaLink {
-  ack(seq: number): void;
-  /** Pause shipping (the log is full under a checkpoint) or resume right after `after`. */
-  hold(held: boolean, after: number): void;
-  close(reason: string): void;
-}
-
 export class Replica implements ExportBackend {
   receiver: Receiver;
   log: Journal;
-  private link: ReplicaLink | null = null;
   private readonly units: UnitApplier;
+  /** Carries out what the receiver plans. */
+  private readonly runner: PlanRunner;
   private readonly resync: ReplicaRound;
   private readonly checkpoints: CheckpointHold;
   /** Records that arrive while a round opens wait for it (in order). */
@@ -66,6 +61,7 @@ export class Replica implements ExportBackend {
     this.resync = new ReplicaRound(opts.roundStore, opts.regionSize, volume);
     this.units = new UnitApplier(volume, this.resync, logger, opts.memory);
     this.checkpoints = new CheckpointHold(opts.roundStore);
+    this.runner = new PlanRunner(this, this.units, logger, opts.roundStore);
     this.log = openLog();
     this.receiver = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0 }, { unitBytes: opts.applyUnitBytes, group: opts.group });
   }
@@ -117,44 +113,11 @@ export class Replica implements ExportBackend {
 
   private async recover(): Promise<void> {
     const log = this.log;
-    const report = await log.recover();
-    for (const n of report.notes) this.logger.info({ volume: this.name }, n);
-    if (report.damaged) {
-      this.logger.error({ volume: this.name },
-        `volume ${this.name}: the receive log is damaged; records after the damage are dropped and will be fetched again`);
-    }
-    const { lastBarrier, roundEnds, barriers, skips, groupPoints, appliedRoundEnds } = await scanReceiveLog(log);
-    const mark = this.inGroup ? await readGroupPoint(this.opts.roundStore) : null;
-    // (A held checkpoint was taken after its last apply was durable on the volume; the
-    // applied counter may lag it, but that is where the frozen image stands.)
-    const applied = Math.max(log.appliedOnDisk, log.released, this.checkpoint?.appliedSeq ?? 0);
-    // A round whose end was applied before the stop, its marker not yet removed: the
-    // volume is the image at the round's end; the round is completed now.
-    // (Only a marker flagged ending: a round the primary opened again from the same start
-    // after an earlier one ended here has that earlier end below the applied point too.)
-    const round = this.round;
-    const endedAt = round?.ending && !roundEnds.some((s) => s >= round.startSeq) ?
-      appliedRoundEnds.find((s) => s >= round.startSeq && s <= applied) : undefined;
-    if (endedAt !== undefined) {
-      const wasInitial = await this.resync.complete();
-      await this.resync.completed();
-      this.logger.info({ volume: this.name }, `volume ${this.name}: the resync round ending at record ${endedAt} was applied before the stop; ` +
-        `completed now${wasInitial ? ' (the first sync is done: the replica is consistent)' : ''}`);
-    }
-    if (applied > log.lastSeq) {
-      // The log was cut back below `applied` (or a jump reached the applied counter
-      // but not the log): it holds nothing the replica needs; continue after `applied`.
-      await log.release(log.lastSeq);
-      if (log.backlogRecords === 0) log.jumpTo(applied);
-    }
-    const held = Math.max(log.lastSeq, applied);
-    this.receiver = new Receiver({ logged: held, logDurable: held, applied, lastBarrier, round: this.round !== null, roundEnds, barriers, skips, groupPoints, appliedPoint: mark }, { unitBytes: this.opts.applyUnitBytes, group: this.opts.group });
-    // A group member's unit that a crash interrupted ends at the group point written
-    // down before it began: that point is durable here (the group's limit is held by
-    // every member), so it is redone now, before the export serves.
-    const redoTo = mark && mark.seq > applied && this.receiver.seqOfPoint(mark.point) === mark.seq ? mark.point : null;
-    // A checkpoint held before the stop stays held: nothing is applied until it is released.
-    if (this.checkpoint) this.receiver.handle({ type: 'hold', held: true });
+    const { applied, redoTo } = await receiverAtStart(log, {
+      name: this.name, logger: this.logger, round: this.resync, checkpoint: () => this.checkpoint,
+      groupStore: this.inGroup ? this.opts.roundStore : null, receiverOptions: { unitBytes: this.opts.applyUnitBytes, group: this.opts.group },
+      made: (r) => (this.receiver = r),
+    });
     // Records applied before the stop but not yet released from the log.
     if (applied > log.released) await log.release(applied).catch(() => undefined);
     // A unit interrupted by a crash is applied again now, before the export serves.
@@ -419,10 +382,6 @@ export class Replica implements ExportBackend {
   /** Bumped by every attach and detach: an attach that was overtaken stops. */
   private attachToken = 0;
   private reopening: Promise<void> | null = null;
-  /** The receiver of a receive log being reopened: what it plans is not run. */
-  private staleReceiver: Receiver | null = null;
-  /** Units asked of the receiver and not yet ended (the group point file is written before the gate closes). */
-  private appliesAsked = 0;
 
   attach(link: ReplicaLink): Promise<void> {
     const token = ++this.attachToken;
@@ -436,13 +395,13 @@ export class Replica implements ExportBackend {
   private async doAttach(link: ReplicaLink, token: number): Promise<void> {
     while (this.reopening) await this.reopening;
     // (Not while a unit is asked or applied: it was planned on this receiver; the next attach reopens.)
-    if (this.log.broken && !this.units.gate && this.appliesAsked === 0) {
+    if (this.log.broken && !this.units.gate && this.runner.appliesAsked === 0) {
       // The receive log failed (disk full?): start again from what is durable on disk.
       this.logger.warn({ volume: this.name }, `volume ${this.name}: reopening the receive log after: ${this.log.broken.message}`);
       // From here the receiver in hand plans on a log that is gone: its actions are
       // dropped until recover() makes the new one (a checkpoint released meanwhile
       // asked a unit of it: group simulation seed 292 with the memory budget).
-      this.staleReceiver = this.receiver;
+      this.runner.staleReceiver = this.receiver;
       this.log.close();
       this.log = this.openLog();
       this.reopening = this.recover().finally(() => (this.reopening = null));
@@ -452,13 +411,13 @@ export class Replica implements ExportBackend {
     // Space a failed release (disk full) kept is freed now.
     await this.log.release(this.receiver.applied).catch(() => undefined);
     if (token !== this.attachToken) return;
-    this.link = link;
+    this.runner.link = link;
     return this.run(this.receiver.handle({ type: 'up' }));
   }
 
   detach(): void {
     this.attachToken++;
-    this.link = null;
+    this.runner.link = null;
     this.receiver.handle({ type: 'down' });
     this.units.ended(); // (waiters see their link is gone)
   }
@@ -489,106 +448,12 @@ export class Replica implements ExportBackend {
     }
   }
 
+  /** Something failed: said in the log, and the link closes (the primary's journal keeps the data). */
   private fail(what: string, e: Error): void {
-    const why = (e as NodeJS.ErrnoException).code ?? e.message;
-    this.logger.error({ volume: this.name }, `volume ${this.name}: ${what} failed (${why}); the link closes and the primary's journal keeps the data`);
-    this.link?.close(`${what} failed on the secondary (${why})`);
+    this.runner.fail(what, e);
   }
 
-  private async run(actions: ReceiverAction[], frame?: Map<number, JournalRecord>, lease?: { logged: () => void; hooked: boolean }): Promise<void> {
-    await this.runActions(actions, frame, lease);
-    // After a sync (its ack) or an apply the member's view changed; plain appends change nothing durable.
-    // (The node also looks every GROUP_POINT_MIN_GAP_MS.)
-    if (this.onProgress && actions.some((a) => a.type === 'ack' || a.type === 'apply' || a.type === 'releaseLog')) this.onProgress();
-  }
-
-  private async runActions(actions: ReceiverAction[], frame?: Map<number, JournalRecord>, lease?: { logged: () => void; hooked: boolean }): Promise<void> {
-    // Actions are the plan of the receiver that made them: once the receive log was
-    // reopened and the receiver made again from the disk, the rest of an old plan is
-    // dropped (the new receiver plans from what is durable).
-    const receiver = this.receiver;
-    for (const a of actions) {
-      if (receiver !== this.receiver || receiver === this.staleReceiver) return;
-      switch (a.type) {
-        case 'append': {
-          // On a full or failed log the rest of this frame is dropped and the link
-          // closes; the actions after this one still run: the sync makes what was
-          // logged durable and acks it.
-          const end = appendFrame(this.log, this.receiver, a.fromSeq, a.toSeq, frame!);
-          // The frame's buffers are the records' payloads until the log has written them.
-          if (lease && !lease.hooked) {
-            lease.hooked = true;
-            void this.log.whenWritten(this.log.lastSeq).then(lease.logged, lease.logged);
-          }
-          if (end.kind === 'failed') this.fail('writing the receive log', end.error);
-          else if (end.kind === 'full' && end.next.length > 0) {
-            const why = this.checkpoint ?
-              `while checkpoint "${this.checkpoint.label}" is held; shipping paused, the primary's journal holds the rest until the checkpoint is released` :
-              'ahead of the replica; shipping paused until applied records free room';
-            (this.checkpoint ? this.logger.warn : this.logger.info).call(this.logger, { volume: this.name },
-              `volume ${this.name}: receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}) ${why}`);
-            await this.run(end.next);
-          } else if (end.kind === 'full') {
-            this.link?.close(`receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}); the primary's ` +
-              `journal holds the rest`);
-          }
-          break;
-        }
-        case 'sync': {
-          const log = this.log;
-          void log.sync().then((upTo) => {
-            if (log === this.log) return this.run(this.receiver.handle({ type: 'synced', upTo, asked: a.upTo }));
-          }, (e: Error) => {
-            if (log !== this.log) return;
-            this.receiver.handle({ type: 'syncFailed' });
-            this.fail('syncing the receive log', e);
-          }).catch((e: Error) => this.fail('handling a receive-log sync', e));
-          break;
-        }
-        case 'ack':
-          // (While a round opens, acks of what precedes it would run backwards for the primary.)
-          if (!this.round || a.seq >= this.round.startSeq - 1) this.link?.ack(a.seq);
-          break;
-        case 'apply': {
-          this.appliesAsked++;
-          try {
-            if (this.inGroup && !a.round) {
-              // Written before the unit starts: a crash part-way redoes it to this same point.
-              const point = this.receiver.pointAt(a.toSeq);
-              if (point !== null) await writeGroupPoint(this.opts.roundStore, { point, seq: a.toSeq });
-            }
-            await this.units.apply(this.log, this.receiver.applied, a.fromSeq, a.toSeq, a.endsRound === true);
-          } catch (e) {
-            this.appliesAsked--;
-            this.receiver.handle({ type: 'applyFailed' });
-            this.units.ended();
-            this.fail(`applying records ${a.fromSeq}..${a.toSeq}`, e as Error);
-            return;
-          }
-          this.appliesAsked--;
-          // The receiver is made again only when no unit is asked or in flight (doAttach).
-          assert(receiver === this.receiver, `the receiver was made again while records ${a.fromSeq}..${a.toSeq} were applied`);
-          {
-            const next = this.receiver.handle({ type: 'applied', upTo: a.toSeq });
-            this.units.ended();
-            await this.run(next);
-          }
-          if (a.endsRound && !this.round) await this.run(this.receiver.handle({ type: 'roundClosed' }));
-          break;
-        }
-        case 'releaseLog':
-          await this.log.release(a.seq).catch(() => undefined);
-          await this.run(this.receiver.handle({ type: 'released' }));
-          break;
-        case 'holdShipping':
-          this.link?.hold(a.held, a.after);
-          if (!a.held) this.logger.debug({ volume: this.name }, `volume ${this.name}: shipping resumes after record ${a.after}`);
-          break;
-        case 'close':
-          this.logger.warn({ volume: this.name }, `volume ${this.name}: ${a.reason}`);
-          this.link?.close(a.reason);
-          break;
-      }
-    }
+  private run(actions: ReceiverAction[], frame?: Map<number, JournalRecord>, lease?: { logged: () => void; hooked: boolean }): Promise<void> {
+    return this.runner.run(actions, frame, lease);
   }
 }
