@@ -91,7 +91,7 @@ const FRAME_SINCE: ReadonlyMap<FrameType, number> = new Map([[FrameType.MapReque
 /**
  * The frame types that begin with a volume name (u16 length, name). Each names a
  * volume of one pair: the receiver takes it only from the peer that volume is paired
- * with (src/node/links.ts).
+ * with (checked in src/link/peer-session.ts, the pairing from the config).
  */
 const VOLUME_FRAMES: ReadonlySet<FrameType> = new Set([
   FrameType.Records, FrameType.Ack, FrameType.Resync, FrameType.HashRequest, FrameType.HashReply, FrameType.Hold, FrameType.PackedRecords,
