@@ -1,9 +1,11 @@
 // Protocol versions against a real daemon (docs/VERSIONING.md). A peer double, "future",
 // holds a paired key and speaks the real protocol, claiming other version ranges:
-// - 1..2: the daemon (1 only) sends its Hello in the previous release's bytes (flags 0),
-//   settles on 1, and the link comes up; a frame at version 2 after that is refused;
-// - 2..3: no version in common: the daemon refuses the Hello, with a Refuse at version
-//   2 (the double reads it) saying what each side speaks and that site-b must upgrade.
+// - 1 only (the previous release): the daemon (1..2) sends its Hello at version 1 with
+//   its highest, 2, in the flags and the previous release's JSON keys, settles on 1,
+//   and the link comes up; a frame at version 2 after that is refused;
+// - 2..3: the link settles on 2, the daemon's highest;
+// - 3..4: no version in common: the daemon refuses the Hello, with a Refuse at version
+//   3 (the double reads it) saying what each side speaks and that site-b must upgrade.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -88,14 +90,14 @@ volumes:
     if (!process.env.OFFSITE_KEEP_DIRS) fs.rmSync(root, { recursive: true, force: true });
   });
 
-  test('a peer speaking 1..2 settles on 1 with this release; a version 2 frame after that is refused', async () => {
+  test('a peer of the previous release (1 only) settles on 1 with this release; a version 2 frame after that is refused', async () => {
     const d = await Double.dial(future, { name: 'site-b', fingerprint: fpB }, linkB);
     const hello = await d.waitFor(FrameType.Hello);
     assert.ok(hello, 'site-b sent its Hello');
-    // The previous release's Hello: version 1, flags 0, and its JSON keys only.
-    assert.deepEqual([hello.version, hello.flags], [1, 0]);
+    // A Hello the previous release reads as its own: version 1, its JSON keys only; the highest (2) in the flags it never reads.
+    assert.deepEqual([hello.version, hello.flags], [1, 2]);
     assert.deepEqual(Object.keys(JSON.parse(hello.payload.toString('utf8')) as object), ['node', 'protocol', 'codecs', 'volumes']);
-    d.send(encodeHelloFrame(HELLO, { min: 1, max: 2 }));
+    d.send(encodeHelloFrame(HELLO, { min: 1, max: 1 }));
     // Up at version 1: site-b's heartbeats come at 1, and no Refuse.
     const beat = await d.waitFor(FrameType.Heartbeat, 5000);
     assert.ok(beat, `a heartbeat after Hello\n${b.log.slice(-2000)}`);
@@ -110,16 +112,27 @@ volumes:
     assert.match(b.log, /link to future closed: future sent a bad frame: peer sent a frame of protocol version 2 on a link that agreed on version 1/);
   });
 
-  test('a peer speaking only 2..3 is refused: what each side speaks, and that site-b is to be upgraded', async () => {
+  test('a peer speaking 2..3 settles on 2, the highest both speak', async () => {
     const d = await Double.dial(future, { name: 'site-b', fingerprint: fpB }, linkB);
     assert.ok(await d.waitFor(FrameType.Hello));
     d.send(encodeFrame(FrameType.Hello, encodeHello({ ...HELLO, protocol: 2 }), 3, 2));
+    const beat = await d.waitFor(FrameType.Heartbeat, 5000);
+    assert.ok(beat, `a heartbeat after Hello\n${b.log.slice(-2000)}`);
+    assert.equal(beat.version, 2);
+    assert.equal(d.frames.find((f) => f.type === FrameType.Refuse), undefined);
+    d.socket.destroy();
+  });
+
+  test('a peer speaking only 3..4 is refused: what each side speaks, and that site-b is to be upgraded', async () => {
+    const d = await Double.dial(future, { name: 'site-b', fingerprint: fpB }, linkB);
+    assert.ok(await d.waitFor(FrameType.Hello));
+    d.send(encodeFrame(FrameType.Hello, encodeHello({ ...HELLO, protocol: 3 }), 4, 3));
     const refuse = await d.waitFor(FrameType.Refuse);
     assert.ok(refuse, `site-b answered with a Refuse\n${b.log.slice(-2000)}`);
-    assert.equal(refuse.version, 2, 'at the version of the Hello it answers');
+    assert.equal(refuse.version, 3, 'at the version of the Hello it answers');
     const r = JSON.parse(refuse.payload.toString('utf8')) as { code: string; message: string };
     assert.equal(r.code, 'version');
-    assert.match(r.message, /^future speaks protocol versions 2\.\.3 and site-b speaks protocol version 1: no version in common\. Upgrade site-b to a release that speaks protocol version 2/);
-    assert.match(b.log, /link to future refused: future speaks protocol versions 2\.\.3 and site-b speaks protocol version 1/);
+    assert.match(r.message, /^future speaks protocol versions 3\.\.4 and site-b speaks protocol versions 1\.\.2: no version in common\. Upgrade site-b to a release that speaks protocol version 3/);
+    assert.match(b.log, /link to future refused: future speaks protocol versions 3\.\.4 and site-b speaks protocol versions 1\.\.2/);
   });
 });
