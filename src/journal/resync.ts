@@ -60,7 +60,7 @@ export class RoundSteps {
       if (tracking.mode !== 'bitmap') return round.start;
     }
     round.open(start, bitmap.dirtyBytes, Date.now());
-    seed.begin(seed.pending, new RegionSet(this.v.disk.size, bitmap.regionSize));
+    seed.begin(seed.pending, new RegionSet(this.v.disk.size, bitmap.regionSize), new RegionSet(this.v.disk.size, bitmap.regionSize));
     seed.pending = false;
     this.v.journalAgain();
     log.info({ volume: name }, `volume ${name}: resync round from record ${start}: ${formatBytes(bitmap.dirtyBytes)} in ${bitmap.count} regions to send`);
@@ -238,6 +238,11 @@ export class RoundSteps {
         reach = offset + here.covered;
         for (const run of sharedHoleRegions(here.holes, peerHoles, rs, disk.size)) {
           equal += bitmap.clearRun(run.first, run.end, (r) => seed.comparable(r, true, round.isHanded(r)));
+        }
+        // What is still marked inside the peer's holes holds data here (or is not
+        // comparable): it is sent, and its hash is not asked for (no second read of it).
+        for (const run of sharedHoleRegions(peerHoles, [{ offset, length: here.covered }], rs, disk.size)) {
+          for (let r = run.first; r < run.end; r++) if (bitmap.isSet(r)) seed.differs(r * rs, rs);
         }
       } finally {
         unlock();

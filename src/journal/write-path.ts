@@ -199,7 +199,7 @@ export class JournaledVolume implements ExportBackend {
       const touched = new RegionSet(this.disk.size, this.bitmap.regionSize);
       recorded?.copyToSet(touched);
       // Without the recovered records' ranges the round cannot compare safely.
-      this.seed.begin(mark.initial && recorded !== undefined, touched);
+      this.seed.begin(mark.initial && recorded !== undefined, touched, new RegionSet(this.disk.size, this.bitmap.regionSize));
       await redo(this.parts);
       await this.rejournal();
       // The round's end may be journaled already (the stop came before the peer acked it).

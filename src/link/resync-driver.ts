@@ -183,7 +183,7 @@ export class ResyncDriver {
     const bitmap = this.jv.bitmap;
     const rs = bitmap.regionSize;
     const nextMarked = (from: number): number => {
-      for (const r of bitmap.dirtyRegions(from)) return r;
+      for (const r of bitmap.dirtyRegions(from)) if (!this.jv.seed.knownToDiffer(r)) return r;
       return bitmap.regions;
     };
     const ask = this.jv.seed.nextAsk(rs, this.jv.size, MAX_HASH_REGIONS, (s.version ?? 1) >= 2, nextMarked);

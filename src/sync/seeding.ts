@@ -72,6 +72,8 @@ export class Seeding {
   /** How far the peer's holes are known (protocol version 2): regions below it were cleared where both sides are holes. */
   mappedUpTo = 0;
   private touched: TouchedRegions | null = null;
+  /** Regions the peer's map showed as holes where this side holds data: they differ (or read as zeros here), and go unhashed. */
+  private differ: TouchedRegions | null = null;
   /** Bytes a first sync found equal by hash (and so did not send), since the daemon started. */
   seededBytes = 0;
   /** Bytes of hash replies received from the peer for that (about 32 per region). */
@@ -82,11 +84,22 @@ export class Seeding {
    * journal records touch so far (none for a new round; after a restart, the
    * recovered records').
    */
-  begin(compare: boolean, touched: TouchedRegions): void {
+  begin(compare: boolean, touched: TouchedRegions, differ: TouchedRegions | null = null): void {
     this.active = compare;
     this.hashedUpTo = 0;
     this.mappedUpTo = 0;
     this.touched = touched;
+    this.differ = differ;
+  }
+
+  /** The peer holds a hole over this range and this side data: no hash can find it equal worth asking for; it is sent. */
+  differs(offset: number, length: number): void {
+    this.differ?.mark(offset, length);
+  }
+
+  /** Is region `r` known to differ (a hole there, data here), so the comparison need not ask its hash? */
+  knownToDiffer(r: number): boolean {
+    return this.differ?.has(r) ?? false;
   }
 
   /** A journal record of the open round covers this range. */
@@ -101,8 +114,8 @@ export class Seeding {
 
   /**
    * What to ask next (null: nothing, or the comparison is over). `canMap`: the link
-   * speaks MapRequest; `nextMarked(r)`: the first region from r still marked (the
-   * region count if none). Regions not marked need no comparing: the comparison moves
+   * speaks MapRequest; `nextMarked(r)`: the first region from r still marked and not
+   * known to differ (the region count if none). Regions not marked need no comparing: the comparison moves
    * past them.
    */
   nextAsk(regionSize: number, size: number, maxRegions: number, canMap: boolean, nextMarked: (from: number) => number): SeedAsk | null {

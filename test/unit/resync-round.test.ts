@@ -151,6 +151,13 @@ test('seeding on a version 2 link: the peer\'s holes first, then hashes of the m
   assert.deepEqual(s.nextAsk(RS, size, 256, true, next), { type: 'hash', first: 800, count: 201 });
   s.compared(800, 201, 0, RS, 1001);
   assert.equal(s.active, false, 'every region compared');
+  // Regions the peer's map shows as holes where this side has data are known to differ.
+  const d = new Seeding();
+  const differ = new Set<number>();
+  d.begin(true, { mark: () => undefined, has: () => false }, { mark: (o, l) => { for (let r = o / RS; r < (o + l) / RS; r++) differ.add(r); }, has: (r) => differ.has(r) });
+  d.differs(4 * RS, 2 * RS);
+  assert.deepEqual([d.knownToDiffer(3), d.knownToDiffer(4), d.knownToDiffer(5), d.knownToDiffer(6)], [false, true, true, false]);
+  assert.equal(new Seeding().knownToDiffer(4), false, 'no set: nothing known');
   // A link back at version 1 hashes everything from where the comparison is.
   const t = new Seeding();
   t.begin(true, { mark: () => undefined, has: () => false });
