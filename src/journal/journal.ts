@@ -17,7 +17,7 @@ import { checkOwnership, segmentVolumeId, type JournalVolume } from './ownership
 import { REPORT_DAMAGE, scanSegments, type DamagePolicy, type RecoveryReport } from './recovery.js';
 import { Samples } from './samples.js';
 import { AppendQueue } from './append-queue.js';
-import { SEGMENT_NAME, readRecordHeaders, readRecords, type RecordHeaderRead } from './segment.js';
+import { SEGMENT_NAME, readRecordHeaders, readRecords, syncSegment, type RecordHeaderRead } from './segment.js';
 import { SegmentSet } from './segment-set.js';
 
 export { ForeignSegmentError, type JournalVolume } from './ownership.js';
@@ -111,16 +111,12 @@ export class Journal {
 
   /** Bytes of records not yet released (over-estimates by at most one sample step). */
   get backlogBytes(): number {
-    if (this.backlogRecords === 0) return 0;
-    const s = this.samples.covering(this.released + 1);
-    return this.samples.end - (s?.pos ?? 0);
+    return this.backlogRecords === 0 ? 0 : this.samples.bytesFrom(this.released + 1);
   }
 
   /** Age in ms of the oldest unreleased record (0 when none). */
   lagMs(now = this.now()): number {
-    if (this.backlogRecords === 0) return 0;
-    const s = this.samples.covering(this.released + 1);
-    return s ? Math.max(0, now - s.time) : 0;
+    return this.backlogRecords === 0 ? 0 : this.samples.ageOf(this.released + 1, now);
   }
 
   get openEpochHasWrites(): boolean {
@@ -283,11 +279,12 @@ export class Journal {
         throw e;
       }
     }
-    // The segments, their folder and the `applied` counter file, at once.
+    const { dirty, dir } = this.files.takeUnsynced();
     const applied = this.redoPoint.takeUnsynced();
     try {
-      await this.files.sync(() => (applied ? applied.sync() : undefined));
+      await Promise.all([...dirty.map((s) => syncSegment(s)), applied ? applied.sync() : undefined, dir ? this.store.syncDir() : undefined]);
     } catch (e) {
+      this.files.unsyncedAgain({ dirty, dir });
       if (applied) this.redoPoint.unsyncedAgain();
       throw e;
     }
@@ -429,18 +426,19 @@ export class Journal {
     }
     if (this.samples.empty) this.samples.end = 0;
     this.released = Math.min(this.lastSeq, Math.max(releasedOnDisk, (this.files.list[0]?.baseSeq ?? this.nextSeq) - 1));
-    // What recovery read, and the segments' names, are made durable before they are called durable.
-    await this.files.syncRecovered();
+    // What recovery read may have been only in the page cache (a kill -9, or a log
+    // reopened after a failed write): make it durable before calling it durable.
+    await Promise.all(this.files.list.map((seg) => seg.file.sync()));
+    // (Their names too: a segment created just before a crash may not be in the directory yet.)
+    if (this.files.dirChanged || this.files.list.length > 0) {
+      await this.store.syncDir();
+      this.files.dirChanged = false;
+    }
     this.durableSeq = this.lastSeq;
     this.writtenSeq = this.lastSeq;
-    if (this.files.list.length === 0) {
-      try {
-        this.files.open(this.nextSeq);
-      } catch (e) {
-        // Disk full: the first append will try again (and fall back to the bitmap).
-        report.notes.push(`journal: cannot create a segment (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-      }
-    }
+    // A log without a segment gets one (on a full disk the first append tries again, and falls back to the bitmap).
+    const cannot = this.files.openIfNone(this.nextSeq);
+    if (cannot !== null) report.notes.push(`journal: cannot create a segment (${cannot})`);
     if (report.records > 0 || report.notes.length > 0) {
       report.notes.unshift(`journal: recovered ${report.records} records in ${report.segments} segments, records ` +
         `${this.released + 1}..${this.lastSeq}, epoch ${this.epoch}`);

@@ -7,7 +7,7 @@ import type { Store } from './store.js';
 import { assert } from '../invariants/assert.js';
 import { SEGMENT_HEADER_SIZE } from './record.js';
 import type { AppendQueue } from './append-queue.js';
-import { segmentName, syncSegment, type Segment } from './segment.js';
+import { segmentName, type Segment } from './segment.js';
 
 export interface SegmentSetOptions {
   store: Store;
@@ -19,6 +19,13 @@ export interface SegmentSetOptions {
   appends: AppendQueue;
   /** The header of a new segment starting at `baseSeq` (the journal's epoch, clock and volume). */
   header(baseSeq: number): Buffer;
+}
+
+/** What a sync takes from the set (takeUnsynced). */
+export interface Unsynced {
+  dirty: Segment[];
+  /** The folder needs a sync too (a segment came or went). */
+  dir: boolean;
 }
 
 export class SegmentSet {
@@ -123,22 +130,20 @@ export class SegmentSet {
   }
 
   /**
-   * Syncs the segments written since their last sync, and the folder if a segment came
-   * or went, with `alongside` (the `applied` counter file, if written) at the same time.
-   * On a failure they count as unsynced again.
+   * For a sync: the segments written since their last sync, and whether the folder
+   * changed; they count as synced now (unsyncedAgain() if that sync fails).
    */
-  async sync(alongside: () => Promise<void> | undefined): Promise<void> {
+  takeUnsynced(): Unsynced {
     const dirty = this.list.filter((s) => s.unsynced);
     for (const s of dirty) s.unsynced = false;
     const dir = this.dirChanged;
     this.dirChanged = false;
-    try {
-      await Promise.all([...dirty.map((s) => syncSegment(s)), alongside(), dir ? this.o.store.syncDir() : undefined]);
-    } catch (e) {
-      for (const s of dirty) s.unsynced = true;
-      if (dir) this.dirChanged = true;
-      throw e;
-    }
+    return { dirty, dir };
+  }
+
+  unsyncedAgain(t: Unsynced): void {
+    for (const s of t.dirty) s.unsynced = true;
+    if (t.dir) this.dirChanged = true;
   }
 
   /**
@@ -184,16 +189,14 @@ export class SegmentSet {
     if (dirChanged) this.dirChanged = true;
   }
 
-  /**
-   * What recovery read may have been only in the page cache (a kill -9, or a log
-   * reopened after a failed write): it is made durable before it is called durable.
-   */
-  async syncRecovered(): Promise<void> {
-    await Promise.all(this.list.map((seg) => seg.file.sync()));
-    // (Their names too: a segment created just before a crash may not be in the directory yet.)
-    if (this.dirChanged || this.list.length > 0) {
-      await this.o.store.syncDir();
-      this.dirChanged = false;
+  /** After recovery: a set without a segment gets one at `nextSeq`. Returns why it cannot (a full disk), or null. */
+  openIfNone(nextSeq: number): string | null {
+    if (this.list.length > 0) return null;
+    try {
+      this.open(nextSeq);
+      return null;
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code ?? (e as Error).message;
     }
   }
 
