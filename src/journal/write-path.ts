@@ -10,28 +10,27 @@
 //      which every volume write is durable; recovery replays records after it ("redo");
 //   3. FLUSH/FUA reply only after volume, journal and bitmap are fdatasync'ed.
 //
-// Around it, each in its own file: the start-up steps (startup.ts), the switch to the
-// dirty bitmap and the fold (tracking.ts), and the resync round's steps (resync.ts),
-// whose state and decisions are in src/sync/ (round.ts, seeding.ts).
+// Around it, each in its own file: the start-up order and its steps (startup.ts), the
+// switch to the dirty bitmap and the fold (tracking.ts), and the resync round's steps
+// (resync.ts), whose state and decisions are in src/sync/ (round.ts, seeding.ts).
 import type { Extent, ExportBackend, ZeroOptions } from '../export/backend.js';
 import { DiskError, type Capabilities, diskCapabilities } from '../export/backend.js';
 import type { Logger } from '../log/log.js';
-import { formatBytes } from '../units/units.js';
 import { GroupSync } from '../volume/group-sync.js';
-import { RegionSet, type DirtyBitmap } from './bitmap.js';
+import type { RegionSet, DirtyBitmap } from './bitmap.js';
 import { IntentRing } from './intent.js';
 import type { Store } from './store.js';
+import type { ActivityLog } from './activity-log.js';
 import type { Journal, RecoveryReport } from './journal.js';
 import { RecordKind } from './record.js';
 import { RangeLocks } from '../sync/range-lock.js';
-import { ActivityLog } from './activity-log.js';
 import { RoundMarker } from '../sync/round-marker.js';
 import { ResyncRound } from '../sync/round.js';
 import { Seeding, type Span } from '../sync/seeding.js';
 import { assert } from '../invariants/assert.js';
 import { epochBytesFor } from '../limits/limits.js';
 import { zeroRange, type Disk } from './disk.js';
-import { markSuspects, redo, rejournal, type Starting } from './startup.js';
+import { startUp, type Starting } from './startup.js';
 import { Tracking, type TrackingMode } from './tracking.js';
 import { RoundSteps } from './resync.js';
 
@@ -169,73 +168,20 @@ export class JournaledVolume implements ExportBackend {
   get resyncUnsettled(): boolean { return this.round.unsettled(this.journal.lastSeq); }
 
   /**
-   * Brings volume, journal and bitmap into agreement after a start (clean or not):
-   * damage found by journal recovery goes to the bitmap; a non-empty bitmap means
-   * bitmap mode; otherwise records after the `applied` counter are replayed.
+   * Brings volume, journal and bitmap into agreement after a start (clean or not), in
+   * the order of startUp() (startup.ts); last, tracking by journal, the intent ring
+   * opens, and a FLUSH (through the activity log, open by then) makes it all durable.
    */
-  async start(report: RecoveryReport, recorded?: RegionSet): Promise<void> {
-    for (const n of report.notes) (report.damaged ? this.log.warn : this.log.info).call(this.log, { volume: this.name }, n);
-    for (const r of report.lost) this.bitmap.mark(r.offset, r.length);
-    if (report.unknownLoss || (report.damaged && !recorded)) this.bitmap.markAll();
-    if (report.damaged) {
-      // The journal cannot be read through: fold it from what recovery saw.
-      recorded?.copyTo(this.bitmap);
-      this.tracking.skipRead = true;
-    }
-    const a = this.activityOpts;
-    if (a.activityStore) {
-      // After a power loss, extents with writes in flight may hold writes the journal lost.
-      const { log, suspect } = await ActivityLog.open({ store: a.activityStore, extentSize: a.activityExtent ?? 4 << 20,
-        slots: a.activitySlots ?? 1024, bootId: a.bootId });
-      markSuspects(this.parts, suspect);
-      await this.bitmap.sync();
-      await log.reset();
-      this.activity = log;
-    }
-    const mark = this.round.canResync ? await this.round.readMark() : null;
-    if (mark && !report.damaged) {
-      // A resync round was under way: the journal ships on, the bitmap holds what is left.
-      this.round.open(mark.startSeq, this.bitmap.dirtyBytes, Date.now());
-      const touched = new RegionSet(this.disk.size, this.bitmap.regionSize);
-      recorded?.copyToSet(touched);
-      // Without the recovered records' ranges the round cannot compare safely.
-      this.seed.begin(mark.initial && recorded !== undefined, touched);
-      await redo(this.parts);
-      await this.rejournal();
-      // The round's end may be journaled already (the stop came before the peer acked it).
-      const end = await this.rounds.journaledEnd(mark.startSeq);
-      if (end !== 0 && this.bitmap.count === 0) this.round.endSeq = end;
-      this.log.info({ volume: this.name }, `volume ${this.name}: resync round from record ${mark.startSeq} resumes; ` +
-        (end !== 0 && this.bitmap.count === 0 ? `its end, record ${end}, is journaled and waits for the peer` : `${formatBytes(this.bitmap.dirtyBytes)} left to send`));
-      // Regions marked after the end was journaled (writes a power loss may have kept from
-      // the journal): a second end in the same round would close the peer's round twice; a
-      // new round covers them.
-      if (end !== 0 && this.bitmap.count > 0) this.tracking.toBitmap(`the resync round's end (record ${end}) was journaled before the stop, and ${this.bitmap.count} regions were marked since`);
-    } else if (this.bitmap.count > 0) {
-      // Writes in flight at the crash may be on the volume without a journal record:
-      // their intents say where, and those ranges are resynced too.
-      const ring = this.intentStore ? IntentRing.open(this.intentStore, this.intentSlots) : null;
-      if (ring) {
-        for (const i of await ring.after(this.journal.lastSeq)) this.bitmap.mark(i.offset, i.length);
-        ring.close();
-      }
-      this.log.warn({ volume: this.name },
-        `volume ${this.name}: ${this.bitmap.count} regions (${formatBytes(this.bitmap.dirtyBytes)}) are marked for resync; tracking ` +
-          `changes in the dirty bitmap`);
-      this.tracking.mode = 'bitmap';
-      await this.tracking.fold();
-    } else {
-      await redo(this.parts);
-      await this.rejournal();
-    }
-    if (this.intentStore && this.tracking.mode === 'journal') this.intents = IntentRing.open(this.intentStore, this.intentSlots);
-    await this.flush();
-  }
-
-  /** The writes in flight at a crash are journaled again from the volume (startup.ts). */
-  private rejournal(): Promise<void> {
-    return rejournal(this.parts, { store: this.intentStore, slots: this.intentSlots }, this.maxEpochBytes, (o, l) => this.seed.touch(o, l),
-      (why) => this.tracking.toBitmap(why));
+  start(report: RecoveryReport, recorded?: RegionSet): Promise<void> {
+    return startUp({
+      ...this.parts, round: this.round, seed: this.seed, tracking: this.tracking, intents: { store: this.intentStore, slots: this.intentSlots },
+      activity: this.activityOpts, epochBytes: () => this.maxEpochBytes, journaledEnd: (from) => this.rounds.journaledEnd(from),
+      activityOpened: (log) => (this.activity = log),
+      ready: () => {
+        if (this.intentStore && this.tracking.mode === 'journal') this.intents = IntentRing.open(this.intentStore, this.intentSlots);
+        return this.flush();
+      },
+    }, report, recorded);
   }
 
   // --- the host's requests ----------------------------------------------------
