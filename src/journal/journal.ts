@@ -5,19 +5,20 @@
 // Beside it: the ordered writer (append-queue.ts), recovery (recovery.ts, with the
 // policy for damage that tells a journal from a receive log), the counter files
 // (counters.ts), the segment owner check (ownership.ts), the backlog and lag samples
-// (samples.ts).
+// (samples.ts), the segment files and the space they take (segment-set.ts).
 import type { Store } from './store.js';
 import { assert } from '../invariants/assert.js';
 import { READ_BATCH_BYTES } from '../limits/limits.js';
 import {
-  FLAG_FUA, FLAG_GROUP_POINT, FLAG_RESYNC, RecordKind, SEGMENT_HEADER_SIZE, encodeRecordHeader, encodeSegmentHeader, recordSize, type JournalRecord, type RecordHeader,
+  FLAG_FUA, FLAG_GROUP_POINT, FLAG_RESYNC, RecordKind, encodeRecordHeader, encodeSegmentHeader, recordSize, type JournalRecord, type RecordHeader,
 } from './record.js';
 import { RedoPoint, ReleasePoint } from './counters.js';
 import { checkOwnership, segmentVolumeId, type JournalVolume } from './ownership.js';
 import { REPORT_DAMAGE, scanSegments, type DamagePolicy, type RecoveryReport } from './recovery.js';
 import { Samples } from './samples.js';
 import { AppendQueue } from './append-queue.js';
-import { SEGMENT_NAME, readRecordHeaders, readRecords, segmentName, syncSegment, type RecordHeaderRead, type Segment } from './segment.js';
+import { SEGMENT_NAME, readRecordHeaders, readRecords, syncSegment, type RecordHeaderRead } from './segment.js';
+import { SegmentSet } from './segment-set.js';
 
 export { ForeignSegmentError, type JournalVolume } from './ownership.js';
 export { KEEP_PREFIX, REPORT_DAMAGE, type DamagePolicy, type LostRange, type RecoveryReport } from './recovery.js';
@@ -52,9 +53,8 @@ export class Journal {
   readonly segmentSize: number;
   private readonly store: Store;
   private readonly now: () => number;
-  private segments: Segment[] = [];
-  private used = 0;
-  private dirChanged = false;
+  /** The segment files and the space they take (segment-set.ts). */
+  private readonly files: SegmentSet;
   /** Next record's seq (seqs start at 1). */
   nextSeq = 1;
   /** The open epoch: records appended now belong to it. */
@@ -80,8 +80,12 @@ export class Journal {
     this.now = opts.now ?? Date.now;
     this.onDamage = opts.onDamage ?? REPORT_DAMAGE;
     this.volume = opts.volume ?? null;
+    this.files = new SegmentSet({
+      store: opts.store, capacity: this.capacity, segmentSize: this.segmentSize, appends: this.appends,
+      header: (baseSeq) => encodeSegmentHeader({ baseSeq, baseEpoch: this.epoch, created: this.now(), volume: segmentVolumeId(this.volume) }),
+    });
     this.releasePoint = new ReleasePoint(opts.store);
-    this.redoPoint = new RedoPoint(opts.store, () => (this.dirChanged = true));
+    this.redoPoint = new RedoPoint(opts.store, () => (this.files.dirChanged = true));
   }
 
   /** What recovery does with damage before the tail: KEEP_PREFIX for a receive log, REPORT_DAMAGE for a journal. */
@@ -91,15 +95,10 @@ export class Journal {
   private readonly releasePoint: ReleasePoint;
   private readonly redoPoint: RedoPoint;
 
-  /** What a new segment header names: this journal's volume, if it has an identity yet. */
-  private volumeId(): Buffer | null {
-    return segmentVolumeId(this.volume);
-  }
-
   // --- figures --------------------------------------------------------------
 
   get usedBytes(): number {
-    return this.used;
+    return this.files.used;
   }
 
   get lastSeq(): number {
@@ -112,16 +111,12 @@ export class Journal {
 
   /** Bytes of records not yet released (over-estimates by at most one sample step). */
   get backlogBytes(): number {
-    if (this.backlogRecords === 0) return 0;
-    const s = this.samples.covering(this.released + 1);
-    return this.samples.end - (s?.pos ?? 0);
+    return this.backlogRecords === 0 ? 0 : this.samples.bytesFrom(this.released + 1);
   }
 
   /** Age in ms of the oldest unreleased record (0 when none). */
   lagMs(now = this.now()): number {
-    if (this.backlogRecords === 0) return 0;
-    const s = this.samples.covering(this.released + 1);
-    return s ? Math.max(0, now - s.time) : 0;
+    return this.backlogRecords === 0 ? 0 : this.samples.ageOf(this.released + 1, now);
   }
 
   get openEpochHasWrites(): boolean {
@@ -168,15 +163,11 @@ export class Journal {
 
   /** An empty (all released) log continues after `seq`; the next sync writes the release point down. */
   private restartAfter(seq: number): void {
-    for (const old of this.segments.splice(0)) {
-      this.used -= old.reserved;
-      this.drop(old);
-    }
+    this.files.restart();
     this.nextSeq = seq + 1;
     this.released = seq;
     this.writtenSeq = Math.max(this.writtenSeq, seq);
     this.durableSeq = Math.max(this.durableSeq, seq);
-    this.forceSegment = true;
     this.releasePending = true;
   }
 
@@ -199,7 +190,6 @@ export class Journal {
     return seq;
   }
 
-  private forceSegment = false;
   private releasePending = false;
 
   /**
@@ -220,29 +210,22 @@ export class Journal {
 
   /** True when a record of this kind and length fits now. */
   fits(kind: RecordKind, length: number): boolean {
-    return this.used + recordSize(kind, length) + SEGMENT_HEADER_SIZE <= this.capacity;
+    return this.files.fits(recordSize(kind, length));
   }
 
   private put(h: RecordHeader, payload: Buffer | null, payloadCrc?: number): AppendResult {
     const size = recordSize(h.kind, h.length);
-    let seg = this.segments[this.segments.length - 1];
     if (this.broken) throw this.broken;
-    const needSegment = !seg || this.forceSegment || (seg.reserved + size > this.segmentSize && seg.lastSeq >= seg.baseSeq);
-    if (this.used + size + (needSegment ? SEGMENT_HEADER_SIZE : 0) > this.capacity) return 'full';
-    if (needSegment) {
-      seg = this.openSegment(h.seq);
-      this.forceSegment = false;
-    }
+    const seg = this.files.segmentFor(h.seq, size);
+    if (seg === 'full') return 'full';
     // Seqs run without a gap: recovery, resume and release all count on it.
     assert(h.seq === this.nextSeq, () => `journal: record ${h.seq} appended where ${this.nextSeq} is next`);
     assert(h.kind !== RecordKind.Write || (payload !== null && payload.length === h.length),
       () => `journal: write record ${h.seq} of ${h.length} bytes carries ${payload?.length ?? 'no'} payload`);
     const header = encodeRecordHeader(h, payload, payloadCrc);
-    this.appends.enqueue(seg!, h.seq, payload && payload.length > 0 ? [header, payload] : [header],
+    this.appends.enqueue(seg, h.seq, payload && payload.length > 0 ? [header, payload] : [header],
       h.kind === RecordKind.Barrier ? null : { offset: h.offset, length: h.length });
-    seg!.lastSeq = h.seq;
-    this.used += size;
-    assert(this.used <= this.capacity, () => `journal: ${this.used} bytes used of a capacity of ${this.capacity}`);
+    this.files.appended(seg, h.seq, size);
     this.appendedBytes += size;
     this.samples.add(h.seq, h.time, size);
     this.nextSeq = h.seq + 1;
@@ -282,17 +265,6 @@ export class Journal {
     return this.appends.waitFor(seq);
   }
 
-  private openSegment(baseSeq: number): Segment {
-    const name = segmentName(baseSeq);
-    const file = this.store.create(name);
-    const seg: Segment = { name, baseSeq, lastSeq: baseSeq - 1, file, unsynced: true, readers: 0, removed: false, reserved: 0 };
-    this.appends.enqueue(seg, baseSeq - 1, [encodeSegmentHeader({ baseSeq, baseEpoch: this.epoch, created: this.now(), volume: this.volumeId() })]);
-    this.segments.push(seg);
-    this.used += SEGMENT_HEADER_SIZE;
-    this.dirChanged = true;
-    return seg;
-  }
-
   /** Makes every appended record durable. Returns the seq it covers. */
   async sync(): Promise<number> {
     const upTo = this.lastSeq;
@@ -307,16 +279,12 @@ export class Journal {
         throw e;
       }
     }
-    const dirty = this.segments.filter((s) => s.unsynced);
-    for (const s of dirty) s.unsynced = false;
-    const dir = this.dirChanged;
-    this.dirChanged = false;
+    const { dirty, dir } = this.files.takeUnsynced();
     const applied = this.redoPoint.takeUnsynced();
     try {
       await Promise.all([...dirty.map((s) => syncSegment(s)), applied ? applied.sync() : undefined, dir ? this.store.syncDir() : undefined]);
     } catch (e) {
-      for (const s of dirty) s.unsynced = true;
-      if (dir) this.dirChanged = true;
+      this.files.unsyncedAgain({ dirty, dir });
       if (applied) this.redoPoint.unsyncedAgain();
       throw e;
     }
@@ -348,35 +316,12 @@ export class Journal {
     const upTo = this.released;
     // Free closed segments whose every record is released; the tail stays for appends
     // unless it too is fully released and over its target size.
-    const tail = this.segments[this.segments.length - 1];
-    if (tail && tail.lastSeq <= upTo && tail.lastSeq >= tail.baseSeq && tail.reserved >= this.segmentSize) {
-      try {
-        this.openSegment(this.nextSeq); // an empty tail keeps the numbering; the full one can go
-      } catch {
-        // Disk full: keep the old tail for now.
-      }
-    }
-    if (this.segments.length < 2 || this.segments[0]!.lastSeq > upTo) return;
+    this.files.rollTail(upTo, this.nextSeq);
+    if (!this.files.freeable(upTo)) return;
     // The release point is made durable before any segment goes: after a power loss
     // a removed segment may come back, and recovery must know it was released.
     await this.releasePoint.persist(upTo);
-    while (this.segments.length > 1) {
-      const s = this.segments[0]!;
-      if (s.lastSeq > this.releasePoint.durable) break;
-      assert(s.lastSeq <= this.released, () => `journal: dropping segment ${s.name} (to record ${s.lastSeq}) past the release point ${this.released}`);
-      this.segments.shift();
-      this.used -= s.reserved;
-      this.drop(s);
-    }
-    assert(this.used >= 0, () => `journal: ${this.used} bytes used`);
-  }
-
-  /** Unlinks a segment; its file closes once no read is using it. */
-  private drop(s: Segment): void {
-    s.removed = true;
-    this.store.remove(s.name);
-    this.dirChanged = true;
-    if (s.readers === 0) s.file.close();
+    this.files.free(this.releasePoint.durable, this.released);
   }
 
   /**
@@ -405,42 +350,15 @@ export class Journal {
   }
 
   /**
-   * Empties the journal (after its ranges were folded into the dirty bitmap).
-   * The last segment is kept and rewritten in place as an empty segment that
-   * carries nextSeq and the epoch across restarts: this needs no new disk space,
-   * so it works on a full disk too.
+   * Empties the journal (after its ranges were folded into the dirty bitmap). The last
+   * segment is kept, rewritten in place as an empty one that carries nextSeq and the epoch
+   * across restarts (SegmentSet.empty): no new disk space, so it works on a full disk too.
    */
   clear(): void {
     this.appends.reset(); // the queue is drained; whatever failed is folded into the bitmap
-    const keep = this.segments.pop();
-    for (const s of this.segments) this.drop(s);
-    this.segments = [];
-    this.used = 0;
     this.released = this.lastSeq;
     this.samples.clear();
-    this.dirChanged = true;
-    if (!keep) {
-      try {
-        this.openSegment(this.nextSeq);
-      } catch {
-        // Disk full: the first append will try again.
-      }
-      return;
-    }
-    try {
-      // (A version 1 segment kept here becomes a version 2 one naming this volume.)
-      keep.file.writeSync(0, encodeSegmentHeader({ baseSeq: this.nextSeq, baseEpoch: this.epoch, created: this.now(), volume: this.volumeId() }));
-      keep.file.truncateSync(SEGMENT_HEADER_SIZE);
-    } catch {
-      this.drop(keep); // disk full and no header to rewrite: the next append starts a segment
-      return;
-    }
-    keep.reserved = SEGMENT_HEADER_SIZE;
-    keep.baseSeq = this.nextSeq;
-    keep.lastSeq = this.nextSeq - 1;
-    keep.unsynced = true;
-    this.segments.push(keep);
-    this.used = SEGMENT_HEADER_SIZE;
+    this.files.empty(this.nextSeq);
   }
 
   // --- reading ----------------------------------------------------------------
@@ -450,12 +368,12 @@ export class Journal {
    * and not past `limitSeq`. Streams from disk: the backlog is never held in memory.
    */
   read(fromSeq: number, maxBytes: number, limitSeq = this.writtenSeq): Promise<JournalRecord[]> {
-    return readRecords(this.segments, fromSeq, maxBytes, limitSeq, this.released);
+    return readRecords(this.files.list, fromSeq, maxBytes, limitSeq, this.released);
   }
 
   /** The headers (and sizes) of the records `read` would return, without their payloads. */
   readHeaders(fromSeq: number, maxBytes: number, limitSeq = this.writtenSeq): Promise<RecordHeaderRead[]> {
-    return readRecordHeaders(this.segments, fromSeq, maxBytes, limitSeq, this.released);
+    return readRecordHeaders(this.files.list, fromSeq, maxBytes, limitSeq, this.released);
   }
 
   /**
@@ -475,8 +393,7 @@ export class Journal {
   }
 
   close(): void {
-    for (const s of this.segments) s.file.close();
-    this.segments = [];
+    this.files.close();
     this.redoPoint.close();
   }
 
@@ -499,36 +416,29 @@ export class Journal {
       nextSeq: this.nextSeq, epoch: this.epoch, onRecord,
     });
     const report = s.report;
-    this.segments = s.segments;
-    this.used = s.used;
+    this.files.recovered(s.segments, s.used, s.dirChanged);
     this.nextSeq = s.nextSeq;
     this.epoch = s.epoch;
     this.openEpochBytes = s.openEpochBytes;
-    if (s.dirChanged) this.dirChanged = true;
     if (s.lastHeader) {
       this.epoch = Math.max(this.epoch, s.lastHeader.kind === RecordKind.Barrier ? s.lastHeader.epoch + 1 : s.lastHeader.epoch);
       this.epochHasWrites = s.lastHeader.kind !== RecordKind.Barrier;
     }
     if (this.samples.empty) this.samples.end = 0;
-    this.released = Math.min(this.lastSeq, Math.max(releasedOnDisk, (this.segments[0]?.baseSeq ?? this.nextSeq) - 1));
+    this.released = Math.min(this.lastSeq, Math.max(releasedOnDisk, (this.files.list[0]?.baseSeq ?? this.nextSeq) - 1));
     // What recovery read may have been only in the page cache (a kill -9, or a log
     // reopened after a failed write): make it durable before calling it durable.
-    await Promise.all(this.segments.map((seg) => seg.file.sync()));
+    await Promise.all(this.files.list.map((seg) => seg.file.sync()));
     // (Their names too: a segment created just before a crash may not be in the directory yet.)
-    if (this.dirChanged || this.segments.length > 0) {
+    if (this.files.dirChanged || this.files.list.length > 0) {
       await this.store.syncDir();
-      this.dirChanged = false;
+      this.files.dirChanged = false;
     }
     this.durableSeq = this.lastSeq;
     this.writtenSeq = this.lastSeq;
-    if (this.segments.length === 0) {
-      try {
-        this.openSegment(this.nextSeq);
-      } catch (e) {
-        // Disk full: the first append will try again (and fall back to the bitmap).
-        report.notes.push(`journal: cannot create a segment (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-      }
-    }
+    // A log without a segment gets one (on a full disk the first append tries again, and falls back to the bitmap).
+    const cannot = this.files.openIfNone(this.nextSeq);
+    if (cannot !== null) report.notes.push(`journal: cannot create a segment (${cannot})`);
     if (report.records > 0 || report.notes.length > 0) {
       report.notes.unshift(`journal: recovered ${report.records} records in ${report.segments} segments, records ` +
         `${this.released + 1}..${this.lastSeq}, epoch ${this.epoch}`);

@@ -45,6 +45,17 @@ export class Samples {
     return found ?? this.list[0];
   }
 
+  /** Bytes from record `seq` to the stream's end (over-estimates by at most one step). */
+  bytesFrom(seq: number): number {
+    return this.end - (this.covering(seq)?.pos ?? 0);
+  }
+
+  /** Age at `now` of record `seq` (over-estimates by at most one step; 0 without samples). */
+  ageOf(seq: number, now: number): number {
+    const s = this.covering(seq);
+    return s ? Math.max(0, now - s.time) : 0;
+  }
+
   get empty(): boolean {
     return this.list.length === 0;
   }

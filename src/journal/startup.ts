@@ -1,17 +1,21 @@
 // What the write path does at start, before it serves (docs/JOURNAL.md, "Recovery";
 // docs/RESYNC.md): the activity log's suspects after a power loss, the writes that
 // were in flight at a crash (their intents), and redo: journal records whose volume
-// writes may not have completed are replayed. JournaledVolume.start() puts them in
-// order; each step here only reads and writes what it is handed.
+// writes may not have completed are replayed. startUp() puts them in order (for
+// JournaledVolume.start()); each step here only reads and writes what it is handed.
 import type { Logger } from '../log/log.js';
 import type { Store } from '../store/store.js';
 import { formatBytes } from '../units/units.js';
 import { READ_BATCH_BYTES } from '../limits/limits.js';
-import type { DirtyBitmap } from './bitmap.js';
+import type { ResyncRound } from '../sync/round.js';
+import type { Seeding } from '../sync/seeding.js';
+import { ActivityLog } from './activity-log.js';
+import { RegionSet, type DirtyBitmap } from './bitmap.js';
 import { zeroRange, type Disk } from './disk.js';
 import { IntentRing } from './intent.js';
-import type { Journal } from './journal.js';
+import type { Journal, RecoveryReport } from './journal.js';
 import { RecordKind } from './record.js';
+import type { Tracking } from './tracking.js';
 
 /** The volume being started. */
 export interface Starting {
@@ -39,6 +43,106 @@ export function markSuspects(v: Starting, suspect: Array<{ offset: number; lengt
 export interface Intents {
   store: Store | null;
   slots: number | undefined;
+}
+
+/** Where the activity log lives and its shape (the write path's options). */
+export interface ActivityPlace {
+  /** Without it a power loss is not covered. */
+  activityStore?: Store;
+  /** Extent size (default 4 MiB) and slots (default 1024). */
+  activityExtent?: number;
+  activitySlots?: number;
+  bootId?: () => string;
+}
+
+/** What the start-up order works on: the volume, and the parts of its write path it sets up. */
+export interface Restarting extends Starting {
+  round: ResyncRound;
+  seed: Seeding;
+  tracking: Tracking;
+  intents: Intents;
+  activity: ActivityPlace;
+  /** The write path's epoch bound now (its maxEpochBytes). */
+  epochBytes(): number;
+  /** The round-end barrier a previous life journaled after `from`, or 0 (RoundSteps.journaledEnd). */
+  journaledEnd(from: number): Promise<number>;
+  /** The activity log is open and reset: the write path's volume writes enter it from now on. */
+  activityOpened(log: ActivityLog): void;
+  /** The last step: the write path opens its intent ring (if tracking by journal) and flushes. */
+  ready(): Promise<void>;
+}
+
+/**
+ * Brings volume, journal and bitmap into agreement after a start (clean or not):
+ * damage found by journal recovery goes to the bitmap; a non-empty bitmap means
+ * bitmap mode; otherwise records after the `applied` counter are replayed. Then
+ * `ready`: the write path's intent ring opens, and a FLUSH (through the activity log,
+ * open by then) makes it all durable.
+ */
+export async function startUp(v: Restarting, report: RecoveryReport, recorded?: RegionSet): Promise<void> {
+  const { log, name, bitmap, round, seed, tracking } = v;
+  for (const n of report.notes) (report.damaged ? log.warn : log.info).call(log, { volume: name }, n);
+  for (const r of report.lost) bitmap.mark(r.offset, r.length);
+  if (report.unknownLoss || (report.damaged && !recorded)) bitmap.markAll();
+  if (report.damaged) {
+    // The journal cannot be read through: fold it from what recovery saw.
+    recorded?.copyTo(bitmap);
+    tracking.skipRead = true;
+  }
+  const a = v.activity;
+  if (a.activityStore) {
+    // After a power loss, extents with writes in flight may hold writes the journal lost.
+    const { log: activity, suspect } = await ActivityLog.open({ store: a.activityStore, extentSize: a.activityExtent ?? 4 << 20,
+      slots: a.activitySlots ?? 1024, bootId: a.bootId });
+    markSuspects(v, suspect);
+    await bitmap.sync();
+    await activity.reset();
+    v.activityOpened(activity);
+  }
+  const mark = round.canResync ? await round.readMark() : null;
+  if (mark && !report.damaged) {
+    // A resync round was under way: the journal ships on, the bitmap holds what is left.
+    round.open(mark.startSeq, bitmap.dirtyBytes, Date.now());
+    const touched = new RegionSet(v.disk.size, bitmap.regionSize);
+    recorded?.copyToSet(touched);
+    // Without the recovered records' ranges the round cannot compare safely.
+    seed.begin(mark.initial && recorded !== undefined, touched, new RegionSet(v.disk.size, bitmap.regionSize));
+    await redo(v);
+    await rejournalAll(v);
+    // The round's end may be journaled already (the stop came before the peer acked it).
+    const end = await v.journaledEnd(mark.startSeq);
+    if (end !== 0 && bitmap.count === 0) round.endSeq = end;
+    log.info({ volume: name }, `volume ${name}: resync round from record ${mark.startSeq} resumes; ` +
+      (end !== 0 && bitmap.count === 0 ? `its end, record ${end}, is journaled and waits for the peer` : `${formatBytes(bitmap.dirtyBytes)} left to send`));
+    // Regions marked after the end was journaled (writes a power loss may have kept from
+    // the journal): a second end in the same round would close the peer's round twice; a
+    // new round covers them.
+    if (end !== 0 && bitmap.count > 0) {
+      tracking.toBitmap(`the resync round's end (record ${end}) was journaled before the stop, and ${bitmap.count} regions were marked since`);
+    }
+  } else if (bitmap.count > 0) {
+    // Writes in flight at the crash may be on the volume without a journal record:
+    // their intents say where, and those ranges are resynced too.
+    const ring = v.intents.store ? IntentRing.open(v.intents.store, v.intents.slots) : null;
+    if (ring) {
+      for (const i of await ring.after(v.journal.lastSeq)) bitmap.mark(i.offset, i.length);
+      ring.close();
+    }
+    log.warn({ volume: name },
+      `volume ${name}: ${bitmap.count} regions (${formatBytes(bitmap.dirtyBytes)}) are marked for resync; tracking ` +
+        `changes in the dirty bitmap`);
+    tracking.mode = 'bitmap';
+    await tracking.fold();
+  } else {
+    await redo(v);
+    await rejournalAll(v);
+  }
+  await v.ready();
+}
+
+/** The writes in flight at a crash are journaled again from the volume (rejournal, below). */
+function rejournalAll(v: Restarting): Promise<void> {
+  return rejournal(v, v.intents, v.epochBytes(), (o, l) => v.seed.touch(o, l), (why) => v.tracking.toBitmap(why));
 }
 
 /**

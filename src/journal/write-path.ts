@@ -10,30 +10,30 @@
 //      which every volume write is durable; recovery replays records after it ("redo");
 //   3. FLUSH/FUA reply only after volume, journal and bitmap are fdatasync'ed.
 //
-// Around it, each in its own file: the start-up steps (startup.ts), the switch to the
-// dirty bitmap and the fold (tracking.ts), and the resync round's steps (resync.ts),
-// whose state and decisions are in src/sync/ (round.ts, seeding.ts).
+// Around it, each in its own file: the start-up order and its steps (startup.ts), each
+// change's journal append and volume write in their order (volume-writes.ts), the
+// switch to the dirty bitmap and the fold (tracking.ts), and the resync round's steps
+// (resync.ts), whose state and decisions are in src/sync/ (round.ts, seeding.ts).
 import type { Extent, ExportBackend, ZeroOptions } from '../export/backend.js';
 import { DiskError, type Capabilities, diskCapabilities } from '../export/backend.js';
 import type { Logger } from '../log/log.js';
-import { formatBytes } from '../units/units.js';
 import { GroupSync } from '../volume/group-sync.js';
-import { RegionSet, type DirtyBitmap } from './bitmap.js';
+import type { RegionSet, DirtyBitmap } from './bitmap.js';
 import { IntentRing } from './intent.js';
 import type { Store } from './store.js';
 import type { Journal, RecoveryReport } from './journal.js';
 import { RecordKind } from './record.js';
 import { RangeLocks } from '../sync/range-lock.js';
-import { ActivityLog } from './activity-log.js';
 import { RoundMarker } from '../sync/round-marker.js';
 import { ResyncRound } from '../sync/round.js';
 import { Seeding, type Span } from '../sync/seeding.js';
 import { assert } from '../invariants/assert.js';
 import { epochBytesFor } from '../limits/limits.js';
 import { zeroRange, type Disk } from './disk.js';
-import { markSuspects, redo, rejournal, type Starting } from './startup.js';
+import { startUp, type Starting } from './startup.js';
 import { Tracking, type TrackingMode } from './tracking.js';
 import { RoundSteps } from './resync.js';
+import { VolumeWrites } from './volume-writes.js';
 
 export type { Disk } from './disk.js';
 export type { TrackingMode } from './tracking.js';
@@ -74,7 +74,6 @@ export class JournaledVolume implements ExportBackend {
   maxEpochBytes: number;
   private epochCloseQueued = false;
   private readonly ranges = new RangeLocks();
-  private activity: ActivityLog | null = null;
   private readonly activityOpts: WritePathOptions;
   /** The resync round (src/sync/round.ts): its marker, start and end, the regions handed to the journal. */
   readonly round: ResyncRound;
@@ -108,13 +107,12 @@ export class JournaledVolume implements ExportBackend {
   }
   private readonly syncer: GroupSync;
   private lock: Promise<void> = Promise.resolve();
-  /** Seqs whose volume write has not completed yet. */
-  private readonly inFlight = new Set<number>();
+  /** Each change's journal append and volume write in their order, and the ones in flight (volume-writes.ts). */
+  private readonly writes: VolumeWrites;
   /** Highest seq with every volume write up to it completed and synced. */
   durableAppliedSeq = 0;
   private readonly blocked: Array<() => void> = [];
   private readonly maxBlocked: number;
-  private intents: IntentRing | null = null;
   private readonly intentStore: Store | null;
   private readonly intentSlots: number | undefined;
 
@@ -133,12 +131,13 @@ export class JournaledVolume implements ExportBackend {
     this.activityOpts = opts;
     const parts = { name: this.name, log: this.log, disk: this.disk, journal: this.journal, bitmap: this.bitmap, round: this.round };
     this.parts = parts;
-    this.tracking = new Tracking({ ...parts, exclusive: (fn) => this.exclusive(fn), folded: () => this.inFlight.clear() });
+    this.tracking = new Tracking({ ...parts, exclusive: (fn) => this.exclusive(fn), folded: () => this.writes.folded() });
+    this.writes = new VolumeWrites({ journal: this.journal, bitmap: this.bitmap, toBitmap: (why) => this.tracking.toBitmap(why) });
     this.rounds = new RoundSteps({
       ...parts, ranges: this.ranges, seed: this.seed, tracking: this.tracking, flush: () => this.flush(),
       journalAgain: () => {
         this.tracking.mode = 'journal';
-        if (this.intentStore && !this.intents) this.intents = IntentRing.open(this.intentStore, this.intentSlots);
+        if (this.intentStore && !this.writes.intents) this.writes.intents = IntentRing.open(this.intentStore, this.intentSlots);
       },
     });
   }
@@ -169,73 +168,20 @@ export class JournaledVolume implements ExportBackend {
   get resyncUnsettled(): boolean { return this.round.unsettled(this.journal.lastSeq); }
 
   /**
-   * Brings volume, journal and bitmap into agreement after a start (clean or not):
-   * damage found by journal recovery goes to the bitmap; a non-empty bitmap means
-   * bitmap mode; otherwise records after the `applied` counter are replayed.
+   * Brings volume, journal and bitmap into agreement after a start (clean or not), in
+   * the order of startUp() (startup.ts); last, tracking by journal, the intent ring
+   * opens, and a FLUSH (through the activity log, open by then) makes it all durable.
    */
-  async start(report: RecoveryReport, recorded?: RegionSet): Promise<void> {
-    for (const n of report.notes) (report.damaged ? this.log.warn : this.log.info).call(this.log, { volume: this.name }, n);
-    for (const r of report.lost) this.bitmap.mark(r.offset, r.length);
-    if (report.unknownLoss || (report.damaged && !recorded)) this.bitmap.markAll();
-    if (report.damaged) {
-      // The journal cannot be read through: fold it from what recovery saw.
-      recorded?.copyTo(this.bitmap);
-      this.tracking.skipRead = true;
-    }
-    const a = this.activityOpts;
-    if (a.activityStore) {
-      // After a power loss, extents with writes in flight may hold writes the journal lost.
-      const { log, suspect } = await ActivityLog.open({ store: a.activityStore, extentSize: a.activityExtent ?? 4 << 20,
-        slots: a.activitySlots ?? 1024, bootId: a.bootId });
-      markSuspects(this.parts, suspect);
-      await this.bitmap.sync();
-      await log.reset();
-      this.activity = log;
-    }
-    const mark = this.round.canResync ? await this.round.readMark() : null;
-    if (mark && !report.damaged) {
-      // A resync round was under way: the journal ships on, the bitmap holds what is left.
-      this.round.open(mark.startSeq, this.bitmap.dirtyBytes, Date.now());
-      const touched = new RegionSet(this.disk.size, this.bitmap.regionSize);
-      recorded?.copyToSet(touched);
-      // Without the recovered records' ranges the round cannot compare safely.
-      this.seed.begin(mark.initial && recorded !== undefined, touched, new RegionSet(this.disk.size, this.bitmap.regionSize));
-      await redo(this.parts);
-      await this.rejournal();
-      // The round's end may be journaled already (the stop came before the peer acked it).
-      const end = await this.rounds.journaledEnd(mark.startSeq);
-      if (end !== 0 && this.bitmap.count === 0) this.round.endSeq = end;
-      this.log.info({ volume: this.name }, `volume ${this.name}: resync round from record ${mark.startSeq} resumes; ` +
-        (end !== 0 && this.bitmap.count === 0 ? `its end, record ${end}, is journaled and waits for the peer` : `${formatBytes(this.bitmap.dirtyBytes)} left to send`));
-      // Regions marked after the end was journaled (writes a power loss may have kept from
-      // the journal): a second end in the same round would close the peer's round twice; a
-      // new round covers them.
-      if (end !== 0 && this.bitmap.count > 0) this.tracking.toBitmap(`the resync round's end (record ${end}) was journaled before the stop, and ${this.bitmap.count} regions were marked since`);
-    } else if (this.bitmap.count > 0) {
-      // Writes in flight at the crash may be on the volume without a journal record:
-      // their intents say where, and those ranges are resynced too.
-      const ring = this.intentStore ? IntentRing.open(this.intentStore, this.intentSlots) : null;
-      if (ring) {
-        for (const i of await ring.after(this.journal.lastSeq)) this.bitmap.mark(i.offset, i.length);
-        ring.close();
-      }
-      this.log.warn({ volume: this.name },
-        `volume ${this.name}: ${this.bitmap.count} regions (${formatBytes(this.bitmap.dirtyBytes)}) are marked for resync; tracking ` +
-          `changes in the dirty bitmap`);
-      this.tracking.mode = 'bitmap';
-      await this.tracking.fold();
-    } else {
-      await redo(this.parts);
-      await this.rejournal();
-    }
-    if (this.intentStore && this.tracking.mode === 'journal') this.intents = IntentRing.open(this.intentStore, this.intentSlots);
-    await this.flush();
-  }
-
-  /** The writes in flight at a crash are journaled again from the volume (startup.ts). */
-  private rejournal(): Promise<void> {
-    return rejournal(this.parts, { store: this.intentStore, slots: this.intentSlots }, this.maxEpochBytes, (o, l) => this.seed.touch(o, l),
-      (why) => this.tracking.toBitmap(why));
+  start(report: RecoveryReport, recorded?: RegionSet): Promise<void> {
+    return startUp({
+      ...this.parts, round: this.round, seed: this.seed, tracking: this.tracking, intents: { store: this.intentStore, slots: this.intentSlots },
+      activity: this.activityOpts, epochBytes: () => this.maxEpochBytes, journaledEnd: (from) => this.rounds.journaledEnd(from),
+      activityOpened: (log) => (this.writes.activity = log),
+      ready: () => {
+        if (this.intentStore && this.tracking.mode === 'journal') this.writes.intents = IntentRing.open(this.intentStore, this.intentSlots);
+        return this.flush();
+      },
+    }, report, recorded);
   }
 
   // --- the host's requests ----------------------------------------------------
@@ -249,7 +195,7 @@ export class JournaledVolume implements ExportBackend {
     const id = typeof t === 'number' ? t : await t;
     try {
       const seq = await this.track(RecordKind.Write, offset, data.length, data, fua);
-      await this.both(seq, offset, data.length, () => this.disk.write(offset, data, false));
+      await this.writes.both(seq, offset, data.length, () => this.disk.write(offset, data, false));
     } finally {
       this.ranges.exitWrite(id);
     }
@@ -264,7 +210,7 @@ export class JournaledVolume implements ExportBackend {
     const id = typeof t === 'number' ? t : await t;
     try {
       const seq = await this.track(RecordKind.Zeroes, offset, length, null, opts.fua);
-      await this.both(seq, offset, length, () => this.disk.writeZeroes(offset, length, { ...opts, fua: false }));
+      await this.writes.both(seq, offset, length, () => this.disk.writeZeroes(offset, length, { ...opts, fua: false }));
     } finally {
       this.ranges.exitWrite(id);
     }
@@ -280,7 +226,7 @@ export class JournaledVolume implements ExportBackend {
     const id = typeof t === 'number' ? t : await t;
     try {
       const seq = await this.track(RecordKind.Trim, offset, length, null, fua);
-      await this.both(seq, offset, length, () => zeroRange(this.disk, offset, length));
+      await this.writes.both(seq, offset, length, () => zeroRange(this.disk, offset, length));
     } finally {
       this.ranges.exitWrite(id);
     }
@@ -380,11 +326,11 @@ export class JournaledVolume implements ExportBackend {
     await this.tracking.folding;
     await this.flush().catch(() => undefined);
     // A clean stop: everything is durable, so a reboot from here owes no resync.
-    if (this.activity) {
+    if (this.writes.activity) {
       await this.flush().catch(() => undefined);
-      await this.activity.reset().catch(() => undefined);
+      await this.writes.activity.reset().catch(() => undefined);
     }
-    this.intents?.close();
+    this.writes.intents?.close();
     this.journal.close();
     this.bitmap.close();
   }
@@ -417,7 +363,7 @@ export class JournaledVolume implements ExportBackend {
         continue;
       }
       if (seq !== 'full') {
-        this.inFlight.add(seq);
+        this.writes.journaled(seq);
         if (this.seed.active) this.seed.touch(offset, length);
         this.bytesSinceGroupPoint += length;
         if (this.groupAsk && this.bytesSinceGroupPoint > this.maxEpochBytes) this.groupAsk('bytes');
@@ -441,64 +387,8 @@ export class JournaledVolume implements ExportBackend {
     }
   }
 
-  /**
-   * The journal append and the volume write. With the intent ring they run at once
-   * (the intent, written first, covers a crash in between); without it the volume
-   * write waits for the append.
-   */
-  private async both(seq: number, offset: number, length: number, write: () => Promise<void>): Promise<void> {
-    // The activity log holds the extent (durably) before the volume may change there.
-    const al = this.activity;
-    const entered = al?.enter(offset, length);
-    const gated = entered ? (): Promise<void> => entered.then(write) : write;
-    const volumeWrite = al ? (): Promise<void> => gated().finally(() => al.leave(offset, length)) : gated;
-    if (seq > 0 && this.intents) {
-      this.intents.record(seq, offset, length);
-      await Promise.all([this.landed(seq, offset, length), this.apply(seq, volumeWrite(), offset, length)]);
-      return;
-    }
-    await this.landed(seq, offset, length);
-    await this.apply(seq, volumeWrite(), offset, length);
-  }
-
-  /**
-   * Waits until the record is in the journal file before the volume write starts,
-   * so after kill -9 the volume never holds a write the journal lacks. If the
-   * journal's disk failed, the range goes to the bitmap and the host is still served.
-   */
-  private async landed(seq: number, offset: number, length: number): Promise<void> {
-    if (seq === 0) return;
-    try {
-      await this.journal.whenWritten(seq);
-    } catch (e) {
-      this.bitmap.mark(offset, length);
-      this.tracking.toBitmap(`cannot write to the journal (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-    }
-  }
-
-  private async apply(seq: number, p: Promise<void>, offset: number, length: number): Promise<void> {
-    try {
-      await p;
-    } catch (e) {
-      // The volume did not take a write the journal has: the peer must not get
-      // ahead of this disk, so the range goes to the bitmap for a resync.
-      this.bitmap.mark(offset, length);
-      this.tracking.toBitmap(`volume write failed (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-      throw e;
-    } finally {
-      if (seq > 0) this.inFlight.delete(seq);
-    }
-  }
-
-  /** Every record up to this seq has its volume write completed. */
-  private appliedSeq(): number {
-    let min = Infinity;
-    for (const s of this.inFlight) if (s < min) min = s;
-    return min === Infinity ? this.journal.lastSeq : min - 1;
-  }
-
   private async syncAll(): Promise<void> {
-    const applied = this.appliedSeq();
+    const applied = this.writes.appliedSeq();
     let journalDurable = true;
     const journalSync = (): Promise<unknown> => this.journal.sync().catch((e: Error) => {
       if (!this.journal.broken) throw e;
@@ -513,7 +403,7 @@ export class JournaledVolume implements ExportBackend {
       await this.exclusive(() => this.bitmap.sync());
     }
     this.durableAppliedSeq = Math.max(this.durableAppliedSeq, applied);
-    this.activity?.synced();
+    this.writes.activity?.synced();
     if (this.tracking.mode === 'journal') this.journal.markApplied(this.durableAppliedSeq);
     await this.rounds.settle().catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: resync bookkeeping: ${e.message}`));
   }

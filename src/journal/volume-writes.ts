@@ -1,0 +1,95 @@
+// A host change's two writes, the journal append and the volume write, in their order
+// for crash safety (write-path.ts, "Order", 1): the volume write starts once the record
+// is in the journal file, or at once when the intent ring covers the gap; it enters the
+// activity log first. And the records whose volume write is still in flight, so that a
+// sync knows up to where the volume holds everything (the `applied` counter). A write
+// that fails sends its range to the dirty bitmap. JournaledVolume owns one.
+import type { ActivityLog } from './activity-log.js';
+import type { DirtyBitmap } from './bitmap.js';
+import type { IntentRing } from './intent.js';
+import type { Journal } from './journal.js';
+
+/** What the writes use of the write path. */
+export interface Writing {
+  journal: Journal;
+  bitmap: DirtyBitmap;
+  /** Switches to dirty-bitmap tracking and folds the journal (Tracking.toBitmap). */
+  toBitmap(reason: string): void;
+}
+
+export class VolumeWrites {
+  /** The activity log, once start-up opened it (without it a power loss is not covered). */
+  activity: ActivityLog | null = null;
+  /** The intent ring, while host changes are journaled (if the write path keeps one). */
+  intents: IntentRing | null = null;
+  /** Seqs whose volume write has not completed yet. */
+  private readonly inFlight = new Set<number>();
+
+  constructor(private readonly v: Writing) {}
+
+  /** Record `seq` was appended: its volume write is to come. */
+  journaled(seq: number): void {
+    this.inFlight.add(seq);
+  }
+
+  /** The journal was emptied: no record's volume write counts as in flight any more. */
+  folded(): void {
+    this.inFlight.clear();
+  }
+
+  /**
+   * The journal append and the volume write. With the intent ring they run at once
+   * (the intent, written first, covers a crash in between); without it the volume
+   * write waits for the append.
+   */
+  async both(seq: number, offset: number, length: number, write: () => Promise<void>): Promise<void> {
+    // The activity log holds the extent (durably) before the volume may change there.
+    const al = this.activity;
+    const entered = al?.enter(offset, length);
+    const gated = entered ? (): Promise<void> => entered.then(write) : write;
+    const volumeWrite = al ? (): Promise<void> => gated().finally(() => al.leave(offset, length)) : gated;
+    if (seq > 0 && this.intents) {
+      this.intents.record(seq, offset, length);
+      await Promise.all([this.landed(seq, offset, length), this.apply(seq, volumeWrite(), offset, length)]);
+      return;
+    }
+    await this.landed(seq, offset, length);
+    await this.apply(seq, volumeWrite(), offset, length);
+  }
+
+  /**
+   * Waits until the record is in the journal file before the volume write starts,
+   * so after kill -9 the volume never holds a write the journal lacks. If the
+   * journal's disk failed, the range goes to the bitmap and the host is still served.
+   */
+  private async landed(seq: number, offset: number, length: number): Promise<void> {
+    if (seq === 0) return;
+    try {
+      await this.v.journal.whenWritten(seq);
+    } catch (e) {
+      this.v.bitmap.mark(offset, length);
+      this.v.toBitmap(`cannot write to the journal (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  }
+
+  private async apply(seq: number, p: Promise<void>, offset: number, length: number): Promise<void> {
+    try {
+      await p;
+    } catch (e) {
+      // The volume did not take a write the journal has: the peer must not get
+      // ahead of this disk, so the range goes to the bitmap for a resync.
+      this.v.bitmap.mark(offset, length);
+      this.v.toBitmap(`volume write failed (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw e;
+    } finally {
+      if (seq > 0) this.inFlight.delete(seq);
+    }
+  }
+
+  /** Every record up to this seq has its volume write completed. */
+  appliedSeq(): number {
+    let min = Infinity;
+    for (const s of this.inFlight) if (s < min) min = s;
+    return min === Infinity ? this.v.journal.lastSeq : min - 1;
+  }
+}
