@@ -97,7 +97,9 @@ export class LinkListener {
     // closed before any TLS work and every handshake has a deadline of its own.
     const server = net.createServer((raw) => this.accept(raw, secureContext));
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`cannot listen for peer links on ${formatListenAddress(addr)}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.message}`)));
+      server.once('error', (e: NodeJS.ErrnoException) => reject(new Error(
+        `cannot listen for peer links on ${formatListenAddress(addr)}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.message}`,
+      )));
       if (addr.kind === 'unix') server.listen(addr.path, resolve);
       else server.listen(addr.port, addr.host, resolve);
     });
@@ -121,7 +123,8 @@ export class LinkListener {
       raw.destroy();
       this.refusals.refuse({
         kind: 'too many handshakes', from: '',
-        first: `link port: refused a connection from ${remote}: ${this.pending.size} TLS handshakes in progress already (at most ${this.maxPendingHandshakes}, so that a flood cannot take the file descriptors the volumes and journals need)`,
+        first: `link port: refused a connection from ${remote}: ${this.pending.size} TLS handshakes in progress already ` +
+          `(at most ${this.maxPendingHandshakes}, so that a flood cannot take the file descriptors the volumes and journals need)`,
         more: (n, _from, span) => `link port: refused ${n} more connections in ${span}: ${this.maxPendingHandshakes} TLS handshakes in progress already`,
       });
       return;
@@ -131,8 +134,10 @@ export class LinkListener {
       raw.destroy();
       this.refusals.refuse({
         kind: 'too many handshakes from one address', from: address,
-        first: `link port: refused a connection from ${remote}: ${fromHere} TLS handshakes from ${address} in progress already (at most ${this.maxPendingPerAddress} from one address)`,
-        more: (n, from, span) => `link port: refused ${n} more connections from ${from} in ${span}: ${this.maxPendingPerAddress} TLS handshakes from one address in progress already`,
+        first: `link port: refused a connection from ${remote}: ${fromHere} TLS handshakes from ${address} in progress already ` +
+          `(at most ${this.maxPendingPerAddress} from one address)`,
+        more: (n, from, span) => `link port: refused ${n} more connections from ${from} in ${span}: ` +
+          `${this.maxPendingPerAddress} TLS handshakes from one address in progress already`,
       });
       return;
     }
@@ -188,7 +193,8 @@ export class LinkListener {
           first: fp
             ? `link from ${remote} refused: certificate ${fp} is not a configured peer`
             : `link from ${remote} refused: it presented no certificate`,
-          more: (n, from, span) => `link port: refused ${n} more connections from ${from} in ${span}: ${fp ? `certificate ${fp} is not a configured peer` : 'no certificate'}`,
+          more: (n, from, span) => `link port: refused ${n} more connections from ${from} in ${span}: ` +
+            `${fp ? `certificate ${fp} is not a configured peer` : 'no certificate'}`,
         });
         return;
       }
@@ -218,7 +224,10 @@ export function connectLink(opts: { identity: Identity; peer: PinnedPeer; host: 
       rejectUnauthorized: false, // self-signed: checked against the pinned fingerprint below
       servername: undefined,
     });
-    const timer = setTimeout(() => socket.destroy(new Error(`no TLS handshake with ${opts.peer.name} within ${(opts.timeoutMs ?? 10_000) / 1000} s`)), opts.timeoutMs ?? 10_000);
+    const timer = setTimeout(
+      () => socket.destroy(new Error(`no TLS handshake with ${opts.peer.name} within ${(opts.timeoutMs ?? 10_000) / 1000} s`)),
+      opts.timeoutMs ?? 10_000,
+    );
     socket.once('secureConnect', () => {
       clearTimeout(timer);
       const fp = peerFingerprint(socket);
