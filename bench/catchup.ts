@@ -25,7 +25,9 @@ const root = process.env.BENCH_DIR ?? os.tmpdir();
 
 interface Build { name: string; bin: string }
 interface Case { compression: 'off' | 'auto'; data: 'random' | 'mix' }
-interface Drain { build: string; c: Case; bytes: number; ackedS: number; appliedS: number; wireBytes: number; windowMax: number; ackRtt: number | null; cpu: number[] }
+interface Drain {
+  build: string; c: Case; bytes: number; ackedS: number; appliedS: number; wireBytes: number; windowMax: number; ackRtt: number | null; cpu: number[];
+}
 interface Live { build: string; compression: string; hostMBs: number; maxLag: number; meanLag: number; endLag: number }
 
 const MB = 1e6;
@@ -94,7 +96,9 @@ async function drain(build: Build, a: Site, b: Site, c: Case): Promise<Drain> {
 async function live(build: Build, a: Site, b: Site, compression: string): Promise<Live> {
   await drained(a, b);
   const child = spawn('fio', ['--name=live', '--ioengine=nbd', `--uri=nbd://127.0.0.1:${a.nbd}/db`, '--rw=randwrite', '--bs=1M', '--iodepth=8',
-    `--size=${GIB}g`, '--refill_buffers', `--rate=${LIVE_RATE}`, '--time_based', `--runtime=${LIVE_SECONDS}`, '--output-format=json'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    `--size=${GIB}g`, '--refill_buffers', `--rate=${LIVE_RATE}`, '--time_based', `--runtime=${LIVE_SECONDS}`, '--output-format=json'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise((r) => child.once('exit', r));
@@ -127,12 +131,16 @@ async function main(): Promise<void> {
       try {
         for (const data of compression === 'auto' ? ['random', 'mix'] as const : ['random'] as const) {
           const d = await drain(build, a, b, { compression, data });
-          console.log(`${build.name} compression ${compression} ${data}: ${(d.bytes / MB).toFixed(0)} MB, acked in ${d.ackedS.toFixed(1)} s (${(d.bytes / MB / d.ackedS).toFixed(1)} MB/s), applied in ${d.appliedS.toFixed(1)} s, wire ${(d.wireBytes / MB).toFixed(0)} MB, window up to ${(d.windowMax / MB).toFixed(1)} MB, durable-ack round trip ${d.ackRtt ?? '-'} ms, CPU primary ${(100 * d.cpu[0]!).toFixed(0)}% secondary ${(100 * d.cpu[1]!).toFixed(0)}%`);
+          console.log(`${build.name} compression ${compression} ${data}: ${(d.bytes / MB).toFixed(0)} MB, ` +
+            `acked in ${d.ackedS.toFixed(1)} s (${(d.bytes / MB / d.ackedS).toFixed(1)} MB/s), applied in ${d.appliedS.toFixed(1)} s, ` +
+            `wire ${(d.wireBytes / MB).toFixed(0)} MB, window up to ${(d.windowMax / MB).toFixed(1)} MB, durable-ack round trip ${d.ackRtt ?? '-'} ms, ` +
+            `CPU primary ${(100 * d.cpu[0]!).toFixed(0)}% secondary ${(100 * d.cpu[1]!).toFixed(0)}%`);
           drains.push(d);
         }
         if (LIVE_SECONDS > 0) {
           const l = await live(build, a, b, compression);
-          console.log(`${build.name} compression ${compression} live: host ${l.hostMBs.toFixed(1)} MB/s, lag max ${l.maxLag.toFixed(1)} s, mean ${l.meanLag.toFixed(1)} s, at the end ${l.endLag.toFixed(1)} s`);
+          console.log(`${build.name} compression ${compression} live: host ${l.hostMBs.toFixed(1)} MB/s, ` +
+            `lag max ${l.maxLag.toFixed(1)} s, mean ${l.meanLag.toFixed(1)} s, at the end ${l.endLag.toFixed(1)} s`);
           lives.push(l);
         }
       } finally {
@@ -142,8 +150,12 @@ async function main(): Promise<void> {
       }
     }
   }
-  const rows = drains.map((d) => `| ${d.build} | ${d.c.compression} | ${d.c.data} | ${(d.bytes / MB).toFixed(0)} MB | ${d.ackedS.toFixed(1)} s | **${(d.bytes / MB / d.ackedS).toFixed(0)} MB/s** | ${d.appliedS.toFixed(1)} s | ${(d.bytes / Math.max(1, d.wireBytes)).toFixed(2)}x | ${(d.windowMax / MB).toFixed(1)} MB | ${d.ackRtt === null ? '-' : `${d.ackRtt} ms`} | ${(100 * d.cpu[0]!).toFixed(0)}% / ${(100 * d.cpu[1]!).toFixed(0)}% |`);
-  const liveRows = lives.map((l) => `| ${l.build} | ${l.compression} | ${l.hostMBs.toFixed(0)} MB/s | ${l.maxLag.toFixed(1)} s | ${l.meanLag.toFixed(1)} s | ${l.endLag.toFixed(1)} s |`);
+  const rows = drains.map((d) => `| ${d.build} | ${d.c.compression} | ${d.c.data} | ${(d.bytes / MB).toFixed(0)} MB | ${d.ackedS.toFixed(1)} s ` +
+    `| **${(d.bytes / MB / d.ackedS).toFixed(0)} MB/s** | ${d.appliedS.toFixed(1)} s | ${(d.bytes / Math.max(1, d.wireBytes)).toFixed(2)}x ` +
+    `| ${(d.windowMax / MB).toFixed(1)} MB | ${d.ackRtt === null ? '-' : `${d.ackRtt} ms`} ` +
+    `| ${(100 * d.cpu[0]!).toFixed(0)}% / ${(100 * d.cpu[1]!).toFixed(0)}% |`);
+  const liveRows = lives.map((l) =>
+    `| ${l.build} | ${l.compression} | ${l.hostMBs.toFixed(0)} MB/s | ${l.maxLag.toFixed(1)} s | ${l.meanLag.toFixed(1)} s | ${l.endLag.toFixed(1)} s |`);
   const md = `## Catch-up: a backlog drained, and sustained writes with the lag sampled
 
 \`npm run bench:catchup\` (CATCHUP_GIB=${GIB}${BEFORE ? ', CATCHUP_BEFORE: the build before issue 22, interleaved in the same run' : ''})
@@ -156,7 +168,8 @@ acked (records drained: the secondary holds them durably) and until the replica 
 applied them. Then ${LIVE_SECONDS} s of host writes at fio's \`--rate=${LIVE_RATE}\` (1 MiB, random
 offsets), the primary's lag (\`lagSeconds\`, the RPO) sampled twice a second.
 
-| build | compression | data | backlog | acked in | drained | applied in | record / wire | window (largest) | durable-ack round trip (median) | CPU primary / secondary |
+| build | compression | data | backlog | acked in | drained | applied in | record / wire | window (largest) | ` +
+  `durable-ack round trip (median) | CPU primary / secondary |
 | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 ${rows.join('\n')}
 

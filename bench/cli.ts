@@ -27,7 +27,8 @@ function time(args: string[]): number[] {
 
 async function main(): Promise<void> {
   const cfg = path.join(dir, 'offsite.yaml');
-  fs.writeFileSync(cfg, `node: site-a\nstate: ./state\nnbd: 127.0.0.1:${base}\napi: 127.0.0.1:${base + 1}\nvolumes:\n  db: { path: ./db.img, size: 64MiB, role: primary }\n`);
+  fs.writeFileSync(cfg, `node: site-a\nstate: ./state\nnbd: 127.0.0.1:${base}\napi: 127.0.0.1:${base + 1}\n` +
+    'volumes:\n  db: { path: ./db.img, size: 64MiB, role: primary }\n');
   spawnSync(process.execPath, [bin, 'init', '-c', cfg]);
   const daemon = spawn(process.execPath, [bin, 'daemon', '-c', cfg], { stdio: 'ignore' });
   try {

@@ -29,14 +29,19 @@ function rows(windows: ShareWindow[], names: string[], weights: number[]): strin
     const spread = mean === 0 ? 0 : Math.max(...norm.map((x) => Math.abs(x - mean) / mean));
     const total = xs.reduce((a, b) => a + b, 0);
     const shares = names.length <= 8 ? ` | ${xs.map((x) => (x / total * 100).toFixed(1)).join(' / ')}` : '';
-    const sent = names.length <= 8 ? xs.map((x) => (x / MiB).toFixed(2)).join(' / ') : `${(Math.min(...xs) / MiB).toFixed(2)} .. ${(Math.max(...xs) / MiB).toFixed(2)}`;
+    const sent = names.length <= 8
+      ? xs.map((x) => (x / MiB).toFixed(2)).join(' / ')
+      : `${(Math.min(...xs) / MiB).toFixed(2)} .. ${(Math.max(...xs) / MiB).toFixed(2)}`;
     return `| ${w.from.toFixed(0)}-${w.to.toFixed(0)} s | ${sent}${shares} | ${(spread * 100).toFixed(0)}% | ${jain(norm).toFixed(3)} |`;
   });
 }
 
 async function main(): Promise<void> {
   const names = Array.from({ length: VOLUMES }, (_, i) => `v${i + 1}`);
-  const p = await startFleet({ volumes: names.map((name) => ({ name })), size: `${Math.max(32, MIB * 4)}MiB`, journal: `${Math.max(128, MIB * 8)}MiB`, peerKeysA: `rate: ${RATE}, compression: off` });
+  const p = await startFleet({
+    volumes: names.map((name) => ({ name })), size: `${Math.max(32, MIB * 4)}MiB`, journal: `${Math.max(128, MIB * 8)}MiB`,
+    peerKeysA: `rate: ${RATE}, compression: off`,
+  });
   try {
     await p.drained(300_000);
     const source = `${p.a.dir}/random.bin`;
@@ -60,7 +65,10 @@ async function main(): Promise<void> {
     const md = [
       '## Sharing a capped link between volumes',
       '',
-      `\`npm run bench:fairness\` (FAIR_VOLUMES=${VOLUMES} FAIR_MIB=${MIB} FAIR_RATE=${RATE}): ${VOLUMES} volumes of equal weight, half of which shipped ${MIB / 4} MiB each before, given ${MIB} MiB each at once (128 KiB writes of random data), on a link capped at ${RATE}, compression off; then weights 1:2:4 (${machineLine()}). Windows in which every volume still had data to send.`,
+      `\`npm run bench:fairness\` (FAIR_VOLUMES=${VOLUMES} FAIR_MIB=${MIB} FAIR_RATE=${RATE}): ` +
+        `${VOLUMES} volumes of equal weight, half of which shipped ${MIB / 4} MiB each before, ` +
+        `given ${MIB} MiB each at once (128 KiB writes of random data), on a link capped at ${RATE}, compression off; ` +
+        `then weights 1:2:4 (${machineLine()}). Windows in which every volume still had data to send.`,
       '',
       `${VOLUMES} equal volumes:`,
       '',

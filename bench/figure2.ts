@@ -86,7 +86,10 @@ function traceBytes(t: number): number {
 
 interface Sample { t: number; backlog: number; lag: number }
 interface Cycle { peakBacklog: number; maxLag: number; drainedAfter: number | null }
-interface Run { multiple: number; bps: number; compression: string; cycles: Cycle[]; hostBytes: number; recordBytes: number; wireBytes: number; lineBytes: number; level: number | null }
+interface Run {
+  multiple: number; bps: number; compression: string; cycles: Cycle[]; hostBytes: number; recordBytes: number; wireBytes: number; lineBytes: number;
+  level: number | null;
+}
 
 async function replay(net: Net, a: NsSite, b: NsSite, text: Buffer, multiple: number, cycles: number, compression: 'auto' | 'off'): Promise<Run> {
   // Unshaped while the last run's backlog drains and the setting changes.
@@ -210,11 +213,16 @@ async function main(): Promise<void> {
     const lag = (x: number): string => `${x.toFixed(1)} s`;
     const rate = (bps: number): string => (bps >= 1e6 ? `${bps / 1e6} Mbit/s` : `${bps / 1000} kbit/s`);
     const main0 = runs[0]!;
-    const perCycle = main0.cycles.map((c, k) => `| ${k + 1} | ${mb(c.peakBacklog)} | ${lag(c.maxLag)} | ${c.drainedAfter === null ? '**not drained**' : `${c.drainedAfter.toFixed(1)} s`} |`).join('\n');
+    const perCycle = main0.cycles.map((c, k) =>
+      `| ${k + 1} | ${mb(c.peakBacklog)} | ${lag(c.maxLag)} | ${c.drainedAfter === null ? '**not drained**' : `${c.drainedAfter.toFixed(1)} s`} |`).join('\n');
     const auto = runs.filter((r) => r.compression === 'auto').sort((x, y) => y.multiple - x.multiple);
     const summary = [...auto, off].map((r) => {
       const n = r.cycles.filter((c) => c.drainedAfter !== null).length;
-      return `| ${rate(r.bps)} | ${r.multiple.toFixed(2)}x | ${r.compression}${r.level !== null && r.compression === 'auto' ? ` (level ${r.level} at the end)` : ''} | ${(r.hostBytes / r.wireBytes).toFixed(2)} | ${drainsAll(r) ? (r.lineBytes / r.hostBytes).toFixed(3) : '—'} | ${n} of ${r.cycles.length} | ${r.cycles.map((c) => (c.drainedAfter === null ? '—' : `${c.drainedAfter.toFixed(1)} s`)).join(', ')} | ${r.cycles.map((c) => mb(c.peakBacklog)).join(', ')} | ${r.cycles.map((c) => lag(c.maxLag)).join(', ')} |`;
+      return `| ${rate(r.bps)} | ${r.multiple.toFixed(2)}x ` +
+        `| ${r.compression}${r.level !== null && r.compression === 'auto' ? ` (level ${r.level} at the end)` : ''} ` +
+        `| ${(r.hostBytes / r.wireBytes).toFixed(2)} | ${drainsAll(r) ? (r.lineBytes / r.hostBytes).toFixed(3) : '—'} | ${n} of ${r.cycles.length} ` +
+        `| ${r.cycles.map((c) => (c.drainedAfter === null ? '—' : `${c.drainedAfter.toFixed(1)} s`)).join(', ')} ` +
+        `| ${r.cycles.map((c) => mb(c.peakBacklog)).join(', ')} | ${r.cycles.map((c) => lag(c.maxLag)).join(', ')} |`;
     }).join('\n');
     const lowest = auto.filter(drainsAll).sort((x, y) => x.multiple - y.multiple)[0];
     const highestFail = auto.filter((r) => !drainsAll(r)).sort((x, y) => y.multiple - x.multiple)[0];
@@ -222,7 +230,8 @@ async function main(): Promise<void> {
     // Whether the worst lag of a cycle stopped growing: the last cycle's within a second of the first's.
     const trend = auto.filter((r) => !drainsAll(r)).map((r) => {
       const [f, l] = [r.cycles[0]!.maxLag, r.cycles[r.cycles.length - 1]!.maxLag];
-      return `at ${r.multiple.toFixed(2)}x the worst lag ${l <= f + 1 ? 'stayed bounded' : 'grew every cycle'} (${lag(f)} in the first cycle, ${lag(l)} in the last)`;
+      return `at ${r.multiple.toFixed(2)}x the worst lag ${l <= f + 1 ? 'stayed bounded' : 'grew every cycle'} ` +
+        `(${lag(f)} in the first cycle, ${lag(l)} in the last)`;
     });
     const md = `## Figure 2: a bursty trace over a link at its average rate
 
@@ -230,7 +239,8 @@ async function main(): Promise<void> {
 
 ${machineLine()}. The link of bench:goodput: site-a and site-b in namespaces of their own,
 a router namespace between them with \`${tbfCommand(main0.bps)}\` on both egress veths (no
-added delay: ${hasQdisc('netem') ? 'netem is present but not used here' : 'this kernel has no sch_netem'}). The trace: cycles of a minute, replayed ${SPEEDUP}x faster (${CYCLE_S} s each):
+added delay: ${hasQdisc('netem') ? 'netem is present but not used here' : 'this kernel has no sch_netem'}). ` +
+  `The trace: cycles of a minute, replayed ${SPEEDUP}x faster (${CYCLE_S} s each):
 a burst of ${BURST_S.toFixed(2)} s at ${PEAK}x the average, then ${(CYCLE_S - BURST_S).toFixed(2)} s at ${QUIET}x (background writes), so the
 average raw rate is ${rate(AVG_BPS)} (${AVG / 1000} kB/s) and the peak ${rate(AVG_BPS * PEAK)}. Writes of ${WRITE / 1024} KiB at random
 offsets of a 1 GiB volume through the primary's NBD export, a FLUSH every ${FLUSH_MS} ms; each 4 KiB block of a
@@ -251,17 +261,23 @@ ${perCycle}
 
 Every rate, same trace (the last row: compression off):
 
-| link | of the average | compression | host bytes per wire byte | line bytes per host byte | cycles drained | drained after | peak backlog per cycle | max lag per cycle |
+| link | of the average | compression | host bytes per wire byte | line bytes per host byte | cycles drained | drained after | ` +
+  `peak backlog per cycle | max lag per cycle |
 | --- | ---: | --- | ---: | ---: | ---: | --- | --- | --- |
 ${summary}
 
-${trend.length > 0 ? `Where cycles did not drain: ${trend.join('; ')}.\n` : ''}${lowest ? `Lowest link rate that drained every cycle with compression on: **${rate(lowest.bps)}, ${lowest.multiple.toFixed(2)}x the average raw rate**${highestFail ? ` (${rate(highestFail.bps)}, ${highestFail.multiple.toFixed(2)}x, did not)` : ''}.` : '**No rate tried drained every cycle.**'}
+${trend.length > 0 ? `Where cycles did not drain: ${trend.join('; ')}.\n` : ''}${lowest
+  ? `Lowest link rate that drained every cycle with compression on: **${rate(lowest.bps)}, ${lowest.multiple.toFixed(2)}x the average raw rate**` +
+    `${highestFail ? ` (${rate(highestFail.bps)}, ${highestFail.multiple.toFixed(2)}x, did not)` : ''}.`
+  : '**No rate tried drained every cycle.**'}
 ${drainsAll(main0) ? `At ${main0.multiple.toFixed(1)}x the line carried ${needed.toFixed(3)} bytes per host byte (compression, then TLS and TCP/IP
 headers; "—": a run that did not drain, whose bytes were still queued at its end): on average the trace
 needs ${needed.toFixed(2)}x its raw rate of line, so no link below that can drain every cycle, and one just above it
 drains only late in the quiet phase.` : ''} With compression off, every host byte costs a journal record header, TLS and TCP/IP headers
 on the line (host bytes per wire byte ${(off.hostBytes / off.wireBytes).toFixed(3)}, and about 1514/1448 more on the line): more than a
-1.0x link gives, so ${drainsAll(off) ? 'it drained every cycle here all the same.' : 'the backlog is never drained (the last row): the link needs the average rate of the line bytes, not of the host bytes.'}
+1.0x link gives, so ${drainsAll(off)
+  ? 'it drained every cycle here all the same.'
+  : 'the backlog is never drained (the last row): the link needs the average rate of the line bytes, not of the host bytes.'}
 Whole bench: ${minutes.toFixed(1)} min.
 `;
     writeSection('figure2', md);

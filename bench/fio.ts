@@ -21,7 +21,9 @@ export function fio(uri: string, job: FioJob, runtimeS: number): FioResult {
     `--iodepth=${job.iodepth}`, `--size=${job.size}`, '--time_based', `--runtime=${runtimeS}`,
     '--ramp_time=1', '--output-format=json', '--randrepeat=0',
   ], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  const res = JSON.parse(out.slice(out.indexOf('{'))) as { jobs: Array<{ read: { iops: number; bw_bytes: number }; write: { iops: number; bw_bytes: number } }> };
+  const res = JSON.parse(out.slice(out.indexOf('{'))) as {
+    jobs: Array<{ read: { iops: number; bw_bytes: number }; write: { iops: number; bw_bytes: number } }>;
+  };
   const j = res.jobs[0]!;
   const side = job.rw === 'randread' ? j.read : j.write;
   return { iops: side.iops, mbps: side.bw_bytes / 1e6 };

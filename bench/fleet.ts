@@ -52,7 +52,8 @@ async function fleet(): Promise<string[]> {
     const peak = await rss.stop();
     await sleep(10_000);
     const settled = { a: rssOf(p.a), b: rssOf(p.b) };
-    console.error(`burst of ${BURST_MIB} MiB x ${VOLUMES}: drained in ${drain.toFixed(1)} s; peak RSS ${mib(peak.a)} / ${mib(peak.b)} MiB, settled ${mib(settled.a)} / ${mib(settled.b)} MiB`);
+    console.error(`burst of ${BURST_MIB} MiB x ${VOLUMES}: drained in ${drain.toFixed(1)} s; ` +
+      `peak RSS ${mib(peak.a)} / ${mib(peak.b)} MiB, settled ${mib(settled.a)} / ${mib(settled.b)} MiB`);
 
     // Fairness on a capped link: the cap and compression off by a reload, on the same link.
     const yaml = fs.readFileSync(p.a.configFile, 'utf8').replace(/(site-b: \{ address: "[^"]+", fingerprint: "[^"]+")/, `$1, rate: ${RATE}, compression: off`);
@@ -70,8 +71,10 @@ async function fleet(): Promise<string[]> {
       : `${Math.min(...jains).toFixed(3)} .. ${Math.max(...jains).toFixed(3)} over ${jains.length} windows of ${WINDOW} s`;
     return [
       `| first sync of ${VOLUMES} volumes of 64 MiB | ${firstSync.toFixed(1)} s | ${mib(afterSync.a)} | ${mib(afterSync.b)} | after it |`,
-      `| burst: ${BURST_MIB} MiB on each at once (1 MiB writes) | drained in ${drain.toFixed(1)} s | ${mib(peak.a)} peak, ${mib(settled.a)} settled | ${mib(peak.b)} peak, ${mib(settled.b)} settled | ≤ 256 MiB each |`,
-      `| fairness: ${FAIR_MIB} MiB each at once, link capped at ${RATE}, compression off | Jain ${jainText} | ${mib(fairRss.a)} | ${mib(fairRss.b)} | Jain ≥ 0.95 |`,
+      `| burst: ${BURST_MIB} MiB on each at once (1 MiB writes) | drained in ${drain.toFixed(1)} s ` +
+        `| ${mib(peak.a)} peak, ${mib(settled.a)} settled | ${mib(peak.b)} peak, ${mib(settled.b)} settled | ≤ 256 MiB each |`,
+      `| fairness: ${FAIR_MIB} MiB each at once, link capped at ${RATE}, compression off | Jain ${jainText} ` +
+        `| ${mib(fairRss.a)} | ${mib(fairRss.b)} | Jain ≥ 0.95 |`,
     ];
   } finally {
     await p.stop();
@@ -100,8 +103,13 @@ async function big(): Promise<string> {
     const peak = await rss.stop();
     const v = (await statusOf(p.a)).volumes[0] as unknown as { backlogBytes: number; resyncLeftBytes: number; resyncTotalBytes: number };
     const drained = v.resyncTotalBytes - v.resyncLeftBytes;
-    console.error(`${BIG_SIZE}: ${BIG_SECONDS} s of its first sync with ${BIG_BACKLOG_MIB} MiB written; peak RSS ${mib(peak.a)} / ${mib(peak.b)} MiB; ${mib(drained)} MiB of regions sent, backlog ${mib(v.backlogBytes)} MiB`);
-    return `| one sparse volume of ${BIG_SIZE}: ${((Date.now() - t0) / 1000).toFixed(0)} s of its first sync draining (a backlog of all 1 TiB of regions: read, holes sent as Zeroes records) with ${BIG_BACKLOG_MIB} MiB of host writes (4 MiB each, spread) joining it | ${(drained / 2 ** 30).toFixed(1)} GiB of regions sent, ${mib(v.backlogBytes)} MiB of journal backlog left | ${mib(peak.a)} peak | ${mib(peak.b)} peak | ≤ 150 MiB each |`;
+    console.error(`${BIG_SIZE}: ${BIG_SECONDS} s of its first sync with ${BIG_BACKLOG_MIB} MiB written; peak RSS ${mib(peak.a)} / ${mib(peak.b)} MiB; ` +
+      `${mib(drained)} MiB of regions sent, backlog ${mib(v.backlogBytes)} MiB`);
+    return `| one sparse volume of ${BIG_SIZE}: ${((Date.now() - t0) / 1000).toFixed(0)} s of its first sync draining ` +
+      '(a backlog of all 1 TiB of regions: read, holes sent as Zeroes records) ' +
+      `with ${BIG_BACKLOG_MIB} MiB of host writes (4 MiB each, spread) joining it ` +
+      `| ${(drained / 2 ** 30).toFixed(1)} GiB of regions sent, ${mib(v.backlogBytes)} MiB of journal backlog left ` +
+      `| ${mib(peak.a)} peak | ${mib(peak.b)} peak | ≤ 150 MiB each |`;
   } finally {
     await p.stop();
   }
@@ -113,7 +121,14 @@ async function main(): Promise<void> {
   const md = [
     '## A hundred volumes: memory, first sync, burst, fairness',
     '',
-    `\`npm run bench:fleet\` (FLEET_VOLUMES=${VOLUMES} FLEET_BURST_MIB=${BURST_MIB} FLEET_RATE=${RATE} FLEET_FAIR_MIB=${FAIR_MIB} FLEET_WINDOW=${WINDOW} FLEET_BIG_SIZE=${BIG_SIZE} FLEET_BIG_SECONDS=${BIG_SECONDS} FLEET_BIG_BACKLOG_MIB=${BIG_BACKLOG_MIB}; ${machineLine()}): both daemons of a pair on this machine with the default \`memory: 64MiB\`; RSS is VmRSS of each daemon's process, the peak sampled every 100 ms. What bounds each figure: the RSS, the node's memory budget (batches in flight, frames buffered, applies: docs/LINK.md "Memory") plus the NBD write budget while hosts write, plus the fixed part (code, heaps, zstd workers); the first sync, the link and the disks (every region of every volume read and sent); the burst's drain, the journal writes and the link; Jain's index, the link's deficit round robin and the 128 KiB write as grain.`,
+    `\`npm run bench:fleet\` (FLEET_VOLUMES=${VOLUMES} FLEET_BURST_MIB=${BURST_MIB} FLEET_RATE=${RATE} FLEET_FAIR_MIB=${FAIR_MIB} ` +
+      `FLEET_WINDOW=${WINDOW} FLEET_BIG_SIZE=${BIG_SIZE} FLEET_BIG_SECONDS=${BIG_SECONDS} FLEET_BIG_BACKLOG_MIB=${BIG_BACKLOG_MIB}; ${machineLine()}): ` +
+      'both daemons of a pair on this machine with the default `memory: 64MiB`; ' +
+      "RSS is VmRSS of each daemon's process, the peak sampled every 100 ms. " +
+      "What bounds each figure: the RSS, the node's memory budget (batches in flight, frames buffered, applies: docs/LINK.md \"Memory\") " +
+      'plus the NBD write budget while hosts write, plus the fixed part (code, heaps, zstd workers); ' +
+      'the first sync, the link and the disks (every region of every volume read and sent); ' +
+      "the burst's drain, the journal writes and the link; Jain's index, the link's deficit round robin and the 128 KiB write as grain.",
     '',
     '| what | figure | site-a RSS (MiB) | site-b RSS (MiB) | target |',
     '| --- | --- | --- | --- | --- |',

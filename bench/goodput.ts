@@ -86,7 +86,12 @@ async function offsite(net: Net, a: NsSite, b: NsSite, bps: number, peerExtra: s
     while (polling) {
       const t = performance.now();
       const [x, y] = [await status(a), await status(b)];
-      if (x && y) samples.push({ t: (t + performance.now()) / 2, aWire: x.wireBytes, aBacklog: x.backlogBytes, bHost: y.hostBytes, window: x.shipping?.windowBytes ?? null, rtt: x.shipping?.rttMs ?? null, batch: x.shipping?.batchBytes ?? null });
+      if (x && y) {
+        samples.push({
+          t: (t + performance.now()) / 2, aWire: x.wireBytes, aBacklog: x.backlogBytes, bHost: y.hostBytes,
+          window: x.shipping?.windowBytes ?? null, rtt: x.shipping?.rttMs ?? null, batch: x.shipping?.batchBytes ?? null,
+        });
+      }
       await sleep(Math.max(0, 50 - (performance.now() - t)));
     }
   })();
@@ -197,15 +202,24 @@ async function main(): Promise<void> {
       const cap = runs[runs.length - 1]![1];
       capNote.push(`${(cap.l2 / cap.wire).toFixed(3)} (${mbit})`);
       rows.push(`| ${mbit} | plain TCP stream (the ceiling) | ${kb(tcp.goodput)} | **${(tcp.goodput / line).toFixed(3)}** | 1.000 | | | | | | |`);
-      rows.push(`| ${mbit} | plain TLS 1.3 stream | ${kb(tls.goodput)} | **${(tls.goodput / line).toFixed(3)}** | ${(tls.goodput / tcp.goodput).toFixed(3)} | | | | | | |`);
+      rows.push(`| ${mbit} | plain TLS 1.3 stream | ${kb(tls.goodput)} | **${(tls.goodput / line).toFixed(3)}** ` +
+        `| ${(tls.goodput / tcp.goodput).toFixed(3)} | | | | | | |`);
       for (const [name, r] of runs) {
-        rows.push(`| ${mbit} | ${name} | ${kb(r.steady)} | **${(r.steady / line).toFixed(3)}** | ${(r.steady / tcp.goodput).toFixed(3)} | ${(r.whole / line).toFixed(3)} (${(r.hostBytes / 1e6).toFixed(1)} MB in ${r.seconds.toFixed(1)} s) | ${pct(r.utilization)} | ${r.rttMs.toFixed(0)} ms | ${r.linkRttMs === null ? '—' : `${r.linkRttMs.toFixed(0)} ms`} | ${r.windowBytes === null ? '—' : `${(r.windowBytes / 2 ** 20).toFixed(1)} MiB`} | ${r.batchBytes === null ? '—' : `${(r.batchBytes / 1024).toFixed(0)} KiB`} |`);
+        rows.push(`| ${mbit} | ${name} | ${kb(r.steady)} | **${(r.steady / line).toFixed(3)}** | ${(r.steady / tcp.goodput).toFixed(3)} ` +
+          `| ${(r.whole / line).toFixed(3)} (${(r.hostBytes / 1e6).toFixed(1)} MB in ${r.seconds.toFixed(1)} s) | ${pct(r.utilization)} ` +
+          `| ${r.rttMs.toFixed(0)} ms | ${r.linkRttMs === null ? '—' : `${r.linkRttMs.toFixed(0)} ms`} ` +
+          `| ${r.windowBytes === null ? '—' : `${(r.windowBytes / 2 ** 20).toFixed(1)} MiB`} ` +
+          `| ${r.batchBytes === null ? '—' : `${(r.batchBytes / 1024).toFixed(0)} KiB`} |`);
         // Bytes per host byte at each layer, over the whole transfer.
         const per = (x: number): string => (x / r.hostBytes).toFixed(4);
-        layers.push(`| ${mbit} | ${name} | ${per(r.records)} | ${per(r.wire)} | ${per(r.tcpPayload)} | ${per(r.l2)} | **${(r.hostBytes / r.l2).toFixed(4)}** | ${pct(r.retrans / r.tcpPayload)} (${r.drops} drops) |`);
+        layers.push(`| ${mbit} | ${name} | ${per(r.records)} | ${per(r.wire)} | ${per(r.tcpPayload)} | ${per(r.l2)} ` +
+          `| **${(r.hostBytes / r.l2).toFixed(4)}** | ${pct(r.retrans / r.tcpPayload)} (${r.drops} drops) |`);
       }
       for (const [name, r] of runs) {
-        verdicts.push(`${mbit}, ${name}: ${(r.steady / line).toFixed(4)} of the line steady, ${(r.whole / line).toFixed(4)} end to end: the target of ${TARGET} is ${r.steady / line >= TARGET ? 'met' : '**missed**'} (the plain TCP stream: ${(tcp.goodput / line).toFixed(4)}); window ${r.windowBytes === null ? 'not reported' : `${(r.windowBytes / 2 ** 20).toFixed(1)} MiB`} against a bandwidth-delay product (line × TCP RTT) of ${((line * r.rttMs) / 1000 / 1000).toFixed(0)} kB`);
+        verdicts.push(`${mbit}, ${name}: ${(r.steady / line).toFixed(4)} of the line steady, ${(r.whole / line).toFixed(4)} end to end: ` +
+          `the target of ${TARGET} is ${r.steady / line >= TARGET ? 'met' : '**missed**'} (the plain TCP stream: ${(tcp.goodput / line).toFixed(4)}); ` +
+          `window ${r.windowBytes === null ? 'not reported' : `${(r.windowBytes / 2 ** 20).toFixed(1)} MiB`} ` +
+          `against a bandwidth-delay product (line × TCP RTT) of ${((line * r.rttMs) / 1000 / 1000).toFixed(0)} kB`);
       }
       console.log(verdicts.slice(-runs.length).join('\n'), JSON.stringify(runs));
     }
@@ -222,7 +236,12 @@ ${machineLine()}. site-a and site-b in network namespaces of their own, joined t
 a third that routes between them, with ${RATES.map((r) => `\`${tbfCommand(r)}\``).join(' and ')}
 on both of its egress veths: the bottleneck is a router on the path, as on a real line
 (the burst is 32 ms of the line at 10 Mbit/s: a fixed 32 kbit is under tc's rule of rate/HZ there,
-and on a busy VM the line then idles while the qdisc's timer is late). 1500-byte MTU, TCP MSS ${mss}, cubic. Round trip: ${netem ? 'netem adds delay' : `**no delay added: this kernel has no sch_netem**, so the RTT is the idle path's (${minRtt.toFixed(3)} ms) plus the queue TCP builds in the router's tbf (at most the 400 ms latency setting): the TCP RTT column is the kernel's smoothed RTT of the link's connection, median of samples every 2 s (ss); the link RTT and the window are the daemon's own figures in \`shipping\` (median over the steady window)`}.
+and on a busy VM the line then idles while the qdisc's timer is late). 1500-byte MTU, TCP MSS ${mss}, cubic. Round trip: ${netem
+  ? 'netem adds delay'
+  : `**no delay added: this kernel has no sch_netem**, so the RTT is the idle path's (${minRtt.toFixed(3)} ms) ` +
+    "plus the queue TCP builds in the router's tbf (at most the 400 ms latency setting): " +
+    "the TCP RTT column is the kernel's smoothed RTT of the link's connection, median of samples every 2 s (ss); " +
+    "the link RTT and the window are the daemon's own figures in `shipping` (median over the steady window)"}.
 Load average (1 min) during the run: ${load} on ${os.cpus().length} CPUs (other work shares this VM: compare rows of this table, not runs).
 NBD and the API are on separate, unshaped veths to the root namespace, where the bench runs.
 A writer sends random bytes (incompressible: with \`compression: auto\` zstd tries each
@@ -234,9 +253,11 @@ Ethernet frames, as tbf counts them). "Steady": host bytes the secondary receive
 first and the last whole batch to arrive in [${WINDOW_FROM} s, ${SECONDS} s] (status sampled every 50 ms).
 "End to end": all host bytes written, over the time from the first byte on the link to the
 primary's backlog at 0 (every byte acked durable). The plain streams are node's \`net\`
-and \`tls\` (TLS 1.3, site-b's key) writing random bytes over the same path for ${STREAM_SECONDS} s (rate over [${STREAM_WINDOW[0]} s, ${STREAM_WINDOW[1]} s], after slow start's overshoot).
+and \`tls\` (TLS 1.3, site-b's key) writing random bytes over the same path for ${STREAM_SECONDS} s ` +
+  `(rate over [${STREAM_WINDOW[0]} s, ${STREAM_WINDOW[1]} s], after slow start's overshoot).
 
-| line | sender | goodput | / line (steady) | / TCP stream | / line (end to end) | line busy (steady) | TCP RTT (ss) | link RTT (status) | window (status) | batch (status) |
+| line | sender | goodput | / line (steady) | / TCP stream | / line (end to end) | line busy (steady) | TCP RTT (ss) | ` +
+  `link RTT (status) | window (status) | batch (status) |
 | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 ${rows.join('\n')}
 
@@ -263,7 +284,8 @@ ${mss} bytes of TCP payload (14 Ethernet + 20 IP + 20 TCP + 12 TCP timestamp opt
 TCP sender can pass ${(mss / 1514).toFixed(4)} of the line (the plain TCP stream: ${tcpCeil.map((x) => x.toFixed(3)).join(', ')}). The target of
 ${TARGET} leaves ${((mss / 1514 - TARGET) * 100).toFixed(2)} percentage points for everything above TCP: TLS (22 bytes per record of
 at most 16 KiB, ${(22 / 16384 * 100).toFixed(2)}%), frame headers and heartbeats (a few dozen bytes a second), and the journal
-record header, 56 bytes per host write: ${(56 / (128 * 1024) * 100).toFixed(2)}% of a 128 KiB write, but ${(56 / 4096 * 100).toFixed(2)}% of a 4 KiB one, sent as
+record header, 56 bytes per host write: ${(56 / (128 * 1024) * 100).toFixed(2)}% of a 128 KiB write, ` +
+  `but ${(56 / 4096 * 100).toFixed(2)}% of a 4 KiB one, sent as
 it is in a Records frame. A batch of random payloads does not compress: the payloads go raw and the
 headers are compressed apart as columns, each field as its change from the record before
 (PackedRecords codec 2), which leaves about 8 of a header's 56 bytes for writes at random offsets.

@@ -31,8 +31,11 @@ const targets: Target[] = [
     name: 'offsite',
     async start(port) {
       const cfg = path.join(dir, 'offsite.yaml');
-      fs.writeFileSync(cfg, `node: bench\nstate: ./state\nnbd: 127.0.0.1:${port + 1}\niscsi: { listen: "127.0.0.1:${port}", iqn: iqn.2026-12.bench:offsite }\nvolumes:\n  disk:\n    path: ${image}\n    role: primary\n`);
-      const child = spawn(process.execPath, [path.join(root, 'bin/offsite.js'), 'daemon', '-c', cfg], { stdio: 'ignore', env: { ...process.env, OFFSITE_LOG_LEVEL: 'warn' } });
+      fs.writeFileSync(cfg, `node: bench\nstate: ./state\nnbd: 127.0.0.1:${port + 1}\n` +
+        `iscsi: { listen: "127.0.0.1:${port}", iqn: iqn.2026-12.bench:offsite }\nvolumes:\n  disk:\n    path: ${image}\n    role: primary\n`);
+      const child = spawn(process.execPath, [path.join(root, 'bin/offsite.js'), 'daemon', '-c', cfg], {
+        stdio: 'ignore', env: { ...process.env, OFFSITE_LOG_LEVEL: 'warn' },
+      });
       await waitPort(port);
       return { child, iqn: 'iqn.2026-12.bench:offsite:disk', lun: 0 };
     },
@@ -62,7 +65,9 @@ const jobs: Job[] = [
   {
     label: '4k randwrite QD32, fio via qemu-nbd (IOPS)',
     async run(port, iqn, lun, nbdPort) {
-      const q = spawn('qemu-nbd', ['--image-opts', '-x', 'disk', '-b', '127.0.0.1', '-p', String(nbdPort), '--cache=none', '-e', '8', '--persistent', imageOpts(port, iqn, lun)], { stdio: 'ignore' });
+      const q = spawn('qemu-nbd', [
+        '--image-opts', '-x', 'disk', '-b', '127.0.0.1', '-p', String(nbdPort), '--cache=none', '-e', '8', '--persistent', imageOpts(port, iqn, lun),
+      ], { stdio: 'ignore' });
       try {
         await waitPort(nbdPort);
         return fio(`nbd://127.0.0.1:${nbdPort}/disk`, { name: 'rw4k', rw: 'randwrite', bs: '4k', iodepth: 32, size: '1G' }, RUNTIME).iops;
@@ -77,7 +82,9 @@ const jobs: Job[] = [
     async run(port, iqn, lun) {
       const count = 1024;
       const t0 = process.hrtime.bigint();
-      execFileSync('qemu-img', ['bench', '-w', '-t', 'none', '-c', String(count), '-d', '8', '-s', '1M', '--image-opts', imageOpts(port, iqn, lun)], { stdio: 'ignore' });
+      execFileSync('qemu-img', [
+        'bench', '-w', '-t', 'none', '-c', String(count), '-d', '8', '-s', '1M', '--image-opts', imageOpts(port, iqn, lun),
+      ], { stdio: 'ignore' });
       const s = Number(process.hrtime.bigint() - t0) / 1e9;
       return (count * 1024 * 1024) / s / 1e6;
     },
@@ -85,7 +92,9 @@ const jobs: Job[] = [
   {
     label: '4k randread QD32, iscsi-perf (IOPS)',
     async run(port, iqn, lun) {
-      const out = execFileSync('iscsi-perf', ['-i', INITIATOR, '-m', '32', '-b', '8', '-r', '-t', String(RUNTIME), `iscsi://127.0.0.1:${port}/${iqn}/${lun}`], { encoding: 'utf8' });
+      const out = execFileSync('iscsi-perf', [
+        '-i', INITIATOR, '-m', '32', '-b', '8', '-r', '-t', String(RUNTIME), `iscsi://127.0.0.1:${port}/${iqn}/${lun}`,
+      ], { encoding: 'utf8' });
       const m = /iops average (\d+)[^\n]*\n*\s*finished/.exec(out) ?? [...out.matchAll(/iops average (\d+)/g)].pop();
       if (!m) throw new Error(`iscsi-perf printed no average: ${out.slice(-300)}`);
       return Number(m[1]);

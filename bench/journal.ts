@@ -29,7 +29,9 @@ volumes:
   plain: { path: ./plain.img, size: 2GiB, role: primary }
   journaled: { path: ./journaled.img, size: 2GiB, role: primary, peer: site-b, journal: 64GiB }
 `);
-  const child = spawn(process.execPath, [path.join(root, 'bin/offsite.js'), 'daemon', '-c', cfg], { stdio: 'ignore', env: { ...process.env, OFFSITE_LOG_LEVEL: 'warn' } });
+  const child = spawn(process.execPath, [path.join(root, 'bin/offsite.js'), 'daemon', '-c', cfg], {
+    stdio: 'ignore', env: { ...process.env, OFFSITE_LOG_LEVEL: 'warn' },
+  });
   await waitPort(port);
   const results = new Map<string, number[]>();
   try {
@@ -57,7 +59,8 @@ volumes:
 
 \`npm run bench:journal\` (BENCH_RUNTIME=${RUNTIME} s per run, BENCH_ROUNDS=${ROUNDS}, median; the two volumes interleaved, same daemon, same filesystem)
 
-${machineLine()}. fio ${execFileSync('fio', ['--version'], { encoding: 'utf8' }).trim()}, nbd engine, one connection. "on" journals every write to a segment file beside the volume (no peer connected, so the backlog grows).
+${machineLine()}. fio ${execFileSync('fio', ['--version'], { encoding: 'utf8' }).trim()}, nbd engine, one connection. ` +
+  `"on" journals every write to a segment file beside the volume (no peer connected, so the backlog grows).
 
 | workload | journal off | journal on | on / off |
 | --- | ---: | ---: | ---: |

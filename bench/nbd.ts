@@ -25,16 +25,22 @@ const servers: Server[] = [
     start(port) {
       const cfg = path.join(dir, 'offsite.yaml');
       fs.writeFileSync(cfg, `node: bench\nstate: ./state\nnbd: 127.0.0.1:${port}\nvolumes:\n  disk:\n    path: ${image}\n    role: primary\n`);
-      return spawn(process.execPath, [path.join(root, 'bin/offsite.js'), 'daemon', '-c', cfg], { stdio: 'ignore', env: { ...process.env, OFFSITE_LOG_LEVEL: 'warn' } });
+      return spawn(process.execPath, [path.join(root, 'bin/offsite.js'), 'daemon', '-c', cfg], {
+        stdio: 'ignore', env: { ...process.env, OFFSITE_LOG_LEVEL: 'warn' },
+      });
     },
   },
   {
     name: 'qemu-nbd writeback',
-    start: (port) => spawn('qemu-nbd', ['-f', 'raw', '-x', 'disk', '-b', '127.0.0.1', '-p', String(port), '--cache=writeback', '-e', '8', '--persistent', image], { stdio: 'ignore' }),
+    start: (port) => spawn('qemu-nbd', [
+      '-f', 'raw', '-x', 'disk', '-b', '127.0.0.1', '-p', String(port), '--cache=writeback', '-e', '8', '--persistent', image,
+    ], { stdio: 'ignore' }),
   },
   {
     name: 'qemu-nbd none+native',
-    start: (port) => spawn('qemu-nbd', ['-f', 'raw', '-x', 'disk', '-b', '127.0.0.1', '-p', String(port), '--cache=none', '--aio=native', '-e', '8', '--persistent', image], { stdio: 'ignore' }),
+    start: (port) => spawn('qemu-nbd', [
+      '-f', 'raw', '-x', 'disk', '-b', '127.0.0.1', '-p', String(port), '--cache=none', '--aio=native', '-e', '8', '--persistent', image,
+    ], { stdio: 'ignore' }),
   },
   {
     name: 'nbdkit file',
@@ -80,7 +86,8 @@ async function main(): Promise<void> {
 
 \`npm run bench:nbd\` (BENCH_RUNTIME=${RUNTIME} s per run, BENCH_ROUNDS=${ROUNDS}, median shown; servers interleaved per workload)
 
-${machineLine()}. fio ${execFileSync('fio', ['--version'], { encoding: 'utf8' }).trim()} with its nbd engine, one connection, on a 1 GiB fully written file on the same ext4 filesystem.
+${machineLine()}. fio ${execFileSync('fio', ['--version'], { encoding: 'utf8' }).trim()} with its nbd engine, one connection, ` +
+  `on a 1 GiB fully written file on the same ext4 filesystem.
 
 ${head}
 ${sep}

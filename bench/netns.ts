@@ -42,7 +42,9 @@ export function hasQdisc(kind: string): boolean {
   try {
     ip('netns', 'add', ns);
     inNs(ns, 'ip', ['link', 'add', 'p0', 'type', 'veth', 'peer', 'name', 'p1']);
-    inNs(ns, 'tc', ['qdisc', 'add', 'dev', 'p0', 'root', kind, ...(kind === 'tbf' ? ['rate', '1mbit', 'burst', '32kbit', 'latency', '400ms'] : ['delay', '20ms'])]);
+    inNs(ns, 'tc', [
+      'qdisc', 'add', 'dev', 'p0', 'root', kind, ...(kind === 'tbf' ? ['rate', '1mbit', 'burst', '32kbit', 'latency', '400ms'] : ['delay', '20ms']),
+    ]);
     return true;
   } catch {
     return false;
@@ -105,7 +107,10 @@ export function shape(n: Net, bitsPerSecond: number | null): void {
   for (const dev of [n.toB, n.toA]) {
     try { inNs(n.nsR, 'tc', ['qdisc', 'del', 'dev', dev, 'root']); } catch { /* none yet */ }
     if (bitsPerSecond !== null) {
-      inNs(n.nsR, 'tc', ['qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', `${Math.round(bitsPerSecond / 1000)}kbit`, 'burst', `${Math.round(burstBits(bitsPerSecond) / 1000)}kbit`, 'latency', '400ms']);
+      inNs(n.nsR, 'tc', [
+        'qdisc', 'add', 'dev', dev, 'root', 'tbf',
+        'rate', `${Math.round(bitsPerSecond / 1000)}kbit`, 'burst', `${Math.round(burstBits(bitsPerSecond) / 1000)}kbit`, 'latency', '400ms',
+      ]);
     }
   }
 }
@@ -142,7 +147,9 @@ export function dropNet(n: Net): void {
 
 // --- the two sites, one in each namespace --------------------------------------
 
-export interface NsSite { name: string; ns: string; cfg: string; dir: string; host: string; nbd: number; api: number; linkPort: number; proc: ChildProcess | null }
+export interface NsSite {
+  name: string; ns: string; cfg: string; dir: string; host: string; nbd: number; api: number; linkPort: number; proc: ChildProcess | null;
+}
 
 /**
  * site-a (primary) and site-b (secondary) of volume `db`, paired (init, fingerprints
@@ -156,7 +163,8 @@ export function makeNsSites(dir: string, n: Net, base: number, volume: string, p
   const linkHost = [n.linkA, n.linkB];
   sites.forEach((s, me) => {
     const other = sites[1 - me]!;
-    fs.writeFileSync(s.cfg, `node: ${s.name}\nstate: ./state-${s.name}\nnbd: ${s.host}:${s.nbd}\nlink: ${linkHost[me]}:${s.linkPort}\napi: ${s.host}:${s.api}\n` +
+    fs.writeFileSync(s.cfg, `node: ${s.name}\nstate: ./state-${s.name}\nnbd: ${s.host}:${s.nbd}\n` +
+      `link: ${linkHost[me]}:${s.linkPort}\napi: ${s.host}:${s.api}\n` +
       `peers:\n  ${other.name}: { address: "${linkHost[1 - me]}:${other.linkPort}", fingerprint: "FP", timeout: 5s${peer ? `, ${peer}` : ''} }\n` +
       `volumes:\n  db: { path: ./${s.name}.img, role: ${me === 0 ? 'primary' : 'secondary'}, peer: ${other.name}, ${volume} }\n`);
   });
@@ -305,7 +313,8 @@ const net = await import('node:net'); const tls = await import('node:tls'); cons
 if (role === 'sink') {
   let bytes = 0;
   const onConn = (s) => { s.on('data', (d) => { bytes += d.length; }); s.on('error', () => {}); };
-  const srv = mode === 'tls' ? tls.createServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert), minVersion: 'TLSv1.3' }, onConn) : net.createServer(onConn);
+  const srv = mode === 'tls' ? tls.createServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert), minVersion: 'TLSv1.3' }, onConn) ` +
+  `: net.createServer(onConn);
   srv.listen(Number(port), host, () => console.log('listening'));
   setInterval(() => console.log(Date.now() + ' ' + bytes), 50);
 } else {
@@ -324,7 +333,8 @@ if (role === 'sink') {
 export async function stream(n: Net, mode: 'tcp' | 'tls', port: number, secs: number, keyDir: string): Promise<Array<{ t: number; bytes: number }>> {
   const key = path.join(keyDir, 'node.key');
   const cert = path.join(keyDir, 'node.crt');
-  const node = (ns: string, args: string[]): ChildProcess => spawn('ip', ['netns', 'exec', ns, process.execPath, '--input-type=module', '-e', STREAM_SCRIPT, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const node = (ns: string, args: string[]): ChildProcess =>
+    spawn('ip', ['netns', 'exec', ns, process.execPath, '--input-type=module', '-e', STREAM_SCRIPT, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   const sink = node(n.nsB, [mode, 'sink', n.linkB, String(port), '0', key, cert]);
   const samples: Array<{ t: number; bytes: number }> = [];
   let buf = '';

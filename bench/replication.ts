@@ -22,7 +22,9 @@ const jobs: Array<FioJob & { label: string; unit: 'iops' | 'mbps' }> = [
 ];
 
 function site(me: string, peer: string, nbd: number, link: number, peerLink: number, role: string): string {
-  return `node: ${me}\nstate: ./state-${me}\nnbd: 127.0.0.1:${nbd}\nlink: 127.0.0.1:${link}\npeers:\n  ${peer}: { address: "127.0.0.1:${peerLink}", fingerprint: "FP" }\nvolumes:\n  db: { path: ./${me}.img, size: 1GiB, role: ${role}, peer: ${peer}, journal: 16GiB }\n`;
+  return `node: ${me}\nstate: ./state-${me}\nnbd: 127.0.0.1:${nbd}\nlink: 127.0.0.1:${link}\n` +
+    `peers:\n  ${peer}: { address: "127.0.0.1:${peerLink}", fingerprint: "FP" }\n` +
+    `volumes:\n  db: { path: ./${me}.img, size: 1GiB, role: ${role}, peer: ${peer}, journal: 16GiB }\n`;
 }
 
 async function main(): Promise<void> {
@@ -41,7 +43,9 @@ async function main(): Promise<void> {
   ];
   const qemuImg = path.join(dir, 'qemu.img');
   execFileSync('truncate', ['-s', '1G', qemuImg]);
-  procs.push(spawn('qemu-nbd', ['-f', 'raw', '-x', 'db', '-b', '127.0.0.1', '-p', String(P.qemu), '--cache=writeback', '-e', '8', '--persistent', qemuImg], { stdio: 'ignore' }));
+  procs.push(spawn('qemu-nbd', [
+    '-f', 'raw', '-x', 'db', '-b', '127.0.0.1', '-p', String(P.qemu), '--cache=writeback', '-e', '8', '--persistent', qemuImg,
+  ], { stdio: 'ignore' }));
   await Promise.all([waitPort(P.nbdA), waitPort(P.qemu)]);
   const targets = [
     { name: 'offsite, replicating', uri: `nbd://127.0.0.1:${P.nbdA}/db` },
@@ -73,7 +77,8 @@ async function main(): Promise<void> {
 
 \`npm run bench:replication\` (BENCH_RUNTIME=${RUNTIME} s per run, BENCH_ROUNDS=${ROUNDS}, median; interleaved)
 
-${machineLine()}. fio nbd engine, one connection. "offsite, replicating": site-a journals every write and ships it to site-b over loopback TLS while fio runs (both daemons on this 2-core machine, the journal and both volumes on one disk); qemu-nbd serves a plain file.
+${machineLine()}. fio nbd engine, one connection. "offsite, replicating": site-a journals every write and ships it to site-b ` +
+  `over loopback TLS while fio runs (both daemons on this 2-core machine, the journal and both volumes on one disk); qemu-nbd serves a plain file.
 
 | workload | offsite, replicating | qemu-nbd writeback | ratio |
 | --- | ---: | ---: | ---: |

@@ -11,7 +11,8 @@ export function machineLine(): string {
 
 export function writeSection(id: string, markdown: string): void {
   let doc = fs.existsSync(FILE) ? fs.readFileSync(FILE, 'utf8')
-    : '# Benchmarks\n\nEvery table comes from one run of the command above it, all peers side by side in the same run.\nNumbers from a shared 2-core VM are noisy; compare the columns of one table, not tables of different days.\n';
+    : '# Benchmarks\n\nEvery table comes from one run of the command above it, all peers side by side in the same run.\n' +
+      'Numbers from a shared 2-core VM are noisy; compare the columns of one table, not tables of different days.\n';
   const begin = `<!-- bench:${id} -->`;
   const end = `<!-- /bench:${id} -->`;
   const block = `${begin}\n${markdown.trim()}\n${end}`;

@@ -21,7 +21,9 @@ const P = { nbdA: base, nbdB: base + 1, linkA: base + 2, linkB: base + 3, apiA: 
 const MiB = 1024 * 1024;
 
 function site(me: string, peer: string, nbd: number, link: number, peerLink: number, api: number, role: string, size = '2GiB'): string {
-  return `node: ${me}\nstate: ./state-${me}\nnbd: 127.0.0.1:${nbd}\nlink: 127.0.0.1:${link}\napi: 127.0.0.1:${api}\npeers:\n  ${peer}: { address: "127.0.0.1:${peerLink}", fingerprint: "FP" }\nvolumes:\n  db: { path: ./${me}.img, size: ${size}, role: ${role}, peer: ${peer}, journal: 64MiB }\n`;
+  return `node: ${me}\nstate: ./state-${me}\nnbd: 127.0.0.1:${nbd}\nlink: 127.0.0.1:${link}\napi: 127.0.0.1:${api}\n` +
+    `peers:\n  ${peer}: { address: "127.0.0.1:${peerLink}", fingerprint: "FP" }\n` +
+    `volumes:\n  db: { path: ./${me}.img, size: ${size}, role: ${role}, peer: ${peer}, journal: 64MiB }\n`;
 }
 
 /** offsite init on both sites, then each pins the other's fingerprint. */
@@ -32,7 +34,10 @@ function pairSites(cfgA: string, cfgB: string): void {
   fs.writeFileSync(cfgB, fs.readFileSync(cfgB, 'utf8').replace('"FP"', `"${fa}"`));
 }
 
-interface Vol { backlogBytes: number; resyncing: boolean; dirtyBytes: number; resyncBytes: number; resyncHashBytes: number; resyncSeededBytes: number; tracking: string; link: string; consistent: boolean }
+interface Vol {
+  backlogBytes: number; resyncing: boolean; dirtyBytes: number; resyncBytes: number; resyncHashBytes: number; resyncSeededBytes: number;
+  tracking: string; link: string; consistent: boolean;
+}
 
 async function vol(api: number): Promise<Vol> {
   const r = await fetch(`http://127.0.0.1:${api}/api/v1/status`);
@@ -83,7 +88,9 @@ async function seeded(): Promise<{ seconds: number; data: number; hashes: number
   pairSites(cfgA, cfgB);
   const imgA = path.join(sdir, 'site-a.img');
   execFileSync('truncate', ['-s', '10G', imgA]);
-  for (let i = 0; i < 8; i++) execFileSync('dd', ['if=/dev/urandom', `of=${imgA}`, 'bs=1M', 'count=128', `seek=${i * 1200 + 7}`, 'conv=notrunc', 'status=none']);
+  for (let i = 0; i < 8; i++) {
+    execFileSync('dd', ['if=/dev/urandom', `of=${imgA}`, 'bs=1M', 'count=128', `seek=${i * 1200 + 7}`, 'conv=notrunc', 'status=none']);
+  }
   execFileSync('cp', ['--sparse=always', imgA, path.join(sdir, 'site-b.img')]);
   const a = daemon(cfgA);
   const b = daemon(cfgB);
@@ -158,9 +165,13 @@ Zeroes records); rsync's is its "Total bytes sent" for the same files.
 
 | job | data | offsite sent | offsite time | rsync sent | rsync time |
 | --- | ---: | ---: | ---: | ---: | ---: |
-| first sync to an empty secondary, 2 GiB volume, 512 MiB random data | 512.0 MiB | ${mb(first.sent)} | ${first.seconds.toFixed(1)} s | ${mb(rsFirst.sent)} | ${rsFirst.seconds.toFixed(1)} s |
-| seeded first sync, identical 10 GiB volumes, 1 GiB random data | 10 GiB compared | ${mb(seed.data)} data + ${mb(seed.hashes)} hashes (${(((seed.data + seed.hashes) / (10 * 1024 * MiB)) * 100).toFixed(3)}% of the volume; ${mb(seed.equal)} found equal) | ${seed.seconds.toFixed(1)} s | ${mb(seed.rsync.sent)} | ${seed.rsync.seconds.toFixed(1)} s |
-| resync after an outage, 3000 × 64 KiB scattered writes | ${mb(dirty)} dirty | ${mb(resync.sent)} (${(resync.sent / dirty).toFixed(2)}x of dirty) | ${resync.seconds.toFixed(1)} s | ${mb(rsResync.sent)} | ${rsResync.seconds.toFixed(1)} s |
+| first sync to an empty secondary, 2 GiB volume, 512 MiB random data | 512.0 MiB | ${mb(first.sent)} | ${first.seconds.toFixed(1)} s ` +
+  `| ${mb(rsFirst.sent)} | ${rsFirst.seconds.toFixed(1)} s |
+| seeded first sync, identical 10 GiB volumes, 1 GiB random data | 10 GiB compared | ${mb(seed.data)} data + ${mb(seed.hashes)} hashes ` +
+  `(${(((seed.data + seed.hashes) / (10 * 1024 * MiB)) * 100).toFixed(3)}% of the volume; ${mb(seed.equal)} found equal) ` +
+  `| ${seed.seconds.toFixed(1)} s | ${mb(seed.rsync.sent)} | ${seed.rsync.seconds.toFixed(1)} s |
+| resync after an outage, 3000 × 64 KiB scattered writes | ${mb(dirty)} dirty | ${mb(resync.sent)} (${(resync.sent / dirty).toFixed(2)}x of dirty) ` +
+  `| ${resync.seconds.toFixed(1)} s | ${mb(rsResync.sent)} | ${rsResync.seconds.toFixed(1)} s |
 
 The resync sends the dirty regions (64 KiB each) once: the target was at most 1.1x the
 dirty bytes. rsync needs no bitmap but reads both files end to end to find the same

@@ -12,7 +12,9 @@ export interface Vol { link: string; role: string; backlogBytes: number; resynci
 
 /** site-a (primary) and site-b (secondary) of one volume `db` in `dir`, paired. */
 export function makeSites(dir: string, base: number, volume: string): Site[] {
-  const sites: Site[] = ['site-a', 'site-b'].map((name, i) => ({ name, cfg: path.join(dir, `${name}.yaml`), nbd: base + i, api: base + 4 + i, proc: null, dir }));
+  const sites: Site[] = ['site-a', 'site-b'].map((name, i) => ({
+    name, cfg: path.join(dir, `${name}.yaml`), nbd: base + i, api: base + 4 + i, proc: null, dir,
+  }));
   sites.forEach((s, me) => {
     const peer = sites[1 - me]!;
     fs.writeFileSync(s.cfg, `node: ${s.name}\nstate: ./state-${s.name}\nnbd: 127.0.0.1:${s.nbd}\nlink: 127.0.0.1:${base + 2 + me}\napi: 127.0.0.1:${s.api}\n` +
@@ -66,13 +68,18 @@ export async function until(f: () => Promise<boolean>): Promise<void> {
 export function drained(p: Site, s: Site): Promise<void> {
   return until(async () => {
     const [a, b] = [await vol(p), await vol(s)];
-    return Boolean(a && b && a.role === 'primary' && a.link === 'connected' && a.backlogBytes === 0 && !a.resyncing && b.consistent && !b.resyncing && b.backlogBytes === 0);
+    return Boolean(a && b && a.role === 'primary' && a.link === 'connected' && a.backlogBytes === 0 && !a.resyncing &&
+      b.consistent && !b.resyncing && b.backlogBytes === 0);
   });
 }
 
 export async function action(s: Site, act: string, body: object = {}): Promise<string> {
   const token = fs.readFileSync(path.join(s.dir, `state-${s.name}`, 'api.token'), 'utf8').trim();
-  const r = await fetch(`http://127.0.0.1:${s.api}/api/v1/volumes/db/${act}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(body) });
+  const r = await fetch(`http://127.0.0.1:${s.api}/api/v1/volumes/db/${act}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify(body),
+  });
   const j = (await r.json()) as { message?: string; error?: string };
   if (!r.ok) throw new Error(`${act} on ${s.name}: ${j.error}`);
   return j.message!;

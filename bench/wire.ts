@@ -37,8 +37,14 @@ const base = 22000 + Math.floor(Math.random() * 20000);
 const FIO = ['--name=db', '--size=64M', '--rw=randwrite', '--bs=8k', '--io_size=256M', '--fsync=32',
   '--buffer_compress_percentage=50', '--refill_buffers', '--randseed=42', '--end_fsync=1'];
 
-interface Shipping { compression: string; level: number | null; recordBytes: number; zeroBytes: number; compressedInBytes: number; compressedOutBytes: number; compressionRatio: number; coalescedRecords?: number; coalescedBytes?: number }
-interface Status { role: string; link: string; backlogBytes: number; resyncing: boolean; consistent: boolean; paused: boolean; hostBytes: number; wireBytes: number; shipping: Shipping | null }
+interface Shipping {
+  compression: string; level: number | null; recordBytes: number; zeroBytes: number; compressedInBytes: number; compressedOutBytes: number;
+  compressionRatio: number; coalescedRecords?: number; coalescedBytes?: number;
+}
+interface Status {
+  role: string; link: string; backlogBytes: number; resyncing: boolean; consistent: boolean; paused: boolean; hostBytes: number; wireBytes: number;
+  shipping: Shipping | null;
+}
 
 async function status(s: Site): Promise<Status | null> {
   try {
@@ -60,7 +66,9 @@ async function waitFor(what: string, f: () => Promise<boolean>, seconds = 600): 
 /** The daemon answers on its API (a journal of some hundred MiB takes seconds to recover). */
 async function up(s: Site): Promise<void> {
   await waitFor(`${s.name} to start`, async () => {
-    if (s.proc && s.proc.exitCode !== null) throw new Error(`${s.name} exited with ${s.proc.exitCode}; its log is ${s.cfg}.log:\n${fs.readFileSync(`${s.cfg}.log`, 'utf8').slice(-2000)}`);
+    if (s.proc && s.proc.exitCode !== null) {
+      throw new Error(`${s.name} exited with ${s.proc.exitCode}; its log is ${s.cfg}.log:\n${fs.readFileSync(`${s.cfg}.log`, 'utf8').slice(-2000)}`);
+    }
     return (await status(s)) !== null;
   }, 180);
 }
@@ -70,7 +78,8 @@ function drained(a: Site, b: Site, seen: (v: Status) => void = () => undefined):
   return waitFor('the pair to drain', async () => {
     const [x, y] = [await status(a), await status(b)];
     if (x) seen(x);
-    return Boolean(x && y && x.role === 'primary' && x.link === 'connected' && !x.paused && x.backlogBytes === 0 && !x.resyncing && y.consistent && !y.resyncing && y.backlogBytes === 0);
+    return Boolean(x && y && x.role === 'primary' && x.link === 'connected' && !x.paused && x.backlogBytes === 0 && !x.resyncing &&
+      y.consistent && !y.resyncing && y.backlogBytes === 0);
   });
 }
 
@@ -138,7 +147,9 @@ interface Replay { label: string; wire: number; seconds: number; shipping: Shipp
 async function replay(snap: string, label: string, peerOptions: string): Promise<Replay> {
   const rdir = path.join(dir, `replay-${label.replace(/[^a-z0-9]+/gi, '-')}`);
   sh('cp', ['-a', '--sparse=always', snap, rdir]);
-  const sites: Site[] = ['site-a', 'site-b'].map((name, i) => ({ name, cfg: path.join(rdir, `${name}.yaml`), nbd: base + i, api: base + 4 + i, proc: null, dir: rdir }));
+  const sites: Site[] = ['site-a', 'site-b'].map((name, i) => ({
+    name, cfg: path.join(rdir, `${name}.yaml`), nbd: base + i, api: base + 4 + i, proc: null, dir: rdir,
+  }));
   const [a, b] = sites as [Site, Site];
   const cfg = fs.readFileSync(a.cfg, 'utf8');
   if (!cfg.includes('timeout: 2s }')) throw new Error(`unexpected peer line in ${a.cfg}`);
@@ -277,14 +288,19 @@ async function main(): Promise<void> {
     const distinctWritten = written.reduce((n, v) => n + v, 0) * 512;
     const zCoalesced = zstdChunks(Buffer.concat(finals), CHUNK);
     finals.length = 0;
-    console.log(`journal: ${records.length} records ${JSON.stringify(count)}; write payloads ${writeBytes}, zero writes ${zeroWriteBytes}, write-zeroes ${zeroesBytes}, trims ${trimBytes}, distinct ${distinct} (by writes ${distinctWritten}); ` +
+    console.log(`journal: ${records.length} records ${JSON.stringify(count)}; write payloads ${writeBytes}, zero writes ${zeroWriteBytes}, ` +
+      `write-zeroes ${zeroesBytes}, trims ${trimBytes}, distinct ${distinct} (by writes ${distinctWritten}); ` +
       `zstd -3: 64K chunks ${z64}, 4M chunks ${z4m}, 4M chunks level 12 ${z4m12}, whole ${zWhole}, coalesced ${zCoalesced}`);
 
     // Offsite on the wire, once per setting, from the same paused pair.
     const replays: Replay[] = [];
-    for (const [label, opts] of [['auto', 'compression: auto'], ['auto, link capped at 16 Mbit/s', 'compression: auto, rate: 16mbit'], ['zstd:3', 'compression: zstd:3'], ['off', 'compression: off']] as const) {
+    for (const [label, opts] of [
+      ['auto', 'compression: auto'], ['auto, link capped at 16 Mbit/s', 'compression: auto, rate: 16mbit'],
+      ['zstd:3', 'compression: zstd:3'], ['off', 'compression: off'],
+    ] as const) {
       const r = await replay(snap, label, opts);
-      console.log(`offsite ${label}: ${r.wire} bytes on the wire in ${r.seconds.toFixed(1)} s, levels ${r.levels.join(',')}, coalesced ${r.shipping.coalescedBytes ?? '-'}, replica ${r.identical ? 'identical' : 'DIFFERS'}`);
+      console.log(`offsite ${label}: ${r.wire} bytes on the wire in ${r.seconds.toFixed(1)} s, levels ${r.levels.join(',')}, ` +
+        `coalesced ${r.shipping.coalescedBytes ?? '-'}, replica ${r.identical ? 'identical' : 'DIFFERS'}`);
       replays.push(r);
     }
     const bad = replays.filter((r) => !r.identical);
@@ -312,7 +328,8 @@ async function main(): Promise<void> {
     const kb = (n: number): string => `${(n / 1024).toFixed(0)} KiB`;
     const coalesced = (r: Replay): string => r.shipping.coalescedBytes === undefined ? '' : `; ${kb(r.shipping.coalescedBytes)} of records coalesced away`;
     const offsiteRow = (r: Replay, name: string): string => row(name, r.wire,
-      `levels seen ${r.levels.join(', ') || '–'}; ${mb(r.shipping.compressedInBytes)} of ${mb(r.shipping.recordBytes)} record bytes went through zstd${coalesced(r)}; drained in ${r.seconds.toFixed(0)} s`);
+      `levels seen ${r.levels.join(', ') || '–'}; ${mb(r.shipping.compressedInBytes)} of ${mb(r.shipping.recordBytes)} record bytes went through zstd` +
+        `${coalesced(r)}; drained in ${r.seconds.toFixed(0)} s`);
     const target = 0.7 * ref;
     const verdict = (r: Replay, name: string): string => r.wire <= target
       ? `${name} sends ${x(r.wire)}: the target is met`
@@ -329,24 +346,29 @@ With shipping paused (\`offsite pause\`), the workload: \`cp -a /usr/include\`
 (${mb(work.bins.bytes)}), \`sync\`, then \`fio ${FIO.join(' ')}\` on a
 file in the filesystem (8 KiB random overwrites of a 64 MiB file, an fsync every 32
 writes, 50%-compressible data), \`sync\`, unmount; ${work.seconds.toFixed(0)} s. The primary's journal then held
-${records.length} records: ${count.write} writes (${mb(writeBytes)}, ${(writeBytes / Math.max(1, count.write) / 1024).toFixed(1)} KiB on average, ${count.zeroWrite} of them all zeros),
+${records.length} records: ${count.write} writes (${mb(writeBytes)}, ${(writeBytes / Math.max(1, count.write) / 1024).toFixed(1)} KiB on average, ` +
+  `${count.zeroWrite} of them all zeros),
 ${count.zeroes} write-zeroes (${mb(zeroesBytes)}), ${count.trim} trims and ${count.barrier} flushes. The writes covered ${mb(distinctWritten)} of
 the volume: the host wrote ${(writeBytes / distinctWritten).toFixed(2)}× the bytes it left behind.
 
 | what is sent | bytes | × zstd-64K | |
 | --- | ---: | ---: | --- |
-${row('raw host writes (what DRBD protocol A sends)', writeBytes, `every write's payload (protocol headers not counted; Offsite's 56-byte record headers add ${mb(recordBytes - writeBytes)})`)}
-${row('**zstd -3 of the write stream in 64 KiB chunks** (a compressing WAN proxy)', z64, 'the reference: the payloads in host order, each 64 KiB compressed on its own (zstd-napi, level 3)')}
+${row('raw host writes (what DRBD protocol A sends)', writeBytes,
+  `every write's payload (protocol headers not counted; Offsite's 56-byte record headers add ${mb(recordBytes - writeBytes)})`)}
+${row('**zstd -3 of the write stream in 64 KiB chunks** (a compressing WAN proxy)', z64,
+  'the reference: the payloads in host order, each 64 KiB compressed on its own (zstd-napi, level 3)')}
 ${row('zstd -3 of the write stream in 4 MiB chunks', z4m, 'the size of Offsite\'s batches here')}
 ${row('zstd -12 of the write stream in 4 MiB chunks', z4m12, 'the highest level `auto` uses')}
 ${row('zstd -3 of the whole write stream', zWhole, '`zstd -3` CLI, one stream')}
-${row('rsync -z of the image', rsZ.bytes, `sent + received, \`--inplace --no-whole-file\` onto a copy taken after mkfs; reads both 1 GiB images (${rsZ.seconds.toFixed(0)} s)`)}
+${row('rsync -z of the image', rsZ.bytes,
+  `sent + received, \`--inplace --no-whole-file\` onto a copy taken after mkfs; reads both 1 GiB images (${rsZ.seconds.toFixed(0)} s)`)}
 ${row('rsync of the image, no -z', rsPlain.bytes, `the same, uncompressed (${rsPlain.seconds.toFixed(0)} s)`)}
 ${offsiteRow(auto, '**Offsite, compression auto** (loopback)')}
 ${offsiteRow(thin, 'Offsite, compression auto, link capped at 16 Mbit/s')}
 ${offsiteRow(z3, 'Offsite, compression zstd:3')}
 ${offsiteRow(off, 'Offsite, compression off')}
-${row('the backlog coalesced whole, zstd -3 in 64 KiB chunks (computed)', zCoalesced, 'the final content of every sector the backlog wrote, once: what shipping only the last write of each block could reach')}
+${row('the backlog coalesced whole, zstd -3 in 64 KiB chunks (computed)', zCoalesced,
+  'the final content of every sector the backlog wrote, once: what shipping only the last write of each block could reach')}
 
 Offsite's figures are the primary's \`wireBytes\` (record frames and control frames,
 before TLS) from \`offsite resume\` until the pair drained; each row replays the same
@@ -378,7 +400,8 @@ ${verdict(thin, 'with auto on the 16 Mbit/s link it')}; ${verdict(auto, 'with au
   steps two levels down while its workers are busy three quarters of the time (never
   below 1) and climbs back to 3 once they are calm. On the capped link, where data
   waits, it saw levels ${thin.levels.join(', ')} (one step a second).
-- Drain times in the uncapped rows: ${[auto, z3, off].map((r) => `${r.seconds.toFixed(0)} s`).join(', ')} (auto, zstd:3, off)${z3.seconds <= off.seconds * 1.1 ? `. Sending raw
+- Drain times in the uncapped rows: ${[auto, z3, off].map((r) => `${r.seconds.toFixed(0)} s`).join(', ')} (auto, zstd:3, off)${
+  z3.seconds <= off.seconds * 1.1 ? `. Sending raw
   did not drain faster: on this machine the pair itself (both daemons on two
   cores) bounds them, not the compressor or the link` : ''}.
 `;

@@ -179,7 +179,10 @@ async function main() {
   const b = `nbd://127.0.0.1:${ports.nbdB}/db`;
   say(`writing a burst to site-a (${a})`);
   if (has('fio')) {
-    execFileSync('fio', ['--name=burst', '--ioengine=nbd', `--uri=${a}`, '--rw=randwrite', '--bs=64k', '--iodepth=16', '--size=256M', '--io_size=192M', '--output-format=terse'], { stdio: 'ignore' });
+    execFileSync('fio', [
+      '--name=burst', '--ioengine=nbd', `--uri=${a}`, '--rw=randwrite', '--bs=64k', '--iodepth=16',
+      '--size=256M', '--io_size=192M', '--output-format=terse',
+    ], { stdio: 'ignore' });
     console.log('fio wrote 192 MiB of random 64 KiB blocks');
   } else if (has('qemu-io')) {
     execFileSync('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 0 128M', '-c', 'flush', a], { stdio: 'ignore' });
@@ -192,8 +195,11 @@ async function main() {
   for (let i = 0; i < 1200; i++) {
     const s = await status(ports.apiA);
     const t = await status(ports.apiB);
-    const sync = s.resyncing ? `, first sync ${((s.resyncTotalBytes - s.resyncLeftBytes) / 2 ** 20).toFixed(0)} of ${(s.resyncTotalBytes / 2 ** 20).toFixed(0)} MiB compared or sent` : '';
-    console.log(`backlog ${(s.backlogBytes / 2 ** 20).toFixed(1)} MiB, lag ${s.lagSeconds} s, link ${s.link}${sync}${t.consistent ? '' : ', site-b not consistent yet'}`);
+    const sync = s.resyncing
+      ? `, first sync ${((s.resyncTotalBytes - s.resyncLeftBytes) / 2 ** 20).toFixed(0)} of ${(s.resyncTotalBytes / 2 ** 20).toFixed(0)} MiB compared or sent`
+      : '';
+    console.log(`backlog ${(s.backlogBytes / 2 ** 20).toFixed(1)} MiB, lag ${s.lagSeconds} s, link ${s.link}${sync}` +
+      `${t.consistent ? '' : ', site-b not consistent yet'}`);
     if (s.link === 'connected' && s.backlogBytes === 0 && !s.resyncing && t.backlogBytes === 0 && !t.resyncing && t.consistent) break;
     await sleep(500);
   }

@@ -50,7 +50,9 @@ peers:
 volumes:
   conformance: { path: ./conformance.img, size: 256MiB, role: primary, peer: away }
 `);
-const daemon = spawn(process.execPath, [path.join(root, 'bin/offsite.js'), 'daemon', '-c', path.join(dir, 'offsite.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+const daemon = spawn(process.execPath, [path.join(root, 'bin/offsite.js'), 'daemon', '-c', path.join(dir, 'offsite.yaml')], {
+  stdio: ['ignore', 'pipe', 'pipe'],
+});
 let daemonLog = '';
 daemon.stdout.on('data', (d) => (daemonLog += d));
 daemon.stderr.on('data', (d) => (daemonLog += d));
@@ -115,19 +117,27 @@ for (const r of results) {
 }
 const count = (k) => results.filter((r) => r.result === k).length;
 const summary = { total: results.length, passed: count('passed'), skipped: count('skipped'), failed: count('failed') };
-console.log(`iscsi-test-cu${family ? ` --test ${family}` : ''}: ${summary.total} tests, ${summary.passed} passed, ${summary.skipped} skipped, ${summary.failed} failed`);
+console.log(`iscsi-test-cu${family ? ` --test ${family}` : ''}: ` +
+  `${summary.total} tests, ${summary.passed} passed, ${summary.skipped} skipped, ${summary.failed} failed`);
 for (const r of results.filter((x) => x.result === 'failed')) console.log(`  FAILED ${r.suite}.${r.test}: ${r.reasons[0] ?? ''}`);
 if (args.includes('--write-docs') && summary.total > 0) {
   const doc = path.join(root, 'docs/ISCSI.md');
   const why = {
-    'Reserve6.LUNReset': 'passes when run alone; in the suite, the second initiator\'s new session still has the unit attention of the previous test\'s TARGET WARM RESET queued behind the one libiscsi clears at login (SPC-4 5.15 lets a target report queued unit attentions one command at a time); the RESERVE(6) itself is released by the LUN reset',
-    'GetLBAStatus.UnmapSingle': 'the test expects the first descriptor at the asked LBA plus one physical block, which holds only when LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT is 0; we report 3 (4 KiB physical blocks), and SBC-3 says the first descriptor contains the LBA asked for',
+    'Reserve6.LUNReset':
+      'passes when run alone; in the suite, the second initiator\'s new session still has the unit attention of the previous test\'s ' +
+      'TARGET WARM RESET queued behind the one libiscsi clears at login (SPC-4 5.15 lets a target report queued unit attentions one ' +
+      'command at a time); the RESERVE(6) itself is released by the LUN reset',
+    'GetLBAStatus.UnmapSingle':
+      'the test expects the first descriptor at the asked LBA plus one physical block, which holds only when LOGICAL BLOCKS PER ' +
+      'PHYSICAL BLOCK EXPONENT is 0; we report 3 (4 KiB physical blocks), and SBC-3 says the first descriptor contains the LBA asked for',
   };
   const rows = results.filter((r) => r.result === 'failed').map((r) => `| ${r.suite}.${r.test} | ${why[`${r.suite}.${r.test}`] ?? r.reasons[0] ?? ''} |`);
   const skipped = new Map();
   for (const r of results.filter((x) => x.result === 'skipped')) skipped.set(r.suite, (skipped.get(r.suite) ?? 0) + 1);
+  const libiscsiVersion = spawnSync('dpkg-query', ['-W', '-f', '${Version}', 'libiscsi-bin'], { encoding: 'utf8' }).stdout || '';
   const table = [
-    `\`iscsi-test-cu --test ${family}\` (Debian's libiscsi-bin ${spawnSync('dpkg-query', ['-W', '-f', '${Version}', 'libiscsi-bin'], { encoding: 'utf8' }).stdout || ''}), ${new Date().toISOString().slice(0, 10)}, against a daemon's replicated volume (journaled), as \`node scripts/iscsi-conformance.js --write-docs\` wrote it:`,
+    `\`iscsi-test-cu --test ${family}\` (Debian's libiscsi-bin ${libiscsiVersion}), ${new Date().toISOString().slice(0, 10)}, ` +
+      `against a daemon's replicated volume (journaled), as \`node scripts/iscsi-conformance.js --write-docs\` wrote it:`,
     '',
     '| tests | passed | skipped | failed |',
     '| ---: | ---: | ---: | ---: |',

@@ -36,7 +36,10 @@ export function openApiDocument(version: string): Record<string, unknown> {
             },
             groups: {
               type: 'array',
-              items: { type: 'object', description: 'one consistency group: name, members, role, consistent, reason, groupPoint, together, lagSeconds (docs/GROUPS.md)' },
+              items: {
+                type: 'object',
+                description: 'one consistency group: name, members, role, consistent, reason, groupPoint, together, lagSeconds (docs/GROUPS.md)',
+              },
             },
           },
         },

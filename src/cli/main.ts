@@ -95,7 +95,8 @@ configOption(program.command('token'))
 configOption(program.command('status [volume...]'))
   .description("this node's volumes: role, link, backlog, lag, consistency (VOLUME may be a pattern: 'erp*')")
   .option('--json', 'print JSON (fields: node, volumes[].name, role, peer, link, backlogBytes, lagSeconds, consistent, ...)')
-  .option('--lagging [seconds]', 'only volumes that need attention: lag above SECONDS (default 60), link down, paused, inconsistent, resyncing or on the bitmap')
+  .option('--lagging [seconds]',
+    'only volumes that need attention: lag above SECONDS (default 60), link down, paused, inconsistent, resyncing or on the bitmap')
   .option('--sort <key>', 'name (default), lag or backlog (worst first)', 'name')
   .action(async (names: string[], opts: { config?: string; json?: boolean; lagging?: string | boolean; sort: string }) => {
     if (!['name', 'lag', 'backlog'].includes(opts.sort)) throw new Error(`--sort ${opts.sort}: sort by name, lag or backlog`);
@@ -103,7 +104,8 @@ configOption(program.command('status [volume...]'))
     const view = { names, laggingOver, sort: opts.sort as 'name' | 'lag' | 'backlog' };
     const c = await loadClientConfig(configPath(opts));
     const s = await fetchStatus(c);
-    console.log(opts.json ? JSON.stringify(names.length || laggingOver !== null || opts.sort !== 'name' ? { ...s, volumes: selectVolumes(s, view) } : s, null, 2) : formatStatus(s, view));
+    const selected = names.length || laggingOver !== null || opts.sort !== 'name';
+    console.log(opts.json ? JSON.stringify(selected ? { ...s, volumes: selectVolumes(s, view) } : s, null, 2) : formatStatus(s, view));
   });
 
 /** Runs an action on the daemon and prints its answer (or exits 1 with its refusal). */

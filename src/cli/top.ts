@@ -24,7 +24,8 @@ function worstFirst(vs: readonly VolumeStatus[]): VolumeStatus[] {
  */
 export function renderTop(s: NodeStatus, prev: Map<string, Sample>, now: number, width: number, rows = Infinity, selected: string | null = null): string[] {
   const lines: string[] = [];
-  lines.push(`offsite top: node ${s.node}   up ${formatDuration(s.uptimeSeconds)}   ${new Date(now).toISOString().slice(0, 19).replace('T', ' ')}   (q quits${s.volumes.length > 1 ? ', j/k or arrows select' : ''})`);
+  lines.push(`offsite top: node ${s.node}   up ${formatDuration(s.uptimeSeconds)}   ${new Date(now).toISOString().slice(0, 19).replace('T', ' ')}   ` +
+    `(q quits${s.volumes.length > 1 ? ', j/k or arrows select' : ''})`);
   lines.push(summaryLine(s));
   // Consistency groups (docs/GROUPS.md): one line each, above the volumes.
   lines.push(...groupLines(s));
@@ -44,12 +45,21 @@ export function renderTop(s: NodeStatus, prev: Map<string, Sample>, now: number,
     const order = worstFirst(s.volumes);
     const pick = order.find((v) => v.name === selected) ?? order[0]!;
     lines.push(...volumeLines(pick, rates.get(pick.name)!.host, rates.get(pick.name)!.wire), '');
-    lines.push(`  ${'VOLUME'.padEnd(20)} ${'ROLE'.padEnd(9)} ${'LINK'.padEnd(13)} ${'BACKLOG'.padStart(10)} ${'LAG'.padStart(12)} ${'HOST'.padStart(11)} ${'LINK SENDS'.padStart(11)}  STATE`);
+    lines.push(`  ${'VOLUME'.padEnd(20)} ${'ROLE'.padEnd(9)} ${'LINK'.padEnd(13)} ${'BACKLOG'.padStart(10)} ${'LAG'.padStart(12)} ` +
+      `${'HOST'.padStart(11)} ${'LINK SENDS'.padStart(11)}  STATE`);
     const room = Math.max(1, rows - lines.length - 1);
     for (const v of order.slice(0, room)) {
       const r = rates.get(v.name)!;
-      const state = [v.consistent ? '' : 'NOT consistent', v.resyncing ? 'resyncing' : '', v.tracking === 'bitmap' ? 'BITMAP' : '', v.paused ? 'PAUSED' : '', v.checkpoint ? 'checkpoint' : ''].filter(Boolean).join(', ');
-      lines.push(`${v.name === pick.name ? '>' : ' '} ${v.name.slice(0, 20).padEnd(20)} ${v.role.padEnd(9)} ${v.link.slice(0, 13).padEnd(13)} ${formatBytes(v.backlogBytes).padStart(10)} ${formatDuration(v.lagSeconds).padStart(12)} ${formatRate(r.host).padStart(11)} ${formatRate(r.wire).padStart(11)}  ${state}`);
+      const state = [
+        v.consistent ? '' : 'NOT consistent',
+        v.resyncing ? 'resyncing' : '',
+        v.tracking === 'bitmap' ? 'BITMAP' : '',
+        v.paused ? 'PAUSED' : '',
+        v.checkpoint ? 'checkpoint' : '',
+      ].filter(Boolean).join(', ');
+      lines.push(`${v.name === pick.name ? '>' : ' '} ${v.name.slice(0, 20).padEnd(20)} ${v.role.padEnd(9)} ${v.link.slice(0, 13).padEnd(13)} ` +
+        `${formatBytes(v.backlogBytes).padStart(10)} ${formatDuration(v.lagSeconds).padStart(12)} ` +
+        `${formatRate(r.host).padStart(11)} ${formatRate(r.wire).padStart(11)}  ${state}`);
     }
     if (order.length > room) lines.push(`  … ${order.length - room} more (offsite status --sort lag lists them all)`);
   }
@@ -83,7 +93,10 @@ function volumeLines(v: VolumeStatus, hostRate: number, wireRate: number): strin
   if (v.iscsi) {
     const who = v.iscsi.sessions.map((x) => `${x.initiator} from ${x.address}`);
     out.push(`  iSCSI ${v.iscsi.target}: ${who.length === 0 ? 'no session' : who.join(', ')}`);
-    for (const x of v.iscsi.exports) out.push(`  iSCSI ${x.target} (${x.export}): ${x.sessions.length === 0 ? 'no session' : x.sessions.map((y) => `${y.initiator} from ${y.address}`).join(', ')}`);
+    for (const x of v.iscsi.exports) {
+      out.push(`  iSCSI ${x.target} (${x.export}): ` +
+        `${x.sessions.length === 0 ? 'no session' : x.sessions.map((y) => `${y.initiator} from ${y.address}`).join(', ')}`);
+    }
   }
   return out;
 }

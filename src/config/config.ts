@@ -135,7 +135,9 @@ const schema = z.strictObject({
    * to one common moment. NAME: [volume, volume, ...].
    */
   groups: z.record(z.string().regex(NAME, 'a group name is letters, digits, ".", "_" or "-" (at most 63)'),
-    z.array(z.string().regex(NAME)).min(2, 'a group has at least two volumes').max(MAX_GROUP_MEMBERS, `a group has at most ${MAX_GROUP_MEMBERS} volumes`)).default({}),
+    z.array(z.string().regex(NAME))
+      .min(2, 'a group has at least two volumes')
+      .max(MAX_GROUP_MEMBERS, `a group has at most ${MAX_GROUP_MEMBERS} volumes`)).default({}),
   /**
    * The node's memory budget for replication data (src/memory/budget.ts): batches
    * being shipped until acked, frames from the peer until logged, reads being applied,
@@ -249,12 +251,14 @@ export function parseConfig(text: string, file: string): Config {
       return `${file}${line ? `:${line}` : ''}`;
     };
     if (v.iscsi !== undefined && c.iscsi === undefined) {
-      throw new ConfigError(`${where(['volumes', v.name, 'iscsi'])}: volumes.${v.name}.iscsi: the node has no iscsi: section, so no volume is served over iSCSI; add one (docs/ISCSI.md)`);
+      throw new ConfigError(`${where(['volumes', v.name, 'iscsi'])}: volumes.${v.name}.iscsi: ` +
+        'the node has no iscsi: section, so no volume is served over iSCSI; add one (docs/ISCSI.md)');
     }
     const part = targetPart(v.name);
     const other = targets.get(part);
     if (c.iscsi !== undefined && other !== undefined) {
-      throw new ConfigError(`${where(['volumes', v.name])}: volumes.${v.name}: its iSCSI target name would be the same as volume ${other}'s ("${part}": iSCSI names are lower case and have no "_"); rename one`);
+      throw new ConfigError(`${where(['volumes', v.name])}: volumes.${v.name}: its iSCSI target name would be the same as volume ${other}'s ` +
+        `("${part}": iSCSI names are lower case and have no "_"); rename one`);
     }
     targets.set(part, v.name);
   }
@@ -297,8 +301,13 @@ function checkGroups(raw: Record<string, string[]>, volumes: VolumeConfig[], at:
       memberOf.set(m, name);
       if (v.peer === undefined) throw new ConfigError(`${where}: groups.${name}: volume ${m} has no peer; a group's members replicate (volumes.${m}.peer)`);
       const first = byName.get(members[0]!)!;
-      if (v.peer !== first.peer) throw new ConfigError(`${where}: groups.${name}: volume ${m} replicates with ${v.peer}, ${first.name} with ${first.peer}; a group's members share one peer`);
-      if (v.role !== first.role) throw new ConfigError(`${where}: groups.${name}: volume ${m} is ${v.role}, ${first.name} is ${first.role}; a group's members have one role`);
+      if (v.peer !== first.peer) {
+        throw new ConfigError(`${where}: groups.${name}: volume ${m} replicates with ${v.peer}, ${first.name} with ${first.peer}; ` +
+          "a group's members share one peer");
+      }
+      if (v.role !== first.role) {
+        throw new ConfigError(`${where}: groups.${name}: volume ${m} is ${v.role}, ${first.name} is ${first.role}; a group's members have one role`);
+      }
     });
     out.push({ name, members: [...members] });
   }
@@ -381,7 +390,9 @@ function checkJournalFolders(volumes: VolumeConfig[], state: string, at: (volume
         const relation = how === 'same' ? 'is also' : (how === 'inside') === blamedIsC ? 'is inside' : 'contains';
         const otherKey = other.kind === 'journal' && other.explicit ? ` (volumes.${other.volume}.journal_dir${lineNote(at(other.volume))})` : '';
         const otherDir = how === 'same' && other.dir === blamed.dir ? '' : ` ${other.dir}`;
-        const key = blamed.kind === 'journal' && blamed.explicit ? `volumes.${blamed.volume}.journal_dir: ${blamed.dir}` : `volumes.${blamed.volume}: its ${blamed.kind} folder ${blamed.dir}`;
+        const key = blamed.kind === 'journal' && blamed.explicit
+          ? `volumes.${blamed.volume}.journal_dir: ${blamed.dir}`
+          : `volumes.${blamed.volume}: its ${blamed.kind} folder ${blamed.dir}`;
         throw new ConfigError(`${at(blamed.volume)}: ${key} ${relation} ` +
           `volume ${other.volume}'s ${other.kind} folder${otherDir}${otherKey}; two volumes sharing a journal folder mix their ` +
           'records, and one\'s writes reach the other\'s replica: give each volume a folder of its own');

@@ -36,7 +36,17 @@ export interface VolumeStatus {
   /** Primary: bytes sent to the peer for this volume since the daemon started (record frames and its control frames, before TLS). */
   wireBytes: number;
   /** Primary: the online verify of this daemon's run (null: none yet). */
-  verify: { state: 'running' | 'done' | 'failed'; checkedRegions: number; totalRegions: number; regionSize: number; differingRegions: number[]; repair: boolean; message: string; rateBytesPerSecond: number; etaSeconds: number } | null;
+  verify: {
+    state: 'running' | 'done' | 'failed';
+    checkedRegions: number;
+    totalRegions: number;
+    regionSize: number;
+    differingRegions: number[];
+    repair: boolean;
+    message: string;
+    rateBytesPerSecond: number;
+    etaSeconds: number;
+  } | null;
   /**
    * Primary: what shipping does to the link (since the daemon started): journal record
    * bytes shipped, zero writes sent as Zeroes records, what zstd took in and gave back,

@@ -18,9 +18,13 @@ export class CheckedBackend implements ExportBackend {
   constructor(readonly inner: ExportBackend) {
     this.caps = inner.capabilities();
     const b = this.caps.blockSize;
-    if (!(b.minimum >= 1 && b.minimum <= b.preferred && b.preferred <= b.maximum)) broken(`export ${inner.name}: block sizes ${b.minimum}/${b.preferred}/${b.maximum} out of order`);
+    if (!(b.minimum >= 1 && b.minimum <= b.preferred && b.preferred <= b.maximum)) {
+      broken(`export ${inner.name}: block sizes ${b.minimum}/${b.preferred}/${b.maximum} out of order`);
+    }
     if (!(inner.readOnly === this.caps.readOnly)) broken(`export ${inner.name}: readOnly ${inner.readOnly} but its capabilities say ${this.caps.readOnly}`);
-    if (!(!this.caps.readOnly || (!this.caps.trim && !this.caps.zero && !this.caps.fastZero))) broken(`export ${inner.name}: read-only yet able to trim or zero`);
+    if (!(!this.caps.readOnly || (!this.caps.trim && !this.caps.zero && !this.caps.fastZero))) {
+      broken(`export ${inner.name}: read-only yet able to trim or zero`);
+    }
     if (!(!this.caps.fastZero || this.caps.zero)) broken(`export ${inner.name}: fast zero without zero`);
     if (!(Number.isSafeInteger(inner.size) && inner.size >= 0)) broken(`export ${inner.name}: size ${inner.size}`);
   }
@@ -51,7 +55,9 @@ export class CheckedBackend implements ExportBackend {
   write(offset: number, data: Buffer, fua: boolean): Promise<void> {
     this.writable('write');
     this.range('write', offset, data.length);
-    if (!(data.length <= this.caps.blockSize.maximum)) broken(`export ${this.inner.name}: write of ${data.length} bytes over the maximum ${this.caps.blockSize.maximum}`);
+    if (!(data.length <= this.caps.blockSize.maximum)) {
+      broken(`export ${this.inner.name}: write of ${data.length} bytes over the maximum ${this.caps.blockSize.maximum}`);
+    }
     if (!(!fua || this.caps.fua)) broken(`export ${this.inner.name}: FUA asked of a backend without it`);
     return this.inner.write(offset, data, fua);
   }
@@ -92,7 +98,9 @@ export class CheckedBackend implements ExportBackend {
       if (!(e.length > 0)) broken(`export ${this.inner.name}: an empty extent at ${offset + total}`);
       total += e.length;
     }
-    if (!(out.length >= 1 && out.length <= max && total <= length)) broken(`export ${this.inner.name}: ${out.length} extents of ${total} bytes for ${length} bytes, at most ${max}`);
+    if (!(out.length >= 1 && out.length <= max && total <= length)) {
+      broken(`export ${this.inner.name}: ${out.length} extents of ${total} bytes for ${length} bytes, at most ${max}`);
+    }
     return out;
   }
 }

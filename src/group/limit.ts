@@ -41,7 +41,12 @@ export function groupLimit(members: ReadonlyArray<{ name: string; view: MemberVi
   const inRound = members.filter((m) => m.view.inRound).map((m) => m.name);
   const atNone = members.filter((m) => !m.view.inRound && m.view.appliedPoint === null).map((m) => m.name);
   let why: string | null = null;
-  if (inRound.length > 0) why = `${inRound.join(', ')} ${inRound.length === 1 ? 'is' : 'are'} in a resync round (or a first sync): the group's image is from one moment only once every member finished`;
-  else if (atNone.length > 0) why = `${atNone.join(', ')} ${atNone.length === 1 ? 'stands' : 'stand'} at no group point yet (after a resync round, or before the first group point arrived)`;
+  if (inRound.length > 0) {
+    why = `${inRound.join(', ')} ${inRound.length === 1 ? 'is' : 'are'} in a resync round (or a first sync): ` +
+      "the group's image is from one moment only once every member finished";
+  } else if (atNone.length > 0) {
+    why = `${atNone.join(', ')} ${atNone.length === 1 ? 'stands' : 'stand'} at no group point yet ` +
+      '(after a resync round, or before the first group point arrived)';
+  }
   return { limit, together, notConsistentBecause: why };
 }

@@ -8,7 +8,9 @@
 import type { Logger } from '../log/log.js';
 import type { RequestBudget, BudgetWaiter } from '../nbd/budget.js';
 import { ScsiStatus, type ScsiLogicalUnitPort, type ScsiNexus, type ScsiResult } from '../scsi/task.js';
-import { RESERVED_TAG, RejectReason, decodeDataOut, encodeDataIn, encodeR2T, encodeScsiResponse, type RawPdu, type ScsiCommand, type SeqNumbers } from './pdu.js';
+import {
+  RESERVED_TAG, RejectReason, decodeDataOut, encodeDataIn, encodeR2T, encodeScsiResponse, type RawPdu, type ScsiCommand, type SeqNumbers,
+} from './pdu.js';
 import type { SessionParams } from './keys.js';
 import { ISCSI_MAX_SESSION_DATA_OUT_BYTES } from '../limits/limits.js';
 
@@ -110,7 +112,8 @@ export class CommandEngine {
   command(cmd: ScsiCommand, immediateData: Buffer, raw: Buffer): void {
     const p = this.port;
     const params = p.params;
-    if (immediateData.length > 0 && (!cmd.write || !params.immediateData || immediateData.length > cmd.expectedLength || immediateData.length > params.firstBurstLength)) {
+    if (immediateData.length > 0 &&
+      (!cmd.write || !params.immediateData || immediateData.length > cmd.expectedLength || immediateData.length > params.firstBurstLength)) {
       p.reject(raw, RejectReason.PROTOCOL_ERROR);
       p.done(cmd.immediate);
       return;
@@ -231,7 +234,9 @@ export class CommandEngine {
       let ttt = this.nextTtt++ >>> 0;
       if (ttt === RESERVED_TAG) ttt = this.nextTtt = 1;
       task.r2ts.set(ttt, { offset: task.nextR2TOffset, length, received: 0, dataSN: 0 });
-      p.send(encodeR2T({ ...p.peek(), lunBytes: task.cmd.lunBytes, itt: task.cmd.itt, ttt, r2tSN: task.r2tSN++, bufferOffset: task.nextR2TOffset, length }), null);
+      p.send(encodeR2T({
+        ...p.peek(), lunBytes: task.cmd.lunBytes, itt: task.cmd.itt, ttt, r2tSN: task.r2tSN++, bufferOffset: task.nextR2TOffset, length,
+      }), null);
       task.nextR2TOffset += length;
     }
     if (task.r2ts.size === 0 && task.nextR2TOffset >= edtl) this.execute(task);

@@ -12,7 +12,10 @@ const TARGET_SUFFIX_MAX = 1 + 63 + ':checkpoint'.length;
 /** iqn.YYYY-MM.reversed.domain[:anything], lower case (RFC 7143 section 4.2.7.2, RFC 3722's characters). */
 const IQN = /^iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[a-z0-9.:-]+)?$/;
 /** An initiator name: iqn., eui. (16 hex digits) or naa. (16 or 32 hex digits). */
-const INITIATOR = /^(iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[a-z0-9.:-]+)?|eui\.[0-9a-f]{16}|naa\.([0-9a-f]{16}|[0-9a-f]{32}))$/;
+const INITIATOR = new RegExp(
+  String.raw`^(iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[a-z0-9.:-]+)?` +
+  String.raw`|eui\.[0-9a-f]{16}|naa\.([0-9a-f]{16}|[0-9a-f]{32}))$`,
+);
 
 /**
  * CHAP secrets: Microsoft's initiator takes 12 to 16 characters, RFC 7143 section 12.1.3
@@ -29,14 +32,23 @@ const chapSchema = z.strictObject({
   mutual_secret: secret.optional(),
 }).superRefine((c, ctx) => {
   if ((c.mutual_user === undefined) !== (c.mutual_secret === undefined)) {
-    ctx.addIssue({ code: 'custom', path: [c.mutual_user === undefined ? 'mutual_user' : 'mutual_secret'], message: 'mutual CHAP needs both mutual_user and mutual_secret' });
+    ctx.addIssue({
+      code: 'custom',
+      path: [c.mutual_user === undefined ? 'mutual_user' : 'mutual_secret'],
+      message: 'mutual CHAP needs both mutual_user and mutual_secret',
+    });
   }
   if (c.mutual_secret !== undefined && c.mutual_secret === c.secret) {
-    ctx.addIssue({ code: 'custom', path: ['mutual_secret'], message: 'must differ from secret (an initiator could answer its own challenge: RFC 7143 section 12.1.3)' });
+    ctx.addIssue({
+      code: 'custom',
+      path: ['mutual_secret'],
+      message: 'must differ from secret (an initiator could answer its own challenge: RFC 7143 section 12.1.3)',
+    });
   }
 });
 
-const initiators = z.array(z.string().transform((v) => v.toLowerCase()).refine((v) => INITIATOR.test(v), 'an initiator name is iqn.YYYY-MM.domain[:name], eui.<16 hex> or naa.<hex>')).max(1024);
+const initiators = z.array(z.string().transform((v) => v.toLowerCase())
+  .refine((v) => INITIATOR.test(v), 'an initiator name is iqn.YYYY-MM.domain[:name], eui.<16 hex> or naa.<hex>')).max(1024);
 
 export const iscsiSchema = z.strictObject({
   /** host:port; TCP only. The section absent: no iSCSI. */
@@ -53,7 +65,8 @@ export const iscsiSchema = z.strictObject({
   /** The base name; each export is the target BASE:VOLUME (docs/ISCSI.md, "Names"). */
   iqn: z.string().transform((v) => v.toLowerCase())
     .refine((v) => IQN.test(v), 'an iSCSI qualified name: iqn.YYYY-MM.reversed.domain[:name], e.g. iqn.2026-12.com.example:site-a')
-    .refine((v) => Buffer.byteLength(v) <= ISCSI_NAME_MAX_BYTES - TARGET_SUFFIX_MAX, `at most ${ISCSI_NAME_MAX_BYTES - TARGET_SUFFIX_MAX} characters (target names add up to ${TARGET_SUFFIX_MAX})`)
+    .refine((v) => Buffer.byteLength(v) <= ISCSI_NAME_MAX_BYTES - TARGET_SUFFIX_MAX,
+      `at most ${ISCSI_NAME_MAX_BYTES - TARGET_SUFFIX_MAX} characters (target names add up to ${TARGET_SUFFIX_MAX})`)
     .optional(),
   chap: chapSchema.optional(),
   initiators: initiators.optional(),
@@ -76,7 +89,9 @@ type ChapInput = z.infer<typeof chapSchema>;
 
 function authOf(chap: ChapInput | undefined, list: string[] | undefined): IscsiAuth {
   const one: ChapSecret | null = chap ? { user: chap.user, secret: chap.secret } : null;
-  const mutual: ChapSecret | null = chap?.mutual_user !== undefined && chap.mutual_secret !== undefined ? { user: chap.mutual_user, secret: chap.mutual_secret } : null;
+  const mutual: ChapSecret | null = chap?.mutual_user !== undefined && chap.mutual_secret !== undefined
+    ? { user: chap.mutual_user, secret: chap.mutual_secret }
+    : null;
   return { chap: one, mutual, initiators: list ?? null };
 }
 

@@ -65,7 +65,13 @@ export class IscsiConnection {
     this.socket.uncork();
   };
 
-  constructor(private readonly socket: Socket, private readonly server: ServerPort, readonly peer: string, readonly address: string, loginTimeoutMs = ISCSI_LOGIN_TIMEOUT_MS) {
+  constructor(
+    private readonly socket: Socket,
+    private readonly server: ServerPort,
+    readonly peer: string,
+    readonly address: string,
+    loginTimeoutMs = ISCSI_LOGIN_TIMEOUT_MS,
+  ) {
     this.login = new LoginNegotiation(server.targets);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -114,7 +120,9 @@ export class IscsiConnection {
         // daemon itself was stalled still counts.
         const ping = this.ping;
         setImmediate(() => {
-          if (this.ping === ping && this.lastReceivedAt <= ping.sentAt) this.cut('no NOP-Out answer', `did not answer a NOP-In ping within ${intervalMs / 1000} s`);
+          if (this.ping === ping && this.lastReceivedAt <= ping.sentAt) {
+            this.cut('no NOP-Out answer', `did not answer a NOP-In ping within ${intervalMs / 1000} s`);
+          }
         });
       }
       return;
@@ -215,7 +223,8 @@ export class IscsiConnection {
           this.onFullFeaturePdu(f.pdu);
         }
       } catch (e) {
-        this.server.log.error(`iSCSI ${this.peer}: internal error handling a PDU (opcode 0x${opcodeOf(f.kind === 'pdu' || f.kind === 'data-digest' ? f.pdu.bhs : f.bhs).toString(16)}): ${(e as Error).stack ?? e}`);
+        const opcode = opcodeOf(f.kind === 'pdu' || f.kind === 'data-digest' ? f.pdu.bhs : f.bhs);
+        this.server.log.error(`iSCSI ${this.peer}: internal error handling a PDU (opcode 0x${opcode.toString(16)}): ${(e as Error).stack ?? e}`);
         this.destroy();
       }
     }
@@ -288,7 +297,8 @@ export class IscsiConnection {
 
   private refuseLogin(req: LoginRequest, status: number, why: string): void {
     const who = this.login.identity?.initiatorName;
-    this.server.report(this, `login refused (0x${status.toString(16).padStart(4, '0')})`, `iSCSI login from ${this.address} refused: ${who ? `initiator ${who} ` : ''}${why}`);
+    this.server.report(this, `login refused (0x${status.toString(16).padStart(4, '0')})`,
+      `iSCSI login from ${this.address} refused: ${who ? `initiator ${who} ` : ''}${why}`);
     this.sendLogin(req, { transit: false, csg: req.csg, nsg: req.csg, status }, null);
     this.phase = 'closing';
     if (this.loginTimer) clearTimeout(this.loginTimer);
@@ -318,7 +328,9 @@ export class IscsiConnection {
         this.engine?.close();
         this.cut('session closed', why);
       },
-      abortTasks: (lun, spare) => this.engine ? this.engine.abort((cmd) => (lun === null || cmd.lun === lun) && !(spare?.(cmd.cdb) ?? false)) : Promise.resolve(),
+      abortTasks: (lun, spare) => this.engine
+        ? this.engine.abort((cmd) => (lun === null || cmd.lun === lun) && !(spare?.(cmd.cdb) ?? false))
+        : Promise.resolve(),
     };
   }
 
@@ -355,7 +367,10 @@ export class IscsiConnection {
       case Op.NOP_OUT: {
         const echo = pdu.data.subarray(0, Math.min(pdu.data.length, s.params.initiatorMaxRecv));
         s.done(immediate);
-        this.send(encodeNopIn({ ...this.status(), lunBytes: pdu.bhs.subarray(8, 16), itt: ittOf(pdu.bhs), ttt: RESERVED_TAG }, echo.length), echo.length > 0 ? Buffer.from(echo) : null);
+        this.send(
+          encodeNopIn({ ...this.status(), lunBytes: pdu.bhs.subarray(8, 16), itt: ittOf(pdu.bhs), ttt: RESERVED_TAG }, echo.length),
+          echo.length > 0 ? Buffer.from(echo) : null,
+        );
         return;
       }
       case Op.TEXT_REQUEST: return this.requests!.text(pdu, immediate);

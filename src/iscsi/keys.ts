@@ -70,20 +70,47 @@ const yes = (v: string): boolean => v === 'Yes';
 
 /** The operational keys, RFC 7143 13.x (the section numbers are in docs/ISCSI-PROTOCOL.md). */
 export const OPERATIONAL_KEYS: ReadonlyMap<string, KeyDef> = new Map<string, KeyDef>([
-  ['HeaderDigest', { kind: { type: 'list', ours: ['None', 'CRC32C'] }, normalOnly: false, loginOnly: true, apply: (p, v) => { p.headerDigest = v === 'CRC32C'; } }],
+  ['HeaderDigest', {
+    kind: { type: 'list', ours: ['None', 'CRC32C'] }, normalOnly: false, loginOnly: true,
+    apply: (p, v) => { p.headerDigest = v === 'CRC32C'; },
+  }],
   ['DataDigest', { kind: { type: 'list', ours: ['None', 'CRC32C'] }, normalOnly: false, loginOnly: true, apply: (p, v) => { p.dataDigest = v === 'CRC32C'; } }],
-  ['MaxConnections', { kind: { type: 'min', lo: 1, hi: 65535, ours: 1 }, normalOnly: true, loginOnly: true, apply: (p, v) => { p.maxConnections = Number(v); } }],
+  ['MaxConnections', {
+    kind: { type: 'min', lo: 1, hi: 65535, ours: 1 }, normalOnly: true, loginOnly: true,
+    apply: (p, v) => { p.maxConnections = Number(v); },
+  }],
   ['InitialR2T', { kind: { type: 'or', ours: false }, normalOnly: true, loginOnly: true, apply: (p, v) => { p.initialR2T = yes(v); } }],
   ['ImmediateData', { kind: { type: 'and', ours: true }, normalOnly: true, loginOnly: true, apply: (p, v) => { p.immediateData = yes(v); } }],
-  ['MaxRecvDataSegmentLength', { kind: { type: 'declare-number', lo: 512, hi: U24 }, normalOnly: false, loginOnly: false, apply: (p, v) => { p.initiatorMaxRecv = Math.min(Number(v), ISCSI_MAX_RECV_DATA_SEGMENT); } }],
-  ['MaxBurstLength', { kind: { type: 'min', lo: 512, hi: U24, ours: ISCSI_MAX_BURST_BYTES }, normalOnly: true, loginOnly: true, apply: (p, v) => { p.maxBurstLength = Number(v); } }],
-  ['FirstBurstLength', { kind: { type: 'min', lo: 512, hi: U24, ours: ISCSI_FIRST_BURST_BYTES }, normalOnly: true, loginOnly: true, apply: (p, v) => { p.firstBurstLength = Number(v); } }],
-  ['DefaultTime2Wait', { kind: { type: 'max', lo: 0, hi: 3600, ours: 2 }, normalOnly: false, loginOnly: true, apply: (p, v) => { p.defaultTime2Wait = Number(v); } }],
-  ['DefaultTime2Retain', { kind: { type: 'min', lo: 0, hi: 3600, ours: 20 }, normalOnly: false, loginOnly: true, apply: (p, v) => { p.defaultTime2Retain = Number(v); } }],
-  ['MaxOutstandingR2T', { kind: { type: 'min', lo: 1, hi: 65535, ours: ISCSI_MAX_OUTSTANDING_R2T }, normalOnly: true, loginOnly: true, apply: (p, v) => { p.maxOutstandingR2T = Number(v); } }],
+  ['MaxRecvDataSegmentLength', {
+    kind: { type: 'declare-number', lo: 512, hi: U24 }, normalOnly: false, loginOnly: false,
+    apply: (p, v) => { p.initiatorMaxRecv = Math.min(Number(v), ISCSI_MAX_RECV_DATA_SEGMENT); },
+  }],
+  ['MaxBurstLength', {
+    kind: { type: 'min', lo: 512, hi: U24, ours: ISCSI_MAX_BURST_BYTES }, normalOnly: true, loginOnly: true,
+    apply: (p, v) => { p.maxBurstLength = Number(v); },
+  }],
+  ['FirstBurstLength', {
+    kind: { type: 'min', lo: 512, hi: U24, ours: ISCSI_FIRST_BURST_BYTES }, normalOnly: true, loginOnly: true,
+    apply: (p, v) => { p.firstBurstLength = Number(v); },
+  }],
+  ['DefaultTime2Wait', {
+    kind: { type: 'max', lo: 0, hi: 3600, ours: 2 }, normalOnly: false, loginOnly: true,
+    apply: (p, v) => { p.defaultTime2Wait = Number(v); },
+  }],
+  ['DefaultTime2Retain', {
+    kind: { type: 'min', lo: 0, hi: 3600, ours: 20 }, normalOnly: false, loginOnly: true,
+    apply: (p, v) => { p.defaultTime2Retain = Number(v); },
+  }],
+  ['MaxOutstandingR2T', {
+    kind: { type: 'min', lo: 1, hi: 65535, ours: ISCSI_MAX_OUTSTANDING_R2T }, normalOnly: true, loginOnly: true,
+    apply: (p, v) => { p.maxOutstandingR2T = Number(v); },
+  }],
   ['DataPDUInOrder', { kind: { type: 'or', ours: true }, normalOnly: true, loginOnly: true, apply: (p, v) => { p.dataPDUInOrder = yes(v); } }],
   ['DataSequenceInOrder', { kind: { type: 'or', ours: true }, normalOnly: true, loginOnly: true, apply: (p, v) => { p.dataSequenceInOrder = yes(v); } }],
-  ['ErrorRecoveryLevel', { kind: { type: 'min', lo: 0, hi: 2, ours: 0 }, normalOnly: false, loginOnly: true, apply: (p, v) => { p.errorRecoveryLevel = Number(v); } }],
+  ['ErrorRecoveryLevel', {
+    kind: { type: 'min', lo: 0, hi: 2, ours: 0 }, normalOnly: false, loginOnly: true,
+    apply: (p, v) => { p.errorRecoveryLevel = Number(v); },
+  }],
   ['OFMarker', { kind: { type: 'and', ours: false }, normalOnly: false, loginOnly: true, apply: () => {} }],
   ['IFMarker', { kind: { type: 'and', ours: false }, normalOnly: false, loginOnly: true, apply: () => {} }],
   ['TaskReporting', { kind: { type: 'list', ours: ['RFC3720'] }, normalOnly: false, loginOnly: true, apply: () => {} }],

@@ -7,7 +7,9 @@
 // full feature (NSG 3). The initiator asks to move on with the T bit; we agree unless
 // authentication is still under way. Every refusal has its Status-Class and Detail.
 import type { IscsiAuth, IscsiTarget, IscsiTargetTable } from './targets.js';
-import { CHAP_MAX_CHALLENGE_BYTES, CHAP_MD5, chapResponse, decodeBinary, encodeBinary, newChallenge, sameName, verifyResponse, type ChapChallenge } from './chap.js';
+import {
+  CHAP_MAX_CHALLENGE_BYTES, CHAP_MD5, chapResponse, decodeBinary, encodeBinary, newChallenge, sameName, verifyResponse, type ChapChallenge,
+} from './chap.js';
 import { answerKey, applyKey, defaultParams, settleParams, type SessionParams } from './keys.js';
 import type { LoginRequest } from './pdu.js';
 import type { TextPair } from './text.js';
@@ -72,7 +74,9 @@ export class LoginNegotiation {
   step(req: LoginRequest, pairs: readonly TextPair[]): LoginStep {
     if (req.versionMin > 0) return refuse(LoginStatus.UNSUPPORTED_VERSION, `asks for iSCSI version ${req.versionMin} or later (we speak version 0, RFC 7143)`);
     if (req.csg === 2 || req.csg === STAGE_FULL_FEATURE) return refuse(LoginStatus.INITIATOR_ERROR, `login request in stage ${req.csg}`);
-    if (req.transit && (req.nsg <= req.csg || req.nsg === 2)) return refuse(LoginStatus.INITIATOR_ERROR, `asks to move from stage ${req.csg} to stage ${req.nsg}`);
+    if (req.transit && (req.nsg <= req.csg || req.nsg === 2)) {
+      return refuse(LoginStatus.INITIATOR_ERROR, `asks to move from stage ${req.csg} to stage ${req.nsg}`);
+    }
     if (this.stage !== -1 && req.csg < this.stage) return refuse(LoginStatus.INITIATOR_ERROR, `went back from stage ${this.stage} to stage ${req.csg}`);
     const first = this.stage === -1;
     this.stage = req.csg;
@@ -148,7 +152,9 @@ export class LoginNegotiation {
     if (!target) return refuse(LoginStatus.TARGET_NOT_FOUND, `target ${targetName} does not exist`);
     this.identity = { initiatorName, sessionType: 'Normal', target };
     this.auth = target.auth;
-    if (!allowed(target.auth, initiatorName)) return refuse(LoginStatus.AUTHORIZATION_FAILURE, `initiator ${initiatorName} is not on ${target.exportName}'s list`);
+    if (!allowed(target.auth, initiatorName)) {
+      return refuse(LoginStatus.AUTHORIZATION_FAILURE, `initiator ${initiatorName} is not on ${target.exportName}'s list`);
+    }
     return null;
   }
 
@@ -165,7 +171,9 @@ export class LoginNegotiation {
       const want = auth.chap !== null ? 'CHAP' : 'None';
       if (!offered.includes(want)) {
         answer.push(['AuthMethod', 'Reject']);
-        return refuse(LoginStatus.AUTH_FAILURE, auth.chap !== null ? `offered AuthMethod=${method}, but CHAP is required` : `offered AuthMethod=${method}, but this target has no CHAP secret (AuthMethod=None)`);
+        return refuse(LoginStatus.AUTH_FAILURE, auth.chap !== null
+          ? `offered AuthMethod=${method}, but CHAP is required`
+          : `offered AuthMethod=${method}, but this target has no CHAP secret (AuthMethod=None)`);
       }
       this.authMethod = want;
       answer.push(['AuthMethod', want]);
@@ -198,7 +206,9 @@ export class LoginNegotiation {
     // Both checks always run, so a wrong user and a wrong secret take the same time.
     const nameOk = sameName(name, secret.user);
     const respOk = r !== null && verifyResponse(this.challenge!, secret.secret, r);
-    if (!nameOk || !respOk) return refuse(LoginStatus.AUTH_FAILURE, nameOk ? `gave a wrong CHAP response for user ${name}` : `gave CHAP user ${name}, not the configured one`);
+    if (!nameOk || !respOk) {
+      return refuse(LoginStatus.AUTH_FAILURE, nameOk ? `gave a wrong CHAP response for user ${name}` : `gave CHAP user ${name}, not the configured one`);
+    }
     const mi = given.get('CHAP_I');
     const mc = given.get('CHAP_C');
     if (mi !== undefined || mc !== undefined) {
@@ -206,7 +216,9 @@ export class LoginNegotiation {
       if (auth.mutual === null) return refuse(LoginStatus.AUTH_FAILURE, 'asked for mutual CHAP, but no mutual secret is configured');
       if (!/^(0|[1-9][0-9]{0,2})$/.test(mi) || Number(mi) > 255) return refuse(LoginStatus.AUTH_FAILURE, `sent CHAP_I=${mi.slice(0, 20)}`);
       const c = decodeBinary(mc);
-      if (c === null || c.length === 0 || c.length > CHAP_MAX_CHALLENGE_BYTES) return refuse(LoginStatus.AUTH_FAILURE, 'sent a malformed mutual CHAP challenge');
+      if (c === null || c.length === 0 || c.length > CHAP_MAX_CHALLENGE_BYTES) {
+        return refuse(LoginStatus.AUTH_FAILURE, 'sent a malformed mutual CHAP challenge');
+      }
       if (c.equals(this.challenge!.challenge)) return refuse(LoginStatus.AUTH_FAILURE, 'sent back our own CHAP challenge (a reflection attack)');
       answer.push(['CHAP_N', auth.mutual.user], ['CHAP_R', encodeBinary(chapResponse(Number(mi), auth.mutual.secret, c))]);
     }

@@ -123,7 +123,10 @@ export class RequestHandler {
     const part = p.parts.shift()!;
     const more = p.parts.length > 0;
     if (!more) this.pendingText = null;
-    this.c.send(encodeTextResponse({ ...this.c.status(), final: !more, cont: more, itt, ttt: more ? p.ttt : RESERVED_TAG, lunBytes }, part.length), part.length > 0 ? part : null);
+    this.c.send(
+      encodeTextResponse({ ...this.c.status(), final: !more, cont: more, itt, ttt: more ? p.ttt : RESERVED_TAG, lunBytes }, part.length),
+      part.length > 0 ? part : null,
+    );
   }
 
   private tag(): number {
@@ -227,7 +230,9 @@ export class RequestHandler {
     if (reason === 2) {
       // Removing a connection for recovery needs ERL 2.
       s.done(immediate);
-      this.c.send(encodeLogoutResponse({ ...this.c.status(), itt, response: 2, time2Wait: s.params.defaultTime2Wait, time2Retain: s.params.defaultTime2Retain }), null);
+      this.c.send(encodeLogoutResponse({
+        ...this.c.status(), itt, response: 2, time2Wait: s.params.defaultTime2Wait, time2Retain: s.params.defaultTime2Retain,
+      }), null);
       return;
     }
     if (reason !== 0 && reason !== 1) {

@@ -17,8 +17,8 @@ import { LoginStatus, type LoginIdentity } from './negotiation.js';
 import type { LoginRequest } from './pdu.js';
 import type { SessionParams } from './keys.js';
 import {
-  ISCSI_DATA_OUT_BUDGET_BYTES, ISCSI_LOGIN_TIMEOUT_MS, ISCSI_MAX_CONNECTIONS, ISCSI_MAX_CONNECTIONS_PER_ADDRESS, ISCSI_MAX_PENDING_LOGINS, ISCSI_MAX_PENDING_LOGINS_PER_ADDRESS,
-  ISCSI_MAX_SESSIONS_PER_TARGET, ISCSI_NOP_INTERVAL_MS, ISCSI_STALLED_DATA_OUT_MS,
+  ISCSI_DATA_OUT_BUDGET_BYTES, ISCSI_LOGIN_TIMEOUT_MS, ISCSI_MAX_CONNECTIONS, ISCSI_MAX_CONNECTIONS_PER_ADDRESS, ISCSI_MAX_PENDING_LOGINS,
+  ISCSI_MAX_PENDING_LOGINS_PER_ADDRESS, ISCSI_MAX_SESSIONS_PER_TARGET, ISCSI_NOP_INTERVAL_MS, ISCSI_STALLED_DATA_OUT_MS,
 } from '../limits/limits.js';
 
 const PERSISTENT_RESERVE_OUT = 0x5f;
@@ -112,7 +112,9 @@ export class IscsiServer {
   async listen(address: { host: string; port: number }): Promise<{ host: string; port: number }> {
     const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`cannot listen for iSCSI on ${address.host}:${address.port}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.message}`)));
+      server.once('error', (e: NodeJS.ErrnoException) => reject(new Error(
+        `cannot listen for iSCSI on ${address.host}:${address.port}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.message}`,
+      )));
       server.listen(address.port, address.host, resolve);
     });
     server.on('error', (e) => this.opts.log.error(`iSCSI listener: ${e.message}`));
@@ -135,10 +137,17 @@ export class IscsiServer {
     const maxPending = this.opts.maxPendingLogins ?? ISCSI_MAX_PENDING_LOGINS;
     const refuse = (kind: string, why: string): void => {
       socket.destroy();
-      this.refusals.refuse({ kind, from: address, first: `iSCSI: refused a connection from ${address}: ${why}`, more: (n, who, span) => `iSCSI: refused ${n} more connections from ${who} in ${span}: ${kind}` });
+      this.refusals.refuse({
+        kind,
+        from: address,
+        first: `iSCSI: refused a connection from ${address}: ${why}`,
+        more: (n, who, span) => `iSCSI: refused ${n} more connections from ${who} in ${span}: ${kind}`,
+      });
     };
     if (this.connections.size >= max) return refuse('too many connections', `${max} connections open already (at most ${max})`);
-    if ((this.perAddress.get(address) ?? 0) >= maxPer) return refuse('too many connections from one address', `${maxPer} connections from this address open already (at most ${maxPer} from one address)`);
+    if ((this.perAddress.get(address) ?? 0) >= maxPer) {
+      return refuse('too many connections from one address', `${maxPer} connections from this address open already (at most ${maxPer} from one address)`);
+    }
     const maxPendingHere = this.opts.maxPendingLoginsPerAddress ?? ISCSI_MAX_PENDING_LOGINS_PER_ADDRESS;
     let pending = 0;
     let pendingHere = 0;
@@ -148,7 +157,9 @@ export class IscsiServer {
       if (c.address === address) pendingHere++;
     }
     if (pending >= maxPending) return refuse('too many logins in progress', `${pending} logins in progress already (at most ${maxPending})`);
-    if (pendingHere >= maxPendingHere) return refuse('too many logins in progress from one address', `${pendingHere} logins from this address in progress already (at most ${maxPendingHere})`);
+    if (pendingHere >= maxPendingHere) {
+      return refuse('too many logins in progress from one address', `${pendingHere} logins from this address in progress already (at most ${maxPendingHere})`);
+    }
     this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
     const c = new IscsiConnection(socket, this.port, peer, address, this.opts.loginTimeoutMs ?? ISCSI_LOGIN_TIMEOUT_MS);
     this.connections.add(c);
@@ -174,14 +185,17 @@ export class IscsiServer {
     const old = this.bySessionKey.get(key);
     if (old) {
       // Session reinstatement (RFC 7143 6.3.5): the same initiator and ISID with TSIH 0 replace the old session.
-      this.opts.log.info(`iSCSI: ${id.initiatorName} (ISID 0x${old.isidHex}) logged in again from ${c.address}: its older session on ${target?.exportName ?? 'discovery'} is closed`);
+      this.opts.log.info(`iSCSI: ${id.initiatorName} (ISID 0x${old.isidHex}) logged in again from ${c.address}: ` +
+        `its older session on ${target?.exportName ?? 'discovery'} is closed`);
       this.endSession(old);
       old.link?.drop(`session reinstated by a new login from ${c.address}`);
     }
     if (target) {
       const maxPerTarget = this.opts.maxSessionsPerTarget ?? ISCSI_MAX_SESSIONS_PER_TARGET;
       const onTarget = this.port.sessionsOn(target).length;
-      if (onTarget >= maxPerTarget) return { status: LoginStatus.OUT_OF_RESOURCES, why: `${target.exportName} has ${onTarget} sessions already (at most ${maxPerTarget})` };
+      if (onTarget >= maxPerTarget) {
+        return { status: LoginStatus.OUT_OF_RESOURCES, why: `${target.exportName} has ${onTarget} sessions already (at most ${maxPerTarget})` };
+      }
     }
     if (this.nextTsih > 0xffff) this.nextTsih = 1;
     let tsih = this.nextTsih++;
@@ -191,7 +205,11 @@ export class IscsiServer {
     if (target) {
       target.lu.nexusAdded(nexusOf(id.initiatorName, req.isid));
       this.opts.log.info(`iSCSI: ${id.initiatorName} logged in to ${target.exportName} (${target.iqn}) from ${c.address}`);
-      this.opts.log.debug(`iSCSI: session ${tsih} of ${id.initiatorName}: HeaderDigest=${params.headerDigest ? 'CRC32C' : 'None'} DataDigest=${params.dataDigest ? 'CRC32C' : 'None'} MaxRecvDataSegmentLength=${params.initiatorMaxRecv}/${params.targetMaxRecv} MaxBurstLength=${params.maxBurstLength} FirstBurstLength=${params.firstBurstLength} InitialR2T=${params.initialR2T ? 'Yes' : 'No'} ImmediateData=${params.immediateData ? 'Yes' : 'No'} MaxOutstandingR2T=${params.maxOutstandingR2T}`);
+      this.opts.log.debug(`iSCSI: session ${tsih} of ${id.initiatorName}: ` +
+        `HeaderDigest=${params.headerDigest ? 'CRC32C' : 'None'} DataDigest=${params.dataDigest ? 'CRC32C' : 'None'} ` +
+        `MaxRecvDataSegmentLength=${params.initiatorMaxRecv}/${params.targetMaxRecv} MaxBurstLength=${params.maxBurstLength} ` +
+        `FirstBurstLength=${params.firstBurstLength} InitialR2T=${params.initialR2T ? 'Yes' : 'No'} ` +
+        `ImmediateData=${params.immediateData ? 'Yes' : 'No'} MaxOutstandingR2T=${params.maxOutstandingR2T}`);
     }
     return s;
   }
@@ -216,7 +234,8 @@ export class IscsiServer {
     const stalledMs = this.opts.stalledDataOutMs ?? ISCSI_STALLED_DATA_OUT_MS;
     for (const c of [...this.connections]) {
       if (this.budget.waiting > 0 && c.stalledDataOutMs(now) >= stalledMs) {
-        c.cut('stalled write', `sent no data-out for a write in ${Math.round(c.stalledDataOutMs(now) / 1000)} s while ${this.budget.waiting} other writes waited for the data-out budget`);
+        c.cut('stalled write', `sent no data-out for a write in ${Math.round(c.stalledDataOutMs(now) / 1000)} s ` +
+          `while ${this.budget.waiting} other writes waited for the data-out budget`);
         continue;
       }
       c.tick(now, interval);

@@ -200,7 +200,10 @@ export class Journal {
   barrier(flags = 0, force = false, groupPoint: number | null = null): AppendResult | null {
     if (!this.epochHasWrites && !force) return null;
     const point = groupPoint === null ? 0 : groupPoint;
-    const seq = this.put({ kind: RecordKind.Barrier, flags: groupPoint === null ? flags : flags | FLAG_GROUP_POINT, seq: this.nextSeq, epoch: this.epoch, offset: point, length: 0, time: this.now() }, null);
+    const seq = this.put({
+      kind: RecordKind.Barrier, flags: groupPoint === null ? flags : flags | FLAG_GROUP_POINT, seq: this.nextSeq, epoch: this.epoch, offset: point,
+      length: 0, time: this.now(),
+    }, null);
     if (seq === 'full') return seq;
     this.epoch++;
     this.epochHasWrites = false;

@@ -80,7 +80,8 @@ export class RoundSteps {
     await bitmap.sync();
     tracking.mode = 'bitmap';
     await tracking.fold();
-    log.info({ volume: name }, `volume ${name}: first sync: the volume (${formatBytes(this.v.disk.size)}) will be compared with the peer's when the link comes up; regions that differ are sent, holes on both sides are skipped`);
+    log.info({ volume: name }, `volume ${name}: first sync: the volume (${formatBytes(this.v.disk.size)}) will be compared with the peer's ` +
+      'when the link comes up; regions that differ are sent, holes on both sides are skipped');
   }
 
   /** Folds the journal into the bitmap and begins a new round (the peer is behind what the journal holds). */

@@ -39,7 +39,8 @@ export type RecordHeaderRead = RecordHeader & { size: number };
  * record after it (the shipper's), not by walking the segment's headers from its start.
  */
 export function readRecords(all: Segment[], fromSeq: number, maxBytes: number, limitSeq: number, released: number): Promise<JournalRecord[]> {
-  return walkRecords(all, fromSeq, maxBytes, limitSeq, released, true, (h, payload, _size, crc) => (payload.length > 0 ? { ...h, payload, payloadCrc: crc } : { ...h, payload }));
+  return walkRecords(all, fromSeq, maxBytes, limitSeq, released, true,
+    (h, payload, _size, crc) => (payload.length > 0 ? { ...h, payload, payloadCrc: crc } : { ...h, payload }));
 }
 
 /**

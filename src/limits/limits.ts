@@ -140,13 +140,19 @@ export const MIN_RECEIVE_LOG_BYTES = 2 * MAX_HOST_WRITE_BYTES;
  * Returns warnings (the daemon still starts: a primary with a small journal works, it
  * overflows into the bitmap sooner).
  */
-export function volumeLimitWarnings(v: { name: string; journal: number; bitmapRegion: number; maxHashRegion: number }, fmt: (bytes: number) => string): string[] {
+export function volumeLimitWarnings(
+  v: { name: string; journal: number; bitmapRegion: number; maxHashRegion: number },
+  fmt: (bytes: number) => string,
+): string[] {
   const out: string[] = [];
   if (v.journal < MIN_RECEIVE_LOG_BYTES) {
-    out.push(`volume ${v.name}: journal ${fmt(v.journal)} is less than twice the largest host write (${fmt(MAX_HOST_WRITE_BYTES)}); as a secondary (after a failover) its receive log could not take such a write and the link would stop: give it at least ${fmt(MIN_RECEIVE_LOG_BYTES)}`);
+    out.push(`volume ${v.name}: journal ${fmt(v.journal)} is less than twice the largest host write (${fmt(MAX_HOST_WRITE_BYTES)}); ` +
+      'as a secondary (after a failover) its receive log could not take such a write and the link would stop: ' +
+      `give it at least ${fmt(MIN_RECEIVE_LOG_BYTES)}`);
   }
   if (v.bitmapRegion > v.maxHashRegion) {
-    out.push(`volume ${v.name}: bitmap_region ${fmt(v.bitmapRegion)} is larger than a hash request may name (${fmt(v.maxHashRegion)}); offsite verify and a first sync by checksum will refuse it: use at most ${fmt(v.maxHashRegion)}`);
+    out.push(`volume ${v.name}: bitmap_region ${fmt(v.bitmapRegion)} is larger than a hash request may name (${fmt(v.maxHashRegion)}); ` +
+      `offsite verify and a first sync by checksum will refuse it: use at most ${fmt(v.maxHashRegion)}`);
   }
   return out;
 }
@@ -215,7 +221,10 @@ export const ISCSI_STALLED_DATA_OUT_MS = 10_000;
 export const SCSI_BLOCK_BYTES = 512;
 /** The largest READ/WRITE/VERIFY transfer (VPD B0 MAXIMUM TRANSFER LENGTH): one command's data buffer. */
 export const SCSI_MAX_TRANSFER_BYTES = 8 * MiB;
-/** The most blocks one UNMAP (all its descriptors together) may name (VPD B0 MAXIMUM UNMAP LBA COUNT): 512 MiB (libiscsi calls more than 2^20 blocks insane). */
+/**
+ * The most blocks one UNMAP (all its descriptors together) may name (VPD B0 MAXIMUM UNMAP LBA COUNT): 512 MiB
+ * (libiscsi calls more than 2^20 blocks insane).
+ */
 export const SCSI_MAX_UNMAP_BLOCKS = (512 * MiB) / SCSI_BLOCK_BYTES;
 /** The most block descriptors one UNMAP may carry (VPD B0 MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT). */
 export const SCSI_MAX_UNMAP_DESCRIPTORS = 256;
@@ -245,12 +254,22 @@ if (!(APPLY_UNIT_BYTES <= EPOCH_MAX_BYTES)) throw new Error('limits: an apply un
 if (!(MIN_RECEIVE_LOG_BYTES >= 2 * MAX_HOST_WRITE_BYTES)) throw new Error('limits: the receive log must hold two of the largest host writes');
 if (!(MAX_WINDOW_BYTES >= MIN_WINDOW_BYTES)) throw new Error('limits: the largest window must hold the smallest');
 if (!(READ_BATCH_BYTES >= MIN_WINDOW_BYTES)) throw new Error('limits: a read batch must hold at least the smallest window');
-if (!(ISCSI_FIRST_BURST_BYTES <= ISCSI_MAX_BURST_BYTES && ISCSI_MAX_BURST_BYTES <= ISCSI_MAX_DATA_OUT_BYTES)) throw new Error('limits: iSCSI first burst <= max burst <= largest data-out');
+if (!(ISCSI_FIRST_BURST_BYTES <= ISCSI_MAX_BURST_BYTES && ISCSI_MAX_BURST_BYTES <= ISCSI_MAX_DATA_OUT_BYTES)) {
+  throw new Error('limits: iSCSI first burst <= max burst <= largest data-out');
+}
 if (!(ISCSI_MAX_DATA_OUT_BYTES <= ISCSI_DATA_OUT_BUDGET_BYTES)) throw new Error('limits: the iSCSI data-out budget must hold the largest command');
-if (!(EPOCH_PEER_LOG_FRACTION < WINDOW_PEER_LOG_FRACTION && WINDOW_PEER_LOG_FRACTION <= 1 / 2)) throw new Error('limits: an epoch must fit in the window, the window in half the peer log');
-if (!(SCSI_WRITE_SAME_CHUNK_BYTES % SCSI_BLOCK_BYTES === 0 && SCSI_MAX_TRANSFER_BYTES % SCSI_BLOCK_BYTES === 0)) throw new Error('limits: SCSI buffers must hold whole logical blocks');
-if (!(SCSI_MAX_COMPARE_AND_WRITE_BLOCKS <= 255 && 2 * SCSI_MAX_COMPARE_AND_WRITE_BLOCKS * SCSI_BLOCK_BYTES <= SCSI_MAX_TRANSFER_BYTES)) throw new Error('limits: COMPARE AND WRITE must fit its one-byte field and one transfer');
-if (!(8 + 16 * SCSI_MAX_UNMAP_DESCRIPTORS <= SCSI_MAX_PARAMETER_LIST_BYTES)) throw new Error('limits: an UNMAP parameter list with every descriptor must fit the parameter list bound');
+if (!(EPOCH_PEER_LOG_FRACTION < WINDOW_PEER_LOG_FRACTION && WINDOW_PEER_LOG_FRACTION <= 1 / 2)) {
+  throw new Error('limits: an epoch must fit in the window, the window in half the peer log');
+}
+if (!(SCSI_WRITE_SAME_CHUNK_BYTES % SCSI_BLOCK_BYTES === 0 && SCSI_MAX_TRANSFER_BYTES % SCSI_BLOCK_BYTES === 0)) {
+  throw new Error('limits: SCSI buffers must hold whole logical blocks');
+}
+if (!(SCSI_MAX_COMPARE_AND_WRITE_BLOCKS <= 255 && 2 * SCSI_MAX_COMPARE_AND_WRITE_BLOCKS * SCSI_BLOCK_BYTES <= SCSI_MAX_TRANSFER_BYTES)) {
+  throw new Error('limits: COMPARE AND WRITE must fit its one-byte field and one transfer');
+}
+if (!(8 + 16 * SCSI_MAX_UNMAP_DESCRIPTORS <= SCSI_MAX_PARAMETER_LIST_BYTES)) {
+  throw new Error('limits: an UNMAP parameter list with every descriptor must fit the parameter list bound');
+}
 
 // --- sharing a link between volumes (src/rate/scheduler.ts, docs/LINK.md) ---------------
 

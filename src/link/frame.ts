@@ -55,7 +55,10 @@ export enum FrameType {
   Heartbeat = 5,
   /** u16 name length, name, u64 first seq of a resync round: records before it are superseded (docs/RESYNC.md). */
   Resync = 6,
-  /** u16 name length, name, u32 region size, u64 first region, u32 count[, u64 after-seq]: hash these regions of your replica (once it has applied through after-seq). */
+  /**
+   * u16 name length, name, u32 region size, u64 first region, u32 count[, u64 after-seq]: hash these regions of your replica
+   * (once it has applied through after-seq).
+   */
   HashRequest = 7,
   /** u16 name length, name, u32 region size, u64 first region, then count × 32-byte SHA-256 of each region. */
   HashReply = 8,
@@ -182,8 +185,12 @@ export class FrameDecoder {
     const version = head.readUInt8(4);
     const type = head.readUInt8(5);
     if (!HANDSHAKE_FRAMES.has(type)) {
-      if (this.agreed !== null && version !== this.agreed) throw new FrameError(`peer sent a frame of protocol version ${version} on a link that agreed on version ${this.agreed}`);
-      if (version < this.speaks.min || version > this.speaks.max) throw new FrameError(`peer speaks protocol version ${version}, this node speaks ${formatRange(this.speaks)}`);
+      if (this.agreed !== null && version !== this.agreed) {
+        throw new FrameError(`peer sent a frame of protocol version ${version} on a link that agreed on version ${this.agreed}`);
+      }
+      if (version < this.speaks.min || version > this.speaks.max) {
+        throw new FrameError(`peer speaks protocol version ${version}, this node speaks ${formatRange(this.speaks)}`);
+      }
     }
     if (!(type in FrameType)) throw new FrameError(`unknown frame type ${type}`);
     const since = FRAME_SINCE.get(type) ?? 1;
@@ -327,7 +334,9 @@ export function decodeHashRequest(payload: Buffer): HashRequest {
   const r: HashRequest = { volume, regionSize: rest.readUInt32LE(0), first: Number(rest.readBigUInt64LE(4)), count: rest.readUInt32LE(12) };
   if (rest.length === 24) r.afterSeq = Number(rest.readBigUInt64LE(16));
   if (r.count < 1 || r.count > MAX_HASH_REGIONS) throw new FrameError(`hash request for ${r.count} regions (1..${MAX_HASH_REGIONS})`);
-  if (r.regionSize < 4096 || r.regionSize > MAX_HASH_REGION_SIZE || (r.regionSize & (r.regionSize - 1)) !== 0) throw new FrameError(`hash request region size ${r.regionSize}`);
+  if (r.regionSize < 4096 || r.regionSize > MAX_HASH_REGION_SIZE || (r.regionSize & (r.regionSize - 1)) !== 0) {
+    throw new FrameError(`hash request region size ${r.regionSize}`);
+  }
   return r;
 }
 

@@ -133,15 +133,24 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
   for (const local of shared) {
     const remote = hello.volumes.find((v) => v.name === local.name);
     if (!remote) {
-      return { ok: false, code: 'unknown-volume', message: `volume ${local.name} is configured with peer ${expectedNode}, but ${expectedNode} has no volume of that name` };
+      return {
+        ok: false, code: 'unknown-volume',
+        message: `volume ${local.name} is configured with peer ${expectedNode}, but ${expectedNode} has no volume of that name`,
+      };
     }
     if (remote.size !== local.size) {
-      return { ok: false, code: 'size', message: `volume ${local.name} is ${local.size} bytes here and ${remote.size} bytes on ${expectedNode}; the sizes must match` };
+      return {
+        ok: false, code: 'size',
+        message: `volume ${local.name} is ${local.size} bytes here and ${remote.size} bytes on ${expectedNode}; the sizes must match`,
+      };
     }
     if (remote.role === local.role) {
       return local.role === 'primary'
         ? twoPrimaries(local, remote, expectedNode)
-        : { ok: false, code: 'two-secondaries', message: `volume ${local.name} is secondary on both nodes; one must be primary (offsite promote ${local.name} on the node whose data is to be kept)` };
+        : {
+          ok: false, code: 'two-secondaries',
+          message: `volume ${local.name} is secondary on both nodes; one must be primary (offsite promote ${local.name} on the node whose data is to be kept)`,
+        };
     }
     if (local.uuid && remote.uuid && local.uuid !== remote.uuid) {
       return { ok: false, code: 'uuid', message: `volume ${local.name} here (${local.uuid}) and on ${expectedNode} (${remote.uuid}) are different volumes` };
@@ -158,7 +167,8 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
         message: `volume ${local.name}: split brain: the secondary (${where}) took writes the primary (${other}) never saw ` +
           `(${changes(primary, local.role === 'primary' ? 'this node' : expectedNode)}) ` +
           `(its generation ${sgen} is not in the primary's history ${primary.generation.join(', ')}). Nothing is synced until you choose: ` +
-          `to keep the primary's data run \`offsite demote ${local.name} --discard-my-data\` on ${where}; to keep the secondary's, demote the primary and promote the secondary`,
+          `to keep the primary's data run \`offsite demote ${local.name} --discard-my-data\` on ${where}; ` +
+            "to keep the secondary's, demote the primary and promote the secondary",
       };
     }
     pairs.push({ local, remote });
@@ -171,17 +181,29 @@ function twoPrimaries(local: HelloVolume, remote: HelloVolume, peer: string): He
   const lgen = local.generation[0];
   const rgen = remote.generation[0];
   if (lgen === rgen || local.uuid !== remote.uuid) {
-    return { ok: false, code: 'two-primaries', message: `volume ${name} is primary on both nodes (same generation ${lgen ?? '-'}); demote one (offsite demote ${name}) before they can sync` };
+    return {
+      ok: false, code: 'two-primaries',
+      message: `volume ${name} is primary on both nodes (same generation ${lgen ?? '-'}); demote one (offsite demote ${name}) before they can sync`,
+    };
   }
   if (lgen !== undefined && remote.generation.slice(1).includes(lgen)) {
-    return { ok: false, code: 'peer-promoted', volume: name, message: `volume ${name} is primary on both nodes: ${peer} was promoted after this node's last write (failover); fail back with \`offsite demote ${name}\` here, and this node's volume becomes ${peer}'s secondary (or set failback: auto)` };
+    return {
+      ok: false, code: 'peer-promoted', volume: name,
+      message: `volume ${name} is primary on both nodes: ${peer} was promoted after this node's last write (failover); ` +
+        `fail back with \`offsite demote ${name}\` here, and this node's volume becomes ${peer}'s secondary (or set failback: auto)`,
+    };
   }
   if (rgen !== undefined && local.generation.slice(1).includes(rgen)) {
-    return { ok: false, code: 'two-primaries', message: `volume ${name} is primary on both nodes: this node was promoted after ${peer}'s last write (failover); run \`offsite demote ${name}\` on ${peer} to make it the secondary` };
+    return {
+      ok: false, code: 'two-primaries',
+      message: `volume ${name} is primary on both nodes: this node was promoted after ${peer}'s last write (failover); ` +
+        `run \`offsite demote ${name}\` on ${peer} to make it the secondary`,
+    };
   }
   return {
     ok: false, code: 'split-brain',
-    message: `volume ${name}: split brain: primary on both nodes, and both took writes while apart (generations ${lgen ?? '-'} here, ${rgen ?? '-'} on ${peer}; ` +
+    message: `volume ${name}: split brain: primary on both nodes, and both took writes while apart ` +
+      `(generations ${lgen ?? '-'} here, ${rgen ?? '-'} on ${peer}; ` +
       `${changes(local, 'this node')}, ${changes(remote, peer)}). ` +
       `Nothing is synced until you choose: on the node whose data is to be dropped run \`offsite demote ${name} --discard-my-data\``,
   };

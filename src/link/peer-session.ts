@@ -130,7 +130,10 @@ export class PeerSession {
         // (Not before Hello: until the version is agreed only Hello and Refuse travel,
         // which a peer takes at any version.)
         if (!this.up) return [];
-        return [{ type: 'send', parts: encodeHeartbeat({ clock: e.now, ...(this.peerBeat ? { echo: { clock: this.peerBeat.clock, heldMs: e.now - this.peerBeat.at } } : {}) }) }];
+        return [{
+          type: 'send',
+          parts: encodeHeartbeat({ clock: e.now, ...(this.peerBeat ? { echo: { clock: this.peerBeat.clock, heldMs: e.now - this.peerBeat.at } } : {}) }),
+        }];
       case 'frame':
         this.lastHeard = e.now;
         return this.arrive(e.frame, e.now);
@@ -231,7 +234,8 @@ export class PeerSession {
       const paired = this.o.pairedWith(named);
       if (paired !== peer) {
         const whose = paired === undefined ? 'which is not a volume of this node' : `which is paired with ${paired}, not ${peer} (volumes.${named}.peer)`;
-        return this.close(`${peer} sent a ${FrameType[f.type]} frame for volume ${named}, ${whose}; a peer may only send frames for the volumes paired with it`, 'error');
+        return this.close(`${peer} sent a ${FrameType[f.type]} frame for volume ${named}, ${whose}; ` +
+          'a peer may only send frames for the volumes paired with it', 'error');
       }
     }
     switch (f.type) {

@@ -150,7 +150,9 @@ export class Shipper {
           // The peer logged records an earlier link sent and had not synced them when it
           // said where it stood: its sync done, it acks them. Taken only for records this
           // daemon did send it; anything beyond is a peer releasing what it never got.
-          if (e.seq > this.sentHigh) return [{ type: 'close', reason: `peer acked ${e.seq} but only ${this.next - 1} was sent (${this.sentHigh} on any link)` }];
+          if (e.seq > this.sentHigh) {
+            return [{ type: 'close', reason: `peer acked ${e.seq} but only ${this.next - 1} was sent (${this.sentHigh} on any link)` }];
+          }
           this.stop();
           this.acked = e.seq;
           this.next = e.seq + 1;
@@ -193,7 +195,8 @@ export class Shipper {
     assert(this.acked < this.next, () => `shipper: acked ${this.acked} but the next record to send is ${this.next}`);
     assert(this.inFlightBytes >= 0, () => `shipper: ${this.inFlightBytes} bytes in flight`);
     assert(this.inFlight.length === 0 || (this.inFlight[0]!.seq > this.acked && this.inFlight[this.inFlight.length - 1]!.seq === this.next - 1),
-      () => `shipper: records in flight ${this.inFlight[0]?.seq}..${this.inFlight[this.inFlight.length - 1]?.seq} do not run from after the ack ${this.acked} to the last sent ${this.next - 1}`);
+      () => `shipper: records in flight ${this.inFlight[0]?.seq}..${this.inFlight[this.inFlight.length - 1]?.seq} ` +
+        `do not run from after the ack ${this.acked} to the last sent ${this.next - 1}`);
     assert(this.inFlight.length > 0 || this.inFlightBytes === 0, () => `shipper: nothing in flight but ${this.inFlightBytes} bytes counted`);
   }
 

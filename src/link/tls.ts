@@ -100,7 +100,9 @@ export class LinkListener {
     // delayed ACK, about 40 ms a turn on Linux. Large frames are written whole anyway.
     const server = net.createServer({ noDelay: true }, (raw) => this.accept(raw, secureContext));
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`cannot listen for peer links on ${formatListenAddress(addr)}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.message}`)));
+      server.once('error', (e: NodeJS.ErrnoException) => reject(new Error(
+        `cannot listen for peer links on ${formatListenAddress(addr)}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.message}`,
+      )));
       if (addr.kind === 'unix') server.listen(addr.path, resolve);
       else server.listen(addr.port, addr.host, resolve);
     });
@@ -124,7 +126,8 @@ export class LinkListener {
       raw.destroy();
       this.refusals.refuse({
         kind: 'too many handshakes', from: '',
-        first: `link port: refused a connection from ${remote}: ${this.pending.size} TLS handshakes in progress already (at most ${this.maxPendingHandshakes}, so that a flood cannot take the file descriptors the volumes and journals need)`,
+        first: `link port: refused a connection from ${remote}: ${this.pending.size} TLS handshakes in progress already ` +
+          `(at most ${this.maxPendingHandshakes}, so that a flood cannot take the file descriptors the volumes and journals need)`,
         more: (n, _from, span) => `link port: refused ${n} more connections in ${span}: ${this.maxPendingHandshakes} TLS handshakes in progress already`,
       });
       return;
@@ -134,8 +137,10 @@ export class LinkListener {
       raw.destroy();
       this.refusals.refuse({
         kind: 'too many handshakes from one address', from: address,
-        first: `link port: refused a connection from ${remote}: ${fromHere} TLS handshakes from ${address} in progress already (at most ${this.maxPendingPerAddress} from one address)`,
-        more: (n, from, span) => `link port: refused ${n} more connections from ${from} in ${span}: ${this.maxPendingPerAddress} TLS handshakes from one address in progress already`,
+        first: `link port: refused a connection from ${remote}: ${fromHere} TLS handshakes from ${address} in progress already ` +
+          `(at most ${this.maxPendingPerAddress} from one address)`,
+        more: (n, from, span) => `link port: refused ${n} more connections from ${from} in ${span}: ` +
+          `${this.maxPendingPerAddress} TLS handshakes from one address in progress already`,
       });
       return;
     }
@@ -191,7 +196,8 @@ export class LinkListener {
           first: fp
             ? `link from ${remote} refused: certificate ${fp} is not a configured peer`
             : `link from ${remote} refused: it presented no certificate`,
-          more: (n, from, span) => `link port: refused ${n} more connections from ${from} in ${span}: ${fp ? `certificate ${fp} is not a configured peer` : 'no certificate'}`,
+          more: (n, from, span) => `link port: refused ${n} more connections from ${from} in ${span}: ` +
+            `${fp ? `certificate ${fp} is not a configured peer` : 'no certificate'}`,
         });
         return;
       }
@@ -222,7 +228,10 @@ export function connectLink(opts: { identity: Identity; peer: PinnedPeer; host: 
       servername: undefined,
     });
     socket.setNoDelay(true); // (as the listener's: small frames go at once)
-    const timer = setTimeout(() => socket.destroy(new Error(`no TLS handshake with ${opts.peer.name} within ${(opts.timeoutMs ?? 10_000) / 1000} s`)), opts.timeoutMs ?? 10_000);
+    const timer = setTimeout(
+      () => socket.destroy(new Error(`no TLS handshake with ${opts.peer.name} within ${(opts.timeoutMs ?? 10_000) / 1000} s`)),
+      opts.timeoutMs ?? 10_000,
+    );
     socket.once('secureConnect', () => {
       clearTimeout(timer);
       const fp = peerFingerprint(socket);

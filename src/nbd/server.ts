@@ -124,7 +124,8 @@ export class NbdServer {
       socket.destroy();
       this.refusals.refuse({
         kind: 'too many connections from one address', from: address,
-        first: `NBD: refused a connection from ${address}: ${this.maxPerAddress} connections from this address open already (at most ${this.maxPerAddress} from one address, so that one caller cannot take the ${this.maxConnections} slots)`,
+        first: `NBD: refused a connection from ${address}: ${this.maxPerAddress} connections from this address open already ` +
+          `(at most ${this.maxPerAddress} from one address, so that one caller cannot take the ${this.maxConnections} slots)`,
         more: (n, who, span) => `NBD: refused ${n} more connections from ${who} in ${span}: ${this.maxPerAddress} from it open already`,
       });
       return;
@@ -154,11 +155,13 @@ export class NbdServer {
     for (const c of [...this.connections]) {
       const from = addressOf(c);
       if (budget.waiting > 0 && c.stalledPayloadMs(now) >= stalledMs) {
-        const reason = `stopped sending in the middle of a ${c.payloadBytes}-byte write for ${Math.round(c.stalledPayloadMs(now) / 1000)} s while ${budget.waiting} other requests waited for the NBD request budget (${mib(budget.limit)} held by writes not yet on disk)`;
+        const reason = `stopped sending in the middle of a ${c.payloadBytes}-byte write for ${Math.round(c.stalledPayloadMs(now) / 1000)} s ` +
+          `while ${budget.waiting} other requests waited for the NBD request budget (${mib(budget.limit)} held by writes not yet on disk)`;
         this.refusals.refuse({
           kind: 'stalled write', from,
           first: `NBD client ${c.peer} disconnected: ${reason}`,
-          more: (n, who, span) => `NBD: cut ${n} more connections from ${who} in ${span} that stopped sending in the middle of a write while others waited for the request budget`,
+          more: (n, who, span) => `NBD: cut ${n} more connections from ${who} in ${span} ` +
+            'that stopped sending in the middle of a write while others waited for the request budget',
         });
         c.cut(reason, false);
       } else if (idleMs !== null && c.idleMs(now) >= idleMs) {

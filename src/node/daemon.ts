@@ -97,7 +97,8 @@ export class Daemon {
         if (v.peer !== undefined) {
           fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
           identity = VolumeIdentity.open(dir, v.role);
-          for (const w of volumeLimitWarnings({ name: v.name, journal: v.journal, bitmapRegion: v.bitmap_region, maxHashRegion: MAX_HASH_REGION_SIZE }, formatBytes)) this.log.warn({ volume: v.name }, w);
+          const limits = { name: v.name, journal: v.journal, bitmapRegion: v.bitmap_region, maxHashRegion: MAX_HASH_REGION_SIZE };
+          for (const w of volumeLimitWarnings(limits, formatBytes)) this.log.warn({ volume: v.name }, w);
         }
         const role = identity?.role ?? v.role;
         const volume = Volume.open({
@@ -125,7 +126,8 @@ export class Daemon {
       this.nbdAddress = await this.nbd.listen(c.nbd);
       // The trust model, said where the operator looks (docs/NBD.md, "Who may connect").
       if (isNetworkFacing(c.nbd)) {
-        this.log.warn(`NBD listens on ${formatListenAddress(c.nbd)}, which the network reaches: NBD has no authentication, so whoever reaches this port can read and write the volumes served here; ` +
+        this.log.warn(`NBD listens on ${formatListenAddress(c.nbd)}, which the network reaches: NBD has no authentication, ` +
+          'so whoever reaches this port can read and write the volumes served here; ' +
           'listen on 127.0.0.1, a unix socket, or an address on a storage network only the hosts reach (docs/NBD.md, "Who may connect")');
       }
       if (c.iscsi) await this.startIscsi(c.iscsi);
@@ -156,11 +158,24 @@ export class Daemon {
         }
         if (isNetworkFacing(c.api)) {
           this.log.warn(c.apiTls
-            ? `the API listens on ${formatListenAddress(c.api)}, which the network reaches: its read routes (status, events, history, metrics, the dashboard) answer whoever reaches the port; actions need the token, which goes over HTTPS (api_tls) (docs/API.md, "Who may connect")`
-            : `the API listens on ${formatListenAddress(c.api)}, which the network reaches, over plain HTTP: the token of every action crosses the network in clear, and the read routes (status, events, history, metrics, the dashboard) answer whoever reaches the port; ` +
+            ? `the API listens on ${formatListenAddress(c.api)}, which the network reaches: ` +
+              'its read routes (status, events, history, metrics, the dashboard) answer whoever reaches the port; ' +
+              'actions need the token, which goes over HTTPS (api_tls) (docs/API.md, "Who may connect")'
+            : `the API listens on ${formatListenAddress(c.api)}, which the network reaches, over plain HTTP: ` +
+              'the token of every action crosses the network in clear, ' +
+              'and the read routes (status, events, history, metrics, the dashboard) answer whoever reaches the port; ' +
               'set api_tls: true (HTTPS with this node\'s certificate) or listen on 127.0.0.1 (docs/API.md, "Who may connect")');
         }
-        const api = await startApi(c.api, { status: () => this.status(), actions: this.roles, token: () => readToken(c.state), reload: () => this.reload(), history: (name) => this.historyOf(name), log: this.log, tls, hosts: c.apiHosts });
+        const api = await startApi(c.api, {
+          status: () => this.status(),
+          actions: this.roles,
+          token: () => readToken(c.state),
+          reload: () => this.reload(),
+          history: (name) => this.historyOf(name),
+          log: this.log,
+          tls,
+          hosts: c.apiHosts,
+        });
         this.api = api.app;
         this.apiAddress = api.address;
       }
@@ -188,10 +203,12 @@ export class Daemon {
     }
     if (this.iscsiTargets && this.iscsiAddress) {
       for (const v of this.volumes) {
-        this.log.info({ volume: v.name, target: this.iscsiTargets.nameOf(v.name) }, `volume ${v.name}: iSCSI target ${this.iscsiTargets.nameOf(v.name)}, LUN 0, at ${this.iscsiAddress.host}:${this.iscsiAddress.port}`);
+        const target = this.iscsiTargets.nameOf(v.name);
+        this.log.info({ volume: v.name, target }, `volume ${v.name}: iSCSI target ${target}, LUN 0, at ${this.iscsiAddress.host}:${this.iscsiAddress.port}`);
       }
     }
-    this.log.info({ node: c.node, nbd: where }, `ready: node ${c.node} serving ${this.volumes.length} volume(s) on ${where}${this.iscsiAddress ? ` and iSCSI ${this.iscsiAddress.host}:${this.iscsiAddress.port}` : ''}`);
+    this.log.info({ node: c.node, nbd: where }, `ready: node ${c.node} serving ${this.volumes.length} volume(s) on ${where}` +
+      `${this.iscsiAddress ? ` and iSCSI ${this.iscsiAddress.host}:${this.iscsiAddress.port}` : ''}`);
   }
 
   /**
@@ -204,14 +221,24 @@ export class Daemon {
       backend, identity, abortTasksOf: (initiators) => this.iscsi?.abortTasksOf(targets.nameOf(backend.name), initiators),
     }));
     this.iscsiTargets = targets;
-    this.iscsi = new IscsiServer({ targets, log: this.log, portal: { host: ic.listen.host, port: ic.listen.port }, ...(this.nbd ? { budget: this.nbd.budget } : {}) });
+    this.iscsi = new IscsiServer({
+      targets,
+      log: this.log,
+      portal: { host: ic.listen.host, port: ic.listen.port },
+      ...(this.nbd ? { budget: this.nbd.budget } : {}),
+    });
     this.iscsiAddress = await this.iscsi.listen({ host: ic.listen.host, port: ic.listen.port });
     if (isNetworkFacing(ic.listen)) {
-      const open = [{ name: 'discovery and every volume without its own iscsi: keys', auth: ic.auth }, ...this.config.volumes.map((v) => ({ name: `volume ${v.name}`, auth: targets.lookup(targets.nameOf(v.name))?.auth ?? ic.auth }))]
+      const open = [
+        { name: 'discovery and every volume without its own iscsi: keys', auth: ic.auth },
+        ...this.config.volumes.map((v) => ({ name: `volume ${v.name}`, auth: targets.lookup(targets.nameOf(v.name))?.auth ?? ic.auth })),
+      ]
         .filter((x) => x.auth.chap === null && x.auth.initiators === null);
       if (open.length > 0) {
-        this.log.warn(`iSCSI listens on ${ic.listen.host}:${ic.listen.port}, which the network reaches, with neither CHAP nor an initiator list for ${open.map((x) => x.name).join(', ')}: ` +
-          'whoever reaches this port can log in and read and write those volumes; set iscsi.chap or iscsi.initiators, or listen on a storage network only the hosts reach (docs/ISCSI.md, "Who may log in")');
+        this.log.warn(`iSCSI listens on ${ic.listen.host}:${ic.listen.port}, which the network reaches, ` +
+          `with neither CHAP nor an initiator list for ${open.map((x) => x.name).join(', ')}: ` +
+          'whoever reaches this port can log in and read and write those volumes; set iscsi.chap or iscsi.initiators, ' +
+          'or listen on a storage network only the hosts reach (docs/ISCSI.md, "Who may log in")');
       }
     }
   }
@@ -260,8 +287,14 @@ export class Daemon {
       const replica = await this.holdingFolder(v.name, lock, async () => {
         await refuseNewerState(receiveDir, store, JOURNAL_FOLDER_FILES);
         await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
-      }, () => Replica.open(volume, () => new Journal({ store, capacity: v.journal, onDamage: KEEP_PREFIX, volume: owner }), this.log, { roundStore: new DirStore(dir), regionSize: v.bitmap_region, group: this.config.groups.some((g) => g.members.includes(v.name)), memory: this.memory }));
-      this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, receive log ${formatBytes(replica.log.usedBytes)}${replica.checkpoint ? `, checkpoint "${replica.checkpoint.label}" held` : ''}`);
+      }, () => Replica.open(volume, () => new Journal({ store, capacity: v.journal, onDamage: KEEP_PREFIX, volume: owner }), this.log, {
+        roundStore: new DirStore(dir),
+        regionSize: v.bitmap_region,
+        group: this.config.groups.some((g) => g.members.includes(v.name)),
+        memory: this.memory,
+      }));
+      this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, ` +
+        `receive log ${formatBytes(replica.log.usedBytes)}${replica.checkpoint ? `, checkpoint "${replica.checkpoint.label}" held` : ''}`);
       if (replica.checkpoint?.ownedByDrill) {
         // The drill that took it ended with the last run of the daemon.
         this.log.info({ volume: v.name }, `volume ${v.name}: releasing the checkpoint of a drill that ended with the last run`);
@@ -288,10 +321,20 @@ export class Daemon {
     }, () => journal.recover((o, l) => recorded.mark(o, l)));
     const { bitmap, notes } = await DirtyBitmap.open(new DirStore(dir), volume.size, v.bitmap_region);
     for (const n of notes) this.log.warn({ volume: v.name }, n);
-    const journaled = new JournaledVolume({ disk: volume, journal, bitmap, onFull: v.on_full, log: this.log, intentStore: journalStore, roundStore: new DirStore(dir), activityStore: new DirStore(dir) });
+    const journaled = new JournaledVolume({
+      disk: volume,
+      journal,
+      bitmap,
+      onFull: v.on_full,
+      log: this.log,
+      intentStore: journalStore,
+      roundStore: new DirStore(dir),
+      activityStore: new DirStore(dir),
+    });
     await journaled.start(report, recorded);
     this.log.info({ volume: v.name, journal: v.journal },
-      `volume ${v.name}: journal ${formatBytes(journal.usedBytes)} of ${formatBytes(v.journal)}, ${journal.backlogRecords} records unreleased, epoch ${journal.epoch}, tracking by ${journaled.mode}`);
+      `volume ${v.name}: journal ${formatBytes(journal.usedBytes)} of ${formatBytes(v.journal)}, ` +
+        `${journal.backlogRecords} records unreleased, epoch ${journal.epoch}, tracking by ${journaled.mode}`);
     e.journaled = journaled;
     e.replica = null;
     e.history ??= new History(path.join(dir, 'history.csv'));

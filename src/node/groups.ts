@@ -64,7 +64,9 @@ export class NodeGroups {
   constructor(private readonly host: GroupsHost, private readonly log: Logger, timing: Partial<GroupsTiming> = {}) {
     this.timing = { ...REAL_TIMING, ...timing };
     for (const g of host.config.groups) {
-      this.states.set(g.name, { config: g, cadence: new GroupPointCadence(this.timing.now()), limit: null, frozen: false, view: null, missed: [], recent: [], hooked: new WeakSet() });
+      this.states.set(g.name, {
+        config: g, cadence: new GroupPointCadence(this.timing.now()), limit: null, frozen: false, view: null, missed: [], recent: [], hooked: new WeakSet(),
+      });
     }
   }
 
@@ -172,10 +174,12 @@ export class NodeGroups {
     }
     if (missed.length > 0 && missed.join() !== s.missed.join()) {
       // (Info: the switch to the bitmap was warned of itself; a first sync starts there.)
-      this.log.info({ group: s.config.name }, `group ${s.config.name}: ${missed.join(', ')} missed group point ${n} (tracking by the dirty bitmap); the group's secondary image is from one moment again once ${missed.length === 1 ? 'its' : 'their'} resync ends`);
+      this.log.info({ group: s.config.name }, `group ${s.config.name}: ${missed.join(', ')} missed group point ${n} (tracking by the dirty bitmap); ` +
+        `the group's secondary image is from one moment again once ${missed.length === 1 ? 'its' : 'their'} resync ends`);
     }
     s.missed = missed;
-    void Promise.all(durable).catch((e: Error) => this.log.warn({ group: s.config.name }, `group ${s.config.name}: group point ${n} not made durable: ${e.message}`));
+    void Promise.all(durable).catch((e: Error) =>
+      this.log.warn({ group: s.config.name }, `group ${s.config.name}: group point ${n} not made durable: ${e.message}`));
     return n;
   }
 
@@ -197,7 +201,8 @@ export class NodeGroups {
     if (s.frozen || view.limit === s.limit) return;
     s.limit = view.limit;
     for (const e of members) {
-      void e.replica!.setGroupLimit(view.limit).catch((err: Error) => this.log.warn({ volume: e.config.name }, `volume ${e.config.name}: applying to group point ${view.limit}: ${err.message}`));
+      void e.replica!.setGroupLimit(view.limit).catch((err: Error) =>
+        this.log.warn({ volume: e.config.name }, `volume ${e.config.name}: applying to group point ${view.limit}: ${err.message}`));
     }
   }
 
@@ -221,7 +226,8 @@ export class NodeGroups {
       if (behind.length === 0) return point;
       if (look >= this.timing.looks) {
         this.thaw(name);
-        throw new Error(`group ${name}: ${behind.map((e) => e.config.name).join(', ')} did not reach group point ${point} within ${Math.round(TOGETHER_TIMEOUT_MS / 1000)} s`);
+        throw new Error(`group ${name}: ${behind.map((e) => e.config.name).join(', ')} did not reach group point ${point} ` +
+          `within ${Math.round(TOGETHER_TIMEOUT_MS / 1000)} s`);
       }
       // (Their applies to the point were asked for when the limit moved; a failed one is retried by the next link.)
       await this.timing.pause();
@@ -288,16 +294,34 @@ export class NodeGroups {
       const base = { name: s.config.name, members: [...s.config.members], role, lagSeconds };
       if (role === 'primary') {
         const bitmap = vs.filter((v) => v?.tracking === 'bitmap').map((v) => v!.name);
-        const reason = bitmap.length > 0 ? `${bitmap.join(', ')} ${bitmap.length === 1 ? 'tracks' : 'track'} changes by the dirty bitmap: group points do not reach ${bitmap.length === 1 ? 'it' : 'them'} until the resync ends` : null;
-        out.push({ ...base, lagSeconds: Math.max(lagSeconds, this.primaryLag(s, members!.map((e) => e.journaled!))), consistent: reason === null, reason, groupPoint: s.cadence.last || null, together: reason === null });
+        const reason = bitmap.length > 0
+          ? `${bitmap.join(', ')} ${bitmap.length === 1 ? 'tracks' : 'track'} changes by the dirty bitmap: ` +
+            `group points do not reach ${bitmap.length === 1 ? 'it' : 'them'} until the resync ends`
+          : null;
+        out.push({
+          ...base,
+          lagSeconds: Math.max(lagSeconds, this.primaryLag(s, members!.map((e) => e.journaled!))),
+          consistent: reason === null,
+          reason,
+          groupPoint: s.cadence.last || null,
+          together: reason === null,
+        });
       } else if (role === 'secondary') {
         if (members) this.recompute(s);
         const v = s.view;
         const torn = vs.filter((x) => x && !x.consistent).map((x) => x!.name);
-        const reason = v?.notConsistentBecause ?? (torn.length > 0 ? `${torn.join(', ')} ${torn.length === 1 ? 'is' : 'are'} no flush-point image now` : null) ?? (s.limit === null ? 'no group point has reached every member yet' : null);
+        const reason = v?.notConsistentBecause ??
+          (torn.length > 0 ? `${torn.join(', ')} ${torn.length === 1 ? 'is' : 'are'} no flush-point image now` : null) ??
+          (s.limit === null ? 'no group point has reached every member yet' : null);
         out.push({ ...base, consistent: reason === null, reason, groupPoint: s.limit, together: v?.together ?? false });
       } else {
-        out.push({ ...base, consistent: false, reason: 'the members do not hold one role here (a promote or demote of the group is under way, or was done member by member)', groupPoint: null, together: false });
+        out.push({
+          ...base,
+          consistent: false,
+          reason: 'the members do not hold one role here (a promote or demote of the group is under way, or was done member by member)',
+          groupPoint: null,
+          together: false,
+        });
       }
     }
     return out;

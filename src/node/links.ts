@@ -320,7 +320,11 @@ export class LinkManager {
           this.log.error({ volume: local.name }, `volume ${local.name}: cannot record the primary's identity: ${(e as Error).message}`);
         }
         const rp = this.volumes.replicas.get(local.name);
-        rp?.attach({ ack: (seq) => s.send(encodeAck(local.name, seq)), hold: (held, after) => s.send(encodeHold(local.name, after, held)), close: (why) => s.close(why) })
+        rp?.attach({
+          ack: (seq) => s.send(encodeAck(local.name, seq)),
+          hold: (held, after) => s.send(encodeHold(local.name, after, held)),
+          close: (why) => s.close(why),
+        })
           .catch((e: Error) => s.close(`volume ${local.name}: attaching the replica failed: ${e.message}`));
       }
     }

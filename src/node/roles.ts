@@ -67,11 +67,15 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     const reasons: string[] = [];
     for (const e of todo) {
       const peer = e.config.peer!;
-      if (this.daemon.links?.linkState(peer) === 'connected') reasons.push(`${e.config.name}'s primary on ${peer} is still connected (demote group ${g.name} on ${peer} first, or stop that node)`);
+      if (this.daemon.links?.linkState(peer) === 'connected') {
+        reasons.push(`${e.config.name}'s primary on ${peer} is still connected (demote group ${g.name} on ${peer} first, or stop that node)`);
+      }
       const notImage = e.replica!.notFrozenBecause();
       if (notImage) reasons.push(`${e.config.name} is no flush-point image: ${notImage}`);
     }
-    if (reasons.length > 0 && !opts.force) throw new ActionRefused('conflict', `refused to promote group ${g.name}: ${reasons.join('; ')}. Add --force to promote anyway`);
+    if (reasons.length > 0 && !opts.force) {
+      throw new ActionRefused('conflict', `refused to promote group ${g.name}: ${reasons.join('; ')}. Add --force to promote anyway`);
+    }
     const daemon = this.daemon;
     for (const e of todo) {
       await this.endDrill(e);
@@ -91,7 +95,8 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
         if (!opts.force) {
           groups.thaw(g.name);
           for (const e of todo) daemon.links?.volumeReady(e.config.name, `volume ${e.config.name}: the promote of group ${g.name} was refused`);
-          throw new ActionRefused('conflict', `refused to promote group ${g.name}: ${(err as Error).message}. Add --force to promote each member at its own newest flush point`);
+          throw new ActionRefused('conflict',
+            `refused to promote group ${g.name}: ${(err as Error).message}. Add --force to promote each member at its own newest flush point`);
         }
         reasons.push((err as Error).message);
       }
@@ -103,7 +108,8 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
         const fin = await this.finishPromote(e);
         daemon.registry.add(daemon.backendOf(e), e.config.default === true);
         daemon.links?.volumeReady(e.config.name, `volume ${e.config.name} is primary here now`);
-        done.push(`${e.config.name} up to record ${fin.applied}${fin.discarded > 0 ? ` (${fin.discarded} record${fin.discarded === 1 ? '' : 's'} after it discarded)` : ''}`);
+        done.push(`${e.config.name} up to record ${fin.applied}` +
+          `${fin.discarded > 0 ? ` (${fin.discarded} record${fin.discarded === 1 ? '' : 's'} after it discarded)` : ''}`);
       }
     } finally {
       groups.thaw(g.name);
@@ -124,10 +130,14 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       const rp = e.replica!;
       const peer = e.config.peer!;
       const reasons: string[] = [];
-      if (this.daemon.links?.linkState(peer) === 'connected') reasons.push(`its primary on ${peer} is still connected (two primaries would take writes apart: demote ${name} on ${peer} first, or stop that node)`);
+      if (this.daemon.links?.linkState(peer) === 'connected') {
+        reasons.push(`its primary on ${peer} is still connected (two primaries would take writes apart: demote ${name} on ${peer} first, or stop that node)`);
+      }
       const notImage = rp.notFrozenBecause();
       if (notImage) reasons.push(`the replica is no flush-point image: ${notImage}`);
-      if (reasons.length > 0 && !opts.force) throw new ActionRefused('conflict', `refused to promote ${name}: ${reasons.join('; ')}. Add --force to promote anyway`);
+      if (reasons.length > 0 && !opts.force) {
+        throw new ActionRefused('conflict', `refused to promote ${name}: ${reasons.join('; ')}. Add --force to promote anyway`);
+      }
       const daemon = this.daemon;
       await this.endDrill(e);
       if (rp.checkpoint) {
@@ -205,7 +215,9 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
         // Each member as one volume's demote: a demoted member's writes the peer lacks
         // are replaced by the first sync by checksum, so no moment is mixed.
         const entries = g.members.map((m) => this.entry(m));
-        if (entries.every((e) => e.role === 'secondary') && !opts.discardMyData) throw new ActionRefused('wrong-role', `group ${g.name} is already secondary on this node`);
+        if (entries.every((e) => e.role === 'secondary') && !opts.discardMyData) {
+          throw new ActionRefused('wrong-role', `group ${g.name} is already secondary on this node`);
+        }
         const messages: string[] = [];
         for (const e of entries) {
           if (e.role === 'secondary' && !opts.discardMyData) continue;

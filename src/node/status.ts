@@ -15,7 +15,15 @@ export interface IscsiView {
 }
 
 /** The whole node's status now. */
-export function nodeStatus(node: string, version: string, startedAt: number, entries: readonly VolumeEntry[], links: LinkManager | null, now = Date.now(), iscsi: IscsiView | null = null): NodeStatus {
+export function nodeStatus(
+  node: string,
+  version: string,
+  startedAt: number,
+  entries: readonly VolumeEntry[],
+  links: LinkManager | null,
+  now = Date.now(),
+  iscsi: IscsiView | null = null,
+): NodeStatus {
   const sessions = iscsi?.sessions() ?? [];
   const served = iscsi?.exports() ?? [];
   return {
@@ -27,7 +35,8 @@ export function nodeStatus(node: string, version: string, startedAt: number, ent
 }
 
 function iscsiStatus(volume: string, view: IscsiView, sessions: ReturnType<IscsiView['sessions']>, served: string[]): IscsiStatus {
-  const of = (exportName: string): IscsiSessionStatus[] => sessions.filter((s) => s.exportName === exportName).map((s) => ({ initiator: s.initiator, address: s.address }));
+  const of = (exportName: string): IscsiSessionStatus[] =>
+    sessions.filter((s) => s.exportName === exportName).map((s) => ({ initiator: s.initiator, address: s.address }));
   return {
     target: view.nameOf(volume),
     lun: 0,
@@ -60,7 +69,13 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     linkRateBytesPerSecond: e.config.peer && links ? links.rateNow(e.config.peer, now) : null,
     checkpoint: e.replica?.checkpoint ? { ...e.replica.checkpoint, export: `${e.config.name}@checkpoint` } : null,
     drill: e.drill ? { export: e.drill.name, bytesWritten: e.drill.bytesWritten } : null,
-    applying: e.replica?.applyingUnit ? { fromSeq: e.replica.applyingUnit.from, toSeq: e.replica.applyingUnit.to, seconds: Math.round((now - e.replica.applyingUnit.since) / 100) / 10 } : null,
+    applying: e.replica?.applyingUnit
+      ? {
+        fromSeq: e.replica.applyingUnit.from,
+        toSeq: e.replica.applyingUnit.to,
+        seconds: Math.round((now - e.replica.applyingUnit.since) / 100) / 10,
+      }
+      : null,
   };
   if (e.replica) {
     const log = e.replica.log;

@@ -70,7 +70,10 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
    */
   protected refuseMember(name: string, command: string): void {
     const g = this.daemon.groups?.groupOf(name);
-    if (g) throw new ActionRefused('conflict', `volume ${name} is in consistency group ${g.name} (with ${g.members.filter((m) => m !== name).join(', ')}): ${command.split(' ')[0]} acts on the whole group, so its members stay at one moment: offsite ${command} ${g.name}`);
+    if (g) {
+      throw new ActionRefused('conflict', `volume ${name} is in consistency group ${g.name} (with ${g.members.filter((m) => m !== name).join(', ')}): ` +
+        `${command.split(' ')[0]} acts on the whole group, so its members stay at one moment: offsite ${command} ${g.name}`);
+    }
   }
 
   protected entry(name: string): VolumeEntry {
@@ -114,7 +117,11 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
         throw new ActionRefused((err as NodeJS.ErrnoException).code === 'EEXIST' ? 'busy' : 'conflict', (err as Error).message);
       }
       this.daemon.registry.add(new CheckpointExport(rp, cp));
-      return { volume: name, message: `checkpoint "${label}" of ${name} held at record ${cp.appliedSeq}; read it at export ${name}${CHECKPOINT_SUFFIX}`, checkpoint: cp };
+      return {
+        volume: name,
+        message: `checkpoint "${label}" of ${name} held at record ${cp.appliedSeq}; read it at export ${name}${CHECKPOINT_SUFFIX}`,
+        checkpoint: cp,
+      };
     });
   }
 
@@ -126,18 +133,29 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
   private async groupCheckpoint(g: GroupConfig, label: string, holdSeconds: number | undefined, now: number, forDrill: boolean): Promise<ActionResult> {
     const entries = g.members.map((m) => this.secondary(m, forDrill ? 'a drill' : 'a checkpoint'));
     const held = entries.filter((e) => e.replica!.checkpoint);
-    if (held.length > 0) throw new ActionRefused('busy', `group ${g.name}: ${held.map((e) => `${e.config.name} holds checkpoint "${e.replica!.checkpoint!.label}"`).join(', ')}; release it first (offsite checkpoint release ${g.name})`);
+    if (held.length > 0) {
+      const holders = held.map((e) => `${e.config.name} holds checkpoint "${e.replica!.checkpoint!.label}"`).join(', ');
+      throw new ActionRefused('busy', `group ${g.name}: ${holders}; release it first (offsite checkpoint release ${g.name})`);
+    }
     let point: number;
     try {
       ({ point } = await this.daemon.groups!.checkpoint(g.name, label, holdSeconds === undefined ? null : holdSeconds * 1000, now, forDrill));
     } catch (err) {
-      throw new ActionRefused((err as NodeJS.ErrnoException).code === 'EEXIST' ? 'busy' : 'conflict', `no checkpoint of group ${g.name}: ${(err as Error).message}`);
+      throw new ActionRefused((err as NodeJS.ErrnoException).code === 'EEXIST' ? 'busy' : 'conflict',
+        `no checkpoint of group ${g.name}: ${(err as Error).message}`);
     }
     for (const e of entries) this.daemon.registry.add(new CheckpointExport(e.replica!, e.replica!.checkpoint!));
     const at = entries.map((e) => `${e.config.name} at record ${e.replica!.checkpoint!.appliedSeq}`).join(', ');
-    const message = `checkpoint "${label}" of group ${g.name} held at group point ${point} (${at}); read it at ${entries.map((e) => `${e.config.name}${CHECKPOINT_SUFFIX}`).join(', ')}`;
+    const message = `checkpoint "${label}" of group ${g.name} held at group point ${point} (${at}); ` +
+      `read it at ${entries.map((e) => `${e.config.name}${CHECKPOINT_SUFFIX}`).join(', ')}`;
     this.log.info({ group: g.name }, message);
-    return { volume: g.name, group: g.name, groupPoint: point, message, checkpoints: entries.map((e) => ({ volume: e.config.name, ...e.replica!.checkpoint! })) };
+    return {
+      volume: g.name,
+      group: g.name,
+      groupPoint: point,
+      message,
+      checkpoints: entries.map((e) => ({ volume: e.config.name, ...e.replica!.checkpoint! })),
+    };
   }
 
   releaseCheckpoint(name: string): Promise<ActionResult> {
@@ -146,7 +164,9 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
       if (g) {
         const entries = g.members.map((m) => this.secondary(m, 'a checkpoint'));
         const drilling = entries.filter((e) => e.drill);
-        if (drilling.length > 0) throw new ActionRefused('busy', `a drill of group ${g.name} runs over its checkpoint; stop it first (offsite drill stop ${g.name})`);
+        if (drilling.length > 0) {
+          throw new ActionRefused('busy', `a drill of group ${g.name} runs over its checkpoint; stop it first (offsite drill stop ${g.name})`);
+        }
         if (entries.every((e) => !e.replica!.checkpoint)) throw new ActionRefused('conflict', `group ${g.name} holds no checkpoint`);
         for (const e of entries) {
           this.daemon.registry.remove(`${e.config.name}${CHECKPOINT_SUFFIX}`);
@@ -158,7 +178,9 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
       const e = this.secondary(name, 'a checkpoint');
       const rp = e.replica!;
       if (!rp.checkpoint) throw new ActionRefused('conflict', `volume ${name} holds no checkpoint`);
-      if (e.drill) throw new ActionRefused('busy', `a drill of ${name} runs over checkpoint "${rp.checkpoint.label}"; stop it first (offsite drill stop ${name})`);
+      if (e.drill) {
+        throw new ActionRefused('busy', `a drill of ${name} runs over checkpoint "${rp.checkpoint.label}"; stop it first (offsite drill stop ${name})`);
+      }
       this.daemon.registry.remove(`${name}${CHECKPOINT_SUFFIX}`);
       const cp = await rp.releaseCheckpoint();
       return { volume: name, message: `checkpoint "${cp?.label ?? ''}" of ${name} released; the replica catches up`, checkpoint: cp };
@@ -171,7 +193,10 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
   pause(name: string, paused: boolean): Promise<ActionResult> {
     return this.serial(async () => {
       const e = this.entry(name);
-      if (e.role !== 'primary') throw new ActionRefused('wrong-role', `volume ${name} is secondary on this node; ${paused ? 'pause' : 'resume'} runs on the node that holds its primary (${e.config.peer})`);
+      if (e.role !== 'primary') {
+        throw new ActionRefused('wrong-role',
+          `volume ${name} is secondary on this node; ${paused ? 'pause' : 'resume'} runs on the node that holds its primary (${e.config.peer})`);
+      }
       const links = this.daemon.links;
       if (!links) throw new ActionRefused('no-link', `node ${this.daemon.config.node} has no link yet (run offsite init)`);
       const file = path.join(e.dir, PAUSED_FILE);
@@ -186,7 +211,8 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
       links.pause(name, paused);
       const j = e.journaled!.journal;
       const message = paused
-        ? `shipping of ${name} paused; the host keeps writing, the journal holds the backlog (${formatBytes(j.backlogBytes)} now, ${formatBytes(j.capacity)} at most)`
+        ? `shipping of ${name} paused; the host keeps writing, the journal holds the backlog ` +
+          `(${formatBytes(j.backlogBytes)} now, ${formatBytes(j.capacity)} at most)`
         : `shipping of ${name} resumed; backlog ${formatBytes(j.backlogBytes)}`;
       this.log.info({ volume: name }, message);
       return { volume: name, message };
@@ -199,7 +225,9 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
   verify(name: string, repair: boolean): Promise<ActionResult> {
     return this.serial(async () => {
       const e = this.entry(name);
-      if (e.role !== 'primary') throw new ActionRefused('wrong-role', `volume ${name} is secondary on this node; verify runs on the node that holds its primary (${e.config.peer})`);
+      if (e.role !== 'primary') {
+        throw new ActionRefused('wrong-role', `volume ${name} is secondary on this node; verify runs on the node that holds its primary (${e.config.peer})`);
+      }
       if (!this.daemon.links) throw new ActionRefused('no-link', `node ${this.daemon.config.node} has no link yet (run offsite init)`);
       let run;
       try {
@@ -207,7 +235,11 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
       } catch (err) {
         throw new ActionRefused('conflict', (err as Error).message);
       }
-      return { volume: name, message: `verify of ${name} started: ${run.end} regions of ${formatBytes(run.regionSize)}${repair ? ', repairing what differs' : ''}; offsite status shows its progress` };
+      return {
+        volume: name,
+        message: `verify of ${name} started: ${run.end} regions of ${formatBytes(run.regionSize)}` +
+          `${repair ? ', repairing what differs' : ''}; offsite status shows its progress`,
+      };
     });
   }
 
@@ -238,7 +270,8 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
       const cp = rp.checkpoint!;
       e.drill = DrillOverlay.open(rp, cp, path.join(e.dir, DRILL_FILE), e.config.bitmap_region, owns);
       this.daemon.registry.add(e.drill);
-      const message = `drill of ${name} started over checkpoint "${cp.label}": export ${name}${DRILL_SUFFIX} is writable; its writes stay there and are thrown away at drill stop`;
+      const message = `drill of ${name} started over checkpoint "${cp.label}": export ${name}${DRILL_SUFFIX} is writable; ` +
+        'its writes stay there and are thrown away at drill stop';
       this.log.info({ volume: name }, message);
       return { volume: name, message };
     });
@@ -253,15 +286,19 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
     if (heldBy.length === 0) {
       await this.groupCheckpoint(g, 'drill', undefined, Date.now(), true);
       owns = true;
-    } else if (heldBy.length !== entries.length || new Set(heldBy.map((e) => e.replica!.checkpoint!.groupPoint)).size !== 1 || heldBy[0]!.replica!.checkpoint!.groupPoint === undefined) {
-      throw new ActionRefused('conflict', `group ${g.name}: its members hold checkpoints of different moments (${heldBy.map((e) => e.config.name).join(', ')}); release them first (offsite checkpoint release ${g.name})`);
+    } else if (heldBy.length !== entries.length || new Set(heldBy.map((e) => e.replica!.checkpoint!.groupPoint)).size !== 1 ||
+      heldBy[0]!.replica!.checkpoint!.groupPoint === undefined) {
+      throw new ActionRefused('conflict',
+        `group ${g.name}: its members hold checkpoints of different moments (${heldBy.map((e) => e.config.name).join(', ')}); ` +
+        `release them first (offsite checkpoint release ${g.name})`);
     }
     for (const e of entries) {
       const rp = e.replica!;
       e.drill = DrillOverlay.open(rp, rp.checkpoint!, path.join(e.dir, DRILL_FILE), e.config.bitmap_region, owns);
       this.daemon.registry.add(e.drill);
     }
-    const message = `drill of group ${g.name} started at group point ${entries[0]!.replica!.checkpoint!.groupPoint}: exports ${entries.map((e) => `${e.config.name}${DRILL_SUFFIX}`).join(', ')} are writable; their writes are thrown away at drill stop`;
+    const message = `drill of group ${g.name} started at group point ${entries[0]!.replica!.checkpoint!.groupPoint}: ` +
+      `exports ${entries.map((e) => `${e.config.name}${DRILL_SUFFIX}`).join(', ')} are writable; their writes are thrown away at drill stop`;
     this.log.info({ group: g.name }, message);
     return { volume: g.name, group: g.name, message };
   }
@@ -319,7 +356,8 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
         const name = e.config.name;
         if (e.role !== 'secondary') continue; // a primary has no replica to freeze
         if (e.replica?.checkpoint) {
-          this.log.warn({ volume: name }, `volume ${name}: scheduled checkpoint "${due.label}" skipped: checkpoint "${e.replica.checkpoint.label}" is still held`);
+          this.log.warn({ volume: name },
+            `volume ${name}: scheduled checkpoint "${due.label}" skipped: checkpoint "${e.replica.checkpoint.label}" is still held`);
           continue;
         }
         // A member's schedule checkpoints its whole group (docs/GROUPS.md).
@@ -343,7 +381,8 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
         if (releasing.has(target)) continue;
         releasing.add(target);
         this.log.info({ volume: cp.volume }, `volume ${cp.volume}: checkpoint "${cp.label}" reached the end of its hold`);
-        this.releaseCheckpoint(target).catch((err: Error) => this.log.error({ volume: cp.volume }, `volume ${cp.volume}: releasing checkpoint "${cp.label}" failed: ${err.message}`));
+        this.releaseCheckpoint(target).catch((err: Error) =>
+          this.log.error({ volume: cp.volume }, `volume ${cp.volume}: releasing checkpoint "${cp.label}" failed: ${err.message}`));
       }
     }
   }

@@ -43,13 +43,18 @@ export function planLink(intervals: Interval[], rpoSeconds: number): Plan {
   const totalBytes = intervals.reduce((n, i) => n + i.bytes, 0);
   const peak = intervals.reduce((m, i) => Math.max(m, i.seconds > 0 ? i.bytes / i.seconds : 0), 0);
   const average = seconds > 0 ? totalBytes / seconds : 0;
-  if (totalBytes === 0) return { seconds, totalBytes, averageBytesPerSecond: 0, peakBytesPerSecond: 0, neededBytesPerSecond: 0, worstLagSeconds: 0, worstLagAt: 0 };
+  if (totalBytes === 0) {
+    return { seconds, totalBytes, averageBytesPerSecond: 0, peakBytesPerSecond: 0, neededBytesPerSecond: 0, worstLagSeconds: 0, worstLagAt: 0 };
+  }
   // Below the average the backlog grows without end (a finite trace would hide it):
   // the answer is at least the average. The lag only falls as the rate rises: bisect
   // between the average and the peak.
   if (worstLag(intervals, average).lag <= rpoSeconds) {
     const w = worstLag(intervals, average);
-    return { seconds, totalBytes, averageBytesPerSecond: average, peakBytesPerSecond: peak, neededBytesPerSecond: average, worstLagSeconds: w.lag, worstLagAt: w.at };
+    return {
+      seconds, totalBytes, averageBytesPerSecond: average, peakBytesPerSecond: peak, neededBytesPerSecond: average,
+      worstLagSeconds: w.lag, worstLagAt: w.at,
+    };
   }
   let lo = average;
   let hi = Math.max(peak, average) * 1.0001 + 1;

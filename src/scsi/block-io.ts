@@ -58,7 +58,9 @@ export async function verify(u: Unit, x: Exec): Promise<null> {
       if (expect.length === 0) return null; // the initiator sent less: what it sent matched
       const got = have.subarray(b * SCSI_BLOCK_BYTES, b * SCSI_BLOCK_BYTES + expect.length);
       const at = firstDifference(got, expect);
-      if (at >= 0) throw new CheckCondition(SenseKey.MISCOMPARE, Asc.MISCOMPARE_DURING_VERIFY, null, (bytchk === 1 ? offset : (done + b) * SCSI_BLOCK_BYTES) + at);
+      if (at >= 0) {
+        throw new CheckCondition(SenseKey.MISCOMPARE, Asc.MISCOMPARE_DURING_VERIFY, null, (bytchk === 1 ? offset : (done + b) * SCSI_BLOCK_BYTES) + at);
+      }
     }
   }
   return null;

@@ -35,7 +35,8 @@ const printable = (s: string): boolean => /^[\x20-\x7e]*$/.test(s);
 
 export function checkIdentity(id: UnitIdentity): void {
   assert(id.naa.length === 8 && (id.naa.readUInt8(0) >> 4) === 3, 'the unit NAA identifier must be 8 bytes of NAA type 3');
-  assert(printable(id.serial) && id.serial.length > 0 && id.serial.length <= 64, `unit serial ${JSON.stringify(id.serial)}: 1 to 64 printable ASCII characters`);
+  assert(printable(id.serial) && id.serial.length > 0 && id.serial.length <= 64,
+    `unit serial ${JSON.stringify(id.serial)}: 1 to 64 printable ASCII characters`);
   assert(printable(id.product) && id.product.length <= 16, `unit product ${JSON.stringify(id.product)}: at most 16 printable ASCII characters`);
   assert(printable(id.revision) && id.revision.length <= 4, `unit revision ${JSON.stringify(id.revision)}: at most 4 printable ASCII characters`);
 }

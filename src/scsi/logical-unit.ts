@@ -44,7 +44,10 @@ const INQUIRY = 0x12;
 const REPORT_LUNS = 0xa0;
 const REQUEST_SENSE = 0x03;
 
-/** An opcode not in the table: INVALID COMMAND OPERATION CODE; a known opcode with a service action not served: INVALID FIELD IN CDB (SPC-4 4.5.2.4, the service action field). */
+/**
+ * An opcode not in the table: INVALID COMMAND OPERATION CODE; a known opcode with a service action not served:
+ * INVALID FIELD IN CDB (SPC-4 4.5.2.4, the service action field).
+ */
 function unknown(cdb: Buffer): CheckCondition {
   return hasServiceActions(u8(cdb, 0)) ? invalidField(1, 4) : illegal(Asc.INVALID_COMMAND_OPERATION_CODE);
 }
@@ -84,7 +87,8 @@ export class LogicalUnit implements ScsiLogicalUnitPort {
 
   async execute(task: ScsiTask): Promise<ScsiResult> {
     const result = await this.run(task);
-    assert((result.status === ScsiStatus.CHECK_CONDITION) === (result.sense !== null), () => `SCSI result with status 0x${result.status.toString(16)} ${result.sense === null ? 'without' : 'with'} sense`);
+    assert((result.status === ScsiStatus.CHECK_CONDITION) === (result.sense !== null),
+      () => `SCSI result with status 0x${result.status.toString(16)} ${result.sense === null ? 'without' : 'with'} sense`);
     return result;
   }
 

@@ -28,7 +28,8 @@ export class Medium {
     const perPhysical = Math.max(1, Math.floor(this.caps.blockSize.preferred / SCSI_BLOCK_BYTES));
     this.physicalExponent = Math.min(15, Math.floor(Math.log2(perPhysical)));
     this.thin = this.caps.trim;
-    assert(SCSI_BLOCK_BYTES % this.caps.blockSize.minimum === 0, `export ${backend.name}: its smallest block ${this.caps.blockSize.minimum} does not divide the ${SCSI_BLOCK_BYTES}-byte logical block`);
+    assert(SCSI_BLOCK_BYTES % this.caps.blockSize.minimum === 0,
+      `export ${backend.name}: its smallest block ${this.caps.blockSize.minimum} does not divide the ${SCSI_BLOCK_BYTES}-byte logical block`);
   }
 
   get readOnly(): boolean { return this.caps.readOnly; }
@@ -89,12 +90,16 @@ export class Medium {
     const bytes = count * SCSI_BLOCK_BYTES;
     try {
       if (this.caps.zero) {
-        for (let at = 0; at < bytes; at += max) await this.backend.writeZeroes(base + at, Math.min(max, bytes - at), { fua: durable && this.caps.fua, mayTrim, fast: false });
+        for (let at = 0; at < bytes; at += max) {
+          await this.backend.writeZeroes(base + at, Math.min(max, bytes - at), { fua: durable && this.caps.fua, mayTrim, fast: false });
+        }
       } else if (mayTrim && this.thin) {
         for (let at = 0; at < bytes; at += max) await this.backend.trim(base + at, Math.min(max, bytes - at), durable && this.caps.fua);
       } else {
         const zeros = Buffer.alloc(Math.min(max, bytes, SCSI_MAX_TRANSFER_BYTES));
-        for (let at = 0; at < bytes; at += zeros.length) await this.backend.write(base + at, zeros.subarray(0, Math.min(zeros.length, bytes - at)), durable && this.caps.fua);
+        for (let at = 0; at < bytes; at += zeros.length) {
+          await this.backend.write(base + at, zeros.subarray(0, Math.min(zeros.length, bytes - at)), durable && this.caps.fua);
+        }
       }
       if (durable && !this.caps.fua && this.caps.flush && bytes > 0) await this.backend.flush();
     } catch (e) {

@@ -59,7 +59,9 @@ export async function writeSame(u: Unit, x: Exec): Promise<null> {
   u.medium.checkWritable();
   // Exactly one block of data-out (none with NDOB): more or less is refused, not cut
   // (libiscsi test_writesame*_invalid_dataout_size).
-  if (x.task.expectedLength !== x.wanted || x.data.length !== x.wanted) throw new CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_INFORMATION_UNIT);
+  if (x.task.expectedLength !== x.wanted || x.data.length !== x.wanted) {
+    throw new CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_INFORMATION_UNIT);
+  }
   const block = ndob ? null : x.data;
   const zeros = block === null || block.every((b) => b === 0);
   const release = await u.medium.lock.acquire(lba, lba + n);

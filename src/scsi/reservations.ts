@@ -39,7 +39,8 @@ interface Reservation {
 
 const allRegistrants = (t: number): boolean => t === PrType.WRITE_EXCLUSIVE_ALL_REGISTRANTS || t === PrType.EXCLUSIVE_ACCESS_ALL_REGISTRANTS;
 const registrantsAccess = (t: number): boolean => t >= PrType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY;
-const writeExclusive = (t: number): boolean => t === PrType.WRITE_EXCLUSIVE || t === PrType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY || t === PrType.WRITE_EXCLUSIVE_ALL_REGISTRANTS;
+const writeExclusive = (t: number): boolean =>
+  t === PrType.WRITE_EXCLUSIVE || t === PrType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY || t === PrType.WRITE_EXCLUSIVE_ALL_REGISTRANTS;
 
 export class Reservations {
   /** PRgeneration: counts REGISTER, CLEAR, PREEMPT (SPC-4 6.15.2). */

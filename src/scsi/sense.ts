@@ -74,7 +74,8 @@ export function invalidField(byte: number, bit?: number): CheckCondition {
 
 /** ILLEGAL REQUEST / INVALID FIELD IN PARAMETER LIST pointing at byte (and bit) of the list. */
 export function invalidParameter(byte: number, bit?: number): CheckCondition {
-  return new CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_PARAMETER_LIST, bit === undefined ? { cdb: false, byte } : { cdb: false, byte, bit });
+  return new CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_PARAMETER_LIST,
+    bit === undefined ? { cdb: false, byte } : { cdb: false, byte, bit });
 }
 
 export function illegal(asc: number): CheckCondition {
@@ -138,7 +139,9 @@ export function reservationConflict(dataOutWanted = 0): ScsiResult {
 export function senseForDiskError(code: string, op: 'read' | 'write', thin: boolean): CheckCondition {
   switch (code) {
     case 'ENOSPC': case 'EDQUOT': case 'EFBIG':
-      return thin ? new CheckCondition(SenseKey.DATA_PROTECT, Asc.SPACE_ALLOCATION_FAILED_WRITE_PROTECT) : new CheckCondition(SenseKey.MEDIUM_ERROR, Asc.WRITE_ERROR);
+      return thin
+        ? new CheckCondition(SenseKey.DATA_PROTECT, Asc.SPACE_ALLOCATION_FAILED_WRITE_PROTECT)
+        : new CheckCondition(SenseKey.MEDIUM_ERROR, Asc.WRITE_ERROR);
     case 'EROFS': case 'EPERM': case 'EACCES':
       return new CheckCondition(SenseKey.DATA_PROTECT, Asc.WRITE_PROTECTED);
     case 'EIO':

@@ -92,7 +92,8 @@ export class PlanRunner {
           if (end.kind === 'failed') this.fail('writing the receive log', end.error);
           else if (end.kind === 'full' && end.next.length > 0) {
             const why = this.replica.checkpoint ?
-              `while checkpoint "${this.replica.checkpoint.label}" is held; shipping paused, the primary's journal holds the rest until the checkpoint is released` :
+              `while checkpoint "${this.replica.checkpoint.label}" is held; ` +
+                "shipping paused, the primary's journal holds the rest until the checkpoint is released" :
               'ahead of the replica; shipping paused until applied records free room';
             (this.replica.checkpoint ? this.logger.warn : this.logger.info).call(this.logger, { volume: this.name },
               `volume ${this.name}: receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}) ${why}`);

@@ -241,7 +241,11 @@ export class Receiver {
         this.logged = to;
         for (const r of fresh) {
           this.loggedBytes += r.size;
-          if (r.barrier) this.pendingBarriers.push(r.groupPoint !== undefined ? { seq: r.seq, bytes: this.loggedBytes, point: r.groupPoint } : { seq: r.seq, bytes: this.loggedBytes });
+          if (r.barrier) {
+            this.pendingBarriers.push(r.groupPoint !== undefined
+              ? { seq: r.seq, bytes: this.loggedBytes, point: r.groupPoint }
+              : { seq: r.seq, bytes: this.loggedBytes });
+          }
         }
         for (const r of fresh) if (r.roundEnd) this.pendingRoundEnds.push(r.seq);
         for (const r of fresh) if (r.skipUntil !== undefined) this.pendingSkips.push({ seq: r.seq, until: r.skipUntil });
@@ -397,7 +401,8 @@ export class Receiver {
       const end = this.barriers.find((b) => b.seq === to);
       const limitAt = this.barriers.findIndex((b) => b.point !== undefined && b.point === this.groupLimit);
       assert(end?.point !== undefined && limitAt >= 0 && this.barriers.indexOf(end) <= limitAt,
-        () => `group member: an apply to record ${to} (${end?.point !== undefined ? `group point ${end.point}` : 'not a group point'}) passes the group's limit (${this.groupLimit === null ? 'none yet' : `group point ${this.groupLimit}`})`);
+        () => `group member: an apply to record ${to} (${end?.point !== undefined ? `group point ${end.point}` : 'not a group point'}) ` +
+          `passes the group's limit (${this.groupLimit === null ? 'none yet' : `group point ${this.groupLimit}`})`);
     }
     this.applying = true;
     return [{ type: 'apply', fromSeq: this.applied + 1, toSeq: to }];

@@ -277,10 +277,19 @@ export class Replica implements ExportBackend {
    * release; received records keep landing in the receive log (and when it is
    * full, the primary is asked to hold the rest in its journal).
    */
-  async createCheckpoint(label: string, holdMs: number | null, now = Date.now(), ownedByDrill = false, group?: { group: string; groupPoint: number }): Promise<Checkpoint> {
+  async createCheckpoint(
+    label: string,
+    holdMs: number | null,
+    now = Date.now(),
+    ownedByDrill = false,
+    group?: { group: string; groupPoint: number },
+  ): Promise<Checkpoint> {
     // (A receive log being reopened makes the receiver again: hold the new one.)
     while (this.reopening) await this.reopening.catch(() => undefined);
-    if (this.checkpoint) throw new DiskError('EEXIST', `checkpoint "${this.checkpoint.label}" is already held on ${this.name} (since ${new Date(this.checkpoint.createdAt).toISOString()}); release it first`);
+    if (this.checkpoint) {
+      throw new DiskError('EEXIST', `checkpoint "${this.checkpoint.label}" is already held on ${this.name} ` +
+        `(since ${new Date(this.checkpoint.createdAt).toISOString()}); release it first`);
+    }
     const why = this.notFrozenBecause();
     if (why) throw new DiskError('EAGAIN', `no checkpoint of ${this.name} can be taken yet: ${why}`);
     // A unit being applied (or asked for) ends first, at most one (APPLY_UNIT_BYTES):
@@ -294,10 +303,14 @@ export class Replica implements ExportBackend {
       throw new DiskError(taken ? 'EEXIST' : 'EAGAIN', taken ? `checkpoint "${taken.label}" was taken on ${this.name} meanwhile` :
         `no checkpoint of ${this.name} can be taken: ${after}`);
     }
-    const cp: Checkpoint = { label, createdAt: now, holdUntil: holdMs === null ? null : now + holdMs, appliedSeq: this.receiver.applied, ownedByDrill, ...group };
+    const cp: Checkpoint = {
+      label, createdAt: now, holdUntil: holdMs === null ? null : now + holdMs, appliedSeq: this.receiver.applied, ownedByDrill, ...group,
+    };
     if (group) {
       // Invariant 10: every member of a group checkpoint is frozen at the same group point.
-      assert(this.receiver.appliedPoint === group.groupPoint, () => `volume ${this.name}: a checkpoint of group ${group.group} at group point ${group.groupPoint} would freeze this member at ${this.receiver.appliedPoint === null ? 'no group point' : `group point ${this.receiver.appliedPoint}`}`);
+      assert(this.receiver.appliedPoint === group.groupPoint, () => `volume ${this.name}: a checkpoint of group ${group.group} ` +
+        `at group point ${group.groupPoint} would freeze this member at ` +
+        `${this.receiver.appliedPoint === null ? 'no group point' : `group point ${this.receiver.appliedPoint}`}`);
     }
     this.checkpoints.hold(cp);
     try {

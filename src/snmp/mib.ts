@@ -177,7 +177,10 @@ export function volumeValues(v: VolumeStatus): Record<ColumnName, MibValue> {
     offsiteVolumeWireBytes: { kind: 'counter64', value: Math.max(0, Math.floor(v.wireBytes)) },
     offsiteVolumeCheckpointControl: { kind: 'integer', value: v.checkpoint ? CHECKPOINT_CONTROL.held : CHECKPOINT_CONTROL.none },
     offsiteVolumeIscsiTarget: { kind: 'string', value: displayString(v.iscsi?.target ?? '', 223) },
-    offsiteVolumeIscsiSessions: { kind: 'gauge', value: u32((v.iscsi?.sessions.length ?? 0) + (v.iscsi?.exports.reduce((n, x) => n + x.sessions.length, 0) ?? 0)) },
+    offsiteVolumeIscsiSessions: {
+      kind: 'gauge',
+      value: u32((v.iscsi?.sessions.length ?? 0) + (v.iscsi?.exports.reduce((n, x) => n + x.sessions.length, 0) ?? 0)),
+    },
   };
 }
 

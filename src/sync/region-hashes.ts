@@ -61,7 +61,13 @@ export function holeRegions(map: readonly Extent[], offset: number, regionSize: 
  * null once `wanted()` says the asker is gone. Regions past the end of the disk (a
  * peer asking beyond it) hash as empty.
  */
-export async function hashRegions(disk: HashedDisk, regionSize: number, first: number, count: number, wanted: () => boolean = () => true): Promise<Buffer[] | null> {
+export async function hashRegions(
+  disk: HashedDisk,
+  regionSize: number,
+  first: number,
+  count: number,
+  wanted: () => boolean = () => true,
+): Promise<Buffer[] | null> {
   const offset = first * regionSize;
   const length = Math.max(0, Math.min(count * regionSize, disk.size - offset));
   const inside = Math.ceil(length / regionSize);

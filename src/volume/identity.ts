@@ -51,7 +51,8 @@ export class VolumeIdentity {
       try {
         raw = JSON.parse(fs.readFileSync(file, 'utf8'));
       } catch (e) {
-        throw new Error(`${file} is not valid JSON (${(e as Error).message}); restore it from a backup or remove it to give the volume a new identity (a full resync follows)`);
+        throw new Error(`${file} is not valid JSON (${(e as Error).message}); ` +
+          'restore it from a backup or remove it to give the volume a new identity (a full resync follows)');
       }
       const version = typeof raw === 'object' && raw !== null ? (raw as { version?: unknown }).version : undefined;
       if (typeof version === 'number' && isNewer(IDENTITY_FORMAT, version)) throw new NewerFormatError(IDENTITY_FORMAT, file, version);

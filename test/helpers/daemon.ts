@@ -159,8 +159,11 @@ export async function freePort(): Promise<number> {
   }
 }
 
+/** One volume of statusOf's answer: the fields the tests read. */
+type VolumeStatusRow = { name: string; link: string; backlogBytes: number; lagSeconds: number; consistent: boolean; tracking: string };
+
 /** Status of a running daemon through its API. */
-export async function statusOf(d: TestDaemon): Promise<{ volumes: Array<{ name: string; link: string; backlogBytes: number; lagSeconds: number; consistent: boolean; tracking: string }> }> {
+export async function statusOf(d: TestDaemon): Promise<{ volumes: VolumeStatusRow[] }> {
   const r = await fetch(`http://127.0.0.1:${d.apiPort}/api/v1/status`);
-  return (await r.json()) as { volumes: Array<{ name: string; link: string; backlogBytes: number; lagSeconds: number; consistent: boolean; tracking: string }> };
+  return (await r.json()) as { volumes: VolumeStatusRow[] };
 }

@@ -35,12 +35,17 @@ api: 127.0.0.1:${ports.api}
 peers:
   ${peer}: { address: "127.0.0.1:${peerLink}", fingerprint: "FINGERPRINT"${peerExtra ? `, ${peerExtra}` : ''} }
 volumes:
-${opts.volumes.map((v) => `  ${v.name}: { path: ./${v.name}.img, size: ${size}, role: ${role}, peer: ${peer}, journal: ${journal}${primary && v.keysA ? `, ${v.keysA}` : ''} }`).join('\n')}
+${opts.volumes.map((v) => `  ${v.name}: { path: ./${v.name}.img, size: ${size}, role: ${role}, peer: ${peer}, journal: ${journal}` +
+  `${primary && v.keysA ? `, ${v.keysA}` : ''} }`).join('\n')}
 `;
   fs.mkdirSync(path.join(root, 'a'));
   fs.mkdirSync(path.join(root, 'b'));
-  const a = await TestDaemon.create({ dir: path.join(root, 'a'), node: 'site-a', noStart: true, yaml: mk('site-a', 'site-b', linkA, linkB, 'primary', opts.peerKeysA ?? '', true) });
-  const b = await TestDaemon.create({ dir: path.join(root, 'b'), node: 'site-b', noStart: true, yaml: mk('site-b', 'site-a', linkB, linkA, 'secondary', '', false) });
+  const a = await TestDaemon.create({
+    dir: path.join(root, 'a'), node: 'site-a', noStart: true, yaml: mk('site-a', 'site-b', linkA, linkB, 'primary', opts.peerKeysA ?? '', true),
+  });
+  const b = await TestDaemon.create({
+    dir: path.join(root, 'b'), node: 'site-b', noStart: true, yaml: mk('site-b', 'site-a', linkB, linkA, 'secondary', '', false),
+  });
   const fp = async (d: TestDaemon): Promise<string> => (await must(process.execPath, [OFFSITE_BIN, 'init', '-c', d.configFile])).trim().split('\n').pop()!;
   const [fa, fb] = [await fp(a), await fp(b)];
   fs.writeFileSync(a.configFile, fs.readFileSync(a.configFile, 'utf8').replace('FINGERPRINT', fb));
@@ -61,7 +66,9 @@ ${opts.volumes.map((v) => `  ${v.name}: { path: ./${v.name}.img, size: ${size}, 
         const t = await statusOf(b).catch(() => null);
         const quiet = (v: { backlogBytes: number; resyncing?: boolean }): boolean => v.backlogBytes === 0 && v.resyncing !== true;
         if (s && t && s.volumes.every((v) => v.link === 'connected' && quiet(v)) && t.volumes.every((v) => quiet(v) && v.consistent)) return;
-        if (Date.now() > deadline) throw new Error(`not drained after ${timeoutMs} ms: ${JSON.stringify(s)} ${JSON.stringify(t)}\n${a.log.slice(-2000)}\n${b.log.slice(-2000)}`);
+        if (Date.now() > deadline) {
+          throw new Error(`not drained after ${timeoutMs} ms: ${JSON.stringify(s)} ${JSON.stringify(t)}\n${a.log.slice(-2000)}\n${b.log.slice(-2000)}`);
+        }
         await sleep(200);
       }
     },
@@ -106,7 +113,12 @@ export interface ShareWindow {
  * `tailBytes` to send: a volume that ran out of data no longer wants its share. The
  * writes are awaited before returning.
  */
-export async function sampleShares(d: TestDaemon, bytes: Map<string, number>, source: string, opts: { skipSeconds: number; windowSeconds: number; maxSeconds: number; tailBytes: number }): Promise<{ windows: ShareWindow[]; said: string }> {
+export async function sampleShares(
+  d: TestDaemon,
+  bytes: Map<string, number>,
+  source: string,
+  opts: { skipSeconds: number; windowSeconds: number; maxSeconds: number; tailBytes: number },
+): Promise<{ windows: ShareWindow[]; said: string }> {
   const w0 = await wireBytes(d);
   const t0 = Date.now();
   // (At most WRITERS at once: the daemon takes 32 NBD connections from one address.
@@ -147,7 +159,9 @@ export async function sampleShares(d: TestDaemon, bytes: Map<string, number>, so
   }
   // What each volume had sent when sampling stopped (for a test's message).
   const last = samples[samples.length - 1];
-  const said = last ? `after ${last.t.toFixed(1)} s: ${[...bytes.keys()].map((n) => `${n} ${((last.w.get(n)! - w0.get(n)!) / 2 ** 20).toFixed(2)} MiB`).join(', ')}` : 'no sample';
+  const said = last
+    ? `after ${last.t.toFixed(1)} s: ${[...bytes.keys()].map((n) => `${n} ${((last.w.get(n)! - w0.get(n)!) / 2 ** 20).toFixed(2)} MiB`).join(', ')}`
+    : 'no sample';
   return { windows, said };
 }
 

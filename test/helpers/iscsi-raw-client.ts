@@ -134,10 +134,14 @@ export class RawIscsi {
   }
 
   /** A SCSI Command (non-immediate unless told); returns its ITT. */
-  command(cdb: Buffer, o: { read?: boolean; write?: boolean; edtl: number; data?: Buffer; final?: boolean; immediate?: boolean; lun?: number; attr?: number }): number {
+  command(
+    cdb: Buffer,
+    o: { read?: boolean; write?: boolean; edtl: number; data?: Buffer; final?: boolean; immediate?: boolean; lun?: number; attr?: number },
+  ): number {
     const itt = this.nextItt();
     const data = o.data ?? null;
-    const b = bhs(Op.SCSI_COMMAND | (o.immediate ? 0x40 : 0), ((o.final ?? true) ? 0x80 : 0) | (o.read ? 0x40 : 0) | (o.write ? 0x20 : 0) | (o.attr ?? 1), data?.length ?? 0, {
+    const flags = ((o.final ?? true) ? 0x80 : 0) | (o.read ? 0x40 : 0) | (o.write ? 0x20 : 0) | (o.attr ?? 1);
+    const b = bhs(Op.SCSI_COMMAND | (o.immediate ? 0x40 : 0), flags, data?.length ?? 0, {
       16: itt, 20: o.edtl, 24: this.cmdSN, 28: this.expStatSN,
     });
     b[9] = o.lun ?? 0;

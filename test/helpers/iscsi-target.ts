@@ -34,7 +34,10 @@ export interface TestTarget {
 
 const open: IscsiAuth = { chap: null, mutual: null, initiators: null };
 
-export async function startTestTarget(vols: TestVolume[], opts: { discoveryAuth?: Partial<IscsiAuth>; log?: Logger; server?: Partial<IscsiServerOptions> } = {}): Promise<TestTarget> {
+export async function startTestTarget(
+  vols: TestVolume[],
+  opts: { discoveryAuth?: Partial<IscsiAuth>; log?: Logger; server?: Partial<IscsiServerOptions> } = {},
+): Promise<TestTarget> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-iscsi-'));
   const volumes = new Map<string, Volume>();
   const targets = new Map<string, IscsiTarget>();

@@ -41,7 +41,10 @@ export async function startPair(opts: PairOptions = {}): Promise<Pair> {
   const root = tempDir('pair');
   const [linkA, linkB] = [await freePort(), await freePort()];
   const size = opts.size ?? '256MiB';
-  const mk = (node: string, peer: string, myLink: number, peerLink: number, role: string, volSize = size, journal = opts.journal ?? '1GiB', extra = '', peerExtra = '', nodeKeys = '') =>
+  const mk = (
+    node: string, peer: string, myLink: number, peerLink: number, role: string,
+    volSize = size, journal = opts.journal ?? '1GiB', extra = '', peerExtra = '', nodeKeys = '',
+  ) =>
     (ports: { nbd: number; api: number }): string => `node: ${node}
 state: ./state
 nbd: 127.0.0.1:${ports.nbd}
@@ -55,8 +58,14 @@ ${nodeKeys}`;
   fs.mkdirSync(path.join(root, 'a'));
   fs.mkdirSync(path.join(root, 'b'));
   const dialB = opts.proxy ? await opts.proxy(linkB) : linkB;
-  const a = await TestDaemon.create({ dir: path.join(root, 'a'), node: 'site-a', noStart: true, yaml: mk('site-a', 'site-b', linkA, dialB, 'primary', size, opts.journal ?? '1GiB', opts.volumeKeysA ?? '', opts.peerKeysA ?? '', opts.nodeKeysA ?? '') });
-  const b = await TestDaemon.create({ dir: path.join(root, 'b'), node: 'site-b', noStart: true, yaml: mk('site-b', 'site-a', linkB, linkA, opts.roleB ?? 'secondary', opts.sizeB ?? size, opts.journalB, opts.volumeKeysB ?? '', '', opts.nodeKeysB ?? '') });
+  const a = await TestDaemon.create({
+    dir: path.join(root, 'a'), node: 'site-a', noStart: true,
+    yaml: mk('site-a', 'site-b', linkA, dialB, 'primary', size, opts.journal ?? '1GiB', opts.volumeKeysA ?? '', opts.peerKeysA ?? '', opts.nodeKeysA ?? ''),
+  });
+  const b = await TestDaemon.create({
+    dir: path.join(root, 'b'), node: 'site-b', noStart: true,
+    yaml: mk('site-b', 'site-a', linkB, linkA, opts.roleB ?? 'secondary', opts.sizeB ?? size, opts.journalB, opts.volumeKeysB ?? '', '', opts.nodeKeysB ?? ''),
+  });
   const fp = async (d: TestDaemon): Promise<string> => (await must(process.execPath, [OFFSITE_BIN, 'init', '-c', d.configFile])).trim().split('\n').pop()!;
   const [fa, fb] = [await fp(a), await fp(b)];
   fs.writeFileSync(a.configFile, fs.readFileSync(a.configFile, 'utf8').replace('FINGERPRINT', fb));
@@ -83,7 +92,9 @@ ${nodeKeys}`;
         const quiet = (v: { backlogBytes: number; resyncing?: boolean }): boolean => v.backlogBytes === 0 && v.resyncing !== true;
         // (And the secondary consistent: a new pair is not drained before its first sync ends.)
         if (s && t && s.volumes.every((v) => v.link === 'connected' && quiet(v)) && t.volumes.every((v) => quiet(v) && v.consistent)) return;
-        if (Date.now() > deadline) throw new Error(`not drained after ${timeoutMs} ms: ${JSON.stringify(s)} ${JSON.stringify(t)}\n${a.log.slice(-2000)}\n${b.log.slice(-2000)}`);
+        if (Date.now() > deadline) {
+          throw new Error(`not drained after ${timeoutMs} ms: ${JSON.stringify(s)} ${JSON.stringify(t)}\n${a.log.slice(-2000)}\n${b.log.slice(-2000)}`);
+        }
         await sleep(200);
       }
     },

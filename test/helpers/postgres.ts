@@ -50,14 +50,18 @@ export async function initdb(dataDir: string, opts: { waldir?: string } = {}): P
   pgOwnedDir(dataDir);
   // --waldir: pg_wal is a symlink to it (a log volume of its own).
   if (opts.waldir) pgOwnedDir(opts.waldir);
-  const r = await runAsPg(path.join(bin, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', ...(opts.waldir ? ['--waldir', opts.waldir] : [])]);
+  const r = await runAsPg(path.join(bin, 'initdb'), [
+    '-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', ...(opts.waldir ? ['--waldir', opts.waldir] : []),
+  ]);
   if (r.code !== 0) throw new Error(`initdb -D ${dataDir} exited ${r.code}:\n${r.out}`);
 }
 
 function runAsPg(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
   const { uid, gid } = pgUser();
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { uid, gid, cwd: '/tmp', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C', HOME: '/tmp' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, {
+      uid, gid, cwd: '/tmp', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C', HOME: '/tmp' }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     child.stderr.on('data', (b: Buffer) => (out += b.toString()));
@@ -118,7 +122,9 @@ export class PgInstance {
     const deadline = Date.now() + (opts.readyTimeoutMs ?? 120_000);
     for (;;) {
       if (pg.log.includes('database system is ready to accept connections')) return pg;
-      if (!pg.alive) throw new Error(`postgres -D ${opts.dataDir} exited (${child.exitCode ?? child.signalCode}) before it accepted connections:\n${pg.log.slice(-4000)}`);
+      if (!pg.alive) {
+        throw new Error(`postgres -D ${opts.dataDir} exited (${child.exitCode ?? child.signalCode}) before it accepted connections:\n${pg.log.slice(-4000)}`);
+      }
       if (Date.now() > deadline) {
         await pg.kill9();
         throw new Error(`postgres -D ${opts.dataDir} did not accept connections within ${opts.readyTimeoutMs ?? 120_000} ms:\n${pg.log.slice(-4000)}`);
@@ -137,7 +143,10 @@ export class PgInstance {
     const args = ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', ...this.conn(), '-d', 'postgres'];
     for (const s of statements) args.push('-c', s);
     const r = await run(path.join(requirePg(), 'psql'), args, { timeoutMs: 60_000 });
-    if (r.code !== 0) throw new Error(`psql on port ${this.opts.port} (${statements.join('; ')}) exited ${r.code}: ${r.stderr.trim()}${r.stdout.trim() ? ` / ${r.stdout.trim()}` : ''}`);
+    if (r.code !== 0) {
+      throw new Error(`psql on port ${this.opts.port} (${statements.join('; ')}) exited ${r.code}: ` +
+        `${r.stderr.trim()}${r.stdout.trim() ? ` / ${r.stdout.trim()}` : ''}`);
+    }
     return r.stdout.trim();
   }
 

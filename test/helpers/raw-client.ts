@@ -148,7 +148,9 @@ export class RawClient {
   }
 
   /** Reads any reply: a simple reply or a structured chunk. */
-  async anyReply(): Promise<{ kind: 'simple'; error: number; handle: bigint } | { kind: 'chunk'; flags: number; type: number; handle: bigint; payload: Buffer }> {
+  async anyReply(): Promise<
+    { kind: 'simple'; error: number; handle: bigint } | { kind: 'chunk'; flags: number; type: number; handle: bigint; payload: Buffer }
+  > {
     const m = await this.read(4);
     if (m.readUInt32BE(0) === P.SIMPLE_REPLY_MAGIC) {
       const rest = await this.read(12);

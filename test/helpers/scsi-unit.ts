@@ -3,7 +3,9 @@
 // an allocation map per 512-byte block (thin: trimmed blocks are holes and read
 // zeros), can fail the next call with an errno, and can hold writes at a gate; it is
 // wrapped in CheckedBackend so a call outside the contract fails the test.
-import { diskCapabilities, readOnlyCapabilities, DiskError, type Capabilities, type Extent, type ExportBackend, type ZeroOptions } from '../../src/export/backend.js';
+import {
+  diskCapabilities, readOnlyCapabilities, DiskError, type Capabilities, type Extent, type ExportBackend, type ZeroOptions,
+} from '../../src/export/backend.js';
 import { CheckedBackend } from '../../src/export/contract.js';
 import { LogicalUnit } from '../../src/scsi/logical-unit.js';
 import type { ScsiNexus, ScsiResult } from '../../src/scsi/task.js';
@@ -80,7 +82,9 @@ export class MemoryDisk implements ExportBackend {
     while (at < offset + length && out.length < max) {
       const hole = this.allocated[Math.floor(at / 512)] === 0;
       let end = at;
-      while (end < offset + length && (this.allocated[Math.floor(end / 512)] === 0) === hole) end = Math.min(offset + length, (Math.floor(end / 512) + 1) * 512);
+      while (end < offset + length && (this.allocated[Math.floor(end / 512)] === 0) === hole) {
+        end = Math.min(offset + length, (Math.floor(end / 512) + 1) * 512);
+      }
       out.push({ length: end - at, hole });
       at = end;
     }
@@ -99,8 +103,12 @@ export class MemoryDisk implements ExportBackend {
 export const NAA = Buffer.from('3a1b2c3d4e5f6071', 'hex');
 export const IDENTITY = { naa: NAA, serial: 'vol-0001', product: 'Offsite volume', revision: '0017' };
 
-export const A: ScsiNexus = { initiator: 'iqn.1991-05.com.microsoft:erp1,i,0x400001370000', transportId: Buffer.from('iqn.1991-05.com.microsoft:erp1'), relativePort: 1 };
-export const B: ScsiNexus = { initiator: 'iqn.1991-05.com.microsoft:erp2,i,0x400001370000', transportId: Buffer.from('iqn.1991-05.com.microsoft:erp2'), relativePort: 1 };
+export const A: ScsiNexus = {
+  initiator: 'iqn.1991-05.com.microsoft:erp1,i,0x400001370000', transportId: Buffer.from('iqn.1991-05.com.microsoft:erp1'), relativePort: 1,
+};
+export const B: ScsiNexus = {
+  initiator: 'iqn.1991-05.com.microsoft:erp2,i,0x400001370000', transportId: Buffer.from('iqn.1991-05.com.microsoft:erp2'), relativePort: 1,
+};
 
 export interface Setup {
   lu: LogicalUnit;
@@ -119,7 +127,11 @@ export function unit(kind: 'thin' | 'thick' | 'readonly' = 'thin', blocks = 2048
 }
 
 /** Runs a CDB (hex, spaces allowed) as `nexus`, on LUN 0 unless told, with the data-out given. */
-export function cmd(lu: LogicalUnit, cdbHex: string, opts: { nexus?: ScsiNexus; data?: Buffer; lun?: number; expectedLength?: number } = {}): Promise<ScsiResult> {
+export function cmd(
+  lu: LogicalUnit,
+  cdbHex: string,
+  opts: { nexus?: ScsiNexus; data?: Buffer; lun?: number; expectedLength?: number } = {},
+): Promise<ScsiResult> {
   const cdb = Buffer.from(cdbHex.replace(/\s+/g, ''), 'hex');
   const data = opts.data ?? null;
   return lu.execute({ nexus: opts.nexus ?? A, lun: opts.lun ?? 0, cdb, expectedLength: opts.expectedLength ?? data?.length ?? 0, dataOut: data });

@@ -42,19 +42,28 @@ test('API actions: 401 without the token, then checkpoint, release, promote and 
     const cp = await post(p.b, '/api/v1/volumes/db/checkpoint', { label: 'api', hold: '1h' }, token);
     assert.equal(cp.status, 200, JSON.stringify(cp.json));
     assert.match(String(cp.json.message), /checkpoint "api" of db held/);
-    const list = (await (await fetch(`http://127.0.0.1:${p.b.apiPort}/api/v1/checkpoints`)).json()) as { checkpoints: Array<{ label: string; export: string }> };
+    const list = (await (await fetch(`http://127.0.0.1:${p.b.apiPort}/api/v1/checkpoints`)).json()) as {
+      checkpoints: Array<{ label: string; export: string }>;
+    };
     assert.deepEqual(list.checkpoints.map((c) => [c.label, c.export]), [['api', 'db@checkpoint']]);
     assert.equal((await post(p.b, '/api/v1/volumes/db/checkpoint', {}, token)).status, 409, 'one checkpoint at a time');
     assert.equal((await post(p.b, '/api/v1/volumes/db/checkpoint-release', {}, token)).status, 200);
 
     // The operator events carry what the actions did; the OpenAPI document names every action.
-    const ev = (await (await fetch(`http://127.0.0.1:${p.b.apiPort}/api/v1/events?limit=50`)).json()) as { events: Array<{ level: string; msg: string; volume?: string }> };
+    const ev = (await (await fetch(`http://127.0.0.1:${p.b.apiPort}/api/v1/events?limit=50`)).json()) as {
+      events: Array<{ level: string; msg: string; volume?: string }>;
+    };
     assert.ok(ev.events.some((e) => e.volume === 'db' && /checkpoint "api" held at record/.test(e.msg)), JSON.stringify(ev.events.slice(-5)));
     assert.ok(ev.events.some((e) => e.level === 'warn' && /API: refused checkpoint on db/.test(e.msg)), 'the 401s are in the events');
-    const doc = (await (await fetch(`http://127.0.0.1:${p.b.apiPort}/api/v1/openapi.json`)).json()) as { openapi: string; paths: Record<string, { post?: { parameters: Array<{ name: string; schema: { enum?: string[] } }> } }> };
+    const doc = (await (await fetch(`http://127.0.0.1:${p.b.apiPort}/api/v1/openapi.json`)).json()) as {
+      openapi: string;
+      paths: Record<string, { post?: { parameters: Array<{ name: string; schema: { enum?: string[] } }> } }>;
+    };
     assert.equal(doc.openapi, '3.1.0');
     const actions = doc.paths['/api/v1/volumes/{name}/{action}']!.post!.parameters.find((x) => x.name === 'action')!.schema.enum!;
-    for (const a of ['checkpoint', 'checkpoint-release', 'drill-start', 'drill-stop', 'promote', 'demote', 'pause', 'resume', 'verify']) assert.ok(actions.includes(a), a);
+    for (const a of ['checkpoint', 'checkpoint-release', 'drill-start', 'drill-stop', 'promote', 'demote', 'pause', 'resume', 'verify']) {
+      assert.ok(actions.includes(a), a);
+    }
     const hist = await fetch(`http://127.0.0.1:${p.a.apiPort}/api/v1/volumes/db/history`);
     assert.equal(hist.status, 200);
     assert.ok(Array.isArray(((await hist.json()) as { history: unknown[] }).history));

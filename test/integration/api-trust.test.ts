@@ -13,7 +13,12 @@ import { must, run } from '../helpers/run.js';
 
 const VOLUME = 'volumes:\n  disk: { path: ./disk.img, size: 16MiB, role: primary }\n';
 
-function get(port: number, route: string, host: string, opts: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string }> {
+function get(
+  port: number,
+  route: string,
+  host: string,
+  opts: { method?: string; headers?: Record<string, string> } = {},
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port, path: route, method: opts.method ?? 'GET', headers: { host, ...opts.headers } }, (res) => {
       let body = '';
@@ -29,8 +34,10 @@ test('listeners the network reaches are warned about at start; loopback ones are
   const open = await TestDaemon.create({ yaml: ({ nbd, api }) => `node: site-a\nstate: ./state\nnbd: 0.0.0.0:${nbd}\napi: ":${api}"\n${VOLUME}` });
   const local = await TestDaemon.create({ yaml: ({ nbd, api }) => `node: site-a\nstate: ./state\nnbd: 127.0.0.1:${nbd}\napi: 127.0.0.1:${api}\n${VOLUME}` });
   try {
-    assert.match(open.log, new RegExp(`NBD listens on 0\\.0\\.0\\.0:${open.port}, which the network reaches: NBD has no authentication, so whoever reaches this port can read and write the volumes served here`));
-    assert.match(open.log, new RegExp(`the API listens on 0\\.0\\.0\\.0:${open.apiPort}, which the network reaches, over plain HTTP: the token of every action crosses the network in clear.*set api_tls: true`));
+    assert.match(open.log, new RegExp(`NBD listens on 0\\.0\\.0\\.0:${open.port}, which the network reaches: ` +
+      'NBD has no authentication, so whoever reaches this port can read and write the volumes served here'));
+    assert.match(open.log, new RegExp(`the API listens on 0\\.0\\.0\\.0:${open.apiPort}, which the network reaches, over plain HTTP: ` +
+      'the token of every action crosses the network in clear.*set api_tls: true'));
     assert.doesNotMatch(local.log, /which the network reaches/);
   } finally {
     await open.stop();
@@ -39,7 +46,9 @@ test('listeners the network reaches are warned about at start; loopback ones are
 });
 
 test('the API answers IP literals, localhost and api_hosts names only: another Host (DNS rebinding) gets 421, logged once', async () => {
-  const d = await TestDaemon.create({ yaml: ({ nbd, api }) => `node: site-a\nstate: ./state\nnbd: 127.0.0.1:${nbd}\napi: 127.0.0.1:${api}\napi_hosts: [offsite-a.example]\n${VOLUME}` });
+  const d = await TestDaemon.create({
+    yaml: ({ nbd, api }) => `node: site-a\nstate: ./state\nnbd: 127.0.0.1:${nbd}\napi: 127.0.0.1:${api}\napi_hosts: [offsite-a.example]\n${VOLUME}`,
+  });
   try {
     const p = d.apiPort;
     for (const host of [`127.0.0.1:${p}`, `localhost:${p}`, `[::1]:${p}`, `offsite-a.example:${p}`, 'OFFSITE-A.example.', '10.1.2.3']) {
@@ -63,7 +72,8 @@ test('the API answers IP literals, localhost and api_hosts names only: another H
 });
 
 test('api_tls: the API speaks HTTPS with the node certificate, offsite status pins it, plain HTTP is refused', async () => {
-  const yaml = (state: string) => ({ nbd, api }: { nbd: number; api: number }): string => `node: site-a\nstate: ${state}\nnbd: 127.0.0.1:${nbd}\napi: 127.0.0.1:${api}\napi_tls: true\n${VOLUME}`;
+  const yaml = (state: string) => ({ nbd, api }: { nbd: number; api: number }): string =>
+    `node: site-a\nstate: ${state}\nnbd: 127.0.0.1:${nbd}\napi: 127.0.0.1:${api}\napi_tls: true\n${VOLUME}`;
   const d = await TestDaemon.create({ noStart: true, yaml: yaml('./state') });
   // No certificate yet: the daemon says what to do and does not start.
   const early = await run(process.execPath, [OFFSITE_BIN, 'daemon', '-c', d.configFile], { timeoutMs: 20_000 });
@@ -93,14 +103,16 @@ test('api_tls: the API speaks HTTPS with the node certificate, offsite status pi
     await assert.rejects(get(d.apiPort, '/api/v1/status', '127.0.0.1'));
     await assert.rejects(get(d.apiPort, '/api/v1/status', '127.0.0.1'));
     await new Promise((r) => setTimeout(r, 200));
-    assert.equal(d.log.split('\n').filter((l) => /API: refused a connection from 127\.0\.0\.1: no TLS handshake .*this API speaks HTTPS only \(api_tls: true\)/.test(l)).length, 1);
+    const refusedTls = /API: refused a connection from 127\.0\.0\.1: no TLS handshake .*this API speaks HTTPS only \(api_tls: true\)/;
+    assert.equal(d.log.split('\n').filter((l) => refusedTls.test(l)).length, 1);
     // A CLI whose state holds another certificate refuses to talk (nothing sent).
     const other = path.join(d.dir, 'other.yaml');
     fs.writeFileSync(other, fs.readFileSync(d.configFile, 'utf8').replace('state: ./state', 'state: ./other-state'));
     await must(process.execPath, [OFFSITE_BIN, 'init', '-c', other]);
     const wrong = await run(process.execPath, [OFFSITE_BIN, 'status', '-c', other]);
     assert.notEqual(wrong.code, 0);
-    assert.match(wrong.stderr, new RegExp(`the API at 127\\.0\\.0\\.1:${d.apiPort} presented certificate ${served}, not this node's own \\(.*other-state/node\\.crt: [0-9A-F:]{95}\\); another program may be listening there: nothing was sent`));
+    assert.match(wrong.stderr, new RegExp(`the API at 127\\.0\\.0\\.1:${d.apiPort} presented certificate ${served}, ` +
+      `not this node's own \\(.*other-state/node\\.crt: [0-9A-F:]{95}\\); another program may be listening there: nothing was sent`));
     // A CLI config without api_tls is told what to set.
     const plain = path.join(d.dir, 'plain.yaml');
     fs.writeFileSync(plain, fs.readFileSync(d.configFile, 'utf8').replace('api_tls: true\n', ''));

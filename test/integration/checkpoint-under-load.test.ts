@@ -66,7 +66,9 @@ async function prefixParity(uri: string, dir: string): Promise<{ parity: number;
   let j = 0;
   while (j < BLOCKS && vals[j] === v) j++;
   const before = v === 1 ? [0, 255] : [v - 1];
-  for (let b = j; b < BLOCKS; b++) assert.ok(before.includes(vals[b]!), `${uri}: block ${b} holds ${vals[b]} after ${j} blocks of ${v}: no prefix of the primary's writes`);
+  for (let b = j; b < BLOCKS; b++) {
+    assert.ok(before.includes(vals[b]!), `${uri}: block ${b} holds ${vals[b]} after ${j} blocks of ${v}: no prefix of the primary's writes`);
+  }
   return { parity: j % 2, hash: sha(img), where: `${j} blocks of ${v}, then ${vals[j] ?? '-'}` };
 }
 
@@ -108,7 +110,8 @@ test('checkpoints and drills succeed while the primary writes and flushes in a l
     assert.ok(writes >= 4 * PAIRS_PER_RUN, `the writer kept the primary busy (${writes} writes)`);
     sampling = false;
     await sampler;
-    assert.equal(samples.inconsistent, 0, `status said consistent: false ${samples.inconsistent} times of ${samples.consistent + samples.inconsistent} during normal applies`);
+    assert.equal(samples.inconsistent, 0,
+      `status said consistent: false ${samples.inconsistent} times of ${samples.consistent + samples.inconsistent} during normal applies`);
     assert.ok(samples.consistent > 0);
     // The replica then converges to the primary.
     await p.drained(120_000);
@@ -160,9 +163,11 @@ test('under the same load: scheduled checkpoints are never skipped or refused, a
     while (taken() - start < 6) {
       const cps = (await (await fetch(`http://127.0.0.1:${p.b.apiPort}/api/v1/checkpoints`)).json()) as { checkpoints: unknown[] };
       if (cps.checkpoints.length === 0 && sets < 5) {
-        const made = await run('snmpset', [...v3, '-t', '10', '-r', '0', ...mibs, `127.0.0.1:${snmpPort}`, 'OFFSITE-MIB::offsiteVolumeCheckpointControl.1', 'i', '2'], { env });
+        const made = await run('snmpset',
+          [...v3, '-t', '10', '-r', '0', ...mibs, `127.0.0.1:${snmpPort}`, 'OFFSITE-MIB::offsiteVolumeCheckpointControl.1', 'i', '2'], { env });
         if (made.code === 0) {
-          const rel = await run('snmpset', [...v3, '-t', '10', '-r', '0', ...mibs, `127.0.0.1:${snmpPort}`, 'OFFSITE-MIB::offsiteVolumeCheckpointControl.1', 'i', '3'], { env });
+          const rel = await run('snmpset',
+            [...v3, '-t', '10', '-r', '0', ...mibs, `127.0.0.1:${snmpPort}`, 'OFFSITE-MIB::offsiteVolumeCheckpointControl.1', 'i', '3'], { env });
           assert.equal(rel.code, 0, `SNMP release under load: ${rel.stderr}`);
           sets++;
         } else {
@@ -180,7 +185,8 @@ test('under the same load: scheduled checkpoints are never skipped or refused, a
     // reason; one skipped because the last scheduled one was not yet let go, or not
     // taken at all, is the bug.)
     assert.doesNotMatch(log, /scheduled checkpoint \\"every4s\\" not taken/, 'a scheduled checkpoint was refused under load');
-    assert.doesNotMatch(log, /scheduled checkpoint \\"every4s\\" skipped: checkpoint \\"every4s\\" is still held/, 'a scheduled checkpoint was skipped: the last one was still held');
+    assert.doesNotMatch(log, /scheduled checkpoint \\"every4s\\" skipped: checkpoint \\"every4s\\" is still held/,
+      'a scheduled checkpoint was skipped: the last one was still held');
     assert.doesNotMatch(log, /SNMP: checkpoint (create|release) on db .* failed/);
   } finally {
     await writer.stop().catch(() => undefined);

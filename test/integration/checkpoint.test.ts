@@ -79,7 +79,9 @@ test('a checkpoint survives a restart of the secondary, and expires by itself af
     await p.drained();
     // A hold of 2 s: released by the daemon, not by hand.
     assert.equal((await cli(p.b, 'checkpoint', 'create', 'db', '--label', 'short', '--hold', '2s')).code, 0);
-    await waitFor('the hold to expire', async () => p.b.log.includes('reached the end of its hold'), 20_000).catch((e: Error) => { throw new Error(`${e.message}\n${p.b.log.slice(-3000)}`); });
+    await waitFor('the hold to expire', async () => p.b.log.includes('reached the end of its hold'), 20_000).catch((e: Error) => {
+      throw new Error(`${e.message}\n${p.b.log.slice(-3000)}`);
+    });
     await waitFor('the release', async () => (await run('nbdinfo', [p.b.uri('db@checkpoint')])).code !== 0);
     // (Expiry is checked once a second: on a loaded machine the line may say a little more.)
     const held = /checkpoint \\"short\\" released after (\d+) s/.exec(p.b.log);
@@ -100,7 +102,10 @@ test('DR drill: writes to db@drill stay there, the replica is untouched and conv
     assert.match(started.stdout, /drill of db started over checkpoint "drill": export db@drill is writable/);
     // A test server writes on the drill export (part of a region, and a whole range) and reads it back.
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0xd1 4097 3000', '-c', 'write -P 0xd2 8M 2M', '-c', 'flush', p.b.uri('db@drill')]);
-    const back = await must('qemu-io', ['-f', 'raw', '-c', 'read -P 0xd1 4097 3000', '-c', 'read -P 0x61 0 4097', '-c', 'read -P 0x61 7097 1M', '-c', 'read -P 0xd2 8M 2M', p.b.uri('db@drill')]);
+    const back = await must('qemu-io', [
+      '-f', 'raw', '-c', 'read -P 0xd1 4097 3000', '-c', 'read -P 0x61 0 4097', '-c', 'read -P 0x61 7097 1M', '-c', 'read -P 0xd2 8M 2M',
+      p.b.uri('db@drill'),
+    ]);
     assert.doesNotMatch(back, /Pattern verification failed/, back);
     // Meanwhile the primary writes on; the replica (and its checkpoint) do not move, and have no drill bytes.
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x62 16M 8M', '-c', 'flush', p.a.uri('db')]);
@@ -140,7 +145,8 @@ test('a hold too long, infinite, negative or zero is refused before anything is 
     };
     const long = await cli(p.b, 'checkpoint', 'create', 'db', '--hold', '99999999999h');
     assert.equal(long.code, 1);
-    assert.equal(long.stderr.trim(), 'offsite: hold "99999999999h": must be at most 10 years (3650d); give no hold to keep the checkpoint until it is released');
+    assert.equal(long.stderr.trim(),
+      'offsite: hold "99999999999h": must be at most 10 years (3650d); give no hold to keep the checkpoint until it is released');
     await nothingHeld('--hold 99999999999h');
     const negative = await cli(p.b, 'checkpoint', 'create', 'db', '--hold', '-5');
     assert.notEqual(negative.code, 0);

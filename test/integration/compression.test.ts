@@ -11,7 +11,15 @@ import { startPair } from '../helpers/pair.js';
 import { must, run, sleep } from '../helpers/run.js';
 import { cli } from '../helpers/cli.js';
 
-interface Shipping { compression: string; level: number | null; recordBytes: number; zeroBytes: number; compressedInBytes: number; compressedOutBytes: number; compressionRatio: number }
+interface Shipping {
+  compression: string;
+  level: number | null;
+  recordBytes: number;
+  zeroBytes: number;
+  compressedInBytes: number;
+  compressedOutBytes: number;
+  compressionRatio: number;
+}
 interface V { wireBytes: number; shipping: Shipping | null }
 const v = async (d: TestDaemon): Promise<V> => (await statusOf(d)).volumes[0] as unknown as V;
 
@@ -110,7 +118,10 @@ test('coalescing: an overwrite-heavy workload with flushes over a slow link send
     await must('qemu-io', ['-f', 'raw', '-t', 'writeback', ...cmds, p.a.uri('db')]);
     await p.drained(120_000);
     await identical(p.a.uri('db'), p.b.uri('db'));
-    const v1 = (await statusOf(p.a)).volumes[0] as unknown as V & { hostBytes: number; shipping: Shipping & { coalescedBytes: number; coalescedRecords: number } };
+    const v1 = (await statusOf(p.a)).volumes[0] as unknown as V & {
+      hostBytes: number;
+      shipping: Shipping & { coalescedBytes: number; coalescedRecords: number };
+    };
     const host = v1.hostBytes - v0.hostBytes;
     const wire = v1.wireBytes - v0.wireBytes;
     assert.equal(host, 300 * 128 * 1024);

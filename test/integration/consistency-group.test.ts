@@ -48,7 +48,13 @@ async function bank(pg: PgInstance, where: string): Promise<{ history: bigint; r
 }
 
 /** The copies of both members mounted, pg_wal pointed at the wal copy, PostgreSQL started (or its failure). */
-async function startOnCopies(work: string, tag: string, dbCopy: string, walCopy: string, undo: Array<() => Promise<unknown>>): Promise<{ pg: PgInstance | null; error: string }> {
+async function startOnCopies(
+  work: string,
+  tag: string,
+  dbCopy: string,
+  walCopy: string,
+  undo: Array<() => Promise<unknown>>,
+): Promise<{ pg: PgInstance | null; error: string }> {
   const mdb = path.join(work, `mnt-${tag}-db`);
   const mwal = path.join(work, `mnt-${tag}-wal`);
   fs.mkdirSync(mdb);
@@ -77,13 +83,15 @@ async function startOnCopies(work: string, tag: string, dbCopy: string, walCopy:
   }
 }
 
-test('PostgreSQL with PGDATA and pg_wal on two volumes: a group checkpoint recovers and keeps the balance invariant; checkpoints one after the other do not', { skip: NOT_ROOT, timeout: 420_000 }, async (t: TestContext) => {
+test('PostgreSQL with PGDATA and pg_wal on two volumes: a group checkpoint recovers and keeps the balance invariant; ' +
+  'checkpoints one after the other do not', { skip: NOT_ROOT, timeout: 420_000 }, async (t: TestContext) => {
   const bin = requirePg();
   const t0 = Date.now();
   const note = (s: string): void => t.diagnostic(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${s}`);
   const work = tempDir('pg-group');
   fs.chmodSync(work, 0o755);
-  const wal = (peer: string, role: string): string => `  wal: { path: ./wal.img, size: 256MiB, role: ${role}, peer: ${peer}, journal: 1GiB }\ngroups:\n  erp: [db, wal]\n`;
+  const wal = (peer: string, role: string): string =>
+    `  wal: { path: ./wal.img, size: 256MiB, role: ${role}, peer: ${peer}, journal: 1GiB }\ngroups:\n  erp: [db, wal]\n`;
   const p = await startPair({ size: '384MiB', nodeKeysA: wal('site-b', 'primary'), nodeKeysB: wal('site-a', 'secondary') });
   const undo: Array<() => Promise<unknown>> = [];
   let load: ChildProcess | null = null;
@@ -113,7 +121,9 @@ test('PostgreSQL with PGDATA and pg_wal on two volumes: a group checkpoint recov
     pgA = await PgInstance.start({ dataDir: dataA, port: await freePort(), socketDir: path.join(work, 'sock-a') });
     const init = await run(path.join(bin, 'pgbench'), [...pgA.conn(), '-i', '-q', '-s', String(SCALE), 'postgres'], { timeoutMs: 180_000 });
     assert.equal(init.code, 0, `pgbench -i on site-a exited ${init.code}: ${init.stderr.slice(-2000)}`);
-    load = spawn(path.join(bin, 'pgbench'), [...pgA.conn(), '-n', '-c', '4', '-j', '2', '-T', '900', '-P', '5', 'postgres'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    load = spawn(path.join(bin, 'pgbench'), [...pgA.conn(), '-n', '-c', '4', '-j', '2', '-T', '900', '-P', '5', 'postgres'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     load.stdout!.on('data', (b: Buffer) => (loadOut += b.toString()));
     load.stderr!.on('data', (b: Buffer) => (loadOut += b.toString()));
     for (let i = 0; i < 150 && Number(await pgA.sql('SELECT count(*) FROM pgbench_history')) < 2000; i++) await sleep(200);
@@ -123,7 +133,8 @@ test('PostgreSQL with PGDATA and pg_wal on two volumes: a group checkpoint recov
     // --- 1. with the group ---------------------------------------------------------------
     const one = await cli(p.b, 'checkpoint', 'create', 'db');
     assert.notEqual(one.code, 0, `a checkpoint of one member of a group was taken: ${one.stdout}`);
-    assert.match(one.stderr + one.stdout, /volume db is in consistency group erp .*offsite checkpoint create erp/, `the refusal does not name the group: ${one.stderr}${one.stdout}`);
+    assert.match(one.stderr + one.stdout, /volume db is in consistency group erp .*offsite checkpoint create erp/,
+      `the refusal does not name the group: ${one.stderr}${one.stdout}`);
     const groupSt = (await cli(p.b, 'status')).stdout.split('\n').find((l) => l.startsWith('group erp'));
     note(`site-b before the group checkpoint: ${groupSt ?? '(no group line)'}`);
     const made = await cli(p.b, 'checkpoint', 'create', 'erp', '--label', 'group');
@@ -188,8 +199,11 @@ test('PostgreSQL with PGDATA and pg_wal on two volumes: a group checkpoint recov
       }
       note(`without the group: PostgreSQL ${outcome}; db image's checkpoint REDO at ${redo}, wal image's newest segment ${walFiles.at(-1)}`);
     } else {
-      note(`without the group: PostgreSQL did not recover (db image's checkpoint REDO at ${redo}, newer than the wal image holds: its newest segment is ${walFiles.at(-1)}): ${alone.error.split('\n').filter((l) => /PANIC|FATAL|LOG: {2}invalid|could not/.test(l)).slice(0, 4).join(' | ')}`);
-      assert.match(alone.error, /checkpoint record|invalid|could not/i, `PostgreSQL failed on the mixed images, but not as expected:\n${alone.error.slice(-2000)}`);
+      note("without the group: PostgreSQL did not recover (db image's checkpoint REDO at " +
+        `${redo}, newer than the wal image holds: its newest segment is ${walFiles.at(-1)}): ` +
+        `${alone.error.split('\n').filter((l) => /PANIC|FATAL|LOG: {2}invalid|could not/.test(l)).slice(0, 4).join(' | ')}`);
+      assert.match(alone.error, /checkpoint record|invalid|could not/i,
+        `PostgreSQL failed on the mixed images, but not as expected:\n${alone.error.slice(-2000)}`);
     }
     await alone.pg?.stop().catch(() => undefined);
 
@@ -200,7 +214,9 @@ test('PostgreSQL with PGDATA and pg_wal on two volumes: a group checkpoint recov
     let together = '';
     for (let i = 0; i < 300; i++) {
       const st = await cli(p.b, 'status', '--json');
-      const g = (JSON.parse(st.stdout) as { groups?: Array<{ name: string; consistent: boolean; together: boolean; groupPoint: number | null }> }).groups?.find((x) => x.name === 'erp');
+      const g = (JSON.parse(st.stdout) as {
+        groups?: Array<{ name: string; consistent: boolean; together: boolean; groupPoint: number | null }>;
+      }).groups?.find((x) => x.name === 'erp');
       if (g?.consistent) {
         together = JSON.stringify(g);
         break;
@@ -218,7 +234,8 @@ test('PostgreSQL with PGDATA and pg_wal on two volumes: a group checkpoint recov
     assert.notEqual(single.code, 0, `a member of a group was promoted alone: ${single.stdout}`);
     const promoted = await cli(p.b, 'promote', 'erp');
     assert.equal(promoted.code, 0, `promote erp refused: ${promoted.stderr.trim()} ${promoted.stdout.trim()}`);
-    assert.match(promoted.stdout, /group erp promoted: db, wal primary on this node, read-write, at group point \d+: db up to record \d+.*, wal up to record \d+/, promoted.stdout);
+    assert.match(promoted.stdout,
+      /group erp promoted: db, wal primary on this node, read-write, at group point \d+: db up to record \d+.*, wal up to record \d+/, promoted.stdout);
     note(`site-a lost; ${promoted.stdout.trim()}`);
     const mountsB: Record<string, string> = {};
     for (const v of ['db', 'wal']) {

@@ -20,7 +20,9 @@ function launch(): Promise<Browser> {
   return chromium.launch({
     executablePath: '/usr/bin/chromium',
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
   });
 }
 
@@ -98,7 +100,9 @@ test('dashboard: live status and chart, checkpoint with the token, promote asks 
     const random = path.join(p.a.dir, 'random-8M.bin');
     fs.writeFileSync(random, crypto.randomBytes(8 << 20));
     writer = (async () => {
-      for (let i = 0; writing; i++) await must('qemu-io', ['-f', 'raw', '-c', i % 2 === 0 ? 'write -P 0x5a 0 8M' : `write -s ${random} 8M 8M`, '-c', 'flush', p.a.uri('db')]);
+      for (let i = 0; writing; i++) {
+        await must('qemu-io', ['-f', 'raw', '-c', i % 2 === 0 ? 'write -P 0x5a 0 8M' : `write -s ${random} 8M 8M`, '-c', 'flush', p.a.uri('db')]);
+      }
     })();
     await pageA.waitForFunction(() => {
       const s = (globalThis as unknown as { __offsite?: { series(n: string): { host: Array<number | null>; link: number[] } | null } }).__offsite?.series('db');
@@ -182,7 +186,8 @@ test('dashboard: live status and chart, checkpoint with the token, promote asks 
 });
 
 test('dashboard: a consistency group has its line on both sites, consistent once its members are first-synced', async () => {
-  const wal = (peer: string, role: string): string => `  wal: { path: ./wal.img, size: 16MiB, role: ${role}, peer: ${peer}, journal: 64MiB }\ngroups:\n  erp: [db, wal]\n`;
+  const wal = (peer: string, role: string): string =>
+    `  wal: { path: ./wal.img, size: 16MiB, role: ${role}, peer: ${peer}, journal: 64MiB }\ngroups:\n  erp: [db, wal]\n`;
   const p = await startPair({ size: '16MiB', nodeKeysA: wal('site-b', 'primary'), nodeKeysB: wal('site-a', 'secondary') });
   let browser: Browser | null = null;
   try {

@@ -29,7 +29,9 @@ async function converged(primary: TestDaemon, secondary: TestDaemon, timeoutMs =
   for (;;) {
     const [p, s] = [await view(primary).catch(() => null), await view(secondary).catch(() => null)];
     if (p && s && p.link === 'connected' && p.backlogBytes === 0 && !p.resyncing && s.backlogBytes === 0 && !s.resyncing && s.consistent) return;
-    if (Date.now() > deadline) throw new Error(`not converged: ${JSON.stringify(p)} ${JSON.stringify(s)}\n${primary.log.slice(-2500)}\n${secondary.log.slice(-2500)}`);
+    if (Date.now() > deadline) {
+      throw new Error(`not converged: ${JSON.stringify(p)} ${JSON.stringify(s)}\n${primary.log.slice(-2500)}\n${secondary.log.slice(-2500)}`);
+    }
     await sleep(250);
   }
 }

@@ -61,7 +61,9 @@ test('every file a daemon with a replicated volume makes is 0600, every folder 0
       assertPrivate([path.join(d.dir, 'state'), path.join(d.dir, 'db.img')], site);
     }
     const a = modes(path.join(p.a.dir, 'state')).map((m) => path.basename(m.file));
-    for (const f of ['identity.json', 'history.csv', 'daemon.lock', 'node.key', 'node.crt', 'api.token', 'journal.lock']) assert.ok(a.includes(f), `site-a has ${f}`);
+    for (const f of ['identity.json', 'history.csv', 'daemon.lock', 'node.key', 'node.crt', 'api.token', 'journal.lock']) {
+      assert.ok(a.includes(f), `site-a has ${f}`);
+    }
     assert.ok(a.some((f) => f.endsWith('.seg')), 'site-a has journal segments');
     const b = modes(path.join(p.b.dir, 'state')).map((m) => path.basename(m.file));
     for (const f of ['checkpoint', 'receive']) assert.ok(b.includes(f), `site-b has ${f}`);

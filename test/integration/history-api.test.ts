@@ -14,7 +14,8 @@ const DAYS_30 = 30 * 24 * 60;
 interface Row { minute: string; hostBytes: number; records: number; journalUsed: number; journalCapacity: number; backlogBytes: number; mode: string }
 
 function csv(rows: Row[]): string {
-  return [HISTORY_HEADER, ...rows.map((r) => [r.minute, r.hostBytes, r.records, r.journalUsed, r.journalCapacity, r.backlogBytes, r.mode].join(','))].join('\n') + '\n';
+  const lines = rows.map((r) => [r.minute, r.hostBytes, r.records, r.journalUsed, r.journalCapacity, r.backlogBytes, r.mode].join(','));
+  return [HISTORY_HEADER, ...lines].join('\n') + '\n';
 }
 
 test('the history is answered from memory, read once at start, and a burst from one address is refused with 429', async () => {

@@ -38,7 +38,8 @@ async function startThree(): Promise<Three> {
   const root = tempDir('hostile');
   const mallory = (await ensureIdentity(path.join(root, 'mallory'), 'mallory')).identity;
   const [linkA, linkB] = [await freePort(), await freePort()];
-  const yaml = (node: string, peer: string, myLink: number, peerLink: number, role: string, own: string) => (ports: { nbd: number; api: number }): string => `node: ${node}
+  const yaml = (node: string, peer: string, myLink: number, peerLink: number, role: string, own: string) =>
+    (ports: { nbd: number; api: number }): string => `node: ${node}
 state: ./state
 nbd: 127.0.0.1:${ports.nbd}
 link: 127.0.0.1:${myLink}
@@ -52,8 +53,12 @@ volumes:
 `;
   fs.mkdirSync(path.join(root, 'a'));
   fs.mkdirSync(path.join(root, 'b'));
-  const a = await TestDaemon.create({ dir: path.join(root, 'a'), node: 'site-a', noStart: true, yaml: yaml('site-a', 'site-b', linkA, linkB, 'primary', 'ma') });
-  const b = await TestDaemon.create({ dir: path.join(root, 'b'), node: 'site-b', noStart: true, yaml: yaml('site-b', 'site-a', linkB, linkA, 'secondary', 'mb') });
+  const a = await TestDaemon.create({
+    dir: path.join(root, 'a'), node: 'site-a', noStart: true, yaml: yaml('site-a', 'site-b', linkA, linkB, 'primary', 'ma'),
+  });
+  const b = await TestDaemon.create({
+    dir: path.join(root, 'b'), node: 'site-b', noStart: true, yaml: yaml('site-b', 'site-a', linkB, linkA, 'secondary', 'mb'),
+  });
   const fp = async (d: TestDaemon): Promise<string> => (await must(process.execPath, [OFFSITE_BIN, 'init', '-c', d.configFile])).trim().split('\n').pop()!;
   const [fa, fb] = [await fp(a), await fp(b)];
   fs.writeFileSync(a.configFile, fs.readFileSync(a.configFile, 'utf8').replace('FINGERPRINT', fb));
@@ -67,10 +72,14 @@ volumes:
 async function dbDrained(t: Three, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const s = (await statusOf(t.a).catch(() => null))?.volumes.find((v) => v.name === 'db') as { link: string; backlogBytes: number; resyncing?: boolean } | undefined;
-    const r = (await statusOf(t.b).catch(() => null))?.volumes.find((v) => v.name === 'db') as { backlogBytes: number; consistent: boolean; resyncing?: boolean } | undefined;
+    const s = (await statusOf(t.a).catch(() => null))?.volumes.find((v) => v.name === 'db') as
+      { link: string; backlogBytes: number; resyncing?: boolean } | undefined;
+    const r = (await statusOf(t.b).catch(() => null))?.volumes.find((v) => v.name === 'db') as
+      { backlogBytes: number; consistent: boolean; resyncing?: boolean } | undefined;
     if (s && r && s.link === 'connected' && s.backlogBytes === 0 && s.resyncing !== true && r.resyncing !== true && r.consistent) return;
-    if (Date.now() > deadline) throw new Error(`db not drained after ${timeoutMs} ms: ${JSON.stringify(s)} ${JSON.stringify(r)}\n${t.a.log.slice(-3000)}\n${t.b.log.slice(-3000)}`);
+    if (Date.now() > deadline) {
+      throw new Error(`db not drained after ${timeoutMs} ms: ${JSON.stringify(s)} ${JSON.stringify(r)}\n${t.a.log.slice(-3000)}\n${t.b.log.slice(-3000)}`);
+    }
     await sleep(200);
   }
 }
@@ -78,7 +87,10 @@ async function dbDrained(t: Three, timeoutMs = 60_000): Promise<void> {
 function helloOf(volume: string): Hello {
   return {
     node: 'mallory', protocol: 1, codecs: ['zstd'],
-    volumes: [{ name: volume, uuid: '6f0f3c52-1f1e-4c47-9d44-0d6f6d0c2a11', size: 16 << 20, role: 'primary', generation: ['00112233aabbccdd'], durableSeq: 0, logBytes: 1 << 30, round: 0, changedBytes: 0 }],
+    volumes: [{
+      name: volume, uuid: '6f0f3c52-1f1e-4c47-9d44-0d6f6d0c2a11', size: 16 << 20, role: 'primary', generation: ['00112233aabbccdd'],
+      durableSeq: 0, logBytes: 1 << 30, round: 0, changedBytes: 0,
+    }],
   };
 }
 
@@ -94,8 +106,10 @@ describe('a paired peer that sends a zstd bomb or another pair\'s frames', { tim
   let closesA = 0;
   let closesB = 0;
   let body: Buffer;
-  const toB = (volume = 'mb'): Promise<HostilePeer> => HostilePeer.connect({ identity: t.mallory, to: { name: 'site-b', fingerprint: t.fp.b }, port: t.links.b, hello: helloOf(volume) });
-  const toA = (): Promise<HostilePeer> => HostilePeer.connect({ identity: t.mallory, to: { name: 'site-a', fingerprint: t.fp.a }, port: t.links.a, hello: helloOf('ma') });
+  const toB = (volume = 'mb'): Promise<HostilePeer> =>
+    HostilePeer.connect({ identity: t.mallory, to: { name: 'site-b', fingerprint: t.fp.b }, port: t.links.b, hello: helloOf(volume) });
+  const toA = (): Promise<HostilePeer> =>
+    HostilePeer.connect({ identity: t.mallory, to: { name: 'site-a', fingerprint: t.fp.a }, port: t.links.a, hello: helloOf('ma') });
 
   before(async () => {
     t = await startThree();
@@ -103,7 +117,9 @@ describe('a paired peer that sends a zstd bomb or another pair\'s frames', { tim
     await dbDrained(t);
     closesA = closes(t.a, 'site-b');
     closesB = closes(t.b, 'site-a');
-    body = recordsBody([{ kind: RecordKind.Write, flags: 0, seq: 1, epoch: 1, offset: 0, length: 2048 - 56, time: Date.now(), payload: Buffer.alloc(2048 - 56, 1) }]);
+    body = recordsBody([{
+      kind: RecordKind.Write, flags: 0, seq: 1, epoch: 1, offset: 0, length: 2048 - 56, time: Date.now(), payload: Buffer.alloc(2048 - 56, 1),
+    }]);
   });
 
   after(async () => {
@@ -135,7 +151,8 @@ describe('a paired peer that sends a zstd bomb or another pair\'s frames', { tim
     }
     assert.ok(peakRss - rss0 < 64 << 20, `site-b grew from ${(rss0 / 2 ** 20).toFixed(0)} MiB to ${(peakRss / 2 ** 20).toFixed(0)} MiB on the bomb`);
     assert.ok(slowest < 1000, `site-b's API took ${slowest} ms to answer during the bomb`);
-    assert.match(t.b.log, /link to mallory closed: mallory sent a bad frame: PackedRecords frame for mb holds 16390 bytes after its zstd frame \(one frame, nothing after it\)/);
+    assert.match(t.b.log,
+      /link to mallory closed: mallory sent a bad frame: PackedRecords frame for mb holds 16390 bytes after its zstd frame \(one frame, nothing after it\)/);
   });
 
   test('(b) frames for the other pair\'s volume, of every kind: each closes the link with the peer, the frame and the volume named', async () => {
@@ -146,12 +163,21 @@ describe('a paired peer that sends a zstd bomb or another pair\'s frames', { tim
     const probes: Array<{ to: () => Promise<HostilePeer>; at: TestDaemon; frame: Buffer[]; type: string; volume?: string; whose?: RegExp }> = [
       { to: toB, at: t.b, frame: encodeHashRequest({ volume: 'db', regionSize: 65536, first: 0, count: 16 }), type: 'HashRequest' },
       { to: toB, at: t.b, frame: encodeResync('db', 1), type: 'Resync' },
-      { to: toB, at: t.b, frame: encodeRecordsFrame('db', [{ kind: RecordKind.Write, flags: 0, seq: 1_000_000, epoch: 1, offset: 0, length: 4096, time: Date.now(), payload: randomBytes(4096) }]), type: 'Records' },
+      {
+        to: toB, at: t.b,
+        frame: encodeRecordsFrame('db', [{
+          kind: RecordKind.Write, flags: 0, seq: 1_000_000, epoch: 1, offset: 0, length: 4096, time: Date.now(), payload: randomBytes(4096),
+        }]),
+        type: 'Records',
+      },
       { to: toB, at: t.b, frame: encodeFrame(FrameType.PackedRecords, packedDb), type: 'PackedRecords' },
       { to: toA, at: t.a, frame: encodeAck('db', 1_000_000), type: 'Ack' },
       { to: toA, at: t.a, frame: encodeHold('db', 0, true), type: 'Hold' },
       { to: toA, at: t.a, frame: encodeHashReply({ volume: 'db', regionSize: 65536, first: 0 }, [randomBytes(32)]), type: 'HashReply' },
-      { to: toB, at: t.b, frame: encodeHashRequest({ volume: 'nope', regionSize: 65536, first: 0, count: 1 }), type: 'HashRequest', volume: 'nope', whose: /which is not a volume of this node/ },
+      {
+        to: toB, at: t.b, frame: encodeHashRequest({ volume: 'nope', regionSize: 65536, first: 0, count: 1 }), type: 'HashRequest',
+        volume: 'nope', whose: /which is not a volume of this node/,
+      },
     ];
     for (const p of probes) {
       const m = await p.to();

@@ -16,7 +16,10 @@ test('iscsi-test-cu: at least 190 passed, no failure beyond the documented ones'
   const json = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'conformance-')), 'result.json');
   const r = await run(process.execPath, [SCRIPT, '--json', json, '--max-failures', String(DOCUMENTED_FAILURES.length)], { timeoutMs: 600_000 });
   assert.equal(r.code, 0, r.stdout + r.stderr);
-  const { summary, results } = JSON.parse(fs.readFileSync(json, 'utf8')) as { summary: { total: number; passed: number; skipped: number; failed: number }; results: Array<{ suite: string; test: string; result: string }> };
+  const { summary, results } = JSON.parse(fs.readFileSync(json, 'utf8')) as {
+    summary: { total: number; passed: number; skipped: number; failed: number };
+    results: Array<{ suite: string; test: string; result: string }>;
+  };
   assert.equal(summary.total, 230, 'the ALL family ran whole');
   assert.ok(summary.passed >= 190, `${summary.passed} passed`);
   const failed = results.filter((x) => x.result === 'failed').map((x) => `${x.suite}.${x.test}`);

@@ -46,7 +46,17 @@ class WatchedBudget extends RequestBudget {
 
 test('iSCSI PDU fuzz: no crash, Reject or close, bounded memory, other sessions unaffected', { timeout: 600_000 }, async () => {
   const errors: string[] = [];
-  const log = createLogger({ level: process.env.ISCSI_FUZZ_LOG ?? 'error', format: 'json', destination: new Writable({ write(c, _e, cb) { errors.push(String(c)); if (process.env.ISCSI_FUZZ_LOG) process.stderr.write(String(c)); cb(); } }) });
+  const log = createLogger({
+    level: process.env.ISCSI_FUZZ_LOG ?? 'error',
+    format: 'json',
+    destination: new Writable({
+      write(c, _e, cb) {
+        errors.push(String(c));
+        if (process.env.ISCSI_FUZZ_LOG) process.stderr.write(String(c));
+        cb();
+      },
+    }),
+  });
   const budget = new WatchedBudget(BUDGET);
   const t = await startTestTarget([{ name: 'disk', size: 16 * MiB }], { log, server: { budget, nopIntervalMs: 1000, sweepMs: 50, loginTimeoutMs: 2000 } });
   const rssStart = process.memoryUsage().rss;
@@ -75,7 +85,10 @@ test('iSCSI PDU fuzz: no crash, Reject or close, bounded memory, other sessions 
       assert.ok(p, 'the good session was closed');
       const op = p.bhs[0]! & 0x3f;
       if (p.bhs.readUInt32BE(16) !== itt) continue;
-      if (op === Op.R2T) good.dataOut(itt, p.bhs.readUInt32BE(20), 0, p.bhs.readUInt32BE(40), data.subarray(p.bhs.readUInt32BE(40), p.bhs.readUInt32BE(40) + p.bhs.readUInt32BE(44)), true);
+      if (op === Op.R2T) {
+        good.dataOut(itt, p.bhs.readUInt32BE(20), 0, p.bhs.readUInt32BE(40),
+          data.subarray(p.bhs.readUInt32BE(40), p.bhs.readUInt32BE(40) + p.bhs.readUInt32BE(44)), true);
+      }
       else if (op === Op.SCSI_RESPONSE) return p.bhs[3]!;
     }
   };
@@ -137,7 +150,9 @@ test('iSCSI PDU fuzz: no crash, Reject or close, bounded memory, other sessions 
         const r2t = await c.expect(Op.R2T);
         const ttt = r2t ? r2t.bhs.readUInt32BE(20) : 0;
         for (let i = 0, n = 1 + int(6); i < n; i++) {
-          const h = bhs(Op.DATA_OUT, int(2) ? 0x80 : 0, 512, { 16: int(4) ? itt : int(2 ** 32), 20: int(4) ? ttt : int(2 ** 32), 36: int(3), 40: int(4) ? 512 * i : int(2 ** 32) });
+          const h = bhs(Op.DATA_OUT, int(2) ? 0x80 : 0, 512, {
+            16: int(4) ? itt : int(2 ** 32), 20: int(4) ? ttt : int(2 ** 32), 36: int(3), 40: int(4) ? 512 * i : int(2 ** 32),
+          });
           c.socket.write(int(3) ? mutate(h, randomBytes(512)) : Buffer.concat([h, randomBytes(512)]));
         }
       }

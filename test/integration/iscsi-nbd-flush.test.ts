@@ -58,7 +58,8 @@ volumes:
     await nbdWrite(2n << 20n, 0x62);
     const target = 'iqn.2026-12.com.example:site-a:disk';
     await must('qemu-io', ['--image-opts', '-c', 'write -P 0x63 3M 4k', '-c', 'flush',
-      `driver=raw,file.driver=iscsi,file.transport=tcp,file.portal=127.0.0.1:${iscsiPort},file.target=${target},file.lun=0,file.initiator-name=iqn.2026-12.com.example:h`]);
+      'driver=raw,file.driver=iscsi,file.transport=tcp,' +
+        `file.portal=127.0.0.1:${iscsiPort},file.target=${target},file.lun=0,file.initiator-name=iqn.2026-12.com.example:h`]);
     await d.kill9();
     const after = await lastWriteAndBarrier(2 << 20);
     assert.ok(after.write > 0, 'the second NBD write is journaled');

@@ -67,7 +67,10 @@ describe('iSCSI with real initiators', { skip }, () => {
   });
 
   test('qemu-io writes, reads back and flushes patterns; qemu-img converts and compares', async () => {
-    const io = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x55 0 1M', '-c', 'read -P 0x55 0 1M', '-c', 'write -P 0xa7 5M 3M', '-c', 'read -P 0xa7 5M 3M', '-c', 'flush', t.url('plain')]);
+    const io = await run('qemu-io', [
+      '-f', 'raw', '-c', 'write -P 0x55 0 1M', '-c', 'read -P 0x55 0 1M', '-c', 'write -P 0xa7 5M 3M', '-c', 'read -P 0xa7 5M 3M', '-c', 'flush',
+      t.url('plain'),
+    ]);
     assert.equal(io.code, 0, io.out);
     assert.doesNotMatch(io.out, /Pattern verification failed|error/i, io.out);
     const info = await run('qemu-img', ['info', t.url('plain')]);
@@ -87,7 +90,8 @@ describe('iSCSI with real initiators', { skip }, () => {
   });
 
   test('header digests (CRC32C) negotiated and checked both ways', async () => {
-    const opts = `driver=raw,file.driver=iscsi,file.transport=tcp,file.portal=127.0.0.1:${t.port},file.target=${t.iqn('plain')},file.lun=0,file.header-digest=crc32c`;
+    const opts = `driver=raw,file.driver=iscsi,file.transport=tcp,file.portal=127.0.0.1:${t.port},` +
+      `file.target=${t.iqn('plain')},file.lun=0,file.header-digest=crc32c`;
     const io = await run('qemu-io', ['--image-opts', '-c', 'write -P 0x3c 0 2M', '-c', 'read -P 0x3c 0 2M', opts]);
     assert.equal(io.code, 0, io.out);
     assert.doesNotMatch(io.out, /Pattern verification failed/);
@@ -102,7 +106,9 @@ describe('iSCSI with real initiators', { skip }, () => {
     assert.match(wrong.out, /Authentication failure|login|failed/i);
     const none = await run('iscsi-inq', [t.url('chap')]);
     assert.notEqual(none.code, 0, none.out);
-    const io = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 64k', '-c', 'read -P 0x11 0 64k', t.url('chap').replace('iscsi://', 'iscsi://backup%secret-one-12@')]);
+    const io = await run('qemu-io', [
+      '-f', 'raw', '-c', 'write -P 0x11 0 64k', '-c', 'read -P 0x11 0 64k', t.url('chap').replace('iscsi://', 'iscsi://backup%secret-one-12@'),
+    ]);
     assert.equal(io.code, 0, io.out);
   });
 

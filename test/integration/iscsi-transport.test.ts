@@ -29,14 +29,21 @@ async function write(c: RawIscsi, lba: number, data: Buffer): Promise<number> {
       const ttt = p.bhs.readUInt32BE(20);
       const off = p.bhs.readUInt32BE(40);
       const len = p.bhs.readUInt32BE(44);
-      for (let o = 0, sn = 0; o < len; o += 8192, sn++) c.dataOut(itt, ttt, sn, off + o, data.subarray(off + o, off + Math.min(len, o + 8192)), o + 8192 >= len);
+      for (let o = 0, sn = 0; o < len; o += 8192, sn++) {
+        c.dataOut(itt, ttt, sn, off + o, data.subarray(off + o, off + Math.min(len, o + 8192)), o + 8192 >= len);
+      }
     } else if (op === Op.SCSI_RESPONSE && p.bhs.readUInt32BE(16) === itt) {
       return p.bhs[3]!;
     }
   }
 }
 
-async function read(c: RawIscsi, lba: number, bytes: number, edtl = bytes): Promise<{ data: Buffer; status: number; flags: number; residual: number; pdus: number }> {
+async function read(
+  c: RawIscsi,
+  lba: number,
+  bytes: number,
+  edtl = bytes,
+): Promise<{ data: Buffer; status: number; flags: number; residual: number; pdus: number }> {
   const itt = c.command(rw10(0x28, lba, bytes / 512), { read: true, edtl });
   const parts: Buffer[] = [];
   let pdus = 0;
@@ -66,7 +73,9 @@ describe('iSCSI transport', () => {
   });
 
   test('writes through R2Ts and reads back split by MaxRecvDataSegmentLength, status on the last Data-In', async () => {
-    const c = await loggedIn(t, { keys: [['MaxRecvDataSegmentLength', '4096'], ['MaxBurstLength', '16384'], ['InitialR2T', 'Yes'], ['ImmediateData', 'No'], ['MaxOutstandingR2T', '2']] });
+    const c = await loggedIn(t, {
+      keys: [['MaxRecvDataSegmentLength', '4096'], ['MaxBurstLength', '16384'], ['InitialR2T', 'Yes'], ['ImmediateData', 'No'], ['MaxOutstandingR2T', '2']],
+    });
     const data = Buffer.alloc(64 * 1024);
     for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
     // Ignore the power-on unit attention a new nexus gets first.
@@ -377,7 +386,9 @@ describe('iSCSI bounds', () => {
   });
 
   test('caps: connections per address, logins in progress, sessions per target', async () => {
-    const t = await startTestTarget([{ name: 'disk', size: 4 * MiB }], { server: { maxConnectionsPerAddress: 3, maxPendingLogins: 2, maxSessionsPerTarget: 1 } });
+    const t = await startTestTarget([{ name: 'disk', size: 4 * MiB }], {
+      server: { maxConnectionsPerAddress: 3, maxPendingLogins: 2, maxSessionsPerTarget: 1 },
+    });
     try {
       const a = await loggedIn(t, { initiator: 'iqn.cap-a' });
       const b = await RawIscsi.connect(t.port);
@@ -415,7 +426,8 @@ describe('iSCSI bounds', () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     (target as { lu: typeof real }).lu = {
-      planDataOut: (...a) => real.planDataOut(...a), reset: (...a) => real.reset(...a), nexusAdded: (n) => real.nexusAdded(n), nexusLost: (n) => real.nexusLost(n),
+      planDataOut: (...a) => real.planDataOut(...a), reset: (...a) => real.reset(...a),
+      nexusAdded: (n) => real.nexusAdded(n), nexusLost: (n) => real.nexusLost(n),
       execute: async (task) => {
         const name = task.cdb[0] === 0 ? 'tur' : task.expectedLength === 4096 ? 'held read' : 'read';
         calls.push(name);
@@ -459,7 +471,8 @@ describe('iSCSI bounds', () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const held: typeof real = {
-      planDataOut: (...a) => real.planDataOut(...a), reset: (...a) => real.reset(...a), nexusAdded: (n) => real.nexusAdded(n), nexusLost: (n) => real.nexusLost(n),
+      planDataOut: (...a) => real.planDataOut(...a), reset: (...a) => real.reset(...a),
+      nexusAdded: (n) => real.nexusAdded(n), nexusLost: (n) => real.nexusLost(n),
       execute: async (task) => {
         if (task.cdb[0] === 0x28 && task.expectedLength === 4096) {
           reached();

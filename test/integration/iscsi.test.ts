@@ -57,7 +57,10 @@ function url(site: Site, target: string, auth = false, secret = SECRET): string 
  * and the vendor id, from the same hash, carries the rest.
  */
 async function naaOf(site: Site, target: string, auth = false): Promise<string> {
-  const out = await new Promise<string>((resolve, reject) => execFile('iscsi-inq', ['-i', HOST, '-e', '1', '-c', '131', url(site, target, auth)], { encoding: 'latin1' }, (e, stdout) => (e ? reject(e) : resolve(stdout))));
+  const out = await new Promise<string>((resolve, reject) => execFile(
+    'iscsi-inq', ['-i', HOST, '-e', '1', '-c', '131', url(site, target, auth)], { encoding: 'latin1' },
+    (e, stdout) => (e ? reject(e) : resolve(stdout)),
+  ));
   const m = /Designator Type:\(3\) NAA\nDesignator:\[([\s\S]{1,8}?)\]\n(?=DEVICE DESIGNATOR|\s*$)/.exec(out);
   assert.ok(m, `no NAA designator in iscsi-inq's output:\n${out}`);
   const hex = Buffer.from(m[1]!, 'latin1').toString('hex');
@@ -86,14 +89,17 @@ test('iSCSI: discovery and login with CHAP and an allow list; wrong secret and a
   }
 });
 
-test('iSCSI: qemu-io and qemu-img over iscsi:// replicate; status lists the session; the replica and a checkpoint are write-protected, a drill is writable', async () => {
+test('iSCSI: qemu-io and qemu-img over iscsi:// replicate; status lists the session; ' +
+  'the replica and a checkpoint are write-protected, a drill is writable', async () => {
   const { p, a, b } = await iscsiPair();
   try {
     const target = `${a.base}:db`;
     await must('qemu-io', ['--image-opts', '-c', 'write -P 0x5a 0 4M', '-c', 'write -P 0x3c -f 8M 1M', '-c', 'flush', qemuOpts(a, target)]);
     const src = path.join(p.a.dir, 'src.img');
     fs.writeFileSync(src, crypto.randomBytes(8 * 1024 * 1024));
-    await must('qemu-img', ['convert', '-n', '-f', 'raw', src, '--target-image-opts', `${qemuOpts(a, target).replace('driver=raw,', 'driver=raw,offset=16777216,size=8388608,')}`]);
+    await must('qemu-img', [
+      'convert', '-n', '-f', 'raw', src, '--target-image-opts', `${qemuOpts(a, target).replace('driver=raw,', 'driver=raw,offset=16777216,size=8388608,')}`,
+    ]);
     const cmp = await run('qemu-img', ['compare', '--image-opts', `driver=raw,file.driver=file,file.filename=${src}`,
       `${qemuOpts(a, target).replace('driver=raw,', 'driver=raw,offset=16777216,size=8388608,')}`]);
     assert.equal(cmp.stdout.trim(), 'Images are identical.', cmp.stdout + cmp.stderr);
@@ -130,7 +136,9 @@ test('iSCSI: qemu-io and qemu-img over iscsi:// replicate; status lists the sess
     assert.notEqual(await naaOf(b, cpTarget), await naaOf(b, `${b.base}:db`), 'a checkpoint is another disk');
     const drill = await cli(p.b, 'drill', 'start', 'db');
     assert.equal(drill.code, 0, drill.stderr);
-    await must('qemu-io', ['--image-opts', '-c', 'write -P 0x77 0 64k', '-c', 'read -P 0x77 0 64k', '-c', 'read -P 0x5a 64k 1M', qemuOpts(b, `${b.base}:db:drill`)]);
+    await must('qemu-io', [
+      '--image-opts', '-c', 'write -P 0x77 0 64k', '-c', 'read -P 0x77 0 64k', '-c', 'read -P 0x5a 64k 1M', qemuOpts(b, `${b.base}:db:drill`),
+    ]);
     const sb = await statusOf(p.b) as unknown as { volumes: Array<{ iscsi: { exports: Array<{ export: string; target: string }> } | null }> };
     assert.deepEqual(sb.volumes[0]!.iscsi!.exports.map((x) => x.target).sort(), [cpTarget, `${b.base}:db:drill`].sort());
     assert.equal((await cli(p.b, 'drill', 'stop', 'db')).code, 0);
@@ -146,7 +154,9 @@ test('iSCSI: kill -9 of the primary during iSCSI writes keeps every flushed writ
     const naa = await naaOf(a, target);
     // Flushed writes first, then writes in flight at the kill.
     for (let i = 0; i < 8; i++) await must('qemu-io', ['--image-opts', '-c', `write -P ${0x10 + i} ${i}M 1M`, '-c', 'flush', qemuOpts(a, target)]);
-    const busy = spawn('qemu-io', ['--image-opts', ...Array.from({ length: 40 }, (_, i) => ['-c', `write -P 0x77 ${16 + i}M 1M`]).flat(), qemuOpts(a, target)], { stdio: 'ignore' });
+    const busy = spawn('qemu-io', [
+      '--image-opts', ...Array.from({ length: 40 }, (_, i) => ['-c', `write -P 0x77 ${16 + i}M 1M`]).flat(), qemuOpts(a, target),
+    ], { stdio: 'ignore' });
     await sleep(300);
     await p.a.kill9();
     busy.kill();
@@ -160,7 +170,8 @@ test('iSCSI: kill -9 of the primary during iSCSI writes keeps every flushed writ
     const promote = await cli(p.b, 'promote', 'db');
     assert.equal(promote.code, 0, promote.stderr);
     const promoted = `${b.base}:db`;
-    await waitFor('site-b serves db writable', async () => (await run('qemu-io', ['--image-opts', '-c', 'write -P 0x99 100M 64k', qemuOpts(b, promoted)])).code === 0, 30_000);
+    await waitFor('site-b serves db writable',
+      async () => (await run('qemu-io', ['--image-opts', '-c', 'write -P 0x99 100M 64k', qemuOpts(b, promoted)])).code === 0, 30_000);
     for (let i = 0; i < 8; i++) await must('qemu-io', ['--image-opts', '-r', '-c', `read -P ${0x10 + i} ${i}M 1M`, qemuOpts(b, promoted)]);
     assert.equal(await naaOf(b, promoted), naa, 'the promoted volume is the same disk to the host');
   } finally {
@@ -174,7 +185,9 @@ test('iSCSI: a real ext4 through qemu-nbd over iscsi:// (mkfs, files, fstrim, fs
   const sock = path.join(p.a.dir, 'qnbd.sock');
   const mnt = path.join(p.a.dir, 'mnt');
   fs.mkdirSync(mnt);
-  const qnbd = spawn('qemu-nbd', ['--image-opts', '--discard=unmap', '--cache=none', '-k', sock, '--persistent', qemuOpts(a, `${a.base}:db`)], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const qnbd = spawn('qemu-nbd', ['--image-opts', '--discard=unmap', '--cache=none', '-k', sock, '--persistent', qemuOpts(a, `${a.base}:db`)], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
   let fl: FuseLoop | null = null;
   try {
     await waitFor('qemu-nbd listening', () => fs.existsSync(sock), 15_000);

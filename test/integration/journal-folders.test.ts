@@ -46,10 +46,12 @@ test('a second daemon (another state folder) using a journal folder in use is re
     const dir = tempDir('jother');
     const file = path.join(dir, 'offsite.yaml');
     // Its own state and volume files, but v1's journal folder points at the running daemon's j2.
-    fs.writeFileSync(file, config({ nbd: 0, api: 0 }, { v1: path.join(a.dir, 'j2'), v2: './j' }).replace('nbd: 127.0.0.1:0\napi: 127.0.0.1:0\n', 'nbd: 127.0.0.1:0\n'));
+    fs.writeFileSync(file, config({ nbd: 0, api: 0 }, { v1: path.join(a.dir, 'j2'), v2: './j' })
+      .replace('nbd: 127.0.0.1:0\napi: 127.0.0.1:0\n', 'nbd: 127.0.0.1:0\n'));
     const r = await run(process.execPath, [OFFSITE_BIN, 'daemon', '-c', file]);
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, new RegExp(`volume v1: journal folder ${path.join(a.dir, 'j2')} is in use by volume v2 \\(pid ${a.pid} on \\S+\\); two volumes must never share one`));
+    assert.match(r.stderr, new RegExp(`volume v1: journal folder ${path.join(a.dir, 'j2')} is in use by volume v2 ` +
+      `\\(pid ${a.pid} on \\S+\\); two volumes must never share one`));
   } finally {
     assert.equal(await a.stop(), 0);
   }
@@ -61,12 +63,17 @@ test('a journal holding another volume\'s segments is refused at start, and left
   await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x66 0 64k', '-c', 'flush', d.qemuTarget('v2')]);
   assert.equal(await d.stop(), 0);
   const good = fs.readFileSync(d.configFile, 'utf8');
-  const listing = (): string[] => ['j1', 'j2'].flatMap((j) => fs.readdirSync(path.join(d.dir, j)).sort().map((n) => `${j}/${n}:${fs.statSync(path.join(d.dir, j, n)).size}`));
+  const listing = (): string[] => ['j1', 'j2'].flatMap((j) =>
+    fs.readdirSync(path.join(d.dir, j)).sort().map((n) => `${j}/${n}:${fs.statSync(path.join(d.dir, j, n)).size}`));
   const before = listing();
   // The folders swapped between the two volumes (no overlap for the config to see, no lock held).
-  fs.writeFileSync(d.configFile, good.replace('journal_dir: ./j1', 'journal_dir: ./jX').replace('journal_dir: ./j2', 'journal_dir: ./j1').replace('journal_dir: ./jX', 'journal_dir: ./j2'));
+  fs.writeFileSync(d.configFile, good
+    .replace('journal_dir: ./j1', 'journal_dir: ./jX')
+    .replace('journal_dir: ./j2', 'journal_dir: ./j1')
+    .replace('journal_dir: ./jX', 'journal_dir: ./j2'));
   await assert.rejects(d.start(), (e: Error) => {
-    assert.match(e.message, /volume v1: journal folder \S+\/j2: segment \d{20}\.seg belongs to volume v2 \(uuid [0-9a-f-]{36}\), not to v1 \(uuid [0-9a-f-]{36}\)/);
+    assert.match(e.message,
+      /volume v1: journal folder \S+\/j2: segment \d{20}\.seg belongs to volume v2 \(uuid [0-9a-f-]{36}\), not to v1 \(uuid [0-9a-f-]{36}\)/);
     assert.match(e.message, /Nothing was read, changed or removed/);
     return true;
   });

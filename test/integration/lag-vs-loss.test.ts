@@ -64,7 +64,9 @@ function startWriter(p: Pair, dir: string): { writes: Write[]; stop: () => Promi
       const issuedAt = Date.now();
       const b = block(seq, issuedAt);
       fs.writeFileSync(file, b);
-      const r = await run('qemu-io', ['-f', 'raw', '-t', 'writeback', '-c', `write -s ${file} ${(seq % BLOCKS) * BLOCK} ${BLOCK}`, '-c', 'flush', p.a.uri('db')], { timeoutMs: 30_000 });
+      const r = await run('qemu-io', [
+        '-f', 'raw', '-t', 'writeback', '-c', `write -s ${file} ${(seq % BLOCKS) * BLOCK} ${BLOCK}`, '-c', 'flush', p.a.uri('db'),
+      ], { timeoutMs: 30_000 });
       const ackAt = Date.now();
       if (r.code !== 0 || !/wrote 65536\/65536 bytes/.test(r.stdout) || /error|fail/i.test(r.stdout + r.stderr)) {
         // (After the kill this is expected: the export is gone.)
@@ -91,7 +93,8 @@ function decode(img: Buffer, writes: ReadonlyMap<number, Write>): number {
       seqs.push(-1);
       continue;
     }
-    assert.ok(blk.subarray(0, 8).equals(MAGIC), `block ${b} of the promoted image holds no writer's block (starts ${blk.subarray(0, 16).toString('hex')}): torn or foreign data`);
+    assert.ok(blk.subarray(0, 8).equals(MAGIC),
+      `block ${b} of the promoted image holds no writer's block (starts ${blk.subarray(0, 16).toString('hex')}): torn or foreign data`);
     const seq = blk.readUInt32BE(8);
     assert.equal(seq % BLOCKS, b, `block ${b} holds write ${seq}, which went to block ${seq % BLOCKS}`);
     const digest = crypto.createHash('sha256').update(blk).digest('hex');
@@ -104,7 +107,8 @@ function decode(img: Buffer, writes: ReadonlyMap<number, Write>): number {
   for (let b = 0; b < BLOCKS; b++) {
     // The newest write to block b up to `newest`: newest - ((newest - b) mod BLOCKS), if that is a write at all.
     const expected = newest < 0 ? -1 : newest - ((((newest - b) % BLOCKS) + BLOCKS) % BLOCKS);
-    assert.equal(seqs[b], expected < 0 ? -1 : expected, `the promoted image holds write ${newest} but block ${b} holds write ${seqs[b]}, not ${expected < 0 ? 'nothing' : `write ${expected}`}: no prefix of the writes (no flush point of the primary)`);
+    assert.equal(seqs[b], expected < 0 ? -1 : expected, `the promoted image holds write ${newest} but block ${b} holds write ${seqs[b]}, ` +
+      `not ${expected < 0 ? 'nothing' : `write ${expected}`}: no prefix of the writes (no flush point of the primary)`);
   }
   const rest = img.subarray(BLOCKS * BLOCK);
   assert.ok(rest.every((x) => x === 0), 'the promoted image has data past the writer\'s blocks');
@@ -147,7 +151,8 @@ test('a kill -9 under load on a capped, coalescing link loses what lagSeconds sh
       await sleep(250);
       v = await look();
     }
-    note(`backlog built: ${w.writes.length} writes, lag ${v.lagSeconds} s, backlog ${v.backlogBytes} B (${v.backlogRecords} records), ${v.shipping?.coalescedRecords} records coalesced; host ${v.shipping?.hostRateBytesPerSecond} B/s, wire ${v.shipping?.wireRateBytesPerSecond} B/s`);
+    note(`backlog built: ${w.writes.length} writes, lag ${v.lagSeconds} s, backlog ${v.backlogBytes} B (${v.backlogRecords} records), ` +
+      `${v.shipping?.coalescedRecords} records coalesced; host ${v.shipping?.hostRateBytesPerSecond} B/s, wire ${v.shipping?.wireRateBytesPerSecond} B/s`);
 
     // When to kill: part way through a unit, well before its end. (What is on its way
     // at the kill, the last bytes of a unit in the socket, at most a quarter second of
@@ -200,8 +205,10 @@ test('a kill -9 under load on a capped, coalescing link loses what lagSeconds sh
     assert.equal(last.link, 'connected', 'site-a\'s link was down just before the kill');
     assert.ok(coalesced > 0, 'nothing was coalesced before the kill: the test did not test coalescing');
     note(`lag trace (s since start:lagSeconds, every fourth reading): ${trace.filter((_, i) => i % 4 === 0).join(' ')}`);
-    note(`units presented at ${drops.map((d) => ((d - t0) / 1000).toFixed(1)).join(', ')} s${drops.length > dropsBefore ? ' (one during the last readings)' : ''}`);
-    note(`site-a killed -9 ${killAt - asked} ms after its status said lagSeconds ${lag} (readings before: ${samples.join(', ')}; backlog ${last.backlogBytes} B in ${last.backlogRecords} records; ${coalesced} records coalesced); writer: ${w.error() || 'stopped'}`);
+    note(`units presented at ${drops.map((d) => ((d - t0) / 1000).toFixed(1)).join(', ')} s` +
+      `${drops.length > dropsBefore ? ' (one during the last readings)' : ''}`);
+    note(`site-a killed -9 ${killAt - asked} ms after its status said lagSeconds ${lag} (readings before: ${samples.join(', ')}; ` +
+      `backlog ${last.backlogBytes} B in ${last.backlogRecords} records; ${coalesced} records coalesced); writer: ${w.error() || 'stopped'}`);
 
     // site-b sees the link go, and is promoted.
     for (let i = 0; i < 300 && (await vol(p.b)).link === 'connected'; i++) await sleep(100);
@@ -235,12 +242,16 @@ test('a kill -9 under load on a capped, coalescing link loses what lagSeconds sh
     const discarded = Number(/(\d+) records after the last flush point discarded/.exec(promoted.stdout)?.[1] ?? 0);
     const firstNotThere = missing[Math.floor(discarded / 2)];
     const unsent = firstNotThere ? `${((killAt - firstNotThere.issuedAt) / 1000).toFixed(1)} s` : 'none';
-    note(`FIGURES: lag shown ${lag} s; loss measured ${(lossMs / 1000).toFixed(2)} s (oldest acknowledged write missing: ${missing[0]?.seq ?? '-'}; ${missing.length} acknowledged writes lost of ${acked.length}; newest there ${newest}, issued ${(span / 1000).toFixed(2)} s before the newest acknowledged, ${newestAcked.seq}); ${coalesced} records coalesced; site-b held ${discarded} records of the unfinished unit, the oldest write it did not hold was ${unsent} old`);
+    note(`FIGURES: lag shown ${lag} s; loss measured ${(lossMs / 1000).toFixed(2)} s ` +
+      `(oldest acknowledged write missing: ${missing[0]?.seq ?? '-'}; ${missing.length} acknowledged writes lost of ${acked.length}; ` +
+      `newest there ${newest}, issued ${(span / 1000).toFixed(2)} s before the newest acknowledged, ${newestAcked.seq}); ` +
+      `${coalesced} records coalesced; site-b held ${discarded} records of the unfinished unit, the oldest write it did not hold was ${unsent} old`);
 
     // Never more than the lag shown (+ 2 s, + the time from the reading to the kill) ...
     assert.ok(lossMs <= lag * 1000 + 2000 + (killAt - asked), `the promote lost ${lossMs} ms of acknowledged writes, more than the lag shown (${lag} s) + 2 s`);
     // ... and not much less either: the lag is the loss, not a bound far above it.
-    assert.ok(lossMs >= lag * 1000 - 2000, `the promote lost only ${lossMs} ms of acknowledged writes while site-a showed a lag of ${lag} s ${killAt - asked} ms before the kill`);
+    assert.ok(lossMs >= lag * 1000 - 2000,
+      `the promote lost only ${lossMs} ms of acknowledged writes while site-a showed a lag of ${lag} s ${killAt - asked} ms before the kill`);
   } finally {
     await writer?.stop().catch(() => undefined);
     await p.stop();

@@ -27,14 +27,18 @@ test('a capped link is shared by weight: 8 equal volumes within 20% of the mean,
 
     // 8 x 4 MiB at 2 MB/s: about 16 s of the link, each volume's share 250 KB/s. (The
     // window begins 2 s after every volume has begun sending: no timing is asserted.)
-    const { windows: equal, said: equalSaid } = await sampleShares(p.a, new Map(NAMES.map((n) => [n, 4 * MiB])), source, { skipSeconds: 2, windowSeconds: 8, maxSeconds: 60, tailBytes: 512 * 1024 });
+    const { windows: equal, said: equalSaid } = await sampleShares(p.a, new Map(NAMES.map((n) => [n, 4 * MiB])), source, {
+      skipSeconds: 2, windowSeconds: 8, maxSeconds: 60, tailBytes: 512 * 1024,
+    });
     assert.ok(equal.length >= 1, `no window of 8 s after every volume began sending in which all still had data to send; sent ${equalSaid}`);
     for (const w of equal) {
       const xs = NAMES.map((n) => w.sent.get(n)!);
       const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
       const said = `${w.from.toFixed(1)}-${w.to.toFixed(1)} s: ${xs.map((x) => (x / MiB).toFixed(2)).join(' / ')} MiB (Jain ${jain(xs).toFixed(3)})`;
       assert.ok(mean > 0, `nothing was sent in ${said}`);
-      for (const [i, x] of xs.entries()) assert.ok(Math.abs(x - mean) <= 0.2 * mean, `${NAMES[i]} sent ${(x / MiB).toFixed(2)} MiB, the mean is ${(mean / MiB).toFixed(2)}: ${said}`);
+      for (const [i, x] of xs.entries()) {
+        assert.ok(Math.abs(x - mean) <= 0.2 * mean, `${NAMES[i]} sent ${(x / MiB).toFixed(2)} MiB, the mean is ${(mean / MiB).toFixed(2)}: ${said}`);
+      }
     }
     await p.drained(120_000);
 
@@ -48,7 +52,9 @@ test('a capped link is shared by weight: 8 equal volumes within 20% of the mean,
     for (let i = 0; i < 100 && !/config reloaded: .*weight 4/.test(p.a.log); i++) await sleep(100);
     assert.match(p.a.log, /config reloaded: .*volume v3: weight 4/);
     const three = NAMES.slice(0, 3);
-    const { windows: weighted, said: weightedSaid } = await sampleShares(p.a, new Map(three.map((n, i) => [n, 5 * weights[i]! * MiB])), source, { skipSeconds: 2, windowSeconds: 8, maxSeconds: 60, tailBytes: 512 * 1024 });
+    const { windows: weighted, said: weightedSaid } = await sampleShares(p.a, new Map(three.map((n, i) => [n, 5 * weights[i]! * MiB])), source, {
+      skipSeconds: 2, windowSeconds: 8, maxSeconds: 60, tailBytes: 512 * 1024,
+    });
     assert.ok(weighted.length >= 1, `no window of 8 s after every volume began sending in which all still had data to send; sent ${weightedSaid}`);
     for (const w of weighted) {
       const xs = three.map((n) => w.sent.get(n)!);
@@ -56,7 +62,8 @@ test('a capped link is shared by weight: 8 equal volumes within 20% of the mean,
       const said = `${w.from.toFixed(1)}-${w.to.toFixed(1)} s: ${xs.map((x) => (x / MiB).toFixed(2)).join(' / ')} MiB`;
       for (const [i, x] of xs.entries()) {
         const want = weights[i]! / 7;
-        assert.ok(Math.abs(x / total - want) <= 0.2 * want, `${three[i]} (weight ${weights[i]}) took ${(x / total).toFixed(3)} of the link, not ${want.toFixed(3)}: ${said}`);
+        assert.ok(Math.abs(x / total - want) <= 0.2 * want,
+          `${three[i]} (weight ${weights[i]}) took ${(x / total).toFixed(3)} of the link, not ${want.toFixed(3)}: ${said}`);
       }
     }
     await p.drained(120_000);

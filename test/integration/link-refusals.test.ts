@@ -21,7 +21,9 @@ async function refused(opts: PairOptions, a: RegExp, b: RegExp): Promise<void> {
     const img = fs.readFileSync(path.join(p.b.dir, 'db.img'));
     assert.ok(img.every((x) => x === 0), 'site-b volume untouched');
     const recv = path.join(p.b.dir, 'state', 'volumes', 'db', 'receive');
-    const segBytes = fs.existsSync(recv) ? fs.readdirSync(recv).filter((f) => f.endsWith('.seg')).reduce((n, f) => n + fs.statSync(path.join(recv, f)).size, 0) : 0;
+    const segBytes = fs.existsSync(recv)
+      ? fs.readdirSync(recv).filter((f) => f.endsWith('.seg')).reduce((n, f) => n + fs.statSync(path.join(recv, f)).size, 0)
+      : 0;
     assert.ok(segBytes <= 64, `site-b receive log holds ${segBytes} bytes`);
   } finally {
     await p.stop();

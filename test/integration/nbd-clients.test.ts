@@ -117,7 +117,9 @@ for (const transport of ['tcp', 'unix'] as const) {
       for (const j of jobs) {
         const r = await run('fio', [...base, ...j], { timeoutMs: 300_000 });
         assert.equal(r.code, 0, `fio ${j[0]}: ${r.stderr}\n${r.stdout.slice(-2000)}`);
-        const res = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: Array<{ error: number; write: { io_bytes: number }; read: { io_bytes: number } }> };
+        const res = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as {
+          jobs: Array<{ error: number; write: { io_bytes: number }; read: { io_bytes: number } }>;
+        };
         for (const job of res.jobs) {
           assert.equal(job.error, 0);
           assert.ok(job.write.io_bytes > 0, 'fio wrote');

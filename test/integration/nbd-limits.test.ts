@@ -43,7 +43,8 @@ test('writes stopped one byte short pin at most the request budget; real clients
     all.push(...attackers);
     await sleep(3000);
     const grown = (await rss(d.pid!)) - before;
-    assert.ok(grown < NBD_REQUEST_BUDGET_BYTES + 64 * MiB, `daemon RSS grew ${Math.round(grown / MiB)} MiB under 512 MiB of stalled writes (budget ${NBD_REQUEST_BUDGET_BYTES / MiB} MiB)`);
+    assert.ok(grown < NBD_REQUEST_BUDGET_BYTES + 64 * MiB,
+      `daemon RSS grew ${Math.round(grown / MiB)} MiB under 512 MiB of stalled writes (budget ${NBD_REQUEST_BUDGET_BYTES / MiB} MiB)`);
 
     // A real client: nbdinfo at once (no write), qemu-io's write once the stalled
     // writers are cut (10 s of no bytes while others wait, twice: 8 wait behind the first 8).

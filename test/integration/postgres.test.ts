@@ -78,8 +78,12 @@ async function bank(pg: PgInstance, where: string): Promise<Bank> {
     (SELECT count(*) FROM pgbench_history), (SELECT count(*) FROM pgbench_accounts)`);
   const f = row.split('|');
   assert.equal(f.length, 6, `${where}: the balance query answered ${JSON.stringify(row)}`);
-  const b: Bank = { accounts: BigInt(f[0]!), tellers: BigInt(f[1]!), branches: BigInt(f[2]!), history: BigInt(f[3]!), historyRows: Number(f[4]), accountRows: Number(f[5]) };
-  const seen = `sum(abalance) ${b.accounts}, sum(tbalance) ${b.tellers}, sum(bbalance) ${b.branches}, sum(delta) ${b.history} over ${b.historyRows} history rows`;
+  const b: Bank = {
+    accounts: BigInt(f[0]!), tellers: BigInt(f[1]!), branches: BigInt(f[2]!), history: BigInt(f[3]!),
+    historyRows: Number(f[4]), accountRows: Number(f[5]),
+  };
+  const seen = `sum(abalance) ${b.accounts}, sum(tbalance) ${b.tellers}, sum(bbalance) ${b.branches}, ` +
+    `sum(delta) ${b.history} over ${b.historyRows} history rows`;
   assert.equal(b.accountRows, SCALE * 100_000, `${where}: pgbench_accounts has ${b.accountRows} rows, not ${SCALE * 100_000}`);
   assert.equal(b.accounts, b.history, `${where}: balance invariant broken: accounts do not sum to the history (${seen})`);
   assert.equal(b.tellers, b.history, `${where}: balance invariant broken: tellers do not sum to the history (${seen})`);
@@ -114,7 +118,8 @@ async function markersOn(pg: PgInstance): Promise<{ ticks: Map<number, number>; 
 function prefixOf(present: Map<number, number>, acked: readonly Tick[], where: string): Tick | null {
   const newestId = Math.max(0, ...present.keys());
   const holes = acked.filter((t) => t.id < newestId && !present.has(t.id));
-  assert.equal(holes.length, 0, `${where}: markers ${holes.slice(0, 10).map((t) => t.id).join(', ')} are missing while the later marker ${newestId} is there: the image is no point in time`);
+  assert.equal(holes.length, 0, `${where}: markers ${holes.slice(0, 10).map((t) => t.id).join(', ')} are missing ` +
+    `while the later marker ${newestId} is there: the image is no point in time`);
   return [...acked].reverse().find((t) => present.has(t.id)) ?? null;
 }
 
@@ -128,12 +133,15 @@ async function pastLag(a: TestDaemon, ackAt: number, what: string): Promise<stri
     // (lagSeconds is rounded to 0.1 s.)
     if (v.link === 'connected' && t0 - v.lagSeconds * 1000 - 100 > ackAt) return `lag ${v.lagSeconds} s ${t0 - ackAt} ms after ${what}`;
     seen.push(`${t0 - ackAt} ms after: link ${v.link}, lag ${v.lagSeconds} s, backlog ${v.backlogBytes} B`);
-    if (Date.now() > deadline) throw new Error(`${what}: site-a never showed a lag that puts it behind the replica's reach within 60 s: ${seen.slice(-8).join('; ')}`);
+    if (Date.now() > deadline) {
+      throw new Error(`${what}: site-a never showed a lag that puts it behind the replica's reach within 60 s: ${seen.slice(-8).join('; ')}`);
+    }
     await sleep(100);
   }
 }
 
-test('PostgreSQL under pgbench: checkpoint images and the promoted replica recover, keep the balance invariant, and lose no more than the lag showed', { skip: NOT_ROOT, timeout: 300_000 }, async (t: TestContext) => {
+test('PostgreSQL under pgbench: checkpoint images and the promoted replica recover, keep the balance invariant, ' +
+  'and lose no more than the lag showed', { skip: NOT_ROOT, timeout: 300_000 }, async (t: TestContext) => {
   const bin = requirePg();
   const t0 = Date.now();
   const note = (s: string): void => t.diagnostic(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${s}`);
@@ -164,7 +172,9 @@ test('PostgreSQL under pgbench: checkpoint images and the promoted replica recov
     assert.equal(init.code, 0, `pgbench -i -s ${SCALE} on site-a exited ${init.code}: ${init.stderr.slice(-2000)}`);
     note(`site-a: cluster made, pgbench -i -s ${SCALE} done`);
 
-    load = spawn(path.join(bin, 'pgbench'), [...pgA.conn(), '-n', '-c', '4', '-j', '2', '-T', '900', '-P', '2', 'postgres'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    load = spawn(path.join(bin, 'pgbench'), [...pgA.conn(), '-n', '-c', '4', '-j', '2', '-T', '900', '-P', '2', 'postgres'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     load.stdout!.on('data', (b: Buffer) => (loadOut += b.toString()));
     load.stderr!.on('data', (b: Buffer) => (loadOut += b.toString()));
     const loadExited = new Promise<void>((r) => load!.once('exit', () => r()));
@@ -180,7 +190,8 @@ test('PostgreSQL under pgbench: checkpoint images and the promoted replica recov
       while (ticking) {
         const sentAt = Date.now();
         try {
-          const out = await pgA.sql('SET synchronous_commit TO on', "INSERT INTO markers (note) VALUES ('tick') RETURNING id, (extract(epoch FROM at) * 1000)::bigint");
+          const out = await pgA.sql('SET synchronous_commit TO on',
+            "INSERT INTO markers (note) VALUES ('tick') RETURNING id, (extract(epoch FROM at) * 1000)::bigint");
           const ackAt = Date.now();
           const [id, at] = out.split('|').map(Number);
           ticks.push({ id: id!, atMs: at!, sentAt, ackAt });
@@ -228,21 +239,26 @@ test('PostgreSQL under pgbench: checkpoint images and the promoted replica recov
         fs.rmSync(copy, { force: true });
       });
       const m = await run('mount', [loop, mnt]);
-      assert.equal(m.code, 0, `${where}: the copy's ext4 does not mount (its journal should replay): ${m.stderr.trim()}\n${(await run('dmesg', [])).stdout.split('\n').slice(-15).join('\n')}`);
+      assert.equal(m.code, 0, `${where}: the copy's ext4 does not mount (its journal should replay): ${m.stderr.trim()}\n` +
+        `${(await run('dmesg', [])).stdout.split('\n').slice(-15).join('\n')}`);
       const data = path.join(mnt, 'pgdata');
       fs.rmSync(path.join(data, 'postmaster.pid'), { force: true });
       const pg = await PgInstance.start({ dataDir: data, port: await freePort(), socketDir: path.join(work, `sock-${k}`) });
       const stopPg = clean.push(`${where} postgres`, () => pg.stop());
-      assert.match(pg.log, /automatic recovery in progress/, `${where}: PostgreSQL on the image did no crash recovery (the image should be of a running cluster):\n${pg.log.slice(-3000)}`);
+      assert.match(pg.log, /automatic recovery in progress/,
+        `${where}: PostgreSQL on the image did no crash recovery (the image should be of a running cluster):\n${pg.log.slice(-3000)}`);
       assert.match(pg.log, /redo done at|redo is not required/, `${where}: crash recovery did not finish its redo:\n${pg.log.slice(-3000)}`);
       const b = await bank(pg, where);
       const marks = await markersOn(pg);
-      assert.ok(marks.notes.has(marker), `${where}: marker ${marker}, committed and past the lag before the checkpoint was asked for, is not in the image (markers there: ${[...marks.notes].join(', ') || 'none'}; ${marks.ticks.size} ticks)`);
+      assert.ok(marks.notes.has(marker), `${where}: marker ${marker}, committed and past the lag before the checkpoint was asked for, ` +
+        `is not in the image (markers there: ${[...marks.notes].join(', ') || 'none'}; ${marks.ticks.size} ticks)`);
       for (let j = 1; j < k; j++) assert.ok(marks.notes.has(`before-checkpoint-${j}`), `${where}: the earlier marker before-checkpoint-${j} is missing`);
       const newest = prefixOf(marks.ticks, ackedThen, where);
-      assert.ok(b.historyRows > lastHistory, `${where}: pgbench_history has ${b.historyRows} rows, not more than the ${lastHistory} of the checkpoint before: the image did not move forward`);
+      assert.ok(b.historyRows > lastHistory,
+        `${where}: pgbench_history has ${b.historyRows} rows, not more than the ${lastHistory} of the checkpoint before: the image did not move forward`);
       await amcheck(pg, where);
-      note(`${where}: recovered; ${b.historyRows} history rows, balances all ${b.history}; ${marks.ticks.size} ticks there, a prefix (newest id ${newest?.id ?? '-'}; ${ackedThen.length} acknowledged when the create returned)`);
+      note(`${where}: recovered; ${b.historyRows} history rows, balances all ${b.history}; ${marks.ticks.size} ticks there, ` +
+        `a prefix (newest id ${newest?.id ?? '-'}; ${ackedThen.length} acknowledged when the create returned)`);
       lastHistory = b.historyRows;
       await stopPg();
       await detachLoop();
@@ -270,7 +286,8 @@ test('PostgreSQL under pgbench: checkpoint images and the promoted replica recov
     await within(loadExited, 10_000);
     const lag = lastLag.lagSeconds;
     assert.equal(lastLag.link, 'connected', `site-a's link was ${lastLag.link} just before the kill`);
-    note(`site-a killed ${killAt - asked} ms after offsite status --json said lagSeconds ${lag} (backlog ${lastLag.backlogBytes} B); lag samples before: ${lags.join(', ')}; ${ticks.length} ticks acknowledged`);
+    note(`site-a killed ${killAt - asked} ms after offsite status --json said lagSeconds ${lag} (backlog ${lastLag.backlogBytes} B); ` +
+      `lag samples before: ${lags.join(', ')}; ${ticks.length} ticks acknowledged`);
     for (const n of await unmountA()) note(n);
 
     for (let i = 0; i < 300 && (await statusOf(p.b)).volumes[0]!.link === 'connected'; i++) await sleep(100);
@@ -305,14 +322,20 @@ test('PostgreSQL under pgbench: checkpoint images and the promoted replica recov
     // Every tick acknowledged more than lag + 2 s before the kill is there.
     const due = acked.filter((x) => x.ackAt < killAt - (lag + 2) * 1000);
     const lost = due.filter((x) => !marks.ticks.has(x.id));
-    assert.equal(lost.length, 0, `promoted: ${lost.length} markers acknowledged more than lag ${lag} s + 2 s before the kill are missing (the oldest ${lost.length > 0 ? killAt - lost[0]!.ackAt : 0} ms before it; newest there: ${newestThere?.id ?? 'none'}, ${newestThere ? killAt - newestThere.ackAt : '-'} ms before the kill)`);
+    assert.equal(lost.length, 0, `promoted: ${lost.length} markers acknowledged more than lag ${lag} s + 2 s before the kill are missing ` +
+      `(the oldest ${lost.length > 0 ? killAt - lost[0]!.ackAt : 0} ms before it; ` +
+      `newest there: ${newestThere?.id ?? 'none'}, ${newestThere ? killAt - newestThere.ackAt : '-'} ms before the kill)`);
     // What the promote lost, in time: between the newest tick acknowledged and the newest there.
     const lossMs = newestThere ? newestAcked.atMs - newestThere.atMs : Infinity;
     const missing = acked.length - acked.findIndex((x) => x === newestThere) - 1;
-    note(`promoted: recovered; ${b.historyRows} history rows; newest marker there ${newestThere?.id ?? '-'}, ${lossMs} ms older than the newest acknowledged before the kill (${newestAcked.id}); ${missing} acknowledged markers lost; lag shown ${lag} s; promote discarded ${discarded} records of its receive log`);
-    assert.ok(lossMs <= (lag + 2) * 1000, `promoted: the newest marker is ${lossMs} ms older than the newest acknowledged before the kill, more than the lag shown (${lag} s) + 2 s`);
+    note(`promoted: recovered; ${b.historyRows} history rows; newest marker there ${newestThere?.id ?? '-'}, ` +
+      `${lossMs} ms older than the newest acknowledged before the kill (${newestAcked.id}); ${missing} acknowledged markers lost; ` +
+      `lag shown ${lag} s; promote discarded ${discarded} records of its receive log`);
+    assert.ok(lossMs <= (lag + 2) * 1000,
+      `promoted: the newest marker is ${lossMs} ms older than the newest acknowledged before the kill, more than the lag shown (${lag} s) + 2 s`);
     // And the lag did not overstate the loss either (the replica may catch up between the status and the kill).
-    assert.ok(lossMs >= (lag - 2) * 1000 - (killAt - asked), `promoted: only ${lossMs} ms of markers lost, while site-a showed a lag of ${lag} s ${killAt - asked} ms before the kill`);
+    assert.ok(lossMs >= (lag - 2) * 1000 - (killAt - asked),
+      `promoted: only ${lossMs} ms of markers lost, while site-a showed a lag of ${lag} s ${killAt - asked} ms before the kill`);
     await amcheck(pgB, 'promoted');
     // The promoted database takes writes.
     await pgB.sql("INSERT INTO markers (note) VALUES ('after-promote')");

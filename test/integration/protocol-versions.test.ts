@@ -20,7 +20,10 @@ import { must, sleep, tempDir } from '../helpers/run.js';
 
 const HELLO: Omit<Hello, 'protocol'> = {
   node: 'future', codecs: ['zstd'],
-  volumes: [{ name: 'db', uuid: '3c1d2e4f-5a6b-4c7d-8e9f-a0b1c2d3e4f5', size: 16 << 20, role: 'primary', generation: ['00112233aabbccdd'], durableSeq: 0, logBytes: 1 << 30, round: 0, changedBytes: 0 }],
+  volumes: [{
+    name: 'db', uuid: '3c1d2e4f-5a6b-4c7d-8e9f-a0b1c2d3e4f5', size: 16 << 20, role: 'primary', generation: ['00112233aabbccdd'],
+    durableSeq: 0, logBytes: 1 << 30, round: 0, changedBytes: 0,
+  }],
 };
 
 /** One link from the double: every frame it hears, taken at any version. */
@@ -132,7 +135,8 @@ volumes:
     assert.equal(refuse.version, 3, 'at the version of the Hello it answers');
     const r = JSON.parse(refuse.payload.toString('utf8')) as { code: string; message: string };
     assert.equal(r.code, 'version');
-    assert.match(r.message, /^future speaks protocol versions 3\.\.4 and site-b speaks protocol versions 1\.\.2: no version in common\. Upgrade site-b to a release that speaks protocol version 3/);
+    assert.match(r.message,
+      /^future speaks protocol versions 3\.\.4 and site-b speaks protocol versions 1\.\.2: no version in common\. Upgrade site-b to a release that speaks protocol version 3/);
     assert.match(b.log, /link to future refused: future speaks protocol versions 3\.\.4 and site-b speaks protocol versions 1\.\.2/);
   });
 });

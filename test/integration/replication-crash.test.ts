@@ -32,7 +32,9 @@ async function crashCycles(opts: { peerKeysA?: string; cycles?: number }): Promi
   let coalescedThisRun = 0;
   const sampleCoalesced = async (): Promise<void> => {
     try {
-      const st = (await (await fetch(`http://127.0.0.1:${p.a.apiPort}/api/v1/status`)).json()) as { volumes: Array<{ shipping: { coalescedRecords: number } | null }> };
+      const st = (await (await fetch(`http://127.0.0.1:${p.a.apiPort}/api/v1/status`)).json()) as {
+        volumes: Array<{ shipping: { coalescedRecords: number } | null }>;
+      };
       coalescedThisRun = Math.max(coalescedThisRun, st.volumes[0]?.shipping?.coalescedRecords ?? 0);
     } catch {
       // (down: nothing to add)
@@ -97,7 +99,8 @@ async function crashCycles(opts: { peerKeysA?: string; cycles?: number }): Promi
       await p.b.start();
       const replica = sha(await readImage(p.b.uri('db')));
       if (!images.has(replica) && process.env.OFFSITE_DEBUG_DIRS) console.log(`DIRS ${p.a.dir} ${p.b.dir}`);
-      assert.ok(images.has(replica), `cycle ${cycle} (${killPrimary ? 'primary' : 'secondary'} killed): the replica is not a flush-point image (${torn.get(replica) ?? 'not any image the primary passed through'}; ${done} writes done)`);
+      assert.ok(images.has(replica), `cycle ${cycle} (${killPrimary ? 'primary' : 'secondary'} killed): the replica is not a flush-point image ` +
+        `(${torn.get(replica) ?? 'not any image the primary passed through'}; ${done} writes done)`);
       await p.a.start();
       // The primary may hold a write that was in flight at the kill: continue from what it has.
       model.set(await readImage(p.a.uri('db')));

@@ -16,7 +16,10 @@ test('replication: qemu-img and fio at the primary, identical replica at the sec
     const src = path.join(p.a.dir, 'src.img');
     const data = crypto.randomBytes(16 * 1024 * 1024);
     fs.writeFileSync(src, data);
-    await must('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', src, '--target-image-opts', `driver=raw,file.driver=nbd,file.host=127.0.0.1,file.port=${p.a.port},file.export=db`]).catch(async () => {
+    await must('qemu-img', [
+      'convert', '-n', '-f', 'raw', '-O', 'raw', src,
+      '--target-image-opts', `driver=raw,file.driver=nbd,file.host=127.0.0.1,file.port=${p.a.port},file.export=db`,
+    ]).catch(async () => {
       // Older qemu-img without --target-image-opts: write through qemu-io instead.
       await must('qemu-io', ['-f', 'raw', '-c', `write -P 0x33 0 16M`, p.a.uri('db')]);
     });

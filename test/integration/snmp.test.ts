@@ -71,7 +71,8 @@ async function status(d: TestDaemon): Promise<NodeStatus> {
 }
 
 async function checkpoints(d: TestDaemon): Promise<Array<{ volume: string; label: string }>> {
-  return ((await (await fetch(`http://127.0.0.1:${d.apiPort}/api/v1/checkpoints`)).json()) as { checkpoints: Array<{ volume: string; label: string }> }).checkpoints;
+  const r = (await (await fetch(`http://127.0.0.1:${d.apiPort}/api/v1/checkpoints`)).json()) as { checkpoints: Array<{ volume: string; label: string }> };
+  return r.checkpoints;
 }
 
 test('OFFSITE-MIB loads in net-snmp\'s tools without a warning', async () => {
@@ -91,7 +92,9 @@ test('SNMP: walks over v2c and v3, a checkpoint by snmpset on the secondary, ref
   const trapDir = tempDir('snmptrapd');
   const conf = path.join(trapDir, 'snmptrapd.conf');
   fs.writeFileSync(conf, `disableAuthorization yes\ncreateUser -e 0x${engineIdOf('site-a')} ${USER.name} SHA ${USER.auth} AES ${USER.priv}\n`);
-  const trapd = spawn('snmptrapd', ['-f', '-Lo', '-n', '-C', '-c', conf, ...MIBS, '-F', 'TRAP [%P] %V\t%v\n', `127.0.0.1:${trapPort}`], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const trapd = spawn('snmptrapd', ['-f', '-Lo', '-n', '-C', '-c', conf, ...MIBS, '-F', 'TRAP [%P] %V\t%v\n', `127.0.0.1:${trapPort}`], {
+    env, stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let traps = '';
   trapd.stdout.on('data', (b: Buffer) => { traps += b.toString(); });
   trapd.stderr.on('data', (b: Buffer) => { traps += b.toString(); });
@@ -150,7 +153,8 @@ test('SNMP: walks over v2c and v3, a checkpoint by snmpset on the secondary, ref
       assert.equal(w.get('offsiteVolumeHostBytes.1'), String(v.hostBytes));
       assert.ok(v.hostBytes > 0);
       // A wrong privacy key reads nothing.
-      const bad = await run('snmpget', [...V3.slice(0, -1), 'wrong-priv-key', '-t', '1', '-r', '0', ...MIBS, `127.0.0.1:${portB}`, 'OFFSITE-MIB::offsiteNodeName.0'], { env });
+      const bad = await run('snmpget',
+        [...V3.slice(0, -1), 'wrong-priv-key', '-t', '1', '-r', '0', ...MIBS, `127.0.0.1:${portB}`, 'OFFSITE-MIB::offsiteNodeName.0'], { env });
       assert.notEqual(bad.code, 0);
     });
 
@@ -240,8 +244,11 @@ test('SNMP: walks over v2c and v3, a checkpoint by snmpset on the secondary, ref
 
 test('SNMP: the consistency group table on both sites, the values of /api/v1/status', async () => {
   const [portA, portB] = [await freeUdpPort(), await freeUdpPort()];
-  const wal = (peer: string, role: string): string => `  wal: { path: ./wal.img, size: 16MiB, role: ${role}, peer: ${peer}, journal: 64MiB }\ngroups:\n  erp: [db, wal]\n`;
-  const pair = await startPair({ size: '16MiB', nodeKeysA: `${wal('site-b', 'primary')}${snmpKeys(portA)}`, nodeKeysB: `${wal('site-a', 'secondary')}${snmpKeys(portB)}` });
+  const wal = (peer: string, role: string): string =>
+    `  wal: { path: ./wal.img, size: 16MiB, role: ${role}, peer: ${peer}, journal: 64MiB }\ngroups:\n  erp: [db, wal]\n`;
+  const pair = await startPair({
+    size: '16MiB', nodeKeysA: `${wal('site-b', 'primary')}${snmpKeys(portA)}`, nodeKeysB: `${wal('site-a', 'secondary')}${snmpKeys(portB)}`,
+  });
   try {
     await pair.drained();
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 0 1M', '-c', 'flush', pair.a.uri('db')]);
@@ -277,7 +284,9 @@ snmp:
   listen: 127.0.0.1:${port}
   community: public
 `);
-    const r = await run(process.execPath, [path.join(ROOT, 'bin/offsite.js'), 'daemon', '-c', path.join(dir, 'offsite.yaml')], { timeoutMs: 30_000, env: { ...process.env, OFFSITE_LOG: 'json' } });
+    const r = await run(process.execPath, [path.join(ROOT, 'bin/offsite.js'), 'daemon', '-c', path.join(dir, 'offsite.yaml')], {
+      timeoutMs: 30_000, env: { ...process.env, OFFSITE_LOG: 'json' },
+    });
     assert.equal(r.code, 1);
     assert.match(r.stderr, new RegExp(`offsite: cannot listen for SNMP on 127\\.0\\.0\\.1:${port}: address already in use\\n`));
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');

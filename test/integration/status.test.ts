@@ -6,7 +6,10 @@ import { must, run } from '../helpers/run.js';
 
 interface Status {
   node: string;
-  volumes: Array<{ name: string; role: string; peer: string | null; link: string; backlogBytes: number; lagSeconds: number; consistent: boolean; tracking: string; journalUsedBytes: number }>;
+  volumes: Array<{
+    name: string; role: string; peer: string | null; link: string; backlogBytes: number; lagSeconds: number; consistent: boolean; tracking: string;
+    journalUsedBytes: number;
+  }>;
 }
 
 test('status shows role, link, backlog, lag and consistency; --json keeps the field names', async () => {

@@ -13,7 +13,9 @@ test('offsite top in tmux: shows and refreshes the volume, q quits', async () =>
   const session = `offsite-top-${process.pid}`;
   try {
     await p.drained();
-    await must('tmux', ['new-session', '-d', '-s', session, '-x', '140', '-y', '40', `${process.execPath} ${OFFSITE_BIN} top --interval 500ms -c ${p.a.configFile}`]);
+    await must('tmux', [
+      'new-session', '-d', '-s', session, '-x', '140', '-y', '40', `${process.execPath} ${OFFSITE_BIN} top --interval 500ms -c ${p.a.configFile}`,
+    ]);
     const screen = async (): Promise<string> => (await must('tmux', ['capture-pane', '-p', '-t', session])).toString();
     let first = '';
     for (let i = 0; i < 200 && !first.includes('db '); i++) {

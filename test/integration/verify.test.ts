@@ -21,14 +21,20 @@ test('verify finds a region corrupted behind the secondary, with writes going on
 
     // 4 KiB of garbage into the secondary's file while its daemon is down: region 129.
     await p.b.stop();
-    await must('dd', ['if=/dev/urandom', `of=${path.join(p.b.dir, 'db.img')}`, 'bs=4096', 'count=1', `seek=${(8 * 1024 * 1024 + 100 * 1024) / 4096}`, 'conv=notrunc', 'status=none']);
+    await must('dd', [
+      'if=/dev/urandom', `of=${path.join(p.b.dir, 'db.img')}`, 'bs=4096', 'count=1',
+      `seek=${(8 * 1024 * 1024 + 100 * 1024) / 4096}`, 'conv=notrunc', 'status=none',
+    ]);
     await p.b.start();
     await p.drained();
 
     // The host writes elsewhere all through the verify: no false differences.
     const writer = (async () => {
       for (let i = 0; writing; i++) {
-        await run('qemu-io', ['-f', 'raw', '-c', `write -P ${i % 200} ${(i % 40) * 1024 * 1024 + 32 * 1024 * 1024 - (i % 40 >= 24 ? 24 * 1024 * 1024 : 0)} 256k`, '-c', 'flush', p.a.uri('db')]);
+        await run('qemu-io', [
+          '-f', 'raw',
+          '-c', `write -P ${i % 200} ${(i % 40) * 1024 * 1024 + 32 * 1024 * 1024 - (i % 40 >= 24 ? 24 * 1024 * 1024 : 0)} 256k`, '-c', 'flush', p.a.uri('db'),
+        ]);
       }
     })();
     const found = await cli(p.a, 'verify', 'db');

@@ -12,7 +12,10 @@ test('group simulation: invariant 10 over 300 seeds, every member converging to 
   const seeds = process.env.OFFSITE_GROUP_SIM_SEEDS ?? '300';
   let out: string;
   try {
-    out = execFileSync(process.execPath, [new URL('./run.js', import.meta.url).pathname, '--sim', 'group', '--seeds', seeds], { encoding: 'utf8', timeout: 900_000 });
+    out = execFileSync(process.execPath, [new URL('./run.js', import.meta.url).pathname, '--sim', 'group', '--seeds', seeds], {
+      encoding: 'utf8',
+      timeout: 900_000,
+    });
   } catch (e) {
     assert.fail(String((e as { stdout?: string }).stdout ?? e));
   }

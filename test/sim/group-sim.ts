@@ -201,7 +201,9 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
       m.jv = new JournaledVolume({ disk: fence(m.pdisk, alive), journal, bitmap, onFull: 'bitmap', log, roundStore: pmstore });
       m.jv.maxEpochBytes = receiveCapacity / 4;
       await settle(m.jv.start(report, recorded));
-      m.shipper = new VolumeShipper(m.name, m.jv, log, { windowBytes, batchBytes: Math.max(4096, windowBytes / 4), selfSyncMs: 3 * STEP_MS, now: () => clock, coalesce: () => coalescing });
+      m.shipper = new VolumeShipper(m.name, m.jv, log, {
+        windowBytes, batchBytes: Math.max(4096, windowBytes / 4), selfSyncMs: 3 * STEP_MS, now: () => clock, coalesce: () => coalescing,
+      });
       pentries.push({ config: { name: m.name }, role: 'primary', journaled: m.jv, replica: null } as unknown as VolumeEntry);
     }
     pgroups = new NodeGroups({ config: groupsConfig, entries: pentries }, log, timing);
@@ -221,8 +223,12 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
     const sentries: VolumeEntry[] = [];
     for (const m of members) {
       const sjstore = fence(m.sjstore, alive);
-      m.replica = await settle(Replica.open(fence(m.sdisk, alive), () => new Journal({ store: sjstore, capacity: receiveCapacity, segmentSize: 16 * 1024, now: () => clock, onDamage: KEEP_PREFIX }), log,
-        { roundStore: fence(m.ssstore, alive), regionSize: BLOCK, applyUnitBytes: rng.chance(0.5) ? BLOCK * (1 + rng.int(4)) : undefined, group: true }));
+      m.replica = await settle(Replica.open(
+        fence(m.sdisk, alive),
+        () => new Journal({ store: sjstore, capacity: receiveCapacity, segmentSize: 16 * 1024, now: () => clock, onDamage: KEEP_PREFIX }),
+        log,
+        { roundStore: fence(m.ssstore, alive), regionSize: BLOCK, applyUnitBytes: rng.chance(0.5) ? BLOCK * (1 + rng.int(4)) : undefined, group: true },
+      ));
       if (debug) {
         const rc = m.replica.receiver;
         const h = rc.handle.bind(rc);
@@ -257,11 +263,17 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
     const pairedWith = (site: string) => (volume: string): string | undefined => (byName.has(volume) ? site : undefined);
     const atA = new PeerSession({
       node: SITE_A, peer: SITE_B, initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(SITE_B),
-      shared: () => members.map((m) => ({ name: m.name, uuid: `sim-${m.name}`, size, role: 'primary' as const, generation: ['g'], durableSeq: m.jv.journal.released, logBytes: m.jv.journal.capacity, round: m.jv.roundStart })),
+      shared: () => members.map((m) => ({
+        name: m.name, uuid: `sim-${m.name}`, size, role: 'primary' as const, generation: ['g'],
+        durableSeq: m.jv.journal.released, logBytes: m.jv.journal.capacity, round: m.jv.roundStart,
+      })),
     });
     const atB = new PeerSession({
       node: SITE_B, peer: SITE_A, initiator: false, speaks: PROTOCOL_RANGE, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(SITE_A),
-      shared: () => members.map((m) => ({ name: m.name, uuid: `sim-${m.name}`, size, role: 'secondary' as const, generation: ['g'], durableSeq: m.replica.receiver.resumeAfter, logBytes: receiveCapacity, round: m.replica.roundStart })),
+      shared: () => members.map((m) => ({
+        name: m.name, uuid: `sim-${m.name}`, size, role: 'secondary' as const, generation: ['g'],
+        durableSeq: m.replica.receiver.resumeAfter, logBytes: receiveCapacity, round: m.replica.roundStart,
+      })),
     });
     const c: Conn = { ab: [], ba: [], decA: new FrameDecoder(), decB: new FrameDecoder(), atA, atB };
     conn = c;
@@ -276,7 +288,10 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
     };
     for (const a of actions) {
       if (conn !== c) return;
-      if (a.type !== 'send') trace(`${primary ? 'primary' : 'secondary'} link: ${a.type}${'volume' in a ? ` ${a.volume}` : ''}${a.type === 'records' ? ` ${a.records[0]?.seq}..${a.records[a.records.length - 1]?.seq}` : ''}${a.type === 'close' ? ` ${a.reason}` : ''}`);
+      if (a.type !== 'send') {
+        trace(`${primary ? 'primary' : 'secondary'} link: ${a.type}${'volume' in a ? ` ${a.volume}` : ''}` +
+          `${a.type === 'records' ? ` ${a.records[0]?.seq}..${a.records[a.records.length - 1]?.seq}` : ''}${a.type === 'close' ? ` ${a.reason}` : ''}`);
+      }
       switch (a.type) {
         case 'send':
           out.push(Buffer.concat(atVersion(a.parts, machine.version)));
@@ -443,7 +458,11 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
     // (While a member is in a round or at no point the group is not consistent, and says so: below.)
     const settledMembers = members.every((m) => !m.replica.round && !m.replica.receiver.roundOpen && m.replica.receiver.appliedPoint !== null);
     const limit = sgroups.status([]).find((g) => g.name === GROUP)!.groupPoint;
-    if (settledMembers && newest !== null && limit === null) fail(`a member stands at group point ${newest}, but the group has no limit: ${members.map((m) => `${m.name} ${JSON.stringify(m.replica.memberView)} applied ${m.replica.receiver.applied} durable ${m.replica.receiver.logDurable}`).join("; ")}`);
+    if (settledMembers && newest !== null && limit === null) {
+      fail(`a member stands at group point ${newest}, but the group has no limit: ` +
+        `${members.map((m) => `${m.name} ${JSON.stringify(m.replica.memberView)} applied ${m.replica.receiver.applied} ` +
+          `durable ${m.replica.receiver.logDurable}`).join("; ")}`);
+    }
     for (const m of members) {
       const rp = m.replica;
       const at = rp.receiver.appliedPoint;
@@ -453,7 +472,9 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
       if (held === null || held > rp.receiver.logDurable) fail(`${m.name} stands at group point ${at} and does not hold the group's limit ${limit} durably`);
     }
     const st = sgroups.status([]).find((g) => g.name === GROUP)!;
-    if (st.consistent && members.some((m) => m.replica.round || m.replica.receiver.appliedPoint === null)) fail('the group says it is consistent while a member is in a resync round or at no group point');
+    if (st.consistent && members.some((m) => m.replica.round || m.replica.receiver.appliedPoint === null)) {
+      fail('the group says it is consistent while a member is in a resync round or at no group point');
+    }
   };
 
   // A group checkpoint: every member frozen at one point; the images must stay.
@@ -480,14 +501,18 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
       // link down say, the group gives up after its looks and refuses, as the daemon does after a minute.)
       ({ point } = await drive(sgroups.checkpoint(GROUP, `cp${step}`, null, clock, false)));
     } catch (e) {
-      trace(`group checkpoint refused: ${(e as Error).message}; ${members.map((m) => `${m.name} ${JSON.stringify(m.replica.memberView)} applied ${m.replica.receiver.applied} durable ${m.replica.receiver.logDurable} logged ${m.replica.receiver.logged}`).join("; ")}`);
+      trace(`group checkpoint refused: ${(e as Error).message}; ` +
+        `${members.map((m) => `${m.name} ${JSON.stringify(m.replica.memberView)} applied ${m.replica.receiver.applied} ` +
+          `durable ${m.replica.receiver.logDurable} logged ${m.replica.receiver.logged}`).join("; ")}`);
       if (members.some((m) => m.replica.checkpoint)) fail(`a refused group checkpoint left a member held: ${(e as Error).message}`);
       return;
     }
     frozen = new Map();
     for (const m of members) {
       const cp = m.replica.checkpoint!;
-      if (cp.groupPoint !== point || m.replica.receiver.appliedPoint !== point) fail(`the group checkpoint at ${point} froze ${m.name} at ${cp.groupPoint}/${m.replica.receiver.appliedPoint}`);
+      if (cp.groupPoint !== point || m.replica.receiver.appliedPoint !== point) {
+        fail(`the group checkpoint at ${point} froze ${m.name} at ${cp.groupPoint}/${m.replica.receiver.appliedPoint}`);
+      }
       const seq = m.pointSeq.get(point)!;
       if (hash(m.sdisk.file.current) !== m.imageAt.get(seq)) fail(`the group checkpoint's image of ${m.name} is not its primary's at group point ${point}`);
       frozen.set(m.name, hash(m.sdisk.file.current));
@@ -564,7 +589,10 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
       deliver(rng.chance(0.5));
     }
     await flushMicrotasks();
-    if (debug && step % 10 === 0) trace(`state: ${members.map((m) => `${m.name} journal ${m.jv.journal.lastSeq} durable ${m.jv.journal.durableSeq} acked ${m.shipper.acked} mode ${m.jv.mode} round ${m.jv.roundStart}`).join('; ')}; pending ${psched.size}+${ssched.size}; link ${conn ? 'up' : 'down'}`);
+    if (debug && step % 10 === 0) {
+      trace(`state: ${members.map((m) => `${m.name} journal ${m.jv.journal.lastSeq} durable ${m.jv.journal.durableSeq} acked ${m.shipper.acked} ` +
+        `mode ${m.jv.mode} round ${m.jv.roundStart}`).join('; ')}; pending ${psched.size}+${ssched.size}; link ${conn ? 'up' : 'down'}`);
+    }
     checkGroup();
     checkFrozen();
   }
@@ -590,18 +618,24 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
     if (!moved && settled()) break;
   }
   if (!settled()) {
-    fail(`no convergence: ${members.map((m) => `${m.name} applied ${m.replica.receiver.applied} (point ${m.replica.receiver.appliedPoint}) of ${m.jv.journal.lastSeq}, ${m.jv.recordsSinceGroupPoint} records after the last point, round ${m.jv.roundStart}/${m.replica.roundStart} receiver ${JSON.stringify(m.replica.receiver)} torn ${m.replica.tornBy}`).join('; ')}; group ${JSON.stringify(sgroups.status([]))}`);
+    fail(`no convergence: ${members.map((m) => `${m.name} applied ${m.replica.receiver.applied} (point ${m.replica.receiver.appliedPoint}) ` +
+      `of ${m.jv.journal.lastSeq}, ${m.jv.recordsSinceGroupPoint} records after the last point, round ${m.jv.roundStart}/${m.replica.roundStart} ` +
+      `receiver ${JSON.stringify(m.replica.receiver)} torn ${m.replica.tornBy}`).join('; ')}; group ${JSON.stringify(sgroups.status([]))}`);
   }
   const last = members[0]!.replica.receiver.appliedPoint;
   for (const m of members) {
-    if (m.replica.receiver.appliedPoint !== last) fail(`converged, but ${m.name} stands at group point ${m.replica.receiver.appliedPoint}, ${members[0]!.name} at ${last}`);
+    if (m.replica.receiver.appliedPoint !== last) {
+      fail(`converged, but ${m.name} stands at group point ${m.replica.receiver.appliedPoint}, ${members[0]!.name} at ${last}`);
+    }
     await settle(m.jv.quiesce());
     if (!m.sdisk.file.current.equals(m.pdisk.file.current)) fail(`converged, but ${m.name}'s replica differs from its primary`);
   }
   const st = sgroups.status([]).find((g) => g.name === GROUP)!;
   if (!st.consistent || !st.together) fail(`converged, but the group's status says ${JSON.stringify(st)}`);
   const pst = pgroups.status([]).find((g) => g.name === GROUP)!;
-  if (!pst.consistent || pst.role !== 'primary' || (members.every((m) => m.jv.journal.released >= m.jv.journal.lastSeq) && pst.lagSeconds !== 0)) fail(`converged, but the primary's group status says ${JSON.stringify(pst)}`);
+  if (!pst.consistent || pst.role !== 'primary' || (members.every((m) => m.jv.journal.released >= m.jv.journal.lastSeq) && pst.lagSeconds !== 0)) {
+    fail(`converged, but the primary's group status says ${JSON.stringify(pst)}`);
+  }
   stats.converged = true;
   stats.applied = members.reduce((n, m) => n + m.replica.receiver.applied, 0);
   return stats;

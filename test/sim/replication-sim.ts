@@ -231,8 +231,10 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     trace(`primary open: mode ${jv.mode} round ${jv.roundStart} bitmap [${[...jv.bitmap.dirtyRegions()].join(',')}] journal ` +
       `${jv.journal.released + 1}..${jv.journal.lastSeq}`);
     if (shipper) stats.coalesced += shipper.coalescedRecords;
-    shipper = new VolumeShipper(VOLUME, jv, log, { windowBytes, batchBytes: Math.max(4096, windowBytes / 4), selfSyncMs: 3 * STEP_MS, now: () => clock, coalesce: () => coalescing,
-      ...(budgeted ? { memory: new MemoryBudget(windowBytes) } : {}) });
+    shipper = new VolumeShipper(VOLUME, jv, log, {
+      windowBytes, batchBytes: Math.max(4096, windowBytes / 4), selfSyncMs: 3 * STEP_MS, now: () => clock, coalesce: () => coalescing,
+      ...(budgeted ? { memory: new MemoryBudget(windowBytes) } : {}),
+    });
     if (sharing) {
       shipper.share = () => shareNow;
     }
@@ -366,7 +368,12 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
           if (primary) {
             const remote = a.check.pairs[0]!.remote;
             shipper.up({
-              ...(packing ? { encode: (records: JournalRecord[]) => packSync(VOLUME, records, (b) => { stats.packed++; return compress(b, { compressionLevel: 1, checksumFlag: true }); }) } : {}),
+              ...(packing ? {
+                encode: (records: JournalRecord[]) => packSync(VOLUME, records, (b) => {
+                  stats.packed++;
+                  return compress(b, { compressionLevel: 1, checksumFlag: true });
+                }),
+              } : {}),
               send: (parts, cls) => {
                 if (conn !== c) return;
                 linkScheduler.enqueue(VOLUME, parts, parts.reduce((n, p) => n + p.length, 0), { weight: 1 }, cls ?? 'live');
@@ -702,7 +709,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         `primary mode ${jv.mode} round ${jv.roundStart} (${jv.resyncLeftBytes} bytes left, bitmap ${jv.bitmap.count}); ` +
         `secondary round ${replica.roundStart}; receive log ${replica.log.released + 1}..${replica.log.lastSeq}${replica.log.broken ? ' broken' : ''}; ` +
         `link ${conn ? 'up' : 'down'}; receiver ${JSON.stringify(rc)}; ` +
-        `shipper ${JSON.stringify((shipper as unknown as { shipper: unknown }).shipper)} session ${Boolean(shipper.session)}; pending ${psched.size}+${ssched.size}`);
+        `shipper ${JSON.stringify((shipper as unknown as { shipper: unknown }).shipper)} session ${Boolean(shipper.session)}; ` +
+          `pending ${psched.size}+${ssched.size}`);
     }
     await settle(jv.quiesce());
     if (!sdisk.file.current.equals(pdisk.file.current)) {

@@ -21,7 +21,9 @@ test('a group point is a barrier with flag 8 and its number in the offset field,
     7b3c82e19a010000
     00000000
     b4c87db9`);
-  const b = R.encodeRecordHeader({ kind: R.RecordKind.Barrier, flags: R.FLAG_GROUP_POINT, seq: 9, epoch: 4, offset: 1764720000123, length: 0, time: 1764720000123 }, null);
+  const b = R.encodeRecordHeader({
+    kind: R.RecordKind.Barrier, flags: R.FLAG_GROUP_POINT, seq: 9, epoch: 4, offset: 1764720000123, length: 0, time: 1764720000123,
+  }, null);
   assert.deepEqual(b, fixed);
   const d = R.decodeRecordHeader(fixed);
   assert.ok(d.ok);
@@ -61,29 +63,46 @@ test('the coordinator: the newest point every member holds, never backwards, and
   assert.equal(v.together, false);
   assert.equal(v.notConsistentBecause, null);
   // wal has nothing newer than what it stands at: the limit stays where the members can all be.
-  v = groupLimit([{ name: 'db', view: { appliedPoint: 12, points: [13] , inRound: false } }, { name: 'wal', view: { appliedPoint: 12, points: [], inRound: false } }], 12);
+  v = groupLimit([
+    { name: 'db', view: { appliedPoint: 12, points: [13] , inRound: false } },
+    { name: 'wal', view: { appliedPoint: 12, points: [], inRound: false } },
+  ], 12);
   assert.equal(v.limit, 12);
   assert.equal(v.together, true);
   // Never backwards: a current limit newer than any common point stays.
-  v = groupLimit([{ name: 'db', view: { appliedPoint: 12, points: [], inRound: false } }, { name: 'wal', view: { appliedPoint: null, points: [], inRound: true } }], 12);
+  v = groupLimit([
+    { name: 'db', view: { appliedPoint: 12, points: [], inRound: false } },
+    { name: 'wal', view: { appliedPoint: null, points: [], inRound: true } },
+  ], 12);
   assert.equal(v.limit, 12);
   assert.match(v.notConsistentBecause!, /wal is in a resync round/);
   // A point one member missed (bitmap mode at the primary) is skipped for the next common one.
-  v = groupLimit([{ name: 'a', view: { appliedPoint: 1, points: [2, 3], inRound: false } }, { name: 'b', view: { appliedPoint: 1, points: [3], inRound: false } }], 1);
+  v = groupLimit([
+    { name: 'a', view: { appliedPoint: 1, points: [2, 3], inRound: false } },
+    { name: 'b', view: { appliedPoint: 1, points: [3], inRound: false } },
+  ], 1);
   assert.equal(v.limit, 3);
-  v = groupLimit([{ name: 'a', view: { appliedPoint: null, points: [], inRound: false } }, { name: 'b', view: { appliedPoint: null, points: [5], inRound: false } }], null);
+  v = groupLimit([
+    { name: 'a', view: { appliedPoint: null, points: [], inRound: false } },
+    { name: 'b', view: { appliedPoint: null, points: [5], inRound: false } },
+  ], null);
   assert.equal(v.limit, null);
   assert.match(v.notConsistentBecause!, /a, b stand at no group point/);
 });
 
 const rec = (seq: number, o: Partial<ReceivedRecord> = {}): ReceivedRecord => ({ seq, barrier: false, size: 100, ...o });
-const applies = (as: ReceiverAction[]): Array<[number, number]> => as.filter((a) => a.type === 'apply').map((a) => [(a as { fromSeq: number }).fromSeq, (a as { toSeq: number }).toSeq]);
+const applies = (as: ReceiverAction[]): Array<[number, number]> =>
+  as.filter((a) => a.type === 'apply').map((a) => [(a as { fromSeq: number }).fromSeq, (a as { toSeq: number }).toSeq]);
 
 test('a member receiver applies only to group points, and only up to the group limit', () => {
   const r = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0 }, { group: true });
   r.handle({ type: 'up' });
   // 1 write, 2 host barrier, 3 group point 100, 4 write, 5 group point 101, 6 write, 7 host barrier
-  r.handle({ type: 'records', records: [rec(1), rec(2, { barrier: true }), rec(3, { barrier: true, groupPoint: 100 }), rec(4), rec(5, { barrier: true, groupPoint: 101 }), rec(6), rec(7, { barrier: true })] });
+  r.handle({
+    type: 'records',
+    records: [rec(1), rec(2, { barrier: true }), rec(3, { barrier: true, groupPoint: 100 }), rec(4), rec(5, { barrier: true, groupPoint: 101 }), rec(6),
+      rec(7, { barrier: true })],
+  });
   const synced = r.handle({ type: 'synced', upTo: 7, asked: 7 });
   assert.deepEqual(applies(synced), [], 'no limit yet: nothing applied, not even the host barriers');
   assert.deepEqual(r.memberView, { appliedPoint: null, points: [100, 101], inRound: false });
@@ -108,14 +127,17 @@ test('a member receiver whose apply would pass the group limit trips invariant 1
   const orig = proto.exposable;
   proto.exposable = function (): number { return 4; };
   try {
-    assert.throws(() => r.handle({ type: 'groupLimit', point: 5 }), (e: unknown) => e instanceof InvariantError && /passes the group's limit \(group point 5\)/.test(e.message));
+    assert.throws(() => r.handle({ type: 'groupLimit', point: 5 }),
+      (e: unknown) => e instanceof InvariantError && /passes the group's limit \(group point 5\)/.test(e.message));
   } finally {
     proto.exposable = orig;
   }
 });
 
 test('after a restart a member knows the group point it stands at, from its log or its group-point file', () => {
-  const fromLog = new Receiver({ logged: 9, logDurable: 9, applied: 5, lastBarrier: 9, barriers: [9], groupPoints: [{ seq: 5, point: 50 }, { seq: 9, point: 51 }] }, { group: true });
+  const fromLog = new Receiver({
+    logged: 9, logDurable: 9, applied: 5, lastBarrier: 9, barriers: [9], groupPoints: [{ seq: 5, point: 50 }, { seq: 9, point: 51 }],
+  }, { group: true });
   assert.deepEqual(fromLog.memberView, { appliedPoint: 50, points: [51], inRound: false });
   const fromFile = new Receiver({ logged: 5, logDurable: 5, applied: 5, lastBarrier: 0, appliedPoint: { seq: 5, point: 50 } }, { group: true });
   assert.equal(fromFile.appliedPoint, 50);
@@ -152,10 +174,14 @@ test('groups: in the config, and every wrong group is an error at its line', () 
   assert.deepEqual(c.groups, [{ name: 'erp', members: ['db', 'wal'] }]);
   assert.deepEqual(parseConfig(base, 'offsite.yaml').groups, []);
   assert.equal(err(`${base}groups:\n  erp: [db, nope]\n`), 'offsite.yaml:14: groups.erp: no volume named "nope" under volumes:');
-  assert.equal(err(`${base}groups:\n  erp: [db, wal]\n  crm: [wal, db]\n`), 'offsite.yaml:15: groups.crm: volume wal is already in group erp; a volume is in at most one group');
-  assert.equal(err(`${base}groups:\n  erp: [db, logs]\n`), 'offsite.yaml:14: groups.erp: volume logs is primary, db is secondary; a group\'s members have one role');
-  assert.equal(err(`${base}groups:\n  erp: [db, other]\n`), 'offsite.yaml:14: groups.erp: volume other replicates with site-c, db with site-a; a group\'s members share one peer');
-  assert.equal(err(`${base}groups:\n  erp: [db, plain]\n`), 'offsite.yaml:14: groups.erp: volume plain has no peer; a group\'s members replicate (volumes.plain.peer)');
+  assert.equal(err(`${base}groups:\n  erp: [db, wal]\n  crm: [wal, db]\n`),
+    'offsite.yaml:15: groups.crm: volume wal is already in group erp; a volume is in at most one group');
+  assert.equal(err(`${base}groups:\n  erp: [db, logs]\n`),
+    'offsite.yaml:14: groups.erp: volume logs is primary, db is secondary; a group\'s members have one role');
+  assert.equal(err(`${base}groups:\n  erp: [db, other]\n`),
+    'offsite.yaml:14: groups.erp: volume other replicates with site-c, db with site-a; a group\'s members share one peer');
+  assert.equal(err(`${base}groups:\n  erp: [db, plain]\n`),
+    'offsite.yaml:14: groups.erp: volume plain has no peer; a group\'s members replicate (volumes.plain.peer)');
   assert.equal(err(`${base}groups:\n  db: [wal, other]\n`), 'offsite.yaml:14: groups.db: a volume is named db too; a group needs a name of its own');
   assert.equal(err(`${base}groups:\n  erp: [db]\n`), 'offsite.yaml:14: groups.erp: a group has at least two volumes');
   assert.match(err(`${base}groups:\n  erp: [db, db]\n`), /groups\.erp: a volume is listed twice/);
@@ -184,7 +210,8 @@ test('actions on a group: a member alone is refused naming the group; a member\'
     ['promote', () => roles.promote('wal', {})],
     ['demote', () => roles.demote('db', {})],
   ] as const) {
-    await assert.rejects(call(), (e: unknown) => e instanceof ActionRefused && e.reason === 'conflict' && new RegExp(`consistency group erp .*offsite ${what} erp`).test(e.message), what);
+    await assert.rejects(call(),
+      (e: unknown) => e instanceof ActionRefused && e.reason === 'conflict' && new RegExp(`consistency group erp .*offsite ${what} erp`).test(e.message), what);
   }
   const asked: string[] = [];
   roles.createCheckpoint = (name) => { asked.push(`create ${name}`); return Promise.resolve({ volume: name, message: '' }); };
@@ -203,7 +230,10 @@ test('offsite status prints a line per group', async () => {
   const { groupLines } = await import('../../src/cli/status.js');
   const lines = groupLines({ node: 'b', version: '', uptimeSeconds: 0, volumes: [], groups: [
     { name: 'erp', members: ['db', 'wal'], role: 'secondary', consistent: true, reason: null, groupPoint: 42, together: true, lagSeconds: 0 },
-    { name: 'crm', members: ['a', 'b'], role: 'secondary', consistent: false, reason: 'a is in a resync round (or a first sync)', groupPoint: null, together: false, lagSeconds: 3 },
+    {
+      name: 'crm', members: ['a', 'b'], role: 'secondary', consistent: false, reason: 'a is in a resync round (or a first sync)',
+      groupPoint: null, together: false, lagSeconds: 3,
+    },
   ] });
   // eslint-disable-next-line no-control-regex
   const plain = lines.map((l) => l.replace(/\x1b\[\d+m/g, ''));

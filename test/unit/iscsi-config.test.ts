@@ -29,10 +29,14 @@ test('no iscsi: section, no iSCSI', () => {
 });
 
 test('the section: listener, base name lowered, default base from the node name, auth', () => {
-  const c = parseConfig(`${base}iscsi:\n  listen: 0.0.0.0:3260\n  iqn: IQN.2026-12.com.Example:site-a\n  chap: { user: backup, secret: "twelve+chars", mutual_user: tgt, mutual_secret: "another-secret" }\n  initiators: [ IQN.1991-05.com.microsoft:ERP1 ]\n`, '/x/o.yaml');
+  const c = parseConfig(`${base}iscsi:\n  listen: 0.0.0.0:3260\n  iqn: IQN.2026-12.com.Example:site-a\n` +
+    '  chap: { user: backup, secret: "twelve+chars", mutual_user: tgt, mutual_secret: "another-secret" }\n' +
+    '  initiators: [ IQN.1991-05.com.microsoft:ERP1 ]\n', '/x/o.yaml');
   assert.deepEqual(c.iscsi!.listen, { kind: 'tcp', host: '0.0.0.0', port: 3260 });
   assert.equal(c.iscsi!.iqn, 'iqn.2026-12.com.example:site-a');
-  assert.deepEqual(c.iscsi!.auth, { chap: { user: 'backup', secret: 'twelve+chars' }, mutual: { user: 'tgt', secret: 'another-secret' }, initiators: ['iqn.1991-05.com.microsoft:erp1'] });
+  assert.deepEqual(c.iscsi!.auth, {
+    chap: { user: 'backup', secret: 'twelve+chars' }, mutual: { user: 'tgt', secret: 'another-secret' }, initiators: ['iqn.1991-05.com.microsoft:erp1'],
+  });
   const d = parseConfig(`${base}iscsi: { listen: "127.0.0.1:3260" }\n`, '/x/o.yaml');
   assert.equal(d.iscsi!.iqn, 'iqn.2026-12.offsite.invalid:site-a');
   assert.deepEqual(d.iscsi!.auth, { chap: null, mutual: null, initiators: null });
@@ -49,10 +53,14 @@ test('target names: BASE:volume, lower case, "_" as "-", checkpoint and drill as
 test('bad names, short secrets, half a mutual pair: each at its line', () => {
   assert.match(err(`${base}iscsi:\n  listen: 127.0.0.1:3260\n  iqn: example.com:site-a\n`), /^offsite\.yaml:9: iscsi\.iqn: an iSCSI qualified name/);
   assert.match(err(`${base}iscsi:\n  listen: unix:/x.sock\n`), /^offsite\.yaml:8: iscsi\.listen: .*TCP/);
-  assert.match(err(`${base}iscsi:\n  listen: 127.0.0.1:3260\n  chap: { user: a, secret: short }\n`), /^offsite\.yaml:9: iscsi\.chap\.secret: must be at least 12 characters \(Windows/);
-  assert.match(err(`${base}iscsi:\n  listen: 127.0.0.1:3260\n  chap: { user: a, secret: "twelve+chars", mutual_user: b }\n`), /iscsi\.chap\.mutual_secret: mutual CHAP needs both/);
-  assert.match(err(`${base}iscsi:\n  listen: 127.0.0.1:3260\n  chap: { user: a, secret: "twelve+chars", mutual_user: b, mutual_secret: "twelve+chars" }\n`), /mutual_secret: must differ from secret/);
-  assert.match(err(`${base}iscsi:\n  listen: 127.0.0.1:3260\n  initiators: [ "windows box" ]\n`), /^offsite\.yaml:9: iscsi\.initiators\.0: an initiator name is/);
+  assert.match(err(`${base}iscsi:\n  listen: 127.0.0.1:3260\n  chap: { user: a, secret: short }\n`),
+    /^offsite\.yaml:9: iscsi\.chap\.secret: must be at least 12 characters \(Windows/);
+  assert.match(err(`${base}iscsi:\n  listen: 127.0.0.1:3260\n  chap: { user: a, secret: "twelve+chars", mutual_user: b }\n`),
+    /iscsi\.chap\.mutual_secret: mutual CHAP needs both/);
+  assert.match(err(`${base}iscsi:\n  listen: 127.0.0.1:3260\n  chap: { user: a, secret: "twelve+chars", mutual_user: b, mutual_secret: "twelve+chars" }\n`),
+    /mutual_secret: must differ from secret/);
+  assert.match(err(`${base}iscsi:\n  listen: 127.0.0.1:3260\n  initiators: [ "windows box" ]\n`),
+    /^offsite\.yaml:9: iscsi\.initiators\.0: an initiator name is/);
 });
 
 test('a volume override needs the node section; target names may not collide', () => {

@@ -10,7 +10,13 @@ import type { TextPair } from '../../src/iscsi/text.js';
 import { ISCSI_FIRST_BURST_BYTES, ISCSI_MAX_BURST_BYTES, ISCSI_MAX_OUTSTANDING_R2T, ISCSI_MAX_RECV_DATA_SEGMENT } from '../../src/limits/limits.js';
 
 const none: IscsiAuth = { chap: null, mutual: null, initiators: null };
-const lu = { planDataOut: () => ({ kind: 'none' as const }), execute: () => Promise.reject(new Error('unused')), reset: () => {}, nexusLost: () => {}, nexusAdded: () => {} };
+const lu = {
+  planDataOut: () => ({ kind: 'none' as const }),
+  execute: () => Promise.reject(new Error('unused')),
+  reset: () => {},
+  nexusLost: () => {},
+  nexusAdded: () => {},
+};
 
 function table(auth: Partial<IscsiAuth> = {}, discovery: Partial<IscsiAuth> = {}): IscsiTargetTable {
   const t: IscsiTarget = { iqn: 'iqn.t:db', exportName: 'db', lu, auth: { ...none, ...auth } };
@@ -49,7 +55,8 @@ test('refusals carry their Status-Class and Detail', () => {
   assert.equal(code(new LoginNegotiation(table()).step(req(0, 1), [['InitiatorName', 'iqn.i']])), LoginStatus.MISSING_PARAMETER);
   assert.equal(code(new LoginNegotiation(table()).step(req(0, 1), [['InitiatorName', 'iqn.i'], ['TargetName', 'iqn.nope']])), LoginStatus.TARGET_NOT_FOUND);
   assert.equal(code(new LoginNegotiation(table({ initiators: ['iqn.other'] })).step(req(0, 1), FIRST)), LoginStatus.AUTHORIZATION_FAILURE);
-  assert.equal(code(new LoginNegotiation(table({}, { initiators: ['iqn.other'] })).step(req(0, 1), [['InitiatorName', 'iqn.i'], ['SessionType', 'Discovery']])), LoginStatus.AUTHORIZATION_FAILURE);
+  assert.equal(code(new LoginNegotiation(table({}, { initiators: ['iqn.other'] })).step(req(0, 1), [['InitiatorName', 'iqn.i'], ['SessionType', 'Discovery']])),
+    LoginStatus.AUTHORIZATION_FAILURE);
   assert.equal(code(new LoginNegotiation(table()).step(req(0, 1, true, { versionMin: 1 }), FIRST)), LoginStatus.UNSUPPORTED_VERSION);
   assert.equal(code(new LoginNegotiation(table()).step(req(0, 1), [...FIRST.slice(0, 2), ['SessionType', 'Weird']])), LoginStatus.SESSION_TYPE_NOT_SUPPORTED);
   assert.equal(code(new LoginNegotiation(table()).step(req(3, 3), FIRST)), LoginStatus.INITIATOR_ERROR);
@@ -112,17 +119,26 @@ test('mutual CHAP: our answer to the initiator\'s challenge; a reflected challen
   };
   const { n, id, c } = start();
   const mine = Buffer.from('0123456789abcdef');
-  const r = reply(n.step(req(0, 1), [['CHAP_N', 'u'], ['CHAP_R', encodeBinary(chapResponse(id, secret, c))], ['CHAP_I', '77'], ['CHAP_C', encodeBinary(mine)]]));
+  const r = reply(n.step(req(0, 1), [
+    ['CHAP_N', 'u'], ['CHAP_R', encodeBinary(chapResponse(id, secret, c))], ['CHAP_I', '77'], ['CHAP_C', encodeBinary(mine)],
+  ]));
   assert.equal(get(r.pairs, 'CHAP_N'), 'tgt');
   assert.equal(get(r.pairs, 'CHAP_R'), encodeBinary(chapResponse(77, mutual.secret, mine)));
   const x = start();
-  const refl = x.n.step(req(0, 1), [['CHAP_N', 'u'], ['CHAP_R', encodeBinary(chapResponse(x.id, secret, x.c))], ['CHAP_I', String(x.id)], ['CHAP_C', encodeBinary(x.c)]]);
+  const refl = x.n.step(req(0, 1), [
+    ['CHAP_N', 'u'], ['CHAP_R', encodeBinary(chapResponse(x.id, secret, x.c))], ['CHAP_I', String(x.id)], ['CHAP_C', encodeBinary(x.c)],
+  ]);
   assert.equal(refl.kind, 'refuse');
   // Mutual asked of a target without a mutual secret.
   const n2 = new LoginNegotiation(table({ chap: { user: 'u', secret } }));
   reply(n2.step(req(0, 1), [...FIRST, ['AuthMethod', 'CHAP']]));
   const b2 = reply(n2.step(req(0, 1, false), [['CHAP_A', '5']]));
-  const s2 = n2.step(req(0, 1), [['CHAP_N', 'u'], ['CHAP_R', encodeBinary(chapResponse(Number(get(b2.pairs, 'CHAP_I')), secret, decodeBinary(get(b2.pairs, 'CHAP_C')!)!))], ['CHAP_I', '1'], ['CHAP_C', '0x0102']]);
+  const s2 = n2.step(req(0, 1), [
+    ['CHAP_N', 'u'],
+    ['CHAP_R', encodeBinary(chapResponse(Number(get(b2.pairs, 'CHAP_I')), secret, decodeBinary(get(b2.pairs, 'CHAP_C')!)!))],
+    ['CHAP_I', '1'],
+    ['CHAP_C', '0x0102'],
+  ]);
   assert.equal(s2.kind, 'refuse');
 });
 
@@ -175,7 +191,9 @@ test('operational keys, one by one: type, default, range and our answer', () => 
   assert.equal(a('NoSuchKey', '1'), 'NotUnderstood');
   assert.equal(a('TargetAddress', '1.2.3.4'), 'Reject');
   // Discovery sessions: the normal-only keys are Irrelevant.
-  for (const k of ['MaxBurstLength', 'FirstBurstLength', 'InitialR2T', 'ImmediateData', 'MaxOutstandingR2T', 'DataPDUInOrder', 'DataSequenceInOrder', 'MaxConnections']) {
+  for (const k of [
+    'MaxBurstLength', 'FirstBurstLength', 'InitialR2T', 'ImmediateData', 'MaxOutstandingR2T', 'DataPDUInOrder', 'DataSequenceInOrder', 'MaxConnections',
+  ]) {
     assert.equal(a(k, k.endsWith('Length') ? '65536' : k === 'MaxOutstandingR2T' || k === 'MaxConnections' ? '1' : 'Yes', true), 'Irrelevant', k);
   }
   assert.equal(a('HeaderDigest', 'None', true), 'None');

@@ -87,16 +87,26 @@ test('a Login Request decodes, a Login Response encodes to the RFC layout (11.12
 test('Data-In with status, SCSI Response with residuals, R2T, Reject: fixed bytes', () => {
   const lun = Buffer.alloc(8);
   const seq = { statSN: 1, expCmdSN: 2, maxCmdSN: 3 };
-  const din = P.encodeDataIn({ final: true, withStatus: true, status: 0, overflow: false, underflow: true, residual: 512, lunBytes: lun, itt: 7, ...seq, dataSN: 4, bufferOffset: 8192 }, 1024);
-  assert.equal(din.toString('hex'), hex(`25 83 00 00 00 000400 0000000000000000 00000007 ffffffff 00000001 00000002 00000003 00000004 00002000 00000200`).toString('hex'));
-  const noStatus = P.encodeDataIn({ final: false, withStatus: false, status: 2, overflow: true, underflow: false, residual: 9, lunBytes: lun, itt: 7, ...seq, dataSN: 0, bufferOffset: 0 }, 4);
+  const din = P.encodeDataIn({
+    final: true, withStatus: true, status: 0, overflow: false, underflow: true, residual: 512, lunBytes: lun, itt: 7, ...seq, dataSN: 4, bufferOffset: 8192,
+  }, 1024);
+  assert.equal(din.toString('hex'),
+    hex(`25 83 00 00 00 000400 0000000000000000 00000007 ffffffff 00000001 00000002 00000003 00000004 00002000 00000200`).toString('hex'));
+  const noStatus = P.encodeDataIn({
+    final: false, withStatus: false, status: 2, overflow: true, underflow: false, residual: 9, lunBytes: lun, itt: 7, ...seq, dataSN: 0, bufferOffset: 0,
+  }, 4);
   assert.equal(noStatus[1], 0x00);
   assert.equal(noStatus.readUInt32BE(24), 0, 'StatSN only with the S bit');
   assert.equal(noStatus.readUInt32BE(44), 0);
-  const rsp = P.encodeScsiResponse({ ...seq, itt: 7, response: 0, status: 2, overflow: true, underflow: false, residual: 100, bidiOverflow: false, bidiUnderflow: false, bidiResidual: 0, expDataSN: 3 }, 20);
-  assert.equal(rsp.toString('hex'), hex(`21 84 00 02 00 000014 0000000000000000 00000007 00000000 00000001 00000002 00000003 00000003 00000000 00000064`).toString('hex'));
+  const rsp = P.encodeScsiResponse({
+    ...seq, itt: 7, response: 0, status: 2, overflow: true, underflow: false, residual: 100,
+    bidiOverflow: false, bidiUnderflow: false, bidiResidual: 0, expDataSN: 3,
+  }, 20);
+  assert.equal(rsp.toString('hex'),
+    hex(`21 84 00 02 00 000014 0000000000000000 00000007 00000000 00000001 00000002 00000003 00000003 00000000 00000064`).toString('hex'));
   const r2t = P.encodeR2T({ ...seq, lunBytes: lun, itt: 7, ttt: 0x55, r2tSN: 1, bufferOffset: 65536, length: 262144 });
-  assert.equal(r2t.toString('hex'), hex(`31 80 00 00 00 000000 0000000000000000 00000007 00000055 00000001 00000002 00000003 00000001 00010000 00040000`).toString('hex'));
+  assert.equal(r2t.toString('hex'),
+    hex(`31 80 00 00 00 000000 0000000000000000 00000007 00000055 00000001 00000002 00000003 00000001 00010000 00040000`).toString('hex'));
   const rej = P.encodeReject({ ...seq, reason: P.RejectReason.PROTOCOL_ERROR });
   assert.equal(rej.subarray(0, 8).toString('hex'), '3f80040000000030');
   assert.equal(rej.readUInt32BE(16), 0xffffffff);

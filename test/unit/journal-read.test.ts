@@ -45,7 +45,8 @@ test('batches read one after another return every record once, in order, with it
   // Headers alone: the same records and sizes, no payloads read.
   const heads = await j.readHeaders(1, 1 << 30);
   const all = await j.read(1, 1 << 30);
-  assert.deepEqual(heads.map((h) => [h.seq, h.kind, h.offset, h.length, h.size]), all.map((r) => [r.seq, r.kind, r.offset, r.length, RECORD_HEADER_SIZE + r.payload.length]));
+  assert.deepEqual(heads.map((h) => [h.seq, h.kind, h.offset, h.length, h.size]),
+    all.map((r) => [r.seq, r.kind, r.offset, r.length, RECORD_HEADER_SIZE + r.payload.length]));
   // A read from the middle (not where the last read ended) finds its record too, and stops at limitSeq.
   const mid = await j.read(123, 1, 123);
   assert.deepEqual(mid.map((r) => r.seq), [123]);

@@ -219,7 +219,8 @@ test('a shipper sharing the link reads batches of about a second of its share, i
 });
 
 test('config: priority is high, normal (default) or low', () => {
-  const yaml = (extra: string): string => `node: site-a\nstate: ./state\nnbd: 127.0.0.1:10809\npeers:\n  site-b: { address: "127.0.0.1:7700" }\nvolumes:\n  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b${extra} }\n`;
+  const yaml = (extra: string): string => 'node: site-a\nstate: ./state\nnbd: 127.0.0.1:10809\npeers:\n  site-b: { address: "127.0.0.1:7700" }\n' +
+    `volumes:\n  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b${extra} }\n`;
   assert.equal(parseConfig(yaml(''), '/x/o.yaml').volumes[0]!.priority, 'normal');
   assert.equal(parseConfig(yaml(', priority: high'), '/x/o.yaml').volumes[0]!.priority, 'high');
   assert.throws(() => parseConfig(yaml(', priority: urgent'), '/x/o.yaml'), /priority/);

@@ -58,7 +58,9 @@ test('twenty volumes given a burst at once share a budget of a few batches: all 
   const budget = new MemoryBudget(1024 * KiB);
   const volumes = Array.from({ length: 20 }, (_, i) => {
     const v = fakeVolume(32, 16 * KiB);
-    const sh = new VolumeShipper(`v${i}`, v.jv, silentLogger, { windowBytes: 4096 * KiB, batchBytes: 128 * KiB, selfSyncMs: 1000, now: Date.now, memory: budget });
+    const sh = new VolumeShipper(`v${i}`, v.jv, silentLogger, {
+      windowBytes: 4096 * KiB, batchBytes: 128 * KiB, selfSyncMs: 1000, now: Date.now, memory: budget,
+    });
     return { ...v, sh };
   });
   let sentBytes = 0;

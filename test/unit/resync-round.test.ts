@@ -154,7 +154,10 @@ test('seeding on a version 2 link: the peer\'s holes first, then hashes of the m
   // Regions the peer's map shows as holes where this side has data are known to differ.
   const d = new Seeding();
   const differ = new Set<number>();
-  d.begin(true, { mark: () => undefined, has: () => false }, { mark: (o, l) => { for (let r = o / RS; r < (o + l) / RS; r++) differ.add(r); }, has: (r) => differ.has(r) });
+  const mark = (o: number, l: number): void => {
+    for (let r = o / RS; r < (o + l) / RS; r++) differ.add(r);
+  };
+  d.begin(true, { mark: () => undefined, has: () => false }, { mark, has: (r) => differ.has(r) });
   d.differs(4 * RS, 2 * RS);
   assert.deepEqual([d.knownToDiffer(3), d.knownToDiffer(4), d.knownToDiffer(5), d.knownToDiffer(6)], [false, true, true, false]);
   assert.equal(new Seeding().knownToDiffer(4), false, 'no set: nothing known');

@@ -22,7 +22,9 @@ function write(seq: number, epoch: number, block: number, fill: number, flags = 
   return { kind: RecordKind.Write, flags, seq, epoch, offset: block * BLOCK, length: BLOCK, time: 0, payload: Buffer.alloc(BLOCK, fill) };
 }
 function barrier(seq: number, epoch: number, flags = 0, groupPoint = 0): JournalRecord {
-  return { kind: RecordKind.Barrier, flags: flags | (groupPoint ? FLAG_GROUP_POINT : 0), seq, epoch, offset: groupPoint, length: 0, time: 0, payload: Buffer.alloc(0) };
+  return {
+    kind: RecordKind.Barrier, flags: flags | (groupPoint ? FLAG_GROUP_POINT : 0), seq, epoch, offset: groupPoint, length: 0, time: 0, payload: Buffer.alloc(0),
+  };
 }
 
 /** The volume's image after `fills` (block -> byte). */
@@ -93,7 +95,8 @@ async function run(seed: number, crashAfter: number | null): Promise<{ crashed: 
   const flush = disk.flush.bind(disk);
   disk.flush = () => flush().then(() => {
     if (roundOpened && !roundStore.files.has('round') && !disk.file.current.equals(AFTER) && !disk.file.current.equals(FINAL)) {
-      flushedWrong ??= `a unit ended with no round open on an image that is not the round end's (blocks ${[0, 1, 2].map((b) => disk.file.current[b * BLOCK]!.toString(16)).join(' ')})`;
+      flushedWrong ??= "a unit ended with no round open on an image that is not the round end's " +
+        `(blocks ${[0, 1, 2].map((b) => disk.file.current[b * BLOCK]!.toString(16)).join(' ')})`;
     }
   });
   let replica = await open();

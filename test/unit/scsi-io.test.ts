@@ -57,7 +57,10 @@ test('FUA writes reach the backend as FUA, SYNCHRONIZE CACHE 10/16 as flush; FUA
 
 test('a read-only unit refuses every write with DATA PROTECT / WRITE PROTECTED and never calls the backend to write', async () => {
   const { lu, disk } = unit('readonly');
-  for (const c of ['0a 00 00 00 01 00', '2a 00 00000000 00 0001 00', `8a 00 ${hex(0, 8)} ${hex(1, 4)} 00 00`, '41 00 00000000 00 0001 00', `89 00 ${hex(0, 8)} 00 00 00 01 00 00`]) {
+  for (const c of [
+    '0a 00 00 00 01 00', '2a 00 00000000 00 0001 00', `8a 00 ${hex(0, 8)} ${hex(1, 4)} 00 00`, '41 00 00000000 00 0001 00',
+    `89 00 ${hex(0, 8)} 00 00 00 01 00 00`,
+  ]) {
     const data = Buffer.alloc(c.startsWith('89') ? 1024 : 512);
     assert.equal(outcome(await cmd(lu, c, { data })), '7/2700', c);
   }
@@ -81,7 +84,8 @@ test('LBA out of range, transfer over the maximum, and reserved bits are refused
   assert.equal(disk.counts.read + disk.counts.write, 0);
 });
 
-test('backend errors: EIO reads as MEDIUM ERROR (UNRECOVERED READ / WRITE ERROR), ENOSPC on thin as SPACE ALLOCATION FAILED, on thick as MEDIUM ERROR', async () => {
+test('backend errors: EIO reads as MEDIUM ERROR (UNRECOVERED READ / WRITE ERROR), ' +
+  'ENOSPC on thin as SPACE ALLOCATION FAILED, on thick as MEDIUM ERROR', async () => {
   const thin = unit('thin');
   thin.disk.failNext = { op: 'read', code: 'EIO' };
   assert.equal(outcome(await cmd(thin.lu, '28 00 00000000 00 0001 00')), '3/1100');

@@ -37,7 +37,8 @@ test('every command REPORT SUPPORTED OPERATION CODES lists is accepted; every op
     for (const c of list) {
       const r = await cmd(lu, cdbOf(c), { data: Buffer.alloc(0) });
       assert.notEqual(outcome(r), '5/2000', `0x${c.opcode.toString(16)} listed but refused as unknown`);
-      assert.ok(!(outcome(r) === '5/2400' && r.sense!.readUInt16BE(16) === 1 && (r.sense![15]! & 0x07) === 4), `0x${c.opcode.toString(16)}/${c.sa} listed but its service action refused`);
+      assert.ok(!(outcome(r) === '5/2400' && r.sense!.readUInt16BE(16) === 1 && (r.sense![15]! & 0x07) === 4),
+        `0x${c.opcode.toString(16)}/${c.sa} listed but its service action refused`);
     }
     const withSa = new Set(list.filter((c) => c.sa !== null).map((c) => c.opcode));
     for (let op = 0; op < 256; op++) {
@@ -78,7 +79,8 @@ test('a bit outside a command\'s usage bitmap is INVALID FIELD IN CDB pointing a
   const { lu } = unit();
   const list = await listed(lu);
   for (const c of list) {
-    const one = (await cmd(lu, `a3 0c ${c.sa === null ? '01' : '02'} ${c.opcode.toString(16).padStart(2, '0')} ${(c.sa ?? 0).toString(16).padStart(4, '0')} 00000100 00 00`)).dataIn!;
+    const one = (await cmd(lu,
+      `a3 0c ${c.sa === null ? '01' : '02'} ${c.opcode.toString(16).padStart(2, '0')} ${(c.sa ?? 0).toString(16).padStart(4, '0')} 00000100 00 00`)).dataIn!;
     const usage = one.subarray(4, 4 + c.cdbLength);
     assert.equal(usage[0], c.opcode);
     for (let i = 1; i < c.cdbLength; i++) {

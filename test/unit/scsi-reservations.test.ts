@@ -86,7 +86,8 @@ test('PR: all-registrants types: every registrant holds it; unregistering the la
   assert.equal(outcome(await prout(lu, A, 1, 8, 1n, 0n)), 'GOOD');
   assert.equal(outcome(await write(lu, B)), 'GOOD');
   assert.equal(outcome(await read(lu, C)), 'RESERVATION CONFLICT');
-  assert.deepEqual((await cmd(lu, '5e 01 00 00 00 00 00 00 ff 00')).dataIn, h('00000002 00000010 0000000000000000 00000000 00 08 0000'), 'key 0 for all-registrants');
+  assert.deepEqual((await cmd(lu, '5e 01 00 00 00 00 00 00 ff 00')).dataIn, h('00000002 00000010 0000000000000000 00000000 00 08 0000'),
+    'key 0 for all-registrants');
   await prout(lu, A, 0, 0, 1n, 0n);
   await prout(lu, B, 0, 0, 2n, 0n);
   assert.equal(outcome(await read(lu, C)), 'GOOD', 'no registrant left: no reservation');
@@ -117,7 +118,8 @@ test('SPC-2 RESERVE/RELEASE(6): the other nexus conflicts, its RELEASE is a no-o
   assert.equal(outcome(await cmd(lu, '16 00 00 00 00 00', { nexus: A })), 'RESERVATION CONFLICT');
 });
 
-test('unit attentions: POWER ON once per new nexus, a reset for every nexus; INQUIRY and REPORT LUNS pass through, REQUEST SENSE returns and clears it', async () => {
+test('unit attentions: POWER ON once per new nexus, a reset for every nexus; ' +
+  'INQUIRY and REPORT LUNS pass through, REQUEST SENSE returns and clears it', async () => {
   const { lu } = unit();
   lu.nexusAdded(A);
   assert.equal(outcome(await cmd(lu, '12 00 00 00 24 00')), 'GOOD');
@@ -127,7 +129,8 @@ test('unit attentions: POWER ON once per new nexus, a reset for every nexus; INQ
   assert.equal(outcome(await cmd(lu, '00 00 00 00 00 00')), 'GOOD', 'reported once');
   lu.nexusAdded(B);
   lu.reset('target-warm', A);
-  assert.deepEqual((await cmd(lu, '03 00 00 00 12 00', { nexus: B })).dataIn, h('70 00 06 00000000 0a 00000000 29 02 00 000000'), 'the reset supersedes POWER ON');
+  assert.deepEqual((await cmd(lu, '03 00 00 00 12 00', { nexus: B })).dataIn, h('70 00 06 00000000 0a 00000000 29 02 00 000000'),
+    'the reset supersedes POWER ON');
   assert.equal(outcome(await cmd(lu, '00 00 00 00 00 00', { nexus: B })), 'GOOD');
   assert.equal(outcome(await cmd(lu, 'c5 00 00 00 00 00', { nexus: A })), '6/2902', 'before an unknown opcode');
   assert.equal(outcome(await cmd(lu, 'c5 00 00 00 00 00', { nexus: A })), '5/2000');

@@ -179,6 +179,11 @@ test('a consistency group\'s row: members, role, truth values, the group point p
   assert.deepEqual(r.offsiteGroupPoint, { kind: 'counter64', value: 1_796_282_402_123 });
   assert.deepEqual(r.offsiteGroupTogether, { kind: 'integer', value: 2 });
   assert.deepEqual(r.offsiteGroupLagSeconds, { kind: 'gauge', value: 75 });
-  const none = groupValues({ name: 'erp', members: ['db', 'wal'], role: 'mixed', consistent: true, reason: null, groupPoint: null, together: true, lagSeconds: 0 });
-  assert.deepEqual([none.offsiteGroupRole.value, none.offsiteGroupConsistent.value, none.offsiteGroupReason.value, none.offsiteGroupPoint.value], [3, 1, '', 0]);
+  const none = groupValues({
+    name: 'erp', members: ['db', 'wal'], role: 'mixed', consistent: true, reason: null, groupPoint: null, together: true, lagSeconds: 0,
+  });
+  assert.deepEqual(
+    [none.offsiteGroupRole.value, none.offsiteGroupConsistent.value, none.offsiteGroupReason.value, none.offsiteGroupPoint.value],
+    [3, 1, '', 0],
+  );
 });

@@ -36,7 +36,8 @@ test('an online verify shows in the same column: bar, differing regions, rate, t
 test('the wire column: send rate, record bytes per wire byte, and whether the backlog drains', () => {
   const shipping = {
     compression: 'auto', level: 3, recordBytes: 300 << 20, zeroBytes: 0, compressedInBytes: 300 << 20, compressedOutBytes: 100 << 20, compressionRatio: 2.94,
-      coalesce: true, coalescedRecords: 0, coalescedBytes: 0, rttMs: 0.4, ackRttMs: 12, windowBytes: 32 << 20, capacityBytesPerSecond: null, batchBytes: 4 << 20,
+      coalesce: true, coalescedRecords: 0, coalescedBytes: 0, rttMs: 0.4, ackRttMs: 12, windowBytes: 32 << 20,
+      capacityBytesPerSecond: null, batchBytes: 4 << 20,
     hostRateBytesPerSecond: 100 << 10, recordRateBytesPerSecond: 900 << 10, wireRateBytesPerSecond: 310 << 10, drainSeconds: 240,
   };
   assert.equal(wireCell({ ...base, role: 'primary', backlogBytes: 1 << 30, shipping }), '310 KiB/s x2.9, drains in 4 min 0 s');

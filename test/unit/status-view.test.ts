@@ -41,7 +41,10 @@ test('names and patterns; sorting worst first by backlog', () => {
 
 test('an ISCSI column only when the node serves iSCSI', () => {
   assert.doesNotMatch(formatStatus(fleet), /ISCSI/);
-  const withIscsi: NodeStatus = { ...fleet, volumes: [vol('db', { iscsi: { target: 'iqn.x:db', lun: 0, sessions: [{ initiator: 'iqn.h', address: '10.0.0.5:1' }], exports: [] } })] };
+  const withIscsi: NodeStatus = {
+    ...fleet,
+    volumes: [vol('db', { iscsi: { target: 'iqn.x:db', lun: 0, sessions: [{ initiator: 'iqn.h', address: '10.0.0.5:1' }], exports: [] } })],
+  };
   const out = formatStatus(withIscsi);
   assert.match(out, /ISCSI/);
   assert.match(out, /1 session\b/);

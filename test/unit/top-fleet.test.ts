@@ -39,7 +39,10 @@ test('the selection moves through the worst-first order and wraps', () => {
 test('consistency groups: a line each under the summary, saying whether the members come from one moment and why not', () => {
   const s: NodeStatus = {
     ...fleet, volumes: [vol('db', { role: 'secondary' }), vol('wal', { role: 'secondary', resyncing: true })],
-    groups: [{ name: 'erp', members: ['db', 'wal'], role: 'secondary', consistent: false, reason: 'wal is in a resync round', groupPoint: 1201, together: false, lagSeconds: 75 }],
+    groups: [{
+      name: 'erp', members: ['db', 'wal'], role: 'secondary', consistent: false, reason: 'wal is in a resync round',
+      groupPoint: 1201, together: false, lagSeconds: 75,
+    }],
   };
   const lines = renderTop(s, new Map(), 0, 300, 50);
   const g = lines.find((l) => l.includes('group erp'));

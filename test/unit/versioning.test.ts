@@ -201,7 +201,8 @@ test('a Hello from a node that speaks only newer versions is read and refused wi
   const r = checkHello(f.payload, 'site-a', [SITE_B_DB], { frame: f, self: 'site-b' });
   assert.ok(!r.ok);
   assert.equal(r.code, 'version');
-  assert.match(r.message, /^site-a speaks protocol versions 3\.\.4 and site-b speaks protocol versions 1\.\.2: no version in common\. Upgrade site-b to a release that speaks protocol version 3/);
+  assert.match(r.message,
+    /^site-a speaks protocol versions 3\.\.4 and site-b speaks protocol versions 1\.\.2: no version in common\. Upgrade site-b to a release that speaks protocol version 3/);
 });
 
 test('a Hello with a key this build does not know is read (a later release may add one); inconsistent ranges are bad-hello', () => {

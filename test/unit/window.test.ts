@@ -100,7 +100,9 @@ test('on a capped link the queue ahead of a batch is not counted as round trip (
   capped.sentBatch(10, 0, 10_000_000);
   capped.acked(10, 40_100, 250_000);
   assert.equal(capped.ms, 100);
-  const w = windowFor({ rateBytesPerSecond: 250_000, heartbeatRttMs: 30, ackRttMs: capped.ms, batchBytes: 1_000_000, configuredBytes: 128 << 20, peerLogCapBytes: Infinity });
+  const w = windowFor({
+    rateBytesPerSecond: 250_000, heartbeatRttMs: 30, ackRttMs: capped.ms, batchBytes: 1_000_000, configuredBytes: 128 << 20, peerLogCapBytes: Infinity,
+  });
   assert.equal(w, 2 * 250_000 * 0.1 + 2 * 1_000_000);
   // Without a cap nothing is taken out (the round trip includes the peer's sync).
   const open = new AckRoundTrip();
@@ -108,5 +110,7 @@ test('on a capped link the queue ahead of a batch is not counted as round trip (
   open.acked(10, 400);
   assert.equal(open.ms, 400);
   // Never below the heartbeat's round trip.
-  assert.equal(windowFor({ rateBytesPerSecond: 250_000, heartbeatRttMs: 200, ackRttMs: 0, batchBytes: 1_000_000, configuredBytes: 128 << 20, peerLogCapBytes: Infinity }), 2 * 250_000 * 0.2 + 2 * 1_000_000);
+  assert.equal(windowFor({
+    rateBytesPerSecond: 250_000, heartbeatRttMs: 200, ackRttMs: 0, batchBytes: 1_000_000, configuredBytes: 128 << 20, peerLogCapBytes: Infinity,
+  }), 2 * 250_000 * 0.2 + 2 * 1_000_000);
 });

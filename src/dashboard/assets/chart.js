@@ -99,7 +99,10 @@ export class RateChart {
           if (n > 0 && !(u.cursor.left >= 0) && u.legend.idx !== n - 1) u.setLegend({ idx: n - 1 }, false);
         }],
       },
-      scales: { x: { time: true, range: (_u, min, max) => [Math.min(Math.max(min, max - WINDOW), max - 10), max] }, y: { range: (_u, _min, max) => [0, Math.max(max, 1024) * 1.1] } },
+      scales: {
+        x: { time: true, range: (_u, min, max) => [Math.min(Math.max(min, max - WINDOW), max - 10), max] },
+        y: { range: (_u, _min, max) => [0, Math.max(max, 1024) * 1.1] },
+      },
       axes: [
         { stroke: '#475569', grid: { stroke: '#e2e8f0' }, space: 70, values: (_u, ticks) => ticks.map((t) => clock(t * 1000)) },
         { stroke: '#475569', grid: { stroke: '#e2e8f0' }, size: 100, values: (_u, ticks) => ticks.map((v) => rate(v)) },

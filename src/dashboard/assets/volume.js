@@ -90,10 +90,13 @@ export class VolumeCard {
     f.link.textContent = linkText(v);
     f.backlog.textContent = backlogText(v);
     f.lag.textContent = v.role === 'primary'
-      ? (v.lagSeconds > 0 ? `${v.lagSeconds < 10 ? `${v.lagSeconds.toFixed(1)} s` : duration(v.lagSeconds)}: the oldest change ${v.peer ?? 'the peer'} has not acked` : '0 s: everything acked')
+      ? (v.lagSeconds > 0
+        ? `${v.lagSeconds < 10 ? `${v.lagSeconds.toFixed(1)} s` : duration(v.lagSeconds)}: the oldest change ${v.peer ?? 'the peer'} has not acked`
+        : '0 s: everything acked')
       : `measured on ${v.peer ?? 'the primary'}`;
     f.journal.textContent = v.journalCapacityBytes > 0
-      ? `${bytes(v.journalUsedBytes)} of ${bytes(v.journalCapacityBytes)} (${Math.round((100 * v.journalUsedBytes) / v.journalCapacityBytes)}%)${v.role === 'secondary' ? ', receive log' : ''}`
+      ? `${bytes(v.journalUsedBytes)} of ${bytes(v.journalCapacityBytes)} ` +
+        `(${Math.round((100 * v.journalUsedBytes) / v.journalCapacityBytes)}%)${v.role === 'secondary' ? ', receive log' : ''}`
       : 'none';
     f.shipping.textContent = shippingText(v);
     f.epoch.textContent = String(v.epoch);
@@ -220,14 +223,23 @@ export class VolumeCard {
     const here = this.node;
     const peer = v.peer ?? 'the primary';
     const warnings = [];
-    if (v.link === 'connected') warnings.push(`${peer} is still connected, so ${here} will refuse: two primaries would take writes apart. Demote ${this.name} on ${peer} first, or stop that node.`);
-    if (!v.consistent) warnings.push(`The replica is not a flush-point image (${v.resyncing ? 'its first sync has not completed' : 'an apply failed and waits to be redone'}), so ${here} will refuse.`);
+    if (v.link === 'connected') {
+      warnings.push(`${peer} is still connected, so ${here} will refuse: two primaries would take writes apart. ` +
+        `Demote ${this.name} on ${peer} first, or stop that node.`);
+    }
+    if (!v.consistent) {
+      const why = v.resyncing ? 'its first sync has not completed' : 'an apply failed and waits to be redone';
+      warnings.push(`The replica is not a flush-point image (${why}), so ${here} will refuse.`);
+    }
     const answer = await confirmAction({
       title: `Promote ${this.name} on ${here}?`,
       paragraphs: [
         `${here} will take over ${this.name}: the replica becomes the primary, with a new generation, and export ${this.name} is served read-write here.`,
-        `${here} applies what its receive log holds durably, up to the last flush point; records received after that flush point are discarded, and a resync round in progress is rolled back to the image served before it.${v.checkpoint ? ` Checkpoint "${v.checkpoint.label}" is released${v.drill ? ' and the drill is stopped' : ''}.` : ''}`,
-        `Writes ${peer} acknowledged to its host after that flush point (whatever had not reached ${here} as part of a complete flush point) are lost: they are not in the promoted volume, and a failback discards them on ${peer}. The link to ${peer} closes.`,
+        `${here} applies what its receive log holds durably, up to the last flush point; records received after that flush point are discarded, ` +
+          'and a resync round in progress is rolled back to the image served before it.' +
+          `${v.checkpoint ? ` Checkpoint "${v.checkpoint.label}" is released${v.drill ? ' and the drill is stopped' : ''}.` : ''}`,
+        `Writes ${peer} acknowledged to its host after that flush point (whatever had not reached ${here} as part of a complete flush point) ` +
+          `are lost: they are not in the promoted volume, and a failback discards them on ${peer}. The link to ${peer} closes.`,
         `To fail back later, demote ${this.name} on ${peer}; it then resyncs from ${here} (a first sync by checksum: only regions that differ travel).`,
       ],
       warnings,
@@ -245,8 +257,10 @@ export class VolumeCard {
     const answer = await confirmAction({
       title: `Demote ${this.name} on ${here}?`,
       paragraphs: [
-        `${here} stops being the primary of ${this.name}: new host writes are refused (EPERM), writes in flight finish, and its journal, dirty bitmap and activity log are removed. ${this.name} becomes ${peer}'s secondary, read-only here.`,
-        `The writes ${here} has that never reached ${peer} are discarded (the backlog now: ${bytes(v.backlogBytes)}). At the next link ${peer} runs a first sync by checksum; until it ends this side is not consistent.`,
+        `${here} stops being the primary of ${this.name}: new host writes are refused (EPERM), writes in flight finish, ` +
+          `and its journal, dirty bitmap and activity log are removed. ${this.name} becomes ${peer}'s secondary, read-only here.`,
+        `The writes ${here} has that never reached ${peer} are discarded (the backlog now: ${bytes(v.backlogBytes)}). ` +
+          `At the next link ${peer} runs a first sync by checksum; until it ends this side is not consistent.`,
         `Do this to fail back after ${peer} was promoted, or before promoting ${peer}.`,
       ],
       okLabel: `Demote ${this.name}`,
@@ -303,7 +317,10 @@ function backlogText(v) {
   return `${bytes(v.backlogBytes)} (${records(v.backlogRecords)}) not yet acked by ${v.peer ?? 'the peer'}`;
 }
 
-/** "zstd level 3 (auto); 2.9x journal bytes per wire byte; 12 MiB coalesced away; round trip 22 ms; link carries 1.2 MiB/s; window 9.9 MiB; batches of 2.4 MiB; drains in 4 min". */
+/**
+ * "zstd level 3 (auto); 2.9x journal bytes per wire byte; 12 MiB coalesced away; round trip 22 ms;
+ * link carries 1.2 MiB/s; window 9.9 MiB; batches of 2.4 MiB; drains in 4 min".
+ */
 function shippingText(v) {
   const s = v.shipping;
   if (!s) return v.role === 'secondary' ? `received from ${v.peer ?? 'the primary'}` : 'none (no peer)';
@@ -335,7 +352,9 @@ function checkpointText(v, now) {
 /** "iqn…:db, 2 sessions: iqn.host1 from 10.0.0.5:50312, …" (iSCSI off: "not served"). */
 function iscsiText(v) {
   if (!v.iscsi) return 'not served (no iscsi: section)';
-  const who = (ss) => (ss.length === 0 ? 'no session' : `${ss.length} session${ss.length === 1 ? '' : 's'}: ${ss.map((x) => `${x.initiator} from ${x.address}`).join(', ')}`);
+  const who = (ss) => (ss.length === 0
+    ? 'no session'
+    : `${ss.length} session${ss.length === 1 ? '' : 's'}: ${ss.map((x) => `${x.initiator} from ${x.address}`).join(', ')}`);
   const parts = [`${v.iscsi.target}, LUN ${v.iscsi.lun}, ${who(v.iscsi.sessions)}`];
   for (const x of v.iscsi.exports) parts.push(`${x.export} as ${x.target}, ${who(x.sessions)}`);
   return parts.join('; ');
