@@ -35,12 +35,9 @@ import { JOURNAL_FOLDER_FILES, VOLUME_FOLDER_FILES, refuseNewerState } from './s
 import { NewerFormatError } from '../versioning/format.js';
 import { MALLOC_ARENAS, MALLOC_MMAP_THRESHOLD_BYTES, MEMORY_BUDGET_BYTES, volumeLimitWarnings } from '../limits/limits.js';
 import { MAX_HASH_REGION_SIZE } from '../link/frame.js';
-import { IscsiServer } from '../iscsi/server.js';
-import { LogicalUnit } from '../scsi/logical-unit.js';
-import { RegistryTargets } from './iscsi-targets.js';
+import { IscsiFront } from './iscsi-front.js';
 import { MemoryBudget } from '../memory/budget.js';
 import { collectUnderPressure } from '../memory/collector.js';
-import type { IscsiView } from './status.js';
 import { NodeGroups } from './groups.js';
 
 export class Daemon {
@@ -64,8 +61,7 @@ export class Daemon {
   private stopping: Promise<void> | null = null;
   nbdAddress: ListenAddress | null = null;
   /** The iSCSI target, when offsite.yaml has `iscsi:` (docs/ISCSI.md). */
-  private iscsi: IscsiServer | null = null;
-  private iscsiTargets: RegistryTargets | null = null;
+  private iscsi: IscsiFront | null = null;
   iscsiAddress: { host: string; port: number } | null = null;
 
   /** Consistency groups (docs/GROUPS.md): group points on the primary, the group's limit on the secondary. */
@@ -130,7 +126,13 @@ export class Daemon {
           'so whoever reaches this port can read and write the volumes served here; ' +
           'listen on 127.0.0.1, a unix socket, or an address on a storage network only the hosts reach (docs/NBD.md, "Who may connect")');
       }
-      if (c.iscsi) await this.startIscsi(c.iscsi);
+      if (c.iscsi) {
+        this.iscsi = await IscsiFront.start(c.iscsi, {
+          node: c.node, volumes: c.volumes, registry: this.registry, entries: () => this.entries, log: this.log,
+          ...(this.nbd ? { budget: this.nbd.budget } : {}),
+        });
+        this.iscsiAddress = this.iscsi.address;
+      }
       let identity: ReturnType<typeof loadIdentity> | null = null;
       if (c.volumes.some((v) => v.peer !== undefined)) {
         try {
@@ -201,58 +203,14 @@ export class Daemon {
       this.log.info({ volume: v.name, size: v.size, url },
         `volume ${v.name}: ${formatBytes(v.size)} ${v.readOnly ? 'read-only' : 'read-write'} at ${url}`);
     }
-    if (this.iscsiTargets && this.iscsiAddress) {
+    if (this.iscsi && this.iscsiAddress) {
       for (const v of this.volumes) {
-        const target = this.iscsiTargets.nameOf(v.name);
+        const target = this.iscsi.targets.nameOf(v.name);
         this.log.info({ volume: v.name, target }, `volume ${v.name}: iSCSI target ${target}, LUN 0, at ${this.iscsiAddress.host}:${this.iscsiAddress.port}`);
       }
     }
     this.log.info({ node: c.node, nbd: where }, `ready: node ${c.node} serving ${this.volumes.length} volume(s) on ${where}` +
       `${this.iscsiAddress ? ` and iSCSI ${this.iscsiAddress.host}:${this.iscsiAddress.port}` : ''}`);
-  }
-
-  /**
-   * The iSCSI front end over the same export registry as NBD, sharing NBD's node-wide
-   * budget of buffered write data (one bound for every host write in memory).
-   */
-  private async startIscsi(ic: NonNullable<Config['iscsi']>): Promise<void> {
-    // PREEMPT AND ABORT (a persistent reservation taken over) aborts the preempted initiators' tasks in the transport.
-    const targets: RegistryTargets = new RegistryTargets(ic, this.config.node, this.registry, () => this.entries, (backend, identity) => new LogicalUnit({
-      backend, identity, abortTasksOf: (initiators) => this.iscsi?.abortTasksOf(targets.nameOf(backend.name), initiators),
-    }));
-    this.iscsiTargets = targets;
-    this.iscsi = new IscsiServer({
-      targets,
-      log: this.log,
-      portal: { host: ic.listen.host, port: ic.listen.port },
-      ...(this.nbd ? { budget: this.nbd.budget } : {}),
-    });
-    this.iscsiAddress = await this.iscsi.listen({ host: ic.listen.host, port: ic.listen.port });
-    if (isNetworkFacing(ic.listen)) {
-      const open = [
-        { name: 'discovery and every volume without its own iscsi: keys', auth: ic.auth },
-        ...this.config.volumes.map((v) => ({ name: `volume ${v.name}`, auth: targets.lookup(targets.nameOf(v.name))?.auth ?? ic.auth })),
-      ]
-        .filter((x) => x.auth.chap === null && x.auth.initiators === null);
-      if (open.length > 0) {
-        this.log.warn(`iSCSI listens on ${ic.listen.host}:${ic.listen.port}, which the network reaches, ` +
-          `with neither CHAP nor an initiator list for ${open.map((x) => x.name).join(', ')}: ` +
-          'whoever reaches this port can log in and read and write those volumes; set iscsi.chap or iscsi.initiators, ' +
-          'or listen on a storage network only the hosts reach (docs/ISCSI.md, "Who may log in")');
-      }
-    }
-  }
-
-  /** What status reads of the iSCSI front end (null when it is off). */
-  private iscsiView(): IscsiView | null {
-    const server = this.iscsi;
-    const targets = this.iscsiTargets;
-    if (!server || !targets) return null;
-    return {
-      nameOf: (x) => targets.nameOf(x),
-      sessions: () => server.sessions().map((s) => ({ exportName: s.exportName, initiator: s.initiator, address: s.address })),
-      exports: () => this.registry.list().map((b) => b.name),
-    };
   }
 
   /** What the link manager sees: each replicated volume by role (kept current through promote and demote). */
@@ -429,7 +387,7 @@ export class Daemon {
   }
 
   status(): NodeStatus {
-    const s = nodeStatus(this.config.node, '0.1.0', this.startedAt, this.entries, this.links, Date.now(), this.iscsiView());
+    const s = nodeStatus(this.config.node, '0.1.0', this.startedAt, this.entries, this.links, Date.now(), this.iscsi?.view() ?? null);
     return { ...s, groups: this.groups.status(s.volumes) };
   }
 

@@ -140,3 +140,39 @@ test('a start that fails removes the image it created, never one that was there'
     busy.close();
   }
 });
+
+test('an iSCSI port in use stops the daemon at start with the reason, and frees what it opened (the NBD port)', async () => {
+  const busy = net.createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', () => resolve()));
+  const port = (busy.address() as net.AddressInfo).port;
+  const nbdPort = await new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const dir = tempDir('iscsi-busy');
+  try {
+    fs.writeFileSync(path.join(dir, 'offsite.yaml'), `node: lone
+state: ./state
+nbd: 127.0.0.1:${nbdPort}
+iscsi: { listen: "127.0.0.1:${port}", iqn: iqn.2026-12.com.example:lone }
+volumes:
+  disk: { path: ./disk.img, size: 4MiB, role: primary }
+`);
+    const r = await run(process.execPath, [OFFSITE_BIN, 'daemon', '-c', path.join(dir, 'offsite.yaml')], {
+      timeoutMs: 30_000, env: { ...process.env, OFFSITE_LOG: 'json' },
+    });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`offsite: cannot listen for iSCSI on 127\\.0\\.0\\.1:${port}: address already in use\\n`));
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    assert.equal(fs.existsSync(path.join(dir, 'disk.img')), false, 'the image it made is removed');
+    // The NBD port it had opened is free again.
+    await new Promise<void>((resolve, reject) => {
+      const s = net.createServer().once('error', reject).listen(nbdPort, '127.0.0.1', () => s.close(() => resolve()));
+    });
+  } finally {
+    busy.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
