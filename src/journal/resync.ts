@@ -9,7 +9,7 @@ import { READ_BATCH_BYTES } from '../limits/limits.js';
 import type { RangeLocks } from '../sync/range-lock.js';
 import type { ResyncRound } from '../sync/round.js';
 import { sharedHoleRegions, type Seeding, type Span } from '../sync/seeding.js';
-import { HASH_MAP_EXTENTS, hashRegions, holesOf } from '../sync/region-hashes.js';
+import { HASH_MAP_EXTENTS, hashRegions, holesOf, type HashBuffers } from '../sync/region-hashes.js';
 import { RegionSet } from './bitmap.js';
 import { isZero } from './disk.js';
 import { FLAG_ROUND_END, RecordKind } from './record.js';
@@ -26,6 +26,8 @@ export interface RoundVolume extends Starting {
   flush(): Promise<void>;
   /** Host writes are journaled again (a round began): the intent ring opens. */
   journalAgain(): void;
+  /** The node's hashing buffers (src/sync/region-hashes.ts; null: one per hashing). */
+  hashBuffers: HashBuffers | null;
 }
 
 export class RoundSteps {
@@ -201,7 +203,7 @@ export class RoundSteps {
     const length = Math.max(0, Math.min(hashes.length * regionSize, disk.size - offset));
     const unlock = await this.v.ranges.lock(offset, length);
     try {
-      const here = (await hashRegions(disk, regionSize, first, Math.ceil(length / regionSize)))!;
+      const here = (await hashRegions(disk, regionSize, first, Math.ceil(length / regionSize), () => true, this.v.hashBuffers))!;
       here.forEach((h, i) => {
         const r = first + i;
         if (!seed.comparable(r, bitmap.isSet(r), round.isHanded(r))) return;
@@ -268,7 +270,7 @@ export class RoundSteps {
     try {
       await this.v.flush();
       const afterSeq = this.v.journal.lastSeq;
-      const hashes = (await hashRegions(disk, rs, first, Math.ceil(length / rs)))!;
+      const hashes = (await hashRegions(disk, rs, first, Math.ceil(length / rs), () => true, this.v.hashBuffers))!;
       return { hashes, afterSeq, unlock };
     } catch (e) {
       unlock();

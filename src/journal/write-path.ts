@@ -27,6 +27,7 @@ import { RangeLocks } from '../sync/range-lock.js';
 import { RoundMarker } from '../sync/round-marker.js';
 import { ResyncRound } from '../sync/round.js';
 import { Seeding, type Span } from '../sync/seeding.js';
+import type { HashBuffers } from '../sync/region-hashes.js';
 import { assert } from '../invariants/assert.js';
 import { epochBytesFor } from '../limits/limits.js';
 import { zeroRange, type Disk } from './disk.js';
@@ -59,6 +60,8 @@ export interface WritePathOptions {
   activityExtent?: number;
   activitySlots?: number;
   bootId?: () => string;
+  /** The node's hashing buffers, shared by its volumes (src/sync/region-hashes.ts; absent: one per hashing). */
+  hashBuffers?: HashBuffers;
 }
 
 export class JournaledVolume implements ExportBackend {
@@ -134,7 +137,7 @@ export class JournaledVolume implements ExportBackend {
     this.tracking = new Tracking({ ...parts, exclusive: (fn) => this.exclusive(fn), folded: () => this.writes.folded() });
     this.writes = new VolumeWrites({ journal: this.journal, bitmap: this.bitmap, toBitmap: (why) => this.tracking.toBitmap(why) });
     this.rounds = new RoundSteps({
-      ...parts, ranges: this.ranges, seed: this.seed, tracking: this.tracking, flush: () => this.flush(),
+      ...parts, ranges: this.ranges, seed: this.seed, tracking: this.tracking, flush: () => this.flush(), hashBuffers: opts.hashBuffers ?? null,
       journalAgain: () => {
         this.tracking.mode = 'journal';
         if (this.intentStore && !this.writes.intents) this.writes.intents = IntentRing.open(this.intentStore, this.intentSlots);

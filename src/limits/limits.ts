@@ -45,6 +45,14 @@ export const MEMORY_BUDGET_BYTES = 64 * MiB;
 export const WRITE_BATCHES_IN_FLIGHT = 8;
 export const WRITE_BATCH_MAX_WRITES = 64;
 export const WRITE_BATCH_MAX_BYTES = 8 * MiB;
+/**
+ * Region hashing (a first sync's comparison, an online verify, both sides) reads this
+ * much at once, into one of at most HASH_BUFFERS buffers shared by every volume of the
+ * node: hashing holds at most HASH_BUFFERS x HASH_READ_BYTES (16 MiB) whatever the
+ * number of volumes syncing or verifying at once (src/sync/region-hashes.ts).
+ */
+export const HASH_READ_BYTES = 4 * MiB;
+export const HASH_BUFFERS = 4;
 /** One read of the receive log being applied when the node keeps a memory budget (each an `apply` lease). */
 export const APPLY_READ_BYTES = 1 * MiB;
 /**

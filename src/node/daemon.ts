@@ -37,6 +37,7 @@ import { MALLOC_ARENAS, MALLOC_MMAP_THRESHOLD_BYTES, MEMORY_BUDGET_BYTES, volume
 import { MAX_HASH_REGION_SIZE } from '../link/frame.js';
 import { IscsiFront } from './iscsi-front.js';
 import { MemoryBudget } from '../memory/budget.js';
+import { HashBuffers } from '../sync/region-hashes.js';
 import { collectUnderPressure } from '../memory/collector.js';
 import { NodeGroups } from './groups.js';
 
@@ -72,6 +73,8 @@ export class Daemon {
    * (a reload does not change it).
    */
   readonly memory: MemoryBudget;
+  /** Buffers for region hashing (a first sync's comparison, a verify), shared by every volume: at most HASH_BUFFERS. */
+  private readonly hashBuffers = new HashBuffers();
 
   constructor(readonly config: Config, private readonly log: Logger) {
     this.groups = new NodeGroups(this, log);
@@ -250,6 +253,7 @@ export class Daemon {
         regionSize: v.bitmap_region,
         group: this.config.groups.some((g) => g.members.includes(v.name)),
         memory: this.memory,
+        hashBuffers: this.hashBuffers,
       }));
       this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, ` +
         `receive log ${formatBytes(replica.log.usedBytes)}${replica.checkpoint ? `, checkpoint "${replica.checkpoint.label}" held` : ''}`);
@@ -288,6 +292,7 @@ export class Daemon {
       intentStore: journalStore,
       roundStore: new DirStore(dir),
       activityStore: new DirStore(dir),
+      hashBuffers: this.hashBuffers,
     });
     await journaled.start(report, recorded);
     this.log.info({ volume: v.name, journal: v.journal },

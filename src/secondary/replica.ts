@@ -21,7 +21,7 @@ import { Receiver, type ReceiverAction } from './receiver.js';
 import { UnitApplier } from './apply-unit.js';
 import { ReplicaRound } from './replica-round.js';
 import { CheckpointHold, readCheckpoint, type Checkpoint } from './checkpoint-hold.js';
-import { hashRegions, holesOf } from '../sync/region-hashes.js';
+import { hashRegions, holesOf, type HashBuffers } from '../sync/region-hashes.js';
 import type { Span } from '../sync/seeding.js';
 import { assert } from '../invariants/assert.js';
 import { received, receiverAtStart } from './receive-log.js';
@@ -44,6 +44,8 @@ export interface ReplicaOptions {
   group?: boolean;
   /** The node's memory budget: every read of the receive log into the replica is an `apply` lease (src/memory/budget.ts). */
   memory?: MemoryBudget;
+  /** The node's hashing buffers, shared by its volumes (src/sync/region-hashes.ts; absent: one per hashing). */
+  hashBuffers?: HashBuffers;
 }
 
 export class Replica implements ExportBackend {
@@ -187,7 +189,7 @@ export class Replica implements ExportBackend {
         if (this.units.gate) await this.units.gate;
         else await this.units.nextEnd();
       }
-      return hashRegions(this.volume, regionSize, first, count, wanted);
+      return hashRegions(this.volume, regionSize, first, count, wanted, this.opts.hashBuffers ?? null);
     });
     this.hashing = p.catch(() => null);
     return p;

@@ -5,6 +5,8 @@
 // its hash is that of zeros (a sparse volume costs its data, not its size).
 import { createHash } from 'node:crypto';
 import type { Extent } from '../export/backend.js';
+import { assert } from '../invariants/assert.js';
+import { HASH_BUFFERS, HASH_READ_BYTES } from '../limits/limits.js';
 
 /** What hashing needs of a disk: reads and its allocation map. */
 export interface HashedDisk {
@@ -13,12 +15,39 @@ export interface HashedDisk {
   extents(offset: number, length: number, max: number): Promise<Extent[]>;
 }
 
-/** Bytes read at once while hashing (several regions a read). */
-export const HASH_READ_BYTES = 4 << 20;
 /** Extents asked of the allocation map per span; a map cut short reads the rest. */
 export const HASH_MAP_EXTENTS = 4096;
 
 const zeroHashes = new Map<number, Buffer>();
+
+/**
+ * A node's hashing buffers (one per daemon, shared by every volume): at most
+ * HASH_BUFFERS of HASH_READ_BYTES, made when first needed and reused (no allocation
+ * per request); a hashing that finds none free waits for one, in turn.
+ */
+export class HashBuffers {
+  private readonly free: Buffer[] = [];
+  private readonly waiting: Array<(b: Buffer) => void> = [];
+  /** Buffers made so far (at most HASH_BUFFERS). */
+  made = 0;
+
+  take(): Promise<Buffer> | Buffer {
+    const b = this.free.pop();
+    if (b) return b;
+    if (this.made < HASH_BUFFERS) {
+      this.made++;
+      return Buffer.allocUnsafe(HASH_READ_BYTES);
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  give(b: Buffer): void {
+    assert(b.length === HASH_READ_BYTES && this.free.length < this.made, 'a hashing buffer is given back once');
+    const next = this.waiting.shift();
+    if (next) next(b);
+    else this.free.push(b);
+  }
+}
 
 /** SHA-256 of `length` zero bytes (kept per length: a volume has one or two). */
 export function zeroHash(length: number): Buffer {
@@ -59,7 +88,8 @@ export function holeRegions(map: readonly Extent[], offset: number, regionSize: 
 /**
  * SHA-256 of `count` regions of `disk` from region `first`, as it holds them now;
  * null once `wanted()` says the asker is gone. Regions past the end of the disk (a
- * peer asking beyond it) hash as empty.
+ * peer asking beyond it) hash as empty. Reads go into a buffer of the node's
+ * `buffers` (absent: one made for this call).
  */
 export async function hashRegions(
   disk: HashedDisk,
@@ -67,30 +97,36 @@ export async function hashRegions(
   first: number,
   count: number,
   wanted: () => boolean = () => true,
+  buffers: HashBuffers | null = null,
 ): Promise<Buffer[] | null> {
   const offset = first * regionSize;
   const length = Math.max(0, Math.min(count * regionSize, disk.size - offset));
   const inside = Math.ceil(length / regionSize);
   const holes = inside > 0 ? holeRegions(await disk.extents(offset, length, HASH_MAP_EXTENTS), offset, regionSize, inside, disk.size) : [];
   const out: Buffer[] = [];
+  assert(regionSize <= HASH_READ_BYTES, `a region of ${regionSize} bytes fits a hashing buffer`);
   const perRead = Math.max(1, Math.floor(HASH_READ_BYTES / regionSize));
   let buf: Buffer | null = null;
-  for (let i = 0; i < inside;) {
-    if (!wanted()) return null;
-    if (holes[i]) {
-      out.push(zeroHash(Math.min(regionSize, length - i * regionSize)));
-      i++;
-      continue;
+  try {
+    for (let i = 0; i < inside;) {
+      if (!wanted()) return null;
+      if (holes[i]) {
+        out.push(zeroHash(Math.min(regionSize, length - i * regionSize)));
+        i++;
+        continue;
+      }
+      // A run of regions with data: one read.
+      let n = 1;
+      while (n < perRead && i + n < inside && !holes[i + n]) n++;
+      const at = i * regionSize;
+      const bytes = Math.min(n * regionSize, length - at);
+      buf ??= buffers ? await buffers.take() : Buffer.allocUnsafe(HASH_READ_BYTES);
+      await disk.read(offset + at, buf, 0, bytes);
+      for (let k = 0; k < bytes; k += regionSize) out.push(createHash('sha256').update(buf.subarray(k, Math.min(bytes, k + regionSize))).digest());
+      i += n;
     }
-    // A run of regions with data: one read.
-    let n = 1;
-    while (n < perRead && i + n < inside && !holes[i + n]) n++;
-    const at = i * regionSize;
-    const bytes = Math.min(n * regionSize, length - at);
-    buf ??= Buffer.allocUnsafe(Math.min(perRead * regionSize, Math.max(regionSize, length)));
-    await disk.read(offset + at, buf, 0, bytes);
-    for (let k = 0; k < bytes; k += regionSize) out.push(createHash('sha256').update(buf.subarray(k, Math.min(bytes, k + regionSize))).digest());
-    i += n;
+  } finally {
+    if (buf && buffers) buffers.give(buf);
   }
   while (out.length < count) out.push(createHash('sha256').digest());
   return out;

@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hashRegions, holeRegions, zeroHash, type HashedDisk } from '../../src/sync/region-hashes.js';
+import { HashBuffers, hashRegions, holeRegions, zeroHash, type HashedDisk } from '../../src/sync/region-hashes.js';
+import { HASH_BUFFERS } from '../../src/limits/limits.js';
 import { Volume } from '../../src/volume/volume.js';
 import type { Extent } from '../../src/export/backend.js';
 
@@ -108,4 +109,30 @@ test('on a real sparse file: a 1 GiB volume with two writes is hashed by reading
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('hashing of many volumes at once shares the node\'s HASH_BUFFERS buffers: memory bounded whatever the number of volumes', async () => {
+  const rs = 64 * KiB;
+  const disks = Array.from({ length: 12 }, (_, v) => {
+    const bytes = Buffer.alloc(64 * rs, v + 1);
+    const d = memDisk(bytes, (_o, length) => [{ length, hole: false }]);
+    const read = d.read.bind(d);
+    // Slow reads, so every hashing is under way at once.
+    d.read = async (o, into, at, n) => {
+      await new Promise((r) => setTimeout(r, 2));
+      return read(o, into, at, n);
+    };
+    return { d, bytes };
+  });
+  const node = new HashBuffers();
+  const all = await Promise.all(disks.map(({ d }) => hashRegions(d, rs, 0, 64, () => true, node)));
+  all.forEach((hashes, v) => assert.deepEqual(hashes, Array.from({ length: 64 }, (_, i) => sha(disks[v]!.bytes.subarray(i * rs, (i + 1) * rs)))));
+  assert.equal(node.made, HASH_BUFFERS, `${node.made} buffers for 12 volumes hashing at once`);
+  // All given back: the next hashing takes one of them, makes none.
+  assert.ok(await hashRegions(disks[0]!.d, rs, 0, 64, () => true, node));
+  assert.equal(node.made, HASH_BUFFERS);
+  // An asker already gone gets null and holds no buffer.
+  assert.equal(await hashRegions(disks[1]!.d, rs, 0, 64, () => false, node), null);
+  await Promise.all(disks.map(({ d }) => hashRegions(d, rs, 0, 64, () => true, node)));
+  assert.equal(node.made, HASH_BUFFERS);
 });
