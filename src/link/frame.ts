@@ -10,6 +10,7 @@
 //  12  4  CRC32C of the payload
 //  16  4  CRC32C of bytes 0..16
 //  20  …  payload
+import type { Span } from '../sync/region-hashes.js';
 import { crc32c } from '@node-rs/crc32';
 
 export const FRAME_MAGIC = Buffer.from('OFPL', 'latin1');
@@ -380,12 +381,6 @@ export function decodeMapRequest(payload: Buffer): MapRequest {
   const length = rest.readBigUInt64LE(8);
   if (length === 0n || offset + length > BigInt(Number.MAX_SAFE_INTEGER)) throw new FrameError(`map request for ${length} bytes at ${offset}`);
   return { volume, offset: Number(offset), length: Number(length) };
-}
-
-/** A byte range of a volume. */
-export interface Span {
-  offset: number;
-  length: number;
 }
 
 export interface MapReply {

@@ -7,7 +7,8 @@
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
 import { MAX_HASH_REGIONS, encodeHashRequest, encodeMapRequest, encodeResync } from './frame.js';
-import type { SeedAsk, Span } from '../sync/seeding.js';
+import type { SeedAsk } from '../sync/seeding.js';
+import type { Span } from '../sync/region-hashes.js';
 import { pumpStep } from '../sync/round.js';
 
 /** The link as the resync uses it; `version`: the protocol version it agreed (absent: 1). */

@@ -18,7 +18,7 @@ import { ExposureTracker } from '../rpo/exposure.js';
 import { MAX_WINDOW_BYTES } from '../limits/limits.js';
 import { FlightSizes } from './window.js';
 import type { VerifyRun } from '../sync/verify.js';
-import type { Span } from '../sync/seeding.js';
+import type { Span } from '../sync/region-hashes.js';
 import { VerifyDriver } from './verify-driver.js';
 import { ResyncDriver } from './resync-driver.js';
 import type { Lease, MemoryBudget } from '../memory/budget.js';

@@ -62,27 +62,33 @@ export function zeroHash(length: number): Buffer {
   return h;
 }
 
+/** A byte range of a volume. */
+export interface Span {
+  offset: number;
+  length: number;
+}
+
+/** What to ask the peer next: where its replica holds holes, or the hashes of some regions. */
 /**
- * Which of the `count` regions from `offset` lie wholly inside holes of `map` (the
- * allocation map of the range from `offset`, in order; what it does not reach is data).
+ * The regions wholly inside a hole of both maps (each a list of holes in order and
+ * apart), as runs [first, end) of region numbers. The volume's last region may end
+ * short at `size`.
  */
-export function holeRegions(map: readonly Extent[], offset: number, regionSize: number, count: number, size: number): boolean[] {
-  const out = new Array<boolean>(count).fill(false);
-  let at = offset;
-  for (const e of map) {
-    if (e.hole) {
-      // Regions [ceil(at), floor(end)) are inside; the volume's last region may end short.
-      const end = at + e.length;
-      const from = Math.ceil((at - offset) / regionSize);
-      for (let i = from; i < count; i++) {
-        const rEnd = Math.min(offset + (i + 1) * regionSize, size);
-        if (rEnd > end) break;
-        out[i] = true;
-      }
+export function sharedHoleRegions(a: readonly Span[], b: readonly Span[], regionSize: number, size: number): Array<{ first: number; end: number }> {
+  const runs: Array<{ first: number; end: number }> = [];
+  const regions = Math.ceil(size / regionSize);
+  for (let i = 0, j = 0; i < a.length && j < b.length;) {
+    const lo = Math.max(a[i]!.offset, b[j]!.offset);
+    const hi = Math.min(a[i]!.offset + a[i]!.length, b[j]!.offset + b[j]!.length);
+    if (lo < hi) {
+      const first = Math.ceil(lo / regionSize);
+      const end = hi >= size ? regions : Math.floor(hi / regionSize);
+      if (end > first) runs.push({ first, end });
     }
-    at += e.length;
+    if (a[i]!.offset + a[i]!.length <= b[j]!.offset + b[j]!.length) i++;
+    else j++;
   }
-  return out;
+  return runs;
 }
 
 /**
@@ -102,7 +108,13 @@ export async function hashRegions(
   const offset = first * regionSize;
   const length = Math.max(0, Math.min(count * regionSize, disk.size - offset));
   const inside = Math.ceil(length / regionSize);
-  const holes = inside > 0 ? holeRegions(await disk.extents(offset, length, HASH_MAP_EXTENTS), offset, regionSize, inside, disk.size) : [];
+  const holes = new Array<boolean>(inside).fill(false);
+  if (inside > 0) {
+    const map = holesOf(await disk.extents(offset, length, HASH_MAP_EXTENTS), offset, Infinity);
+    for (const run of sharedHoleRegions(map.holes, [{ offset, length }], regionSize, disk.size)) {
+      for (let r = run.first; r < run.end; r++) holes[r - first] = true;
+    }
+  }
   const out: Buffer[] = [];
   assert(regionSize <= HASH_READ_BYTES, `a region of ${regionSize} bytes fits a hashing buffer`);
   const perRead = Math.max(1, Math.floor(HASH_READ_BYTES / regionSize));
@@ -137,8 +149,8 @@ export async function hashRegions(
  * `maxHoles`: in order and apart, with how far the map they come from reaches (a
  * map cut short, or the last hole that fits, ends it).
  */
-export function holesOf(map: readonly Extent[], offset: number, maxHoles: number): { covered: number; holes: Array<{ offset: number; length: number }> } {
-  const holes: Array<{ offset: number; length: number }> = [];
+export function holesOf(map: readonly Extent[], offset: number, maxHoles: number): { covered: number; holes: Span[] } {
+  const holes: Span[] = [];
   let at = offset;
   for (const e of map) {
     if (e.hole) {

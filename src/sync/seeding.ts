@@ -31,36 +31,8 @@ export const SEED_ASK_BYTES = 16 << 20;
 /** Bytes of the volume one MapRequest asks about: the primary maps its own side of them under one range lock. */
 export const SEED_MAP_BYTES = 64 * 2 ** 30;
 
-/** A byte range of a volume. */
-export interface Span {
-  offset: number;
-  length: number;
-}
-
 /** What to ask the peer next: where its replica holds holes, or the hashes of some regions. */
 export type SeedAsk = { type: 'map'; offset: number; length: number } | { type: 'hash'; first: number; count: number };
-
-/**
- * The regions wholly inside a hole of both maps (each a list of holes in order and
- * apart), as runs [first, end) of region numbers. The volume's last region may end
- * short at `size`.
- */
-export function sharedHoleRegions(a: readonly Span[], b: readonly Span[], regionSize: number, size: number): Array<{ first: number; end: number }> {
-  const runs: Array<{ first: number; end: number }> = [];
-  const regions = Math.ceil(size / regionSize);
-  for (let i = 0, j = 0; i < a.length && j < b.length;) {
-    const lo = Math.max(a[i]!.offset, b[j]!.offset);
-    const hi = Math.min(a[i]!.offset + a[i]!.length, b[j]!.offset + b[j]!.length);
-    if (lo < hi) {
-      const first = Math.ceil(lo / regionSize);
-      const end = hi >= size ? regions : Math.floor(hi / regionSize);
-      if (end > first) runs.push({ first, end });
-    }
-    if (a[i]!.offset + a[i]!.length <= b[j]!.offset + b[j]!.length) i++;
-    else j++;
-  }
-  return runs;
-}
 
 export class Seeding {
   /** The next round is a new pair's first sync: it compares by hash first. */

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HashBuffers, hashRegions, holeRegions, zeroHash, type HashedDisk } from '../../src/sync/region-hashes.js';
+import { HashBuffers, hashRegions, zeroHash, type HashedDisk } from '../../src/sync/region-hashes.js';
 import { HASH_BUFFERS } from '../../src/limits/limits.js';
 import { Volume } from '../../src/volume/volume.js';
 import type { Extent } from '../../src/export/backend.js';
@@ -40,14 +40,20 @@ test('zeroHash is SHA-256 of that many zero bytes, a region or a short last one'
   for (const n of [0, 4096, 64 * KiB, 5 * MiB + 12]) assert.deepEqual(zeroHash(n), sha(Buffer.alloc(n)), `${n} bytes`);
 });
 
-test('holeRegions: only regions wholly inside a hole; what the map does not reach is data', () => {
+test('only regions wholly inside a hole of the map go unread; what the map does not reach is data', async () => {
   const rs = 64 * KiB;
   // From 0: hole 100 KiB (region 0 whole, region 1 partly), data to 128 KiB, hole to 328 KiB (regions 2, 3, 4), then unmapped.
   const map: Extent[] = [{ length: 100 * KiB, hole: true }, { length: 28 * KiB, hole: false }, { length: 200 * KiB, hole: true }];
-  assert.deepEqual(holeRegions(map, 0, rs, 8, 8 * rs), [true, false, true, true, true, false, false, false]);
+  const d = memDisk(Buffer.alloc(8 * rs), () => map);
+  assert.deepEqual(await hashRegions(d, rs, 0, 8), Array.from({ length: 8 }, () => zeroHash(rs)));
+  assert.equal(d.readBytes, 4 * rs, 'regions 1, 5, 6 and 7 read');
   // A map from an offset inside the volume; the last region ends short at the volume's end.
-  assert.deepEqual(holeRegions([{ length: rs + 10, hole: true }], 3 * rs, rs, 2, 4 * rs + 10), [true, true]);
-  assert.deepEqual(holeRegions([{ length: rs, hole: false }, { length: rs, hole: true }], 0, rs, 2, 2 * rs), [false, true]);
+  const short = memDisk(Buffer.alloc(4 * rs + 10), () => [{ length: rs + 10, hole: true }]);
+  assert.deepEqual(await hashRegions(short, rs, 3, 2), [zeroHash(rs), zeroHash(10)]);
+  assert.equal(short.readBytes, 0);
+  const second = memDisk(Buffer.alloc(2 * rs), () => [{ length: rs, hole: false }, { length: rs, hole: true }]);
+  await hashRegions(second, rs, 0, 2);
+  assert.equal(second.readBytes, rs, 'only the region with data');
 });
 
 test('hashes match the bytes whatever the map; holes are not read', async () => {

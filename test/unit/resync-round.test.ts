@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ResyncRound, pumpStep, type PumpFigures } from '../../src/sync/round.js';
-import { Seeding, SEED_ASK_BYTES, sharedHoleRegions } from '../../src/sync/seeding.js';
+import { Seeding, SEED_ASK_BYTES } from '../../src/sync/seeding.js';
+import { sharedHoleRegions } from '../../src/sync/region-hashes.js';
 
 const RS = 4096;
 
