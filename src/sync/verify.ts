@@ -13,7 +13,7 @@ import { formatBytes } from '../units/units.js';
 /** A verify batch holds host writes to its regions: the peer has this long to answer. */
 export const VERIFY_REPLY_MS = 30_000;
 /** Bytes of regions one batch compares (one HashRequest). */
-export const VERIFY_BATCH_BYTES = 16 << 20;
+export const VERIFY_BATCH_BYTES = 4 << 20;
 
 /** An online verify: regions compared so far, and what differed (status shows it). */
 export interface VerifyRun {

@@ -11,7 +11,7 @@ import type { JournaledVolume } from '../../src/journal/write-path.js';
 import type { Logger } from '../../src/log/log.js';
 import { VERIFY_REPLY_MS } from '../../src/sync/verify.js';
 
-const RS = 256 << 10; // 64 regions per 16 MiB batch (VERIFY_BATCH_BYTES)
+const RS = 64 << 10; // 64 regions per 4 MiB batch
 const h = (n: number): Buffer => Buffer.alloc(32, n);
 const hashes = (first: number, count: number): Buffer[] => Array.from({ length: count }, (_, i) => h(first + i));
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -93,7 +93,7 @@ test('repair: the regions that differ are marked for resync with the reason', as
   r.driver.reply(0, peer);
   assert.deepEqual(r.marked, [{ regions: [3, 40], reason: 'verify found 2 regions that differ on the peer' }]);
   assert.equal(r.driver.run!.state, 'done');
-  assert.match(r.lines.at(-1)!.message, /2 regions \(512 KiB\) differ: 3, 40; resyncing them/);
+  assert.match(r.lines.at(-1)!.message, /2 regions \(128 KiB\) differ: 3, 40; resyncing them/);
   assert.equal(r.lines.at(-1)!.level, 'warn');
 });
 
