@@ -196,6 +196,7 @@ export class RoundSteps {
   async compareRegions(first: number, regionSize: number, hashes: Buffer[]): Promise<number> {
     const { disk, bitmap, seed, round } = this.v;
     if (!seed.accepts(first, regionSize, bitmap.regionSize)) return 0;
+    const comparison = seed.comparison;
     let equal = 0;
     // The whole span at once: one lock and large reads (host writes there wait for one
     // read); regions in a hole here are not read (src/sync/region-hashes.ts).
@@ -204,6 +205,10 @@ export class RoundSteps {
     const unlock = await this.v.ranges.lock(offset, length);
     try {
       const here = (await hashRegions(disk, regionSize, first, Math.ceil(length / regionSize), () => true, this.v.hashBuffers))!;
+      // Waiting for the lock and the reads, the round may have been folded away and
+      // another begun: this reply, of the peer's replica as the old round knew it, must
+      // not clear the new round's regions (src/sync/seeding.ts). Checked in the turn of the clears.
+      if (!seed.accepts(first, regionSize, bitmap.regionSize, comparison)) return 0;
       here.forEach((h, i) => {
         const r = first + i;
         if (!seed.comparable(r, bitmap.isSet(r), round.isHanded(r))) return;
@@ -231,6 +236,7 @@ export class RoundSteps {
     const { disk, bitmap, seed, round } = this.v;
     const rs = bitmap.regionSize;
     if (!seed.acceptsMap(offset, rs, rs)) return 0;
+    const comparison = seed.comparison;
     const length = Math.max(0, Math.min(covered, disk.size - offset));
     let equal = 0;
     let reach = offset + length;
@@ -238,6 +244,8 @@ export class RoundSteps {
       const unlock = await this.v.ranges.lock(offset, length);
       try {
         const here = holesOf(await disk.extents(offset, length, HASH_MAP_EXTENTS), offset, HASH_MAP_EXTENTS);
+        // As in compareRegions: only for the comparison that accepted the map, still waiting for it.
+        if (!seed.acceptsMap(offset, rs, rs, comparison)) return 0;
         reach = offset + here.covered;
         for (const run of sharedHoleRegions(here.holes, peerHoles, rs, disk.size)) {
           equal += bitmap.clearRun(run.first, run.end, (r) => seed.comparable(r, true, round.isHanded(r)));

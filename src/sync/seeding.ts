@@ -17,6 +17,17 @@
 // on both sides reads as zeros on both, and leaves the bitmap unread and unhashed
 // (a new pair of empty sparse volumes compares in a few round trips). Only the
 // regions mapped so far are then compared by hash, skipping those already cleared.
+//
+// A reply belongs to the comparison that asked for it: the argument above holds of
+// that round's replica and records (`touched`) only. A reply is accepted before its
+// step takes the range lock and reads, hashes or maps this side, and those awaits can
+// outlast the round: an overflow folds it away, and the next link begins another (all
+// regions marked again, nothing touched yet, most often no comparison at all) while
+// the old round's reply is still being read. Cleared then, a region touched by a
+// record of the old round (a record the new round supersedes, that the volume may not
+// hold after a crash) never goes, and the replica ends without it. So the step is
+// checked again once its reads are done, in the turn of its clears: the comparison
+// that accepted it must still be open and where the reply is (`comparison`).
 
 import { assert } from '../invariants/assert.js';
 
@@ -50,6 +61,8 @@ export class Seeding {
   seededBytes = 0;
   /** Bytes of hash replies received from the peer for that (about 32 per region). */
   hashBytes = 0;
+  /** Which comparison is open: begin() and stop() end the one before (see the top of this file). */
+  comparison = 0;
 
   /**
    * A round begins (`compare`: it is a first sync by checksum) with the regions its
@@ -57,6 +70,7 @@ export class Seeding {
    * recovered records').
    */
   begin(compare: boolean, touched: TouchedRegions, differ: TouchedRegions | null = null): void {
+    this.comparison++;
     this.active = compare;
     this.hashedUpTo = 0;
     this.mappedUpTo = 0;
@@ -81,6 +95,7 @@ export class Seeding {
 
   /** Records of the round already reached the peer: its replica is no longer what the round began with, so regions go whole. */
   stop(): void {
+    this.comparison++;
     this.active = false;
   }
 
@@ -106,13 +121,18 @@ export class Seeding {
     return { type: 'map', offset, length: Math.min(SEED_MAP_BYTES, size - offset) };
   }
 
-  /** Is a map reply from `offset` the one the comparison waits for? */
-  acceptsMap(offset: number, regionSize: number, bitmapRegionSize: number): boolean {
-    return this.active && regionSize === bitmapRegionSize && offset === this.mappedUpTo * regionSize && this.hashedUpTo === this.mappedUpTo;
+  /**
+   * Is a map reply from `offset` the one the comparison waits for? `comparison`: the
+   * one that accepted it, when asked again after its step's awaits (default: the open one).
+   */
+  acceptsMap(offset: number, regionSize: number, bitmapRegionSize: number, comparison = this.comparison): boolean {
+    return this.active && comparison === this.comparison && regionSize === bitmapRegionSize && offset === this.mappedUpTo * regionSize &&
+      this.hashedUpTo === this.mappedUpTo;
   }
 
   /** The peer's holes are known up to region `upTo` (at least one region further), and `equal` regions left the bitmap. */
   mapped(upTo: number, equal: number, regionSize: number): void {
+    assert(this.active, 'a map reply is taken only by the open comparison');
     this.mappedUpTo = Math.max(this.mappedUpTo + 1, upTo);
     this.seededBytes += equal * regionSize;
   }
@@ -122,9 +142,9 @@ export class Seeding {
     this.hashBytes += bytes;
   }
 
-  /** Is a reply for regions from `first` of `regionSize` the one the comparison is at? */
-  accepts(first: number, regionSize: number, bitmapRegionSize: number): boolean {
-    return this.active && regionSize === bitmapRegionSize && first === this.hashedUpTo;
+  /** Is a reply for regions from `first` of `regionSize` the one the comparison is at? (`comparison`: as acceptsMap.) */
+  accepts(first: number, regionSize: number, bitmapRegionSize: number, comparison = this.comparison): boolean {
+    return this.active && comparison === this.comparison && regionSize === bitmapRegionSize && first === this.hashedUpTo;
   }
 
   /** May region `r` leave the bitmap on an equal hash: still marked, not handed to the journal, not touched by the round's records. */
@@ -134,6 +154,7 @@ export class Seeding {
 
   /** Regions first..first+count-1 were compared, and `equal` of them left the bitmap. */
   compared(first: number, count: number, equal: number, regionSize: number, regions: number): void {
+    assert(this.active && first === this.hashedUpTo, 'hashes are taken only by the open comparison, at the regions it is at');
     this.hashedUpTo = first + count;
     if (this.hashedUpTo >= regions) this.active = false;
     this.seededBytes += equal * regionSize;

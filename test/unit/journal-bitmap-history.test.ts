@@ -12,6 +12,7 @@ import { RoundMarker } from '../../src/sync/round-marker.js';
 import { DirStore } from '../../src/journal/store.js';
 import { JournaledVolume, type Disk } from '../../src/journal/write-path.js';
 import { IntentRing } from '../../src/journal/intent.js';
+import { zeroHash } from '../../src/sync/region-hashes.js';
 import type { Store, StoreFile } from '../../src/store/store.js';
 import { silentLogger } from '../../src/log/log.js';
 import { tempDir } from '../helpers/run.js';
@@ -328,4 +329,62 @@ test('a round resumed after a stop finds the end it had journaled: no second end
   const next = await again.startResync();
   assert.ok(next > 5, `the new round starts after the journaled end (at ${next})`);
   await again.close();
+});
+
+test('a first sync\'s reply still being read when an overflow folds its round away clears nothing of the next round', async () => {
+  // Replication seeds 131, 911, 912: the first sync's map of the peer's holes came in
+  // and took the range lock, and while this side's allocation map was read the journal
+  // overflowed, the round was folded away and the next link began a new round (which
+  // does not compare). The old reply then cleared the new round's regions where both
+  // sides were holes, among them one a record of the old round had touched (the peer
+  // jumps over that record, the volume lost it at a crash): the round never sent it.
+  const dir = tempDir('seed-stale-reply');
+  const RS = 64 * KiB;
+  const size = 8 * RS;
+  const journal = new Journal({ store: new DirStore(path.join(dir, 'j')), capacity: 1024 * KiB, segmentSize: 256 * KiB });
+  const report = await journal.recover();
+  const { bitmap } = await DirtyBitmap.open(new DirStore(dir), size, RS);
+  const disk = memDisk(size);
+  // This side's map and reads wait while `gate` is shut; every region is a hole.
+  let open: () => void = () => undefined;
+  let gate: Promise<void> | null = null;
+  const shut = (): void => { gate = new Promise((r) => { open = r; }); };
+  disk.extents = async (_o, l) => { if (gate) await gate; return [{ length: l, hole: true }]; };
+  const jv = new JournaledVolume({ disk, journal, bitmap, onFull: 'bitmap', log: silentLogger, roundStore: new DirStore(dir) });
+  await jv.start(report);
+  await jv.beginInitialSync();
+  await jv.startResync();
+  assert.equal(jv.seeding, true, 'the first round compares');
+  const wait = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+  // The peer's map: holes everywhere. Accepted, it waits for this side's map.
+  shut();
+  const map = jv.clearHoles(0, size, [{ offset: 0, length: size }]);
+  await wait();
+  // An overflow folds the round away; the next link begins a new round.
+  await jv.restartRound('test: the journal overflowed');
+  assert.equal(jv.seeding, false, 'the new round sends every region whole');
+  assert.equal(bitmap.count, 8);
+  open();
+  gate = null;
+  assert.equal(await map, 0, 'the old round\'s map clears nothing');
+  assert.equal(bitmap.count, 8, 'every region is still to send');
+
+  // The same for hashes, and with a next round that compares too (it waits for
+  // region 0's hashes as well, but from the peer's replica as it holds it now).
+  await jv.beginInitialSync();
+  await jv.startResync();
+  assert.equal(jv.seeding, true);
+  shut();
+  const hashes = jv.compareRegions(0, RS, Array.from({ length: 8 }, () => zeroHash(RS)));
+  await wait();
+  await jv.beginInitialSync();
+  await jv.startResync();
+  assert.equal(jv.seeding, true);
+  open();
+  gate = null;
+  assert.equal(await hashes, 0, 'the old round\'s hashes clear nothing');
+  assert.equal(bitmap.count, 8);
+  assert.equal(await jv.compareRegions(0, RS, Array.from({ length: 8 }, () => zeroHash(RS))), 8, 'the new round\'s own reply does');
+  await jv.close();
 });

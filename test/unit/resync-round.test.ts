@@ -126,6 +126,26 @@ test('seeding stops when records of the round already reached the peer', () => {
   assert.equal(s.nextAsk(RS, 10 * RS, 256, true, all), null);
 });
 
+test('seeding: a reply accepted by one comparison is not taken by the next, even where the next one is', () => {
+  // A step accepts its reply, then awaits the range lock and its reads; meanwhile the
+  // round was folded away and another begun. Asked again with the comparison that
+  // accepted it, the reply is refused, though the new comparison waits at region 0 too.
+  const s = new Seeding();
+  s.begin(true, { mark: () => undefined, has: () => false });
+  assert.equal(s.accepts(0, RS, RS), true);
+  assert.equal(s.acceptsMap(0, RS, RS), true);
+  const asked = s.comparison;
+  s.begin(false, { mark: () => undefined, has: () => false });
+  assert.equal(s.accepts(0, RS, RS, asked), false, 'the next round does not compare');
+  s.begin(true, { mark: () => undefined, has: () => false });
+  assert.equal(s.accepts(0, RS, RS), true, 'a reply to the new comparison');
+  assert.equal(s.accepts(0, RS, RS, asked), false, 'the old comparison\'s reply');
+  assert.equal(s.acceptsMap(0, RS, RS, asked), false);
+  const now = s.comparison;
+  s.stop();
+  assert.equal(s.accepts(0, RS, RS, now), false, 'stopped: records of the round reached the peer');
+});
+
 test('seeding on a version 2 link: the peer\'s holes first, then hashes of the mapped regions still marked', () => {
   const s = new Seeding();
   const size = 1000 * RS + 100; // the last region ends short
