@@ -372,8 +372,13 @@ export async function settleOn<T>(p: Promise<T>, step: () => boolean, fail: (msg
     await flushMicrotasks();
     if (st.state !== 'pending') break;
     if (!step()) {
-      await flushMicrotasks();
-      if (st.state === 'pending') fail('deadlock: an operation waits and nothing can complete');
+      // (A long chain of awaits may take more than one flush to reach its next operation.)
+      let moved = false;
+      for (let k = 0; k < 10 && st.state === 'pending' && !moved; k++) {
+        await flushMicrotasks();
+        moved = st.state === 'pending' && step();
+      }
+      if (st.state === 'pending' && !moved) fail('deadlock: an operation waits and nothing can complete');
     }
   }
   if (st.state === 'err') throw st.error;
