@@ -2,7 +2,7 @@
 // on the node's actions (src/contract/actions.ts) with its body checked, and the HTTP
 // status each reason for a refusal is answered with.
 import { ActionRefused, type ActionResult, type NodeActions, type RefusalReason } from '../contract/actions.js';
-import { parseDuration } from '../units/units.js';
+import { parseDuration, parseMoment } from '../units/units.js';
 import { holdError } from '../checkpoint/schedule.js';
 
 export type Body = Record<string, unknown> | undefined;
@@ -26,9 +26,12 @@ export const REFUSAL_STATUS: Readonly<Record<RefusalReason, number>> = {
  * `constructor` or `toString` would be found on its prototype and called.
  */
 export const ACTIONS: ReadonlyMap<string, Action> = new Map<string, Action>([
-  ['checkpoint', (a, v, b) => a.createCheckpoint(v, { label: str(b, 'label'), holdSeconds: hold(b) })],
+  ['checkpoint', (a, v, b) => {
+    const at = moment(b);
+    return a.createCheckpoint(v, { label: str(b, 'label'), holdSeconds: hold(b), ...(at === undefined ? {} : { at }) });
+  }],
   ['checkpoint-release', (a, v) => a.releaseCheckpoint(v)],
-  ['drill-start', (a, v) => a.startDrill(v)],
+  ['drill-start', (a, v, b) => a.startDrill(v, { at: moment(b) })],
   ['drill-stop', (a, v) => a.stopDrill(v)],
   ['verify', (a, v, b) => a.verify(v, b?.repair === true)],
   ['pause', (a, v) => a.pause(v, true)],
@@ -42,6 +45,18 @@ function str(b: Body, k: string): string | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== 'string' || v.length === 0 || v.length > 128) throw new ActionRefused('invalid', `${k} must be a string of 1 to 128 characters`);
   return v;
+}
+
+/** `at`: a moment of the history (ISO 8601, "15m ago", now, or ms since the epoch). */
+function moment(b: Body): number | undefined {
+  const v = b?.at;
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' && typeof v !== 'number') throw new ActionRefused('invalid', 'at must be a time such as "2026-12-03T10:14:00Z" or "15m ago"');
+  try {
+    return parseMoment(v);
+  } catch (e) {
+    throw new ActionRefused('invalid', `at: ${(e as Error).message}`);
+  }
 }
 
 function hold(b: Body): number | undefined {

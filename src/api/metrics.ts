@@ -50,6 +50,12 @@ export function metricsRegistry(status: () => NodeStatus): Registry {
   gauge('offsite_volume_checkpoint_held', 'A checkpoint is held on this (secondary) volume (1) or not (0).', (v) => (v.checkpoint ? 1 : 0));
   gauge('offsite_volume_checkpoint_created_seconds', 'When the held checkpoint was taken (Unix time; 0: none).',
     (v) => (v.checkpoint ? v.checkpoint.createdAt / 1000 : 0));
+  gauge('offsite_volume_history_bytes', 'Bytes of history a secondary keeps (docs/HISTORY.md; 0: none).', (v) => v.history?.bytes ?? 0);
+  gauge('offsite_volume_history_points', 'Restore points the secondary\'s history opens.', (v) => v.history?.points ?? 0);
+  gauge('offsite_volume_history_oldest_seconds', 'The primary\'s time of the oldest restore point (Unix time; 0: none).',
+    (v) => (v.history?.oldest ? v.history.oldest.time / 1000 : 0));
+  counter('offsite_volume_history_dropped_points_total', 'Restore points dropped because the history reached its max, since the daemon started.',
+    (v) => v.history?.droppedForSize ?? 0);
   counter('offsite_volume_host_bytes_total',
     'Bytes the host wrote (primary) or the receive log took (secondary), since the daemon started.', (v) => v.hostBytes);
   counter('offsite_volume_wire_bytes_total', 'Bytes of record frames sent to the peer, since the daemon started.', (v) => v.wireBytes);

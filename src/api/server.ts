@@ -178,6 +178,15 @@ export async function startApi(addr: ListenAddress, opts: ApiOptions): Promise<{
   };
   app.get('/api/v1/status', async () => opts.status());
   app.get('/api/v1/checkpoints', async () => ({ checkpoints: opts.actions.checkpoints() }));
+  // The restore points of a secondary's history (docs/HISTORY.md); refusals as the actions'.
+  app.get<{ Params: { name: string } }>('/api/v1/volumes/:name/restore-points', async (req, reply) => {
+    try {
+      return opts.actions.history(req.params.name);
+    } catch (e) {
+      if (!(e instanceof ActionRefused)) throw e;
+      return reply.code(REFUSAL_STATUS[e.reason]).send({ error: e.message, reason: e.reason });
+    }
+  });
   app.get('/api/v1/openapi.json', async () => openApiDocument(opts.status().version));
   app.get<{ Querystring: { limit?: string } }>('/api/v1/events', async (req) => ({ events: operatorEvents.recent(clampInt(req.query.limit, 100, 1, 1000)) }));
   // Answered from the rows the daemon keeps in memory, each answer made once per

@@ -15,7 +15,8 @@ export class CheckpointExport implements ExportBackend {
   get readOnly(): boolean { return true; }
   capabilities(): Capabilities { return readOnlyCapabilities(true); }
   get description(): string {
-    return `checkpoint "${this.held.label}" of ${this.replica.name}, taken ${new Date(this.held.createdAt).toISOString()} (read-only)`;
+    const of = this.held.point ? `, the restore point of ${new Date(this.held.point.time).toISOString()}` : '';
+    return `checkpoint "${this.held.label}" of ${this.replica.name}${of}, taken ${new Date(this.held.createdAt).toISOString()} (read-only)`;
   }
 
   private check(): void {
@@ -24,7 +25,7 @@ export class CheckpointExport implements ExportBackend {
 
   async read(offset: number, into: Buffer, at: number, length: number): Promise<void> {
     this.check();
-    await this.replica.read(offset, into, at, length);
+    await this.replica.readImage(this.held, offset, into, at, length);
     this.check(); // (released during the read: the bytes may be from after it)
   }
 
@@ -35,6 +36,8 @@ export class CheckpointExport implements ExportBackend {
   cache(offset: number, length: number): Promise<void> { return this.replica.cache(offset, length); }
   async extents(offset: number, length: number, max: number): Promise<Extent[]> {
     this.check();
+    // A past point is partly in the history: call it all data.
+    if (this.held.point) return [{ length, hole: false }];
     return this.replica.extents(offset, length, max);
   }
 }

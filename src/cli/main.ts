@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { formatStatus, selectVolumes, verifyCell } from './status.js';
 import { callAction, fetchStatus, getJson } from './api-client.js';
-import type { CheckpointInfo } from '../contract/actions.js';
+import type { CheckpointInfo, HistoryInfo } from '../contract/actions.js';
+import { formatHistory } from './history.js';
 
 // Commands that only talk to the daemon's API load only what they need: the daemon
 // (fastify, net-snmp, zstd workers...) is imported by the commands that run it, so
@@ -120,8 +121,9 @@ configOption(checkpoint.command('create <volume>'))
   .description('hold a checkpoint of VOLUME (on the node with its secondary); replication goes on into the receive log')
   .option('--label <label>', 'a name for it (default: manual-<time>)')
   .option('--hold <duration>', 'release it by itself after this long (30m, 2h); default: until released')
-  .action((volume: string, opts: { config?: string; label?: string; hold?: string }) =>
-    act(opts, volume, 'checkpoint', { label: opts.label, hold: opts.hold }));
+  .option('--at <time>', 'a past flush point from the history: the newest at or before TIME (2026-12-03T10:14:00Z, "15m ago")')
+  .action((volume: string, opts: { config?: string; label?: string; hold?: string; at?: string }) =>
+    act(opts, volume, 'checkpoint', { label: opts.label, hold: opts.hold, at: opts.at }));
 configOption(checkpoint.command('release <volume>'))
   .description('release the checkpoint of VOLUME: the replica catches up at once')
   .action((volume: string, opts: { config?: string }) => act(opts, volume, 'checkpoint-release'));
@@ -139,10 +141,21 @@ configOption(checkpoint.command('list'))
     }
   });
 
+configOption(program.command('history <volume>'))
+  .description('the restore points of VOLUME\'s history (on the node with its secondary): every past flush point that opens')
+  .option('--json', 'print JSON')
+  .action(async (volume: string, opts: { config?: string; json?: boolean }) => {
+    const c = await loadClientConfig(configPath(opts));
+    const h = await getJson<HistoryInfo>(c, `/api/v1/volumes/${encodeURIComponent(volume)}/restore-points`);
+    if (opts.json) return console.log(JSON.stringify(h, null, 2));
+    console.log(formatHistory(h));
+  });
+
 const drill = program.command('drill').description('a DR drill: a writable copy-on-write VOLUME@drill over a checkpoint, thrown away at stop');
 configOption(drill.command('start <volume>'))
   .description('start a drill of VOLUME (on the node with its secondary); takes a checkpoint if none is held')
-  .action((volume: string, opts: { config?: string }) => act(opts, volume, 'drill-start'));
+  .option('--at <time>', 'over a past flush point from the history: the newest at or before TIME (2026-12-03T10:14:00Z, "15m ago")')
+  .action((volume: string, opts: { config?: string; at?: string }) => act(opts, volume, 'drill-start', { at: opts.at }));
 configOption(drill.command('stop <volume>'))
   .description('stop the drill of VOLUME and throw its writes away')
   .action((volume: string, opts: { config?: string }) => act(opts, volume, 'drill-stop'));

@@ -74,6 +74,15 @@ const volumeSchema = z.strictObject({
   })).max(32).default([]),
   /** Who may log in to this volume's iSCSI target, over the node's `iscsi:` (docs/ISCSI.md). */
   iscsi: volumeIscsiSchema.optional(),
+  /**
+   * Secondary: keep what each apply overwrites, so every past flush point opens
+   * (docs/HISTORY.md). `keep`: how long (the oldest points go after it); `max`: at most
+   * this much disk (the oldest points go first, with a warning). Absent: no history.
+   */
+  history: z.strictObject({
+    keep: duration.refine((v) => v >= 60, 'must be at least 1m').optional(),
+    max: size.refine((v) => v >= 1024 * 1024, 'must be at least 1MiB').optional(),
+  }).optional(),
 });
 
 

@@ -29,6 +29,22 @@ export interface CheckpointInfo {
   /** Taken on every member of this consistency group at one group point (docs/GROUPS.md). */
   group?: string;
   groupPoint?: number;
+  /** Taken from the history (`--at`): the restore point it serves; the replica stays current. */
+  point?: { seq: number; time: number };
+}
+
+/** A secondary's history (GET /api/v1/volumes/{name}/history, `offsite history`; docs/HISTORY.md). */
+export interface HistoryInfo {
+  volume: string;
+  /** The restore points that open, oldest first: the record each is at and the primary's time of it (ms). */
+  points: Array<{ seq: number; time: number }>;
+  /** Bytes of history on disk. */
+  bytes: number;
+  /** The volume's `history` setting (null: no limit of that kind). */
+  keepSeconds: number | null;
+  maxBytes: number | null;
+  /** Points dropped because the history reached its max, since the daemon started. */
+  droppedForSize: number;
 }
 
 /**
@@ -54,9 +70,12 @@ export class ActionRefused extends Error {
 export interface NodeActions {
   /** The checkpoints held now. */
   checkpoints(): CheckpointInfo[];
-  createCheckpoint(name: string, opts: { label?: string | undefined; holdSeconds?: number | undefined }): Promise<ActionResult>;
+  /** `at` (ms): the newest restore point of the history at or before it, not the replica now. */
+  createCheckpoint(name: string, opts: { label?: string | undefined; holdSeconds?: number | undefined; at?: number | undefined }): Promise<ActionResult>;
   releaseCheckpoint(name: string): Promise<ActionResult>;
-  startDrill(name: string): Promise<ActionResult>;
+  startDrill(name: string, opts?: { at?: number | undefined }): Promise<ActionResult>;
+  /** A secondary's restore points (refused where the volume keeps no history). */
+  history(name: string): HistoryInfo;
   stopDrill(name: string): Promise<ActionResult>;
   verify(name: string, repair: boolean): Promise<ActionResult>;
   /** Pauses (true) or resumes (false) shipping of a primary volume. */

@@ -94,8 +94,19 @@ export interface VolumeStatus {
   /** Primary: the round's average rate so far (bytes of regions per second) and the time left at that rate. */
   resyncRateBytesPerSecond: number;
   resyncEtaSeconds: number;
-  /** Secondary: the held checkpoint (frozen image, export VOLUME@checkpoint), or null. */
-  checkpoint: { label: string; createdAt: number; holdUntil: number | null; appliedSeq: number; export: string } | null;
+  /**
+   * Secondary: the held checkpoint (export VOLUME@checkpoint), or null: the frozen
+   * replica, or with `point` a restore point of the history (the replica stays current).
+   */
+  checkpoint: { label: string; createdAt: number; holdUntil: number | null; appliedSeq: number; export: string; point?: { seq: number; time: number } } | null;
+  /**
+   * Secondary keeping history (docs/HISTORY.md): how far back it opens, or null when it
+   * keeps none. `oldest`/`newest`: restore points (record, the primary's time in ms).
+   */
+  history: {
+    points: number; oldest: { seq: number; time: number } | null; newest: { seq: number; time: number } | null;
+    bytes: number; keepSeconds: number | null; maxBytes: number | null; droppedForSize: number;
+  } | null;
   /** Secondary: the DR drill running over the checkpoint (writable export VOLUME@drill), or null. */
   drill: { export: string; bytesWritten: number } | null;
   /**

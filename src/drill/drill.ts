@@ -67,7 +67,7 @@ export class DrillOverlay implements ExportBackend {
       const pending = this.copying.get(r);
       if (pending) await pending;
       if (this.copied.has(r)) await this.overlay.read(o, into, at + done, n);
-      else await this.replica.read(o, into, at + done, n);
+      else await this.replica.readImage(this.checkpoint, o, into, at + done, n);
       done += n;
     }
   }
@@ -82,7 +82,7 @@ export class DrillOverlay implements ExportBackend {
       const n = Math.min(this.regionSize, this.size - start);
       const p = (async () => {
         const buf = Buffer.allocUnsafe(n);
-        await this.replica.read(start, buf, 0, n);
+        await this.replica.readImage(this.checkpoint, start, buf, 0, n);
         await this.overlay.write(start, buf, false);
         this.copied.mark(start, n);
       })();

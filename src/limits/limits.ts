@@ -83,6 +83,35 @@ export const MAX_HOLD_SECONDS = 10 * 365 * 86_400;
  */
 export const MIN_VOLUME_BYTES = 4096;
 
+// --- history at the secondary (docs/HISTORY.md) -------------------------------------
+
+/**
+ * A history segment is sealed at about this size and a new one begun: retention drops
+ * whole segments, so this is the grain of what it frees (smaller when the volume's
+ * `history.max` is small: an eighth of it, at least HISTORY_MIN_SEGMENT_BYTES).
+ */
+export const HISTORY_SEGMENT_BYTES = 64 * MiB;
+export const HISTORY_MIN_SEGMENT_BYTES = 64 * 1024;
+/**
+ * Old bytes are read from the replica in pieces of at most this (a trim of a whole
+ * volume saves what it overwrites a piece at a time, each durable before the next).
+ */
+export const HISTORY_READ_BYTES = 1 * MiB;
+/**
+ * Restore points kept listed per volume: thinning (an hour of every flush point, then
+ * one per 10 minutes, per hour, per day) keeps a month under a few thousand; a burst of
+ * flushes past this drops every other one of the oldest half (24 bytes each in memory).
+ */
+export const HISTORY_POINTS_MAX = 100_000;
+/**
+ * Ranges a past point being read may map to the history (changed since that point):
+ * 40 bytes each, so an open point holds at most about 40 MiB. A point further back
+ * than this is refused with the reason; a newer one opens.
+ */
+export const HISTORY_VIEW_EXTENTS_MAX = 1_000_000;
+/** A scan of history entry heads (opening a point, a start) reads the segments in chunks of this. */
+export const HISTORY_SCAN_BYTES = 1 * MiB;
+
 // --- epochs, windows and the receive log ------------------------------------------
 // The secondary applies whole epochs from its receive log, and acks only what that log
 // holds durably, so the primary's epochs and window are sized from the peer's log.

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config/config.js';
-import { formatBytes } from '../units/units.js';
+import { formatBytes, formatDuration } from '../units/units.js';
 import type { Logger } from '../log/log.js';
 import { NbdServer } from '../nbd/server.js';
 import { ExportRegistry } from '../export/registry.js';
@@ -254,6 +254,7 @@ export class Daemon {
         group: this.config.groups.some((g) => g.members.includes(v.name)),
         memory: this.memory,
         hashBuffers: this.hashBuffers,
+        ...(v.history ? { history: { keepMs: v.history.keep === undefined ? null : v.history.keep * 1000, maxBytes: v.history.max ?? null } } : {}),
       }));
       this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, ` +
         `receive log ${formatBytes(replica.log.usedBytes)}${replica.checkpoint ? `, checkpoint "${replica.checkpoint.label}" held` : ''}`);
@@ -358,6 +359,26 @@ export class Daemon {
   reload(): string {
     const next = loadConfig(this.config.file);
     const notes = this.links?.reload(next) ?? [];
+    // A secondary's history limits apply live; turning history on or off takes a restart.
+    for (const e of this.entries) {
+      const v = next.volumes.find((x) => x.name === e.config.name);
+      const h = e.replica?.history;
+      if (!v || !h) {
+        if (v?.history && e.replica) notes.push(`volume ${v.name}: history is turned on at the next start`);
+        continue;
+      }
+      if (!v.history) {
+        notes.push(`volume ${v.name}: history is turned off (and removed) at the next start`);
+        continue;
+      }
+      const keepMs = v.history.keep === undefined ? null : v.history.keep * 1000;
+      const maxBytes = v.history.max ?? null;
+      if (keepMs !== h.settings.keepMs || maxBytes !== h.settings.maxBytes) {
+        h.settings = { ...h.settings, keepMs, maxBytes };
+        notes.push(`volume ${v.name}: history keep ${keepMs === null ? 'unlimited' : formatDuration(keepMs / 1000)}, ` +
+          `max ${maxBytes === null ? 'unlimited' : formatBytes(maxBytes)}`);
+      }
+    }
     const msg = notes.length > 0 ? `config reloaded: ${notes.join('; ')}` : 'config reloaded: nothing that applies live changed';
     this.log.info(msg);
     return msg;

@@ -68,6 +68,7 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     verify: verifyStatus(links?.verifyOf(e.config.name) ?? null, now),
     linkRateBytesPerSecond: e.config.peer && links ? links.rateNow(e.config.peer, now) : null,
     checkpoint: e.replica?.checkpoint ? { ...e.replica.checkpoint, export: `${e.config.name}@checkpoint` } : null,
+    history: historyStatus(e),
     drill: e.drill ? { export: e.drill.name, bytesWritten: e.drill.bytesWritten } : null,
     applying: e.replica?.applyingUnit
       ? {
@@ -150,5 +151,16 @@ function shippingStatus(volume: string, peer: string, backlog: number, links: Li
     compressionRatio: wire > 0 ? Math.round(((st.recordBytes + coalesced.bytes) / wire) * 100) / 100 : 1,
     hostRateBytesPerSecond: Math.round(r.host), recordRateBytesPerSecond: Math.round(r.records), wireRateBytesPerSecond: Math.round(r.wire),
     drainSeconds: backlog === 0 ? 0 : draining > 1 ? Math.round(backlog / draining) : null,
+  };
+}
+
+/** A secondary's history window (docs/HISTORY.md), or null when it keeps none. */
+function historyStatus(e: VolumeEntry): VolumeStatus['history'] {
+  const h = e.replica?.history;
+  if (!h) return null;
+  const points = e.replica!.historyPoints();
+  return {
+    points: points.length, oldest: points[0] ?? null, newest: points[points.length - 1] ?? null, bytes: h.bytes,
+    keepSeconds: h.settings.keepMs === null ? null : h.settings.keepMs / 1000, maxBytes: h.settings.maxBytes, droppedForSize: h.droppedForSize,
   };
 }

@@ -11,7 +11,7 @@ import type { Checkpoint } from '../secondary/replica.js';
 import type { VolumeEntry } from './volume-entry.js';
 import type { LinkManager } from './links.js';
 import type { ExportRegistry } from '../export/registry.js';
-import { ActionRefused, type ActionResult, type CheckpointInfo } from '../contract/actions.js';
+import { ActionRefused, type ActionResult, type CheckpointInfo, type HistoryInfo, type RefusalReason } from '../contract/actions.js';
 import { DRILL_SUFFIX, DrillOverlay } from '../drill/drill.js';
 import { CheckpointSchedule, holdError } from '../checkpoint/schedule.js';
 import type { NodeGroups } from './groups.js';
@@ -91,6 +91,18 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
     return e;
   }
 
+  // --- history (docs/HISTORY.md) ------------------------------------------------
+
+  history(name: string): HistoryInfo {
+    const e = this.secondary(name, 'its history');
+    const h = e.replica!.history;
+    if (!h) throw new ActionRefused('conflict', `volume ${name} keeps no history (set history: in its config, docs/HISTORY.md)`);
+    return {
+      volume: name, points: e.replica!.historyPoints(), bytes: h.bytes,
+      keepSeconds: h.settings.keepMs === null ? null : h.settings.keepMs / 1000, maxBytes: h.settings.maxBytes, droppedForSize: h.droppedForSize,
+    };
+  }
+
   // --- checkpoints ------------------------------------------------------------
 
   checkpoints(): CheckpointInfo[] {
@@ -99,27 +111,33 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
     }));
   }
 
-  createCheckpoint(name: string, opts: { label?: string | undefined; holdSeconds?: number | undefined }, now = Date.now()): Promise<ActionResult> {
+  createCheckpoint(name: string, opts: { label?: string | undefined; holdSeconds?: number | undefined; at?: number | undefined }, now = Date.now()):
+    Promise<ActionResult> {
     // Before anything is held: the API, the schedule (checked by the config too) and SNMP all come here.
     const holdWrong = opts.holdSeconds === undefined ? null : holdError(opts.holdSeconds);
     if (holdWrong) return Promise.reject(new ActionRefused('invalid', `hold: ${holdWrong}`));
     return this.serial(async () => {
       const label = opts.label ?? `manual-${new Date(now).toISOString().slice(0, 19)}Z`;
       const g = this.groupNamed(name);
+      if (g && opts.at !== undefined) {
+        throw new ActionRefused('invalid', `group ${g.name}: a checkpoint of a past point is taken per volume for now (docs/HISTORY.md)`);
+      }
       if (g) return this.groupCheckpoint(g, label, opts.holdSeconds, now, false);
       this.refuseMember(name, 'checkpoint create');
       const e = this.secondary(name, 'a checkpoint');
       const rp = e.replica!;
       let cp: Checkpoint;
       try {
-        cp = await rp.createCheckpoint(label, opts.holdSeconds === undefined ? null : opts.holdSeconds * 1000, now);
+        cp = await rp.createCheckpoint(label, opts.holdSeconds === undefined ? null : opts.holdSeconds * 1000, now, false, undefined, opts.at);
       } catch (err) {
-        throw new ActionRefused((err as NodeJS.ErrnoException).code === 'EEXIST' ? 'busy' : 'conflict', (err as Error).message);
+        throw new ActionRefused(refusalOf(err), (err as Error).message);
       }
       this.daemon.registry.add(new CheckpointExport(rp, cp));
+      const what = cp.point ? `holds the restore point of ${new Date(cp.point.time).toISOString()} (record ${cp.point.seq})` :
+        `held at record ${cp.appliedSeq}`;
       return {
         volume: name,
-        message: `checkpoint "${label}" of ${name} held at record ${cp.appliedSeq}; read it at export ${name}${CHECKPOINT_SUFFIX}`,
+        message: `checkpoint "${label}" of ${name} ${what}; read it at export ${name}${CHECKPOINT_SUFFIX}`,
         checkpoint: cp,
       };
     });
@@ -249,20 +267,26 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
    * A writable VOLUME@drill: copy-on-write over the held checkpoint (one is taken,
    * labelled "drill", if none is held). Replication goes on into the receive log.
    */
-  startDrill(name: string): Promise<ActionResult> {
+  startDrill(name: string, opts: { at?: number | undefined } = {}): Promise<ActionResult> {
     return this.serial(async () => {
       const g = this.groupNamed(name);
+      if (g && opts.at !== undefined) {
+        throw new ActionRefused('invalid', `group ${g.name}: a drill of a past point is started per volume for now (docs/HISTORY.md)`);
+      }
       if (g) return this.groupDrill(g);
       this.refuseMember(name, 'drill start');
       const e = this.secondary(name, 'a drill');
       if (e.drill) throw new ActionRefused('busy', `a drill of ${name} is already running (export ${name}${DRILL_SUFFIX})`);
       const rp = e.replica!;
       let owns = false;
+      if (opts.at !== undefined && rp.checkpoint) {
+        throw new ActionRefused('busy', `checkpoint "${rp.checkpoint.label}" is held on ${name}; release it for a drill of a past point`);
+      }
       if (!rp.checkpoint) {
         try {
-          await rp.createCheckpoint('drill', null, Date.now(), true);
+          await rp.createCheckpoint('drill', null, Date.now(), true, undefined, opts.at);
         } catch (err) {
-          throw new ActionRefused('conflict', `no drill of ${name}: ${(err as Error).message}`);
+          throw new ActionRefused(refusalOf(err) === 'busy' ? 'busy' : refusalOf(err), `no drill of ${name}: ${(err as Error).message}`);
         }
         this.daemon.registry.add(new CheckpointExport(rp, rp.checkpoint!));
         owns = true;
@@ -389,6 +413,11 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
 }
 
 /** fsync on a folder: the files made or removed in it are durable. */
+/** The refusal a replica's error stands for: held already (busy), no such point or no history (conflict). */
+function refusalOf(err: unknown): RefusalReason {
+  return (err as NodeJS.ErrnoException).code === 'EEXIST' ? 'busy' : 'conflict';
+}
+
 export function fsyncDir(dir: string): void {
   const fd = fs.openSync(dir, 'r');
   try {

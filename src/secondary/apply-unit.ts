@@ -11,6 +11,7 @@ import { APPLY_READ_BYTES, READ_BATCH_BYTES } from '../limits/limits.js';
 import { assert } from '../invariants/assert.js';
 import type { ReplicaRound } from './replica-round.js';
 import type { MemoryBudget } from '../memory/budget.js';
+import type { History } from '../history/history.js';
 
 export class UnitApplier {
   /** Readers wait on it while a unit is applied. */
@@ -27,10 +28,35 @@ export class UnitApplier {
   units = 0;
   /** Waiting for an apply that was asked for but had not begun. */
   private waiters: Array<() => void> = [];
+  /** Reads of the replica under way: a unit begins writing only once they are done (they began before its gate closed). */
+  private reading = 0;
+  private readersDone: (() => void) | null = null;
+  /** The replica's history, when it keeps one: what a unit overwrites is saved there first (docs/HISTORY.md). */
+  history: History | null = null;
+  /** A consistency group member: only group points are restore points. */
+  inGroup = false;
 
   constructor(private readonly volume: Disk, private readonly round: ReplicaRound, private readonly logger: Logger, private readonly memory?: MemoryBudget) {}
 
   private get name(): string { return this.volume.name; }
+
+  /**
+   * A read of the replica begins: after the unit being applied, if any; no unit writes
+   * until `endRead`. (A read that began before a unit and ended after its first write
+   * would see half of it.)
+   */
+  async beginRead(): Promise<void> {
+    while (this.gate) await this.gate;
+    this.reading++;
+  }
+
+  endRead(): void {
+    assert(this.reading > 0, 'a read of the replica ended that never began');
+    if (--this.reading === 0 && this.readersDone) {
+      this.readersDone();
+      this.readersDone = null;
+    }
+  }
 
   /** Resolves at the end of the next apply (or when the link goes: see `ended`). */
   nextEnd(): Promise<void> {
@@ -55,6 +81,9 @@ export class UnitApplier {
     assert(from === applied + 1 && from <= to, () => `volume ${this.name}: a unit ${from}..${to} asked after record ${applied} was applied`);
     let lastRead: JournalRecord | undefined;
     try {
+      // (No read begins once the gate is closed; those that began before end first.)
+      if (this.reading > 0) await new Promise<void>((r) => (this.readersDone = r));
+      this.history?.beginUnit();
       for (let seq = from; seq <= to;) {
         // Each read is a lease on the node's budget while its records are written to the
         // replica: a hundred volumes applying at once wait in turn, not read 8 MiB each.
@@ -68,7 +97,7 @@ export class UnitApplier {
           const bytes = batch.reduce((n, r) => n + r.payload.length + RECORD_HEADER_SIZE, 0);
           if (lease && bytes > lease.bytes) lease.grow(bytes - lease.bytes);
           else lease?.shrink(bytes);
-          await this.applyBatch(batch);
+          await this.applyBatch(batch, from - 1);
         } finally {
           lease?.release();
         }
@@ -88,6 +117,8 @@ export class UnitApplier {
       // counters from before it, and the records redone over it made an image that
       // was no flush point (group simulation seed 942).
       if (endsRound) await round.ending();
+      // Invariant 8: the points this unit reached are durable before it counts as applied.
+      await this.history?.sync();
       log.markApplied(to);
       await log.sync();
       if (endsRound) {
@@ -97,6 +128,8 @@ export class UnitApplier {
       }
       this.torn = null;
       this.units++;
+      await this.history?.unitApplied().catch((e: Error) => this.logger.error({ volume: this.name },
+        `volume ${this.name}: history retention failed (${(e as NodeJS.ErrnoException).code ?? e.message}); it is tried again after the next unit`));
     } catch (e) {
       // The volume may now hold part of the unit: torn until it is redone (in a round
       // the undo area still serves the image before it).
@@ -110,8 +143,14 @@ export class UnitApplier {
   }
 
   /** Writes one read of the unit to the replica (in a round, the old bytes of every region it changes are saved, durably, first). */
-  private async applyBatch(batch: JournalRecord[]): Promise<void> {
+  private async applyBatch(batch: JournalRecord[], unitStart: number): Promise<void> {
     const round = this.round;
+    // Invariant 8: what the batch overwrites is saved in the history, durably, before it is written.
+    if (this.history) {
+      await this.history.capture(this.volume, batch, {
+        capturing: round.synced && round.mark?.initial !== true, inRound: round.mark !== null || round.undo !== null, group: this.inGroup, unitStart,
+      });
+    }
     if (round.undo) await round.undo.protect(this.volume, batch.filter((r) => r.kind !== RecordKind.Barrier && r.kind !== RecordKind.Skip).map(
       (r) => ({ offset: r.offset, length: r.length })));
     for (const r of batch) {

@@ -20,6 +20,11 @@ export interface Checkpoint {
   group?: string;
   /** That group point's number, the same on every member. */
   groupPoint?: number;
+  /**
+   * Taken from the history (`--at`): the restore point it serves. The replica is not
+   * frozen; the image is the history's view of this point (docs/HISTORY.md).
+   */
+  point?: { seq: number; time: number };
 }
 
 export const CHECKPOINT_FILE = 'checkpoint';
@@ -28,7 +33,12 @@ export const CHECKPOINT_FILE = 'checkpoint';
  * checkpoint is refused (docs/VERSIONING.md): read as unreadable it would still be
  * held, but under a label nobody asked for and at no known record.
  */
-export const CHECKPOINT_FORMAT = jsonVersion('checkpoint file', 1, [1]);
+export const CHECKPOINT_FORMAT = jsonVersion('checkpoint file', 1, [1, 2]);
+/**
+ * A checkpoint taken from the history is written as version 2: a release before history
+ * refuses it rather than freeze the replica at a point it has long passed.
+ */
+export const CHECKPOINT_POINT_VERSION = 2;
 
 /** The checkpoint held on one replica, if any, its file, and the wait for its release. */
 export class CheckpointHold {
@@ -54,7 +64,8 @@ export class CheckpointHold {
 
   /** Writes `cp`'s file: held again after a restart until released. */
   writeFile(cp: Checkpoint): Promise<void> {
-    return this.store.replace(CHECKPOINT_FILE, Buffer.from(`${JSON.stringify({ version: CHECKPOINT_FORMAT.writes, ...cp })}\n`));
+    const version = cp.point ? CHECKPOINT_POINT_VERSION : CHECKPOINT_FORMAT.writes;
+    return this.store.replace(CHECKPOINT_FILE, Buffer.from(`${JSON.stringify({ version, ...cp })}\n`));
   }
 
   /** Removes the file, durably. */
@@ -83,7 +94,8 @@ export async function readCheckpoint(store: Store): Promise<Checkpoint | null> {
     // 99999999999h): kept held until released, rather than released or left unlistable.
     const holdUntil = typeof cp.holdUntil === 'number' && !Number.isNaN(new Date(cp.holdUntil).getTime()) ? cp.holdUntil : null;
     const group = typeof cp.group === 'string' && typeof cp.groupPoint === 'number' ? { group: cp.group, groupPoint: cp.groupPoint } : {};
-    return { label: cp.label, createdAt: cp.createdAt, holdUntil, appliedSeq: cp.appliedSeq ?? 0, ownedByDrill: cp.ownedByDrill === true, ...group };
+    const point = typeof cp.point?.seq === 'number' && typeof cp.point.time === 'number' ? { point: { seq: cp.point.seq, time: cp.point.time } } : {};
+    return { label: cp.label, createdAt: cp.createdAt, holdUntil, appliedSeq: cp.appliedSeq ?? 0, ownedByDrill: cp.ownedByDrill === true, ...group, ...point };
   } catch (e) {
     // Safer to hold a checkpoint nobody asked for than to let a backup read a moving image.
     return { label: `unreadable (${(e as Error).message})`, createdAt: Date.now(), holdUntil: null, appliedSeq: 0 };

@@ -35,8 +35,8 @@ export interface PlanHost {
   readonly log: Journal;
   /** The open resync round, if any. */
   readonly round: RoundMark | null;
-  /** The held checkpoint, if any. */
-  readonly checkpoint: Checkpoint | null;
+  /** The held checkpoint that freezes the replica, if any (one taken from the history does not). */
+  readonly frozenBy: Checkpoint | null;
   /** A member of a consistency group: its group point is written before a unit begins. */
   readonly inGroup: boolean;
   /** Called after the receiver moved (a sync or an apply ended). */
@@ -91,11 +91,11 @@ export class PlanRunner {
           }
           if (end.kind === 'failed') this.fail('writing the receive log', end.error);
           else if (end.kind === 'full' && end.next.length > 0) {
-            const why = this.replica.checkpoint ?
-              `while checkpoint "${this.replica.checkpoint.label}" is held; ` +
+            const why = this.replica.frozenBy ?
+              `while checkpoint "${this.replica.frozenBy.label}" is held; ` +
                 "shipping paused, the primary's journal holds the rest until the checkpoint is released" :
               'ahead of the replica; shipping paused until applied records free room';
-            (this.replica.checkpoint ? this.logger.warn : this.logger.info).call(this.logger, { volume: this.name },
+            (this.replica.frozenBy ? this.logger.warn : this.logger.info).call(this.logger, { volume: this.name },
               `volume ${this.name}: receive log full (${formatBytes(this.log.usedBytes)} of ${formatBytes(this.log.capacity)}) ${why}`);
             await this.run(end.next);
           } else if (end.kind === 'full') {

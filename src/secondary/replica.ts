@@ -21,11 +21,15 @@ import { Receiver, type ReceiverAction } from './receiver.js';
 import { UnitApplier } from './apply-unit.js';
 import { ReplicaRound } from './replica-round.js';
 import { CheckpointHold, readCheckpoint, type Checkpoint } from './checkpoint-hold.js';
-import { hashRegions, holesOf, type HashBuffers, type Span } from '../sync/region-hashes.js';
+import type { HashBuffers, Span } from '../sync/region-hashes.js';
 import { assert } from '../invariants/assert.js';
 import { received, receiverAtStart } from './receive-log.js';
 import { PlanRunner, type ReplicaLink } from './plan-runner.js';
 import type { MemberView } from './receiver.js';
+import type { History, HistorySettings, RestorePoint } from '../history/history.js';
+import type { PointView } from '../history/view.js';
+import { PastPoints } from './past-points.js';
+import { PeerRequests } from './replica-requests.js';
 
 export { SYNCED_FILE } from './replica-round.js';
 export { CHECKPOINT_FILE, CHECKPOINT_FORMAT, readCheckpoint, type Checkpoint } from './checkpoint-hold.js';
@@ -45,6 +49,8 @@ export interface ReplicaOptions {
   memory?: MemoryBudget;
   /** The node's hashing buffers, shared by its volumes (src/sync/region-hashes.ts; absent: one per hashing). */
   hashBuffers?: HashBuffers;
+  /** Keep history (docs/HISTORY.md): what each apply overwrites, so past flush points open. Absent: none is kept (any left is dropped). */
+  history?: HistorySettings;
 }
 
 export class Replica implements ExportBackend {
@@ -57,10 +63,17 @@ export class Replica implements ExportBackend {
   private readonly checkpoints: CheckpointHold;
   /** Records that arrive while a round opens wait for it (in order). */
   private opening: Promise<void> | null = null;
+  /** Its history and past points, when the volume keeps history (docs/HISTORY.md). */
+  private readonly past: PastPoints;
 
   private constructor(readonly volume: Disk, private readonly openLog: () => Journal, private readonly logger: Logger, private readonly opts: ReplicaOptions) {
     this.resync = new ReplicaRound(opts.roundStore, opts.regionSize, volume);
     this.units = new UnitApplier(volume, this.resync, logger, opts.memory);
+    this.units.inGroup = opts.group === true;
+    this.past = new PastPoints(volume, this.units, logger, () => this.receiver.applied);
+    this.requests = new PeerRequests({
+      volume, units: this.units, hashBuffers: opts.hashBuffers ?? null, applied: () => this.receiver.applied, busy: () => this.attaching ?? this.opening,
+    });
     this.checkpoints = new CheckpointHold(opts.roundStore);
     this.runner = new PlanRunner(this, this.units, logger, opts.roundStore);
     this.log = openLog();
@@ -108,19 +121,26 @@ export class Replica implements ExportBackend {
     const cp = await readCheckpoint(opts.roundStore);
     if (cp) replica.checkpoints.hold(cp);
     await replica.resync.openUndo();
+    // History is kept only for an image this replica holds since its first sync: any
+    // other (turned off, or left from before a promote) could not open right.
+    await PastPoints.dropUnless(opts.roundStore, opts.history !== undefined && replica.resync.synced,
+      opts.history ? 'no first sync has completed' : 'history is off', replica.name, logger);
     await replica.recover();
+    if (cp?.point) await replica.past.reopen(cp);
     return replica;
   }
 
   private async recover(): Promise<void> {
     const log = this.log;
     const { applied, redoTo } = await receiverAtStart(log, {
-      name: this.name, logger: this.logger, round: this.resync, checkpoint: () => this.checkpoint,
+      name: this.name, logger: this.logger, round: this.resync, checkpoint: () => this.frozenBy,
       groupStore: this.inGroup ? this.opts.roundStore : null, receiverOptions: { unitBytes: this.opts.applyUnitBytes, group: this.opts.group },
       made: (r) => (this.receiver = r),
     });
     // Records applied before the stop but not yet released from the log.
     if (applied > log.released) await log.release(applied).catch(() => undefined);
+    // Opened before a unit a crash cut is redone: it knows what that unit saved already.
+    if (this.opts.history) await this.past.open(this.opts.roundStore, this.opts.history, applied);
     // A unit interrupted by a crash is applied again now, before the export serves.
     const pending = this.receiver.handle({ type: 'up' });
     await this.run(pending);
@@ -139,6 +159,31 @@ export class Replica implements ExportBackend {
   get round(): RoundMark | null { return this.resync.mark; }
   /** The held checkpoint, if any. */
   get checkpoint(): Checkpoint | null { return this.checkpoints.held; }
+  /** The held checkpoint that freezes the replica, if any (one taken from the history leaves it current). */
+  get frozenBy(): Checkpoint | null {
+    const cp = this.checkpoints.held;
+    return cp && !cp.point ? cp : null;
+  }
+
+  /** The history, when the volume keeps one. */
+  get history(): History | null { return this.past.history; }
+
+  /** The restore points the history can open, oldest first (none without history). */
+  historyPoints(): RestorePoint[] {
+    return this.past.list();
+  }
+
+  /** Opens the image at restore point `seq` (a listed one); close it when done. */
+  openPoint(seq: number): Promise<PointView> {
+    return this.past.openPoint(seq);
+  }
+
+  /** Reads the image checkpoint `cp` serves: the frozen replica, or its point in the history. */
+  readImage(cp: Checkpoint, offset: number, into: Buffer, at: number, length: number): Promise<void> {
+    if (!cp.point) return this.read(offset, into, at, length);
+    if (this.checkpoint !== cp) return Promise.reject(new DiskError('ESTALE', `checkpoint "${cp.label}" of ${this.name} was released`));
+    return this.past.read(cp, offset, into, at, length);
+  }
 
   get name(): string { return this.volume.name; }
   get size(): number { return this.volume.size; }
@@ -147,11 +192,15 @@ export class Replica implements ExportBackend {
   get description(): string { return `${this.volume.description} (replica: the last applied flush point)`; }
 
   async read(offset: number, into: Buffer, at: number, length: number): Promise<void> {
-    while (this.units.gate) await this.units.gate;
-    // In a round the image before the round is served: undo copies where the round wrote.
-    if (this.resync.undo) return this.resync.undo.readOld(this.volume, offset, into, at, length);
-    if (this.units.torn) throw new DiskError('EIO', `the replica is between two flush points until a failed apply is redone (${this.units.torn})`);
-    return this.volume.read(offset, into, at, length);
+    await this.units.beginRead();
+    try {
+      // In a round the image before the round is served: undo copies where the round wrote.
+      if (this.resync.undo) return await this.resync.undo.readOld(this.volume, offset, into, at, length);
+      if (this.units.torn) throw new DiskError('EIO', `the replica is between two flush points until a failed apply is redone (${this.units.torn})`);
+      return await this.volume.read(offset, into, at, length);
+    } finally {
+      this.units.endRead();
+    }
   }
 
   /**
@@ -172,47 +221,17 @@ export class Replica implements ExportBackend {
     return null;
   }
 
-  /**
-   * SHA-256 of `count` regions of the replica from region `first` (for a first sync
-   * by checksum: regions the primary finds equal need not travel). Reads what the
-   * replica holds now; records still to come bring it forward in order either way.
-   */
+  /** SHA-256 of `count` regions of the replica from region `first` (replica-requests.ts). */
   hashRegions(regionSize: number, first: number, count: number, wanted: () => boolean = () => true, afterSeq = 0): Promise<Buffer[] | null> {
-    // One at a time, and a request whose link is gone stops: a peer cannot pile up work here.
-    // (After a round opening in progress: what it applies is part of what is compared.)
-    const p = this.hashing.then(async () => {
-      while (this.attaching || this.opening) await (this.attaching ?? this.opening)!.catch(() => undefined);
-      // An online verify: the primary holds these regions still from afterSeq on; compare once it is applied here.
-      while (this.receiver.applied < afterSeq || this.units.gate) {
-        if (!wanted()) return null;
-        if (this.units.gate) await this.units.gate;
-        else await this.units.nextEnd();
-      }
-      return hashRegions(this.volume, regionSize, first, count, wanted, this.opts.hashBuffers ?? null);
-    });
-    this.hashing = p.catch(() => null);
-    return p;
+    return this.requests.hashRegions(regionSize, first, count, wanted, afterSeq);
   }
 
-  /**
-   * Where the replica holds holes from `offset` (a first sync on a link at protocol
-   * version 2: regions that are holes on both sides need no hash), at most `maxHoles`,
-   * with how far the map reaches. In turn with the hash requests, after an attach or
-   * round opening; null once `wanted()` says the asker is gone.
-   */
+  /** Where the replica holds holes from `offset` (replica-requests.ts). */
   mapHoles(offset: number, length: number, maxHoles: number, wanted: () => boolean = () => true): Promise<{ covered: number; holes: Span[] } | null> {
-    const p = this.hashing.then(async () => {
-      while (this.attaching || this.opening) await (this.attaching ?? this.opening)!.catch(() => undefined);
-      if (!wanted()) return null;
-      const n = Math.max(0, Math.min(length, this.volume.size - offset));
-      if (n === 0) return { covered: 0, holes: [] };
-      return holesOf(await this.volume.extents(offset, n, 2 * maxHoles + 1), offset, maxHoles);
-    });
-    this.hashing = p.catch(() => null);
-    return p;
+    return this.requests.mapHoles(offset, length, maxHoles, wanted);
   }
 
-  private hashing: Promise<unknown> = Promise.resolve();
+  private readonly requests: PeerRequests;
 
   /** The round this side has open, as Hello reports it (0: none). */
   get roundStart(): number {
@@ -236,7 +255,7 @@ export class Replica implements ExportBackend {
     while (this.attaching) await this.attaching.catch(() => undefined);
     while (this.units.gate) await this.units.gate;
     // Records before the round must be applied first: a held checkpoint makes the round wait.
-    while (this.checkpoint) await this.checkpoints.released;
+    while (this.frozenBy) await this.checkpoints.released;
     await this.applyIdle(); // (the release starts an apply of its own: it ends before the round opens)
     if (!this.round) {
       // The first sync has no earlier image to keep; any later round keeps it in the undo area.
@@ -284,6 +303,7 @@ export class Replica implements ExportBackend {
     now = Date.now(),
     ownedByDrill = false,
     group?: { group: string; groupPoint: number },
+    at?: number,
   ): Promise<Checkpoint> {
     // (A receive log being reopened makes the receiver again: hold the new one.)
     while (this.reopening) await this.reopening.catch(() => undefined);
@@ -291,6 +311,7 @@ export class Replica implements ExportBackend {
       throw new DiskError('EEXIST', `checkpoint "${this.checkpoint.label}" is already held on ${this.name} ` +
         `(since ${new Date(this.checkpoint.createdAt).toISOString()}); release it first`);
     }
+    if (at !== undefined) return this.checkpointAt(label, holdMs, now, ownedByDrill, at);
     const why = this.notFrozenBecause();
     if (why) throw new DiskError('EAGAIN', `no checkpoint of ${this.name} can be taken yet: ${why}`);
     // A unit being applied (or asked for) ends first, at most one (APPLY_UNIT_BYTES):
@@ -323,6 +344,35 @@ export class Replica implements ExportBackend {
     this.logger.info({ volume: this.name },
       `volume ${this.name}: checkpoint "${label}" held at record ${cp.appliedSeq}${cp.holdUntil ? ` until ${new Date(cp.holdUntil).toISOString()}` : ''}; ` +
       `the image does not change until it is released`);
+    return cp;
+  }
+
+  /**
+   * A checkpoint of the newest restore point at or before `at` (ms), from the history:
+   * the replica stays current (nothing is frozen), the image is the point's view.
+   */
+  private async checkpointAt(label: string, holdMs: number | null, now: number, ownedByDrill: boolean, at: number): Promise<Checkpoint> {
+    const chosen = this.past.newestAtOrBefore(at);
+    const view = await this.openPoint(chosen.seq);
+    if (this.checkpoint) {
+      view.close();
+      throw new DiskError('EEXIST', `checkpoint "${this.checkpoint.label}" was taken on ${this.name} meanwhile`);
+    }
+    const cp: Checkpoint = {
+      label, createdAt: now, holdUntil: holdMs === null ? null : now + holdMs, appliedSeq: chosen.seq, ownedByDrill,
+      point: { seq: chosen.seq, time: chosen.time },
+    };
+    this.past.hold(view);
+    this.checkpoints.hold(cp);
+    try {
+      await this.checkpoints.writeFile(cp);
+    } catch (e) {
+      await this.releaseCheckpoint().catch(() => undefined);
+      throw e;
+    }
+    this.logger.info({ volume: this.name },
+      `volume ${this.name}: checkpoint "${label}" holds the restore point of ${new Date(chosen.time).toISOString()} (record ${chosen.seq}) ` +
+      `from the history${cp.holdUntil ? ` until ${new Date(cp.holdUntil).toISOString()}` : ''}; the replica stays current`);
     return cp;
   }
 
@@ -366,6 +416,8 @@ export class Replica implements ExportBackend {
     const discarded = Math.max(0, this.log.lastSeq - this.receiver.applied);
     const initialRound = this.round?.initial === true;
     const rolledBack = await this.resync.rollBack();
+    // The volume is the primary's from here: its history could not open right any more (the role change removes its files).
+    this.past.close();
     return { applied: this.receiver.applied, discarded, rolledBack, initialRound };
   }
 
@@ -375,6 +427,7 @@ export class Replica implements ExportBackend {
     if (!cp) return null;
     // Released in memory first: a failing disk below must not leave it held with no export.
     this.checkpoints.letGo();
+    this.past.release();
     try {
       await this.checkpoints.removeFile();
     } catch (e) {
@@ -382,6 +435,11 @@ export class Replica implements ExportBackend {
         `volume ${this.name}: cannot remove the checkpoint file (${(e as Error).message}); after a restart the checkpoint is held again until released`);
     }
     const heldFor = Math.round((Date.now() - cp.createdAt) / 1000);
+    if (cp.point) {
+      this.logger.info({ volume: this.name },
+        `volume ${this.name}: checkpoint "${cp.label}" of the restore point at record ${cp.point.seq} released after ${heldFor} s`);
+      return cp;
+    }
     this.logger.info({ volume: this.name },
       `volume ${this.name}: checkpoint "${cp.label}" released after ${heldFor} s; applying ${this.log.lastSeq - this.receiver.applied} records the receive ` +
       `log gathered meanwhile`);

@@ -38,6 +38,29 @@ export function parseDuration(input: string | number): number {
   return Number(m[1]) * unit;
 }
 
+/**
+ * A moment as an operator writes it (history: `--at`): ISO 8601 ("2026-12-03T10:14:00Z",
+ * a date and time without a zone is the daemon's local time), "15m ago", "now", or a
+ * number of milliseconds since the Unix epoch. Milliseconds since the epoch.
+ */
+export function parseMoment(input: string | number, now = Date.now()): number {
+  if (typeof input === 'number') {
+    if (!Number.isFinite(input) || input < 0) throw new Error(`${input} is not a time`);
+    return input;
+  }
+  const text = input.trim();
+  if (text === 'now') return now;
+  const ago = /^(.+?)\s+ago$/.exec(text);
+  if (ago) return now - parseDuration(ago[1]!) * 1000;
+  // ISO 8601 only (Date.parse takes much else, differently per engine).
+  if (!/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(text)) {
+    throw new Error(`"${input}" is not a time; write it like 2026-12-03T10:14:00Z, "15m ago" or now`);
+  }
+  const t = Date.parse(text.replace(' ', 'T'));
+  if (Number.isNaN(t)) throw new Error(`"${input}" is not a time`);
+  return t;
+}
+
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
   let v = n;

@@ -9,7 +9,7 @@ export function volumeStatus(name: string, over: Partial<VolumeStatus> = {}): Vo
     sizeBytes: 1 << 30, tracking: 'journal', journalUsedBytes: 0, journalCapacityBytes: 1 << 30, epoch: 1, dirtyBytes: 0,
     hostBytes: 0, overflows: 0, uuid: 'u', generation: ['g'], resyncing: false, resyncLeftBytes: 0, resyncTotalBytes: 0,
     resyncBytes: 0, resyncSeededBytes: 0, resyncHashBytes: 0, resyncRateBytesPerSecond: 0, resyncEtaSeconds: 0, checkpoint: null,
-    drill: null, applying: null, wireBytes: 0, paused: false, linkRateBytesPerSecond: null, verify: null, shipping: null, iscsi: null,
+    drill: null, applying: null, wireBytes: 0, paused: false, linkRateBytesPerSecond: null, verify: null, shipping: null, iscsi: null, history: null,
     ...over,
   };
 }

@@ -5,8 +5,21 @@
 import { Journal, KEEP_PREFIX } from '../../src/journal/journal.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
 import { Receiver } from '../../src/secondary/receiver.js';
+import { History } from '../../src/history/history.js';
 
-export const MUTATIONS: Record<string, { sim: 'journal' | 'replication' | 'group'; what: string; plant: () => void }> = {
+/**
+ * `caughtBy`: an assertion in src/ ("invariant broken", the default), or the
+ * simulation's own comparison of what a reader sees with the primary's images.
+ */
+export const MUTATIONS: Record<string, { sim: 'journal' | 'replication' | 'group'; what: string; plant: () => void; caughtBy?: 'assertion' | 'check' }> = {
+  'history-unsaved': {
+    sim: 'replication',
+    caughtBy: 'check',
+    what: 'the apply overwrites the replica without saving the old bytes in the history (a past point would open to newer bytes)',
+    plant: () => {
+      (History.prototype as unknown as { saveRange: () => Promise<void> }).saveRange = async () => undefined;
+    },
+  },
   'ship-undurable': {
     sim: 'replication',
     what: 'the journal hands the shipper records past the durable point (a record the primary could still lose reaches the replica)',

@@ -61,6 +61,8 @@ export interface ReplicationSimStats {
   coalesced: number;
   /** Maps of the secondary's holes a first sync got (protocol version 2). */
   mapped: number;
+  /** Restore points of the secondary's history opened and compared with the primary's image there. */
+  historyChecks: number;
 }
 
 interface Conn {
@@ -144,7 +146,13 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let boots = 1;
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
-    pauses: 0, packed: 0, coalesced: 0, mapped: 0 };
+    pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0 };
+  // Half the seeds keep history at the secondary (docs/HISTORY.md), some with a max that
+  // drops old segments; past points are opened and compared with the primary's image
+  // there (invariant 8). Its own generator: the other seeds replay as before.
+  const histRng = new Rng(seed ^ 0x4157);
+  const keepsHistory = histRng.chance(1 / 2);
+  const historyMax = [null, 256 * 1024, 1 << 20][histRng.int(3)]!;
 
   let seededNotes = 0;
   const imageUpTo = (seq: number): Buffer => {
@@ -266,7 +274,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       () => new Journal({ store: sjstoreF, capacity: receiveCapacity, segmentSize: 8 * 1024, now: () => clock, onDamage: KEEP_PREFIX }),
       log,
       { roundStore: ssstoreF, regionSize: BLOCK * (1 << rng.int(3)), applyUnitBytes: rng.int(2) === 0 ? BLOCK * (1 + rng.int(8)) : undefined,
-        ...(budgeted ? { memory: new MemoryBudget(windowBytes) } : {}) }));
+        ...(budgeted ? { memory: new MemoryBudget(windowBytes) } : {}),
+        ...(keepsHistory ? { history: { keepMs: null, maxBytes: historyMax, now: () => clock } } : {}) }));
     traceReceiver();
     // Invariant 3 at every apply: the replica brought to a barrier is the primary's image
     // there (a coalesced unit applied in part would miss the records it skipped).
@@ -307,6 +316,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       const ok = await settle(replica.read(0, Buffer.alloc(BLOCK), 0, BLOCK).then(() => true, () => false));
       if (ok) fail('the replica serves reads while a failed apply is not redone');
     } else if (hash(sdisk.file.current) !== want) fail(`after recovery the replica is not the flush-point image of record ${applied}`);
+    await checkHistory('after a start');
     // Invariant 2: the primary released nothing the secondary lacks.
     // (In bitmap mode the journal was folded into the dirty bitmap, which covers what it dropped.)
     if (jv.mode === 'journal' && !jv.roundStart && jv.journal.released > replica.receiver.resumeAfter) {
@@ -569,6 +579,30 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     else checkpointImage = null;
   };
 
+  /** Invariant 8: every restore point the history lists opens to the primary's image there. */
+  const checkHistory = async (why: string, count = 2): Promise<void> => {
+    if (!replica.history) return;
+    const points = replica.historyPoints();
+    for (let k = 0; k < Math.min(count, points.length); k++) {
+      const p = points[histRng.int(points.length)]!;
+      const want = imageAt.get(p.seq);
+      if (want === undefined) fail(`the history lists record ${p.seq}, which is no barrier of the primary (${why})`);
+      const view = await settle(replica.openPoint(p.seq));
+      const buf = Buffer.alloc(size);
+      try {
+        await settle(view.read(0, buf, 0, size));
+      } finally {
+        view.close();
+      }
+      if (hash(buf) !== want) {
+        const b = firstDifferentBlock(imageUpTo(p.seq), buf);
+        fail(`restore point ${p.seq} (${why}) opens to an image that is not the primary's there: block ${b} holds write ` +
+          `${buf.readUInt32LE(b * BLOCK)}, the primary's ${imageUpTo(p.seq).readUInt32LE(b * BLOCK)}`);
+      }
+      stats.historyChecks++;
+    }
+  };
+
   /** A reader of the replica export sees a flush-point image, never half a unit. */
   const readReplica = async (): Promise<void> => {
     if (!replica.consistent) return; // the first sync: nothing to present yet, and it says so
@@ -584,7 +618,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let checkpointImage: string | null = null;
   const imageNow = async (): Promise<string | null> => {
     const buf = Buffer.alloc(size);
-    const ok = await settle(replica.read(0, buf, 0, size).then(() => true, () => false));
+    const cp = replica.checkpoint;
+    const ok = await settle((cp ? replica.readImage(cp, 0, buf, 0, size) : replica.read(0, buf, 0, size)).then(() => true, () => false));
     return ok ? hash(buf) : null;
   };
   const checkCheckpoint = async (): Promise<void> => {
@@ -600,11 +635,19 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       if (!replica.checkpoint) checkpointImage = null;
       return;
     }
-    if (!replica.consistent) return;
-    const ok = await settle(replica.createCheckpoint(`cp${step}`, null, clock).then(() => true, () => false));
+    // Half the checkpoints of a seed that keeps history are of a past point (`--at`):
+    // the image is the primary's at that point, and stays so while the replica moves on.
+    const points = keepsHistory ? replica.historyPoints() : [];
+    const at = points.length > 0 && histRng.chance(0.5) ? points[histRng.int(points.length)]!.time : undefined;
+    if (!replica.consistent && at === undefined) return;
+    const ok = await settle(replica.createCheckpoint(`cp${step}`, null, clock, false, undefined, at).then(() => true, () => false));
     if (!ok) return;
-    trace(`checkpoint held at record ${replica.receiver.applied}`);
+    trace(`checkpoint held at record ${replica.checkpoint!.appliedSeq}${at !== undefined ? ' (a past point)' : ''}`);
     checkpointImage = await imageNow();
+    const point = replica.checkpoint!.point;
+    if (point && checkpointImage !== null && checkpointImage !== imageAt.get(point.seq)) {
+      fail(`checkpoint "${replica.checkpoint!.label}" of the past point at record ${point.seq} is not the primary's image there`);
+    }
     stats.checkpoints++;
   };
 
@@ -656,7 +699,10 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     else if (r < 0.435) sdisk.full = !sdisk.full && rng.chance(0.3);
     else if (r < 0.445) await crashPrimary(primaryHazards && rng.chance(0.4));
     else if (r < 0.46) await crashSecondary(rng.chance(0.5));
-    else if (r < 0.47) await readReplica();
+    else if (r < 0.47) {
+      await readReplica();
+      await checkHistory('while replicating');
+    }
     else if (r < 0.48 && (!replica.checkpoint || rng.chance(0.3))) await toggleCheckpoint();
     else {
       for (let k = 1 + rng.int(8); k > 0; k--) {
@@ -669,6 +715,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     await flushMicrotasks();
     if (jv.mode === 'bitmap') overflowed = true;
     checkBounds();
+    // (Its own generator: the main schedule draws nothing more for it.)
+    if (keepsHistory && histRng.chance(0.04)) await checkHistory('while replicating', 1);
   }
 
   // Faults stop. The host flushes once more; the pair must converge (an open or
@@ -721,6 +769,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     }
     stats.converged = true;
   }
+  await checkHistory('at the end', 6);
   stats.applied = replica.receiver.applied;
   stats.coalesced += shipper.coalescedRecords;
   stats.overflowed = overflowed;

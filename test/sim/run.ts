@@ -64,6 +64,7 @@ for (const seed of seeds) {
       add('packed', r.packed);
       add('coalesced', r.coalesced);
       add('mapped', r.mapped);
+      add('history points opened', r.historyChecks);
     }
   } catch (e) {
     console.log(`FAIL seed ${seed}: ${(e as Error).message}`);

@@ -359,7 +359,7 @@ test('round marker and undo area: version 1 from literal bytes; version 2 refuse
   await refusedUntouched(undo, () => UndoArea.open(new DirStore(undo), 4096, 12288), /^undo: this resync undo area is format version 2/);
 });
 
-test('checkpoint file: the previous release\'s (no version) and version 1 read; version 2 refused', async () => {
+test('checkpoint file: the previous release\'s (no version), version 1 and version 2 (a past point) read; version 3 refused', async () => {
   const dir = tempDir('ver-checkpoint');
   const want = { label: 'nightly', createdAt: 1700000000000, holdUntil: null, appliedSeq: 42, ownedByDrill: false };
   fs.writeFileSync(path.join(dir, 'checkpoint'), '{"label":"nightly","createdAt":1700000000000,"holdUntil":null,"appliedSeq":42,"ownedByDrill":false}\n');
@@ -367,8 +367,13 @@ test('checkpoint file: the previous release\'s (no version) and version 1 read; 
   fs.writeFileSync(path.join(dir, 'checkpoint'),
     '{"version":1,"label":"nightly","createdAt":1700000000000,"holdUntil":null,"appliedSeq":42,"ownedByDrill":false}\n');
   assert.deepEqual(await readCheckpoint(new DirStore(dir)), want);
-  fs.writeFileSync(path.join(dir, 'checkpoint'), '{"version":2,"label":"nightly","createdAt":1700000000000,"frozenAt":{"seq":42}}\n');
-  await refusedUntouched(dir, () => readCheckpoint(new DirStore(dir)), /^checkpoint: this checkpoint file is format version 2/);
+  // Version 2: a checkpoint of a past point of the history (docs/HISTORY.md).
+  fs.writeFileSync(path.join(dir, 'checkpoint'), '{"version":2,"label":"before","createdAt":1700000000000,"holdUntil":null,"appliedSeq":40,' +
+    '"ownedByDrill":false,"point":{"seq":40,"time":1699999990000}}\n');
+  assert.deepEqual(await readCheckpoint(new DirStore(dir)),
+    { label: 'before', createdAt: 1700000000000, holdUntil: null, appliedSeq: 40, ownedByDrill: false, point: { seq: 40, time: 1699999990000 } });
+  fs.writeFileSync(path.join(dir, 'checkpoint'), '{"version":3,"label":"nightly","createdAt":1700000000000,"frozenAt":{"seq":42}}\n');
+  await refusedUntouched(dir, () => readCheckpoint(new DirStore(dir)), /^checkpoint: this checkpoint file is format version 3/);
 });
 
 test('identity.json: version 1 reads; version 2 is refused as newer, not as malformed', async () => {

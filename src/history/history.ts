@@ -1,0 +1,438 @@
+// The secondary's history (docs/HISTORY.md): before an apply overwrites bytes of the
+// replica, their old contents are saved here, durably, tagged with the restore point
+// (a flush point the replica stood at) whose image held them. The replica stays
+// current; a past point opens as the replica overlaid with the earliest bytes saved
+// after it (view.ts). Saved bytes are written ahead of the replica's writes they
+// precede, so after any crash every listed point still opens to its image (invariant 8).
+//
+// Segments (format.ts) hold, in the order they were written: a Point entry when the
+// apply reaches a restore point, then the Saved entries of the writes after it. Old
+// segments go whole (retention.ts); a point opens while its marker's segment is kept.
+import type { Store, StoreFile } from '../store/store.js';
+import type { Disk } from '../journal/disk.js';
+import { isZero } from '../journal/disk.js';
+import { FLAG_ROUND_END, groupPointOf, RecordKind, type JournalRecord } from '../journal/record.js';
+import type { Logger } from '../log/log.js';
+import { formatBytes } from '../units/units.js';
+import { assert } from '../invariants/assert.js';
+import { HISTORY_MIN_SEGMENT_BYTES, HISTORY_READ_BYTES, HISTORY_SEGMENT_BYTES } from '../limits/limits.js';
+import { crc32c } from '@node-rs/crc32';
+import { refuseNewer } from '../versioning/format.js';
+import { ExtentMap } from './extent-map.js';
+import {
+  decodeHeader, encodeEntryHead, encodeHeader, EntryKind, HISTORY_FORMAT, HISTORY_HEADER_SIZE, historyFileIndex, historyFileName, type EntryHead,
+} from './format.js';
+import { scanSegment } from './scan.js';
+import { segmentsToDrop, thinPoints } from './retention.js';
+
+/** A volume's `history` setting: how long and how much to keep (null: no limit of that kind). */
+export interface HistorySettings {
+  keepMs: number | null;
+  maxBytes: number | null;
+  /** The clock retention ages points by (default Date.now; the simulation's own). */
+  now?: () => number;
+}
+
+/** A restore point: the replica's image at record `seq`, a barrier the primary wrote at `time` (ms). */
+export interface RestorePoint { seq: number; time: number }
+
+/** A listed point and where its marker is. */
+export interface MarkedPoint extends RestorePoint { segment: number; position: number }
+
+/** Saved bytes as a reader of a past point finds them. */
+export interface SavedBytes {
+  segment: number;
+  /** Where the bytes are in the segment (after the entry's head); unused when `zero`. */
+  dataPosition: number;
+  /** The volume offset of the entry's first byte, and its length. */
+  offset: number;
+  length: number;
+  dataCrc: number;
+  zero: boolean;
+}
+
+interface Segment { index: number; file: StoreFile; bytes: number }
+
+/** What the apply tells the history about the unit it is in. */
+export interface CaptureContext {
+  /** The replica holds a flush-point image when the unit begins (a first sync is over and this is none). */
+  capturing: boolean;
+  /** A resync round is open: only its end barrier is a restore point. */
+  inRound: boolean;
+  /** A consistency group member: only group points are restore points. */
+  group: boolean;
+  /** The last record applied before the unit. */
+  unitStart: number;
+}
+
+/** A reader of past points hears of every entry saved after it opened. */
+export interface HistoryWatcher { saved(e: SavedBytes): void }
+
+export class History {
+  private segments: Segment[] = [];
+  private points: MarkedPoint[] = [];
+  /** The newest point marker written (-1: none; 0 is the image before any record, a point too). */
+  private lastMarked = -1;
+  /** The restore point the bytes saved now belong to (null: the history has none yet). */
+  private tag: number | null = null;
+  /** Ranges saved since each point at or after the current unit's start point: saved once per point. */
+  private saved = new Map<number, ExtentMap<true>>();
+  /** The furthest barrier a Skip record of this unit reaches (barriers before it are no points). */
+  private skipReach = 0;
+  private unsynced = false;
+  private readonly watchers = new Set<HistoryWatcher>();
+  private readonly pins = new Map<number, number>();
+  /** Points dropped because the history passed its `max` (for status and metrics). */
+  droppedForSize = 0;
+  private lastKept = 0;
+
+  private constructor(
+    private readonly store: Store,
+    private readonly volumeSize: number,
+    private readonly name: string,
+    private readonly logger: Logger,
+    public settings: HistorySettings,
+  ) {}
+
+  /** Removes every history segment (a promote, or history turned off). */
+  static async drop(store: Store): Promise<number> {
+    const names = store.list().filter((n) => historyFileIndex(n) !== null);
+    for (const n of names) store.remove(n);
+    if (names.length > 0) await store.syncDir();
+    return names.length;
+  }
+
+  /**
+   * Opens the history in `store` (or begins one), with the replica applied up to
+   * `applied`: a torn tail (a crash before its sync) is cut, and the ranges the unit
+   * being redone already saved are known, so they are not saved again (they hold the
+   * bytes from before the crash; the replica may hold newer ones by now).
+   */
+  static async open(store: Store, volumeSize: number, applied: number, name: string, logger: Logger, settings: HistorySettings): Promise<History> {
+    const h = new History(store, volumeSize, name, logger, settings);
+    await h.load(applied);
+    return h;
+  }
+
+  private get segmentBytes(): number {
+    const max = this.settings.maxBytes;
+    return max === null ? HISTORY_SEGMENT_BYTES : Math.max(HISTORY_MIN_SEGMENT_BYTES, Math.min(HISTORY_SEGMENT_BYTES, Math.floor(max / 8)));
+  }
+
+  private async load(applied: number): Promise<void> {
+    const indexes = this.store.list().map(historyFileIndex).filter((i): i is number => i !== null).sort((a, b) => a - b);
+    let tail: Array<{ head: EntryHead; position: number; segment: number }> = [];
+    let startTag: number | null = null;
+    for (let k = 0; k < indexes.length; k++) {
+      const index = indexes[k]!;
+      const file = this.store.open(historyFileName(index));
+      const header = await file.read(0, HISTORY_HEADER_SIZE);
+      refuseNewer(HISTORY_FORMAT, header, historyFileName(index));
+      const hd = decodeHeader(header);
+      if (!hd.ok || hd.volumeSize !== this.volumeSize) {
+        file.close();
+        const why = hd.ok ? `it is for a volume of ${formatBytes(hd.volumeSize)}` : hd.reason;
+        // Nothing before it can be opened without it; what follows is kept only if it is whole.
+        await this.dropDamaged(`segment ${historyFileName(index)} is unreadable (${why})`);
+        continue;
+      }
+      const seg: Segment = { index, file, bytes: file.size() };
+      this.segments.push(seg);
+      const scan = await scanSegment(file, (head, position) => {
+        if (head.kind === EntryKind.Point) {
+          this.points.push({ seq: head.point, time: head.seq, segment: index, position });
+          this.lastMarked = head.point;
+          if (head.point <= applied) {
+            startTag = head.point;
+            tail = [];
+          }
+        } else if (startTag !== null) {
+          tail.push({ head, position, segment: index });
+        }
+      });
+      if (scan.end < seg.bytes) {
+        const last = k === indexes.length - 1;
+        this.logger[last ? 'info' : 'error']({ volume: this.name },
+          `volume ${this.name}: history segment ${historyFileName(index)} ends at byte ${scan.end} of ${seg.bytes} (${scan.reason}); ` +
+          (last ? 'a write the crash interrupted is cut' : 'the points before it cannot be opened and are dropped'));
+        file.truncateSync(scan.end);
+        seg.bytes = scan.end;
+        if (!last) await this.dropThrough(this.segments.length - 1, 'damage');
+      }
+    }
+    // The entries after the start point were written for units the crash may have cut:
+    // their bytes are checked (a head whose data was torn would claim old bytes it lacks).
+    for (let i = 0; i < tail.length; i++) {
+      const t = tail[i]!;
+      if (t.head.kind !== EntryKind.Saved) continue;
+      const seg = this.segments.find((s) => s.index === t.segment)!;
+      const data = await seg.file.read(t.position + 40, t.head.length);
+      if (data.length !== t.head.length || crc32c(data) !== t.head.dataCrc) {
+        this.logger.info({ volume: this.name },
+          `volume ${this.name}: history cut at a write the crash interrupted (${historyFileName(t.segment)} byte ${t.position})`);
+        seg.file.truncateSync(t.position);
+        seg.bytes = t.position;
+        for (const later of this.segments.filter((s) => s.index > t.segment)) {
+          later.file.close();
+          this.store.remove(historyFileName(later.index));
+        }
+        this.segments = this.segments.filter((s) => s.index <= t.segment);
+        this.points = this.points.filter((p) => p.segment < t.segment || (p.segment === t.segment && p.position < t.position));
+        tail = tail.slice(0, i);
+        await this.store.syncDir();
+        break;
+      }
+    }
+    this.lastMarked = this.points.length > 0 ? this.points[this.points.length - 1]!.seq : -1;
+    this.tag = startTag;
+    for (const t of tail) this.savedFor(t.head.point).fill(t.head.offset, t.head.offset + t.head.length, () => true);
+    // (The first segment is made when the first entry is written.)
+    this.thin(this.now());
+  }
+
+  private now(): number {
+    return (this.settings.now ?? Date.now)();
+  }
+
+  /** Drops every segment up to index `k` of the list (their points cannot open any more). */
+  private async dropThrough(k: number, why: 'age' | 'size' | 'damage'): Promise<void> {
+    const gone = this.segments.slice(0, k + 1);
+    if (gone.length === 0) return;
+    this.segments = this.segments.slice(k + 1);
+    const lastGone = gone[gone.length - 1]!.index;
+    const before = this.points.length;
+    this.points = this.points.filter((p) => p.segment > lastGone);
+    for (const s of gone) {
+      s.file.close();
+      this.store.remove(historyFileName(s.index));
+    }
+    await this.store.syncDir();
+    if (why === 'size') {
+      this.droppedForSize += before - this.points.length;
+      const oldest = this.points[0];
+      this.logger.warn({ volume: this.name }, `volume ${this.name}: history reached its max of ${formatBytes(this.settings.maxBytes ?? 0)}; ` +
+        `${before - this.points.length} of its oldest restore points dropped` +
+        (oldest ? `, it now reaches back to ${new Date(oldest.time).toISOString()}` : ''));
+    }
+  }
+
+  private async dropDamaged(why: string): Promise<void> {
+    this.logger.error({ volume: this.name }, `volume ${this.name}: ${why}; the history before it is dropped`);
+    await this.dropThrough(this.segments.length - 1, 'damage');
+  }
+
+  private async newSegment(): Promise<void> {
+    const last = this.segments[this.segments.length - 1];
+    if (last) await last.file.sync();
+    const index = last ? last.index + 1 : 1;
+    const file = this.store.create(historyFileName(index));
+    file.appendSync([encodeHeader(this.volumeSize)]);
+    await file.sync();
+    await this.store.syncDir();
+    this.segments.push({ index, file, bytes: HISTORY_HEADER_SIZE });
+  }
+
+  private savedFor(point: number): ExtentMap<true> {
+    let m = this.saved.get(point);
+    if (!m) this.saved.set(point, (m = new ExtentMap<true>()));
+    return m;
+  }
+
+  private get current(): Segment {
+    return this.segments[this.segments.length - 1]!;
+  }
+
+  private append(head: EntryHead, data?: Buffer): SavedBytes | null {
+    const seg = this.current;
+    const position = seg.bytes;
+    seg.file.appendSync(data ? [encodeEntryHead(head), data] : [encodeEntryHead(head)]);
+    seg.bytes += 40 + (data?.length ?? 0);
+    this.unsynced = true;
+    if (head.kind === EntryKind.Point) {
+      this.points.push({ seq: head.point, time: head.seq, segment: seg.index, position });
+      return null;
+    }
+    return {
+      segment: seg.index, dataPosition: position + 40, offset: head.offset, length: head.length, dataCrc: head.dataCrc,
+      zero: head.kind === EntryKind.SavedZero,
+    };
+  }
+
+  private isPoint(r: JournalRecord, ctx: CaptureContext): boolean {
+    if (r.kind !== RecordKind.Barrier || r.seq < this.skipReach) return false;
+    if (ctx.inRound) return (r.flags & FLAG_ROUND_END) !== 0;
+    return !ctx.group || groupPointOf(r) !== null;
+  }
+
+  /** A unit begins right after record `unitStart`. */
+  beginUnit(): void {
+    this.skipReach = 0;
+  }
+
+  /**
+   * Saves what `batch` (the next records of the unit, in order) overwrites on `volume`,
+   * durably, before the apply writes it: each range once per restore point, with the
+   * bytes it held at that point (those of an earlier record of this batch where one
+   * wrote them, else the replica's). Restore points reached are marked.
+   */
+  async capture(volume: Disk, batch: readonly JournalRecord[], ctx: CaptureContext): Promise<void> {
+    let savedAny = false;
+    for (let i = 0; i < batch.length; i++) {
+      const r = batch[i]!;
+      if (r.kind === RecordKind.Skip) {
+        this.skipReach = Math.max(this.skipReach, r.offset);
+        continue;
+      }
+      if (r.kind === RecordKind.Barrier) {
+        if (!this.isPoint(r, ctx) || (!ctx.capturing && (r.flags & FLAG_ROUND_END) === 0)) continue;
+        if (r.seq > this.lastMarked) {
+          if (this.segments.length === 0) await this.newSegment();
+          this.append({ kind: EntryKind.Point, point: r.seq, seq: r.time, offset: 0, length: 0, dataCrc: 0 });
+          this.lastMarked = r.seq;
+        }
+        this.tag = r.seq;
+        continue;
+      }
+      if (!ctx.capturing) continue;
+      if (this.tag === null) {
+        // The history begins at the image the replica holds now (its time is this site's clock).
+        if (ctx.inRound) continue;
+        assert(ctx.unitStart >= this.lastMarked,
+          () => `volume ${this.name}: history would begin at record ${ctx.unitStart}, before its newest point ${this.lastMarked}`);
+        if (ctx.unitStart > this.lastMarked) {
+          if (this.segments.length === 0) await this.newSegment();
+          this.append({ kind: EntryKind.Point, point: ctx.unitStart, seq: this.now(), offset: 0, length: 0, dataCrc: 0 });
+          this.lastMarked = ctx.unitStart;
+        }
+        this.tag = ctx.unitStart;
+      }
+      const tag = this.tag;
+      for (const part of this.savedFor(tag).fill(r.offset, r.offset + r.length, () => true)) {
+        await this.saveRange(volume, batch, i, part.start, part.end, tag, r.seq);
+        savedAny = true;
+      }
+    }
+    if (savedAny) await this.sync();
+  }
+
+  /** Saves [start, end) as it is before record `batch[i]`, a piece at a time. */
+  private async saveRange(volume: Disk, batch: readonly JournalRecord[], i: number, start: number, end: number, tag: number, seq: number): Promise<void> {
+    if (this.segments.length === 0) await this.newSegment();
+    for (let at = start; at < end;) {
+      const n = Math.min(HISTORY_READ_BYTES, end - at);
+      const earlier = batch.slice(0, i).filter((w) => (w.kind === RecordKind.Write || w.kind === RecordKind.Zeroes || w.kind === RecordKind.Trim) &&
+        w.offset < at + n && w.offset + w.length > at);
+      let zero = false;
+      if (earlier.length === 0) {
+        const ext = await volume.extents(at, n, 1).catch(() => []);
+        zero = ext.length > 0 && ext[0]!.hole && ext[0]!.length >= n;
+      }
+      if (zero) {
+        const saved = this.append({ kind: EntryKind.SavedZero, point: tag, seq, offset: at, length: n, dataCrc: 0 });
+        this.tell(saved!);
+      } else {
+        const data = Buffer.alloc(n);
+        await volume.read(at, data, 0, n);
+        // Bytes an earlier record of this batch wrote (not yet on the replica) are what
+        // the point holds; later ones over earlier ones, as the apply will write them.
+        for (const w of earlier) {
+          const s = Math.max(at, w.offset);
+          const e = Math.min(at + n, w.offset + w.length);
+          if (w.kind === RecordKind.Write) w.payload.copy(data, s - at, s - w.offset, e - w.offset);
+          else data.fill(0, s - at, e - at);
+        }
+        const head = isZero(data) ?
+          { kind: EntryKind.SavedZero, point: tag, seq, offset: at, length: n, dataCrc: 0 } :
+          { kind: EntryKind.Saved, point: tag, seq, offset: at, length: n, dataCrc: crc32c(data) };
+        this.tell(this.append(head, head.kind === EntryKind.Saved ? data : undefined)!);
+      }
+      at += n;
+      if (this.current.bytes >= this.segmentBytes) await this.newSegment();
+    }
+  }
+
+  private tell(e: SavedBytes): void {
+    for (const w of this.watchers) w.saved(e);
+  }
+
+  /** Makes every entry written so far durable (before the applied counter moves past its points). */
+  async sync(): Promise<void> {
+    if (!this.unsynced) return;
+    this.unsynced = false;
+    await this.current.file.sync();
+  }
+
+  /** A unit ended at record `to`: what was saved for points before the current one is no longer needed to save once. */
+  async unitApplied(now = this.now()): Promise<void> {
+    assert(!this.unsynced, () => `volume ${this.name}: a unit was counted applied before its history was durable`);
+    for (const k of [...this.saved.keys()]) if (this.tag === null || k < this.tag) this.saved.delete(k);
+    if (now - this.lastKept >= 1000 || now < this.lastKept) {
+      this.lastKept = now;
+      await this.keep(now);
+    }
+  }
+
+  /** Retention: whole old segments go by age and size (retention.ts), and old points are thinned. */
+  async keep(now = this.now()): Promise<void> {
+    const views = this.segments.map((s) => {
+      const marked = this.points.filter((p) => p.segment === s.index);
+      return { bytes: s.bytes, newestPointTime: marked.length > 0 ? marked[marked.length - 1]!.time : null, pinned: marked.some((p) => this.pins.has(p.seq)) };
+    });
+    const { count, forSize } = segmentsToDrop(views, { ...this.settings, now });
+    if (count > 0) await this.dropThrough(count - 1, forSize > 0 ? 'size' : 'age');
+    this.thin(now);
+  }
+
+  private thin(now: number): void {
+    this.points = thinPoints(this.points, now, new Set(this.pins.keys()));
+  }
+
+  /** The restore points at or before record `upTo` (the replica's applied record), oldest first. */
+  list(upTo: number): RestorePoint[] {
+    const out: RestorePoint[] = [];
+    for (const p of this.points) if (p.seq <= upTo) out.push({ seq: p.seq, time: p.time });
+    return out;
+  }
+
+  /** The listed point at `seq`, with its marker's place, or null. */
+  find(seq: number): MarkedPoint | null {
+    return this.points.find((p) => p.seq === seq) ?? null;
+  }
+
+  get bytes(): number {
+    return this.segments.reduce((n, s) => n + s.bytes, 0);
+  }
+
+  /** Keeps point `seq` listed and its segments kept by age while pinned. */
+  pin(seq: number): void {
+    this.pins.set(seq, (this.pins.get(seq) ?? 0) + 1);
+  }
+
+  unpin(seq: number): void {
+    const n = (this.pins.get(seq) ?? 0) - 1;
+    if (n <= 0) this.pins.delete(seq);
+    else this.pins.set(seq, n);
+  }
+
+  watch(w: HistoryWatcher): () => void {
+    this.watchers.add(w);
+    return () => this.watchers.delete(w);
+  }
+
+  /** The segments from index `from` on and how far each reaches now (what a point's reader scans). */
+  segmentsFrom(from: number): Array<{ index: number; file: StoreFile; end: number }> {
+    return this.segments.filter((s) => s.index >= from).map((s) => ({ index: s.index, file: s.file, end: s.bytes }));
+  }
+
+  /** Reads `length` bytes at `position` of segment `index`, or null when it is gone (retention dropped it). */
+  async readSegment(index: number, position: number, length: number): Promise<Buffer | null> {
+    const seg = this.segments.find((s) => s.index === index);
+    if (!seg) return null;
+    return seg.file.read(position, length);
+  }
+
+  close(): void {
+    for (const s of this.segments) s.file.close();
+    this.segments = [];
+  }
+}

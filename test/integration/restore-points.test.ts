@@ -1,0 +1,82 @@
+// History at the secondary (docs/HISTORY.md, invariant 8): a past flush point opens as
+// VOLUME@checkpoint and as a writable drill while the replica stays current, through a
+// kill -9 of the secondary; `offsite history` lists the points. Written with qemu-io,
+// read whole with nbdcopy, compared with what the primary held then.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { statusOf } from '../helpers/daemon.js';
+import { startPair } from '../helpers/pair.js';
+import { must, run } from '../helpers/run.js';
+import { cli, exportHash } from '../helpers/cli.js';
+import type { VolumeStatus } from '../../src/contract/status.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+test('a past point opens as a checkpoint and a drill while the replica moves on, and survives kill -9', async () => {
+  const p = await startPair({ size: '32MiB', volumeKeysB: 'history: { keep: 24h, max: 1GiB }' });
+  try {
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 16M', '-c', 'flush', p.a.uri('db')]);
+    await p.drained();
+    const before = await exportHash(p.a.uri('db'), p.a.dir);
+    await sleep(1100);
+    const t1 = new Date().toISOString();
+    await sleep(1100);
+    // The "damage": most of what was there is overwritten, and flushed.
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x22 0 8M', '-c', 'write -P 0x33 12M 8M', '-c', 'flush', p.a.uri('db')]);
+    await p.drained();
+    const after = await exportHash(p.a.uri('db'), p.a.dir);
+    assert.notEqual(before, after);
+
+    const listed = await cli(p.b, 'history', 'db');
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^db: \d+ restore points, [\d.]+ \S+ of history \(keep 1 d 0 h, max 1\.0 GiB\)/m);
+    const onPrimary = await cli(p.a, 'history', 'db');
+    assert.equal(onPrimary.code, 1);
+    assert.match(onPrimary.stderr, /runs on the node that holds the secondary/);
+
+    const made = await cli(p.b, 'checkpoint', 'create', 'db', '--at', t1, '--label', 'before');
+    assert.equal(made.code, 0, made.stderr);
+    assert.match(made.stdout, /checkpoint "before" of db holds the restore point of \S+ \(record \d+\); read it at export db@checkpoint/);
+    assert.equal(await exportHash(p.b.uri('db@checkpoint'), p.b.dir), before, 'the checkpoint is the image before the damage');
+    assert.equal(await exportHash(p.b.uri('db'), p.b.dir), after, 'the replica stays current');
+
+    // The replica moves on under it; the past point does not.
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x44 4M 16M', '-c', 'flush', p.a.uri('db')]);
+    await p.drained();
+    const later = await exportHash(p.a.uri('db'), p.a.dir);
+    assert.equal(await exportHash(p.b.uri('db'), p.b.dir), later);
+    assert.equal(await exportHash(p.b.uri('db@checkpoint'), p.b.dir), before);
+
+    const st = await statusOf(p.b);
+    const v = st.volumes[0] as unknown as VolumeStatus;
+    assert.ok(v.history && v.history.points >= 3 && v.history.bytes > 16 << 20, JSON.stringify(v.history));
+    assert.ok(v.checkpoint?.point, 'the checkpoint names its restore point');
+
+    // kill -9 of the secondary: the held point opens to the same image after the start.
+    await p.b.kill9();
+    await p.b.start();
+    assert.equal(await exportHash(p.b.uri('db@checkpoint'), p.b.dir), before, 'the same image after kill -9');
+    assert.equal((await cli(p.b, 'checkpoint', 'release', 'db')).code, 0);
+
+    // A drill over the same point: writable, its writes its own, the replica untouched.
+    const drill = await cli(p.b, 'drill', 'start', 'db', '--at', t1);
+    assert.equal(drill.code, 0, drill.stderr);
+    assert.equal(await exportHash(p.b.uri('db@drill'), p.b.dir), before);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x55 0 1M', '-c', 'flush', p.b.uri('db@drill')]);
+    const r = await run('qemu-io', ['-f', 'raw', '-r', '-c', 'read -P 0x55 0 1M', '-c', 'read -P 0x11 1M 1M', p.b.uri('db@drill')]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.doesNotMatch(r.stdout, /Pattern verification failed/);
+    assert.equal((await cli(p.b, 'drill', 'stop', 'db')).code, 0);
+    assert.equal(await exportHash(p.b.uri('db'), p.b.dir), later);
+
+    // A time before the history begins is refused with how far back it reaches.
+    const early = await cli(p.b, 'checkpoint', 'create', 'db', '--at', '2020-01-01T00:00:00Z');
+    assert.equal(early.code, 1);
+    assert.match(early.stderr, /no restore point at or before 2020-01-01T00:00:00\.000Z: its history reaches back to /);
+    const bad = await cli(p.b, 'checkpoint', 'create', 'db', '--at', 'last tuesday');
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /"last tuesday" is not a time/);
+  } finally {
+    await p.stop();
+  }
+});

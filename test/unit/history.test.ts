@@ -1,0 +1,313 @@
+// The secondary's history (src/history/, docs/HISTORY.md): its format from fixed bytes,
+// the first-wins extent map, retention's decisions, and invariant 8 on a real folder:
+// every listed point opens to exactly the image the replica held there, across
+// overwrites within one batch, zeroes, coalesced units, a crash between saving and
+// writing, a torn tail, and retention by size.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, truncateSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DirStore } from '../../src/journal/store.js';
+import { RecordKind, FLAG_ROUND_END, type JournalRecord } from '../../src/journal/record.js';
+import type { Disk } from '../../src/journal/disk.js';
+import type { Extent } from '../../src/export/backend.js';
+import { silentLogger } from '../../src/log/log.js';
+import { ExtentMap } from '../../src/history/extent-map.js';
+import {
+  decodeEntryHead, decodeHeader, encodeEntryHead, encodeHeader, EntryKind, HISTORY_FORMAT, historyFileIndex, historyFileName,
+} from '../../src/history/format.js';
+import { segmentsToDrop, thinPoints } from '../../src/history/retention.js';
+import { History, type CaptureContext } from '../../src/history/history.js';
+import { PointView } from '../../src/history/view.js';
+import { refuseNewer } from '../../src/versioning/format.js';
+import { parseMoment } from '../../src/units/units.js';
+
+test('a history segment header, byte by byte', () => {
+  const b = encodeHeader(0x1_0000_0000);
+  assert.equal(b.toString('hex'),
+    '4f46465348495354' + '01000000' + '00000000' + '0000000001000000' + '00000000' + b.subarray(28).toString('hex'));
+  const fixed = Buffer.from('4f46465348495354010000000000000000000000010000000000000000000000', 'hex');
+  fixed.writeUInt32LE(b.readUInt32LE(28), 28);
+  assert.deepEqual(decodeHeader(fixed), { ok: true, volumeSize: 0x1_0000_0000 });
+  const bad = Buffer.from(fixed);
+  bad[20] = bad[20]! ^ 1;
+  assert.deepEqual(decodeHeader(bad), { ok: false, reason: 'header checksum' });
+  // A newer release's segment is refused by version, not dropped as damaged.
+  const newer = Buffer.from(fixed);
+  newer.writeUInt32LE(2, 8);
+  assert.throws(() => refuseNewer(HISTORY_FORMAT, newer, 'history.00000001'), /newer/);
+  assert.equal(historyFileName(7), 'history.00000007');
+  assert.equal(historyFileIndex('history.00000007'), 7);
+  assert.equal(historyFileIndex('history.csv'), null);
+});
+
+test('an entry head, byte by byte: a saved range and a point', () => {
+  const saved = { kind: EntryKind.Saved, point: 41, seq: 42, offset: 8192, length: 4096, dataCrc: 0xdeadbeef };
+  const b = encodeEntryHead(saved);
+  assert.equal(b.subarray(0, 36).toString('hex'),
+    '02000000' + '00100000' + '2900000000000000' + '2a00000000000000' + '0020000000000000' + 'efbeadde');
+  assert.deepEqual(decodeEntryHead(b), { ok: true, head: saved });
+  const point = encodeEntryHead({ kind: EntryKind.Point, point: 7, seq: 1_764_700_000_000, offset: 0, length: 0, dataCrc: 0 });
+  const d = decodeEntryHead(point);
+  assert.ok(d.ok && d.head.kind === EntryKind.Point && d.head.seq === 1_764_700_000_000);
+  const torn = Buffer.from(b);
+  torn[30] = torn[30]! ^ 0x40;
+  assert.deepEqual(decodeEntryHead(torn), { ok: false, reason: 'head checksum' });
+  assert.deepEqual(decodeEntryHead(b.subarray(0, 39)), { ok: false, reason: 'short head' });
+});
+
+test('the extent map keeps the first range put anywhere, and reads back in parts', () => {
+  const m = new ExtentMap<string>();
+  assert.deepEqual(m.fill(10, 20, () => 'a'), [{ start: 10, end: 20 }]);
+  assert.deepEqual(m.fill(0, 30, () => 'b'), [{ start: 0, end: 10 }, { start: 20, end: 30 }]);
+  assert.deepEqual(m.fill(5, 25, () => 'c'), []);
+  assert.deepEqual([...m.parts(-5, 35)].map((p) => [p.start, p.end, p.extent?.value ?? null]),
+    [[-5, 0, null], [0, 10, 'b'], [10, 20, 'a'], [20, 30, 'b'], [30, 35, null]]);
+  assert.equal(m.size, 3);
+});
+
+test('thinning keeps every young point, the newest per bucket of older ones, pins, and the ends', () => {
+  const now = 100 * 24 * 3600_000;
+  const pts = [];
+  // One point a minute for two days.
+  for (let t = 0; t < 2 * 24 * 60; t++) pts.push({ seq: t + 1, time: now - (2 * 24 * 60 - t) * 60_000 });
+  const kept = thinPoints(pts, now, new Set([5]));
+  const young = kept.filter((p) => now - p.time < 3600_000);
+  assert.equal(young.length, 59, 'the last hour: every point');
+  assert.ok(kept.some((p) => p.seq === 5), 'a pinned point stays');
+  assert.equal(kept[0]!.seq, 1, 'the oldest stays');
+  assert.equal(kept[kept.length - 1]!.seq, pts.length, 'the newest stays');
+  // Between an hour and a day: one per 10 minutes (23 h of them, give or take a bucket at each end).
+  const tenMin = kept.filter((p) => now - p.time >= 3600_000 && now - p.time < 24 * 3600_000);
+  assert.ok(tenMin.length >= 137 && tenMin.length <= 140, `${tenMin.length}`);
+  assert.ok(thinPoints(pts, now, new Set(), 100).length <= 100, 'at most max');
+});
+
+test('retention drops whole old segments: by size whatever they hold, by age only unpinned and all older', () => {
+  const seg = (bytes: number, newestPointTime: number | null, pinned = false) => ({ bytes, newestPointTime, pinned });
+  const now = 1_000_000;
+  assert.deepEqual(segmentsToDrop([seg(10, 1, true), seg(10, 2), seg(10, 3)], { maxBytes: 15, keepMs: null, now }), { count: 2, forSize: 2 });
+  assert.deepEqual(segmentsToDrop([seg(10, 1), seg(10, now - 10), seg(10, now)], { maxBytes: null, keepMs: 100, now }), { count: 1, forSize: 0 });
+  assert.deepEqual(segmentsToDrop([seg(10, 1, true), seg(10, 2), seg(10, now)], { maxBytes: null, keepMs: 100, now }), { count: 0, forSize: 0 });
+  assert.deepEqual(segmentsToDrop([seg(10, null), seg(10, 1)], { maxBytes: null, keepMs: 100, now }), { count: 1, forSize: 0 }, 'never the newest');
+});
+
+test('parseMoment reads ISO 8601, "15m ago", now and milliseconds', () => {
+  const now = Date.parse('2026-12-03T12:00:00Z');
+  assert.equal(parseMoment('2026-12-03T10:14:00Z', now), Date.parse('2026-12-03T10:14:00Z'));
+  assert.equal(parseMoment('15m ago', now), now - 15 * 60_000);
+  assert.equal(parseMoment('now', now), now);
+  assert.equal(parseMoment(12345, now), 12345);
+  assert.throws(() => parseMoment('yesterday-ish', now), /not a time/);
+  assert.throws(() => parseMoment('12/03/2026', now), /not a time/);
+});
+
+// --- invariant 8 on a real folder ---------------------------------------------------
+
+const BLOCK = 4096;
+const SIZE = 16 * BLOCK;
+
+/** A replica volume in memory, reporting all-zero blocks as holes. */
+function memDisk(bytes: Buffer): Disk {
+  const d = {
+    name: 'v', size: bytes.length, description: 'test', readOnly: false,
+    read: async (o: number, into: Buffer, at: number, n: number) => { bytes.copy(into, at, o, o + n); },
+    write: async (o: number, data: Buffer) => { data.copy(bytes, o); },
+    writeZeroes: async (o: number, n: number) => { bytes.fill(0, o, o + n); },
+    punch: async (o: number, n: number) => { bytes.fill(0, o, o + n); return true; },
+    trim: async () => undefined, flush: async () => undefined, cache: async () => undefined,
+    extents: async (o: number, n: number): Promise<Extent[]> => {
+      const out: Extent[] = [];
+      for (let at = o; at < o + n;) {
+        const end = Math.min(o + n, (Math.floor(at / BLOCK) + 1) * BLOCK);
+        const hole = bytes.subarray(at, end).every((x) => x === 0);
+        const last = out[out.length - 1];
+        if (last && last.hole === hole) last.length += end - at;
+        else out.push({ length: end - at, hole });
+        at = end;
+      }
+      return out;
+    },
+  };
+  return d as unknown as Disk;
+}
+
+let seqNext = 1;
+const write = (block: number, blocks: number, tag: number): JournalRecord => {
+  const payload = Buffer.alloc(blocks * BLOCK, tag);
+  return { kind: RecordKind.Write, flags: 0, seq: seqNext++, epoch: 0, offset: block * BLOCK, length: payload.length, time: 0, payload };
+};
+const zeroes = (block: number, blocks: number): JournalRecord =>
+  ({ kind: RecordKind.Zeroes, flags: 0, seq: seqNext++, epoch: 0, offset: block * BLOCK, length: blocks * BLOCK, time: 0, payload: Buffer.alloc(0) });
+/** (Times a few minutes back: younger than an hour, every point stays listed.) */
+const T0 = Date.now() - 600_000;
+const barrier = (time: number, flags = 0): JournalRecord =>
+  ({ kind: RecordKind.Barrier, flags, seq: seqNext++, epoch: 0, offset: 0, length: 0, time: T0 + time, payload: Buffer.alloc(0) });
+const skip = (until: number): JournalRecord =>
+  ({ kind: RecordKind.Skip, flags: 0, seq: seqNext++, epoch: 0, offset: until, length: 0, time: 0, payload: Buffer.alloc(0) });
+
+/** Applies a batch as UnitApplier does: capture first, then the writes. */
+async function apply(h: History, disk: Disk, batch: JournalRecord[], ctx: CaptureContext): Promise<void> {
+  await h.capture(disk, batch, ctx);
+  for (const r of batch) {
+    if (r.kind === RecordKind.Write) await disk.write(r.offset, r.payload, false);
+    else if (r.kind === RecordKind.Zeroes) await disk.punch(r.offset, r.length);
+  }
+}
+
+async function opens(h: History, disk: Disk, images: Map<number, Buffer>, upTo: number): Promise<number> {
+  let n = 0;
+  for (const p of h.list(upTo)) {
+    const want = images.get(p.seq);
+    assert.ok(want, `point ${p.seq} is no point the test made`);
+    const v = await PointView.open(h, h.find(p.seq)!, disk, async () => () => undefined);
+    const got = Buffer.alloc(SIZE);
+    await v.read(0, got, 0, SIZE);
+    v.close();
+    assert.ok(got.equals(want), `point ${p.seq} opens to another image`);
+    n++;
+  }
+  return n;
+}
+
+test('every listed point opens to the image the replica held there (invariant 8), across a restart', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
+  try {
+    seqNext = 1;
+    const bytes = Buffer.alloc(SIZE);
+    const disk = memDisk(bytes);
+    const store = new DirStore(dir);
+    const ctx = (unitStart: number): CaptureContext => ({ capturing: true, inRound: false, group: false, unitStart });
+    const h = await History.open(store, SIZE, 0, 'v', silentLogger, { keepMs: null, maxBytes: null });
+    const images = new Map<number, Buffer>([[0, Buffer.from(bytes)]]);
+    const unit = async (batch: JournalRecord[], unitStart: number): Promise<number> => {
+      h.beginUnit();
+      // The test's model: the image at each barrier the unit reaches, applied record by record.
+      const model = Buffer.from(images.get(unitStart) ?? bytes);
+      for (const r of batch) {
+        if (r.kind === RecordKind.Write) r.payload.copy(model, r.offset);
+        else if (r.kind === RecordKind.Zeroes) model.fill(0, r.offset, r.offset + r.length);
+        else if (r.kind === RecordKind.Barrier) images.set(r.seq, Buffer.from(model));
+      }
+      await apply(h, disk, batch, ctx(unitStart));
+      await h.sync();
+      await h.unitApplied();
+      return batch[batch.length - 1]!.seq;
+    };
+    let applied = 0;
+    // Two epochs in one batch, the second overwriting the first's block: its saved bytes are the first's.
+    applied = await unit([write(1, 2, 0x11), barrier(1000), write(2, 1, 0x22), write(1, 1, 0x23), barrier(2000)], applied);
+    applied = await unit([zeroes(1, 1), write(5, 3, 0x33), barrier(3000)], applied);
+    // A coalesced unit: the barrier a Skip reaches past is no point.
+    const s = skip(seqNext + 3);
+    applied = await unit([s, barrier(4000), write(5, 1, 0x44), barrier(5000)], applied);
+    assert.deepEqual(h.list(applied).map((p) => p.seq), [0, 2, 5, 8, 12], 'the barrier a Skip reaches past (10) is no point');
+    assert.equal(await opens(h, disk, images, applied), 5);
+    h.close();
+    // A restart: the points are read back from the segments.
+    const again = await History.open(store, SIZE, applied, 'v', silentLogger, { keepMs: null, maxBytes: null });
+    assert.equal(await opens(again, disk, images, applied), 5);
+    // (Point 0 carries this site's clock when the history began: the others, the primary's.)
+    assert.deepEqual(again.list(applied).slice(1).map((p) => p.time - T0), [1000, 2000, 3000, 5000]);
+    again.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a crash after saving and before the replica write is redone right; a torn tail is cut', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
+  try {
+    seqNext = 1;
+    const bytes = Buffer.alloc(SIZE, 0x01);
+    const disk = memDisk(bytes);
+    const store = new DirStore(dir);
+    const ctx = (unitStart: number): CaptureContext => ({ capturing: true, inRound: false, group: false, unitStart });
+    const settings = { keepMs: null, maxBytes: null };
+    let h = await History.open(store, SIZE, 0, 'v', silentLogger, settings);
+    const before = Buffer.from(bytes);
+    // Unit 1..3: its first batch is saved and written, then a crash before its second is written.
+    const b1 = [write(0, 2, 0x10)];
+    const b2 = [write(1, 2, 0x20), barrier(1000)];
+    h.beginUnit();
+    await apply(h, disk, b1, ctx(0));
+    await h.capture(disk, b2, ctx(0));
+    h.close();
+    // The start: applied is still 0; the unit is redone from its first record.
+    h = await History.open(store, SIZE, 0, 'v', silentLogger, settings);
+    h.beginUnit();
+    await apply(h, disk, b1, ctx(0)); // (block 0..1 hold the unit's bytes now: must not be saved as old)
+    await apply(h, disk, b2, ctx(0));
+    await h.sync();
+    await h.unitApplied();
+    const images = new Map([[0, before], [3, Buffer.from(bytes)]]);
+    assert.equal(await opens(h, disk, images, 3), 2);
+    h.close();
+    // A torn entry at the end (a crash mid-append) is cut at the next start.
+    const file = join(dir, historyFileName(1));
+    const size = statSync(file).size;
+    truncateSync(file, size - 100);
+    h = await History.open(store, SIZE, 3, 'v', silentLogger, settings);
+    assert.ok(statSync(file).size < size - 100, 'the torn entry is gone');
+    h.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('past its max the oldest points go; a view of one says so, a newer one still opens', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
+  try {
+    seqNext = 1;
+    const bytes = Buffer.alloc(SIZE);
+    const disk = memDisk(bytes);
+    const store = new DirStore(dir);
+    const settings = { keepMs: null, maxBytes: 256 * 1024 };
+    const h = await History.open(store, SIZE, 0, 'v', silentLogger, settings);
+    let applied = 0;
+    let first: PointView | null = null;
+    for (let i = 0; i < 40; i++) {
+      h.beginUnit();
+      const batch = [write(0, 16, 0x40 + i), barrier(1000 + i)];
+      await apply(h, disk, batch, { capturing: true, inRound: false, group: false, unitStart: applied });
+      await h.sync();
+      await h.keep();
+      applied = batch[1]!.seq;
+      if (i === 0) first = await PointView.open(h, h.find(0)!, disk, async () => () => undefined);
+    }
+    assert.ok(h.bytes <= 256 * 1024 + 128 * 1024, `${h.bytes} bytes kept`);
+    assert.ok(h.droppedForSize > 0);
+    await assert.rejects(first!.read(0, Buffer.alloc(BLOCK), 0, BLOCK), /left the history/);
+    const points = h.list(applied);
+    const newest = points[points.length - 2]!;
+    const v = await PointView.open(h, h.find(newest.seq)!, disk, async () => () => undefined);
+    const got = Buffer.alloc(BLOCK);
+    await v.read(0, got, 0, BLOCK);
+    assert.equal(got[0], 0x40 + 38);
+    v.close();
+    first!.close();
+    h.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('in a round only its end is a point; a first sync saves nothing and marks its end', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
+  try {
+    seqNext = 1;
+    const bytes = Buffer.alloc(SIZE);
+    const disk = memDisk(bytes);
+    const h = await History.open(new DirStore(dir), SIZE, 0, 'v', silentLogger, { keepMs: null, maxBytes: null });
+    h.beginUnit();
+    await apply(h, disk, [write(0, 4, 0x51), barrier(10), write(2, 1, 0x52), barrier(20, FLAG_ROUND_END)],
+      { capturing: false, inRound: true, group: false, unitStart: 0 });
+    await h.sync();
+    assert.deepEqual(h.list(4).map((p) => p.seq), [4]);
+    assert.equal(h.bytes, 32 + 40, 'one point, nothing saved');
+    h.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
