@@ -36,7 +36,10 @@ export const ACTIONS: ReadonlyMap<string, Action> = new Map<string, Action>([
   ['verify', (a, v, b) => a.verify(v, b?.repair === true)],
   ['pause', (a, v) => a.pause(v, true)],
   ['resume', (a, v) => a.pause(v, false)],
-  ['promote', (a, v, b) => a.promote(v, { force: b?.force === true })],
+  ['promote', (a, v, b) => {
+    const at = moment(b);
+    return a.promote(v, { force: b?.force === true, ...(at === undefined ? {} : { at }) });
+  }],
   ['demote', (a, v, b) => a.demote(v, { discardMyData: b?.discardMyData === true })],
 ]);
 

@@ -196,7 +196,9 @@ configOption(program.command('promote <volume>'))
   .description('failover: make this node\'s secondary of VOLUME the primary (read-write); refused while its primary is connected or the ' +
     'replica is not consistent')
   .option('--force', 'promote even so (two primaries, or an image that is not a flush point)')
-  .action((volume: string, opts: { config?: string; force?: boolean }) => act(opts, volume, 'promote', { force: opts.force === true }));
+  .option('--at <time>', 'roll back to a past flush point from the history first: the newest at or before TIME (after ransomware, a bad upgrade)')
+  .action((volume: string, opts: { config?: string; force?: boolean; at?: string }) =>
+    act(opts, volume, 'promote', { force: opts.force === true, ...(opts.at === undefined ? {} : { at: opts.at }) }));
 
 configOption(program.command('demote <volume>'))
   .description('make this node\'s VOLUME a secondary; writes its peer never received are replaced by the peer\'s data')

@@ -80,6 +80,7 @@ export interface NodeActions {
   verify(name: string, repair: boolean): Promise<ActionResult>;
   /** Pauses (true) or resumes (false) shipping of a primary volume. */
   pause(name: string, paused: boolean): Promise<ActionResult>;
-  promote(name: string, opts: { force?: boolean | undefined }): Promise<ActionResult>;
+  /** `at` (ms): roll back to the newest restore point of the history at or before it first (docs/HISTORY.md). */
+  promote(name: string, opts: { force?: boolean | undefined; at?: number | undefined }): Promise<ActionResult>;
   demote(name: string, opts: { discardMyData?: boolean | undefined }): Promise<ActionResult>;
 }

@@ -75,6 +75,13 @@ export class History {
   private lastMarked = -1;
   /** The restore point the bytes saved now belong to (null: the history has none yet). */
   private tag: number | null = null;
+  /**
+   * The restore point the replica stood at after its last applied unit: a unit starts
+   * from it, also one tried again after a failed attempt had moved `tag` past points
+   * of its own (group simulation seed 38: the redo saved its first records' bytes
+   * under a later point, after that point's marker, and the point opened wrong).
+   */
+  private tagAtApplied: number | null = null;
   /** Ranges saved since each point at or after the current unit's start point: saved once per point. */
   private saved = new Map<number, ExtentMap<true>>();
   /** The furthest barrier a Skip record of this unit reaches (barriers before it are no points). */
@@ -108,8 +115,11 @@ export class History {
    * being redone already saved are known, so they are not saved again (they hold the
    * bytes from before the crash; the replica may hold newer ones by now).
    */
-  static async open(store: Store, volumeSize: number, applied: number, name: string, logger: Logger, settings: HistorySettings): Promise<History> {
+  static async open(
+    store: Store, volumeSize: number, applied: number, name: string, logger: Logger, settings: HistorySettings, pinned: readonly number[] = [],
+  ): Promise<History> {
     const h = new History(store, volumeSize, name, logger, settings);
+    for (const seq of pinned) h.pin(seq);
     await h.load(applied);
     return h;
   }
@@ -184,7 +194,7 @@ export class History {
       }
     }
     this.lastMarked = this.points.length > 0 ? this.points[this.points.length - 1]!.seq : -1;
-    this.tag = startTag;
+    this.tag = this.tagAtApplied = startTag;
     for (const t of tail) this.savedFor(t.head.point).fill(t.head.offset, t.head.offset + t.head.length, () => true);
     // (The first segment is made when the first entry is written.)
     this.thin(this.now());
@@ -264,9 +274,24 @@ export class History {
     return !ctx.group || groupPointOf(r) !== null;
   }
 
-  /** A unit begins right after record `unitStart`. */
-  beginUnit(): void {
+  /**
+   * A unit begins right after record `unitStart`, the last one applied (a failed attempt
+   * at it, if any, left what it saved and marked): it saves under the newest point at or
+   * before it. (From the points, not from the last unit counted: an apply whose last
+   * step failed after its writes, then a receive log reopened, leaves the replica at a
+   * point no unitApplied saw, group simulation seed 9; or counts it applied up to an
+   * earlier record than its writes reached, seed 41: the unit is then redone.)
+   */
+  beginUnit(unitStart: number): void {
     this.skipReach = 0;
+    let newest: number | null = null;
+    for (let i = this.points.length - 1; i >= 0; i--) {
+      if (this.points[i]!.seq <= unitStart) {
+        newest = this.points[i]!.seq;
+        break;
+      }
+    }
+    this.tag = this.tagAtApplied = newest;
   }
 
   /**
@@ -304,7 +329,8 @@ export class History {
           this.append({ kind: EntryKind.Point, point: ctx.unitStart, seq: this.now(), offset: 0, length: 0, dataCrc: 0 });
           this.lastMarked = ctx.unitStart;
         }
-        this.tag = ctx.unitStart;
+        // (The point the replica stands at: a unit tried again after a failed attempt starts from it.)
+        this.tag = this.tagAtApplied = ctx.unitStart;
       }
       const tag = this.tag;
       for (const part of this.savedFor(tag).fill(r.offset, r.offset + r.length, () => true)) {
@@ -365,6 +391,7 @@ export class History {
   /** A unit ended at record `to`: what was saved for points before the current one is no longer needed to save once. */
   async unitApplied(now = this.now()): Promise<void> {
     assert(!this.unsynced, () => `volume ${this.name}: a unit was counted applied before its history was durable`);
+    this.tagAtApplied = this.tag;
     for (const k of [...this.saved.keys()]) if (this.tag === null || k < this.tag) this.saved.delete(k);
     if (now - this.lastKept >= 1000 || now < this.lastKept) {
       this.lastKept = now;
@@ -384,7 +411,11 @@ export class History {
   }
 
   private thin(now: number): void {
-    this.points = thinPoints(this.points, now, new Set(this.pins.keys()));
+    // (Never the point the replica stands at, nor the ones after it: a unit starts from them.)
+    const from = this.tagAtApplied ?? -1;
+    const kept = new Set(this.pins.keys());
+    for (let i = this.points.length - 1; i >= 0 && this.points[i]!.seq >= from; i--) kept.add(this.points[i]!.seq);
+    this.points = thinPoints(this.points, now, kept);
   }
 
   /** The restore points at or before record `upTo` (the replica's applied record), oldest first. */

@@ -15,6 +15,9 @@ import { ActionRefused, type ActionResult, type NodeActions } from '../contract/
 import type { NodeGroups } from './groups.js';
 import type { GroupConfig } from '../config/config.js';
 import { fsyncDir, VolumeActions, type ActionHost } from './volume-actions.js';
+import { DirStore } from '../journal/store.js';
+import type { RestorePoint } from '../history/history.js';
+import { readPromoteAt, writePromoteAt } from '../secondary/promote-at-file.js';
 
 /**
  * What the node's actions need of the daemon, and no more (the Daemon is one; tests
@@ -43,9 +46,12 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
    * new generation, and serves the volume read-write. Refused (unless forced) while
    * the primary is still connected or the replica is not a flush-point image.
    */
-  promote(name: string, opts: { force?: boolean | undefined }): Promise<ActionResult> {
+  promote(name: string, opts: { force?: boolean | undefined; at?: number | undefined }): Promise<ActionResult> {
     return this.serial(async () => {
       const g = this.groupNamed(name);
+      if (g && opts.at !== undefined) {
+        throw new ActionRefused('invalid', `group ${g.name}: a promote to a past point is done per volume for now (docs/HISTORY.md)`);
+      }
       if (g) return this.groupPromote(g, opts);
       this.refuseMember(name, 'promote');
       return this.promoteOne(name, opts);
@@ -122,7 +128,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     return { volume: g.name, group: g.name, groupPoint: point, message, ms };
   }
 
-  private async promoteOne(name: string, opts: { force?: boolean | undefined }): Promise<ActionResult> {
+  private async promoteOne(name: string, opts: { force?: boolean | undefined; at?: number | undefined }): Promise<ActionResult> {
     {
       const t0 = performance.now();
       const e = this.entry(name);
@@ -133,7 +139,16 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       if (this.daemon.links?.linkState(peer) === 'connected') {
         reasons.push(`its primary on ${peer} is still connected (two primaries would take writes apart: demote ${name} on ${peer} first, or stop that node)`);
       }
-      const notImage = rp.notFrozenBecause();
+      // A past point (--at) is an image whatever the replica is now (a torn apply, a round: what they wrote was saved).
+      let point: RestorePoint | null = null;
+      if (opts.at !== undefined) {
+        try {
+          point = rp.pastPoint(opts.at);
+        } catch (err) {
+          throw new ActionRefused('conflict', `refused to promote ${name}: ${(err as Error).message}`);
+        }
+      }
+      const notImage = point ? null : rp.notFrozenBecause();
       if (notImage) reasons.push(`the replica is no flush-point image: ${notImage}`);
       if (reasons.length > 0 && !opts.force) {
         throw new ActionRefused('conflict', `refused to promote ${name}: ${reasons.join('; ')}. Add --force to promote anyway`);
@@ -145,6 +160,8 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
         await rp.releaseCheckpoint();
       }
       daemon.links?.volumeChanged(name, `volume ${name} is being promoted here`);
+      // Written first: a start after a crash part-way rolls back to this same point.
+      if (point) await writePromoteAt(new DirStore(e.dir), point);
       // From here a crash does not leave a half-promoted volume: the next start redoes it.
       e.identity!.beginChange('primary');
       const fin = await this.finishPromote(e);
@@ -152,7 +169,8 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       daemon.links?.volumeReady(name, `volume ${name} is primary here now`);
       const ms = Math.round(performance.now() - t0);
       const message = `volume ${name} promoted: primary on this node, read-write, generation ${e.identity!.current}; ` +
-        `applied up to record ${fin.applied}` +
+        (point ? `rolled back to the restore point of ${new Date(point.time).toISOString()} (record ${point.seq}), ` +
+          `${formatBytes(fin.restoredBytes ?? 0)} of later changes undone` : `applied up to record ${fin.applied}`) +
         (fin.discarded > 0 ? `, ${fin.discarded} records after the last flush point discarded` : '') +
         (fin.rolledBack > 0 ? `, ${fin.rolledBack} regions of an unfinished resync rolled back` : '') +
         (reasons.length > 0 ? ` (forced: ${reasons.join('; ')})` : '') + `; took ${ms} ms`;
@@ -164,7 +182,9 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
   /** The part of a promote a restart can redo: apply, roll back, swap the role's files, open as primary. */
   private async finishPromote(e: VolumeEntry): Promise<Awaited<ReturnType<NonNullable<VolumeEntry['replica']>['finishForPromote']>>> {
     const rp = e.replica!;
-    const fin = await rp.finishForPromote();
+    // A promote to a past point goes to the point it wrote down, also when a start redoes it.
+    const at = await readPromoteAt(new DirStore(e.dir));
+    const fin = await rp.finishForPromote(at?.seq);
     rp.log.close();
     this.wipeRoleState(e);
     e.identity!.setRole('primary', true);

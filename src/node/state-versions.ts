@@ -14,6 +14,7 @@ import { ROUND_FORMAT } from '../sync/round-marker.js';
 import { UNDO_FORMAT } from '../sync/undo.js';
 import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, GROUP_POINT_FILE, GROUP_POINT_FORMAT } from '../secondary/replica.js';
 import { HISTORY_FORMAT } from '../history/format.js';
+import { PROMOTE_AT_FILE, PROMOTE_AT_FORMAT } from '../secondary/promote-at-file.js';
 import { NewerFormatError, isNewer, type FileFormat } from '../versioning/format.js';
 
 export interface StateFile {
@@ -39,6 +40,7 @@ export const VOLUME_FOLDER_FILES: readonly StateFile[] = [
   { name: CHECKPOINT_FILE, format: CHECKPOINT_FORMAT },
   { name: GROUP_POINT_FILE, format: GROUP_POINT_FORMAT },
   { name: /^history\.\d{8}$/, format: HISTORY_FORMAT },
+  { name: PROMOTE_AT_FILE, format: PROMOTE_AT_FORMAT },
 ];
 
 /** Throws NewerFormatError (naming the file by its path) for the first file in `dir` a newer release wrote. */

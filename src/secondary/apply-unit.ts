@@ -83,7 +83,7 @@ export class UnitApplier {
     try {
       // (No read begins once the gate is closed; those that began before end first.)
       if (this.reading > 0) await new Promise<void>((r) => (this.readersDone = r));
-      this.history?.beginUnit();
+      this.history?.beginUnit(from - 1);
       for (let seq = from; seq <= to;) {
         // Each read is a lease on the node's budget while its records are written to the
         // replica: a hundred volumes applying at once wait in turn, not read 8 MiB each.

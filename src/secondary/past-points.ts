@@ -34,9 +34,9 @@ export class PastPoints {
   }
 
   /** Opens the history once the replica knows it stands at record `applied` (before a unit a crash cut is redone). */
-  async open(store: Store, settings: HistorySettings, applied: number): Promise<void> {
+  async open(store: Store, settings: HistorySettings, applied: number, pinned: readonly number[]): Promise<void> {
     if (this.history) return;
-    this.history = await History.open(store, this.volume.size, applied, this.name, this.logger, settings);
+    this.history = await History.open(store, this.volume.size, applied, this.name, this.logger, settings, pinned);
     this.units.history = this.history;
   }
 
@@ -77,6 +77,16 @@ export class PastPoints {
     throw new DiskError('ENOENT', points.length === 0 ? `volume ${this.name} has no restore point yet` :
       `volume ${this.name} has no restore point at or before ${new Date(at).toISOString()}: its history reaches back to ` +
       `${new Date(points[0]!.time).toISOString()}`);
+  }
+
+  /** Puts the image at restore point `seq` back on the replica's volume (a promote to a past point); bytes written back. */
+  async rollBackTo(seq: number): Promise<number> {
+    const view = await this.openPoint(seq);
+    try {
+      return await view.restore(this.volume);
+    } finally {
+      view.close();
+    }
   }
 
   /** The held checkpoint of a past point reads through `view` from now on. */

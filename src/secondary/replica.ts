@@ -30,6 +30,7 @@ import type { History, HistorySettings, RestorePoint } from '../history/history.
 import type { PointView } from '../history/view.js';
 import { PastPoints } from './past-points.js';
 import { PeerRequests } from './replica-requests.js';
+import { readPromoteAt } from './promote-at-file.js';
 
 export { SYNCED_FILE } from './replica-round.js';
 export { CHECKPOINT_FILE, CHECKPOINT_FORMAT, readCheckpoint, type Checkpoint } from './checkpoint-hold.js';
@@ -63,6 +64,8 @@ export class Replica implements ExportBackend {
   private readonly checkpoints: CheckpointHold;
   /** Records that arrive while a round opens wait for it (in order). */
   private opening: Promise<void> | null = null;
+  /** Restore points the history keeps listed from its start (a held checkpoint's, a cut promote's). */
+  private pinnedAtStart: number[] = [];
   /** Its history and past points, when the volume keeps history (docs/HISTORY.md). */
   private readonly past: PastPoints;
 
@@ -120,6 +123,8 @@ export class Replica implements ExportBackend {
     await replica.resync.readMark();
     const cp = await readCheckpoint(opts.roundStore);
     if (cp) replica.checkpoints.hold(cp);
+    const promoting = await readPromoteAt(opts.roundStore);
+    replica.pinnedAtStart = [cp?.point?.seq, promoting?.seq].filter((s): s is number => s !== undefined);
     await replica.resync.openUndo();
     // History is kept only for an image this replica holds since its first sync: any
     // other (turned off, or left from before a promote) could not open right.
@@ -140,7 +145,8 @@ export class Replica implements ExportBackend {
     // Records applied before the stop but not yet released from the log.
     if (applied > log.released) await log.release(applied).catch(() => undefined);
     // Opened before a unit a crash cut is redone: it knows what that unit saved already.
-    if (this.opts.history) await this.past.open(this.opts.roundStore, this.opts.history, applied);
+    // (Pinned: the point of a checkpoint held, and of a promote a crash cut part-way.)
+    if (this.opts.history) await this.past.open(this.opts.roundStore, this.opts.history, applied, this.pinnedAtStart);
     // A unit interrupted by a crash is applied again now, before the export serves.
     const pending = this.receiver.handle({ type: 'up' });
     await this.run(pending);
@@ -406,7 +412,8 @@ export class Replica implements ExportBackend {
    * round in progress is rolled back to the image before it (the undo area).
    * Afterwards the replica is the flush-point image it served, on the volume itself.
    */
-  async finishForPromote(): Promise<{ applied: number; discarded: number; rolledBack: number; initialRound: boolean }> {
+  async finishForPromote(atSeq?: number): Promise<{ applied: number; discarded: number; rolledBack: number; initialRound: boolean; restoredBytes?: number }> {
+    if (atSeq !== undefined) return this.finishAtPoint(atSeq);
     await this.quiesce();
     if (!this.log.broken) {
       const upTo = await this.log.sync();
@@ -419,6 +426,25 @@ export class Replica implements ExportBackend {
     // The volume is the primary's from here: its history could not open right any more (the role change removes its files).
     this.past.close();
     return { applied: this.receiver.applied, discarded, rolledBack, initialRound };
+  }
+
+  /**
+   * Before a promote to a past point (`promote --at`): the link is gone; nothing more is
+   * applied; the bytes changed since restore point `seq` are put back from the history
+   * (a round in progress included: what it wrote was saved too). Afterwards the replica
+   * is the image at that point, on the volume itself. Redone the same after a crash.
+   */
+  private async finishAtPoint(seq: number): Promise<{ applied: number; discarded: number; rolledBack: number; initialRound: boolean; restoredBytes: number }> {
+    await this.quiesce();
+    const restoredBytes = await this.past.rollBackTo(seq);
+    const discarded = Math.max(0, this.log.lastSeq - seq);
+    this.past.close();
+    return { applied: seq, discarded, rolledBack: 0, initialRound: false, restoredBytes };
+  }
+
+  /** The newest restore point at or before `at` (ms), or why there is none (a promote to a past point checks first). */
+  pastPoint(at: number): RestorePoint {
+    return this.past.newestAtOrBefore(at);
   }
 
   /** Lets the replica catch up again (what the receive log holds is applied at once). */

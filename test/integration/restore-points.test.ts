@@ -76,6 +76,19 @@ test('a past point opens as a checkpoint and a drill while the replica moves on,
     const bad = await cli(p.b, 'checkpoint', 'create', 'db', '--at', 'last tuesday');
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /"last tuesday" is not a time/);
+
+    // The recovery after ransomware: site-a is lost; site-b is promoted at the point
+    // before the damage and serves that image read-write.
+    await p.a.kill9();
+    const promoted = await cli(p.b, 'promote', 'db', '--at', t1);
+    assert.equal(promoted.code, 0, promoted.stderr);
+    assert.match(promoted.stdout,
+      new RegExp('volume db promoted: primary on this node, read-write, generation \\S+; ' +
+        'rolled back to the restore point of \\S+ \\(record \\d+\\), [\\d.]+ MiB of later changes undone'));
+    assert.equal(await exportHash(p.b.uri('db'), p.b.dir), before, 'the promoted volume is the image before the damage');
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x66 0 1M', '-c', 'flush', p.b.uri('db')]);
+    const st2 = await statusOf(p.b);
+    assert.equal((st2.volumes[0] as unknown as VolumeStatus).history, null, 'a primary keeps no history');
   } finally {
     await p.stop();
   }

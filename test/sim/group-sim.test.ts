@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 
-test('group simulation: invariant 10 over 300 seeds, every member converging to the last group point', () => {
+test('group simulation: invariants 8 and 10 over 300 seeds, every member converging to the last group point', () => {
   const seeds = process.env.OFFSITE_GROUP_SIM_SEEDS ?? '300';
   let out: string;
   try {
@@ -31,4 +31,6 @@ test('group simulation: invariant 10 over 300 seeds, every member converging to 
   assert.ok(figure('group points') > 20 * n, out);
   assert.ok(figure('crashes') > n, out);
   assert.ok(figure('group checkpoints') > n / 10, out);
+  // Half the seeds keep history on every member: its points (group points) opened and compared (invariant 8).
+  assert.ok(figure('history points opened') > n, out);
 });

@@ -54,6 +54,8 @@ export interface GroupSimStats {
   crashes: number;
   cuts: number;
   converged: boolean;
+  /** Restore points of members' histories opened and compared with their primaries' images (invariant 8). */
+  historyChecks: number;
 }
 
 export function runGroupSeed(seed: number, steps = 260): Promise<GroupSimStats> {
@@ -96,7 +98,11 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
   const firstSync = rng.chance(0.5);
   let step = 0;
   let clock = 1;
-  const stats: GroupSimStats = { members: names.length, points: 0, applied: 0, checkpoints: 0, crashes: 0, cuts: 0, converged: false };
+  const stats: GroupSimStats = { members: names.length, points: 0, applied: 0, checkpoints: 0, crashes: 0, cuts: 0, converged: false, historyChecks: 0 };
+  // Half the seeds keep history on every member (docs/HISTORY.md): a member's restore
+  // points are its group points. Its own generator: the other seeds replay as before.
+  const histRng = new Rng(seed ^ 0x4157);
+  const keepsHistory = histRng.chance(1 / 2);
   const fail = (msg: string): never => {
     throw new SimFailure(`seed ${seed} step ${step}: ${msg}`);
   };
@@ -108,6 +114,26 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
     return first.step() || (first === psched ? ssched : psched).step();
   };
   const settle = <T>(p: Promise<T>): Promise<T> => settleOn(p, stepAny, fail);
+  /** Invariant 8 on a member: a listed point is a group point (or where its history began), and opens to its primary's image there. */
+  const checkHistory = async (): Promise<void> => {
+    for (const m of members) {
+      const points = m.replica.historyPoints();
+      if (points.length === 0) continue;
+      const p = points[histRng.int(points.length)]!;
+      const want = m.imageAt.get(p.seq);
+      if (want === undefined) fail(`${m.name}'s history lists record ${p.seq}, which is no barrier of its primary`);
+      if (p !== points[0] && ![...m.pointSeq.values()].includes(p.seq)) fail(`${m.name}'s history lists record ${p.seq}, which is no group point`);
+      const view = await settle(m.replica.openPoint(p.seq));
+      const buf = Buffer.alloc(size);
+      try {
+        await settle(view.read(0, buf, 0, size));
+      } finally {
+        view.close();
+      }
+      if (hash(buf) !== want) fail(`${m.name}'s restore point ${p.seq} opens to an image that is not its primary's there`);
+      stats.historyChecks++;
+    }
+  };
   const drive = async <T>(p: Promise<T>): Promise<T> => {
     const st: { done: boolean; value?: T; error?: unknown; failed: boolean } = { done: false, failed: false };
     p.then((v) => { st.done = true; st.value = v; }, (e: unknown) => { st.done = true; st.failed = true; st.error = e; });
@@ -227,7 +253,10 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
         fence(m.sdisk, alive),
         () => new Journal({ store: sjstore, capacity: receiveCapacity, segmentSize: 16 * 1024, now: () => clock, onDamage: KEEP_PREFIX }),
         log,
-        { roundStore: fence(m.ssstore, alive), regionSize: BLOCK, applyUnitBytes: rng.chance(0.5) ? BLOCK * (1 + rng.int(4)) : undefined, group: true },
+        {
+          roundStore: fence(m.ssstore, alive), regionSize: BLOCK, applyUnitBytes: rng.chance(0.5) ? BLOCK * (1 + rng.int(4)) : undefined, group: true,
+          ...(keepsHistory ? { history: { keepMs: null, maxBytes: null, now: () => clock } } : {}),
+        },
       ));
       if (debug) {
         const rc = m.replica.receiver;
@@ -595,7 +624,9 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
     }
     checkGroup();
     checkFrozen();
+    if (keepsHistory && histRng.chance(0.05)) await checkHistory();
   }
+  await checkHistory();
 
   // Faults stop; the host stops. Every member must come to the last group point, equal to its primary.
   for (const m of members) m.sjstore.full = m.sdisk.full = false;

@@ -46,6 +46,7 @@ for (const seed of seeds) {
       add('crashes', r.crashes);
       add('cuts', r.cuts);
       add('converged', r.converged);
+      add('history points opened', r.historyChecks);
     } else if (sim === 'journal') {
       const r = await runSeed(seed);
       add('crashes', r.crashes);

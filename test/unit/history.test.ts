@@ -182,7 +182,7 @@ test('every listed point opens to the image the replica held there (invariant 8)
     const h = await History.open(store, SIZE, 0, 'v', silentLogger, { keepMs: null, maxBytes: null });
     const images = new Map<number, Buffer>([[0, Buffer.from(bytes)]]);
     const unit = async (batch: JournalRecord[], unitStart: number): Promise<number> => {
-      h.beginUnit();
+      h.beginUnit(unitStart);
       // The test's model: the image at each barrier the unit reaches, applied record by record.
       const model = Buffer.from(images.get(unitStart) ?? bytes);
       for (const r of batch) {
@@ -230,13 +230,13 @@ test('a crash after saving and before the replica write is redone right; a torn 
     // Unit 1..3: its first batch is saved and written, then a crash before its second is written.
     const b1 = [write(0, 2, 0x10)];
     const b2 = [write(1, 2, 0x20), barrier(1000)];
-    h.beginUnit();
+    h.beginUnit(0);
     await apply(h, disk, b1, ctx(0));
     await h.capture(disk, b2, ctx(0));
     h.close();
     // The start: applied is still 0; the unit is redone from its first record.
     h = await History.open(store, SIZE, 0, 'v', silentLogger, settings);
-    h.beginUnit();
+    h.beginUnit(0);
     await apply(h, disk, b1, ctx(0)); // (block 0..1 hold the unit's bytes now: must not be saved as old)
     await apply(h, disk, b2, ctx(0));
     await h.sync();
@@ -268,10 +268,11 @@ test('past its max the oldest points go; a view of one says so, a newer one stil
     let applied = 0;
     let first: PointView | null = null;
     for (let i = 0; i < 40; i++) {
-      h.beginUnit();
+      h.beginUnit(applied);
       const batch = [write(0, 16, 0x40 + i), barrier(1000 + i)];
       await apply(h, disk, batch, { capturing: true, inRound: false, group: false, unitStart: applied });
       await h.sync();
+      await h.unitApplied();
       await h.keep();
       applied = batch[1]!.seq;
       if (i === 0) first = await PointView.open(h, h.find(0)!, disk, async () => () => undefined);
@@ -300,12 +301,77 @@ test('in a round only its end is a point; a first sync saves nothing and marks i
     const bytes = Buffer.alloc(SIZE);
     const disk = memDisk(bytes);
     const h = await History.open(new DirStore(dir), SIZE, 0, 'v', silentLogger, { keepMs: null, maxBytes: null });
-    h.beginUnit();
+    h.beginUnit(0);
     await apply(h, disk, [write(0, 4, 0x51), barrier(10), write(2, 1, 0x52), barrier(20, FLAG_ROUND_END)],
       { capturing: false, inRound: true, group: false, unitStart: 0 });
     await h.sync();
     assert.deepEqual(h.list(4).map((p) => p.seq), [4]);
     assert.equal(h.bytes, 32 + 40, 'one point, nothing saved');
+    h.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('restoring a point puts its image back on the volume, again the same after a crash part-way (promote --at)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
+  try {
+    seqNext = 1;
+    const bytes = Buffer.alloc(SIZE);
+    const disk = memDisk(bytes);
+    const h = await History.open(new DirStore(dir), SIZE, 0, 'v', silentLogger, { keepMs: null, maxBytes: null });
+    const ctx = (unitStart: number): CaptureContext => ({ capturing: true, inRound: false, group: false, unitStart });
+    h.beginUnit(0);
+    const b1 = [write(0, 4, 0x61), write(8, 2, 0x62), barrier(1000)];
+    await apply(h, disk, b1, ctx(0));
+    await h.sync();
+    await h.unitApplied();
+    const point = b1[2]!.seq;
+    const image = Buffer.from(bytes);
+    h.beginUnit(point);
+    await apply(h, disk, [write(2, 4, 0x71), zeroes(8, 1), write(12, 2, 0x72), barrier(2000)], ctx(point));
+    await h.sync();
+    assert.ok(!bytes.equals(image));
+    // A crash part-way through the roll-back: some ranges back, others not.
+    bytes.fill(0x61, 2 * BLOCK, 3 * BLOCK);
+    const v = await PointView.open(h, h.find(point)!, disk, async () => () => undefined);
+    const restored = await v.restore(disk);
+    assert.ok(bytes.equals(image), 'the volume is the image at the point');
+    assert.equal(restored, 4 * BLOCK + BLOCK + 2 * BLOCK, 'the ranges changed since, and no other');
+    assert.equal(await v.restore(disk), restored, 'again: the same');
+    assert.ok(bytes.equals(image));
+    v.close();
+    h.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a unit tried again after a failed attempt saves under the points it had reached, not past them', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
+  try {
+    seqNext = 1;
+    const bytes = Buffer.alloc(SIZE, 0x01);
+    const disk = memDisk(bytes);
+    const h = await History.open(new DirStore(dir), SIZE, 0, 'v', silentLogger, { keepMs: null, maxBytes: null });
+    const ctx: CaptureContext = { capturing: true, inRound: false, group: false, unitStart: 0 };
+    const batch = [write(0, 2, 0x10), barrier(1000), write(4, 2, 0x20), barrier(2000)];
+    // The first attempt saves the whole batch and marks both points, then its first write fails (a full disk).
+    h.beginUnit(0);
+    await h.capture(disk, batch, ctx);
+    // Tried again from the unit's start: block 0..1 were saved under point 0 already; nothing
+    // of them may be saved again under the later point (its marker is already written).
+    h.beginUnit(0);
+    await apply(h, disk, batch, ctx);
+    await h.sync();
+    await h.unitApplied();
+    const at1 = Buffer.alloc(SIZE, 0x01);
+    at1.fill(0x10, 0, 2 * BLOCK);
+    const at2 = Buffer.from(at1);
+    at2.fill(0x20, 4 * BLOCK, 6 * BLOCK);
+    const images = new Map<number, Buffer>([[0, Buffer.alloc(SIZE, 0x01)], [2, at1], [4, at2]]);
+    assert.deepEqual(h.list(4).map((p) => p.seq), [0, 2, 4]);
+    assert.equal(await opens(h, disk, images, 4), 3);
     h.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
