@@ -87,8 +87,17 @@ function volumeLines(v: VolumeStatus, hostRate: number, wireRate: number): strin
   const sync = resyncCell(v);
   if (sync !== '-') out.push(`  sync ${sync}`);
   if (v.verify && v.verify.state !== 'running') out.push(`  last verify: ${v.verify.state}: ${v.verify.message}`);
-  if (v.checkpoint) out.push(
-    `  checkpoint "${v.checkpoint.label}" held since ${new Date(v.checkpoint.createdAt).toISOString().slice(0, 19)} (export ${v.checkpoint.export})`);
+  if (v.checkpoint) {
+    const of = v.checkpoint.point ? ` of the point at ${new Date(v.checkpoint.point.time).toISOString().slice(0, 19)}` : '';
+    const since = new Date(v.checkpoint.createdAt).toISOString().slice(0, 19);
+    out.push(`  checkpoint "${v.checkpoint.label}"${of} held since ${since} (export ${v.checkpoint.export})`);
+  }
+  if (v.history) {
+    const h = v.history;
+    out.push(`  history ${h.points} points` + (h.oldest ? ` back to ${new Date(h.oldest.time).toISOString().slice(0, 19)}` : '') +
+      `, ${formatBytes(h.bytes)}${h.maxBytes !== null ? ` of ${formatBytes(h.maxBytes)}` : ''}` +
+      (h.droppedForSize > 0 ? `, ${h.droppedForSize} dropped at its max` : ''));
+  }
   if (v.drill) out.push(`  drill running: export ${v.drill.export}, ${formatBytes(v.drill.bytesWritten)} written`);
   if (v.iscsi) {
     const who = v.iscsi.sessions.map((x) => `${x.initiator} from ${x.address}`);

@@ -51,3 +51,18 @@ test('consistency groups: a line each under the summary, saying whether the memb
   assert.ok(lines.indexOf(g) < lines.findIndex((l) => /^db /.test(l)), 'groups come before the volumes');
   assert.equal(renderTop(fleet, new Map(), 0, 300, 50).filter((l) => l.includes('group ')).length, 0, 'no group line without groups');
 });
+
+test('a secondary keeping history: its window in the panel, and a checkpoint of a past point says which', () => {
+  const t = Date.parse('2026-12-03T10:00:00Z');
+  const v = vol('db', {
+    role: 'secondary',
+    history: {
+      points: 120, oldest: { seq: 7, time: t }, newest: { seq: 900, time: t + 3600_000 }, bytes: 3 << 20, keepSeconds: 86400, maxBytes: 1 << 30,
+      droppedForSize: 2,
+    },
+    checkpoint: { label: 'before', createdAt: t + 7200_000, holdUntil: null, appliedSeq: 7, export: 'db@checkpoint', point: { seq: 7, time: t } },
+  });
+  const lines = renderTop({ ...fleet, volumes: [v] }, new Map(), 0, 200, 50);
+  assert.ok(lines.includes('  history 120 points back to 2026-12-03T10:00:00, 3.0 MiB of 1.0 GiB, 2 dropped at its max'), lines.join('\n'));
+  assert.ok(lines.some((l) => l.startsWith('  checkpoint "before" of the point at 2026-12-03T10:00:00 held since 2026-12-03T12:00:00')), lines.join('\n'));
+});
