@@ -43,11 +43,27 @@ export class ExtentMap<T> {
         continue;
       }
       const gapEnd = Math.min(end, next ? next.start : end);
-      const e = { start: at, end: gapEnd, value: value(at) };
-      this.extents.splice(i, 0, e);
+      const v = value(at);
       added.push({ start: at, end: gapEnd });
-      i++;
-      at = gapEnd;
+      // Joined to a neighbour with the same value (the ranges a long round saves stay few).
+      // (Each way leaves `at` at the end of the gap or of what now covers it, and `i` at the first extent after.)
+      const prev = this.extents[i - 1];
+      if (prev && prev.end === at && prev.value === v) {
+        prev.end = gapEnd;
+        if (next && next.start === gapEnd && next.value === v) {
+          prev.end = next.end;
+          this.extents.splice(i, 1);
+        }
+        at = prev.end;
+      } else if (next && next.start === gapEnd && next.value === v) {
+        next.start = at;
+        at = next.end;
+        i++;
+      } else {
+        this.extents.splice(i, 0, { start: at, end: gapEnd, value: v });
+        at = gapEnd;
+        i++;
+      }
     }
     return added;
   }

@@ -67,6 +67,33 @@ test('the extent map keeps the first range put anywhere, and reads back in parts
   assert.equal(m.size, 3);
 });
 
+test('the extent map matches a byte-by-byte model, joining neighbours of one value and keeping others apart (seeded)', () => {
+  let x = 12345;
+  const rand = (n: number): number => { x = (x * 1103515245 + 12345) % 2 ** 31; return x % n; };
+  for (let round = 0; round < 200; round++) {
+    const m = new ExtentMap<string>();
+    const model: Array<string | null> = new Array(200).fill(null);
+    const values = ['a', 'b', 'c'];
+    for (let k = 0; k < 30; k++) {
+      const start = rand(190);
+      const end = start + 1 + rand(10);
+      const v = values[rand(values.length)]!;
+      const added = m.fill(start, end, () => v);
+      let n = 0;
+      for (let b = start; b < end; b++) if (model[b] === null) { model[b] = v; n++; }
+      assert.equal(added.reduce((t, p) => t + p.end - p.start, 0), n, `round ${round}: what fill says it added`);
+    }
+    const seen: Array<string | null> = new Array(200).fill(null);
+    let last: { end: number; value: string } | null = null;
+    for (const p of m.parts(0, 200)) {
+      for (let b = p.start; b < p.end; b++) seen[b] = p.extent?.value ?? null;
+      if (p.extent && last && last.end === p.start) assert.notEqual(last.value, p.extent.value, `round ${round}: neighbours of one value not joined`);
+      last = p.extent ? { end: p.end, value: p.extent.value } : null;
+    }
+    assert.deepEqual(seen, model, `round ${round}`);
+  }
+});
+
 test('thinning keeps every young point, the newest per bucket of older ones, pins, and the ends', () => {
   const now = 100 * 24 * 3600_000;
   const pts = [];
