@@ -29,7 +29,7 @@ export interface EntryHead {
   point: number;
   /** Point: the primary's time of the barrier (ms since the Unix epoch). Saved: the record that overwrote the bytes. */
   seq: number;
-  /** Saved: the byte offset on the volume (0 for a Point). */
+  /** Saved: the byte offset on the volume. Point: the group point's number when the barrier is one (docs/GROUPS.md), else 0. */
   offset: number;
   /** Saved: bytes of the volume (0 for a Point). */
   length: number;
@@ -91,7 +91,7 @@ export function decodeEntryHead(b: Buffer, at = 0): { ok: true; head: EntryHead 
   const u64 = (o: number): number => Number(b.readBigUInt64LE(at + o));
   const head = { kind, length: b.readUInt32LE(at + 4), point: u64(8), seq: u64(16), offset: u64(24), dataCrc: b.readUInt32LE(at + 32) };
   if ([head.point, head.seq, head.offset].some((v) => !Number.isSafeInteger(v))) return { ok: false, reason: 'value beyond 2^53' };
-  if (kind === EntryKind.Point && (head.length !== 0 || head.offset !== 0)) return { ok: false, reason: 'a point with a range' };
+  if (kind === EntryKind.Point && head.length !== 0) return { ok: false, reason: 'a point with a length' };
   return { ok: true, head };
 }
 

@@ -33,8 +33,11 @@ export interface HistorySettings {
   now?: () => number;
 }
 
-/** A restore point: the replica's image at record `seq`, a barrier the primary wrote at `time` (ms). */
-export interface RestorePoint { seq: number; time: number }
+/**
+ * A restore point: the replica's image at record `seq`, a barrier the primary wrote at
+ * `time` (ms); `groupPoint`: its number when the barrier is a consistency group's point.
+ */
+export interface RestorePoint { seq: number; time: number; groupPoint?: number }
 
 /** A listed point and where its marker is. */
 export interface MarkedPoint extends RestorePoint { segment: number; position: number }
@@ -150,7 +153,7 @@ export class History {
       this.segments.push(seg);
       const scan = await scanSegment(file, (head, position) => {
         if (head.kind === EntryKind.Point) {
-          this.points.push({ seq: head.point, time: head.seq, segment: index, position });
+          this.points.push({ seq: head.point, time: head.seq, segment: index, position, ...(head.offset > 0 ? { groupPoint: head.offset } : {}) });
           this.lastMarked = head.point;
           if (head.point <= applied) {
             startTag = head.point;
@@ -259,7 +262,7 @@ export class History {
     seg.bytes += 40 + (data?.length ?? 0);
     this.unsynced = true;
     if (head.kind === EntryKind.Point) {
-      this.points.push({ seq: head.point, time: head.seq, segment: seg.index, position });
+      this.points.push({ seq: head.point, time: head.seq, segment: seg.index, position, ...(head.offset > 0 ? { groupPoint: head.offset } : {}) });
       return null;
     }
     return {
@@ -312,7 +315,7 @@ export class History {
         if (!this.isPoint(r, ctx) || (!ctx.capturing && (r.flags & FLAG_ROUND_END) === 0)) continue;
         if (r.seq > this.lastMarked) {
           if (this.segments.length === 0) await this.newSegment();
-          this.append({ kind: EntryKind.Point, point: r.seq, seq: r.time, offset: 0, length: 0, dataCrc: 0 });
+          this.append({ kind: EntryKind.Point, point: r.seq, seq: r.time, offset: groupPointOf(r) ?? 0, length: 0, dataCrc: 0 });
           this.lastMarked = r.seq;
         }
         this.tag = r.seq;
@@ -421,7 +424,7 @@ export class History {
   /** The restore points at or before record `upTo` (the replica's applied record), oldest first. */
   list(upTo: number): RestorePoint[] {
     const out: RestorePoint[] = [];
-    for (const p of this.points) if (p.seq <= upTo) out.push({ seq: p.seq, time: p.time });
+    for (const p of this.points) if (p.seq <= upTo) out.push({ seq: p.seq, time: p.time, ...(p.groupPoint !== undefined ? { groupPoint: p.groupPoint } : {}) });
     return out;
   }
 

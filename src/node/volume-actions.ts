@@ -119,10 +119,7 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
     return this.serial(async () => {
       const label = opts.label ?? `manual-${new Date(now).toISOString().slice(0, 19)}Z`;
       const g = this.groupNamed(name);
-      if (g && opts.at !== undefined) {
-        throw new ActionRefused('invalid', `group ${g.name}: a checkpoint of a past point is taken per volume for now (docs/HISTORY.md)`);
-      }
-      if (g) return this.groupCheckpoint(g, label, opts.holdSeconds, now, false);
+      if (g) return this.groupCheckpoint(g, label, opts.holdSeconds, now, false, opts.at);
       this.refuseMember(name, 'checkpoint create');
       const e = this.secondary(name, 'a checkpoint');
       const rp = e.replica!;
@@ -148,7 +145,9 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
    * every member is brought to it, then each is frozen there (the same point number on
    * each), and the limit moves again (the holds keep the members where they are).
    */
-  private async groupCheckpoint(g: GroupConfig, label: string, holdSeconds: number | undefined, now: number, forDrill: boolean): Promise<ActionResult> {
+  private async groupCheckpoint(
+    g: GroupConfig, label: string, holdSeconds: number | undefined, now: number, forDrill: boolean, at?: number,
+  ): Promise<ActionResult> {
     const entries = g.members.map((m) => this.secondary(m, forDrill ? 'a drill' : 'a checkpoint'));
     const held = entries.filter((e) => e.replica!.checkpoint);
     if (held.length > 0) {
@@ -157,14 +156,16 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
     }
     let point: number;
     try {
-      ({ point } = await this.daemon.groups!.checkpoint(g.name, label, holdSeconds === undefined ? null : holdSeconds * 1000, now, forDrill));
+      if (at !== undefined) point = await this.groupCheckpointAt(g, entries, label, holdSeconds, now, forDrill, at);
+      else ({ point } = await this.daemon.groups!.checkpoint(g.name, label, holdSeconds === undefined ? null : holdSeconds * 1000, now, forDrill));
     } catch (err) {
       throw new ActionRefused((err as NodeJS.ErrnoException).code === 'EEXIST' ? 'busy' : 'conflict',
         `no checkpoint of group ${g.name}: ${(err as Error).message}`);
     }
     for (const e of entries) this.daemon.registry.add(new CheckpointExport(e.replica!, e.replica!.checkpoint!));
-    const at = entries.map((e) => `${e.config.name} at record ${e.replica!.checkpoint!.appliedSeq}`).join(', ');
-    const message = `checkpoint "${label}" of group ${g.name} held at group point ${point} (${at}); ` +
+    const where = entries.map((e) => `${e.config.name} at record ${e.replica!.checkpoint!.appliedSeq}`).join(', ');
+    const past = at !== undefined ? `, a past point of ${new Date(entries[0]!.replica!.checkpoint!.point!.time).toISOString()},` : '';
+    const message = `checkpoint "${label}" of group ${g.name} held at group point ${point}${past} (${where}); ` +
       `read it at ${entries.map((e) => `${e.config.name}${CHECKPOINT_SUFFIX}`).join(', ')}`;
     this.log.info({ group: g.name }, message);
     return {
@@ -270,10 +271,7 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
   startDrill(name: string, opts: { at?: number | undefined } = {}): Promise<ActionResult> {
     return this.serial(async () => {
       const g = this.groupNamed(name);
-      if (g && opts.at !== undefined) {
-        throw new ActionRefused('invalid', `group ${g.name}: a drill of a past point is started per volume for now (docs/HISTORY.md)`);
-      }
-      if (g) return this.groupDrill(g);
+      if (g) return this.groupDrill(g, opts.at);
       this.refuseMember(name, 'drill start');
       const e = this.secondary(name, 'a drill');
       if (e.drill) throw new ActionRefused('busy', `a drill of ${name} is already running (export ${name}${DRILL_SUFFIX})`);
@@ -302,13 +300,45 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
   }
 
   /** A drill of every member over one group checkpoint (taken, labelled drill, unless the group holds one). */
-  private async groupDrill(g: GroupConfig): Promise<ActionResult> {
+  /**
+   * A group checkpoint of the past (`--at`): the newest group point at or before `at` that
+   * every member's history lists, held on each member (nothing is frozen). Its number.
+   */
+  private async groupCheckpointAt(
+    g: GroupConfig, entries: VolumeEntry[], label: string, holdSeconds: number | undefined, now: number, forDrill: boolean, at: number,
+  ): Promise<number> {
+    const lists = entries.map((e) => new Map(e.replica!.historyPoints().filter((p) => p.groupPoint !== undefined && p.time <= at)
+      .map((p) => [p.groupPoint!, p.seq])));
+    let point: number | null = null;
+    for (const gp of lists[0]!.keys()) if (lists.every((l) => l.has(gp)) && (point === null || gp > point)) point = gp;
+    if (point === null) {
+      throw new Error(`no group point at or before ${new Date(at).toISOString()} is in the history of every member ` +
+        `(${entries.map((e) => `${e.config.name} keeps ${e.replica!.history ? `${e.replica!.historyPoints().length} points` : 'no history'}`).join(', ')})`);
+    }
+    const taken: VolumeEntry[] = [];
+    try {
+      for (const [k, e] of entries.entries()) {
+        await e.replica!.createCheckpoint(label, holdSeconds === undefined ? null : holdSeconds * 1000, now, forDrill, { group: g.name, groupPoint: point },
+          { seq: lists[k]!.get(point)! });
+        taken.push(e);
+      }
+    } catch (err) {
+      for (const e of taken) await e.replica!.releaseCheckpoint().catch(() => undefined);
+      throw err;
+    }
+    return point;
+  }
+
+  private async groupDrill(g: GroupConfig, at?: number): Promise<ActionResult> {
     const entries = g.members.map((m) => this.secondary(m, 'a drill'));
     if (entries.some((e) => e.drill)) throw new ActionRefused('busy', `a drill of group ${g.name} is already running`);
     const heldBy = entries.filter((e) => e.replica!.checkpoint);
     let owns = false;
+    if (at !== undefined && heldBy.length > 0) {
+      throw new ActionRefused('busy', `group ${g.name} holds a checkpoint; release it for a drill of a past point (offsite checkpoint release ${g.name})`);
+    }
     if (heldBy.length === 0) {
-      await this.groupCheckpoint(g, 'drill', undefined, Date.now(), true);
+      await this.groupCheckpoint(g, 'drill', undefined, Date.now(), true, at);
       owns = true;
     } else if (heldBy.length !== entries.length || new Set(heldBy.map((e) => e.replica!.checkpoint!.groupPoint)).size !== 1 ||
       heldBy[0]!.replica!.checkpoint!.groupPoint === undefined) {

@@ -309,7 +309,7 @@ export class Replica implements ExportBackend {
     now = Date.now(),
     ownedByDrill = false,
     group?: { group: string; groupPoint: number },
-    at?: number,
+    at?: number | { seq: number },
   ): Promise<Checkpoint> {
     // (A receive log being reopened makes the receiver again: hold the new one.)
     while (this.reopening) await this.reopening.catch(() => undefined);
@@ -317,7 +317,7 @@ export class Replica implements ExportBackend {
       throw new DiskError('EEXIST', `checkpoint "${this.checkpoint.label}" is already held on ${this.name} ` +
         `(since ${new Date(this.checkpoint.createdAt).toISOString()}); release it first`);
     }
-    if (at !== undefined) return this.checkpointAt(label, holdMs, now, ownedByDrill, at);
+    if (at !== undefined) return this.checkpointAt(label, holdMs, now, ownedByDrill, at, group);
     const why = this.notFrozenBecause();
     if (why) throw new DiskError('EAGAIN', `no checkpoint of ${this.name} can be taken yet: ${why}`);
     // A unit being applied (or asked for) ends first, at most one (APPLY_UNIT_BYTES):
@@ -357,15 +357,22 @@ export class Replica implements ExportBackend {
    * A checkpoint of the newest restore point at or before `at` (ms), from the history:
    * the replica stays current (nothing is frozen), the image is the point's view.
    */
-  private async checkpointAt(label: string, holdMs: number | null, now: number, ownedByDrill: boolean, at: number): Promise<Checkpoint> {
-    const chosen = this.past.newestAtOrBefore(at);
+  private async checkpointAt(
+    label: string, holdMs: number | null, now: number, ownedByDrill: boolean, at: number | { seq: number }, group?: { group: string; groupPoint: number },
+  ): Promise<Checkpoint> {
+    const chosen = typeof at === 'number' ? this.past.newestAtOrBefore(at) : this.historyPoints().find((p) => p.seq === at.seq);
+    if (!chosen) throw new DiskError('ENOENT', `volume ${this.name} has no restore point at record ${(at as { seq: number }).seq}`);
+    // Invariant 10: every member of a group checkpoint of the past holds the same group point.
+    assert(!group || chosen.groupPoint === group.groupPoint, () => `volume ${this.name}: a checkpoint of group ${group!.group} at group point ` +
+      `${group!.groupPoint} would hold the point at record ${chosen.seq} ` +
+      `(${chosen.groupPoint === undefined ? 'no group point' : `group point ${chosen.groupPoint}`})`);
     const view = await this.openPoint(chosen.seq);
     if (this.checkpoint) {
       view.close();
       throw new DiskError('EEXIST', `checkpoint "${this.checkpoint.label}" was taken on ${this.name} meanwhile`);
     }
     const cp: Checkpoint = {
-      label, createdAt: now, holdUntil: holdMs === null ? null : now + holdMs, appliedSeq: chosen.seq, ownedByDrill,
+      label, createdAt: now, holdUntil: holdMs === null ? null : now + holdMs, appliedSeq: chosen.seq, ownedByDrill, ...group,
       point: { seq: chosen.seq, time: chosen.time },
     };
     this.past.hold(view);

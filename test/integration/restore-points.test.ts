@@ -6,11 +6,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { statusOf } from '../helpers/daemon.js';
 import { startPair } from '../helpers/pair.js';
-import { must, run } from '../helpers/run.js';
+import { must, run, sleep } from '../helpers/run.js';
 import { cli, exportHash } from '../helpers/cli.js';
 import type { VolumeStatus } from '../../src/contract/status.js';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 test('a past point opens as a checkpoint and a drill while the replica moves on, and survives kill -9', async () => {
   const p = await startPair({ size: '32MiB', volumeKeysB: 'history: { keep: 24h, max: 1GiB }' });
@@ -89,6 +88,44 @@ test('a past point opens as a checkpoint and a drill while the replica moves on,
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x66 0 1M', '-c', 'flush', p.b.uri('db')]);
     const st2 = await statusOf(p.b);
     assert.equal((st2.volumes[0] as unknown as VolumeStatus).history, null, 'a primary keeps no history');
+  } finally {
+    await p.stop();
+  }
+});
+
+test('a consistency group opens at one past group point: a checkpoint and a drill of erp --at', async () => {
+  const wal = (peer: string, role: string, keys = ''): string =>
+    `  wal: { path: ./wal.img, size: 16MiB, role: ${role}, peer: ${peer}, journal: 256MiB${keys} }\ngroups:\n  erp: [db, wal]\n`;
+  const history = 'history: { keep: 24h, max: 1GiB }';
+  const p = await startPair({
+    size: '16MiB', volumeKeysB: history, nodeKeysA: wal('site-b', 'primary'), nodeKeysB: wal('site-a', 'secondary', `, ${history}`),
+  });
+  try {
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 8M', '-c', 'flush', p.a.uri('db')]);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x12 0 8M', '-c', 'flush', p.a.uri('wal')]);
+    await p.drained();
+    await sleep(2500); // (a group point after both flushes: the cadence makes one at least every second)
+    const before = [await exportHash(p.a.uri('db'), p.a.dir), await exportHash(p.a.uri('wal'), p.a.dir)];
+    const t1 = new Date().toISOString();
+    await sleep(1100);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x21 4M 8M', '-c', 'flush', p.a.uri('db')]);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x22 4M 8M', '-c', 'flush', p.a.uri('wal')]);
+    await p.drained();
+    await sleep(2500);
+
+    const one = await cli(p.b, 'checkpoint', 'create', 'db', '--at', t1);
+    assert.equal(one.code, 1, 'a member alone is refused');
+    assert.match(one.stderr, /group erp/);
+    const made = await cli(p.b, 'checkpoint', 'create', 'erp', '--at', t1);
+    assert.equal(made.code, 0, made.stderr);
+    assert.match(made.stdout, /checkpoint "[^"]+" of group erp held at group point \d+, a past point of \S+, \(db at record \d+, wal at record \d+\)/);
+    assert.deepEqual([await exportHash(p.b.uri('db@checkpoint'), p.b.dir), await exportHash(p.b.uri('wal@checkpoint'), p.b.dir)], before);
+    assert.equal((await cli(p.b, 'checkpoint', 'release', 'erp')).code, 0);
+
+    const drill = await cli(p.b, 'drill', 'start', 'erp', '--at', t1);
+    assert.equal(drill.code, 0, drill.stderr);
+    assert.deepEqual([await exportHash(p.b.uri('db@drill'), p.b.dir), await exportHash(p.b.uri('wal@drill'), p.b.dir)], before);
+    assert.equal((await cli(p.b, 'drill', 'stop', 'erp')).code, 0);
   } finally {
     await p.stop();
   }
