@@ -51,6 +51,11 @@ test('an entry head, byte by byte: a saved range and a point', () => {
   const point = encodeEntryHead({ kind: EntryKind.Point, point: 7, seq: 1_764_700_000_000, offset: 0, length: 0, dataCrc: 0 });
   const d = decodeEntryHead(point);
   assert.ok(d.ok && d.head.kind === EntryKind.Point && d.head.seq === 1_764_700_000_000);
+  // A group point: its number in bytes 24..32.
+  const gp = encodeEntryHead({ kind: EntryKind.Point, point: 9, seq: 1_764_700_000_000, offset: 1_764_700_000_001, length: 0, dataCrc: 0 });
+  assert.equal(gp.subarray(0, 32).toString('hex'), '01000000' + '00000000' + '0900000000000000' + '000f51e09a010000' + '010f51e09a010000');
+  const dg = decodeEntryHead(gp);
+  assert.ok(dg.ok && dg.head.offset === 1_764_700_000_001);
   const torn = Buffer.from(b);
   torn[30] = torn[30]! ^ 0x40;
   assert.deepEqual(decodeEntryHead(torn), { ok: false, reason: 'head checksum' });
