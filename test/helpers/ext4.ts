@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { must, run, sleep } from './run.js';
+import { run, sleep } from './run.js';
 
 export class FuseLoop {
   private constructor(
@@ -13,20 +13,31 @@ export class FuseLoop {
     private readonly fuse: ChildProcess,
   ) {}
 
-  /** nbdfuse URI at dir/fuse/disk, then a loop device over that file. */
-  static async attach(uri: string, dir: string): Promise<FuseLoop> {
+  /** nbdfuse URI at dir/fuse/disk, then a loop device over that file (both read-only with readOnly). */
+  static async attach(uri: string, dir: string, opts: { readOnly?: boolean } = {}): Promise<FuseLoop> {
     const mountDir = path.join(dir, 'fuse');
     fs.mkdirSync(mountDir, { recursive: true });
     const pidFile = path.join(dir, 'nbdfuse.pid');
     fs.rmSync(pidFile, { force: true });
-    const fuse = spawn('nbdfuse', ['-P', pidFile, path.join(mountDir, 'disk'), uri], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const ro = opts.readOnly ? ['-r'] : [];
+    const fuse = spawn('nbdfuse', [...ro, '-P', pidFile, path.join(mountDir, 'disk'), uri], { stdio: ['ignore', 'inherit', 'inherit'] });
     for (let i = 0; i < 200 && !fs.existsSync(pidFile); i++) {
       if (fuse.exitCode !== null) throw new Error(`nbdfuse exited with ${fuse.exitCode}`);
       await sleep(50);
     }
-    if (!fs.existsSync(pidFile)) throw new Error('nbdfuse did not become ready');
+    if (!fs.existsSync(pidFile)) {
+      fuse.kill('SIGTERM');
+      throw new Error('nbdfuse did not become ready');
+    }
     const file = path.join(mountDir, 'disk');
-    const loop = (await must('losetup', ['--find', '--show', file])).trim();
+    const lo = await run('losetup', [...ro, '--find', '--show', file]);
+    if (lo.code !== 0) {
+      // Nothing is left behind: the FUSE mount goes with its nbdfuse.
+      await run('fusermount3', ['-u', mountDir]);
+      fuse.kill('SIGTERM');
+      throw new Error(`losetup ${ro.join(' ')} --find --show ${file} exited ${lo.code}: ${lo.stderr.trim()}`);
+    }
+    const loop = lo.stdout.trim();
     return new FuseLoop(mountDir, file, loop, fuse);
   }
 

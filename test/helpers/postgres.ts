@@ -273,3 +273,29 @@ export async function loopAttach(file: string): Promise<string> {
   if (r.code !== 0) throw new Error(`losetup --find --show ${file} exited ${r.code}: ${r.stderr.trim()}`);
   return r.stdout.trim();
 }
+
+/** A cleanup stack: run in reverse, every step even when one fails; what failed is returned. */
+export class Cleanups {
+  private steps: Array<{ what: string; f: () => Promise<unknown> }> = [];
+  push<T>(what: string, f: () => Promise<T>): () => Promise<T> {
+    const step = { what, f };
+    this.steps.push(step);
+    // Running a step early removes it from the stack.
+    return async () => {
+      this.steps = this.steps.filter((s) => s !== step);
+      return f();
+    };
+  }
+  async runAll(): Promise<string[]> {
+    const errors: string[] = [];
+    for (const s of this.steps.splice(0).reverse()) {
+      try {
+        const notes = await s.f();
+        if (Array.isArray(notes) && notes.length > 0) errors.push(`${s.what}: ${notes.join('; ')}`);
+      } catch (e) {
+        errors.push(`${s.what}: ${(e as Error).message}`);
+      }
+    }
+    return errors;
+  }
+}

@@ -36,7 +36,7 @@ import { freePort, statusOf, type TestDaemon } from '../helpers/daemon.js';
 import { startPair } from '../helpers/pair.js';
 import { must, run, sleep, tempDir } from '../helpers/run.js';
 import { cli } from '../helpers/cli.js';
-import { PgInstance, initdb, loopAttach, requirePg, teardownFuse, within } from '../helpers/postgres.js';
+import { Cleanups, PgInstance, initdb, loopAttach, requirePg, teardownFuse, within } from '../helpers/postgres.js';
 
 const NOT_ROOT = process.getuid?.() !== 0 ? 'needs root (losetup, mount, postgres run as its own user); CI runs as root' : false;
 const SCALE = 4;
@@ -44,32 +44,6 @@ const CHECKPOINTS = 3;
 
 interface Tick { id: number; atMs: number; sentAt: number; ackAt: number }
 interface Bank { accounts: bigint; tellers: bigint; branches: bigint; history: bigint; historyRows: number; accountRows: number }
-
-/** A cleanup stack: run in reverse, every step even when one fails; what failed is returned. */
-class Cleanups {
-  private steps: Array<{ what: string; f: () => Promise<unknown> }> = [];
-  push<T>(what: string, f: () => Promise<T>): () => Promise<T> {
-    const step = { what, f };
-    this.steps.push(step);
-    // Running a step early removes it from the stack.
-    return async () => {
-      this.steps = this.steps.filter((s) => s !== step);
-      return f();
-    };
-  }
-  async runAll(): Promise<string[]> {
-    const errors: string[] = [];
-    for (const s of this.steps.splice(0).reverse()) {
-      try {
-        const notes = await s.f();
-        if (Array.isArray(notes) && notes.length > 0) errors.push(`${s.what}: ${notes.join('; ')}`);
-      } catch (e) {
-        errors.push(`${s.what}: ${(e as Error).message}`);
-      }
-    }
-    return errors;
-  }
-}
 
 /** pgbench's invariant on an image: each transaction moved one delta through accounts, tellers, branches and history. */
 async function bank(pg: PgInstance, where: string): Promise<Bank> {
