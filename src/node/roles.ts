@@ -171,7 +171,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       const message = `volume ${name} promoted: primary on this node, read-write, generation ${e.identity!.current}; ` +
         (point ? `rolled back to the restore point of ${new Date(point.time).toISOString()} (record ${point.seq}), ` +
           `${formatBytes(fin.restoredBytes ?? 0)} of later changes undone` : `applied up to record ${fin.applied}`) +
-        (fin.discarded > 0 ? `, ${fin.discarded} records after the last flush point discarded` : '') +
+        (fin.discarded > 0 ? `, ${fin.discarded} records after ${point ? 'the restore point undone or discarded' : 'the last flush point discarded'}` : '') +
         (fin.rolledBack > 0 ? `, ${fin.rolledBack} regions of an unfinished resync rolled back` : '') +
         (reasons.length > 0 ? ` (forced: ${reasons.join('; ')})` : '') + `; took ${ms} ms`;
       this.log.warn({ volume: name }, message);
