@@ -29,6 +29,7 @@ const TYPE: Record<Kind, number> = {
   unsigned: snmp.ObjectType.Gauge!, // Unsigned32 and Gauge32 share the tag
   gauge: snmp.ObjectType.Gauge!,
   timeticks: snmp.ObjectType.TimeTicks!,
+  counter: snmp.ObjectType.Counter!,
   counter64: snmp.ObjectType.Counter64!,
   oid: snmp.ObjectType.OID!,
 };

@@ -19,7 +19,7 @@ export const SYS_UPTIME_0 = '1.3.6.1.2.1.1.3.0';
 export const SNMP_TRAP_OID_0 = '1.3.6.1.6.3.1.1.4.1.0';
 
 /** Value kinds, as the agent and the trap sender encode them. */
-export type Kind = 'string' | 'integer' | 'unsigned' | 'gauge' | 'timeticks' | 'counter64' | 'oid';
+export type Kind = 'string' | 'integer' | 'unsigned' | 'gauge' | 'timeticks' | 'counter' | 'counter64' | 'oid';
 
 /** SNMPv2-MIB's system group (RFC 3418), which every agent serves: sub-identifier under `system`, name, kind. */
 export const SYSTEM = '1.3.6.1.2.1.1';
@@ -61,6 +61,10 @@ export const VOLUME_COLUMNS = [
   { id: 14, name: 'offsiteVolumeCheckpointControl', kind: 'integer' },
   { id: 15, name: 'offsiteVolumeIscsiTarget', kind: 'string' },
   { id: 16, name: 'offsiteVolumeIscsiSessions', kind: 'gauge' },
+  { id: 17, name: 'offsiteVolumeHistoryPoints', kind: 'gauge' },
+  { id: 18, name: 'offsiteVolumeHistoryBytes', kind: 'counter64' },
+  { id: 19, name: 'offsiteVolumeHistoryOldest', kind: 'unsigned' },
+  { id: 20, name: 'offsiteVolumeHistoryDropped', kind: 'counter' },
 ] as const satisfies ReadonlyArray<{ id: number; name: string; kind: Kind }>;
 
 /** The columns of offsiteGroupTable, one row per consistency group (offsiteGroupIndex, column 1, is not-accessible). */
@@ -114,7 +118,7 @@ export interface MibValue {
 
 const MAX_U32 = 0xffff_ffff;
 
-/** A whole number in 0..2^32-1 (Gauge32, Unsigned32, TimeTicks): rounded, clamped. */
+/** A whole number in 0..2^32-1 (Gauge32, Unsigned32, TimeTicks, Counter32): rounded, clamped. */
 export function u32(n: number): number {
   if (!Number.isFinite(n) || n <= 0) return 0;
   return Math.min(MAX_U32, Math.round(n));
@@ -162,6 +166,7 @@ function checkpointState(v: VolumeStatus): number {
 export function volumeValues(v: VolumeStatus): Record<ColumnName, MibValue> {
   const link = v.link === 'connected' ? LINK_STATE.connected : v.link === 'none' ? LINK_STATE.none : LINK_STATE.disconnected;
   const tracking = TRACKING[v.tracking as keyof typeof TRACKING] ?? TRACKING.none;
+  const h = v.history ?? null;
   return {
     offsiteVolumeName: { kind: 'string', value: displayString(v.name, 63) },
     offsiteVolumeRole: { kind: 'integer', value: ROLE[v.role] },
@@ -181,6 +186,11 @@ export function volumeValues(v: VolumeStatus): Record<ColumnName, MibValue> {
       kind: 'gauge',
       value: u32((v.iscsi?.sessions.length ?? 0) + (v.iscsi?.exports.reduce((n, x) => n + x.sessions.length, 0) ?? 0)),
     },
+    // A secondary's history (docs/HISTORY.md): 0 where the volume keeps none.
+    offsiteVolumeHistoryPoints: { kind: 'gauge', value: u32(h?.points ?? 0) },
+    offsiteVolumeHistoryBytes: { kind: 'counter64', value: Math.max(0, Math.floor(h?.bytes ?? 0)) },
+    offsiteVolumeHistoryOldest: { kind: 'unsigned', value: u32(Math.floor((h?.oldest?.time ?? 0) / 1000)) },
+    offsiteVolumeHistoryDropped: { kind: 'counter', value: u32(h?.droppedForSize ?? 0) },
   };
 }
 

@@ -2,8 +2,9 @@
 // OFFSITE-MIB without a warning; snmpwalk reads the volume table over v2c and over
 // SNMPv3 authPriv (SHA + AES) with the numbers of /api/v1/status; snmpset over v3
 // takes and releases a checkpoint on the secondary, and is refused on the primary
-// and with the read-only community; snmptrapd receives offsiteLinkDown when the
-// peer is killed and offsiteLinkUp when it is back.
+// and with the read-only community; the history columns of a secondary keeping
+// history (0 on the primary); snmptrapd receives offsiteLinkDown when the peer is
+// killed and offsiteLinkUp when it is back.
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
@@ -82,6 +83,10 @@ test('OFFSITE-MIB loads in net-snmp\'s tools without a warning', async () => {
   assert.match(r.stdout, /\+--offsiteMIB\(32473\)/);
   assert.match(r.stdout, /-RW- EnumVal {3}offsiteVolumeCheckpointControl\(14\)/);
   assert.match(r.stdout, /Counter64 offsiteVolumeBacklogBytes\(6\)/);
+  assert.match(r.stdout, /Gauge {5}offsiteVolumeHistoryPoints\(17\)/);
+  assert.match(r.stdout, /Counter64 offsiteVolumeHistoryBytes\(18\)/);
+  assert.match(r.stdout, /Unsigned {2}offsiteVolumeHistoryOldest\(19\)/);
+  assert.match(r.stdout, /Counter {3}offsiteVolumeHistoryDropped\(20\)/);
   const oid = await must('snmptranslate', [...MIBS, '-On', 'OFFSITE-MIB::offsiteLinkDown'], { env });
   assert.equal(oid.trim(), '.1.3.6.1.4.1.32473.0.1');
 });
@@ -106,7 +111,9 @@ test('SNMP: walks over v2c and v3, a checkpoint by snmpset on the secondary, ref
   let pair: Pair | null = null;
   try {
     await waitFor('snmptrapd to start', () => traps.includes('NET-SNMP version'), 15_000);
-    pair = await startPair({ size: '16MiB', nodeKeysA: snmpKeys(portA, trapTargets), nodeKeysB: snmpKeys(portB) });
+    pair = await startPair({
+      size: '16MiB', nodeKeysA: snmpKeys(portA, trapTargets), nodeKeysB: snmpKeys(portB), volumeKeysB: 'history: { keep: 24h, max: 1GiB }',
+    });
     const p = pair;
     assert.match(p.a.log, /SNMP agent on 127\.0\.0\.1:\d+ \(v2c read-only, 1 v3 user; notifications to 2 targets\)/);
     // (After the first sync: a write during it may be sent by the sync round instead of journaled.)
@@ -138,6 +145,9 @@ test('SNMP: walks over v2c and v3, a checkpoint by snmpset on the secondary, ref
       assert.ok(wire > 0 && wire >= before.wireBytes && wire <= v.wireBytes, `wire bytes ${wire} within ${before.wireBytes}..${v.wireBytes}`);
       const uptime = Number(w.get('offsiteNodeUptime.0'));
       assert.ok(uptime > 0 && uptime <= after.uptimeSeconds * 100, `uptime ${uptime}`);
+      // A primary keeps no history: its history columns are 0.
+      assert.equal(v.history, null);
+      for (const c of ['Points', 'Bytes', 'Oldest', 'Dropped']) assert.equal(w.get(`offsiteVolumeHistory${c}.1`), '0', c);
     });
 
     await t.test('snmpwalk over v3 authPriv (SHA, AES) on the secondary', async () => {
@@ -152,6 +162,16 @@ test('SNMP: walks over v2c and v3, a checkpoint by snmpset on the secondary, ref
       assert.equal(w.get('offsiteVolumeBacklogBytes.1'), String(v.backlogBytes));
       assert.equal(w.get('offsiteVolumeHostBytes.1'), String(v.hostBytes));
       assert.ok(v.hostBytes > 0);
+      // The history window (docs/HISTORY.md), as status has it; the oldest point in Unix seconds.
+      const h = v.history!;
+      assert.ok(h && h.points > 0 && h.oldest, JSON.stringify(h));
+      assert.equal(w.get('offsiteVolumeHistoryPoints.1'), String(h.points));
+      assert.equal(w.get('offsiteVolumeHistoryBytes.1'), String(h.bytes));
+      assert.equal(w.get('offsiteVolumeHistoryOldest.1'), String(Math.floor(h.oldest!.time / 1000)));
+      const age = Date.now() / 1000 - Number(w.get('offsiteVolumeHistoryOldest.1'));
+      assert.ok(age >= 0 && age < 3600, `the oldest point is of this test's run (${age} s ago)`);
+      assert.equal(w.get('offsiteVolumeHistoryDropped.1'), '0');
+      assert.equal(await get(V2C, portB, 'OFFSITE-MIB::offsiteVolumeHistoryPoints.1'), String((await status(p.b)).volumes[0]!.history!.points));
       // A wrong privacy key reads nothing.
       const bad = await run('snmpget',
         [...V3.slice(0, -1), 'wrong-priv-key', '-t', '1', '-r', '0', ...MIBS, `127.0.0.1:${portB}`, 'OFFSITE-MIB::offsiteNodeName.0'], { env });

@@ -107,6 +107,33 @@ test('a volume\'s row: enumerations, truth values, 64-bit byte counts, labels', 
   assert.equal(volumeValues(volume({ drill: { export: 'db@drill', bytesWritten: 0 } })).offsiteVolumeCheckpointState.value, 3);
 });
 
+test('a volume\'s history columns: points, bytes past 2^32, the oldest point in Unix seconds, drops; 0 without history', () => {
+  const oldest = Date.UTC(2026, 11, 3, 10, 14, 2) + 987; // (ms: rounded down to the second)
+  const r = volumeValues(volume({
+    history: {
+      points: 1234, oldest: { seq: 17, time: oldest }, newest: { seq: 9000, time: oldest + 3_600_000 }, bytes: 6 * 2 ** 30,
+      keepSeconds: 86_400, maxBytes: 50 * 2 ** 30, droppedForSize: 3,
+    },
+  }));
+  assert.deepEqual(r.offsiteVolumeHistoryPoints, { kind: 'gauge', value: 1234 });
+  assert.deepEqual(r.offsiteVolumeHistoryBytes, { kind: 'counter64', value: 6 * 2 ** 30 });
+  assert.deepEqual(r.offsiteVolumeHistoryOldest, { kind: 'unsigned', value: Date.UTC(2026, 11, 3, 10, 14, 2) / 1000 });
+  assert.deepEqual(r.offsiteVolumeHistoryDropped, { kind: 'counter', value: 3 });
+  const w = wireValue(r.offsiteVolumeHistoryDropped);
+  assert.equal(w.type, snmp.ObjectType.Counter32);
+  assert.equal(w.value, 3);
+  // A history with no point yet, no history (null), a status from before history (absent), a primary.
+  const empty = volumeValues(volume({
+    history: { points: 0, oldest: null, newest: null, bytes: 0, keepSeconds: null, maxBytes: 1 << 20, droppedForSize: 0 },
+  }));
+  for (const v of [empty, volumeValues(volume({ history: null })), volumeValues(volume()), volumeValues(volume({ role: 'primary', history: null }))]) {
+    assert.deepEqual(
+      [v.offsiteVolumeHistoryPoints.value, v.offsiteVolumeHistoryBytes.value, v.offsiteVolumeHistoryOldest.value, v.offsiteVolumeHistoryDropped.value],
+      [0, 0, 0, 0],
+    );
+  }
+});
+
 test('Counter64 on the wire: minimal big-endian bytes, a zero byte before a set top bit; 2^53-1 survives', () => {
   assert.deepEqual([...counter64(0)], [0]);
   assert.deepEqual([...counter64(127)], [0x7f]);
