@@ -2,17 +2,20 @@
 // playwright-core; no browser is ever downloaded): the page of each node loads with
 // no console error and no failed request, shows db with its role, charts the host's
 // write rate live while writes flow, creates a checkpoint with the token, asks before
-// a promote (and Cancel changes nothing), and says plainly when the token is missing.
-// Screenshots go to test-artifacts/dashboard-*.png.
+// a promote (and Cancel changes nothing), and says plainly when the token is missing;
+// a secondary keeping history shows its window, and takes a checkpoint and starts a
+// drill at a time picked on the page. Screenshots go to test-artifacts/dashboard-*.png.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import type { HistoryInfo } from '../../src/contract/actions.js';
+import type { NodeStatus, VolumeStatus } from '../../src/contract/status.js';
 import { statusOf, type TestDaemon } from '../helpers/daemon.js';
 import { startPair } from '../helpers/pair.js';
-import { must, sleep } from '../helpers/run.js';
+import { must, sleep, waitFor } from '../helpers/run.js';
 
 const ARTIFACTS = new URL('../../../test-artifacts/', import.meta.url).pathname;
 
@@ -206,6 +209,105 @@ test('dashboard: a consistency group has its line on both sites, consistent once
       await shot(page, `group-${role}`);
       assert.deepEqual(problems, [], `${role} page: no console error, no failed request`);
     }
+  } finally {
+    await browser?.close();
+    await p.stop();
+  }
+});
+
+test('dashboard: a secondary\'s history window; a checkpoint and a drill at a time picked on the page', async () => {
+  const p = await startPair({ size: '16MiB', volumeKeysB: 'history: { keep: 24h, max: 1GiB }' });
+  let browser: Browser | null = null;
+  try {
+    browser = await launch();
+    await p.drained();
+    const token = fs.readFileSync(path.join(p.b.dir, 'state', 'api.token'), 'utf8').trim();
+    const write = (pattern: string): Promise<string> => must('qemu-io', ['-f', 'raw', '-c', `write -P ${pattern} 0 1M`, '-c', 'flush', p.a.uri('db')]);
+    const dbAtB = async (): Promise<VolumeStatus> => ((await (await fetch(`${url(p.b)}api/v1/status`)).json()) as NodeStatus).volumes[0]!;
+    // A point, a second, the time picked (whole seconds: what the picker holds), a second, a later point.
+    await write('0x11');
+    await p.drained();
+    await sleep(1100);
+    const t1 = Math.floor(Date.now() / 1000) * 1000;
+    await sleep(1100);
+    await write('0x22');
+    await p.drained();
+    await waitFor('a restore point after the time picked', async () => ((await dbAtB()).history?.newest?.time ?? 0) > t1);
+    const listed = (await (await fetch(`${url(p.b)}api/v1/volumes/db/restore-points`)).json()) as HistoryInfo;
+    const expected = listed.points.filter((x) => x.time <= t1).at(-1)!;
+    assert.ok(expected && expected.seq < listed.points.at(-1)!.seq, `a past point at or before ${t1}: ${JSON.stringify(listed.points)}`);
+    const h = (await dbAtB()).history!;
+
+    // The page in UTC, so that the picker's local time is the ISO time here.
+    const iso = (ms: number): string => new Date(ms).toISOString().slice(0, 19);
+    const ctx = await browser.newContext({ viewport: { width: 1400, height: 1100 }, timezoneId: 'UTC' });
+    const page = await ctx.newPage();
+    const problems = watch(page);
+    await page.goto(url(p.b));
+    await page.getByTestId('role-db').filter({ hasText: /^secondary/ }).waitFor();
+
+    // The window: from the oldest point (time and age) to the newest, how many, bytes of the max, drops.
+    const fact = page.getByTestId('history-db');
+    await fact.filter({ hasText: / restore points, from / }).waitFor();
+    assert.ok(Number(await fact.getAttribute('data-points')) > 0, `points: ${await fact.getAttribute('data-points')}`);
+    const said = (await fact.textContent()) ?? '';
+    assert.ok(said.includes(`from ${iso(h.oldest!.time).replace('T', ' ')} (`), said);
+    assert.match(said, / ago\) to \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \([\d a-z]+ ago\);/);
+    assert.match(said, /[\d.]+ \S*B of history of 1\.0 GiB max \((<1|\d+)%\); keeps 1 d 0 h; no point dropped at the max/);
+    assert.equal(await fact.locator('meter').count(), 1, 'the bytes of the max as a meter');
+
+    // The picker: prefilled (15 min ago, or the oldest point when the history is younger: here),
+    // quick choices before the history disabled, and what a time opens said before acting.
+    const at = page.getByLabel('Point in time (local)');
+    // (Its value, in UTC here; Chromium leaves out ":00" seconds.)
+    const picked = async (): Promise<number> => Date.parse(`${await at.inputValue()}Z`);
+    assert.equal(await picked(), Math.ceil(h.oldest!.time / 1000) * 1000);
+    assert.equal(await page.getByRole('button', { name: '1 h ago' }).isDisabled(), true);
+    await at.fill(iso(t1));
+    await page.getByRole('button', { name: 'Oldest point' }).click();
+    assert.equal(await picked(), Math.ceil(h.oldest!.time / 1000) * 1000, 'a quick choice sets the time');
+    await at.fill(iso(t1));
+    const hint = page.getByTestId('pick-hint-db');
+    await hint.filter({ hasText: `Opens the restore point of ${iso(expected.time).replace('T', ' ')} (record ${expected.seq},` }).waitFor();
+    await shot(page, 'history-picker');
+
+    await page.getByLabel('API token').fill(token);
+    await page.getByRole('button', { name: 'Save token' }).click();
+    await page.getByLabel('Checkpoint label').fill('before');
+    await page.getByRole('button', { name: 'Checkpoint at this time' }).click();
+    await page.getByRole('alert').filter({ hasText: `checkpoint "before" of db holds the restore point of ${new Date(expected.time).toISOString()}` })
+      .waitFor();
+    const cpText = page.getByTestId('checkpoint-db');
+    await cpText.filter({ hasText: `"before" holds the restore point of ${iso(expected.time).replace('T', ' ')} (record ${expected.seq},` }).waitFor();
+    assert.match((await cpText.textContent()) ?? '', /held until released; export db@checkpoint \(the replica stays current\)/);
+    const held = (await dbAtB()).checkpoint!;
+    assert.equal(held.label, 'before');
+    assert.deepEqual(held.point, expected, 'the checkpoint holds the past point picked');
+    await page.getByTestId('pick-held-db').filter({ hasText: 'Checkpoint "before" is held' }).waitFor();
+    assert.equal(await page.getByTestId('pick-db').isHidden(), true);
+    await shot(page, 'history-checkpoint');
+
+    // Released: the picker is back with the same time; a drill there.
+    await page.getByRole('button', { name: 'Release checkpoint' }).click();
+    await page.getByRole('button', { name: 'Start drill at this time' }).waitFor();
+    assert.equal(await picked(), t1);
+    await page.getByRole('button', { name: 'Start drill at this time' }).click();
+    await page.getByTestId('drill-db').filter({ hasText: `running over the restore point of ${iso(expected.time).replace('T', ' ')}` }).waitFor();
+    const drilled = await dbAtB();
+    assert.ok(drilled.drill, 'a drill runs');
+    assert.deepEqual(drilled.checkpoint?.point, expected);
+    await page.getByRole('button', { name: 'Stop drill' }).click();
+    await page.getByTestId('drill-db').filter({ hasText: /^none$/ }).waitFor();
+    await page.getByTestId('checkpoint-db').filter({ hasText: /^none$/ }).waitFor();
+    assert.deepEqual(problems, [], 'no console error, no failed request');
+
+    // A time before the history: said before acting, and the node's refusal shown; nothing held.
+    await at.fill('2020-01-01T00:00:00');
+    await hint.filter({ hasText: 'Before the oldest restore point' }).waitFor();
+    await page.getByRole('button', { name: 'Checkpoint at this time' }).click();
+    await page.getByRole('alert').filter({ hasText: 'no restore point at or before 2020-01-01T00:00:00.000Z' }).waitFor();
+    assert.equal((await dbAtB()).checkpoint, null);
+    assert.ok(problems.length > 0 && problems.every((x) => /409/.test(x)), problems.join('\n'));
   } finally {
     await browser?.close();
     await p.stop();

@@ -41,6 +41,17 @@ export function dateTime(ms) {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
 }
 
+/** 2025-11-26 14:03:27 (local time): a restore point's time, to the second. */
+export function dateTimeSeconds(ms) {
+  const d = new Date(ms);
+  return `${dateTime(ms)}:${String(d.getSeconds()).padStart(2, '0')}`;
+}
+
+/** The value of an <input type="datetime-local" step="1"> for a time: 2025-11-26T14:03:27 (local time). */
+export function localInput(ms) {
+  return dateTimeSeconds(ms).replace(' ', 'T');
+}
+
 /** Creates an element with a class and text. */
 export function el(tag, cls, text) {
   const e = document.createElement(tag);

@@ -1,8 +1,9 @@
-// One volume's card: what it is (role, state, link, backlog, lag, checkpoint, drill),
-// sync or verify progress, the rate chart, and the actions its role allows here.
+// One volume's card: what it is (role, state, link, backlog, lag, history, checkpoint,
+// drill), sync or verify progress, the rate chart, and the actions its role allows here.
 import { RateChart } from './chart.js';
 import { bytes, dateTime, duration, el, rate } from './format.js';
 import { confirmAction, runAction } from './actions.js';
+import { PointPicker, pointText, showHistoryFact } from './history.js';
 
 const FIELDS = [
   ['role', 'Role'],
@@ -13,6 +14,7 @@ const FIELDS = [
   ['journal', 'Journal'],
   ['shipping', 'Shipping'],
   ['epoch', 'Epoch'],
+  ['history', 'History'],
   ['checkpoint', 'Checkpoint'],
   ['drill', 'Drill'],
   ['iscsi', 'iSCSI'],
@@ -100,8 +102,11 @@ export class VolumeCard {
       : 'none';
     f.shipping.textContent = shippingText(v);
     f.epoch.textContent = String(v.epoch);
+    showHistoryFact(f.history, v, t);
     f.checkpoint.textContent = checkpointText(v, t);
-    f.drill.textContent = v.drill ? `running: export ${v.drill.export}, ${bytes(v.drill.bytesWritten)} written` : 'none';
+    f.drill.textContent = v.drill
+      ? `running${v.checkpoint?.point ? ` over ${pointText(v.checkpoint.point, t)}` : ''}: export ${v.drill.export}, ${bytes(v.drill.bytesWritten)} written`
+      : 'none';
     f.iscsi.textContent = iscsiText(v);
     this.showProgress(v);
     const { avg, peak } = this.chart.linkStats();
@@ -109,7 +114,7 @@ export class VolumeCard {
       ? `Host writes vs link sends, last 2 min: link average ${rate(avg)}, peak ${rate(peak)}`
       : `Received over the link, last 2 min: average ${rate(avg)}, peak ${rate(peak)}`;
     this.plotBox.setAttribute('aria-label', this.caption.textContent);
-    this.showControls(v);
+    this.showControls(v, t);
   }
 
   becomeRole(role) {
@@ -162,21 +167,26 @@ export class VolumeCard {
       this.buttons[key] = b;
       return b;
     };
+    this.picker = null;
     if (role === 'secondary') {
       const labelIn = input(`${this.id}-cp-label`, 'Checkpoint label', 'manual');
       const holdIn = input(`${this.id}-cp-hold`, 'Hold for', 'until released, or 2h');
       this.checkpointInputs = [labelIn.box, holdIn.box];
+      const checkpointBody = () => {
+        const body = {};
+        if (labelIn.input.value.trim()) body.label = labelIn.input.value.trim();
+        if (holdIn.input.value.trim()) body.hold = holdIn.input.value.trim();
+        return body;
+      };
+      // A past point of the history (docs/HISTORY.md): its own row, with the label and hold above.
+      this.picker = new PointPicker(this, btn, checkpointBody);
       c.append(labelIn.box, holdIn.box,
-        btn('checkpoint', 'Create checkpoint', () => {
-          const body = {};
-          if (labelIn.input.value.trim()) body.label = labelIn.input.value.trim();
-          if (holdIn.input.value.trim()) body.hold = holdIn.input.value.trim();
-          return runAction(this.name, 'checkpoint', body);
-        }),
+        btn('checkpoint', 'Create checkpoint', () => runAction(this.name, 'checkpoint', checkpointBody())),
         btn('release', 'Release checkpoint', () => runAction(this.name, 'checkpoint-release')),
         btn('drillStart', 'Start drill', () => runAction(this.name, 'drill-start')),
         btn('drillStop', 'Stop drill', () => runAction(this.name, 'drill-stop')),
-        btn('promote', `Promote ${this.name} here…`, () => this.promote(), 'danger'));
+        btn('promote', `Promote ${this.name} here…`, () => this.promote(), 'danger'),
+        ...this.picker.elements());
     } else {
       this.checkpointInputs = [];
       c.append(
@@ -187,7 +197,7 @@ export class VolumeCard {
     }
   }
 
-  showControls(v) {
+  showControls(v, t) {
     const b = this.buttons;
     const replicated = v.peer !== null;
     this.controls.hidden = !replicated;
@@ -198,6 +208,7 @@ export class VolumeCard {
       b.release.hidden = !held || v.drill !== null;
       b.drillStart.hidden = v.drill !== null;
       b.drillStop.hidden = v.drill === null;
+      this.picker.update(v, t);
     } else {
       b.pause.hidden = v.paused;
       b.resume.hidden = !v.paused;
@@ -346,6 +357,11 @@ function checkpointText(v, now) {
   if (!c) return v.role === 'primary' ? `none here (checkpoints are taken on ${v.peer ?? 'the secondary'})` : 'none';
   const age = duration((now - c.createdAt) / 1000);
   const hold = c.holdUntil ? `held until ${dateTime(c.holdUntil)} (${duration((c.holdUntil - now) / 1000)} left)` : 'held until released';
+  // Of a past point of the history: which point it holds (the replica stays current).
+  if (c.point) {
+    return `"${c.label}" holds ${pointText(c.point, now)}, taken ${dateTime(c.createdAt)} (${age} ago), ${hold}; ` +
+      `export ${c.export} (the replica stays current)`;
+  }
   return `"${c.label}" taken ${dateTime(c.createdAt)} (${age} ago), ${hold}; export ${c.export}`;
 }
 
