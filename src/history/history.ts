@@ -304,6 +304,39 @@ export class History {
    * wrote them, else the replica's). Restore points reached are marked.
    */
   async capture(volume: Disk, batch: readonly JournalRecord[], ctx: CaptureContext): Promise<void> {
+    if (this.restarting) return;
+    try {
+      await this.captureBatch(volume, batch, ctx);
+    } catch (e) {
+      await this.restart(e as Error);
+    }
+  }
+
+  /**
+   * Saving failed (a full disk, an I/O error): what was saved may have a hole, and a point
+   * opened over it would be wrong. The history is dropped, with an error in the log, and
+   * begins again at the end of the unit being applied (a flush point the replica then
+   * holds whole); the replica's progress never waits for it.
+   */
+  private async restart(e: Error): Promise<void> {
+    const lost = this.points.length;
+    this.logger.error({ volume: this.name }, `volume ${this.name}: writing its history failed (${(e as NodeJS.ErrnoException).code ?? e.message}); ` +
+      `its ${lost} restore points are dropped, and it begins again after the unit being applied`);
+    this.restarting = true;
+    for (const seg of this.segments) seg.file.close();
+    this.segments = [];
+    this.points = [];
+    this.saved.clear();
+    this.tag = this.tagAtApplied = null;
+    this.lastMarked = -1;
+    this.unsynced = false;
+    await History.drop(this.store).catch(() => undefined);
+  }
+
+  /** Dropped after a failure, until the unit being applied ends (see restart). */
+  private restarting = false;
+
+  private async captureBatch(volume: Disk, batch: readonly JournalRecord[], ctx: CaptureContext): Promise<void> {
     let savedAny = false;
     for (let i = 0; i < batch.length; i++) {
       const r = batch[i]!;
@@ -388,13 +421,19 @@ export class History {
   async sync(): Promise<void> {
     if (!this.unsynced) return;
     this.unsynced = false;
-    await this.current.file.sync();
+    try {
+      await this.current.file.sync();
+    } catch (e) {
+      await this.restart(e as Error);
+    }
   }
 
   /** A unit ended at record `to`: what was saved for points before the current one is no longer needed to save once. */
   async unitApplied(now = this.now()): Promise<void> {
     assert(!this.unsynced, () => `volume ${this.name}: a unit was counted applied before its history was durable`);
     this.tagAtApplied = this.tag;
+    // (After a failure the history begins again with the next unit: the replica stands at a whole point now.)
+    this.restarting = false;
     for (const k of [...this.saved.keys()]) if (this.tag === null || k < this.tag) this.saved.delete(k);
     if (now - this.lastKept >= 1000 || now < this.lastKept) {
       this.lastKept = now;

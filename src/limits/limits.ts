@@ -109,8 +109,13 @@ export const HISTORY_POINTS_MAX = 100_000;
  * than this is refused with the reason; a newer one opens.
  */
 export const HISTORY_VIEW_EXTENTS_MAX = 1_000_000;
-/** A scan of history entry heads (opening a point, a start) reads the segments in chunks of this. */
+/**
+ * A scan of history entry heads (opening a point, a start) reads the segments in chunks
+ * of this while entries are small, and HISTORY_SCAN_HEAD_BYTES at the head after an
+ * entry at least that large (not its neighbour's saved bytes).
+ */
 export const HISTORY_SCAN_BYTES = 1 * MiB;
+export const HISTORY_SCAN_HEAD_BYTES = 16 * 1024;
 
 // --- epochs, windows and the receive log ------------------------------------------
 // The secondary applies whole epochs from its receive log, and acks only what that log

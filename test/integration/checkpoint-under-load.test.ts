@@ -3,74 +3,22 @@
 // primary, each frozen image is byte-stable while held and is one of the primary's
 // flush-point images, and `consistent` never reads false during normal applies.
 //
-// The oracle: the writer writes 64 KiB block i % N with the value of its pass over the
-// volume, two writes then a FLUSH. So the image after k writes is determined by k, and
-// k can be read back from any image: the first j blocks hold pass c's value and the
-// rest pass c-1's. Every flush point has k even; a frozen image with k odd (or a block
-// that is not all one value) is no flush point of the primary.
+// The oracle (test/helpers/flush-writer.ts): a writer whose every flush point can be
+// read back from an image; a frozen image between two flushes, or torn, is caught.
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { statusOf } from '../helpers/daemon.js';
-import { startPair, type Pair } from '../helpers/pair.js';
-import { must, run, sleep, tempDir } from '../helpers/run.js';
-import { assertIdentical, sha } from '../helpers/images.js';
+import { startPair } from '../helpers/pair.js';
+import { PAIRS_PER_RUN, prefixParity, startWriter } from '../helpers/flush-writer.js';
+import { run, sleep, tempDir } from '../helpers/run.js';
+import { assertIdentical } from '../helpers/images.js';
 import dgram from 'node:dgram';
 import { cli } from '../helpers/cli.js';
 
 const BLOCK = 64 * 1024;
 const BLOCKS = 256; // a 16 MiB volume
-const PAIRS_PER_RUN = 24;
-
-const valueOf = (pass: number): number => (pass % 255) + 1;
-
-/** The writer: qemu-io runs of (write, write, flush) until stopped; counts the writes issued. */
-function startWriter(p: Pair): { stop: () => Promise<number> } {
-  let stopped = false;
-  let i = 0;
-  const loop = (async () => {
-    while (!stopped) {
-      // (-t writeback: qemu-io's default is writethrough, a FUA or flush after every write.)
-      const args: string[] = ['-f', 'raw', '-t', 'writeback'];
-      for (let n = 0; n < PAIRS_PER_RUN; n++) {
-        for (let w = 0; w < 2; w++, i++) args.push('-c', `write -P ${valueOf(Math.floor(i / BLOCKS))} ${(i % BLOCKS) * BLOCK} ${BLOCK}`);
-        args.push('-c', 'flush');
-      }
-      args.push(p.a.uri('db'));
-      await must('qemu-io', args);
-    }
-  })();
-  return { stop: async () => { stopped = true; await loop; return i; } };
-}
-
-/**
- * Reads an export and says which prefix of the writer's stream it is: throws if a
- * block is not one value or the blocks are no prefix. Returns k (writes in the image) mod 2.
- */
-async function prefixParity(uri: string, dir: string): Promise<{ parity: number; hash: string; where: string }> {
-  const file = path.join(dir, `copy-${crypto.randomBytes(4).toString('hex')}.img`);
-  await must('nbdcopy', [uri, file]);
-  const img = fs.readFileSync(file);
-  fs.rmSync(file);
-  assert.equal(img.length, BLOCK * BLOCKS);
-  const vals: number[] = [];
-  for (let b = 0; b < BLOCKS; b++) {
-    const blk = img.subarray(b * BLOCK, (b + 1) * BLOCK);
-    const v = blk[0]!;
-    assert.ok(blk.every((x) => x === v), `block ${b} of ${uri} is not one value: a write is torn in the image`);
-    vals.push(v);
-  }
-  const v = vals[0]!;
-  let j = 0;
-  while (j < BLOCKS && vals[j] === v) j++;
-  const before = v === 1 ? [0, 255] : [v - 1];
-  for (let b = j; b < BLOCKS; b++) {
-    assert.ok(before.includes(vals[b]!), `${uri}: block ${b} holds ${vals[b]} after ${j} blocks of ${v}: no prefix of the primary's writes`);
-  }
-  return { parity: j % 2, hash: sha(img), where: `${j} blocks of ${v}, then ${vals[j] ?? '-'}` };
-}
 
 test('checkpoints and drills succeed while the primary writes and flushes in a loop; each image is a flush point, stable while held', async () => {
   const p = await startPair({ size: `${(BLOCK * BLOCKS) >> 20}MiB` });

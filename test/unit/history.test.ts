@@ -75,12 +75,15 @@ test('the extent map keeps the first range put anywhere, and reads back in parts
 test('the extent map matches a byte-by-byte model, joining neighbours of one value and keeping others apart (seeded)', () => {
   let x = 12345;
   const rand = (n: number): number => { x = (x * 1103515245 + 12345) % 2 ** 31; return x % n; };
-  for (let round = 0; round < 200; round++) {
+  for (let round = 0; round < 206; round++) {
+    // (The last rounds fill thousands of extents: blocks of the map split.)
+    const big = round >= 200;
+    const space = big ? 20_000 : 200;
     const m = new ExtentMap<string>();
-    const model: Array<string | null> = new Array(200).fill(null);
-    const values = ['a', 'b', 'c'];
-    for (let k = 0; k < 30; k++) {
-      const start = rand(190);
+    const model: Array<string | null> = new Array(space).fill(null);
+    const values = ['a', 'b', 'c', 'd', 'e'];
+    for (let k = 0; k < (big ? 4000 : 30); k++) {
+      const start = rand(space - 10);
       const end = start + 1 + rand(10);
       const v = values[rand(values.length)]!;
       const added = m.fill(start, end, () => v);
@@ -88,14 +91,15 @@ test('the extent map matches a byte-by-byte model, joining neighbours of one val
       for (let b = start; b < end; b++) if (model[b] === null) { model[b] = v; n++; }
       assert.equal(added.reduce((t, p) => t + p.end - p.start, 0), n, `round ${round}: what fill says it added`);
     }
-    const seen: Array<string | null> = new Array(200).fill(null);
+    const seen: Array<string | null> = new Array(space).fill(null);
     let last: { end: number; value: string } | null = null;
-    for (const p of m.parts(0, 200)) {
+    for (const p of m.parts(0, space)) {
       for (let b = p.start; b < p.end; b++) seen[b] = p.extent?.value ?? null;
       if (p.extent && last && last.end === p.start) assert.notEqual(last.value, p.extent.value, `round ${round}: neighbours of one value not joined`);
       last = p.extent ? { end: p.end, value: p.extent.value } : null;
     }
     assert.deepEqual(seen, model, `round ${round}`);
+    if (big) assert.ok(m.size > 512, `round ${round}: ${m.size} extents, more than a block`);
   }
 });
 
@@ -404,6 +408,60 @@ test('a unit tried again after a failed attempt saves under the points it had re
     const images = new Map<number, Buffer>([[0, Buffer.alloc(SIZE, 0x01)], [2, at1], [4, at2]]);
     assert.deepEqual(h.list(4).map((p) => p.seq), [0, 2, 4]);
     assert.equal(await opens(h, disk, images, 4), 3);
+    h.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a failed write of the history drops it, the apply goes on, and it begins again at the next unit', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
+  try {
+    seqNext = 1;
+    const bytes = Buffer.alloc(SIZE, 0x01);
+    const disk = memDisk(bytes);
+    const real = new DirStore(dir);
+    let failSync = false;
+    // A store whose next sync fails (a full or failing disk under the history).
+    const store = new Proxy(real, {
+      get(t, p) {
+        if (p === 'create' || p === 'open') {
+          return (name: string) => {
+            const f = (t as unknown as Record<string, (n: string) => object>)[p as string]!.call(t, name);
+            return new Proxy(f, {
+              get(ft, fp) {
+                if (fp === 'sync' && failSync) {
+                  return () => { failSync = false; return Promise.reject(Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' })); };
+                }
+                const v = Reflect.get(ft, fp, ft) as unknown;
+                return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(ft) : v;
+              },
+            });
+          };
+        }
+        const v = Reflect.get(t, p, t) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      },
+    });
+    const h = await History.open(store, SIZE, 0, 'v', silentLogger, { keepMs: null, maxBytes: null });
+    const ctx = (unitStart: number): CaptureContext => ({ capturing: true, inRound: false, group: false, unitStart });
+    const unit = async (batch: JournalRecord[], unitStart: number): Promise<number> => {
+      h.beginUnit(unitStart);
+      await apply(h, disk, batch, ctx(unitStart));
+      await h.sync();
+      await h.unitApplied();
+      return batch[batch.length - 1]!.seq;
+    };
+    let applied = await unit([write(0, 2, 0x10), barrier(1000)], 0);
+    assert.deepEqual(h.list(applied).map((p) => p.seq), [0, 2]);
+    failSync = true;
+    applied = await unit([write(1, 2, 0x20), barrier(2000)], applied);
+    assert.deepEqual(h.list(applied), [], 'dropped: no point it could open wrong');
+    const images = new Map<number, Buffer>([[applied, Buffer.from(bytes)]]);
+    const after = await unit([write(2, 2, 0x30), barrier(3000)], applied);
+    images.set(after, Buffer.from(bytes));
+    assert.deepEqual(h.list(after).map((p) => p.seq), [applied, after], 'begun again where the replica stood');
+    assert.equal(await opens(h, disk, images, after), 2);
     h.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
