@@ -273,7 +273,10 @@ export class VolumeShipper {
       this.durableSeen = j.durableSeq;
       this.undurableSince = 0;
     }
-    if (j.lastSeq > j.durableSeq && this.jv.mode === 'journal') {
+    // (An open epoch with writes counts even when they are durable: a sync that is no host
+    // FLUSH, the release's, can make them so, and the epoch then never closed while the
+    // host was idle: its records waited at the secondary, lag growing, until the next FLUSH.)
+    if ((j.lastSeq > j.durableSeq || j.openEpochHasWrites) && this.jv.mode === 'journal') {
       if (this.undurableSince === 0) this.undurableSince = now;
       else if (now - this.undurableSince > this.opts.selfSyncMs) {
         this.undurableSince = 0;

@@ -50,6 +50,7 @@ export function parseMoment(input: string | number, now = Date.now()): number {
   }
   const text = input.trim();
   if (text === 'now') return now;
+  if (/^\d{10,16}$/.test(text)) return Number(text); // milliseconds since the epoch, as a command line gives them
   const ago = /^(.+?)\s+ago$/.exec(text);
   if (ago) return now - parseDuration(ago[1]!) * 1000;
   // ISO 8601 only (Date.parse takes much else, differently per engine).
