@@ -415,17 +415,16 @@ apart nearly every overwrite is the first since its point), about 0 for fresh wr
 (a hole is saved as a 40-byte head per MiB at most; the rest is point markers).
 **Opening a point** scans the heads from its marker to the end and builds a map of the
 ranges saved since (at most HISTORY_VIEW_EXTENTS_MAX; a point further back is refused).
-Its time follows the bytes the scan reads, not the heads: a head outside the chunk in
-hand is read with the HISTORY_SCAN_BYTES (1 MiB) after it, into a new buffer, so where
-saved entries are 64 KiB..1 MiB the scan reads nearly all the saved bytes too (the
-heads alone are ${mb(o.heads * 40)}), and in the daemon, whose heap is large, those buffers cost
-more in garbage collection than in reading: a profiled run of the same day
-(HISTORY_PROF, HISTORY_RUNS=1) opened a point with 2.2 GB and 28,000 heads after it in
-2.2 s, of which 1.3 s garbage collection, 0.2 s in reads and 0.6 s waiting for them;
-the same scan in the bench's small process takes a fraction of that. The same point
-opened three times in a row (the two CLI rows, then the API call) took
-${three} s: Node.js's start is ${ms(o.cliStartMs)} of it, the rest varies from one
-open to the next (the last was the fastest in every run of the day). **Reading a past point** reads each range from the history where it
+Its time follows the heads and the reads that find them: while entries are small the
+heads are read in chunks of HISTORY_SCAN_BYTES (1 MiB), and after a large entry the
+next head is read alone with HISTORY_SCAN_HEAD_BYTES (16 KiB) after it, so the scan
+reads ${mb(o.scanReadBytes)} for ${mb(o.heads * 40)} of heads, not the saved bytes; the map is kept in blocks of
+512 ranges, so a range put anywhere moves one block. (The same day, before those two
+changes, the same open took 9.5 s cold and 5.4 s in the API: the scan read 3.5 GB, and
+every range moved the whole map.) The same point opened three times in a row (the two
+CLI rows, then the API call) took ${three} s: Node.js's start is ${ms(o.cliStartMs)} of it,
+the rest varies from one open to the next (the last was the fastest in every run of
+the day). **Reading a past point** reads each range from the history where it
 was overwritten since the point, else from the replica.
 `;
 }
