@@ -469,7 +469,16 @@ export class History {
 
   /** The listed point at `seq`, with its marker's place, or null. */
   find(seq: number): MarkedPoint | null {
-    return this.points.find((p) => p.seq === seq) ?? null;
+    // (By halves: the points are in order of seq, and a past point's every read asks.)
+    let lo = 0;
+    let hi = this.points.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.points[mid]!.seq < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    const p = this.points[lo];
+    return p && p.seq === seq ? p : null;
   }
 
   get bytes(): number {

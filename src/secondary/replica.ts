@@ -340,13 +340,7 @@ export class Replica implements ExportBackend {
         `at group point ${group.groupPoint} would freeze this member at ` +
         `${this.receiver.appliedPoint === null ? 'no group point' : `group point ${this.receiver.appliedPoint}`}`);
     }
-    this.checkpoints.hold(cp);
-    try {
-      await this.checkpoints.writeFile(cp);
-    } catch (e) {
-      await this.releaseCheckpoint().catch(() => undefined);
-      throw e;
-    }
+    await this.holdCheckpoint(cp);
     this.logger.info({ volume: this.name },
       `volume ${this.name}: checkpoint "${label}" held at record ${cp.appliedSeq}${cp.holdUntil ? ` until ${new Date(cp.holdUntil).toISOString()}` : ''}; ` +
       `the image does not change until it is released`);
@@ -376,6 +370,15 @@ export class Replica implements ExportBackend {
       point: { seq: chosen.seq, time: chosen.time },
     };
     this.past.hold(view);
+    await this.holdCheckpoint(cp);
+    this.logger.info({ volume: this.name },
+      `volume ${this.name}: checkpoint "${label}" holds the restore point of ${new Date(chosen.time).toISOString()} (record ${chosen.seq}) ` +
+      `from the history${cp.holdUntil ? ` until ${new Date(cp.holdUntil).toISOString()}` : ''}; the replica stays current`);
+    return cp;
+  }
+
+  /** Holds `cp` and writes its file (held again after a restart); released again if the file cannot be written. */
+  private async holdCheckpoint(cp: Checkpoint): Promise<void> {
     this.checkpoints.hold(cp);
     try {
       await this.checkpoints.writeFile(cp);
@@ -383,10 +386,6 @@ export class Replica implements ExportBackend {
       await this.releaseCheckpoint().catch(() => undefined);
       throw e;
     }
-    this.logger.info({ volume: this.name },
-      `volume ${this.name}: checkpoint "${label}" holds the restore point of ${new Date(chosen.time).toISOString()} (record ${chosen.seq}) ` +
-      `from the history${cp.holdUntil ? ` until ${new Date(cp.holdUntil).toISOString()}` : ''}; the replica stays current`);
-    return cp;
   }
 
   /** Resolves once no apply is running or asked for. */
