@@ -13,7 +13,8 @@
 // HISTORY_VOLUME_GIB (1): the volume; HISTORY_GIB (2): bytes written per overwrite run;
 // HISTORY_RUNS (2): overwrite runs per pair, alternated; HISTORY_POINTS_SECONDS (15):
 // the stretch of 4 KiB writes each followed by a flush; HISTORY_PROF=DIR runs the
-// daemons under --cpu-prof into DIR.
+// daemons under --cpu-prof into DIR; HISTORY_KEEP=1 keeps the pairs' folders (and the
+// daemons' logs) after a run that passed.
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -324,7 +325,7 @@ async function main(): Promise<void> {
       await stop(p.a);
       await stop(p.b);
       // (Kept after a failure, with the daemons' logs: site-a.yaml.log, site-b.yaml.log.)
-      if (ok) fs.rmSync(p.dir, { recursive: true, force: true });
+      if (ok && !process.env.HISTORY_KEEP) fs.rmSync(p.dir, { recursive: true, force: true });
       else console.error(`history ${p.name}: ${p.dir} kept (daemons' exit codes before the stop: ${exits.join(', ')})`);
     }
   }

@@ -15,7 +15,7 @@ import { FLAG_ROUND_END, groupPointOf, RecordKind, type JournalRecord } from '..
 import type { Logger } from '../log/log.js';
 import { formatBytes } from '../units/units.js';
 import { assert } from '../invariants/assert.js';
-import { HISTORY_MIN_SEGMENT_BYTES, HISTORY_READ_BYTES, HISTORY_SEGMENT_BYTES } from '../limits/limits.js';
+import { HISTORY_MIN_SEGMENT_BYTES, HISTORY_EXTENTS_MAX, HISTORY_READ_BYTES, HISTORY_SCRATCH_KEPT, HISTORY_SEGMENT_BYTES } from '../limits/limits.js';
 import { crc32c } from '@node-rs/crc32';
 import { refuseNewer } from '../versioning/format.js';
 import { ExtentMap } from './extent-map.js';
@@ -301,12 +301,15 @@ export class History {
    * Saves what `batch` (the next records of the unit, in order) overwrites on `volume`,
    * durably, before the apply writes it: each range once per restore point, with the
    * bytes it held at that point (those of an earlier record of this batch where one
-   * wrote them, else the replica's). Restore points reached are marked.
+   * wrote them, else the replica's). Restore points reached are marked. `inFlight`: the
+   * records before the batch that are being written to the replica meanwhile (the apply
+   * overlaps saving one batch with writing the one before): their bytes are taken from
+   * them, whatever a read of the replica found there mid-write.
    */
-  async capture(volume: Disk, batch: readonly JournalRecord[], ctx: CaptureContext): Promise<void> {
+  async capture(volume: Disk, batch: readonly JournalRecord[], ctx: CaptureContext, inFlight: readonly JournalRecord[] = []): Promise<void> {
     if (this.restarting) return;
     try {
-      await this.captureBatch(volume, batch, ctx);
+      await this.captureBatch(volume, batch, ctx, inFlight);
     } catch (e) {
       await this.restart(e as Error);
     }
@@ -336,7 +339,7 @@ export class History {
   /** Dropped after a failure, until the unit being applied ends (see restart). */
   private restarting = false;
 
-  private async captureBatch(volume: Disk, batch: readonly JournalRecord[], ctx: CaptureContext): Promise<void> {
+  private async captureBatch(volume: Disk, batch: readonly JournalRecord[], ctx: CaptureContext, inFlight: readonly JournalRecord[]): Promise<void> {
     let savedAny = false;
     for (let i = 0; i < batch.length; i++) {
       const r = batch[i]!;
@@ -370,43 +373,52 @@ export class History {
       }
       const tag = this.tag;
       for (const part of this.savedFor(tag).fill(r.offset, r.offset + r.length, () => true)) {
-        await this.saveRange(volume, batch, i, part.start, part.end, tag, r.seq);
+        await this.saveRange(volume, inFlight, batch, i, part.start, part.end, tag, r.seq);
         savedAny = true;
       }
     }
     if (savedAny) await this.sync();
   }
 
-  /** Saves [start, end) as it is before record `batch[i]`, a piece at a time. */
-  private async saveRange(volume: Disk, batch: readonly JournalRecord[], i: number, start: number, end: number, tag: number, seq: number): Promise<void> {
+  /** Saves [start, end) as it is before record `batch[i]` (after those `inFlight`), a piece at a time. */
+  private async saveRange(
+    volume: Disk, inFlight: readonly JournalRecord[], batch: readonly JournalRecord[], i: number, start: number, end: number, tag: number, seq: number,
+  ): Promise<void> {
     if (this.segments.length === 0) await this.newSegment();
+    // Holes are found by reading a piece (a hole reads as zeros, from no disk) and seeing
+    // it is zero, not by asking the file system where they are: that asks twice per
+    // piece, and cost more than the apply's own writes (bench:history). A range of many
+    // pieces asks once, so a trim over a large sparse region does not read it.
+    const holes = end - start > HISTORY_READ_BYTES ? await holesIn(volume, start, end) : [];
     for (let at = start; at < end;) {
       const n = Math.min(HISTORY_READ_BYTES, end - at);
-      const earlier = batch.slice(0, i).filter((w) => (w.kind === RecordKind.Write || w.kind === RecordKind.Zeroes || w.kind === RecordKind.Trim) &&
-        w.offset < at + n && w.offset + w.length > at);
-      let zero = false;
-      if (earlier.length === 0) {
-        const ext = await volume.extents(at, n, 1).catch(() => []);
-        zero = ext.length > 0 && ext[0]!.hole && ext[0]!.length >= n;
-      }
+      const earlier = writtenBefore(inFlight, batch, i, at, at + n);
+      const zero = earlier.length === 0 && holes.some((h) => h.start <= at && at + n <= h.end);
       if (zero) {
         const saved = this.append({ kind: EntryKind.SavedZero, point: tag, seq, offset: at, length: n, dataCrc: 0 });
         this.tell(saved!);
       } else {
-        const data = Buffer.alloc(n);
-        await volume.read(at, data, 0, n);
-        // Bytes an earlier record of this batch wrote (not yet on the replica) are what
-        // the point holds; later ones over earlier ones, as the apply will write them.
-        for (const w of earlier) {
-          const s = Math.max(at, w.offset);
-          const e = Math.min(at + n, w.offset + w.length);
-          if (w.kind === RecordKind.Write) w.payload.copy(data, s - at, s - w.offset, e - w.offset);
-          else data.fill(0, s - at, e - at);
+        const scratch = takeScratch();
+        try {
+          const data = scratch.subarray(0, n);
+          await volume.read(at, data, 0, n);
+          // Bytes an earlier record wrote (of this batch, or of the one being written: not
+          // yet on the replica, or half) are what the point holds; later ones over earlier
+          // ones, as the apply writes them.
+          for (const w of earlier) {
+            const s = Math.max(at, w.offset);
+            const e = Math.min(at + n, w.offset + w.length);
+            if (w.kind === RecordKind.Write) w.payload.copy(data, s - at, s - w.offset, e - w.offset);
+            else data.fill(0, s - at, e - at);
+          }
+          const head = isZero(data) ?
+            { kind: EntryKind.SavedZero, point: tag, seq, offset: at, length: n, dataCrc: 0 } :
+            { kind: EntryKind.Saved, point: tag, seq, offset: at, length: n, dataCrc: crc32c(data) };
+          // (Written at once, synchronously: the scratch is free again after it.)
+          this.tell(this.append(head, head.kind === EntryKind.Saved ? data : undefined)!);
+        } finally {
+          giveScratch(scratch);
         }
-        const head = isZero(data) ?
-          { kind: EntryKind.SavedZero, point: tag, seq, offset: at, length: n, dataCrc: 0 } :
-          { kind: EntryKind.Saved, point: tag, seq, offset: at, length: n, dataCrc: crc32c(data) };
-        this.tell(this.append(head, head.kind === EntryKind.Saved ? data : undefined)!);
       }
       at += n;
       if (this.current.bytes >= this.segmentBytes) await this.newSegment();
@@ -517,4 +529,39 @@ export class History {
     for (const s of this.segments) s.file.close();
     this.segments = [];
   }
+}
+
+/** The holes of `volume` in [start, end) (none when it cannot say). */
+async function holesIn(volume: Disk, start: number, end: number): Promise<Array<{ start: number; end: number }>> {
+  const out: Array<{ start: number; end: number }> = [];
+  let at = start;
+  for (const e of await volume.extents(start, end - start, HISTORY_EXTENTS_MAX).catch(() => [])) {
+    if (e.hole) out.push({ start: at, end: at + e.length });
+    at += e.length;
+  }
+  return out;
+}
+
+/** The records of `inFlight`, then of `batch` before index `i`, that write into [start, end), in order. */
+function writtenBefore(inFlight: readonly JournalRecord[], batch: readonly JournalRecord[], i: number, start: number, end: number): JournalRecord[] {
+  const out: JournalRecord[] = [];
+  const take = (w: JournalRecord): void => {
+    const writes = w.kind === RecordKind.Write || w.kind === RecordKind.Zeroes || w.kind === RecordKind.Trim;
+    if (writes && w.offset < end && w.offset + w.length > start) out.push(w);
+  };
+  for (const w of inFlight) take(w);
+  for (let k = 0; k < i; k++) take(batch[k]!);
+  return out;
+}
+
+/** Buffers of HISTORY_READ_BYTES the node's captures reuse (at most HISTORY_SCRATCH_KEPT kept). */
+const scratchFree: Buffer[] = [];
+
+function takeScratch(): Buffer {
+  return scratchFree.pop() ?? Buffer.allocUnsafe(HISTORY_READ_BYTES);
+}
+
+function giveScratch(b: Buffer): void {
+  assert(b.length === HISTORY_READ_BYTES && !scratchFree.includes(b), 'a history scratch buffer given back twice');
+  if (scratchFree.length < HISTORY_SCRATCH_KEPT) scratchFree.push(b);
 }

@@ -98,6 +98,21 @@ export const HISTORY_MIN_SEGMENT_BYTES = 64 * 1024;
  */
 export const HISTORY_READ_BYTES = 1 * MiB;
 /**
+ * Buffers of HISTORY_READ_BYTES kept for reuse by the node's history captures (more are
+ * made while more volumes capture at once, and let go after): saving 1 GiB of old bytes
+ * allocates nothing, so no collector runs for it.
+ */
+export const HISTORY_SCRATCH_KEPT = 4;
+/** The most extents (holes and data) a range being saved is mapped into at once; past them it is read. */
+export const HISTORY_EXTENTS_MAX = 4096;
+/**
+ * One read of the receive log being applied to a replica that keeps history: what it
+ * overwrites is saved, with one sync of the history, while the read before it is written
+ * to the replica (src/secondary/apply-unit.ts); two at most are held, on one `apply`
+ * lease. Larger than APPLY_READ_BYTES: each costs a sync (docs/BENCHMARKS.md bench:history).
+ */
+export const HISTORY_APPLY_READ_BYTES = 4 * MiB;
+/**
  * Restore points kept listed per volume: thinning (an hour of every flush point, then
  * one per 10 minutes, per hour, per day) keeps a month under a few thousand; a burst of
  * flushes past this drops every other one of the oldest half (24 bytes each in memory).

@@ -44,6 +44,8 @@ export interface ReplicaOptions {
   regionSize: number;
   /** Apply units end at the first exposable barrier about this far ahead (default APPLY_UNIT_BYTES; the simulation makes it small). */
   applyUnitBytes?: number;
+  /** The apply reads the receive log about this much at a time (default per src/limits; the simulation makes it small, so a unit takes several). */
+  applyReadBytes?: number;
   /** A member of a consistency group (docs/GROUPS.md): applied only to group points up to the group's limit. */
   group?: boolean;
   /** The node's memory budget: every read of the receive log into the replica is an `apply` lease (src/memory/budget.ts). */
@@ -71,7 +73,7 @@ export class Replica implements ExportBackend {
 
   private constructor(readonly volume: Disk, private readonly openLog: () => Journal, private readonly logger: Logger, private readonly opts: ReplicaOptions) {
     this.resync = new ReplicaRound(opts.roundStore, opts.regionSize, volume);
-    this.units = new UnitApplier(volume, this.resync, logger, opts.memory);
+    this.units = new UnitApplier(volume, this.resync, logger, opts.memory, opts.applyReadBytes);
     this.units.inGroup = opts.group === true;
     this.past = new PastPoints(volume, this.units, logger, () => this.receiver.applied);
     this.requests = new PeerRequests({

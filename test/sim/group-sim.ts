@@ -255,6 +255,7 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
         log,
         {
           roundStore: fence(m.ssstore, alive), regionSize: BLOCK, applyUnitBytes: rng.chance(0.5) ? BLOCK * (1 + rng.int(4)) : undefined, group: true,
+          applyReadBytes: rng.chance(0.5) ? BLOCK * (1 + rng.int(4)) : undefined,
           ...(keepsHistory ? { history: { keepMs: null, maxBytes: null, now: () => clock } } : {}),
         },
       ));

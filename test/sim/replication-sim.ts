@@ -275,6 +275,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       () => new Journal({ store: sjstoreF, capacity: receiveCapacity, segmentSize: 8 * 1024, now: () => clock, onDamage: KEEP_PREFIX }),
       log,
       { roundStore: ssstoreF, regionSize: BLOCK * (1 << rng.int(3)), applyUnitBytes: rng.int(2) === 0 ? BLOCK * (1 + rng.int(8)) : undefined,
+        applyReadBytes: rng.chance(0.5) ? BLOCK * (1 + rng.int(4)) : undefined,
         ...(budgeted ? { memory: new MemoryBudget(windowBytes) } : {}),
         ...(keepsHistory ? { history: { keepMs: null, maxBytes: historyMax, now: () => clock } } : {}) }));
     traceReceiver();

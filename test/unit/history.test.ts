@@ -20,6 +20,9 @@ import {
 import { segmentsToDrop, thinPoints } from '../../src/history/retention.js';
 import { History, type CaptureContext } from '../../src/history/history.js';
 import { PointView } from '../../src/history/view.js';
+import { Journal } from '../../src/journal/journal.js';
+import { ReplicaRound } from '../../src/secondary/replica-round.js';
+import { UnitApplier } from '../../src/secondary/apply-unit.js';
 import { refuseNewer } from '../../src/versioning/format.js';
 import { parseMoment } from '../../src/units/units.js';
 
@@ -411,6 +414,91 @@ test('a unit tried again after a failed attempt saves under the points it had re
     h.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a read saved while the read before it is written: the bytes of the write under way come from its records, not the replica', async () => {
+  // The apply saves read k+1 while read k is written to the replica (apply-unit.ts
+  // applySaving): a read of the replica then finds read k's bytes not yet there, or half.
+  for (const landed of [0, 1, 2]) {
+    const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
+    try {
+      seqNext = 1;
+      const bytes = Buffer.alloc(SIZE, 0x01);
+      const disk = memDisk(bytes);
+      const h = await History.open(new DirStore(dir), SIZE, 0, 'v', silentLogger, { keepMs: null, maxBytes: null });
+      const ctx: CaptureContext = { capturing: true, inRound: false, group: false, unitStart: 0 };
+      const first = [write(0, 2, 0x10), zeroes(3, 1), barrier(1000)];
+      const second = [write(0, 4, 0x20), barrier(2000)];
+      h.beginUnit(0);
+      await h.capture(disk, first, ctx);
+      // Of the first read's writes, `landed` are on the replica when the second is saved.
+      const writeOne = async (r: JournalRecord): Promise<void> => {
+        if (r.kind === RecordKind.Write) await disk.write(r.offset, r.payload, false);
+        else if (r.kind === RecordKind.Zeroes) await disk.punch(r.offset, r.length);
+      };
+      for (const r of first.slice(0, landed)) await writeOne(r);
+      await h.capture(disk, second, ctx, first);
+      for (const r of first.slice(landed)) await writeOne(r);
+      for (const r of second) await writeOne(r);
+      await h.sync();
+      await h.unitApplied();
+      const at1 = Buffer.alloc(SIZE, 0x01);
+      at1.fill(0x10, 0, 2 * BLOCK);
+      at1.fill(0, 3 * BLOCK, 4 * BLOCK);
+      const at2 = Buffer.from(at1);
+      at2.fill(0x20, 0, 4 * BLOCK);
+      const images = new Map<number, Buffer>([[0, Buffer.alloc(SIZE, 0x01)], [3, at1], [5, at2]]);
+      assert.deepEqual(h.list(5).map((p) => p.seq), [0, 3, 5]);
+      assert.equal(await opens(h, disk, images, 5), 3, `with ${landed} of the first read's writes landed`);
+      h.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+});
+
+test('the apply saves each read while the one before it is written, and every point still opens (replica writes slower than reads)', async () => {
+  // (Reads of one to three records: a point falls inside one, or between two, and a
+  // block written just before a point is written again just after it.)
+  for (const readBlocks of [1, 2, 3]) {
+    const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
+    try {
+      const bytes = Buffer.alloc(SIZE, 0x01);
+      const disk = memDisk(bytes);
+      // A replica whose writes land some turns of the event loop after they are issued: the
+      // history's reads for the next read of the log overtake them.
+      const later = (): Promise<void> => new Promise((r) => setImmediate(() => setImmediate(r)));
+      const land = disk.write.bind(disk);
+      disk.write = async (o: number, data: Buffer, fua: boolean): Promise<void> => { await later(); await land(o, data, fua); };
+      const log = new Journal({ store: new DirStore(join(dir, 'log')), capacity: 4 * SIZE, segmentSize: SIZE });
+      const images = new Map<number, Buffer>([[0, Buffer.from(bytes)]]);
+      const model = Buffer.from(bytes);
+      // Blocks 0..3 written four times, forwards then backwards, a point after each pass.
+      for (let pass = 0; pass < 4; pass++) {
+        for (let k = 0; k < 4; k++) {
+          const b = pass % 2 === 0 ? k : 3 - k;
+          log.append(RecordKind.Write, b * BLOCK, BLOCK, Buffer.alloc(BLOCK, 0x10 * (pass + 1) + b));
+          model.fill(0x10 * (pass + 1) + b, b * BLOCK, (b + 1) * BLOCK);
+        }
+        const end = log.barrier(0, true);
+        assert.equal(typeof end, 'number');
+        images.set(end as number, Buffer.from(model));
+      }
+      await log.sync();
+      const round = new ReplicaRound(new DirStore(dir), BLOCK, disk);
+      round.synced = true;
+      const applier = new UnitApplier(disk, round, silentLogger, undefined, readBlocks * BLOCK);
+      applier.history = await History.open(new DirStore(join(dir, 'h')), SIZE, 0, 'v', silentLogger, { keepMs: null, maxBytes: null });
+      await applier.apply(log, 0, 1, log.lastSeq);
+      assert.ok(bytes.equals(model), 'the replica holds the last image');
+      assert.deepEqual(applier.history.list(log.lastSeq).map((p) => p.seq), [0, 5, 10, 15, 20]);
+      assert.equal(await opens(applier.history, disk, images, log.lastSeq), 5);
+      applier.history.close();
+      log.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
 });
 
