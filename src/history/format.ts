@@ -3,6 +3,8 @@
 //
 // A history segment (state/volumes/NAME/history.NNNNNNNN) is a 32-byte header, then
 // entries. Each entry is a 40-byte head, followed for a Saved entry by the bytes it saved.
+// A sealed segment's heads file (history.NNNNNNNN.heads) is a 32-byte header, then the
+// segment's entry heads, back to back, as they are in the segment.
 import { crc32c } from '@node-rs/crc32';
 import { magicAndU32 } from '../versioning/format.js';
 
@@ -37,6 +39,12 @@ export interface EntryHead {
   dataCrc: number;
 }
 
+export const HEADS_VERSION = 1;
+/** For the version checks (docs/VERSIONING.md). */
+export const HEADS_FORMAT = magicAndU32('history heads file', 'OFFSHHDS', HEADS_VERSION, [HEADS_VERSION]);
+const HEADS_MAGIC = Buffer.from('OFFSHHDS', 'latin1');
+export const HEADS_HEADER_SIZE = 32;
+
 export function historyFileName(index: number): string {
   return `${HISTORY_FILE_PREFIX}${String(index).padStart(8, '0')}`;
 }
@@ -45,6 +53,44 @@ export function historyFileName(index: number): string {
 export function historyFileIndex(name: string): number | null {
   const m = /^history\.(\d{8})$/.exec(name);
   return m ? Number(m[1]) : null;
+}
+
+export function headsFileName(index: number): string {
+  return `${historyFileName(index)}.heads`;
+}
+
+/** The segment index a heads file's name holds, or null when it is none. */
+export function headsFileIndex(name: string): number | null {
+  const m = /^history\.(\d{8})\.heads$/.exec(name);
+  return m ? Number(m[1]) : null;
+}
+
+/** What a heads file's header says: its heads, and the segment's length they cover (the whole sealed segment). */
+export interface HeadsHeader { count: number; segmentBytes: number; headsCrc: number }
+
+/**
+ * Heads header: magic "OFFSHHDS", u32 version, u32 count of heads, u64 bytes of the
+ * segment they cover, u32 CRC32C of the heads, u32 CRC32C of bytes 0..28.
+ */
+export function encodeHeadsHeader(h: HeadsHeader): Buffer {
+  const b = Buffer.alloc(HEADS_HEADER_SIZE);
+  HEADS_MAGIC.copy(b, 0);
+  b.writeUInt32LE(HEADS_VERSION, 8);
+  b.writeUInt32LE(h.count, 12);
+  b.writeBigUInt64LE(BigInt(h.segmentBytes), 16);
+  b.writeUInt32LE(h.headsCrc >>> 0, 24);
+  b.writeUInt32LE(crc32c(b.subarray(0, 28)), 28);
+  return b;
+}
+
+export function decodeHeadsHeader(b: Buffer): { ok: true; header: HeadsHeader } | { ok: false; reason: string } {
+  if (b.length < HEADS_HEADER_SIZE) return { ok: false, reason: 'short header' };
+  if (!b.subarray(0, 8).equals(HEADS_MAGIC)) return { ok: false, reason: 'bad magic' };
+  if (b.readUInt32LE(28) !== crc32c(b.subarray(0, 28))) return { ok: false, reason: 'header checksum' };
+  if (b.readUInt32LE(8) !== HEADS_VERSION) return { ok: false, reason: `version ${b.readUInt32LE(8)}` };
+  const segmentBytes = Number(b.readBigUInt64LE(16));
+  if (!Number.isSafeInteger(segmentBytes)) return { ok: false, reason: 'value beyond 2^53' };
+  return { ok: true, header: { count: b.readUInt32LE(12), segmentBytes, headsCrc: b.readUInt32LE(24) } };
 }
 
 /** Header: magic "OFFSHIST", u32 version, u32 reserved (0), u64 volume size, u32 reserved (0), u32 CRC32C of bytes 0..28. */

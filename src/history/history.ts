@@ -20,9 +20,17 @@ import { crc32c } from '@node-rs/crc32';
 import { refuseNewer } from '../versioning/format.js';
 import { ExtentMap } from './extent-map.js';
 import {
-  decodeHeader, encodeEntryHead, encodeHeader, EntryKind, HISTORY_FORMAT, HISTORY_HEADER_SIZE, historyFileIndex, historyFileName, type EntryHead,
+  decodeHeader, encodeEntryHead, encodeHeader, EntryKind, headsFileIndex, headsFileName, HISTORY_FORMAT, HISTORY_HEADER_SIZE, historyFileIndex,
+  historyFileName, HEADS_HEADER_SIZE, type EntryHead,
 } from './format.js';
+
+/** What `scanFrom` says of a segment retention dropped (or a restart) before it was read. */
+export const GONE = 'the segment is gone';
+
+/** A heads file, or what a crash left of a write of one (Store.replace's temporary). */
+const HEADS_FILE = /^history\.\d{8}\.heads(?:\.tmp)?$/;
 import { scanSegment } from './scan.js';
+import { forEachHead, readHeads, writeHeads } from './heads.js';
 import { segmentsToDrop, thinPoints } from './retention.js';
 
 /** A volume's `history` setting: how long and how much to keep (null: no limit of that kind). */
@@ -54,7 +62,11 @@ export interface SavedBytes {
   zero: boolean;
 }
 
-interface Segment { index: number; file: StoreFile; bytes: number }
+/**
+ * `heads`: the bytes of the segment's heads file, one for it as it is now (heads.ts;
+ * sealed segments only), or 0. They count in the history's size, as its segments do.
+ */
+interface Segment { index: number; file: StoreFile; bytes: number; heads: number }
 
 /** What the apply tells the history about the unit it is in. */
 export interface CaptureContext {
@@ -106,7 +118,7 @@ export class History {
 
   /** Removes every history segment (a promote, or history turned off). */
   static async drop(store: Store): Promise<number> {
-    const names = store.list().filter((n) => historyFileIndex(n) !== null);
+    const names = store.list().filter((n) => historyFileIndex(n) !== null || HEADS_FILE.test(n));
     for (const n of names) store.remove(n);
     if (names.length > 0) await store.syncDir();
     return names.length;
@@ -133,7 +145,16 @@ export class History {
   }
 
   private async load(applied: number): Promise<void> {
-    const indexes = this.store.list().map(historyFileIndex).filter((i): i is number => i !== null).sort((a, b) => a - b);
+    const names = this.store.list();
+    const indexes = names.map(historyFileIndex).filter((i): i is number => i !== null).sort((a, b) => a - b);
+    // Heads files: of a segment there still is, used below; any other (its segment gone, a
+    // write of one a crash cut) removed.
+    const heads = new Set<number>();
+    for (const n of names.filter((n) => HEADS_FILE.test(n))) {
+      const i = headsFileIndex(n);
+      if (i !== null && indexes.includes(i)) heads.add(i);
+      else this.store.remove(n);
+    }
     let tail: Array<{ head: EntryHead; position: number; segment: number }> = [];
     let startTag: number | null = null;
     for (let k = 0; k < indexes.length; k++) {
@@ -149,9 +170,9 @@ export class History {
         await this.dropDamaged(`segment ${historyFileName(index)} is unreadable (${why})`);
         continue;
       }
-      const seg: Segment = { index, file, bytes: file.size() };
+      const seg: Segment = { index, file, bytes: file.size(), heads: 0 };
       this.segments.push(seg);
-      const scan = await scanSegment(file, (head, position) => {
+      const scan = await this.scan(seg, heads.has(index), (head, position) => {
         if (head.kind === EntryKind.Point) {
           this.points.push({ seq: head.point, time: head.seq, segment: index, position, ...(head.offset > 0 ? { groupPoint: head.offset } : {}) });
           this.lastMarked = head.point;
@@ -162,7 +183,7 @@ export class History {
         } else if (startTag !== null) {
           tail.push({ head, position, segment: index });
         }
-      });
+      }, HISTORY_HEADER_SIZE);
       if (scan.end < seg.bytes) {
         const last = k === indexes.length - 1;
         this.logger[last ? 'info' : 'error']({ volume: this.name },
@@ -188,6 +209,7 @@ export class History {
         for (const later of this.segments.filter((s) => s.index > t.segment)) {
           later.file.close();
           this.store.remove(historyFileName(later.index));
+          this.store.remove(headsFileName(later.index));
         }
         this.segments = this.segments.filter((s) => s.index <= t.segment);
         this.points = this.points.filter((p) => p.segment < t.segment || (p.segment === t.segment && p.position < t.position));
@@ -218,6 +240,7 @@ export class History {
     for (const s of gone) {
       s.file.close();
       this.store.remove(historyFileName(s.index));
+      this.store.remove(headsFileName(s.index));
     }
     await this.store.syncDir();
     if (why === 'size') {
@@ -242,7 +265,56 @@ export class History {
     file.appendSync([encodeHeader(this.volumeSize)]);
     await file.sync();
     await this.store.syncDir();
-    this.segments.push({ index, file, bytes: HISTORY_HEADER_SIZE });
+    this.segments.push({ index, file, bytes: HISTORY_HEADER_SIZE, heads: 0 });
+    // The sealed one's heads, in the background: the apply does not wait for them.
+    if (last) this.indexing = this.indexing.then(() => this.writeHeadsOf(last));
+  }
+
+  /** Heads files being written, one after another (newSegment). */
+  private indexing: Promise<void> = Promise.resolve();
+
+  private async writeHeadsOf(seg: Segment): Promise<void> {
+    if (!this.segments.includes(seg)) return;
+    const written = await writeHeads(this.store, seg.index, seg.file, seg.bytes).catch(() => 0);
+    // (Dropped meanwhile, by retention or a restart: its heads go with it.)
+    if (!this.segments.includes(seg)) {
+      if (written > 0) this.store.remove(headsFileName(seg.index));
+      return;
+    }
+    seg.heads = written;
+  }
+
+  /** Heads files written so far are on disk (a test waits for it; nothing else needs to). */
+  headsWritten(): Promise<void> {
+    return this.indexing;
+  }
+
+  /**
+   * Calls `onEntry` for each entry of `seg` from `from` on: from its heads file when it has
+   * a usable one (heads.ts), else by scanning the segment. Where the readable part ends.
+   */
+  private async scan(seg: Segment, hasHeads: boolean, onEntry: (head: EntryHead, position: number) => void, from: number, end = seg.bytes):
+    Promise<{ end: number; reason: string }> {
+    const heads = hasHeads && end === seg.bytes ? await readHeads(this.store, seg.index, end) : null;
+    if (heads && forEachHead(heads, end, onEntry, from)) {
+      seg.heads = HEADS_HEADER_SIZE + heads.length;
+      return { end, reason: 'the end' };
+    }
+    if (hasHeads) {
+      this.store.remove(headsFileName(seg.index));
+      seg.heads = 0;
+    }
+    return scanSegment(seg.file, onEntry, from, end);
+  }
+
+  /**
+   * The entries of segment `index` from byte `from` to `end` (how far it reached when a
+   * past point's view began opening), as `scan` reads them.
+   */
+  scanFrom(index: number, from: number, end: number, onEntry: (head: EntryHead, position: number) => void): Promise<{ end: number; reason: string }> {
+    const seg = this.segments.find((s) => s.index === index);
+    if (!seg) return Promise.resolve({ end: from, reason: GONE });
+    return this.scan(seg, seg.heads > 0, onEntry, from, end);
   }
 
   private savedFor(point: number): ExtentMap<true> {
@@ -457,7 +529,7 @@ export class History {
   async keep(now = this.now()): Promise<void> {
     const views = this.segments.map((s) => {
       const marked = this.points.filter((p) => p.segment === s.index);
-      return { bytes: s.bytes, newestPointTime: marked.length > 0 ? marked[marked.length - 1]!.time : null, pinned: marked.some((p) => this.pins.has(p.seq)) };
+      return { bytes: s.bytes + s.heads, newestPointTime: marked.length > 0 ? marked[marked.length - 1]!.time : null, pinned: marked.some((p) => this.pins.has(p.seq)) };
     });
     const { count, forSize } = segmentsToDrop(views, { ...this.settings, now });
     if (count > 0) await this.dropThrough(count - 1, forSize > 0 ? 'size' : 'age');
@@ -494,7 +566,7 @@ export class History {
   }
 
   get bytes(): number {
-    return this.segments.reduce((n, s) => n + s.bytes, 0);
+    return this.segments.reduce((n, s) => n + s.bytes + s.heads, 0);
   }
 
   /** Keeps point `seq` listed and its segments kept by age while pinned. */

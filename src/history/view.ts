@@ -9,8 +9,7 @@ import { DiskError } from '../export/backend.js';
 import { HISTORY_VIEW_EXTENTS_MAX } from '../limits/limits.js';
 import { ExtentMap } from './extent-map.js';
 import { EntryKind, HISTORY_ENTRY_HEAD_SIZE, HISTORY_HEADER_SIZE } from './format.js';
-import { scanSegment } from './scan.js';
-import type { History, MarkedPoint, SavedBytes } from './history.js';
+import { GONE, type History, type MarkedPoint, type SavedBytes } from './history.js';
 
 export class PointView {
   private readonly map = new ExtentMap<SavedBytes>();
@@ -57,13 +56,17 @@ export class PointView {
     const segments = this.history.segmentsFrom(this.point.segment);
     for (const s of segments) {
       const from = s.index === this.point.segment ? this.point.position : HISTORY_HEADER_SIZE;
-      const scan = await scanSegment(s.file, (head, position) => {
+      // (A sealed segment's heads from its heads file: some megabytes, not a walk through its saved bytes.)
+      const scan = await this.history.scanFrom(s.index, from, s.end, (head, position) => {
         if (head.kind === EntryKind.Point) return;
         this.add({
           segment: s.index, dataPosition: position + HISTORY_ENTRY_HEAD_SIZE, offset: head.offset, length: head.length,
           dataCrc: head.dataCrc, zero: head.kind === EntryKind.SavedZero,
         });
-      }, from, s.end);
+      });
+      if (scan.reason === GONE) {
+        throw new DiskError('ESTALE', `the point at record ${this.point.seq} of ${this.volume.name} left the history (its max was reached)`);
+      }
       if (scan.end < s.end) {
         throw new DiskError('EIO', `the history of ${this.volume.name} is damaged at byte ${scan.end} of segment ${s.index} (${scan.reason})`);
       }

@@ -103,6 +103,11 @@ export const HISTORY_READ_BYTES = 1 * MiB;
  * allocates nothing, so no collector runs for it.
  */
 export const HISTORY_SCRATCH_KEPT = 4;
+/**
+ * A sealed history segment gets a heads file (src/history/heads.ts) when its heads take
+ * at most this share of it: a segment of smaller entries is read as fast by scanning it.
+ */
+export const HISTORY_HEADS_SHARE = 1 / 8;
 /** The most extents (holes and data) a range being saved is mapped into at once; past them it is read. */
 export const HISTORY_EXTENTS_MAX = 4096;
 /**

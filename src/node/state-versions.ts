@@ -13,7 +13,7 @@ import { ACTIVITY_FORMAT } from '../journal/activity-log.js';
 import { ROUND_FORMAT } from '../sync/round-marker.js';
 import { UNDO_FORMAT } from '../sync/undo.js';
 import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, GROUP_POINT_FILE, GROUP_POINT_FORMAT } from '../secondary/replica.js';
-import { HISTORY_FORMAT } from '../history/format.js';
+import { HEADS_FORMAT, HISTORY_FORMAT } from '../history/format.js';
 import { PROMOTE_AT_FILE, PROMOTE_AT_FORMAT } from '../secondary/promote-at-file.js';
 import { NewerFormatError, isNewer, type FileFormat } from '../versioning/format.js';
 
@@ -40,6 +40,7 @@ export const VOLUME_FOLDER_FILES: readonly StateFile[] = [
   { name: CHECKPOINT_FILE, format: CHECKPOINT_FORMAT },
   { name: GROUP_POINT_FILE, format: GROUP_POINT_FORMAT },
   { name: /^history\.\d{8}$/, format: HISTORY_FORMAT },
+  { name: /^history\.\d{8}\.heads$/, format: HEADS_FORMAT },
   { name: PROMOTE_AT_FILE, format: PROMOTE_AT_FORMAT },
 ];
 

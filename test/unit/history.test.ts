@@ -5,7 +5,7 @@
 // writing, a torn tail, and retention by size.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, truncateSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DirStore } from '../../src/journal/store.js';
@@ -15,7 +15,8 @@ import type { Extent } from '../../src/export/backend.js';
 import { silentLogger } from '../../src/log/log.js';
 import { ExtentMap } from '../../src/history/extent-map.js';
 import {
-  decodeEntryHead, decodeHeader, encodeEntryHead, encodeHeader, EntryKind, HISTORY_FORMAT, historyFileIndex, historyFileName,
+  decodeEntryHead, decodeHeader, decodeHeadsHeader, encodeEntryHead, encodeHeader, encodeHeadsHeader, EntryKind, HEADS_FORMAT, headsFileIndex,
+  headsFileName, HEADS_HEADER_SIZE, HISTORY_FORMAT, historyFileIndex, historyFileName,
 } from '../../src/history/format.js';
 import { segmentsToDrop, thinPoints } from '../../src/history/retention.js';
 import { History, type CaptureContext } from '../../src/history/history.js';
@@ -63,6 +64,25 @@ test('an entry head, byte by byte: a saved range and a point', () => {
   torn[30] = torn[30]! ^ 0x40;
   assert.deepEqual(decodeEntryHead(torn), { ok: false, reason: 'head checksum' });
   assert.deepEqual(decodeEntryHead(b.subarray(0, 39)), { ok: false, reason: 'short head' });
+});
+
+test('a heads file header, byte by byte', () => {
+  const b = encodeHeadsHeader({ count: 3, segmentBytes: 0x1_0000_0020, headsCrc: 0xcafef00d });
+  assert.equal(b.subarray(0, 28).toString('hex'),
+    '4f46465348484453' + '01000000' + '03000000' + '2000000001000000' + '0df0feca');
+  const fixed = Buffer.from('4f464653484844530100000003000000200000000100000' + '00df0feca00000000', 'hex');
+  fixed.writeUInt32LE(b.readUInt32LE(28), 28);
+  assert.deepEqual(decodeHeadsHeader(fixed), { ok: true, header: { count: 3, segmentBytes: 0x1_0000_0020, headsCrc: 0xcafef00d } });
+  const bad = Buffer.from(fixed);
+  bad[13] = bad[13]! ^ 1;
+  assert.deepEqual(decodeHeadsHeader(bad), { ok: false, reason: 'header checksum' });
+  const newer = Buffer.from(fixed);
+  newer.writeUInt32LE(2, 8);
+  assert.throws(() => refuseNewer(HEADS_FORMAT, newer, 'history.00000001.heads'), /newer/);
+  assert.equal(headsFileName(7), 'history.00000007.heads');
+  assert.equal(headsFileIndex('history.00000007.heads'), 7);
+  assert.equal(historyFileIndex('history.00000007.heads'), null);
+  assert.equal(headsFileIndex('history.00000007'), null);
 });
 
 test('the extent map keeps the first range put anywhere, and reads back in parts', () => {
@@ -328,6 +348,60 @@ test('past its max the oldest points go; a view of one says so, a newer one stil
     v.close();
     first!.close();
     h.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a sealed segment gets a heads file; a point opens from it; one that does not fit its segment is not used', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
+  try {
+    seqNext = 1;
+    const bytes = Buffer.alloc(SIZE);
+    const disk = memDisk(bytes);
+    const store = new DirStore(dir);
+    // (A max of 1 MiB: segments of 128 KiB, each sealed after about two units of 64 KiB.)
+    const settings = { keepMs: null, maxBytes: 1024 * 1024 };
+    const h = await History.open(store, SIZE, 0, 'v', silentLogger, settings);
+    const images = new Map<number, Buffer>([[0, Buffer.from(bytes)]]);
+    let applied = 0;
+    for (let i = 0; i < 6; i++) {
+      h.beginUnit(applied);
+      const batch = [write(0, 16, 0x40 + i), barrier(1000 + i)];
+      await apply(h, disk, batch, { capturing: true, inRound: false, group: false, unitStart: applied });
+      await h.sync();
+      await h.unitApplied();
+      applied = batch[1]!.seq;
+      images.set(applied, Buffer.from(bytes));
+    }
+    await h.headsWritten();
+    const segments = readdirSync(dir).filter((n) => historyFileIndex(n) !== null).sort();
+    const heads = readdirSync(dir).filter((n) => headsFileIndex(n) !== null).sort();
+    assert.ok(segments.length >= 3, `${segments.length} segments`);
+    assert.deepEqual(heads, segments.slice(0, -1).map((n) => `${n}.heads`), 'every sealed segment, and only those, has its heads');
+    assert.equal(await opens(h, disk, images, applied), 7);
+    h.close();
+    // A head in the first segment damaged: its heads file is what a start and an open read.
+    const first = join(dir, segments[0]!);
+    const damaged = readFileSync(first);
+    damaged[32 + 40 + 5] = damaged[32 + 40 + 5]! ^ 0xff; // (the head after the first point's)
+    writeFileSync(first, damaged);
+    const again = await History.open(store, SIZE, applied, 'v', silentLogger, settings);
+    assert.equal(await opens(again, disk, images, applied), 7, 'every point still opens from the heads files');
+    again.close();
+    // A heads file that does not fit its segment (damaged here) is removed, and the segment
+    // scanned: its damaged head is found, and the points before it go.
+    const h0 = join(dir, heads[0]!);
+    const hb = readFileSync(h0);
+    hb[HEADS_HEADER_SIZE + 3] = hb[HEADS_HEADER_SIZE + 3]! ^ 1;
+    writeFileSync(h0, hb);
+    writeFileSync(join(dir, 'history.00000099.heads'), 'left by a segment that is gone');
+    writeFileSync(join(dir, 'history.00000002.heads.tmp'), 'left by a crash');
+    const third = await History.open(store, SIZE, applied, 'v', silentLogger, settings);
+    const left = readdirSync(dir).filter((n) => n.endsWith('.heads') || n.endsWith('.tmp'));
+    assert.deepEqual(left, heads.slice(1), 'the damaged, the orphaned and the cut heads files are gone');
+    assert.ok(third.list(applied).length < 7, 'the damaged segment was scanned: the points before its damage are dropped');
+    third.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
