@@ -529,7 +529,8 @@ export class History {
   async keep(now = this.now()): Promise<void> {
     const views = this.segments.map((s) => {
       const marked = this.points.filter((p) => p.segment === s.index);
-      return { bytes: s.bytes + s.heads, newestPointTime: marked.length > 0 ? marked[marked.length - 1]!.time : null, pinned: marked.some((p) => this.pins.has(p.seq)) };
+      const newestPointTime = marked.length > 0 ? marked[marked.length - 1]!.time : null;
+      return { bytes: s.bytes + s.heads, newestPointTime, pinned: marked.some((p) => this.pins.has(p.seq)) };
     });
     const { count, forSize } = segmentsToDrop(views, { ...this.settings, now });
     if (count > 0) await this.dropThrough(count - 1, forSize > 0 ? 'size' : 'age');
