@@ -16,6 +16,7 @@ import { DRILL_SUFFIX, DrillOverlay } from '../drill/drill.js';
 import { CheckpointSchedule, holdError } from '../checkpoint/schedule.js';
 import type { NodeGroups } from './groups.js';
 import type { GroupConfig } from '../config/config.js';
+import { pastGroupPoint, type MemberPoints } from '../group/past-point.js';
 
 /** Present while the operator has paused shipping of a primary volume. */
 export const PAUSED_FILE = 'paused';
@@ -299,27 +300,19 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
     });
   }
 
-  /** A drill of every member over one group checkpoint (taken, labelled drill, unless the group holds one). */
   /**
    * A group checkpoint of the past (`--at`): the newest group point at or before `at` that
-   * every member's history lists, held on each member (nothing is frozen). Its number.
+   * every member's history lists (pastGroupPoint), held on each member (nothing is frozen). Its number.
    */
   private async groupCheckpointAt(
     g: GroupConfig, entries: VolumeEntry[], label: string, holdSeconds: number | undefined, now: number, forDrill: boolean, at: number,
   ): Promise<number> {
-    const lists = entries.map((e) => new Map(e.replica!.historyPoints().filter((p) => p.groupPoint !== undefined && p.time <= at)
-      .map((p) => [p.groupPoint!, p.seq])));
-    let point: number | null = null;
-    for (const gp of lists[0]!.keys()) if (lists.every((l) => l.has(gp)) && (point === null || gp > point)) point = gp;
-    if (point === null) {
-      throw new Error(`no group point at or before ${new Date(at).toISOString()} is in the history of every member ` +
-        `(${entries.map((e) => `${e.config.name} keeps ${e.replica!.history ? `${e.replica!.historyPoints().length} points` : 'no history'}`).join(', ')})`);
-    }
+    const { point, members } = pastGroupPoint(entries.map(memberPoints), at);
     const taken: VolumeEntry[] = [];
     try {
-      for (const [k, e] of entries.entries()) {
+      for (const e of entries) {
         await e.replica!.createCheckpoint(label, holdSeconds === undefined ? null : holdSeconds * 1000, now, forDrill, { group: g.name, groupPoint: point },
-          { seq: lists[k]!.get(point)! });
+          { seq: members.get(e.config.name)!.seq });
         taken.push(e);
       }
     } catch (err) {
@@ -329,6 +322,7 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
     return point;
   }
 
+  /** A drill of every member over one group checkpoint (taken, labelled drill, unless the group holds one). */
   private async groupDrill(g: GroupConfig, at?: number): Promise<ActionResult> {
     const entries = g.members.map((m) => this.secondary(m, 'a drill'));
     if (entries.some((e) => e.drill)) throw new ActionRefused('busy', `a drill of group ${g.name} is already running`);
@@ -442,12 +436,17 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
   }
 }
 
-/** fsync on a folder: the files made or removed in it are durable. */
 /** The refusal a replica's error stands for: held already (busy), no such point or no history (conflict). */
 function refusalOf(err: unknown): RefusalReason {
   return (err as NodeJS.ErrnoException).code === 'EEXIST' ? 'busy' : 'conflict';
 }
 
+/** A member secondary here, as the pick of a past group point sees it (src/group/past-point.ts). */
+export function memberPoints(e: VolumeEntry): MemberPoints {
+  return { name: e.config.name, points: e.replica!.history ? e.replica!.historyPoints() : null };
+}
+
+/** fsync on a folder: the files made or removed in it are durable. */
 export function fsyncDir(dir: string): void {
   const fd = fs.openSync(dir, 'r');
   try {

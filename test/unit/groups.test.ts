@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import * as R from '../../src/journal/record.js';
 import { GroupPointCadence } from '../../src/group/cadence.js';
 import { groupLimit } from '../../src/group/limit.js';
+import { pastGroupPoint } from '../../src/group/past-point.js';
 import { Receiver, type ReceivedRecord, type ReceiverAction } from '../../src/secondary/receiver.js';
 import { ConfigError, parseConfig } from '../../src/config/config.js';
 import { InvariantError } from '../../src/invariants/assert.js';
@@ -93,6 +94,24 @@ test('the coordinator: the newest point every member holds, never backwards, and
 const rec = (seq: number, o: Partial<ReceivedRecord> = {}): ReceivedRecord => ({ seq, barrier: false, size: 100, ...o });
 const applies = (as: ReceiverAction[]): Array<[number, number]> =>
   as.filter((a) => a.type === 'apply').map((a) => [(a as { fromSeq: number }).fromSeq, (a as { toSeq: number }).toSeq]);
+
+test('a past group point: the newest at or before the time that every member lists, or why none, naming each member\'s oldest', () => {
+  const t = (s: number): number => Date.UTC(2026, 11, 3, 10, 0, s);
+  const db = [{ seq: 10, time: t(1), groupPoint: 5 }, { seq: 12, time: t(2) }, { seq: 14, time: t(3), groupPoint: 6 }, { seq: 20, time: t(5), groupPoint: 8 }];
+  // wal's history thinned point 6 away and has 7, which db lacks.
+  const wal = [{ seq: 3, time: t(1), groupPoint: 5 }, { seq: 7, time: t(4), groupPoint: 7 }, { seq: 9, time: t(5), groupPoint: 8 }];
+  const at4 = pastGroupPoint([{ name: 'db', points: db }, { name: 'wal', points: wal }], t(4));
+  assert.equal(at4.point, 5, 'not 6 (wal lacks it) nor 7 (db lacks it)');
+  assert.deepEqual([...at4.members], [['db', db[0]], ['wal', wal[0]]]);
+  assert.equal(at4.time, t(1));
+  assert.equal(pastGroupPoint([{ name: 'db', points: db }, { name: 'wal', points: wal }], t(9)).point, 8);
+  assert.throws(() => pastGroupPoint([{ name: 'db', points: db }, { name: 'wal', points: wal.slice(1) }], t(4)),
+    { message: 'no group point at or before 2026-12-03T10:00:04.000Z is in the history of every member ' +
+      '(db\'s oldest is group point 5 of 2026-12-03T10:00:01.000Z; wal\'s oldest is group point 7 of 2026-12-03T10:00:04.000Z)' });
+  assert.throws(() => pastGroupPoint([{ name: 'db', points: db }, { name: 'wal', points: [] }], t(9)), /wal holds no group point yet/);
+  assert.throws(() => pastGroupPoint([{ name: 'db', points: db }, { name: 'wal', points: null }], t(9)),
+    /^Error: wal keeps no history, so the group has no past point \(set history: on every member/);
+});
 
 test('a member receiver applies only to group points, and only up to the group limit', () => {
   const r = new Receiver({ logged: 0, logDurable: 0, applied: 0, lastBarrier: 0 }, { group: true });
