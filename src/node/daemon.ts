@@ -110,6 +110,7 @@ export class Daemon {
         this.volumes.push(volume);
         const entry: VolumeEntry = { config: v, volume, role, dir, journaled: null, replica: null, history: null, identity, drill: null };
         this.roles.completeDemote(entry);
+        await this.roles.settlePromoteAt(entry);
         await this.openRole(entry);
         await this.roles.completeChange(entry);
         this.entries.push(entry);

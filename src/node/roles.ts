@@ -17,7 +17,8 @@ import type { GroupConfig } from '../config/config.js';
 import { fsyncDir, VolumeActions, type ActionHost } from './volume-actions.js';
 import { DirStore } from '../journal/store.js';
 import type { RestorePoint } from '../history/history.js';
-import { readPromoteAt, writePromoteAt } from '../secondary/promote-at-file.js';
+import { assert } from '../invariants/assert.js';
+import { PROMOTE_AT_FILE, promoteBegun, readPromoteAt, removePromoteAt, writePromoteAt, type PromoteAt } from '../secondary/promote-at-file.js';
 
 /**
  * What the node's actions need of the daemon, and no more (the Daemon is one; tests
@@ -153,6 +154,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       if (reasons.length > 0 && !opts.force) {
         throw new ActionRefused('conflict', `refused to promote ${name}: ${reasons.join('; ')}. Add --force to promote anyway`);
       }
+      await this.refuseElsewhere(e, point, `offsite promote ${name}`);
       const daemon = this.daemon;
       await this.endDrill(e);
       if (rp.checkpoint) {
@@ -161,7 +163,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       }
       daemon.links?.volumeChanged(name, `volume ${name} is being promoted here`);
       // Written first: a start after a crash part-way rolls back to this same point.
-      if (point) await writePromoteAt(new DirStore(e.dir), point);
+      await this.writeIntent(e, point);
       // From here a crash does not leave a half-promoted volume: the next start redoes it.
       e.identity!.beginChange('primary');
       const fin = await this.finishPromote(e);
@@ -179,11 +181,61 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     }
   }
 
+  /**
+   * A promote of `e` that began and failed part-way (its change to primary is still under
+   * way) goes on only to where it began: a roll-back may have put part of its point back
+   * already. Refused when `wanted` (a past point, or null: the newest) is elsewhere.
+   */
+  private async refuseElsewhere(e: VolumeEntry, wanted: PromoteAt | null, command: string): Promise<void> {
+    if (!promoteBegun(e.identity!)) return;
+    const begun = await readPromoteAt(new DirStore(e.dir));
+    if ((begun?.seq ?? null) === (wanted?.seq ?? null)) return;
+    throw new ActionRefused('conflict', `volume ${e.config.name}: a promote to ${begun ? describePoint(begun) : 'its newest flush point'} began here ` +
+      `and failed part-way; it completes only there: ${command}${begun ? ` --at ${new Date(begun.time).toISOString()}` : ''}, ` +
+      'or restart the daemon, whose start completes it');
+  }
+
+  /**
+   * Before a promote of `e` begins: where it goes, written down (the past point `wanted`),
+   * or, for the newest, a promote-at file a promote that never began left removed (it
+   * must not roll this one back). A promote that began already keeps its own.
+   */
+  private async writeIntent(e: VolumeEntry, wanted: PromoteAt | null): Promise<void> {
+    if (promoteBegun(e.identity!)) return;
+    const store = new DirStore(e.dir);
+    if (wanted) return writePromoteAt(store, wanted);
+    if (!store.list().includes(PROMOTE_AT_FILE)) return;
+    const stale = await readPromoteAt(store).catch(() => null);
+    await removePromoteAt(store);
+    this.log.info({ volume: e.config.name }, `volume ${e.config.name}: removed the promote-at file ` +
+      `${stale ? `of a promote to ${describePoint(stale)} ` : ''}that a promote which never began left; this one goes to the newest flush point`);
+  }
+
+  /**
+   * At start, before the volume is opened (so its history does not pin the point): a
+   * promote-at file is kept only for a promote that has begun (promoteBegun), which
+   * completeChange then finishes at its point. Any other was written by a promote that a
+   * stop cut before it began: the promote did not happen, and the file is removed so that
+   * no later promote rolls back to its point.
+   */
+  async settlePromoteAt(e: VolumeEntry): Promise<void> {
+    if (!e.identity) return;
+    const store = new DirStore(e.dir);
+    const at = await readPromoteAt(store);
+    if (!at || promoteBegun(e.identity)) return;
+    await removePromoteAt(store);
+    const name = e.config.name;
+    this.log.info({ volume: name }, `volume ${name}: removed the promote-at file of a promote to ${describePoint(at)} that a stop cut before it began: ` +
+      `the promote did not happen and ${name} is still ${e.role} here; promote it again if that is still wanted`);
+  }
+
   /** The part of a promote a restart can redo: apply, roll back, swap the role's files, open as primary. */
   private async finishPromote(e: VolumeEntry): Promise<Awaited<ReturnType<NonNullable<VolumeEntry['replica']>['finishForPromote']>>> {
     const rp = e.replica!;
     // A promote to a past point goes to the point it wrote down, also when a start redoes it.
     const at = await readPromoteAt(new DirStore(e.dir));
+    // (Never a stale one: it was removed at the start, or before this promote began.)
+    assert(promoteBegun(e.identity!), () => `volume ${e.config.name}: a promote finished with no change to primary under way`);
     const fin = await rp.finishForPromote(at?.seq);
     rp.log.close();
     this.wipeRoleState(e);
@@ -306,4 +358,9 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     }
     fsyncDir(e.dir);
   }
+}
+
+/** A restore point as an operator reads it. */
+function describePoint(p: PromoteAt): string {
+  return `the restore point of ${new Date(p.time).toISOString()} (record ${p.seq})`;
 }

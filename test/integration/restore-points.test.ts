@@ -3,6 +3,8 @@
 // kill -9 of the secondary; `offsite history` lists the points. Written with qemu-io,
 // read whole with nbdcopy, compared with what the primary held then.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { test } from 'node:test';
 import { statusOf } from '../helpers/daemon.js';
 import { startPair } from '../helpers/pair.js';
@@ -53,7 +55,13 @@ test('a past point opens as a checkpoint and a drill while the replica moves on,
 
     // kill -9 of the secondary: the held point opens to the same image after the start.
     await p.b.kill9();
+    // And a promote --at that the kill cut after it wrote its point down, before its change
+    // to primary began: the start removes the file (no later promote rolls back to it).
+    const promoteAt = path.join(p.b.dir, 'state', 'volumes', 'db', 'promote-at');
+    fs.writeFileSync(promoteAt, `${JSON.stringify({ version: 1, seq: 1, time: Date.parse(t1) })}\n`);
     await p.b.start();
+    assert.equal(fs.existsSync(promoteAt), false, 'the stale promote-at file is removed at the start');
+    assert.match(p.b.log, /volume db: removed the promote-at file of a promote to the restore point of \S+ \(record 1\) that a stop cut before it began/);
     assert.equal(await exportHash(p.b.uri('db@checkpoint'), p.b.dir), before, 'the same image after kill -9');
     assert.equal((await cli(p.b, 'checkpoint', 'release', 'db')).code, 0);
 
