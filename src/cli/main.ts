@@ -194,9 +194,10 @@ configOption(program.command('resume <volume>'))
 
 configOption(program.command('promote <volume>'))
   .description('failover: make this node\'s secondary of VOLUME the primary (read-write); refused while its primary is connected or the ' +
-    'replica is not consistent')
+    'replica is not consistent. A consistency group\'s name promotes every member at one group point')
   .option('--force', 'promote even so (two primaries, or an image that is not a flush point)')
-  .option('--at <time>', 'roll back to a past flush point from the history first: the newest at or before TIME (after ransomware, a bad upgrade)')
+  .option('--at <time>', 'roll back to a past flush point from the history first: the newest at or before TIME (after ransomware, a bad upgrade); ' +
+    'for a group, the newest group point at or before TIME that every member\'s history holds')
   .action((volume: string, opts: { config?: string; force?: boolean; at?: string }) =>
     act(opts, volume, 'promote', { force: opts.force === true, ...(opts.at === undefined ? {} : { at: opts.at }) }));
 

@@ -90,12 +90,19 @@ export class Daemon {
     this.lockState();
     const registry = this.registry;
     try {
+      // Every identity first: a member of a group's promote that a stop cut is completed
+      // when another member's change began (RoleChanges.settlePromoteAt).
+      const identities = new Map<string, VolumeIdentity>();
+      for (const v of c.volumes) {
+        if (v.peer === undefined) continue;
+        const dir = path.join(c.state, 'volumes', v.name);
+        fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+        identities.set(v.name, VolumeIdentity.open(dir, v.role));
+      }
       for (const v of c.volumes) {
         const dir = path.join(c.state, 'volumes', v.name);
-        let identity: VolumeIdentity | null = null;
+        const identity = identities.get(v.name) ?? null;
         if (v.peer !== undefined) {
-          fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-          identity = VolumeIdentity.open(dir, v.role);
           const limits = { name: v.name, journal: v.journal, bitmapRegion: v.bitmap_region, maxHashRegion: MAX_HASH_REGION_SIZE };
           for (const w of volumeLimitWarnings(limits, formatBytes)) this.log.warn({ volume: v.name }, w);
         }
@@ -110,7 +117,7 @@ export class Daemon {
         this.volumes.push(volume);
         const entry: VolumeEntry = { config: v, volume, role, dir, journaled: null, replica: null, history: null, identity, drill: null };
         this.roles.completeDemote(entry);
-        await this.roles.settlePromoteAt(entry);
+        await this.roles.settlePromoteAt(entry, (m) => identities.get(m) ?? null);
         await this.openRole(entry);
         await this.roles.completeChange(entry);
         this.entries.push(entry);

@@ -259,6 +259,15 @@ export class NodeGroups {
     return { point, replicas };
   }
 
+  /**
+   * The limit stays where it is until `thaw` (a promote of the group to a past point: with
+   * the links gone, nothing more is applied, so the history keeps the point it goes to).
+   */
+  hold(name: string): void {
+    const s = this.states.get(name);
+    if (s) s.frozen = true;
+  }
+
   /** The limit moves again. */
   thaw(name: string): void {
     const s = this.states.get(name);

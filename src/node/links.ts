@@ -349,6 +349,15 @@ export class LinkManager {
     if (peer) this.sessions.get(peer)?.close(reason);
   }
 
+  /**
+   * A role change refused after volumeChanged: the secondary's replica is in the map
+   * again, and the link to its peer comes back with it (the next Hello describes it).
+   */
+  volumeKept(name: string, replica: Replica, reason: string): void {
+    this.volumes.replicas.set(name, replica);
+    this.volumeReady(name, reason);
+  }
+
   /** The change is done (the maps hold the volume in its new role): the next Hello says so. */
   volumeReady(name: string, reason: string): void {
     const peer = this.config.volumes.find((v) => v.name === name)?.peer;

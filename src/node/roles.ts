@@ -14,11 +14,13 @@ import type { ExportBackend } from '../export/backend.js';
 import { ActionRefused, type ActionResult, type NodeActions } from '../contract/actions.js';
 import type { NodeGroups } from './groups.js';
 import type { GroupConfig } from '../config/config.js';
-import { fsyncDir, VolumeActions, type ActionHost } from './volume-actions.js';
+import { fsyncDir, memberPoints, VolumeActions, type ActionHost } from './volume-actions.js';
 import { DirStore } from '../journal/store.js';
 import type { RestorePoint } from '../history/history.js';
 import { assert } from '../invariants/assert.js';
-import { PROMOTE_AT_FILE, promoteBegun, readPromoteAt, removePromoteAt, writePromoteAt, type PromoteAt } from '../secondary/promote-at-file.js';
+import { promoteBegun, readPromoteAt, removePromoteAt } from '../secondary/promote-at-file.js';
+import { PromoteIntents, type IdentityOf } from './promote-intents.js';
+import { pastGroupPoint, type PastGroupPoint } from '../group/past-point.js';
 
 /**
  * What the node's actions need of the daemon, and no more (the Daemon is one; tests
@@ -28,13 +30,13 @@ import { PROMOTE_AT_FILE, promoteBegun, readPromoteAt, removePromoteAt, writePro
  */
 export interface RoleHost extends ActionHost {
   /** null: no identity yet (offsite init), so no link runs. */
-  readonly links: Pick<LinkManager, 'linkState' | 'volumeChanged' | 'volumeReady' | 'pausedVolumes' | 'pause' | 'verify'> | null;
+  readonly links: Pick<LinkManager, 'linkState' | 'volumeChanged' | 'volumeReady' | 'volumeKept' | 'pausedVolumes' | 'pause' | 'verify'> | null;
   /** Opens the volume in its current role (after a promote or demote). */
   openRole(e: VolumeEntry): Promise<void>;
   /** The export the volume's name serves in its current role. */
   backendOf(e: VolumeEntry): ExportBackend;
   /** Consistency groups (docs/GROUPS.md); absent: none. */
-  readonly groups?: Pick<NodeGroups, 'group' | 'groupOf' | 'bringTogether' | 'thaw' | 'checkpoint'>;
+  readonly groups?: Pick<NodeGroups, 'group' | 'groupOf' | 'bringTogether' | 'hold' | 'thaw' | 'checkpoint'>;
 }
 
 /** Files in a volume's state folder that belong to neither role: kept across a role change. */
@@ -42,6 +44,9 @@ const KEEP = new Set(['identity.json', 'history.csv']);
 const JOURNAL_FILE = /^(?:\d{20}\.seg|released|applied|intent)(?:\.tmp)?$/;
 
 export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions {
+  /** Where each promote goes, written down before it begins (promote-intents.ts). */
+  private readonly intents = new PromoteIntents({ entries: () => this.daemon.entries, group: (n) => this.groupNamed(n) }, this.log);
+
   /**
    * Failover: the secondary applies what it holds durably, becomes primary with a
    * new generation, and serves the volume read-write. Refused (unless forced) while
@@ -50,9 +55,8 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
   promote(name: string, opts: { force?: boolean | undefined; at?: number | undefined }): Promise<ActionResult> {
     return this.serial(async () => {
       const g = this.groupNamed(name);
-      if (g && opts.at !== undefined) {
-        throw new ActionRefused('invalid', `group ${g.name}: a promote to a past point is done per volume for now (docs/HISTORY.md)`);
-      }
+      if (g) await this.intents.refuseBegun(g.name, g.members.map((m) => this.entry(m)));
+      if (g && opts.at !== undefined) return this.groupPromoteAt(g, opts.at, opts.force === true);
       if (g) return this.groupPromote(g, opts);
       this.refuseMember(name, 'promote');
       return this.promoteOne(name, opts);
@@ -110,6 +114,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     }
     const done: string[] = [];
     try {
+      for (const e of todo) await this.intents.write(e, null);
       for (const e of todo) {
         e.identity!.beginChange('primary');
         const fin = await this.finishPromote(e);
@@ -127,6 +132,98 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       (reasons.length > 0 ? ` (forced: ${reasons.join('; ')})` : '') + `; took ${ms} ms`;
     this.log.warn({ group: g.name }, message);
     return { volume: g.name, group: g.name, groupPoint: point, message, ms };
+  }
+
+  /**
+   * A promote of every member at one past group point (`promote GROUP --at`): the newest
+   * group point at or before `at` that every member's history lists, picked as a group
+   * checkpoint --at picks it (pastGroupPoint). Every member's link goes and nothing more
+   * is applied (the group's limit is held); each member's point is written down, durably,
+   * before any member's change to primary begins; then each member is rolled back there
+   * and promoted. Once the first member's change has begun, a start after a crash
+   * completes every member at that point (settlePromoteAt).
+   */
+  private async groupPromoteAt(g: GroupConfig, at: number, force: boolean): Promise<ActionResult> {
+    const t0 = performance.now();
+    const entries = g.members.map((m) => this.entry(m));
+    const primary = entries.filter((e) => e.role !== 'secondary' || !e.replica).map((e) => e.config.name);
+    if (primary.length === entries.length) throw new ActionRefused('wrong-role', `group ${g.name} is already primary on this node`);
+    if (primary.length > 0) {
+      throw new ActionRefused('conflict', `refused to promote group ${g.name} to a past point: ${primary.join(', ')} ${primary.length === 1 ? 'is' : 'are'} ` +
+        `primary here already, and only a secondary keeps history; promote the others to their newest flush point: offsite promote ${g.name}`);
+    }
+    let pick = pickPastPoint(g, entries, at);
+    // (A past point is an image whatever a member is now: a torn apply, a round, are undone with the rest.)
+    const reasons = entries.filter((e) => this.daemon.links?.linkState(e.config.peer!) === 'connected').map((e) =>
+      `${e.config.name}'s primary on ${e.config.peer} is still connected (demote group ${g.name} on ${e.config.peer} first, or stop that node)`);
+    if (reasons.length > 0 && !force) {
+      throw new ActionRefused('conflict', `refused to promote group ${g.name}: ${reasons.join('; ')}. Add --force to promote anyway`);
+    }
+    const daemon = this.daemon;
+    const groups = daemon.groups!;
+    for (const e of entries) {
+      await this.endDrill(e);
+      if (e.replica!.checkpoint) {
+        daemon.registry.remove(`${e.config.name}${CHECKPOINT_SUFFIX}`);
+        await e.replica!.releaseCheckpoint();
+      }
+    }
+    for (const e of entries) daemon.links?.volumeChanged(e.config.name, `volume ${e.config.name} is being promoted here with group ${g.name}`);
+    groups.hold(g.name);
+    let begun = 0;
+    try {
+      for (const e of entries) await e.replica!.quiesce();
+      // (Picked again now that nothing applies: the last units may have let retention drop the point.)
+      pick = pickPastPoint(g, entries, at);
+      // Every member's point written down before any member's change begins: a start after
+      // a crash in between removes them all (nothing began), or completes every member there.
+      for (const e of entries) {
+        const p = pick.members.get(e.config.name)!;
+        await this.intents.write(e, { seq: p.seq, time: p.time, group: g.name, groupPoint: pick.point });
+      }
+      for (const e of entries) {
+        e.identity!.beginChange('primary');
+        begun++;
+      }
+    } catch (err) {
+      if (begun > 0) {
+        groups.thaw(g.name);
+        throw new Error(`group ${g.name}: its promote to group point ${pick.point} began on ${entries[0]!.config.name} but stopped: ` +
+          `${(err as Error).message}; restart the daemon: its start completes the promote on every member at that point`);
+      }
+      for (const e of entries) await removePromoteAt(new DirStore(e.dir)).catch(() => undefined);
+      groups.thaw(g.name);
+      for (const e of entries) daemon.links?.volumeKept(e.config.name, e.replica!, `volume ${e.config.name}: the promote of group ${g.name} did not begin`);
+      if (err instanceof ActionRefused) throw err;
+      throw new Error(`no promote of group ${g.name}: ${(err as Error).message}; every member is still secondary`);
+    }
+    const done: string[] = [];
+    const failed: string[] = [];
+    try {
+      for (const e of entries) {
+        try {
+          const fin = await this.finishPromote(e);
+          daemon.registry.add(daemon.backendOf(e), e.config.default === true);
+          daemon.links?.volumeReady(e.config.name, `volume ${e.config.name} is primary here now`);
+          done.push(`${e.config.name} to record ${fin.applied} (${formatBytes(fin.restoredBytes ?? 0)} of later changes undone` +
+            `${fin.discarded > 0 ? `, ${fin.discarded} record${fin.discarded === 1 ? '' : 's'} after it undone or discarded` : ''})`);
+        } catch (err) {
+          failed.push(`${e.config.name}: ${(err as Error).message}`);
+        }
+      }
+    } finally {
+      groups.thaw(g.name);
+    }
+    const where = `group point ${pick.point} of ${new Date(pick.time).toISOString()}`;
+    if (failed.length > 0) {
+      throw new Error(`group ${g.name}: the promote to ${where} did not finish on ${failed.join('; ')}` +
+        `${done.length > 0 ? ` (done: ${done.join(', ')})` : ''}; restart the daemon: its start completes it at that point`);
+    }
+    const ms = Math.round(performance.now() - t0);
+    const message = `group ${g.name} promoted: ${g.members.join(', ')} primary on this node, read-write, rolled back to ${where}: ` +
+      done.join(', ') + (reasons.length > 0 ? ` (forced: ${reasons.join('; ')})` : '') + `; took ${ms} ms`;
+    this.log.warn({ group: g.name }, message);
+    return { volume: g.name, group: g.name, groupPoint: pick.point, time: pick.time, message, ms };
   }
 
   private async promoteOne(name: string, opts: { force?: boolean | undefined; at?: number | undefined }): Promise<ActionResult> {
@@ -154,7 +251,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       if (reasons.length > 0 && !opts.force) {
         throw new ActionRefused('conflict', `refused to promote ${name}: ${reasons.join('; ')}. Add --force to promote anyway`);
       }
-      await this.refuseElsewhere(e, point, `offsite promote ${name}`);
+      await this.intents.refuseElsewhere(e, point, `offsite promote ${name}`);
       const daemon = this.daemon;
       await this.endDrill(e);
       if (rp.checkpoint) {
@@ -163,7 +260,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       }
       daemon.links?.volumeChanged(name, `volume ${name} is being promoted here`);
       // Written first: a start after a crash part-way rolls back to this same point.
-      await this.writeIntent(e, point);
+      await this.intents.write(e, point);
       // From here a crash does not leave a half-promoted volume: the next start redoes it.
       e.identity!.beginChange('primary');
       const fin = await this.finishPromote(e);
@@ -181,52 +278,9 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     }
   }
 
-  /**
-   * A promote of `e` that began and failed part-way (its change to primary is still under
-   * way) goes on only to where it began: a roll-back may have put part of its point back
-   * already. Refused when `wanted` (a past point, or null: the newest) is elsewhere.
-   */
-  private async refuseElsewhere(e: VolumeEntry, wanted: PromoteAt | null, command: string): Promise<void> {
-    if (!promoteBegun(e.identity!)) return;
-    const begun = await readPromoteAt(new DirStore(e.dir));
-    if ((begun?.seq ?? null) === (wanted?.seq ?? null)) return;
-    throw new ActionRefused('conflict', `volume ${e.config.name}: a promote to ${begun ? describePoint(begun) : 'its newest flush point'} began here ` +
-      `and failed part-way; it completes only there: ${command}${begun ? ` --at ${new Date(begun.time).toISOString()}` : ''}, ` +
-      'or restart the daemon, whose start completes it');
-  }
-
-  /**
-   * Before a promote of `e` begins: where it goes, written down (the past point `wanted`),
-   * or, for the newest, a promote-at file a promote that never began left removed (it
-   * must not roll this one back). A promote that began already keeps its own.
-   */
-  private async writeIntent(e: VolumeEntry, wanted: PromoteAt | null): Promise<void> {
-    if (promoteBegun(e.identity!)) return;
-    const store = new DirStore(e.dir);
-    if (wanted) return writePromoteAt(store, wanted);
-    if (!store.list().includes(PROMOTE_AT_FILE)) return;
-    const stale = await readPromoteAt(store).catch(() => null);
-    await removePromoteAt(store);
-    this.log.info({ volume: e.config.name }, `volume ${e.config.name}: removed the promote-at file ` +
-      `${stale ? `of a promote to ${describePoint(stale)} ` : ''}that a promote which never began left; this one goes to the newest flush point`);
-  }
-
-  /**
-   * At start, before the volume is opened (so its history does not pin the point): a
-   * promote-at file is kept only for a promote that has begun (promoteBegun), which
-   * completeChange then finishes at its point. Any other was written by a promote that a
-   * stop cut before it began: the promote did not happen, and the file is removed so that
-   * no later promote rolls back to its point.
-   */
-  async settlePromoteAt(e: VolumeEntry): Promise<void> {
-    if (!e.identity) return;
-    const store = new DirStore(e.dir);
-    const at = await readPromoteAt(store);
-    if (!at || promoteBegun(e.identity)) return;
-    await removePromoteAt(store);
-    const name = e.config.name;
-    this.log.info({ volume: name }, `volume ${name}: removed the promote-at file of a promote to ${describePoint(at)} that a stop cut before it began: ` +
-      `the promote did not happen and ${name} is still ${e.role} here; promote it again if that is still wanted`);
+  /** At start, before the volume is opened: its promote-at file kept, joined or removed (PromoteIntents.settle). */
+  settlePromoteAt(e: VolumeEntry, identityOf: IdentityOf): Promise<void> {
+    return this.intents.settle(e, identityOf);
   }
 
   /** The part of a promote a restart can redo: apply, roll back, swap the role's files, open as primary. */
@@ -236,7 +290,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     const at = await readPromoteAt(new DirStore(e.dir));
     // (Never a stale one: it was removed at the start, or before this promote began.)
     assert(promoteBegun(e.identity!), () => `volume ${e.config.name}: a promote finished with no change to primary under way`);
-    const fin = await rp.finishForPromote(at?.seq);
+    const fin = await rp.finishForPromote(at ?? undefined);
     rp.log.close();
     this.wipeRoleState(e);
     e.identity!.setRole('primary', true);
@@ -360,7 +414,11 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
   }
 }
 
-/** A restore point as an operator reads it. */
-function describePoint(p: PromoteAt): string {
-  return `the restore point of ${new Date(p.time).toISOString()} (record ${p.seq})`;
+/** The past group point a promote of `g` --at `at` goes to (pastGroupPoint), or the refusal that says why there is none. */
+function pickPastPoint(g: GroupConfig, entries: readonly VolumeEntry[], at: number): PastGroupPoint {
+  try {
+    return pastGroupPoint(entries.map(memberPoints), at);
+  } catch (err) {
+    throw new ActionRefused('conflict', `refused to promote group ${g.name}: ${(err as Error).message}`);
+  }
 }

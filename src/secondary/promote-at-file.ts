@@ -4,33 +4,50 @@
 // newest), and the history keeps that point meanwhile. The role change removes it.
 // The file is acted on only once the promote has begun (promoteBegun): one left by a
 // promote that a crash or a failure stopped before it began is stale, and is removed.
-// state/volumes/NAME/promote-at, JSON: {"version":1,"seq":S,"time":T}.
+// A promote of a consistency group to a past group point (`promote GROUP --at`,
+// docs/GROUPS.md) writes one on every member, naming the group and its point, before
+// any member's change begins; the group's promote has begun once one member's has.
+// state/volumes/NAME/promote-at, JSON: {"version":1,"seq":S,"time":T}, and for a
+// group's promote also "group":"G","groupPoint":N (a release that reads only seq and
+// time rolls the member back to the same point).
 import type { Store } from '../journal/store.js';
 import { jsonVersion, refuseNewer } from '../versioning/format.js';
 
 export const PROMOTE_AT_FILE = 'promote-at';
 export const PROMOTE_AT_FORMAT = jsonVersion('promote-at file', 1, [1]);
 
-export interface PromoteAt { seq: number; time: number }
+export interface PromoteAt {
+  seq: number;
+  time: number;
+  /** A group's promote: the group, and the group point every member is rolled back to. */
+  group?: string;
+  groupPoint?: number;
+}
 
-/** A volume's role change as its identity holds it (src/volume/identity.ts). */
+/** A volume's role, and a change of it under way, as its identity holds them (src/volume/identity.ts). */
 export interface RoleMark {
+  readonly role?: 'primary' | 'secondary' | undefined;
   readonly changing?: 'primary' | 'secondary' | undefined;
 }
 
 /**
- * Whether the promote a promote-at file was written for has begun: its change to primary
- * is under way on the volume (written after the file, so a crash between the two leaves
- * a file and no change). Only then is the file acted on (the promote is finished at its
- * point); otherwise it is stale, and neither a later promote nor the history's pins may
- * take its point for one.
+ * Whether the promote a promote-at file `at` was written for has begun: its change to
+ * primary is under way on the volume (written after the file, so a crash between the
+ * two leaves a file and no change), or, for a group's promote, on one of the group's
+ * other `members`, or done there (every member's file was written before the first
+ * member's change began, when every member was secondary here, and only this promote
+ * has made one primary since). Only then is the file acted on (the promote is finished
+ * at its point); otherwise it is stale, and neither a later promote nor the history's
+ * pins may take its point for one.
  */
-export function promoteBegun(self: RoleMark): boolean {
-  return self.changing === 'primary';
+export function promoteBegun(self: RoleMark, at: PromoteAt | null = null, members: ReadonlyArray<RoleMark | null> = []): boolean {
+  if (self.changing === 'primary') return true;
+  return at?.group !== undefined && members.some((m) => m !== null && (m.changing === 'primary' || m.role === 'primary'));
 }
 
 export function writePromoteAt(store: Store, p: PromoteAt): Promise<void> {
-  return store.replace(PROMOTE_AT_FILE, Buffer.from(`${JSON.stringify({ version: PROMOTE_AT_FORMAT.writes, seq: p.seq, time: p.time })}\n`));
+  const group = p.group === undefined ? {} : { group: p.group, groupPoint: p.groupPoint };
+  return store.replace(PROMOTE_AT_FILE, Buffer.from(`${JSON.stringify({ version: PROMOTE_AT_FORMAT.writes, seq: p.seq, time: p.time, ...group })}\n`));
 }
 
 /** Removes the file, durably (a stale one, before a promote that goes elsewhere begins). */
@@ -55,7 +72,9 @@ export async function readPromoteAt(store: Store): Promise<PromoteAt | null> {
     f.close();
   }
   refuseNewer(PROMOTE_AT_FORMAT, b, PROMOTE_AT_FILE);
-  const j = JSON.parse(b.toString('utf8')) as { seq?: unknown; time?: unknown };
+  const j = JSON.parse(b.toString('utf8')) as { seq?: unknown; time?: unknown; group?: unknown; groupPoint?: unknown };
   if (typeof j.seq !== 'number' || typeof j.time !== 'number') throw new Error(`${PROMOTE_AT_FILE}: no restore point in it`);
-  return { seq: j.seq, time: j.time };
+  if (j.group === undefined) return { seq: j.seq, time: j.time };
+  if (typeof j.group !== 'string' || typeof j.groupPoint !== 'number') throw new Error(`${PROMOTE_AT_FILE}: a group's promote with no group point in it`);
+  return { seq: j.seq, time: j.time, group: j.group, groupPoint: j.groupPoint };
 }

@@ -420,8 +420,9 @@ export class Replica implements ExportBackend {
    * round in progress is rolled back to the image before it (the undo area).
    * Afterwards the replica is the flush-point image it served, on the volume itself.
    */
-  async finishForPromote(atSeq?: number): Promise<{ applied: number; discarded: number; rolledBack: number; initialRound: boolean; restoredBytes?: number }> {
-    if (atSeq !== undefined) return this.finishAtPoint(atSeq);
+  async finishForPromote(at?: { seq: number; groupPoint?: number | undefined }):
+    Promise<{ applied: number; discarded: number; rolledBack: number; initialRound: boolean; restoredBytes?: number }> {
+    if (at !== undefined) return this.finishAtPoint(at.seq, at.groupPoint);
     await this.quiesce();
     if (!this.log.broken) {
       const upTo = await this.log.sync();
@@ -440,10 +441,16 @@ export class Replica implements ExportBackend {
    * Before a promote to a past point (`promote --at`): the link is gone; nothing more is
    * applied; the bytes changed since restore point `seq` are put back from the history
    * (a round in progress included: what it wrote was saved too). Afterwards the replica
-   * is the image at that point, on the volume itself. Redone the same after a crash.
+   * is the image at that point, on the volume itself. Redone the same after a crash. In a
+   * promote of a group (`groupPoint`), every member is rolled back to that group point.
    */
-  private async finishAtPoint(seq: number): Promise<{ applied: number; discarded: number; rolledBack: number; initialRound: boolean; restoredBytes: number }> {
+  private async finishAtPoint(seq: number, groupPoint?: number):
+    Promise<{ applied: number; discarded: number; rolledBack: number; initialRound: boolean; restoredBytes: number }> {
     await this.quiesce();
+    // Invariant 10: every member of a group promoted to a past point is rolled back to the same group point.
+    const point = groupPoint === undefined ? undefined : this.historyPoints().find((p) => p.seq === seq);
+    assert(point === undefined || point.groupPoint === groupPoint, () => `volume ${this.name}: a promote of its group to group point ${groupPoint} ` +
+      `would roll it back to the point at record ${seq} (${point!.groupPoint === undefined ? 'no group point' : `group point ${point!.groupPoint}`})`);
     const restoredBytes = await this.past.rollBackTo(seq);
     const discarded = Math.max(0, this.log.lastSeq - seq);
     this.past.close();

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { statusOf } from '../helpers/daemon.js';
-import { startPair } from '../helpers/pair.js';
+import { startPair, type Pair } from '../helpers/pair.js';
 import { must, run, sleep } from '../helpers/run.js';
 import { cli, exportHash } from '../helpers/cli.js';
 import type { VolumeStatus } from '../../src/contract/status.js';
@@ -134,6 +134,84 @@ test('a consistency group opens at one past group point: a checkpoint and a dril
     assert.equal(drill.code, 0, drill.stderr);
     assert.deepEqual([await exportHash(p.b.uri('db@drill'), p.b.dir), await exportHash(p.b.uri('wal@drill'), p.b.dir)], before);
     assert.equal((await cli(p.b, 'drill', 'stop', 'erp')).code, 0);
+
+    // The group's recovery to a past point: refused while site-a is linked, and before the histories begin.
+    const linked = await cli(p.b, 'promote', 'erp', '--at', t1);
+    assert.equal(linked.code, 1);
+    assert.match(linked.stderr, /refused to promote group erp: db's primary on site-a is still connected .*Add --force/);
+    const early = await cli(p.b, 'promote', 'erp', '--at', '1h ago');
+    assert.equal(early.code, 1);
+    assert.match(early.stderr, /no group point at or before \S+ is in the history of every member \(db's oldest is group point \d+ of \S+; wal's oldest is/);
+    // site-a is lost: both members are promoted at the group point before the damage.
+    await p.a.kill9();
+    const promoted = await cli(p.b, 'promote', 'erp', '--at', t1);
+    assert.equal(promoted.code, 0, promoted.stderr);
+    assert.match(promoted.stdout, new RegExp('group erp promoted: db, wal primary on this node, read-write, rolled back to group point \\d+ of \\S+: ' +
+      'db to record \\d+ \\([\\d.]+ MiB of later changes undone.*\\), wal to record \\d+ \\([\\d.]+ MiB of later changes undone'));
+    await expectGroupAt(p.b, before);
+  } finally {
+    await p.stop();
+  }
+});
+
+/** db and wal at `node` are read-write and hold the images `before` (0x11 and 0x12 over their first 8 MiB, not what came later). */
+async function expectGroupAt(node: Pair['b'], before: string[]): Promise<void> {
+  assert.deepEqual([await exportHash(node.uri('db'), node.dir), await exportHash(node.uri('wal'), node.dir)], before, 'both members at the earlier point');
+  for (const [v, pattern] of [['db', '0x11'], ['wal', '0x12']] as const) {
+    const r = await run('qemu-io', ['-f', 'raw', '-r', '-c', `read -P ${pattern} 0 8M`, node.uri(v)]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.doesNotMatch(r.stdout, /Pattern verification failed/, `${v} holds what was written before the point`);
+  }
+  const st = await statusOf(node);
+  assert.deepEqual(st.volumes.map((v) => [v.name, (v as unknown as VolumeStatus).role]), [['db', 'primary'], ['wal', 'primary']]);
+  await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x66 0 1M', '-c', 'flush', node.uri('wal')]);
+}
+
+test('a group\'s promote --at that a kill cut part-way completes on every member at the start, at the same group point', async () => {
+  const wal = (peer: string, role: string, keys = ''): string =>
+    `  wal: { path: ./wal.img, size: 16MiB, role: ${role}, peer: ${peer}, journal: 256MiB${keys} }\ngroups:\n  erp: [db, wal]\n`;
+  const history = 'history: { keep: 24h, max: 1GiB }';
+  const p = await startPair({
+    size: '16MiB', volumeKeysB: history, nodeKeysA: wal('site-b', 'primary'), nodeKeysB: wal('site-a', 'secondary', `, ${history}`),
+  });
+  try {
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 8M', '-c', 'flush', p.a.uri('db')]);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x12 0 8M', '-c', 'flush', p.a.uri('wal')]);
+    await p.drained();
+    await sleep(2500);
+    const before = [await exportHash(p.a.uri('db'), p.a.dir), await exportHash(p.a.uri('wal'), p.a.dir)];
+    const t1 = Date.now();
+    await sleep(1100);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x21 4M 8M', '-c', 'flush', p.a.uri('db')]);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x22 4M 8M', '-c', 'flush', p.a.uri('wal')]);
+    await p.drained();
+    await sleep(2500);
+    // The group point `promote erp --at t1` goes to, and each member's record of it.
+    const points = async (v: string): Promise<Map<number, { seq: number; time: number }>> => {
+      const r = await cli(p.b, 'history', v, '--json');
+      assert.equal(r.code, 0, r.stderr);
+      const h = JSON.parse(r.stdout) as { points: Array<{ seq: number; time: number; groupPoint?: number }> };
+      return new Map(h.points.filter((x) => x.groupPoint !== undefined && x.time <= t1).map((x) => [x.groupPoint!, x]));
+    };
+    const [dbPoints, walPoints] = [await points('db'), await points('wal')];
+    const gp = Math.max(...[...dbPoints.keys()].filter((k) => walPoints.has(k)));
+    assert.ok(Number.isFinite(gp), 'a group point before t1 on both members');
+
+    // site-a is lost; site-b's daemon is killed after both points were written down and
+    // wal's change to primary began, before db's (db, first in the config, is opened
+    // first at the start: it must see wal's change): the state the promote leaves there.
+    await p.a.kill9();
+    await p.b.kill9();
+    const state = (v: string): string => path.join(p.b.dir, 'state', 'volumes', v);
+    for (const [v, pt] of [['db', dbPoints.get(gp)!], ['wal', walPoints.get(gp)!]] as const) {
+      fs.writeFileSync(path.join(state(v), 'promote-at'), `${JSON.stringify({ version: 1, seq: pt.seq, time: pt.time, group: 'erp', groupPoint: gp })}\n`);
+    }
+    const idFile = path.join(state('wal'), 'identity.json');
+    fs.writeFileSync(idFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(idFile, 'utf8')), changing: 'primary' }));
+    await p.b.start();
+    assert.match(p.b.log, new RegExp(`volume db: the promote of group erp to group point ${gp} \\(the restore point of \\S+ ` +
+      `\\(record ${dbPoints.get(gp)!.seq}\\)\\) began on another member before a stop; db is promoted there too`));
+    await expectGroupAt(p.b, before);
   } finally {
     await p.stop();
   }

@@ -13,38 +13,48 @@ import { RoleChanges, type RoleHost } from '../../src/node/roles.js';
 import type { VolumeEntry } from '../../src/node/volume-entry.js';
 import { ActionRefused } from '../../src/contract/actions.js';
 import { DirStore } from '../../src/journal/store.js';
-import { PROMOTE_AT_FILE, writePromoteAt } from '../../src/secondary/promote-at-file.js';
+import { PROMOTE_AT_FILE, promoteBegun, readPromoteAt, writePromoteAt } from '../../src/secondary/promote-at-file.js';
 import { VolumeIdentity } from '../../src/volume/identity.js';
 import { tempDir } from '../helpers/run.js';
 
 const POINT = { seq: 7, time: Date.UTC(2026, 11, 3, 10, 14) };
 
-/** A secondary `db` whose replica records the point each finish-for-promote is asked for. */
-function secondary(): { roles: RoleChanges; e: VolumeEntry; finishedAt: Array<number | undefined>; logged: string[] } {
-  const dir = tempDir('promote-at');
+interface Secondaries { roles: RoleChanges; e: VolumeEntry; entries: VolumeEntry[]; finishedAt: Array<number | undefined>; logged: string[] }
+
+/**
+ * A secondary `db` (and `wal`, with `group`: the two in consistency group erp) whose
+ * replicas record the point each finish-for-promote is asked for.
+ */
+function secondary(group = false): Secondaries {
   const finishedAt: Array<number | undefined> = [];
-  const replica = {
-    checkpoint: null,
-    log: { close: () => undefined },
-    notFrozenBecause: () => null,
-    pastPoint: () => POINT,
-    finishForPromote: (seq?: number) => {
-      finishedAt.push(seq);
-      return Promise.resolve({ applied: seq ?? 12, discarded: 0, rolledBack: 0, initialRound: false, ...(seq === undefined ? {} : { restoredBytes: 4096 }) });
-    },
+  const entry = (name: string): VolumeEntry => {
+    const dir = tempDir('promote-at');
+    const replica = {
+      checkpoint: null,
+      log: { close: () => undefined },
+      notFrozenBecause: () => null,
+      pastPoint: () => POINT,
+      finishForPromote: (at?: { seq: number }) => {
+        finishedAt.push(at?.seq);
+        return Promise.resolve({ applied: at?.seq ?? 12, discarded: 0, rolledBack: 0, initialRound: false, ...(at ? { restoredBytes: 4096 } : {}) });
+      },
+    };
+    return {
+      config: { name, peer: 'site-a' }, volume: { readOnly: true }, role: 'secondary', dir, journaled: null, replica, history: null,
+      identity: VolumeIdentity.open(dir, 'secondary'), drill: null,
+    } as unknown as VolumeEntry;
   };
-  const e = {
-    config: { name: 'db', peer: 'site-a' }, volume: { readOnly: true }, role: 'secondary', dir, journaled: null, replica, history: null,
-    identity: VolumeIdentity.open(dir, 'secondary'), drill: null,
-  } as unknown as VolumeEntry;
+  const entries = group ? [entry('db'), entry('wal')] : [entry('db')];
+  const erp = { name: 'erp', members: ['db', 'wal'] };
   const daemon = {
-    config: { node: 'site-b' }, entries: [e], links: null,
+    config: { node: 'site-b' }, entries, links: null,
     registry: { add: () => undefined, remove: () => undefined },
     openRole: () => Promise.resolve(), backendOf: () => ({}),
+    ...(group ? { groups: { group: (n: string) => (n === 'erp' ? erp : null), groupOf: (v: string) => (erp.members.includes(v) ? erp : null) } } : {}),
   } as unknown as RoleHost;
   const logged: string[] = [];
   const sink = new Writable({ write: (chunk: Buffer, _enc, done) => { logged.push(String(JSON.parse(chunk.toString()).msg)); done(); } });
-  return { roles: new RoleChanges(daemon, createLogger({ format: 'json', destination: sink })), e, finishedAt, logged };
+  return { roles: new RoleChanges(daemon, createLogger({ format: 'json', destination: sink })), e: entries[0]!, entries, finishedAt, logged };
 }
 
 const planted = (e: VolumeEntry): boolean => fs.existsSync(path.join(e.dir, PROMOTE_AT_FILE));
@@ -53,7 +63,7 @@ test('a promote-at file whose promote never began is removed at the start; a pla
   const { roles, e, finishedAt, logged } = secondary();
   // The daemon died between writing the file and beginning the change to primary.
   await writePromoteAt(new DirStore(e.dir), POINT);
-  await roles.settlePromoteAt(e);
+  await roles.settlePromoteAt(e, () => null);
   assert.equal(planted(e), false, 'the stale file is gone before the replica opens (nor does its history pin the point)');
   assert.match(logged.join('\n'), new RegExp('volume db: removed the promote-at file of a promote to the restore point of 2026-12-03T10:14:00.000Z ' +
     '\\(record 7\\) that a stop cut before it began: the promote did not happen and db is still secondary here'));
@@ -76,7 +86,7 @@ test('a promote-at file of a promote that began is kept at the start and finishe
   const { roles, e, finishedAt } = secondary();
   await writePromoteAt(new DirStore(e.dir), POINT);
   e.identity!.beginChange('primary');
-  await roles.settlePromoteAt(e);
+  await roles.settlePromoteAt(e, () => null);
   assert.equal(planted(e), true);
   // (While it runs, a promote to elsewhere could mix two points: a roll-back may be part done.)
   const refusal = new RegExp('volume db: a promote to the restore point of 2026-12-03T10:14:00.000Z \\(record 7\\) began here and failed part-way; ' +
@@ -87,4 +97,93 @@ test('a promote-at file of a promote that began is kept at the start and finishe
   assert.deepEqual(finishedAt, [7], 'rolled back to the point written down');
   assert.equal(e.role, 'primary');
   assert.equal(planted(e), false, 'the role change removes it');
+});
+
+test('promoteBegun: a change to primary under way here, or for a group\'s promote on another member, begun or done', () => {
+  const grp = { ...POINT, group: 'erp', groupPoint: 42 };
+  assert.equal(promoteBegun({}), false);
+  assert.equal(promoteBegun({ changing: 'primary' }), true);
+  assert.equal(promoteBegun({ changing: 'secondary' }, POINT), false);
+  assert.equal(promoteBegun({}, grp, [null, {}, { role: 'secondary' }]), false, 'no member has begun');
+  assert.equal(promoteBegun({}, grp, [{ changing: 'primary' }]), true);
+  assert.equal(promoteBegun({}, grp, [{ role: 'primary' }]), true, 'a member finished already');
+  assert.equal(promoteBegun({}, POINT, [{ role: 'primary' }]), false, 'a file of one volume\'s promote looks at no other');
+});
+
+test('a group\'s promote a stop cut: a member whose change had not begun joins when another\'s had; none began, every file goes', async () => {
+  const grp = (seq: number) => ({ seq, time: POINT.time, group: 'erp', groupPoint: 42 });
+  {
+    const { roles, entries: [db, wal], finishedAt, logged } = secondary(true);
+    await writePromoteAt(new DirStore(db!.dir), grp(7));
+    await writePromoteAt(new DirStore(wal!.dir), grp(3));
+    db!.identity!.beginChange('primary');
+    const identityOf = (m: string) => (m === 'db' ? db!.identity : m === 'wal' ? wal!.identity : null);
+    for (const e of [wal!, db!]) await roles.settlePromoteAt(e, identityOf);
+    assert.equal(wal!.identity!.changing, 'primary', 'wal begins its change at the start');
+    assert.deepEqual(await readPromoteAt(new DirStore(wal!.dir)), grp(3));
+    assert.match(logged.join('\n'), /volume wal: the promote of group erp to group point 42 \(the restore point of \S+ \(record 3\)\) began on another member/);
+    for (const e of [wal!, db!]) await roles.completeChange(e);
+    assert.deepEqual(finishedAt, [3, 7], 'each rolled back to its record of group point 42');
+  }
+  {
+    const { roles, entries: [db, wal] } = secondary(true);
+    await writePromoteAt(new DirStore(db!.dir), grp(7));
+    await writePromoteAt(new DirStore(wal!.dir), grp(3));
+    const identityOf = (m: string) => (m === 'db' ? db!.identity : m === 'wal' ? wal!.identity : null);
+    for (const e of [db!, wal!]) await roles.settlePromoteAt(e, identityOf);
+    assert.deepEqual([planted(db!), planted(wal!)], [false, false]);
+    assert.deepEqual([db!.identity!.changing, wal!.identity!.changing], [undefined, undefined]);
+  }
+});
+
+test('a group whose promote began on a member and stopped there is refused another promote: a start completes it', async () => {
+  const { roles, entries: [db, wal], finishedAt } = secondary(true);
+  await writePromoteAt(new DirStore(db!.dir), { ...POINT, group: 'erp', groupPoint: 42 });
+  await writePromoteAt(new DirStore(wal!.dir), { seq: 3, time: POINT.time, group: 'erp', groupPoint: 42 });
+  db!.identity!.beginChange('primary');
+  for (const opts of [{}, { at: POINT.time }]) {
+    await assert.rejects(roles.promote('erp', opts), (err: unknown) => err instanceof ActionRefused &&
+      /^group erp: a promote to group point 42 of 2026-12-03T10:14:00.000Z began on db and failed part-way; restart the daemon/.test(err.message));
+  }
+  assert.deepEqual(finishedAt, []);
+});
+
+test('promote erp --at: one past group point on every member, each written down before any member\'s change begins', async () => {
+  const { roles, entries, finishedAt } = secondary(true);
+  const t = (sec: number): number => POINT.time + sec * 1000;
+  // db's and wal's restore points: group points 41 and 42 on both (wal thinned 43 away), db's own points between.
+  const points: Record<string, Array<{ seq: number; time: number; groupPoint?: number }>> = {
+    db: [{ seq: 5, time: t(0), groupPoint: 41 }, { seq: 7, time: t(1), groupPoint: 42 }, { seq: 8, time: t(2) }, { seq: 9, time: t(3), groupPoint: 43 }],
+    wal: [{ seq: 2, time: t(0), groupPoint: 41 }, { seq: 3, time: t(1), groupPoint: 42 }, { seq: 6, time: t(4), groupPoint: 44 }],
+  };
+  const seen: string[] = [];
+  let linked: 'connected' | 'down' = 'connected';
+  for (const e of entries) {
+    Object.assign(e.replica!, { history: {}, historyPoints: () => points[e.config.name], quiesce: () => Promise.resolve() });
+    const id = e.identity!;
+    const begin = id.beginChange.bind(id);
+    id.beginChange = (role) => {
+      seen.push(`${e.config.name} begins with files on ${entries.filter(planted).map((x) => x.config.name).join(', ')}`);
+      begin(role);
+    };
+  }
+  const host = (roles as unknown as { daemon: Record<string, unknown> }).daemon;
+  const groups = host.groups as Record<string, unknown>;
+  Object.assign(groups, { hold: () => seen.push('held'), thaw: () => seen.push('thawed') });
+  host.links = {
+    linkState: () => linked, volumeChanged: () => undefined, volumeReady: () => undefined, volumeKept: () => undefined,
+  };
+  await assert.rejects(roles.promote('erp', { at: t(3.5) }), (err: unknown) => err instanceof ActionRefused &&
+    /^refused to promote group erp: db's primary on site-a is still connected .*; wal's primary .*Add --force/.test(err.message));
+  const none = /no group point at or before \S+ is in the history of every member \(db's oldest is group point 41 of \S+; wal's oldest is group point 41/;
+  await assert.rejects(roles.promote('erp', { at: t(-1) }), (err: unknown) => err instanceof ActionRefused && none.test(err.message));
+  assert.deepEqual([seen, finishedAt], [[], []], 'nothing done by a refusal');
+  linked = 'down';
+  const r = await roles.promote('erp', { at: t(3.5) });
+  assert.deepEqual(finishedAt, [7, 3], 'both at group point 42 (43 is not in wal\'s history, 44 is after the time)');
+  assert.deepEqual(seen, ['held', 'db begins with files on db, wal', 'wal begins with files on db, wal', 'thawed']);
+  assert.match(r.message, new RegExp('^group erp promoted: db, wal primary on this node, read-write, ' +
+    'rolled back to group point 42 of 2026-12-03T10:14:01.000Z: ' +
+    'db to record 7 \\(4.0 KiB of later changes undone\\), wal to record 3 \\(4.0 KiB of later changes undone\\); took \\d+ ms$'));
+  assert.deepEqual(entries.map((e) => [e.role, planted(e)]), [['primary', false], ['primary', false]]);
 });
