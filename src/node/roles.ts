@@ -105,7 +105,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       } catch (err) {
         if (!opts.force) {
           groups.thaw(g.name);
-          for (const e of todo) daemon.links?.volumeReady(e.config.name, `volume ${e.config.name}: the promote of group ${g.name} was refused`);
+          for (const e of todo) daemon.links?.volumeKept(e.config.name, e.replica!, `volume ${e.config.name}: the promote of group ${g.name} was refused`);
           throw new ActionRefused('conflict',
             `refused to promote group ${g.name}: ${(err as Error).message}. Add --force to promote each member at its own newest flush point`);
         }

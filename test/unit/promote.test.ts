@@ -1,8 +1,10 @@
-// The promote-at file (src/secondary/promote-at-file.ts, docs/HISTORY.md) is acted on
-// only for a promote that has begun: one left by a promote that stopped before its
-// change to primary began is removed at the start, and a promote to the newest point
-// removes it before it begins, so neither rolls back to its point. RoleChanges over a
-// double of the daemon and of the replica, with real state files in a temp folder.
+// Promotes over a double of the daemon and of the replicas, with real state files in a
+// temp folder. The promote-at file (src/secondary/promote-at-file.ts, docs/HISTORY.md)
+// is acted on only for a promote that has begun: one left by a promote that stopped
+// before its change to primary began is removed at the start, and a promote to the
+// newest point removes it before it begins, so neither rolls back to its point. A
+// group's promote --at goes to one past group point on every member, written down on
+// each before any member's change begins; a refused group promote links its members again.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -186,4 +188,38 @@ test('promote erp --at: one past group point on every member, each written down 
     'rolled back to group point 42 of 2026-12-03T10:14:01.000Z: ' +
     'db to record 7 \\(4.0 KiB of later changes undone\\), wal to record 3 \\(4.0 KiB of later changes undone\\); took \\d+ ms$'));
   assert.deepEqual(entries.map((e) => [e.role, planted(e)]), [['primary', false], ['primary', false]]);
+});
+
+test('a group promote refused after its members\' links went (not at one moment, or its past point dropped) links every member again', async () => {
+  const { roles, entries, finishedAt } = secondary(true);
+  const kept: string[] = [];
+  const host = (roles as unknown as { daemon: Record<string, unknown> }).daemon;
+  for (const e of entries) Object.assign(e.replica!, { prepareForPromote: () => Promise.resolve() });
+  Object.assign(host.groups as Record<string, unknown>, {
+    bringTogether: () => Promise.reject(new Error('group erp is not at one moment: wal is in a resync round (or a first sync)')),
+    thaw: () => undefined,
+  });
+  host.links = {
+    linkState: () => 'down', volumeChanged: (v: string) => kept.push(`changed ${v}`), volumeReady: (v: string) => kept.push(`ready ${v}`),
+    volumeKept: (v: string, rp: unknown) => kept.push(`kept ${v}${rp === entries.find((e) => e.config.name === v)!.replica ? ' with its replica' : ''}`),
+  };
+  await assert.rejects(roles.promote('erp', {}),
+    (err: unknown) => err instanceof ActionRefused && /^refused to promote group erp: group erp is not at one moment/.test(err.message));
+  assert.deepEqual(kept, ['changed db', 'changed wal', 'kept db with its replica', 'kept wal with its replica']);
+  assert.deepEqual(finishedAt, []);
+
+  // And one --at whose point the history no longer holds once the links went (retention, as the last units applied).
+  kept.length = 0;
+  let looks = 0;
+  for (const e of entries) {
+    Object.assign(e.replica!, {
+      history: {}, quiesce: () => Promise.resolve(),
+      historyPoints: () => (e.config.name === 'wal' && looks++ > 0 ? [] : [{ seq: 3, time: POINT.time, groupPoint: 42 }]),
+    });
+  }
+  Object.assign(host.groups as Record<string, unknown>, { hold: () => undefined });
+  await assert.rejects(roles.promote('erp', { at: POINT.time }),
+    (err: unknown) => err instanceof ActionRefused && /^refused to promote group erp: no group point .*wal holds no group point yet/.test(err.message));
+  assert.deepEqual(kept, ['changed db', 'changed wal', 'kept db with its replica', 'kept wal with its replica']);
+  assert.deepEqual([finishedAt, entries.map(planted), entries.map((e) => e.identity!.changing)], [[], [false, false], [undefined, undefined]]);
 });
