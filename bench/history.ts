@@ -24,7 +24,9 @@ import { waitPort } from './fio.js';
 import { machineLine, writeSection } from './report.js';
 import { bin, makeSites, start, stop, type Site } from './sites.js';
 import { scanSegment } from '../src/history/scan.js';
-import { EntryKind, historyFileIndex } from '../src/history/format.js';
+import { EntryKind, HEADS_HEADER_SIZE, historyFileIndex, type EntryHead } from '../src/history/format.js';
+import { forEachHead, readHeads } from '../src/history/heads.js';
+import { DirStore } from '../src/journal/store.js';
 import type { StoreFile } from '../src/store/store.js';
 
 const VOLUME_GIB = Number(process.env.HISTORY_VOLUME_GIB ?? 1);
@@ -170,6 +172,8 @@ async function applyRun(p: Pair, workload: Run['workload'], n: number): Promise<
     return x.link === 'connected' && x.backlogBytes === 0;
   });
   const queued = (await status(b)).backlogBytes;
+  // (Dirty pages written out first: no run pays for the writeback of the one before.)
+  execFileSync('sync');
   const [cpu0, d0] = [cpuSeconds(b), disk()];
   const t0 = performance.now();
   const mono0 = process.hrtime.bigint() / 1000n;
@@ -201,7 +205,10 @@ function historyFiles(b: Site): string[] {
 
 /** Drops the page cache of the history and the replica (posix_fadvise DONTNEED through dd; these files only). */
 function dropCache(b: Site): void {
-  for (const f of [...historyFiles(b), path.join(b.dir, `${b.name}.img`)]) execFileSync('dd', [`if=${f}`, 'iflag=nocache', 'count=0', 'status=none']);
+  const d = path.join(b.dir, `state-${b.name}`, 'volumes', 'db');
+  // (The segments and their heads files.)
+  const history = fs.readdirSync(d).filter((f) => f.startsWith('history.') && !f.endsWith('.csv')).map((f) => path.join(d, f));
+  for (const f of [...history, path.join(b.dir, `${b.name}.img`)]) execFileSync('dd', [`if=${f}`, 'iflag=nocache', 'count=0', 'status=none']);
 }
 
 function timed(cmd: string, args: string[]): { ms: number; out: string } {
@@ -212,13 +219,31 @@ function timed(cmd: string, args: string[]): { ms: number; out: string } {
   return { ms, out: r.stdout };
 }
 
-/** The entry heads a scan from point `seq`'s marker to the end goes over, and the bytes its reads take (scan.ts, as the daemon opens it). */
+/**
+ * The entry heads an open of point `seq` goes over from its marker to the end, and the
+ * bytes its reads take, as the daemon reads them: a sealed segment's heads file where
+ * it has one (heads.ts), else a scan of the segment (scan.ts).
+ */
 async function scanFrom(b: Site, seq: number): Promise<{ heads: number; readBytes: number; ms: number }> {
   let heads = 0;
   let readBytes = 0;
   let counting = false;
   const t0 = performance.now();
+  const dir = path.join(b.dir, `state-${b.name}`, 'volumes', 'db');
+  const store = new DirStore(dir);
+  const onEntry = (head: EntryHead): void => {
+    if (head.kind === EntryKind.Point && head.point === seq) counting = true;
+    else if (counting) heads++;
+  };
   for (const f of historyFiles(b)) {
+    const index = historyFileIndex(path.basename(f))!;
+    if (fs.existsSync(`${f}.heads`)) {
+      const h = await readHeads(store, index, fs.statSync(f).size);
+      if (h && forEachHead(h, fs.statSync(f).size, onEntry)) {
+        readBytes += h.length + HEADS_HEADER_SIZE;
+        continue;
+      }
+    }
     const fd = fs.openSync(f, 'r');
     const size = fs.fstatSync(fd).size;
     const file = {
@@ -230,10 +255,7 @@ async function scanFrom(b: Site, seq: number): Promise<{ heads: number; readByte
         return buf.subarray(0, got);
       },
     } as unknown as StoreFile;
-    await scanSegment(file, (head) => {
-      if (head.kind === EntryKind.Point && head.point === seq) counting = true;
-      else if (counting) heads++;
-    });
+    await scanSegment(file, onEntry);
     fs.closeSync(fd);
   }
   return { heads, readBytes, ms: performance.now() - t0 };
@@ -378,8 +400,9 @@ costs is the history after the point (its entry heads are scanned from the point
 marker to the end), so the point is one with much history after it: the last point of
 the fresh writes (record ${o.seq}), with ${o.pointsAfter} of the ${o.pointsTotal} restore points after it (${flushed} of them
 from ${POINTS_SECONDS} s of 4 KiB writes each followed by a flush) and ${mb(o.bytesAfter)} of history written
-after it, ${o.heads} entry heads (${mb(o.heads * 40)} of heads). The same scan (src/history/scan.ts),
-run by the bench over the same files afterwards, read ${mb(o.scanReadBytes)} of them (${ms(o.scanMs)}, warm).
+after it, ${o.heads} entry heads (${mb(o.heads * 40)} of heads). The same reads the daemon makes (heads
+files, src/history/heads.ts; a scan of the newest segment, scan.ts), made by the bench over the same
+files afterwards, read ${mb(o.scanReadBytes)} (${ms(o.scanMs)}, warm).
 
 | | time |
 | --- | ---: |
@@ -397,32 +420,32 @@ being measured (and the two idle ones of the other), and whatever else runs on i
 one disk (virtio: "cold" is this VM's page cache dropped, the host's may still hold the
 bytes) takes every byte the primary journals and the secondary receives and applies.
 **Apply rate**: with history off, the apply writes the replica through the page cache
-and syncs once per unit (up to 64 MiB); with history on, each batch (at most 1 MiB of
-the receive log) first reads what it overwrites from the replica (from the page cache
-here: the volume is small next to the RAM), appends it to the history and fsyncs that,
-then writes: twice the bytes written (the disk column) and about one flush per MiB
-applied, one batch after the other. Where the time goes (HISTORY_PROF=DIR, --cpu-prof
-of site-b cut to the apply, 1 GiB volume, 2 GiB of overwrites, a run of the same day):
-off, 5.7 s of which the main thread busy 4.3 s (2.3 s garbage collection); on, 13.6 s
-of which busy 9.6 s: 4.0 s garbage collection (saveRange allocates a zero-filled
-buffer for each range it saves, beside the batch's own), 2.2 s in the history's
-appendSync (a synchronous write of the saved bytes on the main thread), 0.6 s reading
-and checking for holes, and 4.0 s idle waiting for I/O (1.4 s with history off: the
-difference is mostly the fsync each batch waits for). Fewer, larger history syncs (one
-per read of the receive log, or per unit), the append off the main thread and reused
-buffers are where there is time to win. **History bytes per host byte**:
+and syncs once per unit (up to 64 MiB), in reads of 1 MiB of the receive log; with history on,
+in reads of 4 MiB (HISTORY_APPLY_READ_BYTES), each first has what it overwrites read from
+the replica (from the page cache here: the volume is small next to the RAM), appended
+to the history and fsynced, while the read before it is written to the replica (the
+two overlap; docs/HISTORY.md): twice the bytes written (the disk column) and one
+history flush per 4 MiB applied. So the apply with history is bound by the one disk
+taking both streams and by the main thread (the history's appends are synchronous
+writes into the page cache, and the receive log's reads and CRC checks, which both
+runs pay, are on it too). Before this bench's changes of 2026-12-03 (the same bench, a
+history sync per 1 MiB and one read after the other, a zero-filled buffer allocated per
+range saved, two file-system calls per saved piece to find holes) it was 0.32-0.46x.
+The dirty pages of the run before are written out (\`sync\`) before each timed apply.
+**History bytes per host byte**:
 about 1 for overwrites (a range is saved once per restore point; with points a second
 apart nearly every overwrite is the first since its point), about 0 for fresh writes
 (a hole is saved as a 40-byte head per MiB at most; the rest is point markers).
-**Opening a point** scans the heads from its marker to the end and builds a map of the
+**Opening a point** reads the heads from its marker to the end and builds a map of the
 ranges saved since (at most HISTORY_VIEW_EXTENTS_MAX; a point further back is refused).
-Its time follows the heads and the reads that find them: while entries are small the
-heads are read in chunks of HISTORY_SCAN_BYTES (1 MiB), and after a large entry the
-next head is read alone with HISTORY_SCAN_HEAD_BYTES (16 KiB) after it, so the scan
-reads ${mb(o.scanReadBytes)} for ${mb(o.heads * 40)} of heads, not the saved bytes; the map is kept in blocks of
-512 ranges, so a range put anywhere moves one block. (The same day, before those two
-changes, the same open took 9.5 s cold and 5.4 s in the API: the scan read 3.5 GB, and
-every range moved the whole map.) The same point opened three times in a row (the two
+Its time follows the bytes read to find the heads: each sealed segment's heads are in a
+heads file of their own (40 bytes per saved range), and only the newest segment is
+scanned (in chunks of HISTORY_SCAN_BYTES while entries are small, the next head alone
+after a large entry), so the open reads ${mb(o.scanReadBytes)} for ${mb(o.heads * 40)} of heads, not the
+saved bytes; the map is kept in blocks of 512 ranges, so a range put anywhere moves one
+block. (The same day, before the heads files, the same open took 2.0 s cold: the scan
+read 318 MB among 4.4 GB of history; before the chunked scan and the block map, 9.5 s.)
+The same point opened three times in a row (the two
 CLI rows, then the API call) took ${three} s: Node.js's start is ${ms(o.cliStartMs)} of it,
 the rest varies from one open to the next (the last was the fastest in every run of
 the day). **Reading a past point** reads each range from the history where it

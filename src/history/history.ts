@@ -31,6 +31,7 @@ export const GONE = 'the segment is gone';
 const HEADS_FILE = /^history\.\d{8}\.heads(?:\.tmp)?$/;
 import { scanSegment } from './scan.js';
 import { forEachHead, readHeads, writeHeads } from './heads.js';
+import { bufferPool } from '../memory/buffer-pool.js';
 import { segmentsToDrop, thinPoints } from './retention.js';
 
 /** A volume's `history` setting: how long and how much to keep (null: no limit of that kind). */
@@ -470,7 +471,7 @@ export class History {
         const saved = this.append({ kind: EntryKind.SavedZero, point: tag, seq, offset: at, length: n, dataCrc: 0 });
         this.tell(saved!);
       } else {
-        const scratch = takeScratch();
+        const scratch = SCRATCH.take();
         try {
           const data = scratch.subarray(0, n);
           await volume.read(at, data, 0, n);
@@ -489,7 +490,7 @@ export class History {
           // (Written at once, synchronously: the scratch is free again after it.)
           this.tell(this.append(head, head.kind === EntryKind.Saved ? data : undefined)!);
         } finally {
-          giveScratch(scratch);
+          SCRATCH.give(scratch);
         }
       }
       at += n;
@@ -627,14 +628,5 @@ function writtenBefore(inFlight: readonly JournalRecord[], batch: readonly Journ
   return out;
 }
 
-/** Buffers of HISTORY_READ_BYTES the node's captures reuse (at most HISTORY_SCRATCH_KEPT kept). */
-const scratchFree: Buffer[] = [];
-
-function takeScratch(): Buffer {
-  return scratchFree.pop() ?? Buffer.allocUnsafe(HISTORY_READ_BYTES);
-}
-
-function giveScratch(b: Buffer): void {
-  assert(b.length === HISTORY_READ_BYTES && !scratchFree.includes(b), 'a history scratch buffer given back twice');
-  if (scratchFree.length < HISTORY_SCRATCH_KEPT) scratchFree.push(b);
-}
+/** Buffers of HISTORY_READ_BYTES the node's captures read saved bytes into. */
+const SCRATCH = bufferPool(HISTORY_READ_BYTES, HISTORY_SCRATCH_KEPT);

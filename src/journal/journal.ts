@@ -369,9 +369,11 @@ export class Journal {
   /**
    * Records from `fromSeq` in order, up to about `maxBytes` (at least one record)
    * and not past `limitSeq`. Streams from disk: the backlog is never held in memory.
+   * `scratch`: a buffer the caller reuses, read into where it fits (the payloads are then
+   * views of it, good until the caller reuses it).
    */
-  read(fromSeq: number, maxBytes: number, limitSeq = this.writtenSeq): Promise<JournalRecord[]> {
-    return readRecords(this.files.list, fromSeq, maxBytes, limitSeq, this.released);
+  read(fromSeq: number, maxBytes: number, limitSeq = this.writtenSeq, scratch?: Buffer): Promise<JournalRecord[]> {
+    return readRecords(this.files.list, fromSeq, maxBytes, limitSeq, this.released, scratch);
   }
 
   /** The headers (and sizes) of the records `read` would return, without their payloads. */

@@ -38,9 +38,11 @@ export type RecordHeaderRead = RecordHeader & { size: number };
  * out. A read starts where the last read of the segment ended when it asks for the
  * record after it (the shipper's), not by walking the segment's headers from its start.
  */
-export function readRecords(all: Segment[], fromSeq: number, maxBytes: number, limitSeq: number, released: number): Promise<JournalRecord[]> {
+export function readRecords(
+  all: Segment[], fromSeq: number, maxBytes: number, limitSeq: number, released: number, scratch?: Buffer,
+): Promise<JournalRecord[]> {
   return walkRecords(all, fromSeq, maxBytes, limitSeq, released, true,
-    (h, payload, _size, crc) => (payload.length > 0 ? { ...h, payload, payloadCrc: crc } : { ...h, payload }));
+    (h, payload, _size, crc) => (payload.length > 0 ? { ...h, payload, payloadCrc: crc } : { ...h, payload }), scratch);
 }
 
 /**
@@ -53,8 +55,19 @@ export function readRecordHeaders(all: Segment[], fromSeq: number, maxBytes: num
 }
 
 async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number, limitSeq: number, released: number, payloads: boolean,
-  take: (h: RecordHeader, payload: Buffer, size: number, payloadCrc: number) => T): Promise<T[]> {
+  take: (h: RecordHeader, payload: Buffer, size: number, payloadCrc: number) => T, scratch?: Buffer): Promise<T[]> {
   const out: T[] = [];
+  // The caller's buffer, for one read of the walk at most (the payloads taken are views of
+  // it: a second read into it would overwrite them); the others get their own.
+  let spare = scratch;
+  const readChunk = (seg: Segment, pos: number, length: number): Promise<Buffer> => {
+    if (spare && length <= spare.length) {
+      const into = spare;
+      spare = undefined;
+      return readSegment(seg, pos, length, into);
+    }
+    return readSegment(seg, pos, length);
+  };
   if (fromSeq > limitSeq) return out;
   const segIndex = all.findIndex((s) => s.baseSeq <= fromSeq && fromSeq <= s.lastSeq);
   if (segIndex < 0) throw new Error(`journal no longer holds record ${fromSeq} (released up to ${released})`);
@@ -80,7 +93,8 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
     let pending: Array<{ h: RecordHeader; payload: Buffer; size: number; crc: number }> = [];
     let pendingBytes = 0;
     const settle = (): void => {
-      const copy = chunk.length > JOURNAL_HEADER_CHUNK_BYTES && pendingBytes < chunk.length / 2;
+      // (Not from the caller's buffer: it is kept whatever is taken from it.)
+      const copy = chunk.length > JOURNAL_HEADER_CHUNK_BYTES && pendingBytes < chunk.length / 2 && (!scratch || chunk.buffer !== scratch.buffer);
       for (const x of pending) out.push(take(x.h, copy && x.payload.length > 0 ? Buffer.from(x.payload) : x.payload, x.size, x.crc));
       pending = [];
       pendingBytes = 0;
@@ -94,7 +108,7 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
         // megabytes read, and let go, for 56 bytes).
         const want = payloads && (nextSeq > 0 || trusting) ? Math.max(JOURNAL_HEADER_CHUNK_BYTES, maxBytes - bytes + RECORD_HEADER_SIZE)
           : lastSize > JOURNAL_HEADER_CHUNK_BYTES / 4 ? RECORD_HEADER_SIZE : JOURNAL_HEADER_CHUNK_BYTES;
-        chunk = await readSegment(seg, pos, Math.min(want, end - pos));
+        chunk = await readChunk(seg, pos, Math.min(want, end - pos));
         chunkAt = pos;
         if (seg.removed) break; // released meanwhile: nobody needs it any more
       }
@@ -120,7 +134,7 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
           if (pos + size > chunkAt + chunk.length) {
             // A record larger than what is left of the chunk: read from its start.
             settle();
-            chunk = await readSegment(seg, pos, Math.min(Math.max(size, maxBytes - bytes), end - pos));
+            chunk = await readChunk(seg, pos, Math.min(Math.max(size, maxBytes - bytes), end - pos));
             chunkAt = pos;
             if (seg.removed) break; // released meanwhile: nobody needs it any more
           }
@@ -156,11 +170,11 @@ export async function syncSegment(seg: Segment): Promise<void> {
 }
 
 /** Reads from a segment's file (nothing once it was dropped); the file stays open until this ends. */
-async function readSegment(seg: Segment, pos: number, length: number): Promise<Buffer> {
+async function readSegment(seg: Segment, pos: number, length: number, into?: Buffer): Promise<Buffer> {
   if (seg.removed) return EMPTY;
   seg.readers++;
   try {
-    return await seg.file.read(pos, length);
+    return await seg.file.read(pos, length, into);
   } finally {
     if (--seg.readers === 0 && seg.removed) seg.file.close();
   }

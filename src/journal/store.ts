@@ -169,8 +169,9 @@ class NodeFile implements StoreFile {
     this.length = Math.max(this.length, position + data.length);
   }
 
-  read(position: number, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(Math.max(0, Math.min(length, this.length - position)));
+  read(position: number, length: number, into?: Buffer): Promise<Buffer> {
+    const n = Math.max(0, Math.min(length, this.length - position));
+    const buf = into ? into.subarray(0, n) : Buffer.allocUnsafe(n);
     if (buf.length === 0) return Promise.resolve(buf);
     return new Promise((resolve, reject) => {
       fs.read(this.fd, buf, 0, buf.length, position, (err, n) => (err ? reject(err) : resolve(buf.subarray(0, n))));

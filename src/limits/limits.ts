@@ -53,6 +53,11 @@ export const WRITE_BATCH_MAX_BYTES = 8 * MiB;
  */
 export const HASH_READ_BYTES = 4 * MiB;
 export const HASH_BUFFERS = 4;
+/**
+ * Buffers an apply reads the receive log into are reused (src/memory/buffer-pool.ts): at
+ * most this many idle ones are kept per read size, for the node.
+ */
+export const APPLY_BUFFERS_KEPT = 4;
 /** One read of the receive log being applied when the node keeps a memory budget (each an `apply` lease). */
 export const APPLY_READ_BYTES = 1 * MiB;
 /**

@@ -7,11 +7,12 @@ import type { Disk } from '../journal/disk.js';
 import type { Journal } from '../journal/journal.js';
 import { RECORD_HEADER_SIZE, RecordKind, type JournalRecord } from '../journal/record.js';
 import type { Logger } from '../log/log.js';
-import { APPLY_READ_BYTES, HISTORY_APPLY_READ_BYTES, READ_BATCH_BYTES } from '../limits/limits.js';
+import { APPLY_BUFFERS_KEPT, APPLY_READ_BYTES, HISTORY_APPLY_READ_BYTES, JOURNAL_HEADER_CHUNK_BYTES, READ_BATCH_BYTES } from '../limits/limits.js';
 import { assert } from '../invariants/assert.js';
 import type { ReplicaRound } from './replica-round.js';
 import type { MemoryBudget } from '../memory/budget.js';
 import type { History } from '../history/history.js';
+import { bufferPool, type BufferPool } from '../memory/buffer-pool.js';
 
 export class UnitApplier {
   /** Readers wait on it while a unit is applied. */
@@ -135,15 +136,19 @@ export class UnitApplier {
       // volumes apply at once rather than 3.)
       const readBytes = this.readBytes ?? (this.memory ? APPLY_READ_BYTES : READ_BATCH_BYTES);
       const lease = this.memory ? await this.memory.acquire(readBytes, 'apply').granted : null;
+      const pool = readBuffers(readBytes);
+      const scratch = pool.take();
       let batch: JournalRecord[];
       try {
-        batch = await log.read(seq, readBytes, to);
+        batch = await log.read(seq, readBytes, to, scratch);
         const bytes = batchBytes(batch);
         if (lease && bytes > lease.bytes) lease.grow(bytes - lease.bytes);
         else lease?.shrink(bytes);
         await this.save(batch, from - 1, []);
         await this.write(batch);
       } finally {
+        // (The batch's payloads are views of it: given back only once they are written.)
+        pool.give(scratch);
         lease?.release();
       }
       if (batch.length === 0) throw new Error(`receive log lacks record ${seq}`);
@@ -163,11 +168,17 @@ export class UnitApplier {
   private async applySaving(log: Journal, from: number, to: number): Promise<JournalRecord | undefined> {
     const readBytes = this.readBytes ?? HISTORY_APPLY_READ_BYTES;
     const lease = this.memory ? await this.memory.acquire(2 * readBytes, 'apply').granted : null;
-    let writing: { batch: JournalRecord[]; done: Promise<void> } | null = null;
+    let writing: { batch: JournalRecord[]; done: Promise<void>; scratch: Buffer } | null = null;
     let lastRead: JournalRecord | undefined;
+    const pool = readBuffers(readBytes);
+    // Two buffers, taken in turn: one read is written while the next is read and saved.
+    const spare = [pool.take(), pool.take()];
     try {
       for (let seq = from; seq <= to;) {
-        const batch = await log.read(seq, readBytes, to);
+        const scratch = spare.pop()!;
+        // (Until `writing` holds it, it is the spare's again should this read or save fail.)
+        spare.push(scratch);
+        const batch = await log.read(seq, readBytes, to, scratch);
         if (batch.length === 0) throw new Error(`receive log lacks record ${seq}`);
         const last = batch[batch.length - 1]!;
         if (lease) {
@@ -179,18 +190,26 @@ export class UnitApplier {
         // Invariant 8: saved durably before it is written; the batch being written meanwhile
         // is given to the history, whose bytes it takes from it, not from the replica.
         await this.save(batch, from - 1, writing?.batch ?? []);
-        if (writing) await writing.done;
+        if (writing) {
+          await writing.done;
+          spare.push(writing.scratch);
+        }
+        spare.splice(spare.indexOf(scratch), 1);
         const done = this.write(batch);
         // (Awaited below or in `finally`; a failure meanwhile is not an unhandled one.)
         done.catch(() => undefined);
-        writing = { batch, done };
+        writing = { batch, done, scratch };
         seq = last.seq + 1;
         lastRead = last;
       }
       if (writing) await writing.done;
     } finally {
-      // (On a failure: the write under way ends before its lease goes.)
-      if (writing) await writing.done.catch(() => undefined);
+      // (On a failure: the write under way ends before its buffer and lease go.)
+      if (writing) {
+        await writing.done.catch(() => undefined);
+        spare.push(writing.scratch);
+      }
+      for (const b of spare) pool.give(b);
       lease?.release();
     }
     return lastRead;
@@ -224,4 +243,9 @@ export class UnitApplier {
 /** The bytes a read of the receive log holds in memory. */
 function batchBytes(batch: readonly JournalRecord[]): number {
   return batch.reduce((n, r) => n + r.payload.length + RECORD_HEADER_SIZE, 0);
+}
+
+/** The node's buffers for reads of `readBytes` of a receive log (each holds a whole read: header chunks are smaller). */
+function readBuffers(readBytes: number): BufferPool {
+  return bufferPool(Math.max(JOURNAL_HEADER_CHUNK_BYTES, readBytes + RECORD_HEADER_SIZE), APPLY_BUFFERS_KEPT);
 }

@@ -14,8 +14,11 @@ export interface StoreFile {
   /** Writes `parts` back to back at `position`, on the thread pool. */
   writev(position: number, parts: Buffer[]): Promise<void>;
   writeSync(position: number, data: Buffer): void;
-  /** Up to `length` bytes from `position` (short at the end of the file). */
-  read(position: number, length: number): Promise<Buffer>;
+  /**
+   * Up to `length` bytes from `position` (short at the end of the file); into `into`
+   * when given (at least `length` long: a buffer the caller reuses), the result a view of it.
+   */
+  read(position: number, length: number, into?: Buffer): Promise<Buffer>;
   sync(): Promise<void>;
   truncateSync(length: number): void;
   close(): void;

@@ -256,8 +256,13 @@ class MemHandle implements StoreFile {
     this.f.write(position, data);
   }
 
-  read(position: number, length: number): Promise<Buffer> {
-    const snapshot = Buffer.from(this.f.current.subarray(position, position + length));
+  read(position: number, length: number, into?: Buffer): Promise<Buffer> {
+    const source = this.f.current.subarray(position, position + length);
+    if (into) {
+      source.copy(into);
+      return this.store.sched.defer(() => into.subarray(0, source.length));
+    }
+    const snapshot = Buffer.from(source);
     return this.store.sched.defer(() => snapshot);
   }
 
