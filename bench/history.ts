@@ -396,7 +396,7 @@ overwrite **${ratio('overwrite')}x** (${rate(of('on', 'overwrite')).toFixed(0)} 
 against on there is within this machine's noise from one run to the next).
 
 Opening a point far back. A day back cannot be waited for in a bench; what an open
-costs is the history after the point (its entry heads are scanned from the point's
+costs is the history after the point (its entry heads are read from the point's
 marker to the end), so the point is one with much history after it: the last point of
 the fresh writes (record ${o.seq}), with ${o.pointsAfter} of the ${o.pointsTotal} restore points after it (${flushed} of them
 from ${POINTS_SECONDS} s of 4 KiB writes each followed by a flush) and ${mb(o.bytesAfter)} of history written
@@ -431,7 +431,13 @@ writes into the page cache, and the receive log's reads and CRC checks, which bo
 runs pay, are on it too). Before this bench's changes of 2026-12-03 (the same bench, a
 history sync per 1 MiB and one read after the other, a zero-filled buffer allocated per
 range saved, two file-system calls per saved piece to find holes) it was 0.32-0.46x.
-The dirty pages of the run before are written out (\`sync\`) before each timed apply.
+Where the rest goes (HISTORY_PROF, --cpu-prof of site-b cut to the apply, a run of the
+same day): the main thread copies each overwritten byte twice more (read from the
+replica's page cache, appended to the history's) and checks its CRC; those copies, not
+the syncs, are what history on adds. Appending on the thread pool instead (so the next
+piece is read while the last is written) was tried and was slower here (7.9 and 9.9 s
+against 6.8 and 6.5 s, two runs each): its buffers stay out until their writes land,
+and the collector came back. The dirty pages of the run before are written out (\`sync\`) before each timed apply.
 **History bytes per host byte**:
 about 1 for overwrites (a range is saved once per restore point; with points a second
 apart nearly every overwrite is the first since its point), about 0 for fresh writes
