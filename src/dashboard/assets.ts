@@ -12,7 +12,7 @@ export interface Asset {
 }
 
 /** Our own files under src/dashboard/assets/, by the name they are served at (/assets/NAME). */
-const OWN = ['index.html', 'dashboard.css', 'app.js', 'format.js', 'chart.js', 'volume.js', 'history.js', 'actions.js', 'favicon.svg'];
+const OWN = ['index.html', 'dashboard.css', 'app.js', 'format.js', 'chart.js', 'volume.js', 'history.js', 'promote.js', 'actions.js', 'favicon.svg'];
 
 /** uPlot's browser build and stylesheet (the package's dist/ files). */
 const UPLOT = ['uPlot.iife.min.js', 'uPlot.min.css'];

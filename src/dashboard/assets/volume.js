@@ -4,6 +4,7 @@ import { RateChart } from './chart.js';
 import { bytes, dateTime, duration, el, rate } from './format.js';
 import { confirmAction, runAction } from './actions.js';
 import { PointPicker, pointText, showHistoryFact } from './history.js';
+import { askPromote, demoteThere, servedHere, stillConnected } from './promote.js';
 
 const FIELDS = [
   ['role', 'Role'],
@@ -234,31 +235,26 @@ export class VolumeCard {
     const here = this.node;
     const peer = v.peer ?? 'the primary';
     const warnings = [];
-    if (v.link === 'connected') {
-      warnings.push(`${peer} is still connected, so ${here} will refuse: two primaries would take writes apart. ` +
-        `Demote ${this.name} on ${peer} first, or stop that node.`);
-    }
+    if (v.link === 'connected') warnings.push(stillConnected(this.name, here, peer));
     if (!v.consistent) {
       const why = v.resyncing ? 'its first sync has not completed' : 'an apply failed and waits to be redone';
       warnings.push(`The replica is not a flush-point image (${why}), so ${here} will refuse.`);
     }
-    const answer = await confirmAction({
+    return askPromote({
+      target: this.name,
       title: `Promote ${this.name} on ${here}?`,
       paragraphs: [
-        `${here} will take over ${this.name}: the replica becomes the primary, with a new generation, and export ${this.name} is served read-write here.`,
+        `${here} will take over ${this.name}: ${servedHere([this.name])}.`,
         `${here} applies what its receive log holds durably, up to the last flush point; records received after that flush point are discarded, ` +
           'and a resync round in progress is rolled back to the image served before it.' +
           `${v.checkpoint ? ` Checkpoint "${v.checkpoint.label}" is released${v.drill ? ' and the drill is stopped' : ''}.` : ''}`,
         `Writes ${peer} acknowledged to its host after that flush point (whatever had not reached ${here} as part of a complete flush point) ` +
           `are lost: they are not in the promoted volume, and a failback discards them on ${peer}. The link to ${peer} closes.`,
-        `To fail back later, demote ${this.name} on ${peer}; it then resyncs from ${here} (a first sync by checksum: only regions that differ travel).`,
+        `To fail back later, ${demoteThere(this.name, here, peer)}.`,
       ],
-      warnings,
+      forceable: warnings,
       okLabel: `Promote ${this.name}`,
-      force: warnings.length > 0 ? 'Promote anyway (force): I accept the risks above' : null,
     });
-    if (!answer.confirmed) return null;
-    return runAction(this.name, 'promote', answer.force ? { force: true } : {});
   }
 
   async demote() {
