@@ -4,7 +4,10 @@
 // write rate live while writes flow, creates a checkpoint with the token, asks before
 // a promote (and Cancel changes nothing), and says plainly when the token is missing;
 // a secondary keeping history shows its window, and takes a checkpoint and starts a
-// drill at a time picked on the page. Screenshots go to test-artifacts/dashboard-*.png.
+// drill at a time picked on the page; a promote at a time picked there says which
+// restore point it goes to and leaves the volume primary with that point's data, and on
+// a member of a consistency group promotes the group at one group point. Screenshots go
+// to test-artifacts/dashboard-*.png.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -15,7 +18,7 @@ import type { HistoryInfo } from '../../src/contract/actions.js';
 import type { NodeStatus, VolumeStatus } from '../../src/contract/status.js';
 import { statusOf, type TestDaemon } from '../helpers/daemon.js';
 import { startPair } from '../helpers/pair.js';
-import { must, sleep, waitFor } from '../helpers/run.js';
+import { must, run, sleep, waitFor } from '../helpers/run.js';
 
 const ARTIFACTS = new URL('../../../test-artifacts/', import.meta.url).pathname;
 
@@ -308,6 +311,167 @@ test('dashboard: a secondary\'s history window; a checkpoint and a drill at a ti
     await page.getByRole('alert').filter({ hasText: 'no restore point at or before 2020-01-01T00:00:00.000Z' }).waitFor();
     assert.equal((await dbAtB()).checkpoint, null);
     assert.ok(problems.length > 0 && problems.every((x) => /409/.test(x)), problems.join('\n'));
+  } finally {
+    await browser?.close();
+    await p.stop();
+  }
+});
+
+test('dashboard: promote at a time picked in the history view: the restore point named, refused while the primary is linked, then forced', async () => {
+  const p = await startPair({ size: '16MiB', volumeKeysB: 'history: { keep: 24h, max: 1GiB }' });
+  let browser: Browser | null = null;
+  try {
+    browser = await launch();
+    await p.drained();
+    const token = fs.readFileSync(path.join(p.b.dir, 'state', 'api.token'), 'utf8').trim();
+    const write = (pattern: string): Promise<string> => must('qemu-io', ['-f', 'raw', '-c', `write -P ${pattern} 0 1M`, '-c', 'flush', p.a.uri('db')]);
+    const dbAtB = async (): Promise<VolumeStatus> => ((await (await fetch(`${url(p.b)}api/v1/status`)).json()) as NodeStatus).volumes[0]!;
+    // The data, a restore point of it, the time picked, then the "damage" overwriting it.
+    await write('0x11');
+    await p.drained();
+    await sleep(1100);
+    const t1 = Math.floor(Date.now() / 1000) * 1000;
+    await sleep(1100);
+    await write('0x22');
+    await p.drained();
+    await waitFor('a restore point after the time picked', async () => ((await dbAtB()).history?.newest?.time ?? 0) > t1);
+    const listed = (await (await fetch(`${url(p.b)}api/v1/volumes/db/restore-points`)).json()) as HistoryInfo;
+    const expected = listed.points.filter((x) => x.time <= t1).at(-1)!;
+    assert.ok(expected && expected.seq < listed.points.at(-1)!.seq, `a past point at or before ${t1}: ${JSON.stringify(listed.points)}`);
+
+    const iso = (ms: number): string => new Date(ms).toISOString().slice(0, 19);
+    const ctx = await browser.newContext({ viewport: { width: 1400, height: 1100 }, timezoneId: 'UTC' });
+    const page = await ctx.newPage();
+    const problems = watch(page);
+    await page.goto(url(p.b));
+    await page.getByTestId('role-db').filter({ hasText: /^secondary/ }).waitFor();
+    await page.getByLabel('API token').fill(token);
+    await page.getByRole('button', { name: 'Save token' }).click();
+    const promoteAt = page.getByRole('button', { name: 'Promote at this time…' });
+    const at = page.getByLabel('Point in time (local)');
+    // Before the history: said, and nothing is sent (the page cannot name a point to go to).
+    await at.fill('2020-01-01T00:00:00');
+    await promoteAt.click();
+    await page.getByRole('alert').filter({ hasText: 'No restore point of db is at or before 2020-01-01 00:00:00 (the oldest is the restore point of ' })
+      .waitFor();
+    assert.equal(await page.getByRole('dialog').isVisible(), false, 'no dialog for a time before the history');
+    await at.fill(iso(t1));
+    await page.getByTestId('pick-hint-db').filter({ hasText: `Opens the restore point of ${iso(expected.time).replace('T', ' ')} (record ${expected.seq},` })
+      .waitFor();
+
+    // The dialog names the point, says what is undone, what becomes of db here and of site-a,
+    // and that site-b will refuse while site-a is linked (force offered, as for a promote to now).
+    await promoteAt.click();
+    const dialog = page.getByRole('dialog');
+    await dialog.waitFor();
+    const said = (await dialog.textContent()) ?? '';
+    assert.ok(said.includes(`site-b will roll db back to the restore point of ${iso(expected.time).replace('T', ' ')} (record ${expected.seq},`), said);
+    assert.ok(said.includes(`the newest restore point at or before the time picked (${iso(t1).replace('T', ' ')})`), said);
+    assert.match(said, /Every change after that point is undone on the replica/);
+    assert.match(said, /the replica becomes the primary, with a new generation, and export db is served read-write here/);
+    assert.match(said, /The link to site-a closes\. site-a still holds the changes undone here .*demote db on site-a; it then resyncs from site-b/);
+    assert.match(said, /site-a is still connected, so site-b will refuse/);
+    const force = page.getByLabel('Promote anyway (force): I accept the risks above');
+    assert.equal(await force.isVisible(), true, 'force is offered while site-a is linked');
+    await shot(page, 'promote-at-confirm');
+
+    // Unforced: the node's refusal is shown and nothing changes.
+    await dialog.getByRole('button', { name: 'Roll back and promote db' }).click();
+    await page.getByRole('alert').filter({ hasText: 'refused to promote db: its primary on site-a is still connected' }).waitFor();
+    assert.equal((await dbAtB()).role, 'secondary', 'refused: still secondary');
+
+    // Forced: db is primary here, read-write, with the data of the point picked.
+    await promoteAt.click();
+    await dialog.waitFor();
+    await force.check();
+    await dialog.getByRole('button', { name: 'Roll back and promote db' }).click();
+    await page.getByRole('alert').filter({ hasText: 'volume db promoted: primary on this node, read-write, generation ' }).waitFor({ timeout: 60_000 });
+    assert.match((await page.getByRole('alert').textContent()) ?? '',
+      new RegExp(`rolled back to the restore point of ${new Date(expected.time).toISOString()} \\(record ${expected.seq}\\).*\\(forced: `));
+    await page.getByTestId('role-db').filter({ hasText: /^primary/ }).waitFor();
+    assert.equal((await dbAtB()).role, 'primary');
+    const read = await run('qemu-io', ['-f', 'raw', '-r', '-c', 'read -P 0x11 0 1M', p.b.uri('db')]);
+    assert.equal(read.code, 0, read.stdout + read.stderr);
+    assert.doesNotMatch(read.stdout, /Pattern verification failed/, 'db at site-b holds what was written before the time picked');
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x33 0 64k', '-c', 'flush', p.b.uri('db')]);
+    await shot(page, 'promote-at-done');
+    // The only problems are the refusal (a 409 and Chromium's console line for it).
+    assert.ok(problems.length > 0 && problems.every((x) => /409/.test(x)), problems.join('\n'));
+  } finally {
+    await browser?.close();
+    await p.stop();
+  }
+});
+
+test('dashboard: promote at a time picked on a member of a consistency group promotes the group at one group point', async () => {
+  const history = 'history: { keep: 24h, max: 1GiB }';
+  const wal = (peer: string, role: string, keys = ''): string =>
+    `  wal: { path: ./wal.img, size: 16MiB, role: ${role}, peer: ${peer}, journal: 64MiB${keys} }\ngroups:\n  erp: [db, wal]\n`;
+  const p = await startPair({
+    size: '16MiB', volumeKeysB: history, nodeKeysA: wal('site-b', 'primary'), nodeKeysB: wal('site-a', 'secondary', `, ${history}`),
+  });
+  let browser: Browser | null = null;
+  try {
+    browser = await launch();
+    await p.drained();
+    const token = fs.readFileSync(path.join(p.b.dir, 'state', 'api.token'), 'utf8').trim();
+    const write = (v: string, pattern: string): Promise<string> => must('qemu-io', ['-f', 'raw', '-c', `write -P ${pattern} 0 1M`, '-c', 'flush', p.a.uri(v)]);
+    await write('db', '0x11');
+    await write('wal', '0x12');
+    await p.drained();
+    await sleep(2500); // (a group point after both flushes: the cadence makes one at least every second)
+    const t1 = Math.floor(Date.now() / 1000) * 1000;
+    await sleep(1100);
+    await write('db', '0x21');
+    await write('wal', '0x22');
+    await p.drained();
+    await sleep(2500);
+    // The group point at or before t1 in both histories, and each member's record of it.
+    const held = async (v: string): Promise<Map<number, { seq: number; time: number }>> => {
+      const h = (await (await fetch(`${url(p.b)}api/v1/volumes/${v}/restore-points`)).json()) as
+        { points: Array<{ seq: number; time: number; groupPoint?: number }> };
+      return new Map(h.points.filter((x) => x.groupPoint !== undefined && x.time <= t1).map((x) => [x.groupPoint!, x]));
+    };
+    const [dbPoints, walPoints] = [await held('db'), await held('wal')];
+    const gp = Math.max(...[...dbPoints.keys()].filter((k) => walPoints.has(k)));
+    assert.ok(Number.isFinite(gp), 'a group point at or before t1 in both histories');
+    // site-a is lost.
+    await p.a.stop();
+
+    const iso = (ms: number): string => new Date(ms).toISOString().slice(0, 19);
+    const ctx = await browser.newContext({ viewport: { width: 1400, height: 1400 }, timezoneId: 'UTC' });
+    const page = await ctx.newPage();
+    const problems = watch(page);
+    await page.goto(url(p.b));
+    await page.getByTestId('link-db').filter({ hasText: /^down/ }).waitFor();
+    await page.getByTestId('link-wal').filter({ hasText: /^down/ }).waitFor();
+    await page.getByLabel('API token').fill(token);
+    await page.getByRole('button', { name: 'Save token' }).click();
+    const card = page.getByTestId('volume-db');
+    await card.getByLabel('Point in time (local)').fill(iso(t1));
+    await card.getByRole('button', { name: 'Promote at this time…' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.waitFor();
+    const said = (await dialog.textContent()) ?? '';
+    assert.match(said, /db is in consistency group erp with wal: the whole group is promoted, every member at one moment/);
+    assert.ok(said.includes(`site-b will roll db and wal back to group point ${gp} of `), said);
+    assert.ok(said.includes(`: db to record ${dbPoints.get(gp)!.seq}, wal to record ${walPoints.get(gp)!.seq}; and take over each there: ` +
+      'each replica becomes the primary, with a new generation, and exports db and wal are served read-write here'), said);
+    assert.match(said, /demote group erp on site-a; it then resyncs from site-b/);
+    assert.doesNotMatch(said, /will refuse/, 'site-a is down: nothing to refuse');
+    assert.equal(await page.getByLabel('Promote anyway (force): I accept the risks above').isVisible(), false, 'no force where nothing refuses');
+    await shot(page, 'promote-at-group-confirm');
+    await dialog.getByRole('button', { name: 'Roll back and promote group erp' }).click();
+    await page.getByRole('alert').filter({ hasText: `group erp promoted: db, wal primary on this node, read-write, rolled back to group point ${gp} of ` })
+      .waitFor({ timeout: 60_000 });
+    const st = (await (await fetch(`${url(p.b)}api/v1/status`)).json()) as NodeStatus;
+    assert.deepEqual(st.volumes.map((v) => [v.name, v.role]), [['db', 'primary'], ['wal', 'primary']]);
+    for (const [v, pattern] of [['db', '0x11'], ['wal', '0x12']] as const) {
+      const r = await run('qemu-io', ['-f', 'raw', '-r', '-c', `read -P ${pattern} 0 1M`, p.b.uri(v)]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.doesNotMatch(r.stdout, /Pattern verification failed/, `${v} at site-b holds what was written before the time picked`);
+    }
+    assert.deepEqual(problems, [], 'no console error, no failed request');
   } finally {
     await browser?.close();
     await p.stop();

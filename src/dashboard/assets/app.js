@@ -19,6 +19,12 @@ function onStatus(s) {
   setConnection('live', `live, updated ${clock(t)}`);
   const box = document.getElementById('volumes');
   if (cards.size === 0) box.textContent = '';
+  // Each member's consistency group, with its members' statuses (a promote at a past point acts on the group).
+  const groupOf = new Map();
+  for (const g of s.groups ?? []) {
+    const group = { name: g.name, volumes: s.volumes.filter((v) => g.members.includes(v.name)) };
+    for (const m of g.members) groupOf.set(m, group);
+  }
   const seen = new Set();
   for (const v of s.volumes) {
     seen.add(v.name);
@@ -28,7 +34,7 @@ function onStatus(s) {
       cards.set(v.name, card);
       box.append(card.root);
     }
-    card.update(v, s.node, t);
+    card.update(v, s.node, t, groupOf.get(v.name) ?? null);
   }
   for (const [name, card] of cards) {
     if (seen.has(name)) continue;

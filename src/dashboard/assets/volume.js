@@ -28,6 +28,7 @@ export class VolumeCard {
     this.chart = null;
     this.v = null;
     this.node = '';
+    this.group = null;
     const id = `vol-${name.replace(/[^A-Za-z0-9_-]/g, '_')}`;
     this.id = id;
     this.root = el('article', 'volume');
@@ -71,10 +72,11 @@ export class VolumeCard {
     this.root.append(head, this.dl, this.progress, fig, this.controls);
   }
 
-  /** A new status of this volume (t: when it arrived, ms). */
-  update(v, node, t) {
+  /** A new status of this volume (t: when it arrived, ms; group: its consistency group { name, volumes }, or null). */
+  update(v, node, t, group = null) {
     this.v = v;
     this.node = node;
+    this.group = group;
     if (v.role !== this.role) this.becomeRole(v.role);
     this.chart.push(t, v.hostBytes, v.wireBytes);
     this.root.dataset.role = v.role;
