@@ -448,6 +448,20 @@ test('dashboard: promote at a time picked on a member of a consistency group pro
     await page.getByLabel('API token').fill(token);
     await page.getByRole('button', { name: 'Save token' }).click();
     const card = page.getByTestId('volume-db');
+    // A member's checkpoint (at a time, too) and its release act on its group: the node refuses them for one member.
+    await card.getByRole('button', { name: 'Promote group erp here…' }).waitFor();
+    await card.getByLabel('Point in time (local)').fill(iso(t1));
+    await card.getByRole('button', { name: 'Checkpoint at this time' }).click();
+    await page.getByRole('alert').filter({ hasText: new RegExp(`of group erp held at group point ${gp}, a past point`) }).waitFor({ timeout: 30_000 });
+    const held1 = (await (await fetch(`${url(p.b)}api/v1/status`)).json()) as NodeStatus;
+    assert.deepEqual(held1.volumes.map((v) => [v.name, v.checkpoint !== null]), [['db', true], ['wal', true]], 'both members hold the checkpoint');
+    await card.getByRole('button', { name: 'Release checkpoint' }).click();
+    for (let i = 0; ; i++) {
+      const st = (await (await fetch(`${url(p.b)}api/v1/status`)).json()) as NodeStatus;
+      if (st.volumes.every((v) => v.checkpoint === null)) break;
+      assert.ok(i < 100, 'the group checkpoint released');
+      await sleep(100);
+    }
     await card.getByLabel('Point in time (local)').fill(iso(t1));
     await card.getByRole('button', { name: 'Promote at this time…' }).click();
     const dialog = page.getByRole('dialog');

@@ -256,7 +256,8 @@ export class PointPicker {
       return null;
     }
     this.points = null; // (a new point may be listed by the time the answer comes)
-    return runAction(this.card.name, action, { ...body, at });
+    // (A member of a consistency group: the whole group opens at one group point, as the node requires.)
+    return runAction(this.card.group?.name ?? this.card.name, action, { ...body, at });
   }
 
   /**
@@ -363,8 +364,7 @@ export class PointPicker {
           '(a primary keeps none): no other past point opens after it.',
         `The links to ${peer} close. ${peer} still holds the changes undone here and still takes itself for the primary of ${names(members)}: ` +
           `${demoteThere(`group ${g}`, here, peer)}, and discards what it holds after the point. On ${peer}: offsite demote ${g}.`,
-        `To look at that point first without changing anything, cancel and take a checkpoint of the group there: ` +
-          `offsite checkpoint create ${g} --at ${new Date(pick.time).toISOString()}`,
+        LOOK_FIRST.replace('.', ` (of the whole group: the member's buttons act on ${g}).`),
       ],
       forceable: linked.length > 0 ? [stillConnected(`group ${g}`, here, peer, names(linked))] : [],
       okLabel: `Roll back and promote group ${g}`,

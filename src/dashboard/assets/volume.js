@@ -4,7 +4,7 @@ import { RateChart } from './chart.js';
 import { bytes, dateTime, duration, el, rate } from './format.js';
 import { confirmAction, runAction } from './actions.js';
 import { PointPicker, pointText, showHistoryFact } from './history.js';
-import { askPromote, demoteThere, servedHere, stillConnected } from './promote.js';
+import { askPromote, demoteThere, names, servedHere, stillConnected } from './promote.js';
 
 const FIELDS = [
   ['role', 'Role'],
@@ -78,6 +78,10 @@ export class VolumeCard {
     this.node = node;
     this.group = group;
     if (v.role !== this.role) this.becomeRole(v.role);
+    // (A group member's role changes act on its group: the buttons say so.)
+    const who = group ? `group ${group.name}` : this.name;
+    if (this.buttons?.promote) this.buttons.promote.textContent = `Promote ${who} here…`;
+    if (this.buttons?.demote) this.buttons.demote.textContent = `Demote ${who} here…`;
     this.chart.push(t, v.hostBytes, v.wireBytes);
     this.root.dataset.role = v.role;
     this.badges.textContent = '';
@@ -184,10 +188,11 @@ export class VolumeCard {
       // A past point of the history (docs/HISTORY.md): its own row, with the label and hold above.
       this.picker = new PointPicker(this, btn, checkpointBody);
       c.append(labelIn.box, holdIn.box,
-        btn('checkpoint', 'Create checkpoint', () => runAction(this.name, 'checkpoint', checkpointBody())),
-        btn('release', 'Release checkpoint', () => runAction(this.name, 'checkpoint-release')),
-        btn('drillStart', 'Start drill', () => runAction(this.name, 'drill-start')),
-        btn('drillStop', 'Stop drill', () => runAction(this.name, 'drill-stop')),
+        // (A member of a consistency group: these act on the whole group, as the node requires.)
+        btn('checkpoint', 'Create checkpoint', () => runAction(this.target, 'checkpoint', checkpointBody())),
+        btn('release', 'Release checkpoint', () => runAction(this.target, 'checkpoint-release')),
+        btn('drillStart', 'Start drill', () => runAction(this.target, 'drill-start')),
+        btn('drillStop', 'Stop drill', () => runAction(this.target, 'drill-stop')),
         btn('promote', `Promote ${this.name} here…`, () => this.promote(), 'danger'),
         ...this.picker.elements());
     } else {
@@ -232,21 +237,37 @@ export class VolumeCard {
     }
   }
 
+  /**
+   * What the card's checkpoint, drill, promote and demote act on: the volume, or its
+   * consistency group (the node refuses them for one member: docs/GROUPS.md).
+   */
+  get target() {
+    return this.group?.name ?? this.name;
+  }
+
+  /** "db", or "group erp (db and wal)": what a role change's words name. */
+  get targetWords() {
+    return this.group ? `group ${this.group.name} (${names(this.group.volumes.map((m) => m.name))})` : this.name;
+  }
+
   async promote() {
     const v = this.v;
     const here = this.node;
     const peer = v.peer ?? 'the primary';
+    const members = this.group ? this.group.volumes : [v];
     const warnings = [];
-    if (v.link === 'connected') warnings.push(stillConnected(this.name, here, peer));
-    if (!v.consistent) {
-      const why = v.resyncing ? 'its first sync has not completed' : 'an apply failed and waits to be redone';
-      warnings.push(`The replica is not a flush-point image (${why}), so ${here} will refuse.`);
+    if (members.some((m) => m.link === 'connected')) warnings.push(stillConnected(this.group ? `group ${this.group.name}` : this.name, here, peer));
+    for (const m of members.filter((x) => !x.consistent)) {
+      const why = m.resyncing ? 'its first sync has not completed' : 'an apply failed and waits to be redone';
+      warnings.push(`The replica of ${m.name} is not a flush-point image (${why}), so ${here} will refuse.`);
     }
+    const what = this.targetWords;
     return askPromote({
-      target: this.name,
-      title: `Promote ${this.name} on ${here}?`,
+      target: this.target,
+      title: `Promote ${what} on ${here}?`,
       paragraphs: [
-        `${here} will take over ${this.name}: ${servedHere([this.name])}.`,
+        `${here} will take over ${what}: ${servedHere(members.map((m) => m.name))}` +
+          `${this.group ? ', every member at one group point (the newest every member holds)' : ''}.`,
         `${here} applies what its receive log holds durably, up to the last flush point; records received after that flush point are discarded, ` +
           'and a resync round in progress is rolled back to the image served before it.' +
           `${v.checkpoint ? ` Checkpoint "${v.checkpoint.label}" is released${v.drill ? ' and the drill is stopped' : ''}.` : ''}`,
@@ -255,7 +276,7 @@ export class VolumeCard {
         `To fail back later, ${demoteThere(this.name, here, peer)}.`,
       ],
       forceable: warnings,
-      okLabel: `Promote ${this.name}`,
+      okLabel: `Promote ${this.group ? `group ${this.group.name}` : this.name}`,
     });
   }
 
@@ -263,19 +284,20 @@ export class VolumeCard {
     const v = this.v;
     const here = this.node;
     const peer = v.peer ?? 'the peer';
+    const what = this.targetWords;
     const answer = await confirmAction({
-      title: `Demote ${this.name} on ${here}?`,
+      title: `Demote ${what} on ${here}?`,
       paragraphs: [
-        `${here} stops being the primary of ${this.name}: new host writes are refused (EPERM), writes in flight finish, ` +
-          `and its journal, dirty bitmap and activity log are removed. ${this.name} becomes ${peer}'s secondary, read-only here.`,
+        `${here} stops being the primary of ${what}: new host writes are refused (EPERM), writes in flight finish, ` +
+          `and its journal, dirty bitmap and activity log are removed. ${what} becomes ${peer}'s secondary, read-only here.`,
         `The writes ${here} has that never reached ${peer} are discarded (the backlog now: ${bytes(v.backlogBytes)}). ` +
           `At the next link ${peer} runs a first sync by checksum; until it ends this side is not consistent.`,
         `Do this to fail back after ${peer} was promoted, or before promoting ${peer}.`,
       ],
-      okLabel: `Demote ${this.name}`,
+      okLabel: `Demote ${this.group ? `group ${this.group.name}` : this.name}`,
     });
     if (!answer.confirmed) return null;
-    return runAction(this.name, 'demote');
+    return runAction(this.target, 'demote');
   }
 
   destroy() {
