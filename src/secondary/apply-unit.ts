@@ -187,6 +187,13 @@ export class UnitApplier {
           // (A unit read whole at once holds what it read, not two reads' worth.)
           else if (!writing && last.seq === to) lease.shrink(held);
         }
+        // A round's undo area (a round that opened while the unit ran) reads the replica as
+        // it is: the write under way ends first (simulation seed 733).
+        if (this.round.undo && writing) {
+          await writing.done;
+          spare.push(writing.scratch);
+          writing = null;
+        }
         // Invariant 8: saved durably before it is written; the batch being written meanwhile
         // is given to the history, whose bytes it takes from it, not from the replica.
         await this.save(batch, from - 1, writing?.batch ?? []);
