@@ -181,7 +181,10 @@ export class History {
             startTag = head.point;
             tail = [];
           }
-        } else if (startTag !== null) {
+        } else {
+          // (Also with no point at or before `applied` yet: the unit a crash cut may have
+          // marked the history's first points and saved under them, group simulation seed
+          // 581; redone without knowing it, it saved the replica's new bytes over a point's.)
           tail.push({ head, position, segment: index });
         }
       }, HISTORY_HEADER_SIZE);

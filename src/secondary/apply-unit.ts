@@ -144,7 +144,8 @@ export class UnitApplier {
         const bytes = batchBytes(batch);
         if (lease && bytes > lease.bytes) lease.grow(bytes - lease.bytes);
         else lease?.shrink(bytes);
-        await this.save(batch, from - 1, []);
+        await this.capture(batch, from - 1, []);
+        await this.protect(batch);
         await this.write(batch);
       } finally {
         // (The batch's payloads are views of it: given back only once they are written.)
@@ -187,16 +188,20 @@ export class UnitApplier {
           // (A unit read whole at once holds what it read, not two reads' worth.)
           else if (!writing && last.seq === to) lease.shrink(held);
         }
-        // A round's undo area (a round that opened while the unit ran) reads the replica as
-        // it is: the write under way ends first (simulation seed 733).
-        if (this.round.undo && writing) {
-          await writing.done;
-          spare.push(writing.scratch);
-          writing = null;
-        }
         // Invariant 8: saved durably before it is written; the batch being written meanwhile
         // is given to the history, whose bytes it takes from it, not from the replica.
-        await this.save(batch, from - 1, writing?.batch ?? []);
+        await this.capture(batch, from - 1, writing?.batch ?? []);
+        // A round's undo area (of a round that opened while the unit ran, even while the
+        // history saved) reads the replica as it is: the write under way ends first
+        // (simulation seeds 733 and 2190).
+        if (this.round.undo) {
+          if (writing) {
+            await writing.done;
+            spare.push(writing.scratch);
+            writing = null;
+          }
+          await this.protect(batch);
+        }
         if (writing) {
           await writing.done;
           spare.push(writing.scratch);
@@ -222,22 +227,40 @@ export class UnitApplier {
     return lastRead;
   }
 
-  /** Saves what `batch` overwrites (history, a round's undo area), durably, before it is written. */
-  private async save(batch: JournalRecord[], unitStart: number, inFlight: JournalRecord[]): Promise<void> {
+  /** Saves what `batch` overwrites in the history, durably, before it is written (`inFlight`: the read being written meanwhile). */
+  private async capture(batch: JournalRecord[], unitStart: number, inFlight: JournalRecord[]): Promise<void> {
     const round = this.round;
     // Invariant 8: what the batch overwrites is saved in the history, durably, before it is written.
-    if (this.history) {
-      await this.history.capture(this.volume, batch, {
-        capturing: round.synced && round.mark?.initial !== true, inRound: round.mark !== null || round.undo !== null, group: this.inGroup, unitStart,
-      }, inFlight);
-    }
-    assert(!round.undo || inFlight.length === 0, () => `volume ${this.name}: a round's undo area saved bytes while a write was under way`);
-    if (round.undo) await round.undo.protect(this.volume, batch.filter((r) => r.kind !== RecordKind.Barrier && r.kind !== RecordKind.Skip).map(
+    if (!this.history) return;
+    await this.history.capture(this.volume, batch, {
+      capturing: round.synced && round.mark?.initial !== true, inRound: round.mark !== null || round.undo !== null, group: this.inGroup, unitStart,
+    }, inFlight);
+  }
+
+  /** In a round, the old bytes of every region `batch` changes are saved in its undo area, durably, first (no write is under way). */
+  private async protect(batch: JournalRecord[]): Promise<void> {
+    const undo = this.round.undo;
+    if (!undo) return;
+    // (It reads the replica as it is: a write under way would put bytes of the round's own in the undo area.)
+    assert(this.writing === 0, () => `volume ${this.name}: a round's undo area saved bytes while a write was under way`);
+    await undo.protect(this.volume, batch.filter((r) => r.kind !== RecordKind.Barrier && r.kind !== RecordKind.Skip).map(
       (r) => ({ offset: r.offset, length: r.length })));
   }
 
+  /** Reads of the unit being written to the replica now (at most one). */
+  private writing = 0;
+
   /** Writes one read of the unit to the replica. */
   private async write(batch: JournalRecord[]): Promise<void> {
+    this.writing++;
+    try {
+      await this.writeRecords(batch);
+    } finally {
+      this.writing--;
+    }
+  }
+
+  private async writeRecords(batch: JournalRecord[]): Promise<void> {
     for (const r of batch) {
       if (r.kind === RecordKind.Write) await this.volume.write(r.offset, r.payload, false);
       else if (r.kind === RecordKind.Zeroes || r.kind === RecordKind.Trim) {

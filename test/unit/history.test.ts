@@ -576,6 +576,40 @@ test('the apply saves each read while the one before it is written, and every po
   }
 });
 
+test('a crash in the unit that marked the history\'s first points: the redo knows what it saved (no point at or before the applied record)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
+  try {
+    seqNext = 1;
+    const bytes = Buffer.alloc(SIZE);
+    const disk = memDisk(bytes);
+    const store = new DirStore(dir);
+    const ctx: CaptureContext = { capturing: true, inRound: false, group: false, unitStart: 0 };
+    // The unit begins at a barrier (the history's first point), writes block 2 twice and reaches two more points.
+    const batch = [barrier(1000), write(2, 1, 0x21), write(2, 1, 0x22), write(3, 1, 0x31), barrier(2000), barrier(3000)];
+    const h = await History.open(store, SIZE, 0, 'v', silentLogger, { keepMs: null, maxBytes: null });
+    h.beginUnit(0);
+    await h.capture(disk, batch, ctx);
+    await h.sync();
+    h.close();
+    // The crash: of the unit's writes only the first landed, and the applied record is still 0. Redone.
+    await disk.write(2 * BLOCK, batch[1]!.payload, false);
+    const again = await History.open(store, SIZE, 0, 'v', silentLogger, { keepMs: null, maxBytes: null });
+    again.beginUnit(0);
+    await apply(again, disk, batch, ctx);
+    await again.sync();
+    await again.unitApplied();
+    const at5 = Buffer.alloc(SIZE);
+    at5.fill(0x22, 2 * BLOCK, 3 * BLOCK);
+    at5.fill(0x31, 3 * BLOCK, 4 * BLOCK);
+    const images = new Map<number, Buffer>([[1, Buffer.alloc(SIZE)], [5, at5], [6, at5]]);
+    assert.deepEqual(again.list(6).map((p) => p.seq), [1, 5, 6]);
+    assert.equal(await opens(again, disk, images, 6), 3, 'point 5 opens to the unit\'s last bytes, not those the first attempt had written when it stopped');
+    again.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a failed write of the history drops it, the apply goes on, and it begins again at the next unit', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
   try {
