@@ -218,27 +218,39 @@ test('dashboard: a consistency group has its line on both sites, consistent once
   }
 });
 
+/**
+ * On a pair whose db keeps history at site-b: 0x11 written and a restore point of it, a
+ * second, the time picked (whole seconds: what the picker holds), a second, then 0x22
+ * over it (the "damage") and a later point. The restore point the time opens is `expected`.
+ */
+async function pastPoint(p: Awaited<ReturnType<typeof startPair>>): Promise<{
+  token: string; write: (pattern: string) => Promise<string>; dbAtB: () => Promise<VolumeStatus>; t1: number; listed: HistoryInfo;
+  expected: HistoryInfo['points'][number];
+}> {
+  await p.drained();
+  const token = fs.readFileSync(path.join(p.b.dir, 'state', 'api.token'), 'utf8').trim();
+  const write = (pattern: string): Promise<string> => must('qemu-io', ['-f', 'raw', '-c', `write -P ${pattern} 0 1M`, '-c', 'flush', p.a.uri('db')]);
+  const dbAtB = async (): Promise<VolumeStatus> => ((await (await fetch(`${url(p.b)}api/v1/status`)).json()) as NodeStatus).volumes[0]!;
+  await write('0x11');
+  await p.drained();
+  await sleep(1100);
+  const t1 = Math.floor(Date.now() / 1000) * 1000;
+  await sleep(1100);
+  await write('0x22');
+  await p.drained();
+  await waitFor('a restore point after the time picked', async () => ((await dbAtB()).history?.newest?.time ?? 0) > t1);
+  const listed = (await (await fetch(`${url(p.b)}api/v1/volumes/db/restore-points`)).json()) as HistoryInfo;
+  const expected = listed.points.filter((x) => x.time <= t1).at(-1)!;
+  assert.ok(expected && expected.seq < listed.points.at(-1)!.seq, `a past point at or before ${t1}: ${JSON.stringify(listed.points)}`);
+  return { token, write, dbAtB, t1, listed, expected };
+}
+
 test('dashboard: a secondary\'s history window; a checkpoint and a drill at a time picked on the page', async () => {
   const p = await startPair({ size: '16MiB', volumeKeysB: 'history: { keep: 24h, max: 1GiB }' });
   let browser: Browser | null = null;
   try {
     browser = await launch();
-    await p.drained();
-    const token = fs.readFileSync(path.join(p.b.dir, 'state', 'api.token'), 'utf8').trim();
-    const write = (pattern: string): Promise<string> => must('qemu-io', ['-f', 'raw', '-c', `write -P ${pattern} 0 1M`, '-c', 'flush', p.a.uri('db')]);
-    const dbAtB = async (): Promise<VolumeStatus> => ((await (await fetch(`${url(p.b)}api/v1/status`)).json()) as NodeStatus).volumes[0]!;
-    // A point, a second, the time picked (whole seconds: what the picker holds), a second, a later point.
-    await write('0x11');
-    await p.drained();
-    await sleep(1100);
-    const t1 = Math.floor(Date.now() / 1000) * 1000;
-    await sleep(1100);
-    await write('0x22');
-    await p.drained();
-    await waitFor('a restore point after the time picked', async () => ((await dbAtB()).history?.newest?.time ?? 0) > t1);
-    const listed = (await (await fetch(`${url(p.b)}api/v1/volumes/db/restore-points`)).json()) as HistoryInfo;
-    const expected = listed.points.filter((x) => x.time <= t1).at(-1)!;
-    assert.ok(expected && expected.seq < listed.points.at(-1)!.seq, `a past point at or before ${t1}: ${JSON.stringify(listed.points)}`);
+    const { token, write, dbAtB, t1, listed, expected } = await pastPoint(p);
     const h = (await dbAtB()).history!;
 
     // The page in UTC, so that the picker's local time is the ISO time here.
@@ -322,22 +334,7 @@ test('dashboard: promote at a time picked in the history view: the restore point
   let browser: Browser | null = null;
   try {
     browser = await launch();
-    await p.drained();
-    const token = fs.readFileSync(path.join(p.b.dir, 'state', 'api.token'), 'utf8').trim();
-    const write = (pattern: string): Promise<string> => must('qemu-io', ['-f', 'raw', '-c', `write -P ${pattern} 0 1M`, '-c', 'flush', p.a.uri('db')]);
-    const dbAtB = async (): Promise<VolumeStatus> => ((await (await fetch(`${url(p.b)}api/v1/status`)).json()) as NodeStatus).volumes[0]!;
-    // The data, a restore point of it, the time picked, then the "damage" overwriting it.
-    await write('0x11');
-    await p.drained();
-    await sleep(1100);
-    const t1 = Math.floor(Date.now() / 1000) * 1000;
-    await sleep(1100);
-    await write('0x22');
-    await p.drained();
-    await waitFor('a restore point after the time picked', async () => ((await dbAtB()).history?.newest?.time ?? 0) > t1);
-    const listed = (await (await fetch(`${url(p.b)}api/v1/volumes/db/restore-points`)).json()) as HistoryInfo;
-    const expected = listed.points.filter((x) => x.time <= t1).at(-1)!;
-    assert.ok(expected && expected.seq < listed.points.at(-1)!.seq, `a past point at or before ${t1}: ${JSON.stringify(listed.points)}`);
+    const { token, write, dbAtB, t1, listed, expected } = await pastPoint(p);
 
     const iso = (ms: number): string => new Date(ms).toISOString().slice(0, 19);
     const ctx = await browser.newContext({ viewport: { width: 1400, height: 1100 }, timezoneId: 'UTC' });

@@ -101,13 +101,18 @@ test('a past point opens as a checkpoint and a drill while the replica moves on,
   }
 });
 
-test('a consistency group opens at one past group point: a checkpoint and a drill of erp --at', async () => {
+/** A pair with consistency group erp of db and wal, both keeping history at site-b. */
+function startGroupPair(): ReturnType<typeof startPair> {
   const wal = (peer: string, role: string, keys = ''): string =>
     `  wal: { path: ./wal.img, size: 16MiB, role: ${role}, peer: ${peer}, journal: 256MiB${keys} }\ngroups:\n  erp: [db, wal]\n`;
   const history = 'history: { keep: 24h, max: 1GiB }';
-  const p = await startPair({
+  return startPair({
     size: '16MiB', volumeKeysB: history, nodeKeysA: wal('site-b', 'primary'), nodeKeysB: wal('site-a', 'secondary', `, ${history}`),
   });
+}
+
+test('a consistency group opens at one past group point: a checkpoint and a drill of erp --at', async () => {
+  const p = await startGroupPair();
   try {
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 8M', '-c', 'flush', p.a.uri('db')]);
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x12 0 8M', '-c', 'flush', p.a.uri('wal')]);
@@ -168,12 +173,7 @@ async function expectGroupAt(node: Pair['b'], before: string[]): Promise<void> {
 }
 
 test('a group\'s promote --at that a kill cut part-way completes on every member at the start, at the same group point', async () => {
-  const wal = (peer: string, role: string, keys = ''): string =>
-    `  wal: { path: ./wal.img, size: 16MiB, role: ${role}, peer: ${peer}, journal: 256MiB${keys} }\ngroups:\n  erp: [db, wal]\n`;
-  const history = 'history: { keep: 24h, max: 1GiB }';
-  const p = await startPair({
-    size: '16MiB', volumeKeysB: history, nodeKeysA: wal('site-b', 'primary'), nodeKeysB: wal('site-a', 'secondary', `, ${history}`),
-  });
+  const p = await startGroupPair();
   try {
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 8M', '-c', 'flush', p.a.uri('db')]);
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x12 0 8M', '-c', 'flush', p.a.uri('wal')]);

@@ -206,13 +206,26 @@ const barrier = (time: number, flags = 0): JournalRecord =>
 const skip = (until: number): JournalRecord =>
   ({ kind: RecordKind.Skip, flags: 0, seq: seqNext++, epoch: 0, offset: until, length: 0, time: 0, payload: Buffer.alloc(0) });
 
+/** Runs `fn` in a new folder, removed after. */
+async function inFolder(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
+  try {
+    await fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Writes one record to the replica, as the apply does. */
+async function writeOne(disk: Disk, r: JournalRecord): Promise<void> {
+  if (r.kind === RecordKind.Write) await disk.write(r.offset, r.payload, false);
+  else if (r.kind === RecordKind.Zeroes) await disk.punch(r.offset, r.length);
+}
+
 /** Applies a batch as UnitApplier does: capture first, then the writes. */
 async function apply(h: History, disk: Disk, batch: JournalRecord[], ctx: CaptureContext): Promise<void> {
   await h.capture(disk, batch, ctx);
-  for (const r of batch) {
-    if (r.kind === RecordKind.Write) await disk.write(r.offset, r.payload, false);
-    else if (r.kind === RecordKind.Zeroes) await disk.punch(r.offset, r.length);
-  }
+  for (const r of batch) await writeOne(disk, r);
 }
 
 async function opens(h: History, disk: Disk, images: Map<number, Buffer>, upTo: number): Promise<number> {
@@ -231,8 +244,7 @@ async function opens(h: History, disk: Disk, images: Map<number, Buffer>, upTo: 
 }
 
 test('every listed point opens to the image the replica held there (invariant 8), across a restart', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
-  try {
+  await inFolder(async (dir) => {
     seqNext = 1;
     const bytes = Buffer.alloc(SIZE);
     const disk = memDisk(bytes);
@@ -270,14 +282,11 @@ test('every listed point opens to the image the replica held there (invariant 8)
     // (Point 0 carries this site's clock when the history began: the others, the primary's.)
     assert.deepEqual(again.list(applied).slice(1).map((p) => p.time - T0), [1000, 2000, 3000, 5000]);
     again.close();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a crash after saving and before the replica write is redone right; a torn tail is cut', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
-  try {
+  await inFolder(async (dir) => {
     seqNext = 1;
     const bytes = Buffer.alloc(SIZE, 0x01);
     const disk = memDisk(bytes);
@@ -310,14 +319,11 @@ test('a crash after saving and before the replica write is redone right; a torn 
     h = await History.open(store, SIZE, 3, 'v', silentLogger, settings);
     assert.ok(statSync(file).size < size - 100, 'the torn entry is gone');
     h.close();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('past its max the oldest points go; a view of one says so, a newer one still opens', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
-  try {
+  await inFolder(async (dir) => {
     seqNext = 1;
     const bytes = Buffer.alloc(SIZE);
     const disk = memDisk(bytes);
@@ -348,14 +354,11 @@ test('past its max the oldest points go; a view of one says so, a newer one stil
     v.close();
     first!.close();
     h.close();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a sealed segment gets a heads file; a point opens from it; one that does not fit its segment is not used', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
-  try {
+  await inFolder(async (dir) => {
     seqNext = 1;
     const bytes = Buffer.alloc(SIZE);
     const disk = memDisk(bytes);
@@ -402,14 +405,11 @@ test('a sealed segment gets a heads file; a point opens from it; one that does n
     assert.deepEqual(left, heads.slice(1), 'the damaged, the orphaned and the cut heads files are gone');
     assert.ok(third.list(applied).length < 7, 'the damaged segment was scanned: the points before its damage are dropped');
     third.close();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('in a round only its end is a point; a first sync saves nothing and marks its end', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
-  try {
+  await inFolder(async (dir) => {
     seqNext = 1;
     const bytes = Buffer.alloc(SIZE);
     const disk = memDisk(bytes);
@@ -421,14 +421,11 @@ test('in a round only its end is a point; a first sync saves nothing and marks i
     assert.deepEqual(h.list(4).map((p) => p.seq), [4]);
     assert.equal(h.bytes, 32 + 40, 'one point, nothing saved');
     h.close();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('restoring a point puts its image back on the volume, again the same after a crash part-way (promote --at)', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
-  try {
+  await inFolder(async (dir) => {
     seqNext = 1;
     const bytes = Buffer.alloc(SIZE);
     const disk = memDisk(bytes);
@@ -455,14 +452,11 @@ test('restoring a point puts its image back on the volume, again the same after 
     assert.ok(bytes.equals(image));
     v.close();
     h.close();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a unit tried again after a failed attempt saves under the points it had reached, not past them', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
-  try {
+  await inFolder(async (dir) => {
     seqNext = 1;
     const bytes = Buffer.alloc(SIZE, 0x01);
     const disk = memDisk(bytes);
@@ -486,17 +480,14 @@ test('a unit tried again after a failed attempt saves under the points it had re
     assert.deepEqual(h.list(4).map((p) => p.seq), [0, 2, 4]);
     assert.equal(await opens(h, disk, images, 4), 3);
     h.close();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a read saved while the read before it is written: the bytes of the write under way come from its records, not the replica', async () => {
   // The apply saves read k+1 while read k is written to the replica (apply-unit.ts
   // applySaving): a read of the replica then finds read k's bytes not yet there, or half.
   for (const landed of [0, 1, 2]) {
-    const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
-    try {
+    await inFolder(async (dir) => {
       seqNext = 1;
       const bytes = Buffer.alloc(SIZE, 0x01);
       const disk = memDisk(bytes);
@@ -507,14 +498,10 @@ test('a read saved while the read before it is written: the bytes of the write u
       h.beginUnit(0);
       await h.capture(disk, first, ctx);
       // Of the first read's writes, `landed` are on the replica when the second is saved.
-      const writeOne = async (r: JournalRecord): Promise<void> => {
-        if (r.kind === RecordKind.Write) await disk.write(r.offset, r.payload, false);
-        else if (r.kind === RecordKind.Zeroes) await disk.punch(r.offset, r.length);
-      };
-      for (const r of first.slice(0, landed)) await writeOne(r);
+      for (const r of first.slice(0, landed)) await writeOne(disk, r);
       await h.capture(disk, second, ctx, first);
-      for (const r of first.slice(landed)) await writeOne(r);
-      for (const r of second) await writeOne(r);
+      for (const r of first.slice(landed)) await writeOne(disk, r);
+      for (const r of second) await writeOne(disk, r);
       await h.sync();
       await h.unitApplied();
       const at1 = Buffer.alloc(SIZE, 0x01);
@@ -526,9 +513,7 @@ test('a read saved while the read before it is written: the bytes of the write u
       assert.deepEqual(h.list(5).map((p) => p.seq), [0, 3, 5]);
       assert.equal(await opens(h, disk, images, 5), 3, `with ${landed} of the first read's writes landed`);
       h.close();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   }
 });
 
@@ -536,8 +521,7 @@ test('the apply saves each read while the one before it is written, and every po
   // (Reads of one to three records: a point falls inside one, or between two, and a
   // block written just before a point is written again just after it.)
   for (const readBlocks of [1, 2, 3]) {
-    const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
-    try {
+    await inFolder(async (dir) => {
       const bytes = Buffer.alloc(SIZE, 0x01);
       const disk = memDisk(bytes);
       // A replica whose writes land some turns of the event loop after they are issued: the
@@ -570,15 +554,12 @@ test('the apply saves each read while the one before it is written, and every po
       assert.equal(await opens(applier.history, disk, images, log.lastSeq), 5);
       applier.history.close();
       log.close();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   }
 });
 
 test('a crash in the unit that marked the history\'s first points: the redo knows what it saved (no point at or before the applied record)', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
-  try {
+  await inFolder(async (dir) => {
     seqNext = 1;
     const bytes = Buffer.alloc(SIZE);
     const disk = memDisk(bytes);
@@ -605,14 +586,11 @@ test('a crash in the unit that marked the history\'s first points: the redo know
     assert.deepEqual(again.list(6).map((p) => p.seq), [1, 5, 6]);
     assert.equal(await opens(again, disk, images, 6), 3, 'point 5 opens to the unit\'s last bytes, not those the first attempt had written when it stopped');
     again.close();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a failed write of the history drops it, the apply goes on, and it begins again at the next unit', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
-  try {
+  await inFolder(async (dir) => {
     seqNext = 1;
     const bytes = Buffer.alloc(SIZE, 0x01);
     const disk = memDisk(bytes);
@@ -659,7 +637,5 @@ test('a failed write of the history drops it, the apply goes on, and it begins a
     assert.deepEqual(h.list(after).map((p) => p.seq), [applied, after], 'begun again where the replica stood');
     assert.equal(await opens(h, disk, images, after), 2);
     h.close();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
