@@ -169,17 +169,15 @@ export class UnitApplier {
   private async applySaving(log: Journal, from: number, to: number): Promise<JournalRecord | undefined> {
     const readBytes = this.readBytes ?? HISTORY_APPLY_READ_BYTES;
     const lease = this.memory ? await this.memory.acquire(2 * readBytes, 'apply').granted : null;
-    let writing: { batch: JournalRecord[]; done: Promise<void>; scratch: Buffer } | null = null;
+    let writing: { batch: JournalRecord[]; done: Promise<void> } | null = null;
     let lastRead: JournalRecord | undefined;
     const pool = readBuffers(readBytes);
-    // Two buffers, taken in turn: one read is written while the next is read and saved.
-    const spare = [pool.take(), pool.take()];
+    // Two buffers, in turn: read k goes into the one read k-2 used, whose write ended
+    // before read k-1's began (one read is written while the next is read and saved).
+    const buffers = [pool.take(), pool.take()];
     try {
-      for (let seq = from; seq <= to;) {
-        const scratch = spare.pop()!;
-        // (Until `writing` holds it, it is the spare's again should this read or save fail.)
-        spare.push(scratch);
-        const batch = await log.read(seq, readBytes, to, scratch);
+      for (let seq = from, k = 0; seq <= to; k++) {
+        const batch = await log.read(seq, readBytes, to, buffers[k % 2]);
         if (batch.length === 0) throw new Error(`receive log lacks record ${seq}`);
         const last = batch[batch.length - 1]!;
         if (lease) {
@@ -195,33 +193,23 @@ export class UnitApplier {
         // history saved) reads the replica as it is: the write under way ends first
         // (simulation seeds 733 and 2190).
         if (this.round.undo) {
-          if (writing) {
-            await writing.done;
-            spare.push(writing.scratch);
-            writing = null;
-          }
+          await writing?.done;
+          writing = null;
           await this.protect(batch);
         }
-        if (writing) {
-          await writing.done;
-          spare.push(writing.scratch);
-        }
-        spare.splice(spare.indexOf(scratch), 1);
+        await writing?.done;
         const done = this.write(batch);
         // (Awaited below or in `finally`; a failure meanwhile is not an unhandled one.)
         done.catch(() => undefined);
-        writing = { batch, done, scratch };
+        writing = { batch, done };
         seq = last.seq + 1;
         lastRead = last;
       }
       if (writing) await writing.done;
     } finally {
       // (On a failure: the write under way ends before its buffer and lease go.)
-      if (writing) {
-        await writing.done.catch(() => undefined);
-        spare.push(writing.scratch);
-      }
-      for (const b of spare) pool.give(b);
+      await writing?.done.catch(() => undefined);
+      for (const b of buffers) pool.give(b);
       lease?.release();
     }
     return lastRead;
