@@ -10,12 +10,11 @@
 // segments go whole (retention.ts); a point opens while its marker's segment is kept.
 import type { Store, StoreFile } from '../store/store.js';
 import type { Disk } from '../journal/disk.js';
-import { isZero } from '../journal/disk.js';
 import { FLAG_ROUND_END, groupPointOf, RecordKind, type JournalRecord } from '../journal/record.js';
 import type { Logger } from '../log/log.js';
 import { formatBytes } from '../units/units.js';
 import { assert } from '../invariants/assert.js';
-import { HISTORY_MIN_SEGMENT_BYTES, HISTORY_EXTENTS_MAX, HISTORY_READ_BYTES, HISTORY_SCRATCH_KEPT, HISTORY_SEGMENT_BYTES } from '../limits/limits.js';
+import { HISTORY_MIN_SEGMENT_BYTES, HISTORY_READ_BYTES, HISTORY_SEGMENT_BYTES } from '../limits/limits.js';
 import { crc32c } from '@node-rs/crc32';
 import { refuseNewer } from '../versioning/format.js';
 import { ExtentMap } from './extent-map.js';
@@ -31,7 +30,7 @@ export const GONE = 'the segment is gone';
 const HEADS_FILE = /^history\.\d{8}\.heads(?:\.tmp)?$/;
 import { scanSegment } from './scan.js';
 import { forEachHead, readHeads, writeHeads } from './heads.js';
-import { bufferPool } from '../memory/buffer-pool.js';
+import { PointBytes } from './point-bytes.js';
 import { segmentsToDrop, thinPoints } from './retention.js';
 
 /** A volume's `history` setting: how long and how much to keep (null: no limit of that kind). */
@@ -461,40 +460,19 @@ export class History {
     volume: Disk, inFlight: readonly JournalRecord[], batch: readonly JournalRecord[], i: number, start: number, end: number, tag: number, seq: number,
   ): Promise<void> {
     if (this.segments.length === 0) await this.newSegment();
-    // Holes are found by reading a piece (a hole reads as zeros, from no disk) and seeing
-    // it is zero, not by asking the file system where they are: that asks twice per
-    // piece, and cost more than the apply's own writes (bench:history). A range of many
-    // pieces asks once, so a trim over a large sparse region does not read it.
-    const holes = end - start > HISTORY_READ_BYTES ? await holesIn(volume, start, end) : [];
+    const pieces = new PointBytes(volume, inFlight, batch, i);
+    await pieces.findHoles(start, end);
     for (let at = start; at < end;) {
       const n = Math.min(HISTORY_READ_BYTES, end - at);
-      const earlier = writtenBefore(inFlight, batch, i, at, at + n);
-      const zero = earlier.length === 0 && holes.some((h) => h.start <= at && at + n <= h.end);
-      if (zero) {
-        const saved = this.append({ kind: EntryKind.SavedZero, point: tag, seq, offset: at, length: n, dataCrc: 0 });
-        this.tell(saved!);
-      } else {
-        const scratch = SCRATCH.take();
-        try {
-          const data = scratch.subarray(0, n);
-          await volume.read(at, data, 0, n);
-          // Bytes an earlier record wrote (of this batch, or of the one being written: not
-          // yet on the replica, or half) are what the point holds; later ones over earlier
-          // ones, as the apply writes them.
-          for (const w of earlier) {
-            const s = Math.max(at, w.offset);
-            const e = Math.min(at + n, w.offset + w.length);
-            if (w.kind === RecordKind.Write) w.payload.copy(data, s - at, s - w.offset, e - w.offset);
-            else data.fill(0, s - at, e - at);
-          }
-          const head = isZero(data) ?
-            { kind: EntryKind.SavedZero, point: tag, seq, offset: at, length: n, dataCrc: 0 } :
-            { kind: EntryKind.Saved, point: tag, seq, offset: at, length: n, dataCrc: crc32c(data) };
-          // (Written at once, synchronously: the scratch is free again after it.)
-          this.tell(this.append(head, head.kind === EntryKind.Saved ? data : undefined)!);
-        } finally {
-          SCRATCH.give(scratch);
-        }
+      const piece = await pieces.read(at, n);
+      try {
+        const head = piece.data === null ?
+          { kind: EntryKind.SavedZero, point: tag, seq, offset: at, length: n, dataCrc: 0 } :
+          { kind: EntryKind.Saved, point: tag, seq, offset: at, length: n, dataCrc: crc32c(piece.data) };
+        // (Written at once, synchronously: the piece's buffer is free again after it.)
+        this.tell(this.append(head, piece.data ?? undefined)!);
+      } finally {
+        piece.done();
       }
       at += n;
       if (this.current.bytes >= this.segmentBytes) await this.newSegment();
@@ -607,29 +585,3 @@ export class History {
     this.segments = [];
   }
 }
-
-/** The holes of `volume` in [start, end) (none when it cannot say). */
-async function holesIn(volume: Disk, start: number, end: number): Promise<Array<{ start: number; end: number }>> {
-  const out: Array<{ start: number; end: number }> = [];
-  let at = start;
-  for (const e of await volume.extents(start, end - start, HISTORY_EXTENTS_MAX).catch(() => [])) {
-    if (e.hole) out.push({ start: at, end: at + e.length });
-    at += e.length;
-  }
-  return out;
-}
-
-/** The records of `inFlight`, then of `batch` before index `i`, that write into [start, end), in order. */
-function writtenBefore(inFlight: readonly JournalRecord[], batch: readonly JournalRecord[], i: number, start: number, end: number): JournalRecord[] {
-  const out: JournalRecord[] = [];
-  const take = (w: JournalRecord): void => {
-    const writes = w.kind === RecordKind.Write || w.kind === RecordKind.Zeroes || w.kind === RecordKind.Trim;
-    if (writes && w.offset < end && w.offset + w.length > start) out.push(w);
-  };
-  for (const w of inFlight) take(w);
-  for (let k = 0; k < i; k++) take(batch[k]!);
-  return out;
-}
-
-/** Buffers of HISTORY_READ_BYTES the node's captures read saved bytes into. */
-const SCRATCH = bufferPool(HISTORY_READ_BYTES, HISTORY_SCRATCH_KEPT);
