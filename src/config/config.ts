@@ -229,7 +229,9 @@ export function parseConfig(text: string, file: string): Config {
     const line = lineOf(doc.contents, where, lines, unknownKey !== undefined);
     const key = where.join('.') || '(top level)';
     const missing = issue.code === 'invalid_type' && valueAt(raw, keyPath) === undefined;
-    const message = unknownKey !== undefined ? `unknown key "${unknownKey}"`
+    const message = unknownKey === 'peers' && keyPath[0] === 'volumes'
+      ? 'several secondaries for one volume are not built yet (docs/PEERS.md); name one with peer: NAME'
+      : unknownKey !== undefined ? `unknown key "${unknownKey}"`
       : missing ? 'is required but missing' : issue.message;
     throw new ConfigError(`${file}${line ? `:${line}` : ''}: ${key}: ${message}`);
   }

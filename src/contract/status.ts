@@ -3,10 +3,37 @@
 // (src/node/status.ts); the API serves it; the CLI, the dashboard and the SNMP agent
 // read it. Types only: this module imports nothing, so every side may depend on it.
 
+/**
+ * One peer of a volume (docs/API.md, docs/PEERS.md): on a primary, each secondary it
+ * ships to, with what that secondary still lacks; on a secondary, its primary.
+ */
+export interface PeerStatus {
+  name: string;
+  /** "connected" or "disconnected". */
+  link: string;
+  /**
+   * Primary: the highest record this peer acked as durable (at a start: the journal's
+   * release point until it says). Secondary: the highest record it holds durably.
+   */
+  ackedSeq: number;
+  /** Primary: journal data this peer has not acked (in bitmap tracking: the dirty regions). Secondary: its receive log's backlog. */
+  backlogBytes: number;
+  backlogRecords: number;
+  /** Primary: the age of the oldest write a promote at this peer would lose now (0: none). Secondary: 0. */
+  lagSeconds: number;
+  /** A resync round with this peer is open. */
+  resyncing: boolean;
+  /** Primary: shipping to this peer paused by the operator. */
+  paused: boolean;
+}
+
 export interface VolumeStatus {
   name: string;
   role: 'primary' | 'secondary';
+  /** The volume's (first) peer; every peer is in `peers`. */
   peer: string | null;
+  /** Each peer of the volume and where it stands (empty: not replicated). */
+  peers: PeerStatus[];
   /** "connected", "disconnected", or "none" for a volume without a peer. */
   link: string;
   /** Journal data not yet acked by the peer. */

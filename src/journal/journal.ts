@@ -119,6 +119,18 @@ export class Journal {
     return this.backlogRecords === 0 ? 0 : this.samples.ageOf(this.released + 1, now);
   }
 
+  /** Bytes of the records after `seq` (a peer's cursor, peer-cursors.ts; over-estimates by at most one sample step). */
+  bytesAfter(seq: number): number {
+    const from = Math.max(seq, this.released) + 1;
+    return from > this.lastSeq ? 0 : this.samples.bytesFrom(from);
+  }
+
+  /** Age in ms of the first record after `seq` (0 when none). */
+  lagMsAfter(seq: number, now = this.now()): number {
+    const from = Math.max(seq, this.released) + 1;
+    return from > this.lastSeq ? 0 : this.samples.ageOf(from, now);
+  }
+
   get openEpochHasWrites(): boolean {
     return this.epochHasWrites;
   }

@@ -23,6 +23,8 @@ export interface Tracked {
   exclusive(fn: () => Promise<void>): Promise<void>;
   /** The journal was emptied: no record's volume write counts as in flight any more. */
   folded(): void;
+  /** Called in the turn the journal is emptied (its release point moved to its end): no peer waits for a record before it. */
+  emptied(): void;
 }
 
 export class Tracking {
@@ -96,6 +98,7 @@ export class Tracking {
       }
       this.clearPending = false;
       journal.clear();
+      this.v.emptied();
       // If this fails (disk full) the old segments may come back after a crash;
       // the bitmap is durable already, so recovery folds them again.
       await journal.sync().catch((e: Error) => log.warn({ volume: name }, `volume ${name}: emptying the journal: ${e.message}`));
@@ -110,6 +113,7 @@ export class Tracking {
       await journal.releaseAllDurably();
       this.clearPending = false;
       journal.clear();
+      this.v.emptied();
       await journal.sync();
     });
   }

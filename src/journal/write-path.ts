@@ -35,6 +35,7 @@ import { startUp, type Starting } from './startup.js';
 import { Tracking, type TrackingMode } from './tracking.js';
 import { RoundSteps } from './resync.js';
 import { VolumeWrites } from './volume-writes.js';
+import { PeerCursors, THE_PEER } from './peer-cursors.js';
 
 export type { Disk } from './disk.js';
 export type { TrackingMode } from './tracking.js';
@@ -62,6 +63,8 @@ export interface WritePathOptions {
   bootId?: () => string;
   /** The node's hashing buffers, shared by its volumes (src/sync/region-hashes.ts; absent: one per hashing). */
   hashBuffers?: HashBuffers;
+  /** The volume's peers (its secondaries), in its configuration's order (absent: one, THE_PEER). */
+  peers?: readonly string[];
 }
 
 export class JournaledVolume implements ExportBackend {
@@ -118,8 +121,11 @@ export class JournaledVolume implements ExportBackend {
   private readonly maxBlocked: number;
   private readonly intentStore: Store | null;
   private readonly intentSlots: number | undefined;
+  /** Where each peer stands (peer-cursors.ts): the journal releases up to the lowest. */
+  readonly cursors: PeerCursors;
 
   constructor(opts: WritePathOptions) {
+    this.cursors = new PeerCursors(opts.peers ?? [THE_PEER], 0);
     this.disk = opts.disk;
     this.journal = opts.journal;
     this.bitmap = opts.bitmap;
@@ -134,7 +140,11 @@ export class JournaledVolume implements ExportBackend {
     this.activityOpts = opts;
     const parts = { name: this.name, log: this.log, disk: this.disk, journal: this.journal, bitmap: this.bitmap, round: this.round };
     this.parts = parts;
-    this.tracking = new Tracking({ ...parts, exclusive: (fn) => this.exclusive(fn), folded: () => this.writes.folded() });
+    this.tracking = new Tracking({
+      ...parts, exclusive: (fn) => this.exclusive(fn),
+      folded: () => this.writes.folded(),
+      emptied: () => this.cursors.folded(this.journal.released),
+    });
     this.writes = new VolumeWrites({ journal: this.journal, bitmap: this.bitmap, toBitmap: (why) => this.tracking.toBitmap(why) });
     this.rounds = new RoundSteps({
       ...parts, ranges: this.ranges, seed: this.seed, tracking: this.tracking, flush: () => this.flush(), hashBuffers: opts.hashBuffers ?? null,
@@ -175,8 +185,10 @@ export class JournaledVolume implements ExportBackend {
    * the order of startUp() (startup.ts); last, tracking by journal, the intent ring
    * opens, and a FLUSH (through the activity log, open by then) makes it all durable.
    */
-  start(report: RecoveryReport, recorded?: RegionSet): Promise<void> {
-    return startUp({
+  async start(report: RecoveryReport, recorded?: RegionSet): Promise<void> {
+    // Every peer's cursor starts at the durable release point (peer-cursors.ts).
+    this.cursors.folded(this.journal.released);
+    await startUp({
       ...this.parts, round: this.round, seed: this.seed, tracking: this.tracking, intents: { store: this.intentStore, slots: this.intentSlots },
       activity: this.activityOpts, epochBytes: () => this.maxEpochBytes, journaledEnd: (from) => this.rounds.journaledEnd(from),
       activityOpened: (log) => (this.writes.activity = log),
@@ -311,11 +323,24 @@ export class JournaledVolume implements ExportBackend {
     await this.syncer.sync();
   }
 
-  /** The peer holds everything up to `seq` durably; free journal space behind it. */
-  async release(seq: number): Promise<void> {
+  /** Every peer holds everything up to `seq` durably; free journal space behind it. */
+  release(seq: number): Promise<void> {
+    return this.releaseUpTo(this.cursors.ackAll(seq));
+  }
+
+  /** `peer` holds everything up to `seq` durably; free the journal space every peer holds (docs/PEERS.md). */
+  releaseFor(peer: string, seq: number): Promise<void> {
+    return this.releaseUpTo(this.cursors.ack(peer, seq));
+  }
+
+  private async releaseUpTo(seq: number): Promise<void> {
     // Never outrun local durability; a sync, not a FLUSH: no barrier, the epoch stays open.
     if (seq > this.durableAppliedSeq) await this.syncer.sync();
     await this.journal.release(Math.min(seq, this.durableAppliedSeq));
+    // Invariant 2, per peer: nothing a peer has not acked is let go of, but by a fold (its regions are in the bitmap).
+    assert(this.journal.released <= this.cursors.lowest,
+      () => `write path: the journal released up to ${this.journal.released} ` +
+        `but ${JSON.stringify(this.cursors.slowest)} holds only up to ${this.cursors.lowest}`);
     this.wakeBlocked();
     if (this.round.endSeq && this.journal.released >= this.round.endSeq) await this.syncer.sync();
   }

@@ -10,6 +10,7 @@
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
 import { FLAG_RESYNC, RECORD_HEADER_SIZE, type JournalRecord } from '../journal/record.js';
+import { THE_PEER } from '../journal/peer-cursors.js';
 import { encodeRecordsFrame } from './records-frame.js';
 import { UnitPlanner } from '../coalesce/planner.js';
 import { Shipper, type ShipperAction, type ShipperEvent } from './shipper.js';
@@ -55,6 +56,8 @@ export interface VolumeShipperOptions {
    * before its journal read until the peer acks it; absent: not counted.
    */
   memory?: MemoryBudget;
+  /** The peer this shipper sends to, one of the volume's (JournaledVolume.cursors; absent: THE_PEER, a volume with one). */
+  peer?: string;
   now: () => number;
 }
 
@@ -68,21 +71,22 @@ export class VolumeShipper {
   private durableSeen = 0;
 
   constructor(
-    private readonly name: string,
+    /** The volume shipped. */
+    readonly volume: string,
     private readonly jv: JournaledVolume,
     private readonly log: Logger,
     private readonly opts: VolumeShipperOptions,
   ) {
     this.shipper = new Shipper({ windowBytes: opts.windowBytes, batchBytes: opts.batchBytes });
-    this.verifier = new VerifyDriver(name, jv, log, {
+    this.verifier = new VerifyDriver(volume, jv, log, {
       session: () => this.session, paused: () => this.paused, heldByPeer: () => this.heldByPeer, rate: () => this.rate?.() ?? null, now: () => opts.now(),
     });
-    this.resync = new ResyncDriver(name, jv, log, opts.windowBytes, {
+    this.resync = new ResyncDriver(volume, jv, log, opts.windowBytes, {
       session: () => this.session, detach: () => (this.session = null), rate: () => this.rate?.() ?? null, durable: () => this.notifyDurable(),
     });
     this.leases = new SendLeases(opts.memory);
     this.planner = new UnitPlanner({ coalesce: opts.coalesce, scopeBytes: opts.coalesceScopeBytes, readBytes: opts.batchBytes });
-    this.sizes = new FlightSizes(name, opts, () => this.share?.() ?? 1, this.shipper);
+    this.sizes = new FlightSizes(volume, opts, () => this.share?.() ?? 1, this.shipper);
   }
 
   // --- the window and the batch (window.ts's FlightSizes) --------------------------
@@ -168,7 +172,7 @@ export class VolumeShipper {
     this.sizes.linkUp(this.rate?.() ?? null);
     this.beginning = true;
     void this.begin(s, peerDurable, peerRound, peerFirstMeeting).catch((e: Error) => {
-      if (this.session === s) s.close(`volume ${this.name}: ${e.message}`);
+      if (this.session === s) s.close(`volume ${this.volume}: ${e.message}`);
     }).finally(() => {
       if (this.session === s || this.session === null) this.beginning = false;
     });
@@ -222,10 +226,10 @@ export class VolumeShipper {
     if (paused) {
       this.sizes.ackRtt.stopped();
       this.session.drop?.();
-      this.log.info({ volume: this.name }, `volume ${this.name}: shipping paused by the operator; the journal keeps the backlog`);
+      this.log.info({ volume: this.volume }, `volume ${this.volume}: shipping paused by the operator; the journal keeps the backlog`);
       return;
     }
-    this.log.info({ volume: this.name }, `volume ${this.name}: shipping resumed after record ${this.shipper.acked}`);
+    this.log.info({ volume: this.volume }, `volume ${this.volume}: shipping resumed after record ${this.shipper.acked}`);
     this.notified = 0;
     this.run(actions);
   }
@@ -247,14 +251,14 @@ export class VolumeShipper {
       this.handle({ type: 'hold', held: true, after });
       this.sizes.ackRtt.stopped();
       this.session.drop?.();
-      this.log.debug({ volume: this.name }, `volume ${this.name}: the peer's receive log is full; shipping paused, the journal holds the backlog`);
+      this.log.debug({ volume: this.volume }, `volume ${this.volume}: the peer's receive log is full; shipping paused, the journal holds the backlog`);
       return;
     }
     if (!this.heldByPeer) return;
     this.notified = 0;
     const actions = this.handle({ type: 'hold', held: false, after });
     if (this.paused) return;
-    this.log.debug({ volume: this.name }, `volume ${this.name}: the peer has room again; shipping resumes after record ${after}`);
+    this.log.debug({ volume: this.volume }, `volume ${this.volume}: the peer has room again; shipping resumes after record ${after}`);
     this.run(actions);
   }
 
@@ -263,7 +267,7 @@ export class VolumeShipper {
     if (!this.session) return;
     if (this.jv.mode === 'bitmap' && this.jv.canResync && !this.jv.folding && !this.beginning) {
       // The journal overflowed while the link was up: the next link begins a new round.
-      this.session.close(`volume ${this.name}: the journal overflowed; reconnecting to begin a resync round`);
+      this.session.close(`volume ${this.volume}: the journal overflowed; reconnecting to begin a resync round`);
       return;
     }
     const j = this.jv.journal;
@@ -368,7 +372,7 @@ export class VolumeShipper {
     // records of other volumes pass it on a short link (docs/LINK.md).
     const cls: FrameClass = records.some((r) => (r.flags & FLAG_RESYNC) !== 0) ? 'resync' : 'live';
     if (!s.encode) {
-      s.send(encodeRecordsFrame(this.name, records), cls);
+      s.send(encodeRecordsFrame(this.volume, records), cls);
       return;
     }
     const framed = s.encode(records);
@@ -378,7 +382,7 @@ export class VolumeShipper {
     }
     const prev = this.packing;
     this.packing = Promise.all([prev, framed]).then(([, f]) => this.sendIfCurrent(s, f, run, cls), (e: Error) => {
-      if (s === this.session) s.close(`volume ${this.name}: packing records failed: ${e.message}`);
+      if (s === this.session) s.close(`volume ${this.volume}: packing records failed: ${e.message}`);
     });
   }
 
@@ -412,7 +416,8 @@ export class VolumeShipper {
       } else if (a.type === 'release') {
         this.leases.releaseAcked(a.seq);
         this.sizes.ackRtt.acked(a.seq, this.opts.now(), this.rate?.() ?? null);
-        void this.jv.release(a.seq).catch((e: Error) => this.log.error({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`));
+        void this.jv.releaseFor(this.opts.peer ?? THE_PEER, a.seq)
+          .catch((e: Error) => this.log.error({ volume: this.volume }, `volume ${this.volume}: release failed: ${e.message}`));
       } else if (a.type === 'close') {
         this.session?.close(a.reason);
       }
@@ -452,7 +457,7 @@ export class VolumeShipper {
       if (sent) this.sendRecords(s, sent, run);
     }, (e: Error) => {
       lease?.release();
-      s?.close(`reading the journal of ${this.name}: ${e.message}`);
+      s?.close(`reading the journal of ${this.volume}: ${e.message}`);
     });
   }
 }

@@ -302,6 +302,7 @@ export class Daemon {
       roundStore: new DirStore(dir),
       activityStore: new DirStore(dir),
       hashBuffers: this.hashBuffers,
+      peers: v.peer === undefined ? undefined : [v.peer],
     });
     await journaled.start(report, recorded);
     this.log.info({ volume: v.name, journal: v.journal },

@@ -62,7 +62,8 @@ export interface LinkHost {
   /** The replica of `volume` here (undefined: not a replica here). */
   replica(volume: string): Replica | undefined;
   /** The shipper of primary `volume` (undefined: none yet). */
-  shipper(volume: string): VolumeShipper | undefined;
+  /** The shipper of `volume` to `peer` (one per pair: a volume may have several peers, docs/PEERS.md). */
+  shipper(volume: string, peer: string): VolumeShipper | undefined;
   /** Every shipper (those on this link are matched by their session's `link`). */
   shippers(): Iterable<VolumeShipper>;
   /** The zstd workers that unpack the peer's PackedRecords frames. */
@@ -239,7 +240,7 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
           return;
         }
         case 'hashReply':
-          host.shipper(a.reply.volume)?.hashReply(a.reply.first, a.reply.regionSize, a.reply.hashes);
+          host.shipper(a.reply.volume, peer)?.hashReply(a.reply.first, a.reply.regionSize, a.reply.hashes);
           return;
         case 'mapRequest': {
           const r = a.request;
@@ -254,13 +255,13 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
           return;
         }
         case 'mapReply':
-          host.shipper(a.reply.volume)?.mapReply(a.reply.offset, a.reply.covered, a.reply.holes);
+          host.shipper(a.reply.volume, peer)?.mapReply(a.reply.offset, a.reply.covered, a.reply.holes);
           return;
         case 'hold':
-          host.shipper(a.hold.volume)?.peerHold(a.hold.held, a.hold.resumeAfter);
+          host.shipper(a.hold.volume, peer)?.peerHold(a.hold.held, a.hold.resumeAfter);
           return;
         case 'ack':
-          host.shipper(a.volume)?.ack(a.seq);
+          host.shipper(a.volume, peer)?.ack(a.seq);
           return;
         case 'pauseReading':
           intake.pause('unpacking', true);

@@ -28,6 +28,11 @@ import { runLink, type LinkEnd, type LinkHost, type LinkSession } from './link-s
 import { ShippingFigures } from './shipping-figures.js';
 import { Dialer } from './dialer.js';
 
+/** The key of a pair (volume, peer) in the shippers' map. */
+function pairKey(volume: string, peer: string): string {
+  return `${volume}\u0000${peer}`;
+}
+
 export interface LinkVolumes {
   primaries: Map<string, JournaledVolume>;
   replicas: Map<string, Replica>;
@@ -37,6 +42,7 @@ export interface LinkVolumes {
 export class LinkManager {
   private listener: LinkListener | null = null;
   private readonly sessions = new Map<string, LinkSession>();
+  /** One shipper per pair (volume, peer), under pairKey (a volume may have several peers, docs/PEERS.md). */
   private readonly shippers = new Map<string, VolumeShipper>();
   private ticker: NodeJS.Timeout | null = null;
   /** The peer was promoted after this node's last write to `volume` (a failback is due). */
@@ -56,7 +62,7 @@ export class LinkManager {
   ) {
     this.figures = new ShippingFigures({
       primaries: () => this.volumes.primaries.entries(),
-      shipper: (volume) => this.shippers.get(volume),
+      shipper: (volume) => this.shipperOf(volume),
       peerOf: (volume) => this.config.volumes.find((v) => v.name === volume)?.peer,
       rateNow: (peer, now) => this.rateNow(peer, now),
       rttOf: (peer) => this.rttOf(peer),
@@ -70,7 +76,7 @@ export class LinkManager {
       rateNow: (peer) => this.rateNow(peer),
       wrote: (volume, n) => this.figures.wrote(volume, n),
       replica: (volume) => this.volumes.replicas.get(volume),
-      shipper: (volume) => this.shippers.get(volume),
+      shipper: (volume, peer) => this.shippers.get(pairKey(volume, peer)),
       shippers: () => this.shippers.values(),
       unpackPool: () => this.unpackPool(),
       up: (s, check, version) => this.linkUp(s, check, version),
@@ -187,20 +193,23 @@ export class LinkManager {
 
   /** Starts an online verify of a primary volume with its peer (throws why it cannot). */
   verify(volume: string, repair: boolean): VerifyRun {
-    const sh = this.shippers.get(volume);
+    const sh = this.shipperOf(volume);
     if (!sh) throw new Error(`volume ${volume} has not linked with its peer since the daemon started; verify waits for the link`);
     return sh.startVerify(repair);
   }
 
   verifyOf(volume: string): VerifyRun | null {
-    return this.shippers.get(volume)?.verify ?? null;
+    return this.shipperOf(volume)?.verify ?? null;
   }
 
   /** Stops shipping `volume` (the host keeps writing; the journal keeps the backlog). */
   pause(volume: string, paused: boolean): boolean {
-    const sh = this.shippers.get(volume);
-    sh?.pause(paused);
-    return sh !== undefined;
+    let any = false;
+    for (const sh of this.shippersOf(volume)) {
+      sh.pause(paused);
+      any = true;
+    }
+    return any;
   }
 
   isPaused(volume: string): boolean {
@@ -297,7 +306,7 @@ export class LinkManager {
         } catch (e) {
           this.log.error({ volume: local.name }, `volume ${local.name}: cannot record that the peer holds this generation: ${(e as Error).message}`);
         }
-        const sh = this.shipperFor(local.name, jv);
+        const sh = this.shipperFor(local.name, jv, peer);
         sh.fitWindow(remote.logBytes);
         const cfg = this.config.volumes.find((v) => v.name === local.name);
         const paced = {
@@ -335,10 +344,10 @@ export class LinkManager {
    * its peer is closed so the next Hello describes the new roles.
    */
   volumeChanged(name: string, reason: string): void {
-    const sh = this.shippers.get(name);
-    if (sh) {
+    for (const [key, sh] of this.shippers) {
+      if (sh.volume !== name) continue;
       sh.down();
-      this.shippers.delete(name);
+      this.shippers.delete(key);
     }
     this.volumes.replicas.get(name)?.detach();
     // Out of both maps until the change is done: a link that comes back meanwhile neither
@@ -371,8 +380,8 @@ export class LinkManager {
    * the volume's batches: several volumes with a backlog each get a turn within about
    * a second (docs/LINK.md).
    */
-  shareOf(volume: string): number {
-    const sh = this.shippers.get(volume);
+  shareOf(volume: string, peer: string): number {
+    const sh = this.shippers.get(pairKey(volume, peer));
     const link = sh?.session?.link;
     if (!sh || !link) return 1;
     const weightOf = (name: string): number => {
@@ -380,8 +389,24 @@ export class LinkManager {
       return effectiveWeight(v?.weight ?? 1, v?.priority ?? 'normal');
     };
     const others: number[] = [];
-    for (const [name, x] of this.shippers) if (x !== sh && x.session?.link === link && x.wantsLink) others.push(weightOf(name));
+    for (const x of this.shippers.values()) if (x !== sh && x.session?.link === link && x.wantsLink) others.push(weightOf(x.volume));
     return others.length === 0 ? 1 : shareOf(weightOf(volume), others);
+  }
+
+  /** What a promote of `volume` at `peer` would lose now (ms; null: that pair has not linked since the daemon started). */
+  lagMsOf(volume: string, peer: string, now: number): number | null {
+    return this.shippers.get(pairKey(volume, peer))?.lagMs(now) ?? null;
+  }
+
+  /** The shipper of `volume` to its (first) peer, if it has linked since the daemon started. */
+  private shipperOf(volume: string): VolumeShipper | undefined {
+    const peer = this.volumeConfig(volume)?.peer;
+    return peer === undefined ? undefined : this.shippers.get(pairKey(volume, peer));
+  }
+
+  /** Every shipper of `volume`, one per peer it has linked with. */
+  private *shippersOf(volume: string): Iterable<VolumeShipper> {
+    for (const sh of this.shippers.values()) if (sh.volume === volume) yield sh;
   }
 
   /** A volume's config by name (a map rebuilt when the list changes: asked at every read of every shipper). */
@@ -392,16 +417,16 @@ export class LinkManager {
 
   private byName: { list: Config['volumes']; map: Map<string, Config['volumes'][number]> } | null = null;
 
-  private shipperFor(name: string, jv: JournaledVolume): VolumeShipper {
-    let sh = this.shippers.get(name);
+  private shipperFor(name: string, jv: JournaledVolume, peer: string): VolumeShipper {
+    const key = pairKey(name, peer);
+    let sh = this.shippers.get(key);
     if (!sh) {
-      const peer = this.config.volumes.find((v) => v.name === name)?.peer;
       const coalesce = (): boolean => this.config.peers.find((p) => p.name === peer)?.coalesce ?? true;
-      sh = new VolumeShipper(name, jv, this.log, { ...DEFAULT_SHIPPING, now: Date.now, coalesce, memory: this.memory });
+      sh = new VolumeShipper(name, jv, this.log, { ...DEFAULT_SHIPPING, now: Date.now, coalesce, memory: this.memory, peer });
       if (this.pausedVolumes.has(name)) sh.pause(true);
-      if (peer) sh.rate = () => this.rateNow(peer);
-      sh.share = () => this.shareOf(name);
-      this.shippers.set(name, sh);
+      sh.rate = () => this.rateNow(peer);
+      sh.share = () => this.shareOf(name, peer);
+      this.shippers.set(key, sh);
       this.ticker ??= setInterval(() => {
         for (const x of this.shippers.values()) x.tick();
       }, 50);

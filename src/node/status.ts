@@ -1,6 +1,6 @@
 // The node's status (src/contract/status.ts), built from its volumes and links: what
 // GET /api/v1/status serves and `offsite status`, the dashboard, /metrics and SNMP read.
-import type { IscsiSessionStatus, IscsiStatus, NodeStatus, VolumeStatus } from '../contract/status.js';
+import type { IscsiSessionStatus, IscsiStatus, NodeStatus, PeerStatus, VolumeStatus } from '../contract/status.js';
 import type { VolumeEntry } from './volume-entry.js';
 import type { LinkManager } from './links.js';
 import type { VerifyRun } from '../sync/verify.js';
@@ -48,7 +48,7 @@ function iscsiStatus(volume: string, view: IscsiView, sessions: ReturnType<Iscsi
 export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, now = Date.now()): Omit<VolumeStatus, 'iscsi'> {
   const j = e.journaled;
   const link = e.config.peer ? (links?.linkState(e.config.peer) ?? 'disconnected') : 'none';
-  const base = {
+  const common = {
     name: e.config.name,
     role: e.role,
     peer: e.config.peer ?? null,
@@ -78,6 +78,7 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
       }
       : null,
   };
+  const base = { ...common, peers: peersStatus(e, links, now) };
   if (e.replica) {
     const log = e.replica.log;
     return {
@@ -113,6 +114,31 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     hostBytes: journal.hostBytes,
     overflows: j.overflows,
   };
+}
+
+/** Each peer of the volume (a primary's secondaries from its cursors, peer-cursors.ts; a secondary's primary). */
+function peersStatus(e: VolumeEntry, links: LinkManager | null, now: number): PeerStatus[] {
+  const linkOf = (peer: string): string => links?.linkState(peer) ?? 'disconnected';
+  const j = e.journaled;
+  if (j) {
+    return j.cursors.peers.map((name) => {
+      const acked = j.cursors.of(name);
+      const lagMs = links?.lagMsOf(e.config.name, name, now) ?? j.journal.lagMsAfter(acked, now);
+      return {
+        name, link: linkOf(name), ackedSeq: acked,
+        backlogBytes: j.mode === 'bitmap' ? j.bitmap.dirtyBytes : j.journal.bytesAfter(acked),
+        backlogRecords: Math.max(0, j.journal.lastSeq - Math.max(acked, j.journal.released)),
+        lagSeconds: Math.round(lagMs / 100) / 10, resyncing: j.roundStart !== 0, paused: links?.isPaused(e.config.name) ?? false,
+      };
+    });
+  }
+  const primary = e.config.peer;
+  if (!primary) return [];
+  const rp = e.replica;
+  return [{
+    name: primary, link: linkOf(primary), ackedSeq: rp ? rp.receiver.resumeAfter : 0, backlogBytes: rp ? rp.log.backlogBytes : 0,
+    backlogRecords: rp ? rp.log.backlogRecords : 0, lagSeconds: 0, resyncing: Boolean(rp?.round), paused: false,
+  }];
 }
 
 function resyncRate(e: VolumeEntry, now: number): { resyncRateBytesPerSecond: number; resyncEtaSeconds: number } {

@@ -1,4 +1,5 @@
 // Starts `offsite daemon` as a real child process on a temp config.
+import type { PeerStatus } from '../../src/contract/status.js';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -160,7 +161,9 @@ export async function freePort(): Promise<number> {
 }
 
 /** One volume of statusOf's answer: the fields the tests read. */
-type VolumeStatusRow = { name: string; link: string; backlogBytes: number; lagSeconds: number; consistent: boolean; tracking: string };
+type VolumeStatusRow = {
+  name: string; link: string; backlogBytes: number; lagSeconds: number; consistent: boolean; tracking: string; peers: PeerStatus[];
+};
 
 /** Status of a running daemon through its API. */
 export async function statusOf(d: TestDaemon): Promise<{ volumes: VolumeStatusRow[] }> {

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { startPair } from '../helpers/pair.js';
+import { statusOf } from '../helpers/daemon.js';
 import { must, run } from '../helpers/run.js';
 import { assertIdentical } from '../helpers/images.js';
 
@@ -28,6 +29,12 @@ test('replication: qemu-img and fio at the primary, identical replica at the sec
     assert.equal(fio.code, 0, fio.stderr);
     await p.drained();
     await assertIdentical(p.a.uri('db'), p.b.uri('db'));
+    // Each side names its peer and where it stands (docs/API.md, `peers`).
+    const [sa, sb] = [(await statusOf(p.a)).volumes[0]!, (await statusOf(p.b)).volumes[0]!];
+    const [pa, pb] = [sa.peers[0]!, sb.peers[0]!];
+    assert.deepEqual([sa.peers.length, pa.name, pa.link, pa.backlogBytes, pa.backlogRecords], [1, 'site-b', 'connected', 0, 0]);
+    assert.deepEqual([sb.peers.length, pb.name, pb.link], [1, 'site-a', 'connected']);
+    assert.ok(pa.ackedSeq > 0 && pa.ackedSeq === pb.ackedSeq, `site-a says site-b acked ${pa.ackedSeq}; site-b holds ${pb.ackedSeq}`);
     // The replica is read-only.
     const w = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 1 0 4k', p.b.uri('db')]);
     assert.match(w.stdout + w.stderr, /Operation not permitted|read-only|Permission denied/i);

@@ -9,6 +9,7 @@ interface Status {
   volumes: Array<{
     name: string; role: string; peer: string | null; link: string; backlogBytes: number; lagSeconds: number; consistent: boolean; tracking: string;
     journalUsedBytes: number;
+    peers: Array<{ name: string; link: string; ackedSeq: number; backlogBytes: number; backlogRecords: number; lagSeconds: number; resyncing: boolean }>;
   }>;
 }
 
@@ -30,8 +31,16 @@ test('status shows role, link, backlog, lag and consistency; --json keeps the fi
       { role: 'primary', peer: 'site-b', link: 'disconnected', consistent: true, tracking: 'journal' });
     assert.ok(db.backlogBytes >= 4 * 1024 * 1024 && db.backlogBytes < 4.1 * 1024 * 1024, String(db.backlogBytes));
     assert.ok(db.lagSeconds >= 1, `lag ${db.lagSeconds}`);
+    // The peer's own figures: what it has not acked, from where it stands (docs/API.md).
+    assert.equal(db.peers.length, 1);
+    const b = db.peers[0]!;
+    assert.deepEqual({ name: b.name, link: b.link, acked: b.ackedSeq, resyncing: b.resyncing },
+      { name: 'site-b', link: 'disconnected', acked: 0, resyncing: false });
+    assert.equal(b.backlogBytes, db.backlogBytes);
+    assert.ok(b.backlogRecords >= 2 && b.lagSeconds >= 1, JSON.stringify(b));
     const solo = s.volumes.find((v) => v.name === 'solo')!;
     assert.deepEqual({ link: solo.link, tracking: solo.tracking, backlog: solo.backlogBytes }, { link: 'none', tracking: 'none', backlog: 0 });
+    assert.deepEqual(solo.peers, []);
     const table = await must(process.execPath, [OFFSITE_BIN, 'status', '-c', d.configFile]);
     assert.match(table, /^VOLUME\s+ROLE\s+PEER\s+LINK/m);
     assert.match(table, /^db\s+primary\s+site-b\s+disconnected\s+journal\s+4\.0 MiB/m);

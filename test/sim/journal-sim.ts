@@ -63,7 +63,12 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
   /** Per block: ids of writes in issue order. */
   const history: number[][] = Array.from({ length: cfg.volumeBlocks }, () => []);
   const busy = new Set<number>();
-  let acked = 0; // the simulated peer acked records up to here
+  // Half the seeds have two peers acking apart (docs/PEERS.md), drawn from their own
+  // generator so the schedule of the main one stays what it was.
+  const side = new Rng(seed * 7919 + 13);
+  const peers = side.chance(0.5) ? ['site-b', 'site-c'] : ['site-b'];
+  const ackedBy = new Map(peers.map((p) => [p, 0]));
+  let acked = 0; // every simulated peer acked records up to here
   let nextId = 1;
   let crashes = 0;
   let overflows = 0;
@@ -78,7 +83,7 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
     const { bitmap } = await settle(DirtyBitmap.open(mstore, size, cfg.regionSize)).catch((e: Error) => {
       throw new Error(`opening the bitmap: ${e.stack}`);
     });
-    const jv = new JournaledVolume({ disk, journal, bitmap, onFull: 'bitmap', intentStore: useIntents ? jstore : undefined, intentSlots: 256,
+    const jv = new JournaledVolume({ disk, journal, bitmap, onFull: 'bitmap', intentStore: useIntents ? jstore : undefined, intentSlots: 256, peers,
       log: process.env.OFFSITE_SIM_DEBUG ? createLogger({ level: 'debug', format: 'text' }) : silentLogger });
     await settle(jv.start(report, recorded));
     return jv;
@@ -138,9 +143,11 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
 
   const release = (): void => {
     const upTo = jv.journal.released + rng.int(jv.journal.lastSeq - jv.journal.released + 1);
-    // The peer acked: from now on the journal may drop these records.
-    acked = Math.max(acked, upTo);
-    jv.release(upTo).catch(() => undefined);
+    // A peer acked: from now on the journal may drop these records, once every peer has.
+    const peer = peers[side.int(peers.length)]!;
+    ackedBy.set(peer, Math.max(ackedBy.get(peer)!, upTo));
+    acked = Math.max(acked, Math.min(...ackedBy.values()));
+    (peers.length === 1 ? jv.release(upTo) : jv.releaseFor(peer, upTo)).catch(() => undefined);
   };
 
   const checkBounds = (): void => {

@@ -6,6 +6,7 @@ import { Journal, KEEP_PREFIX } from '../../src/journal/journal.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
 import { Receiver } from '../../src/secondary/receiver.js';
 import { History } from '../../src/history/history.js';
+import { PeerCursors } from '../../src/journal/peer-cursors.js';
 
 /**
  * `caughtBy`: an assertion in src/ ("invariant broken", the default), or the
@@ -38,6 +39,17 @@ export const MUTATIONS: Record<string, { sim: 'journal' | 'replication' | 'group
     plant: () => {
       JournaledVolume.prototype.release = async function (this: JournaledVolume, seq: number) {
         await this.journal.release(seq);
+      };
+    },
+  },
+  'release-past-slowest-peer': {
+    sim: 'journal',
+    what: 'the journal of a volume with two peers releases what one peer acked, though the other does not hold it yet',
+    plant: () => {
+      const ack = PeerCursors.prototype.ack;
+      PeerCursors.prototype.ack = function (this: PeerCursors, peer: string, seq: number): number {
+        ack.call(this, peer, seq);
+        return this.of(peer);
       };
     },
   },

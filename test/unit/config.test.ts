@@ -48,6 +48,9 @@ test('a bad size names the key and its line', () => {
 
 test('an unknown key is named with its line', () => {
   assert.match(err(good.replace('    role: primary', '    role: primary\n    sise: 2GiB')), /^offsite\.yaml:9: volumes\.db\.sise: unknown key "sise"$/);
+  // Several peers for one volume: said as such (docs/PEERS.md), not as a typo.
+  assert.match(err(good.replace('    role: primary', '    role: primary\n    peers: [site-b, site-c]')),
+    /^offsite\.yaml:9: volumes\.db\.peers: several secondaries for one volume are not built yet \(docs\/PEERS\.md\); name one with peer: NAME$/);
 });
 
 test('a bad role, a missing key, a bad listener', () => {

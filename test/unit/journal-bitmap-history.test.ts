@@ -16,6 +16,7 @@ import { zeroHash } from '../../src/sync/region-hashes.js';
 import type { Store, StoreFile } from '../../src/store/store.js';
 import { silentLogger } from '../../src/log/log.js';
 import { tempDir } from '../helpers/run.js';
+import { memDisk } from '../helpers/mem-disk.js';
 
 const KiB = 1024;
 
@@ -88,22 +89,6 @@ test('bitmap: a damaged page counts as all dirty, never as clean', async () => {
   assert.equal(b3.count, b3.regions);
   b3.close();
 });
-
-/** An in-memory disk for the write path. */
-function memDisk(size: number): Disk & { data: Buffer } {
-  const data = Buffer.alloc(size);
-  return {
-    data, name: 'm', size, readOnly: false, description: '',
-    read: async (o, into, at, l) => { data.copy(into, at, o, o + l); },
-    write: async (o, d) => { d.copy(data, o); },
-    writeZeroes: async (o, l) => { data.fill(0, o, o + l); },
-    punch: async (o, l) => { data.fill(0, o, o + l); return true; },
-    trim: async (o, l) => { data.fill(0, o, o + l); },
-    flush: async () => undefined,
-    cache: async () => undefined,
-    extents: async (_o, l) => [{ length: l, hole: false }],
-  };
-}
 
 test('on_full: block holds host writes until the peer acks free space', async () => {
   const dir = tempDir('block');

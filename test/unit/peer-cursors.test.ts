@@ -1,0 +1,81 @@
+// Where each peer of a volume stands in its journal (src/journal/peer-cursors.ts,
+// docs/PEERS.md): the journal lets go of a record only when every peer holds it.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { test } from 'node:test';
+import { DirtyBitmap } from '../../src/journal/bitmap.js';
+import { Journal } from '../../src/journal/journal.js';
+import { PeerCursors } from '../../src/journal/peer-cursors.js';
+import { DirStore } from '../../src/journal/store.js';
+import { JournaledVolume } from '../../src/journal/write-path.js';
+import { silentLogger } from '../../src/log/log.js';
+import { tempDir } from '../helpers/run.js';
+import { memDisk } from '../helpers/mem-disk.js';
+
+const KiB = 1024;
+
+test('peer cursors: the release point is the lowest peer; a cursor never goes back; a fold moves every cursor', () => {
+  const c = new PeerCursors(['near', 'far'], 10);
+  assert.deepEqual(c.peers, ['near', 'far']);
+  assert.equal(c.ack('near', 50), 10, 'far still holds only up to 10');
+  assert.equal(c.slowest, 'far');
+  assert.equal(c.ack('far', 30), 30);
+  assert.equal(c.ack('near', 20), 30, 'a lower ack changes nothing');
+  assert.equal(c.of('near'), 50);
+  assert.equal(c.slowest, 'far');
+  c.folded(40);
+  assert.equal(c.of('far'), 40, 'the fold put what far lacked in the bitmap');
+  assert.equal(c.of('near'), 50);
+  assert.equal(c.ackAll(60), 60);
+  assert.throws(() => c.ack('elsewhere', 1), /invariant broken: .*"elsewhere" is no peer of this volume/);
+  assert.throws(() => new PeerCursors([], 0), /invariant broken/);
+  assert.throws(() => new PeerCursors(['a', 'a'], 0), /invariant broken: .*named twice/);
+});
+
+async function open(dir: string, peers: string[]): Promise<JournaledVolume> {
+  const journal = new Journal({ store: new DirStore(path.join(dir, 'j')), capacity: 1024 * KiB, segmentSize: 64 * KiB });
+  const report = await journal.recover();
+  const { bitmap } = await DirtyBitmap.open(new DirStore(dir), 1024 * KiB, 64 * KiB);
+  const jv = new JournaledVolume({ disk: memDisk(1024 * KiB), journal, bitmap, onFull: 'bitmap', log: silentLogger, peers });
+  await jv.start(report);
+  return jv;
+}
+
+test('write path with two peers: a record stays until both acked it, and after a restart until both say so again', async () => {
+  const dir = tempDir('cursors');
+  let jv = await open(dir, ['near', 'far']);
+  for (let i = 0; i < 8; i++) await jv.write(i * 4 * KiB, Buffer.alloc(4 * KiB, i + 1), false);
+  await jv.flush();
+  const last = jv.journal.lastSeq;
+  await jv.releaseFor('near', last);
+  assert.equal(jv.journal.released, 0, 'far holds nothing yet');
+  await jv.releaseFor('far', 3);
+  assert.equal(jv.journal.released, 3);
+  await jv.close();
+  jv = await open(dir, ['near', 'far']);
+  // The release point on disk is written when a segment goes: it may lag what was released, never lead it.
+  const base = jv.journal.released;
+  assert.ok(base <= 3 && jv.journal.lastSeq === last, `released ${base}, last ${jv.journal.lastSeq}`);
+  assert.deepEqual([jv.cursors.of('near'), jv.cursors.of('far')], [base, base], 'both start at the release point');
+  await jv.releaseFor('far', last);
+  assert.equal(jv.journal.released, base, 'near has not said again where it stands');
+  await jv.releaseFor('near', last);
+  assert.equal(jv.journal.released, last);
+  await jv.close();
+});
+
+test('write path with two peers: an overflow empties the journal into the bitmap and moves both cursors', async () => {
+  const dir = tempDir('cursors-fold');
+  const jv = await open(dir, ['near', 'far']);
+  await jv.write(0, Buffer.alloc(4 * KiB, 7), false);
+  await jv.flush();
+  await jv.releaseFor('near', jv.journal.lastSeq);
+  // Past the journal's capacity with far silent: the overflow folds everything into the bitmap.
+  for (let i = 0; i < 300 && jv.mode === 'journal'; i++) await jv.write((i % 200) * 4 * KiB, Buffer.alloc(4 * KiB, 9), false);
+  assert.equal(jv.mode, 'bitmap');
+  await jv.quiesce();
+  assert.equal(jv.journal.backlogRecords, 0);
+  assert.equal(jv.cursors.of('far'), jv.journal.released, 'what far lacked is in the bitmap now');
+  assert.ok(jv.bitmap.isSet(0), 'the first write, far never acked, is marked');
+  await jv.close();
+});
