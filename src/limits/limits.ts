@@ -54,6 +54,13 @@ export const WRITE_BATCH_MAX_BYTES = 8 * MiB;
 export const HASH_READ_BYTES = 4 * MiB;
 export const HASH_BUFFERS = 4;
 /**
+ * An online verify keeps this many batches out at once (src/sync/verify.ts): each is a
+ * round trip to the peer (its hashes, once it has applied the batch's flush point), so
+ * the link's latency, the peer's apply and the hashing on both sides overlap. Each holds
+ * host writes to its 4 MiB until answered, so at most this times 4 MiB is held.
+ */
+export const VERIFY_BATCHES_IN_FLIGHT = 4;
+/**
  * Buffers an apply reads the receive log into are reused (src/memory/buffer-pool.ts): at
  * most this many idle ones are kept per read size, for the node.
  */

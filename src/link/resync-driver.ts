@@ -1,13 +1,14 @@
 // A resync round's adapter on the primary (docs/RESYNC.md): it drives one volume's
 // pump, handing dirty regions to the journal at the pace src/sync/round.ts's pumpStep
 // sets and making what it handed over durable so it ships, and a first sync's
-// comparison by hash (src/sync/seeding.ts): the MapRequest and HashRequest on the link, one at a
-// time, and the peer's hashes to the write path. VolumeShipper owns one and ticks it;
+// comparison by hash (src/sync/seeding.ts): the MapRequest and HashRequests on the link, a
+// MapRequest alone, HashRequests a few at once (SEED_ASKS_IN_FLIGHT) with their replies
+// compared one after the other, in order, and the peer's hashes to the write path. VolumeShipper owns one and ticks it;
 // what the link is doing it reads through ResyncLink.
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
 import { MAX_HASH_REGIONS, encodeHashRequest, encodeMapRequest, encodeResync } from './frame.js';
-import type { SeedAsk } from '../sync/seeding.js';
+import { SEED_ASKS_IN_FLIGHT } from '../sync/seeding.js';
 import type { Span } from '../sync/region-hashes.js';
 import { pumpStep } from '../sync/round.js';
 
@@ -31,8 +32,10 @@ export class ResyncDriver {
   private resyncing = false;
   /** A flush of what the pump handed over is under way. */
   private flushing = false;
-  /** A HashRequest or MapRequest is out (first sync by checksum): what it asked. */
-  private asked: SeedAsk | null = null;
+  /** A MapRequest is out (first sync by checksum): what it asked. (The HashRequests out are the Seeding's.) */
+  private mapAsked: { offset: number; length: number } | null = null;
+  /** The replies taken, compared one after the other in the order they came. */
+  private comparing: Promise<void> = Promise.resolve();
   /** The gap that keeps shipping waiting was said (once until a link resumes). */
   private gapReported = false;
 
@@ -113,9 +116,10 @@ export class ResyncDriver {
     resumeAt(resume);
   }
 
-  /** The link went down: a HashRequest out on it gets no reply. */
+  /** The link went down: the requests out on it get no reply. */
   down(): void {
-    this.asked = null;
+    this.mapAsked = null;
+    this.jv.seed.linkDown();
   }
 
   /**
@@ -174,53 +178,69 @@ export class ResyncDriver {
   }
 
   /**
-   * Asks the peer for what the comparison needs next (a first sync by checksum, one
-   * request at a time): where its replica holds holes (a link at protocol version 2),
-   * or the hashes of the next regions still marked.
+   * Asks the peer for what the comparison needs next (a first sync by checksum): where
+   * its replica holds holes (a link at protocol version 2), alone, or the hashes of the
+   * next regions still marked, up to SEED_ASKS_IN_FLIGHT requests out.
    */
   private askHashes(): void {
     const s = this.link.session();
-    if (!s || this.asked) return;
+    if (!s) return;
     const bitmap = this.jv.bitmap;
     const rs = bitmap.regionSize;
     const nextMarked = (from: number): number => {
       for (const r of bitmap.dirtyRegions(from)) if (!this.jv.seed.knownToDiffer(r)) return r;
       return bitmap.regions;
     };
-    const ask = this.jv.seed.nextAsk(rs, this.jv.size, MAX_HASH_REGIONS, (s.version ?? 1) >= 2, nextMarked);
-    if (!ask) return;
-    this.asked = ask;
-    if (ask.type === 'map') s.send(encodeMapRequest({ volume: this.name, offset: ask.offset, length: ask.length }));
-    else s.send(encodeHashRequest({ volume: this.name, regionSize: rs, first: ask.first, count: ask.count }));
+    while (!this.mapAsked) {
+      const ask = this.jv.seed.nextAsk(rs, this.jv.size, MAX_HASH_REGIONS, (s.version ?? 1) >= 2, nextMarked, SEED_ASKS_IN_FLIGHT);
+      if (!ask) return;
+      if (ask.type === 'map') {
+        this.mapAsked = { offset: ask.offset, length: ask.length };
+        s.send(encodeMapRequest({ volume: this.name, offset: ask.offset, length: ask.length }));
+        return;
+      }
+      s.send(encodeHashRequest({ volume: this.name, regionSize: rs, first: ask.first, count: ask.count }));
+    }
   }
 
-  /** The peer's hashes for a first sync arrived: equal regions leave the round, then the pump goes on. */
+  /** The peer's hashes for a first sync arrived: compared in turn, equal regions leave the round, then the pump goes on. */
   hashReply(first: number, regionSize: number, hashes: Buffer[]): void {
-    const a = this.asked;
-    if (!a || a.type !== 'hash' || a.first !== first) return; // a reply from an older link
-    this.jv.seed.heard(hashes.length);
-    this.settleAsk(this.jv.compareRegions(first, regionSize, hashes), 'comparing regions by hash');
+    const seed = this.jv.seed;
+    if (!seed.asked(first)) return; // a reply from an older link, or an older comparison
+    seed.heard(hashes.length);
+    const [s, comparison] = [this.link.session(), seed.comparison];
+    this.settle(() => {
+      // (The link or the round went meanwhile: the requests were let go of, and are asked again.)
+      if (this.link.session() !== s || seed.comparison !== comparison) return Promise.resolve(0);
+      if (regionSize !== this.jv.bitmap.regionSize || !seed.accepts(first, regionSize, regionSize) || hashes.length !== seed.nextCount) {
+        s?.close(`volume ${this.name}: the peer answered the hashes of ${hashes.length} regions of ${regionSize} bytes from region ${first}; ` +
+          `the request out next was ${seed.nextCount} regions from another`);
+        return Promise.resolve(0);
+      }
+      return this.jv.compareRegions(first, regionSize, hashes);
+    }, 'comparing regions by hash');
   }
 
   /** The peer's holes arrived: regions that are holes on both sides leave the round, then the comparison goes on. */
   mapReply(offset: number, covered: number, holes: Span[]): void {
-    const a = this.asked;
-    if (!a || a.type !== 'map' || a.offset !== offset) return; // a reply from an older link
+    const a = this.mapAsked;
+    if (!a || a.offset !== offset) return; // a reply from an older link
     if (covered > a.length) {
       this.link.session()?.close(`volume ${this.name}: the peer's map covers ${covered} bytes from ${offset}, more than the ${a.length} asked`);
       return;
     }
     this.jv.seed.heard(0, 20 + holes.length * 16);
-    this.settleAsk(this.jv.clearHoles(offset, covered, holes), 'comparing holes with the peer');
+    this.settle(() => this.jv.clearHoles(offset, covered, holes).finally(() => {
+      if (this.mapAsked === a) this.mapAsked = null;
+    }), 'comparing holes with the peer');
   }
 
-  private settleAsk(done: Promise<number>, what: string): void {
-    void done.then(() => {
-      this.asked = null;
+  /** Runs a reply's step after the ones before it, then asks for more and pumps. */
+  private settle(step: () => Promise<number>, what: string): void {
+    this.comparing = this.comparing.then(step).then(() => {
       this.askHashes();
       this.pump();
     }, (e: Error) => {
-      this.asked = null;
       this.link.session()?.close(`volume ${this.name}: ${what} failed: ${e.message}`);
     });
   }

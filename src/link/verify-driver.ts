@@ -23,16 +23,18 @@ export interface VerifyLink {
 
 export class VerifyDriver {
   private readonly verifier: Verifier;
-  /** The lock on the regions of the verify batch out (held from its read until the machine lets it go). */
-  private unlock: (() => void) | null = null;
+  /** The locks on the regions of the verify batches out, by first region (held from the read until the machine lets it go). */
+  private readonly locks = new Map<number, () => void>();
 
   constructor(
     private readonly name: string,
     private readonly jv: JournaledVolume,
     private readonly log: Logger,
     private readonly link: VerifyLink,
+    /** Batches out at once (default VERIFY_BATCHES_IN_FLIGHT). */
+    inFlight?: number,
   ) {
-    this.verifier = new Verifier({ volume: name, maxRegions: MAX_HASH_REGIONS, maxRegionSize: MAX_HASH_REGION_SIZE });
+    this.verifier = new Verifier({ volume: name, maxRegions: MAX_HASH_REGIONS, maxRegionSize: MAX_HASH_REGION_SIZE, inFlight });
   }
 
   /** The verify running now, or the last one. */
@@ -94,18 +96,19 @@ export class VerifyDriver {
       switch (a.type) {
         case 'read': {
           const s = this.link.session();
-          this.jv.verifyHashes(a.first, a.count).then(({ hashes, afterSeq, unlock }) => {
-            this.unlock = unlock;
-            this.act(this.verifier.handle({ type: 'hashed', hashes, afterSeq, stale: this.link.session() !== s, now: this.link.now() }));
-          }, (e: Error) => this.act(this.verifier.handle({ type: 'read-failed', message: e.message })));
+          const first = a.first;
+          this.jv.verifyHashes(first, a.count).then(({ hashes, afterSeq, unlock }) => {
+            this.locks.set(first, unlock);
+            this.act(this.verifier.handle({ type: 'hashed', first, hashes, afterSeq, stale: this.link.session() !== s, now: this.link.now() }));
+          }, (e: Error) => this.act(this.verifier.handle({ type: 'read-failed', first, message: e.message })));
           break;
         }
         case 'send':
           this.link.session()?.send(encodeHashRequest({ volume: this.name, regionSize: a.regionSize, first: a.first, count: a.count, afterSeq: a.afterSeq }));
           break;
         case 'unlock': {
-          const unlock = this.unlock;
-          this.unlock = null;
+          const unlock = this.locks.get(a.first);
+          this.locks.delete(a.first);
           unlock?.();
           break;
         }

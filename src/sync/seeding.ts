@@ -1,7 +1,8 @@
 // A first sync by checksum (docs/RESYNC.md, "First sync by checksum (seeding)"), the
 // primary's side: a new pair's first round marks every region, then compares before
 // it sends. The primary asks the peer for the hashes of the regions from `hashedUpTo`
-// on, one request at a time, and every region whose bytes hash the same here leaves
+// on, a few requests out at once (SEED_ASKS_IN_FLIGHT: the peer hashes the next while
+// this side compares the last), and every region whose bytes hash the same here leaves
 // the bitmap without travelling. This object holds how far the comparison got and
 // which regions it may clear; the write path reads and hashes under its range lock
 // (JournaledVolume.compareRegions), the shipper asks and hands the replies over.
@@ -39,6 +40,12 @@ export interface TouchedRegions {
 
 /** Bytes of regions one HashRequest asks about (at most the request's region count). */
 export const SEED_ASK_BYTES = 16 << 20;
+/**
+ * Hash requests out at once: the peer hashes the next ones while this side reads and
+ * compares the last reply (replies come, and are compared, in order). A MapRequest
+ * goes alone.
+ */
+export const SEED_ASKS_IN_FLIGHT = 3;
 /** Bytes of the volume one MapRequest asks about: the primary maps its own side of them under one range lock. */
 export const SEED_MAP_BYTES = 64 * 2 ** 30;
 
@@ -63,6 +70,34 @@ export class Seeding {
   hashBytes = 0;
   /** Which comparison is open: begin() and stop() end the one before (see the top of this file). */
   comparison = 0;
+  /** Hash requests out, in the order asked (their replies come in this order): the first is the one compared next. */
+  private asks: Array<{ first: number; count: number }> = [];
+
+  /** How far the hash requests out reach (hashedUpTo when none is out). */
+  get askedUpTo(): number {
+    const last = this.asks[this.asks.length - 1];
+    return last ? last.first + last.count : this.hashedUpTo;
+  }
+
+  /** Hash requests out (asked, not yet compared). */
+  get asksOut(): number {
+    return this.asks.length;
+  }
+
+  /** The regions of the request compared next (0: none out). */
+  get nextCount(): number {
+    return this.asks[0]?.count ?? 0;
+  }
+
+  /** Is a hash reply from region `first` one the comparison waits for (a request out)? */
+  asked(first: number): boolean {
+    return this.asks.some((a) => a.first === first);
+  }
+
+  /** The link went: its requests get no reply, and are asked again on the next. */
+  linkDown(): void {
+    this.asks = [];
+  }
 
   /**
    * A round begins (`compare`: it is a first sync by checksum) with the regions its
@@ -71,6 +106,7 @@ export class Seeding {
    */
   begin(compare: boolean, touched: TouchedRegions, differ: TouchedRegions | null = null): void {
     this.comparison++;
+    this.asks = [];
     this.active = compare;
     this.hashedUpTo = 0;
     this.mappedUpTo = 0;
@@ -97,22 +133,30 @@ export class Seeding {
   stop(): void {
     this.comparison++;
     this.active = false;
+    this.asks = [];
   }
 
   /**
-   * What to ask next (null: nothing, or the comparison is over). `canMap`: the link
+   * What to ask next (null: nothing now, or the comparison is over). `canMap`: the link
    * speaks MapRequest; `nextMarked(r)`: the first region from r still marked and not
-   * known to differ (the region count if none). Regions not marked need no comparing: the comparison moves
-   * past them.
+   * known to differ (the region count if none); `maxOut`: hash requests that may be out
+   * at once. Regions not marked need no comparing: the comparison moves past them. A
+   * map is asked only with no hash request out (its reply moves what may be hashed).
    */
-  nextAsk(regionSize: number, size: number, maxRegions: number, canMap: boolean, nextMarked: (from: number) => number): SeedAsk | null {
-    if (!this.active) return null;
+  nextAsk(regionSize: number, size: number, maxRegions: number, canMap: boolean, nextMarked: (from: number) => number, maxOut = 1): SeedAsk | null {
+    if (!this.active || this.asks.length >= maxOut) return null;
     const regions = Math.ceil(size / regionSize);
     const limit = canMap ? Math.min(this.mappedUpTo, regions) : regions;
-    const first = Math.min(nextMarked(this.hashedUpTo), limit);
-    assert(first >= this.hashedUpTo, 'the comparison never goes back');
-    this.hashedUpTo = first;
-    if (first < limit) return { type: 'hash', first, count: Math.min(Math.max(1, Math.floor(SEED_ASK_BYTES / regionSize)), maxRegions, limit - first) };
+    const from = this.askedUpTo;
+    const first = Math.min(nextMarked(from), limit);
+    assert(first >= from, 'the comparison never goes back');
+    if (this.asks.length === 0) this.hashedUpTo = first;
+    if (first < limit) {
+      const count = Math.min(Math.max(1, Math.floor(SEED_ASK_BYTES / regionSize)), maxRegions, limit - first);
+      this.asks.push({ first, count });
+      return { type: 'hash', first, count };
+    }
+    if (this.asks.length > 0) return null; // (the replies out come first)
     if (first >= regions) {
       this.active = false;
       return null;
@@ -127,7 +171,7 @@ export class Seeding {
    */
   acceptsMap(offset: number, regionSize: number, bitmapRegionSize: number, comparison = this.comparison): boolean {
     return this.active && comparison === this.comparison && regionSize === bitmapRegionSize && offset === this.mappedUpTo * regionSize &&
-      this.hashedUpTo === this.mappedUpTo;
+      this.hashedUpTo === this.mappedUpTo && this.asks.length === 0;
   }
 
   /** The peer's holes are known up to region `upTo` (at least one region further), and `equal` regions left the bitmap. */
@@ -142,9 +186,9 @@ export class Seeding {
     this.hashBytes += bytes;
   }
 
-  /** Is a reply for regions from `first` of `regionSize` the one the comparison is at? (`comparison`: as acceptsMap.) */
+  /** Is a reply for regions from `first` of `regionSize` the one the comparison is at, the first out? (`comparison`: as acceptsMap.) */
   accepts(first: number, regionSize: number, bitmapRegionSize: number, comparison = this.comparison): boolean {
-    return this.active && comparison === this.comparison && regionSize === bitmapRegionSize && first === this.hashedUpTo;
+    return this.active && comparison === this.comparison && regionSize === bitmapRegionSize && this.asks[0]?.first === first;
   }
 
   /** May region `r` leave the bitmap on an equal hash: still marked, not handed to the journal, not touched by the round's records. */
@@ -154,9 +198,15 @@ export class Seeding {
 
   /** Regions first..first+count-1 were compared, and `equal` of them left the bitmap. */
   compared(first: number, count: number, equal: number, regionSize: number, regions: number): void {
-    assert(this.active && first === this.hashedUpTo, 'hashes are taken only by the open comparison, at the regions it is at');
+    const head = this.asks[0];
+    assert(this.active && head !== undefined && first === head.first && count === head.count && first >= this.hashedUpTo,
+      'hashes are taken only by the open comparison, for the first request out, whole');
+    this.asks.shift();
     this.hashedUpTo = first + count;
-    if (this.hashedUpTo >= regions) this.active = false;
+    if (this.hashedUpTo >= regions) {
+      assert(this.asks.length === 0, 'no request reaches past the last region');
+      this.active = false;
+    }
     this.seededBytes += equal * regionSize;
   }
 }

@@ -360,6 +360,8 @@ test('a first sync\'s reply still being read when an overflow folds its round aw
   await jv.beginInitialSync();
   await jv.startResync();
   assert.equal(jv.seeding, true);
+  const every = (r: number): number => r;
+  assert.deepEqual(jv.seed.nextAsk(RS, size, 256, false, every), { type: 'hash', first: 0, count: 8 });
   shut();
   const hashes = jv.compareRegions(0, RS, Array.from({ length: 8 }, () => zeroHash(RS)));
   await wait();
@@ -370,6 +372,7 @@ test('a first sync\'s reply still being read when an overflow folds its round aw
   gate = null;
   assert.equal(await hashes, 0, 'the old round\'s hashes clear nothing');
   assert.equal(bitmap.count, 8);
+  assert.deepEqual(jv.seed.nextAsk(RS, size, 256, false, every), { type: 'hash', first: 0, count: 8 });
   assert.equal(await jv.compareRegions(0, RS, Array.from({ length: 8 }, () => zeroHash(RS))), 8, 'the new round\'s own reply does');
   await jv.close();
 });

@@ -98,8 +98,14 @@ test('seeding: asks from where the comparison is, clears only regions no record 
   s.pending = false;
   assert.equal(s.active, true);
   assert.deepEqual(s.nextAsk(RS, 10 * RS, 256, false, all), { type: 'hash', first: 0, count: 10 });
+  assert.equal(s.nextAsk(RS, 10 * RS, 256, false, all), null, 'one request out at most by default');
+  s.linkDown(); // (its reply will not come: asked again)
   assert.deepEqual(s.nextAsk(RS, 5000 * RS, 256, false, all), { type: 'hash', first: 0, count: 256 }, 'the request\'s limit');
+  s.linkDown();
   assert.deepEqual(s.nextAsk(1 << 20, 5000 * (1 << 20), 256, false, all), { type: 'hash', first: 0, count: SEED_ASK_BYTES / (1 << 20) });
+  s.linkDown();
+  assert.equal(s.accepts(0, RS, RS), false, 'nothing asked');
+  assert.deepEqual(s.nextAsk(RS, 10 * RS, 6, false, all), { type: 'hash', first: 0, count: 6 });
   s.touch(2 * RS, 10);
   assert.equal(s.comparable(1, true, false), true);
   assert.equal(s.comparable(1, false, false), false, 'not marked: nothing to clear');
@@ -118,6 +124,34 @@ test('seeding: asks from where the comparison is, clears only regions no record 
   assert.equal(s.accepts(10, RS, RS), false);
 });
 
+test('seeding with several requests out: asked ahead, compared in order, a map only once none is out, all let go with the link', () => {
+  const s = new Seeding();
+  const size = 1000 * RS;
+  s.begin(true, { mark: () => undefined, has: () => false });
+  const marked = new Set([3, 4, 5, 200, 201, 900]);
+  const next = (from: number): number => [...marked].sort((a, b) => a - b).find((r) => r >= from) ?? 1000;
+  assert.deepEqual(s.nextAsk(RS, size, 100, true, next, 3), { type: 'map', offset: 0, length: size });
+  s.mapped(1000, 0, RS);
+  assert.deepEqual(s.nextAsk(RS, size, 100, true, next, 3), { type: 'hash', first: 3, count: 100 });
+  assert.deepEqual(s.nextAsk(RS, size, 100, true, next, 3), { type: 'hash', first: 200, count: 100 }, 'from where the last one reaches');
+  assert.deepEqual(s.nextAsk(RS, size, 100, true, next, 3), { type: 'hash', first: 900, count: 100 });
+  assert.equal(s.nextAsk(RS, size, 100, true, next, 3), null, 'three out');
+  assert.deepEqual([s.asksOut, s.nextCount, s.askedUpTo, s.hashedUpTo], [3, 100, 1000, 3]);
+  assert.equal(s.accepts(200, RS, RS), false, 'the first out is compared first');
+  assert.equal(s.asked(200), true);
+  s.compared(3, 100, 3, RS, 1000);
+  assert.equal(s.hashedUpTo, 103, 'regions below it may be sent');
+  assert.equal(s.accepts(200, RS, RS), true);
+  assert.throws(() => s.compared(900, 100, 0, RS, 1000), /invariant broken/, 'out of order');
+  s.linkDown();
+  assert.deepEqual([s.asksOut, s.askedUpTo], [0, 103]);
+  assert.deepEqual(s.nextAsk(RS, size, 100, true, next, 3), { type: 'hash', first: 200, count: 100 }, 'asked again on the next link');
+  s.compared(200, 100, 2, RS, 1000);
+  assert.deepEqual(s.nextAsk(RS, size, 100, true, next, 3), { type: 'hash', first: 900, count: 100 });
+  s.compared(900, 100, 1, RS, 1000);
+  assert.deepEqual([s.active, s.seededBytes], [false, 6 * RS]);
+});
+
 test('seeding stops when records of the round already reached the peer', () => {
   const s = new Seeding();
   s.begin(true, { mark: () => undefined, has: () => false });
@@ -132,12 +166,16 @@ test('seeding: a reply accepted by one comparison is not taken by the next, even
   // accepted it, the reply is refused, though the new comparison waits at region 0 too.
   const s = new Seeding();
   s.begin(true, { mark: () => undefined, has: () => false });
-  assert.equal(s.accepts(0, RS, RS), true);
   assert.equal(s.acceptsMap(0, RS, RS), true);
+  s.nextAsk(RS, 10 * RS, 256, false, all);
+  assert.equal(s.accepts(0, RS, RS), true);
+  assert.equal(s.acceptsMap(0, RS, RS), false, 'not while hashes are asked');
   const asked = s.comparison;
   s.begin(false, { mark: () => undefined, has: () => false });
   assert.equal(s.accepts(0, RS, RS, asked), false, 'the next round does not compare');
   s.begin(true, { mark: () => undefined, has: () => false });
+  assert.equal(s.accepts(0, RS, RS), false, 'the new comparison has asked nothing yet');
+  s.nextAsk(RS, 10 * RS, 256, false, all);
   assert.equal(s.accepts(0, RS, RS), true, 'a reply to the new comparison');
   assert.equal(s.accepts(0, RS, RS, asked), false, 'the old comparison\'s reply');
   assert.equal(s.acceptsMap(0, RS, RS, asked), false);

@@ -10,6 +10,7 @@ import { decodeHashRequest, type HashRequest } from '../../src/link/frame.js';
 import type { JournaledVolume } from '../../src/journal/write-path.js';
 import type { Logger } from '../../src/log/log.js';
 import { VERIFY_REPLY_MS } from '../../src/sync/verify.js';
+import { VERIFY_BATCHES_IN_FLIGHT } from '../../src/limits/limits.js';
 
 const RS = 64 << 10; // 64 regions per 4 MiB batch
 const h = (n: number): Buffer => Buffer.alloc(32, n);
@@ -27,7 +28,7 @@ const session = (): Session => {
 };
 
 /** A write path with `regions` regions, the link up, nothing paused, and a log of what the driver did. */
-function rig(regions = 100) {
+function rig(regions = 100, inFlight = 1) {
   const reads: Array<{ first: number; count: number }> = [];
   const unlocked: number[] = [];
   const marked: Array<{ regions: number[]; reason: string }> = [];
@@ -51,7 +52,7 @@ function rig(regions = 100) {
   const link: VerifyLink = {
     session: () => state.link, paused: () => state.paused, heldByPeer: () => state.held, rate: () => state.rate, now: () => state.now,
   };
-  const driver = new VerifyDriver('db', jv as unknown as JournaledVolume, log, link);
+  const driver = new VerifyDriver('db', jv as unknown as JournaledVolume, log, link, inFlight);
   return { driver, jv, state, reads, unlocked, marked, lines, failRead: (m: string | null) => (failRead = m) };
 }
 
@@ -206,4 +207,25 @@ test('a batch waits while the backlog is over 5 s of the link\'s cap, while ship
   assert.deepEqual(r.reads, [{ first: 0, count: 64 }]);
   await turn();
   assert.equal(r.state.link!.sent.length, 1);
+});
+
+test('several batches out at once (the default): each held under its own lock until its own reply', async () => {
+  assert.equal(VERIFY_BATCHES_IN_FLIGHT, 4);
+  const r = rig(300, VERIFY_BATCHES_IN_FLIGHT);
+  const s = r.state.link!;
+  r.driver.start(false);
+  assert.deepEqual(r.reads, [{ first: 0, count: 64 }, { first: 64, count: 64 }, { first: 128, count: 64 }, { first: 192, count: 64 }]);
+  await turn();
+  assert.deepEqual(s.sent.map((q) => q.first), [0, 64, 128, 192]);
+  r.driver.reply(64, hashes(64, 64));
+  assert.deepEqual(r.unlocked, [64], 'only the answered batch lets go');
+  assert.deepEqual(r.reads.at(-1), { first: 256, count: 44 });
+  const other = hashes(0, 64);
+  other[5] = h(250);
+  r.driver.reply(0, other);
+  await turn();
+  for (const f of [128, 192, 256]) r.driver.reply(f, hashes(f, f === 256 ? 44 : 64));
+  assert.deepEqual(r.unlocked, [64, 0, 128, 192, 256]);
+  assert.equal(r.driver.run!.state, 'done');
+  assert.deepEqual([r.driver.run!.checkedRegions, r.driver.run!.differing], [300, [5]]);
 });
