@@ -1,7 +1,7 @@
 // GET /metrics in the Prometheus text format (prom-client). Every figure is read
 // from the node's status when scraped: no timers, nothing kept between scrapes.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { NodeStatus, VolumeStatus } from '../contract/status.js';
+import type { NodeStatus, PeerStatus, VolumeStatus } from '../contract/status.js';
 
 export function metricsRegistry(status: () => NodeStatus): Registry {
   const registry = new Registry();
@@ -25,6 +25,22 @@ export function metricsRegistry(status: () => NodeStatus): Registry {
       },
     });
   };
+  // Each peer of each volume (status `peers`, docs/PEERS.md): on a primary one per secondary.
+  const peerGauge = (name: string, help: string, value: (p: PeerStatus) => number): void => {
+    new Gauge({
+      name, help, labelNames: ['volume', 'peer'], registers: [registry],
+      collect() {
+        this.reset();
+        for (const v of volumes()) for (const p of v.peers) this.set({ volume: v.name, peer: p.name }, value(p));
+      },
+    });
+  };
+  peerGauge('offsite_peer_link_up', 'The link to this peer of the volume is up (1) or not (0).', (p) => (p.link === 'connected' ? 1 : 0));
+  peerGauge('offsite_peer_backlog_bytes', 'Primary: journal bytes this peer has not acked (dirty regions in bitmap tracking); secondary: its receive log\'s.',
+    (p) => p.backlogBytes);
+  peerGauge('offsite_peer_lag_seconds', 'Primary: the age of the oldest change a promote at this peer would lose now.', (p) => p.lagSeconds);
+  peerGauge('offsite_peer_acked_seq', 'Primary: the highest record this peer acked as durable; secondary: the highest it holds durably.', (p) => p.ackedSeq);
+  peerGauge('offsite_peer_resync_active', 'A resync round with this peer is open (1) or not (0).', (p) => (p.resyncing ? 1 : 0));
   new Gauge({
     name: 'offsite_volume_info', help: 'One per volume: its role, peer and UUID as labels.',
       labelNames: ['volume', 'role', 'peer', 'uuid'], registers: [registry],

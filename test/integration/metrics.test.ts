@@ -68,6 +68,14 @@ test('/metrics: Prometheus text with backlog, lag, host and wire bytes, link, sy
     assert.ok(b.samples.get(`offsite_volume_checkpoint_created_seconds${v}`)! > 1.7e9);
     assert.ok([...a.samples.keys()].some((k) => k.startsWith('offsite_volume_info{') && k.includes('role="primary"')));
     assert.ok([...b.samples.keys()].some((k) => k.startsWith('offsite_volume_info{') && k.includes('role="secondary"')));
+    // Each peer of the volume, with a peer label (docs/PEERS.md): site-a's secondary, site-b's primary.
+    const [pa, pb] = ['{volume="db",peer="site-b"}', '{volume="db",peer="site-a"}'];
+    assert.equal(a.types.get('offsite_peer_backlog_bytes'), 'gauge');
+    assert.deepEqual([a.samples.get(`offsite_peer_link_up${pa}`), a.samples.get(`offsite_peer_backlog_bytes${pa}`),
+      a.samples.get(`offsite_peer_lag_seconds${pa}`)], [1, 0, 0]);
+    const acked = a.samples.get(`offsite_peer_acked_seq${pa}`)!;
+    assert.ok(acked > 0 && acked === b.samples.get(`offsite_peer_acked_seq${pb}`), `site-a: site-b acked ${acked}`);
+    assert.equal(b.samples.get(`offsite_peer_link_up${pb}`), 1);
     assert.ok(a.samples.has('offsite_process_resident_memory_bytes'));
   } finally {
     await p.stop();
