@@ -11,7 +11,7 @@ import { formatListenAddress, type ListenAddress } from '../export/listen-addres
 import type { NodeActions } from '../contract/actions.js';
 import {
   CHECKPOINT_CONTROL, CHECKPOINT_CONTROL_COLUMN, GROUP_COLUMNS, GROUP_ENTRY, NODE, NODE_SCALARS, SYSTEM, SYSTEM_SCALARS, VOLUME_COLUMNS, VOLUME_ENTRY,
-  counter64, groupValues, nodeValues, systemValues, volumeValues, type Kind, type MibValue,
+  counter64, groupValues, nodeValues, peerValues, PEER_COLUMNS, PEER_ENTRY, systemValues, volumeValues, type Kind, type MibValue,
 } from './mib.js';
 import { Throttle } from './throttle.js';
 
@@ -196,6 +196,28 @@ export class SnmpAgent {
       const values = groupValues(g);
       mib.addTableRow('offsiteGroupTable', [i + 1, ...GROUP_COLUMNS.map((c) => initial(values[c.name]))]);
     });
+    // Each peer of each volume (docs/PEERS.md): rows indexed by the volume's row and the peer's place among its peers.
+    mib.registerProvider({
+      name: 'offsitePeerTable', type: snmp.MibProviderType.Table!, oid: PEER_ENTRY, maxAccess: snmp.MaxAccess['not-accessible']!,
+      tableColumns: [
+        { number: 1, name: 'offsitePeerIndex', type: TYPE.unsigned, maxAccess: snmp.MaxAccess['not-accessible']! },
+        ...PEER_COLUMNS.map((c) => ({ number: c.id, name: c.name, type: TYPE[c.kind], maxAccess: ro })),
+      ],
+      tableIndex: [{ columnName: 'offsiteVolumeIndex', foreign: 'offsiteVolumeTable' }, { columnName: 'offsitePeerIndex' }],
+      handler: (req) => {
+        const node = req.instanceNode;
+        const col = PEER_COLUMNS.find((c) => c.id === node.getTableColumnFromInstanceNode());
+        const [volume, peer] = node.address.slice(-2) as [number, number];
+        this.answer(req, () => {
+          const p = this.snapshot().volumes[volume - 1]?.peers[peer - 1];
+          return p && col ? peerValues(p)[col.name] : undefined;
+        });
+      },
+    });
+    status.volumes.forEach((v, i) => v.peers.forEach((p, j) => {
+      const values = peerValues(p);
+      mib.addTableRow('offsitePeerTable', [i + 1, j + 1, ...PEER_COLUMNS.map((c) => initial(values[c.name]))]);
+    }));
   }
 
   /** A read: the value of now. */

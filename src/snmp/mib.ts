@@ -1,7 +1,7 @@
 // OFFSITE-MIB (mibs/OFFSITE-MIB.txt) in code: its OIDs, its enumerations, and the
 // mapping from the node's status (GET /api/v1/status) to MIB values. Pure: no
 // sockets, so it is unit-tested against the MIB file itself.
-import type { GroupStatus, NodeStatus, VolumeStatus } from '../contract/status.js';
+import type { GroupStatus, NodeStatus, PeerStatus, VolumeStatus } from '../contract/status.js';
 
 /**
  * enterprises.32473: the Private Enterprise Number IANA reserves for documentation
@@ -13,6 +13,7 @@ export const NODE = `${OFFSITE_MIB}.1.1`;
 export const VOLUME_ENTRY = `${OFFSITE_MIB}.1.2.1`;
 export const NOTIFY_TEXT = `${OFFSITE_MIB}.1.3`;
 export const GROUP_ENTRY = `${OFFSITE_MIB}.1.4.1`;
+export const PEER_ENTRY = `${OFFSITE_MIB}.1.5.1`;
 
 /** SNMPv2-MIB's sysUpTime.0 and snmpTrapOID.0, the first two varbinds of every notification. */
 export const SYS_UPTIME_0 = '1.3.6.1.2.1.1.3.0';
@@ -80,6 +81,21 @@ export const GROUP_COLUMNS = [
 ] as const satisfies ReadonlyArray<{ id: number; name: string; kind: Kind }>;
 
 export type GroupColumnName = (typeof GROUP_COLUMNS)[number]['name'];
+
+/**
+ * The columns of offsitePeerTable, one row per peer of each volume, indexed by the
+ * volume's offsiteVolumeIndex and offsitePeerIndex (column 1, not-accessible).
+ */
+export const PEER_COLUMNS = [
+  { id: 2, name: 'offsitePeerName', kind: 'string' },
+  { id: 3, name: 'offsitePeerLinkState', kind: 'integer' },
+  { id: 4, name: 'offsitePeerBacklogBytes', kind: 'counter64' },
+  { id: 5, name: 'offsitePeerLagSeconds', kind: 'gauge' },
+  { id: 6, name: 'offsitePeerAckedSeq', kind: 'counter64' },
+  { id: 7, name: 'offsitePeerResyncing', kind: 'integer' },
+] as const satisfies ReadonlyArray<{ id: number; name: string; kind: Kind }>;
+
+export type PeerColumnName = (typeof PEER_COLUMNS)[number]['name'];
 export type ColumnName = (typeof VOLUME_COLUMNS)[number]['name'];
 export type ScalarName = (typeof NODE_SCALARS)[number]['name'];
 
@@ -205,6 +221,18 @@ export function groupValues(g: GroupStatus): Record<GroupColumnName, MibValue> {
     offsiteGroupPoint: { kind: 'counter64', value: Math.max(0, Math.floor(g.groupPoint ?? 0)) },
     offsiteGroupTogether: { kind: 'integer', value: g.together ? TRUTH.true : TRUTH.false },
     offsiteGroupLagSeconds: { kind: 'gauge', value: u32(g.lagSeconds) },
+  };
+}
+
+/** One peer's row of offsitePeerTable, by column name. */
+export function peerValues(p: PeerStatus): Record<PeerColumnName, MibValue> {
+  return {
+    offsitePeerName: { kind: 'string', value: displayString(p.name, 63) },
+    offsitePeerLinkState: { kind: 'integer', value: p.link === 'connected' ? LINK_STATE.connected : LINK_STATE.disconnected },
+    offsitePeerBacklogBytes: { kind: 'counter64', value: Math.max(0, Math.floor(p.backlogBytes)) },
+    offsitePeerLagSeconds: { kind: 'gauge', value: u32(p.lagSeconds) },
+    offsitePeerAckedSeq: { kind: 'counter64', value: Math.max(0, Math.floor(p.ackedSeq)) },
+    offsitePeerResyncing: { kind: 'integer', value: p.resyncing ? TRUTH.true : TRUTH.false },
   };
 }
 

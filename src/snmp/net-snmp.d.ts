@@ -54,7 +54,7 @@ declare module 'net-snmp' {
     maxAccess: number;
     scalarType?: number;
     tableColumns?: TableColumn[];
-    tableIndex?: Array<{ columnName: string }>;
+    tableIndex?: Array<{ columnName: string; foreign?: string }>;
     handler?: (req: MibRequest) => void;
   }
 

@@ -148,6 +148,16 @@ test('SNMP: walks over v2c and v3, a checkpoint by snmpset on the secondary, ref
       // A primary keeps no history: its history columns are 0.
       assert.equal(v.history, null);
       for (const c of ['Points', 'Bytes', 'Oldest', 'Dropped']) assert.equal(w.get(`offsiteVolumeHistory${c}.1`), '0', c);
+      // Each peer of the volume (docs/PEERS.md), indexed by volume and peer: site-b, drained.
+      const peer = v.peers[0]!;
+      assert.equal(v.peers.length, 1);
+      assert.equal(w.get('offsitePeerName.1.1'), 'site-b');
+      assert.equal(w.get('offsitePeerLinkState.1.1'), '1'); // connected
+      assert.equal(w.get('offsitePeerBacklogBytes.1.1'), '0');
+      assert.equal(w.get('offsitePeerAckedSeq.1.1'), String(peer.ackedSeq));
+      assert.ok(peer.ackedSeq > 0);
+      assert.equal(w.get('offsitePeerResyncing.1.1'), '2'); // false
+      assert.equal(w.has('offsitePeerName.1.2'), false, 'one peer, one row');
     });
 
     await t.test('snmpwalk over v3 authPriv (SHA, AES) on the secondary', async () => {
@@ -155,6 +165,8 @@ test('SNMP: walks over v2c and v3, a checkpoint by snmpset on the secondary, ref
       const v = (await status(p.b)).volumes[0]!;
       assert.equal(w.get('offsiteVolumeName.1'), 'db');
       assert.equal(w.get('offsiteVolumeRole.1'), '2'); // secondary
+      const peers = await walk(V3, portB, 'OFFSITE-MIB::offsitePeerTable');
+      assert.equal(peers.get('offsitePeerName.1.1'), 'site-a', 'a secondary\'s peer is its primary');
       assert.equal(w.get('offsiteVolumePeer.1'), 'site-a');
       assert.equal(w.get('offsiteVolumeLinkState.1'), '1');
       assert.equal(w.get('offsiteVolumeTracking.1'), '4'); // replica
