@@ -12,6 +12,14 @@ import { magicAndU32, refuseNewer } from '../versioning/format.js';
 import { assert } from '../invariants/assert.js';
 
 export const BITMAP_FILE = 'dirty.bitmap';
+/**
+ * A detached peer's own bitmap (docs/PEERS.md): the regions it lacks beyond the
+ * volume's bitmap. The same format; the file exists exactly while the peer is detached.
+ */
+export const PEER_BITMAP_FILE = /^dirty\.[A-Za-z0-9._-]{1,63}\.bitmap$/;
+export function peerBitmapFile(peer: string): string {
+  return `dirty.${peer}.bitmap`;
+}
 const MAGIC = Buffer.from('OFFSBMAP', 'latin1');
 const VERSION = 1;
 /** A newer release's bitmap is refused (docs/VERSIONING.md), never replaced as unusable. */
@@ -44,17 +52,17 @@ export class DirtyBitmap {
    * Opens or creates the bitmap. Returns notes for the operator about anything
    * found damaged (damaged pages count as all-dirty).
    */
-  static async open(store: Store, volumeSize: number, regionSize: number): Promise<{ bitmap: DirtyBitmap; notes: string[] }> {
+  static async open(store: Store, volumeSize: number, regionSize: number, name = BITMAP_FILE): Promise<{ bitmap: DirtyBitmap; notes: string[] }> {
     if (regionSize < 4096 || (regionSize & (regionSize - 1)) !== 0) {
       throw new Error(`bitmap region size ${regionSize} must be a power of two of at least 4 KiB`);
     }
     const notes: string[] = [];
-    const exists = store.list().includes(BITMAP_FILE);
+    const exists = store.list().includes(name);
     if (exists) {
-      const file = store.open(BITMAP_FILE);
+      const file = store.open(name);
       const header = await file.read(0, HEADER_SIZE);
       try {
-        refuseNewer(BITMAP_FORMAT, header, BITMAP_FILE);
+        refuseNewer(BITMAP_FORMAT, header, name);
       } catch (e) {
         file.close();
         throw e;
@@ -79,15 +87,15 @@ export class DirtyBitmap {
       }
       file.close();
       notes.push(`dirty bitmap unusable (${check}): every region will be resynced`);
-      const bm = DirtyBitmap.fresh(store, volumeSize, regionSize);
+      const bm = DirtyBitmap.fresh(store, volumeSize, regionSize, name);
       bm.markAll();
       return { bitmap: bm, notes };
     }
-    return { bitmap: DirtyBitmap.fresh(store, volumeSize, regionSize), notes };
+    return { bitmap: DirtyBitmap.fresh(store, volumeSize, regionSize, name), notes };
   }
 
-  private static fresh(store: Store, volumeSize: number, regionSize: number): DirtyBitmap {
-    const file = store.create(BITMAP_FILE);
+  private static fresh(store: Store, volumeSize: number, regionSize: number, name: string): DirtyBitmap {
+    const file = store.create(name);
     const bm = new DirtyBitmap(file, volumeSize, regionSize);
     file.writeSync(0, encodeHeader(volumeSize, regionSize));
     // Every page is written now, so marking a region later never needs new space.

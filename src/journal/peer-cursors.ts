@@ -9,6 +9,11 @@
 // A fold (the journal emptied into the dirty bitmap, tracking.ts) moves every cursor
 // up to the fold: what a peer lacked before it is in the bitmap, which a resync
 // round sends (docs/RESYNC.md).
+//
+// A peer far behind the others is *detached* (docs/PEERS.md): its cursor no longer
+// holds the journal. What it lacks is then in its own bitmap up to `markedUpTo` and in
+// the journal after it; the write path marks the records it releases in that bitmap
+// first, so the release point never passes a detached peer's `markedUpTo`.
 import { assert } from '../invariants/assert.js';
 
 /** The peer of a volume replicated to one peer whose name the caller does not need (tests, the simulations). */
@@ -16,6 +21,8 @@ export const THE_PEER = '';
 
 export class PeerCursors {
   private readonly acked = new Map<string, number>();
+  /** Detached peers: the seq up to which the records they lack are marked in their own bitmap. */
+  private readonly marked = new Map<string, number>();
 
   /** `peers`: the volume's peers, in its configuration's order; `released`: the journal's release point now. */
   constructor(peers: readonly string[], released: number) {
@@ -35,18 +42,67 @@ export class PeerCursors {
     return seq;
   }
 
-  /** The seq the journal may release up to: every peer holds it. */
+  /** Peers the journal keeps every record for (not detached). */
+  get attached(): string[] {
+    return this.peers.filter((p) => !this.marked.has(p));
+  }
+
+  /** Detached peers, each with the seq up to which what it lacks is marked in its bitmap. */
+  get detached(): Array<{ peer: string; markedUpTo: number }> {
+    return [...this.marked].map(([peer, markedUpTo]) => ({ peer, markedUpTo }));
+  }
+
+  isDetached(peer: string): boolean {
+    return this.marked.has(this.peerOf(peer));
+  }
+
+  /**
+   * The seq the journal may release up to: every attached peer holds it (Infinity when
+   * none is attached: the write path then releases what it has marked).
+   */
   get lowest(): number {
     let low = Infinity;
-    for (const seq of this.acked.values()) low = Math.min(low, seq);
+    for (const [p, seq] of this.acked) if (!this.marked.has(p)) low = Math.min(low, seq);
     return low;
   }
 
-  /** The peer whose cursor is the lowest (the first in the configuration's order on a tie). */
+  /** The attached peer whose cursor is the lowest (the first in the configuration's order on a tie). */
   get slowest(): string {
     const low = this.lowest;
-    for (const [p, seq] of this.acked) if (seq === low) return p;
-    throw new Error('unreachable: a cursor holds the lowest seq');
+    for (const [p, seq] of this.acked) if (seq === low && !this.marked.has(p)) return p;
+    throw new Error('peer cursors: no peer is attached');
+  }
+
+  /** The attached peer to detach to make room (the slowest, when another attached peer is ahead of it), or null. */
+  get laggard(): string | null {
+    const attached = this.attached;
+    if (attached.length < 2) return null;
+    const ahead = Math.max(...attached.map((p) => this.acked.get(p)!));
+    return this.lowest < ahead ? this.slowest : null;
+  }
+
+  /** `peer` leaves the journal for its own bitmap: what it lacks after its cursor is marked there as the journal releases it. */
+  detach(peer: string): void {
+    assert(!this.isDetached(peer) && this.attached.length >= 2, () => `peer cursors: ${JSON.stringify(peer)} cannot be detached`);
+    this.marked.set(peer, this.of(peer));
+  }
+
+  /** `peer` was found detached at a start: its bitmap holds what it lacks up to `markedUpTo` (the journal's release point). */
+  detachedAt(peer: string, markedUpTo: number): void {
+    this.marked.set(this.peerOf(peer), markedUpTo);
+  }
+
+  /** Records up to `seq` are marked in detached `peer`'s bitmap. */
+  markedTo(peer: string, seq: number): void {
+    const at = this.marked.get(peer);
+    assert(at !== undefined, () => `peer cursors: ${JSON.stringify(peer)} is not detached`);
+    // (A fold meanwhile may have moved it further: the volume's bitmap holds the rest.)
+    this.marked.set(peer, Math.max(at, seq));
+  }
+
+  private peerOf(peer: string): string {
+    this.of(peer);
+    return peer;
   }
 
   /**
@@ -69,5 +125,7 @@ export class PeerCursors {
   /** The journal was emptied into the dirty bitmap up to `seq`: no peer waits for a record at or before it. */
   folded(seq: number): void {
     for (const p of this.acked.keys()) this.acked.set(p, Math.max(this.acked.get(p)!, seq));
+    // (A detached peer's records are in the volume's bitmap now, which it lacks too.)
+    for (const [p, at] of this.marked) this.marked.set(p, Math.max(at, seq));
   }
 }

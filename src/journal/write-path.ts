@@ -36,6 +36,7 @@ import { Tracking, type TrackingMode } from './tracking.js';
 import { RoundSteps } from './resync.js';
 import { VolumeWrites } from './volume-writes.js';
 import { PeerCursors, THE_PEER } from './peer-cursors.js';
+import { DetachedPeers } from './detach.js';
 
 export type { Disk } from './disk.js';
 export type { TrackingMode } from './tracking.js';
@@ -65,6 +66,8 @@ export interface WritePathOptions {
   hashBuffers?: HashBuffers;
   /** The volume's peers (its secondaries), in its configuration's order (absent: one, THE_PEER). */
   peers?: readonly string[];
+  /** Where a detached peer's own bitmap lives (the volume's state folder; absent: no peer is ever detached, docs/PEERS.md). */
+  peerStore?: Store;
 }
 
 export class JournaledVolume implements ExportBackend {
@@ -123,9 +126,17 @@ export class JournaledVolume implements ExportBackend {
   private readonly intentSlots: number | undefined;
   /** Where each peer stands (peer-cursors.ts): the journal releases up to the lowest. */
   readonly cursors: PeerCursors;
+  /** Peers detached from the journal into bitmaps of their own (detach.ts; null: none may be). */
+  readonly detached: DetachedPeers | null;
 
   constructor(opts: WritePathOptions) {
     this.cursors = new PeerCursors(opts.peers ?? [THE_PEER], 0);
+    this.detached = opts.peerStore ? new DetachedPeers({
+      name: opts.disk.name, log: opts.log, journal: opts.journal, cursors: this.cursors, bitmap: opts.bitmap, size: opts.disk.size, store: opts.peerStore,
+      detachedOne: () => {
+        this.releaseUpTo(this.cursors.lowest).catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`));
+      },
+    }) : null;
     this.disk = opts.disk;
     this.journal = opts.journal;
     this.bitmap = opts.bitmap;
@@ -186,8 +197,10 @@ export class JournaledVolume implements ExportBackend {
    * opens, and a FLUSH (through the activity log, open by then) makes it all durable.
    */
   async start(report: RecoveryReport, recorded?: RegionSet): Promise<void> {
-    // Every peer's cursor starts at the durable release point (peer-cursors.ts).
+    // Every peer's cursor starts at the durable release point (peer-cursors.ts); a peer
+    // detached before the stop has its bitmap merged into the volume's (detach.ts).
     this.cursors.folded(this.journal.released);
+    if (this.detached) await this.detached.mergeAtStart();
     await startUp({
       ...this.parts, round: this.round, seed: this.seed, tracking: this.tracking, intents: { store: this.intentStore, slots: this.intentSlots },
       activity: this.activityOpts, epochBytes: () => this.maxEpochBytes, journaledEnd: (from) => this.rounds.journaledEnd(from),
@@ -336,11 +349,19 @@ export class JournaledVolume implements ExportBackend {
   private async releaseUpTo(seq: number): Promise<void> {
     // Never outrun local durability; a sync, not a FLUSH: no barrier, the epoch stays open.
     if (seq > this.durableAppliedSeq) await this.syncer.sync();
-    await this.journal.release(Math.min(seq, this.durableAppliedSeq));
-    // Invariant 2, per peer: nothing a peer has not acked is let go of, but by a fold (its regions are in the bitmap).
-    assert(this.journal.released <= this.cursors.lowest,
-      () => `write path: the journal released up to ${this.journal.released} ` +
-        `but ${JSON.stringify(this.cursors.slowest)} holds only up to ${this.cursors.lowest}`);
+    const target = Math.min(seq, this.durableAppliedSeq);
+    // What a detached peer lacks is marked in its bitmap before the journal lets it go.
+    if (this.detached && target > this.journal.released) await this.detached.markUpTo(target);
+    try {
+      await this.journal.release(target);
+    } finally {
+      // (Checked also when the release failed part-way: the journal lets go in memory first.)
+      this.detached?.checkReleased();
+      // Invariant 2, per peer: nothing a peer has not acked is let go of, but by a fold (its regions are in the bitmap).
+      assert(this.journal.released <= this.cursors.lowest,
+        () => `write path: the journal released up to ${this.journal.released} ` +
+          `but ${JSON.stringify(this.cursors.slowest)} holds only up to ${this.cursors.lowest}`);
+    }
     this.wakeBlocked();
     if (this.round.endSeq && this.journal.released >= this.round.endSeq) await this.syncer.sync();
   }
@@ -361,6 +382,7 @@ export class JournaledVolume implements ExportBackend {
     this.writes.intents?.close();
     this.journal.close();
     this.bitmap.close();
+    this.detached?.close();
   }
 
   // --- internals --------------------------------------------------------------
@@ -392,6 +414,7 @@ export class JournaledVolume implements ExportBackend {
       }
       if (seq !== 'full') {
         this.writes.journaled(seq);
+        if (this.detached && this.cursors.peers.length > 1) this.detached.check();
         if (this.seed.active) this.seed.touch(offset, length);
         this.bytesSinceGroupPoint += length;
         if (this.groupAsk && this.bytesSinceGroupPoint > this.maxEpochBytes) this.groupAsk('bytes');

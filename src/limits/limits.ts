@@ -54,6 +54,12 @@ export const WRITE_BATCH_MAX_BYTES = 8 * MiB;
 export const HASH_READ_BYTES = 4 * MiB;
 export const HASH_BUFFERS = 4;
 /**
+ * With several peers (docs/PEERS.md, src/journal/detach.ts): once the journal holds this
+ * share of its capacity and the slowest peer is behind another, the slowest leaves the
+ * journal for a bitmap of its own, so the journal keeps room for the others.
+ */
+export const PEER_DETACH_FILL = 0.75;
+/**
  * An online verify keeps this many batches out at once (src/sync/verify.ts): each is a
  * round trip to the peer (its hashes, once it has applied the batch's flush point), so
  * the link's latency, the peer's apply and the hashing on both sides overlap. Each holds

@@ -303,6 +303,7 @@ export class Daemon {
       activityStore: new DirStore(dir),
       hashBuffers: this.hashBuffers,
       peers: v.peer === undefined ? undefined : [v.peer],
+      peerStore: new DirStore(dir),
     });
     await journaled.start(report, recorded);
     this.log.info({ volume: v.name, journal: v.journal },

@@ -8,7 +8,7 @@ import type { Store } from '../journal/store.js';
 import { SEGMENT_FILE_FORMAT } from '../journal/record.js';
 import { APPLIED_FORMAT, RELEASED_FORMAT } from '../journal/counters.js';
 import { INTENT_FILE, INTENT_FORMAT } from '../journal/intent.js';
-import { BITMAP_FILE, BITMAP_FORMAT } from '../journal/bitmap.js';
+import { BITMAP_FILE, BITMAP_FORMAT, PEER_BITMAP_FILE } from '../journal/bitmap.js';
 import { ACTIVITY_FORMAT } from '../journal/activity-log.js';
 import { ROUND_FORMAT } from '../sync/round-marker.js';
 import { UNDO_FORMAT } from '../sync/undo.js';
@@ -33,6 +33,7 @@ export const JOURNAL_FOLDER_FILES: readonly StateFile[] = [
 /** STATE/volumes/NAME (identity.json is checked where it is read, before this). */
 export const VOLUME_FOLDER_FILES: readonly StateFile[] = [
   { name: BITMAP_FILE, format: BITMAP_FORMAT },
+  { name: PEER_BITMAP_FILE, format: BITMAP_FORMAT },
   { name: 'activity.0', format: ACTIVITY_FORMAT },
   { name: 'activity.1', format: ACTIVITY_FORMAT },
   { name: 'round', format: ROUND_FORMAT },

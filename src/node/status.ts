@@ -124,9 +124,12 @@ function peersStatus(e: VolumeEntry, links: LinkManager | null, now: number): Pe
     return j.cursors.peers.map((name) => {
       const acked = j.cursors.of(name);
       const lagMs = links?.lagMsOf(e.config.name, name, now) ?? j.journal.lagMsAfter(acked, now);
+      // A detached peer (docs/PEERS.md): its own bitmap, and the journal after what is marked there.
+      const own = j.detached?.bitmapOf(name);
+      const marked = j.cursors.detached.find((d) => d.peer === name)?.markedUpTo ?? acked;
       return {
         name, link: linkOf(name), ackedSeq: acked,
-        backlogBytes: j.mode === 'bitmap' ? j.bitmap.dirtyBytes : j.journal.bytesAfter(acked),
+        backlogBytes: j.mode === 'bitmap' ? j.bitmap.dirtyBytes : j.journal.bytesAfter(marked) + (own?.dirtyBytes ?? 0),
         backlogRecords: Math.max(0, j.journal.lastSeq - Math.max(acked, j.journal.released)),
         lagSeconds: Math.round(lagMs / 100) / 10, resyncing: j.roundStart !== 0, paused: links?.isPaused(e.config.name) ?? false,
       };

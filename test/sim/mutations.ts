@@ -7,6 +7,7 @@ import { JournaledVolume } from '../../src/journal/write-path.js';
 import { Receiver } from '../../src/secondary/receiver.js';
 import { History } from '../../src/history/history.js';
 import { PeerCursors } from '../../src/journal/peer-cursors.js';
+import { DetachedPeers } from '../../src/journal/detach.js';
 
 /**
  * `caughtBy`: an assertion in src/ ("invariant broken", the default), or the
@@ -51,6 +52,13 @@ export const MUTATIONS: Record<string, { sim: 'journal' | 'replication' | 'group
         ack.call(this, peer, seq);
         return this.of(peer);
       };
+    },
+  },
+  'detached-unmarked': {
+    sim: 'journal',
+    what: 'the journal releases records a detached peer lacks without marking them in its bitmap first',
+    plant: () => {
+      (DetachedPeers.prototype as unknown as { mark: () => Promise<void> }).mark = async () => undefined;
     },
   },
   'group-limit-ignored': {

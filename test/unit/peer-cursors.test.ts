@@ -1,6 +1,7 @@
 // Where each peer of a volume stands in its journal (src/journal/peer-cursors.ts,
 // docs/PEERS.md): the journal lets go of a record only when every peer holds it.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { DirtyBitmap } from '../../src/journal/bitmap.js';
@@ -32,11 +33,13 @@ test('peer cursors: the release point is the lowest peer; a cursor never goes ba
   assert.throws(() => new PeerCursors(['a', 'a'], 0), /invariant broken: .*named twice/);
 });
 
-async function open(dir: string, peers: string[]): Promise<JournaledVolume> {
+async function open(dir: string, peers: string[], detach = false): Promise<JournaledVolume> {
   const journal = new Journal({ store: new DirStore(path.join(dir, 'j')), capacity: 1024 * KiB, segmentSize: 64 * KiB });
   const report = await journal.recover();
   const { bitmap } = await DirtyBitmap.open(new DirStore(dir), 1024 * KiB, 64 * KiB);
-  const jv = new JournaledVolume({ disk: memDisk(1024 * KiB), journal, bitmap, onFull: 'bitmap', log: silentLogger, peers });
+  const jv = new JournaledVolume({
+    disk: memDisk(1024 * KiB), journal, bitmap, onFull: 'bitmap', log: silentLogger, peers, peerStore: detach ? new DirStore(dir) : undefined,
+  });
   await jv.start(report);
   return jv;
 }
@@ -77,5 +80,32 @@ test('write path with two peers: an overflow empties the journal into the bitmap
   assert.equal(jv.journal.backlogRecords, 0);
   assert.equal(jv.cursors.of('far'), jv.journal.released, 'what far lacked is in the bitmap now');
   assert.ok(jv.bitmap.isSet(0), 'the first write, far never acked, is marked');
+  await jv.close();
+});
+
+test('write path with two peers: past three quarters of the journal the slowest is detached into its own bitmap, the other streams on', async () => {
+  const dir = tempDir('cursors-detach');
+  let jv = await open(dir, ['near', 'far'], true);
+  // far acks nothing; near acks everything as it goes: once the journal is 3/4 full, far leaves it.
+  for (let i = 0; i < 200 && !jv.cursors.isDetached('far'); i++) {
+    await jv.write((i % 16) * 64 * KiB, Buffer.alloc(4 * KiB, i + 1), false);
+    await jv.flush();
+    await jv.releaseFor('near', jv.journal.lastSeq);
+  }
+  await jv.detached!.settled();
+  assert.equal(jv.cursors.isDetached('far'), true, 'far was detached');
+  assert.equal(jv.mode, 'journal', 'the journal did not overflow: near streams on');
+  assert.ok(fs.existsSync(path.join(dir, 'dirty.far.bitmap')));
+  await jv.releaseFor('near', jv.journal.lastSeq);
+  assert.equal(jv.journal.released, jv.journal.lastSeq, 'released for near alone');
+  const own = jv.detached!.bitmapOf('far')!;
+  assert.equal(own.count, 16, 'every region far lacks is in its bitmap (16 written)');
+  assert.equal(jv.bitmap.count, 0, 'the volume\'s bitmap is untouched');
+  await jv.close();
+  // After a restart far's bitmap joins the volume's (a round for one peer is not built yet) and its file goes.
+  jv = await open(dir, ['near', 'far'], true);
+  assert.equal(jv.bitmap.count, 16);
+  assert.equal(fs.existsSync(path.join(dir, 'dirty.far.bitmap')), false);
+  assert.equal(jv.cursors.isDetached('far'), false);
   await jv.close();
 });

@@ -1,0 +1,153 @@
+// Peers detached from the journal (docs/PEERS.md): when the journal passes
+// PEER_DETACH_FILL of its capacity and the slowest peer is behind another, that peer
+// leaves the journal for a dirty bitmap of its own, so the others keep streaming and
+// the journal is released as they ack. Before the journal lets go of records a
+// detached peer lacks, their ranges are marked in its bitmap and the bitmap is synced:
+// every record a peer lacks is in the journal, its bitmap, or the volume's bitmap.
+//
+// The peer's bitmap file exists exactly while it is detached. Rounds for one peer are
+// not built yet: at a start a detached peer's bitmap is merged into the volume's (the
+// next round, for every peer, sends its regions) and the file goes.
+import { formatBytes } from '../units/units.js';
+import type { Logger } from '../log/log.js';
+import type { Store } from '../store/store.js';
+import { assert } from '../invariants/assert.js';
+import { READ_BATCH_BYTES, PEER_DETACH_FILL } from '../limits/limits.js';
+import { DirtyBitmap, peerBitmapFile } from './bitmap.js';
+import type { Journal } from './journal.js';
+import type { PeerCursors } from './peer-cursors.js';
+import { RecordKind } from './record.js';
+
+export interface DetachHost {
+  name: string;
+  log: Logger;
+  journal: Journal;
+  cursors: PeerCursors;
+  /** The volume's bitmap (every peer lacks what it marks). */
+  bitmap: DirtyBitmap;
+  size: number;
+  /** The volume's state folder, where each detached peer's bitmap lives. */
+  store: Store;
+  /** A peer was detached: the journal may release up to the lowest attached peer now. */
+  detachedOne(): void;
+}
+
+export class DetachedPeers {
+  private readonly bitmaps = new Map<string, DirtyBitmap>();
+  private detaching: Promise<void> | null = null;
+
+  constructor(private readonly v: DetachHost) {}
+
+  /** The bitmap of detached `peer` (undefined: attached). */
+  bitmapOf(peer: string): DirtyBitmap | undefined {
+    return this.bitmaps.get(peer);
+  }
+
+  /**
+   * At a start: a detached peer's bitmap is merged into the volume's and made durable
+   * before its file goes (a crash in between merges it again). Returns how many were.
+   */
+  async mergeAtStart(): Promise<number> {
+    const { store, bitmap, size, log, name } = this.v;
+    let merged = 0;
+    for (const peer of this.v.cursors.peers) {
+      const file = peerBitmapFile(peer);
+      if (peer === '' || !store.list().includes(file)) continue;
+      const { bitmap: own, notes } = await DirtyBitmap.open(store, size, bitmap.regionSize, file);
+      for (const n of notes) log.warn({ volume: name, peer }, `volume ${name}: ${peer}'s bitmap: ${n}`);
+      for (const r of own.dirtyRegions()) bitmap.mark(r * bitmap.regionSize, 1);
+      await bitmap.sync();
+      own.close();
+      store.remove(file);
+      await store.syncDir();
+      log.warn({ volume: name, peer },
+        `volume ${name}: ${peer} was detached from the journal before the stop; its ${own.count} regions join the volume's bitmap ` +
+        `and the next resync round sends them to every peer`);
+      merged++;
+    }
+    return merged;
+  }
+
+  /** Called after an append: past PEER_DETACH_FILL of the journal with a peer behind another, that peer is detached. */
+  check(): void {
+    const j = this.v.journal;
+    if (this.detaching || j.usedBytes < PEER_DETACH_FILL * j.capacity || this.v.cursors.laggard === null) return;
+    this.detaching = this.detach().catch((e: Error) => {
+      this.v.log.error({ volume: this.v.name }, `volume ${this.v.name}: detaching a peer from the journal failed: ${e.message}`);
+    }).finally(() => {
+      this.detaching = null;
+    });
+  }
+
+  /** Resolves when no detach is under way. */
+  async settled(): Promise<void> {
+    while (this.detaching) await this.detaching;
+  }
+
+  private async detach(): Promise<void> {
+    const { cursors, journal, store, size, bitmap, log, name } = this.v;
+    const peer = cursors.laggard;
+    if (peer === null) return;
+    // The file first, durable: from here on a start knows the peer's changes may be only in it.
+    const { bitmap: own } = await DirtyBitmap.open(store, size, bitmap.regionSize, peerBitmapFile(peer));
+    await own.sync();
+    await store.syncDir();
+    if (cursors.laggard !== peer) {
+      // (Its acks came meanwhile: it is no longer behind.)
+      own.close();
+      store.remove(peerBitmapFile(peer));
+      return;
+    }
+    const behind = journal.bytesAfter(cursors.of(peer));
+    cursors.detach(peer);
+    this.bitmaps.set(peer, own);
+    log.warn({ volume: name, peer },
+      `volume ${name}: ${peer} is ${formatBytes(behind)} behind (journal ${formatBytes(journal.usedBytes)} of ${formatBytes(journal.capacity)}); ` +
+      `its changes from record ${cursors.of(peer) + 1} on are kept in its own bitmap, and ${cursors.attached.join(', ')} keep streaming`);
+    this.v.detachedOne();
+  }
+
+  /**
+   * Before the journal releases up to `target`: the records each detached peer lacks up
+   * to it are marked in that peer's bitmap, which is then synced. One marking at a time.
+   */
+  markUpTo(target: number): Promise<void> {
+    const p = this.marking.then(() => this.mark(target));
+    this.marking = p.catch(() => undefined);
+    return p;
+  }
+
+  private marking: Promise<void> = Promise.resolve();
+
+  private async mark(target: number): Promise<void> {
+    const { cursors, journal } = this.v;
+    for (const { peer, markedUpTo } of cursors.detached) {
+      if (markedUpTo >= target) continue;
+      const own = this.bitmaps.get(peer);
+      assert(own !== undefined, () => `volume ${this.v.name}: ${peer} is detached without a bitmap`);
+      for (let from = Math.max(markedUpTo, journal.released) + 1; from <= target;) {
+        const batch = await journal.read(from, READ_BATCH_BYTES);
+        if (batch.length === 0) break;
+        for (const r of batch) {
+          if (r.seq > target) break;
+          if (r.kind !== RecordKind.Barrier && r.kind !== RecordKind.Skip) own.mark(r.offset, r.length);
+        }
+        from = Math.max(batch[batch.length - 1]!.seq + 1, journal.released + 1);
+      }
+      await own.sync();
+      cursors.markedTo(peer, target);
+    }
+  }
+
+  /** After a release: the journal never let go of a record a detached peer lacks and its bitmap does not hold. */
+  checkReleased(): void {
+    for (const { peer, markedUpTo } of this.v.cursors.detached) {
+      assert(this.v.journal.released <= markedUpTo,
+        () => `volume ${this.v.name}: the journal released up to ${this.v.journal.released} but ${peer}'s bitmap is marked only up to ${markedUpTo}`);
+    }
+  }
+
+  close(): void {
+    for (const b of this.bitmaps.values()) b.close();
+  }
+}
