@@ -107,6 +107,19 @@ export class MemFile {
     this.unsynced = [];
   }
 
+  /**
+   * A sync that begins now: when it ends, the changes made before it began are durable,
+   * not those made while it ran (an fdatasync runs while the process writes on; a write
+   * that relied on a sync begun before it would be lost by a power loss).
+   */
+  syncBegun(): () => void {
+    const last = this.unsynced[this.unsynced.length - 1];
+    return () => {
+      const i = last ? this.unsynced.indexOf(last) : -1;
+      if (i >= 0) this.unsynced = this.unsynced.slice(i + 1);
+    };
+  }
+
   /** What the disk holds after the crash. */
   crash(rng: Rng, powerLoss: boolean): void {
     if (!powerLoss) {
@@ -267,7 +280,7 @@ class MemHandle implements StoreFile {
   }
 
   sync(): Promise<void> {
-    return this.store.sched.defer(() => this.f.sync());
+    return this.store.sched.defer(this.f.syncBegun());
   }
 
   truncateSync(length: number): void {
@@ -322,7 +335,7 @@ export class MemDisk implements Disk {
   }
 
   flush(): Promise<void> {
-    return this.sched.defer(() => this.file.sync());
+    return this.sched.defer(this.file.syncBegun());
   }
 
   cache(): Promise<void> {
