@@ -377,16 +377,34 @@ export class History {
    * durably, before the apply writes it: each range once per restore point, with the
    * bytes it held at that point (those of an earlier record of this batch where one
    * wrote them, else the replica's). Restore points reached are marked. `inFlight`: the
-   * records before the batch that are being written to the replica meanwhile (the apply
-   * overlaps saving one batch with writing the one before): their bytes are taken from
-   * them, whatever a read of the replica found there mid-write.
+   * records before the batch that are not (or not wholly) on the replica yet: their
+   * bytes are taken from them, whatever a read of the replica found there.
    */
   async capture(volume: Disk, batch: readonly JournalRecord[], ctx: CaptureContext, inFlight: readonly JournalRecord[] = []): Promise<void> {
-    if (this.restarting) return;
+    if (await this.save(volume, batch, ctx, inFlight)) await this.sync();
+  }
+
+  /**
+   * `capture` without its sync: appends what `batch` overwrites, and says whether it
+   * saved any bytes (then `sync` makes them durable before the batch may be written).
+   * The apply saves the next read while the sync of this one runs (apply-unit.ts).
+   */
+  save(volume: Disk, batch: readonly JournalRecord[], ctx: CaptureContext, inFlight: readonly JournalRecord[] = []): Promise<boolean> {
+    const saving = this.saveBatch(volume, batch, ctx, inFlight);
+    this.saving = saving;
+    return saving;
+  }
+
+  /** The last `save` (it never fails: a failure restarts the history). */
+  private saving: Promise<boolean> = Promise.resolve(false);
+
+  private async saveBatch(volume: Disk, batch: readonly JournalRecord[], ctx: CaptureContext, inFlight: readonly JournalRecord[]): Promise<boolean> {
+    if (this.restarting) return false;
     try {
-      await this.captureBatch(volume, batch, ctx, inFlight);
+      return await this.captureBatch(volume, batch, ctx, inFlight);
     } catch (e) {
       await this.restart(e as Error);
+      return false;
     }
   }
 
@@ -394,13 +412,18 @@ export class History {
    * Saving failed (a full disk, an I/O error): what was saved may have a hole, and a point
    * opened over it would be wrong. The history is dropped, with an error in the log, and
    * begins again at the end of the unit being applied (a flush point the replica then
-   * holds whole); the replica's progress never waits for it.
+   * holds whole); the replica's progress never waits for it. Once per unit: a second
+   * failure meanwhile (a save and a sync under way together) waits for the same drop.
    */
-  private async restart(e: Error): Promise<void> {
+  private restart(e: Error): Promise<void> {
+    this.restarted ??= this.dropAfterFailure(e);
+    return this.restarted;
+  }
+
+  private async dropAfterFailure(e: Error): Promise<void> {
     const lost = this.points.length;
     this.logger.error({ volume: this.name }, `volume ${this.name}: writing its history failed (${(e as NodeJS.ErrnoException).code ?? e.message}); ` +
       `its ${lost} restore points are dropped, and it begins again after the unit being applied`);
-    this.restarting = true;
     for (const seg of this.segments) seg.file.close();
     this.segments = [];
     this.points = [];
@@ -411,10 +434,14 @@ export class History {
     await History.drop(this.store).catch(() => undefined);
   }
 
-  /** Dropped after a failure, until the unit being applied ends (see restart). */
-  private restarting = false;
+  /** The drop after a failure, until the unit being applied ends (see restart). */
+  private restarted: Promise<void> | null = null;
 
-  private async captureBatch(volume: Disk, batch: readonly JournalRecord[], ctx: CaptureContext, inFlight: readonly JournalRecord[]): Promise<void> {
+  private get restarting(): boolean {
+    return this.restarted !== null;
+  }
+
+  private async captureBatch(volume: Disk, batch: readonly JournalRecord[], ctx: CaptureContext, inFlight: readonly JournalRecord[]): Promise<boolean> {
     let savedAny = false;
     for (let i = 0; i < batch.length; i++) {
       const r = batch[i]!;
@@ -452,7 +479,7 @@ export class History {
         savedAny = true;
       }
     }
-    if (savedAny) await this.sync();
+    return savedAny;
   }
 
   /** Saves [start, end) as it is before record `batch[i]` (after those `inFlight`), a piece at a time. */
@@ -483,23 +510,34 @@ export class History {
     for (const w of this.watchers) w.saved(e);
   }
 
-  /** Makes every entry written so far durable (before the applied counter moves past its points). */
-  async sync(): Promise<void> {
-    if (!this.unsynced) return;
+  /**
+   * Makes every entry written so far durable (before the replica writes they precede, and
+   * before the applied counter moves past their points). Syncs may overlap (the apply
+   * saves the next read meanwhile): each resolves once the ones before it have too. A
+   * failed one restarts the history, once the save under way (if any) has ended: the
+   * restart closes the files it appends to.
+   */
+  sync(): Promise<void> {
+    if (!this.unsynced) return this.durable;
     this.unsynced = false;
-    try {
-      await this.current.file.sync();
-    } catch (e) {
-      await this.restart(e as Error);
-    }
+    const before = this.durable;
+    this.durable = this.current.file.sync().then(() => before, async (e: Error) => {
+      await this.saving;
+      await this.restart(e);
+      await before;
+    });
+    return this.durable;
   }
+
+  /** Resolves once every sync begun so far has ended (each a success, or the history restarted). */
+  private durable: Promise<void> = Promise.resolve();
 
   /** A unit ended at record `to`: what was saved for points before the current one is no longer needed to save once. */
   async unitApplied(now = this.now()): Promise<void> {
     assert(!this.unsynced, () => `volume ${this.name}: a unit was counted applied before its history was durable`);
     this.tagAtApplied = this.tag;
     // (After a failure the history begins again with the next unit: the replica stands at a whole point now.)
-    this.restarting = false;
+    this.restarted = null;
     for (const k of [...this.saved.keys()]) if (this.tag === null || k < this.tag) this.saved.delete(k);
     if (now - this.lastKept >= 1000 || now < this.lastKept) {
       this.lastKept = now;

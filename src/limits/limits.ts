@@ -130,11 +130,13 @@ export const HISTORY_HEADS_SHARE = 1 / 8;
 export const HISTORY_EXTENTS_MAX = 4096;
 /**
  * One read of the receive log being applied to a replica that keeps history: what it
- * overwrites is saved, with one sync of the history, while the read before it is written
- * to the replica (src/secondary/apply-unit.ts); two at most are held, on one `apply`
- * lease. Larger than APPLY_READ_BYTES: each costs a sync (docs/BENCHMARKS.md bench:history).
+ * overwrites is saved, with one sync of the history, while the read before it waits for
+ * its sync and the one before that is written to the replica (src/secondary/apply-unit.ts);
+ * HISTORY_APPLY_READS at most are held, on one `apply` lease. Larger than
+ * APPLY_READ_BYTES: each costs a sync (docs/BENCHMARKS.md bench:history).
  */
 export const HISTORY_APPLY_READ_BYTES = 4 * MiB;
+export const HISTORY_APPLY_READS = 3;
 /**
  * Restore points kept listed per volume: thinning (an hour of every flush point, then
  * one per 10 minutes, per hour, per day) keeps a month under a few thousand; a burst of

@@ -7,11 +7,13 @@ import type { Disk } from '../journal/disk.js';
 import type { Journal } from '../journal/journal.js';
 import { RECORD_HEADER_SIZE, RecordKind, type JournalRecord } from '../journal/record.js';
 import type { Logger } from '../log/log.js';
-import { APPLY_BUFFERS_KEPT, APPLY_READ_BYTES, HISTORY_APPLY_READ_BYTES, JOURNAL_HEADER_CHUNK_BYTES, READ_BATCH_BYTES } from '../limits/limits.js';
+import {
+  APPLY_BUFFERS_KEPT, APPLY_READ_BYTES, HISTORY_APPLY_READ_BYTES, HISTORY_APPLY_READS, JOURNAL_HEADER_CHUNK_BYTES, READ_BATCH_BYTES,
+} from '../limits/limits.js';
 import { assert } from '../invariants/assert.js';
 import type { ReplicaRound } from './replica-round.js';
 import type { MemoryBudget } from '../memory/budget.js';
-import type { History } from '../history/history.js';
+import type { CaptureContext, History } from '../history/history.js';
 import { bufferPool, type BufferPool } from '../memory/buffer-pool.js';
 
 export class UnitApplier {
@@ -160,69 +162,90 @@ export class UnitApplier {
   }
 
   /**
-   * With history (and no round's undo area): what a read overwrites is saved, and the
-   * history synced, while the read before it is written to the replica, so the
-   * history's reads, writes and syncs overlap the replica's writes rather than add to
-   * them (bench:history). Two reads of HISTORY_APPLY_READ_BYTES at most are held, on one
-   * lease. The last record read.
+   * With history (and no round's undo area): a read's saved bytes are appended to the
+   * history and synced while the read before it waits for its own sync to end and the
+   * one before that is written to the replica, so the history's reads, appends and syncs
+   * overlap each other and the replica's writes rather than add to them (bench:history).
+   * Three reads of HISTORY_APPLY_READ_BYTES at most are held, on one lease. The last
+   * record read.
    */
   private async applySaving(log: Journal, from: number, to: number): Promise<JournalRecord | undefined> {
     const readBytes = this.readBytes ?? HISTORY_APPLY_READ_BYTES;
-    const lease = this.memory ? await this.memory.acquire(2 * readBytes, 'apply').granted : null;
-    let writing: { batch: JournalRecord[]; done: Promise<void> } | null = null;
+    const lease = this.memory ? await this.memory.acquire(HISTORY_APPLY_READS * readBytes, 'apply').granted : null;
+    const history = this.history!;
+    const at: { writing: Writing | null; saved: Saved | null } = { writing: null, saved: null };
     let lastRead: JournalRecord | undefined;
     const pool = readBuffers(readBytes);
-    // Two buffers, in turn: read k goes into the one read k-2 used, whose write ended
-    // before read k-1's began (one read is written while the next is read and saved).
-    const buffers = [pool.take(), pool.take()];
+    // Buffers in turn: read k goes into the one read k-3 used, whose write ended before
+    // read k-2's began (one read is written, the next waits for its sync, the next is read).
+    const buffers = Array.from({ length: HISTORY_APPLY_READS }, () => pool.take());
+    const writeSaved = async (): Promise<void> => {
+      const saved = at.saved;
+      if (!saved) return;
+      // Invariant 8: a read is written only once what it overwrites is durable in the history.
+      await saved.durable;
+      await at.writing?.done;
+      const done = this.write(saved.batch);
+      // (Awaited later or in `finally`; a failure meanwhile is not an unhandled one.)
+      done.catch(() => undefined);
+      at.writing = { batch: saved.batch, done };
+      at.saved = null;
+    };
     try {
       for (let seq = from, k = 0; seq <= to; k++) {
-        const batch = await log.read(seq, readBytes, to, buffers[k % 2]);
+        const batch = await log.read(seq, readBytes, to, buffers[k % HISTORY_APPLY_READS]);
         if (batch.length === 0) throw new Error(`receive log lacks record ${seq}`);
         const last = batch[batch.length - 1]!;
         if (lease) {
-          const held = batchBytes(batch) + (writing ? batchBytes(writing.batch) : 0);
+          const held = batchBytes(batch) + (at.saved ? batchBytes(at.saved.batch) : 0) + (at.writing ? batchBytes(at.writing.batch) : 0);
           if (held > lease.bytes) lease.grow(held - lease.bytes);
-          // (A unit read whole at once holds what it read, not two reads' worth.)
-          else if (!writing && last.seq === to) lease.shrink(held);
+          // (A unit read whole at once holds what it read, not three reads' worth.)
+          else if (!at.writing && !at.saved && last.seq === to) lease.shrink(held);
         }
-        // Invariant 8: saved durably before it is written; the batch being written meanwhile
-        // is given to the history, whose bytes it takes from it, not from the replica.
-        await this.capture(batch, from - 1, writing?.batch ?? []);
+        // Invariant 8: the reads before it, not (or not wholly) on the replica yet, are given
+        // to the history, whose saved bytes come from them there, not from the replica.
+        const unwritten = [...(at.writing?.batch ?? []), ...(at.saved?.batch ?? [])];
+        const durable = (await this.saveInHistory(history, batch, from - 1, unwritten)) ? history.sync() : Promise.resolve();
         // A round's undo area (of a round that opened while the unit ran, even while the
-        // history saved) reads the replica as it is: the write under way ends first
-        // (simulation seeds 733 and 2190).
+        // history saved) reads the replica as it is: the reads before it are written, and
+        // the write under way ends, first (simulation seeds 733 and 2190).
         if (this.round.undo) {
-          await writing?.done;
-          writing = null;
+          await writeSaved();
+          await at.writing?.done;
+          at.writing = null;
           await this.protect(batch);
         }
-        await writing?.done;
-        const done = this.write(batch);
-        // (Awaited below or in `finally`; a failure meanwhile is not an unhandled one.)
-        done.catch(() => undefined);
-        writing = { batch, done };
+        await writeSaved();
+        at.saved = { batch, durable };
         seq = last.seq + 1;
         lastRead = last;
       }
-      if (writing) await writing.done;
+      await writeSaved();
+      await at.writing?.done;
     } finally {
       // (On a failure: the write under way ends before its buffer and lease go.)
-      await writing?.done.catch(() => undefined);
+      await at.writing?.done.catch(() => undefined);
       for (const b of buffers) pool.give(b);
       lease?.release();
     }
     return lastRead;
   }
 
+  /** Appends what `batch` overwrites to the history (not yet durable); whether it saved any bytes. */
+  private saveInHistory(history: History, batch: JournalRecord[], unitStart: number, unwritten: JournalRecord[]): Promise<boolean> {
+    return history.save(this.volume, batch, this.captureContext(unitStart), unwritten);
+  }
+
   /** Saves what `batch` overwrites in the history, durably, before it is written (`inFlight`: the read being written meanwhile). */
   private async capture(batch: JournalRecord[], unitStart: number, inFlight: JournalRecord[]): Promise<void> {
-    const round = this.round;
     // Invariant 8: what the batch overwrites is saved in the history, durably, before it is written.
     if (!this.history) return;
-    await this.history.capture(this.volume, batch, {
-      capturing: round.synced && round.mark?.initial !== true, inRound: round.mark !== null || round.undo !== null, group: this.inGroup, unitStart,
-    }, inFlight);
+    await this.history.capture(this.volume, batch, this.captureContext(unitStart), inFlight);
+  }
+
+  private captureContext(unitStart: number): CaptureContext {
+    const round = this.round;
+    return { capturing: round.synced && round.mark?.initial !== true, inRound: round.mark !== null || round.undo !== null, group: this.inGroup, unitStart };
   }
 
   /** In a round, the old bytes of every region `batch` changes are saved in its undo area, durably, first (no write is under way). */
@@ -257,6 +280,12 @@ export class UnitApplier {
     }
   }
 }
+
+/** A read of the unit being written to the replica. */
+interface Writing { batch: JournalRecord[]; done: Promise<void> }
+
+/** A read whose saved bytes are being made durable: written once they are and the `Writing` before it is done. */
+interface Saved { batch: JournalRecord[]; durable: Promise<void> }
 
 /** The bytes a read of the receive log holds in memory. */
 function batchBytes(batch: readonly JournalRecord[]): number {

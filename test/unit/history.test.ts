@@ -11,11 +11,12 @@ import { join } from 'node:path';
 import { DirStore } from '../../src/journal/store.js';
 import { RecordKind, FLAG_ROUND_END, type JournalRecord } from '../../src/journal/record.js';
 import type { Disk } from '../../src/journal/disk.js';
+import type { StoreFile } from '../../src/store/store.js';
 import type { Extent } from '../../src/export/backend.js';
 import { silentLogger } from '../../src/log/log.js';
 import { ExtentMap } from '../../src/history/extent-map.js';
 import {
-  decodeEntryHead, decodeHeader, decodeHeadsHeader, encodeEntryHead, encodeHeader, encodeHeadsHeader, EntryKind, HEADS_FORMAT, headsFileIndex,
+  decodeEntryHead, decodeHeader, decodeHeadsHeader, encodeEntryHead, encodeHeader, encodeHeadsHeader, entryBytes, EntryKind, HEADS_FORMAT, headsFileIndex,
   headsFileName, HEADS_HEADER_SIZE, HISTORY_FORMAT, historyFileIndex, historyFileName,
 } from '../../src/history/format.js';
 import { segmentsToDrop, thinPoints } from '../../src/history/retention.js';
@@ -638,4 +639,140 @@ test('a failed write of the history drops it, the apply goes on, and it begins a
     assert.equal(await opens(h, disk, images, after), 2);
     h.close();
   });
+});
+
+test('the apply writes no read to the replica before the history\'s sync of what it overwrites has ended, while saving the next (slow syncs)', async () => {
+  // (Invariant 8: the apply saves read k+1 while read k's sync runs; read k is written only after it.)
+  for (const readBlocks of [1, 2]) {
+    await inFolder(async (dir) => {
+      const bytes = Buffer.alloc(SIZE, 0x01);
+      const disk = memDisk(bytes);
+      const historyDir = join(dir, 'h');
+      // Each history file's length its last ended sync began at: what a power loss keeps.
+      const durable = new Map<string, number>();
+      const real = new DirStore(historyDir);
+      const slow = (): Promise<void> => new Promise((r) => setImmediate(() => setImmediate(() => setImmediate(r))));
+      const store = new Proxy(real, {
+        get(t, p) {
+          if (p === 'create' || p === 'open') {
+            return (name: string) => {
+              const f = (t as unknown as Record<string, (n: string) => StoreFile>)[p as string]!.call(t, name);
+              const sync = async (): Promise<void> => {
+                const upTo = f.size();
+                await slow();
+                await f.sync();
+                durable.set(name, Math.max(durable.get(name) ?? 0, upTo));
+              };
+              return new Proxy(f, { get: (ft, fp) => (fp === 'sync' ? sync : (Reflect.get(ft, fp, ft) as (...a: unknown[]) => unknown).bind(ft)) });
+            };
+          }
+          const v = Reflect.get(t, p, t) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+        },
+      });
+      const log = new Journal({ store: new DirStore(join(dir, 'log')), capacity: 4 * SIZE, segmentSize: SIZE });
+      const seqOfTag = new Map<number, number>();
+      for (let pass = 0; pass < 4; pass++) {
+        for (let b = 0; b < 4; b++) {
+          const seq = log.append(RecordKind.Write, b * BLOCK, BLOCK, Buffer.alloc(BLOCK, 0x10 * (pass + 1) + b));
+          seqOfTag.set(0x10 * (pass + 1) + b, seq as number);
+        }
+        log.barrier(0, true);
+      }
+      await log.sync();
+      let checked = 0;
+      const land = disk.write.bind(disk);
+      disk.write = async (o: number, data: Buffer, fua: boolean): Promise<void> => {
+        // Every entry saved for the record being written is in the durable part of its segment.
+        const seq = seqOfTag.get(data[0]!);
+        for (const name of readdirSync(historyDir).filter((n) => historyFileIndex(n) !== null)) {
+          const file = readFileSync(join(historyDir, name));
+          for (let at = 32; at + 40 <= file.length;) {
+            const d = decodeEntryHead(file, at);
+            if (!d.ok) break;
+            const end = at + entryBytes(d.head);
+            if (d.head.kind !== EntryKind.Point && d.head.seq === seq) {
+              assert.ok(end <= (durable.get(name) ?? 0), `record ${seq} written with its saved bytes (${name} byte ${at}) not yet durable`);
+              checked++;
+            }
+            at = end;
+          }
+        }
+        await land(o, data, fua);
+      };
+      const round = new ReplicaRound(new DirStore(dir), BLOCK, disk);
+      round.synced = true;
+      const applier = new UnitApplier(disk, round, silentLogger, undefined, readBlocks * BLOCK);
+      applier.history = await History.open(store, SIZE, 0, 'v', silentLogger, { keepMs: null, maxBytes: null });
+      await applier.apply(log, 0, 1, log.lastSeq);
+      assert.equal(checked, 16, 'every write overwrote bytes a point holds');
+      applier.history.close();
+      log.close();
+    });
+  }
+});
+
+test('a history sync that fails while the apply saves the next read: the history is dropped once, the unit applied, and it begins again after', async () => {
+  for (const failing of [1, 2, 3]) {
+    await inFolder(async (dir) => {
+      const bytes = Buffer.alloc(SIZE, 0x01);
+      const disk = memDisk(bytes);
+      const historyDir = join(dir, 'h');
+      const real = new DirStore(historyDir);
+      let syncs = 0;
+      // The `failing`-th sync of a history file fails, some turns of the event loop after it began.
+      const store = new Proxy(real, {
+        get(t, p) {
+          if (p === 'create' || p === 'open') {
+            return (name: string) => {
+              const f = (t as unknown as Record<string, (n: string) => StoreFile>)[p as string]!.call(t, name);
+              const sync = async (): Promise<void> => {
+                const n = ++syncs;
+                await new Promise((r) => setImmediate(() => setImmediate(r)));
+                if (n === failing) throw Object.assign(new Error('EIO'), { code: 'EIO' });
+                await f.sync();
+              };
+              return new Proxy(f, { get: (ft, fp) => (fp === 'sync' ? sync : (Reflect.get(ft, fp, ft) as (...a: unknown[]) => unknown).bind(ft)) });
+            };
+          }
+          const v = Reflect.get(t, p, t) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+        },
+      });
+      const errors: string[] = [];
+      const said = { error: (_o: object, m: string) => errors.push(m) };
+      const logger = Object.assign(Object.create(silentLogger) as object, said) as unknown as typeof silentLogger;
+      const log = new Journal({ store: new DirStore(join(dir, 'log')), capacity: 4 * SIZE, segmentSize: SIZE });
+      const model = Buffer.from(bytes);
+      const writePass = (pass: number): number => {
+        for (let b = 0; b < 4; b++) {
+          log.append(RecordKind.Write, b * BLOCK, BLOCK, Buffer.alloc(BLOCK, 0x10 * (pass + 1) + b));
+          model.fill(0x10 * (pass + 1) + b, b * BLOCK, (b + 1) * BLOCK);
+        }
+        return log.barrier(0, true) as number;
+      };
+      for (let pass = 0; pass < 3; pass++) writePass(pass);
+      await log.sync();
+      const round = new ReplicaRound(new DirStore(dir), BLOCK, disk);
+      round.synced = true;
+      const applier = new UnitApplier(disk, round, logger, undefined, BLOCK);
+      applier.history = await History.open(store, SIZE, 0, 'v', logger, { keepMs: null, maxBytes: null });
+      const first = log.lastSeq;
+      await applier.apply(log, 0, 1, first);
+      assert.ok(bytes.equals(model), 'the unit is applied whatever the history did');
+      assert.equal(errors.length, 1, `one drop, said once: ${errors.join('; ')}`);
+      assert.deepEqual(applier.history.list(first), [], 'no point it could open wrong');
+      // The next unit begins it again where the replica stood, and its points open.
+      const images = new Map<number, Buffer>([[first, Buffer.from(model)]]);
+      const end = writePass(3);
+      images.set(end, Buffer.from(model));
+      await log.sync();
+      await applier.apply(log, first, first + 1, end);
+      assert.deepEqual(applier.history.list(end).map((p) => p.seq), [first, end]);
+      assert.equal(await opens(applier.history, disk, images, end), 2);
+      assert.deepEqual(readdirSync(historyDir).filter((n) => n.startsWith('history.')), ['history.00000001'], 'no segment left from before the drop');
+      applier.history.close();
+      log.close();
+    });
+  }
 });
