@@ -392,8 +392,10 @@ ${rows.join('\n')}
 
 Apply rate with history on against off (all runs of a workload, bytes over seconds):
 overwrite **${ratio('overwrite')}x** (${rate(of('on', 'overwrite')).toFixed(0)} against ${rate(of('off', 'overwrite')).toFixed(0)} MB/s; ` +
-  `the target of issue 20 is at least 0.7x), fresh ${ratio('fresh')}x (fresh writes save heads alone; off
-against on there is within this machine's noise from one run to the next).
+  `the target of issue 20 is at least 0.7x), fresh ${ratio('fresh')}x (fresh writes save heads alone; one run
+each, and the fresh run with history off varies most: 320 to 600 MB/s in the eight runs of the
+comparison below, 0.37 to 0.86x before the change and 0.30 to 0.59x after it, with history on
+191 to 277 MB/s before and 155 to 252 after; 1.01x in a run of the same day on a quieter machine).
 
 Opening a point far back. A day back cannot be waited for in a bench; what an open
 costs is the history after the point (its entry heads are read from the point's
@@ -422,19 +424,25 @@ bytes) takes every byte the primary journals and the secondary receives and appl
 **Apply rate**: with history off, the apply writes the replica through the page cache
 and syncs once per unit (up to 64 MiB), in reads of 1 MiB of the receive log; with history on,
 in reads of 4 MiB (HISTORY_APPLY_READ_BYTES), each first has what it overwrites read from
-the replica (from the page cache here: the volume is small next to the RAM), appended
-to the history and fsynced, while the read before it is written to the replica (the
-two overlap; docs/HISTORY.md): twice the bytes written (the disk column) and one
-history flush per 4 MiB applied. So the apply with history is bound by the one disk
-taking both streams and by the main thread (the history's appends are synchronous
-writes into the page cache, and the receive log's reads and CRC checks, which both
-runs pay, are on it too). Before this bench's changes of 2026-12-03 (the same bench, a
-history sync per 1 MiB and one read after the other, a zero-filled buffer allocated per
-range saved, two file-system calls per saved piece to find holes) it was 0.32-0.46x.
-Where the rest goes (HISTORY_PROF, --cpu-prof of site-b cut to the apply, a run of the
-same day): the main thread copies each overwritten byte twice more (read from the
-replica's page cache, appended to the history's) and checks its CRC; those copies, not
-the syncs, are what history on adds. Appending on the thread pool instead (so the next
+the replica (from the page cache here: the volume is small next to the RAM) and appended
+to the history, then fsynced, then written to the replica; three reads run at once (one
+written, the next's history sync, the one after read and saved; docs/HISTORY.md): twice
+the bytes written (the disk column) and one history flush per 4 MiB applied. So the apply
+with history is bound by the one disk taking both streams and by the main thread (the
+history's appends are synchronous writes into the page cache, and the receive log's
+reads and CRC checks, which both runs pay, are on it too). Before this bench's changes
+of 2026-12-03 (the same bench, a history sync per 1 MiB and one read after the other, a
+zero-filled buffer allocated per range saved, two file-system calls per saved piece to
+find holes) it was 0.32-0.46x; with one read written while the next was saved and
+synced, 0.66x. Where that went (a run of the same day with the apply's steps timed, the
+profile agreeing): of each second of the apply with history on, about 0.55-0.7 s was
+the next read's saving (the main thread reading the replica's page cache, the CRC,
+the appends) and its fsync, one after the other, while the write of the read before
+ended early and waited; the fsync was 40-50% of it. Now that fsync runs while the next
+read is read and saved. Same-run comparisons, interleaved (the build before this change
+and this one, four runs each of this bench with HISTORY_RUNS=2 on a shared machine):
+0.72, 0.67, 0.80, 0.64x before; 0.89, 0.66 (another job read 1 GB from the disk
+during it), 0.97, 0.95x after. Appending on the thread pool instead (so the next
 piece is read while the last is written) was tried and was slower here (7.9 and 9.9 s
 against 6.8 and 6.5 s, two runs each): its buffers stay out until their writes land,
 and the collector came back. The dirty pages of the run before are written out (\`sync\`) before each timed apply.
