@@ -2,7 +2,8 @@
 // the first-wins extent map, retention's decisions, and invariant 8 on a real folder:
 // every listed point opens to exactly the image the replica held there, across
 // overwrites within one batch, zeroes, coalesced units, a crash between saving and
-// writing, a torn tail, and retention by size.
+// writing, a torn tail, and retention by size; the apply's reads written only once their
+// saved bytes are durable while the next read is saved, and a sync failing meanwhile.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, statSync, writeFileSync } from 'node:fs';
