@@ -95,10 +95,13 @@ test('writes past the node budget wait unread; a payload stalled while others wa
     await sleep(100);
     assert.equal(s.server.budget.used, 4 * MiB);
     // A real write waits (nothing read of its payload), and is answered once the stallers are cut.
+    // It takes the whole budget, so both must go: a smaller one would be let in after the
+    // first cut, and the second staller, with nobody waiting any more, rightly left alone
+    // (on a loaded machine its stall may reach the limit a sweep later than the first's).
     const real = await s.connect();
     await real.go('disk');
     const t0 = Date.now();
-    real.request(P.NBD_CMD_WRITE, 4096n, 1 * MiB, { handle: 7n, data: Buffer.alloc(1 * MiB, 0x5a) });
+    real.request(P.NBD_CMD_WRITE, 4096n, 4 * MiB, { handle: 7n, data: Buffer.alloc(4 * MiB, 0x5a) });
     assert.deepEqual(await real.simpleReply(), { error: 0, handle: 7n });
     assert.ok(Date.now() - t0 >= 300, 'it waited for the stalled ones to be cut');
     for (const c of stallers) assert.ok(await c.waitClosed(1000), 'the stalled writer is cut');
