@@ -35,6 +35,11 @@ export class PeerCursors {
     return [...this.acked.keys()];
   }
 
+  /** How many peers the volume has (no array made: asked on every host write). */
+  get count(): number {
+    return this.acked.size;
+  }
+
   /** Highest seq `peer` acked as durable (or the fold or start that stands for it). */
   of(peer: string): number {
     const seq = this.acked.get(peer);

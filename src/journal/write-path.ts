@@ -414,7 +414,7 @@ export class JournaledVolume implements ExportBackend {
       }
       if (seq !== 'full') {
         this.writes.journaled(seq);
-        if (this.detached && this.cursors.peers.length > 1) this.detached.check();
+        if (this.detached && this.cursors.count > 1) this.detached.check();
         if (this.seed.active) this.seed.touch(offset, length);
         this.bytesSinceGroupPoint += length;
         if (this.groupAsk && this.bytesSinceGroupPoint > this.maxEpochBytes) this.groupAsk('bytes');

@@ -11,7 +11,7 @@ import { decodeResync, encodeResync, FrameDecoder, FrameType } from '../../src/l
 import { decodeRoundMark, encodeRoundMark, RoundMarker } from '../../src/sync/round-marker.js';
 import { RangeLocks } from '../../src/sync/range-lock.js';
 import { UndoArea } from '../../src/sync/undo.js';
-import type { Disk } from '../../src/journal/write-path.js';
+import { memDisk } from '../helpers/mem-disk.js';
 
 test('round marker: fixed bytes, damage reads as absent, replaced atomically', async () => {
   const fixed = Buffer.from('4f464653524e44312a000000000000000100000004187a07', 'hex');
@@ -35,34 +35,18 @@ test('round marker: fixed bytes, damage reads as absent, replaced atomically', a
   assert.equal(await m.read(), null);
 });
 
-/** A volume in memory behind the Disk interface (reads only matter here). */
-function memDisk(size: number): Disk & { bytes: Buffer } {
-  const bytes = Buffer.alloc(size);
-  return {
-    bytes, name: 'm', size, readOnly: false, description: '',
-    read: async (o, into, at, l) => { bytes.copy(into, at, o, o + l); },
-    write: async (o, d) => { d.copy(bytes, o); },
-    writeZeroes: async (o, l) => { bytes.fill(0, o, o + l); },
-    trim: async (o, l) => { bytes.fill(0, o, o + l); },
-    punch: async (o, l) => { bytes.fill(0, o, o + l); return true; },
-    flush: async () => undefined,
-    cache: async () => undefined,
-    extents: async (_o, l) => [{ length: l, hole: false }],
-  };
-}
-
 test('undo area: old bytes saved once per region, served after a restart, torn tail cut', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-undo-'));
   const store = new DirStore(dir);
   const disk = memDisk(3 * 4096 + 100); // a short last region
-  disk.bytes.fill(0x11);
+  disk.data.fill(0x11);
   const u = await UndoArea.open(store, 4096, disk.size);
   await u.protect(disk, [{ offset: 4000, length: 200 }]); // regions 0 and 1
-  disk.bytes.fill(0x22, 0, 8192); // the round writes both
+  disk.data.fill(0x22, 0, 8192); // the round writes both
   await u.protect(disk, [{ offset: 0, length: 10 }]); // already saved: not again
   assert.equal(u.regions, 2);
   await u.protect(disk, [{ offset: 3 * 4096, length: 100 }]); // the short last region
-  disk.bytes.fill(0x33, 3 * 4096);
+  disk.data.fill(0x33, 3 * 4096);
   const old = Buffer.alloc(disk.size);
   await u.readOld(disk, 0, old, 0, disk.size);
   assert.ok(old.every((b) => b === 0x11), 'the image before the round');
