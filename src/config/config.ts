@@ -11,7 +11,7 @@ import { parseRate, parseWindow } from '../rate/rate.js';
 import { snmpSchema, type SnmpConfig } from '../snmp/config.js';
 import { iscsiConfigOf, iscsiSchema, targetPart, volumeIscsiSchema, type IscsiConfig } from '../iscsi/config.js';
 import { parseCompression } from '../compress/setting.js';
-import { MAX_GROUP_MEMBERS, MEMORY_BUDGET_BYTES, MIN_MEMORY_BUDGET_BYTES, MIN_VOLUME_BYTES } from '../limits/limits.js';
+import { MAX_GROUP_MEMBERS, MAX_PEERS_PER_VOLUME, MEMORY_BUDGET_BYTES, MIN_MEMORY_BUDGET_BYTES, MIN_VOLUME_BYTES } from '../limits/limits.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
@@ -42,6 +42,8 @@ const volumeSchema = z.strictObject({
   description: z.string().optional(),
   /** The node this volume replicates with; a volume with a peer has a journal. */
   peer: z.string().regex(NAME).optional(),
+  /** A primary's secondaries when it has several (docs/PEERS.md); `peer:` is the one-peer form. */
+  peers: z.array(z.string().regex(NAME)).min(1).max(MAX_PEERS_PER_VOLUME).optional(),
   journal: size.default(8 * 1024 ** 3),
   /** Where the journal's segments live; best on a disk of its own (default: under state). */
   journal_dir: z.string().min(1).optional(),
@@ -155,7 +157,12 @@ const schema = z.strictObject({
   memory: size.default(MEMORY_BUDGET_BYTES).refine((v) => v >= MIN_MEMORY_BUDGET_BYTES, `must be at least ${MIN_MEMORY_BUDGET_BYTES / 2 ** 20}MiB`),
 });
 
-export type VolumeConfig = z.infer<typeof volumeSchema> & { name: string };
+/**
+ * A volume as the node uses it. `peers`: every node it replicates with, in the config's
+ * order (`peer:` or `peers:`; empty: not replicated); `peer`: the first of them, the
+ * one a secondary's primary is and the one the one-peer status fields describe.
+ */
+export type VolumeConfig = Omit<z.infer<typeof volumeSchema>, 'peers'> & { name: string; peers: string[] };
 
 export type PeerConfig = z.infer<typeof peerSchema> & { name: string };
 
@@ -229,25 +236,39 @@ export function parseConfig(text: string, file: string): Config {
     const line = lineOf(doc.contents, where, lines, unknownKey !== undefined);
     const key = where.join('.') || '(top level)';
     const missing = issue.code === 'invalid_type' && valueAt(raw, keyPath) === undefined;
-    const message = unknownKey === 'peers' && keyPath[0] === 'volumes'
-      ? 'several secondaries for one volume are not built yet (docs/PEERS.md); name one with peer: NAME'
-      : unknownKey !== undefined ? `unknown key "${unknownKey}"`
+    const message = unknownKey !== undefined ? `unknown key "${unknownKey}"`
       : missing ? 'is required but missing' : issue.message;
     throw new ConfigError(`${file}${line ? `:${line}` : ''}: ${key}: ${message}`);
   }
   const c = result.data;
   const dir = path.dirname(path.resolve(file));
-  const volumes: VolumeConfig[] = Object.entries(c.volumes).map(([name, v]) => ({
-    ...v,
-    name,
-    path: path.resolve(dir, v.path),
-    journal_dir: v.journal_dir === undefined ? undefined : path.resolve(dir, v.journal_dir),
-  }));
-  for (const v of volumes) {
-    if (v.peer !== undefined && !(v.peer in c.peers)) {
-      const line = lineOf(doc.contents, ['volumes', v.name, 'peer'], lines, false);
-      throw new ConfigError(`${file}${line ? `:${line}` : ''}: volumes.${v.name}.peer: no peer named "${v.peer}" under peers:`);
+  const volumes: VolumeConfig[] = Object.entries(c.volumes).map(([name, v]) => {
+    const at = (key: string): string => {
+      const line = lineOf(doc.contents, ['volumes', name, key], lines, true);
+      return `${file}${line ? `:${line}` : ''}: volumes.${name}.${key}`;
+    };
+    if (v.peer !== undefined && v.peers !== undefined) throw new ConfigError(`${at('peers')}: give peer: (one) or peers: (several), not both`);
+    const peers = v.peers ?? (v.peer === undefined ? [] : [v.peer]);
+    if (new Set(peers).size !== peers.length) throw new ConfigError(`${at('peers')}: a peer is named twice`);
+    if (peers.length > 1 && v.role !== 'primary') {
+      throw new ConfigError(`${at('peers')}: a secondary replicates from one primary; name it with peer: NAME ` +
+        '(several peers are the secondaries of a primary, docs/PEERS.md)');
     }
+    for (const p of peers) {
+      if (p === c.node) throw new ConfigError(`${at(v.peers ? 'peers' : 'peer')}: "${p}" is this node; a peer is another node`);
+      if (!(p in c.peers)) throw new ConfigError(`${at(v.peers ? 'peers' : 'peer')}: no peer named "${p}" under peers:`);
+    }
+    const { peers: _listed, ...rest } = v;
+    return {
+      ...rest,
+      name,
+      peers,
+      peer: peers[0],
+      path: path.resolve(dir, v.path),
+      journal_dir: v.journal_dir === undefined ? undefined : path.resolve(dir, v.journal_dir),
+    };
+  });
+  for (const v of volumes) {
     if (v.journal < 1024 * 1024) throw new ConfigError(`${file}: volumes.${v.name}.journal: at least 1MiB`);
   }
   const state = path.resolve(dir, c.state);
@@ -312,8 +333,8 @@ function checkGroups(raw: Record<string, string[]>, volumes: VolumeConfig[], at:
       memberOf.set(m, name);
       if (v.peer === undefined) throw new ConfigError(`${where}: groups.${name}: volume ${m} has no peer; a group's members replicate (volumes.${m}.peer)`);
       const first = byName.get(members[0]!)!;
-      if (v.peer !== first.peer) {
-        throw new ConfigError(`${where}: groups.${name}: volume ${m} replicates with ${v.peer}, ${first.name} with ${first.peer}; ` +
+      if (v.peers.join() !== first.peers.join()) {
+        throw new ConfigError(`${where}: groups.${name}: volume ${m} replicates with ${v.peers.join(', ')}, ${first.name} with ${first.peers.join(', ')}; ` +
           "a group's members share one peer");
       }
       if (v.role !== first.role) {

@@ -5,9 +5,10 @@
 // detached peer lacks, their ranges are marked in its bitmap and the bitmap is synced:
 // every record a peer lacks is in the journal, its bitmap, or the volume's bitmap.
 //
-// The peer's bitmap file exists exactly while it is detached. Rounds for one peer are
-// not built yet: at a start a detached peer's bitmap is merged into the volume's (the
-// next round, for every peer, sends its regions) and the file goes.
+// The peer's bitmap file exists exactly while it is detached. It comes back to the
+// journal when it acks past what its bitmap marks (caughtUp), or when a resync round
+// begins: its bitmap joins the volume's and the round sends it (rejoinAll; at a start,
+// mergeAtStart, the same). Rounds for one peer are not built yet (docs/PEERS.md).
 import { formatBytes } from '../units/units.js';
 import type { Logger } from '../log/log.js';
 import type { Store } from '../store/store.js';
@@ -137,6 +138,63 @@ export class DetachedPeers {
       await own.sync();
       cursors.markedTo(peer, target);
     }
+  }
+
+  /**
+   * Detached `peer` acked up to where its bitmap is marked: it holds every record the
+   * bitmap stands for, so the bitmap goes and the peer follows the journal again (its
+   * cursor at or past the release point, which never passed the marked point).
+   */
+  caughtUp(peer: string): Promise<void> {
+    const p = this.marking.then(async () => {
+      const { cursors, store, log, name } = this.v;
+      const d = cursors.detached.find((x) => x.peer === peer);
+      if (!d || cursors.of(peer) < d.markedUpTo) return;
+      cursors.attach(peer);
+      this.forget(peer);
+      await store.syncDir();
+      log.info({ volume: name, peer }, `volume ${name}: ${peer} caught up with the journal (record ${cursors.of(peer)}); its bitmap is no longer needed`);
+    });
+    this.marking = p.catch(() => undefined);
+    return p;
+  }
+
+  /**
+   * A resync round begins (the journal was folded into the volume's bitmap, which
+   * every peer lacks): each detached peer's bitmap joins the volume's, made durable
+   * before its file goes, and the peer follows the journal again from the fold. The
+   * round sends its regions to every peer (rounds for one peer: docs/PEERS.md).
+   */
+  rejoinAll(): Promise<number> {
+    const p = this.marking.then(async () => {
+      const { cursors, bitmap, store, log, name } = this.v;
+      const detached = cursors.detached;
+      if (detached.length === 0) return 0;
+      for (const { peer } of detached) {
+        const own = this.bitmaps.get(peer);
+        assert(own !== undefined, () => `volume ${name}: ${peer} is detached without a bitmap`);
+        for (const r of own.dirtyRegions()) bitmap.mark(r * bitmap.regionSize, 1);
+      }
+      await bitmap.sync();
+      for (const { peer } of detached) {
+        const regions = this.bitmaps.get(peer)!.count;
+        cursors.attach(peer);
+        this.forget(peer);
+        log.info({ volume: name, peer }, `volume ${name}: ${peer}'s bitmap (${regions} regions) joins the volume's for the resync round; ` +
+          `${peer} follows the journal again`);
+      }
+      await store.syncDir();
+      return detached.length;
+    });
+    this.marking = p.then(() => undefined, () => undefined);
+    return p;
+  }
+
+  /** Closes and removes detached `peer`'s bitmap file (the caller syncs the folder). */
+  private forget(peer: string): void {
+    this.bitmaps.get(peer)?.close();
+    this.bitmaps.delete(peer);
+    this.v.store.remove(peerBitmapFile(peer));
   }
 
   /** After a release: the journal never let go of a record a detached peer lacks and its bitmap does not hold. */

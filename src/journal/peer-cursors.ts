@@ -92,6 +92,18 @@ export class PeerCursors {
     this.marked.set(peer, this.of(peer));
   }
 
+  /**
+   * Detached `peer` follows the journal again: it holds every record its bitmap marks
+   * (it acked past them, or a fold moved its cursor past them and the volume's bitmap
+   * holds what it lacks), so its cursor holds the journal from here on.
+   */
+  attach(peer: string): void {
+    const at = this.marked.get(peer);
+    assert(at !== undefined, () => `peer cursors: ${JSON.stringify(peer)} is not detached`);
+    assert(this.of(peer) >= at, () => `peer cursors: ${JSON.stringify(peer)} holds up to ${this.of(peer)} but its bitmap is marked up to ${at}`);
+    this.marked.delete(peer);
+  }
+
   /** `peer` was found detached at a start: its bitmap holds what it lacks up to `markedUpTo` (the journal's release point). */
   detachedAt(peer: string, markedUpTo: number): void {
     this.marked.set(this.peerOf(peer), markedUpTo);

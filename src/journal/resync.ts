@@ -28,6 +28,8 @@ export interface RoundVolume extends Starting {
   journalAgain(): void;
   /** The node's hashing buffers (src/sync/region-hashes.ts; null: one per hashing). */
   hashBuffers: HashBuffers | null;
+  /** A round begins: detached peers' bitmaps join the volume's, and they follow the journal again (detach.ts). */
+  rejoinDetached(): Promise<unknown>;
 }
 
 export class RoundSteps {
@@ -54,6 +56,8 @@ export class RoundSteps {
     if (tracking.mode !== 'bitmap') return round.start;
     if (!round.canResync) throw new Error('resync needs a round store');
     if (tracking.clearPending) await tracking.emptyPending();
+    // The round is every peer's: what a detached peer lacks joins the volume's bitmap.
+    await this.v.rejoinDetached();
     let start = 0;
     while (start !== journal.lastSeq + 1) {
       start = journal.lastSeq + 1;

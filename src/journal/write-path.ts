@@ -87,7 +87,7 @@ export class JournaledVolume implements ExportBackend {
   /** The resync round (src/sync/round.ts): its marker, start and end, the regions handed to the journal. */
   readonly round: ResyncRound;
   /** The first sync by checksum (src/sync/seeding.ts): how far the comparison with the peer got. */
-  readonly seed = new Seeding();
+  readonly seed: Seeding;
   /** Journal or dirty bitmap, and the fold from one to the other (tracking.ts). */
   private readonly tracking: Tracking;
   /** What a round does to this volume and journal (resync.ts). */
@@ -131,6 +131,7 @@ export class JournaledVolume implements ExportBackend {
 
   constructor(opts: WritePathOptions) {
     this.cursors = new PeerCursors(opts.peers ?? [THE_PEER], 0);
+    this.seed = new Seeding(this.cursors.count === 1);
     this.detached = opts.peerStore ? new DetachedPeers({
       name: opts.disk.name, log: opts.log, journal: opts.journal, cursors: this.cursors, bitmap: opts.bitmap, size: opts.disk.size, store: opts.peerStore,
       detachedOne: () => {
@@ -159,6 +160,7 @@ export class JournaledVolume implements ExportBackend {
     this.writes = new VolumeWrites({ journal: this.journal, bitmap: this.bitmap, toBitmap: (why) => this.tracking.toBitmap(why) });
     this.rounds = new RoundSteps({
       ...parts, ranges: this.ranges, seed: this.seed, tracking: this.tracking, flush: () => this.flush(), hashBuffers: opts.hashBuffers ?? null,
+      rejoinDetached: async () => { await this.detached?.rejoinAll(); },
       journalAgain: () => {
         this.tracking.mode = 'journal';
         if (this.intentStore && !this.writes.intents) this.writes.intents = IntentRing.open(this.intentStore, this.intentSlots);
@@ -342,16 +344,26 @@ export class JournaledVolume implements ExportBackend {
   }
 
   /** `peer` holds everything up to `seq` durably; free the journal space every peer holds (docs/PEERS.md). */
-  releaseFor(peer: string, seq: number): Promise<void> {
-    return this.releaseUpTo(this.cursors.ack(peer, seq));
+  async releaseFor(peer: string, seq: number): Promise<void> {
+    const low = this.cursors.ack(peer, seq);
+    // A detached peer that acked up to its bitmap's marked point follows the journal again.
+    if (this.detached && this.cursors.isDetached(peer)) {
+      await this.detached.caughtUp(peer);
+      return this.releaseUpTo(this.cursors.lowest);
+    }
+    return this.releaseUpTo(low);
   }
 
   private async releaseUpTo(seq: number): Promise<void> {
     // Never outrun local durability; a sync, not a FLUSH: no barrier, the epoch stays open.
     if (seq > this.durableAppliedSeq) await this.syncer.sync();
-    const target = Math.min(seq, this.durableAppliedSeq);
+    let target = Math.min(seq, this.durableAppliedSeq);
     // What a detached peer lacks is marked in its bitmap before the journal lets it go.
-    if (this.detached && target > this.journal.released) await this.detached.markUpTo(target);
+    if (this.detached && target > this.journal.released) {
+      await this.detached.markUpTo(target);
+      // (A peer that followed the journal again meanwhile, detach.ts's caughtUp, holds it back from here on.)
+      target = Math.min(target, this.cursors.lowest);
+    }
     try {
       await this.journal.release(target);
     } finally {

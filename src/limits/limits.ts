@@ -59,6 +59,8 @@ export const HASH_BUFFERS = 4;
  * journal for a bitmap of its own, so the journal keeps room for the others.
  */
 export const PEER_DETACH_FILL = 0.75;
+/** Most secondaries one primary volume has (`volumes.NAME.peers`, docs/PEERS.md): each is a shipper, a cursor and, detached, a bitmap. */
+export const MAX_PEERS_PER_VOLUME = 4;
 /**
  * An online verify keeps this many batches out at once (src/sync/verify.ts): each is a
  * round trip to the peer (its hashes, once it has applied the batch's flush point), so

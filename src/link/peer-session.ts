@@ -41,8 +41,8 @@ export interface PeerSessionOptions {
   deadAfterMs: number;
   /** The volumes shared with this peer, as Hello describes them now. */
   shared: () => HelloVolume[];
-  /** The peer a volume of this node is paired with (undefined: no such volume). */
-  pairedWith: (volume: string) => string | undefined;
+  /** The peers a volume of this node is paired with, in the config's order (none: no such volume). */
+  pairedWith: (volume: string) => readonly string[];
 }
 
 export type SessionEvent =
@@ -232,8 +232,9 @@ export class PeerSession {
     const named = frameVolume(f);
     if (named !== null) {
       const paired = this.o.pairedWith(named);
-      if (paired !== peer) {
-        const whose = paired === undefined ? 'which is not a volume of this node' : `which is paired with ${paired}, not ${peer} (volumes.${named}.peer)`;
+      if (!paired.includes(peer)) {
+        const whose = paired.length === 0 ? 'which is not a volume of this node'
+          : `which is paired with ${paired.join(', ')}, not ${peer} (volumes.${named}.peer)`;
         return this.close(`${peer} sent a ${FrameType[f.type]} frame for volume ${named}, ${whose}; ` +
           'a peer may only send frames for the volumes paired with it', 'error');
       }

@@ -62,8 +62,17 @@ export class ResyncDriver {
     const j = this.jv.journal;
     // (Not when a round is already open here: a link that dropped before its Resync
     // reached the peer announces that round again below.)
-    if (peerFirstMeeting && this.jv.canResync && peerDurable === 0 && peerRound === 0 && this.jv.roundStart === 0 && this.jv.mode === 'journal') {
+    const newPeer = peerFirstMeeting && this.jv.canResync && peerDurable === 0 && peerRound === 0 && this.jv.mode === 'journal';
+    if (newPeer && this.jv.roundStart === 0) {
       // A new pair (the secondary has never held this volume): the first sync sends all of it.
+      await this.jv.beginInitialSync();
+    } else if (newPeer && this.jv.cursors.count > 1) {
+      // A new secondary of a volume with several, while a round for the others is open:
+      // that round may not cover every region, so a first sync of all of it begins again
+      // for every peer (docs/PEERS.md). (With one peer, the open round is this peer's
+      // first sync whose Resync never reached it, and is announced below.)
+      this.log.info({ volume: this.name }, `volume ${this.name}: a new secondary links while a resync round is open; ` +
+        'the first sync of the whole volume begins again, for every peer');
       await this.jv.beginInitialSync();
     }
     if (this.jv.mode === 'bitmap' && this.jv.canResync) await this.jv.startResync();

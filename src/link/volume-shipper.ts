@@ -266,8 +266,9 @@ export class VolumeShipper {
   tick(): void {
     if (!this.session) return;
     if (this.jv.mode === 'bitmap' && this.jv.canResync && !this.jv.folding && !this.beginning) {
-      // The journal overflowed while the link was up: the next link begins a new round.
-      this.session.close(`volume ${this.volume}: the journal overflowed; reconnecting to begin a resync round`);
+      // The journal was folded into the bitmap while the link was up (it overflowed, or a
+      // returning peer's round begins, docs/PEERS.md): the next link begins a new round.
+      this.session.close(`volume ${this.volume}: the journal was folded into the dirty bitmap; reconnecting to begin a resync round`);
       return;
     }
     const j = this.jv.journal;
@@ -426,6 +427,14 @@ export class VolumeShipper {
 
   /** Reads a batch (its lease held) and hands it to the machine, which says whether it goes. */
   private readBatch(s: ShipperSession, run: number, fromSeq: number, maxBytes: number, limitSeq: number, lease: Lease | null): void {
+    if (fromSeq <= this.jv.journal.released) {
+      // The journal let go of records this peer had not acked: folded into the dirty
+      // bitmap, or the peer was detached into its own (docs/PEERS.md). A round sends them.
+      lease?.release();
+      s.close(`volume ${this.volume}: the journal let go of record ${fromSeq} before ${this.opts.peer || 'the peer'} acked it ` +
+        '(its changes are in a dirty bitmap); reconnecting to resync');
+      return;
+    }
     const bounds = { roundOpen: this.jv.roundStart !== 0, maxEpochBytes: this.jv.maxEpochBytes };
     // The planner reads only the headers of the backlog ahead (src/journal/segment.ts), so
     // it holds no payloads: the batch's lease covers the batch read below.

@@ -302,7 +302,7 @@ export class Daemon {
       roundStore: new DirStore(dir),
       activityStore: new DirStore(dir),
       hashBuffers: this.hashBuffers,
-      peers: v.peer === undefined ? undefined : [v.peer],
+      peers: v.peers.length > 0 ? v.peers : undefined,
       peerStore: new DirStore(dir),
     });
     await journaled.start(report, recorded);

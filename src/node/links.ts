@@ -88,8 +88,8 @@ export class LinkManager {
         if (this.sessions.get(s.peer) !== s) return;
         this.sessions.delete(s.peer);
         for (const sh of this.shippers.values()) if (sh.session?.link === s) sh.down();
-        for (const v of this.config.volumes) if (v.peer === s.peer) this.armApart(v.name);
-        for (const v of this.config.volumes) if (v.peer === s.peer) this.volumes.replicas.get(v.name)?.detach();
+        for (const v of this.config.volumes) if (v.peers.includes(s.peer)) this.armApart(v.name);
+        for (const v of this.config.volumes) if (v.peers.includes(s.peer)) this.volumes.replicas.get(v.name)?.detach();
       },
     };
   }
@@ -108,7 +108,7 @@ export class LinkManager {
   /** The volumes this node shares with `peer`, as Hello describes them. */
   private shared(peer: string): HelloVolume[] {
     // (A volume changing role is in neither map: the peer hears nothing of it until it is done.)
-    return this.config.volumes.filter((v) => v.peer === peer && (this.volumes.primaries.has(v.name) || this.volumes.replicas.has(v.name))).map((v) => {
+    return this.config.volumes.filter((v) => v.peers.includes(peer) && (this.volumes.primaries.has(v.name) || this.volumes.replicas.has(v.name))).map((v) => {
       const jv = this.volumes.primaries.get(v.name);
       const rp = this.volumes.replicas.get(v.name);
       const id = this.volumes.identities.get(v.name);
@@ -234,7 +234,8 @@ export class LinkManager {
     const jv = this.volumes.primaries.get(name);
     const id = this.volumes.identities.get(name);
     if (!jv || !id) return;
-    const peer = this.config.volumes.find((v) => v.name === name)?.peer ?? 'its peer';
+    const peers = this.volumeConfig(name)?.peers ?? [];
+    const peer = peers.length > 0 ? peers.join(' or ') : 'its peer';
     jv.apart = () => {
       // Once per time apart: a generation the peer never saw needs no successor.
       if (!id.shared) return;
@@ -258,7 +259,7 @@ export class LinkManager {
       await this.listener.listen(this.config.link);
     }
     for (const p of this.config.peers) {
-      const sharesVolumes = this.config.volumes.some((v) => v.peer === p.name);
+      const sharesVolumes = this.config.volumes.some((v) => v.peers.includes(p.name));
       // One connection per pair: the node whose name sorts first dials.
       if (sharesVolumes && this.config.node < p.name) void this.dialer.dial(p);
     }
@@ -272,7 +273,7 @@ export class LinkManager {
       node: this.config.node, peer, initiator, speaks: this.protocol,
       deadAfterMs: (this.config.peers.find((p) => p.name === peer)?.timeout ?? 5) * 1000,
       shared: () => this.shared(peer),
-      pairedWith: (volume) => this.config.volumes.find((v) => v.name === volume)?.peer,
+      pairedWith: (volume) => this.volumeConfig(volume)?.peers ?? [],
     }, this.host);
   }
 
@@ -354,8 +355,7 @@ export class LinkManager {
     // attaches the old replica nor ships from the old journal.
     this.volumes.replicas.delete(name);
     this.volumes.primaries.delete(name);
-    const peer = this.config.volumes.find((v) => v.name === name)?.peer;
-    if (peer) this.sessions.get(peer)?.close(reason);
+    for (const peer of this.volumeConfig(name)?.peers ?? []) this.sessions.get(peer)?.close(reason);
   }
 
   /**
@@ -369,9 +369,10 @@ export class LinkManager {
 
   /** The change is done (the maps hold the volume in its new role): the next Hello says so. */
   volumeReady(name: string, reason: string): void {
-    const peer = this.config.volumes.find((v) => v.name === name)?.peer;
-    if (peer) this.sessions.get(peer)?.close(reason);
-    if (peer) this.dialer.redial(peer);
+    for (const peer of this.volumeConfig(name)?.peers ?? []) {
+      this.sessions.get(peer)?.close(reason);
+      this.dialer.redial(peer);
+    }
   }
 
   /**

@@ -359,6 +359,11 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
   private async demoteOne(name: string, opts: { discardMyData?: boolean | undefined }): Promise<ActionResult> {
     {
       const e = this.entry(name);
+      if (e.config.peers.length > 1) {
+        // Whose secondary would it become? Roles across three sites are designed, not built.
+        throw new ActionRefused('conflict', `volume ${name} replicates to ${e.config.peers.join(' and ')}; a demote of a primary with ` +
+          'several secondaries is not built yet (docs/PEERS.md, "Roles across three sites"): promote one of them with --force if this site is lost');
+      }
       const daemon = this.daemon;
       let unshipped = 0;
       if (e.role === 'secondary') {

@@ -53,6 +53,13 @@ export const SEED_MAP_BYTES = 64 * 2 ** 30;
 export type SeedAsk = { type: 'map'; offset: number; length: number } | { type: 'hash'; first: number; count: number };
 
 export class Seeding {
+  /**
+   * `alone`: the volume has one peer. A region found equal on one peer's replica would
+   * leave the bitmap for every peer, so a volume with several sends its first sync
+   * whole (holes and all: docs/PEERS.md), and begin() opens no comparison.
+   */
+  constructor(private readonly alone = true) {}
+
   /** The next round is a new pair's first sync: it compares by hash first. */
   pending = false;
   /** The open round compares regions by hash with the peer first, and sends only those that differ. */
@@ -107,7 +114,7 @@ export class Seeding {
   begin(compare: boolean, touched: TouchedRegions, differ: TouchedRegions | null = null): void {
     this.comparison++;
     this.asks = [];
-    this.active = compare;
+    this.active = compare && this.alone;
     this.hashedUpTo = 0;
     this.mappedUpTo = 0;
     this.touched = touched;

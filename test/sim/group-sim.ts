@@ -290,7 +290,7 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
   };
   const connect = (): void => {
     if (conn) return;
-    const pairedWith = (site: string) => (volume: string): string | undefined => (byName.has(volume) ? site : undefined);
+    const pairedWith = (site: string) => (volume: string): string[] => (byName.has(volume) ? [site] : []);
     const atA = new PeerSession({
       node: SITE_A, peer: SITE_B, initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(SITE_B),
       shared: () => members.map((m) => ({

@@ -339,7 +339,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   };
   const connect = (): void => {
     if (conn) return;
-    const pairedWith = (site: string) => (volume: string): string | undefined => (volume === VOLUME ? site : undefined);
+    const pairedWith = (site: string) => (volume: string): string[] => (volume === VOLUME ? [site] : []);
     // The primary dials (it speaks second); a dead peer is one not heard for 40 steps
     // (the simulation's own stalls last at most 20).
     const atA = new PeerSession({

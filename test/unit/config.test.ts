@@ -48,9 +48,24 @@ test('a bad size names the key and its line', () => {
 
 test('an unknown key is named with its line', () => {
   assert.match(err(good.replace('    role: primary', '    role: primary\n    sise: 2GiB')), /^offsite\.yaml:9: volumes\.db\.sise: unknown key "sise"$/);
-  // Several peers for one volume: said as such (docs/PEERS.md), not as a typo.
-  assert.match(err(good.replace('    role: primary', '    role: primary\n    peers: [site-b, site-c]')),
-    /^offsite\.yaml:9: volumes\.db\.peers: several secondaries for one volume are not built yet \(docs\/PEERS\.md\); name one with peer: NAME$/);
+});
+
+test('peers: a primary with several secondaries (docs/PEERS.md); peer: is the one-peer form', () => {
+  const withPeers = (volume: string): string => `${good.replace('volumes:', 'peers:\n  site-b: { address: 127.0.0.1:7001 }\n' +
+    '  site-c: { address: 127.0.0.1:7002 }\nvolumes:')}${volume}`;
+  const two = parseConfig(withPeers('    peers: [site-b, site-c]\n'), 'offsite.yaml').volumes[0]!;
+  assert.deepEqual(two.peers, ['site-b', 'site-c']);
+  assert.equal(two.peer, 'site-b', 'the first peer stands for the volume in the one-peer fields');
+  const one = parseConfig(withPeers('    peer: site-c\n'), 'offsite.yaml').volumes[0]!;
+  assert.deepEqual(one.peers, ['site-c']);
+  assert.deepEqual(parseConfig(good, 'offsite.yaml').volumes[0]!.peers, []);
+  assert.equal(err(withPeers('    peer: site-b\n    peers: [site-c]\n')), 'offsite.yaml:13: volumes.db.peers: give peer: (one) or peers: (several), not both');
+  assert.equal(err(withPeers('    peers: [site-b, site-b]\n')), 'offsite.yaml:12: volumes.db.peers: a peer is named twice');
+  assert.equal(err(withPeers('    peers: [site-b, site-d]\n')), 'offsite.yaml:12: volumes.db.peers: no peer named "site-d" under peers:');
+  assert.equal(err(withPeers('    peers: [site-a]\n')), 'offsite.yaml:12: volumes.db.peers: "site-a" is this node; a peer is another node');
+  assert.match(err(withPeers('    peers: [site-b, site-c]\n').replace('role: primary', 'role: secondary')),
+    /^offsite\.yaml:12: volumes\.db\.peers: a secondary replicates from one primary; name it with peer: NAME/);
+  assert.match(err(withPeers('    peers: []\n')), /^offsite\.yaml:12: volumes\.db\.peers: /);
 });
 
 test('a bad role, a missing key, a bad listener', () => {

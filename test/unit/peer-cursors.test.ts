@@ -33,12 +33,13 @@ test('peer cursors: the release point is the lowest peer; a cursor never goes ba
   assert.throws(() => new PeerCursors(['a', 'a'], 0), /invariant broken: .*named twice/);
 });
 
-async function open(dir: string, peers: string[], detach = false): Promise<JournaledVolume> {
+async function open(dir: string, peers: string[], detach = false, rounds = false): Promise<JournaledVolume> {
   const journal = new Journal({ store: new DirStore(path.join(dir, 'j')), capacity: 1024 * KiB, segmentSize: 64 * KiB });
   const report = await journal.recover();
   const { bitmap } = await DirtyBitmap.open(new DirStore(dir), 1024 * KiB, 64 * KiB);
   const jv = new JournaledVolume({
     disk: memDisk(1024 * KiB), journal, bitmap, onFull: 'bitmap', log: silentLogger, peers, peerStore: detach ? new DirStore(dir) : undefined,
+    roundStore: rounds ? new DirStore(dir) : undefined,
   });
   await jv.start(report);
   return jv;
@@ -107,5 +108,54 @@ test('write path with two peers: past three quarters of the journal the slowest 
   assert.equal(jv.bitmap.count, 16);
   assert.equal(fs.existsSync(path.join(dir, 'dirty.far.bitmap')), false);
   assert.equal(jv.cursors.isDetached('far'), false);
+  await jv.close();
+});
+
+/** Writes to 16 regions, near acking as it goes and far silent, until far is detached. */
+async function detachFar(jv: JournaledVolume): Promise<void> {
+  for (let i = 0; i < 200 && !jv.cursors.isDetached('far'); i++) {
+    await jv.write((i % 16) * 64 * KiB, Buffer.alloc(4 * KiB, i + 1), false);
+    await jv.flush();
+    await jv.releaseFor('near', jv.journal.lastSeq);
+  }
+  await jv.detached!.settled();
+  assert.equal(jv.cursors.isDetached('far'), true, 'far was detached');
+  await jv.releaseFor('near', jv.journal.lastSeq);
+}
+
+test('write path with two peers: a detached peer that acks past its bitmap follows the journal again, and holds it back', async () => {
+  const dir = tempDir('cursors-caught-up');
+  const jv = await open(dir, ['near', 'far'], true);
+  await detachFar(jv);
+  const marked = jv.cursors.detached[0]!.markedUpTo;
+  assert.ok(marked > 0 && jv.journal.released === marked, `marked up to ${marked}, released ${jv.journal.released}`);
+  // Short of the marked point: far stays detached (its bitmap still stands for records it lacks).
+  await jv.releaseFor('far', marked - 1);
+  assert.equal(jv.cursors.isDetached('far'), true);
+  await jv.releaseFor('far', marked);
+  assert.equal(jv.cursors.isDetached('far'), false, 'far holds everything its bitmap marks');
+  assert.equal(fs.existsSync(path.join(dir, 'dirty.far.bitmap')), false, 'its bitmap file went');
+  // From here on far holds the journal again: near's ack alone releases nothing past far.
+  await jv.write(0, Buffer.alloc(4 * KiB, 0xee), false);
+  await jv.flush();
+  await jv.releaseFor('near', jv.journal.lastSeq);
+  assert.equal(jv.journal.released, marked, 'far has not acked the new records');
+  await jv.releaseFor('far', jv.journal.lastSeq);
+  assert.equal(jv.journal.released, jv.journal.lastSeq);
+  await jv.close();
+});
+
+test('write path with two peers: a resync round begins with a detached peer\'s bitmap in the volume\'s, and the peer attached', async () => {
+  const dir = tempDir('cursors-rejoin');
+  const jv = await open(dir, ['near', 'far'], true, true);
+  await detachFar(jv);
+  assert.equal(jv.bitmap.count, 0);
+  // far links again holding less than the journal starts at: a round for every peer (links resync-driver.ts does this).
+  const start = await jv.restartRound('far holds less than the journal starts at');
+  assert.ok(start > 0 && jv.roundStart === start, `round from ${start}`);
+  assert.equal(jv.cursors.isDetached('far'), false, 'far follows the journal again');
+  assert.equal(fs.existsSync(path.join(dir, 'dirty.far.bitmap')), false);
+  assert.equal(jv.bitmap.count, 16, 'the round sends every region far lacked');
+  assert.deepEqual([jv.cursors.of('near'), jv.cursors.of('far')], [start - 1, start - 1], 'both stand at the fold');
   await jv.close();
 });

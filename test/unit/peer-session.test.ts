@@ -11,7 +11,7 @@ const vol = (role: 'primary' | 'secondary', name = 'db'): HelloVolume =>
   ({ name, uuid: 'u', size: 1 << 20, role, generation: ['g'], durableSeq: 0, logBytes: 64 << 20, round: 0 });
 
 function pair(): { a: PeerSession; b: PeerSession } {
-  const paired = (peer: string) => (v: string): string | undefined => (v === 'db' ? peer : v === 'other' ? 'site-c' : undefined);
+  const paired = (peer: string) => (v: string): string[] => (v === 'db' ? [peer] : v === 'other' ? ['site-c'] : []);
   const a = new PeerSession({ node: 'site-a', peer: 'site-b', initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 5000, shared: () => [vol('primary')],
     pairedWith: paired('site-b') });
   const b = new PeerSession({ node: 'site-b', peer: 'site-a', initiator: false, speaks: PROTOCOL_RANGE, deadAfterMs: 5000, shared: () => [vol('secondary')],
@@ -70,7 +70,7 @@ test('frames are routed only for volumes paired with this peer', () => {
 
 test('a Hello that does not match is refused: a Refuse at the Hello\'s version, the reason once, then a close after a linger', () => {
   const a = new PeerSession({ node: 'site-a', peer: 'site-b', initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 5000, shared: () => [vol('secondary')],
-    pairedWith: () => 'site-b' });
+    pairedWith: () => ['site-b'] });
   const { b } = pair();
   const out = a.handle({ type: 'frame', frame: frames(b.handle({ type: 'open', now: 0 }))[0]!, now: 1 });
   assert.deepEqual(types(out), ['send', 'refused', 'close']);
