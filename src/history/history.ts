@@ -348,7 +348,12 @@ export class History {
 
   private isPoint(r: JournalRecord, ctx: CaptureContext): boolean {
     if (r.kind !== RecordKind.Barrier || r.seq < this.skipReach) return false;
-    if (ctx.inRound) return (r.flags & FLAG_ROUND_END) !== 0;
+    // In a round only its end is a point, but for a point a failed attempt at this unit
+    // marked before the round opened (a barrier before the round, the primary's flush
+    // point): the unit, applied again inside the round, saves under it again. Else what it
+    // overwrites lands after that point's marker under an earlier point, and the point
+    // opens to bytes from before it (replication simulation seed 1629, three sites).
+    if (ctx.inRound) return (r.flags & FLAG_ROUND_END) !== 0 || this.find(r.seq) !== null;
     return !ctx.group || groupPointOf(r) !== null;
   }
 

@@ -141,15 +141,18 @@ export class DetachedPeers {
   }
 
   /**
-   * Detached `peer` acked up to where its bitmap is marked: it holds every record the
-   * bitmap stands for, so the bitmap goes and the peer follows the journal again (its
-   * cursor at or past the release point, which never passed the marked point).
+   * Detached `peer` acked `seq`: once that reaches where its bitmap is marked, it holds
+   * every record the bitmap stands for, so the bitmap goes and the peer follows the
+   * journal again (its cursor at or past the release point, which never passed the
+   * marked point). Its ack, not its cursor: a fold moves the cursor of a detached peer
+   * too (the volume's bitmap holds what it lacked of the journal), but not what its own
+   * bitmap holds, which only rejoinAll may hand over.
    */
-  caughtUp(peer: string): Promise<void> {
+  caughtUp(peer: string, seq: number): Promise<void> {
     const p = this.marking.then(async () => {
       const { cursors, store, log, name } = this.v;
       const d = cursors.detached.find((x) => x.peer === peer);
-      if (!d || cursors.of(peer) < d.markedUpTo) return;
+      if (!d || seq < d.markedUpTo) return;
       cursors.attach(peer);
       this.forget(peer);
       await store.syncDir();

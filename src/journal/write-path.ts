@@ -348,7 +348,7 @@ export class JournaledVolume implements ExportBackend {
     const low = this.cursors.ack(peer, seq);
     // A detached peer that acked up to its bitmap's marked point follows the journal again.
     if (this.detached && this.cursors.isDetached(peer)) {
-      await this.detached.caughtUp(peer);
+      await this.detached.caughtUp(peer, seq);
       return this.releaseUpTo(this.cursors.lowest);
     }
     return this.releaseUpTo(low);

@@ -425,16 +425,22 @@ export class VolumeShipper {
     }
   }
 
+  /**
+   * The journal let go of record `fromSeq`, which this peer has not acked: it was folded
+   * into the dirty bitmap, or the peer is detached and its changes are marked in its own
+   * (docs/PEERS.md). The link closes; the next one begins a round that sends them.
+   */
+  private letGo(s: ShipperSession, fromSeq: number, lease: Lease | null): boolean {
+    if (fromSeq > this.jv.journal.released) return false;
+    lease?.release();
+    s.close(`volume ${this.volume}: the journal let go of record ${fromSeq} before ${this.opts.peer || 'the peer'} acked it ` +
+      '(its changes are in a dirty bitmap); reconnecting to resync');
+    return true;
+  }
+
   /** Reads a batch (its lease held) and hands it to the machine, which says whether it goes. */
   private readBatch(s: ShipperSession, run: number, fromSeq: number, maxBytes: number, limitSeq: number, lease: Lease | null): void {
-    if (fromSeq <= this.jv.journal.released) {
-      // The journal let go of records this peer had not acked: folded into the dirty
-      // bitmap, or the peer was detached into its own (docs/PEERS.md). A round sends them.
-      lease?.release();
-      s.close(`volume ${this.volume}: the journal let go of record ${fromSeq} before ${this.opts.peer || 'the peer'} acked it ` +
-        '(its changes are in a dirty bitmap); reconnecting to resync');
-      return;
-    }
+    if (this.letGo(s, fromSeq, lease)) return;
     const bounds = { roundOpen: this.jv.roundStart !== 0, maxEpochBytes: this.jv.maxEpochBytes };
     // The planner reads only the headers of the backlog ahead (src/journal/segment.ts), so
     // it holds no payloads: the batch's lease covers the batch read below.
@@ -444,6 +450,8 @@ export class VolumeShipper {
         lease?.release();
         return;
       }
+      // (Released while being read: the batch has a gap where the journal let go.)
+      if (this.letGo(s, fromSeq, lease)) return;
       // The machine says whether these records go (a read of an earlier run does not).
       const sizes = records.map((r) => ({ seq: r.seq, size: r.payload.length + RECORD_HEADER_SIZE }));
       const next = this.handle({ type: 'read', run, records: sizes });

@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 
-test('replication simulation: invariants 2, 3, 4, 5, 7 and 8 over a thousand seeds (checkpoints held through faults), every one converging', () => {
+test('replication simulation: invariants 2, 3, 4, 5, 7 and 8 over a thousand seeds (checkpoints held through faults, a third with two secondaries), ' +
+  'every one converging', () => {
   const seeds = process.env.OFFSITE_SIM_SEEDS ?? '1000';
   let out: string;
   try {
@@ -41,4 +42,7 @@ test('replication simulation: invariants 2, 3, 4, 5, 7 and 8 over a thousand see
   assert.ok(figure('mapped') > n / 4, out);
   // Half the seeds keep history: its restore points were opened and compared (invariant 8).
   assert.ok(figure('history points opened') > n, out); // first syncs mapped the secondary's holes (new pairs at protocol version 2)
+  // A third of the seeds run two secondaries, and the far one is detached from the journal (docs/PEERS.md).
+  assert.ok(figure('with two secondaries') > n / 5, out);
+  assert.ok(figure('detached') > n / 10, out);
 });

@@ -4,6 +4,11 @@
 // schedule of host writes, flushes, I/O completion orders, link cuts, stalls,
 // flipped bytes, full disks, and kill -9 / power loss of either side.
 //
+// A third of the seeds run three sites: the primary ships to site-b and site-c, each
+// with its own link, faults and crashes, and site-c has long outages, so the primary
+// detaches it into a bitmap of its own and joins it again (docs/PEERS.md); every
+// check below holds for each secondary.
+//
 // Checked (docs/INVARIANTS.md):
 //   2  the primary never releases a record the secondary does not hold durably;
 //   3  the replica is always exactly the primary's record stream up to a barrier
@@ -63,6 +68,9 @@ export interface ReplicationSimStats {
   mapped: number;
   /** Restore points of the secondary's history opened and compared with the primary's image there. */
   historyChecks: number;
+  /** Seeds with two secondaries (site-b and site-c), and times one was detached from the primary's journal into its own bitmap. */
+  threeSites: number;
+  detached: number;
 }
 
 interface Conn {
@@ -76,12 +84,47 @@ interface Conn {
   atB: PeerSession;
 }
 
-/** The two sites' names: the primary (site-a) dials, the secondary accepts. */
+/** The sites' names: the primary (site-a) dials, the secondaries accept. */
 const SITE_A = 'site-a';
 const SITE_B = 'site-b';
+const SITE_C = 'site-c';
 /** What both sides' Hellos say of the volume's identity (one volume, one generation). */
 const SIM_UUID = 'sim-volume';
 const SIM_GENERATION = ['sim-generation'];
+
+/** A secondary site as the simulation runs it: its disks, its replica, the primary's shipper to it and the link between them. */
+interface SiteSim {
+  name: string;
+  sched: Scheduler;
+  sdisk: MemDisk;
+  sjstore: MemStore;
+  ssstore: MemStore;
+  readonly replica: Replica;
+  /** openSecondary ran once (the replica exists). */
+  readonly opened: boolean;
+  readonly shipper: VolumeShipper;
+  readonly conn: Conn | null;
+  /** An apply that brought the replica to a barrier with an image not the primary's there (said at the next step). */
+  readonly tornApply: string | null;
+  /** The primary (re)opened: a new shipper to this site. */
+  newShipper(): void;
+  openSecondary(): Promise<void>;
+  connect(): void;
+  cut(why: string): void;
+  /** Bytes stop moving on this link until `until` (the clock). */
+  stall(until: number): void;
+  /** Each side's link machine hears the clock (heartbeats, dead-peer detection). */
+  tickLink(): void;
+  deliver(toSecondary: boolean): boolean;
+  flip(): void;
+  crash(powerLoss: boolean): Promise<void>;
+  checkHistory(why: string, count?: number): Promise<void>;
+  readReplica(): Promise<void>;
+  checkCheckpoint(): Promise<void>;
+  toggleCheckpoint(): Promise<void>;
+  /** Invariants 2 and 7 for this site, live: its receive log and link within bounds, nothing released it lacks. */
+  checkLink(): void;
+}
 
 export function runReplicationSeed(seed: number, cfg: ReplicationSimConfig = DEFAULT_REPLICATION_SIM): Promise<ReplicationSimStats> {
   return watchInvariants(seed, () => runOneSeed(seed, cfg), (msg) => new SimFailure(msg));
@@ -93,16 +136,12 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const log: Logger = debug ? createLogger({ level: 'debug', format: 'text' }) : silentLogger;
   const size = cfg.volumeBlocks * BLOCK;
   const psched = new Scheduler(rng);
-  const ssched = new Scheduler(rng);
   const pdisk = new MemDisk(size, psched);
   const pdiskRaw = pdisk;
   const pjstore = new MemStore(psched);
   const pmstore = new MemStore(psched);
   const pjstoreRaw = pjstore;
   const pmstoreRaw = pmstore;
-  const sdisk = new MemDisk(size, ssched);
-  const sjstore = new MemStore(ssched);
-  const ssstore = new MemStore(ssched);
   const journalCapacity = [64 * 1024, 512 * 1024, 4 << 20, 4 << 20][rng.int(4)]!;
   // A quarter of the seeds may lose the primary's power or fill its journal disk;
   // those end in the dirty bitmap, which only a resync can ship, so they check
@@ -146,7 +185,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let boots = 1;
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
-    pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0 };
+    pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, threeSites: 0, detached: 0 };
   // Half the seeds keep history at the secondary (docs/HISTORY.md), some with a max that
   // drops old segments; past points are opened and compared with the primary's image
   // there (invariant 8). Its own generator: the other seeds replay as before.
@@ -184,18 +223,25 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const settle = <T>(p: Promise<T>): Promise<T> => settleOn(p, stepAny, fail);
 
   const stepAny = (): boolean => {
+    const ssched = sites[0]!.sched;
     const first = rng.chance(0.5) ? psched : ssched;
-    return first.step() || (first === psched ? ssched : psched).step();
+    return first.step() || (first === psched ? ssched : psched).step() || sites.slice(1).some((s) => s.sched.step());
   };
+
+  // A third of the seeds have a second secondary, site-c (docs/PEERS.md): the primary
+  // ships to both, each on its own link with its own faults, and site-c has long
+  // outages, so the journal detaches it into a bitmap of its own while site-b streams
+  // on. Everything at site-c draws from its own generator: the other seeds replay as before.
+  const rngC = new Rng(seed ^ 0x3517e);
+  const threeSites = rngC.chance(1 / 3);
+  const sites: SiteSim[] = [];
+
 
   // --- the primary ------------------------------------------------------------
   let jv!: JournaledVolume;
-  let replica = undefined as unknown as Replica; // set by openSecondary, after the first openPrimary
-  let shipper!: VolumeShipper;
   let pgen = 0;
   // Each life of either process sees its disks through a fence that dies with it.
   let plife = 0;
-  let slife = 0;
   const openPrimary = async (): Promise<void> => {
     const life = ++plife;
     const alive = (): boolean => life === plife;
@@ -208,7 +254,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     // Records past what survived are gone: the stream (and its barrier images) ends there.
     // (What the secondary holds survived unless the journal was folded into the bitmap,
     // which ships nothing until a resync: those images stay valid.)
-    const survived = Math.max(journal.lastSeq, (replica as Replica | undefined)?.receiver.logged ?? 0);
+    const survived = Math.max(journal.lastSeq, ...sites.map((s) => s.opened ? s.replica.receiver.logged : 0));
     for (const s of [...stream.keys()]) if (Math.floor(s) > survived) stream.delete(s); // (a region found equal by hash sits between two records)
     for (const s of [...imageAt.keys()]) if (s > survived) imageAt.delete(s);
     observe(journal);
@@ -216,6 +262,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     jv = new JournaledVolume({
       disk: pdisk, journal, bitmap, onFull: 'bitmap', intentStore: useIntents ? pjstore : undefined, intentSlots: 64, log, roundStore: pmstore,
       activityStore: pmstore, activityExtent: BLOCK * (1 << rng.int(4)), activitySlots: 2 + rng.int(8), bootId: () => `boot-${boots}`,
+      // (Several secondaries: a cursor each, and a far one detached into a bitmap of its own.)
+      ...(sites.length > 1 ? { peers: sites.map((s) => s.name), peerStore: pmstore } : {}),
     });
     jv.maxEpochBytes = receiveCapacity / 4; // what the link sets from the peer's Hello
     // A first sync by checksum leaves out regions whose hashes match the secondary's: from
@@ -239,284 +287,425 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     await settle(jv.start(report, recorded));
     trace(`primary open: mode ${jv.mode} round ${jv.roundStart} bitmap [${[...jv.bitmap.dirtyRegions()].join(',')}] journal ` +
       `${jv.journal.released + 1}..${jv.journal.lastSeq}`);
-    if (shipper) stats.coalesced += shipper.coalescedRecords;
-    shipper = new VolumeShipper(VOLUME, jv, log, {
-      windowBytes, batchBytes: Math.max(4096, windowBytes / 4), selfSyncMs: 3 * STEP_MS, now: () => clock, coalesce: () => coalescing,
-      ...(budgeted ? { memory: new MemoryBudget(windowBytes) } : {}),
-    });
-    if (sharing) {
-      shipper.share = () => shareNow;
-    }
+    for (const s of sites) s.newShipper();
   };
   // The link's frames go through its scheduler, as the pacer's do (one volume: in order).
-  const linkScheduler = new LinkScheduler<Buffer[]>();
 
-  let tornApply: string | null = null;
-
-  // --- the secondary ----------------------------------------------------------
-  const openSecondary = async (): Promise<void> => {
-    const traceReceiver = (): void => {
-      if (!debug) return;
-      const rc = replica.receiver;
-      const h = rc.handle.bind(rc);
-      rc.handle = (e) => {
-        const out = h(e);
-        trace(`receiver ${JSON.stringify(e.type === 'records' ? { type: 'records', seqs: e.records.map((x) => x.seq) } : e)} -> ${JSON.stringify(out)}`);
-        return out;
-      };
-    };
-    const life = ++slife;
-    const alive = (): boolean => life === slife;
-    const sdiskF = fence(sdisk, alive);
-    const sjstoreF = fence(sjstore, alive);
-    const ssstoreF = fence(ssstore, alive);
-    replica = await settle(Replica.open(
-      sdiskF,
-      () => new Journal({ store: sjstoreF, capacity: receiveCapacity, segmentSize: 8 * 1024, now: () => clock, onDamage: KEEP_PREFIX }),
-      log,
-      { roundStore: ssstoreF, regionSize: BLOCK * (1 << rng.int(3)), applyUnitBytes: rng.int(2) === 0 ? BLOCK * (1 + rng.int(8)) : undefined,
-        applyReadBytes: rng.chance(0.5) ? BLOCK * (1 + rng.int(4)) : undefined,
+  /** A secondary site (SiteSim): `rng` draws everything that happens there (site-b: the seed's own). */
+  const makeSite = (name: string, rng: Rng, speaksB: { min: number; max: number }): SiteSim => {
+    const ssched = new Scheduler(rng);
+    const sdisk = new MemDisk(size, ssched);
+    const sjstore = new MemStore(ssched);
+    const ssstore = new MemStore(ssched);
+    let replica = undefined as unknown as Replica; // set by openSecondary, after the first openPrimary
+    let opened = false;
+    let shipper!: VolumeShipper;
+    let slife = 0;
+    /** This site is a detached peer of the primary's journal (docs/PEERS.md). */
+    const detached = (): boolean => sites.length > 1 && jv.cursors.isDetached(name);
+    const newShipper = (): void => {
+      if (shipper) stats.coalesced += shipper.coalescedRecords;
+      shipper = new VolumeShipper(VOLUME, jv, log, {
+        windowBytes, batchBytes: Math.max(4096, windowBytes / 4), selfSyncMs: 3 * STEP_MS, now: () => clock, coalesce: () => coalescing,
         ...(budgeted ? { memory: new MemoryBudget(windowBytes) } : {}),
-        ...(keepsHistory ? { history: { keepMs: null, maxBytes: historyMax, now: () => clock } } : {}) }));
-    traceReceiver();
-    // Invariant 3 at every apply: the replica brought to a barrier is the primary's image
-    // there (a coalesced unit applied in part would miss the records it skipped).
-    {
-      const rc = replica.receiver;
-      const h = rc.handle.bind(rc);
-      rc.handle = (e) => {
-        if (e.type === 'applied' && !replica.round && life === slife) {
-          const want = imageAt.get(e.upTo);
-          // (Said at the next step: a throw here would only stop the replica's apply chain.)
-          if (want !== undefined && hash(sdisk.file.current) !== want) {
-            const b = firstDifferentBlock(imageUpTo(e.upTo), sdisk.file.current);
-            const touched = [...stream.entries()]
-              .filter(([, r]) => r.kind !== RecordKind.Barrier && r.offset < (b + 1) * BLOCK && r.offset + r.length > b * BLOCK)
-              .map(([k, r]) => `${k}:${RecordKind[r.kind]}${r.payload && r.payload.length >= 4 ? `#${r.payload.readUInt32LE(b * BLOCK - r.offset)}` : ''}`);
-            tornApply ??= `the replica was brought to record ${e.upTo}, but its image is not the primary's flush-point image there (block ${b}: replica tag ` +
-              `${sdisk.file.current.readUInt32LE(b * BLOCK)}, records touching it ${touched.join(' ') || 'none'})`;
-          }
-        }
-        return h(e);
+        ...(sites.length > 1 ? { peer: name } : {}),
+      });
+      if (sharing) {
+        shipper.share = () => shareNow;
+      }
+    };
+    const linkScheduler = new LinkScheduler<Buffer[]>();
+
+    let tornApply: string | null = null;
+
+    // --- the secondary ----------------------------------------------------------
+    const openSecondary = async (): Promise<void> => {
+      const traceReceiver = (): void => {
+        if (!debug) return;
+        const rc = replica.receiver;
+        const h = rc.handle.bind(rc);
+        rc.handle = (e) => {
+          const out = h(e);
+          trace(`receiver ${name} ${JSON.stringify(e.type === 'records' ? { type: 'records', seqs: e.records.map((x) => x.seq) } : e)} -> ${JSON.stringify(out)}`);
+          return out;
+        };
       };
-    }
-    // Invariant 3 after recovery: exactly the image at the applied barrier.
-    const applied = replica.receiver.applied;
-    const want = imageAt.get(applied);
-    if (replica.round && !replica.round.initial) {
-      // Mid-round: the export still serves the image from before the round (undo area).
-      const buf = Buffer.alloc(size);
-      await settle(replica.read(0, buf, 0, size));
-      if (![...imageAt.values()].includes(hash(buf))) fail('after recovery mid-round, the replica export is no flush-point image');
-    } else if (want === undefined && !replica.round) {
-      fail(`the replica recovered to record ${applied}, which is not a barrier of the primary`);
-    } else if (replica.round?.initial) {
-      // The first sync is under way: the replica is not a flush-point image yet, and says so.
-      if (replica.consistent) fail('the replica claims to be consistent during its first sync');
-    } else if (replica.tornBy) {
-      // Recovery's re-apply failed (disk full): the export refuses reads until it is redone.
-      const ok = await settle(replica.read(0, Buffer.alloc(BLOCK), 0, BLOCK).then(() => true, () => false));
-      if (ok) fail('the replica serves reads while a failed apply is not redone');
-    } else if (hash(sdisk.file.current) !== want) fail(`after recovery the replica is not the flush-point image of record ${applied}`);
-    await checkHistory('after a start');
-    // Invariant 2: the primary released nothing the secondary lacks.
-    // (In bitmap mode the journal was folded into the dirty bitmap, which covers what it dropped.)
-    if (jv.mode === 'journal' && !jv.roundStart && jv.journal.released > replica.receiver.resumeAfter) {
-      fail(`the primary released up to ${jv.journal.released} but the secondary holds only up to ${replica.receiver.resumeAfter}`);
-    }
-  };
-
-  // --- the link ---------------------------------------------------------------
-  let conn: Conn | null = null;
-  let stallUntil = 0;
-  const cut = (why: string): void => {
-    if (!conn) return;
-    trace(`link cut: ${why}`);
-    conn = null;
-    stats.cuts++;
-    shipper.down();
-    replica.detach();
-  };
-  const connect = (): void => {
-    if (conn) return;
-    const pairedWith = (site: string) => (volume: string): string[] => (volume === VOLUME ? [site] : []);
-    // The primary dials (it speaks second); a dead peer is one not heard for 40 steps
-    // (the simulation's own stalls last at most 20).
-    const atA = new PeerSession({
-      node: SITE_A, peer: SITE_B, initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(SITE_B),
-      shared: () => [{ name: VOLUME, uuid: SIM_UUID, size, role: 'primary', generation: SIM_GENERATION, durableSeq: jv.journal.released,
-        logBytes: jv.journal.capacity, round: jv.roundStart }],
-    });
-    const atB = new PeerSession({
-      node: SITE_B, peer: SITE_A, initiator: false, speaks: speaksB, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(SITE_A),
-      shared: () => [{ name: VOLUME, uuid: SIM_UUID, size, role: 'secondary', generation: SIM_GENERATION, durableSeq: replica.receiver.resumeAfter,
-        logBytes: receiveCapacity, round: replica.roundStart }],
-    });
-    const c: Conn = { ab: [], ba: [], decA: new FrameDecoder(), decB: new FrameDecoder(), atA, atB };
-    conn = c;
-    trace(`link up: secondary durable to ${replica.receiver.resumeAfter}, primary released ${jv.journal.released} last ${jv.journal.lastSeq}`);
-    runAt(false, c, atB.handle({ type: 'open', now: clock }));
-    runAt(true, c, atA.handle({ type: 'open', now: clock }));
-  };
-
-  /** Does what a side's link machine says (the simulation's adapter; the daemon's is runLink, src/node/link-session.ts). */
-  const runAt = (primary: boolean, c: Conn, actions: SessionAction[]): void => {
-    const out = primary ? c.ab : c.ba;
-    const machine = primary ? c.atA : c.atB;
-    for (const a of actions) {
-      if (conn !== c) return;
-      switch (a.type) {
-        case 'send':
-          out.push(Buffer.concat(atVersion(a.parts, machine.version)));
-          break;
-        case 'close':
-          cut(`${primary ? 'primary' : 'secondary'}: ${a.reason}`);
-          return;
-        case 'refused':
-          fail(`the link was refused (${a.code}): ${a.message}`);
-          break;
-        case 'up':
-          (primary ? c.decB : c.decA).settle(a.version); // (the decoder of what this side receives)
-          if (primary) {
-            const remote = a.check.pairs[0]!.remote;
-            shipper.up({
-              ...(packing ? {
-                encode: (records: JournalRecord[]) => packSync(VOLUME, records, (b) => {
-                  stats.packed++;
-                  return compress(b, { compressionLevel: 1, checksumFlag: true });
-                }),
-              } : {}),
-              send: (parts, cls) => {
-                if (conn !== c) return;
-                linkScheduler.enqueue(VOLUME, parts, parts.reduce((n, p) => n + p.length, 0), { weight: 1 }, cls ?? 'live');
-                for (let f = linkScheduler.next(); f; f = linkScheduler.next()) c.ab.push(Buffer.concat(atVersion(f.item, c.atA.version)));
-              },
-              close: (why) => {
-                if (conn === c) cut(`primary: ${why}`);
-              },
-              version: a.version,
-            }, remote.durableSeq, remote.round, false);
-            if (sharing) shipper.linkMeasured(null, null, 64 * 1024); // (a 512 kbit/s link: batches follow the share)
-          } else {
-            void replica.attach({
-              ack: (seq) => {
-                if (conn === c) c.ba.push(Buffer.concat(atVersion(encodeAck(VOLUME, seq), c.atB.version)));
-              },
-              hold: (held, after) => {
-                if (conn === c) c.ba.push(Buffer.concat(atVersion(encodeHold(VOLUME, after, held), c.atB.version)));
-              },
-              close: (why) => {
-                if (conn === c) cut(`secondary: ${why}`);
-              },
-            }).catch((e: Error) => {
-              if (conn === c) cut(`secondary attach: ${e.message}`);
-            });
+      const life = ++slife;
+      const alive = (): boolean => life === slife;
+      const sdiskF = fence(sdisk, alive);
+      const sjstoreF = fence(sjstore, alive);
+      const ssstoreF = fence(ssstore, alive);
+      replica = await settle(Replica.open(
+        sdiskF,
+        () => new Journal({ store: sjstoreF, capacity: receiveCapacity, segmentSize: 8 * 1024, now: () => clock, onDamage: KEEP_PREFIX }),
+        log,
+        { roundStore: ssstoreF, regionSize: BLOCK * (1 << rng.int(3)), applyUnitBytes: rng.int(2) === 0 ? BLOCK * (1 + rng.int(8)) : undefined,
+          applyReadBytes: rng.chance(0.5) ? BLOCK * (1 + rng.int(4)) : undefined,
+          ...(budgeted ? { memory: new MemoryBudget(windowBytes) } : {}),
+          ...(keepsHistory ? { history: { keepMs: null, maxBytes: historyMax, now: () => clock } } : {}) }));
+      traceReceiver();
+      // Invariant 3 at every apply: the replica brought to a barrier is the primary's image
+      // there (a coalesced unit applied in part would miss the records it skipped).
+      {
+        const rc = replica.receiver;
+        const h = rc.handle.bind(rc);
+        rc.handle = (e) => {
+          if (e.type === 'applied' && !replica.round && life === slife) {
+            const want = imageAt.get(e.upTo);
+            // (Said at the next step: a throw here would only stop the replica's apply chain.)
+            if (want !== undefined && hash(sdisk.file.current) !== want) {
+              const b = firstDifferentBlock(imageUpTo(e.upTo), sdisk.file.current);
+              const touched = [...stream.entries()]
+                .filter(([, r]) => r.kind !== RecordKind.Barrier && r.offset < (b + 1) * BLOCK && r.offset + r.length > b * BLOCK)
+                .map(([k, r]) => `${k}:${RecordKind[r.kind]}${r.payload && r.payload.length >= 4 ? `#${r.payload.readUInt32LE(b * BLOCK - r.offset)}` : ''}`);
+              tornApply ??= `the replica at ${name} was brought to record ${e.upTo}, but its image is not the primary's flush-point image there ` +
+                `(block ${b}: replica tag ${sdisk.file.current.readUInt32LE(b * BLOCK)}, records touching it ${touched.join(' ') || 'none'})`;
+            }
           }
-          break;
-        case 'records':
-          void replica.receive(a.records).catch((e: Error) => {
-            if (conn === c) cut(`secondary: ${e.message}`);
-          });
-          break;
-        case 'unpack': {
-          // (The daemon unpacks in a worker; here on the spot, then the machine is told.)
-          let records: JournalRecord[];
-          try {
-            records = unpackPacked(parsePackedRecordsFrame(a.payload)).records;
-          } catch (e) {
-            cut(`secondary: ${(e as Error).message}`);
+          return h(e);
+        };
+      }
+      // Invariant 3 after recovery: exactly the image at the applied barrier.
+      const applied = replica.receiver.applied;
+      const want = imageAt.get(applied);
+      if (replica.round && !replica.round.initial) {
+        // Mid-round: the export still serves the image from before the round (undo area).
+        const buf = Buffer.alloc(size);
+        await settle(replica.read(0, buf, 0, size));
+        if (![...imageAt.values()].includes(hash(buf))) fail('after recovery mid-round, the replica export is no flush-point image');
+      } else if (want === undefined && !replica.round) {
+        fail(`the replica recovered to record ${applied}, which is not a barrier of the primary`);
+      } else if (replica.round?.initial) {
+        // The first sync is under way: the replica is not a flush-point image yet, and says so.
+        if (replica.consistent) fail('the replica claims to be consistent during its first sync');
+      } else if (replica.tornBy) {
+        // Recovery's re-apply failed (disk full): the export refuses reads until it is redone.
+        const ok = await settle(replica.read(0, Buffer.alloc(BLOCK), 0, BLOCK).then(() => true, () => false));
+        if (ok) fail('the replica serves reads while a failed apply is not redone');
+      } else if (hash(sdisk.file.current) !== want) fail(`after recovery the replica is not the flush-point image of record ${applied}`);
+      await checkHistory('after a start');
+      opened = true;
+      // Invariant 2: the primary released nothing the secondary lacks.
+      // (In bitmap mode the journal was folded into the dirty bitmap, which covers what it dropped;
+      // a detached peer's lacks are in its own bitmap, docs/PEERS.md.)
+      if (jv.mode === 'journal' && !jv.roundStart && !detached() && jv.journal.released > replica.receiver.resumeAfter) {
+        fail(`the primary released up to ${jv.journal.released} but the secondary holds only up to ${replica.receiver.resumeAfter}`);
+      }
+    };
+
+    // --- the link ---------------------------------------------------------------
+    let conn: Conn | null = null;
+    let stallUntil = 0;
+    const cut = (why: string): void => {
+      if (!conn) return;
+      trace(`link to ${name} cut: ${why}`);
+      conn = null;
+      stats.cuts++;
+      shipper.down();
+      replica.detach();
+    };
+    const connect = (): void => {
+      if (conn) return;
+      const pairedWith = (site: string) => (volume: string): string[] => (volume === VOLUME ? [site] : []);
+      // The primary dials (it speaks second); a dead peer is one not heard for 40 steps
+      // (the simulation's own stalls last at most 20).
+      const atA = new PeerSession({
+        node: SITE_A, peer: name, initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(name),
+        shared: () => [{ name: VOLUME, uuid: SIM_UUID, size, role: 'primary', generation: SIM_GENERATION, durableSeq: jv.journal.released,
+          logBytes: jv.journal.capacity, round: jv.roundStart }],
+      });
+      const atB = new PeerSession({
+        node: name, peer: SITE_A, initiator: false, speaks: speaksB, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(SITE_A),
+        shared: () => [{ name: VOLUME, uuid: SIM_UUID, size, role: 'secondary', generation: SIM_GENERATION, durableSeq: replica.receiver.resumeAfter,
+          logBytes: receiveCapacity, round: replica.roundStart }],
+      });
+      const c: Conn = { ab: [], ba: [], decA: new FrameDecoder(), decB: new FrameDecoder(), atA, atB };
+      conn = c;
+      trace(`link up: secondary durable to ${replica.receiver.resumeAfter}, primary released ${jv.journal.released} last ${jv.journal.lastSeq}`);
+      runAt(false, c, atB.handle({ type: 'open', now: clock }));
+      runAt(true, c, atA.handle({ type: 'open', now: clock }));
+    };
+
+    /** Does what a side's link machine says (the simulation's adapter; the daemon's is runLink, src/node/link-session.ts). */
+    const runAt = (primary: boolean, c: Conn, actions: SessionAction[]): void => {
+      const out = primary ? c.ab : c.ba;
+      const machine = primary ? c.atA : c.atB;
+      for (const a of actions) {
+        if (conn !== c) return;
+        switch (a.type) {
+          case 'send':
+            out.push(Buffer.concat(atVersion(a.parts, machine.version)));
+            break;
+          case 'close':
+            cut(`${primary ? 'primary' : 'secondary'}: ${a.reason}`);
             return;
+          case 'refused':
+            fail(`the link was refused (${a.code}): ${a.message}`);
+            break;
+          case 'up':
+            (primary ? c.decB : c.decA).settle(a.version); // (the decoder of what this side receives)
+            if (primary) {
+              const remote = a.check.pairs[0]!.remote;
+              shipper.up({
+                ...(packing ? {
+                  encode: (records: JournalRecord[]) => packSync(VOLUME, records, (b) => {
+                    stats.packed++;
+                    return compress(b, { compressionLevel: 1, checksumFlag: true });
+                  }),
+                } : {}),
+                send: (parts, cls) => {
+                  if (conn !== c) return;
+                  linkScheduler.enqueue(VOLUME, parts, parts.reduce((n, p) => n + p.length, 0), { weight: 1 }, cls ?? 'live');
+                  for (let f = linkScheduler.next(); f; f = linkScheduler.next()) c.ab.push(Buffer.concat(atVersion(f.item, c.atA.version)));
+                },
+                close: (why) => {
+                  if (conn === c) cut(`primary: ${why}`);
+                },
+                version: a.version,
+              }, remote.durableSeq, remote.round, false);
+              if (sharing) shipper.linkMeasured(null, null, 64 * 1024); // (a 512 kbit/s link: batches follow the share)
+            } else {
+              void replica.attach({
+                ack: (seq) => {
+                  if (conn === c) c.ba.push(Buffer.concat(atVersion(encodeAck(VOLUME, seq), c.atB.version)));
+                },
+                hold: (held, after) => {
+                  if (conn === c) c.ba.push(Buffer.concat(atVersion(encodeHold(VOLUME, after, held), c.atB.version)));
+                },
+                close: (why) => {
+                  if (conn === c) cut(`secondary: ${why}`);
+                },
+              }).catch((e: Error) => {
+                if (conn === c) cut(`secondary attach: ${e.message}`);
+              });
+            }
+            break;
+          case 'records':
+            void replica.receive(a.records).catch((e: Error) => {
+              if (conn === c) cut(`secondary: ${e.message}`);
+            });
+            break;
+          case 'unpack': {
+            // (The daemon unpacks in a worker; here on the spot, then the machine is told.)
+            let records: JournalRecord[];
+            try {
+              records = unpackPacked(parsePackedRecordsFrame(a.payload)).records;
+            } catch (e) {
+              cut(`secondary: ${(e as Error).message}`);
+              return;
+            }
+            void replica.receive(records).catch((e: Error) => {
+              if (conn === c) cut(`secondary: ${e.message}`);
+            });
+            runAt(primary, c, machine.handle({ type: 'unpacked' }));
+            break;
           }
-          void replica.receive(records).catch((e: Error) => {
-            if (conn === c) cut(`secondary: ${e.message}`);
-          });
-          runAt(primary, c, machine.handle({ type: 'unpacked' }));
-          break;
+          case 'resync':
+            void replica.openRound(a.startSeq).catch((e: Error) => {
+              if (conn === c) cut(`secondary: opening the round: ${e.message}`);
+            });
+            break;
+          case 'hashRequest': {
+            const r = a.request;
+            void replica.hashRegions(r.regionSize, r.first, r.count, () => conn === c).then((h) => {
+              if (h && conn === c) c.ba.push(Buffer.concat(atVersion(encodeHashReply(r, h), c.atB.version)));
+            });
+            break;
+          }
+          case 'hashReply':
+            shipper.hashReply(a.reply.first, a.reply.regionSize, a.reply.hashes);
+            break;
+          case 'mapRequest': {
+            const r = a.request;
+            void replica.mapHoles(r.offset, r.length, MAX_MAP_HOLES, () => conn === c).then((map) => {
+              if (map && conn === c) c.ba.push(Buffer.concat(atVersion(encodeMapReply({ volume: r.volume, offset: r.offset, ...map }), c.atB.version)));
+            });
+            break;
+          }
+          case 'mapReply':
+            stats.mapped++;
+            shipper.mapReply(a.reply.offset, a.reply.covered, a.reply.holes);
+            break;
+          case 'hold':
+            if (a.hold.held) stats.pauses++;
+            shipper.peerHold(a.hold.held, a.hold.resumeAfter);
+            break;
+          case 'ack':
+            shipper.ack(a.seq);
+            break;
+          case 'pauseReading':
+          case 'resumeReading':
+          case 'droppedBeforeHello':
+            break;
         }
-        case 'resync':
-          void replica.openRound(a.startSeq).catch((e: Error) => {
-            if (conn === c) cut(`secondary: opening the round: ${e.message}`);
-          });
-          break;
-        case 'hashRequest': {
-          const r = a.request;
-          void replica.hashRegions(r.regionSize, r.first, r.count, () => conn === c).then((h) => {
-            if (h && conn === c) c.ba.push(Buffer.concat(atVersion(encodeHashReply(r, h), c.atB.version)));
-          });
-          break;
-        }
-        case 'hashReply':
-          shipper.hashReply(a.reply.first, a.reply.regionSize, a.reply.hashes);
-          break;
-        case 'mapRequest': {
-          const r = a.request;
-          void replica.mapHoles(r.offset, r.length, MAX_MAP_HOLES, () => conn === c).then((map) => {
-            if (map && conn === c) c.ba.push(Buffer.concat(atVersion(encodeMapReply({ volume: r.volume, offset: r.offset, ...map }), c.atB.version)));
-          });
-          break;
-        }
-        case 'mapReply':
-          stats.mapped++;
-          shipper.mapReply(a.reply.offset, a.reply.covered, a.reply.holes);
-          break;
-        case 'hold':
-          if (a.hold.held) stats.pauses++;
-          shipper.peerHold(a.hold.held, a.hold.resumeAfter);
-          break;
-        case 'ack':
-          shipper.ack(a.seq);
-          break;
-        case 'pauseReading':
-        case 'resumeReading':
-        case 'droppedBeforeHello':
-          break;
       }
-    }
-  };
+    };
 
-  /** Moves some bytes across the link in one direction (a random prefix of the first chunk). */
-  const deliver = (toSecondary: boolean): boolean => {
-    const c = conn;
-    if (!c || clock < stallUntil) return false;
-    const q = toSecondary ? c.ab : c.ba;
-    if (q.length === 0) return false;
-    let chunk = q[0]!;
-    if (rng.chance(0.01)) {
-      // A byte flipped on the way: frame and record checksums must catch it.
-      chunk = Buffer.from(chunk);
-      const k = rng.int(chunk.length);
-      chunk[k] = chunk[k]! ^ (1 << rng.int(8));
+    /** Moves some bytes across the link in one direction (a random prefix of the first chunk). */
+    const deliver = (toSecondary: boolean): boolean => {
+      const c = conn;
+      if (!c || clock < stallUntil) return false;
+      const q = toSecondary ? c.ab : c.ba;
+      if (q.length === 0) return false;
+      let chunk = q[0]!;
+      if (rng.chance(0.01)) {
+        // A byte flipped on the way: frame and record checksums must catch it.
+        chunk = Buffer.from(chunk);
+        const k = rng.int(chunk.length);
+        chunk[k] = chunk[k]! ^ (1 << rng.int(8));
+        stats.flips++;
+      }
+      const n = rng.chance(0.7) ? chunk.length : 1 + rng.int(chunk.length);
+      const piece = chunk.subarray(0, n);
+      if (n === chunk.length) q.shift();
+      else q[0] = chunk.subarray(n);
+      const dec = toSecondary ? c.decB : c.decA;
+      const machine = toSecondary ? c.atB : c.atA;
+      runAt(!toSecondary, c, machine.handle({ type: 'heard', now: clock }));
+      dec.push(piece);
+      try {
+        for (let f = dec.next(); f; f = dec.next()) {
+          if (conn !== c) break;
+          runAt(!toSecondary, c, machine.handle({ type: 'frame', frame: f, now: clock }));
+        }
+      } catch (e) {
+        cut(`bad frame: ${(e as Error).message}`);
+      }
+      return true;
+    };
+
+    const flip = (): void => {
+      const q = conn ? (rng.chance(0.7) ? conn.ab : conn.ba) : [];
+      if (q.length === 0) return;
+      const i = rng.int(q.length);
+      const b = Buffer.from(q[i]!);
+      const k = rng.int(b.length);
+      b[k] = b[k]! ^ (1 << rng.int(8));
+      q[i] = b;
       stats.flips++;
-    }
-    const n = rng.chance(0.7) ? chunk.length : 1 + rng.int(chunk.length);
-    const piece = chunk.subarray(0, n);
-    if (n === chunk.length) q.shift();
-    else q[0] = chunk.subarray(n);
-    const dec = toSecondary ? c.decB : c.decA;
-    const machine = toSecondary ? c.atB : c.atA;
-    runAt(!toSecondary, c, machine.handle({ type: 'heard', now: clock }));
-    dec.push(piece);
-    try {
-      for (let f = dec.next(); f; f = dec.next()) {
-        if (conn !== c) break;
-        runAt(!toSecondary, c, machine.handle({ type: 'frame', frame: f, now: clock }));
-      }
-    } catch (e) {
-      cut(`bad frame: ${(e as Error).message}`);
-    }
-    return true;
-  };
+    };
 
-  const flip = (): void => {
-    const q = conn ? (rng.chance(0.7) ? conn.ab : conn.ba) : [];
-    if (q.length === 0) return;
-    const i = rng.int(q.length);
-    const b = Buffer.from(q[i]!);
-    const k = rng.int(b.length);
-    b[k] = b[k]! ^ (1 << rng.int(8));
-    q[i] = b;
-    stats.flips++;
+    const crashSecondary = async (powerLoss: boolean): Promise<void> => {
+      trace(`crash secondary ${name} (${powerLoss ? 'power loss' : 'kill -9'})`);
+      slife++;
+      stats.crashes++;
+      cut('secondary crashed');
+      ssched.clear();
+      sdisk.crash(rng, powerLoss);
+      sjstore.crash(rng, powerLoss);
+      ssstore.crash(rng, powerLoss);
+      await openSecondary();
+      // A held checkpoint survives the crash, image and all.
+      if (replica.checkpoint) await checkCheckpoint();
+      else checkpointImage = null;
+    };
+
+    /** Invariant 8: every restore point the history lists opens to the primary's image there. */
+    const checkHistory = async (why: string, count = 2): Promise<void> => {
+      if (!replica.history) return;
+      const points = replica.historyPoints();
+      for (let k = 0; k < Math.min(count, points.length); k++) {
+        const p = points[histRng.int(points.length)]!;
+        const want = imageAt.get(p.seq);
+        if (want === undefined) fail(`the history lists record ${p.seq}, which is no barrier of the primary (${why})`);
+        const view = await settle(replica.openPoint(p.seq));
+        const buf = Buffer.alloc(size);
+        try {
+          await settle(view.read(0, buf, 0, size));
+        } finally {
+          view.close();
+        }
+        if (hash(buf) !== want) {
+          const b = firstDifferentBlock(imageUpTo(p.seq), buf);
+          fail(`restore point ${p.seq} of ${name} (${why}) opens to an image that is not the primary's there: block ${b} holds write ` +
+            `${buf.readUInt32LE(b * BLOCK)}, the primary's ${imageUpTo(p.seq).readUInt32LE(b * BLOCK)}`);
+        }
+        stats.historyChecks++;
+      }
+    };
+
+    /** A reader of the replica export sees a flush-point image, never half a unit. */
+    const readReplica = async (): Promise<void> => {
+      if (!replica.consistent) return; // the first sync: nothing to present yet, and it says so
+      const buf = Buffer.alloc(size);
+      const ok = await settle(replica.read(0, buf, 0, size).then(() => true, () => false));
+      if (!ok) return; // EIO while a failed apply waits to be redone: refused, not wrong
+      const h = hash(buf);
+      if (![...imageAt.values()].includes(h)) fail('a reader of the replica saw an image that is no flush point of the primary');
+    };
+
+    // A checkpoint freezes the replica's image: the hash taken when it is created must
+    // hold until it is released, across crashes of either side and a full receive log.
+    let checkpointImage: string | null = null;
+    const imageNow = async (): Promise<string | null> => {
+      const buf = Buffer.alloc(size);
+      const cp = replica.checkpoint;
+      const ok = await settle((cp ? replica.readImage(cp, 0, buf, 0, size) : replica.read(0, buf, 0, size)).then(() => true, () => false));
+      return ok ? hash(buf) : null;
+    };
+    const checkCheckpoint = async (): Promise<void> => {
+      if (!replica.checkpoint || checkpointImage === null) return;
+      const h = await imageNow();
+      if (h !== null && h !== checkpointImage) fail(`the image changed while checkpoint "${replica.checkpoint.label}" was held`);
+    };
+    const toggleCheckpoint = async (): Promise<void> => {
+      if (replica.checkpoint) {
+        await checkCheckpoint();
+        trace('release checkpoint');
+        await settle(replica.releaseCheckpoint()).catch(() => undefined);
+        if (!replica.checkpoint) checkpointImage = null;
+        return;
+      }
+      // Half the checkpoints of a seed that keeps history are of a past point (`--at`):
+      // the image is the primary's at that point, and stays so while the replica moves on.
+      const points = keepsHistory ? replica.historyPoints() : [];
+      const at = points.length > 0 && histRng.chance(0.5) ? points[histRng.int(points.length)]!.time : undefined;
+      if (!replica.consistent && at === undefined) return;
+      const ok = await settle(replica.createCheckpoint(`cp${step}`, null, clock, false, undefined, at).then(() => true, () => false));
+      if (!ok) return;
+      trace(`checkpoint held at record ${replica.checkpoint!.appliedSeq}${at !== undefined ? ' (a past point)' : ''}`);
+      checkpointImage = await imageNow();
+      const point = replica.checkpoint!.point;
+      if (point && checkpointImage !== null && checkpointImage !== imageAt.get(point.seq)) {
+        fail(`checkpoint "${replica.checkpoint!.label}" of the past point at record ${point.seq} is not the primary's image there`);
+      }
+      stats.checkpoints++;
+    };
+
+    const checkLink = (): void => {
+      if (replica.log.usedBytes > replica.log.capacity) fail(`receive log of ${name} uses ${replica.log.usedBytes} of ${replica.log.capacity} bytes`);
+      const wire = conn ? conn.ab.reduce((n, b) => n + b.length, 0) : 0;
+      // The window bounds unacked record bytes; a batch may overshoot by one batch, plus frame headers.
+      if (wire > 2 * windowBytes + 64 * 1024) fail(`${wire} bytes in flight on the link to ${name}, window ${windowBytes}`);
+      // Invariant 2, live: released records are durable at the secondary (a detached one's: in its bitmap).
+      const j = jv.journal;
+      if (jv.mode === 'journal' && !jv.roundStart && !detached() && j.released > replica.receiver.logDurable && j.released > replica.receiver.applied) {
+        fail(`the primary released up to ${j.released}; ${name} holds only up to ${replica.receiver.logDurable}`);
+      }
+    };
+    const tickLink = (): void => {
+      const linked = conn as Conn | null; // (set by connect(), out of the compiler's sight)
+      if (!linked) return;
+      runAt(true, linked, linked.atA.handle({ type: 'tick', now: clock }));
+      runAt(false, linked, linked.atB.handle({ type: 'tick', now: clock }));
+    };
+    return {
+      name, sched: ssched, sdisk, sjstore, ssstore,
+      get replica() { return replica; },
+      get opened() { return opened; },
+      get shipper() { return shipper; },
+      get conn() { return conn; },
+      get tornApply() { return tornApply; },
+      newShipper, openSecondary, connect, cut, deliver, flip, crash: crashSecondary, checkHistory, readReplica, checkCheckpoint, toggleCheckpoint,
+      checkLink, tickLink,
+      stall: (until: number) => {
+        stallUntil = until;
+      },
+    };
   };
+  const siteB = makeSite(SITE_B, rng, speaksB);
+  sites.push(siteB);
+  if (threeSites) sites.push(makeSite(SITE_C, rngC, PROTOCOL_RANGE));
 
   // --- the host ---------------------------------------------------------------
   const busy = new Set<number>();
@@ -553,7 +742,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     if (debug) for (const [n, f] of pjstore.files) trace(
       `  primary file ${n}: ${f.current.length} bytes${f.current.length >= 24 && n.endsWith('.seg') ? `, base ${f.current.readBigUInt64LE(16)}` : ''}`);
     stats.crashes++;
-    cut('primary crashed');
+    for (const s of sites) s.cut('primary crashed');
     pgen++;
     busy.clear();
     psched.clear();
@@ -566,104 +755,44 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     }
     await openPrimary();
   };
-  const crashSecondary = async (powerLoss: boolean): Promise<void> => {
-    trace(`crash secondary (${powerLoss ? 'power loss' : 'kill -9'})`);
-    slife++;
-    stats.crashes++;
-    cut('secondary crashed');
-    ssched.clear();
-    sdisk.crash(rng, powerLoss);
-    sjstore.crash(rng, powerLoss);
-    ssstore.crash(rng, powerLoss);
-    await openSecondary();
-    // A held checkpoint survives the crash, image and all.
-    if (replica.checkpoint) await checkCheckpoint();
-    else checkpointImage = null;
-  };
-
-  /** Invariant 8: every restore point the history lists opens to the primary's image there. */
-  const checkHistory = async (why: string, count = 2): Promise<void> => {
-    if (!replica.history) return;
-    const points = replica.historyPoints();
-    for (let k = 0; k < Math.min(count, points.length); k++) {
-      const p = points[histRng.int(points.length)]!;
-      const want = imageAt.get(p.seq);
-      if (want === undefined) fail(`the history lists record ${p.seq}, which is no barrier of the primary (${why})`);
-      const view = await settle(replica.openPoint(p.seq));
-      const buf = Buffer.alloc(size);
-      try {
-        await settle(view.read(0, buf, 0, size));
-      } finally {
-        view.close();
-      }
-      if (hash(buf) !== want) {
-        const b = firstDifferentBlock(imageUpTo(p.seq), buf);
-        fail(`restore point ${p.seq} (${why}) opens to an image that is not the primary's there: block ${b} holds write ` +
-          `${buf.readUInt32LE(b * BLOCK)}, the primary's ${imageUpTo(p.seq).readUInt32LE(b * BLOCK)}`);
-      }
-      stats.historyChecks++;
-    }
-  };
-
-  /** A reader of the replica export sees a flush-point image, never half a unit. */
-  const readReplica = async (): Promise<void> => {
-    if (!replica.consistent) return; // the first sync: nothing to present yet, and it says so
-    const buf = Buffer.alloc(size);
-    const ok = await settle(replica.read(0, buf, 0, size).then(() => true, () => false));
-    if (!ok) return; // EIO while a failed apply waits to be redone: refused, not wrong
-    const h = hash(buf);
-    if (![...imageAt.values()].includes(h)) fail('a reader of the replica saw an image that is no flush point of the primary');
-  };
-
-  // A checkpoint freezes the replica's image: the hash taken when it is created must
-  // hold until it is released, across crashes of either side and a full receive log.
-  let checkpointImage: string | null = null;
-  const imageNow = async (): Promise<string | null> => {
-    const buf = Buffer.alloc(size);
-    const cp = replica.checkpoint;
-    const ok = await settle((cp ? replica.readImage(cp, 0, buf, 0, size) : replica.read(0, buf, 0, size)).then(() => true, () => false));
-    return ok ? hash(buf) : null;
-  };
-  const checkCheckpoint = async (): Promise<void> => {
-    if (!replica.checkpoint || checkpointImage === null) return;
-    const h = await imageNow();
-    if (h !== null && h !== checkpointImage) fail(`the image changed while checkpoint "${replica.checkpoint.label}" was held`);
-  };
-  const toggleCheckpoint = async (): Promise<void> => {
-    if (replica.checkpoint) {
-      await checkCheckpoint();
-      trace('release checkpoint');
-      await settle(replica.releaseCheckpoint()).catch(() => undefined);
-      if (!replica.checkpoint) checkpointImage = null;
-      return;
-    }
-    // Half the checkpoints of a seed that keeps history are of a past point (`--at`):
-    // the image is the primary's at that point, and stays so while the replica moves on.
-    const points = keepsHistory ? replica.historyPoints() : [];
-    const at = points.length > 0 && histRng.chance(0.5) ? points[histRng.int(points.length)]!.time : undefined;
-    if (!replica.consistent && at === undefined) return;
-    const ok = await settle(replica.createCheckpoint(`cp${step}`, null, clock, false, undefined, at).then(() => true, () => false));
-    if (!ok) return;
-    trace(`checkpoint held at record ${replica.checkpoint!.appliedSeq}${at !== undefined ? ' (a past point)' : ''}`);
-    checkpointImage = await imageNow();
-    const point = replica.checkpoint!.point;
-    if (point && checkpointImage !== null && checkpointImage !== imageAt.get(point.seq)) {
-      fail(`checkpoint "${replica.checkpoint!.label}" of the past point at record ${point.seq} is not the primary's image there`);
-    }
-    stats.checkpoints++;
-  };
-
   const checkBounds = (): void => {
     const j = jv.journal;
     if (j.usedBytes > j.capacity) fail(`journal uses ${j.usedBytes} of ${j.capacity} bytes`);
-    if (replica.log.usedBytes > replica.log.capacity) fail(`receive log uses ${replica.log.usedBytes} of ${replica.log.capacity} bytes`);
-    const wire = conn ? conn.ab.reduce((n, b) => n + b.length, 0) : 0;
-    // The window bounds unacked record bytes; a batch may overshoot by one batch, plus frame headers.
-    if (wire > 2 * windowBytes + 64 * 1024) fail(`${wire} bytes in flight on the link, window ${windowBytes}`);
-    if (psched.size + ssched.size > 10000) fail(`${psched.size + ssched.size} operations pending: unbounded queue`);
-    // Invariant 2, live: released records are durable at the secondary.
-    if (jv.mode === 'journal' && !jv.roundStart && j.released > replica.receiver.logDurable && j.released > replica.receiver.applied) {
-      fail(`the primary released up to ${j.released}; the secondary holds only up to ${replica.receiver.logDurable}`);
+    const pending = psched.size + sites.reduce((n, s) => n + s.sched.size, 0);
+    if (pending > 10000) fail(`${pending} operations pending: unbounded queue`);
+    for (const s of sites) s.checkLink();
+    // (Counted as they happen: a detach in one life of the primary, rejoined or merged at its next start.)
+    const nowDetached = sites.length > 1 && jv.cursors.detached.length > 0;
+    if (nowDetached && !wasDetached) stats.detached++;
+    wasDetached = nowDetached;
+  };
+  let wasDetached = false;
+
+  /** One step's event at site-c, from its own generator: as site-b's, and now and then a long outage of its link. */
+  let outageUntil = 0;
+  const siteEvent = async (c: SiteSim): Promise<void> => {
+    const r = rngC.next();
+    if (r < 0.01) {
+      outageUntil = step + 20 + rngC.int(80);
+      c.cut('a long outage of site-c');
+    } else if (r < 0.08) {
+      if (step >= outageUntil) c.connect();
+    } else if (r < 0.09) c.cut('cut by the simulation');
+    else if (r < 0.1) c.stall(clock + STEP_MS * (1 + rngC.int(20)));
+    else if (r < 0.11) c.flip();
+    else if (r < 0.115) c.sjstore.full = !c.sjstore.full && rngC.chance(0.3);
+    else if (r < 0.12) c.sdisk.full = !c.sdisk.full && rngC.chance(0.3);
+    else if (r < 0.13) await c.crash(rngC.chance(0.5));
+    else if (r < 0.14) {
+      await c.readReplica();
+      await c.checkHistory('while replicating');
+    } else if (r < 0.15 && (!c.replica.checkpoint || rngC.chance(0.3))) await c.toggleCheckpoint();
+    else {
+      for (let k = 1 + rngC.int(8); k > 0; k--) {
+        const which = rngC.int(3);
+        if (which === 0) c.sched.step();
+        else c.deliver(which === 1);
+      }
     }
   };
 
@@ -671,111 +800,126 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   // Half the seeds begin as a new pair: the first round sends the whole volume. The
   // others begin as a pair whose first sync is done (both volumes all zeros).
   if (rng.chance(0.5)) await settle(jv.beginInitialSync());
-  else await settle(ssstore.replace(SYNCED_FILE, Buffer.from('synced\n')));
-  await openSecondary();
+  else for (const s of sites) await settle(s.ssstore.replace(SYNCED_FILE, Buffer.from('synced\n')));
+  for (const s of sites) await s.openSecondary();
+  if (threeSites) stats.threeSites++;
 
   for (step = 0; step < cfg.steps; step++) {
-    if (tornApply) fail(tornApply);
+    for (const s of sites) if (s.tornApply) fail(s.tornApply);
     clock += STEP_MS;
     if (sharing && shareRng.chance(0.1)) shareNow = [1, 1 / 2, 1 / 8, 1 / 50][shareRng.int(4)]!;
-    shipper.tick();
+    for (const s of sites) s.shipper.tick();
     // Heartbeats and dead-peer detection on each side's clock tick (a peer not heard
     // for 40 steps is dropped). OFFSITE_SIM_TICKS=0 turns them off, which replays the
     // schedules of the seeds as they ran before the ticks were on.
-    const linked = conn as Conn | null; // (set by connect(), out of the compiler's sight)
-    if (linked && process.env.OFFSITE_SIM_TICKS !== '0') {
-      runAt(true, linked, linked.atA.handle({ type: 'tick', now: clock }));
-      runAt(false, linked, linked.atB.handle({ type: 'tick', now: clock }));
-    }
+    if (process.env.OFFSITE_SIM_TICKS !== '0') for (const s of sites) s.tickLink();
+    const b = siteB;
     const r = rng.next();
     if (r < 0.22) issue('write');
     else if (r < 0.25) issue('zeroes');
     else if (r < 0.27) issue('trim');
     else if (r < 0.33) void jv.flush().catch(() => undefined);
-    else if (r < 0.38) connect();
-    else if (r < 0.395) cut('cut by the simulation');
-    else if (r < 0.405) stallUntil = clock + STEP_MS * (1 + rng.int(20));
-    else if (r < 0.42) flip();
+    else if (r < 0.38) b.connect();
+    else if (r < 0.395) b.cut('cut by the simulation');
+    else if (r < 0.405) b.stall(clock + STEP_MS * (1 + rng.int(20)));
+    else if (r < 0.42) b.flip();
     else if (r < 0.425) pjstore.full = primaryHazards && !pjstore.full && rng.chance(0.2);
-    else if (r < 0.43) sjstore.full = !sjstore.full && rng.chance(0.3);
-    else if (r < 0.435) sdisk.full = !sdisk.full && rng.chance(0.3);
+    else if (r < 0.43) b.sjstore.full = !b.sjstore.full && rng.chance(0.3);
+    else if (r < 0.435) b.sdisk.full = !b.sdisk.full && rng.chance(0.3);
     else if (r < 0.445) await crashPrimary(primaryHazards && rng.chance(0.4));
-    else if (r < 0.46) await crashSecondary(rng.chance(0.5));
+    else if (r < 0.46) await b.crash(rng.chance(0.5));
     else if (r < 0.47) {
-      await readReplica();
-      await checkHistory('while replicating');
+      await b.readReplica();
+      await b.checkHistory('while replicating');
     }
-    else if (r < 0.48 && (!replica.checkpoint || rng.chance(0.3))) await toggleCheckpoint();
+    else if (r < 0.48 && (!b.replica.checkpoint || rng.chance(0.3))) await b.toggleCheckpoint();
     else {
       for (let k = 1 + rng.int(8); k > 0; k--) {
         const which = rng.int(4);
         if (which === 0) psched.step();
-        else if (which === 1) ssched.step();
-        else deliver(which === 2);
+        else if (which === 1) b.sched.step();
+        else b.deliver(which === 2);
       }
     }
+    if (threeSites) await siteEvent(sites[1]!);
     await flushMicrotasks();
     if (jv.mode === 'bitmap') overflowed = true;
     checkBounds();
     // (Its own generator: the main schedule draws nothing more for it.)
-    if (keepsHistory && histRng.chance(0.04)) await checkHistory('while replicating', 1);
+    if (keepsHistory && histRng.chance(0.04)) await b.checkHistory('while replicating', 1);
   }
 
-  // Faults stop. The host flushes once more; the pair must converge (an open or
+  // Faults stop. The host flushes once more; every secondary must converge (an open or
   // pending resync round runs to its end first).
-  pjstore.full = sjstore.full = sdisk.full = false;
-  stallUntil = 0;
+  pjstore.full = false;
+  for (const s of sites) {
+    s.sjstore.full = s.sdisk.full = false;
+    s.stall(0);
+  }
+  outageUntil = 0;
   // A checkpoint still held stays held a while: the backlog fills the receive log,
   // the secondary pauses shipping, and on release everything must still converge.
-  const releaseAt = replica.checkpoint ? 500 + rng.int(1500) : -1;
+  const releaseAt = sites.map((s, k) => (s.replica.checkpoint ? 500 + (k === 0 ? rng : rngC).int(1500) : -1));
   await settle(jv.flush()).catch(() => undefined);
   const canConverge = true;
-  const settled = (): boolean => jv.mode === 'journal' && !jv.roundStart && !replica.round &&
-    replica.receiver.applied === jv.journal.lastSeq && shipper.acked === jv.journal.lastSeq && jv.journal.durableSeq === jv.journal.lastSeq;
+  const settledAt = (s: SiteSim): boolean => !s.replica.round && s.replica.receiver.applied === jv.journal.lastSeq && s.shipper.acked === jv.journal.lastSeq;
+  const settled = (): boolean => jv.mode === 'journal' && !jv.roundStart && jv.journal.durableSeq === jv.journal.lastSeq && sites.every(settledAt);
+  const held = (): boolean => sites.some((s) => s.replica.checkpoint);
   for (let i = 0; i < 40000 && canConverge; i++) {
     clock += STEP_MS;
-    shipper.tick();
-    if (i === releaseAt || (i > releaseAt && replica.checkpoint)) {
-      await checkCheckpoint();
-      await toggleCheckpoint();
+    for (const s of sites) s.shipper.tick();
+    for (const [k, s] of sites.entries()) {
+      if (i === releaseAt[k] || (i > releaseAt[k]! && s.replica.checkpoint)) {
+        await s.checkCheckpoint();
+        await s.toggleCheckpoint();
+      }
     }
-    if (!conn) connect();
-    let moved = deliver(true) || deliver(false);
+    for (const s of sites) if (!s.conn) s.connect();
+    let moved = siteB.deliver(true) || siteB.deliver(false);
     moved = psched.step() || moved;
-    moved = ssched.step() || moved;
+    moved = siteB.sched.step() || moved;
+    for (const s of sites.slice(1)) {
+      moved = s.deliver(true) || s.deliver(false) || moved;
+      moved = s.sched.step() || moved;
+    }
     await flushMicrotasks();
     checkBounds();
-    if (!moved && settled() && !replica.checkpoint) break;
+    if (!moved && settled() && !held()) break;
     // No host flush: the primary closes an epoch the last records left open itself, once
     // it has been open a while (a host that writes and then goes idle never flushes).
     // Half the seeds (their own generator) flush now and then, as a host may.
     if (!moved && hostFlushesAtEnd && i % 20 === 19) void jv.flush().catch(() => undefined);
     // (The host keeps writing while a checkpoint is held: the backlog grows.)
-    if (replica.checkpoint && i % 5 === 0) issue('write');
+    if (held() && i % 5 === 0) issue('write');
   }
-  if (tornApply) fail(tornApply);
+  for (const s of sites) if (s.tornApply) fail(s.tornApply);
   if (canConverge) {
     if (!settled()) {
+      const s = sites.find((x) => !settledAt(x)) ?? siteB;
+      const { replica, shipper, conn } = s;
       const rc = replica.receiver;
-      fail(`no convergence: the replica applied up to ${rc.applied} of ${jv.journal.lastSeq} (acked ${shipper.acked}, durable ${jv.journal.durableSeq}); ` +
-        `primary mode ${jv.mode} round ${jv.roundStart} (${jv.resyncLeftBytes} bytes left, bitmap ${jv.bitmap.count}); ` +
+      fail(`no convergence at ${s.name}: the replica applied up to ${rc.applied} of ${jv.journal.lastSeq} (acked ${shipper.acked}, durable ` +
+        `${jv.journal.durableSeq}); primary mode ${jv.mode} round ${jv.roundStart} (${jv.resyncLeftBytes} bytes left, bitmap ${jv.bitmap.count}); ` +
         `secondary round ${replica.roundStart}; receive log ${replica.log.released + 1}..${replica.log.lastSeq}${replica.log.broken ? ' broken' : ''}; ` +
         `link ${conn ? 'up' : 'down'}; receiver ${JSON.stringify(rc)}; ` +
         `shipper ${JSON.stringify((shipper as unknown as { shipper: unknown }).shipper)} session ${Boolean(shipper.session)}; ` +
-          `pending ${psched.size}+${ssched.size}`);
+          `pending ${psched.size}+${sites.map((x) => x.sched.size).join('+')}`);
     }
     await settle(jv.quiesce());
-    if (!sdisk.file.current.equals(pdisk.file.current)) {
-      const b = firstDifferentBlock(sdisk.file.current, pdisk.file.current);
-      const tags = (d: Buffer): string => Array.from({ length: BLOCK / SECTOR }, (_, k) => d.readUInt32LE(b * BLOCK + k * SECTOR)).join(',');
-      fail(`converged to record ${jv.journal.lastSeq}, but block ${b} differs: replica sectors hold writes ${tags(sdisk.file.current)}, primary ` +
-        `${tags(pdisk.file.current)}`);
+    for (const s of sites) {
+      const sdisk = s.sdisk;
+      if (!sdisk.file.current.equals(pdisk.file.current)) {
+        const b = firstDifferentBlock(sdisk.file.current, pdisk.file.current);
+        const tags = (d: Buffer): string => Array.from({ length: BLOCK / SECTOR }, (_, k) => d.readUInt32LE(b * BLOCK + k * SECTOR)).join(',');
+        fail(`converged to record ${jv.journal.lastSeq}, but block ${b} differs at ${s.name}: replica sectors hold writes ${tags(sdisk.file.current)}, ` +
+          `primary ${tags(pdisk.file.current)}`);
+      }
     }
     stats.converged = true;
   }
-  await checkHistory('at the end', 6);
-  stats.applied = replica.receiver.applied;
-  stats.coalesced += shipper.coalescedRecords;
+  for (const s of sites) await s.checkHistory('at the end', 6);
+  stats.applied = sites.reduce((n, s) => n + s.replica.receiver.applied, 0);
+  for (const s of sites) stats.coalesced += s.shipper.coalescedRecords;
   stats.overflowed = overflowed;
   stats.powerLost = primaryLost;
   return stats;

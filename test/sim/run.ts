@@ -66,6 +66,8 @@ for (const seed of seeds) {
       add('coalesced', r.coalesced);
       add('mapped', r.mapped);
       add('history points opened', r.historyChecks);
+      add('with two secondaries', r.threeSites);
+      add('detached', r.detached);
     }
   } catch (e) {
     console.log(`FAIL seed ${seed}: ${(e as Error).message}`);

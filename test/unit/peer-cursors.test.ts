@@ -159,3 +159,27 @@ test('write path with two peers: a resync round begins with a detached peer\'s b
   assert.deepEqual([jv.cursors.of('near'), jv.cursors.of('far')], [start - 1, start - 1], 'both stand at the fold');
   await jv.close();
 });
+
+test('write path with two peers: a fold moves a detached peer\'s cursor, but only its acks past its bitmap drop the bitmap', async () => {
+  const dir = tempDir('cursors-fold-detached');
+  const jv = await open(dir, ['near', 'far'], true, true);
+  await detachFar(jv);
+  const marked = jv.cursors.detached[0]!.markedUpTo;
+  // The journal overflows (near silent now too): the fold moves every cursor, far's included.
+  for (let i = 0; i < 400 && jv.mode === 'journal'; i++) await jv.write((i % 200) * 4 * KiB, Buffer.alloc(4 * KiB, 9), false);
+  assert.equal(jv.mode, 'bitmap');
+  await jv.quiesce();
+  assert.ok(jv.cursors.of('far') > marked, `far's cursor ${jv.cursors.of('far')} moved past its bitmap's ${marked}`);
+  // A late ack from far of what it held before: it does not hold what its own bitmap marks.
+  await jv.releaseFor('far', marked - 1);
+  assert.equal(jv.cursors.isDetached('far'), true, 'far is still detached');
+  assert.ok(fs.existsSync(path.join(dir, 'dirty.far.bitmap')), 'its bitmap was kept');
+  const folded = jv.bitmap.count;
+  await jv.restartRound('far links again');
+  assert.equal(jv.cursors.isDetached('far'), false);
+  // Its 16 regions (64 KiB each) join the fold's, which reach only up to 800 KiB (regions
+  // 13 to 15 are far's alone): the round sends what far lacked.
+  for (let r = 0; r < 16; r++) assert.ok(jv.bitmap.isSet(r), `region ${r} (far's) is in the round`);
+  assert.ok(jv.bitmap.count >= folded);
+  await jv.close();
+});
