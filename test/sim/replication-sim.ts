@@ -326,7 +326,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         const h = rc.handle.bind(rc);
         rc.handle = (e) => {
           const out = h(e);
-          trace(`receiver ${name} ${JSON.stringify(e.type === 'records' ? { type: 'records', seqs: e.records.map((x) => x.seq) } : e)} -> ${JSON.stringify(out)}`);
+          const what = e.type === 'records' ? { type: 'records', seqs: e.records.map((x) => x.seq) } : e;
+          trace(`receiver ${name} ${JSON.stringify(what)} -> ${JSON.stringify(out)}`);
           return out;
         };
       };
