@@ -41,6 +41,8 @@ export function metricsRegistry(status: () => NodeStatus): Registry {
   peerGauge('offsite_peer_lag_seconds', 'Primary: the age of the oldest change a promote at this peer would lose now.', (p) => p.lagSeconds);
   peerGauge('offsite_peer_acked_seq', 'Primary: the highest record this peer acked as durable; secondary: the highest it holds durably.', (p) => p.ackedSeq);
   peerGauge('offsite_peer_resync_active', 'A resync round with this peer is open (1) or not (0).', (p) => (p.resyncing ? 1 : 0));
+  peerGauge('offsite_peer_detached', 'Primary: this peer fell far behind and is kept in a dirty bitmap of its own (1), not the journal (0).',
+    (p) => (p.detached ? 1 : 0));
   new Gauge({
     name: 'offsite_volume_info', help: 'One per volume: its role, peer and UUID as labels.',
       labelNames: ['volume', 'role', 'peer', 'uuid'], registers: [registry],

@@ -23,10 +23,15 @@ export interface StatusView {
 
 export const ALL_VOLUMES: StatusView = { names: [], laggingOver: null, sort: 'name' };
 
-/** A volume needs the operator's eye: behind by more than `lagOver` seconds, not linked, not consistent, resyncing or tracking by bitmap. */
+/**
+ * A volume needs the operator's eye: behind by more than `lagOver` seconds, not linked,
+ * not consistent, resyncing or tracking by bitmap; with several peers, any of them
+ * behind, not linked or detached into a bitmap of its own (docs/PEERS.md).
+ */
 export function isLagging(v: VolumeStatus, lagOver: number): boolean {
   const linked = v.link === 'connected' || v.link === 'none';
-  return v.lagSeconds > lagOver || !linked || v.paused || !v.consistent || v.resyncing || v.tracking === 'bitmap';
+  const peerBehind = (v.peers ?? []).some((p) => p.link !== 'connected' || p.lagSeconds > lagOver || p.detached);
+  return v.lagSeconds > lagOver || !linked || v.paused || !v.consistent || v.resyncing || v.tracking === 'bitmap' || peerBehind;
 }
 
 function pattern(glob: string): RegExp {
@@ -76,7 +81,7 @@ function iscsiCell(v: VolumeStatus): string {
 export function formatStatus(s: NodeStatus, view: StatusView = ALL_VOLUMES): string {
   const shown = selectVolumes(s, view);
   const rows = shown.map((v) => [
-    v.name, v.role, v.peer ?? '-', linkCell(v),
+    v.name, v.role, severalPeers(v) ? v.peers.map((p) => p.name).join(',') : v.peer ?? '-', linkCell(v),
     v.tracking === 'bitmap' ? paint(31, 'bitmap') : v.tracking,
     v.tracking === 'none' ? '-' : formatBytes(v.backlogBytes),
     v.tracking === 'none' ? '-' : formatDuration(v.lagSeconds),
@@ -99,8 +104,29 @@ export function formatStatus(s: NodeStatus, view: StatusView = ALL_VOLUMES): str
   const line = (cells: string[]): string => cells.map((c, i) => c + ' '.repeat(widths[i]! - width(c))).join('  ').trimEnd();
   const hidden = s.volumes.length - shown.length;
   const foot = hidden > 0 ? [`(${hidden} more not shown${view.laggingOver !== null ? ': nothing needs attention there' : ''})`] : [];
-  const body = shown.length > 0 ? [line(head), ...rows.map(line)] : [view.laggingOver !== null ? 'no volume needs attention' : 'no volume matches'];
+  // A volume with several secondaries: a line under its row for each (docs/PEERS.md).
+  const body = shown.length > 0 ? [line(head), ...rows.flatMap((r, i) => [line(r), ...peerLines(shown[i]!)])]
+    : [view.laggingOver !== null ? 'no volume needs attention' : 'no volume matches'];
   return [`node ${s.node}, up ${formatDuration(s.uptimeSeconds)}; ${summaryLine(s)}`, ...body, ...foot, ...groupLines(s)].join('\n');
+}
+
+function severalPeers(v: VolumeStatus): boolean {
+  return (v.peers ?? []).length > 1;
+}
+
+/** "  to site-c: disconnected, detached (its own bitmap), backlog 12 MiB, lag 3 min 2 s": each secondary of a primary with several. */
+export function peerLines(v: VolumeStatus): string[] {
+  if (!severalPeers(v)) return [];
+  return v.peers.map((p) => {
+    const link = p.link === 'connected' ? paint(32, p.link) : paint(33, p.link);
+    const state = [
+      p.detached ? paint(33, 'detached (its own bitmap)') : '',
+      p.resyncing ? 'resyncing' : '',
+      p.paused ? 'paused' : '',
+    ].filter(Boolean);
+    const where = `backlog ${formatBytes(p.backlogBytes)}, lag ${formatDuration(p.lagSeconds)}, acked record ${p.ackedSeq}`;
+    return `  to ${p.name}: ${[link, ...state].join(', ')}; ${where}`;
+  });
 }
 
 /** One line per consistency group (docs/GROUPS.md): its members, whether they come from one moment, its group point and lag. */

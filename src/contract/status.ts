@@ -25,6 +25,11 @@ export interface PeerStatus {
   resyncing: boolean;
   /** Primary: shipping to this peer paused by the operator. */
   paused: boolean;
+  /**
+   * Primary: the peer fell far behind and is kept in a dirty bitmap of its own, not the
+   * journal (docs/PEERS.md); it is resynced from that bitmap when it links again.
+   */
+  detached: boolean;
 }
 
 export interface VolumeStatus {

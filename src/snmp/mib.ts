@@ -93,6 +93,7 @@ export const PEER_COLUMNS = [
   { id: 5, name: 'offsitePeerLagSeconds', kind: 'gauge' },
   { id: 6, name: 'offsitePeerAckedSeq', kind: 'counter64' },
   { id: 7, name: 'offsitePeerResyncing', kind: 'integer' },
+  { id: 8, name: 'offsitePeerDetached', kind: 'integer' },
 ] as const satisfies ReadonlyArray<{ id: number; name: string; kind: Kind }>;
 
 export type PeerColumnName = (typeof PEER_COLUMNS)[number]['name'];
@@ -233,6 +234,7 @@ export function peerValues(p: PeerStatus): Record<PeerColumnName, MibValue> {
     offsitePeerLagSeconds: { kind: 'gauge', value: u32(p.lagSeconds) },
     offsitePeerAckedSeq: { kind: 'counter64', value: Math.max(0, Math.floor(p.ackedSeq)) },
     offsitePeerResyncing: { kind: 'integer', value: p.resyncing ? TRUTH.true : TRUTH.false },
+    offsitePeerDetached: { kind: 'integer', value: p.detached ? TRUTH.true : TRUTH.false },
   };
 }
 

@@ -157,6 +157,7 @@ test('SNMP: walks over v2c and v3, a checkpoint by snmpset on the secondary, ref
       assert.equal(w.get('offsitePeerAckedSeq.1.1'), String(peer.ackedSeq));
       assert.ok(peer.ackedSeq > 0);
       assert.equal(w.get('offsitePeerResyncing.1.1'), '2'); // false
+      assert.equal(w.get('offsitePeerDetached.1.1'), '2'); // false: site-b follows the journal
       assert.equal(w.has('offsitePeerName.1.2'), false, 'one peer, one row');
     });
 

@@ -50,3 +50,23 @@ test('an ISCSI column only when the node serves iSCSI', () => {
   assert.match(out, /1 session\b/);
   assert.match(out.split('\n')[0]!, /: 1 iSCSI session$/);
 });
+
+test('a primary with two secondaries: both in the PEER column, a line for each, and a detached one needs attention', () => {
+  const peer = vol('x').peers[0]!;
+  const erp = vol('erp', {
+    peers: [
+      { ...peer, name: 'site-b', ackedSeq: 900 },
+      { ...peer, name: 'site-c', link: 'disconnected', detached: true, backlogBytes: 12 << 20, lagSeconds: 182, ackedSeq: 412 },
+    ],
+  });
+  const node: NodeStatus = { ...fleet, volumes: [vol('quiet'), erp] };
+  const out = formatStatus(node).split('\n');
+  const row = out.findIndex((l) => l.startsWith('erp '));
+  assert.match(out[row]!, /^erp\s+primary\s+site-b,site-c\s+connected/);
+  assert.equal(out[row + 1], '  to site-b: connected; backlog 0 B, lag 0 s, acked record 900');
+  assert.equal(out[row + 2], '  to site-c: disconnected, detached (its own bitmap); backlog 12 MiB, lag 3 min 2 s, acked record 412');
+  // One peer: no line under the row.
+  assert.ok(out[out.findIndex((l) => l.startsWith('quiet ')) + 1]!.startsWith('erp '));
+  // site-b is current and the volume's own figures are site-b's, but site-c needs the operator.
+  assert.deepEqual(selectVolumes(node, { names: [], laggingOver: 60, sort: 'name' }).map((v) => v.name), ['erp']);
+});

@@ -87,13 +87,21 @@ export class VolumeCard {
     this.badges.textContent = '';
     this.badges.append(badge(v.role, `role ${v.role}`));
     this.badges.append(v.consistent ? badge('consistent', 'good') : badge('not consistent', 'bad'));
-    if (v.link !== 'none') this.badges.append(v.link === 'connected' ? badge('link up', 'good') : badge('link down', 'bad'));
+    const several = (v.peers ?? []).length > 1;
+    if (v.link !== 'none' && !several) this.badges.append(v.link === 'connected' ? badge('link up', 'good') : badge('link down', 'bad'));
+    // Several secondaries (docs/PEERS.md): a badge for each.
+    if (several) {
+      for (const p of v.peers) {
+        this.badges.append(p.link === 'connected' ? badge(`${p.name} up`, 'good') : badge(`${p.name} down`, 'bad'));
+        if (p.detached) this.badges.append(badge(`${p.name} detached`, 'warn'));
+      }
+    }
     if (v.paused) this.badges.append(badge('paused', 'warn'));
     if (v.tracking === 'bitmap') this.badges.append(badge('bitmap', 'bad'));
     this.size.textContent = bytes(v.sizeBytes);
     const f = this.dd;
     f.role.textContent = v.role === 'primary'
-      ? `primary: takes the host's writes here${v.peer ? `, replicates to ${v.peer}` : ''}`
+      ? `primary: takes the host's writes here${v.peer ? `, replicates to ${(v.peers ?? []).map((p) => p.name).join(' and ') || v.peer}` : ''}`
       : `secondary: replica of ${v.peer ?? 'its primary'}, read-only here`;
     f.state.textContent = stateText(v);
     f.link.textContent = linkText(v);
@@ -339,7 +347,21 @@ function stateText(v) {
 function linkText(v) {
   if (v.link === 'none') return 'not replicated (no peer)';
   const cap = v.linkRateBytesPerSecond ? `, rate cap ${rate(v.linkRateBytesPerSecond)}` : ', no rate cap';
+  if ((v.peers ?? []).length > 1) {
+    return `${v.peers.map(peerText).join('; ')}${v.linkRateBytesPerSecond ? `; the link to ${v.peer} capped at ${rate(v.linkRateBytesPerSecond)}` : ''}`;
+  }
   return v.link === 'connected' ? `up to ${v.peer}${cap}` : `down: ${v.peer} not connected${cap}`;
+}
+
+/** One secondary of a primary with several (docs/PEERS.md): "down: site-c not connected (detached: kept in its own bitmap, 12 MiB behind)". */
+function peerText(p) {
+  const state = p.link === 'connected' ? `up to ${p.name}` : `down: ${p.name} not connected`;
+  const more = [
+    p.detached ? 'detached: kept in its own bitmap' : '',
+    p.backlogBytes > 0 ? `${bytes(p.backlogBytes)} behind` : '',
+    p.lagSeconds > 0 ? `lag ${duration(p.lagSeconds)}` : '',
+  ].filter(Boolean);
+  return more.length > 0 ? `${state} (${more.join(', ')})` : state;
 }
 
 function backlogText(v) {
