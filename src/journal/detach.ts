@@ -36,12 +36,54 @@ export interface DetachHost {
 export class DetachedPeers {
   private readonly bitmaps = new Map<string, DirtyBitmap>();
   private detaching: Promise<void> | null = null;
+  /**
+   * A peer resynced by a round of its own (docs/PEERS.md): it follows the journal again
+   * from the round's start, and its bitmap is the list of regions the round sends.
+   */
+  ownRound: { peer: string; bitmap: DirtyBitmap } | null = null;
 
   constructor(private readonly v: DetachHost) {}
 
-  /** The bitmap of detached `peer` (undefined: attached). */
+  /** The bitmap of detached `peer`, or of the peer in a round of its own (undefined: neither). */
   bitmapOf(peer: string): DirtyBitmap | undefined {
-    return this.bitmaps.get(peer);
+    return this.bitmaps.get(peer) ?? (this.ownRound?.peer === peer ? this.ownRound.bitmap : undefined);
+  }
+
+  /**
+   * Detached `peer` is to be resynced by a round of its own: the records it lacks up to
+   * the journal's written end (`upTo`) are marked in its bitmap (synced), and it follows
+   * the journal again from `upTo`, its bitmap now the round's list (ownRound), which
+   * begins at `upTo + 1`. Null when `peer` is not detached (any more), or a fold came
+   * meanwhile (the next round, of all, takes its bitmap).
+   */
+  beginOwnRound(peer: string): Promise<{ bitmap: DirtyBitmap; upTo: number } | null> {
+    const p = this.marking.then(async () => {
+      const { cursors, journal } = this.v;
+      const own = this.bitmaps.get(peer);
+      const marked = (): number => cursors.detached.find((d) => d.peer === peer)?.markedUpTo ?? -1;
+      if (!own || !cursors.isDetached(peer) || this.ownRound) return null;
+      const upTo = Math.max(journal.writtenSeq, marked());
+      await this.mark(upTo);
+      // (A fold meanwhile moved its marked point past `upTo`: the volume's bitmap holds the rest.)
+      if (marked() !== upTo) return null;
+      cursors.rejoinAt(peer, upTo);
+      this.bitmaps.delete(peer);
+      this.ownRound = { peer, bitmap: own };
+      return { bitmap: own, upTo };
+    });
+    this.marking = p.then(() => undefined, () => undefined);
+    return p;
+  }
+
+  /** The round of `ownRound`'s peer is complete (every region sent, its end acked): its bitmap goes. */
+  async endOwnRound(): Promise<void> {
+    const r = this.ownRound;
+    if (!r) return;
+    assert(r.bitmap.count === 0, () => `volume ${this.v.name}: ${r.peer}'s round ended with ${r.bitmap.count} regions unsent`);
+    this.ownRound = null;
+    r.bitmap.close();
+    this.v.store.remove(peerBitmapFile(r.peer));
+    await this.v.store.syncDir();
   }
 
   /**
@@ -72,7 +114,9 @@ export class DetachedPeers {
   /** Called after an append: past PEER_DETACH_FILL of the journal with a peer behind another, that peer is detached. */
   check(): void {
     const j = this.v.journal;
-    if (this.detaching || j.usedBytes < PEER_DETACH_FILL * j.capacity || this.v.cursors.laggard === null) return;
+    const laggard = this.v.cursors.laggard;
+    // (Not a peer in a round of its own: its bitmap is the round's list. A journal it fills overflows.)
+    if (this.detaching || j.usedBytes < PEER_DETACH_FILL * j.capacity || laggard === null || laggard === this.ownRound?.peer) return;
     this.detaching = this.detach().catch((e: Error) => {
       this.v.log.error({ volume: this.v.name }, `volume ${this.v.name}: detaching a peer from the journal failed: ${e.message}`);
     }).finally(() => {
@@ -127,7 +171,8 @@ export class DetachedPeers {
       const own = this.bitmaps.get(peer);
       assert(own !== undefined, () => `volume ${this.v.name}: ${peer} is detached without a bitmap`);
       for (let from = Math.max(markedUpTo, journal.released) + 1; from <= target;) {
-        const batch = await journal.read(from, READ_BATCH_BYTES);
+        // (Headers only: where each record wrote is all the bitmap needs.)
+        const batch = await journal.readHeaders(from, READ_BATCH_BYTES);
         if (batch.length === 0) break;
         for (const r of batch) {
           if (r.seq > target) break;
@@ -172,16 +217,29 @@ export class DetachedPeers {
     const p = this.marking.then(async () => {
       const { cursors, bitmap, store, log, name } = this.v;
       const detached = cursors.detached;
-      if (detached.length === 0) return 0;
+      const own = this.ownRound;
+      if (own) {
+        // A round of its own was folded away with the journal: what it had left to send joins the volume's.
+        for (const r of own.bitmap.dirtyRegions()) bitmap.mark(r * bitmap.regionSize, 1);
+        await bitmap.sync();
+        this.ownRound = null;
+        this.bitmaps.set(own.peer, own.bitmap);
+        this.forget(own.peer);
+        log.info({ volume: name, peer: own.peer }, `volume ${name}: the round of ${own.peer} alone was folded away; its regions join the volume's`);
+        await store.syncDir();
+      }
+      if (detached.length === 0) return own ? 1 : 0;
       for (const { peer } of detached) {
         const own = this.bitmaps.get(peer);
         assert(own !== undefined, () => `volume ${name}: ${peer} is detached without a bitmap`);
         for (const r of own.dirtyRegions()) bitmap.mark(r * bitmap.regionSize, 1);
       }
       await bitmap.sync();
-      for (const { peer } of detached) {
+      for (const { peer, markedUpTo } of detached) {
         const regions = this.bitmaps.get(peer)!.count;
-        cursors.attach(peer);
+        // From its marked point on (a fold moved it there, unless the fold failed and marked
+        // every region): what it lacks before is in the volume's bitmap now, the rest in the journal.
+        cursors.rejoinAt(peer, Math.max(cursors.of(peer), markedUpTo));
         this.forget(peer);
         log.info({ volume: name, peer }, `volume ${name}: ${peer}'s bitmap (${regions} regions) joins the volume's for the resync round; ` +
           `${peer} follows the journal again`);
@@ -210,5 +268,6 @@ export class DetachedPeers {
 
   close(): void {
     for (const b of this.bitmaps.values()) b.close();
+    this.ownRound?.bitmap.close();
   }
 }

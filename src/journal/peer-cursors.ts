@@ -104,6 +104,17 @@ export class PeerCursors {
     this.marked.delete(peer);
   }
 
+  /**
+   * Detached `peer` follows the journal again from `seq`: what it lacks up to it is
+   * marked in its bitmap, which a round of its own sends (docs/PEERS.md).
+   */
+  rejoinAt(peer: string, seq: number): void {
+    const at = this.marked.get(peer);
+    assert(at !== undefined && seq >= at, () => `peer cursors: ${JSON.stringify(peer)} rejoins at ${seq} but is marked up to ${at}`);
+    this.marked.delete(peer);
+    this.acked.set(peer, Math.max(this.of(peer), seq));
+  }
+
   /** `peer` was found detached at a start: its bitmap holds what it lacks up to `markedUpTo` (the journal's release point). */
   detachedAt(peer: string, markedUpTo: number): void {
     this.marked.set(this.peerOf(peer), markedUpTo);

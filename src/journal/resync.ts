@@ -15,6 +15,9 @@ import { isZero } from './disk.js';
 import { FLAG_ROUND_END, RecordKind } from './record.js';
 import type { Starting } from './startup.js';
 import type { Tracking } from './tracking.js';
+import type { DirtyBitmap } from './bitmap.js';
+import type { DetachedPeers } from './detach.js';
+import type { PeerCursors } from './peer-cursors.js';
 
 /** What a round's steps use of the write path. */
 export interface RoundVolume extends Starting {
@@ -30,6 +33,10 @@ export interface RoundVolume extends Starting {
   hashBuffers: HashBuffers | null;
   /** A round begins: detached peers' bitmaps join the volume's, and they follow the journal again (detach.ts). */
   rejoinDetached(): Promise<unknown>;
+  /** Peers detached from the journal (detach.ts; null: none may be): a round of one peer's own sends its bitmap. */
+  detached: DetachedPeers | null;
+  /** Where each peer stands. */
+  cursors: PeerCursors;
 }
 
 export class RoundSteps {
@@ -74,6 +81,50 @@ export class RoundSteps {
   }
 
   /**
+   * A round of `peer`'s own (docs/PEERS.md, "Rounds for one peer"): detached `peer` links
+   * holding less than the journal starts at. Its bitmap, marked up to the journal's
+   * written end, becomes the round's list, and the peer follows the journal again from
+   * there; the other peers keep streaming and are sent the round's records as padding
+   * (JournaledVolume.padFor). No marker: a stop ends the round, and the peer's bitmap
+   * joins the volume's at the start (detach.ts). Returns the round's first seq, or 0
+   * when it cannot be (a round is open, the volume tracks by bitmap or has marked
+   * regions, the peer is not detached): the caller folds and begins a round for all.
+   */
+  startFor(peer: string): Promise<number> {
+    const p = this.starting.then(() => this.doStartFor(peer));
+    this.starting = p.catch(() => undefined);
+    return p;
+  }
+
+  private async doStartFor(peer: string): Promise<number> {
+    const { journal, bitmap, round, seed, tracking, log, name, detached } = this.v;
+    const can = (): boolean => tracking.mode === 'journal' && round.start === 0 && bitmap.count === 0 && !tracking.folding;
+    if (!detached || !can() || !round.canResync) return 0;
+    const begun = await detached.beginOwnRound(peer);
+    if (!begun) return 0;
+    const { bitmap: own, upTo } = begun;
+    // (A fold meanwhile ends it before it began: the next round of all takes its bitmap, rejoinDetached.)
+    if (!can()) return 0;
+    round.open(upTo + 1, own.dirtyBytes, Date.now(), peer);
+    seed.begin(false, new RegionSet(this.v.disk.size, bitmap.regionSize));
+    log.info({ volume: name, peer }, `volume ${name}: resync round of ${peer} alone from record ${upTo + 1}: ` +
+      `${formatBytes(own.dirtyBytes)} in ${own.count} regions to send; the other peers keep streaming`);
+    return upTo + 1;
+  }
+
+  /** The bitmap the open round sends: its peer's own in a round for one peer, else the volume's. */
+  private roundBitmap(): DirtyBitmap {
+    const own = this.v.round.owner !== null ? this.v.detached?.ownRound : null;
+    return own?.bitmap ?? this.v.bitmap;
+  }
+
+  /** Bytes the open round has left to hand over. */
+  leftBytes(): number {
+    const b = this.roundBitmap();
+    return this.v.round.leftBytes(b.count, b.regionSize);
+  }
+
+  /**
    * The first sync of a new pair: every region is marked, and the first round compares
    * them with the peer's before it sends (src/sync/seeding.ts): what differs goes
    * (regions that read as zeros as Zeroes records), holes on both sides are skipped.
@@ -104,8 +155,9 @@ export class RoundSteps {
    * round-end barrier. Returns false when there was nothing to do.
    */
   async step(maxBytes: number): Promise<boolean> {
-    const { journal, bitmap, round, tracking } = this.v;
+    const { journal, round, tracking } = this.v;
     if (!round.start || tracking.mode !== 'journal' || round.endSeq) return false;
+    const bitmap = this.roundBitmap();
     const next = round.nextRun(bitmap.dirtyRegions(), bitmap.regionSize, maxBytes, this.v.seed.active);
     if (next.type === 'wait') return false;
     if (next.type === 'end') {
@@ -144,6 +196,8 @@ export class RoundSteps {
         return false;
       }
       round.handedOver(seq, first, count);
+      // (A round's records fill the journal as host writes do: a peer far behind leaves it.)
+      if (this.v.detached && this.v.cursors.count > 1) this.v.detached.check();
       return true;
     } finally {
       unlock();
@@ -173,8 +227,9 @@ export class RoundSteps {
 
   /** After a sync: regions whose resync records are durable leave the bitmap; a durable round end closes the round. */
   async settle(): Promise<void> {
-    const { journal, bitmap, round, log, name } = this.v;
+    const { journal, round, log, name } = this.v;
     if (!round.start) return;
+    const bitmap = this.roundBitmap();
     if (this.v.tracking.mode !== 'journal') {
       // Overflowed again: the fold marked everything unreleased; the round starts over.
       round.forgetRuns();
@@ -184,8 +239,11 @@ export class RoundSteps {
     for (const r of round.settle(durable)) bitmap.clear(r);
     if (round.complete(durable, journal.released, bitmap.count)) {
       await bitmap.sync();
-      if (round.canResync) await round.removeMark();
-      log.info({ volume: name }, `volume ${name}: resync round from record ${round.start} is complete at record ${round.endSeq}`);
+      const owner = round.owner;
+      if (owner !== null) await this.v.detached?.endOwnRound();
+      else if (round.canResync) await round.removeMark();
+      log.info({ volume: name }, `volume ${name}: resync round${owner !== null ? ` of ${owner}` : ''} from record ${round.start} ` +
+        `is complete at record ${round.endSeq}`);
       round.close();
     }
   }

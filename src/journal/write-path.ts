@@ -22,7 +22,7 @@ import type { RegionSet, DirtyBitmap } from './bitmap.js';
 import { IntentRing } from './intent.js';
 import type { Store } from './store.js';
 import type { Journal, RecoveryReport } from './journal.js';
-import { RecordKind } from './record.js';
+import { FLAG_RESYNC, FLAG_ROUND_END, RecordKind, type JournalRecord } from './record.js';
 import { RangeLocks } from '../sync/range-lock.js';
 import { RoundMarker } from '../sync/round-marker.js';
 import { ResyncRound } from '../sync/round.js';
@@ -160,7 +160,7 @@ export class JournaledVolume implements ExportBackend {
     this.writes = new VolumeWrites({ journal: this.journal, bitmap: this.bitmap, toBitmap: (why) => this.tracking.toBitmap(why) });
     this.rounds = new RoundSteps({
       ...parts, ranges: this.ranges, seed: this.seed, tracking: this.tracking, flush: () => this.flush(), hashBuffers: opts.hashBuffers ?? null,
-      rejoinDetached: async () => { await this.detached?.rejoinAll(); },
+      rejoinDetached: async () => { await this.detached?.rejoinAll(); }, detached: this.detached, cursors: this.cursors,
       journalAgain: () => {
         this.tracking.mode = 'journal';
         if (this.intentStore && !this.writes.intents) this.writes.intents = IntentRing.open(this.intentStore, this.intentSlots);
@@ -182,6 +182,12 @@ export class JournaledVolume implements ExportBackend {
   get folding(): Promise<void> | null { return this.tracking.folding; }
   /** The open resync round's first seq, or 0. */
   get roundStart(): number { return this.round.start; }
+  /** The peer the open round resyncs alone (docs/PEERS.md), or null: a round of every peer (or none). */
+  get roundOwner(): string | null { return this.round.owner; }
+  /** The open round's first seq as `peer` sees it: 0 when it is another peer's own round (or none). */
+  roundStartFor(peer: string): number {
+    return this.round.owner === null || this.round.owner === peer ? this.round.start : 0;
+  }
   /** The round-end barrier's seq once appended (0 before). */
   get roundEnd(): number { return this.round.endSeq; }
   /** A round store is configured, so a bitmap can be resynced. */
@@ -189,7 +195,7 @@ export class JournaledVolume implements ExportBackend {
   /** The open round compares regions by hash first (a first sync by checksum). */
   get seeding(): boolean { return this.seed.active; }
   /** Bytes of dirty regions not yet handed to the journal. */
-  get resyncLeftBytes(): number { return this.round.leftBytes(this.bitmap.count, this.bitmap.regionSize); }
+  get resyncLeftBytes(): number { return this.rounds.leftBytes(); }
   /** Resync records are journaled whose regions still wait for a sync to leave the bitmap. */
   get resyncUnsettled(): boolean { return this.round.unsettled(this.journal.lastSeq); }
 
@@ -271,6 +277,27 @@ export class JournaledVolume implements ExportBackend {
   beginInitialSync(): Promise<void> { return this.rounds.beginInitialSync(); }
   /** Folds the journal into the bitmap and begins a new round (the peer is behind what the journal holds). */
   restartRound(reason: string): Promise<number> { return this.rounds.restart(reason); }
+  /** A round of detached `peer`'s own (resync.ts's startFor); 0: it cannot be, fold and begin a round of all. */
+  startRoundFor(peer: string): Promise<number> { return this.rounds.startFor(peer); }
+
+  /**
+   * The records as `peer` is sent them (docs/PEERS.md, "Rounds for one peer"): a resync
+   * record of a round of another peer's own goes as a Skip record naming its own seq (no
+   * payload; it holds the replica back from no barrier), that round's end as a plain
+   * barrier. The peer holds every record before them, so it holds their bytes already.
+   */
+  padFor(peer: string, records: JournalRecord[]): JournalRecord[] {
+    let out: JournalRecord[] | null = null;
+    records.forEach((r, i) => {
+      if ((r.flags & (FLAG_RESYNC | FLAG_ROUND_END)) === 0) return;
+      const owner = this.round.ownerOf(r.seq, this.journal.released);
+      if (owner === null || owner === peer) return;
+      out ??= [...records];
+      out[i] = r.kind === RecordKind.Barrier ? { ...r, flags: r.flags & ~FLAG_ROUND_END }
+        : { kind: RecordKind.Skip, flags: 0, seq: r.seq, epoch: r.epoch, offset: r.seq, length: 0, time: r.time, payload: Buffer.alloc(0) };
+    });
+    return out ?? records;
+  }
   /** Hands the next run of dirty regions (at most maxBytes) to the journal; false: nothing to do. */
   resyncStep(maxBytes: number): Promise<boolean> { return this.rounds.step(maxBytes); }
   /** The peer's hashes of regions first.. (a first sync by checksum): equal regions leave the bitmap. Returns how many. */

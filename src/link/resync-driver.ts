@@ -46,6 +46,8 @@ export class ResyncDriver {
     /** The configured window (bytes): pumpStep keeps what waits to be acked within it. */
     private readonly windowBytes: number,
     private readonly link: ResyncLink,
+    /** The peer this link ships to (a round of another peer's own is none of its business, docs/PEERS.md). */
+    private readonly peer: string,
   ) {}
 
   /**
@@ -78,7 +80,7 @@ export class ResyncDriver {
     if (this.jv.mode === 'bitmap' && this.jv.canResync) await this.jv.startResync();
     if (this.link.session() !== s) return;
     let resume = peerDurable;
-    const round = this.jv.roundStart;
+    const round = this.jv.roundStartFor(this.peer);
     // The peer must open the round (or finish its jump into it), unless it already holds the round's end.
     const peerPassedRound = this.jv.roundEnd > 0 && peerDurable >= this.jv.roundEnd;
     if (round && !peerPassedRound && (peerRound !== round || peerDurable < round - 1)) {
@@ -89,9 +91,11 @@ export class ResyncDriver {
       resume = Math.max(peerDurable, round - 1);
     }
     if (resume < j.released && this.jv.canResync && this.jv.mode === 'journal') {
-      // The peer lacks records this journal let go of without its ack (folded into the
-      // bitmap on a full disk): a new round covers them.
-      const round2 = await this.jv.restartRound(`the peer holds up to record ${resume} but the journal starts at ${j.released + 1}`);
+      // The peer lacks records this journal let go of without its ack: detached into a
+      // bitmap of its own, a round of its own sends it while the other peers stream on
+      // (docs/PEERS.md); else (folded into the bitmap on a full disk) a new round covers them.
+      const why = `the peer holds up to record ${resume} but the journal starts at ${j.released + 1}`;
+      const round2 = (this.jv.cursors.isDetached(this.peer) ? await this.jv.startRoundFor(this.peer) : 0) || await this.jv.restartRound(why);
       if (this.link.session() !== s) return;
       s.send(encodeResync(this.name, round2));
       resume = Math.max(peerDurable, round2 - 1);
@@ -140,7 +144,8 @@ export class ResyncDriver {
    */
   pump(): void {
     this.askHashes();
-    if (this.resyncing || !this.link.session() || !this.jv.roundStart) return;
+    // (A round of one peer's own is pumped by that peer's link, at its pace.)
+    if (this.resyncing || !this.link.session() || !this.jv.roundStartFor(this.peer)) return;
     const j = this.jv.journal;
     const step = pumpStep({
       journalCapacity: j.capacity, backlogBytes: j.backlogBytes, windowBytes: this.windowBytes, rate: this.link.rate(),
@@ -155,7 +160,7 @@ export class ResyncDriver {
       this.resyncing = false;
       if (!more) {
         // Make what was handed over durable, so its regions leave the bitmap.
-        if (this.jv.roundStart) this.makeDurable();
+        if (this.jv.roundStartFor(this.peer)) this.makeDurable();
         return;
       }
       this.makeDurable();

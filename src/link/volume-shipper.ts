@@ -83,7 +83,7 @@ export class VolumeShipper {
     });
     this.resync = new ResyncDriver(volume, jv, log, opts.windowBytes, {
       session: () => this.session, detach: () => (this.session = null), rate: () => this.rate?.() ?? null, durable: () => this.notifyDurable(),
-    });
+    }, opts.peer ?? THE_PEER);
     this.leases = new SendLeases(opts.memory);
     this.planner = new UnitPlanner({ coalesce: opts.coalesce, scopeBytes: opts.coalesceScopeBytes, readBytes: opts.batchBytes });
     this.sizes = new FlightSizes(volume, opts, () => this.share?.() ?? 1, this.shipper);
@@ -396,7 +396,7 @@ export class VolumeShipper {
    * the journal holds records the peer has not acked (or a round is open).
    */
   get wantsLink(): boolean {
-    return this.session !== null && this.shipper.sending && (this.jv.journal.backlogBytes > 0 || this.jv.roundStart !== 0);
+    return this.session !== null && this.shipper.sending && (this.jv.journal.backlogBytes > 0 || this.jv.roundStartFor(this.opts.peer ?? THE_PEER) !== 0);
   }
 
   private run(actions: ShipperAction[]): void {
@@ -465,6 +465,8 @@ export class VolumeShipper {
       if (next.some((x) => x.type === 'send')) {
         this.sizes.ackRtt.sentBatch(records[records.length - 1]!.seq, this.opts.now(), this.shipper.sentUnacked);
         sent = this.planner.coalesced(records, plan, { roundOpen: this.jv.roundStart !== 0, maxEpochBytes: this.jv.maxEpochBytes });
+        // A round of another peer's own goes to this one as padding (docs/PEERS.md).
+        if (this.jv.cursors.count > 1) sent = this.jv.padFor(this.opts.peer ?? THE_PEER, sent);
         this.exposure.sent(sent);
       }
       // Read-ahead: the next batch is asked of the disk (the thread pool) before this

@@ -116,7 +116,7 @@ export class LinkManager {
         name: v.name, uuid: id?.uuid ?? '', size: (jv ?? rp)?.size ?? 0, role: jv ? 'primary' : 'secondary', generation: id?.generations ?? [],
         durableSeq: rp ? rp.receiver.resumeAfter : jv ? jv.journal.released : 0,
         logBytes: rp ? rp.log.capacity : jv ? jv.journal.capacity : 0,
-        round: rp ? rp.roundStart : jv ? jv.roundStart : 0,
+        round: rp ? rp.roundStart : jv ? jv.roundStartFor(peer) : 0,
         changedBytes: jv ? jv.journal.backlogBytes + jv.bitmap.count * jv.bitmap.regionSize : 0,
       };
     });

@@ -131,7 +131,7 @@ function peersStatus(e: VolumeEntry, links: LinkManager | null, now: number): Pe
         name, link: linkOf(name), ackedSeq: acked,
         backlogBytes: j.mode === 'bitmap' ? j.bitmap.dirtyBytes : j.journal.bytesAfter(marked) + (own?.dirtyBytes ?? 0),
         backlogRecords: Math.max(0, j.journal.lastSeq - Math.max(acked, j.journal.released)),
-        lagSeconds: Math.round(lagMs / 100) / 10, resyncing: j.roundStart !== 0, paused: links?.isPaused(e.config.name) ?? false,
+        lagSeconds: Math.round(lagMs / 100) / 10, resyncing: j.roundStartFor(name) !== 0, paused: links?.isPaused(e.config.name) ?? false,
         detached: j.cursors.isDetached(name),
       };
     });

@@ -7,6 +7,7 @@
 // object what to do; the shipper's resync driver (src/link/resync-driver.ts) paces the pump with it.
 import type { RoundMark, RoundMarker } from './round-marker.js';
 import { RESYNC_JOURNAL_FRACTION, RESYNC_STEP_BYTES } from '../limits/limits.js';
+import { assert } from '../invariants/assert.js';
 
 /** A run of dirty regions journaled as one resync record, not yet durable. */
 export interface HandedRun {
@@ -57,6 +58,13 @@ export class ResyncRound {
   /** Bytes of the round still in the bitmap when it began, and when it began (for progress). */
   totalBytes = 0;
   startedAt = 0;
+  /**
+   * The peer the open round resyncs alone (docs/PEERS.md, "Rounds for one peer"), or null:
+   * a round of every peer. Its records go to the other peers as padding.
+   */
+  owner: string | null = null;
+  /** Rounds for one peer that ended, while their records may still be shipped: [start, end] and whose. */
+  private ended: Array<{ owner: string; start: number; end: number }> = [];
   /** Resync records journaled but not yet durable: their regions leave the bitmap once they are. */
   private handed: HandedRun[] = [];
   private readonly handedRegions = new Set<number>();
@@ -92,9 +100,11 @@ export class ResyncRound {
     return this.marker;
   }
 
-  /** The round from `start` begins (or resumes after a restart): `totalBytes` are marked in the bitmap. */
-  open(start: number, totalBytes: number, now: number): void {
+  /** The round from `start` begins (or resumes after a restart): `totalBytes` are marked in the bitmap; `owner`: a round for one peer. */
+  open(start: number, totalBytes: number, now: number, owner: string | null = null): void {
+    assert(this.start === 0, () => `a resync round from record ${start} opened while the one from ${this.start} is open`);
     this.start = start;
+    this.owner = owner;
     this.endSeq = 0;
     this.handed = [];
     this.handedRegions.clear();
@@ -109,6 +119,9 @@ export class ResyncRound {
    */
   drop(): void {
     this.start = 0;
+    this.owner = null;
+    // (The fold let go of every record in the journal, those of rounds for one peer too.)
+    this.ended = [];
     this.forgetRuns();
   }
 
@@ -188,7 +201,21 @@ export class ResyncRound {
 
   /** The round is complete (its marker removed, the bitmap synced before that). */
   close(): void {
+    if (this.owner !== null) this.ended.push({ owner: this.owner, start: this.start, end: this.endSeq });
     this.start = 0;
     this.endSeq = 0;
+    this.owner = null;
+  }
+
+  /**
+   * The peer whose round for one peer record `seq` belongs to (null: no such round's),
+   * among the open round and those ended whose records the journal still holds (it let
+   * go of everything up to `released`).
+   */
+  ownerOf(seq: number, released: number): string | null {
+    if (this.ended.length > 0 && this.ended[0]!.end <= released) this.ended = this.ended.filter((s) => s.end > released);
+    if (this.owner !== null && seq >= this.start && (this.endSeq === 0 || seq <= this.endSeq)) return this.owner;
+    for (const s of this.ended) if (seq >= s.start && seq <= s.end) return s.owner;
+    return null;
   }
 }

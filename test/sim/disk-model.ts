@@ -399,6 +399,7 @@ export async function settleOn<T>(p: Promise<T>, step: () => boolean, fail: (msg
       if (st.state === 'pending' && !moved) fail('deadlock: an operation waits and nothing can complete');
     }
   }
+  if (st.state === 'pending') fail('an operation did not complete in 100000 steps of the simulation');
   if (st.state === 'err') throw st.error;
   return st.value as T;
 }

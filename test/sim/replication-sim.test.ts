@@ -45,4 +45,6 @@ test('replication simulation: invariants 2, 3, 4, 5, 7 and 8 over a thousand see
   // A third of the seeds run two secondaries, and the far one is detached from the journal (docs/PEERS.md).
   assert.ok(figure('with two secondaries') > n / 5, out);
   assert.ok(figure('detached') > n / 10, out);
+  // ... and some come back by a round of their own while site-b streams on (a handful per thousand seeds).
+  assert.ok(figure('rounds of one peer') > 0, out);
 });

@@ -71,6 +71,8 @@ export interface ReplicationSimStats {
   /** Seeds with two secondaries (site-b and site-c), and times one was detached from the primary's journal into its own bitmap. */
   threeSites: number;
   detached: number;
+  /** Resync rounds of one peer's own (the detached one's), the other streaming on (docs/PEERS.md). */
+  ownRounds: number;
 }
 
 interface Conn {
@@ -142,7 +144,16 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const pmstore = new MemStore(psched);
   const pjstoreRaw = pjstore;
   const pmstoreRaw = pmstore;
-  const journalCapacity = [64 * 1024, 512 * 1024, 4 << 20, 4 << 20][rng.int(4)]!;
+  // A third of the seeds have a second secondary, site-c (docs/PEERS.md): the primary
+  // ships to both, each on its own link with its own faults, and site-c has long
+  // outages, so the journal detaches it into a bitmap of its own while site-b streams
+  // on. Everything at site-c draws from its own generator: the other seeds replay as
+  // before. Its journal is one that fills while site-c is away, and overflows less
+  // often than the smallest: site-c comes back by a round of its own, not the fold's.
+  const rngC = new Rng(seed ^ 0x3517e);
+  const threeSites = rngC.chance(1 / 3);
+  const drawnCapacity = [64 * 1024, 512 * 1024, 4 << 20, 4 << 20][rng.int(4)]!;
+  const journalCapacity = threeSites ? [192 * 1024, 256 * 1024, 384 * 1024][rngC.int(3)]! : drawnCapacity;
   // A quarter of the seeds may lose the primary's power or fill its journal disk;
   // those end in the dirty bitmap, which only a resync can ship, so they check
   // invariants 2, 3 and 7 but not convergence.
@@ -185,7 +196,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let boots = 1;
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
-    pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, threeSites: 0, detached: 0 };
+    pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, threeSites: 0, detached: 0, ownRounds: 0 };
   // Half the seeds keep history at the secondary (docs/HISTORY.md), some with a max that
   // drops old segments; past points are opened and compared with the primary's image
   // there (invariant 8). Its own generator: the other seeds replay as before.
@@ -223,17 +234,17 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const settle = <T>(p: Promise<T>): Promise<T> => settleOn(p, stepAny, fail);
 
   const stepAny = (): boolean => {
+    if (sites.length > 1) {
+      // (Three sites: any of them first, so none starves while the others stay busy.)
+      const all = [psched, ...sites.map((s) => s.sched)];
+      const k = rngC.int(all.length);
+      return all.some((_, i) => all[(k + i) % all.length]!.step());
+    }
     const ssched = sites[0]!.sched;
     const first = rng.chance(0.5) ? psched : ssched;
-    return first.step() || (first === psched ? ssched : psched).step() || sites.slice(1).some((s) => s.sched.step());
+    return first.step() || (first === psched ? ssched : psched).step();
   };
 
-  // A third of the seeds have a second secondary, site-c (docs/PEERS.md): the primary
-  // ships to both, each on its own link with its own faults, and site-c has long
-  // outages, so the journal detaches it into a bitmap of its own while site-b streams
-  // on. Everything at site-c draws from its own generator: the other seeds replay as before.
-  const rngC = new Rng(seed ^ 0x3517e);
-  const threeSites = rngC.chance(1 / 3);
   const sites: SiteSim[] = [];
 
 
@@ -389,7 +400,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       // Invariant 2: the primary released nothing the secondary lacks.
       // (In bitmap mode the journal was folded into the dirty bitmap, which covers what it dropped;
       // a detached peer's lacks are in its own bitmap, docs/PEERS.md.)
-      if (jv.mode === 'journal' && !jv.roundStart && !detached() && jv.journal.released > replica.receiver.resumeAfter) {
+      if (jv.mode === 'journal' && !jv.roundStartFor(name) && !detached() && jv.journal.released > replica.receiver.resumeAfter) {
         fail(`the primary released up to ${jv.journal.released} but the secondary holds only up to ${replica.receiver.resumeAfter}`);
       }
     };
@@ -413,7 +424,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       const atA = new PeerSession({
         node: SITE_A, peer: name, initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(name),
         shared: () => [{ name: VOLUME, uuid: SIM_UUID, size, role: 'primary', generation: SIM_GENERATION, durableSeq: jv.journal.released,
-          logBytes: jv.journal.capacity, round: jv.roundStart }],
+          logBytes: jv.journal.capacity, round: jv.roundStartFor(name) }],
       });
       const atB = new PeerSession({
         node: name, peer: SITE_A, initiator: false, speaks: speaksB, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(SITE_A),
@@ -680,7 +691,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       if (wire > 2 * windowBytes + 64 * 1024) fail(`${wire} bytes in flight on the link to ${name}, window ${windowBytes}`);
       // Invariant 2, live: released records are durable at the secondary (a detached one's: in its bitmap).
       const j = jv.journal;
-      if (jv.mode === 'journal' && !jv.roundStart && !detached() && j.released > replica.receiver.logDurable && j.released > replica.receiver.applied) {
+      const holds = Math.max(replica.receiver.logDurable, replica.receiver.applied);
+      if (jv.mode === 'journal' && !jv.roundStartFor(name) && !detached() && j.released > holds) {
         fail(`the primary released up to ${j.released}; ${name} holds only up to ${replica.receiver.logDurable}`);
       }
     };
@@ -766,15 +778,18 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     const nowDetached = sites.length > 1 && jv.cursors.detached.length > 0;
     if (nowDetached && !wasDetached) stats.detached++;
     wasDetached = nowDetached;
+    if (jv.roundOwner !== null && jv.roundStart !== ownRoundSeen) stats.ownRounds++;
+    ownRoundSeen = jv.roundOwner !== null ? jv.roundStart : 0;
   };
   let wasDetached = false;
+  let ownRoundSeen = 0;
 
   /** One step's event at site-c, from its own generator: as site-b's, and now and then a long outage of its link. */
   let outageUntil = 0;
   const siteEvent = async (c: SiteSim): Promise<void> => {
     const r = rngC.next();
     if (r < 0.01) {
-      outageUntil = step + 20 + rngC.int(80);
+      outageUntil = step + 60 + rngC.int(140);
       c.cut('a long outage of site-c');
     } else if (r < 0.08) {
       if (step >= outageUntil) c.connect();
@@ -789,10 +804,12 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       await c.checkHistory('while replicating');
     } else if (r < 0.15 && (!c.replica.checkpoint || rngC.chance(0.3))) await c.toggleCheckpoint();
     else {
+      // (The primary's I/O too: with two links to feed it keeps up, rather than fill its journal.)
       for (let k = 1 + rngC.int(8); k > 0; k--) {
-        const which = rngC.int(3);
+        const which = rngC.int(4);
         if (which === 0) c.sched.step();
-        else c.deliver(which === 1);
+        else if (which === 1) psched.step();
+        else c.deliver(which === 2);
       }
     }
   };
@@ -816,11 +833,13 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     if (process.env.OFFSITE_SIM_TICKS !== '0') for (const s of sites) s.tickLink();
     const b = siteB;
     const r = rng.next();
+    // (With two secondaries, site-b is spared most of its faults, so it keeps up while site-c is away.)
+    const spared = threeSites && r >= 0.38 && r < 0.46 && rngC.chance(0.8);
     if (r < 0.22) issue('write');
     else if (r < 0.25) issue('zeroes');
     else if (r < 0.27) issue('trim');
     else if (r < 0.33) void jv.flush().catch(() => undefined);
-    else if (r < 0.38) b.connect();
+    else if (r < 0.38 || spared) b.connect();
     else if (r < 0.395) b.cut('cut by the simulation');
     else if (r < 0.405) b.stall(clock + STEP_MS * (1 + rng.int(20)));
     else if (r < 0.42) b.flip();

@@ -68,6 +68,7 @@ for (const seed of seeds) {
       add('history points opened', r.historyChecks);
       add('with two secondaries', r.threeSites);
       add('detached', r.detached);
+      add('rounds of one peer', r.ownRounds);
     }
   } catch (e) {
     console.log(`FAIL seed ${seed}: ${(e as Error).message}`);

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import { DirtyBitmap } from '../../src/journal/bitmap.js';
 import { Journal } from '../../src/journal/journal.js';
 import { PeerCursors } from '../../src/journal/peer-cursors.js';
+import { FLAG_RESYNC, FLAG_ROUND_END, RecordKind, type JournalRecord } from '../../src/journal/record.js';
 import { DirStore } from '../../src/journal/store.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
 import { silentLogger } from '../../src/log/log.js';
@@ -181,5 +182,58 @@ test('write path with two peers: a fold moves a detached peer\'s cursor, but onl
   // 13 to 15 are far's alone): the round sends what far lacked.
   for (let r = 0; r < 16; r++) assert.ok(jv.bitmap.isSet(r), `region ${r} (far's) is in the round`);
   assert.ok(jv.bitmap.count >= folded);
+  await jv.close();
+});
+
+test('write path with two peers: a detached peer comes back by a round of its own; the other is sent its records as padding', async () => {
+  const dir = tempDir('cursors-own-round');
+  const jv = await open(dir, ['near', 'far'], true, true);
+  await detachFar(jv);
+  const marked = jv.cursors.detached[0]!.markedUpTo;
+  // Host writes the near peer has not acked yet: far gets them from the journal after its round's start.
+  await jv.write(0, Buffer.alloc(4 * KiB, 0x77), false);
+  await jv.flush();
+  const start = await jv.startRoundFor('far');
+  assert.ok(start > marked, `a round of far's own from ${start}`);
+  assert.equal(jv.roundOwner, 'far');
+  assert.equal(jv.mode, 'journal', 'no fold: near streams on');
+  assert.equal(jv.bitmap.count, 0, 'the volume\'s bitmap is untouched');
+  assert.deepEqual([jv.roundStartFor('far'), jv.roundStartFor('near')], [start, 0], 'near sees no round');
+  assert.equal(jv.cursors.isDetached('far'), false);
+  assert.equal(jv.cursors.of('far'), start - 1, 'far follows the journal from the round\'s start');
+  // The pump hands far's 16 regions to the journal, then the round's end; both peers ack
+  // as they go (a small journal), all but the end.
+  const records: JournalRecord[] = [];
+  for (let i = 0; i < 100 && !jv.roundEnd; i++) {
+    await jv.resyncStep(64 * KiB); // (a run per segment of this small journal)
+    await jv.flush();
+    records.push(...await jv.journal.read((records.at(-1)?.seq ?? start - 1) + 1, 16 << 20));
+    const upTo = jv.roundEnd ? jv.roundEnd - 1 : jv.journal.lastSeq;
+    await jv.releaseFor('near', upTo);
+    await jv.releaseFor('far', upTo);
+  }
+  assert.ok(jv.roundEnd > start && records.at(-1)!.seq === jv.roundEnd, `the round ended at ${jv.roundEnd}`);
+  const resync = records.filter((r) => (r.flags & FLAG_RESYNC) !== 0);
+  assert.equal(resync.reduce((n, r) => n + r.length, 0), 16 * 64 * KiB, 'every region far lacked, once');
+  // near is sent each of them as a Skip naming its own seq, and the end as a plain barrier; far is sent them whole.
+  const toNear = jv.padFor('near', records);
+  for (const [i, r] of records.entries()) {
+    const n = toNear[i]!;
+    if ((r.flags & FLAG_RESYNC) !== 0) assert.deepEqual([n.kind, n.offset, n.payload.length], [RecordKind.Skip, r.seq, 0]);
+    else if (r.seq === jv.roundEnd) assert.deepEqual([n.kind, n.flags & FLAG_ROUND_END], [RecordKind.Barrier, 0]);
+    else assert.equal(n, r, 'a host record goes as it is');
+  }
+  assert.deepEqual(jv.padFor('far', records), records);
+  assert.equal(fs.existsSync(path.join(dir, 'dirty.far.bitmap')), true, 'far\'s bitmap stays until far holds the round\'s end');
+  // Both ack the end: the round is complete and far's bitmap goes.
+  const end = jv.roundEnd;
+  await jv.releaseFor('near', end);
+  await jv.releaseFor('far', end);
+  await jv.flush();
+  assert.equal(jv.roundStart, 0, 'the round closed');
+  assert.equal(fs.existsSync(path.join(dir, 'dirty.far.bitmap')), false);
+  assert.equal(jv.detached!.ownRound, null);
+  // Let go of by the journal, its records are nobody's padding any more.
+  assert.deepEqual(jv.padFor('near', records), records);
   await jv.close();
 });
