@@ -19,8 +19,9 @@ export async function readJournal(stateDir: string, volume: string): Promise<{ r
   return { records, journal };
 }
 
-export async function readBitmap(stateDir: string, volume: string, volumeSize: number, region = 65536): Promise<number[]> {
-  const { bitmap } = await DirtyBitmap.open(new DirStore(path.join(stateDir, 'volumes', volume)), volumeSize, region);
+/** The dirty regions of a volume's bitmap, or with `file` of another in its folder (a detached peer's, dirty.PEER.bitmap). */
+export async function readBitmap(stateDir: string, volume: string, volumeSize: number, region = 65536, file?: string): Promise<number[]> {
+  const { bitmap } = await DirtyBitmap.open(new DirStore(path.join(stateDir, 'volumes', volume)), volumeSize, region, file);
   const regions = [...bitmap.dirtyRegions()];
   bitmap.close();
   return regions;

@@ -76,8 +76,14 @@ volumes:
     volumeStateA: path.join(a.dir, 'state', 'volumes', 'db'),
     async stop() {
       for (const d of [a, b, c]) await d.stop();
-      // Volumes here hold real data: leave nothing behind (OFFSITE_KEEP_DIRS=1 to debug).
-      if (!process.env.OFFSITE_KEEP_DIRS && !process.env.OFFSITE_DEBUG_DIRS) fs.rmSync(root, { recursive: true, force: true });
+      // Volumes here hold real data: leave nothing behind (OFFSITE_KEEP_DIRS=1 to debug:
+      // the folders stay, each with its daemon's log since its last start in daemon.log).
+      if (process.env.OFFSITE_KEEP_DIRS || process.env.OFFSITE_DEBUG_DIRS) {
+        for (const d of [a, b, c]) fs.writeFileSync(path.join(d.dir, 'daemon.log'), d.log);
+        process.stderr.write(`trio: the sites' folders are kept in ${root}\n`);
+      } else {
+        fs.rmSync(root, { recursive: true, force: true });
+      }
     },
     async drained(timeoutMs = 90_000) {
       const deadline = Date.now() + timeoutMs;
