@@ -4,11 +4,18 @@
 // other stays current, and it is resynced by that bitmap when it returns; kill -9 of
 // each site in turn converges.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { test } from 'node:test';
 import { statusOf, type TestDaemon } from '../helpers/daemon.js';
 import { assertIdentical } from '../helpers/images.js';
-import { must, run } from '../helpers/run.js';
+import { readBitmap } from '../helpers/journal-inspect.js';
+import { must, run, sleep, tempDir, waitFor } from '../helpers/run.js';
 import { startTrio, type Trio } from '../helpers/trio.js';
+
+const MiB = 1024 * 1024;
+/** The volume's bitmap region (bitmap_region's default). */
+const REGION = 64 * 1024;
 
 /** Fails unless both replicas read back byte for byte as site-a's volume (qemu-img compare over NBD). */
 async function assertAllIdentical(t: Trio, message: string): Promise<void> {
@@ -16,9 +23,14 @@ async function assertAllIdentical(t: Trio, message: string): Promise<void> {
   await assertIdentical(t.a.uri('db'), t.c.uri('db'), { message: `site-c: ${message}` });
 }
 
-/** fio's nbd engine at `d`'s db, with these job options; fails the test if fio does. */
+/** fio's nbd engine at `d`'s db, with these job options. */
+function fioRun(d: TestDaemon, ...job: string[]): ReturnType<typeof run> {
+  return run('fio', ['--name=w', '--ioengine=nbd', `--uri=${d.uri('db')}`, '--output-format=terse', ...job], { timeoutMs: 180_000 });
+}
+
+/** fioRun, and fails the test if fio does. */
 async function fio(d: TestDaemon, ...job: string[]): Promise<void> {
-  const r = await run('fio', ['--name=w', '--ioengine=nbd', `--uri=${d.uri('db')}`, '--output-format=terse', ...job], { timeoutMs: 180_000 });
+  const r = await fioRun(d, ...job);
   assert.equal(r.code, 0, `fio ${job.join(' ')}: ${r.stderr}`);
 }
 
@@ -40,6 +52,86 @@ test('three sites: writes at site-a reach site-b and site-c, identical replicas'
       assert.deepEqual(own.map((p) => [p.name, p.link]), [['site-a', 'connected']]);
       const acked = sa.peers[i]!.ackedSeq;
       assert.ok(acked > 0 && acked === own[0]!.ackedSeq, `site-a says ${sa.peers[i]!.name} acked ${acked}; it holds ${own[0]!.ackedSeq}`);
+    }
+  } finally {
+    await t.stop();
+  }
+});
+
+test('three sites: site-c down through more than the journal goes to its own bitmap, site-b stays current, site-c resyncs by it', async () => {
+  const t = await startTrio({ size: '256MiB', journal: '16MiB' });
+  const peerFile = path.join(t.volumeStateA, 'dirty.site-c.bitmap');
+  try {
+    await t.drained();
+    const overflowsBefore = (await statusOf(t.a)).volumes[0]!.overflows;
+    const logFrom = t.a.log.length;
+    await t.c.kill9();
+    // 40 MiB, more than the 16 MiB journal, sequential from 64 MiB; at 6 MiB/s so that
+    // site-b keeps up (the journal holds site-c's records until site-c is detached).
+    const [from, bytes] = [64 * MiB, 40 * MiB];
+    await fio(t.a, '--rw=write', '--bs=256k', '--iodepth=4', `--offset=${from}`, `--size=${bytes}`, '--rate=6m', '--end_fsync=1');
+    await waitFor('site-b current at site-a while site-c is down', async () => {
+      const peers = (await statusOf(t.a)).volumes[0]!.peers;
+      const [b, c] = [peers.find((p) => p.name === 'site-b'), peers.find((p) => p.name === 'site-c')];
+      return b?.link === 'connected' && b.backlogBytes === 0 && c?.link === 'disconnected';
+    }, 60_000);
+    const during = t.a.log.slice(logFrom);
+    const detached = new RegExp(String.raw`volume db: site-c is [\d.]+ \w+ behind \(journal [^)]*\); ` +
+      String.raw`its changes from record \d+ on are kept in its own bitmap, and site-b keep streaming`);
+    assert.match(during, detached, `site-a's log after site-c's kill:\n${during.slice(-3000)}`);
+    // The volume itself stayed on the journal: site-b was never turned into resync rounds.
+    assert.doesNotMatch(during, /switched to dirty-bitmap tracking/);
+    const sa = (await statusOf(t.a)).volumes[0]!;
+    assert.deepEqual([sa.tracking, sa.overflows], ['journal', overflowsBefore]);
+    // site-c lacks every byte written since its kill: in its bitmap, or in the journal after what is marked there.
+    const c = sa.peers.find((p) => p.name === 'site-c')!;
+    assert.ok(c.backlogBytes >= bytes, `site-c's backlog at site-a is ${c.backlogBytes} bytes; ${bytes} were written since it went`);
+    assert.ok(fs.existsSync(peerFile), `${peerFile} exists while site-c is detached`);
+    // Its bitmap marks only regions written since the kill, and at least what left the journal.
+    const copy = tempDir('peer-bitmap');
+    fs.mkdirSync(path.join(copy, 'volumes', 'db'), { recursive: true });
+    fs.copyFileSync(peerFile, path.join(copy, 'volumes', 'db', 'dirty.site-c.bitmap'));
+    const marked = await readBitmap(copy, 'db', 256 * MiB, REGION, 'dirty.site-c.bitmap');
+    fs.rmSync(copy, { recursive: true, force: true });
+    const outside = marked.filter((r) => r < from / REGION || r >= (from + bytes) / REGION);
+    assert.deepEqual(outside, [], 'regions marked for site-c that were not written while it was down');
+    assert.ok(marked.length * REGION >= bytes - 16 * MiB, `site-c's bitmap marks ${marked.length} regions; the journal holds 16 MiB at most`);
+
+    const rejoinFrom = t.a.log.length;
+    await t.c.start();
+    await t.drained(120_000);
+    await assertAllIdentical(t, 'after site-c came back');
+    const joined = /site-c's bitmap \((\d+) regions\) joins the volume's for the resync round/.exec(t.a.log.slice(rejoinFrom));
+    assert.ok(joined, `site-a's log after site-c's return:\n${t.a.log.slice(rejoinFrom).slice(-3000)}`);
+    assert.ok(Number(joined[1]) >= marked.length, `${joined[1]} regions joined the round; ${marked.length} were marked before site-c came back`);
+    assert.ok(!fs.existsSync(peerFile), 'site-c is attached again: its bitmap file is gone');
+  } finally {
+    await t.stop();
+  }
+});
+
+test('three sites: kill -9 of site-a, then site-b, then site-c, under writes: all three converge each time', async () => {
+  const t = await startTrio({ journal: '64MiB' });
+  try {
+    await t.drained();
+    for (const [i, victim] of [t.a, t.b, t.c].entries()) {
+      const name = `site-${'abc'[i]}`;
+      // Random writes at 4 MiB/s for 4 s (seed 100 + i); the victim dies under them.
+      const writer = fioRun(t.a, '--rw=randwrite', '--bs=64k', '--iodepth=4', `--randseed=${100 + i}`, '--time_based', '--runtime=4',
+        '--rate=4m', '--size=96M');
+      await sleep(1500);
+      await victim.kill9();
+      const w = await writer;
+      if (victim !== t.a) {
+        // The primary's host never notices a secondary going.
+        assert.equal(w.code, 0, `fio while ${name} died: ${w.stderr}`);
+        // More while it is down: the journal keeps them for it (64 MiB is room enough, it is not detached).
+        await must('qemu-io', ['-f', 'raw', '-c', `write -P ${0x20 + i} ${100 + 4 * i}M 2M`, '-c', 'flush', t.a.uri('db')]);
+      }
+      await victim.start();
+      await must('qemu-io', ['-f', 'raw', '-c', `write -P ${0x30 + i} ${112 + 4 * i}M 1M`, '-c', 'flush', t.a.uri('db')]);
+      await t.drained(120_000);
+      await assertAllIdentical(t, `after kill -9 of ${name}`);
     }
   } finally {
     await t.stop();
