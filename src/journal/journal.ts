@@ -404,7 +404,7 @@ export class Journal {
       const batch = await this.read(from, READ_BATCH_BYTES);
       if (batch.length === 0) break;
       for (const r of batch) if (r.kind !== RecordKind.Barrier) visit(r.offset, r.length);
-      // (Every peer may ack meanwhile: what the journal let go of, no peer lacks.)
+      // (Records released meanwhile need no visit: every peer holds them, or a detached one's bitmap does.)
       from = Math.max(batch[batch.length - 1]!.seq + 1, this.released + 1);
     }
     for (const r of this.appends.unwritten) visit(r.offset, r.length);

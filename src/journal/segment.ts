@@ -37,6 +37,8 @@ export type RecordHeaderRead = RecordHeader & { size: number };
  * buffer: the payloads are views of it, checked against their CRC as they are cut
  * out. A read starts where the last read of the segment ended when it asks for the
  * record after it (the shipper's), not by walking the segment's headers from its start.
+ * Always consecutive records from `fromSeq`: a release that drops a segment under the
+ * read ends the batch there (fewer records, or none).
  */
 export function readRecords(
   all: Segment[], fromSeq: number, maxBytes: number, limitSeq: number, released: number, scratch?: Buffer,
@@ -153,7 +155,10 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
     }
     settle();
     if (nextSeq > 0 && payloads) seg.cursor = { seq: nextSeq, pos };
-    if (past) break;
+    // A segment released under the walk ends it: the next segment's records would follow
+    // a gap (a detached peer's shipper reads records the others' acks release, docs/PEERS.md).
+    // The batch is a prefix from fromSeq, maybe empty; the caller finds the rest released.
+    if (past || seg.removed) break;
   }
   return out;
 }

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { Journal } from '../../src/journal/journal.js';
 import { RecordKind, RECORD_HEADER_SIZE } from '../../src/journal/record.js';
-import { DirStore } from '../../src/journal/store.js';
+import { DirStore, type StoreFile } from '../../src/journal/store.js';
 import { crc32c } from '@node-rs/crc32';
 import { tempDir } from '../helpers/run.js';
 
@@ -83,5 +83,67 @@ test('a batch that ends early (at its limit) holds no more memory than its recor
   const all = await j.read(1, 8 << 20);
   assert.equal(all.filter((r) => r.kind === RecordKind.Write).length, 3);
   assert.equal(new Set(all.filter((r) => r.payload.length > 0).map((r) => r.payload.buffer)).size, 1, 'one buffer for the whole batch');
+  j.close();
+});
+
+/** A folder whose reads of the first segment from byte `at` on wait until openGate(). */
+class GatedStore extends DirStore {
+  private gate: Promise<void> | null = null;
+  readonly waiting: Promise<void>;
+  private reached!: () => void;
+  private opened!: () => void;
+
+  constructor(dir: string, readonly at: number) {
+    super(dir);
+    this.waiting = new Promise((r) => (this.reached = r));
+    this.gate = new Promise((r) => (this.opened = r));
+  }
+
+  override create(name: string): StoreFile {
+    const f = super.create(name);
+    if (!name.endsWith('.seg') || this.gated) return f;
+    this.gated = true;
+    const read = f.read.bind(f);
+    f.read = async (position, length, into) => {
+      if (position >= this.at && this.gate) {
+        this.reached();
+        await this.gate;
+      }
+      return read(position, length, into);
+    };
+    return f;
+  }
+
+  private gated = false;
+
+  openGate(): void {
+    this.opened();
+    this.gate = null;
+  }
+}
+
+test('a read the release overtakes returns consecutive records from where it began: no gap where a segment went', async () => {
+  // A detached peer's shipper (docs/PEERS.md) reads records the journal may release
+  // meanwhile, the other peers having acked them. Records of a segment dropped under the
+  // read must not be skipped over to the next segment's: a batch with a gap is no
+  // prefix of the record stream (the shipper's invariant; seen as an internal error of
+  // site-a in test/integration/three-sites with site-c on a slow link).
+  const dir = tempDir('jread-release');
+  // Records of 60,000 bytes: four to a 256 KiB segment. The read waits past the first two.
+  const store = new GatedStore(dir, 64 + 2 * (RECORD_HEADER_SIZE + 60_000));
+  const j = new Journal({ store, capacity: 64 << 20, segmentSize: 256 * 1024, now: () => 1000 });
+  await j.recover();
+  for (let i = 0; i < 16; i++) j.append(RecordKind.Write, i * 65536, 60_000, Buffer.alloc(60_000, i + 1));
+  await j.sync();
+  // A batch of two and a half records: the walk reads the first two at once, then the third from its start.
+  const reading = j.read(1, 150_000);
+  await store.waiting;
+  // Every record of the first segment and some of the second are released: the first goes.
+  const firstSegmentEnd = 5;
+  await j.release(firstSegmentEnd + 1);
+  assert.ok(!fs.readdirSync(dir).includes('00000000000000000001.seg'), 'the first segment is gone');
+  store.openGate();
+  const seqs = (await reading).map((r) => r.seq);
+  assert.deepEqual(seqs, Array.from({ length: seqs.length }, (_, i) => i + 1), `records read: ${seqs.join(' ')}`);
   j.close();
 });
