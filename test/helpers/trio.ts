@@ -29,6 +29,8 @@ export interface TrioOptions {
   journal?: string;
   /** site-b's and site-c's receive logs (default: as site-a's journal). */
   receiveLog?: string;
+  /** More keys for site-a's entry of a peer (inline YAML, e.g. { 'site-c': 'rate: 16mbit' }: a slow far link). */
+  peerKeys?: Partial<Record<'site-b' | 'site-c', string>>;
 }
 
 const SECONDARIES = ['site-b', 'site-c'] as const;
@@ -40,7 +42,8 @@ export async function startTrio(opts: TrioOptions = {}): Promise<Trio> {
   const receiveLog = opts.receiveLog ?? journal;
   const link = { 'site-a': await freePort(), 'site-b': await freePort(), 'site-c': await freePort() };
   // Each peer's fingerprint is a placeholder, FP:NAME, until `offsite init` has made the keys.
-  const peerLine = (name: keyof typeof link): string => `  ${name}: { address: "127.0.0.1:${link[name]}", fingerprint: "FP:${name}" }`;
+  const peerLine = (name: keyof typeof link, keys = ''): string =>
+    `  ${name}: { address: "127.0.0.1:${link[name]}", fingerprint: "FP:${name}"${keys ? `, ${keys}` : ''} }`;
   const yaml = (node: keyof typeof link, peers: string, volume: string) => (ports: { nbd: number; api: number }): string => `node: ${node}
 state: ./state
 nbd: 127.0.0.1:${ports.nbd}
@@ -56,7 +59,8 @@ volumes:
     fs.mkdirSync(dir);
     return TestDaemon.create({ dir, node, noStart: true, yaml: yaml(node, peers, volume) });
   };
-  const a = await site('site-a', SECONDARIES.map(peerLine).join('\n'), `role: primary, peers: [${SECONDARIES.join(', ')}], journal: ${journal}`);
+  const peersOfA = SECONDARIES.map((p) => peerLine(p, opts.peerKeys?.[p])).join('\n');
+  const a = await site('site-a', peersOfA, `role: primary, peers: [${SECONDARIES.join(', ')}], journal: ${journal}`);
   const b = await site('site-b', peerLine('site-a'), `role: secondary, peer: site-a, journal: ${receiveLog}`);
   const c = await site('site-c', peerLine('site-a'), `role: secondary, peer: site-a, journal: ${receiveLog}`);
   const all = { 'site-a': a, 'site-b': b, 'site-c': c };
