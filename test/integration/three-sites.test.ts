@@ -64,7 +64,7 @@ test('three sites: writes at site-a reach site-b and site-c, identical replicas'
   }
 });
 
-test('three sites: site-c down through more than the journal goes to its own bitmap, site-b stays current, site-c resyncs by it', async () => {
+test('three sites: site-c down through more than the journal goes to its own bitmap, site-b stays current, site-c resyncs by a round of its own', async () => {
   const t = await startTrio({ size: '256MiB', journal: '16MiB' });
   const peerFile = path.join(t.volumeStateA, 'dirty.site-c.bitmap');
   try {
@@ -106,12 +106,18 @@ test('three sites: site-c down through more than the journal goes to its own bit
     assert.ok(marked.length * REGION >= bytes - 16 * MiB, `site-c's bitmap marks ${marked.length} regions; the journal holds 16 MiB at most`);
 
     const rejoinFrom = t.a.log.length;
+    const bFrom = t.b.log.length;
     await t.c.start();
     await t.drained(120_000);
     await assertAllIdentical(t, 'after site-c came back');
-    const joined = /site-c's bitmap \((\d+) regions\) joins the volume's for the resync round/.exec(t.a.log.slice(rejoinFrom));
-    assert.ok(joined, `site-a's log after site-c's return:\n${t.a.log.slice(rejoinFrom).slice(-3000)}`);
-    assert.ok(Number(joined[1]) >= marked.length, `${joined[1]} regions joined the round; ${marked.length} were marked before site-c came back`);
+    // site-c comes back by a round of its own bitmap (docs/PEERS.md, "Rounds for one peer"); site-b is sent padding.
+    const after = t.a.log.slice(rejoinFrom);
+    const own = /resync round of site-c alone from record \d+: [\d.]+ \w+ in (\d+) regions to send; the other peers keep streaming/.exec(after);
+    assert.ok(own, `site-a's log after site-c's return:\n${after.slice(-3000)}`);
+    assert.ok(Number(own[1]) >= marked.length, `${own[1]} regions in site-c's round; ${marked.length} were marked before site-c came back`);
+    assert.match(after, /resync round of site-c from record \d+ is complete at record \d+/);
+    assert.doesNotMatch(after, /switched to dirty-bitmap tracking/, 'no fold: site-b streamed on');
+    assert.doesNotMatch(t.b.log.slice(bFrom), /resync round from record \d+ opened/, 'site-b never entered a round');
     assert.ok(!fs.existsSync(peerFile), 'site-c is attached again: its bitmap file is gone');
   } finally {
     await t.stop();
