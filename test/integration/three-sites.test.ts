@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { statusOf, type TestDaemon } from '../helpers/daemon.js';
+import { chromium } from 'playwright-core';
+import { OFFSITE_BIN, statusOf, type TestDaemon } from '../helpers/daemon.js';
 import { assertIdentical, fileSha } from '../helpers/images.js';
 import { readBitmap } from '../helpers/journal-inspect.js';
 import { must, run, sleep, tempDir, waitFor } from '../helpers/run.js';
@@ -54,6 +55,26 @@ test('three sites: writes at site-a reach site-b and site-c, identical replicas'
       assert.deepEqual(own.map((p) => [p.name, p.link]), [['site-a', 'connected']]);
       const acked = sa.peers[i]!.ackedSeq;
       assert.ok(acked > 0 && acked === own[0]!.ackedSeq, `site-a says ${sa.peers[i]!.name} acked ${acked}; it holds ${own[0]!.ackedSeq}`);
+    }
+    // offsite status: both in the PEER column, a line for each (docs/PEERS.md).
+    const text = (await must(process.execPath, [OFFSITE_BIN, 'status', '-c', t.a.configFile], { env: { ...process.env, NO_COLOR: '1' } })).split('\n');
+    assert.ok(text.some((l) => /^db\s+primary\s+site-b,site-c\s+connected/.test(l)), text.join('\n'));
+    assert.ok(text.includes('  to site-c: connected; backlog 0 B, lag 0 s, acked record ' + sa.peers[1]!.ackedSeq), text.join('\n'));
+    // The dashboard in headless Chromium: a badge and a line for each secondary, and no error on the page.
+    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+    try {
+      const page = await browser.newPage();
+      const problems: string[] = [];
+      page.on('pageerror', (e) => problems.push(e.message));
+      page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
+      await page.goto(`http://127.0.0.1:${t.a.apiPort}/`);
+      await page.getByTestId('role-db').filter({ hasText: 'replicates to site-b and site-c' }).waitFor();
+      await page.getByTestId('link-db').filter({ hasText: /^up to site-b; up to site-c/ }).waitFor();
+      const volume = page.getByTestId('volume-db');
+      for (const b of ['site-b up', 'site-c up']) await volume.getByText(b, { exact: true }).waitFor();
+      assert.deepEqual(problems, []);
+    } finally {
+      await browser.close();
     }
     // And the files themselves, once each daemon stopped cleanly.
     for (const d of [t.a, t.b, t.c]) assert.equal(await d.stop(), 0);
