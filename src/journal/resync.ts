@@ -128,8 +128,18 @@ export class RoundSteps {
    * The first sync of a new pair: every region is marked, and the first round compares
    * them with the peer's before it sends (src/sync/seeding.ts): what differs goes
    * (regions that read as zeros as Zeroes records), holes on both sides are skipped.
+   * Two new secondaries linking at once (docs/PEERS.md) wait for the same one.
    */
-  async beginInitialSync(): Promise<void> {
+  beginInitialSync(): Promise<void> {
+    this.initial ??= this.doBeginInitialSync().finally(() => {
+      this.initial = null;
+    });
+    return this.initial;
+  }
+
+  private initial: Promise<void> | null = null;
+
+  private async doBeginInitialSync(): Promise<void> {
     const { bitmap, tracking, log, name } = this.v;
     this.v.seed.pending = true;
     await this.v.flush();
@@ -137,8 +147,13 @@ export class RoundSteps {
     await bitmap.sync();
     tracking.mode = 'bitmap';
     await tracking.fold();
-    log.info({ volume: name }, `volume ${name}: first sync: the volume (${formatBytes(this.v.disk.size)}) will be compared with the peer's ` +
-      'when the link comes up; regions that differ are sent, holes on both sides are skipped');
+    if (this.v.cursors.count > 1) {
+      log.info({ volume: name }, `volume ${name}: first sync: the volume (${formatBytes(this.v.disk.size)}) will be sent to every peer ` +
+        '(with several secondaries nothing is compared by hash, docs/PEERS.md); regions that read as zeros go as Zeroes records');
+    } else {
+      log.info({ volume: name }, `volume ${name}: first sync: the volume (${formatBytes(this.v.disk.size)}) will be compared with the peer's ` +
+        'when the link comes up; regions that differ are sent, holes on both sides are skipped');
+    }
   }
 
   /** Folds the journal into the bitmap and begins a new round (the peer is behind what the journal holds). */
