@@ -173,12 +173,13 @@ export class DetachedPeers {
       for (let from = Math.max(markedUpTo, journal.released) + 1; from <= target;) {
         // (Headers only: where each record wrote is all the bitmap needs.)
         const batch = await journal.readHeaders(from, READ_BATCH_BYTES);
-        if (batch.length === 0) break;
+        // (Empty when a release overtook the read: the loop goes on from past it.)
+        if (batch.length === 0 && from > journal.released) break;
         for (const r of batch) {
           if (r.seq > target) break;
           if (r.kind !== RecordKind.Barrier && r.kind !== RecordKind.Skip) own.mark(r.offset, r.length);
         }
-        from = Math.max(batch[batch.length - 1]!.seq + 1, journal.released + 1);
+        from = Math.max(batch.length > 0 ? batch[batch.length - 1]!.seq + 1 : from, journal.released + 1);
       }
       await own.sync();
       cursors.markedTo(peer, target);

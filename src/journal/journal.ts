@@ -402,10 +402,11 @@ export class Journal {
     let from = this.released + 1;
     while (from <= this.writtenSeq) {
       const batch = await this.read(from, READ_BATCH_BYTES);
-      if (batch.length === 0) break;
+      // (A read a release overtook ends short, maybe empty: records released meanwhile need
+      // no visit, every peer holds them or a detached one's bitmap does; the rest still do.)
+      if (batch.length === 0 && from > this.released) break;
       for (const r of batch) if (r.kind !== RecordKind.Barrier) visit(r.offset, r.length);
-      // (Records released meanwhile need no visit: every peer holds them, or a detached one's bitmap does.)
-      from = Math.max(batch[batch.length - 1]!.seq + 1, this.released + 1);
+      from = Math.max(batch.length > 0 ? batch[batch.length - 1]!.seq + 1 : from, this.released + 1);
     }
     for (const r of this.appends.unwritten) visit(r.offset, r.length);
   }

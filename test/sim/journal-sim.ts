@@ -84,8 +84,9 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
       throw new Error(`opening the bitmap: ${e.stack}`);
     });
     const jv = new JournaledVolume({ disk, journal, bitmap, onFull: 'bitmap', intentStore: useIntents ? jstore : undefined, intentSlots: 256, peers,
-      // (With two peers a peer far behind the other is detached into its own bitmap, docs/PEERS.md.)
-      peerStore: peers.length > 1 ? mstore : undefined,
+      // (With two peers a peer far behind the other is detached into its own bitmap, docs/PEERS.md;
+      // a third of them keep both in the journal, which then overflows as with one.)
+      peerStore: peers.length > 1 && seed % 3 !== 0 ? mstore : undefined,
       log: process.env.OFFSITE_SIM_DEBUG ? createLogger({ level: 'debug', format: 'text' }) : silentLogger });
     await settle(jv.start(report, recorded));
     return jv;

@@ -1,0 +1,208 @@
+// npm run bench:peers: one primary, two secondaries (docs/PEERS.md, issue 19), side by
+// side in the same run with the same volume replicated to one secondary. Every site on
+// this machine over loopback TLS, all volumes, journals and receive logs on one disk.
+//   1. Catch-up: a backlog of PEERS_GIB GiB of 1 MiB writes (random data) queued while
+//      shipping is paused, then resumed; the time until every secondary acked it.
+//   2. A near and a far site: site-c's link capped at PEERS_FAR_RATE, site-b's not;
+//      host writes at PEERS_LIVE_RATE for PEERS_LIVE_SECONDS. Sampled twice a second:
+//      site-b's lag (it must stay small: nothing about site-c holds it back) and
+//      site-c's. The journal is small enough that site-c is detached into its own
+//      bitmap; then its cap is lifted (SIGHUP) and the clock runs until site-c is
+//      current again, by a round of its own, while site-b never leaves the journal.
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { waitPort } from './fio.js';
+import { machineLine, writeSection } from './report.js';
+import { action, bin, start, stop, until, type Site } from './sites.js';
+
+const GIB = Number(process.env.PEERS_GIB ?? 1);
+const FAR_RATE = process.env.PEERS_FAR_RATE ?? '40mbit';
+const LIVE_RATE = process.env.PEERS_LIVE_RATE ?? '20m';
+const LIVE_SECONDS = Number(process.env.PEERS_LIVE_SECONDS ?? 30);
+const root = process.env.BENCH_DIR ?? os.tmpdir();
+const MB = 1e6;
+
+interface PeerRow { name: string; link: string; backlogBytes: number; lagSeconds: number; resyncing: boolean; detached: boolean }
+interface VolRow { backlogBytes: number; tracking: string; overflows: number; peers: PeerRow[] }
+
+/** site-a, primary of db with `secondaries` (one or two), each secondary's db replicating from site-a. */
+function makeSites(dir: string, base: number, secondaries: string[], volume: string, farKeys = ''): Site[] {
+  const names = ['site-a', ...secondaries];
+  const sites: Site[] = names.map((name, i) => ({ name, cfg: path.join(dir, `${name}.yaml`), nbd: base + i, api: base + 10 + i, proc: null, dir }));
+  const link = (i: number): number => base + 20 + i;
+  sites.forEach((s, i) => {
+    const others = i === 0 ? secondaries : ['site-a'];
+    const peers = others.map((o) => `  ${o}: { address: "127.0.0.1:${link(names.indexOf(o))}", fingerprint: "FP-${o}", timeout: 2s` +
+      `${i === 0 && o === 'site-c' && farKeys ? `, ${farKeys}` : ''} }`).join('\n');
+    const pairing = i === 0 ? `peers: [${secondaries.join(', ')}]` : 'peer: site-a';
+    fs.writeFileSync(s.cfg, `node: ${s.name}\nstate: ./state-${s.name}\nnbd: 127.0.0.1:${s.nbd}\nlink: 127.0.0.1:${link(i)}\n` +
+      `api: 127.0.0.1:${s.api}\npeers:\n${peers}\nvolumes:\n  db: { path: ./${s.name}.img, role: ${i === 0 ? 'primary' : 'secondary'}, ` +
+      `${pairing}, ${volume} }\n`);
+  });
+  const fp = new Map(sites.map((s) => [s.name, execFileSync(process.execPath, [bin, 'init', '-c', s.cfg], { encoding: 'utf8' }).trim().split('\n').pop()!]));
+  for (const s of sites) {
+    let text = fs.readFileSync(s.cfg, 'utf8');
+    for (const [name, f] of fp) text = text.replace(`"FP-${name}"`, `"${f}"`);
+    fs.writeFileSync(s.cfg, text);
+  }
+  return sites;
+}
+
+async function status(s: Site): Promise<VolRow | null> {
+  try {
+    return ((await (await fetch(`http://127.0.0.1:${s.api}/api/v1/status`)).json()) as { volumes: VolRow[] }).volumes[0]!;
+  } catch {
+    return null;
+  }
+}
+
+/** Every secondary linked and acked everything, none in a round. */
+async function caughtUp(a: Site, only?: string): Promise<boolean> {
+  const v = await status(a);
+  return Boolean(v && v.peers.length > 0 && v.peers.every((p) => (only && p.name !== only) ||
+    (p.link === 'connected' && p.backlogBytes === 0 && !p.resyncing)));
+}
+
+async function up(secondaries: string[], volume: string, farKeys = ''): Promise<{ sites: Site[]; dir: string }> {
+  const dir = fs.mkdtempSync(path.join(root, `offsite-bench-peers-${secondaries.length}-`));
+  const base = 22000 + Math.floor(Math.random() * 20000);
+  const sites = makeSites(dir, base, secondaries, volume, farKeys);
+  for (const s of sites) start(s);
+  await Promise.all(sites.map((s) => waitPort(s.api)));
+  await until(() => caughtUp(sites[0]!));
+  return { sites, dir };
+}
+
+async function down(sites: Site[], dir: string): Promise<void> {
+  for (const s of sites) await stop(s);
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** Case 1: seconds until every secondary acked a backlog of GIB GiB. */
+async function catchup(secondaries: string[]): Promise<{ bytes: number; seconds: number }> {
+  const { sites, dir } = await up(secondaries, `size: ${GIB + 1}GiB, journal: ${GIB + 2}GiB`);
+  try {
+    const a = sites[0]!;
+    await action(a, 'pause');
+    execFileSync('fio', ['--name=backlog', '--ioengine=nbd', `--uri=nbd://127.0.0.1:${a.nbd}/db`, '--rw=write', '--bs=1M', '--iodepth=8',
+      `--size=${GIB}g`, '--refill_buffers'], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 2500));
+    const bytes = (await status(a))!.backlogBytes;
+    const t0 = performance.now();
+    await action(a, 'resume');
+    await until(() => caughtUp(a));
+    return { bytes, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    await down(sites, dir);
+  }
+}
+
+interface NearFar {
+  hostMBs: number; nearMaxLag: number; nearMeanLag: number; farMaxLag: number; farDetached: boolean; overflows: number;
+  farBackSeconds: number; farOwnRound: boolean; nearRound: boolean;
+}
+
+/** Case 2: site-b near (no cap), site-c far (capped); host writes; site-c's cap lifted; site-c back. */
+async function nearFar(): Promise<NearFar> {
+  const { sites, dir } = await up(['site-b', 'site-c'], 'size: 4GiB, journal: 256MiB', `rate: ${FAR_RATE}`);
+  try {
+    const [a, b] = [sites[0]!, sites[1]!];
+    const logFrom = fs.existsSync(`${a.cfg}.log`) ? fs.statSync(`${a.cfg}.log`).size : 0;
+    const bLogFrom = fs.existsSync(`${b.cfg}.log`) ? fs.statSync(`${b.cfg}.log`).size : 0;
+    const before = (await status(a))!.overflows;
+    const child = spawn('fio', ['--name=live', '--ioengine=nbd', `--uri=nbd://127.0.0.1:${a.nbd}/db`, '--rw=randwrite', '--bs=256k', '--iodepth=8',
+      '--size=3g', '--refill_buffers', `--rate=${LIVE_RATE}`, '--time_based', `--runtime=${LIVE_SECONDS}`, '--output-format=json'],
+    { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    let running = true;
+    const exited = new Promise((r) => child.once('exit', r)).then(() => (running = false));
+    const near: number[] = [];
+    const far: number[] = [];
+    let farDetached = false;
+    while (running) {
+      const v = await status(a);
+      const [pb, pc] = [v?.peers.find((p) => p.name === 'site-b'), v?.peers.find((p) => p.name === 'site-c')];
+      if (pb) near.push(pb.lagSeconds);
+      if (pc) far.push(pc.lagSeconds);
+      farDetached ||= pc?.detached === true;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    await exited;
+    const res = JSON.parse(out.slice(out.indexOf('{'))) as { jobs: Array<{ write: { bw_bytes: number } }> };
+    // Lift site-c's cap and time its return.
+    fs.writeFileSync(a.cfg, fs.readFileSync(a.cfg, 'utf8').replace(`, rate: ${FAR_RATE}`, ''));
+    a.proc!.kill('SIGHUP');
+    const t0 = performance.now();
+    await until(() => caughtUp(a));
+    const farBackSeconds = (performance.now() - t0) / 1000;
+    const log = fs.readFileSync(`${a.cfg}.log`, 'utf8').slice(logFrom);
+    const bLog = fs.readFileSync(`${b.cfg}.log`, 'utf8').slice(bLogFrom);
+    return {
+      hostMBs: res.jobs[0]!.write.bw_bytes / MB,
+      nearMaxLag: Math.max(0, ...near), nearMeanLag: near.reduce((x, y) => x + y, 0) / Math.max(1, near.length), farMaxLag: Math.max(0, ...far),
+      farDetached, overflows: (await status(a))!.overflows - before, farBackSeconds,
+      farOwnRound: /resync round of site-c alone/.test(log), nearRound: /resync round from record \d+ opened/.test(bLog),
+    };
+  } finally {
+    await down(sites, dir);
+  }
+}
+
+async function main(): Promise<void> {
+  const one = await catchup(['site-b']);
+  console.log(`one secondary: ${(one.bytes / MB).toFixed(0)} MB acked in ${one.seconds.toFixed(1)} s (${(one.bytes / MB / one.seconds).toFixed(1)} MB/s)`);
+  const two = await catchup(['site-b', 'site-c']);
+  console.log(`two secondaries: ${(two.bytes / MB).toFixed(0)} MB acked by both in ${two.seconds.toFixed(1)} s ` +
+    `(${(two.bytes / MB / two.seconds).toFixed(1)} MB/s)`);
+  const nf = await nearFar();
+  console.log(JSON.stringify(nf));
+  const md = `## Two secondaries: catch-up, and a near and a far site
+
+\`npm run bench:peers\` (PEERS_GIB=${GIB}, PEERS_FAR_RATE=${FAR_RATE}, PEERS_LIVE_RATE=${LIVE_RATE}, PEERS_LIVE_SECONDS=${LIVE_SECONDS})
+
+${machineLine()}. Every site on this machine over loopback TLS; every volume, journal and
+receive log on the one disk. Compression auto (random data: sent raw).
+
+**Catch-up.** A backlog of ${GIB} GiB of 1 MiB writes (random data) queued with shipping
+paused, then resumed: the time until every secondary acked it, the same volume
+replicated to one secondary and to two in the same run.
+
+| secondaries | backlog | acked by all in | drained |
+| --- | ---: | ---: | ---: |
+| one (site-b) | ${(one.bytes / MB).toFixed(0)} MB | ${one.seconds.toFixed(1)} s | **${(one.bytes / MB / one.seconds).toFixed(0)} MB/s** |
+| two (site-b, site-c) | ${(two.bytes / MB).toFixed(0)} MB | ${two.seconds.toFixed(1)} s | **${(two.bytes / MB / two.seconds).toFixed(0)} MB/s** |
+
+**A near and a far site.** site-b's link uncapped, site-c's capped at ${FAR_RATE}, a
+256 MiB journal; host writes (fio, 256 KiB at random offsets) at ${LIVE_RATE}B/s for
+${LIVE_SECONDS} s, the lags sampled twice a second at site-a; then site-c's cap lifted
+(SIGHUP) and the time until it was current again.
+
+| host writes | site-b lag max / mean | site-c lag max | site-c detached | journal overflows | ` +
+  `site-c back after the cap went | by a round of its own | site-b in a round |
+| ---: | ---: | ---: | --- | ---: | ---: | --- | --- |
+| ${nf.hostMBs.toFixed(1)} MB/s | ${nf.nearMaxLag.toFixed(1)} s / ${nf.nearMeanLag.toFixed(1)} s | ${nf.farMaxLag.toFixed(1)} s | ` +
+  `${nf.farDetached ? 'yes' : 'no'} | ${nf.overflows} | ${nf.farBackSeconds.toFixed(1)} s | ${nf.farOwnRound ? 'yes' : 'no'} | ${nf.nearRound ? 'yes' : 'no'} |
+
+What bounds each figure. **Catch-up with two**: the primary reads its journal once per
+secondary (the second read mostly from the page cache) and packs and sends every batch
+twice, and here both secondaries write every byte twice (receive log and replica) to
+the same disk as the primary's journal reads: four writes of each byte on one disk
+against two with one secondary, so about half the one-secondary rate is the bound on
+this machine; on separate machines each secondary's link and disk bound its own drain.
+**Near and far**: site-b's lag is its own link and disk; site-c's grows with its cap
+until the journal passes three quarters full, when it is detached into a bitmap of
+its own and the journal is released for site-b alone (no overflow, site-b never in a
+round). Its return is bounded by its link and by the reads of the regions its bitmap
+marks (a region once, however often it was written).
+`;
+  writeSection('peers', md);
+  console.log(md);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
