@@ -153,7 +153,9 @@ export class VolumeShipper {
    * point the peer could present (inside a coalesced unit it holds but cannot apply).
    */
   lagMs(now = this.opts.now()): number {
-    return Math.max(this.jv.journal.lagMs(now), this.exposure.lostAgeMs(now));
+    // (With several peers, from this peer's ack: the journal's oldest record may be held back by another, docs/PEERS.md.)
+    const j = this.jv.journal;
+    return Math.max(this.jv.cursors.count > 1 ? j.lagMsAfter(this.shipper.acked, now) : j.lagMs(now), this.exposure.lostAgeMs(now));
   }
 
   /** Highest seq the peer acked durable on this link. */
