@@ -124,11 +124,16 @@ async function detachFar(jv: JournaledVolume): Promise<void> {
   await jv.releaseFor('near', jv.journal.lastSeq);
 }
 
-test('write path with two peers: a detached peer that acks past its bitmap follows the journal again, and holds it back', async () => {
-  const dir = tempDir('cursors-caught-up');
-  const jv = await open(dir, ['near', 'far'], true);
+/** A volume of two peers in a new folder, far detached (rounds: with a round store); where far's bitmap is marked up to. */
+async function withFarDetached(name: string, rounds: boolean): Promise<{ dir: string; jv: JournaledVolume; marked: number }> {
+  const dir = tempDir(name);
+  const jv = await open(dir, ['near', 'far'], true, rounds);
   await detachFar(jv);
-  const marked = jv.cursors.detached[0]!.markedUpTo;
+  return { dir, jv, marked: jv.cursors.detached[0]!.markedUpTo };
+}
+
+test('write path with two peers: a detached peer that acks past its bitmap follows the journal again, and holds it back', async () => {
+  const { dir, jv, marked } = await withFarDetached('cursors-caught-up', false);
   assert.ok(marked > 0 && jv.journal.released === marked, `marked up to ${marked}, released ${jv.journal.released}`);
   // Short of the marked point: far stays detached (its bitmap still stands for records it lacks).
   await jv.releaseFor('far', marked - 1);
@@ -147,9 +152,7 @@ test('write path with two peers: a detached peer that acks past its bitmap follo
 });
 
 test('write path with two peers: a resync round begins with a detached peer\'s bitmap in the volume\'s, and the peer attached', async () => {
-  const dir = tempDir('cursors-rejoin');
-  const jv = await open(dir, ['near', 'far'], true, true);
-  await detachFar(jv);
+  const { dir, jv } = await withFarDetached('cursors-rejoin', true);
   assert.equal(jv.bitmap.count, 0);
   // far links again holding less than the journal starts at: a round for every peer (links resync-driver.ts does this).
   const start = await jv.restartRound('far holds less than the journal starts at');
@@ -162,10 +165,7 @@ test('write path with two peers: a resync round begins with a detached peer\'s b
 });
 
 test('write path with two peers: a fold moves a detached peer\'s cursor, but only its acks past its bitmap drop the bitmap', async () => {
-  const dir = tempDir('cursors-fold-detached');
-  const jv = await open(dir, ['near', 'far'], true, true);
-  await detachFar(jv);
-  const marked = jv.cursors.detached[0]!.markedUpTo;
+  const { dir, jv, marked } = await withFarDetached('cursors-fold-detached', true);
   // The journal overflows (near silent now too): the fold moves every cursor, far's included.
   for (let i = 0; i < 400 && jv.mode === 'journal'; i++) await jv.write((i % 200) * 4 * KiB, Buffer.alloc(4 * KiB, 9), false);
   assert.equal(jv.mode, 'bitmap');
@@ -186,10 +186,7 @@ test('write path with two peers: a fold moves a detached peer\'s cursor, but onl
 });
 
 test('write path with two peers: a detached peer comes back by a round of its own; the other is sent its records as padding', async () => {
-  const dir = tempDir('cursors-own-round');
-  const jv = await open(dir, ['near', 'far'], true, true);
-  await detachFar(jv);
-  const marked = jv.cursors.detached[0]!.markedUpTo;
+  const { dir, jv, marked } = await withFarDetached('cursors-own-round', true);
   // Host writes the near peer has not acked yet: far gets them from the journal after its round's start.
   await jv.write(0, Buffer.alloc(4 * KiB, 0x77), false);
   await jv.flush();
