@@ -159,8 +159,9 @@ const schema = z.strictObject({
 
 /**
  * A volume as the node uses it. `peers`: every node it replicates with, in the config's
- * order (`peer:` or `peers:`; empty: not replicated); `peer`: the first of them, the
- * one a secondary's primary is and the one the one-peer status fields describe.
+ * order (`peer:` or `peers:`; empty: not replicated): a primary's secondaries, or the
+ * other members of a secondary's set, any of which may be (or become) its primary
+ * (docs/PEERS.md); `peer`: the first of them, the one the one-peer status fields describe.
  */
 export type VolumeConfig = Omit<z.infer<typeof volumeSchema>, 'peers'> & { name: string; peers: string[] };
 
@@ -250,10 +251,6 @@ export function parseConfig(text: string, file: string): Config {
     if (v.peer !== undefined && v.peers !== undefined) throw new ConfigError(`${at('peers')}: give peer: (one) or peers: (several), not both`);
     const peers = v.peers ?? (v.peer === undefined ? [] : [v.peer]);
     if (new Set(peers).size !== peers.length) throw new ConfigError(`${at('peers')}: a peer is named twice`);
-    if (peers.length > 1 && v.role !== 'primary') {
-      throw new ConfigError(`${at('peers')}: a secondary replicates from one primary; name it with peer: NAME ` +
-        '(several peers are the secondaries of a primary, docs/PEERS.md)');
-    }
     for (const p of peers) {
       if (p === c.node) throw new ConfigError(`${at(v.peers ? 'peers' : 'peer')}: "${p}" is this node; a peer is another node`);
       if (!(p in c.peers)) throw new ConfigError(`${at(v.peers ? 'peers' : 'peer')}: no peer named "${p}" under peers:`);

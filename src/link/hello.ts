@@ -31,6 +31,11 @@ const volumeSchema = z.object({
   round: z.number().int().nonnegative(),
   /** Bytes of changes here the peer may not hold (a primary's journal backlog and dirty regions); for a split brain's report. */
   changedBytes: z.number().int().nonnegative().optional(),
+  /**
+   * The stream of records this side's journal (primary) or receive log (secondary) holds
+   * (src/volume/stream.ts); absent: none yet, or a release before streams.
+   */
+  stream: z.string().max(64).optional(),
 });
 
 const helloSchema = z.object({
@@ -89,7 +94,15 @@ export function negotiate(local: ProtocolRange, remote: ProtocolRange, names: { 
 }
 
 export type HelloCheck =
-  | { ok: true; hello: Hello; pairs: Array<{ local: HelloVolume; remote: HelloVolume }>; protocol: number }
+  | {
+    ok: true; hello: Hello; pairs: Array<{ local: HelloVolume; remote: HelloVolume }>; protocol: number;
+    /**
+     * Pairs whose secondary holds records of another journal than the primary's (a new
+     * primary after a failover): nothing flows; the secondary starts again from its last
+     * flush point as a new replica of this primary (RoleChanges.follow) and links again.
+     */
+    follows: Array<{ local: HelloVolume; remote: HelloVolume }>;
+  }
   | { ok: false; code: string; message: string; volume?: string };
 
 export interface HelloContext {
@@ -99,6 +112,11 @@ export interface HelloContext {
   speaks?: ProtocolRange;
   /** This node's name, for the operator's message. */
   self?: string;
+  /**
+   * The volume has several peers here (a set of three sites, docs/PEERS.md): two
+   * secondaries of it meet without a refusal (nothing flows between them).
+   */
+  inSet?: (volume: string) => boolean;
 }
 
 /**
@@ -130,6 +148,7 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
     return { ok: false, code: 'wrong-node', message: `the peer calls itself "${hello.node}" but this node's config knows it as "${expectedNode}"` };
   }
   const pairs: Array<{ local: HelloVolume; remote: HelloVolume }> = [];
+  const follows: Array<{ local: HelloVolume; remote: HelloVolume }> = [];
   for (const local of shared) {
     const remote = hello.volumes.find((v) => v.name === local.name);
     if (!remote) {
@@ -144,6 +163,7 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
         message: `volume ${local.name} is ${local.size} bytes here and ${remote.size} bytes on ${expectedNode}; the sizes must match`,
       };
     }
+    if (remote.role === local.role && local.role === 'secondary' && ctx.inSet?.(local.name)) continue; // both follow a third
     if (remote.role === local.role) {
       return local.role === 'primary'
         ? twoPrimaries(local, remote, expectedNode)
@@ -158,6 +178,22 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
     const primary = local.role === 'primary' ? local : remote;
     const secondary = local.role === 'primary' ? remote : local;
     const sgen = secondary.generation[0];
+    const pgen = primary.generation[0];
+    if (sgen !== undefined && pgen !== undefined && !primary.generation.includes(sgen) && secondary.generation.slice(1).includes(pgen)) {
+      // The secondary follows a primary promoted after this primary's last write (three sites).
+      return local.role === 'primary'
+        ? {
+          ok: false, code: 'peer-promoted', volume: local.name,
+          message: `volume ${local.name}: ${expectedNode} follows a primary promoted after this node's last write (its generation ${sgen} ` +
+            `came after ${pgen}, this node's); fail back with \`offsite demote ${local.name}\` here, and this node follows that primary ` +
+            'too (or set failback: auto)',
+        }
+        : {
+          ok: false, code: 'old-primary',
+          message: `volume ${local.name}: ${expectedNode} is primary of an older generation (${pgen}); this node follows the primary ` +
+            `promoted after it (generation ${sgen}): run \`offsite demote ${local.name}\` on ${expectedNode}`,
+        };
+    }
     if (sgen !== undefined && primary.generation.length > 0 && !primary.generation.includes(sgen)) {
       // The secondary's data carries writes the primary's history never had.
       const where = local.role === 'secondary' ? 'this node' : expectedNode;
@@ -171,9 +207,13 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
             "to keep the secondary's, demote the primary and promote the secondary",
       };
     }
+    if (primary.stream && secondary.stream && primary.stream !== secondary.stream && (secondary.durableSeq > 0 || secondary.round > 0)) {
+      follows.push({ local, remote });
+      continue;
+    }
     pairs.push({ local, remote });
   }
-  return { ok: true, hello, pairs, protocol: agreed.version };
+  return { ok: true, hello, pairs, protocol: agreed.version, follows };
 }
 
 function twoPrimaries(local: HelloVolume, remote: HelloVolume, peer: string): HelloCheck {

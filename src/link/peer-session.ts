@@ -90,6 +90,8 @@ export type SessionAction =
 export class PeerSession {
   /** Both Hellos passed and nobody refused. */
   up = false;
+  /** The volumes the Hello paired on this link (a primary here and a secondary there, or the other way). */
+  private carried = new Set<string>();
   closed = false;
   /** Why the link was refused (by either side), if it was. */
   refused: string | null = null;
@@ -238,6 +240,12 @@ export class PeerSession {
         return this.close(`${peer} sent a ${FrameType[f.type]} frame for volume ${named}, ${whose}; ` +
           'a peer may only send frames for the volumes paired with it', 'error');
       }
+      if (!this.carried.has(named)) {
+        // (A volume of a set of three that is secondary on both sides, or whose secondary
+        // starts again for a new primary: its Hello paired nothing on this link.)
+        return this.close(`${peer} sent a ${FrameType[f.type]} frame for volume ${named}, which this link does not carry ` +
+          '(its Hello paired no primary with a secondary for it)', 'error');
+      }
     }
     switch (f.type) {
       case FrameType.Records: {
@@ -274,7 +282,9 @@ export class PeerSession {
 
   private helloFrom(f: Frame): SessionAction[] {
     if (this.up) return this.close(`${this.o.peer} sent a second Hello`);
-    const check = checkHello(f.payload, this.o.peer, this.o.shared(), { frame: f, speaks: this.o.speaks, self: this.o.node });
+    const check = checkHello(f.payload, this.o.peer, this.o.shared(), {
+      frame: f, speaks: this.o.speaks, self: this.o.node, inSet: (v) => this.o.pairedWith(v).length > 1,
+    });
     if (!check.ok) {
       // Said once, here: the peer closes on our Refuse (usually before the linger ends),
       // and that close must not be taken for a fingerprint problem. At the version of
@@ -289,6 +299,7 @@ export class PeerSession {
     }
     // From here on both sides send and take only the agreed version.
     this.version = check.protocol;
+    this.carried = new Set(check.pairs.map((p) => p.local.name));
     this.up = true;
     return [...(this.o.initiator ? [this.hello()] : []), { type: 'up', version: check.protocol, check }];
   }

@@ -23,6 +23,7 @@ import type { FastifyInstance } from 'fastify';
 import { loadIdentity } from '../link/identity.js';
 import { Replica } from '../secondary/replica.js';
 import { VolumeIdentity } from '../volume/identity.js';
+import { newStreamId, readStream, writeStream, type StreamMark } from '../volume/stream.js';
 import { LinkManager, type LinkVolumes } from './links.js';
 import { RoleChanges } from './roles.js';
 import { DRILL_FILE, PAUSED_FILE } from './volume-actions.js';
@@ -155,6 +156,7 @@ export class Daemon {
       if (identity) {
         this.links = new LinkManager(c, identity, this.linkVolumes, this.log, this.memory);
         this.links.onPeerPromoted = (name) => this.autoFailback(name);
+        this.links.onFollow = (name, peer) => this.follow(name, peer);
         this.links.onRefused = (peer, code, message) => this.snmp?.refused(peer, code, message);
         for (const e of this.entries) if (e.role === 'primary' && fs.existsSync(path.join(e.dir, PAUSED_FILE))) this.links.pausedVolumes.add(e.config.name);
         await this.links.start();
@@ -225,7 +227,20 @@ export class Daemon {
   }
 
   /** What the link manager sees: each replicated volume by role (kept current through promote and demote). */
-  readonly linkVolumes: LinkVolumes = { primaries: new Map(), replicas: new Map(), identities: new Map() };
+  readonly linkVolumes: LinkVolumes = {
+    primaries: new Map(), replicas: new Map(), identities: new Map(),
+    streams: {
+      of: (name) => this.streams.get(name) ?? null,
+      adopt: async (name, mark) => {
+        const e = this.entries.find((x) => x.config.name === name);
+        if (!e) throw new Error(`volume ${name} is not open`);
+        await writeStream(new DirStore(e.dir), mark);
+        this.streams.set(name, mark);
+      },
+    },
+  };
+  /** Each replicated volume's stream (src/volume/stream.ts), read when its role opens. */
+  private readonly streams = new Map<string, StreamMark>();
 
   /** The export a volume's name serves: its write path, its replica, or the plain volume. */
   backendOf(e: VolumeEntry): ExportBackend {
@@ -264,7 +279,11 @@ export class Daemon {
         hashBuffers: this.hashBuffers,
         ...(v.history ? { history: { keepMs: v.history.keep === undefined ? null : v.history.keep * 1000, maxBytes: v.history.max ?? null } } : {}),
       }));
-      this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${v.peer}, applied up to record ${replica.receiver.applied}, ` +
+      const followed = await readStream(new DirStore(dir));
+      if (followed) this.streams.set(v.name, followed);
+      else this.streams.delete(v.name);
+      const of = followed?.primary || (v.peers.length === 1 ? v.peer : `one of ${v.peers.join(', ')}`);
+      this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${of}, applied up to record ${replica.receiver.applied}, ` +
         `receive log ${formatBytes(replica.log.usedBytes)}${replica.checkpoint ? `, checkpoint "${replica.checkpoint.label}" held` : ''}`);
       if (replica.checkpoint?.ownedByDrill) {
         // The drill that took it ended with the last run of the daemon.
@@ -306,6 +325,13 @@ export class Daemon {
       peerStore: new DirStore(dir),
     });
     await journaled.start(report, recorded);
+    // The journal's stream: named when it begins (a new volume, a promote; a journal of a release before streams at its first start here).
+    let stream = await readStream(new DirStore(dir));
+    if (!stream || stream.primary !== this.config.node) {
+      stream = { stream: newStreamId(), primary: this.config.node };
+      await writeStream(new DirStore(dir), stream);
+    }
+    this.streams.set(v.name, stream);
     this.log.info({ volume: v.name, journal: v.journal },
       `volume ${v.name}: journal ${formatBytes(journal.usedBytes)} of ${formatBytes(v.journal)}, ` +
         `${journal.backlogRecords} records unreleased, epoch ${journal.epoch}, tracking by ${journaled.mode}`);
@@ -392,6 +418,17 @@ export class Daemon {
     const msg = notes.length > 0 ? `config reloaded: ${notes.join('; ')}` : 'config reloaded: nothing that applies live changed';
     this.log.info(msg);
     return msg;
+  }
+
+  /** A secondary meets a primary whose journal is not the one its receive log holds: it starts again from its last flush point. */
+  private following = new Set<string>();
+  private follow(name: string, peer: string): void {
+    if (this.following.has(name)) return;
+    this.following.add(name);
+    this.roles.follow(name, peer).then(
+      (r) => { if (r) this.log.warn({ volume: name }, r.message); },
+      (err: Error) => this.log.error({ volume: name }, `volume ${name}: starting again as ${peer}'s secondary failed: ${err.message}`),
+    ).finally(() => this.following.delete(name));
   }
 
   /** failback: auto: the peer was promoted after this node's last write, so this side demotes itself. */

@@ -23,9 +23,11 @@ import { effectiveWeight, shareOf, type FrameClass } from '../rate/scheduler.js'
 import { formatRate, rateAt } from '../rate/rate.js';
 import type { Replica } from '../secondary/replica.js';
 import type { VolumeIdentity } from '../volume/identity.js';
+import type { StreamMark } from '../volume/stream.js';
 import { MEMORY_BUDGET_BYTES, epochBytesFor } from '../limits/limits.js';
 import { runLink, type LinkEnd, type LinkHost, type LinkSession } from './link-session.js';
 import { ShippingFigures } from './shipping-figures.js';
+import { assert } from '../invariants/assert.js';
 import { Dialer } from './dialer.js';
 
 /** The key of a pair (volume, peer) in the shippers' map. */
@@ -37,6 +39,16 @@ export interface LinkVolumes {
   primaries: Map<string, JournaledVolume>;
   replicas: Map<string, Replica>;
   identities: Map<string, VolumeIdentity>;
+  /** The stream of records each volume's journal or receive log holds (src/volume/stream.ts). */
+  streams: VolumeStreams;
+}
+
+/** Each replicated volume's stream (src/volume/stream.ts), as the daemon keeps it. */
+export interface VolumeStreams {
+  /** The stream the volume's journal (primary) or receive log (secondary) holds; null: none yet. */
+  of(volume: string): StreamMark | null;
+  /** A secondary writes down the stream whose records its receive log is about to take (durable on return). */
+  adopt(volume: string, mark: StreamMark): Promise<void>;
 }
 
 export class LinkManager {
@@ -47,6 +59,13 @@ export class LinkManager {
   private ticker: NodeJS.Timeout | null = null;
   /** The peer was promoted after this node's last write to `volume` (a failback is due). */
   onPeerPromoted: ((volume: string) => void) | null = null;
+  /**
+   * A secondary here holds records of another journal than its primary `peer`'s (a new
+   * primary after a failover): it is to start again from its last flush point (RoleChanges.follow).
+   */
+  onFollow: ((volume: string, peer: string) => void) | null = null;
+  /** Each secondary volume's primary now: the peer whose link carries it (none: not linked). */
+  private readonly primaryNow = new Map<string, string>();
   /** A link to `peer` was refused, by this side or the peer; `code` as in the Refuse frame ("split-brain", ...). */
   onRefused: ((peer: string, code: string, message: string) => void) | null = null;
   /** The protocol versions this node offers in Hello (tests try other ranges). */
@@ -89,7 +108,11 @@ export class LinkManager {
         this.sessions.delete(s.peer);
         for (const sh of this.shippers.values()) if (sh.session?.link === s) sh.down();
         for (const v of this.config.volumes) if (v.peers.includes(s.peer)) this.armApart(v.name);
-        for (const v of this.config.volumes) if (v.peers.includes(s.peer)) this.volumes.replicas.get(v.name)?.detach();
+        for (const v of this.config.volumes) {
+          if (this.primaryNow.get(v.name) !== s.peer) continue;
+          this.primaryNow.delete(v.name);
+          this.volumes.replicas.get(v.name)?.detach();
+        }
       },
     };
   }
@@ -118,6 +141,7 @@ export class LinkManager {
         logBytes: rp ? rp.log.capacity : jv ? jv.journal.capacity : 0,
         round: rp ? rp.roundStart : jv ? jv.roundStartFor(peer) : 0,
         changedBytes: jv ? jv.journal.backlogBytes + jv.bitmap.count * jv.bitmap.regionSize : 0,
+        stream: this.volumes.streams.of(v.name)?.stream,
       };
     });
   }
@@ -219,6 +243,17 @@ export class LinkManager {
   /** Volumes paused by the operator (kept across links; the daemon restores them at start). */
   readonly pausedVolumes = new Set<string>();
 
+  /** The peer this node's secondary of `volume` follows now (its link carries the volume), or null. */
+  primaryOf(volume: string): string | null {
+    const p = this.primaryNow.get(volume);
+    return p !== undefined && this.sessions.has(p) ? p : null;
+  }
+
+  /** The peer a secondary of `volume` follows: the one linked now, else the one whose records its receive log holds (null: neither). */
+  followedOf(volume: string): string | null {
+    return this.primaryOf(volume) ?? (this.volumes.streams.of(volume)?.primary || null);
+  }
+
   linkState(peer: string): string {
     return this.sessions.has(peer) ? 'connected' : 'disconnected';
   }
@@ -293,6 +328,14 @@ export class LinkManager {
     });
     this.sessions.set(peer, s);
     this.log.info({ peer, protocol: version }, `link to ${peer} up`);
+    for (const { local } of check.follows) {
+      if (local.role === 'primary') {
+        this.log.info({ volume: local.name, peer }, `volume ${local.name}: ${peer} holds records of another primary's journal; ` +
+          'it starts again from its last flush point and is compared by hash when it links again');
+      } else {
+        this.onFollow?.(local.name, peer);
+      }
+    }
     for (const { local, remote } of check.pairs) {
       if (local.role === 'primary') {
         const jv = this.volumes.primaries.get(local.name);
@@ -322,6 +365,17 @@ export class LinkManager {
         };
         sh.up(paced, remote.durableSeq, remote.round, remote.durableSeq === 0 && remote.round === 0);
       } else {
+        const now = this.primaryNow.get(local.name);
+        if (now !== undefined && now !== peer && this.sessions.has(now)) {
+          // Two primaries of one volume each reach this node (a failover that left the old one running).
+          s.close(`volume ${local.name}: ${peer} is primary, and so is ${now}, which this node follows; two primaries take writes apart: ` +
+            `demote one of them (offsite demote ${local.name})`);
+          return;
+        }
+        // A receive log takes records of one journal only (src/volume/stream.ts): Hello paired no other.
+        assert(!remote.stream || !local.stream || remote.stream === local.stream || (local.durableSeq === 0 && local.round === 0),
+          () => `volume ${local.name}: paired with ${peer}'s journal ${remote.stream} while its receive log holds records of ${local.stream}`);
+        this.primaryNow.set(local.name, peer);
         // The secondary takes the primary's volume identity (its UUID and generations).
         try {
           this.volumes.identities.get(local.name)?.adopt(remote.uuid, remote.generation);
@@ -330,11 +384,14 @@ export class LinkManager {
           this.log.error({ volume: local.name }, `volume ${local.name}: cannot record the primary's identity: ${(e as Error).message}`);
         }
         const rp = this.volumes.replicas.get(local.name);
-        rp?.attach({
+        if (!rp) continue;
+        // The stream its receive log takes records of, written down before the first (none said: a release before streams).
+        const stream = remote.stream;
+        rp.attach({
           ack: (seq) => s.send(encodeAck(local.name, seq)),
           hold: (held, after) => s.send(encodeHold(local.name, after, held)),
           close: (why) => s.close(why),
-        })
+        }, stream && !local.stream ? () => this.volumes.streams.adopt(local.name, { stream, primary: peer }) : undefined)
           .catch((e: Error) => s.close(`volume ${local.name}: attaching the replica failed: ${e.message}`));
       }
     }
@@ -351,6 +408,7 @@ export class LinkManager {
       this.shippers.delete(key);
     }
     this.volumes.replicas.get(name)?.detach();
+    this.primaryNow.delete(name);
     // Out of both maps until the change is done: a link that comes back meanwhile neither
     // attaches the old replica nor ships from the old journal.
     this.volumes.replicas.delete(name);

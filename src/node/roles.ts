@@ -16,6 +16,7 @@ import type { NodeGroups } from './groups.js';
 import type { GroupConfig } from '../config/config.js';
 import { fsyncDir, memberPoints, VolumeActions, type ActionHost } from './volume-actions.js';
 import { DirStore } from '../journal/store.js';
+import { SYNCED_FILE } from '../secondary/replica.js';
 import type { RestorePoint } from '../history/history.js';
 import { assert } from '../invariants/assert.js';
 import { promoteBegun, readPromoteAt, removePromoteAt } from '../secondary/promote-at-file.js';
@@ -30,7 +31,7 @@ import { pastGroupPoint, type PastGroupPoint } from '../group/past-point.js';
  */
 export interface RoleHost extends ActionHost {
   /** null: no identity yet (offsite init), so no link runs. */
-  readonly links: Pick<LinkManager, 'linkState' | 'volumeChanged' | 'volumeReady' | 'volumeKept' | 'pausedVolumes' | 'pause' | 'verify'> | null;
+  readonly links: Pick<LinkManager, 'linkState' | 'primaryOf' | 'volumeChanged' | 'volumeReady' | 'volumeKept' | 'pausedVolumes' | 'pause' | 'verify'> | null;
   /** Opens the volume in its current role (after a promote or demote). */
   openRole(e: VolumeEntry): Promise<void>;
   /** The export the volume's name serves in its current role. */
@@ -41,6 +42,8 @@ export interface RoleHost extends ActionHost {
 
 /** Files in a volume's state folder that belong to neither role: kept across a role change. */
 const KEEP = new Set(['identity.json', 'history.csv']);
+/** What a secondary keeps when it follows a new primary (follow): the volume is still the image its first sync made. */
+const KEEP_FOLLOWING = new Set([...KEEP, SYNCED_FILE]);
 const JOURNAL_FILE = /^(?:\d{20}\.seg|released|applied|intent)(?:\.tmp)?$/;
 
 export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions {
@@ -77,8 +80,8 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     if (todo.length === 0) throw new ActionRefused('wrong-role', `group ${g.name} is already primary on this node`);
     const reasons: string[] = [];
     for (const e of todo) {
-      const peer = e.config.peer!;
-      if (this.daemon.links?.linkState(peer) === 'connected') {
+      const peer = this.daemon.links?.primaryOf(e.config.name) ?? (e.config.peers.length === 1 ? e.config.peer! : null);
+      if (peer !== null && this.daemon.links?.linkState(peer) === 'connected') {
         reasons.push(`${e.config.name}'s primary on ${peer} is still connected (demote group ${g.name} on ${peer} first, or stop that node)`);
       }
       const notImage = e.replica!.notFrozenBecause();
@@ -154,8 +157,9 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     }
     let pick = pickPastPoint(g, entries, at);
     // (A past point is an image whatever a member is now: a torn apply, a round, are undone with the rest.)
-    const reasons = entries.filter((e) => this.daemon.links?.linkState(e.config.peer!) === 'connected').map((e) =>
-      `${e.config.name}'s primary on ${e.config.peer} is still connected (demote group ${g.name} on ${e.config.peer} first, or stop that node)`);
+    const primaryOf = (e: VolumeEntry): string | null => this.daemon.links?.primaryOf(e.config.name) ?? (e.config.peers.length === 1 ? e.config.peer! : null);
+    const reasons = entries.filter((e) => primaryOf(e) !== null && this.daemon.links?.linkState(primaryOf(e)!) === 'connected').map((e) =>
+      `${e.config.name}'s primary on ${primaryOf(e)} is still connected (demote group ${g.name} on ${primaryOf(e)} first, or stop that node)`);
     if (reasons.length > 0 && !force) {
       throw new ActionRefused('conflict', `refused to promote group ${g.name}: ${reasons.join('; ')}. Add --force to promote anyway`);
     }
@@ -232,9 +236,10 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       const e = this.entry(name);
       if (e.role === 'primary') throw new ActionRefused('wrong-role', `volume ${name} is already primary on this node`);
       const rp = e.replica!;
-      const peer = e.config.peer!;
+      // (With several peers, the one it follows now: another secondary of the set may be linked too.)
+      const peer = this.daemon.links?.primaryOf(name) ?? (e.config.peers.length === 1 ? e.config.peer! : null);
       const reasons: string[] = [];
-      if (this.daemon.links?.linkState(peer) === 'connected') {
+      if (peer !== null && this.daemon.links?.linkState(peer) === 'connected') {
         reasons.push(`its primary on ${peer} is still connected (two primaries would take writes apart: demote ${name} on ${peer} first, or stop that node)`);
       }
       // A past point (--at) is an image whatever the replica is now (a torn apply, a round: what they wrote was saved).
@@ -359,11 +364,6 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
   private async demoteOne(name: string, opts: { discardMyData?: boolean | undefined }): Promise<ActionResult> {
     {
       const e = this.entry(name);
-      if (e.config.peers.length > 1) {
-        // Whose secondary would it become? Roles across three sites are designed, not built.
-        throw new ActionRefused('conflict', `volume ${name} replicates to ${e.config.peers.join(' and ')}; a demote of a primary with ` +
-          'several secondaries is not built yet (docs/PEERS.md, "Roles across three sites"): promote one of them with --force if this site is lost');
-      }
       const daemon = this.daemon;
       let unshipped = 0;
       if (e.role === 'secondary') {
@@ -395,20 +395,65 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       const message = `volume ${name} demoted: secondary on this node, read-only; ` +
         (opts.discardMyData ? 'its data is discarded in favour of the peer\'s; ' : '') +
         (unshipped > 0 ? `${formatBytes(unshipped)} of changes the peer never received will be replaced; ` : '') +
-        `when ${e.config.peer} (primary) links, every region is compared by hash and only differing ones are copied`;
+        `when ${e.config.peers.length === 1 ? `${e.config.peer} (primary)` : `its primary (one of ${e.config.peers.join(', ')})`} links, ` +
+        'every region is compared by hash and only differing ones are copied';
       this.log.warn({ volume: name }, message);
       return { volume: name, message };
     }
   }
 
   /**
-   * Removes what the old role kept (journal, bitmap, activity log, receive log,
-   * round marker, undo area, checkpoint, first-sync mark); keeps the identity and
-   * the write history. Made durable before the new role starts.
+   * A secondary meets `primary`, whose journal is not the one its receive log holds
+   * records of (src/volume/stream.ts: a new primary after a failover, or the old one
+   * promoted again): it starts again as a new replica of `primary` that keeps its data.
+   * Everything durable is applied in whole units, a round in progress is rolled back
+   * (as for a promote: the volume is the flush-point image it served), and the receive
+   * log, round marker, undo area and stream go, the first-sync mark stays. The next
+   * link finds a replica with an empty receive log: the primary compares every region
+   * by hash and sends those that differ, in a round the replica keeps an undo area for,
+   * so its export serves this image until the round ends. A held checkpoint and a drill
+   * end first (said in the log). Null when the volume is no secondary here any more.
    */
-  private wipeRoleState(e: VolumeEntry): void {
+  follow(name: string, primary: string): Promise<ActionResult | null> {
+    return this.serial(async () => {
+      const e = this.entry(name);
+      if (e.role !== 'secondary' || !e.replica) return null;
+      const daemon = this.daemon;
+      const rp = e.replica;
+      const held = rp.checkpoint;
+      await this.endDrill(e);
+      if (held) {
+        daemon.registry.remove(`${name}${CHECKPOINT_SUFFIX}`);
+        await rp.releaseCheckpoint();
+      }
+      daemon.links?.volumeChanged(name, `volume ${name} starts again as ${primary}'s secondary`);
+      const fin = await rp.finishForPromote();
+      rp.log.close();
+      // From here a crash finishes it as a demote does (the first-sync mark goes too: the next round is a first sync).
+      e.identity!.beginChange('secondary');
+      this.wipeRoleState(e, KEEP_FOLLOWING);
+      e.identity!.setRole('secondary', false);
+      await daemon.openRole(e);
+      daemon.registry.add(daemon.backendOf(e), e.config.default === true);
+      daemon.links?.volumeReady(name, `volume ${name} follows ${primary} now`);
+      const message = `volume ${name}: ${primary} is primary with a journal this replica never followed (a failover elsewhere); ` +
+        `the replica stays the image at record ${fin.applied} of its last primary` +
+        (fin.discarded > 0 ? ` (${fin.discarded} records after its last flush point discarded)` : '') +
+        (fin.rolledBack > 0 ? ` (${fin.rolledBack} regions of an unfinished resync rolled back)` : '') +
+        (held ? `, its checkpoint "${held.label}" released` : '') +
+        `, and ${primary} compares every region by hash and sends those that differ`;
+      return { volume: name, message };
+    });
+  }
+
+  /**
+   * Removes what the old role kept (journal, bitmap, activity log, receive log,
+   * round marker, undo area, checkpoint, first-sync mark, stream); keeps the identity
+   * and the write history (`keep`). Made durable before the new role starts.
+   */
+  private wipeRoleState(e: VolumeEntry, keep: ReadonlySet<string> = KEEP): void {
     for (const f of fs.readdirSync(e.dir)) {
-      if (!KEEP.has(f)) fs.rmSync(path.join(e.dir, f), { recursive: true, force: true });
+      if (!keep.has(f)) fs.rmSync(path.join(e.dir, f), { recursive: true, force: true });
     }
     const jdir = e.config.journal_dir;
     if (jdir && fs.existsSync(jdir)) {

@@ -15,6 +15,7 @@ import { UNDO_FORMAT } from '../sync/undo.js';
 import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, GROUP_POINT_FILE, GROUP_POINT_FORMAT } from '../secondary/replica.js';
 import { HEADS_FORMAT, HISTORY_FORMAT } from '../history/format.js';
 import { PROMOTE_AT_FILE, PROMOTE_AT_FORMAT } from '../secondary/promote-at-file.js';
+import { STREAM_FILE, STREAM_FORMAT } from '../volume/stream.js';
 import { NewerFormatError, isNewer, type FileFormat } from '../versioning/format.js';
 
 export interface StateFile {
@@ -43,6 +44,7 @@ export const VOLUME_FOLDER_FILES: readonly StateFile[] = [
   { name: /^history\.\d{8}$/, format: HISTORY_FORMAT },
   { name: /^history\.\d{8}\.heads$/, format: HEADS_FORMAT },
   { name: PROMOTE_AT_FILE, format: PROMOTE_AT_FORMAT },
+  { name: STREAM_FILE, format: STREAM_FORMAT },
 ];
 
 /** Throws NewerFormatError (naming the file by its path) for the first file in `dir` a newer release wrote. */

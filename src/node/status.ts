@@ -47,11 +47,13 @@ function iscsiStatus(volume: string, view: IscsiView, sessions: ReturnType<Iscsi
 
 export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, now = Date.now()): Omit<VolumeStatus, 'iscsi'> {
   const j = e.journaled;
-  const link = e.config.peer ? (links?.linkState(e.config.peer) ?? 'disconnected') : 'none';
+  // A secondary's peer is the primary it follows (with several peers, one of its set: docs/PEERS.md).
+  const peer = e.role === 'secondary' && e.config.peers.length > 1 ? (links?.followedOf(e.config.name) ?? e.config.peer) : e.config.peer;
+  const link = peer ? (links?.linkState(peer) ?? 'disconnected') : 'none';
   const common = {
     name: e.config.name,
     role: e.role,
-    peer: e.config.peer ?? null,
+    peer: peer ?? null,
     sizeBytes: e.volume.size,
     uuid: e.identity?.uuid ?? '',
     generation: e.identity?.generations ?? [],
@@ -136,7 +138,7 @@ function peersStatus(e: VolumeEntry, links: LinkManager | null, now: number): Pe
       };
     });
   }
-  const primary = e.config.peer;
+  const primary = e.config.peers.length > 1 ? (links?.followedOf(e.config.name) ?? e.config.peer) : e.config.peer;
   if (!primary) return [];
   const rp = e.replica;
   return [{

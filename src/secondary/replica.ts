@@ -266,8 +266,10 @@ export class Replica implements ExportBackend {
     while (this.frozenBy) await this.checkpoints.released;
     await this.applyIdle(); // (the release starts an apply of its own: it ends before the round opens)
     if (!this.round) {
-      // The first sync has no earlier image to keep; any later round keeps it in the undo area.
-      const initial = this.receiver.applied === 0 && this.log.lastSeq === 0;
+      // The first sync has no earlier image to keep; any later round keeps it in the undo area,
+      // and so does the first round of a replica that follows a new primary (RoleChanges.follow):
+      // its receive log is new, but the volume is an image of the primary it followed before.
+      const initial = !this.resync.synced && this.receiver.applied === 0 && this.log.lastSeq === 0;
       await this.resync.begin(startSeq, initial);
       this.logger.info({ volume: this.name },
         `volume ${this.name}: resync round from record ${startSeq} ` +
@@ -496,9 +498,10 @@ export class Replica implements ExportBackend {
   private attachToken = 0;
   private reopening: Promise<void> | null = null;
 
-  attach(link: ReplicaLink): Promise<void> {
+  /** `first`: runs before anything else (a stream to write down before the first record, src/volume/stream.ts). */
+  attach(link: ReplicaLink, first?: () => Promise<void>): Promise<void> {
     const token = ++this.attachToken;
-    const p = this.doAttach(link, token).finally(() => {
+    const p = (first ? first().then(() => this.doAttach(link, token)) : this.doAttach(link, token)).finally(() => {
       if (this.attaching === p) this.attaching = null;
     });
     this.attaching = p;

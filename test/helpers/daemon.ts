@@ -163,7 +163,7 @@ export async function freePort(): Promise<number> {
 /** One volume of statusOf's answer: the fields the tests read. */
 type VolumeStatusRow = {
   name: string; link: string; backlogBytes: number; lagSeconds: number; consistent: boolean; tracking: string; peers: PeerStatus[];
-  resyncing: boolean; overflows: number;
+  resyncing: boolean; overflows: number; role: string; peer: string | null; resyncBytes: number; resyncSeededBytes: number;
 };
 
 /** Status of a running daemon through its API. */

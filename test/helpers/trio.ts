@@ -2,7 +2,7 @@
 // `peers: [site-b, site-c]`, site-b and site-c its secondaries, each with `peer: site-a`.
 // Paired by `offsite init` fingerprints as test/helpers/pair.ts pairs two; one TLS link
 // per node pair, site-a dialing both (its name sorts first). b and c share no volume, so
-// neither names the other.
+// neither names the other, unless the trio is a set of three (TrioOptions.set).
 import fs from 'node:fs';
 import path from 'node:path';
 import { OFFSITE_BIN, TestDaemon, freePort, statusOf } from './daemon.js';
@@ -16,10 +16,11 @@ export interface Trio {
   volumeStateA: string;
   stop(): Promise<void>;
   /**
-   * Waits until site-a has nothing unacked and no round open for any peer of any volume,
-   * both links up, and site-b and site-c each serve a consistent replica with an empty backlog.
+   * Waits until `primary` (site-a unless said) has nothing unacked and no round open for
+   * any peer of any volume, both links up, and the two others each serve a consistent
+   * replica with an empty backlog.
    */
-  drained(timeoutMs?: number): Promise<void>;
+  drained(timeoutMs?: number, primary?: Site, secondaries?: Site[]): Promise<void>;
 }
 
 export interface TrioOptions {
@@ -31,7 +32,15 @@ export interface TrioOptions {
   receiveLog?: string;
   /** More keys for site-a's entry of a peer (inline YAML, e.g. { 'site-c': 'rate: 16mbit' }: a slow far link). */
   peerKeys?: Partial<Record<'site-b' | 'site-c', string>>;
+  /**
+   * A set of three (docs/PEERS.md, "Roles across three sites"): site-b and site-c name
+   * each other too (`peers: [site-a, site-c]`, `peers: [site-a, site-b]`), so either may
+   * be promoted and the other follows it; the demoted site-a follows the new primary.
+   */
+  set?: boolean;
 }
+
+export type Site = 'site-a' | 'site-b' | 'site-c';
 
 const SECONDARIES = ['site-b', 'site-c'] as const;
 
@@ -61,8 +70,12 @@ volumes:
   };
   const peersOfA = SECONDARIES.map((p) => peerLine(p, opts.peerKeys?.[p])).join('\n');
   const a = await site('site-a', peersOfA, `role: primary, peers: [${SECONDARIES.join(', ')}], journal: ${journal}`);
-  const b = await site('site-b', peerLine('site-a'), `role: secondary, peer: site-a, journal: ${receiveLog}`);
-  const c = await site('site-c', peerLine('site-a'), `role: secondary, peer: site-a, journal: ${receiveLog}`);
+  const secondary = (other: Site): Promise<TestDaemon> => opts.set
+    ? site(other === 'site-c' ? 'site-b' : 'site-c', `${peerLine('site-a')}\n${peerLine(other)}`,
+      `role: secondary, peers: [site-a, ${other}], journal: ${receiveLog}`)
+    : site(other === 'site-c' ? 'site-b' : 'site-c', peerLine('site-a'), `role: secondary, peer: site-a, journal: ${receiveLog}`);
+  const b = await secondary('site-c');
+  const c = await secondary('site-b');
   const all = { 'site-a': a, 'site-b': b, 'site-c': c };
   const fingerprint = new Map<string, string>();
   for (const [name, d] of Object.entries(all)) {
@@ -89,19 +102,22 @@ volumes:
         fs.rmSync(root, { recursive: true, force: true });
       }
     },
-    async drained(timeoutMs = 90_000) {
+    async drained(timeoutMs = 90_000, primary: Site = 'site-a', secondaries?: Site[]) {
       const deadline = Date.now() + timeoutMs;
+      const SECONDARIES = secondaries ?? (Object.keys(all) as Site[]).filter((n) => n !== primary);
+      const order = [all[primary], ...SECONDARIES.map((n) => all[n])];
       for (;;) {
-        const [s, t, u] = await Promise.all([a, b, c].map((d) => statusOf(d).catch(() => null)));
+        const [s, t, u] = await Promise.all(order.map((d) => statusOf(d).catch(() => null)));
         // A round's backlog can touch 0 between two runs of regions: a round open is no drain.
         const quiet = (p: { backlogBytes: number; resyncing: boolean }): boolean => p.backlogBytes === 0 && !p.resyncing;
         // Every secondary listed, connected and quiet at site-a (a peer missing from the list would pass vacuously).
-        const primaryQuiet = s?.volumes.every((v) => quiet(v) && v.tracking === 'journal' &&
+        // (A site left out is down: the primary's journal keeps its backlog, so only the listed peers' count.)
+        const primaryQuiet = s?.volumes.every((v) => (secondaries ? !v.resyncing : quiet(v)) && v.tracking === 'journal' &&
           SECONDARIES.every((name) => v.peers.some((p) => p.name === name && p.link === 'connected' && quiet(p))));
-        const replicasQuiet = [t, u].every((r) => r?.volumes.every((v) => v.consistent && quiet(v)));
+        const replicasQuiet = [t, u].slice(0, SECONDARIES.length).every((r) => r?.volumes.every((v) => v.consistent && quiet(v)));
         if (primaryQuiet && replicasQuiet) return;
         if (Date.now() > deadline) {
-          const logs = [a, b, c].map((d, i) => `--- site-${'abc'[i]} log (tail)\n${d.log.slice(-3000)}`).join('\n');
+          const logs = order.map((d, i) => `--- ${[primary, ...SECONDARIES][i]} log (tail)\n${d.log.slice(-3000)}`).join('\n');
           throw new Error(`not drained after ${timeoutMs} ms:\n${JSON.stringify(s?.volumes.map(brief))}\n` +
             `${JSON.stringify(t?.volumes.map(brief))}\n${JSON.stringify(u?.volumes.map(brief))}\n${logs}`);
         }

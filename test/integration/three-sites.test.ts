@@ -225,3 +225,46 @@ test('three sites: site-c on a slow link falls behind under writes and is detach
     await t.stop();
   }
 });
+
+test('three sites: site-a lost, site-b promoted; site-c follows it and is sent what differs; site-a returns, is demoted and converges', async () => {
+  const t = await startTrio({ set: true, size: '256MiB' });
+  try {
+    // 96 MiB of random data at site-a, at every site.
+    await fio(t.a, '--rw=write', '--bs=1M', '--size=96M', '--refill_buffers', '--randseed=41');
+    await t.drained(120_000);
+    await assertAllIdentical(t, 'before site-a is lost');
+    // site-b and site-c name each other: their link is up and carries nothing of db (both secondary).
+    for (const d of [t.b, t.c]) assert.doesNotMatch(d.log, /two-secondaries|secondary on both nodes/, d.log);
+
+    await t.a.kill9();
+    const promoted = await must(process.execPath, [OFFSITE_BIN, 'promote', 'db', '-c', t.b.configFile]);
+    assert.match(promoted, /volume db promoted: primary on this node/);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x42 200M 4M', '-c', 'flush', t.b.uri('db')]);
+    // site-c's receive log held site-a's journal: it starts again from its last flush point as site-b's secondary.
+    await waitFor('site-c to follow site-b', () => /volume db: site-b is primary with a journal this replica never followed/.test(t.c.log), 60_000);
+    await t.drained(180_000, 'site-b', ['site-c']);
+    await assertIdentical(t.b.uri('db'), t.c.uri('db'), { message: 'site-c after following site-b' });
+    const sb = (await statusOf(t.b)).volumes[0]!;
+    // What travelled is about what differs (the 4 MiB written at site-b), not the 96 MiB both hold.
+    assert.ok(sb.resyncBytes < 16 * MiB, `site-b sent site-c ${sb.resyncBytes} bytes of resync records: ${JSON.stringify(sb)}`);
+    assert.ok(sb.resyncSeededBytes >= 90 * MiB, `site-b found ${sb.resyncSeededBytes} bytes equal by hash`);
+    const sc = (await statusOf(t.c)).volumes[0]!;
+    assert.deepEqual([sc.role, sc.peer, sc.link], ['secondary', 'site-b', 'connected']);
+
+    // site-a comes back believing it is primary: neither site-b nor site-c takes its writes.
+    await t.a.start();
+    await waitFor('site-a to be told of the promote', () =>
+      /site-b was promoted after this node's last write|follows a primary promoted after this node's last write/.test(t.a.log), 60_000);
+    const demoted = await must(process.execPath, [OFFSITE_BIN, 'demote', 'db', '-c', t.a.configFile]);
+    assert.match(demoted, /volume db demoted: secondary on this node/);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x43 240M 2M', '-c', 'flush', t.b.uri('db')]);
+    await t.drained(180_000, 'site-b');
+    await assertIdentical(t.b.uri('db'), t.a.uri('db'), { message: 'site-a after its demote' });
+    await assertIdentical(t.b.uri('db'), t.c.uri('db'), { message: 'site-c after site-a joined' });
+    const after = (await statusOf(t.b)).volumes[0]!;
+    assert.ok(after.resyncBytes - sb.resyncBytes < 24 * MiB, `site-b sent site-a ${after.resyncBytes - sb.resyncBytes} bytes of resync records`);
+    assert.deepEqual(after.peers.map((p) => [p.name, p.link]), [['site-a', 'connected'], ['site-c', 'connected']]);
+  } finally {
+    await t.stop();
+  }
+});

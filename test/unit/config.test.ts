@@ -63,8 +63,9 @@ test('peers: a primary with several secondaries (docs/PEERS.md); peer: is the on
   assert.equal(err(withPeers('    peers: [site-b, site-b]\n')), 'offsite.yaml:12: volumes.db.peers: a peer is named twice');
   assert.equal(err(withPeers('    peers: [site-b, site-d]\n')), 'offsite.yaml:12: volumes.db.peers: no peer named "site-d" under peers:');
   assert.equal(err(withPeers('    peers: [site-a]\n')), 'offsite.yaml:12: volumes.db.peers: "site-a" is this node; a peer is another node');
-  assert.match(err(withPeers('    peers: [site-b, site-c]\n').replace('role: primary', 'role: secondary')),
-    /^offsite\.yaml:12: volumes\.db\.peers: a secondary replicates from one primary; name it with peer: NAME/);
+  // A secondary lists the other members of its set: it follows whichever of them is primary (docs/PEERS.md).
+  const set = parseConfig(withPeers('    peers: [site-b, site-c]\n').replace('role: primary', 'role: secondary'), 'offsite.yaml').volumes[0]!;
+  assert.deepEqual([set.role, set.peers], ['secondary', ['site-b', 'site-c']]);
   assert.match(err(withPeers('    peers: []\n')), /^offsite\.yaml:12: volumes\.db\.peers: /);
 });
 

@@ -53,3 +53,42 @@ test('generations: failover, failback and split brain are told apart', () => {
   assert.match(refused(checkHello(hello({ volumes: [vol({ generation: ['g2', 'g1'] })] }), 'site-b', [vol({ generation: ['g1b', 'g1'] })])),
     /^split-brain: volume db: split brain: primary on both nodes/);
 });
+
+test('three sites: two secondaries of a set meet idle; a secondary of a newer primary refuses the old one; another journal is followed', () => {
+  const inSet = { inSet: () => true };
+  const bothSecondary = hello({ volumes: [vol({ role: 'secondary', durableSeq: 9 })] });
+  // Both follow a third (the primary): the link carries nothing of the volume, and is no error.
+  const idle = checkHello(bothSecondary, 'site-b', [vol({ role: 'secondary', durableSeq: 5 })], inSet);
+  assert.ok(idle.ok);
+  assert.deepEqual([idle.pairs.length, idle.follows.length], [0, 0]);
+  // Without a set (one peer each) that is still a refusal.
+  assert.match(refused(checkHello(bothSecondary, 'site-b', [vol({ role: 'secondary' })])), /^two-secondaries: /);
+
+  // site-b was promoted after g1 (its generation g2); site-c follows it. The old primary (g1) meets site-c.
+  const follower = vol({ role: 'secondary', generation: ['g2', 'g1'], durableSeq: 40 });
+  const atOld = checkHello(encodeHello({ node: 'site-c', protocol: 1, volumes: [follower] }), 'site-c', [vol({ generation: ['g1'] })]);
+  assert.match(refused(atOld), /^peer-promoted: volume db: site-c follows a primary promoted after this node's last write .*offsite demote db/);
+  assert.equal(!atOld.ok && atOld.volume, 'db', 'the old primary learns which volume may fail back (failback: auto)');
+  const atFollower = checkHello(encodeHello({ node: 'site-a', protocol: 1, volumes: [vol({ generation: ['g1'] })] }), 'site-a', [follower]);
+  assert.match(refused(atFollower), /^old-primary: volume db: site-a is primary of an older generation \(g1\).*offsite demote db` on site-a/);
+  // The old primary wrote while apart (g3 after g1): neither holds the other's current generation: split brain.
+  assert.match(refused(checkHello(encodeHello({ node: 'site-c', protocol: 1, volumes: [follower] }), 'site-c', [vol({ generation: ['g3', 'g1'] })])),
+    /^split-brain: /);
+
+  // The secondary's receive log holds records of another journal (the stream it names): nothing flows, it starts again.
+  const primary = vol({ generation: ['g2', 'g1'], stream: '00000000000000bb' });
+  const other = hello({ volumes: [vol({ role: 'secondary', generation: ['g1'], durableSeq: 40, stream: '00000000000000aa' })] });
+  const follow = checkHello(other, 'site-b', [primary]);
+  assert.ok(follow.ok);
+  assert.deepEqual([follow.pairs.length, follow.follows.map((f) => f.remote.stream)], [0, ['00000000000000aa']]);
+  // The same journal, or a new replica (nothing received), or a side of a release before streams: paired as before.
+  for (const s of [
+    vol({ role: 'secondary', durableSeq: 40, stream: '00000000000000bb' }),
+    vol({ role: 'secondary', durableSeq: 0, round: 0, stream: '00000000000000aa' }),
+    vol({ role: 'secondary', durableSeq: 40 }),
+  ]) {
+    const r = checkHello(hello({ volumes: [{ ...s, generation: ['g1'] }] }), 'site-b', [primary]);
+    assert.ok(r.ok);
+    assert.deepEqual([r.pairs.length, r.follows.length], [1, 0], JSON.stringify(s));
+  }
+});
