@@ -33,7 +33,7 @@ const volumeSchema = z.object({
   changedBytes: z.number().int().nonnegative().optional(),
   /**
    * The stream of records this side's journal (primary) or receive log (secondary) holds
-   * (src/volume/stream.ts); absent: none yet, or a release before streams.
+   * (src/stream/stream.ts); absent: none yet, or a release before streams.
    */
   stream: z.string().max(64).optional(),
 });

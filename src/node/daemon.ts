@@ -23,7 +23,7 @@ import type { FastifyInstance } from 'fastify';
 import { loadIdentity } from '../link/identity.js';
 import { Replica } from '../secondary/replica.js';
 import { VolumeIdentity } from '../volume/identity.js';
-import { newStreamId, readStream, writeStream, type StreamMark } from '../volume/stream.js';
+import { newStreamId, readStream, writeStream, type StreamMark } from '../stream/stream.js';
 import { LinkManager, type LinkVolumes } from './links.js';
 import { RoleChanges } from './roles.js';
 import { DRILL_FILE, PAUSED_FILE } from './volume-actions.js';
@@ -239,7 +239,7 @@ export class Daemon {
       },
     },
   };
-  /** Each replicated volume's stream (src/volume/stream.ts), read when its role opens. */
+  /** Each replicated volume's stream (src/stream/stream.ts), read when its role opens. */
   private readonly streams = new Map<string, StreamMark>();
 
   /** The export a volume's name serves: its write path, its replica, or the plain volume. */

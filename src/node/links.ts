@@ -23,7 +23,7 @@ import { effectiveWeight, shareOf, type FrameClass } from '../rate/scheduler.js'
 import { formatRate, rateAt } from '../rate/rate.js';
 import type { Replica } from '../secondary/replica.js';
 import type { VolumeIdentity } from '../volume/identity.js';
-import type { StreamMark } from '../volume/stream.js';
+import type { StreamMark } from '../stream/stream.js';
 import { MEMORY_BUDGET_BYTES, epochBytesFor } from '../limits/limits.js';
 import { runLink, type LinkEnd, type LinkHost, type LinkSession } from './link-session.js';
 import { ShippingFigures } from './shipping-figures.js';
@@ -39,11 +39,11 @@ export interface LinkVolumes {
   primaries: Map<string, JournaledVolume>;
   replicas: Map<string, Replica>;
   identities: Map<string, VolumeIdentity>;
-  /** The stream of records each volume's journal or receive log holds (src/volume/stream.ts). */
+  /** The stream of records each volume's journal or receive log holds (src/stream/stream.ts). */
   streams: VolumeStreams;
 }
 
-/** Each replicated volume's stream (src/volume/stream.ts), as the daemon keeps it. */
+/** Each replicated volume's stream (src/stream/stream.ts), as the daemon keeps it. */
 export interface VolumeStreams {
   /** The stream the volume's journal (primary) or receive log (secondary) holds; null: none yet. */
   of(volume: string): StreamMark | null;
@@ -372,7 +372,7 @@ export class LinkManager {
             `demote one of them (offsite demote ${local.name})`);
           return;
         }
-        // A receive log takes records of one journal only (src/volume/stream.ts): Hello paired no other.
+        // A receive log takes records of one journal only (src/stream/stream.ts): Hello paired no other.
         assert(!remote.stream || !local.stream || remote.stream === local.stream || (local.durableSeq === 0 && local.round === 0),
           () => `volume ${local.name}: paired with ${peer}'s journal ${remote.stream} while its receive log holds records of ${local.stream}`);
         this.primaryNow.set(local.name, peer);

@@ -404,7 +404,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
 
   /**
    * A secondary meets `primary`, whose journal is not the one its receive log holds
-   * records of (src/volume/stream.ts: a new primary after a failover, or the old one
+   * records of (src/stream/stream.ts: a new primary after a failover, or the old one
    * promoted again): it starts again as a new replica of `primary` that keeps its data.
    * Everything durable is applied in whole units, a round in progress is rolled back
    * (as for a promote: the volume is the flush-point image it served), and the receive

@@ -15,7 +15,7 @@ import { UNDO_FORMAT } from '../sync/undo.js';
 import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, GROUP_POINT_FILE, GROUP_POINT_FORMAT } from '../secondary/replica.js';
 import { HEADS_FORMAT, HISTORY_FORMAT } from '../history/format.js';
 import { PROMOTE_AT_FILE, PROMOTE_AT_FORMAT } from '../secondary/promote-at-file.js';
-import { STREAM_FILE, STREAM_FORMAT } from '../volume/stream.js';
+import { STREAM_FILE, STREAM_FORMAT } from '../stream/stream.js';
 import { NewerFormatError, isNewer, type FileFormat } from '../versioning/format.js';
 
 export interface StateFile {

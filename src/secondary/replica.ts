@@ -498,7 +498,7 @@ export class Replica implements ExportBackend {
   private attachToken = 0;
   private reopening: Promise<void> | null = null;
 
-  /** `first`: runs before anything else (a stream to write down before the first record, src/volume/stream.ts). */
+  /** `first`: runs before anything else (a stream to write down before the first record, src/stream/stream.ts). */
   attach(link: ReplicaLink, first?: () => Promise<void>): Promise<void> {
     const token = ++this.attachToken;
     const p = (first ? first().then(() => this.doAttach(link, token)) : this.doAttach(link, token)).finally(() => {

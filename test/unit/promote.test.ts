@@ -200,7 +200,8 @@ test('a group promote refused after its members\' links went (not at one moment,
     thaw: () => undefined,
   });
   host.links = {
-    linkState: () => 'down', primaryOf: () => null, volumeChanged: (v: string) => kept.push(`changed ${v}`), volumeReady: (v: string) => kept.push(`ready ${v}`),
+    linkState: () => 'down', primaryOf: () => null,
+    volumeChanged: (v: string) => kept.push(`changed ${v}`), volumeReady: (v: string) => kept.push(`ready ${v}`),
     volumeKept: (v: string, rp: unknown) => kept.push(`kept ${v}${rp === entries.find((e) => e.config.name === v)!.replica ? ' with its replica' : ''}`),
   };
   await assert.rejects(roles.promote('erp', {}),

@@ -1,4 +1,4 @@
-// The record stream file (src/volume/stream.ts, docs/PEER-PROTOCOL.md "Handshake"):
+// The record stream file (src/stream/stream.ts, docs/PEER-PROTOCOL.md "Handshake"):
 // version 1 decoded from fixed bytes, a newer version refused as newer (not damage), a
 // damaged file read as a stream no primary's matches, and the state check at start.
 import assert from 'node:assert/strict';
@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { DirStore } from '../../src/journal/store.js';
-import { DAMAGED_STREAM, STREAM_FILE, newStreamId, readStream, writeStream } from '../../src/volume/stream.js';
+import { DAMAGED_STREAM, STREAM_FILE, newStreamId, readStream, writeStream } from '../../src/stream/stream.js';
 import { VOLUME_FOLDER_FILES, refuseNewerState } from '../../src/node/state-versions.js';
 import { NewerFormatError } from '../../src/versioning/format.js';
 import { tempDir } from '../helpers/run.js';
