@@ -8,7 +8,12 @@
 // The peer's bitmap file exists exactly while it is detached. It comes back to the
 // journal when it acks past what its bitmap marks (caughtUp), or when a resync round
 // begins: its bitmap joins the volume's and the round sends it (rejoinAll; at a start,
-// mergeAtStart, the same). Rounds for one peer are not built yet (docs/PEERS.md).
+// mergeAtStart, the same), or through a round of its own (beginOwnRound).
+//
+// A new secondary of a volume with several gets a first sync of its own
+// (beginFirstSync): its bitmap, every region marked, is that round's list, compared by
+// hash with its replica; the other peers keep streaming. One that must wait for
+// another's round leaves the journal meanwhile (detachNew), its bitmap all marked.
 import { formatBytes } from '../units/units.js';
 import type { Logger } from '../log/log.js';
 import type { Store } from '../store/store.js';
@@ -36,11 +41,14 @@ export interface DetachHost {
 export class DetachedPeers {
   private readonly bitmaps = new Map<string, DirtyBitmap>();
   private detaching: Promise<void> | null = null;
+  /** A first sync of one peer's own is opening its bitmap file: no laggard is detached (beginFirstSync). */
+  private opening = false;
   /**
    * A peer resynced by a round of its own (docs/PEERS.md): it follows the journal again
-   * from the round's start, and its bitmap is the list of regions the round sends.
+   * from the round's start, and its bitmap is the list of regions the round sends
+   * (`first`: a new secondary's first sync, every region marked at its start).
    */
-  ownRound: { peer: string; bitmap: DirtyBitmap } | null = null;
+  ownRound: { peer: string; bitmap: DirtyBitmap; first: boolean } | null = null;
 
   constructor(private readonly v: DetachHost) {}
 
@@ -68,11 +76,102 @@ export class DetachedPeers {
       if (marked() !== upTo) return null;
       cursors.rejoinAt(peer, upTo);
       this.bitmaps.delete(peer);
-      this.ownRound = { peer, bitmap: own };
+      this.ownRound = { peer, bitmap: own, first: false };
       return { bitmap: own, upTo };
     });
     this.marking = p.then(() => undefined, () => undefined);
     return p;
+  }
+
+  /**
+   * A first sync of `peer`'s own (a new secondary of a volume with several, docs/PEERS.md):
+   * its bitmap file, every region marked, is made durable with the folder, so a stop from
+   * here merges it into the volume's at the start (a round of all: correct, if costly).
+   * Then, in one turn, `open(upTo, bitmap)` opens the round from `upTo + 1` (the journal's
+   * last record U + 1; false: it cannot be), the peer follows the journal from U (what it
+   * lacks before is in the bitmap) and the bitmap becomes the round's list (ownRound).
+   * Null when it cannot be (a round of one peer's own is open, or `open` said no). A peer
+   * detached (waiting for another's round, detachNew) takes its bitmap along, all marked.
+   */
+  beginFirstSync(peer: string, open: (upTo: number, bitmap: DirtyBitmap) => boolean): Promise<{ bitmap: DirtyBitmap; upTo: number } | null> {
+    const p = this.marking.then(async () => {
+      const { cursors, journal, store, size, bitmap, name } = this.v;
+      // (No laggard is detached meanwhile: that would open the same file, check().)
+      await this.settled();
+      if (this.ownRound) return null;
+      this.opening = true;
+      const file = peerBitmapFile(peer);
+      let own: DirtyBitmap;
+      try {
+        own = this.bitmaps.get(peer) ?? (await DirtyBitmap.open(store, size, bitmap.regionSize, file)).bitmap;
+        own.markAll();
+        await own.sync();
+        await store.syncDir();
+      } finally {
+        this.opening = false;
+      }
+      const detached = cursors.detached.find((d) => d.peer === peer);
+      const upTo = Math.max(journal.lastSeq, detached?.markedUpTo ?? 0);
+      // (No await from here to the round's opening: every record after U is journaled
+      // while the round compares, and touches the regions it writes, src/sync/seeding.ts.)
+      if (this.ownRound || !open(upTo, own)) {
+        if (!this.bitmaps.has(peer)) {
+          own.close();
+          store.remove(file);
+          await store.syncDir();
+        }
+        return null;
+      }
+      if (detached) {
+        cursors.rejoinAt(peer, upTo);
+        this.bitmaps.delete(peer);
+      } else {
+        cursors.followFrom(peer, upTo);
+      }
+      this.ownRound = { peer, bitmap: own, first: true };
+      assert(own.count === own.regions, () => `volume ${name}: ${peer}'s first sync begins with ${own.count} of ${own.regions} regions marked`);
+      return { bitmap: own, upTo };
+    });
+    this.marking = p.then(() => undefined, () => undefined);
+    return p;
+  }
+
+  /**
+   * New `peer` waits for another peer's round to end before its first sync of its own:
+   * it leaves the journal for a bitmap of its own with every region marked (what its
+   * replica holds is not known), so its cursor holds back no release and that round can
+   * end without its acks. False when it cannot be (detached already, in a round of its
+   * own, or the only peer following the journal): it holds the journal meanwhile.
+   */
+  async detachNew(peer: string): Promise<boolean> {
+    await this.settled();
+    const p = this.doDetachNew(peer);
+    this.detaching = p.then(() => undefined, () => undefined).finally(() => {
+      this.detaching = null;
+    });
+    return p;
+  }
+
+  private async doDetachNew(peer: string): Promise<boolean> {
+    const { cursors, store, size, bitmap, log, name } = this.v;
+    const can = (): boolean => !cursors.isDetached(peer) && cursors.attached.length >= 2 && this.ownRound?.peer !== peer;
+    if (!can()) return false;
+    const file = peerBitmapFile(peer);
+    const { bitmap: own } = await DirtyBitmap.open(store, size, bitmap.regionSize, file);
+    own.markAll();
+    await own.sync();
+    await store.syncDir();
+    if (!can()) {
+      own.close();
+      store.remove(file);
+      return false;
+    }
+    this.bitmaps.set(peer, own);
+    cursors.detach(peer);
+    log.info({ volume: name, peer }, `volume ${name}: ${peer} is a new secondary waiting for its first sync; ` +
+      `it holds the journal back no more (its bitmap marks every region), and ${cursors.attached.join(', ')} keep streaming`);
+    this.v.detachedOne();
+    return true;
   }
 
   /** The round of `ownRound`'s peer is complete (every region sent, its end acked): its bitmap goes. */
@@ -116,7 +215,7 @@ export class DetachedPeers {
     const j = this.v.journal;
     const laggard = this.v.cursors.laggard;
     // (Not a peer in a round of its own: its bitmap is the round's list. A journal it fills overflows.)
-    if (this.detaching || j.usedBytes < PEER_DETACH_FILL * j.capacity || laggard === null || laggard === this.ownRound?.peer) return;
+    if (this.detaching || this.opening || j.usedBytes < PEER_DETACH_FILL * j.capacity || laggard === null || laggard === this.ownRound?.peer) return;
     this.detaching = this.detach().catch((e: Error) => {
       this.v.log.error({ volume: this.v.name }, `volume ${this.v.name}: detaching a peer from the journal failed: ${e.message}`);
     }).finally(() => {

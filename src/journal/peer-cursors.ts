@@ -14,6 +14,10 @@
 // holds the journal. What it lacks is then in its own bitmap up to `markedUpTo` and in
 // the journal after it; the write path marks the records it releases in that bitmap
 // first, so the release point never passes a detached peer's `markedUpTo`.
+//
+// A new secondary among several gets a first sync of its own (followFrom): its cursor
+// moves to the journal's end, and a bitmap of its own with every region marked stands
+// for what it lacks before.
 import { assert } from '../invariants/assert.js';
 
 /** The peer of a volume replicated to one peer whose name the caller does not need (tests, the simulations). */
@@ -112,6 +116,17 @@ export class PeerCursors {
     const at = this.marked.get(peer);
     assert(at !== undefined && seq >= at, () => `peer cursors: ${JSON.stringify(peer)} rejoins at ${seq} but is marked up to ${at}`);
     this.marked.delete(peer);
+    this.acked.set(peer, Math.max(this.of(peer), seq));
+  }
+
+  /**
+   * `peer`'s replica is sent whole by a first sync of its own (docs/PEERS.md): what it
+   * lacks up to `seq` is in that round's bitmap, every region marked, so it follows the
+   * journal from `seq` (an attached peer's cursor moves forward, never back).
+   */
+  followFrom(peer: string, seq: number): void {
+    assert(!this.isDetached(peer) && Number.isSafeInteger(seq) && seq >= 0,
+      () => `peer cursors: ${JSON.stringify(peer)} cannot follow the journal from ${seq}`);
     this.acked.set(peer, Math.max(this.of(peer), seq));
   }
 

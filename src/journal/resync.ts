@@ -112,8 +112,45 @@ export class RoundSteps {
     return upTo + 1;
   }
 
+  /**
+   * A first sync of new `peer`'s own, compared by hash (docs/PEERS.md, "The first sync
+   * with several peers"): a secondary that has never held this volume (or was reset)
+   * links to a volume with several peers. Its bitmap, every region marked, becomes the
+   * round's list (DetachedPeers.beginFirstSync), the peer follows the journal again from
+   * the journal's last record U, and the round opens at U + 1, owned by it, with a
+   * comparison: a region found equal on its replica leaves its bitmap alone, so the
+   * comparison may run with several peers. The other peers keep streaming, sent the
+   * round's records as padding. No marker: a stop merges its bitmap into the volume's at
+   * the start (a round of all). Returns the round's first seq, or 0 when it cannot be
+   * (a round is open, the volume tracks by bitmap or has marked regions, a fold is under
+   * way, no round store or peer store).
+   */
+  firstSyncFor(peer: string): Promise<number> {
+    const p = this.starting.then(() => this.doFirstSyncFor(peer));
+    this.starting = p.catch(() => undefined);
+    return p;
+  }
+
+  private async doFirstSyncFor(peer: string): Promise<number> {
+    const { bitmap, round, seed, tracking, log, name, detached, disk } = this.v;
+    const can = (): boolean => tracking.mode === 'journal' && round.start === 0 && bitmap.count === 0 && !tracking.folding;
+    if (!detached || !can() || !round.canResync) return 0;
+    const begun = await detached.beginFirstSync(peer, (upTo, own) => {
+      // (In the turn the peer's cursor moves to U: every record of the round touches what it writes.)
+      if (!can()) return false;
+      round.open(upTo + 1, own.dirtyBytes, Date.now(), peer);
+      seed.begin(true, new RegionSet(disk.size, own.regionSize), new RegionSet(disk.size, own.regionSize), true);
+      return true;
+    });
+    if (!begun) return 0;
+    log.info({ volume: name, peer }, `volume ${name}: first sync of ${peer} alone from record ${begun.upTo + 1}: the volume ` +
+      `(${formatBytes(disk.size)}) will be compared with its replica by hash; regions that differ are sent, holes on both sides ` +
+      'are skipped; the other peers keep streaming');
+    return begun.upTo + 1;
+  }
+
   /** The bitmap the open round sends: its peer's own in a round for one peer, else the volume's. */
-  private roundBitmap(): DirtyBitmap {
+  roundBitmap(): DirtyBitmap {
     const own = this.v.round.owner !== null ? this.v.detached?.ownRound : null;
     return own?.bitmap ?? this.v.bitmap;
   }
@@ -271,8 +308,10 @@ export class RoundSteps {
    * are journaled and follow in order.
    */
   async compareRegions(first: number, regionSize: number, hashes: Buffer[]): Promise<number> {
-    const { disk, bitmap, seed, round } = this.v;
-    if (!seed.accepts(first, regionSize, bitmap.regionSize)) return 0;
+    const { disk, seed, round } = this.v;
+    // (The round's bitmap: a peer's own in its first sync of its own, where an equal region leaves it for that peer alone.)
+    const bitmap = this.roundBitmap();
+    if (!round.start || !seed.accepts(first, regionSize, bitmap.regionSize)) return 0;
     const comparison = seed.comparison;
     let equal = 0;
     // The whole span at once: one lock and large reads (host writes there wait for one
@@ -285,7 +324,9 @@ export class RoundSteps {
       // Waiting for the lock and the reads, the round may have been folded away and
       // another begun: this reply, of the peer's replica as the old round knew it, must
       // not clear the new round's regions (src/sync/seeding.ts). Checked in the turn of the clears.
-      if (!seed.accepts(first, regionSize, bitmap.regionSize, comparison)) return 0;
+      // (And the round folded away, none begun since: the comparison is still open, but
+      // the bitmap is no longer the round's.)
+      if (!round.start || bitmap !== this.roundBitmap() || !seed.accepts(first, regionSize, bitmap.regionSize, comparison)) return 0;
       here.forEach((h, i) => {
         const r = first + i;
         if (!seed.comparable(r, bitmap.isSet(r), round.isHanded(r))) return;
@@ -310,9 +351,10 @@ export class RoundSteps {
    * and what it does not reach is mapped by the next request.
    */
   async clearHoles(offset: number, covered: number, peerHoles: Span[]): Promise<number> {
-    const { disk, bitmap, seed, round } = this.v;
+    const { disk, seed, round } = this.v;
+    const bitmap = this.roundBitmap();
     const rs = bitmap.regionSize;
-    if (!seed.acceptsMap(offset, rs, rs)) return 0;
+    if (!round.start || !seed.acceptsMap(offset, rs, rs)) return 0;
     const comparison = seed.comparison;
     const length = Math.max(0, Math.min(covered, disk.size - offset));
     let equal = 0;
@@ -322,7 +364,7 @@ export class RoundSteps {
       try {
         const here = holesOf(await disk.extents(offset, length, HASH_MAP_EXTENTS), offset, HASH_MAP_EXTENTS);
         // As in compareRegions: only for the comparison that accepted the map, still waiting for it.
-        if (!seed.acceptsMap(offset, rs, rs, comparison)) return 0;
+        if (!round.start || bitmap !== this.roundBitmap() || !seed.acceptsMap(offset, rs, rs, comparison)) return 0;
         reach = offset + here.covered;
         for (const run of sharedHoleRegions(here.holes, peerHoles, rs, disk.size)) {
           equal += bitmap.clearRun(run.first, run.end, (r) => seed.comparable(r, true, round.isHanded(r)));

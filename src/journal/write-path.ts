@@ -14,6 +14,9 @@
 // change's journal append and volume write in their order (volume-writes.ts), the
 // switch to the dirty bitmap and the fold (tracking.ts), and the resync round's steps
 // (resync.ts), whose state and decisions are in src/sync/ (round.ts, seeding.ts).
+// With several peers (docs/PEERS.md) a round may be one peer's own: a detached peer's
+// return (startRoundFor) or a new secondary's first sync, compared by hash
+// (firstSyncFor); the other peers are sent its records as padding (padFor).
 import type { Extent, ExportBackend, ZeroOptions } from '../export/backend.js';
 import { DiskError, type Capabilities, diskCapabilities } from '../export/backend.js';
 import type { Logger } from '../log/log.js';
@@ -194,6 +197,16 @@ export class JournaledVolume implements ExportBackend {
   get canResync(): boolean { return this.round.canResync; }
   /** The open round compares regions by hash first (a first sync by checksum). */
   get seeding(): boolean { return this.seed.active; }
+  /**
+   * The open round compares with `peer`'s replica: its records wait for the comparison
+   * (a round of all, or `peer`'s own). Another peer's first sync of its own holds none of
+   * `peer`'s records back (docs/PEERS.md).
+   */
+  seedingFor(peer: string): boolean {
+    return this.seed.active && (this.round.owner === null || this.round.owner === peer);
+  }
+  /** The bitmap the open round sends (and a comparison clears): the round's peer's own in a round of one peer's, else the volume's. */
+  get roundBitmap(): DirtyBitmap { return this.rounds.roundBitmap(); }
   /** Bytes of dirty regions not yet handed to the journal. */
   get resyncLeftBytes(): number { return this.rounds.leftBytes(); }
   /** Resync records are journaled whose regions still wait for a sync to leave the bitmap. */
@@ -279,6 +292,17 @@ export class JournaledVolume implements ExportBackend {
   restartRound(reason: string): Promise<number> { return this.rounds.restart(reason); }
   /** A round of detached `peer`'s own (resync.ts's startFor); 0: it cannot be, fold and begin a round of all. */
   startRoundFor(peer: string): Promise<number> { return this.rounds.startFor(peer); }
+  /** A first sync of new `peer`'s own, compared by hash, the others streaming on (resync.ts's firstSyncFor); 0: it cannot be. */
+  firstSyncFor(peer: string): Promise<number> { return this.rounds.firstSyncFor(peer); }
+  /** The open round is `peer`'s first sync of its own (firstSyncFor), which covers every region. */
+  firstSyncOpenFor(peer: string): boolean {
+    const own = this.detached?.ownRound;
+    return this.round.start !== 0 && this.round.owner === peer && own?.peer === peer && own.first;
+  }
+  /** New `peer` waits for another's round: it leaves the journal meanwhile, every region marked (detach.ts's detachNew). */
+  async detachNew(peer: string): Promise<boolean> {
+    return this.detached !== null && this.cursors.count > 1 && await this.detached.detachNew(peer);
+  }
 
   /**
    * The records as `peer` is sent them (docs/PEERS.md, "Rounds for one peer"): a resync

@@ -1,6 +1,7 @@
 // A first sync by checksum (docs/RESYNC.md, "First sync by checksum (seeding)"), the
 // primary's side: a new pair's first round marks every region, then compares before
-// it sends. The primary asks the peer for the hashes of the regions from `hashedUpTo`
+// it sends. With several peers, a new secondary's first sync is a round of its own
+// (docs/PEERS.md), whose bitmap is its alone: it compares too, the others stream on. The primary asks the peer for the hashes of the regions from `hashedUpTo`
 // on, a few requests out at once (SEED_ASKS_IN_FLIGHT: the peer hashes the next while
 // this side compares the last), and every region whose bytes hash the same here leaves
 // the bitmap without travelling. This object holds how far the comparison got and
@@ -54,9 +55,10 @@ export type SeedAsk = { type: 'map'; offset: number; length: number } | { type: 
 
 export class Seeding {
   /**
-   * `alone`: the volume has one peer. A region found equal on one peer's replica would
-   * leave the bitmap for every peer, so a volume with several sends its first sync
-   * whole (holes and all: docs/PEERS.md), and begin() opens no comparison.
+   * `alone`: the volume has one peer. In a round of all, a region found equal on one
+   * peer's replica would leave the bitmap for every peer, so a round of all of a volume
+   * with several compares nothing (begin() opens no comparison); a first sync of one
+   * peer's own, whose bitmap is that peer's alone, does (begin's `own`, docs/PEERS.md).
    */
   constructor(private readonly alone = true) {}
 
@@ -109,12 +111,13 @@ export class Seeding {
   /**
    * A round begins (`compare`: it is a first sync by checksum) with the regions its
    * journal records touch so far (none for a new round; after a restart, the
-   * recovered records').
+   * recovered records'). `own`: the round is one peer's own (its bitmap that peer's
+   * alone), so it may compare with several peers.
    */
-  begin(compare: boolean, touched: TouchedRegions, differ: TouchedRegions | null = null): void {
+  begin(compare: boolean, touched: TouchedRegions, differ: TouchedRegions | null = null, own = false): void {
     this.comparison++;
     this.asks = [];
-    this.active = compare && this.alone;
+    this.active = compare && (this.alone || own);
     this.hashedUpTo = 0;
     this.mappedUpTo = 0;
     this.touched = touched;
