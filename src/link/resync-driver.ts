@@ -65,16 +65,12 @@ export class ResyncDriver {
     // (Not when a round is already open here: a link that dropped before its Resync
     // reached the peer announces that round again below.)
     const newPeer = peerFirstMeeting && this.jv.canResync && peerDurable === 0 && peerRound === 0 && this.jv.mode === 'journal';
-    if (newPeer && this.jv.roundStart === 0) {
+    if (newPeer && this.jv.cursors.count > 1) {
+      // A new secondary of a volume with several: a first sync of its own (docs/PEERS.md).
+      if (!await this.firstSyncOfItsOwn(s)) return;
+    } else if (newPeer && this.jv.roundStart === 0) {
       // A new pair (the secondary has never held this volume): the first sync sends all of it.
-      await this.jv.beginInitialSync();
-    } else if (newPeer && this.jv.cursors.count > 1) {
-      // A new secondary of a volume with several, while a round for the others is open:
-      // that round may not cover every region, so a first sync of all of it begins again
-      // for every peer (docs/PEERS.md). (With one peer, the open round is this peer's
-      // first sync whose Resync never reached it, and is announced below.)
-      this.log.info({ volume: this.name }, `volume ${this.name}: a new secondary links while a resync round is open; ` +
-        'the first sync of the whole volume begins again, for every peer');
+      // (With one peer, an open round is this peer's first sync whose Resync never reached it, and is announced below.)
       await this.jv.beginInitialSync();
     }
     if (this.jv.mode === 'bitmap' && this.jv.canResync) await this.jv.startResync();
@@ -119,7 +115,7 @@ export class ResyncDriver {
       this.link.detach();
       return;
     }
-    if (this.jv.seeding && resume >= this.jv.roundStart) {
+    if (this.jv.seedingFor(this.peer) && resume >= this.jv.roundStart) {
       // The peer already holds records of this round: its replica is no longer what
       // the round began with, so regions are sent whole rather than compared.
       this.jv.seed.stop();
@@ -129,10 +125,52 @@ export class ResyncDriver {
     resumeAt(resume);
   }
 
+  /**
+   * A new secondary of a volume with several peers links (docs/PEERS.md, "The first sync
+   * with several peers"): a first sync of its own, compared by hash with its replica,
+   * while the other peers stream on (JournaledVolume.firstSyncFor). While another peer's
+   * round (or a round of all) is open it cannot be: this peer leaves the journal, its
+   * bitmap all marked (so that round ends without its acks), and its link closes saying
+   * so; the dialer redials. Only when no round of its own can be (the volume tracks by
+   * bitmap, no peer store) does the first sync of the whole volume begin for every peer,
+   * nothing compared. False: the link is closed, nothing more to begin.
+   */
+  private async firstSyncOfItsOwn(s: ResyncSession): Promise<boolean> {
+    const jv = this.jv;
+    // Its own first sync is open (a link that dropped before its Resync reached the peer): announced in begin().
+    if (jv.firstSyncOpenFor(this.peer)) return true;
+    if (jv.roundStart === 0 && await jv.firstSyncFor(this.peer) !== 0) return true;
+    const owner = jv.roundOwner;
+    if (jv.roundStart !== 0 && owner !== this.peer && jv.mode === 'journal') {
+      const other = owner ?? `every peer (${jv.cursors.peers.filter((p) => p !== this.peer).join(', ')})`;
+      const left = await jv.detachNew(this.peer);
+      if (this.link.session() !== s) return false;
+      this.log.info({ volume: this.name, peer: this.peer }, `volume ${this.name}: ${this.peer} is a new secondary; its first sync ` +
+        `waits for the resync round of ${other} to end` + (left ? ' (it holds the journal back no more)' : ''));
+      s.close(`volume ${this.name}: ${this.peer}'s first sync waits for the resync round of ${other} to end; the link is retried`);
+      this.link.detach();
+      return false;
+    }
+    // No round of its own can be (or a round of its own that is no first sync is open:
+    // it does not cover every region): the whole volume is sent to every peer.
+    this.log.info({ volume: this.name, peer: this.peer }, `volume ${this.name}: ${this.peer} is a new secondary and no first sync ` +
+      `of its own can begin (${jv.mode === 'bitmap' ? 'the volume tracks changes in its dirty bitmap' : 'a round is open or no peer store'}); ` +
+      'the first sync of the whole volume begins, for every peer');
+    await jv.beginInitialSync();
+    return true;
+  }
+
   /** The link went down: the requests out on it get no reply. */
   down(): void {
     this.mapAsked = null;
-    this.jv.seed.linkDown();
+    // (Another peer's first sync of its own compares with that peer's replica: its requests are its link's.)
+    if (this.comparesHere()) this.jv.seed.linkDown();
+  }
+
+  /** The open round's comparison (if any) is with this link's peer: a round of all, or this peer's own. */
+  private comparesHere(): boolean {
+    const owner = this.jv.roundOwner;
+    return owner === null || owner === this.peer;
   }
 
   /**
@@ -198,8 +236,9 @@ export class ResyncDriver {
    */
   private askHashes(): void {
     const s = this.link.session();
-    if (!s) return;
-    const bitmap = this.jv.bitmap;
+    // (Only the peer the round compares with is asked; its own bitmap, in a first sync of its own.)
+    if (!s || !this.jv.roundStartFor(this.peer) || !this.comparesHere()) return;
+    const bitmap = this.jv.roundBitmap;
     const rs = bitmap.regionSize;
     const nextMarked = (from: number): number => {
       for (const r of bitmap.dirtyRegions(from)) if (!this.jv.seed.knownToDiffer(r)) return r;

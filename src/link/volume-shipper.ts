@@ -6,7 +6,9 @@
 // (resync-driver.ts; their state and decisions: src/sync/round.ts, seeding.ts) and to
 // the online verify (verify-driver.ts); its batches' leases on the node's memory
 // budget are kept in src/memory/send-leases.ts; coalescing plans come from
-// src/coalesce/planner.ts.
+// src/coalesce/planner.ts. With several peers, a first sync of one peer's own compares
+// with that peer's replica alone: only its shipper waits for the comparison, the others
+// stream on (docs/PEERS.md).
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
 import { FLAG_RESYNC, RECORD_HEADER_SIZE, type JournalRecord } from '../journal/record.js';
@@ -302,8 +304,9 @@ export class VolumeShipper {
   /** The machine hears of records made durable since it last heard. */
   private notifyDurable(): void {
     const j = this.jv.journal;
-    // (While a first sync compares regions by hash, records wait: see compareRegions.)
-    if (j.durableSeq > this.notified && !this.jv.seeding) {
+    // (While a first sync compares regions by hash with this peer's replica, records wait:
+    // see compareRegions. Another peer's first sync of its own holds none back, docs/PEERS.md.)
+    if (j.durableSeq > this.notified && !this.jv.seedingFor(this.opts.peer ?? THE_PEER)) {
       this.notified = j.durableSeq;
       this.run(this.handle({ type: 'journal', lastSeq: j.durableSeq }));
     }

@@ -42,7 +42,7 @@ function fakeVolume(n: number, size: number): { jv: JournaledVolume; released: (
     },
   };
   const jv = {
-    journal, mode: 'journal', canResync: false, roundStart: 0, roundEnd: 0, seeding: false, folding: null, maxEpochBytes: 1 << 30,
+    journal, mode: 'journal', canResync: false, roundStart: 0, roundEnd: 0, seeding: false, seedingFor: () => false, folding: null, maxEpochBytes: 1 << 30,
     roundOwner: null, roundStartFor: () => 0, cursors: { count: 1, isDetached: () => false },
     resyncUnsettled: false, bitmap: { regionSize: 64 * KiB, regions: 0, count: 0 },
     seed: { nextAsk: () => null, stop: () => undefined, linkDown: () => undefined },
