@@ -1,0 +1,251 @@
+// A new secondary of a volume with several peers gets a first sync of its own, compared
+// by hash (docs/PEERS.md, "The first sync with several peers"): the real write path and
+// VolumeShipper (its resync driver), each peer a fake link that decodes the frames,
+// applies the records to a replica in memory, answers hash requests and acks.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { DirtyBitmap } from '../../src/journal/bitmap.js';
+import { Journal } from '../../src/journal/journal.js';
+import { FLAG_RESYNC, RecordKind, type JournalRecord } from '../../src/journal/record.js';
+import { DirStore } from '../../src/journal/store.js';
+import { JournaledVolume } from '../../src/journal/write-path.js';
+import { FrameDecoder, FrameType, decodeHashRequest, decodeResync, type HashRequest } from '../../src/link/frame.js';
+import { decodeRecordsFrame } from '../../src/link/records-frame.js';
+import { VolumeShipper, type ShipperSession } from '../../src/link/volume-shipper.js';
+import { silentLogger } from '../../src/log/log.js';
+import { tempDir } from '../helpers/run.js';
+import { memDisk } from '../helpers/mem-disk.js';
+
+const KiB = 1024;
+const RS = 64 * KiB;
+const SIZE = 1024 * KiB;
+
+async function open(dir: string, peers: string[]): Promise<{ jv: JournaledVolume; data: Buffer }> {
+  const journal = new Journal({ store: new DirStore(path.join(dir, 'j')), capacity: 1024 * KiB, segmentSize: 64 * KiB });
+  const report = await journal.recover();
+  const { bitmap } = await DirtyBitmap.open(new DirStore(dir), SIZE, RS);
+  const disk = memDisk(SIZE);
+  const jv = new JournaledVolume({
+    disk, journal, bitmap, onFull: 'bitmap', log: silentLogger, peers, peerStore: new DirStore(dir), roundStore: new DirStore(dir),
+  });
+  await jv.start(report);
+  return { jv, data: disk.data };
+}
+
+/** A peer at the other end of a link: applies what it is sent to its replica, acks on deliver(), answers hash requests when told. */
+class FakePeer {
+  readonly received: JournalRecord[] = [];
+  readonly resyncs: number[] = [];
+  readonly asks: HashRequest[] = [];
+  closed: string | null = null;
+  private ackUpTo = 0;
+  readonly sh: VolumeShipper;
+
+  constructor(jv: JournaledVolume, readonly name: string, readonly replica: Buffer) {
+    this.sh = new VolumeShipper('m', jv, silentLogger, { windowBytes: 4096 * KiB, batchBytes: 256 * KiB, selfSyncMs: 1000, now: Date.now, peer: name });
+  }
+
+  /** The link comes up; the peer's Hello says it holds up to `durable` (0 and 0: a new secondary). */
+  up(durable: number, round = 0, fresh = false): void {
+    this.closed = null;
+    const dec = new FrameDecoder();
+    const s: ShipperSession = {
+      send: (parts) => {
+        dec.push(Buffer.concat(parts));
+        for (let f = dec.next(); f; f = dec.next()) {
+          if (f.type === FrameType.Records) this.apply(decodeRecordsFrame(f.payload).records);
+          else if (f.type === FrameType.Resync) this.resyncs.push(decodeResync(f.payload).startSeq);
+          else if (f.type === FrameType.HashRequest) this.asks.push(decodeHashRequest(f.payload));
+          else assert.fail(`${this.name} was sent a frame of type ${FrameType[f.type]}`);
+        }
+      },
+      close: (reason) => {
+        this.closed = reason;
+      },
+    };
+    this.sh.up(s, durable, round, fresh);
+  }
+
+  private apply(records: JournalRecord[]): void {
+    for (const r of records) {
+      this.received.push(r);
+      if (r.kind === RecordKind.Write) r.payload.copy(this.replica, r.offset);
+      else if (r.kind === RecordKind.Zeroes || r.kind === RecordKind.Trim) this.replica.fill(0, r.offset, r.offset + r.length);
+      this.ackUpTo = Math.max(this.ackUpTo, r.seq);
+    }
+  }
+
+  /** Acks what it received (its receive log is durable at once). */
+  deliver(): void {
+    if (this.ackUpTo > this.sh.acked) this.sh.ack(this.ackUpTo);
+  }
+
+  /** Answers the hash requests out with its replica's hashes. */
+  answer(): number {
+    const asks = this.asks.splice(0);
+    for (const a of asks) {
+      const hashes = Array.from({ length: a.count }, (_, i) => {
+        const o = (a.first + i) * a.regionSize;
+        return createHash('sha256').update(this.replica.subarray(o, Math.min(o + a.regionSize, this.replica.length))).digest();
+      });
+      this.sh.hashReply(a.first, a.regionSize, hashes);
+    }
+    return asks.length;
+  }
+
+  /** The resync records this peer was sent whole (not as padding): the regions each covers. */
+  resyncRegions(): number[] {
+    const out: number[] = [];
+    for (const r of this.received) {
+      if ((r.flags & FLAG_RESYNC) === 0 || r.kind === RecordKind.Skip) continue;
+      for (let g = r.offset / RS; g < (r.offset + r.length) / RS; g++) out.push(g);
+    }
+    return out.sort((a, b) => a - b);
+  }
+}
+
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/** Ticks the shippers, acks and (answering) hash replies until `done` (at most `max` turns; `what`: the condition). */
+async function drive(what: string, peers: FakePeer[], done: () => boolean, answering: boolean, also: () => Promise<void> = async () => undefined,
+  max = 3000): Promise<void> {
+  for (let i = 0; i < max && !done(); i++) {
+    for (const p of peers) p.sh.tick();
+    for (const p of peers) p.deliver();
+    if (answering) for (const p of peers) p.answer();
+    await also();
+    await turn();
+  }
+  assert.ok(done(), `${what}, within ${max} turns`);
+}
+
+/** Gives each region 4 KiB of its own bytes (the rest zeros), flushed. */
+async function fill(jv: JournaledVolume, acked: (seq: number) => Promise<void>): Promise<void> {
+  for (let r = 0; r < SIZE / RS; r++) {
+    await jv.write(r * RS, Buffer.alloc(4 * KiB, 0x10 + r), false);
+    await jv.flush();
+    await acked(jv.journal.lastSeq);
+  }
+}
+
+test('first sync with several peers: a new secondary gets a round of its own, compared by hash; the other streams on', async () => {
+  const dir = tempDir('first-sync-own');
+  const { jv, data } = await open(dir, ['near', 'far']);
+  await fill(jv, async (seq) => {
+    await jv.releaseFor('near', seq);
+    await jv.releaseFor('far', seq);
+  });
+  // near is current; far comes back as a new secondary whose replica is almost the primary's (a
+  // common ancestor): regions 3 and 7 differ.
+  const near = new FakePeer(jv, 'near', Buffer.from(data));
+  const farReplica = Buffer.from(data);
+  farReplica[3 * RS + 100] = 0xee;
+  farReplica[7 * RS + 5000] = 0xee;
+  const far = new FakePeer(jv, 'far', farReplica);
+  near.up(jv.journal.lastSeq);
+  far.up(0, 0, true);
+  await drive('far is announced a round', [near, far], () => far.resyncs.length > 0, false);
+  const start = far.resyncs[0]!;
+  assert.deepEqual([jv.roundOwner, jv.roundStart], ['far', start], 'a round of far\'s own');
+  assert.equal(jv.firstSyncOpenFor('far'), true);
+  assert.equal(jv.mode, 'journal', 'no fold');
+  assert.equal(jv.bitmap.count, 0, 'the volume\'s bitmap is untouched');
+  assert.equal(jv.detached!.bitmapOf('far')!.count, SIZE / RS, 'far\'s own bitmap marks every region');
+  assert.ok(fs.existsSync(path.join(dir, 'dirty.far.bitmap')));
+  assert.equal(jv.cursors.of('far'), start - 1, 'far follows the journal from the round\'s start');
+  assert.deepEqual([jv.seedingFor('far'), jv.seedingFor('near')], [true, false], 'the comparison is with far\'s replica alone');
+  assert.deepEqual(near.resyncs, [], 'near sees no round');
+
+  // While far's comparison runs (its hash requests not answered yet), the host writes: region 5
+  // the bytes both replicas already hold (touched by the round: it must not be cleared by hash),
+  // region 9 new bytes. near is sent and acks both at once; far nothing yet.
+  await drive('far is asked for hashes', [near, far], () => far.asks.length > 0, false);
+  await jv.write(5 * RS, Buffer.alloc(4 * KiB, 0x10 + 5), false);
+  await jv.write(9 * RS, Buffer.alloc(4 * KiB, 0x99), false);
+  await jv.flush();
+  const live = jv.journal.lastSeq;
+  await drive('near acks the live writes during far\'s comparison', [near, far], () => near.sh.acked >= live, false);
+  assert.equal(jv.seeding, true, 'far\'s comparison is still running');
+  assert.ok(near.received.some((r) => r.offset === 9 * RS && r.kind === RecordKind.Write), 'near was sent the live write');
+  assert.equal(far.received.length, 0, 'far is sent nothing while its replica is compared');
+
+  // far answers: only the regions that differ, and those the round's records touched (5, equal
+  // by hash, and 9), go to it.
+  await drive('far\'s first sync ends', [near, far], () => jv.roundStart === 0, true);
+  assert.deepEqual(far.resyncRegions(), [3, 5, 7, 9], 'regions equal by hash were not sent to far');
+  assert.equal(jv.seed.seededBytes, 12 * RS, 'twelve regions found equal');
+  assert.ok(far.received.some((r) => r.offset === 9 * RS && (r.flags & FLAG_RESYNC) === 0), 'far got the live write through the journal');
+  // near was sent far's resync records as padding, never whole.
+  const pads = near.received.filter((r) => r.kind === RecordKind.Skip && r.seq >= start).length;
+  assert.equal(pads, far.resyncRegions().length, 'each resync record went to near as a Skip');
+  assert.deepEqual(near.resyncRegions(), []);
+  assert.ok(far.replica.equals(data), 'far\'s replica is the primary\'s');
+  assert.ok(near.replica.equals(data), 'near\'s replica is the primary\'s');
+  assert.equal(fs.existsSync(path.join(dir, 'dirty.far.bitmap')), false, 'far\'s bitmap went at the round\'s end');
+  assert.equal(jv.detached!.ownRound, null);
+  assert.equal(jv.cursors.isDetached('far'), false);
+  await jv.close();
+});
+
+test('first sync with several peers: a new secondary waits while another peer\'s round is open, holding nothing back, then gets its own', async () => {
+  const dir = tempDir('first-sync-waits');
+  const { jv, data } = await open(dir, ['near', 'far', 'new']);
+  // far acks nothing while near and new ack as they go: past three quarters of the journal far is detached.
+  for (let i = 0; i < 300 && !jv.cursors.isDetached('far'); i++) {
+    await jv.write((i % 16) * RS, Buffer.alloc(4 * KiB, i + 1), false);
+    await jv.flush();
+    await jv.releaseFor('near', jv.journal.lastSeq);
+    await jv.releaseFor('new', jv.journal.lastSeq);
+  }
+  await jv.detached!.settled();
+  assert.equal(jv.cursors.isDetached('far'), true, 'far was detached');
+  const farRound = await jv.startRoundFor('far');
+  assert.ok(farRound > 0 && jv.roundOwner === 'far');
+  const farLeft = jv.detached!.ownRound!.bitmap.count;
+  const nearAt = jv.cursors.of('near');
+
+  // new's replica is lost: it links as a new secondary while far's round is open.
+  assert.equal(await jv.firstSyncFor('new'), 0, 'no first sync of its own while far\'s round is open');
+  const nu = new FakePeer(jv, 'new', Buffer.alloc(SIZE));
+  nu.up(0, 0, true);
+  await drive('new\'s link is closed', [nu], () => nu.closed !== null, false);
+  assert.equal(nu.closed, 'volume m: new\'s first sync waits for the resync round of far to end; the link is retried');
+  nu.sh.down();
+  assert.deepEqual(nu.resyncs, [], 'new was announced no round');
+  assert.deepEqual([jv.roundOwner, jv.roundStart, jv.mode, jv.bitmap.count], ['far', farRound, 'journal', 0], 'far\'s round goes on untouched');
+  assert.equal(jv.detached!.ownRound!.bitmap.count, farLeft);
+  assert.deepEqual([jv.cursors.isDetached('near'), jv.cursors.of('near')], [false, nearAt], 'near is untouched');
+  // new leaves the journal meanwhile (its replica unknown, every region marked): far's round ends without its acks.
+  assert.equal(jv.cursors.isDetached('new'), true);
+  assert.equal(jv.detached!.bitmapOf('new')!.count, SIZE / RS);
+  assert.ok(fs.existsSync(path.join(dir, 'dirty.new.bitmap')));
+  for (let i = 0; i < 200 && jv.roundStart !== 0; i++) {
+    await jv.resyncStep(RS);
+    await jv.flush();
+    await jv.releaseFor('near', jv.journal.durableSeq);
+    await jv.releaseFor('far', jv.journal.durableSeq);
+  }
+  assert.equal(jv.roundStart, 0, 'far\'s round ended while new was away');
+  assert.equal(fs.existsSync(path.join(dir, 'dirty.far.bitmap')), false);
+
+  // The dialer redials: new gets its first sync of its own, compared with its replica (put
+  // back from a copy meanwhile, all but region 2).
+  data.copy(nu.replica);
+  nu.replica[2 * RS + 7] = 0xff - data[2 * RS + 7]!;
+  nu.up(0, 0, true);
+  await drive('new is announced a round', [nu], () => nu.resyncs.length > 0, false);
+  assert.deepEqual([jv.roundOwner, jv.firstSyncOpenFor('new'), jv.cursors.isDetached('new')], ['new', true, false]);
+  assert.deepEqual([jv.seedingFor('new'), jv.seedingFor('near')], [true, false]);
+  const acks = async (): Promise<void> => {
+    await jv.releaseFor('near', jv.journal.durableSeq);
+    await jv.releaseFor('far', jv.journal.durableSeq);
+  };
+  await drive('new\'s first sync ends', [nu], () => jv.roundStart === 0 && nu.sh.acked === jv.journal.lastSeq, true, acks);
+  assert.ok(nu.replica.equals(data), 'new\'s replica is the primary\'s');
+  assert.deepEqual(nu.resyncRegions(), [2], 'only the region that differs was sent');
+  assert.equal(fs.existsSync(path.join(dir, 'dirty.new.bitmap')), false);
+  await jv.close();
+});
