@@ -72,7 +72,7 @@ export class RoundSteps {
       await tracking.quiesce();
       if (tracking.mode !== 'bitmap') return round.start;
     }
-    round.open(start, bitmap.dirtyBytes, Date.now());
+    round.open(start, bitmap.dirtyBytes, Date.now(), null, bitmap.count === bitmap.regions);
     seed.begin(seed.pending, new RegionSet(this.v.disk.size, bitmap.regionSize), new RegionSet(this.v.disk.size, bitmap.regionSize));
     seed.pending = false;
     this.v.journalAgain();
@@ -138,7 +138,7 @@ export class RoundSteps {
     const begun = await detached.beginFirstSync(peer, (upTo, own) => {
       // (In the turn the peer's cursor moves to U: every record of the round touches what it writes.)
       if (!can()) return false;
-      round.open(upTo + 1, own.dirtyBytes, Date.now(), peer);
+      round.open(upTo + 1, own.dirtyBytes, Date.now(), peer, true);
       seed.begin(true, new RegionSet(disk.size, own.regionSize), new RegionSet(disk.size, own.regionSize), true);
       return true;
     });
@@ -182,8 +182,8 @@ export class RoundSteps {
     await this.v.flush();
     bitmap.markAll();
     await bitmap.sync();
-    tracking.mode = 'bitmap';
-    await tracking.fold();
+    // (As `folding`: a round a link begins meanwhile waits for it, rather than open under the fold.)
+    await tracking.foldOnPurpose();
     if (this.v.cursors.count > 1) {
       log.info({ volume: name }, `volume ${name}: first sync: the volume (${formatBytes(this.v.disk.size)}) will be sent to every peer ` +
         '(with several secondaries nothing is compared by hash, docs/PEERS.md); regions that read as zeros go as Zeroes records');

@@ -102,7 +102,7 @@ export async function startUp(v: Restarting, report: RecoveryReport, recorded?: 
   const mark = round.canResync ? await round.readMark() : null;
   if (mark && !report.damaged) {
     // A resync round was under way: the journal ships on, the bitmap holds what is left.
-    round.open(mark.startSeq, bitmap.dirtyBytes, Date.now());
+    round.open(mark.startSeq, bitmap.dirtyBytes, Date.now(), null, mark.initial);
     const touched = new RegionSet(v.disk.size, bitmap.regionSize);
     recorded?.copyToSet(touched);
     // Without the recovered records' ranges the round cannot compare safely.

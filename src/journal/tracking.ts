@@ -64,6 +64,21 @@ export class Tracking {
     });
   }
 
+  /**
+   * Switches to dirty-bitmap tracking on purpose (a first sync: every region is marked
+   * already) and folds, as `folding`: a round that begins meanwhile waits for the fold,
+   * which would otherwise drop it under it. No overflow is counted.
+   */
+  async foldOnPurpose(): Promise<void> {
+    await this.quiesce();
+    this.mode = 'bitmap';
+    const f = this.fold();
+    this.folding = f.then(() => undefined, () => undefined).finally(() => {
+      this.folding = null;
+    });
+    await f;
+  }
+
   /** Resolves when no fold of the journal into the bitmap is running. */
   async quiesce(): Promise<void> {
     while (this.folding) await this.folding;

@@ -294,6 +294,15 @@ export class JournaledVolume implements ExportBackend {
   startRoundFor(peer: string): Promise<number> { return this.rounds.startFor(peer); }
   /** A first sync of new `peer`'s own, compared by hash, the others streaming on (resync.ts's firstSyncFor); 0: it cannot be. */
   firstSyncFor(peer: string): Promise<number> { return this.rounds.firstSyncFor(peer); }
+  /**
+   * `peer`, whatever its replica holds, gets all of the volume from the open round of all
+   * (every region was marked at its start, a first sync) and every record of it the
+   * journal holds for `peer` (attached, its cursor before the round's start).
+   */
+  roundCoversAllFor(peer: string): boolean {
+    return this.round.start !== 0 && this.round.owner === null && this.round.whole && !this.cursors.isDetached(peer) &&
+      this.cursors.of(peer) < this.round.start;
+  }
   /** The open round is `peer`'s first sync of its own (firstSyncFor), which covers every region. */
   firstSyncOpenFor(peer: string): boolean {
     const own = this.detached?.ownRound;

@@ -137,9 +137,15 @@ export class ResyncDriver {
    */
   private async firstSyncOfItsOwn(s: ResyncSession): Promise<boolean> {
     const jv = this.jv;
-    // Its own first sync is open (a link that dropped before its Resync reached the peer): announced in begin().
-    if (jv.firstSyncOpenFor(this.peer)) return true;
+    // Its own first sync is open (a link that dropped before its Resync reached the peer),
+    // or a first sync of all that sends it every region (two new secondaries of a new
+    // volume, its Resync never reached it either): announced in begin().
+    const joins = (): boolean => jv.firstSyncOpenFor(this.peer) || jv.roundCoversAllFor(this.peer);
+    if (joins()) return true;
     if (jv.roundStart === 0 && await jv.firstSyncFor(this.peer) !== 0) return true;
+    // (An earlier link of this peer's, whose beginning was still under way, may have opened it meanwhile.)
+    if (joins()) return true;
+    if (this.link.session() !== s) return false;
     const owner = jv.roundOwner;
     if (jv.roundStart !== 0 && owner !== this.peer && jv.mode === 'journal') {
       const other = owner ?? `every peer (${jv.cursors.peers.filter((p) => p !== this.peer).join(', ')})`;

@@ -63,6 +63,12 @@ export class ResyncRound {
    * a round of every peer. Its records go to the other peers as padding.
    */
   owner: string | null = null;
+  /**
+   * Every region was marked when the open round began (a first sync): a peer that holds
+   * every record of the round in the journal, whatever its replica holds, gets all of
+   * the volume from it (docs/PEERS.md, "The first sync with several peers").
+   */
+  whole = false;
   /** Rounds for one peer that ended, while their records may still be shipped: [start, end] and whose. */
   private ended: Array<{ owner: string; start: number; end: number }> = [];
   /** Resync records journaled but not yet durable: their regions leave the bitmap once they are. */
@@ -100,11 +106,15 @@ export class ResyncRound {
     return this.marker;
   }
 
-  /** The round from `start` begins (or resumes after a restart): `totalBytes` are marked in the bitmap; `owner`: a round for one peer. */
-  open(start: number, totalBytes: number, now: number, owner: string | null = null): void {
+  /**
+   * The round from `start` begins (or resumes after a restart): `totalBytes` are marked in
+   * the bitmap; `owner`: a round for one peer; `whole`: every region was marked at its start.
+   */
+  open(start: number, totalBytes: number, now: number, owner: string | null = null, whole = false): void {
     assert(this.start === 0, () => `a resync round from record ${start} opened while the one from ${this.start} is open`);
     this.start = start;
     this.owner = owner;
+    this.whole = whole;
     this.endSeq = 0;
     this.handed = [];
     this.handedRegions.clear();
@@ -120,6 +130,7 @@ export class ResyncRound {
   drop(): void {
     this.start = 0;
     this.owner = null;
+    this.whole = false;
     // (The fold let go of every record in the journal, those of rounds for one peer too.)
     this.ended = [];
     this.forgetRuns();
@@ -205,6 +216,7 @@ export class ResyncRound {
     this.start = 0;
     this.endSeq = 0;
     this.owner = null;
+    this.whole = false;
   }
 
   /**
