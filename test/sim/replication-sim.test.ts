@@ -47,4 +47,6 @@ test('replication simulation: invariants 2, 3, 4, 5, 7 and 8 over a thousand see
   assert.ok(figure('detached') > n / 10, out);
   // ... and some come back by a round of their own while site-b streams on (a handful per thousand seeds).
   assert.ok(figure('rounds of one peer') > 0, out);
+  // ... and new secondaries get a first sync of their own, compared by hash (the odd seeds of those).
+  assert.ok(figure('first syncs of one peer') > n / 20, out);
 });

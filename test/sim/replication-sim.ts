@@ -7,7 +7,9 @@
 // A third of the seeds run three sites: the primary ships to site-b and site-c, each
 // with its own link, faults and crashes, and site-c has long outages, so the primary
 // detaches it into a bitmap of its own and joins it again (docs/PEERS.md); every
-// check below holds for each secondary.
+// check below holds for each secondary. In the odd ones a secondary whose Hello says it
+// holds nothing is a new secondary, as in the daemon: a first sync of its own, compared
+// by hash, while the other streams on (or waits for the other's round, its link closed).
 //
 // Checked (docs/INVARIANTS.md):
 //   2  the primary never releases a record the secondary does not hold durably;
@@ -73,6 +75,8 @@ export interface ReplicationSimStats {
   detached: number;
   /** Resync rounds of one peer's own (the detached one's), the other streaming on (docs/PEERS.md). */
   ownRounds: number;
+  /** First syncs of a new secondary's own (a round of its own, compared by hash), the other streaming on (docs/PEERS.md). */
+  ownFirstSyncs: number;
 }
 
 interface Conn {
@@ -152,6 +156,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   // often than the smallest: site-c comes back by a round of its own, not the fold's.
   const rngC = new Rng(seed ^ 0x3517e);
   const threeSites = rngC.chance(1 / 3);
+  // (From the seed, not a generator: the schedules drawn stay as they were.)
+  const newSecondaries = threeSites && seed % 2 === 1;
   const drawnCapacity = [64 * 1024, 512 * 1024, 4 << 20, 4 << 20][rng.int(4)]!;
   const journalCapacity = threeSites ? [192 * 1024, 256 * 1024, 384 * 1024][rngC.int(3)]! : drawnCapacity;
   // A quarter of the seeds may lose the primary's power or fill its journal disk;
@@ -196,7 +202,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let boots = 1;
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
-    pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, threeSites: 0, detached: 0, ownRounds: 0 };
+    pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, threeSites: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0 };
   // Half the seeds keep history at the secondary (docs/HISTORY.md), some with a max that
   // drops old segments; past points are opened and compared with the primary's image
   // there (invariant 8). Its own generator: the other seeds replay as before.
@@ -474,7 +480,10 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
                   if (conn === c) cut(`primary: ${why}`);
                 },
                 version: a.version,
-              }, remote.durableSeq, remote.round, false);
+                // (In odd seeds with two secondaries, a peer whose Hello says nothing held is a new
+                // secondary, as src/node/links.ts has it: a first sync of its own, docs/PEERS.md. The
+                // even ones keep the schedules where a detached peer comes back by a round of its own.)
+              }, remote.durableSeq, remote.round, newSecondaries && remote.durableSeq === 0 && remote.round === 0);
               if (sharing) shipper.linkMeasured(null, null, 64 * 1024); // (a 512 kbit/s link: batches follow the share)
             } else {
               void replica.attach({
@@ -778,7 +787,10 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     const nowDetached = sites.length > 1 && jv.cursors.detached.length > 0;
     if (nowDetached && !wasDetached) stats.detached++;
     wasDetached = nowDetached;
-    if (jv.roundOwner !== null && jv.roundStart !== ownRoundSeen) stats.ownRounds++;
+    if (jv.roundOwner !== null && jv.roundStart !== ownRoundSeen) {
+      if (jv.firstSyncOpenFor(jv.roundOwner)) stats.ownFirstSyncs++;
+      else stats.ownRounds++;
+    }
     ownRoundSeen = jv.roundOwner !== null ? jv.roundStart : 0;
   };
   let wasDetached = false;

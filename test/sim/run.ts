@@ -69,6 +69,7 @@ for (const seed of seeds) {
       add('with two secondaries', r.threeSites);
       add('detached', r.detached);
       add('rounds of one peer', r.ownRounds);
+      add('first syncs of one peer', r.ownFirstSyncs);
     }
   } catch (e) {
     console.log(`FAIL seed ${seed}: ${(e as Error).message}`);
