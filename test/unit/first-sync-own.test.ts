@@ -249,3 +249,37 @@ test('first sync with several peers: a new secondary waits while another peer\'s
   assert.equal(fs.existsSync(path.join(dir, 'dirty.new.bitmap')), false);
   await jv.close();
 });
+
+test('first sync with several peers: two new secondaries of a new volume both join its first sync of all, neither waits', async () => {
+  const dir = tempDir('first-sync-all');
+  const { jv, data } = await open(dir, ['near', 'far']);
+  await jv.write(0, Buffer.alloc(4 * KiB, 0x42), false);
+  await jv.beginInitialSync();
+  const near = new FakePeer(jv, 'near', Buffer.alloc(SIZE));
+  const far = new FakePeer(jv, 'far', Buffer.alloc(SIZE));
+  near.up(0, 0, true);
+  await drive('near is announced the first sync of all', [near], () => near.resyncs.length > 0, false);
+  assert.deepEqual([jv.roundOwner, jv.roundCoversAllFor('far')], [null, true]);
+  far.up(0, 0, true);
+  await drive('far is announced it too', [near, far], () => far.resyncs.length > 0 || far.closed !== null, false);
+  assert.equal(far.closed, null, 'far does not wait for a round that is its own first sync too');
+  assert.deepEqual(far.resyncs, near.resyncs, 'one round for both');
+  await drive('the first sync ends', [near, far], () => jv.roundStart === 0 && far.sh.acked === jv.journal.lastSeq, true);
+  assert.ok(near.replica.equals(data) && far.replica.equals(data), 'both replicas are the primary\'s');
+  await jv.close();
+});
+
+test('first sync with several peers: a stop during a first sync of one peer\'s own merges its bitmap into the volume\'s (a round of all)', async () => {
+  const dir = tempDir('first-sync-stop');
+  let { jv } = await open(dir, ['near', 'far']);
+  await jv.write(0, Buffer.alloc(4 * KiB, 0x42), false);
+  await jv.flush();
+  await jv.releaseFor('near', jv.journal.lastSeq);
+  assert.ok(await jv.firstSyncFor('far') > 0);
+  assert.ok(fs.existsSync(path.join(dir, 'dirty.far.bitmap')));
+  await jv.close();
+  ({ jv } = await open(dir, ['near', 'far']));
+  assert.equal(fs.existsSync(path.join(dir, 'dirty.far.bitmap')), false, 'its file went at the start');
+  assert.deepEqual([jv.bitmap.count, jv.mode, jv.roundStart], [SIZE / RS, 'bitmap', 0], 'every region is marked for a round of all');
+  await jv.close();
+});
