@@ -5,10 +5,11 @@
 // detached peer lacks, their ranges are marked in its bitmap and the bitmap is synced:
 // every record a peer lacks is in the journal, its bitmap, or the volume's bitmap.
 //
-// The peer's bitmap file exists exactly while it is detached. It comes back to the
-// journal when it acks past what its bitmap marks (caughtUp), or when a resync round
-// begins: its bitmap joins the volume's and the round sends it (rejoinAll; at a start,
-// mergeAtStart, the same), or through a round of its own (beginOwnRound).
+// The peer's bitmap file exists exactly while it is detached or in a round of its own.
+// It comes back to the journal when it acks past what its bitmap marks (caughtUp), or
+// when a resync round begins: its bitmap joins the volume's and the round sends it
+// (rejoinAll; at a start, mergeAtStart, the same), or through a round of its own
+// (beginOwnRound).
 //
 // A new secondary of a volume with several gets a first sync of its own
 // (beginFirstSync): its bitmap, every region marked, is that round's list, compared by

@@ -4,6 +4,10 @@
 // first sync's comparison by hash); here is what they touch of the host write path:
 // the range lock that orders a read against host writes, the read, the journal append,
 // the switch back to journal tracking. JournaledVolume (write-path.ts) owns one.
+// With several peers (docs/PEERS.md) a round may be one peer's own: a detached peer's
+// return (startFor) or a new secondary's first sync, compared by hash with its replica
+// alone (firstSyncFor); the others keep streaming. A comparison clears the round's
+// bitmap (roundBitmap), never the volume's in a round of one peer's own.
 import { formatBytes } from '../units/units.js';
 import { READ_BATCH_BYTES } from '../limits/limits.js';
 import type { RangeLocks } from '../sync/range-lock.js';

@@ -4,7 +4,10 @@
 // comparison by hash (src/sync/seeding.ts): the MapRequest and HashRequests on the link, a
 // MapRequest alone, HashRequests a few at once (SEED_ASKS_IN_FLIGHT) with their replies
 // compared one after the other, in order, and the peer's hashes to the write path. VolumeShipper owns one and ticks it;
-// what the link is doing it reads through ResyncLink.
+// what the link is doing it reads through ResyncLink. With several peers, a new
+// secondary gets a first sync of its own at link-up (or waits, its link closed, for
+// another peer's round to end: docs/PEERS.md); only the peer a round compares with is
+// asked for hashes, and the others keep streaming meanwhile.
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
 import { MAX_HASH_REGIONS, encodeHashRequest, encodeMapRequest, encodeResync } from './frame.js';
