@@ -5,8 +5,8 @@
 // MapRequest alone, HashRequests a few at once (SEED_ASKS_IN_FLIGHT) with their replies
 // compared one after the other, in order, and the peer's hashes to the write path. VolumeShipper owns one and ticks it;
 // what the link is doing it reads through ResyncLink. With several peers, a new
-// secondary gets a first sync of its own at link-up (or waits, its link closed, for
-// another peer's round to end: docs/PEERS.md); only the peer a round compares with is
+// secondary gets a first sync of its own at link-up (or waits, its link up and
+// nothing shipped, for another peer's round to end: docs/PEERS.md); only the peer a round compares with is
 // asked for hashes, and the others keep streaming meanwhile.
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
@@ -41,6 +41,14 @@ export class ResyncDriver {
   private comparing: Promise<void> = Promise.resolve();
   /** The gap that keeps shipping waiting was said (once until a link resumes). */
   private gapReported = false;
+  /**
+   * The link on which a new secondary's first sync waits for another peer's round
+   * (firstSyncOfItsOwn): it stays up, nothing shipped, and the shipper begins it again
+   * once that round ended (mayBeginAgain). Null: none waits.
+   */
+  waiting: ResyncSession | null = null;
+  /** The wait was said (once until shipping resumes). */
+  private waitReported = false;
 
   constructor(
     private readonly name: string,
@@ -124,7 +132,7 @@ export class ResyncDriver {
       this.jv.seed.stop();
       this.log.info({ volume: this.name }, `volume ${this.name}: the first sync resumes after records reached the peer; the remaining regions are sent whole`);
     }
-    this.gapReported = false;
+    this.gapReported = this.waitReported = false;
     resumeAt(resume);
   }
 
@@ -133,10 +141,11 @@ export class ResyncDriver {
    * with several peers"): a first sync of its own, compared by hash with its replica,
    * while the other peers stream on (JournaledVolume.firstSyncFor). While another peer's
    * round (or a round of all) is open it cannot be: this peer leaves the journal, its
-   * bitmap all marked (so that round ends without its acks), and its link closes saying
-   * so; the dialer redials. Only when no round of its own can be (the volume tracks by
-   * bitmap, no peer store) does the first sync of the whole volume begin for every peer,
-   * nothing compared. False: the link is closed, nothing more to begin.
+   * bitmap all marked (so that round ends without its acks), and waits, its link up and
+   * nothing shipped (`waiting`): the shipper begins again once that round ended. Only
+   * when no round of its own can be (the volume tracks by bitmap, no peer store) does
+   * the first sync of the whole volume begin for every peer, nothing compared. False:
+   * nothing more to begin now (it waits, or the link went).
    */
   private async firstSyncOfItsOwn(s: ResyncSession): Promise<boolean> {
     const jv = this.jv;
@@ -154,10 +163,13 @@ export class ResyncDriver {
       const other = owner ?? `every peer (${jv.cursors.peers.filter((p) => p !== this.peer).join(', ')})`;
       const left = await jv.detachNew(this.peer);
       if (this.link.session() !== s) return false;
-      this.log.info({ volume: this.name, peer: this.peer }, `volume ${this.name}: ${this.peer} is a new secondary; its first sync ` +
-        `waits for the resync round of ${other} to end` + (left ? ' (it holds the journal back no more)' : ''));
-      s.close(`volume ${this.name}: ${this.peer}'s first sync waits for the resync round of ${other} to end; the link is retried`);
-      this.link.detach();
+      // (The link stays: it carries this peer's other volumes. This one's beginning runs again when that round ended.)
+      this.waiting = s;
+      if (!this.waitReported) {
+        this.waitReported = true;
+        this.log.info({ volume: this.name, peer: this.peer }, `volume ${this.name}: ${this.peer}'s first sync waits for the resync ` +
+          `round of ${other} to end; it begins then` + (left ? ` (meanwhile ${this.peer} holds the journal back no more)` : ''));
+      }
       return false;
     }
     // No round of its own can be (or a round of its own that is no first sync is open:
@@ -169,8 +181,15 @@ export class ResyncDriver {
     return true;
   }
 
+  /** A first sync that waited (`waiting`) may begin now: the round it waited for has ended (or is one it joins). */
+  mayBeginAgain(): boolean {
+    const jv = this.jv;
+    return jv.roundStart === 0 || jv.firstSyncOpenFor(this.peer) || jv.roundCoversAllFor(this.peer);
+  }
+
   /** The link went down: the requests out on it get no reply. */
   down(): void {
+    this.waiting = null;
     this.mapAsked = null;
     // (Another peer's first sync of its own compares with that peer's replica: its requests are its link's.)
     if (this.comparesHere()) this.jv.seed.linkDown();

@@ -174,6 +174,10 @@ export class VolumeShipper {
     this.session = s;
     // A new link's capacity is not measured yet: its cap, if it has one, sizes the first batches.
     this.sizes.linkUp(this.rate?.() ?? null);
+    this.beginOn(s, peerDurable, peerRound, peerFirstMeeting);
+  }
+
+  private beginOn(s: ShipperSession, peerDurable: number, peerRound: number, peerFirstMeeting: boolean): void {
     this.beginning = true;
     void this.begin(s, peerDurable, peerRound, peerFirstMeeting).catch((e: Error) => {
       if (this.session === s) s.close(`volume ${this.volume}: ${e.message}`);
@@ -273,6 +277,15 @@ export class VolumeShipper {
       // The journal was folded into the bitmap while the link was up (it overflowed, or a
       // returning peer's round begins, docs/PEERS.md): the next link begins a new round.
       this.session.close(`volume ${this.volume}: the journal was folded into the dirty bitmap; reconnecting to begin a resync round`);
+      return;
+    }
+    if (this.resync.waiting === this.session) {
+      // A new secondary's first sync waits for another peer's round (resync-driver.ts): once
+      // that ended, it begins, on this link (the peer still holds nothing).
+      if (!this.beginning && this.resync.mayBeginAgain()) {
+        this.resync.waiting = null;
+        this.beginOn(this.session, 0, 0, true);
+      }
       return;
     }
     const j = this.jv.journal;

@@ -9,7 +9,7 @@
 // detaches it into a bitmap of its own and joins it again (docs/PEERS.md); every
 // check below holds for each secondary. In the odd ones a secondary whose Hello says it
 // holds nothing is a new secondary, as in the daemon: a first sync of its own, compared
-// by hash, while the other streams on (or waits for the other's round, its link closed).
+// by hash, while the other streams on (or waits for the other's round, its link up).
 //
 // Checked (docs/INVARIANTS.md):
 //   2  the primary never releases a record the secondary does not hold durably;
