@@ -293,7 +293,11 @@ export class RoundSteps {
     }
     const durable = journal.durableSeq;
     for (const r of round.settle(durable)) bitmap.clear(r);
-    if (round.complete(durable, journal.released, bitmap.count)) {
+    // A round of one peer's own is complete once that peer holds its end: another peer
+    // (down, perhaps for good after a failover) may hold the journal back, and the round
+    // is not its business (it is sent the round as padding).
+    const held = round.owner !== null ? Math.max(journal.released, this.v.cursors.of(round.owner)) : journal.released;
+    if (round.complete(durable, held, bitmap.count)) {
       await bitmap.sync();
       const owner = round.owner;
       if (owner !== null) await this.v.detached?.endOwnRound();

@@ -435,7 +435,9 @@ export class JournaledVolume implements ExportBackend {
           `but ${JSON.stringify(this.cursors.slowest)} holds only up to ${this.cursors.lowest}`);
     }
     this.wakeBlocked();
-    if (this.round.endSeq && this.journal.released >= this.round.endSeq) await this.syncer.sync();
+    const end = this.round.endSeq;
+    const owner = this.round.owner;
+    if (end && (this.journal.released >= end || (owner !== null && this.cursors.of(owner) >= end))) await this.syncer.sync();
   }
 
   /** Resolves when no fold of the journal into the bitmap is running. */

@@ -3,7 +3,8 @@
 // replicas; a long outage of one secondary sends it to a bitmap of its own while the
 // other stays current, and it is resynced by that bitmap when it returns; kill -9 of
 // each site in turn converges; so does a crash of site-a while a peer is detached, and
-// a peer on a slow link detached while linked. Every test ends with the three images
+// a peer on a slow link detached while linked; site-a lost and site-b promoted, site-c
+// follows site-b sent what differs, and site-a returns, is demoted and follows too. Every test ends with the three images
 // compared byte for byte (qemu-img compare over NBD; the first also the files).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -231,7 +232,7 @@ test('three sites: site-c on a slow link falls behind under writes and is detach
   }
 });
 
-test('three sites: site-a lost, site-b promoted; site-c follows it and is sent what differs; site-a returns, is demoted and converges', async () => {
+test('three sites: site-a lost, site-b promoted; site-c follows it and is sent what differs; site-a returns, is demoted and converges', async (ctx) => {
   const t = await startTrio({ set: true, size: '256MiB' });
   try {
     // 96 MiB of random data at site-a, at every site.
@@ -253,6 +254,7 @@ test('three sites: site-a lost, site-b promoted; site-c follows it and is sent w
     // What travelled is about what differs (the 4 MiB written at site-b), not the 96 MiB both hold.
     assert.ok(sb.resyncBytes < 16 * MiB, `site-b sent site-c ${sb.resyncBytes} bytes of resync records: ${JSON.stringify(sb)}`);
     assert.ok(sb.resyncSeededBytes >= 90 * MiB, `site-b found ${sb.resyncSeededBytes} bytes equal by hash`);
+    ctx.diagnostic(`site-c follows site-b: ${sb.resyncBytes} bytes of resync records sent, ${sb.resyncSeededBytes} found equal by hash`);
     const sc = (await statusOf(t.c)).volumes[0]!;
     assert.deepEqual([sc.role, sc.peer, sc.link], ['secondary', 'site-b', 'connected']);
 
@@ -267,6 +269,8 @@ test('three sites: site-a lost, site-b promoted; site-c follows it and is sent w
     await assertIdentical(t.b.uri('db'), t.a.uri('db'), { message: 'site-a after its demote' });
     await assertIdentical(t.b.uri('db'), t.c.uri('db'), { message: 'site-c after site-a joined' });
     const after = (await statusOf(t.b)).volumes[0]!;
+    ctx.diagnostic(`site-a after its demote: ${after.resyncBytes - sb.resyncBytes} bytes of resync records sent, ` +
+      `${after.resyncSeededBytes - sb.resyncSeededBytes} found equal by hash`);
     assert.ok(after.resyncBytes - sb.resyncBytes < 24 * MiB, `site-b sent site-a ${after.resyncBytes - sb.resyncBytes} bytes of resync records`);
     assert.deepEqual(after.peers.map((p) => [p.name, p.link]), [['site-a', 'connected'], ['site-c', 'connected']]);
   } finally {

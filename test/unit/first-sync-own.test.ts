@@ -291,3 +291,23 @@ test('first sync with several peers: a stop during a first sync of one peer\'s o
   assert.deepEqual([jv.bitmap.count, jv.mode, jv.roundStart], [SIZE / RS, 'bitmap', 0], 'every region is marked for a round of all');
   await jv.close();
 });
+
+test('first sync with several peers: a round of one peer\'s own ends when that peer holds its end, though another peer never acks', async () => {
+  // After a failover: the new primary's other peer (the lost old primary) is down and holds the journal
+  // back; the other secondary's first sync of its own must still end (docs/PEERS.md, "Roles across three sites").
+  const dir = tempDir('first-sync-own');
+  const { jv, data } = await open(dir, ['gone', 'next']);
+  await fill(jv, async () => undefined);
+  const replica = Buffer.from(data);
+  replica[2 * RS + 7] = 0xee;
+  const next = new FakePeer(jv, 'next', replica);
+  next.up(0, 0, true);
+  await drive('next is announced a round of its own', [next], () => next.resyncs.length > 0, false);
+  assert.equal(jv.roundOwner, 'next');
+  await drive('next\'s first sync of its own ends with gone down', [next], () => jv.roundStart === 0, true);
+  assert.deepEqual(next.resyncRegions(), [2], 'only the region that differs was sent');
+  assert.ok(next.replica.equals(data));
+  assert.equal(jv.journal.released, 0, 'gone holds the journal: the round ended on next\'s ack alone');
+  assert.equal(fs.existsSync(path.join(dir, 'dirty.next.bitmap')), false);
+  await jv.close();
+});
