@@ -4,8 +4,9 @@
 // other stays current, and it is resynced by that bitmap when it returns; kill -9 of
 // each site in turn converges; so does a crash of site-a while a peer is detached, and
 // a peer on a slow link detached while linked; site-a lost and site-b promoted, site-c
-// follows site-b sent what differs, and site-a returns, is demoted and follows too. Every test ends with the three images
-// compared byte for byte (qemu-img compare over NBD; the first also the files).
+// follows site-b sent what differs, and site-a returns, is demoted and follows too.
+// Every test ends with the three images compared byte for byte (qemu-img compare over
+// NBD; the first also the files).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
