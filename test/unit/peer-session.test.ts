@@ -68,6 +68,22 @@ test('frames are routed only for volumes paired with this peer', () => {
   assert.deepEqual(a.handle({ type: 'frame', frame: one(encodeAck('db', 8)), now: 3 }), [], 'closed: nothing more is taken');
 });
 
+test('a set of three: a volume secondary on both sides is carried by no link; a frame for it closes the link', () => {
+  // site-b and site-c both follow site-a for db (each names the other in its set); wal is paired here, site-b primary.
+  const set = (v: string): string[] => (v === 'db' ? ['site-a', 'site-c'] : ['site-c']);
+  const c = new PeerSession({ node: 'site-b', peer: 'site-c', initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 5000,
+    shared: () => [vol('secondary'), vol('primary', 'wal')], pairedWith: set });
+  const other = new PeerSession({ node: 'site-c', peer: 'site-b', initiator: false, speaks: PROTOCOL_RANGE, deadAfterMs: 5000,
+    shared: () => [vol('secondary'), vol('secondary', 'wal')], pairedWith: (v) => (v === 'db' ? ['site-a', 'site-b'] : ['site-b']) });
+  const atC = c.handle({ type: 'frame', frame: frames(other.handle({ type: 'open', now: 0 }))[0]!, now: 1 });
+  const up = atC.find((x) => x.type === 'up') as Extract<SessionAction, { type: 'up' }>;
+  assert.deepEqual(up.check.pairs.map((x) => x.local.name), ['wal'], 'db pairs nothing: both follow site-a');
+  assert.deepEqual(c.handle({ type: 'frame', frame: one(encodeAck('wal', 3)), now: 2 }), [{ type: 'ack', volume: 'wal', seq: 3 }]);
+  const wrong = c.handle({ type: 'frame', frame: one(encodeAck('db', 3)), now: 3 });
+  assert.equal(wrong[0]!.type, 'close');
+  assert.match((wrong[0] as { reason: string }).reason, /site-c sent a Ack frame for volume db, which this link does not carry/);
+});
+
 test('a Hello that does not match is refused: a Refuse at the Hello\'s version, the reason once, then a close after a linger', () => {
   const a = new PeerSession({ node: 'site-a', peer: 'site-b', initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 5000, shared: () => [vol('secondary')],
     pairedWith: () => ['site-b'] });
