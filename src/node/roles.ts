@@ -411,8 +411,9 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
    * log, round marker, undo area and stream go, the first-sync mark stays. The next
    * link finds a replica with an empty receive log: the primary compares every region
    * by hash and sends those that differ, in a round the replica keeps an undo area for,
-   * so its export serves this image until the round ends. A held checkpoint and a drill
-   * end first (said in the log). Null when the volume is no secondary here any more.
+   * so its export serves this image until the round ends. A held checkpoint (or a drill
+   * over it) is kept: the volume waits, nothing flowing, until the operator lets it go
+   * (letGo), then links again. Null when the volume is no secondary here any more.
    */
   follow(name: string, primary: string): Promise<ActionResult | null> {
     return this.serial(async () => {
@@ -421,10 +422,14 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       const daemon = this.daemon;
       const rp = e.replica;
       const held = rp.checkpoint;
-      await this.endDrill(e);
       if (held) {
-        daemon.registry.remove(`${name}${CHECKPOINT_SUFFIX}`);
-        await rp.releaseCheckpoint();
+        this.waitingToFollow.set(name, primary);
+        return {
+          volume: name,
+          message: `volume ${name}: ${primary} is primary with a journal this replica never followed (a failover elsewhere); it follows ` +
+            `${primary} once ${e.drill ? `the drill ends (offsite drill stop ${name})` : `checkpoint "${held.label}" is released ` +
+            `(offsite checkpoint release ${name})`}; until then nothing is received, and the checkpoint's image stays served`,
+        };
       }
       daemon.links?.volumeChanged(name, `volume ${name} starts again as ${primary}'s secondary`);
       const fin = await rp.finishForPromote();
@@ -440,10 +445,20 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
         `the replica stays the image at record ${fin.applied} of its last primary` +
         (fin.discarded > 0 ? ` (${fin.discarded} records after its last flush point discarded)` : '') +
         (fin.rolledBack > 0 ? ` (${fin.rolledBack} regions of an unfinished resync rolled back)` : '') +
-        (held ? `, its checkpoint "${held.label}" released` : '') +
         `, and ${primary} compares every region by hash and sends those that differ`;
       return { volume: name, message };
     });
+  }
+
+  /** Secondaries whose new primary (the value) waits for their checkpoint's release (follow). */
+  private readonly waitingToFollow = new Map<string, string>();
+
+  protected override letGo(e: VolumeEntry): void {
+    const primary = this.waitingToFollow.get(e.config.name);
+    if (primary === undefined) return;
+    this.waitingToFollow.delete(e.config.name);
+    // The next Hello finds the other journal again, and the follow goes ahead.
+    this.daemon.links?.volumeReady(e.config.name, `volume ${e.config.name}: its checkpoint is released; it follows ${primary} now`);
   }
 
   /**

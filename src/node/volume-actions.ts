@@ -191,6 +191,7 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
         for (const e of entries) {
           this.daemon.registry.remove(`${e.config.name}${CHECKPOINT_SUFFIX}`);
           await e.replica!.releaseCheckpoint();
+          this.letGo(e);
         }
         return { volume: g.name, group: g.name, message: `checkpoint of group ${g.name} released on ${g.members.join(', ')}; the replicas catch up` };
       }
@@ -203,6 +204,7 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
       }
       this.daemon.registry.remove(`${name}${CHECKPOINT_SUFFIX}`);
       const cp = await rp.releaseCheckpoint();
+      this.letGo(e);
       return { volume: name, message: `checkpoint "${cp?.label ?? ''}" of ${name} released; the replica catches up`, checkpoint: cp };
     });
   }
@@ -357,7 +359,10 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
       if (g) {
         const entries = g.members.map((m) => this.secondary(m, 'a drill'));
         if (entries.every((e) => !e.drill)) throw new ActionRefused('conflict', `no drill of group ${g.name} is running`);
-        for (const e of entries) await this.endDrill(e);
+        for (const e of entries) {
+          await this.endDrill(e);
+          if (!e.replica!.checkpoint) this.letGo(e);
+        }
         const message = `drill of group ${g.name} stopped: its writes are thrown away`;
         this.log.info({ group: g.name }, message);
         return { volume: g.name, group: g.name, message };
@@ -366,11 +371,15 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
       const e = this.secondary(name, 'a drill');
       if (!e.drill) throw new ActionRefused('conflict', `no drill of ${name} is running`);
       await this.endDrill(e);
+      if (!e.replica!.checkpoint) this.letGo(e);
       const message = `drill of ${name} stopped: its writes are thrown away${e.replica!.checkpoint ? '' : '; the replica catches up'}`;
       this.log.info({ volume: name }, message);
       return { volume: name, message };
     });
   }
+
+  /** The operator let go of a secondary's checkpoint (or the drill over it): what waited for that may go on (RoleChanges.follow). */
+  protected letGo(_e: VolumeEntry): void {}
 
   protected async endDrill(e: VolumeEntry): Promise<void> {
     const d = e.drill;

@@ -243,12 +243,19 @@ test('three sites: site-a lost, site-b promoted; site-c follows it and is sent w
     // site-b and site-c name each other: their link is up and carries nothing of db (both secondary).
     for (const d of [t.b, t.c]) assert.doesNotMatch(d.log, /two-secondaries|secondary on both nodes/, d.log);
 
+    // A backup at site-c holds a checkpoint through the failover.
+    await must(process.execPath, [OFFSITE_BIN, 'checkpoint', 'create', 'db', '-c', t.c.configFile]);
     await t.a.kill9();
     const promoted = await must(process.execPath, [OFFSITE_BIN, 'promote', 'db', '-c', t.b.configFile]);
     assert.match(promoted, /volume db promoted: primary on this node/);
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x42 200M 4M', '-c', 'flush', t.b.uri('db')]);
-    // site-c's receive log held site-a's journal: it starts again from its last flush point as site-b's secondary.
-    await waitFor('site-c to follow site-b', () => /volume db: site-b is primary with a journal this replica never followed/.test(t.c.log), 60_000);
+    // site-c's receive log holds site-a's journal, but its checkpoint is kept: it waits, still serving it.
+    await waitFor('site-c to wait for its checkpoint', () => /it follows site-b once checkpoint .* is released/.test(t.c.log), 60_000);
+    await assertIdentical(t.c.uri('db@checkpoint'), t.c.uri('db'), { message: 'site-c\'s checkpoint and replica, both as site-a left them' });
+    assert.doesNotMatch(t.c.log, /volume db: site-b is primary with a journal this replica never followed \(a failover elsewhere\); the replica stays/);
+    // Released: it starts again from its last flush point as site-b's secondary.
+    await must(process.execPath, [OFFSITE_BIN, 'checkpoint', 'release', 'db', '-c', t.c.configFile]);
+    await waitFor('site-c to follow site-b', () => /volume db: site-b is primary with a journal this replica never followed .*the replica stays/.test(t.c.log), 60_000);
     await t.drained(180_000, 'site-b', ['site-c']);
     await assertIdentical(t.b.uri('db'), t.c.uri('db'), { message: 'site-c after following site-b' });
     const sb = (await statusOf(t.b)).volumes[0]!;
