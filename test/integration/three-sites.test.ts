@@ -255,7 +255,8 @@ test('three sites: site-a lost, site-b promoted; site-c follows it and is sent w
     assert.doesNotMatch(t.c.log, /volume db: site-b is primary with a journal this replica never followed \(a failover elsewhere\); the replica stays/);
     // Released: it starts again from its last flush point as site-b's secondary.
     await must(process.execPath, [OFFSITE_BIN, 'checkpoint', 'release', 'db', '-c', t.c.configFile]);
-    await waitFor('site-c to follow site-b', () => /volume db: site-b is primary with a journal this replica never followed .*the replica stays/.test(t.c.log), 60_000);
+    await waitFor('site-c to follow site-b', () =>
+      /volume db: site-b is primary with a journal this replica never followed .*the replica stays/.test(t.c.log), 60_000);
     await t.drained(180_000, 'site-b', ['site-c']);
     await assertIdentical(t.b.uri('db'), t.c.uri('db'), { message: 'site-c after following site-b' });
     const sb = (await statusOf(t.b)).volumes[0]!;
