@@ -9,11 +9,15 @@
 //      site-c's. The journal is small enough that site-c is detached into its own
 //      bitmap; then its cap is lifted (SIGHUP) and the clock runs until site-c is
 //      current again, by a round of its own, while site-b never leaves the journal.
+//   3. Host writes with one secondary and with two (fio 4 KiB random writes, QD32).
+//   4. A near site and a far one on a tbf-shaped line in network namespaces (needs root):
+//      site-b's lag while site-c's line is full.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { waitPort } from './fio.js';
+import { dropNet, hasQdisc, makeNet, qdiscStats, shape, tbfCommand } from './netns.js';
 import { machineLine, writeSection } from './report.js';
 import { action, bin, start, stop, until, type Site } from './sites.js';
 
@@ -21,6 +25,9 @@ const GIB = Number(process.env.PEERS_GIB ?? 1);
 const FAR_RATE = process.env.PEERS_FAR_RATE ?? '40mbit';
 const LIVE_RATE = process.env.PEERS_LIVE_RATE ?? '20m';
 const LIVE_SECONDS = Number(process.env.PEERS_LIVE_SECONDS ?? 30);
+const HOST_SECONDS = Number(process.env.PEERS_HOST_SECONDS ?? 20);
+const SHAPED_BPS = Number(process.env.PEERS_SHAPED_BPS ?? 1_000_000);
+const SHAPED_RATE = process.env.PEERS_SHAPED_RATE ?? '1m';
 const root = process.env.BENCH_DIR ?? os.tmpdir();
 const MB = 1e6;
 
@@ -151,6 +158,99 @@ async function nearFar(): Promise<NearFar> {
   }
 }
 
+/** Case 3: host writes (fio, 4 KiB random writes, QD32) at site-a with one secondary, then two: IOPS. */
+async function hostWrites(secondaries: string[]): Promise<number> {
+  const { sites, dir } = await up(secondaries, 'size: 2GiB, journal: 4GiB');
+  try {
+    const out = execFileSync('fio', ['--name=host', '--ioengine=nbd', `--uri=nbd://127.0.0.1:${sites[0]!.nbd}/db`, '--rw=randwrite', '--bs=4k',
+      '--iodepth=32', '--size=1g', '--refill_buffers', '--time_based', `--runtime=${HOST_SECONDS}`, '--output-format=json'], { encoding: 'utf8' });
+    return (JSON.parse(out.slice(out.indexOf('{'))) as { jobs: Array<{ write: { iops: number } }> }).jobs[0]!.write.iops;
+  } finally {
+    await down(sites, dir);
+  }
+}
+
+interface Shaped { hostMBs: number; nearMaxLag: number; nearMeanLag: number; farLineMBs: number; lineMBs: number; farBacklogMB: number }
+
+/**
+ * Case 4: site-a and site-b in one network namespace (the near site: their link never
+ * leaves it), site-c in another behind a router whose tbf shapes the line to
+ * PEERS_SHAPED_BPS both ways (bench/netns.ts). Host writes at PEERS_SHAPED_RATE for
+ * PEERS_LIVE_SECONDS: site-b's lag sampled twice a second, and what the far line carried.
+ */
+async function shapedNearFar(): Promise<Shaped | string> {
+  if (!hasQdisc('tbf')) return 'this kernel has no tbf qdisc: the shaped case was not run';
+  const n = makeNet();
+  const dir = fs.mkdtempSync(path.join(root, 'offsite-bench-peers-shaped-'));
+  const procs: Array<ReturnType<typeof spawn>> = [];
+  try {
+    const base = 22000 + Math.floor(Math.random() * 20000);
+    const at = { 'site-a': { ns: n.nsA, link: n.linkA, host: n.mgmtA }, 'site-b': { ns: n.nsA, link: n.linkA, host: n.mgmtA },
+      'site-c': { ns: n.nsB, link: n.linkB, host: n.mgmtB } } as const;
+    const names = ['site-a', 'site-b', 'site-c'] as const;
+    const port = (name: (typeof names)[number], k: number): number => base + names.indexOf(name) * 3 + k; // nbd, api, link
+    const cfg = (name: (typeof names)[number]): string => path.join(dir, `${name}.yaml`);
+    for (const name of names) {
+      const others = name === 'site-a' ? ['site-b', 'site-c'] as const : ['site-a'] as const;
+      const peers = others.map((o) => `  ${o}: { address: "${at[o].link}:${port(o, 2)}", fingerprint: "FP-${o}", timeout: 10s }`).join('\n');
+      const role = name === 'site-a' ? 'primary, peers: [site-b, site-c]' : 'secondary, peer: site-a';
+      fs.writeFileSync(cfg(name), `node: ${name}\nstate: ./state-${name}\nnbd: ${at[name].host}:${port(name, 0)}\n` +
+        `link: ${at[name].link}:${port(name, 2)}\napi: ${at[name].host}:${port(name, 1)}\npeers:\n${peers}\n` +
+        `volumes:\n  db: { path: ./${name}.img, role: ${role}, size: 2GiB, journal: 512MiB }\n`);
+    }
+    const fp = new Map(names.map((x) => [x, execFileSync(process.execPath, [bin, 'init', '-c', cfg(x)], { encoding: 'utf8' }).trim().split('\n').pop()!]));
+    for (const x of names) {
+      let text = fs.readFileSync(cfg(x), 'utf8');
+      for (const [name, f] of fp) text = text.replace(`"FP-${name}"`, `"${f}"`);
+      fs.writeFileSync(cfg(x), text);
+    }
+    for (const x of names) {
+      const out = fs.openSync(`${cfg(x)}.log`, 'a');
+      procs.push(spawn('ip', ['netns', 'exec', at[x].ns, process.execPath, bin, 'daemon', '-c', cfg(x)], { stdio: ['ignore', out, out] }));
+    }
+    const statusA = async (): Promise<VolRow | null> => {
+      try {
+        return ((await (await fetch(`http://${n.mgmtA}:${port('site-a', 1)}/api/v1/status`)).json()) as { volumes: VolRow[] }).volumes[0]!;
+      } catch {
+        return null;
+      }
+    };
+    // The first sync (empty sparse volumes: holes on both sides) before the line is shaped.
+    await until(async () => Boolean((await statusA())?.peers.every((p) => p.link === 'connected' && p.backlogBytes === 0 && !p.resyncing)));
+    shape(n, SHAPED_BPS);
+    const line0 = qdiscStats(n, n.toB).bytes;
+    const t0 = performance.now();
+    const child = spawn('fio', ['--name=live', '--ioengine=nbd', `--uri=nbd://${n.mgmtA}:${port('site-a', 0)}/db`, '--rw=randwrite', '--bs=64k',
+      '--iodepth=4', '--size=1g', '--refill_buffers', `--rate=${SHAPED_RATE}`, '--time_based', `--runtime=${LIVE_SECONDS}`, '--output-format=json'],
+    { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    let running = true;
+    const exited = new Promise((r) => child.once('exit', r)).then(() => (running = false));
+    const near: number[] = [];
+    while (running) {
+      const pb = (await statusA())?.peers.find((p) => p.name === 'site-b');
+      if (pb) near.push(pb.lagSeconds);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    await exited;
+    const seconds = (performance.now() - t0) / 1000;
+    const line = qdiscStats(n, n.toB).bytes - line0;
+    const res = JSON.parse(out.slice(out.indexOf('{'))) as { jobs: Array<{ write: { bw_bytes: number } }> };
+    const pc = (await statusA())?.peers.find((p) => p.name === 'site-c');
+    return {
+      hostMBs: res.jobs[0]!.write.bw_bytes / MB, nearMaxLag: Math.max(0, ...near),
+      nearMeanLag: near.reduce((x, y) => x + y, 0) / Math.max(1, near.length),
+      farLineMBs: line / seconds / MB, lineMBs: SHAPED_BPS / 8 / MB, farBacklogMB: (pc?.backlogBytes ?? 0) / MB,
+    };
+  } finally {
+    for (const p of procs) p.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 500));
+    dropNet(n);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const one = await catchup(['site-b']);
   console.log(`one secondary: ${(one.bytes / MB).toFixed(0)} MB acked in ${one.seconds.toFixed(1)} s (${(one.bytes / MB / one.seconds).toFixed(1)} MB/s)`);
@@ -159,6 +259,14 @@ async function main(): Promise<void> {
     `(${(two.bytes / MB / two.seconds).toFixed(1)} MB/s)`);
   const nf = await nearFar();
   console.log(JSON.stringify(nf));
+  const iopsOne = await hostWrites(['site-b']);
+  const iopsTwo = await hostWrites(['site-b', 'site-c']);
+  console.log(`host writes: ${iopsOne.toFixed(0)} IOPS with one secondary, ${iopsTwo.toFixed(0)} with two`);
+  const sh = await shapedNearFar();
+  console.log(JSON.stringify(sh));
+  const shaped = typeof sh === 'string' ? sh : `| ${sh.hostMBs.toFixed(2)} MB/s | ${sh.nearMaxLag.toFixed(1)} s / ${sh.nearMeanLag.toFixed(2)} s | ` +
+    `${sh.farLineMBs.toFixed(3)} MB/s of ${sh.lineMBs.toFixed(3)} MB/s (${(100 * sh.farLineMBs / sh.lineMBs).toFixed(0)}%) | ` +
+    `${sh.farBacklogMB.toFixed(1)} MB |`;
   const md = `## Two secondaries: catch-up, and a near and a far site
 
 \`npm run bench:peers\` (PEERS_GIB=${GIB}, PEERS_FAR_RATE=${FAR_RATE}, PEERS_LIVE_RATE=${LIVE_RATE}, PEERS_LIVE_SECONDS=${LIVE_SECONDS})
@@ -186,7 +294,31 @@ ${LIVE_SECONDS} s, the lags sampled twice a second at site-a; then site-c's cap 
 | ${nf.hostMBs.toFixed(1)} MB/s | ${nf.nearMaxLag.toFixed(1)} s / ${nf.nearMeanLag.toFixed(1)} s | ${nf.farMaxLag.toFixed(1)} s | ` +
   `${nf.farDetached ? 'yes' : 'no'} | ${nf.overflows} | ${nf.farBackSeconds.toFixed(1)} s | ${nf.farOwnRound ? 'yes' : 'no'} | ${nf.nearRound ? 'yes' : 'no'} |
 
-What bounds each figure. **Catch-up with two**: the primary reads its journal once per
+**Host writes with two secondaries against one**, same run: fio, 4 KiB random writes at
+QD32 for ${HOST_SECONDS} s at site-a, the host never waiting for a secondary (target ≥ 0.9x).
+
+| secondaries | IOPS | against one |
+| --- | ---: | ---: |
+| one (site-b) | ${iopsOne.toFixed(0)} | 1.00x |
+| two (site-b, site-c) | ${iopsTwo.toFixed(0)} | **${(iopsTwo / iopsOne).toFixed(2)}x** |
+
+**A near site and a far one on a shaped line.** site-a and site-b in one network
+namespace (their link never leaves it), site-c in another behind a router shaping the
+line both ways (\`${tbfCommand(SHAPED_BPS)}\`); host writes (fio, 64 KiB at random offsets,
+random data) at ${SHAPED_RATE}B/s for ${LIVE_SECONDS} s, above the line's rate; site-b's lag sampled
+twice a second at site-a; what the far line carried (the router's qdisc counter,
+Ethernet frames) against its rate; site-c's backlog at the end.
+
+| host writes | site-b lag max / mean | far line carried | site-c backlog at the end |
+| ---: | ---: | ---: | ---: |
+${shaped}
+
+What bounds each figure. **Host writes**: the host never waits for a secondary; with two,
+the primary reads its journal and packs and sends each batch twice, on the same two
+cores as fio and all three daemons, and the secondaries write to the same disk.
+**Shaped line**: site-b's lag is its own link and the one disk; the far line is full
+(its backlog grows in the journal, the rest is TLS and frame overhead on the line).
+**Catch-up with two**: the primary reads its journal once per
 secondary (the second read mostly from the page cache) and packs and sends every batch
 twice, and here both secondaries write every byte twice (receive log and replica) to
 the same disk as the primary's journal reads: four writes of each byte on one disk
