@@ -179,6 +179,14 @@ export const WINDOW_PEER_LOG_FRACTION = 1 / 2;
 export const MAX_WINDOW_BYTES = 128 * MiB;
 /** The smallest window and epoch bound whatever the peer's log (a log smaller than this cannot take a large write anyway). */
 export const MIN_WINDOW_BYTES = 1 * MiB;
+/**
+ * A shipper's window holds at most the node's send memory (the budget's `send` class)
+ * divided among the shippers linked now, and never more than half of it: a window is
+ * memory held until the peer acks, and a slow line's window once took all of it, so a
+ * near site's shipper waited seconds for a lease behind a far one (bench:peers, the
+ * shaped case). Half leaves the rest to whoever links next.
+ */
+export const MIN_SHIPPERS_SHARING_SEND_MEMORY = 2;
 /** A resync round keeps what waits to be acked under this fraction of the journal, so live writes keep their room. */
 export const RESYNC_JOURNAL_FRACTION = 1 / 4;
 /** One resync step reads at most this much of the volume. */

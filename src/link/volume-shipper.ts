@@ -18,7 +18,7 @@ import { UnitPlanner } from '../coalesce/planner.js';
 import { Shipper, type ShipperAction, type ShipperEvent } from './shipper.js';
 import type { FrameClass } from '../rate/scheduler.js';
 import { ExposureTracker } from '../rpo/exposure.js';
-import { MAX_WINDOW_BYTES } from '../limits/limits.js';
+import { MAX_WINDOW_BYTES, MIN_SHIPPERS_SHARING_SEND_MEMORY } from '../limits/limits.js';
 import { FlightSizes } from './window.js';
 import type { VerifyRun } from '../sync/verify.js';
 import type { Span } from '../sync/region-hashes.js';
@@ -88,7 +88,10 @@ export class VolumeShipper {
     }, opts.peer ?? THE_PEER);
     this.leases = new SendLeases(opts.memory);
     this.planner = new UnitPlanner({ coalesce: opts.coalesce, scopeBytes: opts.coalesceScopeBytes, readBytes: opts.batchBytes });
-    this.sizes = new FlightSizes(volume, opts, () => this.share?.() ?? 1, this.shipper);
+    this.sizes = new FlightSizes(volume, opts, () => this.share?.() ?? 1, this.shipper, () => {
+      const m = opts.memory;
+      return m ? Math.floor(m.classLimit / Math.max(MIN_SHIPPERS_SHARING_SEND_MEMORY, this.shippersLinked?.() ?? 1)) : Infinity;
+    });
   }
 
   // --- the window and the batch (window.ts's FlightSizes) --------------------------
@@ -127,6 +130,8 @@ export class VolumeShipper {
    * volume's share, so each gets a turn within about a second.
    */
   share: (() => number) | null = null;
+  /** How many shippers of the node are linked now (they share its send memory, limits.ts MIN_SHIPPERS_SHARING_SEND_MEMORY). */
+  shippersLinked: (() => number) | null = null;
 
   /**
    * No room for another batch in the window: what is in flight waits in the link's

@@ -8,7 +8,7 @@
 // ack), falling back to the heartbeat's until a batch has been acked, and bounded by
 // the most a shipper may keep in flight and by half the peer's receive log.
 // FlightSizes keeps one volume's window, and its batch, from what its link measured.
-import { MAX_WINDOW_BYTES, windowCapFor } from '../limits/limits.js';
+import { MAX_WINDOW_BYTES, MIN_WINDOW_BYTES, windowCapFor } from '../limits/limits.js';
 import { assert } from '../invariants/assert.js';
 import { batchFor } from '../rate/capacity.js';
 
@@ -130,6 +130,8 @@ export class FlightSizes {
     /** The volume's share of its link now (0..1; 1: alone on it, or no one asks). */
     private readonly share: () => number,
     private readonly machine: { setWindow(bytes: number): void; setBatch(bytes: number): void },
+    /** The most of the node's memory this shipper's window may hold now (Infinity: no budget kept). */
+    private readonly memoryCap: () => number = () => Infinity,
   ) {
     this.windowBytes = configured.windowBytes;
     this.batchBytes = configured.batchBytes;
@@ -181,7 +183,8 @@ export class FlightSizes {
     const m = this.measured;
     this.windowBytes = windowFor({
       rateBytesPerSecond: m?.rate ?? null, heartbeatRttMs: m?.rttMs ?? null, ackRttMs: m ? this.ackRtt.ms : null,
-      batchBytes: m?.alone ?? this.configured.batchBytes, configuredBytes: this.configured.windowBytes, peerLogCapBytes: this.peerLogCap,
+      batchBytes: m?.alone ?? this.configured.batchBytes, peerLogCapBytes: this.peerLogCap,
+      configuredBytes: Math.min(this.configured.windowBytes, Math.max(MIN_WINDOW_BYTES, this.memoryCap())),
     });
     // The peer must be able to hold what it acks: never more than half its receive log in flight.
     assert(this.windowBytes > 0 && this.windowBytes <= this.peerLogCap,

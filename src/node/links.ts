@@ -485,6 +485,11 @@ export class LinkManager {
       if (this.pausedVolumes.has(name)) sh.pause(true);
       sh.rate = () => this.rateNow(peer);
       sh.share = () => this.shareOf(name, peer);
+      sh.shippersLinked = () => {
+        let n = 0;
+        for (const x of this.shippers.values()) if (x.session) n++;
+        return n;
+      };
       this.shippers.set(key, sh);
       this.ticker ??= setInterval(() => {
         for (const x of this.shippers.values()) x.tick();

@@ -7,6 +7,8 @@ import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import type { JournaledVolume } from '../../src/journal/write-path.js';
 import { silentLogger } from '../../src/log/log.js';
 import { AckRoundTrip, windowFor } from '../../src/link/window.js';
+import { MemoryBudget } from '../../src/memory/budget.js';
+import { MAX_WINDOW_BYTES, MIN_WINDOW_BYTES } from '../../src/limits/limits.js';
 
 const MiB = 1 << 20;
 
@@ -113,4 +115,25 @@ test('on a capped link the queue ahead of a batch is not counted as round trip (
   assert.equal(windowFor({
     rateBytesPerSecond: 250_000, heartbeatRttMs: 200, ackRttMs: 0, batchBytes: 1_000_000, configuredBytes: 128 << 20, peerLogCapBytes: Infinity,
   }), 2 * 250_000 * 0.2 + 2 * 1_000_000);
+});
+
+test('a window holds at most its share of the node\'s send memory: a slow line\'s never takes all of it', () => {
+  const memory = new MemoryBudget(64 * MiB);
+  const sh = new VolumeShipper('db', {} as JournaledVolume, silentLogger,
+    { windowBytes: MAX_WINDOW_BYTES, batchBytes: 4 * MiB, selfSyncMs: 1000, now: () => 0, memory });
+  // No rate known (a line shaped on the path, no cap configured): the window was the configured 128 MiB.
+  sh.linkMeasured(null, 400);
+  assert.equal(sh.windowBytes, Math.floor(memory.classLimit / 2), 'alone: half the send memory');
+  let linked = 4;
+  sh.shippersLinked = () => linked;
+  sh.linkMeasured(null, 400);
+  assert.equal(sh.windowBytes, Math.floor(memory.classLimit / 4), 'four shippers linked: a quarter each');
+  linked = 200;
+  sh.linkMeasured(null, 400);
+  assert.equal(sh.windowBytes, MIN_WINDOW_BYTES, 'never below the smallest window');
+  // Without a budget nothing changes.
+  const free = new VolumeShipper('db', {} as JournaledVolume, silentLogger,
+    { windowBytes: MAX_WINDOW_BYTES, batchBytes: 4 * MiB, selfSyncMs: 1000, now: () => 0 });
+  free.linkMeasured(null, 400);
+  assert.equal(free.windowBytes, MAX_WINDOW_BYTES);
 });
