@@ -87,6 +87,20 @@ async function down(sites: Site[], dir: string): Promise<void> {
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
+/** fio's random writes (random data) at `uri` for LIVE_SECONDS with these options; `done`: the bytes per second it wrote. */
+function liveWrites(uri: string, options: string[]): { running(): boolean; done: Promise<number> } {
+  const child = spawn('fio', ['--name=live', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', ...options, '--refill_buffers',
+    '--time_based', `--runtime=${LIVE_SECONDS}`, '--output-format=json'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  let running = true;
+  const done = new Promise((r) => child.once('exit', r)).then(() => {
+    running = false;
+    return (JSON.parse(out.slice(out.indexOf('{'))) as { jobs: Array<{ write: { bw_bytes: number } }> }).jobs[0]!.write.bw_bytes;
+  });
+  return { running: () => running, done };
+}
+
 /** Case 1: seconds until every secondary acked a backlog of GIB GiB. */
 async function catchup(secondaries: string[]): Promise<{ bytes: number; seconds: number }> {
   const { sites, dir } = await up(secondaries, `size: ${GIB + 1}GiB, journal: ${GIB + 2}GiB`);
@@ -119,17 +133,11 @@ async function nearFar(): Promise<NearFar> {
     const logFrom = fs.existsSync(`${a.cfg}.log`) ? fs.statSync(`${a.cfg}.log`).size : 0;
     const bLogFrom = fs.existsSync(`${b.cfg}.log`) ? fs.statSync(`${b.cfg}.log`).size : 0;
     const before = (await status(a))!.overflows;
-    const child = spawn('fio', ['--name=live', '--ioengine=nbd', `--uri=nbd://127.0.0.1:${a.nbd}/db`, '--rw=randwrite', '--bs=256k', '--iodepth=8',
-      '--size=3g', '--refill_buffers', `--rate=${LIVE_RATE}`, '--time_based', `--runtime=${LIVE_SECONDS}`, '--output-format=json'],
-    { stdio: ['ignore', 'pipe', 'ignore'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    let running = true;
-    const exited = new Promise((r) => child.once('exit', r)).then(() => (running = false));
+    const live = liveWrites(`nbd://127.0.0.1:${a.nbd}/db`, ['--bs=256k', '--iodepth=8', '--size=3g', `--rate=${LIVE_RATE}`]);
     const near: number[] = [];
     const far: number[] = [];
     let farDetached = false;
-    while (running) {
+    while (live.running()) {
       const v = await status(a);
       const [pb, pc] = [v?.peers.find((p) => p.name === 'site-b'), v?.peers.find((p) => p.name === 'site-c')];
       if (pb) near.push(pb.lagSeconds);
@@ -137,8 +145,7 @@ async function nearFar(): Promise<NearFar> {
       farDetached ||= pc?.detached === true;
       await new Promise((r) => setTimeout(r, 500));
     }
-    await exited;
-    const res = JSON.parse(out.slice(out.indexOf('{'))) as { jobs: Array<{ write: { bw_bytes: number } }> };
+    const writtenBytesPerSecond = await live.done;
     // Lift site-c's cap and time its return.
     fs.writeFileSync(a.cfg, fs.readFileSync(a.cfg, 'utf8').replace(`, rate: ${FAR_RATE}`, ''));
     a.proc!.kill('SIGHUP');
@@ -148,7 +155,7 @@ async function nearFar(): Promise<NearFar> {
     const log = fs.readFileSync(`${a.cfg}.log`, 'utf8').slice(logFrom);
     const bLog = fs.readFileSync(`${b.cfg}.log`, 'utf8').slice(bLogFrom);
     return {
-      hostMBs: res.jobs[0]!.write.bw_bytes / MB,
+      hostMBs: writtenBytesPerSecond / MB,
       nearMaxLag: Math.max(0, ...near), nearMeanLag: near.reduce((x, y) => x + y, 0) / Math.max(1, near.length), farMaxLag: Math.max(0, ...far),
       farDetached, overflows: (await status(a))!.overflows - before, farBackSeconds,
       farOwnRound: /resync round of site-c alone/.test(log), nearRound: /resync round from record \d+ opened/.test(bLog),
@@ -221,27 +228,20 @@ async function shapedNearFar(bps: number | null = SHAPED_BPS): Promise<Shaped | 
     shape(n, bps);
     const line0 = qdiscStats(n, n.toB).bytes;
     const t0 = performance.now();
-    const child = spawn('fio', ['--name=live', '--ioengine=nbd', `--uri=nbd://${n.mgmtA}:${port('site-a', 0)}/db`, '--rw=randwrite', '--bs=64k',
-      '--iodepth=4', '--size=1g', '--refill_buffers', `--rate=${SHAPED_RATE}`, '--time_based', `--runtime=${LIVE_SECONDS}`, '--output-format=json'],
-    { stdio: ['ignore', 'pipe', 'ignore'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    let running = true;
-    const exited = new Promise((r) => child.once('exit', r)).then(() => (running = false));
+    const live = liveWrites(`nbd://${n.mgmtA}:${port('site-a', 0)}/db`, ['--bs=64k', '--iodepth=4', '--size=1g', `--rate=${SHAPED_RATE}`]);
     const near: number[] = [];
-    while (running) {
+    while (live.running()) {
       const pb = (await statusA())?.peers.find((p) => p.name === 'site-b');
       if (pb) near.push(pb.lagSeconds);
       if (process.env.PEERS_TRACE) console.log(JSON.stringify(pb));
       await new Promise((r) => setTimeout(r, 500));
     }
-    await exited;
+    const writtenBytesPerSecond = await live.done;
     const seconds = (performance.now() - t0) / 1000;
     const line = qdiscStats(n, n.toB).bytes - line0;
-    const res = JSON.parse(out.slice(out.indexOf('{'))) as { jobs: Array<{ write: { bw_bytes: number } }> };
     const pc = (await statusA())?.peers.find((p) => p.name === 'site-c');
     return {
-      hostMBs: res.jobs[0]!.write.bw_bytes / MB, nearMaxLag: Math.max(0, ...near),
+      hostMBs: writtenBytesPerSecond / MB, nearMaxLag: Math.max(0, ...near),
       nearMeanLag: near.reduce((x, y) => x + y, 0) / Math.max(1, near.length),
       farLineMBs: line / seconds / MB, lineMBs: SHAPED_BPS / 8 / MB, farBacklogMB: (pc?.backlogBytes ?? 0) / MB,
     };

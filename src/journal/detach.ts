@@ -96,7 +96,7 @@ export class DetachedPeers {
    */
   beginFirstSync(peer: string, open: (upTo: number, bitmap: DirtyBitmap) => boolean): Promise<{ bitmap: DirtyBitmap; upTo: number } | null> {
     const p = this.marking.then(async () => {
-      const { cursors, journal, store, size, bitmap, name } = this.v;
+      const { cursors, journal, store, name } = this.v;
       // (No laggard is detached meanwhile: that would open the same file, check().)
       await this.settled();
       if (this.ownRound) return null;
@@ -104,10 +104,7 @@ export class DetachedPeers {
       const file = peerBitmapFile(peer);
       let own: DirtyBitmap;
       try {
-        own = this.bitmaps.get(peer) ?? (await DirtyBitmap.open(store, size, bitmap.regionSize, file)).bitmap;
-        own.markAll();
-        await own.sync();
-        await store.syncDir();
+        own = await this.allMarked(peer, this.bitmaps.get(peer));
       } finally {
         this.opening = false;
       }
@@ -154,17 +151,13 @@ export class DetachedPeers {
   }
 
   private async doDetachNew(peer: string): Promise<boolean> {
-    const { cursors, store, size, bitmap, log, name } = this.v;
+    const { cursors, store, log, name } = this.v;
     const can = (): boolean => !cursors.isDetached(peer) && cursors.attached.length >= 2 && this.ownRound?.peer !== peer;
     if (!can()) return false;
-    const file = peerBitmapFile(peer);
-    const { bitmap: own } = await DirtyBitmap.open(store, size, bitmap.regionSize, file);
-    own.markAll();
-    await own.sync();
-    await store.syncDir();
+    const own = await this.allMarked(peer);
     if (!can()) {
       own.close();
-      store.remove(file);
+      store.remove(peerBitmapFile(peer));
       return false;
     }
     this.bitmaps.set(peer, own);
@@ -173,6 +166,16 @@ export class DetachedPeers {
       `it holds the journal back no more (its bitmap marks every region), and ${cursors.attached.join(', ')} keep streaming`);
     this.v.detachedOne();
     return true;
+  }
+
+  /** `peer`'s bitmap (`own`, or its file opened) with every region marked, durable with the folder: what a new secondary lacks. */
+  private async allMarked(peer: string, own?: DirtyBitmap): Promise<DirtyBitmap> {
+    const { store, size, bitmap } = this.v;
+    const b = own ?? (await DirtyBitmap.open(store, size, bitmap.regionSize, peerBitmapFile(peer))).bitmap;
+    b.markAll();
+    await b.sync();
+    await store.syncDir();
+    return b;
   }
 
   /** The round of `ownRound`'s peer is complete (every region sent, its end acked): its bitmap goes. */

@@ -1,8 +1,9 @@
 // A first sync by checksum (docs/RESYNC.md, "First sync by checksum (seeding)"), the
 // primary's side: a new pair's first round marks every region, then compares before
 // it sends. With several peers, a new secondary's first sync is a round of its own
-// (docs/PEERS.md), whose bitmap is its alone: it compares too, the others stream on. The primary asks the peer for the hashes of the regions from `hashedUpTo`
-// on, a few requests out at once (SEED_ASKS_IN_FLIGHT: the peer hashes the next while
+// (docs/PEERS.md), whose bitmap is its alone: it compares too, the others stream on.
+// The primary asks the peer for the hashes of the regions from `hashedUpTo` on, a few
+// requests out at once (SEED_ASKS_IN_FLIGHT: the peer hashes the next while
 // this side compares the last), and every region whose bytes hash the same here leaves
 // the bitmap without travelling. This object holds how far the comparison got and
 // which regions it may clear; the write path reads and hashes under its range lock
