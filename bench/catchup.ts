@@ -73,6 +73,7 @@ async function drain(build: Build, a: Site, b: Site, c: Case): Promise<Drain> {
   const before = await vol(a) as unknown as { backlogBytes: number; wireBytes: number };
   const cpu0 = [cpuSeconds(a), cpuSeconds(b)];
   const t0 = performance.now();
+  const mono0 = process.hrtime.bigint() / 1000n;
   await action(a, 'resume');
   let ackedS = 0;
   let windowMax = 0;
@@ -85,6 +86,7 @@ async function drain(build: Build, a: Site, b: Site, c: Case): Promise<Drain> {
     if (v && v.backlogBytes === 0 && ackedS === 0) ackedS = (performance.now() - t0) / 1000;
     return ackedS > 0;
   });
+  if (PROF) console.log(`drain ${c.compression} ${c.data}: monotonic ${mono0}..${process.hrtime.bigint() / 1000n} µs, for the profiles`);
   await drained(a, b);
   const appliedS = (performance.now() - t0) / 1000;
   const cpu = [(cpuSeconds(a) - cpu0[0]!) / appliedS, (cpuSeconds(b) - cpu0[1]!) / appliedS];

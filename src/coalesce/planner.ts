@@ -3,7 +3,7 @@
 // ahead (up to COALESCE_SCOPE of it), reading the records' headers once (not their payloads), so
 // a range rewritten anywhere in the unit travels once. VolumeShipper owns one.
 import type { Journal } from '../journal/journal.js';
-import { RECORD_HEADER_SIZE, type JournalRecord, type RecordHeader } from '../journal/record.js';
+import { RECORD_HEADER_SIZE, RecordKind, type JournalRecord, type RecordHeader } from '../journal/record.js';
 import { applyPlan, coalesce, planUnit, type UnitPlan } from './coalesce.js';
 
 /** Far behind, a coalesced unit plans over at most this much of the backlog. */
@@ -30,6 +30,15 @@ export class UnitPlanner {
   bytes = 0;
   /** The unit the batches being read belong to, planned over the backlog ahead (null: per batch). */
   private plan: UnitPlan | null = null;
+  /**
+   * The stretch of the backlog a planning found no unit in (fewer than two barriers in
+   * its scope): a batch starting inside it, before the first barrier planning saw, would
+   * find none either but at its far end, so it is not planned again. Without this every
+   * batch of a backlog with barriers far apart (a host that never flushes: the primary's
+   * own barriers, an eighth of the journal apart) read the headers of the whole scope
+   * again, and shipping waited on that, not on the link (issue 22: 50-110 ms a batch).
+   */
+  private noUnit: { from: number; until: number } | null = null;
 
   constructor(private readonly o: PlannerOptions) {}
 
@@ -63,6 +72,8 @@ export class UnitPlanner {
     if (!this.o.coalesce?.() || b.roundOpen) return null;
     if (this.plan && fromSeq >= this.plan.from && fromSeq <= this.plan.until) return this.plan;
     this.plan = null;
+    if (this.noUnit && fromSeq >= this.noUnit.from && fromSeq <= this.noUnit.until) return null;
+    this.noUnit = null;
     const scope = Math.min(this.o.scopeBytes ?? COALESCE_SCOPE, Math.floor(b.maxEpochBytes / 2));
     // (Batches follow the link: on a slow one a backlog of a few of its batches is
     // already minutes of the line, worth planning over.)
@@ -80,6 +91,11 @@ export class UnitPlanner {
       seq = batch[batch.length - 1]!.seq + 1;
     }
     this.plan = headers.length > 0 ? planUnit(headers) : null;
+    if (!this.plan && headers.length > 0) {
+      // (Up to the first barrier seen, or all that was read: a batch from there on plans again.)
+      const barrier = headers.find((h) => h.kind === RecordKind.Barrier);
+      this.noUnit = { from: fromSeq, until: barrier ? barrier.seq : headers[headers.length - 1]!.seq };
+    }
     return this.plan;
   }
 }

@@ -21,7 +21,7 @@ import zstdBinding from 'zstd-napi/binding.js';
 const { getFrameContentSize, findFrameCompressedSize } = zstdBinding;
 import { RECORD_HEADER_SIZE, RecordKind, decodeRecordHeader, encodeRecordHeader, type JournalRecord } from '../journal/record.js';
 import { FrameError, FrameType, MAX_FRAME_PAYLOAD, decodeVolumePayload, encodeFrame, encodeVolumePayload } from '../link/frame.js';
-import { decodeRecordsBody, recordsBody, recordsPayload } from '../link/records-frame.js';
+import { decodeRecordsBody, recordsBody, recordsFrameInPlace, recordsPayload, type FrameRoom } from '../link/records-frame.js';
 import { ROW, columnsToHeaders, headersToColumns } from './columns.js';
 
 export { recordsBody };
@@ -55,9 +55,12 @@ export function encodeRawRecordsFrame(volume: string, body: Buffer): Buffer[] {
   return encodeFrame(FrameType.Records, encodeVolumePayload(volume, body));
 }
 
-/** A Records frame of these records, built in one buffer (no body copied into a second one). */
-export function encodeRawRecordsFrameOf(volume: string, records: JournalRecord[]): Buffer[] {
-  return encodeFrame(FrameType.Records, recordsPayload(volume, records));
+/**
+ * A Records frame of these records, built in one buffer (no body copied into a second
+ * one): in their journal read's room when they still lie there as read, no payload copied.
+ */
+export function encodeRawRecordsFrameOf(volume: string, records: JournalRecord[], room?: FrameRoom): Buffer[] {
+  return (room && recordsFrameInPlace(room, volume, records)) ?? encodeFrame(FrameType.Records, recordsPayload(volume, records));
 }
 
 export function encodePackedRecordsFrame(volume: string, rawLength: number, level: number, compressed: Buffer): Buffer[] {

@@ -7,6 +7,7 @@ import { encodeHeadersPackedFrame, encodePackedRecordsFrame, encodeRawRecordsFra
   zeroWritesAsZeroes } from './codec.js';
 import { LevelController } from './level.js';
 import type { CompressionPool } from './pool.js';
+import type { FrameRoom } from '../link/records-frame.js';
 import type { Compression } from './setting.js';
 
 /** Smaller batches (a barrier, a few small records) are not worth a trip to a worker. */
@@ -58,14 +59,15 @@ export class Packer {
     if (this.opts.pool && this.opts.setting().mode === 'auto') this.auto.observe({ linkBusy, workersBusy: this.opts.pool.busy });
   }
 
-  async encode(volume: string, records: JournalRecord[]): Promise<Buffer[]> {
+  /** `room`: the buffer the records were read into, where a raw frame is built around them (records-frame.ts). */
+  async encode(volume: string, records: JournalRecord[], room?: FrameRoom): Promise<Buffer[]> {
     const st = this.opts.stats(volume);
     for (const r of records) st.recordBytes += RECORD_HEADER_SIZE + r.payload.length;
     const z = zeroWritesAsZeroes(records);
     st.zeroBytes += z.zeroBytes;
     const level = this.level;
-    // (Raw: the frame is built in one buffer, the payloads copied once.)
-    if (level === 0) return encodeRawRecordsFrameOf(volume, z.records);
+    // (Raw: the frame is built where the records were read, or in one buffer, the payloads copied once.)
+    if (level === 0) return encodeRawRecordsFrameOf(volume, z.records, room);
     const body = recordsBody(z.records);
     if (body.length < MIN_COMPRESS_BYTES) return encodeRawRecordsFrame(volume, body);
     // (The body may move to the worker, leaving this Buffer empty: keep its length,

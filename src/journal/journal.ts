@@ -17,7 +17,7 @@ import { checkOwnership, segmentVolumeId, type JournalVolume } from './ownership
 import { REPORT_DAMAGE, scanSegments, type DamagePolicy, type RecoveryReport } from './recovery.js';
 import { Samples } from './samples.js';
 import { AppendQueue } from './append-queue.js';
-import { SEGMENT_NAME, readRecordHeaders, readRecords, syncSegment, type RecordHeaderRead } from './segment.js';
+import { SEGMENT_NAME, readRecordHeaders, readRecords, syncSegment, type RecordHeaderRead, type Scratch } from './segment.js';
 import { SegmentSet } from './segment-set.js';
 
 export { ForeignSegmentError, type JournalVolume } from './ownership.js';
@@ -382,9 +382,9 @@ export class Journal {
    * Records from `fromSeq` in order, up to about `maxBytes` (at least one record)
    * and not past `limitSeq`. Streams from disk: the backlog is never held in memory.
    * `scratch`: a buffer the caller reuses, read into where it fits (the payloads are then
-   * views of it, good until the caller reuses it).
+   * views of it, good until the caller reuses it), or one it makes for the first read.
    */
-  read(fromSeq: number, maxBytes: number, limitSeq = this.writtenSeq, scratch?: Buffer): Promise<JournalRecord[]> {
+  read(fromSeq: number, maxBytes: number, limitSeq = this.writtenSeq, scratch?: Scratch): Promise<JournalRecord[]> {
     return readRecords(this.files.list, fromSeq, maxBytes, limitSeq, this.released, scratch);
   }
 

@@ -4,6 +4,7 @@
 import type { StoreFile } from '../store/store.js';
 import { RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, decodeRecordHeader, payloadMatches, type JournalRecord, type RecordHeader } from './record.js';
 import { JOURNAL_HEADER_CHUNK_BYTES } from '../limits/limits.js';
+import { assert } from '../invariants/assert.js';
 
 export const SEGMENT_NAME = /^(\d{20})\.seg$/;
 export const segmentName = (baseSeq: number): string => `${String(baseSeq).padStart(20, '0')}.seg`;
@@ -26,6 +27,13 @@ export interface Segment {
   cursor?: { seq: number; pos: number } | undefined;
 }
 
+/**
+ * Where the walk's first read goes: a buffer the caller reuses (read into where it fits),
+ * or one the caller makes for it, given the read's length (a shipper's frame buffer:
+ * src/link/frame-room.ts). Either way the payloads taken from that read are views of it.
+ */
+export type Scratch = Buffer | ((length: number) => Buffer);
+
 /** A record header as read without its payload: the bytes it takes in the journal (header and payload). */
 export type RecordHeaderRead = RecordHeader & { size: number };
 
@@ -41,7 +49,7 @@ export type RecordHeaderRead = RecordHeader & { size: number };
  * read ends the batch there (fewer records, or none).
  */
 export function readRecords(
-  all: Segment[], fromSeq: number, maxBytes: number, limitSeq: number, released: number, scratch?: Buffer,
+  all: Segment[], fromSeq: number, maxBytes: number, limitSeq: number, released: number, scratch?: Scratch,
 ): Promise<JournalRecord[]> {
   return walkRecords(all, fromSeq, maxBytes, limitSeq, released, true,
     (h, payload, _size, crc) => (payload.length > 0 ? { ...h, payload, payloadCrc: crc } : { ...h, payload }), scratch);
@@ -57,13 +65,29 @@ export function readRecordHeaders(all: Segment[], fromSeq: number, maxBytes: num
 }
 
 async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number, limitSeq: number, released: number, payloads: boolean,
-  take: (h: RecordHeader, payload: Buffer, size: number, payloadCrc: number) => T, scratch?: Buffer): Promise<T[]> {
+  take: (h: RecordHeader, payload: Buffer, size: number, payloadCrc: number) => T, scratch?: Scratch): Promise<T[]> {
   const out: T[] = [];
   // The caller's buffer, for one read of the walk at most (the payloads taken are views of
   // it: a second read into it would overwrite them); the others get their own.
   let spare = scratch;
-  const readChunk = (seg: Segment, pos: number, length: number): Promise<Buffer> => {
-    if (spare && length <= spare.length) {
+  /**
+   * Read beyond the batch's bytes into a made buffer: the record that takes a batch past
+   * `maxBytes` still lies in it when it is small, or ends a batch of large records a
+   * few headers over (4 records of 1 MiB are 4 MiB and 4 headers), rather than be left out.
+   */
+  const slack = typeof scratch === 'function' ? JOURNAL_HEADER_CHUNK_BYTES : 0;
+  /** The memory of the caller's buffer once a read went into it. */
+  let mine = typeof scratch === 'function' ? null : scratch?.buffer ?? null;
+  /** `batch`: a read of the batch's records (not of headers walked over): the caller's made buffer goes to such a read only. */
+  const readChunk = (seg: Segment, pos: number, length: number, batch = true): Promise<Buffer> => {
+    if (typeof spare === 'function' && batch) {
+      const into = spare(length);
+      assert(into.length >= length, () => `a read of ${length} bytes was given a buffer of ${into.length}`);
+      spare = undefined;
+      mine = into.buffer;
+      return readSegment(seg, pos, length, into);
+    }
+    if (spare && typeof spare !== 'function' && length <= spare.length) {
       const into = spare;
       spare = undefined;
       return readSegment(seg, pos, length, into);
@@ -96,7 +120,7 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
     let pendingBytes = 0;
     const settle = (): void => {
       // (Not from the caller's buffer: it is kept whatever is taken from it.)
-      const copy = chunk.length > JOURNAL_HEADER_CHUNK_BYTES && pendingBytes < chunk.length / 2 && (!scratch || chunk.buffer !== scratch.buffer);
+      const copy = chunk.length > JOURNAL_HEADER_CHUNK_BYTES && pendingBytes < chunk.length / 2 && chunk.buffer !== mine;
       for (const x of pending) out.push(take(x.h, copy && x.payload.length > 0 ? Buffer.from(x.payload) : x.payload, x.size, x.crc));
       pending = [];
       pendingBytes = 0;
@@ -108,9 +132,10 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
         // Headers alone (or records before fromSeq, walked over): a chunk of them while
         // records are small; after a record larger than that, the next header alone (no
         // megabytes read, and let go, for 56 bytes).
-        const want = payloads && (nextSeq > 0 || trusting) ? Math.max(JOURNAL_HEADER_CHUNK_BYTES, maxBytes - bytes + RECORD_HEADER_SIZE)
+        const batch = payloads && (nextSeq > 0 || trusting);
+        const want = batch ? Math.max(JOURNAL_HEADER_CHUNK_BYTES, maxBytes - bytes + RECORD_HEADER_SIZE + slack)
           : lastSize > JOURNAL_HEADER_CHUNK_BYTES / 4 ? RECORD_HEADER_SIZE : JOURNAL_HEADER_CHUNK_BYTES;
-        chunk = await readChunk(seg, pos, Math.min(want, end - pos));
+        chunk = await readChunk(seg, pos, Math.min(want, end - pos), batch);
         chunkAt = pos;
         if (seg.removed) break; // released meanwhile: nobody needs it any more
       }
@@ -132,8 +157,22 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
       }
       if (h.header.seq >= fromSeq) {
         let payload: Buffer = EMPTY;
+        if (payloads && nextSeq < 0 && typeof spare === 'function') {
+          // The first record of the batch, found by walking headers: the batch is read from
+          // here into the caller's buffer, so its records lie there one after another.
+          settle();
+          chunk = await readChunk(seg, pos, Math.min(Math.max(JOURNAL_HEADER_CHUNK_BYTES, maxBytes + RECORD_HEADER_SIZE + slack), end - pos));
+          chunkAt = pos;
+          if (seg.removed) break;
+        }
         if (payloads && h.payloadLength > 0) {
           if (pos + size > chunkAt + chunk.length) {
+            if (nextSeq > 0 && typeof scratch === 'function' && chunk.buffer === mine) {
+              // The caller's made buffer holds the batch so far: the batch ends before this
+              // record rather than leave it in a buffer of its own (the next batch begins with it).
+              past = true;
+              break;
+            }
             // A record larger than what is left of the chunk: read from its start.
             settle();
             chunk = await readChunk(seg, pos, Math.min(Math.max(size, maxBytes - bytes), end - pos));

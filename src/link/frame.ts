@@ -207,16 +207,29 @@ export class FrameDecoder {
 
   private peek(n: number): Buffer {
     if (this.chunks[0]!.length >= n) return this.chunks[0]!.subarray(0, n);
-    const joined = Buffer.concat(this.chunks);
-    this.chunks = [joined];
+    // (The header across chunks: the chunks that hold it are joined, not all that is buffered.)
+    let k = 0;
+    let held = 0;
+    while (held < n) held += this.chunks[k++]!.length;
+    const joined = Buffer.concat(this.chunks.slice(0, k), held);
+    this.chunks = [joined, ...this.chunks.slice(k)];
     return joined.subarray(0, n);
   }
 
+  /**
+   * The first `n` bytes buffered. Only the chunks that hold them are joined (one copy, or
+   * none when one chunk holds them all); the chunks after them stay as they came: joining
+   * everything buffered at each frame copied the frames behind it again and again, a
+   * quadratic cost while frames queue for memory (src/memory/intake.ts).
+   */
   private take(n: number): Buffer {
-    const joined = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    let k = 0;
+    let held = 0;
+    while (held < n) held += this.chunks[k++]!.length;
+    const joined = k === 1 ? this.chunks[0]! : Buffer.concat(this.chunks.slice(0, k), held);
     const out = joined.subarray(0, n);
     const rest = joined.subarray(n);
-    this.chunks = rest.length > 0 ? [rest] : [];
+    this.chunks = rest.length > 0 ? [rest, ...this.chunks.slice(k)] : this.chunks.slice(k);
     this.buffered -= n;
     return out;
   }

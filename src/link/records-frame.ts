@@ -2,10 +2,67 @@
 // stored (header + payload, each with its CRC32C). A record that fails its checksum
 // on arrival is never applied: the link closes and the primary resends.
 import { RECORD_HEADER_SIZE, decodeRecordHeader, payloadMatches, writeRecordHeader, type JournalRecord } from '../journal/record.js';
-import { FrameError, FrameType, decodeVolumePayload, encodeFrame, encodeVolumePayload } from './frame.js';
+import { FRAME_HEADER_SIZE, FrameError, FrameType, decodeVolumePayload, encodeFrame, encodeVolumePayload } from './frame.js';
+import { assert } from '../invariants/assert.js';
 
-export function encodeRecordsFrame(volume: string, records: JournalRecord[]): Buffer[] {
-  return encodeFrame(FrameType.Records, recordsPayload(volume, records));
+export function encodeRecordsFrame(volume: string, records: JournalRecord[], room?: FrameRoom): Buffer[] {
+  return (room && recordsFrameInPlace(room, volume, records)) ?? encodeFrame(FrameType.Records, recordsPayload(volume, records));
+}
+
+/** Bytes a frame room keeps before the records read into it: a frame header and the longest volume name. */
+export const FRAME_ROOM_BYTES = FRAME_HEADER_SIZE + 2 + 255;
+
+/**
+ * A buffer a shipper made for one journal read (src/journal/segment.ts `Scratch`), with
+ * FRAME_ROOM_BYTES before where the read went, and used for nothing else: a Records
+ * frame of what was read can be built around the records where they lie.
+ */
+export class FrameRoom {
+  /** The whole buffer, once the read asked for it. */
+  private buffer: Buffer | null = null;
+
+  /** The journal read's buffer (the `Scratch` it calls, once). */
+  readonly scratch = (length: number): Buffer => {
+    assert(this.buffer === null, 'a frame room serves one journal read');
+    this.buffer = Buffer.allocUnsafeSlow(FRAME_ROOM_BYTES + length);
+    return this.buffer.subarray(FRAME_ROOM_BYTES);
+  };
+
+  get bytes(): Buffer | null {
+    return this.buffer;
+  }
+}
+
+/**
+ * The Records frame of `records` built in their room, with no payload copied: each record
+ * with a payload must still be the view the read cut, and each header (written again
+ * here, from the record) lies just before it, so the records follow one another in the
+ * room as the journal stored them. null when they do not (the batch crossed a segment,
+ * a write went as Zeroes, coalescing left some out): the caller builds the frame anew.
+ */
+export function recordsFrameInPlace(room: FrameRoom, volume: string, records: JournalRecord[]): Buffer[] | null {
+  const b = room.bytes;
+  if (!b || records.length === 0) return null;
+  const name = Buffer.from(volume, 'utf8');
+  const start = FRAME_ROOM_BYTES - 2 - name.length;
+  if (start < FRAME_HEADER_SIZE) return null;
+  let at = FRAME_ROOM_BYTES;
+  for (const r of records) {
+    if (r.payload.length > 0 && (r.payload.buffer !== b.buffer || r.payload.byteOffset !== b.byteOffset + at + RECORD_HEADER_SIZE)) return null;
+    at += RECORD_HEADER_SIZE + r.payload.length;
+    if (at > b.length) return null;
+  }
+  // Every payload is where its record is written: the headers go in, from the records.
+  at = FRAME_ROOM_BYTES;
+  for (const r of records) {
+    writeRecordHeader(b, at, r, r.payload.length > 0 ? r.payload : null, r.payloadCrc);
+    at += RECORD_HEADER_SIZE + r.payload.length;
+  }
+  b.writeUInt16LE(name.length, start);
+  name.copy(b, start + 2);
+  const h = encodeFrame(FrameType.Records, b.subarray(start, at))[0]!;
+  h.copy(b, start - FRAME_HEADER_SIZE);
+  return [b.subarray(start - FRAME_HEADER_SIZE, at)];
 }
 
 /**
@@ -45,7 +102,7 @@ export function decodeRecordsFrame(payload: Buffer): { volume: string; records: 
   return { volume, records: decodeRecordsBody(volume, rest) };
 }
 
-/** The records of a Records frame after its volume name (also what a PackedRecords frame decompresses to). */
+/** The records of a Records frame after its volume name (also what a PackedRecords frame decompresses to): their payloads are views of `rest`. */
 export function decodeRecordsBody(volume: string, rest: Buffer): JournalRecord[] {
   const records: JournalRecord[] = [];
   let at = 0;
@@ -55,7 +112,9 @@ export function decodeRecordsBody(volume: string, rest: Buffer): JournalRecord[]
     const p = rest.subarray(at + RECORD_HEADER_SIZE, at + RECORD_HEADER_SIZE + h.payloadLength);
     if (p.length !== h.payloadLength) throw new FrameError(`record ${h.header.seq} for ${volume} runs past its frame`);
     if (!payloadMatches(p, h.payloadCrc)) throw new FrameError(`record ${h.header.seq} for ${volume} failed its payload checksum`);
-    records.push(p.length > 0 ? { ...h.header, payload: Buffer.from(p), payloadCrc: h.payloadCrc } : { ...h.header, payload: Buffer.from(p) });
+    // (Views of the frame, not copies: the frame's memory lease covers them until the
+    // receive log has written them, src/memory/intake.ts, and nothing writes into a frame.)
+    records.push(p.length > 0 ? { ...h.header, payload: p, payloadCrc: h.payloadCrc } : { ...h.header, payload: EMPTY_BODY });
     at += RECORD_HEADER_SIZE + h.payloadLength;
   }
   return records;

@@ -13,7 +13,7 @@ import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
 import { FLAG_RESYNC, RECORD_HEADER_SIZE, type JournalRecord } from '../journal/record.js';
 import { THE_PEER } from '../journal/peer-cursors.js';
-import { encodeRecordsFrame } from './records-frame.js';
+import { FrameRoom, encodeRecordsFrame } from './records-frame.js';
 import { UnitPlanner } from '../coalesce/planner.js';
 import { Shipper, type ShipperAction, type ShipperEvent } from './shipper.js';
 import type { FrameClass } from '../rate/scheduler.js';
@@ -37,7 +37,7 @@ export interface ShipperSession {
   /** Forgets this volume's frames still waiting to go (shipping paused: they are read again on resume). */
   drop?(): void;
   /** Packs a batch of records into its frame (zero writes, compression: src/compress); absent: a plain Records frame. */
-  encode?(records: JournalRecord[]): Promise<Buffer[]> | Buffer[];
+  encode?(records: JournalRecord[], room?: FrameRoom): Promise<Buffer[]> | Buffer[];
   /** The protocol version the link agreed (absent: 1); version 2 maps the peer's holes in a first sync. */
   version?: number;
 }
@@ -391,15 +391,15 @@ export class VolumeShipper {
     return this.planner.bytes;
   }
 
-  private sendRecords(s: ShipperSession, records: JournalRecord[], run: number): void {
+  private sendRecords(s: ShipperSession, records: JournalRecord[], run: number, room?: FrameRoom): void {
     // A batch holding records of a resync round goes in the resync class: the live
     // records of other volumes pass it on a short link (docs/LINK.md).
     const cls: FrameClass = records.some((r) => (r.flags & FLAG_RESYNC) !== 0) ? 'resync' : 'live';
     if (!s.encode) {
-      s.send(encodeRecordsFrame(this.volume, records), cls);
+      s.send(encodeRecordsFrame(this.volume, records, room), cls);
       return;
     }
-    const framed = s.encode(records);
+    const framed = s.encode(records, room);
     if (Array.isArray(framed)) {
       this.packing = this.packing.then(() => this.sendIfCurrent(s, framed, run, cls));
       return;
@@ -468,7 +468,10 @@ export class VolumeShipper {
     // The planner reads only the headers of the backlog ahead (src/journal/segment.ts), so
     // it holds no payloads: the batch's lease covers the batch read below.
     const planned = this.planner.unitFor(this.jv.journal, fromSeq, limitSeq, this.batchBytes, bounds).catch(() => null);
-    Promise.all([planned, this.jv.journal.read(fromSeq, maxBytes, limitSeq)]).then(([plan, records]) => {
+    // The read goes into a buffer with room for a frame header before it: a raw frame is
+    // then built around the records where they lie (records-frame.ts), no payload copied.
+    const room = new FrameRoom();
+    Promise.all([planned, this.jv.journal.read(fromSeq, maxBytes, limitSeq, room.scratch)]).then(([plan, records]) => {
       if (s !== this.session || !s || run !== this.shipper.run) {
         lease?.release();
         return;
@@ -496,7 +499,7 @@ export class VolumeShipper {
       // one is packed on the event loop, so the two overlap. (Frames still leave in
       // the order read: packing is chained in sendRecords.)
       this.run(next);
-      if (sent) this.sendRecords(s, sent, run);
+      if (sent) this.sendRecords(s, sent, run, room);
     }, (e: Error) => {
       lease?.release();
       s?.close(`reading the journal of ${this.volume}: ${e.message}`);

@@ -16,6 +16,7 @@ import { CompressionPool } from '../compress/pool.js';
 import { MemoryBudget } from '../memory/budget.js';
 import { formatCompression, type Compression } from '../compress/setting.js';
 import type { JournalRecord } from '../journal/record.js';
+import type { FrameRoom } from '../link/records-frame.js';
 import { DEFAULT_SHIPPING, VolumeShipper } from '../link/volume-shipper.js';
 import type { VerifyRun } from '../sync/verify.js';
 import { LinkListener, type PinnedPeer } from '../link/tls.js';
@@ -359,7 +360,7 @@ export class LinkManager {
             if (!s.closed) s.pacer.send(local.name, cfg?.weight ?? 1, atVersion(parts, s.machine.version), { priority: cfg?.priority, cls });
           },
           drop: () => s.pacer.drop(local.name),
-          encode: (records: JournalRecord[]) => s.packer!.encode(local.name, records),
+          encode: (records: JournalRecord[], room?: FrameRoom) => s.packer!.encode(local.name, records, room),
           close: (why: string) => s.close(why),
           version: s.machine.version,
         };

@@ -149,3 +149,33 @@ test('no unit is planned when off, in a round, near the head of the journal, or 
   // A plan made before a round opened is not used once it is open.
   assert.equal(await p.unitFor(j, 2, 30, 3 * REC, { roundOpen: true, maxEpochBytes: 1 << 30 }), null);
 });
+
+test('a backlog whose barriers lie further apart than the scope is read for a plan once, not again at every batch', async () => {
+  seq = 0;
+  const all: JournalRecord[] = [];
+  for (let e = 0; e < 3; e++) {
+    for (let i = 0; i < 20; i++) all.push(W(i * SIZE));
+    all.push(B());
+  }
+  const j = journal(all);
+  const batchBytes = 2 * REC;
+  const p = new UnitPlanner({ coalesce: () => true, scopeBytes: 10 * REC, readBytes: 4 * REC });
+  assert.equal(await p.unitFor(j, 1, 63, batchBytes, open), null, 'no barrier within the scope');
+  const reads = j.reads.length;
+  assert.ok(reads > 0);
+  for (const from of [3, 5, 9, 10]) assert.equal(await p.unitFor(j, from, 63, batchBytes, open), null);
+  assert.equal(j.reads.length, reads, 'batches inside what was read find no unit without reading again');
+  // Past what was read (records 1..10): planned again from there, and again none.
+  assert.equal(await p.unitFor(j, 11, 63, batchBytes, open), null);
+  assert.equal(j.reads[reads]!.from, 11);
+  assert.equal(await p.unitFor(j, 21, 63, batchBytes, open), null, 'one barrier in the scope (21): none');
+  const again = j.reads.length;
+  assert.equal(await p.unitFor(j, 21, 63, batchBytes, open), null, 'up to the first barrier seen: not read again');
+  assert.equal(j.reads.length, again);
+  // Past that barrier: planned from there. A link that resumes earlier plans from there too.
+  await p.unitFor(j, 22, 63, batchBytes, open);
+  assert.equal(j.reads[again]!.from, 22);
+  const later = j.reads.length;
+  await p.unitFor(j, 2, 63, batchBytes, open);
+  assert.equal(j.reads[later]!.from, 2);
+});

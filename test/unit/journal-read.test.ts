@@ -10,10 +10,11 @@ import { RecordKind, RECORD_HEADER_SIZE } from '../../src/journal/record.js';
 import { DirStore, type StoreFile } from '../../src/journal/store.js';
 import { crc32c } from '@node-rs/crc32';
 import { tempDir } from '../helpers/run.js';
+import { FrameRoom, encodeRecordsFrame, recordsFrameInPlace } from '../../src/link/records-frame.js';
 
-async function filled(dir: string, writes: number[]): Promise<Journal> {
+async function filled(dir: string, writes: number[], segmentSize = 256 * 1024): Promise<Journal> {
   // Small segments: reads cross them.
-  const j = new Journal({ store: new DirStore(dir), capacity: 64 << 20, segmentSize: 256 * 1024, now: () => 1000 });
+  const j = new Journal({ store: new DirStore(dir), capacity: 64 << 20, segmentSize, now: () => 1000 });
   await j.recover();
   writes.forEach((len, i) => {
     j.append(RecordKind.Write, i * 65536, len, Buffer.alloc(len, (i % 250) + 1));
@@ -145,5 +146,42 @@ test('a read the release overtakes returns consecutive records from where it beg
   store.openGate();
   const seqs = (await reading).map((r) => r.seq);
   assert.deepEqual(seqs, Array.from({ length: seqs.length }, (_, i) => i + 1), `records read: ${seqs.join(' ')}`);
+  j.close();
+});
+
+test('a batch read into a frame room goes out as a Records frame built around it, byte for byte the frame built anew', async () => {
+  // Segments of 2 MiB: most batches of 300 kB lie in one; some cross.
+  const j = await filled(tempDir('jread-room'), sizes, 2 << 20);
+  let inPlace = 0;
+  let anew = 0;
+  for (let from = 1; from <= j.lastSeq;) {
+    const room = new FrameRoom();
+    const batch = await j.read(from, 300_000, j.lastSeq, room.scratch);
+    const expected = Buffer.concat(encodeRecordsFrame('db', batch));
+    const built = recordsFrameInPlace(room, 'db', batch);
+    if (built) {
+      inPlace++;
+      assert.equal(built.length, 1, 'one buffer, for one write to the socket');
+      assert.equal(built[0]!.buffer, room.bytes!.buffer, 'the payloads are not copied');
+      assert.deepEqual(built[0], expected, `batch from ${from}`);
+    } else {
+      // (Only a batch that crossed a segment: its second read has a buffer of its own.)
+      anew++;
+      assert.ok(batch.some((r) => r.payload.length > 0 && r.payload.buffer !== room.bytes!.buffer), `batch from ${from} could go in place`);
+    }
+    from = batch[batch.length - 1]!.seq + 1;
+  }
+  assert.ok(inPlace > anew && anew > 0, `${inPlace} built in place, ${anew} anew`);
+  // Records no longer as read are built anew: a write gone as Zeroes, one left out (coalesced), another volume's name.
+  const room = new FrameRoom();
+  const batch = await j.read(1, 300_000, 6, room.scratch);
+  assert.equal(batch.length, 6);
+  assert.equal(recordsFrameInPlace(room, 'db', batch.map((r, i) => (i === 2 ? { ...r, kind: RecordKind.Zeroes, payload: Buffer.alloc(0) } : r))), null);
+  assert.equal(recordsFrameInPlace(room, 'db', batch.filter((_, i) => i !== 1)), null);
+  assert.equal(recordsFrameInPlace(room, 'db', batch.map((r, i) => (i === 3 ? { ...r, payload: Buffer.from(r.payload) } : r))), null);
+  assert.equal(recordsFrameInPlace(new FrameRoom(), 'db', batch), null, 'a room no read went into');
+  // The last write as Zeroes leaves the others where they lie: its header goes where its payload began.
+  const zeroed = batch.map((r, i) => (i === 5 ? { ...r, kind: RecordKind.Zeroes, payload: Buffer.alloc(0) } : r));
+  assert.deepEqual(Buffer.concat(recordsFrameInPlace(room, 'x'.repeat(255), zeroed)!), Buffer.concat(encodeRecordsFrame('x'.repeat(255), zeroed)));
   j.close();
 });
