@@ -6,7 +6,8 @@
 // is queued while shipping is paused, then shipping resumes and the clock runs until
 // the primary's backlog is acked (records drained) and until the replica has applied
 // it. Then host writes at CATCHUP_LIVE_RATE for CATCHUP_LIVE_SECONDS with the lag
-// sampled. CATCHUP_PROF=DIR runs the daemons under --cpu-prof into DIR.
+// sampled. CATCHUP_PROF=DIR runs the daemons under --cpu-prof into DIR; CATCHUP_MEMORY
+// sets their memory budget; CATCHUP_ONLY="this build-off" runs one case.
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -21,6 +22,8 @@ const LIVE_SECONDS = Number(process.env.CATCHUP_LIVE_SECONDS ?? 30);
 const BEFORE = process.env.CATCHUP_BEFORE ?? '';
 const PROF = process.env.CATCHUP_PROF ?? '';
 const ONLY = (process.env.CATCHUP_ONLY ?? '').split(',').filter(Boolean);
+/** The daemons' memory budget (config `memory`), when not the default. */
+const MEMORY = process.env.CATCHUP_MEMORY ?? '';
 const root = process.env.BENCH_DIR ?? os.tmpdir();
 
 interface Build { name: string; bin: string }
@@ -53,7 +56,8 @@ async function pair(build: Build, compression: Case['compression'], tag: string)
   const base = 22000 + Math.floor(Math.random() * 20000);
   const sites = makeSites(dir, base, `size: ${GIB + 1}GiB, journal: ${GIB + 2}GiB`);
   for (const s of sites) {
-    fs.writeFileSync(s.cfg, fs.readFileSync(s.cfg, 'utf8').replace('timeout: 2s }', `timeout: 2s, compression: ${compression} }`));
+    const cfg = fs.readFileSync(s.cfg, 'utf8').replace('timeout: 2s }', `timeout: 2s, compression: ${compression} }`);
+    fs.writeFileSync(s.cfg, (MEMORY ? `memory: ${MEMORY}\n` : '') + cfg);
     s.bin = build.bin;
     if (PROF) s.nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${path.join(PROF, `${tag}-${s.name}`)}`];
   }

@@ -6,6 +6,7 @@ import { RECORD_HEADER_SIZE } from '../journal/record.js';
 import { encodeHeadersPackedFrame, encodePackedRecordsFrame, encodeRawRecordsFrame, encodeRawRecordsFrameOf, headersWorthIt, recordsBody, splitRecords,
   zeroWritesAsZeroes } from './codec.js';
 import { LevelController } from './level.js';
+import { MAX_UNTRIED_BATCHES } from '../limits/limits.js';
 import type { CompressionPool } from './pool.js';
 import type { FrameRoom } from '../link/records-frame.js';
 import type { Compression } from './setting.js';
@@ -26,10 +27,12 @@ export interface PackStats {
   incompressibleBatches: number;
   /** Batches sent raw because a worker failed or the queue was full. */
   fallbackBatches: number;
+  /** Batches `auto` sent without trying zstd, after batches it did not shrink. */
+  untriedBatches: number;
 }
 
 export function emptyPackStats(): PackStats {
-  return { recordBytes: 0, zeroBytes: 0, compressedIn: 0, compressedOut: 0, incompressibleBatches: 0, fallbackBatches: 0 };
+  return { recordBytes: 0, zeroBytes: 0, compressedIn: 0, compressedOut: 0, incompressibleBatches: 0, fallbackBatches: 0, untriedBatches: 0 };
 }
 
 export interface PackerOptions {
@@ -59,49 +62,79 @@ export class Packer {
     if (this.opts.pool && this.opts.setting().mode === 'auto') this.auto.observe({ linkBusy, workersBusy: this.opts.pool.busy });
   }
 
+  /**
+   * Per volume, with `auto`: batches in a row zstd did not shrink, and how many more go
+   * without trying it (MAX_UNTRIED_BATCHES): they go raw, built where they were read.
+   */
+  private readonly untried = new Map<string, { streak: number; left: number }>();
+
   /** `room`: the buffer the records were read into, where a raw frame is built around them (records-frame.ts). */
   async encode(volume: string, records: JournalRecord[], room?: FrameRoom): Promise<Buffer[]> {
     const st = this.opts.stats(volume);
-    for (const r of records) st.recordBytes += RECORD_HEADER_SIZE + r.payload.length;
+    let rawLength = 0;
+    for (const r of records) rawLength += RECORD_HEADER_SIZE + r.payload.length;
+    st.recordBytes += rawLength;
     const z = zeroWritesAsZeroes(records);
     st.zeroBytes += z.zeroBytes;
     const level = this.level;
     // (Raw: the frame is built where the records were read, or in one buffer, the payloads copied once.)
     if (level === 0) return encodeRawRecordsFrameOf(volume, z.records, room);
+    const auto = this.opts.setting().mode === 'auto';
+    const untried = auto ? this.untried.get(volume) : undefined;
+    if (untried && untried.left > 0) {
+      untried.left--;
+      st.untriedBatches++;
+      return this.incompressible(volume, z.records, rawLength - z.zeroBytes, level, st, room);
+    }
     const body = recordsBody(z.records);
     if (body.length < MIN_COMPRESS_BYTES) return encodeRawRecordsFrame(volume, body);
-    // (The body may move to the worker, leaving this Buffer empty: keep its length,
-    // and build it again if the batch goes raw after all.)
-    const rawLength = body.length;
+    // (The body may move to the worker, leaving this Buffer empty: keep its length.)
+    const bodyLength = body.length;
     let packed: Buffer;
     try {
       packed = await this.opts.pool!.compress(body, level);
     } catch (e) {
       st.fallbackBatches++;
       this.opts.onFallback?.((e as Error).message);
-      return encodeRawRecordsFrameOf(volume, z.records);
+      return encodeRawRecordsFrameOf(volume, z.records, room);
     }
-    if (packed.length >= rawLength - (rawLength >> 5)) {
+    if (packed.length >= bodyLength - (bodyLength >> 5)) {
       st.incompressibleBatches++;
-      // Random payloads: the headers alone still compress (a 56-byte header is most of
-      // a small write's overhead on the line).
-      const split = splitRecords(z.records);
-      const headerBytes = split.headerBytes;
+      if (auto) {
+        const streak = (untried?.streak ?? 0) + 1;
+        this.untried.set(volume, { streak, left: Math.min(MAX_UNTRIED_BATCHES, 2 ** (streak - 1)) });
+      }
+      return this.incompressible(volume, z.records, bodyLength, level, st, room, true);
+    }
+    this.untried.delete(volume);
+    st.compressedIn += bodyLength;
+    st.compressedOut += packed.length;
+    return encodePackedRecordsFrame(volume, bodyLength, level, packed);
+  }
+
+  /**
+   * A batch whose payloads do not compress: the payloads go raw, and only the records'
+   * headers are compressed when that saves at least 1/256 of the batch (small writes: a
+   * 56-byte header is most of their overhead on the line); otherwise the batch goes raw.
+   * `tried`: zstd just failed on the whole body (else the headers are tried only when
+   * they are 1/128 of the batch or more, the size where they can save that much).
+   */
+  private async incompressible(volume: string, records: JournalRecord[], rawLength: number, level: number, st: PackStats, room: FrameRoom | undefined,
+    tried = false): Promise<Buffer[]> {
+    const split = splitRecords(records);
+    if (tried || split.headerBytes >= rawLength >> 7) {
       let h: Buffer | null = null;
       try {
         h = await this.opts.pool!.compress(split.columns, level);
       } catch {
         h = null;
       }
-      if (h && headersWorthIt(headerBytes, h.length, rawLength)) {
-        st.compressedIn += headerBytes;
+      if (h && headersWorthIt(split.headerBytes, h.length, rawLength)) {
+        st.compressedIn += split.headerBytes;
         st.compressedOut += h.length;
         return encodeHeadersPackedFrame(volume, rawLength, level, h, split.payloads);
       }
-      return encodeRawRecordsFrameOf(volume, z.records);
     }
-    st.compressedIn += rawLength;
-    st.compressedOut += packed.length;
-    return encodePackedRecordsFrame(volume, rawLength, level, packed);
+    return encodeRawRecordsFrameOf(volume, records, room);
   }
 }

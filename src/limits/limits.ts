@@ -187,6 +187,13 @@ export const MIN_WINDOW_BYTES = 1 * MiB;
  * shaped case). Half leaves the rest to whoever links next.
  */
 export const MIN_SHIPPERS_SHARING_SEND_MEMORY = 2;
+/**
+ * With `compression: auto`, a batch zstd did not shrink is followed by batches sent
+ * without trying it: 1 after the first, then twice as many after each more in a row,
+ * up to this many, until one tried shrinks (random or encrypted data cost the CPU
+ * of zstd and a copy of every batch for nothing: bench:catchup).
+ */
+export const MAX_UNTRIED_BATCHES = 32;
 /** A resync round keeps what waits to be acked under this fraction of the journal, so live writes keep their room. */
 export const RESYNC_JOURNAL_FRACTION = 1 / 4;
 /** One resync step reads at most this much of the volume. */

@@ -244,3 +244,41 @@ test('codec 2: random payloads in small writes go raw, their headers compressed 
     await pool.close();
   }
 });
+
+test('auto: after batches zstd did not shrink, the next go untried (1, 2, 4 ... up to 32), raw, until a tried one shrinks', async () => {
+  const pool = new CompressionPool(1);
+  try {
+    const stats = emptyPackStats();
+    let mode: 'auto' | 'fixed' = 'auto';
+    const packer = new Packer({ pool, setting: () => (mode === 'auto' ? { mode } : { mode, level: 3 }), peerZstd: true, stats: () => stats });
+    const random = (): JournalRecord[] => [write(0, randomBytes(256 * 1024)), barrier()];
+    const types: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const recs = random();
+      const parts = await packer.encode('db', recs);
+      types.push(frameOf(parts).type === FrameType.Records ? 'R' : 'P');
+      assert.deepEqual(decode(parts)[0]!.payload, recs[0]!.payload, `batch ${i}`);
+    }
+    assert.deepEqual(types, Array(12).fill('R'));
+    // Tried: the 1st, 3rd, 6th and 11th (after 1, 2 and 4 untried); the others untried.
+    assert.equal(stats.incompressibleBatches, 4);
+    assert.equal(stats.untriedBatches, 8);
+    // Another volume is tried on its own account.
+    await packer.encode('logs', random());
+    assert.equal(stats.incompressibleBatches, 5);
+    // Data that compresses again: found at the next batch tried, and tried every batch from then on.
+    for (let i = 0; i < 7; i++) await packer.encode('db', [write(0, realData(256 * 1024)), barrier()]);
+    const untried = stats.untriedBatches;
+    const [a, b] = [await packer.encode('db', [write(0, realData(256 * 1024))]), await packer.encode('db', [write(0, realData(256 * 1024))])];
+    assert.equal(frameOf(a).type, FrameType.PackedRecords);
+    assert.equal(frameOf(b).type, FrameType.PackedRecords);
+    assert.equal(stats.untriedBatches, untried);
+    // A fixed level tries every batch (the operator chose it).
+    mode = 'fixed';
+    const before = stats.incompressibleBatches;
+    for (let i = 0; i < 4; i++) await packer.encode('db', random());
+    assert.equal(stats.incompressibleBatches, before + 4);
+  } finally {
+    await pool.close();
+  }
+});
