@@ -20,6 +20,8 @@ const GIB = Number(process.env.CATCHUP_GIB ?? 1);
 const LIVE_RATE = process.env.CATCHUP_LIVE_RATE ?? '100m';
 const LIVE_SECONDS = Number(process.env.CATCHUP_LIVE_SECONDS ?? 30);
 const BEFORE = process.env.CATCHUP_BEFORE ?? '';
+/** What the earlier build is, in the report's words. */
+const BEFORE_NAME = process.env.CATCHUP_BEFORE_NAME ?? 'an earlier build';
 const PROF = process.env.CATCHUP_PROF ?? '';
 const ONLY = (process.env.CATCHUP_ONLY ?? '').split(',').filter(Boolean);
 /** The daemons' memory budget (config `memory`), when not the default. */
@@ -164,7 +166,7 @@ async function main(): Promise<void> {
     `| ${l.build} | ${l.compression} | ${l.hostMBs.toFixed(0)} MB/s | ${l.maxLag.toFixed(1)} s | ${l.meanLag.toFixed(1)} s | ${l.endLag.toFixed(1)} s |`);
   const md = `## Catch-up: a backlog drained, and sustained writes with the lag sampled
 
-\`npm run bench:catchup\` (CATCHUP_GIB=${GIB}${BEFORE ? ', CATCHUP_BEFORE: the build before issue 22, interleaved in the same run' : ''})
+\`npm run bench:catchup\` (CATCHUP_GIB=${GIB}${BEFORE ? `, CATCHUP_BEFORE: ${BEFORE_NAME}, interleaved in the same run` : ''})
 
 ${machineLine()}. Both sites on this machine over loopback TLS, the journal, the receive
 log and both volumes on one disk. A backlog of ${GIB} GiB of 1 MiB writes (fio,
@@ -183,30 +185,34 @@ ${rows.join('\n')}
 | --- | --- | ---: | ---: | ---: | ---: |
 ${liveRows.join('\n')}
 
-What bounds each figure. **Drained** (records acked per second): before issue 22, the
-window (two heartbeat round trips of rate plus two 4 MiB batches, about 8.4 MB on
-loopback) against a durable-ack round trip that includes the secondary's sync, and the
-primary's main thread, which spent most of its time in garbage collection: every
-coalescing plan read up to 128 MiB of the backlog with its payloads (and checked
-their CRCs) just for the headers, and every batch walked its segment's headers from
-the segment's start. After: the window follows the durable-ack round trip (its median
-is in the table) and is no longer what limits; what is left is CPU on this shared
-two-core machine (the CPU column: both daemons' user + system time over the drain,
-100% is one core; fio, the other engineers' builds and tests share the same two cores)
-and the one disk, which takes each drained byte twice at the secondary (receive log and
-replica) beside the primary's journal reads. Ruled out by measurement: the pacer's
-socket allowance (4 MiB in place of 256 KiB drained 62.8 MB/s against 61.7 MB/s) and
-the window (its durable-ack round trip times the drain rate is under half of it).
-The issue's targets (150 MB/s off, 100
-MB/s auto, at most half the disk's 500 MB/s since the secondary writes every byte twice)
-assume the machine to ourselves. **Applied in**: the secondary applies units of up to
+What bounds each figure. **Drained** (records acked per second). Before: the coalescing
+planner, looking for a unit of two barriers or more in the 256 MiB ahead, found none
+(fio never flushes; the primary's own barriers came an eighth of the journal apart),
+and read the headers of the whole stretch again for the next batch: 50 to 110 ms a
+batch, one header read per 1 MiB record, while nothing was in flight (a trace of the
+shipper's reads showed it); with auto, zstd tried every batch of random data and a copy
+of each went to it, then a second copy built the raw frame. After: the stretch with no
+unit is remembered; a raw frame is built around the records in the buffer the journal
+read them into (no payload copied); auto leaves batches untried after ones zstd did not
+shrink. What limits now is the secondary's CPU (the CPU column: both daemons' user +
+system time over the drain, 100% is one core, on this two-core machine that also runs
+fio and the kernel's TLS and disk work for both sites): its main thread spends about a
+quarter of its time putting 4 MiB frames together from 16 KiB TLS reads, most of it in
+page faults on the new frame buffer (perf: ~20,000 faults a second, the bytes received),
+and the window of 13.4 MB (at most half the node's send memory, 64 MiB by default) over
+a durable-ack round trip of 80-110 ms under that load (with \`CATCHUP_MEMORY=256MiB\` the
+same build drained 115-123 MB/s against 104). The disk is not the bound (97 MB/s written during
+the drain, 8 ms a write). Runs on this machine spread: on 2026-12-04 the same build
+drained 90 to 139 MB/s with compression off over seven runs. The issue's targets (150 MB/s off,
+100 MB/s auto) are not met here. **Applied in**: the secondary applies units of up to
 64 MiB as they become durable, so the replica is a few hundred milliseconds behind the
-acks. **record / wire**: random data does not compress (auto sends it raw after zstd
-tried, or with its headers alone compressed); the mix compresses, and its drain is then
-bound by zstd in the workers. **Lag** under sustained writes: the host's 100 MB/s is
+acks. **record / wire**: random data does not compress (auto sends it raw, untried after
+the first batches); the mix compresses 2.45x, and its drain is then bound by zstd in the
+workers and the secondary. **Lag** under sustained writes: the host's 100 MB/s is
 written twice at the primary (volume and journal) and twice at the secondary, all on
 the one disk, so the lag grows whenever the drain rate measured above is below the
-host's rate.
+host's rate, which at 100 MB/s is about the drain rate here: on 2026-12-04 the same build
+kept it under 5 s in one run (4.1 s max, compression off) and let it reach 14 s in another.
 `;
   writeSection('catchup', md);
   console.log(md);

@@ -43,6 +43,8 @@ export function metricsRegistry(status: () => NodeStatus): Registry {
   peerGauge('offsite_peer_resync_active', 'A resync round with this peer is open (1) or not (0).', (p) => (p.resyncing ? 1 : 0));
   peerGauge('offsite_peer_detached', 'Primary: this peer fell far behind and is kept in a dirty bitmap of its own (1), not the journal (0).',
     (p) => (p.detached ? 1 : 0));
+  peerGauge('offsite_peer_first_sync_waiting', 'Primary: this new secondary\'s first sync waits for another peer\'s resync round to end (1), or not (0).',
+    (p) => (p.firstSyncWaitsFor ? 1 : 0));
   new Gauge({
     name: 'offsite_volume_info', help: 'One per volume: its role, peer and UUID as labels.',
       labelNames: ['volume', 'role', 'peer', 'uuid'], registers: [registry],

@@ -123,6 +123,7 @@ export function peerLines(v: VolumeStatus): string[] {
       p.detached ? paint(33, 'detached (its own bitmap)') : '',
       p.resyncing ? 'resyncing' : '',
       p.paused ? 'paused' : '',
+      p.firstSyncWaitsFor ? paint(33, `first sync waits for the round of ${p.firstSyncWaitsFor}`) : '',
     ].filter(Boolean);
     const where = `backlog ${formatBytes(p.backlogBytes)}, lag ${formatDuration(p.lagSeconds)}, acked record ${p.ackedSeq}`;
     return `  to ${p.name}: ${[link, ...state].join(', ')}; ${where}`;

@@ -30,6 +30,12 @@ export interface PeerStatus {
    * journal (docs/PEERS.md); it is resynced from that bitmap when it links again.
    */
   detached: boolean;
+  /**
+   * Primary: this peer is a new secondary whose first sync waits for another peer's
+   * resync round to end (whose: "site-b", or "every peer (site-b, site-c)"); it begins
+   * then, its link up meanwhile (docs/PEERS.md). null: it waits for none.
+   */
+  firstSyncWaitsFor: string | null;
 }
 
 export interface VolumeStatus {

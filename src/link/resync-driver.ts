@@ -47,6 +47,8 @@ export class ResyncDriver {
    * once that round ended (mayBeginAgain). Null: none waits.
    */
   waiting: ResyncSession | null = null;
+  /** Whose round that is, in the operator's words ("site-b", or "every peer (site-b, site-c)"), while `waiting`. */
+  waitingFor: string | null = null;
   /** The wait was said (once until shipping resumes). */
   private waitReported = false;
 
@@ -165,6 +167,7 @@ export class ResyncDriver {
       if (this.link.session() !== s) return false;
       // (The link stays: it carries this peer's other volumes. This one's beginning runs again when that round ended.)
       this.waiting = s;
+      this.waitingFor = other;
       if (!this.waitReported) {
         this.waitReported = true;
         this.log.info({ volume: this.name, peer: this.peer }, `volume ${this.name}: ${this.peer}'s first sync waits for the resync ` +
@@ -190,6 +193,7 @@ export class ResyncDriver {
   /** The link went down: the requests out on it get no reply. */
   down(): void {
     this.waiting = null;
+    this.waitingFor = null;
     this.mapAsked = null;
     // (Another peer's first sync of its own compares with that peer's replica: its requests are its link's.)
     if (this.comparesHere()) this.jv.seed.linkDown();

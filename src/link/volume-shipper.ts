@@ -289,6 +289,7 @@ export class VolumeShipper {
       // that ended, it begins, on this link (the peer still holds nothing).
       if (!this.beginning && this.resync.mayBeginAgain()) {
         this.resync.waiting = null;
+        this.resync.waitingFor = null;
         this.beginOn(this.session, 0, 0, true);
       }
       return;
@@ -345,6 +346,11 @@ export class VolumeShipper {
   /** Starts comparing every region with the peer by hash (docs/RESYNC.md, "Online verify"); throws why it cannot. */
   startVerify(repair: boolean): VerifyRun {
     return this.verifier.start(repair);
+  }
+
+  /** This peer's first sync waits for another peer's resync round to end: whose (resync-driver.ts), or null. */
+  get firstSyncWaitsFor(): string | null {
+    return this.resync.waiting ? this.resync.waitingFor : null;
   }
 
   /** The peer's hashes arrived: the verify's, or a first sync's (resync-driver.ts: equal regions leave the round, then the pump goes on). */

@@ -458,6 +458,11 @@ export class LinkManager {
     return this.shippers.get(pairKey(volume, peer))?.lagMs(now) ?? null;
   }
 
+  /** Whose resync round the first sync of `volume` at `peer` waits for (docs/PEERS.md), or null. */
+  firstSyncWaitsFor(volume: string, peer: string): string | null {
+    return this.shippers.get(pairKey(volume, peer))?.firstSyncWaitsFor ?? null;
+  }
+
   /** The shipper of `volume` to its (first) peer, if it has linked since the daemon started. */
   private shipperOf(volume: string): VolumeShipper | undefined {
     const peer = this.volumeConfig(volume)?.peer;

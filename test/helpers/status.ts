@@ -11,7 +11,8 @@ export function volumeStatus(name: string, over: Partial<VolumeStatus> = {}): Vo
     resyncBytes: 0, resyncSeededBytes: 0, resyncHashBytes: 0, resyncRateBytesPerSecond: 0, resyncEtaSeconds: 0, checkpoint: null,
     drill: null, applying: null, wireBytes: 0, paused: false, linkRateBytesPerSecond: null, verify: null, shipping: null, iscsi: null, history: null,
     peers: [
-      { name: 'site-b', link: 'connected', ackedSeq: 0, backlogBytes: 0, backlogRecords: 0, lagSeconds: 0, resyncing: false, paused: false, detached: false },
+      { name: 'site-b', link: 'connected', ackedSeq: 0, backlogBytes: 0, backlogRecords: 0, lagSeconds: 0, resyncing: false, paused: false, detached: false,
+        firstSyncWaitsFor: null },
     ],
     ...over,
   };

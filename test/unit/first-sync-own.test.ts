@@ -221,6 +221,7 @@ test('first sync with several peers: a new secondary waits while another peer\'s
     await turn();
   }
   assert.equal(said().length, 1, 'said once');
+  assert.equal(nu.sh.firstSyncWaitsFor, 'far', 'status says whose round it waits for');
   assert.equal(nu.closed, null, 'its link stays up (it carries the peer\'s other volumes)');
   assert.deepEqual(nu.resyncs, [], 'new was announced no round');
   assert.deepEqual([jv.roundOwner, jv.roundStart, jv.mode, jv.bitmap.count], ['far', farRound, 'journal', 0], 'far\'s round goes on untouched');
@@ -245,6 +246,7 @@ test('first sync with several peers: a new secondary waits while another peer\'s
   nu.replica[2 * RS + 7] = 0xff - data[2 * RS + 7]!;
   await drive('new is announced a round', [nu], () => nu.resyncs.length > 0, false);
   assert.equal(nu.closed, null);
+  assert.equal(nu.sh.firstSyncWaitsFor, null, 'it waits no more');
   assert.deepEqual([jv.roundOwner, jv.firstSyncOpenFor('new'), jv.cursors.isDetached('new')], ['new', true, false]);
   assert.deepEqual([jv.seedingFor('new'), jv.seedingFor('near')], [true, false]);
   const acks = async (): Promise<void> => {

@@ -94,6 +94,7 @@ export class VolumeCard {
       for (const p of v.peers) {
         this.badges.append(p.link === 'connected' ? badge(`${p.name} up`, 'good') : badge(`${p.name} down`, 'bad'));
         if (p.detached) this.badges.append(badge(`${p.name} detached`, 'warn'));
+        if (p.firstSyncWaitsFor) this.badges.append(badge(`${p.name} first sync waits`, 'warn'));
       }
     }
     if (v.paused) this.badges.append(badge('paused', 'warn'));
@@ -358,6 +359,7 @@ function peerText(p) {
   const state = p.link === 'connected' ? `up to ${p.name}` : `down: ${p.name} not connected`;
   const more = [
     p.detached ? 'detached: kept in its own bitmap' : '',
+    p.firstSyncWaitsFor ? `its first sync waits for the resync round of ${p.firstSyncWaitsFor}` : '',
     p.backlogBytes > 0 ? `${bytes(p.backlogBytes)} behind` : '',
     p.lagSeconds > 0 ? `lag ${duration(p.lagSeconds)}` : '',
   ].filter(Boolean);
