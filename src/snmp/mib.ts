@@ -94,6 +94,7 @@ export const PEER_COLUMNS = [
   { id: 6, name: 'offsitePeerAckedSeq', kind: 'counter64' },
   { id: 7, name: 'offsitePeerResyncing', kind: 'integer' },
   { id: 8, name: 'offsitePeerDetached', kind: 'integer' },
+  { id: 9, name: 'offsitePeerFirstSyncWaiting', kind: 'integer' },
 ] as const satisfies ReadonlyArray<{ id: number; name: string; kind: Kind }>;
 
 export type PeerColumnName = (typeof PEER_COLUMNS)[number]['name'];
@@ -235,6 +236,7 @@ export function peerValues(p: PeerStatus): Record<PeerColumnName, MibValue> {
     offsitePeerAckedSeq: { kind: 'counter64', value: Math.max(0, Math.floor(p.ackedSeq)) },
     offsitePeerResyncing: { kind: 'integer', value: p.resyncing ? TRUTH.true : TRUTH.false },
     offsitePeerDetached: { kind: 'integer', value: p.detached ? TRUTH.true : TRUTH.false },
+    offsitePeerFirstSyncWaiting: { kind: 'integer', value: p.firstSyncWaitsFor ? TRUTH.true : TRUTH.false },
   };
 }
 

@@ -158,6 +158,7 @@ test('SNMP: walks over v2c and v3, a checkpoint by snmpset on the secondary, ref
       assert.ok(peer.ackedSeq > 0);
       assert.equal(w.get('offsitePeerResyncing.1.1'), '2'); // false
       assert.equal(w.get('offsitePeerDetached.1.1'), '2'); // false: site-b follows the journal
+      assert.equal(w.get('offsitePeerFirstSyncWaiting.1.1'), '2'); // false: its first sync is done
       assert.equal(w.has('offsitePeerName.1.2'), false, 'one peer, one row');
     });
 
