@@ -3,7 +3,7 @@
 // ahead (up to COALESCE_SCOPE of it), reading the records' headers once (not their payloads), so
 // a range rewritten anywhere in the unit travels once. VolumeShipper owns one.
 import type { Journal } from '../journal/journal.js';
-import { RECORD_HEADER_SIZE, RecordKind, type JournalRecord, type RecordHeader } from '../journal/record.js';
+import { FLAG_RESYNC, FLAG_ROUND_END, RECORD_HEADER_SIZE, RecordKind, type JournalRecord, type RecordHeader } from '../journal/record.js';
 import { applyPlan, coalesce, planUnit, type UnitPlan } from './coalesce.js';
 
 /** Far behind, a coalesced unit plans over at most this much of the backlog. */
@@ -32,8 +32,9 @@ export class UnitPlanner {
   private plan: UnitPlan | null = null;
   /**
    * The stretch of the backlog a planning found no unit in (fewer than two barriers in
-   * its scope): a batch starting inside it, before the first barrier planning saw, would
-   * find none either but at its far end, so it is not planned again. Without this every
+   * its scope, and no record that ends a unit early): a batch starting inside it, before
+   * the first barrier planning saw, would find none either but at its far end, so it is
+   * not planned again. Without this every
    * batch of a backlog with barriers far apart (a host that never flushes: the primary's
    * own barriers, an eighth of the journal apart) read the headers of the whole scope
    * again, and shipping waited on that, not on the link (issue 22: 50-110 ms a batch).
@@ -91,10 +92,11 @@ export class UnitPlanner {
       seq = batch[batch.length - 1]!.seq + 1;
     }
     this.plan = headers.length > 0 ? planUnit(headers) : null;
-    if (!this.plan && headers.length > 0) {
-      // (Up to the first barrier seen, or all that was read: a batch from there on plans again.)
-      const barrier = headers.find((h) => h.kind === RecordKind.Barrier);
-      this.noUnit = { from: fromSeq, until: barrier ? barrier.seq : headers[headers.length - 1]!.seq };
+    const barriers = headers.filter((h) => h.kind === RecordKind.Barrier);
+    const ends = headers.some((h) => (h.flags & (FLAG_RESYNC | FLAG_ROUND_END)) !== 0 || h.kind === RecordKind.Skip);
+    if (!this.plan && headers.length > 0 && barriers.length < 2 && !ends) {
+      // (Up to the first barrier seen, or all that was read: a batch from the barrier on plans again.)
+      this.noUnit = { from: fromSeq, until: barriers.length > 0 ? barriers[0]!.seq - 1 : headers[headers.length - 1]!.seq };
     }
     return this.plan;
   }

@@ -84,6 +84,7 @@ export class Packer {
     if (untried && untried.left > 0) {
       untried.left--;
       st.untriedBatches++;
+      if (rawLength - z.zeroBytes < MIN_COMPRESS_BYTES) return encodeRawRecordsFrameOf(volume, z.records, room);
       return this.incompressible(volume, z.records, rawLength - z.zeroBytes, level, st, room);
     }
     const body = recordsBody(z.records);

@@ -30,7 +30,7 @@ export interface Segment {
 /**
  * Where the walk's first read goes: a buffer the caller reuses (read into where it fits),
  * or one the caller makes for it, given the read's length (a shipper's frame buffer:
- * src/link/frame-room.ts). Either way the payloads taken from that read are views of it.
+ * src/link/records-frame.ts). Either way the payloads taken from that read are views of it.
  */
 export type Scratch = Buffer | ((length: number) => Buffer);
 

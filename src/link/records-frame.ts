@@ -20,6 +20,8 @@ export const FRAME_ROOM_BYTES = FRAME_HEADER_SIZE + 2 + 255;
 export class FrameRoom {
   /** The whole buffer, once the read asked for it. */
   private buffer: Buffer | null = null;
+  /** A frame was built in it: a second one would rewrite the first, maybe still queued for the socket. */
+  framed = false;
 
   /** The journal read's buffer (the `Scratch` it calls, once). */
   readonly scratch = (length: number): Buffer => {
@@ -38,11 +40,14 @@ export class FrameRoom {
  * with a payload must still be the view the read cut, and each header (written again
  * here, from the record) lies just before it, so the records follow one another in the
  * room as the journal stored them. null when they do not (the batch crossed a segment,
- * a write went as Zeroes, coalescing left some out): the caller builds the frame anew.
+ * a write went as Zeroes, coalescing left some out), when a frame was built in this room
+ * already, or when the frame would be under half the room (the batch ended well before
+ * what was read: the frame would keep the rest alive, which no memory lease counts):
+ * the caller builds the frame anew.
  */
 export function recordsFrameInPlace(room: FrameRoom, volume: string, records: JournalRecord[]): Buffer[] | null {
   const b = room.bytes;
-  if (!b || records.length === 0) return null;
+  if (!b || records.length === 0 || room.framed) return null;
   const name = Buffer.from(volume, 'utf8');
   const start = FRAME_ROOM_BYTES - 2 - name.length;
   if (start < FRAME_HEADER_SIZE) return null;
@@ -52,6 +57,8 @@ export function recordsFrameInPlace(room: FrameRoom, volume: string, records: Jo
     at += RECORD_HEADER_SIZE + r.payload.length;
     if (at > b.length) return null;
   }
+  if (2 * (at - start + FRAME_HEADER_SIZE) < b.length) return null;
+  room.framed = true;
   // Every payload is where its record is written: the headers go in, from the records.
   at = FRAME_ROOM_BYTES;
   for (const r of records) {

@@ -273,6 +273,11 @@ test('auto: after batches zstd did not shrink, the next go untried (1, 2, 4 ... 
     assert.equal(frameOf(a).type, FrameType.PackedRecords);
     assert.equal(frameOf(b).type, FrameType.PackedRecords);
     assert.equal(stats.untriedBatches, untried);
+    // A small batch left untried goes raw, not to a worker for its headers.
+    await packer.encode('tiny', random());
+    const inBefore = stats.compressedIn;
+    assert.equal(frameOf(await packer.encode('tiny', [barrier()])).type, FrameType.Records);
+    assert.equal(stats.compressedIn, inBefore);
     // A fixed level tries every batch (the operator chose it).
     mode = 'fixed';
     const before = stats.incompressibleBatches;

@@ -180,6 +180,16 @@ test('a batch read into a frame room goes out as a Records frame built around it
   assert.equal(recordsFrameInPlace(room, 'db', batch.filter((_, i) => i !== 1)), null);
   assert.equal(recordsFrameInPlace(room, 'db', batch.map((r, i) => (i === 3 ? { ...r, payload: Buffer.from(r.payload) } : r))), null);
   assert.equal(recordsFrameInPlace(new FrameRoom(), 'db', batch), null, 'a room no read went into');
+  // Built once: a second frame in the same room would rewrite the first (maybe queued for the socket).
+  const once = new FrameRoom();
+  const again = await j.read(1, 300_000, 6, once.scratch);
+  assert.ok(recordsFrameInPlace(once, 'db', again));
+  assert.equal(recordsFrameInPlace(once, 'db', again), null, 'a room serves one frame');
+  // A batch that ended well before what was read (limitSeq): not built in place, so the frame does not keep the rest alive.
+  const wide = new FrameRoom();
+  const head = await j.read(1, 300_000, j.lastSeq, wide.scratch);
+  assert.ok(wide.bytes!.length > 2 * (RECORD_HEADER_SIZE + head[0]!.payload.length));
+  assert.equal(recordsFrameInPlace(wide, 'db', head.slice(0, 1)), null, 'a frame under half its room');
   // The last write as Zeroes leaves the others where they lie: its header goes where its payload began.
   const zeroed = batch.map((r, i) => (i === 5 ? { ...r, kind: RecordKind.Zeroes, payload: Buffer.alloc(0) } : r));
   assert.deepEqual(Buffer.concat(recordsFrameInPlace(room, 'x'.repeat(255), zeroed)!), Buffer.concat(encodeRecordsFrame('x'.repeat(255), zeroed)));
