@@ -8,15 +8,17 @@
 //      reload, every volume given FLEET_FAIR_MIB (4) MiB at once in 128 KiB writes, and
 //      Jain's index of their wire bytes over FLEET_WINDOW (20) s windows in which all
 //      still had data.
-// Then a second pair with one sparse volume of FLEET_BIG_SIZE (1TiB): its first sync
-// (every region read and sent, sparse ones as Zeroes records) drains for
-// FLEET_BIG_SECONDS (90) while FLEET_BIG_BACKLOG_MIB (1024) MiB of host writes join the
-// backlog; the peak RSS of both daemons meanwhile and what was drained.
+// Then a second pair with one sparse volume of FLEET_BIG_SIZE (1TiB): its first sync,
+// then FLEET_BIG_BACKLOG_MIB (10240) MiB of host writes spread over it while its
+// shipping is paused, then resumed; the peak RSS of both daemons while the backlog
+// builds and while it drains (FLEET_ONLY=big: this case alone, nothing written to the
+// docs; FLEET_TRACE=1: the daemon's heap and Buffers every 2 s).
 // FLEET_WRITE=1 writes the tables into docs/BENCHMARKS.md.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { burst, jain, rssOf, sampleRss, sampleShares, startFleet } from '../test/helpers/fleet.js';
 import { statusOf } from '../test/helpers/daemon.js';
+import { cli } from '../test/helpers/cli.js';
 import { must, sleep } from '../test/helpers/run.js';
 import { machineLine, writeSection } from './report.js';
 
@@ -27,8 +29,7 @@ const RATE = process.env.FLEET_RATE ?? '32mbit';
 /** Fairness windows (s): at 100 volumes a volume's share of 10 s is about three of its 128 KiB writes, the grain. */
 const WINDOW = Number(process.env.FLEET_WINDOW ?? 20);
 const BIG_SIZE = process.env.FLEET_BIG_SIZE ?? '1TiB';
-const BIG_SECONDS = Number(process.env.FLEET_BIG_SECONDS ?? 90);
-const BIG_BACKLOG_MIB = Number(process.env.FLEET_BIG_BACKLOG_MIB ?? 1024);
+const BIG_BACKLOG_MIB = Number(process.env.FLEET_BIG_BACKLOG_MIB ?? 10240);
 const MiB = 1 << 20;
 const mib = (n: number): string => (n / MiB).toFixed(0);
 
@@ -81,48 +82,91 @@ async function fleet(): Promise<string[]> {
   }
 }
 
+/** The daemon's memory as its metrics break it down (heap, Buffers outside it, RSS), for FLEET_TRACE=1. */
+async function memoryOf(d: { apiPort: number }): Promise<string> {
+  const text = await (await fetch(`http://127.0.0.1:${d.apiPort}/metrics`)).text();
+  const of = (name: string): string => {
+    const m = new RegExp(`^offsite_${name} (\\S+)`, 'm').exec(text);
+    return m ? mib(Number(m[1])) : '?';
+  };
+  return `rss ${of('process_resident_memory_bytes')} heap ${of('nodejs_heap_size_used_bytes')}/${of('nodejs_heap_size_total_bytes')} ` +
+    `external ${of('nodejs_external_memory_bytes')} MiB`;
+}
+
+/** "1TiB", "64GiB": bytes. */
+function bytesOf(size: string): number {
+  const m = /^(\d+)(GiB|TiB)$/.exec(size);
+  if (!m) throw new Error(`FLEET_BIG_SIZE ${size}: give GiB or TiB`);
+  return Number(m[1]) * (m[2] === 'TiB' ? 2 ** 40 : 2 ** 30);
+}
+
+/**
+ * The issue's memory case: one sparse volume of BIG_SIZE, first-synced, then
+ * BIG_BACKLOG_MIB of host writes spread over all of it while its shipping is paused
+ * (a link down for a while), then resumed: the peak RSS of both daemons while the
+ * backlog builds and while it drains.
+ */
 async function big(): Promise<string> {
-  const p = await startFleet({ volumes: [{ name: 'big' }], size: BIG_SIZE, journal: '16GiB' });
+  const size = bytesOf(BIG_SIZE);
+  const journalGiB = Math.max(2, Math.ceil((BIG_BACKLOG_MIB * 1.25) / 1024));
+  const p = await startFleet({ volumes: [{ name: 'big' }], size: BIG_SIZE, journal: `${journalGiB}GiB` });
   try {
-    const rss = sampleRss(p);
     const t0 = Date.now();
+    await p.drained(900_000);
+    const firstSync = (Date.now() - t0) / 1000;
+    const paused = await cli(p.a, 'pause', 'big');
+    if (paused.code !== 0) throw new Error(`pause: ${paused.stderr}`);
     const source = `${p.a.dir}/random.bin`;
     fs.writeFileSync(source, crypto.randomBytes(4 * MiB));
-    // Host writes spread over the volume while its first sync drains: 64 MiB (in 4 MiB
-    // writes) every 16 GiB, then flushed, until the backlog is given.
-    const writes = (async () => {
-      for (let k = 0; k * 64 < BIG_BACKLOG_MIB; k++) {
-        const base = (k * 16 * 1024 * MiB) % (1024 * 1024 * MiB);
-        const cmds: string[] = [];
-        for (let off = 0; off < 64 * MiB; off += 4 * MiB) cmds.push('-c', `write -q -s ${source} ${base + off} ${4 * MiB}`);
-        await must('qemu-io', ['-f', 'raw', ...cmds, '-c', 'flush', p.a.uri('big')], { timeoutMs: 600_000 });
-      }
-    })();
-    while ((Date.now() - t0) / 1000 < BIG_SECONDS) await sleep(2000);
-    await writes;
-    const peak = await rss.stop();
-    const v = (await statusOf(p.a)).volumes[0] as unknown as { backlogBytes: number; resyncLeftBytes: number; resyncTotalBytes: number };
-    const drained = v.resyncTotalBytes - v.resyncLeftBytes;
-    console.error(`${BIG_SIZE}: ${BIG_SECONDS} s of its first sync with ${BIG_BACKLOG_MIB} MiB written; peak RSS ${mib(peak.a)} / ${mib(peak.b)} MiB; ` +
-      `${mib(drained)} MiB of regions sent, backlog ${mib(v.backlogBytes)} MiB`);
-    return `| one sparse volume of ${BIG_SIZE}: ${((Date.now() - t0) / 1000).toFixed(0)} s of its first sync draining ` +
-      '(a backlog of all 1 TiB of regions: read, holes sent as Zeroes records) ' +
-      `with ${BIG_BACKLOG_MIB} MiB of host writes (4 MiB each, spread) joining it ` +
-      `| ${(drained / 2 ** 30).toFixed(1)} GiB of regions sent, ${mib(v.backlogBytes)} MiB of journal backlog left ` +
-      `| ${mib(peak.a)} peak | ${mib(peak.b)} peak | ≤ 150 MiB each |`;
+    // 64 MiB (in 4 MiB writes) at a time, spread evenly over the volume, then flushed.
+    const chunks = Math.ceil(BIG_BACKLOG_MIB / 64);
+    const step = Math.floor(size / chunks / (4 * MiB)) * 4 * MiB;
+    const writing = sampleRss(p);
+    const t1 = Date.now();
+    for (let k = 0; k < chunks; k++) {
+      const cmds: string[] = [];
+      for (let off = 0; off < 64 * MiB; off += 4 * MiB) cmds.push('-c', `write -q -s ${source} ${k * step + off} ${4 * MiB}`);
+      await must('qemu-io', ['-f', 'raw', ...cmds, '-c', 'flush', p.a.uri('big')], { timeoutMs: 600_000 });
+      if (process.env.FLEET_TRACE === '1' && k % 16 === 0) console.error(`writing ${k * 64} MiB: ${await memoryOf(p.a)}`);
+    }
+    const wrote = (Date.now() - t1) / 1000;
+    const peakWriting = await writing.stop();
+    const backlog = ((await statusOf(p.a)).volumes[0] as unknown as { backlogBytes: number }).backlogBytes;
+    const draining = sampleRss(p);
+    const t2 = Date.now();
+    const resumed = await cli(p.a, 'resume', 'big');
+    if (resumed.code !== 0) throw new Error(`resume: ${resumed.stderr}`);
+    const trace = process.env.FLEET_TRACE === '1'
+      ? setInterval(() => void memoryOf(p.a).then((m) => console.error(`draining ${((Date.now() - t2) / 1000).toFixed(0)} s: ${m}`)), 2000) : null;
+    try {
+      await p.drained(1_800_000);
+    } finally {
+      if (trace) clearInterval(trace);
+    }
+    const drain = (Date.now() - t2) / 1000;
+    const peakDraining = await draining.stop();
+    console.error(`${BIG_SIZE}: first sync ${firstSync.toFixed(1)} s; ${mib(backlog)} MiB of backlog written in ${wrote.toFixed(0)} s ` +
+      `(peak RSS ${mib(peakWriting.a)} / ${mib(peakWriting.b)} MiB), drained in ${drain.toFixed(1)} s ` +
+      `(peak RSS ${mib(peakDraining.a)} / ${mib(peakDraining.b)} MiB)`);
+    return `| one sparse volume of ${BIG_SIZE}: first sync, then ${mib(backlog)} MiB of host writes (4 MiB each, spread over the volume) ` +
+      `while its shipping is paused, then resumed | first sync ${firstSync.toFixed(1)} s; backlog drained in ${drain.toFixed(1)} s ` +
+      `(${(backlog / MiB / drain).toFixed(0)} MB/s) ` +
+      `| ${mib(peakWriting.a)} peak writing, ${mib(peakDraining.a)} peak draining | ${mib(peakWriting.b)}, ${mib(peakDraining.b)} | ≤ 150 MiB each |`;
   } finally {
     await p.stop();
   }
 }
 
 async function main(): Promise<void> {
-  const rows = await fleet();
+  // (FLEET_ONLY=big: the 1 TiB case alone, for memory work; nothing is written to the docs.)
+  const only = process.env.FLEET_ONLY ?? '';
+  const rows = only === 'big' ? [] : await fleet();
   const bigRow = process.env.FLEET_BIG === '0' ? null : await big();
   const md = [
     '## A hundred volumes: memory, first sync, burst, fairness',
     '',
     `\`npm run bench:fleet\` (FLEET_VOLUMES=${VOLUMES} FLEET_BURST_MIB=${BURST_MIB} FLEET_RATE=${RATE} FLEET_FAIR_MIB=${FAIR_MIB} ` +
-      `FLEET_WINDOW=${WINDOW} FLEET_BIG_SIZE=${BIG_SIZE} FLEET_BIG_SECONDS=${BIG_SECONDS} FLEET_BIG_BACKLOG_MIB=${BIG_BACKLOG_MIB}; ${machineLine()}): ` +
+      `FLEET_WINDOW=${WINDOW} FLEET_BIG_SIZE=${BIG_SIZE} FLEET_BIG_BACKLOG_MIB=${BIG_BACKLOG_MIB}; ${machineLine()}): ` +
       'both daemons of a pair on this machine with the default `memory: 64MiB`; ' +
       "RSS is VmRSS of each daemon's process, the peak sampled every 100 ms. " +
       "What bounds each figure: the RSS, the node's memory budget (batches in flight, frames buffered, applies: docs/LINK.md \"Memory\") " +
@@ -136,7 +180,7 @@ async function main(): Promise<void> {
     ...(bigRow ? [bigRow] : []),
   ].join('\n');
   console.log(md);
-  if (process.env.FLEET_WRITE === '1') writeSection('fleet', md);
+  if (process.env.FLEET_WRITE === '1' && only === '') writeSection('fleet', md);
 }
 
 await main();

@@ -2,4 +2,8 @@
 // The thread pool carries every disk call (reads, writes, fdatasync, fallocate).
 // It must be sized before Node first uses it, so it is set here, before any import.
 if (!process.env.UV_THREADPOOL_SIZE) process.env.UV_THREADPOOL_SIZE = '16';
+// V8's young generation keeps its first size: set before the imports, whose loading
+// would otherwise have grown it already (src/memory/collector.ts).
+const { boundYoungGeneration } = await import('../dist/src/memory/collector.js');
+boundYoungGeneration();
 await import('../dist/src/cli/main.js');

@@ -7,6 +7,7 @@
 import { Worker } from 'node:worker_threads';
 import os from 'node:os';
 import { UnzstdError } from './codec.js';
+import { boundYoungGeneration } from '../memory/collector.js';
 
 interface Job {
   id: number;
@@ -45,6 +46,9 @@ export class CompressionPool {
   private spawn(): Slot {
     const worker = new Worker(new URL('./worker.js', import.meta.url));
     worker.unref();
+    // A worker's start puts V8's flags back to their defaults, the young generation's
+    // growth among them: bounded again once it runs (src/memory/collector.ts).
+    worker.once('online', () => boundYoungGeneration());
     const slot: Slot = { worker, job: null, busySince: 0 };
     worker.on('message', (m: { id: number; out?: Uint8Array; error?: string }) => {
       const job = slot.job;

@@ -83,6 +83,12 @@ export const APPLY_READ_BYTES = 1 * MiB;
  */
 export const MALLOC_MMAP_THRESHOLD_BYTES = 128 * 1024;
 export const MALLOC_ARENAS = 2;
+/**
+ * How much V8 grows its young generation each time it would (src/memory/collector.ts
+ * boundYoungGeneration): 1 keeps it at its first size, 1 MiB semi-spaces, where V8's own
+ * default (2) takes it to 16 MiB semi-spaces under a drain, a fifth of a daemon's RSS.
+ */
+export const YOUNG_GENERATION_GROWTH = 1;
 /** The smallest budget `memory` may set: an apply's read and a batch must fit a class (40%). */
 export const MIN_MEMORY_BUDGET_BYTES = 32 * MiB;
 

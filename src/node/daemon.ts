@@ -39,7 +39,7 @@ import { MAX_HASH_REGION_SIZE } from '../link/frame.js';
 import { IscsiFront } from './iscsi-front.js';
 import { MemoryBudget } from '../memory/budget.js';
 import { HashBuffers } from '../sync/region-hashes.js';
-import { collectUnderPressure } from '../memory/collector.js';
+import { boundYoungGeneration, collectUnderPressure } from '../memory/collector.js';
 import { NodeGroups } from './groups.js';
 
 export class Daemon {
@@ -87,6 +87,8 @@ export class Daemon {
     const c = this.config;
     // Freed batches leave the RSS (src/limits/limits.ts MALLOC_MMAP_THRESHOLD_BYTES).
     nativeFs.tuneAllocator?.(MALLOC_MMAP_THRESHOLD_BYTES, MALLOC_ARENAS);
+    // And V8's young generation stays small (src/memory/collector.ts).
+    boundYoungGeneration();
     fs.mkdirSync(c.state, { recursive: true, mode: 0o700 });
     this.lockState();
     const registry = this.registry;
