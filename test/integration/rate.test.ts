@@ -31,12 +31,15 @@ test('rate cap, live reload without reconnecting, pause and resume', async () =>
     const w0 = (await v(p.a)).wireBytes;
     const t0 = Date.now();
     await sleep(30_000);
-    const w1 = (await v(p.a)).wireBytes;
+    const end = await v(p.a);
+    const w1 = end.wireBytes;
     const rate = (w1 - w0) / ((Date.now() - t0) / 1000);
+    // (What the shipper saw, for a failure to be read: its link's capacity, batch and the backlog left.)
+    const seen = `link ${end.link}, backlog ${end.backlogBytes} B, shipping ${JSON.stringify(end.shipping)}`;
     // Within 10% of the cap over 30 s (above it never: the cap is a bound; below it a
     // little on a loaded machine, the writes having to come through the journal).
-    assert.ok(rate <= 125_000 * 1.1, `${rate} B/s over a 1 Mbit/s cap`);
-    assert.ok(rate >= 125_000 * 0.9, `${rate} B/s: the link should carry the backlog at its cap`);
+    assert.ok(rate <= 125_000 * 1.1, `${rate} B/s over a 1 Mbit/s cap (${seen})`);
+    assert.ok(rate >= 125_000 * 0.9, `${rate} B/s: the link should carry the backlog at its cap (${seen})`);
     const busy = await v(p.a);
     assert.ok(busy.backlogBytes > 0, 'the backlog waits for the link');
     // The link's capacity (its cap, or less if it measured less while busy: the unit
