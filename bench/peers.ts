@@ -9,7 +9,8 @@
 //      site-c's. The journal is small enough that site-c is detached into its own
 //      bitmap; then its cap is lifted (SIGHUP) and the clock runs until site-c is
 //      current again, by a round of its own, while site-b never leaves the journal.
-//   3. Host writes with one secondary and with two (fio 4 KiB random writes, QD32).
+//   3. Host writes with one secondary and with two (fio 4 KiB random writes, QD32;
+//      PEERS_ONLY=host runs this case alone).
 //   4. A near site and a far one on a tbf-shaped line in network namespaces (needs root):
 //      site-b's lag while site-c's line is full.
 import { execFileSync, spawn } from 'node:child_process';
@@ -256,6 +257,11 @@ async function shapedNearFar(bps: number | null = SHAPED_BPS): Promise<Shaped | 
 async function main(): Promise<void> {
   if (process.env.PEERS_ONLY === 'shaped') {
     console.log(JSON.stringify(await shapedNearFar(process.env.PEERS_UNSHAPED ? null : SHAPED_BPS)));
+    return;
+  }
+  if (process.env.PEERS_ONLY === 'host') {
+    console.log(`host writes: ${(await hostWrites(['site-b'])).toFixed(0)} IOPS with one secondary, ` +
+      `${(await hostWrites(['site-b', 'site-c'])).toFixed(0)} with two`);
     return;
   }
   const one = await catchup(['site-b']);
