@@ -31,7 +31,8 @@ function collector(): (() => void) | null {
  * each time it would grow the space; it is set before anything else loads
  * (bin/offsite.js: loading the daemon's modules alone would have grown the space to
  * its most) and again at the daemon's start (a daemon started other than by bin/offsite.js).
- * Returns whether V8 took the flag.
+ * Returns false where setting V8's flags is refused (the young generation then grows
+ * as V8 likes: more memory, nothing wrong).
  */
 export function boundYoungGeneration(): boolean {
   try {
