@@ -92,12 +92,16 @@ export class UnitPlanner {
       seq = batch[batch.length - 1]!.seq + 1;
     }
     this.plan = headers.length > 0 ? planUnit(headers) : null;
+    if (!this.plan && headers.length > 0) this.rememberNoUnit(fromSeq, headers);
+    return this.plan;
+  }
+
+  /** No unit in `headers` (read from `fromSeq`): remembered when that holds for batches further in too. */
+  private rememberNoUnit(fromSeq: number, headers: RecordHeader[]): void {
     const barriers = headers.filter((h) => h.kind === RecordKind.Barrier);
     const ends = headers.some((h) => (h.flags & (FLAG_RESYNC | FLAG_ROUND_END)) !== 0 || h.kind === RecordKind.Skip);
-    if (!this.plan && headers.length > 0 && barriers.length < 2 && !ends) {
-      // (Up to the first barrier seen, or all that was read: a batch from the barrier on plans again.)
-      this.noUnit = { from: fromSeq, until: barriers.length > 0 ? barriers[0]!.seq - 1 : headers[headers.length - 1]!.seq };
-    }
-    return this.plan;
+    if (barriers.length >= 2 || ends) return;
+    // (Up to the first barrier seen, or all that was read: a batch from the barrier on plans again.)
+    this.noUnit = { from: fromSeq, until: barriers.length > 0 ? barriers[0]!.seq - 1 : headers[headers.length - 1]!.seq };
   }
 }
