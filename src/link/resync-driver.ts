@@ -75,15 +75,18 @@ export class ResyncDriver {
    */
   async begin(s: ResyncSession, peerDurable: number, peerRound: number, peerFirstMeeting: boolean, resumeAt: (seq: number) => void): Promise<void> {
     const j = this.jv.journal;
-    // (Not when a round is already open here: a link that dropped before its Resync
-    // reached the peer announces that round again below.)
-    const newPeer = peerFirstMeeting && this.jv.canResync && peerDurable === 0 && peerRound === 0 && this.jv.mode === 'journal';
+    // A peer that holds no record and has no round open may hold anything (a new replica,
+    // an old primary just demoted, a replaced disk): whatever this volume tracks, by its
+    // journal or by its dirty bitmap after an overflow, says nothing of what that replica
+    // lacks, so its first round covers every region (compared by hash).
+    const newPeer = peerFirstMeeting && this.jv.canResync && peerDurable === 0 && peerRound === 0;
     if (newPeer && this.jv.cursors.count > 1) {
       // A new secondary of a volume with several: a first sync of its own (docs/PEERS.md).
       if (!await this.firstSyncOfItsOwn(s)) return;
-    } else if (newPeer && this.jv.roundStart === 0) {
+    } else if (newPeer && !this.jv.roundCoversAll) {
       // A new pair (the secondary has never held this volume): the first sync sends all of it.
-      // (With one peer, an open round is this peer's first sync whose Resync never reached it, and is announced below.)
+      // (With one peer, an open round of every region is this peer's first sync whose
+      // Resync never reached it, and is announced below; a round of some regions is not.)
       await this.jv.beginInitialSync();
     }
     if (this.jv.mode === 'bitmap' && this.jv.canResync) await this.jv.startResync();

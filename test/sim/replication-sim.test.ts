@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 
-test('replication simulation: invariants 2, 3, 4, 5, 7 and 8 over a thousand seeds (checkpoints held through faults, a third with two secondaries), ' +
+test('replication simulation: invariants 2, 3, 4, 5, 7 and 8 over a thousand seeds (checkpoints held through faults, a third with two secondaries, failovers), ' +
   'every one converging', () => {
   const seeds = process.env.OFFSITE_SIM_SEEDS ?? '1000';
   let out: string;
@@ -49,4 +49,6 @@ test('replication simulation: invariants 2, 3, 4, 5, 7 and 8 over a thousand see
   assert.ok(figure('rounds of one peer') > 0, out);
   // ... and new secondaries get a first sync of their own, compared by hash (the odd seeds of those).
   assert.ok(figure('first syncs of one peer') > n / 20, out);
+  // A quarter of the seeds lose the primary part-way: a secondary is promoted, the other follows, the old primary returns demoted.
+  assert.ok(figure('failovers') > n / 10, out);
 });

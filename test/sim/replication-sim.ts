@@ -11,6 +11,13 @@
 // holds nothing is a new secondary, as in the daemon: a first sync of its own, compared
 // by hash, while the other streams on (or waits for the other's round, its link up).
 //
+// A quarter of the seeds fail over part-way: the primary is lost for good, a secondary
+// whose replica is a flush-point image is promoted (its image must be one of the old
+// primary's flush points) and starts a new journal; the other follows it, serving its
+// own flush-point image until its first round from the new primary ends; the old
+// primary comes back demoted with what the loss left on its disk. The checks below then
+// hold for the new primary's record stream.
+//
 // Checked (docs/INVARIANTS.md):
 //   2  the primary never releases a record the secondary does not hold durably;
 //   3  the replica is always exactly the primary's record stream up to a barrier
@@ -77,6 +84,8 @@ export interface ReplicationSimStats {
   ownRounds: number;
   /** First syncs of a new secondary's own (a round of its own, compared by hash), the other streaming on (docs/PEERS.md). */
   ownFirstSyncs: number;
+  /** Failovers: the primary lost, a secondary promoted, the other following it, the old primary back demoted. */
+  failovers: number;
 }
 
 interface Conn {
@@ -130,6 +139,10 @@ interface SiteSim {
   toggleCheckpoint(): Promise<void>;
   /** Invariants 2 and 7 for this site, live: its receive log and link within bounds, nothing released it lacks. */
   checkLink(): void;
+  /** Promoted: the image the new primary starts from. */
+  promote(): Promise<Buffer>;
+  /** Follows the new primary (`former`: the old primary's flush-point images). */
+  follow(former: ReadonlySet<string>): Promise<void>;
 }
 
 export function runReplicationSeed(seed: number, cfg: ReplicationSimConfig = DEFAULT_REPLICATION_SIM): Promise<ReplicationSimStats> {
@@ -141,13 +154,11 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const debug = Boolean(process.env.OFFSITE_SIM_DEBUG);
   const log: Logger = debug ? createLogger({ level: 'debug', format: 'text' }) : silentLogger;
   const size = cfg.volumeBlocks * BLOCK;
-  const psched = new Scheduler(rng);
-  const pdisk = new MemDisk(size, psched);
-  const pdiskRaw = pdisk;
-  const pjstore = new MemStore(psched);
-  const pmstore = new MemStore(psched);
-  const pjstoreRaw = pjstore;
-  const pmstoreRaw = pmstore;
+  // (The primary's machine: after a failover, the promoted site's disk and scheduler.)
+  let psched = new Scheduler(rng);
+  let pdisk = new MemDisk(size, psched);
+  let pjstore = new MemStore(psched);
+  let pmstore = new MemStore(psched);
   // A third of the seeds have a second secondary, site-c (docs/PEERS.md): the primary
   // ships to both, each on its own link with its own faults, and site-c has long
   // outages, so the journal detaches it into a bitmap of its own while site-b streams
@@ -202,7 +213,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let boots = 1;
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
-    pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, threeSites: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0 };
+    pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, threeSites: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0,
+    failovers: 0 };
   // Half the seeds keep history at the secondary (docs/HISTORY.md), some with a max that
   // drops old segments; past points are opened and compared with the primary's image
   // there (invariant 8). Its own generator: the other seeds replay as before.
@@ -212,8 +224,10 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const historyMax = [null, 256 * 1024, 1 << 20][histRng.int(3)]!;
 
   let seededNotes = 0;
+  // The image the stream starts from: zeros, or after a failover the promoted replica's.
+  let baseImage: Buffer = Buffer.alloc(size);
   const imageUpTo = (seq: number): Buffer => {
-    const img = Buffer.alloc(size);
+    const img = Buffer.from(baseImage);
     for (const [s, r] of [...stream.entries()].sort((a, b) => a[0] - b[0])) {
       if (s > seq) break;
       if (r.kind === RecordKind.Write) r.payload!.copy(img, r.offset);
@@ -246,12 +260,16 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       const k = rngC.int(all.length);
       return all.some((_, i) => all[(k + i) % all.length]!.step());
     }
+    if (sites.length === 0) return psched.step(); // (after a failover, before the old primary returns)
     const ssched = sites[0]!.sched;
     const first = rng.chance(0.5) ? psched : ssched;
     return first.step() || (first === psched ? ssched : psched).step();
   };
 
   const sites: SiteSim[] = [];
+  /** The primary's name, and the secondaries its journal keeps a cursor for (the peers of its config). */
+  let primaryName = SITE_A;
+  let peerNames: string[] = [];
 
 
   // --- the primary ------------------------------------------------------------
@@ -262,10 +280,10 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const openPrimary = async (): Promise<void> => {
     const life = ++plife;
     const alive = (): boolean => life === plife;
-    const pjstore = fence(pjstoreRaw, alive);
-    const pmstore = fence(pmstoreRaw, alive);
-    const pdisk = fence(pdiskRaw, alive);
-    const journal = new Journal({ store: pjstore, capacity: journalCapacity, segmentSize: 16 * 1024, now: () => clock });
+    const jstore = fence(pjstore, alive);
+    const mstore = fence(pmstore, alive);
+    const disk = fence(pdisk, alive);
+    const journal = new Journal({ store: jstore, capacity: journalCapacity, segmentSize: 16 * 1024, now: () => clock });
     const recorded = new RegionSet(size, BLOCK);
     const report = await settle(journal.recover((o, l) => recorded.mark(o, l)));
     // Records past what survived are gone: the stream (and its barrier images) ends there.
@@ -275,12 +293,12 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     for (const s of [...stream.keys()]) if (Math.floor(s) > survived) stream.delete(s); // (a region found equal by hash sits between two records)
     for (const s of [...imageAt.keys()]) if (s > survived) imageAt.delete(s);
     observe(journal);
-    const { bitmap } = await settle(DirtyBitmap.open(pmstore, size, BLOCK));
+    const { bitmap } = await settle(DirtyBitmap.open(mstore, size, BLOCK));
     jv = new JournaledVolume({
-      disk: pdisk, journal, bitmap, onFull: 'bitmap', intentStore: useIntents ? pjstore : undefined, intentSlots: 64, log, roundStore: pmstore,
-      activityStore: pmstore, activityExtent: BLOCK * (1 << rng.int(4)), activitySlots: 2 + rng.int(8), bootId: () => `boot-${boots}`,
+      disk, journal, bitmap, onFull: 'bitmap', intentStore: useIntents ? jstore : undefined, intentSlots: 64, log, roundStore: mstore,
+      activityStore: mstore, activityExtent: BLOCK * (1 << rng.int(4)), activitySlots: 2 + rng.int(8), bootId: () => `boot-${boots}`,
       // (Several secondaries: a cursor each, and a far one detached into a bitmap of its own.)
-      ...(sites.length > 1 ? { peers: sites.map((s) => s.name), peerStore: pmstore } : {}),
+      ...(peerNames.length > 1 ? { peers: peerNames, peerStore: mstore } : {}),
     });
     jv.maxEpochBytes = receiveCapacity / 4; // what the link sets from the peer's Hello
     // A first sync by checksum leaves out regions whose hashes match the secondary's: from
@@ -297,9 +315,26 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         const offset = (first + i) * regionSize;
         const length = Math.min(regionSize, size - offset);
         stream.set(jv.journal.lastSeq + 0.5 - 0.4 / ++seededNotes, { kind: RecordKind.Write, offset, length,
-          payload: Buffer.from(pdiskRaw.file.current.subarray(offset, offset + length)) });
+          payload: Buffer.from(pdisk.file.current.subarray(offset, offset + length)) });
       }
       return equal;
+    };
+    // So does a first sync that finds a region a hole on both sides (protocol version 2's
+    // map of the secondary's holes): equal without a hash, and without a record.
+    const clearHoles = jv.clearHoles.bind(jv);
+    jv.clearHoles = async (offset, covered, holes) => {
+      const regions = jv.bitmap.regions;
+      const was = Array.from({ length: regions }, (_, i) => jv.bitmap.isSet(i));
+      const cleared = await clearHoles(offset, covered, holes);
+      const regionSize = jv.bitmap.regionSize;
+      for (let i = 0; i < regions; i++) {
+        if (!was[i] || jv.bitmap.isSet(i)) continue;
+        const at = i * regionSize;
+        const length = Math.min(regionSize, size - at);
+        stream.set(jv.journal.lastSeq + 0.5 - 0.4 / ++seededNotes, { kind: RecordKind.Write, offset: at, length,
+          payload: Buffer.from(pdisk.file.current.subarray(at, at + length)) });
+      }
+      return cleared;
     };
     await settle(jv.start(report, recorded));
     trace(`primary open: mode ${jv.mode} round ${jv.roundStart} bitmap [${[...jv.bitmap.dirtyRegions()].join(',')}] journal ` +
@@ -308,10 +343,13 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   };
   // The link's frames go through its scheduler, as the pacer's do (one volume: in order).
 
-  /** A secondary site (SiteSim): `rng` draws everything that happens there (site-b: the seed's own). */
-  const makeSite = (name: string, rng: Rng, speaksB: { min: number; max: number }): SiteSim => {
-    const ssched = new Scheduler(rng);
-    const sdisk = new MemDisk(size, ssched);
+  /**
+   * A secondary site (SiteSim): `rng` draws everything that happens there (site-b: the
+   * seed's own). `machine`: a lost primary that returns demoted, with the disk it kept.
+   */
+  const makeSite = (name: string, rng: Rng, speaksB: { min: number; max: number }, machine?: { sched: Scheduler; disk: MemDisk }): SiteSim => {
+    const ssched = machine?.sched ?? new Scheduler(rng);
+    const sdisk = machine?.disk ?? new MemDisk(size, ssched);
     const sjstore = new MemStore(ssched);
     const ssstore = new MemStore(ssched);
     let replica = undefined as unknown as Replica; // set by openSecondary, after the first openPrimary
@@ -319,13 +357,13 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     let shipper!: VolumeShipper;
     let slife = 0;
     /** This site is a detached peer of the primary's journal (docs/PEERS.md). */
-    const detached = (): boolean => sites.length > 1 && jv.cursors.isDetached(name);
+    const detached = (): boolean => peerNames.length > 1 && jv.cursors.isDetached(name);
     const newShipper = (): void => {
       if (shipper) stats.coalesced += shipper.coalescedRecords;
       shipper = new VolumeShipper(VOLUME, jv, log, {
         windowBytes, batchBytes: Math.max(4096, windowBytes / 4), selfSyncMs: 3 * STEP_MS, now: () => clock, coalesce: () => coalescing,
         ...(budgeted ? { memory: new MemoryBudget(windowBytes) } : {}),
-        ...(sites.length > 1 ? { peer: name } : {}),
+        ...(peerNames.length > 1 ? { peer: name } : {}),
       });
       if (sharing) {
         shipper.share = () => shareNow;
@@ -334,6 +372,12 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     const linkScheduler = new LinkScheduler<Buffer[]>();
 
     let tornApply: string | null = null;
+    // After this site followed a new primary (or came back demoted), the image it served
+    // at the follow (a flush point of the old primary; null: it had none), which its
+    // export keeps serving until the new primary's first round ends.
+    let restarted = machine !== undefined;
+    let followImage: string | null = null;
+    const servesFollowImage = (h: string): boolean => followImage === h && (replica.round !== null || replica.receiver.applied === 0);
 
     // --- the secondary ----------------------------------------------------------
     const openSecondary = async (): Promise<void> => {
@@ -390,7 +434,9 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         // Mid-round: the export still serves the image from before the round (undo area).
         const buf = Buffer.alloc(size);
         await settle(replica.read(0, buf, 0, size));
-        if (![...imageAt.values()].includes(hash(buf))) fail('after recovery mid-round, the replica export is no flush-point image');
+        if (![...imageAt.values()].includes(hash(buf)) && !servesFollowImage(hash(buf))) {
+          fail('after recovery mid-round, the replica export is no flush-point image');
+        }
       } else if (want === undefined && !replica.round) {
         fail(`the replica recovered to record ${applied}, which is not a barrier of the primary`);
       } else if (replica.round?.initial) {
@@ -400,7 +446,12 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         // Recovery's re-apply failed (disk full): the export refuses reads until it is redone.
         const ok = await settle(replica.read(0, Buffer.alloc(BLOCK), 0, BLOCK).then(() => true, () => false));
         if (ok) fail('the replica serves reads while a failed apply is not redone');
-      } else if (hash(sdisk.file.current) !== want) fail(`after recovery the replica is not the flush-point image of record ${applied}`);
+      } else if (restarted && !replica.consistent) {
+        // A demoted old primary (or a follower caught in its first sync): no image of this
+        // primary yet, and it says so; its first sync compares every region.
+      } else if (hash(sdisk.file.current) !== want && !servesFollowImage(hash(sdisk.file.current))) {
+        fail(`after recovery the replica is not the flush-point image of record ${applied}`);
+      }
       await checkHistory('after a start');
       opened = true;
       // Invariant 2: the primary released nothing the secondary lacks.
@@ -428,12 +479,12 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       // The primary dials (it speaks second); a dead peer is one not heard for 40 steps
       // (the simulation's own stalls last at most 20).
       const atA = new PeerSession({
-        node: SITE_A, peer: name, initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(name),
+        node: primaryName, peer: name, initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(name),
         shared: () => [{ name: VOLUME, uuid: SIM_UUID, size, role: 'primary', generation: SIM_GENERATION, durableSeq: jv.journal.released,
           logBytes: jv.journal.capacity, round: jv.roundStartFor(name) }],
       });
       const atB = new PeerSession({
-        node: name, peer: SITE_A, initiator: false, speaks: speaksB, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(SITE_A),
+        node: name, peer: primaryName, initiator: false, speaks: speaksB, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(primaryName),
         shared: () => [{ name: VOLUME, uuid: SIM_UUID, size, role: 'secondary', generation: SIM_GENERATION, durableSeq: replica.receiver.resumeAfter,
           logBytes: receiveCapacity, round: replica.roundStart }],
       });
@@ -483,7 +534,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
                 // (In odd seeds with two secondaries, a peer whose Hello says nothing held is a new
                 // secondary, as src/node/links.ts has it: a first sync of its own, docs/PEERS.md. The
                 // even ones keep the schedules where a detached peer comes back by a round of its own.)
-              }, remote.durableSeq, remote.round, newSecondaries && remote.durableSeq === 0 && remote.round === 0);
+              }, remote.durableSeq, remote.round, (newSecondaries || failedOver) && remote.durableSeq === 0 && remote.round === 0);
               if (sharing) shipper.linkMeasured(null, null, 64 * 1024); // (a 512 kbit/s link: batches follow the share)
             } else {
               void replica.attach({
@@ -652,7 +703,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       const ok = await settle(replica.read(0, buf, 0, size).then(() => true, () => false));
       if (!ok) return; // EIO while a failed apply waits to be redone: refused, not wrong
       const h = hash(buf);
-      if (![...imageAt.values()].includes(h)) fail('a reader of the replica saw an image that is no flush point of the primary');
+      if (![...imageAt.values()].includes(h) && !servesFollowImage(h)) fail('a reader of the replica saw an image that is no flush point of the primary');
     };
 
     // A checkpoint freezes the replica's image: the hash taken when it is created must
@@ -705,6 +756,49 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         fail(`the primary released up to ${j.released}; ${name} holds only up to ${replica.receiver.logDurable}`);
       }
     };
+    /**
+     * Failover (src/node/roles.ts's promote): the checkpoint is let go, what the receive
+     * log holds durably is applied in whole units, a round is rolled back; the volume is
+     * then the old primary's image at a flush point, which the new primary starts from.
+     */
+    const promote = async (): Promise<Buffer> => {
+      cut(`${name} is promoted`);
+      if (replica.checkpoint) await settle(replica.releaseCheckpoint());
+      checkpointImage = null;
+      const fin = await settle(replica.finishForPromote());
+      slife++; // (the replica's process ends here: the new primary opens the disk)
+      const image = Buffer.from(sdisk.file.current);
+      // The image at the record it applied up to, or (a round open, even one that opened
+      // as the checkpoint went: rolled back) the image from before the round, a flush
+      // point older than the records the round jumped past.
+      if (![...imageAt.values()].includes(hash(image))) {
+        fail(`${name} was promoted at record ${fin.applied} (${fin.rolledBack} regions rolled back), but its image is no flush point of the old primary`);
+      }
+      trace(`${name} promoted at record ${fin.applied}`);
+      return image;
+    };
+    /**
+     * Follows a new primary (roles.ts's follow): as a promote, then the receive log,
+     * round, undo area and history go, the first-sync mark stays; the new primary
+     * compares every region by hash. `former`: the old primary's flush-point images.
+     */
+    const follow = async (former: ReadonlySet<string>): Promise<void> => {
+      cut(`${name} follows ${primaryName}`);
+      if (replica.checkpoint) await settle(replica.releaseCheckpoint());
+      checkpointImage = null;
+      const synced = ssstore.files.has(SYNCED_FILE); // (its first sync ended once: the mark the follow keeps)
+      const fin = await settle(replica.finishForPromote());
+      slife++;
+      const h = hash(sdisk.file.current);
+      if (synced && !former.has(h)) fail(`${name} follows ${primaryName} from record ${fin.applied}, but its image is no flush point of the old primary`);
+      followImage = synced ? h : null;
+      restarted = true;
+      for (const f of sjstore.list()) sjstore.remove(f);
+      for (const f of ssstore.list()) if (f !== SYNCED_FILE) ssstore.remove(f);
+      await settle(Promise.all([sjstore.syncDir(), ssstore.syncDir()]));
+      trace(`${name} follows ${primaryName} from record ${fin.applied}${synced ? '' : ' (its first sync unfinished)'}`);
+      await openSecondary();
+    };
     const tickLink = (): void => {
       const linked = conn as Conn | null; // (set by connect(), out of the compiler's sight)
       if (!linked) return;
@@ -719,7 +813,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       get conn() { return conn; },
       get tornApply() { return tornApply; },
       newShipper, openSecondary, connect, cut, deliver, flip, crash: crashSecondary, checkHistory, readReplica, checkCheckpoint, toggleCheckpoint,
-      checkLink, tickLink,
+      checkLink, tickLink, promote, follow,
       stall: (until: number) => {
         stallUntil = until;
       },
@@ -728,6 +822,10 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const siteB = makeSite(SITE_B, rng, speaksB);
   sites.push(siteB);
   if (threeSites) sites.push(makeSite(SITE_C, rngC, PROTOCOL_RANGE));
+  peerNames = sites.map((s) => s.name);
+  // The sites the main schedule's events and site-c's own (siteEvent) act on: after a failover, those left.
+  let b: SiteSim | null = siteB;
+  let c: SiteSim | null = sites[1] ?? null;
 
   // --- the host ---------------------------------------------------------------
   const busy = new Set<number>();
@@ -784,7 +882,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     if (pending > 10000) fail(`${pending} operations pending: unbounded queue`);
     for (const s of sites) s.checkLink();
     // (Counted as they happen: a detach in one life of the primary, rejoined or merged at its next start.)
-    const nowDetached = sites.length > 1 && jv.cursors.detached.length > 0;
+    const nowDetached = peerNames.length > 1 && jv.cursors.detached.length > 0;
     if (nowDetached && !wasDetached) stats.detached++;
     wasDetached = nowDetached;
     if (jv.roundOwner !== null && jv.roundStart !== ownRoundSeen) {
@@ -826,6 +924,63 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     }
   };
 
+  // --- failover -------------------------------------------------------------
+  // A quarter of the seeds lose the primary part-way (kill -9 or power loss, and it stays
+  // down): a secondary whose replica is a flush-point image is promoted, the other (if
+  // any) follows it and is sent what differs, and later the old primary returns demoted,
+  // with its disk as the loss left it (writes no secondary got), and is sent what differs
+  // too (docs/ROLES.md). Their own generator: the other seeds replay as before.
+  const failRng = new Rng(seed ^ 0xfa11);
+  const failoverAt = failRng.chance(1 / 4) ? Math.floor(cfg.steps * (0.2 + 0.4 * failRng.next())) : -1;
+  let returnAt = -1;
+  let failedOver = false;
+  let lostPrimary: { sched: Scheduler; disk: MemDisk } | null = null;
+  const failover = async (): Promise<void> => {
+    const able = sites.filter((s) => s.replica.consistent);
+    if (able.length === 0) return; // (none could be promoted without --force: the seed goes on without a failover)
+    const promoted = able[failRng.int(able.length)]!;
+    const powerLoss = failRng.chance(0.5);
+    trace(`the primary is lost (${powerLoss ? 'power loss' : 'kill -9'}); ${promoted.name} takes over`);
+    plife++;
+    pgen++;
+    busy.clear();
+    for (const s of sites) s.cut('the primary is lost');
+    psched.clear();
+    pdisk.crash(failRng, powerLoss);
+    lostPrimary = { sched: psched, disk: pdisk };
+    const former = new Set(imageAt.values());
+    const image = await promoted.promote();
+    sites.splice(sites.indexOf(promoted), 1);
+    // The new primary's journal numbers its records from 1 again: a new stream, from the promoted image.
+    stream.clear();
+    imageAt.clear();
+    baseImage = image;
+    imageAt.set(0, hash(image));
+    failedOver = true;
+    stats.failovers++;
+    primaryName = promoted.name;
+    peerNames = [...sites.map((s) => s.name), SITE_A];
+    psched = promoted.sched;
+    pdisk = promoted.sdisk;
+    pdisk.full = false; // (the primary's volume never fills here: its journal's disk does, below)
+    pjstore = new MemStore(psched);
+    pmstore = new MemStore(psched);
+    await openPrimary();
+    for (const s of sites) await s.follow(former);
+    [b, c] = [sites[0] ?? null, sites[1] ?? null];
+    returnAt = step + 10 + failRng.int(60);
+  };
+  /** The lost primary returns, is refused and demoted (roles.ts's demote): its role's files go, its disk stays. */
+  const primaryReturns = async (): Promise<void> => {
+    const a = makeSite(SITE_A, failRng, PROTOCOL_RANGE, lostPrimary!);
+    lostPrimary = null;
+    a.newShipper();
+    await a.openSecondary();
+    sites.push(a);
+    [b, c] = [sites[0]!, sites[1] ?? null];
+    trace(`${SITE_A} returns, demoted: a secondary of ${primaryName}`);
+  };
+
   await openPrimary();
   // Half the seeds begin as a new pair: the first round sends the whole volume. The
   // others begin as a pair whose first sync is done (both volumes all zeros).
@@ -843,7 +998,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     // for 40 steps is dropped). OFFSITE_SIM_TICKS=0 turns them off, which replays the
     // schedules of the seeds as they ran before the ticks were on.
     if (process.env.OFFSITE_SIM_TICKS !== '0') for (const s of sites) s.tickLink();
-    const b = siteB;
+    if (step === failoverAt) await failover();
+    if (step === returnAt) await primaryReturns();
     const r = rng.next();
     // (With two secondaries, site-b is spared most of its faults, so it keeps up while site-c is away.)
     const spared = threeSites && r >= 0.38 && r < 0.46 && rngC.chance(0.8);
@@ -851,38 +1007,40 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     else if (r < 0.25) issue('zeroes');
     else if (r < 0.27) issue('trim');
     else if (r < 0.33) void jv.flush().catch(() => undefined);
-    else if (r < 0.38 || spared) b.connect();
-    else if (r < 0.395) b.cut('cut by the simulation');
-    else if (r < 0.405) b.stall(clock + STEP_MS * (1 + rng.int(20)));
-    else if (r < 0.42) b.flip();
+    // (`b` is null only after a failover that left no secondary, until the old primary returns.)
+    else if (r < 0.38 || spared) b?.connect();
+    else if (r < 0.395) b?.cut('cut by the simulation');
+    else if (r < 0.405) b?.stall(clock + STEP_MS * (1 + rng.int(20)));
+    else if (r < 0.42) b?.flip();
     else if (r < 0.425) pjstore.full = primaryHazards && !pjstore.full && rng.chance(0.2);
-    else if (r < 0.43) b.sjstore.full = !b.sjstore.full && rng.chance(0.3);
-    else if (r < 0.435) b.sdisk.full = !b.sdisk.full && rng.chance(0.3);
+    else if (r < 0.43) b && (b.sjstore.full = !b.sjstore.full && rng.chance(0.3));
+    else if (r < 0.435) b && (b.sdisk.full = !b.sdisk.full && rng.chance(0.3));
     else if (r < 0.445) await crashPrimary(primaryHazards && rng.chance(0.4));
-    else if (r < 0.46) await b.crash(rng.chance(0.5));
+    else if (r < 0.46) await b?.crash(rng.chance(0.5));
     else if (r < 0.47) {
-      await b.readReplica();
-      await b.checkHistory('while replicating');
+      await b?.readReplica();
+      await b?.checkHistory('while replicating');
     }
-    else if (r < 0.48 && (!b.replica.checkpoint || rng.chance(0.3))) await b.toggleCheckpoint();
+    else if (r < 0.48 && b && (!b.replica.checkpoint || rng.chance(0.3))) await b.toggleCheckpoint();
     else {
       for (let k = 1 + rng.int(8); k > 0; k--) {
         const which = rng.int(4);
         if (which === 0) psched.step();
-        else if (which === 1) b.sched.step();
-        else b.deliver(which === 2);
+        else if (which === 1) b?.sched.step();
+        else b?.deliver(which === 2);
       }
     }
-    if (threeSites) await siteEvent(sites[1]!);
+    if (c) await siteEvent(c);
     await flushMicrotasks();
     if (jv.mode === 'bitmap') overflowed = true;
     checkBounds();
     // (Its own generator: the main schedule draws nothing more for it.)
-    if (keepsHistory && histRng.chance(0.04)) await b.checkHistory('while replicating', 1);
+    if (keepsHistory && histRng.chance(0.04)) await b?.checkHistory('while replicating', 1);
   }
 
   // Faults stop. The host flushes once more; every secondary must converge (an open or
-  // pending resync round runs to its end first).
+  // pending resync round runs to its end first). A lost primary has returned by now.
+  if (lostPrimary) await primaryReturns();
   pjstore.full = false;
   for (const s of sites) {
     s.sjstore.full = s.sdisk.full = false;
@@ -907,9 +1065,10 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       }
     }
     for (const s of sites) if (!s.conn) s.connect();
-    let moved = siteB.deliver(true) || siteB.deliver(false);
+    const first = sites[0]!;
+    let moved = first.deliver(true) || first.deliver(false);
     moved = psched.step() || moved;
-    moved = siteB.sched.step() || moved;
+    moved = first.sched.step() || moved;
     for (const s of sites.slice(1)) {
       moved = s.deliver(true) || s.deliver(false) || moved;
       moved = s.sched.step() || moved;
@@ -927,7 +1086,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   for (const s of sites) if (s.tornApply) fail(s.tornApply);
   if (canConverge) {
     if (!settled()) {
-      const s = sites.find((x) => !settledAt(x)) ?? siteB;
+      const s = sites.find((x) => !settledAt(x)) ?? sites[0]!;
       const { replica, shipper, conn } = s;
       const rc = replica.receiver;
       fail(`no convergence at ${s.name}: the replica applied up to ${rc.applied} of ${jv.journal.lastSeq} (acked ${shipper.acked}, durable ` +

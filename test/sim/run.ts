@@ -70,6 +70,7 @@ for (const seed of seeds) {
       add('detached', r.detached);
       add('rounds of one peer', r.ownRounds);
       add('first syncs of one peer', r.ownFirstSyncs);
+      add('failovers', r.failovers);
     }
   } catch (e) {
     console.log(`FAIL seed ${seed}: ${(e as Error).message}`);

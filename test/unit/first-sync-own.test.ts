@@ -3,7 +3,6 @@
 // VolumeShipper (its resync driver), each peer a fake link that decodes the frames,
 // applies the records to a replica in memory, answers hash requests and acks.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -12,10 +11,8 @@ import { Journal } from '../../src/journal/journal.js';
 import { FLAG_RESYNC, RecordKind, type JournalRecord } from '../../src/journal/record.js';
 import { DirStore } from '../../src/journal/store.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
-import { FrameDecoder, FrameType, decodeHashRequest, decodeResync, type HashRequest } from '../../src/link/frame.js';
-import { decodeRecordsFrame } from '../../src/link/records-frame.js';
-import { VolumeShipper, type ShipperSession } from '../../src/link/volume-shipper.js';
-import { createLogger, silentLogger, type Logger } from '../../src/log/log.js';
+import { createLogger, silentLogger } from '../../src/log/log.js';
+import { FakePeer, drive, turn } from '../helpers/fake-peer.js';
 import { tempDir } from '../helpers/run.js';
 import { memDisk } from '../helpers/mem-disk.js';
 
@@ -33,93 +30,6 @@ async function open(dir: string, peers: string[]): Promise<{ jv: JournaledVolume
   });
   await jv.start(report);
   return { jv, data: disk.data };
-}
-
-/** A peer at the other end of a link: applies what it is sent to its replica, acks on deliver(), answers hash requests when told. */
-class FakePeer {
-  readonly received: JournalRecord[] = [];
-  readonly resyncs: number[] = [];
-  readonly asks: HashRequest[] = [];
-  closed: string | null = null;
-  private ackUpTo = 0;
-  readonly sh: VolumeShipper;
-
-  constructor(jv: JournaledVolume, readonly name: string, readonly replica: Buffer, log: Logger = silentLogger) {
-    this.sh = new VolumeShipper('m', jv, log, { windowBytes: 4096 * KiB, batchBytes: 256 * KiB, selfSyncMs: 1000, now: Date.now, peer: name });
-  }
-
-  /** The link comes up; the peer's Hello says it holds up to `durable` (0 and 0: a new secondary). */
-  up(durable: number, round = 0, fresh = false): void {
-    this.closed = null;
-    const dec = new FrameDecoder();
-    const s: ShipperSession = {
-      send: (parts) => {
-        dec.push(Buffer.concat(parts));
-        for (let f = dec.next(); f; f = dec.next()) {
-          if (f.type === FrameType.Records) this.apply(decodeRecordsFrame(f.payload).records);
-          else if (f.type === FrameType.Resync) this.resyncs.push(decodeResync(f.payload).startSeq);
-          else if (f.type === FrameType.HashRequest) this.asks.push(decodeHashRequest(f.payload));
-          else assert.fail(`${this.name} was sent a frame of type ${FrameType[f.type]}`);
-        }
-      },
-      close: (reason) => {
-        this.closed = reason;
-      },
-    };
-    this.sh.up(s, durable, round, fresh);
-  }
-
-  private apply(records: JournalRecord[]): void {
-    for (const r of records) {
-      this.received.push(r);
-      if (r.kind === RecordKind.Write) r.payload.copy(this.replica, r.offset);
-      else if (r.kind === RecordKind.Zeroes || r.kind === RecordKind.Trim) this.replica.fill(0, r.offset, r.offset + r.length);
-      this.ackUpTo = Math.max(this.ackUpTo, r.seq);
-    }
-  }
-
-  /** Acks what it received (its receive log is durable at once). */
-  deliver(): void {
-    if (this.ackUpTo > this.sh.acked) this.sh.ack(this.ackUpTo);
-  }
-
-  /** Answers the hash requests out with its replica's hashes. */
-  answer(): number {
-    const asks = this.asks.splice(0);
-    for (const a of asks) {
-      const hashes = Array.from({ length: a.count }, (_, i) => {
-        const o = (a.first + i) * a.regionSize;
-        return createHash('sha256').update(this.replica.subarray(o, Math.min(o + a.regionSize, this.replica.length))).digest();
-      });
-      this.sh.hashReply(a.first, a.regionSize, hashes);
-    }
-    return asks.length;
-  }
-
-  /** The resync records this peer was sent whole (not as padding): the regions each covers. */
-  resyncRegions(): number[] {
-    const out: number[] = [];
-    for (const r of this.received) {
-      if ((r.flags & FLAG_RESYNC) === 0 || r.kind === RecordKind.Skip) continue;
-      for (let g = r.offset / RS; g < (r.offset + r.length) / RS; g++) out.push(g);
-    }
-    return out.sort((a, b) => a - b);
-  }
-}
-
-const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
-
-/** Ticks the shippers, acks and (answering) hash replies until `done` (at most `max` turns; `what`: the condition). */
-async function drive(what: string, peers: FakePeer[], done: () => boolean, answering: boolean, also: () => Promise<void> = async () => undefined,
-  max = 3000): Promise<void> {
-  for (let i = 0; i < max && !done(); i++) {
-    for (const p of peers) p.sh.tick();
-    for (const p of peers) p.deliver();
-    if (answering) for (const p of peers) p.answer();
-    await also();
-    await turn();
-  }
-  assert.ok(done(), `${what}, within ${max} turns`);
 }
 
 /** Gives each region 4 KiB of its own bytes (the rest zeros), flushed. */
@@ -140,11 +50,11 @@ test('first sync with several peers: a new secondary gets a round of its own, co
   });
   // near is current; far comes back as a new secondary whose replica is almost the primary's (a
   // common ancestor): regions 3 and 7 differ.
-  const near = new FakePeer(jv, 'near', Buffer.from(data));
+  const near = new FakePeer(jv, 'near', Buffer.from(data), RS);
   const farReplica = Buffer.from(data);
   farReplica[3 * RS + 100] = 0xee;
   farReplica[7 * RS + 5000] = 0xee;
-  const far = new FakePeer(jv, 'far', farReplica);
+  const far = new FakePeer(jv, 'far', farReplica, RS);
   near.up(jv.journal.lastSeq);
   far.up(0, 0, true);
   await drive('far is announced a round', [near, far], () => far.resyncs.length > 0, false);
@@ -211,7 +121,7 @@ test('first sync with several peers: a new secondary waits while another peer\'s
   assert.equal(await jv.firstSyncFor('new'), 0, 'no first sync of its own while far\'s round is open');
   const lines: string[] = [];
   const log = createLogger({ format: 'json', destination: { write: (l: string) => lines.push(l) } as unknown as NodeJS.WritableStream });
-  const nu = new FakePeer(jv, 'new', Buffer.alloc(SIZE), log);
+  const nu = new FakePeer(jv, 'new', Buffer.alloc(SIZE), RS, log);
   nu.up(0, 0, true);
   const said = (): string[] => lines.filter((l) => l.includes('first sync waits'));
   await drive('new\'s wait is said', [nu], () => said().length > 0, false);
@@ -265,8 +175,8 @@ test('first sync with several peers: two new secondaries of a new volume both jo
   const { jv, data } = await open(dir, ['near', 'far']);
   await jv.write(0, Buffer.alloc(4 * KiB, 0x42), false);
   await jv.beginInitialSync();
-  const near = new FakePeer(jv, 'near', Buffer.alloc(SIZE));
-  const far = new FakePeer(jv, 'far', Buffer.alloc(SIZE));
+  const near = new FakePeer(jv, 'near', Buffer.alloc(SIZE), RS);
+  const far = new FakePeer(jv, 'far', Buffer.alloc(SIZE), RS);
   near.up(0, 0, true);
   await drive('near is announced the first sync of all', [near], () => near.resyncs.length > 0, false);
   assert.deepEqual([jv.roundOwner, jv.roundCoversAllFor('far')], [null, true]);
@@ -302,7 +212,7 @@ test('first sync with several peers: a round of one peer\'s own ends when that p
   await fill(jv, async () => undefined);
   const replica = Buffer.from(data);
   replica[2 * RS + 7] = 0xee;
-  const next = new FakePeer(jv, 'next', replica);
+  const next = new FakePeer(jv, 'next', replica, RS);
   next.up(0, 0, true);
   await drive('next is announced a round of its own', [next], () => next.resyncs.length > 0, false);
   assert.equal(jv.roundOwner, 'next');
