@@ -131,6 +131,39 @@ test('failover and failback: kill -9 the primary, promote, write there, demote t
   }
 });
 
+test('split brain resolved after the new primary\'s journal overflowed: the old primary\'s own writes are replaced, not kept', async () => {
+  // The old primary wrote at 40 MiB after its peer went (never shipped); the promoted
+  // site then wrote more than its journal holds, so it tracks by its dirty bitmap when
+  // the old primary comes back and is demoted with --discard-my-data (a split brain). The bitmap says nothing of 40 MiB: the demoted
+  // replica must still be compared everywhere (docs/RESYNC.md, "Who gets one").
+  const p: Pair = await startPair({ size: '64MiB', journal: '8MiB' });
+  try {
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 64M', '-c', 'flush', p.a.uri('db')]);
+    await p.drained(120_000);
+    await p.b.kill9();
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0xee 40M 1M', '-c', 'flush', p.a.uri('db')]);
+    await p.a.kill9();
+    await p.b.start();
+    const promoted = await cli(p.b, 'promote', 'db');
+    assert.equal(promoted.code, 0, promoted.stderr);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x22 0 16M', '-c', 'flush', p.b.uri('db')]);
+    for (let i = 0; i < 100 && !p.b.log.includes('dirty-bitmap tracking'); i++) await sleep(100);
+    assert.match(p.b.log, /journal full: .*switched to dirty-bitmap tracking/, 'the new primary\'s journal overflowed');
+    // Both wrote apart: a split brain, which the operator resolves for the promoted site.
+    await p.a.start();
+    for (let i = 0; i < 300 && !p.a.log.includes('split brain'); i++) await sleep(100);
+    assert.match(p.a.log, /split brain/);
+    const demoted = await cli(p.a, 'demote', 'db', '--discard-my-data');
+    assert.equal(demoted.code, 0, demoted.stderr);
+    await converged(p.b, p.a);
+    await assertIdentical(p.a.uri('db'), p.b.uri('db'), { message: 'the demoted replica holds the new primary\'s image, its own write at 40 MiB replaced' });
+    const sb = (await statusOf(p.b)).volumes[0] as unknown as { resyncSeededBytes: number };
+    assert.ok(sb.resyncSeededBytes > 32 << 20, `regions equal by hash did not travel (${sb.resyncSeededBytes} bytes)`);
+  } finally {
+    await p.stop();
+  }
+});
+
 test('split brain: both sides written apart is detected, nothing is overwritten, --discard-my-data resolves it', async () => {
   const p = await startPair({ size: '32MiB' });
   try {
