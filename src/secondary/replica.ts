@@ -260,11 +260,19 @@ export class Replica implements ExportBackend {
   }
 
   private async doOpenRound(startSeq: number): Promise<void> {
-    while (this.attaching) await this.attaching.catch(() => undefined);
-    while (this.units.gate) await this.units.gate;
-    // Records before the round must be applied first: a held checkpoint makes the round wait.
-    while (this.frozenBy) await this.checkpoints.released;
-    await this.applyIdle(); // (the release starts an apply of its own: it ends before the round opens)
+    // Each wait again until none holds: a checkpoint held for hours may see a link attach
+    // and the receive log reopened meanwhile (found by the replication simulation's
+    // failovers, seed 490: the round jumped the new log while its recovery ran).
+    for (;;) {
+      if (this.attaching || this.reopening || this.releasing) await (this.attaching ?? this.reopening ?? this.releasing)!.catch(() => undefined);
+      else if (this.units.gate) await this.units.gate;
+      // Records before the round must be applied first: a held checkpoint makes the round wait.
+      else if (this.frozenBy) await this.checkpoints.released;
+      else {
+        await this.applyIdle(); // (the release starts an apply of its own: it ends before the round opens)
+        if (!this.attaching && !this.reopening && !this.releasing && !this.units.gate && !this.frozenBy) break;
+      }
+    }
     if (!this.round) {
       // The first sync has no earlier image to keep; any later round keeps it in the undo area,
       // and so does the first round of a replica that follows a new primary (RoleChanges.follow):
@@ -471,12 +479,14 @@ export class Replica implements ExportBackend {
     // Released in memory first: a failing disk below must not leave it held with no export.
     this.checkpoints.letGo();
     this.past.release();
-    try {
-      await this.checkpoints.removeFile();
-    } catch (e) {
+    // (A round waiting for the release opens once the catch-up below is asked: doOpenRound.)
+    const removing = this.checkpoints.removeFile().catch((e: Error) => {
       this.logger.error({ volume: this.name },
-        `volume ${this.name}: cannot remove the checkpoint file (${(e as Error).message}); after a restart the checkpoint is held again until released`);
-    }
+        `volume ${this.name}: cannot remove the checkpoint file (${e.message}); after a restart the checkpoint is held again until released`);
+    });
+    this.releasing = removing;
+    await removing;
+    if (this.releasing === removing) this.releasing = null;
     const heldFor = Math.round((Date.now() - cp.createdAt) / 1000);
     if (cp.point) {
       this.logger.info({ volume: this.name },
@@ -497,6 +507,8 @@ export class Replica implements ExportBackend {
   /** Bumped by every attach and detach: an attach that was overtaken stops. */
   private attachToken = 0;
   private reopening: Promise<void> | null = null;
+  /** A checkpoint's release, until the catch-up it starts is asked (releaseCheckpoint). */
+  private releasing: Promise<void> | null = null;
 
   /** `first`: runs before anything else (a stream to write down before the first record, src/stream/stream.ts). */
   attach(link: ReplicaLink, first?: () => Promise<void>): Promise<void> {

@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 
-test('replication simulation: invariants 2, 3, 4, 5, 7 and 8 over a thousand seeds (checkpoints held through faults, a third with two secondaries, failovers), ' +
+test('replication simulation: invariants 2, 3, 4, 5, 7 and 8 over a thousand seeds ' +
+  '(checkpoints held through faults, a third with two secondaries, failovers), ' +
   'every one converging', () => {
   const seeds = process.env.OFFSITE_SIM_SEEDS ?? '1000';
   let out: string;

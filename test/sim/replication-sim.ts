@@ -86,6 +86,8 @@ export interface ReplicationSimStats {
   ownFirstSyncs: number;
   /** Failovers: the primary lost, a secondary promoted, the other following it, the old primary back demoted. */
   failovers: number;
+  /** ... of them to a restore point of the promoted replica's history (`promote --at`). */
+  pastPromotes: number;
 }
 
 interface Conn {
@@ -139,8 +141,8 @@ interface SiteSim {
   toggleCheckpoint(): Promise<void>;
   /** Invariants 2 and 7 for this site, live: its receive log and link within bounds, nothing released it lacks. */
   checkLink(): void;
-  /** Promoted: the image the new primary starts from. */
-  promote(): Promise<Buffer>;
+  /** Promoted (`toPast`: to a restore point of its history, if it has one): the image the new primary starts from. */
+  promote(toPast: boolean): Promise<Buffer>;
   /** Follows the new primary (`former`: the old primary's flush-point images). */
   follow(former: ReadonlySet<string>): Promise<void>;
 }
@@ -214,7 +216,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
     pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, threeSites: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0,
-    failovers: 0 };
+    failovers: 0, pastPromotes: 0 };
   // Half the seeds keep history at the secondary (docs/HISTORY.md), some with a max that
   // drops old segments; past points are opened and compared with the primary's image
   // there (invariant 8). Its own generator: the other seeds replay as before.
@@ -374,10 +376,11 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     let tornApply: string | null = null;
     // After this site followed a new primary (or came back demoted), the image it served
     // at the follow (a flush point of the old primary; null: it had none), which its
-    // export keeps serving until the new primary's first round ends.
+    // export keeps serving until the new primary's first round ends (then, or at the
+    // first apply outside a round, it is null again).
     let restarted = machine !== undefined;
     let followImage: string | null = null;
-    const servesFollowImage = (h: string): boolean => followImage === h && (replica.round !== null || replica.receiver.applied === 0);
+    const servesFollowImage = (h: string): boolean => followImage === h;
 
     // --- the secondary ----------------------------------------------------------
     const openSecondary = async (): Promise<void> => {
@@ -412,6 +415,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         const rc = replica.receiver;
         const h = rc.handle.bind(rc);
         rc.handle = (e) => {
+          if (life === slife && (e.type === 'roundClosed' || (e.type === 'applied' && !replica.round))) followImage = null;
           if (e.type === 'applied' && !replica.round && life === slife) {
             const want = imageAt.get(e.upTo);
             // (Said at the next step: a throw here would only stop the replica's apply chain.)
@@ -761,17 +765,25 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
      * log holds durably is applied in whole units, a round is rolled back; the volume is
      * then the old primary's image at a flush point, which the new primary starts from.
      */
-    const promote = async (): Promise<Buffer> => {
+    const promote = async (toPast: boolean): Promise<Buffer> => {
       cut(`${name} is promoted`);
       if (replica.checkpoint) await settle(replica.releaseCheckpoint());
       checkpointImage = null;
-      const fin = await settle(replica.finishForPromote());
+      // `promote --at`: rolled back to a restore point of its history (the recovery after ransomware).
+      const points = toPast ? replica.historyPoints() : [];
+      const point = points.length > 0 ? points[histRng.int(points.length)]! : undefined;
+      const fin = await settle(replica.finishForPromote(point && { seq: point.seq }));
       slife++; // (the replica's process ends here: the new primary opens the disk)
       const image = Buffer.from(sdisk.file.current);
       // The image at the record it applied up to, or (a round open, even one that opened
       // as the checkpoint went: rolled back) the image from before the round, a flush
       // point older than the records the round jumped past.
-      if (![...imageAt.values()].includes(hash(image))) {
+      if (point && imageAt.get(point.seq) !== hash(image)) {
+        fail(`${name} was promoted to its restore point at record ${point.seq}, but its image is not the old primary's there`);
+      }
+      if (point) stats.pastPromotes++;
+      // (One that followed this primary and got no round of it yet: the image it served at the follow.)
+      if (![...imageAt.values()].includes(hash(image)) && !servesFollowImage(hash(image))) {
         fail(`${name} was promoted at record ${fin.applied} (${fin.rolledBack} regions rolled back), but its image is no flush point of the old primary`);
       }
       trace(`${name} promoted at record ${fin.applied}`);
@@ -931,14 +943,18 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   // with its disk as the loss left it (writes no secondary got), and is sent what differs
   // too (docs/ROLES.md). Their own generator: the other seeds replay as before.
   const failRng = new Rng(seed ^ 0xfa11);
-  const failoverAt = failRng.chance(1 / 4) ? Math.floor(cfg.steps * (0.2 + 0.4 * failRng.next())) : -1;
+  let failoverAt = failRng.chance(1 / 4) ? Math.floor(cfg.steps * (0.2 + 0.6 * failRng.next())) : -1;
   let returnAt = -1;
   let failedOver = false;
-  let lostPrimary: { sched: Scheduler; disk: MemDisk } | null = null;
+  let lostPrimary: { name: string; sched: Scheduler; disk: MemDisk } | null = null;
   const failover = async (): Promise<void> => {
-    const able = sites.filter((s) => s.replica.consistent);
+    // (A replica with restore points can be promoted to one of them whatever it is now: a round, a torn apply.)
+    const past = (s: SiteSim): boolean => s.replica.historyPoints().length > 0;
+    const able = sites.filter((s) => s.replica.consistent || past(s));
     if (able.length === 0) return; // (none could be promoted without --force: the seed goes on without a failover)
     const promoted = able[failRng.int(able.length)]!;
+    const toPast = past(promoted) && (!promoted.replica.consistent || failRng.chance(0.6));
+    trace(`restore points at failover: ${sites.map((x) => `${x.name} ${x.replica.historyPoints().length}`).join(', ')}; keeps history ${keepsHistory}`);
     const powerLoss = failRng.chance(0.5);
     trace(`the primary is lost (${powerLoss ? 'power loss' : 'kill -9'}); ${promoted.name} takes over`);
     plife++;
@@ -947,9 +963,12 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     for (const s of sites) s.cut('the primary is lost');
     psched.clear();
     pdisk.crash(failRng, powerLoss);
-    lostPrimary = { sched: psched, disk: pdisk };
+    lostPrimary = { name: primaryName, sched: psched, disk: pdisk };
     const former = new Set(imageAt.values());
-    const image = await promoted.promote();
+    // (The operator's promote and the follow run with room on every disk: a promote that
+    // fails on a full disk is not simulated.)
+    for (const s of sites) s.sdisk.full = s.sjstore.full = s.ssstore.full = false;
+    const image = await promoted.promote(toPast);
     sites.splice(sites.indexOf(promoted), 1);
     // The new primary's journal numbers its records from 1 again: a new stream, from the promoted image.
     stream.clear();
@@ -959,7 +978,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     failedOver = true;
     stats.failovers++;
     primaryName = promoted.name;
-    peerNames = [...sites.map((s) => s.name), SITE_A];
+    peerNames = [...sites.map((s) => s.name), lostPrimary.name];
     psched = promoted.sched;
     pdisk = promoted.sdisk;
     pdisk.full = false; // (the primary's volume never fills here: its journal's disk does, below)
@@ -972,13 +991,16 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   };
   /** The lost primary returns, is refused and demoted (roles.ts's demote): its role's files go, its disk stays. */
   const primaryReturns = async (): Promise<void> => {
-    const a = makeSite(SITE_A, failRng, PROTOCOL_RANGE, lostPrimary!);
+    const lost = lostPrimary!;
+    const a = makeSite(lost.name, failRng, PROTOCOL_RANGE, lost);
     lostPrimary = null;
     a.newShipper();
     await a.openSecondary();
     sites.push(a);
     [b, c] = [sites[0]!, sites[1] ?? null];
-    trace(`${SITE_A} returns, demoted: a secondary of ${primaryName}`);
+    trace(`${lost.name} returns, demoted: a secondary of ${primaryName}`);
+    // A third of them fail over again later (the new primary lost in turn: a third journal).
+    if (failRng.chance(1 / 3)) failoverAt = step + 15 + failRng.int(40);
   };
 
   await openPrimary();

@@ -71,6 +71,7 @@ for (const seed of seeds) {
       add('rounds of one peer', r.ownRounds);
       add('first syncs of one peer', r.ownFirstSyncs);
       add('failovers', r.failovers);
+      add('promotes to a past point', r.pastPromotes);
     }
   } catch (e) {
     console.log(`FAIL seed ${seed}: ${(e as Error).message}`);
