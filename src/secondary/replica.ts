@@ -252,7 +252,10 @@ export class Replica implements ExportBackend {
    * Records frames that arrive meanwhile wait.
    */
   openRound(startSeq: number): Promise<void> {
-    const p = this.doOpenRound(startSeq).finally(() => {
+    // One at a time, in the order the Resyncs came (several wait out a held checkpoint,
+    // one per link the primary began meanwhile): the last one's round is the primary's.
+    const before = this.opening;
+    const p = (before ? before.catch(() => undefined) : Promise.resolve()).then(() => this.doOpenRound(startSeq)).finally(() => {
       if (this.opening === p) this.opening = null;
     });
     this.opening = p;

@@ -41,6 +41,7 @@ import { PeerSession, type SessionAction } from '../../src/link/peer-session.js'
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import { LinkScheduler } from '../../src/rate/scheduler.js';
 import { Replica, SYNCED_FILE } from '../../src/secondary/replica.js';
+import { writePromoteAt } from '../../src/secondary/promote-at-file.js';
 import { MemDisk, MemStore, Rng, Scheduler, fence, flushMicrotasks, settleOn } from './disk-model.js';
 import { SimFailure } from './journal-sim.js';
 import { watchInvariants } from './invariant-watch.js';
@@ -88,6 +89,8 @@ export interface ReplicationSimStats {
   failovers: number;
   /** ... of them to a restore point of the promoted replica's history (`promote --at`). */
   pastPromotes: number;
+  /** ... cut part-way by a power loss at the promoted site, and completed at its start. */
+  promoteCrashes: number;
 }
 
 interface Conn {
@@ -141,8 +144,12 @@ interface SiteSim {
   toggleCheckpoint(): Promise<void>;
   /** Invariants 2 and 7 for this site, live: its receive log and link within bounds, nothing released it lacks. */
   checkLink(): void;
-  /** Promoted (`toPast`: to a restore point of its history, if it has one): the image the new primary starts from. */
-  promote(toPast: boolean): Promise<Buffer>;
+  /**
+   * Promoted (`toPast`: to a restore point of its history, if it has one; `crashAfter`:
+   * a power loss that many I/O steps into it, then completed at the start): the image the
+   * new primary starts from.
+   */
+  promote(toPast: boolean, crashAfter: number | null): Promise<Buffer>;
   /** Follows the new primary (`former`: the old primary's flush-point images). */
   follow(former: ReadonlySet<string>): Promise<void>;
 }
@@ -216,7 +223,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
     pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, threeSites: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0,
-    failovers: 0, pastPromotes: 0 };
+    failovers: 0, pastPromotes: 0, promoteCrashes: 0 };
   // Half the seeds keep history at the secondary (docs/HISTORY.md), some with a max that
   // drops old segments; past points are opened and compared with the primary's image
   // there (invariant 8). Its own generator: the other seeds replay as before.
@@ -379,6 +386,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     // export keeps serving until the new primary's first round ends (then, or at the
     // first apply outside a round, it is null again).
     let restarted = machine !== undefined;
+    /** A promote to a past point is under way here (its promote-at file written). */
+    let promotingToPast = false;
     let followImage: string | null = null;
     const servesFollowImage = (h: string): boolean => followImage === h;
 
@@ -434,7 +443,10 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       // Invariant 3 after recovery: exactly the image at the applied barrier.
       const applied = replica.receiver.applied;
       const want = imageAt.get(applied);
-      if (replica.round && !replica.round.initial) {
+      if (promotingToPast) {
+        // A promote to a past point that a crash cut part-way: the start completes it before
+        // anything is served (roles.ts's completeChange); the volume is rolled back in part.
+      } else if (replica.round && !replica.round.initial) {
         // Mid-round: the export still serves the image from before the round (undo area).
         const buf = Buffer.alloc(size);
         await settle(replica.read(0, buf, 0, size));
@@ -456,7 +468,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       } else if (hash(sdisk.file.current) !== want && !servesFollowImage(hash(sdisk.file.current))) {
         fail(`after recovery the replica is not the flush-point image of record ${applied}`);
       }
-      await checkHistory('after a start');
+      if (!promotingToPast) await checkHistory('after a start');
       opened = true;
       // Invariant 2: the primary released nothing the secondary lacks.
       // (In bitmap mode the journal was folded into the dirty bitmap, which covers what it dropped;
@@ -765,13 +777,26 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
      * log holds durably is applied in whole units, a round is rolled back; the volume is
      * then the old primary's image at a flush point, which the new primary starts from.
      */
-    const promote = async (toPast: boolean): Promise<Buffer> => {
+    const promote = async (toPast: boolean, crashAfter: number | null): Promise<Buffer> => {
       cut(`${name} is promoted`);
       if (replica.checkpoint) await settle(replica.releaseCheckpoint());
       checkpointImage = null;
       // `promote --at`: rolled back to a restore point of its history (the recovery after ransomware).
       const points = toPast ? replica.historyPoints() : [];
       const point = points.length > 0 ? points[histRng.int(points.length)]! : undefined;
+      if (point) {
+        // Written down first, as the daemon does: a start after a crash goes to the same point.
+        await settle(writePromoteAt(ssstore, { seq: point.seq, time: point.time }));
+        promotingToPast = true;
+      }
+      if (crashAfter !== null) {
+        // A power loss part-way; the next start completes the promote (roles.ts's completeChange).
+        void replica.finishForPromote(point && { seq: point.seq }).catch(() => undefined);
+        for (let k = 0; k < crashAfter && ssched.step(); k++) await flushMicrotasks();
+        trace(`${name} loses power ${crashAfter} steps into its promote`);
+        await crashSecondary(true);
+        stats.promoteCrashes++;
+      }
       const fin = await settle(replica.finishForPromote(point && { seq: point.seq }));
       slife++; // (the replica's process ends here: the new primary opens the disk)
       const image = Buffer.from(sdisk.file.current);
@@ -968,7 +993,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     // (The operator's promote and the follow run with room on every disk: a promote that
     // fails on a full disk is not simulated.)
     for (const s of sites) s.sdisk.full = s.sjstore.full = s.ssstore.full = false;
-    const image = await promoted.promote(toPast);
+    const image = await promoted.promote(toPast, failRng.chance(0.3) ? failRng.int(12) : null);
     sites.splice(sites.indexOf(promoted), 1);
     // The new primary's journal numbers its records from 1 again: a new stream, from the promoted image.
     stream.clear();

@@ -72,6 +72,7 @@ for (const seed of seeds) {
       add('first syncs of one peer', r.ownFirstSyncs);
       add('failovers', r.failovers);
       add('promotes to a past point', r.pastPromotes);
+      add('promotes cut by a power loss', r.promoteCrashes);
     }
   } catch (e) {
     console.log(`FAIL seed ${seed}: ${(e as Error).message}`);

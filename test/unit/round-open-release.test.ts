@@ -85,3 +85,31 @@ test('a round waiting for a checkpoint opens after the release\'s catch-up, at e
     onViolation(prev);
   }
 });
+
+test('Resyncs that wait out a held checkpoint open their rounds in the order they came: the last one\'s is the round', async () => {
+  for (let seed = 1; seed <= 8; seed++) {
+    const sched = new Scheduler(new Rng(seed));
+    const disk = new MemDisk(SIZE, sched);
+    const logStore = new MemStore(sched);
+    const roundStore = new MemStore(sched);
+    const fail = (msg: string): never => assert.fail(`seed ${seed}: ${msg}`);
+    const step = (): boolean => sched.step();
+    await settleOn(roundStore.replace(SYNCED_FILE, Buffer.from('synced\n')), step, fail);
+    const replica = await settleOn(Replica.open(disk,
+      () => new Journal({ store: logStore, capacity: 1 << 20, segmentSize: 64 * 1024, onDamage: KEEP_PREFIX }), silentLogger,
+      { roundStore, regionSize: BLOCK }), step, fail);
+    const link = { ack: () => undefined, hold: () => undefined, close: () => undefined };
+    await settleOn(replica.attach(link), step, fail);
+    await settleOn(replica.receive([write(1, 1, 0, 0xa1), barrier(2, 1)]), step, fail);
+    await settleOn(replica.createCheckpoint('cp', null, 0, false), step, fail);
+    await settleOn(replica.receive([write(3, 2, 1, 0xa2), barrier(4, 2)]), step, fail);
+    // Each link the primary began meanwhile sent its Resync (the round moved on each time); a reattach between them.
+    const opens = [6, 9, 12].map((start) => replica.openRound(start).catch((e: Error) => e.message));
+    replica.detach();
+    const attached = replica.attach(link);
+    await settleOn(Promise.all([replica.releaseCheckpoint(), attached]), step, fail);
+    await settleOn(Promise.all(opens), step, fail);
+    assert.equal(replica.round?.startSeq, 12, `seed ${seed}: the round is the last Resync's`);
+    assert.equal(replica.receiver.applied, 11, `seed ${seed}: the log jumped to the last round's start`);
+  }
+});
