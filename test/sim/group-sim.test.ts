@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 
-test('group simulation: invariants 8 and 10 over 300 seeds, every member converging to the last group point', () => {
+test('group simulation: invariants 8 and 10 over 300 seeds, every member converging to the last group point or promoted at one', () => {
   const seeds = process.env.OFFSITE_GROUP_SIM_SEEDS ?? '300';
   let out: string;
   try {
@@ -26,7 +26,9 @@ test('group simulation: invariants 8 and 10 over 300 seeds, every member converg
   };
   assert.match(out, new RegExp(`^ok ${seeds} seeds`, 'm'), out);
   const n = Number(seeds);
-  assert.equal(figure('converged'), n, out);
+  // A quarter of the seeds end in a promote of the group when it can be (else they converge).
+  assert.equal(figure('converged') + figure('group failovers'), n, out);
+  assert.ok(figure('group failovers') > n / 30, out);
   assert.ok(figure('members') > 2 * n, out); // two or three members a seed
   assert.ok(figure('group points') > 20 * n, out);
   assert.ok(figure('crashes') > n, out);

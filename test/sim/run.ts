@@ -47,6 +47,7 @@ for (const seed of seeds) {
       add('cuts', r.cuts);
       add('converged', r.converged);
       add('history points opened', r.historyChecks);
+      add('group failovers', r.failovers);
     } else if (sim === 'journal') {
       const r = await runSeed(seed);
       add('crashes', r.crashes);
