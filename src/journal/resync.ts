@@ -172,10 +172,15 @@ export class RoundSteps {
    * Two new secondaries linking at once (docs/PEERS.md) wait for the same one.
    */
   beginInitialSync(): Promise<void> {
-    this.initial ??= this.doBeginInitialSync().finally(() => {
-      this.initial = null;
+    // In turn with start() (another peer's link in bitmap mode): a round it opened meanwhile
+    // would take a bitmap not yet all marked, and the comparison this one asks for.
+    if (this.initial) return this.initial;
+    const p = this.starting.then(() => this.doBeginInitialSync()).finally(() => {
+      if (this.initial === p) this.initial = null;
     });
-    return this.initial;
+    this.initial = p;
+    this.starting = p.catch(() => undefined);
+    return p;
   }
 
   private initial: Promise<void> | null = null;

@@ -299,10 +299,6 @@ export class JournaledVolume implements ExportBackend {
    * (every region was marked at its start, a first sync) and every record of it the
    * journal holds for `peer` (attached, its cursor before the round's start).
    */
-  /** A round is open that every region was marked for at its start (a first sync), for every peer. */
-  get roundCoversAll(): boolean {
-    return this.round.start !== 0 && this.round.owner === null && this.round.whole;
-  }
   roundCoversAllFor(peer: string): boolean {
     return this.round.start !== 0 && this.round.owner === null && this.round.whole && !this.cursors.isDetached(peer) &&
       this.cursors.of(peer) < this.round.start;

@@ -83,7 +83,7 @@ export class ResyncDriver {
     if (newPeer && this.jv.cursors.count > 1) {
       // A new secondary of a volume with several: a first sync of its own (docs/PEERS.md).
       if (!await this.firstSyncOfItsOwn(s)) return;
-    } else if (newPeer && !this.jv.roundCoversAll) {
+    } else if (newPeer && !this.jv.roundCoversAllFor(this.peer)) {
       // A new pair (the secondary has never held this volume): the first sync sends all of it.
       // (With one peer, an open round of every region is this peer's first sync whose
       // Resync never reached it, and is announced below; a round of some regions is not.)

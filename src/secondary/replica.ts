@@ -483,7 +483,8 @@ export class Replica implements ExportBackend {
     this.checkpoints.letGo();
     this.past.release();
     // (A round waiting for the release opens once the catch-up below is asked: doOpenRound.)
-    const removing = this.checkpoints.removeFile().catch((e: Error) => {
+    // (Promise.resolve().then: a removal that throws at once is caught here too.)
+    const removing = Promise.resolve().then(() => this.checkpoints.removeFile()).catch((e: Error) => {
       this.logger.error({ volume: this.name },
         `volume ${this.name}: cannot remove the checkpoint file (${e.message}); after a restart the checkpoint is held again until released`);
     });

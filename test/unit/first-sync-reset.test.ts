@@ -69,7 +69,7 @@ test('first sync after a reset: a round of some regions is open when a peer hold
   // A link began a round of the bitmap's regions (its Resync reached a peer that was then
   // reset, or never did).
   const start = await jv.startResync();
-  assert.ok(start > 0 && !jv.roundCoversAll, 'a round of regions 2 and 4');
+  assert.ok(start > 0 && !jv.roundCoversAllFor(THE_PEER), 'a round of regions 2 and 4');
   const peer = new FakePeer(jv, 'site-a', oldPrimary(before), RS, silentLogger, true);
   peer.up(0, 0, true);
   await drive('the round ends and the peer holds all of it', [peer],
