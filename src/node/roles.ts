@@ -371,8 +371,10 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
         daemon.links?.volumeChanged(name, `volume ${name} discards its data`);
         const rp = e.replica!;
         await this.endDrill(e);
-        await rp.quiesce(); // nothing applies while its files go
+        // Let go first: a Resync's round waits for a held checkpoint, and quiesce for the round.
         daemon.registry.remove(`${name}${CHECKPOINT_SUFFIX}`);
+        if (rp.checkpoint) await rp.releaseCheckpoint();
+        await rp.quiesce(); // nothing applies while its files go
         rp.log.close();
       } else {
         const jv = e.journaled!;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { OFFSITE_BIN, statusOf } from '../helpers/daemon.js';
 import { startPair } from '../helpers/pair.js';
-import { must, run, waitFor } from '../helpers/run.js';
+import { must, run, sleep, waitFor } from '../helpers/run.js';
 import { cli, exportHash } from '../helpers/cli.js';
 
 test('checkpoint under load: a frozen read-only export, a paused link instead of a full log, catch-up on release', async () => {
@@ -170,6 +170,30 @@ test('a hold too long, infinite, negative or zero is refused before anything is 
     assert.equal(listed.code, 0, listed.stderr);
     assert.match(listed.stdout, /db {2}"decade" {2}taken .* held until \d{4}-.* {2}export db@checkpoint/);
     assert.equal((await run('nbdinfo', ['--size', p.b.uri('db@checkpoint')])).stdout.trim(), String(16 << 20));
+  } finally {
+    await p.stop();
+  }
+});
+
+test('demote --discard-my-data of a secondary whose checkpoint holds back a resync round answers, and the replica converges',
+  { timeout: 300_000 }, async () => {
+  // A checkpoint is held at site-b; site-a's journal overflows, so its next link begins a
+  // resync round whose opening at site-b waits for the checkpoint. The operator's demote
+  // --discard-my-data there lets the checkpoint go first (it waited for the round before).
+  const p = await startPair({ size: '64MiB', journal: '8MiB' });
+  try {
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x21 0 4M', '-c', 'flush', p.a.uri('db')]);
+    await p.drained();
+    assert.equal((await cli(p.b, 'checkpoint', 'create', 'db', '--label', 'held')).code, 0);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x22 0 32M', '-c', 'flush', p.a.uri('db')]);
+    await waitFor('site-a to begin a resync round', async () => /resync round from record \d+/.test(p.a.log), 30_000);
+    await sleep(3000); // (the round's Resync reaches site-b, whose opening then waits for the checkpoint)
+    const demoted = await run(process.execPath, [OFFSITE_BIN, 'demote', 'db', '--discard-my-data', '-c', p.b.configFile], { timeoutMs: 30_000 });
+    assert.equal(demoted.code, 0, `${demoted.stdout}${demoted.stderr}\n${p.b.log.slice(-2000)}`);
+    assert.match(demoted.stdout, /its data is discarded in favour of the peer's/);
+    await p.drained(120_000);
+    const cmp = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
+    assert.equal((cmp.stdout + cmp.stderr).trim(), 'Images are identical.');
   } finally {
     await p.stop();
   }
