@@ -267,14 +267,13 @@ export class Replica implements ExportBackend {
     // and the receive log reopened meanwhile (found by the replication simulation's
     // failovers, seed 490: the round jumped the new log while its recovery ran).
     for (;;) {
-      if (this.attaching || this.reopening || this.releasing) await (this.attaching ?? this.reopening ?? this.releasing)!.catch(() => undefined);
-      else if (this.units.gate) await this.units.gate;
-      // Records before the round must be applied first: a held checkpoint makes the round wait.
-      else if (this.frozenBy) await this.checkpoints.released;
-      else {
-        await this.applyIdle(); // (the release starts an apply of its own: it ends before the round opens)
-        if (!this.attaching && !this.reopening && !this.releasing && !this.units.gate && !this.frozenBy) break;
+      const wait = this.roundWaitsFor();
+      if (wait) {
+        await wait;
+        continue;
       }
+      await this.applyIdle(); // (the release starts an apply of its own: it ends before the round opens)
+      if (!this.roundWaitsFor()) break;
     }
     if (!this.round) {
       // The first sync has no earlier image to keep; any later round keeps it in the undo area,
@@ -301,6 +300,14 @@ export class Replica implements ExportBackend {
     // Durable with this sync; if it fails, the round marker makes the primary send Resync again.
     this.log.markApplied(startSeq - 1);
     await this.log.sync();
+  }
+  /** What a round's opening waits for now (a link attaching, the receive log reopened, a release, a unit, a checkpoint), or null. */
+  private roundWaitsFor(): Promise<unknown> | null {
+    const busy = this.attaching ?? this.reopening ?? this.releasing;
+    if (busy) return busy.catch(() => undefined);
+    if (this.units.gate) return this.units.gate;
+    // Records before the round must be applied first: a held checkpoint makes the round wait.
+    return this.frozenBy ? this.checkpoints.released : null;
   }
   write(): Promise<void> { return Promise.reject(new DiskError('EPERM', 'the replica is read-only')); }
   writeZeroes(_o: number, _l: number, _z: ZeroOptions): Promise<void> { return Promise.reject(new DiskError('EPERM', 'the replica is read-only')); }

@@ -556,12 +556,11 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
     trace(`group checkpoint at ${point}`);
   };
 
-  const crashPrimary = async (): Promise<void> => {
-    trace('crash primary (kill -9)');
+  /** kill -9 of the primary (every member at once): its process and the link go, its disks keep what was written. */
+  const killPrimary = (why: string): void => {
     plife++;
     pgen++;
-    stats.crashes++;
-    cut('primary crashed');
+    cut(why);
     for (const b of busy.values()) b.clear();
     psched.clear();
     for (const m of members) {
@@ -569,6 +568,12 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
       m.pjstore.crash(rng, false);
       m.pmstore.crash(rng, false);
     }
+  };
+
+  const crashPrimary = async (): Promise<void> => {
+    trace('crash primary (kill -9)');
+    stats.crashes++;
+    killPrimary('primary crashed');
     await openPrimary();
   };
 
@@ -580,17 +585,9 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
    */
   const groupFailover = async (): Promise<boolean> => {
     trace('the primary is lost; the group is promoted here');
-    plife++;
-    pgen++;
-    cut('the primary is lost');
-    for (const b of busy.values()) b.clear();
-    psched.clear();
-    for (const m of members) {
-      m.pdisk.crash(rng, false);
-      m.pjstore.crash(rng, false);
-      m.pmstore.crash(rng, false);
-      m.sjstore.full = m.sdisk.full = m.ssstore.full = false; // (a promote that fails on a full disk is not simulated)
-    }
+    killPrimary('the primary is lost');
+    // (A promote that fails on a full disk is not simulated.)
+    for (const m of members) m.sjstore.full = m.sdisk.full = m.ssstore.full = false;
     if (frozen) {
       for (const m of members) await settle(m.replica.releaseCheckpoint());
       frozen = null;

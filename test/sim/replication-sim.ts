@@ -777,10 +777,14 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
      * log holds durably is applied in whole units, a round is rolled back; the volume is
      * then the old primary's image at a flush point, which the new primary starts from.
      */
-    const promote = async (toPast: boolean, crashAfter: number | null): Promise<Buffer> => {
-      cut(`${name} is promoted`);
+    /** The link goes and a held checkpoint is let go, as a promote or a follow begins. */
+    const leaveRole = async (why: string): Promise<void> => {
+      cut(why);
       if (replica.checkpoint) await settle(replica.releaseCheckpoint());
       checkpointImage = null;
+    };
+    const promote = async (toPast: boolean, crashAfter: number | null): Promise<Buffer> => {
+      await leaveRole(`${name} is promoted`);
       // `promote --at`: rolled back to a restore point of its history (the recovery after ransomware).
       const points = toPast ? replica.historyPoints() : [];
       const point = points.length > 0 ? points[histRng.int(points.length)]! : undefined;
@@ -800,14 +804,13 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       const fin = await settle(replica.finishForPromote(point && { seq: point.seq }));
       slife++; // (the replica's process ends here: the new primary opens the disk)
       const image = Buffer.from(sdisk.file.current);
-      // The image at the record it applied up to, or (a round open, even one that opened
-      // as the checkpoint went: rolled back) the image from before the round, a flush
-      // point older than the records the round jumped past.
       if (point && imageAt.get(point.seq) !== hash(image)) {
         fail(`${name} was promoted to its restore point at record ${point.seq}, but its image is not the old primary's there`);
       }
       if (point) stats.pastPromotes++;
-      // (One that followed this primary and got no round of it yet: the image it served at the follow.)
+      // A flush point of the old primary: the one it applied up to, or (a round open, even one
+      // that opened as the checkpoint went: rolled back) the one from before the round; or,
+      // for one that followed this primary and got no round of it yet, the image it served at the follow.
       if (![...imageAt.values()].includes(hash(image)) && !servesFollowImage(hash(image))) {
         fail(`${name} was promoted at record ${fin.applied} (${fin.rolledBack} regions rolled back), but its image is no flush point of the old primary`);
       }
@@ -820,9 +823,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
      * compares every region by hash. `former`: the old primary's flush-point images.
      */
     const follow = async (former: ReadonlySet<string>): Promise<void> => {
-      cut(`${name} follows ${primaryName}`);
-      if (replica.checkpoint) await settle(replica.releaseCheckpoint());
-      checkpointImage = null;
+      await leaveRole(`${name} follows ${primaryName}`);
       const synced = ssstore.files.has(SYNCED_FILE); // (its first sync ended once: the mark the follow keeps)
       const fin = await settle(replica.finishForPromote());
       slife++;

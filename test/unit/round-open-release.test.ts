@@ -28,13 +28,18 @@ function barrier(seq: number, epoch: number): JournalRecord {
   return { kind: RecordKind.Barrier, flags: 0, seq, epoch, offset: 0, length: 0, time: 0, payload: Buffer.alloc(0) };
 }
 
-async function run(seed: number, stepsBeforeRelease: number): Promise<void> {
+/**
+ * A replica of a synced pair at record 2 holding checkpoint "cp", records 3..4 gathered
+ * in its receive log meanwhile; `what` names the run in failures.
+ */
+async function heldReplica(seed: number, what: string) {
   const sched = new Scheduler(new Rng(seed));
   const disk = new MemDisk(SIZE, sched);
   const logStore = new MemStore(sched);
   const roundStore = new MemStore(sched);
-  const fail = (msg: string): never => assert.fail(`seed ${seed}, release after ${stepsBeforeRelease} steps: ${msg}`);
+  const fail = (msg: string): never => assert.fail(`seed ${seed}${what}: ${msg}`);
   const step = (): boolean => sched.step();
+  /** Runs I/O until nothing is pending. */
   const idle = async (): Promise<void> => {
     for (let i = 0; i < 10000; i++) {
       await settleOn(Promise.resolve(), step, fail);
@@ -56,6 +61,11 @@ async function run(seed: number, stepsBeforeRelease: number): Promise<void> {
   await settleOn(replica.createCheckpoint('cp', null, 0, false), step, fail);
   void replica.receive([write(3, 2, 1, 0xa2), barrier(4, 2)]).catch(() => undefined);
   await idle();
+  return { replica, link, step, fail, idle };
+}
+
+async function run(seed: number, stepsBeforeRelease: number): Promise<void> {
+  const { replica, link, step, fail, idle } = await heldReplica(seed, `, release after ${stepsBeforeRelease} steps`);
   // The Resync: its opening waits for the checkpoint.
   const opened = replica.openRound(6).then(() => 'opened', (e: Error) => e.message);
   await idle();
@@ -88,21 +98,7 @@ test('a round waiting for a checkpoint opens after the release\'s catch-up, at e
 
 test('Resyncs that wait out a held checkpoint open their rounds in the order they came: the last one\'s is the round', async () => {
   for (let seed = 1; seed <= 8; seed++) {
-    const sched = new Scheduler(new Rng(seed));
-    const disk = new MemDisk(SIZE, sched);
-    const logStore = new MemStore(sched);
-    const roundStore = new MemStore(sched);
-    const fail = (msg: string): never => assert.fail(`seed ${seed}: ${msg}`);
-    const step = (): boolean => sched.step();
-    await settleOn(roundStore.replace(SYNCED_FILE, Buffer.from('synced\n')), step, fail);
-    const replica = await settleOn(Replica.open(disk,
-      () => new Journal({ store: logStore, capacity: 1 << 20, segmentSize: 64 * 1024, onDamage: KEEP_PREFIX }), silentLogger,
-      { roundStore, regionSize: BLOCK }), step, fail);
-    const link = { ack: () => undefined, hold: () => undefined, close: () => undefined };
-    await settleOn(replica.attach(link), step, fail);
-    await settleOn(replica.receive([write(1, 1, 0, 0xa1), barrier(2, 1)]), step, fail);
-    await settleOn(replica.createCheckpoint('cp', null, 0, false), step, fail);
-    await settleOn(replica.receive([write(3, 2, 1, 0xa2), barrier(4, 2)]), step, fail);
+    const { replica, link, step, fail } = await heldReplica(seed, '');
     // Each link the primary began meanwhile sent its Resync (the round moved on each time); a reattach between them.
     const opens = [6, 9, 12].map((start) => replica.openRound(start).catch((e: Error) => e.message));
     replica.detach();
