@@ -4,6 +4,7 @@
 import { RECORD_HEADER_SIZE, decodeRecordHeader, payloadMatches, writeRecordHeader, type JournalRecord } from '../journal/record.js';
 import { FRAME_HEADER_SIZE, FrameError, FrameType, decodeVolumePayload, encodeFrame, encodeVolumePayload } from './frame.js';
 import { assert } from '../invariants/assert.js';
+import { frameBuffers, type Owned, type OwnedBuffers } from '../memory/owned-buffers.js';
 
 export function encodeRecordsFrame(volume: string, records: JournalRecord[], room?: FrameRoom): Buffer[] {
   return (room && recordsFrameInPlace(room, volume, records)) ?? encodeFrame(FrameType.Records, recordsPayload(volume, records));
@@ -13,25 +14,45 @@ export function encodeRecordsFrame(volume: string, records: JournalRecord[], roo
 export const FRAME_ROOM_BYTES = FRAME_HEADER_SIZE + 2 + 255;
 
 /**
- * A buffer a shipper made for one journal read (src/journal/segment.ts `Scratch`), with
+ * A buffer a shipper takes for one journal read (src/journal/segment.ts `Scratch`), with
  * FRAME_ROOM_BYTES before where the read went, and used for nothing else: a Records
- * frame of what was read can be built around the records where they lie.
+ * frame of what was read can be built around the records where they lie. The buffer is
+ * the node's (src/memory/owned-buffers.ts): the room is released once nothing reads it
+ * any more, the frame made from it written to the socket or dropped unsent, or the
+ * batch not sent at all, and the next batch is read into it.
  */
 export class FrameRoom {
-  /** The whole buffer, once the read asked for it. */
-  private buffer: Buffer | null = null;
+  /** The owned buffer, once the read asked for it. */
+  private owned: Owned | null = null;
+  private released = false;
   /** A frame was built in it: a second one would rewrite the first, maybe still queued for the socket. */
   framed = false;
 
+  constructor(private readonly pool: OwnedBuffers = frameBuffers) {}
+
   /** The journal read's buffer (the `Scratch` it calls, once). */
   readonly scratch = (length: number): Buffer => {
-    assert(this.buffer === null, 'a frame room serves one journal read');
-    this.buffer = Buffer.allocUnsafeSlow(FRAME_ROOM_BYTES + length);
-    return this.buffer.subarray(FRAME_ROOM_BYTES);
+    assert(this.owned === null && !this.released, 'a frame room serves one journal read');
+    this.owned = this.pool.take(FRAME_ROOM_BYTES + length);
+    return this.owned.bytes.subarray(FRAME_ROOM_BYTES);
   };
 
+  /** The room's bytes (null: no read went into it), while it is not released. */
   get bytes(): Buffer | null {
-    return this.buffer;
+    assert(this.live, 'a frame room read after its release');
+    return this.owned?.bytes ?? null;
+  }
+
+  /** Not released: its bytes, and every view of them, are still what was read and framed. */
+  get live(): boolean {
+    return !this.released;
+  }
+
+  /** Nothing reads the room any more (its frame written or dropped, or none sent): the buffer goes back. Once only. */
+  release(): void {
+    assert(!this.released, 'a frame room released twice');
+    this.released = true;
+    this.owned?.give();
   }
 }
 

@@ -14,6 +14,7 @@ import type { JournaledVolume } from '../journal/write-path.js';
 import { FLAG_RESYNC, RECORD_HEADER_SIZE, type JournalRecord } from '../journal/record.js';
 import { THE_PEER } from '../journal/peer-cursors.js';
 import { FrameRoom, encodeRecordsFrame } from './records-frame.js';
+import type { FrameHold } from '../rate/pacer.js';
 import { UnitPlanner } from '../coalesce/planner.js';
 import { Shipper, type ShipperAction, type ShipperEvent } from './shipper.js';
 import type { FrameClass } from '../rate/scheduler.js';
@@ -29,8 +30,12 @@ import { SendLeases } from '../memory/send-leases.js';
 
 /** The link as the shipper sees it. */
 export interface ShipperSession {
-  /** `cls`: the frame's class on a shared link (scheduler.ts; default: Records frames live, others resync). */
-  send(parts: Buffer[], cls?: FrameClass): void;
+  /**
+   * `cls`: the frame's class on a shared link (scheduler.ts; default: Records frames live, others resync).
+   * `hold`: what the frame's bytes belong to: the session releases it once nothing reads them
+   * (written to the socket, dropped unsent, or copied), or never (the collector frees them).
+   */
+  send(parts: Buffer[], cls?: FrameClass, hold?: FrameHold): void;
   close(reason: string): void;
   /** The link this session rides on (the link manager matches it when the link closes). */
   link?: unknown;
@@ -397,27 +402,39 @@ export class VolumeShipper {
     return this.planner.bytes;
   }
 
-  private sendRecords(s: ShipperSession, records: JournalRecord[], run: number, room?: FrameRoom): void {
+  /**
+   * Frames and sends `records`, read into `room`: the room goes with the frame (whether
+   * the frame lies in it or not, its records' views may) and the session releases it.
+   */
+  private sendRecords(s: ShipperSession, records: JournalRecord[], run: number, room: FrameRoom): void {
     // A batch holding records of a resync round goes in the resync class: the live
     // records of other volumes pass it on a short link (docs/LINK.md).
     const cls: FrameClass = records.some((r) => (r.flags & FLAG_RESYNC) !== 0) ? 'resync' : 'live';
     if (!s.encode) {
-      s.send(encodeRecordsFrame(this.volume, records, room), cls);
+      s.send(encodeRecordsFrame(this.volume, records, room), cls, room);
       return;
     }
-    const framed = s.encode(records, room);
+    let framed: Promise<Buffer[]> | Buffer[];
+    try {
+      framed = s.encode(records, room);
+    } catch (e) {
+      framed = Promise.reject(e as Error);
+    }
     if (Array.isArray(framed)) {
-      this.packing = this.packing.then(() => this.sendIfCurrent(s, framed, run, cls));
+      const f = framed;
+      this.packing = this.packing.then(() => this.sendIfCurrent(s, f, run, cls, room));
       return;
     }
     const prev = this.packing;
-    this.packing = Promise.all([prev, framed]).then(([, f]) => this.sendIfCurrent(s, f, run, cls), (e: Error) => {
+    this.packing = Promise.all([prev, framed]).then(([, f]) => this.sendIfCurrent(s, f, run, cls, room), (e: Error) => {
+      room.release();
       if (s === this.session) s.close(`volume ${this.volume}: packing records failed: ${e.message}`);
     });
   }
 
-  private sendIfCurrent(s: ShipperSession, frame: Buffer[], run: number, cls: FrameClass): void {
-    if (s === this.session && run === this.shipper.run && this.shipper.sending) s.send(frame, cls);
+  private sendIfCurrent(s: ShipperSession, frame: Buffer[], run: number, cls: FrameClass, room: FrameRoom): void {
+    if (s === this.session && run === this.shipper.run && this.shipper.sending) s.send(frame, cls, room);
+    else room.release();
   }
 
   /**
@@ -480,10 +497,14 @@ export class VolumeShipper {
     Promise.all([planned, this.jv.journal.read(fromSeq, maxBytes, limitSeq, room.scratch)]).then(([plan, records]) => {
       if (s !== this.session || !s || run !== this.shipper.run) {
         lease?.release();
+        room.release();
         return;
       }
       // (Released while being read: the batch has a gap where the journal let go.)
-      if (this.letGo(s, fromSeq, lease)) return;
+      if (this.letGo(s, fromSeq, lease)) {
+        room.release();
+        return;
+      }
       // The machine says whether these records go (a read of an earlier run does not).
       const sizes = records.map((r) => ({ seq: r.seq, size: r.payload.length + RECORD_HEADER_SIZE }));
       const next = this.handle({ type: 'read', run, records: sizes });
@@ -506,8 +527,11 @@ export class VolumeShipper {
       // the order read: packing is chained in sendRecords.)
       this.run(next);
       if (sent) this.sendRecords(s, sent, run, room);
+      else room.release();
     }, (e: Error) => {
+      // (The read's last disk read is over, whatever failed after it: nothing writes into the room.)
       lease?.release();
+      room.release();
       s?.close(`reading the journal of ${this.volume}: ${e.message}`);
     });
   }

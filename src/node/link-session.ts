@@ -89,7 +89,7 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
     const decoder = new FrameDecoder(o.speaks);
     const machine = new PeerSession(o);
     const pacer = new Pacer({
-      write: (b) => socket.write(b),
+      write: (b, done) => socket.write(b, done ? () => done() : undefined),
       rate: () => host.rateNow(peer),
       now: Date.now,
       later: (ms, f) => setTimeout(f, ms).unref(),

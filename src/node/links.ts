@@ -17,6 +17,7 @@ import { MemoryBudget } from '../memory/budget.js';
 import { formatCompression, type Compression } from '../compress/setting.js';
 import type { JournalRecord } from '../journal/record.js';
 import type { FrameRoom } from '../link/records-frame.js';
+import type { FrameHold } from '../rate/pacer.js';
 import { DEFAULT_SHIPPING, VolumeShipper } from '../link/volume-shipper.js';
 import type { VerifyRun } from '../sync/verify.js';
 import { LinkListener, type PinnedPeer } from '../link/tls.js';
@@ -356,8 +357,9 @@ export class LinkManager {
         const cfg = this.config.volumes.find((v) => v.name === local.name);
         const paced = {
           link: s,
-          send: (parts: Buffer[], cls?: FrameClass) => {
-            if (!s.closed) s.pacer.send(local.name, cfg?.weight ?? 1, atVersion(parts, s.machine.version), { priority: cfg?.priority, cls });
+          send: (parts: Buffer[], cls?: FrameClass, hold?: FrameHold) => {
+            if (!s.closed) s.pacer.send(local.name, cfg?.weight ?? 1, atVersion(parts, s.machine.version), { priority: cfg?.priority, cls, hold });
+            else hold?.release();
           },
           drop: () => s.pacer.drop(local.name),
           encode: (records: JournalRecord[], room?: FrameRoom) => s.packer!.encode(local.name, records, room),

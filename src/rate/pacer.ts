@@ -5,6 +5,7 @@
 // in chunks so a large frame is paced too. Without a rate, frames go straight to the
 // socket when nothing waits. Its queues are bounded by each shipper's window.
 import { MAX_SOCKET_BYTES } from './capacity.js';
+import { assert } from '../invariants/assert.js';
 import { TokenBucket } from './rate.js';
 import { LinkScheduler, type FrameClass, type Priority } from './scheduler.js';
 
@@ -19,6 +20,23 @@ export const MAX_SOCKET_BUFFERED = MAX_SOCKET_BYTES;
 const RECORDS_FRAME = 3;
 const PACKED_RECORDS_FRAME = 10;
 
+/**
+ * What a frame's bytes belong to (a shipper's frame room, src/link/records-frame.ts): the
+ * frame is written only while `live`, and released once the socket's writes of it are
+ * done, or when it is dropped before any of it was written. A frame cut off by the link's
+ * close is never released (the socket may still hold views of it): its buffer is only
+ * memory the collector frees.
+ */
+export interface FrameHold {
+  readonly live: boolean;
+  release(): void;
+}
+
+interface Queued {
+  parts: Buffer[];
+  hold?: FrameHold;
+}
+
 /** A Records or PackedRecords frame (byte 5 of its header is the frame type). */
 function isRecords(parts: Buffer[]): boolean {
   const t = parts[0]?.[5];
@@ -26,7 +44,8 @@ function isRecords(parts: Buffer[]): boolean {
 }
 
 export interface PacerOptions {
-  write(b: Buffer): void;
+  /** Writes to the socket; `done`, when given, is called once the socket is done with `b` (its write callback). */
+  write(b: Buffer, done?: () => void): void;
   /** Bytes per second now (null: unlimited). Read at every chunk. */
   rate(): number | null;
   now(): number;
@@ -42,10 +61,10 @@ export interface PacerOptions {
 }
 
 export class Pacer {
-  private readonly scheduler = new LinkScheduler<Buffer[]>();
+  private readonly scheduler = new LinkScheduler<Queued>();
   /** Small frames (acks, heartbeats, hashes) that go at the next frame boundary, ahead of records. */
   private readonly controls: Buffer[][] = [];
-  private current: { parts: Buffer[]; part: number; offset: number; volume: string } | null = null;
+  private current: { parts: Buffer[]; hold?: FrameHold; part: number; offset: number; volume: string } | null = null;
   private bucket: TokenBucket | null = null;
   private waiting = false;
   private closed = false;
@@ -55,18 +74,23 @@ export class Pacer {
   /**
    * Queues a frame of `volume`. `cls`: its class (default: a Records frame is live
    * traffic, anything else a volume sends, a Resync or a hash request, is resync).
+   * `hold`: what the frame's bytes belong to (released once written or dropped).
    */
-  send(volume: string, weight: number, parts: Buffer[], opts: { priority?: Priority; cls?: FrameClass } = {}): void {
-    if (this.closed) return;
+  send(volume: string, weight: number, parts: Buffer[], opts: { priority?: Priority; cls?: FrameClass; hold?: FrameHold } = {}): void {
+    if (this.closed) {
+      opts.hold?.release();
+      return;
+    }
     const n = parts.reduce((k, p) => k + p.length, 0);
     // Straight to the socket when nothing waits and the whole frame fits in its
     // allowance; a larger frame goes in chunks, so control frames can still pass it.
     if (this.opts.rate() === null && !this.current && !this.waiting && this.pending() === 0 && this.fits(n)) {
-      for (const p of parts) this.write(p);
+      assertFrameLive(opts.hold, volume);
+      for (let i = 0; i < parts.length; i++) this.write(parts[i]!, i === parts.length - 1 ? opts.hold : undefined);
       this.opts.onWritten?.(volume, n);
       return;
     }
-    this.scheduler.enqueue(volume, parts, n, { weight, priority: opts.priority }, opts.cls ?? (isRecords(parts) ? 'live' : 'resync'));
+    this.scheduler.enqueue(volume, { parts, hold: opts.hold }, n, { weight, priority: opts.priority }, opts.cls ?? (isRecords(parts) ? 'live' : 'resync'));
     this.pump();
   }
 
@@ -87,7 +111,11 @@ export class Pacer {
    * read again later); its other frames (Resync, hash requests) still go.
    */
   drop(volume: string): void {
-    this.scheduler.drop(volume, (f) => !isRecords(f));
+    this.scheduler.drop(volume, (f) => {
+      if (!isRecords(f.parts)) return true;
+      f.hold?.release(); // (none of it written)
+      return false;
+    });
   }
 
   /** A record frame is being written, waits for the rate or the socket, or is queued. */
@@ -102,13 +130,25 @@ export class Pacer {
 
   close(): void {
     this.closed = true;
+    // Frames not begun go back; the one being written may still be in the socket's buffer.
+    for (let f = this.scheduler.next(); f; f = this.scheduler.next()) f.item.hold?.release();
     this.scheduler.clear();
     this.controls.length = 0;
     this.current = null;
   }
 
-  private write(b: Buffer): void {
-    this.opts.write(b);
+  /** `hold`: the frame's last write; released from the socket's callback. */
+  private write(b: Buffer, hold?: FrameHold): void {
+    if (!hold) {
+      this.opts.write(b);
+      return;
+    }
+    let once = false;
+    this.opts.write(b, () => {
+      if (once) return;
+      once = true;
+      hold.release();
+    });
   }
 
   private waitForDrain(): void {
@@ -131,9 +171,9 @@ export class Pacer {
   }
 
   /** The next frame: the scheduler's pick. */
-  private next(): { parts: Buffer[]; volume: string } | null {
+  private next(): { parts: Buffer[]; hold?: FrameHold; volume: string } | null {
     const f = this.scheduler.next();
-    return f ? { parts: f.item, volume: f.volume } : null;
+    return f ? { parts: f.item.parts, hold: f.item.hold, volume: f.volume } : null;
   }
 
   private pump(): void {
@@ -149,7 +189,7 @@ export class Pacer {
         }
         const f = this.next();
         if (!f) return;
-        this.current = { parts: f.parts, part: 0, offset: 0, volume: f.volume };
+        this.current = { parts: f.parts, hold: f.hold, part: 0, offset: 0, volume: f.volume };
       }
       if (this.full()) {
         this.waitForDrain();
@@ -167,7 +207,9 @@ export class Pacer {
         else if (this.bucket.bytesPerSecond !== rate) this.bucket.setRate(rate, burst, now);
         wait = this.bucket.take(n, now);
       }
-      this.write(n === part.length && c.offset === 0 ? part : part.subarray(c.offset, c.offset + n));
+      assertFrameLive(c.hold, c.volume);
+      const last = c.part === c.parts.length - 1 && c.offset + n >= part.length;
+      this.write(n === part.length && c.offset === 0 ? part : part.subarray(c.offset, c.offset + n), last ? c.hold : undefined);
       this.opts.onWritten?.(c.volume, n);
       c.offset += n;
       if (c.offset >= part.length) {
@@ -185,4 +227,9 @@ export class Pacer {
       }
     }
   }
+}
+
+/** A frame's bytes are written only while what they belong to holds them (invariant 12). */
+export function assertFrameLive(hold: FrameHold | undefined, volume: string): void {
+  assert(hold === undefined || hold.live, () => `a frame of ${volume} written after its buffer was released`);
 }

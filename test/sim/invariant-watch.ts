@@ -11,7 +11,10 @@ export async function watchInvariants<T>(seed: number, run: () => Promise<T>, fa
     if (broken) throw failure(`seed ${seed}: ${(broken as InvariantError).message}`);
     return out;
   } catch (e) {
-    if (broken && e !== broken) throw failure(`seed ${seed}: ${(broken as InvariantError).message} (then: ${(e as Error).message})`);
+    if (broken) {
+      const b = broken as InvariantError;
+      throw failure(`seed ${seed}: ${b.message}${e !== b ? ` (then: ${(e as Error).message})` : ''}`);
+    }
     throw e;
   } finally {
     onViolation(prev);

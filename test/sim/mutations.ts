@@ -8,6 +8,8 @@ import { Receiver } from '../../src/secondary/receiver.js';
 import { History } from '../../src/history/history.js';
 import { PeerCursors } from '../../src/journal/peer-cursors.js';
 import { DetachedPeers } from '../../src/journal/detach.js';
+import { VolumeShipper } from '../../src/link/volume-shipper.js';
+import type { FrameRoom } from '../../src/link/records-frame.js';
 
 /**
  * `caughtBy`: an assertion in src/ ("invariant broken", the default), or the
@@ -67,6 +69,19 @@ export const MUTATIONS: Record<string, { sim: 'journal' | 'replication' | 'group
     plant: () => {
       (Receiver.prototype as unknown as { groupLimitIndex: () => number }).groupLimitIndex = function (this: Receiver): number {
         return this.inGroup ? Infinity : Infinity;
+      };
+    },
+  },
+  'room-released-at-send': {
+    sim: 'replication',
+    what: 'the shipper gives a batch\'s frame room back when it hands the frame to the link, before the link has written it (the next batch is read over it)',
+    plant: () => {
+      const proto = VolumeShipper.prototype as unknown as { sendIfCurrent: (s: unknown, frame: unknown, run: unknown, cls: unknown, room: FrameRoom) => void };
+      const send = proto.sendIfCurrent;
+      proto.sendIfCurrent = function (this: VolumeShipper, s: unknown, frame: unknown, run: unknown, cls: unknown, room: FrameRoom) {
+        room.release();
+        const later = { get live() { return room.live; }, release: () => undefined };
+        return send.call(this, s, frame, run, cls, later as unknown as FrameRoom);
       };
     },
   },

@@ -40,6 +40,8 @@ import { FrameDecoder, MAX_MAP_HOLES, PROTOCOL_RANGE, atVersion, encodeAck, enco
 import { PeerSession, type SessionAction } from '../../src/link/peer-session.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import { LinkScheduler } from '../../src/rate/scheduler.js';
+import { assertFrameLive, type FrameHold } from '../../src/rate/pacer.js';
+import { OwnedBuffers, frameBuffers } from '../../src/memory/owned-buffers.js';
 import { Replica, SYNCED_FILE } from '../../src/secondary/replica.js';
 import { writePromoteAt } from '../../src/secondary/promote-at-file.js';
 import { MemDisk, MemStore, Rng, Scheduler, fence, flushMicrotasks, settleOn } from './disk-model.js';
@@ -91,6 +93,8 @@ export interface ReplicationSimStats {
   pastPromotes: number;
   /** ... cut part-way by a power loss at the promoted site, and completed at its start. */
   promoteCrashes: number;
+  /** Batches read into a frame room reused from an earlier batch (src/memory/owned-buffers.ts). */
+  roomsReused: number;
 }
 
 interface Conn {
@@ -160,6 +164,8 @@ export function runReplicationSeed(seed: number, cfg: ReplicationSimConfig = DEF
 
 async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<ReplicationSimStats> {
   const rng = new Rng(seed);
+  OwnedBuffers.poison = true;
+  const reusedBefore = frameBuffers.reused;
   const debug = Boolean(process.env.OFFSITE_SIM_DEBUG);
   const log: Logger = debug ? createLogger({ level: 'debug', format: 'text' }) : silentLogger;
   const size = cfg.volumeBlocks * BLOCK;
@@ -223,7 +229,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
     pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, threeSites: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0,
-    failovers: 0, pastPromotes: 0, promoteCrashes: 0 };
+    failovers: 0, pastPromotes: 0, promoteCrashes: 0, roomsReused: 0 };
   // Half the seeds keep history at the secondary (docs/HISTORY.md), some with a max that
   // drops old segments; past points are opened and compared with the primary's image
   // there (invariant 8). Its own generator: the other seeds replay as before.
@@ -378,7 +384,11 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         shipper.share = () => shareNow;
       }
     };
-    const linkScheduler = new LinkScheduler<Buffer[]>();
+    // Frames the shipper sent wait here, their bytes not copied, until the link takes them
+    // (`write`, as the pacer writes to the socket): a frame room released too early is
+    // reused and poisoned (src/memory/owned-buffers.ts) before its frame goes.
+    const linkScheduler = new LinkScheduler<{ parts: Buffer[]; hold?: FrameHold }>();
+    let scheduledBytes = 0;
 
     let tornApply: string | null = null;
     // After this site followed a new primary (or came back demoted), the image it served
@@ -486,6 +496,9 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       trace(`link to ${name} cut: ${why}`);
       conn = null;
       stats.cuts++;
+      // (Frames not yet written are dropped unsent: their rooms go back.)
+      for (let f = linkScheduler.next(); f; f = linkScheduler.next()) f.item.hold?.release();
+      scheduledBytes = 0;
       shipper.down();
       replica.detach();
     };
@@ -538,10 +551,14 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
                     return compress(b, { compressionLevel: 1, checksumFlag: true });
                   }),
                 } : {}),
-                send: (parts, cls) => {
-                  if (conn !== c) return;
-                  linkScheduler.enqueue(VOLUME, parts, parts.reduce((n, p) => n + p.length, 0), { weight: 1 }, cls ?? 'live');
-                  for (let f = linkScheduler.next(); f; f = linkScheduler.next()) c.ab.push(Buffer.concat(atVersion(f.item, c.atA.version)));
+                send: (parts, cls, hold) => {
+                  if (conn !== c) {
+                    hold?.release();
+                    return;
+                  }
+                  const n = parts.reduce((k, p) => k + p.length, 0);
+                  scheduledBytes += n;
+                  linkScheduler.enqueue(VOLUME, { parts, hold }, n, { weight: 1 }, cls ?? 'live');
                 },
                 close: (why) => {
                   if (conn === c) cut(`primary: ${why}`);
@@ -634,6 +651,17 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       const c = conn;
       if (!c || clock < stallUntil) return false;
       const q = toSecondary ? c.ab : c.ba;
+      if (toSecondary && q.length === 0) {
+        // The socket takes the next frame the shipper sent: its bytes are copied now, and its room released.
+        const f = linkScheduler.next();
+        if (f) {
+          assertFrameLive(f.item.hold, VOLUME);
+          const bytes = Buffer.concat(atVersion(f.item.parts, c.atA.version));
+          scheduledBytes -= bytes.length;
+          f.item.hold?.release();
+          q.push(bytes);
+        }
+      }
       if (q.length === 0) return false;
       let chunk = q[0]!;
       if (rng.chance(0.01)) {
@@ -762,7 +790,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
 
     const checkLink = (): void => {
       if (replica.log.usedBytes > replica.log.capacity) fail(`receive log of ${name} uses ${replica.log.usedBytes} of ${replica.log.capacity} bytes`);
-      const wire = conn ? conn.ab.reduce((n, b) => n + b.length, 0) : 0;
+      const wire = conn ? conn.ab.reduce((n, b) => n + b.length, scheduledBytes) : 0;
       // The window bounds unacked record bytes; a batch may overshoot by one batch, plus frame headers.
       if (wire > 2 * windowBytes + 64 * 1024) fail(`${wire} bytes in flight on the link to ${name}, window ${windowBytes}`);
       // Invariant 2, live: released records are durable at the secondary (a detached one's: in its bitmap).
@@ -1161,6 +1189,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   for (const s of sites) stats.coalesced += s.shipper.coalescedRecords;
   stats.overflowed = overflowed;
   stats.powerLost = primaryLost;
+  stats.roomsReused = frameBuffers.reused - reusedBefore;
   return stats;
 }
 

@@ -74,6 +74,7 @@ for (const seed of seeds) {
       add('failovers', r.failovers);
       add('promotes to a past point', r.pastPromotes);
       add('promotes cut by a power loss', r.promoteCrashes);
+      add('frame rooms reused', r.roomsReused);
     }
   } catch (e) {
     console.log(`FAIL seed ${seed}: ${(e as Error).message}`);

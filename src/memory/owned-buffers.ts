@@ -1,0 +1,100 @@
+// Large buffers the node owns and hands from one use to the next: a shipper's batch is
+// read into one, framed in place and written to the socket from it, and the buffer comes
+// back once the socket's write of it is done (or the frame is dropped unsent). A fresh
+// 4 MiB buffer per batch costs an mmap, a thousand page faults and a munmap each time
+// (glibc maps buffers this large: limits.ts MALLOC_MMAP_THRESHOLD_BYTES), and buffers
+// the collector has not yet freed sit in the RSS (docs/BENCHMARKS.md, catch-up).
+//
+// Ownership is one handle per use: `take` makes a new `Owned`, and only it may give the
+// memory back. A handle given back is no longer `live`, so a frame still queued behind
+// a handle that was given back too early is caught where it would be written (the
+// pacer asserts `live` before each write: invariant 12). A handle
+// never given back (a socket torn down mid-frame) is only memory the collector frees.
+// Tests and the simulations set `poison`: a buffer given back is overwritten at once,
+// so a view of it used later reads bytes no checksum accepts.
+import { assert } from '../invariants/assert.js';
+import { OWNED_BUFFER_CLASS_MIN_BYTES, OWNED_BUFFERS_KEPT_BYTES } from '../limits/limits.js';
+
+/** One use of a buffer from the pool: `bytes` is exactly the length asked for. */
+export class Owned {
+  private given = false;
+
+  /** @internal (made by OwnedBuffers.take) */
+  constructor(private readonly pool: OwnedBuffers, readonly bytes: Buffer, readonly whole: Buffer) {}
+
+  /** Still this use's: not given back (a view of `bytes` may be read or written). */
+  get live(): boolean {
+    return !this.given;
+  }
+
+  /** This use is over: the memory goes back to the pool. Once only. */
+  give(): void {
+    assert(!this.given, () => `an owned buffer of ${this.bytes.length} bytes given back twice`);
+    this.given = true;
+    this.pool.back(this.whole);
+  }
+}
+
+/** A byte fill that is no record's, header's or frame's (a use after give reads it). */
+const POISON = 0xdb;
+
+export class OwnedBuffers {
+  private readonly idle = new Map<number, Buffer[]>();
+  private idleBytes = 0;
+  /** Handles taken and not given back (a figure for tests; a handle dropped unreturned stays counted). */
+  out = 0;
+  /** Buffers made, and takes served from the idle ones (figures for tests and benchmarks). */
+  made = 0;
+  reused = 0;
+  /** Tests and simulations: fill what is given back, so a use after give shows. */
+  static poison = false;
+
+  /** `keepBytes`: most idle bytes kept (the rest are let go to the collector). */
+  constructor(private readonly keepBytes: number) {}
+
+  /** The size of buffer a take of `length` gets: 1/8 steps between powers of two, so few sizes recur. */
+  static classOf(length: number): number {
+    if (length <= OWNED_BUFFER_CLASS_MIN_BYTES) return OWNED_BUFFER_CLASS_MIN_BYTES;
+    const step = 2 ** (Math.floor(Math.log2(length - 1)) - 3);
+    return Math.ceil(length / step) * step;
+  }
+
+  take(length: number): Owned {
+    assert(Number.isSafeInteger(length) && length > 0, () => `an owned buffer of ${length} bytes`);
+    const size = OwnedBuffers.classOf(length);
+    assert(size >= length, () => `class ${size} for ${length} bytes`);
+    const list = this.idle.get(size);
+    let whole = list?.pop();
+    if (whole) {
+      this.idleBytes -= size;
+      this.reused++;
+    } else {
+      // (Its own memory, never a slice of Node's shared pool.)
+      whole = Buffer.allocUnsafeSlow(size);
+      this.made++;
+    }
+    this.out++;
+    return new Owned(this, whole.subarray(0, length), whole);
+  }
+
+  /** @internal (Owned.give) */
+  back(whole: Buffer): void {
+    assert(this.out > 0, 'an owned buffer given back to a pool with none out');
+    this.out--;
+    if (OwnedBuffers.poison) whole.fill(POISON);
+    if (this.idleBytes + whole.length > this.keepBytes) return;
+    const list = this.idle.get(whole.length) ?? [];
+    assert(!list.includes(whole), 'an owned buffer idle twice');
+    list.push(whole);
+    this.idle.set(whole.length, list);
+    this.idleBytes += whole.length;
+  }
+
+  /** Idle bytes kept now. */
+  get kept(): number {
+    return this.idleBytes;
+  }
+}
+
+/** The node's pool of frame buffers (a shipper's batch reads, in src/link/records-frame.ts). */
+export const frameBuffers = new OwnedBuffers(OWNED_BUFFERS_KEPT_BYTES);

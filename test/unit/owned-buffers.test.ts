@@ -1,0 +1,152 @@
+// Frame buffers the node owns (src/memory/owned-buffers.ts) and the pacer's contract
+// with them (src/rate/pacer.ts): a frame's room goes back only once the socket's write
+// of its last byte is done, or when it is dropped before any of it was written; a frame
+// whose room went back is never written (invariant 12).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { OwnedBuffers } from '../../src/memory/owned-buffers.js';
+import { Pacer, type FrameHold } from '../../src/rate/pacer.js';
+import { FrameRoom } from '../../src/link/records-frame.js';
+import { InvariantError } from '../../src/invariants/assert.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+test('sizes come in 1/8 steps between powers of two, at least 64 KiB; a buffer given back is taken again', () => {
+  assert.equal(OwnedBuffers.classOf(1), 64 * KiB);
+  assert.equal(OwnedBuffers.classOf(64 * KiB), 64 * KiB);
+  assert.equal(OwnedBuffers.classOf(64 * KiB + 1), 72 * KiB);
+  assert.equal(OwnedBuffers.classOf(4 * MiB), 4 * MiB);
+  assert.equal(OwnedBuffers.classOf(4 * MiB + 313), 4.5 * MiB);
+  assert.equal(OwnedBuffers.classOf(8 * MiB - 1), 8 * MiB);
+  for (let n = 1; n < 20 * MiB; n = Math.ceil(n * 1.37)) {
+    const c = OwnedBuffers.classOf(n);
+    assert.ok(c >= n && (n <= 64 * KiB || c <= n * 1.125 + 1), `class ${c} for ${n}`);
+  }
+  const pool = new OwnedBuffers(16 * MiB);
+  const a = pool.take(4 * MiB + 300);
+  assert.equal(a.bytes.length, 4 * MiB + 300);
+  const memory = a.whole.buffer;
+  a.give();
+  assert.equal(a.live, false);
+  const b = pool.take(4 * MiB + 1000);
+  assert.equal(b.whole.buffer, memory, 'the same class: the same memory');
+  assert.equal(pool.reused, 1);
+  assert.equal(pool.made, 1);
+  assert.throws(() => a.give(), InvariantError, 'given back twice');
+  b.give();
+  assert.equal(pool.out, 0);
+});
+
+test('idle memory is bounded; poison overwrites what is given back', () => {
+  const pool = new OwnedBuffers(5 * MiB);
+  const x = [pool.take(2 * MiB), pool.take(2 * MiB), pool.take(2 * MiB)];
+  for (const o of x) o.give();
+  assert.equal(pool.kept, 4 * MiB, 'two of three kept: a third would pass 5 MiB');
+  OwnedBuffers.poison = true;
+  try {
+    const o = pool.take(100 * KiB);
+    o.bytes.fill(7);
+    const view = o.bytes.subarray(10, 20);
+    o.give();
+    assert.ok(view.every((v) => v === 0xdb), 'a view kept past the give reads poison');
+  } finally {
+    OwnedBuffers.poison = false;
+  }
+});
+
+/** A socket whose writes finish only when told (their callbacks held), and a pacer on it. */
+function rig(rate: number | null = null) {
+  const writes: Array<{ b: Buffer; done?: () => void }> = [];
+  const wakes: Array<() => void> = [];
+  const pacer = new Pacer({ write: (b, done) => writes.push({ b, done }), rate: () => rate, now: () => 0, later: (_ms, f) => wakes.push(f) });
+  const finish = (): void => {
+    for (const w of writes.splice(0)) w.done?.();
+  };
+  return { pacer, writes, wakes, finish };
+}
+
+function hold(): FrameHold & { released: number } {
+  return {
+    released: 0,
+    get live() { return this.released === 0; },
+    release() { this.released++; },
+  };
+}
+
+/** A Records frame (type byte 3) of `n` bytes. */
+const records = (n: number): Buffer[] => {
+  const h = Buffer.alloc(20);
+  h[5] = 3;
+  return [h, Buffer.alloc(n - 20, 1)];
+};
+
+test('a frame written straight to the socket is released by the callback of its last write, not before', () => {
+  const r = rig();
+  const h = hold();
+  r.pacer.send('db', 1, records(1000), { hold: h });
+  assert.equal(r.writes.length, 2);
+  assert.equal(h.released, 0, 'the socket still holds it');
+  r.finish();
+  assert.equal(h.released, 1);
+});
+
+test('a paced frame goes in chunks and is released after the last one is written', () => {
+  const r = rig(1e9);
+  const h = hold();
+  r.pacer.send('db', 1, records(100 * KiB), { hold: h });
+  while (r.wakes.length > 0) r.wakes.shift()!();
+  assert.ok(r.writes.length > 2, 'in chunks');
+  const last = r.writes.pop()!;
+  r.finish();
+  assert.equal(h.released, 0, 'every chunk but the last is done: not yet');
+  last.done!();
+  assert.equal(h.released, 1);
+});
+
+test('dropped frames not begun are released at once; a close releases those queued, never the one being written', () => {
+  const r = rig(1000);
+  const first = hold();
+  const queued = [hold(), hold()];
+  r.pacer.send('db', 1, records(64 * KiB), { hold: first });
+  for (const q of queued) r.pacer.send('db', 1, records(64 * KiB), { hold: q });
+  r.pacer.drop('db');
+  assert.deepEqual(queued.map((q) => q.released), [1, 1]);
+  assert.equal(first.released, 0, 'partly written: the socket may hold its bytes');
+  const more = hold();
+  r.pacer.send('db', 1, records(64 * KiB), { hold: more });
+  r.pacer.close();
+  assert.equal(more.released, 1);
+  assert.equal(first.released, 0);
+  const late = hold();
+  r.pacer.send('db', 1, records(1000), { hold: late });
+  assert.equal(late.released, 1, 'sent on a closed link: nothing of it written');
+});
+
+test('a frame whose room was released before it was written stops the daemon', () => {
+  const r = rig(1000);
+  r.pacer.send('db', 1, records(64 * KiB), { hold: hold() });
+  const h = hold();
+  r.pacer.send('db', 1, records(64 * KiB), { hold: h });
+  h.release();
+  assert.throws(() => {
+    for (let i = 0; i < 1000 && r.wakes.length > 0; i++) r.wakes.shift()!();
+  }, /written after its buffer was released/);
+});
+
+test('a frame room takes its buffer from the pool at the read and gives it back once, at its release', () => {
+  const pool = new OwnedBuffers(16 * MiB);
+  const room = new FrameRoom(pool);
+  const into = room.scratch(1 * MiB);
+  assert.equal(into.length, 1 * MiB);
+  assert.equal(pool.out, 1);
+  assert.ok(room.live && room.bytes !== null);
+  room.release();
+  assert.equal(pool.out, 0);
+  assert.equal(room.live, false);
+  assert.throws(() => room.bytes, InvariantError);
+  assert.throws(() => room.release(), InvariantError);
+  const again = new FrameRoom(pool);
+  assert.equal(again.scratch(1 * MiB).buffer, into.buffer, 'the next batch is read into the same memory');
+  again.release();
+});
