@@ -4,7 +4,9 @@
 // never leave a hole; off the event loop means the host's requests keep flowing
 // meanwhile. A failed write breaks the journal: nothing more is appended, and what
 // was queued behind it is dropped (its ranges kept for the fold into the bitmap).
+import { crc32c } from '@node-rs/crc32';
 import type { Segment } from './segment.js';
+import { assert } from '../invariants/assert.js';
 
 /** The range a host record covers on the volume. */
 export interface Range {
@@ -13,7 +15,7 @@ export interface Range {
 }
 
 export class AppendQueue {
-  private readonly queue: Array<{ seg: Segment; at: number; parts: Buffer[]; bytes: number; seq: number; range: Range | null }> = [];
+  private readonly queue: Array<{ seg: Segment; at: number; parts: Buffer[]; bytes: number; seq: number; range: Range | null; crc?: number }> = [];
   /**
    * The ranges of records appended but dropped unwritten when the journal broke: they
    * are in no file, yet their host writes may be on the volume, so a fold must see them.
@@ -27,10 +29,16 @@ export class AppendQueue {
   private readonly written: Array<{ seq: number; resolve: () => void; reject: (e: Error) => void }> = [];
   private readonly waiters = new Set<() => void>();
 
-  /** Queues `parts` at the segment's end (record `seq`; `range`: a host record's, for the fold if it is dropped). */
-  enqueue(seg: Segment, seq: number, parts: Buffer[], range: Range | null = null): void {
+  /**
+   * Queues `parts` at the segment's end (record `seq`; `range`: a host record's, for the
+   * fold if it is dropped). `crc`: the payload's (parts[1]) CRC32C as checked where it came
+   * from (a peer's frame): checked again once written, so a buffer given back or changed
+   * while the write read it stops the daemon (invariant 12) rather than leave a record the
+   * apply would refuse.
+   */
+  enqueue(seg: Segment, seq: number, parts: Buffer[], range: Range | null = null, crc?: number): void {
     const bytes = parts.reduce((n, p) => n + p.length, 0);
-    this.queue.push({ seg, at: seg.reserved, parts, bytes, seq, range });
+    this.queue.push({ seg, at: seg.reserved, parts, bytes, seq, range, ...(crc !== undefined && parts.length > 1 ? { crc } : {}) });
     seg.reserved += bytes;
     this.pump();
   }
@@ -100,6 +108,10 @@ export class AppendQueue {
     const seg = first.seg;
     seg.readers++; // the file stays open while this write runs, even if the segment is dropped
     seg.file.writev(first.at, parts).then(() => {
+      for (const q of batch) {
+        assert(q.crc === undefined || crc32c(q.parts[1]!) === q.crc,
+          () => `record ${q.seq} changed while it was written (its buffer was given back or reused before the write ended)`);
+      }
       first.seg.unsynced = true;
       const top = batch[batch.length - 1]!.seq;
       if (top > this.writtenSeq) this.writtenSeq = top;

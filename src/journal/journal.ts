@@ -238,8 +238,9 @@ export class Journal {
     assert(h.kind !== RecordKind.Write || (payload !== null && payload.length === h.length),
       () => `journal: write record ${h.seq} of ${h.length} bytes carries ${payload?.length ?? 'no'} payload`);
     const header = encodeRecordHeader(h, payload, payloadCrc);
+    // (A CRC the caller checked, not computed here: checked again once written, append-queue.ts.)
     this.appends.enqueue(seg, h.seq, payload && payload.length > 0 ? [header, payload] : [header],
-      h.kind === RecordKind.Barrier ? null : { offset: h.offset, length: h.length });
+      h.kind === RecordKind.Barrier ? null : { offset: h.offset, length: h.length }, payloadCrc);
     this.files.appended(seg, h.seq, size);
     this.appendedBytes += size;
     this.samples.add(h.seq, h.time, size);

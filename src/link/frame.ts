@@ -12,6 +12,8 @@
 //  20  …  payload
 import type { Span } from '../sync/region-hashes.js';
 import { crc32c } from '@node-rs/crc32';
+import type { Owned, OwnedBuffers } from '../memory/owned-buffers.js';
+import { MALLOC_MMAP_THRESHOLD_BYTES } from '../limits/limits.js';
 
 export const FRAME_MAGIC = Buffer.from('OFPL', 'latin1');
 export const PROTOCOL_VERSION = 1;
@@ -113,6 +115,12 @@ export interface Frame {
   payload: Buffer;
   /** The protocol version in its header (set by FrameDecoder; absent: PROTOCOL_VERSION). */
   version?: number;
+  /**
+   * The node's buffer the frame was gathered into (a large Records or PackedRecords frame
+   * from a decoder given the pool; absent: a view of what the socket gave, or a copy of
+   * its own): whoever consumes the frame gives it back once nothing reads its bytes.
+   */
+  owned?: Owned;
 }
 
 /**
@@ -160,8 +168,14 @@ export class FrameDecoder {
 
   private agreed: number | null = null;
 
-  /** `speaks`: the versions taken until Hello settles one (settle()); Hello and Refuse at any. */
-  constructor(private readonly speaks: ProtocolRange = PROTOCOL_RANGE) {}
+  /**
+   * `speaks`: the versions taken until Hello settles one (settle()); Hello and Refuse at any.
+   * `buffers`: the node's pool, from which record frames of `ownedFrom` bytes or more that
+   * came in several chunks are gathered (Frame.owned), rather than into a new buffer each
+   * (smaller ones come from malloc's arenas, which reuse memory anyway).
+   */
+  constructor(private readonly speaks: ProtocolRange = PROTOCOL_RANGE, private readonly buffers?: OwnedBuffers,
+    private readonly ownedFrom = MALLOC_MMAP_THRESHOLD_BYTES) {}
 
   /** Hello agreed on `version`: every later frame must carry it. */
   settle(version: number): void {
@@ -199,10 +213,37 @@ export class FrameDecoder {
     const length = head.readUInt32LE(8);
     if (length > MAX_FRAME_PAYLOAD) throw new FrameError(`frame of ${length} bytes is over the ${MAX_FRAME_PAYLOAD}-byte limit`);
     if (this.buffered < FRAME_HEADER_SIZE + length) return null;
-    const all = this.take(FRAME_HEADER_SIZE + length);
+    const n = FRAME_HEADER_SIZE + length;
+    const owned = this.buffers && (type === FrameType.Records || type === FrameType.PackedRecords) && n >= this.ownedFrom &&
+      this.chunks[0]!.length < n ? this.buffers.take(n) : undefined;
+    const all = owned ? this.gather(owned) : this.take(n);
     const payload = all.subarray(FRAME_HEADER_SIZE);
-    if ((length > 0 ? crc32c(payload) : 0) !== head.readUInt32LE(12)) throw new FrameError('frame payload checksum mismatch');
-    return { type, flags: head.readUInt16LE(6), payload, version };
+    if ((length > 0 ? crc32c(payload) : 0) !== head.readUInt32LE(12)) {
+      owned?.give();
+      throw new FrameError('frame payload checksum mismatch');
+    }
+    return { type, flags: head.readUInt16LE(6), payload, version, ...(owned ? { owned } : {}) };
+  }
+
+  /** The first `owned.bytes.length` bytes buffered, copied into `owned` (the chunks after them stay as they came). */
+  private gather(owned: Owned): Buffer {
+    const into = owned.bytes;
+    let at = 0;
+    let k = 0;
+    while (at < into.length) {
+      const c = this.chunks[k]!;
+      const m = Math.min(c.length, into.length - at);
+      c.copy(into, at, 0, m);
+      at += m;
+      if (m < c.length) {
+        this.chunks[k] = c.subarray(m);
+        break;
+      }
+      k++;
+    }
+    this.chunks = this.chunks.slice(k);
+    this.buffered -= into.length;
+    return into;
   }
 
   private peek(n: number): Buffer {

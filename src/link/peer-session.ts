@@ -17,6 +17,7 @@ import { checkHello, encodeHelloFrame, type HelloCheck, type HelloVolume } from 
 import { decodeRecordsFrame } from './records-frame.js';
 import type { JournalRecord } from '../journal/record.js';
 import { assert } from '../invariants/assert.js';
+import type { Owned } from '../memory/owned-buffers.js';
 import { formatDuration } from '../units/units.js';
 
 /** Round-trip samples kept: the least of them is the path's round trip (a heartbeat that waited behind records measures the queue). */
@@ -66,14 +67,17 @@ export type SessionAction =
   | { type: 'refused'; code: string; message: string; volume?: string; byPeer: boolean }
   /** Both Hellos passed: frames from here on at `version`; wire the volumes of `check.pairs`. */
   | { type: 'up'; version: number; check: Extract<HelloCheck, { ok: true }> }
-  /** `frame`: the Records frame's payload the records are views of (the adapter's memory lease follows it). */
-  | { type: 'records'; volume: string; records: JournalRecord[]; frame: Buffer }
+  /**
+   * `frame`: the Records frame's payload the records are views of (the adapter's memory lease
+   * follows it); `owned`: the node's buffer it lies in (given back once the records are logged).
+   */
+  | { type: 'records'; volume: string; records: JournalRecord[]; frame: Buffer; owned?: Owned }
   /**
    * Unpack this PackedRecords frame payload (its volume is paired with this peer): parse
    * and check its head, decompress (in a worker), hand the records over, then send
    * 'unpacked'. Frames behind it wait here meanwhile.
    */
-  | { type: 'unpack'; payload: Buffer }
+  | { type: 'unpack'; payload: Buffer; owned?: Owned }
   | { type: 'resync'; volume: string; startSeq: number }
   | { type: 'hashRequest'; request: ReturnType<typeof decodeHashRequest> }
   | { type: 'hashReply'; reply: ReturnType<typeof decodeHashReply> }
@@ -250,13 +254,13 @@ export class PeerSession {
     switch (f.type) {
       case FrameType.Records: {
         const { volume, records } = decodeRecordsFrame(f.payload);
-        return [{ type: 'records', volume, records, frame: f.payload }];
+        return [{ type: 'records', volume, records, frame: f.payload, ...(f.owned ? { owned: f.owned } : {}) }];
       }
       case FrameType.PackedRecords:
         // The adapter checks its head and the zstd frame's header (no allocation) and
         // decompresses, bounded to the declared size, in a worker (src/compress/codec.ts).
         this.unpacking = true;
-        return [{ type: 'unpack', payload: f.payload }];
+        return [{ type: 'unpack', payload: f.payload, ...(f.owned ? { owned: f.owned } : {}) }];
       case FrameType.Resync: {
         const { volume, startSeq } = decodeResync(f.payload);
         return [{ type: 'resync', volume, startSeq }];

@@ -13,6 +13,7 @@ import type { Packer } from '../compress/packer.js';
 import type { CompressionPool } from '../compress/pool.js';
 import type { MemoryBudget } from '../memory/budget.js';
 import { FrameIntake } from '../memory/intake.js';
+import { frameBuffers } from '../memory/owned-buffers.js';
 import type { VolumeShipper } from '../link/volume-shipper.js';
 import { LinkCapacity, socketAllowance } from '../rate/capacity.js';
 import { Pacer } from '../rate/pacer.js';
@@ -86,7 +87,8 @@ export interface LinkHost {
 export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: LinkHost): Promise<LinkEnd> {
   const peer = o.peer;
   return new Promise((resolve) => {
-    const decoder = new FrameDecoder(o.speaks);
+    // (Large record frames are gathered into the node's buffers and given back once logged: invariant 12.)
+    const decoder = new FrameDecoder(o.speaks, frameBuffers);
     const machine = new PeerSession(o);
     const pacer = new Pacer({
       write: (b, done) => socket.write(b, done ? () => done() : undefined),
@@ -191,13 +193,15 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
             lease();
             return s.close(`${peer} sent records for ${a.volume}, which is not a replica here`);
           }
-          void rp.receive(a.records, lease).catch((e: Error) => s.close(`applying records for ${a.volume}: ${e.message}`));
+          const owned = a.owned;
+          void rp.receive(a.records, lease, () => owned?.give()).catch((e: Error) => s.close(`applying records for ${a.volume}: ${e.message}`));
           return;
         }
         case 'unpack': {
           // Its head and the zstd frame's header are checked here (no allocation); the
           // decompression, bounded to the declared size, runs in a worker.
           const lease = intake.leaseOf(a.payload);
+          const owned = a.owned;
           let packed;
           try {
             packed = parsePackedRecordsFrame(a.payload);
@@ -213,7 +217,8 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
           }
           decodePackedRecordsFrameOff(packed, host.unpackPool()).then(({ records }) => {
             if (machine.closed) return lease();
-            void rp.receive(records, lease).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
+            // (A frame whose payloads went raw: its records are views of the frame, given back once logged.)
+            void rp.receive(records, lease, () => owned?.give()).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
             run(machine.handle({ type: 'unpacked' }));
           }, (e: Error) => {
             lease();

@@ -43,6 +43,18 @@ export interface PlanHost {
   readonly onProgress: (() => void) | null;
 }
 
+/**
+ * A frame's records on their way into the receive log: `logged` gives back its memory
+ * lease (src/memory/intake.ts), `done` its bytes (the node's buffer it lies in, invariant
+ * 12). Both once the log has written the records, or at once when none is appended;
+ * `hooked`: the log's write will call them.
+ */
+export interface FrameUse {
+  logged: () => void;
+  done: () => void;
+  hooked: boolean;
+}
+
 export class PlanRunner {
   /** The peer's link while one is attached. */
   link: ReplicaLink | null = null;
@@ -64,14 +76,14 @@ export class PlanRunner {
     this.link?.close(`${what} failed on the secondary (${why})`);
   }
 
-  async run(actions: ReceiverAction[], frame?: Map<number, JournalRecord>, lease?: { logged: () => void; hooked: boolean }): Promise<void> {
+  async run(actions: ReceiverAction[], frame?: Map<number, JournalRecord>, lease?: FrameUse): Promise<void> {
     await this.runActions(actions, frame, lease);
     // After a sync (its ack) or an apply the member's view changed; plain appends change nothing durable.
     // (The node also looks every GROUP_POINT_MIN_GAP_MS.)
     if (this.replica.onProgress && actions.some((a) => a.type === 'ack' || a.type === 'apply' || a.type === 'releaseLog')) this.replica.onProgress();
   }
 
-  private async runActions(actions: ReceiverAction[], frame?: Map<number, JournalRecord>, lease?: { logged: () => void; hooked: boolean }): Promise<void> {
+  private async runActions(actions: ReceiverAction[], frame?: Map<number, JournalRecord>, lease?: FrameUse): Promise<void> {
     // Actions are the plan of the receiver that made them: once the receive log was
     // reopened and the receiver made again from the disk, the rest of an old plan is
     // dropped (the new receiver plans from what is durable).
@@ -87,7 +99,13 @@ export class PlanRunner {
           // The frame's buffers are the records' payloads until the log has written them.
           if (lease && !lease.hooked) {
             lease.hooked = true;
-            void this.log.whenWritten(this.log.lastSeq).then(lease.logged, lease.logged);
+            const l = lease;
+            const end = (): void => {
+              l.logged();
+              l.done();
+            };
+            // (Written or failed: either way the log's writev no longer reads the frame.)
+            void this.log.whenWritten(this.log.lastSeq).then(end, end);
           }
           if (end.kind === 'failed') this.fail('writing the receive log', end.error);
           else if (end.kind === 'full' && end.next.length > 0) {

@@ -24,7 +24,7 @@ import { CheckpointHold, readCheckpoint, type Checkpoint } from './checkpoint-ho
 import type { HashBuffers, Span } from '../sync/region-hashes.js';
 import { assert } from '../invariants/assert.js';
 import { received, receiverAtStart } from './receive-log.js';
-import { PlanRunner, type ReplicaLink } from './plan-runner.js';
+import { PlanRunner, type FrameUse, type ReplicaLink } from './plan-runner.js';
 import type { MemberView } from './receiver.js';
 import type { History, HistorySettings, RestorePoint } from '../history/history.js';
 import type { PointView } from '../history/view.js';
@@ -565,9 +565,11 @@ export class Replica implements ExportBackend {
    * Records from the peer, already checksum-verified. `logged` (the release of the
    * frame's memory lease, src/memory/intake.ts) is called once the receive log has
    * written them, or at once if none is appended; not after the applies that may follow.
+   * `done` (the frame's bytes given back, invariant 12) likewise, but never earlier:
+   * while a round opens the lease goes back first, and the records are still read after.
    */
-  async receive(records: JournalRecord[], logged: () => void = () => undefined): Promise<void> {
-    const lease = { logged, hooked: false };
+  async receive(records: JournalRecord[], logged: () => void = () => undefined, done: () => void = () => undefined): Promise<void> {
+    const lease: FrameUse = { logged, done, hooked: false };
     try {
       if (this.attaching || this.opening) {
         // A round opening may wait for a checkpoint's release (hours): the frame's lease
@@ -583,7 +585,10 @@ export class Replica implements ExportBackend {
       return await this.run(actions, byseq, lease);
     } finally {
       // (No append, or it never ran: the frame's bytes are dropped.)
-      if (!lease.hooked) logged();
+      if (!lease.hooked) {
+        logged();
+        done();
+      }
     }
   }
 
@@ -592,7 +597,7 @@ export class Replica implements ExportBackend {
     this.runner.fail(what, e);
   }
 
-  private run(actions: ReceiverAction[], frame?: Map<number, JournalRecord>, lease?: { logged: () => void; hooked: boolean }): Promise<void> {
+  private run(actions: ReceiverAction[], frame?: Map<number, JournalRecord>, lease?: FrameUse): Promise<void> {
     return this.runner.run(actions, frame, lease);
   }
 }

@@ -253,8 +253,10 @@ class MemHandle implements StoreFile {
   }
 
   writev(position: number, parts: Buffer[]): Promise<void> {
-    const data = Buffer.concat(parts);
+    // (The bytes are taken when the write runs, as the thread pool's writev takes them: a
+    // buffer given back or changed before the write's promise settles shows in the file.)
     return this.store.sched.defer(() => {
+      const data = Buffer.concat(parts);
       if (this.store.full && position + data.length > this.f.current.length) {
         throw Object.assign(new Error('ENOSPC: disk full'), { code: 'ENOSPC' });
       }

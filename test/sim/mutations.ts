@@ -9,6 +9,7 @@ import { History } from '../../src/history/history.js';
 import { PeerCursors } from '../../src/journal/peer-cursors.js';
 import { DetachedPeers } from '../../src/journal/detach.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
+import { Replica } from '../../src/secondary/replica.js';
 import type { FrameRoom } from '../../src/link/records-frame.js';
 
 /**
@@ -82,6 +83,17 @@ export const MUTATIONS: Record<string, { sim: 'journal' | 'replication' | 'group
         room.release();
         const later = { get live() { return room.live; }, release: () => undefined };
         return send.call(this, s, frame, run, cls, later as unknown as FrameRoom);
+      };
+    },
+  },
+  'frame-given-at-receive': {
+    sim: 'replication',
+    what: 'the secondary gives a gathered frame\'s buffer back as its records arrive, before the receive log has written them',
+    plant: () => {
+      const receive = Replica.prototype.receive;
+      Replica.prototype.receive = function (this: Replica, records, logged, done) {
+        done?.();
+        return receive.call(this, records, logged, () => undefined);
       };
     },
   },

@@ -54,4 +54,6 @@ test('replication simulation: invariants 2, 3, 4, 5, 7 and 8 over a thousand see
   assert.ok(figure('failovers') > n / 10, out);
   // Batches were read into frame rooms given back by frames written before them (poisoned when given back).
   assert.ok(figure('frame rooms reused') > n * 10, out);
+  // ... and the secondaries gathered frames that came in pieces into buffers given back once logged.
+  assert.ok(figure('frames gathered') > n, out);
 });

@@ -95,6 +95,8 @@ export interface ReplicationSimStats {
   promoteCrashes: number;
   /** Batches read into a frame room reused from an earlier batch (src/memory/owned-buffers.ts). */
   roomsReused: number;
+  /** Record frames that came in pieces, gathered into the node's buffers at the secondary (given back once logged). */
+  framesGathered: number;
 }
 
 interface Conn {
@@ -229,7 +231,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
     pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, threeSites: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0,
-    failovers: 0, pastPromotes: 0, promoteCrashes: 0, roomsReused: 0 };
+    failovers: 0, pastPromotes: 0, promoteCrashes: 0, roomsReused: 0, framesGathered: 0 };
   // Half the seeds keep history at the secondary (docs/HISTORY.md), some with a max that
   // drops old segments; past points are opened and compared with the primary's image
   // there (invariant 8). Its own generator: the other seeds replay as before.
@@ -517,7 +519,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         shared: () => [{ name: VOLUME, uuid: SIM_UUID, size, role: 'secondary', generation: SIM_GENERATION, durableSeq: replica.receiver.resumeAfter,
           logBytes: receiveCapacity, round: replica.roundStart }],
       });
-      const c: Conn = { ab: [], ba: [], decA: new FrameDecoder(), decB: new FrameDecoder(), atA, atB };
+      const c: Conn = { ab: [], ba: [], decA: new FrameDecoder(), decB: new FrameDecoder(PROTOCOL_RANGE, frameBuffers, 4096), atA, atB };
       conn = c;
       trace(`link up: secondary durable to ${replica.receiver.resumeAfter}, primary released ${jv.journal.released} last ${jv.journal.lastSeq}`);
       runAt(false, c, atB.handle({ type: 'open', now: clock }));
@@ -585,11 +587,15 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
               });
             }
             break;
-          case 'records':
-            void replica.receive(a.records).catch((e: Error) => {
+          case 'records': {
+            // (A large frame came in pieces into the node's buffer: given back once logged, and poisoned then.)
+            const owned = a.owned;
+            if (owned) stats.framesGathered++;
+            void replica.receive(a.records, undefined, () => owned?.give()).catch((e: Error) => {
               if (conn === c) cut(`secondary: ${e.message}`);
             });
             break;
+          }
           case 'unpack': {
             // (The daemon unpacks in a worker; here on the spot, then the machine is told.)
             let records: JournalRecord[];
@@ -599,7 +605,9 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
               cut(`secondary: ${(e as Error).message}`);
               return;
             }
-            void replica.receive(records).catch((e: Error) => {
+            const owned = a.owned;
+            if (owned) stats.framesGathered++;
+            void replica.receive(records, undefined, () => owned?.give()).catch((e: Error) => {
               if (conn === c) cut(`secondary: ${e.message}`);
             });
             runAt(primary, c, machine.handle({ type: 'unpacked' }));

@@ -75,6 +75,7 @@ for (const seed of seeds) {
       add('promotes to a past point', r.pastPromotes);
       add('promotes cut by a power loss', r.promoteCrashes);
       add('frame rooms reused', r.roomsReused);
+      add('frames gathered', r.framesGathered);
     }
   } catch (e) {
     console.log(`FAIL seed ${seed}: ${(e as Error).message}`);

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import { OwnedBuffers } from '../../src/memory/owned-buffers.js';
 import { Pacer, type FrameHold } from '../../src/rate/pacer.js';
 import { FrameRoom } from '../../src/link/records-frame.js';
+import { FrameDecoder, FrameType, encodeFrame } from '../../src/link/frame.js';
 import { InvariantError } from '../../src/invariants/assert.js';
 
 const KiB = 1024;
@@ -149,4 +150,40 @@ test('a frame room takes its buffer from the pool at the read and gives it back 
   const again = new FrameRoom(pool);
   assert.equal(again.scratch(1 * MiB).buffer, into.buffer, 'the next batch is read into the same memory');
   again.release();
+});
+
+test('a large record frame that comes in pieces is gathered into an owned buffer; the bytes after it stay as they came', () => {
+  const pool = new OwnedBuffers(16 * MiB);
+  const d = new FrameDecoder(undefined, pool, 4096);
+  const big = Buffer.concat(encodeFrame(FrameType.Records, Buffer.alloc(300 * KiB, 0x5a)));
+  const small = Buffer.concat(encodeFrame(FrameType.Records, Buffer.alloc(1000, 0x33)));
+  const tail = Buffer.concat(encodeFrame(FrameType.Records, Buffer.alloc(20 * KiB, 0x44)));
+  const wire = Buffer.concat([big, small, tail]);
+  // Pieces of 64 KiB, the last one holding the end of the big frame, the small one and the tail's start.
+  for (let at = 0; at < wire.length; at += 64 * KiB) d.push(wire.subarray(at, at + 64 * KiB));
+  const f = d.next()!;
+  assert.ok(f.owned, 'gathered into the pool');
+  assert.equal(pool.out, 1);
+  assert.ok(f.payload.equals(Buffer.alloc(300 * KiB, 0x5a)));
+  const g = d.next()!;
+  assert.equal(g.owned, undefined, 'within one piece: a view of it, not owned');
+  assert.ok(g.payload.equals(Buffer.alloc(1000, 0x33)));
+  const h = d.next()!;
+  assert.ok(h.owned, 'the tail spans two pieces');
+  assert.ok(h.payload.equals(Buffer.alloc(20 * KiB, 0x44)));
+  assert.equal(d.next(), null);
+  f.owned!.give();
+  h.owned!.give();
+  assert.equal(pool.out, 0);
+  // A frame whose payload fails its checksum is refused, and its buffer goes back at once.
+  const bad = Buffer.from(big);
+  bad[bad.length - 1] = bad[bad.length - 1]! ^ 1;
+  const e = new FrameDecoder(undefined, pool, 4096);
+  for (let at = 0; at < bad.length; at += 64 * KiB) e.push(bad.subarray(at, at + 64 * KiB));
+  assert.throws(() => e.next(), /payload checksum mismatch/);
+  assert.equal(pool.out, 0);
+  // Without the pool (or under its size): nothing owned.
+  const plain = new FrameDecoder();
+  for (let at = 0; at < big.length; at += 64 * KiB) plain.push(big.subarray(at, at + 64 * KiB));
+  assert.equal(plain.next()!.owned, undefined);
 });
