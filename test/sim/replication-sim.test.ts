@@ -52,6 +52,10 @@ test('replication simulation: invariants 2, 3, 4, 5, 7 and 8 over a thousand see
   assert.ok(figure('first syncs of one peer') > n / 20, out);
   // A quarter of the seeds lose the primary part-way: a secondary is promoted, the other follows, the old primary returns demoted.
   assert.ok(figure('failovers') > n / 10, out);
+  // ... half of them after a calm spell, so promotes apply what their receive logs hold, go to
+  // restore points of the history, and some fail on a full disk and are done again with room.
+  assert.ok(figure('promotes to a past point') > n / 200, out);
+  assert.ok(figure('promotes failed on a full disk, then done') > n / 500, out);
   // Batches were read into frame rooms given back by frames written before them (poisoned when given back).
   assert.ok(figure('frame rooms reused') > n * 10, out);
   // ... and the secondaries gathered frames that came in pieces into buffers given back once logged.

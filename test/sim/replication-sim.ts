@@ -97,7 +97,12 @@ export interface ReplicationSimStats {
   roomsReused: number;
   /** Record frames that came in pieces, gathered into the node's buffers at the secondary (given back once logged). */
   framesGathered: number;
+  /** Promotes that failed on a full disk at the promoted site and were done again once it had room. */
+  promotesOnFullDisk: number;
 }
+
+/** Bytes the simulated socket takes from the shipper's queue before they go on the wire. */
+const SOCKET_ROOM = 16 * 1024;
 
 interface Conn {
   /** Primary to secondary, and back: chunks of bytes in flight. */
@@ -231,7 +236,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
     pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, threeSites: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0,
-    failovers: 0, pastPromotes: 0, promoteCrashes: 0, roomsReused: 0, framesGathered: 0 };
+    failovers: 0, pastPromotes: 0, promoteCrashes: 0, roomsReused: 0, framesGathered: 0, promotesOnFullDisk: 0 };
   // Half the seeds keep history at the secondary (docs/HISTORY.md), some with a max that
   // drops old segments; past points are opened and compared with the primary's image
   // there (invariant 8). Its own generator: the other seeds replay as before.
@@ -659,16 +664,18 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       const c = conn;
       if (!c || clock < stallUntil) return false;
       const q = toSecondary ? c.ab : c.ba;
-      if (toSecondary && q.length === 0) {
-        // The socket takes the next frame the shipper sent: its bytes are copied now, and its room released.
+      // The socket takes the frames the shipper sent while its buffer has room (control
+      // frames, heartbeats and acks, went straight in): their bytes are copied now, and
+      // their rooms released.
+      for (let held = q.reduce((n, b) => n + b.length, 0); toSecondary && held < SOCKET_ROOM;) {
         const f = linkScheduler.next();
-        if (f) {
-          assertFrameLive(f.item.hold, VOLUME);
-          const bytes = Buffer.concat(atVersion(f.item.parts, c.atA.version));
-          scheduledBytes -= bytes.length;
-          f.item.hold?.release();
-          q.push(bytes);
-        }
+        if (!f) break;
+        assertFrameLive(f.item.hold, VOLUME);
+        const bytes = Buffer.concat(atVersion(f.item.parts, c.atA.version));
+        scheduledBytes -= bytes.length;
+        f.item.hold?.release();
+        q.push(bytes);
+        held += bytes.length;
       }
       if (q.length === 0) return false;
       let chunk = q[0]!;
@@ -1006,6 +1013,14 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   // too (docs/ROLES.md). Their own generator: the other seeds replay as before.
   const failRng = new Rng(seed ^ 0xfa11);
   let failoverAt = failRng.chance(1 / 4) ? Math.floor(cfg.steps * (0.2 + 0.6 * failRng.next())) : -1;
+  /**
+   * Half the failovers come after a calm spell (no cuts, stalls, flips, full disks or
+   * crashes, links up) of this many steps: the secondaries catch up and apply, so the
+   * promote applies what its receive log holds and history holds restore points to
+   * promote to. Without it they lag far behind in the fault phase and most promotes are
+   * of the image at record 0.
+   */
+  const calmSteps = failRng.chance(1 / 2) ? 30 + failRng.int(90) : 0;
   let returnAt = -1;
   let failedOver = false;
   let lostPrimary: { name: string; sched: Scheduler; disk: MemDisk } | null = null;
@@ -1027,10 +1042,30 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     pdisk.crash(failRng, powerLoss);
     lostPrimary = { name: primaryName, sched: psched, disk: pdisk };
     const former = new Set(imageAt.values());
-    // (The operator's promote and the follow run with room on every disk: a promote that
-    // fails on a full disk is not simulated.)
+    // A third of the promotes find a disk of the promoted site full (its volume, receive log
+    // or state files): the promote must fail with the disk's error, change nothing it cannot
+    // redo, and succeed when the operator has made room and promotes again. The others,
+    // and every follow, run with room on every disk.
+    const fullAtPromote = failRng.chance(1 / 3);
     for (const s of sites) s.sdisk.full = s.sjstore.full = s.ssstore.full = false;
-    const image = await promoted.promote(toPast, failRng.chance(0.3) ? failRng.int(12) : null);
+    if (fullAtPromote) {
+      const k = 1 + failRng.int(7);
+      promoted.sdisk.full = (k & 1) !== 0;
+      promoted.sjstore.full = (k & 2) !== 0;
+      promoted.ssstore.full = (k & 4) !== 0;
+      trace(`${promoted.name}'s disks full at the promote: volume ${promoted.sdisk.full}, receive log ${promoted.sjstore.full}, ` +
+        `state ${promoted.ssstore.full}`);
+    }
+    let image: Buffer;
+    try {
+      image = await promoted.promote(toPast, !fullAtPromote && failRng.chance(0.3) ? failRng.int(12) : null);
+    } catch (e) {
+      if (!fullAtPromote || e instanceof SimFailure || !/ENOSPC/.test((e as Error).message)) throw e;
+      trace(`the promote of ${promoted.name} failed (${(e as Error).message}); room is made and it is promoted again`);
+      stats.promotesOnFullDisk++;
+      promoted.sdisk.full = promoted.sjstore.full = promoted.ssstore.full = false;
+      image = await promoted.promote(toPast, null);
+    }
     sites.splice(sites.indexOf(promoted), 1);
     // The new primary's journal numbers its records from 1 again: a new stream, from the promoted image.
     stream.clear();
@@ -1075,6 +1110,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
 
   for (step = 0; step < cfg.steps; step++) {
     for (const s of sites) if (s.tornApply) fail(s.tornApply);
+    const calm = failoverAt >= 0 && step < failoverAt && step >= failoverAt - calmSteps;
     clock += STEP_MS;
     if (sharing && shareRng.chance(0.1)) shareNow = [1, 1 / 2, 1 / 8, 1 / 50][shareRng.int(4)]!;
     for (const s of sites) s.shipper.tick();
@@ -1084,7 +1120,20 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     if (process.env.OFFSITE_SIM_TICKS !== '0') for (const s of sites) s.tickLink();
     if (step === failoverAt) await failover();
     if (step === returnAt) await primaryReturns();
-    const r = rng.next();
+    // (A calm step draws as any other, so the schedule around it is the same; its faults move bytes instead.)
+    const drawn = rng.next();
+    const r = calm && drawn >= 0.38 && drawn < 0.48 ? 0.5 : drawn;
+    if (calm) {
+      for (const s of sites) {
+        s.sdisk.full = s.sjstore.full = s.ssstore.full = false;
+        s.connect();
+        // (A held checkpoint freezes the replica: let go, as an operator ends a drill.)
+        if (s.replica.checkpoint) {
+          await s.checkCheckpoint();
+          await s.toggleCheckpoint();
+        }
+      }
+    }
     // (With two secondaries, site-b is spared most of its faults, so it keeps up while site-c is away.)
     const spared = threeSites && r >= 0.38 && r < 0.46 && rngC.chance(0.8);
     if (r < 0.22) issue('write');
@@ -1114,7 +1163,18 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         else b?.deliver(which === 2);
       }
     }
-    if (c) await siteEvent(c);
+    if (c && !calm) await siteEvent(c);
+    if (calm) {
+      // (Calm: the disks and links keep moving, so records arrive, are logged and applied.)
+      for (let k = 0; k < 24; k++) {
+        for (const s of sites) {
+          const which = failRng.int(4);
+          if (which === 0) psched.step();
+          else if (which === 1) s.sched.step();
+          else s.deliver(which === 2);
+        }
+      }
+    }
     await flushMicrotasks();
     if (jv.mode === 'bitmap') overflowed = true;
     checkBounds();

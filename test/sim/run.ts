@@ -76,6 +76,7 @@ for (const seed of seeds) {
       add('promotes cut by a power loss', r.promoteCrashes);
       add('frame rooms reused', r.roomsReused);
       add('frames gathered', r.framesGathered);
+      add('promotes failed on a full disk, then done', r.promotesOnFullDisk);
     }
   } catch (e) {
     console.log(`FAIL seed ${seed}: ${(e as Error).message}`);
