@@ -257,6 +257,18 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
         throw new ActionRefused('conflict', `refused to promote ${name}: ${reasons.join('; ')}. Add --force to promote anyway`);
       }
       await this.intents.refuseElsewhere(e, point, `offsite promote ${name}`);
+      try {
+        return await this.promoteNow(e, name, point, reasons, t0);
+      } catch (err) {
+        throw diskFullSaysSo(err as Error, e, name);
+      }
+    }
+  }
+
+  /** A promote past its checks: the checkpoint let go, the point written down, the change begun and finished. */
+  private async promoteNow(e: VolumeEntry, name: string, point: RestorePoint | null, reasons: string[], t0: number): Promise<ActionResult> {
+    {
+      const rp = e.replica!;
       const daemon = this.daemon;
       await this.endDrill(e);
       if (rp.checkpoint) {
@@ -488,4 +500,17 @@ function pickPastPoint(g: GroupConfig, entries: readonly VolumeEntry[], at: numb
   } catch (err) {
     throw new ActionRefused('conflict', `refused to promote group ${g.name}: ${(err as Error).message}`);
   }
+}
+
+/**
+ * A promote that met a full disk (ENOSPC, EDQUOT) says which folder, that room must be
+ * made, and where the volume stands: nothing changed, or the change is recorded and
+ * completes when the promote runs again (or at the next start). Other errors pass as they are.
+ */
+function diskFullSaysSo(err: Error, e: VolumeEntry, name: string): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT' && !/ENOSPC|EDQUOT|no space left/i.test(err.message)) return err;
+  const begun = e.identity != null && promoteBegun(e.identity);
+  return new Error(`the disk holding ${e.dir} is full (${err.message}): make room there and run 'offsite promote ${name}' again; ` +
+    (begun ? 'the promote is recorded and completes then (or at the next start)' : `nothing changed, ${name} is still a secondary`));
 }
