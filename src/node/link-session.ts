@@ -216,11 +216,14 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
             return s.close(`${peer} sent records for ${volume}, which is not a replica here`);
           }
           decodePackedRecordsFrameOff(packed, host.unpackPool()).then(({ records }) => {
+            // (Its records are new buffers: the worker unpacked a copy, and payloads that went raw
+            // were copied out with their headers, src/compress/codec.ts. The frame is read no more.)
+            owned?.give();
             if (machine.closed) return lease();
-            // (A frame whose payloads went raw: its records are views of the frame, given back once logged.)
-            void rp.receive(records, lease, () => owned?.give()).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
+            void rp.receive(records, lease).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
             run(machine.handle({ type: 'unpacked' }));
           }, (e: Error) => {
+            owned?.give();
             lease();
             s.close(e instanceof FrameError ? `${peer} sent a bad frame: ${e.message}` : `unpacking records for ${volume}: ${e.message}`);
           });

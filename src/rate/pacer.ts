@@ -24,8 +24,8 @@ const PACKED_RECORDS_FRAME = 10;
  * What a frame's bytes belong to (a shipper's frame room, src/link/records-frame.ts): the
  * frame is written only while `live`, and released once the socket's writes of it are
  * done, or when it is dropped before any of it was written. A frame cut off by the link's
- * close is never released (the socket may still hold views of it): its buffer is only
- * memory the collector frees.
+ * close is not released here (the socket may still hold views of it): the socket's own
+ * write callbacks release it once its destroy has dropped the writes.
  */
 export interface FrameHold {
   readonly live: boolean;

@@ -42,6 +42,7 @@ import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import { LinkScheduler } from '../../src/rate/scheduler.js';
 import { assertFrameLive, type FrameHold } from '../../src/rate/pacer.js';
 import { OwnedBuffers, frameBuffers } from '../../src/memory/owned-buffers.js';
+import { OWNED_BUFFERS_KEPT_BYTES } from '../../src/limits/limits.js';
 import { Replica, SYNCED_FILE } from '../../src/secondary/replica.js';
 import { writePromoteAt } from '../../src/secondary/promote-at-file.js';
 import { MemDisk, MemStore, Rng, Scheduler, fence, flushMicrotasks, settleOn } from './disk-model.js';
@@ -172,6 +173,8 @@ export function runReplicationSeed(seed: number, cfg: ReplicationSimConfig = DEF
 async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<ReplicationSimStats> {
   const rng = new Rng(seed);
   OwnedBuffers.poison = true;
+  // (The secondaries gather frames into a pool of their own: the node's counts the shippers' rooms alone.)
+  const gatherBuffers = new OwnedBuffers(OWNED_BUFFERS_KEPT_BYTES);
   const reusedBefore = frameBuffers.reused;
   const debug = Boolean(process.env.OFFSITE_SIM_DEBUG);
   const log: Logger = debug ? createLogger({ level: 'debug', format: 'text' }) : silentLogger;
@@ -524,7 +527,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         shared: () => [{ name: VOLUME, uuid: SIM_UUID, size, role: 'secondary', generation: SIM_GENERATION, durableSeq: replica.receiver.resumeAfter,
           logBytes: receiveCapacity, round: replica.roundStart }],
       });
-      const c: Conn = { ab: [], ba: [], decA: new FrameDecoder(), decB: new FrameDecoder(PROTOCOL_RANGE, frameBuffers, 4096), atA, atB };
+      const c: Conn = { ab: [], ba: [], decA: new FrameDecoder(), decB: new FrameDecoder(PROTOCOL_RANGE, gatherBuffers, 4096), atA, atB };
       conn = c;
       trace(`link up: secondary durable to ${replica.receiver.resumeAfter}, primary released ${jv.journal.released} last ${jv.journal.lastSeq}`);
       runAt(false, c, atB.handle({ type: 'open', now: clock }));
@@ -610,9 +613,12 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
               cut(`secondary: ${(e as Error).message}`);
               return;
             }
-            const owned = a.owned;
-            if (owned) stats.framesGathered++;
-            void replica.receive(records, undefined, () => owned?.give()).catch((e: Error) => {
+            // (Unpacked into new buffers: the frame is read no more.)
+            if (a.owned) {
+              stats.framesGathered++;
+              a.owned.give();
+            }
+            void replica.receive(records).catch((e: Error) => {
               if (conn === c) cut(`secondary: ${e.message}`);
             });
             runAt(primary, c, machine.handle({ type: 'unpacked' }));
