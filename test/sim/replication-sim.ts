@@ -832,14 +832,22 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       if (replica.checkpoint) await settle(replica.releaseCheckpoint());
       checkpointImage = null;
     };
+    /**
+     * The past point a promote wrote down: one that failed after that goes there again, as
+     * the daemon insists (src/node/promote-intents.ts). One that failed before (the file's
+     * write itself) chooses again: the point may be gone (a history whose write failed on
+     * the full disk is dropped, and says so).
+     */
+    let promoteTarget: { seq: number; time: number } | undefined;
     const promote = async (toPast: boolean, crashAfter: number | null): Promise<Buffer> => {
       await leaveRole(`${name} is promoted`);
       // `promote --at`: rolled back to a restore point of its history (the recovery after ransomware).
-      const points = toPast ? replica.historyPoints() : [];
-      const point = points.length > 0 ? points[histRng.int(points.length)]! : undefined;
+      const points = toPast && !promoteTarget ? replica.historyPoints() : [];
+      const point = promoteTarget ?? (points.length > 0 ? points[histRng.int(points.length)]! : undefined);
       if (point) {
         // Written down first, as the daemon does: a start after a crash goes to the same point.
         await settle(writePromoteAt(ssstore, { seq: point.seq, time: point.time }));
+        promoteTarget = { seq: point.seq, time: point.time };
         promotingToPast = true;
       }
       if (crashAfter !== null) {
@@ -864,6 +872,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         fail(`${name} was promoted at record ${fin.applied} (${fin.rolledBack} regions rolled back), but its image is no flush point of the old primary`);
       }
       trace(`${name} promoted at record ${fin.applied}`);
+      promoteTarget = undefined;
       return image;
     };
     /**
