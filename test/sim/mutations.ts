@@ -10,7 +10,7 @@ import { PeerCursors } from '../../src/journal/peer-cursors.js';
 import { DetachedPeers } from '../../src/journal/detach.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import { Replica } from '../../src/secondary/replica.js';
-import type { FrameRoom } from '../../src/link/records-frame.js';
+import type { FrameHold } from '../../src/rate/pacer.js';
 
 /**
  * `caughtBy`: an assertion in src/ ("invariant broken", the default), or the
@@ -75,14 +75,22 @@ export const MUTATIONS: Record<string, { sim: 'journal' | 'replication' | 'group
   },
   'room-released-at-send': {
     sim: 'replication',
-    what: 'the shipper gives a batch\'s frame room back when it hands the frame to the link, before the link has written it (the next batch is read over it)',
+    what: 'a batch\'s frame room goes back when its frame is handed to the link, before the link has written it (the next batch is read over it)',
     plant: () => {
-      const proto = VolumeShipper.prototype as unknown as { sendIfCurrent: (s: unknown, frame: unknown, run: unknown, cls: unknown, room: FrameRoom) => void };
-      const send = proto.sendIfCurrent;
-      proto.sendIfCurrent = function (this: VolumeShipper, s: unknown, frame: unknown, run: unknown, cls: unknown, room: FrameRoom) {
-        room.release();
-        const later = { get live() { return room.live; }, release: () => undefined };
-        return send.call(this, s, frame, run, cls, later as unknown as FrameRoom);
+      type Session = { send(parts: Buffer[], cls?: unknown, hold?: FrameHold): void; early?: true };
+      const proto = VolumeShipper.prototype as unknown as { sendRecords: (s: Session, ...rest: unknown[]) => void };
+      const sendRecords = proto.sendRecords;
+      proto.sendRecords = function (this: VolumeShipper, s: Session, ...rest: unknown[]) {
+        // (Raw frames built in the room and packed ones alike: the hold goes back as the frame is queued.)
+        if (!s.early) {
+          const send = s.send.bind(s);
+          s.send = (parts, cls, hold) => {
+            hold?.release();
+            send(parts, cls, hold && { get live() { return hold.live; }, release: () => undefined });
+          };
+          s.early = true;
+        }
+        return sendRecords.call(this, s, ...rest);
       };
     },
   },

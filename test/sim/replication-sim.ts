@@ -34,9 +34,14 @@ import { DirtyBitmap, RegionSet } from '../../src/journal/bitmap.js';
 import { Journal, KEEP_PREFIX } from '../../src/journal/journal.js';
 import { RecordKind, type JournalRecord, type RecordHeader } from '../../src/journal/record.js';
 import { compress } from 'zstd-napi';
-import { packSync, parsePackedRecordsFrame, unpackPacked } from '../../src/compress/codec.js';
+import { parsePackedRecordsFrame, unpackPacked } from '../../src/compress/codec.js';
+import { Packer, emptyPackStats } from '../../src/compress/packer.js';
+import type { CompressionPool } from '../../src/compress/pool.js';
+import type { FrameRoom } from '../../src/link/records-frame.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
-import { FrameDecoder, MAX_MAP_HOLES, PROTOCOL_RANGE, atVersion, encodeAck, encodeHashReply, encodeHold, encodeMapReply } from '../../src/link/frame.js';
+import {
+  FrameDecoder, FrameType, MAX_MAP_HOLES, PROTOCOL_RANGE, atVersion, encodeAck, encodeHashReply, encodeHold, encodeMapReply,
+} from '../../src/link/frame.js';
 import { PeerSession, type SessionAction } from '../../src/link/peer-session.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import { LinkScheduler } from '../../src/rate/scheduler.js';
@@ -209,6 +214,15 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const useIntents = rng.chance(0.5);
   // Half the seeds pack batches as the daemon does (zero writes as Zeroes, zstd frames).
   const packing = rng.chance(0.5);
+  // Packing seeds run the daemon's packer, its zstd on the spot (a pool's worker in the daemon): a fixed level, or auto.
+  const packer = new Packer({
+    pool: { compress: (b: Buffer, level: number) => Promise.resolve(compress(b, { compressionLevel: level, checksumFlag: true })), busy: 0 } as
+      unknown as CompressionPool,
+    setting: () => ((seed & 2) !== 0 ? { mode: 'auto' } : { mode: 'fixed', level: 1 }),
+    peerZstd: true,
+    stats: () => packStats,
+  });
+  const packStats = emptyPackStats();
   // Half coalesce batches that span several epochs (Skip records; the replica waits for the unit's end).
   const coalescing = rng.chance(0.5);
   // A third of the seeds share the link with other volumes (src/rate/scheduler.ts): the
@@ -556,9 +570,11 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
               const remote = a.check.pairs[0]!.remote;
               shipper.up({
                 ...(packing ? {
-                  encode: (records: JournalRecord[]) => packSync(VOLUME, records, (b) => {
-                    stats.packed++;
-                    return compress(b, { compressionLevel: 1, checksumFlag: true });
+                  // The daemon's packer (src/compress/packer.ts) around the batch's frame room:
+                  // raw frames built in the room, headers packed around its payloads, zstd on a copy.
+                  encode: (records: JournalRecord[], room?: FrameRoom) => packer.encode(VOLUME, records, room).then((parts) => {
+                    if (parts[0]![5] === FrameType.PackedRecords) stats.packed++;
+                    return parts;
                   }),
                 } : {}),
                 send: (parts, cls, hold) => {
