@@ -231,68 +231,64 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
   }
 
   private async promoteOne(name: string, opts: { force?: boolean | undefined; at?: number | undefined }): Promise<ActionResult> {
-    {
-      const t0 = performance.now();
-      const e = this.entry(name);
-      if (e.role === 'primary') throw new ActionRefused('wrong-role', `volume ${name} is already primary on this node`);
-      const rp = e.replica!;
-      // (With several peers, the one it follows now: another secondary of the set may be linked too.)
-      const peer = this.daemon.links?.primaryOf(name) ?? (e.config.peers.length === 1 ? e.config.peer! : null);
-      const reasons: string[] = [];
-      if (peer !== null && this.daemon.links?.linkState(peer) === 'connected') {
-        reasons.push(`its primary on ${peer} is still connected (two primaries would take writes apart: demote ${name} on ${peer} first, or stop that node)`);
-      }
-      // A past point (--at) is an image whatever the replica is now (a torn apply, a round: what they wrote was saved).
-      let point: RestorePoint | null = null;
-      if (opts.at !== undefined) {
-        try {
-          point = rp.pastPoint(opts.at);
-        } catch (err) {
-          throw new ActionRefused('conflict', `refused to promote ${name}: ${(err as Error).message}`);
-        }
-      }
-      const notImage = point ? null : rp.notFrozenBecause();
-      if (notImage) reasons.push(`the replica is no flush-point image: ${notImage}`);
-      if (reasons.length > 0 && !opts.force) {
-        throw new ActionRefused('conflict', `refused to promote ${name}: ${reasons.join('; ')}. Add --force to promote anyway`);
-      }
-      await this.intents.refuseElsewhere(e, point, `offsite promote ${name}`);
+    const t0 = performance.now();
+    const e = this.entry(name);
+    if (e.role === 'primary') throw new ActionRefused('wrong-role', `volume ${name} is already primary on this node`);
+    const rp = e.replica!;
+    // (With several peers, the one it follows now: another secondary of the set may be linked too.)
+    const peer = this.daemon.links?.primaryOf(name) ?? (e.config.peers.length === 1 ? e.config.peer! : null);
+    const reasons: string[] = [];
+    if (peer !== null && this.daemon.links?.linkState(peer) === 'connected') {
+      reasons.push(`its primary on ${peer} is still connected (two primaries would take writes apart: demote ${name} on ${peer} first, or stop that node)`);
+    }
+    // A past point (--at) is an image whatever the replica is now (a torn apply, a round: what they wrote was saved).
+    let point: RestorePoint | null = null;
+    if (opts.at !== undefined) {
       try {
-        return await this.promoteNow(e, name, point, reasons, t0);
+        point = rp.pastPoint(opts.at);
       } catch (err) {
-        throw diskFullSaysSo(err as Error, e, name);
+        throw new ActionRefused('conflict', `refused to promote ${name}: ${(err as Error).message}`);
       }
+    }
+    const notImage = point ? null : rp.notFrozenBecause();
+    if (notImage) reasons.push(`the replica is no flush-point image: ${notImage}`);
+    if (reasons.length > 0 && !opts.force) {
+      throw new ActionRefused('conflict', `refused to promote ${name}: ${reasons.join('; ')}. Add --force to promote anyway`);
+    }
+    await this.intents.refuseElsewhere(e, point, `offsite promote ${name}`);
+    try {
+      return await this.promoteNow(e, name, point, reasons, t0);
+    } catch (err) {
+      throw diskFullSaysSo(err as Error, e, name);
     }
   }
 
   /** A promote past its checks: the checkpoint let go, the point written down, the change begun and finished. */
   private async promoteNow(e: VolumeEntry, name: string, point: RestorePoint | null, reasons: string[], t0: number): Promise<ActionResult> {
-    {
-      const rp = e.replica!;
-      const daemon = this.daemon;
-      await this.endDrill(e);
-      if (rp.checkpoint) {
-        daemon.registry.remove(`${name}${CHECKPOINT_SUFFIX}`);
-        await rp.releaseCheckpoint();
-      }
-      daemon.links?.volumeChanged(name, `volume ${name} is being promoted here`);
-      // Written first: a start after a crash part-way rolls back to this same point.
-      await this.intents.write(e, point);
-      // From here a crash does not leave a half-promoted volume: the next start redoes it.
-      e.identity!.beginChange('primary');
-      const fin = await this.finishPromote(e);
-      daemon.registry.add(daemon.backendOf(e), e.config.default === true);
-      daemon.links?.volumeReady(name, `volume ${name} is primary here now`);
-      const ms = Math.round(performance.now() - t0);
-      const message = `volume ${name} promoted: primary on this node, read-write, generation ${e.identity!.current}; ` +
-        (point ? `rolled back to the restore point of ${new Date(point.time).toISOString()} (record ${point.seq}), ` +
-          `${formatBytes(fin.restoredBytes ?? 0)} of later changes undone` : `applied up to record ${fin.applied}`) +
-        (fin.discarded > 0 ? `, ${fin.discarded} records after ${point ? 'the restore point undone or discarded' : 'the last flush point discarded'}` : '') +
-        (fin.rolledBack > 0 ? `, ${fin.rolledBack} regions of an unfinished resync rolled back` : '') +
-        (reasons.length > 0 ? ` (forced: ${reasons.join('; ')})` : '') + `; took ${ms} ms`;
-      this.log.warn({ volume: name }, message);
-      return { volume: name, message, generation: e.identity!.current, applied: fin.applied, discarded: fin.discarded, ms };
+    const rp = e.replica!;
+    const daemon = this.daemon;
+    await this.endDrill(e);
+    if (rp.checkpoint) {
+      daemon.registry.remove(`${name}${CHECKPOINT_SUFFIX}`);
+      await rp.releaseCheckpoint();
     }
+    daemon.links?.volumeChanged(name, `volume ${name} is being promoted here`);
+    // Written first: a start after a crash part-way rolls back to this same point.
+    await this.intents.write(e, point);
+    // From here a crash does not leave a half-promoted volume: the next start redoes it.
+    e.identity!.beginChange('primary');
+    const fin = await this.finishPromote(e);
+    daemon.registry.add(daemon.backendOf(e), e.config.default === true);
+    daemon.links?.volumeReady(name, `volume ${name} is primary here now`);
+    const ms = Math.round(performance.now() - t0);
+    const message = `volume ${name} promoted: primary on this node, read-write, generation ${e.identity!.current}; ` +
+      (point ? `rolled back to the restore point of ${new Date(point.time).toISOString()} (record ${point.seq}), ` +
+        `${formatBytes(fin.restoredBytes ?? 0)} of later changes undone` : `applied up to record ${fin.applied}`) +
+      (fin.discarded > 0 ? `, ${fin.discarded} records after ${point ? 'the restore point undone or discarded' : 'the last flush point discarded'}` : '') +
+      (fin.rolledBack > 0 ? `, ${fin.rolledBack} regions of an unfinished resync rolled back` : '') +
+      (reasons.length > 0 ? ` (forced: ${reasons.join('; ')})` : '') + `; took ${ms} ms`;
+    this.log.warn({ volume: name }, message);
+    return { volume: name, message, generation: e.identity!.current, applied: fin.applied, discarded: fin.discarded, ms };
   }
 
   /** At start, before the volume is opened: its promote-at file kept, joined or removed (PromoteIntents.settle). */
