@@ -54,6 +54,12 @@ export const WRITE_BATCH_MAX_BYTES = 8 * MiB;
 export const HASH_READ_BYTES = 4 * MiB;
 export const HASH_BUFFERS = 4;
 /**
+ * A secondary works on this many of a link's hash requests at once (one reads while
+ * another hashes: src/secondary/replica-requests.ts), and answers them in the order
+ * asked; each holds one of the HASH_BUFFERS while it reads.
+ */
+export const HASH_REQUESTS_AT_ONCE = 2;
+/**
  * With several peers (docs/PEERS.md, src/journal/detach.ts): once the journal holds this
  * share of its capacity and the slowest peer is behind another, the slowest leaves the
  * journal for a bitmap of its own, so the journal keeps room for the others.

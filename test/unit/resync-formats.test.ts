@@ -109,6 +109,33 @@ test('range locks: a resync read waits for host writes in flight there, and hold
   assert.equal(entered, true);
 });
 
+test('range locks: ranges apart are locked at once, an overlapping lock waits for the one it overlaps', async () => {
+  const locks = new RangeLocks();
+  const a = await locks.lock(0, 65536);
+  const b = await locks.lock(65536, 65536);
+  assert.equal(locks.locked, 2, 'two ranges apart are held at once (the verify keeps several batches out)');
+  let cGranted = false;
+  const c = locks.lock(60000, 10000).then((release) => {
+    cGranted = true;
+    return release;
+  });
+  await new Promise((r) => setImmediate(r));
+  assert.equal(cGranted, false, 'a lock over both waits');
+  a();
+  await new Promise((r) => setImmediate(r));
+  assert.equal(cGranted, false, 'it still overlaps the second');
+  const w = locks.enterWrite(0, 4096);
+  assert.equal(typeof w, 'number', 'the first range is free for host writes again');
+  assert.ok(locks.enterWrite(70000, 512) instanceof Promise, 'the second is not');
+  b();
+  const releaseC = await c;
+  assert.equal(cGranted, true);
+  assert.equal(locks.locked, 1);
+  releaseC();
+  assert.throws(() => releaseC(), /let go once/);
+  assert.equal(locks.locked, 0);
+});
+
 test('HashRequest and HashReply: fixed bytes, and bounds', async () => {
   const { decodeHashReply, decodeHashRequest, encodeHashReply, encodeHashRequest, FrameDecoder: D } = await import('../../src/link/frame.js');
   const req = Buffer.concat(encodeHashRequest({ volume: 'db', regionSize: 65536, first: 3, count: 2 }));
