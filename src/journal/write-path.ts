@@ -25,7 +25,7 @@ import type { RegionSet, DirtyBitmap } from './bitmap.js';
 import { IntentRing } from './intent.js';
 import type { Store } from './store.js';
 import type { Journal, RecoveryReport } from './journal.js';
-import { FLAG_RESYNC, FLAG_ROUND_END, RecordKind, type JournalRecord } from './record.js';
+import { FLAG_RESYNC, FLAG_ROUND_END, RecordKind, recordSize, type JournalRecord } from './record.js';
 import { RangeLocks } from '../sync/range-lock.js';
 import { RoundMarker } from '../sync/round-marker.js';
 import { ResyncRound } from '../sync/round.js';
@@ -461,6 +461,22 @@ export class JournaledVolume implements ExportBackend {
 
   // --- internals --------------------------------------------------------------
 
+  /**
+   * Ends the open epoch now with a barrier the primary chose (the epoch bound), and
+   * makes it durable soon: one sync for the barriers of one turn, as a FLUSH would
+   * (a group member's group is asked for a point then too).
+   */
+  private closeEpoch(): void {
+    const r = this.journal.barrier();
+    // (A full journal: the record after it finds it full too, and the path for a full journal takes over.)
+    if (r === 'full' || this.epochCloseQueued) return;
+    this.epochCloseQueued = true;
+    queueMicrotask(() => {
+      this.epochCloseQueued = false;
+      void this.flush().catch(() => undefined);
+    });
+  }
+
   /** Journals (or marks in the bitmap) one host change; returns its seq (0 in bitmap mode). */
   private async track(kind: RecordKind.Write | RecordKind.Zeroes | RecordKind.Trim, offset: number, length: number, payload: Buffer | null,
     fua: boolean): Promise<number> {
@@ -480,6 +496,11 @@ export class JournaledVolume implements ExportBackend {
       }
       let seq: number | 'full';
       try {
+        // A primary-chosen boundary: the secondary applies whole epochs from its receive
+        // log, so an epoch holds at most maxEpochBytes (or one record alone). The barrier
+        // goes in before the record that would pass the bound, in this same call: writes
+        // let go at once (the waiters of a range lock) cannot pile up past it.
+        if (this.journal.openEpochBytes > 0 && this.journal.openEpochBytes + recordSize(kind, length) > this.maxEpochBytes) this.closeEpoch();
         seq = this.journal.append(kind, offset, length, payload, fua);
       } catch (e) {
         // The journal's disk failed (full, I/O error): the host is still served, tracked by bitmap.
@@ -492,16 +513,10 @@ export class JournaledVolume implements ExportBackend {
         if (this.seed.active) this.seed.touch(offset, length);
         this.bytesSinceGroupPoint += length;
         if (this.groupAsk && this.bytesSinceGroupPoint > this.maxEpochBytes) this.groupAsk('bytes');
-        if (this.journal.openEpochBytes > this.maxEpochBytes && !this.epochCloseQueued) {
-          // A primary-chosen boundary: the secondary applies whole epochs from its
-          // receive log, so an epoch must stay well below that log's size. The
-          // barrier goes in right after this call (its seq follows this record's).
-          this.epochCloseQueued = true;
-          queueMicrotask(() => {
-            this.epochCloseQueued = false;
-            void this.flush().catch(() => undefined);
-          });
-        }
+        // (A record larger than the bound alone: its epoch ends right after it.)
+        if (this.journal.openEpochBytes > this.maxEpochBytes) this.closeEpoch();
+        assert(this.journal.openEpochBytes <= Math.max(this.maxEpochBytes, recordSize(kind, length)),
+          () => `volume ${this.name}: an epoch of ${this.journal.openEpochBytes} bytes is open, over the bound of ${this.maxEpochBytes}`);
         return seq;
       }
       if (this.onFull === 'bitmap') {

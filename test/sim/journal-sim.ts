@@ -119,8 +119,9 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
     const p = kind === 'write' ? jv.write(block * BLOCK, pattern(id, blocks), fua)
       : kind === 'zeroes' ? jv.writeZeroes(block * BLOCK, blocks * BLOCK, { fua, mayTrim: true, fast: false })
       : jv.trim(block * BLOCK, blocks * BLOCK, fua);
-    // The journal append happens synchronously inside the call: its seq is known now.
-    if (jv.journal.lastSeq > before) w.seq = jv.journal.lastSeq;
+    // The journal append happens synchronously inside the call: its seq is known now (the
+    // last record, or the one before it when the epoch bound closed its epoch right after).
+    if (jv.journal.lastSeq > before) w.seq = jv.journal.openEpochBytes > 0 ? jv.journal.lastSeq : jv.journal.lastSeq - 1;
     w.mode = w.seq > 0 ? 'journal' : 'bitmap';
     p.then(() => {
       if (gen !== generation) return;
