@@ -145,9 +145,15 @@ export class DirtyBitmap {
   markAll(): void {
     this.bits.fill(0xff);
     this.clearBeyondEnd();
-    for (let p = 0; p < this.pages; p++) this.writePage(p);
     this.recount();
+    // (Marked here first: a page that cannot be written now is written by the next sync.)
+    this.stalePages = true;
+    for (let p = 0; p < this.pages; p++) this.writePage(p);
+    this.stalePages = false;
   }
+
+  /** markAll could not write every page: the next sync writes them all before it syncs. */
+  private stalePages = false;
 
   /**
    * Clears the regions of [first, end) that `may` allows (a first sync found them
@@ -193,6 +199,10 @@ export class DirtyBitmap {
   }
 
   async sync(): Promise<void> {
+    if (this.stalePages) {
+      for (let p = 0; p < this.pages; p++) this.writePage(p);
+      this.stalePages = false;
+    }
     if (!this.unsynced) return;
     this.unsynced = false;
     const dir = this.created;

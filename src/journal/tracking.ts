@@ -58,7 +58,13 @@ export class Tracking {
       `volume ${name}: ${reason}; switched to dirty-bitmap tracking (${formatBytes(bitmap.regionSize)} regions), the changed regions will be resynced`);
     this.folding = this.fold().catch((e: Error) => {
       log.error({ volume: name }, `volume ${name}: folding the journal into the bitmap failed: ${e.message}; marking every region for resync`);
-      bitmap.markAll();
+      try {
+        bitmap.markAll();
+      } catch (e2) {
+        // (Every region is marked in memory: the bitmap's next sync writes its pages first.)
+        log.error({ volume: name }, `volume ${name}: writing the dirty bitmap failed too (${(e2 as Error).message}); every region is marked, ` +
+          `and the bitmap is written at its next sync`);
+      }
     }).finally(() => {
       this.folding = null;
     });

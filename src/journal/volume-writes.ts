@@ -46,6 +46,8 @@ export class VolumeWrites {
     // The activity log holds the extent (durably) before the volume may change there.
     const al = this.activity;
     const entered = al?.enter(offset, length);
+    // (Its failure is the volume write's, below; until that waits for it, it must not go unhandled.)
+    entered?.catch(() => undefined);
     const gated = entered ? (): Promise<void> => entered.then(write) : write;
     const volumeWrite = al ? (): Promise<void> => gated().finally(() => al.leave(offset, length)) : gated;
     if (seq > 0 && this.intents) {
@@ -53,7 +55,13 @@ export class VolumeWrites {
       await Promise.all([this.landed(seq, offset, length), this.apply(seq, volumeWrite(), offset, length)]);
       return;
     }
-    await this.landed(seq, offset, length);
+    try {
+      await this.landed(seq, offset, length);
+    } catch (e) {
+      // (The volume write never begins: the extent it entered is left now.)
+      al?.leave(offset, length);
+      throw e;
+    }
     await this.apply(seq, volumeWrite(), offset, length);
   }
 
