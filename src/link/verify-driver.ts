@@ -19,6 +19,8 @@ export interface VerifyLink {
   /** The link's rate cap (bytes per second; null: none). */
   rate(): number | null;
   now(): number;
+  /** The link's beginning is under way (it may open a round: a first sync, a resync), or a first sync waits for its turn. */
+  beginning(): boolean;
 }
 
 export class VerifyDriver {
@@ -74,9 +76,17 @@ export class VerifyDriver {
     this.act(this.verifier.handle({ type: 'tick', now, ready: this.ready() }));
   }
 
-  /** A round (an overflow meanwhile) makes the replica a moving target: a verify waits for its end. */
+  /** Batches out (asked, or being read and hashed). */
+  get out(): number {
+    return this.verifier.out;
+  }
+
+  /**
+   * A round (an overflow meanwhile, a first sync) makes the replica a moving target: a
+   * verify waits for its end, and for a link's beginning, which may open one.
+   */
   private syncing(): boolean {
-    return this.jv.mode !== 'journal' || this.jv.roundStart !== 0 || this.jv.seeding;
+    return this.jv.mode !== 'journal' || this.jv.roundStart !== 0 || this.jv.seeding || this.link.beginning();
   }
 
   /**

@@ -10,6 +10,7 @@
 // with that peer's replica alone: only its shipper waits for the comparison, the others
 // stream on (docs/PEERS.md).
 import type { Logger } from '../log/log.js';
+import { assert } from '../invariants/assert.js';
 import type { JournaledVolume } from '../journal/write-path.js';
 import { FLAG_RESYNC, RECORD_HEADER_SIZE, type JournalRecord } from '../journal/record.js';
 import { THE_PEER } from '../journal/peer-cursors.js';
@@ -87,6 +88,7 @@ export class VolumeShipper {
     this.shipper = new Shipper({ windowBytes: opts.windowBytes, batchBytes: opts.batchBytes });
     this.verifier = new VerifyDriver(volume, jv, log, {
       session: () => this.session, paused: () => this.paused, heldByPeer: () => this.heldByPeer, rate: () => this.rate?.() ?? null, now: () => opts.now(),
+      beginning: () => this.beginning || this.resync.waiting !== null,
     });
     this.resync = new ResyncDriver(volume, jv, log, opts.windowBytes, {
       session: () => this.session, detach: () => (this.session = null), rate: () => this.rate?.() ?? null, durable: () => this.notifyDurable(),
@@ -188,6 +190,9 @@ export class VolumeShipper {
   }
 
   private beginOn(s: ShipperSession, peerDurable: number, peerRound: number, peerFirstMeeting: boolean): void {
+    // A beginning may open a round: the replica becomes a moving target, so no verify
+    // batch may be out (the last link's were let go; none go while a link begins).
+    assert(this.verifier.out === 0, () => `volume ${this.volume}: a link begins with ${this.verifier.out} verify batches out`);
     this.beginning = true;
     void this.begin(s, peerDurable, peerRound, peerFirstMeeting).catch((e: Error) => {
       if (this.session === s) s.close(`volume ${this.volume}: ${e.message}`);

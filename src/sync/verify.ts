@@ -111,6 +111,11 @@ export class Verifier {
     return this.current;
   }
 
+  /** Batches out: asked and not answered, or being read and hashed. */
+  get out(): number {
+    return this.asked.size + this.reading.size;
+  }
+
   /** Is this reply the answer to a batch out? (Else it is a first sync's, or from an older link.) */
   expects(first: number, regionSize: number, count: number): boolean {
     return this.current !== null && regionSize === this.current.regionSize && this.asked.get(first)?.hashes.length === count;

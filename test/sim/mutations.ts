@@ -10,6 +10,7 @@ import { PeerCursors } from '../../src/journal/peer-cursors.js';
 import { DetachedPeers } from '../../src/journal/detach.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import { Replica } from '../../src/secondary/replica.js';
+import { PeerRequests } from '../../src/secondary/replica-requests.js';
 import type { FrameHold } from '../../src/rate/pacer.js';
 
 /**
@@ -70,6 +71,20 @@ export const MUTATIONS: Record<string, { sim: 'journal' | 'replication' | 'group
     plant: () => {
       (Receiver.prototype as unknown as { groupLimitIndex: () => number }).groupLimitIndex = function (this: Receiver): number {
         return this.inGroup ? Infinity : Infinity;
+      };
+    },
+  },
+  'verify-unpinned': {
+    sim: 'replication',
+    caughtBy: 'check',
+    what: 'the secondary answers an online verify\'s hash request at once, not once it has applied the batch\'s flush point ' +
+      '(it compares a replica still behind)',
+    plant: () => {
+      type Hash = (rs: number, first: number, count: number, wanted?: () => boolean, after?: number) => unknown;
+      const proto = PeerRequests.prototype as unknown as { hashRegions: Hash };
+      const hashRegions = proto.hashRegions;
+      proto.hashRegions = function (this: PeerRequests, rs: number, first: number, count: number, wanted?: () => boolean) {
+        return hashRegions.call(this, rs, first, count, wanted, 0);
       };
     },
   },

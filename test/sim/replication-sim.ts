@@ -44,6 +44,7 @@ import {
 } from '../../src/link/frame.js';
 import { PeerSession, type SessionAction } from '../../src/link/peer-session.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
+import type { VerifyRun } from '../../src/sync/verify.js';
 import { LinkScheduler } from '../../src/rate/scheduler.js';
 import { assertFrameLive, type FrameHold } from '../../src/rate/pacer.js';
 import { OwnedBuffers, frameBuffers } from '../../src/memory/owned-buffers.js';
@@ -105,6 +106,10 @@ export interface ReplicationSimStats {
   framesGathered: number;
   /** Promotes that failed on a full disk at the promoted site and were done again once it had room. */
   promotesOnFullDisk: number;
+  /** Online verifies that ran to their end (host writes and faults going on, or at the end): each found nothing. */
+  verifies: number;
+  /** A region of a replica corrupted behind the replication's back at the end: found by a verify, and repaired. */
+  verifyRepairs: number;
 }
 
 /** Bytes the simulated socket takes from the shipper's queue before they go on the wire. */
@@ -253,11 +258,14 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
     pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, threeSites: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0,
-    failovers: 0, pastPromotes: 0, promoteCrashes: 0, roomsReused: 0, framesGathered: 0, promotesOnFullDisk: 0 };
+    failovers: 0, pastPromotes: 0, promoteCrashes: 0, roomsReused: 0, framesGathered: 0, promotesOnFullDisk: 0,
+    verifies: 0, verifyRepairs: 0 };
   // Half the seeds keep history at the secondary (docs/HISTORY.md), some with a max that
   // drops old segments; past points are opened and compared with the primary's image
   // there (invariant 8). Its own generator: the other seeds replay as before.
   const histRng = new Rng(seed ^ 0x4157);
+  /** Online verifies: when one starts, and what the one at the end corrupts (its own generator: the schedules stay as they were). */
+  const verifyRng = new Rng(seed ^ 0x7e51f);
   const keepsHistory = histRng.chance(1 / 2);
   const hostFlushesAtEnd = new Rng(seed ^ 0xf105).chance(1 / 2);
   const historyMax = [null, 256 * 1024, 1 << 20][histRng.int(3)]!;
@@ -647,7 +655,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
             break;
           case 'hashRequest': {
             const r = a.request;
-            void replica.hashRegions(r.regionSize, r.first, r.count, () => conn === c).then((h) => {
+            void replica.hashRegions(r.regionSize, r.first, r.count, () => conn === c, r.afterSeq ?? 0).then((h) => {
               if (h && conn === c) c.ba.push(Buffer.concat(atVersion(encodeHashReply(r, h), c.atB.version)));
             });
             break;
@@ -1131,6 +1139,20 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     if (failRng.chance(1 / 3)) failoverAt = step + 15 + failRng.int(40);
   };
 
+  /** Verifies seen to their end (each checked once). */
+  const verifiesSeen = new WeakSet<VerifyRun>();
+  const checkVerifies = (): void => {
+    for (const s of sites) {
+      const v = s.shipper.verify;
+      if (!v || v.state !== 'done' || verifiesSeen.has(v)) continue;
+      verifiesSeen.add(v);
+      if (v.differing.length > 0) {
+        fail(`an online verify of ${s.name} found regions ${v.differing.join(', ')} different, but no replica was corrupted: ${v.message}`);
+      }
+      stats.verifies++;
+    }
+  };
+
   await openPrimary();
   // Half the seeds begin as a new pair: the first round sends the whole volume. The
   // others begin as a pair whose first sync is done (both volumes all zeros).
@@ -1209,6 +1231,19 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     await flushMicrotasks();
     if (jv.mode === 'bitmap') overflowed = true;
     checkBounds();
+    // Online verifies (docs/RESYNC.md) start now and then while the host writes and the
+    // faults go on. Nothing here corrupts a replica behind the replication's back, so
+    // one that runs to its end must find every region equal: its batches are pinned at
+    // their flush points, held against host writes until the peer answers.
+    checkVerifies();
+    if (verifyRng.chance(0.03)) {
+      const s = sites[verifyRng.int(sites.length)];
+      try {
+        s?.shipper.startVerify(false);
+      } catch {
+        // (Refused: the link down, a round open; the operator would try again later.)
+      }
+    }
     // (Its own generator: the main schedule draws nothing more for it.)
     if (keepsHistory && histRng.chance(0.04)) await b?.checkHistory('while replicating', 1);
   }
@@ -1258,6 +1293,83 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     // (The host keeps writing while a checkpoint is held: the backlog grows.)
     if (held() && i % 5 === 0) issue('write');
   }
+  /** Every replica is the primary's image now (`what`: the point the run reached). */
+  const sameImages = (what: string): void => {
+    for (const s of sites) {
+      const sdisk = s.sdisk;
+      if (!sdisk.file.current.equals(pdisk.file.current)) {
+        const b = firstDifferentBlock(sdisk.file.current, pdisk.file.current);
+        const tags = (d: Buffer): string => Array.from({ length: BLOCK / SECTOR }, (_, k) => d.readUInt32LE(b * BLOCK + k * SECTOR)).join(',');
+        fail(`${what} to record ${jv.journal.lastSeq}, but block ${b} differs at ${s.name}: replica sectors hold writes ${tags(sdisk.file.current)}, ` +
+          `primary ${tags(pdisk.file.current)}`);
+      }
+    }
+  };
+  /** Moves everything (links up, no faults) until `done()`; `each` runs every step first. */
+  const driveUntil = async (done: () => boolean, why: string, each: (i: number) => void = () => undefined): Promise<void> => {
+    for (let i = 0; i < 20000; i++) {
+      if (done()) return;
+      each(i);
+      clock += STEP_MS;
+      for (const s of sites) s.shipper.tick();
+      for (const s of sites) if (!s.conn) s.connect();
+      psched.step();
+      for (const s of sites) {
+        s.deliver(true);
+        s.deliver(false);
+        s.sched.step();
+      }
+      await flushMicrotasks();
+      checkBounds();
+    }
+    fail(`${why}: not done after 20000 steps (primary ${jv.mode}, round ${jv.roundStart}, journal durable ${jv.journal.durableSeq} of ` +
+      `${jv.journal.lastSeq}; ${sites.map((s) => `${s.name} applied ${s.replica.receiver.applied} acked ${s.shipper.acked}` +
+        `${s.replica.round ? ' in a round' : ''}${s.conn ? '' : ' link down'}`).join('; ')})`);
+  };
+  /**
+   * The online verify at the end, on a converged pair: once while the host writes (it
+   * must find nothing), then after one block of the replica was corrupted behind the
+   * replication's back (it must find exactly that block's region, and repair it).
+   */
+  const verifyAtEnd = async (): Promise<void> => {
+    const s = sites[verifyRng.int(sites.length)]!;
+    const verify = async (repair: boolean, writes: boolean): Promise<VerifyRun> => {
+      const run = s.shipper.startVerify(repair);
+      await driveUntil(() => run.state !== 'running', `the verify of ${s.name} at the end`, (i) => {
+        // (For a while: a small journal the link cannot keep up with overflows, and the
+        // verify waits for the resync round that follows.)
+        if (writes && i < 300 && i % 4 === 0) issue('write');
+        if (writes && i < 300 && i % 17 === 16) void jv.flush().catch(() => undefined);
+      });
+      if (run.state !== 'done') fail(`the verify of ${s.name} at the end did not finish: ${run.message}`);
+      return run;
+    };
+    const converge = async (why: string): Promise<void> => {
+      await settle(jv.flush()).catch(() => undefined);
+      await driveUntil(settled, why);
+      await settle(jv.quiesce());
+      sameImages(why);
+    };
+    const quiet = await verify(false, true);
+    if (quiet.differing.length > 0) {
+      fail(`the verify of ${s.name} at the end found regions ${quiet.differing.join(', ')} different on a pair that never diverged`);
+    }
+    stats.verifies++;
+    await converge('converged after the verify');
+    const block = verifyRng.int(cfg.volumeBlocks);
+    const garbage = Buffer.alloc(BLOCK, 1 + verifyRng.int(255));
+    garbage.writeUInt32LE(0xbad0bad0, 0); // (never a write's tag: it differs from the primary's block)
+    s.sdisk.file.write(block * BLOCK, garbage);
+    trace(`corrupt block ${block} of the replica at ${s.name}`);
+    const region = Math.floor((block * BLOCK) / jv.bitmap.regionSize);
+    const found = await verify(true, false);
+    if (found.differing.length !== 1 || found.differing[0] !== region) {
+      fail(`block ${block} (region ${region}) of the replica at ${s.name} was corrupted, but the verify found regions [${found.differing.join(', ')}]`);
+    }
+    stats.verifyRepairs++;
+    await converge('repaired after the verify');
+  };
+
   for (const s of sites) if (s.tornApply) fail(s.tornApply);
   if (canConverge) {
     if (!settled()) {
@@ -1272,18 +1384,14 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
           `pending ${psched.size}+${sites.map((x) => x.sched.size).join('+')}`);
     }
     await settle(jv.quiesce());
-    for (const s of sites) {
-      const sdisk = s.sdisk;
-      if (!sdisk.file.current.equals(pdisk.file.current)) {
-        const b = firstDifferentBlock(sdisk.file.current, pdisk.file.current);
-        const tags = (d: Buffer): string => Array.from({ length: BLOCK / SECTOR }, (_, k) => d.readUInt32LE(b * BLOCK + k * SECTOR)).join(',');
-        fail(`converged to record ${jv.journal.lastSeq}, but block ${b} differs at ${s.name}: replica sectors hold writes ${tags(sdisk.file.current)}, ` +
-          `primary ${tags(pdisk.file.current)}`);
-      }
-    }
+    sameImages('converged');
     stats.converged = true;
   }
   for (const s of sites) await s.checkHistory('at the end', 6);
+  checkVerifies();
+  // Half the seeds verify at the end (after the history's check: a repair's round saves
+  // the corrupted bytes as history, which no primary image holds).
+  if (canConverge && verifyRng.chance(1 / 2)) await verifyAtEnd();
   stats.applied = sites.reduce((n, s) => n + s.replica.receiver.applied, 0);
   for (const s of sites) stats.coalesced += s.shipper.coalescedRecords;
   stats.overflowed = overflowed;

@@ -77,6 +77,8 @@ for (const seed of seeds) {
       add('frame rooms reused', r.roomsReused);
       add('frames gathered', r.framesGathered);
       add('promotes failed on a full disk, then done', r.promotesOnFullDisk);
+      add('verifies', r.verifies);
+      add('corruptions a verify found and repaired', r.verifyRepairs);
     }
   } catch (e) {
     console.log(`FAIL seed ${seed}: ${(e as Error).message}`);

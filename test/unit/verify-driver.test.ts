@@ -48,9 +48,10 @@ function rig(regions = 100, inFlight = 1) {
   };
   const logged = (level: string) => (_o: unknown, message: string) => lines.push({ level, message });
   const log = { info: logged('info'), warn: logged('warn'), error: logged('error'), debug: logged('debug') } as unknown as Logger;
-  const state = { link: session() as Session | null, paused: false, held: false, rate: null as number | null, now: 0 };
+  const state = { link: session() as Session | null, paused: false, held: false, rate: null as number | null, now: 0, beginning: false };
   const link: VerifyLink = {
     session: () => state.link, paused: () => state.paused, heldByPeer: () => state.held, rate: () => state.rate, now: () => state.now,
+    beginning: () => state.beginning,
   };
   const driver = new VerifyDriver('db', jv as unknown as JournaledVolume, log, link, inFlight);
   return { driver, jv, state, reads, unlocked, marked, lines, failRead: (m: string | null) => (failRead = m) };
@@ -117,6 +118,8 @@ test('refusals: link down, paused, held by the peer, a round or the bitmap or a 
     ['bitmap', (x) => (x.jv.mode = 'bitmap'), /a sync or resync of db is under way/],
     ['round', (x) => (x.jv.roundStart = 5), /a sync or resync of db is under way/],
     ['seeding', (x) => (x.jv.seeding = true), /a sync or resync of db is under way/],
+    // (A link's beginning may open a round: a first sync of a returning old primary, found by the simulation, seed 482.)
+    ['beginning', (x) => (x.state.beginning = true), /a sync or resync of db is under way/],
   ];
   for (const [what, set, msg] of cases) {
     const r = rig();
@@ -203,6 +206,10 @@ test('a batch waits while the backlog is over 5 s of the link\'s cap, while ship
   r.driver.tick(2);
   assert.deepEqual(r.reads, [], 'nor while a round is open');
   r.jv.roundStart = 0;
+  r.state.beginning = true;
+  r.driver.tick(2.5);
+  assert.deepEqual(r.reads, [], 'nor while a link begins (it may open one)');
+  r.state.beginning = false;
   r.driver.tick(3);
   assert.deepEqual(r.reads, [{ first: 0, count: 64 }]);
   await turn();
