@@ -4,10 +4,16 @@
 // would hold the event loop for tens of ms). Jobs wait in a queue; a worker that dies
 // fails only the job it held (a batch goes uncompressed; a frame closes its link and
 // the primary resends) and is replaced.
+//
+// Workers start when jobs wait and none is free (up to the pool's size), and one idle
+// for COMPRESSION_WORKER_IDLE_MS stops: each is a V8 isolate of about 25 MiB, which a
+// node whose data does not compress (auto sends it raw), or that is between bursts,
+// need not hold (issue 18's memory target).
 import { Worker } from 'node:worker_threads';
 import os from 'node:os';
 import { UnzstdError } from './codec.js';
 import { boundYoungGeneration } from '../memory/collector.js';
+import { COMPRESSION_WORKER_IDLE_MS } from '../limits/limits.js';
 
 interface Job {
   id: number;
@@ -19,7 +25,7 @@ interface Job {
   resolve: (b: Buffer) => void;
   reject: (e: Error) => void;
 }
-interface Slot { worker: Worker; job: Job | null; busySince: number }
+interface Slot { worker: Worker; job: Job | null; busySince: number; idleSince: number }
 
 export class PoolFull extends Error {}
 
@@ -33,23 +39,49 @@ export class CompressionPool {
   /** Workers that died and were replaced (a figure for status and tests). */
   restarts = 0;
   private recentDeaths: number[] = [];
+  /** No worker starts before this time (workers that keep dying wait a while). */
+  private spawnAfter = 0;
+  private spawnTimer: NodeJS.Timeout | null = null;
+  /** Workers started so far, and stopped for being idle (figures for status and tests). */
+  started = 0;
+  retired = 0;
   /** The workers' busy fraction over the last second (0..1). */
   busy = 0;
   private readonly meter: NodeJS.Timeout;
 
-  constructor(readonly size = Math.max(1, Math.min(4, os.availableParallelism() - 1)), private readonly maxQueue = 64) {
-    for (let i = 0; i < size; i++) this.slots.push(this.spawn());
-    this.meter = setInterval(() => (this.busy = this.busyFraction()), 1000);
+  constructor(readonly size = Math.max(1, Math.min(4, os.availableParallelism() - 1)), private readonly maxQueue = 64,
+    private readonly idleMs = COMPRESSION_WORKER_IDLE_MS) {
+    this.meter = setInterval(() => {
+      this.busy = this.busyFraction();
+      this.retireIdle();
+    }, 1000);
     this.meter.unref();
+  }
+
+  /** Workers running now (started, not stopped). */
+  get workers(): number {
+    return this.slots.length;
+  }
+
+  /** Stops workers idle for longer than idleMs (at `now`). */
+  retireIdle(now = Date.now()): void {
+    for (const slot of [...this.slots]) {
+      if (slot.job || now - slot.idleSince < this.idleMs) continue;
+      // (Out of the slots first: its exit is not a death to replace.)
+      this.slots.splice(this.slots.indexOf(slot), 1);
+      this.retired++;
+      void slot.worker.terminate();
+    }
   }
 
   private spawn(): Slot {
     const worker = new Worker(new URL('./worker.js', import.meta.url));
+    this.started++;
     worker.unref();
     // A worker's start puts V8's flags back to their defaults, the young generation's
     // growth among them: bounded again once it runs (src/memory/collector.ts).
     worker.once('online', () => boundYoungGeneration());
-    const slot: Slot = { worker, job: null, busySince: 0 };
+    const slot: Slot = { worker, job: null, busySince: 0, idleSince: Date.now() };
     worker.on('message', (m: { id: number; out?: Uint8Array; error?: string }) => {
       const job = slot.job;
       if (!job || job.id !== m.id) return;
@@ -70,26 +102,23 @@ export class CompressionPool {
       }
       const at = this.slots.indexOf(slot);
       if (this.closed || at < 0) return;
+      this.slots.splice(at, 1);
       const now = Date.now();
       this.recentDeaths = this.recentDeaths.filter((t) => now - t < 10_000);
       this.recentDeaths.push(now);
       this.restarts++;
-      // Replaced at once, unless it keeps dying: then after a pause (batches go uncompressed meanwhile).
-      const delay = this.recentDeaths.length > 5 ? 10_000 : 0;
-      const replace = (): void => {
-        if (this.closed) return;
-        this.slots[at] = this.spawn();
-        this.dispatch();
-      };
-      if (delay) setTimeout(replace, delay).unref();
-      else replace();
+      // Replaced as jobs come, at once, unless it keeps dying: then after a pause (batches go uncompressed meanwhile).
+      if (this.recentDeaths.length > 5) this.spawnAfter = now + 10_000;
+      this.dispatch();
     });
     return slot;
   }
 
   private finish(slot: Slot): void {
-    this.busyMs += Date.now() - slot.busySince;
+    const now = Date.now();
+    this.busyMs += now - slot.busySince;
     slot.job = null;
+    slot.idleSince = now;
   }
 
   /** Compresses `data` at `level`; rejects when the queue is full, the pool closed, or the worker died. */
@@ -126,6 +155,21 @@ export class CompressionPool {
   }
 
   private dispatch(): void {
+    if (this.closed) return;
+    // A worker more while jobs wait and every one is busy (up to the pool's size).
+    const free = this.slots.filter((s) => !s.job && s.worker.threadId >= 0).length;
+    for (let more = Math.min(this.queue.length - free, this.size - this.slots.length); more > 0; more--) {
+      const wait = this.spawnAfter - Date.now();
+      if (wait > 0) {
+        this.spawnTimer ??= setTimeout(() => {
+          this.spawnTimer = null;
+          this.dispatch();
+        }, wait);
+        this.spawnTimer.unref();
+        break;
+      }
+      this.slots.push(this.spawn());
+    }
     for (const slot of this.slots) {
       if (this.queue.length === 0) return;
       if (slot.job || slot.worker.threadId < 0) continue;
@@ -144,7 +188,7 @@ export class CompressionPool {
     let busy = this.busyMs;
     for (const s of this.slots) if (s.job) busy += now - s.busySince;
     for (const s of this.slots) if (s.job) s.busySince = now;
-    const span = Math.max(1, now - this.measuredAt) * this.slots.length;
+    const span = Math.max(1, now - this.measuredAt) * Math.max(1, this.slots.length);
     this.busyMs = 0;
     this.measuredAt = now;
     return Math.min(1, busy / span);
@@ -158,6 +202,7 @@ export class CompressionPool {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.meter);
+    if (this.spawnTimer) clearTimeout(this.spawnTimer);
     for (const j of this.queue.splice(0)) j.reject(new Error('compression pool closed'));
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }

@@ -60,6 +60,11 @@ export const HASH_BUFFERS = 4;
  */
 export const HASH_REQUESTS_AT_ONCE = 2;
 /**
+ * A zstd worker (src/compress/pool.ts) idle this long stops; the next job that finds
+ * none free starts one again (about 25 MiB each, a V8 isolate).
+ */
+export const COMPRESSION_WORKER_IDLE_MS = 30_000;
+/**
  * With several peers (docs/PEERS.md, src/journal/detach.ts): once the journal holds this
  * share of its capacity and the slowest peer is behind another, the slowest leaves the
  * journal for a bitmap of its own, so the journal keeps room for the others.

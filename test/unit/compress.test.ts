@@ -126,6 +126,29 @@ test('malformed PackedRecords frames are refused with the reason, before any lar
   bad(Buffer.concat([head(1, body.length), compress(damaged)]), /checksum/);
 });
 
+test('the worker pool starts workers as jobs come (up to its size) and stops those idle too long', async () => {
+  const pool = new CompressionPool(2, 64, 60_000);
+  try {
+    assert.equal(pool.workers, 0, 'no worker before the first job (a node whose data goes raw holds none)');
+    const data = realData(1 << 20);
+    assert.ok((await pool.compress(Buffer.from(data), 1)).length < data.length);
+    assert.equal(pool.workers, 1, 'one job: one worker');
+    await Promise.all([1, 2, 3, 4].map(() => pool.compress(Buffer.from(data), 3)));
+    assert.equal(pool.workers, 2, 'jobs waiting with every worker busy: one more, up to the size');
+    assert.equal(pool.started, 2);
+    pool.retireIdle(Date.now() + 1000);
+    assert.equal(pool.workers, 2, 'idle for less than its bound: kept');
+    pool.retireIdle(Date.now() + 61_000);
+    assert.equal(pool.workers, 0, 'idle past it: stopped');
+    assert.equal(pool.retired, 2);
+    assert.equal(pool.restarts, 0, 'a worker stopped for idling is no death');
+    assert.ok((await pool.compress(Buffer.from(data), 1)).length < data.length, 'the next job starts one again');
+    assert.equal(pool.workers, 1);
+  } finally {
+    await pool.close();
+  }
+});
+
 test('the worker pool compresses off the event loop and survives a worker that dies', async () => {
   const pool = new CompressionPool(1);
   try {
