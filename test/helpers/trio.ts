@@ -38,6 +38,8 @@ export interface TrioOptions {
    * be promoted and the other follows it; the demoted site-a follows the new primary.
    */
   set?: boolean;
+  /** A consistency group at every site (docs/GROUPS.md): volumes db and wal, alike, in group erp. */
+  group?: boolean;
 }
 
 export type Site = 'site-a' | 'site-b' | 'site-c';
@@ -62,7 +64,7 @@ peers:
 ${peers}
 volumes:
   db: { path: ./db.img, size: ${size}, ${volume} }
-`;
+${opts.group ? `  wal: { path: ./wal.img, size: ${size}, ${volume} }\ngroups:\n  erp: [db, wal]\n` : ''}`;
   const site = async (node: keyof typeof link, peers: string, volume: string): Promise<TestDaemon> => {
     const dir = path.join(root, node.slice(-1));
     fs.mkdirSync(dir);
