@@ -40,8 +40,15 @@ interface Vol {
 }
 
 async function vol(api: number): Promise<Vol> {
-  const r = await fetch(`http://127.0.0.1:${api}/api/v1/status`);
-  return ((await r.json()) as { volumes: Vol[] }).volumes[0]!;
+  // (Once more on a socket error: a kept-alive connection the daemon closed as it idled can race the next request.)
+  for (let tries = 1; ; tries++) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${api}/api/v1/status`);
+      return ((await r.json()) as { volumes: Vol[] }).volumes[0]!;
+    } catch (e) {
+      if (tries >= 3) throw e;
+    }
+  }
 }
 
 async function drained(): Promise<void> {
@@ -197,10 +204,16 @@ up to four out at once, each under its own range lock: each costs a read and a h
 on each side and a round trip, overlapped with the others'. The link sets
 TCP_NODELAY, so the small request and reply go at once; before (Nagle's algorithm,
 one batch out) each waited for the peer's delayed ACK, and the same job took 215 s
-(5 MiB/s of data). What bounds it now is hashing the data on both sides (SHA-256 on
-this shared two-core machine) while the holes cost nothing; the target of issue 21 is
-against the disk's sequential read rate, and this volume's 1 GiB of data is in the
-page cache.
+(5 MiB/s of data). Until 2026-12-04 the range locks were one at a time, so the four
+batches went one after the other (2.6 s here, 326 MiB/s of data in the table's run
+before); they are now held at once, and the secondary reads one request while it
+hashes another. What bounds it now: SHA-256 runs at 1.8 GB/s on one core here (SHA-NI),
+so each daemon spends about 0.55 s of its main thread hashing its 1 GiB, both at once
+on this two-core machine, plus a round trip and a map of the allocation per 4 MiB
+batch over the 9 GiB of holes (2560 batches). A faster hash was measured and left:
+\`@node-rs/xxhash\`'s XXH3-128 ran at 2.0-2.6 GB/s here, not enough over SHA-NI to
+change the wire. The disk reads this data at 1.3-2.1 GB/s (dd, caches dropped), so
+issue 21's 0.8x of it is not reached on this machine; the data is in the page cache.
 
 The resync sends the dirty regions (64 KiB each) once: the target was at most 1.1x the
 dirty bytes. rsync needs no bitmap but reads both files end to end to find the same
@@ -220,7 +233,7 @@ included; it runs after the verify and cmp below, with both images in the page c
 region that is a hole there and data here is sent without asking its hash) and is
 bounded by the link's pipeline: reading, journaling, compressing and applying
 512 MiB through the receive log (three writes of each byte); rsync writes the file
-once.
+once. rsync's times on this shared machine vary by more than 2x from run to run.
 `;
   writeSection('resync', md);
   console.log(md);
