@@ -188,7 +188,8 @@ export class CompressionPool {
     let busy = this.busyMs;
     for (const s of this.slots) if (s.job) busy += now - s.busySince;
     for (const s of this.slots) if (s.job) s.busySince = now;
-    const span = Math.max(1, now - this.measuredAt) * Math.max(1, this.slots.length);
+    // (Of the pool's size, as when every worker ran from the start: one busy worker of four is a quarter busy.)
+    const span = Math.max(1, now - this.measuredAt) * this.size;
     this.busyMs = 0;
     this.measuredAt = now;
     return Math.min(1, busy / span);

@@ -513,8 +513,16 @@ export class JournaledVolume implements ExportBackend {
         if (this.seed.active) this.seed.touch(offset, length);
         this.bytesSinceGroupPoint += length;
         if (this.groupAsk && this.bytesSinceGroupPoint > this.maxEpochBytes) this.groupAsk('bytes');
-        // (A record larger than the bound alone: its epoch ends right after it.)
-        if (this.journal.openEpochBytes > this.maxEpochBytes) this.closeEpoch();
+        // (A record larger than the bound alone: its epoch ends right after it. The record is
+        // in: a barrier the journal's disk refuses sends the volume to the bitmap, and the
+        // write goes on to the volume.)
+        if (this.journal.openEpochBytes > this.maxEpochBytes) {
+          try {
+            this.closeEpoch();
+          } catch (e) {
+            this.tracking.toBitmap(`cannot append to the journal (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+          }
+        }
         assert(this.journal.openEpochBytes <= Math.max(this.maxEpochBytes, recordSize(kind, length)),
           () => `volume ${this.name}: an epoch of ${this.journal.openEpochBytes} bytes is open, over the bound of ${this.maxEpochBytes}`);
         return seq;

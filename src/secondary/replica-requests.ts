@@ -92,6 +92,8 @@ export class PeerRequests {
    * only then, so it sees what the hash requests before it saw.
    */
   private inOrder<T>(work: Promise<T> | null, after?: () => Promise<T>): Promise<T> {
+    // (A failure of `work` is its asker's, once the answers before it are out; until then it must not go unhandled.)
+    work?.catch(() => undefined);
     const p = this.last.then(() => (after ? after() : work!));
     this.last = p.catch(() => null);
     return p;

@@ -111,6 +111,47 @@ test('on_full: block holds host writes until the peer acks free space', async ()
   await jv.close();
 });
 
+test('the epoch bound holds for writes a range lock lets go at once; a barrier the journal refuses after a large record ' +
+  'sends the volume to the bitmap', async () => {
+  const dir = tempDir('epoch-bound');
+  const journal = new Journal({ store: new DirStore(path.join(dir, 'j')), capacity: 4096 * KiB, segmentSize: 1024 * KiB });
+  const report = await journal.recover();
+  const { bitmap } = await DirtyBitmap.open(new DirStore(dir), 4 * 1024 * KiB, 64 * KiB);
+  const disk = memDisk(4 * 1024 * KiB);
+  const jv = new JournaledVolume({ disk, journal, bitmap, onFull: 'bitmap', log: silentLogger });
+  await jv.start(report);
+  jv.maxEpochBytes = 16 * KiB; // (what a peer with a 64 KiB receive log sets)
+  // Eight 4 KiB writes wait on a verify batch's lock over their range, then go in one turn.
+  const epochs: number[] = [];
+  let open = 0;
+  const append = journal.append.bind(journal);
+  journal.append = (...a: Parameters<Journal['append']>) => {
+    const r = append(...a);
+    epochs.push(journal.openEpochBytes);
+    open = Math.max(open, journal.openEpochBytes);
+    return r;
+  };
+  const unlock = await (jv as unknown as { ranges: { lock(o: number, l: number): Promise<() => void> } }).ranges.lock(0, 64 * KiB);
+  const writes = Array.from({ length: 8 }, (_, i) => jv.write(i * 4 * KiB, Buffer.alloc(4 * KiB, i + 1), false));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(epochs.length, 0, 'the writes wait for the lock');
+  unlock();
+  await Promise.all(writes);
+  assert.ok(open <= 16 * KiB, `an epoch of ${open} bytes opened, over the bound of 16 KiB`);
+  // A record alone over the bound: its barrier, refused by the journal's disk, leaves the record in and the volume on the bitmap.
+  const barrier = journal.barrier.bind(journal);
+  journal.barrier = () => {
+    throw Object.assign(new Error('EIO: the journal disk failed'), { code: 'EIO' });
+  };
+  await jv.write(1024 * KiB, Buffer.alloc(32 * KiB, 0x77), false);
+  journal.barrier = barrier;
+  assert.equal(jv.mode, 'bitmap', 'the refused barrier sent the volume to the bitmap');
+  assert.ok(disk.data.subarray(1024 * KiB, 1056 * KiB).every((b) => b === 0x77), 'and the write reached the volume');
+  await jv.quiesce();
+  assert.ok(bitmap.isSet(1024 / 64), 'its region is marked for the resync');
+  await jv.close();
+});
+
 test('history: one line per minute with the host bytes of that minute', () => {
   const file = path.join(tempDir('hist'), 'history.csv');
   const h = new History(file);
