@@ -170,7 +170,7 @@ configOption(program.command('verify <volume>'))
     console.log(res.message);
     if (!opts.wait) return;
     for (;;) {
-      await new Promise((r) => setTimeout(r, 500));
+      await new Promise((r) => setTimeout(r, 250));
       const v = (await fetchStatus(c)).volumes.find((x) => x.name === volume);
       const run = v?.verify;
       if (!v || !run) throw new Error(`the daemon no longer reports a verify of ${volume}`);

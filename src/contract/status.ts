@@ -84,6 +84,8 @@ export interface VolumeStatus {
     message: string;
     rateBytesPerSecond: number;
     etaSeconds: number;
+    /** Milliseconds from its start to its end (to now while it runs). */
+    elapsedMs: number;
   } | null;
   /**
    * Primary: what shipping does to the link (since the daemon started): journal record

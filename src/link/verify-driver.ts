@@ -110,7 +110,7 @@ export class VerifyDriver {
           this.jv.verifyHashes(first, a.count).then(({ hashes, afterSeq, unlock }) => {
             this.locks.set(first, unlock);
             this.act(this.verifier.handle({ type: 'hashed', first, hashes, afterSeq, stale: this.link.session() !== s, now: this.link.now() }));
-          }, (e: Error) => this.act(this.verifier.handle({ type: 'read-failed', first, message: e.message })));
+          }, (e: Error) => this.act(this.verifier.handle({ type: 'read-failed', first, message: e.message, now: this.link.now() })));
           break;
         }
         case 'send':

@@ -159,12 +159,14 @@ function resyncRate(e: VolumeEntry, now: number): { resyncRateBytesPerSecond: nu
 
 function verifyStatus(v: VerifyRun | null, now: number): VolumeStatus['verify'] {
   if (!v) return null;
-  const secs = Math.max(0.001, (now - v.startedAt) / 1000);
-  const rate = (v.checkedRegions * v.regionSize) / secs;
+  // (A verify that ended keeps the rate of its run, not one that falls as time goes on.)
+  const elapsedMs = Math.max(0, (v.endedAt ?? now) - v.startedAt);
+  const rate = (v.checkedRegions * v.regionSize) / Math.max(0.001, elapsedMs / 1000);
   const left = (v.end - v.checkedRegions) * v.regionSize;
   return {
     state: v.state, checkedRegions: v.checkedRegions, totalRegions: v.end, regionSize: v.regionSize, differingRegions: v.differing.slice(0, 1000),
     repair: v.repair, message: v.message, rateBytesPerSecond: Math.round(rate), etaSeconds: v.state === 'running' && rate > 0 ? Math.round(left / rate) : 0,
+    elapsedMs,
   };
 }
 

@@ -27,6 +27,8 @@ export interface VerifyRun {
   regionSize: number;
   differing: number[];
   startedAt: number;
+  /** When it ended (done or failed); null while it runs. */
+  endedAt: number | null;
   checkedRegions: number;
   state: 'running' | 'done' | 'failed';
   message: string;
@@ -60,7 +62,7 @@ export type VerifyEvent =
    */
   | { type: 'hashed'; first: number; hashes: Buffer[]; afterSeq: number; stale: boolean; now: number }
   /** Reading the batch from region `first` failed (its lock is already let go). */
-  | { type: 'read-failed'; first: number; message: string }
+  | { type: 'read-failed'; first: number; message: string; now: number }
   /** The peer's hashes of the batch out (see expects()). */
   | { type: 'reply'; first: number; hashes: Buffer[]; now: number; ready: boolean }
   /** The link is gone: every batch out is asked again on the next link. */
@@ -131,7 +133,7 @@ export class Verifier {
     switch (e.type) {
       case 'start': return this.start(e);
       case 'hashed': return this.hashed(e);
-      case 'read-failed': return this.readFailed(e.first, e.message);
+      case 'read-failed': return this.readFailed(e.first, e.message, e.now);
       case 'reply': return this.reply(e.first, e.hashes, e.now, e.ready);
       case 'down': return this.down();
       case 'tick': return this.tick(e.now, e.ready);
@@ -173,7 +175,7 @@ export class Verifier {
     const unlocks = this.letGo();
     this.retry = [];
     this.current = {
-      repair: e.repair, next: 0, end: e.regions, regionSize: e.regionSize, differing: [], startedAt: e.now,
+      repair: e.repair, next: 0, end: e.regions, regionSize: e.regionSize, differing: [], startedAt: e.now, endedAt: null,
       checkedRegions: 0, state: 'running', message: 'running',
     };
     return [
@@ -218,12 +220,13 @@ export class Verifier {
     return [{ type: 'send', first: e.first, count, regionSize: v.regionSize, afterSeq: e.afterSeq }];
   }
 
-  private readFailed(first: number, message: string): VerifyAction[] {
+  private readFailed(first: number, message: string, now: number): VerifyAction[] {
     const count = this.reading.get(first);
     this.reading.delete(first);
     const v = this.current;
     if (count === undefined || !v || v.state !== 'running') return [];
     v.state = 'failed';
+    v.endedAt = now;
     v.message = `reading regions ${first}..${first + count - 1} failed: ${message}`;
     return [...this.letGo(), { type: 'log', level: 'error', message: `volume ${this.cfg.volume}: verify ${v.message}` }];
   }
@@ -263,6 +266,7 @@ export class Verifier {
     const late = [...this.asked.values()].some((a) => now - a.at > this.replyMs);
     if (v && late) {
       v.state = 'failed';
+      v.endedAt = now;
       const secs = this.replyMs / 1000;
       v.message = `the peer did not answer within ${secs} s (a checkpoint held there stops it from applying); run verify again`;
       return [
@@ -278,6 +282,7 @@ export class Verifier {
   private finish(v: VerifyRun, now: number): VerifyAction[] {
     const name = this.cfg.volume;
     v.state = 'done';
+    v.endedAt = now;
     v.differing.sort((a, b) => a - b);
     const n = v.differing.length;
     const bytes = formatBytes(n * v.regionSize);

@@ -164,6 +164,7 @@ export async function freePort(): Promise<number> {
 type VolumeStatusRow = {
   name: string; link: string; backlogBytes: number; lagSeconds: number; consistent: boolean; tracking: string; peers: PeerStatus[];
   resyncing: boolean; overflows: number; role: string; peer: string | null; resyncBytes: number; resyncSeededBytes: number;
+  verify: { state: string; elapsedMs: number; rateBytesPerSecond: number } | null;
 };
 
 /** Status of a running daemon through its API. */

@@ -5,9 +5,10 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
 import { startPair } from '../helpers/pair.js';
-import { must, run } from '../helpers/run.js';
+import { must, run, sleep } from '../helpers/run.js';
 import { assertIdentical } from '../helpers/images.js';
 import { cli } from '../helpers/cli.js';
+import { statusOf } from '../helpers/daemon.js';
 
 test('verify finds a region corrupted behind the secondary, with writes going on, and --repair fixes it', async () => {
   const p = await startPair({ size: '64MiB' });
@@ -18,6 +19,13 @@ test('verify finds a region corrupted behind the secondary, with writes going on
     const clean = await cli(p.a, 'verify', 'db');
     assert.equal(clean.code, 0, clean.stderr);
     assert.match(clean.stdout, /verify of db done: no differences in 1024 regions/);
+    // A verify that ended keeps its duration and rate: they do not drift as time goes on.
+    const v1 = (await statusOf(p.a)).volumes[0]!.verify!;
+    await sleep(300);
+    const v2 = (await statusOf(p.a)).volumes[0]!.verify!;
+    assert.ok(v1.elapsedMs > 0 && v1.elapsedMs === v2.elapsedMs, `elapsedMs ${v1.elapsedMs} then ${v2.elapsedMs}`);
+    assert.equal(v1.rateBytesPerSecond, v2.rateBytesPerSecond);
+    assert.equal(v1.rateBytesPerSecond, Math.round((1024 * 65536) / (v1.elapsedMs / 1000)));
 
     // 4 KiB of garbage into the secondary's file while its daemon is down: region 129.
     await p.b.stop();

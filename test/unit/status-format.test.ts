@@ -27,7 +27,7 @@ test('an online verify shows in the same column: bar, differing regions, rate, t
   const v: VolumeStatus = {
     ...base, role: 'primary',
     verify: { state: 'running', checkedRegions: 420, totalRegions: 1000, regionSize: 65536, differingRegions: [129, 130], repair: false, message: 'running',
-      rateBytesPerSecond: 120 << 20, etaSeconds: 9 },
+      rateBytesPerSecond: 120 << 20, etaSeconds: 9, elapsedMs: 2000 },
   };
   assert.equal(resyncCell(v), 'verify [####......] 42% 2 differ, 120 MiB/s, 9 s left');
   assert.equal(resyncCell({ ...v, verify: { ...v.verify!, state: 'done' } }), '-');

@@ -119,7 +119,7 @@ test('no reply within the timeout: the verify stops, the lock goes, the link is 
 test('a read that fails ends the verify, saying which regions', () => {
   const v = make();
   v.handle(start());
-  assert.deepEqual(v.handle({ type: 'read-failed', first: 0, message: 'EIO' }), [
+  assert.deepEqual(v.handle({ type: 'read-failed', first: 0, message: 'EIO', now: 5 }), [
     { type: 'log', level: 'error', message: 'volume db: verify reading regions 0..63 failed: EIO' },
   ]);
   assert.equal(v.run!.state, 'failed');
