@@ -401,7 +401,7 @@ export class RoundSteps {
    * `afterSeq`, must hold exactly these bytes. The caller unlocks once the peer's
    * hashes are in (or the attempt is given up).
    */
-  async verifyHashes(first: number, count: number): Promise<{ hashes: Buffer[]; afterSeq: number; unlock: () => void }> {
+  async verifyHashes(first: number, count: number): Promise<{ hashes: Buffer[]; afterSeq: number; unlock: () => void; readBytes: number }> {
     const { disk, bitmap } = this.v;
     const rs = bitmap.regionSize;
     const offset = first * rs;
@@ -415,8 +415,9 @@ export class RoundSteps {
       const j = this.v.journal;
       if (j.openEpochHasWrites || j.durableSeq < j.lastSeq) await this.v.flush();
       const afterSeq = j.lastSeq;
-      const hashes = (await hashRegions(disk, rs, first, Math.ceil(length / rs), () => true, this.v.hashBuffers))!;
-      return { hashes, afterSeq, unlock };
+      const read = { bytes: 0 };
+      const hashes = (await hashRegions(disk, rs, first, Math.ceil(length / rs), () => true, this.v.hashBuffers, read))!;
+      return { hashes, afterSeq, unlock, readBytes: read.bytes };
     } catch (e) {
       unlock();
       throw e;

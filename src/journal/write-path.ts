@@ -337,7 +337,7 @@ export class JournaledVolume implements ExportBackend {
   compareRegions(first: number, regionSize: number, hashes: Buffer[]): Promise<number> { return this.rounds.compareRegions(first, regionSize, hashes); }
   clearHoles(offset: number, covered: number, peerHoles: Span[]): Promise<number> { return this.rounds.clearHoles(offset, covered, peerHoles); }
   /** Online verify, one batch: read and hashed under the range lock after a flush; the caller unlocks. */
-  verifyHashes(first: number, count: number): Promise<{ hashes: Buffer[]; afterSeq: number; unlock: () => void }> {
+  verifyHashes(first: number, count: number): Promise<{ hashes: Buffer[]; afterSeq: number; unlock: () => void; readBytes: number }> {
     return this.rounds.verifyHashes(first, count);
   }
   /** Verify found these regions different on the peer: they go to the bitmap, and the next link resyncs them. */

@@ -76,7 +76,8 @@ export const MAX_PEERS_PER_VOLUME = 4;
  * An online verify keeps this many batches out at once (src/sync/verify.ts): each is a
  * round trip to the peer (its hashes, once it has applied the batch's flush point), so
  * the link's latency, the peer's apply and the hashing on both sides overlap. Each holds
- * host writes to its 4 MiB until answered, so at most this times 4 MiB is held.
+ * host writes to its 4 MiB until answered (16 MiB after a batch that lay in a hole:
+ * src/sync/verify.ts), so at most this times 16 MiB is held.
  */
 export const VERIFY_BATCHES_IN_FLIGHT = 4;
 /**

@@ -107,9 +107,9 @@ export class VerifyDriver {
         case 'read': {
           const s = this.link.session();
           const first = a.first;
-          this.jv.verifyHashes(first, a.count).then(({ hashes, afterSeq, unlock }) => {
+          this.jv.verifyHashes(first, a.count).then(({ hashes, afterSeq, unlock, readBytes }) => {
             this.locks.set(first, unlock);
-            this.act(this.verifier.handle({ type: 'hashed', first, hashes, afterSeq, stale: this.link.session() !== s, now: this.link.now() }));
+            this.act(this.verifier.handle({ type: 'hashed', first, hashes, afterSeq, stale: this.link.session() !== s, now: this.link.now(), readBytes }));
           }, (e: Error) => this.act(this.verifier.handle({ type: 'read-failed', first, message: e.message, now: this.link.now() })));
           break;
         }

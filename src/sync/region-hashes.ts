@@ -104,6 +104,8 @@ export async function hashRegions(
   count: number,
   wanted: () => boolean = () => true,
   buffers: HashBuffers | null = null,
+  /** Counts the bytes read from the disk (holes are not read). */
+  read: { bytes: number } | null = null,
 ): Promise<Buffer[] | null> {
   const offset = first * regionSize;
   const length = Math.max(0, Math.min(count * regionSize, disk.size - offset));
@@ -134,6 +136,7 @@ export async function hashRegions(
       const bytes = Math.min(n * regionSize, length - at);
       buf ??= buffers ? await buffers.take() : Buffer.allocUnsafe(HASH_READ_BYTES);
       await disk.read(offset + at, buf, 0, bytes);
+      if (read) read.bytes += bytes;
       for (let k = 0; k < bytes; k += regionSize) out.push(createHash('sha256').update(buf.subarray(k, Math.min(bytes, k + regionSize))).digest());
       i += n;
     }

@@ -60,7 +60,11 @@ export type VerifyEvent =
    * The batch from region `first` a `read` action asked for was read and hashed, and its
    * regions are locked until an `unlock` of it. `stale`: the link it was read for is gone.
    */
-  | { type: 'hashed'; first: number; hashes: Buffer[]; afterSeq: number; stale: boolean; now: number }
+  | {
+    type: 'hashed'; first: number; hashes: Buffer[]; afterSeq: number; stale: boolean; now: number;
+    /** Bytes of the batch read from the disk (absent: some): none, the batch lay in a hole here. */
+    readBytes?: number;
+  }
   /** Reading the batch from region `first` failed (its lock is already let go). */
   | { type: 'read-failed'; first: number; message: string; now: number }
   /** The peer's hashes of the batch out (see expects()). */
@@ -99,6 +103,12 @@ export class Verifier {
   private retry: Array<{ first: number; count: number }> = [];
   private readonly replyMs: number;
   private readonly batchBytes: number;
+  /**
+   * The last batch hashed here lay in a hole: the next ones span the most regions a
+   * request may name (16 MiB of 64 KiB regions), since a hole costs a map and a round
+   * trip, not a read. A batch with data brings them back to batchBytes.
+   */
+  private inHoles = false;
   private readonly inFlight: number;
 
   constructor(private readonly cfg: VerifyConfig) {
@@ -174,6 +184,7 @@ export class Verifier {
     // (Batches of a run that ended are let go of before a new one names its regions.)
     const unlocks = this.letGo();
     this.retry = [];
+    this.inHoles = false;
     this.current = {
       repair: e.repair, next: 0, end: e.regions, regionSize: e.regionSize, differing: [], startedAt: e.now, endedAt: null,
       checkedRegions: 0, state: 'running', message: 'running',
@@ -198,7 +209,8 @@ export class Verifier {
     while ((this.retry.length > 0 || v.next < v.end) && this.asked.size + this.reading.size < this.inFlight) {
       const again = this.retry.shift();
       const first = again?.first ?? v.next;
-      const count = again?.count ?? Math.min(this.cfg.maxRegions, Math.max(1, Math.floor(this.batchBytes / v.regionSize)), v.end - v.next);
+      const span = this.inHoles ? this.cfg.maxRegions : Math.max(1, Math.floor(this.batchBytes / v.regionSize));
+      const count = again?.count ?? Math.min(this.cfg.maxRegions, span, v.end - v.next);
       if (!again) v.next += count;
       this.reading.set(first, count);
       out.push({ type: 'read', first, count });
@@ -217,6 +229,7 @@ export class Verifier {
       return [{ type: 'unlock', first: e.first }, ...this.letGo()];
     }
     this.asked.set(e.first, { hashes: e.hashes, at: e.now });
+    this.inHoles = e.readBytes === 0;
     return [{ type: 'send', first: e.first, count, regionSize: v.regionSize, afterSeq: e.afterSeq }];
   }
 

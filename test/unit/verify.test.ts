@@ -165,3 +165,20 @@ test('several batches out: up to the bound, answered in any order, all asked aga
   assert.deepEqual(types(end), ['unlock', 'log']);
   assert.deepEqual([v.run!.state, v.run!.checkedRegions, v.run!.differing], ['done', 300, [9, 129]], 'each region compared once, the differences in order');
 });
+
+test('a batch that lay in a hole here: the next span the most regions a request may name; one with data brings them back to 4 MiB', () => {
+  const v = make();
+  v.handle(start({ regions: 1000 }));
+  const hashed = (first: number, count: number, readBytes: number): VerifyAction[] =>
+    v.handle({ type: 'hashed', first, hashes: hashes(first, count), afterSeq: 1, stale: false, now: 1, readBytes });
+  const reply = (first: number, count: number): VerifyAction[] => v.handle({ type: 'reply', first, hashes: hashes(first, count), now: 2, ready: true });
+  hashed(0, 64, 0);
+  assert.deepEqual(reply(0, 64).at(-1), { type: 'read', first: 64, count: 256 }, 'after a hole: 256 regions (16 MiB)');
+  hashed(64, 256, 0);
+  assert.deepEqual(reply(64, 256).at(-1), { type: 'read', first: 320, count: 256 }, 'still in holes');
+  hashed(320, 256, 64 << 10);
+  assert.deepEqual(reply(320, 256).at(-1), { type: 'read', first: 576, count: 64 }, 'data found: 4 MiB again');
+  hashed(576, 64, 1 << 20);
+  assert.deepEqual(reply(576, 64).at(-1), { type: 'read', first: 640, count: 64 });
+  assert.equal(v.run!.checkedRegions, 640);
+});
