@@ -210,8 +210,8 @@ batches went one after the other (2.6 s here, 326 MiB/s of data in the table's r
 before); they are now held at once, and the secondary reads one request while it
 hashes another. What bounds it now: SHA-256 runs at 1.8 GB/s on one core here (SHA-NI),
 so each daemon spends about 0.55 s of its main thread hashing its 1 GiB, both at once
-on this two-core machine, plus a round trip and a map of the allocation per 4 MiB
-batch over the 9 GiB of holes (2560 batches). A faster hash was measured and left:
+on this two-core machine, plus a round trip and a map of the allocation per batch over
+the 9 GiB of holes (16 MiB batches there once a batch found a hole: about 600). A faster hash was measured and left:
 \`@node-rs/xxhash\`'s XXH3-128 ran at 2.0-2.6 GB/s here, not enough over SHA-NI to
 change the wire. The disk reads this data at 1.3-2.1 GB/s (dd, caches dropped), so
 issue 21's 0.8x of it is not reached on this machine; the data is in the page cache.
