@@ -55,13 +55,7 @@ export class VolumeWrites {
       await Promise.all([this.landed(seq, offset, length), this.apply(seq, volumeWrite(), offset, length)]);
       return;
     }
-    try {
-      await this.landed(seq, offset, length);
-    } catch (e) {
-      // (The volume write never begins: the extent it entered is left now.)
-      al?.leave(offset, length);
-      throw e;
-    }
+    await this.landed(seq, offset, length);
     await this.apply(seq, volumeWrite(), offset, length);
   }
 

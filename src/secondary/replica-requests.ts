@@ -47,7 +47,9 @@ export class PeerRequests {
         done();
       }
     });
-    return this.inOrder(work);
+    // (A failure of `work` is its asker's, once the answers before it are out; until then it must not go unhandled.)
+    work.catch(() => undefined);
+    return this.inOrder(() => work);
   }
 
   /**
@@ -57,7 +59,7 @@ export class PeerRequests {
    * round opening; null once `wanted()` says the asker is gone.
    */
   mapHoles(offset: number, length: number, maxHoles: number, wanted: () => boolean = () => true): Promise<{ covered: number; holes: Span[] } | null> {
-    return this.inOrder(null, async () => {
+    return this.inOrder(async () => {
       while (this.host.busy()) await this.host.busy()!.catch(() => undefined);
       if (!wanted()) return null;
       const n = Math.max(0, Math.min(length, this.host.volume.size - offset));
@@ -88,13 +90,11 @@ export class PeerRequests {
   }
 
   /**
-   * The answer of `work` once every earlier one is out; `after` (a map request) starts
-   * only then, so it sees what the hash requests before it saw.
+   * `answer()` once every earlier answer is out: a hash request's work already under
+   * way, or a map request, which starts only then (it sees what the requests before it saw).
    */
-  private inOrder<T>(work: Promise<T> | null, after?: () => Promise<T>): Promise<T> {
-    // (A failure of `work` is its asker's, once the answers before it are out; until then it must not go unhandled.)
-    work?.catch(() => undefined);
-    const p = this.last.then(() => (after ? after() : work!));
+  private inOrder<T>(answer: () => Promise<T>): Promise<T> {
+    const p = this.last.then(answer);
     this.last = p.catch(() => null);
     return p;
   }
