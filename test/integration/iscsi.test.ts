@@ -216,7 +216,12 @@ test('iSCSI: a real ext4 through qemu-nbd over iscsi:// (mkfs, files, fstrim, fs
   } finally {
     await run('umount', [mnt]);
     await fl?.detach();
+    // (qemu-nbd can spin on its iSCSI reconnects and outlive SIGTERM: killed after 5 s, so the test file ends.)
+    const gone = new Promise((r) => (qnbd.exitCode !== null || qnbd.signalCode !== null ? r(null) : qnbd.once('exit', r)));
     qnbd.kill();
+    const late = setTimeout(() => qnbd.kill('SIGKILL'), 5000);
+    await gone;
+    clearTimeout(late);
     await p.stop();
   }
 });
