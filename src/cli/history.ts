@@ -6,6 +6,11 @@ import { formatBytes, formatDuration } from '../units/units.js';
 /** Lines printed at most: the oldest, the newest, and those between spread evenly. */
 const MAX_LINES = 40;
 
+/** The record a point is at, and whose journal it was once the replica has followed a new primary (docs/HISTORY.md). */
+function recordOf(p: HistoryInfo['points'][number]): string {
+  return `record ${p.record ?? p.seq}${p.primary !== undefined ? ` of ${p.primary}` : ''}`;
+}
+
 export function formatHistory(h: HistoryInfo, now = Date.now()): string {
   const limits = [h.keepSeconds === null ? null : `keep ${formatDuration(h.keepSeconds)}`, h.maxBytes === null ? null : `max ${formatBytes(h.maxBytes)}`]
     .filter((x) => x !== null).join(', ');
@@ -20,9 +25,9 @@ export function formatHistory(h: HistoryInfo, now = Date.now()): string {
   const step = Math.max(1, Math.ceil(h.points.length / MAX_LINES));
   for (let i = 0; i < h.points.length; i += step) {
     const p = h.points[Math.min(i, h.points.length - 1)]!;
-    out.push(`  ${new Date(p.time).toISOString()}  record ${p.seq}`);
+    out.push(`  ${new Date(p.time).toISOString()}  ${recordOf(p)}`);
   }
   const newest = h.points[h.points.length - 1]!;
-  if ((h.points.length - 1) % step !== 0) out.push(`  ${new Date(newest.time).toISOString()}  record ${newest.seq}`);
+  if ((h.points.length - 1) % step !== 0) out.push(`  ${new Date(newest.time).toISOString()}  ${recordOf(newest)}`);
   return out.join('\n');
 }

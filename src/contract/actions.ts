@@ -36,8 +36,12 @@ export interface CheckpointInfo {
 /** A secondary's history (GET /api/v1/volumes/{name}/history, `offsite history`; docs/HISTORY.md). */
 export interface HistoryInfo {
   volume: string;
-  /** The restore points that open, oldest first: the record each is at and the primary's time of it (ms). */
-  points: Array<{ seq: number; time: number }>;
+  /**
+   * The restore points that open, oldest first: `seq` names the point in the history, `time` is the
+   * primary's time of it (ms), `record` the record of its primary's journal it is at, and `primary`
+   * that primary once the replica has followed a new one (docs/HISTORY.md, "After a follow").
+   */
+  points: Array<{ seq: number; time: number; record?: number; primary?: string }>;
   /** Bytes of history on disk. */
   bytes: number;
   /** The volume's `history` setting (null: no limit of that kind). */

@@ -8,9 +8,14 @@
 import { crc32c } from '@node-rs/crc32';
 import { magicAndU32 } from '../versioning/format.js';
 
-export const HISTORY_VERSION = 1;
+/**
+ * 2: a point's seq is its record's plus its stream's base (streams.ts), so a release
+ * that knows no streams must not read it. 1 (the previous release's) has only base 0:
+ * its entries read the same.
+ */
+export const HISTORY_VERSION = 2;
 /** For the version checks (docs/VERSIONING.md): a newer history is refused, not dropped as damaged. */
-export const HISTORY_FORMAT = magicAndU32('history segment', 'OFFSHIST', HISTORY_VERSION, [HISTORY_VERSION]);
+export const HISTORY_FORMAT = magicAndU32('history segment', 'OFFSHIST', HISTORY_VERSION, [1, HISTORY_VERSION]);
 const MAGIC = Buffer.from('OFFSHIST', 'latin1');
 export const HISTORY_HEADER_SIZE = 32;
 export const HISTORY_ENTRY_HEAD_SIZE = 40;
@@ -108,7 +113,7 @@ export function decodeHeader(b: Buffer): { ok: true; volumeSize: number } | { ok
   if (b.length < HISTORY_HEADER_SIZE) return { ok: false, reason: 'short header' };
   if (!b.subarray(0, 8).equals(MAGIC)) return { ok: false, reason: 'bad magic' };
   if (b.readUInt32LE(28) !== crc32c(b.subarray(0, 28))) return { ok: false, reason: 'header checksum' };
-  if (b.readUInt32LE(8) !== HISTORY_VERSION) return { ok: false, reason: `version ${b.readUInt32LE(8)}` };
+  if (!HISTORY_FORMAT.reads.includes(b.readUInt32LE(8))) return { ok: false, reason: `version ${b.readUInt32LE(8)}` };
   return { ok: true, volumeSize: Number(b.readBigUInt64LE(16)) };
 }
 

@@ -40,7 +40,12 @@ export async function writeHeads(store: Store, index: number, segment: StoreFile
  * release is refused, as its segment would be.
  */
 export async function readHeads(store: Store, index: number, segmentBytes: number): Promise<Buffer | null> {
-  const f = store.open(headsFileName(index));
+  let f: ReturnType<Store['open']>;
+  try {
+    f = store.open(headsFileName(index));
+  } catch {
+    return null; // (gone since the folder was listed: the segment is scanned)
+  }
   try {
     const b = await f.read(0, f.size());
     refuseNewer(HEADS_FORMAT, b, headsFileName(index));

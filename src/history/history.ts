@@ -32,6 +32,12 @@ import { scanSegment } from './scan.js';
 import { forEachHead, readHeads, writeHeads } from './heads.js';
 import { PointBytes } from './point-bytes.js';
 import { segmentsToDrop, thinPoints } from './retention.js';
+import { HistoryStreams, STREAMS_FILE } from './streams.js';
+
+/** A file of the history (segments, heads files, the streams file): kept when the replica follows a new primary. */
+export function isHistoryFile(name: string): boolean {
+  return historyFileIndex(name) !== null || HEADS_FILE.test(name) || name === STREAMS_FILE || name === `${STREAMS_FILE}.tmp`;
+}
 
 /** A volume's `history` setting: how long and how much to keep (null: no limit of that kind). */
 export interface HistorySettings {
@@ -42,13 +48,21 @@ export interface HistorySettings {
 }
 
 /**
- * A restore point: the replica's image at record `seq`, a barrier the primary wrote at
- * `time` (ms); `groupPoint`: its number when the barrier is a consistency group's point.
+ * A restore point: the replica's image at a barrier the primary wrote at `time` (ms).
+ * `seq` names it in the history: its barrier's record seq, plus the base of the stream
+ * it came from after a follow (streams.ts); `record` is that record seq, `primary` the
+ * node whose journal it was (when written down: after a follow). `groupPoint`: its
+ * number when the barrier is a consistency group's point.
  */
-export interface RestorePoint { seq: number; time: number; groupPoint?: number }
+export interface RestorePoint { seq: number; time: number; record: number; primary?: string; groupPoint?: number }
+
+/** A restore point as an operator reads it: its time, and the record (and after a follow the primary) it came from. */
+export function pointName(p: RestorePoint): string {
+  return `the restore point of ${new Date(p.time).toISOString()} (record ${p.record}${p.primary !== undefined ? ` of ${p.primary}` : ''})`;
+}
 
 /** A listed point and where its marker is. */
-export interface MarkedPoint extends RestorePoint { segment: number; position: number }
+export interface MarkedPoint { seq: number; time: number; groupPoint?: number; segment: number; position: number }
 
 /** Saved bytes as a reader of a past point finds them. */
 export interface SavedBytes {
@@ -76,7 +90,7 @@ export interface CaptureContext {
   inRound: boolean;
   /** A consistency group member: only group points are restore points. */
   group: boolean;
-  /** The last record applied before the unit. */
+  /** The last record applied before the unit (its seq in the stream the replica receives). */
   unitStart: number;
 }
 
@@ -107,6 +121,8 @@ export class History {
   /** Points dropped because the history passed its `max` (for status and metrics). */
   droppedForSize = 0;
   private lastKept = 0;
+  /** The streams its points came from (streams.ts): a record seq of the one received now plus its base is the history's seq. */
+  private streams = HistoryStreams.first();
 
   private constructor(
     private readonly store: Store,
@@ -118,15 +134,15 @@ export class History {
 
   /** Removes every history segment (a promote, or history turned off). */
   static async drop(store: Store): Promise<number> {
-    const names = store.list().filter((n) => historyFileIndex(n) !== null || HEADS_FILE.test(n));
+    const names = store.list().filter(isHistoryFile);
     for (const n of names) store.remove(n);
     if (names.length > 0) await store.syncDir();
     return names.length;
   }
 
   /**
-   * Opens the history in `store` (or begins one), with the replica applied up to
-   * `applied`: a torn tail (a crash before its sync) is cut, and the ranges the unit
+   * Opens the history in `store` (or begins one), with the replica applied up to record
+   * `applied` (of the stream it receives): a torn tail (a crash before its sync) is cut, and the ranges the unit
    * being redone already saved are known, so they are not saved again (they hold the
    * bytes from before the crash; the replica may hold newer ones by now).
    */
@@ -144,7 +160,20 @@ export class History {
     return max === null ? HISTORY_SEGMENT_BYTES : Math.max(HISTORY_MIN_SEGMENT_BYTES, Math.min(HISTORY_SEGMENT_BYTES, Math.floor(max / 8)));
   }
 
-  private async load(applied: number): Promise<void> {
+  /** The history's seq of record `seq` of the stream the replica receives now. */
+  private h(seq: number): number {
+    return seq + this.streams.base;
+  }
+
+  private async load(appliedRecord: number): Promise<void> {
+    const streams = await HistoryStreams.read(this.store);
+    if (!streams) {
+      this.logger.error({ volume: this.name }, `volume ${this.name}: its history's ${STREAMS_FILE} is damaged, so its points cannot be named; ` +
+        'the history is dropped and begins again');
+      await History.drop(this.store);
+    }
+    this.streams = streams ?? HistoryStreams.first();
+    const applied = this.h(appliedRecord);
     const names = this.store.list();
     const indexes = names.map(historyFileIndex).filter((i): i is number => i !== null).sort((a, b) => a - b);
     // Heads files: of a segment there still is, used below; any other (its segment gone, a
@@ -277,11 +306,18 @@ export class History {
   private indexing: Promise<void> = Promise.resolve();
 
   private async writeHeadsOf(seg: Segment): Promise<void> {
-    if (!this.segments.includes(seg)) return;
+    // (Closed: the folder may be another History's by now, one that reads what it finds there.)
+    if (this.closed || !this.segments.includes(seg)) return;
     const written = await writeHeads(this.store, seg.index, seg.file, seg.bytes).catch(() => 0);
-    // (Dropped meanwhile, by retention or a restart: its heads go with it.)
+    // (Dropped meanwhile, by retention or a restart: its heads go with it. Should that removal
+    // fail, or the process be ending, a heads file with no segment is removed at the next start.)
+    if (this.closed) return;
     if (!this.segments.includes(seg)) {
-      if (written > 0) this.store.remove(headsFileName(seg.index));
+      try {
+        if (written > 0) this.store.remove(headsFileName(seg.index));
+      } catch {
+        // (as above)
+      }
       return;
     }
     seg.heads = written;
@@ -353,7 +389,7 @@ export class History {
     // point): the unit, applied again inside the round, saves under it again. Else what it
     // overwrites lands after that point's marker under an earlier point, and the point
     // opens to bytes from before it (replication simulation seed 1629, three sites).
-    if (ctx.inRound) return (r.flags & FLAG_ROUND_END) !== 0 || this.find(r.seq) !== null;
+    if (ctx.inRound) return (r.flags & FLAG_ROUND_END) !== 0 || this.find(this.h(r.seq)) !== null;
     return !ctx.group || groupPointOf(r) !== null;
   }
 
@@ -367,9 +403,10 @@ export class History {
    */
   beginUnit(unitStart: number): void {
     this.skipReach = 0;
+    const start = this.h(unitStart);
     let newest: number | null = null;
     for (let i = this.points.length - 1; i >= 0; i--) {
-      if (this.points[i]!.seq <= unitStart) {
+      if (this.points[i]!.seq <= start) {
         newest = this.points[i]!.seq;
         break;
       }
@@ -436,6 +473,8 @@ export class History {
     this.tag = this.tagAtApplied = null;
     this.lastMarked = -1;
     this.unsynced = false;
+    // (Its numbering goes with its points: the next begins at base 0, no point left to follow on from.)
+    this.streams = HistoryStreams.first();
     await History.drop(this.store).catch(() => undefined);
   }
 
@@ -456,31 +495,33 @@ export class History {
       }
       if (r.kind === RecordKind.Barrier) {
         if (!this.isPoint(r, ctx) || (!ctx.capturing && (r.flags & FLAG_ROUND_END) === 0)) continue;
-        if (r.seq > this.lastMarked) {
+        const at = this.h(r.seq);
+        if (at > this.lastMarked) {
           if (this.segments.length === 0) await this.newSegment();
-          this.append({ kind: EntryKind.Point, point: r.seq, seq: r.time, offset: groupPointOf(r) ?? 0, length: 0, dataCrc: 0 });
-          this.lastMarked = r.seq;
+          this.append({ kind: EntryKind.Point, point: at, seq: r.time, offset: groupPointOf(r) ?? 0, length: 0, dataCrc: 0 });
+          this.lastMarked = at;
         }
-        this.tag = r.seq;
+        this.tag = at;
         continue;
       }
       if (!ctx.capturing) continue;
       if (this.tag === null) {
         // The history begins at the image the replica holds now (its time is this site's clock).
         if (ctx.inRound) continue;
-        assert(ctx.unitStart >= this.lastMarked,
-          () => `volume ${this.name}: history would begin at record ${ctx.unitStart}, before its newest point ${this.lastMarked}`);
-        if (ctx.unitStart > this.lastMarked) {
+        const start = this.h(ctx.unitStart);
+        assert(start >= this.lastMarked,
+          () => `volume ${this.name}: history would begin at record ${ctx.unitStart} (${start}), before its newest point ${this.lastMarked}`);
+        if (start > this.lastMarked) {
           if (this.segments.length === 0) await this.newSegment();
-          this.append({ kind: EntryKind.Point, point: ctx.unitStart, seq: this.now(), offset: 0, length: 0, dataCrc: 0 });
-          this.lastMarked = ctx.unitStart;
+          this.append({ kind: EntryKind.Point, point: start, seq: this.now(), offset: 0, length: 0, dataCrc: 0 });
+          this.lastMarked = start;
         }
         // (The point the replica stands at: a unit tried again after a failed attempt starts from it.)
-        this.tag = this.tagAtApplied = ctx.unitStart;
+        this.tag = this.tagAtApplied = start;
       }
       const tag = this.tag;
       for (const part of this.savedFor(tag).fill(r.offset, r.offset + r.length, () => true)) {
-        await this.saveRange(volume, inFlight, batch, i, part.start, part.end, tag, r.seq);
+        await this.saveRange(volume, inFlight, batch, i, part.start, part.end, tag, this.h(r.seq));
         savedAny = true;
       }
     }
@@ -573,8 +614,44 @@ export class History {
   /** The restore points at or before record `upTo` (the replica's applied record), oldest first. */
   list(upTo: number): RestorePoint[] {
     const out: RestorePoint[] = [];
-    for (const p of this.points) if (p.seq <= upTo) out.push({ seq: p.seq, time: p.time, ...(p.groupPoint !== undefined ? { groupPoint: p.groupPoint } : {}) });
+    const last = this.h(upTo);
+    for (const p of this.points) if (p.seq <= last) out.push(this.named(p));
     return out;
+  }
+
+  private named(p: MarkedPoint): RestorePoint {
+    const s = this.streams.of(p.seq);
+    return {
+      seq: p.seq, time: p.time, record: p.seq - s.base, ...(s.primary !== null ? { primary: s.primary } : {}),
+      ...(p.groupPoint !== undefined ? { groupPoint: p.groupPoint } : {}),
+    };
+  }
+
+  /** Point `seq` when it is listed with the replica applied up to record `applied` (list), else null. */
+  listed(seq: number, applied: number): MarkedPoint | null {
+    return seq <= this.h(applied) ? this.find(seq) : null;
+  }
+
+  /** The record of the stream received now that point `seq` is at; null for a point of a stream before a follow. */
+  recordOf(seq: number): number | null {
+    return seq >= this.streams.base ? seq - this.streams.base : null;
+  }
+
+  /**
+   * The replica follows `next`, a new primary whose journal numbers its records from 1
+   * (a failover elsewhere; `previous`: the one it followed until now), and stands at its
+   * newest point: the points are kept, and those to come numbered on past them
+   * (streams.ts). Durable on return; the next entries go to a segment of their own.
+   */
+  async follow(previous: string | null, next: string): Promise<void> {
+    assert(!this.unsynced, () => `volume ${this.name}: its history follows ${next} with entries not yet durable`);
+    const streams = this.streams.follow(this.lastMarked, previous, next);
+    if (this.segments.length > 0) await this.newSegment();
+    await streams.write(this.store);
+    this.streams = streams;
+    await this.indexing; // (the sealed segment's heads: written before the replica opens again on the new stream)
+    this.logger.info({ volume: this.name }, `volume ${this.name}: its history keeps ${this.points.length} restore points across the follow of ${next}; ` +
+      `those to come are numbered from ${streams.base + 1}`);
   }
 
   /** The listed point at `seq`, with its marker's place, or null. */
@@ -624,7 +701,10 @@ export class History {
   }
 
   close(): void {
+    this.closed = true;
     for (const s of this.segments) s.file.close();
     this.segments = [];
   }
+
+  private closed = false;
 }

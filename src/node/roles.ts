@@ -17,7 +17,8 @@ import type { GroupConfig } from '../config/config.js';
 import { fsyncDir, memberPoints, VolumeActions, type ActionHost } from './volume-actions.js';
 import { DirStore } from '../journal/store.js';
 import { SYNCED_FILE } from '../secondary/replica.js';
-import type { RestorePoint } from '../history/history.js';
+import { isHistoryFile, pointName, type RestorePoint } from '../history/history.js';
+import { readStream } from '../stream/stream.js';
 import { assert } from '../invariants/assert.js';
 import { promoteBegun, readPromoteAt, removePromoteAt } from '../secondary/promote-at-file.js';
 import { PromoteIntents, type IdentityOf } from './promote-intents.js';
@@ -42,8 +43,12 @@ export interface RoleHost extends ActionHost {
 
 /** Files in a volume's state folder that belong to neither role: kept across a role change. */
 const KEEP = new Set(['identity.json', 'history.csv']);
-/** What a secondary keeps when it follows a new primary (follow): the volume is still the image its first sync made. */
-const KEEP_FOLLOWING = new Set([...KEEP, SYNCED_FILE]);
+/**
+ * What a secondary keeps when it follows a new primary (follow): the volume is still the
+ * image its first sync made, and its history's points are still that image's past.
+ */
+const keptFollowing = (f: string): boolean => KEEP.has(f) || f === SYNCED_FILE || isHistoryFile(f);
+const keptOtherwise = (f: string): boolean => KEEP.has(f);
 const JOURNAL_FILE = /^(?:\d{20}\.seg|released|applied|intent)(?:\.tmp)?$/;
 
 export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions {
@@ -282,7 +287,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     daemon.links?.volumeReady(name, `volume ${name} is primary here now`);
     const ms = Math.round(performance.now() - t0);
     const message = `volume ${name} promoted: primary on this node, read-write, generation ${e.identity!.current}; ` +
-      (point ? `rolled back to the restore point of ${new Date(point.time).toISOString()} (record ${point.seq}), ` +
+      (point ? `rolled back to ${pointName(point)}, ` +
         `${formatBytes(fin.restoredBytes ?? 0)} of later changes undone` : `applied up to record ${fin.applied}`) +
       (fin.discarded > 0 ? `, ${fin.discarded} records after ${point ? 'the restore point undone or discarded' : 'the last flush point discarded'}` : '') +
       (fin.rolledBack > 0 ? `, ${fin.rolledBack} regions of an unfinished resync rolled back` : '') +
@@ -442,11 +447,14 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
         };
       }
       daemon.links?.volumeChanged(name, `volume ${name} starts again as ${primary}'s secondary`);
-      const fin = await rp.finishForPromote();
+      const previous = await readStream(new DirStore(e.dir));
+      const fin = await rp.finishForPromote(undefined, { follow: true });
       rp.log.close();
-      // From here a crash finishes it as a demote does (the first-sync mark goes too: the next round is a first sync).
+      // From here a crash finishes it as a demote does (the first-sync mark and the history go too: the next round is a first sync).
       e.identity!.beginChange('secondary');
-      this.wipeRoleState(e, KEEP_FOLLOWING);
+      // Its history keeps its points, and numbers the new primary's on past them (docs/HISTORY.md, "After a follow").
+      await rp.followed(previous?.primary || null, primary);
+      this.wipeRoleState(e, keptFollowing);
       e.identity!.setRole('secondary', false);
       await daemon.openRole(e);
       daemon.registry.add(daemon.backendOf(e), e.config.default === true);
@@ -476,9 +484,9 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
    * round marker, undo area, checkpoint, first-sync mark, stream); keeps the identity
    * and the write history (`keep`). Made durable before the new role starts.
    */
-  private wipeRoleState(e: VolumeEntry, keep: ReadonlySet<string> = KEEP): void {
+  private wipeRoleState(e: VolumeEntry, kept: (file: string) => boolean = keptOtherwise): void {
     for (const f of fs.readdirSync(e.dir)) {
-      if (!keep.has(f)) fs.rmSync(path.join(e.dir, f), { recursive: true, force: true });
+      if (!kept(f)) fs.rmSync(path.join(e.dir, f), { recursive: true, force: true });
     }
     const jdir = e.config.journal_dir;
     if (jdir && fs.existsSync(jdir)) {

@@ -14,6 +14,7 @@ import { ROUND_FORMAT } from '../sync/round-marker.js';
 import { UNDO_FORMAT } from '../sync/undo.js';
 import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, GROUP_POINT_FILE, GROUP_POINT_FORMAT } from '../secondary/replica.js';
 import { HEADS_FORMAT, HISTORY_FORMAT } from '../history/format.js';
+import { STREAMS_FILE, STREAMS_FORMAT } from '../history/streams.js';
 import { PROMOTE_AT_FILE, PROMOTE_AT_FORMAT } from '../secondary/promote-at-file.js';
 import { STREAM_FILE, STREAM_FORMAT } from '../stream/stream.js';
 import { NewerFormatError, isNewer, type FileFormat } from '../versioning/format.js';
@@ -43,6 +44,7 @@ export const VOLUME_FOLDER_FILES: readonly StateFile[] = [
   { name: GROUP_POINT_FILE, format: GROUP_POINT_FORMAT },
   { name: /^history\.\d{8}$/, format: HISTORY_FORMAT },
   { name: /^history\.\d{8}\.heads$/, format: HEADS_FORMAT },
+  { name: STREAMS_FILE, format: STREAMS_FORMAT },
   { name: PROMOTE_AT_FILE, format: PROMOTE_AT_FORMAT },
   { name: STREAM_FILE, format: STREAM_FORMAT },
 ];

@@ -11,6 +11,7 @@ import type { Checkpoint } from '../secondary/replica.js';
 import type { VolumeEntry } from './volume-entry.js';
 import type { LinkManager } from './links.js';
 import type { ExportRegistry } from '../export/registry.js';
+import { pointName } from '../history/history.js';
 import { ActionRefused, type ActionResult, type CheckpointInfo, type HistoryInfo, type RefusalReason } from '../contract/actions.js';
 import { DRILL_SUFFIX, DrillOverlay } from '../drill/drill.js';
 import { CheckpointSchedule, holdError } from '../checkpoint/schedule.js';
@@ -131,7 +132,8 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
         throw new ActionRefused(refusalOf(err), (err as Error).message);
       }
       this.daemon.registry.add(new CheckpointExport(rp, cp));
-      const what = cp.point ? `holds the restore point of ${new Date(cp.point.time).toISOString()} (record ${cp.point.seq})` :
+      const named = cp.point ? rp.historyPoints().find((p) => p.seq === cp.point!.seq) : undefined;
+      const what = named ? `holds ${pointName(named)}` :
         `held at record ${cp.appliedSeq}`;
       return {
         volume: name,

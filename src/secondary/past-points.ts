@@ -56,8 +56,8 @@ export class PastPoints {
   /** Opens the image at restore point `seq` (a listed one); close it when done. */
   async openPoint(seq: number): Promise<PointView> {
     if (!this.history) throw new DiskError('EINVAL', `volume ${this.name} keeps no history (set history: in its config)`);
-    const marked = seq <= this.applied() ? this.history.find(seq) : null;
-    if (!marked) throw new DiskError('ENOENT', `volume ${this.name} has no restore point at record ${seq}`);
+    const marked = this.history.listed(seq, this.applied());
+    if (!marked) throw new DiskError('ENOENT', `volume ${this.name} has no restore point ${seq}`);
     return PointView.open(this.history, marked, this.volume, () => this.quiet());
   }
 

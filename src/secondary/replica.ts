@@ -440,7 +440,7 @@ export class Replica implements ExportBackend {
    * round in progress is rolled back to the image before it (the undo area).
    * Afterwards the replica is the flush-point image it served, on the volume itself.
    */
-  async finishForPromote(at?: { seq: number; groupPoint?: number | undefined }):
+  async finishForPromote(at?: { seq: number; groupPoint?: number | undefined }, opts: { follow?: boolean } = {}):
     Promise<{ applied: number; discarded: number; rolledBack: number; initialRound: boolean; restoredBytes?: number }> {
     if (at !== undefined) return this.finishAtPoint(at.seq, at.groupPoint);
     await this.quiesce();
@@ -453,8 +453,20 @@ export class Replica implements ExportBackend {
     const initialRound = this.round?.initial === true;
     const rolledBack = await this.resync.rollBack();
     // The volume is the primary's from here: its history could not open right any more (the role change removes its files).
-    this.past.close();
+    // (`follow`: it stays a secondary, and keeps its history across the follow: followed().)
+    if (!opts.follow) this.past.close();
     return { applied: this.receiver.applied, discarded, rolledBack, initialRound };
+  }
+
+  /**
+   * After finishForPromote({ follow: true }), once the follow of `next` has begun (its
+   * role change written down): the history keeps its points and numbers those of the
+   * new primary's journal on past them (src/history/streams.ts), durably; then it closes
+   * (the replica opens again on the new stream). `previous`: the primary it followed.
+   */
+  async followed(previous: string | null, next: string): Promise<void> {
+    await this.past.history?.follow(previous, next);
+    this.past.close();
   }
 
   /**
@@ -468,13 +480,17 @@ export class Replica implements ExportBackend {
     Promise<{ applied: number; discarded: number; rolledBack: number; initialRound: boolean; restoredBytes: number }> {
     await this.quiesce();
     // Invariant 10: every member of a group promoted to a past point is rolled back to the same group point.
-    const point = groupPoint === undefined ? undefined : this.historyPoints().find((p) => p.seq === seq);
+    const named = this.historyPoints().find((p) => p.seq === seq);
+    const point = groupPoint === undefined ? undefined : named;
     assert(point === undefined || point.groupPoint === groupPoint, () => `volume ${this.name}: a promote of its group to group point ${groupPoint} ` +
       `would roll it back to the point at record ${seq} (${point!.groupPoint === undefined ? 'no group point' : `group point ${point!.groupPoint}`})`);
+    // (A point of a stream before a follow: every record of the one received now is undone or discarded.)
+    const record = this.past.history?.recordOf(seq) ?? 0;
     const restoredBytes = await this.past.rollBackTo(seq);
-    const discarded = Math.max(0, this.log.lastSeq - seq);
+    const discarded = Math.max(0, this.log.lastSeq - record);
     this.past.close();
-    return { applied: seq, discarded, rolledBack: 0, initialRound: false, restoredBytes };
+    // (`applied`: the record of the point's own primary, as messages name it.)
+    return { applied: named?.record ?? seq, discarded, rolledBack: 0, initialRound: false, restoredBytes };
   }
 
   /** The newest restore point at or before `at` (ms), or why there is none (a promote to a past point checks first). */

@@ -40,6 +40,8 @@ export interface TrioOptions {
   set?: boolean;
   /** A consistency group at every site (docs/GROUPS.md): volumes db and wal, alike, in group erp. */
   group?: boolean;
+  /** More keys for the volumes of site-b and site-c (inline YAML, e.g. 'history: { keep: 24h }'). */
+  secondaryKeys?: string;
 }
 
 export type Site = 'site-a' | 'site-b' | 'site-c';
@@ -72,10 +74,11 @@ ${opts.group ? `  wal: { path: ./wal.img, size: ${size}, ${volume} }\ngroups:\n 
   };
   const peersOfA = SECONDARIES.map((p) => peerLine(p, opts.peerKeys?.[p])).join('\n');
   const a = await site('site-a', peersOfA, `role: primary, peers: [${SECONDARIES.join(', ')}], journal: ${journal}`);
+  const more = opts.secondaryKeys ? `, ${opts.secondaryKeys}` : '';
   const secondary = (other: Site): Promise<TestDaemon> => opts.set
     ? site(other === 'site-c' ? 'site-b' : 'site-c', `${peerLine('site-a')}\n${peerLine(other)}`,
-      `role: secondary, peers: [site-a, ${other}], journal: ${receiveLog}`)
-    : site(other === 'site-c' ? 'site-b' : 'site-c', peerLine('site-a'), `role: secondary, peer: site-a, journal: ${receiveLog}`);
+      `role: secondary, peers: [site-a, ${other}], journal: ${receiveLog}${more}`)
+    : site(other === 'site-c' ? 'site-b' : 'site-c', peerLine('site-a'), `role: secondary, peer: site-a, journal: ${receiveLog}${more}`);
   const b = await secondary('site-c');
   const c = await secondary('site-b');
   const all = { 'site-a': a, 'site-b': b, 'site-c': c };

@@ -4,7 +4,8 @@
 // other stays current, and it is resynced by that bitmap when it returns; kill -9 of
 // each site in turn converges; so does a crash of site-a while a peer is detached, and
 // a peer on a slow link detached while linked; site-a lost and site-b promoted, site-c
-// follows site-b sent what differs, and site-a returns, is demoted and follows too.
+// follows site-b sent what differs, keeping its restore points (a checkpoint of one from
+// before the failover is site-a's image then), and site-a returns, is demoted and follows too.
 // Every test ends with the three images compared byte for byte (qemu-img compare over
 // NBD; the first also the files).
 import assert from 'node:assert/strict';
@@ -17,6 +18,7 @@ import { assertIdentical, fileSha } from '../helpers/images.js';
 import { readBitmap } from '../helpers/journal-inspect.js';
 import { must, run, sleep, tempDir, waitFor } from '../helpers/run.js';
 import { startTrio, type Trio } from '../helpers/trio.js';
+import { cli, exportHash } from '../helpers/cli.js';
 
 const MiB = 1024 * 1024;
 /** The volume's bitmap region (bitmap_region's default). */
@@ -233,11 +235,18 @@ test('three sites: site-c on a slow link falls behind under writes and is detach
   }
 });
 
-test('three sites: site-a lost, site-b promoted; site-c follows it and is sent what differs; site-a returns, is demoted and converges', async (ctx) => {
-  const t = await startTrio({ set: true, size: '256MiB' });
+test('three sites: site-a lost, site-b promoted; site-c follows it, sent what differs, history kept; site-a returns, is demoted', async (ctx) => {
+  const t = await startTrio({ set: true, size: '256MiB', secondaryKeys: 'history: { keep: 24h, max: 1GiB }' });
   try {
     // 96 MiB of random data at site-a, at every site.
     await fio(t.a, '--rw=write', '--bs=1M', '--size=96M', '--refill_buffers', '--randseed=41');
+    await t.drained(120_000);
+    // The image at t1, then 8 MiB overwritten at site-a (the secondaries' history saves what it overwrites).
+    const atT1 = await exportHash(t.a.uri('db'), t.a.dir);
+    await sleep(1100);
+    const t1 = new Date().toISOString();
+    await sleep(1100);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x66 8M 8M', '-c', 'flush', t.a.uri('db')]);
     await t.drained(120_000);
     await assertAllIdentical(t, 'before site-a is lost');
     // site-b and site-c name each other: their link is up and carries nothing of db (both secondary).
@@ -266,6 +275,18 @@ test('three sites: site-a lost, site-b promoted; site-c follows it and is sent w
     ctx.diagnostic(`site-c follows site-b: ${sb.resyncBytes} bytes of resync records sent, ${sb.resyncSeededBytes} found equal by hash`);
     const sc = (await statusOf(t.c)).volumes[0]!;
     assert.deepEqual([sc.role, sc.peer, sc.link], ['secondary', 'site-b', 'connected']);
+    // Its history kept the points from site-a's journal (docs/HISTORY.md, "After a follow"), and
+    // has site-b's after them: the one at t1 opens to site-a's image then, read by nbdcopy.
+    assert.match(t.c.log, /volume db: its history keeps \d+ restore points across the follow of site-b/);
+    const listed = await cli(t.c, 'history', 'db');
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /record \d+ of site-a\n/, listed.stdout);
+    assert.match(listed.stdout, /record \d+ of site-b\n?$/, listed.stdout);
+    const made = await cli(t.c, 'checkpoint', 'create', 'db', '--at', t1, '--label', 'before-failover');
+    assert.equal(made.code, 0, made.stderr);
+    assert.match(made.stdout, /holds the restore point of \S+ \(record \d+ of site-a\)/);
+    assert.equal(await exportHash(t.c.uri('db@checkpoint'), t.c.dir), atT1, 'site-c\'s point from before the failover is site-a\'s image at t1');
+    assert.equal((await cli(t.c, 'checkpoint', 'release', 'db')).code, 0);
 
     // site-a comes back believing it is primary: neither site-b nor site-c takes its writes.
     await t.a.start();

@@ -6,6 +6,7 @@ import { Journal, KEEP_PREFIX } from '../../src/journal/journal.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
 import { Receiver } from '../../src/secondary/receiver.js';
 import { History } from '../../src/history/history.js';
+import { HistoryStreams } from '../../src/history/streams.js';
 import { PeerCursors } from '../../src/journal/peer-cursors.js';
 import { DetachedPeers } from '../../src/journal/detach.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
@@ -24,6 +25,16 @@ export const MUTATIONS: Record<string, { sim: 'journal' | 'replication' | 'group
     what: 'the apply overwrites the replica without saving the old bytes in the history (a past point would open to newer bytes)',
     plant: () => {
       (History.prototype as unknown as { saveRange: () => Promise<void> }).saveRange = async () => undefined;
+    },
+  },
+  'history-follow-unnumbered': {
+    sim: 'replication',
+    caughtBy: 'check',
+    what: 'a replica that follows a new primary keeps its history but numbers the new journal\'s points as if they went on from the old one',
+    plant: () => {
+      HistoryStreams.prototype.follow = function (this: HistoryStreams) {
+        return this;
+      };
     },
   },
   'ship-undurable': {

@@ -50,6 +50,7 @@ import { assertFrameLive, type FrameHold } from '../../src/rate/pacer.js';
 import { OwnedBuffers, frameBuffers } from '../../src/memory/owned-buffers.js';
 import { OWNED_BUFFERS_KEPT_BYTES } from '../../src/limits/limits.js';
 import { Replica, SYNCED_FILE } from '../../src/secondary/replica.js';
+import { isHistoryFile } from '../../src/history/history.js';
 import { writePromoteAt } from '../../src/secondary/promote-at-file.js';
 import { MemDisk, MemStore, Rng, Scheduler, fence, flushMicrotasks, settleOn } from './disk-model.js';
 import { SimFailure } from './journal-sim.js';
@@ -87,6 +88,8 @@ export interface ReplicationSimStats {
   mapped: number;
   /** Restore points of the secondary's history opened and compared with the primary's image there. */
   historyChecks: number;
+  /** ... of them kept across the replica's follow of a new primary (docs/HISTORY.md, "After a follow"). */
+  keptAcrossFollow: number;
   /** Seeds with two secondaries (site-b and site-c), and times one was detached from the primary's journal into its own bitmap. */
   threeSites: number;
   detached: number;
@@ -172,8 +175,8 @@ interface SiteSim {
    * new primary starts from.
    */
   promote(toPast: boolean, crashAfter: number | null): Promise<Buffer>;
-  /** Follows the new primary (`former`: the old primary's flush-point images). */
-  follow(former: ReadonlySet<string>): Promise<void>;
+  /** Follows the new primary (`former`: the old primary's flush-point images, by record). */
+  follow(former: ReadonlyMap<number, string>): Promise<void>;
 }
 
 export function runReplicationSeed(seed: number, cfg: ReplicationSimConfig = DEFAULT_REPLICATION_SIM): Promise<ReplicationSimStats> {
@@ -257,7 +260,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let boots = 1;
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
-    pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, threeSites: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0,
+    pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, keptAcrossFollow: 0, threeSites: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0,
     failovers: 0, pastPromotes: 0, promoteCrashes: 0, roomsReused: 0, framesGathered: 0, promotesOnFullDisk: 0,
     verifies: 0, verifyRepairs: 0 };
   // Half the seeds keep history at the secondary (docs/HISTORY.md), some with a max that
@@ -432,6 +435,15 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     let promotingToPast = false;
     let followImage: string | null = null;
     const servesFollowImage = (h: string): boolean => followImage === h;
+    /** Restore points kept across a follow (docs/HISTORY.md): their seq in this history, and the old primary's image there. */
+    const beforeFollow = new Map<number, string>();
+    /** The primary's image at restore point `seq` of this replica's history (undefined: no barrier's). */
+    const pointImage = (seq: number): string | undefined => {
+      const kept = beforeFollow.get(seq);
+      if (kept !== undefined) return kept;
+      const record = replica.history ? replica.history.recordOf(seq) : seq;
+      return record === null ? undefined : imageAt.get(record);
+    };
 
     // --- the secondary ----------------------------------------------------------
     const openSecondary = async (): Promise<void> => {
@@ -767,8 +779,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       const points = replica.historyPoints();
       for (let k = 0; k < Math.min(count, points.length); k++) {
         const p = points[histRng.int(points.length)]!;
-        const want = imageAt.get(p.seq);
-        if (want === undefined) fail(`the history lists record ${p.seq}, which is no barrier of the primary (${why})`);
+        const want = pointImage(p.seq);
+        if (want === undefined) fail(`the history lists point ${p.seq} (record ${p.record}), which is no barrier of the primary (${why})`);
         const view = await settle(replica.openPoint(p.seq));
         const buf = Buffer.alloc(size);
         try {
@@ -776,12 +788,16 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         } finally {
           view.close();
         }
+        if (hash(buf) !== want && beforeFollow.has(p.seq)) {
+          fail(`restore point ${p.seq} of ${name} (${why}, kept across its follow) opens to an image that is not the primary's there`);
+        }
         if (hash(buf) !== want) {
           const b = firstDifferentBlock(imageUpTo(p.seq), buf);
           fail(`restore point ${p.seq} of ${name} (${why}) opens to an image that is not the primary's there: block ${b} holds write ` +
             `${buf.readUInt32LE(b * BLOCK)}, the primary's ${imageUpTo(p.seq).readUInt32LE(b * BLOCK)}`);
         }
         stats.historyChecks++;
+        if (beforeFollow.has(p.seq)) stats.keptAcrossFollow++;
       }
     };
 
@@ -827,7 +843,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       trace(`checkpoint held at record ${replica.checkpoint!.appliedSeq}${at !== undefined ? ' (a past point)' : ''}`);
       checkpointImage = await imageNow();
       const point = replica.checkpoint!.point;
-      if (point && checkpointImage !== null && checkpointImage !== imageAt.get(point.seq)) {
+      if (point && checkpointImage !== null && checkpointImage !== pointImage(point.seq)) {
         fail(`checkpoint "${replica.checkpoint!.label}" of the past point at record ${point.seq} is not the primary's image there`);
       }
       stats.checkpoints++;
@@ -882,10 +898,11 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         await crashSecondary(true);
         stats.promoteCrashes++;
       }
+      const wantPast = point && pointImage(point.seq);
       const fin = await settle(replica.finishForPromote(point && { seq: point.seq }));
       slife++; // (the replica's process ends here: the new primary opens the disk)
       const image = Buffer.from(sdisk.file.current);
-      if (point && imageAt.get(point.seq) !== hash(image)) {
+      if (point && wantPast !== hash(image)) {
         fail(`${name} was promoted to its restore point at record ${point.seq}, but its image is not the old primary's there`);
       }
       if (point) stats.pastPromotes++;
@@ -904,17 +921,27 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
      * round, undo area and history go, the first-sync mark stays; the new primary
      * compares every region by hash. `former`: the old primary's flush-point images.
      */
-    const follow = async (former: ReadonlySet<string>): Promise<void> => {
+    const follow = async (former: ReadonlyMap<number, string>): Promise<void> => {
       await leaveRole(`${name} follows ${primaryName}`);
       const synced = ssstore.files.has(SYNCED_FILE); // (its first sync ended once: the mark the follow keeps)
-      const fin = await settle(replica.finishForPromote());
-      slife++;
+      const fin = await settle(replica.finishForPromote(undefined, { follow: true }));
       const h = hash(sdisk.file.current);
-      if (synced && !former.has(h)) fail(`${name} follows ${primaryName} from record ${fin.applied}, but its image is no flush point of the old primary`);
+      if (synced && ![...former.values()].includes(h)) {
+        fail(`${name} follows ${primaryName} from record ${fin.applied}, but its image is no flush point of the old primary`);
+      }
       followImage = synced ? h : null;
+      // Its restore points stay (roles.ts's follow), each the old primary's image at its record.
+      const kept = replica.historyPoints();
+      for (const p of kept) {
+        const want = beforeFollow.get(p.seq) ?? former.get(p.record);
+        if (want === undefined) fail(`${name}'s history lists point ${p.seq} (record ${p.record}), which is no barrier of the old primary`);
+        beforeFollow.set(p.seq, want!);
+      }
+      await settle(replica.followed(lostPrimary?.name ?? null, primaryName));
+      slife++;
       restarted = true;
       for (const f of sjstore.list()) sjstore.remove(f);
-      for (const f of ssstore.list()) if (f !== SYNCED_FILE) ssstore.remove(f);
+      for (const f of ssstore.list()) if (f !== SYNCED_FILE && !isHistoryFile(f)) ssstore.remove(f);
       await settle(Promise.all([sjstore.syncDir(), ssstore.syncDir()]));
       trace(`${name} follows ${primaryName} from record ${fin.applied}${synced ? '' : ' (its first sync unfinished)'}`);
       await openSecondary();
@@ -1080,7 +1107,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     psched.clear();
     pdisk.crash(failRng, powerLoss);
     lostPrimary = { name: primaryName, sched: psched, disk: pdisk };
-    const former = new Set(imageAt.values());
+    const former = new Map(imageAt);
     // A third of the promotes find a disk of the promoted site full (its volume, receive log
     // or state files): the promote must fail with the disk's error, change nothing it cannot
     // redo, and succeed when the operator has made room and promotes again. The others,

@@ -67,6 +67,7 @@ for (const seed of seeds) {
       add('coalesced', r.coalesced);
       add('mapped', r.mapped);
       add('history points opened', r.historyChecks);
+      add('of them kept across a follow', r.keptAcrossFollow);
       add('with two secondaries', r.threeSites);
       add('detached', r.detached);
       add('rounds of one peer', r.ownRounds);

@@ -97,9 +97,12 @@ const applies = (as: ReceiverAction[]): Array<[number, number]> =>
 
 test('a past group point: the newest at or before the time that every member lists, or why none, naming each member\'s oldest', () => {
   const t = (s: number): number => Date.UTC(2026, 11, 3, 10, 0, s);
-  const db = [{ seq: 10, time: t(1), groupPoint: 5 }, { seq: 12, time: t(2) }, { seq: 14, time: t(3), groupPoint: 6 }, { seq: 20, time: t(5), groupPoint: 8 }];
+  const db = [
+    { seq: 10, record: 10, time: t(1), groupPoint: 5 }, { seq: 12, record: 12, time: t(2) },
+    { seq: 14, record: 14, time: t(3), groupPoint: 6 }, { seq: 20, record: 20, time: t(5), groupPoint: 8 }];
   // wal's history thinned point 6 away and has 7, which db lacks.
-  const wal = [{ seq: 3, time: t(1), groupPoint: 5 }, { seq: 7, time: t(4), groupPoint: 7 }, { seq: 9, time: t(5), groupPoint: 8 }];
+  const wal = [
+    { seq: 3, record: 3, time: t(1), groupPoint: 5 }, { seq: 7, record: 7, time: t(4), groupPoint: 7 }, { seq: 9, record: 9, time: t(5), groupPoint: 8 }];
   const at4 = pastGroupPoint([{ name: 'db', points: db }, { name: 'wal', points: wal }], t(4));
   assert.equal(at4.point, 5, 'not 6 (wal lacks it) nor 7 (db lacks it)');
   assert.deepEqual([...at4.members], [['db', db[0]], ['wal', wal[0]]]);

@@ -21,8 +21,10 @@ import {
   headsFileName, HEADS_HEADER_SIZE, HISTORY_FORMAT, historyFileIndex, historyFileName,
 } from '../../src/history/format.js';
 import { segmentsToDrop, thinPoints } from '../../src/history/retention.js';
-import { History, type CaptureContext } from '../../src/history/history.js';
+import { History, isHistoryFile, type CaptureContext } from '../../src/history/history.js';
+import { HistoryStreams, STREAMS_FILE, STREAMS_FORMAT } from '../../src/history/streams.js';
 import { PointView } from '../../src/history/view.js';
+import { readHeads } from '../../src/history/heads.js';
 import { Journal } from '../../src/journal/journal.js';
 import { ReplicaRound } from '../../src/secondary/replica-round.js';
 import { UnitApplier } from '../../src/secondary/apply-unit.js';
@@ -32,16 +34,20 @@ import { parseMoment } from '../../src/units/units.js';
 test('a history segment header, byte by byte', () => {
   const b = encodeHeader(0x1_0000_0000);
   assert.equal(b.toString('hex'),
-    '4f46465348495354' + '01000000' + '00000000' + '0000000001000000' + '00000000' + b.subarray(28).toString('hex'));
+    '4f46465348495354' + '02000000' + '00000000' + '0000000001000000' + '00000000' + b.subarray(28).toString('hex'));
+  assert.equal(b.readUInt32LE(28), 0xff6baf03, 'the CRC32C of bytes 0..28');
+  assert.deepEqual(decodeHeader(b), { ok: true, volumeSize: 0x1_0000_0000 });
+  // Version 1, as the previous release wrote it (its points' seqs are their records': base 0), still reads.
   const fixed = Buffer.from('4f46465348495354010000000000000000000000010000000000000000000000', 'hex');
-  fixed.writeUInt32LE(b.readUInt32LE(28), 28);
+  fixed.writeUInt32LE(0xa6afb7c4, 28);
   assert.deepEqual(decodeHeader(fixed), { ok: true, volumeSize: 0x1_0000_0000 });
+  refuseNewer(HISTORY_FORMAT, fixed, 'history.00000001');
   const bad = Buffer.from(fixed);
   bad[20] = bad[20]! ^ 1;
   assert.deepEqual(decodeHeader(bad), { ok: false, reason: 'header checksum' });
   // A newer release's segment is refused by version, not dropped as damaged.
   const newer = Buffer.from(fixed);
-  newer.writeUInt32LE(2, 8);
+  newer.writeUInt32LE(3, 8);
   assert.throws(() => refuseNewer(HISTORY_FORMAT, newer, 'history.00000001'), /newer/);
   assert.equal(historyFileName(7), 'history.00000007');
   assert.equal(historyFileIndex('history.00000007'), 7);
@@ -386,6 +392,9 @@ test('a sealed segment gets a heads file; a point opens from it; one that does n
     assert.deepEqual(heads, segments.slice(0, -1).map((n) => `${n}.heads`), 'every sealed segment, and only those, has its heads');
     assert.equal(await opens(h, disk, images, applied), 7);
     h.close();
+    // A heads file gone between the folder's listing and its open (a History closed as another
+    // opened the folder, three-sites test): no heads, the segment is scanned.
+    assert.equal(await readHeads(store, 99, 1000), null);
     // A head in the first segment damaged: its heads file is what a start and an open read.
     const first = join(dir, segments[0]!);
     const damaged = readFileSync(first);
@@ -407,6 +416,82 @@ test('a sealed segment gets a heads file; a point opens from it; one that does n
     assert.deepEqual(left, heads.slice(1), 'the damaged, the orphaned and the cut heads files are gone');
     assert.ok(third.list(applied).length < 7, 'the damaged segment was scanned: the points before its damage are dropped');
     third.close();
+  });
+});
+
+test('the streams file, byte by byte: bases rising from 0, each with its primary; anything else is damage', () => {
+  const fixed = Buffer.from('{"version":1,"streams":[{"base":0,"primary":"site-a"},{"base":5001,"primary":"site-b"}]}\n');
+  const s = HistoryStreams.decode(fixed)!;
+  assert.equal(s.base, 5001);
+  assert.deepEqual(s.of(5000), { base: 0, primary: 'site-a' });
+  assert.deepEqual(s.of(5001), { base: 5001, primary: 'site-b' });
+  assert.ok(s.encode().equals(fixed), 'written back byte for byte');
+  refuseNewer(STREAMS_FORMAT, fixed, STREAMS_FILE);
+  assert.throws(() => refuseNewer(STREAMS_FORMAT, Buffer.from('{"version":2,"streams":[]}'), STREAMS_FILE), /newer/);
+  for (const bad of ['', '{"version":1,"streams":[]}', '{"version":1,"streams":[{"base":3,"primary":"a"}]}',
+    '{"version":1,"streams":[{"base":0,"primary":null},{"base":0,"primary":"b"}]}', '{"version":1,"streams":[{"base":0,"primary":7}]}']) {
+    assert.equal(HistoryStreams.decode(Buffer.from(bad)), null, bad);
+  }
+  // A follow: the next base is one past the newest point; the stream before gets its primary if it had none.
+  const first = HistoryStreams.first().follow(12, 'site-a', 'site-b');
+  assert.equal(first.encode().toString(), '{"version":1,"streams":[{"base":0,"primary":"site-a"},{"base":13,"primary":"site-b"}]}\n');
+  // No point since the last follow: the new stream takes the place of the empty one.
+  assert.equal(first.follow(12, 'site-b', 'site-c').encode().toString(),
+    '{"version":1,"streams":[{"base":0,"primary":"site-a"},{"base":13,"primary":"site-c"}]}\n');
+  assert.ok(isHistoryFile(STREAMS_FILE) && isHistoryFile('history.00000003') && isHistoryFile('history.00000003.heads'));
+  assert.ok(!isHistoryFile('history.csv') && !isHistoryFile('stream'));
+});
+
+test('a follow keeps every point; the new primary\'s records, numbered from 1 again, are points past them; all open, across a restart', async () => {
+  await inFolder(async (dir) => {
+    seqNext = 1;
+    const bytes = Buffer.alloc(SIZE);
+    const disk = memDisk(bytes);
+    const store = new DirStore(dir);
+    const settings = { keepMs: null, maxBytes: null };
+    const images = new Map<number, Buffer>([[0, Buffer.from(bytes)]]);
+    let h = await History.open(store, SIZE, 0, 'v', silentLogger, settings);
+    /** Applies a unit from record `unitStart` of the stream received now; `base`: that stream's. */
+    const unit = async (batch: JournalRecord[], unitStart: number, base: number, inRound = false): Promise<number> => {
+      h.beginUnit(unitStart);
+      const model = Buffer.from(bytes);
+      for (const r of batch) {
+        if (r.kind === RecordKind.Write) r.payload.copy(model, r.offset);
+        else if (r.kind === RecordKind.Barrier && (!inRound || (r.flags & FLAG_ROUND_END) !== 0)) images.set(base + r.seq, Buffer.from(model));
+      }
+      await apply(h, disk, batch, { capturing: true, inRound, group: false, unitStart });
+      await h.sync();
+      await h.unitApplied();
+      return batch[batch.length - 1]!.seq;
+    };
+    // site-a's journal: points 0 (where the history began), 2 and 4.
+    let applied = await unit([write(0, 2, 0xa1), barrier(1000)], 0, 0);
+    applied = await unit([write(1, 2, 0xa2), barrier(2000)], applied, 0);
+    assert.equal(applied, 4);
+    await h.follow('site-a', 'site-b');
+    h.close();
+    // site-b's journal numbers from 1 again; the receive log is new, so the replica stands at record 0 of it.
+    h = await History.open(store, SIZE, 0, 'v', silentLogger, settings);
+    assert.deepEqual(h.list(0).map((p) => [p.seq, p.record, p.primary]), [[0, 0, 'site-a'], [2, 2, 'site-a'], [4, 4, 'site-a']]);
+    seqNext = 1;
+    // Its first round overwrites what differs (saved under point 4, the image the replica stood at); only its end is a point.
+    applied = await unit([write(1, 1, 0xb1), barrier(3000), write(3, 1, 0xb2), barrier(4000, FLAG_ROUND_END)], 0, 5, true);
+    applied = await unit([write(0, 3, 0xb3), barrier(5000)], applied, 5);
+    assert.deepEqual(h.list(applied).map((p) => [p.seq, p.record, p.primary]),
+      [[0, 0, 'site-a'], [2, 2, 'site-a'], [4, 4, 'site-a'], [9, 4, 'site-b'], [11, 6, 'site-b']]);
+    assert.equal(h.recordOf(11), 6);
+    assert.equal(h.recordOf(4), null, 'a point of the stream before the follow');
+    assert.equal(await opens(h, disk, images, applied), 5);
+    h.close();
+    h = await History.open(store, SIZE, applied, 'v', silentLogger, settings);
+    assert.equal(await opens(h, disk, images, applied), 5, 'after a restart');
+    // A second follow numbers on past point 11.
+    await h.follow('site-b', 'site-c');
+    assert.ok(readFileSync(join(dir, STREAMS_FILE), 'utf8').includes('{"base":12,"primary":"site-c"}'));
+    h.close();
+    // Dropped with the history (a promote, history turned off): nothing of its numbering is left.
+    await History.drop(store);
+    assert.deepEqual(readdirSync(dir).filter(isHistoryFile), []);
   });
 });
 

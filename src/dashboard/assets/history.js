@@ -21,9 +21,16 @@ function when(ms, now) {
   return `${dateTimeSeconds(ms)} (${duration((now - ms) / 1000)} ago)`;
 }
 
-/** A restore point as the page says it: "the restore point of 2026-12-03 10:14:02 (record 1234, 3 min ago)". */
+/**
+ * A restore point as the page says it: "the restore point of 2026-12-03 10:14:02 (record 1234, 3 min ago)";
+ * "record 1234 of site-a" once the replica followed a new primary (docs/HISTORY.md, "After a follow").
+ */
 export function pointText(p, now) {
-  return `the restore point of ${dateTimeSeconds(p.time)} (record ${p.seq}, ${duration((now - p.time) / 1000)} ago)`;
+  return `the restore point of ${dateTimeSeconds(p.time)} (${recordText(p)}, ${duration((now - p.time) / 1000)} ago)`;
+}
+
+function recordText(p) {
+  return `record ${p.record ?? p.seq}${p.primary ? ` of ${p.primary}` : ''}`;
 }
 
 /** "12%", "<1%" for a little, "0%" for nothing. */
@@ -350,7 +357,7 @@ export class PointPicker {
       return refuse(`no group point at or before ${dateTimeSeconds(at)} is in the history of every member (${oldest.join('; ')}): pick a later time`);
     }
     const linked = group.volumes.filter((m) => m.link === 'connected').map((m) => m.name);
-    const records = members.map((m, k) => `${m} to record ${pick.members[k].seq}`).join(', ');
+    const records = members.map((m, k) => `${m} to ${recordText(pick.members[k])}`).join(', ');
     return askPromote({
       target: g,
       title: `Promote group ${g} on ${here} at a past point?`,
