@@ -14,7 +14,7 @@ import { FLAG_ROUND_END, groupPointOf, RecordKind, type JournalRecord } from '..
 import type { Logger } from '../log/log.js';
 import { formatBytes } from '../units/units.js';
 import { assert } from '../invariants/assert.js';
-import { HISTORY_MIN_SEGMENT_BYTES, HISTORY_READ_BYTES, HISTORY_SEGMENT_BYTES } from '../limits/limits.js';
+import { HISTORY_COMPACT_MIN_GAIN, HISTORY_MIN_SEGMENT_BYTES, HISTORY_READ_BYTES, HISTORY_SEGMENT_BYTES, HISTORY_VIEW_EXTENTS_MAX } from '../limits/limits.js';
 import { crc32c } from '@node-rs/crc32';
 import { refuseNewer } from '../versioning/format.js';
 import { ExtentMap } from './extent-map.js';
@@ -28,15 +28,18 @@ export const GONE = 'the segment is gone';
 
 /** A heads file, or what a crash left of a write of one (Store.replace's temporary). */
 const HEADS_FILE = /^history\.\d{8}\.heads(?:\.tmp)?$/;
+/** A segment being rewritten by compaction (compaction.ts), or what a crash left of one. */
+const COMPACTING_FILE = /^history\.\d{8}\.compact$/;
 import { scanSegment } from './scan.js';
 import { forEachHead, readHeads, writeHeads } from './heads.js';
 import { PointBytes } from './point-bytes.js';
 import { segmentsToDrop, thinPoints } from './retention.js';
 import { HistoryStreams, STREAMS_FILE } from './streams.js';
+import { CompactionDamage, CompactionPlan, writeCompacted } from './compaction.js';
 
 /** A file of the history (segments, heads files, the streams file): kept when the replica follows a new primary. */
 export function isHistoryFile(name: string): boolean {
-  return historyFileIndex(name) !== null || HEADS_FILE.test(name) || name === STREAMS_FILE || name === `${STREAMS_FILE}.tmp`;
+  return historyFileIndex(name) !== null || HEADS_FILE.test(name) || COMPACTING_FILE.test(name) || name === STREAMS_FILE || name === `${STREAMS_FILE}.tmp`;
 }
 
 /** A volume's `history` setting: how long and how much to keep (null: no limit of that kind). */
@@ -45,6 +48,8 @@ export interface HistorySettings {
   maxBytes: number | null;
   /** The clock retention ages points by (default Date.now; the simulation's own). */
   now?: () => number;
+  /** Segments are sealed at about this size (default: from maxBytes, see segmentBytes; the simulation's smaller ones). */
+  segmentBytes?: number;
 }
 
 /**
@@ -156,6 +161,7 @@ export class History {
   }
 
   private get segmentBytes(): number {
+    if (this.settings.segmentBytes !== undefined) return this.settings.segmentBytes;
     const max = this.settings.maxBytes;
     return max === null ? HISTORY_SEGMENT_BYTES : Math.max(HISTORY_MIN_SEGMENT_BYTES, Math.min(HISTORY_SEGMENT_BYTES, Math.floor(max / 8)));
   }
@@ -179,6 +185,8 @@ export class History {
     // Heads files: of a segment there still is, used below; any other (its segment gone, a
     // write of one a crash cut) removed.
     const heads = new Set<number>();
+    // (A compaction a crash cut: its segment is whole as it was, or whole as rewritten.)
+    for (const n of names.filter((n) => COMPACTING_FILE.test(n))) this.store.remove(n);
     for (const n of names.filter((n) => HEADS_FILE.test(n))) {
       const i = headsFileIndex(n);
       if (i !== null && indexes.includes(i)) heads.add(i);
@@ -475,6 +483,7 @@ export class History {
     this.unsynced = false;
     // (Its numbering goes with its points: the next begins at base 0, no point left to follow on from.)
     this.streams = HistoryStreams.first();
+    this.generation++;
     await History.drop(this.store).catch(() => undefined);
   }
 
@@ -601,6 +610,7 @@ export class History {
     const { count, forSize } = segmentsToDrop(views, { ...this.settings, now });
     if (count > 0) await this.dropThrough(count - 1, forSize > 0 ? 'size' : 'age');
     this.thin(now);
+    this.compactSoon();
   }
 
   private thin(now: number): void {
@@ -608,7 +618,123 @@ export class History {
     const from = this.tagAtApplied ?? -1;
     const kept = new Set(this.pins.keys());
     for (let i = this.points.length - 1; i >= 0 && this.points[i]!.seq >= from; i--) kept.add(this.points[i]!.seq);
+    const before = this.points.length;
     this.points = thinPoints(this.points, now, kept);
+    if (this.points.length < before) this.thinnings++;
+  }
+
+  /** Thinning hid points this many times; a segment is looked at for compaction again only after it did. */
+  private thinnings = 0;
+  /** Each segment looked at for compaction, with `thinnings` then. */
+  private readonly examined = new Map<number, number>();
+  /** The compaction under way (one at a time, in the background: the apply never waits for it). */
+  private compacting: Promise<void> | null = null;
+  /** Segments rewritten by compaction (for the simulation and tests), and the bytes that freed. */
+  compactions = { segments: 0, freedBytes: 0 };
+
+  /**
+   * Compacts one segment whose points thinning hid since it was last looked at (compaction.ts),
+   * in the background. Only a sealed segment before the one holding the marker of the point
+   * the replica stands at (the tail a start reads is never touched), and before every
+   * pinned point's (an open view reads the positions of every segment from its point's on).
+   */
+  private compactSoon(): void {
+    if (this.compacting || this.restarting || this.closed) return;
+    const stands = this.tagAtApplied === null ? null : this.find(this.tagAtApplied);
+    if (!stands) return;
+    const limit = Math.min(stands.segment, this.pinnedSegment());
+    // (The one looked at longest ago, one never looked at first: thinning may go on every second.)
+    let seg: Segment | null = null;
+    for (const s of this.segments) {
+      if (s.index >= limit || s === this.current || this.examined.get(s.index) === this.thinnings) continue;
+      if (!seg || (this.examined.get(s.index) ?? -1) < (this.examined.get(seg.index) ?? -1)) seg = s;
+    }
+    if (!seg) return;
+    this.compacting = this.compact(seg)
+      .catch((e: Error) => {
+        this.logger[e instanceof CompactionDamage ? 'error' : 'warn']({ volume: this.name },
+          `volume ${this.name}: compacting history segment ${historyFileName(seg.index)} failed (${e.message}); it is kept as it is`);
+      })
+      .finally(() => {
+        this.compacting = null;
+        try {
+          this.store.remove(`${historyFileName(seg.index)}.compact`);
+        } catch {
+          // (removed at the next start)
+        }
+      });
+  }
+
+  /** The oldest segment holding a pinned point's marker (Infinity: none). */
+  private pinnedSegment(): number {
+    let oldest = Infinity;
+    for (const seq of this.pins.keys()) oldest = Math.min(oldest, this.find(seq)?.segment ?? Infinity);
+    return oldest;
+  }
+
+  /** The compaction under way has ended (a test waits for it; nothing else needs to). */
+  compacted(): Promise<void> {
+    return this.compacting ?? Promise.resolve();
+  }
+
+  private async compact(seg: Segment): Promise<void> {
+    await this.indexing; // (a heads file being written of it reads the file this replaces)
+    const generation = this.generation;
+    const thinnings = this.thinnings;
+    const listed = new Set(this.points.map((p) => p.seq));
+    // The run open where the segment begins: the ranges saved since the newest listed point marked before it.
+    const owner = this.points.filter((p) => p.segment < seg.index).pop();
+    let run: ExtentMap<true> | null = null;
+    if (owner) {
+      const r = new ExtentMap<true>();
+      for (const s of this.segments.filter((x) => x.index >= owner.segment && x.index < seg.index)) {
+        const from = s.index === owner.segment ? owner.position : HISTORY_HEADER_SIZE;
+        const scan = await this.scan(s, s.heads > 0, (head) => {
+          if (head.kind !== EntryKind.Point && r.size <= HISTORY_VIEW_EXTENTS_MAX) r.fill(head.offset, head.offset + head.length, () => true);
+        }, from);
+        if (scan.end < s.bytes || r.size > HISTORY_VIEW_EXTENTS_MAX) {
+          this.examined.set(seg.index, thinnings);
+          return;
+        }
+      }
+      run = r;
+    }
+    const plan = new CompactionPlan(listed, run);
+    const scan = await this.scan(seg, seg.heads > 0, (head, position) => plan.add(head, position), HISTORY_HEADER_SIZE);
+    this.examined.set(seg.index, thinnings);
+    if (scan.end < seg.bytes || plan.tooMany || plan.bytes > seg.bytes * (1 - HISTORY_COMPACT_MIN_GAIN)) return;
+    const name = historyFileName(seg.index);
+    const tmp = this.store.create(`${name}.compact`);
+    let moved: Map<number, number>;
+    try {
+      tmp.appendSync([encodeHeader(this.volumeSize)]);
+      moved = await writeCompacted(seg.file, tmp, plan.kept);
+      await tmp.sync();
+    } finally {
+      tmp.close();
+    }
+    // From here to the rename, one turn: no view began reading it meanwhile, nor did retention drop it.
+    if (generation !== this.generation || !this.segments.includes(seg) || this.pinnedSegment() <= seg.index) return;
+    this.store.remove(headsFileName(seg.index));
+    this.store.rename(`${name}.compact`, name);
+    seg.file.close();
+    seg.file = this.store.open(name);
+    const before = seg.bytes + seg.heads;
+    seg.bytes = seg.file.size();
+    seg.heads = 0;
+    assert(seg.bytes === plan.bytes, () => `volume ${this.name}: history segment ${name} compacted to ${seg.bytes} bytes, ${plan.bytes} planned`);
+    for (const p of this.points) {
+      if (p.segment !== seg.index) continue;
+      const at = moved.get(p.position);
+      assert(at !== undefined, () => `volume ${this.name}: compacting history segment ${name} lost the marker of listed point ${p.seq}`);
+      p.position = at;
+    }
+    this.compactions.segments++;
+    this.compactions.freedBytes += before - seg.bytes;
+    this.logger.info({ volume: this.name }, `volume ${this.name}: history segment ${name} compacted from ${formatBytes(before)} to ` +
+      `${formatBytes(seg.bytes)} (what its thinned restore points alone needed)`);
+    await this.store.syncDir();
+    this.indexing = this.indexing.then(() => this.writeHeadsOf(seg));
   }
 
   /** The restore points at or before record `upTo` (the replica's applied record), oldest first. */
@@ -702,9 +828,12 @@ export class History {
 
   close(): void {
     this.closed = true;
+    this.generation++;
     for (const s of this.segments) s.file.close();
     this.segments = [];
   }
 
   private closed = false;
+  /** One more at each close or drop after a failure: a compaction begun before does not commit. */
+  private generation = 0;
 }

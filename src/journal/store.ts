@@ -31,6 +31,10 @@ export class DirStore implements Store {
     fs.rmSync(path.join(this.dir, name), { force: true });
   }
 
+  rename(from: string, to: string): void {
+    fs.renameSync(path.join(this.dir, from), path.join(this.dir, to));
+  }
+
   async replace(name: string, data: Buffer): Promise<void> {
     const tmp = path.join(this.dir, `${name}.tmp`);
     await fs.promises.rm(tmp, { force: true }); // (a leftover of a crash would keep its mode)

@@ -186,6 +186,11 @@ export const HISTORY_VIEW_EXTENTS_MAX = 1_000_000;
  * entry at least that large (not its neighbour's saved bytes).
  */
 export const HISTORY_SCAN_BYTES = 1 * MiB;
+/**
+ * A sealed history segment whose points thinning hid is rewritten with what the listed
+ * points still need (src/history/compaction.ts) when that frees at least this share of it.
+ */
+export const HISTORY_COMPACT_MIN_GAIN = 1 / 8;
 export const HISTORY_SCAN_HEAD_BYTES = 16 * 1024;
 
 // --- epochs, windows and the receive log ------------------------------------------

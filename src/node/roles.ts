@@ -251,6 +251,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     if (opts.at !== undefined) {
       try {
         point = rp.pastPoint(opts.at);
+        rp.keepPoint(point.seq);
       } catch (err) {
         throw new ActionRefused('conflict', `refused to promote ${name}: ${(err as Error).message}`);
       }

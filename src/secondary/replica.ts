@@ -498,6 +498,15 @@ export class Replica implements ExportBackend {
     return this.past.newestAtOrBefore(at);
   }
 
+  /**
+   * Keeps restore point `seq` listed, whatever thinning would do, until the history closes:
+   * a promote to it chose it, and the units that may still end before its roll-back
+   * (replication simulation seed 756: thinned away meanwhile) must not hide it.
+   */
+  keepPoint(seq: number): void {
+    this.past.history?.pin(seq);
+  }
+
   /** Lets the replica catch up again (what the receive log holds is applied at once). */
   async releaseCheckpoint(): Promise<Checkpoint | null> {
     const cp = this.checkpoint;

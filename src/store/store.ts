@@ -30,6 +30,11 @@ export interface Store {
   /** Creates an empty file (replacing any file of that name). */
   create(name: string): StoreFile;
   remove(name: string): void;
+  /**
+   * Renames `from` to `to`, replacing any file of that name, atomically: after a crash `to`
+   * holds its old bytes or `from`'s (synced before), never a mix. Durable at the next syncDir.
+   */
+  rename(from: string, to: string): void;
   /** Makes creations and removals durable. */
   syncDir(): Promise<void>;
   /** Replaces a small file atomically and durably: after a crash it holds the old bytes or the new. */

@@ -191,6 +191,14 @@ export class MemStore implements Store {
     this.files.delete(name);
   }
 
+  rename(from: string, to: string): void {
+    const f = this.files.get(from);
+    if (!f) throw Object.assign(new Error(`ENOENT ${from}`), { code: 'ENOENT' });
+    // (A power loss before the next syncDir may bring `from` back; `to` keeps the new bytes, one of the two outcomes a rename allows.)
+    this.remove(from);
+    this.files.set(to, f);
+  }
+
   replace(name: string, data: Buffer): Promise<void> {
     const copy = Buffer.from(data);
     return this.sched.defer(() => {

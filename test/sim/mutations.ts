@@ -7,6 +7,8 @@ import { JournaledVolume } from '../../src/journal/write-path.js';
 import { Receiver } from '../../src/secondary/receiver.js';
 import { History } from '../../src/history/history.js';
 import { HistoryStreams } from '../../src/history/streams.js';
+import { CompactionPlan } from '../../src/history/compaction.js';
+import { EntryKind, type EntryHead } from '../../src/history/format.js';
 import { PeerCursors } from '../../src/journal/peer-cursors.js';
 import { DetachedPeers } from '../../src/journal/detach.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
@@ -34,6 +36,18 @@ export const MUTATIONS: Record<string, { sim: 'journal' | 'replication' | 'group
     plant: () => {
       HistoryStreams.prototype.follow = function (this: HistoryStreams) {
         return this;
+      };
+    },
+  },
+  'history-compact-hidden-run': {
+    sim: 'replication',
+    caughtBy: 'check',
+    what: 'compaction drops what was saved after a thinned point\'s marker, as if no listed point before it read those bytes',
+    plant: () => {
+      const add = CompactionPlan.prototype.add;
+      CompactionPlan.prototype.add = function (this: CompactionPlan, head: EntryHead, position: number) {
+        if (head.kind === EntryKind.Point) (this as unknown as { run: null }).run = null;
+        add.call(this, head, position);
       };
     },
   },

@@ -45,6 +45,8 @@ test('replication simulation: invariants 2, 3, 4, 5, 7 and 8 over a thousand see
   assert.ok(figure('history points opened') > n, out); // first syncs mapped the secondary's holes (new pairs at protocol version 2)
   // ... some of them points the replica held before it followed a new primary (the other secondary, after a failover).
   assert.ok(figure('of them kept across a follow') > 0, out);
+  // ... and a third of them age fast: thinning hides most points and compaction rewrites segments without what those alone needed.
+  assert.ok(figure('history segments compacted') > n / 20, out);
   // A third of the seeds run two secondaries, and the far one is detached from the journal (docs/PEERS.md).
   assert.ok(figure('with two secondaries') > n / 5, out);
   assert.ok(figure('detached') > n / 10, out);

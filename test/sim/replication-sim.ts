@@ -90,6 +90,8 @@ export interface ReplicationSimStats {
   historyChecks: number;
   /** ... of them kept across the replica's follow of a new primary (docs/HISTORY.md, "After a follow"). */
   keptAcrossFollow: number;
+  /** History segments rewritten without what their thinned points alone needed (docs/HISTORY.md, "Compaction"). */
+  historyCompactions: number;
   /** Seeds with two secondaries (site-b and site-c), and times one was detached from the primary's journal into its own bitmap. */
   threeSites: number;
   detached: number;
@@ -260,7 +262,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let boots = 1;
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
-    pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, keptAcrossFollow: 0, threeSites: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0,
+    pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, keptAcrossFollow: 0, historyCompactions: 0, threeSites: 0, detached: 0, ownRounds: 0,
+    ownFirstSyncs: 0,
     failovers: 0, pastPromotes: 0, promoteCrashes: 0, roomsReused: 0, framesGathered: 0, promotesOnFullDisk: 0,
     verifies: 0, verifyRepairs: 0 };
   // Half the seeds keep history at the secondary (docs/HISTORY.md), some with a max that
@@ -272,6 +275,12 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const keepsHistory = histRng.chance(1 / 2);
   const hostFlushesAtEnd = new Rng(seed ^ 0xf105).chance(1 / 2);
   const historyMax = [null, 256 * 1024, 1 << 20][histRng.int(3)]!;
+  // A third of them age their history fast (an hour passes in 3.6 s of the simulation's
+  // clock): thinning hides most older points, and compaction rewrites the segments
+  // without what those alone needed, under the same crashes and checks.
+  const aging = histRng.chance(1 / 3);
+  const historyNow = aging ? (): number => clock * 1000 : (): number => clock;
+  const historySettings = { keepMs: null, maxBytes: historyMax, now: historyNow, ...(aging ? { segmentBytes: 8 * 1024 } : {}) };
 
   let seededNotes = 0;
   // The image the stream starts from: zeros, or after a failover the promoted replica's.
@@ -460,6 +469,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       };
       const life = ++slife;
       const alive = (): boolean => life === slife;
+      stats.historyCompactions += replica?.history?.compactions.segments ?? 0;
       const sdiskF = fence(sdisk, alive);
       const sjstoreF = fence(sjstore, alive);
       const ssstoreF = fence(ssstore, alive);
@@ -470,7 +480,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         { roundStore: ssstoreF, regionSize: BLOCK * (1 << rng.int(3)), applyUnitBytes: rng.int(2) === 0 ? BLOCK * (1 + rng.int(8)) : undefined,
           applyReadBytes: rng.chance(0.5) ? BLOCK * (1 + rng.int(4)) : undefined,
           ...(budgeted ? { memory: new MemoryBudget(windowBytes) } : {}),
-          ...(keepsHistory ? { history: { keepMs: null, maxBytes: historyMax, now: () => clock } } : {}) }));
+          ...(keepsHistory ? { history: historySettings } : {}) }));
       traceReceiver();
       // Invariant 3 at every apply: the replica brought to a barrier is the primary's image
       // there (a coalesced unit applied in part would miss the records it skipped).
@@ -884,6 +894,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       // `promote --at`: rolled back to a restore point of its history (the recovery after ransomware).
       const points = toPast && !promoteTarget ? replica.historyPoints() : [];
       const point = promoteTarget ?? (points.length > 0 ? points[histRng.int(points.length)]! : undefined);
+      // (Kept listed from its choice on, as roles.ts does: units ending before the roll-back may thin.)
+      if (point) replica.keepPoint(point.seq);
       if (point) {
         // Written down first, as the daemon does: a start after a crash goes to the same point.
         await settle(writePromoteAt(ssstore, { seq: point.seq, time: point.time }));
@@ -909,7 +921,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       // A flush point of the old primary: the one it applied up to, or (a round open, even one
       // that opened as the checkpoint went: rolled back) the one from before the round; or,
       // for one that followed this primary and got no round of it yet, the image it served at the follow.
-      if (![...imageAt.values()].includes(hash(image)) && !servesFollowImage(hash(image))) {
+      // (A restore point is checked above: one kept across a follow is an earlier primary's image.)
+      if (!point && ![...imageAt.values()].includes(hash(image)) && !servesFollowImage(hash(image))) {
         fail(`${name} was promoted at record ${fin.applied} (${fin.rolledBack} regions rolled back), but its image is no flush point of the old primary`);
       }
       trace(`${name} promoted at record ${fin.applied}`);
@@ -1415,6 +1428,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     stats.converged = true;
   }
   for (const s of sites) await s.checkHistory('at the end', 6);
+  for (const s of sites) stats.historyCompactions += s.replica.history?.compactions.segments ?? 0;
   checkVerifies();
   // Half the seeds verify at the end (after the history's check: a repair's round saves
   // the corrupted bytes as history, which no primary image holds).

@@ -68,6 +68,7 @@ for (const seed of seeds) {
       add('mapped', r.mapped);
       add('history points opened', r.historyChecks);
       add('of them kept across a follow', r.keptAcrossFollow);
+      add('history segments compacted', r.historyCompactions);
       add('with two secondaries', r.threeSites);
       add('detached', r.detached);
       add('rounds of one peer', r.ownRounds);

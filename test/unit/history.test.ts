@@ -419,6 +419,69 @@ test('a sealed segment gets a heads file; a point opens from it; one that does n
   });
 });
 
+test('compaction: segments whose points thinning hid are rewritten with what the listed points need; every listed point still opens, ' +
+  'across a restart; not while a view reads them', async () => {
+  await inFolder(async (dir) => {
+    seqNext = 1;
+    const bytes = Buffer.alloc(SIZE);
+    const disk = memDisk(bytes);
+    const store = new DirStore(dir);
+    let now = Date.now();
+    // Segments of about three saved blocks: the history's 40 units make some dozens of them.
+    const settings = { keepMs: null, maxBytes: null, now: () => now, segmentBytes: 3 * (BLOCK + 40) };
+    let h = await History.open(store, SIZE, 0, 'v', silentLogger, settings);
+    const images = new Map<number, Buffer>([[0, Buffer.from(bytes)]]);
+    let applied = 0;
+    let state = 7;
+    const rnd = (n: number): number => (state = (state * 1103515245 + 12345) % 2 ** 31) % n;
+    for (let i = 0; i < 40; i++) {
+      h.beginUnit(applied);
+      // Overwrites of a few hot blocks (0..5), now and then a fresh one further on.
+      const batch = [write(rnd(6), 1 + rnd(2), 0x10 + i), ...(i % 7 === 0 ? [write(8 + rnd(8), 1, 0x80 + i)] : []), barrier(1000 * i)];
+      await apply(h, disk, batch, { capturing: true, inRound: false, group: false, unitStart: applied });
+      await h.sync();
+      await h.unitApplied();
+      applied = batch[batch.length - 1]!.seq;
+      images.set(applied, Buffer.from(bytes));
+    }
+    assert.equal(await opens(h, disk, images, applied), 41);
+    const before = h.bytes;
+    const segments = readdirSync(dir).filter((n) => historyFileIndex(n) !== null).length;
+    assert.ok(segments > 10, `${segments} segments`);
+    // A view of the oldest point reads every segment: none is rewritten under it.
+    const oldest = h.list(applied)[0]!;
+    const view = await PointView.open(h, h.find(oldest.seq)!, disk, async () => () => undefined);
+    now += 2 * 86_400_000; // (two days on: one point per hour is kept, and all these fell in one hour)
+    for (let i = 0; i < 3 * segments; i++) {
+      await h.keep(now);
+      await h.compacted();
+    }
+    assert.equal(h.compactions.segments, 0, 'nothing compacted while a view reads from the oldest point on');
+    const got = Buffer.alloc(SIZE);
+    await view.read(0, got, 0, SIZE);
+    assert.ok(got.equals(images.get(oldest.seq)!), 'the view still reads its point');
+    view.close();
+    const listed = h.list(applied).map((p) => p.seq);
+    assert.ok(listed.length < 10, `thinning hid most points: ${listed.length} listed`);
+    for (let i = 0; i < 3 * segments; i++) {
+      await h.keep(now);
+      await h.compacted();
+    }
+    assert.ok(h.compactions.segments > 3, `${h.compactions.segments} segments compacted`);
+    assert.ok(h.bytes < before * 0.75, `${before} bytes of history before, ${h.bytes} after`);
+    assert.ok(h.compactions.freedBytes >= (before - h.bytes) / 2, `${h.compactions.freedBytes} bytes freed by compaction`);
+    assert.equal(await opens(h, disk, images, applied), listed.length, 'every listed point opens to its image');
+    await h.headsWritten();
+    h.close();
+    assert.deepEqual(readdirSync(dir).filter((n) => n.endsWith('.compact')), []);
+    // A restart reads the rewritten segments (and their new heads files): the same points open.
+    h = await History.open(store, SIZE, applied, 'v', silentLogger, settings);
+    assert.deepEqual(h.list(applied).map((p) => p.seq), listed);
+    assert.equal(await opens(h, disk, images, applied), listed.length);
+    h.close();
+  });
+});
+
 test('the streams file, byte by byte: bases rising from 0, each with its primary; anything else is damage', () => {
   const fixed = Buffer.from('{"version":1,"streams":[{"base":0,"primary":"site-a"},{"base":5001,"primary":"site-b"}]}\n');
   const s = HistoryStreams.decode(fixed)!;

@@ -253,6 +253,7 @@ function fillable(dir: string): Store & { full: boolean } {
     open: (name: string) => wrap(inner.open(name)),
     create: (name: string) => { if (s.full) throw enospc(); return wrap(inner.create(name)); },
     remove: (name: string) => inner.remove(name),
+    rename: (from: string, to: string) => inner.rename(from, to),
     syncDir: () => inner.syncDir(),
     replace: (name: string, data: Buffer) => (s.full ? Promise.reject(enospc()) : inner.replace(name, data)),
   };
