@@ -13,12 +13,22 @@
 // and saves before the first listed marker of the history go too: no listed point reads
 // them. The run that began before the segment is carried in: the ranges saved since its
 // listed point's marker, in the segments before (the caller scans them).
+//
+// Compactor runs it: one segment at a time, in the background, never one a start or an
+// open view reads; the rewrite goes to history.NNNNNNNN.compact and replaces the segment
+// by a rename (segments.ts).
 import { crc32c } from '@node-rs/crc32';
-import type { StoreFile } from '../store/store.js';
-import { HISTORY_VIEW_EXTENTS_MAX } from '../limits/limits.js';
+import type { Store, StoreFile } from '../store/store.js';
+import type { Logger } from '../log/log.js';
+import { formatBytes } from '../units/units.js';
+import { HISTORY_COMPACT_MIN_GAIN, HISTORY_VIEW_EXTENTS_MAX } from '../limits/limits.js';
 import { assert } from '../invariants/assert.js';
 import { ExtentMap } from './extent-map.js';
-import { encodeEntryHead, EntryKind, HISTORY_ENTRY_HEAD_SIZE, HISTORY_HEADER_SIZE, type EntryHead } from './format.js';
+import { encodeEntryHead, encodeHeader, EntryKind, historyFileName, HISTORY_ENTRY_HEAD_SIZE, HISTORY_HEADER_SIZE, type EntryHead } from './format.js';
+import type { MarkedPoint, Segment, SegmentFiles } from './segments.js';
+
+/** A segment being rewritten, or what a crash left of one (removed at the next start). */
+export const COMPACTING_FILE = /^history\.\d{8}\.compact$/;
 
 /** An entry as compaction keeps it: a listed point's marker, or the part [start, end) of the volume bytes a save holds. */
 export interface KeptEntry { position: number; head: EntryHead; start: number; end: number }
@@ -108,4 +118,137 @@ export async function writeCompacted(src: StoreFile, dst: StoreFile, kept: reado
   flush();
   assert(dst.size() === at, () => `history compaction wrote ${dst.size()} bytes where ${at} were planned`);
   return moved;
+}
+
+/** What the compactor needs of the history it compacts. */
+export interface CompactedHistory {
+  readonly store: Store;
+  readonly segments: SegmentFiles;
+  readonly volumeSize: number;
+  readonly name: string;
+  readonly logger: Logger;
+  /** The listed points, in order (their markers' positions are updated in place). */
+  listed(): MarkedPoint[];
+  /** The point the replica stands at (a start reads the entries after its marker), or null. */
+  standsAt(): MarkedPoint | null;
+  /** The oldest segment holding a pinned point's marker (an open view reads it and every later one); Infinity: none. */
+  pinnedSegment(): number;
+  /** One more at each close or drop after a failure: a rewrite begun before is not put in place. */
+  generation(): number;
+  /** Closed, or dropping after a failure: nothing is begun. */
+  busy(): boolean;
+}
+
+export class Compactor {
+  /** Thinning hid points this many times; a segment is looked at again only after it did. */
+  private thinnings = 0;
+  /** Each segment looked at, with `thinnings` then. */
+  private readonly examined = new Map<number, number>();
+  /** The compaction under way (one at a time: the apply never waits for it). */
+  private running: Promise<void> | null = null;
+  /** Segments rewritten, and the bytes that freed. */
+  readonly done = { segments: 0, freedBytes: 0 };
+
+  constructor(private readonly h: CompactedHistory) {}
+
+  /** Thinning hid points. */
+  thinned(): void {
+    this.thinnings++;
+  }
+
+  /** The compaction under way has ended. */
+  idle(): Promise<void> {
+    return this.running ?? Promise.resolve();
+  }
+
+  /**
+   * Begins the compaction of one segment thinning hid points of since it was last looked at:
+   * a sealed one before the segment holding the marker of the point the replica stands at
+   * (the tail a start reads is never touched) and before every pinned point's.
+   */
+  soon(): void {
+    const h = this.h;
+    if (this.running || h.busy()) return;
+    const stands = h.standsAt();
+    if (!stands) return;
+    const limit = Math.min(stands.segment, h.pinnedSegment());
+    // (The one looked at longest ago, one never looked at first: thinning may go on every second.)
+    let seg: Segment | null = null;
+    for (const s of h.segments.all) {
+      if (s.index >= limit || s === h.segments.current || this.examined.get(s.index) === this.thinnings) continue;
+      if (!seg || (this.examined.get(s.index) ?? -1) < (this.examined.get(seg.index) ?? -1)) seg = s;
+    }
+    if (!seg) return;
+    const chosen = seg;
+    const tmp = `${historyFileName(chosen.index)}.compact`;
+    this.running = this.compact(chosen, tmp)
+      .catch((e: Error) => {
+        if (!h.segments.has(chosen)) return; // (dropped by retention meanwhile)
+        h.logger[e instanceof CompactionDamage ? 'error' : 'warn']({ volume: h.name },
+          `volume ${h.name}: compacting history segment ${historyFileName(chosen.index)} failed (${e.message}); it is kept as it is`);
+      })
+      .finally(() => {
+        this.running = null;
+        try {
+          h.store.remove(tmp);
+        } catch {
+          // (removed at the next start)
+        }
+      });
+  }
+
+  private async compact(seg: Segment, tmpName: string): Promise<void> {
+    const h = this.h;
+    await h.segments.headsWritten(); // (a heads file being written of it reads the file this replaces)
+    const generation = h.generation();
+    const thinnings = this.thinnings;
+    const points = h.listed();
+    // The run open where the segment begins: the ranges saved since the newest listed point marked before it.
+    const owner = points.filter((p) => p.segment < seg.index).pop();
+    let run: ExtentMap<true> | null = null;
+    if (owner) {
+      const r = new ExtentMap<true>();
+      for (const s of h.segments.all.filter((x) => x.index >= owner.segment && x.index < seg.index)) {
+        const from = s.index === owner.segment ? owner.position : HISTORY_HEADER_SIZE;
+        const scan = await h.segments.scan(s, s.heads > 0, (head) => {
+          if (head.kind !== EntryKind.Point && r.size <= HISTORY_VIEW_EXTENTS_MAX) r.fill(head.offset, head.offset + head.length, () => true);
+        }, from);
+        if (scan.end < s.bytes || r.size > HISTORY_VIEW_EXTENTS_MAX) {
+          this.examined.set(seg.index, thinnings);
+          return;
+        }
+      }
+      run = r;
+    }
+    const plan = new CompactionPlan(new Set(points.map((p) => p.seq)), run);
+    const scan = await h.segments.scan(seg, seg.heads > 0, (head, position) => plan.add(head, position), HISTORY_HEADER_SIZE);
+    this.examined.set(seg.index, thinnings);
+    if (scan.end < seg.bytes || plan.tooMany || plan.bytes > seg.bytes * (1 - HISTORY_COMPACT_MIN_GAIN)) return;
+    const tmp = h.store.create(tmpName);
+    let moved: Map<number, number>;
+    try {
+      tmp.appendSync([encodeHeader(h.volumeSize)]);
+      moved = await writeCompacted(seg.file, tmp, plan.kept);
+      await tmp.sync();
+    } finally {
+      tmp.close();
+    }
+    // From here to the rename, one turn: no view began reading it meanwhile, nor did retention drop it.
+    if (generation !== h.generation() || !h.segments.has(seg) || h.pinnedSegment() <= seg.index) return;
+    const before = seg.bytes + seg.heads;
+    const after = h.segments.replace(seg, tmpName);
+    assert(after === plan.bytes, () => `volume ${h.name}: history segment ${seg.index} compacted to ${after} bytes, ${plan.bytes} planned`);
+    for (const p of h.listed()) {
+      if (p.segment !== seg.index) continue;
+      const at = moved.get(p.position);
+      assert(at !== undefined, () => `volume ${h.name}: compacting history segment ${seg.index} lost the marker of listed point ${p.seq}`);
+      p.position = at;
+    }
+    this.done.segments++;
+    this.done.freedBytes += before - after;
+    h.logger.info({ volume: h.name }, `volume ${h.name}: history segment ${historyFileName(seg.index)} compacted from ${formatBytes(before)} to ` +
+      `${formatBytes(after)} (what its thinned restore points alone needed)`);
+    await h.segments.syncDir();
+    h.segments.index(seg);
+  }
 }

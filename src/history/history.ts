@@ -8,34 +8,29 @@
 // Segments (format.ts) hold, in the order they were written: a Point entry when the
 // apply reaches a restore point, then the Saved entries of the writes after it. Old
 // segments go whole (retention.ts); a point opens while its marker's segment is kept.
-import type { Store, StoreFile } from '../store/store.js';
+import type { Store } from '../store/store.js';
 import type { Disk } from '../journal/disk.js';
 import { FLAG_ROUND_END, groupPointOf, RecordKind, type JournalRecord } from '../journal/record.js';
 import type { Logger } from '../log/log.js';
 import { formatBytes } from '../units/units.js';
 import { assert } from '../invariants/assert.js';
-import { HISTORY_COMPACT_MIN_GAIN, HISTORY_MIN_SEGMENT_BYTES, HISTORY_READ_BYTES, HISTORY_SEGMENT_BYTES, HISTORY_VIEW_EXTENTS_MAX } from '../limits/limits.js';
+import { HISTORY_MIN_SEGMENT_BYTES, HISTORY_READ_BYTES, HISTORY_SEGMENT_BYTES } from '../limits/limits.js';
 import { crc32c } from '@node-rs/crc32';
 import { refuseNewer } from '../versioning/format.js';
 import { ExtentMap } from './extent-map.js';
 import {
-  decodeHeader, encodeEntryHead, encodeHeader, EntryKind, headsFileIndex, headsFileName, HISTORY_FORMAT, HISTORY_HEADER_SIZE, historyFileIndex,
-  historyFileName, HEADS_HEADER_SIZE, type EntryHead,
+  decodeHeader, encodeEntryHead, EntryKind, headsFileIndex, HISTORY_FORMAT, HISTORY_HEADER_SIZE, historyFileIndex, historyFileName, type EntryHead,
 } from './format.js';
-
-/** What `scanFrom` says of a segment retention dropped (or a restart) before it was read. */
-export const GONE = 'the segment is gone';
 
 /** A heads file, or what a crash left of a write of one (Store.replace's temporary). */
 const HEADS_FILE = /^history\.\d{8}\.heads(?:\.tmp)?$/;
-/** A segment being rewritten by compaction (compaction.ts), or what a crash left of one. */
-const COMPACTING_FILE = /^history\.\d{8}\.compact$/;
-import { scanSegment } from './scan.js';
-import { forEachHead, readHeads, writeHeads } from './heads.js';
 import { PointBytes } from './point-bytes.js';
 import { segmentsToDrop, thinPoints } from './retention.js';
 import { HistoryStreams, STREAMS_FILE } from './streams.js';
-import { CompactionDamage, CompactionPlan, writeCompacted } from './compaction.js';
+import { COMPACTING_FILE, Compactor } from './compaction.js';
+import { GONE, SegmentFiles, type MarkedPoint, type ScanEnd, type Segment } from './segments.js';
+
+export { GONE, type MarkedPoint };
 
 /** A file of the history (segments, heads files, the streams file): kept when the replica follows a new primary. */
 export function isHistoryFile(name: string): boolean {
@@ -66,8 +61,6 @@ export function pointName(p: RestorePoint): string {
   return `the restore point of ${new Date(p.time).toISOString()} (record ${p.record}${p.primary !== undefined ? ` of ${p.primary}` : ''})`;
 }
 
-/** A listed point and where its marker is. */
-export interface MarkedPoint { seq: number; time: number; groupPoint?: number; segment: number; position: number }
 
 /** Saved bytes as a reader of a past point finds them. */
 export interface SavedBytes {
@@ -81,11 +74,6 @@ export interface SavedBytes {
   zero: boolean;
 }
 
-/**
- * `heads`: the bytes of the segment's heads file, one for it as it is now (heads.ts;
- * sealed segments only), or 0. They count in the history's size, as its segments do.
- */
-interface Segment { index: number; file: StoreFile; bytes: number; heads: number }
 
 /** What the apply tells the history about the unit it is in. */
 export interface CaptureContext {
@@ -103,7 +91,7 @@ export interface CaptureContext {
 export interface HistoryWatcher { saved(e: SavedBytes): void }
 
 export class History {
-  private segments: Segment[] = [];
+  private readonly segments: SegmentFiles;
   private points: MarkedPoint[] = [];
   /** The newest point marker written (-1: none; 0 is the image before any record, a point too). */
   private lastMarked = -1;
@@ -129,13 +117,30 @@ export class History {
   /** The streams its points came from (streams.ts): a record seq of the one received now plus its base is the history's seq. */
   private streams = HistoryStreams.first();
 
+  /** Rewrites sealed segments without what thinned points alone needed (compaction.ts). */
+  private readonly compactor: Compactor;
+
   private constructor(
     private readonly store: Store,
     private readonly volumeSize: number,
     private readonly name: string,
     private readonly logger: Logger,
     public settings: HistorySettings,
-  ) {}
+  ) {
+    const segments = (this.segments = new SegmentFiles(store, volumeSize));
+    this.compactor = new Compactor({
+      store, segments, volumeSize, name, logger,
+      listed: () => this.points,
+      standsAt: () => (this.tagAtApplied === null ? null : this.find(this.tagAtApplied)),
+      pinnedSegment: () => {
+        let oldest = Infinity;
+        for (const seq of this.pins.keys()) oldest = Math.min(oldest, this.find(seq)?.segment ?? Infinity);
+        return oldest;
+      },
+      generation: () => this.generation,
+      busy: () => this.restarting || this.closed,
+    });
+  }
 
   /** Removes every history segment (a promote, or history turned off). */
   static async drop(store: Store): Promise<number> {
@@ -208,8 +213,8 @@ export class History {
         continue;
       }
       const seg: Segment = { index, file, bytes: file.size(), heads: 0 };
-      this.segments.push(seg);
-      const scan = await this.scan(seg, heads.has(index), (head, position) => {
+      this.segments.all.push(seg);
+      const scan = await this.segments.scan(seg, heads.has(index), (head, position) => {
         if (head.kind === EntryKind.Point) {
           this.points.push({ seq: head.point, time: head.seq, segment: index, position, ...(head.offset > 0 ? { groupPoint: head.offset } : {}) });
           this.lastMarked = head.point;
@@ -231,7 +236,7 @@ export class History {
           (last ? 'a write the crash interrupted is cut' : 'the points before it cannot be opened and are dropped'));
         file.truncateSync(scan.end);
         seg.bytes = scan.end;
-        if (!last) await this.dropThrough(this.segments.length - 1, 'damage');
+        if (!last) await this.dropThrough(this.segments.all.length - 1, 'damage');
       }
     }
     // The entries after the start point were written for units the crash may have cut:
@@ -239,19 +244,14 @@ export class History {
     for (let i = 0; i < tail.length; i++) {
       const t = tail[i]!;
       if (t.head.kind !== EntryKind.Saved) continue;
-      const seg = this.segments.find((s) => s.index === t.segment)!;
+      const seg = this.segments.all.find((s) => s.index === t.segment)!;
       const data = await seg.file.read(t.position + 40, t.head.length);
       if (data.length !== t.head.length || crc32c(data) !== t.head.dataCrc) {
         this.logger.info({ volume: this.name },
           `volume ${this.name}: history cut at a write the crash interrupted (${historyFileName(t.segment)} byte ${t.position})`);
         seg.file.truncateSync(t.position);
         seg.bytes = t.position;
-        for (const later of this.segments.filter((s) => s.index > t.segment)) {
-          later.file.close();
-          this.store.remove(historyFileName(later.index));
-          this.store.remove(headsFileName(later.index));
-        }
-        this.segments = this.segments.filter((s) => s.index <= t.segment);
+        this.segments.dropAfter(seg);
         this.points = this.points.filter((p) => p.segment < t.segment || (p.segment === t.segment && p.position < t.position));
         tail = tail.slice(0, i);
         await this.store.syncDir();
@@ -271,18 +271,10 @@ export class History {
 
   /** Drops every segment up to index `k` of the list (their points cannot open any more). */
   private async dropThrough(k: number, why: 'age' | 'size' | 'damage'): Promise<void> {
-    const gone = this.segments.slice(0, k + 1);
-    if (gone.length === 0) return;
-    this.segments = this.segments.slice(k + 1);
-    const lastGone = gone[gone.length - 1]!.index;
     const before = this.points.length;
+    const lastGone = await this.segments.dropOldest(k + 1);
+    if (lastGone === null) return;
     this.points = this.points.filter((p) => p.segment > lastGone);
-    for (const s of gone) {
-      s.file.close();
-      this.store.remove(historyFileName(s.index));
-      this.store.remove(headsFileName(s.index));
-    }
-    await this.store.syncDir();
     if (why === 'size') {
       this.droppedForSize += before - this.points.length;
       const oldest = this.points[0];
@@ -294,74 +286,20 @@ export class History {
 
   private async dropDamaged(why: string): Promise<void> {
     this.logger.error({ volume: this.name }, `volume ${this.name}: ${why}; the history before it is dropped`);
-    await this.dropThrough(this.segments.length - 1, 'damage');
-  }
-
-  private async newSegment(): Promise<void> {
-    const last = this.segments[this.segments.length - 1];
-    if (last) await last.file.sync();
-    const index = last ? last.index + 1 : 1;
-    const file = this.store.create(historyFileName(index));
-    file.appendSync([encodeHeader(this.volumeSize)]);
-    await file.sync();
-    await this.store.syncDir();
-    this.segments.push({ index, file, bytes: HISTORY_HEADER_SIZE, heads: 0 });
-    // The sealed one's heads, in the background: the apply does not wait for them.
-    if (last) this.indexing = this.indexing.then(() => this.writeHeadsOf(last));
-  }
-
-  /** Heads files being written, one after another (newSegment). */
-  private indexing: Promise<void> = Promise.resolve();
-
-  private async writeHeadsOf(seg: Segment): Promise<void> {
-    // (Closed: the folder may be another History's by now, one that reads what it finds there.)
-    if (this.closed || !this.segments.includes(seg)) return;
-    const written = await writeHeads(this.store, seg.index, seg.file, seg.bytes).catch(() => 0);
-    // (Dropped meanwhile, by retention or a restart: its heads go with it. Should that removal
-    // fail, or the process be ending, a heads file with no segment is removed at the next start.)
-    if (this.closed) return;
-    if (!this.segments.includes(seg)) {
-      try {
-        if (written > 0) this.store.remove(headsFileName(seg.index));
-      } catch {
-        // (as above)
-      }
-      return;
-    }
-    seg.heads = written;
+    await this.dropThrough(this.segments.all.length - 1, 'damage');
   }
 
   /** Heads files written so far are on disk (a test waits for it; nothing else needs to). */
   headsWritten(): Promise<void> {
-    return this.indexing;
-  }
-
-  /**
-   * Calls `onEntry` for each entry of `seg` from `from` on: from its heads file when it has
-   * a usable one (heads.ts), else by scanning the segment. Where the readable part ends.
-   */
-  private async scan(seg: Segment, hasHeads: boolean, onEntry: (head: EntryHead, position: number) => void, from: number, end = seg.bytes):
-    Promise<{ end: number; reason: string }> {
-    const heads = hasHeads && end === seg.bytes ? await readHeads(this.store, seg.index, end) : null;
-    if (heads && forEachHead(heads, end, onEntry, from)) {
-      seg.heads = HEADS_HEADER_SIZE + heads.length;
-      return { end, reason: 'the end' };
-    }
-    if (hasHeads) {
-      this.store.remove(headsFileName(seg.index));
-      seg.heads = 0;
-    }
-    return scanSegment(seg.file, onEntry, from, end);
+    return this.segments.headsWritten();
   }
 
   /**
    * The entries of segment `index` from byte `from` to `end` (how far it reached when a
-   * past point's view began opening), as `scan` reads them.
+   * past point's view began opening), from its heads file or by scanning it.
    */
-  scanFrom(index: number, from: number, end: number, onEntry: (head: EntryHead, position: number) => void): Promise<{ end: number; reason: string }> {
-    const seg = this.segments.find((s) => s.index === index);
-    if (!seg) return Promise.resolve({ end: from, reason: GONE });
-    return this.scan(seg, seg.heads > 0, onEntry, from, end);
+  scanFrom(index: number, from: number, end: number, onEntry: (head: EntryHead, position: number) => void): Promise<ScanEnd> {
+    return this.segments.scanFrom(index, from, end, onEntry);
   }
 
   private savedFor(point: number): ExtentMap<true> {
@@ -371,7 +309,7 @@ export class History {
   }
 
   private get current(): Segment {
-    return this.segments[this.segments.length - 1]!;
+    return this.segments.current;
   }
 
   private append(head: EntryHead, data?: Buffer): SavedBytes | null {
@@ -474,8 +412,7 @@ export class History {
     const lost = this.points.length;
     this.logger.error({ volume: this.name }, `volume ${this.name}: writing its history failed (${(e as NodeJS.ErrnoException).code ?? e.message}); ` +
       `its ${lost} restore points are dropped, and it begins again after the unit being applied`);
-    for (const seg of this.segments) seg.file.close();
-    this.segments = [];
+    this.segments.forget();
     this.points = [];
     this.saved.clear();
     this.tag = this.tagAtApplied = null;
@@ -506,7 +443,7 @@ export class History {
         if (!this.isPoint(r, ctx) || (!ctx.capturing && (r.flags & FLAG_ROUND_END) === 0)) continue;
         const at = this.h(r.seq);
         if (at > this.lastMarked) {
-          if (this.segments.length === 0) await this.newSegment();
+          if (this.segments.all.length === 0) await this.segments.begin();
           this.append({ kind: EntryKind.Point, point: at, seq: r.time, offset: groupPointOf(r) ?? 0, length: 0, dataCrc: 0 });
           this.lastMarked = at;
         }
@@ -521,7 +458,7 @@ export class History {
         assert(start >= this.lastMarked,
           () => `volume ${this.name}: history would begin at record ${ctx.unitStart} (${start}), before its newest point ${this.lastMarked}`);
         if (start > this.lastMarked) {
-          if (this.segments.length === 0) await this.newSegment();
+          if (this.segments.all.length === 0) await this.segments.begin();
           this.append({ kind: EntryKind.Point, point: start, seq: this.now(), offset: 0, length: 0, dataCrc: 0 });
           this.lastMarked = start;
         }
@@ -541,7 +478,7 @@ export class History {
   private async saveRange(
     volume: Disk, inFlight: readonly JournalRecord[], batch: readonly JournalRecord[], i: number, start: number, end: number, tag: number, seq: number,
   ): Promise<void> {
-    if (this.segments.length === 0) await this.newSegment();
+    if (this.segments.all.length === 0) await this.segments.begin();
     const pieces = new PointBytes(volume, inFlight, batch, i);
     await pieces.findHoles(start, end);
     for (let at = start; at < end;) {
@@ -557,7 +494,7 @@ export class History {
         piece.done();
       }
       at += n;
-      if (this.current.bytes >= this.segmentBytes) await this.newSegment();
+      if (this.current.bytes >= this.segmentBytes) await this.segments.begin();
     }
   }
 
@@ -602,7 +539,7 @@ export class History {
 
   /** Retention: whole old segments go by age and size (retention.ts), and old points are thinned. */
   async keep(now = this.now()): Promise<void> {
-    const views = this.segments.map((s) => {
+    const views = this.segments.all.map((s) => {
       const marked = this.points.filter((p) => p.segment === s.index);
       const newestPointTime = marked.length > 0 ? marked[marked.length - 1]!.time : null;
       return { bytes: s.bytes + s.heads, newestPointTime, pinned: marked.some((p) => this.pins.has(p.seq)) };
@@ -610,7 +547,7 @@ export class History {
     const { count, forSize } = segmentsToDrop(views, { ...this.settings, now });
     if (count > 0) await this.dropThrough(count - 1, forSize > 0 ? 'size' : 'age');
     this.thin(now);
-    this.compactSoon();
+    this.compactor.soon();
   }
 
   private thin(now: number): void {
@@ -620,121 +557,17 @@ export class History {
     for (let i = this.points.length - 1; i >= 0 && this.points[i]!.seq >= from; i--) kept.add(this.points[i]!.seq);
     const before = this.points.length;
     this.points = thinPoints(this.points, now, kept);
-    if (this.points.length < before) this.thinnings++;
+    if (this.points.length < before) this.compactor.thinned();
   }
 
-  /** Thinning hid points this many times; a segment is looked at for compaction again only after it did. */
-  private thinnings = 0;
-  /** Each segment looked at for compaction, with `thinnings` then. */
-  private readonly examined = new Map<number, number>();
-  /** The compaction under way (one at a time, in the background: the apply never waits for it). */
-  private compacting: Promise<void> | null = null;
   /** Segments rewritten by compaction (for the simulation and tests), and the bytes that freed. */
-  compactions = { segments: 0, freedBytes: 0 };
-
-  /**
-   * Compacts one segment whose points thinning hid since it was last looked at (compaction.ts),
-   * in the background. Only a sealed segment before the one holding the marker of the point
-   * the replica stands at (the tail a start reads is never touched), and before every
-   * pinned point's (an open view reads the positions of every segment from its point's on).
-   */
-  private compactSoon(): void {
-    if (this.compacting || this.restarting || this.closed) return;
-    const stands = this.tagAtApplied === null ? null : this.find(this.tagAtApplied);
-    if (!stands) return;
-    const limit = Math.min(stands.segment, this.pinnedSegment());
-    // (The one looked at longest ago, one never looked at first: thinning may go on every second.)
-    let seg: Segment | null = null;
-    for (const s of this.segments) {
-      if (s.index >= limit || s === this.current || this.examined.get(s.index) === this.thinnings) continue;
-      if (!seg || (this.examined.get(s.index) ?? -1) < (this.examined.get(seg.index) ?? -1)) seg = s;
-    }
-    if (!seg) return;
-    this.compacting = this.compact(seg)
-      .catch((e: Error) => {
-        this.logger[e instanceof CompactionDamage ? 'error' : 'warn']({ volume: this.name },
-          `volume ${this.name}: compacting history segment ${historyFileName(seg.index)} failed (${e.message}); it is kept as it is`);
-      })
-      .finally(() => {
-        this.compacting = null;
-        try {
-          this.store.remove(`${historyFileName(seg.index)}.compact`);
-        } catch {
-          // (removed at the next start)
-        }
-      });
-  }
-
-  /** The oldest segment holding a pinned point's marker (Infinity: none). */
-  private pinnedSegment(): number {
-    let oldest = Infinity;
-    for (const seq of this.pins.keys()) oldest = Math.min(oldest, this.find(seq)?.segment ?? Infinity);
-    return oldest;
+  get compactions(): { segments: number; freedBytes: number } {
+    return this.compactor.done;
   }
 
   /** The compaction under way has ended (a test waits for it; nothing else needs to). */
   compacted(): Promise<void> {
-    return this.compacting ?? Promise.resolve();
-  }
-
-  private async compact(seg: Segment): Promise<void> {
-    await this.indexing; // (a heads file being written of it reads the file this replaces)
-    const generation = this.generation;
-    const thinnings = this.thinnings;
-    const listed = new Set(this.points.map((p) => p.seq));
-    // The run open where the segment begins: the ranges saved since the newest listed point marked before it.
-    const owner = this.points.filter((p) => p.segment < seg.index).pop();
-    let run: ExtentMap<true> | null = null;
-    if (owner) {
-      const r = new ExtentMap<true>();
-      for (const s of this.segments.filter((x) => x.index >= owner.segment && x.index < seg.index)) {
-        const from = s.index === owner.segment ? owner.position : HISTORY_HEADER_SIZE;
-        const scan = await this.scan(s, s.heads > 0, (head) => {
-          if (head.kind !== EntryKind.Point && r.size <= HISTORY_VIEW_EXTENTS_MAX) r.fill(head.offset, head.offset + head.length, () => true);
-        }, from);
-        if (scan.end < s.bytes || r.size > HISTORY_VIEW_EXTENTS_MAX) {
-          this.examined.set(seg.index, thinnings);
-          return;
-        }
-      }
-      run = r;
-    }
-    const plan = new CompactionPlan(listed, run);
-    const scan = await this.scan(seg, seg.heads > 0, (head, position) => plan.add(head, position), HISTORY_HEADER_SIZE);
-    this.examined.set(seg.index, thinnings);
-    if (scan.end < seg.bytes || plan.tooMany || plan.bytes > seg.bytes * (1 - HISTORY_COMPACT_MIN_GAIN)) return;
-    const name = historyFileName(seg.index);
-    const tmp = this.store.create(`${name}.compact`);
-    let moved: Map<number, number>;
-    try {
-      tmp.appendSync([encodeHeader(this.volumeSize)]);
-      moved = await writeCompacted(seg.file, tmp, plan.kept);
-      await tmp.sync();
-    } finally {
-      tmp.close();
-    }
-    // From here to the rename, one turn: no view began reading it meanwhile, nor did retention drop it.
-    if (generation !== this.generation || !this.segments.includes(seg) || this.pinnedSegment() <= seg.index) return;
-    this.store.remove(headsFileName(seg.index));
-    this.store.rename(`${name}.compact`, name);
-    seg.file.close();
-    seg.file = this.store.open(name);
-    const before = seg.bytes + seg.heads;
-    seg.bytes = seg.file.size();
-    seg.heads = 0;
-    assert(seg.bytes === plan.bytes, () => `volume ${this.name}: history segment ${name} compacted to ${seg.bytes} bytes, ${plan.bytes} planned`);
-    for (const p of this.points) {
-      if (p.segment !== seg.index) continue;
-      const at = moved.get(p.position);
-      assert(at !== undefined, () => `volume ${this.name}: compacting history segment ${name} lost the marker of listed point ${p.seq}`);
-      p.position = at;
-    }
-    this.compactions.segments++;
-    this.compactions.freedBytes += before - seg.bytes;
-    this.logger.info({ volume: this.name }, `volume ${this.name}: history segment ${name} compacted from ${formatBytes(before)} to ` +
-      `${formatBytes(seg.bytes)} (what its thinned restore points alone needed)`);
-    await this.store.syncDir();
-    this.indexing = this.indexing.then(() => this.writeHeadsOf(seg));
+    return this.compactor.idle();
   }
 
   /** The restore points at or before record `upTo` (the replica's applied record), oldest first. */
@@ -772,10 +605,10 @@ export class History {
   async follow(previous: string | null, next: string): Promise<void> {
     assert(!this.unsynced, () => `volume ${this.name}: its history follows ${next} with entries not yet durable`);
     const streams = this.streams.follow(this.lastMarked, previous, next);
-    if (this.segments.length > 0) await this.newSegment();
+    if (this.segments.all.length > 0) await this.segments.begin();
     await streams.write(this.store);
     this.streams = streams;
-    await this.indexing; // (the sealed segment's heads: written before the replica opens again on the new stream)
+    await this.segments.headsWritten(); // (the sealed segment's heads: written before the replica opens again on the new stream)
     this.logger.info({ volume: this.name }, `volume ${this.name}: its history keeps ${this.points.length} restore points across the follow of ${next}; ` +
       `those to come are numbered from ${streams.base + 1}`);
   }
@@ -795,7 +628,7 @@ export class History {
   }
 
   get bytes(): number {
-    return this.segments.reduce((n, s) => n + s.bytes + s.heads, 0);
+    return this.segments.bytes;
   }
 
   /** Keeps point `seq` listed and its segments kept by age while pinned. */
@@ -815,22 +648,19 @@ export class History {
   }
 
   /** The segments from index `from` on and how far each reaches now (what a point's reader scans). */
-  segmentsFrom(from: number): Array<{ index: number; file: StoreFile; end: number }> {
-    return this.segments.filter((s) => s.index >= from).map((s) => ({ index: s.index, file: s.file, end: s.bytes }));
+  segmentsFrom(from: number): ReturnType<SegmentFiles['from']> {
+    return this.segments.from(from);
   }
 
   /** Reads `length` bytes at `position` of segment `index`, or null when it is gone (retention dropped it). */
-  async readSegment(index: number, position: number, length: number): Promise<Buffer | null> {
-    const seg = this.segments.find((s) => s.index === index);
-    if (!seg) return null;
-    return seg.file.read(position, length);
+  readSegment(index: number, position: number, length: number): Promise<Buffer | null> {
+    return this.segments.read(index, position, length);
   }
 
   close(): void {
     this.closed = true;
     this.generation++;
-    for (const s of this.segments) s.file.close();
-    this.segments = [];
+    this.segments.close();
   }
 
   private closed = false;

@@ -188,6 +188,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       // a crash in between removes them all (nothing began), or completes every member there.
       for (const e of entries) {
         const p = pick.members.get(e.config.name)!;
+        e.replica!.keepPoint(p.seq);
         await this.intents.write(e, { seq: p.seq, time: p.time, group: g.name, groupPoint: pick.point });
       }
       for (const e of entries) {

@@ -444,10 +444,18 @@ export class Replica implements ExportBackend {
     Promise<{ applied: number; discarded: number; rolledBack: number; initialRound: boolean; restoredBytes?: number }> {
     if (at !== undefined) return this.finishAtPoint(at.seq, at.groupPoint);
     await this.quiesce();
+    // (Held by an attempt that failed after its hold, below: what is durable is applied again now.)
+    if (!this.frozenBy) await this.run(this.receiver.handle({ type: 'hold', held: false }));
+    await this.applyIdle();
     if (!this.log.broken) {
       const upTo = await this.log.sync();
       await this.run(this.receiver.handle({ type: 'synced', upTo }));
     }
+    await this.applyIdle();
+    // Nothing more is applied: a sync of the receive log still under way would otherwise start a
+    // unit after this returns, writing the volume under its new role (or under a follow's
+    // history: replication simulation seed 2427).
+    this.receiver.handle({ type: 'hold', held: true });
     await this.applyIdle();
     const discarded = Math.max(0, this.log.lastSeq - this.receiver.applied);
     const initialRound = this.round?.initial === true;
@@ -479,6 +487,10 @@ export class Replica implements ExportBackend {
   private async finishAtPoint(seq: number, groupPoint?: number):
     Promise<{ applied: number; discarded: number; rolledBack: number; initialRound: boolean; restoredBytes: number }> {
     await this.quiesce();
+    // Nothing is applied from here: a sync of the receive log still under way would otherwise
+    // start a unit whose writes land over the roll-back's (replication simulation seed 2363).
+    this.receiver.handle({ type: 'hold', held: true });
+    await this.applyIdle();
     // Invariant 10: every member of a group promoted to a past point is rolled back to the same group point.
     const named = this.historyPoints().find((p) => p.seq === seq);
     const point = groupPoint === undefined ? undefined : named;

@@ -197,7 +197,8 @@ test('PostgreSQL at three past points of the history: recovers, keeps the balanc
         const point = (JSON.parse(listed.stdout) as CheckpointInfo[])[0]?.point;
         assert.ok(point, `${where}: checkpoint list names no restore point: ${listed.stdout}`);
         const expected = points.filter((x) => x.time <= Ti).pop();
-        assert.deepEqual(point, expected, `${where}: the point served is not the newest restore point the history lists at or before Ti`);
+        assert.deepEqual(point, expected && { seq: expected.seq, time: expected.time },
+          `${where}: the point served is not the newest restore point the history lists at or before Ti`);
         assert.ok(point.time <= Ti);
 
         const mnt = path.join(work, `mnt-t${i + 1}`);

@@ -415,6 +415,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     let opened = false;
     let shipper!: VolumeShipper;
     let slife = 0;
+    /** The life whose receiver's events count (none while a follow ends the old one: its last events come late). */
+    let receiving = 0;
     /** This site is a detached peer of the primary's journal (docs/PEERS.md). */
     const detached = (): boolean => peerNames.length > 1 && jv.cursors.isDetached(name);
     const newShipper = (): void => {
@@ -468,6 +470,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         };
       };
       const life = ++slife;
+      receiving = life;
       const alive = (): boolean => life === slife;
       stats.historyCompactions += replica?.history?.compactions.segments ?? 0;
       const sdiskF = fence(sdisk, alive);
@@ -488,8 +491,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         const rc = replica.receiver;
         const h = rc.handle.bind(rc);
         rc.handle = (e) => {
-          if (life === slife && (e.type === 'roundClosed' || (e.type === 'applied' && !replica.round))) followImage = null;
-          if (e.type === 'applied' && !replica.round && life === slife) {
+          if (life === receiving && (e.type === 'roundClosed' || (e.type === 'applied' && !replica.round))) followImage = null;
+          if (e.type === 'applied' && !replica.round && life === receiving) {
             const want = imageAt.get(e.upTo);
             // (Said at the next step: a throw here would only stop the replica's apply chain.)
             if (want !== undefined && hash(sdisk.file.current) !== want) {
@@ -938,6 +941,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       await leaveRole(`${name} follows ${primaryName}`);
       const synced = ssstore.files.has(SYNCED_FILE); // (its first sync ended once: the mark the follow keeps)
       const fin = await settle(replica.finishForPromote(undefined, { follow: true }));
+      receiving = -1;
       const h = hash(sdisk.file.current);
       if (synced && ![...former.values()].includes(h)) {
         fail(`${name} follows ${primaryName} from record ${fin.applied}, but its image is no flush point of the old primary`);
