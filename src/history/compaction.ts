@@ -203,22 +203,38 @@ export class Compactor {
     const generation = h.generation();
     const thinnings = this.thinnings;
     const points = h.listed();
-    // The run open where the segment begins: the ranges saved since the newest listed point marked before it.
-    const owner = points.filter((p) => p.segment < seg.index).pop();
+    // The run open where the segment begins: the ranges saved since the newest marker before it,
+    // listed or hidden. (A hidden point whose marker is in a segment not rewritten is listed again
+    // after a restart, where thinning runs over every marker on disk: what it needs is kept too.
+    // Every listed point before it needs no more: a range saved since a later marker was saved
+    // since its own.) Found by reading the segments before this one, newest first.
     let run: ExtentMap<true> | null = null;
-    if (owner) {
-      const r = new ExtentMap<true>();
-      for (const s of h.segments.all.filter((x) => x.index >= owner.segment && x.index < seg.index)) {
-        const from = s.index === owner.segment ? owner.position : HISTORY_HEADER_SIZE;
-        const scan = await h.segments.scan(s, s.heads > 0, (head) => {
-          if (head.kind !== EntryKind.Point && r.size <= HISTORY_VIEW_EXTENTS_MAX) r.fill(head.offset, head.offset + head.length, () => true);
-        }, from);
-        if (scan.end < s.bytes || r.size > HISTORY_VIEW_EXTENTS_MAX) {
-          this.examined.set(seg.index, thinnings);
-          return;
+    const earlier = h.segments.all.filter((x) => x.index < seg.index).reverse();
+    const acc = new ExtentMap<true>();
+    for (const s of earlier) {
+      let since = new ExtentMap<true>();
+      let marked = false;
+      const scan = await h.segments.scan(s, s.heads > 0, (head) => {
+        if (head.kind === EntryKind.Point) {
+          marked = true;
+          since = new ExtentMap<true>();
+        } else if (since.size <= HISTORY_VIEW_EXTENTS_MAX) {
+          since.fill(head.offset, head.offset + head.length, () => true);
         }
+      }, HISTORY_HEADER_SIZE);
+      if (scan.end < s.bytes || since.size > HISTORY_VIEW_EXTENTS_MAX) {
+        this.examined.set(seg.index, thinnings);
+        return;
       }
-      run = r;
+      for (const part of since.parts(0, Number.MAX_SAFE_INTEGER)) if (part.extent) acc.fill(part.start, part.end, () => true);
+      if (acc.size > HISTORY_VIEW_EXTENTS_MAX) {
+        this.examined.set(seg.index, thinnings);
+        return;
+      }
+      if (marked) {
+        run = acc;
+        break;
+      }
     }
     const plan = new CompactionPlan(new Set(points.map((p) => p.seq)), run);
     const scan = await h.segments.scan(seg, seg.heads > 0, (head, position) => plan.add(head, position), HISTORY_HEADER_SIZE);

@@ -216,6 +216,8 @@ export class History {
       this.segments.all.push(seg);
       const scan = await this.segments.scan(seg, heads.has(index), (head, position) => {
         if (head.kind === EntryKind.Point) {
+          // (Marked by a unit never applied before a follow: the replica never stood there, streams.ts.)
+          if (this.streams.unreached(head.point)) return;
           this.points.push({ seq: head.point, time: head.seq, segment: index, position, ...(head.offset > 0 ? { groupPoint: head.offset } : {}) });
           this.lastMarked = head.point;
           if (head.point <= applied) {
@@ -410,6 +412,8 @@ export class History {
 
   private async dropAfterFailure(e: Error): Promise<void> {
     const lost = this.points.length;
+    // Its points go, but not their numbers: the next are numbered past them (a held checkpoint names one by its seq).
+    const used = Math.max(this.lastMarked, this.points.reduce((n, p) => Math.max(n, p.seq), -1));
     this.logger.error({ volume: this.name }, `volume ${this.name}: writing its history failed (${(e as NodeJS.ErrnoException).code ?? e.message}); ` +
       `its ${lost} restore points are dropped, and it begins again after the unit being applied`);
     this.segments.forget();
@@ -418,10 +422,10 @@ export class History {
     this.tag = this.tagAtApplied = null;
     this.lastMarked = -1;
     this.unsynced = false;
-    // (Its numbering goes with its points: the next begins at base 0, no point left to follow on from.)
-    this.streams = HistoryStreams.first();
     this.generation++;
+    this.streams = this.streams.restartPast(used);
     await History.drop(this.store).catch(() => undefined);
+    await this.streams.write(this.store).catch(() => undefined);
   }
 
   /** The drop after a failure, until the unit being applied ends (see restart). */
@@ -602,9 +606,14 @@ export class History {
    * newest point: the points are kept, and those to come numbered on past them
    * (streams.ts). Durable on return; the next entries go to a segment of their own.
    */
-  async follow(previous: string | null, next: string): Promise<void> {
+  async follow(previous: string | null, next: string, applied: number): Promise<void> {
+    // (Entries a failed apply saved and never synced: durable before the numbering moves on, or the history restarted.)
+    await this.sync();
     assert(!this.unsynced, () => `volume ${this.name}: its history follows ${next} with entries not yet durable`);
-    const streams = this.streams.follow(this.lastMarked, previous, next);
+    // Points a unit never applied marked (a failed attempt) stay unlisted for good: the replica never stood there.
+    const stands = this.points.filter((p) => p.seq <= this.h(applied)).pop()?.seq ?? null;
+    const streams = this.streams.follow(this.lastMarked, stands, previous, next);
+    this.points = this.points.filter((p) => !streams.unreached(p.seq));
     if (this.segments.all.length > 0) await this.segments.begin();
     await streams.write(this.store);
     this.streams = streams;

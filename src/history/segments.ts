@@ -29,6 +29,8 @@ export class SegmentFiles {
   /** Heads files being written, one after another (begin). */
   private indexing: Promise<void> = Promise.resolve();
   private closed = false;
+  /** The highest index forgotten (a history dropped after a failure): the next segment's is past it, never one a reader held. */
+  private forgotten = 0;
 
   constructor(private readonly store: Store, private readonly volumeSize: number) {}
 
@@ -48,7 +50,7 @@ export class SegmentFiles {
   async begin(): Promise<void> {
     const last = this.all[this.all.length - 1];
     if (last) await last.file.sync();
-    const index = last ? last.index + 1 : 1;
+    const index = last ? last.index + 1 : this.forgotten + 1;
     const file = this.store.create(historyFileName(index));
     file.appendSync([encodeHeader(this.volumeSize)]);
     await file.sync();
@@ -170,7 +172,10 @@ export class SegmentFiles {
 
   /** Closes every file and forgets them (the files are removed by the caller, or stay for the next start). */
   forget(): void {
-    for (const s of this.all) s.file.close();
+    for (const s of this.all) {
+      s.file.close();
+      this.forgotten = Math.max(this.forgotten, s.index);
+    }
     this.all = [];
   }
 

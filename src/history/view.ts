@@ -45,6 +45,11 @@ export class PointView {
     return v;
   }
 
+  /** The point as messages name it. */
+  private get what(): string {
+    return `the restore point of ${new Date(this.point.time).toISOString()}`;
+  }
+
   private add(e: SavedBytes): void {
     this.map.fill(e.offset, e.offset + e.length, () => e);
     if (this.map.size > HISTORY_VIEW_EXTENTS_MAX) this.tooMany = true;
@@ -65,7 +70,7 @@ export class PointView {
         });
       });
       if (scan.reason === GONE) {
-        throw new DiskError('ESTALE', `the point at record ${this.point.seq} of ${this.volume.name} left the history (its max was reached)`);
+        throw new DiskError('ESTALE', `${this.what} of ${this.volume.name} left the history (its max was reached)`);
       }
       if (scan.end < s.end) {
         throw new DiskError('EIO', `the history of ${this.volume.name} is damaged at byte ${scan.end} of segment ${s.index} (${scan.reason})`);
@@ -75,16 +80,18 @@ export class PointView {
     for (const e of this.pending!) this.add(e);
     this.pending = null;
     if (this.tooMany) {
-      throw new DiskError('E2BIG', `the point at record ${this.point.seq} of ${this.volume.name} is too far back to open: more than ` +
+      throw new DiskError('E2BIG', `${this.what} of ${this.volume.name} is too far back to open: more than ` +
         `${HISTORY_VIEW_EXTENTS_MAX} ranges changed since; open a newer one`);
     }
   }
 
   private check(): void {
-    if (this.closed) throw new DiskError('ESTALE', `the point at record ${this.point.seq} of ${this.volume.name} was closed`);
-    if (this.tooMany) throw new DiskError('E2BIG', `the point at record ${this.point.seq} of ${this.volume.name} changed in too many ranges to follow`);
-    if (!this.history.find(this.point.seq)) {
-      throw new DiskError('ESTALE', `the point at record ${this.point.seq} of ${this.volume.name} left the history (its max was reached)`);
+    if (this.closed) throw new DiskError('ESTALE', `${this.what} of ${this.volume.name} was closed`);
+    if (this.tooMany) throw new DiskError('E2BIG', `${this.what} of ${this.volume.name} changed in too many ranges to follow`);
+    // (By its time too: a seq names one point for good, streams.ts, and this guards that.)
+    const listed = this.history.find(this.point.seq);
+    if (!listed || listed.time !== this.point.time) {
+      throw new DiskError('ESTALE', `${this.what} of ${this.volume.name} left the history (its max was reached)`);
     }
   }
 
@@ -112,7 +119,7 @@ export class PointView {
     let data = this.cached && this.cached.segment === e.segment && this.cached.position === e.dataPosition ? this.cached.data : null;
     if (!data) {
       const read = await this.history.readSegment(e.segment, e.dataPosition, e.length);
-      if (!read) throw new DiskError('ESTALE', `the point at record ${this.point.seq} of ${this.volume.name} left the history (its max was reached)`);
+      if (!read) throw new DiskError('ESTALE', `${this.what} of ${this.volume.name} left the history (its max was reached)`);
       if (read.length !== e.length || crc32c(read) !== e.dataCrc) {
         throw new DiskError('EIO', `the history of ${this.volume.name} is damaged: saved bytes at ${e.offset} (segment ${e.segment}, byte ${e.dataPosition}) ` +
           'fail their checksum');

@@ -180,6 +180,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     for (const e of entries) daemon.links?.volumeChanged(e.config.name, `volume ${e.config.name} is being promoted here with group ${g.name}`);
     groups.hold(g.name);
     let begun = 0;
+    const kept: Array<{ e: VolumeEntry; seq: number }> = [];
     try {
       for (const e of entries) await e.replica!.quiesce();
       // (Picked again now that nothing applies: the last units may have let retention drop the point.)
@@ -189,6 +190,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       for (const e of entries) {
         const p = pick.members.get(e.config.name)!;
         e.replica!.keepPoint(p.seq);
+        kept.push({ e, seq: p.seq });
         await this.intents.write(e, { seq: p.seq, time: p.time, group: g.name, groupPoint: pick.point });
       }
       for (const e of entries) {
@@ -202,6 +204,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
           `${(err as Error).message}; restart the daemon: its start completes the promote on every member at that point`);
       }
       for (const e of entries) await removePromoteAt(new DirStore(e.dir)).catch(() => undefined);
+      for (const k of kept) k.e.replica!.releasePoint(k.seq);
       groups.thaw(g.name);
       for (const e of entries) daemon.links?.volumeKept(e.config.name, e.replica!, `volume ${e.config.name}: the promote of group ${g.name} did not begin`);
       if (err instanceof ActionRefused) throw err;
@@ -257,16 +260,23 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
         throw new ActionRefused('conflict', `refused to promote ${name}: ${(err as Error).message}`);
       }
     }
-    const notImage = point ? null : rp.notFrozenBecause();
-    if (notImage) reasons.push(`the replica is no flush-point image: ${notImage}`);
-    if (reasons.length > 0 && !opts.force) {
-      throw new ActionRefused('conflict', `refused to promote ${name}: ${reasons.join('; ')}. Add --force to promote anyway`);
-    }
-    await this.intents.refuseElsewhere(e, point, `offsite promote ${name}`);
     try {
-      return await this.promoteNow(e, name, point, reasons, t0);
+      const notImage = point ? null : rp.notFrozenBecause();
+      if (notImage) reasons.push(`the replica is no flush-point image: ${notImage}`);
+      if (reasons.length > 0 && !opts.force) {
+        throw new ActionRefused('conflict', `refused to promote ${name}: ${reasons.join('; ')}. Add --force to promote anyway`);
+      }
+      await this.intents.refuseElsewhere(e, point, `offsite promote ${name}`);
+      try {
+        return await this.promoteNow(e, name, point, reasons, t0);
+      } catch (err) {
+        throw diskFullSaysSo(err as Error, e, name);
+      }
     } catch (err) {
-      throw diskFullSaysSo(err as Error, e, name);
+      // Refused, or failed before its change began: the volume stays a secondary, and its
+      // history may thin the point again (a change begun keeps it: the promote-at file names it).
+      if (point && e.identity?.changing === undefined && e.role === 'secondary') rp.releasePoint(point.seq);
+      throw err;
     }
   }
 

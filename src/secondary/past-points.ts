@@ -100,7 +100,10 @@ export class PastPoints {
   async reopen(cp: Checkpoint): Promise<void> {
     try {
       const marked = cp.point ? this.history?.find(cp.point.seq) ?? null : null;
-      if (!marked) throw new Error(`the history no longer holds record ${cp.point?.seq}`);
+      // (By its time too: a seq names one point for good, src/history/streams.ts, and this guards that.)
+      if (!marked || marked.time !== cp.point!.time) {
+        throw new Error(`the history no longer holds the restore point of ${cp.point ? new Date(cp.point.time).toISOString() : '?'}`);
+      }
       this.hold(await PointView.open(this.history!, marked, this.volume, () => this.quiet()));
     } catch (e) {
       this.viewError = (e as Error).message;

@@ -26,7 +26,7 @@ import { assert } from '../invariants/assert.js';
 import { received, receiverAtStart } from './receive-log.js';
 import { PlanRunner, type FrameUse, type ReplicaLink } from './plan-runner.js';
 import type { MemberView } from './receiver.js';
-import type { History, HistorySettings, RestorePoint } from '../history/history.js';
+import { pointName, type History, type HistorySettings, type RestorePoint } from '../history/history.js';
 import type { PointView } from '../history/view.js';
 import { PastPoints } from './past-points.js';
 import { PeerRequests } from './replica-requests.js';
@@ -394,7 +394,7 @@ export class Replica implements ExportBackend {
     this.past.hold(view);
     await this.holdCheckpoint(cp);
     this.logger.info({ volume: this.name },
-      `volume ${this.name}: checkpoint "${label}" holds the restore point of ${new Date(chosen.time).toISOString()} (record ${chosen.seq}) ` +
+      `volume ${this.name}: checkpoint "${label}" holds ${pointName(chosen)} ` +
       `from the history${cp.holdUntil ? ` until ${new Date(cp.holdUntil).toISOString()}` : ''}; the replica stays current`);
     return cp;
   }
@@ -473,7 +473,7 @@ export class Replica implements ExportBackend {
    * (the replica opens again on the new stream). `previous`: the primary it followed.
    */
   async followed(previous: string | null, next: string): Promise<void> {
-    await this.past.history?.follow(previous, next);
+    await this.past.history?.follow(previous, next, this.receiver.applied);
     this.past.close();
   }
 
@@ -517,6 +517,11 @@ export class Replica implements ExportBackend {
    */
   keepPoint(seq: number): void {
     this.past.history?.pin(seq);
+  }
+
+  /** The promote that kept point `seq` did not begin (refused, or failed first): thinning may hide it again. */
+  releasePoint(seq: number): void {
+    this.past.history?.unpin(seq);
   }
 
   /** Lets the replica catch up again (what the receive log holds is applied at once). */

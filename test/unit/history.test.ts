@@ -482,6 +482,55 @@ test('compaction: segments whose points thinning hid are rewritten with what the
   });
 });
 
+test('compaction keeps what a hidden point whose marker stays on disk needs: listed again after a restart, it still opens right', async () => {
+  // (A review's case: a segment rewritten with the run carried in from the listed point before
+  // it dropped a save a hidden point in a segment left as it was needed; retention then dropped
+  // the listed point, and at the restart thinning listed the hidden one again as the oldest.)
+  await inFolder(async (dir) => {
+    seqNext = 1;
+    const bytes = Buffer.alloc(SIZE, 0xee);
+    const disk = memDisk(bytes);
+    const store = new DirStore(dir);
+    const now = Date.now();
+    const bucket = Math.floor((now - 5 * 3_600_000) / 600_000) * 600_000; // (a 10-minute bucket 5 h back)
+    const settings = { keepMs: null as number | null, maxBytes: null as number | null, now: () => now, segmentBytes: BLOCK + 4 };
+    const h = await History.open(store, SIZE, 0, 'v', silentLogger, settings);
+    const images = new Map<number, Buffer>([[0, Buffer.from(bytes)]]);
+    let applied = 0;
+    const at = (time: number): JournalRecord =>
+      ({ kind: RecordKind.Barrier, flags: 0, seq: seqNext++, epoch: 0, offset: 0, length: 0, time, payload: Buffer.alloc(0) });
+    // Points L (an older bucket), H and N (hidden: not the newest of their bucket), Q (listed), then two recent ones.
+    for (const [block, tag, time] of [[0, 1, bucket - 3_600_000], [0, 2, bucket + 1000], [1, 3, bucket + 2000], [0, 4, bucket + 3000],
+      [2, 5, now - 1000], [2, 6, now - 500]] as const) {
+      h.beginUnit(applied);
+      const batch = [write(block, 1, tag), at(time)];
+      await apply(h, disk, batch, { capturing: true, inRound: false, group: false, unitStart: applied });
+      await h.sync();
+      await h.unitApplied(now);
+      applied = batch[1]!.seq;
+      images.set(applied, Buffer.from(bytes));
+    }
+    for (let i = 0; i < 20; i++) {
+      await h.keep(now);
+      await h.compacted();
+    }
+    // Retention by size drops the oldest segments, L's among them.
+    const L = h.list(applied)[1]!.seq;
+    while (h.list(applied).some((p) => p.seq <= L)) {
+      h.settings.maxBytes = h.bytes - 1;
+      await h.keep(now);
+      await h.compacted();
+    }
+    h.settings.maxBytes = null;
+    assert.equal(await opens(h, disk, images, applied), h.list(applied).length);
+    await h.headsWritten();
+    h.close();
+    const again = await History.open(store, SIZE, applied, 'v', silentLogger, settings);
+    assert.equal(await opens(again, disk, images, applied), again.list(applied).length, 'every point listed after the restart opens right');
+    again.close();
+  });
+});
+
 test('the streams file, byte by byte: bases rising from 0, each with its primary; anything else is damage', () => {
   const fixed = Buffer.from('{"version":1,"streams":[{"base":0,"primary":"site-a"},{"base":5001,"primary":"site-b"}]}\n');
   const s = HistoryStreams.decode(fixed)!;
@@ -491,16 +540,25 @@ test('the streams file, byte by byte: bases rising from 0, each with its primary
   assert.ok(s.encode().equals(fixed), 'written back byte for byte');
   refuseNewer(STREAMS_FORMAT, fixed, STREAMS_FILE);
   assert.throws(() => refuseNewer(STREAMS_FORMAT, Buffer.from('{"version":2,"streams":[]}'), STREAMS_FILE), /newer/);
-  for (const bad of ['', '{"version":1,"streams":[]}', '{"version":1,"streams":[{"base":3,"primary":"a"}]}',
-    '{"version":1,"streams":[{"base":0,"primary":null},{"base":0,"primary":"b"}]}', '{"version":1,"streams":[{"base":0,"primary":7}]}']) {
+  for (const bad of ['', '{"version":1,"streams":[]}', '{"version":1,"streams":[{"base":-1,"primary":"a"}]}',
+    '{"version":1,"streams":[{"base":0,"primary":null},{"base":0,"primary":"b"}]}', '{"version":1,"streams":[{"base":0,"primary":7}]}',
+    '{"version":1,"streams":[{"base":0,"primary":"a","until":9}]}', '{"version":1,"streams":[{"base":0,"primary":"a","until":9},{"base":9,"primary":"b"}]}']) {
     assert.equal(HistoryStreams.decode(Buffer.from(bad)), null, bad);
   }
   // A follow: the next base is one past the newest point; the stream before gets its primary if it had none.
-  const first = HistoryStreams.first().follow(12, 'site-a', 'site-b');
+  const first = HistoryStreams.first().follow(12, 12, 'site-a', 'site-b');
   assert.equal(first.encode().toString(), '{"version":1,"streams":[{"base":0,"primary":"site-a"},{"base":13,"primary":"site-b"}]}\n');
   // No point since the last follow: the new stream takes the place of the empty one.
-  assert.equal(first.follow(12, 'site-b', 'site-c').encode().toString(),
+  assert.equal(first.follow(12, 12, 'site-b', 'site-c').encode().toString(),
     '{"version":1,"streams":[{"base":0,"primary":"site-a"},{"base":13,"primary":"site-c"}]}\n');
+  // Points a failed unit marked past where the replica stood (10, 12 past 9) are never listed again.
+  const cut = HistoryStreams.first().follow(12, 9, 'site-a', 'site-b');
+  assert.equal(cut.encode().toString(), '{"version":1,"streams":[{"base":0,"primary":"site-a","until":9},{"base":13,"primary":"site-b"}]}\n');
+  assert.deepEqual([9, 10, 12, 13, 20].map((q) => cut.unreached(q)), [false, true, true, false, false]);
+  assert.ok(HistoryStreams.decode(cut.encode())!.unreached(10));
+  // A history dropped after a failed write numbers on past every seq it used.
+  assert.equal(cut.restartPast(40).encode().toString(), '{"version":1,"streams":[{"base":41,"primary":"site-b"}]}\n');
+  assert.equal(cut.restartPast(40).base, 41);
   assert.ok(isHistoryFile(STREAMS_FILE) && isHistoryFile('history.00000003') && isHistoryFile('history.00000003.heads'));
   assert.ok(!isHistoryFile('history.csv') && !isHistoryFile('stream'));
 });
@@ -531,7 +589,7 @@ test('a follow keeps every point; the new primary\'s records, numbered from 1 ag
     let applied = await unit([write(0, 2, 0xa1), barrier(1000)], 0, 0);
     applied = await unit([write(1, 2, 0xa2), barrier(2000)], applied, 0);
     assert.equal(applied, 4);
-    await h.follow('site-a', 'site-b');
+    await h.follow('site-a', 'site-b', applied);
     h.close();
     // site-b's journal numbers from 1 again; the receive log is new, so the replica stands at record 0 of it.
     h = await History.open(store, SIZE, 0, 'v', silentLogger, settings);
@@ -549,7 +607,7 @@ test('a follow keeps every point; the new primary\'s records, numbered from 1 ag
     h = await History.open(store, SIZE, applied, 'v', silentLogger, settings);
     assert.equal(await opens(h, disk, images, applied), 5, 'after a restart');
     // A second follow numbers on past point 11.
-    await h.follow('site-b', 'site-c');
+    await h.follow('site-b', 'site-c', applied);
     assert.ok(readFileSync(join(dir, STREAMS_FILE), 'utf8').includes('{"base":12,"primary":"site-c"}'));
     h.close();
     // Dropped with the history (a promote, history turned off): nothing of its numbering is left.
@@ -784,8 +842,10 @@ test('a failed write of the history drops it, the apply goes on, and it begins a
     const images = new Map<number, Buffer>([[applied, Buffer.from(bytes)]]);
     const after = await unit([write(2, 2, 0x30), barrier(3000)], applied);
     images.set(after, Buffer.from(bytes));
-    assert.deepEqual(h.list(after).map((p) => p.seq), [applied, after], 'begun again where the replica stood');
-    assert.equal(await opens(h, disk, images, after), 2);
+    const listed = h.list(after);
+    assert.deepEqual(listed.map((p) => p.record), [applied, after], 'begun again where the replica stood');
+    assert.ok(listed[0]!.seq > 2, 'numbered past the points dropped: a seq never names two points');
+    assert.equal(await opens(h, disk, new Map(listed.map((p) => [p.seq, images.get(p.record)!])), after), 2);
     h.close();
   });
 });
@@ -917,9 +977,14 @@ test('a history sync that fails while the apply saves the next read: the history
       images.set(end, Buffer.from(model));
       await log.sync();
       await applier.apply(log, first, first + 1, end);
-      assert.deepEqual(applier.history.list(end).map((p) => p.seq), [first, end]);
-      assert.equal(await opens(applier.history, disk, images, end), 2);
-      assert.deepEqual(readdirSync(historyDir).filter((n) => n.startsWith('history.')), ['history.00000001'], 'no segment left from before the drop');
+      // (By record: after a drop the history may number its points past the seqs it used.)
+      const listed = applier.history.list(end);
+      assert.deepEqual(listed.map((p) => p.record), [first, end]);
+      const bySeq = new Map(listed.map((p) => [p.seq, images.get(p.record)!]));
+      assert.equal(await opens(applier.history, disk, bySeq, end), 2);
+      const files = readdirSync(historyDir).filter((n) => n.startsWith('history.'));
+      assert.equal(files.filter((n) => historyFileIndex(n) !== null).length, 1, `no segment left from before the drop: ${files.join(' ')}`);
+      assert.ok(files.includes('history.streams'), 'the numbering written down');
       applier.history.close();
       log.close();
     });

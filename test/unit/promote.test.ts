@@ -37,6 +37,7 @@ function secondary(group = false): Secondaries {
       notFrozenBecause: () => null,
       pastPoint: () => POINT,
       keepPoint: () => undefined,
+      releasePoint: () => undefined,
       finishForPromote: (at?: { seq: number }) => {
         finishedAt.push(at?.seq);
         return Promise.resolve({ applied: at?.seq ?? 12, discarded: 0, rolledBack: 0, initialRound: false, ...(at ? { restoredBytes: 4096 } : {}) });
