@@ -613,6 +613,9 @@ export class History {
     // Points a unit never applied marked (a failed attempt) stay unlisted for good: the replica never stood there.
     const stands = this.points.filter((p) => p.seq <= this.h(applied)).pop()?.seq ?? null;
     const streams = this.streams.follow(this.lastMarked, stands, previous, next);
+    // The new journal's records from 1 on are points past every point held: a seq names one point for good.
+    assert(streams.base > this.lastMarked && streams.base >= this.streams.base,
+      () => `volume ${this.name}: its history would number ${next}'s records from ${streams.base + 1}, not past its newest point ${this.lastMarked}`);
     this.points = this.points.filter((p) => !streams.unreached(p.seq));
     if (this.segments.all.length > 0) await this.segments.begin();
     await streams.write(this.store);

@@ -31,7 +31,6 @@ export const MUTATIONS: Record<string, { sim: 'journal' | 'replication' | 'group
   },
   'history-follow-unnumbered': {
     sim: 'replication',
-    caughtBy: 'check',
     what: 'a replica that follows a new primary keeps its history but numbers the new journal\'s points as if they went on from the old one',
     plant: () => {
       HistoryStreams.prototype.follow = function (this: HistoryStreams) {
