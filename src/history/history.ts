@@ -143,8 +143,8 @@ export class History {
   }
 
   /** Removes every history segment (a promote, or history turned off). */
-  static async drop(store: Store): Promise<number> {
-    const names = store.list().filter(isHistoryFile);
+  static async drop(store: Store, opts: { keepStreams?: boolean } = {}): Promise<number> {
+    const names = store.list().filter((n) => isHistoryFile(n) && !(opts.keepStreams === true && n === STREAMS_FILE));
     for (const n of names) store.remove(n);
     if (names.length > 0) await store.syncDir();
     return names.length;
@@ -389,7 +389,7 @@ export class History {
   private saving: Promise<boolean> = Promise.resolve(false);
 
   private async saveBatch(volume: Disk, batch: readonly JournalRecord[], ctx: CaptureContext, inFlight: readonly JournalRecord[]): Promise<boolean> {
-    if (this.restarting) return false;
+    if (this.restarting || this.disabled) return false;
     try {
       return await this.captureBatch(volume, batch, ctx, inFlight);
     } catch (e) {
@@ -423,10 +423,22 @@ export class History {
     this.lastMarked = -1;
     this.unsynced = false;
     this.generation++;
-    this.streams = this.streams.restartPast(used);
-    await History.drop(this.store).catch(() => undefined);
-    await this.streams.write(this.store).catch(() => undefined);
+    // The numbering is written down before any segment of the new history can be: a start
+    // that found segments numbered past a streams file it lacks could not place them.
+    const next = this.streams.restartPast(used);
+    const written = await next.write(this.store).then(() => true, () => false);
+    await History.drop(this.store, { keepStreams: true }).catch(() => undefined);
+    if (written) {
+      this.streams = next;
+    } else {
+      this.disabled = true;
+      this.logger.error({ volume: this.name }, `volume ${this.name}: its history cannot write ${STREAMS_FILE} either; it keeps no history ` +
+        'until the daemon starts again (make room on its disk)');
+    }
   }
+
+  /** Not even the numbering could be written after a failure: nothing is saved until the next start. */
+  private disabled = false;
 
   /** The drop after a failure, until the unit being applied ends (see restart). */
   private restarted: Promise<void> | null = null;

@@ -252,6 +252,8 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     }
     // A past point (--at) is an image whatever the replica is now (a torn apply, a round: what they wrote was saved).
     let point: RestorePoint | null = null;
+    // (A change already under way, of an earlier promote that failed part-way: not this call's.)
+    const changingBefore = e.identity?.changing;
     if (opts.at !== undefined) {
       try {
         point = rp.pastPoint(opts.at);
@@ -275,7 +277,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     } catch (err) {
       // Refused, or failed before its change began: the volume stays a secondary, and its
       // history may thin the point again (a change begun keeps it: the promote-at file names it).
-      if (point && e.identity?.changing === undefined && e.role === 'secondary') rp.releasePoint(point.seq);
+      if (point && e.identity?.changing === changingBefore && e.role === 'secondary') rp.releasePoint(point.seq);
       throw err;
     }
   }

@@ -797,6 +797,68 @@ test('a crash in the unit that marked the history\'s first points: the redo know
   });
 });
 
+test('a history dropped after a failed write that cannot write its numbering either keeps none until the next start, which opens clean', async () => {
+  // (A review's case: the streams file's write failing after the drop, segments numbered past a
+  // base no file held made the next start refuse to begin, every start.)
+  await inFolder(async (dir) => {
+    seqNext = 1;
+    const bytes = Buffer.alloc(SIZE, 0x01);
+    const disk = memDisk(bytes);
+    const real = new DirStore(dir);
+    let failing = false;
+    const enospc = (): Error => Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' });
+    const wrapFile = (f: object): object => new Proxy(f, {
+      get(ft, fp) {
+        if (fp === 'sync' && failing) return () => Promise.reject(enospc());
+        const v = Reflect.get(ft, fp, ft) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(ft) : v;
+      },
+    });
+    const store = new Proxy(real, {
+      get(t, p) {
+        if (p === 'replace' && failing) return () => Promise.reject(enospc());
+        if (p === 'create' || p === 'open') {
+          return (name: string) => wrapFile((t as unknown as Record<string, (n: string) => object>)[p as string]!.call(t, name));
+        }
+        const v = Reflect.get(t, p, t) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      },
+    });
+    const settings = { keepMs: null, maxBytes: null };
+    const h = await History.open(store, SIZE, 0, 'v', silentLogger, settings);
+    const unit = async (batch: JournalRecord[], unitStart: number): Promise<number> => {
+      h.beginUnit(unitStart);
+      await apply(h, disk, batch, { capturing: true, inRound: false, group: false, unitStart });
+      await h.sync();
+      await h.unitApplied();
+      return batch[batch.length - 1]!.seq;
+    };
+    let applied = await unit([write(0, 2, 0x10), barrier(1000)], 0);
+    applied = await unit([write(1, 2, 0x20), barrier(2000)], applied);
+    failing = true;
+    applied = await unit([write(2, 2, 0x30), barrier(3000)], applied);
+    failing = false;
+    // The disk has room again: the history still saves nothing (no numbering written down for it).
+    applied = await unit([write(3, 2, 0x40), barrier(4000)], applied);
+    assert.deepEqual(h.list(applied), [], 'none kept until the next start');
+    assert.deepEqual(readdirSync(dir).filter((n) => historyFileIndex(n) !== null), [], 'no segment written without its numbering');
+    h.close();
+    // The next start begins a history again, and its points open.
+    const again = await History.open(store, SIZE, applied, 'v', silentLogger, settings);
+    again.beginUnit(applied);
+    const images = new Map<number, Buffer>([[applied, Buffer.from(bytes)]]);
+    const batch = [write(4, 2, 0x50), barrier(5000)];
+    await apply(again, disk, batch, { capturing: true, inRound: false, group: false, unitStart: applied });
+    await again.sync();
+    await again.unitApplied();
+    images.set(batch[1]!.seq, Buffer.from(bytes));
+    const listed = again.list(batch[1]!.seq);
+    assert.deepEqual(listed.map((p) => p.record), [applied, batch[1]!.seq]);
+    assert.equal(await opens(again, disk, new Map(listed.map((p) => [p.seq, images.get(p.record)!])), batch[1]!.seq), 2);
+    again.close();
+  });
+});
+
 test('a failed write of the history drops it, the apply goes on, and it begins again at the next unit', async () => {
   await inFolder(async (dir) => {
     seqNext = 1;
