@@ -12,6 +12,7 @@
 import { crc32c } from '@node-rs/crc32';
 import type { Store, StoreFile } from './store.js';
 import { NewerFormatError, isNewer, type FileFormat } from '../versioning/format.js';
+import { assert } from '../invariants/assert.js';
 
 export const INTENT_FILE = 'intent';
 export const INTENT_SLOTS = 16384;
@@ -68,14 +69,35 @@ export class IntentRing {
   }
 
   record(seq: number, offset: number, length: number): void {
-    const b = Buffer.alloc(SLOT);
-    b.writeUInt32LE(MAGIC, 0);
-    b.writeBigUInt64LE(BigInt(seq), 8);
-    b.writeBigUInt64LE(BigInt(offset), 16);
-    b.writeUInt32LE(length, 24);
-    b.writeUInt32LE(VERSION, 28);
-    b.writeUInt32LE(crc32c(b.subarray(8)), 4);
-    this.file.writeSync((seq % this.slots) * SLOT, b);
+    this.recordAll([{ seq, offset, length }]);
+  }
+
+  /**
+   * Writes several intents (one turn's writes), one write per run of neighbouring slots:
+   * the seqs of one turn mostly follow each other, so usually one write for them all.
+   * Throws if the file cannot be written; then none of them may be relied on.
+   */
+  recordAll(intents: readonly Intent[]): void {
+    assert(intents.length > 0, () => 'intent ring: an empty batch');
+    const b = Buffer.allocUnsafe(intents.length * SLOT);
+    let runStart = 0;
+    for (let i = 0; i < intents.length; i++) {
+      const { seq, offset, length } = intents[i]!;
+      assert(Number.isSafeInteger(seq) && seq > 0, () => `intent ring: seq ${seq}`);
+      const at = i * SLOT;
+      b.writeUInt32LE(MAGIC, at);
+      b.writeBigUInt64LE(BigInt(seq), at + 8);
+      b.writeBigUInt64LE(BigInt(offset), at + 16);
+      b.writeUInt32LE(length, at + 24);
+      b.writeUInt32LE(VERSION, at + 28);
+      b.writeUInt32LE(crc32c(b.subarray(at + 8, at + SLOT)), at + 4);
+      const next = intents[i + 1];
+      if (next === undefined || next.seq % this.slots !== (seq + 1) % this.slots || next.seq % this.slots === 0) {
+        const first = intents[runStart]!.seq % this.slots;
+        this.file.writeSync(first * SLOT, b.subarray(runStart * SLOT, at + SLOT));
+        runStart = i + 1;
+      }
+    }
   }
 
   /** Intents with seq in (after, after + slots), in seq order. */

@@ -22,6 +22,8 @@ export class VolumeWrites {
   activity: ActivityLog | null = null;
   /** The intent ring, while host changes are journaled (if the write path keeps one). */
   intents: IntentRing | null = null;
+  /** Intents waiting for this turn's write of the ring. */
+  private intentBatch: Array<{ seq: number; offset: number; length: number; done: (written: boolean) => void }> = [];
   /** Seqs whose volume write has not completed yet. */
   private readonly inFlight = new Set<number>();
 
@@ -50,13 +52,41 @@ export class VolumeWrites {
     entered?.catch(() => undefined);
     const gated = entered ? (): Promise<void> => entered.then(write) : write;
     const volumeWrite = al ? (): Promise<void> => gated().finally(() => al.leave(offset, length)) : gated;
-    if (seq > 0 && this.intents) {
-      this.intents.record(seq, offset, length);
+    if (seq > 0 && this.intents && await this.intentWritten(seq, offset, length)) {
       await Promise.all([this.landed(seq, offset, length), this.apply(seq, volumeWrite(), offset, length)]);
       return;
     }
     await this.landed(seq, offset, length);
     await this.apply(seq, volumeWrite(), offset, length);
+  }
+
+  /**
+   * Resolves true once the intent of record `seq` is in the ring's file, false if it
+   * could not be written (the volume write then waits for its record instead). The
+   * intents of one turn of the event loop go in one write: the first queues the write
+   * behind the turn's other continuations (microtasks run in order), so those reach
+   * here first.
+   */
+  private intentWritten(seq: number, offset: number, length: number): Promise<boolean> {
+    return new Promise((done) => {
+      if (this.intentBatch.length === 0) queueMicrotask(() => this.writeIntents());
+      this.intentBatch.push({ seq, offset, length, done });
+    });
+  }
+
+  private writeIntents(): void {
+    const batch = this.intentBatch;
+    this.intentBatch = [];
+    let ok = false;
+    try {
+      if (this.intents) {
+        this.intents.recordAll(batch);
+        ok = true;
+      }
+    } catch {
+      // (An unwritable ring, or one closed as tracking left the journal: ordered writes are safe without it.)
+    }
+    for (const b of batch) b.done(ok);
   }
 
   /**

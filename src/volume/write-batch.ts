@@ -1,10 +1,11 @@
 // Writes to a volume handed to the thread pool several to a job. A host keeping 32
 // small writes in flight (an iSCSI or NBD queue) would otherwise pay, per write, a
 // wake-up of a pool thread and a completion back to the event loop: more than the
-// pwrite of 4 KiB into the page cache costs. Up to WRITE_BATCHES_IN_FLIGHT jobs run
-// at once (a lone write goes at once, as before); writes that arrive while they all
-// run wait, and the next job takes them together (at most WRITE_BATCH_MAX_WRITES or
-// WRITE_BATCH_MAX_BYTES). Writes in flight together have no order among them, as
+// pwrite of 4 KiB into the page cache costs. The writes of one turn of the event loop
+// go together (the first queues their job behind the turn's other work, microtasks
+// running in order), up to WRITE_BATCHES_IN_FLIGHT jobs at once; writes that arrive
+// while they all run wait, and the next job takes them together (at most
+// WRITE_BATCH_MAX_WRITES or WRITE_BATCH_MAX_BYTES). Writes in flight together have no order among them, as
 // the protocols say; each is written whole or fails with its own error.
 import { WRITE_BATCHES_IN_FLIGHT, WRITE_BATCH_MAX_BYTES, WRITE_BATCH_MAX_WRITES } from '../limits/limits.js';
 import { assert } from '../invariants/assert.js';
@@ -23,7 +24,7 @@ export class WriteBatcher {
   write(data: Buffer, position: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.waiting.push({ data, position, resolve, reject });
-      if (this.inFlight < WRITE_BATCHES_IN_FLIGHT) this.next();
+      if (this.waiting.length === 1 && this.inFlight < WRITE_BATCHES_IN_FLIGHT) queueMicrotask(() => this.submitTurn());
     });
   }
 
@@ -38,6 +39,11 @@ export class WriteBatcher {
   /** Jobs running now (for tests). */
   get running(): number {
     return this.inFlight;
+  }
+
+  /** This turn's writes, in as few jobs as their bounds allow. */
+  private submitTurn(): void {
+    while (this.waiting.length > 0 && this.inFlight < WRITE_BATCHES_IN_FLIGHT) this.next();
   }
 
   private next(): void {

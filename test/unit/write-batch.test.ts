@@ -1,5 +1,5 @@
-// Volume writes several to a thread-pool job (src/volume/write-batch.ts): a lone write
-// goes at once; under a queue, at most WRITE_BATCHES_IN_FLIGHT jobs run and the writes
+// Volume writes several to a thread-pool job (src/volume/write-batch.ts): the writes of
+// one turn go together; under a queue, at most WRITE_BATCHES_IN_FLIGHT jobs run and the writes
 // that wait go together in the next; each write gets its own result. And the real
 // native call writes every buffer whole at its position.
 import assert from 'node:assert/strict';
@@ -11,39 +11,52 @@ import { WRITE_BATCHES_IN_FLIGHT, WRITE_BATCH_MAX_WRITES } from '../../src/limit
 import { nativeFs } from '../../src/volume/native.js';
 import { tempDir } from '../helpers/run.js';
 
-test('a lone write is a job of its own; a queue goes in few jobs, never more than the bound at once, each write answered', async () => {
+test('the writes of one turn go in one job; a queue never takes more than the bound of jobs at once; each write answered', async () => {
   const jobs: Array<{ positions: number[]; finish: (errs: number[]) => void }> = [];
   const b = new WriteBatcher((_bufs, positions) => new Promise((resolve) => jobs.push({ positions, finish: resolve })),
     (errno) => Object.assign(new Error(`errno ${errno}`), { code: `E${errno}` }));
+  const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
   const lone = b.write(Buffer.alloc(1), 0);
-  assert.equal(jobs.length, 1, 'a lone write goes at once');
+  assert.equal(jobs.length, 0, 'submitted at the end of the turn, with whatever else the turn writes');
+  await turn();
+  assert.equal(jobs.length, 1, 'a lone write is a job of its own');
   jobs[0]!.finish([0]);
   await lone;
-  // 200 writes at once: WRITE_BATCHES_IN_FLIGHT jobs of one start; the rest wait.
-  const results = Array.from({ length: 200 }, (_, i) => b.write(Buffer.alloc(1), i).then(() => 'ok', (e: Error) => e.message));
-  assert.equal(jobs.length, 1 + WRITE_BATCHES_IN_FLIGHT);
-  assert.equal(b.running, WRITE_BATCHES_IN_FLIGHT);
-  // One job ends: the next takes what waits, up to WRITE_BATCH_MAX_WRITES.
-  jobs[1]!.finish([0]);
-  await new Promise((r) => setImmediate(r));
+  // Three writes of one turn: one job.
+  const three = [0, 1, 2].map((i) => b.write(Buffer.alloc(1), i));
+  await turn();
+  assert.equal(jobs.length, 2);
+  assert.deepEqual(jobs[1]!.positions, [0, 1, 2]);
+  jobs[1]!.finish([0, 0, 0]);
+  await Promise.all(three);
+  // More writes in one turn than the jobs in flight can take: WRITE_BATCHES_IN_FLIGHT full jobs start; the rest wait.
+  const n = WRITE_BATCH_MAX_WRITES * WRITE_BATCHES_IN_FLIGHT + 200;
+  const results = Array.from({ length: n }, (_, i) => b.write(Buffer.alloc(1), i).then(() => 'ok', (e: Error) => e.message));
+  await turn();
   assert.equal(jobs.length, 2 + WRITE_BATCHES_IN_FLIGHT);
+  assert.equal(b.running, WRITE_BATCHES_IN_FLIGHT);
+  assert.ok(jobs.slice(2).every((j) => j.positions.length === WRITE_BATCH_MAX_WRITES));
+  // One job ends: the next takes what waits, up to WRITE_BATCH_MAX_WRITES.
+  jobs[2]!.finish(jobs[2]!.positions.map(() => 0));
+  await turn();
+  assert.equal(jobs.length, 3 + WRITE_BATCHES_IN_FLIGHT);
   assert.equal(jobs.at(-1)!.positions.length, WRITE_BATCH_MAX_WRITES);
   assert.ok(b.running <= WRITE_BATCHES_IN_FLIGHT);
   // Finish everything; one write of the big job fails with its own errno.
-  for (let i = 2; i < jobs.length; i++) {
+  for (let i = 3; i < jobs.length; i++) {
     const j = jobs[i]!;
-    j.finish(j.positions.map((p) => (p === 42 ? 28 : 0)));
-    await new Promise((r) => setImmediate(r));
+    j.finish(j.positions.map((p) => (p === 700 ? 28 : 0)));
+    await turn();
   }
   let idle = false;
   const whenIdle = b.idle().then(() => { idle = true; });
-  await new Promise((r) => setImmediate(r));
+  await turn();
   const out = await Promise.all(results);
   await whenIdle;
   assert.ok(idle, 'idle once every write is answered');
-  assert.equal(out.filter((x) => x === 'ok').length, 199);
-  assert.equal(out[42], 'errno 28');
-  assert.ok(jobs.length < 1 + 200 / 2, `${jobs.length - 1} jobs for 200 writes`);
+  assert.equal(out.filter((x) => x === 'ok').length, n - 1);
+  assert.equal(out[700], 'errno 28');
+  assert.equal(jobs.length - 2, Math.ceil(n / WRITE_BATCH_MAX_WRITES), 'every job full but the last');
   assert.equal(b.running, 0);
 });
 
