@@ -13,13 +13,15 @@ export interface FioJob {
   bs: string;
   iodepth: number;
   size: string;
+  /** A FLUSH (fio's fsync) after every this many writes. */
+  fsync?: number;
 }
 
 export function fio(uri: string, job: FioJob, runtimeS: number): FioResult {
   const out = execFileSync('fio', [
     `--name=${job.name}`, '--ioengine=nbd', `--uri=${uri}`, `--rw=${job.rw}`, `--bs=${job.bs}`,
     `--iodepth=${job.iodepth}`, `--size=${job.size}`, '--time_based', `--runtime=${runtimeS}`,
-    '--ramp_time=1', '--output-format=json', '--randrepeat=0',
+    '--ramp_time=1', '--output-format=json', '--randrepeat=0', ...(job.fsync ? [`--fsync=${job.fsync}`] : []),
   ], { encoding: 'utf8', maxBuffer: 64 << 20 });
   const res = JSON.parse(out.slice(out.indexOf('{'))) as {
     jobs: Array<{ read: { iops: number; bw_bytes: number }; write: { iops: number; bw_bytes: number } }>;

@@ -14,6 +14,8 @@ const dir = fs.mkdtempSync(path.join(process.env.BENCH_DIR ?? os.tmpdir(), 'offs
 
 const jobs: Array<FioJob & { label: string; unit: 'iops' | 'mbps' }> = [
   { label: '4k randwrite QD32 (IOPS)', unit: 'iops', name: 'rw4k', rw: 'randwrite', bs: '4k', iodepth: 32, size: '2G' },
+  { label: '4k randwrite QD32, a FLUSH every 1024 writes (IOPS)', unit: 'iops', name: 'rw4kf', rw: 'randwrite', bs: '4k', iodepth: 32, size: '2G',
+    fsync: 1024 },
   { label: '1M seqwrite QD8 (MB/s)', unit: 'mbps', name: 'seq1m', rw: 'write', bs: '1M', iodepth: 8, size: '2G' },
 ];
 
@@ -67,12 +69,22 @@ ${machineLine()}. fio ${execFileSync('fio', ['--version'], { encoding: 'utf8' })
 ${rows.join('\n')}
 
 What bounds it: with the journal on, every host byte is written twice, to the volume and
-to the journal, here on the same disk. This machine's disk sustains about 500 MB/s
-(\`dd bs=1M count=3072 conv=fdatasync\`), so sustained sequential writes with the
-journal on the same disk cannot exceed about half of journal-off; put \`journal_dir\` on a
-disk of its own (the seed's "second disk") to lift that. Small random writes are bound by
-per-request work on the event loop: the intent ring lets the journal append and the volume
-write run at once, which took 4k writes from 0.62x to 0.63-0.71x (runs differ; this VM is noisy).
+to the journal, here on the same disk, and each epoch the primary closes (every 256 MiB
+here) syncs the volume and the journal, so that records can be released: the journal-on
+runs write to the disk all along. Journal off, a run of a few seconds without a FLUSH
+never leaves the page cache (this machine's dirty threshold is above 2 GiB), so it
+measures CPU only, and its rounds differ widely as the sparse file's blocks get
+allocated (the first round allocates them). The FLUSH row makes both sides reach the
+disk. This machine's disk sustains about 500 MB/s (\`dd bs=1M count=3072 conv=fdatasync\`),
+so sustained sequential writes with the journal on the same disk cannot exceed about
+half of what the disk takes; put \`journal_dir\` on a disk of its own (the seed's
+"second disk") to lift that. Small writes: a perf profile (2026-12-05) showed the
+thread-pool hand-offs (a pool thread woken per job, a completion per job) as the largest
+cost per write; the writes of one event-loop turn now go to the pool as one job and
+their intents to the intent ring as one write, which took 4 KiB QD32 from 50-70k to
+90-130k IOPS journal off and from about 25k to about 33k journal on, in the same
+session. What is left with the journal on is the journal's own write (a thread-pool
+job per batch of records), the record's header, and the disk work of the epoch syncs.
 `;
   writeSection('journal', md);
   console.log(md);

@@ -89,8 +89,12 @@ volume and journal, site-b's receive log and replica), and two daemons and fio s
 cores. The disk sustains about 500 MB/s, so sequential writes cannot pass about a quarter
 of a single-copy server on this machine. With the sites on separate machines and the
 journal on its own disk (\`journal_dir\`), the primary writes each byte twice, on two disks.
-Small writes are bound by per-request work on the event loop; that is the next place to
-profile.
+Small writes: qemu-nbd writeback only puts them in the page cache; offsite journals each
+at site-a (a thread-pool job per batch of records, and the epoch syncs that let records
+be released), ships and acks it, and site-b writes it twice, with both daemons and fio on
+two cores. A perf profile of the journal path (2026-12-05, docs/BENCHMARKS.md "Journal on
+the write path") put the thread-pool hand-offs first; one job per event-loop turn now
+carries that turn's volume writes.
 `;
   writeSection('replication', md);
   console.log(md);
