@@ -169,7 +169,9 @@ class NodeFile implements StoreFile {
   }
 
   writeSync(position: number, data: Buffer): void {
-    fs.writeSync(this.fd, data, 0, data.length, position);
+    const n = fs.writeSync(this.fd, data, 0, data.length, position);
+    // (A short write, a full disk part way: the caller must not count on any of it.)
+    if (n !== data.length) throw Object.assign(new Error(`short write to ${this.name}: ${n} of ${data.length} bytes`), { code: 'ENOSPC' });
     this.length = Math.max(this.length, position + data.length);
   }
 

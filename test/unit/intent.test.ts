@@ -1,7 +1,10 @@
 // The intent ring (src/journal/intent.ts) written a turn at a time: one write per run
 // of neighbouring slots, split where the ring wraps or a seq is skipped (a barrier
 // has no intent), and every intent read back where recovery looks for it.
+import { crc32c } from '@node-rs/crc32';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { test } from 'node:test';
 import { IntentRing } from '../../src/journal/intent.js';
 import { DirStore } from '../../src/journal/store.js';
@@ -34,20 +37,32 @@ test('a turn of intents is one write per run of slots, split at the wrap and at 
   ring.recordAll([6, 7, 8, 9, 11].map((seq) => ({ seq, offset: seq * 4096, length: 4096 })));
   assert.deepEqual(writes, [[6, 2], [0, 2], [3, 1]]);
   ring.close();
-  const back = await IntentRing.open(new DirStore(dir), 8)!.after(5);
+  const reopened = IntentRing.open(new DirStore(dir), 8)!;
+  const back = await reopened.after(5);
+  reopened.close();
   assert.deepEqual(back.map((i) => [i.seq, i.offset, i.length]), [6, 7, 8, 9, 11].map((s) => [s, s * 4096, 4096]));
   assert.throws(() => ring.recordAll([]), /empty batch/);
 });
 
-test('an intent written alone is the same slot as written in a batch', async () => {
-  const a = tempDir('intent-one');
-  const b = tempDir('intent-many');
-  const one = IntentRing.open(new DirStore(a), 16)!;
-  for (const seq of [3, 4, 5]) one.record(seq, seq << 20, 512 * seq);
-  one.close();
-  const many = IntentRing.open(new DirStore(b), 16)!;
-  many.recordAll([3, 4, 5].map((seq) => ({ seq, offset: seq << 20, length: 512 * seq })));
-  many.close();
-  const fs = await import('node:fs');
-  assert.ok(fs.readFileSync(`${a}/intent`).equals(fs.readFileSync(`${b}/intent`)));
+test('each slot holds the bytes docs/JOURNAL.md gives, written in a batch that wraps', async () => {
+  const dir = tempDir('intent-bytes');
+  const ring = IntentRing.open(new DirStore(dir), 4)!;
+  ring.recordAll([{ seq: 3, offset: 0x12345678000, length: 4096 }, { seq: 4, offset: 512, length: 0x10000 }]);
+  ring.close();
+  // Slot: "OFIN", CRC32C of bytes 8..32, u64 seq, u64 offset, u32 length, u32 version 1 (little-endian).
+  const slot = (seq: number, offset: number, length: number): Buffer => {
+    const body = Buffer.alloc(24);
+    body.writeBigUInt64LE(BigInt(seq), 0);
+    body.writeBigUInt64LE(BigInt(offset), 8);
+    body.writeUInt32LE(length, 16);
+    body.writeUInt32LE(1, 20);
+    const head = Buffer.from('OFIN\0\0\0\0', 'latin1');
+    head.writeUInt32LE(crc32c(body), 4);
+    return Buffer.concat([head, body]);
+  };
+  const file = fs.readFileSync(path.join(dir, 'intent'));
+  assert.equal(file.length, 4 * 32);
+  assert.ok(file.subarray(3 * 32, 4 * 32).equals(slot(3, 0x12345678000, 4096)), 'seq 3 in slot 3');
+  assert.ok(file.subarray(0, 32).equals(slot(4, 512, 0x10000)), 'seq 4 wrapped to slot 0');
+  assert.ok(file.subarray(32, 3 * 32).equals(Buffer.alloc(64)), 'slots 1 and 2 untouched');
 });

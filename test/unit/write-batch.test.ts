@@ -36,6 +36,10 @@ test('the writes of one turn go in one job; a queue never takes more than the bo
   assert.equal(jobs.length, 2 + WRITE_BATCHES_IN_FLIGHT);
   assert.equal(b.running, WRITE_BATCHES_IN_FLIGHT);
   assert.ok(jobs.slice(2).every((j) => j.positions.length === WRITE_BATCH_MAX_WRITES));
+  // A write of a later turn, every job busy: it waits for a job to end (no job of its own).
+  const late = b.write(Buffer.alloc(1), 99_999).then(() => 'ok');
+  await turn();
+  assert.equal(jobs.length, 2 + WRITE_BATCHES_IN_FLIGHT, 'no job past the bound');
   // One job ends: the next takes what waits, up to WRITE_BATCH_MAX_WRITES.
   jobs[2]!.finish(jobs[2]!.positions.map(() => 0));
   await turn();
@@ -54,9 +58,11 @@ test('the writes of one turn go in one job; a queue never takes more than the bo
   const out = await Promise.all(results);
   await whenIdle;
   assert.ok(idle, 'idle once every write is answered');
+  assert.equal(await late, 'ok');
+  assert.ok(jobs.some((j) => j.positions.includes(99_999)), 'the late write went in a job once one ended');
   assert.equal(out.filter((x) => x === 'ok').length, n - 1);
   assert.equal(out[700], 'errno 28');
-  assert.equal(jobs.length - 2, Math.ceil(n / WRITE_BATCH_MAX_WRITES), 'every job full but the last');
+  assert.equal(jobs.length - 2, Math.ceil((n + 1) / WRITE_BATCH_MAX_WRITES), 'every job full but the last');
   assert.equal(b.running, 0);
 });
 
