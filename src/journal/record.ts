@@ -101,14 +101,33 @@ export function writeRecordHeader(b: Buffer, at: number, h: RecordHeader, payloa
   b.writeUInt8(FORMAT_VERSION, at + 4);
   b.writeUInt8(h.kind, at + 5);
   b.writeUInt16LE(h.flags, at + 6);
-  b.writeBigUInt64LE(BigInt(h.seq), at + 8);
-  b.writeBigUInt64LE(BigInt(h.epoch), at + 16);
-  b.writeBigUInt64LE(BigInt(h.offset), at + 24);
+  writeU64(b, at + 8, h.seq);
+  writeU64(b, at + 16, h.epoch);
+  writeU64(b, at + 24, h.offset);
   b.writeUInt32LE(h.length, at + 32);
   b.writeUInt32LE(payloadLength, at + 36);
-  b.writeBigUInt64LE(BigInt(h.time), at + 40);
+  writeU64(b, at + 40, h.time);
   b.writeUInt32LE(payload && payload.length > 0 ? payloadCrc ?? crc32c(payload) : 0, at + 48);
   b.writeUInt32LE(crc32c(b.subarray(at, at + 52)), at + 52);
+}
+
+const TWO_32 = 0x1_0000_0000;
+
+/**
+ * A u64 field (little-endian) from a number: two u32 halves, no BigInt (every record
+ * header has four; a BigInt each was a measurable part of the write path). Values
+ * are whole and below 2^53 (seq, epoch, offset, time).
+ */
+function writeU64(b: Buffer, at: number, v: number): void {
+  if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`record field ${v} is not a whole number from 0 to 2^53`);
+  b.writeUInt32LE(v % TWO_32, at);
+  b.writeUInt32LE(Math.floor(v / TWO_32), at + 4);
+}
+
+/** A u64 field as a number; NaN past 2^53 - 1 (the caller refuses it). */
+function readU64(b: Buffer, at: number): number {
+  const high = b.readUInt32LE(at + 4);
+  return high > 0x1f_ffff ? Number.NaN : high * TWO_32 + b.readUInt32LE(at);
 }
 
 export type HeaderCheck =
@@ -127,10 +146,7 @@ export function decodeRecordHeader(b: Buffer, at = 0): HeaderCheck {
   const length = b.readUInt32LE(at + 32);
   const payloadLength = b.readUInt32LE(at + 36);
   if (payloadLength !== (kind === RecordKind.Write ? length : 0)) return { ok: false, reason: 'payload length does not match the kind' };
-  const u64 = (o: number): number => {
-    const v = b.readBigUInt64LE(at + o);
-    return v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.NaN : Number(v);
-  };
+  const u64 = (o: number): number => readU64(b, at + o);
   const header: RecordHeader = {
     kind, flags: b.readUInt16LE(at + 6), seq: u64(8), epoch: u64(16), offset: u64(24), length, time: u64(40),
   };

@@ -90,3 +90,25 @@ test('a version 1 segment header, as the previous release wrote it, still decode
   v3.writeUInt32LE(crc32cOf(v3.subarray(0, 60)), 60);
   assert.equal(R.decodeSegmentHeader(v3), 'segment format version 3, this build reads 1 and 2');
 });
+
+test('u64 fields at the edge of 2^53: the largest round-trips byte for byte; past it a header is refused; encoding refuses a non-whole number', () => {
+  const top = Number.MAX_SAFE_INTEGER; // 0x001fffff_ffffffff
+  const h = R.encodeRecordHeader({ kind: R.RecordKind.Barrier, flags: 0, seq: top, epoch: 2 ** 32, offset: 0, length: 0, time: 2 ** 32 - 1 }, null);
+  assert.deepEqual(h.subarray(8, 24), hex('ffffffffffff1f00 0000000001000000'));
+  assert.deepEqual(h.subarray(40, 48), hex('ffffffff00000000'));
+  const d = R.decodeRecordHeader(h);
+  assert.ok(d.ok);
+  assert.equal(d.header.seq, top);
+  assert.equal(d.header.epoch, 2 ** 32);
+  assert.equal(d.header.time, 2 ** 32 - 1);
+  // seq = 2^53: high half 0x00200000; a valid header CRC, yet refused.
+  const past = Buffer.from(h);
+  past.writeUInt32LE(0, 8);
+  past.writeUInt32LE(0x0020_0000, 12);
+  past.writeUInt32LE(crc32cOf(past.subarray(0, 52)), 52);
+  assert.deepEqual(R.decodeRecordHeader(past), { ok: false, reason: 'value beyond 2^53' });
+  for (const seq of [-1, 1.5, 2 ** 53, Number.NaN]) {
+    const barrier = { kind: R.RecordKind.Barrier, flags: 0, seq, epoch: 0, offset: 0, length: 0, time: 0 };
+    assert.throws(() => R.encodeRecordHeader(barrier, null), RangeError);
+  }
+});
