@@ -61,7 +61,7 @@ volumes:
 
 \`npm run bench:journal\` (BENCH_RUNTIME=${RUNTIME} s per run, BENCH_ROUNDS=${ROUNDS}, median; the two volumes interleaved, same daemon, same filesystem)
 
-${machineLine()}. fio ${execFileSync('fio', ['--version'], { encoding: 'utf8' }).trim()}, nbd engine, one connection. ` +
+${machineLine()}. fio ${execFileSync('fio', ['--version'], { encoding: 'utf8' }).trim()}, nbd engine, one connection, a \`sync\` before every run. ` +
   `"on" journals every write to a segment file beside the volume (no peer connected, so the backlog grows).
 
 | workload | journal off | journal on | on / off |

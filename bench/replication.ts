@@ -77,7 +77,7 @@ async function main(): Promise<void> {
 
 \`npm run bench:replication\` (BENCH_RUNTIME=${RUNTIME} s per run, BENCH_ROUNDS=${ROUNDS}, median; interleaved)
 
-${machineLine()}. fio nbd engine, one connection. "offsite, replicating": site-a journals every write and ships it to site-b ` +
+${machineLine()}. fio nbd engine, one connection, a \`sync\` before every run. "offsite, replicating": site-a journals every write and ships it to site-b ` +
   `over loopback TLS while fio runs (both daemons on this 2-core machine, the journal and both volumes on one disk); qemu-nbd serves a plain file.
 
 | workload | offsite, replicating | qemu-nbd writeback | ratio |
