@@ -9,7 +9,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fio, median, waitPort } from './fio.js';
+import { fio, median, settleImage, waitPort } from './fio.js';
 import { machineLine, writeSection } from './report.js';
 
 const RUNTIME = Number(process.env.BENCH_RUNTIME ?? 8);
@@ -111,6 +111,7 @@ async function main(): Promise<void> {
       for (const t of targets) {
         const p = port;
         port += 3;
+        settleImage(image, SIZE);
         const { child, iqn, lun } = await t.start(p);
         try {
           const v = await job.run(p, iqn, lun, p + 2);
@@ -134,7 +135,8 @@ async function main(): Promise<void> {
 Both targets serve the same 1 GiB file of random data on this machine's disk, over loopback,
 to the same libiscsi initiators in the same run. offsite serves a plain volume (no peer, so
 no journal): the figure bounds the iSCSI front end and the logical unit, not replication.
-tgt runs with its defaults (rdwr backing store, write cache on).
+tgt runs with its defaults (rdwr backing store, write cache on). Before every run the file
+is written back and read whole, so each target starts from the same page cache.
 
 | workload | offsite | tgt | offsite / tgt |
 | --- | ---: | ---: | ---: |

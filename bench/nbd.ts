@@ -4,7 +4,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fio, median, waitPort, type FioJob } from './fio.js';
+import { fio, median, settleImage, waitPort, type FioJob } from './fio.js';
 import { machineLine, writeSection } from './report.js';
 
 const RUNTIME = Number(process.env.BENCH_RUNTIME ?? 8);
@@ -54,23 +54,6 @@ const jobs: Array<FioJob & { label: string; unit: 'iops' | 'mbps' }> = [
   { label: '4k randread QD32 (IOPS)', unit: 'iops', name: 'rr4k', rw: 'randread', bs: '4k', iodepth: 32, size: '1G' },
 ];
 
-/**
- * Every server starts from the same page cache: the image written back and read whole
- * (clean, cached). Left as the server before left it, 4 KiB random writes moved by 4x
- * with the order (writes into pages an O_DIRECT server had dropped from the cache run
- * much faster than writes into clean cached ones, on any server).
- */
-function settle(): void {
-  execFileSync('sync');
-  const fd = fs.openSync(image, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(8 << 20);
-    for (let at = 0; at < SIZE; at += buf.length) fs.readSync(fd, buf, 0, buf.length, at);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 async function main(): Promise<void> {
   // A fully written backing file, so reads hit real data and writes overwrite.
   execFileSync('dd', ['if=/dev/urandom', `of=${image}`, 'bs=1M', `count=${SIZE >> 20}`, 'status=none']);
@@ -80,7 +63,7 @@ async function main(): Promise<void> {
     for (const job of jobs) {
       for (const s of servers) {
         const p = port++;
-        settle();
+        settleImage(image, SIZE);
         const child = s.start(p);
         await waitPort(p);
         const uri = `nbd://127.0.0.1:${p}/disk`;
