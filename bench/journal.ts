@@ -82,8 +82,8 @@ half of what the disk takes; put \`journal_dir\` on a disk of its own (the seed'
 thread-pool hand-offs (a pool thread woken per job, a completion per job) as the largest
 cost per write; the writes of one event-loop turn now go to the pool as one job and
 their intents to the intent ring as one write, which took 4 KiB QD32 from 50-70k to
-90-130k IOPS journal off and from about 25k to about 33k journal on, in the same
-session. What is left with the journal on is the journal's own write (a thread-pool
+90-130k IOPS journal off and from about 25k to about 33k journal on (quick runs of one
+fio job in the same session, without the sync between runs the table has). What is left with the journal on is the journal's own write (a thread-pool
 job per batch of records), the record's header, and the disk work of the epoch syncs.
 `;
   writeSection('journal', md);

@@ -68,10 +68,6 @@ export class IntentRing {
     }
   }
 
-  record(seq: number, offset: number, length: number): void {
-    this.recordAll([{ seq, offset, length }]);
-  }
-
   /**
    * Writes several intents (one turn's writes), one write per run of neighbouring slots:
    * the seqs of one turn mostly follow each other, so usually one write for them all.

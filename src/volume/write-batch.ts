@@ -5,8 +5,8 @@
 // go together (the first queues their job behind the turn's other work, microtasks
 // running in order), up to WRITE_BATCHES_IN_FLIGHT jobs at once; writes that arrive
 // while they all run wait, and the next job takes them together (at most
-// WRITE_BATCH_MAX_WRITES or WRITE_BATCH_MAX_BYTES). Writes in flight together have no order among them, as
-// the protocols say; each is written whole or fails with its own error.
+// WRITE_BATCH_MAX_WRITES or WRITE_BATCH_MAX_BYTES). Writes in flight together have no
+// order among them, as the protocols say; each is written whole or fails with its own error.
 import { WRITE_BATCHES_IN_FLIGHT, WRITE_BATCH_MAX_BYTES, WRITE_BATCH_MAX_WRITES } from '../limits/limits.js';
 import { assert } from '../invariants/assert.js';
 

@@ -275,8 +275,7 @@ test('writes in flight at a crash, journaled again on a full journal disk, are m
   await j1.sync();
   j1.close();
   const ring = IntentRing.open(new DirStore(jdir), 64)!;
-  ring.record(2, 64 * KiB, 4 * KiB);
-  ring.record(3, 128 * KiB, 4 * KiB);
+  ring.recordAll([{ seq: 2, offset: 64 * KiB, length: 4 * KiB }, { seq: 3, offset: 128 * KiB, length: 4 * KiB }]);
   await ring.sync();
   ring.close();
   const disk = memDisk(size);

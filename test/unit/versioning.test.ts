@@ -332,7 +332,7 @@ test('intent ring: slots of the previous release (bytes 28..32 zero) and of vers
   }, /^intent: this intent ring is format version 2/);
   // What this build writes: version 1 in bytes 28..32.
   const w = IntentRing.open(new DirStore(dir), 4)!;
-  w.record(6, 0x10000, 512);
+  w.recordAll([{ seq: 6, offset: 0x10000, length: 512 }]);
   w.close();
   assert.deepEqual(fs.readFileSync(path.join(dir, 'intent')).subarray(64, 96), slot6);
 });
