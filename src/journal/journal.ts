@@ -52,7 +52,8 @@ export class Journal {
   readonly capacity: number;
   readonly segmentSize: number;
   private readonly store: Store;
-  private readonly now: () => number;
+  /** The clock records are stamped with (the simulation's own in tests). */
+  readonly now: () => number;
   /** The segment files and the space they take (segment-set.ts). */
   private readonly files: SegmentSet;
   /** Next record's seq (seqs start at 1). */

@@ -20,7 +20,7 @@
 import type { Extent, ExportBackend, ZeroOptions } from '../export/backend.js';
 import { DiskError, type Capabilities, diskCapabilities } from '../export/backend.js';
 import type { Logger } from '../log/log.js';
-import { GroupSync } from '../volume/group-sync.js';
+import { GroupSync, type SyncStrength } from '../volume/group-sync.js';
 import type { RegionSet, DirtyBitmap } from './bitmap.js';
 import { IntentRing } from './intent.js';
 import type { Store } from './store.js';
@@ -32,7 +32,7 @@ import { ResyncRound } from '../sync/round.js';
 import { Seeding } from '../sync/seeding.js';
 import type { HashBuffers, Span } from '../sync/region-hashes.js';
 import { assert } from '../invariants/assert.js';
-import { epochBytesFor } from '../limits/limits.js';
+import { epochBytesFor, redoBytesFor, VOLUME_SYNC_INTERVAL_MS } from '../limits/limits.js';
 import { zeroRange, type Disk } from './disk.js';
 import { startUp, type Starting } from './startup.js';
 import { Tracking, type TrackingMode } from './tracking.js';
@@ -118,6 +118,12 @@ export class JournaledVolume implements ExportBackend {
     return this.tracking.mode === 'journal' ? Math.max(0, this.journal.lastSeq - this.lastGroupPointSeq) : 1;
   }
   private readonly syncer: GroupSync;
+  /** Record bytes journaled since the volume's last sync began: what recovery would replay. */
+  private redoBytes = 0;
+  /** When the volume's last sync began (the journal's clock). */
+  private volumeSyncedAt: number;
+  /** The most that may be journaled before the volume is synced (redoBytesFor). */
+  readonly redoBound: number;
   private lock: Promise<void> = Promise.resolve();
   /** Each change's journal append and volume write in their order, and the ones in flight (volume-writes.ts). */
   private readonly writes: VolumeWrites;
@@ -149,7 +155,9 @@ export class JournaledVolume implements ExportBackend {
     this.maxBlocked = opts.maxBlocked ?? 4096;
     this.intentStore = opts.intentStore ?? null;
     this.intentSlots = opts.intentSlots;
-    this.syncer = new GroupSync(() => this.syncAll());
+    this.syncer = new GroupSync((strength) => this.syncAll(strength));
+    this.redoBound = redoBytesFor(opts.journal.capacity);
+    this.volumeSyncedAt = opts.journal.now();
     this.maxEpochBytes = epochBytesFor(opts.journal.capacity);
     this.round = new ResyncRound(opts.roundStore ? new RoundMarker(opts.roundStore) : null);
     this.activityOpts = opts;
@@ -377,7 +385,20 @@ export class JournaledVolume implements ExportBackend {
   }
 
   /** FLUSH: close the epoch with a barrier, then volume + journal + bitmap durable together. */
-  async flush(): Promise<void> {
+  flush(): Promise<void> {
+    return this.closeAndSync('full');
+  }
+
+  /**
+   * A boundary the primary chose (the host has not flushed for a while): the epoch is
+   * closed with a barrier and the journal made durable, so its records ship; the volume
+   * too only when its sync is due (docs/JOURNAL.md, "Epochs and syncs").
+   */
+  closeEpochNow(): Promise<void> {
+    return this.closeAndSync(this.epochSyncStrength());
+  }
+
+  private async closeAndSync(strength: SyncStrength): Promise<void> {
     this.groupAsk?.('flush');
     if (this.tracking.mode === 'journal' && this.journal.openEpochHasWrites) {
       let r: number | 'full' | null;
@@ -391,11 +412,18 @@ export class JournaledVolume implements ExportBackend {
         if (this.onFull === 'bitmap') this.tracking.overflow();
         else {
           await this.waitForSpace(RecordKind.Barrier, 0);
-          return this.flush();
+          return this.closeAndSync(strength);
         }
       }
     }
-    await this.syncer.sync();
+    await this.syncer.sync(strength);
+  }
+
+  /** A light sync (the journal alone) for an epoch close, unless the volume's sync is due. */
+  private epochSyncStrength(): SyncStrength {
+    if (this.tracking.mode !== 'journal') return 'full';
+    if (this.redoBytes >= this.redoBound) return 'full';
+    return this.redoBytes > 0 && this.journal.now() - this.volumeSyncedAt >= VOLUME_SYNC_INTERVAL_MS ? 'full' : 'light';
   }
 
   /** Every peer holds everything up to `seq` durably; free journal space behind it. */
@@ -463,8 +491,8 @@ export class JournaledVolume implements ExportBackend {
 
   /**
    * Ends the open epoch now with a barrier the primary chose (the epoch bound), and
-   * makes it durable soon: one sync for the barriers of one turn, as a FLUSH would
-   * (a group member's group is asked for a point then too).
+   * makes it durable soon: one sync for the barriers of one turn, of the journal alone
+   * unless the volume's is due (a group member's group is asked for a point then too).
    */
   private closeEpoch(): void {
     const r = this.journal.barrier();
@@ -473,7 +501,7 @@ export class JournaledVolume implements ExportBackend {
     this.epochCloseQueued = true;
     queueMicrotask(() => {
       this.epochCloseQueued = false;
-      void this.flush().catch(() => undefined);
+      void this.syncer.sync(this.epochSyncStrength()).catch(() => undefined);
     });
   }
 
@@ -502,6 +530,7 @@ export class JournaledVolume implements ExportBackend {
         // let go at once (the waiters of a range lock) cannot pile up past it.
         if (this.journal.openEpochBytes > 0 && this.journal.openEpochBytes + recordSize(kind, length) > this.maxEpochBytes) this.closeEpoch();
         seq = this.journal.append(kind, offset, length, payload, fua);
+        if (seq !== 'full') this.redoBytes += recordSize(kind, length);
       } catch (e) {
         // The journal's disk failed (full, I/O error): the host is still served, tracked by bitmap.
         this.tracking.toBitmap(`cannot append to the journal (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
@@ -535,8 +564,12 @@ export class JournaledVolume implements ExportBackend {
     }
   }
 
-  private async syncAll(): Promise<void> {
+  private async syncAll(strength: SyncStrength): Promise<void> {
+    if (strength === 'light' && this.tracking.mode === 'journal') return this.syncJournal();
     const applied = this.writes.appliedSeq();
+    // What is journaled from here on is not covered by this sync.
+    this.redoBytes = 0;
+    this.volumeSyncedAt = this.journal.now();
     let journalDurable = true;
     const journalSync = (): Promise<unknown> => this.journal.sync().catch((e: Error) => {
       if (!this.journal.broken) throw e;
@@ -554,6 +587,14 @@ export class JournaledVolume implements ExportBackend {
     this.writes.activity?.synced();
     if (this.tracking.mode === 'journal') this.journal.markApplied(this.durableAppliedSeq);
     await this.rounds.settle().catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: resync bookkeeping: ${e.message}`));
+  }
+
+  /** The journal alone durable (its records may ship); the volume and `applied` stay as they were. */
+  private async syncJournal(): Promise<void> {
+    await this.exclusive(() => this.journal.sync()).catch((e: Error) => {
+      if (!this.journal.broken) throw e;
+      this.tracking.toBitmap(`cannot write to the journal (${(e as NodeJS.ErrnoException).code ?? e.message})`);
+    });
   }
 
   private async exclusive<T>(fn: () => Promise<T>): Promise<T> {

@@ -233,6 +233,22 @@ export const RESYNC_JOURNAL_FRACTION = 1 / 4;
 /** One resync step reads at most this much of the volume. */
 export const RESYNC_STEP_BYTES = 1 * MiB;
 
+/**
+ * A primary-chosen epoch close makes the journal durable, not the volume (what shipping
+ * needs). The volume is synced with a host FLUSH, for a release, and once this many bytes
+ * were journaled since its last sync (the most recovery replays after a crash) ...
+ */
+export const REDO_MAX_BYTES = 1024 * MiB;
+/** ... or this fraction of the journal, if smaller (so releases are never held back long) ... */
+export const REDO_JOURNAL_FRACTION = 1 / 8;
+/** ... or this long after its last sync, with writes since (what the kernel's own writeback would do). */
+export const VOLUME_SYNC_INTERVAL_MS = 10_000;
+
+/** How much a volume with this journal may journal before its volume is synced. */
+export function redoBytesFor(journalBytes: number): number {
+  return Math.min(REDO_MAX_BYTES, Math.floor(journalBytes * REDO_JOURNAL_FRACTION));
+}
+
 /** The largest epoch a volume with this journal, facing a peer log of this size, may open. */
 export function epochBytesFor(journalBytes: number, peerLogBytes: number | null = null): number {
   let b = Math.min(EPOCH_MAX_BYTES, Math.floor(journalBytes * EPOCH_JOURNAL_FRACTION));

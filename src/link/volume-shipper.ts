@@ -319,7 +319,7 @@ export class VolumeShipper {
       else if (now - this.undurableSince > this.opts.selfSyncMs) {
         this.undurableSince = 0;
         // A primary-chosen boundary: closes the epoch so the replica can advance without a host FLUSH.
-        void this.jv.flush().catch(() => undefined);
+        void this.jv.closeEpochNow().catch(() => undefined);
       }
     } else {
       this.undurableSince = 0;
