@@ -5,7 +5,9 @@
 // replica is never brought to a barrier before it, so every image it exposes is
 // still a primary flush-point image (docs/INVARIANTS.md, invariant 3), only fewer of them.
 // Pure: the same function runs in the daemon and in the simulation.
-import { FLAG_GROUP_POINT, FLAG_RESYNC, FLAG_ROUND_END, RecordKind, type JournalRecord, type RecordHeader } from '../journal/record.js';
+import {
+  FLAG_GROUP_POINT, FLAG_RESYNC, FLAG_ROUND_END, RECORD_HEADER_SIZE, RecordKind, recordSize, type JournalRecord, type RecordHeader,
+} from '../journal/record.js';
 
 export interface Coalesced {
   records: JournalRecord[];
@@ -22,44 +24,72 @@ export interface UnitPlan {
 }
 
 /**
- * Plans a unit over records (headers are enough) in seq order: it ends at the last
- * barrier before any resync record or round end, and holds at least two epochs; the
- * records a later record of the unit covers whole are skipped. Null: nothing to merge.
+ * Plans a unit over records (headers are enough) in seq order: it ends at a barrier
+ * before any resync record or round end, and holds at least two epochs; the records a
+ * later record of the unit covers whole are skipped. It ends at the last such barrier
+ * whose unit, as sent (kept records whole, skipped ones as Skip headers), is at most
+ * `maxBytes`: the peer holds a unit whole before it applies it, so this, not the span of
+ * journal planned over, is what its receive log must hold. Null: nothing to merge.
  */
-export function planUnit(headers: readonly RecordHeader[]): UnitPlan | null {
-  let last = -1;
-  let barriers = 0;
-  // A group member's unit ends at the last group point it holds (docs/GROUPS.md): the
-  // replica is brought to group points only, so a unit ending past one would hold it back.
-  let lastPoint = -1;
-  let barriersToPoint = 0;
+export function planUnit(headers: readonly RecordHeader[], maxBytes = Infinity): UnitPlan | null {
+  // The barriers a unit may end at: a group member's only at group points (docs/GROUPS.md),
+  // since the replica is brought to group points only and a unit ending past one would hold it back.
+  const ends: number[] = [];
+  const points: number[] = [];
   for (let i = 0; i < headers.length; i++) {
     const r = headers[i]!;
     // A resync round's records and its end stay as they are (the round has its own unit).
     if ((r.flags & (FLAG_RESYNC | FLAG_ROUND_END)) !== 0 || r.kind === RecordKind.Skip) break;
     if (r.kind === RecordKind.Barrier) {
-      last = i;
-      barriers++;
-      if ((r.flags & FLAG_GROUP_POINT) !== 0) {
-        lastPoint = i;
-        barriersToPoint = barriers;
-      }
+      ends.push(i);
+      if ((r.flags & FLAG_GROUP_POINT) !== 0) points.push(i);
     }
   }
-  if (lastPoint >= 0) {
-    last = lastPoint;
-    barriers = barriersToPoint;
+  // (At least two epochs: the end's barrier is the second barrier or later.)
+  const candidates = (points.length > 0 ? points : ends).filter((i) => i > ends[0]!);
+  if (candidates.length === 0) return null;
+  let best = skipsUpTo(headers, candidates[candidates.length - 1]!);
+  if (best.bytes > maxBytes) {
+    // The largest candidate that fits, by bisection (what a unit sends grows with its
+    // end but for the records a later one covers, so a fitting end found is kept, and
+    // the search goes on above it).
+    let lo = 0;
+    let hi = candidates.length - 2;
+    let found: { last: number; skip: Set<number>; bytes: number } | null = null;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const t = skipsUpTo(headers, candidates[mid]!);
+      if (t.bytes <= maxBytes) {
+        found = t;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    if (!found) return null;
+    best = found;
   }
-  if (barriers < 2) return null;
+  return { from: headers[0]!.seq, until: headers[best.last]!.seq, skip: best.skip };
+}
+
+/** The records of the unit ending at `headers[last]` that a later one covers, and the bytes the unit sends. */
+function skipsUpTo(headers: readonly RecordHeader[], last: number): { last: number; skip: Set<number>; bytes: number } {
   const covered = new Cover();
   const skip = new Set<number>();
+  let bytes = RECORD_HEADER_SIZE;
   for (let i = last - 1; i >= 0; i--) {
     const r = headers[i]!;
-    if (r.kind === RecordKind.Barrier || r.length === 0) continue;
-    if (covered.covers(r.offset, r.offset + r.length)) skip.add(r.seq);
-    else covered.add(r.offset, r.offset + r.length);
+    if (r.kind === RecordKind.Barrier || r.length === 0) {
+      bytes += recordSize(r.kind, r.length);
+      continue;
+    }
+    if (covered.covers(r.offset, r.offset + r.length)) {
+      skip.add(r.seq);
+      bytes += RECORD_HEADER_SIZE;
+    } else {
+      covered.add(r.offset, r.offset + r.length);
+      bytes += recordSize(r.kind, r.length);
+    }
   }
-  return { from: headers[0]!.seq, until: headers[last]!.seq, skip };
+  return { last, skip, bytes };
 }
 
 /** The batch's records with the plan's skipped ones as Skip records naming the unit's end. */

@@ -5,9 +5,9 @@
 import type { Journal } from '../journal/journal.js';
 import { FLAG_RESYNC, FLAG_ROUND_END, RECORD_HEADER_SIZE, RecordKind, type JournalRecord, type RecordHeader } from '../journal/record.js';
 import { applyPlan, coalesce, planUnit, type UnitPlan } from './coalesce.js';
+import { COALESCE_MAX_RECORDS, COALESCE_SCOPE } from '../limits/limits.js';
 
-/** Far behind, a coalesced unit plans over at most this much of the backlog. */
-export const COALESCE_SCOPE = 256 << 20;
+export { COALESCE_SCOPE };
 
 export interface PlannerOptions {
   /** Coalesce at all (read at every batch). */
@@ -40,6 +40,13 @@ export class UnitPlanner {
    * again, and shipping waited on that, not on the link (issue 22: 50-110 ms a batch).
    */
   private noUnit: { from: number; until: number } | null = null;
+  /**
+   * The headers the last planning read, consecutive from its start: the next planning
+   * (from the last plan's end, or a later batch) takes those from its start on and reads
+   * only what follows, so far behind each header is read once however far ahead a plan
+   * looks. Dropped once the backlog is near (no planning then).
+   */
+  private ahead: Array<RecordHeader & { size: number }> = [];
 
   constructor(private readonly o: PlannerOptions) {}
 
@@ -64,9 +71,9 @@ export class UnitPlanner {
 
   /**
    * The unit the batch at `fromSeq` belongs to. Far behind (the backlog ahead holds
-   * several batches of `batchBytes`), one unit is planned over up to the scope (and
-   * at most half what the peer takes as a unit); each batch of the unit then goes
-   * with the plan's Skips.
+   * several batches of `batchBytes`), one unit is planned over up to the scope of
+   * journal bytes (and COALESCE_MAX_RECORDS records), ending where what it sends reaches
+   * half what the peer takes as a unit; each batch of the unit then goes with the plan's Skips.
    */
   async unitFor(journal: Pick<Journal, 'readHeaders' | 'backlogBytes'>, fromSeq: number, limitSeq: number, batchBytes: number,
     b: UnitBounds): Promise<UnitPlan | null> {
@@ -75,32 +82,57 @@ export class UnitPlanner {
     this.plan = null;
     if (this.noUnit && fromSeq >= this.noUnit.from && fromSeq <= this.noUnit.until) return null;
     this.noUnit = null;
-    const scope = Math.min(this.o.scopeBytes ?? COALESCE_SCOPE, Math.floor(b.maxEpochBytes / 2));
+    const scope = this.o.scopeBytes ?? COALESCE_SCOPE;
+    const unitBytes = Math.floor(b.maxEpochBytes / 2);
     // (Batches follow the link: on a slow one a backlog of a few of its batches is
     // already minutes of the line, worth planning over.)
-    if (journal.backlogBytes < 3 * batchBytes || scope < 2 * batchBytes) return null;
-    const headers: RecordHeader[] = [];
+    if (journal.backlogBytes < 3 * batchBytes || unitBytes < 2 * batchBytes) {
+      this.ahead = [];
+      return null;
+    }
+    const headers = this.reuse(fromSeq, limitSeq);
     let bytes = 0;
-    for (let seq = fromSeq; bytes < scope && seq <= limitSeq;) {
+    for (const h of headers) bytes += h.size;
+    let seq = headers.length > 0 ? headers[headers.length - 1]!.seq + 1 : fromSeq;
+    while (bytes < scope && headers.length < COALESCE_MAX_RECORDS && seq <= limitSeq) {
       // (Headers only: the payloads are read, and checked, with their batch.)
       const batch = await journal.readHeaders(seq, Math.min(this.o.readBytes, scope - bytes), limitSeq);
       if (batch.length === 0) break;
       for (const r of batch) {
-        headers.push({ kind: r.kind, flags: r.flags, seq: r.seq, epoch: r.epoch, offset: r.offset, length: r.length, time: r.time });
+        headers.push({ kind: r.kind, flags: r.flags, seq: r.seq, epoch: r.epoch, offset: r.offset, length: r.length, time: r.time, size: r.size });
         bytes += r.size;
       }
       seq = batch[batch.length - 1]!.seq + 1;
     }
-    this.plan = headers.length > 0 ? planUnit(headers) : null;
+    this.ahead = headers;
+    this.plan = headers.length > 0 ? planUnit(headers, unitBytes) : null;
     if (!this.plan && headers.length > 0) this.rememberNoUnit(fromSeq, headers);
     return this.plan;
+  }
+
+  /** The headers from `fromSeq` on (not past `limitSeq`) that the last planning read, if it read that far. */
+  private reuse(fromSeq: number, limitSeq: number): Array<RecordHeader & { size: number }> {
+    const a = this.ahead;
+    this.ahead = [];
+    if (a.length === 0) return [];
+    const i = fromSeq - a[0]!.seq;
+    if (i < 0 || i >= a.length || a[i]!.seq !== fromSeq) return [];
+    let end = a.length;
+    while (end > i && a[end - 1]!.seq > limitSeq) end--;
+    return a.slice(i, end);
   }
 
   /** No unit in `headers` (read from `fromSeq`): remembered when that holds for batches further in too. */
   private rememberNoUnit(fromSeq: number, headers: RecordHeader[]): void {
     const barriers = headers.filter((h) => h.kind === RecordKind.Barrier);
     const ends = headers.some((h) => (h.flags & (FLAG_RESYNC | FLAG_ROUND_END)) !== 0 || h.kind === RecordKind.Skip);
-    if (barriers.length >= 2 || ends) return;
+    if (ends) return;
+    // Two barriers or more, yet no unit (its first two epochs send more than the peer
+    // takes as a unit): a batch before the first barrier would find the same.
+    if (barriers.length >= 2) {
+      this.noUnit = { from: fromSeq, until: barriers[0]!.seq - 1 };
+      return;
+    }
     // (Up to the first barrier seen, or all that was read: a batch from the barrier on plans again.)
     this.noUnit = { from: fromSeq, until: barriers.length > 0 ? barriers[0]!.seq - 1 : headers[headers.length - 1]!.seq };
   }

@@ -249,6 +249,17 @@ export function redoBytesFor(journalBytes: number): number {
   return Math.min(REDO_MAX_BYTES, Math.floor(journalBytes * REDO_JOURNAL_FRACTION));
 }
 
+// --- coalescing far behind (docs/LINK.md) ----------------------------------------------
+
+/**
+ * Far behind, a coalesced unit is planned over at most this much of the backlog (journal
+ * bytes). What the unit sends is bounded apart, by half the largest epoch the peer takes
+ * (src/coalesce/coalesce.ts planUnit): a range rewritten anywhere in the span travels once.
+ */
+export const COALESCE_SCOPE = 1024 * MiB;
+/** ... and over at most this many records (the headers planned over are held in memory: about 100 bytes each). */
+export const COALESCE_MAX_RECORDS = 65536;
+
 /** The largest epoch a volume with this journal, facing a peer log of this size, may open. */
 export function epochBytesFor(journalBytes: number, peerLogBytes: number | null = null): number {
   let b = Math.min(EPOCH_MAX_BYTES, Math.floor(journalBytes * EPOCH_JOURNAL_FRACTION));

@@ -116,9 +116,27 @@ test('the plan covers at most the scope (and half a unit), and not past limitSeq
   // in two reads (the second for what is left of the scope); the unit ends at the fourth barrier.
   assert.equal(plan!.until, 12);
   assert.deepEqual(j.reads.map((r) => [r.maxBytes, r.got]), [[9 * REC, 12], [REC - 4 * RECORD_HEADER_SIZE, 1]]);
+  // What a unit sends is at most half what the peer takes as a unit: of fresh writes, two epochs
+  // (four writes) fit in six writes' bytes, three do not; of rewrites, the whole backlog fits,
+  // as every write but the last of each range goes as a Skip header.
+  seq = 0;
+  const fresh: JournalRecord[] = [];
+  for (let e = 0; e < 10; e++) fresh.push(W(2 * e * SIZE), W((2 * e + 1) * SIZE), B());
   const halfUnit = new UnitPlanner({ coalesce: () => true, readBytes: 1 << 20 });
-  assert.equal((await halfUnit.unitFor(journal(all), 1, 30, batchBytes, { roundOpen: false, maxEpochBytes: 12 * REC }))!.until, 6,
+  assert.equal((await halfUnit.unitFor(journal(fresh), 1, 30, batchBytes, { roundOpen: false, maxEpochBytes: 12 * REC }))!.until, 6,
     'half of 12 writes: the second barrier');
+  const rewrites = new UnitPlanner({ coalesce: () => true, readBytes: 1 << 20 });
+  const whole = await rewrites.unitFor(journal(all), 1, 30, batchBytes, { roundOpen: false, maxEpochBytes: 12 * REC });
+  assert.equal(whole!.until, 30, 'rewrites: two writes and 28 headers sent, the whole backlog one unit');
+  assert.equal(whole!.skip.size, 18);
+  // Of fresh writes with no two epochs under the bound: no unit, and the batches before the
+  // first barrier do not plan again.
+  const tight = new UnitPlanner({ coalesce: () => true, readBytes: 1 << 20 });
+  const jt = journal(fresh);
+  assert.equal(await tight.unitFor(jt, 1, 30, REC, { roundOpen: false, maxEpochBytes: 7 * REC }), null);
+  const n = jt.reads.length;
+  assert.equal(await tight.unitFor(jt, 2, 30, REC, { roundOpen: false, maxEpochBytes: 7 * REC }), null);
+  assert.equal(jt.reads.length, n, 'remembered up to the first barrier');
   const limited = new UnitPlanner({ coalesce: () => true, readBytes: 1 << 20 });
   const jl = journal(all);
   assert.equal((await limited.unitFor(jl, 1, 13, batchBytes, open))!.until, 12, 'the last barrier up to limitSeq');
@@ -127,10 +145,10 @@ test('the plan covers at most the scope (and half a unit), and not past limitSeq
   const j2 = journal(all);
   assert.equal(await scoped.unitFor(j2, 12, 30, batchBytes, open), plan, 'inside the unit: the same plan');
   assert.equal((await scoped.unitFor(j2, 13, 30, batchBytes, open))!.from, 13);
-  assert.equal(j2.reads[0]!.from, 13);
+  assert.equal(j2.reads[0]!.from, 14, '(record 13 was read by the planning before)');
   // Before the unit's start (a new link resumes earlier): planned again from there.
   assert.equal((await scoped.unitFor(j2, 4, 30, batchBytes, open))!.from, 4);
-  assert.equal(COALESCE_SCOPE, 256 << 20);
+  assert.equal(COALESCE_SCOPE, 1024 << 20);
 });
 
 test('no unit is planned when off, in a round, near the head of the journal, or when the scope holds under two batches', async () => {
@@ -180,7 +198,8 @@ test('a backlog whose barriers lie further apart than the scope is read for a pl
   const later = j.reads.length;
   await p.unitFor(j, 2, 63, batchBytes, open);
   assert.equal(j.reads[later]!.from, 2);
-  // A stretch with a record that ends a unit early (a resync round's) is not remembered: planned again each time.
+  // A stretch with a record that ends a unit early (a resync round's) is not remembered: planned
+  // again each time, from the headers already read.
   seq = 0;
   const round: JournalRecord[] = [W(0), W(SIZE), { ...W(2 * SIZE), flags: 2 }, W(3 * SIZE), B()];
   const jr = journal(round);
@@ -188,5 +207,24 @@ test('a backlog whose barriers lie further apart than the scope is read for a pl
   assert.equal(await pr.unitFor(jr, 1, 5, REC, open), null);
   const n = jr.reads.length;
   assert.equal(await pr.unitFor(jr, 2, 5, REC, open), null);
-  assert.ok(jr.reads.length > n);
+  assert.equal(jr.reads.length, n, 'each header is read once');
+});
+
+test('far behind, the next unit is planned from the headers the last planning read past its end', async () => {
+  const all = backlog(10);
+  const j = journal(all);
+  const p = new UnitPlanner({ coalesce: () => true, scopeBytes: 30 * REC, readBytes: 4 * REC });
+  // A group point at the fourth barrier ends the first unit there.
+  all[11] = { ...all[11]!, flags: 8 };
+  const first = await p.unitFor(j, 1, 30, REC, open);
+  assert.equal(first!.until, 12);
+  const reads = j.reads.length;
+  const second = await p.unitFor(j, 13, 30, REC, open);
+  assert.equal(second!.from, 13);
+  assert.equal(second!.until, 30);
+  assert.equal(j.reads.length, reads, 'records 13..30 were read by the first planning: not read again');
+  // The near end of the backlog drops what was kept.
+  assert.equal(await p.unitFor(j, 1, 30, 1 << 30, open), null);
+  await p.unitFor(j, 13, 30, REC, open);
+  assert.ok(j.reads.length > reads, 'read again once dropped');
 });
