@@ -273,7 +273,9 @@ ${trend.length > 0 ? `Where cycles did not drain: ${trend.join('; ')}.\n` : ''}$
 ${drainsAll(main0) ? `At ${main0.multiple.toFixed(1)}x the line carried ${needed.toFixed(3)} bytes per host byte (compression, then TLS and TCP/IP
 headers; "—": a run that did not drain, whose bytes were still queued at its end): on average the trace
 needs ${needed.toFixed(2)}x its raw rate of line, so no link below that can drain every cycle, and one just above it
-drains only late in the quiet phase.` : ''} With compression off, every host byte costs a journal record header, TLS and TCP/IP headers
+drains only late in the quiet phase. Coalescing cannot lower that here: the trace writes 32 KiB at random
+offsets of 1 GiB, so hardly a block is written twice within a backlog; a workload that rewrites its
+blocks (bench:wire) is where it pays.` : ''} With compression off, every host byte costs a journal record header, TLS and TCP/IP headers
 on the line (host bytes per wire byte ${(off.hostBytes / off.wireBytes).toFixed(3)}, and about 1514/1448 more on the line): more than a
 1.0x link gives, so ${drainsAll(off)
   ? 'it drained every cycle here all the same.'
