@@ -6,6 +6,7 @@ import type { Journal } from '../journal/journal.js';
 import { FLAG_RESYNC, FLAG_ROUND_END, RECORD_HEADER_SIZE, RecordKind, type JournalRecord, type RecordHeader } from '../journal/record.js';
 import { applyPlan, coalesce, planUnit, type UnitPlan } from './coalesce.js';
 import { COALESCE_MAX_RECORDS, COALESCE_SCOPE } from '../limits/limits.js';
+import { assert } from '../invariants/assert.js';
 
 export { COALESCE_SCOPE };
 
@@ -77,17 +78,25 @@ export class UnitPlanner {
    */
   async unitFor(journal: Pick<Journal, 'readHeaders' | 'backlogBytes'>, fromSeq: number, limitSeq: number, batchBytes: number,
     b: UnitBounds): Promise<UnitPlan | null> {
-    if (!this.o.coalesce?.() || b.roundOpen) return null;
+    if (!this.o.coalesce?.() || b.roundOpen) {
+      this.dropKept();
+      return null;
+    }
     if (this.plan && fromSeq >= this.plan.from && fromSeq <= this.plan.until) return this.plan;
     this.plan = null;
     if (this.noUnit && fromSeq >= this.noUnit.from && fromSeq <= this.noUnit.until) return null;
     this.noUnit = null;
-    const scope = this.o.scopeBytes ?? COALESCE_SCOPE;
     const unitBytes = Math.floor(b.maxEpochBytes / 2);
+    // The stretch planned over is bounded too, by two of the largest epochs the peer takes
+    // (a half of its receive log at most): a primary that restarts mid-unit plans afresh
+    // from the peer's resume point, and until the old unit's end arrives the peer holds what
+    // the old plan sent (at most unitBytes) and what follows, which even sent raw is then at
+    // most this stretch. So the peer's log never fills with records it may not apply yet.
+    const scope = Math.min(this.o.scopeBytes ?? COALESCE_SCOPE, 2 * b.maxEpochBytes);
     // (Batches follow the link: on a slow one a backlog of a few of its batches is
     // already minutes of the line, worth planning over.)
     if (journal.backlogBytes < 3 * batchBytes || unitBytes < 2 * batchBytes) {
-      this.ahead = [];
+      this.dropKept();
       return null;
     }
     const headers = this.reuse(fromSeq, limitSeq);
@@ -96,7 +105,9 @@ export class UnitPlanner {
     let seq = headers.length > 0 ? headers[headers.length - 1]!.seq + 1 : fromSeq;
     while (bytes < scope && headers.length < COALESCE_MAX_RECORDS && seq <= limitSeq) {
       // (Headers only: the payloads are read, and checked, with their batch.)
-      const batch = await journal.readHeaders(seq, Math.min(this.o.readBytes, scope - bytes), limitSeq);
+      // (Every record is at least a header: this many bytes hold at most the records still allowed.)
+      const room = (COALESCE_MAX_RECORDS - headers.length) * RECORD_HEADER_SIZE;
+      const batch = await journal.readHeaders(seq, Math.min(this.o.readBytes, scope - bytes, room), limitSeq);
       if (batch.length === 0) break;
       for (const r of batch) {
         headers.push({ kind: r.kind, flags: r.flags, seq: r.seq, epoch: r.epoch, offset: r.offset, length: r.length, time: r.time, size: r.size });
@@ -104,10 +115,25 @@ export class UnitPlanner {
       }
       seq = batch[batch.length - 1]!.seq + 1;
     }
+    assert(headers.length <= COALESCE_MAX_RECORDS, () => `coalesce: planned over ${headers.length} records, over ${COALESCE_MAX_RECORDS}`);
     this.ahead = headers;
     this.plan = headers.length > 0 ? planUnit(headers, unitBytes) : null;
     if (!this.plan && headers.length > 0) this.rememberNoUnit(fromSeq, headers);
     return this.plan;
+  }
+
+  /**
+   * Drops the headers kept for the next planning (the link went down, coalescing stopped):
+   * memory only. The plan itself stays: a link that comes back inside its unit sends the
+   * same Skips, naming the same end, as before.
+   */
+  dropKept(): void {
+    this.ahead = [];
+  }
+
+  /** Headers kept for the next planning. */
+  get keptHeaders(): number {
+    return this.ahead.length;
   }
 
   /** The headers from `fromSeq` on (not past `limitSeq`) that the last planning read, if it read that far. */

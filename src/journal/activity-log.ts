@@ -102,7 +102,9 @@ export class ActivityLog {
       if (!opts.store.list().includes(name)) continue;
       const f = opts.store.open(name);
       try {
-        const b = await f.read(0, 1 << 20);
+        // Whole: a log of more than 131072 extents (a large volume between syncs) is over 1 MiB,
+        // and a slot read short fails its CRC and would be taken as absent (no extent suspect).
+        const b = await f.read(0, f.size());
         refuseNewer(ACTIVITY_FORMAT, b, name);
         const s = decodeActivity(b);
         if (s && (!best || s.gen > best.gen)) best = s;
@@ -128,6 +130,11 @@ export class ActivityLog {
 
   get size(): number {
     return this.active.size;
+  }
+
+  /** More extents are in the log than its slots: only a sync of the volume lets them leave. */
+  get overfull(): boolean {
+    return this.active.size > this.opts.slots;
   }
 
   /**

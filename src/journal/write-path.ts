@@ -423,6 +423,9 @@ export class JournaledVolume implements ExportBackend {
   private epochSyncStrength(): SyncStrength {
     if (this.tracking.mode !== 'journal') return 'full';
     if (this.redoBytes >= this.redoBound) return 'full';
+    // (Extents leave the activity log only after syncs of the volume: a log past its slots
+    // rewrites more with each new extent, and what a power loss must resync grows.)
+    if (this.writes.activity?.overfull) return 'full';
     return this.redoBytes > 0 && this.journal.now() - this.volumeSyncedAt >= VOLUME_SYNC_INTERVAL_MS ? 'full' : 'light';
   }
 

@@ -221,6 +221,7 @@ export class VolumeShipper {
     this.verifier.down();
     this.resync.down();
     this.undurableSince = 0;
+    this.planner.dropKept();
     this.handle({ type: 'down' });
   }
 

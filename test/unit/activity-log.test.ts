@@ -66,3 +66,20 @@ test('extents leave the log only after syncs made their writes durable', async (
   const { suspect } = await ActivityLog.open({ store, extentSize: MiB, slots: 2, bootId: () => 'other' });
   assert.ok(suspect.some((r) => r.offset === 3 * MiB), 'the newest extent is on disk');
 });
+
+test('a log of more than 131072 extents (over 1 MiB) is read whole after a power loss, and says it is over its slots', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-al-'));
+  const store = new DirStore(dir);
+  let boot = 'boot-1';
+  const open = () => ActivityLog.open({ store, extentSize: 4096, slots: 1024, bootId: () => boot });
+  const { log } = await open();
+  await log.reset();
+  const n = 140_000;
+  await log.enter(0, n * 4096);
+  assert.equal(log.size, n);
+  assert.equal(log.overfull, true, 'no sync let any extent leave: over its 1024 slots');
+  assert.ok(fs.statSync(path.join(dir, 'activity.0')).size > MiB || fs.statSync(path.join(dir, 'activity.1')).size > MiB);
+  boot = 'boot-2';
+  const after = await open();
+  assert.equal(after.suspect.length, n, 'every logged extent is suspect (a slot read short failed its CRC: none were)');
+});

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { UnitPlanner, COALESCE_SCOPE } from '../../src/coalesce/planner.js';
+import { COALESCE_MAX_RECORDS } from '../../src/limits/limits.js';
 import { RECORD_HEADER_SIZE, RecordKind, type JournalRecord, type RecordHeader } from '../../src/journal/record.js';
 
 const SIZE = 8192;
@@ -227,4 +228,31 @@ test('far behind, the next unit is planned from the headers the last planning re
   assert.equal(await p.unitFor(j, 1, 30, 1 << 30, open), null);
   await p.unitFor(j, 13, 30, REC, open);
   assert.ok(j.reads.length > reads, 'read again once dropped');
+});
+
+test('the stretch planned over is at most two of the largest epochs the peer takes, and at most COALESCE_MAX_RECORDS records', async () => {
+  // Rewrites of two ranges: any stretch fits as one unit, so only the stretch bounds it.
+  const all = backlog(10);
+  const j = journal(all);
+  const p = new UnitPlanner({ coalesce: () => true, readBytes: 1 << 20 });
+  const plan = await p.unitFor(j, 1, 30, REC, { roundOpen: false, maxEpochBytes: 6 * REC });
+  const read = j.reads.reduce((n, r) => n + r.got, 0);
+  // Twelve writes' bytes: five epochs and two writes of a sixth (each epoch two writes and a barrier).
+  assert.equal(read, 17);
+  assert.equal(plan!.until, 15, 'the last barrier within the stretch');
+  assert.equal(p.keptHeaders, read);
+  p.dropKept();
+  assert.equal(p.keptHeaders, 0);
+  // Records of a header alone (zeroes): one read of a large batch would hold more than the cap.
+  seq = 0;
+  const zeroes: JournalRecord[] = [];
+  const n = COALESCE_MAX_RECORDS + 5000;
+  for (let i = 0; i < n; i++) {
+    zeroes.push(i % 100 === 99 ? B() : { kind: RecordKind.Zeroes, flags: 0, seq: ++seq, epoch: 1, offset: (i % 7) * SIZE, length: SIZE, time: 0,
+      payload: Buffer.alloc(0) });
+  }
+  const jz = journal(zeroes);
+  const pz = new UnitPlanner({ coalesce: () => true, readBytes: 64 << 20 });
+  assert.ok(await pz.unitFor(jz, 1, n, RECORD_HEADER_SIZE, open));
+  assert.equal(pz.keptHeaders, COALESCE_MAX_RECORDS, 'exactly the cap, though one read could take them all');
 });
