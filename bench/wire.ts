@@ -394,7 +394,7 @@ ${beside(z3, 'with zstd:3 it')}; ${beside(auto, 'with auto on loopback it')}.
   fio's pages and the rest ext4's metadata and its jbd2 journal; the writes cover only
   ${mb(distinctWritten)}: fio rewrites each page of its 64 MiB file about four times, each
   fsync its own epoch. Far behind, Offsite plans each unit over up to 1 GiB of the
-  backlog, ending it where what the unit sends reaches half the largest epoch the peer
+  backlog and two of the largest epochs the peer takes (here 512 MiB), ending it where what the unit sends reaches half the largest epoch the peer
   takes (here 128 MiB), and sends a record a later one of the unit covers as a 56-byte
   Skip: with zstd:3 ${kb(z3.shipping.coalescedBytes ?? 0)} of payload stayed home, and
   ${mb(z3.shipping.recordBytes)} of records went, against ${mb(distinctWritten)} the writes cover.
