@@ -70,8 +70,8 @@ ${rows.join('\n')}
 
 What bounds it: with the journal on, every host byte is written twice, to the volume and
 to the journal, here on the same disk, and each epoch the primary closes (every 256 MiB
-here) syncs the volume and the journal, so that records can be released: the journal-on
-runs write to the disk all along. Journal off, a run of a few seconds without a FLUSH
+here) syncs the journal (and, every 1 GiB journaled, the volume: docs/JOURNAL.md, "Epochs
+and syncs"): the journal-on runs write to the disk all along. Journal off, a run of a few seconds without a FLUSH
 never leaves the page cache (this machine's dirty threshold is above 2 GiB), so it
 measures CPU only, and its rounds differ widely as the sparse file's blocks get
 allocated (the first round allocates them). The FLUSH row makes both sides reach the
@@ -83,8 +83,13 @@ thread-pool hand-offs (a pool thread woken per job, a completion per job) as the
 cost per write; the writes of one event-loop turn now go to the pool as one job and
 their intents to the intent ring as one write, which took 4 KiB QD32 from 50-70k to
 90-130k IOPS journal off and from about 25k to about 33k journal on (quick runs of one
-fio job in the same session, without the sync between runs the table has). What is left with the journal on is the journal's own write (a thread-pool
-job per batch of records), the record's header, and the disk work of the epoch syncs.
+fio job in the same session, without the sync between runs the table has). Until 2026-12-05 each epoch close synced
+the volume too: 22194 IOPS journal on in the table's run of that day, 26629 and 29568 in two
+runs since (an \`fdatasync\` of a volume written at random every 256 MiB cost about a
+fifth). Sampled every 250 ms, a journal-on run still dips from 40-50k IOPS to 10-20k for a
+second or two every few seconds, as the kernel writes back: with no peer connected the
+journal only grows. What is left is that disk work, the journal's own write (a thread-pool
+job per batch of records) and the record's header.
 `;
   writeSection('journal', md);
   console.log(md);
