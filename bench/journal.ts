@@ -87,8 +87,8 @@ fio job in the same session, without the sync between runs the table has). Until
 the volume too: 22194 IOPS journal on in the table's run of that day, 26629 and 29568 in two
 runs since (an \`fdatasync\` of a volume written at random every 256 MiB cost about a
 fifth). Sampled every 250 ms, a journal-on run still dips from 40-50k IOPS to 10-20k for a
-second or two every few seconds, as the kernel writes back: with no peer connected the
-journal only grows. What is left is that disk work, the journal's own write (a thread-pool
+second or two every few seconds; the cause was not found (Dirty in /proc/meminfo stayed
+near 10 MiB, so it is not the kernel's dirty threshold). What is left is that, the journal's own write (a thread-pool
 job per batch of records) and the record's header.
 `;
   writeSection('journal', md);
