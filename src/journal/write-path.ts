@@ -32,7 +32,7 @@ import { ResyncRound } from '../sync/round.js';
 import { Seeding } from '../sync/seeding.js';
 import type { HashBuffers, Span } from '../sync/region-hashes.js';
 import { assert } from '../invariants/assert.js';
-import { epochBytesFor, redoBytesFor, RELEASE_SYNC_FRACTION, VOLUME_SYNC_INTERVAL_MS } from '../limits/limits.js';
+import { epochBytesFor, redoBytesFor, VOLUME_SYNC_INTERVAL_MS } from '../limits/limits.js';
 import { zeroRange, type Disk } from './disk.js';
 import { startUp, type Starting } from './startup.js';
 import { Tracking, type TrackingMode } from './tracking.js';
@@ -124,10 +124,6 @@ export class JournaledVolume implements ExportBackend {
   private volumeSyncedAt: number;
   /** The most that may be journaled before the volume is synced (redoBytesFor). */
   readonly redoBound: number;
-  /** Peers acked records that wait for the volume's next sync to be released (no sync was forced for them). */
-  private releaseOwed = false;
-  /** The journal's last seq when `settle` last looked (the host is idle when it has not moved). */
-  private seenAtSettle = 0;
   private lock: Promise<void> = Promise.resolve();
   /** Each change's journal append and volume write in their order, and the ones in flight (volume-writes.ts). */
   private readonly writes: VolumeWrites;
@@ -412,7 +408,6 @@ export class JournaledVolume implements ExportBackend {
         this.tracking.toBitmap(`cannot append to the journal (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
         r = null;
       }
-      if (r === 'full' && await this.releaseOwedNow()) return this.closeAndSync(strength);
       if (r === 'full') {
         if (this.onFull === 'bitmap') this.tracking.overflow();
         else {
@@ -451,14 +446,8 @@ export class JournaledVolume implements ExportBackend {
   }
 
   private async releaseUpTo(seq: number): Promise<void> {
-    // Never outrun local durability. A sync, not a FLUSH (no barrier, the epoch stays open),
-    // and only when the journal needs the room: otherwise the release waits for the
-    // volume's next sync (settle(), and after every full sync), so acks do not sync the
-    // volume one after the other while a peer keeps up.
-    if (seq > this.durableAppliedSeq) {
-      if (this.releaseMustSync()) await this.syncer.sync();
-      else this.releaseOwed = true;
-    }
+    // Never outrun local durability; a sync, not a FLUSH: no barrier, the epoch stays open.
+    if (seq > this.durableAppliedSeq) await this.syncer.sync();
     let target = Math.min(seq, this.durableAppliedSeq);
     // What a detached peer lacks is marked in its bitmap before the journal lets it go.
     if (this.detached && target > this.journal.released) {
@@ -480,23 +469,6 @@ export class JournaledVolume implements ExportBackend {
     const end = this.round.endSeq;
     const owner = this.round.owner;
     if (end && (this.journal.released >= end || (owner !== null && this.cursors.of(owner) >= end))) await this.syncer.sync();
-  }
-
-  /** A release that cannot wait for the volume's next sync: writers wait for room, the journal fills, a round is to end. */
-  private releaseMustSync(): boolean {
-    return this.tracking.mode !== 'journal' || this.blocked.length > 0 || this.round.endSeq > 0 ||
-      this.journal.usedBytes >= this.journal.capacity * RELEASE_SYNC_FRACTION;
-  }
-
-  /**
-   * Called on the link's tick: acked records waiting for a sync of the volume get one
-   * once the host is idle (nothing journaled since the last tick) or the interval passed.
-   */
-  settle(): void {
-    if (!this.releaseOwed) return;
-    const idle = this.journal.lastSeq === this.seenAtSettle;
-    this.seenAtSettle = this.journal.lastSeq;
-    if (idle || this.journal.now() - this.volumeSyncedAt >= VOLUME_SYNC_INTERVAL_MS) void this.syncer.sync().catch(() => undefined);
   }
 
   /** Resolves when no fold of the journal into the bitmap is running. */
@@ -587,22 +559,12 @@ export class JournaledVolume implements ExportBackend {
           () => `volume ${this.name}: an epoch of ${this.journal.openEpochBytes} bytes is open, over the bound of ${this.maxEpochBytes}`);
         return seq;
       }
-      // Records peers acked may still wait for a sync of the volume: that frees room first.
-      if (await this.releaseOwedNow()) continue;
       if (this.onFull === 'bitmap') {
         this.tracking.overflow();
         continue;
       }
       await this.waitForSpace(kind, length);
     }
-  }
-
-  /** Syncs the volume and releases what peers acked and waited for it (false: nothing waited). */
-  private async releaseOwedNow(): Promise<boolean> {
-    if (!this.releaseOwed) return false;
-    await this.syncer.sync();
-    await this.releaseUpTo(this.cursors.lowest);
-    return true;
   }
 
   private async syncAll(strength: SyncStrength): Promise<void> {
@@ -627,11 +589,6 @@ export class JournaledVolume implements ExportBackend {
     this.durableAppliedSeq = Math.max(this.durableAppliedSeq, applied);
     this.writes.activity?.synced();
     if (this.tracking.mode === 'journal') this.journal.markApplied(this.durableAppliedSeq);
-    if (this.releaseOwed) {
-      // What peers acked and waited for this sync is let go now (not awaited: a release may sync).
-      this.releaseOwed = false;
-      void this.releaseUpTo(this.cursors.lowest).catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`));
-    }
     await this.rounds.settle().catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: resync bookkeeping: ${e.message}`));
   }
 

@@ -244,13 +244,6 @@ export const REDO_JOURNAL_FRACTION = 1 / 8;
 /** ... or this long after its last sync, with writes since (what the kernel's own writeback would do). */
 export const VOLUME_SYNC_INTERVAL_MS = 10_000;
 
-/**
- * A release past what the volume holds durably syncs it at once only when the journal is
- * this full (or writers wait for room); otherwise the release waits for the volume's next
- * sync (the redo bound, the interval, a host FLUSH, or the host going idle).
- */
-export const RELEASE_SYNC_FRACTION = 1 / 4;
-
 /** How much a volume with this journal may journal before its volume is synced. */
 export function redoBytesFor(journalBytes: number): number {
   return Math.min(REDO_MAX_BYTES, Math.floor(journalBytes * REDO_JOURNAL_FRACTION));

@@ -325,7 +325,6 @@ export class VolumeShipper {
     } else {
       this.undurableSince = 0;
     }
-    this.jv.settle();
     this.notifyDurable();
     this.resync.pump();
     // (The reply timeout first: a batch out too long stops the verify and closes the link.)

@@ -51,8 +51,6 @@ function fakeVolume(n: number, size: number): { jv: JournaledVolume; released: (
       return Promise.resolve();
     },
     flush: (): Promise<void> => Promise.resolve(),
-    closeEpochNow: (): Promise<void> => Promise.resolve(),
-    settle: (): void => undefined,
   };
   return { jv: jv as unknown as JournaledVolume, released: () => released };
 }
