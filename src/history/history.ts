@@ -241,12 +241,17 @@ export class History {
         if (!last) await this.dropThrough(this.segments.all.length - 1, 'damage');
       }
     }
+    // Entries of segments that a damaged one after them took along (dropThrough) went with
+    // them (replication simulation seed 421: read from a dropped segment, load threw).
+    const kept = new Set(this.segments.all.map((s) => s.index));
+    tail = tail.filter((t) => kept.has(t.segment));
     // The entries after the start point were written for units the crash may have cut:
     // their bytes are checked (a head whose data was torn would claim old bytes it lacks).
     for (let i = 0; i < tail.length; i++) {
       const t = tail[i]!;
       if (t.head.kind !== EntryKind.Saved) continue;
-      const seg = this.segments.all.find((s) => s.index === t.segment)!;
+      const seg = this.segments.all.find((s) => s.index === t.segment);
+      assert(seg !== undefined, () => `history: an entry of segment ${t.segment}, which is gone, was kept at load`);
       const data = await seg.file.read(t.position + 40, t.head.length);
       if (data.length !== t.head.length || crc32c(data) !== t.head.dataCrc) {
         this.logger.info({ volume: this.name },

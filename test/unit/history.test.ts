@@ -1052,3 +1052,32 @@ test('a history sync that fails while the apply saves the next read: the history
     });
   }
 });
+
+test('a segment damaged before the last drops the history up to it, and the load reads no entry of a dropped segment ' +
+  '(replication simulation seed 421)', async () => {
+  await inFolder(async (dir) => {
+    seqNext = 1;
+    const bytes = Buffer.alloc(SIZE, 0x01);
+    const disk = memDisk(bytes);
+    const store = new DirStore(dir);
+    const settings = { keepMs: null, maxBytes: null, segmentBytes: 8192 };
+    const ctx: CaptureContext = { capturing: true, inRound: false, group: false, unitStart: 0 };
+    let h = await History.open(store, SIZE, 0, 'v', silentLogger, settings);
+    // Units the replica never counted as applied (applied stays 0): at a load, every entry
+    // after the start is checked against its bytes, those of every segment.
+    for (let i = 0; i < 6; i++) {
+      h.beginUnit(0);
+      await apply(h, disk, [write(i * 2, 2, 0x30 + i), barrier(2000 + i)], ctx);
+      await h.sync();
+    }
+    h.close();
+    const files = readdirSync(dir).filter((n) => /^history\.\d+$/.test(n)).sort();
+    assert.ok(files.length >= 3, `${files.length} segments`);
+    const mid = join(dir, files[1]!);
+    truncateSync(mid, statSync(mid).size - 100);
+    h = await History.open(store, SIZE, 0, 'v', silentLogger, settings);
+    assert.ok(!readdirSync(dir).includes(files[0]!), 'the segments up to the damaged one are dropped');
+    assert.ok(readdirSync(dir).includes(files[files.length - 1]!), 'the later ones are kept');
+    h.close();
+  });
+});
