@@ -8,8 +8,6 @@ import { applyPlan, coalesce, planUnit, type UnitPlan } from './coalesce.js';
 import { COALESCE_MAX_RECORDS, COALESCE_SCOPE } from '../limits/limits.js';
 import { assert } from '../invariants/assert.js';
 
-export { COALESCE_SCOPE };
-
 export interface PlannerOptions {
   /** Coalesce at all (read at every batch). */
   coalesce?: () => boolean;

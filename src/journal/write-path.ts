@@ -574,10 +574,8 @@ export class JournaledVolume implements ExportBackend {
     this.redoBytes = 0;
     this.volumeSyncedAt = this.journal.now();
     let journalDurable = true;
-    const journalSync = (): Promise<unknown> => this.journal.sync().catch((e: Error) => {
-      if (!this.journal.broken) throw e;
-      journalDurable = false;
-      this.tracking.toBitmap(`cannot write to the journal (${(e as NodeJS.ErrnoException).code ?? e.message})`);
+    const journalSync = (): Promise<void> => this.syncJournalOrFold().then((ok) => {
+      journalDurable = ok;
     });
     await this.exclusive(() => Promise.all([this.disk.flush(), journalSync(), this.bitmap.sync()]).then(() => undefined));
     if (!journalDurable) {
@@ -594,9 +592,15 @@ export class JournaledVolume implements ExportBackend {
 
   /** The journal alone durable (its records may ship); the volume and `applied` stay as they were. */
   private async syncJournal(): Promise<void> {
-    await this.exclusive(() => this.journal.sync()).catch((e: Error) => {
+    await this.exclusive(() => this.syncJournalOrFold());
+  }
+
+  /** Syncs the journal; false if its disk broke (the volume goes to the bitmap then). */
+  private syncJournalOrFold(): Promise<boolean> {
+    return this.journal.sync().then(() => true, (e: Error) => {
       if (!this.journal.broken) throw e;
       this.tracking.toBitmap(`cannot write to the journal (${(e as NodeJS.ErrnoException).code ?? e.message})`);
+      return false;
     });
   }
 

@@ -4,8 +4,8 @@
 // over the backlog ahead within the scope, kept for the batches inside it.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { UnitPlanner, COALESCE_SCOPE } from '../../src/coalesce/planner.js';
-import { COALESCE_MAX_RECORDS } from '../../src/limits/limits.js';
+import { UnitPlanner } from '../../src/coalesce/planner.js';
+import { COALESCE_MAX_RECORDS, COALESCE_SCOPE } from '../../src/limits/limits.js';
 import { RECORD_HEADER_SIZE, RecordKind, type JournalRecord, type RecordHeader } from '../../src/journal/record.js';
 
 const SIZE = 8192;
