@@ -43,6 +43,19 @@ test('records a later record covers, up to the last barrier, go as Skip records 
   assert.equal(coalesce(round).records, round);
 });
 
+/** `n` records at random: a barrier, a zeroing or a write (of a random fill, or its seq's), `grain`-aligned in `slots` places. */
+function randomRecords(rand: () => number, n: number,
+  o: { slots: number; grain: number; sizes: number; barriers: number; zeroes: number; fill: boolean }): JournalRecord[] {
+  const rs: JournalRecord[] = [];
+  for (let i = 0; i < n; i++) {
+    const x = rand();
+    const offset = Math.floor(rand() * o.slots) * o.grain;
+    const length = (1 + Math.floor(rand() * o.sizes)) * o.grain;
+    rs.push(x < o.barriers ? B() : x < o.zeroes ? Z(offset, length) : W(offset, length, o.fill ? Math.floor(rand() * 255) + 1 : undefined));
+  }
+  return rs;
+}
+
 /** A tiny PRNG (xorshift32), so a failure names its seed. */
 function rng(seed: number): () => number {
   let x = seed || 1;
@@ -66,14 +79,7 @@ test('a coalesced batch ends at the same image as the batch it came from (2000 s
   for (let s = 1; s <= 2000; s++) {
     const rand = rng(s);
     seq = 0;
-    const rs: JournalRecord[] = [];
-    const n = 2 + Math.floor(rand() * 40);
-    for (let i = 0; i < n; i++) {
-      const x = rand();
-      const off = Math.floor(rand() * 16) * 512;
-      const len = (1 + Math.floor(rand() * 4)) * 512;
-      rs.push(x < 0.25 ? B() : x < 0.35 ? Z(off, len) : W(off, len, Math.floor(rand() * 255) + 1));
-    }
+    const rs = randomRecords(rand, 2 + Math.floor(rand() * 40), { slots: 16, grain: 512, sizes: 4, barriers: 0.25, zeroes: 0.35, fill: true });
     const c = coalesce(rs);
     const last = [...rs].reverse().find((r) => r.kind === RecordKind.Barrier);
     if (!last) continue;
@@ -169,14 +175,7 @@ test('planUnit skips exactly what the byte-by-byte rule skips, and its unit send
   for (let s = 1; s <= 300; s++) {
     const rand = rng(s);
     seq = 0;
-    const rs: JournalRecord[] = [];
-    const n = 5 + Math.floor(rand() * 40);
-    for (let i = 0; i < n; i++) {
-      const x = rand();
-      const offset = Math.floor(rand() * 24) * 8;
-      const length = 8 * (1 + Math.floor(rand() * 6));
-      rs.push(x < 0.2 ? B() : x < 0.3 ? Z(offset, length) : W(offset, length));
-    }
+    const rs = randomRecords(rand, 5 + Math.floor(rand() * 40), { slots: 24, grain: 8, sizes: 6, barriers: 0.2, zeroes: 0.3, fill: false });
     rs.push(B());
     const bound = rand() < 0.5 ? Infinity : 200 + Math.floor(rand() * 800);
     const plan = planUnit(rs, bound);
