@@ -11,6 +11,10 @@
  *   tuneAllocator(mmapThreshold, arenas) -> boolean        (glibc mallopt; false elsewhere)
  *   pwriteBatch(fd, bufs, positions)    -> Promise<number[]> (each whole, in order, on one
  *                                          thread-pool job; per write 0 or the errno)
+ *   pwritevThen(hfd, hpos, parts, fd, bufs, positions) -> Promise<number[]> (parts back to
+ *                                          back at hpos, whole, then pwriteBatch's writes, in
+ *                                          one job: [0 or the first write's errno, then per
+ *                                          write 0, its errno, or -1 not tried as the first failed])
  *
  * The NoWait calls are synchronous on purpose: preadv2/pwritev2 with RWF_NOWAIT
  * return at once with EAGAIN instead of waiting for the disk, so a page-cache hit
@@ -29,6 +33,7 @@
 #include <malloc.h>
 #endif
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <node_api.h>
@@ -272,10 +277,54 @@ struct batch {
   size_t *len;
   int64_t *pos;
   int *err;
+  /* pwritevThen: the write that goes first (head_n parts at head_pos of head_fd). */
+  int head_fd;
+  int64_t head_pos;
+  uint32_t head_n;
+  struct iovec *head_iov;
+  napi_ref *head_refs;
+  int head_err;
 };
+
+/* Writes the head's parts whole (short writes continued, IOV_MAX at a time); 0 or the errno. */
+static int head_write(struct batch *b) {
+  struct iovec *iov = b->head_iov;
+  uint32_t left = b->head_n;
+  int64_t pos = b->head_pos;
+  while (left > 0) {
+    int cnt = left > IOV_MAX ? IOV_MAX : (int)left;
+    ssize_t w = pwritev(b->head_fd, iov, cnt, (off_t)pos);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (w == 0) return ENOSPC;
+    pos += w;
+    while (w > 0 && left > 0) {
+      if ((size_t)w >= iov->iov_len) {
+        w -= (ssize_t)iov->iov_len;
+        iov++;
+        left--;
+      } else {
+        iov->iov_base = (char *)iov->iov_base + w;
+        iov->iov_len -= (size_t)w;
+        w = 0;
+      }
+    }
+    while (left > 0 && iov->iov_len == 0) { iov++; left--; }
+  }
+  return 0;
+}
 
 static void batch_execute(napi_env env, void *arg) {
   struct batch *b = arg;
+  if (b->head_n > 0) {
+    b->head_err = head_write(b);
+    if (b->head_err != 0) {
+      for (uint32_t i = 0; i < b->n; i++) b->err[i] = -1;
+      return;
+    }
+  }
   for (uint32_t i = 0; i < b->n; i++) {
     size_t done = 0;
     b->err[i] = 0;
@@ -294,36 +343,90 @@ static void batch_execute(napi_env env, void *arg) {
 
 static void batch_free(napi_env env, struct batch *b) {
   for (uint32_t i = 0; i < b->n; i++) if (b->refs[i]) napi_delete_reference(env, b->refs[i]);
+  for (uint32_t i = 0; i < b->head_n; i++) if (b->head_refs[i]) napi_delete_reference(env, b->head_refs[i]);
   free(b->refs); free(b->data); free(b->len); free(b->pos); free(b->err);
+  free(b->head_iov); free(b->head_refs);
   free(b);
 }
 
 static void batch_complete(napi_env env, napi_status status, void *arg) {
   struct batch *b = arg;
   napi_value out;
-  napi_create_array_with_length(env, b->n, &out);
+  uint32_t k = b->head_n > 0 ? 1 : 0;
+  napi_create_array_with_length(env, b->n + k, &out);
+  if (k) {
+    napi_value e;
+    napi_create_int32(env, b->head_err, &e);
+    napi_set_element(env, out, 0, e);
+  }
   for (uint32_t i = 0; i < b->n; i++) {
     napi_value e;
     napi_create_int32(env, b->err[i], &e);
-    napi_set_element(env, out, i, e);
+    napi_set_element(env, out, i + k, e);
   }
   napi_resolve_deferred(env, b->deferred, out);
   napi_delete_async_work(env, b->work);
   batch_free(env, b);
 }
 
+static napi_value batch_start(napi_env env, napi_value *argv, struct batch *head);
+
 static napi_value js_pwrite_batch(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  return batch_start(env, argv, NULL);
+}
+
+/* pwritevThen(hfd, hpos, parts, fd, bufs, positions) */
+static napi_value js_pwritev_then(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  struct batch head;
+  memset(&head, 0, sizeof head);
+  napi_get_value_int32(env, argv[0], &head.head_fd);
+  head.head_pos = arg_i64(env, argv[1]);
+  if (napi_get_array_length(env, argv[2], &head.head_n) != napi_ok || head.head_n == 0) {
+    napi_throw_range_error(env, "ERANGE", "pwritevThen: at least one part");
+    return NULL;
+  }
+  head.head_iov = calloc(head.head_n, sizeof *head.head_iov);
+  head.head_refs = calloc(head.head_n, sizeof *head.head_refs);
+  for (uint32_t i = 0; i < head.head_n; i++) {
+    napi_value buf;
+    void *data = NULL;
+    size_t len = 0;
+    bool isbuf = false;
+    napi_get_element(env, argv[2], i, &buf);
+    napi_is_buffer(env, buf, &isbuf);
+    if (!isbuf || napi_get_buffer_info(env, buf, &data, &len) != napi_ok) {
+      for (uint32_t j = 0; j < i; j++) napi_delete_reference(env, head.head_refs[j]);
+      free(head.head_iov); free(head.head_refs);
+      napi_throw_type_error(env, "EINVAL", "pwritevThen: not a Buffer");
+      return NULL;
+    }
+    napi_create_reference(env, buf, 1, &head.head_refs[i]);
+    head.head_iov[i].iov_base = data;
+    head.head_iov[i].iov_len = len;
+  }
+  return batch_start(env, argv + 3, &head);
+}
+
+static napi_value batch_start(napi_env env, napi_value *argv, struct batch *head) {
   int32_t fd = -1;
   uint32_t n = 0, m = 0;
   napi_get_value_int32(env, argv[0], &fd);
   if (napi_get_array_length(env, argv[1], &n) != napi_ok || napi_get_array_length(env, argv[2], &m) != napi_ok || n != m || n == 0) {
+    if (head) {
+      for (uint32_t j = 0; j < head->head_n; j++) napi_delete_reference(env, head->head_refs[j]);
+      free(head->head_iov); free(head->head_refs);
+    }
     napi_throw_range_error(env, "ERANGE", "pwriteBatch: as many buffers as positions, at least one");
     return NULL;
   }
   struct batch *b = calloc(1, sizeof *b);
+  if (head) *b = *head;
   b->fd = fd;
   b->n = n;
   b->refs = calloc(n, sizeof *b->refs);
@@ -366,6 +469,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"lock", NULL, js_lock, NULL, NULL, NULL, napi_default, NULL},
     {"preadNoWait", NULL, js_pread_nowait, NULL, NULL, NULL, napi_default, NULL},
     {"pwriteNoWait", NULL, js_pwrite_nowait, NULL, NULL, NULL, napi_default, NULL},
+    {"pwritevThen", NULL, js_pwritev_then, NULL, NULL, NULL, napi_default, NULL},
     {"tuneAllocator", NULL, js_tune_allocator, NULL, NULL, NULL, napi_default, NULL},
     {"pwriteBatch", NULL, js_pwrite_batch, NULL, NULL, NULL, napi_default, NULL},
   };

@@ -6,7 +6,19 @@
 // was queued behind it is dropped (its ranges kept for the fold into the bitmap).
 import { crc32c } from '@node-rs/crc32';
 import type { Segment } from './segment.js';
+import type { FollowingWrite } from './disk.js';
 import { assert } from '../invariants/assert.js';
+
+/** A following write's outcome when the record's own write failed: it was not tried. */
+export const NOT_TRIED = -1;
+/** Its outcome when the record was dropped unwritten (its segment let go): the caller writes it. */
+export const WRITE_ALONE = -2;
+
+/** A volume write queued behind its record, to go in the same thread-pool job after it. */
+interface Follower {
+  write: FollowingWrite;
+  settle: (errno: number) => void;
+}
 
 /** The range a host record covers on the volume. */
 export interface Range {
@@ -15,7 +27,8 @@ export interface Range {
 }
 
 export class AppendQueue {
-  private readonly queue: Array<{ seg: Segment; at: number; parts: Buffer[]; bytes: number; seq: number; range: Range | null; crc?: number }> = [];
+  private readonly queue: Array<{ seg: Segment; at: number; parts: Buffer[]; bytes: number; seq: number; range: Range | null; crc?: number;
+    follower?: Follower }> = [];
   /**
    * The ranges of records appended but dropped unwritten when the journal broke: they
    * are in no file, yet their host writes may be on the volume, so a fold must see them.
@@ -41,6 +54,25 @@ export class AppendQueue {
     this.queue.push({ seg, at: seg.reserved, parts, bytes, seq, range, ...(crc !== undefined && parts.length > 1 ? { crc } : {}) });
     seg.reserved += bytes;
     this.pump();
+  }
+
+  /**
+   * Puts `write` behind record `seq`, in the job that writes the record, after it: the
+   * volume then never holds a write its journal lacks, with no intent and no job of its
+   * own. Resolves with the write's 0 or errno, or NOT_TRIED if the record's write failed;
+   * once the job ended. Null if the record's write has begun (or it has a follower, or
+   * its file cannot): the caller writes the volume itself then.
+   */
+  follow(seq: number, write: FollowingWrite): Promise<number> | null {
+    // Mostly the newest record: searched from the end.
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const q = this.queue[i]!;
+      if (q.seq < seq) return null;
+      if (q.seq > seq) continue;
+      if (q.follower || !q.seg.file.writevThen || q.seg.removed || this.broken) return null;
+      return new Promise((settle) => (q.follower = { write, settle }));
+    }
+    return null;
   }
 
   /** Resolves when record `seq` is in the page cache; rejects if the journal write failed. */
@@ -89,6 +121,7 @@ export class AppendQueue {
     while (this.queue.length > 0 && this.queue[0]!.seg.removed) {
       const q = this.queue.shift()!;
       if (q.seq > this.writtenSeq) this.writtenSeq = q.seq;
+      q.follower?.settle(WRITE_ALONE);
     }
     if (this.writing || this.queue.length === 0) return;
     const first = this.queue[0]!;
@@ -107,7 +140,9 @@ export class AppendQueue {
     const parts = batch.flatMap((q) => q.parts);
     const seg = first.seg;
     seg.readers++; // the file stays open while this write runs, even if the segment is dropped
-    seg.file.writev(first.at, parts).then(() => {
+    const followers = batch.flatMap((q) => (q.follower ? [q.follower] : []));
+    const written = followers.length > 0 ? this.writeWithFollowers(seg, first.at, parts, followers) : seg.file.writev(first.at, parts).then(() => null);
+    written.then((errs) => {
       for (const q of batch) {
         assert(q.crc === undefined || crc32c(q.parts[1]!) === q.crc,
           () => `record ${q.seq} changed while it was written (its buffer was given back or reused before the write ended)`);
@@ -116,9 +151,12 @@ export class AppendQueue {
       const top = batch[batch.length - 1]!.seq;
       if (top > this.writtenSeq) this.writtenSeq = top;
       this.settleWritten();
+      // (After writtenSeq: a host write acknowledged once its follower settled has its record counted written.)
+      if (errs) followers.forEach((f, i) => f.settle(errs[i]!));
     }, (e: Error) => {
       this.broken = e;
       for (const q of [...batch, ...this.queue]) if (q.range) this.unwritten.push(q.range);
+      for (const q of [...batch, ...this.queue]) q.follower?.settle(NOT_TRIED);
       this.queue.length = 0;
       this.settleWritten();
     }).finally(() => {
@@ -127,6 +165,21 @@ export class AppendQueue {
       this.pump();
       for (const w of this.waiters) w();
     });
+  }
+
+  /**
+   * The batch's writev and its followers' volume writes in one job (StoreFile.writevThen):
+   * each follower's 0 or errno. Rejects as writev does if the batch's write failed.
+   */
+  private async writeWithFollowers(seg: Segment, at: number, parts: Buffer[], followers: Follower[]): Promise<number[]> {
+    // (follow() only attaches where the file has it; a segment keeps its file.)
+    assert(seg.file.writevThen !== undefined, () => `journal segment ${seg.file.name}: followers without writevThen`);
+    const vfd = followers[0]!.write.fd;
+    assert(followers.every((f) => f.write.fd === vfd), () => 'journal: followers of one batch on different volumes');
+    const errs = await seg.file.writevThen(at, parts, { fd: vfd, bufs: followers.map((f) => f.write.data), positions: followers.map((f) => f.write.position) });
+    assert(errs.length === followers.length && errs.every((x) => x >= 0),
+      () => `journal: ${errs.length} outcomes (${errs.join(',')}) for ${followers.length} following writes after a written record`);
+    return errs;
   }
 
   private settleWritten(): void {

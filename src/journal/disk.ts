@@ -5,6 +5,23 @@ import type { ExportBackend } from '../export/backend.js';
 export interface Disk extends Omit<ExportBackend, 'capabilities'> {
   /** Deallocates if it can; true when the range now reads as zeros. */
   punch(offset: number, length: number): Promise<boolean>;
+  /**
+   * A write of `data` at `offset` that another file's thread-pool job does for this disk,
+   * after its own write (a host write after its journal record, write-path.ts "Order"):
+   * the descriptor and position, checked as `write` checks them. Null where it cannot (a
+   * disk not on a descriptor); absent on disks that never can.
+   */
+  following?(offset: number, data: Buffer): FollowingWrite | null;
+}
+
+export interface FollowingWrite {
+  fd: number;
+  data: Buffer;
+  position: number;
+  /** The error `write` would have thrown for this errno. */
+  failure(errno: number): Error;
+  /** Called once when the job ended (written, failed or not tried): the disk may close then. */
+  ended(): void;
 }
 
 /** Zeroes a range the way a replicated trim must: a punched hole where the storage can, written zeros where not. */

@@ -17,6 +17,7 @@ import { checkOwnership, segmentVolumeId, type JournalVolume } from './ownership
 import { REPORT_DAMAGE, scanSegments, type DamagePolicy, type RecoveryReport } from './recovery.js';
 import { Samples } from './samples.js';
 import { AppendQueue } from './append-queue.js';
+import type { FollowingWrite } from './disk.js';
 import { SEGMENT_NAME, readRecordHeaders, readRecords, syncSegment, type RecordHeaderRead, type Scratch } from './segment.js';
 import { SegmentSet } from './segment-set.js';
 
@@ -270,6 +271,14 @@ export class Journal {
   /** Resolves when record `seq` is in the page cache; rejects if the journal write failed. */
   whenWritten(seq: number): Promise<void> {
     return this.appends.whenWritten(seq);
+  }
+
+  /**
+   * Puts a volume write behind record `seq`, in the job that writes the record (AppendQueue.follow):
+   * its 0 or errno, NOT_TRIED or WRITE_ALONE; null if the record's write has begun.
+   */
+  follow(seq: number, write: FollowingWrite): Promise<number> | null {
+    return this.appends.follow(seq, write);
   }
 
   /** Resolves when every queued write has landed (or failed). */

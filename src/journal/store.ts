@@ -4,7 +4,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { nativeFs } from '../volume/native.js';
-import type { Store, StoreFile } from '../store/store.js';
+import { getSystemErrorName } from 'node:util';
+import type { FollowingWrites, Store, StoreFile } from '../store/store.js';
+import { assert } from '../invariants/assert.js';
 
 /** The journal's files import the interface from here as well. */
 export type { Store, StoreFile };
@@ -138,6 +140,22 @@ class NodeFile implements StoreFile {
       throw Object.assign(new Error(`short write to ${this.name}: ${wrote} of ${n} bytes`), { code: 'ENOSPC' });
     }
     this.length += n;
+  }
+
+  /** Set only where the addon has it (an addon built before it lacks it). */
+  readonly writevThen = nativeFs.pwritevThen ? this.writevThenNative : undefined;
+
+  private async writevThenNative(position: number, parts: Buffer[], after: FollowingWrites): Promise<number[]> {
+    const errs = await nativeFs.pwritevThen!(this.fd, position, parts, after.fd, after.bufs, after.positions);
+    assert(errs.length === after.bufs.length + 1, () => `${this.name}: ${errs.length} results for ${after.bufs.length + 1} writes`);
+    const first = errs[0]!;
+    if (first !== 0) {
+      // (The file may have grown by a part of it: the caller treats the journal as broken, as after a failed writev.)
+      const code = getSystemErrorName(-first);
+      throw Object.assign(new Error(`${code}: write to ${this.name}`), { code, errno: -first });
+    }
+    this.length = Math.max(this.length, position + parts.reduce((n, p) => n + p.length, 0));
+    return errs.slice(1);
   }
 
   writev(position: number, parts: Buffer[]): Promise<void> {

@@ -8,6 +8,8 @@ import type { ActivityLog } from './activity-log.js';
 import type { DirtyBitmap } from './bitmap.js';
 import type { IntentRing } from './intent.js';
 import type { Journal } from './journal.js';
+import type { FollowingWrite } from './disk.js';
+import { NOT_TRIED, WRITE_ALONE } from './append-queue.js';
 
 /** What the writes use of the write path. */
 export interface Writing {
@@ -40,11 +42,13 @@ export class VolumeWrites {
   }
 
   /**
-   * The journal append and the volume write. With the intent ring they run at once
-   * (the intent, written first, covers a crash in between); without it the volume
-   * write waits for the append.
+   * The journal append and the volume write. Where the record still waits in the
+   * journal's queue, the volume write goes behind it in the job that writes it (`follow`:
+   * in order, no intent, no job of its own). Else, with the intent ring they run at once
+   * (the intent, written first, covers a crash in between); without it the volume write
+   * waits for the append.
    */
-  async both(seq: number, offset: number, length: number, write: () => Promise<void>): Promise<void> {
+  async both(seq: number, offset: number, length: number, write: () => Promise<void>, following?: () => FollowingWrite | null): Promise<void> {
     // The activity log holds the extent (durably) before the volume may change there.
     const al = this.activity;
     const entered = al?.enter(offset, length);
@@ -52,6 +56,25 @@ export class VolumeWrites {
     entered?.catch(() => undefined);
     const gated = entered ? (): Promise<void> => entered.then(write) : write;
     const volumeWrite = al ? (): Promise<void> => gated().finally(() => al.leave(offset, length)) : gated;
+    // (Only with the extent already in the activity log: a follower cannot wait for it.)
+    if (seq > 0 && entered === undefined && following) {
+      const w = followingWrite(following);
+      const followed = w ? this.v.journal.follow(seq, w) : null;
+      if (w && !followed) w.ended();
+      if (w && followed) {
+        const outcome = await followed;
+        w.ended();
+        if (outcome === WRITE_ALONE || outcome === NOT_TRIED) {
+          // Not written: the record was dropped with its segment, or its write failed (as in `landed`).
+          if (outcome === NOT_TRIED) this.journalFailed(offset, length, this.v.journal.broken);
+          await this.apply(seq, volumeWrite(), offset, length);
+          return;
+        }
+        al?.leave(offset, length);
+        await this.apply(seq, outcome === 0 ? Promise.resolve() : Promise.reject(w.failure(outcome)), offset, length);
+        return;
+      }
+    }
     if (seq > 0 && this.intents && await this.intentWritten(seq, offset, length)) {
       await Promise.all([this.landed(seq, offset, length), this.apply(seq, volumeWrite(), offset, length)]);
       return;
@@ -99,9 +122,14 @@ export class VolumeWrites {
     try {
       await this.v.journal.whenWritten(seq);
     } catch (e) {
-      this.v.bitmap.mark(offset, length);
-      this.v.toBitmap(`cannot write to the journal (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      this.journalFailed(offset, length, e as Error);
     }
+  }
+
+  /** The record's journal write failed: its range goes to the bitmap, the volume to bitmap tracking. */
+  private journalFailed(offset: number, length: number, e: Error | null): void {
+    this.v.bitmap.mark(offset, length);
+    this.v.toBitmap(`cannot write to the journal (${(e as NodeJS.ErrnoException | null)?.code ?? e?.message ?? 'write failed'})`);
   }
 
   private async apply(seq: number, p: Promise<void>, offset: number, length: number): Promise<void> {
@@ -123,5 +151,14 @@ export class VolumeWrites {
     let min = Infinity;
     for (const s of this.inFlight) if (s < min) min = s;
     return min === Infinity ? this.v.journal.lastSeq : min - 1;
+  }
+}
+
+/** The disk's following write, or null where it has none or refuses writes (the ordinary path reports that). */
+function followingWrite(following: () => FollowingWrite | null): FollowingWrite | null {
+  try {
+    return following();
+  } catch {
+    return null;
   }
 }

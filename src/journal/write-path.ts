@@ -5,7 +5,8 @@
 //
 // Order, for crash safety:
 //   1. the journal record is appended (page cache) before the volume write starts,
-//      so after kill -9 the journal holds every write the volume might have;
+//      so after kill -9 the journal holds every write the volume might have (or the
+//      intent ring does; or the volume write follows the record in its job: volume-writes.ts);
 //   2. after each sync round the journal's `applied` counter records the seq up to
 //      which every volume write is durable; recovery replays records after it ("redo");
 //   3. FLUSH/FUA reply only after volume, journal and bitmap are fdatasync'ed.
@@ -252,7 +253,8 @@ export class JournaledVolume implements ExportBackend {
     const id = typeof t === 'number' ? t : await t;
     try {
       const seq = await this.track(RecordKind.Write, offset, data.length, data, fua);
-      await this.writes.both(seq, offset, data.length, () => this.disk.write(offset, data, false));
+      await this.writes.both(seq, offset, data.length, () => this.disk.write(offset, data, false),
+        this.disk.following ? () => this.disk.following!(offset, data) : undefined);
     } finally {
       this.ranges.exitWrite(id);
     }

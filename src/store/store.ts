@@ -6,6 +6,16 @@
 // the disk). Types only: the journal (journal/) and resync rounds (sync/) both write
 // through it without importing each other.
 
+/**
+ * Writes to another file (a volume's descriptor) that must follow a write to this one,
+ * done in the same thread-pool job after it: a host write after its journal record.
+ */
+export interface FollowingWrites {
+  fd: number;
+  bufs: Buffer[];
+  positions: number[];
+}
+
 export interface StoreFile {
   readonly name: string;
   /** Current length, including writes not yet synced. */
@@ -13,6 +23,12 @@ export interface StoreFile {
   appendSync(parts: Buffer[]): void;
   /** Writes `parts` back to back at `position`, on the thread pool. */
   writev(position: number, parts: Buffer[]): Promise<void>;
+  /**
+   * writev, then `after`'s writes in order, in one thread-pool job. Resolves with each
+   * following write's 0 or errno (positive); rejects as writev does if this file's write failed
+   * (then none of `after` was tried). Optional: only a file on a real descriptor has it.
+   */
+  writevThen?(position: number, parts: Buffer[], after: FollowingWrites): Promise<number[]>;
   writeSync(position: number, data: Buffer): void;
   /**
    * Up to `length` bytes from `position` (short at the end of the file); into `into`

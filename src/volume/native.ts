@@ -26,6 +26,13 @@ export interface NativeFs {
    * resolves with 0 or the errno of each. Optional: an addon built before it lacks it.
    */
   pwriteBatch?(fd: number, bufs: Buffer[], positions: number[]): Promise<number[]>;
+  /**
+   * pwritev(2) of `parts` back to back at `headPosition` of `headFd`, whole, then
+   * pwriteBatch's writes, in one thread-pool job: resolves with the first write's 0 or
+   * errno, then each following write's 0, errno, or -1 (not tried: the first failed).
+   * Optional: an addon built before it lacks it.
+   */
+  pwritevThen?(headFd: number, headPosition: number, parts: Buffer[], fd: number, bufs: Buffer[], positions: number[]): Promise<number[]>;
 }
 
 export const FALLOC_FL_KEEP_SIZE = 0x01;

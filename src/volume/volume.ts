@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import { getSystemErrorName } from 'node:util';
 import { WriteBatcher } from './write-batch.js';
+import { assert } from '../invariants/assert.js';
 import { DiskError, type Extent, type ExportBackend, type ZeroOptions, type Capabilities, diskCapabilities } from '../export/backend.js';
 import { GroupSync } from './group-sync.js';
 import {
@@ -169,9 +170,36 @@ export class Volume implements ExportBackend {
     return fua ? p.then(() => this.flush()) : p;
   }
 
+  /**
+   * A write another file's thread-pool job does after its own (the journal's append,
+   * src/journal/volume-writes.ts): checked and counted as `write` does it. Null without
+   * the addon's pwritevThen.
+   */
+  following(offset: number, data: Buffer): { fd: number; data: Buffer; position: number; failure: (errno: number) => Error; ended: () => void } | null {
+    if (!nativeFs.pwritevThen) return null;
+    this.check();
+    this.written = true;
+    this.followingInFlight++;
+    let ended = false;
+    return {
+      fd: this.fd, data, position: offset, failure: this.writeFailure,
+      ended: () => {
+        assert(!ended, () => `volume ${this.name}: a following write ended twice`);
+        ended = true;
+        if (--this.followingInFlight === 0) for (const w of this.followingIdle.splice(0)) w();
+      },
+    };
+  }
+
+  /** Following writes handed out and not yet ended (close waits for them: the descriptor is in them). */
+  private followingInFlight = 0;
+  private followingIdle: Array<() => void> = [];
+
+  private readonly writeFailure = (errno: number): Error =>
+    diskError(Object.assign(new Error(`${getSystemErrorName(-errno)}`), { code: getSystemErrorName(-errno), errno: -errno }), `write ${this.name}`);
+
   /** Writes that go to the thread pool, several to a job under a queue of them (write-batch.ts). */
-  private readonly writes = new WriteBatcher((bufs, positions) => nativeFs.pwriteBatch!(this.fd, bufs, positions),
-    (errno) => diskError(Object.assign(new Error(`${getSystemErrorName(-errno)}`), { code: getSystemErrorName(-errno), errno: -errno }), `write ${this.name}`));
+  private readonly writes = new WriteBatcher((bufs, positions) => nativeFs.pwriteBatch!(this.fd, bufs, positions), this.writeFailure);
 
   async writeZeroes(offset: number, length: number, opts: ZeroOptions): Promise<void> {
     this.check();
@@ -267,6 +295,7 @@ export class Volume implements ExportBackend {
     if (this.fd < 0) return;
     // Writes still in the thread pool end first: a closed descriptor's number is reused.
     await this.writes.idle();
+    if (this.followingInFlight > 0) await new Promise<void>((resolve) => this.followingIdle.push(resolve));
     await this.syncer.idle();
     if (this.failure === null) await this.syncer.sync().catch(() => undefined);
     fs.closeSync(this.fd);

@@ -4,6 +4,8 @@
 // sector boundaries. Every asynchronous completion is ordered by the seeded
 // scheduler, so one seed is one exact schedule.
 import type { Store, StoreFile } from '../../src/journal/store.js';
+import type { FollowingWrites } from '../../src/store/store.js';
+import type { FollowingWrite } from '../../src/journal/disk.js';
 import type { Extent, ZeroOptions } from '../../src/export/backend.js';
 import type { Disk } from '../../src/journal/write-path.js';
 
@@ -272,6 +274,34 @@ class MemHandle implements StoreFile {
     });
   }
 
+  /**
+   * writev, then the following writes to a MemDisk (found by its `fd`), one operation of
+   * the schedule each: a crash between them (the scheduler cleared) leaves the record
+   * written and a prefix of the following writes done, as kill -9 mid-job does. Each
+   * next operation is queued from inside the one before, never from a continuation, so
+   * nothing of a dead process's job can run in the next life.
+   */
+  writevThen(position: number, parts: Buffer[], after: FollowingWrites): Promise<number[]> {
+    return new Promise((resolve, reject) => {
+      const errs: number[] = [];
+      const next = (i: number): void => {
+        if (i === after.bufs.length) return resolve(errs);
+        void this.store.sched.defer(() => {
+          errs.push(MemDisk.writeFollowing(after.fd, after.bufs[i]!, after.positions[i]!));
+          next(i + 1);
+        });
+      };
+      this.store.sched.defer(() => {
+        const data = Buffer.concat(parts);
+        if (this.store.full && position + data.length > this.f.current.length) {
+          throw Object.assign(new Error('ENOSPC: disk full'), { code: 'ENOSPC' });
+        }
+        this.f.write(position, data);
+        next(0);
+      }).catch(reject);
+    });
+  }
+
   writeSync(position: number, data: Buffer): void {
     if (this.store.full && position + data.length > this.f.current.length) {
       throw Object.assign(new Error('ENOSPC: disk full'), { code: 'ENOSPC' });
@@ -310,9 +340,34 @@ export class MemDisk implements Disk {
   readonly description = 'simulated volume';
   file = new MemFile();
   full = false;
+  /** Its writes may follow their journal records in the records' job (`following`). */
+  follows = false;
+  /** (Weak: a thousand seeds' disks must not stay in memory for their descriptor numbers.) */
+  private static readonly byFd = new Map<number, WeakRef<MemDisk>>();
+  private static nextFd = 1_000_000;
+  /** Following writes done, over all disks (the journal simulation reports them). */
+  static followed = 0;
+  private readonly fd = MemDisk.nextFd++;
 
   constructor(readonly size: number, private readonly sched: Scheduler) {
     this.file.current = Buffer.alloc(size);
+  }
+
+  /** A write another file's job does after its own (Disk.following), when `follows`. */
+  following(offset: number, data: Buffer): FollowingWrite | null {
+    if (!this.follows) return null;
+    MemDisk.byFd.set(this.fd, new WeakRef(this));
+    return { fd: this.fd, data, position: offset, failure: (errno) => Object.assign(new Error(`errno ${errno}`), { code: 'ENOSPC' }), ended: () => undefined };
+  }
+
+  /** One following write (MemHandle.writevThen): 0, or 28 (ENOSPC) on a full disk. */
+  static writeFollowing(fd: number, data: Buffer, position: number): number {
+    const disk = MemDisk.byFd.get(fd)?.deref();
+    if (!disk) throw new Error(`simulation: no disk behind descriptor ${fd}`);
+    MemDisk.followed++;
+    if (disk.full) return 28;
+    disk.file.write(position, Buffer.from(data));
+    return 0;
   }
 
   read(offset: number, into: Buffer, at: number, length: number): Promise<void> {
@@ -414,7 +469,8 @@ export async function settleOn<T>(p: Promise<T>, step: () => boolean, fail: (msg
   return st.value as T;
 }
 
-const ASYNC_METHODS = new Set(['read', 'write', 'writev', 'sync', 'flush', 'replace', 'syncDir', 'writeZeroes', 'punch', 'trim', 'cache', 'extents']);
+const ASYNC_METHODS = new Set(['read', 'write', 'writev', 'writevThen', 'sync', 'flush', 'replace', 'syncDir', 'writeZeroes', 'punch', 'trim', 'cache',
+  'extents']);
 
 /**
  * What one life of a process sees of a store or disk. A process killed by the

@@ -39,12 +39,13 @@ interface HostWrite {
 export class SimFailure extends Error {}
 
 /** Runs one seed; throws SimFailure with the seed and the step when an invariant breaks. */
-export function runSeed(seed: number, cfg: SimConfig = DEFAULT_SIM): Promise<{ crashes: number; overflows: number; records: number }> {
+export function runSeed(seed: number, cfg: SimConfig = DEFAULT_SIM): Promise<{ crashes: number; overflows: number; records: number; followed: number }> {
   return watchInvariants(seed, () => runOneSeed(seed, cfg), (msg) => new SimFailure(msg));
 }
 
-async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: number; overflows: number; records: number }> {
+async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: number; overflows: number; records: number; followed: number }> {
   const rng = new Rng(seed);
+  const followedBefore = MemDisk.followed;
   // A third of the runs have a journal too big to overflow in one run.
   cfg = { ...cfg, journalCapacity: [cfg.journalCapacity, cfg.journalCapacity * 4, cfg.journalCapacity * 64][rng.int(3)]! };
   const sched = new Scheduler(rng);
@@ -52,6 +53,10 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
   const useIntents = rng.chance(0.5);
   const size = cfg.volumeBlocks * BLOCK;
   const disk = new MemDisk(size, sched);
+  // A third of the runs let a volume write follow its record in the record's job
+  // (docs/JOURNAL.md, "A volume write follows its record"); from the seed, not the
+  // generator, so the other runs draw as they did.
+  disk.follows = seed % 3 === 1;
   const jstore = new MemStore(sched);
   const mstore = new MemStore(sched);
   let step = 0;
@@ -62,6 +67,12 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
   const writes: HostWrite[] = [];
   /** Per block: ids of writes in issue order. */
   const history: number[][] = Array.from({ length: cfg.volumeBlocks }, () => []);
+  /**
+   * What each journal record wrote, block by block (tag, or 0): set as a host write is
+   * journaled, and from the journal itself at each restart (a record recovery journaled
+   * again from the volume; a seq whose record was lost in a crash goes to the next one).
+   */
+  const recordTags = new Map<number, Map<number, number>>();
   const busy = new Set<number>();
   // Half the seeds have two peers acking apart (docs/PEERS.md), drawn from their own
   // generator so the schedule of the main one stays what it was.
@@ -123,6 +134,7 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
     // last record, or the one before it when the epoch bound closed its epoch right after).
     if (jv.journal.lastSeq > before) w.seq = jv.journal.openEpochBytes > 0 ? jv.journal.lastSeq : jv.journal.lastSeq - 1;
     w.mode = w.seq > 0 ? 'journal' : 'bitmap';
+    if (w.seq > 0) recordTags.set(w.seq, new Map(Array.from({ length: blocks }, (_, i) => [block + i, w.tag])));
     p.then(() => {
       if (gen !== generation) return;
       w.done = true;
@@ -218,6 +230,15 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
       for (const r of batch) if (r.kind !== RecordKind.Barrier) inJournal.set(r.seq, { offset: r.offset, length: r.length, payload: r.payload });
       seq = batch[batch.length - 1]!.seq + 1;
     }
+    // (A seq past the released point with no record here wrote nothing: a barrier, or a record the crash lost.)
+    for (const seq of [...recordTags.keys()]) if (seq > jv.journal.released && !inJournal.has(seq)) recordTags.delete(seq);
+    for (const [seq, r] of inJournal) {
+      const tags = new Map<number, number>();
+      for (let b = r.offset / BLOCK; b < (r.offset + r.length) / BLOCK; b++) {
+        tags.set(b, r.payload.length > 0 ? r.payload.readUInt32LE((b - r.offset / BLOCK) * BLOCK) : 0);
+      }
+      recordTags.set(seq, tags);
+    }
     for (const w of writes) {
       if (!w.durable) continue;
       const covered = (): boolean => {
@@ -255,6 +276,28 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
           fail(`after kill -9, block ${b} holds write ${vol.readUInt32LE(b * BLOCK)} but journal record ${seq} holds ${data.readUInt32LE(0)}`);
         }
       }
+      // A block no record in the journal covers holds the newest write the journal let go
+      // (released: the peer has it), or nothing: a volume write whose record never reached
+      // the journal (one that ran ahead of its record) would be a change no peer ever gets.
+      for (let b = 0; b < cfg.volumeBlocks; b++) {
+        if (last.has(b) || jv.bitmap.isSet(Math.floor((b * BLOCK) / cfg.regionSize))) continue;
+        if (history[b]!.some((id) => writes[id - 1]!.mode === 'bitmap')) continue;
+        let want = 0;
+        for (let seq = jv.journal.released; seq > 0; seq--) {
+          const tag = recordTags.get(seq)?.get(b);
+          if (tag !== undefined) {
+            want = tag;
+            break;
+          }
+        }
+        for (let sct = 0; sct < BLOCK; sct += SECTOR) {
+          const tag = vol.readUInt32LE(b * BLOCK + sct);
+          if (tag !== want) {
+            fail(`after kill -9, block ${b} holds write ${tag}, which no record in the journal (released to ${jv.journal.released}) accounts for; ` +
+              `expected ${want}`);
+          }
+        }
+      }
     }
     // Writes not durable before the crash can never become durable now.
     for (const w of writes) if (!w.durable) w.abandoned = true;
@@ -276,5 +319,5 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
   }
   jstore.full = false;
   await crashAndCheck(rng.chance(0.5));
-  return { crashes, overflows, records: jv.journal.lastSeq + RECORD_HEADER_SIZE * 0 + (RecordKind.Write - 1) };
+  return { crashes, overflows, records: jv.journal.lastSeq + RECORD_HEADER_SIZE * 0 + (RecordKind.Write - 1), followed: MemDisk.followed - followedBefore };
 }

@@ -3,6 +3,9 @@
 // rule the core relies on, and the simulation must then fail with "invariant broken".
 // `node dist/test/sim/run.js --mutate NAME` runs the simulation with NAME planted.
 import { Journal, KEEP_PREFIX } from '../../src/journal/journal.js';
+import { AppendQueue } from '../../src/journal/append-queue.js';
+import type { FollowingWrite } from '../../src/journal/disk.js';
+import { MemDisk } from './disk-model.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
 import { Receiver } from '../../src/secondary/receiver.js';
 import { History } from '../../src/history/history.js';
@@ -68,6 +71,19 @@ export const MUTATIONS: Record<string, { sim: 'journal' | 'replication' | 'group
     plant: () => {
       JournaledVolume.prototype.release = async function (this: JournaledVolume, seq: number) {
         await this.journal.release(seq);
+      };
+    },
+  },
+  'follower-ahead-of-record': {
+    sim: 'journal',
+    caughtBy: 'check',
+    what: 'a volume write that follows its journal record is also written at once, ahead of the record, with no intent to cover it',
+    plant: () => {
+      const follow = AppendQueue.prototype.follow;
+      AppendQueue.prototype.follow = function (this: AppendQueue, seq: number, write: FollowingWrite) {
+        const followed = follow.call(this, seq, write);
+        if (followed) MemDisk.writeFollowing(write.fd, write.data, write.position);
+        return followed;
       };
     },
   },

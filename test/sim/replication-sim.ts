@@ -197,6 +197,9 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   // (The primary's machine: after a failover, the promoted site's disk and scheduler.)
   let psched = new Scheduler(rng);
   let pdisk = new MemDisk(size, psched);
+  // A third of the seeds let the primary's volume writes follow their records in the
+  // records' job (docs/JOURNAL.md); from the seed, so the generator draws as before.
+  pdisk.follows = seed % 3 === 1;
   let pjstore = new MemStore(psched);
   let pmstore = new MemStore(psched);
   // A third of the seeds have a second secondary, site-c (docs/PEERS.md): the primary

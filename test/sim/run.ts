@@ -52,6 +52,7 @@ for (const seed of seeds) {
       const r = await runSeed(seed);
       add('crashes', r.crashes);
       add('overflows', r.overflows);
+      add('volume writes that followed their record', r.followed);
     } else {
       const r = await runReplicationSeed(seed);
       add('crashes', r.crashes);

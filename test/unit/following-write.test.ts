@@ -1,0 +1,166 @@
+// A host write's volume write follows its journal record in the job that writes the
+// record (src/journal/append-queue.ts `follow`, docs/JOURNAL.md "Order"): the native
+// call writes the record whole before it tries a volume write, and tries none if the
+// record's write failed; the queue attaches a follower only to a record not yet being
+// written, settles it after the record counts as written, and tells the caller when it
+// must write the volume itself. And the write path on real files: a queue of host writes
+// goes mostly as followers (few intents), and the volume and the journal hold them all.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { AppendQueue, NOT_TRIED, WRITE_ALONE } from '../../src/journal/append-queue.js';
+import type { FollowingWrite } from '../../src/journal/disk.js';
+import { DirtyBitmap } from '../../src/journal/bitmap.js';
+import { Journal } from '../../src/journal/journal.js';
+import { DirStore } from '../../src/journal/store.js';
+import type { Segment } from '../../src/journal/segment.js';
+import { JournaledVolume } from '../../src/journal/write-path.js';
+import type { FollowingWrites, Store, StoreFile } from '../../src/store/store.js';
+import { nativeFs } from '../../src/volume/native.js';
+import { Volume } from '../../src/volume/volume.js';
+import { silentLogger } from '../../src/log/log.js';
+import { tempDir } from '../helpers/run.js';
+
+const KiB = 1024;
+
+test('pwritevThen writes the parts whole (past IOV_MAX), then each following write; after a failed first write it tries none', async () => {
+  const dir = tempDir('following-native');
+  const head = fs.openSync(path.join(dir, 'head'), 'w+');
+  const vol = fs.openSync(path.join(dir, 'vol'), 'w+');
+  // 2100 parts of odd sizes: more than one pwritev (IOV_MAX is 1024 on Linux).
+  const parts = Array.from({ length: 2100 }, (_, i) => Buffer.alloc(1 + (i % 7), i % 251));
+  const bufs = [Buffer.alloc(4096, 1), Buffer.alloc(512, 2)];
+  const errs = await nativeFs.pwritevThen!(head, 100, parts, vol, bufs, [8192, 0]);
+  assert.deepEqual(errs, [0, 0, 0]);
+  const want = Buffer.concat(parts);
+  assert.ok(fs.readFileSync(path.join(dir, 'head')).subarray(100).equals(want));
+  const v = fs.readFileSync(path.join(dir, 'vol'));
+  assert.ok(v.subarray(8192, 8192 + 4096).equals(bufs[0]!) && v.subarray(0, 512).equals(bufs[1]!));
+  // The first write fails (a descriptor open read-only): no following write is tried.
+  const ro = fs.openSync(path.join(dir, 'head'), 'r');
+  const failed = await nativeFs.pwritevThen!(ro, 0, [Buffer.alloc(8)], vol, [Buffer.alloc(16, 9)], [65536]);
+  assert.deepEqual(failed, [os.constants.errno.EBADF, -1]);
+  assert.equal(fs.statSync(path.join(dir, 'vol')).size, 8192 + 4096, 'the volume was not written');
+  // A following write fails on its own: its errno, the first write done.
+  const fine = await nativeFs.pwritevThen!(head, 0, [Buffer.from('ok')], ro, [Buffer.alloc(4)], [0]);
+  assert.deepEqual(fine, [0, os.constants.errno.EBADF]);
+  assert.equal(fs.readFileSync(path.join(dir, 'head')).subarray(0, 2).toString(), 'ok');
+  for (const fd of [head, vol, ro]) fs.closeSync(fd);
+});
+
+/** A segment on a file whose writes wait until the test ends them. */
+function heldSegment() {
+  const jobs: Array<{ position: number; parts: Buffer[]; after: FollowingWrites | null; finish: (errs: number[] | Error) => void }> = [];
+  const job = <T>(position: number, parts: Buffer[], after: FollowingWrites | null, ok: (errs: number[]) => T): Promise<T> =>
+    new Promise((resolve, reject) => jobs.push({ position, parts, after, finish: (r) => (r instanceof Error ? reject(r) : resolve(ok(r))) }));
+  const file = {
+    name: 'held', size: () => 0, close: () => undefined,
+    writev: (position: number, parts: Buffer[]) => job(position, parts, null, () => undefined),
+    writevThen: (position: number, parts: Buffer[], after: FollowingWrites) => job(position, parts, after, (errs) => errs),
+  } as unknown as StoreFile;
+  const seg: Segment = { name: 'held', baseSeq: 1, lastSeq: 0, file, unsynced: false, reserved: 0, readers: 0, removed: false } as Segment;
+  return { seg, jobs };
+}
+
+function following(position: number, ended: string[]): FollowingWrite {
+  return { fd: 42, data: Buffer.alloc(8, position), position, failure: (errno) => new Error(`errno ${errno}`), ended: () => ended.push(`${position}`) };
+}
+
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+test('a follower attaches to a queued record only, goes in its job after it, and is settled once the record counts as written', async () => {
+  const { seg, jobs } = heldSegment();
+  const q = new AppendQueue();
+  const ended: string[] = [];
+  q.enqueue(seg, 1, [Buffer.alloc(10)]);
+  assert.equal(jobs.length, 1, 'record 1 is being written');
+  q.enqueue(seg, 2, [Buffer.alloc(10)]);
+  q.enqueue(seg, 3, [Buffer.alloc(10)]);
+  assert.equal(q.follow(1, following(0, ended)), null, 'record 1 is in flight: too late to follow it');
+  const two = q.follow(2, following(4096, ended));
+  const three = q.follow(3, following(8192, ended));
+  assert.ok(two !== null && three !== null, 'records 2 and 3 wait: they take followers');
+  assert.equal(q.follow(3, following(0, ended)), null, 'one follower per record');
+  assert.equal(q.follow(9, following(0, ended)), null, 'no such record queued');
+  let settled: number | null = null;
+  void two.then((e) => { settled = e; assert.ok(q.writtenSeq >= 2, 'settled after the record counts as written'); });
+  jobs[0]!.finish([]);
+  await turn();
+  assert.equal(jobs.length, 2);
+  assert.deepEqual(jobs[1]!.after?.positions, [4096, 8192], 'both followers ride the job of records 2 and 3, in order');
+  assert.equal(jobs[1]!.parts.length, 2);
+  jobs[1]!.finish([0, 28]);
+  assert.equal(await two, 0);
+  assert.equal(await three, 28, 'each follower gets its own errno');
+  assert.equal(settled, 0);
+});
+
+test('a failed record write leaves its followers and the queued ones NOT_TRIED; a dropped segment\'s, WRITE_ALONE', async () => {
+  const { seg, jobs } = heldSegment();
+  const q = new AppendQueue();
+  const ended: string[] = [];
+  q.enqueue(seg, 1, [Buffer.alloc(10)]);
+  q.enqueue(seg, 2, [Buffer.alloc(10)], { offset: 0, length: 8 });
+  const two = q.follow(2, following(0, ended))!;
+  jobs[0]!.finish([]);
+  await turn();
+  q.enqueue(seg, 3, [Buffer.alloc(10)], { offset: 8, length: 8 });
+  const three = q.follow(3, following(8, ended))!;
+  jobs[1]!.finish(Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }));
+  assert.equal(await two, NOT_TRIED);
+  assert.equal(await three, NOT_TRIED);
+  assert.ok(q.broken);
+  assert.deepEqual(q.unwritten, [{ offset: 0, length: 8 }, { offset: 8, length: 8 }]);
+  assert.equal(q.follow(3, following(8, ended)), null, 'nothing follows a broken journal');
+  // A segment let go with a record still queued: its follower writes the volume itself.
+  const other = heldSegment();
+  const r = new AppendQueue();
+  r.enqueue(other.seg, 1, [Buffer.alloc(10)]);
+  r.enqueue(other.seg, 2, [Buffer.alloc(10)]);
+  const alone = r.follow(2, following(0, ended))!;
+  other.seg.removed = true;
+  other.jobs[0]!.finish([]);
+  assert.equal(await alone, WRITE_ALONE);
+});
+
+test('host writes queued on a real volume go as followers of their records: few intents, the volume and the journal hold every write', async () => {
+  const dir = tempDir('following-volume');
+  const disk = Volume.open({ name: 'v', path: path.join(dir, 'v.img'), size: 4096 * KiB, readOnly: false });
+  const jstore = new DirStore(path.join(dir, 'j'));
+  const journal = new Journal({ store: jstore, capacity: 64 * 1024 * KiB, segmentSize: 8 * 1024 * KiB });
+  const report = await journal.recover();
+  const { bitmap } = await DirtyBitmap.open(new DirStore(dir), 4096 * KiB, 64 * KiB);
+  // Count the intent ring's writes.
+  let intents = 0;
+  const istore = Object.assign(Object.create(jstore) as Store, {
+    open: (name: string) => counted(jstore.open(name)),
+    create: (name: string) => counted(jstore.create(name)),
+  });
+  function counted(f: StoreFile): StoreFile {
+    return Object.assign(Object.create(f) as StoreFile, { writeSync: (p: number, d: Buffer) => { intents += d.length / 32; f.writeSync(p, d); } });
+  }
+  const jv = new JournaledVolume({ disk, journal, bitmap, onFull: 'bitmap', log: silentLogger, intentStore: istore });
+  await jv.start(report);
+  intents = 0;
+  const data = (i: number): Buffer => Buffer.alloc(4 * KiB, (i * 7) % 256);
+  // Eight turns of 64 writes each (a host keeping its queue full): after the first write
+  // of a turn starts its record's write, the rest of the turn queue behind it.
+  for (let t = 0; t < 8; t++) {
+    await Promise.all(Array.from({ length: 64 }, (_, k) => jv.write(((t * 64 + k) % 1024) * 4 * KiB, data(t * 64 + k), false)));
+  }
+  assert.ok(intents <= 8 * 2, `at most the first writes of each turn wrote an intent (${intents} intents for 512 writes)`);
+  await jv.flush();
+  const img = fs.readFileSync(path.join(dir, 'v.img'));
+  for (let i = 0; i < 512; i++) {
+    const at = (i % 1024) * 4 * KiB;
+    assert.ok(img.subarray(at, at + 4 * KiB).equals(data(i)), `write ${i} is on the volume`);
+  }
+  const records = (await journal.read(1, 64 * 1024 * KiB)).filter((r) => r.payload.length > 0);
+  assert.equal(records.length, 512);
+  for (const [i, r] of records.entries()) assert.ok(r.payload.equals(data(i)), `record ${i} holds write ${i}`);
+  assert.equal(jv.durableAppliedSeq, journal.lastSeq, 'every volume write counted applied');
+  await jv.close();
+  await disk.close();
+});
