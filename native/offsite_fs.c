@@ -38,6 +38,7 @@
 #include <linux/fs.h>
 #include <node_api.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -385,7 +386,10 @@ static napi_value js_pwritev_then(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   struct batch head;
   memset(&head, 0, sizeof head);
-  napi_get_value_int32(env, argv[0], &head.head_fd);
+  if (argc < 6 || napi_get_value_int32(env, argv[0], &head.head_fd) != napi_ok || head.head_fd < 0) {
+    napi_throw_type_error(env, "EINVAL", "pwritevThen: a file descriptor first");
+    return NULL;
+  }
   head.head_pos = arg_i64(env, argv[1]);
   if (napi_get_array_length(env, argv[2], &head.head_n) != napi_ok || head.head_n == 0) {
     napi_throw_range_error(env, "ERANGE", "pwritevThen: at least one part");
@@ -393,6 +397,11 @@ static napi_value js_pwritev_then(napi_env env, napi_callback_info info) {
   }
   head.head_iov = calloc(head.head_n, sizeof *head.head_iov);
   head.head_refs = calloc(head.head_n, sizeof *head.head_refs);
+  if (!head.head_iov || !head.head_refs) {
+    free(head.head_iov); free(head.head_refs);
+    napi_throw_error(env, "ENOMEM", "pwritevThen: out of memory");
+    return NULL;
+  }
   for (uint32_t i = 0; i < head.head_n; i++) {
     napi_value buf;
     void *data = NULL;
@@ -413,19 +422,36 @@ static napi_value js_pwritev_then(napi_env env, napi_callback_info info) {
   return batch_start(env, argv + 3, &head);
 }
 
+/* Drops what a pwritevThen call took for its first write (a call refused before its batch owns it). */
+static void head_drop(napi_env env, struct batch *head) {
+  if (!head) return;
+  for (uint32_t j = 0; j < head->head_n; j++) if (head->head_refs[j]) napi_delete_reference(env, head->head_refs[j]);
+  free(head->head_iov); free(head->head_refs);
+}
+
 static napi_value batch_start(napi_env env, napi_value *argv, struct batch *head) {
+  const char *what = head ? "pwritevThen" : "pwriteBatch";
+  char msg[96];
   int32_t fd = -1;
   uint32_t n = 0, m = 0;
-  napi_get_value_int32(env, argv[0], &fd);
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    head_drop(env, head);
+    snprintf(msg, sizeof msg, "%s: a file descriptor for the writes", what);
+    napi_throw_type_error(env, "EINVAL", msg);
+    return NULL;
+  }
   if (napi_get_array_length(env, argv[1], &n) != napi_ok || napi_get_array_length(env, argv[2], &m) != napi_ok || n != m || n == 0) {
-    if (head) {
-      for (uint32_t j = 0; j < head->head_n; j++) napi_delete_reference(env, head->head_refs[j]);
-      free(head->head_iov); free(head->head_refs);
-    }
-    napi_throw_range_error(env, "ERANGE", "pwriteBatch: as many buffers as positions, at least one");
+    head_drop(env, head);
+    snprintf(msg, sizeof msg, "%s: as many buffers as positions, at least one", what);
+    napi_throw_range_error(env, "ERANGE", msg);
     return NULL;
   }
   struct batch *b = calloc(1, sizeof *b);
+  if (!b) {
+    head_drop(env, head);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
   if (head) *b = *head;
   b->fd = fd;
   b->n = n;
@@ -434,6 +460,12 @@ static napi_value batch_start(napi_env env, napi_value *argv, struct batch *head
   b->len = calloc(n, sizeof *b->len);
   b->pos = calloc(n, sizeof *b->pos);
   b->err = calloc(n, sizeof *b->err);
+  if (!b->refs || !b->data || !b->len || !b->pos || !b->err) {
+    b->n = 0; /* (no refs taken yet) */
+    batch_free(env, b);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
   for (uint32_t i = 0; i < n; i++) {
     napi_value buf, at;
     napi_get_element(env, argv[1], i, &buf);
@@ -444,7 +476,8 @@ static napi_value batch_start(napi_env env, napi_value *argv, struct batch *head
     napi_is_buffer(env, buf, &isbuf);
     if (!isbuf || napi_get_buffer_info(env, buf, &data, &len) != napi_ok) {
       batch_free(env, b);
-      napi_throw_type_error(env, "EINVAL", "pwriteBatch: not a Buffer");
+      snprintf(msg, sizeof msg, "%s: not a Buffer", what);
+      napi_throw_type_error(env, "EINVAL", msg);
       return NULL;
     }
     napi_create_reference(env, buf, 1, &b->refs[i]);

@@ -67,6 +67,8 @@ export class AppendQueue {
     // Mostly the newest record: searched from the end.
     for (let i = this.queue.length - 1; i >= 0; i--) {
       const q = this.queue[i]!;
+      // (Host records only: a new segment's header, queued with the seq before its first, is not the record.)
+      if (q.range === null) continue;
       if (q.seq < seq) return null;
       if (q.seq > seq) continue;
       if (q.follower || !q.seg.file.writevThen || q.seg.removed || this.broken) return null;
@@ -128,11 +130,13 @@ export class AppendQueue {
     let n = 1;
     let end = first.at + first.bytes;
     let bytes = first.bytes;
+    // (A job's bytes count its followers' volume writes too.)
+    bytes += first.follower?.write.data.length ?? 0;
     while (n < this.queue.length && n < 1024 && bytes < 16 << 20) {
       const q = this.queue[n]!;
       if (q.seg !== first.seg || q.at !== end) break;
       end += q.bytes;
-      bytes += q.bytes;
+      bytes += q.bytes + (q.follower?.write.data.length ?? 0);
       n++;
     }
     const batch = this.queue.splice(0, n);

@@ -62,17 +62,22 @@ export class VolumeWrites {
       const followed = w ? this.v.journal.follow(seq, w) : null;
       if (w && !followed) w.ended();
       if (w && followed) {
-        const outcome = await followed;
-        w.ended();
-        if (outcome === WRITE_ALONE || outcome === NOT_TRIED) {
-          // Not written: the record was dropped with its segment, or its write failed (as in `landed`).
-          if (outcome === NOT_TRIED) this.journalFailed(offset, length, this.v.journal.broken);
-          await this.apply(seq, volumeWrite(), offset, length);
+        // (ended() only once nothing more is written through this follower's disk, the
+        // fallback write included: the disk closes its descriptor after it.)
+        try {
+          const outcome = await followed;
+          if (outcome === WRITE_ALONE || outcome === NOT_TRIED) {
+            // Not written: the record was dropped with its segment, or its write failed (as in `landed`).
+            if (outcome === NOT_TRIED) this.journalFailed(offset, length, this.v.journal.broken);
+            await this.apply(seq, volumeWrite(), offset, length);
+            return;
+          }
+          al?.leave(offset, length);
+          await this.apply(seq, outcome === 0 ? Promise.resolve() : Promise.reject(w.failure(outcome)), offset, length);
           return;
+        } finally {
+          w.ended();
         }
-        al?.leave(offset, length);
-        await this.apply(seq, outcome === 0 ? Promise.resolve() : Promise.reject(w.failure(outcome)), offset, length);
-        return;
       }
     }
     if (seq > 0 && this.intents && await this.intentWritten(seq, offset, length)) {

@@ -286,10 +286,10 @@ class MemHandle implements StoreFile {
       const errs: number[] = [];
       const next = (i: number): void => {
         if (i === after.bufs.length) return resolve(errs);
-        void this.store.sched.defer(() => {
+        this.store.sched.defer(() => {
           errs.push(MemDisk.writeFollowing(after.fd, after.bufs[i]!, after.positions[i]!));
           next(i + 1);
-        });
+        }).catch(reject);
       };
       this.store.sched.defer(() => {
         const data = Buffer.concat(parts);

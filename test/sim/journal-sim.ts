@@ -187,6 +187,8 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
     jstore.crash(rng, powerLoss);
     mstore.crash(rng, powerLoss);
     busy.clear();
+    // (A volume whose disk is full cannot be redone onto at start: the spell ends with the process.)
+    disk.full = false;
     if (process.env.OFFSITE_SIM_DEBUG) {
       for (const [n, f] of jstore.files) console.log(
         `  file ${n} size ${f.current.length} base ${f.current.length >= 24 ? f.current.readBigUInt64LE(16) : '-'}`);
@@ -304,7 +306,12 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
     if (jv.mode === 'bitmap') overflows++;
   };
 
+  // The volume's own disk-full spells, in the runs whose writes follow their records (a
+  // failed following write): drawn from a generator of their own, so the main one draws
+  // as it did.
+  const volumeSpells = disk.follows ? new Rng(seed * 7919 + 17) : null;
   for (step = 0; step < cfg.steps; step++) {
+    if (volumeSpells?.chance(0.02)) disk.full = !disk.full && volumeSpells.chance(0.5);
     const r = rng.next();
     if (r < 0.35) issue('write', rng.chance(0.1));
     else if (r < 0.40) issue('zeroes', rng.chance(0.1));
@@ -318,6 +325,7 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
     checkBounds();
   }
   jstore.full = false;
+  disk.full = false;
   await crashAndCheck(rng.chance(0.5));
   return { crashes, overflows, records: jv.journal.lastSeq + RECORD_HEADER_SIZE * 0 + (RecordKind.Write - 1), followed: MemDisk.followed - followedBefore };
 }

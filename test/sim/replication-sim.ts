@@ -198,7 +198,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let psched = new Scheduler(rng);
   let pdisk = new MemDisk(size, psched);
   // A third of the seeds let the primary's volume writes follow their records in the
-  // records' job (docs/JOURNAL.md); from the seed, so the generator draws as before.
+  // records' job (docs/JOURNAL.md), on every site's disk; from the seed, so the
+  // generator draws as before.
   pdisk.follows = seed % 3 === 1;
   let pjstore = new MemStore(psched);
   let pmstore = new MemStore(psched);
@@ -412,6 +413,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const makeSite = (name: string, rng: Rng, speaksB: { min: number; max: number }, machine?: { sched: Scheduler; disk: MemDisk }): SiteSim => {
     const ssched = machine?.sched ?? new Scheduler(rng);
     const sdisk = machine?.disk ?? new MemDisk(size, ssched);
+    // (A secondary promoted in a failover journals host writes too: they follow their records as the first primary's do.)
+    sdisk.follows = seed % 3 === 1;
     const sjstore = new MemStore(ssched);
     const ssstore = new MemStore(ssched);
     let replica = undefined as unknown as Replica; // set by openSecondary, after the first openPrimary
@@ -792,8 +795,10 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     /** Invariant 8: every restore point the history lists opens to the primary's image there. */
     const checkHistory = async (why: string, count = 2): Promise<void> => {
       if (!replica.history) return;
-      const points = replica.historyPoints();
-      for (let k = 0; k < Math.min(count, points.length); k++) {
+      for (let k = 0; k < count; k++) {
+        // (Listed afresh each time: the reads of the one before let applies run, and retention may have let a point go.)
+        const points = replica.historyPoints();
+        if (points.length === 0) break;
         const p = points[histRng.int(points.length)]!;
         const want = pointImage(p.seq);
         if (want === undefined) fail(`the history lists point ${p.seq} (record ${p.record}), which is no barrier of the primary (${why})`);
