@@ -10,6 +10,7 @@ import type { IntentRing } from './intent.js';
 import type { Journal } from './journal.js';
 import type { FollowingWrite } from './disk.js';
 import { NOT_TRIED, WRITE_ALONE } from './append-queue.js';
+import { FOLLOW_MAX_BYTES } from '../limits/limits.js';
 
 /** What the writes use of the write path. */
 export interface Writing {
@@ -17,6 +18,8 @@ export interface Writing {
   bitmap: DirtyBitmap;
   /** Switches to dirty-bitmap tracking and folds the journal (Tracking.toBitmap). */
   toBitmap(reason: string): void;
+  /** A sync of the volume is running: its writes may wait for its writeback, and must not hold up the journal's. */
+  volumeSyncing(): boolean;
 }
 
 export class VolumeWrites {
@@ -57,7 +60,9 @@ export class VolumeWrites {
     const gated = entered ? (): Promise<void> => entered.then(write) : write;
     const volumeWrite = al ? (): Promise<void> => gated().finally(() => al.leave(offset, length)) : gated;
     // (Only with the extent already in the activity log: a follower cannot wait for it.)
-    if (seq > 0 && entered === undefined && following) {
+    // (Not while the volume syncs: a write there can wait for the writeback, and a
+    // follower's wait would hold up every record queued behind it.)
+    if (seq > 0 && entered === undefined && following && length <= FOLLOW_MAX_BYTES && !this.v.volumeSyncing()) {
       const w = followingWrite(following);
       const followed = w ? this.v.journal.follow(seq, w) : null;
       if (w && !followed) w.ended();

@@ -121,6 +121,8 @@ export class JournaledVolume implements ExportBackend {
   private readonly syncer: GroupSync;
   /** Record bytes journaled since the volume's last sync began: what recovery would replay. */
   private redoBytes = 0;
+  /** Syncs of the volume running now (host writes do not follow their records meanwhile: volume-writes.ts). */
+  private volumeSyncs = 0;
   /** When the volume's last sync began (the journal's clock). */
   private volumeSyncedAt: number;
   /** The most that may be journaled before the volume is synced (redoBytesFor). */
@@ -169,7 +171,8 @@ export class JournaledVolume implements ExportBackend {
       folded: () => this.writes.folded(),
       emptied: () => this.cursors.folded(this.journal.released),
     });
-    this.writes = new VolumeWrites({ journal: this.journal, bitmap: this.bitmap, toBitmap: (why) => this.tracking.toBitmap(why) });
+    this.writes = new VolumeWrites({ journal: this.journal, bitmap: this.bitmap, toBitmap: (why) => this.tracking.toBitmap(why),
+      volumeSyncing: () => this.volumeSyncs > 0 });
     this.rounds = new RoundSteps({
       ...parts, ranges: this.ranges, seed: this.seed, tracking: this.tracking, flush: () => this.flush(), hashBuffers: opts.hashBuffers ?? null,
       rejoinDetached: async () => { await this.detached?.rejoinAll(); }, detached: this.detached, cursors: this.cursors,
@@ -579,7 +582,11 @@ export class JournaledVolume implements ExportBackend {
     const journalSync = (): Promise<void> => this.syncJournalOrFold().then((ok) => {
       journalDurable = ok;
     });
-    await this.exclusive(() => Promise.all([this.disk.flush(), journalSync(), this.bitmap.sync()]).then(() => undefined));
+    const volumeSync = (): Promise<void> => {
+      this.volumeSyncs++;
+      return this.disk.flush().finally(() => this.volumeSyncs--);
+    };
+    await this.exclusive(() => Promise.all([volumeSync(), journalSync(), this.bitmap.sync()]).then(() => undefined));
     if (!journalDurable) {
       // The journal could not be made durable: its records are durable only once the
       // fold has put their ranges in the bitmap and synced it.

@@ -46,6 +46,12 @@ export const WRITE_BATCHES_IN_FLIGHT = 8;
 export const WRITE_BATCH_MAX_WRITES = 64;
 export const WRITE_BATCH_MAX_BYTES = 8 * MiB;
 /**
+ * The largest host write whose volume write follows its journal record in the record's
+ * job (src/journal/append-queue.ts `follow`): what that saves is a job's hand-off, which
+ * only small writes feel; larger ones keep their own jobs, in parallel with the journal's.
+ */
+export const FOLLOW_MAX_BYTES = 64 * 1024;
+/**
  * Region hashing (a first sync's comparison, an online verify, both sides) reads this
  * much at once, into one of at most HASH_BUFFERS buffers shared by every volume of the
  * node: hashing holds at most HASH_BUFFERS x HASH_READ_BYTES (16 MiB) whatever the

@@ -21,6 +21,7 @@ import type { FollowingWrites, Store, StoreFile } from '../../src/store/store.js
 import { nativeFs } from '../../src/volume/native.js';
 import { Volume } from '../../src/volume/volume.js';
 import { silentLogger } from '../../src/log/log.js';
+import { FOLLOW_MAX_BYTES } from '../../src/limits/limits.js';
 import { tempDir } from '../helpers/run.js';
 
 const KiB = 1024;
@@ -167,6 +168,24 @@ test('host writes queued on a real volume go as followers of their records: few 
   assert.equal(records.length, 512);
   for (const [i, r] of records.entries()) assert.ok(r.payload.equals(data(i)), `record ${i} holds write ${i}`);
   assert.equal(jv.durableAppliedSeq, journal.lastSeq, 'every volume write counted applied');
+  // Writes larger than FOLLOW_MAX_BYTES keep jobs of their own (each an intent).
+  const big = Buffer.alloc(FOLLOW_MAX_BYTES * 2, 5);
+  intents = 0;
+  await Promise.all(Array.from({ length: 8 }, (_, k) => jv.write(k * big.length, big, false)));
+  assert.equal(intents, 8, 'no large write followed its record');
+  // While the volume syncs, no write follows (its wait for the writeback would hold up the journal).
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  const flush = disk.flush.bind(disk);
+  disk.flush = () => gate.then(flush);
+  const flushing = jv.flush();
+  await turn();
+  intents = 0;
+  const during = Promise.all(Array.from({ length: 64 }, (_, k) => jv.write(k * 4 * KiB, data(k), false)));
+  await turn();
+  assert.equal(intents, 64, 'every write during the volume\'s sync took the intent ring');
+  open();
+  await Promise.all([flushing, during]);
   await jv.close();
   await disk.close();
 });
