@@ -70,6 +70,10 @@ export class PlanRunner {
   private get receiver(): Receiver { return this.replica.receiver; }
   private get log(): Journal { return this.replica.log; }
 
+  /** Why the last unit that failed did (while the receiver says one waits to be applied again). */
+  lastApplyFailure = '';
+  lastApplyCode = 'EIO';
+
   fail(what: string, e: Error): void {
     const why = (e as NodeJS.ErrnoException).code ?? e.message;
     this.logger.error({ volume: this.name }, `volume ${this.name}: ${what} failed (${why}); the link closes and the primary's journal keeps the data`);
@@ -148,6 +152,8 @@ export class PlanRunner {
             await this.units.apply(this.log, this.receiver.applied, a.fromSeq, a.toSeq, a.endsRound === true);
           } catch (e) {
             this.appliesAsked--;
+            this.lastApplyFailure = `records ${a.fromSeq}..${a.toSeq} could not be applied (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`;
+            this.lastApplyCode = (e as NodeJS.ErrnoException).code ?? 'EIO';
             this.receiver.handle({ type: 'applyFailed' });
             this.units.ended();
             this.fail(`applying records ${a.fromSeq}..${a.toSeq}`, e as Error);

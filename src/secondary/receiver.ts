@@ -64,6 +64,8 @@ export type ReceiverEvent =
    */
   | { type: 'appendStopped'; upTo: number; full?: boolean }
   | { type: 'applyFailed' }
+  /** Try a failed unit again now (a promote must not leave one half applied), not at the next link. */
+  | { type: 'retryApply' }
   /** A `releaseLog` action finished (whether or not it freed space). */
   | { type: 'released' }
   /** Hold applying (a checkpoint is held) or let it go on. */
@@ -121,6 +123,8 @@ export class Receiver {
   private applying = false;
   /** An apply action is out (perhaps queued behind other actions in the adapter). */
   get isApplying(): boolean { return this.applying; }
+  /** A unit failed part-way and waits to be applied again (the replica may hold part of it). */
+  get applyFailed(): boolean { return this.applyBlocked; }
   private held = false;
   /**
    * Shipping paused because the log filled while a checkpoint held the replica:
@@ -348,6 +352,9 @@ export class Receiver {
         this.endingRound = null;
         this.applyBlocked = true; // no busy retry against a full disk: the next link retries
         return [];
+      case 'retryApply':
+        this.applyBlocked = false;
+        return this.maybeApply();
       case 'groupLimit':
         this.groupLimit = e.point;
         return this.maybeApply();

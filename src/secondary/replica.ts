@@ -444,6 +444,12 @@ export class Replica implements ExportBackend {
     Promise<{ applied: number; discarded: number; rolledBack: number; initialRound: boolean; restoredBytes?: number }> {
     if (at !== undefined) return this.finishAtPoint(at.seq, at.groupPoint);
     await this.quiesce();
+    // A unit that failed part-way (a full disk) is tried again now: left, the replica would
+    // hold part of it, no flush point of the primary (replication simulation seed 25). A
+    // receive log that failed with it is opened again first (seed 143).
+    while (this.reopening) await this.reopening;
+    await this.reopenBrokenLog();
+    if (this.receiver.applyFailed) await this.run(this.receiver.handle({ type: 'retryApply' }));
     // (Held by an attempt that failed after its hold, below: what is durable is applied again now.)
     if (!this.frozenBy) await this.run(this.receiver.handle({ type: 'hold', held: false }));
     await this.applyIdle();
@@ -457,6 +463,11 @@ export class Replica implements ExportBackend {
     // history: replication simulation seed 2427).
     this.receiver.handle({ type: 'hold', held: true });
     await this.applyIdle();
+    if (this.receiver.applyFailed) {
+      // Failed again: refused, the replica as it is (the next attempt applies the unit again).
+      throw new DiskError(this.runner.lastApplyCode, `volume ${this.name}: ${this.runner.lastApplyFailure}; the replica holds part of them, ` +
+        'so it is no flush point yet: make room on its disk and promote again');
+    }
     const discarded = Math.max(0, this.log.lastSeq - this.receiver.applied);
     const initialRound = this.round?.initial === true;
     const rolledBack = await this.resync.rollBack();
@@ -573,21 +584,25 @@ export class Replica implements ExportBackend {
     return p;
   }
 
+  /** The receive log failed (disk full?): it starts again from what is durable on disk (at an attach, a promote). */
+  private async reopenBrokenLog(): Promise<void> {
+    // (Not while a unit is asked or applied: it was planned on this receiver; the next attach reopens.)
+    if (!this.log.broken || this.units.gate || this.runner.appliesAsked !== 0) return;
+    this.logger.warn({ volume: this.name }, `volume ${this.name}: reopening the receive log after: ${this.log.broken.message}`);
+    // From here the receiver in hand plans on a log that is gone: its actions are
+    // dropped until recover() makes the new one (a checkpoint released meanwhile
+    // asked a unit of it: group simulation seed 292 with the memory budget).
+    this.runner.staleReceiver = this.receiver;
+    this.log.close();
+    this.log = this.openLog();
+    this.reopening = this.recover().finally(() => (this.reopening = null));
+    await this.reopening;
+  }
+
   private async doAttach(link: ReplicaLink, token: number): Promise<void> {
     while (this.reopening) await this.reopening;
     // (Not while a unit is asked or applied: it was planned on this receiver; the next attach reopens.)
-    if (this.log.broken && !this.units.gate && this.runner.appliesAsked === 0) {
-      // The receive log failed (disk full?): start again from what is durable on disk.
-      this.logger.warn({ volume: this.name }, `volume ${this.name}: reopening the receive log after: ${this.log.broken.message}`);
-      // From here the receiver in hand plans on a log that is gone: its actions are
-      // dropped until recover() makes the new one (a checkpoint released meanwhile
-      // asked a unit of it: group simulation seed 292 with the memory budget).
-      this.runner.staleReceiver = this.receiver;
-      this.log.close();
-      this.log = this.openLog();
-      this.reopening = this.recover().finally(() => (this.reopening = null));
-      await this.reopening;
-    }
+    await this.reopenBrokenLog();
     if (token !== this.attachToken) return; // detached (or attached again) meanwhile
     // Space a failed release (disk full) kept is freed now.
     await this.log.release(this.receiver.applied).catch(() => undefined);

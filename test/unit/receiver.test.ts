@@ -176,3 +176,17 @@ test('a sync asked before a full log cut the link does not take the records rese
   assert.deepEqual(after.filter((a) => a.type === 'sync'), [{ type: 'sync', upTo: 6 }]);
   assert.deepEqual(rc.handle({ type: 'synced', upTo: 6, asked: 6 }).filter((a) => a.type === 'ack'), [{ type: 'ack', seq: 6 }]);
 });
+
+test('a unit that failed waits (no busy retry) until retryApply (a promote) or the next link; applyFailed says so meanwhile', () => {
+  const rc = fresh();
+  rc.handle({ type: 'up' });
+  rc.handle({ type: 'records', records: [r(1), r(2, true)] });
+  assert.deepEqual(rc.handle({ type: 'synced', upTo: 2, asked: 2 }), [{ type: 'ack', seq: 2 }, { type: 'apply', fromSeq: 1, toSeq: 2 }]);
+  assert.equal(rc.applyFailed, false);
+  assert.deepEqual(rc.handle({ type: 'applyFailed' }), []);
+  assert.equal(rc.applyFailed, true, 'the replica may hold part of the unit');
+  assert.deepEqual(rc.handle({ type: 'hold', held: false }), [], 'no retry against a full disk on its own');
+  assert.deepEqual(rc.handle({ type: 'retryApply' }), [{ type: 'apply', fromSeq: 1, toSeq: 2 }]);
+  assert.equal(rc.applyFailed, false);
+  assert.deepEqual(rc.handle({ type: 'applied', upTo: 2 }), [{ type: 'releaseLog', seq: 2 }]);
+});
