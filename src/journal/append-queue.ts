@@ -13,6 +13,8 @@ import { assert } from '../invariants/assert.js';
 export const NOT_TRIED = -1;
 /** Its outcome when the record was dropped unwritten (its segment let go): the caller writes it. */
 export const WRITE_ALONE = -2;
+/** Its outcome when it was taken off its record, still queued (`detachFollowers`): the caller waits for the record, then writes. */
+export const DETACHED = -3;
 
 /** A volume write queued behind its record, to go in the same thread-pool job after it. */
 interface Follower {
@@ -75,6 +77,23 @@ export class AppendQueue {
       return new Promise((settle) => (q.follower = { write, settle }));
     }
     return null;
+  }
+
+  /**
+   * Takes every follower off the records still queued (settled DETACHED): a sync of the
+   * volume begins, during which a volume write may wait for the writeback, and a
+   * follower's wait would hold up the records queued behind it. Returns how many.
+   */
+  detachFollowers(): number {
+    let n = 0;
+    for (const q of this.queue) {
+      if (!q.follower) continue;
+      const f = q.follower;
+      delete q.follower;
+      f.settle(DETACHED);
+      n++;
+    }
+    return n;
   }
 
   /** Resolves when record `seq` is in the page cache; rejects if the journal write failed. */

@@ -275,10 +275,15 @@ export class Journal {
 
   /**
    * Puts a volume write behind record `seq`, in the job that writes the record (AppendQueue.follow):
-   * its 0 or errno, NOT_TRIED or WRITE_ALONE; null if the record's write has begun.
+   * its 0 or errno, NOT_TRIED, WRITE_ALONE or DETACHED; null if the record's write has begun.
    */
   follow(seq: number, write: FollowingWrite): Promise<number> | null {
     return this.appends.follow(seq, write);
+  }
+
+  /** Takes the volume writes off the records still queued (AppendQueue.detachFollowers). */
+  detachFollowers(): number {
+    return this.appends.detachFollowers();
   }
 
   /** Resolves when every queued write has landed (or failed). */

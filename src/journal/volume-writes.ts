@@ -9,7 +9,7 @@ import type { DirtyBitmap } from './bitmap.js';
 import type { IntentRing } from './intent.js';
 import type { Journal } from './journal.js';
 import type { FollowingWrite } from './disk.js';
-import { NOT_TRIED, WRITE_ALONE } from './append-queue.js';
+import { DETACHED, NOT_TRIED, WRITE_ALONE } from './append-queue.js';
 import { FOLLOW_MAX_BYTES } from '../limits/limits.js';
 
 /** What the writes use of the write path. */
@@ -71,6 +71,12 @@ export class VolumeWrites {
         // fallback write included: the disk closes its descriptor after it.)
         try {
           const outcome = await followed;
+          if (outcome === DETACHED) {
+            // Taken off its record as the volume began to sync: the ordered path, the record first.
+            await this.landed(seq, offset, length);
+            await this.apply(seq, volumeWrite(), offset, length);
+            return;
+          }
           if (outcome === WRITE_ALONE || outcome === NOT_TRIED) {
             // Not written: the record was dropped with its segment, or its write failed (as in `landed`).
             if (outcome === NOT_TRIED) this.journalFailed(offset, length, this.v.journal.broken);

@@ -584,6 +584,8 @@ export class JournaledVolume implements ExportBackend {
     });
     const volumeSync = (): Promise<void> => {
       this.volumeSyncs++;
+      // (Queued followers go their own way: one waiting for this sync's writeback would hold up the journal.)
+      this.journal.detachFollowers();
       return this.disk.flush().finally(() => this.volumeSyncs--);
     };
     await this.exclusive(() => Promise.all([volumeSync(), journalSync(), this.bitmap.sync()]).then(() => undefined));

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { AppendQueue, NOT_TRIED, WRITE_ALONE } from '../../src/journal/append-queue.js';
+import { AppendQueue, DETACHED, NOT_TRIED, WRITE_ALONE } from '../../src/journal/append-queue.js';
 import type { FollowingWrite } from '../../src/journal/disk.js';
 import { DirtyBitmap } from '../../src/journal/bitmap.js';
 import { Journal } from '../../src/journal/journal.js';
@@ -132,6 +132,27 @@ test('a failed record write leaves its followers and the queued ones NOT_TRIED; 
   assert.equal(await alone, WRITE_ALONE);
 });
 
+test('a volume sync takes the followers off the records still queued: DETACHED, and the records go in a job of their own', async () => {
+  const { seg, jobs } = heldSegment();
+  const q = new AppendQueue();
+  const ended: string[] = [];
+  q.enqueue(seg, 1, [Buffer.alloc(10)], { offset: 0, length: 8 });
+  q.enqueue(seg, 2, [Buffer.alloc(10)], { offset: 0, length: 8 });
+  q.enqueue(seg, 3, [Buffer.alloc(10)], { offset: 8, length: 8 });
+  const two = q.follow(2, following(0, ended))!;
+  const three = q.follow(3, following(8, ended))!;
+  assert.equal(q.detachFollowers(), 2);
+  assert.equal(await two, DETACHED);
+  assert.equal(await three, DETACHED);
+  jobs[0]!.finish([]);
+  await turn();
+  assert.equal(jobs.length, 2);
+  assert.equal(jobs[1]!.after, null, 'records 2 and 3 go without followers');
+  jobs[1]!.finish([]);
+  await q.drained();
+  assert.equal(q.writtenSeq, 3);
+});
+
 test('host writes queued on a real volume go as followers of their records: few intents, the volume and the journal hold every write', async () => {
   const dir = tempDir('following-volume');
   const disk = Volume.open({ name: 'v', path: path.join(dir, 'v.img'), size: 4096 * KiB, readOnly: false });
@@ -186,6 +207,15 @@ test('host writes queued on a real volume go as followers of their records: few 
   assert.equal(intents, 64, 'every write during the volume\'s sync took the intent ring');
   open();
   await Promise.all([flushing, during]);
+  // Followers queued when a sync begins are taken off their records and written after them.
+  disk.flush = flush;
+  intents = 0;
+  const queued = Array.from({ length: 64 }, (_, k) => jv.write(k * 4 * KiB, data(1000 + k), false));
+  await Promise.resolve();
+  const synced = jv.flush();
+  await Promise.all([...queued, synced]);
+  const after = fs.readFileSync(path.join(dir, 'v.img'));
+  for (let k = 0; k < 64; k++) assert.ok(after.subarray(k * 4 * KiB, (k + 1) * 4 * KiB).equals(data(1000 + k)), `write ${k} landed`);
   await jv.close();
   await disk.close();
 });
