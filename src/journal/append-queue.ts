@@ -61,8 +61,9 @@ export class AppendQueue {
   /**
    * Puts `write` behind record `seq`, in the job that writes the record, after it: the
    * volume then never holds a write its journal lacks, with no intent and no job of its
-   * own. Resolves with the write's 0 or errno, or NOT_TRIED if the record's write failed;
-   * once the job ended. Null if the record's write has begun (or it has a follower, or
+   * own. Resolves with the write's 0 or errno once the job ended; NOT_TRIED if the
+   * record's write failed, WRITE_ALONE if its segment was let go, DETACHED if a volume
+   * sync took it off (detachFollowers). Null if the record's write has begun (or it has a follower, or
    * its file cannot): the caller writes the volume itself then.
    */
   follow(seq: number, write: FollowingWrite): Promise<number> | null {

@@ -582,11 +582,15 @@ export class JournaledVolume implements ExportBackend {
     const journalSync = (): Promise<void> => this.syncJournalOrFold().then((ok) => {
       journalDurable = ok;
     });
-    const volumeSync = (): Promise<void> => {
+    const volumeSync = async (): Promise<void> => {
       this.volumeSyncs++;
-      // (Queued followers go their own way: one waiting for this sync's writeback would hold up the journal.)
-      this.journal.detachFollowers();
-      return this.disk.flush().finally(() => this.volumeSyncs--);
+      try {
+        // (Queued followers go their own way: one waiting for this sync's writeback would hold up the journal.)
+        this.journal.detachFollowers();
+        await this.disk.flush();
+      } finally {
+        this.volumeSyncs--;
+      }
     };
     await this.exclusive(() => Promise.all([volumeSync(), journalSync(), this.bitmap.sync()]).then(() => undefined));
     if (!journalDurable) {

@@ -263,7 +263,8 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       }
     }
     try {
-      const notImage = point ? null : rp.notFrozenBecause();
+      // (A promote already begun applies a failed unit again itself, and refuses if it fails again: replica.ts finishForPromote.)
+      const notImage = point || e.identity?.changing === 'primary' ? null : rp.notFrozenBecause();
       if (notImage) reasons.push(`the replica is no flush-point image: ${notImage}`);
       if (reasons.length > 0 && !opts.force) {
         throw new ActionRefused('conflict', `refused to promote ${name}: ${reasons.join('; ')}. Add --force to promote anyway`);

@@ -225,7 +225,9 @@ export class Replica implements ExportBackend {
     if (!this.resync.synced) return this.round?.initial ? 'its first sync is under way, so it is not an image of the primary yet' :
       'its first sync has not completed, so it is not an image of the primary yet';
     if (this.round) return this.round.initial ? 'a first sync is under way' : null;
-    if (this.units.torn) return `an apply failed (${this.units.torn}) and the image is between two flush points until it is redone (the next link retries it)`;
+    if (this.units.torn) {
+      return `an apply failed (${this.units.torn}) and the image is between two flush points until it is redone (the next link, or a promote, retries it)`;
+    }
     return null;
   }
 
@@ -439,6 +441,8 @@ export class Replica implements ExportBackend {
    * applied in whole units; what follows the last durable barrier is discarded; a
    * round in progress is rolled back to the image before it (the undo area).
    * Afterwards the replica is the flush-point image it served, on the volume itself.
+   * A unit that failed part-way is applied again first; if it fails again (outside a
+   * round), a promote throws: the replica would be no flush-point image.
    */
   async finishForPromote(at?: { seq: number; groupPoint?: number | undefined }, opts: { follow?: boolean } = {}):
     Promise<{ applied: number; discarded: number; rolledBack: number; initialRound: boolean; restoredBytes?: number }> {
@@ -447,7 +451,6 @@ export class Replica implements ExportBackend {
     // A unit that failed part-way (a full disk) is tried again now: left, the replica would
     // hold part of it, no flush point of the primary (replication simulation seed 25). A
     // receive log that failed with it is opened again first (seed 143).
-    while (this.reopening) await this.reopening;
     await this.reopenBrokenLog();
     if (this.receiver.applyFailed) await this.run(this.receiver.handle({ type: 'retryApply' }));
     // (Held by an attempt that failed after its hold, below: what is durable is applied again now.)
@@ -463,10 +466,13 @@ export class Replica implements ExportBackend {
     // history: replication simulation seed 2427).
     this.receiver.handle({ type: 'hold', held: true });
     await this.applyIdle();
-    if (this.receiver.applyFailed) {
-      // Failed again: refused, the replica as it is (the next attempt applies the unit again).
+    // Failed again, the volume holding part of the unit (torn), and no round's undo area to roll
+    // it back: a promote is refused, the replica as it is (the next attempt applies the unit
+    // again). (A follow keeps it a secondary: it goes on as before, the unit redone by a round.)
+    if (this.units.torn && !this.resync.undo && !opts.follow) {
+      const room = this.runner.lastApplyCode === 'ENOSPC' || this.runner.lastApplyCode === 'EDQUOT';
       throw new DiskError(this.runner.lastApplyCode, `volume ${this.name}: ${this.runner.lastApplyFailure}; the replica holds part of them, ` +
-        'so it is no flush point yet: make room on its disk and promote again');
+        `so it is no flush point yet: ${room ? 'make room on the disk of its volume file' : 'repair the disk of its volume file'} and promote again`);
     }
     const discarded = Math.max(0, this.log.lastSeq - this.receiver.applied);
     const initialRound = this.round?.initial === true;

@@ -210,12 +210,20 @@ test('host writes queued on a real volume go as followers of their records: few 
   // Followers queued when a sync begins are taken off their records and written after them.
   disk.flush = flush;
   intents = 0;
+  let detached = 0;
+  const detach = journal.detachFollowers.bind(journal);
+  journal.detachFollowers = () => {
+    const n = detach();
+    detached += n;
+    return n;
+  };
   const queued = Array.from({ length: 64 }, (_, k) => jv.write(k * 4 * KiB, data(1000 + k), false));
   await Promise.resolve();
   const synced = jv.flush();
   await Promise.all([...queued, synced]);
   const after = fs.readFileSync(path.join(dir, 'v.img'));
   for (let k = 0; k < 64; k++) assert.ok(after.subarray(k * 4 * KiB, (k + 1) * 4 * KiB).equals(data(1000 + k)), `write ${k} landed`);
+  assert.ok(detached > 0, 'the sync took queued followers off their records');
   await jv.close();
   await disk.close();
 });
