@@ -16,7 +16,7 @@ import type { NodeGroups } from './groups.js';
 import type { GroupConfig } from '../config/config.js';
 import { fsyncDir, memberPoints, VolumeActions, type ActionHost } from './volume-actions.js';
 import { DirStore } from '../journal/store.js';
-import { SYNCED_FILE } from '../secondary/replica.js';
+import { SYNCED_FILE, TornReplicaError } from '../secondary/replica.js';
 import { isHistoryFile, pointName, type RestorePoint } from '../history/history.js';
 import { readStream } from '../stream/stream.js';
 import { assert } from '../invariants/assert.js';
@@ -528,6 +528,8 @@ function pickPastPoint(g: GroupConfig, entries: readonly VolumeEntry[], at: numb
  */
 function diskFullSaysSo(err: Error, e: VolumeEntry, name: string): Error {
   const code = (err as NodeJS.ErrnoException).code;
+  // (A torn replica's refusal names its volume file's disk and says what to do itself.)
+  if (err instanceof TornReplicaError) return err;
   if (code !== 'ENOSPC' && code !== 'EDQUOT' && !/ENOSPC|EDQUOT|no space left/i.test(err.message)) return err;
   const begun = e.identity != null && promoteBegun(e.identity);
   return new Error(`the disk holding ${e.dir} is full (${err.message}): make room there and run 'offsite promote ${name}' again; ` +

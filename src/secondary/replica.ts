@@ -56,6 +56,9 @@ export interface ReplicaOptions {
   history?: HistorySettings;
 }
 
+/** A promote refused: a unit failed part-way and failed again, so the replica is no flush-point image (its message says what to do). */
+export class TornReplicaError extends DiskError {}
+
 export class Replica implements ExportBackend {
   receiver: Receiver;
   log: Journal;
@@ -471,7 +474,7 @@ export class Replica implements ExportBackend {
     // again). (A follow keeps it a secondary: it goes on as before, the unit redone by a round.)
     if (this.units.torn && !this.resync.undo && !opts.follow) {
       const room = this.runner.lastApplyCode === 'ENOSPC' || this.runner.lastApplyCode === 'EDQUOT';
-      throw new DiskError(this.runner.lastApplyCode, `volume ${this.name}: ${this.runner.lastApplyFailure}; the replica holds part of them, ` +
+      throw new TornReplicaError(this.runner.lastApplyCode, `volume ${this.name}: ${this.runner.lastApplyFailure}; the replica holds part of them, ` +
         `so it is no flush point yet: ${room ? 'make room on the disk of its volume file' : 'repair the disk of its volume file'} and promote again`);
     }
     const discarded = Math.max(0, this.log.lastSeq - this.receiver.applied);
