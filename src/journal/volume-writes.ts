@@ -18,8 +18,12 @@ export interface Writing {
   bitmap: DirtyBitmap;
   /** Switches to dirty-bitmap tracking and folds the journal (Tracking.toBitmap). */
   toBitmap(reason: string): void;
-  /** A sync of the volume is running: its writes may wait for its writeback, and must not hold up the journal's. */
-  volumeSyncing(): boolean;
+  /**
+   * Whether a volume write may follow its record now: not while the volume syncs, nor
+   * while peers' acks release the journal (each release syncs the volume), since a
+   * follower that waits for a sync's writeback holds up every record queued behind it.
+   */
+  mayFollow(): boolean;
 }
 
 export class VolumeWrites {
@@ -60,9 +64,8 @@ export class VolumeWrites {
     const gated = entered ? (): Promise<void> => entered.then(write) : write;
     const volumeWrite = al ? (): Promise<void> => gated().finally(() => al.leave(offset, length)) : gated;
     // (Only with the extent already in the activity log: a follower cannot wait for it.)
-    // (Not while the volume syncs: a write there can wait for the writeback, and a
-    // follower's wait would hold up every record queued behind it.)
-    if (seq > 0 && entered === undefined && following && length <= FOLLOW_MAX_BYTES && !this.v.volumeSyncing()) {
+    // (Not while the volume syncs or is being released: Writing.mayFollow.)
+    if (seq > 0 && entered === undefined && following && length <= FOLLOW_MAX_BYTES && this.v.mayFollow()) {
       const w = followingWrite(following);
       const followed = w ? this.v.journal.follow(seq, w) : null;
       if (w && !followed) w.ended();

@@ -33,7 +33,7 @@ import { ResyncRound } from '../sync/round.js';
 import { Seeding } from '../sync/seeding.js';
 import type { HashBuffers, Span } from '../sync/region-hashes.js';
 import { assert } from '../invariants/assert.js';
-import { epochBytesFor, redoBytesFor, VOLUME_SYNC_INTERVAL_MS } from '../limits/limits.js';
+import { epochBytesFor, FOLLOW_AFTER_RELEASE_MS, redoBytesFor, VOLUME_SYNC_INTERVAL_MS } from '../limits/limits.js';
 import { zeroRange, type Disk } from './disk.js';
 import { startUp, type Starting } from './startup.js';
 import { Tracking, type TrackingMode } from './tracking.js';
@@ -123,6 +123,8 @@ export class JournaledVolume implements ExportBackend {
   private redoBytes = 0;
   /** Syncs of the volume running now (host writes do not follow their records meanwhile: volume-writes.ts). */
   private volumeSyncs = 0;
+  /** When a peer's ack last let the journal go (each release syncs the volume first). */
+  private releasedAt = -Infinity;
   /** When the volume's last sync began (the journal's clock). */
   private volumeSyncedAt: number;
   /** The most that may be journaled before the volume is synced (redoBytesFor). */
@@ -172,7 +174,7 @@ export class JournaledVolume implements ExportBackend {
       emptied: () => this.cursors.folded(this.journal.released),
     });
     this.writes = new VolumeWrites({ journal: this.journal, bitmap: this.bitmap, toBitmap: (why) => this.tracking.toBitmap(why),
-      volumeSyncing: () => this.volumeSyncs > 0 });
+      mayFollow: () => this.volumeSyncs === 0 && this.journal.now() - this.releasedAt >= FOLLOW_AFTER_RELEASE_MS });
     this.rounds = new RoundSteps({
       ...parts, ranges: this.ranges, seed: this.seed, tracking: this.tracking, flush: () => this.flush(), hashBuffers: opts.hashBuffers ?? null,
       rejoinDetached: async () => { await this.detached?.rejoinAll(); }, detached: this.detached, cursors: this.cursors,
@@ -451,6 +453,7 @@ export class JournaledVolume implements ExportBackend {
   }
 
   private async releaseUpTo(seq: number): Promise<void> {
+    this.releasedAt = this.journal.now();
     // Never outrun local durability; a sync, not a FLUSH: no barrier, the epoch stays open.
     if (seq > this.durableAppliedSeq) await this.syncer.sync();
     let target = Math.min(seq, this.durableAppliedSeq);

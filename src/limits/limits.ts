@@ -52,6 +52,12 @@ export const WRITE_BATCH_MAX_BYTES = 8 * MiB;
  */
 export const FOLLOW_MAX_BYTES = 64 * 1024;
 /**
+ * Nor for this long after a peer's ack released the journal: releases sync the volume,
+ * and a follower waiting for that writeback holds up the journal. Measured on bench:replication
+ * (docs/JOURNAL.md): followers help while no peer takes the records (a link down), not while one does.
+ */
+export const FOLLOW_AFTER_RELEASE_MS = 10_000;
+/**
  * Region hashing (a first sync's comparison, an online verify, both sides) reads this
  * much at once, into one of at most HASH_BUFFERS buffers shared by every volume of the
  * node: hashing holds at most HASH_BUFFERS x HASH_READ_BYTES (16 MiB) whatever the

@@ -21,7 +21,7 @@ import type { FollowingWrites, Store, StoreFile } from '../../src/store/store.js
 import { nativeFs } from '../../src/volume/native.js';
 import { Volume } from '../../src/volume/volume.js';
 import { silentLogger } from '../../src/log/log.js';
-import { FOLLOW_MAX_BYTES } from '../../src/limits/limits.js';
+import { FOLLOW_AFTER_RELEASE_MS, FOLLOW_MAX_BYTES } from '../../src/limits/limits.js';
 import { tempDir } from '../helpers/run.js';
 
 const KiB = 1024;
@@ -224,6 +224,39 @@ test('host writes queued on a real volume go as followers of their records: few 
   const after = fs.readFileSync(path.join(dir, 'v.img'));
   for (let k = 0; k < 64; k++) assert.ok(after.subarray(k * 4 * KiB, (k + 1) * 4 * KiB).equals(data(1000 + k)), `write ${k} landed`);
   assert.ok(detached > 0, 'the sync took queued followers off their records');
+  await jv.close();
+  await disk.close();
+});
+
+test('for FOLLOW_AFTER_RELEASE_MS after a peer\'s ack released the journal, writes do not follow (each release syncs the volume)', async () => {
+  const dir = tempDir('following-release');
+  let clock = 1_000_000;
+  const disk = Volume.open({ name: 'v', path: path.join(dir, 'v.img'), size: 1024 * KiB, readOnly: false });
+  const jstore = new DirStore(path.join(dir, 'j'));
+  const journal = new Journal({ store: jstore, capacity: 64 * 1024 * KiB, segmentSize: 8 * 1024 * KiB, now: () => clock });
+  const report = await journal.recover();
+  const { bitmap } = await DirtyBitmap.open(new DirStore(dir), 1024 * KiB, 64 * KiB);
+  let intents = 0;
+  const istore = Object.assign(Object.create(jstore) as Store, {
+    open: (name: string) => counted(jstore.open(name)),
+    create: (name: string) => counted(jstore.create(name)),
+  });
+  function counted(f: StoreFile): StoreFile {
+    return Object.assign(Object.create(f) as StoreFile, { writeSync: (p: number, d: Buffer) => { intents += d.length / 32; f.writeSync(p, d); } });
+  }
+  const jv = new JournaledVolume({ disk, journal, bitmap, onFull: 'bitmap', log: silentLogger, intentStore: istore });
+  await jv.start(report);
+  const turn64 = (): Promise<unknown> => Promise.all(Array.from({ length: 64 }, (_, k) => jv.write(k * 4 * KiB, Buffer.alloc(4 * KiB, k), false)));
+  await turn64();
+  await jv.flush();
+  await jv.release(journal.lastSeq);
+  intents = 0;
+  await turn64();
+  assert.equal(intents, 64, 'just after a release every write took the intent ring');
+  clock += FOLLOW_AFTER_RELEASE_MS;
+  intents = 0;
+  await turn64();
+  assert.ok(intents <= 2, `${intents} intents: once the releases stopped, writes follow their records again`);
   await jv.close();
   await disk.close();
 });
