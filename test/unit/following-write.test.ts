@@ -26,6 +26,31 @@ import { tempDir } from '../helpers/run.js';
 
 const KiB = 1024;
 
+/** A journaled volume on real files, counting the intents its write path writes to the ring. */
+async function onFiles(name: string, size: number, now?: () => number) {
+  const dir = tempDir(name);
+  const disk = Volume.open({ name: 'v', path: path.join(dir, 'v.img'), size, readOnly: false });
+  const jstore = new DirStore(path.join(dir, 'j'));
+  const journal = new Journal({ store: jstore, capacity: 64 * 1024 * KiB, segmentSize: 8 * 1024 * KiB, ...(now ? { now } : {}) });
+  const report = await journal.recover();
+  const { bitmap } = await DirtyBitmap.open(new DirStore(dir), size, 64 * KiB);
+  const counter = { intents: 0 };
+  const counted = (f: StoreFile): StoreFile => Object.assign(Object.create(f) as StoreFile, {
+    writeSync: (p: number, d: Buffer) => {
+      counter.intents += d.length / 32;
+      f.writeSync(p, d);
+    },
+  });
+  const istore = Object.assign(Object.create(jstore) as Store, {
+    open: (n: string) => counted(jstore.open(n)),
+    create: (n: string) => counted(jstore.create(n)),
+  });
+  const jv = new JournaledVolume({ disk, journal, bitmap, onFull: 'bitmap', log: silentLogger, intentStore: istore });
+  await jv.start(report);
+  counter.intents = 0;
+  return { dir, disk, journal, jv, counter };
+}
+
 test('pwritevThen writes the parts whole (past IOV_MAX), then each following write; after a failed first write it tries none', async () => {
   const dir = tempDir('following-native');
   const head = fs.openSync(path.join(dir, 'head'), 'w+');
@@ -154,31 +179,14 @@ test('a volume sync takes the followers off the records still queued: DETACHED, 
 });
 
 test('host writes queued on a real volume go as followers of their records: few intents, the volume and the journal hold every write', async () => {
-  const dir = tempDir('following-volume');
-  const disk = Volume.open({ name: 'v', path: path.join(dir, 'v.img'), size: 4096 * KiB, readOnly: false });
-  const jstore = new DirStore(path.join(dir, 'j'));
-  const journal = new Journal({ store: jstore, capacity: 64 * 1024 * KiB, segmentSize: 8 * 1024 * KiB });
-  const report = await journal.recover();
-  const { bitmap } = await DirtyBitmap.open(new DirStore(dir), 4096 * KiB, 64 * KiB);
-  // Count the intent ring's writes.
-  let intents = 0;
-  const istore = Object.assign(Object.create(jstore) as Store, {
-    open: (name: string) => counted(jstore.open(name)),
-    create: (name: string) => counted(jstore.create(name)),
-  });
-  function counted(f: StoreFile): StoreFile {
-    return Object.assign(Object.create(f) as StoreFile, { writeSync: (p: number, d: Buffer) => { intents += d.length / 32; f.writeSync(p, d); } });
-  }
-  const jv = new JournaledVolume({ disk, journal, bitmap, onFull: 'bitmap', log: silentLogger, intentStore: istore });
-  await jv.start(report);
-  intents = 0;
+  const { dir, disk, journal, jv, counter } = await onFiles('following-volume', 4096 * KiB);
   const data = (i: number): Buffer => Buffer.alloc(4 * KiB, (i * 7) % 256);
   // Eight turns of 64 writes each (a host keeping its queue full): after the first write
   // of a turn starts its record's write, the rest of the turn queue behind it.
   for (let t = 0; t < 8; t++) {
     await Promise.all(Array.from({ length: 64 }, (_, k) => jv.write(((t * 64 + k) % 1024) * 4 * KiB, data(t * 64 + k), false)));
   }
-  assert.ok(intents <= 8 * 2, `at most the first writes of each turn wrote an intent (${intents} intents for 512 writes)`);
+  assert.ok(counter.intents <= 8 * 2, `at most the first writes of each turn wrote an intent (${counter.intents} intents for 512 writes)`);
   await jv.flush();
   const img = fs.readFileSync(path.join(dir, 'v.img'));
   for (let i = 0; i < 512; i++) {
@@ -191,9 +199,9 @@ test('host writes queued on a real volume go as followers of their records: few 
   assert.equal(jv.durableAppliedSeq, journal.lastSeq, 'every volume write counted applied');
   // Writes larger than FOLLOW_MAX_BYTES keep jobs of their own (each an intent).
   const big = Buffer.alloc(FOLLOW_MAX_BYTES * 2, 5);
-  intents = 0;
+  counter.intents = 0;
   await Promise.all(Array.from({ length: 8 }, (_, k) => jv.write(k * big.length, big, false)));
-  assert.equal(intents, 8, 'no large write followed its record');
+  assert.equal(counter.intents, 8, 'no large write followed its record');
   // While the volume syncs, no write follows (its wait for the writeback would hold up the journal).
   let open!: () => void;
   const gate = new Promise<void>((r) => (open = r));
@@ -201,15 +209,15 @@ test('host writes queued on a real volume go as followers of their records: few 
   disk.flush = () => gate.then(flush);
   const flushing = jv.flush();
   await turn();
-  intents = 0;
+  counter.intents = 0;
   const during = Promise.all(Array.from({ length: 64 }, (_, k) => jv.write(k * 4 * KiB, data(k), false)));
   await turn();
-  assert.equal(intents, 64, 'every write during the volume\'s sync took the intent ring');
+  assert.equal(counter.intents, 64, 'every write during the volume\'s sync took the intent ring');
   open();
   await Promise.all([flushing, during]);
   // Followers queued when a sync begins are taken off their records and written after them.
   disk.flush = flush;
-  intents = 0;
+  counter.intents = 0;
   let detached = 0;
   const detach = journal.detachFollowers.bind(journal);
   journal.detachFollowers = () => {
@@ -229,34 +237,19 @@ test('host writes queued on a real volume go as followers of their records: few 
 });
 
 test('for FOLLOW_AFTER_RELEASE_MS after a peer\'s ack released the journal, writes do not follow (each release syncs the volume)', async () => {
-  const dir = tempDir('following-release');
   let clock = 1_000_000;
-  const disk = Volume.open({ name: 'v', path: path.join(dir, 'v.img'), size: 1024 * KiB, readOnly: false });
-  const jstore = new DirStore(path.join(dir, 'j'));
-  const journal = new Journal({ store: jstore, capacity: 64 * 1024 * KiB, segmentSize: 8 * 1024 * KiB, now: () => clock });
-  const report = await journal.recover();
-  const { bitmap } = await DirtyBitmap.open(new DirStore(dir), 1024 * KiB, 64 * KiB);
-  let intents = 0;
-  const istore = Object.assign(Object.create(jstore) as Store, {
-    open: (name: string) => counted(jstore.open(name)),
-    create: (name: string) => counted(jstore.create(name)),
-  });
-  function counted(f: StoreFile): StoreFile {
-    return Object.assign(Object.create(f) as StoreFile, { writeSync: (p: number, d: Buffer) => { intents += d.length / 32; f.writeSync(p, d); } });
-  }
-  const jv = new JournaledVolume({ disk, journal, bitmap, onFull: 'bitmap', log: silentLogger, intentStore: istore });
-  await jv.start(report);
+  const { disk, journal, jv, counter } = await onFiles('following-release', 1024 * KiB, () => clock);
   const turn64 = (): Promise<unknown> => Promise.all(Array.from({ length: 64 }, (_, k) => jv.write(k * 4 * KiB, Buffer.alloc(4 * KiB, k), false)));
   await turn64();
   await jv.flush();
   await jv.release(journal.lastSeq);
-  intents = 0;
+  counter.intents = 0;
   await turn64();
-  assert.equal(intents, 64, 'just after a release every write took the intent ring');
+  assert.equal(counter.intents, 64, 'just after a release every write took the intent ring');
   clock += FOLLOW_AFTER_RELEASE_MS;
-  intents = 0;
+  counter.intents = 0;
   await turn64();
-  assert.ok(intents <= 2, `${intents} intents: once the releases stopped, writes follow their records again`);
+  assert.ok(counter.intents <= 2, `${counter.intents} intents: once the releases stopped, writes follow their records again`);
   await jv.close();
   await disk.close();
 });
