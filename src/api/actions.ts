@@ -18,6 +18,7 @@ export const REFUSAL_STATUS: Readonly<Record<RefusalReason, number>> = {
   'no-link': 409,
   'busy': 409,
   'conflict': 409,
+  'unavailable': 503,
 };
 
 /**

@@ -45,6 +45,17 @@ export function metricsRegistry(status: () => NodeStatus): Registry {
     (p) => (p.detached ? 1 : 0));
   peerGauge('offsite_peer_first_sync_waiting', 'Primary: this new secondary\'s first sync waits for another peer\'s resync round to end (1), or not (0).',
     (p) => (p.firstSyncWaitsFor ? 1 : 0));
+  peerGauge('offsite_peer_volume_unavailable', 'The peer could not open this volume (1; its Hello said so): nothing of it flows to it, or it serves it (0).',
+    (p) => (p.unavailable ? 1 : 0));
+  new Gauge({
+    name: 'offsite_volume_unavailable',
+    help: 'A configured volume this node could not open (1): not served, not linked; the status says why and a reload tries again.',
+    labelNames: ['volume'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const u of status().unavailable ?? []) this.set({ volume: u.name }, 1);
+    },
+  });
   new Gauge({
     name: 'offsite_volume_info', help: 'One per volume: its role, peer and UUID as labels.',
       labelNames: ['volume', 'role', 'peer', 'uuid'], registers: [registry],

@@ -5,7 +5,14 @@ import type { NodeStatus, VolumeStatus } from '../contract/status.js';
 const colour = process.stdout.isTTY && !process.env.NO_COLOR;
 const paint = (code: number, s: string): string => (colour ? `\x1b[${code}m${s}\x1b[0m` : s);
 
+/** The peers that could not open the volume (their Hello said so): nothing of it flows to them. */
+function peersWithout(v: VolumeStatus): string[] {
+  return (v.peers ?? []).filter((p) => p.unavailable).map((p) => p.name);
+}
+
 function linkCell(v: VolumeStatus): string {
+  const without = peersWithout(v);
+  if (without.length > 0) return paint(31, `${v.link}, not open on ${without.join(',')}`);
   if (v.paused) return paint(33, `${v.link}, paused`);
   if (v.link === 'connected') return paint(32, v.link);
   if (v.link === 'none') return v.link;
@@ -30,7 +37,7 @@ export const ALL_VOLUMES: StatusView = { names: [], laggingOver: null, sort: 'na
  */
 export function isLagging(v: VolumeStatus, lagOver: number): boolean {
   const linked = v.link === 'connected' || v.link === 'none';
-  const peerBehind = (v.peers ?? []).some((p) => p.link !== 'connected' || p.lagSeconds > lagOver || p.detached);
+  const peerBehind = (v.peers ?? []).some((p) => p.link !== 'connected' || p.lagSeconds > lagOver || p.detached || Boolean(p.unavailable));
   return v.lagSeconds > lagOver || !linked || v.paused || !v.consistent || v.resyncing || v.tracking === 'bitmap' || peerBehind;
 }
 
@@ -54,6 +61,8 @@ export function summaryLine(s: NodeStatus): string {
   const primaries = vs.filter((v) => v.role === 'primary').length;
   const parts: string[] = [];
   const count = (n: number, what: string): void => { if (n > 0) parts.push(`${n} ${what}`); };
+  count(s.unavailable?.length ?? 0, 'not open here');
+  count(vs.filter((v) => peersWithout(v).length > 0).length, 'not open on a peer');
   count(vs.filter((v) => v.link !== 'connected' && v.link !== 'none').length, 'link down');
   count(vs.filter((v) => v.paused).length, 'paused');
   count(vs.filter((v) => !v.consistent).length, 'inconsistent');
@@ -107,7 +116,8 @@ export function formatStatus(s: NodeStatus, view: StatusView = ALL_VOLUMES): str
   // A volume with several secondaries: a line under its row for each (docs/PEERS.md).
   const body = shown.length > 0 ? [line(head), ...rows.flatMap((r, i) => [line(r), ...peerLines(shown[i]!)])]
     : [view.laggingOver !== null ? 'no volume needs attention' : 'no volume matches'];
-  return [`node ${s.node}, up ${formatDuration(s.uptimeSeconds)}; ${summaryLine(s)}`, ...body, ...foot, ...groupLines(s)].join('\n');
+  return [`node ${s.node}, up ${formatDuration(s.uptimeSeconds)}; ${summaryLine(s)}`, ...body, ...foot, ...groupLines(s), ...unavailableLines(s)]
+    .join('\n');
 }
 
 function severalPeers(v: VolumeStatus): boolean {
@@ -128,6 +138,16 @@ export function peerLines(v: VolumeStatus): string[] {
     const where = `backlog ${formatBytes(p.backlogBytes)}, lag ${formatDuration(p.lagSeconds)}, acked record ${p.ackedSeq}`;
     return `  to ${p.name}: ${[link, ...state].join(', ')}; ${where}`;
   });
+}
+
+/** One line per volume this node could not open, with why (src/node/unavailable.ts), and one per volume a peer could not. */
+export function unavailableLines(s: NodeStatus): string[] {
+  const here = (s.unavailable ?? []).map((u) => paint(31, `volume ${u.name} NOT SERVED: `) +
+    `${u.opening ? 'opening again now; ' : ''}it did not open ${formatDuration(u.forSeconds)} ago` +
+    `${u.attempts > 1 ? ` (${u.attempts} tries)` : ''}: ${u.error}; put that right and run \`offsite reload\``);
+  const there = s.volumes.flatMap((v) => (v.peers ?? []).filter((p) => p.unavailable).map((p) =>
+    paint(31, `volume ${v.name} NOT OPEN ON ${p.name}: `) + `${p.unavailable}; nothing of it flows until ${p.name} opens it (a reload there tries again)`));
+  return [...here, ...there];
 }
 
 /** One line per consistency group (docs/GROUPS.md): its members, whether they come from one moment, its group point and lag. */

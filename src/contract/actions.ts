@@ -59,9 +59,10 @@ export interface HistoryInfo {
  * - `wrong-role`: the action runs where the volume has the other role (or it has the asked role already);
  * - `no-link`: the node has no peer link (no identity yet: offsite init);
  * - `busy`: something in progress holds what the action needs (a checkpoint held, a drill running): ends it first;
- * - `conflict`: the volume's state forbids it now (no checkpoint to release, the primary still connected, not a flush-point image).
+ * - `conflict`: the volume's state forbids it now (no checkpoint to release, the primary still connected, not a flush-point image);
+ * - `unavailable`: the volume is configured but did not open here (its reason in the message and the status); a reload tries again.
  */
-export type RefusalReason = 'not-found' | 'invalid' | 'not-replicated' | 'wrong-role' | 'no-link' | 'busy' | 'conflict';
+export type RefusalReason = 'not-found' | 'invalid' | 'not-replicated' | 'wrong-role' | 'no-link' | 'busy' | 'conflict' | 'unavailable';
 
 /** An action refused (nothing was done): the reason for programs, the message for people. */
 export class ActionRefused extends Error {

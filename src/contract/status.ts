@@ -36,6 +36,12 @@ export interface PeerStatus {
    * then, its link up meanwhile (docs/PEERS.md). null: it waits for none.
    */
   firstSyncWaitsFor: string | null;
+  /**
+   * The peer could not open this volume (its Hello says so, with why: its file gone, its
+   * disk full, …): nothing of the volume flows until it opens there. null: it serves it,
+   * or no link has said otherwise.
+   */
+  unavailable?: string | null;
 }
 
 export interface VolumeStatus {
@@ -204,4 +210,22 @@ export interface NodeStatus {
   volumes: VolumeStatus[];
   /** Consistency groups (empty when the config has none). */
   groups?: GroupStatus[];
+  /**
+   * Configured volumes this daemon could not open: not served, not linked, not in
+   * `volumes` (src/node/unavailable.ts). Empty when every volume opened.
+   */
+  unavailable?: UnavailableVolumeStatus[];
+}
+
+/** A configured volume set aside at start: why, for how long, and whether a reload is trying it now. */
+export interface UnavailableVolumeStatus {
+  name: string;
+  /** The open's error, as it was said in the log. */
+  error: string;
+  /** Since the first failure (seconds). */
+  forSeconds: number;
+  /** Opens tried: the start's, then one per reload. */
+  attempts: number;
+  /** A reload is opening it now. */
+  opening: boolean;
 }

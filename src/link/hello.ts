@@ -45,6 +45,12 @@ const helloSchema = z.object({
   /** Record codecs this side decodes (absent: none; "zstd": PackedRecords frames). */
   codecs: z.array(z.string().max(16)).max(8).optional(),
   volumes: z.array(volumeSchema).max(1024),
+  /**
+   * Volumes configured with the peer that this node could not open (src/node/unavailable.ts),
+   * with why: not described above, and not refused for it (the link serves the others).
+   * Sent only when there are some.
+   */
+  unavailable: z.array(z.object({ name: z.string().min(1).max(63), reason: z.string().max(2048) })).max(1024).optional(),
 });
 
 export type HelloVolume = z.infer<typeof volumeSchema>;
@@ -60,7 +66,10 @@ export function encodeHello(h: Hello): Buffer {
  * node that speaks 1 only, the bytes are the previous release's exactly.
  */
 export function encodeHelloFrame(h: Omit<Hello, 'protocol'>, speaks: ProtocolRange = PROTOCOL_RANGE): Buffer[] {
-  const json = encodeHello({ node: h.node, protocol: speaks.min, codecs: h.codecs, volumes: h.volumes });
+  const json = encodeHello({
+    node: h.node, protocol: speaks.min, codecs: h.codecs, volumes: h.volumes,
+    ...(h.unavailable && h.unavailable.length > 0 ? { unavailable: h.unavailable } : {}),
+  });
   return encodeFrame(FrameType.Hello, json, speaks.max > speaks.min ? speaks.max : 0, speaks.min);
 }
 
@@ -102,6 +111,8 @@ export type HelloCheck =
      * flush point as a new replica of this primary (RoleChanges.follow) and links again.
      */
     follows: Array<{ local: HelloVolume; remote: HelloVolume }>;
+    /** Volumes of ours the peer could not open, with its reason: not paired; the link serves the others. */
+    unavailable: Array<{ name: string; reason: string }>;
   }
   | { ok: false; code: string; message: string; volume?: string };
 
@@ -149,8 +160,14 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
   }
   const pairs: Array<{ local: HelloVolume; remote: HelloVolume }> = [];
   const follows: Array<{ local: HelloVolume; remote: HelloVolume }> = [];
+  const unavailable: Array<{ name: string; reason: string }> = [];
   for (const local of shared) {
     const remote = hello.volumes.find((v) => v.name === local.name);
+    const setAside = remote ? undefined : hello.unavailable?.find((u) => u.name === local.name);
+    if (setAside) {
+      unavailable.push(setAside);
+      continue;
+    }
     if (!remote) {
       return {
         ok: false, code: 'unknown-volume',
@@ -213,7 +230,7 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
     }
     pairs.push({ local, remote });
   }
-  return { ok: true, hello, pairs, protocol: agreed.version, follows };
+  return { ok: true, hello, pairs, protocol: agreed.version, follows, unavailable };
 }
 
 function twoPrimaries(local: HelloVolume, remote: HelloVolume, peer: string): HelloCheck {

@@ -42,6 +42,8 @@ export interface PeerSessionOptions {
   deadAfterMs: number;
   /** The volumes shared with this peer, as Hello describes them now. */
   shared: () => HelloVolume[];
+  /** Volumes configured with this peer that this node could not open, with why (Hello's `unavailable`); absent: none. */
+  unavailable?: () => Array<{ name: string; reason: string }>;
   /** The peers a volume of this node is paired with, in the config's order (none: no such volume). */
   pairedWith: (volume: string) => readonly string[];
 }
@@ -175,7 +177,9 @@ export class PeerSession {
   }
 
   private hello(): SessionAction {
-    return { type: 'send', parts: encodeHelloFrame({ node: this.o.node, codecs: ['zstd'], volumes: this.o.shared() }, this.o.speaks) };
+    return { type: 'send', parts: encodeHelloFrame({
+      node: this.o.node, codecs: ['zstd'], volumes: this.o.shared(), unavailable: this.o.unavailable?.(),
+    }, this.o.speaks) };
   }
 
   private arrive(f: Frame, now: number): SessionAction[] {

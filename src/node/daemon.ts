@@ -2,7 +2,7 @@
 // on SIGINT/SIGTERM (in-flight requests finish, volumes are synced, exit 0).
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Config } from '../config/config.js';
+import type { Config, VolumeConfig } from '../config/config.js';
 import { formatBytes, formatDuration } from '../units/units.js';
 import type { Logger } from '../log/log.js';
 import { NbdServer } from '../nbd/server.js';
@@ -41,6 +41,8 @@ import { MemoryBudget } from '../memory/budget.js';
 import { HashBuffers } from '../sync/region-hashes.js';
 import { boundYoungGeneration, collectUnderPressure } from '../memory/collector.js';
 import { NodeGroups } from './groups.js';
+import { UnavailableVolumes, withoutName } from './unavailable.js';
+import { InvariantError } from '../invariants/assert.js';
 
 export class Daemon {
   private readonly volumes: Volume[] = [];
@@ -96,36 +98,32 @@ export class Daemon {
       // Every identity first: a member of a group's promote that a stop cut is completed
       // when another member's change began (RoleChanges.settlePromoteAt).
       const identities = new Map<string, VolumeIdentity>();
+      const failures: Error[] = [];
       for (const v of c.volumes) {
         if (v.peer === undefined) continue;
-        const dir = path.join(c.state, 'volumes', v.name);
-        fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-        identities.set(v.name, VolumeIdentity.open(dir, v.role));
-      }
-      for (const v of c.volumes) {
-        const dir = path.join(c.state, 'volumes', v.name);
-        const identity = identities.get(v.name) ?? null;
-        if (v.peer !== undefined) {
-          const limits = { name: v.name, journal: v.journal, bitmapRegion: v.bitmap_region, maxHashRegion: MAX_HASH_REGION_SIZE };
-          for (const w of volumeLimitWarnings(limits, formatBytes)) this.log.warn({ volume: v.name }, w);
+        try {
+          const dir = path.join(c.state, 'volumes', v.name);
+          fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+          identities.set(v.name, VolumeIdentity.open(dir, v.role));
+        } catch (err) {
+          this.setAside(v, err);
+          failures.push(err as Error);
         }
-        const role = identity?.role ?? v.role;
-        const volume = Volume.open({
-          name: v.name,
-          path: v.path,
-          size: v.size,
-          readOnly: role === 'secondary',
-          description: v.description ?? `offsite volume ${v.name} on node ${c.node}`,
-        });
-        this.volumes.push(volume);
-        const entry: VolumeEntry = { config: v, volume, role, dir, journaled: null, replica: null, history: null, identity, drill: null };
-        this.roles.completeDemote(entry);
-        await this.roles.settlePromoteAt(entry, (m) => identities.get(m) ?? null);
-        await this.openRole(entry);
-        await this.roles.completeChange(entry);
-        this.entries.push(entry);
-        registry.add(this.backendOf(entry), v.default === true);
-        if (entry.replica?.checkpoint) registry.add(new CheckpointExport(entry.replica, entry.replica.checkpoint));
+      }
+      // One volume that does not open is set aside; the others are served (src/node/unavailable.ts).
+      for (const v of c.volumes) {
+        if (this.unavailable.has(v.name)) continue;
+        try {
+          await this.openVolume(v, (m) => identities.get(m) ?? null);
+        } catch (err) {
+          this.setAside(v, err);
+          failures.push(err as Error);
+        }
+      }
+      if (this.entries.length === 0 && this.unavailable.size > 0) {
+        // Nothing to serve: the start fails with every volume's reason.
+        if (failures.length === 1) throw failures[0];
+        throw new Error(this.unavailable.status(Date.now()).map((u) => `volume ${u.name}: ${withoutName(u.name, u.error)}`).join('\n'));
       }
       this.groups.start();
       this.historyTimer = setInterval(() => this.recordHistory(), 60_000);
@@ -228,9 +226,113 @@ export class Daemon {
       `${this.iscsiAddress ? ` and iSCSI ${this.iscsiAddress.host}:${this.iscsiAddress.port}` : ''}`);
   }
 
+  /**
+   * Opens one configured volume in its role and serves it (NBD, iSCSI, its peers): each
+   * volume at the start, and a volume set aside, again, at a reload. If a step fails,
+   * what it opened is closed again and nothing of the volume stays served or linked.
+   */
+  private async openVolume(v: VolumeConfig, identityOf: (name: string) => VolumeIdentity | null): Promise<VolumeEntry> {
+    const c = this.config;
+    const dir = path.join(c.state, 'volumes', v.name);
+    const identity = identityOf(v.name);
+    if (v.peer !== undefined) {
+      const limits = { name: v.name, journal: v.journal, bitmapRegion: v.bitmap_region, maxHashRegion: MAX_HASH_REGION_SIZE };
+      for (const w of volumeLimitWarnings(limits, formatBytes)) this.log.warn({ volume: v.name }, w);
+    }
+    const role = identity?.role ?? v.role;
+    const volume = Volume.open({
+      name: v.name,
+      path: v.path,
+      size: v.size,
+      readOnly: role === 'secondary',
+      description: v.description ?? `offsite volume ${v.name} on node ${c.node}`,
+    });
+    this.volumes.push(volume);
+    const entry: VolumeEntry = { config: v, volume, role, dir, journaled: null, replica: null, history: null, identity, drill: null };
+    try {
+      this.roles.completeDemote(entry);
+      await this.roles.settlePromoteAt(entry, identityOf);
+      await this.openRole(entry);
+      await this.roles.completeChange(entry);
+    } catch (err) {
+      await this.closeUnserved(entry);
+      throw err;
+    }
+    this.entries.push(entry);
+    this.registry.add(this.backendOf(entry), v.default === true);
+    if (entry.replica?.checkpoint) this.registry.add(new CheckpointExport(entry.replica, entry.replica.checkpoint));
+    return entry;
+  }
+
+  /** Closes what a failed openVolume opened: its role's files, its folder lock, the volume (removed if this open made it and nothing wrote it). */
+  private async closeUnserved(e: VolumeEntry): Promise<void> {
+    const name = e.config.name;
+    const lv = this.linkVolumes;
+    lv.primaries.delete(name);
+    lv.replicas.delete(name);
+    lv.identities.delete(name);
+    this.streams.delete(name);
+    await e.journaled?.close().catch((err: Error) => this.log.error({ volume: name }, `volume ${name}: ${err.message}`));
+    e.replica?.log.close();
+    this.folderLocks.get(name)?.release();
+    this.folderLocks.delete(name);
+    const i = this.volumes.indexOf(e.volume);
+    if (i >= 0) this.volumes.splice(i, 1);
+    await e.volume.close().catch((err: Error) => this.log.error({ volume: name }, `volume ${name}: ${err.message}`));
+    if (e.volume.created) this.removeMadeVolumes([e.volume]);
+  }
+
+  /** Volumes this daemon could not open: not served, not linked; a reload tries them again (src/node/unavailable.ts). */
+  readonly unavailable = new UnavailableVolumes();
+
+  /** A volume that did not open is set aside (a broken invariant is no volume's fault: it stops the daemon). */
+  private setAside(v: VolumeConfig, err: unknown): void {
+    if (err instanceof InvariantError) throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    this.unavailable.set(v.name, message, Date.now());
+    this.log.error({ volume: v.name }, `volume ${v.name} is not served: ${withoutName(v.name, message)}. ` +
+      `The other volumes are; once this is put right, \`offsite reload\` (or SIGHUP) opens it`);
+  }
+
+  /** Reopens being tried (a reload), which a stop waits for. */
+  private readonly reopening = new Set<Promise<void>>();
+
+  /** A reload: each volume set aside is opened again, in the background; returns what the reload says of them. */
+  private retryUnavailable(): string[] {
+    if (this.stopping) return [];
+    const notes: string[] = [];
+    for (const name of this.unavailable.names()) {
+      const v = this.config.volumes.find((x) => x.name === name);
+      if (!v || !this.unavailable.begin(name)) continue;
+      notes.push(`volume ${name}: opening it again`);
+      const p = this.reopen(v).finally(() => this.reopening.delete(p));
+      this.reopening.add(p);
+    }
+    return notes;
+  }
+
+  private async reopen(v: VolumeConfig): Promise<void> {
+    try {
+      let identity: VolumeIdentity | null = null;
+      if (v.peer !== undefined) {
+        const dir = path.join(this.config.state, 'volumes', v.name);
+        fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+        identity = VolumeIdentity.open(dir, v.role);
+      }
+      const e = await this.openVolume(v, (m) => m === v.name ? identity : this.entries.find((x) => x.config.name === m)?.identity ?? null);
+      this.unavailable.opened(v.name);
+      if (e.role === 'primary' && fs.existsSync(path.join(e.dir, PAUSED_FILE))) this.links?.pausedVolumes.add(v.name);
+      this.links?.volumeReady(v.name, `volume ${v.name} is served here now`);
+      this.log.info({ volume: v.name }, `volume ${v.name}: opened at a reload; served as ${e.role} (${formatBytes(e.volume.size)})`);
+    } catch (err) {
+      this.setAside(v, err);
+    }
+  }
+
   /** What the link manager sees: each replicated volume by role (kept current through promote and demote). */
   readonly linkVolumes: LinkVolumes = {
     primaries: new Map(), replicas: new Map(), identities: new Map(),
+    unavailable: (name) => this.unavailable.reason(name),
     streams: {
       of: (name) => this.streams.get(name) ?? null,
       adopt: async (name, mark) => {
@@ -397,6 +499,7 @@ export class Daemon {
   reload(): string {
     const next = loadConfig(this.config.file);
     const notes = this.links?.reload(next) ?? [];
+    notes.push(...this.retryUnavailable());
     // A secondary's history limits apply live; turning history on or off takes a restart.
     for (const e of this.entries) {
       const v = next.volumes.find((x) => x.name === e.config.name);
@@ -463,7 +566,7 @@ export class Daemon {
 
   status(): NodeStatus {
     const s = nodeStatus(this.config.node, '0.1.0', this.startedAt, this.entries, this.links, Date.now(), this.iscsi?.view() ?? null);
-    return { ...s, groups: this.groups.status(s.volumes) };
+    return { ...s, groups: this.groups.status(s.volumes), unavailable: this.unavailable.status(Date.now()) };
   }
 
   /** Idempotent: a second call waits for the first. */
@@ -474,6 +577,7 @@ export class Daemon {
       await this.snmp?.stop();
       if (this.ticker) clearInterval(this.ticker);
       this.groups.stop();
+      await Promise.all([...this.reopening]);
       await this.roles.idle();
       await this.links?.stop();
       await this.iscsi?.close();

@@ -43,6 +43,8 @@ export interface LinkVolumes {
   identities: Map<string, VolumeIdentity>;
   /** The stream of records each volume's journal or receive log holds (src/stream/stream.ts). */
   streams: VolumeStreams;
+  /** Why a configured volume could not be opened here (src/node/unavailable.ts); null: it is open, or opening. */
+  unavailable?: (volume: string) => string | null;
 }
 
 /** Each replicated volume's stream (src/stream/stream.ts), as the daemon keeps it. */
@@ -146,6 +148,24 @@ export class LinkManager {
         stream: this.volumes.streams.of(v.name)?.stream,
       };
     });
+  }
+
+  /** The volumes shared with `peer` that this node could not open, with why: Hello lists them so the peer links the others. */
+  private setAside(peer: string): Array<{ name: string; reason: string }> {
+    const why = this.volumes.unavailable;
+    if (!why) return [];
+    return this.config.volumes.filter((v) => v.peers.includes(peer)).flatMap((v) => {
+      const reason = why(v.name);
+      return reason === null ? [] : [{ name: v.name, reason: reason.slice(0, 2048) }];
+    });
+  }
+
+  /** Volumes the peer could not open, by volume then peer, as its last Hello said (why, in its words). */
+  private readonly peerSetAside = new Map<string, Map<string, string>>();
+
+  /** Why `peer` does not serve `volume` now (its Hello listed it as not opened); null: it does, or no link says. */
+  peerUnavailable(volume: string, peer: string): string | null {
+    return this.peerSetAside.get(volume)?.get(peer) ?? null;
   }
 
   /** The zstd workers, for a peer's PackedRecords frames (made at the first, whatever this node's own compression setting). */
@@ -310,6 +330,7 @@ export class LinkManager {
       node: this.config.node, peer, initiator, speaks: this.protocol,
       deadAfterMs: (this.config.peers.find((p) => p.name === peer)?.timeout ?? 5) * 1000,
       shared: () => this.shared(peer),
+      unavailable: () => this.setAside(peer),
       pairedWith: (volume) => this.volumeConfig(volume)?.peers ?? [],
     }, this.host);
   }
@@ -317,6 +338,13 @@ export class LinkManager {
   /** Both Hellos passed: the link joins the node's links, and each shared volume is wired to it. */
   private linkUp(s: LinkSession, check: Extract<HelloCheck, { ok: true }>, version: number): void {
     const peer = s.peer;
+    for (const byPeer of this.peerSetAside.values()) byPeer.delete(peer);
+    for (const u of check.unavailable) {
+      const byPeer = this.peerSetAside.get(u.name) ?? new Map<string, string>();
+      this.peerSetAside.set(u.name, byPeer.set(peer, u.reason));
+      this.log.warn({ volume: u.name, peer }, `volume ${u.name}: ${peer} could not open it (${u.reason}); the link serves the other volumes, ` +
+        `and nothing of ${u.name} flows until ${peer} opens it (a reload there tries again)`);
+    }
     const setting = (): Compression => this.config.peers.find((p) => p.name === peer)?.compression ?? { mode: 'auto' };
     if (setting().mode !== 'off') this.pool ??= new CompressionPool();
     s.packer = new Packer({

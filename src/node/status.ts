@@ -135,6 +135,7 @@ function peersStatus(e: VolumeEntry, links: LinkManager | null, now: number): Pe
         backlogRecords: Math.max(0, j.journal.lastSeq - Math.max(acked, j.journal.released)),
         lagSeconds: Math.round(lagMs / 100) / 10, resyncing: j.roundStartFor(name) !== 0, paused: links?.isPaused(e.config.name) ?? false,
         detached: j.cursors.isDetached(name), firstSyncWaitsFor: links?.firstSyncWaitsFor(e.config.name, name) ?? null,
+        unavailable: links?.peerUnavailable(e.config.name, name) ?? null,
       };
     });
   }
@@ -144,7 +145,7 @@ function peersStatus(e: VolumeEntry, links: LinkManager | null, now: number): Pe
   return [{
     name: primary, link: linkOf(primary), ackedSeq: rp ? rp.receiver.resumeAfter : 0, backlogBytes: rp ? rp.log.backlogBytes : 0,
     backlogRecords: rp ? rp.log.backlogRecords : 0, lagSeconds: 0, resyncing: Boolean(rp?.round), paused: false, detached: false,
-    firstSyncWaitsFor: null,
+    firstSyncWaitsFor: null, unavailable: links?.peerUnavailable(e.config.name, primary) ?? null,
   }];
 }
 

@@ -2,6 +2,7 @@
 // (create, release, the schedule, hold expiry), drills over them, pausing shipping and
 // the online verify. The base of RoleChanges (roles.ts), which adds promote and demote;
 // one queue runs them all, one action at a time per node (docs/FAILOVER.md).
+import { withoutName, type UnavailableVolumes } from './unavailable.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { formatBytes } from '../units/units.js';
@@ -38,6 +39,8 @@ export interface ActionHost {
   readonly links: Pick<LinkManager, 'pausedVolumes' | 'pause' | 'verify'> | null;
   /** Consistency groups (docs/GROUPS.md); absent: none. */
   readonly groups?: Pick<NodeGroups, 'group' | 'groupOf' | 'checkpoint'>;
+  /** Volumes the daemon could not open (src/node/unavailable.ts); absent: none. */
+  readonly unavailable?: Pick<UnavailableVolumes, 'reason'>;
 }
 
 /**
@@ -80,6 +83,11 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
 
   protected entry(name: string): VolumeEntry {
     const e = this.daemon.entries.find((x) => x.config.name === name);
+    const setAside = e ? null : this.daemon.unavailable?.reason(name) ?? null;
+    if (setAside !== null) {
+      throw new ActionRefused('unavailable', `volume ${name} is not served on node ${this.daemon.config.node}: it did not open ` +
+        `(${withoutName(name, setAside)}); put that right and run \`offsite reload\``);
+    }
     if (!e) throw new ActionRefused('not-found', `no volume named ${name} on node ${this.daemon.config.node}`);
     if (e.config.peer === undefined) throw new ActionRefused('not-replicated', `volume ${name} is not replicated (it has no peer)`);
     return e;

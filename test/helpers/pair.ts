@@ -25,6 +25,9 @@ export interface PairOptions {
   /** More top-level keys for site-a's / site-b's offsite.yaml (block YAML, e.g. an snmp: section). */
   nodeKeysA?: string;
   nodeKeysB?: string;
+  /** More volumes for site-a's / site-b's config (lines under `volumes:`, each indented two spaces). */
+  volumesA?: string;
+  volumesB?: string;
   /** site-b's receive log, when it differs from site-a's journal. */
   journalB?: string;
   /** Faults for refusal tests: site-b's role or size, or a wrong fingerprint pinned by a side. */
@@ -43,7 +46,7 @@ export async function startPair(opts: PairOptions = {}): Promise<Pair> {
   const size = opts.size ?? '256MiB';
   const mk = (
     node: string, peer: string, myLink: number, peerLink: number, role: string,
-    volSize = size, journal = opts.journal ?? '1GiB', extra = '', peerExtra = '', nodeKeys = '',
+    volSize = size, journal = opts.journal ?? '1GiB', extra = '', peerExtra = '', nodeKeys = '', moreVolumes = '',
   ) =>
     (ports: { nbd: number; api: number }): string => `node: ${node}
 state: ./state
@@ -54,17 +57,19 @@ peers:
   ${peer}: { address: "127.0.0.1:${peerLink}", fingerprint: "FINGERPRINT"${peerExtra ? `, ${peerExtra}` : ''} }
 volumes:
   db: { path: ./db.img, size: ${volSize}, role: ${role}, peer: ${peer}, journal: ${journal}${extra ? `, ${extra}` : ''} }
-${nodeKeys}`;
+${moreVolumes ? `${moreVolumes}\n` : ''}${nodeKeys}`;
   fs.mkdirSync(path.join(root, 'a'));
   fs.mkdirSync(path.join(root, 'b'));
   const dialB = opts.proxy ? await opts.proxy(linkB) : linkB;
   const a = await TestDaemon.create({
     dir: path.join(root, 'a'), node: 'site-a', noStart: true,
-    yaml: mk('site-a', 'site-b', linkA, dialB, 'primary', size, opts.journal ?? '1GiB', opts.volumeKeysA ?? '', opts.peerKeysA ?? '', opts.nodeKeysA ?? ''),
+    yaml: mk('site-a', 'site-b', linkA, dialB, 'primary', size, opts.journal ?? '1GiB', opts.volumeKeysA ?? '', opts.peerKeysA ?? '', opts.nodeKeysA ?? '',
+      opts.volumesA ?? ''),
   });
   const b = await TestDaemon.create({
     dir: path.join(root, 'b'), node: 'site-b', noStart: true,
-    yaml: mk('site-b', 'site-a', linkB, linkA, opts.roleB ?? 'secondary', opts.sizeB ?? size, opts.journalB, opts.volumeKeysB ?? '', '', opts.nodeKeysB ?? ''),
+    yaml: mk('site-b', 'site-a', linkB, linkA, opts.roleB ?? 'secondary', opts.sizeB ?? size, opts.journalB, opts.volumeKeysB ?? '', '', opts.nodeKeysB ?? '',
+      opts.volumesB ?? ''),
   });
   const fp = async (d: TestDaemon): Promise<string> => (await must(process.execPath, [OFFSITE_BIN, 'init', '-c', d.configFile])).trim().split('\n').pop()!;
   const [fa, fb] = [await fp(a), await fp(b)];

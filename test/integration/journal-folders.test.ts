@@ -45,13 +45,16 @@ test('a second daemon (another state folder) using a journal folder in use is re
   try {
     const dir = tempDir('jother');
     const file = path.join(dir, 'offsite.yaml');
-    // Its own state and volume files, but v1's journal folder points at the running daemon's j2.
-    fs.writeFileSync(file, config({ nbd: 0, api: 0 }, { v1: path.join(a.dir, 'j2'), v2: './j' })
+    // Its own state and volume files, but its journal folders point at the running daemon's
+    // (swapped). Each volume is refused, so nothing opens and the start fails with both reasons
+    // (one volume refused alone is set aside while the other is served: unavailable-volume.test.ts).
+    fs.writeFileSync(file, config({ nbd: 0, api: 0 }, { v1: path.join(a.dir, 'j2'), v2: path.join(a.dir, 'j1') })
       .replace('nbd: 127.0.0.1:0\napi: 127.0.0.1:0\n', 'nbd: 127.0.0.1:0\n'));
     const r = await run(process.execPath, [OFFSITE_BIN, 'daemon', '-c', file]);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, new RegExp(`volume v1: journal folder ${path.join(a.dir, 'j2')} is in use by volume v2 ` +
       `\\(pid ${a.pid} on \\S+\\); two volumes must never share one`));
+    assert.match(r.stderr, new RegExp(`volume v2: journal folder ${path.join(a.dir, 'j1')} is in use by volume v1 `));
   } finally {
     assert.equal(await a.stop(), 0);
   }

@@ -1,7 +1,7 @@
 // The Hello check: matching volumes pair up; mismatches are refused with reasons.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { checkHello, encodeHello, type Hello, type HelloVolume } from '../../src/link/hello.js';
+import { checkHello, encodeHello, encodeHelloFrame, type Hello, type HelloVolume } from '../../src/link/hello.js';
 
 const vol = (over: Partial<HelloVolume> = {}): HelloVolume => ({ name: 'db', uuid: 'u1', size: 1 << 30, role: 'primary', generation: ['g1'], durableSeq: 0,
   logBytes: 1 << 30, round: 0, ...over });
@@ -91,4 +91,28 @@ test('three sites: two secondaries of a set meet idle; a secondary of a newer pr
     assert.ok(r.ok);
     assert.deepEqual([r.pairs.length, r.follows.length], [1, 0], JSON.stringify(s));
   }
+});
+
+test('a volume the peer could not open: listed with why, it is not paired and the link takes the others; unlisted, it is refused as before', () => {
+  const wal = vol({ name: 'wal', uuid: 'u9' });
+  const r = checkHello(hello({ unavailable: [{ name: 'wal', reason: 'open ./gone/wal.img: ENOENT' }] }), 'site-b', [vol(), wal]);
+  assert.ok(r.ok, refused(r));
+  assert.deepEqual(r.pairs.map((p) => p.local.name), ['db']);
+  assert.deepEqual(r.unavailable, [{ name: 'wal', reason: 'open ./gone/wal.img: ENOENT' }]);
+  assert.match(refused(checkHello(hello(), 'site-b', [vol(), wal])), /^unknown-volume: volume wal is configured with peer site-b/);
+  // Listed but described too (a Hello from a node that opened it meanwhile): the description wins.
+  const both = checkHello(hello({ volumes: [vol({ role: 'secondary' }), vol({ name: 'wal', uuid: 'u9', role: 'secondary' })],
+    unavailable: [{ name: 'wal', reason: 'stale' }] }), 'site-b', [vol(), wal]);
+  assert.ok(both.ok);
+  assert.deepEqual(both.pairs.map((p) => p.local.name), ['db', 'wal']);
+  assert.deepEqual(both.unavailable, []);
+});
+
+test('the Hello frame lists volumes not opened only when there are some; the bytes without any are the previous release\'s', () => {
+  const plain = encodeHelloFrame({ node: 'site-a', codecs: ['zstd'], volumes: [vol()] });
+  const none = encodeHelloFrame({ node: 'site-a', codecs: ['zstd'], volumes: [vol()], unavailable: [] });
+  assert.deepEqual(Buffer.concat(none), Buffer.concat(plain));
+  assert.doesNotMatch(Buffer.concat(plain).toString('latin1'), /unavailable/);
+  const some = Buffer.concat(encodeHelloFrame({ node: 'site-a', codecs: ['zstd'], volumes: [vol()], unavailable: [{ name: 'wal', reason: 'ENOENT' }] }));
+  assert.match(some.toString('latin1'), /\}\],"unavailable":\[\{"name":"wal","reason":"ENOENT"\}\]\}$/);
 });

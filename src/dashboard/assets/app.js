@@ -43,6 +43,20 @@ function onStatus(s) {
   }
   if (s.volumes.length === 0) box.replaceChildren(el('p', 'muted', 'This node serves no volumes.'));
   showGroups(s.groups ?? []);
+  showUnavailable(s.unavailable ?? []);
+}
+
+/** The volumes this node could not open (status `unavailable`): why, since when; a reload tries again. */
+function showUnavailable(list) {
+  document.getElementById('unavailable-section').hidden = list.length === 0;
+  document.getElementById('unavailable').replaceChildren(...list.map((u) => {
+    const li = el('li', 'group bad');
+    li.dataset.volume = u.name;
+    li.append(el('strong', 'group-name', u.name), el('span', 'group-state bad', u.opening ? ': opening again now; ' : ': '),
+      el('span', 'msg', u.error),
+      el('span', 'muted', `; for ${duration(u.forSeconds)}${u.attempts > 1 ? `, ${u.attempts} tries` : ''}; put that right and reload the config`));
+    return li;
+  }));
 }
 
 /**

@@ -1,0 +1,75 @@
+// Volumes this daemon could not open. One volume's fault (its file gone with a failed
+// disk, its disk full under a promote a restart must finish, a journal folder another
+// daemon holds, a state file a newer release wrote) must not keep the node's other
+// volumes offline: an appliance serves a hundred servers. Such a volume is set aside:
+// nothing of it is served, linked or written (its peer hears nothing of it, as during a
+// role change, and keeps its backlog), and the status, the metrics and the log say why.
+// A reload (SIGHUP, `offsite reload`, POST /api/v1/reload) tries each again. A start at
+// which no volume opens still fails, with every volume's reason: there is nothing to serve.
+import type { UnavailableVolumeStatus } from '../contract/status.js';
+
+interface Unavailable {
+  error: string;
+  /** When it was first set aside (ms). */
+  since: number;
+  /** Opens tried (the start's, then each reload's). */
+  attempts: number;
+  /** An open being tried now (a reload). */
+  opening: boolean;
+}
+
+export class UnavailableVolumes {
+  private readonly volumes = new Map<string, Unavailable>();
+
+  /** A volume failed to open (again): its newest reason; since stays the first failure's. */
+  set(name: string, error: string, now: number): void {
+    const was = this.volumes.get(name);
+    this.volumes.set(name, { error, since: was?.since ?? now, attempts: (was?.attempts ?? 0) + 1, opening: false });
+  }
+
+  has(name: string): boolean {
+    return this.volumes.has(name);
+  }
+
+  reason(name: string): string | null {
+    return this.volumes.get(name)?.error ?? null;
+  }
+
+  /** Marks a retry begun; false when one runs already (two reloads in a row). */
+  begin(name: string): boolean {
+    const u = this.volumes.get(name);
+    if (!u || u.opening) return false;
+    u.opening = true;
+    return true;
+  }
+
+  /** The retry opened it. */
+  opened(name: string): void {
+    this.volumes.delete(name);
+  }
+
+  /** Dropped from the config: nothing to open any more. */
+  forget(name: string): void {
+    this.volumes.delete(name);
+  }
+
+  names(): string[] {
+    return [...this.volumes.keys()];
+  }
+
+  get size(): number {
+    return this.volumes.size;
+  }
+
+  status(now: number): UnavailableVolumeStatus[] {
+    return [...this.volumes].map(([name, u]) => ({
+      name, error: u.error, forSeconds: Math.max(0, Math.round((now - u.since) / 1000)), attempts: u.attempts, opening: u.opening,
+    }));
+  }
+}
+
+/** "volume db: journal folder …" said of db: the message without its leading name (said once by the caller). */
+export function withoutName(volume: string, message: string): string {
+  const prefix = `volume ${volume}: `;
+  return message.startsWith(prefix) ? message.slice(prefix.length) : message;
+}

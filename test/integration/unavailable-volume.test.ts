@@ -1,0 +1,112 @@
+// A volume that does not open is set aside; the node serves the others (src/node/unavailable.ts).
+// - One daemon, two volumes, one of them on a folder that is gone: the daemon starts, the
+//   other volume takes writes from qemu-io, the missing one is refused to nbdinfo and said
+//   in the status, the metrics and an action's refusal; once the folder is back a reload
+//   (SIGHUP) opens it and qemu-io writes it.
+// - A pair whose secondary cannot open one of two volumes: the link comes up and serves
+//   the other (its Hello lists the volume as not opened, with why); the primary's status
+//   says so; after a reload at the secondary the volume links, syncs and compares equal.
+// - A start at which no volume opens fails, as before, with the volume's reason.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { OFFSITE_BIN, TestDaemon } from '../helpers/daemon.js';
+import { cli } from '../helpers/cli.js';
+import { startPair } from '../helpers/pair.js';
+import { must, run, tempDir, waitFor } from '../helpers/run.js';
+import type { NodeStatus } from '../../src/contract/status.js';
+
+async function status(d: TestDaemon): Promise<NodeStatus> {
+  const r = await fetch(`http://127.0.0.1:${d.apiPort}/api/v1/status`);
+  return (await r.json()) as NodeStatus;
+}
+
+test('a volume whose folder is gone is set aside: the other is served; a reload opens it once the folder is back', async () => {
+  const dir = tempDir('unavailable');
+  const d = await TestDaemon.create({
+    dir,
+    volumes: { good: { size: '16MiB' }, lost: { size: '16MiB', path: './gone/lost.img' } }, noStart: true,
+  });
+  await must(process.execPath, [OFFSITE_BIN, 'init', '-c', d.configFile]); // (the API's token)
+  await d.start();
+  try {
+    assert.match(d.log, /volume lost is not served: [^\n]*ENOENT[^\n]*offsite reload/);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 0 1M', '-c', 'flush', d.uri('good')]);
+    await must('qemu-io', ['-f', 'raw', '-c', 'read -P 0x5a 0 1M', d.uri('good')]);
+    const refused = await run('nbdinfo', [d.uri('lost')]);
+    assert.notEqual(refused.code, 0, 'nbdinfo reached a volume that did not open');
+
+    const s = await status(d);
+    assert.deepEqual(s.volumes.map((v) => v.name), ['good']);
+    assert.equal(s.unavailable?.length, 1);
+    assert.equal(s.unavailable![0]!.name, 'lost');
+    assert.match(s.unavailable![0]!.error, /ENOENT/);
+    assert.equal(s.unavailable![0]!.attempts, 1);
+    const text = await cli(d, 'status');
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /1 volume \(1 primary, 0 secondary\): 1 not open here/);
+    assert.match(text.stdout, /volume lost NOT SERVED: it did not open [^\n]*ENOENT[^\n]*offsite reload/);
+    const metrics = await (await fetch(`http://127.0.0.1:${d.apiPort}/metrics`)).text();
+    assert.match(metrics, /^offsite_volume_unavailable\{volume="lost"\} 1$/m);
+    const token = fs.readFileSync(path.join(dir, 'state', 'api.token'), 'utf8').trim();
+    const action = await fetch(`http://127.0.0.1:${d.apiPort}/api/v1/volumes/lost/pause`, {
+      method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}',
+    });
+    assert.equal(action.status, 503);
+    assert.match(((await action.json()) as { error: string }).error, /volume lost is not served on node site-a: it did not open \(.*ENOENT/);
+
+    // A reload while the folder is still gone: tried again, still set aside, the try counted.
+    process.kill(d.pid!, 'SIGHUP');
+    await waitFor('the second try', async () => (await status(d)).unavailable?.[0]?.attempts === 2, 15_000);
+    fs.mkdirSync(path.join(dir, 'gone'));
+    process.kill(d.pid!, 'SIGHUP');
+    await waitFor('lost to open', async () => ((await status(d)).unavailable ?? []).length === 0, 15_000);
+    assert.match(d.log, /volume lost: opened at a reload; served as primary/);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x6b 0 1M', '-c', 'flush', d.uri('lost')]);
+    await must('qemu-io', ['-f', 'raw', '-c', 'read -P 0x6b 0 1M', d.uri('lost')]);
+    await must('qemu-io', ['-f', 'raw', '-c', 'read -P 0x5a 0 1M', d.uri('good')]);
+    assert.deepEqual((await status(d)).volumes.map((v) => v.name).sort(), ['good', 'lost']);
+  } finally {
+    assert.equal(await d.stop(), 0);
+  }
+});
+
+test('a start at which no volume opens fails with its reason', async () => {
+  const d = await TestDaemon.create({ volumes: { lost: { size: '16MiB', path: './gone/lost.img' } }, noStart: true });
+  await assert.rejects(d.start(), /ENOENT/);
+});
+
+test('a secondary that cannot open one of two volumes links the other; the primary is told why; a reload there brings it in', async () => {
+  const p = await startPair({
+    size: '64MiB', journal: '256MiB',
+    volumesA: '  wal: { path: ./wal.img, size: 16MiB, role: primary, peer: site-b, journal: 64MiB }',
+    volumesB: '  wal: { path: ./gone/wal.img, size: 16MiB, role: secondary, peer: site-a, journal: 64MiB }',
+  });
+  try {
+    assert.match(p.b.log, /volume wal is not served/);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 4M', '-c', 'flush', p.a.uri('db')]);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x22 0 2M', '-c', 'flush', p.a.uri('wal')]);
+    // db replicates over the link that wal's absence did not refuse.
+    await waitFor('db drained', async () => {
+      const db = (await status(p.a)).volumes.find((v) => v.name === 'db')!;
+      return db.link === 'connected' && db.backlogBytes === 0;
+    });
+    const wal = (await status(p.a)).volumes.find((v) => v.name === 'wal')!;
+    assert.match(wal.peers[0]!.unavailable ?? '', /ENOENT/);
+    assert.ok(wal.backlogBytes > 0, 'wal kept its backlog');
+    const text = await cli(p.a, 'status');
+    assert.match(text.stdout, /volume wal NOT OPEN ON site-b: [^\n]*ENOENT/);
+    assert.match(p.a.log, /volume wal: site-b could not open it/);
+    await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
+
+    fs.mkdirSync(path.join(p.b.dir, 'gone'));
+    process.kill(p.b.pid!, 'SIGHUP');
+    await p.drained();
+    assert.equal((await status(p.a)).volumes.find((v) => v.name === 'wal')!.peers[0]!.unavailable ?? null, null);
+    await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('wal'), p.b.uri('wal')]);
+    await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
+  } finally {
+    await p.stop();
+  }
+});
