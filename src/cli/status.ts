@@ -140,7 +140,7 @@ export function peerLines(v: VolumeStatus): string[] {
   });
 }
 
-/** One line per volume this node could not open, with why (src/node/unavailable.ts), and one per volume a peer could not. */
+/** One line per volume this node could not open, with why (src/node/set-aside.ts), and one per volume a peer could not. */
 export function unavailableLines(s: NodeStatus): string[] {
   const here = (s.unavailable ?? []).map((u) => paint(31, `volume ${u.name} NOT SERVED: `) +
     `${u.opening ? 'opening again now; ' : ''}it did not open ${formatDuration(u.forSeconds)} ago` +

@@ -212,7 +212,7 @@ export interface NodeStatus {
   groups?: GroupStatus[];
   /**
    * Configured volumes this daemon could not open: not served, not linked, not in
-   * `volumes` (src/node/unavailable.ts). Empty when every volume opened.
+   * `volumes` (src/node/set-aside.ts). Empty when every volume opened.
    */
   unavailable?: UnavailableVolumeStatus[];
 }

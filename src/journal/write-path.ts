@@ -484,6 +484,18 @@ export class JournaledVolume implements ExportBackend {
     return this.tracking.quiesce();
   }
 
+  /**
+   * Closes the files of a write path whose start failed (the daemon sets its volume
+   * aside: src/node/set-aside.ts): nothing is flushed or reset, since it took no write;
+   * the next open recovers from the disk as after a crash.
+   */
+  abandon(): void {
+    this.writes.intents?.close();
+    this.journal.close();
+    this.bitmap.close();
+    this.detached?.close();
+  }
+
   async close(): Promise<void> {
     await this.tracking.folding;
     await this.flush().catch(() => undefined);

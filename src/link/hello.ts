@@ -46,7 +46,7 @@ const helloSchema = z.object({
   codecs: z.array(z.string().max(16)).max(8).optional(),
   volumes: z.array(volumeSchema).max(1024),
   /**
-   * Volumes configured with the peer that this node could not open (src/node/unavailable.ts),
+   * Volumes configured with the peer that this node could not open (src/node/set-aside.ts),
    * with why: not described above, and not refused for it (the link serves the others).
    * Sent only when there are some.
    */

@@ -41,8 +41,8 @@ import { MemoryBudget } from '../memory/budget.js';
 import { HashBuffers } from '../sync/region-hashes.js';
 import { boundYoungGeneration, collectUnderPressure } from '../memory/collector.js';
 import { NodeGroups } from './groups.js';
+import { SetAside } from './set-aside.js';
 import { UnavailableVolumes, withoutName } from './unavailable.js';
-import { InvariantError } from '../invariants/assert.js';
 
 export class Daemon {
   private readonly volumes: Volume[] = [];
@@ -83,6 +83,10 @@ export class Daemon {
     this.groups = new NodeGroups(this, log);
     this.roles = new RoleChanges(this, log);
     this.memory = new MemoryBudget(config.memory ?? MEMORY_BUDGET_BYTES);
+    this.setAsides = new SetAside({
+      config, log, unavailable: this.unavailable, entries: () => this.entries, links: () => this.links,
+      openVolume: (v, identityOf) => this.openVolume(v, identityOf),
+    });
   }
 
   async start(): Promise<void> {
@@ -106,17 +110,18 @@ export class Daemon {
           fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
           identities.set(v.name, VolumeIdentity.open(dir, v.role));
         } catch (err) {
-          this.setAside(v, err);
+          this.setAsides.setAside(v, err);
           failures.push(err as Error);
         }
       }
-      // One volume that does not open is set aside; the others are served (src/node/unavailable.ts).
+      this.setAsides.withGroup(c.volumes);
+      // One volume that does not open is set aside; the others are served (src/node/set-aside.ts).
       for (const v of c.volumes) {
         if (this.unavailable.has(v.name)) continue;
         try {
           await this.openVolume(v, (m) => identities.get(m) ?? null);
         } catch (err) {
-          this.setAside(v, err);
+          this.setAsides.setAside(v, err);
           failures.push(err as Error);
         }
       }
@@ -208,6 +213,7 @@ export class Daemon {
     }
     this.ticker = setInterval(() => this.roles.tick(Date.now()), 1000);
     this.ticker.unref();
+    this.started = true;
     const where = formatListenAddress(this.nbdAddress);
     for (const v of this.volumes) {
       const url = this.nbdAddress.kind === 'unix'
@@ -273,7 +279,11 @@ export class Daemon {
     lv.identities.delete(name);
     this.streams.delete(name);
     await e.journaled?.close().catch((err: Error) => this.log.error({ volume: name }, `volume ${name}: ${err.message}`));
-    e.replica?.log.close();
+    try {
+      e.replica?.abandon();
+    } catch (err) {
+      this.log.error({ volume: name }, `volume ${name}: ${(err as Error).message}`);
+    }
     this.folderLocks.get(name)?.release();
     this.folderLocks.delete(name);
     const i = this.volumes.indexOf(e.volume);
@@ -282,52 +292,12 @@ export class Daemon {
     if (e.volume.created) this.removeMadeVolumes([e.volume]);
   }
 
-  /** Volumes this daemon could not open: not served, not linked; a reload tries them again (src/node/unavailable.ts). */
+  /** Volumes this daemon could not open: not served, not linked; a reload tries them again (src/node/set-aside.ts). */
   readonly unavailable = new UnavailableVolumes();
-
-  /** A volume that did not open is set aside (a broken invariant is no volume's fault: it stops the daemon). */
-  private setAside(v: VolumeConfig, err: unknown): void {
-    if (err instanceof InvariantError) throw err;
-    const message = err instanceof Error ? err.message : String(err);
-    this.unavailable.set(v.name, message, Date.now());
-    this.log.error({ volume: v.name }, `volume ${v.name} is not served: ${withoutName(v.name, message)}. ` +
-      `The other volumes are; once this is put right, \`offsite reload\` (or SIGHUP) opens it`);
-  }
-
-  /** Reopens being tried (a reload), which a stop waits for. */
-  private readonly reopening = new Set<Promise<void>>();
-
-  /** A reload: each volume set aside is opened again, in the background; returns what the reload says of them. */
-  private retryUnavailable(): string[] {
-    if (this.stopping) return [];
-    const notes: string[] = [];
-    for (const name of this.unavailable.names()) {
-      const v = this.config.volumes.find((x) => x.name === name);
-      if (!v || !this.unavailable.begin(name)) continue;
-      notes.push(`volume ${name}: opening it again`);
-      const p = this.reopen(v).finally(() => this.reopening.delete(p));
-      this.reopening.add(p);
-    }
-    return notes;
-  }
-
-  private async reopen(v: VolumeConfig): Promise<void> {
-    try {
-      let identity: VolumeIdentity | null = null;
-      if (v.peer !== undefined) {
-        const dir = path.join(this.config.state, 'volumes', v.name);
-        fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-        identity = VolumeIdentity.open(dir, v.role);
-      }
-      const e = await this.openVolume(v, (m) => m === v.name ? identity : this.entries.find((x) => x.config.name === m)?.identity ?? null);
-      this.unavailable.opened(v.name);
-      if (e.role === 'primary' && fs.existsSync(path.join(e.dir, PAUSED_FILE))) this.links?.pausedVolumes.add(v.name);
-      this.links?.volumeReady(v.name, `volume ${v.name} is served here now`);
-      this.log.info({ volume: v.name }, `volume ${v.name}: opened at a reload; served as ${e.role} (${formatBytes(e.volume.size)})`);
-    } catch (err) {
-      this.setAside(v, err);
-    }
-  }
+  /** Opens them again at a reload (src/node/set-aside.ts). */
+  private readonly setAsides: SetAside;
+  /** Set once the start is done: a reload before then does not open volumes set aside (the start is still opening). */
+  private started = false;
 
   /** What the link manager sees: each replicated volume by role (kept current through promote and demote). */
   readonly linkVolumes: LinkVolumes = {
@@ -409,33 +379,51 @@ export class Daemon {
     const journalStore = new DirStore(journalDir);
     const journal = new Journal({ store: journalStore, capacity: v.journal, volume: owner });
     const recorded = new RegionSet(volume.size, v.bitmap_region);
-    const report = await this.holdingFolder(v.name, lock, async () => {
-      await refuseNewerState(journalDir, journalStore, JOURNAL_FOLDER_FILES);
-      await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
-    }, () => journal.recover((o, l) => recorded.mark(o, l)));
-    const { bitmap, notes } = await DirtyBitmap.open(new DirStore(dir), volume.size, v.bitmap_region);
-    for (const n of notes) this.log.warn({ volume: v.name }, n);
-    const journaled = new JournaledVolume({
-      disk: volume,
-      journal,
-      bitmap,
-      onFull: v.on_full,
-      log: this.log,
-      intentStore: journalStore,
-      roundStore: new DirStore(dir),
-      activityStore: new DirStore(dir),
-      hashBuffers: this.hashBuffers,
-      peers: v.peers.length > 0 ? v.peers : undefined,
-      peerStore: new DirStore(dir),
-    });
-    await journaled.start(report, recorded);
-    // The journal's stream: named when it begins (a new volume, a promote; a journal of a release before streams at its first start here).
-    let stream = await readStream(new DirStore(dir));
-    if (!stream || stream.primary !== this.config.node) {
-      stream = { stream: newStreamId(), primary: this.config.node };
-      await writeStream(new DirStore(dir), stream);
+    // A step that fails closes what the ones before it opened (the volume is set aside: src/node/set-aside.ts).
+    let bitmap: DirtyBitmap | null = null;
+    let journaled: JournaledVolume | null = null;
+    try {
+      const report = await this.holdingFolder(v.name, lock, async () => {
+        await refuseNewerState(journalDir, journalStore, JOURNAL_FOLDER_FILES);
+        await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
+      }, () => journal.recover((o, l) => recorded.mark(o, l)));
+      const opened = await DirtyBitmap.open(new DirStore(dir), volume.size, v.bitmap_region);
+      bitmap = opened.bitmap;
+      const notes = opened.notes;
+      for (const n of notes) this.log.warn({ volume: v.name }, n);
+      journaled = new JournaledVolume({
+        disk: volume,
+        journal,
+        bitmap,
+        onFull: v.on_full,
+        log: this.log,
+        intentStore: journalStore,
+        roundStore: new DirStore(dir),
+        activityStore: new DirStore(dir),
+        hashBuffers: this.hashBuffers,
+        peers: v.peers.length > 0 ? v.peers : undefined,
+        peerStore: new DirStore(dir),
+      });
+      await journaled.start(report, recorded);
+      // The journal's stream: named when it begins (a new volume, a promote; a journal of a release before streams at its first start here).
+      let stream = await readStream(new DirStore(dir));
+      if (!stream || stream.primary !== this.config.node) {
+        stream = { stream: newStreamId(), primary: this.config.node };
+        await writeStream(new DirStore(dir), stream);
+      }
+      this.streams.set(v.name, stream);
+    } catch (err) {
+      try {
+        if (journaled) journaled.abandon();
+        else {
+          journal.close();
+          bitmap?.close();
+        }
+      } catch {
+        // (What failed first is what the operator is told.)
+      }
+      throw err;
     }
-    this.streams.set(v.name, stream);
     this.log.info({ volume: v.name, journal: v.journal },
       `volume ${v.name}: journal ${formatBytes(journal.usedBytes)} of ${formatBytes(v.journal)}, ` +
         `${journal.backlogRecords} records unreleased, epoch ${journal.epoch}, tracking by ${journaled.mode}`);
@@ -499,7 +487,7 @@ export class Daemon {
   reload(): string {
     const next = loadConfig(this.config.file);
     const notes = this.links?.reload(next) ?? [];
-    notes.push(...this.retryUnavailable());
+    if (this.started && !this.stopping) notes.push(...this.setAsides.retry());
     // A secondary's history limits apply live; turning history on or off takes a restart.
     for (const e of this.entries) {
       const v = next.volumes.find((x) => x.name === e.config.name);
@@ -577,7 +565,7 @@ export class Daemon {
       await this.snmp?.stop();
       if (this.ticker) clearInterval(this.ticker);
       this.groups.stop();
-      await Promise.all([...this.reopening]);
+      await this.setAsides.idle();
       await this.roles.idle();
       await this.links?.stop();
       await this.iscsi?.close();

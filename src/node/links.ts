@@ -43,7 +43,7 @@ export interface LinkVolumes {
   identities: Map<string, VolumeIdentity>;
   /** The stream of records each volume's journal or receive log holds (src/stream/stream.ts). */
   streams: VolumeStreams;
-  /** Why a configured volume could not be opened here (src/node/unavailable.ts); null: it is open, or opening. */
+  /** Why a configured volume could not be opened here (src/node/set-aside.ts), also while a reload opens it again; null: it is served. */
   unavailable?: (volume: string) => string | null;
 }
 
@@ -110,6 +110,8 @@ export class LinkManager {
       closed: (s) => {
         if (this.sessions.get(s.peer) !== s) return;
         this.sessions.delete(s.peer);
+        // (What its last Hello said of volumes it could not open holds no longer: the next one says afresh.)
+        for (const byPeer of this.peerSetAside.values()) byPeer.delete(s.peer);
         for (const sh of this.shippers.values()) if (sh.session?.link === s) sh.down();
         for (const v of this.config.volumes) if (v.peers.includes(s.peer)) this.armApart(v.name);
         for (const v of this.config.volumes) {
@@ -135,7 +137,10 @@ export class LinkManager {
   /** The volumes this node shares with `peer`, as Hello describes them. */
   private shared(peer: string): HelloVolume[] {
     // (A volume changing role is in neither map: the peer hears nothing of it until it is done.)
-    return this.config.volumes.filter((v) => v.peers.includes(peer) && (this.volumes.primaries.has(v.name) || this.volumes.replicas.has(v.name))).map((v) => {
+    // (Nor one set aside, also while a reload opens it again: Hello lists it as not opened until it is served.)
+    const setAside = (name: string): boolean => (this.volumes.unavailable?.(name) ?? null) !== null;
+    return this.config.volumes.filter((v) => v.peers.includes(peer) && !setAside(v.name) &&
+      (this.volumes.primaries.has(v.name) || this.volumes.replicas.has(v.name))).map((v) => {
       const jv = this.volumes.primaries.get(v.name);
       const rp = this.volumes.replicas.get(v.name);
       const id = this.volumes.identities.get(v.name);
@@ -286,8 +291,8 @@ export class LinkManager {
     return r === null || r === undefined ? null : Math.round(r * 10) / 10;
   }
 
-  /** Arms the volume's first write while apart from its peer to start a new generation. */
-  private armApart(name: string): void {
+  /** Arms the volume's first write while apart from its peer to start a new generation (at the start, a link's close, a volume opened at a reload). */
+  armApart(name: string): void {
     const jv = this.volumes.primaries.get(name);
     const id = this.volumes.identities.get(name);
     if (!jv || !id) return;

@@ -1,11 +1,6 @@
-// Volumes this daemon could not open. One volume's fault (its file gone with a failed
-// disk, its disk full under a promote a restart must finish, a journal folder another
-// daemon holds, a state file a newer release wrote) must not keep the node's other
-// volumes offline: an appliance serves a hundred servers. Such a volume is set aside:
-// nothing of it is served, linked or written (its peer hears nothing of it, as during a
-// role change, and keeps its backlog), and the status, the metrics and the log say why.
-// A reload (SIGHUP, `offsite reload`, POST /api/v1/reload) tries each again. A start at
-// which no volume opens still fails, with every volume's reason: there is nothing to serve.
+// The volumes this daemon could not open, and why (src/node/set-aside.ts sets them aside
+// and opens them again): what the status, the metrics, the actions' refusals and the
+// peer's Hello say of them.
 import type { UnavailableVolumeStatus } from '../contract/status.js';
 
 interface Unavailable {
@@ -41,6 +36,11 @@ export class UnavailableVolumes {
     if (!u || u.opening) return false;
     u.opening = true;
     return true;
+  }
+
+  /** A reload is opening it now. */
+  isOpening(name: string): boolean {
+    return this.volumes.get(name)?.opening ?? false;
   }
 
   /** The retry opened it. */

@@ -39,7 +39,7 @@ export interface ActionHost {
   readonly links: Pick<LinkManager, 'pausedVolumes' | 'pause' | 'verify'> | null;
   /** Consistency groups (docs/GROUPS.md); absent: none. */
   readonly groups?: Pick<NodeGroups, 'group' | 'groupOf' | 'checkpoint'>;
-  /** Volumes the daemon could not open (src/node/unavailable.ts); absent: none. */
+  /** Volumes the daemon could not open (src/node/set-aside.ts); absent: none. */
   readonly unavailable?: Pick<UnavailableVolumes, 'reason'>;
 }
 

@@ -125,18 +125,28 @@ export class Replica implements ExportBackend {
    */
   static async open(volume: Disk, openLog: () => Journal, logger: Logger, opts: ReplicaOptions): Promise<Replica> {
     const replica = new Replica(volume, openLog, logger, opts);
-    await replica.resync.readMark();
-    const cp = await readCheckpoint(opts.roundStore);
-    if (cp) replica.checkpoints.hold(cp);
-    const promoting = await readPromoteAt(opts.roundStore);
-    replica.pinnedAtStart = [cp?.point?.seq, promoting?.seq].filter((s): s is number => s !== undefined);
-    await replica.resync.openUndo();
-    // History is kept only for an image this replica holds since its first sync: any
-    // other (turned off, or left from before a promote) could not open right.
-    await PastPoints.dropUnless(opts.roundStore, opts.history !== undefined && replica.resync.synced,
-      opts.history ? 'no first sync has completed' : 'history is off', replica.name, logger);
-    await replica.recover();
-    if (cp?.point) await replica.past.reopen(cp);
+    try {
+      await replica.resync.readMark();
+      const cp = await readCheckpoint(opts.roundStore);
+      if (cp) replica.checkpoints.hold(cp);
+      const promoting = await readPromoteAt(opts.roundStore);
+      replica.pinnedAtStart = [cp?.point?.seq, promoting?.seq].filter((s): s is number => s !== undefined);
+      await replica.resync.openUndo();
+      // History is kept only for an image this replica holds since its first sync: any
+      // other (turned off, or left from before a promote) could not open right.
+      await PastPoints.dropUnless(opts.roundStore, opts.history !== undefined && replica.resync.synced,
+        opts.history ? 'no first sync has completed' : 'history is off', replica.name, logger);
+      await replica.recover();
+      if (cp?.point) await replica.past.reopen(cp);
+    } catch (err) {
+      // (Its files are let go: the daemon sets the volume aside and may open it again.)
+      try {
+        replica.abandon();
+      } catch {
+        // what failed first is what counts
+      }
+      throw err;
+    }
     return replica;
   }
 
@@ -591,6 +601,12 @@ export class Replica implements ExportBackend {
     });
     this.attaching = p;
     return p;
+  }
+
+  /** Closes the receive log and the history of a replica whose open failed part-way (the daemon sets its volume aside). */
+  abandon(): void {
+    this.log.close();
+    this.past.close();
   }
 
   /** The receive log failed (disk full?): it starts again from what is durable on disk (at an attach, a promote). */

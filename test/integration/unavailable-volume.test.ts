@@ -1,4 +1,4 @@
-// A volume that does not open is set aside; the node serves the others (src/node/unavailable.ts).
+// A volume that does not open is set aside; the node serves the others (src/node/set-aside.ts).
 // - One daemon, two volumes, one of them on a folder that is gone: the daemon starts, the
 //   other volume takes writes from qemu-io, the missing one is refused to nbdinfo and said
 //   in the status, the metrics and an action's refusal; once the folder is back a reload
@@ -90,7 +90,8 @@ test('a secondary that cannot open one of two volumes links the other; the prima
     // db replicates over the link that wal's absence did not refuse.
     await waitFor('db drained', async () => {
       const db = (await status(p.a)).volumes.find((v) => v.name === 'db')!;
-      return db.link === 'connected' && db.backlogBytes === 0;
+      const replica = (await status(p.b)).volumes.find((v) => v.name === 'db')!;
+      return db.link === 'connected' && db.backlogBytes === 0 && !db.resyncing && !replica.resyncing && replica.consistent;
     });
     const wal = (await status(p.a)).volumes.find((v) => v.name === 'wal')!;
     assert.match(wal.peers[0]!.unavailable ?? '', /ENOENT/);
@@ -108,5 +109,51 @@ test('a secondary that cannot open one of two volumes links the other; the prima
     await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
   } finally {
     await p.stop();
+  }
+});
+
+test('a consistency group\'s members are set aside together when one does not open, and open together at a reload', async () => {
+  const dir = tempDir('unavailable-group');
+  const d = await TestDaemon.create({
+    dir, noStart: true,
+    yaml: (ports) => `node: site-a
+state: ./state
+nbd: 127.0.0.1:${ports.nbd}
+api: 127.0.0.1:${ports.api}
+peers:
+  site-b: { address: "127.0.0.1:7701" }
+volumes:
+  db: { path: ./db.img, size: 16MiB, role: primary, peer: site-b, journal: 64MiB }
+  wal: { path: ./wal.img, size: 16MiB, role: primary, peer: site-b, journal: 64MiB }
+  solo: { path: ./solo.img, size: 16MiB, role: primary, peer: site-b, journal: 64MiB }
+groups:
+  erp: [db, wal]
+`,
+  });
+  await must(process.execPath, [OFFSITE_BIN, 'init', '-c', d.configFile]);
+  await d.start();
+  await d.stop();
+  const identity = path.join(dir, 'state', 'volumes', 'wal', 'identity.json');
+  const good = fs.readFileSync(identity);
+  fs.writeFileSync(identity, '{ not json');
+  await d.start();
+  try {
+    const s = await status(d);
+    assert.deepEqual(s.volumes.map((v) => v.name), ['solo']);
+    const aside = new Map((s.unavailable ?? []).map((u) => [u.name, u.error]));
+    assert.deepEqual([...aside.keys()].sort(), ['db', 'wal']);
+    assert.match(aside.get('db')!, /consistency group erp: its member wal did not open \(.*\), and its members open together/);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x33 0 1M', '-c', 'flush', d.uri('solo')]);
+    // Still broken: a reload leaves both aside.
+    process.kill(d.pid!, 'SIGHUP');
+    await waitFor('the second try', async () => ((await status(d)).unavailable ?? []).every((u) => u.attempts === 2 && !u.opening), 15_000);
+    assert.equal((await status(d)).volumes.length, 1);
+    fs.writeFileSync(identity, good);
+    process.kill(d.pid!, 'SIGHUP');
+    await waitFor('both to open', async () => ((await status(d)).unavailable ?? []).length === 0, 15_000);
+    assert.deepEqual((await status(d)).volumes.map((v) => v.name).sort(), ['db', 'solo', 'wal']);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x44 0 1M', '-c', 'flush', d.uri('wal')]);
+  } finally {
+    assert.equal(await d.stop(), 0);
   }
 });

@@ -1,0 +1,119 @@
+// Volumes this daemon could not open. One volume's fault (its file gone with a failed
+// disk, its disk full under a promote a restart must finish, a journal folder another
+// daemon holds, a state file a newer release wrote) must not keep the node's other
+// volumes offline: an appliance serves a hundred servers. Such a volume is set aside:
+// nothing of it is served, linked or written (its peer hears nothing of it, as during a
+// role change, and keeps its backlog), and the status, the metrics and the log say why.
+// A reload (SIGHUP, `offsite reload`, POST /api/v1/reload) tries each again. A start at
+// which no volume opens still fails, with every volume's reason: there is nothing to serve.
+// A consistency group's members are set aside, and opened again, together.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Config, VolumeConfig } from '../config/config.js';
+import type { Logger } from '../log/log.js';
+import { InvariantError } from '../invariants/assert.js';
+import { formatBytes } from '../units/units.js';
+import { VolumeIdentity } from '../volume/identity.js';
+import type { LinkManager } from './links.js';
+import type { VolumeEntry } from './volume-entry.js';
+import { PAUSED_FILE } from './volume-actions.js';
+import { withoutName, type UnavailableVolumes } from './unavailable.js';
+
+/** What SetAside needs of the daemon. */
+export interface SetAsideHost {
+  readonly config: Pick<Config, 'state' | 'volumes' | 'groups'>;
+  readonly log: Logger;
+  readonly unavailable: UnavailableVolumes;
+  entries(): readonly VolumeEntry[];
+  links(): Pick<LinkManager, 'pausedVolumes' | 'armApart' | 'volumeReady'> | null;
+  /** Opens the volume in its role and serves it; on failure closes what it opened and throws. */
+  openVolume(v: VolumeConfig, identityOf: (name: string) => VolumeIdentity | null): Promise<VolumeEntry>;
+}
+
+/** Setting volumes aside, and opening them again at a reload. */
+export class SetAside {
+  /** The reload's reopen running now, which a stop waits for. */
+  private readonly reopening = new Set<Promise<void>>();
+
+  constructor(private readonly host: SetAsideHost) {}
+
+  /** A volume that did not open is set aside (a broken invariant is no volume's fault: it stops the daemon). */
+  setAside(v: VolumeConfig, err: unknown): void {
+    if (err instanceof InvariantError) throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    this.host.unavailable.set(v.name, message, Date.now());
+    this.host.log.error({ volume: v.name }, `volume ${v.name} is not served: ${withoutName(v.name, message)}. ` +
+      'The node serves its other volumes; once this is put right, `offsite reload` (or SIGHUP) opens it');
+  }
+
+  /**
+   * A member of a consistency group set aside sets the others aside too (those in
+   * `candidates` not already): a promote a stop cut on the group is settled only with
+   * every member's identity in hand (RoleChanges.settlePromoteAt), so the members open
+   * together or not at all. (A member that fails later in its open leaves the others
+   * served: they then make no group point without it, so their replicas stay at one
+   * moment: docs/GROUPS.md.)
+   */
+  withGroup(candidates: readonly VolumeConfig[]): void {
+    const u = this.host.unavailable;
+    for (const g of this.host.config.groups) {
+      const down = g.members.find((m) => u.has(m) && !u.isOpening(m));
+      if (down === undefined) continue;
+      for (const m of g.members) {
+        const v = candidates.find((x) => x.name === m);
+        if (!v || (u.has(m) && !u.isOpening(m))) continue;
+        this.setAside(v, new Error(`consistency group ${g.name}: its member ${down} did not open ` +
+          `(${withoutName(down, u.reason(down) ?? '')}), and its members open together`));
+      }
+    }
+  }
+
+  /** A reload: the volumes set aside are opened again, one after another, in the background; returns what the reload says of them. */
+  retry(): string[] {
+    const u = this.host.unavailable;
+    const todo = u.names().map((n) => this.host.config.volumes.find((x) => x.name === n))
+      .filter((v): v is VolumeConfig => v !== undefined && u.begin(v.name));
+    if (todo.length === 0) return [];
+    const p = this.reopen(todo).finally(() => this.reopening.delete(p));
+    this.reopening.add(p);
+    return todo.map((v) => `volume ${v.name}: opening it again`);
+  }
+
+  /** Resolves once no reopen runs. */
+  async idle(): Promise<void> {
+    await Promise.all([...this.reopening]);
+  }
+
+  /** Opens the volumes again as the start does: identities first, a group's members together, then each volume. */
+  private async reopen(vs: readonly VolumeConfig[]): Promise<void> {
+    const { host } = this;
+    const identities = new Map<string, VolumeIdentity>();
+    for (const v of vs) {
+      if (v.peer === undefined) continue;
+      try {
+        const dir = path.join(host.config.state, 'volumes', v.name);
+        fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+        identities.set(v.name, VolumeIdentity.open(dir, v.role));
+      } catch (err) {
+        this.setAside(v, err);
+      }
+    }
+    this.withGroup(vs);
+    const identityOf = (m: string): VolumeIdentity | null => identities.get(m) ?? host.entries().find((x) => x.config.name === m)?.identity ?? null;
+    for (const v of vs) {
+      if (!host.unavailable.isOpening(v.name)) continue; // set aside again above
+      try {
+        const e = await host.openVolume(v, identityOf);
+        host.unavailable.opened(v.name);
+        const links = host.links();
+        if (e.role === 'primary' && fs.existsSync(path.join(e.dir, PAUSED_FILE))) links?.pausedVolumes.add(v.name);
+        // Its first write while apart from the peer starts a new generation, as for the volumes the start opened.
+        if (e.role === 'primary') links?.armApart(v.name);
+        links?.volumeReady(v.name, `volume ${v.name} is served here now`);
+        host.log.info({ volume: v.name }, `volume ${v.name}: opened at a reload; served as ${e.role} (${formatBytes(e.volume.size)})`);
+      } catch (err) {
+        this.setAside(v, err);
+      }
+    }
+  }
+}
