@@ -41,6 +41,14 @@ export function openApiDocument(version: string): Record<string, unknown> {
                 description: 'one consistency group: name, members, role, consistent, reason, groupPoint, together, lagSeconds (docs/GROUPS.md)',
               },
             },
+            unavailable: {
+              type: 'array',
+              items: {
+                type: 'object',
+                description: 'a configured volume this node could not open: name, error, forSeconds, attempts, opening ' +
+                  '(docs/API.md, "A volume that does not open")',
+              },
+            },
           },
         },
         Event: {
@@ -131,7 +139,7 @@ export function openApiDocument(version: string): Record<string, unknown> {
               },
             },
           },
-          responses: { 200: json('ActionResult', 'done'), 400: err, 401: err, 404: err, 409: err, 500: err },
+          responses: { 200: json('ActionResult', 'done'), 400: err, 401: err, 404: err, 409: err, 500: err, 503: err },
         },
       },
       '/metrics': { get: { summary: 'Prometheus text format', responses: { 200: { description: 'metrics', content: { 'text/plain': {} } } } } },

@@ -6,7 +6,7 @@ import type { ClientConfig } from '../config/client.js';
 import { formatBytes, formatDuration } from '../units/units.js';
 import { formatRate } from '../rate/rate.js';
 import type { NodeStatus, VolumeStatus } from '../contract/status.js';
-import { groupLines, isLagging, resyncCell, summaryLine } from './status.js';
+import { groupLines, isLagging, resyncCell, summaryLine, unavailableLines } from './status.js';
 import { fetchStatus } from './api-client.js';
 
 interface Sample { at: number; host: number; wire: number }
@@ -29,6 +29,8 @@ export function renderTop(s: NodeStatus, prev: Map<string, Sample>, now: number,
   lines.push(summaryLine(s));
   // Consistency groups (docs/GROUPS.md): one line each, above the volumes.
   lines.push(...groupLines(s));
+  // Volumes not opened here or on a peer, with why (docs/API.md, "A volume that does not open").
+  lines.push(...unavailableLines(s));
   lines.push('');
   const rates = new Map<string, { host: number; wire: number }>();
   for (const v of s.volumes) {

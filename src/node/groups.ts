@@ -324,10 +324,14 @@ export class NodeGroups {
           (s.limit === null ? 'no group point has reached every member yet' : null);
         out.push({ ...base, consistent: reason === null, reason, groupPoint: s.limit, together: v?.together ?? false });
       } else {
+        const missing = s.config.members.filter((_, i) => vs[i] === undefined);
         out.push({
           ...base,
           consistent: false,
-          reason: 'the members do not hold one role here (a promote or demote of the group is under way, or was done member by member)',
+          reason: missing.length > 0
+            ? `${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not served here (did not open: the status's unavailable says why), ` +
+              'and the group makes no group point without every member'
+            : 'the members do not hold one role here (a promote or demote of the group is under way, or was done member by member)',
           groupPoint: null,
           together: false,
         });

@@ -16,6 +16,7 @@ import { cli } from '../helpers/cli.js';
 import { startPair } from '../helpers/pair.js';
 import { must, run, tempDir, waitFor } from '../helpers/run.js';
 import type { NodeStatus } from '../../src/contract/status.js';
+import { chromium } from 'playwright-core';
 
 async function status(d: TestDaemon): Promise<NodeStatus> {
   const r = await fetch(`http://127.0.0.1:${d.apiPort}/api/v1/status`);
@@ -100,6 +101,19 @@ test('a secondary that cannot open one of two volumes links the other; the prima
     assert.match(text.stdout, /volume wal NOT OPEN ON site-b: [^\n]*ENOENT/);
     assert.match(p.a.log, /volume wal: site-b could not open it/);
     await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
+    // Both dashboards say it, in headless Chromium: site-b lists wal as not served, site-a's card of wal says where it is not open.
+    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`http://127.0.0.1:${p.b.apiPort}/`);
+      await page.getByTestId('unavailable').getByText(/ENOENT/).waitFor({ timeout: 15_000 });
+      assert.match(await page.getByTestId('unavailable').innerText(), /wal: .*ENOENT.*reload/s);
+      await page.goto(`http://127.0.0.1:${p.a.apiPort}/`);
+      await page.getByText('not open on site-b').waitFor({ timeout: 15_000 });
+      assert.ok(await page.locator('#unavailable-section').isHidden(), 'site-a opened every volume');
+    } finally {
+      await browser.close();
+    }
 
     fs.mkdirSync(path.join(p.b.dir, 'gone'));
     process.kill(p.b.pid!, 'SIGHUP');

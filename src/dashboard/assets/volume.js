@@ -98,6 +98,13 @@ export class VolumeCard {
       }
     }
     if (v.paused) this.badges.append(badge('paused', 'warn'));
+    // A peer that could not open the volume (its Hello said why): nothing of it flows there.
+    for (const p of v.peers ?? []) {
+      if (!p.unavailable) continue;
+      const b = badge(`not open on ${p.name}`, 'bad');
+      b.title = p.unavailable;
+      this.badges.append(b);
+    }
     if (v.tracking === 'bitmap') this.badges.append(badge('bitmap', 'bad'));
     this.size.textContent = bytes(v.sizeBytes);
     const f = this.dd;
@@ -358,6 +365,7 @@ function linkText(v) {
 function peerText(p) {
   const state = p.link === 'connected' ? `up to ${p.name}` : `down: ${p.name} not connected`;
   const more = [
+    p.unavailable ? `it could not open the volume: ${p.unavailable}` : '',
     p.detached ? 'detached: kept in its own bitmap' : '',
     p.firstSyncWaitsFor ? `its first sync waits for the resync round of ${p.firstSyncWaitsFor}` : '',
     p.backlogBytes > 0 ? `${bytes(p.backlogBytes)} behind` : '',
