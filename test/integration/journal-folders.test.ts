@@ -8,6 +8,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { OFFSITE_BIN, TestDaemon } from '../helpers/daemon.js';
 import { must, run, tempDir } from '../helpers/run.js';
+import type { NodeStatus } from '../../src/contract/status.js';
 
 const config = (ports: { nbd: number; api: number }, journals: { v1: string; v2: string }, state = './state'): string => `node: site-a
 state: ${state}
@@ -55,6 +56,21 @@ test('a second daemon (another state folder) using a journal folder in use is re
     assert.match(r.stderr, new RegExp(`volume v1: journal folder ${path.join(a.dir, 'j2')} is in use by volume v2 ` +
       `\\(pid ${a.pid} on \\S+\\); two volumes must never share one`));
     assert.match(r.stderr, new RegExp(`volume v2: journal folder ${path.join(a.dir, 'j1')} is in use by volume v1 `));
+
+    // Only v1's folder in use: v1 is set aside with that reason, v2 is served, and nothing of a's j2 changes.
+    const listing = (): string[] => fs.readdirSync(path.join(a.dir, 'j2')).sort().map((n) => `${n}:${fs.statSync(path.join(a.dir, 'j2', n)).size}`);
+    const before = listing();
+    const b = await TestDaemon.create({ dir, yaml: (p) => config(p, { v1: path.join(a.dir, 'j2'), v2: './j' }) });
+    try {
+      const s = (await (await fetch(`http://127.0.0.1:${b.apiPort}/api/v1/status`)).json()) as NodeStatus;
+      assert.deepEqual(s.volumes.map((v) => v.name), ['v2']);
+      assert.equal(s.unavailable?.[0]?.name, 'v1');
+      assert.match(s.unavailable![0]!.error, new RegExp(`journal folder ${path.join(a.dir, 'j2')} is in use by volume v2 \\(pid ${a.pid} on \\S+\\)`));
+      await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x77 0 64k', '-c', 'flush', b.qemuTarget('v2')]);
+    } finally {
+      assert.equal(await b.stop(), 0);
+    }
+    assert.deepEqual(listing(), before);
   } finally {
     assert.equal(await a.stop(), 0);
   }
