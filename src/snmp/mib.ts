@@ -43,6 +43,8 @@ export const NODE_SCALARS = [
   { id: 3, name: 'offsiteNodeUptime', kind: 'timeticks' },
   { id: 4, name: 'offsiteNodeVolumeCount', kind: 'unsigned' },
   { id: 5, name: 'offsiteNodeLagAlarmThreshold', kind: 'unsigned' },
+  { id: 6, name: 'offsiteNodeUnavailableCount', kind: 'unsigned' },
+  { id: 7, name: 'offsiteNodeUnavailable', kind: 'string' },
 ] as const satisfies ReadonlyArray<{ id: number; name: string; kind: Kind }>;
 
 /** The columns of offsiteVolumeTable (offsiteVolumeIndex, column 1, is not-accessible). */
@@ -262,6 +264,9 @@ export function nodeValues(s: NodeStatus, lagAlarmSeconds: number | null): Recor
     offsiteNodeUptime: { kind: 'timeticks', value: u32(s.uptimeSeconds * 100) },
     offsiteNodeVolumeCount: { kind: 'unsigned', value: u32(s.volumes.length) },
     offsiteNodeLagAlarmThreshold: { kind: 'unsigned', value: u32(lagAlarmSeconds ?? 0) },
+    // Volumes set aside (docs/API.md, "A volume that does not open"): not rows of the volume table.
+    offsiteNodeUnavailableCount: { kind: 'unsigned', value: u32(s.unavailable?.length ?? 0) },
+    offsiteNodeUnavailable: { kind: 'string', value: displayString((s.unavailable ?? []).map((u) => `${u.name}: ${u.error}`).join('; ')) },
   };
 }
 

@@ -1,7 +1,7 @@
 // A volume that does not open is set aside; the node serves the others (src/node/set-aside.ts).
 // - One daemon, two volumes, one of them on a folder that is gone: the daemon starts, the
 //   other volume takes writes from qemu-io, the missing one is refused to nbdinfo and said
-//   in the status, the metrics and an action's refusal; once the folder is back a reload
+//   in the status, the metrics, SNMP (snmpget) and an action's refusal; once the folder is back a reload
 //   (SIGHUP) opens it and qemu-io writes it.
 // - A pair whose secondary cannot open one of two volumes: the link comes up and serves
 //   the other (its Hello lists the volume as not opened, with why); the primary's status
@@ -9,6 +9,7 @@
 // - A start at which no volume opens fails, as before, with the volume's reason.
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
 import { OFFSITE_BIN, TestDaemon } from '../helpers/daemon.js';
@@ -18,6 +19,24 @@ import { must, run, tempDir, waitFor } from '../helpers/run.js';
 import type { NodeStatus } from '../../src/contract/status.js';
 import { chromium } from 'playwright-core';
 
+const ROOT = new URL('../../../', import.meta.url).pathname;
+const MIB_DIRS = `${path.join(ROOT, 'node_modules/net-snmp/lib/mibs')}:${path.join(ROOT, 'mibs')}`;
+/** net-snmp's tools keep their state here, not in /var/lib/snmp. */
+const snmpTools = tempDir('snmp-tools');
+fs.mkdirSync(path.join(snmpTools, 'cert_indexes'));
+const SNMP_ENV = { ...process.env, SNMP_PERSISTENT_DIR: snmpTools, SNMPCONFPATH: snmpTools };
+
+function freeUdpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket('udp4');
+    s.once('error', reject);
+    s.bind(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
 async function status(d: TestDaemon): Promise<NodeStatus> {
   const r = await fetch(`http://127.0.0.1:${d.apiPort}/api/v1/status`);
   return (await r.json()) as NodeStatus;
@@ -25,9 +44,18 @@ async function status(d: TestDaemon): Promise<NodeStatus> {
 
 test('a volume whose folder is gone is set aside: the other is served; a reload opens it once the folder is back', async () => {
   const dir = tempDir('unavailable');
+  const snmpPort = await freeUdpPort();
   const d = await TestDaemon.create({
-    dir,
-    volumes: { good: { size: '16MiB' }, lost: { size: '16MiB', path: './gone/lost.img' } }, noStart: true,
+    dir, noStart: true,
+    yaml: (ports) => `node: site-a
+state: ./state
+nbd: 127.0.0.1:${ports.nbd}
+api: 127.0.0.1:${ports.api}
+snmp: { listen: "127.0.0.1:${snmpPort}", community: offsite-ro }
+volumes:
+  good: { path: ./good.img, size: 16MiB, role: primary }
+  lost: { path: ./gone/lost.img, size: 16MiB, role: primary }
+`,
   });
   await must(process.execPath, [OFFSITE_BIN, 'init', '-c', d.configFile]); // (the API's token)
   await d.start();
@@ -48,6 +76,13 @@ test('a volume whose folder is gone is set aside: the other is served; a reload 
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /1 volume \(1 primary, 0 secondary\): 1 not open here/);
     assert.match(text.stdout, /volume lost NOT SERVED: it did not open [^\n]*ENOENT[^\n]*offsite reload/);
+    // SNMP (net-snmp's snmpget): the count and the reason, beside a volume table of one row.
+    const snmp = async (oid: string): Promise<string> => (await must('snmpget', [
+      '-v2c', '-c', 'offsite-ro', '-OQUvet', '-t', '2', '-r', '2', '-M', `+${MIB_DIRS}`, '-m', 'OFFSITE-MIB', `127.0.0.1:${snmpPort}`, oid,
+    ], { env: SNMP_ENV })).trim().replace(/^"(.*)"$/, '$1');
+    assert.equal(await snmp('OFFSITE-MIB::offsiteNodeUnavailableCount.0'), '1');
+    assert.match(await snmp('OFFSITE-MIB::offsiteNodeUnavailable.0'), /^lost: .*ENOENT/);
+    assert.equal(await snmp('OFFSITE-MIB::offsiteNodeVolumeCount.0'), '1');
     const metrics = await (await fetch(`http://127.0.0.1:${d.apiPort}/metrics`)).text();
     assert.match(metrics, /^offsite_volume_unavailable\{volume="lost"\} 1$/m);
     const token = fs.readFileSync(path.join(dir, 'state', 'api.token'), 'utf8').trim();
@@ -68,6 +103,7 @@ test('a volume whose folder is gone is set aside: the other is served; a reload 
     await must('qemu-io', ['-f', 'raw', '-c', 'read -P 0x6b 0 1M', d.uri('lost')]);
     await must('qemu-io', ['-f', 'raw', '-c', 'read -P 0x5a 0 1M', d.uri('good')]);
     assert.deepEqual((await status(d)).volumes.map((v) => v.name).sort(), ['good', 'lost']);
+    assert.equal(await snmp('OFFSITE-MIB::offsiteNodeUnavailableCount.0'), '0');
   } finally {
     assert.equal(await d.stop(), 0);
   }
