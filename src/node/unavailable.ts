@@ -48,11 +48,6 @@ export class UnavailableVolumes {
     this.volumes.delete(name);
   }
 
-  /** Dropped from the config: nothing to open any more. */
-  forget(name: string): void {
-    this.volumes.delete(name);
-  }
-
   names(): string[] {
     return [...this.volumes.keys()];
   }
