@@ -160,7 +160,7 @@ export class DirtyBitmap {
    * equal), writing each page of the file once. Returns how many were cleared.
    */
   clearRun(first: number, end: number, may: (region: number) => boolean): number {
-    assert(first >= 0 && first <= end && end <= this.regions, `regions ${first}..${end} inside the bitmap's ${this.regions}`);
+    assert(first >= 0 && first <= end && end <= this.regions, () => `regions ${first}..${end} inside the bitmap's ${this.regions}`);
     let cleared = 0;
     let touchedPage = -1;
     for (let r = first; r < end; r++) {

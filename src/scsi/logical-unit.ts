@@ -124,10 +124,10 @@ export class LogicalUnit implements ScsiLogicalUnitPort {
   /** Data-in cut to what the CDB allows: an allocation length, or exactly the transfer length of a READ. */
   private cut(c: Command, cdb: Buffer, dataIn: Buffer | null): Buffer | null {
     if (dataIn === null) return null;
-    assert(c.dataIn !== undefined, `${c.name} produced data-in it has no length for`);
+    assert(c.dataIn !== undefined, () => `${c.name} produced data-in it has no length for`);
     const allowed = c.dataIn(cdb);
     const out = dataIn.length > allowed ? dataIn.subarray(0, allowed) : dataIn;
-    assert(out.length <= allowed, `${c.name}: ${out.length} bytes of data-in over the ${allowed} the CDB allows`);
+    assert(out.length <= allowed, () => `${c.name}: ${out.length} bytes of data-in over the ${allowed} the CDB allows`);
     return out;
   }
 

@@ -52,7 +52,7 @@ export class Medium {
   async read(lba: number, count: number): Promise<Buffer> {
     this.checkRange(lba, count);
     const bytes = count * SCSI_BLOCK_BYTES;
-    assert(bytes <= SCSI_MAX_TRANSFER_BYTES, `a read of ${bytes} bytes past the transfer limit`);
+    assert(bytes <= SCSI_MAX_TRANSFER_BYTES, () => `a read of ${bytes} bytes past the transfer limit`);
     const out = Buffer.allocUnsafe(bytes);
     const max = this.caps.blockSize.maximum;
     const base = lba * SCSI_BLOCK_BYTES;

@@ -21,7 +21,7 @@ export class RangeLock {
 
   /** Waits until [start, end) is this caller's; returns the release. */
   async acquire(start: number, end: number): Promise<() => void> {
-    assert(start <= end, `range lock of ${start}..${end}`);
+    assert(start <= end, () => `range lock of ${start}..${end}`);
     const e: Entry = { start, end, granted: false, wake: null };
     const blocked = this.entries.some((o) => overlaps(o, e));
     this.entries.push(e);

@@ -161,7 +161,7 @@ export class PlanRunner {
           }
           this.appliesAsked--;
           // The receiver is made again only when no unit is asked or in flight (doAttach).
-          assert(receiver === this.receiver, `the receiver was made again while records ${a.fromSeq}..${a.toSeq} were applied`);
+          assert(receiver === this.receiver, () => `the receiver was made again while records ${a.fromSeq}..${a.toSeq} were applied`);
           {
             const next = this.receiver.handle({ type: 'applied', upTo: a.toSeq });
             this.units.ended();

@@ -282,8 +282,8 @@ export class Receiver {
         return out;
       }
       case 'applied': {
-        assert(this.applying, `an apply up to ${e.upTo} finished but none was asked for`);
-        assert(e.upTo <= this.logDurable, `applied up to ${e.upTo}, past the durable end of the receive log (${this.logDurable})`);
+        assert(this.applying, () => `an apply up to ${e.upTo} finished but none was asked for`);
+        assert(e.upTo <= this.logDurable, () => `applied up to ${e.upTo}, past the durable end of the receive log (${this.logDurable})`);
         this.applying = false;
         if (e.upTo > this.applied) {
           const at = this.barriers.find((b) => b.seq === e.upTo);
@@ -400,7 +400,7 @@ export class Receiver {
     if (this.applying || this.held || this.applyBlocked || this.barriers.length === 0) return [];
     const to = this.exposable();
     if (to <= this.applied) return [];
-    assert(to <= this.logDurable, `an apply to ${to} would pass the durable end of the receive log (${this.logDurable})`);
+    assert(to <= this.logDurable, () => `an apply to ${to} would pass the durable end of the receive log (${this.logDurable})`);
     if (this.inGroup) {
       // Invariant 10: a member's replica moves only to a group point, never past the
       // group's limit (a point every member holds durably), so every member can be

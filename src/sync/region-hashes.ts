@@ -118,7 +118,7 @@ export async function hashRegions(
     }
   }
   const out: Buffer[] = [];
-  assert(regionSize <= HASH_READ_BYTES, `a region of ${regionSize} bytes fits a hashing buffer`);
+  assert(regionSize <= HASH_READ_BYTES, () => `a region of ${regionSize} bytes fits a hashing buffer`);
   const perRead = Math.max(1, Math.floor(HASH_READ_BYTES / regionSize));
   let buf: Buffer | null = null;
   try {
