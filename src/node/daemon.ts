@@ -265,6 +265,9 @@ export class Daemon {
       throw err;
     }
     this.entries.push(entry);
+    // In the config's order, also for one opened at a reload (the status, SNMP's table rows).
+    const order = (x: VolumeEntry): number => this.config.volumes.indexOf(x.config);
+    this.entries.sort((x, y) => order(x) - order(y));
     this.registry.add(this.backendOf(entry), v.default === true);
     if (entry.replica?.checkpoint) this.registry.add(new CheckpointExport(entry.replica, entry.replica.checkpoint));
     return entry;

@@ -102,7 +102,7 @@ volumes:
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x6b 0 1M', '-c', 'flush', d.uri('lost')]);
     await must('qemu-io', ['-f', 'raw', '-c', 'read -P 0x6b 0 1M', d.uri('lost')]);
     await must('qemu-io', ['-f', 'raw', '-c', 'read -P 0x5a 0 1M', d.uri('good')]);
-    assert.deepEqual((await status(d)).volumes.map((v) => v.name).sort(), ['good', 'lost']);
+    assert.deepEqual((await status(d)).volumes.map((v) => v.name), ['good', 'lost'], 'in the config\'s order');
     assert.equal(await snmp('OFFSITE-MIB::offsiteNodeUnavailableCount.0'), '0');
   } finally {
     assert.equal(await d.stop(), 0);
@@ -201,7 +201,7 @@ groups:
     fs.writeFileSync(identity, good);
     process.kill(d.pid!, 'SIGHUP');
     await waitFor('both to open', async () => ((await status(d)).unavailable ?? []).length === 0, 15_000);
-    assert.deepEqual((await status(d)).volumes.map((v) => v.name).sort(), ['db', 'solo', 'wal']);
+    assert.deepEqual((await status(d)).volumes.map((v) => v.name), ['db', 'wal', 'solo'], 'in the config\'s order');
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x44 0 1M', '-c', 'flush', d.uri('wal')]);
   } finally {
     assert.equal(await d.stop(), 0);
