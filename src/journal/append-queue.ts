@@ -29,8 +29,9 @@ export interface Range {
 }
 
 export class AppendQueue {
-  private readonly queue: Array<{ seg: Segment; at: number; parts: Buffer[]; bytes: number; seq: number; range: Range | null; crc?: number;
-    follower?: Follower }> = [];
+  // (Every entry has every field from the start, one shape for V8: no spread, no field added later.)
+  private readonly queue: Array<{ seg: Segment; at: number; parts: Buffer[]; bytes: number; seq: number; range: Range | null; crc: number | undefined;
+    follower: Follower | undefined }> = [];
   /**
    * The ranges of records appended but dropped unwritten when the journal broke: they
    * are in no file, yet their host writes may be on the volume, so a fold must see them.
@@ -53,7 +54,7 @@ export class AppendQueue {
    */
   enqueue(seg: Segment, seq: number, parts: Buffer[], range: Range | null = null, crc?: number): void {
     const bytes = parts.reduce((n, p) => n + p.length, 0);
-    this.queue.push({ seg, at: seg.reserved, parts, bytes, seq, range, ...(crc !== undefined && parts.length > 1 ? { crc } : {}) });
+    this.queue.push({ seg, at: seg.reserved, parts, bytes, seq, range, crc: parts.length > 1 ? crc : undefined, follower: undefined });
     seg.reserved += bytes;
     this.pump();
   }
@@ -90,7 +91,7 @@ export class AppendQueue {
     for (const q of this.queue) {
       if (!q.follower) continue;
       const f = q.follower;
-      delete q.follower;
+      q.follower = undefined;
       f.settle(DETACHED);
       n++;
     }
