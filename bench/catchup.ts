@@ -7,7 +7,8 @@
 // the primary's backlog is acked (records drained) and until the replica has applied
 // it. Then host writes at CATCHUP_LIVE_RATE for CATCHUP_LIVE_SECONDS with the lag
 // sampled. CATCHUP_PROF=DIR runs the daemons under --cpu-prof into DIR; CATCHUP_MEMORY
-// sets their memory budget; CATCHUP_ONLY="this build-off" runs one case.
+// sets their memory budget; CATCHUP_ONLY="this build-off" runs one case; CATCHUP_NODE_ARGS
+// adds arguments to both daemons' node.
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -24,6 +25,8 @@ const BEFORE = process.env.CATCHUP_BEFORE ?? '';
 const BEFORE_NAME = process.env.CATCHUP_BEFORE_NAME ?? 'an earlier build';
 const PROF = process.env.CATCHUP_PROF ?? '';
 const ONLY = (process.env.CATCHUP_ONLY ?? '').split(',').filter(Boolean);
+/** More arguments for both daemons' node (say --perf-basic-prof, for `perf record` of a drain). */
+const NODE_ARGS = (process.env.CATCHUP_NODE_ARGS ?? '').split(' ').filter(Boolean);
 /** The daemons' memory budget (config `memory`), when not the default. */
 const MEMORY = process.env.CATCHUP_MEMORY ?? '';
 const root = process.env.BENCH_DIR ?? os.tmpdir();
@@ -62,6 +65,7 @@ async function pair(build: Build, compression: Case['compression'], tag: string)
     fs.writeFileSync(s.cfg, (MEMORY ? `memory: ${MEMORY}\n` : '') + cfg);
     s.bin = build.bin;
     if (PROF) s.nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${path.join(PROF, `${tag}-${s.name}`)}`];
+    if (NODE_ARGS.length > 0) s.nodeArgs = [...(s.nodeArgs ?? []), ...NODE_ARGS];
   }
   execFileSync('truncate', ['-s', `${GIB + 1}G`, path.join(dir, 'site-a.img')]);
   for (const s of sites) start(s);
@@ -154,7 +158,13 @@ async function main(): Promise<void> {
       } finally {
         await stop(a);
         await stop(b);
-        fs.rmSync(dir, { recursive: true, force: true });
+        // (CATCHUP_KEEP_LOGS=1: the daemons' logs stay, the images go.)
+        if (process.env.CATCHUP_KEEP_LOGS) {
+          for (const f of fs.readdirSync(dir)) if (!f.endsWith('.log')) fs.rmSync(path.join(dir, f), { recursive: true, force: true });
+          console.log(`logs kept in ${dir}`);
+        } else {
+          fs.rmSync(dir, { recursive: true, force: true });
+        }
       }
     }
   }

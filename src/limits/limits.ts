@@ -124,6 +124,17 @@ export const MALLOC_ARENAS = 2;
  * default (2) takes it to 16 MiB semi-spaces under a drain, a fifth of a daemon's RSS.
  */
 export const YOUNG_GENERATION_GROWTH = 1;
+/**
+ * The room V8's old generation may grow past what is live before a full collection
+ * (src/memory/collector.ts boundOldGeneration). V8's own limit sat about 9 MB above a
+ * drain's 19 MB live heap: a full collection every 45 ms at both sites, 30-40% of their
+ * CPU. With this much room (and at most 3x what is live) a 2 GiB drain made 6 to 13
+ * full collections where it made about 200, and drained 270 MB/s where it drained 190
+ * (docs/BENCHMARKS.md, catch-up).
+ */
+export const OLD_GENERATION_HEADROOM_BYTES = 40 * MiB;
+/** ... and at most this many times what is live (V8's growing factor, 1 + percent / 100). */
+export const OLD_GENERATION_MAX_GROWTH_PERCENT = 200;
 /** The smallest budget `memory` may set: an apply's read and a batch must fit a class (40%). */
 export const MIN_MEMORY_BUDGET_BYTES = 32 * MiB;
 

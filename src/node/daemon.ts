@@ -39,7 +39,7 @@ import { MAX_HASH_REGION_SIZE } from '../link/frame.js';
 import { IscsiFront } from './iscsi-front.js';
 import { MemoryBudget } from '../memory/budget.js';
 import { HashBuffers } from '../sync/region-hashes.js';
-import { boundYoungGeneration, collectUnderPressure } from '../memory/collector.js';
+import { boundOldGeneration, boundYoungGeneration, collectUnderPressure } from '../memory/collector.js';
 import { NodeGroups } from './groups.js';
 import { SetAside } from './set-aside.js';
 import { UnavailableVolumes, withoutName } from './unavailable.js';
@@ -49,6 +49,7 @@ export class Daemon {
   readonly entries: VolumeEntry[] = [];
   private historyTimer: NodeJS.Timeout | null = null;
   private pressure: { stop(): void } | null = null;
+  private oldGeneration: { stop(): void } | null = null;
   private api: FastifyInstance | null = null;
   /** The SNMP agent and notifications, when offsite.yaml has `snmp:` (docs/SNMP.md). */
   snmp: SnmpService | null = null;
@@ -135,6 +136,8 @@ export class Daemon {
       this.historyTimer.unref();
       // Spent batches and frames go back to the system soon after a burst (src/memory/collector.ts).
       this.pressure = collectUnderPressure({ thresholdBytes: this.memory.limit });
+      // And room for the old generation, so a drain does not collect all the time.
+      this.oldGeneration = boundOldGeneration();
       this.nbd = new NbdServer({ exports: registry, log: this.log, idleTimeoutMs: c.nbdIdleTimeout === undefined ? null : c.nbdIdleTimeout * 1000 });
       this.nbdAddress = await this.nbd.listen(c.nbd);
       // The trust model, said where the operator looks (docs/NBD.md, "Who may connect").
@@ -202,6 +205,8 @@ export class Daemon {
       if (c.snmp) this.snmp = await SnmpService.start(c.snmp, { node: c.node, status: () => this.status(), actions: this.roles, log: this.log });
     } catch (e) {
       this.groups.stop();
+      this.pressure?.stop();
+      this.oldGeneration?.stop();
       await this.iscsi?.close();
       await this.nbd?.close();
       for (const en of this.entries.splice(0)) en.journaled?.close().catch(() => undefined);
@@ -575,6 +580,7 @@ export class Daemon {
       await this.nbd?.close();
       if (this.historyTimer) clearInterval(this.historyTimer);
       this.pressure?.stop();
+      this.oldGeneration?.stop();
       for (const e of this.entries.splice(0)) {
         await e.drill?.stop().catch(() => undefined);
         await e.journaled?.close().catch((err: Error) => this.log.error(`volume ${e.config.name}: ${err.message}`));
