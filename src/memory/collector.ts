@@ -81,10 +81,22 @@ export function collectUnderPressure(o: PressureOptions): { stop(): void; readon
  * sites. The room is set through V8's heap growing percent, which it reads each time
  * it sets its limit after a collection. What is live is taken as the least heap used in
  * the last LIVE_SAMPLES seconds (the low point after a collection), so a daemon whose
- * live heap is larger (a hundred volumes) gets a smaller percent and the same room in
- * bytes: RSS grows by at most the headroom. Returns the stop; null where V8's flags cannot
- * be set (V8 then sizes the room itself: slower, nothing wrong).
+ * live heap is larger gets a smaller percent and the same room in bytes, and one whose
+ * live heap is as large as the room (a hundred volumes) V8's own: RSS grows by at most
+ * the headroom. Returns the stop; null where V8's flags cannot be set (V8 then sizes the
+ * room itself: slower, nothing wrong).
  */
+/**
+ * V8's heap growing percent for this live heap (bytes): OLD_GENERATION_HEADROOM_BYTES of
+ * room, at most OLD_GENERATION_MAX_GROWTH_PERCENT; 0 (V8 sizes the room itself) once
+ * what is live is as large as that room: V8's own factor (up to 4x) was never the
+ * problem there, and a smaller one would only collect more often.
+ */
+export function oldGenerationPercent(liveBytes: number): number {
+  if (liveBytes >= OLD_GENERATION_HEADROOM_BYTES) return 0;
+  return Math.min(OLD_GENERATION_MAX_GROWTH_PERCENT, Math.floor((100 * OLD_GENERATION_HEADROOM_BYTES) / Math.max(1, liveBytes)));
+}
+
 export function boundOldGeneration(): { stop(): void } | null {
   const LIVE_SAMPLES = 10;
   const used: number[] = [];
@@ -101,9 +113,8 @@ export function boundOldGeneration(): { stop(): void } | null {
   const look = (): void => {
     used.push(v8.getHeapStatistics().used_heap_size);
     if (used.length > LIVE_SAMPLES) used.shift();
-    const live = Math.max(1, Math.min(...used));
-    const p = Math.max(10, Math.min(OLD_GENERATION_MAX_GROWTH_PERCENT, Math.floor((100 * OLD_GENERATION_HEADROOM_BYTES) / live)));
-    if (Math.abs(p - percent) >= 10) set(p);
+    // (Set each time: a worker's start puts V8's flags back to their defaults.)
+    set(oldGenerationPercent(Math.min(...used)));
   };
   look();
   if (percent < 0) return null;
