@@ -200,15 +200,19 @@ What bounds each figure. **Drained** (records acked per second). ${verdicts()} U
 never flushes, and once a second) synced the primary's volume as well as its journal;
 since then only the journal, which is all shipping needs, and the volume every 1 GiB
 journaled or 10 s (docs/JOURNAL.md, "Epochs and syncs"): the secondary's receive-log
-syncs meet fewer of the primary's on the one disk. What limits now is the secondary's CPU (the CPU column: each
-daemon's user + system time over the drain, 100% is one core, on this two-core
-machine that also runs fio and the kernel's TLS and disk work for both sites): about
-one core, of which its main thread (a V8 profile of this build's drain) was busy 53-65%
-(frames checked and gathered, records' checksums, garbage collection), the rest the
-thread pool's receive-log and replica writes; and the window of 13.4 MB (at most half
-the node's send memory, 64 MiB by default) over that round trip. Runs on this machine
-spread from day to day (on 2026-12-04 a build like "before" drained 90 to 139 MB/s with
-compression off over seven runs): compare rows of one run. **Applied in**: the secondary applies units of up to
+syncs meet fewer of the primary's on the one disk. Until the afternoon of 2026-12-05
+("before" in the run of that day) both sites also ran a full collection of V8's heap
+every 45 ms through a drain (V8 set its old generation's limit about 9 MB above a
+19 MB live heap, and a drain's records, frames and acks live long enough to be
+promoted): 30-40% of each daemon's CPU in \`perf record\`. Since then the old generation
+has 40 MiB of room (docs/LINK.md, "Memory"): 7 and 12 full collections in a 2 GiB
+drain where there were about 190 and 200. What limits now is the secondary's CPU (the
+CPU column: each daemon's user + system time over the drain, 100% is one core, on this
+two-core machine that also runs fio and the kernel's TLS and disk work for both
+sites), the one disk, and the window of 13.4 MB (at most half the node's send memory,
+64 MiB by default) over the durable-ack round trip. Runs on this machine spread from
+day to day (on 2026-12-04 a build like "before" drained 90 to 139 MB/s with compression
+off over seven runs; on 2026-12-05 187 to 216): compare rows of one run. **Applied in**: the secondary applies units of up to
 64 MiB as they become durable, so the replica is a few hundred milliseconds behind the
 acks. **record / wire**: random data does not compress (auto sends it raw, untried after
 the first batches); the mix compresses 2.45x, and its drain is then bound by zstd in the
