@@ -490,12 +490,13 @@ export class Daemon {
 
   /**
    * SIGHUP or POST /api/v1/reload: the config file is read again; link rates,
-   * schedules and volume weights change at once, without reconnecting.
+   * schedules and volume weights change at once, without reconnecting; volumes set
+   * aside are opened again, where the config now says they live (src/node/set-aside.ts).
    */
   reload(): string {
     const next = loadConfig(this.config.file);
     const notes = this.links?.reload(next) ?? [];
-    if (this.started && !this.stopping) notes.push(...this.setAsides.retry());
+    if (this.started && !this.stopping) notes.push(...this.setAsides.adopt(next), ...this.setAsides.retry());
     // A secondary's history limits apply live; turning history on or off takes a restart.
     for (const e of this.entries) {
       const v = next.volumes.find((x) => x.name === e.config.name);

@@ -4,12 +4,14 @@
 // volumes offline: an appliance serves a hundred servers. Such a volume is set aside:
 // nothing of it is served, linked or written (its peer hears nothing of it, as during a
 // role change, and keeps its backlog), and the status, the metrics and the log say why.
-// A reload (SIGHUP, `offsite reload`, POST /api/v1/reload) tries each again. A start at
+// A reload (SIGHUP, `offsite reload`, POST /api/v1/reload) tries each again, where the
+// reloaded config now says it lives (`path`, `journal_dir`: a disk replaced and mounted
+// elsewhere needs no restart; nothing of the volume is open to move). A start at
 // which no volume opens still fails, with every volume's reason: there is nothing to serve.
 // A consistency group's members are set aside, and opened again, together.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Config, VolumeConfig } from '../config/config.js';
+import { journalDirOf, type Config, type VolumeConfig } from '../config/config.js';
 import type { Logger } from '../log/log.js';
 import { InvariantError } from '../invariants/assert.js';
 import { formatBytes } from '../units/units.js';
@@ -66,6 +68,31 @@ export class SetAside {
           `(${withoutName(down, u.reason(down) ?? '')}), and its members open together`));
       }
     }
+  }
+
+  /**
+   * A reload's config, for the volumes set aside: where each lives (`path`,
+   * `journal_dir`) is taken from it, in place in the daemon's config (nothing of the
+   * volume is open, so nothing moves under a reader; a folder or file another volume
+   * holds is refused by its lock at the open). Any other change to such a volume waits
+   * for a restart, and the reload says so. Returns what the reload says.
+   */
+  adopt(next: Pick<Config, 'volumes'>): string[] {
+    const { config, unavailable } = this.host;
+    const notes: string[] = [];
+    for (const name of unavailable.names()) {
+      const i = config.volumes.findIndex((x) => x.name === name);
+      const n = next.volumes.find((x) => x.name === name);
+      if (i < 0 || !n || unavailable.isOpening(name)) continue;
+      const was = config.volumes[i]!;
+      if (was.path !== n.path) notes.push(`volume ${name}: its file is now ${n.path}`);
+      if (was.journal_dir !== n.journal_dir) notes.push(`volume ${name}: its journal folder is now ${journalDirOf(n, config.state)}`);
+      const rest = (Object.keys({ ...was, ...n }) as (keyof VolumeConfig)[])
+        .filter((k) => k !== 'path' && k !== 'journal_dir' && JSON.stringify(was[k]) !== JSON.stringify(n[k]));
+      if (rest.length > 0) notes.push(`volume ${name}: ${rest.join(', ')} changed: that takes a restart (it is opened as it was)`);
+      if (was.path !== n.path || was.journal_dir !== n.journal_dir) config.volumes[i] = { ...was, path: n.path, journal_dir: n.journal_dir };
+    }
+    return notes;
   }
 
   /** A reload: the volumes set aside are opened again, one after another, in the background; returns what the reload says of them. */

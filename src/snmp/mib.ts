@@ -125,6 +125,9 @@ export const NOTIFICATION_TYPES = {
   promoted: { id: 6, name: 'offsitePromoted', objects: ['offsiteVolumeName', 'offsiteVolumeRole'] },
   demoted: { id: 7, name: 'offsiteDemoted', objects: ['offsiteVolumeName', 'offsiteVolumeRole'] },
   splitBrain: { id: 8, name: 'offsiteSplitBrain', objects: ['offsiteVolumeName', 'offsiteVolumePeer', 'offsiteVolumeRole'] },
+  // (A volume set aside has no row: the node's scalars say which and why.)
+  volumeUnavailable: { id: 9, name: 'offsiteVolumeUnavailable', objects: ['offsiteNodeUnavailableCount', 'offsiteNodeUnavailable'] },
+  volumeAvailable: { id: 10, name: 'offsiteVolumeAvailable', objects: ['offsiteVolumeName', 'offsiteVolumeRole', 'offsiteNodeUnavailableCount'] },
 } as const satisfies Record<string, { id: number; name: string; objects: ReadonlyArray<ColumnName | ScalarName> }>;
 
 export type NoticeKind = keyof typeof NOTIFICATION_TYPES;

@@ -1,7 +1,7 @@
 // What deserves a notification: two looks at the node's volumes, a second apart,
 // in; the notifications their difference calls for, out. Pure, so every rule is
 // unit-tested (test/unit/snmp-notifications.test.ts).
-import type { NodeStatus, VolumeStatus } from '../contract/status.js';
+import type { NodeStatus, UnavailableVolumeStatus, VolumeStatus } from '../contract/status.js';
 import { formatBytes, formatDuration } from '../units/units.js';
 import {
   NOTIFICATIONS, NOTIFICATION_TYPES, NOTIFY_TEXT, displayString, instanceOid, nodeValues, volumeValues,
@@ -99,17 +99,57 @@ export function notices(prev: readonly WatchedVolume[], next: readonly WatchedVo
   return out;
 }
 
+/** What the watcher keeps of a volume set aside (not opened) between two looks. */
+export interface WatchedUnavailable {
+  name: string;
+  error: string;
+  /** Opens tried: a larger count is a reload's try that failed again. */
+  attempts: number;
+}
+
+export function watchUnavailable(unavailable: readonly UnavailableVolumeStatus[] | undefined): WatchedUnavailable[] {
+  return (unavailable ?? []).map((u) => ({ name: u.name, error: u.error, attempts: u.attempts }));
+}
+
+/**
+ * The notifications for volumes set aside (src/node/set-aside.ts): one when a volume
+ * did not open (at the start: the first look is compared with none set aside), again
+ * when a reload's try failed too (with its newest reason); one when a volume set
+ * aside is served again (in `served`, the names of the node's volume rows).
+ */
+export function availabilityNotices(prev: readonly WatchedUnavailable[], next: readonly WatchedUnavailable[],
+  served: readonly string[]): Notice[] {
+  const out: Notice[] = [];
+  for (const n of next) {
+    const p = prev.find((x) => x.name === n.name);
+    if (p && p.attempts >= n.attempts) continue;
+    const tries = n.attempts > 1 ? ` (${n.attempts} tries)` : '';
+    out.push({ kind: 'volumeUnavailable', volume: n.name, text: `volume ${n.name} is not served: it did not open${tries}: ` +
+      `${n.error}; once this is put right, offsite reload (or SIGHUP) opens it` });
+  }
+  for (const p of prev) {
+    if (next.some((x) => x.name === p.name) || !served.includes(p.name)) continue;
+    out.push({ kind: 'volumeAvailable', volume: p.name, text: `volume ${p.name} opened at a reload: served again` });
+  }
+  return out;
+}
+
 export interface NotificationVarbind extends MibValue {
   oid: string;
 }
 
-/** A notice as a notification: its snmpTrapOID value and its objects (instances of the volume's row, then offsiteNotifyText). */
+/**
+ * A notice as a notification: its snmpTrapOID value and its objects (instances of the
+ * volume's row and the node's scalars, then offsiteNotifyText); null when it names
+ * columns of a volume that has no row (any more).
+ */
 export function notificationOf(notice: Notice, status: NodeStatus, lagAlarmSeconds: number | null): {
   trapOid: string; varbinds: NotificationVarbind[] } | null {
   const index = status.volumes.findIndex((v) => v.name === notice.volume) + 1;
-  if (index === 0) return null;
   const t = NOTIFICATION_TYPES[notice.kind];
-  const row: Record<string, MibValue> = { ...volumeValues(status.volumes[index - 1]!), ...nodeValues(status, lagAlarmSeconds) };
+  const scalars = nodeValues(status, lagAlarmSeconds);
+  if (index === 0 && t.objects.some((name) => !(name in scalars))) return null;
+  const row: Record<string, MibValue> = { ...(index === 0 ? {} : volumeValues(status.volumes[index - 1]!)), ...scalars };
   const varbinds: NotificationVarbind[] = t.objects.map((name) => ({ oid: instanceOid(name, index), ...row[name]! }));
   varbinds.push({ oid: `${NOTIFY_TEXT}.0`, kind: 'string', value: displayString(notice.text) });
   return { trapOid: `${NOTIFICATIONS}.${t.id}`, varbinds };

@@ -7,7 +7,9 @@ import type { Logger } from '../log/log.js';
 import { formatListenAddress, type ListenAddress } from '../export/listen-address.js';
 import { SnmpAgent, type AgentDeps } from './agent.js';
 import { OFFSITE_MIB } from './mib.js';
-import { START_GRACE_MS, baseline, notices, notificationOf, watchVolumes, type WatchedVolume } from './notifications.js';
+import {
+  START_GRACE_MS, availabilityNotices, baseline, notices, notificationOf, watchUnavailable, watchVolumes, type WatchedUnavailable, type WatchedVolume,
+} from './notifications.js';
 import { Throttle } from './throttle.js';
 import { TrapSender } from './traps.js';
 
@@ -43,6 +45,8 @@ export interface SnmpDeps extends Omit<AgentDeps, 'lagAlarmSeconds'> {
 export class SnmpService {
   private timer: NodeJS.Timeout | null = null;
   private prev: WatchedVolume[];
+  /** The volumes set aside at the last look (none before the first: a volume set aside at the start is notified). */
+  private prevUnavailable: WatchedUnavailable[] = [];
   private readonly everUp = new Set<string>();
   /** Volumes whose link was refused as a split brain, with the refusal (until the link comes up). */
   private readonly splitBrain = new Map<string, string>();
@@ -104,13 +108,16 @@ export class SnmpService {
       const status = this.deps.status();
       const next = this.look(status);
       const lag = this.cfg.lagAlarmSeconds ?? null;
-      for (const n of notices(this.prev, next, lag)) {
+      const unavailable = watchUnavailable(status.unavailable);
+      const served = status.volumes.map((v) => v.name);
+      for (const n of [...availabilityNotices(this.prevUnavailable, unavailable, served), ...notices(this.prev, next, lag)]) {
         const note = notificationOf(n, status, lag);
         if (!note) continue;
         this.deps.log.debug({ volume: n.volume }, `SNMP notification ${n.kind}: ${n.text}`);
         this.traps.send(note.trapOid, note.varbinds, Math.min(0xffff_ffff, status.uptimeSeconds * 100));
       }
       this.prev = next;
+      this.prevUnavailable = unavailable;
     } catch (e) {
       if (this.throttle.allow('tick')) this.deps.log.error(`SNMP: watching the status for notifications failed: ${(e as Error).message}`);
     }

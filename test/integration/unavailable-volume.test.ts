@@ -1,8 +1,9 @@
 // A volume that does not open is set aside; the node serves the others (src/node/set-aside.ts).
 // - One daemon, two volumes, one of them on a folder that is gone: the daemon starts, the
 //   other volume takes writes from qemu-io, the missing one is refused to nbdinfo and said
-//   in the status, the metrics, SNMP (snmpget) and an action's refusal; once the folder is back a reload
-//   (SIGHUP) opens it and qemu-io writes it.
+//   in the status, the metrics, SNMP (snmpget, and snmptrapd's offsiteVolumeUnavailable) and an action's
+//   refusal; a reload (SIGHUP) with the folder still gone tries again (notified again); once the config
+//   says where the file now is, a reload opens it there (offsiteVolumeAvailable) and qemu-io writes it.
 // - A pair whose secondary cannot open one of two volumes: the link comes up and serves
 //   the other (its Hello lists the volume as not opened, with why); the primary's status
 //   says so; after a reload at the secondary the volume links, syncs and compares equal.
@@ -12,6 +13,7 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
 import { OFFSITE_BIN, TestDaemon } from '../helpers/daemon.js';
 import { cli } from '../helpers/cli.js';
 import { startPair } from '../helpers/pair.js';
@@ -42,16 +44,29 @@ async function status(d: TestDaemon): Promise<NodeStatus> {
   return (await r.json()) as NodeStatus;
 }
 
-test('a volume whose folder is gone is set aside: the other is served; a reload opens it once the folder is back', async () => {
+test('a volume whose folder is gone is set aside: the other is served; a reload opens it where the config now puts it', async (t) => {
   const dir = tempDir('unavailable');
-  const snmpPort = await freeUdpPort();
+  const [snmpPort, trapPort] = [await freeUdpPort(), await freeUdpPort()];
+  // snmptrapd in the foreground, one line per notification.
+  const trapd = spawn('snmptrapd', ['-f', '-Lo', '-n', '-C', '-c', '/dev/null', '-M', `+${MIB_DIRS}`, '-m', 'OFFSITE-MIB',
+    '--disableAuthorization=yes', '-F', 'TRAP %V\t%v\n', `127.0.0.1:${trapPort}`], { env: SNMP_ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => trapd.kill());
+  let traps = '';
+  trapd.stdout.on('data', (b: Buffer) => { traps += b.toString(); });
+  trapd.stderr.on('data', (b: Buffer) => { traps += b.toString(); });
+  trapd.on('error', (e) => { traps += `snmptrapd: ${e.message}\n`; });
+  await waitFor('snmptrapd to start', () => traps.includes('NET-SNMP version'), 15_000);
+  const notes = (name: string): string[] => traps.split('\n').filter((l) => l.startsWith('TRAP ') && l.includes(`OFFSITE-MIB::${name}\t`));
   const d = await TestDaemon.create({
     dir, noStart: true,
     yaml: (ports) => `node: site-a
 state: ./state
 nbd: 127.0.0.1:${ports.nbd}
 api: 127.0.0.1:${ports.api}
-snmp: { listen: "127.0.0.1:${snmpPort}", community: offsite-ro }
+snmp:
+  listen: "127.0.0.1:${snmpPort}"
+  community: offsite-ro
+  traps: [{ address: "127.0.0.1:${trapPort}", community: public }]
 volumes:
   good: { path: ./good.img, size: 16MiB, role: primary }
   lost: { path: ./gone/lost.img, size: 16MiB, role: primary }
@@ -92,13 +107,27 @@ volumes:
     assert.equal(action.status, 503);
     assert.match(((await action.json()) as { error: string }).error, /volume lost is not served on node site-a: it did not open \(.*ENOENT/);
 
-    // A reload while the folder is still gone: tried again, still set aside, the try counted.
+    // snmptrapd: the volume set aside at the start, with the scalars and the reason.
+    await waitFor('offsiteVolumeUnavailable', () => notes('offsiteVolumeUnavailable').length === 1, 15_000);
+    const first = notes('offsiteVolumeUnavailable')[0]!;
+    assert.match(first, /offsiteNodeUnavailableCount\.0 = Gauge32: 1\t/);
+    assert.match(first, /offsiteNotifyText\.0 = STRING: "?volume lost is not served: it did not open: [^\t]*ENOENT/);
+
+    // A reload while the folder is still gone: tried again, still set aside, the try counted and notified.
     process.kill(d.pid!, 'SIGHUP');
     await waitFor('the second try', async () => (await status(d)).unavailable?.[0]?.attempts === 2, 15_000);
-    fs.mkdirSync(path.join(dir, 'gone'));
+    await waitFor('a second offsiteVolumeUnavailable', () => notes('offsiteVolumeUnavailable').length === 2, 15_000);
+    assert.match(notes('offsiteVolumeUnavailable')[1]!, /it did not open \(2 tries\)/);
+    // The file is now elsewhere (a disk mounted at another place): the config says so, and a reload opens it there.
+    fs.mkdirSync(path.join(dir, 'moved'));
+    fs.writeFileSync(d.configFile, fs.readFileSync(d.configFile, 'utf8').replace('./gone/lost.img', './moved/lost.img'));
     process.kill(d.pid!, 'SIGHUP');
     await waitFor('lost to open', async () => ((await status(d)).unavailable ?? []).length === 0, 15_000);
+    assert.match(d.log, /config reloaded: [^\n]*volume lost: its file is now [^\n]*moved\/lost\.img/);
     assert.match(d.log, /volume lost: opened at a reload; served as primary/);
+    assert.ok(fs.statSync(path.join(dir, 'moved', 'lost.img')).size > 0, 'the volume file was made where the config now puts it');
+    await waitFor('offsiteVolumeAvailable', () => notes('offsiteVolumeAvailable').length === 1, 15_000);
+    assert.match(notes('offsiteVolumeAvailable')[0]!, /offsiteVolumeName\.2 = STRING: "?lost"?\t.*offsiteNodeUnavailableCount\.0 = Gauge32: 0\t/);
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x6b 0 1M', '-c', 'flush', d.uri('lost')]);
     await must('qemu-io', ['-f', 'raw', '-c', 'read -P 0x6b 0 1M', d.uri('lost')]);
     await must('qemu-io', ['-f', 'raw', '-c', 'read -P 0x5a 0 1M', d.uri('good')]);

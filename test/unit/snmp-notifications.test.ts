@@ -2,9 +2,11 @@
 // function of two looks at the node, a second apart.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { START_GRACE_MS, baseline, notices, watchVolumes, type WatchedVolume } from '../../src/snmp/notifications.js';
+import {
+  START_GRACE_MS, availabilityNotices, baseline, notices, notificationOf, watchUnavailable, watchVolumes, type WatchedUnavailable, type WatchedVolume,
+} from '../../src/snmp/notifications.js';
 import { splitBrainVolumes } from '../../src/snmp/snmp.js';
-import type { VolumeStatus } from '../../src/contract/status.js';
+import type { NodeStatus, VolumeStatus } from '../../src/contract/status.js';
 
 function vol(over: Partial<WatchedVolume> = {}): WatchedVolume {
   return {
@@ -109,4 +111,40 @@ test('splitBrainVolumes: the volume the refusal names, else every volume of that
 
 test('volumes missing from the previous look are skipped', () => {
   assert.deepEqual(kinds([], [vol({ link: 'disconnected' })]), []);
+});
+
+test('a volume set aside: notified when it does not open (the start too), again when a reload\'s try fails, and when it is served again', () => {
+  const lost = (attempts: number, error = 'ENOENT: no such file or directory, open \'/v/lost.img\''): WatchedUnavailable =>
+    ({ name: 'lost', error, attempts });
+  const kindsOf = (ns: ReturnType<typeof availabilityNotices>): string[] => ns.map((n) => `${n.kind}:${n.volume}`);
+  // The first look after the start is compared with none set aside.
+  const first = availabilityNotices([], [lost(1)], ['good']);
+  assert.deepEqual(kindsOf(first), ['volumeUnavailable:lost']);
+  assert.equal(first[0]!.text, 'volume lost is not served: it did not open: ENOENT: no such file or directory, open \'/v/lost.img\'; ' +
+    'once this is put right, offsite reload (or SIGHUP) opens it');
+  assert.deepEqual(availabilityNotices([lost(1)], [lost(1)], ['good']), []);
+  // A reload tried again and it failed again: said again, with the newest reason.
+  const again = availabilityNotices([lost(1)], [lost(2, 'EACCES')], ['good']);
+  assert.deepEqual(kindsOf(again), ['volumeUnavailable:lost']);
+  assert.match(again[0]!.text, /did not open \(2 tries\): EACCES;/);
+  // Opened at a reload: served again.
+  const back = availabilityNotices([lost(2)], [], ['good', 'lost']);
+  assert.deepEqual(back.map((n) => [n.kind, n.text]), [['volumeAvailable', 'volume lost opened at a reload: served again']]);
+  // Gone from the list without a row (its config entry removed and the node restarted between two looks): nothing.
+  assert.deepEqual(availabilityNotices([lost(2)], [], ['good']), []);
+  assert.deepEqual(watchUnavailable(undefined), []);
+  assert.deepEqual(watchUnavailable([{ name: 'lost', error: 'x', forSeconds: 3, attempts: 2, opening: true }]), [lost(2, 'x')]);
+});
+
+test('notificationOf: a set-aside volume\'s notification carries the node\'s scalars; a row\'s columns of a volume with no row: none', () => {
+  const status = {
+    node: 'site-a', version: '1', uptimeSeconds: 5, volumes: [], groups: [],
+    unavailable: [{ name: 'lost', error: 'ENOENT', forSeconds: 1, attempts: 1, opening: false }],
+  } as unknown as NodeStatus;
+  const note = notificationOf({ kind: 'volumeUnavailable', volume: 'lost', text: 'volume lost is not served' }, status, null)!;
+  assert.equal(note.trapOid, '1.3.6.1.4.1.32473.0.9');
+  assert.deepEqual(note.varbinds.map((v) => [v.oid, v.value]), [
+    ['1.3.6.1.4.1.32473.1.1.6.0', 1], ['1.3.6.1.4.1.32473.1.1.7.0', 'lost: ENOENT'], ['1.3.6.1.4.1.32473.1.3.0', 'volume lost is not served'],
+  ]);
+  assert.equal(notificationOf({ kind: 'volumeAvailable', volume: 'lost', text: 'x' }, status, null), null);
 });
