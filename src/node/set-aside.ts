@@ -72,25 +72,32 @@ export class SetAside {
 
   /**
    * A reload's config, for the volumes set aside: where each lives (`path`,
-   * `journal_dir`) is taken from it, in place in the daemon's config (nothing of the
-   * volume is open, so nothing moves under a reader; a folder or file another volume
-   * holds is refused by its lock at the open). Any other change to such a volume waits
-   * for a restart, and the reload says so. Returns what the reload says.
+   * `journal_dir`) is taken from it, into the daemon's own config object of the volume
+   * (changed in place: the links and the entries' order know the volume by that object;
+   * nothing of the volume is open, so nothing moves under a reader; a folder or file
+   * another volume holds is refused by its lock at the open). Any other change to such
+   * a volume waits for a restart, and the reload says so, as it says of one being opened
+   * now (by the reload before). Returns what the reload says.
    */
   adopt(next: Pick<Config, 'volumes'>): string[] {
     const { config, unavailable } = this.host;
     const notes: string[] = [];
     for (const name of unavailable.names()) {
-      const i = config.volumes.findIndex((x) => x.name === name);
+      const was = config.volumes.find((x) => x.name === name);
       const n = next.volumes.find((x) => x.name === name);
-      if (i < 0 || !n || unavailable.isOpening(name)) continue;
-      const was = config.volumes[i]!;
+      if (!was || !n) continue;
+      const moved = was.path !== n.path || was.journal_dir !== n.journal_dir;
+      if (moved && unavailable.isOpening(name)) {
+        notes.push(`volume ${name}: being opened now where it was; if that fails, reload again to open it where the file now says`);
+        continue;
+      }
       if (was.path !== n.path) notes.push(`volume ${name}: its file is now ${n.path}`);
       if (was.journal_dir !== n.journal_dir) notes.push(`volume ${name}: its journal folder is now ${journalDirOf(n, config.state)}`);
       const rest = (Object.keys({ ...was, ...n }) as (keyof VolumeConfig)[])
         .filter((k) => k !== 'path' && k !== 'journal_dir' && JSON.stringify(was[k]) !== JSON.stringify(n[k]));
       if (rest.length > 0) notes.push(`volume ${name}: ${rest.join(', ')} changed: that takes a restart (it is opened as it was)`);
-      if (was.path !== n.path || was.journal_dir !== n.journal_dir) config.volumes[i] = { ...was, path: n.path, journal_dir: n.journal_dir };
+      was.path = n.path;
+      was.journal_dir = n.journal_dir;
     }
     return notes;
   }
@@ -114,6 +121,13 @@ export class SetAside {
   /** Opens the volumes again as the start does: identities first, a group's members together, then each volume. */
   private async reopen(vs: readonly VolumeConfig[]): Promise<void> {
     const { host } = this;
+    // The volumes this run still opens: one it set aside is another reload's to try
+    // (that reload may have begun it again while this one awaited an earlier volume).
+    const mine = new Set(vs.map((v) => v.name));
+    const setAside = (v: VolumeConfig, err: unknown): void => {
+      mine.delete(v.name);
+      this.setAside(v, err);
+    };
     const identities = new Map<string, VolumeIdentity>();
     for (const v of vs) {
       if (v.peer === undefined) continue;
@@ -122,13 +136,14 @@ export class SetAside {
         fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
         identities.set(v.name, VolumeIdentity.open(dir, v.role));
       } catch (err) {
-        this.setAside(v, err);
+        setAside(v, err);
       }
     }
     this.withGroup(vs);
+    for (const v of vs) if (!host.unavailable.isOpening(v.name)) mine.delete(v.name);
     const identityOf = (m: string): VolumeIdentity | null => identities.get(m) ?? host.entries().find((x) => x.config.name === m)?.identity ?? null;
     for (const v of vs) {
-      if (!host.unavailable.isOpening(v.name)) continue; // set aside again above
+      if (!mine.has(v.name) || !host.unavailable.isOpening(v.name)) continue; // set aside again by this run
       try {
         const e = await host.openVolume(v, identityOf);
         host.unavailable.opened(v.name);
@@ -139,7 +154,7 @@ export class SetAside {
         links?.volumeReady(v.name, `volume ${v.name} is served here now`);
         host.log.info({ volume: v.name }, `volume ${v.name}: opened at a reload; served as ${e.role} (${formatBytes(e.volume.size)})`);
       } catch (err) {
-        this.setAside(v, err);
+        setAside(v, err);
       }
     }
   }
