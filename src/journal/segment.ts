@@ -24,13 +24,15 @@ export interface Segment {
   readers: number;
   removed: boolean;
   /** Where the last batch read from this segment ended: the next record's seq and byte (a hint, checked before use). */
-  cursor?: { seq: number; pos: number } | undefined;
+  cursor?: { seq: number; pos: number; lastSize: number } | undefined;
 }
 
 /**
  * Where the walk's first read goes: a buffer the caller reuses (read into where it fits),
  * or one the caller makes for it, given the read's length (a shipper's frame buffer:
  * src/link/records-frame.ts). Either way the payloads taken from that read are views of it.
+ * A made one may be asked for a second time, larger, when the batch's first record does
+ * not fit the first: nothing was taken from the first, which the caller may reuse.
  */
 export type Scratch = Buffer | ((length: number) => Buffer);
 
@@ -133,7 +135,10 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
         // records are small; after a record larger than that, the next header alone (no
         // megabytes read, and let go, for 56 bytes).
         const batch = payloads && (nextSeq > 0 || trusting);
-        const want = batch ? Math.max(JOURNAL_HEADER_CHUNK_BYTES, maxBytes - bytes + RECORD_HEADER_SIZE + slack)
+        // (The batch's first read holds at least a record as large as the last one read:
+        // a backlog of large writes is read once, not a short read and then the record.)
+        const hint = cursor && bytes === 0 ? cursor.lastSize : 0;
+        const want = batch ? Math.max(JOURNAL_HEADER_CHUNK_BYTES, maxBytes - bytes + RECORD_HEADER_SIZE + slack, hint)
           : lastSize > JOURNAL_HEADER_CHUNK_BYTES / 4 ? RECORD_HEADER_SIZE : JOURNAL_HEADER_CHUNK_BYTES;
         chunk = await readChunk(seg, pos, Math.min(want, end - pos), batch);
         chunkAt = pos;
@@ -161,7 +166,7 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
           // The first record of the batch, found by walking headers: the batch is read from
           // here into the caller's buffer, so its records lie there one after another.
           settle();
-          chunk = await readChunk(seg, pos, Math.min(Math.max(JOURNAL_HEADER_CHUNK_BYTES, maxBytes + RECORD_HEADER_SIZE + slack), end - pos));
+          chunk = await readChunk(seg, pos, Math.min(Math.max(JOURNAL_HEADER_CHUNK_BYTES, maxBytes + RECORD_HEADER_SIZE + slack, size), end - pos));
           chunkAt = pos;
           if (seg.removed) break;
         }
@@ -173,7 +178,12 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
               past = true;
               break;
             }
-            // A record larger than what is left of the chunk: read from its start.
+            // A record larger than what is left of the chunk: read from its start. When it
+            // is the batch's first and the chunk was the caller's made buffer, nothing was
+            // taken from that: the caller makes one that holds the record (its first is let
+            // go), so the batch still lies in a buffer of the caller's (a shipper's frame,
+            // built in place, from its pool) rather than in one made here for the collector.
+            if (nextSeq < 0 && typeof scratch === 'function' && chunk.buffer === mine && pending.length === 0) spare = scratch;
             settle();
             chunk = await readChunk(seg, pos, Math.min(Math.max(size, maxBytes - bytes), end - pos));
             chunkAt = pos;
@@ -193,7 +203,7 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
       lastSize = size;
     }
     settle();
-    if (nextSeq > 0 && payloads) seg.cursor = { seq: nextSeq, pos };
+    if (nextSeq > 0 && payloads) seg.cursor = { seq: nextSeq, pos, lastSize };
     // A segment released under the walk ends it: the next segment's records would follow
     // a gap (a detached peer's shipper reads records the others' acks release, docs/PEERS.md).
     // The batch is a prefix from fromSeq, maybe empty; the caller finds the rest released.

@@ -30,9 +30,18 @@ export class FrameRoom {
 
   constructor(private readonly pool: OwnedBuffers = frameBuffers) {}
 
-  /** The journal read's buffer (the `Scratch` it calls, once). */
+  /**
+   * The journal read's buffer (the `Scratch` it calls; again when the batch's first
+   * record did not fit what the first read brought: nothing was taken from that, so the
+   * same memory is read into again where it holds the record, else it goes back and a
+   * larger one is taken).
+   */
   readonly scratch = (length: number): Buffer => {
-    assert(this.owned === null && !this.released, 'a frame room serves one journal read');
+    assert(!this.released && !this.framed, 'a frame room serves one journal read');
+    if (this.owned !== null && this.owned.bytes.length >= FRAME_ROOM_BYTES + length) {
+      return this.owned.bytes.subarray(FRAME_ROOM_BYTES, FRAME_ROOM_BYTES + length);
+    }
+    this.owned?.give();
     this.owned = this.pool.take(FRAME_ROOM_BYTES + length);
     return this.owned.bytes.subarray(FRAME_ROOM_BYTES);
   };

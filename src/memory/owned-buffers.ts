@@ -39,7 +39,8 @@ export class Owned {
 const POISON = 0xdb;
 
 export class OwnedBuffers {
-  private readonly idle = new Map<number, Buffer[]>();
+  /** Idle buffers, in the order they came back (the oldest first). */
+  private readonly idle: Buffer[] = [];
   private idleBytes = 0;
   /** Handles taken and not given back (a figure for tests; a handle dropped unreturned stays counted). */
   out = 0;
@@ -63,10 +64,17 @@ export class OwnedBuffers {
     assert(Number.isSafeInteger(length) && length > 0, () => `an owned buffer of ${length} bytes`);
     const size = OwnedBuffers.classOf(length);
     assert(size >= length, () => `class ${size} for ${length} bytes`);
-    const list = this.idle.get(size);
-    let whole = list?.pop();
+    // The smallest idle buffer that holds it, up to twice its class: batches of one and of
+    // two large records (4 and 8 MiB) then share their buffers rather than each size
+    // waiting for its own and the other's going to the collector.
+    let best = -1;
+    for (let i = 0; i < this.idle.length; i++) {
+      const n = this.idle[i]!.length;
+      if (n >= size && n <= 2 * size && (best < 0 || n < this.idle[best]!.length)) best = i;
+    }
+    let whole = best < 0 ? undefined : this.idle.splice(best, 1)[0];
     if (whole) {
-      this.idleBytes -= size;
+      this.idleBytes -= whole.length;
       this.reused++;
     } else {
       // (Its own memory, never a slice of Node's shared pool.)
@@ -82,12 +90,13 @@ export class OwnedBuffers {
     assert(this.out > 0, 'an owned buffer given back to a pool with none out');
     this.out--;
     if (OwnedBuffers.poison) whole.fill(POISON);
-    if (this.idleBytes + whole.length > this.keepBytes) return;
-    const list = this.idle.get(whole.length) ?? [];
-    assert(!list.includes(whole), 'an owned buffer idle twice');
-    list.push(whole);
-    this.idle.set(whole.length, list);
+    if (whole.length > this.keepBytes) return;
+    assert(!this.idle.includes(whole), 'an owned buffer idle twice');
+    // Kept newest first: over the bound, the buffers idle the longest go (the sizes the
+    // batches have now are kept, not those of a while ago).
+    this.idle.push(whole);
     this.idleBytes += whole.length;
+    while (this.idleBytes > this.keepBytes) this.idleBytes -= this.idle.shift()!.length;
   }
 
   /** Idle bytes kept now. */

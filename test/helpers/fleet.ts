@@ -19,6 +19,8 @@ export interface FleetOptions {
   journal?: string;
   /** More keys for site-a's entry of peer site-b (inline YAML, e.g. "rate: 16mbit, compression: off"). */
   peerKeysA?: string;
+  /** Both nodes' memory budget (`memory:`, e.g. "32MiB"; default the node's). */
+  memory?: string;
 }
 
 export async function startFleet(opts: FleetOptions): Promise<Pair> {
@@ -32,7 +34,7 @@ state: ./state
 nbd: 127.0.0.1:${ports.nbd}
 link: 127.0.0.1:${myLink}
 api: 127.0.0.1:${ports.api}
-peers:
+${opts.memory ? `memory: ${opts.memory}\n` : ''}peers:
   ${peer}: { address: "127.0.0.1:${peerLink}", fingerprint: "FINGERPRINT"${peerExtra ? `, ${peerExtra}` : ''} }
 volumes:
 ${opts.volumes.map((v) => `  ${v.name}: { path: ./${v.name}.img, size: ${size}, role: ${role}, peer: ${peer}, journal: ${journal}` +

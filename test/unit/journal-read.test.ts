@@ -195,3 +195,55 @@ test('a batch read into a frame room goes out as a Records frame built around it
   assert.deepEqual(Buffer.concat(recordsFrameInPlace(room, 'x'.repeat(255), zeroed)!), Buffer.concat(encodeRecordsFrame('x'.repeat(255), zeroed)));
   j.close();
 });
+
+test('a batch whose first record is larger than the read asked for lies in a second room the caller makes, its first let go', async () => {
+  // Records of 1 MiB; the shipper's window has room for 100 KiB only.
+  const dir = tempDir('jread-large');
+  const j = new Journal({ store: new DirStore(dir), capacity: 64 << 20, segmentSize: 16 << 20, now: () => 1000 });
+  await j.recover();
+  for (let i = 0; i < 6; i++) j.append(RecordKind.Write, i * (1 << 20), 1 << 20, Buffer.alloc(1 << 20, i + 1));
+  await j.sync();
+  const asked: number[] = [];
+  const buffers: Buffer[] = [];
+  const scratch = (length: number): Buffer => {
+    asked.push(length);
+    const b = Buffer.alloc(length);
+    buffers.push(b);
+    return b;
+  };
+  // The first batch walks the segment from its start: the record's header is known before its read.
+  const first = await j.read(1, 100 * 1024, j.lastSeq, scratch);
+  assert.deepEqual(first.map((r) => r.seq), [1]);
+  assert.equal(asked.length, 1, 'found by walking headers: read once, at its size');
+  assert.ok(asked[0]! >= RECORD_HEADER_SIZE + (1 << 20));
+  assert.equal(first[0]!.payload.buffer, buffers[0]!.buffer, 'the payload lies in the caller\'s buffer');
+  // The next starts at the segment's cursor, header unknown: the last record's size is the hint.
+  asked.length = 0;
+  buffers.length = 0;
+  const second = await j.read(2, 100 * 1024, j.lastSeq, scratch);
+  assert.deepEqual(second.map((r) => r.seq), [2]);
+  assert.equal(asked.length, 1, 'a backlog of large records is read once per batch, not a short read and then the record');
+  assert.equal(second[0]!.payload.buffer, buffers[0]!.buffer);
+  assert.equal(second[0]!.payload[0], 2);
+  j.close();
+});
+
+test('a cursor whose hint is small: the first room is let go and a second, large enough, holds the record', async () => {
+  const dir = tempDir('jread-regrow');
+  const j = new Journal({ store: new DirStore(dir), capacity: 64 << 20, segmentSize: 16 << 20, now: () => 1000 });
+  await j.recover();
+  j.append(RecordKind.Write, 0, 4096, Buffer.alloc(4096, 1));
+  j.append(RecordKind.Write, 1 << 20, 1 << 20, Buffer.alloc(1 << 20, 2));
+  await j.sync();
+  await j.read(1, 4096, 1); // (the cursor now at record 2, its hint the 4 KiB record's size)
+  const rooms: FrameRoom[] = [new FrameRoom()];
+  const room = rooms[0]!;
+  const batch = await j.read(2, 100 * 1024, j.lastSeq, room.scratch);
+  assert.deepEqual(batch.map((r) => r.seq), [2]);
+  assert.equal(batch[0]!.payload.buffer, room.bytes!.buffer, 'the record lies in the room\'s (second) buffer');
+  assert.ok(room.bytes!.length >= RECORD_HEADER_SIZE + (1 << 20));
+  // And the frame is built where it lies.
+  assert.notEqual(recordsFrameInPlace(room, 'db', batch), null);
+  room.release();
+  j.close();
+});

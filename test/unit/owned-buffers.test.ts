@@ -187,3 +187,32 @@ test('a large record frame that comes in pieces is gathered into an owned buffer
   for (let at = 0; at < big.length; at += 64 * KiB) plain.push(big.subarray(at, at + 64 * KiB));
   assert.equal(plain.next()!.owned, undefined);
 });
+
+test('a take reuses the smallest idle buffer that holds it, up to twice its size; over the bound the buffers idle longest go', () => {
+  const pool = new OwnedBuffers(10 * MiB);
+  const big = pool.take(8 * MiB + 100); // class 9 MiB
+  const memory = big.whole.buffer;
+  big.give();
+  // A batch of one 4 MiB record after one of two: the 9 MiB buffer serves it.
+  const one = pool.take(4 * MiB + 100); // class 4.5 MiB
+  assert.equal(one.whole.buffer, memory, 'within twice its class: reused');
+  assert.equal(pool.made, 1);
+  one.give();
+  // Far larger than needed: made anew, the large one left idle.
+  const small = pool.take(1 * MiB);
+  assert.notEqual(small.whole.buffer, memory);
+  assert.equal(pool.made, 2);
+  small.give();
+  assert.equal(pool.kept, 10 * MiB, '9 MiB and 1 MiB idle');
+  // Two 4.5 MiB buffers come back: the oldest idle (the 9 MiB one) goes, the newest stay.
+  const [p, q] = [pool.take(4 * MiB + 200), pool.take(4 * MiB + 300)];
+  assert.equal(p.whole.buffer, memory, 'the 9 MiB one, the smallest that holds it');
+  const r = pool.take(4 * MiB + 400);
+  p.give();
+  q.give();
+  r.give();
+  assert.ok(pool.kept <= 10 * MiB, `${pool.kept} idle`);
+  const again = pool.take(4 * MiB);
+  assert.notEqual(again.whole.buffer, memory, 'the buffer idle longest was let go');
+  again.give();
+});
