@@ -110,7 +110,7 @@ function bytesOf(size: string): number {
 async function big(): Promise<string> {
   const size = bytesOf(BIG_SIZE);
   const journalGiB = Math.max(2, Math.ceil((BIG_BACKLOG_MIB * 1.25) / 1024));
-  const p = await startFleet({ volumes: [{ name: 'big' }], size: BIG_SIZE, journal: `${journalGiB}GiB`, memory: process.env.FLEET_MEMORY });
+  const p = await startFleet({ volumes: [{ name: 'big' }], size: BIG_SIZE, journal: `${journalGiB}GiB`, memory: process.env.FLEET_MEMORY, peerKeysA: process.env.FLEET_PEER_KEYS });
   try {
     const t0 = Date.now();
     await p.drained(900_000);

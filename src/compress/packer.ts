@@ -6,6 +6,7 @@ import { RECORD_HEADER_SIZE } from '../journal/record.js';
 import { encodeHeadersPackedFrame, encodePackedRecordsFrame, encodeRawRecordsFrame, encodeRawRecordsFrameOf, headersWorthIt, recordsBody, splitRecords,
   zeroWritesAsZeroes } from './codec.js';
 import { LevelController } from './level.js';
+import { sampleCompresses } from './sample.js';
 import { MAX_UNTRIED_BATCHES } from '../limits/limits.js';
 import type { CompressionPool } from './pool.js';
 import type { FrameRoom } from '../link/records-frame.js';
@@ -27,7 +28,7 @@ export interface PackStats {
   incompressibleBatches: number;
   /** Batches sent raw because a worker failed or the queue was full. */
   fallbackBatches: number;
-  /** Batches `auto` sent without trying zstd, after batches it did not shrink. */
+  /** Batches `auto` sent without trying zstd: their sample did not shrink, or batches before them did not. */
   untriedBatches: number;
 }
 
@@ -85,6 +86,11 @@ export class Packer {
       untried.left--;
       st.untriedBatches++;
       if (rawLength - z.zeroBytes < MIN_COMPRESS_BYTES) return encodeRawRecordsFrameOf(volume, z.records, room);
+      return this.incompressible(volume, z.records, rawLength - z.zeroBytes, level, st, room);
+    }
+    // (auto: a batch whose sample does not shrink goes raw without a trip to a worker: sample.ts.)
+    if (auto && rawLength - z.zeroBytes >= MIN_COMPRESS_BYTES && !sampleCompresses(z.records)) {
+      st.untriedBatches++;
       return this.incompressible(volume, z.records, rawLength - z.zeroBytes, level, st, room);
     }
     const body = recordsBody(z.records);

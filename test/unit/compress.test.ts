@@ -14,6 +14,8 @@ import { decodeRecordsFrame } from '../../src/link/records-frame.js';
 import { decodePackedRecordsFrame, encodePackedRecordsFrame, isAllZero, packSync, recordsBody, zeroWritesAsZeroes } from '../../src/compress/codec.js';
 import { CompressionPool } from '../../src/compress/pool.js';
 import { Packer, emptyPackStats } from '../../src/compress/packer.js';
+import { sampleOf, samplePositions } from '../../src/compress/sample.js';
+import { COMPRESS_SAMPLE_SLICE_BYTES } from '../../src/limits/limits.js';
 import { LevelController } from '../../src/compress/level.js';
 import { parseCompression } from '../../src/compress/setting.js';
 
@@ -268,14 +270,32 @@ test('codec 2: random payloads in small writes go raw, their headers compressed 
   }
 });
 
-test('auto: after batches zstd did not shrink, the next go untried (1, 2, 4 ... up to 32), raw, until a tried one shrinks', async () => {
+test('auto: a batch whose sample does not shrink goes raw with no worker started; random data behind a sample that shrinks is tried, then untried (1, 2, 4 ... up to 32)', async () => {
   const pool = new CompressionPool(1);
   try {
     const stats = emptyPackStats();
     let mode: 'auto' | 'fixed' = 'auto';
     const packer = new Packer({ pool, setting: () => (mode === 'auto' ? { mode } : { mode, level: 3 }), peerZstd: true, stats: () => stats });
-    const random = (): JournalRecord[] => [write(0, randomBytes(256 * 1024)), barrier()];
+    // Random data: its sample (sample.ts) does not shrink: raw, and no worker was started for it.
+    for (let i = 0; i < 5; i++) {
+      const recs = [write(0, randomBytes(256 * 1024)), barrier()];
+      const parts = await packer.encode('db', recs);
+      assert.equal(frameOf(parts).type, FrameType.Records);
+      assert.deepEqual(decode(parts)[0]!.payload, recs[0]!.payload);
+    }
+    assert.equal(stats.untriedBatches, 5);
+    assert.equal(stats.incompressibleBatches, 0);
+    assert.equal(pool.started, 0, 'no worker for data whose sample does not shrink');
+    // Random data with text where the sample is taken: the sample shrinks, the batch (2 MiB, 64 KiB of text) does not.
+    const text = realData(COMPRESS_SAMPLE_SLICE_BYTES);
+    const random = (): JournalRecord[] => {
+      const p = randomBytes(2048 * 1024);
+      for (const at of samplePositions(p.length)) text.copy(p, at);
+      assert.ok(sampleOf([write(0, p)]).equals(Buffer.concat(samplePositions(p.length).map(() => text))), 'the sample is where the text is');
+      return [write(0, p), barrier()];
+    };
     const types: string[] = [];
+    const untriedBefore = stats.untriedBatches;
     for (let i = 0; i < 12; i++) {
       const recs = random();
       const parts = await packer.encode('db', recs);
@@ -285,10 +305,14 @@ test('auto: after batches zstd did not shrink, the next go untried (1, 2, 4 ... 
     assert.deepEqual(types, Array(12).fill('R'));
     // Tried: the 1st, 3rd, 6th and 11th (after 1, 2 and 4 untried); the others untried.
     assert.equal(stats.incompressibleBatches, 4);
-    assert.equal(stats.untriedBatches, 8);
+    assert.equal(stats.untriedBatches - untriedBefore, 8);
     // Another volume is tried on its own account.
     await packer.encode('logs', random());
     assert.equal(stats.incompressibleBatches, 5);
+    // A sample is taken across records: one slice from each part of the batch.
+    const four = [0, 1, 2, 3].map((i) => write(i, Buffer.alloc(100 * 1024, i + 1)));
+    assert.deepEqual([...sampleOf(four)].filter((_, i) => i % COMPRESS_SAMPLE_SLICE_BYTES === 0), [1, 2, 3, 4]);
+    assert.equal(sampleOf([write(0, Buffer.alloc(1000, 7))]).length, 1000, 'a small batch is its own sample');
     // Data that compresses again: found at the next batch tried, and tried every batch from then on.
     for (let i = 0; i < 7; i++) await packer.encode('db', [write(0, realData(256 * 1024)), barrier()]);
     const untried = stats.untriedBatches;
