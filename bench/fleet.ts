@@ -13,7 +13,8 @@
 // shipping is paused, then resumed; the peak RSS of both daemons while the backlog
 // builds and while it drains (FLEET_ONLY=big: this case alone, nothing written to the
 // docs; FLEET_TRACE=1: the daemon's heap and Buffers every 2 s; FLEET_MEMORY=32MiB: both
-// nodes' `memory:` budget in this case).
+// nodes' `memory:` budget in this case; FLEET_PEER_KEYS="compression: off": more keys of
+// site-a's peer in this case).
 // FLEET_WRITE=1 writes the tables into docs/BENCHMARKS.md.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -110,7 +111,9 @@ function bytesOf(size: string): number {
 async function big(): Promise<string> {
   const size = bytesOf(BIG_SIZE);
   const journalGiB = Math.max(2, Math.ceil((BIG_BACKLOG_MIB * 1.25) / 1024));
-  const p = await startFleet({ volumes: [{ name: 'big' }], size: BIG_SIZE, journal: `${journalGiB}GiB`, memory: process.env.FLEET_MEMORY, peerKeysA: process.env.FLEET_PEER_KEYS });
+  const p = await startFleet({
+    volumes: [{ name: 'big' }], size: BIG_SIZE, journal: `${journalGiB}GiB`, memory: process.env.FLEET_MEMORY, peerKeysA: process.env.FLEET_PEER_KEYS,
+  });
   try {
     const t0 = Date.now();
     await p.drained(900_000);

@@ -270,7 +270,8 @@ test('codec 2: random payloads in small writes go raw, their headers compressed 
   }
 });
 
-test('auto: a batch whose sample does not shrink goes raw with no worker started; random data behind a sample that shrinks is tried, then untried (1, 2, 4 ... up to 32)', async () => {
+test('auto: a batch whose sample does not shrink goes raw with no worker started; ' +
+  'random data behind a sample that shrinks is tried, then untried (1, 2, 4 ... up to 32)', async () => {
   const pool = new CompressionPool(1);
   try {
     const stats = emptyPackStats();
