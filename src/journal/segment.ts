@@ -161,6 +161,12 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
         break;
       }
       if (h.header.seq >= fromSeq) {
+        // (A first read the hint made larger holds more than the batch: it still ends about
+        // at maxBytes, a record past it at most, as when the read was the batch's size.)
+        if (payloads && nextSeq > 0 && typeof scratch === 'function' && bytes + size > maxBytes + RECORD_HEADER_SIZE + slack) {
+          past = true;
+          break;
+        }
         let payload: Buffer = EMPTY;
         if (payloads && nextSeq < 0 && typeof spare === 'function') {
           // The first record of the batch, found by walking headers: the batch is read from

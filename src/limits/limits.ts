@@ -255,7 +255,8 @@ export const MAX_UNTRIED_BATCHES = 32;
  * With `compression: auto`, each batch is first judged by a sample: this many slices
  * of this many bytes, spread evenly over its payloads, compressed on the event loop
  * at zstd level 1 (about 0.1 ms). A sample zstd does not shrink sends the batch raw
- * without a trip to a worker: random or encrypted data then keeps no worker alive
+ * without a trip to a worker (but for the headers of small writes, packer.ts
+ * `incompressible`): random or encrypted data in large writes then keeps no worker alive
  * (a V8 isolate of about 25 MiB, and a copy of each batch tried: the 1 TiB drain's
  * site-a peaked at 190-209 MiB with the worker and 147 MiB with compression off,
  * bench:fleet).

@@ -41,7 +41,10 @@ export class FrameRoom {
     if (this.owned !== null && this.owned.bytes.length >= FRAME_ROOM_BYTES + length) {
       return this.owned.bytes.subarray(FRAME_ROOM_BYTES, FRAME_ROOM_BYTES + length);
     }
-    this.owned?.give();
+    // (Let go before the take, so a take that throws leaves no handle given back twice at the release.)
+    const old = this.owned;
+    this.owned = null;
+    old?.give();
     this.owned = this.pool.take(FRAME_ROOM_BYTES + length);
     return this.owned.bytes.subarray(FRAME_ROOM_BYTES);
   };

@@ -247,3 +247,20 @@ test('a cursor whose hint is small: the first room is let go and a second, large
   room.release();
   j.close();
 });
+
+test('a first read the hint made larger still ends the batch about at what was asked: a record past it at most', async () => {
+  const dir = tempDir('jread-hint');
+  const j = new Journal({ store: new DirStore(dir), capacity: 64 << 20, segmentSize: 16 << 20, now: () => 1000 });
+  await j.recover();
+  j.append(RecordKind.Write, 0, 4 << 20, Buffer.alloc(4 << 20, 1));
+  j.append(RecordKind.Write, 8 << 20, 4096, Buffer.alloc(4096, 2));
+  j.append(RecordKind.Write, 16 << 20, 2 << 20, Buffer.alloc(2 << 20, 3));
+  await j.sync();
+  assert.deepEqual((await j.read(1, 4 << 20, j.lastSeq, new FrameRoom().scratch)).map((r) => r.seq), [1]);
+  // The cursor's hint is 4 MiB; the window has room for 256 KiB: the 2 MiB record waits for the next batch.
+  const room = new FrameRoom();
+  const batch = await j.read(2, 256 * 1024, j.lastSeq, room.scratch);
+  assert.deepEqual(batch.map((r) => r.seq), [2]);
+  room.release();
+  j.close();
+});
