@@ -1,5 +1,6 @@
 // Starts `offsite daemon` as a real child process on a temp config.
 import type { PeerStatus } from '../../src/contract/status.js';
+import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -138,6 +139,18 @@ export class TestDaemon {
     this.child = null;
     return code;
   }
+}
+
+/** A UDP port on 127.0.0.1 free now (SNMP agents and trap receivers). */
+export function freeUdpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket('udp4');
+    s.once('error', reject);
+    s.bind(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 /** Ports this process has handed out: the kernel may offer a closed one again. */

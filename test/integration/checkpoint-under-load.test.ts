@@ -9,12 +9,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { statusOf } from '../helpers/daemon.js';
+import { freeUdpPort, statusOf } from '../helpers/daemon.js';
 import { startPair } from '../helpers/pair.js';
 import { PAIRS_PER_RUN, prefixParity, startWriter } from '../helpers/flush-writer.js';
 import { run, sleep, tempDir } from '../helpers/run.js';
 import { assertIdentical } from '../helpers/images.js';
-import dgram from 'node:dgram';
 import { cli } from '../helpers/cli.js';
 
 const BLOCK = 64 * 1024;
@@ -71,17 +70,6 @@ test('checkpoints and drills succeed while the primary writes and flushes in a l
     await p.stop();
   }
 });
-
-function freeUdpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = dgram.createSocket('udp4');
-    s.once('error', reject);
-    s.bind(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 test('under the same load: scheduled checkpoints are never skipped or refused, and SNMP SETs of the checkpoint control succeed', async () => {
   const ROOT = new URL('../../../', import.meta.url).pathname;

@@ -13,7 +13,7 @@ import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import type { NodeStatus } from '../../src/contract/status.js';
 import { engineIdOf } from '../../src/snmp/snmp.js';
-import { freePort, type TestDaemon } from '../helpers/daemon.js';
+import { freePort, freeUdpPort, type TestDaemon } from '../helpers/daemon.js';
 import { startPair, type Pair } from '../helpers/pair.js';
 import { must, run, tempDir, waitFor } from '../helpers/run.js';
 import { cli } from '../helpers/cli.js';
@@ -29,17 +29,6 @@ const V3 = ['-v3', '-l', 'authPriv', '-u', USER.name, '-a', 'SHA', '-A', USER.au
 const toolDir = tempDir('snmp-tools');
 fs.mkdirSync(path.join(toolDir, 'cert_indexes')); // (else the first tool says it created it)
 const env = { ...process.env, SNMP_PERSISTENT_DIR: toolDir, SNMPCONFPATH: toolDir };
-
-function freeUdpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = dgram.createSocket('udp4');
-    s.once('error', reject);
-    s.bind(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const snmpKeys = (port: number, traps = ''): string => `snmp:
   listen: 127.0.0.1:${port}

@@ -10,11 +10,10 @@
 // - A start at which no volume opens fails, as before, with the volume's reason.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { OFFSITE_BIN, TestDaemon } from '../helpers/daemon.js';
+import { OFFSITE_BIN, TestDaemon, freeUdpPort } from '../helpers/daemon.js';
 import { cli } from '../helpers/cli.js';
 import { startPair } from '../helpers/pair.js';
 import { must, run, tempDir, waitFor } from '../helpers/run.js';
@@ -27,17 +26,6 @@ const MIB_DIRS = `${path.join(ROOT, 'node_modules/net-snmp/lib/mibs')}:${path.jo
 const snmpTools = tempDir('snmp-tools');
 fs.mkdirSync(path.join(snmpTools, 'cert_indexes'));
 const SNMP_ENV = { ...process.env, SNMP_PERSISTENT_DIR: snmpTools, SNMPCONFPATH: snmpTools };
-
-function freeUdpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = dgram.createSocket('udp4');
-    s.once('error', reject);
-    s.bind(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function status(d: TestDaemon): Promise<NodeStatus> {
   const r = await fetch(`http://127.0.0.1:${d.apiPort}/api/v1/status`);
