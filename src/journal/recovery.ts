@@ -11,6 +11,7 @@ import type { Store, StoreFile } from '../store/store.js';
 import { RECORD_HEADER_SIZE, RecordKind, SEGMENT_HEADER_SIZE, decodeRecordHeader, decodeSegmentHeader, payloadMatches, type RecordHeader } from './record.js';
 import type { Samples } from './samples.js';
 import { EMPTY, type Segment } from './segment.js';
+import { ScanReader } from './scan-reader.js';
 
 /** A range whose record was lost or damaged: the volume must resync it. */
 export interface LostRange {
@@ -186,6 +187,7 @@ export async function scanSegments(o: ScanOptions): Promise<Scanned> {
   };
   let expected: number | null = null;
   let cut = false; // the policy stopped inside a segment: the rest was dropped
+  const reader = new ScanReader();
   for (let i = 0; i < names.length; i++) {
     const name = names[i]!;
     const file = store.open(name);
@@ -228,14 +230,16 @@ export async function scanSegments(o: ScanOptions): Promise<Scanned> {
     let pos = SEGMENT_HEADER_SIZE;
     let seq = sh.baseSeq;
     const end = file.size();
+    reader.start(file);
     while (pos < end) {
-      const head = await file.read(pos, RECORD_HEADER_SIZE);
+      const head = await reader.read(pos, RECORD_HEADER_SIZE);
       const h = decodeRecordHeader(head);
       const fits = h.ok && pos + RECORD_HEADER_SIZE + h.payloadLength <= end;
       const inOrder = h.ok && h.header.seq === seq;
       let payloadOk = false;
       if (fits && inOrder) {
-        const payload = h.payloadLength > 0 ? await file.read(pos + RECORD_HEADER_SIZE, h.payloadLength) : EMPTY;
+        // (A view of the reader's buffer: `head` is not used past here.)
+        const payload = h.payloadLength > 0 ? await reader.read(pos + RECORD_HEADER_SIZE, h.payloadLength) : EMPTY;
         payloadOk = payloadMatches(payload, h.payloadCrc);
       }
       if (fits && inOrder && payloadOk) {
