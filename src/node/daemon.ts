@@ -10,30 +10,24 @@ import { ExportRegistry } from '../export/registry.js';
 import { formatListenAddress, isNetworkFacing, type ListenAddress } from '../export/listen-address.js';
 import { nativeFs } from '../volume/native.js';
 import { Volume } from '../volume/volume.js';
-import { DirtyBitmap, RegionSet } from '../journal/bitmap.js';
-import { History, type HistoryRing } from '../journal/history.js';
-import { ForeignSegmentError, Journal, KEEP_PREFIX, type JournalVolume } from '../journal/journal.js';
-import { DirStore, FolderLock } from '../journal/store.js';
-import { JournaledVolume } from '../journal/write-path.js';
+import type { HistoryRing } from '../journal/history.js';
+import { DirStore } from '../journal/store.js';
 import { startApi } from '../api/server.js';
 import type { NodeStatus } from '../contract/status.js';
 import { nodeStatus } from './status.js';
 import type { VolumeEntry } from './volume-entry.js';
 import type { FastifyInstance } from 'fastify';
 import { loadIdentity } from '../link/identity.js';
-import { Replica } from '../secondary/replica.js';
 import { VolumeIdentity } from '../volume/identity.js';
-import { newStreamId, readStream, writeStream, type StreamMark } from '../stream/stream.js';
+import { writeStream, type StreamMark } from '../stream/stream.js';
 import { LinkManager, type LinkVolumes } from './links.js';
 import { RoleChanges } from './roles.js';
-import { DRILL_FILE, PAUSED_FILE } from './volume-actions.js';
-import { journalDirOf, loadConfig } from '../config/config.js';
+import { PAUSED_FILE } from './volume-actions.js';
+import { loadConfig } from '../config/config.js';
 import { CheckpointExport } from '../checkpoint/checkpoint-export.js';
 import type { ExportBackend } from '../export/backend.js';
 import { readToken } from '../link/identity.js';
 import { SnmpService } from '../snmp/snmp.js';
-import { JOURNAL_FOLDER_FILES, VOLUME_FOLDER_FILES, refuseNewerState } from './state-versions.js';
-import { NewerFormatError } from '../versioning/format.js';
 import { MALLOC_ARENAS, MALLOC_MMAP_THRESHOLD_BYTES, MEMORY_BUDGET_BYTES, volumeLimitWarnings } from '../limits/limits.js';
 import { MAX_HASH_REGION_SIZE } from '../link/frame.js';
 import { IscsiFront } from './iscsi-front.js';
@@ -42,6 +36,7 @@ import { HashBuffers } from '../sync/region-hashes.js';
 import { boundOldGeneration, boundYoungGeneration, collectUnderPressure } from '../memory/collector.js';
 import { NodeGroups } from './groups.js';
 import { SetAside } from './set-aside.js';
+import { openRole, VolumeFolders, type RoleOpening } from './role-open.js';
 import { UnavailableVolumes, withoutName } from './unavailable.js';
 
 export class Daemon {
@@ -62,7 +57,8 @@ export class Daemon {
   readonly roles: RoleChanges;
   private lockFd = -1;
   /** Each replicated volume's journal (or receive log) folder, locked while in use, by volume name. */
-  private readonly folderLocks = new Map<string, FolderLock>();
+  /** The journal and receive-log folders this daemon holds locked, by volume. */
+  private readonly folders: VolumeFolders;
   private stopping: Promise<void> | null = null;
   nbdAddress: ListenAddress | null = null;
   /** The iSCSI target, when offsite.yaml has `iscsi:` (docs/ISCSI.md). */
@@ -84,6 +80,7 @@ export class Daemon {
     this.groups = new NodeGroups(this, log);
     this.roles = new RoleChanges(this, log);
     this.memory = new MemoryBudget(config.memory ?? MEMORY_BUDGET_BYTES);
+    this.folders = new VolumeFolders(config);
     this.setAsides = new SetAside({
       config, log, unavailable: this.unavailable, entries: () => this.entries, links: () => this.links,
       openVolume: (v, identityOf) => this.openVolume(v, identityOf),
@@ -212,7 +209,7 @@ export class Daemon {
       for (const en of this.entries.splice(0)) en.journaled?.close().catch(() => undefined);
       const made = this.volumes.filter((v) => v.created);
       await this.closeVolumes();
-      this.releaseFolders();
+      this.folders.releaseAll();
       this.removeMadeVolumes(made);
       throw e;
     }
@@ -292,8 +289,7 @@ export class Daemon {
     } catch (err) {
       this.log.error({ volume: name }, `volume ${name}: ${(err as Error).message}`);
     }
-    this.folderLocks.get(name)?.release();
-    this.folderLocks.delete(name);
+    this.folders.release(name);
     const i = this.volumes.indexOf(e.volume);
     if (i >= 0) this.volumes.splice(i, 1);
     await e.volume.close().catch((err: Error) => this.log.error({ volume: name }, `volume ${name}: ${err.message}`));
@@ -329,156 +325,14 @@ export class Daemon {
     return e.journaled ?? e.replica ?? e.volume;
   }
 
-  /**
-   * Opens the volume in its current role: a primary gets a journal, a dirty bitmap
-   * and an activity log under state/volumes/NAME; a secondary its receive log and replica.
-   */
-  async openRole(e: VolumeEntry): Promise<void> {
-    const v = e.config;
-    const { dir, volume } = e;
-    if (v.peer === undefined) return;
-    const lv = this.linkVolumes;
-    lv.identities.set(v.name, e.identity!);
-    // Segments name the volume's uuid (read at each new segment: a secondary gets it at its first link).
-    const owner: JournalVolume = { name: v.name, uuid: () => e.identity?.uuid ?? '' };
-    // The old role's journal or receive log is closed by now (a promote or demote).
-    this.folderLocks.get(v.name)?.release();
-    this.folderLocks.delete(v.name);
-    if (e.role === 'secondary') {
-      fs.rmSync(path.join(dir, DRILL_FILE), { force: true }); // a drill does not outlive the daemon
-      const receiveDir = path.join(dir, 'receive');
-      const lock = FolderLock.take(receiveDir, v.name, 'receive log folder', `the state folder ${this.config.state} must be this daemon's alone`);
-      this.folderLocks.set(v.name, lock);
-      const store = new DirStore(receiveDir);
-      const replica = await this.holdingFolder(v.name, lock, async () => {
-        await refuseNewerState(receiveDir, store, JOURNAL_FOLDER_FILES);
-        await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
-      }, () => Replica.open(volume, () => new Journal({ store, capacity: v.journal, onDamage: KEEP_PREFIX, volume: owner }), this.log, {
-        roundStore: new DirStore(dir),
-        regionSize: v.bitmap_region,
-        group: this.config.groups.some((g) => g.members.includes(v.name)),
-        memory: this.memory,
-        hashBuffers: this.hashBuffers,
-        ...(v.history ? { history: { keepMs: v.history.keep === undefined ? null : v.history.keep * 1000, maxBytes: v.history.max ?? null } } : {}),
-      }));
-      const followed = await readStream(new DirStore(dir));
-      if (followed) this.streams.set(v.name, followed);
-      else this.streams.delete(v.name);
-      const of = followed?.primary || (v.peers.length === 1 ? v.peer : `one of ${v.peers.join(', ')}`);
-      this.log.info({ volume: v.name }, `volume ${v.name}: replica of ${of}, applied up to record ${replica.receiver.applied}, ` +
-        `receive log ${formatBytes(replica.log.usedBytes)}${replica.checkpoint ? `, checkpoint "${replica.checkpoint.label}" held` : ''}`);
-      if (replica.checkpoint?.ownedByDrill) {
-        // The drill that took it ended with the last run of the daemon.
-        this.log.info({ volume: v.name }, `volume ${v.name}: releasing the checkpoint of a drill that ended with the last run`);
-        await replica.releaseCheckpoint();
-      }
-      e.replica = replica;
-      e.journaled = null;
-      // Kept through role changes (read once; the API answers from it): a secondary
-      // shows the history of its time as primary, and records nothing.
-      e.history ??= new History(path.join(dir, 'history.csv'));
-      lv.replicas.set(v.name, replica);
-      lv.primaries.delete(v.name);
-      return;
-    }
-    const journalDir = journalDirOf(v, this.config.state);
-    const lock = FolderLock.take(journalDir, v.name);
-    this.folderLocks.set(v.name, lock);
-    const journalStore = new DirStore(journalDir);
-    const journal = new Journal({ store: journalStore, capacity: v.journal, volume: owner });
-    const recorded = new RegionSet(volume.size, v.bitmap_region);
-    // A step that fails closes what the ones before it opened (the volume is set aside: src/node/set-aside.ts).
-    let bitmap: DirtyBitmap | null = null;
-    let journaled: JournaledVolume | null = null;
-    try {
-      const report = await this.holdingFolder(v.name, lock, async () => {
-        await refuseNewerState(journalDir, journalStore, JOURNAL_FOLDER_FILES);
-        await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
-      }, () => journal.recover((o, l) => recorded.mark(o, l)));
-      const opened = await DirtyBitmap.open(new DirStore(dir), volume.size, v.bitmap_region);
-      bitmap = opened.bitmap;
-      const notes = opened.notes;
-      for (const n of notes) this.log.warn({ volume: v.name }, n);
-      journaled = new JournaledVolume({
-        disk: volume,
-        journal,
-        bitmap,
-        onFull: v.on_full,
-        log: this.log,
-        intentStore: journalStore,
-        roundStore: new DirStore(dir),
-        activityStore: new DirStore(dir),
-        hashBuffers: this.hashBuffers,
-        peers: v.peers.length > 0 ? v.peers : undefined,
-        peerStore: new DirStore(dir),
-      });
-      await journaled.start(report, recorded);
-      // The journal's stream: named when it begins (a new volume, a promote; a journal of a release before streams at its first start here).
-      let stream = await readStream(new DirStore(dir));
-      if (!stream || stream.primary !== this.config.node) {
-        stream = { stream: newStreamId(), primary: this.config.node };
-        await writeStream(new DirStore(dir), stream);
-      }
-      this.streams.set(v.name, stream);
-    } catch (err) {
-      try {
-        if (journaled) journaled.abandon();
-        else {
-          journal.close();
-          bitmap?.close();
-        }
-      } catch {
-        // (What failed first is what the operator is told.)
-      }
-      throw err;
-    }
-    this.log.info({ volume: v.name, journal: v.journal },
-      `volume ${v.name}: journal ${formatBytes(journal.usedBytes)} of ${formatBytes(v.journal)}, ` +
-        `${journal.backlogRecords} records unreleased, epoch ${journal.epoch}, tracking by ${journaled.mode}`);
-    e.journaled = journaled;
-    e.replica = null;
-    e.history ??= new History(path.join(dir, 'history.csv'));
-    e.history.restart();
-    lv.primaries.set(v.name, journaled);
-    lv.replicas.delete(v.name);
+  /** Opens the volume in its current role (src/node/role-open.ts). */
+  openRole(e: VolumeEntry): Promise<void> {
+    return openRole(this.roleOpening, e);
   }
 
-  /**
-   * Runs the opening of a journal in a locked folder: if it fails, the folder is let
-   * go; a segment of another volume is refused with the folder and, when the other
-   * is one of this node's, its name. `check` runs first: a file a newer release
-   * wrote is refused before anything is opened (docs/VERSIONING.md).
-   */
-  private async holdingFolder<T>(name: string, lock: FolderLock, check: () => Promise<void>, open: () => Promise<T>): Promise<T> {
-    try {
-      await check();
-      return await open();
-    } catch (err) {
-      lock.release();
-      if (this.folderLocks.get(name) === lock) this.folderLocks.delete(name);
-      if (err instanceof NewerFormatError) throw new Error(`volume ${name}: ${err.message}`);
-      if (!(err instanceof ForeignSegmentError)) throw err;
-      const other = this.volumeWithUuid(err.owner);
-      throw new Error(`volume ${name}: ${lock.what} ${lock.dir}: ${err.detail(other)}`);
-    }
-  }
-
-  /** The configured volume whose identity.json holds this uuid, if any. */
-  private volumeWithUuid(uuid: string): string | undefined {
-    for (const v of this.config.volumes) {
-      try {
-        const id = JSON.parse(fs.readFileSync(path.join(this.config.state, 'volumes', v.name, 'identity.json'), 'utf8')) as { uuid?: unknown };
-        if (id.uuid === uuid) return v.name;
-      } catch {
-        // no identity (yet): not this one
-      }
-    }
-    return undefined;
-  }
-
-  private releaseFolders(): void {
-    for (const lock of this.folderLocks.values()) lock.release();
-    this.folderLocks.clear();
+  private get roleOpening(): RoleOpening {
+    return { config: this.config, log: this.log, memory: this.memory, hashBuffers: this.hashBuffers, linkVolumes: this.linkVolumes,
+      streams: this.streams, folders: this.folders };
   }
 
   /** A replicated volume's write history, from memory (the file is read once, at start). */
@@ -591,7 +445,7 @@ export class Daemon {
         }
       }
       await this.closeVolumes();
-      this.releaseFolders();
+      this.folders.releaseAll();
       if (this.lockFd >= 0) fs.closeSync(this.lockFd);
       this.log.info('stopped cleanly');
     })();

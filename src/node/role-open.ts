@@ -1,0 +1,203 @@
+// Opening a volume in its role, at the start, a reopen, a promote or a demote: a
+// primary's journal, dirty bitmap and activity log, or a secondary's receive log and
+// replica, each in a folder this daemon holds locked (VolumeFolders).
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Config } from '../config/config.js';
+import { journalDirOf } from '../config/config.js';
+import { formatBytes } from '../units/units.js';
+import type { Logger } from '../log/log.js';
+import { DirtyBitmap, RegionSet } from '../journal/bitmap.js';
+import { History } from '../journal/history.js';
+import { ForeignSegmentError, Journal, KEEP_PREFIX, type JournalVolume } from '../journal/journal.js';
+import { DirStore, FolderLock } from '../journal/store.js';
+import { JournaledVolume } from '../journal/write-path.js';
+import type { VolumeEntry } from './volume-entry.js';
+import { Replica } from '../secondary/replica.js';
+import { newStreamId, readStream, writeStream, type StreamMark } from '../stream/stream.js';
+import type { LinkVolumes } from './links.js';
+import { DRILL_FILE } from './volume-actions.js';
+import { JOURNAL_FOLDER_FILES, VOLUME_FOLDER_FILES, refuseNewerState } from './state-versions.js';
+import { NewerFormatError } from '../versioning/format.js';
+import type { MemoryBudget } from '../memory/budget.js';
+import type { HashBuffers } from '../sync/region-hashes.js';
+
+/** What opening a role takes of the daemon. */
+export interface RoleOpening {
+  config: Config;
+  log: Logger;
+  memory: MemoryBudget;
+  hashBuffers: HashBuffers;
+  linkVolumes: LinkVolumes;
+  /** Each replicated volume's stream (src/stream/stream.ts), read when its role opens. */
+  streams: Map<string, StreamMark>;
+  folders: VolumeFolders;
+}
+
+/** The journal and receive-log folders the daemon holds locked, one per volume. */
+export class VolumeFolders {
+  private readonly locks = new Map<string, FolderLock>();
+
+  constructor(private readonly config: Config) {}
+
+  /** Locks `dir` for volume `name` (FolderLock.take's refusal names the holder). */
+  take(name: string, dir: string, what?: string, hint?: string): FolderLock {
+    const lock = FolderLock.take(dir, name, what, hint);
+    this.locks.set(name, lock);
+    return lock;
+  }
+
+  release(name: string): void {
+    this.locks.get(name)?.release();
+    this.locks.delete(name);
+  }
+
+  releaseAll(): void {
+    for (const lock of this.locks.values()) lock.release();
+    this.locks.clear();
+  }
+
+  /**
+   * Runs the opening of a journal in a locked folder: if it fails, the folder is let
+   * go; a segment of another volume is refused with the folder and, when the other
+   * is one of this node's, its name. `check` runs first: a file a newer release
+   * wrote is refused before anything is opened (docs/VERSIONING.md).
+   */
+  async holding<T>(name: string, lock: FolderLock, check: () => Promise<void>, open: () => Promise<T>): Promise<T> {
+    try {
+      await check();
+      return await open();
+    } catch (err) {
+      lock.release();
+      if (this.locks.get(name) === lock) this.locks.delete(name);
+      if (err instanceof NewerFormatError) throw new Error(`volume ${name}: ${err.message}`);
+      if (!(err instanceof ForeignSegmentError)) throw err;
+      const other = this.volumeWithUuid(err.owner);
+      throw new Error(`volume ${name}: ${lock.what} ${lock.dir}: ${err.detail(other)}`);
+    }
+  }
+
+  /** The configured volume whose identity.json holds this uuid, if any. */
+  private volumeWithUuid(uuid: string): string | undefined {
+    for (const v of this.config.volumes) {
+      try {
+        const id = JSON.parse(fs.readFileSync(path.join(this.config.state, 'volumes', v.name, 'identity.json'), 'utf8')) as { uuid?: unknown };
+        if (id.uuid === uuid) return v.name;
+      } catch {
+        // no identity (yet): not this one
+      }
+    }
+    return undefined;
+  }
+}
+
+/**
+ * Opens the volume in its current role: a primary gets a journal, a dirty bitmap
+ * and an activity log under state/volumes/NAME; a secondary its receive log and replica.
+ */
+export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
+  const v = e.config;
+  const { dir, volume } = e;
+  if (v.peer === undefined) return;
+  const lv = o.linkVolumes;
+  lv.identities.set(v.name, e.identity!);
+  // Segments name the volume's uuid (read at each new segment: a secondary gets it at its first link).
+  const owner: JournalVolume = { name: v.name, uuid: () => e.identity?.uuid ?? '' };
+  // The old role's journal or receive log is closed by now (a promote or demote).
+  o.folders.release(v.name);
+  if (e.role === 'secondary') {
+    fs.rmSync(path.join(dir, DRILL_FILE), { force: true }); // a drill does not outlive the daemon
+    const receiveDir = path.join(dir, 'receive');
+    const lock = o.folders.take(v.name, receiveDir, 'receive log folder', `the state folder ${o.config.state} must be this daemon's alone`);
+    const store = new DirStore(receiveDir);
+    const replica = await o.folders.holding(v.name, lock, async () => {
+      await refuseNewerState(receiveDir, store, JOURNAL_FOLDER_FILES);
+      await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
+    }, () => Replica.open(volume, () => new Journal({ store, capacity: v.journal, onDamage: KEEP_PREFIX, volume: owner }), o.log, {
+      roundStore: new DirStore(dir),
+      regionSize: v.bitmap_region,
+      group: o.config.groups.some((g) => g.members.includes(v.name)),
+      memory: o.memory,
+      hashBuffers: o.hashBuffers,
+      ...(v.history ? { history: { keepMs: v.history.keep === undefined ? null : v.history.keep * 1000, maxBytes: v.history.max ?? null } } : {}),
+    }));
+    const followed = await readStream(new DirStore(dir));
+    if (followed) o.streams.set(v.name, followed);
+    else o.streams.delete(v.name);
+    const of = followed?.primary || (v.peers.length === 1 ? v.peer : `one of ${v.peers.join(', ')}`);
+    o.log.info({ volume: v.name }, `volume ${v.name}: replica of ${of}, applied up to record ${replica.receiver.applied}, ` +
+      `receive log ${formatBytes(replica.log.usedBytes)}${replica.checkpoint ? `, checkpoint "${replica.checkpoint.label}" held` : ''}`);
+    if (replica.checkpoint?.ownedByDrill) {
+      // The drill that took it ended with the last run of the daemon.
+      o.log.info({ volume: v.name }, `volume ${v.name}: releasing the checkpoint of a drill that ended with the last run`);
+      await replica.releaseCheckpoint();
+    }
+    e.replica = replica;
+    e.journaled = null;
+    // Kept through role changes (read once; the API answers from it): a secondary
+    // shows the history of its time as primary, and records nothing.
+    e.history ??= new History(path.join(dir, 'history.csv'));
+    lv.replicas.set(v.name, replica);
+    lv.primaries.delete(v.name);
+    return;
+  }
+  const journalDir = journalDirOf(v, o.config.state);
+  const lock = o.folders.take(v.name, journalDir);
+  const journalStore = new DirStore(journalDir);
+  const journal = new Journal({ store: journalStore, capacity: v.journal, volume: owner });
+  const recorded = new RegionSet(volume.size, v.bitmap_region);
+  // A step that fails closes what the ones before it opened (the volume is set aside: src/node/set-aside.ts).
+  let bitmap: DirtyBitmap | null = null;
+  let journaled: JournaledVolume | null = null;
+  try {
+    const report = await o.folders.holding(v.name, lock, async () => {
+      await refuseNewerState(journalDir, journalStore, JOURNAL_FOLDER_FILES);
+      await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
+    }, () => journal.recover((o, l) => recorded.mark(o, l)));
+    const opened = await DirtyBitmap.open(new DirStore(dir), volume.size, v.bitmap_region);
+    bitmap = opened.bitmap;
+    const notes = opened.notes;
+    for (const n of notes) o.log.warn({ volume: v.name }, n);
+    journaled = new JournaledVolume({
+      disk: volume,
+      journal,
+      bitmap,
+      onFull: v.on_full,
+      log: o.log,
+      intentStore: journalStore,
+      roundStore: new DirStore(dir),
+      activityStore: new DirStore(dir),
+      hashBuffers: o.hashBuffers,
+      peers: v.peers.length > 0 ? v.peers : undefined,
+      peerStore: new DirStore(dir),
+    });
+    await journaled.start(report, recorded);
+    // The journal's stream: named when it begins (a new volume, a promote; a journal of a release before streams at its first start here).
+    let stream = await readStream(new DirStore(dir));
+    if (!stream || stream.primary !== o.config.node) {
+      stream = { stream: newStreamId(), primary: o.config.node };
+      await writeStream(new DirStore(dir), stream);
+    }
+    o.streams.set(v.name, stream);
+  } catch (err) {
+    try {
+      if (journaled) journaled.abandon();
+      else {
+        journal.close();
+        bitmap?.close();
+      }
+    } catch {
+      // (What failed first is what the operator is told.)
+    }
+    throw err;
+  }
+  o.log.info({ volume: v.name, journal: v.journal },
+    `volume ${v.name}: journal ${formatBytes(journal.usedBytes)} of ${formatBytes(v.journal)}, ` +
+      `${journal.backlogRecords} records unreleased, epoch ${journal.epoch}, tracking by ${journaled.mode}`);
+  e.journaled = journaled;
+  e.replica = null;
+  e.history ??= new History(path.join(dir, 'history.csv'));
+  e.history.restart();
+  lv.primaries.set(v.name, journaled);
+  lv.replicas.delete(v.name);
+}
