@@ -141,7 +141,8 @@ async function big(): Promise<string> {
     const resumed = await cli(p.a, 'resume', 'big');
     if (resumed.code !== 0) throw new Error(`resume: ${resumed.stderr}`);
     const trace = process.env.FLEET_TRACE === '1'
-      ? setInterval(() => void memoryOf(p.a).then((m) => console.error(`draining ${((Date.now() - t2) / 1000).toFixed(0)} s: ${m}`)), 2000) : null;
+      ? setInterval(() => void Promise.all([memoryOf(p.a), memoryOf(p.b)]).then(([a, b]) =>
+        console.error(`draining ${((Date.now() - t2) / 1000).toFixed(0)} s: site-a ${a}; site-b ${b}`)), 2000) : null;
     try {
       await p.drained(1_800_000);
     } finally {
