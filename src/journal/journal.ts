@@ -14,7 +14,7 @@ import {
 } from './record.js';
 import { RedoPoint, ReleasePoint } from './counters.js';
 import { checkOwnership, segmentVolumeId, type JournalVolume } from './ownership.js';
-import { REPORT_DAMAGE, scanSegments, type DamagePolicy, type RecoveryReport } from './recovery.js';
+import { REPORT_DAMAGE, scanSegments, type DamagePolicy, type RecoveryReport, type ScanOptions } from './recovery.js';
 import { Samples } from './samples.js';
 import { AppendQueue } from './append-queue.js';
 import type { FollowingWrite } from './disk.js';
@@ -439,7 +439,7 @@ export class Journal {
    * the state. Damage before the tail goes to the journal's damage policy: reported
    * in `lost` (never silently skipped), or, in a receive log, cut off.
    */
-  async recover(onRecord?: (offset: number, length: number) => void): Promise<RecoveryReport> {
+  async recover(onRecord?: (offset: number, length: number) => void, onSegment?: ScanOptions['onSegment']): Promise<RecoveryReport> {
     const names = this.store.list().filter((n) => SEGMENT_NAME.test(n)).sort();
     // Before anything is cut or removed: every segment must be this volume's.
     await checkOwnership(this.store, names, this.volume);
@@ -448,7 +448,7 @@ export class Journal {
     this.releasePoint.durable = releasedOnDisk;
     const s = await scanSegments({
       store: this.store, names, policy: this.onDamage, releasedOnDisk, appliedOnDisk: this.appliedOnDisk, samples: this.samples,
-      nextSeq: this.nextSeq, epoch: this.epoch, onRecord,
+      nextSeq: this.nextSeq, epoch: this.epoch, onRecord, onSegment,
     });
     const report = s.report;
     this.files.recovered(s.segments, s.used, s.dirChanged);

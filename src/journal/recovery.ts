@@ -167,6 +167,8 @@ export interface ScanOptions {
   nextSeq: number;
   epoch: number;
   onRecord?: (offset: number, length: number) => void;
+  /** After each segment: how many of the `names` were scanned, and their bytes (a long start's progress). */
+  onSegment?: (done: number, of: number, bytes: number) => void;
 }
 
 export interface Scanned extends Scan {
@@ -188,6 +190,7 @@ export async function scanSegments(o: ScanOptions): Promise<Scanned> {
   let expected: number | null = null;
   let cut = false; // the policy stopped inside a segment: the rest was dropped
   const reader = new ScanReader();
+  let scannedBytes = 0;
   for (let i = 0; i < names.length; i++) {
     const name = names[i]!;
     const file = store.open(name);
@@ -278,6 +281,8 @@ export async function scanSegments(o: ScanOptions): Promise<Scanned> {
       break;
     }
     seg.reserved = file.size();
+    scannedBytes += file.size();
+    o.onSegment?.(i + 1, names.length, scannedBytes);
     s.segments.push(seg);
     s.used += file.size();
     report.segments++;

@@ -27,6 +27,8 @@ export const JOURNAL_HEADER_CHUNK_BYTES = 64 * 1024;
  * start with 3.6 GiB of 4 KiB records (900k) for 50 s of CPU. One buffer per scan.
  */
 export const RECOVERY_READ_BYTES = 1 * MiB;
+/** A start whose journal takes longer than this to scan says how far it got, this often. */
+export const RECOVERY_PROGRESS_MS = 5000;
 
 /**
  * The node's memory budget for replication data (config `memory`, src/memory/budget.ts):

@@ -10,7 +10,9 @@ import { Journal, REPORT_DAMAGE } from '../../src/journal/journal.js';
 import { RecordKind, RECORD_HEADER_SIZE } from '../../src/journal/record.js';
 import { DirStore } from '../../src/journal/store.js';
 import type { StoreFile } from '../../src/store/store.js';
-import { RECOVERY_READ_BYTES } from '../../src/limits/limits.js';
+import { RECOVERY_PROGRESS_MS, RECOVERY_READ_BYTES } from '../../src/limits/limits.js';
+import { recoveryProgress } from '../../src/node/role-open.js';
+import type { Logger } from '../../src/log/log.js';
 import { tempDir } from '../helpers/run.js';
 
 /** A DirStore that counts the reads of its files. */
@@ -81,4 +83,42 @@ test('a damaged payload after a large record is still found', async () => {
   assert.equal(report.lost.length, 1, report.notes.join('; '));
   assert.equal(report.lost[0]!.length, SMALL);
   j.close();
+});
+
+test('a scan tells its progress after each segment, and a start logs it at most every RECOVERY_PROGRESS_MS', async () => {
+  const dir = tempDir('jscan-progress');
+  const j0 = new Journal({ store: new DirStore(dir), capacity: 64 << 20, segmentSize: 1 << 20, now: () => 1000 });
+  await j0.recover();
+  for (let i = 0; i < 1000; i++) j0.append(RecordKind.Write, i * SMALL, SMALL, Buffer.alloc(SMALL, 1));
+  await j0.sync();
+  j0.close();
+  const segs = fs.readdirSync(dir).filter((n) => n.endsWith('.seg'));
+  assert.ok(segs.length >= 3, `${segs.length} segments`);
+  const total = segs.reduce((n, s) => n + fs.statSync(path.join(dir, s)).size, 0);
+  const told: Array<[number, number, number]> = [];
+  const j = new Journal({ store: new DirStore(dir), capacity: 64 << 20, segmentSize: 1 << 20 });
+  await j.recover(undefined, (done, of, bytes) => told.push([done, of, bytes]));
+  j.close();
+  assert.equal(told.length, segs.length);
+  told.forEach(([done, of], i) => {
+    assert.equal(done, i + 1);
+    assert.equal(of, segs.length);
+  });
+  assert.equal(told[told.length - 1]![2], total);
+  assert.ok(told.every(([, , b], i) => i === 0 || b > told[i - 1]![2]), 'bytes grow');
+
+  // The log: nothing before RECOVERY_PROGRESS_MS, then once per interval; never for the last segment.
+  const lines: string[] = [];
+  const log = { info: (_o: unknown, m: string) => lines.push(m) } as unknown as Logger;
+  let t = 0;
+  const tell = recoveryProgress(log, 'db', () => t);
+  tell(1, 10, 2 ** 30);
+  t = RECOVERY_PROGRESS_MS - 1;
+  tell(2, 10, 2 * 2 ** 30);
+  t = RECOVERY_PROGRESS_MS;
+  tell(3, 10, 3 * 2 ** 30);
+  tell(4, 10, 4 * 2 ** 30);
+  t = 3 * RECOVERY_PROGRESS_MS;
+  tell(10, 10, 10 * 2 ** 30);
+  assert.deepEqual(lines, ['volume db: journal recovery: 3 of 10 segments, 3.0 GiB read, 5 s']);
 });
