@@ -119,17 +119,33 @@ export async function sampleShares(
   d: TestDaemon,
   bytes: Map<string, number>,
   source: string,
-  opts: { skipSeconds: number; windowSeconds: number; maxSeconds: number; tailBytes: number },
+  opts: {
+    skipSeconds: number; windowSeconds: number; maxSeconds: number; tailBytes: number;
+    /** Takes the link down while every volume is written, and up again after (`linkDown`, below). */
+    linkDown?: { down(): Promise<void>; up(): Promise<void> };
+  },
 ): Promise<{ windows: ShareWindow[]; said: string }> {
-  const w0 = await wireBytes(d);
-  const t0 = Date.now();
   // (At most WRITERS at once: the daemon takes 32 NBD connections from one address.
   // Writing to the journal is much faster than the link, so all have a backlog soon.)
   const queue = [...bytes];
   const writer = async (): Promise<void> => {
     for (let next = queue.shift(); next; next = queue.shift()) await writeVolume(d, next[0], next[1], source);
   };
-  const writes = Promise.all(Array.from({ length: Math.min(WRITERS, queue.length) }, writer));
+  const writeAll = (): Promise<unknown> => Promise.all(Array.from({ length: Math.min(WRITERS, queue.length) }, writer));
+  // `linkDown`: the link is down while all are written, and every volume's backlog
+  // meets the link at once when it comes back (a link back after an outage). With a
+  // hundred volumes the writers reach them in turn, and the first written would
+  // otherwise have shipped part of theirs before the last began (and run out first).
+  // (Not a pause of each volume: resumed one after another, the first resumed has the
+  // link alone, and sizes its first batch so.)
+  if (opts.linkDown) {
+    await opts.linkDown.down();
+    await writeAll();
+  }
+  const w0 = await wireBytes(d);
+  const t0 = Date.now();
+  if (opts.linkDown) await opts.linkDown.up();
+  const writes = opts.linkDown ? Promise.resolve() : writeAll();
   let failed: unknown = null;
   writes.catch((e: unknown) => (failed = e));
   const samples: Array<{ t: number; w: Map<string, number> }> = [];
