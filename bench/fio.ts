@@ -41,14 +41,15 @@ export function median(xs: number[]): number {
 }
 
 /** Waits until something accepts TCP connections on 127.0.0.1:port. */
-export async function waitPort(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
+/** Until `port` takes a connection, tried every `everyMs`, for at most `timeoutMs`. */
+export async function waitPort(port: number, timeoutMs = 10_000, everyMs = 100): Promise<void> {
+  for (let i = 0; i < Math.ceil(timeoutMs / everyMs); i++) {
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
       s.on('error', () => resolve(false));
     });
     if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`nothing listening on ${port}`);
 }
