@@ -234,6 +234,8 @@ export async function scanSegments(o: ScanOptions): Promise<Scanned> {
     let seq = sh.baseSeq;
     const end = file.size();
     reader.start(file);
+    // (The disk reads the rest of the segment while its first records are checked.)
+    file.willNeed?.();
     while (pos < end) {
       const head = await reader.read(pos, RECORD_HEADER_SIZE);
       const h = decodeRecordHeader(head);

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { nativeFs } from '../volume/native.js';
+import { POSIX_FADV_WILLNEED, nativeFs } from '../volume/native.js';
 import { getSystemErrorName } from 'node:util';
 import type { FollowingWrites, Store, StoreFile } from '../store/store.js';
 import { assert } from '../invariants/assert.js';
@@ -200,6 +200,11 @@ class NodeFile implements StoreFile {
     return new Promise((resolve, reject) => {
       fs.read(this.fd, buf, 0, buf.length, position, (err, n) => (err ? reject(err) : resolve(buf.subarray(0, n))));
     });
+  }
+
+  willNeed(): void {
+    // (Length 0: to the end of the file.)
+    nativeFs.fadvise(this.fd, 0, 0, POSIX_FADV_WILLNEED).catch(() => undefined);
   }
 
   sync(): Promise<void> {

@@ -35,6 +35,11 @@ export interface StoreFile {
    * when given (at least `length` long: a buffer the caller reuses), the result a view of it.
    */
   read(position: number, length: number, into?: Buffer): Promise<Buffer>;
+  /**
+   * Asks the kernel to read the whole file into the page cache ahead of a scan (advisory:
+   * nothing waits for it, and a failure changes nothing). Optional: a file in memory has nothing to read ahead.
+   */
+  willNeed?(): void;
   sync(): Promise<void>;
   truncateSync(length: number): void;
   close(): void;
