@@ -40,8 +40,7 @@ export function median(xs: number[]): number {
   return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 }
 
-/** Waits until something accepts TCP connections on 127.0.0.1:port. */
-/** Until `port` takes a connection, tried every `everyMs`, for at most `timeoutMs`. */
+/** Waits until something accepts TCP connections on 127.0.0.1:port: tried every `everyMs`, for at most `timeoutMs`. */
 export async function waitPort(port: number, timeoutMs = 10_000, everyMs = 100): Promise<void> {
   for (let i = 0; i < Math.ceil(timeoutMs / everyMs); i++) {
     const ok = await new Promise<boolean>((resolve) => {

@@ -57,7 +57,6 @@ export class Daemon {
   readonly roles: RoleChanges;
   private lockFd = -1;
   /** Each replicated volume's journal (or receive log) folder, locked while in use, by volume name. */
-  /** The journal and receive-log folders this daemon holds locked, by volume. */
   private readonly folders: VolumeFolders;
   private stopping: Promise<void> | null = null;
   nbdAddress: ListenAddress | null = null;
