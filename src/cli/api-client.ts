@@ -122,11 +122,19 @@ export function fetchStatus(c: ClientConfig): Promise<NodeStatus> {
 }
 
 /** POST /api/v1/volumes/{volume}/{action}; resolves to the daemon's message or throws its refusal. */
-export async function callAction(c: ClientConfig, volume: string, action: string,
+export function callAction(c: ClientConfig, volume: string, action: string,
   body: Record<string, unknown> = {}): Promise<{ message: string } & Record<string, unknown>> {
+  return post(c, `/api/v1/volumes/${encodeURIComponent(volume)}/${action}`, body);
+}
+
+/** POST /api/v1/reload: the daemon reads its config file again; resolves to what it says it did, or throws why not. */
+export function callReload(c: ClientConfig): Promise<{ message: string }> {
+  return post(c, '/api/v1/reload', {});
+}
+
+async function post(c: ClientConfig, route: string, body: Record<string, unknown>): Promise<{ message: string } & Record<string, unknown>> {
   const token = readToken(c.state);
-  const res = await request(c, 'POST', `/api/v1/volumes/${encodeURIComponent(volume)}/${action}`, JSON.stringify(body),
-    { 'content-type': 'application/json', authorization: `Bearer ${token}` }, 120_000);
+  const res = await request(c, 'POST', route, JSON.stringify(body), { 'content-type': 'application/json', authorization: `Bearer ${token}` }, 120_000);
   const out = res.body as { message?: string; error?: string };
   if (res.status < 200 || res.status >= 300) throw new Error(out.error ?? `the daemon answered ${res.status}`);
   return out as { message: string } & Record<string, unknown>;

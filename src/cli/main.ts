@@ -5,7 +5,7 @@ import { formatBytes, formatDuration, parseDuration } from '../units/units.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { formatStatus, selectVolumes, verifyCell } from './status.js';
-import { callAction, fetchStatus, getJson } from './api-client.js';
+import { callAction, callReload, fetchStatus, getJson } from './api-client.js';
 import type { CheckpointInfo, HistoryInfo } from '../contract/actions.js';
 import { formatHistory } from './history.js';
 
@@ -183,6 +183,14 @@ configOption(program.command('verify <volume>'))
       if (run.state === 'failed' || (run.differingRegions.length > 0 && !run.repair)) process.exitCode = 3;
       return;
     }
+  });
+
+configOption(program.command('reload'))
+  .description('the daemon reads its config file again (as SIGHUP does) and says what it changed: link rates, schedules, weights at once; ' +
+    'volumes new to the file are opened and served; volumes set aside are tried again')
+  .action(async (opts: { config?: string }) => {
+    const c = await loadClientConfig(configPath(opts));
+    console.log((await callReload(c)).message);
   });
 
 configOption(program.command('pause <volume>'))

@@ -268,6 +268,17 @@ export function parseConfig(text: string, file: string): Config {
   for (const v of volumes) {
     if (v.journal < 1024 * 1024) throw new ConfigError(`${file}: volumes.${v.name}.journal: at least 1MiB`);
   }
+  const files = new Map<string, string>();
+  for (const v of volumes) {
+    // Two volumes on one file would each take the other's writes, and each replicate them as its own.
+    const other = files.get(sameFileKey(v.path));
+    if (other !== undefined) {
+      const line = lineOf(doc.contents, ['volumes', v.name, 'path'], lines, true);
+      throw new ConfigError(`${file}${line ? `:${line}` : ''}: volumes.${v.name}.path: ${v.path} is volume ${other}'s file too; ` +
+        'each volume needs a file (or device) of its own');
+    }
+    files.set(sameFileKey(v.path), v.name);
+  }
   const state = path.resolve(dir, c.state);
   checkJournalFolders(volumes, state, (v) => {
     const line = lineOf(doc.contents, ['volumes', v, 'journal_dir'], lines, false);
@@ -501,4 +512,20 @@ function lineOf(root: unknown, keys: string[], lines: LineCounter, wantKey: bool
   const target = wantKey && keyNode ? keyNode : lastGood;
   const range = target?.range;
   return range ? lines.linePos(range[0]).line : null;
+}
+
+/**
+ * What tells two volume paths apart: the file they name once links are followed (two
+ * paths to one device are one volume), or the path itself where nothing exists yet.
+ */
+export function sameFileKey(p: string): string {
+  const abs = path.resolve(p);
+  // (The nearest part that exists, its links followed, and the rest as written.)
+  for (let head = abs, tail = ''; ; tail = path.join(path.basename(head), tail), head = path.dirname(head)) {
+    try {
+      return path.join(fs.realpathSync(head), tail);
+    } catch {
+      if (head === path.dirname(head)) return abs;
+    }
+  }
 }

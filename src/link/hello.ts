@@ -111,8 +111,12 @@ export type HelloCheck =
      * flush point as a new replica of this primary (RoleChanges.follow) and links again.
      */
     follows: Array<{ local: HelloVolume; remote: HelloVolume }>;
-    /** Volumes of ours the peer could not open, with its reason: not paired; the link serves the others. */
-    unavailable: Array<{ name: string; reason: string }>;
+    /**
+     * Volumes of ours the peer could not open, with its reason, or that are not in its
+     * config at all (`missing`: one site's config changed before the other's): not
+     * paired; the link serves the others.
+     */
+    unavailable: Array<{ name: string; reason: string; missing?: true }>;
   }
   | { ok: false; code: string; message: string; volume?: string };
 
@@ -160,7 +164,7 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
   }
   const pairs: Array<{ local: HelloVolume; remote: HelloVolume }> = [];
   const follows: Array<{ local: HelloVolume; remote: HelloVolume }> = [];
-  const unavailable: Array<{ name: string; reason: string }> = [];
+  const unavailable: Array<{ name: string; reason: string; missing?: true }> = [];
   for (const local of shared) {
     const remote = hello.volumes.find((v) => v.name === local.name);
     const setAside = remote ? undefined : hello.unavailable?.find((u) => u.name === local.name);
@@ -169,10 +173,15 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
       continue;
     }
     if (!remote) {
-      return {
-        ok: false, code: 'unknown-volume',
-        message: `volume ${local.name} is configured with peer ${expectedNode}, but ${expectedNode} has no volume of that name`,
-      };
+      // A volume added to (or removed from) one site's config before the other's: that
+      // one volume waits, as one the peer could not open does; the others link
+      // (refusing the link, as releases before 2026-12-05 did, stopped every volume's
+      // replication over one config edit).
+      unavailable.push({
+        name: local.name, missing: true,
+        reason: `not in ${expectedNode}'s config as a volume paired with this node (add it there, then \`offsite reload\` on ${expectedNode})`,
+      });
+      continue;
     }
     if (remote.size !== local.size) {
       return {

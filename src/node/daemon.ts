@@ -36,6 +36,7 @@ import { HashBuffers } from '../sync/region-hashes.js';
 import { boundOldGeneration, boundYoungGeneration, collectUnderPressure } from '../memory/collector.js';
 import { NodeGroups } from './groups.js';
 import { SetAside } from './set-aside.js';
+import { volumesAdded } from './added-volumes.js';
 import { openRole, VolumeFolders, type RoleOpening } from './role-open.js';
 import { UnavailableVolumes, withoutName } from './unavailable.js';
 
@@ -83,6 +84,7 @@ export class Daemon {
     this.setAsides = new SetAside({
       config, log, unavailable: this.unavailable, entries: () => this.entries, links: () => this.links,
       openVolume: (v, identityOf) => this.openVolume(v, identityOf),
+      served: (e) => this.sayWhere(e.volume),
     });
   }
 
@@ -216,19 +218,7 @@ export class Daemon {
     this.ticker.unref();
     this.started = true;
     const where = formatListenAddress(this.nbdAddress);
-    for (const v of this.volumes) {
-      const url = this.nbdAddress.kind === 'unix'
-        ? `nbd+unix:///${v.name}?socket=${this.nbdAddress.path}`
-        : `nbd://${where}/${v.name}`;
-      this.log.info({ volume: v.name, size: v.size, url },
-        `volume ${v.name}: ${formatBytes(v.size)} ${v.readOnly ? 'read-only' : 'read-write'} at ${url}`);
-    }
-    if (this.iscsi && this.iscsiAddress) {
-      for (const v of this.volumes) {
-        const target = this.iscsi.targets.nameOf(v.name);
-        this.log.info({ volume: v.name, target }, `volume ${v.name}: iSCSI target ${target}, LUN 0, at ${this.iscsiAddress.host}:${this.iscsiAddress.port}`);
-      }
-    }
+    for (const v of this.volumes) this.sayWhere(v);
     this.log.info({ node: c.node, nbd: where }, `ready: node ${c.node} serving ${this.volumes.length} volume(s) on ${where}` +
       `${this.iscsiAddress ? ` and iSCSI ${this.iscsiAddress.host}:${this.iscsiAddress.port}` : ''}`);
   }
@@ -272,6 +262,19 @@ export class Daemon {
     this.registry.add(this.backendOf(entry), v.default === true);
     if (entry.replica?.checkpoint) this.registry.add(new CheckpointExport(entry.replica, entry.replica.checkpoint));
     return entry;
+  }
+
+  /** Where a served volume is reached: its NBD URL, and its iSCSI target. */
+  private sayWhere(v: Volume): void {
+    if (!this.nbdAddress) return;
+    const url = this.nbdAddress.kind === 'unix'
+      ? `nbd+unix:///${v.name}?socket=${this.nbdAddress.path}`
+      : `nbd://${formatListenAddress(this.nbdAddress)}/${v.name}`;
+    this.log.info({ volume: v.name, size: v.size, url }, `volume ${v.name}: ${formatBytes(v.size)} ${v.readOnly ? 'read-only' : 'read-write'} at ${url}`);
+    if (this.iscsi && this.iscsiAddress) {
+      const target = this.iscsi.targets.nameOf(v.name);
+      this.log.info({ volume: v.name, target }, `volume ${v.name}: iSCSI target ${target}, LUN 0, at ${this.iscsiAddress.host}:${this.iscsiAddress.port}`);
+    }
   }
 
   /** Closes what a failed openVolume opened: its role's files, its folder lock, the volume (removed if this open made it and nothing wrote it). */
@@ -344,12 +347,20 @@ export class Daemon {
   /**
    * SIGHUP or POST /api/v1/reload: the config file is read again; link rates,
    * schedules and volume weights change at once, without reconnecting; volumes set
-   * aside are opened again, where the config now says they live (src/node/set-aside.ts).
+   * aside are opened again, where the config now says they live (src/node/set-aside.ts);
+   * volumes new to the file are opened and served (src/node/added-volumes.ts).
    */
   reload(): string {
     const next = loadConfig(this.config.file);
     const notes = this.links?.reload(next) ?? [];
-    if (this.started && !this.stopping) notes.push(...this.setAsides.adopt(next), ...this.setAsides.retry());
+    if (this.started && !this.stopping) {
+      notes.push(...this.setAsides.adopt(next), ...this.setAsides.retry());
+      // New volumes open in the background, as at a start; the others go on (src/node/added-volumes.ts).
+      const added = volumesAdded(this.config, next, this.links !== null, (name) => this.unavailable.has(name));
+      // (In place: the links, the iSCSI front and the set-aside know the volumes by this list.)
+      this.config.volumes.push(...added.add);
+      notes.push(...added.notes, ...this.setAsides.add(added.add));
+    }
     // A secondary's history limits apply live; turning history on or off takes a restart.
     for (const e of this.entries) {
       const v = next.volumes.find((x) => x.name === e.config.name);

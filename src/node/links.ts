@@ -323,7 +323,7 @@ export class LinkManager {
     for (const p of this.config.peers) {
       const sharesVolumes = this.config.volumes.some((v) => v.peers.includes(p.name));
       // One connection per pair: the node whose name sorts first dials.
-      if (sharesVolumes && this.config.node < p.name) void this.dialer.dial(p);
+      if (sharesVolumes) this.dialIfFirst(p.name);
     }
   }
 
@@ -347,8 +347,11 @@ export class LinkManager {
     for (const u of check.unavailable) {
       const byPeer = this.peerSetAside.get(u.name) ?? new Map<string, string>();
       this.peerSetAside.set(u.name, byPeer.set(peer, u.reason));
-      this.log.warn({ volume: u.name, peer }, `volume ${u.name}: ${peer} could not open it (${u.reason}); the link serves the other volumes, ` +
-        `and nothing of ${u.name} flows until ${peer} opens it (a reload there tries again)`);
+      this.log.warn({ volume: u.name, peer }, u.missing
+        ? `volume ${u.name}: ${u.reason}; the link serves the other volumes, and nothing of ${u.name} flows until ${peer} has it ` +
+          '(its changes are kept here meanwhile)'
+        : `volume ${u.name}: ${peer} could not open it (${u.reason}); the link serves the other volumes, ` +
+          `and nothing of ${u.name} flows until ${peer} opens it (a reload there tries again)`);
     }
     const setting = (): Compression => this.config.peers.find((p) => p.name === peer)?.compression ?? { mode: 'auto' };
     if (setting().mode !== 'off') this.pool ??= new CompressionPool();
@@ -461,6 +464,25 @@ export class LinkManager {
     this.volumeReady(name, reason);
   }
 
+  /** The peers this node dials (one dial loop each, for as long as the daemon runs). */
+  private readonly dialing = new Set<string>();
+
+  /** One connection per pair: the node whose name sorts first dials (from the start, or once a volume shares the peer). */
+  private dialIfFirst(peer: string): void {
+    const p = this.config.peers.find((x) => x.name === peer);
+    if (!p || this.config.node >= peer || this.dialing.has(peer)) return;
+    this.dialing.add(peer);
+    void this.dialer.dial(p);
+  }
+
+  /**
+   * A reload added `name` (served here now): its peers are dialed if no volume shared
+   * them before (volumeReady, next, makes the link again with it).
+   */
+  volumeAdded(name: string): void {
+    for (const peer of this.volumeConfig(name)?.peers ?? []) this.dialIfFirst(peer);
+  }
+
   /** The change is done (the maps hold the volume in its new role): the next Hello says so. */
   volumeReady(name: string, reason: string): void {
     for (const peer of this.volumeConfig(name)?.peers ?? []) {
@@ -511,7 +533,9 @@ export class LinkManager {
 
   /** A volume's config by name (a map rebuilt when the list changes: asked at every read of every shipper). */
   private volumeConfig(name: string): Config['volumes'][number] | undefined {
-    if (this.byName?.list !== this.config.volumes) this.byName = { list: this.config.volumes, map: new Map(this.config.volumes.map((v) => [v.name, v])) };
+    // (A reload adds volumes to the list in place: it only grows.)
+    const list = this.config.volumes;
+    if (this.byName?.list !== list || this.byName.map.size !== list.length) this.byName = { list, map: new Map(list.map((v) => [v.name, v])) };
     return this.byName.map.get(name);
   }
 

@@ -27,9 +27,11 @@ export interface SetAsideHost {
   readonly log: Logger;
   readonly unavailable: UnavailableVolumes;
   entries(): readonly VolumeEntry[];
-  links(): Pick<LinkManager, 'pausedVolumes' | 'armApart' | 'volumeReady'> | null;
+  links(): Pick<LinkManager, 'pausedVolumes' | 'armApart' | 'volumeReady' | 'volumeAdded'> | null;
   /** Opens the volume in its role and serves it; on failure closes what it opened and throws. */
   openVolume(v: VolumeConfig, identityOf: (name: string) => VolumeIdentity | null): Promise<VolumeEntry>;
+  /** Says where a volume opened at a reload is reached (its NBD URL, its iSCSI target). */
+  served(e: VolumeEntry): void;
 }
 
 /** Setting volumes aside, and opening them again at a reload. */
@@ -113,13 +115,30 @@ export class SetAside {
     return todo.map((v) => `volume ${v.name}: opening it again`);
   }
 
+  /**
+   * Volumes a reload's config adds (checked by the caller: already in the daemon's
+   * config): opened as the start opens them, one after another, in the background,
+   * then served and linked. One that does not open is set aside, with why, as at a
+   * start. Returns what the reload says of them.
+   */
+  add(vs: readonly VolumeConfig[]): string[] {
+    if (vs.length === 0) return [];
+    const p = this.reopen(vs, true).finally(() => this.reopening.delete(p));
+    this.reopening.add(p);
+    return vs.map((v) => `volume ${v.name}: added; opening it`);
+  }
+
   /** Resolves once no reopen runs. */
   async idle(): Promise<void> {
     await Promise.all([...this.reopening]);
   }
 
-  /** Opens the volumes again as the start does: identities first, a group's members together, then each volume. */
-  private async reopen(vs: readonly VolumeConfig[]): Promise<void> {
+  /**
+   * Opens the volumes (again) as the start does: identities first, a group's members
+   * together, then each volume. `added`: new to the config (none is in a group, none
+   * was set aside), else volumes set aside that this reload retries.
+   */
+  private async reopen(vs: readonly VolumeConfig[], added = false): Promise<void> {
     const { host } = this;
     // The volumes this run still opens: one it set aside is another reload's to try
     // (that reload may have begun it again while this one awaited an earlier volume).
@@ -139,20 +158,24 @@ export class SetAside {
         setAside(v, err);
       }
     }
-    this.withGroup(vs);
-    for (const v of vs) if (!host.unavailable.isOpening(v.name)) mine.delete(v.name);
+    // (A retry's volume that another reload's run set aside meanwhile is that run's.)
+    const ours = (name: string): boolean => mine.has(name) && (added ? !host.unavailable.has(name) : host.unavailable.isOpening(name));
+    if (!added) this.withGroup(vs);
+    for (const v of vs) if (!ours(v.name)) mine.delete(v.name);
     const identityOf = (m: string): VolumeIdentity | null => identities.get(m) ?? host.entries().find((x) => x.config.name === m)?.identity ?? null;
     for (const v of vs) {
-      if (!mine.has(v.name) || !host.unavailable.isOpening(v.name)) continue; // set aside again by this run
+      if (!ours(v.name)) continue; // set aside again by this run
       try {
         const e = await host.openVolume(v, identityOf);
-        host.unavailable.opened(v.name);
+        if (!added) host.unavailable.opened(v.name);
         const links = host.links();
         if (e.role === 'primary' && fs.existsSync(path.join(e.dir, PAUSED_FILE))) links?.pausedVolumes.add(v.name);
         // Its first write while apart from the peer starts a new generation, as for the volumes the start opened.
         if (e.role === 'primary') links?.armApart(v.name);
+        if (added) links?.volumeAdded(v.name);
         links?.volumeReady(v.name, `volume ${v.name} is served here now`);
-        host.log.info({ volume: v.name }, `volume ${v.name}: opened at a reload; served as ${e.role} (${formatBytes(e.volume.size)})`);
+        host.log.info({ volume: v.name }, `volume ${v.name}: ${added ? 'added' : 'opened'} at a reload; served as ${e.role} (${formatBytes(e.volume.size)})`);
+        host.served(e);
       } catch (err) {
         setAside(v, err);
       }

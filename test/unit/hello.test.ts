@@ -15,11 +15,10 @@ test('a matching pair is accepted with the peer\'s durable point', () => {
   assert.equal(r.pairs[0]!.remote.durableSeq, 17);
 });
 
-test('size mismatch, two primaries, unknown volume, other uuid, wrong node, other version', () => {
+test('size mismatch, two primaries, other uuid, wrong node, other version', () => {
   assert.match(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', size: 5 })] }), 'site-b', [vol()])),
     /^size: volume db is 1073741824 bytes here and 5 bytes on site-b/);
   assert.match(refused(checkHello(hello({ volumes: [vol()] }), 'site-b', [vol()])), /^two-primaries: .*offsite demote db/);
-  assert.match(refused(checkHello(hello({ volumes: [] }), 'site-b', [vol()])), /^unknown-volume: volume db is configured with peer site-b/);
   assert.match(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', uuid: 'u2' })] }), 'site-b', [vol()])), /^uuid: /);
   assert.match(refused(checkHello(hello({ node: 'site-c' }), 'site-b', [vol()])), /^wrong-node: the peer calls itself "site-c"/);
   assert.match(refused(checkHello(hello({ protocol: 3 }), 'site-b', [vol()])),
@@ -93,13 +92,24 @@ test('three sites: two secondaries of a set meet idle; a secondary of a newer pr
   }
 });
 
-test('a volume the peer could not open: listed with why, it is not paired and the link takes the others; unlisted, it is refused as before', () => {
+test('a volume the peer could not open: listed with why, it is not paired and the link takes the others; one not in its config, the same', () => {
   const wal = vol({ name: 'wal', uuid: 'u9' });
   const r = checkHello(hello({ unavailable: [{ name: 'wal', reason: 'open ./gone/wal.img: ENOENT' }] }), 'site-b', [vol(), wal]);
   assert.ok(r.ok, refused(r));
   assert.deepEqual(r.pairs.map((p) => p.local.name), ['db']);
   assert.deepEqual(r.unavailable, [{ name: 'wal', reason: 'open ./gone/wal.img: ENOENT' }]);
-  assert.match(refused(checkHello(hello(), 'site-b', [vol(), wal])), /^unknown-volume: volume wal is configured with peer site-b/);
+  // Not in the peer's Hello at all (its config lacks it, say one site reloaded first): that volume waits, the others link.
+  const missing = checkHello(hello(), 'site-b', [vol(), wal]);
+  assert.ok(missing.ok, refused(missing));
+  assert.deepEqual(missing.pairs.map((p) => p.local.name), ['db']);
+  assert.equal(missing.unavailable.length, 1);
+  assert.equal(missing.unavailable[0]!.name, 'wal');
+  assert.equal(missing.unavailable[0]!.missing, true);
+  assert.match(missing.unavailable[0]!.reason, /^not in site-b's config as a volume paired with this node \(add it there, then `offsite reload` on site-b\)$/);
+  // Nothing shared at all: still a link (it carries nothing until a config names a volume on both sides).
+  const none = checkHello(hello({ volumes: [] }), 'site-b', [vol()]);
+  assert.ok(none.ok);
+  assert.deepEqual(none.pairs, []);
   // Listed but described too (a Hello from a node that opened it meanwhile): the description wins.
   const both = checkHello(hello({ volumes: [vol({ role: 'secondary' }), vol({ name: 'wal', uuid: 'u9', role: 'secondary' })],
     unavailable: [{ name: 'wal', reason: 'stale' }] }), 'site-b', [vol(), wal]);

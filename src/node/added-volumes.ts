@@ -1,0 +1,79 @@
+// What a reload does with volumes the file adds or drops (docs/CONFIG.md, "Reloading").
+// An appliance serves a hundred servers: the hundred-and-first must not cost the others
+// a restart (every NBD and iSCSI session of the node cut, every link made again). A
+// volume new to the file is opened in the background as a start opens it, then served
+// and linked (SetAside.add); the others go on untouched. What the running daemon cannot
+// take without one is said, and waits for a restart: a new member of a consistency
+// group (the group's points are formed from the start), a peer the daemon does not run
+// links with, a file or iSCSI name a served volume has. A volume dropped from the file
+// is served until the next restart (a stop is what lets a volume go).
+import type { Config, VolumeConfig } from '../config/config.js';
+import { sameFileKey } from '../config/config.js';
+import { targetPart } from '../iscsi/config.js';
+
+export interface AddedVolumes {
+  /** Volumes to open now, as the reload's file has them (but for `default`, which waits for a restart). */
+  add: VolumeConfig[];
+  /** What the reload says of the volumes added, refused or dropped. */
+  notes: string[];
+}
+
+/** Keys of a served volume a reload applies (src/node/links.ts: weight, priority; daemon.ts: history's limits). */
+const LIVE_KEYS: ReadonlySet<string> = new Set(['weight', 'priority', 'history']);
+
+/**
+ * The running daemon's config against a reload's: which new volumes open now, and what
+ * waits for a restart. `setAside`: a volume not open here, whose changes SetAside.adopt says.
+ */
+export function volumesAdded(current: Pick<Config, 'volumes' | 'peers' | 'iscsi'>, next: Pick<Config, 'volumes' | 'groups'>,
+  linked: boolean, setAside: (name: string) => boolean = () => false): AddedVolumes {
+  const add: VolumeConfig[] = [];
+  const notes: string[] = [];
+  const known = new Set(current.volumes.map((v) => v.name));
+  for (const v of current.volumes) {
+    const w = next.volumes.find((x) => x.name === v.name);
+    if (!w) {
+      notes.push(`volume ${v.name} is gone from the config: it is served until the next restart`);
+      continue;
+    }
+    if (setAside(v.name)) continue;
+    const changed = (Object.keys({ ...v, ...w }) as (keyof VolumeConfig)[])
+      .filter((k) => !LIVE_KEYS.has(k) && JSON.stringify(v[k]) !== JSON.stringify(w[k]));
+    if (changed.length > 0) notes.push(`volume ${v.name}: ${changed.join(', ')} changed: that takes a restart`);
+  }
+  const files = new Map(current.volumes.map((v) => [sameFileKey(v.path), v.name]));
+  const targets = new Map(current.volumes.map((v) => [targetPart(v.name), v.name]));
+  for (const v of next.volumes) {
+    if (known.has(v.name)) continue;
+    const group = next.groups.find((g) => g.members.includes(v.name));
+    if (group) {
+      notes.push(`volume ${v.name}: a new member of consistency group ${group.name}: that takes a restart`);
+      continue;
+    }
+    const newPeers = v.peers.filter((p) => !current.peers.some((q) => q.name === p));
+    if (newPeers.length > 0) {
+      notes.push(`volume ${v.name}: ${newPeers.map((p) => `peer ${p}`).join(', ')} ${newPeers.length > 1 ? 'are' : 'is'} new to this daemon: ` +
+        'that takes a restart');
+      continue;
+    }
+    const sameFile = files.get(sameFileKey(v.path));
+    if (sameFile !== undefined) {
+      notes.push(`volume ${v.name}: ${v.path} is the file of volume ${sameFile}, served here: not added`);
+      continue;
+    }
+    const sameTarget = current.iscsi ? targets.get(targetPart(v.name)) : undefined;
+    if (sameTarget !== undefined) {
+      notes.push(`volume ${v.name}: its iSCSI target name would be volume ${sameTarget}'s, served here: not added`);
+      continue;
+    }
+    if (v.default === true) notes.push(`volume ${v.name}: default: true takes a restart (the default export stays as it is)`);
+    if (v.peers.length > 0 && !linked) {
+      notes.push(`volume ${v.name}: no peer link runs on this daemon (none was configured, or no identity, at its start): ` +
+        'its changes are journaled, and shipped after a restart');
+    }
+    add.push(v.default === true ? { ...v, default: false } : v);
+    files.set(sameFileKey(v.path), v.name);
+    targets.set(targetPart(v.name), v.name);
+  }
+  return { add, notes };
+}

@@ -1,0 +1,85 @@
+// A volume added to a running pair (src/node/added-volumes.ts, docs/CONFIG.md "Reloading"):
+// - site-a's file gains `wal`; `offsite reload` there opens and serves it (qemu-io
+//   writes it) while db goes on; site-b does not have wal yet, and the link is not
+//   refused for it: db still replicates (qemu-img compare), wal waits, and both the
+//   status JSON and `offsite status` say where it is missing;
+// - site-b's file gains wal too; its reload opens it, the link is made again with it,
+//   and wal's first sync and backlog reach site-b: both volumes compare equal;
+// - a reload that drops a volume, or adds one on a served volume's file, says what waits.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { statusOf } from '../helpers/daemon.js';
+import { cli } from '../helpers/cli.js';
+import { startPair } from '../helpers/pair.js';
+import { must, waitFor } from '../helpers/run.js';
+
+/** Adds a line under `volumes:` of a config file (after the db line the pair helper wrote). */
+function addVolume(file: string, line: string): void {
+  const text = fs.readFileSync(file, 'utf8');
+  const next = text.replace(/^( {2}db: .*)$/m, `$1\n  ${line}`);
+  assert.notEqual(next, text, `no db line in ${file}`);
+  fs.writeFileSync(file, next);
+}
+
+test('a volume added at a reload is served at once, waits for the peer that lacks it without stopping the others, then replicates', async () => {
+  const p = await startPair({ size: '32MiB', journal: '128MiB' });
+  try {
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 4M', '-c', 'flush', p.a.uri('db')]);
+    await p.drained();
+
+    addVolume(p.a.configFile, 'wal: { path: ./wal.img, size: 32MiB, role: primary, peer: site-b, journal: 128MiB }');
+    const said = await cli(p.a, 'reload');
+    assert.equal(said.code, 0, said.stderr);
+    assert.match(said.stdout, /config reloaded: .*volume wal: added; opening it/);
+    await waitFor('wal served at site-a', async () => (await statusOf(p.a)).volumes.some((v) => v.name === 'wal'), 30_000);
+    assert.match(p.a.log, /volume wal: added at a reload; served as primary \(32 MiB\)/);
+    assert.match(p.a.log, /volume wal: 32 MiB read-write at nbd:\/\/127\.0\.0\.1:\d+\/wal/);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x22 0 8M', '-c', 'write -P 0x23 16M 1M', '-c', 'flush', p.a.uri('wal')]);
+    // site-b lacks wal: the link comes up for db (not refused), wal is listed as missing there.
+    await waitFor('site-b named as lacking wal', async () => {
+      const wal = (await statusOf(p.a)).volumes.find((v) => v.name === 'wal') as { peers: Array<{ unavailable?: string | null }> } | undefined;
+      return /not in site-b's config/.test(wal?.peers[0]?.unavailable ?? '');
+    }, 30_000);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x12 4M 4M', '-c', 'flush', p.a.uri('db')]);
+    await waitFor('db drained while wal waits', async () => {
+      const db = (await statusOf(p.a)).volumes.find((v) => v.name === 'db')!;
+      return db.link === 'connected' && db.backlogBytes === 0;
+    }, 60_000);
+    await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
+    const wal = (await statusOf(p.a)).volumes.find((v) => v.name === 'wal')!;
+    assert.ok(wal.backlogBytes > 0, 'wal keeps its backlog for site-b');
+    const text = await cli(p.a, 'status');
+    assert.match(text.stdout, /volume wal NOT OPEN ON site-b: not in site-b's config as a volume paired with this node \(add it there, then `offsite reload` on site-b\)/);
+    assert.match(p.a.log, /volume wal: not in site-b's config [^\n]*; the link serves the other volumes, and nothing of wal flows until site-b has it/);
+
+    addVolume(p.b.configFile, 'wal: { path: ./wal.img, size: 32MiB, role: secondary, peer: site-a, journal: 128MiB }');
+    const atB = await cli(p.b, 'reload');
+    assert.equal(atB.code, 0, atB.stderr);
+    assert.match(atB.stdout, /volume wal: added; opening it/);
+    await p.drained();
+    await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('wal'), p.b.uri('wal')]);
+    await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
+    const walAtA = (await statusOf(p.a)).volumes.find((v) => v.name === 'wal') as { peers: Array<{ unavailable?: string | null }> };
+    assert.equal(walAtA.peers[0]!.unavailable ?? null, null);
+
+    // What waits for a restart is said: a volume dropped from the file, one on a served volume's file.
+    const before = fs.readFileSync(p.a.configFile, 'utf8');
+    // (db moved to another file in the file, which waits for a restart; the new one names db's file, which db still serves from.)
+    fs.writeFileSync(p.a.configFile, before.replace(/^ {2}wal: .*$/m, '  logs: { path: ./db.img, size: 32MiB, role: primary }')
+      .replace('path: ./db.img, size: 32MiB, role: primary, peer', 'path: ./db2.img, size: 32MiB, role: primary, peer'));
+    const third = await cli(p.a, 'reload');
+    assert.equal(third.code, 0, third.stderr);
+    assert.match(third.stdout, /volume wal is gone from the config: it is served until the next restart/);
+    assert.match(third.stdout, /volume logs: \S+db\.img is the file of volume db, served here: not added/);
+    assert.match(third.stdout, /volume db: path changed: that takes a restart/);
+    assert.deepEqual((await statusOf(p.a)).volumes.map((v) => v.name), ['db', 'wal']);
+    // A file that does not parse is refused, and says where.
+    fs.writeFileSync(p.a.configFile, `${before}\n  bad: [\n`);
+    const broken = await cli(p.a, 'reload');
+    assert.notEqual(broken.code, 0);
+    assert.match(broken.stderr, /offsite\.yaml:\d+/);
+  } finally {
+    await p.stop();
+  }
+});
