@@ -102,8 +102,7 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   if (v.peer === undefined) return;
   const lv = o.linkVolumes;
   lv.identities.set(v.name, e.identity!);
-  // Segments name the volume's uuid (read at each new segment: a secondary gets it at its first link).
-  const owner: JournalVolume = { name: v.name, uuid: () => e.identity?.uuid ?? '' };
+  const owner = journalOwner(e);
   // The old role's journal or receive log is closed by now (a promote or demote).
   o.folders.release(v.name);
   if (e.role === 'secondary') {
@@ -146,7 +145,10 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   const lock = o.folders.take(v.name, journalDir);
   const journalStore = new DirStore(journalDir);
   const journal = new Journal({ store: journalStore, capacity: v.journal, volume: owner });
-  const recorded = new RegionSet(volume.size, v.bitmap_region);
+  // The ranges the journal's records cover, for the start (a bit per region: 2 MiB for
+  // 1 TiB at 64 KiB); let go once the start is done (below), so it is not kept by
+  // whatever of this call outlives it.
+  let recorded: RegionSet | null = new RegionSet(volume.size, v.bitmap_region);
   // A step that fails closes what the ones before it opened (the volume is set aside: src/node/set-aside.ts).
   let bitmap: DirtyBitmap | null = null;
   let journaled: JournaledVolume | null = null;
@@ -154,7 +156,7 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
     const report = await o.folders.holding(v.name, lock, async () => {
       await refuseNewerState(journalDir, journalStore, JOURNAL_FOLDER_FILES);
       await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
-    }, () => journal.recover((at, l) => recorded.mark(at, l), recoveryProgress(o.log, v.name)));
+    }, () => journal.recover((at, l) => recorded!.mark(at, l), recoveryProgress(o.log, v.name)));
     const opened = await DirtyBitmap.open(new DirStore(dir), volume.size, v.bitmap_region);
     bitmap = opened.bitmap;
     const notes = opened.notes;
@@ -191,6 +193,8 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
       // (What failed first is what the operator is told.)
     }
     throw err;
+  } finally {
+    recorded = null;
   }
   o.log.info({ volume: v.name, journal: v.journal },
     `volume ${v.name}: journal ${formatBytes(journal.usedBytes)} of ${formatBytes(v.journal)}, ` +
@@ -201,6 +205,15 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   e.history.restart();
   lv.primaries.set(v.name, journaled);
   lv.replicas.delete(v.name);
+}
+
+/**
+ * The volume a journal's segments name: its uuid, read at each new segment (a secondary
+ * gets it at its first link). Made here, not in openRole: a closure keeps every
+ * variable its function's closures share, and this one lives as long as the journal.
+ */
+function journalOwner(e: VolumeEntry): JournalVolume {
+  return { name: e.config.name, uuid: () => e.identity?.uuid ?? '' };
 }
 
 /** A long journal scan at the start, told every RECOVERY_PROGRESS_MS ("journal recovery: 212 of 1024 segments, 13.2 GiB read, 21 s"). */

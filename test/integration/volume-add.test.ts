@@ -50,7 +50,8 @@ test('a volume added at a reload is served at once, waits for the peer that lack
     const wal = (await statusOf(p.a)).volumes.find((v) => v.name === 'wal')!;
     assert.ok(wal.backlogBytes > 0, 'wal keeps its backlog for site-b');
     const text = await cli(p.a, 'status');
-    assert.match(text.stdout, /volume wal NOT OPEN ON site-b: not in site-b's config as a volume paired with this node \(add it there, then `offsite reload` on site-b\)/);
+    assert.match(text.stdout,
+      /volume wal NOT OPEN ON site-b: not in site-b's config as a volume paired with this node \(add it there, then `offsite reload` on site-b\)/);
     assert.match(p.a.log, /volume wal: not in site-b's config [^\n]*; the link serves the other volumes, and nothing of wal flows until site-b has it/);
 
     addVolume(p.b.configFile, 'wal: { path: ./wal.img, size: 32MiB, role: secondary, peer: site-a, journal: 128MiB }');
