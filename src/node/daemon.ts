@@ -27,10 +27,10 @@ import { loadConfig } from '../config/config.js';
 import { CheckpointExport } from '../checkpoint/checkpoint-export.js';
 import type { ExportBackend } from '../export/backend.js';
 import { readToken } from '../link/identity.js';
-import { SnmpService } from '../snmp/snmp.js';
+import type { SnmpService } from '../snmp/snmp.js';
 import { MALLOC_ARENAS, MALLOC_MMAP_THRESHOLD_BYTES, MEMORY_BUDGET_BYTES, volumeLimitWarnings } from '../limits/limits.js';
 import { MAX_HASH_REGION_SIZE } from '../link/frame.js';
-import { IscsiFront } from './iscsi-front.js';
+import type { IscsiFront } from './iscsi-front.js';
 import { MemoryBudget } from '../memory/budget.js';
 import { HashBuffers } from '../sync/region-hashes.js';
 import { boundOldGeneration, boundYoungGeneration, collectUnderPressure } from '../memory/collector.js';
@@ -145,6 +145,8 @@ export class Daemon {
           'listen on 127.0.0.1, a unix socket, or an address on a storage network only the hosts reach (docs/NBD.md, "Who may connect")');
       }
       if (c.iscsi) {
+        // (Loaded only when configured, as SNMP below: a node without them does not carry their code.)
+        const { IscsiFront } = await import('./iscsi-front.js');
         this.iscsi = await IscsiFront.start(c.iscsi, {
           node: c.node, volumes: c.volumes, registry: this.registry, entries: () => this.entries, log: this.log,
           ...(this.nbd ? { budget: this.nbd.budget } : {}),
@@ -200,7 +202,10 @@ export class Daemon {
         this.api = api.app;
         this.apiAddress = api.address;
       }
-      if (c.snmp) this.snmp = await SnmpService.start(c.snmp, { node: c.node, status: () => this.status(), actions: this.roles, log: this.log });
+      if (c.snmp) {
+        const { SnmpService } = await import('../snmp/snmp.js');
+        this.snmp = await SnmpService.start(c.snmp, { node: c.node, status: () => this.status(), actions: this.roles, log: this.log });
+      }
     } catch (e) {
       this.groups.stop();
       this.pressure?.stop();
