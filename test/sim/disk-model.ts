@@ -193,11 +193,20 @@ export class MemStore implements Store {
     this.files.delete(name);
   }
 
+  /**
+   * Renames not yet made durable by a syncDir, in order. A power loss keeps each or
+   * undoes it as a whole (a rename is atomic: the file has one of its two names, never
+   * both nor neither), newest first, so a chain of renames of one file (a segment made a
+   * spare, the spare made a segment) is undone from its end only.
+   */
+  private renames: Array<{ n: number; from: string; to: string; file: MemFile; replaced: MemFile | undefined }> = [];
+  private renameCount = 0;
+
   rename(from: string, to: string): void {
     const f = this.files.get(from);
     if (!f) throw Object.assign(new Error(`ENOENT ${from}`), { code: 'ENOENT' });
-    // (A power loss before the next syncDir may bring `from` back; `to` keeps the new bytes, one of the two outcomes a rename allows.)
-    this.remove(from);
+    this.renames.push({ n: ++this.renameCount, from, to, file: f, replaced: this.files.get(to) });
+    this.files.delete(from);
     this.files.set(to, f);
   }
 
@@ -221,9 +230,11 @@ export class MemStore implements Store {
     // completed meanwhile) stays durable: an older sync cannot undo a newer one.
     const names = new Set(this.files.keys());
     const gone = [...this.durableNames].filter((n) => !names.has(n));
+    const renamed = this.renameCount;
     return this.sched.defer(() => {
       for (const n of names) if (this.files.has(n)) this.durableNames.add(n);
       for (const n of gone) if (!this.files.has(n)) this.durableNames.delete(n);
+      this.renames = this.renames.filter((r) => r.n > renamed);
     });
   }
 
@@ -236,13 +247,28 @@ export class MemStore implements Store {
   crash(rng: Rng, powerLoss: boolean): void {
     const removed = this.removed;
     this.removed = new Map();
+    const renames = this.renames;
+    this.renames = [];
     if (powerLoss) {
+      // Renames first, each kept or undone whole (newest first; one whose file has moved on since is kept).
+      const renamedTo = new Set<string>();
+      for (const r of [...renames].reverse()) {
+        if (this.files.get(r.to) === r.file && rng.chance(0.5)) {
+          if (r.replaced) this.files.set(r.to, r.replaced);
+          else this.files.delete(r.to);
+          this.files.set(r.from, r.file);
+        }
+      }
+      for (const r of renames) {
+        renamedTo.add(r.to);
+        renamedTo.add(r.from);
+      }
       // Names created since the last syncDir may vanish; removed ones may come back.
       for (const name of [...this.files.keys()]) {
-        if (!this.durableNames.has(name) && rng.chance(0.5)) this.files.delete(name);
+        if (!this.durableNames.has(name) && !renamedTo.has(name) && rng.chance(0.5)) this.files.delete(name);
       }
       for (const [name, f] of removed) {
-        if (this.durableNames.has(name) && !this.files.has(name) && rng.chance(0.5)) this.files.set(name, f);
+        if (this.durableNames.has(name) && !this.files.has(name) && ![...this.files.values()].includes(f) && rng.chance(0.5)) this.files.set(name, f);
       }
     }
     for (const f of this.files.values()) f.crash(rng, powerLoss);

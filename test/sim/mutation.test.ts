@@ -14,7 +14,7 @@ for (const [name, m] of Object.entries(MUTATIONS)) {
     // (The simulation's own checks: a restore point that opens to the wrong image, a verify that finds a difference no one
     // made, a volume block after kill -9 that no journal record accounts for.)
     const caught = new RegExp('^FAIL seed \\d+: seed \\d+ step \\d+: ' +
-      "(restore point \\d+ .* opens to an image that is not the primary's|an online verify of \\S+ found regions|" +
+      "(restore point \\d+ .* opens to an image that is not the primary's|an online verify of \\S+ found regions|the verify of \\S+ at the end found regions|" +
       'after kill -9, block \\d+ holds write \\d+, which no record in the journal)', 'm');
     if (m.caughtBy === 'check') assert.match(r.stdout, caught, r.stdout);
     else assert.match(r.stdout, /^FAIL seed \d+: seed \d+: invariant broken: /m, r.stdout);
