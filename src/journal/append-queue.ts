@@ -173,7 +173,6 @@ export class AppendQueue {
           () => `record ${q.seq} changed while it was written (its buffer was given back or reused before the write ended)`);
       }
       first.seg.unsynced = true;
-      first.seg.landed = Math.max(first.seg.landed, end);
       const top = batch[batch.length - 1]!.seq;
       if (top > this.writtenSeq) this.writtenSeq = top;
       this.settleWritten();

@@ -18,7 +18,7 @@ import { REPORT_DAMAGE, scanSegments, type DamagePolicy, type RecoveryReport, ty
 import { Samples } from './samples.js';
 import { AppendQueue } from './append-queue.js';
 import type { FollowingWrite } from './disk.js';
-import { SEGMENT_NAME, SPARE_NAME, readRecordHeaders, readRecords, syncSegment, type RecordHeaderRead, type Scratch } from './segment.js';
+import { SEGMENT_NAME, readRecordHeaders, readRecords, syncSegment, type RecordHeaderRead, type Scratch } from './segment.js';
 import { SegmentSet } from './segment-set.js';
 
 export { ForeignSegmentError, type JournalVolume } from './ownership.js';
@@ -443,12 +443,6 @@ export class Journal {
     const names = this.store.list().filter((n) => SEGMENT_NAME.test(n)).sort();
     // Before anything is cut or removed: every segment must be this volume's.
     await checkOwnership(this.store, names, this.volume);
-    // Spare files (segment-set.ts) hold no record of the journal's: a start keeps none.
-    for (const n of this.store.list()) {
-      if (!SPARE_NAME.test(n)) continue;
-      this.store.remove(n);
-      this.files.dirChanged = true;
-    }
     const releasedOnDisk = await this.releasePoint.read();
     this.redoPoint.restored(await this.redoPoint.read());
     this.releasePoint.durable = releasedOnDisk;

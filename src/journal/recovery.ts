@@ -10,7 +10,7 @@
 import type { Store, StoreFile } from '../store/store.js';
 import { RECORD_HEADER_SIZE, RecordKind, SEGMENT_HEADER_SIZE, decodeRecordHeader, decodeSegmentHeader, payloadMatches, type RecordHeader } from './record.js';
 import type { Samples } from './samples.js';
-import { EMPTY, seqOfName, type Segment } from './segment.js';
+import { EMPTY, type Segment } from './segment.js';
 import { ScanReader } from './scan-reader.js';
 
 /** A range whose record was lost or damaged: the volume must resync it. */
@@ -193,29 +193,13 @@ export async function scanSegments(o: ScanOptions): Promise<Scanned> {
   let scannedBytes = 0;
   for (let i = 0; i < names.length; i++) {
     const name = names[i]!;
-    const nextName = i + 1 < names.length ? seqOfName(names[i + 1]!) : null;
-    if (nextName !== null && nextName - 1 <= releasedOnDisk && !s.damaged) {
-      // The next segment begins at or before the release point: every record of this
-      // one was released, and its removal had not reached the disk. Not read: its file
-      // may since have been reused and partly written over (segment-set.ts), which a
-      // power loss leaves under its old name.
-      report.notes.push(`journal: segment ${name} holds only records released already (up to ${releasedOnDisk}); ` +
-        'its removal had not reached the disk: removed');
-      store.remove(name);
-      s.dirChanged = true;
-      continue;
-    }
     const file = store.open(name);
     const isLastFile = i === names.length - 1;
-    const decoded = decodeSegmentHeader(await file.read(0, SEGMENT_HEADER_SIZE));
-    // A spare file reused for this segment (segment-set.ts) whose own header never
-    // reached the disk still has its old one, of an earlier seq than its name's.
-    const reused = typeof decoded !== 'string' && decoded.baseSeq < (seqOfName(name) ?? 0);
-    const sh = reused ? `the header of its earlier use (record ${decoded.baseSeq}): a reused file whose own header was not written` : decoded;
+    const sh = decodeSegmentHeader(await file.read(0, SEGMENT_HEADER_SIZE));
     if (typeof sh === 'string') {
-      // Segments are created (empty, or a spare's file renamed) at once and filled by the
-      // ordered writer, so a crash can leave several at the end: all were being created.
-      if ((file.size() <= SEGMENT_HEADER_SIZE || reused) && (isLastFile || !(await laterRecords(store, names.slice(i + 1))))) {
+      // Segments are created (empty) at once and filled by the ordered writer, so a
+      // crash can leave several empty ones at the end: all were being created.
+      if (file.size() <= SEGMENT_HEADER_SIZE && (isLastFile || !laterRecords(store, names.slice(i + 1)))) {
         report.notes.push(`journal segment ${name} was being created at the crash (${sh}); removed`);
         file.close();
         store.remove(name);
@@ -244,9 +228,7 @@ export async function scanSegments(o: ScanOptions): Promise<Scanned> {
       s.damaged = true;
       if (gap === 'stop') break;
     }
-    const seg: Segment = {
-      name, baseSeq: sh.baseSeq, lastSeq: sh.baseSeq - 1, file, unsynced: false, readers: 0, removed: false, reserved: 0, landed: 0, floor: 0,
-    };
+    const seg: Segment = { name, baseSeq: sh.baseSeq, lastSeq: sh.baseSeq - 1, file, unsynced: false, readers: 0, removed: false, reserved: 0 };
     s.epoch = Math.max(s.epoch, sh.baseEpoch);
     let pos = SEGMENT_HEADER_SIZE;
     let seq = sh.baseSeq;
@@ -277,22 +259,13 @@ export async function scanSegments(o: ScanOptions): Promise<Scanned> {
         continue;
       }
       // Something is wrong at `pos`. A torn tail if nothing valid follows anywhere.
-      const after = await recordsAfter(file, pos + 1, seq, sh.baseSeq);
-      // A reused file (segment-set.ts) holds its earlier use's records past what this use
-      // wrote (its cut at the seal may not have reached the disk): the segment ends here,
-      // whatever follows. A record of this use lost here shows as the next segment's gap.
-      const oldBytes = !after.newer && (after.older || (h.ok && h.header.seq < sh.baseSeq));
-      const more = !oldBytes && (after.newer || (await laterRecords(store, names.slice(i + 1))));
+      const more = (await validRecordAfter(file, pos + 1, seq)) || laterRecords(store, names.slice(i + 1));
       if (!more) {
-        if (oldBytes) {
-          report.notes.push(`journal: segment ${name} ends at byte ${pos}; the ${end - pos} bytes after it are its file's earlier use, cut`);
-        } else {
-          report.tornBytes += end - pos;
-          report.notes.push(`journal: cut a torn tail of ${end - pos} bytes at segment ${name} byte ${pos} ` +
-            `(${h.ok
-              ? (fits ? (inOrder ? 'payload checksum mismatch' : `record ${h.header.seq} where ${seq} was next`) : 'record runs past the end')
-              : h.reason})`);
-        }
+        report.tornBytes += end - pos;
+        report.notes.push(`journal: cut a torn tail of ${end - pos} bytes at segment ${name} byte ${pos} ` +
+          `(${h.ok
+            ? (fits ? (inOrder ? 'payload checksum mismatch' : `record ${h.header.seq} where ${seq} was next`) : 'record runs past the end')
+            : h.reason})`);
         file.truncateSync(pos);
         break;
       }
@@ -310,7 +283,6 @@ export async function scanSegments(o: ScanOptions): Promise<Scanned> {
       break;
     }
     seg.reserved = file.size();
-    seg.landed = file.size();
     scannedBytes += file.size();
     o.onSegment?.(i + 1, names.length, scannedBytes);
     s.segments.push(seg);
@@ -344,51 +316,28 @@ export async function scanSegments(o: ScanOptions): Promise<Scanned> {
   return s;
 }
 
-/**
- * Do later segment files hold records of their own? A file with only its header does
- * not, nor a reused one (segment-set.ts) whose bytes are all of its earlier use (its
- * old header, or records before its own first seq); one whose header is damaged over
- * more bytes is counted (what it held is unknown).
- */
-async function laterRecords(store: Store, names: string[]): Promise<boolean> {
-  for (const n of names) {
+/** Do later segment files hold anything past their header? */
+function laterRecords(store: Store, names: string[]): boolean {
+  return names.some((n) => {
     const f = store.open(n);
-    try {
-      if (f.size() <= SEGMENT_HEADER_SIZE) continue;
-      const sh = decodeSegmentHeader(await f.read(0, SEGMENT_HEADER_SIZE));
-      if (typeof sh === 'string') return true;
-      if (sh.baseSeq < (seqOfName(n) ?? 0)) continue;
-      if (await validRecordAfter(f, SEGMENT_HEADER_SIZE, sh.baseSeq)) return true;
-    } finally {
-      f.close();
-    }
-  }
-  return false;
+    const size = f.size();
+    f.close();
+    return size > SEGMENT_HEADER_SIZE;
+  });
 }
 
 const MAGIC_BYTES = Buffer.from('OFJR', 'latin1');
 
 /** Is there a checksummed record header with seq >= minSeq anywhere after `from`? */
 async function validRecordAfter(file: StoreFile, from: number, minSeq: number): Promise<boolean> {
-  return (await recordsAfter(file, from, minSeq, 0)).newer;
-}
-
-/**
- * Checksummed record headers after `from`: one with seq >= minSeq (`newer`: records of
- * this use past a damaged one), or before `ownFirst` (`older`: a reused file's earlier
- * use, segment-set.ts). Stops at the first newer one.
- */
-async function recordsAfter(file: StoreFile, from: number, minSeq: number, ownFirst: number): Promise<{ newer: boolean; older: boolean }> {
   const end = file.size();
   const CHUNK = 1 << 20;
-  let older = false;
   for (let pos = from; pos + RECORD_HEADER_SIZE <= end; pos += CHUNK) {
     const buf = await file.read(pos, CHUNK + RECORD_HEADER_SIZE);
     for (let i = buf.indexOf(MAGIC_BYTES); i >= 0 && i + RECORD_HEADER_SIZE <= buf.length; i = buf.indexOf(MAGIC_BYTES, i + 1)) {
       const h = decodeRecordHeader(buf, i);
-      if (h.ok && h.header.seq >= minSeq) return { newer: true, older };
-      if (h.ok && h.header.seq < ownFirst) older = true;
+      if (h.ok && h.header.seq >= minSeq) return true;
     }
   }
-  return { newer: false, older };
+  return false;
 }

@@ -4,19 +4,10 @@
 // place after a fold. Journal (journal.ts) owns one; the numbering, epochs, counters
 // and the release point stay there.
 import type { Store } from './store.js';
-import type { StoreFile } from '../store/store.js';
 import { assert } from '../invariants/assert.js';
 import { SEGMENT_HEADER_SIZE } from './record.js';
 import type { AppendQueue } from './append-queue.js';
-import { SEGMENT_SPARES } from '../limits/limits.js';
-import { segmentName, spareName, type Segment } from './segment.js';
-
-/** A released segment's file, kept to be written again (its bytes stay on disk). */
-interface Spare {
-  name: string;
-  file: StoreFile;
-  bytes: number;
-}
+import { segmentName, type Segment } from './segment.js';
 
 export interface SegmentSetOptions {
   store: Store;
@@ -46,30 +37,12 @@ export class SegmentSet {
   dirChanged = false;
   /** The next record starts a new segment (the numbering jumped). */
   private forceNew = false;
-  /**
-   * Released segments' files kept to be written again, newest last, at most
-   * SEGMENT_SPARES: a record then goes into pages the page cache already holds and
-   * blocks the file system already gave, not new ones (PostgreSQL recycles its WAL
-   * files so). Their bytes count against the capacity (`spareBytes`, not `used`: the
-   * journal's fill stays what its records take) and they are the first to go when a
-   * record needs the room. A reused file keeps its old records past what the new use
-   * wrote (`Segment.floor`); the tail's are on disk too (`tailSlack`).
-   */
-  private spares: Spare[] = [];
-  spareBytes = 0;
-  private spareCount = 0;
 
   constructor(private readonly o: SegmentSetOptions) {}
 
-  /** Bytes on disk past the journal's fill: the spares, and the tail's old bytes not yet written over. */
-  get slack(): number {
-    const tail = this.list[this.list.length - 1];
-    return this.spareBytes + (tail ? Math.max(0, tail.floor - tail.reserved) : 0);
-  }
-
   /** True when a record of `size` bytes fits now, in a new segment if need be. */
   fits(size: number): boolean {
-    return this.used + size + SEGMENT_HEADER_SIZE <= this.o.capacity && this.room(size, this.needsSegment(size)) >= 0;
+    return this.used + size + SEGMENT_HEADER_SIZE <= this.o.capacity;
   }
 
   /**
@@ -79,76 +52,26 @@ export class SegmentSet {
    */
   segmentFor(seq: number, size: number): Segment | 'full' {
     const seg = this.list[this.list.length - 1];
-    const needSegment = this.needsSegment(size);
-    if (this.used + size + (needSegment ? SEGMENT_HEADER_SIZE : 0) > this.o.capacity || this.room(size, needSegment) < 0) return 'full';
-    // (Spares go first when the disk bytes need their room.)
-    while (this.spares.length > 0 && this.used + this.slack + this.growth(size, needSegment) > this.o.capacity) this.dropSpare();
-    if (!needSegment) return seg!;
+    const needSegment = !seg || this.forceNew || (seg.reserved + size > this.o.segmentSize && seg.lastSeq >= seg.baseSeq);
+    if (this.used + size + (needSegment ? SEGMENT_HEADER_SIZE : 0) > this.o.capacity) return 'full';
+    if (!needSegment) return seg;
     const opened = this.open(seq);
     this.forceNew = false;
     return opened;
-  }
-
-  private needsSegment(size: number): boolean {
-    const seg = this.list[this.list.length - 1];
-    return !seg || this.forceNew || (seg.reserved + size > this.o.segmentSize && seg.lastSeq >= seg.baseSeq);
-  }
-
-  /**
-   * Disk bytes a record of `size` adds: within the tail's old bytes, none of those; in
-   * a new segment, its header and the record, less the old tail's bytes past its fill
-   * (cut when it is sealed).
-   */
-  private growth(size: number, needSegment: boolean): number {
-    const tail = this.list[this.list.length - 1];
-    if (!tail) return size + SEGMENT_HEADER_SIZE;
-    const tailSlack = Math.max(0, tail.floor - tail.reserved);
-    return needSegment ? size + SEGMENT_HEADER_SIZE - tailSlack : Math.max(0, size - tailSlack);
-  }
-
-  /** What is left of the capacity after such a record, the spares let go: negative when it does not fit on disk. */
-  private room(size: number, needSegment: boolean): number {
-    return this.o.capacity - (this.used + this.slack - this.spareBytes + this.growth(size, needSegment));
   }
 
   /** Record `seq` of `size` bytes was queued at the end of `seg`. */
   appended(seg: Segment, seq: number, size: number): void {
     seg.lastSeq = seq;
     this.used += size;
-    assert(this.used + this.slack <= this.o.capacity,
-      () => `journal: ${this.used} bytes used and ${this.slack} kept of a capacity of ${this.o.capacity}`);
+    assert(this.used <= this.o.capacity, () => `journal: ${this.used} bytes used of a capacity of ${this.o.capacity}`);
   }
 
-  /**
-   * A segment starting at `baseSeq`, in a spare's file if one is kept (else a new
-   * file); its header is queued like a record. A spare's old header and records stay
-   * until written over: recovery knows the file by the seq in its name, which its old
-   * header does not have, and stops at the first record out of order (recovery.ts).
-   */
+  /** Creates a segment starting at `baseSeq`; its header is queued like a record. */
   open(baseSeq: number): Segment {
     const name = segmentName(baseSeq);
-    const tail = this.list[this.list.length - 1];
-    // The tail is sealed: what of its old bytes it did not write over is cut, so only the tail holds any.
-    if (tail && tail.floor > tail.reserved) this.cutOldBytes(tail);
-    const spare = this.spares.pop();
-    let file: StoreFile;
-    let floor = 0;
-    if (spare) {
-      this.spareBytes -= spare.bytes;
-      try {
-        this.o.store.rename(spare.name, name);
-        spare.file.close();
-        file = this.o.store.open(name);
-        floor = spare.bytes;
-      } catch {
-        // (Gone or unreadable: a new file instead.)
-        spare.file.close();
-        file = this.o.store.create(name);
-      }
-    } else {
-      file = this.o.store.create(name);
-    }
-    const seg: Segment = { name, baseSeq, lastSeq: baseSeq - 1, file, unsynced: true, readers: 0, removed: false, reserved: 0, landed: 0, floor };
+    const file = this.o.store.create(name);
+    const seg: Segment = { name, baseSeq, lastSeq: baseSeq - 1, file, unsynced: true, readers: 0, removed: false, reserved: 0 };
     this.o.appends.enqueue(seg, baseSeq - 1, [this.o.header(baseSeq)]);
     this.list.push(seg);
     this.used += SEGMENT_HEADER_SIZE;
@@ -156,50 +79,12 @@ export class SegmentSet {
     return seg;
   }
 
-  /** A sealed reused segment's old bytes past its own records go (its length becomes what it holds). */
-  private cutOldBytes(seg: Segment): void {
-    try {
-      // (Past every byte of its own, queued writes included: they land before the cut, or after it within the length.)
-      seg.file.truncateSync(seg.reserved);
-      seg.unsynced = true;
-    } catch {
-      // (The old bytes stay: recovery stops at them as at any record out of order.)
-    }
-    seg.floor = 0;
-  }
-
-  /** Unlinks a segment, or keeps its file as a spare; its file closes once no read is using it. */
-  private drop(s: Segment, reuse = false): void {
+  /** Unlinks a segment; its file closes once no read is using it. */
+  private drop(s: Segment): void {
     s.removed = true;
-    this.dirChanged = true;
-    const bytes = Math.max(s.reserved, s.floor);
-    // (A file a read still uses is not written again; one far past the target size is not kept.)
-    if (reuse && s.readers === 0 && this.spares.length < SEGMENT_SPARES && bytes <= 2 * this.o.segmentSize) {
-      const name = spareName(++this.spareCount);
-      try {
-        this.o.store.rename(s.name, name);
-        this.spares.push({ name, file: s.file, bytes });
-        this.spareBytes += bytes;
-        return;
-      } catch {
-        // (Removed instead.)
-      }
-    }
     this.o.store.remove(s.name);
-    if (s.readers === 0) s.file.close();
-  }
-
-  private dropSpare(): void {
-    const spare = this.spares.shift()!;
-    this.spareBytes -= spare.bytes;
-    spare.file.close();
-    this.o.store.remove(spare.name);
     this.dirChanged = true;
-  }
-
-  /** Every spare goes (a fold, a restart of the numbering, a clean stop). */
-  dropSpares(): void {
-    while (this.spares.length > 0) this.dropSpare();
+    if (s.readers === 0) s.file.close();
   }
 
   /** An empty (all released) log continues at another seq: every segment goes, and the next record starts a new one. */
@@ -208,7 +93,6 @@ export class SegmentSet {
       this.used -= old.reserved;
       this.drop(old);
     }
-    this.dropSpares();
     this.forceNew = true;
   }
 
@@ -240,7 +124,7 @@ export class SegmentSet {
       assert(s.lastSeq <= released, () => `journal: dropping segment ${s.name} (to record ${s.lastSeq}) past the release point ${released}`);
       this.list.shift();
       this.used -= s.reserved;
-      this.drop(s, true);
+      this.drop(s);
     }
     assert(this.used >= 0, () => `journal: ${this.used} bytes used`);
   }
@@ -271,7 +155,6 @@ export class SegmentSet {
   empty(nextSeq: number): void {
     const keep = this.list.pop();
     for (const s of this.list) this.drop(s);
-    this.dropSpares();
     this.list = [];
     this.used = 0;
     this.dirChanged = true;
@@ -292,8 +175,6 @@ export class SegmentSet {
       return;
     }
     keep.reserved = SEGMENT_HEADER_SIZE;
-    keep.landed = SEGMENT_HEADER_SIZE;
-    keep.floor = 0;
     keep.baseSeq = nextSeq;
     keep.lastSeq = nextSeq - 1;
     keep.unsynced = true;
@@ -320,12 +201,6 @@ export class SegmentSet {
   }
 
   close(): void {
-    // (A clean stop leaves no spare: a release before them would not know the files.)
-    try {
-      this.dropSpares();
-    } catch {
-      // (Left: the next start removes them.)
-    }
     for (const s of this.list) s.file.close();
     this.list = [];
   }

@@ -8,14 +8,6 @@ import { assert } from '../invariants/assert.js';
 
 export const SEGMENT_NAME = /^(\d{20})\.seg$/;
 export const segmentName = (baseSeq: number): string => `${String(baseSeq).padStart(20, '0')}.seg`;
-/** A released segment's file kept for reuse (segment-set.ts): never scanned; removed at a start and at a clean stop. */
-export const SPARE_NAME = /^spare-\d{1,12}\.seg$/;
-export const spareName = (n: number): string => `spare-${n}.seg`;
-/** The seq a segment's file name gives (its first record's), or null for another name. */
-export function seqOfName(name: string): number | null {
-  const m = SEGMENT_NAME.exec(name);
-  return m ? Number(m[1]) : null;
-}
 export const EMPTY = Buffer.alloc(0);
 
 export interface Segment {
@@ -28,13 +20,6 @@ export interface Segment {
   unsynced: boolean;
   /** Bytes the segment holds once queued writes land (what capacity counts). */
   reserved: number;
-  /** Bytes written to the file so far (from its start): reads stop there, never in bytes still queued. */
-  landed: number;
-  /**
-   * A reused file's length when it was taken (its old records lie past what this use
-   * wrote, up to here): 0 for a new file. Recovery reads such old records as the end.
-   */
-  floor: number;
   /** Reads in progress: a removed segment's file is closed only when none are. */
   readers: number;
   removed: boolean;
@@ -119,7 +104,7 @@ async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number,
   const segments = all.slice(segIndex);
   for (const seg of segments) {
     if (bytes >= maxBytes) break;
-    const end = Math.min(seg.landed, seg.reserved);
+    const end = Math.min(seg.file.size(), seg.reserved);
     // Where the last read of this segment ended, if that is the record asked for (checked below).
     const cursor = seg.cursor !== undefined && seg.cursor.seq === fromSeq && bytes === 0 && seg.cursor.pos < end ? seg.cursor : null;
     let pos = cursor ? cursor.pos : SEGMENT_HEADER_SIZE;

@@ -22,13 +22,6 @@ export const READ_BATCH_BYTES = 8 * MiB;
  */
 export const JOURNAL_HEADER_CHUNK_BYTES = 64 * 1024;
 /**
- * Released segment files a journal (or receive log) keeps to write again rather than
- * remove (src/journal/segment-set.ts): with a peer that keeps up, the segments in use
- * turn over through these, so records land in pages and blocks the file already has.
- * Counted against the journal's capacity, and the first to go when it needs the room.
- */
-export const SEGMENT_SPARES = 2;
-/**
  * Recovery (a start, a reopen) scans each segment in reads of this, records decoded
  * from the buffer: one thread-pool job per MiB instead of two per record, which held a
  * start with 3.6 GiB of 4 KiB records (900k) for 50 s of CPU. One buffer per scan.

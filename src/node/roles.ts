@@ -49,7 +49,7 @@ const KEEP = new Set(['identity.json', 'history.csv']);
  */
 const keptFollowing = (f: string): boolean => KEEP.has(f) || f === SYNCED_FILE || isHistoryFile(f);
 const keptOtherwise = (f: string): boolean => KEEP.has(f);
-const JOURNAL_FILE = /^(?:\d{20}\.seg|spare-\d{1,12}\.seg|released|applied|intent)(?:\.tmp)?$/;
+const JOURNAL_FILE = /^(?:\d{20}\.seg|released|applied|intent)(?:\.tmp)?$/;
 
 export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions {
   /** Where each promote goes, written down before it begins (promote-intents.ts). */

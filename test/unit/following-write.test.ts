@@ -86,7 +86,7 @@ function heldSegment() {
     writev: (position: number, parts: Buffer[]) => job(position, parts, null, () => undefined),
     writevThen: (position: number, parts: Buffer[], after: FollowingWrites) => job(position, parts, after, (errs) => errs),
   } as unknown as StoreFile;
-  const seg: Segment = { name: 'held', baseSeq: 1, lastSeq: 0, file, unsynced: false, reserved: 0, landed: 0, floor: 0, readers: 0, removed: false };
+  const seg: Segment = { name: 'held', baseSeq: 1, lastSeq: 0, file, unsynced: false, reserved: 0, readers: 0, removed: false } as Segment;
   return { seg, jobs };
 }
 
