@@ -196,8 +196,9 @@ export class MemStore implements Store {
   /**
    * Renames not yet made durable by a syncDir, in order. A power loss keeps each or
    * undoes it as a whole (a rename is atomic: the file has one of its two names, never
-   * both nor neither), newest first, so a chain of renames of one file (a segment made a
-   * spare, the spare made a segment) is undone from its end only.
+   * both nor neither), newest first, so a chain of renames of one file is undone from
+   * its end only. (Until 2026-12-05 a rename was a create and a remove, each kept or lost
+   * apart: a power loss could leave a file under both names, or under neither.)
    */
   private renames: Array<{ n: number; from: string; to: string; file: MemFile; replaced: MemFile | undefined }> = [];
   private renameCount = 0;
@@ -251,7 +252,6 @@ export class MemStore implements Store {
     this.renames = [];
     if (powerLoss) {
       // Renames first, each kept or undone whole (newest first; one whose file has moved on since is kept).
-      const renamedTo = new Set<string>();
       for (const r of [...renames].reverse()) {
         if (this.files.get(r.to) === r.file && rng.chance(0.5)) {
           if (r.replaced) this.files.set(r.to, r.replaced);
@@ -259,13 +259,11 @@ export class MemStore implements Store {
           this.files.set(r.from, r.file);
         }
       }
-      for (const r of renames) {
-        renamedTo.add(r.to);
-        renamedTo.add(r.from);
-      }
+      // (A name a rename gave or took was settled just above.)
+      const renamed = new Set(renames.flatMap((r) => [r.from, r.to]));
       // Names created since the last syncDir may vanish; removed ones may come back.
       for (const name of [...this.files.keys()]) {
-        if (!this.durableNames.has(name) && !renamedTo.has(name) && rng.chance(0.5)) this.files.delete(name);
+        if (!this.durableNames.has(name) && !renamed.has(name) && rng.chance(0.5)) this.files.delete(name);
       }
       for (const [name, f] of removed) {
         if (this.durableNames.has(name) && !this.files.has(name) && ![...this.files.values()].includes(f) && rng.chance(0.5)) this.files.set(name, f);
