@@ -131,19 +131,47 @@ export class Volume implements ExportBackend {
       if (n === -2) this.nowaitRead = false;
       else if (n > 0) first = n;
     }
-    return new Promise((resolve, reject) => {
+    this.poolOps++;
+    return new Promise<void>((resolve, reject) => {
       const step = (done: number): void => {
         fs.read(this.fd, into, at + done, length - done, offset + done, (err, n) => {
-          if (err) return reject(diskError(err, `read ${this.name}`));
+          if (err) return this.poolOpEnded(reject, diskError(err, `read ${this.name}`));
           if (n === 0) {
             into.fill(0, at + done, at + length); // past the end of a short file
-            return resolve();
+            return this.poolOpEnded(resolve);
           }
           if (done + n < length) return step(done + n);
-          resolve();
+          this.poolOpEnded(resolve);
         });
       };
       step(first);
+    });
+  }
+
+  /**
+   * Reads, seeks, allocations and read-ahead hints in the thread pool, begun and not
+   * ended: close waits for them, as for writes. A descriptor closed under one would be
+   * read by it after its number was given to another file (another volume's, opened by
+   * a reload): a straggler read of a volume let go must not see that file's bytes.
+   */
+  private poolOps = 0;
+  private poolOpsIdle: Array<() => void> = [];
+
+  private poolOpEnded<T>(settle: (x: T) => void, x?: T): void {
+    assert(this.poolOps > 0, () => `volume ${this.name}: a thread-pool operation ended that never began`);
+    if (--this.poolOps === 0) for (const w of this.poolOpsIdle.splice(0)) w();
+    settle(x as T);
+  }
+
+  /** Runs a thread-pool operation counted in poolOps. */
+  private counted<T>(op: () => Promise<T>): Promise<T> {
+    this.poolOps++;
+    return op().then((x) => {
+      this.poolOpEnded(() => undefined);
+      return x;
+    }, (e: unknown) => {
+      this.poolOpEnded(() => undefined);
+      throw e;
     });
   }
 
@@ -157,7 +185,9 @@ export class Volume implements ExportBackend {
       if (n === -2) this.nowaitWrite = false;
       else if (n > 0) first = n;
     }
-    const p = nativeFs.pwriteBatch ? this.writes.write(first === 0 ? data : data.subarray(first), offset + first) : new Promise<void>((resolve, reject) => {
+    const p = nativeFs.pwriteBatch
+      ? this.writes.write(first === 0 ? data : data.subarray(first), offset + first)
+      : this.counted(() => new Promise<void>((resolve, reject) => {
       const step = (done: number): void => {
         fs.write(this.fd, data, done, data.length - done, offset + done, (err, n) => {
           if (err) return reject(diskError(err, `write ${this.name}`));
@@ -166,7 +196,7 @@ export class Volume implements ExportBackend {
         });
       };
       step(first);
-    });
+    }));
     return fua ? p.then(() => this.flush()) : p;
   }
 
@@ -249,7 +279,7 @@ export class Volume implements ExportBackend {
 
   async cache(offset: number, length: number): Promise<void> {
     this.check();
-    await nativeFs.fadvise(this.fd, offset, length, POSIX_FADV_WILLNEED).catch(() => undefined);
+    await this.counted(() => nativeFs.fadvise(this.fd, offset, length, POSIX_FADV_WILLNEED)).catch(() => undefined);
   }
 
   async extents(offset: number, length: number, max: number): Promise<Extent[]> {
@@ -265,7 +295,7 @@ export class Volume implements ExportBackend {
     let pos = offset;
     try {
       while (pos < end && out.length < max) {
-        const data = await nativeFs.seek(this.fd, pos, SEEK_DATA);
+        const data = await this.counted(() => nativeFs.seek(this.fd, pos, SEEK_DATA));
         if (data < 0 || data >= end) {
           push(end - pos, true);
           break;
@@ -275,7 +305,7 @@ export class Volume implements ExportBackend {
           pos = data;
           continue;
         }
-        const hole = Math.min(await nativeFs.seek(this.fd, pos, SEEK_HOLE), end);
+        const hole = Math.min(await this.counted(() => nativeFs.seek(this.fd, pos, SEEK_HOLE)), end);
         push(hole - pos, false);
         pos = hole;
       }
@@ -296,6 +326,7 @@ export class Volume implements ExportBackend {
     // Writes still in the thread pool end first: a closed descriptor's number is reused.
     await this.writes.idle();
     if (this.followingInFlight > 0) await new Promise<void>((resolve) => this.followingIdle.push(resolve));
+    if (this.poolOps > 0) await new Promise<void>((resolve) => this.poolOpsIdle.push(resolve));
     await this.syncer.idle();
     if (this.failure === null) await this.syncer.sync().catch(() => undefined);
     fs.closeSync(this.fd);
@@ -323,7 +354,7 @@ export class Volume implements ExportBackend {
 
   private async tryFallocate(mode: number, offset: number, length: number): Promise<boolean> {
     try {
-      await nativeFs.fallocate(this.fd, mode, offset, length);
+      await this.counted(() => nativeFs.fallocate(this.fd, mode, offset, length));
       return true;
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
