@@ -328,6 +328,7 @@ export class IscsiConnection {
         this.engine?.close();
         this.cut('session closed', why);
       },
+      shutdown: () => this.shutdown(),
       abortTasks: (lun, spare) => this.engine
         ? this.engine.abort((cmd) => (lun === null || cmd.lun === lun) && !(spare?.(cmd.cdb) ?? false))
         : Promise.resolve(),

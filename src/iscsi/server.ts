@@ -242,6 +242,18 @@ export class IscsiServer {
     }
   }
 
+  /**
+   * Closes the sessions on the targets of these exports (a volume let go:
+   * src/node/volume-removal.ts), each once its executing commands have answered;
+   * resolves with how many there were. The exports are out of the registry already,
+   * so no login finds their targets.
+   */
+  async closeExports(names: ReadonlySet<string>): Promise<number> {
+    const on = [...this.bySessionKey.values()].filter((s) => s.target !== null && names.has(s.target.exportName));
+    await Promise.all(on.map((s) => s.link?.shutdown()));
+    return on.length;
+  }
+
   /** Stops listening, lets executing commands answer, then closes every connection. */
   async close(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);

@@ -19,6 +19,8 @@ export type Admission = 'ok' | 'outside-window' | 'too-many-immediate';
 export interface SessionLink {
   /** Aborts every task silently and closes the connection (`why` for the log). */
   drop(why: string): void;
+  /** Stops taking PDUs, lets executing commands answer, then closes the connection. */
+  shutdown(): Promise<void>;
   /** Aborts the tasks on `lun` (null: all) silently, except those `spare` keeps; resolves once those executing are done. */
   abortTasks(lun: number | null, spare?: (cdb: Buffer) => boolean): Promise<void>;
 }

@@ -176,6 +176,17 @@ export class NbdServer {
     }
   }
 
+  /**
+   * Closes the connections on these exports (a volume let go: src/node/volume-removal.ts),
+   * each once its in-flight requests have answered; resolves with how many there were.
+   * The exports are out of the registry already, so no new one opens them.
+   */
+  async closeExports(names: ReadonlySet<string>): Promise<number> {
+    const on = [...this.connections].filter((c) => c.exportName !== null && names.has(c.exportName));
+    await Promise.all(on.map((c) => c.shutdown()));
+    return on.length;
+  }
+
   /** Stops listening, lets every connection finish its in-flight requests, then closes them. */
   async close(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);

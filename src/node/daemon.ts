@@ -36,7 +36,8 @@ import { HashBuffers } from '../sync/region-hashes.js';
 import { boundOldGeneration, boundYoungGeneration, collectUnderPressure } from '../memory/collector.js';
 import { NodeGroups } from './groups.js';
 import { SetAside } from './set-aside.js';
-import { volumesAdded } from './added-volumes.js';
+import { volumesReloaded } from './reloaded-volumes.js';
+import { removeVolume, type RemovalHost } from './volume-removal.js';
 import { openRole, VolumeFolders, type RoleOpening } from './role-open.js';
 import { UnavailableVolumes, withoutName } from './unavailable.js';
 
@@ -353,18 +354,26 @@ export class Daemon {
    * SIGHUP or POST /api/v1/reload: the config file is read again; link rates,
    * schedules and volume weights change at once, without reconnecting; volumes set
    * aside are opened again, where the config now says they live (src/node/set-aside.ts);
-   * volumes new to the file are opened and served (src/node/added-volumes.ts).
+   * volumes new to the file are opened and served (src/node/reloaded-volumes.ts).
    */
   reload(): string {
     const next = loadConfig(this.config.file);
     const notes = this.links?.reload(next) ?? [];
     if (this.started && !this.stopping) {
-      notes.push(...this.setAsides.adopt(next), ...this.setAsides.retry());
-      // New volumes open in the background, as at a start; the others go on (src/node/added-volumes.ts).
-      const added = volumesAdded(this.config, next, this.links !== null, (name) => this.unavailable.has(name));
+      // New volumes open in the background, as at a start, dropped ones are let go; the others go on (src/node/reloaded-volumes.ts).
+      const changed = volumesReloaded(this.config, next, this.links !== null, (name) => this.unavailable.has(name));
+      notes.push(...this.setAsides.adopt(next), ...this.setAsides.retry(new Set(changed.remove)), ...changed.notes);
+      if (changed.remove.length > 0) {
+        // One after another, each once the opens under way are done (one may be opening it).
+        const opened = this.setAsides.idle();
+        this.removing = Promise.all([this.removing, opened]).then(async () => {
+          for (const name of changed.remove) await removeVolume(this.removal, name);
+        });
+        notes.push(...changed.remove.map((name) => `volume ${name}: gone from the config; letting it go (its file, journal and state are kept)`));
+      }
       // (In place: the links, the iSCSI front and the set-aside know the volumes by this list.)
-      this.config.volumes.push(...added.add);
-      notes.push(...added.notes, ...this.setAsides.add(added.add));
+      this.config.volumes.push(...changed.add);
+      notes.push(...this.setAsides.add(changed.add, this.removing));
     }
     // A secondary's history limits apply live; turning history on or off takes a restart.
     for (const e of this.entries) {
@@ -389,6 +398,24 @@ export class Daemon {
     const msg = notes.length > 0 ? `config reloaded: ${notes.join('; ')}` : 'config reloaded: nothing that applies live changed';
     this.log.info(msg);
     return msg;
+  }
+
+  /** Volumes a reload lets go, one after another (src/node/volume-removal.ts); a stop waits for them. */
+  private removing: Promise<void> = Promise.resolve();
+
+  private get removal(): RemovalHost {
+    return {
+      config: this.config, log: this.log, entries: this.entries, volumes: this.volumes, registry: this.registry,
+      unavailable: this.unavailable, links: () => this.links,
+      closeExports: async (names) => (await this.nbd?.closeExports(names) ?? 0) + (await this.iscsi?.closeExports(names) ?? 0),
+      exclusive: (f) => this.roles.exclusive(f),
+      releaseFolder: (name) => this.folders.release(name),
+      forget: (name) => {
+        this.linkVolumes.identities.delete(name);
+        this.streams.delete(name);
+        this.roles.forget(name);
+      },
+    };
   }
 
   /** A secondary meets a primary whose journal is not the one its receive log holds: it starts again from its last flush point. */
@@ -443,6 +470,7 @@ export class Daemon {
       await this.snmp?.stop();
       if (this.ticker) clearInterval(this.ticker);
       this.groups.stop();
+      await this.removing;
       await this.setAsides.idle();
       await this.roles.idle();
       await this.links?.stop();

@@ -75,6 +75,11 @@ export class IscsiFront {
     };
   }
 
+  /** Closes the sessions on these exports' targets, once their commands have answered (src/node/volume-removal.ts). */
+  closeExports(names: ReadonlySet<string>): Promise<number> {
+    return this.server.closeExports(names);
+  }
+
   close(): Promise<void> {
     return this.server.close();
   }

@@ -464,6 +464,18 @@ export class LinkManager {
     this.volumeReady(name, reason);
   }
 
+  /**
+   * A reload let `name` go (src/node/volume-removal.ts), after volumeChanged closed its
+   * links: what the manager kept of it goes, and the links to `peers` come back without
+   * it (the next Hello does not describe it: the peer says it is missing here).
+   */
+  volumeRemoved(name: string, peers: readonly string[]): void {
+    this.pausedVolumes.delete(name);
+    this.peerSetAside.delete(name);
+    this.figures.forget(name);
+    for (const peer of peers) this.dialer.redial(peer);
+  }
+
   /** The peers this node dials (one dial loop each, for as long as the daemon runs). */
   private readonly dialing = new Set<string>();
 

@@ -1,19 +1,22 @@
 // What a reload does with volumes the file adds or drops (docs/CONFIG.md, "Reloading").
-// An appliance serves a hundred servers: the hundred-and-first must not cost the others
-// a restart (every NBD and iSCSI session of the node cut, every link made again). A
-// volume new to the file is opened in the background as a start opens it, then served
-// and linked (SetAside.add); the others go on untouched. What the running daemon cannot
-// take without one is said, and waits for a restart: a new member of a consistency
-// group (the group's points are formed from the start), a peer the daemon does not run
-// links with, a file or iSCSI name a served volume has. A volume dropped from the file
-// is served until the next restart (a stop is what lets a volume go).
+// An appliance serves a hundred servers: the hundred-and-first, or the end of one, must
+// not cost the others a restart (every NBD and iSCSI session of the node cut, every link
+// made again). A volume new to the file is opened in the background as a start opens it,
+// then served and linked (SetAside.add); a volume dropped from the file is let go as a
+// stop lets it go, its files and state kept (src/node/volume-removal.ts); the others go
+// on. What the running daemon cannot take without a restart is said, and waits for one:
+// a new member of a consistency group, or a member dropped (the group's points are formed
+// from the start), a peer the daemon does not run links with, a file or iSCSI name a
+// served volume keeps.
 import type { Config, VolumeConfig } from '../config/config.js';
 import { sameFileKey } from '../config/config.js';
 import { targetPart } from '../iscsi/config.js';
 
-export interface AddedVolumes {
+export interface ReloadedVolumes {
   /** Volumes to open now, as the reload's file has them (but for `default`, which waits for a restart). */
   add: VolumeConfig[];
+  /** Volumes to let go now: gone from the file (src/node/volume-removal.ts). Let go before those added open. */
+  remove: string[];
   /** What the reload says of the volumes added, refused or dropped. */
   notes: string[];
 }
@@ -22,18 +25,25 @@ export interface AddedVolumes {
 const LIVE_KEYS: ReadonlySet<string> = new Set(['weight', 'priority', 'history']);
 
 /**
- * The running daemon's config against a reload's: which new volumes open now, and what
+ * The running daemon's config against a reload's: which new volumes open now, which go, and what
  * waits for a restart. `setAside`: a volume not open here, whose changes SetAside.adopt says.
  */
-export function volumesAdded(current: Pick<Config, 'volumes' | 'peers' | 'iscsi'>, next: Pick<Config, 'volumes' | 'groups'>,
-  linked: boolean, setAside: (name: string) => boolean = () => false): AddedVolumes {
+export function volumesReloaded(current: Pick<Config, 'volumes' | 'peers' | 'iscsi' | 'groups'>, next: Pick<Config, 'volumes' | 'groups'>,
+  linked: boolean, setAside: (name: string) => boolean = () => false): ReloadedVolumes {
   const add: VolumeConfig[] = [];
+  const remove: string[] = [];
   const notes: string[] = [];
   const known = new Set(current.volumes.map((v) => v.name));
   for (const v of current.volumes) {
     const w = next.volumes.find((x) => x.name === v.name);
     if (!w) {
-      notes.push(`volume ${v.name} is gone from the config: it is served until the next restart`);
+      const group = current.groups.find((g) => g.members.includes(v.name));
+      if (group) {
+        notes.push(`volume ${v.name} is gone from the config, but it is a member of consistency group ${group.name}: ` +
+          'it is served until the next restart');
+      } else {
+        remove.push(v.name);
+      }
       continue;
     }
     if (setAside(v.name)) continue;
@@ -41,8 +51,10 @@ export function volumesAdded(current: Pick<Config, 'volumes' | 'peers' | 'iscsi'
       .filter((k) => !LIVE_KEYS.has(k) && JSON.stringify(v[k]) !== JSON.stringify(w[k]));
     if (changed.length > 0) notes.push(`volume ${v.name}: ${changed.join(', ')} changed: that takes a restart`);
   }
-  const files = new Map(current.volumes.map((v) => [sameFileKey(v.path), v.name]));
-  const targets = new Map(current.volumes.map((v) => [targetPart(v.name), v.name]));
+  // (A volume let go frees its file and target name for one the same reload adds: a rename.)
+  const kept = current.volumes.filter((v) => !remove.includes(v.name));
+  const files = new Map(kept.map((v) => [sameFileKey(v.path), v.name]));
+  const targets = new Map(kept.map((v) => [targetPart(v.name), v.name]));
   for (const v of next.volumes) {
     if (known.has(v.name)) continue;
     const group = next.groups.find((g) => g.members.includes(v.name));
@@ -75,5 +87,5 @@ export function volumesAdded(current: Pick<Config, 'volumes' | 'peers' | 'iscsi'
     files.set(sameFileKey(v.path), v.name);
     targets.set(targetPart(v.name), v.name);
   }
-  return { add, notes };
+  return { add, remove, notes };
 }

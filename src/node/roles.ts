@@ -486,6 +486,11 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
   /** Secondaries whose new primary (the value) waits for their checkpoint's release (follow). */
   private readonly waitingToFollow = new Map<string, string>();
 
+  override forget(name: string): void {
+    super.forget(name);
+    this.waitingToFollow.delete(name);
+  }
+
   protected override letGo(e: VolumeEntry): void {
     const primary = this.waitingToFollow.get(e.config.name);
     if (primary === undefined) return;

@@ -104,10 +104,13 @@ export class SetAside {
     return notes;
   }
 
-  /** A reload: the volumes set aside are opened again, one after another, in the background; returns what the reload says of them. */
-  retry(): string[] {
+  /**
+   * A reload: the volumes set aside are opened again, one after another, in the
+   * background (not those `gone` from the file: they are let go); returns what the reload says of them.
+   */
+  retry(gone: ReadonlySet<string> = new Set()): string[] {
     const u = this.host.unavailable;
-    const todo = u.names().map((n) => this.host.config.volumes.find((x) => x.name === n))
+    const todo = u.names().filter((n) => !gone.has(n)).map((n) => this.host.config.volumes.find((x) => x.name === n))
       .filter((v): v is VolumeConfig => v !== undefined && u.begin(v.name));
     if (todo.length === 0) return [];
     const p = this.reopen(todo).finally(() => this.reopening.delete(p));
@@ -119,11 +122,12 @@ export class SetAside {
    * Volumes a reload's config adds (checked by the caller: already in the daemon's
    * config): opened as the start opens them, one after another, in the background,
    * then served and linked. One that does not open is set aside, with why, as at a
-   * start. Returns what the reload says of them.
+   * start. Returns what the reload says of them. `after`: what must end first (volumes
+   * the same reload lets go, whose file or target name one of these may take).
    */
-  add(vs: readonly VolumeConfig[]): string[] {
+  add(vs: readonly VolumeConfig[], after: Promise<unknown> = Promise.resolve()): string[] {
     if (vs.length === 0) return [];
-    const p = this.reopen(vs, true).finally(() => this.reopening.delete(p));
+    const p = after.then(() => this.reopen(vs, true)).finally(() => this.reopening.delete(p));
     this.reopening.add(p);
     return vs.map((v) => `volume ${v.name}: added; opening it`);
   }

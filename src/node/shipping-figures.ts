@@ -44,6 +44,13 @@ export class ShippingFigures {
     if (this.meterTimer) clearInterval(this.meterTimer);
   }
 
+  /** A volume let go (src/node/volume-removal.ts): its figures go (added back, it counts from zero). */
+  forget(volume: string): void {
+    this.wireSent.delete(volume);
+    this.packed.delete(volume);
+    this.meters.delete(volume);
+  }
+
   /** A pacer wrote `bytes` of `volume`'s frames to its socket. */
   wrote(volume: string, bytes: number): void {
     this.wireSent.set(volume, (this.wireSent.get(volume) ?? 0) + bytes);

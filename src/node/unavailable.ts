@@ -48,6 +48,11 @@ export class UnavailableVolumes {
     this.volumes.delete(name);
   }
 
+  /** Gone from the config (src/node/volume-removal.ts): no longer listed. */
+  remove(name: string): void {
+    this.volumes.delete(name);
+  }
+
   names(): string[] {
     return [...this.volumes.keys()];
   }

@@ -59,6 +59,16 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
     return p;
   }
 
+  /** Runs `f` in the same queue, after the actions before it (a volume let go: src/node/volume-removal.ts). */
+  exclusive<T>(f: () => Promise<T>): Promise<T> {
+    return this.serial(f);
+  }
+
+  /** A volume let go: what the actions kept of it by name goes (its checkpoint schedule). */
+  forget(name: string): void {
+    this.schedules.delete(name);
+  }
+
   /** Resolves when no action is running. */
   async idle(): Promise<void> {
     await this.busy;

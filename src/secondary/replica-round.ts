@@ -35,6 +35,12 @@ export class ReplicaRound {
     else if (!this.mark) await UndoArea.drop(this.store);
   }
 
+  /** The replica is let go: the undo area's file closes, as it is on disk (the next open reads it again). */
+  closeFiles(): void {
+    this.undo?.close();
+    this.undo = null;
+  }
+
   /** Opens a round from `startSeq`: a first sync has no earlier image to keep; any later round keeps it in the undo area. */
   async begin(startSeq: number, initial: boolean): Promise<void> {
     if (!initial) {

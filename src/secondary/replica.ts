@@ -603,10 +603,15 @@ export class Replica implements ExportBackend {
     return p;
   }
 
-  /** Closes the receive log and the history of a replica whose open failed part-way (the daemon sets its volume aside). */
+  /**
+   * Closes the replica's files, its receive log, its history and an open round's undo
+   * area, as they are on disk: an open that failed part-way (the daemon sets its volume
+   * aside), or a volume let go at a reload (src/node/volume-removal.ts, after quiesce).
+   */
   abandon(): void {
     this.log.close();
     this.past.close();
+    this.resync.closeFiles();
   }
 
   /** The receive log failed (disk full?): it starts again from what is durable on disk (at an attach, a promote). */

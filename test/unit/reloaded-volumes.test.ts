@@ -1,12 +1,12 @@
-// A reload's new volumes (src/node/added-volumes.ts): which open at once, which wait for
-// a restart and why; and the config's refusal of two volumes on one file.
+// A reload's new and dropped volumes (src/node/reloaded-volumes.ts): which open at once, which
+// are let go, which wait for a restart and why; and the config's refusal of two volumes on one file.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { parseConfig, sameFileKey, type Config } from '../../src/config/config.js';
-import { volumesAdded } from '../../src/node/added-volumes.js';
+import { volumesReloaded } from '../../src/node/reloaded-volumes.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-added-'));
 const file = path.join(dir, 'offsite.yaml');
@@ -29,35 +29,33 @@ const base = `  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b }
 test('a volume new to the file opens now; the ones already served are left as they are', () => {
   const now = config(base);
   const next = config(`${base}\n  logs: { path: ./logs.img, size: 2GiB, role: primary, peer: site-b }`);
-  const r = volumesAdded(now, next, true);
+  const r = volumesReloaded(now, next, true);
   assert.deepEqual(r.add.map((v) => v.name), ['logs']);
   assert.equal(r.add[0]!.size, 2 * 2 ** 30);
   assert.equal(r.add[0]!.path, path.join(dir, 'logs.img'));
   assert.deepEqual(r.notes, []);
   // Nothing new: nothing added, nothing said.
-  assert.deepEqual(volumesAdded(now, config(base), true), { add: [], notes: [] });
+  assert.deepEqual(volumesReloaded(now, config(base), true), { add: [], remove: [], notes: [] });
 });
 
-test('what waits for a restart is said: a group member, a peer the daemon does not link with, a dropped volume, default', () => {
+test('what waits for a restart is said: a group member, a peer the daemon does not link with, default', () => {
   const now = config(base, '');
   const grouped = config(`${base}\n  logs: { path: ./logs.img, size: 1GiB, role: primary, peer: site-b }\n` +
     '  idx: { path: ./idx.img, size: 1GiB, role: primary, peer: site-b }', 'groups:\n  erp: [logs, idx]');
-  const g = volumesAdded(now, grouped, true);
+  const g = volumesReloaded(now, grouped, true);
   assert.deepEqual(g.add, []);
   assert.deepEqual(g.notes, ['volume logs: a new member of consistency group erp: that takes a restart',
     'volume idx: a new member of consistency group erp: that takes a restart']);
   // site-c is in the reloaded file's peers but not the running daemon's.
   const twoPeers = { ...now, peers: now.peers.filter((p) => p.name === 'site-b') };
-  const c = volumesAdded(twoPeers, config(`${base}\n  logs: { path: ./logs.img, size: 1GiB, role: primary, peer: site-c }`), true);
+  const c = volumesReloaded(twoPeers, config(`${base}\n  logs: { path: ./logs.img, size: 1GiB, role: primary, peer: site-c }`), true);
   assert.deepEqual(c.add, []);
   assert.deepEqual(c.notes, ['volume logs: peer site-c is new to this daemon: that takes a restart']);
-  const dropped = volumesAdded(now, config('  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b }'), true);
-  assert.deepEqual(dropped.notes, ['volume wal is gone from the config: it is served until the next restart']);
-  const def = volumesAdded(now, config(`${base}\n  logs: { path: ./logs.img, size: 1GiB, role: primary, default: true }`), true);
+  const def = volumesReloaded(now, config(`${base}\n  logs: { path: ./logs.img, size: 1GiB, role: primary, default: true }`), true);
   assert.deepEqual(def.add.map((v) => [v.name, v.default]), [['logs', false]]);
   assert.match(def.notes[0]!, /^volume logs: default: true takes a restart/);
   // No link runs (the daemon started with no peer): added, and said that it ships after a restart.
-  const unlinked = volumesAdded(now, config(`${base}\n  logs: { path: ./logs.img, size: 1GiB, role: primary, peer: site-b }`), false);
+  const unlinked = volumesReloaded(now, config(`${base}\n  logs: { path: ./logs.img, size: 1GiB, role: primary, peer: site-b }`), false);
   assert.deepEqual(unlinked.add.map((v) => v.name), ['logs']);
   assert.match(unlinked.notes[0]!, /^volume logs: no peer link runs on this daemon .*shipped after a restart$/);
 });
@@ -70,21 +68,39 @@ test('a new volume on a served volume\'s file is not added, also through a link;
   const next = config(`  db: { path: ./db2.img, size: 1GiB, role: primary, peer: site-b }
   wal: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b }
   logs: { path: ./here/db.img, size: 1GiB, role: primary, peer: site-b }`);
-  const r = volumesAdded(now, next, true);
+  const r = volumesReloaded(now, next, true);
   assert.deepEqual(r.add, []);
   assert.deepEqual(r.notes, ['volume db: path changed: that takes a restart',
     `volume logs: ${path.join(dir, 'here', 'db.img')} is the file of volume db, served here: not added`]);
   // A volume set aside: its path is SetAside.adopt's to take (and say), not this.
-  assert.deepEqual(volumesAdded(now, next, true, (name) => name === 'db').notes.slice(0, 1),
+  assert.deepEqual(volumesReloaded(now, next, true, (name) => name === 'db').notes.slice(0, 1),
     [`volume logs: ${path.join(dir, 'here', 'db.img')} is the file of volume db, served here: not added`]);
   // Weight, priority and history's limits apply live: nothing said here.
   const live = config(`  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b, weight: 4, priority: high }
   wal: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b }`);
-  assert.deepEqual(volumesAdded(now, live, true).notes, []);
+  assert.deepEqual(volumesReloaded(now, live, true).notes, []);
   const journal = config(`  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b, journal: 2GiB }
   wal: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b }`);
-  assert.deepEqual(volumesAdded(now, journal, true).notes, ['volume db: journal changed: that takes a restart']);
+  assert.deepEqual(volumesReloaded(now, journal, true).notes, ['volume db: journal changed: that takes a restart']);
   assert.equal(sameFileKey(path.join(dir, 'here', 'not-yet', 'x.img')), path.join(fs.realpathSync(dir), 'not-yet', 'x.img'));
   assert.throws(() => config(`${base}\n  logs: { path: ./here/wal.img, size: 1GiB, role: primary }`),
     /offsite\.yaml:\d+: volumes\.logs\.path: .*here\/wal\.img is volume wal's file too; each volume needs a file \(or device\) of its own/);
+});
+
+test('a volume gone from the file is let go; a member of a consistency group waits for a restart; its file and name are free for a new one', () => {
+  const dropped = volumesReloaded(config(base), config('  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b }'), true);
+  assert.deepEqual(dropped, { add: [], remove: ['wal'], notes: [] });
+  // A set-aside volume that is gone goes too (the reload does not try it again).
+  assert.deepEqual(volumesReloaded(config(base), config('  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b }'), true,
+    (name) => name === 'wal').remove, ['wal']);
+  const grouped = config(base, 'groups:\n  erp: [db, wal]');
+  const member = volumesReloaded(grouped, config('  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b }'), true);
+  assert.deepEqual(member.remove, []);
+  assert.deepEqual(member.notes, ['volume wal is gone from the config, but it is a member of consistency group erp: it is served until the next restart']);
+  // A rename in one reload: wal is let go first, so logs may take its file (and would take its target name).
+  const renamed = volumesReloaded(config(base), config(`  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b }
+  logs: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b }`), true);
+  assert.deepEqual(renamed.remove, ['wal']);
+  assert.deepEqual(renamed.add.map((v) => v.name), ['logs']);
+  assert.deepEqual(renamed.notes, []);
 });

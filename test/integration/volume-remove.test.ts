@@ -1,0 +1,157 @@
+// A volume dropped from the config of a running pair (src/node/volume-removal.ts,
+// docs/CONFIG.md "Reloading"), with real clients:
+// - at the primary, in the middle of its first sync over a capped link, with an NBD
+//   client (qemu-io) and an iSCSI session (qemu's iscsi driver) open on it: `offsite
+//   reload` lets it go; the daemon goes on serving db (qemu-io writes, qemu-img
+//   compare), nbdinfo and iscsi-ls no longer list it, site-b says it is missing at
+//   site-a, and its file and state stay as they were; added back, it is served again,
+//   its first sync runs to the end and the replica compares equal;
+// - at the secondary, while the primary writes: site-a journals it and says it is
+//   missing at site-b; added back at site-b, the backlog drains and it compares equal.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { freePort, statusOf, type TestDaemon } from '../helpers/daemon.js';
+import { cli } from '../helpers/cli.js';
+import { startPair } from '../helpers/pair.js';
+import { must, waitFor } from '../helpers/run.js';
+
+const MiB = 1024 * 1024;
+const HOST = 'iqn.2026-12.com.example:host';
+
+interface Row { name: string; link: string; backlogBytes: number; resyncing: boolean; resyncBytes: number; peers: Array<{ unavailable?: string | null }> }
+
+async function rows(d: TestDaemon): Promise<Row[]> {
+  return (await statusOf(d)).volumes as unknown as Row[];
+}
+
+/** Drops the `wal:` line from a config file; returns the line, to put back. */
+function dropWal(file: string): string {
+  const text = fs.readFileSync(file, 'utf8');
+  const line = /^ {2}wal: .*$/m.exec(text)?.[0];
+  assert.ok(line, `no wal line in ${file}`);
+  fs.writeFileSync(file, text.replace(`${line}\n`, ''));
+  return line;
+}
+
+function putBack(file: string, line: string): void {
+  const text = fs.readFileSync(file, 'utf8');
+  fs.writeFileSync(file, text.replace(/^( {2}db: .*)$/m, `$1\n${line}`));
+}
+
+function sha(file: string): string {
+  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
+
+/** A client that opens its session and then holds it (qemu-io sleeping between commands). */
+function holdOpen(args: string[]): ChildProcess {
+  return spawn('qemu-io', [...args.slice(0, -1), '-c', 'read 0 4k', '-c', 'sleep 60000', args[args.length - 1]!], { stdio: 'ignore' });
+}
+
+test('a volume dropped from the config is let go at a reload, mid first sync and with host sessions open; the others go on; added back, it resumes',
+  async () => {
+    const iscsiPort = await freePort();
+    const seed = crypto.randomBytes(40 * MiB);
+    const p = await startPair({
+      size: '64MiB', journal: '256MiB',
+      // 40 MiB of data the first sync must send, at 16 Mbit/s: some 20 s.
+      peerKeysA: 'rate: 16mbit, compression: off',
+      volumesA: '  wal: { path: ./wal.img, size: 64MiB, role: primary, peer: site-b, journal: 256MiB }',
+      volumesB: '  wal: { path: ./wal.img, size: 64MiB, role: secondary, peer: site-a, journal: 256MiB }',
+      nodeKeysA: `iscsi:\n  listen: 127.0.0.1:${iscsiPort}\n  iqn: iqn.2026-12.com.example:site-a\n`,
+      prepare: (dirA) => {
+        const f = path.join(dirA, 'wal.img');
+        fs.writeFileSync(f, seed);
+        fs.truncateSync(f, 64 * MiB);
+      },
+    });
+    const held: ChildProcess[] = [];
+    try {
+      const walA = path.join(path.dirname(p.a.configFile), 'wal.img');
+      await waitFor('wal\'s first sync under way', async () => {
+        const wal = (await rows(p.a)).find((v) => v.name === 'wal');
+        return wal !== undefined && wal.resyncing && wal.resyncBytes > 0;
+      }, 60_000);
+      held.push(holdOpen(['-f', 'raw', p.a.uri('wal')]));
+      held.push(holdOpen(['--image-opts', ['driver=raw', 'file.driver=iscsi', 'file.transport=tcp', `file.portal=127.0.0.1:${iscsiPort}`,
+        'file.target=iqn.2026-12.com.example:site-a:wal', 'file.lun=0', `file.initiator-name=${HOST}`].join(',')]));
+      await waitFor('the NBD and iSCSI sessions on wal', async () => {
+        const s = await statusOf(p.a) as unknown as { volumes: Array<{ name: string; iscsi: { sessions: unknown[] } | null }> };
+        return (s.volumes.find((v) => v.name === 'wal')?.iscsi?.sessions.length ?? 0) > 0;
+      }, 15_000);
+
+      const line = dropWal(p.a.configFile);
+      const said = await cli(p.a, 'reload');
+      assert.equal(said.code, 0, said.stderr);
+      assert.match(said.stdout, /volume wal: gone from the config; letting it go \(its file, journal and state are kept\)/);
+      await waitFor('wal let go at site-a', async () => /volume wal: removed from the config and let go/.test(p.a.log), 30_000);
+      assert.match(p.a.log, new RegExp('volume wal: removed from the config and let go in \\d+ ms \\(64 MiB primary, 2 host sessions closed\\); ' +
+        '\\S+wal\\.img, its journal and its state in \\S+ are kept'));
+      assert.doesNotMatch(p.a.log, /letting it go: .* failed/);
+      assert.deepEqual((await rows(p.a)).map((v) => v.name), ['db']);
+      // Not listed any more, by NBD or iSCSI; the other volume still is.
+      const list = await must('nbdinfo', ['--list', `nbd://127.0.0.1:${p.a.port}`]);
+      assert.match(list, /export="db"/);
+      assert.doesNotMatch(list, /export="wal"/);
+      const targets = await must('iscsi-ls', ['-i', HOST, `iscsi://127.0.0.1:${iscsiPort}`]);
+      assert.match(targets, /site-a:db/);
+      assert.doesNotMatch(targets, /site-a:wal/);
+      // The daemon goes on: db takes writes and replicates.
+      await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x31 0 8M', '-c', 'flush', p.a.uri('db')]);
+      // (Not p.drained(): site-b's wal stays short of its first sync while site-a does not serve it.)
+      await waitFor('db drained', async () => {
+        const db = (await rows(p.a)).find((v) => v.name === 'db')!;
+        return db.link === 'connected' && db.backlogBytes === 0;
+      }, 60_000);
+      await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
+      // site-b says where wal is missing; its replica is not promoted or touched.
+      await waitFor('site-b names wal as missing at site-a', async () => {
+        const wal = (await rows(p.b)).find((v) => v.name === 'wal');
+        return /not in site-a's config/.test(wal?.peers[0]?.unavailable ?? '');
+      }, 30_000);
+      // The file is as the host left it; its state stays for a return.
+      const expected = crypto.createHash('sha256').update(Buffer.concat([seed, Buffer.alloc(24 * MiB)])).digest('hex');
+      assert.equal(sha(walA), expected);
+      assert.ok(fs.existsSync(path.join(path.dirname(p.a.configFile), 'state', 'volumes', 'wal')));
+
+      // Added back: served again, the first sync runs to its end, the replica is the primary's image.
+      putBack(p.a.configFile, line);
+      const back = await cli(p.a, 'reload');
+      assert.equal(back.code, 0, back.stderr);
+      assert.match(back.stdout, /volume wal: added; opening it/);
+      await waitFor('wal served again', async () => (await rows(p.a)).some((v) => v.name === 'wal'), 30_000);
+      await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x44 60M 1M', '-c', 'flush', p.a.uri('wal')]);
+      await p.drained(120_000);
+      await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('wal'), p.b.uri('wal')]);
+
+      // At the secondary, while the primary writes: site-a journals wal and says where it is missing.
+      const lineB = dropWal(p.b.configFile);
+      const atB = await cli(p.b, 'reload');
+      assert.equal(atB.code, 0, atB.stderr);
+      await waitFor('wal let go at site-b', async () => /volume wal: removed from the config and let go/.test(p.b.log), 30_000);
+      assert.match(p.b.log, /\(64 MiB secondary\); \S+wal\.img, its receive log and its state in \S+ are kept/);
+      await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x55 4M 4M', '-c', 'flush', p.a.uri('wal')]);
+      await waitFor('site-a names wal as missing at site-b', async () => {
+        const wal = (await rows(p.a)).find((v) => v.name === 'wal');
+        return /not in site-b's config/.test(wal?.peers[0]?.unavailable ?? '') && wal!.backlogBytes > 0;
+      }, 30_000);
+      await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x32 8M 4M', '-c', 'flush', p.a.uri('db')]);
+      await waitFor('db drained while wal waits', async () => {
+        const db = (await rows(p.a)).find((v) => v.name === 'db')!;
+        return db.link === 'connected' && db.backlogBytes === 0;
+      }, 60_000);
+      await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
+      putBack(p.b.configFile, lineB);
+      assert.equal((await cli(p.b, 'reload')).code, 0);
+      await p.drained(120_000);
+      await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('wal'), p.b.uri('wal')]);
+      await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
+      assert.doesNotMatch(p.a.log + p.b.log, /unhandled|assertion/i);
+    } finally {
+      for (const c of held) c.kill();
+      await p.stop();
+    }
+  });
