@@ -78,7 +78,11 @@ export class JournaledVolume implements ExportBackend {
   readonly disk: Disk;
   readonly journal: Journal;
   readonly bitmap: DirtyBitmap;
-  readonly onFull: OnFull;
+  /** on_full; a reload may change it (setOnFull). */
+  private onFullMode: OnFull;
+  get onFull(): OnFull {
+    return this.onFullMode;
+  }
   private readonly log: Logger;
   /**
    * The largest epoch before the write path closes it with a barrier of its own.
@@ -155,7 +159,7 @@ export class JournaledVolume implements ExportBackend {
     this.disk = opts.disk;
     this.journal = opts.journal;
     this.bitmap = opts.bitmap;
-    this.onFull = opts.onFull;
+    this.onFullMode = opts.onFull;
     this.log = opts.log;
     this.maxBlocked = opts.maxBlocked ?? 4096;
     this.intentStore = opts.intentStore ?? null;
@@ -644,6 +648,15 @@ export class JournaledVolume implements ExportBackend {
     } finally {
       done();
     }
+  }
+
+  /**
+   * A reload's on_full. From block to bitmap, the writes waiting for space go on at
+   * once (the journal full, they overflow to the bitmap, as that mode does).
+   */
+  setOnFull(mode: OnFull): void {
+    this.onFullMode = mode;
+    if (mode === 'bitmap') this.wakeBlocked();
   }
 
   private waitForSpace(kind: RecordKind, length: number): Promise<void> {

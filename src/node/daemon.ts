@@ -36,7 +36,7 @@ import { HashBuffers } from '../sync/region-hashes.js';
 import { boundOldGeneration, boundYoungGeneration, collectUnderPressure } from '../memory/collector.js';
 import { NodeGroups } from './groups.js';
 import { SetAside } from './set-aside.js';
-import { volumesReloaded } from './reloaded-volumes.js';
+import { applyVolumeKeys, volumesReloaded } from './reloaded-volumes.js';
 import { removeVolume, type RemovalHost } from './volume-removal.js';
 import { openRole, VolumeFolders, type RoleOpening } from './role-open.js';
 import { UnavailableVolumes, withoutName } from './unavailable.js';
@@ -378,6 +378,7 @@ export class Daemon {
     // A secondary's history limits apply live; turning history on or off takes a restart.
     for (const e of this.entries) {
       const v = next.volumes.find((x) => x.name === e.config.name);
+      if (v) notes.push(...applyVolumeKeys(e, v, () => this.roles.replanSchedule(e.config.name)));
       const h = e.replica?.history;
       if (!v || !h) {
         if (v?.history && e.replica) notes.push(`volume ${v.name}: history is turned on at the next start`);

@@ -21,8 +21,49 @@ export interface ReloadedVolumes {
   notes: string[];
 }
 
-/** Keys of a served volume a reload applies (src/node/links.ts: weight, priority; daemon.ts: history's limits). */
-const LIVE_KEYS: ReadonlySet<string> = new Set(['weight', 'priority', 'history']);
+/**
+ * Keys of a served volume a reload applies: src/node/links.ts weight and priority,
+ * daemon.ts history's limits, applyVolumeKeys (below) the rest.
+ */
+const LIVE_KEYS: ReadonlySet<string> = new Set(['weight', 'priority', 'history', 'checkpoints', 'failback', 'on_full', 'iscsi']);
+
+/** What applyVolumeKeys changes on a served volume. */
+export interface LiveVolume {
+  readonly config: VolumeConfig;
+  readonly journaled: { setOnFull(mode: VolumeConfig['on_full']): void } | null;
+}
+
+/**
+ * A served volume's keys that a reload changes in place, without touching its sessions
+ * or links: its checkpoint schedule (`forgetSchedule` drops the one in use; the next
+ * tick plans the new one), failback, on_full (a primary's journal), and its iSCSI access
+ * (CHAP, initiators: read at each login; sessions logged in stay). Returns the notes.
+ */
+export function applyVolumeKeys(e: LiveVolume, next: VolumeConfig, forgetSchedule: () => void): string[] {
+  const v = e.config;
+  const notes: string[] = [];
+  const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+  if (!same(v.checkpoints, next.checkpoints)) {
+    v.checkpoints = next.checkpoints;
+    forgetSchedule();
+    const plan = next.checkpoints.length === 0 ? 'none' : next.checkpoints.map((c) => `"${c.label}" (${c.cron})`).join(', ');
+    notes.push(`volume ${v.name}: checkpoint schedule now ${plan}`);
+  }
+  if (v.failback !== next.failback) {
+    v.failback = next.failback;
+    notes.push(`volume ${v.name}: failback ${next.failback}`);
+  }
+  if (v.on_full !== next.on_full) {
+    v.on_full = next.on_full;
+    e.journaled?.setOnFull(next.on_full);
+    notes.push(`volume ${v.name}: on_full ${next.on_full}${e.journaled ? '' : ' (when it is primary)'}`);
+  }
+  if (!same(v.iscsi, next.iscsi)) {
+    v.iscsi = next.iscsi;
+    notes.push(`volume ${v.name}: iSCSI access changed (for the next logins; sessions logged in stay)`);
+  }
+  return notes;
+}
 
 /**
  * The running daemon's config against a reload's: which new volumes open now, which go, and what

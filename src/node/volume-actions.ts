@@ -66,6 +66,11 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
 
   /** A volume let go: what the actions kept of it by name goes (its checkpoint schedule). */
   forget(name: string): void {
+    this.replanSchedule(name);
+  }
+
+  /** The volume's checkpoint schedule changed (a reload): the next tick plans it from its config again. */
+  replanSchedule(name: string): void {
     this.schedules.delete(name);
   }
 

@@ -5,6 +5,7 @@
 //   status JSON and `offsite status` say where it is missing;
 // - site-b's file gains wal too; its reload opens it, the link is made again with it,
 //   and wal's first sync and backlog reach site-b: both volumes compare equal;
+// - site-b's db gains a checkpoint schedule at a reload, and takes its checkpoint;
 // - a reload that moves a volume's file, or adds one on a served volume's file, says what waits
 //   (one that drops a volume lets it go: test/integration/volume-remove.test.ts).
 import test from 'node:test';
@@ -64,6 +65,20 @@ test('a volume added at a reload is served at once, waits for the peer that lack
     await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
     const walAtA = (await statusOf(p.a)).volumes.find((v) => v.name === 'wal') as { peers: Array<{ unavailable?: string | null }> };
     assert.equal(walAtA.peers[0]!.unavailable ?? null, null);
+
+    // A served volume's checkpoint schedule changes in place: site-b's db takes its first scheduled checkpoint, no restart.
+    const textB = fs.readFileSync(p.b.configFile, 'utf8');
+    const scheduled = textB.replace(/^( {2}db: \{.*)( \})$/m, '$1, checkpoints: [{ cron: "*/2 * * * * *", hold: 1h, label: live }]$2');
+    assert.notEqual(scheduled, textB);
+    fs.writeFileSync(p.b.configFile, scheduled);
+    const sched = await cli(p.b, 'reload');
+    assert.equal(sched.code, 0, sched.stderr);
+    assert.match(sched.stdout, /volume db: checkpoint schedule now "live" \(\*\/2 \* \* \* \* \*\)/);
+    assert.doesNotMatch(sched.stdout, /takes a restart/);
+    await waitFor('the scheduled checkpoint at site-b', async () => {
+      const db = (await statusOf(p.b)).volumes.find((v) => v.name === 'db') as { checkpoint: { label: string } | null } | undefined;
+      return db?.checkpoint?.label === 'live';
+    }, 30_000);
 
     // What waits for a restart is said: a served volume's new file, a new one on a served volume's file.
     const before = fs.readFileSync(p.a.configFile, 'utf8');

@@ -111,6 +111,28 @@ test('on_full: block holds host writes until the peer acks free space', async ()
   await jv.close();
 });
 
+test('on_full changed by a reload from block to bitmap: the writes waiting for space go on, tracked by the bitmap', async () => {
+  const dir = tempDir('block-to-bitmap');
+  const journal = new Journal({ store: new DirStore(path.join(dir, 'j')), capacity: 1024 * KiB, segmentSize: 256 * KiB });
+  const report = await journal.recover();
+  const { bitmap } = await DirtyBitmap.open(new DirStore(dir), 4 * 1024 * KiB, 64 * KiB);
+  const jv = new JournaledVolume({ disk: memDisk(4 * 1024 * KiB), journal, bitmap, onFull: 'block', log: silentLogger });
+  await jv.start(report);
+  const chunk = Buffer.alloc(250 * KiB, 1);
+  for (let i = 0; i < 4; i++) await jv.write(i * chunk.length, chunk, false);
+  let done = 0;
+  const blocked = [4, 5].map((i) => jv.write(i * chunk.length, chunk, false).then(() => done++));
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(done, 0, 'both wait for space');
+  jv.setOnFull('bitmap');
+  assert.equal(jv.onFull, 'bitmap');
+  await Promise.all(blocked);
+  assert.equal(done, 2);
+  assert.equal(jv.mode, 'bitmap', 'the journal full, they overflowed to the bitmap');
+  assert.ok(bitmap.isSet(Math.floor((4 * chunk.length) / (64 * KiB))) && bitmap.isSet(Math.floor((5 * chunk.length) / (64 * KiB))));
+  await jv.close();
+});
+
 test('the epoch bound holds for writes a range lock lets go at once; a barrier the journal refuses after a large record ' +
   'sends the volume to the bitmap', async () => {
   const dir = tempDir('epoch-bound');

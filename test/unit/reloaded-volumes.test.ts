@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { parseConfig, sameFileKey, type Config } from '../../src/config/config.js';
-import { volumesReloaded } from '../../src/node/reloaded-volumes.js';
+import { applyVolumeKeys, volumesReloaded } from '../../src/node/reloaded-volumes.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-added-'));
 const file = path.join(dir, 'offsite.yaml');
@@ -103,4 +103,36 @@ test('a volume gone from the file is let go; a member of a consistency group wai
   assert.deepEqual(renamed.remove, ['wal']);
   assert.deepEqual(renamed.add.map((v) => v.name), ['logs']);
   assert.deepEqual(renamed.notes, []);
+});
+
+test('a served volume\'s checkpoint schedule, failback, on_full and iSCSI access change in place; the rest waits for a restart', () => {
+  const iscsi = 'iscsi:\n  listen: 127.0.0.1:3260';
+  const now = config(base, iscsi);
+  const changed = config(`  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b, failback: auto, on_full: block,
+       checkpoints: [ { cron: "0 2 * * *", label: nightly } ], iscsi: { initiators: [ "iqn.2026-12.com.example:erp" ] } }
+  wal: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b, journal: 2GiB }`, iscsi);
+  // Only the journal of wal is said to wait.
+  assert.deepEqual(volumesReloaded(now, changed, true).notes, ['volume wal: journal changed: that takes a restart']);
+  const db = now.volumes[0]!;
+  const modes: string[] = [];
+  let replanned = 0;
+  const notes = applyVolumeKeys({ config: db, journaled: { setOnFull: (m) => modes.push(m) } }, changed.volumes[0]!, () => replanned++);
+  assert.deepEqual(notes, [
+    'volume db: checkpoint schedule now "nightly" (0 2 * * *)',
+    'volume db: failback auto',
+    'volume db: on_full block',
+    'volume db: iSCSI access changed (for the next logins; sessions logged in stay)',
+  ]);
+  assert.equal(replanned, 1);
+  assert.deepEqual(modes, ['block']);
+  assert.equal(db.failback, 'auto');
+  assert.deepEqual(db.checkpoints.map((c) => c.label), ['nightly']);
+  assert.deepEqual(db.iscsi?.initiators, ['iqn.2026-12.com.example:erp']);
+  // The same file again: nothing changes, nothing is said.
+  assert.deepEqual(applyVolumeKeys({ config: db, journaled: null }, changed.volumes[0]!, () => replanned++), []);
+  assert.equal(replanned, 1);
+  // A secondary's on_full is kept for when it is promoted.
+  const wal = now.volumes[1]!;
+  assert.deepEqual(applyVolumeKeys({ config: wal, journaled: null }, { ...wal, on_full: 'block' }, () => undefined),
+    ['volume wal: on_full block (when it is primary)']);
 });
