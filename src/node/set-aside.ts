@@ -35,6 +35,9 @@ export interface SetAsideHost {
 }
 
 /** Setting volumes aside, and opening them again at a reload. */
+/** Keys of a volume set aside that a reload does not take: the links and the default export are made at the start. */
+const RESTART_KEYS: ReadonlySet<string> = new Set(['peer', 'peers', 'default']);
+
 export class SetAside {
   /** The reload's reopen running now, which a stop waits for. */
   private readonly reopening = new Set<Promise<void>>();
@@ -74,12 +77,14 @@ export class SetAside {
 
   /**
    * A reload's config, for the volumes set aside: where each lives (`path`,
-   * `journal_dir`) is taken from it, into the daemon's own config object of the volume
-   * (changed in place: the links and the entries' order know the volume by that object;
-   * nothing of the volume is open, so nothing moves under a reader; a folder or file
-   * another volume holds is refused by its lock at the open). Any other change to such
-   * a volume waits for a restart, and the reload says so, as it says of one being opened
-   * now (by the reload before). Returns what the reload says.
+   * `journal_dir`) and how it opens (`size`, `journal`, ...: the keys an error at its
+   * open may have asked the operator to fix) are taken from it, into the daemon's own
+   * config object of the volume (changed in place: the links and the entries' order know
+   * the volume by that object; nothing of the volume is open, so nothing moves under a
+   * reader; a folder or file another volume holds is refused by its lock at the open).
+   * Its peers and `default` wait for a restart (the links and the default export are
+   * made at the start), and the reload says so, as it says of a volume being opened now
+   * (by the reload before). Returns what the reload says.
    */
   adopt(next: Pick<Config, 'volumes'>): string[] {
     const { config, unavailable } = this.host;
@@ -95,9 +100,17 @@ export class SetAside {
       }
       if (was.path !== n.path) notes.push(`volume ${name}: its file is now ${n.path}`);
       if (was.journal_dir !== n.journal_dir) notes.push(`volume ${name}: its journal folder is now ${journalDirOf(n, config.state)}`);
-      const rest = (Object.keys({ ...was, ...n }) as (keyof VolumeConfig)[])
+      const changed = (Object.keys({ ...was, ...n }) as (keyof VolumeConfig)[])
         .filter((k) => k !== 'path' && k !== 'journal_dir' && JSON.stringify(was[k]) !== JSON.stringify(n[k]));
-      if (rest.length > 0) notes.push(`volume ${name}: ${rest.join(', ')} changed: that takes a restart (it is opened as it was)`);
+      const restart = changed.filter((k) => RESTART_KEYS.has(k));
+      const taken = changed.filter((k) => !RESTART_KEYS.has(k));
+      if (taken.length > 0 && unavailable.isOpening(name)) {
+        notes.push(`volume ${name}: ${taken.join(', ')} changed while it is being opened: reload again once it has opened or failed`);
+      } else if (taken.length > 0) {
+        for (const k of taken) (was as unknown as Record<string, unknown>)[k] = n[k];
+        notes.push(`volume ${name}: ${taken.join(', ')} taken (it opens with ${taken.length === 1 ? 'it' : 'them'})`);
+      }
+      if (restart.length > 0) notes.push(`volume ${name}: ${restart.join(', ')} changed: that takes a restart (it is opened as it was)`);
       was.path = n.path;
       was.journal_dir = n.journal_dir;
     }

@@ -224,3 +224,35 @@ groups:
     assert.equal(await d.stop(), 0);
   }
 });
+
+test('a volume set aside because its size: is wrong opens at a reload once the file says the right size', async () => {
+  const dir = tempDir('unavailable-size');
+  // The host's disk is 24 MiB; the config says 32 MiB, as a typo would.
+  fs.writeFileSync(path.join(dir, 'logs.img'), Buffer.alloc(24 * 1024 * 1024, 0x3c));
+  const d = await TestDaemon.create({
+    dir, noStart: true,
+    yaml: (ports) => `node: site-a
+state: ./state
+nbd: 127.0.0.1:${ports.nbd}
+api: 127.0.0.1:${ports.api}
+volumes:
+  good: { path: ./good.img, size: 16MiB, role: primary }
+  logs: { path: ./logs.img, size: 32MiB, role: primary, on_full: block }
+`,
+  });
+  await d.start();
+  try {
+    assert.match(d.log, /volume logs is not served: \S+logs\.img is 24 MiB \(25165824 bytes\) but the config says 32 MiB[^\n]*fix size:/);
+    fs.writeFileSync(d.configFile, fs.readFileSync(d.configFile, 'utf8').replace('size: 32MiB', 'size: 24MiB'));
+    // (No identity, so no API token: SIGHUP, as an init script sends it.)
+    process.kill(d.pid!, 'SIGHUP');
+    await waitFor('the reload', () => /config reloaded: /.test(d.log), 15_000);
+    assert.match(d.log, /config reloaded: [^\n]*volume logs: size taken \(it opens with it\)/);
+    assert.doesNotMatch(d.log, /takes a restart/);
+    await waitFor('logs opened at the reload', () => /volume logs: opened at a reload; served as primary \(24 MiB\)/.test(d.log), 30_000);
+    // Its data is the host's, untouched; it takes writes.
+    await must('qemu-io', ['-f', 'raw', '-c', 'read -P 0x3c 0 24M', '-c', 'write -P 0x4d 0 1M', '-c', 'flush', d.uri('logs')]);
+  } finally {
+    await d.stop();
+  }
+});
