@@ -6,8 +6,10 @@
 //   compare), nbdinfo and iscsi-ls no longer list it, site-b says it is missing at
 //   site-a, and its file and state stay as they were; added back, it is served again,
 //   its first sync runs to the end and the replica compares equal;
-// - at the secondary, while the primary writes: site-a journals it and says it is
-//   missing at site-b; added back at site-b, the backlog drains and it compares equal.
+// - at the secondary, with a checkpoint held and a drill over it, while the primary
+//   writes: site-a journals it and says it is missing at site-b; added back at site-b,
+//   its checkpoint is served again, and once released the backlog drains and it
+//   compares equal.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -127,7 +129,12 @@ test('a volume dropped from the config is let go at a reload, mid first sync and
       await p.drained(120_000);
       await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('wal'), p.b.uri('wal')]);
 
-      // At the secondary, while the primary writes: site-a journals wal and says where it is missing.
+      // At the secondary, with a checkpoint held and a drill over it, while the primary writes:
+      // site-a journals wal and says where it is missing.
+      assert.equal((await cli(p.b, 'checkpoint', 'create', 'wal', '--hold', '1h')).code, 0);
+      const drill = await cli(p.b, 'drill', 'start', 'wal');
+      assert.equal(drill.code, 0, drill.stderr);
+      await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0xd1 0 1M', '-c', 'flush', p.b.uri('wal@drill')]);
       const lineB = dropWal(p.b.configFile);
       const atB = await cli(p.b, 'reload');
       assert.equal(atB.code, 0, atB.stderr);
@@ -144,8 +151,15 @@ test('a volume dropped from the config is let go at a reload, mid first sync and
         return db.link === 'connected' && db.backlogBytes === 0;
       }, 60_000);
       await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
+      assert.doesNotMatch((await must('nbdinfo', ['--list', `nbd://127.0.0.1:${p.b.port}`])), /export="wal/);
       putBack(p.b.configFile, lineB);
       assert.equal((await cli(p.b, 'reload')).code, 0);
+      // Back: its checkpoint is held and served again (as after a restart); the drill ended with the let-go, as at a stop.
+      await waitFor('wal served again at site-b', async () => (await rows(p.b)).some((v) => v.name === 'wal'), 30_000);
+      const listB = await must('nbdinfo', ['--list', `nbd://127.0.0.1:${p.b.port}`]);
+      assert.match(listB, /export="wal@checkpoint"/);
+      assert.doesNotMatch(listB, /export="wal@drill"/);
+      assert.equal((await cli(p.b, 'checkpoint', 'release', 'wal')).code, 0);
       await p.drained(120_000);
       await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('wal'), p.b.uri('wal')]);
       await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
