@@ -364,15 +364,27 @@ export class Daemon {
       const changed = volumesReloaded(this.config, next, this.links !== null, (name) => this.unavailable.has(name));
       notes.push(...this.setAsides.adopt(next), ...this.setAsides.retry(new Set(changed.remove)), ...changed.notes);
       if (changed.remove.length > 0) {
-        // One after another, each once the opens under way are done (one may be opening it).
+        // One after another, each once the opens under way are done (one may be opening it);
+        // a group dropped with its members goes after them.
         const opened = this.setAsides.idle();
         this.removing = Promise.all([this.removing, opened]).then(async () => {
           for (const name of changed.remove) await removeVolume(this.removal, name);
+          for (const g of changed.removeGroups) {
+            this.groups.remove(g);
+            this.config.groups.splice(this.config.groups.findIndex((x) => x.name === g), 1);
+            this.log.info({ group: g }, `group ${g}: removed from the config with its members`);
+          }
         });
         notes.push(...changed.remove.map((name) => `volume ${name}: gone from the config; letting it go (its file, journal and state are kept)`));
       }
-      // (In place: the links, the iSCSI front and the set-aside know the volumes by this list.)
+      // (In place: the links, the iSCSI front and the set-aside know the volumes by this list;
+      // a replica learns at its open that it is a group's member.)
       this.config.volumes.push(...changed.add);
+      for (const g of changed.addGroups) {
+        this.config.groups.push(g);
+        this.groups.add(g, this.started);
+        notes.push(`consistency group ${g.name}: added with ${g.members.join(', ')}`);
+      }
       notes.push(...this.setAsides.add(changed.add, this.removing));
     }
     // A secondary's history limits apply live; turning history on or off takes a restart.

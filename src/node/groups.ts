@@ -13,6 +13,7 @@ import { GroupPointCadence } from '../group/cadence.js';
 import { groupLimit, type GroupLimitView } from '../group/limit.js';
 import { GROUP_POINT_MIN_GAP_MS } from '../limits/limits.js';
 import type { VolumeEntry } from './volume-entry.js';
+import { assert } from '../invariants/assert.js';
 
 /** Recent group points the primary remembers for the group's lag (a minute of points at the most frequent). */
 const MAX_RECENT_POINTS = 600;
@@ -63,11 +64,31 @@ export class NodeGroups {
 
   constructor(private readonly host: GroupsHost, private readonly log: Logger, timing: Partial<GroupsTiming> = {}) {
     this.timing = { ...REAL_TIMING, ...timing };
-    for (const g of host.config.groups) {
-      this.states.set(g.name, {
-        config: g, cadence: new GroupPointCadence(this.timing.now()), limit: null, frozen: false, view: null, missed: [], recent: [], hooked: new WeakSet(),
-      });
-    }
+    for (const g of host.config.groups) this.states.set(g.name, this.fresh(g));
+  }
+
+  private fresh(g: GroupConfig): GroupState {
+    return {
+      config: g, cadence: new GroupPointCadence(this.timing.now()), limit: null, frozen: false, view: null, missed: [], recent: [], hooked: new WeakSet(),
+    };
+  }
+
+  /**
+   * A group a reload adds with its members (src/node/reloaded-volumes.ts), before they
+   * open: its points begin once they all are served. `started`: the daemon's start is done.
+   */
+  add(g: GroupConfig, started: boolean): void {
+    assert(!this.states.has(g.name), () => `group ${g.name} added twice`);
+    this.states.set(g.name, this.fresh(g));
+    if (started && this.timer === null) this.start();
+  }
+
+  /** A group a reload dropped, once its members are let go (src/node/volume-removal.ts). */
+  remove(name: string): void {
+    const s = this.states.get(name);
+    if (!s) return;
+    assert(this.members(s) === null, () => `group ${name} dropped while its members are served`);
+    this.states.delete(name);
   }
 
   get names(): string[] { return [...this.states.keys()]; }

@@ -4,11 +4,12 @@
 // made again). A volume new to the file is opened in the background as a start opens it,
 // then served and linked (SetAside.add); a volume dropped from the file is let go as a
 // stop lets it go, its files and state kept (src/node/volume-removal.ts); the others go
-// on. What the running daemon cannot take without a restart is said, and waits for one:
-// a new member of a consistency group, or a member dropped (the group's points are formed
-// from the start), a peer the daemon does not run links with, a file or iSCSI name a
-// served volume keeps.
-import type { Config, VolumeConfig } from '../config/config.js';
+// on; a new consistency group comes with its members, all new, and goes with them, all
+// dropped. What the running daemon cannot take without a restart is said, and waits for
+// one: a new member of a group it serves, or a member dropped (the group's points are
+// formed over the members it had), a peer the daemon does not run links with, a file or
+// iSCSI name a served volume keeps.
+import type { Config, GroupConfig, VolumeConfig } from '../config/config.js';
 import { sameFileKey } from '../config/config.js';
 import { targetPart } from '../iscsi/config.js';
 
@@ -17,6 +18,10 @@ export interface ReloadedVolumes {
   add: VolumeConfig[];
   /** Volumes to let go now: gone from the file (src/node/volume-removal.ts). Let go before those added open. */
   remove: string[];
+  /** Consistency groups new to the file whose members are all added now (opened together). */
+  addGroups: GroupConfig[];
+  /** Consistency groups gone from the file with all their members (dropped once the members are let go). */
+  removeGroups: string[];
   /** What the reload says of the volumes added, refused or dropped. */
   notes: string[];
 }
@@ -75,11 +80,33 @@ export function volumesReloaded(current: Pick<Config, 'volumes' | 'peers' | 'isc
   const remove: string[] = [];
   const notes: string[] = [];
   const known = new Set(current.volumes.map((v) => v.name));
+  // A group comes with its members, all new, and goes with them, all dropped; any other
+  // change of a group waits for a restart (its points are formed over the members it had).
+  const addGroups: GroupConfig[] = [];
+  const removeGroups: string[] = [];
+  for (const g of next.groups) {
+    const was = current.groups.find((x) => x.name === g.name);
+    if (was) {
+      if (was.members.join() !== g.members.join() && g.members.every((m) => known.has(m))) {
+        notes.push(`consistency group ${g.name}: its members changed: that takes a restart`);
+      }
+    } else if (g.members.every((m) => !known.has(m))) {
+      addGroups.push(g);
+    } else {
+      notes.push(`consistency group ${g.name} is new, but ${g.members.filter((m) => known.has(m)).join(', ')} ` +
+        'already served here: that takes a restart');
+    }
+  }
+  for (const g of current.groups) {
+    if (next.groups.some((x) => x.name === g.name)) continue;
+    if (g.members.every((m) => !next.volumes.some((v) => v.name === m))) removeGroups.push(g.name);
+    else notes.push(`consistency group ${g.name} is gone from the config: that takes a restart (its members stay grouped until then)`);
+  }
   for (const v of current.volumes) {
     const w = next.volumes.find((x) => x.name === v.name);
     if (!w) {
       const group = current.groups.find((g) => g.members.includes(v.name));
-      if (group) {
+      if (group && !removeGroups.includes(group.name)) {
         notes.push(`volume ${v.name} is gone from the config, but it is a member of consistency group ${group.name}: ` +
           'it is served until the next restart');
       } else {
@@ -99,7 +126,7 @@ export function volumesReloaded(current: Pick<Config, 'volumes' | 'peers' | 'isc
   for (const v of next.volumes) {
     if (known.has(v.name)) continue;
     const group = next.groups.find((g) => g.members.includes(v.name));
-    if (group) {
+    if (group && !addGroups.includes(group)) {
       notes.push(`volume ${v.name}: a new member of consistency group ${group.name}: that takes a restart`);
       continue;
     }
@@ -128,5 +155,17 @@ export function volumesReloaded(current: Pick<Config, 'volumes' | 'peers' | 'isc
     files.set(sameFileKey(v.path), v.name);
     targets.set(targetPart(v.name), v.name);
   }
-  return { add, remove, notes };
+  // A new group opens whole or not at all.
+  for (const g of [...addGroups]) {
+    const left = g.members.filter((m) => !add.some((v) => v.name === m));
+    if (left.length === 0) continue;
+    addGroups.splice(addGroups.indexOf(g), 1);
+    for (const m of g.members) {
+      const i = add.findIndex((v) => v.name === m);
+      if (i < 0) continue;
+      add.splice(i, 1);
+      notes.push(`volume ${m}: not added: consistency group ${g.name} opens whole, and ${left.join(', ')} ${left.length === 1 ? 'is' : 'are'} not added`);
+    }
+  }
+  return { add, remove, addGroups, removeGroups, notes };
 }

@@ -177,7 +177,8 @@ export class SetAside {
     }
     // (A retry's volume that another reload's run set aside meanwhile is that run's.)
     const ours = (name: string): boolean => mine.has(name) && (added ? !host.unavailable.has(name) : host.unavailable.isOpening(name));
-    if (!added) this.withGroup(vs);
+    // (Members of a group the reload adds open together too: one set aside sets the others aside.)
+    this.withGroup(vs);
     for (const v of vs) if (!ours(v.name)) mine.delete(v.name);
     const identityOf = (m: string): VolumeIdentity | null => identities.get(m) ?? host.entries().find((x) => x.config.name === m)?.identity ?? null;
     for (const v of vs) {

@@ -169,3 +169,67 @@ test('a volume dropped from the config is let go at a reload, mid first sync and
       await p.stop();
     }
   });
+
+interface Group { name: string; members: string[]; groupPoint: number | null; consistent: boolean }
+
+async function groups(d: TestDaemon): Promise<Group[]> {
+  return ((await statusOf(d)) as unknown as { groups?: Group[] }).groups ?? [];
+}
+
+/** Adds lines to a config file: volumes after the db line, and a groups: section at the end. */
+function addGroup(file: string, volumes: string[], group: string): void {
+  const text = fs.readFileSync(file, 'utf8');
+  fs.writeFileSync(file, `${text.replace(/^( {2}db: .*)$/m, `$1\n${volumes.join('\n')}`)}\ngroups:\n  ${group}\n`);
+}
+
+test('a consistency group comes with its new members at a reload and acts as one; dropped with them, it goes', async () => {
+  const p = await startPair({ size: '32MiB', journal: '128MiB' });
+  try {
+    const before = { a: fs.readFileSync(p.a.configFile, 'utf8'), b: fs.readFileSync(p.b.configFile, 'utf8') };
+    const member = (name: string, role: string, peer: string): string =>
+      `  ${name}: { path: ./${name}.img, size: 32MiB, role: ${role}, peer: ${peer}, journal: 128MiB }`;
+    addGroup(p.b.configFile, [member('logs', 'secondary', 'site-a'), member('idx', 'secondary', 'site-a')], 'erp: [logs, idx]');
+    addGroup(p.a.configFile, [member('logs', 'primary', 'site-b'), member('idx', 'primary', 'site-b')], 'erp: [logs, idx]');
+    for (const d of [p.b, p.a]) {
+      const r = await cli(d, 'reload');
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /consistency group erp: added with logs, idx/);
+      assert.match(r.stdout, /volume logs: added; opening it/);
+      assert.doesNotMatch(r.stdout, /takes a restart/);
+    }
+    await waitFor('both members served at both sites', async () =>
+      (await rows(p.a)).length === 3 && (await rows(p.b)).length === 3, 30_000);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x61 0 4M', '-c', 'flush', p.a.uri('logs')]);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x62 0 4M', '-c', 'flush', p.a.uri('idx')]);
+    await p.drained();
+    // The group makes its points at site-a and stands at one at site-b; its actions act on both members.
+    await waitFor('group points at both sites', async () => {
+      const [ga, gb] = [(await groups(p.a))[0], (await groups(p.b))[0]];
+      return (ga?.groupPoint ?? 0) > 0 && (gb?.groupPoint ?? 0) > 0 && gb!.consistent;
+    }, 30_000);
+    const alone = await cli(p.b, 'checkpoint', 'create', 'logs');
+    assert.notEqual(alone.code, 0);
+    assert.match(alone.stderr, /volume logs is in consistency group erp/);
+    const cp = await cli(p.b, 'checkpoint', 'create', 'erp');
+    assert.equal(cp.code, 0, cp.stderr);
+    await must('qemu-io', ['-f', 'raw', '-r', '-c', 'read -P 0x61 0 4M', p.b.uri('logs@checkpoint')]);
+    await must('qemu-io', ['-f', 'raw', '-r', '-c', 'read -P 0x62 0 4M', p.b.uri('idx@checkpoint')]);
+    assert.equal((await cli(p.b, 'checkpoint', 'release', 'erp')).code, 0);
+
+    // Dropped with its members: both let go, then the group.
+    for (const [d, text] of [[p.a, before.a], [p.b, before.b]] as const) {
+      fs.writeFileSync(d.configFile, text);
+      const r = await cli(d, 'reload');
+      assert.equal(r.code, 0, r.stderr);
+      assert.doesNotMatch(r.stdout, /takes a restart/);
+      await waitFor('the group gone', () => /group erp: removed from the config with its members/.test(d.log), 30_000);
+      assert.deepEqual((await rows(d)).map((v) => v.name), ['db']);
+      assert.deepEqual(await groups(d), []);
+    }
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x63 0 1M', '-c', 'flush', p.a.uri('db')]);
+    await p.drained();
+    await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
+  } finally {
+    await p.stop();
+  }
+});

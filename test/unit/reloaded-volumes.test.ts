@@ -35,17 +35,21 @@ test('a volume new to the file opens now; the ones already served are left as th
   assert.equal(r.add[0]!.path, path.join(dir, 'logs.img'));
   assert.deepEqual(r.notes, []);
   // Nothing new: nothing added, nothing said.
-  assert.deepEqual(volumesReloaded(now, config(base), true), { add: [], remove: [], notes: [] });
+  assert.deepEqual(volumesReloaded(now, config(base), true), { add: [], remove: [], addGroups: [], removeGroups: [], notes: [] });
 });
 
 test('what waits for a restart is said: a group member, a peer the daemon does not link with, default', () => {
   const now = config(base, '');
-  const grouped = config(`${base}\n  logs: { path: ./logs.img, size: 1GiB, role: primary, peer: site-b }\n` +
-    '  idx: { path: ./idx.img, size: 1GiB, role: primary, peer: site-b }', 'groups:\n  erp: [logs, idx]');
-  const g = volumesReloaded(now, grouped, true);
+  // A new volume in a group the daemon serves: the group's points are formed over the members it had.
+  const grouped = config(base, 'groups:\n  erp: [db, wal]');
+  const more = config(`${base}\n  logs: { path: ./logs.img, size: 1GiB, role: primary, peer: site-b }`, 'groups:\n  erp: [db, wal, logs]');
+  const g = volumesReloaded(grouped, more, true);
   assert.deepEqual(g.add, []);
-  assert.deepEqual(g.notes, ['volume logs: a new member of consistency group erp: that takes a restart',
-    'volume idx: a new member of consistency group erp: that takes a restart']);
+  assert.deepEqual(g.notes, ['volume logs: a new member of consistency group erp: that takes a restart']);
+  // Members regrouped among served volumes, a group dropped while its members stay, a new group over served volumes.
+  assert.deepEqual(volumesReloaded(config(base), grouped, true).notes, ['consistency group erp is new, but db, wal already served here: that takes a restart']);
+  assert.deepEqual(volumesReloaded(grouped, config(base), true).notes,
+    ['consistency group erp is gone from the config: that takes a restart (its members stay grouped until then)']);
   // site-c is in the reloaded file's peers but not the running daemon's.
   const twoPeers = { ...now, peers: now.peers.filter((p) => p.name === 'site-b') };
   const c = volumesReloaded(twoPeers, config(`${base}\n  logs: { path: ./logs.img, size: 1GiB, role: primary, peer: site-c }`), true);
@@ -89,14 +93,15 @@ test('a new volume on a served volume\'s file is not added, also through a link;
 
 test('a volume gone from the file is let go; a member of a consistency group waits for a restart; its file and name are free for a new one', () => {
   const dropped = volumesReloaded(config(base), config('  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b }'), true);
-  assert.deepEqual(dropped, { add: [], remove: ['wal'], notes: [] });
+  assert.deepEqual(dropped, { add: [], remove: ['wal'], addGroups: [], removeGroups: [], notes: [] });
   // A set-aside volume that is gone goes too (the reload does not try it again).
   assert.deepEqual(volumesReloaded(config(base), config('  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b }'), true,
     (name) => name === 'wal').remove, ['wal']);
   const grouped = config(base, 'groups:\n  erp: [db, wal]');
   const member = volumesReloaded(grouped, config('  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b }'), true);
   assert.deepEqual(member.remove, []);
-  assert.deepEqual(member.notes, ['volume wal is gone from the config, but it is a member of consistency group erp: it is served until the next restart']);
+  assert.deepEqual(member.notes, ['consistency group erp is gone from the config: that takes a restart (its members stay grouped until then)',
+    'volume wal is gone from the config, but it is a member of consistency group erp: it is served until the next restart']);
   // A rename in one reload: wal is let go first, so logs may take its file (and would take its target name).
   const renamed = volumesReloaded(config(base), config(`  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b }
   logs: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b }`), true);
@@ -135,4 +140,26 @@ test('a served volume\'s checkpoint schedule, failback, on_full and iSCSI access
   const wal = now.volumes[1]!;
   assert.deepEqual(applyVolumeKeys({ config: wal, journaled: null }, { ...wal, on_full: 'block' }, () => undefined),
     ['volume wal: on_full block (when it is primary)']);
+});
+
+test('a new consistency group comes with its members, all new, whole or not at all; a group goes with its members, all dropped', () => {
+  const now = config(base);
+  const erp = `${base}\n  logs: { path: ./logs.img, size: 1GiB, role: primary, peer: site-b }\n` +
+    '  idx: { path: ./idx.img, size: 1GiB, role: primary, peer: site-b }';
+  const added = volumesReloaded(now, config(erp, 'groups:\n  erp: [logs, idx]'), true);
+  assert.deepEqual(added.add.map((v) => v.name), ['logs', 'idx']);
+  assert.deepEqual(added.addGroups.map((g) => [g.name, g.members]), [['erp', ['logs', 'idx']]]);
+  assert.deepEqual(added.notes, []);
+  // One member cannot be added (its peer is new to the daemon): neither is, nor the group.
+  const twoPeers = { ...now, peers: now.peers.filter((p) => p.name === 'site-b') };
+  const half = volumesReloaded(twoPeers, config(`${base}\n  logs: { path: ./logs.img, size: 1GiB, role: primary, peer: site-c }\n` +
+    '  idx: { path: ./idx.img, size: 1GiB, role: primary, peer: site-c }', 'groups:\n  erp: [logs, idx]'), true);
+  assert.deepEqual(half.add, []);
+  assert.deepEqual(half.addGroups, []);
+  assert.match(half.notes.join('\n'), /volume logs: peer site-c is new to this daemon: that takes a restart/);
+  // Dropped with all its members: they are let go, then the group.
+  const gone = volumesReloaded(config(erp, 'groups:\n  erp: [logs, idx]'), now, true);
+  assert.deepEqual(gone.remove, ['logs', 'idx']);
+  assert.deepEqual(gone.removeGroups, ['erp']);
+  assert.deepEqual(gone.notes, []);
 });
