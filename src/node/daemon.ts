@@ -362,13 +362,21 @@ export class Daemon {
     if (this.started && !this.stopping) {
       // New volumes open in the background, as at a start, dropped ones are let go; the others go on (src/node/reloaded-volumes.ts).
       const changed = volumesReloaded(this.config, next, this.links !== null, (name) => this.unavailable.has(name));
+      // (Put back while an earlier reload still lets it go: its entry goes at the end of that.)
+      for (const name of this.leaving) {
+        if (next.volumes.some((v) => v.name === name)) notes.push(`volume ${name}: still being let go; reload again once that is done to serve it`);
+      }
       notes.push(...this.setAsides.adopt(next), ...this.setAsides.retry(new Set(changed.remove)), ...changed.notes);
       if (changed.remove.length > 0) {
         // One after another, each once the opens under way are done (one may be opening it);
         // a group dropped with its members goes after them.
         const opened = this.setAsides.idle();
+        for (const name of changed.remove) this.leaving.add(name);
         this.removing = Promise.all([this.removing, opened]).then(async () => {
-          for (const name of changed.remove) await removeVolume(this.removal, name);
+          for (const name of changed.remove) {
+            await removeVolume(this.removal, name);
+            this.leaving.delete(name);
+          }
           for (const g of changed.removeGroups) {
             this.groups.remove(g);
             this.config.groups.splice(this.config.groups.findIndex((x) => x.name === g), 1);
@@ -415,6 +423,8 @@ export class Daemon {
 
   /** Volumes a reload lets go, one after another (src/node/volume-removal.ts); a stop waits for them. */
   private removing: Promise<void> = Promise.resolve();
+  /** Their names, until each is let go. */
+  private readonly leaving = new Set<string>();
 
   private get removal(): RemovalHost {
     return {
