@@ -353,8 +353,9 @@ export class Daemon {
   /**
    * SIGHUP or POST /api/v1/reload: the config file is read again; link rates,
    * schedules and volume weights change at once, without reconnecting; volumes set
-   * aside are opened again, where the config now says they live (src/node/set-aside.ts);
-   * volumes new to the file are opened and served (src/node/reloaded-volumes.ts).
+   * aside are opened again, as the config now says (src/node/set-aside.ts); volumes
+   * new to the file are opened and served, and volumes gone from it let go, in the
+   * background (src/node/reloaded-volumes.ts, src/node/volume-removal.ts).
    */
   reload(): string {
     const next = loadConfig(this.config.file);
