@@ -85,6 +85,15 @@ export class LinkListener {
     this.refusals = new RefusalLog({ log: opts.log, windowMs: opts.refusalLogWindowMs });
   }
 
+  /**
+   * The peers whose certificates a link may present, from now on (a reload: a peer
+   * added, or re-keyed by `offsite init` at its site). Links up stay up.
+   */
+  pin(peers: readonly PinnedPeer[]): void {
+    this.peers.clear();
+    for (const p of peers) this.peers.set(normaliseFingerprint(p.fingerprint), p);
+  }
+
   /** Handshakes in progress now. */
   get pendingHandshakes(): number {
     return this.pending.size;

@@ -207,15 +207,37 @@ export class LinkManager {
 
   /**
    * A reloaded config: rates, schedules and weights take effect at once, without
-   * reconnecting. Anything else needs a restart (said in the log).
+   * reconnecting; a new peer is pinned, and a peer's new fingerprint or address makes
+   * its link again. A peer dropped needs a restart (said in the log).
    */
   reload(next: Config): string[] {
     const notes: string[] = [];
+    // A peer new to the file is pinned and known from now on; a volume paired with it, added
+    // by this reload, links to it once served (volumeAdded). Its site: a new DR site.
+    for (const q of next.peers) {
+      if (this.config.peers.some((p) => p.name === q.name)) continue;
+      this.config.peers.push({ ...q });
+      notes.push(`peer ${q.name}: added (at ${q.address}${q.fingerprint ? '' : '; no fingerprint yet: set it, then reload, to link'})`);
+    }
     for (const p of this.config.peers) {
       const q = next.peers.find((x) => x.name === p.name);
       if (!q) {
         notes.push(`peer ${p.name} is gone from the config: restart to drop it`);
         continue;
+      }
+      if (p.fingerprint !== q.fingerprint || p.address !== q.address || p.timeout !== q.timeout) {
+        // (Re-keyed by `offsite init` at its site, or moved: the next link uses the new ones; one up now is made again.)
+        const what = [p.fingerprint !== q.fingerprint ? 'fingerprint' : '', p.address !== q.address ? `address ${q.address}` : '',
+          p.timeout !== q.timeout ? `timeout ${q.timeout} s` : ''].filter((x) => x).join(', ');
+        const relink = p.fingerprint !== q.fingerprint || p.address !== q.address;
+        p.fingerprint = q.fingerprint;
+        p.address = q.address;
+        p.timeout = q.timeout;
+        notes.push(`peer ${p.name}: ${what}${relink ? '; its link is made again' : ''}`);
+        if (relink) {
+          this.sessions.get(p.name)?.close(`peer ${p.name}'s ${what} changed at a reload`);
+          this.dialer.redial(p.name);
+        }
       }
       if (p.rate !== q.rate || JSON.stringify(p.schedule) !== JSON.stringify(q.schedule)) {
         notes.push(`peer ${p.name}: rate ${q.rate ? formatRate(q.rate) : 'unlimited'}${q.schedule.length ? `, ${q.schedule.length} scheduled windows` : ''}`);
@@ -228,6 +250,7 @@ export class LinkManager {
       p.coalesce = q.coalesce;
       if (q.compression.mode !== 'off' && this.sessions.get(p.name)) this.pool ??= new CompressionPool();
     }
+    this.listener?.pin(this.pinned());
     for (const v of this.config.volumes) {
       const w = next.volumes.find((x) => x.name === v.name);
       if (w && w.weight !== v.weight) {

@@ -6,15 +6,19 @@
 // - site-b's file gains wal too; its reload opens it, the link is made again with it,
 //   and wal's first sync and backlog reach site-b: both volumes compare equal;
 // - site-b's db gains a checkpoint schedule at a reload, and takes its checkpoint;
+// - a new site: site-a's file gains peer site-c and a volume paired with it; the reload
+//   pins site-c, serves the volume and links to site-c, which gets its replica; site-c
+//   re-keyed is refused until site-a's file pins its new fingerprint, and a reload does;
 // - a reload that moves a volume's file, or adds one on a served volume's file, says what waits
 //   (one that drops a volume lets it go: test/integration/volume-remove.test.ts).
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { statusOf } from '../helpers/daemon.js';
+import path from 'node:path';
+import { OFFSITE_BIN, TestDaemon, freePort, statusOf } from '../helpers/daemon.js';
 import { cli } from '../helpers/cli.js';
 import { startPair } from '../helpers/pair.js';
-import { must, waitFor } from '../helpers/run.js';
+import { must, tempDir, waitFor } from '../helpers/run.js';
 
 /** Adds a line under `volumes:` of a config file (after the db line the pair helper wrote). */
 function addVolume(file: string, line: string): void {
@@ -97,6 +101,76 @@ test('a volume added at a reload is served at once, waits for the peer that lack
     assert.notEqual(broken.code, 0);
     assert.match(broken.stderr, /offsite\.yaml:\d+/);
   } finally {
+    await p.stop();
+  }
+});
+
+test('a new site at a reload: its peer entry and a volume paired with it are added at site-a, which links to it without a restart', async () => {
+  const p = await startPair({ size: '32MiB', journal: '128MiB' });
+  let c: TestDaemon | null = null;
+  try {
+    const textA = fs.readFileSync(p.a.configFile, 'utf8');
+    const linkA = /^link: (\S+)$/m.exec(textA)![1]!;
+    const fingerprintOf = async (d: TestDaemon): Promise<string> =>
+      (await must(process.execPath, [OFFSITE_BIN, 'init', '-c', d.configFile])).trim().split('\n').pop()!;
+    const linkC = await freePort();
+    const dirC = tempDir('site-c');
+    const fa = await fingerprintOf(p.a);
+    const site = await TestDaemon.create({
+      dir: dirC, node: 'site-c', noStart: true,
+      yaml: (ports) => `node: site-c
+state: ./state
+nbd: 127.0.0.1:${ports.nbd}
+link: 127.0.0.1:${linkC}
+api: 127.0.0.1:${ports.api}
+peers:
+  site-a: { address: "${linkA}", fingerprint: "${fa}" }
+volumes:
+  logs: { path: ./logs.img, size: 32MiB, role: secondary, peer: site-a, journal: 128MiB }
+`,
+    });
+    c = site;
+    const fc = await fingerprintOf(site);
+    await site.start();
+    fs.writeFileSync(p.a.configFile, textA
+      .replace(/^peers:\n/m, `peers:\n  site-c: { address: "127.0.0.1:${linkC}", fingerprint: "${fc}" }\n`)
+      .replace(/^( {2}db: .*)$/m, '$1\n  logs: { path: ./logs.img, size: 32MiB, role: primary, peer: site-c, journal: 128MiB }'));
+    const r = await cli(p.a, 'reload');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /peer site-c: added \(at 127\.0\.0\.1:\d+\)/);
+    assert.match(r.stdout, /volume logs: added; opening it/);
+    assert.doesNotMatch(r.stdout, /takes a restart/);
+    await waitFor('logs served at site-a', async () => (await statusOf(p.a)).volumes.some((v) => v.name === 'logs'), 30_000);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x71 0 6M', '-c', 'flush', p.a.uri('logs')]);
+    await waitFor('logs replicated to site-c', async () => {
+      const logs = (await statusOf(p.a)).volumes.find((v) => v.name === 'logs')!;
+      const atC = (await statusOf(site)).volumes.find((v) => v.name === 'logs')!;
+      return logs.link === 'connected' && logs.backlogBytes === 0 && !logs.resyncing && atC.consistent;
+    }, 60_000);
+    await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('logs'), site.uri('logs')]);
+    // site-c re-keyed (`offsite init` after its key was lost): site-a refuses it until its file pins the new fingerprint; a reload does.
+    await site.stop();
+    for (const f of ['node.key', 'node.crt']) fs.rmSync(path.join(dirC, 'state', f));
+    const fc2 = await fingerprintOf(site);
+    assert.notEqual(fc2, fc);
+    await site.start();
+    await waitFor('site-a refuses the new key', () => /is not site-c: its certificate is \S+, the config pins/.test(p.a.log), 30_000);
+    fs.writeFileSync(p.a.configFile, fs.readFileSync(p.a.configFile, 'utf8').replace(fc, fc2));
+    const rekeyed = await cli(p.a, 'reload');
+    assert.equal(rekeyed.code, 0, rekeyed.stderr);
+    assert.match(rekeyed.stdout, /peer site-c: fingerprint; its link is made again/);
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x73 8M 2M', '-c', 'flush', p.a.uri('logs')]);
+    await waitFor('logs replicated to site-c again', async () => {
+      const logs = (await statusOf(p.a)).volumes.find((v) => v.name === 'logs')!;
+      return logs.link === 'connected' && logs.backlogBytes === 0 && !logs.resyncing;
+    }, 60_000);
+    await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('logs'), site.uri('logs')]);
+    // The pair's link went on: db still replicates.
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x72 0 2M', '-c', 'flush', p.a.uri('db')]);
+    await p.drained();
+    await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
+  } finally {
+    await c?.stop();
     await p.stop();
   }
 });
