@@ -395,6 +395,8 @@ export class Daemon {
         notes.push(`consistency group ${g.name}: added with ${g.members.join(', ')}`);
       }
       notes.push(...this.setAsides.add(changed.add, this.removing));
+      // Peers dropped with their volumes go once those are let go.
+      this.removing = this.removing.then(() => this.links?.dropRetiring());
     }
     // A secondary's history limits apply live; turning history on or off takes a restart.
     for (const e of this.entries) {

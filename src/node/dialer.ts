@@ -40,9 +40,11 @@ export class Dialer {
   /** Dials `p` until stop(): a link that comes up runs until it ends, then the next dial. */
   async dial(p: PeerConfig): Promise<void> {
     const peer = p.name;
+    // (A peer forgotten, then added again by a later reload, is dialed by a new loop: this one ends.)
+    const generation = this.generations.get(peer) ?? 0;
     let backoff = MIN_BACKOFF_MS;
     let lastError = '';
-    while (!this.stopping) {
+    while (!this.stopping && (this.generations.get(peer) ?? 0) === generation) {
       if (!this.o.linked(peer)) {
         try {
           if (!p.fingerprint) throw new Error(`peers.${peer}.fingerprint is not set (run offsite init on ${peer} and copy its fingerprint)`);
@@ -95,6 +97,15 @@ export class Dialer {
 
   /** A change here may have cleared what `peer` refused: a dial waiting out its backoff goes now. */
   redial(peer: string): void {
+    this.redialNow.get(peer)?.();
+  }
+
+  /** Per peer: one more each time it is forgotten (the dial loop of an earlier one ends). */
+  private readonly generations = new Map<string, number>();
+
+  /** No more dials to `peer` (dropped from the config at a reload); one waiting out a backoff ends now. */
+  forget(peer: string): void {
+    this.generations.set(peer, (this.generations.get(peer) ?? 0) + 1);
     this.redialNow.get(peer)?.();
   }
 

@@ -208,7 +208,8 @@ export class LinkManager {
   /**
    * A reloaded config: rates, schedules and weights take effect at once, without
    * reconnecting; a new peer is pinned, and a peer's new fingerprint or address makes
-   * its link again. A peer dropped needs a restart (said in the log).
+   * its link again; a peer dropped with its volumes goes once they are let go
+   * (dropRetiring). A peer dropped while a volume still pairs with it needs a restart.
    */
   reload(next: Config): string[] {
     const notes: string[] = [];
@@ -222,7 +223,15 @@ export class LinkManager {
     for (const p of this.config.peers) {
       const q = next.peers.find((x) => x.name === p.name);
       if (!q) {
-        notes.push(`peer ${p.name} is gone from the config: restart to drop it`);
+        // Dropped with every volume paired with it: its link goes once they are let go (dropRetiring).
+        const kept = this.config.volumes.filter((v) => v.peers.includes(p.name) && next.volumes.some((w) => w.name === v.name));
+        if (kept.length > 0) {
+          notes.push(`peer ${p.name} is gone from the config, but ${kept.map((v) => `volume ${v.name}`).join(', ')} still ` +
+            `${kept.length === 1 ? 'pairs' : 'pair'} with it here: restart to drop it`);
+        } else if (!this.retiring.has(p.name)) {
+          this.retiring.add(p.name);
+          notes.push(`peer ${p.name}: dropped (its link closes once the volumes paired with it are let go)`);
+        }
         continue;
       }
       if (p.fingerprint !== q.fingerprint || p.address !== q.address || p.timeout !== q.timeout) {
@@ -496,7 +505,28 @@ export class LinkManager {
     this.pausedVolumes.delete(name);
     this.peerSetAside.delete(name);
     this.figures.forget(name);
-    for (const peer of peers) this.dialer.redial(peer);
+    for (const peer of peers) if (!this.retiring.has(peer)) this.dialer.redial(peer);
+  }
+
+  /** Peers a reload dropped with their volumes, until dropRetiring. */
+  private readonly retiring = new Set<string>();
+
+  /**
+   * The peers a reload dropped, once the volumes paired with them are let go: no more
+   * dials, their links close, their certificates are no longer accepted.
+   */
+  dropRetiring(): void {
+    for (const peer of this.retiring) {
+      assert(!this.config.volumes.some((v) => v.peers.includes(peer)), () => `peer ${peer} dropped while a volume still pairs with it`);
+      this.dialer.forget(peer);
+      this.dialing.delete(peer);
+      this.sessions.get(peer)?.close(`peer ${peer} was removed from the config here`);
+      for (const byPeer of this.peerSetAside.values()) byPeer.delete(peer);
+      this.config.peers.splice(this.config.peers.findIndex((p) => p.name === peer), 1);
+      this.log.info({ peer }, `peer ${peer}: removed from the config; no link to it any more`);
+    }
+    this.retiring.clear();
+    this.listener?.pin(this.pinned());
   }
 
   /** The peers this node dials (one dial loop each, for as long as the daemon runs). */

@@ -9,6 +9,7 @@
 // - a new site: site-a's file gains peer site-c and a volume paired with it; the reload
 //   pins site-c, serves the volume and links to site-c, which gets its replica; site-c
 //   re-keyed is refused until site-a's file pins its new fingerprint, and a reload does;
+//   dropped with its volume, site-c's link goes and is not dialed again;
 // - a reload that moves a volume's file, or adds one on a served volume's file, says what waits
 //   (one that drops a volume lets it go: test/integration/volume-remove.test.ts).
 import test from 'node:test';
@@ -165,6 +166,17 @@ volumes:
       return logs.link === 'connected' && logs.backlogBytes === 0 && !logs.resyncing;
     }, 60_000);
     await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('logs'), site.uri('logs')]);
+    // site-c retired: dropped from site-a's file with its volume; the link goes, and is not dialed again.
+    fs.writeFileSync(p.a.configFile, textA);
+    const dropped = await cli(p.a, 'reload');
+    assert.equal(dropped.code, 0, dropped.stderr);
+    assert.match(dropped.stdout, /peer site-c: dropped \(its link closes once the volumes paired with it are let go\)/);
+    assert.match(dropped.stdout, /volume logs: gone from the config; letting it go/);
+    await waitFor('site-c dropped at site-a', () => /peer site-c: removed from the config; no link to it any more/.test(p.a.log), 30_000);
+    const mark = p.a.log.length;
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.doesNotMatch(p.a.log.slice(mark), /link to site-c (up|at )/, 'site-a dials site-c no more');
+    assert.deepEqual((await statusOf(p.a)).volumes.map((v) => v.name), ['db']);
     // The pair's link went on: db still replicates.
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x72 0 2M', '-c', 'flush', p.a.uri('db')]);
     await p.drained();
