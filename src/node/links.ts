@@ -517,7 +517,13 @@ export class LinkManager {
    */
   dropRetiring(): void {
     for (const peer of this.retiring) {
-      assert(!this.config.volumes.some((v) => v.peers.includes(peer)), () => `peer ${peer} dropped while a volume still pairs with it`);
+      // (A volume the reload could not let go, a consistency group's member dropped alone, keeps its peer.)
+      const still = this.config.volumes.filter((v) => v.peers.includes(peer));
+      if (still.length > 0) {
+        this.log.warn({ peer }, `peer ${peer} stays until the next restart: ${still.map((v) => `volume ${v.name}`).join(', ')} ` +
+          `still ${still.length === 1 ? 'pairs' : 'pair'} with it here`);
+        continue;
+      }
       this.dialer.forget(peer);
       this.dialing.delete(peer);
       this.sessions.get(peer)?.close(`peer ${peer} was removed from the config here`);
