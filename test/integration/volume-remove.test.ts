@@ -2,8 +2,8 @@
 // docs/CONFIG.md "Reloading"), with real clients:
 // - at the primary, in the middle of its first sync over a capped link, with an NBD
 //   client (qemu-io) and an iSCSI session (qemu's iscsi driver) open on it: `offsite
-//   reload` lets it go; the daemon goes on serving db (qemu-io writes, qemu-img
-//   compare), nbdinfo and iscsi-ls no longer list it, site-b says it is missing at
+//   reload` lets it go; the daemon goes on serving db (fio writes it all along, without
+//   an error; qemu-img compare), nbdinfo and iscsi-ls no longer list it, site-b says it is missing at
 //   site-a, and its file and state stay as they were; added back, it is served again,
 //   its first sync runs to the end and the replica compares equal;
 // - at the secondary, with a checkpoint held and a drill over it, while the primary
@@ -85,6 +85,12 @@ test('a volume dropped from the config is let go at a reload, mid first sync and
         return (s.volumes.find((v) => v.name === 'wal')?.iscsi?.sessions.length ?? 0) > 0;
       }, 15_000);
 
+      // A host keeps writing db all along (fio's nbd engine): its writes never fail while wal goes.
+      const fio = spawn('fio', ['--name=db', '--ioengine=nbd', `--uri=${p.a.uri('db')}`, '--rw=randwrite', '--bs=64k', '--iodepth=8',
+        '--size=64M', '--rate=1m', '--time_based', '--runtime=5'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let fioErr = '';
+      fio.stderr!.on('data', (b: Buffer) => { fioErr += b.toString(); });
+      const fioDone = new Promise<number | null>((resolve) => fio.once('exit', (code) => resolve(code)));
       const line = dropWal(p.a.configFile);
       const said = await cli(p.a, 'reload');
       assert.equal(said.code, 0, said.stderr);
@@ -94,6 +100,7 @@ test('a volume dropped from the config is let go at a reload, mid first sync and
         '\\S+wal\\.img, its journal and its state in \\S+ are kept'));
       assert.doesNotMatch(p.a.log, /letting it go: .* failed/);
       assert.deepEqual((await rows(p.a)).map((v) => v.name), ['db']);
+      assert.equal(await fioDone, 0, `fio on db failed while wal was let go: ${fioErr}`);
       // Not listed any more, by NBD or iSCSI; the other volume still is.
       const list = await must('nbdinfo', ['--list', `nbd://127.0.0.1:${p.a.port}`]);
       assert.match(list, /export="db"/);
