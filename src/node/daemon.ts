@@ -36,7 +36,7 @@ import { HashBuffers } from '../sync/region-hashes.js';
 import { boundOldGeneration, boundYoungGeneration, collectUnderPressure } from '../memory/collector.js';
 import { NodeGroups } from './groups.js';
 import { SetAside } from './set-aside.js';
-import { applyVolumeKeys, volumesReloaded } from './reloaded-volumes.js';
+import { applyVolumeKeys, historyReloaded, volumesReloaded } from './reloaded-volumes.js';
 import { removeVolume, type RemovalHost } from './volume-removal.js';
 import { openRole, VolumeFolders, type RoleOpening } from './role-open.js';
 import { UnavailableVolumes, withoutName } from './unavailable.js';
@@ -398,26 +398,12 @@ export class Daemon {
       // Peers dropped with their volumes go once those are let go.
       this.removing = this.removing.then(() => this.links?.dropRetiring());
     }
-    // A secondary's history limits apply live; turning history on or off takes a restart.
+    // A served volume's live keys: its schedule, failback, on_full, iSCSI access, a secondary's history.
     for (const e of this.entries) {
       const v = next.volumes.find((x) => x.name === e.config.name);
-      if (v) notes.push(...applyVolumeKeys(e, v, () => this.roles.replanSchedule(e.config.name)));
-      const h = e.replica?.history;
-      if (!v || !h) {
-        if (v?.history && e.replica) notes.push(`volume ${v.name}: history is turned on at the next start`);
-        continue;
-      }
-      if (!v.history) {
-        notes.push(`volume ${v.name}: history is turned off (and removed) at the next start`);
-        continue;
-      }
-      const keepMs = v.history.keep === undefined ? null : v.history.keep * 1000;
-      const maxBytes = v.history.max ?? null;
-      if (keepMs !== h.settings.keepMs || maxBytes !== h.settings.maxBytes) {
-        h.settings = { ...h.settings, keepMs, maxBytes };
-        notes.push(`volume ${v.name}: history keep ${keepMs === null ? 'unlimited' : formatDuration(keepMs / 1000)}, ` +
-          `max ${maxBytes === null ? 'unlimited' : formatBytes(maxBytes)}`);
-      }
+      if (!v) continue;
+      notes.push(...applyVolumeKeys(e, v, () => this.roles.replanSchedule(e.config.name)));
+      notes.push(...historyReloaded(e, v, (f) => this.roles.exclusive(f), this.log));
     }
     const msg = notes.length > 0 ? `config reloaded: ${notes.join('; ')}` : 'config reloaded: nothing that applies live changed';
     this.log.info(msg);

@@ -10,6 +10,9 @@
 // formed over the members it had), a peer the daemon does not run links with, a file or
 // iSCSI name a served volume keeps.
 import type { Config, GroupConfig, VolumeConfig } from '../config/config.js';
+import type { Logger } from '../log/log.js';
+import type { Replica } from '../secondary/replica.js';
+import { formatBytes, formatDuration } from '../units/units.js';
 import { sameFileKey } from '../config/config.js';
 import { targetPart } from '../iscsi/config.js';
 
@@ -68,6 +71,43 @@ export function applyVolumeKeys(e: LiveVolume, next: VolumeConfig, forgetSchedul
     notes.push(`volume ${v.name}: iSCSI access changed (for the next logins; sessions logged in stay)`);
   }
   return notes;
+}
+
+/**
+ * A served secondary's history (docs/HISTORY.md) as a reload's `next` has it: its limits
+ * apply at once; turned on, it begins at the record applied then, and turned off, its
+ * files go, each between two units (Replica.setHistory) in the node's action queue
+ * (`exclusive`: no checkpoint or promote at a past point runs meanwhile). Returns the notes.
+ */
+export function historyReloaded(e: { readonly config: VolumeConfig; readonly replica: Replica | null }, next: VolumeConfig,
+  exclusive: (f: () => Promise<void>) => Promise<void>, log: Logger): string[] {
+  const rp = e.replica;
+  const v = e.config;
+  if (!rp) {
+    v.history = next.history; // (a primary keeps none; it opens with it if demoted)
+    return [];
+  }
+  const name = v.name;
+  const h = rp.history;
+  const settings = next.history ? { keepMs: next.history.keep === undefined ? null : next.history.keep * 1000, maxBytes: next.history.max ?? null } : null;
+  if (settings && h) {
+    v.history = next.history;
+    if (settings.keepMs === h.settings.keepMs && settings.maxBytes === h.settings.maxBytes) return [];
+    h.settings = { ...h.settings, ...settings };
+    return [`volume ${name}: history keep ${settings.keepMs === null ? 'unlimited' : formatDuration(settings.keepMs / 1000)}, ` +
+      `max ${settings.maxBytes === null ? 'unlimited' : formatBytes(settings.maxBytes)}`];
+  }
+  if (!settings && !h) return [];
+  if (!settings && rp.checkpoint?.point) {
+    return [`volume ${name}: history stays on: checkpoint "${rp.checkpoint.label}" holds a past point; release it, then reload`];
+  }
+  v.history = next.history;
+  void exclusive(() => rp.setHistory(settings)).then(
+    () => log.info({ volume: name }, settings ? `volume ${name}: history on; its restore points begin at the next flush point applied` :
+      `volume ${name}: history off; its restore points and files are removed`),
+    (err: Error) => log.error({ volume: name }, `volume ${name}: history not turned ${settings ? 'on' : 'off'}: ${err.message}`),
+  );
+  return [settings ? `volume ${name}: history turned on` : `volume ${name}: history turned off (its restore points go)`];
 }
 
 /**

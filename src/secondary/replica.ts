@@ -189,6 +189,33 @@ export class Replica implements ExportBackend {
   /** The history, when the volume keeps one. */
   get history(): History | null { return this.past.history; }
 
+  /**
+   * A reload turned history on (`settings`) or off (null), between two units: no unit
+   * applies while it changes (a unit asked meanwhile waits, as for a read of the
+   * replica), so every unit is saved whole or not at all. On, it begins at the record
+   * applied now, as a start begins it; off, its files go (docs/HISTORY.md). Refused
+   * while a checkpoint holds a past point: its image reads from the history.
+   */
+  async setHistory(settings: HistorySettings | null): Promise<void> {
+    if (settings === null && this.checkpoint?.point) {
+      throw new DiskError('EBUSY', `volume ${this.name}: checkpoint "${this.checkpoint.label}" holds a past point, read from the history: ` +
+        `release it (offsite checkpoint release ${this.name}), then reload to turn history off`);
+    }
+    await this.units.beginRead();
+    try {
+      if (settings !== null) {
+        (this.opts as { history?: HistorySettings }).history = settings;
+        await this.past.open(this.opts.roundStore, settings, this.receiver.applied, []);
+      } else {
+        delete (this.opts as { history?: HistorySettings }).history;
+        this.past.close();
+        await PastPoints.dropUnless(this.opts.roundStore, false, 'history is off', this.name, this.logger);
+      }
+    } finally {
+      this.units.endRead();
+    }
+  }
+
   /** The restore points the history can open, oldest first (none without history). */
   historyPoints(): RestorePoint[] {
     return this.past.list();

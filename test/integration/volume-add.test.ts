@@ -186,3 +186,52 @@ volumes:
     await p.stop();
   }
 });
+
+test('history turned on and off at a reload of the secondary: points from then on, a checkpoint at one; off, its files go', async () => {
+  const p = await startPair({ size: '32MiB', journal: '128MiB' });
+  try {
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 4M', '-c', 'flush', p.a.uri('db')]);
+    await p.drained();
+    const plain = fs.readFileSync(p.b.configFile, 'utf8');
+    const withHistory = plain.replace(/^( {2}db: \{.*)( \})$/m, '$1, history: { keep: 1h, max: 256MiB }$2');
+    assert.notEqual(withHistory, plain);
+    fs.writeFileSync(p.b.configFile, withHistory);
+    const on = await cli(p.b, 'reload');
+    assert.equal(on.code, 0, on.stderr);
+    assert.match(on.stdout, /volume db: history turned on/);
+    assert.doesNotMatch(on.stdout, /takes a restart|next start/);
+    await waitFor('history on', () => /volume db: history on; its restore points begin/.test(p.b.log), 15_000);
+    // Flush points from here on are restore points; the one before the "damage" opens to the image then.
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x22 0 4M', '-c', 'flush', p.a.uri('db')]);
+    await p.drained();
+    await new Promise((r) => setTimeout(r, 1100));
+    const before = new Date().toISOString();
+    await new Promise((r) => setTimeout(r, 1100));
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x33 0 4M', '-c', 'flush', p.a.uri('db')]);
+    await p.drained();
+    const listed = await cli(p.b, 'history', 'db');
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^db: \d+ restore points/m);
+    const cp = await cli(p.b, 'checkpoint', 'create', 'db', '--at', before);
+    assert.equal(cp.code, 0, cp.stderr);
+    await must('qemu-io', ['-f', 'raw', '-r', '-c', 'read -P 0x22 0 4M', p.b.uri('db@checkpoint')]);
+    // Off while that checkpoint reads from the history: it stays, and the reload says why.
+    fs.writeFileSync(p.b.configFile, plain);
+    const held = await cli(p.b, 'reload');
+    assert.match(held.stdout, /volume db: history stays on: checkpoint "\S+" holds a past point; release it, then reload/);
+    assert.equal((await cli(p.b, 'checkpoint', 'release', 'db')).code, 0);
+    const off = await cli(p.b, 'reload');
+    assert.match(off.stdout, /volume db: history turned off \(its restore points go\)/);
+    await waitFor('history off', () => /volume db: history off; its restore points and files are removed/.test(p.b.log), 15_000);
+    const gone = await cli(p.b, 'history', 'db');
+    assert.notEqual(gone.code, 0);
+    assert.match(gone.stderr, /keeps no history/);
+    assert.deepEqual(fs.readdirSync(path.join(p.b.dir, 'state', 'volumes', 'db')).filter((f) => /^history\.\d/.test(f)), []);
+    // The replica went on through both: it is the primary's image.
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x44 4M 4M', '-c', 'flush', p.a.uri('db')]);
+    await p.drained();
+    await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
+  } finally {
+    await p.stop();
+  }
+});
