@@ -34,10 +34,10 @@ export interface SetAsideHost {
   served(e: VolumeEntry): void;
 }
 
-/** Setting volumes aside, and opening them again at a reload. */
 /** Keys of a volume set aside that a reload does not take: the links and the default export are made at the start. */
 const RESTART_KEYS: ReadonlySet<string> = new Set(['peer', 'peers', 'default']);
 
+/** Setting volumes aside, and opening them again at a reload. */
 export class SetAside {
   /** The reload's reopen running now, which a stop waits for. */
   private readonly reopening = new Set<Promise<void>>();
