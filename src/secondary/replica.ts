@@ -204,8 +204,9 @@ export class Replica implements ExportBackend {
     await this.units.beginRead();
     try {
       if (settings !== null) {
-        (this.opts as { history?: HistorySettings }).history = settings;
         await this.past.open(this.opts.roundStore, settings, this.receiver.applied, []);
+        // (Kept for a reopen of the receive log, which recovers the history too.)
+        (this.opts as { history?: HistorySettings }).history = settings;
       } else {
         delete (this.opts as { history?: HistorySettings }).history;
         this.past.close();

@@ -88,6 +88,8 @@ export interface ReplicationSimStats {
   mapped: number;
   /** Restore points of the secondary's history opened and compared with the primary's image there. */
   historyChecks: number;
+  /** History turned off or on again by a reload (Replica.setHistory). */
+  historyToggles: number;
   /** ... of them kept across the replica's follow of a new primary (docs/HISTORY.md, "After a follow"). */
   keptAcrossFollow: number;
   /** History segments rewritten without what their thinned points alone needed (docs/HISTORY.md, "Compaction"). */
@@ -169,6 +171,7 @@ interface SiteSim {
   readReplica(): Promise<void>;
   checkCheckpoint(): Promise<void>;
   toggleCheckpoint(): Promise<void>;
+  toggleHistory(): Promise<void>;
   /** Invariants 2 and 7 for this site, live: its receive log and link within bounds, nothing released it lacks. */
   checkLink(): void;
   /**
@@ -266,8 +269,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let boots = 1;
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
-    pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, keptAcrossFollow: 0, historyCompactions: 0, threeSites: 0, detached: 0, ownRounds: 0,
-    ownFirstSyncs: 0,
+    pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, historyToggles: 0, keptAcrossFollow: 0, historyCompactions: 0, threeSites: 0,
+    detached: 0, ownRounds: 0, ownFirstSyncs: 0,
     failovers: 0, pastPromotes: 0, promoteCrashes: 0, roomsReused: 0, framesGathered: 0, promotesOnFullDisk: 0,
     verifies: 0, verifyRepairs: 0 };
   // Half the seeds keep history at the secondary (docs/HISTORY.md), some with a max that
@@ -448,6 +451,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     // export keeps serving until the new primary's first round ends (then, or at the
     // first apply outside a round, it is null again).
     let restarted = machine !== undefined;
+    /** The config's `history:` for this site now: an operator turns it off and on again by reloads (Replica.setHistory). */
+    let historyOn = keepsHistory;
     /** A promote to a past point is under way here (its promote-at file written). */
     let promotingToPast = false;
     let followImage: string | null = null;
@@ -489,7 +494,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         { roundStore: ssstoreF, regionSize: BLOCK * (1 << rng.int(3)), applyUnitBytes: rng.int(2) === 0 ? BLOCK * (1 + rng.int(8)) : undefined,
           applyReadBytes: rng.chance(0.5) ? BLOCK * (1 + rng.int(4)) : undefined,
           ...(budgeted ? { memory: new MemoryBudget(windowBytes) } : {}),
-          ...(keepsHistory ? { history: historySettings } : {}) }));
+          ...(historyOn ? { history: historySettings } : {}) }));
       traceReceiver();
       // Invariant 3 at every apply: the replica brought to a barrier is the primary's image
       // there (a coalesced unit applied in part would miss the records it skipped).
@@ -846,6 +851,29 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       const h = await imageNow();
       if (h !== null && h !== checkpointImage) fail(`the image changed while checkpoint "${replica.checkpoint.label}" was held`);
     };
+    /**
+     * A reload turns history off or on again (src/node/reloaded-volumes.ts): between two
+     * units, so the points listed from then on still open to the primary's image there
+     * (invariant 8, checked as for any point). Off is refused while a checkpoint holds a
+     * past point, and the config keeps it on; on may fail on a full disk (the next start
+     * opens it, as the config says).
+     */
+    const toggleHistory = async (): Promise<void> => {
+      if (!keepsHistory) return;
+      const on = !historyOn;
+      const held = !on && replica.checkpoint?.point !== undefined;
+      const err = await settle(replica.setHistory(on ? historySettings : null).then(() => null, (e: Error) => e));
+      if (held) {
+        if (!err) return fail('history was turned off while a checkpoint held a past point read from it');
+        trace(`history stays on: ${err.message}`);
+        return;
+      }
+      historyOn = on;
+      trace(`history turned ${on ? 'on' : 'off'}${err ? ` (failed: ${err.message})` : ''}`);
+      if (!on && !err && replica.history) fail('history turned off, yet the replica still keeps one');
+      if (!on && !err && ssstore.list().some(isHistoryFile)) fail('history turned off, yet its files are still there');
+      stats.historyToggles++;
+    };
     const toggleCheckpoint = async (): Promise<void> => {
       if (replica.checkpoint) {
         await checkCheckpoint();
@@ -985,7 +1013,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       get conn() { return conn; },
       get tornApply() { return tornApply; },
       newShipper, openSecondary, connect, cut, deliver, flip, crash: crashSecondary, checkHistory, readReplica, checkCheckpoint, toggleCheckpoint,
-      checkLink, tickLink, promote, follow,
+      toggleHistory, checkLink, tickLink, promote, follow,
       stall: (until: number) => {
         stallUntil = until;
       },
@@ -1298,6 +1326,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     }
     // (Its own generator: the main schedule draws nothing more for it.)
     if (keepsHistory && histRng.chance(0.04)) await b?.checkHistory('while replicating', 1);
+    if (keepsHistory && histRng.chance(0.004)) await b?.toggleHistory();
   }
 
   // Faults stop. The host flushes once more; every secondary must converge (an open or

@@ -68,6 +68,7 @@ for (const seed of seeds) {
       add('coalesced', r.coalesced);
       add('mapped', r.mapped);
       add('history points opened', r.historyChecks);
+      add('history turned off or on', r.historyToggles);
       add('of them kept across a follow', r.keptAcrossFollow);
       add('history segments compacted', r.historyCompactions);
       add('with two secondaries', r.threeSites);
