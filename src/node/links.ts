@@ -29,6 +29,7 @@ import type { StreamMark } from '../stream/stream.js';
 import { MEMORY_BUDGET_BYTES, epochBytesFor } from '../limits/limits.js';
 import { runLink, type LinkEnd, type LinkHost, type LinkSession } from './link-session.js';
 import { ShippingFigures } from './shipping-figures.js';
+import { peersReloaded } from './reloaded-peers.js';
 import { assert } from '../invariants/assert.js';
 import { Dialer } from './dialer.js';
 
@@ -212,53 +213,15 @@ export class LinkManager {
    * (dropRetiring). A peer dropped while a volume still pairs with it needs a restart.
    */
   reload(next: Config): string[] {
-    const notes: string[] = [];
-    // A peer new to the file is pinned and known from now on; a volume paired with it, added
-    // by this reload, links to it once served (volumeAdded). Its site: a new DR site.
-    for (const q of next.peers) {
-      if (this.config.peers.some((p) => p.name === q.name)) continue;
-      this.config.peers.push({ ...q });
-      notes.push(`peer ${q.name}: added (at ${q.address}${q.fingerprint ? '' : '; no fingerprint yet: set it, then reload, to link'})`);
-    }
-    for (const p of this.config.peers) {
-      const q = next.peers.find((x) => x.name === p.name);
-      if (!q) {
-        // Dropped with every volume paired with it: its link goes once they are let go (dropRetiring).
-        const kept = this.config.volumes.filter((v) => v.peers.includes(p.name) && next.volumes.some((w) => w.name === v.name));
-        if (kept.length > 0) {
-          notes.push(`peer ${p.name} is gone from the config, but ${kept.map((v) => `volume ${v.name}`).join(', ')} still ` +
-            `${kept.length === 1 ? 'pairs' : 'pair'} with it here: restart to drop it`);
-        } else if (!this.retiring.has(p.name)) {
-          this.retiring.add(p.name);
-          notes.push(`peer ${p.name}: dropped (its link closes once the volumes paired with it are let go)`);
-        }
-        continue;
-      }
-      if (p.fingerprint !== q.fingerprint || p.address !== q.address || p.timeout !== q.timeout) {
-        // (Re-keyed by `offsite init` at its site, or moved: the next link uses the new ones; one up now is made again.)
-        const what = [p.fingerprint !== q.fingerprint ? 'fingerprint' : '', p.address !== q.address ? `address ${q.address}` : '',
-          p.timeout !== q.timeout ? `timeout ${q.timeout} s` : ''].filter((x) => x).join(', ');
-        const relink = p.fingerprint !== q.fingerprint || p.address !== q.address;
-        p.fingerprint = q.fingerprint;
-        p.address = q.address;
-        p.timeout = q.timeout;
-        notes.push(`peer ${p.name}: ${what}${relink ? '; its link is made again' : ''}`);
-        if (relink) {
-          this.sessions.get(p.name)?.close(`peer ${p.name}'s ${what} changed at a reload`);
-          this.dialer.redial(p.name);
-        }
-      }
-      if (p.rate !== q.rate || JSON.stringify(p.schedule) !== JSON.stringify(q.schedule)) {
-        notes.push(`peer ${p.name}: rate ${q.rate ? formatRate(q.rate) : 'unlimited'}${q.schedule.length ? `, ${q.schedule.length} scheduled windows` : ''}`);
-      }
-      p.rate = q.rate;
-      p.schedule = q.schedule;
-      if (JSON.stringify(p.compression) !== JSON.stringify(q.compression)) notes.push(`peer ${p.name}: compression ${formatCompression(q.compression)}`);
-      p.compression = q.compression;
-      if (p.coalesce !== q.coalesce) notes.push(`peer ${p.name}: coalescing ${q.coalesce ? 'on' : 'off'}`);
-      p.coalesce = q.coalesce;
-      if (q.compression.mode !== 'off' && this.sessions.get(p.name)) this.pool ??= new CompressionPool();
-    }
+    const notes = peersReloaded(this.config, next, this.retiring, {
+      relink: (peer, why) => {
+        this.sessions.get(peer)?.close(why);
+        this.dialer.redial(peer);
+      },
+      compresses: (peer) => {
+        if (this.sessions.get(peer)) this.pool ??= new CompressionPool();
+      },
+    });
     this.listener?.pin(this.pinned());
     for (const v of this.config.volumes) {
       const w = next.volumes.find((x) => x.name === v.name);
