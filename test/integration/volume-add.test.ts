@@ -21,6 +21,14 @@ import { cli } from '../helpers/cli.js';
 import { startPair } from '../helpers/pair.js';
 import { must, tempDir, waitFor } from '../helpers/run.js';
 
+/** Adds keys to volume db's inline entry in a config file. */
+function dbKeys(file: string, keys: string): void {
+  const text = fs.readFileSync(file, 'utf8');
+  const next = text.replace(/^( {2}db: \{.*)( \})$/m, `$1, ${keys}$2`);
+  assert.notEqual(next, text, `no db line in ${file}`);
+  fs.writeFileSync(file, next);
+}
+
 /** Adds a line under `volumes:` of a config file (after the db line the pair helper wrote). */
 function addVolume(file: string, line: string): void {
   const text = fs.readFileSync(file, 'utf8');
@@ -72,10 +80,7 @@ test('a volume added at a reload is served at once, waits for the peer that lack
     assert.equal(walAtA.peers[0]!.unavailable ?? null, null);
 
     // A served volume's checkpoint schedule changes in place: site-b's db takes its first scheduled checkpoint, no restart.
-    const textB = fs.readFileSync(p.b.configFile, 'utf8');
-    const scheduled = textB.replace(/^( {2}db: \{.*)( \})$/m, '$1, checkpoints: [{ cron: "*/2 * * * * *", hold: 1h, label: live }]$2');
-    assert.notEqual(scheduled, textB);
-    fs.writeFileSync(p.b.configFile, scheduled);
+    dbKeys(p.b.configFile, 'checkpoints: [{ cron: "*/2 * * * * *", hold: 1h, label: live }]');
     const sched = await cli(p.b, 'reload');
     assert.equal(sched.code, 0, sched.stderr);
     assert.match(sched.stdout, /volume db: checkpoint schedule now "live" \(\*\/2 \* \* \* \* \*\)/);
@@ -193,9 +198,7 @@ test('history turned on and off at a reload of the secondary: points from then o
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 4M', '-c', 'flush', p.a.uri('db')]);
     await p.drained();
     const plain = fs.readFileSync(p.b.configFile, 'utf8');
-    const withHistory = plain.replace(/^( {2}db: \{.*)( \})$/m, '$1, history: { keep: 1h, max: 256MiB }$2');
-    assert.notEqual(withHistory, plain);
-    fs.writeFileSync(p.b.configFile, withHistory);
+    dbKeys(p.b.configFile, 'history: { keep: 1h, max: 256MiB }');
     const on = await cli(p.b, 'reload');
     assert.equal(on.code, 0, on.stderr);
     assert.match(on.stdout, /volume db: history turned on/);

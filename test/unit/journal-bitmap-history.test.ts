@@ -90,8 +90,9 @@ test('bitmap: a damaged page counts as all dirty, never as clean', async () => {
   b3.close();
 });
 
-test('on_full: block holds host writes until the peer acks free space', async () => {
-  const dir = tempDir('block');
+/** A 1 MiB journal under on_full: block, filled by four writes of 250 KiB: the next write waits for space. */
+async function fullUnderBlock(name: string) {
+  const dir = tempDir(name);
   const journal = new Journal({ store: new DirStore(path.join(dir, 'j')), capacity: 1024 * KiB, segmentSize: 256 * KiB });
   const report = await journal.recover();
   const { bitmap } = await DirtyBitmap.open(new DirStore(dir), 4 * 1024 * KiB, 64 * KiB);
@@ -99,6 +100,11 @@ test('on_full: block holds host writes until the peer acks free space', async ()
   await jv.start(report);
   const chunk = Buffer.alloc(250 * KiB, 1);
   for (let i = 0; i < 4; i++) await jv.write(i * chunk.length, chunk, false);
+  return { journal, bitmap, jv, chunk };
+}
+
+test('on_full: block holds host writes until the peer acks free space', async () => {
+  const { journal, bitmap, jv, chunk } = await fullUnderBlock('block');
   let done = false;
   const blocked = jv.write(4 * chunk.length, chunk, false).then(() => { done = true; });
   await new Promise((r) => setTimeout(r, 100));
@@ -112,14 +118,7 @@ test('on_full: block holds host writes until the peer acks free space', async ()
 });
 
 test('on_full changed by a reload from block to bitmap: the writes waiting for space go on, tracked by the bitmap', async () => {
-  const dir = tempDir('block-to-bitmap');
-  const journal = new Journal({ store: new DirStore(path.join(dir, 'j')), capacity: 1024 * KiB, segmentSize: 256 * KiB });
-  const report = await journal.recover();
-  const { bitmap } = await DirtyBitmap.open(new DirStore(dir), 4 * 1024 * KiB, 64 * KiB);
-  const jv = new JournaledVolume({ disk: memDisk(4 * 1024 * KiB), journal, bitmap, onFull: 'block', log: silentLogger });
-  await jv.start(report);
-  const chunk = Buffer.alloc(250 * KiB, 1);
-  for (let i = 0; i < 4; i++) await jv.write(i * chunk.length, chunk, false);
+  const { journal, bitmap, jv, chunk } = await fullUnderBlock('block-to-bitmap');
   let done = 0;
   const blocked = [4, 5].map((i) => jv.write(i * chunk.length, chunk, false).then(() => done++));
   await new Promise((r) => setTimeout(r, 100));
