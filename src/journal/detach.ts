@@ -15,6 +15,8 @@
 // (beginFirstSync): its bitmap, every region marked, is that round's list, compared by
 // hash with its replica; the other peers keep streaming. One that must wait for
 // another's round leaves the journal meanwhile (detachNew), its bitmap all marked.
+// A peer a reload adds to a volume served here joins the same way (addNew); one a
+// reload takes away leaves with its bitmap, and a round of its own ends (remove).
 import { formatBytes } from '../units/units.js';
 import type { Logger } from '../log/log.js';
 import type { Store } from '../store/store.js';
@@ -166,6 +168,51 @@ export class DetachedPeers {
       `it holds the journal back no more (its bitmap marks every region), and ${cursors.attached.join(', ')} keep streaming`);
     this.v.detachedOne();
     return true;
+  }
+
+  /**
+   * A reload added `peer` to this volume (docs/PEERS.md, "Adding and removing a
+   * secondary"): what its replica holds is not known, so it joins detached, its bitmap
+   * every region marked and durable first, as a new secondary waiting for its first
+   * sync of its own (detachNew): it holds the journal back from nothing meanwhile.
+   */
+  addNew(peer: string): Promise<void> {
+    const p = this.marking.then(async () => {
+      const { cursors, journal, log, name } = this.v;
+      await this.settled();
+      const own = await this.allMarked(peer, this.bitmaps.get(peer));
+      this.bitmaps.set(peer, own);
+      cursors.addDetached(peer, journal.released);
+      log.info({ volume: name, peer }, `volume ${name}: ${peer} is a new secondary; its first sync begins when it links ` +
+        `(meanwhile its bitmap marks every region, and it holds the journal back from nothing)`);
+    });
+    this.marking = p.catch(() => undefined);
+    return p;
+  }
+
+  /**
+   * A reload took `peer` away from this volume: a round of its own ends first
+   * (`endOwnRound`, the caller's: the round's state is not this object's), its bitmap
+   * goes, and its cursor: the journal releases up to the lowest of the others. Another
+   * peer stays (the caller checked).
+   */
+  remove(peer: string, endOwnRound: () => Promise<void>): Promise<void> {
+    const p = this.marking.then(async () => {
+      const { cursors, store } = this.v;
+      await this.settled();
+      const own = this.ownRound;
+      if (own?.peer === peer) {
+        await endOwnRound();
+        assert(this.ownRound === own, () => `volume ${this.v.name}: ${peer}'s round changed while it ended`);
+        this.ownRound = null;
+        this.bitmaps.set(peer, own.bitmap);
+      }
+      this.forget(peer);
+      cursors.remove(peer);
+      await store.syncDir();
+    });
+    this.marking = p.catch(() => undefined);
+    return p;
   }
 
   /** `peer`'s bitmap (`own`, or its file opened) with every region marked, durable with the folder: what a new secondary lacks. */
@@ -357,6 +404,7 @@ export class DetachedPeers {
 
   /** Closes and removes detached `peer`'s bitmap file (the caller syncs the folder). */
   private forget(peer: string): void {
+    // (No bitmap: its file may still be there, from a stop before it could go.)
     this.bitmaps.get(peer)?.close();
     this.bitmaps.delete(peer);
     this.v.store.remove(peerBitmapFile(peer));

@@ -18,6 +18,10 @@
 // A new secondary among several gets a first sync of its own (followFrom): its cursor
 // moves to the journal's end, and a bitmap of its own with every region marked stands
 // for what it lacks before.
+//
+// A reload may add a peer to a volume served here, or take one away (docs/PEERS.md,
+// "Adding and removing a secondary"): one added joins detached (addDetached), as a new
+// secondary waiting for its first sync; one removed (remove) holds the journal back no more.
 import { assert } from '../invariants/assert.js';
 
 /** The peer of a volume replicated to one peer whose name the caller does not need (tests, the simulations). */
@@ -37,6 +41,33 @@ export class PeerCursors {
 
   get peers(): string[] {
     return [...this.acked.keys()];
+  }
+
+  /** Is `peer` a peer of this volume (a reload may have taken it away while its ack was on its way)? */
+  has(peer: string): boolean {
+    return this.acked.has(peer);
+  }
+
+  /**
+   * A reload added `peer`: it joins detached, marked up to `released` (the journal's
+   * release point), its bitmap every region marked (DetachedPeers.addNew): it holds
+   * the journal back from nothing until its first sync of its own begins.
+   */
+  addDetached(peer: string, released: number): void {
+    assert(!this.acked.has(peer) && Number.isSafeInteger(released) && released >= 0,
+      () => `peer cursors: ${JSON.stringify(peer)} cannot be added at ${released} to ${this.peers.join(', ')}`);
+    this.acked.set(peer, released);
+    this.marked.set(peer, released);
+  }
+
+  /**
+   * A reload took `peer` away: its cursor goes, and the journal releases up to the
+   * lowest of the others. At least one peer stays (a volume without peers has no journal to release).
+   */
+  remove(peer: string): void {
+    assert(this.acked.has(peer) && this.acked.size >= 2, () => `peer cursors: ${JSON.stringify(peer)} cannot be removed from ${this.peers.join(', ')}`);
+    this.acked.delete(peer);
+    this.marked.delete(peer);
   }
 
   /** How many peers the volume has (no array made: asked on every host write). */

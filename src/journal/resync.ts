@@ -21,7 +21,8 @@ import type { Starting } from './startup.js';
 import type { Tracking } from './tracking.js';
 import type { DirtyBitmap } from './bitmap.js';
 import type { DetachedPeers } from './detach.js';
-import type { PeerCursors } from './peer-cursors.js';
+import { THE_PEER, type PeerCursors } from './peer-cursors.js';
+import { assert } from '../invariants/assert.js';
 
 /** What a round's steps use of the write path. */
 export interface RoundVolume extends Starting {
@@ -151,6 +152,46 @@ export class RoundSteps {
       `(${formatBytes(disk.size)}) will be compared with its replica by hash; regions that differ are sent, holes on both sides ` +
       'are skipped; the other peers keep streaming');
     return begun.upTo + 1;
+  }
+
+  /**
+   * A reload changed the volume's peers (docs/PEERS.md, "Adding and removing a
+   * secondary"). Each one added joins detached, its bitmap every region marked
+   * (DetachedPeers.addNew): its first sync of its own begins when it links. Each one
+   * taken away leaves: a round of its own ends where it is (under the lock of every
+   * range, so no run of it is being read or journaled), its records still padding for
+   * the others, and its bitmap and cursor go. In turn with the rounds' beginnings and
+   * after any fold. Added first: the volume never has no peer.
+   */
+  setPeers(next: readonly string[]): Promise<{ added: string[]; removed: string[] }> {
+    const { cursors, detached, round, seed, journal, ranges, disk, tracking } = this.v;
+    assert(detached !== null && next.length > 0 && new Set(next).size === next.length && !next.includes(THE_PEER) && !cursors.has(THE_PEER),
+      () => `volume ${this.v.name}: its peers ${cursors.peers.join(', ')} cannot become ${next.join(', ')}`);
+    const p = this.starting.then(async () => {
+      const added = next.filter((peer) => !cursors.has(peer));
+      const removed = cursors.peers.filter((peer) => !next.includes(peer));
+      await tracking.quiesce();
+      for (const peer of added) await detached.addNew(peer);
+      for (const peer of removed) {
+        await detached.remove(peer, async () => {
+          const unlock = await ranges.lock(0, disk.size);
+          try {
+            // (A fold meanwhile dropped the round: nothing of it is left to end.)
+            if (round.owner !== peer) return;
+            round.abandon(peer, journal.lastSeq);
+            seed.stop();
+          } finally {
+            unlock();
+          }
+        });
+      }
+      seed.alone = cursors.count === 1;
+      assert(cursors.peers.length === next.length && next.every((peer) => cursors.has(peer)),
+        () => `volume ${this.v.name}: its peers are ${cursors.peers.join(', ')} where ${next.join(', ')} were set`);
+      return { added, removed };
+    });
+    this.starting = p.catch(() => undefined);
+    return p;
   }
 
   /** The bitmap the open round sends: its peer's own in a round for one peer, else the volume's. */

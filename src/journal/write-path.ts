@@ -309,6 +309,16 @@ export class JournaledVolume implements ExportBackend {
   beginInitialSync(): Promise<void> { return this.rounds.beginInitialSync(); }
   /** Folds the journal into the bitmap and begins a new round (the peer is behind what the journal holds). */
   restartRound(reason: string): Promise<number> { return this.rounds.restart(reason); }
+  /**
+   * A reload changed this volume's peers (resync.ts's setPeers, docs/PEERS.md): one
+   * added waits detached for its first sync, one taken away holds the journal back no
+   * more, and the journal releases what the others hold.
+   */
+  async setPeers(next: readonly string[]): Promise<{ added: string[]; removed: string[] }> {
+    const changed = await this.rounds.setPeers(next);
+    await this.releaseUpTo(this.cursors.lowest);
+    return changed;
+  }
   /** A round of detached `peer`'s own (resync.ts's startFor); 0: it cannot be, fold and begin a round of all. */
   startRoundFor(peer: string): Promise<number> { return this.rounds.startFor(peer); }
   /** A first sync of new `peer`'s own, compared by hash, the others streaming on (resync.ts's firstSyncFor); 0: it cannot be. */
@@ -447,6 +457,8 @@ export class JournaledVolume implements ExportBackend {
 
   /** `peer` holds everything up to `seq` durably; free the journal space every peer holds (docs/PEERS.md). */
   async releaseFor(peer: string, seq: number): Promise<void> {
+    // (An ack of a peer a reload took away, on its way meanwhile: nothing waits for it.)
+    if (!this.cursors.has(peer)) return;
     const low = this.cursors.ack(peer, seq);
     // A detached peer that acked up to its bitmap's marked point follows the journal again.
     if (this.detached && this.cursors.isDetached(peer)) {

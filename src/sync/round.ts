@@ -220,6 +220,22 @@ export class ResyncRound {
   }
 
   /**
+   * The open round is `owner`'s own, and a reload took that peer away: it ends
+   * without its end. The records it journaled up to `lastSeq` stay its own, so the
+   * other peers are still sent them as padding (ownerOf).
+   */
+  abandon(owner: string, lastSeq: number): void {
+    assert(this.start !== 0 && this.owner === owner && lastSeq >= this.start - 1,
+      () => `a resync round of ${owner} abandoned at record ${lastSeq}, but the round open is ${this.owner ?? 'every peer'}'s from ${this.start}`);
+    this.ended.push({ owner, start: this.start, end: this.endSeq || lastSeq });
+    this.start = 0;
+    this.endSeq = 0;
+    this.owner = null;
+    this.whole = false;
+    this.forgetRuns();
+  }
+
+  /**
    * The peer whose round for one peer record `seq` belongs to (null: no such round's),
    * among the open round and those ended whose records the journal still holds (it let
    * go of everything up to `released`).

@@ -61,7 +61,7 @@ export class Seeding {
    * with several compares nothing (begin() opens no comparison); a first sync of one
    * peer's own, whose bitmap is that peer's alone, does (begin's `own`, docs/PEERS.md).
    */
-  constructor(private readonly alone = true) {}
+  constructor(public alone = true) {}
 
   /** The next round is a new pair's first sync: it compares by hash first. */
   pending = false;
