@@ -349,6 +349,7 @@ export class JournaledVolume implements ExportBackend {
    * barrier. The peer holds every record before them, so it holds their bytes already.
    */
   padFor(peer: string, records: JournalRecord[]): JournalRecord[] {
+    if (!this.round.ownRounds) return records;
     let out: JournalRecord[] | null = null;
     records.forEach((r, i) => {
       if ((r.flags & (FLAG_RESYNC | FLAG_ROUND_END)) === 0) return;

@@ -107,7 +107,12 @@ export class ResyncDriver {
       // bitmap of its own, a round of its own sends it while the other peers stream on
       // (docs/PEERS.md); else (folded into the bitmap on a full disk) a new round covers them.
       const why = `the peer holds up to record ${resume} but the journal starts at ${j.released + 1}`;
-      const round2 = (this.jv.cursors.isDetached(this.peer) ? await this.jv.startRoundFor(this.peer) : 0) || await this.jv.restartRound(why);
+      // (A bitmap of its own marking every region, a peer a reload put back: what its replica
+      // holds is not known, so its round compares by hash first, as a new secondary's.)
+      const own = this.jv.detached?.bitmapOf(this.peer);
+      const unknown = own !== undefined && own.count === own.regions && this.jv.cursors.count > 1;
+      const round2 = (unknown ? await this.jv.firstSyncFor(this.peer) : 0) ||
+        (this.jv.cursors.isDetached(this.peer) ? await this.jv.startRoundFor(this.peer) : 0) || await this.jv.restartRound(why);
       if (this.link.session() !== s) return;
       s.send(encodeResync(this.name, round2));
       resume = Math.max(peerDurable, round2 - 1);

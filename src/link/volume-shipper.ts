@@ -525,7 +525,8 @@ export class VolumeShipper {
         this.sizes.ackRtt.sentBatch(records[records.length - 1]!.seq, this.opts.now(), this.shipper.sentUnacked);
         sent = this.planner.coalesced(records, plan, { roundOpen: this.jv.roundStart !== 0, maxEpochBytes: this.jv.maxEpochBytes });
         // A round of another peer's own goes to this one as padding (docs/PEERS.md).
-        if (this.jv.cursors.count > 1) sent = this.jv.padFor(this.opts.peer ?? THE_PEER, sent);
+        // (Also with one peer left: a reload may have taken away the one a round was for.)
+        sent = this.jv.padFor(this.opts.peer ?? THE_PEER, sent);
         this.exposure.sent(sent);
       }
       // Read-ahead: the next batch is asked of the disk (the thread pool) before this

@@ -37,6 +37,7 @@ import { boundOldGeneration, boundYoungGeneration, collectUnderPressure } from '
 import { NodeGroups } from './groups.js';
 import { SetAside } from './set-aside.js';
 import { applyVolumeKeys, historyReloaded, volumesReloaded } from './reloaded-volumes.js';
+import { volumePeersReloaded } from './volume-peers.js';
 import { removeVolume, type RemovalHost } from './volume-removal.js';
 import { openRole, VolumeFolders, type RoleOpening } from './role-open.js';
 import { UnavailableVolumes, withoutName } from './unavailable.js';
@@ -395,6 +396,17 @@ export class Daemon {
         notes.push(`consistency group ${g.name}: added with ${g.members.join(', ')}`);
       }
       notes.push(...this.setAsides.add(changed.add, this.removing));
+      // A served volume's new peers, after the removals, each in the node's action queue (src/node/volume-peers.ts).
+      for (const e of this.entries) {
+        const v = next.volumes.find((x) => x.name === e.config.name);
+        if (!v) continue;
+        const peers = volumePeersReloaded(e, v, {
+          links: this.links, log: this.log, grouped: (name) => this.config.groups.some((g) => g.members.includes(name)),
+        });
+        notes.push(...peers.notes);
+        const change = peers.change;
+        if (change) this.removing = this.removing.then(() => this.roles.exclusive(change));
+      }
       // Peers dropped with their volumes go once those are let go.
       this.removing = this.removing.then(() => this.links?.dropRetiring());
     }

@@ -471,6 +471,29 @@ export class LinkManager {
     for (const peer of peers) if (!this.retiring.has(peer)) this.dialer.redial(peer);
   }
 
+  /** A reload took `peers` away from `volume` (src/node/volume-peers.ts): its shippers to them stop, and what was kept of them goes. */
+  stopShipping(volume: string, peers: readonly string[]): void {
+    for (const peer of peers) {
+      const sh = this.shippers.get(pairKey(volume, peer));
+      sh?.down();
+      this.shippers.delete(pairKey(volume, peer));
+      this.peerSetAside.get(volume)?.delete(peer);
+    }
+  }
+
+  /** A reload changed `volume`'s peers: the links to `peers` are made again, and the next Hello pairs it as the config says now. */
+  relink(volume: string, peers: readonly string[]): void {
+    for (const peer of peers) {
+      if (this.primaryNow.get(volume) === peer) {
+        this.primaryNow.delete(volume);
+        this.volumes.replicas.get(volume)?.detach();
+      }
+      this.sessions.get(peer)?.close(`volume ${volume}'s peers changed at a reload here`);
+      if (this.config.node < peer && !this.dialing.has(peer)) this.dialIfFirst(peer);
+      else this.dialer.redial(peer);
+    }
+  }
+
   /** Peers a reload dropped with their volumes, until dropRetiring. */
   private readonly retiring = new Set<string>();
 

@@ -1,8 +1,8 @@
 // What a reload does with the peers (docs/CONFIG.md, "Reloading"), for the link manager
 // (links.ts): rates, schedules, compression and coalescing apply at once on the link up;
 // a peer new to the file is known from now on (its certificate pinned by the caller); a
-// peer's new fingerprint or address makes its link again; a peer dropped with every
-// volume paired with it retires once they are let go (LinkManager.dropRetiring).
+// peer's new fingerprint or address makes its link again; a peer dropped retires once
+// the volumes paired with it are let go or paired with others (LinkManager.dropRetiring).
 import type { Config } from '../config/config.js';
 import { formatCompression } from '../compress/setting.js';
 import { formatRate } from '../rate/rate.js';
@@ -32,14 +32,11 @@ export function peersReloaded(config: Pick<Config, 'peers' | 'volumes'>, next: P
   for (const p of config.peers) {
     const q = next.peers.find((x) => x.name === p.name);
     if (!q) {
-      // Dropped with every volume paired with it: its link goes once they are let go (dropRetiring).
-      const kept = config.volumes.filter((v) => v.peers.includes(p.name) && next.volumes.some((w) => w.name === v.name));
-      if (kept.length > 0) {
-        notes.push(`peer ${p.name} is gone from the config, but ${kept.map((v) => `volume ${v.name}`).join(', ')} still ` +
-          `${kept.length === 1 ? 'pairs' : 'pair'} with it here: restart to drop it`);
-      } else if (!retiring.has(p.name)) {
+      // Dropped with every volume paired with it, or taken away from the volumes kept
+      // (src/node/volume-peers.ts): its link goes once they are let go (dropRetiring).
+      if (!retiring.has(p.name)) {
         retiring.add(p.name);
-        notes.push(`peer ${p.name}: dropped (its link closes once the volumes paired with it are let go)`);
+        notes.push(`peer ${p.name}: dropped (its link closes once no volume here pairs with it)`);
       }
       continue;
     }

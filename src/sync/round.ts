@@ -235,6 +235,11 @@ export class ResyncRound {
     this.forgetRuns();
   }
 
+  /** A round for one peer is open, or one ended whose records may still be shipped: the others are sent them as padding. */
+  get ownRounds(): boolean {
+    return this.owner !== null || this.ended.length > 0;
+  }
+
   /**
    * The peer whose round for one peer record `seq` belongs to (null: no such round's),
    * among the open round and those ended whose records the journal still holds (it let

@@ -175,7 +175,7 @@ volumes:
     fs.writeFileSync(p.a.configFile, textA);
     const dropped = await cli(p.a, 'reload');
     assert.equal(dropped.code, 0, dropped.stderr);
-    assert.match(dropped.stdout, /peer site-c: dropped \(its link closes once the volumes paired with it are let go\)/);
+    assert.match(dropped.stdout, /peer site-c: dropped \(its link closes once no volume here pairs with it\)/);
     assert.match(dropped.stdout, /volume logs: gone from the config; letting it go/);
     await waitFor('site-c dropped at site-a', () => /peer site-c: removed from the config; no link to it any more/.test(p.a.log), 30_000);
     const mark = p.a.log.length;

@@ -43,7 +43,7 @@ function fakeVolume(n: number, size: number): { jv: JournaledVolume; released: (
   };
   const jv = {
     journal, mode: 'journal', canResync: false, roundStart: 0, roundEnd: 0, seeding: false, seedingFor: () => false, folding: null, maxEpochBytes: 1 << 30,
-    roundOwner: null, roundStartFor: () => 0, cursors: { count: 1, isDetached: () => false },
+    roundOwner: null, roundStartFor: () => 0, cursors: { count: 1, isDetached: () => false }, padFor: (_p: string, r: unknown[]) => r,
     resyncUnsettled: false, bitmap: { regionSize: 64 * KiB, regions: 0, count: 0 },
     seed: { nextAsk: () => null, stop: () => undefined, linkDown: () => undefined },
     releaseFor: (_peer: string, seq: number): Promise<void> => {

@@ -47,15 +47,15 @@ test('a new peer is known from now on; a re-keyed or moved one is linked again; 
   assert.deepEqual([same.notes, same.relinked], [[], []]);
 });
 
-test('a peer dropped with every volume paired with it retires; one a kept volume pairs with waits for a restart', () => {
+test('a peer dropped with every volume paired with it retires, and so does one the volumes kept are no longer paired with', () => {
   const now = config(`${B}\n${C}`, `${db}\n${logs}`);
   const dropped = run(now, config(B, db));
-  assert.deepEqual(dropped.notes, ['peer site-c: dropped (its link closes once the volumes paired with it are let go)']);
+  assert.deepEqual(dropped.notes, ['peer site-c: dropped (its link closes once no volume here pairs with it)']);
   assert.deepEqual([...dropped.retiring], ['site-c']);
   // (Said once: a second reload before it is gone says nothing more of it.)
   assert.deepEqual(run(now, config(B, db), dropped.retiring).notes, []);
-  // logs stays but moves to site-b: the config no longer names site-c, and logs still pairs with it here.
+  // logs stays but moves to site-b: site-c retires once logs' peers have changed (src/node/volume-peers.ts).
   const kept = run(config(`${B}\n${C}`, `${db}\n${logs}`), config(B, `${db}\n${logs.replace('site-c', 'site-b')}`));
-  assert.deepEqual(kept.notes, ['peer site-c is gone from the config, but volume logs still pairs with it here: restart to drop it']);
-  assert.deepEqual([...kept.retiring], []);
+  assert.deepEqual(kept.notes, ['peer site-c: dropped (its link closes once no volume here pairs with it)']);
+  assert.deepEqual([...kept.retiring], ['site-c']);
 });
