@@ -172,6 +172,10 @@ export class RoundSteps {
       const removed = cursors.peers.filter((peer) => !next.includes(peer));
       await tracking.quiesce();
       for (const peer of added) await detached.addNew(peer);
+      // A round of all comparing with its one peer (a first sync by hash) compares no more:
+      // a region found equal there would leave the bitmap every peer's round reads, and
+      // the hash requests are the comparing peer's alone. What is left goes whole.
+      if (added.length > 0 && round.start !== 0 && round.owner === null && seed.active) seed.stop();
       for (const peer of removed) {
         await detached.remove(peer, async () => {
           const unlock = await ranges.lock(0, disk.size);

@@ -54,6 +54,10 @@ test('replication simulation: invariants 2, 3, 4, 5, 7 and 8 over a thousand see
   assert.ok(figure('rounds of one peer') > 0, out);
   // ... and new secondaries get a first sync of their own, compared by hash (the odd seeds of those).
   assert.ok(figure('first syncs of one peer') > n / 20, out);
+  // ... and site-c is taken away from the peers by a reload and put back by another (docs/PEERS.md,
+  // "Adding and removing a secondary"), now and then during a round of its own.
+  assert.ok(figure('secondaries taken away and put back') > n / 20, out);
+  assert.ok(figure('of them during a round of their own') > 0, out);
   // A quarter of the seeds lose the primary part-way: a secondary is promoted, the other follows, the old primary returns demoted.
   assert.ok(figure('failovers') > n / 10, out);
   // ... half of them after a calm spell, so promotes apply what their receive logs hold, go to

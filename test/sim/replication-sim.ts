@@ -10,6 +10,8 @@
 // check below holds for each secondary. In the odd ones a secondary whose Hello says it
 // holds nothing is a new secondary, as in the daemon: a first sync of its own, compared
 // by hash, while the other streams on (or waits for the other's round, its link up).
+// Now and then a reload takes site-c away from the volume's peers and another puts it
+// back (JournaledVolume.setPeers), its replica compared by hash then.
 //
 // A quarter of the seeds fail over part-way: the primary is lost for good, a secondary
 // whose replica is a flush-point image is promoted (its image must be one of the old
@@ -101,6 +103,10 @@ export interface ReplicationSimStats {
   ownRounds: number;
   /** First syncs of a new secondary's own (a round of its own, compared by hash), the other streaming on (docs/PEERS.md). */
   ownFirstSyncs: number;
+  /** Site-c taken away from the primary's peers by a reload, and put back by another (docs/PEERS.md, "Adding and removing a secondary"). */
+  peersRemoved: number;
+  /** ... of them during a round of site-c's own, which ended where it was. */
+  ownRoundsAbandoned: number;
   /** Failovers: the primary lost, a secondary promoted, the other following it, the old primary back demoted. */
   failovers: number;
   /** ... of them to a restore point of the promoted replica's history (`promote --at`). */
@@ -270,7 +276,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
     pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, historyToggles: 0, keptAcrossFollow: 0, historyCompactions: 0, threeSites: 0,
-    detached: 0, ownRounds: 0, ownFirstSyncs: 0,
+    peersRemoved: 0, ownRoundsAbandoned: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0,
     failovers: 0, pastPromotes: 0, promoteCrashes: 0, roomsReused: 0, framesGathered: 0, promotesOnFullDisk: 0,
     verifies: 0, verifyRepairs: 0 };
   // Half the seeds keep history at the secondary (docs/HISTORY.md), some with a max that
@@ -336,6 +342,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   /** The primary's name, and the secondaries its journal keeps a cursor for (the peers of its config). */
   let primaryName = SITE_A;
   let peerNames: string[] = [];
+  /** The primary names its peers (a cursor each): with two secondaries, also while one is taken away (retired, below). */
+  const named = (): boolean => threeSites || peerNames.length > 1;
 
 
   // --- the primary ------------------------------------------------------------
@@ -364,7 +372,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       disk, journal, bitmap, onFull: 'bitmap', intentStore: useIntents ? jstore : undefined, intentSlots: 64, log, roundStore: mstore,
       activityStore: mstore, activityExtent: BLOCK * (1 << rng.int(4)), activitySlots: 2 + rng.int(8), bootId: () => `boot-${boots}`,
       // (Several secondaries: a cursor each, and a far one detached into a bitmap of its own.)
-      ...(peerNames.length > 1 ? { peers: peerNames, peerStore: mstore } : {}),
+      ...(named() ? { peers: peerNames, peerStore: mstore } : {}),
     });
     jv.maxEpochBytes = receiveCapacity / 4; // what the link sets from the peer's Hello
     // A first sync by checksum leaves out regions whose hashes match the secondary's: from
@@ -427,13 +435,13 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     /** The life whose receiver's events count (none while a follow ends the old one: its last events come late). */
     let receiving = 0;
     /** This site is a detached peer of the primary's journal (docs/PEERS.md). */
-    const detached = (): boolean => peerNames.length > 1 && jv.cursors.isDetached(name);
+    const detached = (): boolean => named() && jv.cursors.isDetached(name);
     const newShipper = (): void => {
       if (shipper) stats.coalesced += shipper.coalescedRecords;
       shipper = new VolumeShipper(VOLUME, jv, log, {
         windowBytes, batchBytes: Math.max(4096, windowBytes / 4), selfSyncMs: 3 * STEP_MS, now: () => clock, coalesce: () => coalescing,
         ...(budgeted ? { memory: new MemoryBudget(windowBytes) } : {}),
-        ...(peerNames.length > 1 ? { peer: name } : {}),
+        ...(named() ? { peer: name } : {}),
       });
       if (sharing) {
         shipper.share = () => shareNow;
@@ -1082,7 +1090,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     if (pending > 10000) fail(`${pending} operations pending: unbounded queue`);
     for (const s of sites) s.checkLink();
     // (Counted as they happen: a detach in one life of the primary, rejoined or merged at its next start.)
-    const nowDetached = peerNames.length > 1 && jv.cursors.detached.length > 0;
+    const nowDetached = named() && jv.cursors.detached.length > 0;
     if (nowDetached && !wasDetached) stats.detached++;
     wasDetached = nowDetached;
     if (jv.roundOwner !== null && jv.roundStart !== ownRoundSeen) {
@@ -1124,6 +1132,39 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     }
   };
 
+  // --- site-c taken away and put back -----------------------------------------
+  // In the three-site seeds before a failover, now and then a reload of the primary's
+  // config takes site-c away from the volume's peers (JournaledVolume.setPeers): its link
+  // is cut and not made again, and the journal follows site-b alone. Later (at the latest
+  // when faults stop, or before a failover) another puts it back: it joins detached, every
+  // region of its bitmap marked, and its replica, behind what the journal holds, gets a
+  // round of its own compared by hash. Its own generator: the other seeds replay as before.
+  const peersRng = new Rng(seed ^ 0x9ee5);
+  let retired: SiteSim | null = null;
+  const takeAway = async (s: SiteSim): Promise<void> => {
+    trace(`${s.name} taken away from the peers at a reload (round ${jv.roundStart} of ${jv.roundOwner ?? 'every peer'})`);
+    if (jv.roundOwner === s.name) stats.ownRoundsAbandoned++;
+    s.cut('taken away from the peers at a reload');
+    sites.splice(sites.indexOf(s), 1);
+    retired = s;
+    c = null;
+    peerNames = sites.map((x) => x.name);
+    await settle(jv.setPeers(peerNames));
+    if (jv.roundOwner === s.name || jv.cursors.has(s.name)) fail(`${s.name} still a peer of the journal after it was taken away`);
+    stats.peersRemoved++;
+  };
+  const putBack = async (why: string): Promise<void> => {
+    const s = retired;
+    if (!s) return;
+    trace(`${s.name} put back among the peers at a reload (${why})`);
+    retired = null;
+    sites.push(s);
+    c = s;
+    peerNames = sites.map((x) => x.name);
+    await settle(jv.setPeers(peerNames));
+    s.newShipper();
+  };
+
   // --- failover -------------------------------------------------------------
   // A quarter of the seeds lose the primary part-way (kill -9 or power loss, and it stays
   // down): a secondary whose replica is a flush-point image is promoted, the other (if
@@ -1144,6 +1185,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let failedOver = false;
   let lostPrimary: { name: string; sched: Scheduler; disk: MemDisk } | null = null;
   const failover = async (): Promise<void> => {
+    await putBack('before the failover');
     // (A replica with restore points can be promoted to one of them whatever it is now: a round, a torn apply.)
     const past = (s: SiteSim): boolean => s.replica.historyPoints().length > 0;
     const able = sites.filter((s) => s.replica.consistent || past(s));
@@ -1297,6 +1339,11 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       }
     }
     if (c && !calm) await siteEvent(c);
+    if (threeSites && !failedOver && !calm) {
+      if (retired) {
+        if (peersRng.chance(0.01)) await putBack('a later reload');
+      } else if (c && peersRng.chance(0.002)) await takeAway(c);
+    }
     if (calm) {
       // (Calm: the disks and links keep moving, so records arrive, are logged and applied.)
       for (let k = 0; k < 24; k++) {
@@ -1332,6 +1379,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   // Faults stop. The host flushes once more; every secondary must converge (an open or
   // pending resync round runs to its end first). A lost primary has returned by now.
   if (lostPrimary) await primaryReturns();
+  await putBack('faults stop');
   pjstore.full = false;
   for (const s of sites) {
     s.sjstore.full = s.sdisk.full = false;

@@ -75,6 +75,8 @@ for (const seed of seeds) {
       add('detached', r.detached);
       add('rounds of one peer', r.ownRounds);
       add('first syncs of one peer', r.ownFirstSyncs);
+      add('secondaries taken away and put back', r.peersRemoved);
+      add('of them during a round of their own', r.ownRoundsAbandoned);
       add('failovers', r.failovers);
       add('promotes to a past point', r.pastPromotes);
       add('promotes cut by a power loss', r.promoteCrashes);

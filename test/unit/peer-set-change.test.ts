@@ -157,3 +157,29 @@ test('peers changed live: a detached secondary taken away lets the journal go, a
   assert.deepEqual([again.jv.bitmap.count, again.jv.mode], [0, 'journal']);
   await again.jv.close();
 });
+
+test('peers changed live: a secondary added during the other\'s first sync by hash ends that comparison; the rest goes whole, it waits its turn',
+  async () => {
+  const dir = tempDir('peers-add-comparing');
+  const { jv, data } = await open(dir, ['near']);
+  await fill(jv, async () => undefined);
+  await jv.beginInitialSync();
+  // near's replica is the primary's but for region 6: its first sync compares by hash.
+  const replica = Buffer.from(data);
+  replica[6 * RS + 2] = 0xff - data[6 * RS + 2]!;
+  const near = new FakePeer(jv, 'near', replica, RS);
+  near.up(0, 0, true);
+  await drive('near is asked for hashes', [near], () => near.asks.length > 0, false);
+  assert.deepEqual([jv.roundOwner, jv.seedingFor('near')], [null, true]);
+  await jv.setPeers(['near', 'far']);
+  // (Compared on: far's shipper would ask far's replica for the hashes of near's comparison.)
+  assert.deepEqual([jv.seeding, jv.seedingFor('far')], [false, false], 'the comparison ended');
+  const far = new FakePeer(jv, 'far', Buffer.alloc(SIZE), RS);
+  far.up(0, 0, true);
+  await drive('near\'s first sync ends', [near, far], () => jv.roundStart === 0 && near.sh.acked === jv.journal.lastSeq, true);
+  assert.ok(near.replica.equals(data), 'near\'s replica is the primary\'s');
+  assert.equal(far.sh.firstSyncWaitsFor, 'every peer (near)', 'far waited for near\'s round');
+  await drive('far\'s first sync ends', [near, far], () => jv.roundStart === 0 && far.resyncs.length > 0 && far.sh.acked === jv.journal.lastSeq, true);
+  assert.ok(far.replica.equals(data), 'far\'s replica is the primary\'s');
+  await jv.close();
+});
