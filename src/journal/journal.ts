@@ -50,7 +50,8 @@ export interface JournalOptions {
 export type AppendResult = number | 'full';
 
 export class Journal {
-  readonly capacity: number;
+  /** Bytes it may use on disk (resize: a reload may change it). */
+  capacity: number;
   readonly segmentSize: number;
   private readonly store: Store;
   /** The clock records are stamped with (the simulation's own in tests). */
@@ -96,6 +97,17 @@ export class Journal {
   /** The `released` and `applied` counter files (counters.ts). */
   private readonly releasePoint: ReleasePoint;
   private readonly redoPoint: RedoPoint;
+
+  /**
+   * A reload's new size for it (`journal:`): the records it holds stay, the next appends
+   * see the new room. Never below what it holds (the caller says so first). Its
+   * segments keep their size; a start sizes them for the new capacity.
+   */
+  resize(capacity: number): void {
+    assert(capacity >= this.usedBytes, () => `journal: resized to ${capacity} bytes, below the ${this.usedBytes} it holds`);
+    this.files.resize(capacity);
+    this.capacity = capacity;
+  }
 
   // --- figures --------------------------------------------------------------
 

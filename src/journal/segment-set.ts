@@ -40,6 +40,12 @@ export class SegmentSet {
 
   constructor(private readonly o: SegmentSetOptions) {}
 
+  /** The journal may use `capacity` bytes from now on (never less than it holds). */
+  resize(capacity: number): void {
+    assert(Number.isSafeInteger(capacity) && capacity >= this.used, () => `journal: a capacity of ${capacity} bytes below the ${this.used} it holds`);
+    this.o.capacity = capacity;
+  }
+
   /** True when a record of `size` bytes fits now, in a new segment if need be. */
   fits(size: number): boolean {
     return this.used + size + SEGMENT_HEADER_SIZE <= this.o.capacity;

@@ -131,8 +131,8 @@ export class JournaledVolume implements ExportBackend {
   private releasedAt = -Infinity;
   /** When the volume's last sync began (the journal's clock). */
   private volumeSyncedAt: number;
-  /** The most that may be journaled before the volume is synced (redoBytesFor). */
-  readonly redoBound: number;
+  /** The most that may be journaled before the volume is synced (redoBytesFor; resizeJournal changes it). */
+  redoBound: number;
   private lock: Promise<void> = Promise.resolve();
   /** Each change's journal append and volume write in their order, and the ones in flight (volume-writes.ts). */
   private readonly writes: VolumeWrites;
@@ -670,6 +670,19 @@ export class JournaledVolume implements ExportBackend {
   setOnFull(mode: OnFull): void {
     this.onFullMode = mode;
     if (mode === 'bitmap') this.wakeBlocked();
+  }
+
+  /**
+   * A reload's `journal:` size: grown, writes waiting for space (on_full: block) go on at
+   * once, and a journal that would have overflowed into the bitmap keeps the order of
+   * the writes for longer (docs/JOURNAL.md, "Its size"); shrunk, only down to what it
+   * holds now. The redo bound and the epochs follow the size.
+   */
+  resizeJournal(capacity: number): void {
+    this.journal.resize(capacity);
+    this.redoBound = redoBytesFor(capacity);
+    this.maxEpochBytes = Math.min(this.maxEpochBytes, epochBytesFor(capacity));
+    this.wakeBlocked();
   }
 
   private waitForSpace(kind: RecordKind, length: number): Promise<void> {

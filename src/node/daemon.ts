@@ -36,7 +36,7 @@ import { HashBuffers } from '../sync/region-hashes.js';
 import { boundOldGeneration, boundYoungGeneration, collectUnderPressure } from '../memory/collector.js';
 import { NodeGroups } from './groups.js';
 import { SetAside } from './set-aside.js';
-import { applyVolumeKeys, historyReloaded, volumesReloaded } from './reloaded-volumes.js';
+import { applyVolumeKeys, historyReloaded, journalReloaded, volumesReloaded } from './reloaded-volumes.js';
 import { volumePeersReloaded } from './volume-peers.js';
 import { removeVolume, type RemovalHost } from './volume-removal.js';
 import { openRole, VolumeFolders, type RoleOpening } from './role-open.js';
@@ -416,6 +416,7 @@ export class Daemon {
       if (!v) continue;
       notes.push(...applyVolumeKeys(e, v, () => this.roles.replanSchedule(e.config.name)));
       notes.push(...historyReloaded(e, v, (f) => this.roles.exclusive(f), this.log));
+      notes.push(...journalReloaded(e, v, () => this.links?.relink(e.config.name, e.config.peers)));
     }
     const msg = notes.length > 0 ? `config reloaded: ${notes.join('; ')}` : 'config reloaded: nothing that applies live changed';
     this.log.info(msg);

@@ -12,6 +12,7 @@
 import type { Config, GroupConfig, VolumeConfig } from '../config/config.js';
 import type { Logger } from '../log/log.js';
 import type { Replica } from '../secondary/replica.js';
+import type { JournaledVolume } from '../journal/write-path.js';
 import { formatBytes, formatDuration } from '../units/units.js';
 import { sameFileKey } from '../config/config.js';
 import { targetPart } from '../iscsi/config.js';
@@ -33,7 +34,8 @@ export interface ReloadedVolumes {
  * Keys of a served volume a reload applies: src/node/links.ts weight and priority,
  * daemon.ts history's limits, src/node/volume-peers.ts its peers, applyVolumeKeys (below) the rest.
  */
-const LIVE_KEYS: ReadonlySet<string> = new Set(['weight', 'priority', 'history', 'checkpoints', 'failback', 'on_full', 'iscsi', 'peer', 'peers']);
+const LIVE_KEYS: ReadonlySet<string> = new Set(['weight', 'priority', 'history', 'checkpoints', 'failback', 'on_full', 'iscsi', 'peer', 'peers',
+  'journal']);
 
 /** What applyVolumeKeys changes on a served volume. */
 export interface LiveVolume {
@@ -71,6 +73,33 @@ export function applyVolumeKeys(e: LiveVolume, next: VolumeConfig, forgetSchedul
     notes.push(`volume ${v.name}: iSCSI access changed (for the next logins; sessions logged in stay)`);
   }
   return notes;
+}
+
+/**
+ * A served volume's `journal:` size as a reload's `next` has it (docs/JOURNAL.md, "Its
+ * size"): a primary's journal, or a secondary's receive log, takes it at once, its
+ * records kept, unless it holds more than that now (then it stays, and the reload says
+ * so). A smaller receive log is told to the primary at a new Hello (`relink`): its
+ * epochs and window fit the receive log. Returns the notes.
+ */
+export function journalReloaded(e: { readonly config: VolumeConfig; readonly journaled: JournaledVolume | null; readonly replica: Replica | null },
+  next: VolumeConfig, relink: () => void): string[] {
+  const v = e.config;
+  if (v.journal === next.journal) return [];
+  const log = e.journaled?.journal ?? e.replica?.log ?? null;
+  const was = v.journal;
+  const what = e.journaled ? 'journal' : e.replica ? 'receive log' : 'journal (when it is primary or secondary)';
+  if (log && log.usedBytes > next.journal) {
+    return [`volume ${v.name}: ${what} stays ${formatBytes(log.capacity)}: it holds ${formatBytes(log.usedBytes)} now; ` +
+      `one of ${formatBytes(next.journal)} is taken once it holds less (reload again then)`];
+  }
+  v.journal = next.journal;
+  if (e.journaled) e.journaled.resizeJournal(next.journal);
+  else if (log) {
+    log.resize(next.journal);
+    if (next.journal < was) relink();
+  }
+  return [`volume ${v.name}: ${what} ${formatBytes(next.journal)} (was ${formatBytes(was)})`];
 }
 
 /**

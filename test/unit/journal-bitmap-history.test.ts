@@ -132,6 +132,31 @@ test('on_full changed by a reload from block to bitmap: the writes waiting for s
   await jv.close();
 });
 
+test('journal: a reload grows it: the writes waiting for space (on_full: block) go on, in the journal; shrunk only down to what it holds', async () => {
+  const { journal, bitmap, jv, chunk } = await fullUnderBlock('resize');
+  let done = 0;
+  const blocked = [4, 5].map((i) => jv.write(i * chunk.length, chunk, false).then(() => done++));
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(done, 0, 'both wait for space');
+  const held = journal.usedBytes;
+  assert.throws(() => jv.resizeJournal(held - 1), /below the \d+ it holds/);
+  assert.equal(journal.capacity, 1024 * KiB, 'a refused resize changes nothing');
+  const before = jv.redoBound;
+  jv.resizeJournal(2048 * KiB);
+  await Promise.all(blocked);
+  assert.deepEqual([done, jv.mode, bitmap.count, journal.capacity], [2, 'journal', 0, 2048 * KiB], 'journaled, in order, nothing in the bitmap');
+  assert.ok(jv.redoBound > before, 'the redo bound follows the size');
+  // Down to what it holds: taken; the next write that does not fit waits again.
+  jv.resizeJournal(journal.usedBytes);
+  let more = false;
+  const waiting = jv.write(6 * chunk.length, chunk, false).then(() => { more = true; });
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(more, false);
+  await jv.release(journal.lastSeq);
+  await waiting;
+  await jv.close();
+});
+
 test('the epoch bound holds for writes a range lock lets go at once; a barrier the journal refuses after a large record ' +
   'sends the volume to the bitmap', async () => {
   const dir = tempDir('epoch-bound');

@@ -6,7 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { parseConfig, sameFileKey, type Config } from '../../src/config/config.js';
-import { applyVolumeKeys, volumesReloaded } from '../../src/node/reloaded-volumes.js';
+import { applyVolumeKeys, journalReloaded, volumesReloaded } from '../../src/node/reloaded-volumes.js';
+import type { JournaledVolume } from '../../src/journal/write-path.js';
+import type { Replica } from '../../src/secondary/replica.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-added-'));
 const file = path.join(dir, 'offsite.yaml');
@@ -83,9 +85,9 @@ test('a new volume on a served volume\'s file is not added, also through a link;
   const live = config(`  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b, weight: 4, priority: high }
   wal: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b }`);
   assert.deepEqual(volumesReloaded(now, live, true).notes, []);
-  const journal = config(`  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b, journal: 2GiB }
+  const region = config(`  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b, bitmap_region: 128KiB }
   wal: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b }`);
-  assert.deepEqual(volumesReloaded(now, journal, true).notes, ['volume db: journal changed: that takes a restart']);
+  assert.deepEqual(volumesReloaded(now, region, true).notes, ['volume db: bitmap_region changed: that takes a restart']);
   assert.equal(sameFileKey(path.join(dir, 'here', 'not-yet', 'x.img')), path.join(fs.realpathSync(dir), 'not-yet', 'x.img'));
   assert.throws(() => config(`${base}\n  logs: { path: ./here/wal.img, size: 1GiB, role: primary }`),
     /offsite\.yaml:\d+: volumes\.logs\.path: .*here\/wal\.img is volume wal's file too; each volume needs a file \(or device\) of its own/);
@@ -115,9 +117,9 @@ test('a served volume\'s checkpoint schedule, failback, on_full and iSCSI access
   const now = config(base, iscsi);
   const changed = config(`  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b, failback: auto, on_full: block,
        checkpoints: [ { cron: "0 2 * * *", label: nightly } ], iscsi: { initiators: [ "iqn.2026-12.com.example:erp" ] } }
-  wal: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b, journal: 2GiB }`, iscsi);
-  // Only the journal of wal is said to wait.
-  assert.deepEqual(volumesReloaded(now, changed, true).notes, ['volume wal: journal changed: that takes a restart']);
+  wal: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b, journal_dir: ./wal-journal }`, iscsi);
+  // Only the journal's folder of wal is said to wait.
+  assert.deepEqual(volumesReloaded(now, changed, true).notes, ['volume wal: journal_dir changed: that takes a restart']);
   const db = now.volumes[0]!;
   const modes: string[] = [];
   let replanned = 0;
@@ -162,4 +164,29 @@ test('a new consistency group comes with its members, all new, whole or not at a
   assert.deepEqual(gone.remove, ['logs', 'idx']);
   assert.deepEqual(gone.removeGroups, ['erp']);
   assert.deepEqual(gone.notes, []);
+});
+
+test('journal: a served volume\'s journal or receive log takes a new size at once, never below what it holds', () => {
+  const MiB = 1024 * 1024;
+  const now = config(base);
+  const next = config(base.replace('role: primary, peer: site-b }', 'role: primary, peer: site-b, journal: 16GiB }'));
+  assert.deepEqual(volumesReloaded(now, next, true).notes, [], 'not a restart');
+  const db = (c: Config) => c.volumes.find((v) => v.name === 'db')!;
+  const resized: number[] = [];
+  const journal = { usedBytes: 3 * MiB, capacity: 8 * 1024 * MiB };
+  const jv = { journal, resizeJournal: (n: number) => resized.push(n) } as unknown as JournaledVolume;
+  const e = { config: db(now), journaled: jv, replica: null };
+  let relinked = 0;
+  assert.deepEqual(journalReloaded(e, db(next), () => relinked++), ['volume db: journal 16 GiB (was 8.0 GiB)']);
+  assert.deepEqual([resized, e.config.journal, relinked], [[16 * 1024 ** 3], 16 * 1024 ** 3, 0]);
+  assert.deepEqual(journalReloaded(e, db(next), () => relinked++), [], 'the same size: nothing');
+  // A receive log made smaller than it holds stays; smaller than that, the primary is told at a new Hello.
+  const log = { usedBytes: 6 * MiB, capacity: 16 * 1024 ** 3, resize: (n: number) => resized.push(n) };
+  const r = { config: { ...db(next) }, journaled: null, replica: { log } as unknown as Replica };
+  const small = (size: string) => db(config(base.replace('role: primary, peer: site-b }', `role: primary, peer: site-b, journal: ${size} }`)));
+  assert.deepEqual(journalReloaded(r, small('4MiB'), () => relinked++),
+    ['volume db: receive log stays 16 GiB: it holds 6.0 MiB now; one of 4.0 MiB is taken once it holds less (reload again then)']);
+  assert.deepEqual([r.config.journal, relinked], [16 * 1024 ** 3, 0]);
+  assert.deepEqual(journalReloaded(r, small('64MiB'), () => relinked++), ['volume db: receive log 64 MiB (was 16 GiB)']);
+  assert.deepEqual([resized.at(-1), relinked], [64 * MiB, 1]);
 });
