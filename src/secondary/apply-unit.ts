@@ -25,6 +25,8 @@ export class UnitApplier {
    * (readers wait at the gate until it ends), so the replica stays consistent meanwhile.
    */
   torn: string | null = null;
+  /** The last record of the unit that failed (torn), or null. */
+  private tornTo: number | null = null;
   /** The unit being applied now (records from..to), or null. Readers wait for it; it is not a failure. */
   unit: { from: number; to: number; since: number } | null = null;
   /** Units applied since the start. */
@@ -80,6 +82,20 @@ export class UnitApplier {
    * If it fails part-way, readers get EIO until a later attempt (or recovery after a
    * restart) completes the unit.
    */
+  /**
+   * The receive log was opened again after a failure, and its recovery found records up
+   * to `applied` applied: a unit that failed at its end (its applied counter durable,
+   * the sync after it not) is whole on the volume, which was flushed before the
+   * counter was written, so the image is the flush point of its last record. A unit the
+   * counter does not cover stays torn until it is redone.
+   */
+  recovered(applied: number): void {
+    if (this.torn !== null && this.tornTo !== null && applied >= this.tornTo) {
+      this.torn = null;
+      this.tornTo = null;
+    }
+  }
+
   async apply(log: Journal, applied: number, from: number, to: number, endsRound = false): Promise<void> {
     let open!: () => void;
     this.gate = new Promise((r) => (open = r));
@@ -113,6 +129,7 @@ export class UnitApplier {
         await round.completed();
       }
       this.torn = null;
+      this.tornTo = null;
       this.units++;
       await this.history?.unitApplied().catch((e: Error) => this.logger.error({ volume: this.name },
         `volume ${this.name}: history retention failed (${(e as NodeJS.ErrnoException).code ?? e.message}); it is tried again after the next unit`));
@@ -120,6 +137,7 @@ export class UnitApplier {
       // The volume may now hold part of the unit: torn until it is redone (in a round
       // the undo area still serves the image before it).
       this.torn = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      this.tornTo = to;
       throw e;
     } finally {
       this.unit = null;

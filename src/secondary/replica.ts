@@ -159,6 +159,8 @@ export class Replica implements ExportBackend {
     });
     // Records applied before the stop but not yet released from the log.
     if (applied > log.released) await log.release(applied).catch(() => undefined);
+    // (A unit that failed after its applied counter was written is whole: replication simulation seed 2762.)
+    this.units.recovered(applied);
     // Opened before a unit a crash cut is redone: it knows what that unit saved already.
     // (Pinned: the point of a checkpoint held, and of a promote a crash cut part-way.)
     if (this.opts.history) await this.past.open(this.opts.roundStore, this.opts.history, applied, this.pinnedAtStart);
