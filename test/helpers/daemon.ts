@@ -178,6 +178,7 @@ type VolumeStatusRow = {
   name: string; link: string; backlogBytes: number; lagSeconds: number; consistent: boolean; tracking: string; peers: PeerStatus[];
   resyncing: boolean; overflows: number; role: string; peer: string | null; resyncBytes: number; resyncSeededBytes: number;
   verify: { state: string; elapsedMs: number; rateBytesPerSecond: number } | null;
+  journalUsedBytes: number; journalCapacityBytes: number; shipping: { recordBytes: number };
 };
 
 /** Status of a running daemon through its API. */

@@ -10,6 +10,9 @@
 //   pins site-c, serves the volume and links to site-c, which gets its replica; site-c
 //   re-keyed is refused until site-a's file pins its new fingerprint, and a reload does;
 //   dropped with its volume, site-c's link goes and is not dialed again;
+// - site-a's db journal grown at a reload while site-b is down: what would have overflowed
+//   into the dirty bitmap stays journaled, in order; shrinking below what it holds is
+//   refused and said; site-b back, it drains and compares equal;
 // - a reload that moves a volume's file, or adds one on a served volume's file, says what waits
 //   (one that drops a volume lets it go: test/integration/volume-remove.test.ts).
 import test from 'node:test';
@@ -234,6 +237,42 @@ test('history turned on and off at a reload of the secondary: points from then o
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x44 4M 4M', '-c', 'flush', p.a.uri('db')]);
     await p.drained();
     await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
+  } finally {
+    await p.stop();
+  }
+});
+
+test('the journal grown at a reload during an outage: writes that would have overflowed stay journaled; shrunk below what it holds, it stays', async () => {
+  const p = await startPair({ size: '64MiB', journal: '16MiB' });
+  try {
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x41 0 2M', '-c', 'flush', p.a.uri('db')]);
+    await p.drained();
+    await p.b.stop();
+    const db = async () => (await statusOf(p.a)).volumes.find((v) => v.name === 'db')!;
+    const writes = (from: number, count: number, pattern: number): string[] =>
+      Array.from({ length: count }, (_, i) => ['-c', `write -P ${pattern} ${from + i}M 1M`]).flat().concat(['-c', 'flush']);
+    await must('qemu-io', ['-f', 'raw', ...writes(4, 12, 0x42), p.a.uri('db')]);
+    assert.equal((await db()).tracking, 'journal');
+    const text = fs.readFileSync(p.a.configFile, 'utf8');
+    fs.writeFileSync(p.a.configFile, text.replace('journal: 16MiB', 'journal: 64MiB'));
+    const grown = await cli(p.a, 'reload');
+    assert.equal(grown.code, 0, grown.stderr);
+    assert.match(grown.stdout, /volume db: journal 64 MiB \(was 16 MiB\)/);
+    assert.doesNotMatch(grown.stdout, /takes a restart/);
+    // 36 MiB journaled in all: more than the 16 MiB the journal had.
+    await must('qemu-io', ['-f', 'raw', ...writes(20, 24, 0x43), p.a.uri('db')]);
+    const after = await db();
+    assert.deepEqual([after.tracking, after.journalCapacityBytes], ['journal', 64 * 1024 * 1024], 'still journaled, in order');
+    assert.ok(after.journalUsedBytes > 36 * 1024 * 1024, `${after.journalUsedBytes} bytes journaled`);
+    // Smaller than what it holds: it stays, and the reload says so.
+    fs.writeFileSync(p.a.configFile, text.replace('journal: 16MiB', 'journal: 8MiB'));
+    const shrunk = await cli(p.a, 'reload');
+    assert.match(shrunk.stdout, /volume db: journal stays 64 MiB: it holds \S+ MiB now; one of 8\.0 MiB is taken once it holds less/);
+    assert.equal((await db()).journalCapacityBytes, 64 * 1024 * 1024);
+    await p.b.start();
+    await p.drained();
+    await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
+    assert.doesNotMatch(p.a.log, /journal full/);
   } finally {
     await p.stop();
   }

@@ -110,8 +110,7 @@ test('a secondary taken away at a reload and put back at another: the host keeps
 
     // site-c comes back, and a reload puts it back: compared by hash, only what differs is sent.
     await t.c.start();
-    const shipped = async (): Promise<number> =>
-      ((await statusOf(t.a)).volumes.find((v) => v.name === 'db') as unknown as { shipping: { recordBytes: number } }).shipping.recordBytes;
+    const shipped = async (): Promise<number> => (await statusOf(t.a)).volumes.find((v) => v.name === 'db')!.shipping.recordBytes;
     const before = await shipped();
     fs.writeFileSync(t.a.configFile, textA);
     const back = await cli(t.a, 'reload');
