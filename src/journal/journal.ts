@@ -10,7 +10,8 @@ import type { Store } from './store.js';
 import { assert } from '../invariants/assert.js';
 import { READ_BATCH_BYTES } from '../limits/limits.js';
 import {
-  FLAG_FUA, FLAG_GROUP_POINT, FLAG_RESYNC, RecordKind, encodeRecordHeader, encodeSegmentHeader, recordSize, type JournalRecord, type RecordHeader,
+  FLAG_FUA, FLAG_GROUP_POINT, FLAG_RESYNC, RecordKind, SEGMENT_HEADER_SIZE, encodeRecordHeader, encodeSegmentHeader, recordSize,
+  type JournalRecord, type RecordHeader,
 } from './record.js';
 import { RedoPoint, ReleasePoint } from './counters.js';
 import { checkOwnership, segmentVolumeId, type JournalVolume } from './ownership.js';
@@ -104,7 +105,7 @@ export class Journal {
    * segments keep their size; a start sizes them for the new capacity.
    */
   resize(capacity: number): void {
-    assert(capacity >= this.usedBytes, () => `journal: resized to ${capacity} bytes, below the ${this.usedBytes} it holds`);
+    assert(capacity >= this.usedBytes + SEGMENT_HEADER_SIZE, () => `journal: resized to ${capacity} bytes, below the ${this.usedBytes} it holds`);
     this.files.resize(capacity);
     this.capacity = capacity;
   }

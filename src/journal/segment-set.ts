@@ -40,15 +40,26 @@ export class SegmentSet {
 
   constructor(private readonly o: SegmentSetOptions) {}
 
-  /** The journal may use `capacity` bytes from now on (never less than it holds). */
+  /** The journal may use `capacity` bytes from now on (never less than it holds, and a segment header: see room). */
   resize(capacity: number): void {
-    assert(Number.isSafeInteger(capacity) && capacity >= this.used, () => `journal: a capacity of ${capacity} bytes below the ${this.used} it holds`);
+    assert(Number.isSafeInteger(capacity) && capacity >= this.used + SEGMENT_HEADER_SIZE,
+      () => `journal: a capacity of ${capacity} bytes below the ${this.used} it holds and a segment header`);
     this.o.capacity = capacity;
+  }
+
+  /**
+   * Bytes records may take: the capacity but one segment header, kept for rollTail's
+   * empty segment, which lets a fully released tail go when the journal is full
+   * (without it, the roll took the journal past its capacity until the old tail went:
+   * replication simulation seed 2776).
+   */
+  private get room(): number {
+    return this.o.capacity - SEGMENT_HEADER_SIZE;
   }
 
   /** True when a record of `size` bytes fits now, in a new segment if need be. */
   fits(size: number): boolean {
-    return this.used + size + SEGMENT_HEADER_SIZE <= this.o.capacity;
+    return this.used + size + SEGMENT_HEADER_SIZE <= this.room;
   }
 
   /**
@@ -59,7 +70,7 @@ export class SegmentSet {
   segmentFor(seq: number, size: number): Segment | 'full' {
     const seg = this.list[this.list.length - 1];
     const needSegment = !seg || this.forceNew || (seg.reserved + size > this.o.segmentSize && seg.lastSeq >= seg.baseSeq);
-    if (this.used + size + (needSegment ? SEGMENT_HEADER_SIZE : 0) > this.o.capacity) return 'full';
+    if (this.used + size + (needSegment ? SEGMENT_HEADER_SIZE : 0) > this.room) return 'full';
     if (!needSegment) return seg;
     const opened = this.open(seq);
     this.forceNew = false;
@@ -82,6 +93,7 @@ export class SegmentSet {
     this.list.push(seg);
     this.used += SEGMENT_HEADER_SIZE;
     this.dirChanged = true;
+    assert(this.used <= this.o.capacity, () => `journal: ${this.used} bytes used of a capacity of ${this.o.capacity} once segment ${name} is made`);
     return seg;
   }
 

@@ -13,6 +13,7 @@ import type { Config, GroupConfig, VolumeConfig } from '../config/config.js';
 import type { Logger } from '../log/log.js';
 import type { Replica } from '../secondary/replica.js';
 import type { JournaledVolume } from '../journal/write-path.js';
+import { SEGMENT_HEADER_SIZE } from '../journal/record.js';
 import { formatBytes, formatDuration } from '../units/units.js';
 import { sameFileKey } from '../config/config.js';
 import { targetPart } from '../iscsi/config.js';
@@ -89,7 +90,8 @@ export function journalReloaded(e: { readonly config: VolumeConfig; readonly jou
   const log = e.journaled?.journal ?? e.replica?.log ?? null;
   const was = v.journal;
   const what = e.journaled ? 'journal' : e.replica ? 'receive log' : 'journal (when it is primary or secondary)';
-  if (log && log.usedBytes > next.journal) {
+  // (A segment header more: room kept for the segment a full journal rolls to, src/journal/segment-set.ts.)
+  if (log && log.usedBytes + SEGMENT_HEADER_SIZE > next.journal) {
     return [`volume ${v.name}: ${what} stays ${formatBytes(log.capacity)}: it holds ${formatBytes(log.usedBytes)} now; ` +
       `one of ${formatBytes(next.journal)} is taken once it holds less (reload again then)`];
   }
