@@ -80,7 +80,13 @@ export class ResyncDriver {
     // journal or by its dirty bitmap after an overflow, says nothing of what that replica
     // lacks, so its first round covers every region (compared by hash).
     const newPeer = peerFirstMeeting && this.jv.canResync && peerDurable === 0 && peerRound === 0;
-    if (newPeer && this.jv.cursors.count > 1) {
+    // A peer a reload took away during a round of its own and put back (its bitmap marks
+    // every region): its replica is between flush points, in a round no longer open here;
+    // as a new secondary's, its own round compares by hash and ends it (replication simulation seed 3400).
+    const own = this.jv.detached?.bitmapOf(this.peer);
+    const unknown = own !== undefined && own.count === own.regions && this.jv.cursors.count > 1;
+    const midRound = unknown && this.jv.canResync && peerRound !== 0 && peerRound !== this.jv.roundStartFor(this.peer);
+    if ((newPeer || midRound) && this.jv.cursors.count > 1) {
       // A new secondary of a volume with several: a first sync of its own (docs/PEERS.md).
       if (!await this.firstSyncOfItsOwn(s)) return;
     } else if (newPeer && !this.jv.roundCoversAllFor(this.peer)) {
@@ -109,9 +115,7 @@ export class ResyncDriver {
       const why = `the peer holds up to record ${resume} but the journal starts at ${j.released + 1}`;
       // (A bitmap of its own marking every region, a peer a reload put back: what its replica
       // holds is not known, so its round compares by hash first, as a new secondary's.)
-      const own = this.jv.detached?.bitmapOf(this.peer);
-      const unknown = own !== undefined && own.count === own.regions && this.jv.cursors.count > 1;
-      const round2 = (unknown ? await this.jv.firstSyncFor(this.peer) : 0) ||
+      const round2 = (unknown && this.jv.cursors.isDetached(this.peer) ? await this.jv.firstSyncFor(this.peer) : 0) ||
         (this.jv.cursors.isDetached(this.peer) ? await this.jv.startRoundFor(this.peer) : 0) || await this.jv.restartRound(why);
       if (this.link.session() !== s) return;
       s.send(encodeResync(this.name, round2));
