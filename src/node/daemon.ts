@@ -401,7 +401,7 @@ export class Daemon {
         const v = next.volumes.find((x) => x.name === e.config.name);
         if (!v) continue;
         const peers = volumePeersReloaded(e, v, {
-          links: this.links, log: this.log, grouped: (name) => this.config.groups.some((g) => g.members.includes(name)),
+          links: this.links, log: this.log, grouped: (name) => this.config.groups.some((g) => g.members.includes(name)), wanted: this.peersWanted,
         });
         notes.push(...peers.notes);
         const change = peers.change;
@@ -422,6 +422,9 @@ export class Daemon {
     this.log.info(msg);
     return msg;
   }
+
+  /** Each volume's peers as the latest reload asks for them, until that change has run (src/node/volume-peers.ts). */
+  private readonly peersWanted = new Map<string, string[]>();
 
   /** Volumes a reload lets go, one after another (src/node/volume-removal.ts); a stop waits for them. */
   private removing: Promise<void> = Promise.resolve();

@@ -24,6 +24,12 @@ export interface PeerChangeHost {
   links: PeerLinks | null;
   /** Is `volume` a member of a consistency group here? */
   grouped(volume: string): boolean;
+  /**
+   * The list each volume's latest change asks for, until it has run (the daemon's): a
+   * reload before the change of an earlier one ran compares with it, and the earlier
+   * change gives way to the later.
+   */
+  wanted: Map<string, string[]>;
   log: Logger;
 }
 
@@ -37,12 +43,12 @@ export function volumePeersReloaded(e: { readonly config: VolumeConfig; readonly
   next: VolumeConfig, host: PeerChangeHost): { notes: string[]; change?: () => Promise<void> } {
   const v = e.config;
   const name = v.name;
-  const before = v.peers;
+  const before = host.wanted.get(name) ?? v.peers;
   const after = next.peers;
   if (before.join() === after.join()) return { notes: [] };
   const added = after.filter((p) => !before.includes(p));
   const removed = before.filter((p) => !after.includes(p));
-  if (added.length === 0 && removed.length === 0) {
+  if (added.length === 0 && removed.length === 0 && !host.wanted.has(name)) {
     // (Reordered: the first is the one the one-peer status fields describe.)
     v.peers = [...after];
     v.peer = after[0];
@@ -55,22 +61,30 @@ export function volumePeersReloaded(e: { readonly config: VolumeConfig; readonly
   if (host.grouped(name)) return restart('a consistency group\'s members replicate with the same peers, and change together');
   if (!host.links) return restart('no peer link runs on this daemon (none was configured, or no identity, at its start)');
   const links = host.links;
+  host.wanted.set(name, after);
   const change = async (): Promise<void> => {
+    // (A later reload asked for another list: its change, queued after this one, makes it.)
+    if (host.wanted.get(name) !== after) return;
+    host.wanted.delete(name);
     const jv = e.journaled;
+    // (Against the list it has now: an earlier reload's change may have made part of this one.)
+    const leaving = v.peers.filter((p) => !after.includes(p));
+    const joining = after.filter((p) => !v.peers.includes(p));
     try {
       if (jv) {
-        links.stopShipping(name, removed);
+        if (leaving.length > 0) links.stopShipping(name, leaving);
         await jv.setPeers(after);
       }
     } finally {
       // (What the journal has, should its change have failed part-way: the links pair as it ships.)
-      v.peers = jv ? jv.cursors.peers : [...after];
+      const has = jv ? jv.cursors.peers : after;
+      v.peers = has.length === after.length && after.every((p) => has.includes(p)) ? [...after] : has;
       v.peer = v.peers[0];
-      links.relink(name, [...added, ...removed]);
+      if (joining.length + leaving.length > 0) links.relink(name, [...joining, ...leaving]);
     }
     host.log.info({ volume: name }, `volume ${name}: its peers are ${after.join(', ')} now` +
-      (added.length > 0 ? `; ${added.join(', ')} ${jv ? 'get a first sync of their own when they link' : 'may be followed'}` : '') +
-      (removed.length > 0 ? `; ${removed.join(', ')} no longer ${jv ? 'sent its changes' : 'followed'}` : ''));
+      (joining.length > 0 ? `; ${joining.join(', ')} ${jv ? 'get a first sync of their own when they link' : 'may be followed'}` : '') +
+      (leaving.length > 0 ? `; ${leaving.join(', ')} no longer ${jv ? 'sent its changes' : 'followed'}` : ''));
   };
   return {
     notes: [`volume ${name}: peers now ${after.join(', ')}` + (added.length > 0 ? ` (${added.join(', ')} added: a first sync of its own at a primary)` : '') +

@@ -47,7 +47,7 @@ function fakes(): { links: PeerLinks; jv: JournaledVolume; did: string[] } {
   return { links, jv, did };
 }
 
-const host = (links: PeerLinks | null, grouped = false) => ({ links, log: silentLogger, grouped: () => grouped });
+const host = (links: PeerLinks | null, grouped = false, wanted = new Map<string, string[]>()) => ({ links, log: silentLogger, grouped: () => grouped, wanted });
 const db = (c: Config): VolumeConfig => c.volumes.find((v) => v.name === 'db')!;
 
 test('a primary\'s peers changed at a reload: shipping to the one taken away stops, the journal takes the list, the links are made again', async () => {
@@ -117,4 +117,28 @@ test('what waits for a restart: a first peer, the last one taken away, a group\'
     /^volume db: peers changed to site-c: a consistency group's members replicate with the same peers, and change together: that takes a restart$/);
   assert.match(said('peer: site-b', 'peer: site-c', host(null))[0]!, /no peer link runs on this daemon/);
   assert.deepEqual(did, []);
+});
+
+test('two reloads before the first one\'s change ran: the later list is the one made; one that puts the list back makes it again', async () => {
+  const now = config('peers: [site-b, site-c]');
+  const { links, jv, did } = fakes();
+  const e = { config: db(now), journaled: jv };
+  const h = host(links);
+  const first = volumePeersReloaded(e, db(config('peers: [site-b, site-d]')), h);
+  const second = volumePeersReloaded(e, db(config('peer: site-b')), h);
+  assert.deepEqual(second.notes, ['volume db: peers now site-b (site-d taken away)'], 'said against the list the first asked for');
+  await first.change!();
+  assert.deepEqual(did, [], 'the first gives way');
+  await second.change!();
+  assert.deepEqual(did, ['stop db site-c', 'journal site-b', 'relink db site-c']);
+  assert.deepEqual(e.config.peers, ['site-b']);
+  assert.equal(h.wanted.size, 0);
+  // Back and forth before either ran: the list stays as it is, the journal asked for it again.
+  did.length = 0;
+  const there = volumePeersReloaded(e, db(config('peers: [site-b, site-c]')), h);
+  const back = volumePeersReloaded(e, db(config('peer: site-b')), h);
+  assert.ok(back.change, 'a change back is queued too');
+  await there.change!();
+  await back.change!();
+  assert.deepEqual([did, e.config.peers], [['journal site-b'], ['site-b']]);
 });
