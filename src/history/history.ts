@@ -586,7 +586,7 @@ export class History {
     return this.compactor.done;
   }
 
-  /** The compaction under way has ended (a test waits for it; nothing else needs to). */
+  /** The compaction under way has ended, its temporary file gone (tests; history turned off, before its files go). */
   compacted(): Promise<void> {
     return this.compactor.idle();
   }

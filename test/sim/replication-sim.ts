@@ -879,7 +879,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       historyOn = on;
       trace(`history turned ${on ? 'on' : 'off'}${err ? ` (failed: ${err.message})` : ''}`);
       if (!on && !err && replica.history) fail('history turned off, yet the replica still keeps one');
-      if (!on && !err && ssstore.list().some(isHistoryFile)) fail('history turned off, yet its files are still there');
+      const left = ssstore.list().filter(isHistoryFile);
+      if (!on && !err && left.length > 0) fail(`history turned off, yet its files are still there: ${left.join(', ')}`);
       stats.historyToggles++;
     };
     const toggleCheckpoint = async (): Promise<void> => {
