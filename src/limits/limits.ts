@@ -90,6 +90,13 @@ export const COMPRESSION_WORKER_IDLE_MS = 30_000;
  * journal for a bitmap of its own, so the journal keeps room for the others.
  */
 export const PEER_DETACH_FILL = 0.75;
+/**
+ * A primary's journal filling (a link down, a peer far behind) is told past each of these
+ * shares of its capacity (src/node/journal-fill.ts), before it overflows into the dirty
+ * bitmap; told again once it has fallen below JOURNAL_FILL_RESET.
+ */
+export const JOURNAL_FILL_NOTICES: readonly number[] = [0.75, 0.9];
+export const JOURNAL_FILL_RESET = 0.5;
 /** Most secondaries one primary volume has (`volumes.NAME.peers`, docs/PEERS.md): each is a shipper, a cursor and, detached, a bitmap. */
 export const MAX_PEERS_PER_VOLUME = 4;
 /**

@@ -38,6 +38,7 @@ import { NodeGroups } from './groups.js';
 import { SetAside } from './set-aside.js';
 import { applyVolumeKeys, historyReloaded, journalReloaded, volumesReloaded } from './reloaded-volumes.js';
 import { volumePeersReloaded } from './volume-peers.js';
+import { FillNotices, tellJournalFill, type FillFigures } from './journal-fill.js';
 import { removeVolume, type RemovalHost } from './volume-removal.js';
 import { openRole, VolumeFolders, type RoleOpening } from './role-open.js';
 import { UnavailableVolumes, withoutName } from './unavailable.js';
@@ -221,7 +222,11 @@ export class Daemon {
       this.removeMadeVolumes(made);
       throw e;
     }
-    this.ticker = setInterval(() => this.roles.tick(Date.now()), 1000);
+    this.ticker = setInterval(() => {
+      const now = Date.now();
+      this.roles.tick(now);
+      tellJournalFill(this.fill, this.journalFills(now), this.log);
+    }, 1000);
     this.ticker.unref();
     this.started = true;
     const where = formatListenAddress(this.nbdAddress);
@@ -468,6 +473,22 @@ export class Daemon {
       (r) => this.log.info({ volume: name }, r.message),
       (err: Error) => this.log.error({ volume: name }, `volume ${name}: automatic failback failed: ${err.message}`),
     ).finally(() => this.failingBack.delete(name));
+  }
+
+  /** Which journals' filling was told (src/node/journal-fill.ts). */
+  private readonly fill = new FillNotices();
+
+  /** Each primary's journal as it fills, with its peers' links and lag (for journal-fill.ts). */
+  private *journalFills(now: number): Iterable<FillFigures> {
+    for (const e of this.entries) {
+      const jv = e.journaled;
+      if (!jv || e.role !== 'primary' || jv.mode !== 'journal') continue;
+      const name = e.config.name;
+      yield {
+        volume: name, used: jv.journal.usedBytes, capacity: jv.journal.capacity,
+        peers: jv.cursors.peers.map((p) => ({ name: p, link: this.links?.linkState(p) ?? 'disconnected', lagMs: this.links?.lagMsOf(name, p, now) ?? null })),
+      };
+    }
   }
 
   private recordHistory(): void {

@@ -10,7 +10,8 @@
 //   pins site-c, serves the volume and links to site-c, which gets its replica; site-c
 //   re-keyed is refused until site-a's file pins its new fingerprint, and a reload does;
 //   dropped with its volume, site-c's link goes and is not dialed again;
-// - site-a's db journal grown at a reload while site-b is down: what would have overflowed
+// - site-a's db journal filling while site-b is down is told past three quarters, with what to
+//   do; grown at a reload: what would have overflowed
 //   into the dirty bitmap stays journaled, in order; shrinking below what it holds is
 //   refused and said; site-b back, it drains and compares equal;
 // - a reload that moves a volume's file, or adds one on a served volume's file, says what waits
@@ -251,19 +252,23 @@ test('the journal grown at a reload during an outage: writes that would have ove
     const db = async () => (await statusOf(p.a)).volumes.find((v) => v.name === 'db')!;
     const writes = (from: number, count: number, pattern: number): string[] =>
       Array.from({ length: count }, (_, i) => ['-c', `write -P ${pattern} ${from + i}M 1M`]).flat().concat(['-c', 'flush']);
-    await must('qemu-io', ['-f', 'raw', ...writes(4, 12, 0x42), p.a.uri('db')]);
+    await must('qemu-io', ['-f', 'raw', ...writes(4, 13, 0x42), p.a.uri('db')]);
     assert.equal((await db()).tracking, 'journal');
+    // Past three quarters of it, the log says so before it overflows, and what to do.
+    const told = /volume db: journal \d+(\.\d)? MiB of 16 MiB \(\d+%\); site-b: link down, \d+ s behind\. Full, it overflows/;
+    await waitFor('the journal\'s filling told', () => told.test(p.a.log), 10_000)
+      .catch((e: Error) => assert.fail(`${e.message}: ${p.a.log.split('\n').filter((l) => /journal/.test(l)).join('\n')}`));
     const text = fs.readFileSync(p.a.configFile, 'utf8');
     fs.writeFileSync(p.a.configFile, text.replace('journal: 16MiB', 'journal: 64MiB'));
     const grown = await cli(p.a, 'reload');
     assert.equal(grown.code, 0, grown.stderr);
     assert.match(grown.stdout, /volume db: journal 64 MiB \(was 16 MiB\)/);
     assert.doesNotMatch(grown.stdout, /takes a restart/);
-    // 36 MiB journaled in all: more than the 16 MiB the journal had.
+    // 37 MiB journaled in all: more than the 16 MiB the journal had.
     await must('qemu-io', ['-f', 'raw', ...writes(20, 24, 0x43), p.a.uri('db')]);
     const after = await db();
     assert.deepEqual([after.tracking, after.journalCapacityBytes], ['journal', 64 * 1024 * 1024], 'still journaled, in order');
-    assert.ok(after.journalUsedBytes > 36 * 1024 * 1024, `${after.journalUsedBytes} bytes journaled`);
+    assert.ok(after.journalUsedBytes > 37 * 1024 * 1024, `${after.journalUsedBytes} bytes journaled`);
     // Smaller than what it holds: it stays, and the reload says so.
     fs.writeFileSync(p.a.configFile, text.replace('journal: 16MiB', 'journal: 8MiB'));
     const shrunk = await cli(p.a, 'reload');
