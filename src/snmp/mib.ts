@@ -128,6 +128,7 @@ export const NOTIFICATION_TYPES = {
   // (A volume set aside has no row: the node's scalars say which and why.)
   volumeUnavailable: { id: 9, name: 'offsiteVolumeUnavailable', objects: ['offsiteNodeUnavailableCount', 'offsiteNodeUnavailable'] },
   volumeAvailable: { id: 10, name: 'offsiteVolumeAvailable', objects: ['offsiteVolumeName', 'offsiteVolumeRole', 'offsiteNodeUnavailableCount'] },
+  journalFilling: { id: 11, name: 'offsiteJournalFilling', objects: ['offsiteVolumeName', 'offsiteVolumeLinkState', 'offsiteVolumeBacklogBytes'] },
 } as const satisfies Record<string, { id: number; name: string; objects: ReadonlyArray<ColumnName | ScalarName> }>;
 
 export type NoticeKind = keyof typeof NOTIFICATION_TYPES;

@@ -3,6 +3,7 @@
 // unit-tested (test/unit/snmp-notifications.test.ts).
 import type { NodeStatus, UnavailableVolumeStatus, VolumeStatus } from '../contract/status.js';
 import { formatBytes, formatDuration } from '../units/units.js';
+import { JOURNAL_FILL_NOTICES } from '../limits/limits.js';
 import {
   NOTIFICATIONS, NOTIFICATION_TYPES, NOTIFY_TEXT, displayString, instanceOid, nodeValues, volumeValues,
   type MibValue, type NoticeKind,
@@ -22,6 +23,9 @@ export interface WatchedVolume {
   tracking: string;
   overflows: number;
   backlogBytes: number;
+  /** The journal's bytes used and its capacity (a primary's; 0 and 0: none). */
+  journalUsed: number;
+  journalCapacity: number;
   /** Why the link was refused as a split brain (null: it was not, or it came up since). */
   splitBrain: string | null;
 }
@@ -47,6 +51,8 @@ export function watchVolumes(
     tracking: v.tracking,
     overflows: v.overflows,
     backlogBytes: v.backlogBytes,
+    journalUsed: v.journalUsedBytes,
+    journalCapacity: v.journalCapacityBytes,
     splitBrain: look.splitBrain.get(v.name) ?? null,
   }));
 }
@@ -81,6 +87,14 @@ export function notices(prev: readonly WatchedVolume[], next: readonly WatchedVo
         add('linkDown', `volume ${name}: link to ${n.peer} not up ${formatDuration(START_GRACE_MS / 1000)} after the start; backlog ` +
           `${formatBytes(n.backlogBytes)}`);
       }
+    }
+    // A primary's journal filling, before it overflows (as the log says it: src/node/journal-fill.ts).
+    const fill = (v: WatchedVolume): number => (v.journalCapacity > 0 ? v.journalUsed / v.journalCapacity : 0);
+    const crossed = JOURNAL_FILL_NOTICES.filter((t) => fill(p) < t && fill(n) >= t);
+    if (n.role === 'primary' && n.tracking === 'journal' && crossed.length > 0) {
+      add('journalFilling', `volume ${name}: journal ${formatBytes(n.journalUsed)} of ${formatBytes(n.journalCapacity)} ` +
+        `(${Math.floor(fill(n) * 100)}%)${n.peer !== null && n.link !== 'connected' ? `, link to ${n.peer} down` : ''}; full, it overflows into ` +
+        'the dirty bitmap: raise its journal: and offsite reload, or bring the link back');
     }
     if ((n.tracking === 'bitmap' && p.tracking !== 'bitmap') || n.overflows > p.overflows) {
       add('journalOverflow', `volume ${name}: journal overflowed; changes are tracked in the dirty bitmap (${formatBytes(n.backlogBytes)} to resync)`);

@@ -4,7 +4,8 @@
 // takes and releases a checkpoint on the secondary, and is refused on the primary
 // and with the read-only community; the history columns of a secondary keeping
 // history (0 on the primary); snmptrapd receives offsiteLinkDown when the peer is
-// killed and offsiteLinkUp when it is back.
+// killed, offsiteJournalFilling when the journal then passes three quarters, and
+// offsiteLinkUp when the peer is back.
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
@@ -101,7 +102,8 @@ test('SNMP: walks over v2c and v3, a checkpoint by snmpset on the secondary, ref
   try {
     await waitFor('snmptrapd to start', () => traps.includes('NET-SNMP version'), 15_000);
     pair = await startPair({
-      size: '16MiB', nodeKeysA: snmpKeys(portA, trapTargets), nodeKeysB: snmpKeys(portB), volumeKeysB: 'history: { keep: 24h, max: 1GiB }',
+      size: '16MiB', journal: '32MiB', nodeKeysA: snmpKeys(portA, trapTargets), nodeKeysB: snmpKeys(portB),
+      volumeKeysB: 'history: { keep: 24h, max: 1GiB }',
     });
     const p = pair;
     assert.match(p.a.log, /SNMP agent on 127\.0\.0\.1:\d+ \(v2c read-only, 1 v3 user; notifications to 2 targets\)/);
@@ -249,6 +251,15 @@ test('SNMP: walks over v2c and v3, a checkpoint by snmpset on the secondary, ref
         assert.match(l, /OFFSITE-MIB::offsiteVolumeBacklogBytes\.1 = Counter64: \d+ bytes\t/);
         assert.match(l, /OFFSITE-MIB::offsiteNotifyText\.0 = STRING: volume db: link to site-b down; backlog /);
       }
+      // With the peer down, 25 MiB written fill the 32 MiB journal past three quarters: told before it overflows.
+      const beforeFill = lines().length;
+      await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x61 0 16M', '-c', 'write -P 0x62 0 9M', '-c', 'flush', p.a.uri('db')]);
+      await waitFor('offsiteJournalFilling', () => lines().slice(beforeFill).filter((l) => isNote(l, 'offsiteJournalFilling')).length >= 2, 30_000);
+      for (const l of lines().slice(beforeFill).filter((x) => isNote(x, 'offsiteJournalFilling'))) {
+        assert.match(l, /OFFSITE-MIB::offsiteVolumeName\.1 = STRING: db\t/);
+        assert.match(l, /OFFSITE-MIB::offsiteVolumeLinkState\.1 = INTEGER: disconnected\(2\)\t/);
+        assert.match(l, /OFFSITE-MIB::offsiteNotifyText\.0 = STRING: volume db: journal \d+ MiB of 32 MiB \(\d+%\), link to site-b down; full, /);
+      }
       const afterDown = lines().length;
       await p.b.start();
       await waitFor('offsiteLinkUp', () => lines().slice(afterDown).filter((l) => isNote(l, 'offsiteLinkUp')).length >= 2, 90_000);
@@ -256,7 +267,7 @@ test('SNMP: walks over v2c and v3, a checkpoint by snmpset on the secondary, ref
       assert.match(up, /OFFSITE-MIB::offsiteVolumeLinkState\.1 = INTEGER: connected\(1\)\t/);
       assert.match(up, /OFFSITE-MIB::offsiteNotifyText\.0 = STRING: volume db: link to site-b up/);
       // Nothing else was sent: no overflow, lag, role or split-brain notification.
-      for (const l of lines()) assert.match(l, /OID: OFFSITE-MIB::offsiteLink(Up|Down)\t/);
+      for (const l of lines()) assert.match(l, /OID: OFFSITE-MIB::offsite(LinkUp|LinkDown|JournalFilling)\t/);
     });
   } finally {
     await pair?.stop();

@@ -11,7 +11,7 @@ import type { NodeStatus, VolumeStatus } from '../../src/contract/status.js';
 function vol(over: Partial<WatchedVolume> = {}): WatchedVolume {
   return {
     name: 'db', role: 'primary', peer: 'site-b', link: 'connected', lagSeconds: 0, tracking: 'journal',
-    overflows: 0, backlogBytes: 0, splitBrain: null, ...over,
+    overflows: 0, backlogBytes: 0, journalUsed: 0, journalCapacity: 8 * 2 ** 30, splitBrain: null, ...over,
   };
 }
 
@@ -147,4 +147,20 @@ test('notificationOf: a set-aside volume\'s notification carries the node\'s sca
     ['1.3.6.1.4.1.32473.1.1.6.0', 1], ['1.3.6.1.4.1.32473.1.1.7.0', 'lost: ENOENT'], ['1.3.6.1.4.1.32473.1.3.0', 'volume lost is not served'],
   ]);
   assert.equal(notificationOf({ kind: 'volumeAvailable', volume: 'lost', text: 'x' }, status, null), null);
+});
+
+test('a primary\'s journal filling: sent as it passes three quarters and nine tenths of its capacity, before it overflows', () => {
+  const GiB = 1 << 30;
+  const at = (gib: number, over: Partial<WatchedVolume> = {}): WatchedVolume => vol({ journalUsed: gib * GiB, ...over });
+  const down = { link: 'disconnected' };
+  const sent = notices([at(5.9, down)], [at(6.1, down)], null);
+  assert.deepEqual(sent.map((n) => [n.kind, n.text]), [['journalFilling', 'volume db: journal 6.1 GiB of 8.0 GiB (76%), link to site-b down; ' +
+    'full, it overflows into the dirty bitmap: raise its journal: and offsite reload, or bring the link back']]);
+  assert.deepEqual(kinds([at(6.1)], [at(6.5)]), [], 'past it already: nothing more');
+  assert.deepEqual(kinds([at(6.5)], [at(7.3)]), ['journalFilling:db'], 'past nine tenths');
+  assert.deepEqual(kinds([at(5)], [at(7.5)]), ['journalFilling:db'], 'both at once: one');
+  assert.deepEqual(kinds([at(7.5)], [at(1)]), [], 'released: nothing');
+  // Not a secondary's receive log, nor a journal already overflowed (offsiteJournalOverflow says that).
+  assert.deepEqual(kinds([at(5, { role: 'secondary', tracking: 'replica' })], [at(7, { role: 'secondary', tracking: 'replica' })]), []);
+  assert.deepEqual(kinds([at(5, { tracking: 'bitmap' })], [at(7, { tracking: 'bitmap' })]), []);
 });
