@@ -77,12 +77,6 @@ export class UnitApplier {
   }
 
   /**
-   * Applies records from..to of `log` (ending at a barrier) as one unit, right after
-   * record `applied`: readers wait, the replica is synced, then `applied` is recorded.
-   * If it fails part-way, readers get EIO until a later attempt (or recovery after a
-   * restart) completes the unit.
-   */
-  /**
    * The receive log was opened again after a failure, and its recovery found records up
    * to `applied` applied: a unit that failed at its end (its applied counter durable,
    * the sync after it not) is whole on the volume, which was flushed before the
@@ -96,6 +90,12 @@ export class UnitApplier {
     }
   }
 
+  /**
+   * Applies records from..to of `log` (ending at a barrier) as one unit, right after
+   * record `applied`: readers wait, the replica is synced, then `applied` is recorded.
+   * If it fails part-way, readers get EIO until a later attempt (or recovery after a
+   * restart) completes the unit.
+   */
   async apply(log: Journal, applied: number, from: number, to: number, endsRound = false): Promise<void> {
     let open!: () => void;
     this.gate = new Promise((r) => (open = r));
