@@ -404,7 +404,8 @@ export class Daemon {
       // A served volume's new peers, after the removals, each in the node's action queue (src/node/volume-peers.ts).
       for (const e of this.entries) {
         const v = next.volumes.find((x) => x.name === e.config.name);
-        if (!v) continue;
+        // (Not one being let go: put back, it opens with the file's peers.)
+        if (!v || this.leaving.has(v.name)) continue;
         const peers = volumePeersReloaded(e, v, {
           links: this.links, log: this.log, grouped: (name) => this.config.groups.some((g) => g.members.includes(name)), wanted: this.peersWanted,
         });
