@@ -6,40 +6,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { DirtyBitmap } from '../../src/journal/bitmap.js';
-import { Journal } from '../../src/journal/journal.js';
 import { FLAG_RESYNC, RecordKind, type JournalRecord } from '../../src/journal/record.js';
-import { DirStore } from '../../src/journal/store.js';
-import { JournaledVolume } from '../../src/journal/write-path.js';
-import { createLogger, silentLogger } from '../../src/log/log.js';
+import { createLogger } from '../../src/log/log.js';
 import { FakePeer, drive, turn } from '../helpers/fake-peer.js';
 import { tempDir } from '../helpers/run.js';
-import { memDisk } from '../helpers/mem-disk.js';
-
-const KiB = 1024;
-const RS = 64 * KiB;
-const SIZE = 1024 * KiB;
-
-async function open(dir: string, peers: string[]): Promise<{ jv: JournaledVolume; data: Buffer }> {
-  const journal = new Journal({ store: new DirStore(path.join(dir, 'j')), capacity: 1024 * KiB, segmentSize: 64 * KiB });
-  const report = await journal.recover();
-  const { bitmap } = await DirtyBitmap.open(new DirStore(dir), SIZE, RS);
-  const disk = memDisk(SIZE);
-  const jv = new JournaledVolume({
-    disk, journal, bitmap, onFull: 'bitmap', log: silentLogger, peers, peerStore: new DirStore(dir), roundStore: new DirStore(dir),
-  });
-  await jv.start(report);
-  return { jv, data: disk.data };
-}
-
-/** Gives each region 4 KiB of its own bytes (the rest zeros), flushed. */
-async function fill(jv: JournaledVolume, acked: (seq: number) => Promise<void>): Promise<void> {
-  for (let r = 0; r < SIZE / RS; r++) {
-    await jv.write(r * RS, Buffer.alloc(4 * KiB, 0x10 + r), false);
-    await jv.flush();
-    await acked(jv.journal.lastSeq);
-  }
-}
+import { KiB, RS, SIZE, fillRegions as fill, openPeered as open } from '../helpers/peered-volume.js';
 
 test('first sync with several peers: a new secondary gets a round of its own, compared by hash; the other streams on', async () => {
   const dir = tempDir('first-sync-own');
