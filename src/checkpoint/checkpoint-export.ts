@@ -8,10 +8,13 @@ import type { Checkpoint, Replica } from '../secondary/replica.js';
 export const CHECKPOINT_SUFFIX = '@checkpoint';
 
 export class CheckpointExport implements ExportBackend {
-  constructor(private readonly replica: Replica, private readonly held: Checkpoint) {}
+  /** The replica's size when the export began: a volume grown since (docs/CONFIG.md) leaves a frozen image as it was. */
+  readonly size: number;
+  constructor(private readonly replica: Replica, private readonly held: Checkpoint) {
+    this.size = replica.size;
+  }
 
   get name(): string { return `${this.replica.name}${CHECKPOINT_SUFFIX}`; }
-  get size(): number { return this.replica.size; }
   get readOnly(): boolean { return true; }
   capabilities(): Capabilities { return readOnlyCapabilities(true); }
   get description(): string {

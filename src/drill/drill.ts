@@ -26,8 +26,12 @@ export class DrillOverlay implements ExportBackend {
     readonly regionSize: number,
     readonly ownsCheckpoint: boolean,
   ) {
-    this.copied = new RegionSet(replica.size, regionSize);
+    this.size = overlay.size;
+    this.copied = new RegionSet(this.size, regionSize);
   }
+
+  /** The replica's size at the drill's start: a volume grown since (docs/CONFIG.md) leaves the drill's disk as it was. */
+  readonly size: number;
 
   /** Starts over a held checkpoint; the overlay file is created empty (sparse). */
   static open(replica: Replica, checkpoint: Checkpoint, file: string, regionSize: number, ownsCheckpoint: boolean): DrillOverlay {
@@ -37,7 +41,6 @@ export class DrillOverlay implements ExportBackend {
   }
 
   get name(): string { return `${this.replica.name}${DRILL_SUFFIX}`; }
-  get size(): number { return this.replica.size; }
   get readOnly(): boolean { return false; }
   /**
    * Writable, over one overlay file (a FLUSH covers every connection); zeroing is a

@@ -124,7 +124,6 @@ export async function writeCompacted(src: StoreFile, dst: StoreFile, kept: reado
 export interface CompactedHistory {
   readonly store: Store;
   readonly segments: SegmentFiles;
-  readonly volumeSize: number;
   readonly name: string;
   readonly logger: Logger;
   /** The listed points, in order (their markers' positions are updated in place). */
@@ -243,7 +242,7 @@ export class Compactor {
     const tmp = h.store.create(tmpName);
     let moved: Map<number, number>;
     try {
-      tmp.appendSync([encodeHeader(h.volumeSize)]);
+      tmp.appendSync([encodeHeader(h.segments.volumeSize)]);
       moved = await writeCompacted(seg.file, tmp, plan.kept);
       await tmp.sync();
     } finally {

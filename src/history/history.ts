@@ -122,14 +122,14 @@ export class History {
 
   private constructor(
     private readonly store: Store,
-    private readonly volumeSize: number,
+    volumeSize: number,
     private readonly name: string,
     private readonly logger: Logger,
     public settings: HistorySettings,
   ) {
     const segments = (this.segments = new SegmentFiles(store, volumeSize));
     this.compactor = new Compactor({
-      store, segments, volumeSize, name, logger,
+      store, segments, name, logger,
       listed: () => this.points,
       standsAt: () => (this.tagAtApplied === null ? null : this.find(this.tagAtApplied)),
       pinnedSegment: () => {
@@ -140,6 +140,19 @@ export class History {
       generation: () => this.generation,
       busy: () => this.restarting || this.closed,
     });
+  }
+
+  /** The volume's size: each new segment's header says it; one written before a grow says less. */
+  get volumeSize(): number { return this.segments.volumeSize; }
+
+  /**
+   * The volume grew (docs/CONFIG.md, "Growing a volume"): segments from now on say so.
+   * A point from before it opens at the size the volume has now, the part it grew by
+   * reading zeros (as it did then), and saved as any other when applies write there.
+   */
+  grow(volumeSize: number): void {
+    assert(volumeSize >= this.segments.volumeSize, () => `history of ${this.name}: the volume cannot shrink to ${volumeSize}`);
+    this.segments.volumeSize = volumeSize;
   }
 
   /** Removes every history segment (a promote, or history turned off). */
@@ -205,7 +218,8 @@ export class History {
       const header = await file.read(0, HISTORY_HEADER_SIZE);
       refuseNewer(HISTORY_FORMAT, header, historyFileName(index));
       const hd = decodeHeader(header);
-      if (!hd.ok || hd.volumeSize !== this.volumeSize) {
+      // (Smaller: written before the volume grew, docs/CONFIG.md "Growing a volume".)
+      if (!hd.ok || hd.volumeSize > this.volumeSize) {
         file.close();
         const why = hd.ok ? `it is for a volume of ${formatBytes(hd.volumeSize)}` : hd.reason;
         // Nothing before it can be opened without it; what follows is kept only if it is whole.

@@ -32,7 +32,8 @@ export class SegmentFiles {
   /** The highest index forgotten (a history dropped after a failure): the next segment's is past it, never one a reader held. */
   private forgotten = 0;
 
-  constructor(private readonly store: Store, private readonly volumeSize: number) {}
+  /** `volumeSize`: the volume's size, written in each new segment's header (more after History.grow). */
+  constructor(private readonly store: Store, public volumeSize: number) {}
 
   get current(): Segment {
     return this.all[this.all.length - 1]!;

@@ -31,9 +31,11 @@ const HEADER_SIZE = 4096;
 
 export class DirtyBitmap {
   readonly regionSize: number;
-  readonly regions: number;
-  private readonly bits: Uint8Array;
-  private readonly pages: number;
+  /** Regions of the volume; more after grow (a volume's size: raised). */
+  get regions(): number { return this.regionCount; }
+  private regionCount: number;
+  private bits: Uint8Array;
+  private pages: number;
   private file: StoreFile;
   private dirtyCount = 0;
   private unsynced = false;
@@ -43,8 +45,8 @@ export class DirtyBitmap {
   private constructor(file: StoreFile, volumeSize: number, regionSize: number) {
     this.file = file;
     this.regionSize = regionSize;
-    this.regions = Math.ceil(volumeSize / regionSize);
-    this.pages = Math.max(1, Math.ceil(this.regions / BITS_PER_PAGE));
+    this.regionCount = Math.ceil(volumeSize / regionSize);
+    this.pages = Math.max(1, Math.ceil(this.regionCount / BITS_PER_PAGE));
     this.bits = new Uint8Array(this.pages * PAGE_BITS_BYTES);
   }
 
@@ -68,8 +70,10 @@ export class DirtyBitmap {
         throw e;
       }
       const check = checkHeader(header, volumeSize, regionSize);
-      if (check === null) {
-        const bm = new DirtyBitmap(file, volumeSize, regionSize);
+      // (Smaller: the volume grew since, docs/CONFIG.md "Growing a volume"; its new regions are clean.)
+      const was = check === null ? volumeSize : grownFrom(header, volumeSize, regionSize);
+      if (was !== null) {
+        const bm = new DirtyBitmap(file, was, regionSize);
         for (let p = 0; p < bm.pages; p++) {
           const page = await file.read(HEADER_SIZE + p * PAGE_SIZE, PAGE_SIZE);
           if (page.length === 0) continue; // never written: clean
@@ -83,6 +87,7 @@ export class DirtyBitmap {
         }
         bm.clearBeyondEnd();
         bm.recount();
+        if (was < volumeSize) await bm.grow(volumeSize);
         return { bitmap: bm, notes };
       }
       file.close();
@@ -186,6 +191,30 @@ export class DirtyBitmap {
     this.writePage(Math.floor((region >> 3) / PAGE_BITS_BYTES));
   }
 
+  /**
+   * The volume grew to `volumeSize` (docs/CONFIG.md, "Growing a volume"): its new regions
+   * are clean (both sides read zeros there). The new pages are written before the header
+   * that counts them, and both are durable on return: a page never written reads clean,
+   * a torn one all dirty, so a crash at any point leaves a bitmap that loses no mark.
+   */
+  async grow(volumeSize: number): Promise<void> {
+    const regions = Math.ceil(volumeSize / this.regionSize);
+    assert(regions >= this.regionCount, () => `a bitmap of ${this.regionCount} regions cannot shrink to ${regions}`);
+    const pages = Math.max(1, Math.ceil(regions / BITS_PER_PAGE));
+    if (pages > this.pages) {
+      const bits = new Uint8Array(pages * PAGE_BITS_BYTES);
+      bits.set(this.bits);
+      this.bits = bits;
+    }
+    const from = this.pages;
+    this.pages = pages;
+    this.regionCount = regions;
+    for (let p = from; p < pages; p++) this.writePage(p);
+    this.file.writeSync(0, encodeHeader(volumeSize, this.regionSize));
+    this.unsynced = true;
+    await this.sync();
+  }
+
   /** Dirty regions in order, from `from`, without allocating per region. */
   *dirtyRegions(from = 0): Generator<number> {
     for (let r = from; r < this.regions; r++) {
@@ -265,11 +294,28 @@ function checkHeader(h: Buffer, volumeSize: number, regionSize: number): string 
   return null;
 }
 
+/** The volume size of a bitmap made for a smaller volume, else null (checkHeader's other checks pass). */
+function grownFrom(h: Buffer, volumeSize: number, regionSize: number): number | null {
+  const was = h.length >= 28 ? Number(h.readBigUInt64LE(16)) : Infinity;
+  if (!(was > 0 && was < volumeSize) || checkHeader(h, was, regionSize) !== null) return null;
+  return was;
+}
+
 /** Regions touched, in memory only, sized like the bitmap (for recovery's bookkeeping). */
 export class RegionSet {
-  private readonly bits: Uint8Array;
-  constructor(readonly volumeSize: number, readonly regionSize: number) {
-    this.bits = new Uint8Array(Math.ceil(Math.ceil(volumeSize / regionSize) / 8));
+  private bits: Uint8Array;
+  get volumeSize(): number { return this.size; }
+  constructor(private size: number, readonly regionSize: number) {
+    this.bits = new Uint8Array(Math.ceil(Math.ceil(size / regionSize) / 8));
+  }
+
+  /** The volume grew: the set covers `volumeSize` bytes, its new regions unmarked. */
+  grow(volumeSize: number): void {
+    assert(volumeSize >= this.size, () => `a region set of ${this.size} bytes cannot shrink to ${volumeSize}`);
+    const bits = new Uint8Array(Math.ceil(Math.ceil(volumeSize / this.regionSize) / 8));
+    bits.set(this.bits);
+    this.bits = bits;
+    this.size = volumeSize;
   }
 
   mark(offset: number, length: number): void {

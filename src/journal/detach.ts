@@ -34,7 +34,8 @@ export interface DetachHost {
   cursors: PeerCursors;
   /** The volume's bitmap (every peer lacks what it marks). */
   bitmap: DirtyBitmap;
-  size: number;
+  /** The volume size a peer's bitmap opened now is made for (the new one from the start of a grow). */
+  readonly size: number;
   /** The volume's state folder, where each detached peer's bitmap lives. */
   store: Store;
   /** A peer was detached: the journal may release up to the lowest attached peer now. */
@@ -210,6 +211,21 @@ export class DetachedPeers {
       this.forget(peer);
       cursors.remove(peer);
       await store.syncDir();
+    });
+    this.marking = p.catch(() => undefined);
+    return p;
+  }
+
+  /**
+   * The volume grows to `size` (JournaledVolume.grow): every detached peer's bitmap, and
+   * a round of one peer's own, grows with it, durable, after a detach under way (one
+   * that opens a bitmap from here on makes it of `size`, DetachHost.size).
+   */
+  grow(size: number): Promise<void> {
+    const p = this.marking.then(async () => {
+      await this.settled();
+      for (const b of this.bitmaps.values()) await b.grow(size);
+      if (this.ownRound) await this.ownRound.bitmap.grow(size);
     });
     this.marking = p.catch(() => undefined);
     return p;

@@ -12,6 +12,10 @@ export interface Disk extends Omit<ExportBackend, 'capabilities'> {
    * disk not on a descriptor); absent on disks that never can.
    */
   following?(offset: number, data: Buffer): FollowingWrite | null;
+  /** Makes room for `size` bytes, durable (a grown volume, docs/CONFIG.md "Growing a volume"); `size` holds the old value until setSize. */
+  extend(size: number): Promise<void>;
+  /** From now on the disk is `size` bytes: extend(size) made room. */
+  setSize(size: number): void;
 }
 
 export interface FollowingWrite {

@@ -23,6 +23,7 @@ import { DiskError, type Capabilities, diskCapabilities } from '../export/backen
 import type { Logger } from '../log/log.js';
 import { GroupSync, type SyncStrength } from '../volume/group-sync.js';
 import type { RegionSet, DirtyBitmap } from './bitmap.js';
+import { growVolume } from './grow.js';
 import { IntentRing } from './intent.js';
 import type { Store } from './store.js';
 import type { Journal, RecoveryReport } from './journal.js';
@@ -150,8 +151,11 @@ export class JournaledVolume implements ExportBackend {
   constructor(opts: WritePathOptions) {
     this.cursors = new PeerCursors(opts.peers ?? [THE_PEER], 0);
     this.seed = new Seeding(this.cursors.count === 1);
+    this.bitmapSize = opts.disk.size;
+    const sizes = (): number => this.bitmapSize;
     this.detached = opts.peerStore ? new DetachedPeers({
-      name: opts.disk.name, log: opts.log, journal: opts.journal, cursors: this.cursors, bitmap: opts.bitmap, size: opts.disk.size, store: opts.peerStore,
+      name: opts.disk.name, log: opts.log, journal: opts.journal, cursors: this.cursors, bitmap: opts.bitmap, store: opts.peerStore,
+      get size() { return sizes(); },
       detachedOne: () => {
         this.releaseUpTo(this.cursors.lowest).catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`));
       },
@@ -319,6 +323,12 @@ export class JournaledVolume implements ExportBackend {
     await this.releaseUpTo(this.cursors.lowest);
     return changed;
   }
+  /** The volume's size: raised at a reload; it grows after its peers did (grow.ts). One at a time (the node's action queue). */
+  grow(size: number): Promise<void> {
+    return growVolume({ disk: this.disk, bitmap: this.bitmap, detached: this.detached, seed: this.seed, bitmapsFor: (n) => { this.bitmapSize = n; } }, size);
+  }
+  /** The size a detached peer's bitmap is made for (the new one from the start of a grow). */
+  private bitmapSize: number;
   /** A round of detached `peer`'s own (resync.ts's startFor); 0: it cannot be, fold and begin a round of all. */
   startRoundFor(peer: string): Promise<number> { return this.rounds.startFor(peer); }
   /** A first sync of new `peer`'s own, compared by hash, the others streaming on (resync.ts's firstSyncFor); 0: it cannot be. */

@@ -114,9 +114,9 @@ export type HelloCheck =
     /**
      * Volumes of ours the peer could not open, with its reason, or that are not in its
      * config at all (`missing`: one site's config changed before the other's): not
-     * paired; the link serves the others.
+     * paired; the link serves the others. `resized`: its size differs on the two sites.
      */
-    unavailable: Array<{ name: string; reason: string; missing?: true }>;
+    unavailable: Array<{ name: string; reason: string; missing?: true; resized?: true }>;
   }
   | { ok: false; code: string; message: string; volume?: string };
 
@@ -164,7 +164,7 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
   }
   const pairs: Array<{ local: HelloVolume; remote: HelloVolume }> = [];
   const follows: Array<{ local: HelloVolume; remote: HelloVolume }> = [];
-  const unavailable: Array<{ name: string; reason: string; missing?: true }> = [];
+  const unavailable: Array<{ name: string; reason: string; missing?: true; resized?: true }> = [];
   for (const local of shared) {
     const remote = hello.volumes.find((v) => v.name === local.name);
     const setAside = remote ? undefined : hello.unavailable?.find((u) => u.name === local.name);
@@ -184,10 +184,16 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
       continue;
     }
     if (remote.size !== local.size) {
-      return {
-        ok: false, code: 'size',
-        message: `volume ${local.name} is ${local.size} bytes here and ${remote.size} bytes on ${expectedNode}; the sizes must match`,
-      };
+      // One volume grown at one site before the other (docs/CONFIG.md, "Growing a volume"),
+      // or two different disks: that one volume waits, the others link (refusing the
+      // link, as releases before 2026-12-06 did, stopped every volume's replication).
+      const grow = local.size < remote.size ? 'here and reload' : `on ${expectedNode} and reload there`;
+      unavailable.push({
+        name: local.name, resized: true,
+        reason: `it is ${formatBytes(local.size)} (${local.size} bytes) here and ${formatBytes(remote.size)} (${remote.size} bytes) on ` +
+          `${expectedNode}; the sizes must match: raise its size: ${grow} (docs/CONFIG.md, "Growing a volume")`,
+      });
+      continue;
     }
     if (remote.role === local.role && local.role === 'secondary' && ctx.inSet?.(local.name)) continue; // both follow a third
     if (remote.role === local.role) {

@@ -38,6 +38,7 @@ import { NodeGroups } from './groups.js';
 import { SetAside } from './set-aside.js';
 import { applyVolumeKeys, historyReloaded, journalReloaded, volumesReloaded } from './reloaded-volumes.js';
 import { volumePeersReloaded } from './volume-peers.js';
+import { volumeSizeReloaded } from './volume-size.js';
 import { FillNotices, tellJournalFill, type FillFigures } from './journal-fill.js';
 import { removeVolume, type RemovalHost } from './volume-removal.js';
 import { openRole, VolumeFolders, type RoleOpening } from './role-open.js';
@@ -257,6 +258,10 @@ export class Daemon {
       description: v.description ?? `offsite volume ${v.name} on node ${c.node}`,
     });
     this.volumes.push(volume);
+    if (volume.grownFrom !== null) {
+      this.log.info({ volume: v.name }, `volume ${v.name}: ${v.path} grown from ${formatBytes(volume.grownFrom)} to ${formatBytes(volume.size)} ` +
+        '(size: raised; the new part reads zeros, nothing of it is resynced)');
+    }
     const entry: VolumeEntry = { config: v, volume, role, dir, journaled: null, replica: null, history: null, identity, drill: null };
     try {
       this.roles.completeDemote(entry);
@@ -412,6 +417,11 @@ export class Daemon {
         notes.push(...peers.notes);
         const change = peers.change;
         if (change) this.removing = this.removing.then(() => this.roles.exclusive(change));
+        // A raised size: the volume grows in place (src/node/volume-size.ts), after its peers changed.
+        const grown = volumeSizeReloaded(e, v, { links: this.links, log: this.log });
+        notes.push(...grown.notes);
+        const grow = grown.change;
+        if (grow) this.removing = this.removing.then(() => this.roles.exclusive(grow));
       }
       // Peers dropped with their volumes go once those are let go.
       this.removing = this.removing.then(() => this.links?.dropRetiring());

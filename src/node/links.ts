@@ -342,9 +342,9 @@ export class LinkManager {
     for (const u of check.unavailable) {
       const byPeer = this.peerSetAside.get(u.name) ?? new Map<string, string>();
       this.peerSetAside.set(u.name, byPeer.set(peer, u.reason));
-      this.log.warn({ volume: u.name, peer }, u.missing
-        ? `volume ${u.name}: ${u.reason}; the link serves the other volumes, and nothing of ${u.name} flows until ${peer} has it ` +
-          '(its changes are kept here meanwhile)'
+      this.log.warn({ volume: u.name, peer }, u.missing || u.resized
+        ? `volume ${u.name}: ${u.reason}; the link serves the other volumes, and nothing of ${u.name} flows until ${peer} ` +
+          `${u.missing ? 'has it' : 'has its size'} (its changes are kept here meanwhile)`
         : `volume ${u.name}: ${peer} could not open it (${u.reason}); the link serves the other volumes, ` +
           `and nothing of ${u.name} flows until ${peer} opens it (a reload there tries again)`);
     }
@@ -481,17 +481,26 @@ export class LinkManager {
     }
   }
 
-  /** A reload changed `volume`'s peers: the links to `peers` are made again, and the next Hello pairs it as the config says now. */
-  relink(volume: string, peers: readonly string[]): void {
+  /**
+   * A reload changed `volume`'s peers (or its size, src/node/volume-size.ts): the links to
+   * `peers` are made again, and the next Hello pairs it as the config says now.
+   */
+  relink(volume: string, peers: readonly string[], why = `volume ${volume}'s peers changed at a reload here`): void {
     for (const peer of peers) {
       if (this.primaryNow.get(volume) === peer) {
         this.primaryNow.delete(volume);
         this.volumes.replicas.get(volume)?.detach();
       }
-      this.sessions.get(peer)?.close(`volume ${volume}'s peers changed at a reload here`);
+      this.sessions.get(peer)?.close(why);
       if (this.config.node < peer && !this.dialing.has(peer)) this.dialIfFirst(peer);
       else this.dialer.redial(peer);
     }
+  }
+
+  /** Is `volume` paired with `peer` on a link now: its secondary shipped to, or its primary received from? */
+  paired(volume: string, peer: string): boolean {
+    return this.primaryNow.get(volume) === peer || (this.shippers.has(pairKey(volume, peer)) && this.sessions.has(peer) &&
+      this.peerSetAside.get(volume)?.has(peer) !== true);
   }
 
   /** Peers a reload dropped with their volumes, until dropRetiring. */

@@ -33,10 +33,10 @@ export interface ReloadedVolumes {
 
 /**
  * Keys of a served volume a reload applies: src/node/links.ts weight and priority,
- * daemon.ts history's limits, src/node/volume-peers.ts its peers, applyVolumeKeys (below) the rest.
+ * daemon.ts history's limits, src/node/volume-peers.ts its peers, src/node/volume-size.ts its size, applyVolumeKeys (below) the rest.
  */
 const LIVE_KEYS: ReadonlySet<string> = new Set(['weight', 'priority', 'history', 'checkpoints', 'failback', 'on_full', 'iscsi', 'peer', 'peers',
-  'journal']);
+  'journal', 'size']);
 
 /** What applyVolumeKeys changes on a served volume. */
 export interface LiveVolume {

@@ -95,6 +95,8 @@ export class LogicalUnit implements ScsiLogicalUnitPort {
   private async run(task: ScsiTask): Promise<ScsiResult> {
     const nexus = task.nexus.initiator;
     this.attentions.touch(nexus);
+    // (A grown volume: every nexus is told, this one too, SPC-4 6.27 / SBC-3 5.16.)
+    if (this.medium.resized()) this.attentions.raiseAll(Asc.CAPACITY_DATA_HAS_CHANGED);
     // iSCSI hands the CDB in a 16-byte field; a shorter buffer reads as zero-padded.
     const cdb = task.cdb.length >= 16 ? task.cdb : Buffer.concat([task.cdb, Buffer.alloc(16 - task.cdb.length)]);
     const op = u8(cdb, 0);

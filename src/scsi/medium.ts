@@ -12,8 +12,8 @@ import { RangeLock } from './range-lock.js';
 
 export class Medium {
   readonly caps: Capabilities;
-  /** Capacity in logical blocks. */
-  readonly blocks: number;
+  /** Capacity in logical blocks (more once the volume grew, resized()). */
+  blocks: number;
   /** LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (READ CAPACITY 16): the backend's preferred block. */
   readonly physicalExponent: number;
   /** Thin provisioned: UNMAP deallocates and deallocated blocks read zeros (LBPME, LBPRZ). */
@@ -33,6 +33,18 @@ export class Medium {
   }
 
   get readOnly(): boolean { return this.caps.readOnly; }
+
+  /**
+   * The backend grew (docs/CONFIG.md, "Growing a volume"): the capacity follows it, and
+   * true is returned once, so the unit tells every nexus CAPACITY DATA HAS CHANGED.
+   */
+  resized(): boolean {
+    const blocks = Math.floor(this.backend.size / SCSI_BLOCK_BYTES);
+    if (blocks === this.blocks) return false;
+    assert(blocks > this.blocks, () => `export ${this.backend.name}: its capacity fell from ${this.blocks} to ${blocks} blocks`);
+    this.blocks = blocks;
+    return true;
+  }
 
   /** LBA OUT OF RANGE unless [lba, lba+count) lies in the medium (lba may be anything the CDB held). */
   checkRange(lba: number, count: number): void {

@@ -13,7 +13,8 @@ import type { Extent, ExportBackend, ZeroOptions } from '../export/backend.js';
 import { DiskError, type Capabilities, readOnlyCapabilities } from '../export/backend.js';
 import type { Logger } from '../log/log.js';
 import type { Journal } from '../journal/journal.js';
-import type { JournalRecord } from '../journal/record.js';
+import { RecordKind, type JournalRecord } from '../journal/record.js';
+import { formatBytes } from '../units/units.js';
 import type { Store } from '../journal/store.js';
 import type { RoundMark } from '../sync/round-marker.js';
 import type { Disk } from '../journal/disk.js';
@@ -218,6 +219,25 @@ export class Replica implements ExportBackend {
         await h?.compacted();
         await PastPoints.dropUnless(this.opts.roundStore, false, 'history is off', this.name, this.logger);
       }
+    } finally {
+      this.units.endRead();
+    }
+  }
+
+  /**
+   * The volume's size: raised (docs/CONFIG.md, "Growing a volume"), between two units:
+   * the new part reads zeros, as the primary's does once it grows too (its next Hello
+   * then finds the sizes equal; until then it sends nothing past the old end). A round
+   * under way keeps its undo area's size (src/sync/undo.ts); the history's new segments
+   * say the new size.
+   */
+  async grow(size: number): Promise<void> {
+    if (size <= this.volume.size) return;
+    await this.units.beginRead();
+    try {
+      await this.volume.extend(size);
+      this.volume.setSize(size);
+      this.past.history?.grow(size);
     } finally {
       this.units.endRead();
     }
@@ -692,6 +712,13 @@ export class Replica implements ExportBackend {
   async receive(records: JournalRecord[], logged: () => void = () => undefined, done: () => void = () => undefined): Promise<void> {
     const lease: FrameUse = { logged, done, hooked: false };
     try {
+      // (A primary grown past this replica meets a Hello that refuses it; one that sends past the end anyway is refused here, before the log.)
+      const size = this.volume.size;
+      const past = records.find((r) => r.kind <= RecordKind.Trim && r.offset + r.length > size);
+      if (past) {
+        throw new Error(`a record (seq ${past.seq}) for ${formatBytes(past.length)} at ${past.offset} passes the end of ${this.name} ` +
+          `(${formatBytes(size)} here): raise its size: here and reload (docs/CONFIG.md, "Growing a volume")`);
+      }
       if (this.attaching || this.opening) {
         // A round opening may wait for a checkpoint's release (hours): the frame's lease
         // goes back now, or this volume's frames would fill the node's receive share and

@@ -38,6 +38,8 @@ import { assert } from '../invariants/assert.js';
 export interface TouchedRegions {
   mark(offset: number, length: number): void;
   has(region: number): boolean;
+  /** The volume grew (docs/CONFIG.md, "Growing a volume"): the set covers it all, its new regions unmarked. */
+  grow?(volumeSize: number): void;
 }
 
 /** Bytes of regions one HashRequest asks about (at most the request's region count). */
@@ -123,6 +125,12 @@ export class Seeding {
     this.mappedUpTo = 0;
     this.touched = touched;
     this.differ = differ;
+  }
+
+  /** The volume grew: the sets of the open comparison cover its new regions (none is marked; none is in the round). */
+  grow(volumeSize: number): void {
+    this.touched?.grow?.(volumeSize);
+    this.differ?.grow?.(volumeSize);
   }
 
   /** The peer holds a hole over this range and this side data: no hash can find it equal worth asking for; it is sent. */

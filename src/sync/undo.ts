@@ -12,12 +12,18 @@
 // the first 12 bytes) and the region's bytes (short for the volume's last region).
 // A torn or damaged entry ends the file: its region was never written (entries are
 // durable before the replica write they protect).
+//
+// The volume may grow during the round (docs/CONFIG.md, "Growing a volume"): the
+// header keeps its size at the round's start. The image before the round is that
+// volume and zeros after its end (the part grown into was never written before the
+// round), so nothing past that end is saved, it reads as zeros, and a rollback
+// zeroes it.
 import { crc32c } from '@node-rs/crc32';
 import type { Store, StoreFile } from '../store/store.js';
 import type { ExportBackend } from '../export/backend.js';
 
 /** What the undo area reads the old image from and writes it back to: the replica's volume. */
-type Disk = Pick<ExportBackend, 'read' | 'write'>;
+type Disk = Pick<ExportBackend, 'read' | 'write' | 'writeZeroes' | 'size'>;
 import { magicAndU32, refuseNewer } from '../versioning/format.js';
 
 const MAGIC = Buffer.from('OFFSUNDO', 'latin1');
@@ -110,7 +116,8 @@ export class UndoArea {
     for (const { offset, length } of ranges) {
       if (length <= 0) continue;
       const last = Math.floor((offset + length - 1) / this.regionSize);
-      for (let r = Math.floor(offset / this.regionSize); r <= last; r++) if (!this.saved.has(r)) todo.add(r);
+      // (A region wholly past the end the round began with held zeros: a rollback zeroes it.)
+      for (let r = Math.floor(offset / this.regionSize); r <= last; r++) if (!this.saved.has(r) && this.regionLength(r) > 0) todo.add(r);
     }
     if (todo.size === 0) return;
     let pos = this.file.size();
@@ -146,8 +153,14 @@ export class UndoArea {
       const r = Math.floor(o / this.regionSize);
       const inRegion = Math.min(length - done, (r + 1) * this.regionSize - o);
       const pos = this.saved.get(r);
-      if (pos === undefined) await disk.read(o, into, at + done, inRegion);
-      else (await this.file.read(pos + (o - r * this.regionSize), inRegion)).copy(into, at + done);
+      // (Past the end the round began with: zeros, until the round completes.)
+      const kept = Math.max(0, Math.min(inRegion, this.volumeSize - o));
+      if (pos === undefined) {
+        if (kept > 0) await disk.read(o, into, at + done, kept);
+      } else if (kept > 0) {
+        (await this.file.read(pos + (o - r * this.regionSize), kept)).copy(into, at + done);
+      }
+      into.fill(0, at + done + kept, at + done + inRegion);
       done += inRegion;
     }
   }
@@ -161,6 +174,8 @@ export class UndoArea {
       const data = await this.file.read(pos, this.regionLength(r));
       await disk.write(r * this.regionSize, data, false);
     }
+    // (Grown during the round: the part past the round's start was zeros then.)
+    if (disk.size > this.volumeSize) await disk.writeZeroes(this.volumeSize, disk.size - this.volumeSize, { fua: false, mayTrim: true, fast: false });
     await disk.flush();
     return this.saved.size;
   }

@@ -27,7 +27,11 @@ const ZERO_CHUNK = Buffer.alloc(1024 * 1024);
 export class Volume implements ExportBackend {
   readonly name: string;
   readonly path: string;
-  readonly size: number;
+  /** Bytes; grows (never shrinks) at a reload or start that raises `size:` (extend, setSize). */
+  get size(): number { return this.currentSize; }
+  private currentSize: number;
+  /** The size the file had before this open extended it to the configured one (null: not extended). */
+  readonly grownFrom: number | null;
   /** Changes with the volume's role (promote makes a replica writable, demote the reverse). */
   readOnly: boolean;
   readonly description: string;
@@ -51,11 +55,12 @@ export class Volume implements ExportBackend {
     return diskCapabilities(this.readOnly);
   }
 
-  private constructor(opts: VolumeOptions, fd: number, size: number, isBlockDevice: boolean, created: boolean) {
+  private constructor(opts: VolumeOptions, fd: number, size: number, isBlockDevice: boolean, created: boolean, grownFrom: number | null) {
     this.name = opts.name;
     this.created = created;
     this.path = opts.path;
-    this.size = size;
+    this.currentSize = size;
+    this.grownFrom = grownFrom;
     this.readOnly = opts.readOnly;
     this.description = opts.description ?? `offsite volume ${opts.name}`;
     this.isBlockDevice = isBlockDevice;
@@ -104,17 +109,59 @@ export class Volume implements ExportBackend {
     if (!isBlockDevice && !st.isFile()) fail(`volume ${opts.name}: ${opts.path} is neither a regular file nor a block device`);
     // (Locked by another process: even one this call created is then that process's to keep.)
     if (!nativeFs.lock(fd)) fail(`volume ${opts.name}: ${opts.path} is in use by another process (locked)`, false);
-    const actual = nativeFs.deviceSize(fd);
+    let actual = nativeFs.deviceSize(fd);
     if (actual < 0) fail(`volume ${opts.name}: cannot read the size of ${opts.path}`);
+    let grownFrom: number | null = null;
+    if (!created && opts.size !== undefined && actual < opts.size && !isBlockDevice) {
+      // A raised size: (docs/CONFIG.md, "Growing a volume"): the file is extended, the new part reads zeros.
+      try {
+        fs.ftruncateSync(fd, opts.size);
+        fs.fsyncSync(fd);
+      } catch (e) {
+        fail(`volume ${opts.name}: cannot grow ${opts.path} from ${formatBytes(actual)} to ${formatBytes(opts.size)}: ${(e as Error).message}`);
+      }
+      grownFrom = actual;
+      actual = opts.size;
+    }
     if (!created && opts.size !== undefined && actual !== opts.size) {
+      const advice = actual > opts.size
+        ? 'a volume does not shrink: fix size: or remove it to use the existing size'
+        : 'grow the device first (lvextend, ...), or fix size:';
       fail(`volume ${opts.name}: ${opts.path} is ${formatBytes(actual)} (${actual} bytes) but the config says ` +
-        `${formatBytes(opts.size)} (${opts.size} bytes); fix size: or remove it to use the existing size`);
+        `${formatBytes(opts.size)} (${opts.size} bytes); ${advice}`);
     }
     if (actual < MIN_VOLUME_BYTES) {
       fail(`volume ${opts.name}: ${opts.path} is ${actual} bytes; a volume must be at least ${formatBytes(MIN_VOLUME_BYTES)} (one block)`);
     }
     if (actual > Number.MAX_SAFE_INTEGER) fail(`volume ${opts.name}: ${actual} bytes is larger than Offsite supports (2^53 - 1)`);
-    return new Volume(opts, fd, actual, isBlockDevice, created);
+    return new Volume(opts, fd, actual, isBlockDevice, created, grownFrom);
+  }
+
+  /**
+   * Makes room for `size` bytes (docs/CONFIG.md, "Growing a volume"): a file is extended
+   * (sparse, the new part reads zeros) and its new length made durable; a block device
+   * must have been grown by its owner already. The size the volume answers with changes
+   * at setSize, which the caller calls in one turn with what must grow with it.
+   */
+  async extend(size: number): Promise<void> {
+    this.check();
+    assert(Number.isSafeInteger(size) && size >= this.currentSize, () => `volume ${this.name}: extend to ${size} from ${this.currentSize}`);
+    const actual = nativeFs.deviceSize(this.fd);
+    if (this.isBlockDevice) {
+      if (actual < size) {
+        throw new Error(`volume ${this.name}: ${this.path} is ${formatBytes(actual)}; grow the device to ${formatBytes(size)} first (lvextend, ...)`);
+      }
+      return;
+    }
+    if (actual < size) await this.counted(() => new Promise<void>((resolve, reject) => fs.ftruncate(this.fd, size, (e) => (e ? reject(e) : resolve()))));
+    await this.counted(() => new Promise<void>((resolve, reject) => fs.fsync(this.fd, (e) => (e ? reject(e) : resolve()))));
+  }
+
+  /** The volume answers with `size` bytes from now on: extend(size) made room for them. */
+  setSize(size: number): void {
+    assert(size >= this.currentSize && (this.isBlockDevice || nativeFs.deviceSize(this.fd) >= size),
+      () => `volume ${this.name}: size ${size} without room made for it (${this.currentSize} now)`);
+    this.currentSize = size;
   }
 
   get syncCount(): number {

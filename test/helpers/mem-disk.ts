@@ -2,9 +2,12 @@
 import type { Disk } from '../../src/journal/write-path.js';
 
 export function memDisk(size: number): Disk & { data: Buffer } {
-  const data = Buffer.alloc(size);
+  let data = Buffer.alloc(size);
+  let bytes = size;
   return {
-    data, name: 'm', size, readOnly: false, description: '',
+    get data() { return data; },
+    name: 'm', readOnly: false, description: '',
+    get size() { return bytes; },
     read: async (o, into, at, l) => { data.copy(into, at, o, o + l); },
     write: async (o, d) => { d.copy(data, o); },
     writeZeroes: async (o, l) => { data.fill(0, o, o + l); },
@@ -13,5 +16,15 @@ export function memDisk(size: number): Disk & { data: Buffer } {
     flush: async () => undefined,
     cache: async () => undefined,
     extents: async (_o, l) => [{ length: l, hole: false }],
+    extend: async (n) => {
+      if (data.length >= n) return;
+      const g = Buffer.alloc(n);
+      data.copy(g);
+      data = g;
+    },
+    setSize: (n) => {
+      if (n < bytes || data.length < n) throw new Error(`memDisk: size ${n} without room made`);
+      bytes = n;
+    },
   };
 }

@@ -373,8 +373,27 @@ export class MemDisk implements Disk {
   static followed = 0;
   private readonly fd = MemDisk.nextFd++;
 
-  constructor(readonly size: number, private readonly sched: Scheduler) {
-    this.file.current = Buffer.alloc(size);
+  constructor(private bytes: number, private readonly sched: Scheduler) {
+    this.file.current = Buffer.alloc(bytes);
+  }
+
+  get size(): number {
+    return this.bytes;
+  }
+
+  /** A grown volume: the new part reads zeros. */
+  extend(size: number): Promise<void> {
+    return this.sched.defer(() => {
+      if (this.file.current.length >= size) return;
+      const g = Buffer.alloc(size);
+      this.file.current.copy(g);
+      this.file.current = g;
+    });
+  }
+
+  setSize(size: number): void {
+    if (size < this.bytes || this.file.current.length < size) throw new Error(`simulation: disk size ${size} without room made (${this.bytes} now)`);
+    this.bytes = size;
   }
 
   /** A write another file's job does after its own (Disk.following), when `follows`. */

@@ -15,9 +15,28 @@ test('a matching pair is accepted with the peer\'s durable point', () => {
   assert.equal(r.pairs[0]!.remote.durableSeq, 17);
 });
 
-test('size mismatch, two primaries, other uuid, wrong node, other version', () => {
-  assert.match(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', size: 5 })] }), 'site-b', [vol()])),
-    /^size: volume db is 1073741824 bytes here and 5 bytes on site-b/);
+test('a size mismatch leaves that one volume unpaired, saying both sizes and which side to grow; the others pair', () => {
+  const two = [vol(), vol({ name: 'wal', uuid: 'w1' })];
+  const check = (size: number) => checkHello(hello({ volumes: [vol({ role: 'secondary', size }), vol({ name: 'wal', uuid: 'w1', role: 'secondary' })] }),
+    'site-b', two);
+  const smaller = check(5);
+  assert.ok(smaller.ok);
+  assert.deepEqual(smaller.pairs.map((p) => p.local.name), ['wal']);
+  assert.equal(smaller.unavailable.length, 1);
+  assert.equal(smaller.unavailable[0]!.name, 'db');
+  assert.equal(smaller.unavailable[0]!.resized, true);
+  assert.match(smaller.unavailable[0]!.reason,
+    /^it is 1\.0 GiB \(1073741824 bytes\) here and 5 B \(5 bytes\) on site-b; the sizes must match: raise its size: on site-b and reload there/);
+  const larger = check(2 * 2 ** 30);
+  assert.ok(larger.ok);
+  assert.match(larger.unavailable[0]!.reason, /and 2\.0 GiB \(2147483648 bytes\) on site-b; the sizes must match: raise its size: here and reload \(docs/);
+  const same = check(2 ** 30);
+  assert.ok(same.ok);
+  assert.deepEqual(same.unavailable, []);
+  assert.deepEqual(same.pairs.map((p) => p.local.name), ['db', 'wal']);
+});
+
+test('two primaries, other uuid, wrong node, other version', () => {
   assert.match(refused(checkHello(hello({ volumes: [vol()] }), 'site-b', [vol()])), /^two-primaries: .*offsite demote db/);
   assert.match(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', uuid: 'u2' })] }), 'site-b', [vol()])), /^uuid: /);
   assert.match(refused(checkHello(hello({ node: 'site-c' }), 'site-b', [vol()])), /^wrong-node: the peer calls itself "site-c"/);

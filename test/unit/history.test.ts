@@ -293,6 +293,62 @@ test('every listed point opens to the image the replica held there (invariant 8)
   });
 });
 
+test('a volume grown under its history (docs/CONFIG.md, "Growing a volume"): its points stay, and one from before opens with zeros where it grew', async () => {
+  await inFolder(async (dir) => {
+    seqNext = 1;
+    // The replica's buffer has room for the grown volume; the disk says the old size until it grows.
+    const bytes = Buffer.alloc(2 * SIZE);
+    let size = SIZE;
+    const disk = memDisk(bytes);
+    Object.defineProperty(disk, 'size', { get: () => size });
+    const store = new DirStore(dir);
+    const ctx = (unitStart: number): CaptureContext => ({ capturing: true, inRound: false, group: false, unitStart });
+    const settings = { keepMs: null, maxBytes: null, segmentBytes: 4 * BLOCK };
+    const h = await History.open(store, SIZE, 0, 'v', silentLogger, settings);
+    const images = new Map<number, Buffer>([[0, Buffer.from(bytes)]]);
+    const unit = async (batch: JournalRecord[], unitStart: number): Promise<number> => {
+      h.beginUnit(unitStart);
+      await apply(h, disk, batch, ctx(unitStart));
+      await h.sync();
+      await h.unitApplied();
+      const last = batch[batch.length - 1]!;
+      images.set(last.seq, Buffer.from(bytes));
+      return last.seq;
+    };
+    let applied = await unit([write(1, 2, 0x11), barrier(1000)], 0);
+    applied = await unit([write(3, 4, 0x12), barrier(2000)], applied);
+    size = 2 * SIZE;
+    h.grow(size);
+    applied = await unit([write(SIZE / BLOCK + 1, 2, 0x21), write(2, 1, 0x22), barrier(3000)], applied);
+    applied = await unit([write(SIZE / BLOCK + 2, 3, 0x23), barrier(4000)], applied);
+    const check = async (x: History): Promise<void> => {
+      const listed = x.list(applied);
+      assert.deepEqual(listed.map((p) => p.seq), [0, 2, 4, 7, 9]);
+      for (const p of listed) {
+        const v = await PointView.open(x, x.find(p.seq)!, disk, async () => () => undefined);
+        const got = Buffer.alloc(2 * SIZE);
+        await v.read(0, got, 0, 2 * SIZE);
+        v.close();
+        assert.ok(got.equals(images.get(p.seq)!), `point ${p.seq} opens to the image the replica held there`);
+      }
+    };
+    await check(h);
+    h.close();
+    // A restart at the new size reads every segment back, those written before the grow too (their headers say the old size).
+    const headers = readdirSync(dir).filter((n) => historyFileIndex(n) !== null).sort()
+      .map((n) => decodeHeader(readFileSync(join(dir, n)).subarray(0, 64)));
+    assert.ok(headers.some((x) => x.ok && x.volumeSize === SIZE) && headers.some((x) => x.ok && x.volumeSize === 2 * SIZE),
+      `segments of both sizes: ${JSON.stringify(headers)}`);
+    const again = await History.open(store, 2 * SIZE, applied, 'v', silentLogger, settings);
+    await check(again);
+    again.close();
+    // A history for a larger volume than this one is still refused (a shrunk volume, or another volume's files).
+    const smaller = await History.open(store, SIZE / 2, applied, 'v', silentLogger, settings);
+    assert.deepEqual(smaller.list(applied).map((p) => p.seq), []);
+    smaller.close();
+  });
+});
+
 test('a crash after saving and before the replica write is redone right; a torn tail is cut', async () => {
   await inFolder(async (dir) => {
     seqNext = 1;
