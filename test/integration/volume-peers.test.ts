@@ -8,7 +8,6 @@
 //   holds, is compared by hash, and only what differs is sent (far less than the volume);
 //   the three images compare equal, and the host wrote through it all on its one session.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -18,53 +17,9 @@ import { assertIdentical } from '../helpers/images.js';
 import { cli } from '../helpers/cli.js';
 import { must, tempDir, waitFor } from '../helpers/run.js';
 import { startTrio } from '../helpers/trio.js';
+import { HostSession } from '../helpers/host-session.js';
 
 const MiB = 1024 * 1024;
-
-/** qemu-io on one NBD connection, kept open: each command is typed into it, as a host that never reconnects. */
-class HostSession {
-  private out = '';
-  private readonly proc: ChildProcessWithoutNullStreams;
-
-  constructor(uri: string) {
-    // (Line-buffered: its replies come as each command is done, not at its exit.)
-    this.proc = spawn('stdbuf', ['-oL', 'qemu-io', '-f', 'raw', uri]);
-    this.proc.stdout.on('data', (b: Buffer) => (this.out += b.toString()));
-    this.proc.stderr.on('data', (b: Buffer) => (this.out += b.toString()));
-  }
-
-  /** Writes `pattern` over [offset, offset+length), flushes and reads it back, on the same connection; fails on any error. */
-  async write(pattern: number, offset: string, length: string): Promise<void> {
-    if (!this.ready) await this.prompt(0);
-    this.ready = true;
-    for (const c of [`write -P ${pattern} ${offset} ${length}`, 'flush', `read -P ${pattern} ${offset} ${length}`]) {
-      const mark = this.out.length;
-      this.proc.stdin.write(`${c}\n`);
-      await this.prompt(mark);
-      assert.doesNotMatch(this.out.slice(mark), /failed|error|Pattern verification/i, `qemu-io ${c}: ${this.out.slice(mark)}`);
-    }
-  }
-
-  private ready = false;
-
-  /** Waits for qemu-io's next prompt after `mark` (one command a time: it reads no further line before it is done). */
-  private async prompt(mark: number): Promise<void> {
-    await waitFor('qemu-io\'s prompt', () => this.out.includes('qemu-io> ', mark) || this.proc.exitCode !== null, 60_000, 20)
-      .catch((e: Error) => assert.fail(`${e.message}; qemu-io said: ${this.out}`));
-    assert.equal(this.proc.exitCode, null, `qemu-io exited: ${this.out}`);
-  }
-
-  async close(): Promise<string> {
-    this.proc.stdin.end('quit\n');
-    if (this.proc.exitCode === null) await new Promise((r) => this.proc.once('exit', r));
-    assert.equal(this.proc.exitCode, 0, this.out);
-    return this.out;
-  }
-
-  kill(): void {
-    if (this.proc.exitCode === null) this.proc.kill();
-  }
-}
 
 /** site-a's status of db as seen by its peer `name` (undefined: not one of db's peers). */
 async function peerOf(d: TestDaemon, name: string): Promise<{ name: string; link: string; backlogBytes: number } | undefined> {
@@ -80,7 +35,7 @@ test('a secondary taken away at a reload and put back at another: the host keeps
     fs.writeFileSync(seed, randomBytes(64 * MiB));
     await must('nbdcopy', [seed, t.a.uri('db')]);
     await t.drained();
-    host = new HostSession(t.a.uri('db'));
+    host = new HostSession('-f', 'raw', t.a.uri('db'));
     await host.write(0x31, '0', '1M');
 
     // site-c is lost: site-a's journal keeps what it lacks.
