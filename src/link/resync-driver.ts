@@ -177,15 +177,12 @@ export class ResyncDriver {
       const other = owner ?? `every peer (${jv.cursors.peers.filter((p) => p !== this.peer).join(', ')})`;
       const left = await jv.detachNew(this.peer);
       if (this.link.session() !== s) return false;
-      // (The link stays: it carries this peer's other volumes. This one's beginning runs again when that round ended.)
-      this.waiting = s;
-      this.waitingFor = other;
-      if (!this.waitReported) {
-        this.waitReported = true;
-        this.log.info({ volume: this.name, peer: this.peer }, `volume ${this.name}: ${this.peer}'s first sync waits for the resync ` +
-          `round of ${other} to end; it begins then` + (left ? ` (meanwhile ${this.peer} holds the journal back no more)` : ''));
-      }
-      return false;
+      // The last peer following the journal cannot leave it, and a round of all is carried
+      // by the peers that follow it: waiting, nobody would end that round (replication
+      // simulation seed 645 of the grow's schedules: two new secondaries, the journal
+      // folded). It falls to the first sync of the whole volume below.
+      const last = !left && owner === null && jv.cursors.attached.length === 1 && jv.cursors.attached[0] === this.peer;
+      if (!last) return this.wait(s, other, left);
     }
     // No round of its own can be (or a round of its own that is no first sync is open:
     // it does not cover every region): the whole volume is sent to every peer.
@@ -194,6 +191,19 @@ export class ResyncDriver {
       'the first sync of the whole volume begins, for every peer');
     await jv.beginInitialSync();
     return true;
+  }
+
+  /** This peer's first sync waits for the round of `other` to end (firstSyncOfItsOwn); `left`: it left the journal for its own bitmap. */
+  private wait(s: ResyncSession, other: string, left: boolean): false {
+    // (The link stays: it carries this peer's other volumes. This one's beginning runs again when that round ended.)
+    this.waiting = s;
+    this.waitingFor = other;
+    if (!this.waitReported) {
+      this.waitReported = true;
+      this.log.info({ volume: this.name, peer: this.peer }, `volume ${this.name}: ${this.peer}'s first sync waits for the resync ` +
+        `round of ${other} to end; it begins then` + (left ? ` (meanwhile ${this.peer} holds the journal back no more)` : ''));
+    }
+    return false;
   }
 
   /** A first sync that waited (`waiting`) may begin now: the round it waited for has ended (or is one it joins). */

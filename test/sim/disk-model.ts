@@ -381,14 +381,12 @@ export class MemDisk implements Disk {
     return this.bytes;
   }
 
-  /** A grown volume: the new part reads zeros. */
-  extend(size: number): Promise<void> {
-    return this.sched.defer(() => {
-      if (this.file.current.length >= size) return;
-      const g = Buffer.alloc(size);
-      this.file.current.copy(g);
-      this.file.current = g;
+  /** A grown volume: the new part reads zeros; made durable with what was written before (an fsync). */
+  async extend(size: number): Promise<void> {
+    await this.sched.defer(() => {
+      if (this.file.current.length < size) this.file.truncate(size);
     });
+    await this.sched.defer(this.file.syncBegun());
   }
 
   setSize(size: number): void {
@@ -513,7 +511,7 @@ export async function settleOn<T>(p: Promise<T>, step: () => boolean, fail: (msg
 }
 
 const ASYNC_METHODS = new Set(['read', 'write', 'writev', 'writevThen', 'sync', 'flush', 'replace', 'syncDir', 'writeZeroes', 'punch', 'trim', 'cache',
-  'extents']);
+  'extents', 'extend']);
 
 /**
  * What one life of a process sees of a store or disk. A process killed by the

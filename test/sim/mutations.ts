@@ -16,6 +16,7 @@ import { PeerCursors } from '../../src/journal/peer-cursors.js';
 import { DetachedPeers } from '../../src/journal/detach.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import { Replica } from '../../src/secondary/replica.js';
+import { DirtyBitmap } from '../../src/journal/bitmap.js';
 import { PeerRequests } from '../../src/secondary/replica-requests.js';
 import type { FrameHold } from '../../src/rate/pacer.js';
 
@@ -167,6 +168,26 @@ export const MUTATIONS: Record<string, { sim: 'journal' | 'replication' | 'group
       const handle = Receiver.prototype.handle;
       Receiver.prototype.handle = function (this: Receiver, e) {
         return handle.call(this, e.type === 'synced' ? { ...e, upTo: e.upTo + 1 } : e);
+      };
+    },
+  },
+  'grown-bitmap-header-stale': {
+    sim: 'replication',
+    caughtBy: 'check',
+    what: 'a grown bitmap keeps its old header on disk (its new regions\' marks, made after the grow, are read as clean at the next start)',
+    plant: () => {
+      const grow = DirtyBitmap.prototype.grow;
+      DirtyBitmap.prototype.grow = async function (this: DirtyBitmap, volumeSize: number) {
+        const file = (this as unknown as { file: { writeSync(p: number, d: Buffer): void } }).file;
+        const writeSync = file.writeSync;
+        file.writeSync = (p, d) => {
+          if (p !== 0) writeSync.call(file, p, d);
+        };
+        try {
+          await grow.call(this, volumeSize);
+        } finally {
+          file.writeSync = writeSync;
+        }
       };
     },
   },

@@ -58,6 +58,11 @@ test('replication simulation: invariants 2, 3, 4, 5, 7 and 8 over a thousand see
   // "Adding and removing a secondary"), now and then during a round of its own.
   assert.ok(figure('secondaries taken away and put back') > n / 20, out);
   assert.ok(figure('of them during a round of their own') > 0, out);
+  // A third of the seeds grow the volume (docs/CONFIG.md, "Growing a volume"): the secondaries, then the
+  // primary, crashes of either side mid-grow among them, and links whose Hello found the sizes apart meanwhile.
+  assert.ok(figure('volumes grown') > n / 5, out);
+  assert.ok(figure('crashes mid-grow') > n / 100, out);
+  assert.ok(figure('Hellos with the sizes apart') > n / 50, out);
   // A quarter of the seeds lose the primary part-way: a secondary is promoted, the other follows, the old primary returns demoted.
   assert.ok(figure('failovers') > n / 10, out);
   // ... half of them after a calm spell, so promotes apply what their receive logs hold, go to

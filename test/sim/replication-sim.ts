@@ -107,6 +107,12 @@ export interface ReplicationSimStats {
   peersRemoved: number;
   /** ... of them during a round of site-c's own, which ended where it was. */
   ownRoundsAbandoned: number;
+  /** Volumes grown (docs/CONFIG.md, "Growing a volume"): the secondaries first, then the primary, the faults going on. */
+  grown: number;
+  /** Links whose Hello found the sizes apart while a grow was under way: the volume unpaired until they matched. */
+  unpairedBySize: number;
+  /** Crashes of a site whose grow had begun and not ended (its next open grows its file). */
+  growsCrashed: number;
   /** Failovers: the primary lost, a secondary promoted, the other following it, the old primary back demoted. */
   failovers: number;
   /** ... of them to a restore point of the promoted replica's history (`promote --at`). */
@@ -150,6 +156,8 @@ const SIM_GENERATION = ['sim-generation'];
 /** A secondary site as the simulation runs it: its disks, its replica, the primary's shipper to it and the link between them. */
 interface SiteSim {
   name: string;
+  /** A reload raised its size: (Replica.grow, between two units); a crash meanwhile grows it at the next open. */
+  grow(size: number): void;
   sched: Scheduler;
   sdisk: MemDisk;
   sjstore: MemStore;
@@ -202,7 +210,12 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const reusedBefore = frameBuffers.reused;
   const debug = Boolean(process.env.OFFSITE_SIM_DEBUG);
   const log: Logger = debug ? createLogger({ level: 'debug', format: 'text' }) : silentLogger;
-  const size = cfg.volumeBlocks * BLOCK;
+  // The volume's size as the primary's config says it, and as the secondaries' do: a grow
+  // (docs/CONFIG.md, "Growing a volume", below) raises the secondaries' first. A start
+  // with a raised size grows the file at the open (src/volume/volume.ts): openPrimary and
+  // openSecondary do it too.
+  let size = cfg.volumeBlocks * BLOCK;
+  let secondarySize = size;
   // (The primary's machine: after a failover, the promoted site's disk and scheduler.)
   let psched = new Scheduler(rng);
   let pdisk = new MemDisk(size, psched);
@@ -276,7 +289,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
     pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, historyToggles: 0, keptAcrossFollow: 0, historyCompactions: 0, threeSites: 0,
-    peersRemoved: 0, ownRoundsAbandoned: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0,
+    peersRemoved: 0, ownRoundsAbandoned: 0, grown: 0, unpairedBySize: 0, growsCrashed: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0,
     failovers: 0, pastPromotes: 0, promoteCrashes: 0, roomsReused: 0, framesGathered: 0, promotesOnFullDisk: 0,
     verifies: 0, verifyRepairs: 0 };
   // Half the seeds keep history at the secondary (docs/HISTORY.md), some with a max that
@@ -299,7 +312,9 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   // The image the stream starts from: zeros, or after a failover the promoted replica's.
   let baseImage: Buffer = Buffer.alloc(size);
   const imageUpTo = (seq: number): Buffer => {
-    const img = Buffer.from(baseImage);
+    // (At the size the volume has now: records past an older size are from after a grow.)
+    const img = Buffer.alloc(Math.max(size, baseImage.length));
+    baseImage.copy(img);
     for (const [s, r] of [...stream.entries()].sort((a, b) => a[0] - b[0])) {
       if (s > seq) break;
       if (r.kind === RecordKind.Write) r.payload!.copy(img, r.offset);
@@ -352,6 +367,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   // Each life of either process sees its disks through a fence that dies with it.
   let plife = 0;
   const openPrimary = async (): Promise<void> => {
+    await growAtOpen(pdisk, size, settle);
     const life = ++plife;
     const alive = (): boolean => life === plife;
     const jstore = fence(pjstore, alive);
@@ -488,6 +504,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
           return out;
         };
       };
+      await growAtOpen(sdisk, secondarySize, settle);
       const life = ++slife;
       receiving = life;
       const alive = (): boolean => life === slife;
@@ -534,8 +551,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         // anything is served (roles.ts's completeChange); the volume is rolled back in part.
       } else if (replica.round && !replica.round.initial) {
         // Mid-round: the export still serves the image from before the round (undo area).
-        const buf = Buffer.alloc(size);
-        await settle(replica.read(0, buf, 0, size));
+        const buf = Buffer.alloc(replica.size);
+        await settle(replica.read(0, buf, 0, buf.length));
         if (![...imageAt.values()].includes(hash(buf)) && !servesFollowImage(hash(buf))) {
           fail('after recovery mid-round, the replica export is no flush-point image');
         }
@@ -585,13 +602,13 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       // (the simulation's own stalls last at most 20).
       const atA = new PeerSession({
         node: primaryName, peer: name, initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(name),
-        shared: () => [{ name: VOLUME, uuid: SIM_UUID, size, role: 'primary', generation: SIM_GENERATION, durableSeq: jv.journal.released,
+        shared: () => [{ name: VOLUME, uuid: SIM_UUID, size: jv.size, role: 'primary', generation: SIM_GENERATION, durableSeq: jv.journal.released,
           logBytes: jv.journal.capacity, round: jv.roundStartFor(name) }],
       });
       const atB = new PeerSession({
         node: name, peer: primaryName, initiator: false, speaks: speaksB, deadAfterMs: 40 * STEP_MS, pairedWith: pairedWith(primaryName),
-        shared: () => [{ name: VOLUME, uuid: SIM_UUID, size, role: 'secondary', generation: SIM_GENERATION, durableSeq: replica.receiver.resumeAfter,
-          logBytes: receiveCapacity, round: replica.roundStart }],
+        shared: () => [{ name: VOLUME, uuid: SIM_UUID, size: replica.size, role: 'secondary', generation: SIM_GENERATION,
+          durableSeq: replica.receiver.resumeAfter, logBytes: receiveCapacity, round: replica.roundStart }],
       });
       const c: Conn = { ab: [], ba: [], decA: new FrameDecoder(), decB: new FrameDecoder(PROTOCOL_RANGE, gatherBuffers, 4096), atA, atB };
       conn = c;
@@ -618,6 +635,15 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
             break;
           case 'up':
             (primary ? c.decB : c.decA).settle(a.version); // (the decoder of what this side receives)
+            if (a.check.pairs.length === 0) {
+              // (The sizes apart mid-grow: the daemon keeps the link for its other volumes;
+              // here it has none, so it is cut and made again.)
+              const u = a.check.unavailable[0];
+              if (!u?.resized || !midGrow()) fail(`the link came up without the volume: ${JSON.stringify(a.check.unavailable)}`);
+              if (primary) stats.unpairedBySize++;
+              cut(`${primary ? 'primary' : 'secondary'}: ${u!.reason}`);
+              return;
+            }
             if (primary) {
               const remote = a.check.pairs[0]!.remote;
               shipper.up({
@@ -792,6 +818,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
 
     const crashSecondary = async (powerLoss: boolean): Promise<void> => {
       trace(`crash secondary ${name} (${powerLoss ? 'power loss' : 'kill -9'})`);
+      if (grow.state === 'secondaries' && replica.size < secondarySize) stats.growsCrashed++;
       slife++;
       stats.crashes++;
       cut('secondary crashed');
@@ -816,9 +843,9 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
         const want = pointImage(p.seq);
         if (want === undefined) fail(`the history lists point ${p.seq} (record ${p.record}), which is no barrier of the primary (${why})`);
         const view = await settle(replica.openPoint(p.seq));
-        const buf = Buffer.alloc(size);
+        const buf = Buffer.alloc(replica.size);
         try {
-          await settle(view.read(0, buf, 0, size));
+          await settle(view.read(0, buf, 0, buf.length));
         } finally {
           view.close();
         }
@@ -838,8 +865,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     /** A reader of the replica export sees a flush-point image, never half a unit. */
     const readReplica = async (): Promise<void> => {
       if (!replica.consistent) return; // the first sync: nothing to present yet, and it says so
-      const buf = Buffer.alloc(size);
-      const ok = await settle(replica.read(0, buf, 0, size).then(() => true, () => false));
+      const buf = Buffer.alloc(replica.size);
+      const ok = await settle(replica.read(0, buf, 0, buf.length).then(() => true, () => false));
       if (!ok) return; // EIO while a failed apply waits to be redone: refused, not wrong
       const h = hash(buf);
       if (![...imageAt.values()].includes(h) && !servesFollowImage(h)) fail('a reader of the replica saw an image that is no flush point of the primary');
@@ -849,9 +876,9 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     // hold until it is released, across crashes of either side and a full receive log.
     let checkpointImage: string | null = null;
     const imageNow = async (): Promise<string | null> => {
-      const buf = Buffer.alloc(size);
+      const buf = Buffer.alloc(replica.size);
       const cp = replica.checkpoint;
-      const ok = await settle((cp ? replica.readImage(cp, 0, buf, 0, size) : replica.read(0, buf, 0, size)).then(() => true, () => false));
+      const ok = await settle((cp ? replica.readImage(cp, 0, buf, 0, buf.length) : replica.read(0, buf, 0, buf.length)).then(() => true, () => false));
       return ok ? hash(buf) : null;
     };
     const checkCheckpoint = async (): Promise<void> => {
@@ -1021,6 +1048,12 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       get shipper() { return shipper; },
       get conn() { return conn; },
       get tornApply() { return tornApply; },
+      grow: (n: number) => {
+        const life = slife;
+        replica.grow(n).catch((e: Error) => {
+          if (life === slife) fail(`growing the replica at ${name} to ${n} failed: ${e.message}`);
+        });
+      },
       newShipper, openSecondary, connect, cut, deliver, flip, crash: crashSecondary, checkHistory, readReplica, checkCheckpoint, toggleCheckpoint,
       toggleHistory, checkLink, tickLink, promote, follow,
       stall: (until: number) => {
@@ -1047,7 +1080,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const issue = (kind: 'write' | 'zeroes' | 'trim'): void => {
     const blocks = 1 + rng.int(3);
     // Coalescing seeds mostly rewrite a hot set of blocks (a database's pages), so batches overlap.
-    const span = coalescing && rng.chance(0.7) ? 8 : cfg.volumeBlocks;
+    const span = coalescing && rng.chance(0.7) ? 8 : jv.size / BLOCK;
     const block = rng.int(span - blocks + 1);
     for (let b = block; b < block + blocks; b++) if (busy.has(b)) return;
     for (let b = block; b < block + blocks; b++) busy.add(b);
@@ -1067,6 +1100,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   // --- faults -----------------------------------------------------------------
   const crashPrimary = async (powerLoss: boolean): Promise<void> => {
     trace(`crash primary (${powerLoss ? 'power loss' : 'kill -9'})`);
+    if (grow.state === 'primary' && jv.size < size) stats.growsCrashed++;
     plife++; // the dead process's code touches its disks no more
     if (debug) for (const [n, f] of pjstore.files) trace(
       `  primary file ${n}: ${f.current.length} bytes${f.current.length >= 24 && n.endsWith('.seg') ? `, base ${f.current.readBigUInt64LE(16)}` : ''}`);
@@ -1164,6 +1198,41 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     peerNames = sites.map((x) => x.name);
     await settle(jv.setPeers(peerNames));
     s.newShipper();
+  };
+
+  // --- the volume grown ------------------------------------------------------
+  // A third of the seeds before a failover grow the volume part-way (docs/CONFIG.md,
+  // "Growing a volume"), as an operator does by reloads: every secondary's size: first
+  // (Replica.grow, between two units), then, once each has grown (a crash meanwhile grows
+  // its file at the next open), the primary's (JournaledVolume.grow: bitmaps, file,
+  // size). The faults go on throughout: crashes mid-grow at either side, links cut and
+  // made again (a Hello with the sizes apart leaves the volume unpaired). Host writes
+  // reach past the old end once the primary has grown. Its own generator.
+  const growRng = new Rng(seed ^ 0x6e0e);
+  // (OFFSITE_SIM_NOGROW=1: none, the other seeds' schedules as they ran before grows were simulated.)
+  const growAt = process.env.OFFSITE_SIM_NOGROW ? -1 : growRng.chance(1 / 3) ? Math.floor(cfg.steps * (0.1 + 0.6 * growRng.next())) : -1;
+  const grow = { state: 'no' as 'no' | 'secondaries' | 'primary' | 'done' };
+  const midGrow = (): boolean => grow.state === 'secondaries' || grow.state === 'primary';
+  const growStep = (step: number): void => {
+    const all = (): SiteSim[] => [...sites, ...(retired ? [retired] : [])];
+    if (grow.state === 'no' && growAt >= 0 && step === growAt && !failedOver && !lostPrimary) {
+      secondarySize = size + BLOCK * (1 + growRng.int(cfg.volumeBlocks));
+      trace(`the secondaries grow to ${secondarySize} (a reload of each)`);
+      for (const s of all()) s.grow(secondarySize);
+      grow.state = 'secondaries';
+    } else if (grow.state === 'secondaries' && all().every((s) => !s.opened || s.replica.size >= secondarySize)) {
+      size = secondarySize;
+      trace(`the primary grows to ${size} (a reload)`);
+      const life = plife;
+      jv.grow(size).catch((e: Error) => {
+        if (life === plife) fail(`growing the primary to ${size} failed: ${e.message}`);
+      });
+      grow.state = 'primary';
+    } else if (grow.state === 'primary' && jv.size >= size) {
+      trace(`the primary has grown to ${size}`);
+      grow.state = 'done';
+      stats.grown++;
+    }
   };
 
   // --- failover -------------------------------------------------------------
@@ -1294,7 +1363,10 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     // for 40 steps is dropped). OFFSITE_SIM_TICKS=0 turns them off, which replays the
     // schedules of the seeds as they ran before the ticks were on.
     if (process.env.OFFSITE_SIM_TICKS !== '0') for (const s of sites) s.tickLink();
-    if (step === failoverAt) await failover();
+    growStep(step);
+    // (Not mid-grow: the operator finishes it first.)
+    if (step === failoverAt && midGrow()) failoverAt++;
+    else if (step === failoverAt) await failover();
     if (step === returnAt) await primaryReturns();
     // (A calm step draws as any other, so the schedule around it is the same; its faults move bytes instead.)
     const drawn = rng.next();
@@ -1397,6 +1469,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const held = (): boolean => sites.some((s) => s.replica.checkpoint);
   for (let i = 0; i < 40000 && canConverge; i++) {
     clock += STEP_MS;
+    growStep(-1);
     for (const s of sites) s.shipper.tick();
     for (const [k, s] of sites.entries()) {
       if (i === releaseAt[k] || (i > releaseAt[k]! && s.replica.checkpoint)) {
@@ -1503,6 +1576,13 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   for (const s of sites) if (s.tornApply) fail(s.tornApply);
   if (canConverge) {
     if (!settled()) {
+      if (debug) {
+        for (const x of sites) {
+          trace(`${x.name}: shipper ${JSON.stringify((x.shipper as unknown as { shipper: unknown }).shipper)}; replica round ${x.replica.roundStart}, ` +
+            `size ${x.replica.size}; conn ${Boolean(x.conn)}`);
+        }
+        trace(`primary: round ${jv.roundStart} of ${jv.roundOwner ?? 'all'}, detached ${JSON.stringify(jv.cursors.detached)}, size ${jv.size}`);
+      }
       const s = sites.find((x) => !settledAt(x)) ?? sites[0]!;
       const { replica, shipper, conn } = s;
       const rc = replica.receiver;
@@ -1515,6 +1595,12 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     }
     await settle(jv.quiesce());
     sameImages('converged');
+    if (midGrow()) {
+      fail(`the grow never completed (${grow.state}): the secondaries at ${sites.map((x) => x.replica.size).join(', ')}, the primary at ${jv.size}`);
+    }
+    if (grow.state === 'done' && (jv.size !== size || sites.some((x) => x.replica.size !== size))) {
+      fail(`grown to ${size}, but the primary is ${jv.size} and the secondaries ${sites.map((x) => x.replica.size).join(', ')}`);
+    }
     stats.converged = true;
   }
   for (const s of sites) await s.checkHistory('at the end', 6);
@@ -1531,8 +1617,21 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   return stats;
 }
 
+/**
+ * An image's hash, its trailing zeros left out: an image and the same one grown (the new
+ * part zeros, docs/CONFIG.md "Growing a volume") are one image, whatever size it is read at.
+ */
 function hash(b: Buffer): string {
-  return createHash('sha1').update(b).digest('hex');
+  let end = b.length;
+  while (end > 0 && b[end - 1] === 0) end--;
+  return createHash('sha1').update(b.subarray(0, end)).digest('hex');
+}
+
+/** A start with a raised size: grows the volume's file at the open (src/volume/volume.ts). */
+async function growAtOpen(disk: MemDisk, size: number, settle: <T>(p: Promise<T>) => Promise<T>): Promise<void> {
+  if (disk.size >= size) return;
+  await settle(disk.extend(size));
+  disk.setSize(size);
 }
 
 function firstDifferentBlock(a: Buffer, b: Buffer): number {

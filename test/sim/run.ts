@@ -77,6 +77,9 @@ for (const seed of seeds) {
       add('first syncs of one peer', r.ownFirstSyncs);
       add('secondaries taken away and put back', r.peersRemoved);
       add('of them during a round of their own', r.ownRoundsAbandoned);
+      add('volumes grown', r.grown);
+      add('Hellos with the sizes apart', r.unpairedBySize);
+      add('crashes mid-grow', r.growsCrashed);
       add('failovers', r.failovers);
       add('promotes to a past point', r.pastPromotes);
       add('promotes cut by a power loss', r.promoteCrashes);
