@@ -1,5 +1,6 @@
-// Wrong fingerprint, two primaries, size mismatch: refused with a clear message on
-// both sides, and nothing reaches the other volume.
+// Wrong fingerprint, two primaries: refused with a clear message on both sides, and
+// nothing reaches the other volume. A size mismatch: that volume waits unpaired, both
+// sides say which to grow and how, and nothing of it reaches the other.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -9,14 +10,14 @@ import { FaultProxy } from '../helpers/fault-proxy.js';
 import { startPair, type PairOptions } from '../helpers/pair.js';
 import { must, sleep } from '../helpers/run.js';
 
-async function refused(opts: PairOptions, a: RegExp, b: RegExp): Promise<void> {
+async function refused(opts: PairOptions, a: RegExp, b: RegExp, link = 'disconnected'): Promise<void> {
   const p = await startPair(opts);
   try {
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x66 0 1M', '-c', 'flush', p.a.uri('db')]);
     for (let i = 0; i < 200 && !(a.test(p.a.log) && b.test(p.b.log)); i++) await sleep(100);
     assert.match(p.a.log, a);
     assert.match(p.b.log, b);
-    assert.equal((await statusOf(p.a)).volumes[0]!.link, 'disconnected');
+    assert.equal((await statusOf(p.a)).volumes[0]!.link, link);
     // Nothing written at site-b: its volume file holds no data and its receive log no record.
     const img = fs.readFileSync(path.join(p.b.dir, 'db.img'));
     assert.ok(img.every((x) => x === 0), 'site-b volume untouched');
@@ -40,16 +41,19 @@ test('two primaries are refused with the demote advice', async () => {
   await refused({ roleB: 'primary', size: '16MiB' }, /volume db is primary on both nodes/, /volume db is primary on both nodes/);
 });
 
-test('a size mismatch is refused and says both sizes', async () => {
-  await refused({ size: '16MiB', sizeB: '32MiB' }, /volume db is 16777216 bytes here and 33554432 bytes on site-b/,
-    /site-a refused the link: volume db is 16777216 bytes here and 33554432 bytes on site-b; the sizes must match \(size\)/);
+test('a size mismatch leaves the volume unpaired, each side saying both sizes and which to grow; nothing of it reaches site-b', async () => {
+  await refused({ size: '16MiB', sizeB: '32MiB' },
+    new RegExp('volume db: it is 16 MiB \\(16777216 bytes\\) here and 32 MiB \\(33554432 bytes\\) on site-b; the sizes must match: ' +
+      'raise its size: here and reload \\(docs/CONFIG.md, .*\\); the link serves the other volumes'),
+    new RegExp('volume db: it is 32 MiB \\(33554432 bytes\\) here and 16 MiB \\(16777216 bytes\\) on site-a; the sizes must match: ' +
+      'raise its size: on site-a and reload there'), 'connected');
 });
 
 test('a link refused at Hello is redialled with a growing backoff, and each try says the refusal once, not a fingerprint guess', async () => {
   // A proxy with no faults between the sites counts site-a's dials.
   let proxy = null as FaultProxy | null;
   const p = await startPair({
-    size: '16MiB', sizeB: '32MiB',
+    size: '16MiB', roleB: 'primary',
     proxy: async (linkB) => {
       proxy = new FaultProxy(linkB);
       proxy.faults = false;
@@ -65,8 +69,8 @@ test('a link refused at Hello is redialled with a growing backoff, and each try 
     assert.ok(dials >= 4 && dials <= 6, `${dials} dials in ${windowMs / 1000} s`);
     const lines = (log: string): Array<{ time: number; msg: string }> => log.split('\n').filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as { time: number; msg: string });
-    const refusedA = lines(p.a.log).filter((l) => /link to site-b refused: volume db is 16777216 bytes here and 33554432 bytes on site-b/.test(l.msg));
-    const refusedB = lines(p.b.log).filter((l) => /site-a refused the link: volume db is 16777216 bytes here/.test(l.msg));
+    const refusedA = lines(p.a.log).filter((l) => /link to site-b refused: volume db is primary on both nodes/.test(l.msg));
+    const refusedB = lines(p.b.log).filter((l) => /site-a refused the link: volume db is primary on both nodes/.test(l.msg));
     // Once per dial on each side (the last may be in flight as the window ends).
     for (const [side, got] of [['site-a', refusedA], ['site-b', refusedB]] as const) {
       assert.ok(got.length >= dials - 1 && got.length <= dials, `${side} said the refusal ${got.length} times for ${dials} dials`);
