@@ -34,7 +34,8 @@ test('checkpoints and drills succeed while the primary writes and flushes in a l
     }
   })();
   try {
-    const rounds = 20;
+    // (npm test: 8 of each; npm run test:soak, OFFSITE_SOAK=1: 50.)
+    const rounds = process.env.OFFSITE_SOAK ? 50 : 8;
     for (let n = 0; n < rounds; n++) {
       const made = await cli(p.b, 'checkpoint', 'create', 'db', '--label', `busy-${n}`);
       assert.equal(made.code, 0, `checkpoint create ${n} refused under load: ${made.stderr}`);

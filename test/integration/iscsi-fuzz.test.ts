@@ -15,7 +15,8 @@ import { createLogger } from '../../src/log/log.js';
 
 const MiB = 1024 * 1024;
 const SEED = Number(process.env.ISCSI_FUZZ_SEED ?? 20261203);
-const ROUNDS = Number(process.env.ISCSI_FUZZ_ROUNDS ?? 120);
+// (npm test: 40 rounds; npm run test:soak, OFFSITE_SOAK=1: 600.)
+const ROUNDS = Number(process.env.ISCSI_FUZZ_ROUNDS ?? (process.env.OFFSITE_SOAK ? 600 : 40));
 /** Fuzzed connections at once (the good session works beside all of them). */
 const PARALLEL = 4;
 const BUDGET = 4 * MiB;

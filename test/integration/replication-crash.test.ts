@@ -55,7 +55,9 @@ async function crashCycles(opts: { peerKeysA?: string; cycles?: number }): Promi
   try {
     // The new pair's first sync ends first: until then the replica is not consistent (and says so).
     await p.drained(60_000);
-    for (let cycle = 0; cycle < (opts.cycles ?? 20); cycle++) {
+    // (npm test: 10 cycles, 8 coalesced; npm run test:soak, OFFSITE_SOAK=1: 60 of each.)
+    const cycles = process.env.OFFSITE_SOAK ? 60 : opts.cycles ?? 10;
+    for (let cycle = 0; cycle < cycles; cycle++) {
       // A burst of write+flush pairs in the background, killed part way.
       // Epochs of three writes each: an image in the middle of an epoch is torn.
       const writes: Array<{ off: number; len: number; pat: number }> = [];
