@@ -278,6 +278,8 @@ export class RoundSteps {
     const { first, count } = next;
     const offset = first * bitmap.regionSize;
     const length = Math.min(count * bitmap.regionSize, this.v.disk.size - offset);
+    // (Regions a grow's bitmaps count before its disk answers with the new size, src/journal/grow.ts: sent once it does.)
+    if (length <= 0) return false;
     const unlock = await this.v.ranges.lock(offset, length);
     try {
       if (!round.start || tracking.mode !== 'journal') return false;
