@@ -28,7 +28,7 @@ const session = (): Session => {
 };
 
 /** A write path with `regions` regions, the link up, nothing paused, and a log of what the driver did. */
-function rig(regions = 100, inFlight = 1) {
+function rig(regions = 100, inFlight = 1, bitmapRegions = regions) {
   const reads: Array<{ first: number; count: number }> = [];
   const unlocked: number[] = [];
   const marked: Array<{ regions: number[]; reason: string }> = [];
@@ -36,7 +36,7 @@ function rig(regions = 100, inFlight = 1) {
   let afterSeq = 10;
   let failRead: string | null = null;
   const jv = {
-    bitmap: { regions, regionSize: RS },
+    bitmap: { regions: bitmapRegions, regionSize: RS }, size: regions * RS,
     mode: 'journal', roundStart: 0, seeding: false,
     journal: { backlogBytes: 0 },
     verifyHashes(first: number, count: number) {
@@ -235,4 +235,10 @@ test('several batches out at once (the default): each held under its own lock un
   assert.deepEqual(r.unlocked, [64, 0, 128, 192, 256]);
   assert.equal(r.driver.run!.state, 'done');
   assert.deepEqual([r.driver.run!.checkedRegions, r.driver.run!.differing], [300, [5]]);
+});
+
+test('a verify started while the volume grows covers the regions its hosts see, not those its grown bitmaps already count (simulation seed 3090)', () => {
+  const r = rig(100, 1, 150);
+  const run = r.driver.start(false);
+  assert.equal(run.end, 100);
 });
