@@ -173,6 +173,7 @@ export class JournaledVolume implements ExportBackend {
     this.volumeSyncedAt = opts.journal.now();
     this.maxEpochBytes = epochBytesFor(opts.journal.capacity);
     this.round = new ResyncRound(opts.roundStore ? new RoundMarker(opts.roundStore) : null);
+    this.stateStore = opts.roundStore ?? null;
     this.activityOpts = opts;
     const parts = { name: this.name, log: this.log, disk: this.disk, journal: this.journal, bitmap: this.bitmap, round: this.round };
     this.parts = parts;
@@ -325,10 +326,15 @@ export class JournaledVolume implements ExportBackend {
   }
   /** The volume's size: raised at a reload; it grows after its peers did (grow.ts). One at a time (the node's action queue). */
   grow(size: number): Promise<void> {
-    return growVolume({ disk: this.disk, bitmap: this.bitmap, detached: this.detached, seed: this.seed, bitmapsFor: (n) => { this.bitmapSize = n; } }, size);
+    return growVolume({
+      disk: this.disk, state: this.stateStore, bitmap: this.bitmap, detached: this.detached, seed: this.seed,
+      bitmapsFor: (n) => { this.bitmapSize = n; },
+    }, size);
   }
   /** The size a detached peer's bitmap is made for (the new one from the start of a grow). */
   private bitmapSize: number;
+  /** The volume's state folder (the round store), where a grow is written down (grow.ts). */
+  private readonly stateStore: Store | null;
   /** A round of detached `peer`'s own (resync.ts's startFor); 0: it cannot be, fold and begin a round of all. */
   startRoundFor(peer: string): Promise<number> { return this.rounds.startFor(peer); }
   /** A first sync of new `peer`'s own, compared by hash, the others streaming on (resync.ts's firstSyncFor); 0: it cannot be. */

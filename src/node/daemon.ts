@@ -12,6 +12,7 @@ import { nativeFs } from '../volume/native.js';
 import { Volume } from '../volume/volume.js';
 import type { HistoryRing } from '../journal/history.js';
 import { DirStore } from '../journal/store.js';
+import { readGrowing, removeGrowing } from '../journal/grow.js';
 import { startApi } from '../api/server.js';
 import type { NodeStatus } from '../contract/status.js';
 import { nodeStatus } from './status.js';
@@ -250,17 +251,24 @@ export class Daemon {
       for (const w of volumeLimitWarnings(limits, formatBytes)) this.log.warn({ volume: v.name }, w);
     }
     const role = identity?.role ?? v.role;
+    // A grow a crash cut part-way is finished (src/journal/grow.ts), to the size it was to.
+    const growTo = fs.existsSync(dir) ? await readGrowing(new DirStore(dir)) : null;
+    if (growTo !== null && v.size !== undefined && v.size !== growTo) {
+      throw new Error(`volume ${v.name}: a grow to ${formatBytes(growTo)} was under way when the daemon stopped, and size: says ` +
+        `${formatBytes(v.size)} now: set size: ${formatBytes(growTo)} (or remove it) and reload, to finish it`);
+    }
     const volume = Volume.open({
       name: v.name,
       path: v.path,
-      size: v.size,
+      size: v.size ?? growTo ?? undefined,
+      growTo: growTo ?? undefined,
       readOnly: role === 'secondary',
       description: v.description ?? `offsite volume ${v.name} on node ${c.node}`,
     });
     this.volumes.push(volume);
     if (volume.grownFrom !== null) {
-      this.log.info({ volume: v.name }, `volume ${v.name}: ${v.path} grown from ${formatBytes(volume.grownFrom)} to ${formatBytes(volume.size)} ` +
-        '(size: raised; the new part reads zeros, nothing of it is resynced)');
+      this.log.info({ volume: v.name }, `volume ${v.name}: ${v.path} grown from ${formatBytes(volume.grownFrom)} to ${formatBytes(volume.size)}, ` +
+        'finishing the grow a stop cut (the new part reads zeros, nothing of it is resynced)');
     }
     const entry: VolumeEntry = { config: v, volume, role, dir, journaled: null, replica: null, history: null, identity, drill: null };
     try {
@@ -268,6 +276,8 @@ export class Daemon {
       await this.roles.settlePromoteAt(entry, identityOf);
       await this.openRole(entry);
       await this.roles.completeChange(entry);
+      // (Every part grew with the open: the bitmaps from their smaller headers, the history reads its older segments.)
+      if (growTo !== null) await removeGrowing(new DirStore(dir));
     } catch (err) {
       await this.closeUnserved(entry);
       throw err;

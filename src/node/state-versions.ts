@@ -17,6 +17,7 @@ import { HEADS_FORMAT, HISTORY_FORMAT } from '../history/format.js';
 import { STREAMS_FILE, STREAMS_FORMAT } from '../history/streams.js';
 import { PROMOTE_AT_FILE, PROMOTE_AT_FORMAT } from '../secondary/promote-at-file.js';
 import { STREAM_FILE, STREAM_FORMAT } from '../stream/stream.js';
+import { GROW_FILE, GROW_FORMAT } from '../journal/grow.js';
 import { NewerFormatError, isNewer, type FileFormat } from '../versioning/format.js';
 
 export interface StateFile {
@@ -47,6 +48,7 @@ export const VOLUME_FOLDER_FILES: readonly StateFile[] = [
   { name: STREAMS_FILE, format: STREAMS_FORMAT },
   { name: PROMOTE_AT_FILE, format: PROMOTE_AT_FORMAT },
   { name: STREAM_FILE, format: STREAM_FORMAT },
+  { name: GROW_FILE, format: GROW_FORMAT },
 ];
 
 /** Throws NewerFormatError (naming the file by its path) for the first file in `dir` a newer release wrote. */

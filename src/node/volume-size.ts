@@ -12,14 +12,18 @@
 //   changes kept in the journal meanwhile;
 // - a volume without a role here (no peers) grows its file alone.
 //
-// A smaller size is refused: a volume never shrinks under its hosts. A restart with a
-// raised size: grows the file at the open, the same way (src/volume/volume.ts).
+// A smaller size is refused: a volume never shrinks under its hosts. Each grow is written
+// down first (src/journal/grow.ts): a start after a crash part-way finishes it; a start
+// whose size: is above its file's without one refuses the volume, as a typo would be.
 import type { VolumeConfig } from '../config/config.js';
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
 import type { Replica } from '../secondary/replica.js';
 import type { Volume } from '../volume/volume.js';
+import fs from 'node:fs';
 import { formatBytes } from '../units/units.js';
+import { DirStore } from '../journal/store.js';
+import { removeGrowing, writeGrowing } from '../journal/grow.js';
 
 export interface GrowLinks {
   /** The links to `peers` are made again: the next Hello compares `volume`'s size with each. */
@@ -37,6 +41,8 @@ export interface GrowHost {
 /** What a grow reads of the volume's entry when it runs (its role may have changed since the reload). */
 export interface GrownEntry {
   readonly config: VolumeConfig;
+  /** Its state folder (a grow is written down there first, src/journal/grow.ts). */
+  readonly dir: string;
   readonly volume: Volume;
   readonly journaled: JournaledVolume | null;
   readonly replica: Replica | null;
@@ -73,8 +79,12 @@ export function volumeSizeReloaded(e: GrownEntry, next: VolumeConfig, host: Grow
       if (jv) await jv.grow(want);
       else if (rp) await rp.grow(want);
       else {
+        fs.mkdirSync(e.dir, { recursive: true, mode: 0o700 });
+        const state = new DirStore(e.dir);
+        await writeGrowing(state, want);
         await e.volume.extend(want);
         e.volume.setSize(want);
+        await removeGrowing(state);
       }
     } catch (err) {
       host.log.error({ volume: name }, `volume ${name}: growing to ${formatBytes(want)} failed (${(err as Error).message}); ` +

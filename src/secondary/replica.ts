@@ -15,6 +15,7 @@ import type { Logger } from '../log/log.js';
 import type { Journal } from '../journal/journal.js';
 import { RecordKind, type JournalRecord } from '../journal/record.js';
 import { formatBytes } from '../units/units.js';
+import { removeGrowing, writeGrowing } from '../journal/grow.js';
 import type { Store } from '../journal/store.js';
 import type { RoundMark } from '../sync/round-marker.js';
 import type { Disk } from '../journal/disk.js';
@@ -235,9 +236,12 @@ export class Replica implements ExportBackend {
     if (size <= this.volume.size) return;
     await this.units.beginRead();
     try {
+      // (Written down first: a start after a crash part-way finishes it, src/journal/grow.ts.)
+      await writeGrowing(this.opts.roundStore, size);
       await this.volume.extend(size);
       this.volume.setSize(size);
       this.past.history?.grow(size);
+      await removeGrowing(this.opts.roundStore);
     } finally {
       this.units.endRead();
     }

@@ -18,6 +18,11 @@ export interface VolumeOptions {
   path: string;
   /** Required when the file does not exist yet. */
   size?: number | undefined;
+  /**
+   * A grow to this size was under way (src/journal/grow.ts): a file smaller is extended
+   * to it. Without it, a file smaller than `size` is refused (a volume grows at a reload).
+   */
+  growTo?: number | undefined;
   readOnly: boolean;
   description?: string;
 }
@@ -112,21 +117,23 @@ export class Volume implements ExportBackend {
     let actual = nativeFs.deviceSize(fd);
     if (actual < 0) fail(`volume ${opts.name}: cannot read the size of ${opts.path}`);
     let grownFrom: number | null = null;
-    if (!created && opts.size !== undefined && actual < opts.size && !isBlockDevice) {
-      // A raised size: (docs/CONFIG.md, "Growing a volume"): the file is extended, the new part reads zeros.
+    const growTo = opts.growTo;
+    if (!created && growTo !== undefined && actual < growTo && !isBlockDevice) {
+      // A grow a crash cut (docs/CONFIG.md, "Growing a volume"): the file is extended, the new part reads zeros.
       try {
-        fs.ftruncateSync(fd, opts.size);
+        fs.ftruncateSync(fd, growTo);
         fs.fsyncSync(fd);
       } catch (e) {
-        fail(`volume ${opts.name}: cannot grow ${opts.path} from ${formatBytes(actual)} to ${formatBytes(opts.size)}: ${(e as Error).message}`);
+        fail(`volume ${opts.name}: cannot grow ${opts.path} from ${formatBytes(actual)} to ${formatBytes(growTo)}: ${(e as Error).message}`);
       }
       grownFrom = actual;
-      actual = opts.size;
+      actual = growTo;
     }
     if (!created && opts.size !== undefined && actual !== opts.size) {
       const advice = actual > opts.size
         ? 'a volume does not shrink: fix size: or remove it to use the existing size'
-        : 'grow the device first (lvextend, ...), or fix size:';
+        : isBlockDevice ? 'grow the device first (lvextend, ...), or fix size:'
+        : 'fix size:, or to grow the volume, start it at the size it has and raise size: at a reload (docs/CONFIG.md, "Growing a volume")';
       fail(`volume ${opts.name}: ${opts.path} is ${formatBytes(actual)} (${actual} bytes) but the config says ` +
         `${formatBytes(opts.size)} (${opts.size} bytes); ${advice}`);
     }

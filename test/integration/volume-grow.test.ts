@@ -7,12 +7,14 @@
 //   size, the hosts write past the old end, and nothing of the grown part is resynced
 //   (the bytes shipped are the hosts' writes, not the volume); the images compare equal;
 // - the primary first this time: its Hello finds site-b smaller, so db waits unpaired
-//   (the log says which side to grow, and how), its writes kept in the journal; site-b
-//   grown by a restart with the raised size: (the file grows at the open) pairs again,
-//   drains, and the images compare equal;
+//   (the log says which side to grow, and how), its writes kept in the journal; a start
+//   of site-b with a raised size: and no grow under way refuses the volume (a typo
+//   would), its file untouched; one with a grow a crash cut part-way (its file written
+//   down) finishes it at the open, pairs again, drains, and the images compare equal;
 // - a checkpoint taken before keeps its size; a smaller size: is refused at a reload.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import path from 'node:path';
 import { test } from 'node:test';
 import { freePort, statusOf } from '../helpers/daemon.js';
 import { cli } from '../helpers/cli.js';
@@ -100,11 +102,19 @@ test('a volume grown at reloads, secondary then primary and primary then seconda
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x31 80M 4M', '-c', 'flush', p.a.uri('db')]);
     await nbd.write(0x32, '3M', '1M');
     await waitFor('backlog kept', async () => (await statusOf(p.a)).volumes.find((v) => v.name === 'db')!.backlogBytes >= 5 * MiB, 10_000);
-    // site-b grown by a restart with the raised size: its file grows at the open, and the pair forms.
+    // A start with a raised size: and no grow under way is refused, as a typo would be: the file is untouched.
+    // (Its only volume: the start fails, with the volume's reason.)
     await p.b.stop();
     setSize(p.b.configFile, '96MiB');
+    await assert.rejects(p.b.start(), new RegExp('\\S+db\\.img is 64 MiB \\(67108864 bytes\\) but the config says 96 MiB \\(100663296 bytes\\); ' +
+      'fix size:, or to grow the volume, start it at the size it has and raise size: at a reload'));
+    assert.equal(fs.statSync(path.join(p.b.dir, 'db.img')).size, 64 * MiB);
+    // A grow a crash cut part-way (written down, the file not extended yet): the start finishes it, and the pair forms.
+    fs.writeFileSync(path.join(p.b.dir, 'state', 'volumes', 'db', 'grow'), '{"version":1,"size":100663296}\n');
     await p.b.start();
-    await waitFor('site-b grown at its start', () => /volume db: \S+ grown from 64 MiB to 96 MiB \(size: raised/.test(p.b.log), 15_000);
+    await waitFor('site-b finishes the grow at its start',
+      () => /volume db: \S+ grown from 64 MiB to 96 MiB, finishing the grow a stop cut/.test(p.b.log), 15_000);
+    assert.ok(!fs.existsSync(path.join(p.b.dir, 'state', 'volumes', 'db', 'grow')), 'the grow file goes once the volume is open');
     await p.drained(60_000);
     await iscsi.write(0x33, '10M', '1M');
     await p.drained();

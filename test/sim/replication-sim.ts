@@ -55,6 +55,7 @@ import { Replica, SYNCED_FILE } from '../../src/secondary/replica.js';
 import { isHistoryFile } from '../../src/history/history.js';
 import { writePromoteAt } from '../../src/secondary/promote-at-file.js';
 import { MemDisk, MemStore, Rng, Scheduler, fence, flushMicrotasks, settleOn } from './disk-model.js';
+import { readGrowing, removeGrowing } from '../../src/journal/grow.js';
 import { SimFailure } from './journal-sim.js';
 import { watchInvariants } from './invariant-watch.js';
 
@@ -212,7 +213,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const log: Logger = debug ? createLogger({ level: 'debug', format: 'text' }) : silentLogger;
   // The volume's size as the primary's config says it, and as the secondaries' do: a grow
   // (docs/CONFIG.md, "Growing a volume", below) raises the secondaries' first. A start
-  // with a raised size grows the file at the open (src/volume/volume.ts): openPrimary and
+  // after a crash mid-grow finishes it at the open (src/node/daemon.ts): openPrimary and
   // openSecondary do it too.
   let size = cfg.volumeBlocks * BLOCK;
   let secondarySize = size;
@@ -367,7 +368,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   // Each life of either process sees its disks through a fence that dies with it.
   let plife = 0;
   const openPrimary = async (): Promise<void> => {
-    await growAtOpen(pdisk, size, settle);
+    await growAtOpen(pdisk, pmstore, settle);
     const life = ++plife;
     const alive = (): boolean => life === plife;
     const jstore = fence(pjstore, alive);
@@ -427,6 +428,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       return cleared;
     };
     await settle(jv.start(report, recorded));
+    // (Every part grew with the open: the daemon removes the grow's file then, src/node/daemon.ts.)
+    await settle(removeGrowing(mstore));
     trace(`primary open: mode ${jv.mode} round ${jv.roundStart} bitmap [${[...jv.bitmap.dirtyRegions()].join(',')}] journal ` +
       `${jv.journal.released + 1}..${jv.journal.lastSeq}`);
     for (const s of sites) s.newShipper();
@@ -448,6 +451,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     let opened = false;
     let shipper!: VolumeShipper;
     let slife = 0;
+    /** The life a grow was asked of (SiteSim.grow). */
+    let growLife = -1;
     /** The life whose receiver's events count (none while a follow ends the old one: its last events come late). */
     let receiving = 0;
     /** This site is a detached peer of the primary's journal (docs/PEERS.md). */
@@ -504,7 +509,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
           return out;
         };
       };
-      await growAtOpen(sdisk, secondarySize, settle);
+      await growAtOpen(sdisk, ssstore, settle);
       const life = ++slife;
       receiving = life;
       const alive = (): boolean => life === slife;
@@ -573,6 +578,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       }
       if (!promotingToPast) await checkHistory('after a start');
       opened = true;
+      await settle(removeGrowing(ssstoreF));
       // Invariant 2: the primary released nothing the secondary lacks.
       // (In bitmap mode the journal was folded into the dirty bitmap, which covers what it dropped;
       // a detached peer's lacks are in its own bitmap, docs/PEERS.md.)
@@ -1049,7 +1055,9 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       get conn() { return conn; },
       get tornApply() { return tornApply; },
       grow: (n: number) => {
-        const life = slife;
+        // (Once per life: a crash before it was written down loses it, and the operator reloads again.)
+        if (growLife === slife || replica.size >= n) return;
+        const life = (growLife = slife);
         replica.grow(n).catch((e: Error) => {
           if (life === slife) fail(`growing the replica at ${name} to ${n} failed: ${e.message}`);
         });
@@ -1211,7 +1219,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const growRng = new Rng(seed ^ 0x6e0e);
   // (OFFSITE_SIM_NOGROW=1: none, the other seeds' schedules as they ran before grows were simulated.)
   const growAt = process.env.OFFSITE_SIM_NOGROW ? -1 : growRng.chance(1 / 3) ? Math.floor(cfg.steps * (0.1 + 0.6 * growRng.next())) : -1;
-  const grow = { state: 'no' as 'no' | 'secondaries' | 'primary' | 'done' };
+  const grow = { state: 'no' as 'no' | 'secondaries' | 'primary' | 'done', life: -1 };
   const midGrow = (): boolean => grow.state === 'secondaries' || grow.state === 'primary';
   const growStep = (step: number): void => {
     const all = (): SiteSim[] => [...sites, ...(retired ? [retired] : [])];
@@ -1220,14 +1228,20 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       trace(`the secondaries grow to ${secondarySize} (a reload of each)`);
       for (const s of all()) s.grow(secondarySize);
       grow.state = 'secondaries';
-    } else if (grow.state === 'secondaries' && all().every((s) => !s.opened || s.replica.size >= secondarySize)) {
-      size = secondarySize;
+    } else if (grow.state === 'secondaries') {
+      // (A site whose reload a crash lost before the grow was written down is reloaded again.)
+      for (const s of all()) if (s.opened) s.grow(secondarySize);
+      if (all().every((s) => !s.opened || s.replica.size >= secondarySize)) {
+        size = secondarySize;
+        grow.state = 'primary';
+      }
+    }
+    if (grow.state === 'primary' && jv.size < size && grow.life !== plife) {
       trace(`the primary grows to ${size} (a reload)`);
-      const life = plife;
+      const life = (grow.life = plife);
       jv.grow(size).catch((e: Error) => {
         if (life === plife) fail(`growing the primary to ${size} failed: ${e.message}`);
       });
-      grow.state = 'primary';
     } else if (grow.state === 'primary' && jv.size >= size) {
       trace(`the primary has grown to ${size}`);
       grow.state = 'done';
@@ -1627,9 +1641,10 @@ function hash(b: Buffer): string {
   return createHash('sha1').update(b.subarray(0, end)).digest('hex');
 }
 
-/** A start with a raised size: grows the volume's file at the open (src/volume/volume.ts). */
-async function growAtOpen(disk: MemDisk, size: number, settle: <T>(p: Promise<T>) => Promise<T>): Promise<void> {
-  if (disk.size >= size) return;
+/** A start after a grow a crash cut: the volume's file is extended at the open to the size written down (src/node/daemon.ts, Volume.open). */
+async function growAtOpen(disk: MemDisk, state: MemStore, settle: <T>(p: Promise<T>) => Promise<T>): Promise<void> {
+  const size = await settle(readGrowing(state));
+  if (size === null || disk.size >= size) return;
   await settle(disk.extend(size));
   disk.setSize(size);
 }

@@ -12,6 +12,7 @@ import { test } from 'node:test';
 import { BITS_PER_PAGE, DirtyBitmap, PAGE_SIZE, RegionSet, peerBitmapFile } from '../../src/journal/bitmap.js';
 import { DirStore } from '../../src/journal/store.js';
 import { UndoArea } from '../../src/sync/undo.js';
+import { GROW_FILE, readGrowing, removeGrowing, writeGrowing } from '../../src/journal/grow.js';
 import { Volume } from '../../src/volume/volume.js';
 import { diskCapabilities } from '../../src/export/backend.js';
 import { CheckedBackend } from '../../src/export/contract.js';
@@ -131,6 +132,7 @@ test('a primary grows: every bitmap first (the volume\'s, a detached peer\'s), t
   const extend = disk.extend.bind(disk);
   disk.extend = async (n) => {
     sizeWhenDiskGrew = jv.bitmap.regions;
+    assert.equal(await readGrowing(new DirStore(dir)), big, 'the grow is written down before anything grows');
     assert.equal(own.regions, big / RS, 'the detached peer\'s bitmap grew before the disk');
     assert.equal(jv.size, SIZE);
     await extend(n);
@@ -138,6 +140,7 @@ test('a primary grows: every bitmap first (the volume\'s, a detached peer\'s), t
   await jv.grow(big);
   assert.equal(sizeWhenDiskGrew, big / RS);
   assert.equal(jv.size, big);
+  assert.ok(!fs.existsSync(path.join(dir, GROW_FILE)), 'and its file goes once all has grown');
   assert.equal(own.count, SIZE / RS, 'its new regions clean: both sides read zeros there');
   // A host write past the old end: journaled, read back.
   const data = Buffer.alloc(64 * KiB, 0x5a);
@@ -157,11 +160,14 @@ test('a primary grows: every bitmap first (the volume\'s, a detached peer\'s), t
   assert.equal(Number(file.readBigUInt64LE(16)), big);
 });
 
-test('a volume file smaller than its size: grows at the open (zeros), a larger one is refused, and extend/setSize grow it served', async () => {
+test('a volume file smaller than its size: is refused (a typo), grown at the open only to finish a grow under way; extend/setSize grow it served', async () => {
   const dir = tempDir('grow-file');
   const file = path.join(dir, 'db.img');
   fs.writeFileSync(file, Buffer.alloc(64 * KiB, 0x33));
-  const v = Volume.open({ name: 'db', path: file, size: 256 * KiB, readOnly: false });
+  assert.throws(() => Volume.open({ name: 'db', path: file, size: 256 * KiB, readOnly: false }), new RegExp('db\\.img is 64 KiB \\(65536 bytes\\) ' +
+    'but the config says 256 KiB \\(262144 bytes\\); fix size:, or to grow the volume, start it at the size it has and raise size: at a reload'));
+  assert.equal(fs.statSync(file).size, 64 * KiB, 'untouched');
+  const v = Volume.open({ name: 'db', path: file, size: 256 * KiB, growTo: 256 * KiB, readOnly: false });
   assert.equal(v.size, 256 * KiB);
   assert.equal(v.grownFrom, 64 * KiB);
   assert.equal(fs.statSync(file).size, 256 * KiB);
@@ -212,7 +218,7 @@ function entry(size: number, role: 'primary' | 'secondary' | 'none'): { e: Grown
   const config = { name: 'db', size, peers: role === 'none' ? [] : ['site-b'] } as unknown as VolumeConfig;
   return {
     e: {
-      config, volume: volume as unknown as Volume,
+      config, volume: volume as unknown as Volume, dir: tempDir('grow-entry'),
       journaled: role === 'primary' ? { grow } as never : null, replica: role === 'secondary' ? { grow } as never : null,
     },
     calls,
@@ -258,4 +264,19 @@ test('a reload\'s size: a grow in the action queue, the links made again at a pr
   const n = entry(SIZE, 'none');
   await volumeSizeReloaded(n.e, next(2 * SIZE), host).change!();
   assert.deepEqual(n.calls, [`extend ${2 * SIZE}`, `setSize ${2 * SIZE}`]);
+});
+
+test('the grow file, byte by byte: written durably, read back, a newer version or garbage refused, removed', async () => {
+  const dir = tempDir('grow-file-format');
+  const store = new DirStore(dir);
+  assert.equal(await readGrowing(store), null);
+  await writeGrowing(store, 100663296);
+  assert.equal(fs.readFileSync(path.join(dir, GROW_FILE), 'utf8'), '{"version":1,"size":100663296}\n');
+  assert.equal(await readGrowing(store), 100663296);
+  fs.writeFileSync(path.join(dir, GROW_FILE), '{"version":2,"size":5}\n');
+  await assert.rejects(readGrowing(store), /grow file .*version 2/);
+  fs.writeFileSync(path.join(dir, GROW_FILE), 'garbage');
+  await assert.rejects(readGrowing(store), /grow: no size in it \(garbage\)/);
+  await removeGrowing(store);
+  assert.deepEqual(fs.readdirSync(dir), []);
 });
