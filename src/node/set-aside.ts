@@ -27,15 +27,15 @@ export interface SetAsideHost {
   readonly log: Logger;
   readonly unavailable: UnavailableVolumes;
   entries(): readonly VolumeEntry[];
-  links(): Pick<LinkManager, 'pausedVolumes' | 'armApart' | 'volumeReady' | 'volumeAdded'> | null;
+  links(): Pick<LinkManager, 'pausedVolumes' | 'armApart' | 'volumeReady' | 'volumeAdded' | 'relink'> | null;
   /** Opens the volume in its role and serves it; on failure closes what it opened and throws. */
   openVolume(v: VolumeConfig, identityOf: (name: string) => VolumeIdentity | null): Promise<VolumeEntry>;
   /** Says where a volume opened at a reload is reached (its NBD URL, its iSCSI target). */
   served(e: VolumeEntry): void;
 }
 
-/** Keys of a volume set aside that a reload does not take: the links and the default export are made at the start. */
-const RESTART_KEYS: ReadonlySet<string> = new Set(['peer', 'peers', 'default']);
+/** Keys of a volume set aside that a reload does not take: the default export is made at the start. (Its peers: see adopt.) */
+const RESTART_KEYS: ReadonlySet<string> = new Set(['default']);
 
 /** Setting volumes aside, and opening them again at a reload. */
 export class SetAside {
@@ -82,9 +82,11 @@ export class SetAside {
    * config object of the volume (changed in place: the links and the entries' order know
    * the volume by that object; nothing of the volume is open, so nothing moves under a
    * reader; a folder or file another volume holds is refused by its lock at the open).
-   * Its peers and `default` wait for a restart (the links and the default export are
-   * made at the start), and the reload says so, as it says of a volume being opened now
-   * (by the reload before). Returns what the reload says.
+   * Its peers are taken too (the links to the peers it had and has are made again, so
+   * each Hello says it is set aside, or not paired here any more), but for a consistency
+   * group's member, or on a daemon that runs no link; those and `default` wait for a
+   * restart (the default export is made at the start), and the reload says so, as it
+   * says of a volume being opened now (by the reload before). Returns what the reload says.
    */
   adopt(next: Pick<Config, 'volumes'>): string[] {
     const { config, unavailable } = this.host;
@@ -102,17 +104,30 @@ export class SetAside {
       if (was.journal_dir !== n.journal_dir) notes.push(`volume ${name}: its journal folder is now ${journalDirOf(n, config.state)}`);
       const changed = (Object.keys({ ...was, ...n }) as (keyof VolumeConfig)[])
         .filter((k) => k !== 'path' && k !== 'journal_dir' && JSON.stringify(was[k]) !== JSON.stringify(n[k]));
-      const restart = changed.filter((k) => RESTART_KEYS.has(k));
-      const taken = changed.filter((k) => !RESTART_KEYS.has(k));
+      // Its peers are taken as the rest (nothing of it is open: it opens with them, as at a start,
+      // and the links to the peers it had and has are made again, so each Hello says so), but
+      // for a consistency group's member (its members replicate with the same peers) and on a
+      // daemon that runs no link.
+      const peersChanged = changed.includes('peer') || changed.includes('peers');
+      const grouped = config.groups.some((g) => g.members.includes(name));
+      const links = this.host.links();
+      const peersWait = peersChanged && (grouped || (links === null && n.peers.length > 0));
+      const restart = changed.filter((k) => RESTART_KEYS.has(k) || (peersWait && (k === 'peer' || k === 'peers')));
+      const taken = changed.filter((k) => !restart.includes(k));
+      const relink = peersChanged && !peersWait && !unavailable.isOpening(name) ? [...new Set([...was.peers, ...n.peers])] : [];
       if (taken.length > 0 && unavailable.isOpening(name)) {
         notes.push(`volume ${name}: ${taken.join(', ')} changed while it is being opened: reload again once it has opened or failed`);
       } else if (taken.length > 0) {
         for (const k of taken) (was as unknown as Record<string, unknown>)[k] = n[k];
         notes.push(`volume ${name}: ${taken.join(', ')} taken (it opens with ${taken.length === 1 ? 'it' : 'them'})`);
       }
-      if (restart.length > 0) notes.push(`volume ${name}: ${restart.join(', ')} changed: that takes a restart (it is opened as it was)`);
+      if (restart.length > 0) {
+        const why = peersWait ? (grouped ? ' (a consistency group\'s members replicate with the same peers)' : ' (no peer link runs on this daemon)') : '';
+        notes.push(`volume ${name}: ${restart.join(', ')} changed: that takes a restart${why} (it is opened as it was)`);
+      }
       was.path = n.path;
       was.journal_dir = n.journal_dir;
+      if (relink.length > 0) links?.relink(name, relink, `volume ${name}'s peers changed at a reload here (it is set aside)`);
     }
     return notes;
   }
