@@ -187,8 +187,13 @@ export function volumesReloaded(current: Pick<Config, 'volumes' | 'peers' | 'isc
     }
     if (setAside(v.name)) continue;
     const changed = (Object.keys({ ...v, ...w }) as (keyof VolumeConfig)[])
-      .filter((k) => !LIVE_KEYS.has(k) && JSON.stringify(v[k]) !== JSON.stringify(w[k]));
+      .filter((k) => !LIVE_KEYS.has(k) && k !== 'role' && JSON.stringify(v[k]) !== JSON.stringify(w[k]));
     if (changed.length > 0) notes.push(`volume ${v.name}: ${changed.join(', ')} changed: that takes a restart`);
+    if (v.role !== w.role) {
+      // (The volume's identity keeps the role a promote or demote gave it, and a start reads the file's only without one: src/volume/identity.ts.)
+      notes.push(`volume ${v.name}: role: ${w.role} in the file: a served volume's role changes by \`offsite promote\` and \`offsite demote\` ` +
+        '(docs/FAILOVER.md), at once and safely; a restart takes the file\'s role: only if neither ever ran on it here');
+    }
   }
   // (A volume let go frees its file and target name for one the same reload adds: a rename.)
   const kept = current.volumes.filter((v) => !remove.includes(v.name));

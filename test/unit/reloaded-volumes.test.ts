@@ -88,6 +88,11 @@ test('a new volume on a served volume\'s file is not added, also through a link;
   const region = config(`  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b, bitmap_region: 128KiB }
   wal: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b }`);
   assert.deepEqual(volumesReloaded(now, region, true).notes, ['volume db: bitmap_region changed: that takes a restart']);
+  // A role in the file: promote and demote change a served volume's role; a restart reads the file's only if neither ran.
+  const role = config(`  db: { path: ./db.img, size: 1GiB, role: secondary, peer: site-b }
+  wal: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b }`);
+  assert.deepEqual(volumesReloaded(now, role, true).notes, ['volume db: role: secondary in the file: a served volume\'s role changes by ' +
+    '`offsite promote` and `offsite demote` (docs/FAILOVER.md), at once and safely; a restart takes the file\'s role: only if neither ever ran on it here']);
   assert.equal(sameFileKey(path.join(dir, 'here', 'not-yet', 'x.img')), path.join(fs.realpathSync(dir), 'not-yet', 'x.img'));
   assert.throws(() => config(`${base}\n  logs: { path: ./here/wal.img, size: 1GiB, role: primary }`),
     /offsite\.yaml:\d+: volumes\.logs\.path: .*here\/wal\.img is volume wal's file too; each volume needs a file \(or device\) of its own/);
