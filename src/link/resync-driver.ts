@@ -179,8 +179,8 @@ export class ResyncDriver {
       if (this.link.session() !== s) return false;
       // The last peer following the journal cannot leave it, and a round of all is carried
       // by the peers that follow it: waiting, nobody would end that round (replication
-      // simulation seed 645 of the grow's schedules: two new secondaries, the journal
-      // folded). It falls to the first sync of the whole volume below.
+      // simulation seed 645 of the first grows' schedules: two new secondaries, the journal
+      // folded; test/unit/first-sync-last-peer.test.ts). It falls to the first sync of the whole volume below.
       const last = !left && owner === null && jv.cursors.attached.length === 1 && jv.cursors.attached[0] === this.peer;
       if (!last) return this.wait(s, other, left);
     }
