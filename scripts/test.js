@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Runs the compiled tests (dist/test) with node:test: the unit tests two files at a
-// time, the others one at a time.
+// Runs the compiled tests (dist/test) with node:test: the unit tests and the
+// simulations two files at a time, the others one at a time.
 // `node scripts/test.js unit` runs only test/unit; `... integration` only that.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,12 +22,14 @@ if (files.length === 0) {
   process.exit(1);
 }
 // The unit tests, each in a process of its own and touching nothing shared, two at a
-// time; the others (daemons, ports, the simulations' CPU) one at a time.
+// time; the simulations (each a child process on a core of its own, no clock read) two
+// at a time; the others (daemons, ports, timings) one at a time, alone on the machine.
 const unit = files.filter((f) => f.startsWith(join(root, 'unit')));
-const rest = files.filter((f) => !unit.includes(f));
+const sim = files.filter((f) => f.startsWith(join(root, 'sim')));
+const rest = files.filter((f) => !unit.includes(f) && !sim.includes(f));
 const env = { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16' };
 let status = 0;
-for (const [group, concurrency] of [[unit, 2], [rest, 1]]) {
+for (const [group, concurrency] of [[unit, 2], [sim, 2], [rest, 1]]) {
   if (group.length === 0) continue;
   const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...group], { stdio: 'inherit', env });
   if (r.status !== 0) status = r.status ?? 1;
