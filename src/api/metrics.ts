@@ -64,6 +64,8 @@ export function metricsRegistry(status: () => NodeStatus): Registry {
       for (const v of volumes()) this.set({ volume: v.name, role: v.role, peer: v.peer ?? '', uuid: v.uuid }, 1);
     },
   });
+  gauge('offsite_volume_size_bytes', 'The volume\'s size as its hosts see it (it grows at a reload that raises size:, docs/CONFIG.md).',
+    (v) => v.sizeBytes);
   gauge('offsite_volume_link_up', 'The link to the volume\'s peer is up (1) or not (0).', (v) => (v.link === 'connected' ? 1 : 0));
   gauge('offsite_volume_backlog_bytes', 'Journal (primary) or receive-log (secondary) bytes not yet acked or applied.', (v) => v.backlogBytes);
   gauge('offsite_volume_lag_seconds',

@@ -52,6 +52,8 @@ test('/metrics: Prometheus text with backlog, lag, host and wire bytes, link, sy
     assert.equal(a.samples.get(`offsite_volume_lag_seconds${v}`), 0);
     assert.equal(a.samples.get(`offsite_volume_link_up${v}`), 1);
     assert.equal(b.samples.get(`offsite_volume_link_up${v}`), 1);
+    assert.equal(a.samples.get(`offsite_volume_size_bytes${v}`), 32 << 20);
+    assert.equal(b.samples.get(`offsite_volume_size_bytes${v}`), 32 << 20);
     assert.ok(a.samples.get(`offsite_volume_host_bytes_total${v}`)! >= 4 << 20);
     // The 4 MiB went as journal records; a pattern that compresses to almost nothing on the wire.
     const records = a.samples.get(`offsite_volume_record_bytes_total${v}`)!;
