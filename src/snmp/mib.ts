@@ -68,6 +68,7 @@ export const VOLUME_COLUMNS = [
   { id: 18, name: 'offsiteVolumeHistoryBytes', kind: 'counter64' },
   { id: 19, name: 'offsiteVolumeHistoryOldest', kind: 'unsigned' },
   { id: 20, name: 'offsiteVolumeHistoryDropped', kind: 'counter' },
+  { id: 21, name: 'offsiteVolumeSize', kind: 'counter64' },
 ] as const satisfies ReadonlyArray<{ id: number; name: string; kind: Kind }>;
 
 /** The columns of offsiteGroupTable, one row per consistency group (offsiteGroupIndex, column 1, is not-accessible). */
@@ -215,6 +216,7 @@ export function volumeValues(v: VolumeStatus): Record<ColumnName, MibValue> {
     offsiteVolumeHistoryBytes: { kind: 'counter64', value: Math.max(0, Math.floor(h?.bytes ?? 0)) },
     offsiteVolumeHistoryOldest: { kind: 'unsigned', value: u32(Math.floor((h?.oldest?.time ?? 0) / 1000)) },
     offsiteVolumeHistoryDropped: { kind: 'counter', value: u32(h?.droppedForSize ?? 0) },
+    offsiteVolumeSize: { kind: 'counter64', value: Math.max(0, Math.floor(v.sizeBytes)) },
   };
 }
 

@@ -77,6 +77,7 @@ test('OFFSITE-MIB loads in net-snmp\'s tools without a warning', async () => {
   assert.match(r.stdout, /Counter64 offsiteVolumeHistoryBytes\(18\)/);
   assert.match(r.stdout, /Unsigned {2}offsiteVolumeHistoryOldest\(19\)/);
   assert.match(r.stdout, /Counter {3}offsiteVolumeHistoryDropped\(20\)/);
+  assert.match(r.stdout, /Counter64 offsiteVolumeSize\(21\)/);
   const oid = await must('snmptranslate', [...MIBS, '-On', 'OFFSITE-MIB::offsiteLinkDown'], { env });
   assert.equal(oid.trim(), '.1.3.6.1.4.1.32473.0.1');
 });
@@ -176,6 +177,7 @@ test('SNMP: walks over v2c and v3, a checkpoint by snmpset on the secondary, ref
       const age = Date.now() / 1000 - Number(w.get('offsiteVolumeHistoryOldest.1'));
       assert.ok(age >= 0 && age < 3600, `the oldest point is of this test's run (${age} s ago)`);
       assert.equal(w.get('offsiteVolumeHistoryDropped.1'), '0');
+      assert.equal(w.get('offsiteVolumeSize.1'), String(v.sizeBytes));
       assert.equal(await get(V2C, portB, 'OFFSITE-MIB::offsiteVolumeHistoryPoints.1'), String((await status(p.b)).volumes[0]!.history!.points));
       // A wrong privacy key reads nothing.
       const bad = await run('snmpget',
