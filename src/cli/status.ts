@@ -90,7 +90,7 @@ function iscsiCell(v: VolumeStatus): string {
 export function formatStatus(s: NodeStatus, view: StatusView = ALL_VOLUMES): string {
   const shown = selectVolumes(s, view);
   const rows = shown.map((v) => [
-    v.name, v.role, severalPeers(v) ? v.peers.map((p) => p.name).join(',') : v.peer ?? '-', linkCell(v),
+    v.name, v.role, formatBytes(v.sizeBytes), severalPeers(v) ? v.peers.map((p) => p.name).join(',') : v.peer ?? '-', linkCell(v),
     v.tracking === 'bitmap' ? paint(31, 'bitmap') : v.tracking,
     v.tracking === 'none' ? '-' : formatBytes(v.backlogBytes),
     v.tracking === 'none' ? '-' : formatDuration(v.lagSeconds),
@@ -101,7 +101,7 @@ export function formatStatus(s: NodeStatus, view: StatusView = ALL_VOLUMES): str
     v.checkpoint ? paint(36, `"${v.checkpoint.label}" held`) : '-',
     iscsiCell(v),
   ]);
-  const head = ['VOLUME', 'ROLE', 'PEER', 'LINK', 'TRACKING', 'BACKLOG', 'LAG', 'CONSISTENT', 'JOURNAL', 'WIRE', 'RESYNC', 'CHECKPOINT', 'ISCSI'];
+  const head = ['VOLUME', 'ROLE', 'SIZE', 'PEER', 'LINK', 'TRACKING', 'BACKLOG', 'LAG', 'CONSISTENT', 'JOURNAL', 'WIRE', 'RESYNC', 'CHECKPOINT', 'ISCSI'];
   const iscsiOff = s.volumes.every((v) => v.iscsi === null);
   if (iscsiOff) {
     head.pop();

@@ -42,8 +42,8 @@ test('status shows role, link, backlog, lag and consistency; --json keeps the fi
     assert.deepEqual({ link: solo.link, tracking: solo.tracking, backlog: solo.backlogBytes }, { link: 'none', tracking: 'none', backlog: 0 });
     assert.deepEqual(solo.peers, []);
     const table = await must(process.execPath, [OFFSITE_BIN, 'status', '-c', d.configFile]);
-    assert.match(table, /^VOLUME\s+ROLE\s+PEER\s+LINK/m);
-    assert.match(table, /^db\s+primary\s+site-b\s+disconnected\s+journal\s+4\.0 MiB/m);
+    assert.match(table, /^VOLUME\s+ROLE\s+SIZE\s+PEER\s+LINK/m);
+    assert.match(table, /^db\s+primary\s+256 MiB\s+site-b\s+disconnected\s+journal\s+4\.0 MiB/m);
     assert.equal((await fetch(`http://127.0.0.1:${d.apiPort}/api/v1/nope`)).status, 404);
   } finally {
     await d.stop();

@@ -70,7 +70,7 @@ test('three sites: writes at site-a reach site-b and site-c, identical replicas'
     assert.doesNotMatch(t.a.log, /will be sent to every peer/);
     // offsite status: both in the PEER column, a line for each (docs/PEERS.md).
     const text = (await must(process.execPath, [OFFSITE_BIN, 'status', '-c', t.a.configFile], { env: { ...process.env, NO_COLOR: '1' } })).split('\n');
-    assert.ok(text.some((l) => /^db\s+primary\s+site-b,site-c\s+connected/.test(l)), text.join('\n'));
+    assert.ok(text.some((l) => /^db\s+primary\s+\S+ \S+\s+site-b,site-c\s+connected/.test(l)), text.join('\n'));
     assert.ok(text.includes('  to site-c: connected; backlog 0 B, lag 0 s, acked record ' + sa.peers[1]!.ackedSeq), text.join('\n'));
     // The dashboard in headless Chromium: a badge and a line for each secondary, and no error on the page.
     const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu'] });

@@ -62,7 +62,7 @@ test('a primary with two secondaries: both in the PEER column, a line for each, 
   const node: NodeStatus = { ...fleet, volumes: [vol('quiet'), erp] };
   const out = formatStatus(node).split('\n');
   const row = out.findIndex((l) => l.startsWith('erp '));
-  assert.match(out[row]!, /^erp\s+primary\s+site-b,site-c\s+connected/);
+  assert.match(out[row]!, /^erp\s+primary\s+1\.0 GiB\s+site-b,site-c\s+connected/);
   assert.equal(out[row + 1], '  to site-b: connected; backlog 0 B, lag 0 s, acked record 900');
   assert.equal(out[row + 2], '  to site-c: disconnected, detached (its own bitmap); backlog 12 MiB, lag 3 min 2 s, acked record 412');
   // One peer: no line under the row.
