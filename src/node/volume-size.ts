@@ -75,6 +75,13 @@ export function volumeSizeReloaded(e: GrownEntry, next: VolumeConfig, host: Grow
     const t0 = Date.now();
     const jv = e.journaled;
     const rp = e.replica;
+    // (A block device its owner has not grown yet: said before anything is written down or grows.)
+    const refused = e.volume.cannotGrow(want);
+    if (refused !== null) {
+      host.log.error({ volume: name }, `volume ${name}: growing to ${formatBytes(want)} failed (${refused}); ` +
+        `it stays ${formatBytes(e.volume.size)}: mend the cause and reload again`);
+      return;
+    }
     try {
       if (jv) await jv.grow(want);
       else if (rp) await rp.grow(want);

@@ -155,13 +155,20 @@ export class Volume implements ExportBackend {
     assert(Number.isSafeInteger(size) && size >= this.currentSize, () => `volume ${this.name}: extend to ${size} from ${this.currentSize}`);
     const actual = nativeFs.deviceSize(this.fd);
     if (this.isBlockDevice) {
-      if (actual < size) {
-        throw new Error(`volume ${this.name}: ${this.path} is ${formatBytes(actual)}; grow the device to ${formatBytes(size)} first (lvextend, ...)`);
-      }
+      const why = this.cannotGrow(size);
+      if (why !== null) throw new Error(why);
       return;
     }
     if (actual < size) await this.counted(() => new Promise<void>((resolve, reject) => fs.ftruncate(this.fd, size, (e) => (e ? reject(e) : resolve()))));
     await this.counted(() => new Promise<void>((resolve, reject) => fs.fsync(this.fd, (e) => (e ? reject(e) : resolve()))));
+  }
+
+  /** Why a grow to `size` cannot be begun (a block device not grown yet), or null. */
+  cannotGrow(size: number): string | null {
+    this.check();
+    const actual = nativeFs.deviceSize(this.fd);
+    if (!this.isBlockDevice || actual >= size) return null;
+    return `volume ${this.name}: ${this.path} is ${formatBytes(actual)}; grow the device to ${formatBytes(size)} first (lvextend, ...)`;
   }
 
   /** The volume answers with `size` bytes from now on: extend(size) made room for them. */

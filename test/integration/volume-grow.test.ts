@@ -11,15 +11,17 @@
 //   of site-b with a raised size: and no grow under way refuses the volume (a typo
 //   would), its file untouched; one with a grow a crash cut part-way (its file written
 //   down) finishes it at the open, pairs again, drains, and the images compare equal;
-// - a checkpoint taken before keeps its size; a smaller size: is refused at a reload.
+// - a checkpoint taken before keeps its size; a smaller size: is refused at a reload;
+// - a volume on a block device (a loop device) is refused a grow until the device has
+//   grown (losetup --set-capacity, as lvextend would), then grows, its data kept.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { freePort, statusOf } from '../helpers/daemon.js';
+import { TestDaemon, freePort, statusOf } from '../helpers/daemon.js';
 import { cli } from '../helpers/cli.js';
 import { startPair } from '../helpers/pair.js';
-import { must, waitFor } from '../helpers/run.js';
+import { must, run, tempDir, waitFor } from '../helpers/run.js';
 import { HostSession } from '../helpers/host-session.js';
 
 const MiB = 1024 * 1024;
@@ -127,5 +129,37 @@ test('a volume grown at reloads, secondary then primary and primary then seconda
   } finally {
     for (const h of hosts) h.kill();
     await p.stop();
+  }
+});
+
+test('a volume on a block device (a loop device) grows at a reload once the device has: refused before, its data kept after', async () => {
+  const dir = tempDir('grow-device');
+  const backing = path.join(dir, 'disk.raw');
+  fs.writeFileSync(backing, Buffer.alloc(16 * MiB, 0x5e));
+  const dev = (await must('losetup', ['--find', '--show', backing])).trim();
+  let d: TestDaemon | null = null;
+  try {
+    d = await TestDaemon.create({ dir, volumes: { db: { path: dev, size: '16MiB' } } });
+    const daemon = d;
+    const reload = async (size: string, said: RegExp): Promise<void> => {
+      fs.writeFileSync(daemon.configFile, fs.readFileSync(daemon.configFile, 'utf8').replace(/size: \d+MiB/, `size: ${size}`));
+      const mark = daemon.log.length;
+      // (No identity, so no API token: SIGHUP, as an init script sends it.)
+      process.kill(daemon.pid!, 'SIGHUP');
+      await waitFor(`the reload to ${size}`, () => said.test(daemon.log.slice(mark)), 15_000);
+    };
+    // The device is still 16 MiB: the grow is refused, said, and nothing changes.
+    await reload('32MiB', /volume db: growing to 32 MiB failed \(volume db: \/dev\/loop\d+ is 16 MiB; grow the device to 32 MiB first/);
+    assert.equal(Number((await must('nbdinfo', ['--size', d.uri('db')])).trim()), 16 * MiB);
+    assert.ok(!fs.existsSync(path.join(dir, 'state', 'volumes', 'db', 'grow')), 'nothing written down for a grow refused before it began');
+    // The device grows (as lvextend would); the same reload now grows the volume.
+    fs.truncateSync(backing, 32 * MiB);
+    await must('losetup', ['--set-capacity', dev]);
+    await reload('32MiB', /volume db: grown from 16 MiB to 32 MiB in \d+ ms/);
+    assert.equal(Number((await must('nbdinfo', ['--size', d.uri('db')])).trim()), 32 * MiB);
+    await must('qemu-io', ['-f', 'raw', '-c', 'read -P 0x5e 0 16M', '-c', 'write -P 0x6f 20M 4M', '-c', 'read -P 0x6f 20M 4M', '-c', 'flush', d.uri('db')]);
+  } finally {
+    await d?.stop();
+    await run('losetup', ['-d', dev]);
   }
 });

@@ -210,6 +210,7 @@ function entry(size: number, role: 'primary' | 'secondary' | 'none'): { e: Grown
     get size() { return now; },
     extend: async (n: number) => { calls.push(`extend ${n}`); },
     setSize: (n: number) => { now = n; calls.push(`setSize ${n}`); },
+    cannotGrow: () => null,
   };
   const grow = async (n: number): Promise<void> => {
     calls.push(`grow ${n}`);
