@@ -22,8 +22,8 @@ import type { DirtyBitmap } from './bitmap.js';
 import type { DetachedPeers } from './detach.js';
 import type { Seeding } from '../sync/seeding.js';
 import { assert } from '../invariants/assert.js';
-import type { Store } from './store.js';
-import { jsonVersion, refuseNewer } from '../versioning/format.js';
+import { readStateFile, type Store } from './store.js';
+import { jsonVersion } from '../versioning/format.js';
 
 export const GROW_FILE = 'grow';
 export const GROW_FORMAT = jsonVersion('grow file', 1, [1]);
@@ -43,15 +43,8 @@ export async function removeGrowing(store: Store): Promise<void> {
 
 /** The size a grow under way is to, or null when none is. A file that cannot be read stops the start (refused, not guessed). */
 export async function readGrowing(store: Store): Promise<number | null> {
-  if (!store.list().includes(GROW_FILE)) return null;
-  const f = store.open(GROW_FILE);
-  let b: Buffer;
-  try {
-    b = await f.read(0, Math.min(f.size(), 4096));
-  } finally {
-    f.close();
-  }
-  refuseNewer(GROW_FORMAT, b, GROW_FILE);
+  const b = await readStateFile(store, GROW_FILE, GROW_FORMAT);
+  if (b === null) return null;
   let size: unknown;
   try {
     size = (JSON.parse(b.toString('utf8')) as { size?: unknown }).size;

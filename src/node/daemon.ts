@@ -12,7 +12,6 @@ import { nativeFs } from '../volume/native.js';
 import { Volume } from '../volume/volume.js';
 import type { HistoryRing } from '../journal/history.js';
 import { DirStore } from '../journal/store.js';
-import { readGrowing, removeGrowing } from '../journal/grow.js';
 import { startApi } from '../api/server.js';
 import type { NodeStatus } from '../contract/status.js';
 import { nodeStatus } from './status.js';
@@ -39,7 +38,7 @@ import { NodeGroups } from './groups.js';
 import { SetAside } from './set-aside.js';
 import { applyVolumeKeys, historyReloaded, journalReloaded, volumesReloaded } from './reloaded-volumes.js';
 import { volumePeersReloaded } from './volume-peers.js';
-import { volumeSizeReloaded } from './volume-size.js';
+import { growFinished, growToFinish, volumeSizeReloaded } from './volume-size.js';
 import { FillNotices, tellJournalFill, type FillFigures } from './journal-fill.js';
 import { removeVolume, type RemovalHost } from './volume-removal.js';
 import { openRole, VolumeFolders, type RoleOpening } from './role-open.js';
@@ -252,11 +251,7 @@ export class Daemon {
     }
     const role = identity?.role ?? v.role;
     // A grow a crash cut part-way is finished (src/journal/grow.ts), to the size it was to.
-    const growTo = fs.existsSync(dir) ? await readGrowing(new DirStore(dir)) : null;
-    if (growTo !== null && v.size !== undefined && v.size !== growTo) {
-      throw new Error(`volume ${v.name}: a grow to ${formatBytes(growTo)} was under way when the daemon stopped, and size: says ` +
-        `${formatBytes(v.size)} now: set size: ${formatBytes(growTo)} (or remove it) and reload, to finish it`);
-    }
+    const growTo = await growToFinish(v, dir);
     const volume = Volume.open({
       name: v.name,
       path: v.path,
@@ -277,7 +272,7 @@ export class Daemon {
       await this.openRole(entry);
       await this.roles.completeChange(entry);
       // (Every part grew with the open: the bitmaps from their smaller headers, the history reads its older segments.)
-      if (growTo !== null) await removeGrowing(new DirStore(dir));
+      if (growTo !== null) await growFinished(dir);
     } catch (err) {
       await this.closeUnserved(entry);
       throw err;

@@ -23,7 +23,7 @@ import type { Volume } from '../volume/volume.js';
 import fs from 'node:fs';
 import { formatBytes } from '../units/units.js';
 import { DirStore } from '../journal/store.js';
-import { removeGrowing, writeGrowing } from '../journal/grow.js';
+import { readGrowing, removeGrowing, writeGrowing } from '../journal/grow.js';
 
 export interface GrowLinks {
   /** The links to `peers` are made again: the next Hello compares `volume`'s size with each. */
@@ -75,13 +75,11 @@ export function volumeSizeReloaded(e: GrownEntry, next: VolumeConfig, host: Grow
     const t0 = Date.now();
     const jv = e.journaled;
     const rp = e.replica;
+    const failed = (why: string): void => host.log.error({ volume: name },
+      `volume ${name}: growing to ${formatBytes(want)} failed (${why}); it stays ${formatBytes(e.volume.size)}: mend the cause and reload again`);
     // (A block device its owner has not grown yet: said before anything is written down or grows.)
     const refused = e.volume.cannotGrow(want);
-    if (refused !== null) {
-      host.log.error({ volume: name }, `volume ${name}: growing to ${formatBytes(want)} failed (${refused}); ` +
-        `it stays ${formatBytes(e.volume.size)}: mend the cause and reload again`);
-      return;
-    }
+    if (refused !== null) return failed(refused);
     try {
       if (jv) await jv.grow(want);
       else if (rp) await rp.grow(want);
@@ -94,9 +92,7 @@ export function volumeSizeReloaded(e: GrownEntry, next: VolumeConfig, host: Grow
         await removeGrowing(state);
       }
     } catch (err) {
-      host.log.error({ volume: name }, `volume ${name}: growing to ${formatBytes(want)} failed (${(err as Error).message}); ` +
-        `it stays ${formatBytes(e.volume.size)}: mend the cause and reload again`);
-      return;
+      return failed((err as Error).message);
     }
     v.size = want;
     const links = host.links;
@@ -115,4 +111,22 @@ export function volumeSizeReloaded(e: GrownEntry, next: VolumeConfig, host: Grow
       `(the new part reads zeros; nothing of it is resynced)${then}`);
   };
   return { notes: [`volume ${name}: growing from ${formatBytes(now)} to ${formatBytes(want)}`], change };
+}
+
+/**
+ * At a volume's open: the size a grow a stop cut was to (its file in the state folder
+ * `dir`), which the open finishes, or null. Refused when `size:` says another size now.
+ */
+export async function growToFinish(v: VolumeConfig, dir: string): Promise<number | null> {
+  const growTo = fs.existsSync(dir) ? await readGrowing(new DirStore(dir)) : null;
+  if (growTo !== null && v.size !== undefined && v.size !== growTo) {
+    throw new Error(`volume ${v.name}: a grow to ${formatBytes(growTo)} was under way when the daemon stopped, and size: says ` +
+      `${formatBytes(v.size)} now: set size: ${formatBytes(growTo)} (or remove it) and reload, to finish it`);
+  }
+  return growTo;
+}
+
+/** The volume opened with every part grown (the bitmaps from their smaller headers): the grow's file goes. */
+export function growFinished(dir: string): Promise<void> {
+  return removeGrowing(new DirStore(dir));
 }

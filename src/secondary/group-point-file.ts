@@ -4,8 +4,8 @@
 // log: the group's limit is a point every member holds durably), and once the unit is
 // applied the file says which group point the replica stands at.
 // state/volumes/NAME/group-point, JSON: {"version":1,"point":N,"seq":S}.
-import type { Store } from '../journal/store.js';
-import { jsonVersion, refuseNewer } from '../versioning/format.js';
+import { readStateFile, type Store } from '../journal/store.js';
+import { jsonVersion } from '../versioning/format.js';
 
 export const GROUP_POINT_FILE = 'group-point';
 export const GROUP_POINT_FORMAT = jsonVersion('group point file', 1, [1]);
@@ -23,15 +23,8 @@ export function writeGroupPoint(store: Store, m: GroupPointMark): Promise<void> 
 
 /** The mark, or null (none, or unreadable: the replica then stands at no known group point until its next one). */
 export async function readGroupPoint(store: Store): Promise<GroupPointMark | null> {
-  if (!store.list().includes(GROUP_POINT_FILE)) return null;
-  const f = store.open(GROUP_POINT_FILE);
-  let b: Buffer;
-  try {
-    b = await f.read(0, Math.min(f.size(), 4096));
-  } finally {
-    f.close();
-  }
-  refuseNewer(GROUP_POINT_FORMAT, b, GROUP_POINT_FILE);
+  const b = await readStateFile(store, GROUP_POINT_FILE, GROUP_POINT_FORMAT);
+  if (b === null) return null;
   try {
     const j = JSON.parse(b.toString('utf8')) as { point?: unknown; seq?: unknown };
     return typeof j.point === 'number' && typeof j.seq === 'number' ? { point: j.point, seq: j.seq } : null;

@@ -10,8 +10,8 @@
 // state/volumes/NAME/promote-at, JSON: {"version":1,"seq":S,"time":T}, and for a
 // group's promote also "group":"G","groupPoint":N (a release that reads only seq and
 // time rolls the member back to the same point).
-import type { Store } from '../journal/store.js';
-import { jsonVersion, refuseNewer } from '../versioning/format.js';
+import { readStateFile, type Store } from '../journal/store.js';
+import { jsonVersion } from '../versioning/format.js';
 
 export const PROMOTE_AT_FILE = 'promote-at';
 export const PROMOTE_AT_FORMAT = jsonVersion('promote-at file', 1, [1]);
@@ -63,15 +63,8 @@ export async function removePromoteAt(store: Store): Promise<void> {
  * point, the volume would keep the damage the operator went back to undo).
  */
 export async function readPromoteAt(store: Store): Promise<PromoteAt | null> {
-  if (!store.list().includes(PROMOTE_AT_FILE)) return null;
-  const f = store.open(PROMOTE_AT_FILE);
-  let b: Buffer;
-  try {
-    b = await f.read(0, Math.min(f.size(), 4096));
-  } finally {
-    f.close();
-  }
-  refuseNewer(PROMOTE_AT_FORMAT, b, PROMOTE_AT_FILE);
+  const b = await readStateFile(store, PROMOTE_AT_FILE, PROMOTE_AT_FORMAT);
+  if (b === null) return null;
   const j = JSON.parse(b.toString('utf8')) as { seq?: unknown; time?: unknown; group?: unknown; groupPoint?: unknown };
   if (typeof j.seq !== 'number' || typeof j.time !== 'number') throw new Error(`${PROMOTE_AT_FILE}: no restore point in it`);
   if (j.group === undefined) return { seq: j.seq, time: j.time };

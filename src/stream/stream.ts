@@ -13,8 +13,8 @@
 // state/volumes/NAME/stream, JSON: {"version":1,"stream":"<16 hex>","primary":"site-a"}.
 // Removed with the rest of a role's files at a promote or demote.
 import { randomBytes } from 'node:crypto';
-import type { Store } from '../journal/store.js';
-import { jsonVersion, refuseNewer } from '../versioning/format.js';
+import { readStateFile, type Store } from '../journal/store.js';
+import { jsonVersion } from '../versioning/format.js';
 
 export const STREAM_FILE = 'stream';
 export const STREAM_FORMAT = jsonVersion('record stream file', 1, [1]);
@@ -39,15 +39,8 @@ export function writeStream(store: Store, m: StreamMark): Promise<void> {
 
 /** The stream written down in `store`, or null (none); a file that cannot be read names DAMAGED_STREAM. */
 export async function readStream(store: Store): Promise<StreamMark | null> {
-  if (!store.list().includes(STREAM_FILE)) return null;
-  const f = store.open(STREAM_FILE);
-  let b: Buffer;
-  try {
-    b = await f.read(0, Math.min(f.size(), 4096));
-  } finally {
-    f.close();
-  }
-  refuseNewer(STREAM_FORMAT, b, STREAM_FILE);
+  const b = await readStateFile(store, STREAM_FILE, STREAM_FORMAT);
+  if (b === null) return null;
   try {
     const j = JSON.parse(b.toString('utf8')) as { stream?: unknown; primary?: unknown };
     if (typeof j.stream === 'string' && /^[0-9a-f]{16}$/.test(j.stream) && typeof j.primary === 'string') return { stream: j.stream, primary: j.primary };

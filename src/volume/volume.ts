@@ -153,13 +153,14 @@ export class Volume implements ExportBackend {
   async extend(size: number): Promise<void> {
     this.check();
     assert(Number.isSafeInteger(size) && size >= this.currentSize, () => `volume ${this.name}: extend to ${size} from ${this.currentSize}`);
-    const actual = nativeFs.deviceSize(this.fd);
     if (this.isBlockDevice) {
       const why = this.cannotGrow(size);
       if (why !== null) throw new Error(why);
       return;
     }
-    if (actual < size) await this.counted(() => new Promise<void>((resolve, reject) => fs.ftruncate(this.fd, size, (e) => (e ? reject(e) : resolve()))));
+    if (nativeFs.deviceSize(this.fd) < size) {
+      await this.counted(() => new Promise<void>((resolve, reject) => fs.ftruncate(this.fd, size, (e) => (e ? reject(e) : resolve()))));
+    }
     await this.counted(() => new Promise<void>((resolve, reject) => fs.fsync(this.fd, (e) => (e ? reject(e) : resolve()))));
   }
 
