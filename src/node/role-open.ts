@@ -15,6 +15,8 @@ import { JournaledVolume } from '../journal/write-path.js';
 import type { VolumeEntry } from './volume-entry.js';
 import { Replica } from '../secondary/replica.js';
 import { newStreamId, readStream, writeStream, type StreamMark } from '../stream/stream.js';
+import { judgePlace, readJournalAt, segmentsIn, writeJournalAt } from '../journal/placement.js';
+import { RoundMarker } from '../sync/round-marker.js';
 import type { LinkVolumes } from './links.js';
 import { DRILL_FILE } from './volume-actions.js';
 import { JOURNAL_FOLDER_FILES, VOLUME_FOLDER_FILES, refuseNewerState } from './state-versions.js';
@@ -141,7 +143,10 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
     lv.primaries.delete(v.name);
     return;
   }
-  const journalDir = journalDirOf(v, o.config.state);
+  const journalDir = path.resolve(journalDirOf(v, o.config.state));
+  const state = new DirStore(dir);
+  // Before the folder is locked or anything written: is the journal where the config says?
+  await placeJournal(o, v.name, journalDir, state);
   const lock = o.folders.take(v.name, journalDir);
   const journalStore = new DirStore(journalDir);
   const journal = new Journal({ store: journalStore, capacity: v.journal, volume: owner });
@@ -182,6 +187,8 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
       await writeStream(new DirStore(dir), stream);
     }
     o.streams.set(v.name, stream);
+    // (After the start: a journal that moved with its files is written down where it is now.)
+    if (await readJournalAt(state) !== journalDir) await writeJournalAt(state, journalDir);
   } catch (err) {
     try {
       if (journaled) journaled.abandon();
@@ -205,6 +212,31 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   e.history.restart();
   lv.primaries.set(v.name, journaled);
   lv.replicas.delete(v.name);
+}
+
+/**
+ * A journal the config moved without its files is refused (the volume is set aside until
+ * a reload says where it is); one lost with its folder begins again in a new stream, so
+ * every peer is compared by hash (src/journal/placement.ts).
+ */
+async function placeJournal(o: RoleOpening, name: string, folder: string, state: DirStore): Promise<void> {
+  const writtenDown = await readJournalAt(state);
+  const stream = await readStream(state);
+  const place = judgePlace({
+    volume: name,
+    folder,
+    here: segmentsIn(folder),
+    writtenDown,
+    there: writtenDown === null || writtenDown === folder ? { count: 0, bytes: 0 } : segmentsIn(writtenDown),
+    ownStream: stream !== null && stream.primary === o.config.node,
+  });
+  if (place.kind === 'here') return;
+  if (place.kind === 'moved') throw new Error(place.message);
+  o.log.warn({ volume: name }, place.message);
+  // The new stream is written before the new journal's first segment: a crash between
+  // the two finds no segment and a stream no peer holds, and judges the same again.
+  await new RoundMarker(state).remove();
+  await writeStream(state, { stream: newStreamId(), primary: o.config.node });
 }
 
 /**

@@ -18,6 +18,7 @@ import { STREAMS_FILE, STREAMS_FORMAT } from '../history/streams.js';
 import { PROMOTE_AT_FILE, PROMOTE_AT_FORMAT } from '../secondary/promote-at-file.js';
 import { STREAM_FILE, STREAM_FORMAT } from '../stream/stream.js';
 import { GROW_FILE, GROW_FORMAT } from '../journal/grow.js';
+import { JOURNAL_AT_FILE, JOURNAL_AT_FORMAT } from '../journal/placement.js';
 import { NewerFormatError, isNewer, type FileFormat } from '../versioning/format.js';
 
 export interface StateFile {
@@ -49,6 +50,7 @@ export const VOLUME_FOLDER_FILES: readonly StateFile[] = [
   { name: PROMOTE_AT_FILE, format: PROMOTE_AT_FORMAT },
   { name: STREAM_FILE, format: STREAM_FORMAT },
   { name: GROW_FILE, format: GROW_FORMAT },
+  { name: JOURNAL_AT_FILE, format: JOURNAL_AT_FORMAT },
 ];
 
 /** Throws NewerFormatError (naming the file by its path) for the first file in `dir` a newer release wrote. */

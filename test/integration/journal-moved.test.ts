@@ -1,0 +1,84 @@
+// A journal the config moved, or lost with its disk (src/journal/placement.ts, docs/
+// JOURNAL.md "A journal that moved or was lost"). A start that found `journal_dir`
+// pointing at an empty folder used to begin a new journal numbered from 1 in the same
+// stream, so the unshipped records of the old one never reached the secondary.
+// With a real pair and qemu-io:
+// - journal_dir changed with the files left behind: the start refuses the volume, names
+//   both folders and how to fix it, and touches nothing; the files moved, it opens with
+//   its unshipped records and the pair drains equal;
+// - the journal's folder gone (a disk replaced): the start says the journal is lost,
+//   begins a new one, and the secondary is compared by hash and brought equal, the
+//   writes that were only in the lost journal included.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startPair } from '../helpers/pair.js';
+import { must, waitFor } from '../helpers/run.js';
+
+const MiB = 1024 * 1024;
+
+function listing(dir: string): string[] {
+  return fs.readdirSync(dir).sort().map((n) => `${n}:${fs.statSync(path.join(dir, n)).size}`);
+}
+
+async function sameImages(a: string, b: string): Promise<void> {
+  await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', a, b]);
+}
+
+test('a journal_dir changed without its files is refused; moved, its unshipped writes ship; lost, the secondary is compared and brought equal',
+  async () => {
+    const p = await startPair({ size: '64MiB', journal: '256MiB', volumeKeysA: 'journal_dir: ./j1' });
+    const imgA = path.join(p.a.dir, 'db.img');
+    const imgB = path.join(p.b.dir, 'db.img');
+    const j1 = path.join(p.a.dir, 'j1');
+    const j2 = path.join(p.a.dir, 'j2');
+    try {
+      await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 1M', '-c', 'flush', p.a.qemuTarget('db')]);
+      await p.drained();
+      // site-b away: a write only the journal holds.
+      assert.equal(await p.b.stop(), 0);
+      await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x22 1M 1M', '-c', 'flush', p.a.qemuTarget('db')]);
+      assert.equal(await p.a.stop(), 0);
+
+      // The key moved, the files not.
+      const good = fs.readFileSync(p.a.configFile, 'utf8');
+      fs.writeFileSync(p.a.configFile, good.replace('journal_dir: ./j1', 'journal_dir: ./j2'));
+      const before = listing(j1);
+      await assert.rejects(p.a.start(), (e: Error) => {
+        assert.match(e.message, new RegExp(`volume db: journal_dir is now ${j2}, which holds no journal, and its journal is in ${j1} ` +
+          '\\(1 segment, [^)]+\\): move its files there with the daemon stopped'));
+        assert.match(e.message, /nothing was read or changed/);
+        return true;
+      });
+      assert.deepEqual(listing(j1), before);
+      assert.ok(!fs.existsSync(path.join(j2, '00000000000000000001.seg')));
+
+      // Moved as the refusal says: the journal opens there with its unshipped records.
+      fs.mkdirSync(j2, { recursive: true });
+      for (const n of fs.readdirSync(j1)) fs.renameSync(path.join(j1, n), path.join(j2, n));
+      await p.a.start();
+      assert.match(p.a.log, /volume db: journal [^,]+, [1-9]\d* records unreleased/);
+      await p.b.start();
+      await p.drained();
+      await must('qemu-io', ['-r', '-f', 'raw', '-c', 'read -P 0x22 1M 1M', p.b.qemuTarget('db')]);
+
+      // The journal's disk lost while site-b was away.
+      assert.equal(await p.b.stop(), 0);
+      await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x33 2M 1M', '-c', 'flush', p.a.qemuTarget('db')]);
+      assert.equal(await p.a.stop(), 0);
+      fs.rmSync(j2, { recursive: true });
+      await p.a.start();
+      assert.match(p.a.log, /volume db: its journal is lost: \S+ holds no segments of it \(a journal disk replaced, or its files removed\)/);
+      await p.b.start();
+      await waitFor('site-b follows the new journal', async () => /volume db starts again as site-a's secondary/.test(p.b.log), 30_000);
+      await p.drained();
+      await must('qemu-io', ['-r', '-f', 'raw', '-c', 'read -P 0x33 2M 1M', p.b.qemuTarget('db')]);
+      assert.equal(await p.a.stop(), 0);
+      assert.equal(await p.b.stop(), 0);
+      await sameImages(imgA, imgB);
+      assert.equal(fs.statSync(imgA).size, 64 * MiB);
+    } finally {
+      await p.stop();
+    }
+  });
