@@ -28,6 +28,8 @@ export const PAGE_SIZE = 4096;
 const PAGE_BITS_BYTES = PAGE_SIZE - 4;
 export const BITS_PER_PAGE = PAGE_BITS_BYTES * 8;
 const HEADER_SIZE = 4096;
+/** A bitmap being converted to another region size is written under its name and this, then renamed. */
+const CONVERTING_SUFFIX = '.converting';
 
 export class DirtyBitmap {
   readonly regionSize: number;
@@ -74,20 +76,19 @@ export class DirtyBitmap {
       const was = check === null ? volumeSize : grownFrom(header, volumeSize, regionSize);
       if (was !== null) {
         const bm = new DirtyBitmap(file, was, regionSize);
-        for (let p = 0; p < bm.pages; p++) {
-          const page = await file.read(HEADER_SIZE + p * PAGE_SIZE, PAGE_SIZE);
-          if (page.length === 0) continue; // never written: clean
-          if (page.length === PAGE_SIZE && crc32c(page.subarray(0, PAGE_BITS_BYTES)) === page.readUInt32LE(PAGE_BITS_BYTES)) {
-            bm.bits.set(page.subarray(0, PAGE_BITS_BYTES), p * PAGE_BITS_BYTES);
-          } else {
-            bm.bits.fill(0xff, p * PAGE_BITS_BYTES, (p + 1) * PAGE_BITS_BYTES);
-            notes.push(`dirty bitmap page ${p} was damaged (torn write or corruption): its ${BITS_PER_PAGE} regions will be resynced`);
-            bm.writePage(p);
-          }
-        }
-        bm.clearBeyondEnd();
-        bm.recount();
+        await bm.load(file, notes, true);
         if (was < volumeSize) await bm.grow(volumeSize);
+        return { bitmap: bm, notes };
+      }
+      const other = otherRegionSize(header, volumeSize);
+      if (other !== null) {
+        // bitmap_region changed (docs/CONFIG.md): the marks carry over, each to the regions of the new size it touches.
+        const old = new DirtyBitmap(file, other.volumeSize, other.regionSize);
+        await old.load(file, notes, false);
+        file.close();
+        const bm = await DirtyBitmap.converted(store, name, old, volumeSize, regionSize);
+        notes.push(`dirty bitmap: its region size was ${other.regionSize} bytes and bitmap_region is now ${regionSize}: its ` +
+          `${old.count} marked regions carried over as ${bm.count} of the new size, nothing else resynced`);
         return { bitmap: bm, notes };
       }
       file.close();
@@ -97,6 +98,43 @@ export class DirtyBitmap {
       return { bitmap: bm, notes };
     }
     return { bitmap: DirtyBitmap.fresh(store, volumeSize, regionSize, name), notes };
+  }
+
+  /** Reads the pages (a damaged one reads all marked, and is written so, when `mend`). */
+  private async load(file: StoreFile, notes: string[], mend: boolean): Promise<void> {
+    for (let p = 0; p < this.pages; p++) {
+      const page = await file.read(HEADER_SIZE + p * PAGE_SIZE, PAGE_SIZE);
+      if (page.length === 0) continue; // never written: clean
+      if (page.length === PAGE_SIZE && crc32c(page.subarray(0, PAGE_BITS_BYTES)) === page.readUInt32LE(PAGE_BITS_BYTES)) {
+        this.bits.set(page.subarray(0, PAGE_BITS_BYTES), p * PAGE_BITS_BYTES);
+      } else {
+        this.bits.fill(0xff, p * PAGE_BITS_BYTES, (p + 1) * PAGE_BITS_BYTES);
+        notes.push(`dirty bitmap page ${p} was damaged (torn write or corruption): its ${BITS_PER_PAGE} regions will be resynced`);
+        if (mend) this.writePage(p);
+      }
+    }
+    this.clearBeyondEnd();
+    this.recount();
+  }
+
+  /**
+   * `old`'s marks in a bitmap of `regionSize`, made durable under a temporary name and
+   * renamed over `name`: a crash before the rename leaves the old bitmap, after it the new.
+   */
+  private static async converted(store: Store, name: string, old: DirtyBitmap, volumeSize: number, regionSize: number): Promise<DirtyBitmap> {
+    const bm = DirtyBitmap.fresh(store, volumeSize, regionSize, `${name}${CONVERTING_SUFFIX}`);
+    for (let r = 0; r < old.regions; r++) {
+      if (old.isSet(r)) bm.mark(r * old.regionSize, Math.min(old.regionSize, volumeSize - r * old.regionSize));
+    }
+    await bm.sync();
+    store.rename(`${name}${CONVERTING_SUFFIX}`, name);
+    await store.syncDir();
+    // Postcondition: every byte the old bitmap marked is marked in the new one.
+    for (let r = 0; r < old.regions; r++) {
+      assert(!old.isSet(r) || bm.isSet(Math.floor((r * old.regionSize) / regionSize)),
+        () => `dirty bitmap: region ${r} of ${old.regionSize} bytes lost its mark in the conversion to ${regionSize}`);
+    }
+    return bm;
   }
 
   private static fresh(store: Store, volumeSize: number, regionSize: number, name: string): DirtyBitmap {
@@ -292,6 +330,15 @@ function checkHeader(h: Buffer, volumeSize: number, regionSize: number): string 
   if (h.readUInt32LE(12) !== regionSize) return `region size was ${h.readUInt32LE(12)}, config says ${regionSize}`;
   if (Number(h.readBigUInt64LE(16)) !== volumeSize) return `volume size was ${h.readBigUInt64LE(16)}, now ${volumeSize}`;
   return null;
+}
+
+/** A sound header of another region size, of this volume or a smaller one (it grew too), else null. */
+function otherRegionSize(h: Buffer, volumeSize: number): { regionSize: number; volumeSize: number } | null {
+  if (h.length < 28) return null;
+  const regionSize = h.readUInt32LE(12);
+  const was = Number(h.readBigUInt64LE(16));
+  if (regionSize < 4096 || (regionSize & (regionSize - 1)) !== 0 || !(was > 0 && was <= volumeSize)) return null;
+  return checkHeader(h, was, regionSize) === null ? { regionSize, volumeSize: was } : null;
 }
 
 /** The volume size of a bitmap made for a smaller volume, else null (checkHeader's other checks pass). */
