@@ -1,5 +1,5 @@
 // Where a primary's journal lives, written down in its state folder (docs/JOURNAL.md,
-// "A journal that moved or was lost"). The journal's folder is a config key
+// "Moving a journal, and a journal lost"). The journal's folder is a config key
 // (`journal_dir`), and its records are the only copy of what the peers have not
 // received yet. A start that found the key pointing at an empty folder used to begin a
 // new journal numbered from 1 in the same stream: a peer that had received up to record
@@ -9,16 +9,19 @@
 // So the state folder names the journal's folder (`journal-at`), and before a journal
 // is opened its place is judged (judgePlace):
 //
+// - the folder written down is another and still holds the journal: the key moved, so
+//   the journal moves to it (moveJournal: the files linked or copied under temporary
+//   names, made durable, named, then `journal-at` names the new folder, which is the
+//   commit point, and only then do the old files go). A move a crash cut is done again
+//   from the start: the old folder is the journal until `journal-at` says otherwise;
 // - segments in the configured folder, or a journal that never began: opened there;
-// - none there, and the folder written down still holds this volume's segments: the
-//   journal moved in the config but not on disk; refused, nothing changed, and the
-//   operator told to move the files or set the key back;
 // - none there or where it was (a journal disk replaced, files deleted): the journal is
 //   lost. It begins again in a new stream (src/stream/stream.ts), so every peer's
 //   replica is brought to its last flush point and compared with this volume by hash, as
 //   after a failover; a round marker of the old numbering goes.
 //
-// STATE/volumes/NAME/journal-at, JSON: {"version":1,"folder":"/abs/path"}.
+// STATE/volumes/NAME/journal-at, JSON: {"version":1,"folder":"/abs/path"}, and while
+// the old folder's files are being removed after a move, "leaving":"/old/path".
 import fs from 'node:fs';
 import path from 'node:path';
 import { readStateFile, type Store } from './store.js';
@@ -29,23 +32,33 @@ import { formatBytes } from '../units/units.js';
 export const JOURNAL_AT_FILE = 'journal-at';
 export const JOURNAL_AT_FORMAT = jsonVersion('journal place file', 1, [1]);
 
-/** Writes down, durably, that the volume's journal is in `folder` (absolute). */
-export function writeJournalAt(store: Store, folder: string): Promise<void> {
-  return store.replace(JOURNAL_AT_FILE, Buffer.from(`${JSON.stringify({ version: JOURNAL_AT_FORMAT.writes, folder })}\n`));
+/** Where the journal is; `leaving`: a folder it moved from whose files are still to be removed. */
+export interface JournalAt {
+  folder: string;
+  leaving?: string;
 }
 
-/** The folder written down, or null (none: a journal never opened by this release). A file that cannot be read stops the start. */
-export async function readJournalAt(store: Store): Promise<string | null> {
+/** Writes down, durably, where the volume's journal is (absolute paths). */
+export function writeJournalAt(store: Store, at: JournalAt): Promise<void> {
+  const j = { version: JOURNAL_AT_FORMAT.writes, folder: at.folder, ...(at.leaving !== undefined ? { leaving: at.leaving } : {}) };
+  return store.replace(JOURNAL_AT_FILE, Buffer.from(`${JSON.stringify(j)}\n`));
+}
+
+/** What is written down, or null (none: a journal never opened by this release). A file that cannot be read stops the start. */
+export async function readJournalAt(store: Store): Promise<JournalAt | null> {
   const b = await readStateFile(store, JOURNAL_AT_FILE, JOURNAL_AT_FORMAT);
   if (b === null) return null;
-  let folder: unknown;
+  let j: { folder?: unknown; leaving?: unknown } = {};
   try {
-    folder = (JSON.parse(b.toString('utf8')) as { folder?: unknown }).folder;
+    j = JSON.parse(b.toString('utf8')) as typeof j;
   } catch {
-    folder = undefined;
+    // (below)
   }
-  if (typeof folder !== 'string' || !path.isAbsolute(folder)) throw new Error(`${JOURNAL_AT_FILE}: no folder in it (${b.toString('utf8').trim()})`);
-  return folder;
+  const absolute = (x: unknown): x is string => typeof x === 'string' && path.isAbsolute(x);
+  if (!absolute(j.folder) || (j.leaving !== undefined && !absolute(j.leaving))) {
+    throw new Error(`${JOURNAL_AT_FILE}: no folder in it (${b.toString('utf8').trim()})`);
+  }
+  return { folder: j.folder, ...(j.leaving !== undefined ? { leaving: j.leaving as string } : {}) };
 }
 
 /** A folder's journal segments: how many, and their bytes (none: the folder is absent or holds none). */
@@ -88,22 +101,19 @@ export interface PlaceFacts {
 
 export type JournalPlace =
   | { kind: 'here' }
-  | { kind: 'moved'; message: string }
+  | { kind: 'move'; from: string; message: string }
   | { kind: 'lost'; message: string };
 
-/** Is the journal where the config says, elsewhere, or lost? (The rules are the file's comment.) */
+/** Is the journal where the config says, to be moved there, or lost? (The rules are the file's comment.) */
 export function judgePlace(f: PlaceFacts): JournalPlace {
-  if (f.here.count > 0) return { kind: 'here' };
-  const elsewhere = f.writtenDown !== null && !sameFolder(f.writtenDown, f.folder);
-  if (elsewhere && f.there.count > 0) {
+  if (f.writtenDown !== null && !sameFolder(f.writtenDown, f.folder) && f.there.count > 0) {
     return {
-      kind: 'moved',
-      message: `volume ${f.volume}: journal_dir is now ${f.folder}, which holds no journal, and its journal is in ${f.writtenDown} ` +
-        `(${f.there.count} segment${f.there.count === 1 ? '' : 's'}, ${formatBytes(f.there.bytes)}, holding the writes its peers have not received): ` +
-        `move its files there with the daemon stopped (mv ${f.writtenDown}/* ${f.folder}/), or set journal_dir back to ${f.writtenDown}, ` +
-        'then reload; nothing was read or changed',
+      kind: 'move', from: f.writtenDown,
+      message: `volume ${f.volume}: journal_dir is now ${f.folder}: moving its journal there from ${f.writtenDown} ` +
+        `(${f.there.count} segment${f.there.count === 1 ? '' : 's'}, ${formatBytes(f.there.bytes)})`,
     };
   }
+  if (f.here.count > 0) return { kind: 'here' };
   if (f.writtenDown === null && !f.ownStream) return { kind: 'here' };
   const was = f.writtenDown ?? f.folder;
   return {
@@ -115,7 +125,7 @@ export function judgePlace(f: PlaceFacts): JournalPlace {
   };
 }
 
-function sameFolder(a: string, b: string): boolean {
+export function sameFolder(a: string, b: string): boolean {
   const real = (p: string): string => {
     try {
       return fs.realpathSync(p);

@@ -16,6 +16,7 @@ import type { VolumeEntry } from './volume-entry.js';
 import { Replica } from '../secondary/replica.js';
 import { newStreamId, readStream, writeStream, type StreamMark } from '../stream/stream.js';
 import { judgePlace, readJournalAt, segmentsIn, writeJournalAt } from '../journal/placement.js';
+import { moveJournal, removeJournalFiles } from '../journal/journal-move.js';
 import { RoundMarker } from '../sync/round-marker.js';
 import type { LinkVolumes } from './links.js';
 import { DRILL_FILE } from './volume-actions.js';
@@ -145,8 +146,6 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   }
   const journalDir = path.resolve(journalDirOf(v, o.config.state));
   const state = new DirStore(dir);
-  // Before the folder is locked or anything written: is the journal where the config says?
-  await placeJournal(o, v.name, journalDir, state);
   const lock = o.folders.take(v.name, journalDir);
   const journalStore = new DirStore(journalDir);
   const journal = new Journal({ store: journalStore, capacity: v.journal, volume: owner });
@@ -159,6 +158,8 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   let journaled: JournaledVolume | null = null;
   try {
     const report = await o.folders.holding(v.name, lock, async () => {
+      // Before anything is read: is the journal where the config says, to be moved there, or lost?
+      await placeJournal(o, v.name, journalDir, state);
       await refuseNewerState(journalDir, journalStore, JOURNAL_FOLDER_FILES);
       await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
     }, () => journal.recover((at, l) => recorded!.mark(at, l), recoveryProgress(o.log, v.name)));
@@ -187,8 +188,8 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
       await writeStream(new DirStore(dir), stream);
     }
     o.streams.set(v.name, stream);
-    // (After the start: a journal that moved with its files is written down where it is now.)
-    if (await readJournalAt(state) !== journalDir) await writeJournalAt(state, journalDir);
+    // (After the start: a journal that began here, or was moved here by hand, is written down where it is.)
+    if ((await readJournalAt(state))?.folder !== journalDir) await writeJournalAt(state, { folder: journalDir });
   } catch (err) {
     try {
       if (journaled) journaled.abandon();
@@ -215,12 +216,19 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
 }
 
 /**
- * A journal the config moved without its files is refused (the volume is set aside until
- * a reload says where it is); one lost with its folder begins again in a new stream, so
- * every peer is compared by hash (src/journal/placement.ts).
+ * A journal the config moved is moved to its new folder (src/journal/journal-move.ts);
+ * one lost with its folder begins again in a new stream, so every peer is compared by
+ * hash (src/journal/placement.ts). The new folder is locked by now.
  */
 async function placeJournal(o: RoleOpening, name: string, folder: string, state: DirStore): Promise<void> {
-  const writtenDown = await readJournalAt(state);
+  let at = await readJournalAt(state);
+  if (at?.leaving !== undefined) {
+    // A move's commit point passed; a crash stopped the old folder's files being removed.
+    removeJournalFiles(at.leaving);
+    at = { folder: at.folder };
+    await writeJournalAt(state, at);
+  }
+  const writtenDown = at?.folder ?? null;
   const stream = await readStream(state);
   const place = judgePlace({
     volume: name,
@@ -231,7 +239,15 @@ async function placeJournal(o: RoleOpening, name: string, folder: string, state:
     ownStream: stream !== null && stream.primary === o.config.node,
   });
   if (place.kind === 'here') return;
-  if (place.kind === 'moved') throw new Error(place.message);
+  if (place.kind === 'move') {
+    o.log.info({ volume: name }, place.message);
+    const t0 = Date.now();
+    const moved = await moveJournal(place.from, folder, () => writeJournalAt(state, { folder, leaving: place.from }));
+    await writeJournalAt(state, { folder });
+    o.log.info({ volume: name }, `volume ${name}: journal moved to ${folder} in ${Date.now() - t0} ms ` +
+      `(${moved.files} files, ${formatBytes(moved.bytes)}, ${moved.copied ? 'copied: another filesystem' : 'linked: the same filesystem'})`);
+    return;
+  }
   o.log.warn({ volume: name }, place.message);
   // The new stream is written before the new journal's first segment: a crash between
   // the two finds no segment and a stream no peer holds, and judges the same again.

@@ -1,6 +1,7 @@
-// Where a primary's journal is (src/journal/placement.ts, docs/JOURNAL.md "A journal
-// that moved or was lost"): the rules of judgePlace, and the journal-at file from fixed
-// bytes. test/integration/journal-moved.test.ts runs them on a real pair.
+// Where a primary's journal is (src/journal/placement.ts, docs/JOURNAL.md "Moving a
+// journal, and a journal lost"): the rules of judgePlace, the journal-at file from fixed
+// bytes, and moveJournal's order (src/journal/journal-move.ts).
+// test/integration/journal-moved.test.ts runs them on a real pair.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -8,6 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { JOURNAL_AT_FILE, judgePlace, readJournalAt, segmentsIn, writeJournalAt, type PlaceFacts } from '../../src/journal/placement.js';
 import { DirStore } from '../../src/journal/store.js';
+import { moveJournal } from '../../src/journal/journal-move.js';
 import { NewerFormatError } from '../../src/versioning/format.js';
 
 const none = { count: 0, bytes: 0 };
@@ -15,20 +17,21 @@ const facts = (f: Partial<PlaceFacts>): PlaceFacts => ({ volume: 'db', folder: '
 
 test('a journal with segments where the config says opens there, wherever it was written down', () => {
   assert.deepEqual(judgePlace(facts({ here: { count: 2, bytes: 9 } })), { kind: 'here' });
-  assert.deepEqual(judgePlace(facts({ here: { count: 1, bytes: 9 }, writtenDown: '/srv/j1', there: { count: 3, bytes: 1 }, ownStream: true })),
-    { kind: 'here' });
+  assert.deepEqual(judgePlace(facts({ here: { count: 1, bytes: 9 }, writtenDown: '/srv/j1', ownStream: true })), { kind: 'here' });
 });
 
 test('a journal that never began (no place written down, no stream of this node) begins where the config says', () => {
   assert.deepEqual(judgePlace(facts({})), { kind: 'here' });
 });
 
-test('the key moved and the files did not: refused, naming both folders, the segments and what to do', () => {
+test('the key moved: the journal moves from the folder written down, while that folder holds it, whatever the new one holds', () => {
   const p = judgePlace(facts({ writtenDown: '/srv/j1', there: { count: 3, bytes: 12.5 * 1024 * 1024 }, ownStream: true }));
-  assert.equal(p.kind, 'moved');
-  assert.equal(p.kind === 'moved' && p.message, 'volume db: journal_dir is now /srv/j2, which holds no journal, and its journal is in /srv/j1 ' +
-    '(3 segments, 13 MiB, holding the writes its peers have not received): move its files there with the daemon stopped ' +
-    '(mv /srv/j1/* /srv/j2/), or set journal_dir back to /srv/j1, then reload; nothing was read or changed');
+  assert.deepEqual(p, {
+    kind: 'move', from: '/srv/j1',
+    message: 'volume db: journal_dir is now /srv/j2: moving its journal there from /srv/j1 (3 segments, 13 MiB)',
+  });
+  // (A move a crash cut: copies in the new folder; the old one is still the journal.)
+  assert.equal(judgePlace(facts({ here: { count: 2, bytes: 9 }, writtenDown: '/srv/j1', there: { count: 3, bytes: 1 } })).kind, 'move');
 });
 
 test('no segments where it is nor where it was: lost (a new stream follows); so too a journal of this node\'s stream never written down', () => {
@@ -47,16 +50,84 @@ test('the journal-at file: written, read back, decoded from fixed bytes; a newer
   try {
     const store = new DirStore(dir);
     assert.equal(await readJournalAt(store), null);
-    await writeJournalAt(store, '/srv/j1');
+    await writeJournalAt(store, { folder: '/srv/j1' });
     assert.equal(fs.readFileSync(path.join(dir, JOURNAL_AT_FILE), 'utf8'), '{"version":1,"folder":"/srv/j1"}\n');
+    await writeJournalAt(store, { folder: '/srv/j2', leaving: '/srv/j1' });
+    assert.deepEqual(await readJournalAt(store), { folder: '/srv/j2', leaving: '/srv/j1' });
     fs.writeFileSync(path.join(dir, JOURNAL_AT_FILE), Buffer.from('7b2276657273696f6e223a312c22666f6c646572223a222f6d6e742f6a6f75726e616c227d0a', 'hex'));
-    assert.equal(await readJournalAt(store), '/mnt/journal');
+    assert.deepEqual(await readJournalAt(store), { folder: '/mnt/journal' });
     fs.writeFileSync(path.join(dir, JOURNAL_AT_FILE), '{"version":2,"folder":"/srv/j1"}\n');
     await assert.rejects(readJournalAt(store), NewerFormatError);
     fs.writeFileSync(path.join(dir, JOURNAL_AT_FILE), '{"version":1,"folder":"relative"}\n');
     await assert.rejects(readJournalAt(store), /journal-at: no folder in it/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+const journalFiles = (dir: string): Record<string, string> =>
+  Object.fromEntries(fs.readdirSync(dir).sort().map((n) => [n, fs.readFileSync(path.join(dir, n), 'latin1')]));
+
+function aJournal(dir: string): Record<string, string> {
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, '00000000000000000001.seg'), 'segment one');
+  fs.writeFileSync(path.join(dir, '00000000000000000042.seg'), 'segment two');
+  fs.writeFileSync(path.join(dir, 'released'), 'r');
+  fs.writeFileSync(path.join(dir, 'intent'), 'i');
+  fs.writeFileSync(path.join(dir, 'journal.lock'), 'lock');
+  return journalFiles(dir);
+}
+
+for (const [where, other] of [['the same filesystem (linked)', () => fs.mkdtempSync(path.join(os.tmpdir(), 'to-'))],
+  ['another filesystem (copied)', () => fs.mkdtempSync('/dev/shm/to-')]] as const) {
+  test(`moveJournal on ${where}: every file there before the commit, the old ones gone after it`, async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'from-'));
+    const to = path.join(other(), 'j');
+    try {
+      const from = path.join(root, 'j');
+      const was = aJournal(from);
+      let atCommit: Record<string, string> = {};
+      const moved = await moveJournal(from, to, async () => {
+        atCommit = journalFiles(to);
+        assert.deepEqual(journalFiles(from), was);
+      });
+      const { 'journal.lock': lock, ...files } = was;
+      assert.equal(lock, 'lock');
+      assert.deepEqual(atCommit, files);
+      assert.deepEqual(journalFiles(to), files);
+      assert.deepEqual(journalFiles(from), { 'journal.lock': 'lock' });
+      assert.deepEqual(moved, { files: 4, bytes: 24, copied: where.startsWith('another') });
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+      fs.rmSync(path.dirname(to), { recursive: true, force: true });
+    }
+  });
+}
+
+test('moveJournal after a move a crash cut: its copies are replaced; a journal file of another origin stops it, nothing moved', async () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'cut-'));
+  try {
+    const from = path.join(root, 'j1');
+    const to = path.join(root, 'j2');
+    const was = aJournal(from);
+    fs.mkdirSync(to);
+    fs.writeFileSync(path.join(to, '00000000000000000001.seg'), 'half');
+    fs.writeFileSync(path.join(to, 'released.moving'), 'half');
+    await moveJournal(from, to, async () => undefined);
+    const { 'journal.lock': _lock, ...files } = was;
+    assert.deepEqual(journalFiles(to), files);
+
+    const again = aJournal(path.join(root, 'j3'));
+    fs.mkdirSync(path.join(root, 'j4'));
+    fs.writeFileSync(path.join(root, 'j4', '00000000000000000099.seg'), 'not a copy');
+    let committed = false;
+    await assert.rejects(moveJournal(path.join(root, 'j3'), path.join(root, 'j4'), async () => {
+      committed = true;
+    }), /holds 00000000000000000099\.seg, a journal file that is no copy of one of \S+j3; nothing was moved/);
+    assert.equal(committed, false);
+    assert.deepEqual(journalFiles(path.join(root, 'j3')), again);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
   }
 });
 
