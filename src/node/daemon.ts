@@ -37,6 +37,7 @@ import { boundOldGeneration, boundYoungGeneration, collectUnderPressure } from '
 import { NodeGroups } from './groups.js';
 import { SetAside } from './set-aside.js';
 import { applyVolumeKeys, historyReloaded, journalReloaded, volumesReloaded } from './reloaded-volumes.js';
+import { reopenVolume, type ReopenHost } from './volume-reopen.js';
 import { volumePeersReloaded } from './volume-peers.js';
 import { growFinished, growToFinish, volumeSizeReloaded } from './volume-size.js';
 import { FillNotices, tellJournalFill, type FillFigures } from './journal-fill.js';
@@ -427,6 +428,12 @@ export class Daemon {
         notes.push(...grown.notes);
         const grow = grown.change;
         if (grow) this.removing = this.removing.then(() => this.roles.exclusive(grow));
+      }
+      // A served volume whose file, journal folder or bitmap granularity changed is let go and
+      // opened again, alone, after its peers and size changed (src/node/volume-reopen.ts).
+      for (const v of changed.reopen) {
+        const host: ReopenHost = { ...this.removal, unavailable: this.unavailable, openAgain: (c) => this.setAsides.openAgain(c) };
+        this.removing = this.removing.then(() => reopenVolume(host, v)).then(() => undefined);
       }
       // Peers dropped with their volumes go once those are let go.
       this.removing = this.removing.then(() => this.links?.dropRetiring());

@@ -27,21 +27,34 @@ export interface ReloadedVolumes {
   addGroups: GroupConfig[];
   /** Consistency groups gone from the file with all their members (dropped once the members are let go). */
   removeGroups: string[];
+  /**
+   * Served volumes whose file, journal folder or bitmap granularity changed: each is let
+   * go and opened again with them, alone (src/node/volume-reopen.ts). The reload's config of each.
+   */
+  reopen: VolumeConfig[];
   /** What the reload says of the volumes added, refused or dropped. */
   notes: string[];
 }
+
+/**
+ * Keys of a served volume a reload applies by letting that volume go and opening it again
+ * (its host sessions close and reconnect; the node's other volumes go on): where its data
+ * and journal live, and its bitmap's granularity (its marks carried over: DirtyBitmap.open).
+ */
+export const REOPEN_KEYS: ReadonlySet<string> = new Set(['path', 'journal_dir', 'bitmap_region']);
 
 /**
  * Keys of a served volume a reload applies: src/node/links.ts weight and priority,
  * daemon.ts history's limits, src/node/volume-peers.ts its peers, src/node/volume-size.ts its size, applyVolumeKeys (below) the rest.
  */
 const LIVE_KEYS: ReadonlySet<string> = new Set(['weight', 'priority', 'history', 'checkpoints', 'failback', 'on_full', 'iscsi', 'peer', 'peers',
-  'journal', 'size']);
+  'journal', 'size', 'description']);
 
 /** What applyVolumeKeys changes on a served volume. */
 export interface LiveVolume {
   readonly config: VolumeConfig;
   readonly journaled: { setOnFull(mode: VolumeConfig['on_full']): void } | null;
+  readonly volume: { description: string };
 }
 
 /**
@@ -68,6 +81,11 @@ export function applyVolumeKeys(e: LiveVolume, next: VolumeConfig, forgetSchedul
     v.on_full = next.on_full;
     e.journaled?.setOnFull(next.on_full);
     notes.push(`volume ${v.name}: on_full ${next.on_full}${e.journaled ? '' : ' (when it is primary)'}`);
+  }
+  if (v.description !== next.description) {
+    v.description = next.description;
+    e.volume.description = next.description ?? e.volume.description;
+    notes.push(`volume ${v.name}: description changed (for the next NBD connections and iSCSI inquiries)`);
   }
   if (!same(v.iscsi, next.iscsi)) {
     v.iscsi = next.iscsi;
@@ -149,6 +167,7 @@ export function volumesReloaded(current: Pick<Config, 'volumes' | 'peers' | 'isc
   linked: boolean, setAside: (name: string) => boolean = () => false): ReloadedVolumes {
   const add: VolumeConfig[] = [];
   const remove: string[] = [];
+  const reopen: VolumeConfig[] = [];
   const notes: string[] = [];
   const known = new Set(current.volumes.map((v) => v.name));
   // A group comes with its members, all new, and goes with them, all dropped; any other
@@ -188,7 +207,23 @@ export function volumesReloaded(current: Pick<Config, 'volumes' | 'peers' | 'isc
     if (setAside(v.name)) continue;
     const changed = (Object.keys({ ...v, ...w }) as (keyof VolumeConfig)[])
       .filter((k) => !LIVE_KEYS.has(k) && k !== 'role' && JSON.stringify(v[k]) !== JSON.stringify(w[k]));
-    if (changed.length > 0) notes.push(`volume ${v.name}: ${changed.join(', ')} changed: that takes a restart`);
+    const reopened = changed.filter((k) => REOPEN_KEYS.has(k));
+    const restart = changed.filter((k) => !REOPEN_KEYS.has(k));
+    const group = current.groups.find((g) => g.members.includes(v.name));
+    if (reopened.length > 0 && group) {
+      restart.push(...reopened);
+      restart.sort();
+    } else if (reopened.length > 0 && sameFileKey(v.path) !== sameFileKey(w.path) && isServedFile(current.volumes, v.name, w.path)) {
+      notes.push(`volume ${v.name}: ${w.path} is the file of volume ${isServedFile(current.volumes, v.name, w.path)}, served here: not reopened`);
+    } else if (reopened.length > 0) {
+      reopen.push(w);
+      notes.push(`volume ${v.name}: ${reopened.map((k) => `${k} ${show(v[k])} → ${show(w[k])}`).join(', ')}: reopening it alone ` +
+        '(its NBD connections and iSCSI sessions close, and hosts connect again; the node\'s other volumes go on)');
+    }
+    if (restart.length > 0) {
+      notes.push(`volume ${v.name}: ${restart.join(', ')} changed: that takes a restart` +
+        (group && reopened.length > 0 ? ` (a member of consistency group ${group.name}: its members are opened together)` : ''));
+    }
     if (v.role !== w.role) {
       // (The volume's identity keeps the role a promote or demote gave it, and a start reads the file's only without one: src/volume/identity.ts.)
       notes.push(`volume ${v.name}: role: ${w.role} in the file: a served volume's role changes by \`offsite promote\` and \`offsite demote\` ` +
@@ -243,5 +278,14 @@ export function volumesReloaded(current: Pick<Config, 'volumes' | 'peers' | 'isc
       notes.push(`volume ${m}: not added: consistency group ${g.name} opens whole, and ${left.join(', ')} ${left.length === 1 ? 'is' : 'are'} not added`);
     }
   }
-  return { add, remove, addGroups, removeGroups, notes };
+  return { add, remove, addGroups, removeGroups, reopen, notes };
+}
+
+/** The served volume other than `name` whose file is `file`, if any. */
+function isServedFile(volumes: readonly VolumeConfig[], name: string, file: string): string | undefined {
+  return volumes.find((x) => x.name !== name && sameFileKey(x.path) === sameFileKey(file))?.name;
+}
+
+function show(x: unknown): string {
+  return x === undefined ? '(default)' : typeof x === 'number' ? formatBytes(x) : String(x);
 }

@@ -160,6 +160,16 @@ export class SetAside {
     return vs.map((v) => `volume ${v.name}: added; opening it`);
   }
 
+  /**
+   * Opens a served volume a reload let go to reopen it (src/node/volume-reopen.ts): it is
+   * set aside, being opened, by now. Resolves once it is served again or set aside with why.
+   */
+  openAgain(v: VolumeConfig): Promise<void> {
+    const p = this.reopen([v]).finally(() => this.reopening.delete(p));
+    this.reopening.add(p);
+    return p;
+  }
+
   /** Resolves once no reopen runs. */
   async idle(): Promise<void> {
     await Promise.all([...this.reopening]);

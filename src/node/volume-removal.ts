@@ -15,7 +15,7 @@
 // the peers say it is missing here.
 import type { Logger } from '../log/log.js';
 import type { ExportRegistry } from '../export/registry.js';
-import type { Config } from '../config/config.js';
+import type { Config, VolumeConfig } from '../config/config.js';
 import type { Volume } from '../volume/volume.js';
 import { CHECKPOINT_SUFFIX } from '../checkpoint/checkpoint-export.js';
 import { DRILL_SUFFIX } from '../drill/drill.js';
@@ -72,45 +72,9 @@ export function removeVolume(host: RemovalHost, name: string): Promise<string> {
       return msg;
     }
     const t0 = Date.now();
-    const problems: string[] = [];
-    const step = async (what: string, f: () => unknown): Promise<void> => {
-      try {
-        await f();
-      } catch (err) {
-        problems.push(`${what}: ${(err as Error).message}`);
-        log.error({ volume: name }, `volume ${name}: letting it go: ${what} failed: ${(err as Error).message}`);
-      }
-    };
-    // 1. Nothing new reaches it: actions and status no longer find it, no host opens its exports.
-    host.entries.splice(host.entries.indexOf(e), 1);
-    const exports = new Set([name, `${name}${CHECKPOINT_SUFFIX}`, `${name}${DRILL_SUFFIX}`]);
-    for (const x of exports) host.registry.remove(x);
-    // 2. What uses it ends: hosts' requests in flight answer, its links close.
-    let sessions = 0;
-    await step('closing its NBD and iSCSI sessions', async () => {
-      sessions = await host.closeExports(exports);
-    });
-    if (peers.length > 0) host.links()?.volumeChanged(name, `volume ${name} was removed from the config here`);
-    await step('ending its drill', () => e.drill?.stop());
-    e.drill = null;
-    // 3. Its files close as at a clean stop.
-    if (e.journaled) {
-      const jv = e.journaled;
-      await step('closing its journal', () => jv.close());
-    }
-    if (e.replica) {
-      const rp = e.replica;
-      await step('finishing its apply', () => rp.quiesce());
-      await step('syncing its receive log', () => rp.log.sync());
-      await step('closing its receive log and history', () => rp.abandon());
-    }
-    host.releaseFolder(name);
-    const k = host.volumes.indexOf(e.volume);
-    if (k >= 0) host.volumes.splice(k, 1);
-    await step(`closing ${config.path}`, () => e.volume.close());
+    const { sessions, problems } = await letGo(host, e, config, `volume ${name} was removed from the config here`);
     // 4. What the node kept of it by name goes; the links come back without it.
     host.config.volumes.splice(host.config.volumes.indexOf(config), 1);
-    host.forget(name);
     host.links()?.volumeRemoved(name, peers);
     assert(!host.entries.some((x) => x.config.name === name) && !host.config.volumes.some((v) => v.name === name),
       () => `volume ${name}: still listed after it was let go`);
@@ -124,4 +88,53 @@ export function removeVolume(host: RemovalHost, name: string): Promise<string> {
     else log.info({ volume: name }, msg);
     return msg;
   });
+}
+
+/**
+ * Steps 1 to 3 of letting a served volume go (the file's comment), and what the node kept
+ * of it by name: after it nothing of the volume is open or served, and its config entry
+ * is still listed (removeVolume drops it; a reopen opens it again: src/node/volume-reopen.ts).
+ * Runs in the node's action queue. `why`: what its peers are told. Never rejects: a step
+ * that fails is logged and returned, and the rest still runs.
+ */
+export async function letGo(host: RemovalHost, e: VolumeEntry, config: VolumeConfig, why: string): Promise<{ sessions: number; problems: string[] }> {
+  const name = config.name;
+  const problems: string[] = [];
+  const step = async (what: string, f: () => unknown): Promise<void> => {
+    try {
+      await f();
+    } catch (err) {
+      problems.push(`${what}: ${(err as Error).message}`);
+      host.log.error({ volume: name }, `volume ${name}: letting it go: ${what} failed: ${(err as Error).message}`);
+    }
+  };
+  // 1. Nothing new reaches it: actions and status no longer find it, no host opens its exports.
+  host.entries.splice(host.entries.indexOf(e), 1);
+  const exports = new Set([name, `${name}${CHECKPOINT_SUFFIX}`, `${name}${DRILL_SUFFIX}`]);
+  for (const x of exports) host.registry.remove(x);
+  // 2. What uses it ends: hosts' requests in flight answer, its links close.
+  let sessions = 0;
+  await step('closing its NBD and iSCSI sessions', async () => {
+    sessions = await host.closeExports(exports);
+  });
+  if (config.peers.length > 0) host.links()?.volumeChanged(name, why);
+  await step('ending its drill', () => e.drill?.stop());
+  e.drill = null;
+  // 3. Its files close as at a clean stop.
+  if (e.journaled) {
+    const jv = e.journaled;
+    await step('closing its journal', () => jv.close());
+  }
+  if (e.replica) {
+    const rp = e.replica;
+    await step('finishing its apply', () => rp.quiesce());
+    await step('syncing its receive log', () => rp.log.sync());
+    await step('closing its receive log and history', () => rp.abandon());
+  }
+  host.releaseFolder(name);
+  const k = host.volumes.indexOf(e.volume);
+  if (k >= 0) host.volumes.splice(k, 1);
+  await step(`closing ${config.path}`, () => e.volume.close());
+  host.forget(name);
+  return { sessions, problems };
 }

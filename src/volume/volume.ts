@@ -39,7 +39,8 @@ export class Volume implements ExportBackend {
   readonly grownFrom: number | null;
   /** Changes with the volume's role (promote makes a replica writable, demote the reverse). */
   readOnly: boolean;
-  readonly description: string;
+  /** What hosts are told the disk is (a reload may change it: applyVolumeKeys). */
+  description: string;
   readonly isBlockDevice: boolean;
   /** This open made the file (it did not exist): a daemon whose start fails removes it again, if unwritten. */
   readonly created: boolean;

@@ -83,11 +83,19 @@ test('bitmap: a damaged page counts as all dirty, never as clean', async () => {
   assert.equal(b2.count, 1 + BITS_PER_PAGE);
   assert.ok(b2.isSet(0) && b2.isSet(BITS_PER_PAGE) && !b2.isSet(1));
   b2.close();
-  // A header for another region size is refused and every region marked.
+  // A header for another region size: its marks carry over (test/unit/bitmap-region.test.ts), here region 0 and page 1's, halved.
   const { bitmap: b3, notes: n3 } = await DirtyBitmap.open(new DirStore(dir), size, 128 * KiB);
-  assert.match(n3[0]!, /region size was 65536/);
-  assert.equal(b3.count, b3.regions);
+  assert.match(n3[0]!, /region size was 65536 bytes and bitmap_region is now 131072/);
+  assert.equal(b3.count, 1 + BITS_PER_PAGE / 2);
   b3.close();
+  // A damaged header: every region marked.
+  const hb = fs.readFileSync(file);
+  hb.writeUInt8(hb.readUInt8(12) ^ 0x01, 12);
+  fs.writeFileSync(file, hb);
+  const { bitmap: b4, notes: n4 } = await DirtyBitmap.open(new DirStore(dir), size, 128 * KiB);
+  assert.match(n4[0]!, /dirty bitmap unusable \(header checksum mismatch\): every region will be resynced/);
+  assert.equal(b4.count, b4.regions);
+  b4.close();
 });
 
 /** A 1 MiB journal under on_full: block, filled by four writes of 250 KiB: the next write waits for space. */

@@ -25,6 +25,8 @@ ${volumes}
 ${extra}`, file);
 }
 
+const REOPENED = '(its NBD connections and iSCSI sessions close, and hosts connect again; the node\'s other volumes go on)';
+
 const base = `  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b }
   wal: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b }`;
 
@@ -37,7 +39,7 @@ test('a volume new to the file opens now; the ones already served are left as th
   assert.equal(r.add[0]!.path, path.join(dir, 'logs.img'));
   assert.deepEqual(r.notes, []);
   // Nothing new: nothing added, nothing said.
-  assert.deepEqual(volumesReloaded(now, config(base), true), { add: [], remove: [], addGroups: [], removeGroups: [], notes: [] });
+  assert.deepEqual(volumesReloaded(now, config(base), true), { add: [], remove: [], addGroups: [], removeGroups: [], reopen: [], notes: [] });
 });
 
 test('what waits for a restart is said: a group member, a peer the daemon does not link with, default', () => {
@@ -70,13 +72,14 @@ test('a new volume on a served volume\'s file is not added, also through a link;
   fs.writeFileSync(path.join(dir, 'db.img'), '');
   fs.symlinkSync(dir, path.join(dir, 'here'));
   const now = config(base);
-  // The running daemon's db moved to another file in the reloaded file (which waits for a restart); the new one takes db's old file.
+  // The running daemon's db moved to another file in the reloaded file (reopened there); the new one takes db's old file (free after the reopen).
   const next = config(`  db: { path: ./db2.img, size: 1GiB, role: primary, peer: site-b }
   wal: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b }
   logs: { path: ./here/db.img, size: 1GiB, role: primary, peer: site-b }`);
   const r = volumesReloaded(now, next, true);
   assert.deepEqual(r.add, []);
-  assert.deepEqual(r.notes, ['volume db: path changed: that takes a restart',
+  assert.deepEqual(r.reopen.map((v) => [v.name, v.path]), [['db', path.join(dir, 'db2.img')]]);
+  assert.deepEqual(r.notes, [`volume db: path ${path.join(dir, 'db.img')} → ${path.join(dir, 'db2.img')}: reopening it alone ${REOPENED}`,
     `volume logs: ${path.join(dir, 'here', 'db.img')} is the file of volume db, served here: not added`]);
   // A volume set aside: its path is SetAside.adopt's to take (and say), not this.
   assert.deepEqual(volumesReloaded(now, next, true, (name) => name === 'db').notes.slice(0, 1),
@@ -87,7 +90,16 @@ test('a new volume on a served volume\'s file is not added, also through a link;
   assert.deepEqual(volumesReloaded(now, live, true).notes, []);
   const region = config(`  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b, bitmap_region: 128KiB }
   wal: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b }`);
-  assert.deepEqual(volumesReloaded(now, region, true).notes, ['volume db: bitmap_region changed: that takes a restart']);
+  assert.deepEqual(volumesReloaded(now, region, true).notes, [`volume db: bitmap_region 64 KiB → 128 KiB: reopening it alone ${REOPENED}`]);
+  // A consistency group's member: its members open together, so its file waits for a restart; onto another served volume's file, refused.
+  const grouped = volumesReloaded(config(base, 'groups:\n  erp: [db, wal]'), config(base.replace('./db.img', './db2.img'), 'groups:\n  erp: [db, wal]'), true);
+  assert.deepEqual([grouped.reopen, grouped.notes], [[],
+    ['volume db: path changed: that takes a restart (a member of consistency group erp: its members are opened together)']]);
+  // Two served volumes swapping files: each is the other's, served here: neither reopens.
+  const swap = volumesReloaded(now, config(`  db: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b }
+  wal: { path: ./db.img, size: 1GiB, role: primary, peer: site-b }`), true);
+  assert.deepEqual([swap.reopen, swap.notes], [[], [`volume db: ${path.join(dir, 'wal.img')} is the file of volume wal, served here: not reopened`,
+    `volume wal: ${path.join(dir, 'db.img')} is the file of volume db, served here: not reopened`]]);
   // A role in the file: promote and demote change a served volume's role; a restart reads the file's only if neither ran.
   const role = config(`  db: { path: ./db.img, size: 1GiB, role: secondary, peer: site-b }
   wal: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b }`);
@@ -100,7 +112,7 @@ test('a new volume on a served volume\'s file is not added, also through a link;
 
 test('a volume gone from the file is let go; a member of a consistency group waits for a restart; its file and name are free for a new one', () => {
   const dropped = volumesReloaded(config(base), config('  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b }'), true);
-  assert.deepEqual(dropped, { add: [], remove: ['wal'], addGroups: [], removeGroups: [], notes: [] });
+  assert.deepEqual(dropped, { add: [], remove: ['wal'], addGroups: [], removeGroups: [], reopen: [], notes: [] });
   // A set-aside volume that is gone goes too (the reload does not try it again).
   assert.deepEqual(volumesReloaded(config(base), config('  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b }'), true,
     (name) => name === 'wal').remove, ['wal']);
@@ -117,35 +129,40 @@ test('a volume gone from the file is let go; a member of a consistency group wai
   assert.deepEqual(renamed.notes, []);
 });
 
-test('a served volume\'s checkpoint schedule, failback, on_full and iSCSI access change in place; the rest waits for a restart', () => {
+test('a served volume\'s checkpoint schedule, failback, on_full, description and iSCSI access change in place; its folders reopen it', () => {
   const iscsi = 'iscsi:\n  listen: 127.0.0.1:3260';
   const now = config(base, iscsi);
   const changed = config(`  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b, failback: auto, on_full: block,
        checkpoints: [ { cron: "0 2 * * *", label: nightly } ], iscsi: { initiators: [ "iqn.2026-12.com.example:erp" ] } }
   wal: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b, journal_dir: ./wal-journal }`, iscsi);
-  // Only the journal's folder of wal is said to wait.
-  assert.deepEqual(volumesReloaded(now, changed, true).notes, ['volume wal: journal_dir changed: that takes a restart']);
+  // Only the journal's folder of wal is said: it reopens.
+  assert.deepEqual(volumesReloaded(now, changed, true).notes,
+    [`volume wal: journal_dir (default) → ${path.join(dir, 'wal-journal')}: reopening it alone ${REOPENED}`]);
   const db = now.volumes[0]!;
   const modes: string[] = [];
   let replanned = 0;
-  const notes = applyVolumeKeys({ config: db, journaled: { setOnFull: (m) => modes.push(m) } }, changed.volumes[0]!, () => replanned++);
+  const volume = { description: 'offsite volume db on node site-a' };
+  const notes = applyVolumeKeys({ config: db, journaled: { setOnFull: (m) => modes.push(m) }, volume },
+    { ...changed.volumes[0]!, description: 'ERP database' }, () => replanned++);
   assert.deepEqual(notes, [
     'volume db: checkpoint schedule now "nightly" (0 2 * * *)',
     'volume db: failback auto',
     'volume db: on_full block',
+    'volume db: description changed (for the next NBD connections and iSCSI inquiries)',
     'volume db: iSCSI access changed (for the next logins; sessions logged in stay)',
   ]);
   assert.equal(replanned, 1);
   assert.deepEqual(modes, ['block']);
+  assert.equal(volume.description, 'ERP database');
   assert.equal(db.failback, 'auto');
   assert.deepEqual(db.checkpoints.map((c) => c.label), ['nightly']);
   assert.deepEqual(db.iscsi?.initiators, ['iqn.2026-12.com.example:erp']);
   // The same file again: nothing changes, nothing is said.
-  assert.deepEqual(applyVolumeKeys({ config: db, journaled: null }, changed.volumes[0]!, () => replanned++), []);
+  assert.deepEqual(applyVolumeKeys({ config: db, journaled: null, volume }, { ...changed.volumes[0]!, description: 'ERP database' }, () => replanned++), []);
   assert.equal(replanned, 1);
   // A secondary's on_full is kept for when it is promoted.
   const wal = now.volumes[1]!;
-  assert.deepEqual(applyVolumeKeys({ config: wal, journaled: null }, { ...wal, on_full: 'block' }, () => undefined),
+  assert.deepEqual(applyVolumeKeys({ config: wal, journaled: null, volume }, { ...wal, on_full: 'block' }, () => undefined),
     ['volume wal: on_full block (when it is primary)']);
 });
 
