@@ -9,6 +9,7 @@
 // one: a new member of a group it serves, or a member dropped (the group's points are
 // formed over the members it had), a peer the daemon does not run links with, a file or
 // iSCSI name a served volume keeps.
+import fs from 'node:fs';
 import type { Config, GroupConfig, VolumeConfig } from '../config/config.js';
 import type { Logger } from '../log/log.js';
 import type { Replica } from '../secondary/replica.js';
@@ -215,6 +216,8 @@ export function volumesReloaded(current: Pick<Config, 'volumes' | 'peers' | 'isc
       restart.sort();
     } else if (reopened.length > 0 && sameFileKey(v.path) !== sameFileKey(w.path) && isServedFile(current.volumes, v.name, w.path)) {
       notes.push(`volume ${v.name}: ${w.path} is the file of volume ${isServedFile(current.volumes, v.name, w.path)}, served here: not reopened`);
+    } else if (reopened.length > 0 && sameFileKey(v.path) !== sameFileKey(w.path) && fileRefused(v, w) !== null) {
+      notes.push(`volume ${v.name}: ${fileRefused(v, w)}: not reopened (it is served from ${v.path} as it was)`);
     } else if (reopened.length > 0) {
       reopen.push(w);
       notes.push(`volume ${v.name}: ${reopened.map((k) => `${k} ${show(v[k])} → ${show(w[k])}`).join(', ')}: reopening it alone ` +
@@ -279,6 +282,24 @@ export function volumesReloaded(current: Pick<Config, 'volumes' | 'peers' | 'isc
     }
   }
   return { add, remove, addGroups, removeGroups, reopen, notes };
+}
+
+/**
+ * Why a served volume cannot be reopened on its new file, else null: a file is made only
+ * at a volume's first start (an empty one here would serve a blank disk under the
+ * volume's journal and bitmap), and a file of another size would not open.
+ */
+function fileRefused(v: VolumeConfig, w: VolumeConfig): string | null {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(w.path);
+  } catch (err) {
+    return `${w.path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`;
+  }
+  if (st.isFile() && v.size !== undefined && st.size !== v.size) {
+    return `${w.path} holds ${formatBytes(st.size)}, and the volume is ${formatBytes(v.size)}`;
+  }
+  return null;
 }
 
 /** The served volume other than `name` whose file is `file`, if any. */

@@ -94,16 +94,16 @@ test('a volume added at a reload is served at once, waits for the peer that lack
       return db?.checkpoint?.label === 'live';
     }, 30_000);
 
-    // What waits for a restart is said: a served volume's new file, a new one on a served volume's file.
+    // What is refused is said: a served volume's new file that does not exist, a new one on a served volume's file.
     const before = fs.readFileSync(p.a.configFile, 'utf8');
-    // (db moved to another file in the file, which waits for a restart; the new one names db's file, which db still serves from.)
+    // (db moved to a file that is not there, so it stays where it is; the new one names db's file, which db still serves from.)
     fs.writeFileSync(p.a.configFile, before.replace(/^ {2}wal: .*$/m, '  logs: { path: ./db.img, size: 32MiB, role: primary }')
       .replace('path: ./db.img, size: 32MiB, role: primary, peer', 'path: ./db2.img, size: 32MiB, role: primary, peer'));
     const third = await cli(p.a, 'reload');
     assert.equal(third.code, 0, third.stderr);
     assert.match(third.stdout, /volume wal: gone from the config; letting it go/);
     assert.match(third.stdout, /volume logs: \S+db\.img is the file of volume db, served here: not added/);
-    assert.match(third.stdout, /volume db: path changed: that takes a restart/);
+    assert.match(third.stdout, /volume db: \S+db2\.img: no such file: not reopened \(it is served from \S+db\.img as it was\)/);
     await waitFor('wal let go', async () => (await statusOf(p.a)).volumes.map((v) => v.name).join() === 'db', 30_000);
     // A file that does not parse is refused, and says where.
     fs.writeFileSync(p.a.configFile, `${before}\n  bad: [\n`);
