@@ -15,11 +15,13 @@ test('journal + write path simulation: invariants 1, 2 and 7 over thousands of s
   } catch (e) {
     assert.fail(String((e as { stdout?: string }).stdout ?? e));
   }
-  const m = /^ok (\d+) seeds, (\d+) crashes, (\d+) overflows, (\d+) volume writes that followed their record/m.exec(out);
+  const m = /^ok (\d+) seeds, (\d+) crashes, (\d+) overflows, (\d+) volume writes that followed their record, (\d+) bitmap region sizes changed/m
+    .exec(out);
   assert.ok(m, out);
   assert.equal(Number(m[1]), Number(seeds));
   // The schedules must exercise what they claim to.
   assert.ok(Number(m[2]) > Number(seeds), `only ${m[2]} crashes`);
   assert.ok(Number(m[3]) > 0, 'no schedule overflowed the journal');
   assert.ok(Number(m[4]) > 0, 'no volume write followed its record in the record\'s job');
+  assert.ok(Number(m[5]) > Number(seeds) / 10, `only ${m[5]} restarts with another bitmap_region`);
 });

@@ -39,11 +39,13 @@ interface HostWrite {
 export class SimFailure extends Error {}
 
 /** Runs one seed; throws SimFailure with the seed and the step when an invariant breaks. */
-export function runSeed(seed: number, cfg: SimConfig = DEFAULT_SIM): Promise<{ crashes: number; overflows: number; records: number; followed: number }> {
+export function runSeed(seed: number, cfg: SimConfig = DEFAULT_SIM): Promise<{ crashes: number; overflows: number; records: number; followed: number;
+  regionChanges: number; }> {
   return watchInvariants(seed, () => runOneSeed(seed, cfg), (msg) => new SimFailure(msg));
 }
 
-async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: number; overflows: number; records: number; followed: number }> {
+async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: number; overflows: number; records: number; followed: number;
+  regionChanges: number; }> {
   const rng = new Rng(seed);
   const followedBefore = MemDisk.followed;
   // A third of the runs have a journal too big to overflow in one run.
@@ -79,6 +81,12 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
   const side = new Rng(seed * 7919 + 13);
   const peers = side.chance(0.5) ? ['site-b', 'site-c'] : ['site-b'];
   const ackedBy = new Map(peers.map((p) => [p, 0]));
+  // A quarter of the seeds change bitmap_region at restarts (docs/CONFIG.md): the bitmap's
+  // marks must carry over, crashes and power losses in the conversion included. Their own generator.
+  const regions = new Rng(seed * 104729 + 7);
+  const changesRegion = seed % 4 === 2;
+  let regionSize = cfg.regionSize;
+  let regionChanges = 0;
   let acked = 0; // every simulated peer acked records up to here
   let nextId = 1;
   let crashes = 0;
@@ -88,10 +96,15 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
 
   const open = async (): Promise<JournaledVolume> => {
     const journal = new Journal({ store: jstore, capacity: cfg.journalCapacity, segmentSize: 16 * 1024, now: () => step });
-    const recorded = new RegionSet(size, cfg.regionSize);
+    if (changesRegion && regions.chance(0.5)) {
+      const next = 4096 << regions.int(3);
+      if (next !== regionSize) regionChanges++;
+      regionSize = next;
+    }
+    const recorded = new RegionSet(size, regionSize);
     const report = await settle(journal.recover((o, l) => recorded.mark(o, l)));
     if (process.env.OFFSITE_SIM_DEBUG) for (const n of report.notes) console.log(`  recovery: ${n}`);
-    const { bitmap } = await settle(DirtyBitmap.open(mstore, size, cfg.regionSize)).catch((e: Error) => {
+    const { bitmap } = await settle(DirtyBitmap.open(mstore, size, regionSize)).catch((e: Error) => {
       throw new Error(`opening the bitmap: ${e.stack}`);
     });
     const jv = new JournaledVolume({ disk, journal, bitmap, onFull: 'bitmap', intentStore: useIntents ? jstore : undefined, intentSlots: 256, peers,
@@ -245,7 +258,7 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
       if (!w.durable) continue;
       const covered = (): boolean => {
         for (let b = w.block; b < w.block + w.blocks; b++) {
-          if (!jv.bitmap.isSet(Math.floor((b * BLOCK) / cfg.regionSize))) return false;
+          if (!jv.bitmap.isSet(Math.floor((b * BLOCK) / jv.bitmap.regionSize))) return false;
         }
         return true;
       };
@@ -282,7 +295,7 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
       // (released: the peer has it), or nothing: a volume write whose record never reached
       // the journal (one that ran ahead of its record) would be a change no peer ever gets.
       for (let b = 0; b < cfg.volumeBlocks; b++) {
-        if (last.has(b) || jv.bitmap.isSet(Math.floor((b * BLOCK) / cfg.regionSize))) continue;
+        if (last.has(b) || jv.bitmap.isSet(Math.floor((b * BLOCK) / jv.bitmap.regionSize))) continue;
         if (history[b]!.some((id) => writes[id - 1]!.mode === 'bitmap')) continue;
         let want = 0;
         for (let seq = jv.journal.released; seq > 0; seq--) {
@@ -327,5 +340,6 @@ async function runOneSeed(seed: number, cfg: SimConfig): Promise<{ crashes: numb
   jstore.full = false;
   disk.full = false;
   await crashAndCheck(rng.chance(0.5));
-  return { crashes, overflows, records: jv.journal.lastSeq + RECORD_HEADER_SIZE * 0 + (RecordKind.Write - 1), followed: MemDisk.followed - followedBefore };
+  return { crashes, overflows, records: jv.journal.lastSeq + RECORD_HEADER_SIZE * 0 + (RecordKind.Write - 1), followed: MemDisk.followed - followedBefore,
+    regionChanges };
 }

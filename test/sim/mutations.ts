@@ -171,6 +171,23 @@ export const MUTATIONS: Record<string, { sim: 'journal' | 'replication' | 'group
       };
     },
   },
+  'bitmap-conversion-unmarked': {
+    sim: 'journal',
+    what: 'a bitmap opened at another bitmap_region leaves its marks behind (the regions it marked read clean at the new size)',
+    plant: () => {
+      const D = DirtyBitmap as unknown as { converted: (...args: unknown[]) => Promise<DirtyBitmap> };
+      const converted = D.converted;
+      D.converted = async function (this: unknown, ...args: unknown[]) {
+        const mark = DirtyBitmap.prototype.mark;
+        DirtyBitmap.prototype.mark = () => 0;
+        try {
+          return await converted.apply(this, args);
+        } finally {
+          DirtyBitmap.prototype.mark = mark;
+        }
+      };
+    },
+  },
   'grown-bitmap-header-stale': {
     sim: 'replication',
     caughtBy: 'check',

@@ -53,6 +53,7 @@ for (const seed of seeds) {
       add('crashes', r.crashes);
       add('overflows', r.overflows);
       add('volume writes that followed their record', r.followed);
+      add('bitmap region sizes changed', r.regionChanges);
     } else {
       const r = await runReplicationSeed(seed);
       add('crashes', r.crashes);
