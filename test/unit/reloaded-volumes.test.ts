@@ -82,7 +82,8 @@ test('a new volume on a served volume\'s file is not added, also through a link;
   fs.writeFileSync(path.join(dir, 'db2.img'), '');
   fs.truncateSync(path.join(dir, 'db2.img'), 2 ** 29);
   assert.deepEqual(volumesReloaded(now, next, true).notes.slice(0, 1),
-    [`volume db: ${path.join(dir, 'db2.img')} holds 512 MiB, and the volume is 1.0 GiB: not reopened (it is served from ${path.join(dir, 'db.img')} as it was)`]);
+    [`volume db: ${path.join(dir, 'db2.img')} holds 512 MiB, and the volume is 1.0 GiB: not reopened ` +
+      `(it is served from ${path.join(dir, 'db.img')} as it was)`]);
   fs.truncateSync(path.join(dir, 'db2.img'), 2 ** 30);
   const r = volumesReloaded(now, next, true);
   assert.deepEqual(r.add, []);
