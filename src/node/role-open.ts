@@ -17,9 +17,12 @@ import { Replica } from '../secondary/replica.js';
 import { newStreamId, readStream, writeStream, type StreamMark } from '../stream/stream.js';
 import { judgePlace, readJournalAt, segmentsIn, writeJournalAt } from '../journal/placement.js';
 import { moveJournal, removeJournalFiles } from '../journal/journal-move.js';
+import { FILE_ID_FILE, describeFileId, fileIdOf, readFileId, replacedSince, sameFile, writeFileId } from '../volume/file-identity.js';
+import { PROMOTE_AT_FILE } from '../secondary/promote-at-file.js';
+import { GROW_FILE } from '../journal/grow.js';
 import { RoundMarker } from '../sync/round-marker.js';
 import type { LinkVolumes } from './links.js';
-import { DRILL_FILE } from './volume-actions.js';
+import { DRILL_FILE, fsyncDir } from './volume-actions.js';
 import { JOURNAL_FOLDER_FILES, VOLUME_FOLDER_FILES, refuseNewerState } from './state-versions.js';
 import { NewerFormatError } from '../versioning/format.js';
 import type { MemoryBudget } from '../memory/budget.js';
@@ -108,7 +111,23 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   const owner = journalOwner(e);
   // The old role's journal or receive log is closed by now (a promote or demote).
   o.folders.release(v.name);
+  const state = new DirStore(dir);
+  // Another file than the one the state was kept for starts the pair over by hash (src/volume/file-identity.ts).
+  const fileId = e.volume.isBlockDevice ? null : fileIdOf(v.path, dir);
+  const kept = await readFileId(state);
+  const replaced = fileId !== null && kept !== null && replacedSince(kept, fileId) ?
+    `volume ${v.name}: ${v.path} is not the file this volume's state was kept for (that was ${describeFileId(kept)}; ` +
+      `this is ${describeFileId(fileId)}: a copy, or a backup restored)` : null;
+  const keepFileId = async (): Promise<void> => {
+    if (fileId !== null && (kept === null || !sameFile(kept, fileId) || !sameFile(kept.folder, fileId.folder))) await writeFileId(state, fileId);
+  };
   if (e.role === 'secondary') {
+    if (replaced !== null) {
+      o.log.warn({ volume: v.name }, `${replaced}: its receive log, round, checkpoint and restore points describe the other file, so ` +
+        'they go, and this replica is compared with its primary by hash as a new one (not consistent until that ends; only the regions ' +
+        'that differ are sent)');
+      startOverAsReplica(dir);
+    }
     fs.rmSync(path.join(dir, DRILL_FILE), { force: true }); // a drill does not outlive the daemon
     const receiveDir = path.join(dir, 'receive');
     const lock = o.folders.take(v.name, receiveDir, 'receive log folder', `the state folder ${o.config.state} must be this daemon's alone`);
@@ -124,6 +143,7 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
       hashBuffers: o.hashBuffers,
       ...(v.history ? { history: { keepMs: v.history.keep === undefined ? null : v.history.keep * 1000, maxBytes: v.history.max ?? null } } : {}),
     }));
+    await keepFileId();
     const followed = await readStream(new DirStore(dir));
     if (followed) o.streams.set(v.name, followed);
     else o.streams.delete(v.name);
@@ -145,7 +165,6 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
     return;
   }
   const journalDir = path.resolve(journalDirOf(v, o.config.state));
-  const state = new DirStore(dir);
   const lock = o.folders.take(v.name, journalDir);
   const journalStore = new DirStore(journalDir);
   const journal = new Journal({ store: journalStore, capacity: v.journal, volume: owner });
@@ -159,7 +178,7 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   try {
     const report = await o.folders.holding(v.name, lock, async () => {
       // Before anything is read: is the journal where the config says, to be moved there, or lost?
-      await placeJournal(o, v.name, journalDir, state);
+      await placeJournal(o, v.name, journalDir, state, replaced);
       await refuseNewerState(journalDir, journalStore, JOURNAL_FOLDER_FILES);
       await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
     }, () => journal.recover((at, l) => recorded!.mark(at, l), recoveryProgress(o.log, v.name)));
@@ -190,6 +209,7 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
     o.streams.set(v.name, stream);
     // (After the start: a journal that began here, or was moved here by hand, is written down where it is.)
     if ((await readJournalAt(state))?.folder !== journalDir) await writeJournalAt(state, { folder: journalDir });
+    await keepFileId();
   } catch (err) {
     try {
       if (journaled) journaled.abandon();
@@ -220,8 +240,20 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
  * one lost with its folder begins again in a new stream, so every peer is compared by
  * hash (src/journal/placement.ts). The new folder is locked by now.
  */
-async function placeJournal(o: RoleOpening, name: string, folder: string, state: DirStore): Promise<void> {
+async function placeJournal(o: RoleOpening, name: string, folder: string, state: DirStore, replaced: string | null): Promise<void> {
   let at = await readJournalAt(state);
+  if (replaced !== null) {
+    // The journal's records are changes to the other file: they go, wherever they are, and a new stream begins.
+    o.log.warn({ volume: name }, `${replaced}: its journal describes changes to the other file, so it is dropped, and each peer's ` +
+      'replica is compared with this file by hash and brought equal (only the regions that differ are sent)');
+    removeJournalFiles(folder);
+    if (at !== null) removeJournalFiles(at.folder);
+    if (at?.leaving !== undefined) removeJournalFiles(at.leaving);
+    await writeJournalAt(state, { folder });
+    await new RoundMarker(state).remove();
+    await writeStream(state, { stream: newStreamId(), primary: o.config.node });
+    return;
+  }
   if (at?.leaving !== undefined) {
     // A move's commit point passed; a crash stopped the old folder's files being removed.
     removeJournalFiles(at.leaving);
@@ -253,6 +285,21 @@ async function placeJournal(o: RoleOpening, name: string, folder: string, state:
   // the two finds no segment and a stream no peer holds, and judges the same again.
   await new RoundMarker(state).remove();
   await writeStream(state, { stream: newStreamId(), primary: o.config.node });
+}
+
+/** Files of a replica's state folder a replaced file keeps: the volume's identity, its write history, a promote or grow under way. */
+const KEPT_FOR_ANOTHER_FILE = new Set(['identity.json', 'history.csv', PROMOTE_AT_FILE, GROW_FILE, FILE_ID_FILE]);
+
+/**
+ * A replica whose file was replaced starts over as a new replica of its primary: its
+ * receive log, round marker and undo area, stream, first-sync mark, checkpoint, group
+ * point and restore points all describe the other file. Made durable before it opens.
+ */
+function startOverAsReplica(dir: string): void {
+  for (const f of fs.readdirSync(dir)) {
+    if (!KEPT_FOR_ANOTHER_FILE.has(f)) fs.rmSync(path.join(dir, f), { recursive: true, force: true });
+  }
+  fsyncDir(dir);
 }
 
 /**

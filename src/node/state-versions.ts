@@ -19,6 +19,7 @@ import { PROMOTE_AT_FILE, PROMOTE_AT_FORMAT } from '../secondary/promote-at-file
 import { STREAM_FILE, STREAM_FORMAT } from '../stream/stream.js';
 import { GROW_FILE, GROW_FORMAT } from '../journal/grow.js';
 import { JOURNAL_AT_FILE, JOURNAL_AT_FORMAT } from '../journal/placement.js';
+import { FILE_ID_FILE, FILE_ID_FORMAT } from '../volume/file-identity.js';
 import { NewerFormatError, isNewer, type FileFormat } from '../versioning/format.js';
 
 export interface StateFile {
@@ -51,6 +52,7 @@ export const VOLUME_FOLDER_FILES: readonly StateFile[] = [
   { name: STREAM_FILE, format: STREAM_FORMAT },
   { name: GROW_FILE, format: GROW_FORMAT },
   { name: JOURNAL_AT_FILE, format: JOURNAL_AT_FORMAT },
+  { name: FILE_ID_FILE, format: FILE_ID_FORMAT },
 ];
 
 /** Throws NewerFormatError (naming the file by its path) for the first file in `dir` a newer release wrote. */

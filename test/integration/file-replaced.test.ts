@@ -1,0 +1,92 @@
+// A volume's file replaced while its daemon was stopped (src/volume/file-identity.ts,
+// docs/CONFIG.md "A volume's file replaced"): the state folder (journal, receive log)
+// describes changes to the other file, and used as it is it would leave the secondary
+// different from the primary without a word. With a real pair and qemu-io:
+// - at the primary, a backup restored over the file (an older copy, another inode), with
+//   a write in the journal its peer had not received: the start says so and drops the
+//   journal; the secondary follows the new journal and is compared by hash: it ends
+//   equal to the restored file (before the check it kept the newer writes, and took the
+//   journal's one on top);
+// - at the secondary, the replica replaced by a copy that differs in one block (a bad
+//   copy): the start says so, the replica starts over as a new one and is compared by
+//   hash: the block is put right (before the check it stayed wrong);
+// - a file renamed or the state folder copied with it is not a replacement (the reopen
+//   and bench:wire tests move them so).
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startPair } from '../helpers/pair.js';
+import { must, waitFor } from '../helpers/run.js';
+
+const MiB = 1024 * 1024;
+
+function blockOf(file: string, at: number): number {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(1);
+    fs.readSync(fd, b, 0, 1, at);
+    return b[0]!;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+test('a volume file replaced while stopped, at the primary (a backup restored) and at the secondary (a bad copy): found, compared by hash, made equal',
+  async () => {
+    const p = await startPair({ size: '64MiB', journal: '256MiB' });
+    const imgA = path.join(p.a.dir, 'db.img');
+    const imgB = path.join(p.b.dir, 'db.img');
+    const backup = path.join(p.a.dir, 'db.backup');
+    try {
+      await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 4M', '-c', 'flush', p.a.qemuTarget('db')]);
+      await p.drained();
+      // A backup of the primary's file, taken while it was stopped.
+      assert.equal(await p.a.stop(), 0);
+      fs.copyFileSync(imgA, backup);
+      await p.a.start();
+      await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x22 1M 1M', '-c', 'write -P 0x23 8M 1M', '-c', 'flush', p.a.qemuTarget('db')]);
+      await p.drained();
+      // site-b away: a write only the journal holds.
+      assert.equal(await p.b.stop(), 0);
+      await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x24 16M 1M', '-c', 'flush', p.a.qemuTarget('db')]);
+      assert.equal(await p.a.stop(), 0);
+
+      // The backup restored in the file's place: another file, older content.
+      fs.rmSync(imgA);
+      fs.copyFileSync(backup, imgA);
+      await p.a.start();
+      assert.match(p.a.log, new RegExp('volume db: \\S+/db\\.img is not the file this volume\'s state was kept for \\(that was inode ' +
+        '\\d+, made [^;]+; this is inode \\d+, made [^)]+: a copy, or a backup restored\\): its journal describes changes to the other file, ' +
+        'so it is dropped'));
+      await p.b.start();
+      await waitFor('site-b follows the new journal', () => /volume db starts again as site-a's secondary/.test(p.b.log), 30_000);
+      await p.drained();
+      assert.equal(await p.a.stop(), 0);
+      assert.equal(await p.b.stop(), 0);
+      await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', imgA, imgB]);
+      assert.deepEqual([blockOf(imgB, MiB), blockOf(imgB, 8 * MiB), blockOf(imgB, 16 * MiB)], [0x11, 0, 0]);
+
+      // The replica replaced by a copy that differs in one block.
+      const copy = path.join(p.b.dir, 'db.copy');
+      fs.copyFileSync(imgB, copy);
+      const fd = fs.openSync(copy, 'r+');
+      fs.writeSync(fd, Buffer.alloc(64 * 1024, 0x99), 0, 64 * 1024, 20 * MiB);
+      fs.closeSync(fd);
+      fs.renameSync(copy, imgB);
+      await p.a.start();
+      await p.b.start();
+      assert.match(p.b.log, new RegExp('volume db: \\S+/db\\.img is not the file this volume\'s state was kept for .*: its receive log, ' +
+        'round, checkpoint and restore points describe the other file, so they go'));
+      await p.drained();
+      assert.equal(await p.a.stop(), 0);
+      assert.equal(await p.b.stop(), 0);
+      await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', imgA, imgB]);
+      assert.equal(blockOf(imgB, 20 * MiB), 0);
+      // Started again as they are: the same files, nothing said.
+      await p.a.start();
+      assert.doesNotMatch(p.a.log, /is not the file/);
+    } finally {
+      await p.stop();
+    }
+  });

@@ -1,0 +1,61 @@
+// Which file a volume's state was kept for (src/volume/file-identity.ts): a rename keeps
+// it, a copy does not, a state folder copied with the file is not a replacement; the
+// file-id file from fixed bytes; a newer version refused.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { FILE_ID_FILE, fileIdOf, readFileId, replacedSince, writeFileId } from '../../src/volume/file-identity.js';
+import { DirStore } from '../../src/journal/store.js';
+import { NewerFormatError } from '../../src/versioning/format.js';
+import { tempDir } from '../helpers/run.js';
+
+test('a renamed file is the same file; a copy is another; a state folder copied with it takes the copy', () => {
+  const root = tempDir('file-id');
+  try {
+    const state = path.join(root, 'state');
+    fs.mkdirSync(state);
+    fs.writeFileSync(path.join(root, 'a.img'), Buffer.alloc(8192, 1));
+    const kept = fileIdOf(path.join(root, 'a.img'), state)!;
+    fs.renameSync(path.join(root, 'a.img'), path.join(root, 'b.img'));
+    assert.equal(replacedSince(kept, fileIdOf(path.join(root, 'b.img'), state)!), false);
+    fs.copyFileSync(path.join(root, 'b.img'), path.join(root, 'c.img'));
+    const copy = fileIdOf(path.join(root, 'c.img'), state)!;
+    assert.notEqual(copy.ino, kept.ino);
+    assert.equal(replacedSince(kept, copy), true);
+    // The state folder moved with it (cp -a of both): another folder too, so the copy is taken.
+    fs.mkdirSync(path.join(root, 'state2'));
+    assert.equal(replacedSince(kept, fileIdOf(path.join(root, 'c.img'), path.join(root, 'state2'))!), false);
+    // A filesystem without birth times compares inodes alone.
+    assert.equal(replacedSince({ ...kept, birth: 0n }, { ...kept, birth: 5n }), false);
+    assert.equal(replacedSince({ ...kept, birth: 0n }, { ...kept, ino: kept.ino + 1n }), true);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a block device is not checked', () => {
+  assert.equal(fileIdOf('/dev/null', '/tmp'), null);
+});
+
+test('the file-id file: written, read back, decoded from fixed bytes (an inode past 2^53); newer and broken ones refused', async () => {
+  const dir = tempDir('file-id-file');
+  try {
+    const store = new DirStore(dir);
+    assert.equal(await readFileId(store), null);
+    const id = { ino: 2n ** 60n + 7n, birth: 1796481237337958459n, folder: { ino: 12n, birth: 0n } };
+    await writeFileId(store, id);
+    assert.equal(fs.readFileSync(path.join(dir, FILE_ID_FILE), 'utf8'),
+      '{"version":1,"ino":"1152921504606846983","birth":"1796481237337958459","folderIno":"12","folderBirth":"0"}\n');
+    assert.deepEqual(await readFileId(store), id);
+    fs.writeFileSync(path.join(dir, FILE_ID_FILE), Buffer.from('7b2276657273696f6e223a312c22696e6f223a2235222c226269727468223a2236222c' +
+      '22666f6c646572496e6f223a2237222c22666f6c6465724269727468223a2238227d0a', 'hex'));
+    assert.deepEqual(await readFileId(store), { ino: 5n, birth: 6n, folder: { ino: 7n, birth: 8n } });
+    fs.writeFileSync(path.join(dir, FILE_ID_FILE), '{"version":2,"ino":"5","birth":"6","folderIno":"7","folderBirth":"8"}\n');
+    await assert.rejects(readFileId(store), NewerFormatError);
+    fs.writeFileSync(path.join(dir, FILE_ID_FILE), '{"version":1,"ino":5}\n');
+    await assert.rejects(readFileId(store), /file-id: no identity in it/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
