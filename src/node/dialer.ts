@@ -20,6 +20,14 @@ import type { LinkEnd } from './link-session.js';
  */
 const MIN_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 30_000;
+/**
+ * A link that was up this long and then ended is dialed again at once, not after
+ * MIN_BACKOFF_MS: most ends are a change on either node (a role change, a volume grown,
+ * added, reopened or set aside, a peer added: the next Hello must describe it), and
+ * every other volume on the link waits for the new one. A link that ends sooner (one
+ * the peer keeps dropping) waits as before, so a flapping link is not dialed in a loop.
+ */
+const STEADY_LINK_MS = 1000;
 
 export interface DialerOptions {
   identity: Identity;
@@ -51,10 +59,12 @@ export class Dialer {
           const addr = parseListenAddress(p.address);
           if (addr.kind !== 'tcp') throw new Error('peer address must be host:port');
           const socket = await connectLink({ identity: this.o.identity, peer: { name: peer, fingerprint: p.fingerprint }, host: addr.host, port: addr.port });
+          const began = Date.now();
           const link = await this.o.run(socket, peer);
           if (link.up) {
             backoff = MIN_BACKOFF_MS;
             lastError = '';
+            if (Date.now() - began >= STEADY_LINK_MS) continue;
           } else {
             // TLS worked, the link did not: refused at Hello (said by the session, with
             // its reason, once per attempt) or dropped before it. Like any failure.
