@@ -15,6 +15,8 @@
 //   commit point, and only then do the old files go). A move a crash cut is done again
 //   from the start: the old folder is the journal until `journal-at` says otherwise;
 // - segments in the configured folder, or a journal that never began: opened there;
+// - the configured folder absent, and a journal began here before: refused, nothing
+//   made (a disk not mounted looks so; a replaced one gets its folder made by hand);
 // - none there or where it was (a journal disk replaced, files deleted): the journal is
 //   lost. It begins again in a new stream (src/stream/stream.ts), so every peer's
 //   replica is brought to its last flush point and compared with this volume by hash, as
@@ -97,12 +99,15 @@ export interface PlaceFacts {
   there: SegmentsIn;
   /** The volume's stream names this node as its primary: a journal began here before. */
   ownStream: boolean;
+  /** The configured folder exists (false: a disk not mounted?). */
+  exists: boolean;
 }
 
 export type JournalPlace =
   | { kind: 'here' }
   | { kind: 'move'; from: string; message: string }
-  | { kind: 'lost'; message: string };
+  | { kind: 'lost'; message: string }
+  | { kind: 'missing'; message: string };
 
 /** Is the journal where the config says, to be moved there, or lost? (The rules are the file's comment.) */
 export function judgePlace(f: PlaceFacts): JournalPlace {
@@ -116,6 +121,16 @@ export function judgePlace(f: PlaceFacts): JournalPlace {
   if (f.here.count > 0) return { kind: 'here' };
   if (f.writtenDown === null && !f.ownStream) return { kind: 'here' };
   const was = f.writtenDown ?? f.folder;
+  if (!f.exists) {
+    // A folder that is not there at all is more often a disk not mounted than a journal lost.
+    return {
+      kind: 'missing',
+      message: `volume ${f.volume}: its journal folder ${f.folder} does not exist (its disk not mounted?)` +
+        `${sameFolder(was, f.folder) ? '' : `, and ${was}, where it was, holds none of it`}: nothing was opened. Mount it and reload; if ` +
+        `the journal is lost for good (a disk replaced), make the folder (mkdir -p ${f.folder}) and reload: a new journal begins, and ` +
+        'each peer is compared with this volume by hash',
+    };
+  }
   return {
     kind: 'lost',
     message: `volume ${f.volume}: its journal is lost: ${sameFolder(was, f.folder) ? `${f.folder} holds no segments of it` :

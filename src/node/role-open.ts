@@ -15,7 +15,7 @@ import { JournaledVolume } from '../journal/write-path.js';
 import type { VolumeEntry } from './volume-entry.js';
 import { Replica } from '../secondary/replica.js';
 import { newStreamId, readStream, writeStream, type StreamMark } from '../stream/stream.js';
-import { judgePlace, readJournalAt, segmentsIn, writeJournalAt } from '../journal/placement.js';
+import { judgePlace, readJournalAt, segmentsIn, writeJournalAt, type JournalPlace } from '../journal/placement.js';
 import { moveJournal, removeJournalFiles } from '../journal/journal-move.js';
 import { FILE_ID_FILE, describeFileId, fileIdOf, readFileId, replacedSince, sameFile, writeFileId } from '../volume/file-identity.js';
 import { PROMOTE_AT_FILE } from '../secondary/promote-at-file.js';
@@ -165,6 +165,8 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
     return;
   }
   const journalDir = path.resolve(journalDirOf(v, o.config.state));
+  // (Before the lock makes the folder: one that is not there is refused.)
+  if (replaced === null) await journalPlace(o, v.name, journalDir, state);
   const lock = o.folders.take(v.name, journalDir);
   const journalStore = new DirStore(journalDir);
   const journal = new Journal({ store: journalStore, capacity: v.journal, volume: owner });
@@ -260,16 +262,7 @@ async function placeJournal(o: RoleOpening, name: string, folder: string, state:
     at = { folder: at.folder };
     await writeJournalAt(state, at);
   }
-  const writtenDown = at?.folder ?? null;
-  const stream = await readStream(state);
-  const place = judgePlace({
-    volume: name,
-    folder,
-    here: segmentsIn(folder),
-    writtenDown,
-    there: writtenDown === null || writtenDown === folder ? { count: 0, bytes: 0 } : segmentsIn(writtenDown),
-    ownStream: stream !== null && stream.primary === o.config.node,
-  });
+  const place = await journalPlace(o, name, folder, state);
   if (place.kind === 'here') return;
   if (place.kind === 'move') {
     o.log.info({ volume: name }, place.message);
@@ -285,6 +278,23 @@ async function placeJournal(o: RoleOpening, name: string, folder: string, state:
   // the two finds no segment and a stream no peer holds, and judges the same again.
   await new RoundMarker(state).remove();
   await writeStream(state, { stream: newStreamId(), primary: o.config.node });
+}
+
+/** Where the journal is (src/journal/placement.ts); a folder that does not exist is refused (the volume set aside). */
+async function journalPlace(o: RoleOpening, name: string, folder: string, state: DirStore): Promise<Exclude<JournalPlace, { kind: 'missing' }>> {
+  const writtenDown = (await readJournalAt(state))?.folder ?? null;
+  const stream = await readStream(state);
+  const place = judgePlace({
+    volume: name,
+    folder,
+    here: segmentsIn(folder),
+    writtenDown,
+    there: writtenDown === null || writtenDown === folder ? { count: 0, bytes: 0 } : segmentsIn(writtenDown),
+    ownStream: stream !== null && stream.primary === o.config.node,
+    exists: fs.existsSync(folder),
+  });
+  if (place.kind === 'missing') throw new Error(place.message);
+  return place;
 }
 
 /** Files of a replica's state folder a replaced file keeps: the volume's identity, its write history, a promote or grow under way. */

@@ -5,7 +5,8 @@
 // With a real pair and qemu-io:
 // - journal_dir changed with the files left behind: the start moves the journal to the
 //   new folder, its unshipped records with it, and the pair drains equal;
-// - the journal's folder gone (a disk replaced): the start says the journal is lost,
+// - the journal's folder gone: the start refuses it (a disk not mounted?) and makes
+//   nothing; made again empty (a disk replaced), the start says the journal is lost,
 //   begins a new one, and the secondary is compared by hash and brought equal, the
 //   writes that were only in the lost journal included.
 import test from 'node:test';
@@ -52,6 +53,11 @@ test('a journal_dir changed at a stop: the start moves the journal and its unshi
       await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x33 2M 1M', '-c', 'flush', p.a.qemuTarget('db')]);
       assert.equal(await p.a.stop(), 0);
       fs.rmSync(j2, { recursive: true });
+      // A folder that is not there at all looks like a disk not mounted: refused, nothing made.
+      await assert.rejects(p.a.start(), /volume db: its journal folder \S+\/j2 does not exist \(its disk not mounted\?\): nothing was opened/);
+      assert.equal(fs.existsSync(j2), false);
+      // The disk replaced: its folder made by hand.
+      fs.mkdirSync(j2);
       await p.a.start();
       assert.match(p.a.log, /volume db: its journal is lost: \S+ holds no segments of it \(a journal disk replaced, or its files removed\)/);
       await p.b.start();

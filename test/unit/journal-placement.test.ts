@@ -13,7 +13,7 @@ import { moveJournal } from '../../src/journal/journal-move.js';
 import { NewerFormatError } from '../../src/versioning/format.js';
 
 const none = { count: 0, bytes: 0 };
-const facts = (f: Partial<PlaceFacts>): PlaceFacts => ({ volume: 'db', folder: '/srv/j2', here: none, writtenDown: null, there: none, ownStream: false, ...f });
+const facts = (f: Partial<PlaceFacts>): PlaceFacts => ({ volume: 'db', folder: '/srv/j2', here: none, writtenDown: null, there: none, ownStream: false, exists: true, ...f });
 
 test('a journal with segments where the config says opens there, wherever it was written down', () => {
   assert.deepEqual(judgePlace(facts({ here: { count: 2, bytes: 9 } })), { kind: 'here' });
@@ -43,6 +43,20 @@ test('no segments where it is nor where it was: lost (a new stream follows); so 
   assert.match(emptied.kind === 'lost' ? emptied.message : '', /^volume db: its journal is lost: \/srv\/j2 holds no segments of it/);
   // (A previous release's primary: its stream file says a journal began here.)
   assert.equal(judgePlace(facts({ ownStream: true })).kind, 'lost');
+});
+
+test('a journal folder that does not exist, where a journal began, is refused (a disk not mounted?); a new one begins there', () => {
+  const missing = judgePlace(facts({ writtenDown: '/srv/j2', ownStream: true, exists: false }));
+  assert.deepEqual(missing, {
+    kind: 'missing',
+    message: 'volume db: its journal folder /srv/j2 does not exist (its disk not mounted?): nothing was opened. Mount it and reload; if the ' +
+      'journal is lost for good (a disk replaced), make the folder (mkdir -p /srv/j2) and reload: a new journal begins, and each peer is ' +
+      'compared with this volume by hash',
+  });
+  assert.match(judgePlace(facts({ writtenDown: '/srv/j1', exists: false })).kind === 'missing' ? 'missing' : '', /missing/);
+  assert.deepEqual(judgePlace(facts({ exists: false })), { kind: 'here' });
+  // A move makes its folder.
+  assert.equal(judgePlace(facts({ writtenDown: '/srv/j1', there: { count: 1, bytes: 1 }, exists: false })).kind, 'move');
 });
 
 test('the journal-at file: written, read back, decoded from fixed bytes; a newer version and a broken one refused', async () => {
