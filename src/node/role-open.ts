@@ -14,7 +14,7 @@ import { DirStore, FolderLock } from '../journal/store.js';
 import { JournaledVolume } from '../journal/write-path.js';
 import type { VolumeEntry } from './volume-entry.js';
 import { Replica } from '../secondary/replica.js';
-import { newStreamId, readStream, writeStream, type StreamMark } from '../stream/stream.js';
+import { newStreamId, readStream, removeStream, writeStream, type StreamMark } from '../stream/stream.js';
 import { judgePlace, readJournalAt, segmentsIn, writeJournalAt, type JournalPlace } from '../journal/placement.js';
 import { moveJournal, removeJournalFiles } from '../journal/journal-move.js';
 import { FILE_ID_FILE, describeFileId, fileIdOf, readFileId, replacedSince, sameFile, writeFileId } from '../volume/file-identity.js';
@@ -105,7 +105,10 @@ export class VolumeFolders {
 export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   const v = e.config;
   const { dir, volume } = e;
-  if (v.peer === undefined) return;
+  if (v.peer === undefined) {
+    await servedWithoutPeers(o, e);
+    return;
+  }
   const lv = o.linkVolumes;
   lv.identities.set(v.name, e.identity!);
   const owner = journalOwner(e);
@@ -278,6 +281,25 @@ async function placeJournal(o: RoleOpening, name: string, folder: string, state:
   // the two finds no segment and a stream no peer holds, and judges the same again.
   await new RoundMarker(state).remove();
   await writeStream(state, { stream: newStreamId(), primary: o.config.node });
+}
+
+/**
+ * A primary that replicated before and is served without peers now journals nothing:
+ * its writes from now on reach no journal, so the stream its secondaries hold must end
+ * here. Its stream file goes (durably, before any host write), and when it is given a
+ * peer again a new stream begins: each secondary goes back to its last flush point and
+ * is compared by hash (docs/PEERS.md, "A volume without peers"). Without this, its
+ * journal reopened in the old stream and shipped on from where the secondary stood,
+ * and the writes made without peers never reached it (a replica called consistent).
+ */
+async function servedWithoutPeers(o: RoleOpening, e: VolumeEntry): Promise<void> {
+  if (e.role !== 'primary') return;
+  const state = new DirStore(e.dir);
+  const stream = await readStream(state);
+  if (stream === null) return;
+  await removeStream(state);
+  o.log.warn({ volume: e.config.name }, `volume ${e.config.name}: served without peers: its writes from now on are in no journal; ` +
+    'when it is given a peer again, each of its secondaries is compared with it by hash (only the regions that differ are sent)');
 }
 
 /** Where the journal is (src/journal/placement.ts); a folder that does not exist is refused (the volume set aside). */

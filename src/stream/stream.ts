@@ -37,6 +37,13 @@ export function writeStream(store: Store, m: StreamMark): Promise<void> {
   return store.replace(STREAM_FILE, Buffer.from(`${JSON.stringify({ version: STREAM_FORMAT.writes, stream: m.stream, primary: m.primary })}\n`));
 }
 
+/** The stream ends here (a primary served without peers: src/node/role-open.ts): its file goes, durably. */
+export async function removeStream(store: Store): Promise<void> {
+  if (!store.list().includes(STREAM_FILE)) return;
+  store.remove(STREAM_FILE);
+  await store.syncDir();
+}
+
 /** The stream written down in `store`, or null (none); a file that cannot be read names DAMAGED_STREAM. */
 export async function readStream(store: Store): Promise<StreamMark | null> {
   const b = await readStateFile(store, STREAM_FILE, STREAM_FORMAT);
