@@ -18,6 +18,7 @@
 // With several peers (docs/PEERS.md) a round may be one peer's own: a detached peer's
 // return (startRoundFor) or a new secondary's first sync, compared by hash
 // (firstSyncFor); the other peers are sent its records as padding (padFor).
+import { writePeers } from './peers-file.js';
 import type { Extent, ExportBackend, ZeroOptions } from '../export/backend.js';
 import { DiskError, type Capabilities, diskCapabilities } from '../export/backend.js';
 import type { Logger } from '../log/log.js';
@@ -321,6 +322,8 @@ export class JournaledVolume implements ExportBackend {
    */
   async setPeers(next: readonly string[]): Promise<{ added: string[]; removed: string[] }> {
     const changed = await this.rounds.setPeers(next);
+    // (Written down before the release: a restart opens with these peers, src/journal/peers-file.ts.)
+    if (this.stateStore) await writePeers(this.stateStore, this.cursors.peers);
     await this.releaseUpTo(this.cursors.lowest);
     return changed;
   }

@@ -20,6 +20,7 @@ import { STREAM_FILE, STREAM_FORMAT } from '../stream/stream.js';
 import { GROW_FILE, GROW_FORMAT } from '../journal/grow.js';
 import { JOURNAL_AT_FILE, JOURNAL_AT_FORMAT } from '../journal/placement.js';
 import { FILE_ID_FILE, FILE_ID_FORMAT } from '../volume/file-identity.js';
+import { PEERS_FILE, PEERS_FORMAT } from '../journal/peers-file.js';
 import { NewerFormatError, isNewer, type FileFormat } from '../versioning/format.js';
 
 export interface StateFile {
@@ -53,6 +54,7 @@ export const VOLUME_FOLDER_FILES: readonly StateFile[] = [
   { name: GROW_FILE, format: GROW_FORMAT },
   { name: JOURNAL_AT_FILE, format: JOURNAL_AT_FORMAT },
   { name: FILE_ID_FILE, format: FILE_ID_FORMAT },
+  { name: PEERS_FILE, format: PEERS_FORMAT },
 ];
 
 /** Throws NewerFormatError (naming the file by its path) for the first file in `dir` a newer release wrote. */
