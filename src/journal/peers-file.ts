@@ -37,3 +37,13 @@ export async function readPeers(store: Store): Promise<string[] | null> {
   }
   return peers as string[];
 }
+
+/** The same peers, in any order. */
+export function samePeers(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((p) => b.includes(p));
+}
+
+/** The peers a journal opens with: those written down at its last run when they differ from `configured` (JournaledVolume.settlePeers then makes the change). */
+export function peersToOpenWith(had: readonly string[] | null, configured: readonly string[]): readonly string[] {
+  return had !== null && !samePeers(had, configured) ? had : configured;
+}

@@ -18,7 +18,7 @@
 // With several peers (docs/PEERS.md) a round may be one peer's own: a detached peer's
 // return (startRoundFor) or a new secondary's first sync, compared by hash
 // (firstSyncFor); the other peers are sent its records as padding (padFor).
-import { writePeers } from './peers-file.js';
+import { samePeers, writePeers } from './peers-file.js';
 import type { Extent, ExportBackend, ZeroOptions } from '../export/backend.js';
 import { DiskError, type Capabilities, diskCapabilities } from '../export/backend.js';
 import type { Logger } from '../log/log.js';
@@ -326,6 +326,21 @@ export class JournaledVolume implements ExportBackend {
     if (this.stateStore) await writePeers(this.stateStore, this.cursors.peers);
     await this.releaseUpTo(this.cursors.lowest);
     return changed;
+  }
+  /**
+   * After its start: the peers written down at its last run (`had`: it was opened with
+   * them, peersToOpenWith) become `configured`, as a reload makes the change: a peer new
+   * since then waits detached for a first sync of its own (src/journal/peers-file.ts).
+   * None written down (a new volume, a release before the file): `configured` is now.
+   */
+  async settlePeers(had: readonly string[] | null, configured: readonly string[]): Promise<{ added: string[]; removed: string[] } | null> {
+    if (!this.stateStore) return null;
+    if (had === null) {
+      await writePeers(this.stateStore, configured);
+      return null;
+    }
+    if (samePeers(had, configured)) return null;
+    return this.setPeers(configured);
   }
   /** The volume's size: raised at a reload; it grows after its peers did (grow.ts). One at a time (the node's action queue). */
   grow(size: number): Promise<void> {

@@ -20,7 +20,7 @@ import { moveJournal, removeJournalFiles } from '../journal/journal-move.js';
 import { FILE_ID_FILE, describeFileId, fileIdOf, readFileId, replacedSince, sameFile, writeFileId } from '../volume/file-identity.js';
 import { PROMOTE_AT_FILE } from '../secondary/promote-at-file.js';
 import { GROW_FILE } from '../journal/grow.js';
-import { readPeers, writePeers } from '../journal/peers-file.js';
+import { peersToOpenWith, readPeers } from '../journal/peers-file.js';
 import { RoundMarker } from '../sync/round-marker.js';
 import type { LinkVolumes } from './links.js';
 import { DRILL_FILE, fsyncDir } from './volume-actions.js';
@@ -195,7 +195,6 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
     // The peers its journal kept cursors for at its last run (src/journal/peers-file.ts):
     // it opens with them, and a change since is made as a reload makes it (below).
     const had = await readPeers(state);
-    const sameSet = had !== null && had.length === v.peers.length && had.every((p) => v.peers.includes(p));
     journaled = new JournaledVolume({
       disk: volume,
       journal,
@@ -206,14 +205,13 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
       roundStore: new DirStore(dir),
       activityStore: new DirStore(dir),
       hashBuffers: o.hashBuffers,
-      peers: had !== null && !sameSet ? had : v.peers,
+      peers: [...peersToOpenWith(had, v.peers)],
       peerStore: new DirStore(dir),
     });
     await journaled.start(report, recorded);
-    if (had === null) {
-      await writePeers(state, v.peers);
-    } else if (!sameSet) {
-      const { added, removed } = await journaled.setPeers(v.peers);
+    const changed = await journaled.settlePeers(had, v.peers);
+    if (had !== null && changed !== null) {
+      const { added, removed } = changed;
       o.log.info({ volume: v.name }, `volume ${v.name}: its peers were ${had.join(', ')} at its last run and are ${v.peers.join(', ')} now` +
         (added.length > 0 ? `; ${added.join(', ')} ${added.length === 1 ? 'gets' : 'get'} a first sync of its own, compared by hash, when it links ` +
           '(what the journal let go of meanwhile is in no journal of it)' : '') +

@@ -57,6 +57,7 @@ test('replication simulation: invariants 2, 3, 4, 5, 7 and 8 over a thousand see
   // ... and site-c is taken away from the peers by a reload and put back by another (docs/PEERS.md,
   // "Adding and removing a secondary"), now and then during a round of its own.
   assert.ok(figure('secondaries taken away and put back') > n / 20, out);
+  assert.ok(figure('primary starts with its peers changed') > n / 100, out);
   assert.ok(figure('of them during a round of their own') > 0, out);
   // A third of the seeds grow the volume (docs/CONFIG.md, "Growing a volume"): the secondaries, then the
   // primary, crashes of either side mid-grow among them, and links whose Hello found the sizes apart meanwhile.

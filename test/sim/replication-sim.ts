@@ -33,6 +33,7 @@ import { MemoryBudget } from '../../src/memory/budget.js';
 import { createHash } from 'node:crypto';
 import { createLogger, silentLogger, type Logger } from '../../src/log/log.js';
 import { DirtyBitmap, RegionSet } from '../../src/journal/bitmap.js';
+import { peersToOpenWith, readPeers } from '../../src/journal/peers-file.js';
 import { Journal, KEEP_PREFIX } from '../../src/journal/journal.js';
 import { RecordKind, type JournalRecord, type RecordHeader } from '../../src/journal/record.js';
 import { compress } from 'zstd-napi';
@@ -106,6 +107,8 @@ export interface ReplicationSimStats {
   ownFirstSyncs: number;
   /** Site-c taken away from the primary's peers by a reload, and put back by another (docs/PEERS.md, "Adding and removing a secondary"). */
   peersRemoved: number;
+  /** Opens of the primary that found its peers changed since its last run (put back at a restart: docs/PEERS.md, "Peers changed across a restart"). */
+  peersChangedAtRestart: number;
   /** ... of them during a round of site-c's own, which ended where it was. */
   ownRoundsAbandoned: number;
   /** Volumes grown (docs/CONFIG.md, "Growing a volume"): the secondaries first, then the primary, the faults going on. */
@@ -290,7 +293,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
     pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, historyToggles: 0, keptAcrossFollow: 0, historyCompactions: 0, threeSites: 0,
-    peersRemoved: 0, ownRoundsAbandoned: 0, grown: 0, unpairedBySize: 0, growsCrashed: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0,
+    peersRemoved: 0, peersChangedAtRestart: 0, ownRoundsAbandoned: 0, grown: 0, unpairedBySize: 0, growsCrashed: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0,
     failovers: 0, pastPromotes: 0, promoteCrashes: 0, roomsReused: 0, framesGathered: 0, promotesOnFullDisk: 0,
     verifies: 0, verifyRepairs: 0 };
   // Half the seeds keep history at the secondary (docs/HISTORY.md), some with a max that
@@ -385,11 +388,14 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     for (const s of [...imageAt.keys()]) if (s > survived) imageAt.delete(s);
     observe(journal);
     const { bitmap } = await settle(DirtyBitmap.open(mstore, size, BLOCK));
+    // The peers its journal kept cursors for at its last run (src/journal/peers-file.ts): a
+    // change of peerNames across this restart is made after the start, as a reload makes it.
+    const had = named() ? await settle(readPeers(mstore)) : null;
     jv = new JournaledVolume({
       disk, journal, bitmap, onFull: 'bitmap', intentStore: useIntents ? jstore : undefined, intentSlots: 64, log, roundStore: mstore,
       activityStore: mstore, activityExtent: BLOCK * (1 << rng.int(4)), activitySlots: 2 + rng.int(8), bootId: () => `boot-${boots}`,
       // (Several secondaries: a cursor each, and a far one detached into a bitmap of its own.)
-      ...(named() ? { peers: peerNames, peerStore: mstore } : {}),
+      ...(named() ? { peers: [...peersToOpenWith(had, peerNames)], peerStore: mstore } : {}),
     });
     jv.maxEpochBytes = receiveCapacity / 4; // what the link sets from the peer's Hello
     // A first sync by checksum leaves out regions whose hashes match the secondary's: from
@@ -428,6 +434,13 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       return cleared;
     };
     await settle(jv.start(report, recorded));
+    if (named()) {
+      const changed = await settle(jv.settlePeers(had, peerNames));
+      if (changed !== null) {
+        trace(`primary open: its peers were ${had?.join(', ')}, now ${peerNames.join(', ')}`);
+        stats.peersChangedAtRestart++;
+      }
+    }
     // (Every part grew with the open: the daemon removes the grow's file then, src/node/daemon.ts.)
     await settle(removeGrowing(mstore));
     trace(`primary open: mode ${jv.mode} round ${jv.roundStart} bitmap [${[...jv.bitmap.dirtyRegions()].join(',')}] journal ` +
@@ -1207,6 +1220,21 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     await settle(jv.setPeers(peerNames));
     s.newShipper();
   };
+  // The same at a restart of the primary (the file changed while it was down): the
+  // journal opens with the peers it had, and the start makes the change (settlePeers).
+  // Put back this way after the journal let go of records site-c lacked, only its first
+  // sync of its own brings it level (peers-restart.test.ts: before the fix it was not).
+  const putBackAtRestart = async (): Promise<void> => {
+    const s = retired;
+    if (!s) return;
+    trace(`${s.name} put back among the peers in the file, the primary restarted`);
+    retired = null;
+    sites.push(s);
+    c = s;
+    peerNames = sites.map((x) => x.name);
+    await crashPrimary(false);
+    if (!jv.cursors.has(s.name)) fail(`${s.name} not a peer of the journal after a restart put it back`);
+  };
 
   // --- the volume grown ------------------------------------------------------
   // A third of the seeds before a failover grow the volume part-way (docs/CONFIG.md,
@@ -1428,7 +1456,10 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     if (c && !calm) await siteEvent(c);
     if (threeSites && !failedOver && !calm) {
       if (retired) {
-        if (peersRng.chance(0.01)) await putBack('a later reload');
+        if (peersRng.chance(0.01)) {
+          if (peersRng.chance(0.5)) await putBack('a later reload');
+          else await putBackAtRestart();
+        }
       } else if (c && peersRng.chance(0.002)) await takeAway(c);
     }
     if (calm) {

@@ -77,6 +77,7 @@ for (const seed of seeds) {
       add('rounds of one peer', r.ownRounds);
       add('first syncs of one peer', r.ownFirstSyncs);
       add('secondaries taken away and put back', r.peersRemoved);
+      add('primary starts with its peers changed', r.peersChangedAtRestart);
       add('of them during a round of their own', r.ownRoundsAbandoned);
       add('volumes grown', r.grown);
       add('Hellos with the sizes apart', r.unpairedBySize);
