@@ -32,7 +32,8 @@ export async function readPeers(store: Store): Promise<string[] | null> {
   } catch {
     peers = undefined;
   }
-  if (!Array.isArray(peers) || peers.length === 0 || !peers.every((p) => typeof p === 'string' && p.length > 0) || new Set(peers).size !== peers.length) {
+  const listed = Array.isArray(peers) && peers.length > 0 && peers.every((p) => typeof p === 'string' && p.length > 0);
+  if (!listed || new Set(peers as string[]).size !== (peers as string[]).length) {
     throw new Error(`${PEERS_FILE}: no list of peers in it (${b.toString('utf8').trim()})`);
   }
   return peers as string[];
@@ -43,7 +44,10 @@ export function samePeers(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((p) => b.includes(p));
 }
 
-/** The peers a journal opens with: those written down at its last run when they differ from `configured` (JournaledVolume.settlePeers then makes the change). */
+/**
+ * The peers a journal opens with: those written down at its last run when they differ
+ * from `configured` (JournaledVolume.settlePeers then makes the change).
+ */
 export function peersToOpenWith(had: readonly string[] | null, configured: readonly string[]): readonly string[] {
   return had !== null && !samePeers(had, configured) ? had : configured;
 }
