@@ -142,9 +142,11 @@ export function peerLines(v: VolumeStatus): string[] {
 
 /** One line per volume this node could not open, with why (src/node/set-aside.ts), and one per volume a peer could not. */
 export function unavailableLines(s: NodeStatus): string[] {
-  const here = (s.unavailable ?? []).map((u) => paint(31, `volume ${u.name} NOT SERVED: `) +
-    `${u.opening ? 'opening again now; ' : ''}it did not open ${formatDuration(u.forSeconds)} ago` +
-    `${u.attempts > 1 ? ` (${u.attempts} tries)` : ''}: ${u.error}; put that right and run \`offsite reload\``);
+  const here = (s.unavailable ?? []).map((u) => u.reopening
+    ? paint(33, `volume ${u.name} REOPENING: `) + `${u.error} (not served for ${formatDuration(u.forSeconds)}; served again once it opens)`
+    : paint(31, `volume ${u.name} NOT SERVED: `) +
+      `${u.opening ? 'opening again now; ' : ''}it did not open ${formatDuration(u.forSeconds)} ago` +
+      `${u.attempts > 1 ? ` (${u.attempts} tries)` : ''}: ${u.error}; put that right and run \`offsite reload\``);
   const there = s.volumes.flatMap((v) => (v.peers ?? []).filter((p) => p.unavailable).map((p) =>
     paint(31, `volume ${v.name} NOT OPEN ON ${p.name}: `) + `${p.unavailable}; nothing of it flows until ${p.name} opens it (a reload there tries again)`));
   return [...here, ...there];

@@ -228,4 +228,6 @@ export interface UnavailableVolumeStatus {
   attempts: number;
   /** A reload is opening it now. */
   opening: boolean;
+  /** Served until a reload let it go to open it again with its new file, journal folder or bitmap granularity (src/node/volume-reopen.ts). */
+  reopening?: boolean;
 }

@@ -11,6 +11,8 @@ interface Unavailable {
   attempts: number;
   /** An open being tried now (a reload). */
   opening: boolean;
+  /** A served volume a reload let go to open it again (src/node/volume-reopen.ts), not one that failed. */
+  reopening: boolean;
 }
 
 export class UnavailableVolumes {
@@ -19,7 +21,13 @@ export class UnavailableVolumes {
   /** A volume failed to open (again): its newest reason; since stays the first failure's. */
   set(name: string, error: string, now: number): void {
     const was = this.volumes.get(name);
-    this.volumes.set(name, { error, since: was?.since ?? now, attempts: (was?.attempts ?? 0) + 1, opening: false });
+    // (A reopen that failed counts from the reopen's start, its first try: the volume was served until then.)
+    this.volumes.set(name, { error, since: was?.since ?? now, attempts: (was?.attempts ?? 0) + 1, opening: false, reopening: false });
+  }
+
+  /** A served volume let go to be opened again at once (src/node/volume-reopen.ts): listed, being opened. */
+  reopen(name: string, why: string, now: number): void {
+    this.volumes.set(name, { error: why, since: now, attempts: 0, opening: true, reopening: true });
   }
 
   has(name: string): boolean {
@@ -64,6 +72,7 @@ export class UnavailableVolumes {
   status(now: number): UnavailableVolumeStatus[] {
     return [...this.volumes].map(([name, u]) => ({
       name, error: u.error, forSeconds: Math.max(0, Math.round((now - u.since) / 1000)), attempts: u.attempts, opening: u.opening,
+      ...(u.reopening ? { reopening: true } : {}),
     }));
   }
 }

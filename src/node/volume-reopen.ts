@@ -18,7 +18,7 @@ import { REOPEN_KEYS } from './reloaded-volumes.js';
 import { letGo, type RemovalHost } from './volume-removal.js';
 
 export interface ReopenHost extends RemovalHost {
-  readonly unavailable: Pick<UnavailableVolumes, 'has' | 'remove' | 'set' | 'begin'>;
+  readonly unavailable: Pick<UnavailableVolumes, 'has' | 'remove' | 'reopen'>;
   /** Opens a volume set aside, being opened (unavailable.begin), as a reload does; one that fails stays set aside, with why. */
   openAgain(v: VolumeConfig): Promise<void>;
 }
@@ -35,8 +35,7 @@ export async function reopenVolume(host: ReopenHost, next: VolumeConfig): Promis
     if (changed.length === 0) return null;
     const t0 = Date.now();
     const gone = await letGo(host, e, config, `volume ${name} is being reopened here (a reload changed its ${changed.join(', ')})`);
-    host.unavailable.set(name, `being reopened at a reload (${changed.join(', ')} changed)`, Date.now());
-    host.unavailable.begin(name);
+    host.unavailable.reopen(name, `being opened again at a reload with its new ${changed.join(', ')}`, Date.now());
     // (In place: the links and the entries' order know the volume by this object.)
     config.path = next.path;
     config.journal_dir = next.journal_dir;

@@ -2,8 +2,9 @@
 // what the secondary serves meanwhile.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { VolumeStatus } from '../../src/contract/status.js';
-import { resyncCell, wireCell } from '../../src/cli/status.js';
+import type { NodeStatus, VolumeStatus } from '../../src/contract/status.js';
+import { resyncCell, unavailableLines, wireCell } from '../../src/cli/status.js';
+import { UnavailableVolumes } from '../../src/node/unavailable.js';
 import { volumeStatus } from '../helpers/status.js';
 
 const { role: _role, ...base } = volumeStatus('db');
@@ -44,4 +45,20 @@ test('the wire column: send rate, record bytes per wire byte, and whether the ba
   assert.equal(wireCell({ ...base, role: 'primary', backlogBytes: 1 << 30, shipping: { ...shipping, drainSeconds: null } }), '310 KiB/s x2.9, not draining');
   assert.equal(wireCell({ ...base, role: 'primary', shipping }), '310 KiB/s x2.9');
   assert.equal(wireCell({ ...base, role: 'secondary' }), '-');
+});
+
+test('a volume set aside says why and what to do; one a reload reopens says so, and that it comes back by itself', () => {
+  const u = new UnavailableVolumes();
+  u.set('logs', 'volume logs: /srv/logs.img: no such file', 1000);
+  u.reopen('db', 'being opened again at a reload with its new path', 5000);
+  const s = { node: 'site-a', version: '0', uptimeSeconds: 9, volumes: [], unavailable: u.status(7000) } as unknown as NodeStatus;
+  const plain = unavailableLines(s).map((l) => l.replace(/\x1b\[[0-9;]*m/g, ''));
+  assert.deepEqual(plain, [
+    'volume logs NOT SERVED: it did not open 6 s ago: volume logs: /srv/logs.img: no such file; put that right and run `offsite reload`',
+    'volume db REOPENING: being opened again at a reload with its new path (not served for 2 s; served again once it opens)',
+  ]);
+  // A reopen that fails is set aside as any other, counted from its own start.
+  u.set('db', 'volume db: /srv/db2.img: Permission denied', 6000);
+  assert.deepEqual(u.status(7000).find((x) => x.name === 'db'),
+    { name: 'db', error: 'volume db: /srv/db2.img: Permission denied', forSeconds: 2, attempts: 1, opening: false });
 });
