@@ -122,7 +122,8 @@ export interface WatchedUnavailable {
 }
 
 export function watchUnavailable(unavailable: readonly UnavailableVolumeStatus[] | undefined): WatchedUnavailable[] {
-  return (unavailable ?? []).map((u) => ({ name: u.name, error: u.error, attempts: u.attempts }));
+  // (A volume a reload reopens is no failure: a notification only if its open fails, set aside then.)
+  return (unavailable ?? []).filter((u) => u.reopening !== true).map((u) => ({ name: u.name, error: u.error, attempts: u.attempts }));
 }
 
 /**

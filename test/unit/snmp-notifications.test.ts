@@ -134,6 +134,11 @@ test('a volume set aside: notified when it does not open (the start too), again 
   assert.deepEqual(availabilityNotices([lost(2)], [], ['good']), []);
   assert.deepEqual(watchUnavailable(undefined), []);
   assert.deepEqual(watchUnavailable([{ name: 'lost', error: 'x', forSeconds: 3, attempts: 2, opening: true }]), [lost(2, 'x')]);
+  // A volume a reload lets go to reopen (src/node/volume-reopen.ts) pages no one: no notice while it reopens, nor when it is back.
+  const reopening = watchUnavailable([{ name: 'db', error: 'being opened again', forSeconds: 0, attempts: 0, opening: true, reopening: true }]);
+  assert.deepEqual(reopening, []);
+  assert.deepEqual(availabilityNotices([], reopening, ['good']), []);
+  assert.deepEqual(availabilityNotices(reopening, [], ['good', 'db']), []);
 });
 
 test('notificationOf: a set-aside volume\'s notification carries the node\'s scalars; a row\'s columns of a volume with no row: none', () => {
