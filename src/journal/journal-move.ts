@@ -3,12 +3,13 @@
 // the volume). The journal holds the only copy of what the peers have not received, so
 // the move never has a moment when neither folder holds all of it:
 //
+// 0. the move is written down as begun: until the commit, what the new folder holds of
+//    a journal is this move's (a move a crash cut is done again, its copies replaced);
 // 1. each file is linked into the new folder (a copy, made durable, when the folders
 //    are on two filesystems) under a temporary name, so the new folder holds no segment
 //    yet; then each is given its name, and the folder synced;
 // 2. `commit` writes down that the journal is in the new folder: the commit point.
-//    Before it, the old folder is the journal, whatever the new one holds (a move a
-//    crash cut is done again from the start, its copies removed first);
+//    Before it, the old folder is the journal, whatever the new one holds;
 // 3. the old folder's files go (the caller wrote down that they are leaving, so a crash
 //    here has them removed at the next open: removeLeft).
 import fs from 'node:fs';
@@ -16,6 +17,7 @@ import path from 'node:path';
 
 /** The files of a journal folder that move with it (its lock file stays: the new folder's is taken at the open). */
 export const JOURNAL_FILES = /^(?:\d{20}\.seg|released|applied|intent)$/;
+const SEGMENT_FILE = /^\d{20}\.seg$/;
 const MOVING = '.moving';
 
 export interface JournalMoved {
@@ -25,21 +27,26 @@ export interface JournalMoved {
   copied: boolean;
 }
 
-/** Moves the journal in `from` to `to`; `commit` writes down, durably, that it is in `to`. */
-export async function moveJournal(from: string, to: string, commit: () => Promise<void>): Promise<JournalMoved> {
+/**
+ * Moves the journal in `from` to `to`. `begin` writes down, durably, that the move is
+ * under way (from then until the commit, `to`'s journal files are this move's); `commit`
+ * that the journal is in `to`. `redo`: a move a crash cut, whose copies in `to` go first.
+ */
+export async function moveJournal(from: string, to: string, begin: () => Promise<void>, commit: () => Promise<void>,
+  redo = false): Promise<JournalMoved> {
   fs.mkdirSync(to, { recursive: true, mode: 0o700 });
   const names = fs.readdirSync(from).filter((n) => JOURNAL_FILES.test(n));
-  // A move a crash cut left copies of `from`'s files in `to`: they go. Anything else of
-  // a journal there is not this move's, and is not touched.
   for (const n of fs.readdirSync(to)) {
     const base = n.endsWith(MOVING) ? n.slice(0, -MOVING.length) : n;
     if (!JOURNAL_FILES.test(base)) continue;
-    if (!names.includes(base)) {
-      throw new Error(`cannot move the journal from ${from} to ${to}: ${to} holds ${n}, a journal file that is no copy of one of ${from}; ` +
-        `nothing was moved: empty ${to} of its journal files (another volume's journal?) or set journal_dir back to ${from}`);
+    // (Not a cut move's: segments there are not ours to remove; counters or an intent ring
+    // without a segment are a journal's leftovers, replaced by the move's.)
+    if (!redo && !n.endsWith(MOVING) && SEGMENT_FILE.test(n)) {
+      throw new Error(`cannot move the journal from ${from} to ${to}: ${to} holds ${n}, a segment of another journal; nothing was moved`);
     }
     fs.rmSync(path.join(to, n), { force: true });
   }
+  await begin();
   let bytes = 0;
   let copied = false;
   for (const n of names) {

@@ -9,11 +9,14 @@
 // So the state folder names the journal's folder (`journal-at`), and before a journal
 // is opened its place is judged (judgePlace):
 //
-// - the folder written down is another and still holds the journal: the key moved, so
-//   the journal moves to it (moveJournal: the files linked or copied under temporary
-//   names, made durable, named, then `journal-at` names the new folder, which is the
-//   commit point, and only then do the old files go). A move a crash cut is done again
-//   from the start: the old folder is the journal until `journal-at` says otherwise;
+// - the folder written down is another and still holds the journal, and the configured
+//   one holds no segments: the key moved, so the journal moves to it (moveJournal: the
+//   move written down as begun, the files linked or copied under temporary names, made
+//   durable, named, then `journal-at` names the new folder, which is the commit point,
+//   and only then do the old files go). A move a crash cut is done again from the
+//   start, its copies replaced: the old folder is the journal until `journal-at` says
+//   otherwise. A configured folder that holds segments not of a cut move is opened as it
+//   is (moved there by hand; another volume's is refused by the segments' owner check);
 // - segments in the configured folder, or a journal that never began: opened there;
 // - the configured folder absent, and a journal began here before: refused, nothing
 //   made (a disk not mounted looks so; a replaced one gets its folder made by hand);
@@ -34,15 +37,23 @@ import { formatBytes } from '../units/units.js';
 export const JOURNAL_AT_FILE = 'journal-at';
 export const JOURNAL_AT_FORMAT = jsonVersion('journal place file', 1, [1]);
 
-/** Where the journal is; `leaving`: a folder it moved from whose files are still to be removed. */
+/**
+ * Where the journal is; `moving`: a folder it is being moved to (until the commit point,
+ * what that folder holds of a journal is this move's copies); `leaving`: a folder it
+ * moved from whose files are still to be removed.
+ */
 export interface JournalAt {
   folder: string;
+  moving?: string;
   leaving?: string;
 }
 
 /** Writes down, durably, where the volume's journal is (absolute paths). */
 export function writeJournalAt(store: Store, at: JournalAt): Promise<void> {
-  const j = { version: JOURNAL_AT_FORMAT.writes, folder: at.folder, ...(at.leaving !== undefined ? { leaving: at.leaving } : {}) };
+  const j = {
+    version: JOURNAL_AT_FORMAT.writes, folder: at.folder,
+    ...(at.moving !== undefined ? { moving: at.moving } : {}), ...(at.leaving !== undefined ? { leaving: at.leaving } : {}),
+  };
   return store.replace(JOURNAL_AT_FILE, Buffer.from(`${JSON.stringify(j)}\n`));
 }
 
@@ -50,17 +61,19 @@ export function writeJournalAt(store: Store, at: JournalAt): Promise<void> {
 export async function readJournalAt(store: Store): Promise<JournalAt | null> {
   const b = await readStateFile(store, JOURNAL_AT_FILE, JOURNAL_AT_FORMAT);
   if (b === null) return null;
-  let j: { folder?: unknown; leaving?: unknown } = {};
+  let j: { folder?: unknown; moving?: unknown; leaving?: unknown } = {};
   try {
     j = JSON.parse(b.toString('utf8')) as typeof j;
   } catch {
     // (below)
   }
   const absolute = (x: unknown): x is string => typeof x === 'string' && path.isAbsolute(x);
-  if (!absolute(j.folder) || (j.leaving !== undefined && !absolute(j.leaving))) {
+  if (!absolute(j.folder) || (j.leaving !== undefined && !absolute(j.leaving)) || (j.moving !== undefined && !absolute(j.moving))) {
     throw new Error(`${JOURNAL_AT_FILE}: no folder in it (${b.toString('utf8').trim()})`);
   }
-  return { folder: j.folder, ...(j.leaving !== undefined ? { leaving: j.leaving as string } : {}) };
+  return {
+    folder: j.folder, ...(j.moving !== undefined ? { moving: j.moving as string } : {}), ...(j.leaving !== undefined ? { leaving: j.leaving as string } : {}),
+  };
 }
 
 /** A folder's journal segments: how many, and their bytes (none: the folder is absent or holds none). */
@@ -97,6 +110,8 @@ export interface PlaceFacts {
   writtenDown: string | null;
   /** Its segments, when it is another folder than `folder`. */
   there: SegmentsIn;
+  /** A move to `folder` was begun and not committed (a crash cut it): what `folder` holds of a journal is its copies. */
+  cutMove: boolean;
   /** The volume's stream names this node as its primary: a journal began here before. */
   ownStream: boolean;
   /** The configured folder exists (false: a disk not mounted?). */
@@ -105,15 +120,17 @@ export interface PlaceFacts {
 
 export type JournalPlace =
   | { kind: 'here' }
-  | { kind: 'move'; from: string; message: string }
+  | { kind: 'move'; from: string; redo: boolean; message: string }
   | { kind: 'lost'; message: string }
   | { kind: 'missing'; message: string };
 
 /** Is the journal where the config says, to be moved there, or lost? (The rules are the file's comment.) */
 export function judgePlace(f: PlaceFacts): JournalPlace {
-  if (f.writtenDown !== null && !sameFolder(f.writtenDown, f.folder) && f.there.count > 0) {
+  // (A configured folder that holds segments of its own, not a cut move's copies, is opened
+  // as it is: the journal moved there by hand, or another volume's, which its owner check refuses.)
+  if (f.writtenDown !== null && !sameFolder(f.writtenDown, f.folder) && f.there.count > 0 && (f.here.count === 0 || f.cutMove)) {
     return {
-      kind: 'move', from: f.writtenDown,
+      kind: 'move', from: f.writtenDown, redo: f.cutMove,
       message: `volume ${f.volume}: journal_dir is now ${f.folder}: moving its journal there from ${f.writtenDown} ` +
         `(${f.there.count} segment${f.there.count === 1 ? '' : 's'}, ${formatBytes(f.there.bytes)})`,
     };

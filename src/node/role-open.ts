@@ -7,7 +7,7 @@ import type { Config } from '../config/config.js';
 import { journalDirOf } from '../config/config.js';
 import { formatBytes } from '../units/units.js';
 import type { Logger } from '../log/log.js';
-import { DirtyBitmap, RegionSet } from '../journal/bitmap.js';
+import { BITMAP_FILE, DirtyBitmap, RegionSet } from '../journal/bitmap.js';
 import { History } from '../journal/history.js';
 import { ForeignSegmentError, Journal, KEEP_PREFIX, type JournalVolume } from '../journal/journal.js';
 import { DirStore, FolderLock } from '../journal/store.js';
@@ -171,6 +171,9 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   const journalDir = path.resolve(journalDirOf(v, o.config.state));
   // (Before the lock makes the folder: one that is not there is refused.)
   if (replaced === null) await journalPlace(o, v.name, journalDir, state);
+  // A journal that began here and has no dirty bitmap lost it: what it marked is not known.
+  const bitmapLost = !state.list().includes(BITMAP_FILE) && (await readStream(state))?.primary === o.config.node ?
+    `volume ${v.name}: its dirty bitmap (${path.join(dir, BITMAP_FILE)}) is gone, so the regions it marked are not known` : null;
   const lock = o.folders.take(v.name, journalDir);
   const journalStore = new DirStore(journalDir);
   const journal = new Journal({ store: journalStore, capacity: v.journal, volume: owner });
@@ -184,7 +187,7 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   try {
     const report = await o.folders.holding(v.name, lock, async () => {
       // Before anything is read: is the journal where the config says, to be moved there, or lost?
-      await placeJournal(o, v.name, journalDir, state, replaced);
+      await placeJournal(o, v.name, journalDir, state, replaced, bitmapLost);
       await refuseNewerState(journalDir, journalStore, JOURNAL_FOLDER_FILES);
       await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
     }, () => journal.recover((at, l) => recorded!.mark(at, l), recoveryProgress(o.log, v.name)));
@@ -224,8 +227,12 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
       await writeStream(new DirStore(dir), stream);
     }
     o.streams.set(v.name, stream);
-    // (After the start: a journal that began here, or was moved here by hand, is written down where it is.)
-    if ((await readJournalAt(state))?.folder !== journalDir) await writeJournalAt(state, { folder: journalDir });
+    // (After the start: a journal that began here, or was moved here by hand, is written down where it is. A move
+    // a crash cut stays written down: the folder it was to holds its copies, an old state of the journal, until it is done again.)
+    const at = await readJournalAt(state);
+    if (at?.folder !== journalDir) {
+      await writeJournalAt(state, { folder: journalDir, ...(at?.moving !== undefined && at.moving !== journalDir ? { moving: at.moving } : {}) });
+    }
     await keepFileId();
   } catch (err) {
     try {
@@ -257,7 +264,8 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
  * one lost with its folder begins again in a new stream, so every peer is compared by
  * hash (src/journal/placement.ts). The new folder is locked by now.
  */
-async function placeJournal(o: RoleOpening, name: string, folder: string, state: DirStore, replaced: string | null): Promise<void> {
+async function placeJournal(o: RoleOpening, name: string, folder: string, state: DirStore, replaced: string | null,
+  bitmapLost: string | null): Promise<void> {
   let at = await readJournalAt(state);
   if (replaced !== null) {
     // The journal's records are changes to the other file: they go, wherever they are, and a new stream begins.
@@ -266,6 +274,7 @@ async function placeJournal(o: RoleOpening, name: string, folder: string, state:
     removeJournalFiles(folder);
     if (at !== null) removeJournalFiles(at.folder);
     if (at?.leaving !== undefined) removeJournalFiles(at.leaving);
+    if (at?.moving !== undefined) removeJournalFiles(at.moving);
     await writeJournalAt(state, { folder });
     await new RoundMarker(state).remove();
     await writeStream(state, { stream: newStreamId(), primary: o.config.node });
@@ -278,11 +287,19 @@ async function placeJournal(o: RoleOpening, name: string, folder: string, state:
     await writeJournalAt(state, at);
   }
   const place = await journalPlace(o, name, folder, state);
+  if (bitmapLost !== null && place.kind !== 'lost') {
+    // (The journal is kept; its records are covered by the round every peer gets.)
+    o.log.warn({ volume: name }, `${bitmapLost}: each peer's replica is compared with this volume by hash and brought equal ` +
+      '(only the regions that differ are sent)');
+    await new RoundMarker(state).remove();
+    await writeStream(state, { stream: newStreamId(), primary: o.config.node });
+  }
   if (place.kind === 'here') return;
   if (place.kind === 'move') {
     o.log.info({ volume: name }, place.message);
     const t0 = Date.now();
-    const moved = await moveJournal(place.from, folder, () => writeJournalAt(state, { folder, leaving: place.from }));
+    const moved = await moveJournal(place.from, folder, () => writeJournalAt(state, { folder: place.from, moving: folder }),
+      () => writeJournalAt(state, { folder, leaving: place.from }), place.redo);
     await writeJournalAt(state, { folder });
     o.log.info({ volume: name }, `volume ${name}: journal moved to ${folder} in ${Date.now() - t0} ms ` +
       `(${moved.files} files, ${formatBytes(moved.bytes)}, ${moved.copied ? 'copied: another filesystem' : 'linked: the same filesystem'})`);
@@ -316,7 +333,8 @@ async function servedWithoutPeers(o: RoleOpening, e: VolumeEntry): Promise<void>
 
 /** Where the journal is (src/journal/placement.ts); a folder that does not exist is refused (the volume set aside). */
 async function journalPlace(o: RoleOpening, name: string, folder: string, state: DirStore): Promise<Exclude<JournalPlace, { kind: 'missing' }>> {
-  const writtenDown = (await readJournalAt(state))?.folder ?? null;
+  const at = await readJournalAt(state);
+  const writtenDown = at?.folder ?? null;
   const stream = await readStream(state);
   const place = judgePlace({
     volume: name,
@@ -324,6 +342,7 @@ async function journalPlace(o: RoleOpening, name: string, folder: string, state:
     here: segmentsIn(folder),
     writtenDown,
     there: writtenDown === null || writtenDown === folder ? { count: 0, bytes: 0 } : segmentsIn(writtenDown),
+    cutMove: at?.moving === folder,
     ownStream: stream !== null && stream.primary === o.config.node,
     exists: fs.existsSync(folder),
   });

@@ -1303,7 +1303,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     const able = sites.filter((s) => s.replica.consistent || past(s));
     if (able.length === 0) return; // (none could be promoted without --force: the seed goes on without a failover)
     const promoted = able[failRng.int(able.length)]!;
-    const toPast = past(promoted) && (!promoted.replica.consistent || failRng.chance(0.6));
+    const toPast = past(promoted) && (!promoted.replica.consistent || failRng.chance(0.8));
     trace(`restore points at failover: ${sites.map((x) => `${x.name} ${x.replica.historyPoints().length}`).join(', ')}; keeps history ${keepsHistory}`);
     const powerLoss = failRng.chance(0.5);
     trace(`the primary is lost (${powerLoss ? 'power loss' : 'kill -9'}); ${promoted.name} takes over`);

@@ -14,7 +14,7 @@ import { NewerFormatError } from '../../src/versioning/format.js';
 
 const none = { count: 0, bytes: 0 };
 const facts = (f: Partial<PlaceFacts>): PlaceFacts =>
-  ({ volume: 'db', folder: '/srv/j2', here: none, writtenDown: null, there: none, ownStream: false, exists: true, ...f });
+  ({ volume: 'db', folder: '/srv/j2', here: none, writtenDown: null, there: none, cutMove: false, ownStream: false, exists: true, ...f });
 
 test('a journal with segments where the config says opens there, wherever it was written down', () => {
   assert.deepEqual(judgePlace(facts({ here: { count: 2, bytes: 9 } })), { kind: 'here' });
@@ -28,11 +28,15 @@ test('a journal that never began (no place written down, no stream of this node)
 test('the key moved: the journal moves from the folder written down, while that folder holds it, whatever the new one holds', () => {
   const p = judgePlace(facts({ writtenDown: '/srv/j1', there: { count: 3, bytes: 12.5 * 1024 * 1024 }, ownStream: true }));
   assert.deepEqual(p, {
-    kind: 'move', from: '/srv/j1',
+    kind: 'move', from: '/srv/j1', redo: false,
     message: 'volume db: journal_dir is now /srv/j2: moving its journal there from /srv/j1 (3 segments, 13 MiB)',
   });
-  // (A move a crash cut: copies in the new folder; the old one is still the journal.)
-  assert.equal(judgePlace(facts({ here: { count: 2, bytes: 9 }, writtenDown: '/srv/j1', there: { count: 3, bytes: 1 } })).kind, 'move');
+  // A move a crash cut (written down as begun): its copies in the new folder go, and it is done again.
+  const cut = judgePlace(facts({ here: { count: 2, bytes: 9 }, writtenDown: '/srv/j1', there: { count: 3, bytes: 1 }, cutMove: true }));
+  assert.equal(cut.kind === 'move' && cut.redo, true);
+  // Segments in the new folder that are no move's (the journal moved by hand, or another volume's, which
+  // recovery's owner check refuses): opened as they are, the old folder's left alone.
+  assert.deepEqual(judgePlace(facts({ here: { count: 2, bytes: 9 }, writtenDown: '/srv/j1', there: { count: 3, bytes: 1 } })), { kind: 'here' });
 });
 
 test('no segments where it is nor where it was: lost (a new stream follows); so too a journal of this node\'s stream never written down', () => {
@@ -69,6 +73,9 @@ test('the journal-at file: written, read back, decoded from fixed bytes; a newer
     assert.equal(fs.readFileSync(path.join(dir, JOURNAL_AT_FILE), 'utf8'), '{"version":1,"folder":"/srv/j1"}\n');
     await writeJournalAt(store, { folder: '/srv/j2', leaving: '/srv/j1' });
     assert.deepEqual(await readJournalAt(store), { folder: '/srv/j2', leaving: '/srv/j1' });
+    await writeJournalAt(store, { folder: '/srv/j1', moving: '/srv/j2' });
+    assert.equal(fs.readFileSync(path.join(dir, JOURNAL_AT_FILE), 'utf8'), '{"version":1,"folder":"/srv/j1","moving":"/srv/j2"}\n');
+    assert.deepEqual(await readJournalAt(store), { folder: '/srv/j1', moving: '/srv/j2' });
     fs.writeFileSync(path.join(dir, JOURNAL_AT_FILE), Buffer.from('7b2276657273696f6e223a312c22666f6c646572223a222f6d6e742f6a6f75726e616c227d0a', 'hex'));
     assert.deepEqual(await readJournalAt(store), { folder: '/mnt/journal' });
     fs.writeFileSync(path.join(dir, JOURNAL_AT_FILE), '{"version":2,"folder":"/srv/j1"}\n');
@@ -102,7 +109,12 @@ for (const [where, other] of [['the same filesystem (linked)', () => fs.mkdtempS
       const from = path.join(root, 'j');
       const was = aJournal(from);
       let atCommit: Record<string, string> = {};
+      let begun = false;
       const moved = await moveJournal(from, to, async () => {
+        begun = true;
+        assert.deepEqual(journalFiles(to), {});
+      }, async () => {
+        assert.ok(begun);
         atCommit = journalFiles(to);
         assert.deepEqual(journalFiles(from), was);
       });
@@ -128,7 +140,7 @@ test('moveJournal after a move a crash cut: its copies are replaced; a journal f
     fs.mkdirSync(to);
     fs.writeFileSync(path.join(to, '00000000000000000001.seg'), 'half');
     fs.writeFileSync(path.join(to, 'released.moving'), 'half');
-    await moveJournal(from, to, async () => undefined);
+    await moveJournal(from, to, async () => undefined, async () => undefined, true);
     const { 'journal.lock': _lock, ...files } = was;
     assert.deepEqual(journalFiles(to), files);
 
@@ -138,7 +150,9 @@ test('moveJournal after a move a crash cut: its copies are replaced; a journal f
     let committed = false;
     await assert.rejects(moveJournal(path.join(root, 'j3'), path.join(root, 'j4'), async () => {
       committed = true;
-    }), /holds 00000000000000000099\.seg, a journal file that is no copy of one of \S+j3; nothing was moved/);
+    }, async () => {
+      committed = true;
+    }), /holds 00000000000000000099\.seg, a segment of another journal; nothing was moved/);
     assert.equal(committed, false);
     assert.deepEqual(journalFiles(path.join(root, 'j3')), again);
   } finally {
