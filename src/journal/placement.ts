@@ -25,8 +25,9 @@
 //   replica is brought to its last flush point and compared with this volume by hash, as
 //   after a failover; a round marker of the old numbering goes.
 //
-// STATE/volumes/NAME/journal-at, JSON: {"version":1,"folder":"/abs/path"}, and while
-// the old folder's files are being removed after a move, "leaving":"/old/path".
+// STATE/volumes/NAME/journal-at, JSON: {"version":1,"folder":"/abs/path"}; from a move's
+// beginning to its commit (and after, while that folder holds its copies) "moving":"/new/path";
+// while the old folder's files are being removed after a move, "leaving":"/old/path".
 import fs from 'node:fs';
 import path from 'node:path';
 import { readStateFile, type Store } from './store.js';
