@@ -50,8 +50,14 @@ function onStatus(s) {
 function showUnavailable(list) {
   document.getElementById('unavailable-section').hidden = list.length === 0;
   document.getElementById('unavailable').replaceChildren(...list.map((u) => {
-    const li = el('li', 'group bad');
+    // (A volume a reload reopens with its new file or journal folder is no fault: it comes back by itself.)
+    const li = el('li', u.reopening ? 'group' : 'group bad');
     li.dataset.volume = u.name;
+    if (u.reopening) {
+      li.append(el('strong', 'group-name', u.name), el('span', 'group-state', ': reopening; '), el('span', 'msg', u.error),
+        el('span', 'muted', `; not served for ${duration(u.forSeconds)}, served again once it opens`));
+      return li;
+    }
     li.append(el('strong', 'group-name', u.name), el('span', 'group-state bad', u.opening ? ': opening again now; ' : ': '),
       el('span', 'msg', u.error),
       el('span', 'muted', `; for ${duration(u.forSeconds)}${u.attempts > 1 ? `, ${u.attempts} tries` : ''}; put that right and reload the config`));
