@@ -324,7 +324,9 @@ export class JournaledVolume implements ExportBackend {
     const changed = await this.rounds.setPeers(next);
     // (Written down before the release: a restart opens with these peers, src/journal/peers-file.ts.)
     if (this.stateStore) await writePeers(this.stateStore, this.cursors.peers);
-    await this.releaseUpTo(this.cursors.lowest);
+    // The change is made; what it lets the journal release goes at the next ack if not now
+    // (a full disk: the release point's write failed), as after any ack.
+    await this.releaseUpTo(this.cursors.lowest).catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`));
     return changed;
   }
   /**

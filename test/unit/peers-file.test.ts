@@ -45,3 +45,24 @@ test('a change of peers is written down with it (setPeers), for the next start t
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a change of peers whose release fails on a full disk is made all the same (replication simulation seed 1534)', async () => {
+  const dir = tempDir('peers-full');
+  try {
+    const { jv } = await openPeered(dir, ['site-b', 'site-c']);
+    await jv.write(0, Buffer.alloc(4096, 1), false);
+    await jv.flush();
+    await jv.releaseFor('site-b', jv.journal.lastSeq);
+    // The release point's write fails: the disk is full.
+    jv.journal.release = async () => {
+      throw new Error('ENOSPC: disk full');
+    };
+    const changed = await jv.setPeers(['site-b']);
+    assert.deepEqual(changed, { added: [], removed: ['site-c'] });
+    assert.deepEqual(jv.cursors.peers, ['site-b']);
+    assert.deepEqual(await readPeers(new DirStore(dir)), ['site-b']);
+    await jv.close();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
