@@ -5,29 +5,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { POSIX_FADV_WILLNEED, nativeFs } from '../volume/native.js';
 import { getSystemErrorName } from 'node:util';
-import type { FollowingWrites, Store, StoreFile } from '../store/store.js';
+import { readStateFile, type FollowingWrites, type Store, type StoreFile } from '../store/store.js';
 import { assert } from '../invariants/assert.js';
-import { refuseNewer, type FileFormat } from '../versioning/format.js';
 
 /** The journal's files import the interface from here as well. */
 export type { Store, StoreFile };
-
-/**
- * A small state file's bytes (its first 4 KiB: a JSON mark), or null when there is none;
- * one a newer release wrote is refused (docs/VERSIONING.md). Its reader parses the rest.
- */
-export async function readStateFile(store: Store, name: string, format: FileFormat): Promise<Buffer | null> {
-  if (!store.list().includes(name)) return null;
-  const f = store.open(name);
-  let b: Buffer;
-  try {
-    b = await f.read(0, Math.min(f.size(), 4096));
-  } finally {
-    f.close();
-  }
-  refuseNewer(format, b, name);
-  return b;
-}
+/** (It lives beside the interface, src/store/store.ts, so src/volume reads state files too without a circle.) */
+export { readStateFile };
 
 export class DirStore implements Store {
   constructor(readonly dir: string) {

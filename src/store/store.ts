@@ -3,8 +3,10 @@
 // loses unsynced writes (test/sim/disk-model.ts); DirStore (src/journal/store.ts) is
 // the real folder. Appends and page writes are synchronous (they land in the page
 // cache, like the host's writes); reads and syncs are asynchronous (they may wait for
-// the disk). Types only: the journal (journal/) and resync rounds (sync/) both write
-// through it without importing each other.
+// the disk). Types (and one reader) only: the journal (journal/) and resync rounds (sync/) both write
+// through it without importing each other. Beside it, readStateFile: a small state
+// file's bytes, for any folder's reader (journal/, volume/, stream/).
+import { refuseNewer, type FileFormat } from '../versioning/format.js';
 
 /**
  * Writes to another file (a volume's descriptor) that must follow a write to this one,
@@ -60,4 +62,21 @@ export interface Store {
   syncDir(): Promise<void>;
   /** Replaces a small file atomically and durably: after a crash it holds the old bytes or the new. */
   replace(name: string, data: Buffer): Promise<void>;
+}
+
+/**
+ * A small state file's bytes (its first 4 KiB: a JSON mark), or null when there is none;
+ * one a newer release wrote is refused (docs/VERSIONING.md). Its reader parses the rest.
+ */
+export async function readStateFile(store: Store, name: string, format: FileFormat): Promise<Buffer | null> {
+  if (!store.list().includes(name)) return null;
+  const f = store.open(name);
+  let b: Buffer;
+  try {
+    b = await f.read(0, Math.min(f.size(), 4096));
+  } finally {
+    f.close();
+  }
+  refuseNewer(format, b, name);
+  return b;
 }

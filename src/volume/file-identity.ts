@@ -17,8 +17,8 @@
 // "folderIno":"5308001","folderBirth":"1796481230000000000"} (decimal strings: an inode
 // number may pass 2^53; birth in ns since the epoch, "0" where the filesystem keeps none).
 import fs from 'node:fs';
-import type { Store } from '../store/store.js';
-import { jsonVersion, refuseNewer } from '../versioning/format.js';
+import { readStateFile, type Store } from '../store/store.js';
+import { jsonVersion } from '../versioning/format.js';
 
 export const FILE_ID_FILE = 'file-id';
 export const FILE_ID_FORMAT = jsonVersion('volume file identity', 1, [1]);
@@ -65,15 +65,8 @@ export function writeFileId(store: Store, id: FileId): Promise<void> {
 
 /** The identity written down, or null (none: a volume not opened by this release yet). A file that cannot be read stops the start. */
 export async function readFileId(store: Store): Promise<FileId | null> {
-  if (!store.list().includes(FILE_ID_FILE)) return null;
-  const f = store.open(FILE_ID_FILE);
-  let b: Buffer;
-  try {
-    b = await f.read(0, Math.min(f.size(), 4096));
-  } finally {
-    f.close();
-  }
-  refuseNewer(FILE_ID_FORMAT, b, FILE_ID_FILE);
+  const b = await readStateFile(store, FILE_ID_FILE, FILE_ID_FORMAT);
+  if (b === null) return null;
   try {
     const j = JSON.parse(b.toString('utf8')) as Record<string, unknown>;
     const n = (x: unknown, digits: number): x is string => typeof x === 'string' && new RegExp(`^\\d{1,${digits}}$`).test(x);
