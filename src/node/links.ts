@@ -174,6 +174,21 @@ export class LinkManager {
     return this.peerSetAside.get(volume)?.get(peer) ?? null;
   }
 
+  /**
+   * Peers of a primary's volume whose Hello showed records of another stream (this
+   * primary began a new one: its file replaced, its journal or bitmap lost, served
+   * without peers): each starts again from its last flush point and is compared by hash
+   * at its next link. Until that link pairs it, the volume is not current with it (the
+   * status says resyncing, not drained). By volume, then peer.
+   */
+  private readonly startingAgain = new Map<string, Set<string>>();
+
+  /** `peer` starts again from its last flush point and is compared by hash when it links again (startingAgain). */
+  isStartingAgain(volume: string, peer?: string): boolean {
+    const set = this.startingAgain.get(volume);
+    return set !== undefined && (peer === undefined ? set.size > 0 : set.has(peer));
+  }
+
   /** The zstd workers, for a peer's PackedRecords frames (made at the first, whatever this node's own compression setting). */
   private unpackPool(): CompressionPool {
     return (this.pool ??= new CompressionPool());
@@ -363,6 +378,7 @@ export class LinkManager {
     this.log.info({ peer, protocol: version }, `link to ${peer} up`);
     for (const { local } of check.follows) {
       if (local.role === 'primary') {
+        this.startingAgain.set(local.name, (this.startingAgain.get(local.name) ?? new Set<string>()).add(peer));
         this.log.info({ volume: local.name, peer }, `volume ${local.name}: ${peer} holds records of another primary's journal; ` +
           'it starts again from its last flush point and is compared by hash when it links again');
       } else {
@@ -373,6 +389,8 @@ export class LinkManager {
       if (local.role === 'primary') {
         const jv = this.volumes.primaries.get(local.name);
         if (!jv) continue;
+        // (Paired now: its beginning below opens its comparison before any status is read.)
+        this.startingAgain.get(local.name)?.delete(peer);
         // The secondary applies whole epochs out of its receive log: keep them to a quarter of it.
         jv.maxEpochBytes = Math.min(jv.maxEpochBytes, epochBytesFor(Infinity, remote.logBytes));
         // A peer with nothing in its receive log and no round open (a new replica, or
@@ -467,6 +485,7 @@ export class LinkManager {
   volumeRemoved(name: string, peers: readonly string[]): void {
     this.pausedVolumes.delete(name);
     this.peerSetAside.delete(name);
+    this.startingAgain.delete(name);
     this.figures.forget(name);
     for (const peer of peers) if (!this.retiring.has(peer)) this.dialer.redial(peer);
   }
@@ -478,6 +497,7 @@ export class LinkManager {
       sh?.down();
       this.shippers.delete(pairKey(volume, peer));
       this.peerSetAside.get(volume)?.delete(peer);
+      this.startingAgain.get(volume)?.delete(peer);
     }
   }
 

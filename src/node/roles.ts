@@ -452,17 +452,21 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       const daemon = this.daemon;
       const rp = e.replica;
       const held = rp.checkpoint;
+      const previous = await readStream(new DirStore(e.dir));
+      // The same primary in a new stream: it began its journal again (its file replaced, its journal or bitmap lost, docs/PEERS.md).
+      const why = previous?.primary === primary
+        ? `${primary} began a new journal (its volume file replaced, or its journal or dirty bitmap lost: its log says which)`
+        : `${primary} is primary with a journal this replica never followed (a failover elsewhere)`;
       if (held) {
         this.waitingToFollow.set(name, primary);
         return {
           volume: name,
-          message: `volume ${name}: ${primary} is primary with a journal this replica never followed (a failover elsewhere); it follows ` +
+          message: `volume ${name}: ${why}; it follows ` +
             `${primary} once ${e.drill ? `the drill ends (offsite drill stop ${name})` : `checkpoint "${held.label}" is released ` +
             `(offsite checkpoint release ${name})`}; until then nothing is received, and the checkpoint's image stays served`,
         };
       }
       daemon.links?.volumeChanged(name, `volume ${name} starts again as ${primary}'s secondary`);
-      const previous = await readStream(new DirStore(e.dir));
       const fin = await rp.finishForPromote(undefined, { follow: true });
       rp.log.close();
       // From here a crash finishes it as a demote does (the first-sync mark and the history go too: the next round is a first sync).
@@ -474,7 +478,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       await daemon.openRole(e);
       daemon.registry.add(daemon.backendOf(e), e.config.default === true);
       daemon.links?.volumeReady(name, `volume ${name} follows ${primary} now`);
-      const message = `volume ${name}: ${primary} is primary with a journal this replica never followed (a failover elsewhere); ` +
+      const message = `volume ${name}: ${why}; ` +
         `the replica stays the image at record ${fin.applied} of its last primary` +
         (fin.discarded > 0 ? ` (${fin.discarded} records after its last flush point discarded)` : '') +
         (fin.rolledBack > 0 ? ` (${fin.rolledBack} regions of an unfinished resync rolled back)` : '') +

@@ -57,7 +57,8 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     sizeBytes: e.volume.size,
     uuid: e.identity?.uuid ?? '',
     generation: e.identity?.generations ?? [],
-    resyncing: Boolean(e.journaled?.roundStart || e.replica?.round),
+    // (A first sync about to open, or a peer starting again to be compared at its next link, is not current either.)
+    resyncing: Boolean(e.journaled?.roundStart || e.journaled?.seed.pending || e.replica?.round || links?.isStartingAgain(e.config.name)),
     resyncLeftBytes: e.journaled ? e.journaled.resyncLeftBytes : 0,
     resyncTotalBytes: e.journaled?.roundStart ? e.journaled.round.totalBytes : 0,
     resyncBytes: e.journaled?.journal.resyncBytes ?? 0,
@@ -133,7 +134,8 @@ function peersStatus(e: VolumeEntry, links: LinkManager | null, now: number): Pe
         name, link: linkOf(name), ackedSeq: acked,
         backlogBytes: j.mode === 'bitmap' ? j.bitmap.dirtyBytes : j.journal.bytesAfter(marked) + (own?.dirtyBytes ?? 0),
         backlogRecords: Math.max(0, j.journal.lastSeq - Math.max(acked, j.journal.released)),
-        lagSeconds: Math.round(lagMs / 100) / 10, resyncing: j.roundStartFor(name) !== 0, paused: links?.isPaused(e.config.name) ?? false,
+        lagSeconds: Math.round(lagMs / 100) / 10, resyncing: j.roundStartFor(name) !== 0 || (links?.isStartingAgain(e.config.name, name) ?? false),
+        paused: links?.isPaused(e.config.name) ?? false,
         detached: j.cursors.isDetached(name), firstSyncWaitsFor: links?.firstSyncWaitsFor(e.config.name, name) ?? null,
         unavailable: links?.peerUnavailable(e.config.name, name) ?? null,
       };
