@@ -12,6 +12,7 @@ import { nativeFs } from '../volume/native.js';
 import { Volume } from '../volume/volume.js';
 import type { HistoryRing } from '../journal/history.js';
 import { DirStore } from '../journal/store.js';
+import { writeStopped } from '../volume/file-identity.js';
 import { startApi } from '../api/server.js';
 import type { NodeStatus } from '../contract/status.js';
 import { nodeStatus } from './status.js';
@@ -466,6 +467,7 @@ export class Daemon {
       closeExports: async (names) => (await this.nbd?.closeExports(names) ?? 0) + (await this.iscsi?.closeExports(names) ?? 0),
       exclusive: (f) => this.roles.exclusive(f),
       releaseFolder: (name) => this.folders.release(name),
+      stampStopped: (e) => this.stampStopped(e),
       forget: (name) => {
         this.linkVolumes.identities.delete(name);
         this.streams.delete(name);
@@ -551,6 +553,7 @@ export class Daemon {
       if (this.historyTimer) clearInterval(this.historyTimer);
       this.pressure?.stop();
       this.oldGeneration?.stop();
+      const closing = [...this.entries];
       for (const e of this.entries.splice(0)) {
         await e.drill?.stop().catch(() => undefined);
         await e.journaled?.close().catch((err: Error) => this.log.error(`volume ${e.config.name}: ${err.message}`));
@@ -560,6 +563,8 @@ export class Daemon {
         }
       }
       await this.closeVolumes();
+      // Each file's times as this clean stop left it: an open that finds them moved knows it was written meanwhile.
+      for (const e of closing) await this.stampStopped(e);
       this.folders.releaseAll();
       if (this.lockFd >= 0) fs.closeSync(this.lockFd);
       this.log.info('stopped cleanly');
@@ -587,6 +592,15 @@ export class Daemon {
         this.log.warn({ volume: v.name }, `volume ${v.name}: cannot remove ${v.path}, created by this start: ${(err as Error).message}`);
       }
     }
+  }
+
+  /** Writes down the times of `e`'s file as its clean close left them (src/volume/file-identity.ts); a failure is said, not fatal. */
+  async stampStopped(e: VolumeEntry): Promise<void> {
+    const st = e.volume.statAtClose;
+    if (st === null) return;
+    await writeStopped(new DirStore(e.dir), e.config.path, e.dir, st).catch((err: Error) =>
+      this.log.warn({ volume: e.config.name }, `volume ${e.config.name}: cannot write down how the stop left ${e.config.path} ` +
+        `(${err.message}); a write to it before the next start will not be noticed`));
   }
 
   private async closeVolumes(): Promise<void> {

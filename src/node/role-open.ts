@@ -17,7 +17,9 @@ import { Replica } from '../secondary/replica.js';
 import { newStreamId, readStream, removeStream, writeStream, type StreamMark } from '../stream/stream.js';
 import { judgePlace, readJournalAt, segmentsIn, writeJournalAt, type JournalPlace } from '../journal/placement.js';
 import { moveJournal, removeJournalFiles } from '../journal/journal-move.js';
-import { FILE_ID_FILE, describeFileId, fileIdOf, readFileId, replacedSince, sameFile, writeFileId } from '../volume/file-identity.js';
+import {
+  FILE_ID_FILE, describeChange, describeFileId, fileIdOf, readFileId, replacedSince, sameFile, timesOf, writeFileId, writtenWhileStopped,
+} from '../volume/file-identity.js';
 import { PROMOTE_AT_FILE } from '../secondary/promote-at-file.js';
 import { GROW_FILE } from '../journal/grow.js';
 import { peersToOpenWith, readPeers } from '../journal/peers-file.js';
@@ -117,19 +119,33 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   o.folders.release(v.name);
   const state = new DirStore(dir);
   // Another file than the one the state was kept for starts the pair over by hash (src/volume/file-identity.ts).
-  const fileId = e.volume.isBlockDevice ? null : fileIdOf(v.path, dir);
+  // (As the volume's open found the file, before anything was written to it.)
+  const fileId = e.volume.isBlockDevice ? null : fileIdOf(v.path, dir, e.volume.statAtOpen);
   const kept = await readFileId(state);
   const replaced = fileId !== null && kept !== null && replacedSince(kept, fileId) ?
     `volume ${v.name}: ${v.path} is not the file this volume's state was kept for (that was ${describeFileId(kept)}; ` +
       `this is ${describeFileId(fileId)}: a copy, or a backup restored)` : null;
+  // The same file written since the last clean stop (a backup restored into it, the replica mounted and fsck'd).
+  const times = timesOf(e.volume.statAtOpen);
+  const written = fileId !== null && kept !== null && kept.stopped !== undefined && writtenWhileStopped(kept, fileId, times) ?
+    `volume ${v.name}: ${v.path} was written while the daemon was stopped (${describeChange(kept.stopped, times)})` : null;
+  // Written down once what the open found is acted on (the new stream, the replica started over), and before the
+  // volume is written: the clean stop's times go with it, so a crash later is not taken for a write while stopped.
   const keepFileId = async (): Promise<void> => {
-    if (fileId !== null && (kept === null || !sameFile(kept, fileId) || !sameFile(kept.folder, fileId.folder))) await writeFileId(state, fileId);
+    if (fileId !== null && (kept === null || !sameFile(kept, fileId) || !sameFile(kept.folder, fileId.folder) || kept.stopped !== undefined)) {
+      await writeFileId(state, fileId);
+    }
   };
   if (e.role === 'secondary') {
     if (replaced !== null) {
       o.log.warn({ volume: v.name }, `${replaced}: its receive log, round, checkpoint and restore points describe the other file, so ` +
         'they go, and this replica is compared with its primary by hash as a new one (not consistent until that ends; only the regions ' +
         'that differ are sent)');
+      startOverAsReplica(dir);
+    } else if (written !== null) {
+      o.log.warn({ volume: v.name }, `${written}: it is no longer the flush-point image its receive log, round, checkpoint and ` +
+        'restore points build on, so they go, and this replica is compared with its primary by hash as a new one (not consistent ' +
+        'until that ends; only the regions that differ are sent)');
       startOverAsReplica(dir);
     }
     fs.rmSync(path.join(dir, DRILL_FILE), { force: true }); // a drill does not outlive the daemon
@@ -139,6 +155,7 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
     const replica = await o.folders.holding(v.name, lock, async () => {
       await refuseNewerState(receiveDir, store, JOURNAL_FOLDER_FILES);
       await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
+      await keepFileId();
     }, () => Replica.open(volume, () => new Journal({ store, capacity: v.journal, onDamage: KEEP_PREFIX, volume: owner }), o.log, {
       roundStore: new DirStore(dir),
       regionSize: v.bitmap_region,
@@ -147,7 +164,6 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
       hashBuffers: o.hashBuffers,
       ...(v.history ? { history: { keepMs: v.history.keep === undefined ? null : v.history.keep * 1000, maxBytes: v.history.max ?? null } } : {}),
     }));
-    await keepFileId();
     const followed = await readStream(new DirStore(dir));
     if (followed) o.streams.set(v.name, followed);
     else o.streams.delete(v.name);
@@ -174,6 +190,8 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   // A journal that began here and has no dirty bitmap lost it: what it marked is not known.
   const bitmapLost = !state.list().includes(BITMAP_FILE) && (await readStream(state))?.primary === o.config.node ?
     `volume ${v.name}: its dirty bitmap (${path.join(dir, BITMAP_FILE)}) is gone, so the regions it marked are not known` : null;
+  // What no journal or bitmap holds: regions written where neither saw them (the file written while stopped), or marks lost.
+  const untracked = written !== null ? `${written}, so the regions written then are in no journal` : bitmapLost;
   const lock = o.folders.take(v.name, journalDir);
   const journalStore = new DirStore(journalDir);
   const journal = new Journal({ store: journalStore, capacity: v.journal, volume: owner });
@@ -187,9 +205,10 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   try {
     const report = await o.folders.holding(v.name, lock, async () => {
       // Before anything is read: is the journal where the config says, to be moved there, or lost?
-      await placeJournal(o, v.name, journalDir, state, replaced, bitmapLost);
+      await placeJournal(o, v.name, journalDir, state, replaced, untracked);
       await refuseNewerState(journalDir, journalStore, JOURNAL_FOLDER_FILES);
       await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
+      await keepFileId();
     }, () => journal.recover((at, l) => recorded!.mark(at, l), recoveryProgress(o.log, v.name)));
     const opened = await DirtyBitmap.open(new DirStore(dir), volume.size, v.bitmap_region);
     bitmap = opened.bitmap;
@@ -233,7 +252,6 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
     if (at?.folder !== journalDir) {
       await writeJournalAt(state, { folder: journalDir, ...(at?.moving !== undefined && at.moving !== journalDir ? { moving: at.moving } : {}) });
     }
-    await keepFileId();
   } catch (err) {
     try {
       if (journaled) journaled.abandon();
@@ -265,7 +283,7 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
  * hash (src/journal/placement.ts). The new folder is locked by now.
  */
 async function placeJournal(o: RoleOpening, name: string, folder: string, state: DirStore, replaced: string | null,
-  bitmapLost: string | null): Promise<void> {
+  untracked: string | null): Promise<void> {
   let at = await readJournalAt(state);
   if (replaced !== null) {
     // The journal's records are changes to the other file: they go, wherever they are, and a new stream begins.
@@ -287,9 +305,9 @@ async function placeJournal(o: RoleOpening, name: string, folder: string, state:
     await writeJournalAt(state, at);
   }
   const place = await journalPlace(o, name, folder, state);
-  if (bitmapLost !== null && place.kind !== 'lost') {
+  if (untracked !== null && place.kind !== 'lost') {
     // (The journal is kept; its records are covered by the round every peer gets.)
-    o.log.warn({ volume: name }, `${bitmapLost}: each peer's replica is compared with this volume by hash and brought equal ` +
+    o.log.warn({ volume: name }, `${untracked}: each peer's replica is compared with this volume by hash and brought equal ` +
       '(only the regions that differ are sent)');
     await new RoundMarker(state).remove();
     await writeStream(state, { stream: newStreamId(), primary: o.config.node });

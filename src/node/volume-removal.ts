@@ -44,6 +44,8 @@ export interface RemovalHost {
   releaseFolder(name: string): void;
   /** What the node keeps of the volume by name, beyond its entry: its stream, identity, schedules. */
   forget(name: string): void;
+  /** Writes down how the close left the volume's file, as a clean stop does (src/volume/file-identity.ts). */
+  stampStopped(e: VolumeEntry): Promise<void>;
 }
 
 /**
@@ -135,6 +137,7 @@ export async function letGo(host: RemovalHost, e: VolumeEntry, config: VolumeCon
   const k = host.volumes.indexOf(e.volume);
   if (k >= 0) host.volumes.splice(k, 1);
   await step(`closing ${config.path}`, () => e.volume.close());
+  await host.stampStopped(e);
   host.forget(name);
   return { sessions, problems };
 }

@@ -13,9 +13,18 @@
 // state still describes the file, so the file is taken as it is. Block devices are not
 // checked: a device node's inode is made anew at each boot.
 //
+// The same file written while the daemon was stopped (a backup restored into it with dd,
+// the replica mounted read-write and fsck'd, a host pointed at the file by hand) is as
+// much another content: a clean stop writes down the file's modification and change
+// times once it is closed (`stopped`), and an open that finds either moved says so and
+// starts the pair over by hash, as for a replaced file. Only a clean stop can: after a
+// crash nothing says what the daemon itself wrote last, and the open takes the file.
+//
 // STATE/volumes/NAME/file-id, JSON: {"version":1,"ino":"5308517","birth":"1796481237337958459",
 // "folderIno":"5308001","folderBirth":"1796481230000000000"} (decimal strings: an inode
-// number may pass 2^53; birth in ns since the epoch, "0" where the filesystem keeps none).
+// number may pass 2^53; birth in ns since the epoch, "0" where the filesystem keeps none),
+// and after a clean stop also "stopped":{"mtime":"1796481299000000000","ctime":"1796481299000000000"}
+// (ns since the epoch). A reader of version 1 without `stopped` ignores it.
 import fs from 'node:fs';
 import { readStateFile, type Store } from '../store/store.js';
 import { jsonVersion } from '../versioning/format.js';
@@ -29,17 +38,42 @@ export interface Identity {
   birth: bigint;
 }
 
+/** The file's modification and change times (ns), as a clean stop left them or an open found them. */
+export interface FileTimes {
+  mtime: bigint;
+  ctime: bigint;
+}
+
 /** A volume's file, and the state folder that was kept for it. */
 export interface FileId extends Identity {
   folder: Identity;
+  /** Written by a clean stop once the file was closed (absent: the file is open, or the last run did not stop cleanly). */
+  stopped?: FileTimes;
 }
 
-/** The identity of the file at `path` and of the state folder `dir` (null: a block device, not checked). */
-export function fileIdOf(path: string, dir: string): FileId | null {
-  const st = fs.statSync(path, { bigint: true });
+/**
+ * The identity of the file at `path` (or of `st`, a stat of it taken earlier: the
+ * volume's open takes one before it writes anything) and of the state folder `dir`
+ * (null: a block device, not checked).
+ */
+export function fileIdOf(path: string, dir: string, st: fs.BigIntStats = fs.statSync(path, { bigint: true })): FileId | null {
   if (!st.isFile()) return null;
   const d = fs.statSync(dir, { bigint: true });
   return { ino: st.ino, birth: st.birthtimeNs, folder: { ino: d.ino, birth: d.birthtimeNs } };
+}
+
+export function timesOf(st: fs.BigIntStats): FileTimes {
+  return { mtime: st.mtimeNs, ctime: st.ctimeNs };
+}
+
+/**
+ * Was the same file written while the daemon was stopped: its times moved since the
+ * clean stop wrote them down (`kept.stopped`)? False when nothing was written down (a
+ * crash), or the file or its state folder is another (replacedSince judges those).
+ */
+export function writtenWhileStopped(kept: FileId, now: FileId, times: FileTimes): boolean {
+  if (kept.stopped === undefined || !sameFile(kept, now) || !sameFile(kept.folder, now.folder)) return false;
+  return kept.stopped.mtime !== times.mtime || kept.stopped.ctime !== times.ctime;
 }
 
 /**
@@ -59,8 +93,19 @@ export function writeFileId(store: Store, id: FileId): Promise<void> {
   const j = {
     version: FILE_ID_FORMAT.writes, ino: id.ino.toString(), birth: id.birth.toString(),
     folderIno: id.folder.ino.toString(), folderBirth: id.folder.birth.toString(),
+    ...(id.stopped ? { stopped: { mtime: id.stopped.mtime.toString(), ctime: id.stopped.ctime.toString() } } : {}),
   };
   return store.replace(FILE_ID_FILE, Buffer.from(`${JSON.stringify(j)}\n`));
+}
+
+/**
+ * A clean stop (or a reload that let the volume go) closed the file: its identity and
+ * its times as the close left them are written down (`stopped`), for the next open to
+ * compare (writtenWhileStopped). `st`: the stat the close took once the file was synced.
+ */
+export async function writeStopped(store: Store, path: string, dir: string, st: fs.BigIntStats): Promise<void> {
+  const id = fileIdOf(path, dir, st);
+  if (id !== null) await writeFileId(store, { ...id, stopped: timesOf(st) });
 }
 
 /** The identity written down, or null (none: a volume not opened by this release yet). A file that cannot be read stops the start. */
@@ -70,8 +115,12 @@ export async function readFileId(store: Store): Promise<FileId | null> {
   try {
     const j = JSON.parse(b.toString('utf8')) as Record<string, unknown>;
     const n = (x: unknown, digits: number): x is string => typeof x === 'string' && new RegExp(`^\\d{1,${digits}}$`).test(x);
-    if (n(j.ino, 20) && n(j.birth, 24) && n(j.folderIno, 20) && n(j.folderBirth, 24)) {
-      return { ino: BigInt(j.ino), birth: BigInt(j.birth), folder: { ino: BigInt(j.folderIno), birth: BigInt(j.folderBirth) } };
+    const st = j.stopped as Record<string, unknown> | undefined;
+    const stoppedOk = st === undefined || (typeof st === 'object' && st !== null && n(st.mtime, 24) && n(st.ctime, 24));
+    if (n(j.ino, 20) && n(j.birth, 24) && n(j.folderIno, 20) && n(j.folderBirth, 24) && stoppedOk) {
+      const id: FileId = { ino: BigInt(j.ino), birth: BigInt(j.birth), folder: { ino: BigInt(j.folderIno), birth: BigInt(j.folderBirth) } };
+      if (st !== undefined) id.stopped = { mtime: BigInt(st.mtime as string), ctime: BigInt(st.ctime as string) };
+      return id;
     }
   } catch {
     // (below)
@@ -83,4 +132,11 @@ export async function readFileId(store: Store): Promise<FileId | null> {
 export function describeFileId(id: Identity): string {
   const born = id.birth === 0n ? '' : `, made ${new Date(Number(id.birth / 1_000_000n)).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}`;
   return `inode ${id.ino}${born}`;
+}
+
+/** "modified 2026-12-06 14:02:11.113 UTC" (the later of the two times, which is when it was written or changed). */
+export function describeChange(stopped: FileTimes, now: FileTimes): string {
+  const at = (ns: bigint): string => new Date(Number(ns / 1_000_000n)).toISOString().replace('T', ' ').replace(/Z$/, ' UTC');
+  const later = now.mtime > now.ctime ? now.mtime : now.ctime;
+  return `changed ${at(later)}, after the daemon's clean stop at ${at(stopped.ctime > stopped.mtime ? stopped.ctime : stopped.mtime)}`;
 }

@@ -46,6 +46,10 @@ export class Volume implements ExportBackend {
   readonly created: boolean;
   /** Something was written, zeroed or punched through this volume (then it is never removed). */
   written = false;
+  /** The file as this open found it, before anything was written (src/volume/file-identity.ts: was it written while stopped?). */
+  readonly statAtOpen: fs.BigIntStats;
+  /** The file as a clean close left it, synced (null: open, or the close could not sync it): a clean stop writes its times down. */
+  statAtClose: fs.BigIntStats | null = null;
   private fd: number;
   private readonly syncer: GroupSync;
   /** Set when fdatasync failed: the kernel may have dropped dirty pages, so nothing is trusted. */
@@ -61,8 +65,10 @@ export class Volume implements ExportBackend {
     return diskCapabilities(this.readOnly);
   }
 
-  private constructor(opts: VolumeOptions, fd: number, size: number, isBlockDevice: boolean, created: boolean, grownFrom: number | null) {
+  private constructor(opts: VolumeOptions, fd: number, size: number, isBlockDevice: boolean, created: boolean, grownFrom: number | null,
+    statAtOpen: fs.BigIntStats) {
     this.name = opts.name;
+    this.statAtOpen = statAtOpen;
     this.created = created;
     this.path = opts.path;
     this.currentSize = size;
@@ -111,6 +117,7 @@ export class Volume implements ExportBackend {
       }
     }
     const st = fs.fstatSync(fd);
+    const statAtOpen = fs.fstatSync(fd, { bigint: true });
     const isBlockDevice = st.isBlockDevice();
     if (!isBlockDevice && !st.isFile()) fail(`volume ${opts.name}: ${opts.path} is neither a regular file nor a block device`);
     // (Locked by another process: even one this call created is then that process's to keep.)
@@ -142,7 +149,7 @@ export class Volume implements ExportBackend {
       fail(`volume ${opts.name}: ${opts.path} is ${actual} bytes; a volume must be at least ${formatBytes(MIN_VOLUME_BYTES)} (one block)`);
     }
     if (actual > Number.MAX_SAFE_INTEGER) fail(`volume ${opts.name}: ${actual} bytes is larger than Offsite supports (2^53 - 1)`);
-    return new Volume(opts, fd, actual, isBlockDevice, created, grownFrom);
+    return new Volume(opts, fd, actual, isBlockDevice, created, grownFrom, statAtOpen);
   }
 
   /**
@@ -391,7 +398,10 @@ export class Volume implements ExportBackend {
     if (this.followingInFlight > 0) await new Promise<void>((resolve) => this.followingIdle.push(resolve));
     if (this.poolOps > 0) await new Promise<void>((resolve) => this.poolOpsIdle.push(resolve));
     await this.syncer.idle();
-    if (this.failure === null) await this.syncer.sync().catch(() => undefined);
+    let synced = false;
+    if (this.failure === null) synced = await this.syncer.sync().then(() => true, () => false);
+    // (Its times once nothing more is written through it: a clean stop writes them down.)
+    if (synced && !this.isBlockDevice) this.statAtClose = fs.fstatSync(this.fd, { bigint: true });
     fs.closeSync(this.fd);
     this.fd = -1;
   }

@@ -90,3 +90,66 @@ test('a volume file replaced while stopped, at the primary (a backup restored) a
       await p.stop();
     }
   });
+
+// The same file written while its daemon was stopped (dd of a backup into it at the
+// primary; the replica mounted and fsck'd at the secondary): no journal saw those
+// writes, and the receive log builds on an image that is no longer there. The clean
+// stop wrote down the file's times; the start finds them moved and starts the pair over
+// by hash. Before, the pair said drained and current with the blocks different. A start
+// after kill -9 has nothing written down and takes the file; one after a clean stop with
+// the file untouched says nothing and resyncs nothing.
+test('a volume file written while stopped, at the primary and at the secondary: found by its times, compared by hash, made equal', async () => {
+  const p = await startPair({ size: '64MiB', journal: '64MiB' });
+  const imgA = path.join(p.a.dir, 'db.img');
+  const imgB = path.join(p.b.dir, 'db.img');
+  const poke = (file: string, at: number, byte: number): void => {
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Buffer.alloc(64 * 1024, byte), 0, 64 * 1024, at);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+  };
+  const stopBoth = async (): Promise<void> => {
+    assert.equal(await p.a.stop(), 0);
+    assert.equal(await p.b.stop(), 0);
+  };
+  try {
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 4M', '-c', 'flush', p.a.qemuTarget('db')]);
+    await p.drained();
+    await stopBoth();
+    // Untouched between a clean stop and a start: nothing said, nothing compared.
+    await p.a.start();
+    await p.b.start();
+    await p.drained();
+    assert.doesNotMatch(p.a.log + p.b.log, /written while the daemon was stopped|first sync|resync round/);
+    await stopBoth();
+
+    // At the primary, 64 KiB written into the file with the daemon stopped.
+    poke(imgA, 2 * MiB, 0x55);
+    await p.a.start();
+    assert.match(p.a.log, new RegExp('volume db: \\S+/db\\.img was written while the daemon was stopped \\(changed [^)]+, after the ' +
+      'daemon\'s clean stop at [^)]+\\), so the regions written then are in no journal: each peer\'s replica is compared'));
+    await p.b.start();
+    await p.drained();
+    await stopBoth();
+    await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', imgA, imgB]);
+    assert.equal(blockOf(imgB, 2 * MiB), 0x55);
+
+    // At the secondary, its replica written with the daemon stopped.
+    poke(imgB, 30 * MiB, 0x66);
+    await p.a.start();
+    await p.b.start();
+    assert.match(p.b.log, /volume db: \S+\/db\.img was written while the daemon was stopped \(changed [^)]+\): it is no longer the flush-point image/);
+    await p.drained();
+    await stopBoth();
+    await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', imgA, imgB]);
+    assert.equal(blockOf(imgB, 30 * MiB), 0);
+
+    // After kill -9 nothing was written down: the start takes the file as it is, and says nothing.
+    await p.a.start();
+    await p.a.kill9();
+    await p.a.start();
+    assert.doesNotMatch(p.a.log, /written while the daemon was stopped/);
+  } finally {
+    await p.stop();
+  }
+});

@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { FILE_ID_FILE, fileIdOf, readFileId, replacedSince, writeFileId } from '../../src/volume/file-identity.js';
+import {
+  FILE_ID_FILE, fileIdOf, readFileId, replacedSince, timesOf, writeFileId, writeStopped, writtenWhileStopped,
+} from '../../src/volume/file-identity.js';
 import { DirStore } from '../../src/journal/store.js';
 import { NewerFormatError } from '../../src/versioning/format.js';
 import { tempDir } from '../helpers/run.js';
@@ -57,5 +59,49 @@ test('the file-id file: written, read back, decoded from fixed bytes (an inode p
     await assert.rejects(readFileId(store), /file-id: no identity in it/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a clean stop writes the file\'s times down; a write, a chmod or a touch moves them; a crash writes nothing; fixed bytes', async () => {
+  const root = tempDir('file-id-stopped');
+  try {
+    const state = path.join(root, 'state');
+    fs.mkdirSync(state);
+    const file = path.join(root, 'a.img');
+    fs.writeFileSync(file, Buffer.alloc(8192, 1));
+    const store = new DirStore(state);
+    await writeStopped(store, file, state, fs.statSync(file, { bigint: true }));
+    const kept = (await readFileId(store))!;
+    const now = (): [NonNullable<ReturnType<typeof fileIdOf>>, ReturnType<typeof timesOf>] => {
+      const st = fs.statSync(file, { bigint: true });
+      return [fileIdOf(file, state, st)!, timesOf(st)];
+    };
+    assert.equal(writtenWhileStopped(kept, ...now()), false, 'untouched');
+    // (A file's times move by the kernel's clock tick, a few ms: what comes later comes a tick later.)
+    const tick = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 20));
+    await tick();
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Buffer.alloc(512, 2), 0, 512, 4096);
+    fs.closeSync(fd);
+    assert.equal(writtenWhileStopped(kept, ...now()), true, 'written in place: the same inode, its times moved');
+    // Nothing written down (a crash, or the identity an open writes): nothing to compare.
+    assert.equal(writtenWhileStopped({ ...kept, stopped: undefined }, ...now()), false);
+    // A file that is another is replacedSince's to judge, not this.
+    const [id, t] = now();
+    assert.equal(writtenWhileStopped(kept, { ...id, ino: id.ino + 1n }, t), false);
+    await writeStopped(store, file, state, fs.statSync(file, { bigint: true }));
+    await tick();
+    fs.chmodSync(file, 0o640);
+    assert.equal(writtenWhileStopped((await readFileId(store))!, ...now()), true, 'a chmod moves the change time');
+    // Version 1 with `stopped`, from fixed bytes; a reader takes one without it as before.
+    fs.writeFileSync(path.join(state, FILE_ID_FILE), '{"version":1,"ino":"5","birth":"6","folderIno":"7","folderBirth":"8",' +
+      '"stopped":{"mtime":"1796481299000000001","ctime":"1796481299000000002"}}\n');
+    assert.deepEqual(await readFileId(store), {
+      ino: 5n, birth: 6n, folder: { ino: 7n, birth: 8n }, stopped: { mtime: 1796481299000000001n, ctime: 1796481299000000002n },
+    });
+    fs.writeFileSync(path.join(state, FILE_ID_FILE), '{"version":1,"ino":"5","birth":"6","folderIno":"7","folderBirth":"8","stopped":{"mtime":"x"}}\n');
+    await assert.rejects(readFileId(store), /file-id: no identity in it/);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
   }
 });
