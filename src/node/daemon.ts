@@ -38,7 +38,7 @@ import { boundOldGeneration, boundYoungGeneration, collectUnderPressure } from '
 import { NodeGroups } from './groups.js';
 import { SetAside } from './set-aside.js';
 import { applyVolumeKeys, historyReloaded, journalReloaded, volumesReloaded } from './reloaded-volumes.js';
-import { reopenVolume, type ReopenHost } from './volume-reopen.js';
+import { reopenVolumes, type ReopenHost } from './volume-reopen.js';
 import { volumePeersReloaded } from './volume-peers.js';
 import { growFinished, growToFinish, volumeSizeReloaded } from './volume-size.js';
 import { FillNotices, tellJournalFill, type FillFigures } from './journal-fill.js';
@@ -432,9 +432,15 @@ export class Daemon {
       }
       // A served volume whose file, journal folder or bitmap granularity changed is let go and
       // opened again, alone, after its peers and size changed (src/node/volume-reopen.ts).
+      // A consistency group's member is reopened with the other members: they open together.
+      const host: ReopenHost = { ...this.removal, unavailable: this.unavailable, openAgain: (c) => this.setAsides.openAgain(c) };
+      const reopening = new Set<string>();
       for (const v of changed.reopen) {
-        const host: ReopenHost = { ...this.removal, unavailable: this.unavailable, openAgain: (c) => this.setAsides.openAgain(c) };
-        this.removing = this.removing.then(() => reopenVolume(host, v)).then(() => undefined);
+        if (reopening.has(v.name)) continue;
+        const g = this.config.groups.find((x) => x.members.includes(v.name));
+        const nexts = g ? changed.reopen.filter((x) => g.members.includes(x.name)) : [v];
+        for (const x of nexts) reopening.add(x.name);
+        this.removing = this.removing.then(() => reopenVolumes(host, nexts, g?.members ?? [], g?.name)).then(() => undefined);
       }
       // Peers dropped with their volumes go once those are let go.
       this.removing = this.removing.then(() => this.links?.dropRetiring());

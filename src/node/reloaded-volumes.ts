@@ -211,22 +211,19 @@ export function volumesReloaded(current: Pick<Config, 'volumes' | 'peers' | 'isc
     const reopened = changed.filter((k) => REOPEN_KEYS.has(k));
     const restart = changed.filter((k) => !REOPEN_KEYS.has(k));
     const group = current.groups.find((g) => g.members.includes(v.name));
-    if (reopened.length > 0 && group) {
-      restart.push(...reopened);
-      restart.sort();
-    } else if (reopened.length > 0 && sameFileKey(v.path) !== sameFileKey(w.path) && isServedFile(current.volumes, v.name, w.path)) {
+    if (reopened.length > 0 && sameFileKey(v.path) !== sameFileKey(w.path) && isServedFile(current.volumes, v.name, w.path)) {
       notes.push(`volume ${v.name}: ${w.path} is the file of volume ${isServedFile(current.volumes, v.name, w.path)}, served here: not reopened`);
     } else if (reopened.length > 0 && sameFileKey(v.path) !== sameFileKey(w.path) && fileRefused(v, w) !== null) {
       notes.push(`volume ${v.name}: ${fileRefused(v, w)}: not reopened (it is served from ${v.path} as it was)`);
     } else if (reopened.length > 0) {
       reopen.push(w);
-      notes.push(`volume ${v.name}: ${reopened.map((k) => `${k} ${show(v[k])} → ${show(w[k])}`).join(', ')}: reopening it alone ` +
-        '(its NBD connections and iSCSI sessions close, and hosts connect again; the node\'s other volumes go on)');
+      const others = group ? group.members.filter((m) => m !== v.name) : [];
+      notes.push(`volume ${v.name}: ${reopened.map((k) => `${k} ${show(v[k])} → ${show(w[k])}`).join(', ')}: ` + (group
+        ? `reopening it with the other members of consistency group ${group.name} (${others.join(', ')}), which open together ` +
+          '(their NBD connections and iSCSI sessions close, and hosts connect again; the node\'s other volumes go on)'
+        : 'reopening it alone (its NBD connections and iSCSI sessions close, and hosts connect again; the node\'s other volumes go on)'));
     }
-    if (restart.length > 0) {
-      notes.push(`volume ${v.name}: ${restart.join(', ')} changed: that takes a restart` +
-        (group && reopened.length > 0 ? ` (a member of consistency group ${group.name}: its members are opened together)` : ''));
-    }
+    if (restart.length > 0) notes.push(`volume ${v.name}: ${restart.join(', ')} changed: that takes a restart`);
     if (v.role !== w.role) {
       // (The volume's identity keeps the role a promote or demote gave it, and a start reads the file's only without one: src/volume/identity.ts.)
       notes.push(`volume ${v.name}: role: ${w.role} in the file: a served volume's role changes by \`offsite promote\` and \`offsite demote\` ` +

@@ -164,8 +164,8 @@ export class SetAside {
    * Opens a served volume a reload let go to reopen it (src/node/volume-reopen.ts): it is
    * set aside, being opened, by now. Resolves once it is served again or set aside with why.
    */
-  openAgain(v: VolumeConfig): Promise<void> {
-    const p = this.reopen([v]).finally(() => this.reopening.delete(p));
+  openAgain(vs: readonly VolumeConfig[]): Promise<void> {
+    const p = this.reopen(vs).finally(() => this.reopening.delete(p));
     this.reopening.add(p);
     return p;
   }

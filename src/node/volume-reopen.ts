@@ -19,39 +19,69 @@ import { letGo, type RemovalHost } from './volume-removal.js';
 
 export interface ReopenHost extends RemovalHost {
   readonly unavailable: Pick<UnavailableVolumes, 'has' | 'remove' | 'reopen'>;
-  /** Opens a volume set aside, being opened (unavailable.begin), as a reload does; one that fails stays set aside, with why. */
-  openAgain(v: VolumeConfig): Promise<void>;
+  /** Opens volumes set aside, being opened (unavailable.begin), together, as a reload does; one that fails stays set aside, with why. */
+  openAgain(vs: readonly VolumeConfig[]): Promise<void>;
 }
 
-/** Reopens the served volume `next.name` with `next`'s REOPEN_KEYS. Resolves with what the log says; never rejects. */
-export async function reopenVolume(host: ReopenHost, next: VolumeConfig): Promise<string> {
-  const name = next.name;
+/**
+ * Reopens the served volumes `nexts` with their REOPEN_KEYS, together with the volumes
+ * named in `together` (a consistency group's other members: its members open together,
+ * as at a start, so the group's points and limit are formed again over all of them; their
+ * own keys are as they were). Resolves with what the log says; never rejects.
+ */
+export async function reopenVolumes(host: ReopenHost, nexts: readonly VolumeConfig[], together: readonly string[] = [], group?: string): Promise<string> {
   const keys = [...REOPEN_KEYS] as (keyof VolumeConfig)[];
+  const names = [...new Set([...nexts.map((v) => v.name), ...together])];
+  const label = names.join(', ');
   const closed = await host.exclusive(async () => {
-    const config = host.config.volumes.find((v) => v.name === name);
-    const e = host.entries.find((x) => x.config.name === name);
-    if (!config || !e) return null; // let go, or set aside, since the reload
-    const changed = keys.filter((k) => JSON.stringify(config[k]) !== JSON.stringify(next[k]));
-    if (changed.length === 0) return null;
+    const changes = new Map<string, (keyof VolumeConfig)[]>();
+    for (const next of nexts) {
+      const config = host.config.volumes.find((v) => v.name === next.name);
+      const changed = config ? keys.filter((k) => JSON.stringify(config[k]) !== JSON.stringify(next[k])) : [];
+      if (changed.length > 0) changes.set(next.name, changed);
+    }
+    // Each must be served now (a group's members are set aside together, and let go together).
+    const served = names.map((name) => ({ config: host.config.volumes.find((v) => v.name === name), e: host.entries.find((x) => x.config.name === name) }));
+    if (changes.size === 0 || served.some((x) => !x.config || !x.e)) return null; // let go, or set aside, since the reload
+    const what = [...changes].map(([name, changed]) => `${name}'s ${changed.join(', ')}`).join('; ');
     const t0 = Date.now();
-    const gone = await letGo(host, e, config, `volume ${name} is being reopened here (a reload changed its ${changed.join(', ')})`);
-    host.unavailable.reopen(name, `being opened again at a reload with its new ${changed.join(', ')}`, Date.now());
-    // (In place: the links and the entries' order know the volume by this object.)
-    config.path = next.path;
-    config.journal_dir = next.journal_dir;
-    config.bitmap_region = next.bitmap_region;
-    return { config, changed, ms: Date.now() - t0, ...gone };
+    let sessions = 0;
+    const problems: string[] = [];
+    for (const { config, e } of served) {
+      const name = config!.name;
+      const why = changes.has(name) ? `a reload changed its ${changes.get(name)!.join(', ')}` : `consistency group ${group}: a reload changed ${what}`;
+      const gone = await letGo(host, e!, config!, `volume ${name} is being reopened here (${why})`);
+      sessions += gone.sessions;
+      problems.push(...gone.problems);
+      host.unavailable.reopen(name, changes.has(name) ? `being opened again at a reload with its new ${changes.get(name)!.join(', ')}`
+        : `being opened again at a reload with the other members of consistency group ${group} (${what})`, Date.now());
+    }
+    for (const next of nexts) {
+      const config = served.find((x) => x.config!.name === next.name)!.config!;
+      // (In place: the links and the entries' order know the volume by this object.)
+      config.path = next.path;
+      config.journal_dir = next.journal_dir;
+      config.bitmap_region = next.bitmap_region;
+    }
+    return { configs: served.map((x) => x.config!), what, ms: Date.now() - t0, sessions, problems };
   });
   if (!closed) {
-    const msg = `volume ${name}: not reopened: it is not served here now (let go or set aside since the reload)`;
-    host.log.warn({ volume: name }, msg);
+    const msg = `volume ${label}: not reopened: not served here now (let go or set aside since the reload)`;
+    host.log.warn({ volume: label }, msg);
     return msg;
   }
-  const { config, changed, sessions, problems } = closed;
-  host.log.info({ volume: name }, `volume ${name}: let go in ${closed.ms} ms to be reopened with its new ${changed.join(', ')}` +
+  const { configs, what, sessions, problems } = closed;
+  const one = names.length === 1;
+  host.log.info({ volume: label }, `${one ? 'volume' : 'volumes'} ${label}: let go in ${closed.ms} ms to be reopened ` +
+    `${one ? `with its new ${closed.what.replace(/^[^']+'s /, '')}` : `together (consistency group ${group}: ${what})`}` +
     `${sessions > 0 ? ` (${sessions} host session${sessions === 1 ? '' : 's'} closed)` : ''}` +
     (problems.length > 0 ? `; but ${problems.join('; ')}` : ''));
-  await host.openAgain(config);
-  const msg = host.unavailable.has(name) ? `volume ${name}: not reopened; it is set aside (the log says why)` : `volume ${name}: reopened`;
-  return msg;
+  await host.openAgain(configs);
+  const left = names.filter((n) => host.unavailable.has(n));
+  return left.length > 0 ? `volume ${label}: not reopened; ${left.join(', ')} set aside (the log says why)` : `volume ${label}: reopened`;
+}
+
+/** Reopens the served volume `next.name` alone with `next`'s REOPEN_KEYS (reopenVolumes). */
+export function reopenVolume(host: ReopenHost, next: VolumeConfig): Promise<string> {
+  return reopenVolumes(host, [next]);
 }

@@ -70,3 +70,63 @@ test('a reload reopens one volume with its new file, journal folder and bitmap g
       await p.stop();
     }
   });
+
+// A consistency group's member reopened at a reload: its members open together (as at a
+// start: the group's points and the secondary's limit are formed over all of them), so
+// the other members are let go and opened with it. At the primary, db's granularity and
+// wal's journal folder changed in one reload; at the secondary, db's granularity. The
+// group goes on: its points advance, a group checkpoint is taken at the secondary, and
+// both pairs drain equal. Before, a member's path, journal_dir or bitmap_region took a
+// restart of the whole node.
+test('a reload reopens a consistency group\'s members together when one member\'s keys change; the group checkpoints and drains equal', async () => {
+  const groups = 'groups:\n  erp: [db, wal]\n';
+  const p = await startPair({
+    size: '64MiB', journal: '64MiB',
+    volumesA: '  wal: { path: ./wal.img, size: 64MiB, role: primary, peer: site-b, journal: 64MiB }',
+    volumesB: '  wal: { path: ./wal.img, size: 64MiB, role: secondary, peer: site-a, journal: 64MiB }',
+    nodeKeysA: groups, nodeKeysB: groups,
+  });
+  try {
+    const write = (v: string, pattern: number, at: string): Promise<unknown> =>
+      must('qemu-io', ['-f', 'raw', '-c', `write -P ${pattern} ${at} 1M`, '-c', 'flush', p.a.qemuTarget(v)]);
+    await write('db', 0x11, '0');
+    await write('wal', 0x12, '0');
+    await p.drained();
+
+    fs.writeFileSync(p.a.configFile, fs.readFileSync(p.a.configFile, 'utf8')
+      .replace('db: { path: ./db.img,', 'db: { path: ./db.img, bitmap_region: 128KiB,')
+      .replace('wal: { path: ./wal.img,', 'wal: { path: ./wal.img, journal_dir: ./jwal,'));
+    const from = p.a.log.length;
+    const said = await cli(p.a, 'reload');
+    assert.equal(said.code, 0, said.stderr);
+    assert.match(said.stdout, /volume db: bitmap_region 64 KiB → 128 KiB: reopening it with the other members of consistency group erp \(wal\)/);
+    assert.doesNotMatch(said.stdout, /takes a restart/);
+    await waitFor('both members reopened at site-a', () =>
+      ['db', 'wal'].every((v) => new RegExp(`volume ${v}: opened at a reload; served as primary`).test(p.a.log.slice(from))), 30_000);
+    assert.match(p.a.log.slice(from),
+      /volumes db, wal: let go in \d+ ms to be reopened together \(consistency group erp: db's bitmap_region; wal's journal_dir\)/);
+    assert.match(p.a.log.slice(from), /volume wal: journal moved to \S+jwal in \d+ ms/);
+
+    // At the secondary: db's granularity, at a reload there.
+    fs.writeFileSync(p.b.configFile, fs.readFileSync(p.b.configFile, 'utf8').replace('db: { path: ./db.img,', 'db: { path: ./db.img, bitmap_region: 256KiB,'));
+    const fromB = p.b.log.length;
+    assert.equal((await cli(p.b, 'reload')).code, 0);
+    await waitFor('both members reopened at site-b', () =>
+      ['db', 'wal'].every((v) => new RegExp(`volume ${v}: opened at a reload; served as secondary`).test(p.b.log.slice(fromB))), 30_000);
+
+    await write('db', 0x21, '2M');
+    await write('wal', 0x22, '2M');
+    await p.drained();
+    const made = await cli(p.b, 'checkpoint', 'create', 'erp', '--label', 'after-reopen');
+    assert.equal(made.code, 0, `checkpoint create erp: ${made.stderr} ${made.stdout}`);
+    assert.match(made.stdout, /checkpoint "after-reopen" of group erp held at group point \d+/);
+    assert.equal((await cli(p.b, 'checkpoint', 'release', 'erp')).code, 0);
+    assert.equal(await p.a.stop(), 0);
+    assert.equal(await p.b.stop(), 0);
+    for (const v of ['db', 'wal']) {
+      await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', path.join(p.a.dir, `${v}.img`), path.join(p.b.dir, `${v}.img`)]);
+    }
+  } finally {
+    await p.stop();
+  }
+});

@@ -100,10 +100,11 @@ test('a new volume on a served volume\'s file is not added, also through a link;
   const region = config(`  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b, bitmap_region: 128KiB }
   wal: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b }`);
   assert.deepEqual(volumesReloaded(now, region, true).notes, [`volume db: bitmap_region 64 KiB → 128 KiB: reopening it alone ${REOPENED}`]);
-  // A consistency group's member: its members open together, so its file waits for a restart; onto another served volume's file, refused.
+  // A consistency group's member: reopened with the other members, which open together; onto another served volume's file, refused.
   const grouped = volumesReloaded(config(base, 'groups:\n  erp: [db, wal]'), config(base.replace('./db.img', './db2.img'), 'groups:\n  erp: [db, wal]'), true);
-  assert.deepEqual([grouped.reopen, grouped.notes], [[],
-    ['volume db: path changed: that takes a restart (a member of consistency group erp: its members are opened together)']]);
+  assert.deepEqual([grouped.reopen.map((v) => v.name), grouped.notes], [['db'],
+    [`volume db: path ${path.join(dir, 'db.img')} → ${path.join(dir, 'db2.img')}: reopening it with the other members of consistency group erp ` +
+      '(wal), which open together (their NBD connections and iSCSI sessions close, and hosts connect again; the node\'s other volumes go on)']]);
   // Two served volumes swapping files: each is the other's, served here: neither reopens.
   const swap = volumesReloaded(now, config(`  db: { path: ./wal.img, size: 1GiB, role: primary, peer: site-b }
   wal: { path: ./db.img, size: 1GiB, role: primary, peer: site-b }`), true);
