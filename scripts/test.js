@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// Runs the compiled tests (dist/test) with node:test: the unit tests and the
-// simulations two files at a time, the others one at a time.
+// Runs the compiled tests (dist/test) with node:test: the unit tests, the simulations
+// and the integration tests that only wait two files at a time, the others one at a time.
 // `node scripts/test.js unit` runs only test/unit; `... integration` only that.
 import { readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
 const root = new URL('../dist/test/', import.meta.url).pathname;
@@ -23,13 +23,33 @@ if (files.length === 0) {
 }
 // The unit tests, each in a process of its own and touching nothing shared, two at a
 // time; the simulations (each a child process on a core of its own, no clock read) two
-// at a time; the others (daemons, ports, timings) one at a time, alone on the machine.
+// at a time; the integration tests whose daemons mostly wait (reloads, restarts, refusals,
+// kill -9 and compare: nothing they assert depends on the machine's pace, and their waits
+// have tens of seconds of room) two at a time; the others one at a time, alone on the
+// machine: those that pace or measure (rate caps, lag, fairness, memory, a load the test
+// wants), drive heavy clients (PostgreSQL, Chromium, the iSCSI conformance suite, tmux),
+// or take the machine's loop devices and mounts.
+const ALONE = new Set([
+  'checkpoint-under-load', 'compression', 'consistency-group', 'dashboard', 'failover', 'first-sync', 'history-postgres',
+  'history-ransomware', 'iscsi-conformance', 'iscsi', 'lag-vs-loss', 'link-fairness', 'link-faults', 'memory-fleet', 'metrics',
+  'nbd-ext4', 'nbd-limits', 'postgres', 'promote-full-disk', 'rate', 'replication-crash', 'replication-ext4', 'three-sites-group',
+  'three-sites', 'top', 'volume-grow',
+].map((n) => `${n}.test.js`));
+if (!only) {
+  const missing = [...ALONE].filter((n) => !files.some((f) => basename(f) === n));
+  if (missing.length > 0) {
+    console.error(`scripts/test.js: ALONE names files that are not there: ${missing.join(', ')}`);
+    process.exit(1);
+  }
+}
 const unit = files.filter((f) => f.startsWith(join(root, 'unit')));
 const sim = files.filter((f) => f.startsWith(join(root, 'sim')));
 const rest = files.filter((f) => !unit.includes(f) && !sim.includes(f));
+const paired = rest.filter((f) => !ALONE.has(basename(f)));
+const alone = rest.filter((f) => ALONE.has(basename(f)));
 const env = { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16' };
 let status = 0;
-for (const [group, concurrency] of [[unit, 2], [sim, 2], [rest, 1]]) {
+for (const [group, concurrency] of [[unit, 2], [sim, 2], [paired, 2], [alone, 1]]) {
   if (group.length === 0) continue;
   const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...group], { stdio: 'inherit', env });
   if (r.status !== 0) status = r.status ?? 1;

@@ -3,6 +3,7 @@ import type { PeerStatus } from '../../src/contract/status.js';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { tempDir } from './run.js';
@@ -141,22 +142,54 @@ export class TestDaemon {
   }
 }
 
-/** A UDP port on 127.0.0.1 free now (SNMP agents and trap receivers). */
-export function freeUdpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = dgram.createSocket('udp4');
-    s.once('error', reject);
-    s.bind(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
+/**
+ * Ports handed out by any test process of this machine, as files named after them: two
+ * test files run at once (scripts/test.js), and a port one hands out stays that test's
+ * while its daemon restarts on it, though nothing listens on it between. The kernel may
+ * offer a closed port again, to this process or another; a port handed out in the last
+ * RESERVED_MS is not handed out again.
+ */
+const RESERVED = path.join(os.tmpdir(), 'offsite-test-ports');
+const RESERVED_MS = 60 * 60 * 1000;
+
+function reserve(kind: 'tcp' | 'udp', port: number): boolean {
+  fs.mkdirSync(RESERVED, { recursive: true });
+  const file = path.join(RESERVED, `${kind}-${port}`);
+  try {
+    fs.closeSync(fs.openSync(file, 'wx'));
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    const at = fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs; // (renamed away by another process just now: not ours)
+    if (at === undefined || Date.now() - at < RESERVED_MS) return false;
+    // (An old reservation: taken anew. Of two processes that find it old, one renames it away; the other's rename fails.)
+    const stale = `${file}.stale-${process.pid}`;
+    try {
+      fs.renameSync(file, stale);
+    } catch {
+      return false;
+    }
+    fs.rmSync(stale, { force: true });
+    return reserve(kind, port);
+  }
 }
 
-/** Ports this process has handed out: the kernel may offer a closed one again. */
-const handedOut = new Set<number>();
+/** A UDP port on 127.0.0.1 free now and handed out to no other test (SNMP agents and trap receivers). */
+export async function freeUdpPort(): Promise<number> {
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const s = dgram.createSocket('udp4');
+      s.once('error', reject);
+      s.bind(0, '127.0.0.1', () => {
+        const { port: p } = s.address();
+        s.close(() => resolve(p));
+      });
+    });
+    if (reserve('udp', port)) return port;
+  }
+}
 
-/** A port free now and not handed out before in this process. */
+/** A TCP port on 127.0.0.1 free now and handed out to no other test, in this process or another. */
 export async function freePort(): Promise<number> {
   for (;;) {
     const port = await new Promise<number>((resolve, reject) => {
@@ -167,9 +200,7 @@ export async function freePort(): Promise<number> {
         s.close(() => resolve(p));
       });
     });
-    if (handedOut.has(port)) continue;
-    handedOut.add(port);
-    return port;
+    if (reserve('tcp', port)) return port;
   }
 }
 
