@@ -174,6 +174,8 @@ export function resyncCell(v: VolumeStatus): string {
   if (!v.resyncing && v.verify?.state === 'running') return verifyCell(v);
   if (!v.resyncing) return '-';
   if (v.role !== 'primary') return v.consistent ? 'receiving (old image served)' : paint(33, 'receiving first sync');
+  // No round open yet: one about to begin, or a peer that starts again from its last flush point (docs/PEERS.md).
+  if (v.resyncTotalBytes === 0) return paint(33, 'pending: to be compared by hash');
   const total = Math.max(v.resyncTotalBytes, 1);
   const done = Math.min(1, Math.max(0, (v.resyncTotalBytes - v.resyncLeftBytes) / total));
   const bar = '#'.repeat(Math.round(done * 10)).padEnd(10, '.');

@@ -19,6 +19,10 @@ test('primary mid-round: a bar, the percentage, what is left, the rate and the t
   assert.equal(resyncCell(v), '[######....] 60% 40 MiB to send, 12 MiB/s, 3 s left');
 });
 
+test('primary with a comparison pending, no round open yet (a peer starting again): said so, no empty bar', () => {
+  assert.match(resyncCell({ ...base, role: 'primary', resyncing: true }), /pending: to be compared by hash/);
+});
+
 test('secondary: what it serves while it receives', () => {
   assert.equal(resyncCell({ ...base, role: 'secondary', resyncing: true }), 'receiving (old image served)');
   assert.match(resyncCell({ ...base, role: 'secondary', resyncing: true, consistent: false }), /receiving first sync/);

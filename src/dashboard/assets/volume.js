@@ -150,7 +150,13 @@ export class VolumeCard {
 
   showProgress(v) {
     const p = this.progress;
-    if (v.resyncing && v.role === 'primary') {
+    if (v.resyncing && v.role === 'primary' && v.resyncTotalBytes === 0) {
+      // No round open yet: one about to begin, or a peer starting again from its last flush point.
+      this.progressLabel.textContent = 'Resync';
+      this.progressBar.removeAttribute('value');
+      this.progressText.textContent = 'pending: the replica is to be compared by hash when its comparison opens';
+      p.hidden = false;
+    } else if (v.resyncing && v.role === 'primary') {
       const total = Math.max(1, v.resyncTotalBytes);
       const done = Math.min(total, Math.max(0, v.resyncTotalBytes - v.resyncLeftBytes));
       this.progressLabel.textContent = 'Resync';
@@ -344,7 +350,7 @@ function stateText(v) {
   const parts = [v.consistent ? 'consistent (a flush-point image)' : 'not consistent'];
   if (v.tracking === 'journal') parts.push('tracking by journal');
   else if (v.tracking === 'bitmap') parts.push(`tracking by bitmap: the journal overflowed, ${bytes(v.dirtyBytes)} await a resync`);
-  if (v.resyncing) parts.push('resync round open');
+  if (v.resyncing) parts.push(v.role === 'primary' && v.resyncTotalBytes === 0 ? 'a comparison by hash pending' : 'resync round open');
   // (A unit being applied is no inconsistency: readers wait for it, then see the next flush point.)
   if (v.applying) parts.push(`applying records ${v.applying.fromSeq}..${v.applying.toSeq}`);
   if (v.paused) parts.push('shipping paused by the operator');
