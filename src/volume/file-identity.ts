@@ -15,9 +15,11 @@
 //
 // The same file written while the daemon was stopped (a backup restored into it with dd,
 // the replica mounted read-write and fsck'd, a host pointed at the file by hand) is as
-// much another content: a clean stop writes down the file's modification and change
-// times once it is closed (`stopped`), and an open that finds either moved says so and
-// starts the pair over by hash, as for a replaced file. Only a clean stop can: after a
+// much another content: a clean stop writes down the file's modification time once it
+// is closed (`stopped`; its change time too, for the log), and an open that finds it
+// moved says so and starts the pair over by hash, as for a replaced file. Not the change
+// time: a rename, chmod or chown moves that, and a file moved while stopped (its config
+// `path` changed) would cost a comparison of the whole volume. Only a clean stop can: after a
 // crash nothing says what the daemon itself wrote last, and the open takes the file.
 //
 // STATE/volumes/NAME/file-id, JSON: {"version":1,"ino":"5308517","birth":"1796481237337958459",
@@ -38,7 +40,7 @@ export interface Identity {
   birth: bigint;
 }
 
-/** The file's modification and change times (ns), as a clean stop left them or an open found them. */
+/** The file's modification and change times (ns), as a clean stop left them or an open found them (the modification time is compared). */
 export interface FileTimes {
   mtime: bigint;
   ctime: bigint;
@@ -73,7 +75,7 @@ export function timesOf(st: fs.BigIntStats): FileTimes {
  */
 export function writtenWhileStopped(kept: FileId, now: FileId, times: FileTimes): boolean {
   if (kept.stopped === undefined || !sameFile(kept, now) || !sameFile(kept.folder, now.folder)) return false;
-  return kept.stopped.mtime !== times.mtime || kept.stopped.ctime !== times.ctime;
+  return kept.stopped.mtime !== times.mtime;
 }
 
 /**
@@ -134,9 +136,8 @@ export function describeFileId(id: Identity): string {
   return `inode ${id.ino}${born}`;
 }
 
-/** "modified 2026-12-06 14:02:11.113 UTC" (the later of the two times, which is when it was written or changed). */
+/** "modified 2026-12-06 14:02:11.113 UTC, after the daemon's clean stop at ..." (the file's modification times). */
 export function describeChange(stopped: FileTimes, now: FileTimes): string {
   const at = (ns: bigint): string => new Date(Number(ns / 1_000_000n)).toISOString().replace('T', ' ').replace(/Z$/, ' UTC');
-  const later = now.mtime > now.ctime ? now.mtime : now.ctime;
-  return `changed ${at(later)}, after the daemon's clean stop at ${at(stopped.ctime > stopped.mtime ? stopped.ctime : stopped.mtime)}`;
+  return `modified ${at(now.mtime)}, after the daemon's clean stop at ${at(stopped.ctime > stopped.mtime ? stopped.ctime : stopped.mtime)}`;
 }

@@ -97,10 +97,11 @@ test('a volume file replaced while stopped, at the primary (a backup restored) a
 // stop wrote down the file's times; the start finds them moved and starts the pair over
 // by hash. Before, the pair said drained and current with the blocks different. A start
 // after kill -9 has nothing written down and takes the file; one after a clean stop with
-// the file untouched says nothing and resyncs nothing.
+// the file untouched but renamed (its path changed in the config) says nothing and
+// resyncs nothing: a rename moves the file's change time, not its modification time.
 test('a volume file written while stopped, at the primary and at the secondary: found by its times, compared by hash, made equal', async () => {
   const p = await startPair({ size: '64MiB', journal: '64MiB' });
-  const imgA = path.join(p.a.dir, 'db.img');
+  const imgA = path.join(p.a.dir, 'db2.img');
   const imgB = path.join(p.b.dir, 'db.img');
   const poke = (file: string, at: number, byte: number): void => {
     const fd = fs.openSync(file, 'r+');
@@ -116,7 +117,9 @@ test('a volume file written while stopped, at the primary and at the secondary: 
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 4M', '-c', 'flush', p.a.qemuTarget('db')]);
     await p.drained();
     await stopBoth();
-    // Untouched between a clean stop and a start: nothing said, nothing compared.
+    // Untouched between a clean stop and a start, but moved (renamed, the config's path with it): nothing said, nothing compared.
+    fs.renameSync(path.join(p.a.dir, 'db.img'), imgA);
+    fs.writeFileSync(p.a.configFile, fs.readFileSync(p.a.configFile, 'utf8').replace('db: { path: ./db.img,', 'db: { path: ./db2.img,'));
     await p.a.start();
     await p.b.start();
     await p.drained();
@@ -126,7 +129,7 @@ test('a volume file written while stopped, at the primary and at the secondary: 
     // At the primary, 64 KiB written into the file with the daemon stopped.
     poke(imgA, 2 * MiB, 0x55);
     await p.a.start();
-    assert.match(p.a.log, new RegExp('volume db: \\S+/db\\.img was written while the daemon was stopped \\(changed [^)]+, after the ' +
+    assert.match(p.a.log, new RegExp('volume db: \\S+/db2\\.img was written while the daemon was stopped \\(modified [^)]+, after the ' +
       'daemon\'s clean stop at [^)]+\\), so the regions written then are in no journal: each peer\'s replica is compared'));
     await p.b.start();
     await p.drained();
@@ -138,7 +141,7 @@ test('a volume file written while stopped, at the primary and at the secondary: 
     poke(imgB, 30 * MiB, 0x66);
     await p.a.start();
     await p.b.start();
-    assert.match(p.b.log, /volume db: \S+\/db\.img was written while the daemon was stopped \(changed [^)]+\): it is no longer the flush-point image/);
+    assert.match(p.b.log, /volume db: \S+\/db\.img was written while the daemon was stopped \(modified [^)]+\): it is no longer the flush-point image/);
     await p.drained();
     await stopBoth();
     await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', imgA, imgB]);

@@ -62,7 +62,7 @@ test('the file-id file: written, read back, decoded from fixed bytes (an inode p
   }
 });
 
-test('a clean stop writes the file\'s times down; a write, a chmod or a touch moves them; a crash writes nothing; fixed bytes', async () => {
+test('a clean stop writes the file\'s times down; a write or a touch is found, a chmod or a rename is not; a crash writes nothing; fixed bytes', async () => {
   const root = tempDir('file-id-stopped');
   try {
     const state = path.join(root, 'state');
@@ -89,10 +89,19 @@ test('a clean stop writes the file\'s times down; a write, a chmod or a touch mo
     // A file that is another is replacedSince's to judge, not this.
     const [id, t] = now();
     assert.equal(writtenWhileStopped(kept, { ...id, ino: id.ino + 1n }, t), false);
+    // A chmod or a rename moves the change time, not the modification time: not a write (a file moved while stopped costs no comparison).
     await writeStopped(store, file, state, fs.statSync(file, { bigint: true }));
     await tick();
     fs.chmodSync(file, 0o640);
-    assert.equal(writtenWhileStopped((await readFileId(store))!, ...now()), true, 'a chmod moves the change time');
+    const moved = path.join(root, 'moved.img');
+    fs.renameSync(file, moved);
+    const st = fs.statSync(moved, { bigint: true });
+    assert.equal(writtenWhileStopped((await readFileId(store))!, fileIdOf(moved, state, st)!, timesOf(st)), false);
+    fs.renameSync(moved, file);
+    // A touch sets the modification time: taken for a write (one comparison by hash).
+    await tick();
+    fs.utimesSync(file, new Date(), new Date());
+    assert.equal(writtenWhileStopped((await readFileId(store))!, ...now()), true, 'a touch moves the modification time');
     // Version 1 with `stopped`, from fixed bytes; a reader takes one without it as before.
     fs.writeFileSync(path.join(state, FILE_ID_FILE), '{"version":1,"ino":"5","birth":"6","folderIno":"7","folderBirth":"8",' +
       '"stopped":{"mtime":"1796481299000000001","ctime":"1796481299000000002"}}\n');
