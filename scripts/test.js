@@ -31,7 +31,7 @@ if (files.length === 0) {
 // or take the machine's loop devices and mounts.
 const ALONE = new Set([
   'checkpoint-under-load', 'compression', 'consistency-group', 'dashboard', 'failover', 'first-sync', 'history-postgres',
-  'history-ransomware', 'iscsi-conformance', 'iscsi', 'lag-vs-loss', 'link-fairness', 'link-faults', 'memory-fleet', 'metrics',
+  'disk-swapped', 'history-ransomware', 'iscsi-conformance', 'iscsi', 'lag-vs-loss', 'link-fairness', 'link-faults', 'memory-fleet', 'metrics',
   'nbd-ext4', 'nbd-limits', 'postgres', 'promote-full-disk', 'rate', 'replication-crash', 'replication-ext4', 'three-sites-group',
   'three-sites', 'top', 'volume-grow',
 ].map((n) => `${n}.test.js`));

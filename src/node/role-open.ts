@@ -18,7 +18,8 @@ import { newStreamId, readStream, removeStream, writeStream, type StreamMark } f
 import { judgePlace, readJournalAt, segmentsIn, writeJournalAt, type JournalPlace } from '../journal/placement.js';
 import { moveJournal, removeJournalFiles } from '../journal/journal-move.js';
 import {
-  FILE_ID_FILE, describeChange, describeFileId, fileIdOf, readFileId, replacedSince, sameFile, timesOf, writeFileId, writtenWhileStopped,
+  DEVICE_ACCEPTED_FILE, DEVICE_REFUSED_FILE, FILE_ID_FILE, describeChange, describeFileId, fileIdOf, readFileId, replacedSince, sameFile,
+  timesOf, writeFileId, writtenWhileStopped, type FileId,
 } from '../volume/file-identity.js';
 import { PROMOTE_AT_FILE } from '../secondary/promote-at-file.js';
 import { GROW_FILE } from '../journal/grow.js';
@@ -120,11 +121,15 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   const state = new DirStore(dir);
   // Another file than the one the state was kept for starts the pair over by hash (src/volume/file-identity.ts).
   // (As the volume's open found the file, before anything was written to it.)
-  const fileId = e.volume.isBlockDevice ? null : fileIdOf(v.path, dir, e.volume.statAtOpen);
+  const fileId = fileIdOf(v.path, dir, e.volume.statAtOpen);
   const kept = await readFileId(state);
-  const replaced = fileId !== null && kept !== null && replacedSince(kept, fileId) ?
-    `volume ${v.name}: ${v.path} is not the file this volume's state was kept for (that was ${describeFileId(kept)}; ` +
-      `this is ${describeFileId(fileId)}: a copy, or a backup restored)` : null;
+  const swapped = fileId !== null && kept !== null && replacedSince(kept, fileId);
+  // Another disk at a block device's path (disks renamed at boot?) is neither served nor written, unless the operator said it is the volume's.
+  if (swapped && fileId.device !== undefined) await refuseAnotherDisk(o, v.name, v.path, dir, kept, fileId);
+  const replaced = swapped ?
+    `volume ${v.name}: ${v.path} is not the ${fileId.device !== undefined ? 'disk' : 'file'} this volume's state was kept for ` +
+      `(that was ${describeFileId(kept)}; this is ${describeFileId(fileId)}: ` +
+      `${fileId.device !== undefined ? `a disk replaced, taken as the volume's by ${DEVICE_ACCEPTED_FILE}` : 'a copy, or a backup restored'})` : null;
   // The same file written since the last clean stop (a backup restored into it, the replica mounted and fsck'd).
   const times = timesOf(e.volume.statAtOpen);
   const written = fileId !== null && kept !== null && kept.stopped !== undefined && writtenWhileStopped(kept, fileId, times) ?
@@ -135,6 +140,8 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
     if (fileId !== null && (kept === null || !sameFile(kept, fileId) || !sameFile(kept.folder, fileId.folder) || kept.stopped !== undefined)) {
       await writeFileId(state, fileId);
     }
+    // (A disk the operator took as the volume's: its acceptance is spent.)
+    for (const f of [DEVICE_ACCEPTED_FILE, DEVICE_REFUSED_FILE]) fs.rmSync(path.join(dir, f), { force: true });
   };
   if (e.role === 'secondary') {
     if (replaced !== null) {
@@ -278,6 +285,27 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
 }
 
 /**
+ * A block device whose disk is not the one the volume's state was kept for (src/volume/
+ * device-identity.ts: after a reboot /dev/sdb may be another disk) is refused before
+ * anything is read or written: served, it would give hosts another disk; as a replica,
+ * its primary's data would overwrite it. The refusal writes down the disk it found
+ * (DEVICE_REFUSED_FILE); the operator who knows the disk is the volume's now (a disk
+ * replaced, its data restored) renames that to DEVICE_ACCEPTED_FILE and reloads, and the
+ * volume opens as over a replaced file: its peers are compared with it by hash.
+ */
+async function refuseAnotherDisk(o: RoleOpening, name: string, where: string, dir: string, kept: FileId, now: FileId): Promise<void> {
+  const state = new DirStore(dir);
+  const accepted = await readFileId(state, DEVICE_ACCEPTED_FILE);
+  if (accepted !== null && sameFile(accepted, now)) return;
+  await writeFileId(state, now, DEVICE_REFUSED_FILE);
+  throw new Error(`volume ${name}: ${where} is not the disk this volume's state was kept for (that was ${describeFileId(kept)}; ` +
+    `this is ${describeFileId(now)}: disks renamed at boot?); not opened, nothing read or written. Name the volume's disk by a ` +
+    `path that does not change (/dev/disk/by-id/...) and reload; or, if this disk is the volume's now (a disk replaced, its data ` +
+    `restored onto it), rename ${path.join(dir, DEVICE_REFUSED_FILE)} to ${DEVICE_ACCEPTED_FILE} and reload: its peers are then ` +
+    `compared with it by hash (only the regions that differ are sent)`);
+}
+
+/**
  * A journal the config moved is moved to its new folder (src/journal/journal-move.ts);
  * one lost with its folder begins again in a new stream, so every peer is compared by
  * hash (src/journal/placement.ts). The new folder is locked by now.
@@ -369,7 +397,7 @@ async function journalPlace(o: RoleOpening, name: string, folder: string, state:
 }
 
 /** Files of a replica's state folder a replaced file keeps: the volume's identity, its write history, a promote or grow under way. */
-const KEPT_FOR_ANOTHER_FILE = new Set(['identity.json', 'history.csv', PROMOTE_AT_FILE, GROW_FILE, FILE_ID_FILE]);
+const KEPT_FOR_ANOTHER_FILE = new Set(['identity.json', 'history.csv', PROMOTE_AT_FILE, GROW_FILE, FILE_ID_FILE, DEVICE_ACCEPTED_FILE]);
 
 /**
  * A replica whose file was replaced starts over as a new replica of its primary: its

@@ -19,7 +19,7 @@ import { PROMOTE_AT_FILE, PROMOTE_AT_FORMAT } from '../secondary/promote-at-file
 import { STREAM_FILE, STREAM_FORMAT } from '../stream/stream.js';
 import { GROW_FILE, GROW_FORMAT } from '../journal/grow.js';
 import { JOURNAL_AT_FILE, JOURNAL_AT_FORMAT } from '../journal/placement.js';
-import { FILE_ID_FILE, FILE_ID_FORMAT } from '../volume/file-identity.js';
+import { DEVICE_ACCEPTED_FILE, DEVICE_REFUSED_FILE, FILE_ID_FILE, FILE_ID_FORMAT } from '../volume/file-identity.js';
 import { PEERS_FILE, PEERS_FORMAT } from '../journal/peers-file.js';
 import { NewerFormatError, isNewer, type FileFormat } from '../versioning/format.js';
 
@@ -54,6 +54,8 @@ export const VOLUME_FOLDER_FILES: readonly StateFile[] = [
   { name: GROW_FILE, format: GROW_FORMAT },
   { name: JOURNAL_AT_FILE, format: JOURNAL_AT_FORMAT },
   { name: FILE_ID_FILE, format: FILE_ID_FORMAT },
+  { name: DEVICE_REFUSED_FILE, format: FILE_ID_FORMAT },
+  { name: DEVICE_ACCEPTED_FILE, format: FILE_ID_FORMAT },
   { name: PEERS_FILE, format: PEERS_FORMAT },
 ];
 

@@ -10,8 +10,8 @@
 // starts the pair over by hash (src/node/role-open.ts). It also writes down the state
 // folder's own identity: a state folder copied or moved together with the file (an
 // appliance's disks moved with `cp -a`, both stopped) is a new folder too, and its
-// state still describes the file, so the file is taken as it is. Block devices are not
-// checked: a device node's inode is made anew at each boot.
+// state still describes the file, so the file is taken as it is. A block device is known
+// by its disk instead (below): a device node's inode is made anew at each boot.
 //
 // The same file written while the daemon was stopped (a backup restored into it with dd,
 // the replica mounted read-write and fsck'd, a host pointed at the file by hand) is as
@@ -27,17 +27,28 @@
 // number may pass 2^53; birth in ns since the epoch, "0" where the filesystem keeps none),
 // and after a clean stop also "stopped":{"mtime":"1796481299000000000","ctime":"1796481299000000000"}
 // (ns since the epoch). A reader of version 1 without `stopped` ignores it.
+//
+// A block device is its disk's identity (src/volume/device-identity.ts), `"device":"wwid
+// naa.6001405f..."` with "ino" and "birth" "0": a device node's inode is made anew at
+// each boot. One whose disk sysfs names nothing for is not checked.
 import fs from 'node:fs';
+import { deviceIdentity } from './device-identity.js';
 import { readStateFile, type Store } from '../store/store.js';
 import { jsonVersion } from '../versioning/format.js';
 
 export const FILE_ID_FILE = 'file-id';
+/** Another disk found at a block device's path: the refusal writes down its identity here (the same format; src/node/role-open.ts). */
+export const DEVICE_REFUSED_FILE = 'device-refused';
+/** The operator renamed DEVICE_REFUSED_FILE to this: that disk is the volume's now, and the volume opens over it as over a replaced file. */
+export const DEVICE_ACCEPTED_FILE = 'device-accepted';
 export const FILE_ID_FORMAT = jsonVersion('volume file identity', 1, [1]);
 
 export interface Identity {
   ino: bigint;
   /** Birth time in ns (0n: the filesystem keeps none). */
   birth: bigint;
+  /** A block device's disk (device-identity.ts); ino and birth are 0n then. Absent: a file. */
+  device?: string;
 }
 
 /** The file's modification and change times (ns), as a clean stop left them or an open found them (the modification time is compared). */
@@ -56,12 +67,17 @@ export interface FileId extends Identity {
 /**
  * The identity of the file at `path` (or of `st`, a stat of it taken earlier: the
  * volume's open takes one before it writes anything) and of the state folder `dir`
- * (null: a block device, not checked).
+ * (null: a block device whose disk has no identity in sysfs, not checked).
  */
 export function fileIdOf(path: string, dir: string, st: fs.BigIntStats = fs.statSync(path, { bigint: true })): FileId | null {
-  if (!st.isFile()) return null;
   const d = fs.statSync(dir, { bigint: true });
-  return { ino: st.ino, birth: st.birthtimeNs, folder: { ino: d.ino, birth: d.birthtimeNs } };
+  const folder = { ino: d.ino, birth: d.birthtimeNs };
+  if (st.isBlockDevice()) {
+    const device = deviceIdentity(st);
+    return device === null ? null : { ino: 0n, birth: 0n, device, folder };
+  }
+  if (!st.isFile()) return null;
+  return { ino: st.ino, birth: st.birthtimeNs, folder };
 }
 
 export function timesOf(st: fs.BigIntStats): FileTimes {
@@ -88,16 +104,19 @@ export function replacedSince(kept: FileId, now: FileId): boolean {
 
 /** Is `now` the file `kept` was written for? (A birth time of 0 on either side compares the inode alone.) */
 export function sameFile(kept: Identity, now: Identity): boolean {
+  // (A disk is its identity; a file is never a disk.)
+  if (kept.device !== undefined || now.device !== undefined) return kept.device === now.device;
   return kept.ino === now.ino && (kept.birth === 0n || now.birth === 0n || kept.birth === now.birth);
 }
 
-export function writeFileId(store: Store, id: FileId): Promise<void> {
+export function writeFileId(store: Store, id: FileId, file = FILE_ID_FILE): Promise<void> {
   const j = {
     version: FILE_ID_FORMAT.writes, ino: id.ino.toString(), birth: id.birth.toString(),
     folderIno: id.folder.ino.toString(), folderBirth: id.folder.birth.toString(),
+    ...(id.device !== undefined ? { device: id.device } : {}),
     ...(id.stopped ? { stopped: { mtime: id.stopped.mtime.toString(), ctime: id.stopped.ctime.toString() } } : {}),
   };
-  return store.replace(FILE_ID_FILE, Buffer.from(`${JSON.stringify(j)}\n`));
+  return store.replace(file, Buffer.from(`${JSON.stringify(j)}\n`));
 }
 
 /**
@@ -111,8 +130,8 @@ export async function writeStopped(store: Store, path: string, dir: string, st: 
 }
 
 /** The identity written down, or null (none: a volume not opened by this release yet). A file that cannot be read stops the start. */
-export async function readFileId(store: Store): Promise<FileId | null> {
-  const b = await readStateFile(store, FILE_ID_FILE, FILE_ID_FORMAT);
+export async function readFileId(store: Store, file = FILE_ID_FILE): Promise<FileId | null> {
+  const b = await readStateFile(store, file, FILE_ID_FORMAT);
   if (b === null) return null;
   try {
     const j = JSON.parse(b.toString('utf8')) as Record<string, unknown>;
@@ -122,16 +141,19 @@ export async function readFileId(store: Store): Promise<FileId | null> {
     if (n(j.ino, 20) && n(j.birth, 24) && n(j.folderIno, 20) && n(j.folderBirth, 24) && stoppedOk) {
       const id: FileId = { ino: BigInt(j.ino), birth: BigInt(j.birth), folder: { ino: BigInt(j.folderIno), birth: BigInt(j.folderBirth) } };
       if (st !== undefined) id.stopped = { mtime: BigInt(st.mtime as string), ctime: BigInt(st.ctime as string) };
+      if (typeof j.device === 'string' && j.device.length > 0) id.device = j.device;
+      else if (j.device !== undefined) throw new Error('a device that is no string');
       return id;
     }
   } catch {
     // (below)
   }
-  throw new Error(`${FILE_ID_FILE}: no identity in it (${b.toString('utf8').trim()})`);
+  throw new Error(`${file}: no identity in it (${b.toString('utf8').trim()})`);
 }
 
 /** "inode 5308517, born 2026-12-04 21:13:57 UTC" */
 export function describeFileId(id: Identity): string {
+  if (id.device !== undefined) return `disk ${id.device}`;
   const born = id.birth === 0n ? '' : `, made ${new Date(Number(id.birth / 1_000_000n)).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}`;
   return `inode ${id.ino}${born}`;
 }

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import {
   FILE_ID_FILE, fileIdOf, readFileId, replacedSince, timesOf, writeFileId, writeStopped, writtenWhileStopped,
 } from '../../src/volume/file-identity.js';
+import { diskIdentity, sysfsOf } from '../../src/volume/device-identity.js';
 import { DirStore } from '../../src/journal/store.js';
 import { NewerFormatError } from '../../src/versioning/format.js';
 import { tempDir } from '../helpers/run.js';
@@ -112,5 +113,57 @@ test('a clean stop writes the file\'s times down; a write or a touch is found, a
     await assert.rejects(readFileId(store), /file-id: no identity in it/);
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a disk\'s identity from sysfs: loop, device-mapper, md, WWID, serial, a partition of one; none; the dev_t encoding', () => {
+  const root = tempDir('sysfs');
+  try {
+    const dev = (name: string, files: Record<string, string>): string => {
+      const d = path.join(root, name);
+      for (const [f, v] of Object.entries(files)) {
+        fs.mkdirSync(path.dirname(path.join(d, f)), { recursive: true });
+        fs.writeFileSync(path.join(d, f), `${v}\n`);
+      }
+      return d;
+    };
+    assert.equal(diskIdentity(dev('loop0', { 'loop/backing_file': '/srv/disk.raw', 'loop/offset': '4096' })), 'loop /srv/disk.raw offset 4096');
+    assert.equal(diskIdentity(dev('dm-0', { 'dm/uuid': 'LVM-abc', 'dm/name': 'vg-db' })), 'dm LVM-abc');
+    assert.equal(diskIdentity(dev('md0', { 'md/uuid': '1:2:3:4' })), 'md 1:2:3:4');
+    const sdb = dev('sdb', { 'device/wwid': 'naa.6001405f', 'device/serial': 'X' });
+    assert.equal(diskIdentity(sdb), 'wwid naa.6001405f');
+    assert.equal(diskIdentity(dev('vdb', { serial: 'disk-7' })), 'serial disk-7');
+    // A virtio disk with no serial (an empty file): no identity, not checked.
+    assert.equal(diskIdentity(dev('vdc', { serial: '' })), null);
+    // A partition: its disk's identity, its number, its first sector (sysfs keeps it under its disk's folder).
+    assert.equal(diskIdentity(dev('sdb/sdb2', { partition: '2', start: '2048' })), 'wwid naa.6001405f partition 2 at 2048');
+    assert.equal(diskIdentity(dev('vdc/vdc1', { partition: '1', start: '2048' })), null);
+    // dev_t: major 259, minor 1048577 (the high bits of both).
+    const rdev = ((259n & 0xfffn) << 8n) | ((259n & ~0xfffn) << 32n) | (1048577n & 0xffn) | ((1048577n & ~0xffn) << 12n);
+    assert.equal(sysfsOf(rdev), '/sys/dev/block/259:1048577');
+    assert.equal(sysfsOf((7n << 8n) | 3n), '/sys/dev/block/7:3');
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a disk\'s file-id: the device compared, not the inode; a file is never a disk; fixed bytes', async () => {
+  const folder = { ino: 7n, birth: 8n };
+  const a = { ino: 0n, birth: 0n, device: 'wwid naa.1', folder };
+  assert.equal(replacedSince(a, { ...a, device: 'wwid naa.1' }), false);
+  assert.equal(replacedSince(a, { ...a, device: 'wwid naa.2' }), true);
+  assert.equal(replacedSince(a, { ino: 5n, birth: 6n, folder }), true, 'a file where a disk was');
+  assert.equal(replacedSince({ ino: 0n, birth: 0n, folder }, a), true, 'a disk where a file was');
+  const dir = tempDir('file-id-disk');
+  try {
+    const store = new DirStore(dir);
+    fs.writeFileSync(path.join(dir, FILE_ID_FILE), '{"version":1,"ino":"0","birth":"0","folderIno":"7","folderBirth":"8","device":"wwid naa.1"}\n');
+    assert.deepEqual(await readFileId(store), a);
+    await writeFileId(store, a, 'device-refused');
+    assert.deepEqual(await readFileId(store, 'device-refused'), a);
+    fs.writeFileSync(path.join(dir, FILE_ID_FILE), '{"version":1,"ino":"0","birth":"0","folderIno":"7","folderBirth":"8","device":5}\n');
+    await assert.rejects(readFileId(store), /file-id: no identity in it/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
