@@ -419,7 +419,7 @@ export class Daemon {
         // (Not one being let go: put back, it opens with the file's peers.)
         if (!v || this.leaving.has(v.name)) continue;
         const peers = volumePeersReloaded(e, v, {
-          links: this.links, log: this.log, grouped: (name) => this.config.groups.some((g) => g.members.includes(name)), wanted: this.peersWanted,
+          links: this.links, log: this.log, wanted: this.peersWanted,
         });
         notes.push(...peers.notes);
         const change = peers.change;

@@ -83,8 +83,9 @@ export class SetAside {
    * the volume by that object; nothing of the volume is open, so nothing moves under a
    * reader; a folder or file another volume holds is refused by its lock at the open).
    * Its peers are taken too (the links to the peers it had and has are made again, so
-   * each Hello says it is set aside, or not paired here any more), but for a consistency
-   * group's member, or on a daemon that runs no link; those and `default` wait for a
+   * each Hello says it is set aside, or not paired here any more; a consistency group's
+   * members, set aside together, take the same new peers), but on a daemon that runs no
+   * link; those and `default` wait for a
    * restart (the default export is made at the start), and the reload says so, as it
    * says of a volume being opened now (by the reload before). Returns what the reload says.
    */
@@ -105,13 +106,12 @@ export class SetAside {
       const changed = (Object.keys({ ...was, ...n }) as (keyof VolumeConfig)[])
         .filter((k) => k !== 'path' && k !== 'journal_dir' && JSON.stringify(was[k]) !== JSON.stringify(n[k]));
       // Its peers are taken as the rest (nothing of it is open: it opens with them, as at a start,
-      // and the links to the peers it had and has are made again, so each Hello says so), but
-      // for a consistency group's member (its members replicate with the same peers) and on a
-      // daemon that runs no link.
+      // and the links to the peers it had and has are made again, so each Hello says so; a group's
+      // members, set aside together, all take the same new peers: the config has them alike), but
+      // on a daemon that runs no link.
       const peersChanged = changed.includes('peer') || changed.includes('peers');
-      const grouped = config.groups.some((g) => g.members.includes(name));
       const links = this.host.links();
-      const peersWait = peersChanged && (grouped || (links === null && n.peers.length > 0));
+      const peersWait = peersChanged && links === null && n.peers.length > 0;
       const restart = changed.filter((k) => RESTART_KEYS.has(k) || (peersWait && (k === 'peer' || k === 'peers')));
       const taken = changed.filter((k) => !restart.includes(k));
       const relink = peersChanged && !peersWait && !unavailable.isOpening(name) ? [...new Set([...was.peers, ...n.peers])] : [];
@@ -122,7 +122,7 @@ export class SetAside {
         notes.push(`volume ${name}: ${taken.join(', ')} taken (it opens with ${taken.length === 1 ? 'it' : 'them'})`);
       }
       if (restart.length > 0) {
-        const why = peersWait ? (grouped ? ' (a consistency group\'s members replicate with the same peers)' : ' (no peer link runs on this daemon)') : '';
+        const why = peersWait ? ' (no peer link runs on this daemon)' : '';
         notes.push(`volume ${name}: ${restart.join(', ')} changed: that takes a restart${why} (it is opened as it was)`);
       }
       was.path = n.path;

@@ -22,8 +22,6 @@ export interface PeerLinks {
 export interface PeerChangeHost {
   /** Null: this daemon runs no links (none configured at its start). */
   links: PeerLinks | null;
-  /** Is `volume` a member of a consistency group here? */
-  grouped(volume: string): boolean;
   /**
    * The list each volume's latest change asks for, until it has run (the daemon's): a
    * reload before the change of an earlier one ran compares with it, and the earlier
@@ -58,7 +56,7 @@ export function volumePeersReloaded(e: { readonly config: VolumeConfig; readonly
     ({ notes: [`volume ${name}: peers changed to ${after.join(', ') || 'none'}: ${why}: that takes a restart`] });
   if (before.length === 0) return restart('a volume without a peer has no journal, and one with a peer journals every write from its start');
   if (after.length === 0) return restart('a volume with no peer left keeps no journal');
-  if (host.grouped(name)) return restart('a consistency group\'s members replicate with the same peers, and change together');
+  // (A consistency group's members: the config has them all with the same peers, so each member's change is made, one after the other.)
   if (!host.links) return restart('no peer link runs on this daemon (none was configured, or no identity, at its start)');
   const links = host.links;
   host.wanted.set(name, after);

@@ -90,3 +90,55 @@ test('a secondary taken away at a reload and put back at another: the host keeps
     await t.stop();
   }
 });
+
+// A consistency group's secondaries changed at reloads: both members' peers are changed
+// alike in the file, and each member's change is made (before, a group member's peers
+// took a restart). site-c is taken away from erp (db, wal) at site-a, then put back; the
+// group stays whole: a group checkpoint at site-b while site-c is away, and at site-c
+// once it is back and first-synced; every image of both members compares equal.
+test('a consistency group\'s peers changed at reloads: site-c taken away and put back for both members; group checkpoints; all equal', async () => {
+  const t = await startTrio({ size: '32MiB', journal: '64MiB', group: true });
+  try {
+    const write = (v: string, pattern: number, at: string): Promise<unknown> =>
+      must('qemu-io', ['-f', 'raw', '-c', `write -P ${pattern} ${at} 1M`, '-c', 'flush', t.a.uri(v)]);
+    await write('db', 0x41, '0');
+    await write('wal', 0x42, '0');
+    await t.drained();
+    const textA = fs.readFileSync(t.a.configFile, 'utf8');
+    const onlyB = textA.replaceAll('peers: [site-b, site-c]', 'peers: [site-b]');
+    assert.notEqual(onlyB, textA);
+    fs.writeFileSync(t.a.configFile, onlyB);
+    const away = await cli(t.a, 'reload');
+    assert.equal(away.code, 0, away.stderr);
+    for (const v of ['db', 'wal']) assert.match(away.stdout, new RegExp(`volume ${v}: peers now site-b \\(site-c taken away\\)`));
+    assert.doesNotMatch(away.stdout, /takes a restart/);
+    await waitFor('both members paired with site-b alone', () =>
+      ['db', 'wal'].every((v) => new RegExp(`volume ${v}: its peers are site-b now; site-c no longer sent its changes`).test(t.a.log)), 30_000);
+    await write('db', 0x43, '4M');
+    await write('wal', 0x44, '4M');
+    await t.drained(90_000, 'site-a', ['site-b']);
+    const atB = await cli(t.b, 'checkpoint', 'create', 'erp', '--label', 'without-c');
+    assert.equal(atB.code, 0, `${atB.stderr} ${atB.stdout}`);
+    assert.equal((await cli(t.b, 'checkpoint', 'release', 'erp')).code, 0);
+
+    fs.writeFileSync(t.a.configFile, textA);
+    const back = await cli(t.a, 'reload');
+    assert.equal(back.code, 0, back.stderr);
+    for (const v of ['db', 'wal']) assert.match(back.stdout, new RegExp(`volume ${v}: peers now site-b, site-c \\(site-c added`));
+    await t.drained();
+    // (Writes to both after site-c's first syncs: group points it then holds for both members.)
+    await write('db', 0x45, '8M');
+    await write('wal', 0x46, '8M');
+    await t.drained();
+    const atC = await cli(t.c, 'checkpoint', 'create', 'erp', '--label', 'back');
+    assert.equal(atC.code, 0, `${atC.stderr} ${atC.stdout}`);
+    assert.match(atC.stdout, /checkpoint "back" of group erp held at group point \d+/);
+    assert.equal((await cli(t.c, 'checkpoint', 'release', 'erp')).code, 0);
+    for (const v of ['db', 'wal']) {
+      await assertIdentical(t.a.uri(v), t.b.uri(v), { message: `${v} at site-b` });
+      await assertIdentical(t.a.uri(v), t.c.uri(v), { message: `${v} at site-c` });
+    }
+  } finally {
+    await t.stop();
+  }
+});

@@ -42,12 +42,11 @@ test('a set-aside volume takes its new peers at a reload, and the links to the o
   assert.deepEqual(relinks, ['db: site-b, site-c, site-d: volume db\'s peers changed at a reload here (it is set aside)']);
 });
 
-test('a set-aside group member, or one on a daemon that runs no link, keeps its peers until a restart, and the reload says why', () => {
+test('a set-aside group member takes its new peers (its members, set aside together, all do); one on a daemon that runs no link keeps them', () => {
   const g = rig({ grouped: true });
-  assert.deepEqual(g.aside.adopt({ volumes: [vol(['site-c'])] } as unknown as Pick<Config, 'volumes'>),
-    ['volume db: peers, peer changed: that takes a restart (a consistency group\'s members replicate with the same peers) (it is opened as it was)']);
-  assert.deepEqual(g.config.volumes[0]!.peers, ['site-b']);
-  assert.deepEqual(g.relinks, []);
+  assert.deepEqual(g.aside.adopt({ volumes: [vol(['site-c'])] } as unknown as Pick<Config, 'volumes'>), ['volume db: peers, peer taken (it opens with them)']);
+  assert.deepEqual(g.config.volumes[0]!.peers, ['site-c']);
+  assert.deepEqual(g.relinks, ['db: site-b, site-c: volume db\'s peers changed at a reload here (it is set aside)']);
   const n = rig({ links: false });
   assert.match(n.aside.adopt({ volumes: [vol(['site-c'])] } as unknown as Pick<Config, 'volumes'>).join(),
     /peers, peer changed: that takes a restart \(no peer link runs on this daemon\)/);

@@ -47,7 +47,7 @@ function fakes(): { links: PeerLinks; jv: JournaledVolume; did: string[] } {
   return { links, jv, did };
 }
 
-const host = (links: PeerLinks | null, grouped = false, wanted = new Map<string, string[]>()) => ({ links, log: silentLogger, grouped: () => grouped, wanted });
+const host = (links: PeerLinks | null, wanted = new Map<string, string[]>()) => ({ links, log: silentLogger, wanted });
 const db = (c: Config): VolumeConfig => c.volumes.find((v) => v.name === 'db')!;
 
 test('a primary\'s peers changed at a reload: shipping to the one taken away stops, the journal takes the list, the links are made again', async () => {
@@ -102,7 +102,7 @@ test('peers reordered: the first is the one the one-peer status fields describe;
   assert.equal(e.config.peer, 'site-c');
 });
 
-test('what waits for a restart: a first peer, the last one taken away, a group\'s member, no links', () => {
+test('what waits for a restart: a first peer, the last one taken away, no links', () => {
   const { links, did } = fakes();
   const said = (from: string, to: string, h = host(links)): string[] => {
     const r = volumePeersReloaded({ config: db(config(from)), journaled: null }, db(config(to)), h);
@@ -113,8 +113,6 @@ test('what waits for a restart: a first peer, the last one taken away, a group\'
     /^volume db: peers changed to site-b: a volume without a peer has no journal.*: that takes a restart$/);
   assert.match(said('peer: site-b', 'journal: 1GiB')[0]!,
     /^volume db: peers changed to none: a volume with no peer left keeps no journal: that takes a restart$/);
-  assert.match(said('peer: site-b', 'peer: site-c', host(links, true))[0]!,
-    /^volume db: peers changed to site-c: a consistency group's members replicate with the same peers, and change together: that takes a restart$/);
   assert.match(said('peer: site-b', 'peer: site-c', host(null))[0]!, /no peer link runs on this daemon/);
   assert.deepEqual(did, []);
 });
