@@ -2,7 +2,8 @@
 // Runs the compiled tests (dist/test) with node:test: the unit tests, the simulations
 // and the integration tests that only wait two files at a time, the others one at a time.
 // `node scripts/test.js unit` runs only test/unit; `... integration` only that.
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
@@ -47,6 +48,8 @@ const sim = files.filter((f) => f.startsWith(join(root, 'sim')));
 const rest = files.filter((f) => !unit.includes(f) && !sim.includes(f));
 const paired = rest.filter((f) => !ALONE.has(basename(f)));
 const alone = rest.filter((f) => ALONE.has(basename(f)));
+// The ports the tests hand out are reserved by files (test/helpers/daemon.ts): none is held before a run.
+rmSync(join(tmpdir(), 'offsite-test-ports'), { recursive: true, force: true });
 const env = { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16' };
 let status = 0;
 for (const [group, concurrency] of [[unit, 2], [sim, 2], [paired, 2], [alone, 1]]) {

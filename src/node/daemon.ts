@@ -440,7 +440,9 @@ export class Daemon {
         const g = this.config.groups.find((x) => x.members.includes(v.name));
         const nexts = g ? changed.reopen.filter((x) => g.members.includes(x.name)) : [v];
         for (const x of nexts) reopening.add(x.name);
-        this.removing = this.removing.then(() => reopenVolumes(host, nexts, g?.members ?? [], g?.name)).then(() => undefined);
+        // (After the opens under way: a member this reload retries is served, or set aside, by then.)
+        this.removing = this.removing.then(() => this.setAsides.idle()).then(() => reopenVolumes(host, nexts, g?.members ?? [], g?.name))
+          .then(() => undefined);
       }
       // Peers dropped with their volumes go once those are let go.
       this.removing = this.removing.then(() => this.links?.dropRetiring());
@@ -603,8 +605,9 @@ export class Daemon {
   /** Writes down the times of `e`'s file as its clean close left them (src/volume/file-identity.ts); a failure is said, not fatal. */
   async stampStopped(e: VolumeEntry): Promise<void> {
     const st = e.volume.statAtClose;
-    if (st === null) return;
-    await writeStopped(new DirStore(e.dir), e.config.path, e.dir, st).catch((err: Error) =>
+    // (A volume without peers keeps no file-id: its open reads none, src/node/role-open.ts.)
+    if (st === null || e.config.peer === undefined) return;
+    await Promise.resolve().then(() => writeStopped(new DirStore(e.dir), e.config.path, e.dir, st)).catch((err: Error) =>
       this.log.warn({ volume: e.config.name }, `volume ${e.config.name}: cannot write down how the stop left ${e.config.path} ` +
         `(${err.message}); a write to it before the next start will not be noticed`));
   }

@@ -461,6 +461,8 @@ export class LinkManager {
     }
     this.volumes.replicas.get(name)?.detach();
     this.primaryNow.delete(name);
+    // (Its next Hello says again who starts again: the role or the journal may be another by then.)
+    this.startingAgain.delete(name);
     // Out of both maps until the change is done: a link that comes back meanwhile neither
     // attaches the old replica nor ships from the old journal.
     this.volumes.replicas.delete(name);

@@ -18,8 +18,8 @@ import { newStreamId, readStream, removeStream, writeStream, type StreamMark } f
 import { judgePlace, readJournalAt, segmentsIn, writeJournalAt, type JournalPlace } from '../journal/placement.js';
 import { moveJournal, removeJournalFiles } from '../journal/journal-move.js';
 import {
-  DEVICE_ACCEPTED_FILE, DEVICE_REFUSED_FILE, FILE_ID_FILE, describeChange, describeFileId, fileIdOf, readFileId, replacedSince, sameFile,
-  timesOf, writeFileId, writtenWhileStopped, type FileId,
+  DEVICE_ACCEPTED_FILE, DEVICE_REFUSED_FILE, FILE_ID_FILE, describeChange, describeFileId, fileIdOf, forgetStopped, readFileId, replacedSince,
+  sameFile, timesOf, writeFileId, writtenWhileStopped, type FileId,
 } from '../volume/file-identity.js';
 import { PROMOTE_AT_FILE } from '../secondary/promote-at-file.js';
 import { GROW_FILE } from '../journal/grow.js';
@@ -121,15 +121,17 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   const state = new DirStore(dir);
   // Another file than the one the state was kept for starts the pair over by hash (src/volume/file-identity.ts).
   // (As the volume's open found the file, before anything was written to it.)
-  const fileId = fileIdOf(v.path, dir, e.volume.statAtOpen);
+  const fileId = fileIdOf(v.path, dir, e.volume.statAtOpen, e.volume.diskAtOpen);
   const kept = await readFileId(state);
   const swapped = fileId !== null && kept !== null && replacedSince(kept, fileId);
   // Another disk at a block device's path (disks renamed at boot?) is neither served nor written, unless the operator said it is the volume's.
-  if (swapped && fileId.device !== undefined) await refuseAnotherDisk(o, v.name, v.path, dir, kept, fileId);
+  // (A disk where a file was, or a file where a disk was, is a path the operator changed: taken as a replaced file.)
+  if (swapped && fileId.device !== undefined && kept.device !== undefined) await refuseAnotherDisk(o, v.name, v.path, dir, kept, fileId);
   const replaced = swapped ?
     `volume ${v.name}: ${v.path} is not the ${fileId.device !== undefined ? 'disk' : 'file'} this volume's state was kept for ` +
       `(that was ${describeFileId(kept)}; this is ${describeFileId(fileId)}: ` +
-      `${fileId.device !== undefined ? `a disk replaced, taken as the volume's by ${DEVICE_ACCEPTED_FILE}` : 'a copy, or a backup restored'})` : null;
+      `${fileId.device !== undefined && kept.device !== undefined ? `a disk replaced, taken as the volume's by ${DEVICE_ACCEPTED_FILE}`
+        : 'a copy, or a backup restored'})` : null;
   // The same file written since the last clean stop (a backup restored into it, the replica mounted and fsck'd).
   const times = timesOf(e.volume.statAtOpen);
   const written = fileId !== null && kept !== null && kept.stopped !== undefined && writtenWhileStopped(kept, fileId, times) ?
@@ -368,6 +370,8 @@ async function placeJournal(o: RoleOpening, name: string, folder: string, state:
  * and the writes made without peers never reached it (a replica called consistent).
  */
 async function servedWithoutPeers(o: RoleOpening, e: VolumeEntry): Promise<void> {
+  // (Its file is written unwatched from now on: a clean stop's note from a run with peers says nothing any more.)
+  if (fs.existsSync(path.join(e.dir, FILE_ID_FILE))) await forgetStopped(new DirStore(e.dir));
   if (e.role !== 'primary') return;
   const state = new DirStore(e.dir);
   const stream = await readStream(state);

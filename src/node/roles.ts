@@ -455,7 +455,8 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       const previous = await readStream(new DirStore(e.dir));
       // The same primary in a new stream: it began its journal again (its file replaced, its journal or bitmap lost, docs/PEERS.md).
       const why = previous?.primary === primary
-        ? `${primary} began a new journal (its volume file replaced, or its journal or dirty bitmap lost: its log says which)`
+        ? `${primary} began a new journal (its volume file replaced or written while stopped, its journal or dirty bitmap lost, or ` +
+          'it served the volume without peers: its log says which)'
         : `${primary} is primary with a journal this replica never followed (a failover elsewhere)`;
       if (held) {
         this.waitingToFollow.set(name, primary);

@@ -58,7 +58,7 @@ export function volumeStatus(e: VolumeEntry, links: LinkManager | null = null, n
     uuid: e.identity?.uuid ?? '',
     generation: e.identity?.generations ?? [],
     // (A first sync about to open, or a peer starting again to be compared at its next link, is not current either.)
-    resyncing: Boolean(e.journaled?.roundStart || e.journaled?.seed.pending || e.replica?.round || links?.isStartingAgain(e.config.name)),
+    resyncing: Boolean(e.journaled?.roundStart || e.journaled?.seed.pending || e.replica?.round || (e.journaled && links?.isStartingAgain(e.config.name))),
     resyncLeftBytes: e.journaled ? e.journaled.resyncLeftBytes : 0,
     resyncTotalBytes: e.journaled?.roundStart ? e.journaled.round.totalBytes : 0,
     resyncBytes: e.journaled?.journal.resyncBytes ?? 0,

@@ -42,7 +42,8 @@ export async function reopenVolumes(host: ReopenHost, nexts: readonly VolumeConf
     }
     // Each must be served now (a group's members are set aside together, and let go together).
     const served = names.map((name) => ({ config: host.config.volumes.find((v) => v.name === name), e: host.entries.find((x) => x.config.name === name) }));
-    if (changes.size === 0 || served.some((x) => !x.config || !x.e)) return null; // let go, or set aside, since the reload
+    const away = names.filter((_, i) => !served[i]!.config || !served[i]!.e);
+    if (changes.size === 0 || away.length > 0) return { away }; // let go, or set aside, since the reload
     const what = [...changes].map(([name, changed]) => `${name}'s ${changed.join(', ')}`).join('; ');
     const t0 = Date.now();
     let sessions = 0;
@@ -65,8 +66,11 @@ export async function reopenVolumes(host: ReopenHost, nexts: readonly VolumeConf
     }
     return { configs: served.map((x) => x.config!), what, ms: Date.now() - t0, sessions, problems };
   });
-  if (!closed) {
-    const msg = `volume ${label}: not reopened: not served here now (let go or set aside since the reload)`;
+  if (closed.away !== undefined) {
+    const away = closed.away;
+    if (away.length === 0) return `volume ${label}: nothing to reopen`;
+    const msg = `volume ${label}: not reopened with the new keys: ${away.join(', ')} ${away.length === 1 ? 'is' : 'are'} not ` +
+      'served here now (let go, or set aside: a reload retries those with the file\'s keys)';
     host.log.warn({ volume: label }, msg);
     return msg;
   }

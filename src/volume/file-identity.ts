@@ -69,11 +69,12 @@ export interface FileId extends Identity {
  * volume's open takes one before it writes anything) and of the state folder `dir`
  * (null: a block device whose disk has no identity in sysfs, not checked).
  */
-export function fileIdOf(path: string, dir: string, st: fs.BigIntStats = fs.statSync(path, { bigint: true })): FileId | null {
+export function fileIdOf(path: string, dir: string, st: fs.BigIntStats = fs.statSync(path, { bigint: true }),
+  disk: string | null = deviceIdentity(st)): FileId | null {
   const d = fs.statSync(dir, { bigint: true });
   const folder = { ino: d.ino, birth: d.birthtimeNs };
   if (st.isBlockDevice()) {
-    const device = deviceIdentity(st);
+    const device = disk;
     return device === null ? null : { ino: 0n, birth: 0n, device, folder };
   }
   if (!st.isFile()) return null;
@@ -129,6 +130,14 @@ export async function writeStopped(store: Store, path: string, dir: string, st: 
   if (id !== null) await writeFileId(store, { ...id, stopped: timesOf(st) });
 }
 
+/** A clean stop's note goes (the file is written unwatched from now on: a volume served without peers). */
+export async function forgetStopped(store: Store): Promise<void> {
+  const id = await readFileId(store);
+  if (id?.stopped === undefined) return;
+  delete id.stopped;
+  await writeFileId(store, id);
+}
+
 /** The identity written down, or null (none: a volume not opened by this release yet). A file that cannot be read stops the start. */
 export async function readFileId(store: Store, file = FILE_ID_FILE): Promise<FileId | null> {
   const b = await readStateFile(store, file, FILE_ID_FORMAT);
@@ -158,8 +167,8 @@ export function describeFileId(id: Identity): string {
   return `inode ${id.ino}${born}`;
 }
 
-/** "modified 2026-12-06 14:02:11.113 UTC, after the daemon's clean stop at ..." (the file's modification times). */
+/** "modified 2026-12-06 14:02:11.113 UTC; the daemon's clean stop left it modified 2026-12-06 13:58:40.052 UTC" (the file's modification times). */
 export function describeChange(stopped: FileTimes, now: FileTimes): string {
   const at = (ns: bigint): string => new Date(Number(ns / 1_000_000n)).toISOString().replace('T', ' ').replace(/Z$/, ' UTC');
-  return `modified ${at(now.mtime)}, after the daemon's clean stop at ${at(stopped.ctime > stopped.mtime ? stopped.ctime : stopped.mtime)}`;
+  return `modified ${at(now.mtime)}; the daemon's clean stop left it modified ${at(stopped.mtime)}`;
 }

@@ -6,6 +6,7 @@ import { WriteBatcher } from './write-batch.js';
 import { assert } from '../invariants/assert.js';
 import { DiskError, type Extent, type ExportBackend, type ZeroOptions, type Capabilities, diskCapabilities } from '../export/backend.js';
 import { GroupSync } from './group-sync.js';
+import { deviceIdentity } from './device-identity.js';
 import {
   FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, POSIX_FADV_WILLNEED,
   SEEK_DATA, SEEK_HOLE, nativeFs,
@@ -48,6 +49,8 @@ export class Volume implements ExportBackend {
   written = false;
   /** The file as this open found it, before anything was written (src/volume/file-identity.ts: was it written while stopped?). */
   readonly statAtOpen: fs.BigIntStats;
+  /** A block device's disk as this open found it in sysfs (src/volume/device-identity.ts; null: a file, or none named). */
+  readonly diskAtOpen: string | null;
   /** The file as a clean close left it, synced (null: open, or the close could not sync it): a clean stop writes its times down. */
   statAtClose: fs.BigIntStats | null = null;
   private fd: number;
@@ -69,6 +72,7 @@ export class Volume implements ExportBackend {
     statAtOpen: fs.BigIntStats) {
     this.name = opts.name;
     this.statAtOpen = statAtOpen;
+    this.diskAtOpen = deviceIdentity(statAtOpen);
     this.created = created;
     this.path = opts.path;
     this.currentSize = size;
@@ -400,8 +404,16 @@ export class Volume implements ExportBackend {
     await this.syncer.idle();
     let synced = false;
     if (this.failure === null) synced = await this.syncer.sync().then(() => true, () => false);
-    // (Its times once nothing more is written through it: a clean stop writes them down.)
-    if (synced && !this.isBlockDevice) this.statAtClose = fs.fstatSync(this.fd, { bigint: true });
+    // Its times once nothing more is written through it: a clean stop writes them down. (fsync, not the
+    // fdatasync of writes: the modification time the note names is made durable with it.)
+    if (synced && !this.isBlockDevice) {
+      try {
+        fs.fsyncSync(this.fd);
+        this.statAtClose = fs.fstatSync(this.fd, { bigint: true });
+      } catch {
+        // (No note: the next open takes the file as it is.)
+      }
+    }
     fs.closeSync(this.fd);
     this.fd = -1;
   }

@@ -146,37 +146,32 @@ export class TestDaemon {
  * Ports handed out by any test process of this machine, as files named after them: two
  * test files run at once (scripts/test.js), and a port one hands out stays that test's
  * while its daemon restarts on it, though nothing listens on it between. The kernel may
- * offer a closed port again, to this process or another; a port handed out in the last
- * RESERVED_MS is not handed out again.
+ * offer a closed port again, to this process or another; a port with a file is not
+ * handed out again. scripts/test.js clears the folder before a run (never during one:
+ * two processes taking over one old file could both end up holding its port).
  */
 const RESERVED = path.join(os.tmpdir(), 'offsite-test-ports');
-const RESERVED_MS = 60 * 60 * 1000;
+/** Ports tried before giving up (the folder full of another day's runs: clear it). */
+const PORT_TRIES = 2000;
 
 function reserve(kind: 'tcp' | 'udp', port: number): boolean {
   fs.mkdirSync(RESERVED, { recursive: true });
-  const file = path.join(RESERVED, `${kind}-${port}`);
   try {
-    fs.closeSync(fs.openSync(file, 'wx'));
+    fs.closeSync(fs.openSync(path.join(RESERVED, `${kind}-${port}`), 'wx'));
     return true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    const at = fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs; // (renamed away by another process just now: not ours)
-    if (at === undefined || Date.now() - at < RESERVED_MS) return false;
-    // (An old reservation: taken anew. Of two processes that find it old, one renames it away; the other's rename fails.)
-    const stale = `${file}.stale-${process.pid}`;
-    try {
-      fs.renameSync(file, stale);
-    } catch {
-      return false;
-    }
-    fs.rmSync(stale, { force: true });
-    return reserve(kind, port);
+    return false;
   }
+}
+
+function noPort(kind: string): Error {
+  return new Error(`no free ${kind} port in ${PORT_TRIES} tries that no test holds: clear ${RESERVED} (scripts/test.js does before a run)`);
 }
 
 /** A UDP port on 127.0.0.1 free now and handed out to no other test (SNMP agents and trap receivers). */
 export async function freeUdpPort(): Promise<number> {
-  for (;;) {
+  for (let tries = 0; tries < PORT_TRIES; tries++) {
     const port = await new Promise<number>((resolve, reject) => {
       const s = dgram.createSocket('udp4');
       s.once('error', reject);
@@ -187,11 +182,12 @@ export async function freeUdpPort(): Promise<number> {
     });
     if (reserve('udp', port)) return port;
   }
+  throw noPort('UDP');
 }
 
 /** A TCP port on 127.0.0.1 free now and handed out to no other test, in this process or another. */
 export async function freePort(): Promise<number> {
-  for (;;) {
+  for (let tries = 0; tries < PORT_TRIES; tries++) {
     const port = await new Promise<number>((resolve, reject) => {
       const s = net.createServer();
       s.once('error', reject);
@@ -202,6 +198,7 @@ export async function freePort(): Promise<number> {
     });
     if (reserve('tcp', port)) return port;
   }
+  throw noPort('TCP');
 }
 
 /** One volume of statusOf's answer: the fields the tests read. */

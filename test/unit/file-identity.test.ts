@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import {
-  FILE_ID_FILE, fileIdOf, readFileId, replacedSince, timesOf, writeFileId, writeStopped, writtenWhileStopped,
+  FILE_ID_FILE, fileIdOf, forgetStopped, readFileId, replacedSince, timesOf, writeFileId, writeStopped, writtenWhileStopped,
 } from '../../src/volume/file-identity.js';
 import { diskIdentity, sysfsOf } from '../../src/volume/device-identity.js';
 import { DirStore } from '../../src/journal/store.js';
@@ -103,6 +103,10 @@ test('a clean stop writes the file\'s times down; a write or a touch is found, a
     await tick();
     fs.utimesSync(file, new Date(), new Date());
     assert.equal(writtenWhileStopped((await readFileId(store))!, ...now()), true, 'a touch moves the modification time');
+    // A volume served without peers forgets the note: its file is written unwatched from then on.
+    await writeStopped(store, file, state, fs.statSync(file, { bigint: true }));
+    await forgetStopped(store);
+    assert.equal((await readFileId(store))!.stopped, undefined);
     // Version 1 with `stopped`, from fixed bytes; a reader takes one without it as before.
     fs.writeFileSync(path.join(state, FILE_ID_FILE), '{"version":1,"ino":"5","birth":"6","folderIno":"7","folderBirth":"8",' +
       '"stopped":{"mtime":"1796481299000000001","ctime":"1796481299000000002"}}\n');
