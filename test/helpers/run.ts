@@ -50,3 +50,8 @@ export async function waitFor(what: string, f: () => boolean | Promise<boolean>,
 }
 
 export { spawn, type ChildProcess };
+
+/** qemu-io writes `length` bytes of `pattern` at `at` (qemu-io's units: "4M") to `target` and flushes: one host write, a flush point after it. */
+export function qemuWrite(target: string, pattern: number, at: string, length = '1M'): Promise<string> {
+  return must('qemu-io', ['-f', 'raw', '-c', `write -P ${pattern} ${at} ${length}`, '-c', 'flush', target]);
+}

@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import { statusOf, type TestDaemon } from '../helpers/daemon.js';
 import { assertIdentical } from '../helpers/images.js';
 import { cli } from '../helpers/cli.js';
-import { must, tempDir, waitFor } from '../helpers/run.js';
+import { must, qemuWrite, tempDir, waitFor } from '../helpers/run.js';
 import { startTrio } from '../helpers/trio.js';
 import { HostSession } from '../helpers/host-session.js';
 
@@ -99,8 +99,7 @@ test('a secondary taken away at a reload and put back at another: the host keeps
 test('a consistency group\'s peers changed at reloads: site-c taken away and put back for both members; group checkpoints; all equal', async () => {
   const t = await startTrio({ size: '32MiB', journal: '64MiB', group: true });
   try {
-    const write = (v: string, pattern: number, at: string): Promise<unknown> =>
-      must('qemu-io', ['-f', 'raw', '-c', `write -P ${pattern} ${at} 1M`, '-c', 'flush', t.a.uri(v)]);
+    const write = (v: string, pattern: number, at: string): Promise<string> => qemuWrite(t.a.uri(v), pattern, at);
     await write('db', 0x41, '0');
     await write('wal', 0x42, '0');
     await t.drained();

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { cli } from '../helpers/cli.js';
 import { startPair } from '../helpers/pair.js';
-import { must, waitFor } from '../helpers/run.js';
+import { must, qemuWrite, waitFor } from '../helpers/run.js';
 
 test('a reload reopens one volume with its new file, journal folder and bitmap granularity; its unshipped writes ship; the other volume goes on',
   async () => {
@@ -87,8 +87,7 @@ test('a reload reopens a consistency group\'s members together when one member\'
     nodeKeysA: groups, nodeKeysB: groups,
   });
   try {
-    const write = (v: string, pattern: number, at: string): Promise<unknown> =>
-      must('qemu-io', ['-f', 'raw', '-c', `write -P ${pattern} ${at} 1M`, '-c', 'flush', p.a.qemuTarget(v)]);
+    const write = (v: string, pattern: number, at: string): Promise<string> => qemuWrite(p.a.qemuTarget(v), pattern, at);
     await write('db', 0x11, '0');
     await write('wal', 0x12, '0');
     await p.drained();
