@@ -84,8 +84,3 @@ export async function reopenVolumes(host: ReopenHost, nexts: readonly VolumeConf
   const left = names.filter((n) => host.unavailable.has(n));
   return left.length > 0 ? `volume ${label}: not reopened; ${left.join(', ')} set aside (the log says why)` : `volume ${label}: reopened`;
 }
-
-/** Reopens the served volume `next.name` alone with `next`'s REOPEN_KEYS (reopenVolumes). */
-export function reopenVolume(host: ReopenHost, next: VolumeConfig): Promise<string> {
-  return reopenVolumes(host, [next]);
-}

@@ -16,17 +16,16 @@
 // The same file written while the daemon was stopped (a backup restored into it with dd,
 // the replica mounted read-write and fsck'd, a host pointed at the file by hand) is as
 // much another content: a clean stop writes down the file's modification time once it
-// is closed (`stopped`; its change time too, for the log), and an open that finds it
-// moved says so and starts the pair over by hash, as for a replaced file. Not the change
-// time: a rename, chmod or chown moves that, and a file moved while stopped (its config
-// `path` changed) would cost a comparison of the whole volume. Only a clean stop can: after a
-// crash nothing says what the daemon itself wrote last, and the open takes the file.
+// is closed (`stopped`), and an open that finds it moved says so and starts the pair
+// over by hash, as for a replaced file. Not the change time: a rename, chmod or chown
+// moves that, and a file moved while stopped (its config `path` changed) would cost a
+// comparison of the whole volume. Only a clean stop can: after a crash nothing says
+// what the daemon itself wrote last, and the open takes the file.
 //
 // STATE/volumes/NAME/file-id, JSON: {"version":1,"ino":"5308517","birth":"1796481237337958459",
 // "folderIno":"5308001","folderBirth":"1796481230000000000"} (decimal strings: an inode
 // number may pass 2^53; birth in ns since the epoch, "0" where the filesystem keeps none),
-// and after a clean stop also "stopped":{"mtime":"1796481299000000000","ctime":"1796481299000000000"}
-// (ns since the epoch). A reader of version 1 without `stopped` ignores it.
+// and after a clean stop also "stopped":{"mtime":"1796481299000000000"} (ns since the epoch). A reader of version 1 without `stopped` ignores it.
 //
 // A block device is its disk's identity (src/volume/device-identity.ts), `"device":"wwid
 // naa.6001405f..."` with "ino" and "birth" "0": a device node's inode is made anew at
@@ -51,10 +50,9 @@ export interface Identity {
   device?: string;
 }
 
-/** The file's modification and change times (ns), as a clean stop left them or an open found them (the modification time is compared). */
+/** The file's modification time (ns), as a clean stop left it or an open found it. */
 export interface FileTimes {
   mtime: bigint;
-  ctime: bigint;
 }
 
 /** A volume's file, and the state folder that was kept for it. */
@@ -82,7 +80,7 @@ export function fileIdOf(path: string, dir: string, st: fs.BigIntStats = fs.stat
 }
 
 export function timesOf(st: fs.BigIntStats): FileTimes {
-  return { mtime: st.mtimeNs, ctime: st.ctimeNs };
+  return { mtime: st.mtimeNs };
 }
 
 /**
@@ -115,7 +113,7 @@ export function writeFileId(store: Store, id: FileId, file = FILE_ID_FILE): Prom
     version: FILE_ID_FORMAT.writes, ino: id.ino.toString(), birth: id.birth.toString(),
     folderIno: id.folder.ino.toString(), folderBirth: id.folder.birth.toString(),
     ...(id.device !== undefined ? { device: id.device } : {}),
-    ...(id.stopped ? { stopped: { mtime: id.stopped.mtime.toString(), ctime: id.stopped.ctime.toString() } } : {}),
+    ...(id.stopped ? { stopped: { mtime: id.stopped.mtime.toString() } } : {}),
   };
   return store.replace(file, Buffer.from(`${JSON.stringify(j)}\n`));
 }
@@ -146,10 +144,10 @@ export async function readFileId(store: Store, file = FILE_ID_FILE): Promise<Fil
     const j = JSON.parse(b.toString('utf8')) as Record<string, unknown>;
     const n = (x: unknown, digits: number): x is string => typeof x === 'string' && new RegExp(`^\\d{1,${digits}}$`).test(x);
     const st = j.stopped as Record<string, unknown> | undefined;
-    const stoppedOk = st === undefined || (typeof st === 'object' && st !== null && n(st.mtime, 24) && n(st.ctime, 24));
+    const stoppedOk = st === undefined || (typeof st === 'object' && st !== null && n(st.mtime, 24));
     if (n(j.ino, 20) && n(j.birth, 24) && n(j.folderIno, 20) && n(j.folderBirth, 24) && stoppedOk) {
       const id: FileId = { ino: BigInt(j.ino), birth: BigInt(j.birth), folder: { ino: BigInt(j.folderIno), birth: BigInt(j.folderBirth) } };
-      if (st !== undefined) id.stopped = { mtime: BigInt(st.mtime as string), ctime: BigInt(st.ctime as string) };
+      if (st !== undefined) id.stopped = { mtime: BigInt(st.mtime as string) };
       if (typeof j.device === 'string' && j.device.length > 0) id.device = j.device;
       else if (j.device !== undefined) throw new Error('a device that is no string');
       return id;
