@@ -12,6 +12,7 @@ import { RECORD_HEADER_SIZE, RecordKind, SEGMENT_HEADER_SIZE, decodeRecordHeader
 import type { Samples } from './samples.js';
 import { EMPTY, type Segment } from './segment.js';
 import { ScanReader } from './scan-reader.js';
+import { DIRECT_BLOCK_BYTES } from '../limits/limits.js';
 
 /** A range whose record was lost or damaged: the volume must resync it. */
 export interface LostRange {
@@ -199,7 +200,7 @@ export async function scanSegments(o: ScanOptions): Promise<Scanned> {
     if (typeof sh === 'string') {
       // Segments are created (empty) at once and filled by the ordered writer, so a
       // crash can leave several empty ones at the end: all were being created.
-      if (file.size() <= SEGMENT_HEADER_SIZE && (isLastFile || !laterRecords(store, names.slice(i + 1)))) {
+      if ((file.size() <= SEGMENT_HEADER_SIZE || (await paddingOnly(file, 0))) && (isLastFile || !laterRecords(store, names.slice(i + 1)))) {
         report.notes.push(`journal segment ${name} was being created at the crash (${sh}); removed`);
         file.close();
         store.remove(name);
@@ -258,7 +259,13 @@ export async function scanSegments(o: ScanOptions): Promise<Scanned> {
         seq++;
         continue;
       }
-      // Something is wrong at `pos`. A torn tail if nothing valid follows anywhere.
+      // Something is wrong at `pos`. Zeros to the end of its block: a direct append's
+      // padding (src/journal/store.ts), cut as a clean close cuts it.
+      if (await paddingOnly(file, pos)) {
+        file.truncateSync(pos);
+        break;
+      }
+      // A torn tail if nothing valid follows anywhere.
       const more = (await validRecordAfter(file, pos + 1, seq)) || laterRecords(store, names.slice(i + 1));
       if (!more) {
         report.tornBytes += end - pos;
@@ -327,6 +334,17 @@ function laterRecords(store: Store, names: string[]): boolean {
 }
 
 const MAGIC_BYTES = Buffer.from('OFJR', 'latin1');
+
+/**
+ * Is everything from `pos` to the file's end zeros ending on a block, within `pos`'s
+ * block: what a direct append leaves after its last record (src/journal/store.ts)?
+ */
+async function paddingOnly(file: StoreFile, pos: number): Promise<boolean> {
+  const end = file.size();
+  if (end <= pos || end % DIRECT_BLOCK_BYTES !== 0 || Math.floor(pos / DIRECT_BLOCK_BYTES) !== end / DIRECT_BLOCK_BYTES - 1) return false;
+  const b = await file.read(pos, end - pos);
+  return b.length === end - pos && b.every((x) => x === 0);
+}
 
 /** Is there a checksummed record header with seq >= minSeq anywhere after `from`? */
 async function validRecordAfter(file: StoreFile, from: number, minSeq: number): Promise<boolean> {

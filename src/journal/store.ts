@@ -7,14 +7,26 @@ import { POSIX_FADV_WILLNEED, nativeFs } from '../volume/native.js';
 import { getSystemErrorName } from 'node:util';
 import { readStateFile, type FollowingWrites, type Store, type StoreFile } from '../store/store.js';
 import { assert } from '../invariants/assert.js';
+import { DIRECT_APPEND_MIN_BYTES, DIRECT_BLOCK_BYTES } from '../limits/limits.js';
 
 /** The journal's files import the interface from here as well. */
 export type { Store, StoreFile };
 /** (It lives beside the interface, src/store/store.ts, so src/volume reads state files too without a circle.) */
 export { readStateFile };
 
+/** How a DirStore writes. */
+export interface DirStoreOptions {
+  /**
+   * Large appends (writev at a file's end, of at least DIRECT_APPEND_MIN_BYTES) go
+   * through O_DIRECT, padded with zeros to a whole block: for a folder whose files only
+   * grow by such appends and whose readers know a file may end in zeros after its last
+   * record (the journal and the receive log: src/journal/recovery.ts).
+   */
+  directAppends?: boolean;
+}
+
 export class DirStore implements Store {
-  constructor(readonly dir: string) {
+  constructor(readonly dir: string, private readonly opts: DirStoreOptions = {}) {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
 
@@ -23,12 +35,14 @@ export class DirStore implements Store {
   }
 
   open(name: string): StoreFile {
-    return new NodeFile(name, fs.openSync(path.join(this.dir, name), 'r+'));
+    const file = path.join(this.dir, name);
+    return new NodeFile(name, fs.openSync(file, 'r+'), this.opts.directAppends ? file : null);
   }
 
   create(name: string): StoreFile {
     // 0600: host data (journal records, undo copies) and the node's state are this user's alone.
-    return new NodeFile(name, fs.openSync(path.join(this.dir, name), 'w+', 0o600));
+    const file = path.join(this.dir, name);
+    return new NodeFile(name, fs.openSync(file, 'w+', 0o600), this.opts.directAppends ? file : null);
   }
 
   remove(name: string): void {
@@ -121,11 +135,81 @@ function describeHolder(text: string): string {
   return `volume ${volume} (pid ${pid} on ${host})`;
 }
 
-class NodeFile implements StoreFile {
-  private length: number;
+/** EINVAL: a filesystem that opens O_DIRECT yet refuses the write (alignment, or no direct I/O at all). */
+const EINVAL = 22;
 
-  constructor(readonly name: string, private fd: number) {
+class NodeFile implements StoreFile {
+  /** The end of what was written: a direct append may leave the file longer, zeros to a block's end. */
+  private length: number;
+  /** The file's length on disk, at least `length`. */
+  private physical: number;
+  /** The O_DIRECT descriptor for large appends: -1 not opened yet, -2 none (not asked for, or refused). */
+  private direct: number;
+  /** The bytes of the block `length` is in, before it, once known (null: read them when needed). */
+  private tail: Buffer | null = null;
+
+  /** `directPath`: the file's path, to open it O_DIRECT for large appends; null for none. */
+  constructor(readonly name: string, private fd: number, private readonly directPath: string | null = null) {
     this.length = fs.fstatSync(fd).size;
+    this.physical = this.length;
+    this.direct = directPath === null ? -2 : -1;
+  }
+
+  /** Whether an append of `parts` at `position` goes direct (opening the descriptor the first time). */
+  private goesDirect(position: number, parts: Buffer[]): boolean {
+    if (this.direct === -2 || position !== this.length || nativeFs.pwritevDirectThen === undefined) return false;
+    let n = 0;
+    for (const p of parts) n += p.length;
+    if (n < DIRECT_APPEND_MIN_BYTES) return false;
+    if (this.direct === -1) {
+      try {
+        this.direct = fs.openSync(this.directPath!, fs.constants.O_RDWR | fs.constants.O_DIRECT);
+      } catch {
+        this.direct = -2; // (a filesystem without O_DIRECT: the page cache, as before)
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** The bytes of `position`'s block before it (the direct write rewrites them, the same). */
+  private prefix(position: number): Buffer {
+    const r = position % DIRECT_BLOCK_BYTES;
+    if (r === 0) return Buffer.alloc(0);
+    if (this.tail !== null && this.tail.length === r) return this.tail;
+    const b = Buffer.alloc(r);
+    const n = fs.readSync(this.fd, b, 0, r, position - r);
+    assert(n === r, () => `${this.name}: read ${n} of the ${r} bytes before byte ${position}`);
+    return b;
+  }
+
+  /**
+   * Appends `parts` at `position` (the file's end) through the direct descriptor, then
+   * `after`'s writes: each following write's 0 or errno. Null if the filesystem refused
+   * the direct write (EINVAL; nothing written): the caller writes through the page cache.
+   */
+  private async appendDirect(position: number, parts: Buffer[], after: FollowingWrites | null): Promise<number[] | null> {
+    const prefix = this.prefix(position);
+    const bufs = after?.bufs ?? [];
+    const errs = await nativeFs.pwritevDirectThen!(this.direct, position, prefix, parts, after?.fd ?? 0, bufs, after?.positions ?? []);
+    assert(errs.length === bufs.length + 1, () => `${this.name}: ${errs.length} results for ${bufs.length + 1} writes`);
+    const first = errs[0]!;
+    if (first === EINVAL) {
+      fs.closeSync(this.direct);
+      this.direct = -2;
+      return null;
+    }
+    if (first !== 0) {
+      this.tail = null; // (a part of it may be on disk)
+      const code = getSystemErrorName(-first);
+      throw Object.assign(new Error(`${code}: write to ${this.name}`), { code, errno: -first });
+    }
+    let end = position;
+    for (const p of parts) end += p.length;
+    this.tail = lastBlock([prefix, ...parts], end % DIRECT_BLOCK_BYTES);
+    this.length = end;
+    this.physical = Math.max(this.physical, Math.ceil(end / DIRECT_BLOCK_BYTES) * DIRECT_BLOCK_BYTES);
+    return errs.slice(1);
   }
 
   size(): number {
@@ -133,6 +217,7 @@ class NodeFile implements StoreFile {
   }
 
   appendSync(parts: Buffer[]): void {
+    this.tail = null;
     let n = 0;
     for (const p of parts) n += p.length;
     const wrote = fs.writevSync(this.fd, parts, this.length);
@@ -142,12 +227,18 @@ class NodeFile implements StoreFile {
       throw Object.assign(new Error(`short write to ${this.name}: ${wrote} of ${n} bytes`), { code: 'ENOSPC' });
     }
     this.length += n;
+    this.physical = Math.max(this.physical, this.length);
   }
 
   /** Set only where the addon has it (an addon built before it lacks it). */
   readonly writevThen = nativeFs.pwritevThen ? this.writevThenNative : undefined;
 
   private async writevThenNative(position: number, parts: Buffer[], after: FollowingWrites): Promise<number[]> {
+    if (this.goesDirect(position, parts)) {
+      const direct = await this.appendDirect(position, parts, after);
+      if (direct !== null) return direct;
+    }
+    this.tail = null;
     const errs = await nativeFs.pwritevThen!(this.fd, position, parts, after.fd, after.bufs, after.positions);
     assert(errs.length === after.bufs.length + 1, () => `${this.name}: ${errs.length} results for ${after.bufs.length + 1} writes`);
     const first = errs[0]!;
@@ -157,10 +248,17 @@ class NodeFile implements StoreFile {
       throw Object.assign(new Error(`${code}: write to ${this.name}`), { code, errno: -first });
     }
     this.length = Math.max(this.length, position + parts.reduce((n, p) => n + p.length, 0));
+    this.physical = Math.max(this.physical, this.length);
     return errs.slice(1);
   }
 
-  writev(position: number, parts: Buffer[]): Promise<void> {
+  async writev(position: number, parts: Buffer[]): Promise<void> {
+    if (this.goesDirect(position, parts) && (await this.appendDirect(position, parts, null)) !== null) return;
+    return this.writevBuffered(position, parts);
+  }
+
+  private writevBuffered(position: number, parts: Buffer[]): Promise<void> {
+    this.tail = null;
     const total = parts.reduce((n, p) => n + p.length, 0);
     return new Promise((resolve, reject) => {
       const step = (bufs: Buffer[], pos: number, left: number): void => {
@@ -168,6 +266,7 @@ class NodeFile implements StoreFile {
           if (err) return reject(err);
           if (n === left) {
             this.length = Math.max(this.length, position + total);
+            this.physical = Math.max(this.physical, this.length);
             return resolve();
           }
           if (n === 0) return reject(Object.assign(new Error(`no progress writing ${this.name}`), { code: 'ENOSPC' }));
@@ -189,10 +288,12 @@ class NodeFile implements StoreFile {
   }
 
   writeSync(position: number, data: Buffer): void {
+    this.tail = null;
     const n = fs.writeSync(this.fd, data, 0, data.length, position);
     // (A short write, a full disk part way: the caller must not count on any of it.)
     if (n !== data.length) throw Object.assign(new Error(`short write to ${this.name}: ${n} of ${data.length} bytes`), { code: 'ENOSPC' });
     this.length = Math.max(this.length, position + data.length);
+    this.physical = Math.max(this.physical, this.length);
   }
 
   read(position: number, length: number, into?: Buffer): Promise<Buffer> {
@@ -214,12 +315,39 @@ class NodeFile implements StoreFile {
   }
 
   truncateSync(length: number): void {
+    this.tail = null;
     fs.ftruncateSync(this.fd, length);
     this.length = length;
+    this.physical = length;
   }
 
   close(): void {
+    // A direct append's zeros past the last record are cut: a file closed cleanly ends at
+    // its last byte, as an older release wrote it (only a crash leaves them, for recovery).
+    if (this.fd >= 0 && this.physical > this.length) {
+      try {
+        fs.ftruncateSync(this.fd, this.length);
+      } catch {
+        // (recovery cuts them at the next open)
+      }
+    }
     if (this.fd >= 0) fs.closeSync(this.fd);
+    if (this.direct >= 0) fs.closeSync(this.direct);
     this.fd = -1;
+    this.direct = -2;
   }
+}
+
+/** The last `n` bytes of `chain`'s bytes back to back (n at most a block). */
+function lastBlock(chain: Buffer[], n: number): Buffer {
+  const t = Buffer.allocUnsafe(n);
+  let at = n;
+  for (let i = chain.length - 1; i >= 0 && at > 0; i--) {
+    const p = chain[i]!;
+    const k = Math.min(p.length, at);
+    p.copy(t, at - k, p.length - k);
+    at -= k;
+  }
+  assert(at === 0, () => `direct append: ${n} bytes of the last block asked, ${n - at} written`);
+  return t;
 }

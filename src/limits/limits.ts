@@ -2,6 +2,7 @@
 // between them the code asserts). A figure here bounds memory, latency or disk use;
 // the comment says what it bounds and why it is the size it is.
 
+const KiB = 1 << 10;
 const MiB = 1 << 20;
 
 /**
@@ -53,6 +54,17 @@ export const MEMORY_BUDGET_BYTES = 64 * MiB;
 export const WRITE_BATCHES_IN_FLIGHT = 8;
 export const WRITE_BATCH_MAX_WRITES = 64;
 export const WRITE_BATCH_MAX_BYTES = 8 * MiB;
+/**
+ * A journal or receive log append of at least this many bytes goes through an O_DIRECT
+ * descriptor (src/journal/store.ts), past the page cache: a run of large records would
+ * otherwise be copied into pages made for it and written back by the kernel's flusher,
+ * which cost more than the disk write (docs/BENCHMARKS.md, "Journal on the write path").
+ * Smaller appends stay in the page cache: a direct write waits for the disk, and the
+ * records queued behind it with it.
+ */
+export const DIRECT_APPEND_MIN_BYTES = 256 * KiB;
+/** O_DIRECT's unit: a direct write's offset, length and buffer are whole blocks of it (native/offsite_fs.c's DIRECT_ALIGN). */
+export const DIRECT_BLOCK_BYTES = 4096;
 /**
  * The largest host write whose volume write follows its journal record in the record's
  * job (src/journal/append-queue.ts `follow`): what that saves is a job's hand-off, which

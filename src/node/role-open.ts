@@ -160,7 +160,7 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
     fs.rmSync(path.join(dir, DRILL_FILE), { force: true }); // a drill does not outlive the daemon
     const receiveDir = path.join(dir, 'receive');
     const lock = o.folders.take(v.name, receiveDir, 'receive log folder', `the state folder ${o.config.state} must be this daemon's alone`);
-    const store = new DirStore(receiveDir);
+    const store = new DirStore(receiveDir, { directAppends: true });
     const replica = await o.folders.holding(v.name, lock, async () => {
       await refuseNewerState(receiveDir, store, JOURNAL_FOLDER_FILES);
       await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);
@@ -202,7 +202,7 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   // What no journal or bitmap holds: regions written where neither saw them (the file written while stopped), or marks lost.
   const untracked = written !== null ? `${written}, so the regions written then are in no journal` : bitmapLost;
   const lock = o.folders.take(v.name, journalDir);
-  const journalStore = new DirStore(journalDir);
+  const journalStore = new DirStore(journalDir, { directAppends: true });
   const journal = new Journal({ store: journalStore, capacity: v.journal, volume: owner });
   // The ranges the journal's records cover, for the start (a bit per region: 2 MiB for
   // 1 TiB at 64 KiB); let go once the start is done (below), so it is not kept by

@@ -33,6 +33,13 @@ export interface NativeFs {
    * Optional: an addon built before it lacks it.
    */
   pwritevThen?(headFd: number, headPosition: number, parts: Buffer[], fd: number, bufs: Buffer[], positions: number[]): Promise<number[]>;
+  /**
+   * pwritevThen with the first write through `directFd` (opened O_DIRECT): `prefix` (the
+   * bytes of headPosition's 4 KiB block before it) and `parts`, padded with zeros to a
+   * whole block; `bufs` may be empty. Optional: an addon built before it lacks it.
+   */
+  pwritevDirectThen?(directFd: number, headPosition: number, prefix: Buffer, parts: Buffer[], fd: number, bufs: Buffer[],
+    positions: number[]): Promise<number[]>;
 }
 
 export const FALLOC_FL_KEEP_SIZE = 0x01;

@@ -167,7 +167,13 @@ export class MemStore implements Store {
   /** Files whose content is counted against `capacity` when set. */
   capacity = Infinity;
 
-  constructor(readonly sched: Scheduler) {}
+  /**
+   * `directAppends`: as the real store's (src/journal/store.ts), every append at a file's
+   * end is written padded with zeros to a 4 KiB boundary (the real store pads only large
+   * ones, those it writes O_DIRECT; here every one, so recovery meets the zeros after
+   * every kind of crash), and a handle's size is the end of what it wrote.
+   */
+  constructor(readonly sched: Scheduler, readonly opts: { directAppends?: boolean } = {}) {}
 
   list(): string[] {
     return [...this.files.keys()].sort();
@@ -274,16 +280,43 @@ export class MemStore implements Store {
   }
 }
 
+/** The block a padded append ends on (DIRECT_BLOCK_BYTES in src/limits/limits.ts). */
+const PAD_BLOCK = 4096;
+
 class MemHandle implements StoreFile {
+  /** The end of what this handle wrote when a padded append left the file longer (null: the file's length). */
+  private logical: number | null = null;
+
   constructor(readonly name: string, private readonly f: MemFile, private readonly store: MemStore) {}
 
   size(): number {
-    return this.f.current.length;
+    return this.logical ?? this.f.current.length;
+  }
+
+  /** `data` written at `position`; padded with zeros to a block's end when it is an append of a directAppends store. */
+  private put(position: number, data: Buffer): void {
+    const before = this.size();
+    const end = position + data.length;
+    if (this.store.opts.directAppends && position === before && end % PAD_BLOCK !== 0) {
+      this.f.write(position, Buffer.concat([data, Buffer.alloc(PAD_BLOCK - (end % PAD_BLOCK))]));
+    } else {
+      this.f.write(position, data);
+    }
+    this.grew(before, end);
+  }
+
+  /** After a write ending at `end` to a file `before` long (this handle's size): the handle's size is at least `end`. */
+  private grew(before: number, end: number): void {
+    const logical = Math.max(before, end);
+    this.logical = logical === this.f.current.length ? null : logical;
   }
 
   appendSync(parts: Buffer[]): void {
     if (this.store.full) throw Object.assign(new Error('ENOSPC: disk full'), { code: 'ENOSPC' });
-    this.f.write(this.f.current.length, Buffer.concat(parts));
+    const at = this.size();
+    const data = Buffer.concat(parts);
+    this.f.write(at, data);
+    this.grew(at, at + data.length);
   }
 
   writev(position: number, parts: Buffer[]): Promise<void> {
@@ -294,7 +327,7 @@ class MemHandle implements StoreFile {
       if (this.store.full && position + data.length > this.f.current.length) {
         throw Object.assign(new Error('ENOSPC: disk full'), { code: 'ENOSPC' });
       }
-      this.f.write(position, data);
+      this.put(position, data);
     });
   }
 
@@ -320,7 +353,7 @@ class MemHandle implements StoreFile {
         if (this.store.full && position + data.length > this.f.current.length) {
           throw Object.assign(new Error('ENOSPC: disk full'), { code: 'ENOSPC' });
         }
-        this.f.write(position, data);
+        this.put(position, data);
         next(0);
       }).catch(reject);
     });
@@ -330,11 +363,14 @@ class MemHandle implements StoreFile {
     if (this.store.full && position + data.length > this.f.current.length) {
       throw Object.assign(new Error('ENOSPC: disk full'), { code: 'ENOSPC' });
     }
+    const before = this.size();
     this.f.write(position, data);
+    this.grew(before, position + data.length);
   }
 
   read(position: number, length: number, into?: Buffer): Promise<Buffer> {
-    const source = this.f.current.subarray(position, position + length);
+    // (Up to the end of what was written, as the real store reads: not into a padded append's zeros.)
+    const source = this.f.current.subarray(position, Math.min(position + length, this.size()));
     if (into) {
       source.copy(into);
       return this.store.sched.defer(() => into.subarray(0, source.length));
@@ -349,9 +385,14 @@ class MemHandle implements StoreFile {
 
   truncateSync(length: number): void {
     this.f.truncate(length);
+    this.logical = null;
   }
 
-  close(): void {}
+  /** A padded append's zeros are cut at a clean close, as the real store cuts them. */
+  close(): void {
+    if (this.logical !== null && this.logical < this.f.current.length) this.f.truncate(this.logical);
+    this.logical = null;
+  }
 }
 
 /** The block size of the simulated volume's allocation map. */

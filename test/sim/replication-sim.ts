@@ -227,7 +227,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   // records' job (docs/JOURNAL.md), on every site's disk; from the seed, so the
   // generator draws as before.
   pdisk.follows = seed % 3 === 1;
-  let pjstore = new MemStore(psched);
+  let pjstore = new MemStore(psched, { directAppends: true });
   let pmstore = new MemStore(psched);
   // A third of the seeds have a second secondary, site-c (docs/PEERS.md): the primary
   // ships to both, each on its own link with its own faults, and site-c has long
@@ -458,7 +458,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     const sdisk = machine?.disk ?? new MemDisk(size, ssched);
     // (A secondary promoted in a failover journals host writes too: they follow their records as the first primary's do.)
     sdisk.follows = seed % 3 === 1;
-    const sjstore = new MemStore(ssched);
+    const sjstore = new MemStore(ssched, { directAppends: true });
     const ssstore = new MemStore(ssched);
     let replica = undefined as unknown as Replica; // set by openSecondary, after the first openPrimary
     let opened = false;
@@ -1352,7 +1352,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     psched = promoted.sched;
     pdisk = promoted.sdisk;
     pdisk.full = false; // (the primary's volume never fills here: its journal's disk does, below)
-    pjstore = new MemStore(psched);
+    pjstore = new MemStore(psched, { directAppends: true });
     pmstore = new MemStore(psched);
     await openPrimary();
     for (const s of sites) await s.follow(former);
