@@ -17,6 +17,9 @@ const jobs: Array<FioJob & { label: string; unit: 'iops' | 'mbps' }> = [
   { label: '4k randwrite QD32, a FLUSH every 1024 writes (IOPS)', unit: 'iops', name: 'rw4kf', rw: 'randwrite', bs: '4k', iodepth: 32, size: '2G',
     fsync: 1024 },
   { label: '1M seqwrite QD8 (MB/s)', unit: 'mbps', name: 'seq1m', rw: 'write', bs: '1M', iodepth: 8, size: '2G' },
+  // (Both sides to the disk: without a FLUSH, journal off never leaves the page cache in a run this short.)
+  { label: '1M seqwrite QD8, a FLUSH every 256 writes (MB/s)', unit: 'mbps', name: 'seq1mf', rw: 'write', bs: '1M', iodepth: 8, size: '2G',
+    fsync: 256 },
 ];
 
 async function main(): Promise<void> {
@@ -68,28 +71,34 @@ ${machineLine()}. fio ${execFileSync('fio', ['--version'], { encoding: 'utf8' })
 | --- | ---: | ---: | ---: |
 ${rows.join('\n')}
 
-What bounds it: with the journal on, every host byte is written twice, to the volume and
-to the journal, here on the same disk, and each epoch the primary closes (every 256 MiB
-here) syncs the journal (and, every 1 GiB journaled, the volume: docs/JOURNAL.md, "Epochs
-and syncs"): the journal-on runs write to the disk all along. Journal off, a run of a few seconds without a FLUSH
-never leaves the page cache (this machine's dirty threshold is above 2 GiB), so it
-measures CPU only, and its rounds differ widely as the sparse file's blocks get
-allocated (the first round allocates them). The FLUSH row makes both sides reach the
-disk. This machine's disk sustains about 500 MB/s (\`dd bs=1M count=3072 conv=fdatasync\`),
-so sustained sequential writes with the journal on the same disk cannot exceed about
-half of what the disk takes; put \`journal_dir\` on a disk of its own (the seed's
-"second disk") to lift that. Small writes: a perf profile (2026-12-05) showed the
-thread-pool hand-offs (a pool thread woken per job, a completion per job) as the largest
-cost per write; the writes of one event-loop turn now go to the pool as one job and
-their intents to the intent ring as one write, which took 4 KiB QD32 from 50-70k to
-90-130k IOPS journal off and from about 25k to about 33k journal on (quick runs of one
-fio job in the same session, without the sync between runs the table has). Until 2026-12-05 each epoch close synced
-the volume too: 22194 IOPS journal on in the table's run of that day, 26629 and 29568 in two
-runs since (an \`fdatasync\` of a volume written at random every 256 MiB cost about a
-fifth). Sampled every 250 ms, a journal-on run still dips from 40-50k IOPS to 10-20k for a
-second or two every few seconds; the cause was not found (Dirty in /proc/meminfo stayed
-near 10 MiB, so it is not the kernel's dirty threshold). What is left is that, the journal's own write (a thread-pool
-job per batch of records) and the record's header.
+What bounds it. Journal off, a run of a few seconds without a FLUSH never leaves the
+page cache (this machine's dirty threshold is above 2 GiB): it measures CPU only, and its
+rounds differ widely. The FLUSH rows make both sides reach the disk, which sustains about
+500-650 MB/s here (\`dd bs=1M count=3072 conv=fdatasync\`; fio's 128 KiB \`direct=1\`
+writes 877 MiB/s). With the journal on, every host byte is written twice, to the volume
+and to the journal, here on the same disk, so sequential writes that reach the disk
+cannot pass about half of what the disk takes (the 1 MiB FLUSH row reads more than 0.5x
+because journal off, through the page cache and its flusher, does not reach the disk's
+direct rate either); put \`journal_dir\` on a disk of its own to lift that.
+
+Large writes: since 2026-12-06 the journal's appends of 256 KiB or more go \`O_DIRECT\`
+(docs/JOURNAL.md, "Direct appends"): before, each record was copied into page-cache
+pages made for it and written back by the kernel's flusher, which cost more CPU than
+the disk write on two cores. 1 MiB QD8, journal on, alternated with the build before in
+one session (two runs each of 8 s): with a FLUSH every 256 writes 266 and 219 MB/s
+before, 479 and 394 after; without a FLUSH 342 and 293 before, 560 and 507 after.
+
+Small writes: per-thread CPU over a 10 s run of 4 KiB QD32 (2026-12-06): journal off, the
+event loop spends about 8 µs per write, and the machine sits a quarter idle; journal on,
+about 25 µs (the record's header and CRC32C, the append queue, the replies), and the
+machine still sits a quarter idle: what bounds it is the journal's one ordered writer.
+Its job (about 14 records: the journal's \`writev\`, then the volume writes that follow
+their records) takes about 125 µs on its pool thread, 34 µs of it the journal, but about
+300 µs from the event loop's view (the hand-off to the pool and the completion back),
+and the 32 writes in flight split into two batches that take turns: about 16 writes per
+300 µs. Those batches (about 60 KiB) stay in the page cache: written direct, each took
+160-380 µs and the rate did not rise. Lifting it takes a writer that starts the next
+batch while the event loop takes in the last one's completion (not built).
 `;
   writeSection('journal', md);
   console.log(md);

@@ -86,15 +86,16 @@ ${rows.join('\n')}
 
 What bounds it here: each host byte is written four times on the one disk (site-a's
 volume and journal, site-b's receive log and replica), and two daemons and fio share two
-cores. The disk sustains about 500 MB/s, so sequential writes cannot pass about a quarter
-of a single-copy server on this machine. With the sites on separate machines and the
-journal on its own disk (\`journal_dir\`), the primary writes each byte twice, on two disks.
-Small writes: qemu-nbd writeback only puts them in the page cache; offsite journals each
-at site-a (a thread-pool job per batch of records, and the epoch syncs that let records
-be released), ships and acks it, and site-b writes it twice, with both daemons and fio on
-two cores. A perf profile of the journal path (2026-12-05, docs/BENCHMARKS.md "Journal on
-the write path") put the thread-pool hand-offs first; one job per event-loop turn now
-carries that turn's volume writes.
+cores. With the sites on separate machines and the journal on its own disk
+(\`journal_dir\`), the primary writes each byte twice, on two disks. Large writes: since
+2026-12-06 the journal's and the receive log's appends of 256 KiB or more go
+\`O_DIRECT\` (docs/JOURNAL.md, "Direct appends"), which took this row from 178 MB/s
+(0.30x of qemu-nbd, 2026-12-05) to the figure above: the records no longer pass through
+page-cache pages made for them, on either site. Small writes: qemu-nbd writeback only
+puts them in the page cache; offsite journals each at site-a (one ordered writer, a
+thread-pool job per batch of records, and the epoch syncs that let records be released),
+ships and acks it, and site-b writes it twice, with both daemons and fio on two cores
+(docs/BENCHMARKS.md, "Journal on the write path", says what bounds the journal's writer).
 `;
   writeSection('replication', md);
   console.log(md);
