@@ -38,7 +38,7 @@ export class AppendQueue {
    */
   unwritten: Range[] = [];
   private writing = false;
-  /** Every record up to this seq is in the page cache (readable, syncable). */
+  /** Every record up to this seq is in its file: the page cache, or the disk for a direct append (readable, syncable). */
   writtenSeq = 0;
   /** Set when a journal write failed: nothing more can be appended. */
   broken: Error | null = null;
@@ -98,7 +98,7 @@ export class AppendQueue {
     return n;
   }
 
-  /** Resolves when record `seq` is in the page cache; rejects if the journal write failed. */
+  /** Resolves when record `seq` is in its file (writtenSeq); rejects if the journal write failed. */
   whenWritten(seq: number): Promise<void> {
     if (seq <= this.writtenSeq) return Promise.resolve();
     if (this.broken) return Promise.reject(this.broken);

@@ -324,9 +324,11 @@ class NodeFile implements StoreFile {
   close(): void {
     // A direct append's zeros past the last record are cut: a file closed cleanly ends at
     // its last byte, as an older release wrote it (only a crash leaves them, for recovery).
+    // (Only while the file ends where this descriptor's last direct append left it: never
+    // another's bytes written past them.)
     if (this.fd >= 0 && this.physical > this.length) {
       try {
-        fs.ftruncateSync(this.fd, this.length);
+        if (fs.fstatSync(this.fd).size === this.physical) fs.ftruncateSync(this.fd, this.length);
       } catch {
         // (recovery cuts them at the next open)
       }

@@ -286,6 +286,8 @@ const PAD_BLOCK = 4096;
 class MemHandle implements StoreFile {
   /** The end of what this handle wrote when a padded append left the file longer (null: the file's length). */
   private logical: number | null = null;
+  /** Where this handle's last padded append ended, zeros included. */
+  private padEnd = -1;
 
   constructor(readonly name: string, private readonly f: MemFile, private readonly store: MemStore) {}
 
@@ -299,6 +301,7 @@ class MemHandle implements StoreFile {
     const end = position + data.length;
     if (this.store.opts.directAppends && position === before && end % PAD_BLOCK !== 0) {
       this.f.write(position, Buffer.concat([data, Buffer.alloc(PAD_BLOCK - (end % PAD_BLOCK))]));
+      this.padEnd = end + PAD_BLOCK - (end % PAD_BLOCK);
     } else {
       this.f.write(position, data);
     }
@@ -388,9 +391,9 @@ class MemHandle implements StoreFile {
     this.logical = null;
   }
 
-  /** A padded append's zeros are cut at a clean close, as the real store cuts them. */
+  /** A padded append's zeros are cut at a clean close, as the real store cuts them (while the file ends at them). */
   close(): void {
-    if (this.logical !== null && this.logical < this.f.current.length) this.f.truncate(this.logical);
+    if (this.logical !== null && this.f.current.length === this.padEnd) this.f.truncate(this.logical);
     this.logical = null;
   }
 }

@@ -67,6 +67,23 @@ test('a direct append with following writes: the record, then each following wri
   f.close();
 });
 
+test("a close cuts its padding only while the file ends there, never another's bytes", async () => {
+  const dir = tempDir('direct-append-two');
+  const store = new DirStore(dir, { directAppends: true });
+  const a = store.create('seg');
+  const large = crypto.randomBytes(DIRECT_APPEND_MIN_BYTES + 9);
+  await a.writev(0, [large]);
+  const padded = onDisk(dir, 'seg');
+  assert.ok(padded > large.length);
+  // Another descriptor writes past the padding (nothing of this project does; a close must still not cut it).
+  const b = store.open('seg');
+  const more = crypto.randomBytes(5000);
+  b.writeSync(padded, more);
+  a.close();
+  assert.equal(onDisk(dir, 'seg'), padded + more.length, 'the other bytes stayed');
+  b.close();
+});
+
 test('a store without directAppends never pads', async () => {
   const dir = tempDir('direct-append-off');
   const f = new DirStore(dir).create('seg');
