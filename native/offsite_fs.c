@@ -347,8 +347,8 @@ static int head_write_direct(struct batch *b) {
         return errno;
       }
       if (w == 0) return ENOSPC;
-      /* (A short direct write ends on a block; the rest goes on from there.) */
-      if (w % DIRECT_ALIGN != 0) return EIO;
+      /* (A short direct write ends on a block; the rest goes on from there. One that does not: the disk filled mid-block.) */
+      if (w % DIRECT_ALIGN != 0) return ENOSPC;
       off += (size_t)w;
     }
     pos += (int64_t)padded;
@@ -543,7 +543,7 @@ static void head_drop(napi_env env, struct batch *head) {
 }
 
 static napi_value batch_start(napi_env env, napi_value *argv, struct batch *head) {
-  const char *what = head ? "pwritevThen" : "pwriteBatch";
+  const char *what = !head ? "pwriteBatch" : head->head_direct ? "pwritevDirectThen" : "pwritevThen";
   char msg[96];
   int32_t fd = -1;
   uint32_t n = 0, m = 0;

@@ -200,7 +200,7 @@ export async function scanSegments(o: ScanOptions): Promise<Scanned> {
     if (typeof sh === 'string') {
       // Segments are created (empty) at once and filled by the ordered writer, so a
       // crash can leave several empty ones at the end: all were being created.
-      if ((file.size() <= SEGMENT_HEADER_SIZE || (await paddingOnly(file, 0))) && (isLastFile || !laterRecords(store, names.slice(i + 1)))) {
+      if ((file.size() <= SEGMENT_HEADER_SIZE || (await zerosToBlockEnd(file, 0))) && (isLastFile || !laterRecords(store, names.slice(i + 1)))) {
         report.notes.push(`journal segment ${name} was being created at the crash (${sh}); removed`);
         file.close();
         store.remove(name);
@@ -336,10 +336,16 @@ function laterRecords(store: Store, names: string[]): boolean {
 const MAGIC_BYTES = Buffer.from('OFJR', 'latin1');
 
 /**
- * Is everything from `pos` to the file's end zeros ending on a block, within `pos`'s
- * block: what a direct append leaves after its last record (src/journal/store.ts)?
+ * Is everything from `pos` (inside a block, not at its start) to the file's end zeros
+ * ending on that block's end: what a direct append leaves after its last record
+ * (src/journal/store.ts)? A whole block of zeros is not padding: damage, or a torn tail.
  */
 async function paddingOnly(file: StoreFile, pos: number): Promise<boolean> {
+  return pos % DIRECT_BLOCK_BYTES !== 0 && zerosToBlockEnd(file, pos);
+}
+
+/** Is everything from `pos` to the file's end zeros, the end the end of `pos`'s block? */
+async function zerosToBlockEnd(file: StoreFile, pos: number): Promise<boolean> {
   const end = file.size();
   if (end <= pos || end % DIRECT_BLOCK_BYTES !== 0 || Math.floor(pos / DIRECT_BLOCK_BYTES) !== end / DIRECT_BLOCK_BYTES - 1) return false;
   const b = await file.read(pos, end - pos);

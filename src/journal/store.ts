@@ -137,6 +137,8 @@ function describeHolder(text: string): string {
 
 /** EINVAL: a filesystem that opens O_DIRECT yet refuses the write (alignment, or no direct I/O at all). */
 const EINVAL = 22;
+/** ENOMEM: the aligned buffer could not be had (nothing written): this append goes through the page cache. */
+const ENOMEM = 12;
 
 class NodeFile implements StoreFile {
   /** The end of what was written: a direct append may leave the file longer, zeros to a block's end. */
@@ -186,7 +188,8 @@ class NodeFile implements StoreFile {
   /**
    * Appends `parts` at `position` (the file's end) through the direct descriptor, then
    * `after`'s writes: each following write's 0 or errno. Null if the filesystem refused
-   * the direct write (EINVAL; nothing written): the caller writes through the page cache.
+   * the direct write (EINVAL: none again for this file) or its buffer could not be had
+   * (ENOMEM): the caller writes through the page cache, the following writes too (not tried).
    */
   private async appendDirect(position: number, parts: Buffer[], after: FollowingWrites | null): Promise<number[] | null> {
     const prefix = this.prefix(position);
@@ -199,6 +202,7 @@ class NodeFile implements StoreFile {
       this.direct = -2;
       return null;
     }
+    if (first === ENOMEM) return null;
     if (first !== 0) {
       this.tail = null; // (a part of it may be on disk)
       const code = getSystemErrorName(-first);

@@ -168,10 +168,11 @@ export class MemStore implements Store {
   capacity = Infinity;
 
   /**
-   * `directAppends`: as the real store's (src/journal/store.ts), every append at a file's
+   * `directAppends`: as the real store's (src/journal/store.ts), an append at a file's
    * end is written padded with zeros to a 4 KiB boundary (the real store pads only large
-   * ones, those it writes O_DIRECT; here every one, so recovery meets the zeros after
-   * every kind of crash), and a handle's size is the end of what it wrote.
+   * ones, those it writes O_DIRECT; here every one larger than a segment's header, so
+   * recovery meets the zeros after every kind of crash), and a handle's size is the end
+   * of what it wrote.
    */
   constructor(readonly sched: Scheduler, readonly opts: { directAppends?: boolean } = {}) {}
 
@@ -282,6 +283,12 @@ export class MemStore implements Store {
 
 /** The block a padded append ends on (DIRECT_BLOCK_BYTES in src/limits/limits.ts). */
 const PAD_BLOCK = 4096;
+/**
+ * The smallest append padded: the real store pads appends of 256 KiB or more
+ * (DIRECT_APPEND_MIN_BYTES), never a new segment's header alone; the simulation's
+ * records are small, so it pads anything larger than a header (a header alone never).
+ */
+const SIM_DIRECT_MIN = 65;
 
 class MemHandle implements StoreFile {
   /** The end of what this handle wrote when a padded append left the file longer (null: the file's length). */
@@ -299,7 +306,7 @@ class MemHandle implements StoreFile {
   private put(position: number, data: Buffer): void {
     const before = this.size();
     const end = position + data.length;
-    if (this.store.opts.directAppends && position === before && end % PAD_BLOCK !== 0) {
+    if (this.store.opts.directAppends && position === before && data.length >= SIM_DIRECT_MIN && end % PAD_BLOCK !== 0) {
       this.f.write(position, Buffer.concat([data, Buffer.alloc(PAD_BLOCK - (end % PAD_BLOCK))]));
       this.padEnd = end + PAD_BLOCK - (end % PAD_BLOCK);
     } else {
