@@ -91,14 +91,17 @@ before, 479 and 394 after; without a FLUSH 342 and 293 before, 560 and 507 after
 Small writes: per-thread CPU over a 10 s run of 4 KiB QD32 (2026-12-06): journal off, the
 event loop spends about 8 µs per write, and the machine sits a quarter idle; journal on,
 about 25 µs (the record's header and CRC32C, the append queue, the replies), and the
-machine still sits a quarter idle: what bounds it is the journal's one ordered writer.
-Its job (about 14 records: the journal's \`writev\`, then the volume writes that follow
-their records) takes about 125 µs on its pool thread, 34 µs of it the journal, but about
-300 µs from the event loop's view (the hand-off to the pool and the completion back),
-and the 32 writes in flight split into two batches that take turns: about 16 writes per
-300 µs. Those batches (about 60 KiB) stay in the page cache: written direct, each took
-160-380 µs and the rate did not rise. Lifting it takes a writer that starts the next
-batch while the event loop takes in the last one's completion (not built).
+machine still sits a quarter idle: CPU is not the bound, latency is. Of a write's 1.2 ms
+in flight (32 over the rate), about 600 µs pass from its record's queueing to the end of
+its volume write: the journal's one ordered writer takes a job of about 14 records (the
+journal's \`writev\`, then the volume writes that follow their records) in about 125 µs
+on its pool thread, 34 µs of it the journal, but about 300 µs from the event loop's view
+(the hand-off to the pool and the completion back), and a record waits for the job before
+its own. A scratch build that kept two jobs in flight, ordered in the addon (the second's
+journal write after the first's, its volume writes after the first's), read 27.2k, 27.1k
+and 27.8k IOPS against 27.5k, 26.6k and 27.1k with one: no gain, its event loop 72% busy
+instead of 55%. Written direct, those batches (about 60 KiB) took 160-380 µs each and the
+rate did not rise, so they stay in the page cache. What bounds this row is not found yet.
 `;
   writeSection('journal', md);
   console.log(md);
