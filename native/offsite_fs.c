@@ -491,48 +491,46 @@ static bool head_take(napi_env env, napi_value *argv, struct batch *head, const 
   return true;
 }
 
-/* pwritevThen(hfd, hpos, parts, fd, bufs, positions) */
-static napi_value js_pwritev_then(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  struct batch head;
-  memset(&head, 0, sizeof head);
-  if (argc < 6) {
-    napi_throw_type_error(env, "EINVAL", "pwritevThen: six arguments");
-    return NULL;
-  }
-  if (!head_take(env, argv, &head, "pwritevThen")) return NULL;
-  return batch_start(env, argv + 3, &head);
-}
-
-/* pwritevDirectThen(dfd, hpos, prefix, parts, fd, bufs, positions) */
-static napi_value js_pwritev_direct_then(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
+/*
+ * pwritevThen(hfd, hpos, parts, fd, bufs, positions), or with `direct`
+ * pwritevDirectThen(dfd, hpos, prefix, parts, fd, bufs, positions).
+ */
+static napi_value pwritev_then(napi_env env, napi_callback_info info, int direct) {
+  const char *what = direct ? "pwritevDirectThen" : "pwritevThen";
+  char msg[96];
+  size_t want = direct ? 7 : 6, argc = 7;
   napi_value argv[7], hargs[3];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   struct batch head;
   memset(&head, 0, sizeof head);
-  if (argc < 7) {
-    napi_throw_type_error(env, "EINVAL", "pwritevDirectThen: seven arguments");
+  if (argc < want) {
+    snprintf(msg, sizeof msg, "%s: %zu arguments", what, want);
+    napi_throw_type_error(env, "EINVAL", msg);
     return NULL;
   }
   void *data = NULL;
   size_t len = 0;
-  bool isbuf = false;
-  napi_is_buffer(env, argv[2], &isbuf);
-  if (!isbuf || napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok || len >= DIRECT_ALIGN) {
-    napi_throw_type_error(env, "EINVAL", "pwritevDirectThen: the prefix, a Buffer shorter than a block");
-    return NULL;
+  if (direct) {
+    bool isbuf = false;
+    napi_is_buffer(env, argv[2], &isbuf);
+    if (!isbuf || napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok || len >= DIRECT_ALIGN) {
+      napi_throw_type_error(env, "EINVAL", "pwritevDirectThen: the prefix, a Buffer shorter than a block");
+      return NULL;
+    }
   }
-  hargs[0] = argv[0]; hargs[1] = argv[1]; hargs[2] = argv[3];
-  if (!head_take(env, hargs, &head, "pwritevDirectThen")) return NULL;
-  head.head_direct = 1;
-  head.prefix = data;
-  head.prefix_len = len;
-  napi_create_reference(env, argv[2], 1, &head.prefix_ref);
-  return batch_start(env, argv + 4, &head);
+  hargs[0] = argv[0]; hargs[1] = argv[1]; hargs[2] = argv[direct ? 3 : 2];
+  if (!head_take(env, hargs, &head, what)) return NULL;
+  if (direct) {
+    head.head_direct = 1;
+    head.prefix = data;
+    head.prefix_len = len;
+    napi_create_reference(env, argv[2], 1, &head.prefix_ref);
+  }
+  return batch_start(env, argv + (direct ? 4 : 3), &head);
 }
+
+static napi_value js_pwritev_then(napi_env env, napi_callback_info info) { return pwritev_then(env, info, 0); }
+static napi_value js_pwritev_direct_then(napi_env env, napi_callback_info info) { return pwritev_then(env, info, 1); }
 
 /* Drops what a pwritevThen call took for its first write (a call refused before its batch owns it). */
 static void head_drop(napi_env env, struct batch *head) {
