@@ -27,6 +27,36 @@ test('data written and flushed before kill -9 is there after restart', async () 
   }
 });
 
+test('the daemon runs 16 disk threads unless UV_THREADPOOL_SIZE says otherwise', async () => {
+  // (scripts/test.js sets UV_THREADPOOL_SIZE for every test: taken out here, as an operator's shell has none.
+  // An ES module entry started the pool at 4 threads before its first line ran: bin/offsite.js is CommonJS for that.)
+  const d = await TestDaemon.create({ volumes: { disk: { size: '16MiB' } }, noStart: true });
+  const saved = process.env.UV_THREADPOOL_SIZE;
+  const threads = async (size: string | undefined): Promise<number> => {
+    if (size === undefined) delete process.env.UV_THREADPOOL_SIZE;
+    else process.env.UV_THREADPOOL_SIZE = size;
+    try {
+      await d.start();
+    } finally {
+      if (saved === undefined) delete process.env.UV_THREADPOOL_SIZE;
+      else process.env.UV_THREADPOOL_SIZE = saved;
+    }
+    // (A disk call first, so the pool has started: an NBD read of the volume.)
+    await must('nbdinfo', ['--size', d.uri('disk')]);
+    const n = fs.readdirSync(`/proc/${d.pid}/task`).length;
+    assert.equal(await d.stop(), 0, d.log);
+    return n;
+  };
+  try {
+    const unset = await threads(undefined);
+    const four = await threads('4');
+    // The same process but for the pool: the difference is the pool's threads.
+    assert.equal(unset - four, 12, `threads with UV_THREADPOOL_SIZE unset: ${unset}; with 4: ${four}`);
+  } finally {
+    if (d.child) await d.stop();
+  }
+});
+
 test('SIGTERM under load: in-flight requests finish, exit code 0, a restart serves again', async () => {
   const d = await TestDaemon.create({ volumes: { disk: { size: '128MiB' } } });
   const fio = spawn('fio', ['--name=load', '--ioengine=nbd', `--uri=${d.uri('disk')}`, '--rw=randwrite', '--bs=64k',
