@@ -91,8 +91,9 @@ before, 479 and 394 after; without a FLUSH 342 and 293 before, 560 and 507 after
 Small writes: per-thread CPU over a 10 s run of 4 KiB QD32 (2026-12-06): journal off, the
 event loop spends about 8 µs per write, and the machine sits a quarter idle; journal on,
 about 25 µs (the record's header and CRC32C, the append queue, the replies), and the
-machine still sits a quarter idle: CPU is not the bound, latency is. Of a write's 1.2 ms
-in flight (32 over the rate), about 600 µs pass from its record's queueing to the end of
+machine still sits a quarter idle: CPU is not the bound, nor is latency (28.2k, 30.6k and
+30.4k IOPS with 32, 64 and 128 writes in flight): one serialized step is. Of a write's 1.2 ms
+in flight at QD32 (32 over the rate), about 600 µs pass from its record's queueing to the end of
 its volume write: the journal's one ordered writer takes a job of about 14 records (the
 journal's \`writev\`, then the volume writes that follow their records) in about 125 µs
 on its pool thread, 34 µs of it the journal, but about 300 µs from the event loop's view
@@ -101,7 +102,9 @@ its own. A scratch build that kept two jobs in flight, ordered in the addon (the
 journal write after the first's, its volume writes after the first's), read 27.2k, 27.1k
 and 27.8k IOPS against 27.5k, 26.6k and 27.1k with one: no gain, its event loop 72% busy
 instead of 55%. Written direct, those batches (about 60 KiB) took 160-380 µs each and the
-rate did not rise, so they stay in the page cache. What bounds this row is not found yet.
+rate did not rise, so they stay in the page cache. Nor the volume writes in the writer's
+job: sent down their own jobs instead, 28.6k and 29.9k against 33.0k and 29.4k. What bounds
+this row is not found yet.
 `;
   writeSection('journal', md);
   console.log(md);
