@@ -143,8 +143,8 @@ const ENOMEM = 12;
 class NodeFile implements StoreFile {
   /** The end of what was written: a direct append may leave the file longer, zeros to a block's end. */
   private length: number;
-  /** The file's length on disk, at least `length`. */
-  private physical: number;
+  /** Where the last direct append's zeros end on disk (-1: none since the last truncate). */
+  private padEnd = -1;
   /** The O_DIRECT descriptor for large appends: -1 not opened yet, -2 none (not asked for, or refused). */
   private direct: number;
   /** The bytes of the block `length` is in, before it, once known (null: read them when needed). */
@@ -153,7 +153,6 @@ class NodeFile implements StoreFile {
   /** `directPath`: the file's path, to open it O_DIRECT for large appends; null for none. */
   constructor(readonly name: string, private fd: number, private readonly directPath: string | null = null) {
     this.length = fs.fstatSync(fd).size;
-    this.physical = this.length;
     this.direct = directPath === null ? -2 : -1;
   }
 
@@ -212,7 +211,7 @@ class NodeFile implements StoreFile {
     for (const p of parts) end += p.length;
     this.tail = lastBlock([prefix, ...parts], end % DIRECT_BLOCK_BYTES);
     this.length = end;
-    this.physical = Math.max(this.physical, Math.ceil(end / DIRECT_BLOCK_BYTES) * DIRECT_BLOCK_BYTES);
+    this.padEnd = Math.ceil(end / DIRECT_BLOCK_BYTES) * DIRECT_BLOCK_BYTES;
     return errs.slice(1);
   }
 
@@ -231,7 +230,6 @@ class NodeFile implements StoreFile {
       throw Object.assign(new Error(`short write to ${this.name}: ${wrote} of ${n} bytes`), { code: 'ENOSPC' });
     }
     this.length += n;
-    this.physical = Math.max(this.physical, this.length);
   }
 
   /** Set only where the addon has it (an addon built before it lacks it). */
@@ -252,7 +250,6 @@ class NodeFile implements StoreFile {
       throw Object.assign(new Error(`${code}: write to ${this.name}`), { code, errno: -first });
     }
     this.length = Math.max(this.length, position + parts.reduce((n, p) => n + p.length, 0));
-    this.physical = Math.max(this.physical, this.length);
     return errs.slice(1);
   }
 
@@ -270,8 +267,7 @@ class NodeFile implements StoreFile {
           if (err) return reject(err);
           if (n === left) {
             this.length = Math.max(this.length, position + total);
-            this.physical = Math.max(this.physical, this.length);
-            return resolve();
+                    return resolve();
           }
           if (n === 0) return reject(Object.assign(new Error(`no progress writing ${this.name}`), { code: 'ENOSPC' }));
           // Short write: continue with what is left.
@@ -297,7 +293,6 @@ class NodeFile implements StoreFile {
     // (A short write, a full disk part way: the caller must not count on any of it.)
     if (n !== data.length) throw Object.assign(new Error(`short write to ${this.name}: ${n} of ${data.length} bytes`), { code: 'ENOSPC' });
     this.length = Math.max(this.length, position + data.length);
-    this.physical = Math.max(this.physical, this.length);
   }
 
   read(position: number, length: number, into?: Buffer): Promise<Buffer> {
@@ -322,17 +317,17 @@ class NodeFile implements StoreFile {
     this.tail = null;
     fs.ftruncateSync(this.fd, length);
     this.length = length;
-    this.physical = length;
+    this.padEnd = -1;
   }
 
   close(): void {
     // A direct append's zeros past the last record are cut: a file closed cleanly ends at
     // its last byte, as an older release wrote it (only a crash leaves them, for recovery).
     // (Only while the file ends where this descriptor's last direct append left it: never
-    // another's bytes written past them.)
-    if (this.fd >= 0 && this.physical > this.length) {
+    // bytes written past them since, by this descriptor or another.)
+    if (this.fd >= 0 && this.padEnd > this.length) {
       try {
-        if (fs.fstatSync(this.fd).size === this.physical) fs.ftruncateSync(this.fd, this.length);
+        if (fs.fstatSync(this.fd).size === this.padEnd) fs.ftruncateSync(this.fd, this.length);
       } catch {
         // (recovery cuts them at the next open)
       }
