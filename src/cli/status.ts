@@ -10,7 +10,14 @@ function peersWithout(v: VolumeStatus): string[] {
   return (v.peers ?? []).filter((p) => p.unavailable).map((p) => p.name);
 }
 
+/** The peers whose link is up but does not carry the volume: its roles conflict there (a split brain, two primaries, ...). */
+function peersInConflict(v: VolumeStatus): string[] {
+  return (v.peers ?? []).filter((p) => p.conflict).map((p) => p.name);
+}
+
 function linkCell(v: VolumeStatus): string {
+  const conflicted = peersInConflict(v);
+  if (conflicted.length > 0) return paint(31, `${v.link}, not paired: ${(v.peers ?? []).filter((p) => p.conflict).map((p) => p.conflict!.code).join(',')}`);
   const without = peersWithout(v);
   if (without.length > 0) return paint(31, `${v.link}, not open on ${without.join(',')}`);
   if (v.paused) return paint(33, `${v.link}, paused`);
@@ -37,7 +44,7 @@ export const ALL_VOLUMES: StatusView = { names: [], laggingOver: null, sort: 'na
  */
 export function isLagging(v: VolumeStatus, lagOver: number): boolean {
   const linked = v.link === 'connected' || v.link === 'none';
-  const peerBehind = (v.peers ?? []).some((p) => p.link !== 'connected' || p.lagSeconds > lagOver || p.detached || Boolean(p.unavailable));
+  const peerBehind = (v.peers ?? []).some((p) => p.link !== 'connected' || p.lagSeconds > lagOver || p.detached || Boolean(p.unavailable) || Boolean(p.conflict));
   return v.lagSeconds > lagOver || !linked || v.paused || !v.consistent || v.resyncing || v.tracking === 'bitmap' || peerBehind;
 }
 
@@ -63,6 +70,7 @@ export function summaryLine(s: NodeStatus): string {
   const count = (n: number, what: string): void => { if (n > 0) parts.push(`${n} ${what}`); };
   count(s.unavailable?.length ?? 0, 'not open here');
   count(vs.filter((v) => peersWithout(v).length > 0).length, 'not open on a peer');
+  count(vs.filter((v) => peersInConflict(v).length > 0).length, 'not paired (a conflict)');
   count(vs.filter((v) => v.link !== 'connected' && v.link !== 'none').length, 'link down');
   count(vs.filter((v) => v.paused).length, 'paused');
   count(vs.filter((v) => !v.consistent).length, 'inconsistent');
@@ -140,7 +148,10 @@ export function peerLines(v: VolumeStatus): string[] {
   });
 }
 
-/** One line per volume this node could not open, with why (src/node/set-aside.ts), and one per volume a peer could not. */
+/**
+ * One line per volume this node could not open, with why (src/node/set-aside.ts), one per
+ * volume a peer could not, and one per volume its link does not carry for a conflict.
+ */
 export function unavailableLines(s: NodeStatus): string[] {
   const here = (s.unavailable ?? []).map((u) => u.reopening
     ? paint(33, `volume ${u.name} REOPENING: `) + `${u.error} (not served for ${formatDuration(u.forSeconds)}; served again once it opens)`
@@ -149,7 +160,9 @@ export function unavailableLines(s: NodeStatus): string[] {
       `${u.attempts > 1 ? ` (${u.attempts} tries)` : ''}: ${u.error}; put that right and run \`offsite reload\``);
   const there = s.volumes.flatMap((v) => (v.peers ?? []).filter((p) => p.unavailable).map((p) =>
     paint(31, `volume ${v.name} NOT OPEN ON ${p.name}: `) + `${p.unavailable}; nothing of it flows until ${p.name} opens it (a reload there tries again)`));
-  return [...here, ...there];
+  const conflicts = s.volumes.flatMap((v) => (v.peers ?? []).filter((p) => p.conflict).map((p) =>
+    paint(31, `volume ${v.name} NOT PAIRED WITH ${p.name} (${p.conflict!.code}): `) + p.conflict!.message));
+  return [...here, ...there, ...conflicts];
 }
 
 /** One line per consistency group (docs/GROUPS.md): its members, whether they come from one moment, its group point and lag. */

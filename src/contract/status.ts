@@ -42,6 +42,13 @@ export interface PeerStatus {
    * or no link has said otherwise.
    */
   unavailable?: string | null;
+  /**
+   * The link is up but does not carry this volume: its roles or identities on the two
+   * nodes conflict (`code`: "split-brain", "two-primaries", "peer-promoted", "old-primary",
+   * "two-secondaries", "uuid"), and `message` says what the operator does about it
+   * (docs/LINK.md, "Conflicts of one volume"). null: none, or no link.
+   */
+  conflict?: { code: string; message: string } | null;
 }
 
 export interface VolumeStatus {

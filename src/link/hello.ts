@@ -117,8 +117,22 @@ export type HelloCheck =
      * paired; the link serves the others. `resized`: its size differs on the two sites.
      */
     unavailable: Array<{ name: string; reason: string; missing?: true; resized?: true }>;
+    /**
+     * Volumes whose roles or identities conflict (two primaries, a split brain, two
+     * secondaries, different volumes under one name, a primary older than the one the
+     * secondary follows): not paired, each with the reason and the operator's way out;
+     * the link serves the others. Both sides find the same conflicts, each from its own side.
+     */
+    conflicts: VolumeConflict[];
   }
-  | { ok: false; code: string; message: string; volume?: string };
+  | { ok: false; code: string; message: string };
+
+/** One volume the Hello could not pair for its roles or identities; `code` as a Refuse frame's ("split-brain", ...). */
+export interface VolumeConflict {
+  volume: string;
+  code: string;
+  message: string;
+}
 
 export interface HelloContext {
   /** The Hello frame's header (its version byte and flags give the peer's range); absent: the JSON's `protocol` alone. */
@@ -165,115 +179,127 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
   const pairs: Array<{ local: HelloVolume; remote: HelloVolume }> = [];
   const follows: Array<{ local: HelloVolume; remote: HelloVolume }> = [];
   const unavailable: Array<{ name: string; reason: string; missing?: true; resized?: true }> = [];
+  const conflicts: VolumeConflict[] = [];
   for (const local of shared) {
-    const remote = hello.volumes.find((v) => v.name === local.name);
-    const setAside = remote ? undefined : hello.unavailable?.find((u) => u.name === local.name);
-    if (setAside) {
-      unavailable.push(setAside);
-      continue;
-    }
-    if (!remote) {
-      // A volume added to (or removed from) one site's config before the other's: that
-      // one volume waits, as one the peer could not open does; the others link
-      // (refusing the link, as releases before 2026-12-05 did, stopped every volume's
-      // replication over one config edit).
-      unavailable.push({
-        name: local.name, missing: true,
-        reason: `not in ${expectedNode}'s config as a volume paired with this node (add it there, then \`offsite reload\` on ${expectedNode})`,
-      });
-      continue;
-    }
-    if (remote.size !== local.size) {
-      // One volume grown at one site before the other (docs/CONFIG.md, "Growing a volume"),
-      // or two different disks: that one volume waits, the others link (refusing the
-      // link, as releases before 2026-12-06 did, stopped every volume's replication).
-      const grow = local.size < remote.size ? 'here and reload' : `on ${expectedNode} and reload there`;
-      unavailable.push({
-        name: local.name, resized: true,
-        reason: `it is ${formatBytes(local.size)} (${local.size} bytes) here and ${formatBytes(remote.size)} (${remote.size} bytes) on ` +
-          `${expectedNode}; the sizes must match: raise its size: ${grow} (docs/CONFIG.md, "Growing a volume")`,
-      });
-      continue;
-    }
-    if (remote.role === local.role && local.role === 'secondary' && ctx.inSet?.(local.name)) continue; // both follow a third
-    if (remote.role === local.role) {
-      return local.role === 'primary'
-        ? twoPrimaries(local, remote, expectedNode)
-        : {
-          ok: false, code: 'two-secondaries',
-          message: `volume ${local.name} is secondary on both nodes; one must be primary (offsite promote ${local.name} on the node whose data is to be kept)`,
-        };
-    }
-    if (local.uuid && remote.uuid && local.uuid !== remote.uuid) {
-      return { ok: false, code: 'uuid', message: `volume ${local.name} here (${local.uuid}) and on ${expectedNode} (${remote.uuid}) are different volumes` };
-    }
-    const primary = local.role === 'primary' ? local : remote;
-    const secondary = local.role === 'primary' ? remote : local;
-    const sgen = secondary.generation[0];
-    const pgen = primary.generation[0];
-    if (sgen !== undefined && pgen !== undefined && !primary.generation.includes(sgen) && secondary.generation.slice(1).includes(pgen)) {
-      // The secondary follows a primary promoted after this primary's last write (three sites).
-      return local.role === 'primary'
-        ? {
-          ok: false, code: 'peer-promoted', volume: local.name,
-          message: `volume ${local.name}: ${expectedNode} follows a primary promoted after this node's last write (its generation ${sgen} ` +
-            `came after ${pgen}, this node's); fail back with \`offsite demote ${local.name}\` here, and this node follows that primary ` +
-            'too (or set failback: auto)',
-        }
-        : {
-          ok: false, code: 'old-primary',
-          message: `volume ${local.name}: ${expectedNode} is primary of an older generation (${pgen}); this node follows the primary ` +
-            `promoted after it (generation ${sgen}): run \`offsite demote ${local.name}\` on ${expectedNode}`,
-        };
-    }
-    if (sgen !== undefined && primary.generation.length > 0 && !primary.generation.includes(sgen)) {
-      // The secondary's data carries writes the primary's history never had.
-      const where = local.role === 'secondary' ? 'this node' : expectedNode;
-      const other = local.role === 'secondary' ? expectedNode : 'this node';
-      return {
-        ok: false, code: 'split-brain',
-        message: `volume ${local.name}: split brain: the secondary (${where}) took writes the primary (${other}) never saw ` +
-          `(${changes(primary, local.role === 'primary' ? 'this node' : expectedNode)}) ` +
-          `(its generation ${sgen} is not in the primary's history ${primary.generation.join(', ')}). Nothing is synced until you choose: ` +
-          `to keep the primary's data run \`offsite demote ${local.name} --discard-my-data\` on ${where}; ` +
-            "to keep the secondary's, demote the primary and promote the secondary",
-      };
-    }
-    if (primary.stream && secondary.stream && primary.stream !== secondary.stream && (secondary.durableSeq > 0 || secondary.round > 0)) {
-      follows.push({ local, remote });
-      continue;
-    }
-    pairs.push({ local, remote });
+    const conflict = pairOf(local, hello, expectedNode, ctx);
+    if (conflict === null) continue;
+    if ('code' in conflict) conflicts.push(conflict);
+    else if ('reason' in conflict) unavailable.push(conflict);
+    else if (conflict.follows) follows.push(conflict.pair);
+    else pairs.push(conflict.pair);
   }
-  return { ok: true, hello, pairs, protocol: agreed.version, follows, unavailable };
+  return { ok: true, hello, pairs, protocol: agreed.version, follows, unavailable, conflicts };
 }
 
-function twoPrimaries(local: HelloVolume, remote: HelloVolume, peer: string): HelloCheck {
+type PairOutcome =
+  | VolumeConflict
+  | { name: string; reason: string; missing?: true; resized?: true }
+  | { pair: { local: HelloVolume; remote: HelloVolume }; follows: boolean };
+
+/**
+ * What the Hello makes of one of our volumes: paired, following a new primary, waiting
+ * (the peer lacks it, or its size differs), in conflict, or nothing (null: two
+ * secondaries of a set of three, which follow a third).
+ */
+function pairOf(local: HelloVolume, hello: Hello, expectedNode: string, ctx: HelloContext): PairOutcome | null {
+  const remote = hello.volumes.find((v) => v.name === local.name);
+  const setAside = remote ? undefined : hello.unavailable?.find((u) => u.name === local.name);
+  if (setAside) return setAside;
+  if (!remote) {
+    // A volume added to (or removed from) one site's config before the other's: that
+    // one volume waits, as one the peer could not open does; the others link
+    // (refusing the link, as releases before 2026-12-05 did, stopped every volume's
+    // replication over one config edit).
+    return {
+      name: local.name, missing: true,
+      reason: `not in ${expectedNode}'s config as a volume paired with this node (add it there, then \`offsite reload\` on ${expectedNode})`,
+    };
+  }
+  if (remote.size !== local.size) {
+    // One volume grown at one site before the other (docs/CONFIG.md, "Growing a volume"),
+    // or two different disks: that one volume waits, the others link (refusing the
+    // link, as releases before 2026-12-06 did, stopped every volume's replication).
+    const grow = local.size < remote.size ? 'here and reload' : `on ${expectedNode} and reload there`;
+    return {
+      name: local.name, resized: true,
+      reason: `it is ${formatBytes(local.size)} (${local.size} bytes) here and ${formatBytes(remote.size)} (${remote.size} bytes) on ` +
+        `${expectedNode}; the sizes must match: raise its size: ${grow} (docs/CONFIG.md, "Growing a volume")`,
+    };
+  }
+  if (remote.role === local.role && local.role === 'secondary' && ctx.inSet?.(local.name)) return null; // both follow a third
+  if (remote.role === local.role) {
+    return local.role === 'primary'
+      ? twoPrimaries(local, remote, expectedNode)
+      : {
+        volume: local.name, code: 'two-secondaries',
+        message: `volume ${local.name} is secondary on both nodes; one must be primary (offsite promote ${local.name} on the node whose data is to be kept)`,
+      };
+  }
+  if (local.uuid && remote.uuid && local.uuid !== remote.uuid) {
+    return { volume: local.name, code: 'uuid', message: `volume ${local.name} here (${local.uuid}) and on ${expectedNode} (${remote.uuid}) are different volumes` };
+  }
+  const primary = local.role === 'primary' ? local : remote;
+  const secondary = local.role === 'primary' ? remote : local;
+  const sgen = secondary.generation[0];
+  const pgen = primary.generation[0];
+  if (sgen !== undefined && pgen !== undefined && !primary.generation.includes(sgen) && secondary.generation.slice(1).includes(pgen)) {
+    // The secondary follows a primary promoted after this primary's last write (three sites).
+    return local.role === 'primary'
+      ? {
+        volume: local.name, code: 'peer-promoted',
+        message: `volume ${local.name}: ${expectedNode} follows a primary promoted after this node's last write (its generation ${sgen} ` +
+          `came after ${pgen}, this node's); fail back with \`offsite demote ${local.name}\` here, and this node follows that primary ` +
+          'too (or set failback: auto)',
+      }
+      : {
+        volume: local.name, code: 'old-primary',
+        message: `volume ${local.name}: ${expectedNode} is primary of an older generation (${pgen}); this node follows the primary ` +
+          `promoted after it (generation ${sgen}): run \`offsite demote ${local.name}\` on ${expectedNode}`,
+      };
+  }
+  if (sgen !== undefined && primary.generation.length > 0 && !primary.generation.includes(sgen)) {
+    // The secondary's data carries writes the primary's history never had.
+    const where = local.role === 'secondary' ? 'this node' : expectedNode;
+    const other = local.role === 'secondary' ? expectedNode : 'this node';
+    return {
+      volume: local.name, code: 'split-brain',
+      message: `volume ${local.name}: split brain: the secondary (${where}) took writes the primary (${other}) never saw ` +
+        `(${changes(primary, local.role === 'primary' ? 'this node' : expectedNode)}) ` +
+        `(its generation ${sgen} is not in the primary's history ${primary.generation.join(', ')}). Nothing is synced until you choose: ` +
+        `to keep the primary's data run \`offsite demote ${local.name} --discard-my-data\` on ${where}; ` +
+        "to keep the secondary's, demote the primary and promote the secondary",
+    };
+  }
+  const follows = Boolean(primary.stream && secondary.stream && primary.stream !== secondary.stream && (secondary.durableSeq > 0 || secondary.round > 0));
+  return { pair: { local, remote }, follows };
+}
+
+function twoPrimaries(local: HelloVolume, remote: HelloVolume, peer: string): VolumeConflict {
   const name = local.name;
   const lgen = local.generation[0];
   const rgen = remote.generation[0];
   if (lgen === rgen || local.uuid !== remote.uuid) {
     return {
-      ok: false, code: 'two-primaries',
+      volume: name, code: 'two-primaries',
       message: `volume ${name} is primary on both nodes (same generation ${lgen ?? '-'}); demote one (offsite demote ${name}) before they can sync`,
     };
   }
   if (lgen !== undefined && remote.generation.slice(1).includes(lgen)) {
     return {
-      ok: false, code: 'peer-promoted', volume: name,
+      volume: name, code: 'peer-promoted',
       message: `volume ${name} is primary on both nodes: ${peer} was promoted after this node's last write (failover); ` +
         `fail back with \`offsite demote ${name}\` here, and this node's volume becomes ${peer}'s secondary (or set failback: auto)`,
     };
   }
   if (rgen !== undefined && local.generation.slice(1).includes(rgen)) {
     return {
-      ok: false, code: 'two-primaries',
+      volume: name, code: 'two-primaries',
       message: `volume ${name} is primary on both nodes: this node was promoted after ${peer}'s last write (failover); ` +
         `run \`offsite demote ${name}\` on ${peer} to make it the secondary`,
     };
   }
   return {
-    ok: false, code: 'split-brain',
+    volume: name, code: 'split-brain',
     message: `volume ${name}: split brain: primary on both nodes, and both took writes while apart ` +
       `(generations ${lgen ?? '-'} here, ${rgen ?? '-'} on ${peer}; ` +
       `${changes(local, 'this node')}, ${changes(remote, peer)}). ` +

@@ -66,7 +66,7 @@ export type SessionAction =
   /** Close the link (after `afterMs`, if set); `level` null: already said. */
   | { type: 'close'; reason: string; level: 'warn' | 'error' | null; afterMs?: number }
   /** A refusal, by this side (`byPeer` false) or by the peer: for the log and the operator's events. */
-  | { type: 'refused'; code: string; message: string; volume?: string; byPeer: boolean }
+  | { type: 'refused'; code: string; message: string; byPeer: boolean }
   /** Both Hellos passed: frames from here on at `version`; wire the volumes of `check.pairs`. */
   | { type: 'up'; version: number; check: Extract<HelloCheck, { ok: true }> }
   /**
@@ -301,7 +301,7 @@ export class PeerSession {
       this.closed = true;
       return [
         { type: 'send', parts: encodeFrame(FrameType.Refuse, Buffer.from(JSON.stringify({ code: check.code, message: check.message })), 0, f.version) },
-        { type: 'refused', code: check.code, message: check.message, ...(check.volume ? { volume: check.volume } : {}), byPeer: false },
+        { type: 'refused', code: check.code, message: check.message, byPeer: false },
         { type: 'close', reason: check.message, level: null, afterMs: REFUSE_LINGER_MS },
       ];
     }

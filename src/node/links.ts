@@ -32,6 +32,7 @@ import { ShippingFigures } from './shipping-figures.js';
 import { peersReloaded } from './reloaded-peers.js';
 import { assert } from '../invariants/assert.js';
 import { Dialer } from './dialer.js';
+import { VolumeConflicts } from './volume-conflicts.js';
 
 /** The key of a pair (volume, peer) in the shippers' map. */
 function pairKey(volume: string, peer: string): string {
@@ -71,8 +72,10 @@ export class LinkManager {
   onFollow: ((volume: string, peer: string) => void) | null = null;
   /** Each secondary volume's primary now: the peer whose link carries it (none: not linked). */
   private readonly primaryNow = new Map<string, string>();
-  /** A link to `peer` was refused, by this side or the peer; `code` as in the Refuse frame ("split-brain", ...). */
+  /** A link to `peer` was refused, by this side or the peer; `code` as in the Refuse frame ("bad-hello", "version", ...). */
   onRefused: ((peer: string, code: string, message: string) => void) | null = null;
+  /** Volumes a link's Hello could not pair for their roles or identities, with why (src/node/volume-conflicts.ts). */
+  readonly conflicts: VolumeConflicts;
   /** The protocol versions this node offers in Hello (tests try other ranges). */
   protocol: ProtocolRange = PROTOCOL_RANGE;
 
@@ -92,6 +95,7 @@ export class LinkManager {
       rttOf: (peer) => this.rttOf(peer),
       capacity: (peer, cap) => this.sessions.get(peer)?.capacity.estimate(cap) ?? null,
     });
+    this.conflicts = new VolumeConflicts(log);
     this.dialer = new Dialer({
       identity, log, linked: (peer) => this.sessions.has(peer), run: (socket, peer) => this.session(socket, peer, true),
     });
@@ -104,15 +108,13 @@ export class LinkManager {
       shippers: () => this.shippers.values(),
       unpackPool: () => this.unpackPool(),
       up: (s, check, version) => this.linkUp(s, check, version),
-      refused: (peer, a) => {
-        this.onRefused?.(peer, a.code, a.message);
-        if (!a.byPeer && a.code === 'peer-promoted' && a.volume) this.onPeerPromoted?.(a.volume);
-      },
+      refused: (peer, a) => this.onRefused?.(peer, a.code, a.message),
       closed: (s) => {
         if (this.sessions.get(s.peer) !== s) return;
         this.sessions.delete(s.peer);
         // (What its last Hello said of volumes it could not open holds no longer: the next one says afresh.)
         for (const byPeer of this.peerSetAside.values()) byPeer.delete(s.peer);
+        this.conflicts.closed(s.peer);
         for (const sh of this.shippers.values()) if (sh.session?.link === s) sh.down();
         for (const v of this.config.volumes) if (v.peers.includes(s.peer)) this.armApart(v.name);
         for (const v of this.config.volumes) {
@@ -168,6 +170,12 @@ export class LinkManager {
 
   /** Volumes the peer could not open, by volume then peer, as its last Hello said (why, in its words). */
   private readonly peerSetAside = new Map<string, Map<string, string>>();
+
+  /** Why `volume` is not paired with `peer` on the link now for its roles or identities (a split brain, ...); null: no conflict, or no link. */
+  conflictOf(volume: string, peer: string): { code: string; message: string } | null {
+    const c = this.conflicts.of(volume, peer);
+    return c ? { code: c.code, message: c.message } : null;
+  }
 
   /** Why `peer` does not serve `volume` now (its Hello listed it as not opened); null: it does, or no link says. */
   peerUnavailable(volume: string, peer: string): string | null {
@@ -295,6 +303,15 @@ export class LinkManager {
     return this.sessions.has(peer) ? 'connected' : 'disconnected';
   }
 
+  /**
+   * A promote of `volume` here would make two primaries that both take writes: the link
+   * to `peer`, its primary, is up, and no conflict keeps the volume apart on it (two
+   * secondaries, say, or a split brain the operator is resolving by this promote).
+   */
+  primaryLinked(volume: string, peer: string): boolean {
+    return this.sessions.has(peer) && this.conflicts.of(volume, peer) === null;
+  }
+
   /** The link's measured round trip (ms, from heartbeat echoes; null: not measured or no link). */
   rttOf(peer: string): number | null {
     const r = this.sessions.get(peer)?.machine.rttMs;
@@ -363,6 +380,10 @@ export class LinkManager {
         : `volume ${u.name}: ${peer} could not open it (${u.reason}); the link serves the other volumes, ` +
           `and nothing of ${u.name} flows until ${peer} opens it (a reload there tries again)`);
     }
+    this.conflicts.linked(peer, check.conflicts, check.pairs.map((p) => p.local.name), (c) => {
+      // (After this turn: a failback closes this link, which is not the node's yet.)
+      if (c.code === 'peer-promoted') setImmediate(() => this.onPeerPromoted?.(c.volume));
+    });
     const setting = (): Compression => this.config.peers.find((p) => p.name === peer)?.compression ?? { mode: 'auto' };
     if (setting().mode !== 'off') this.pool ??= new CompressionPool();
     s.packer = new Packer({
@@ -461,8 +482,9 @@ export class LinkManager {
     }
     this.volumes.replicas.get(name)?.detach();
     this.primaryNow.delete(name);
-    // (Its next Hello says again who starts again: the role or the journal may be another by then.)
+    // (Its next Hello says again who starts again, and what conflicts: the role or the journal may be another by then.)
     this.startingAgain.delete(name);
+    this.conflicts.forget(name);
     // Out of both maps until the change is done: a link that comes back meanwhile neither
     // attaches the old replica nor ships from the old journal.
     this.volumes.replicas.delete(name);
@@ -487,6 +509,7 @@ export class LinkManager {
   volumeRemoved(name: string, peers: readonly string[]): void {
     this.pausedVolumes.delete(name);
     this.peerSetAside.delete(name);
+    this.conflicts.forget(name);
     this.startingAgain.delete(name);
     this.figures.forget(name);
     for (const peer of peers) if (!this.retiring.has(peer)) this.dialer.redial(peer);

@@ -32,7 +32,7 @@ import { pastGroupPoint, type PastGroupPoint } from '../group/past-point.js';
  */
 export interface RoleHost extends ActionHost {
   /** null: no identity yet (offsite init), so no link runs. */
-  readonly links: Pick<LinkManager, 'linkState' | 'primaryOf' | 'volumeChanged' | 'volumeReady' | 'volumeKept' | 'pausedVolumes' | 'pause' | 'verify'> | null;
+  readonly links: Pick<LinkManager, 'primaryLinked' | 'primaryOf' | 'volumeChanged' | 'volumeReady' | 'volumeKept' | 'pausedVolumes' | 'pause' | 'verify'> | null;
   /** Opens the volume in its current role (after a promote or demote). */
   openRole(e: VolumeEntry): Promise<void>;
   /** The export the volume's name serves in its current role. */
@@ -86,7 +86,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     const reasons: string[] = [];
     for (const e of todo) {
       const peer = this.daemon.links?.primaryOf(e.config.name) ?? (e.config.peers.length === 1 ? e.config.peer! : null);
-      if (peer !== null && this.daemon.links?.linkState(peer) === 'connected') {
+      if (peer !== null && this.daemon.links?.primaryLinked(e.config.name, peer) === true) {
         reasons.push(`${e.config.name}'s primary on ${peer} is still connected (demote group ${g.name} on ${peer} first, or stop that node)`);
       }
       const notImage = e.replica!.notFrozenBecause();
@@ -163,7 +163,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     let pick = pickPastPoint(g, entries, at);
     // (A past point is an image whatever a member is now: a torn apply, a round, are undone with the rest.)
     const primaryOf = (e: VolumeEntry): string | null => this.daemon.links?.primaryOf(e.config.name) ?? (e.config.peers.length === 1 ? e.config.peer! : null);
-    const reasons = entries.filter((e) => primaryOf(e) !== null && this.daemon.links?.linkState(primaryOf(e)!) === 'connected').map((e) =>
+    const reasons = entries.filter((e) => primaryOf(e) !== null && this.daemon.links?.primaryLinked(e.config.name, primaryOf(e)!) === true).map((e) =>
       `${e.config.name}'s primary on ${primaryOf(e)} is still connected (demote group ${g.name} on ${primaryOf(e)} first, or stop that node)`);
     if (reasons.length > 0 && !force) {
       throw new ActionRefused('conflict', `refused to promote group ${g.name}: ${reasons.join('; ')}. Add --force to promote anyway`);
@@ -247,7 +247,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     // (With several peers, the one it follows now: another secondary of the set may be linked too.)
     const peer = this.daemon.links?.primaryOf(name) ?? (e.config.peers.length === 1 ? e.config.peer! : null);
     const reasons: string[] = [];
-    if (peer !== null && this.daemon.links?.linkState(peer) === 'connected') {
+    if (peer !== null && this.daemon.links?.primaryLinked(name, peer) === true) {
       reasons.push(`its primary on ${peer} is still connected (two primaries would take writes apart: demote ${name} on ${peer} first, or stop that node)`);
     }
     // A past point (--at) is an image whatever the replica is now (a torn apply, a round: what they wrote was saved).

@@ -137,7 +137,7 @@ function peersStatus(e: VolumeEntry, links: LinkManager | null, now: number): Pe
         lagSeconds: Math.round(lagMs / 100) / 10, resyncing: j.roundStartFor(name) !== 0 || (links?.isStartingAgain(e.config.name, name) ?? false),
         paused: links?.isPaused(e.config.name) ?? false,
         detached: j.cursors.isDetached(name), firstSyncWaitsFor: links?.firstSyncWaitsFor(e.config.name, name) ?? null,
-        unavailable: links?.peerUnavailable(e.config.name, name) ?? null,
+        unavailable: links?.peerUnavailable(e.config.name, name) ?? null, conflict: links?.conflictOf(e.config.name, name) ?? null,
       };
     });
   }
@@ -148,6 +148,7 @@ function peersStatus(e: VolumeEntry, links: LinkManager | null, now: number): Pe
     name: primary, link: linkOf(primary), ackedSeq: rp ? rp.receiver.resumeAfter : 0, backlogBytes: rp ? rp.log.backlogBytes : 0,
     backlogRecords: rp ? rp.log.backlogRecords : 0, lagSeconds: 0, resyncing: Boolean(rp?.round), paused: false, detached: false,
     firstSyncWaitsFor: null, unavailable: links?.peerUnavailable(e.config.name, primary) ?? null,
+    conflict: links?.conflictOf(e.config.name, primary) ?? null,
   }];
 }
 

@@ -26,7 +26,7 @@ export interface WatchedVolume {
   /** The journal's bytes used and its capacity (a primary's; 0 and 0: none). */
   journalUsed: number;
   journalCapacity: number;
-  /** Why the link was refused as a split brain (null: it was not, or it came up since). */
+  /** Why the volume is not paired: a split brain (null: it is not, or the link came up since a refusal). */
   splitBrain: string | null;
 }
 
@@ -53,7 +53,9 @@ export function watchVolumes(
     backlogBytes: v.backlogBytes,
     journalUsed: v.journalUsedBytes,
     journalCapacity: v.journalCapacityBytes,
-    splitBrain: look.splitBrain.get(v.name) ?? null,
+    // (A split brain keeps the volume unpaired on a link that is up, docs/LINK.md; a peer of
+    // the release before refuses the whole link for it instead, which the look passes in.)
+    splitBrain: (v.peers ?? []).find((p) => p.conflict?.code === 'split-brain')?.conflict?.message ?? look.splitBrain.get(v.name) ?? null,
   }));
 }
 

@@ -48,7 +48,7 @@ export class SnmpService {
   /** The volumes set aside at the last look (none before the first: a volume set aside at the start is notified). */
   private prevUnavailable: WatchedUnavailable[] = [];
   private readonly everUp = new Set<string>();
-  /** Volumes whose link was refused as a split brain, with the refusal (until the link comes up). */
+  /** Volumes whose link a peer of the release before refused as a split brain, with the refusal (until the link comes up). */
   private readonly splitBrain = new Map<string, string>();
   private readonly startedAt = Date.now();
   private readonly throttle = new Throttle(60_000);
@@ -82,8 +82,10 @@ export class SnmpService {
   }
 
   /**
-   * The link to `peer` was refused (by either side); `code` is the refusal's
-   * ("split-brain", ...). A split brain is notified at the next look.
+   * The link to `peer` was refused (by either side); `code` is the refusal's. A peer of
+   * the release before refuses the whole link for a split brain ("split-brain"), which
+   * is notified at the next look; this release keeps that volume unpaired on a link that
+   * is up instead, and the status says so (the look reads it there).
    */
   refused(peer: string, code: string, message: string): void {
     if (code !== 'split-brain') return;

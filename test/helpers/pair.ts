@@ -34,6 +34,8 @@ export interface PairOptions {
   roleB?: string;
   sizeB?: string;
   wrongPinAtB?: boolean;
+  /** The name site-b's config gives site-a (default site-a): another is a link refused as a whole, at Hello. */
+  peerNameAtB?: string;
   /** Called with both site folders before the daemons start (to seed db.img, say). */
   prepare?: (dirA: string, dirB: string) => void;
   /** Put a proxy between the sites: given site-b's link port, returns the port site-a should dial. */
@@ -68,7 +70,7 @@ ${moreVolumes ? `${moreVolumes}\n` : ''}${nodeKeys}`;
   });
   const b = await TestDaemon.create({
     dir: path.join(root, 'b'), node: 'site-b', noStart: true,
-    yaml: mk('site-b', 'site-a', linkB, linkA, opts.roleB ?? 'secondary', opts.sizeB ?? size, opts.journalB, opts.volumeKeysB ?? '', '', opts.nodeKeysB ?? '',
+    yaml: mk('site-b', opts.peerNameAtB ?? 'site-a', linkB, linkA, opts.roleB ?? 'secondary', opts.sizeB ?? size, opts.journalB, opts.volumeKeysB ?? '', '', opts.nodeKeysB ?? '',
       opts.volumesB ?? ''),
   });
   const fp = async (d: TestDaemon): Promise<string> => (await must(process.execPath, [OFFSITE_BIN, 'init', '-c', d.configFile])).trim().split('\n').pop()!;

@@ -1,16 +1,17 @@
-// Wrong fingerprint, two primaries: refused with a clear message on both sides, and
-// nothing reaches the other volume. A size mismatch: that volume waits unpaired, both
-// sides say which to grow and how, and nothing of it reaches the other.
+// Wrong fingerprint: refused with a clear message on both sides, and nothing reaches
+// the other volume. Two primaries: that volume waits unpaired with the demote advice on
+// both sides while the link serves another volume. A size mismatch: that volume waits
+// unpaired, both sides say which to grow and how, and nothing of it reaches the other.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { statusOf } from '../helpers/daemon.js';
+import { OFFSITE_BIN, statusOf } from '../helpers/daemon.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
-import { startPair, type PairOptions } from '../helpers/pair.js';
+import { startPair, type Pair, type PairOptions } from '../helpers/pair.js';
 import { must, sleep } from '../helpers/run.js';
 
-async function refused(opts: PairOptions, a: RegExp, b: RegExp, link = 'disconnected'): Promise<void> {
+async function refused(opts: PairOptions, a: RegExp, b: RegExp, link = 'disconnected', more?: (p: Pair) => Promise<void>): Promise<void> {
   const p = await startPair(opts);
   try {
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x66 0 1M', '-c', 'flush', p.a.uri('db')]);
@@ -26,6 +27,7 @@ async function refused(opts: PairOptions, a: RegExp, b: RegExp, link = 'disconne
       ? fs.readdirSync(recv).filter((f) => f.endsWith('.seg')).reduce((n, f) => n + fs.statSync(path.join(recv, f)).size, 0)
       : 0;
     assert.ok(segBytes <= 64, `site-b receive log holds ${segBytes} bytes`);
+    await more?.(p);
   } finally {
     await p.stop();
   }
@@ -37,8 +39,28 @@ test('an unknown fingerprint is refused during the handshake, logged on both sid
     /link from 127\.0\.0\.1:\d+ refused: certificate [0-9A-F:]{95} is not a configured peer/);
 });
 
-test('two primaries are refused with the demote advice', async () => {
-  await refused({ roleB: 'primary', size: '16MiB' }, /volume db is primary on both nodes/, /volume db is primary on both nodes/);
+test('two primaries: that volume waits unpaired with the demote advice on both sides, and the link serves the other volume', async () => {
+  const logs = (peer: string, role: string): string => `  logs: { path: ./logs.img, size: 16MiB, role: ${role}, peer: ${peer}, journal: 64MiB }`;
+  const opts = { roleB: 'primary', size: '16MiB', volumesA: logs('site-b', 'primary'), volumesB: logs('site-a', 'secondary') };
+  await refused(opts, /volume db is primary on both nodes .*demote one .*; nothing of db flows between this node and site-b until then \(the link serves the other volumes\)/,
+    /volume db is primary on both nodes .*; nothing of db flows between this node and site-a until then/, 'connected', async (p) => {
+      // The other volume replicates meanwhile.
+      await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 0 2M', '-c', 'flush', p.a.uri('logs')]);
+      for (let i = 0; i < 200; i++) {
+        const v = (await statusOf(p.a)).volumes.find((x) => x.name === 'logs')!;
+        if (v.backlogBytes === 0 && v.link === 'connected') break;
+        await sleep(100);
+      }
+      await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('logs'), p.b.uri('logs')]);
+      // Each side's status says why db is not paired, and which code.
+      for (const [d, peer] of [[p.a, 'site-b'], [p.b, 'site-a']] as const) {
+        const db = (await statusOf(d)).volumes.find((x) => x.name === 'db')!;
+        assert.equal(db.peers[0]!.conflict?.code, 'two-primaries', `${peer}'s side`);
+      }
+      const text = await must(process.execPath, [OFFSITE_BIN, 'status', '-c', p.a.configFile], { env: { ...process.env, NO_COLOR: '1' } });
+      assert.match(text, /volume db NOT PAIRED WITH site-b \(two-primaries\): volume db is primary on both nodes/);
+      assert.match(text, /1 not paired \(a conflict\)/);
+    });
 });
 
 test('a size mismatch leaves the volume unpaired, each side saying both sizes and which to grow; nothing of it reaches site-b', async () => {
@@ -53,7 +75,8 @@ test('a link refused at Hello is redialled with a growing backoff, and each try 
   // A proxy with no faults between the sites counts site-a's dials.
   let proxy = null as FaultProxy | null;
   const p = await startPair({
-    size: '16MiB', roleB: 'primary',
+    // (site-b's config knows site-a's certificate as site-0: a link refused as a whole, at Hello.)
+    size: '16MiB', peerNameAtB: 'site-0',
     proxy: async (linkB) => {
       proxy = new FaultProxy(linkB);
       proxy.faults = false;
@@ -69,8 +92,8 @@ test('a link refused at Hello is redialled with a growing backoff, and each try 
     assert.ok(dials >= 4 && dials <= 6, `${dials} dials in ${windowMs / 1000} s`);
     const lines = (log: string): Array<{ time: number; msg: string }> => log.split('\n').filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as { time: number; msg: string });
-    const refusedA = lines(p.a.log).filter((l) => /link to site-b refused: volume db is primary on both nodes/.test(l.msg));
-    const refusedB = lines(p.b.log).filter((l) => /site-a refused the link: volume db is primary on both nodes/.test(l.msg));
+    const refusedA = lines(p.a.log).filter((l) => /site-b refused the link: the peer calls itself "site-a" but this node's config knows it as "site-0"/.test(l.msg));
+    const refusedB = lines(p.b.log).filter((l) => /link to site-0 refused: the peer calls itself "site-a"/.test(l.msg));
     // Once per dial on each side (the last may be in flight as the window ends).
     for (const [side, got] of [['site-a', refusedA], ['site-b', refusedB]] as const) {
       assert.ok(got.length >= dials - 1 && got.length <= dials, `${side} said the refusal ${got.length} times for ${dials} dials`);

@@ -339,6 +339,7 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
           break;
         case 'up':
           (primary ? c.decB : c.decA).settle(a.version);
+          if (a.check.conflicts.length > 0) fail(`a member is in conflict: ${a.check.conflicts.map((x) => `${x.code}: ${x.message}`).join('; ')}`);
           for (const pair of a.check.pairs) {
             const m = byName.get(pair.local.name)!;
             if (primary) {

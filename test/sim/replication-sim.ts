@@ -654,6 +654,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
             break;
           case 'up':
             (primary ? c.decB : c.decA).settle(a.version); // (the decoder of what this side receives)
+            // (A conflict of roles keeps the volume unpaired on a link that is up: the refusal it was, never right here.)
+            if (a.check.conflicts.length > 0) fail(`the volume is in conflict: ${a.check.conflicts.map((x) => `${x.code}: ${x.message}`).join('; ')}`);
             if (a.check.pairs.length === 0) {
               // (The sizes apart mid-grow: the daemon keeps the link for its other volumes;
               // here it has none, so it is cut and made again.)

@@ -7,7 +7,14 @@ const vol = (over: Partial<HelloVolume> = {}): HelloVolume => ({ name: 'db', uui
   logBytes: 1 << 30, round: 0, ...over });
 const hello = (over: Partial<Hello> = {}): Buffer => encodeHello({ node: 'site-b', protocol: 1, volumes: [
   vol({ role: 'secondary', durableSeq: 17 })], ...over });
-const refused = (r: ReturnType<typeof checkHello>): string => (r.ok ? 'accepted' : `${r.code}: ${r.message}`);
+/** The link's refusal, else the first volume's conflict (the link is up for the others), else 'accepted'. */
+const refused = (r: ReturnType<typeof checkHello>): string => {
+  if (!r.ok) return `${r.code}: ${r.message}`;
+  const c = r.conflicts[0];
+  if (!c) return 'accepted';
+  assert.ok(!r.pairs.some((p) => p.local.name === c.volume) && !r.follows.some((p) => p.local.name === c.volume), 'a volume in conflict is not paired');
+  return `${c.code}: ${c.message}`;
+};
 
 test('a matching pair is accepted with the peer\'s durable point', () => {
   const r = checkHello(hello(), 'site-b', [vol()]);
@@ -44,6 +51,29 @@ test('two primaries, other uuid, wrong node, other version', () => {
     /^version: site-b speaks protocol version 3 and this node speaks protocol versions 1..2: no version in common\. Upgrade this node /);
 });
 
+test('a conflict on one volume leaves it unpaired, with its reason; the link pairs the others (both sides find it)', () => {
+  // db: a split brain (both primaries wrote apart); wal and logs: a normal pair.
+  const remote = [vol({ generation: ['g1b', 'g1'] }), vol({ name: 'wal', uuid: 'u9', role: 'secondary' }), vol({ name: 'logs', uuid: 'u8' })];
+  const local = [vol({ generation: ['g2', 'g1'] }), vol({ name: 'wal', uuid: 'u9' }), vol({ name: 'logs', uuid: 'u8', role: 'secondary' })];
+  const here = checkHello(hello({ volumes: remote }), 'site-b', local);
+  assert.ok(here.ok);
+  assert.deepEqual(here.pairs.map((p) => p.local.name), ['wal', 'logs']);
+  assert.deepEqual(here.conflicts.map((c) => [c.volume, c.code]), [['db', 'split-brain']]);
+  assert.match(here.conflicts[0]!.message, /^volume db: split brain: primary on both nodes, .*offsite demote db --discard-my-data/);
+  // The peer's view of the same two Hellos: the same volume, the same code.
+  const there = checkHello(encodeHello({ node: 'site-a', protocol: 1, volumes: local }), 'site-a', remote);
+  assert.ok(there.ok);
+  assert.deepEqual(there.pairs.map((p) => p.local.name), ['wal', 'logs']);
+  assert.deepEqual(there.conflicts.map((c) => [c.volume, c.code]), [['db', 'split-brain']]);
+  // Every kind of conflict is the volume's, never the link's.
+  for (const [theirs, ours] of [
+    [vol({ role: 'primary' }), vol()], [vol({ role: 'secondary' }), vol({ role: 'secondary' })], [vol({ role: 'secondary', uuid: 'u2' }), vol()],
+  ] as const) {
+    const r = checkHello(hello({ volumes: [theirs, remote[1]!] }), 'site-b', [ours, local[1]!]);
+    assert.ok(r.ok && r.conflicts.length === 1 && r.pairs.length === 1, refused(r));
+  }
+});
+
 test('garbage is refused, not thrown', () => {
   assert.match(refused(checkHello(Buffer.from('{nope'), 'site-b', [vol()])), /^bad-hello: .*not JSON/);
   assert.match(refused(checkHello(Buffer.from('{"node":"site-b","protocol":1,"volumes":[{"name":"db"}]}'), 'site-b', [vol()])),
@@ -53,9 +83,9 @@ test('garbage is refused, not thrown', () => {
 
 test('generations: failover, failback and split brain are told apart', () => {
   // A secondary whose generation is in the primary's history: a normal pair.
-  assert.ok(checkHello(hello({ volumes: [vol({ role: 'secondary', generation: ['g1'] })] }), 'site-b', [vol({ generation: ['g2', 'g1'] })]).ok);
+  assert.equal(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', generation: ['g1'] })] }), 'site-b', [vol({ generation: ['g2', 'g1'] })])), 'accepted');
   // A secondary that forgot its history (--discard-my-data): accepted, it gets a full compare.
-  assert.ok(checkHello(hello({ volumes: [vol({ role: 'secondary', generation: [] })] }), 'site-b', [vol({ generation: ['g2', 'g1'] })]).ok);
+  assert.equal(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', generation: [] })] }), 'site-b', [vol({ generation: ['g2', 'g1'] })])), 'accepted');
   // The secondary took writes the primary never saw: split brain, from either side's view.
   assert.match(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', generation: ['g1b', 'g1'] })] }), 'site-b', [vol({ generation: ['g2', 'g1'] })])),
     /^split-brain: volume db: split brain: the secondary \(site-b\) took writes .*--discard-my-data/);
@@ -86,7 +116,7 @@ test('three sites: two secondaries of a set meet idle; a secondary of a newer pr
   const follower = vol({ role: 'secondary', generation: ['g2', 'g1'], durableSeq: 40 });
   const atOld = checkHello(encodeHello({ node: 'site-c', protocol: 1, volumes: [follower] }), 'site-c', [vol({ generation: ['g1'] })]);
   assert.match(refused(atOld), /^peer-promoted: volume db: site-c follows a primary promoted after this node's last write .*offsite demote db/);
-  assert.equal(!atOld.ok && atOld.volume, 'db', 'the old primary learns which volume may fail back (failback: auto)');
+  assert.equal(atOld.ok && atOld.conflicts[0]!.volume, 'db', 'the old primary learns which volume may fail back (failback: auto)');
   const atFollower = checkHello(encodeHello({ node: 'site-a', protocol: 1, volumes: [vol({ generation: ['g1'] })] }), 'site-a', [follower]);
   assert.match(refused(atFollower), /^old-primary: volume db: site-a is primary of an older generation \(g1\).*offsite demote db` on site-a/);
   // The old primary wrote while apart (g3 after g1): neither holds the other's current generation: split brain.

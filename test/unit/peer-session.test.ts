@@ -85,16 +85,32 @@ test('a set of three: a volume secondary on both sides is carried by no link; a 
 });
 
 test('a Hello that does not match is refused: a Refuse at the Hello\'s version, the reason once, then a close after a linger', () => {
-  const a = new PeerSession({ node: 'site-a', peer: 'site-b', initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 5000, shared: () => [vol('secondary')],
-    pairedWith: () => ['site-b'] });
+  // This node's config knows the peer behind that certificate as site-c; it calls itself site-b.
+  const a = new PeerSession({ node: 'site-a', peer: 'site-c', initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 5000, shared: () => [vol('primary')],
+    pairedWith: () => ['site-c'] });
   const { b } = pair();
   const out = a.handle({ type: 'frame', frame: frames(b.handle({ type: 'open', now: 0 }))[0]!, now: 1 });
   assert.deepEqual(types(out), ['send', 'refused', 'close']);
   assert.equal(frames(out)[0]!.type, FrameType.Refuse);
-  assert.equal((out[1] as { code: string }).code, 'two-secondaries');
+  assert.equal((out[1] as { code: string }).code, 'wrong-node');
   assert.equal((out[2] as { afterMs?: number }).afterMs, 100);
-  assert.match(a.refused ?? '', /secondary on both nodes/);
+  assert.match(a.refused ?? '', /the peer calls itself "site-b"/);
   assert.deepEqual(a.handle({ type: 'closed' }), [], 'a refused link that drops is no fingerprint problem');
+});
+
+test('a volume whose roles conflict is not refused with the link: the link comes up without it, and a frame for it closes the link', () => {
+  // db is secondary on both sides (one peer each): a conflict of db's, not of the link.
+  const a = new PeerSession({ node: 'site-a', peer: 'site-b', initiator: true, speaks: PROTOCOL_RANGE, deadAfterMs: 5000, shared: () => [vol('secondary')],
+    pairedWith: () => ['site-b'] });
+  const { b } = pair();
+  const out = a.handle({ type: 'frame', frame: frames(b.handle({ type: 'open', now: 0 }))[0]!, now: 1 });
+  assert.deepEqual(types(out), ['send', 'up']);
+  assert.equal(frames(out)[0]!.type, FrameType.Hello);
+  const up = out[1] as Extract<SessionAction, { type: 'up' }>;
+  assert.deepEqual([up.check.pairs.length, up.check.conflicts.map((c) => [c.volume, c.code])], [0, [['db', 'two-secondaries']]]);
+  assert.equal(a.refused, null);
+  const wrong = a.handle({ type: 'frame', frame: one(encodeAck('db', 3)), now: 2 });
+  assert.match((wrong[0] as { reason: string }).reason, /site-b sent a Ack frame for volume db, which this link does not carry/);
 });
 
 test('heartbeats after Hello carry the echo; the round trip is the least sample; silence past the timeout closes', () => {

@@ -175,7 +175,7 @@ test('promote erp --at: one past group point on every member, each written down 
   const groups = host.groups as Record<string, unknown>;
   Object.assign(groups, { hold: () => seen.push('held'), thaw: () => seen.push('thawed') });
   host.links = {
-    linkState: () => linked, primaryOf: () => null, volumeChanged: () => undefined, volumeReady: () => undefined, volumeKept: () => undefined,
+    primaryLinked: () => linked === 'connected', primaryOf: () => null, volumeChanged: () => undefined, volumeReady: () => undefined, volumeKept: () => undefined,
   };
   await assert.rejects(roles.promote('erp', { at: t(3.5) }), (err: unknown) => err instanceof ActionRefused &&
     /^refused to promote group erp: db's primary on site-a is still connected .*; wal's primary .*Add --force/.test(err.message));
@@ -202,7 +202,7 @@ test('a group promote refused after its members\' links went (not at one moment,
     thaw: () => undefined,
   });
   host.links = {
-    linkState: () => 'down', primaryOf: () => null,
+    primaryLinked: () => false, primaryOf: () => null,
     volumeChanged: (v: string) => kept.push(`changed ${v}`), volumeReady: (v: string) => kept.push(`ready ${v}`),
     volumeKept: (v: string, rp: unknown) => kept.push(`kept ${v}${rp === entries.find((e) => e.config.name === v)!.replica ? ' with its replica' : ''}`),
   };

@@ -169,3 +169,17 @@ test('a primary\'s journal filling: sent as it passes three quarters and nine te
   assert.deepEqual(kinds([at(5, { role: 'secondary', tracking: 'replica' })], [at(7, { role: 'secondary', tracking: 'replica' })]), []);
   assert.deepEqual(kinds([at(5, { tracking: 'bitmap' })], [at(7, { tracking: 'bitmap' })]), []);
 });
+
+test('a split brain that keeps one volume unpaired on a link that is up is notified from the status (the link is not refused)', () => {
+  const why = 'volume db: split brain: primary on both nodes, and both took writes while apart';
+  const status = (conflict: { code: string; message: string } | null): VolumeStatus => ({
+    name: 'db', role: 'primary', peer: 'site-b', link: 'connected', lagSeconds: 0, tracking: 'journal', overflows: 0, backlogBytes: 0,
+    journalUsedBytes: 0, journalCapacityBytes: 0, peers: [{ name: 'site-b', link: 'connected', conflict }],
+  }) as unknown as VolumeStatus;
+  const look = { starting: false, everUp: new Set(['db']), splitBrain: new Map<string, string>() };
+  const [before] = watchVolumes([status(null)], look);
+  const [after] = watchVolumes([status({ code: 'split-brain', message: why })], look);
+  assert.deepEqual(notices([before!], [after!], null).map((n) => [n.kind, n.text]), [['splitBrain', why]]);
+  // Another conflict (two primaries after a failover) is no split brain.
+  assert.equal(watchVolumes([status({ code: 'peer-promoted', message: 'volume db is primary on both nodes: …' })], look)[0]!.splitBrain, null);
+});

@@ -316,7 +316,7 @@ export class PointPicker {
           `or Demote ${name} here… on its page.`,
         LOOK_FIRST,
       ],
-      forceable: v.link === 'connected' ? [stillConnected(name, here, peer)] : [],
+      forceable: v.link === 'connected' && !(v.peers ?? []).some((x) => x.conflict) ? [stillConnected(name, here, peer)] : [],
       okLabel: `Roll back and promote ${name}`,
       body: { at: p.time },
     });

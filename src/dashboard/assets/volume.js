@@ -105,6 +105,13 @@ export class VolumeCard {
       b.title = p.unavailable;
       this.badges.append(b);
     }
+    // A link that is up but does not carry the volume: its roles conflict (a split brain, two primaries, ...).
+    for (const p of v.peers ?? []) {
+      if (!p.conflict) continue;
+      const b = badge(p.conflict.code === 'split-brain' ? `split brain with ${p.name}` : `not paired with ${p.name}`, 'bad');
+      b.title = p.conflict.message;
+      this.badges.append(b);
+    }
     if (v.tracking === 'bitmap') this.badges.append(badge('bitmap', 'bad'));
     this.size.textContent = bytes(v.sizeBytes);
     const f = this.dd;
@@ -278,7 +285,7 @@ export class VolumeCard {
     const peer = v.peer ?? 'the primary';
     const members = this.group ? this.group.volumes : [v];
     const warnings = [];
-    if (members.some((m) => m.link === 'connected')) warnings.push(stillConnected(this.group ? `group ${this.group.name}` : this.name, here, peer));
+    if (members.some((m) => m.link === 'connected' && !(m.peers ?? []).some((p) => p.conflict))) warnings.push(stillConnected(this.group ? `group ${this.group.name}` : this.name, here, peer));
     for (const m of members.filter((x) => !x.consistent)) {
       const why = m.resyncing ? 'its first sync has not completed' : 'an apply failed and waits to be redone';
       warnings.push(`The replica of ${m.name} is not a flush-point image (${why}), so ${here} will refuse.`);
@@ -364,6 +371,8 @@ function linkText(v) {
   if ((v.peers ?? []).length > 1) {
     return `${v.peers.map(peerText).join('; ')}${v.linkRateBytesPerSecond ? `; the link to ${v.peer} capped at ${rate(v.linkRateBytesPerSecond)}` : ''}`;
   }
+  const conflict = (v.peers ?? []).find((p) => p.conflict)?.conflict;
+  if (v.link === 'connected' && conflict) return `up to ${v.peer}, but the volume is not paired: ${conflict.message}`;
   return v.link === 'connected' ? `up to ${v.peer}${cap}` : `down: ${v.peer} not connected${cap}`;
 }
 
@@ -372,6 +381,7 @@ function peerText(p) {
   const state = p.link === 'connected' ? `up to ${p.name}` : `down: ${p.name} not connected`;
   const more = [
     p.unavailable ? `it could not open the volume: ${p.unavailable}` : '',
+    p.conflict ? `not paired: ${p.conflict.message}` : '',
     p.detached ? 'detached: kept in its own bitmap' : '',
     p.firstSyncWaitsFor ? `its first sync waits for the resync round of ${p.firstSyncWaitsFor}` : '',
     p.backlogBytes > 0 ? `${bytes(p.backlogBytes)} behind` : '',
