@@ -47,6 +47,8 @@ export function metricsRegistry(status: () => NodeStatus): Registry {
     (p) => (p.firstSyncWaitsFor ? 1 : 0));
   peerGauge('offsite_peer_volume_unavailable', 'The peer could not open this volume (1; its Hello said so): nothing of it flows to it, or it serves it (0).',
     (p) => (p.unavailable ? 1 : 0));
+  peerGauge('offsite_peer_volume_conflict', 'The link to this peer is up but does not carry the volume: its roles conflict there ' +
+    '(a split brain, two primaries, ...; the status says which and what to do) (1), or not (0).', (p) => (p.conflict ? 1 : 0));
   new Gauge({
     name: 'offsite_volume_unavailable',
     help: 'A configured volume this node could not open (1): not served, not linked; the status says why and a reload tries again.',

@@ -44,7 +44,8 @@ export const ALL_VOLUMES: StatusView = { names: [], laggingOver: null, sort: 'na
  */
 export function isLagging(v: VolumeStatus, lagOver: number): boolean {
   const linked = v.link === 'connected' || v.link === 'none';
-  const peerBehind = (v.peers ?? []).some((p) => p.link !== 'connected' || p.lagSeconds > lagOver || p.detached || Boolean(p.unavailable) || Boolean(p.conflict));
+  const peerBehind = (v.peers ?? []).some((p) => p.link !== 'connected' || p.lagSeconds > lagOver || p.detached || Boolean(p.unavailable) ||
+    Boolean(p.conflict));
   return v.lagSeconds > lagOver || !linked || v.paused || !v.consistent || v.resyncing || v.tracking === 'bitmap' || peerBehind;
 }
 

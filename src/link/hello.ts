@@ -236,7 +236,9 @@ function pairOf(local: HelloVolume, hello: Hello, expectedNode: string, ctx: Hel
       };
   }
   if (local.uuid && remote.uuid && local.uuid !== remote.uuid) {
-    return { volume: local.name, code: 'uuid', message: `volume ${local.name} here (${local.uuid}) and on ${expectedNode} (${remote.uuid}) are different volumes` };
+    return {
+      volume: local.name, code: 'uuid', message: `volume ${local.name} here (${local.uuid}) and on ${expectedNode} (${remote.uuid}) are different volumes`,
+    };
   }
   const primary = local.role === 'primary' ? local : remote;
   const secondary = local.role === 'primary' ? remote : local;

@@ -32,7 +32,8 @@ import { pastGroupPoint, type PastGroupPoint } from '../group/past-point.js';
  */
 export interface RoleHost extends ActionHost {
   /** null: no identity yet (offsite init), so no link runs. */
-  readonly links: Pick<LinkManager, 'primaryLinked' | 'primaryOf' | 'volumeChanged' | 'volumeReady' | 'volumeKept' | 'pausedVolumes' | 'pause' | 'verify'> | null;
+  readonly links: Pick<LinkManager, 'primaryLinked' | 'primaryOf' | 'volumeChanged' | 'volumeReady' | 'volumeKept' | 'pausedVolumes' | 'pause' |
+    'verify'> | null;
   /** Opens the volume in its current role (after a promote or demote). */
   openRole(e: VolumeEntry): Promise<void>;
   /** The export the volume's name serves in its current role. */

@@ -70,7 +70,8 @@ ${moreVolumes ? `${moreVolumes}\n` : ''}${nodeKeys}`;
   });
   const b = await TestDaemon.create({
     dir: path.join(root, 'b'), node: 'site-b', noStart: true,
-    yaml: mk('site-b', opts.peerNameAtB ?? 'site-a', linkB, linkA, opts.roleB ?? 'secondary', opts.sizeB ?? size, opts.journalB, opts.volumeKeysB ?? '', '', opts.nodeKeysB ?? '',
+    yaml: mk('site-b', opts.peerNameAtB ?? 'site-a', linkB, linkA, opts.roleB ?? 'secondary', opts.sizeB ?? size, opts.journalB, opts.volumeKeysB ?? '', '',
+      opts.nodeKeysB ?? '',
       opts.volumesB ?? ''),
   });
   const fp = async (d: TestDaemon): Promise<string> => (await must(process.execPath, [OFFSITE_BIN, 'init', '-c', d.configFile])).trim().split('\n').pop()!;

@@ -42,7 +42,8 @@ test('an unknown fingerprint is refused during the handshake, logged on both sid
 test('two primaries: that volume waits unpaired with the demote advice on both sides, and the link serves the other volume', async () => {
   const logs = (peer: string, role: string): string => `  logs: { path: ./logs.img, size: 16MiB, role: ${role}, peer: ${peer}, journal: 64MiB }`;
   const opts = { roleB: 'primary', size: '16MiB', volumesA: logs('site-b', 'primary'), volumesB: logs('site-a', 'secondary') };
-  await refused(opts, /volume db is primary on both nodes .*demote one .*; nothing of db flows between this node and site-b until then \(the link serves the other volumes\)/,
+  await refused(opts,
+    /volume db is primary on both nodes .*demote one .*; nothing of db flows between this node and site-b until then \(the link serves the other volumes\)/,
     /volume db is primary on both nodes .*; nothing of db flows between this node and site-a until then/, 'connected', async (p) => {
       // The other volume replicates meanwhile.
       await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 0 2M', '-c', 'flush', p.a.uri('logs')]);
@@ -92,7 +93,8 @@ test('a link refused at Hello is redialled with a growing backoff, and each try 
     assert.ok(dials >= 4 && dials <= 6, `${dials} dials in ${windowMs / 1000} s`);
     const lines = (log: string): Array<{ time: number; msg: string }> => log.split('\n').filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as { time: number; msg: string });
-    const refusedA = lines(p.a.log).filter((l) => /site-b refused the link: the peer calls itself "site-a" but this node's config knows it as "site-0"/.test(l.msg));
+    const refusedA = lines(p.a.log).filter((l) =>
+      /site-b refused the link: the peer calls itself "site-a" but this node's config knows it as "site-0"/.test(l.msg));
     const refusedB = lines(p.b.log).filter((l) => /link to site-0 refused: the peer calls itself "site-a"/.test(l.msg));
     // Once per dial on each side (the last may be in flight as the window ends).
     for (const [side, got] of [['site-a', refusedA], ['site-b', refusedB]] as const) {

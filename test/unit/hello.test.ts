@@ -83,9 +83,10 @@ test('garbage is refused, not thrown', () => {
 
 test('generations: failover, failback and split brain are told apart', () => {
   // A secondary whose generation is in the primary's history: a normal pair.
-  assert.equal(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', generation: ['g1'] })] }), 'site-b', [vol({ generation: ['g2', 'g1'] })])), 'accepted');
+  const primaryG2 = [vol({ generation: ['g2', 'g1'] })];
+  assert.equal(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', generation: ['g1'] })] }), 'site-b', primaryG2)), 'accepted');
   // A secondary that forgot its history (--discard-my-data): accepted, it gets a full compare.
-  assert.equal(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', generation: [] })] }), 'site-b', [vol({ generation: ['g2', 'g1'] })])), 'accepted');
+  assert.equal(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', generation: [] })] }), 'site-b', primaryG2)), 'accepted');
   // The secondary took writes the primary never saw: split brain, from either side's view.
   assert.match(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', generation: ['g1b', 'g1'] })] }), 'site-b', [vol({ generation: ['g2', 'g1'] })])),
     /^split-brain: volume db: split brain: the secondary \(site-b\) took writes .*--discard-my-data/);

@@ -175,7 +175,8 @@ test('promote erp --at: one past group point on every member, each written down 
   const groups = host.groups as Record<string, unknown>;
   Object.assign(groups, { hold: () => seen.push('held'), thaw: () => seen.push('thawed') });
   host.links = {
-    primaryLinked: () => linked === 'connected', primaryOf: () => null, volumeChanged: () => undefined, volumeReady: () => undefined, volumeKept: () => undefined,
+    primaryLinked: () => linked === 'connected', primaryOf: () => null,
+    volumeChanged: () => undefined, volumeReady: () => undefined, volumeKept: () => undefined,
   };
   await assert.rejects(roles.promote('erp', { at: t(3.5) }), (err: unknown) => err instanceof ActionRefused &&
     /^refused to promote group erp: db's primary on site-a is still connected .*; wal's primary .*Add --force/.test(err.message));

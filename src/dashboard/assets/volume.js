@@ -285,7 +285,10 @@ export class VolumeCard {
     const peer = v.peer ?? 'the primary';
     const members = this.group ? this.group.volumes : [v];
     const warnings = [];
-    if (members.some((m) => m.link === 'connected' && !(m.peers ?? []).some((p) => p.conflict))) warnings.push(stillConnected(this.group ? `group ${this.group.name}` : this.name, here, peer));
+    // (Not while the volume is in conflict with that peer: the link does not carry it, and the node allows the promote.)
+    if (members.some((m) => m.link === 'connected' && !(m.peers ?? []).some((p) => p.conflict))) {
+      warnings.push(stillConnected(this.group ? `group ${this.group.name}` : this.name, here, peer));
+    }
     for (const m of members.filter((x) => !x.consistent)) {
       const why = m.resyncing ? 'its first sync has not completed' : 'an apply failed and waits to be redone';
       warnings.push(`The replica of ${m.name} is not a flush-point image (${why}), so ${here} will refuse.`);
