@@ -39,6 +39,7 @@ import { NodeGroups } from './groups.js';
 import { SetAside } from './set-aside.js';
 import { applyVolumeKeys, historyReloaded, journalReloaded, volumesReloaded } from './reloaded-volumes.js';
 import { reopenVolumes, type ReopenHost } from './volume-reopen.js';
+import { regroupVolumes } from './regroup.js';
 import { volumePeersReloaded } from './volume-peers.js';
 import { growFinished, growToFinish, volumeSizeReloaded } from './volume-size.js';
 import { FillNotices, tellJournalFill, type FillFigures } from './journal-fill.js';
@@ -444,6 +445,12 @@ export class Daemon {
         this.removing = this.removing.then(() => this.setAsides.idle()).then(() => reopenVolumes(host, nexts, g?.members ?? [], g?.name))
           .then(() => undefined);
       }
+      // A group whose members change among served volumes: its members, before and after, are
+      // let go and opened again together under the new grouping (src/node/regroup.ts).
+      for (const r of changed.regroup) {
+        const regroupHost = { ...host, setGroup: (name: string, members: readonly string[] | null) => this.setGroup(name, members) };
+        this.removing = this.removing.then(() => this.setAsides.idle()).then(() => regroupVolumes(regroupHost, r)).then(() => undefined);
+      }
       // Peers dropped with their volumes go once those are let go.
       this.removing = this.removing.then(() => this.links?.dropRetiring());
     }
@@ -458,6 +465,19 @@ export class Daemon {
     const msg = notes.length > 0 ? `config reloaded: ${notes.join('; ')}` : 'config reloaded: nothing that applies live changed';
     this.log.info(msg);
     return msg;
+  }
+
+  /** Group `name`'s members as a regroup sets them (null: the group goes), while none of them is served (src/node/regroup.ts). */
+  private setGroup(name: string, members: readonly string[] | null): void {
+    const i = this.config.groups.findIndex((g) => g.name === name);
+    if (i >= 0) {
+      this.groups.remove(name);
+      this.config.groups.splice(i, 1);
+    }
+    if (members === null) return;
+    const g = { name, members: [...members] };
+    this.config.groups.push(g);
+    this.groups.add(g, this.started);
   }
 
   /** Each volume's peers as the latest reload asks for them, until that change has run (src/node/volume-peers.ts). */

@@ -19,6 +19,13 @@ import { formatBytes, formatDuration } from '../units/units.js';
 import { sameFileKey } from '../config/config.js';
 import { targetPart } from '../iscsi/config.js';
 
+/** A group's members before and after a reload (`was` empty: a group new to the file; `now` empty: a group dropped, its members served on). */
+export interface Regroup {
+  group: string;
+  was: string[];
+  now: string[];
+}
+
 export interface ReloadedVolumes {
   /** Volumes to open now, as the reload's file has them (but for `default`, which waits for a restart). */
   add: VolumeConfig[];
@@ -33,6 +40,13 @@ export interface ReloadedVolumes {
    * go and opened again with them, alone (src/node/volume-reopen.ts). The reload's config of each.
    */
   reopen: VolumeConfig[];
+  /**
+   * Consistency groups whose members change among volumes served before and after the
+   * reload (one added to a group or taken out, a group new over served volumes, a group
+   * dropped while its members stay): their members are let go and opened together under
+   * the new grouping (src/node/regroup.ts).
+   */
+  regroup: Regroup[];
   /** What the reload says of the volumes added, refused or dropped. */
   notes: string[];
 }
@@ -171,27 +185,47 @@ export function volumesReloaded(current: Pick<Config, 'volumes' | 'peers' | 'isc
   const reopen: VolumeConfig[] = [];
   const notes: string[] = [];
   const known = new Set(current.volumes.map((v) => v.name));
-  // A group comes with its members, all new, and goes with them, all dropped; any other
-  // change of a group waits for a restart (its points are formed over the members it had).
+  // A group comes with its members, all new, and goes with them, all dropped. Among
+  // volumes served before and after, its members change by a regroup: they are let go
+  // and opened together under the new grouping (src/node/regroup.ts). A change that
+  // mixes the two (a new volume into a served group) takes two reloads.
   const addGroups: GroupConfig[] = [];
   const removeGroups: string[] = [];
+  const regroup: Regroup[] = [];
+  const staying = (m: string): boolean => known.has(m) && next.volumes.some((v) => v.name === m);
   for (const g of next.groups) {
     const was = current.groups.find((x) => x.name === g.name);
     if (was) {
-      if (was.members.join() !== g.members.join() && g.members.every((m) => known.has(m))) {
-        notes.push(`consistency group ${g.name}: its members changed: that takes a restart`);
-      }
+      if (was.members.join() === g.members.join()) continue;
+      if ([...was.members, ...g.members].every(staying)) regroup.push({ group: g.name, was: [...was.members], now: [...g.members] });
+      else if (g.members.every((m) => known.has(m))) notes.push(`consistency group ${g.name}: its members changed: that takes a restart`);
     } else if (g.members.every((m) => !known.has(m))) {
       addGroups.push(g);
+    } else if (g.members.every(staying)) {
+      regroup.push({ group: g.name, was: [], now: [...g.members] });
     } else {
       notes.push(`consistency group ${g.name} is new, but ${g.members.filter((m) => known.has(m)).join(', ')} ` +
-        'already served here: that takes a restart');
+        'already served here: add the new volumes at one reload, then the group at another');
     }
   }
   for (const g of current.groups) {
     if (next.groups.some((x) => x.name === g.name)) continue;
     if (g.members.every((m) => !next.volumes.some((v) => v.name === m))) removeGroups.push(g.name);
+    else if (g.members.every(staying)) regroup.push({ group: g.name, was: [...g.members], now: [] });
     else notes.push(`consistency group ${g.name} is gone from the config: that takes a restart (its members stay grouped until then)`);
+  }
+  // (One volume in two regroups, moved from one group to another: the second waits for the next reload.)
+  const touched = new Set<string>();
+  for (const r of [...regroup]) {
+    const members = [...new Set([...r.was, ...r.now])];
+    const twice = members.filter((m) => touched.has(m));
+    if (twice.length > 0) {
+      regroup.splice(regroup.indexOf(r), 1);
+      notes.push(`consistency group ${r.group}: ${twice.join(', ')} also ${twice.length === 1 ? 'changes' : 'change'} another group at this reload: ` +
+        'reload again once that is done');
+      continue;
+    }
+    for (const m of members) touched.add(m);
   }
   for (const v of current.volumes) {
     const w = next.volumes.find((x) => x.name === v.name);
@@ -238,7 +272,8 @@ export function volumesReloaded(current: Pick<Config, 'volumes' | 'peers' | 'isc
     if (known.has(v.name)) continue;
     const group = next.groups.find((g) => g.members.includes(v.name));
     if (group && !addGroups.includes(group)) {
-      notes.push(`volume ${v.name}: a new member of consistency group ${group.name}: that takes a restart`);
+      notes.push(`volume ${v.name}: a new member of consistency group ${group.name}: not added; add the volume at one reload, ` +
+        'then put it in the group at another');
       continue;
     }
     const newPeers = v.peers.filter((p) => !current.peers.some((q) => q.name === p));
@@ -278,7 +313,31 @@ export function volumesReloaded(current: Pick<Config, 'volumes' | 'peers' | 'isc
       notes.push(`volume ${m}: not added: consistency group ${g.name} opens whole, and ${left.join(', ')} ${left.length === 1 ? 'is' : 'are'} not added`);
     }
   }
-  return { add, remove, addGroups, removeGroups, reopen, notes };
+  // A member whose keys change at the same reload is reopened by its regroup, not alone.
+  for (const r of [...regroup]) {
+    const members = [...new Set([...r.was, ...r.now])];
+    const keys = reopen.filter((v) => members.includes(v.name));
+    if (keys.length > 0) {
+      regroup.splice(regroup.indexOf(r), 1);
+      notes.push(`consistency group ${r.group}: its members change at the reload that reopens ${keys.map((v) => v.name).join(', ')}: ` +
+        'reload again once that is done');
+    }
+  }
+  for (const r of regroup) notes.push(regroupNote(r));
+  return { add, remove, addGroups, removeGroups, reopen, regroup, notes };
+}
+
+/** "consistency group erp: logs joins (db, wal → db, wal, logs); its members open again together". */
+export function regroupNote(r: Regroup): string {
+  const joins = r.now.filter((m) => !r.was.includes(m));
+  const leaves = r.was.filter((m) => !r.now.includes(m));
+  const what = r.was.length === 0 ? `new over ${r.now.join(', ')}`
+    : r.now.length === 0 ? `dropped (${r.was.join(', ')} served on, each alone)`
+      : [joins.length > 0 ? `${joins.join(', ')} ${joins.length === 1 ? 'joins' : 'join'}` : '',
+        leaves.length > 0 ? `${leaves.join(', ')} ${leaves.length === 1 ? 'leaves' : 'leave'}` : ''].filter(Boolean).join(', ') +
+        ` (${r.was.join(', ')} → ${r.now.join(', ')})`;
+  return `consistency group ${r.group}: ${what}; ${[...new Set([...r.was, ...r.now])].join(', ')} are ` +
+    'let go and opened again together (their NBD connections and iSCSI sessions close, and hosts connect again; the node\'s other volumes go on)';
 }
 
 /**

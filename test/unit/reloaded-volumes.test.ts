@@ -39,7 +39,7 @@ test('a volume new to the file opens now; the ones already served are left as th
   assert.equal(r.add[0]!.path, path.join(dir, 'logs.img'));
   assert.deepEqual(r.notes, []);
   // Nothing new: nothing added, nothing said.
-  assert.deepEqual(volumesReloaded(now, config(base), true), { add: [], remove: [], addGroups: [], removeGroups: [], reopen: [], notes: [] });
+  assert.deepEqual(volumesReloaded(now, config(base), true), { add: [], remove: [], addGroups: [], removeGroups: [], reopen: [], regroup: [], notes: [] });
 });
 
 test('what waits for a restart is said: a group member, a peer the daemon does not link with, default', () => {
@@ -49,11 +49,37 @@ test('what waits for a restart is said: a group member, a peer the daemon does n
   const more = config(`${base}\n  logs: { path: ./logs.img, size: 1GiB, role: primary, peer: site-b }`, 'groups:\n  erp: [db, wal, logs]');
   const g = volumesReloaded(grouped, more, true);
   assert.deepEqual(g.add, []);
-  assert.deepEqual(g.notes, ['volume logs: a new member of consistency group erp: that takes a restart']);
-  // Members regrouped among served volumes, a group dropped while its members stay, a new group over served volumes.
-  assert.deepEqual(volumesReloaded(config(base), grouped, true).notes, ['consistency group erp is new, but db, wal already served here: that takes a restart']);
-  assert.deepEqual(volumesReloaded(grouped, config(base), true).notes,
-    ['consistency group erp is gone from the config: that takes a restart (its members stay grouped until then)']);
+  assert.deepEqual(g.notes, ['volume logs: a new member of consistency group erp: not added; add the volume at one reload, ' +
+    'then put it in the group at another']);
+  assert.deepEqual(g.regroup, []);
+  // Among served volumes a group's members change by a regroup: one joins, one leaves, a new group over served volumes, a group dropped.
+  const three = `${base}\n  logs: { path: ./logs.img, size: 1GiB, role: primary, peer: site-b }`;
+  const joins = volumesReloaded(config(three, 'groups:\n  erp: [db, wal]'), config(three, 'groups:\n  erp: [db, wal, logs]'), true);
+  assert.deepEqual([joins.add, joins.regroup], [[], [{ group: 'erp', was: ['db', 'wal'], now: ['db', 'wal', 'logs'] }]]);
+  assert.deepEqual(joins.notes, ['consistency group erp: logs joins (db, wal → db, wal, logs); db, wal, logs are let go and opened again together ' +
+    REOPENED.replace('its', 'their')]);
+  const leaves = volumesReloaded(config(three, 'groups:\n  erp: [db, wal, logs]'), config(three, 'groups:\n  erp: [db, wal]'), true);
+  assert.deepEqual(leaves.regroup, [{ group: 'erp', was: ['db', 'wal', 'logs'], now: ['db', 'wal'] }]);
+  assert.match(leaves.notes[0]!, /^consistency group erp: logs leaves \(db, wal, logs → db, wal\)/);
+  const made = volumesReloaded(config(base), grouped, true);
+  assert.deepEqual([made.addGroups, made.regroup], [[], [{ group: 'erp', was: [], now: ['db', 'wal'] }]]);
+  assert.match(made.notes[0]!, /^consistency group erp: new over db, wal; db, wal are let go and opened again together/);
+  const gone = volumesReloaded(grouped, config(base), true);
+  assert.deepEqual([gone.removeGroups, gone.regroup], [[], [{ group: 'erp', was: ['db', 'wal'], now: [] }]]);
+  assert.match(gone.notes[0]!, /^consistency group erp: dropped \(db, wal served on, each alone\)/);
+  // wal and logs swap groups at one reload: erp's regroup is made, crm's waits for the next reload.
+  const four = `${three}\n  tmp: { path: ./tmp.img, size: 1GiB, role: primary, peer: site-b }`;
+  const moved = volumesReloaded(config(four, 'groups:\n  erp: [db, wal]\n  crm: [logs, tmp]'),
+    config(four, 'groups:\n  erp: [db, logs]\n  crm: [wal, tmp]'), true);
+  assert.deepEqual(moved.regroup.map((r) => r.group), ['erp']);
+  assert.ok(moved.notes.includes('consistency group crm: logs, wal also change another group at this reload: reload again once that is done'),
+    moved.notes.join('\n'));
+  // A member whose file changes at the same reload: reopened alone, and its group's change waits.
+  const coarser = three.replace('db: { path: ./db.img,', 'db: { path: ./db.img, bitmap_region: 128KiB,');
+  const both = volumesReloaded(config(three, 'groups:\n  erp: [db, wal]'), config(coarser, 'groups:\n  erp: [db, wal, logs]'), true);
+  assert.deepEqual([both.regroup, both.reopen.map((v) => v.name)], [[], ['db']]);
+  assert.ok(both.notes.includes('consistency group erp: its members change at the reload that reopens db: reload again once that is done'),
+    both.notes.join('\n'));
   // site-c is in the reloaded file's peers but not the running daemon's.
   const twoPeers = { ...now, peers: now.peers.filter((p) => p.name === 'site-b') };
   const c = volumesReloaded(twoPeers, config(`${base}\n  logs: { path: ./logs.img, size: 1GiB, role: primary, peer: site-c }`), true);
@@ -122,7 +148,7 @@ test('a new volume on a served volume\'s file is not added, also through a link;
 
 test('a volume gone from the file is let go; a member of a consistency group waits for a restart; its file and name are free for a new one', () => {
   const dropped = volumesReloaded(config(base), config('  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b }'), true);
-  assert.deepEqual(dropped, { add: [], remove: ['wal'], addGroups: [], removeGroups: [], reopen: [], notes: [] });
+  assert.deepEqual(dropped, { add: [], remove: ['wal'], addGroups: [], removeGroups: [], reopen: [], regroup: [], notes: [] });
   // A set-aside volume that is gone goes too (the reload does not try it again).
   assert.deepEqual(volumesReloaded(config(base), config('  db: { path: ./db.img, size: 1GiB, role: primary, peer: site-b }'), true,
     (name) => name === 'wal').remove, ['wal']);
