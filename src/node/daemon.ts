@@ -627,7 +627,7 @@ export class Daemon {
     const st = e.volume.statAtClose;
     // (A volume without peers keeps no file-id: its open reads none, src/node/role-open.ts.)
     if (st === null || e.config.peer === undefined) return;
-    await Promise.resolve().then(() => writeStopped(new DirStore(e.dir), e.config.path, e.dir, st)).catch((err: Error) =>
+    await Promise.resolve().then(() => writeStopped(new DirStore(e.dir), e.config.path, e.dir, st, e.volume.writesAtClose)).catch((err: Error) =>
       this.log.warn({ volume: e.config.name }, `volume ${e.config.name}: cannot write down how the stop left ${e.config.path} ` +
         `(${err.message}); a write to it before the next start will not be noticed`));
   }

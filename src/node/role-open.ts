@@ -19,7 +19,7 @@ import { judgePlace, readJournalAt, segmentsIn, writeJournalAt, type JournalPlac
 import { moveJournal, removeJournalFiles } from '../journal/journal-move.js';
 import {
   DEVICE_ACCEPTED_FILE, DEVICE_REFUSED_FILE, FILE_ID_FILE, describeChange, describeFileId, fileIdOf, forgetStopped, readFileId, replacedSince,
-  sameFile, timesOf, writeFileId, writtenWhileStopped, type FileId,
+  sameFile, stampedAtStop, timesOf, writeFileId, writtenWhileStopped, type FileId,
 } from '../volume/file-identity.js';
 import { PROMOTE_AT_FILE } from '../secondary/promote-at-file.js';
 import { GROW_FILE } from '../journal/grow.js';
@@ -133,13 +133,18 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
       `${fileId.device !== undefined && kept.device !== undefined ? `a disk replaced, taken as the volume's by ${DEVICE_ACCEPTED_FILE}`
         : 'a copy, or a backup restored'})` : null;
   // The same file written since the last clean stop (a backup restored into it, the replica mounted and fsck'd).
-  const times = timesOf(e.volume.statAtOpen);
-  const written = fileId !== null && kept !== null && kept.stopped !== undefined && writtenWhileStopped(kept, fileId, times) ?
-    `volume ${v.name}: ${v.path} was written while the daemon was stopped (${describeChange(kept.stopped, times)})` : null;
+  // (A block device: what the kernel counted written to it, as the open found it.)
+  const times = timesOf(e.volume.statAtOpen, e.volume.writesAtOpen);
+  const written = fileId !== null && kept !== null && writtenWhileStopped(kept, fileId, times) ?
+    `volume ${v.name}: ${v.path} was written while the daemon was stopped (${describeChange(kept, times)})` : null;
+  if (kept?.stoppedWrites !== undefined && times.writes && kept.stoppedWrites.boot !== times.writes.boot) {
+    o.log.info({ volume: v.name }, `volume ${v.name}: ${v.path}: the machine restarted since the daemon's clean stop, and the kernel's ` +
+      'count of writes to the disk with it: a write to it while the daemon was stopped before the restart cannot be told');
+  }
   // Written down once what the open found is acted on (the new stream, the replica started over), and before the
   // volume is written: the clean stop's times go with it, so a crash later is not taken for a write while stopped.
   const keepFileId = async (): Promise<void> => {
-    if (fileId !== null && (kept === null || !sameFile(kept, fileId) || !sameFile(kept.folder, fileId.folder) || kept.stopped !== undefined)) {
+    if (fileId !== null && (kept === null || !sameFile(kept, fileId) || !sameFile(kept.folder, fileId.folder) || stampedAtStop(kept))) {
       await writeFileId(state, fileId);
     }
     // (A disk the operator took as the volume's: its acceptance is spent.)

@@ -58,3 +58,32 @@ export function diskIdentity(sys: string): string | null {
 export function deviceIdentity(st: fs.BigIntStats): string | null {
   return st.isBlockDevice() ? diskIdentity(sysfsOf(st.rdev)) : null;
 }
+
+/**
+ * What the kernel counted written to a block device since it booted (the device's sysfs
+ * `stat`: sectors written, and sectors discarded where the kernel counts them), with the
+ * boot's id. A clean stop writes it down once the volume is closed, and the next open
+ * compares (src/volume/file-identity.ts): a disk written while the daemon was stopped
+ * (a backup restored with dd, the replica mounted and fsck'd) has more. Every writer
+ * counts, whatever the path it used (the device node, a link to it, /dev/mapper), but a
+ * reboot starts the counts again: across one, nothing can be told.
+ */
+export interface DeviceWrites {
+  boot: string;
+  written: bigint;
+  discarded: bigint;
+}
+
+/** The device `st` is a stat of: its counts now, or null (a file, or sysfs does not say). */
+export function deviceWrites(st: fs.BigIntStats, bootIdFile = '/proc/sys/kernel/random/boot_id'): DeviceWrites | null {
+  if (!st.isBlockDevice()) return null;
+  try {
+    const f = fs.readFileSync(path.join(sysfsOf(st.rdev), 'stat'), 'utf8').trim().split(/\s+/);
+    const boot = fs.readFileSync(bootIdFile, 'utf8').trim();
+    // (Fields: reads, merged, sectors, ticks; writes, merged, sectors, ticks; in flight, io ticks, queue; then discards since 4.18.)
+    if (f.length < 11 || boot.length === 0 || !f.every((x) => /^\d+$/.test(x))) return null;
+    return { boot, written: BigInt(f[6]!), discarded: f.length >= 14 ? BigInt(f[13]!) : 0n };
+  } catch {
+    return null;
+  }
+}

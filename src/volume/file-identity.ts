@@ -29,9 +29,15 @@
 //
 // A block device is its disk's identity (src/volume/device-identity.ts), `"device":"wwid
 // naa.6001405f..."` with "ino" and "birth" "0": a device node's inode is made anew at
-// each boot. One whose disk sysfs names nothing for is not checked.
+// each boot. One whose disk sysfs names nothing for is not checked. A device keeps no
+// modification time of its writes, so a clean stop writes down what the kernel counted
+// written to it instead (DeviceWrites): `"stoppedWrites":{"boot":"ff46733a-...",
+// "written":"20694740","discarded":"0"}` (sectors of 512 bytes since that boot; a key of
+// its own, not in `stopped`, which a release before it would compare with the device
+// node's time). An open in the same boot that finds more says the disk was written while
+// stopped, as for a file; after a reboot the counts start again and nothing is told.
 import fs from 'node:fs';
-import { deviceIdentity } from './device-identity.js';
+import { deviceIdentity, type DeviceWrites } from './device-identity.js';
 import { readStateFile, type Store } from '../store/store.js';
 import { jsonVersion } from '../versioning/format.js';
 
@@ -50,9 +56,10 @@ export interface Identity {
   device?: string;
 }
 
-/** The file's modification time (ns), as a clean stop left it or an open found it. */
+/** The file's modification time (ns), as a clean stop left it or an open found it; a block device's write counts (null: a file). */
 export interface FileTimes {
   mtime: bigint;
+  writes?: DeviceWrites | null;
 }
 
 /** A volume's file, and the state folder that was kept for it. */
@@ -60,6 +67,8 @@ export interface FileId extends Identity {
   folder: Identity;
   /** Written by a clean stop once the file was closed (absent: the file is open, or the last run did not stop cleanly). */
   stopped?: FileTimes;
+  /** A block device's: what the kernel counted written to it when a clean stop closed it (absent: as for `stopped`). */
+  stoppedWrites?: DeviceWrites;
 }
 
 /**
@@ -79,8 +88,8 @@ export function fileIdOf(path: string, dir: string, st: fs.BigIntStats = fs.stat
   return { ino: st.ino, birth: st.birthtimeNs, folder };
 }
 
-export function timesOf(st: fs.BigIntStats): FileTimes {
-  return { mtime: st.mtimeNs };
+export function timesOf(st: fs.BigIntStats, writes: DeviceWrites | null = null): FileTimes {
+  return { mtime: st.mtimeNs, writes };
 }
 
 /**
@@ -89,8 +98,21 @@ export function timesOf(st: fs.BigIntStats): FileTimes {
  * crash), or the file or its state folder is another (replacedSince judges those).
  */
 export function writtenWhileStopped(kept: FileId, now: FileId, times: FileTimes): boolean {
-  if (kept.stopped === undefined || !sameFile(kept, now) || !sameFile(kept.folder, now.folder)) return false;
+  if (!sameFile(kept, now) || !sameFile(kept.folder, now.folder)) return false;
+  if (now.device !== undefined) {
+    const was = kept.stoppedWrites;
+    const is = times.writes;
+    // (Counted since a boot: another boot's counts say nothing.)
+    if (was === undefined || !is || was.boot !== is.boot) return false;
+    return is.written !== was.written || is.discarded !== was.discarded;
+  }
+  if (kept.stopped === undefined) return false;
   return kept.stopped.mtime !== times.mtime;
+}
+
+/** A clean stop wrote down how it left the file or device (an open then compares, and clears it). */
+export function stampedAtStop(kept: FileId): boolean {
+  return kept.stopped !== undefined || kept.stoppedWrites !== undefined;
 }
 
 /**
@@ -114,6 +136,9 @@ export function writeFileId(store: Store, id: FileId, file = FILE_ID_FILE): Prom
     folderIno: id.folder.ino.toString(), folderBirth: id.folder.birth.toString(),
     ...(id.device !== undefined ? { device: id.device } : {}),
     ...(id.stopped ? { stopped: { mtime: id.stopped.mtime.toString() } } : {}),
+    ...(id.stoppedWrites ? {
+      stoppedWrites: { boot: id.stoppedWrites.boot, written: id.stoppedWrites.written.toString(), discarded: id.stoppedWrites.discarded.toString() },
+    } : {}),
   };
   return store.replace(file, Buffer.from(`${JSON.stringify(j)}\n`));
 }
@@ -123,16 +148,19 @@ export function writeFileId(store: Store, id: FileId, file = FILE_ID_FILE): Prom
  * its times as the close left them are written down (`stopped`), for the next open to
  * compare (writtenWhileStopped). `st`: the stat the close took once the file was synced.
  */
-export async function writeStopped(store: Store, path: string, dir: string, st: fs.BigIntStats): Promise<void> {
+export async function writeStopped(store: Store, path: string, dir: string, st: fs.BigIntStats, writes: DeviceWrites | null = null): Promise<void> {
   const id = fileIdOf(path, dir, st);
-  if (id !== null) await writeFileId(store, { ...id, stopped: timesOf(st) });
+  if (id === null) return;
+  if (id.device === undefined) await writeFileId(store, { ...id, stopped: timesOf(st) });
+  else if (writes !== null) await writeFileId(store, { ...id, stoppedWrites: writes });
 }
 
 /** A clean stop's note goes (the file is written unwatched from now on: a volume served without peers). */
 export async function forgetStopped(store: Store): Promise<void> {
   const id = await readFileId(store);
-  if (id?.stopped === undefined) return;
+  if (!id || !stampedAtStop(id)) return;
   delete id.stopped;
+  delete id.stoppedWrites;
   await writeFileId(store, id);
 }
 
@@ -148,6 +176,13 @@ export async function readFileId(store: Store, file = FILE_ID_FILE): Promise<Fil
     if (n(j.ino, 20) && n(j.birth, 24) && n(j.folderIno, 20) && n(j.folderBirth, 24) && stoppedOk) {
       const id: FileId = { ino: BigInt(j.ino), birth: BigInt(j.birth), folder: { ino: BigInt(j.folderIno), birth: BigInt(j.folderBirth) } };
       if (st !== undefined) id.stopped = { mtime: BigInt(st.mtime as string) };
+      const w = j.stoppedWrites as Record<string, unknown> | undefined;
+      if (w !== undefined) {
+        if (typeof w !== 'object' || w === null || typeof w.boot !== 'string' || w.boot.length === 0 || !n(w.written, 24) || !n(w.discarded, 24)) {
+          throw new Error('stoppedWrites without a boot and its counts');
+        }
+        id.stoppedWrites = { boot: w.boot, written: BigInt(w.written), discarded: BigInt(w.discarded) };
+      }
       if (typeof j.device === 'string' && j.device.length > 0) id.device = j.device;
       else if (j.device !== undefined) throw new Error('a device that is no string');
       return id;
@@ -165,8 +200,19 @@ export function describeFileId(id: Identity): string {
   return `inode ${id.ino}${born}`;
 }
 
-/** "modified 2026-12-06 14:02:11.113 UTC; the daemon's clean stop left it modified 2026-12-06 13:58:40.052 UTC" (the file's modification times). */
-export function describeChange(stopped: FileTimes, now: FileTimes): string {
+/**
+ * "modified 2026-12-06 14:02:11.113 UTC; the daemon's clean stop left it modified 2026-12-06 13:58:40.052 UTC" (a file's times),
+ * or "the kernel counted 2.0 MiB written to the disk since the daemon's clean stop" (a block device's counts).
+ */
+export function describeChange(kept: FileId, now: FileTimes): string {
+  if (kept.stoppedWrites !== undefined && now.writes) {
+    const mib = (sectors: bigint): string => `${(Number(sectors) * 512 / 2 ** 20).toFixed(1)} MiB`;
+    const written = now.writes.written - kept.stoppedWrites.written;
+    const discarded = now.writes.discarded - kept.stoppedWrites.discarded;
+    return `the kernel counted ${mib(written)} written${discarded !== 0n ? ` and ${mib(discarded)} discarded` : ''} to the disk ` +
+      'since the daemon\'s clean stop';
+  }
+  const stopped = kept.stopped!;
   const at = (ns: bigint): string => new Date(Number(ns / 1_000_000n)).toISOString().replace('T', ' ').replace(/Z$/, ' UTC');
   return `modified ${at(now.mtime)}; the daemon's clean stop left it modified ${at(stopped.mtime)}`;
 }

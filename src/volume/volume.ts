@@ -6,7 +6,7 @@ import { WriteBatcher } from './write-batch.js';
 import { assert } from '../invariants/assert.js';
 import { DiskError, type Extent, type ExportBackend, type ZeroOptions, type Capabilities, diskCapabilities } from '../export/backend.js';
 import { GroupSync } from './group-sync.js';
-import { deviceIdentity } from './device-identity.js';
+import { deviceIdentity, deviceWrites, type DeviceWrites } from './device-identity.js';
 import {
   FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, POSIX_FADV_WILLNEED,
   SEEK_DATA, SEEK_HOLE, nativeFs,
@@ -53,6 +53,9 @@ export class Volume implements ExportBackend {
   readonly diskAtOpen: string | null;
   /** The file as a clean close left it, synced (null: open, or the close could not sync it): a clean stop writes its times down. */
   statAtClose: fs.BigIntStats | null = null;
+  /** A block device: what the kernel counted written to it as this open found it, and as a clean close left it (device-identity.ts). */
+  readonly writesAtOpen: DeviceWrites | null;
+  writesAtClose: DeviceWrites | null = null;
   private fd: number;
   private readonly syncer: GroupSync;
   /** Set when fdatasync failed: the kernel may have dropped dirty pages, so nothing is trusted. */
@@ -73,6 +76,7 @@ export class Volume implements ExportBackend {
     this.name = opts.name;
     this.statAtOpen = statAtOpen;
     this.diskAtOpen = deviceIdentity(statAtOpen);
+    this.writesAtOpen = deviceWrites(statAtOpen);
     this.created = created;
     this.path = opts.path;
     this.currentSize = size;
@@ -406,10 +410,12 @@ export class Volume implements ExportBackend {
     if (this.failure === null) synced = await this.syncer.sync().then(() => true, () => false);
     // Its times once nothing more is written through it: a clean stop writes them down. (fsync, not the
     // fdatasync of writes: the modification time the note names is made durable with it.)
-    if (synced && !this.isBlockDevice) {
+    if (synced) {
       try {
         fs.fsyncSync(this.fd);
         this.statAtClose = fs.fstatSync(this.fd, { bigint: true });
+        // (A block device keeps no time of its writes: the kernel's count of them, once nothing more is written.)
+        if (this.isBlockDevice) this.writesAtClose = deviceWrites(this.statAtClose);
       } catch {
         // (No note: the next open takes the file as it is.)
       }

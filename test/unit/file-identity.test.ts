@@ -6,12 +6,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import {
-  FILE_ID_FILE, fileIdOf, forgetStopped, readFileId, replacedSince, timesOf, writeFileId, writeStopped, writtenWhileStopped,
+  FILE_ID_FILE, describeChange, fileIdOf, forgetStopped, readFileId, replacedSince, timesOf, writeFileId, writeStopped, writtenWhileStopped,
 } from '../../src/volume/file-identity.js';
-import { diskIdentity, sysfsOf } from '../../src/volume/device-identity.js';
+import { deviceWrites, diskIdentity, sysfsOf } from '../../src/volume/device-identity.js';
 import { DirStore } from '../../src/journal/store.js';
 import { NewerFormatError } from '../../src/versioning/format.js';
-import { tempDir } from '../helpers/run.js';
+import { must, run, tempDir } from '../helpers/run.js';
 
 test('a renamed file is the same file; a copy is another; a state folder copied with it takes the copy', () => {
   const root = tempDir('file-id');
@@ -168,6 +168,61 @@ test('a disk\'s file-id: the device compared, not the inode; a file is never a d
     fs.writeFileSync(path.join(dir, FILE_ID_FILE), '{"version":1,"ino":"0","birth":"0","folderIno":"7","folderBirth":"8","device":5}\n');
     await assert.rejects(readFileId(store), /file-id: no identity in it/);
   } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a disk written while stopped: the kernel\'s counts the clean stop wrote down, compared in the same boot only; fixed bytes', async () => {
+  const folder = { ino: 7n, birth: 8n };
+  const disk = { ino: 0n, birth: 0n, device: 'dm LVM-x4Vb', folder };
+  const at = (written: bigint, discarded = 0n, boot = 'b1'): ReturnType<typeof timesOf> => ({ mtime: 1n, writes: { boot, written, discarded } });
+  const kept = { ...disk, stoppedWrites: { boot: 'b1', written: 100n, discarded: 0n } };
+  assert.equal(writtenWhileStopped(kept, disk, at(100n)), false, 'nothing written since');
+  assert.equal(writtenWhileStopped(kept, disk, at(108n)), true, 'written');
+  assert.equal(writtenWhileStopped(kept, disk, at(100n, 2048n)), true, 'discarded');
+  assert.equal(writtenWhileStopped(kept, disk, at(5n, 0n, 'b2')), false, 'another boot: its counts say nothing');
+  assert.equal(writtenWhileStopped(disk, disk, at(108n)), false, 'no clean stop written down (a crash)');
+  assert.equal(writtenWhileStopped(kept, { ...disk, device: 'dm LVM-other' }, at(108n)), false, 'another disk is judged by replacedSince');
+  assert.match(describeChange(kept, at(4196n, 2048n)),
+    /^the kernel counted 2\.0 MiB written and 1\.0 MiB discarded to the disk since the daemon's clean stop$/);
+  const dir = tempDir('file-id-writes');
+  try {
+    const store = new DirStore(dir);
+    await writeFileId(store, kept);
+    const bytes = '{"version":1,"ino":"0","birth":"0","folderIno":"7","folderBirth":"8","device":"dm LVM-x4Vb",' +
+      '"stoppedWrites":{"boot":"b1","written":"100","discarded":"0"}}\n';
+    assert.equal(fs.readFileSync(path.join(dir, FILE_ID_FILE), 'utf8'), bytes);
+    assert.deepEqual(await readFileId(store), kept);
+    // The open clears it (forgetStopped, or the open's own write): a crash later is not taken for a write while stopped.
+    await forgetStopped(store);
+    assert.deepEqual(await readFileId(store), disk);
+    fs.writeFileSync(path.join(dir, FILE_ID_FILE), bytes.replace('"written":"100"', '"written":-1'));
+    await assert.rejects(readFileId(store), /file-id: no identity in it/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a loop device\'s counts move with a write and a discard through its node, not with a read (root: losetup)', async (t) => {
+  if (process.getuid?.() !== 0) return t.skip('needs root for losetup');
+  const dir = tempDir('device-writes');
+  const file = path.join(dir, 'disk.raw');
+  fs.writeFileSync(file, Buffer.alloc(8 << 20));
+  const dev = (await must('losetup', ['--find', '--show', file])).trim();
+  try {
+    const counts = (): NonNullable<ReturnType<typeof deviceWrites>> => deviceWrites(fs.statSync(dev, { bigint: true }))!;
+    const before = counts();
+    assert.ok(before.boot.length > 0);
+    assert.equal(deviceWrites(fs.statSync(file, { bigint: true })), null, 'a file has none');
+    await must('dd', [`if=${dev}`, 'of=/dev/null', 'bs=1M', 'count=4', 'iflag=direct', 'status=none']);
+    assert.deepEqual(counts(), before, 'a read moves nothing');
+    await must('dd', ['if=/dev/zero', `of=${dev}`, 'bs=64k', 'count=16', 'oflag=direct', 'conv=notrunc', 'status=none']);
+    const after = counts();
+    assert.equal(after.written - before.written, 2048n, '1 MiB is 2048 sectors');
+    await must('blkdiscard', ['-o', '0', '-l', String(1 << 20), dev]);
+    assert.ok(counts().discarded > after.discarded || counts().written > after.written, 'a discard is counted');
+  } finally {
+    await run('losetup', ['-d', dev]);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
