@@ -24,7 +24,6 @@ import { writeStream, type StreamMark } from '../stream/stream.js';
 import { LinkManager, type LinkVolumes } from './links.js';
 import { RoleChanges } from './roles.js';
 import { PAUSED_FILE } from './volume-actions.js';
-import { loadConfig } from '../config/config.js';
 import { CheckpointExport } from '../checkpoint/checkpoint-export.js';
 import type { ExportBackend } from '../export/backend.js';
 import { readToken } from '../link/identity.js';
@@ -37,13 +36,10 @@ import { HashBuffers } from '../sync/region-hashes.js';
 import { boundOldGeneration, boundYoungGeneration, collectUnderPressure } from '../memory/collector.js';
 import { NodeGroups } from './groups.js';
 import { SetAside } from './set-aside.js';
-import { applyVolumeKeys, historyReloaded, journalReloaded, volumesReloaded } from './reloaded-volumes.js';
-import { reopenVolumes, type ReopenHost } from './volume-reopen.js';
-import { regroupVolumes } from './regroup.js';
-import { volumePeersReloaded } from './volume-peers.js';
-import { growFinished, growToFinish, volumeSizeReloaded } from './volume-size.js';
+import { NodeReloads } from './reload.js';
+import { growFinished, growToFinish } from './volume-size.js';
 import { FillNotices, tellJournalFill, type FillFigures } from './journal-fill.js';
-import { removeVolume, type RemovalHost } from './volume-removal.js';
+import type { RemovalHost } from './volume-removal.js';
 import { openRole, VolumeFolders, type RoleOpening } from './role-open.js';
 import { UnavailableVolumes, withoutName } from './unavailable.js';
 
@@ -370,123 +366,19 @@ export class Daemon {
   }
 
   /**
-   * SIGHUP or POST /api/v1/reload: the config file is read again; link rates,
-   * schedules and volume weights change at once, without reconnecting; volumes set
-   * aside are opened again, as the config now says (src/node/set-aside.ts); volumes
-   * new to the file are opened and served, and volumes gone from it let go, in the
-   * background (src/node/reloaded-volumes.ts, src/node/volume-removal.ts).
+   * SIGHUP or POST /api/v1/reload: the config file is read again and what changed is
+   * applied to the running node (src/node/reload.ts).
    */
   reload(): string {
-    const next = loadConfig(this.config.file);
-    const notes = this.links?.reload(next) ?? [];
-    if (this.started && !this.stopping) {
-      // New volumes open in the background, as at a start, dropped ones are let go; the others go on (src/node/reloaded-volumes.ts).
-      const changed = volumesReloaded(this.config, next, this.links !== null, (name) => this.unavailable.has(name));
-      // (Put back while an earlier reload still lets it go: its entry goes at the end of that.)
-      for (const name of this.leaving) {
-        if (next.volumes.some((v) => v.name === name)) notes.push(`volume ${name}: still being let go; reload again once that is done to serve it`);
-      }
-      notes.push(...this.setAsides.adopt(next), ...this.setAsides.retry(new Set(changed.remove)), ...changed.notes);
-      if (changed.remove.length > 0) {
-        // One after another, each once the opens under way are done (one may be opening it);
-        // a group dropped with its members goes after them.
-        const opened = this.setAsides.idle();
-        for (const name of changed.remove) this.leaving.add(name);
-        this.removing = Promise.all([this.removing, opened]).then(async () => {
-          for (const name of changed.remove) {
-            await removeVolume(this.removal, name);
-            this.leaving.delete(name);
-          }
-          for (const g of changed.removeGroups) {
-            this.groups.remove(g);
-            this.config.groups.splice(this.config.groups.findIndex((x) => x.name === g), 1);
-            this.log.info({ group: g }, `group ${g}: removed from the config with its members`);
-          }
-        });
-        notes.push(...changed.remove.map((name) => `volume ${name}: gone from the config; letting it go (its file, journal and state are kept)`));
-      }
-      // (In place: the links, the iSCSI front and the set-aside know the volumes by this list;
-      // a replica learns at its open that it is a group's member.)
-      this.config.volumes.push(...changed.add);
-      for (const g of changed.addGroups) {
-        this.config.groups.push(g);
-        this.groups.add(g, this.started);
-        notes.push(`consistency group ${g.name}: added with ${g.members.join(', ')}`);
-      }
-      notes.push(...this.setAsides.add(changed.add, this.removing));
-      // A served volume's new peers, after the removals, each in the node's action queue (src/node/volume-peers.ts).
-      for (const e of this.entries) {
-        const v = next.volumes.find((x) => x.name === e.config.name);
-        // (Not one being let go: put back, it opens with the file's peers.)
-        if (!v || this.leaving.has(v.name)) continue;
-        const peers = volumePeersReloaded(e, v, {
-          links: this.links, log: this.log, wanted: this.peersWanted,
-        });
-        notes.push(...peers.notes);
-        const change = peers.change;
-        if (change) this.removing = this.removing.then(() => this.roles.exclusive(change));
-        // A raised size: the volume grows in place (src/node/volume-size.ts), after its peers changed.
-        const grown = volumeSizeReloaded(e, v, { links: this.links, log: this.log });
-        notes.push(...grown.notes);
-        const grow = grown.change;
-        if (grow) this.removing = this.removing.then(() => this.roles.exclusive(grow));
-      }
-      // A served volume whose file, journal folder or bitmap granularity changed is let go and
-      // opened again, alone, after its peers and size changed (src/node/volume-reopen.ts).
-      // A consistency group's member is reopened with the other members: they open together.
-      const host: ReopenHost = { ...this.removal, unavailable: this.unavailable, openAgain: (c) => this.setAsides.openAgain(c) };
-      const reopening = new Set<string>();
-      for (const v of changed.reopen) {
-        if (reopening.has(v.name)) continue;
-        const g = this.config.groups.find((x) => x.members.includes(v.name));
-        const nexts = g ? changed.reopen.filter((x) => g.members.includes(x.name)) : [v];
-        for (const x of nexts) reopening.add(x.name);
-        // (After the opens under way: a member this reload retries is served, or set aside, by then.)
-        this.removing = this.removing.then(() => this.setAsides.idle()).then(() => reopenVolumes(host, nexts, g?.members ?? [], g?.name))
-          .then(() => undefined);
-      }
-      // A group whose members change among served volumes: its members, before and after, are
-      // let go and opened again together under the new grouping (src/node/regroup.ts).
-      for (const r of changed.regroup) {
-        const regroupHost = { ...host, setGroup: (name: string, members: readonly string[] | null) => this.setGroup(name, members) };
-        this.removing = this.removing.then(() => this.setAsides.idle()).then(() => regroupVolumes(regroupHost, r)).then(() => undefined);
-      }
-      // Peers dropped with their volumes go once those are let go.
-      this.removing = this.removing.then(() => this.links?.dropRetiring());
-    }
-    // A served volume's live keys: its schedule, failback, on_full, iSCSI access, a secondary's history.
-    for (const e of this.entries) {
-      const v = next.volumes.find((x) => x.name === e.config.name);
-      if (!v) continue;
-      notes.push(...applyVolumeKeys(e, v, () => this.roles.replanSchedule(e.config.name)));
-      notes.push(...historyReloaded(e, v, (f) => this.roles.exclusive(f), this.log));
-      notes.push(...journalReloaded(e, v, () => this.links?.relink(e.config.name, e.config.peers)));
-    }
-    const msg = notes.length > 0 ? `config reloaded: ${notes.join('; ')}` : 'config reloaded: nothing that applies live changed';
-    this.log.info(msg);
-    return msg;
+    return this.reloads.run();
   }
 
-  /** Group `name`'s members as a regroup sets them (null: the group goes), while none of them is served (src/node/regroup.ts). */
-  private setGroup(name: string, members: readonly string[] | null): void {
-    const i = this.config.groups.findIndex((g) => g.name === name);
-    if (i >= 0) {
-      this.groups.remove(name);
-      this.config.groups.splice(i, 1);
-    }
-    if (members === null) return;
-    const g = { name, members: [...members] };
-    this.config.groups.push(g);
-    this.groups.add(g, this.started);
-  }
-
-  /** Each volume's peers as the latest reload asks for them, until that change has run (src/node/volume-peers.ts). */
-  private readonly peersWanted = new Map<string, string[]>();
-
-  /** Volumes a reload lets go, one after another (src/node/volume-removal.ts); a stop waits for them. */
-  private removing: Promise<void> = Promise.resolve();
-  /** Their names, until each is let go. */
-  private readonly leaving = new Set<string>();
+  /** What a reload changes, and what it lets go, reopens or regroups in the background (src/node/reload.ts). */
+  private readonly reloads = new NodeReloads({
+    config: () => this.config, log: () => this.log, entries: () => this.entries, unavailable: () => this.unavailable,
+    links: () => this.links, setAsides: () => this.setAsides, groups: () => this.groups, roles: () => this.roles,
+    serving: () => this.started && !this.stopping, started: () => this.started, removal: () => this.removal,
+  });
 
   private get removal(): RemovalHost {
     return {
@@ -572,7 +464,7 @@ export class Daemon {
       await this.snmp?.stop();
       if (this.ticker) clearInterval(this.ticker);
       this.groups.stop();
-      await this.removing;
+      await this.reloads.idle();
       await this.setAsides.idle();
       await this.roles.idle();
       await this.links?.stop();
