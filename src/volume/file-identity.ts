@@ -104,6 +104,8 @@ export function writtenWhileStopped(kept: FileId, now: FileId, times: FileTimes)
     const is = times.writes;
     // (Counted since a boot: another boot's counts say nothing.)
     if (was === undefined || !is || was.boot !== is.boot) return false;
+    // (Counts below the stop's: the device was made again in this boot, a loop device detached and set up anew, say.
+    // What was written before that cannot be told, so it is taken as written: a comparison by hash, not a divergence.)
     return is.written !== was.written || is.discarded !== was.discarded;
   }
   if (kept.stopped === undefined) return false;
@@ -209,6 +211,10 @@ export function describeChange(kept: FileId, now: FileTimes): string {
     const mib = (sectors: bigint): string => `${(Number(sectors) * 512 / 2 ** 20).toFixed(1)} MiB`;
     const written = now.writes.written - kept.stoppedWrites.written;
     const discarded = now.writes.discarded - kept.stoppedWrites.discarded;
+    if (written < 0n || discarded < 0n) {
+      return 'the kernel\'s count of writes to the disk is below what the daemon\'s clean stop left: the device was made again since, ' +
+        'and what was written to it before cannot be told';
+    }
     return `the kernel counted ${mib(written)} written${discarded !== 0n ? ` and ${mib(discarded)} discarded` : ''} to the disk ` +
       'since the daemon\'s clean stop';
   }

@@ -181,6 +181,8 @@ test('a disk written while stopped: the kernel\'s counts the clean stop wrote do
   assert.equal(writtenWhileStopped(kept, disk, at(108n)), true, 'written');
   assert.equal(writtenWhileStopped(kept, disk, at(100n, 2048n)), true, 'discarded');
   assert.equal(writtenWhileStopped(kept, disk, at(5n, 0n, 'b2')), false, 'another boot: its counts say nothing');
+  assert.equal(writtenWhileStopped(kept, disk, at(5n)), true, 'counts that went back (the device made again): taken as written');
+  assert.match(describeChange(kept, at(5n)), /below what the daemon's clean stop left: the device was made again since/);
   assert.equal(writtenWhileStopped(disk, disk, at(108n)), false, 'no clean stop written down (a crash)');
   assert.equal(writtenWhileStopped(kept, { ...disk, device: 'dm LVM-other' }, at(108n)), false, 'another disk is judged by replacedSince');
   assert.match(describeChange(kept, at(4196n, 2048n)),
