@@ -91,8 +91,8 @@ before, 479 and 394 after; without a FLUSH 342 and 293 before, 560 and 507 after
 Small writes: per-thread CPU over a 10 s run of 4 KiB QD32 (2026-12-06): journal off, the
 event loop spends about 8 µs per write, and the machine sits a quarter idle; journal on,
 about 25 µs (the record's header and CRC32C, the append queue, the replies), and the
-machine still sits a quarter idle: CPU is not the bound, nor is latency (28.2k, 30.6k and
-30.4k IOPS with 32, 64 and 128 writes in flight): one serialized step is. Of a write's 1.2 ms
+machine still sits a quarter idle; nor is latency the bound (28.2k, 30.6k and 30.4k IOPS
+with 32, 64 and 128 writes in flight). Of a write's 1.2 ms
 in flight at QD32 (32 over the rate), about 600 µs pass from its record's queueing to the end of
 its volume write: the journal's one ordered writer takes a job of about 14 records (the
 journal's \`writev\`, then the volume writes that follow their records) in about 125 µs
@@ -103,8 +103,23 @@ journal write after the first's, its volume writes after the first's), read 27.2
 and 27.8k IOPS against 27.5k, 26.6k and 27.1k with one: no gain, its event loop 72% busy
 instead of 55%. Written direct, those batches (about 60 KiB) took 160-380 µs each and the
 rate did not rise, so they stay in the page cache. Nor the volume writes in the writer's
-job: sent down their own jobs instead, 28.6k and 29.9k against 33.0k and 29.4k. What bounds
-this row is not found yet.
+job: sent down their own jobs instead, 28.6k and 29.9k against 33.0k and 29.4k (and again
+later on 2026-12-06: 31.2k and 32.1k, in one or two jobs, against 30.3k).
+
+What bounds it, found later on 2026-12-06 from each thread's scheduler counts
+(\`/proc/PID/task/TID/schedstat\`: time run, and time runnable but waiting for a core)
+over 4 s of the same fio run: the daemon's CPU per write on this two-core machine,
+shared with fio and the kernel's TCP. Journal on, 33.3k IOPS: the event loop ran 61% of
+the time and waited for a core 22%; the pool's threads ran 1.7 s and waited 1.5 s; the
+daemon spent 31.5 µs of CPU per write (18.4 on the event loop, 13 on the pool). Journal
+off, 63.4k IOPS in that harness: 16.5 µs per write (7.7 on the event loop), its event
+loop waiting for a core 45% of the time. 16.5 over 31.5 is 0.52; 33.3k over 63.4k is
+0.53. "A quarter idle" above is the average: the threads wake one another, so at times
+none runs and at others three wait for two cores. At QD128 the event loop ran 45% and
+still the rate held (35.0k): the pool's writer is then what waits for a core. Reaching
+0.85x here means cutting the journaled path's CPU to about 19 µs a write: the record's
+header and CRC32C, the promises and maps of the append queue and the write path, and a
+thread-pool hand-off per job.
 `;
   writeSection('journal', md);
   console.log(md);
