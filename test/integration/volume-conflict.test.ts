@@ -3,9 +3,11 @@
 // site-a still runs it as primary (a DR drill gone wrong, or a failover that found the
 // old primary alive). db is then primary on both sites, a conflict of db's alone: both
 // sides say so for db, with the way out, while logs keeps replicating over the same
-// link. The demote of db at site-a ends it: db converges to site-b's content.
+// link (the status, the CLI's and the dashboard's words, the metric). The demote of db
+// at site-a ends it: db converges to site-b's content.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { chromium } from 'playwright-core';
 import { cli } from '../helpers/cli.js';
 import { statusOf, type TestDaemon } from '../helpers/daemon.js';
 import { assertIdentical } from '../helpers/images.js';
@@ -52,6 +54,19 @@ test('a volume primary on both sites waits unpaired with its way out; the other 
     const metrics = await (await fetch(`http://127.0.0.1:${p.a.apiPort}/metrics`)).text();
     assert.match(metrics, /^offsite_peer_volume_conflict\{volume="db",peer="site-b"\} 1$/m);
     assert.match(metrics, /^offsite_peer_volume_conflict\{volume="logs",peer="site-b"\} 0$/m);
+    const text = await cli(p.a, 'status');
+    assert.match(text.stdout, /volume db NOT PAIRED WITH site-b \(peer-promoted\): volume db is primary on both nodes/);
+    // The dashboard says it on db's card, in headless Chromium: a badge whose title is the way out.
+    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`http://127.0.0.1:${p.a.apiPort}/`);
+      const badge = page.getByText('not paired with site-b');
+      await badge.waitFor({ timeout: 15_000 });
+      assert.match(await badge.getAttribute('title') ?? '', /fail back with `offsite demote db` here/);
+    } finally {
+      await browser.close();
+    }
 
     // logs replicates meanwhile: written at site-a, identical at site-b.
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x33 0 8M', '-c', 'flush', p.a.uri('logs')]);
