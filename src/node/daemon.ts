@@ -431,7 +431,10 @@ export class Daemon {
       const name = e.config.name;
       yield {
         volume: name, used: jv.journal.usedBytes, capacity: jv.journal.capacity,
-        peers: jv.cursors.peers.map((p) => ({ name: p, link: this.links?.linkState(p) ?? 'disconnected', lagMs: this.links?.lagMsOf(name, p, now) ?? null })),
+        peers: jv.cursors.peers.map((p) => ({
+          name: p, link: this.links?.linkState(p) ?? 'disconnected', lagMs: this.links?.lagMsOf(name, p, now) ?? null,
+          conflict: this.links?.conflictOf(name, p)?.code ?? null,
+        })),
       };
     }
   }

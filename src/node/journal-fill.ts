@@ -40,14 +40,19 @@ export interface FillFigures {
   volume: string;
   used: number;
   capacity: number;
-  /** Each peer: its link, and how old the oldest write it lacks is (ms; null: not known). */
-  peers: Array<{ name: string; link: string; lagMs: number | null }>;
+  /**
+   * Each peer: its link, and how old the oldest write it lacks is (ms; null: not known);
+   * `conflict`, the code of a conflict that keeps the volume unpaired on a link that is up (docs/LINK.md).
+   */
+  peers: Array<{ name: string; link: string; lagMs: number | null; conflict?: string | null }>;
 }
 
 /** "volume db: journal 6.1 GiB of 8.0 GiB (76%); site-b: link down, 3 h 12 min behind; ...". */
 export function fillMessage(f: FillFigures): string {
   const pct = Math.floor((f.used / f.capacity) * 100);
-  const who = f.peers.map((p) => `${p.name}: ${p.link === 'connected' ? 'linked' : 'link down'}` +
+  const linked = (p: FillFigures['peers'][number]): string =>
+    p.link !== 'connected' ? 'link down' : p.conflict ? `linked, but the volume not paired (${p.conflict}: the status says what to do)` : 'linked';
+  const who = f.peers.map((p) => `${p.name}: ${linked(p)}` +
     (p.lagMs !== null && p.lagMs > 0 ? `, ${formatDuration(p.lagMs / 1000)} behind` : '')).join('; ');
   return `volume ${f.volume}: journal ${formatBytes(f.used)} of ${formatBytes(f.capacity)} (${pct}%)${who ? `; ${who}` : ''}. ` +
     `Full, it overflows into the dirty bitmap and the order of the writes is kept no more until a resync: raise its journal: ` +

@@ -28,6 +28,10 @@ test('journal fill: the message says how full, who it waits for, and what to do'
   assert.equal(msg, 'volume db: journal 6.1 GiB of 8.0 GiB (76%); site-b: link down, 3 h 12 min behind; site-c: linked. ' +
     'Full, it overflows into the dirty bitmap and the order of the writes is kept no more until a resync: raise its journal: ' +
     'in the config and `offsite reload` (no restart), or bring the link back');
+  // A link that is up but does not carry the volume (a conflict of its roles) is no reason to wait for the link.
+  const unpaired = [{ name: 'site-b', link: 'connected', lagMs: 60_000, conflict: 'split-brain' }];
+  assert.match(fillMessage({ volume: 'db', used: 6.1 * GiB, capacity: 8 * GiB, peers: unpaired }),
+    /; site-b: linked, but the volume not paired \(split-brain: the status says what to do\), 1 min 0 s behind\. Full/);
   const lines: string[] = [];
   const log = createLogger({ format: 'json', destination: { write: (l: string) => lines.push(l) } as unknown as NodeJS.WritableStream });
   const n = new FillNotices();
