@@ -144,7 +144,9 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   // Written down once what the open found is acted on (the new stream, the replica started over), and before the
   // volume is written: the clean stop's times go with it, so a crash later is not taken for a write while stopped.
   const keepFileId = async (): Promise<void> => {
-    if (fileId !== null && (kept === null || !sameFile(kept, fileId) || !sameFile(kept.folder, fileId.folder) || stampedAtStop(kept))) {
+    // (And a disk's name changed with it the same disk: a loop device's file renamed. Or a loop device's file not yet written down.)
+    if (fileId !== null && (kept === null || !sameFile(kept, fileId) || !sameFile(kept.folder, fileId.folder) || stampedAtStop(kept) ||
+      kept.device !== fileId.device || (fileId.deviceFile !== undefined && kept.deviceFile === undefined))) {
       await writeFileId(state, fileId);
     }
     // (A disk the operator took as the volume's: its acceptance is spent.)

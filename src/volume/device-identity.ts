@@ -54,6 +54,26 @@ export function diskIdentity(sys: string): string | null {
   return null;
 }
 
+/**
+ * A loop device's backing file, by its inode and birth time (ns; 0: the filesystem keeps
+ * none), or null: not a loop device, or its file is gone. Its path names the disk (above),
+ * but a rename while attached changes the path sysfs shows, and another file restored at
+ * the same path keeps it: the file-id compares this instead where both sides have it
+ * (src/volume/file-identity.ts).
+ */
+export function loopBackingOf(sys: string): { ino: bigint; birth: bigint } | null {
+  try {
+    // (A partition of a loop device: its disk's file.)
+    const disk = fs.existsSync(path.join(sys, 'partition')) ? path.dirname(fs.realpathSync(sys)) : sys;
+    const file = fs.readFileSync(path.join(disk, 'loop', 'backing_file'), 'utf8').trim();
+    if (file.length === 0) return null;
+    const st = fs.statSync(file, { bigint: true });
+    return { ino: st.ino, birth: st.birthtimeNs };
+  } catch {
+    return null;
+  }
+}
+
 /** The identity of the block device `st` is a stat of, or null (none in sysfs). */
 export function deviceIdentity(st: fs.BigIntStats): string | null {
   return st.isBlockDevice() ? diskIdentity(sysfsOf(st.rdev)) : null;

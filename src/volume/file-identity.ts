@@ -29,7 +29,11 @@
 //
 // A block device is its disk's identity (src/volume/device-identity.ts), `"device":"wwid
 // naa.6001405f..."` with "ino" and "birth" "0": a device node's inode is made anew at
-// each boot. One whose disk sysfs names nothing for is not checked. A device keeps no
+// each boot. One whose disk sysfs names nothing for is not checked. A loop device's disk
+// is its backing file: `"deviceIno":"5308517","deviceBirth":"1796481237337958459"` with
+// its path in "device", compared instead of the path where both sides have them (a
+// rename while attached keeps the file, a backup restored at the path does not; a
+// file-id without them, of a release before them, compares the path). A device keeps no
 // modification time of its writes, so a clean stop writes down what the kernel counted
 // written to it instead (DeviceWrites): `"stoppedWrites":{"boot":"ff46733a-...",
 // "written":"20694740","discarded":"0"}` (sectors of 512 bytes since that boot; a key of
@@ -37,7 +41,7 @@
 // node's time). An open in the same boot that finds more says the disk was written while
 // stopped, as for a file; after a reboot the counts start again and nothing is told.
 import fs from 'node:fs';
-import { deviceIdentity, type DeviceWrites } from './device-identity.js';
+import { deviceIdentity, loopBackingOf, sysfsOf, type DeviceWrites } from './device-identity.js';
 import { readStateFile, type Store } from '../store/store.js';
 import { jsonVersion } from '../versioning/format.js';
 
@@ -54,6 +58,8 @@ export interface Identity {
   birth: bigint;
   /** A block device's disk (device-identity.ts); ino and birth are 0n then. Absent: a file. */
   device?: string;
+  /** A loop device's backing file, by inode and birth (device-identity.ts loopBackingOf): compared instead of `device` where both have it. */
+  deviceFile?: { ino: bigint; birth: bigint };
 }
 
 /** The file's modification time (ns), as a clean stop left it or an open found it; a block device's write counts (null: a file). */
@@ -82,7 +88,9 @@ export function fileIdOf(path: string, dir: string, st: fs.BigIntStats = fs.stat
   const folder = { ino: d.ino, birth: d.birthtimeNs };
   if (st.isBlockDevice()) {
     const device = disk;
-    return device === null ? null : { ino: 0n, birth: 0n, device, folder };
+    if (device === null) return null;
+    const backing = loopBackingOf(sysfsOf(st.rdev));
+    return backing === null ? { ino: 0n, birth: 0n, device, folder } : { ino: 0n, birth: 0n, device, deviceFile: backing, folder };
   }
   if (!st.isFile()) return null;
   return { ino: st.ino, birth: st.birthtimeNs, folder };
@@ -127,8 +135,12 @@ export function replacedSince(kept: FileId, now: FileId): boolean {
 
 /** Is `now` the file `kept` was written for? (A birth time of 0 on either side compares the inode alone.) */
 export function sameFile(kept: Identity, now: Identity): boolean {
-  // (A disk is its identity; a file is never a disk.)
-  if (kept.device !== undefined || now.device !== undefined) return kept.device === now.device;
+  // (A disk is its identity; a file is never a disk. A loop device's is its backing file where both sides know it.)
+  if (kept.device !== undefined || now.device !== undefined) {
+    if (kept.device === undefined || now.device === undefined) return false;
+    if (kept.deviceFile && now.deviceFile) return sameFile(kept.deviceFile, now.deviceFile);
+    return kept.device === now.device;
+  }
   return kept.ino === now.ino && (kept.birth === 0n || now.birth === 0n || kept.birth === now.birth);
 }
 
@@ -137,6 +149,7 @@ export function writeFileId(store: Store, id: FileId, file = FILE_ID_FILE): Prom
     version: FILE_ID_FORMAT.writes, ino: id.ino.toString(), birth: id.birth.toString(),
     folderIno: id.folder.ino.toString(), folderBirth: id.folder.birth.toString(),
     ...(id.device !== undefined ? { device: id.device } : {}),
+    ...(id.deviceFile ? { deviceIno: id.deviceFile.ino.toString(), deviceBirth: id.deviceFile.birth.toString() } : {}),
     ...(id.stopped ? { stopped: { mtime: id.stopped.mtime.toString() } } : {}),
     ...(id.stoppedWrites ? {
       stoppedWrites: { boot: id.stoppedWrites.boot, written: id.stoppedWrites.written.toString(), discarded: id.stoppedWrites.discarded.toString() },
@@ -187,6 +200,10 @@ export async function readFileId(store: Store, file = FILE_ID_FILE): Promise<Fil
       }
       if (typeof j.device === 'string' && j.device.length > 0) id.device = j.device;
       else if (j.device !== undefined) throw new Error('a device that is no string');
+      if (j.deviceIno !== undefined || j.deviceBirth !== undefined) {
+        if (id.device === undefined || !n(j.deviceIno, 20) || !n(j.deviceBirth, 24)) throw new Error('a device file without its disk, inode and birth');
+        id.deviceFile = { ino: BigInt(j.deviceIno), birth: BigInt(j.deviceBirth) };
+      }
       return id;
     }
   } catch {

@@ -228,3 +228,53 @@ test('a loop device\'s counts move with a write and a discard through its node, 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a loop device\'s disk is its backing file: a rename while attached is the same disk, a copy at the same path another; fixed bytes', async () => {
+  const folder = { ino: 7n, birth: 8n };
+  const file = { ino: 41n, birth: 42n };
+  const a = { ino: 0n, birth: 0n, device: 'loop /srv/a.raw offset 0', deviceFile: file, folder };
+  assert.equal(replacedSince(a, { ...a, device: 'loop /srv/b.raw offset 0' }), false, 'renamed: the same file');
+  assert.equal(replacedSince(a, { ...a, deviceFile: { ino: 43n, birth: 44n } }), true, 'another file at the same path');
+  assert.equal(replacedSince({ ...a, deviceFile: undefined }, { ...a, device: 'loop /srv/b.raw offset 0' }), true,
+    'a file-id of a release before it: the path compared');
+  assert.equal(replacedSince({ ...a, deviceFile: undefined }, a), false);
+  const dir = tempDir('file-id-loop');
+  try {
+    const store = new DirStore(dir);
+    await writeFileId(store, a);
+    const bytes = '{"version":1,"ino":"0","birth":"0","folderIno":"7","folderBirth":"8","device":"loop /srv/a.raw offset 0",' +
+      '"deviceIno":"41","deviceBirth":"42"}\n';
+    assert.equal(fs.readFileSync(path.join(dir, FILE_ID_FILE), 'utf8'), bytes);
+    assert.deepEqual(await readFileId(store), a);
+    fs.writeFileSync(path.join(dir, FILE_ID_FILE), bytes.replace(',"device":"loop /srv/a.raw offset 0"', ''));
+    await assert.rejects(readFileId(store), /file-id: no identity in it/, 'a device file without its disk');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a real loop device: its backing file renamed while attached is the same disk; a copy attached at the old path is not (root: losetup)', async (t) => {
+  if (process.getuid?.() !== 0) return t.skip('needs root for losetup');
+  const dir = tempDir('loop-backing');
+  const [one, two] = [path.join(dir, 'one.raw'), path.join(dir, 'two.raw')];
+  fs.writeFileSync(one, Buffer.alloc(4 << 20, 1));
+  const devs: string[] = [];
+  try {
+    devs.push((await must('losetup', ['--find', '--show', one])).trim());
+    const kept = fileIdOf(devs[0]!, dir)!;
+    assert.match(kept.device ?? '', new RegExp(`^loop ${one} offset 0$`));
+    assert.equal(kept.deviceFile?.ino, fs.statSync(one, { bigint: true }).ino);
+    fs.renameSync(one, two);
+    const renamed = fileIdOf(devs[0]!, dir)!;
+    assert.notEqual(renamed.device, kept.device, 'sysfs names the new path');
+    assert.equal(replacedSince(kept, renamed), false, 'the same file');
+    fs.copyFileSync(two, one);
+    devs.push((await must('losetup', ['--find', '--show', one])).trim());
+    const copy = fileIdOf(devs[1]!, dir)!;
+    assert.equal(copy.device, kept.device, 'the same path');
+    assert.equal(replacedSince(kept, copy), true, 'another file');
+  } finally {
+    for (const d of devs) await run('losetup', ['-d', d]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
