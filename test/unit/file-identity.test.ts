@@ -7,6 +7,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import {
   FILE_ID_FILE, describeChange, fileIdOf, forgetStopped, readFileId, replacedSince, timesOf, writeFileId, writeStopped, writtenWhileStopped,
+  type FileId,
 } from '../../src/volume/file-identity.js';
 import { deviceWrites, diskIdentity, sysfsOf } from '../../src/volume/device-identity.js';
 import { DirStore } from '../../src/journal/store.js';
@@ -187,23 +188,30 @@ test('a disk written while stopped: the kernel\'s counts the clean stop wrote do
   assert.equal(writtenWhileStopped(kept, { ...disk, device: 'dm LVM-other' }, at(108n)), false, 'another disk is judged by replacedSince');
   assert.match(describeChange(kept, at(4196n, 2048n)),
     /^the kernel counted 2\.0 MiB written and 1\.0 MiB discarded to the disk since the daemon's clean stop$/);
-  const dir = tempDir('file-id-writes');
-  try {
-    const store = new DirStore(dir);
-    await writeFileId(store, kept);
-    const bytes = '{"version":1,"ino":"0","birth":"0","folderIno":"7","folderBirth":"8","device":"dm LVM-x4Vb",' +
-      '"stoppedWrites":{"boot":"b1","written":"100","discarded":"0"}}\n';
-    assert.equal(fs.readFileSync(path.join(dir, FILE_ID_FILE), 'utf8'), bytes);
-    assert.deepEqual(await readFileId(store), kept);
+  const bytes = '{"version":1,"ino":"0","birth":"0","folderIno":"7","folderBirth":"8","device":"dm LVM-x4Vb",' +
+    '"stoppedWrites":{"boot":"b1","written":"100","discarded":"0"}}\n';
+  await fixedBytes(kept, bytes, async (store, file) => {
     // The open clears it (forgetStopped, or the open's own write): a crash later is not taken for a write while stopped.
     await forgetStopped(store);
     assert.deepEqual(await readFileId(store), disk);
-    fs.writeFileSync(path.join(dir, FILE_ID_FILE), bytes.replace('"written":"100"', '"written":-1'));
+    fs.writeFileSync(file, bytes.replace('"written":"100"', '"written":-1'));
     await assert.rejects(readFileId(store), /file-id: no identity in it/);
+  });
+});
+
+/** `id` written to a file-id is `bytes`, and read back whole; then `more` (the store, the file's path). */
+async function fixedBytes(id: FileId, bytes: string, more: (store: DirStore, file: string) => Promise<void>): Promise<void> {
+  const dir = tempDir('file-id-bytes');
+  try {
+    const store = new DirStore(dir);
+    await writeFileId(store, id);
+    assert.equal(fs.readFileSync(path.join(dir, FILE_ID_FILE), 'utf8'), bytes);
+    assert.deepEqual(await readFileId(store), id);
+    await more(store, path.join(dir, FILE_ID_FILE));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
-});
+}
 
 test('a loop device\'s counts move with a write and a discard through its node, not with a read (root: losetup)', async (t) => {
   if (process.getuid?.() !== 0) return t.skip('needs root for losetup');
@@ -238,19 +246,12 @@ test('a loop device\'s disk is its backing file: a rename while attached is the 
   assert.equal(replacedSince({ ...a, deviceFile: undefined }, { ...a, device: 'loop /srv/b.raw offset 0' }), true,
     'a file-id of a release before it: the path compared');
   assert.equal(replacedSince({ ...a, deviceFile: undefined }, a), false);
-  const dir = tempDir('file-id-loop');
-  try {
-    const store = new DirStore(dir);
-    await writeFileId(store, a);
-    const bytes = '{"version":1,"ino":"0","birth":"0","folderIno":"7","folderBirth":"8","device":"loop /srv/a.raw offset 0",' +
-      '"deviceIno":"41","deviceBirth":"42"}\n';
-    assert.equal(fs.readFileSync(path.join(dir, FILE_ID_FILE), 'utf8'), bytes);
-    assert.deepEqual(await readFileId(store), a);
-    fs.writeFileSync(path.join(dir, FILE_ID_FILE), bytes.replace(',"device":"loop /srv/a.raw offset 0"', ''));
+  const bytes = '{"version":1,"ino":"0","birth":"0","folderIno":"7","folderBirth":"8","device":"loop /srv/a.raw offset 0",' +
+    '"deviceIno":"41","deviceBirth":"42"}\n';
+  await fixedBytes(a, bytes, async (store, file) => {
+    fs.writeFileSync(file, bytes.replace(',"device":"loop /srv/a.raw offset 0"', ''));
     await assert.rejects(readFileId(store), /file-id: no identity in it/, 'a device file without its disk');
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a real loop device: its backing file renamed while attached is the same disk; a copy attached at the old path is not (root: losetup)', async (t) => {
