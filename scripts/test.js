@@ -5,7 +5,7 @@
 import { readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 
 const root = new URL('../dist/test/', import.meta.url).pathname;
 const only = process.argv[2];
@@ -52,9 +52,38 @@ const alone = rest.filter((f) => ALONE.has(basename(f)));
 rmSync(join(tmpdir(), 'offsite-test-ports'), { recursive: true, force: true });
 const env = { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16' };
 let status = 0;
+// Each group's "failing tests" section (the spec reporter prints it at the group's end) is
+// printed again after the last group, so the tail of a long run (what CI shows) names the
+// failure and its error, not only the slow tests that ran after it.
+const failures = [];
+const FAILURES_KEPT = 64 * 1024;
+const run = (group, concurrency) => new Promise((resolve) => {
+  const child = spawn(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...group],
+    { stdio: ['ignore', 'pipe', 'inherit'], env });
+  let tail = '';
+  let failing = null;
+  child.stdout.on('data', (chunk) => {
+    process.stdout.write(chunk);
+    if (failing !== null) {
+      if (failing.length < FAILURES_KEPT) failing += chunk.toString();
+      return;
+    }
+    tail = (tail + chunk.toString()).slice(-4096);
+    const at = tail.indexOf('✖ failing tests:');
+    if (at >= 0) failing = tail.slice(at);
+  });
+  child.on('close', (code) => {
+    if (failing !== null) failures.push(failing.slice(0, FAILURES_KEPT));
+    resolve(code ?? 1);
+  });
+});
 for (const [group, concurrency] of [[unit, 2], [sim, 2], [paired, 2], [alone, 1]]) {
   if (group.length === 0) continue;
-  const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...group], { stdio: 'inherit', env });
-  if (r.status !== 0) status = r.status ?? 1;
+  const code = await run(group, concurrency);
+  if (code !== 0) status = code;
+}
+if (failures.length > 0) {
+  console.log('\n=== the failures of this run, again ===');
+  for (const f of failures) console.log(f);
 }
 process.exit(status);
