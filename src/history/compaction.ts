@@ -239,6 +239,8 @@ export class Compactor {
     const scan = await h.segments.scan(seg, seg.heads > 0, (head, position) => plan.add(head, position), HISTORY_HEADER_SIZE);
     this.examined.set(seg.index, thinnings);
     if (scan.end < seg.bytes || plan.tooMany || plan.bytes > seg.bytes * (1 - HISTORY_COMPACT_MIN_GAIN)) return;
+    // (Closed or restarted during the scans: it would not commit, so no file is made in a folder that may be going.)
+    if (generation !== h.generation()) return;
     const tmp = h.store.create(tmpName);
     let moved: Map<number, number>;
     try {
