@@ -41,6 +41,7 @@ import { growFinished, growToFinish } from './volume-size.js';
 import { FillNotices, tellJournalFill, type FillFigures } from './journal-fill.js';
 import type { RemovalHost } from './volume-removal.js';
 import { openRole, VolumeFolders, type RoleOpening } from './role-open.js';
+import { AliveMark } from './alive-mark.js';
 import { UnavailableVolumes, withoutName } from './unavailable.js';
 
 export class Daemon {
@@ -78,12 +79,15 @@ export class Daemon {
   readonly memory: MemoryBudget;
   /** Buffers for region hashing (a first sync's comparison, a verify), shared by every volume: at most HASH_BUFFERS. */
   private readonly hashBuffers = new HashBuffers();
+  /** When this node was last alive, written down every few seconds (src/node/alive-mark.ts). */
+  private readonly alive: AliveMark;
 
   constructor(readonly config: Config, private readonly log: Logger) {
     this.groups = new NodeGroups(this, log);
     this.roles = new RoleChanges(this, log);
     this.memory = new MemoryBudget(config.memory ?? MEMORY_BUDGET_BYTES);
     this.folders = new VolumeFolders(config);
+    this.alive = new AliveMark(config.state, log);
     this.setAsides = new SetAside({
       config, log, unavailable: this.unavailable, entries: () => this.entries, links: () => this.links,
       openVolume: (v, identityOf) => this.openVolume(v, identityOf),
@@ -101,6 +105,8 @@ export class Daemon {
     this.lockState();
     const registry = this.registry;
     try {
+      // The previous run's alive mark is read, and this run's written, before any volume opens (src/node/alive-mark.ts).
+      await this.alive.start();
       // Every identity first: a member of a group's promote that a stop cut is completed
       // when another member's change began (RoleChanges.settlePromoteAt).
       const identities = new Map<string, VolumeIdentity>();
@@ -218,6 +224,7 @@ export class Daemon {
       for (const en of this.entries.splice(0)) en.journaled?.close().catch(() => undefined);
       const made = this.volumes.filter((v) => v.created);
       await this.closeVolumes();
+      await this.alive.stop();
       this.folders.releaseAll();
       this.removeMadeVolumes(made);
       throw e;
@@ -355,7 +362,7 @@ export class Daemon {
 
   private get roleOpening(): RoleOpening {
     return { config: this.config, log: this.log, memory: this.memory, hashBuffers: this.hashBuffers, linkVolumes: this.linkVolumes,
-      streams: this.streams, folders: this.folders };
+      streams: this.streams, folders: this.folders, alive: this.alive };
   }
 
   /** A replicated volume's write history, from memory (the file is read once, at start). */
@@ -488,6 +495,7 @@ export class Daemon {
       await this.closeVolumes();
       // Each file's times as this clean stop left it: an open that finds them moved knows it was written meanwhile.
       for (const e of closing) await this.stampStopped(e);
+      await this.alive.stop();
       this.folders.releaseAll();
       if (this.lockFd >= 0) fs.closeSync(this.lockFd);
       this.log.info('stopped cleanly');

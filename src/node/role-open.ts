@@ -18,8 +18,8 @@ import { newStreamId, readStream, removeStream, writeStream, type StreamMark } f
 import { judgePlace, readJournalAt, segmentsIn, writeJournalAt, type JournalPlace } from '../journal/placement.js';
 import { moveJournal, removeJournalFiles } from '../journal/journal-move.js';
 import {
-  DEVICE_ACCEPTED_FILE, DEVICE_REFUSED_FILE, FILE_ID_FILE, describeChange, describeFileId, fileIdOf, forgetStopped, readFileId, replacedSince,
-  sameFile, stampedAtStop, timesOf, writeFileId, writtenWhileStopped, type FileId,
+  DEVICE_ACCEPTED_FILE, DEVICE_REFUSED_FILE, FILE_ID_FILE, describeAfterCrash, describeChange, describeFileId, fileIdOf, forgetStopped, readFileId,
+  replacedSince, sameFile, stampedAtStop, timesOf, writeFileId, writtenAfterCrash, writtenWhileStopped, type FileId,
 } from '../volume/file-identity.js';
 import { PROMOTE_AT_FILE } from '../secondary/promote-at-file.js';
 import { GROW_FILE } from '../journal/grow.js';
@@ -31,6 +31,7 @@ import { JOURNAL_FOLDER_FILES, VOLUME_FOLDER_FILES, refuseNewerState } from './s
 import { NewerFormatError } from '../versioning/format.js';
 import type { MemoryBudget } from '../memory/budget.js';
 import type { HashBuffers } from '../sync/region-hashes.js';
+import type { AliveMark } from './alive-mark.js';
 import { RECOVERY_PROGRESS_MS } from '../limits/limits.js';
 
 /** What opening a role takes of the daemon. */
@@ -43,6 +44,8 @@ export interface RoleOpening {
   /** Each replicated volume's stream (src/stream/stream.ts), read when its role opens. */
   streams: Map<string, StreamMark>;
   folders: VolumeFolders;
+  /** The daemon's alive mark (src/node/alive-mark.ts): when the run before this one was last alive, at a volume's first open. */
+  alive: Pick<AliveMark, 'firstOpen'>;
 }
 
 /** The journal and receive-log folders the daemon holds locked, one per volume. */
@@ -135,8 +138,12 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   // The same file written since the last clean stop (a backup restored into it, the replica mounted and fsck'd).
   // (A block device: what the kernel counted written to it, as the open found it.)
   const times = timesOf(e.volume.statAtOpen, e.volume.writesAtOpen);
+  // Or, with no clean stop written down, modified well after the daemon was last alive (a crash, then a write by another).
+  const lastAlive = o.alive.firstOpen(v.name);
   const written = fileId !== null && kept !== null && writtenWhileStopped(kept, fileId, times) ?
-    `volume ${v.name}: ${v.path} was written while the daemon was stopped (${describeChange(kept, times)})` : null;
+    `volume ${v.name}: ${v.path} was written while the daemon was stopped (${describeChange(kept, times)})`
+    : fileId !== null && kept !== null && lastAlive !== null && writtenAfterCrash(kept, fileId, times, lastAlive) ?
+      `volume ${v.name}: ${v.path} was written after the daemon ended (${describeAfterCrash(times, lastAlive)})` : null;
   if (kept?.stoppedWrites !== undefined && times.writes && kept.stoppedWrites.boot !== times.writes.boot) {
     o.log.info({ volume: v.name }, `volume ${v.name}: ${v.path}: the machine restarted since the daemon's clean stop, and the kernel's ` +
       'count of writes to the disk with it: a write to it while the daemon was stopped before the restart cannot be told');

@@ -19,8 +19,7 @@
 // is closed (`stopped`), and an open that finds it moved says so and starts the pair
 // over by hash, as for a replaced file. Not the change time: a rename, chmod or chown
 // moves that, and a file moved while stopped (its config `path` changed) would cost a
-// comparison of the whole volume. Only a clean stop can: after a crash nothing says
-// what the daemon itself wrote last, and the open takes the file.
+// comparison of the whole volume. After a crash, see below.
 //
 // STATE/volumes/NAME/file-id, JSON: {"version":1,"ino":"5308517","birth":"1796481237337958459",
 // "folderIno":"5308001","folderBirth":"1796481230000000000"} (decimal strings: an inode
@@ -40,10 +39,17 @@
 // its own, not in `stopped`, which a release before it would compare with the device
 // node's time). An open in the same boot that finds more says the disk was written while
 // stopped, as for a file; after a reboot the counts start again and nothing is told.
+//
+// After a crash no clean stop wrote down how the file was left, but the daemon's alive
+// mark (src/node/alive-mark.ts) says when it was last alive: a file modified more than
+// ALIVE_MARK_SLACK_MS after that was written by something else once the daemon was gone
+// (writtenAfterCrash), and the open says so as for a write while stopped. A write within
+// the slack, or to a block device, after a crash cannot be told.
 import fs from 'node:fs';
 import { deviceIdentity, loopBackingOf, sysfsOf, type DeviceWrites } from './device-identity.js';
 import { readStateFile, type Store } from '../store/store.js';
 import { jsonVersion } from '../versioning/format.js';
+import { ALIVE_MARK_SLACK_MS } from '../limits/limits.js';
 
 export const FILE_ID_FILE = 'file-id';
 /** Another disk found at a block device's path: the refusal writes down its identity here (the same format; src/node/role-open.ts). */
@@ -118,6 +124,18 @@ export function writtenWhileStopped(kept: FileId, now: FileId, times: FileTimes)
   }
   if (kept.stopped === undefined) return false;
   return kept.stopped.mtime !== times.mtime;
+}
+
+/**
+ * Was the same file written after the daemon ended without a clean stop (a crash): nothing
+ * written down of how it was left, and modified more than ALIVE_MARK_SLACK_MS after
+ * `lastAlive`, the daemon's last alive mark (ns; null: none, nothing told)? A block
+ * device keeps no time of its writes: not told.
+ */
+export function writtenAfterCrash(kept: FileId, now: FileId, times: FileTimes, lastAlive: bigint | null): boolean {
+  if (lastAlive === null || stampedAtStop(kept) || now.device !== undefined) return false;
+  if (!sameFile(kept, now) || !sameFile(kept.folder, now.folder)) return false;
+  return times.mtime > lastAlive + BigInt(ALIVE_MARK_SLACK_MS) * 1_000_000n;
 }
 
 /** A clean stop wrote down how it left the file or device (an open then compares, and clears it). */
@@ -219,6 +237,13 @@ export function describeFileId(id: Identity): string {
   return `inode ${id.ino}${born}`;
 }
 
+/** "modified 2026-12-06 14:02:11.113 UTC; the daemon was last alive at 2026-12-06 13:58:40.052 UTC, and did not stop cleanly" */
+export function describeAfterCrash(now: FileTimes, lastAlive: bigint): string {
+  return `modified ${utc(now.mtime)}; the daemon was last alive at ${utc(lastAlive)}, and did not stop cleanly`;
+}
+
+const utc = (ns: bigint): string => new Date(Number(ns / 1_000_000n)).toISOString().replace('T', ' ').replace(/Z$/, ' UTC');
+
 /**
  * "modified 2026-12-06 14:02:11.113 UTC; the daemon's clean stop left it modified 2026-12-06 13:58:40.052 UTC" (a file's times),
  * or "the kernel counted 2.0 MiB written to the disk since the daemon's clean stop" (a block device's counts).
@@ -236,6 +261,5 @@ export function describeChange(kept: FileId, now: FileTimes): string {
       'since the daemon\'s clean stop';
   }
   const stopped = kept.stopped!;
-  const at = (ns: bigint): string => new Date(Number(ns / 1_000_000n)).toISOString().replace('T', ' ').replace(/Z$/, ' UTC');
-  return `modified ${at(now.mtime)}; the daemon's clean stop left it modified ${at(stopped.mtime)}`;
+  return `modified ${utc(now.mtime)}; the daemon's clean stop left it modified ${utc(stopped.mtime)}`;
 }

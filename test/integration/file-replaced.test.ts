@@ -156,3 +156,69 @@ test('a volume file written while stopped, at the primary and at the secondary: 
     await p.stop();
   }
 });
+
+// After kill -9 no clean stop wrote down how the file was left, but the daemon's alive
+// mark (src/node/alive-mark.ts) says when it was last alive: a file modified well after
+// it was written by something else once the daemon was gone (the replica mounted and
+// fsck'd after the DR site's daemon died). The test moves the daemon's end back in time,
+// as a crash ten minutes ago would have left it: the mark and the file's own last write
+// set back (the daemon's writes come before its end), then the file written now.
+test('a volume file written after kill -9, at the secondary and at the primary: found by the alive mark, compared by hash, made equal', async () => {
+  const p = await startPair({ size: '64MiB', journal: '64MiB' });
+  const imgA = path.join(p.a.dir, 'db.img');
+  const imgB = path.join(p.b.dir, 'db.img');
+  const poke = (file: string, at: number, byte: number): void => {
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Buffer.alloc(64 * 1024, byte), 0, 64 * 1024, at);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+  };
+  // The daemon's end moved back: its last mark ten minutes ago, the file's last write a minute before that.
+  const endedLongAgo = (dir: string, file: string): void => {
+    const mark = path.join(dir, 'state', 'alive');
+    const kept = JSON.parse(fs.readFileSync(mark, 'utf8')) as { version: number; time: string };
+    assert.equal(kept.version, 1);
+    const ago = BigInt(Date.now() - 600_000) * 1_000_000n;
+    assert.ok(BigInt(kept.time) > ago, 'the mark was written in this run');
+    fs.writeFileSync(mark, `${JSON.stringify({ version: 1, time: ago.toString() })}\n`);
+    const before = new Date(Date.now() - 660_000);
+    fs.utimesSync(file, before, before);
+  };
+  const after = /was written after the daemon ended/;
+  try {
+    await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 4M', '-c', 'flush', p.a.qemuTarget('db')]);
+    await p.drained();
+
+    // kill -9 of the secondary, its end moved back, the replica untouched since: nothing said.
+    await p.b.kill9();
+    endedLongAgo(p.b.dir, imgB);
+    await p.b.start();
+    await p.drained();
+    assert.doesNotMatch(p.b.log, after); // (the log of this run: the helper begins it anew at each start)
+
+    // Again, and the replica written after the end (64 KiB, the replica mounted and fsck'd).
+    await p.b.kill9();
+    endedLongAgo(p.b.dir, imgB);
+    poke(imgB, 30 * MiB, 0x66);
+    await p.b.start();
+    assert.match(p.b.log, new RegExp('volume db: \\S+/db\\.img was written after the daemon ended \\(modified [^;]+; the daemon ' +
+      'was last alive at [^,]+, and did not stop cleanly\\): it is no longer the flush-point image'));
+    await p.drained();
+
+    // At the primary: kill -9, its end moved back, 64 KiB written into the file.
+    await p.a.kill9();
+    endedLongAgo(p.a.dir, imgA);
+    poke(imgA, 2 * MiB, 0x55);
+    await p.a.start();
+    assert.match(p.a.log, new RegExp('volume db: \\S+/db\\.img was written after the daemon ended \\(modified [^)]+\\), so the ' +
+      'regions written then are in no journal: each peer\'s replica is compared'));
+    await p.drained();
+    assert.equal(await p.a.stop(), 0);
+    assert.equal(await p.b.stop(), 0);
+    await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', imgA, imgB]);
+    assert.equal(blockOf(imgB, 2 * MiB), 0x55, 'the primary\'s write after its end reached the secondary');
+    assert.equal(blockOf(imgB, 30 * MiB), 0, 'the secondary\'s write after its end was put right');
+  } finally {
+    await p.stop();
+  }
+});

@@ -6,13 +6,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import {
-  FILE_ID_FILE, describeChange, fileIdOf, forgetStopped, readFileId, replacedSince, timesOf, writeFileId, writeStopped, writtenWhileStopped,
+  FILE_ID_FILE, describeAfterCrash, describeChange, fileIdOf, forgetStopped, readFileId, replacedSince, timesOf, writeFileId, writeStopped,
+  writtenAfterCrash, writtenWhileStopped,
   type FileId,
 } from '../../src/volume/file-identity.js';
 import { deviceWrites, diskIdentity, sysfsOf } from '../../src/volume/device-identity.js';
 import { DirStore } from '../../src/journal/store.js';
 import { NewerFormatError } from '../../src/versioning/format.js';
 import { must, run, tempDir } from '../helpers/run.js';
+import { ALIVE_MARK_SLACK_MS } from '../../src/limits/limits.js';
 
 test('a renamed file is the same file; a copy is another; a state folder copied with it takes the copy', () => {
   const root = tempDir('file-id');
@@ -278,4 +280,25 @@ test('a real loop device: its backing file renamed while attached is the same di
     for (const d of devs) await run('losetup', ['-d', d]);
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('after a crash, a file modified more than the slack after the daemon\'s last alive mark is written by another; nothing else is', () => {
+  const folder = { ino: 7n, birth: 8n };
+  const file = { ino: 5n, birth: 6n, folder };
+  const alive = 1_796_481_299_000_000_000n;
+  const slack = BigInt(ALIVE_MARK_SLACK_MS) * 1_000_000n;
+  const at = (mtime: bigint): ReturnType<typeof timesOf> => ({ mtime });
+  assert.equal(writtenAfterCrash(file, file, at(alive + slack + 1n), alive), true, 'modified past the slack after the last mark');
+  assert.equal(writtenAfterCrash(file, file, at(alive + slack), alive), false, 'within the slack: the daemon\'s own last writes');
+  assert.equal(writtenAfterCrash(file, file, at(alive - 1n), alive), false);
+  assert.equal(writtenAfterCrash(file, file, at(alive + slack + 1n), null), false, 'no mark (a release before it, or one not writable): nothing told');
+  assert.equal(writtenAfterCrash({ ...file, stopped: { mtime: alive } }, file, at(alive + slack + 1n), alive), false,
+    'a clean stop wrote its times down: writtenWhileStopped judges');
+  assert.equal(writtenAfterCrash(file, { ...file, ino: 9n }, at(alive + slack + 1n), alive), false, 'another file: replacedSince judges');
+  assert.equal(writtenAfterCrash(file, { ...file, folder: { ino: 1n, birth: 2n } }, at(alive + slack + 1n), alive), false,
+    'a state folder copied with it');
+  const disk = { ino: 0n, birth: 0n, device: 'wwid naa.1', folder };
+  assert.equal(writtenAfterCrash(disk, disk, at(alive + slack + 1n), alive), false, 'a block device keeps no time of its writes');
+  assert.equal(describeAfterCrash(at(1_796_481_331_113_000_000n), alive),
+    'modified 2026-12-05 14:35:31.113 UTC; the daemon was last alive at 2026-12-05 14:34:59.000 UTC, and did not stop cleanly');
 });

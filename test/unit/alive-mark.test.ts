@@ -1,0 +1,74 @@
+// The daemon's alive mark (src/node/alive-mark.ts): its bytes, the previous run's read
+// before this run's is written, handed to a volume's first open only, and removed when
+// it cannot be written (a stale one would take the daemon's own writes for another's).
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { ALIVE_FILE, AliveMark, decodeAlive, encodeAlive } from '../../src/node/alive-mark.js';
+import { createLogger, silentLogger } from '../../src/log/log.js';
+import { tempDir } from '../helpers/run.js';
+
+test('the alive mark from fixed bytes; anything else is no mark', () => {
+  const bytes = '{"version":1,"time":"1796481299000000000"}\n';
+  assert.equal(encodeAlive(1_796_481_299_000_000_000n).toString(), bytes);
+  assert.equal(decodeAlive(Buffer.from(bytes)), 1_796_481_299_000_000_000n);
+  assert.equal(decodeAlive(Buffer.from('{"version":1,"time":1796481299000}\n')), null);
+  assert.equal(decodeAlive(Buffer.from('{"version":1}')), null);
+  assert.equal(decodeAlive(Buffer.from('not json')), null);
+});
+
+test('a start reads the previous run\'s mark, then writes its own; a volume\'s first open gets it, later opens do not', async () => {
+  const dir = tempDir('alive');
+  try {
+    let now = 5_000_000_000n;
+    const first = new AliveMark(dir, silentLogger, () => now);
+    await first.start();
+    assert.equal(first.previous, null, 'no mark before the first run');
+    assert.equal(fs.readFileSync(path.join(dir, ALIVE_FILE), 'utf8'), '{"version":1,"time":"5000000000"}\n');
+    await first.stop();
+    now = 9_000_000_000n;
+    const second = new AliveMark(dir, silentLogger, () => now);
+    await second.start();
+    assert.equal(second.previous, 5_000_000_000n);
+    assert.equal(fs.readFileSync(path.join(dir, ALIVE_FILE), 'utf8'), '{"version":1,"time":"9000000000"}\n', 'this run\'s, written at once');
+    assert.equal(second.firstOpen('db'), 5_000_000_000n);
+    assert.equal(second.firstOpen('db'), null, 'a role change or reopen finds the file as this run wrote it');
+    assert.equal(second.firstOpen('wal'), 5_000_000_000n);
+    await second.stop();
+    // A mark of a newer release refuses the start, as any state file of one.
+    fs.writeFileSync(path.join(dir, ALIVE_FILE), '{"version":2,"time":"1"}\n');
+    await assert.rejects(new AliveMark(dir, silentLogger).start(), (e: Error) => e.message.includes(ALIVE_FILE) && /newer|version 2/.test(e.message));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a mark that cannot be written is removed, said once, and written again later', async () => {
+  const dir = tempDir('alive-fail');
+  try {
+    const out: string[] = [];
+    const logger = createLogger({ format: 'json', destination: { write: (l: string) => out.push(l) } as unknown as NodeJS.WritableStream });
+    const lines = (): string[] => out;
+    const mark = new AliveMark(dir, logger);
+    await mark.start();
+    const file = path.join(dir, ALIVE_FILE);
+    assert.ok(fs.existsSync(file));
+    // Its replace fails as on a full disk.
+    const store = (mark as unknown as { store: { replace: (n: string, d: Buffer) => Promise<void> } }).store;
+    const replace = store.replace.bind(store);
+    store.replace = () => Promise.reject(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }));
+    const write = (): Promise<void> => (mark as unknown as { write: () => Promise<void> }).write();
+    await write();
+    assert.equal(fs.existsSync(file), false, 'a stale mark does not stand');
+    await write();
+    assert.equal(lines().filter((l) => /cannot write the alive mark .* \(ENOSPC\); it is removed/.test(l)).length, 1, 'said once');
+    store.replace = replace;
+    await write();
+    assert.ok(fs.existsSync(file));
+    assert.ok(lines().some((l) => /the alive mark is written again/.test(l)));
+    await mark.stop();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
