@@ -7,12 +7,14 @@
 // the previous run's mark before it writes its own.
 //
 // STATE/alive, JSON: {"version":1,"time":"1796481299000000000"} (ns since the epoch, a
-// decimal string). A mark that cannot be written is removed: a stale one would take the
-// daemon's own later writes for another's after a crash (so with none, nothing is told).
+// decimal string). A mark that cannot be written, or whose writes the disk holds up past
+// half the slack, is removed: a stale one would take the daemon's own later writes for
+// another's after a crash (so with none, nothing is told).
 import fs from 'node:fs';
 import path from 'node:path';
 import { DirStore } from '../journal/store.js';
-import { ALIVE_MARK_INTERVAL_MS } from '../limits/limits.js';
+import { ALIVE_MARK_INTERVAL_MS, ALIVE_MARK_SLACK_MS } from '../limits/limits.js';
+import { formatDuration } from '../units/units.js';
 import type { Logger } from '../log/log.js';
 import { readStateFile } from '../store/store.js';
 import { jsonVersion } from '../versioning/format.js';
@@ -40,8 +42,12 @@ export class AliveMark {
   /** Volumes opened in this run: their files are this run's to write from then on, the previous mark says nothing of them. */
   private readonly opened = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
-  private writing: Promise<void> = Promise.resolve();
-  private failedSaid = false;
+  /** The write under way (one at a time). */
+  private writing: Promise<void> | null = null;
+  /** The time the mark on disk holds (ns; null: none there). */
+  private onDisk: bigint | null = null;
+  /** The mark was removed, and that said, until one is written again. */
+  private removedSaid = false;
   private readonly store: DirStore;
 
   constructor(private readonly dir: string, private readonly log: Logger, private readonly now: () => bigint = () => BigInt(Date.now()) * 1_000_000n) {
@@ -57,8 +63,8 @@ export class AliveMark {
       // (A mark of a newer release: refused as any state file of one, readStateFile.)
       throw new Error(`${path.join(this.dir, ALIVE_FILE)}: ${(e as Error).message}`);
     }
-    await this.write();
-    this.timer = setInterval(() => void this.write(), ALIVE_MARK_INTERVAL_MS);
+    await this.tick();
+    this.timer = setInterval(() => void this.tick(), ALIVE_MARK_INTERVAL_MS);
     this.timer.unref();
   }
 
@@ -72,26 +78,53 @@ export class AliveMark {
     return this.previous;
   }
 
-  private write(): Promise<void> {
-    this.writing = this.writing.then(async () => {
-      try {
-        await this.store.replace(ALIVE_FILE, encodeAlive(this.now()));
-        if (this.failedSaid) this.log.info(`the alive mark is written again (${path.join(this.dir, ALIVE_FILE)})`);
-        this.failedSaid = false;
-      } catch (e) {
-        try {
-          fs.rmSync(path.join(this.dir, ALIVE_FILE), { force: true });
-        } catch {
-          // (Neither written nor removed: said below; a start after a crash may then take the daemon's own writes for another's.)
-        }
-        if (!this.failedSaid) {
-          this.log.warn(`cannot write the alive mark ${path.join(this.dir, ALIVE_FILE)} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ` +
-            'it is removed, and until it is written again a volume\'s file written after a crash of the daemon cannot be told');
-        }
-        this.failedSaid = true;
-      }
-    });
+  /** Each interval: a mark fallen behind goes, and the next is written (unless one still is). */
+  tick(): Promise<void> {
+    this.dropIfStale();
+    this.writing ??= this.write().finally(() => (this.writing = null));
     return this.writing;
+  }
+
+  private async write(): Promise<void> {
+    const time = this.now();
+    try {
+      await this.store.replace(ALIVE_FILE, encodeAlive(time));
+      this.onDisk = time;
+    } catch (e) {
+      this.remove(`cannot write the alive mark ${path.join(this.dir, ALIVE_FILE)} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      return;
+    }
+    // (A write the disk held up past half the slack is behind already.)
+    this.dropIfStale();
+    if (this.onDisk !== null && this.removedSaid) {
+      this.removedSaid = false;
+      this.log.info(`the alive mark is written again (${path.join(this.dir, ALIVE_FILE)})`);
+    }
+  }
+
+  /**
+   * The mark on disk is never older than half the slack: the daemon's own writes after
+   * one older would pass it by more than the slack, and a start after a crash would take
+   * them for another's. One whose next write the disk holds up goes.
+   */
+  private dropIfStale(): void {
+    if (this.onDisk === null) return;
+    const behind = this.now() - this.onDisk;
+    if (behind * 2n <= BigInt(ALIVE_MARK_SLACK_MS) * 1_000_000n) return;
+    this.remove(`the alive mark ${path.join(this.dir, ALIVE_FILE)} fell ${formatDuration(Number(behind / 1_000_000_000n))} behind ` +
+      '(the disk holds its writes up)');
+  }
+
+  private remove(why: string): void {
+    this.onDisk = null;
+    try {
+      fs.rmSync(path.join(this.dir, ALIVE_FILE), { force: true });
+    } catch {
+      // (Neither written nor removed: a start after a crash may take the daemon's own writes for another's, a comparison by hash.)
+    }
+    if (this.removedSaid) return;
+    this.removedSaid = true;
+    this.log.warn(`${why}; it is removed, and until it is written again a volume's file written after a crash of the daemon cannot be told`);
   }
 
   /** A clean stop: no more marks (each volume's own clean stop note says how it was left). */

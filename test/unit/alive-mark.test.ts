@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { ALIVE_FILE, AliveMark, decodeAlive, encodeAlive } from '../../src/node/alive-mark.js';
 import { createLogger, silentLogger } from '../../src/log/log.js';
 import { tempDir } from '../helpers/run.js';
+import { ALIVE_MARK_SLACK_MS } from '../../src/limits/limits.js';
 
 test('the alive mark from fixed bytes; anything else is no mark', () => {
   const bytes = '{"version":1,"time":"1796481299000000000"}\n';
@@ -49,7 +50,6 @@ test('a mark that cannot be written is removed, said once, and written again lat
   try {
     const out: string[] = [];
     const logger = createLogger({ format: 'json', destination: { write: (l: string) => out.push(l) } as unknown as NodeJS.WritableStream });
-    const lines = (): string[] => out;
     const mark = new AliveMark(dir, logger);
     await mark.start();
     const file = path.join(dir, ALIVE_FILE);
@@ -58,15 +58,51 @@ test('a mark that cannot be written is removed, said once, and written again lat
     const store = (mark as unknown as { store: { replace: (n: string, d: Buffer) => Promise<void> } }).store;
     const replace = store.replace.bind(store);
     store.replace = () => Promise.reject(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }));
-    const write = (): Promise<void> => (mark as unknown as { write: () => Promise<void> }).write();
-    await write();
+    await mark.tick();
     assert.equal(fs.existsSync(file), false, 'a stale mark does not stand');
-    await write();
-    assert.equal(lines().filter((l) => /cannot write the alive mark .* \(ENOSPC\); it is removed/.test(l)).length, 1, 'said once');
+    await mark.tick();
+    assert.equal(out.filter((l) => /cannot write the alive mark .* \(ENOSPC\); it is removed/.test(l)).length, 1, 'said once');
     store.replace = replace;
-    await write();
+    await mark.tick();
     assert.ok(fs.existsSync(file));
-    assert.ok(lines().some((l) => /the alive mark is written again/.test(l)));
+    assert.ok(out.some((l) => /the alive mark is written again/.test(l)));
+    await mark.stop();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a mark whose write the disk holds up past half the slack is removed; the held write, stale on arrival, too; the next one stands', async () => {
+  const dir = tempDir('alive-held');
+  try {
+    const out: string[] = [];
+    const logger = createLogger({ format: 'json', destination: { write: (l: string) => out.push(l) } as unknown as NodeJS.WritableStream });
+    const s = 1_000_000_000n;
+    let now = 1000n * s;
+    const mark = new AliveMark(dir, logger, () => now);
+    await mark.start();
+    const file = path.join(dir, ALIVE_FILE);
+    const store = (mark as unknown as { store: { replace: (n: string, d: Buffer) => Promise<void> } }).store;
+    const replace = store.replace.bind(store);
+    let release: () => void = () => undefined;
+    store.replace = (n, d) => new Promise<void>((r) => (release = r)).then(() => replace(n, d));
+    now += 10n * s;
+    const held = mark.tick();
+    // Ticks while it is held: no second write; within half the slack the mark stands.
+    now += BigInt(ALIVE_MARK_SLACK_MS / 2 / 1000 - 10) * s;
+    void mark.tick();
+    assert.ok(fs.existsSync(file), 'within half the slack');
+    now += 2n * s;
+    void mark.tick();
+    assert.equal(fs.existsSync(file), false, 'past half the slack: removed');
+    assert.ok(out.some((l) => /the alive mark .* fell 32 s behind \(the disk holds its writes up\); it is removed/.test(l)), out.join(''));
+    now += 10n * s;
+    release();
+    await held;
+    assert.equal(fs.existsSync(file), false, 'the held write, begun 32 s ago, is behind on arrival');
+    store.replace = replace;
+    await mark.tick();
+    assert.equal(fs.readFileSync(file, 'utf8'), `{"version":1,"time":"${now}"}\n`);
     await mark.stop();
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
