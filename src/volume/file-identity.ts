@@ -156,10 +156,20 @@ export function sameFile(kept: Identity, now: Identity): boolean {
   // (A disk is its identity; a file is never a disk. A loop device's is its backing file where both sides know it.)
   if (kept.device !== undefined || now.device !== undefined) {
     if (kept.device === undefined || now.device === undefined) return false;
-    if (kept.deviceFile && now.deviceFile) return sameFile(kept.deviceFile, now.deviceFile);
+    // (The file by inode and birth for the path sysfs shows; where in it, its offset and partition, as the device says.)
+    if (kept.deviceFile && now.deviceFile) return sameFile(kept.deviceFile, now.deviceFile) && loopPlace(kept.device) === loopPlace(now.device);
     return kept.device === now.device;
   }
   return kept.ino === now.ino && (kept.birth === 0n || now.birth === 0n || kept.birth === now.birth);
+}
+
+/**
+ * Where in its backing file a loop device's disk lies, from its identity ("loop /srv/d.raw
+ * offset 0 partition 2 at 2048" gives "offset 0 partition 2 at 2048"): the path before it
+ * is compared by the file's inode instead. Null: not a loop device's identity.
+ */
+export function loopPlace(device: string): string | null {
+  return /^loop .* (offset \d+(?: partition \S+ at \S+)?)$/.exec(device)?.[1] ?? null;
 }
 
 export function writeFileId(store: Store, id: FileId, file = FILE_ID_FILE): Promise<void> {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import {
   FILE_ID_FILE, describeAfterCrash, describeChange, fileIdOf, forgetStopped, readFileId, replacedSince, timesOf, writeFileId, writeStopped,
-  writtenAfterCrash, writtenWhileStopped,
+  writtenAfterCrash, writtenWhileStopped, loopPlace,
   type FileId,
 } from '../../src/volume/file-identity.js';
 import { deviceWrites, diskIdentity, sysfsOf } from '../../src/volume/device-identity.js';
@@ -248,6 +248,14 @@ test('a loop device\'s disk is its backing file: a rename while attached is the 
   assert.equal(replacedSince({ ...a, deviceFile: undefined }, { ...a, device: 'loop /srv/b.raw offset 0' }), true,
     'a file-id of a release before it: the path compared');
   assert.equal(replacedSince({ ...a, deviceFile: undefined }, a), false);
+  // Another place in the same file is another disk: another offset (losetup -o), another partition of it.
+  assert.equal(replacedSince(a, { ...a, device: 'loop /srv/b.raw offset 1048576' }), true, 'renamed, and another offset in it');
+  const p1 = { ...a, device: 'loop /srv/a.raw offset 0 partition 1 at 2048' };
+  assert.equal(replacedSince(p1, { ...p1, device: 'loop /srv/b raw offset 0 partition 1 at 2048' }), false, 'its partition, the file renamed');
+  assert.equal(replacedSince(p1, { ...p1, device: 'loop /srv/a.raw offset 0 partition 2 at 206848' }), true, 'another partition of the file');
+  assert.equal(replacedSince(p1, a), true, 'the whole file where its partition was');
+  assert.equal(loopPlace('loop /srv/my offset 7/a.raw offset 512 partition 2 at 2048'), 'offset 512 partition 2 at 2048', 'the path may hold " offset "');
+  assert.equal(loopPlace('wwid naa.1'), null);
   const bytes = '{"version":1,"ino":"0","birth":"0","folderIno":"7","folderBirth":"8","device":"loop /srv/a.raw offset 0",' +
     '"deviceIno":"41","deviceBirth":"42"}\n';
   await fixedBytes(a, bytes, async (store, file) => {
