@@ -7,7 +7,11 @@
 // the previous run's mark before it writes its own.
 //
 // STATE/alive, JSON: {"version":1,"time":"1796481299000000000"} (ns since the epoch, a
-// decimal string). A mark that cannot be written, or whose writes the disk holds up past
+// decimal string), and `"before":{"db":"1796481000000000000"}` for the volumes this run
+// has not opened yet (set aside, or the start failed before them): when the run that last
+// had each open was last alive, carried on until it opens, so that a restart before then
+// does not take this run's marks for that run's. A volume counts as opened once its open
+// acted on what it found (role-open.ts), not when it began. A mark that cannot be written, or whose writes the disk holds up past
 // half the slack, is removed: a stale one would take the daemon's own later writes for
 // another's after a crash (so with none, nothing is told).
 import fs from 'node:fs';
@@ -22,25 +26,44 @@ import { jsonVersion } from '../versioning/format.js';
 export const ALIVE_FILE = 'alive';
 export const ALIVE_FORMAT = jsonVersion('alive mark', 1, [1]);
 
-export function encodeAlive(timeNs: bigint): Buffer {
-  return Buffer.from(`${JSON.stringify({ version: ALIVE_FORMAT.writes, time: timeNs.toString() })}\n`);
+/** What a mark holds: when the daemon was last alive, and for volumes not opened since, when the run before was (ns). */
+export interface Alive {
+  time: bigint;
+  before: Map<string, bigint>;
 }
 
-/** The time (ns) a mark holds; an unreadable mark is none (it only ever lets a change be told, never refuses one). */
-export function decodeAlive(b: Buffer): bigint | null {
+export function encodeAlive(a: Alive): Buffer {
+  const before = [...a.before].sort(([x], [y]) => (x < y ? -1 : 1)).map(([k, v]) => [k, v.toString()]);
+  return Buffer.from(`${JSON.stringify({ version: ALIVE_FORMAT.writes, time: a.time.toString(), ...(before.length > 0 ? { before: Object.fromEntries(before) } : {}) })}\n`);
+}
+
+/** The mark's contents; an unreadable mark is none (it only ever lets a change be told, never refuses one). */
+export function decodeAlive(b: Buffer): Alive | null {
+  const ns = (x: unknown): x is string => typeof x === 'string' && /^\d{1,24}$/.test(x);
   try {
-    const j = JSON.parse(b.toString('utf8')) as { time?: unknown };
-    return typeof j.time === 'string' && /^\d{1,24}$/.test(j.time) ? BigInt(j.time) : null;
+    const j = JSON.parse(b.toString('utf8')) as { time?: unknown; before?: unknown };
+    if (!ns(j.time)) return null;
+    const before = new Map<string, bigint>();
+    if (j.before !== undefined) {
+      if (typeof j.before !== 'object' || j.before === null || Array.isArray(j.before)) return null;
+      for (const [k, v] of Object.entries(j.before)) {
+        if (!ns(v)) return null;
+        before.set(k, BigInt(v));
+      }
+    }
+    return { time: BigInt(j.time), before };
   } catch {
     return null;
   }
 }
 
 export class AliveMark {
-  /** When the run before this one was last alive (ns; null: no mark, or it could not be read). */
-  previous: bigint | null = null;
+  /** The previous run's mark (null: none, or it could not be read). */
+  previous: Alive | null = null;
   /** Volumes opened in this run: their files are this run's to write from then on, the previous mark says nothing of them. */
   private readonly opened = new Set<string>();
+  /** The configured volumes not opened yet, with when the run that last had them open was alive: carried on in each mark. */
+  private readonly carried = new Map<string, bigint>();
   private timer: NodeJS.Timeout | null = null;
   /** The write under way (one at a time). */
   private writing: Promise<void> | null = null;
@@ -54,8 +77,11 @@ export class AliveMark {
     this.store = new DirStore(dir);
   }
 
-  /** Reads the previous run's mark, then writes this run's at once (before any volume opens) and every interval. */
-  async start(): Promise<void> {
+  /**
+   * Reads the previous run's mark, then writes this run's at once (before any volume
+   * opens) and every interval; `volumes`: the configured ones whose files are checked.
+   */
+  async start(volumes: readonly string[]): Promise<void> {
     try {
       const b = await readStateFile(this.store, ALIVE_FILE, ALIVE_FORMAT);
       this.previous = b === null ? null : decodeAlive(b);
@@ -63,19 +89,29 @@ export class AliveMark {
       // (A mark of a newer release: refused as any state file of one, readStateFile.)
       throw new Error(`${path.join(this.dir, ALIVE_FILE)}: ${(e as Error).message}`);
     }
+    for (const v of volumes) {
+      const t = this.lastAliveOf(v);
+      if (t !== null) this.carried.set(v, t);
+    }
     await this.tick();
     this.timer = setInterval(() => void this.tick(), ALIVE_MARK_INTERVAL_MS);
     this.timer.unref();
   }
 
   /**
-   * The previous run's last mark, for the first open of `volume` in this run (null on
-   * later opens: a role change or a reopen finds the file as this run wrote it).
+   * When the run that last had `volume` open was last alive (ns), for its opens in this
+   * run until one acts on what it found (`opened`); null after that (a role change or a
+   * reopen finds the file as this run wrote it), or with no mark.
    */
-  firstOpen(volume: string): bigint | null {
-    if (this.opened.has(volume)) return null;
+  lastAliveOf(volume: string): bigint | null {
+    if (this.opened.has(volume) || this.previous === null) return null;
+    return this.previous.before.get(volume) ?? this.previous.time;
+  }
+
+  /** `volume`'s open acted on what it found: this run writes its file from now on. */
+  openedOne(volume: string): void {
     this.opened.add(volume);
-    return this.previous;
+    this.carried.delete(volume);
   }
 
   /** Each interval: a mark fallen behind goes, and the next is written (unless one still is). */
@@ -88,7 +124,7 @@ export class AliveMark {
   private async write(): Promise<void> {
     const time = this.now();
     try {
-      await this.store.replace(ALIVE_FILE, encodeAlive(time));
+      await this.store.replace(ALIVE_FILE, encodeAlive({ time, before: this.carried }));
       this.onDisk = time;
     } catch (e) {
       this.remove(`cannot write the alive mark ${path.join(this.dir, ALIVE_FILE)} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);

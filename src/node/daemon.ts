@@ -106,7 +106,7 @@ export class Daemon {
     const registry = this.registry;
     try {
       // The previous run's alive mark is read, and this run's written, before any volume opens (src/node/alive-mark.ts).
-      await this.alive.start();
+      await this.alive.start(c.volumes.filter((v) => v.peer !== undefined).map((v) => v.name));
       // Every identity first: a member of a group's promote that a stop cut is completed
       // when another member's change began (RoleChanges.settlePromoteAt).
       const identities = new Map<string, VolumeIdentity>();

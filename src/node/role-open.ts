@@ -44,8 +44,8 @@ export interface RoleOpening {
   /** Each replicated volume's stream (src/stream/stream.ts), read when its role opens. */
   streams: Map<string, StreamMark>;
   folders: VolumeFolders;
-  /** The daemon's alive mark (src/node/alive-mark.ts): when the run before this one was last alive, at a volume's first open. */
-  alive: Pick<AliveMark, 'firstOpen'>;
+  /** The daemon's alive mark (src/node/alive-mark.ts): when the run that last had a volume open was last alive. */
+  alive: Pick<AliveMark, 'lastAliveOf' | 'openedOne'>;
 }
 
 /** The journal and receive-log folders the daemon holds locked, one per volume. */
@@ -139,7 +139,7 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   // (A block device: what the kernel counted written to it, as the open found it.)
   const times = timesOf(e.volume.statAtOpen, e.volume.writesAtOpen);
   // Or, with no clean stop written down, modified well after the daemon was last alive (a crash, then a write by another).
-  const lastAlive = o.alive.firstOpen(v.name);
+  const lastAlive = o.alive.lastAliveOf(v.name);
   const written = fileId !== null && kept !== null && writtenWhileStopped(kept, fileId, times) ?
     `volume ${v.name}: ${v.path} was written while the daemon was stopped (${describeChange(kept, times)})`
     : fileId !== null && kept !== null && lastAlive !== null && writtenAfterCrash(kept, fileId, times, lastAlive) ?
@@ -158,6 +158,8 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
     }
     // (A disk the operator took as the volume's: its acceptance is spent.)
     for (const f of [DEVICE_ACCEPTED_FILE, DEVICE_REFUSED_FILE]) fs.rmSync(path.join(dir, f), { force: true });
+    // (What the open found is acted on: the previous run's alive mark says nothing of this file from here on.)
+    o.alive.openedOne(v.name);
   };
   if (e.role === 'secondary') {
     if (replaced !== null) {
