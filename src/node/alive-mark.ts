@@ -34,7 +34,8 @@ export interface Alive {
 
 export function encodeAlive(a: Alive): Buffer {
   const before = [...a.before].sort(([x], [y]) => (x < y ? -1 : 1)).map(([k, v]) => [k, v.toString()]);
-  return Buffer.from(`${JSON.stringify({ version: ALIVE_FORMAT.writes, time: a.time.toString(), ...(before.length > 0 ? { before: Object.fromEntries(before) } : {}) })}\n`);
+  const j = { version: ALIVE_FORMAT.writes, time: a.time.toString(), ...(before.length > 0 ? { before: Object.fromEntries(before) } : {}) };
+  return Buffer.from(`${JSON.stringify(j)}\n`);
 }
 
 /** The mark's contents; an unreadable mark is none (it only ever lets a change be told, never refuses one). */

@@ -46,7 +46,8 @@ volumes:
     identity: VolumeIdentity.open(volumeDir, 'primary'),
   };
   const o: RoleOpening = {
-    config, log: silentLogger, memory: new MemoryBudget(64 << 20), hashBuffers: new HashBuffers(), alive: { lastAliveOf: () => null, openedOne: () => undefined },
+    config, log: silentLogger, memory: new MemoryBudget(64 << 20), hashBuffers: new HashBuffers(),
+    alive: { lastAliveOf: () => null, openedOne: () => undefined },
     linkVolumes: {
       primaries: new Map(), replicas: new Map(), identities: new Map(), streams: { of: () => null, adopt: async () => undefined },
     },
