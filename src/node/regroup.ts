@@ -22,13 +22,27 @@ export interface RegroupHost extends ReopenHost {
   readonly unavailable: Pick<UnavailableVolumes, 'has' | 'remove' | 'reopen'>;
   /** Sets group `name`'s members (null: the group goes), in the config and the node's groups, while none of them is served. */
   setGroup(name: string, members: readonly string[] | null): void;
+  /** The node's grouping as it is now (the config's groups). */
+  groups(): ReadonlyArray<{ name: string; members: readonly string[] }>;
 }
 
 /** Lets the members of `r` go, regroups them and opens them again together. Resolves with what the log says; never rejects. */
 export async function regroupVolumes(host: RegroupHost, r: Regroup): Promise<string> {
-  const names = [...new Set([...r.was, ...r.now])];
   const label = `consistency group ${r.group}`;
+  let was: readonly string[] = r.was;
+  let names: string[] = [];
   const closed = await host.exclusive(async () => {
+    // From the grouping as it is now, not as the reload saw it: a regroup queued behind another
+    // of the same group (two reloads close together) starts from what that one made, and
+    // lets go every member of either.
+    was = host.groups().find((g) => g.name === r.group)?.members ?? [];
+    if (was.join() === r.now.join()) return { same: true as const };
+    const elsewhere = r.now.filter((m) => host.groups().some((g) => g.name !== r.group && g.members.includes(m)));
+    if (elsewhere.length > 0) {
+      return { refused: `${elsewhere.join(', ')} ${elsewhere.length === 1 ? 'is' : 'are'} still a member of another group here: ` +
+        'its members stay as they were; reload again once that group\'s change is done' };
+    }
+    names = [...new Set([...was, ...r.now])];
     const served = names.map((name) => ({
       name, config: host.config.volumes.find((v) => v.name === name), e: host.entries.find((x) => x.config.name === name),
     }));
@@ -55,13 +69,14 @@ export async function regroupVolumes(host: RegroupHost, r: Regroup): Promise<str
     host.setGroup(r.group, r.now.length > 0 ? r.now : null);
     return { configs: served.map((x) => x.config!), ms: Date.now() - t0, sessions, problems };
   });
+  if ('same' in closed) return `${label}: already ${r.now.length > 0 ? r.now.join(', ') : 'gone'}`;
   if (closed.refused !== undefined) {
     const msg = `${label}: not regrouped: ${closed.refused}`;
     host.log.warn({ group: r.group }, msg);
     return msg;
   }
   host.log.info({ group: r.group }, `volumes ${names.join(', ')}: let go in ${closed.ms} ms to be opened again together (${label}: ` +
-    `${r.was.length > 0 ? r.was.join(', ') : 'no group'} → ${r.now.length > 0 ? r.now.join(', ') : 'no group'})` +
+    `${was.length > 0 ? was.join(', ') : 'no group'} → ${r.now.length > 0 ? r.now.join(', ') : 'no group'})` +
     `${closed.sessions > 0 ? ` (${closed.sessions} host session${closed.sessions === 1 ? '' : 's'} closed)` : ''}` +
     (closed.problems.length > 0 ? `; but ${closed.problems.join('; ')}` : ''));
   await host.openAgain(closed.configs);

@@ -130,7 +130,9 @@ export class NodeReloads {
       // A group whose members change among served volumes: its members, before and after, are
       // let go and opened again together under the new grouping (src/node/regroup.ts).
       for (const r of changed.regroup) {
-        const regroupHost = { ...host, setGroup: (name: string, members: readonly string[] | null) => this.setGroup(name, members) };
+        const regroupHost = {
+          ...host, setGroup: (name: string, members: readonly string[] | null) => this.setGroup(name, members), groups: () => h.config().groups,
+        };
         this.removing = this.removing.then(() => h.setAsides().idle()).then(() => regroupVolumes(regroupHost, r)).then(() => undefined);
       }
       // Peers dropped with their volumes go once those are let go.

@@ -214,18 +214,22 @@ export function volumesReloaded(current: Pick<Config, 'volumes' | 'peers' | 'isc
     else if (g.members.every(staying)) regroup.push({ group: g.name, was: [...g.members], now: [] });
     else notes.push(`consistency group ${g.name} is gone from the config: that takes a restart (its members stay grouped until then)`);
   }
-  // (One volume in two regroups, moved from one group to another: the second waits for the next reload.)
-  const touched = new Set<string>();
+  // A volume in two regroups (moved from one group to another, groups swapping members, a
+  // group renamed): at this reload those groups only let their leaving members go (each keeps
+  // the members that stay, or goes with fewer than two), and the joins wait for the next
+  // reload. So no volume is ever in two groups, and no change waits on another for good.
+  const seen = new Map<string, number>();
+  for (const r of regroup) for (const m of new Set([...r.was, ...r.now])) seen.set(m, (seen.get(m) ?? 0) + 1);
   for (const r of [...regroup]) {
-    const members = [...new Set([...r.was, ...r.now])];
-    const twice = members.filter((m) => touched.has(m));
-    if (twice.length > 0) {
-      regroup.splice(regroup.indexOf(r), 1);
-      notes.push(`consistency group ${r.group}: ${twice.join(', ')} also ${twice.length === 1 ? 'changes' : 'change'} another group at this reload: ` +
-        'reload again once that is done');
-      continue;
-    }
-    for (const m of members) touched.add(m);
+    const twice = [...new Set([...r.was, ...r.now])].filter((m) => seen.get(m)! > 1);
+    if (twice.length === 0) continue;
+    const staying = r.was.filter((m) => r.now.includes(m));
+    const leaving: Regroup = { group: r.group, was: r.was, now: staying.length >= 2 ? staying : [] };
+    regroup.splice(regroup.indexOf(r), 1, ...(leaving.was.length > 0 && leaving.was.join() !== leaving.now.join() ? [leaving] : []));
+    notes.push(`consistency group ${r.group}: ${twice.join(', ')} also ${twice.length === 1 ? 'changes' : 'change'} another group at this reload: ` +
+      (leaving.was.length > 0 && leaving.was.join() !== leaving.now.join()
+        ? `only ${leaving.now.length > 0 ? `its leaving members go now (→ ${leaving.now.join(', ')})` : 'its dropping goes now'}; `
+        : '') + 'reload again to finish');
   }
   for (const v of current.volumes) {
     const w = next.volumes.find((x) => x.name === v.name);

@@ -67,13 +67,26 @@ test('what waits for a restart is said: a group member, a peer the daemon does n
   const gone = volumesReloaded(grouped, config(base), true);
   assert.deepEqual([gone.removeGroups, gone.regroup], [[], [{ group: 'erp', was: ['db', 'wal'], now: [] }]]);
   assert.match(gone.notes[0]!, /^consistency group erp: dropped \(db, wal served on, each alone\)/);
-  // wal and logs swap groups at one reload: erp's regroup is made, crm's waits for the next reload.
+  // wal and logs swap groups at one reload: at this one each group only lets go what leaves it (one member would stay,
+  // so both go), the joins at the next; never a volume in two groups.
   const four = `${three}\n  tmp: { path: ./tmp.img, size: 1GiB, role: primary, peer: site-b }`;
   const moved = volumesReloaded(config(four, 'groups:\n  erp: [db, wal]\n  crm: [logs, tmp]'),
     config(four, 'groups:\n  erp: [db, logs]\n  crm: [wal, tmp]'), true);
-  assert.deepEqual(moved.regroup.map((r) => r.group), ['erp']);
-  assert.ok(moved.notes.includes('consistency group crm: logs, wal also change another group at this reload: reload again once that is done'),
-    moved.notes.join('\n'));
+  assert.deepEqual(moved.regroup, [{ group: 'erp', was: ['db', 'wal'], now: [] }, { group: 'crm', was: ['logs', 'tmp'], now: [] }]);
+  assert.ok(moved.notes.includes('consistency group crm: logs, wal also change another group at this reload: only its dropping goes now; ' +
+    'reload again to finish'), moved.notes.join('\n'));
+  const afterMove = volumesReloaded(config(four), config(four, 'groups:\n  erp: [db, logs]\n  crm: [wal, tmp]'), true);
+  assert.deepEqual(afterMove.regroup, [{ group: 'erp', was: [], now: ['db', 'logs'] }, { group: 'crm', was: [], now: ['wal', 'tmp'] }]);
+  // One member moves from a group of three to another: the one it leaves keeps two now; the other takes it at the next reload.
+  const five = `${four}\n  mail: { path: ./mail.img, size: 1GiB, role: primary, peer: site-b }`;
+  const one = volumesReloaded(config(five, 'groups:\n  erp: [db, wal, logs]\n  crm: [tmp, mail]'),
+    config(five, 'groups:\n  erp: [db, wal]\n  crm: [tmp, mail, logs]'), true);
+  assert.deepEqual(one.regroup, [{ group: 'erp', was: ['db', 'wal', 'logs'], now: ['db', 'wal'] }]);
+  assert.ok(one.notes.includes('consistency group erp: logs also changes another group at this reload: only its leaving members go now ' +
+    '(→ db, wal); reload again to finish'), one.notes.join('\n'));
+  // A group renamed: the old name goes now, the new one over the same members at the next reload.
+  const renamed = volumesReloaded(grouped, config(base, 'groups:\n  erp2: [db, wal]'), true);
+  assert.deepEqual(renamed.regroup, [{ group: 'erp', was: ['db', 'wal'], now: [] }]);
   // A member whose file changes at the same reload: reopened alone, and its group's change waits.
   const coarser = three.replace('db: { path: ./db.img,', 'db: { path: ./db.img, bitmap_region: 128KiB,');
   const both = volumesReloaded(config(three, 'groups:\n  erp: [db, wal]'), config(coarser, 'groups:\n  erp: [db, wal, logs]'), true);
