@@ -31,7 +31,7 @@ export interface ProtocolRange {
  * same in every version spoken so far; a version that changes one decodes it by
  * `Frame.version`.
  */
-export const PROTOCOL_RANGE: ProtocolRange = { min: 1, max: 2 };
+export const PROTOCOL_RANGE: ProtocolRange = { min: 1, max: 3 };
 
 /** "1", or "1..2". */
 export function formatRange(r: ProtocolRange): string {
@@ -89,10 +89,17 @@ export enum FrameType {
    * map is exact up to offset + covered (at most the length asked).
    */
   MapReply = 12,
+  /**
+   * Version 3. JSON: one volume's Hello again, on a link that is up (docs/PEER-PROTOCOL.md,
+   * "A volume's Hello again"): {"volume", "reply", "described"?, "unavailable"?}. Its
+   * sender has let go its pairing of the volume on this link; what it sent of the volume
+   * before it belongs to that pairing.
+   */
+  VolumeHello = 13,
 }
 
 /** The protocol version that brought a frame type (absent: 1); a frame is refused on a link that agreed on an older one. */
-const FRAME_SINCE: ReadonlyMap<FrameType, number> = new Map([[FrameType.MapRequest, 2], [FrameType.MapReply, 2]]);
+const FRAME_SINCE: ReadonlyMap<FrameType, number> = new Map([[FrameType.MapRequest, 2], [FrameType.MapReply, 2], [FrameType.VolumeHello, 3]]);
 
 /**
  * The frame types that begin with a volume name (u16 length, name). Each names a

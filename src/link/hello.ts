@@ -9,7 +9,7 @@
 // checks only that byte 4 and `protocol` are 1, never the flags. So a node that speaks
 // 1..2 sends the previous release a Hello it reads as its own, and both settle on 1.
 import { z } from 'zod';
-import { FrameType, PROTOCOL_RANGE, encodeFrame, formatRange, type ProtocolRange } from './frame.js';
+import { FrameError, FrameType, PROTOCOL_RANGE, encodeFrame, formatRange, type ProtocolRange } from './frame.js';
 import { formatBytes } from '../units/units.js';
 
 // Keys this build does not know are dropped, not refused (the previous release
@@ -191,7 +191,68 @@ export function checkHello(payload: Buffer, expectedNode: string, shared: HelloV
   return { ok: true, hello, pairs, protocol: agreed.version, follows, unavailable, conflicts };
 }
 
-type PairOutcome =
+/**
+ * A volume's Hello again (protocol 3, docs/PEER-PROTOCOL.md): its sender has let go its
+ * pairing of `volume` on the link, and says how it holds the volume now: `described` as
+ * a Hello would, or `unavailable` with why (being changed, set aside), or neither (not a
+ * volume it shares with the receiver). A request (`reply` false) is answered by the
+ * receiver's own; both sides then pair the volume from the two, as a Hello pairs it.
+ */
+export interface VolumeHello {
+  volume: string;
+  reply: boolean;
+  described?: HelloVolume;
+  unavailable?: string;
+}
+
+const volumeHelloSchema = z.strictObject({
+  volume: z.string().min(1).max(63),
+  reply: z.boolean(),
+  described: volumeSchema.optional(),
+  unavailable: z.string().max(2048).optional(),
+});
+
+export function encodeVolumeHello(h: VolumeHello): Buffer[] {
+  const json = {
+    volume: h.volume, reply: h.reply,
+    ...(h.described ? { described: h.described } : {}), ...(h.unavailable !== undefined ? { unavailable: h.unavailable } : {}),
+  };
+  return encodeFrame(FrameType.VolumeHello, Buffer.from(JSON.stringify(json), 'utf8'), 0, 3);
+}
+
+/** A VolumeHello frame's payload; throws (a bad frame: the link closes) on anything else. */
+export function decodeVolumeHello(payload: Buffer): VolumeHello {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(payload.toString('utf8'));
+  } catch {
+    throw new FrameError('a VolumeHello that is not JSON');
+  }
+  const parsed = volumeHelloSchema.safeParse(raw);
+  if (!parsed.success) {
+    const i = parsed.error.issues[0]!;
+    throw new FrameError(`a VolumeHello malformed at ${i.path.join('.') || '(top)'}: ${i.message}`);
+  }
+  const h = parsed.data;
+  if (h.described && h.described.name !== h.volume) throw new FrameError(`a VolumeHello for ${h.volume} that describes ${h.described.name}`);
+  if (h.described && h.unavailable !== undefined) throw new FrameError(`a VolumeHello for ${h.volume} both described and unavailable`);
+  return { volume: h.volume, reply: h.reply, ...(h.described ? { described: h.described } : {}), ...(h.unavailable !== undefined ? { unavailable: h.unavailable } : {}) };
+}
+
+/**
+ * What a volume's Hello again makes of `local` (this side's description of it) against
+ * the peer's (`remote`), as checkHello makes of it in a whole Hello: the same outcome on
+ * both sides, each from its own.
+ */
+export function checkVolume(local: HelloVolume, remote: Omit<VolumeHello, 'reply'>, expectedNode: string, ctx: HelloContext = {}): PairOutcome | null {
+  const hello: Hello = {
+    node: expectedNode, protocol: 3, volumes: remote.described ? [remote.described] : [],
+    ...(remote.unavailable !== undefined ? { unavailable: [{ name: remote.volume, reason: remote.unavailable }] } : {}),
+  };
+  return pairOf(local, hello, expectedNode, ctx);
+}
+
+export type PairOutcome =
   | VolumeConflict
   | { name: string; reason: string; missing?: true; resized?: true }
   | { pair: { local: HelloVolume; remote: HelloVolume }; follows: boolean };

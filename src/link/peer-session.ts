@@ -13,7 +13,9 @@ import {
   decodeResync,
   encodeFrame, encodeHeartbeat, frameVolume, type Frame, type ProtocolRange,
 } from './frame.js';
-import { checkHello, encodeHelloFrame, type HelloCheck, type HelloVolume } from './hello.js';
+import {
+  checkHello, checkVolume, decodeVolumeHello, encodeHelloFrame, encodeVolumeHello, type HelloCheck, type HelloVolume, type PairOutcome, type VolumeHello,
+} from './hello.js';
 import { decodeRecordsFrame } from './records-frame.js';
 import type { JournalRecord } from '../journal/record.js';
 import { assert } from '../invariants/assert.js';
@@ -91,7 +93,11 @@ export type SessionAction =
   | { type: 'pauseReading' }
   | { type: 'resumeReading' }
   /** The link dropped before the peer's Hello, with no refusal: likely the peer does not pin this node. */
-  | { type: 'droppedBeforeHello' };
+  | { type: 'droppedBeforeHello' }
+  /** The volume's pairing on this link ends (a VolumeHello, either side's): unwire it (idempotent). */
+  | { type: 'volumeDown'; volume: string }
+  /** Both sides said how they hold the volume now: what Hello would make of it (null: nothing; this side does not share it). */
+  | { type: 'volumeUp'; volume: string; outcome: PairOutcome | null };
 
 export class PeerSession {
   /** Both Hellos passed and nobody refused. */
@@ -112,6 +118,10 @@ export class PeerSession {
   private readonly waiting: Frame[] = [];
   private waitingBytes = 0;
   private readPaused = false;
+  /** Volumes whose Hello again this side sent, waiting for the peer's answer (`dirty`: changed again meanwhile). */
+  private readonly asking = new Map<string, { sent: VolumeHello; dirty: boolean }>();
+  /** One more each time a volume's pairing on this link ends or begins (pairingOf). */
+  private readonly pairings = new Map<string, number>();
 
   constructor(private readonly o: PeerSessionOptions) {
     this.version = o.speaks.min;
@@ -176,6 +186,92 @@ export class PeerSession {
     return [{ type: 'close', reason, level }];
   }
 
+  /** The link speaks protocol 3 or later: a volume's pairing changes by a VolumeHello (rehello), not by a new link. */
+  get rehelloes(): boolean {
+    return this.up && !this.closed && this.version >= 3;
+  }
+
+  /** Is `volume` paired on this link now (a primary here and its secondary there, or the other way)? */
+  carries(volume: string): boolean {
+    return this.carried.has(volume);
+  }
+
+  /**
+   * Which pairing of `volume` on this link this is: work begun under one (a hash of the
+   * replica, records being unpacked) is not sent or handed on under another.
+   */
+  pairingOf(volume: string): number {
+    return this.pairings.get(volume) ?? 0;
+  }
+
+  /**
+   * This side's `volume` changed (its role, peers or size; added or removed): its pairing
+   * on this link is let go (the adapter has stopped what it sent of it), and the peer is
+   * asked to pair it again from how each side holds it now (docs/PEER-PROTOCOL.md, "A
+   * volume's Hello again"). Asked already: asked again once the answer comes.
+   */
+  rehello(volume: string): SessionAction[] {
+    assert(this.rehelloes, () => `volume ${volume}: a Hello again on a link to ${this.o.peer} at protocol ${this.version} (3 or later needed)`);
+    const out = this.letGo(volume);
+    const asked = this.asking.get(volume);
+    if (asked) {
+      asked.dirty = true;
+      return out;
+    }
+    const sent = this.describe(volume, false);
+    this.asking.set(volume, { sent, dirty: false });
+    out.push({ type: 'send', parts: encodeVolumeHello(sent) });
+    return out;
+  }
+
+  private letGo(volume: string): SessionAction[] {
+    this.carried.delete(volume);
+    this.pairings.set(volume, this.pairingOf(volume) + 1);
+    return [{ type: 'volumeDown', volume }];
+  }
+
+  /** How this side holds `volume` now, as its Hello would say it. */
+  private describe(volume: string, reply: boolean): VolumeHello {
+    const described = this.o.shared().find((v) => v.name === volume);
+    const unavailable = described ? undefined : this.o.unavailable?.().find((u) => u.name === volume)?.reason;
+    return { volume, reply, ...(described ? { described } : {}), ...(unavailable !== undefined ? { unavailable } : {}) };
+  }
+
+  private volumeHelloFrom(f: Frame): SessionAction[] {
+    const theirs = decodeVolumeHello(f.payload);
+    const volume = theirs.volume;
+    const asked = this.asking.get(volume);
+    if (!theirs.reply) {
+      // Both asked at once: the request of the node whose name sorts first stands, and the other answers it.
+      if (asked && this.o.node < this.o.peer) return [];
+      this.asking.delete(volume);
+      const out = this.letGo(volume);
+      const mine = this.describe(volume, true);
+      out.push({ type: 'send', parts: encodeVolumeHello(mine) }, ...this.pairAgain(mine, theirs));
+      return out;
+    }
+    if (!asked) return this.close(`${this.o.peer} answered a VolumeHello for ${volume} that this node did not send`, 'error');
+    this.asking.delete(volume);
+    if (asked.dirty) {
+      // (Changed again since it asked: the peer paired the old description; ask again with the new.)
+      const sent = this.describe(volume, false);
+      this.asking.set(volume, { sent, dirty: false });
+      return [{ type: 'send', parts: encodeVolumeHello(sent) }];
+    }
+    return this.pairAgain(asked.sent, theirs);
+  }
+
+  /** The volume paired again from the two descriptions, as a Hello pairs it: the same outcome on both sides. */
+  private pairAgain(mine: VolumeHello, theirs: VolumeHello): SessionAction[] {
+    const volume = mine.volume;
+    this.pairings.set(volume, this.pairingOf(volume) + 1);
+    const outcome = mine.described
+      ? checkVolume(mine.described, theirs, this.o.peer, { self: this.o.node, inSet: (v) => this.o.pairedWith(v).length > 1 })
+      : null;
+    if (outcome !== null && 'pair' in outcome && !outcome.follows) this.carried.add(volume);
+    return [{ type: 'volumeUp', volume, outcome }];
+  }
+
   private hello(): SessionAction {
     return { type: 'send', parts: encodeHelloFrame({
       node: this.o.node, codecs: ['zstd'], volumes: this.o.shared(), unavailable: this.o.unavailable?.(),
@@ -234,6 +330,7 @@ export class PeerSession {
       return [{ type: 'refused', code, message, byPeer: true }, ...this.close(`${peer} refused the link`, null)];
     }
     if (!this.up) return this.close(`${peer} sent frame type ${f.type} before Hello`);
+    if (f.type === FrameType.VolumeHello) return this.volumeHelloFrom(f);
     // A frame that names a volume is taken only from the peer that volume is paired
     // with. Every configured peer's key opens a link, so without this a peer paired
     // for one volume could read another pair's replica (HashRequest), jam it (Resync,
@@ -248,6 +345,8 @@ export class PeerSession {
         return this.close(`${peer} sent a ${FrameType[f.type]} frame for volume ${named}, ${whose}; ` +
           'a peer may only send frames for the volumes paired with it', 'error');
       }
+      // (Sent before the peer read this side's VolumeHello: of the pairing that ended. Dropped, by stream order.)
+      if (this.asking.has(named)) return [];
       if (!this.carried.has(named)) {
         // (A volume of a set of three that is secondary on both sides, or whose secondary
         // starts again for a new primary: its Hello paired nothing on this link.)

@@ -19,6 +19,7 @@ import { LinkCapacity, socketAllowance } from '../rate/capacity.js';
 import { Pacer } from '../rate/pacer.js';
 import type { Replica } from '../secondary/replica.js';
 import { PeerSession, type PeerSessionOptions, type SessionAction } from '../link/peer-session.js';
+import type { PairOutcome } from '../link/hello.js';
 
 /** A link that is open, as the link manager and the volumes wired to it hold it. */
 export interface LinkSession {
@@ -41,6 +42,12 @@ export interface LinkSession {
   /** Frame bytes written to the socket, and what the link carried while it was the bottleneck. */
   wireBytes: number;
   capacity: LinkCapacity;
+  /**
+   * This side's `volume` changed: its pairing on the link is let go (volumeDown) and the
+   * peer asked to pair it again (PeerSession.rehello). False: the link speaks protocol 1
+   * or 2, and only a new link pairs it again (the caller closes this one).
+   */
+  rehello(volume: string): boolean;
 }
 
 /** How a link ended: `up`, both Hellos passed and neither side refused; `refused`, the refusal's reason, if any. */
@@ -71,6 +78,10 @@ export interface LinkHost {
   unpackPool(): CompressionPool;
   /** Both Hellos passed: the link joins the node's links and its volumes are wired to it. */
   up(s: LinkSession, check: Extract<HelloCheck, { ok: true }>, version: number): void;
+  /** `volume`'s pairing on the link `s` ends (a VolumeHello, either side's): what is wired of it to the link goes (idempotent). */
+  volumeDown(s: LinkSession, volume: string): void;
+  /** `volume` paired again on the link `s` from the two sides' VolumeHellos: wired as a Hello wires it. */
+  volumeUp(s: LinkSession, volume: string, outcome: PairOutcome | null): void;
   /** The link was refused (said in the log already): the operator's events. */
   refused(peer: string, a: Extract<SessionAction, { type: 'refused' }>): void;
   /** The socket closed: the link leaves the node's links, if it is still the one there. */
@@ -127,6 +138,11 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
         if (!machine.closed) pacer.control(atVersion(parts, machine.version));
       },
       close: (reason, level = 'warn') => run(machine.close(reason, level)),
+      rehello: (volume) => {
+        if (!machine.rehelloes) return false;
+        run(machine.rehello(volume));
+        return true;
+      },
     };
     // How busy the link is (data waiting for it), sampled 4 times a second; the
     // packer's auto level follows it once a second.
@@ -215,12 +231,15 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
             lease();
             return s.close(`${peer} sent records for ${volume}, which is not a replica here`);
           }
+          const pairing = machine.pairingOf(volume);
           decodePackedRecordsFrameOff(packed, host.unpackPool()).then(({ records }) => {
             // (Its records are new buffers: the worker unpacked a copy, and payloads that went raw
             // were copied out with their headers, src/compress/codec.ts. The frame is read no more.)
             owned?.give();
             if (machine.closed) return lease();
-            void rp.receive(records, lease).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
+            // (The volume's pairing ended meanwhile, a VolumeHello: its records are of that pairing, and go.)
+            if (machine.pairingOf(volume) !== pairing) lease();
+            else void rp.receive(records, lease).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
             run(machine.handle({ type: 'unpacked' }));
           }, (e: Error) => {
             owned?.give();
@@ -239,9 +258,11 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
           const r = a.request;
           const rp = host.replica(r.volume);
           if (!rp) return s.close(`${peer} asked for hashes of ${r.volume}, which is not a replica here`);
-          void rp.hashRegions(r.regionSize, r.first, r.count, () => !machine.closed, r.afterSeq ?? 0).then(
+          const pairing = machine.pairingOf(r.volume);
+          const same = (): boolean => !machine.closed && machine.pairingOf(r.volume) === pairing;
+          void rp.hashRegions(r.regionSize, r.first, r.count, same, r.afterSeq ?? 0).then(
             (hashes) => {
-              if (hashes) s.send(encodeHashReply(r, hashes));
+              if (hashes && same()) s.send(encodeHashReply(r, hashes));
             },
             (e: Error) => s.close(`hashing ${r.volume}: ${e.message}`),
           );
@@ -254,9 +275,11 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
           const r = a.request;
           const rp = host.replica(r.volume);
           if (!rp) return s.close(`${peer} asked for the holes of ${r.volume}, which is not a replica here`);
-          void rp.mapHoles(r.offset, r.length, MAX_MAP_HOLES, () => !machine.closed).then(
+          const pairing = machine.pairingOf(r.volume);
+          const same = (): boolean => !machine.closed && machine.pairingOf(r.volume) === pairing;
+          void rp.mapHoles(r.offset, r.length, MAX_MAP_HOLES, same).then(
             (map) => {
-              if (map) s.send(encodeMapReply({ volume: r.volume, offset: r.offset, ...map }));
+              if (map && same()) s.send(encodeMapReply({ volume: r.volume, offset: r.offset, ...map }));
             },
             (e: Error) => s.close(`mapping the holes of ${r.volume}: ${e.message}`),
           );
@@ -276,6 +299,12 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
           return;
         case 'resumeReading':
           intake.pause('unpacking', false);
+          return;
+        case 'volumeDown':
+          host.volumeDown(s, a.volume);
+          return;
+        case 'volumeUp':
+          host.volumeUp(s, a.volume, a.outcome);
           return;
         case 'droppedBeforeHello':
           // A TLS 1.3 client finishes its handshake before the server has checked its

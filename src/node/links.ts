@@ -9,7 +9,7 @@ import type { Config } from '../config/config.js';
 import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
 import { PROTOCOL_RANGE, atVersion, encodeAck, encodeHold, type ProtocolRange } from '../link/frame.js';
-import type { HelloCheck, HelloVolume } from '../link/hello.js';
+import type { HelloCheck, HelloVolume, PairOutcome, VolumeConflict } from '../link/hello.js';
 import type { Identity } from '../link/identity.js';
 import { Packer } from '../compress/packer.js';
 import { CompressionPool } from '../compress/pool.js';
@@ -108,6 +108,8 @@ export class LinkManager {
       shippers: () => this.shippers.values(),
       unpackPool: () => this.unpackPool(),
       up: (s, check, version) => this.linkUp(s, check, version),
+      volumeDown: (s, volume) => this.volumeDown(s, volume),
+      volumeUp: (s, volume, outcome) => this.volumeUp(s, volume, outcome),
       refused: (peer, a) => this.onRefused?.(peer, a.code, a.message),
       closed: (s) => {
         if (this.sessions.get(s.peer) !== s) return;
@@ -161,12 +163,15 @@ export class LinkManager {
   /** The volumes shared with `peer` that this node could not open, with why: Hello lists them so the peer links the others. */
   private setAside(peer: string): Array<{ name: string; reason: string }> {
     const why = this.volumes.unavailable;
-    if (!why) return [];
     return this.config.volumes.filter((v) => v.peers.includes(peer)).flatMap((v) => {
-      const reason = why(v.name);
+      // (Or being changed here, a promote or demote under way: said so, rather than missing.)
+      const reason = why?.(v.name) ?? this.changing.get(v.name) ?? null;
       return reason === null ? [] : [{ name: v.name, reason: reason.slice(0, 2048) }];
     });
   }
+
+  /** Volumes being changed here (volumeChanged until volumeReady), with why: their Hellos say so. */
+  private readonly changing = new Map<string, string>();
 
   /** Volumes the peer could not open, by volume then peer, as its last Hello said (why, in its words). */
   private readonly peerSetAside = new Map<string, Map<string, string>>();
@@ -371,19 +376,8 @@ export class LinkManager {
   private linkUp(s: LinkSession, check: Extract<HelloCheck, { ok: true }>, version: number): void {
     const peer = s.peer;
     for (const byPeer of this.peerSetAside.values()) byPeer.delete(peer);
-    for (const u of check.unavailable) {
-      const byPeer = this.peerSetAside.get(u.name) ?? new Map<string, string>();
-      this.peerSetAside.set(u.name, byPeer.set(peer, u.reason));
-      this.log.warn({ volume: u.name, peer }, u.missing || u.resized
-        ? `volume ${u.name}: ${u.reason}; the link serves the other volumes, and nothing of ${u.name} flows until ${peer} ` +
-          `${u.missing ? 'has it' : 'has its size'} (its changes are kept here meanwhile)`
-        : `volume ${u.name}: ${peer} could not open it (${u.reason}); the link serves the other volumes, ` +
-          `and nothing of ${u.name} flows until ${peer} opens it (a reload there tries again)`);
-    }
-    this.conflicts.linked(peer, check.conflicts, check.pairs.map((p) => p.local.name), (c) => {
-      // (After this turn: a failback closes this link, which is not the node's yet.)
-      if (c.code === 'peer-promoted') setImmediate(() => this.onPeerPromoted?.(c.volume));
-    });
+    for (const u of check.unavailable) this.peerCannot(peer, u, 'warn');
+    this.conflicts.linked(peer, check.conflicts, check.pairs.map((p) => p.local.name), (c) => this.conflictFound(c));
     const setting = (): Compression => this.config.peers.find((p) => p.name === peer)?.compression ?? { mode: 'auto' };
     if (setting().mode !== 'off') this.pool ??= new CompressionPool();
     s.packer = new Packer({
@@ -397,82 +391,154 @@ export class LinkManager {
     });
     this.sessions.set(peer, s);
     this.log.info({ peer, protocol: version }, `link to ${peer} up`);
-    for (const { local } of check.follows) {
-      if (local.role === 'primary') {
-        this.startingAgain.set(local.name, (this.startingAgain.get(local.name) ?? new Set<string>()).add(peer));
-        this.log.info({ volume: local.name, peer }, `volume ${local.name}: ${peer} holds records of another primary's journal; ` +
-          'it starts again from its last flush point and is compared by hash when it links again');
-      } else {
-        this.onFollow?.(local.name, peer);
-      }
+    for (const { local } of check.follows) this.followOn(peer, local);
+    for (const { local, remote } of check.pairs) if (!this.pairVolume(s, local, remote)) return;
+  }
+
+  /** The peer could not open `u` (or lacks it, or its size differs, or it is being changed there): nothing of it flows meanwhile. */
+  private peerCannot(peer: string, u: { name: string; reason: string; missing?: true; resized?: true }, level: 'warn' | 'info'): void {
+    const byPeer = this.peerSetAside.get(u.name) ?? new Map<string, string>();
+    this.peerSetAside.set(u.name, byPeer.set(peer, u.reason));
+    this.log[level]({ volume: u.name, peer }, u.missing || u.resized
+      ? `volume ${u.name}: ${u.reason}; the link serves the other volumes, and nothing of ${u.name} flows until ${peer} ` +
+        `${u.missing ? 'has it' : 'has its size'} (its changes are kept here meanwhile)`
+      : level === 'info'
+        ? `volume ${u.name}: not paired with ${peer} now (${u.reason}); nothing of ${u.name} flows until ${peer} says otherwise`
+        : `volume ${u.name}: ${peer} could not open it (${u.reason}); the link serves the other volumes, ` +
+          `and nothing of ${u.name} flows until ${peer} opens it (a reload there tries again)`);
+  }
+
+  /** A conflict of a volume's roles found on a link (its Hello, or the volume's Hello again). */
+  private conflictFound(c: VolumeConflict): void {
+    // (After this turn: a failback closes or re-pairs this link, which is not the node's yet.)
+    if (c.code === 'peer-promoted') setImmediate(() => this.onPeerPromoted?.(c.volume));
+  }
+
+  /** The pair's secondary holds records of another journal than the primary's: it starts again (src/node/roles.ts, follow). */
+  private followOn(peer: string, local: HelloVolume): void {
+    if (local.role === 'primary') {
+      this.startingAgain.set(local.name, (this.startingAgain.get(local.name) ?? new Set<string>()).add(peer));
+      this.log.info({ volume: local.name, peer }, `volume ${local.name}: ${peer} holds records of another primary's journal; ` +
+        'it starts again from its last flush point and is compared by hash when it links again');
+    } else {
+      this.onFollow?.(local.name, peer);
     }
-    for (const { local, remote } of check.pairs) {
-      if (local.role === 'primary') {
-        const jv = this.volumes.primaries.get(local.name);
-        if (!jv) continue;
-        // (Paired now: its beginning below opens its comparison before any status is read.)
-        this.startingAgain.get(local.name)?.delete(peer);
-        // The secondary applies whole epochs out of its receive log: keep them to a quarter of it.
-        jv.maxEpochBytes = Math.min(jv.maxEpochBytes, epochBytesFor(Infinity, remote.logBytes));
-        // A peer with nothing in its receive log and no round open (a new replica, or
-        // an old primary just demoted) gets a first sync: every region compared by hash.
-        jv.apart = null;
-        try {
-          this.volumes.identities.get(local.name)?.markShared();
-        } catch (e) {
-          this.log.error({ volume: local.name }, `volume ${local.name}: cannot record that the peer holds this generation: ${(e as Error).message}`);
-        }
-        const sh = this.shipperFor(local.name, jv, peer);
-        sh.fitWindow(remote.logBytes);
-        const cfg = this.config.volumes.find((v) => v.name === local.name);
-        const paced = {
-          link: s,
-          send: (parts: Buffer[], cls?: FrameClass, hold?: FrameHold) => {
-            if (!s.closed) s.pacer.send(local.name, cfg?.weight ?? 1, atVersion(parts, s.machine.version), { priority: cfg?.priority, cls, hold });
-            else hold?.release();
-          },
-          drop: () => s.pacer.drop(local.name),
-          encode: (records: JournalRecord[], room?: FrameRoom) => s.packer!.encode(local.name, records, room),
-          close: (why: string) => s.close(why),
-          version: s.machine.version,
-        };
-        sh.up(paced, remote.durableSeq, remote.round, remote.durableSeq === 0 && remote.round === 0);
-      } else {
-        const now = this.primaryNow.get(local.name);
-        if (now !== undefined && now !== peer && this.sessions.has(now)) {
-          // Two primaries of one volume each reach this node (a failover that left the old one running).
-          s.close(`volume ${local.name}: ${peer} is primary, and so is ${now}, which this node follows; two primaries take writes apart: ` +
-            `demote one of them (offsite demote ${local.name})`);
-          return;
-        }
-        // A receive log takes records of one journal only (src/stream/stream.ts): Hello paired no other.
-        assert(!remote.stream || !local.stream || remote.stream === local.stream || (local.durableSeq === 0 && local.round === 0),
-          () => `volume ${local.name}: paired with ${peer}'s journal ${remote.stream} while its receive log holds records of ${local.stream}`);
-        this.primaryNow.set(local.name, peer);
-        // The secondary takes the primary's volume identity (its UUID and generations).
-        try {
-          this.volumes.identities.get(local.name)?.adopt(remote.uuid, remote.generation);
-          this.volumes.identities.get(local.name)?.markShared();
-        } catch (e) {
-          this.log.error({ volume: local.name }, `volume ${local.name}: cannot record the primary's identity: ${(e as Error).message}`);
-        }
-        const rp = this.volumes.replicas.get(local.name);
-        if (!rp) continue;
-        // The stream its receive log takes records of, written down before the first (none said: a release before streams).
-        const stream = remote.stream;
-        rp.attach({
-          ack: (seq) => s.send(encodeAck(local.name, seq)),
-          hold: (held, after) => s.send(encodeHold(local.name, after, held)),
-          close: (why) => s.close(why),
-        }, stream && !local.stream ? () => this.volumes.streams.adopt(local.name, { stream, primary: peer }) : undefined)
-          .catch((e: Error) => s.close(`volume ${local.name}: attaching the replica failed: ${e.message}`));
+  }
+
+  /** Wires a pair the link's Hello (or the volume's Hello again) made: its shipper to the link, or its replica. False: the link closed. */
+  private pairVolume(s: LinkSession, local: HelloVolume, remote: HelloVolume): boolean {
+    const peer = s.peer;
+    if (local.role === 'primary') {
+      const jv = this.volumes.primaries.get(local.name);
+      if (!jv) return true;
+      // (Paired now: its beginning below opens its comparison before any status is read.)
+      this.startingAgain.get(local.name)?.delete(peer);
+      // The secondary applies whole epochs out of its receive log: keep them to a quarter of it.
+      jv.maxEpochBytes = Math.min(jv.maxEpochBytes, epochBytesFor(Infinity, remote.logBytes));
+      // A peer with nothing in its receive log and no round open (a new replica, or
+      // an old primary just demoted) gets a first sync: every region compared by hash.
+      jv.apart = null;
+      try {
+        this.volumes.identities.get(local.name)?.markShared();
+      } catch (e) {
+        this.log.error({ volume: local.name }, `volume ${local.name}: cannot record that the peer holds this generation: ${(e as Error).message}`);
       }
+      const sh = this.shipperFor(local.name, jv, peer);
+      sh.fitWindow(remote.logBytes);
+      const cfg = this.config.volumes.find((v) => v.name === local.name);
+      const paced = {
+        link: s,
+        send: (parts: Buffer[], cls?: FrameClass, hold?: FrameHold) => {
+          if (!s.closed) s.pacer.send(local.name, cfg?.weight ?? 1, atVersion(parts, s.machine.version), { priority: cfg?.priority, cls, hold });
+          else hold?.release();
+        },
+        drop: () => s.pacer.drop(local.name),
+        encode: (records: JournalRecord[], room?: FrameRoom) => s.packer!.encode(local.name, records, room),
+        close: (why: string) => s.close(why),
+        version: s.machine.version,
+      };
+      sh.up(paced, remote.durableSeq, remote.round, remote.durableSeq === 0 && remote.round === 0);
+    } else {
+      const now = this.primaryNow.get(local.name);
+      if (now !== undefined && now !== peer && this.sessions.has(now)) {
+        // Two primaries of one volume each reach this node (a failover that left the old one running).
+        s.close(`volume ${local.name}: ${peer} is primary, and so is ${now}, which this node follows; two primaries take writes apart: ` +
+          `demote one of them (offsite demote ${local.name})`);
+        return false;
+      }
+      // A receive log takes records of one journal only (src/stream/stream.ts): Hello paired no other.
+      assert(!remote.stream || !local.stream || remote.stream === local.stream || (local.durableSeq === 0 && local.round === 0),
+        () => `volume ${local.name}: paired with ${peer}'s journal ${remote.stream} while its receive log holds records of ${local.stream}`);
+      this.primaryNow.set(local.name, peer);
+      // The secondary takes the primary's volume identity (its UUID and generations).
+      try {
+        this.volumes.identities.get(local.name)?.adopt(remote.uuid, remote.generation);
+        this.volumes.identities.get(local.name)?.markShared();
+      } catch (e) {
+        this.log.error({ volume: local.name }, `volume ${local.name}: cannot record the primary's identity: ${(e as Error).message}`);
+      }
+      const rp = this.volumes.replicas.get(local.name);
+      if (!rp) return true;
+      // The stream its receive log takes records of, written down before the first (none said: a release before streams).
+      const stream = remote.stream;
+      rp.attach({
+        ack: (seq) => s.send(encodeAck(local.name, seq)),
+        hold: (held, after) => s.send(encodeHold(local.name, after, held)),
+        close: (why) => s.close(why),
+      }, stream && !local.stream ? () => this.volumes.streams.adopt(local.name, { stream, primary: peer }) : undefined)
+        .catch((e: Error) => s.close(`volume ${local.name}: attaching the replica failed: ${e.message}`));
+    }
+    return true;
+  }
+
+  /** `name`'s pairing on the link `s` ended (a VolumeHello, either side's): what is wired of it to `s` goes; the rest of the link goes on. */
+  private volumeDown(s: LinkSession, name: string): void {
+    if (this.sessions.get(s.peer) !== s) return;
+    const peer = s.peer;
+    this.peerSetAside.get(name)?.delete(peer);
+    this.conflicts.unpaired(name, peer);
+    const sh = this.shippers.get(pairKey(name, peer));
+    if (sh?.session?.link === s) sh.down();
+    // (Its frames not written yet go: what follows the VolumeHello on the link is of the next pairing.)
+    s.pacer.drop(name);
+    if (this.primaryNow.get(name) === peer) {
+      this.primaryNow.delete(name);
+      this.volumes.replicas.get(name)?.detach();
+    }
+    if (this.volumeConfig(name)?.peers.includes(peer)) this.armApart(name);
+  }
+
+  /** `name` paired again on the link `s` from both sides' VolumeHellos: wired as a Hello wires it. */
+  private volumeUp(s: LinkSession, name: string, outcome: PairOutcome | null): void {
+    if (this.sessions.get(s.peer) !== s || outcome === null) return;
+    const peer = s.peer;
+    if ('code' in outcome) {
+      this.conflicts.found(peer, outcome, (c) => this.conflictFound(c));
+    } else if ('reason' in outcome) {
+      this.peerCannot(peer, outcome, 'info');
+    } else {
+      this.conflicts.paired(name, peer);
+      if (outcome.follows) this.followOn(peer, outcome.pair.local);
+      else if (this.pairVolume(s, outcome.pair.local, outcome.pair.remote)) this.log.info({ volume: name, peer }, `volume ${name}: paired with ${peer} again`);
     }
   }
 
   /**
-   * A volume changed role here (promote, demote): its shipper goes, and the link to
-   * its peer is closed so the next Hello describes the new roles.
+   * `name` changed here (its role, peers or size): its pairing on the link to `peer` is
+   * let go and the peer asked to pair it again (a VolumeHello); a link of protocol 1 or 2
+   * closes instead, and the next Hello pairs it (`redial`: dialed again at once).
+   */
+  private pairAgain(name: string, peer: string, why: string, redial: boolean): void {
+    const s = this.sessions.get(peer);
+    if (s?.rehello(name)) return;
+    s?.close(why);
+    if (redial) this.dialer.redial(peer);
+  }
+
+  /**
+   * A volume changed role here (promote, demote), or a reload lets it go: its shipper
+   * goes, and its peers are told it is being changed (a VolumeHello; a link of protocol
+   * 1 or 2 closes, and the next Hello describes the new roles).
    */
   volumeChanged(name: string, reason: string): void {
     for (const [key, sh] of this.shippers) {
@@ -489,7 +555,9 @@ export class LinkManager {
     // attaches the old replica nor ships from the old journal.
     this.volumes.replicas.delete(name);
     this.volumes.primaries.delete(name);
-    for (const peer of this.volumeConfig(name)?.peers ?? []) this.sessions.get(peer)?.close(reason);
+    // Its peers hear that it is being changed (a VolumeHello; on an older link, the link closes), the rest of each link goes on.
+    this.changing.set(name, reason);
+    for (const peer of this.volumeConfig(name)?.peers ?? []) this.pairAgain(name, peer, reason, false);
   }
 
   /**
@@ -502,17 +570,18 @@ export class LinkManager {
   }
 
   /**
-   * A reload let `name` go (src/node/volume-removal.ts), after volumeChanged closed its
-   * links: what the manager kept of it goes, and the links to `peers` come back without
-   * it (the next Hello does not describe it: the peer says it is missing here).
+   * A reload let `name` go (src/node/volume-removal.ts), after volumeChanged: what the
+   * manager kept of it goes, and `peers` hear it is gone (its VolumeHello describes
+   * nothing: the peer says it is missing here; or the next Hello does not describe it).
    */
   volumeRemoved(name: string, peers: readonly string[]): void {
+    this.changing.delete(name);
     this.pausedVolumes.delete(name);
     this.peerSetAside.delete(name);
     this.conflicts.forget(name);
     this.startingAgain.delete(name);
     this.figures.forget(name);
-    for (const peer of peers) if (!this.retiring.has(peer)) this.dialer.redial(peer);
+    for (const peer of peers) if (!this.retiring.has(peer)) this.pairAgain(name, peer, `volume ${name} was removed here`, true);
   }
 
   /** A reload took `peers` away from `volume` (src/node/volume-peers.ts): its shippers to them stop, and what was kept of them goes. */
@@ -536,6 +605,7 @@ export class LinkManager {
         this.primaryNow.delete(volume);
         this.volumes.replicas.get(volume)?.detach();
       }
+      if (this.sessions.get(peer)?.rehello(volume)) continue;
       this.sessions.get(peer)?.close(why);
       if (this.config.node < peer && !this.dialing.has(peer)) this.dialIfFirst(peer);
       else this.dialer.redial(peer);
@@ -596,10 +666,8 @@ export class LinkManager {
 
   /** The change is done (the maps hold the volume in its new role): the next Hello says so. */
   volumeReady(name: string, reason: string): void {
-    for (const peer of this.volumeConfig(name)?.peers ?? []) {
-      this.sessions.get(peer)?.close(reason);
-      this.dialer.redial(peer);
-    }
+    this.changing.delete(name);
+    for (const peer of this.volumeConfig(name)?.peers ?? []) this.pairAgain(name, peer, reason, true);
   }
 
   /**

@@ -5,9 +5,9 @@
 // volumes: one volume's failover or split brain does not stop a hundred others'
 // replication (docs/LINK.md, "Conflicts of one volume").
 //
-// What the last Hello of each link said is kept until that link closes; the operator's
-// action on the volume (a demote, a promote) closes the link, and the next Hello says
-// afresh. Each conflict is logged when first seen and again only if it changes, not at
+// What the last Hello of each link said is kept until that link closes, or the volume
+// is paired again on it (a VolumeHello, after the operator's demote or promote; on a
+// link of protocol 1 or 2 the action closes the link and the next Hello says afresh). Each conflict is logged when first seen and again only if it changes, not at
 // every link that finds it still there.
 import type { VolumeConflict } from '../link/hello.js';
 import type { Logger } from '../log/log.js';
@@ -27,18 +27,31 @@ export class VolumeConflicts {
    */
   linked(peer: string, conflicts: readonly VolumeConflict[], paired: readonly string[], onEach: (c: VolumeConflict) => void): void {
     this.closed(peer);
-    for (const name of paired) this.said.delete(key(name, peer));
-    for (const c of conflicts) {
-      const byPeer = this.now.get(c.volume) ?? new Map<string, VolumeConflict>();
-      this.now.set(c.volume, byPeer.set(peer, c));
-      const k = key(c.volume, peer);
-      if (this.said.get(k) !== c.message) {
-        this.said.set(k, c.message);
-        this.log.error({ volume: c.volume, peer, code: c.code },
-          `${c.message}; nothing of ${c.volume} flows between this node and ${peer} until then (the link serves the other volumes)`);
-      }
-      onEach(c);
+    for (const name of paired) this.paired(name, peer);
+    for (const c of conflicts) this.found(peer, c, onEach);
+  }
+
+  /** A link to `peer` found conflict `c` (its Hello, or the volume's Hello again): logged if new; `onEach` sees it. */
+  found(peer: string, c: VolumeConflict, onEach: (c: VolumeConflict) => void): void {
+    const byPeer = this.now.get(c.volume) ?? new Map<string, VolumeConflict>();
+    this.now.set(c.volume, byPeer.set(peer, c));
+    const k = key(c.volume, peer);
+    if (this.said.get(k) !== c.message) {
+      this.said.set(k, c.message);
+      this.log.error({ volume: c.volume, peer, code: c.code },
+        `${c.message}; nothing of ${c.volume} flows between this node and ${peer} until then (the link serves the other volumes)`);
     }
+    onEach(c);
+  }
+
+  /** `volume` paired with `peer`: a conflict found later is said again. */
+  paired(volume: string, peer: string): void {
+    this.said.delete(key(volume, peer));
+  }
+
+  /** `volume`'s pairing with `peer` on the link ended (a VolumeHello): what the link said of it holds no longer. */
+  unpaired(volume: string, peer: string): void {
+    this.now.get(volume)?.delete(peer);
   }
 
   /** The link to `peer` closed: what its Hello said holds no longer. */

@@ -47,6 +47,9 @@ test('a volume added at a reload is served at once, waits for the peer that lack
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 4M', '-c', 'flush', p.a.uri('db')]);
     await p.drained();
 
+    // (The link comes up once and stays: each site's new volume pairs by a VolumeHello, protocol 3, db never stopping.)
+    const linkUps = (): number[] => [p.a.log.match(/link to site-b up/g)?.length ?? 0, p.b.log.match(/link to site-a up/g)?.length ?? 0];
+    assert.deepEqual(linkUps(), [1, 1]);
     addVolume(p.a.configFile, 'wal: { path: ./wal.img, size: 32MiB, role: primary, peer: site-b, journal: 128MiB }');
     const said = await cli(p.a, 'reload');
     assert.equal(said.code, 0, said.stderr);
@@ -80,6 +83,8 @@ test('a volume added at a reload is served at once, waits for the peer that lack
     await p.drained();
     await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('wal'), p.b.uri('wal')]);
     await must('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', p.a.uri('db'), p.b.uri('db')]);
+    assert.deepEqual(linkUps(), [1, 1], 'wal paired on the link that stayed up');
+    assert.match(p.a.log, /volume wal: paired with site-b again/);
     const walAtA = (await statusOf(p.a)).volumes.find((v) => v.name === 'wal') as { peers: Array<{ unavailable?: string | null }> };
     assert.equal(walAtA.peers[0]!.unavailable ?? null, null);
 

@@ -34,6 +34,9 @@ test('a volume primary on both sites waits unpaired with its way out; the other 
   try {
     await must('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 4M', '-c', 'flush', p.a.uri('db')]);
     await p.drained(60_000);
+    // (The link comes up once and stays: db's promote, conflict and demote each pair db again by a VolumeHello, protocol 3.)
+    const linkUps = (): number[] => [p.a.log.match(/link to site-b up/g)?.length ?? 0, p.b.log.match(/link to site-a up/g)?.length ?? 0];
+    assert.deepEqual(linkUps(), [1, 1]);
 
     // db taken over at site-b while site-a still serves it: refused without --force, done with it.
     const refused = await cli(p.b, 'promote', 'db');
@@ -61,7 +64,7 @@ test('a volume primary on both sites waits unpaired with its way out; the other 
     try {
       const page = await browser.newPage();
       await page.goto(`http://127.0.0.1:${p.a.apiPort}/`);
-      const badge = page.getByText('not paired with site-b');
+      const badge = page.getByText('not paired with site-b', { exact: true });
       await badge.waitFor({ timeout: 15_000 });
       assert.match(await badge.getAttribute('title') ?? '', /fail back with `offsite demote db` here/);
     } finally {
@@ -87,6 +90,9 @@ test('a volume primary on both sites waits unpaired with its way out; the other 
     }, 120_000);
     await assertIdentical(p.b.uri('db'), p.a.uri('db'));
     assert.equal((await volume(p.a, 'db')).peers[0]!.conflict ?? null, null);
+    assert.deepEqual(linkUps(), [1, 1], 'the link never closed: logs never stopped');
+    assert.doesNotMatch(p.a.log + p.b.log, /link to site-[ab] closed/);
+    assert.match(p.a.log, /volume db: paired with site-b again/);
   } finally {
     await p.stop();
   }

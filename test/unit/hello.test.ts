@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { checkHello, encodeHello, encodeHelloFrame, type Hello, type HelloVolume } from '../../src/link/hello.js';
+import { decodeVolumeHello, encodeVolumeHello } from '../../src/link/hello.js';
 
 const vol = (over: Partial<HelloVolume> = {}): HelloVolume => ({ name: 'db', uuid: 'u1', size: 1 << 30, role: 'primary', generation: ['g1'], durableSeq: 0,
   logBytes: 1 << 30, round: 0, ...over });
@@ -47,8 +48,8 @@ test('two primaries, other uuid, wrong node, other version', () => {
   assert.match(refused(checkHello(hello({ volumes: [vol()] }), 'site-b', [vol()])), /^two-primaries: .*offsite demote db/);
   assert.match(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', uuid: 'u2' })] }), 'site-b', [vol()])), /^uuid: /);
   assert.match(refused(checkHello(hello({ node: 'site-c' }), 'site-b', [vol()])), /^wrong-node: the peer calls itself "site-c"/);
-  assert.match(refused(checkHello(hello({ protocol: 3 }), 'site-b', [vol()])),
-    /^version: site-b speaks protocol version 3 and this node speaks protocol versions 1..2: no version in common\. Upgrade this node /);
+  assert.match(refused(checkHello(hello({ protocol: 4 }), 'site-b', [vol()])),
+    /^version: site-b speaks protocol version 4 and this node speaks protocol versions 1..3: no version in common\. Upgrade this node /);
 });
 
 test('a conflict on one volume leaves it unpaired, with its reason; the link pairs the others (both sides find it)', () => {
@@ -175,4 +176,25 @@ test('the Hello frame lists volumes not opened only when there are some; the byt
   assert.doesNotMatch(Buffer.concat(plain).toString('latin1'), /unavailable/);
   const some = Buffer.concat(encodeHelloFrame({ node: 'site-a', codecs: ['zstd'], volumes: [vol()], unavailable: [{ name: 'wal', reason: 'ENOENT' }] }));
   assert.match(some.toString('latin1'), /\}\],"unavailable":\[\{"name":"wal","reason":"ENOENT"\}\]\}$/);
+});
+
+test('a VolumeHello frame from fixed bytes: version 3, type 13, its JSON; anything else is a bad frame', () => {
+  const parts = encodeVolumeHello({ volume: 'db', reply: false, unavailable: 'volume db is being promoted here' });
+  const json = '{"volume":"db","reply":false,"unavailable":"volume db is being promoted here"}';
+  assert.equal(parts[0]!.subarray(0, 8).toString('hex'), '4f46504c030d0000', 'magic, version 3, type 13, flags 0');
+  assert.equal(parts[0]!.readUInt32LE(8), json.length);
+  assert.equal(parts[1]!.toString(), json);
+  assert.deepEqual(decodeVolumeHello(Buffer.from(json)), { volume: 'db', reply: false, unavailable: 'volume db is being promoted here' });
+  const described = vol({ role: 'secondary' });
+  const answer = `{"volume":"db","reply":true,"described":${JSON.stringify(described)}}`;
+  assert.equal(encodeVolumeHello({ volume: 'db', reply: true, described })[1]!.toString(), answer);
+  assert.deepEqual(decodeVolumeHello(Buffer.from(answer)), { volume: 'db', reply: true, described });
+  assert.deepEqual(decodeVolumeHello(Buffer.from('{"volume":"db","reply":true}')), { volume: 'db', reply: true }, 'neither: not shared there');
+  assert.throws(() => decodeVolumeHello(Buffer.from('nope')), /a VolumeHello that is not JSON/);
+  assert.throws(() => decodeVolumeHello(Buffer.from('{"volume":"db"}')), /a VolumeHello malformed at reply/);
+  assert.throws(() => decodeVolumeHello(Buffer.from('{"volume":"db","reply":true,"more":1}')), /malformed/);
+  assert.throws(() => decodeVolumeHello(Buffer.from(`{"volume":"wal","reply":true,"described":${JSON.stringify(described)}}`)),
+    /a VolumeHello for wal that describes db/);
+  assert.throws(() => decodeVolumeHello(Buffer.from(`{"volume":"db","reply":true,"unavailable":"x","described":${JSON.stringify(described)}}`)),
+    /both described and unavailable/);
 });

@@ -156,3 +156,128 @@ function resyncPayload(name: string, seq: number): Buffer {
   b.writeBigUInt64LE(BigInt(seq), 2 + n.length);
   return b;
 }
+
+// --- A volume's Hello again (protocol 3): one volume paired again, the link and its other volumes untouched ---
+
+/** Both sides up (b, the acceptor, speaks first); `roles` are each side's descriptions, changed by the test as the node's would be. */
+function upPair(speaks = PROTOCOL_RANGE): { a: PeerSession; b: PeerSession; atA: HelloVolume[]; atB: HelloVolume[] } {
+  const atA = [vol('primary'), vol('primary', 'logs')];
+  const atB = [vol('secondary'), vol('secondary', 'logs')];
+  const paired = (peer: string) => (v: string): string[] => (v === 'db' || v === 'logs' ? [peer] : []);
+  const a = new PeerSession({ node: 'site-a', peer: 'site-b', initiator: true, speaks, deadAfterMs: 5000, shared: () => atA, pairedWith: paired('site-b') });
+  const b = new PeerSession({ node: 'site-b', peer: 'site-a', initiator: false, speaks, deadAfterMs: 5000, shared: () => atB, pairedWith: paired('site-a') });
+  const helloB = b.handle({ type: 'open', now: 0 });
+  const fromA = a.handle({ type: 'frame', frame: frames(helloB)[0]!, now: 0 });
+  b.handle({ type: 'frame', frame: frames(fromA)[0]!, now: 0 });
+  assert.ok(a.up && b.up);
+  return { a, b, atA, atB };
+}
+
+/** Hands each frame the actions send to `to`; its actions. */
+function deliver(actions: SessionAction[], to: PeerSession, now = 1): SessionAction[] {
+  return frames(actions).flatMap((f) => to.handle({ type: 'frame', frame: f, now }));
+}
+
+const ups = (actions: SessionAction[]): Array<Extract<SessionAction, { type: 'volumeUp' }>> =>
+  actions.filter((a): a is Extract<SessionAction, { type: 'volumeUp' }> => a.type === 'volumeUp');
+
+test('a volume\'s Hello again: asked, answered, both sides pair it again from the new descriptions; the other volume and the link untouched', () => {
+  const { a, b, atB } = upPair();
+  assert.equal(a.version, 3);
+  assert.equal(a.rehelloes, true);
+  const before = a.pairingOf('db');
+  const asked = a.rehello('db');
+  assert.deepEqual(types(asked), ['volumeDown', 'send']);
+  assert.equal(a.carries('db'), false);
+  assert.equal(a.carries('logs'), true);
+  const req = frames(asked)[0]!;
+  assert.equal(req.type, FrameType.VolumeHello);
+  // Meanwhile b's description moved on (its receive log durable further): the answer carries it.
+  atB[0] = { ...atB[0]!, durableSeq: 42 };
+  const atBActions = b.handle({ type: 'frame', frame: req, now: 1 });
+  assert.deepEqual(types(atBActions), ['volumeDown', 'send', 'volumeUp']);
+  const upB = ups(atBActions)[0]!;
+  assert.ok(upB.outcome && 'pair' in upB.outcome && upB.outcome.pair.remote.role === 'primary');
+  const atAActions = deliver(atBActions, a);
+  assert.deepEqual(types(atAActions), ['volumeUp']);
+  const upA = ups(atAActions)[0]!;
+  assert.ok(upA.outcome && 'pair' in upA.outcome && upA.outcome.pair.remote.durableSeq === 42, 'paired from the answer');
+  assert.ok(a.carries('db') && b.carries('db') && a.up && b.up);
+  assert.ok(a.pairingOf('db') > before + 1, 'a pairing ended and another began');
+  // The other volume's frames flowed all along.
+  assert.deepEqual(a.handle({ type: 'frame', frame: one(encodeAck('logs', 3)), now: 2 }), [{ type: 'ack', volume: 'logs', seq: 3 }]);
+});
+
+test('while a side waits for the answer, the volume\'s frames of the pairing that ended are dropped, not taken or closed on', () => {
+  const { a, b } = upPair();
+  const asked = a.rehello('db');
+  // An ack b sent before it read the request: dropped.
+  assert.deepEqual(a.handle({ type: 'frame', frame: one(encodeAck('db', 9)), now: 1 }), []);
+  assert.equal(a.closed, false);
+  deliver(deliver(asked, b), a);
+  assert.deepEqual(a.handle({ type: 'frame', frame: one(encodeAck('db', 10)), now: 2 }), [{ type: 'ack', volume: 'db', seq: 10 }], 'taken again once paired');
+});
+
+test('both sides ask at once: the request of the node whose name sorts first stands, the other answers it; one pairing each, no echo', () => {
+  const { a, b } = upPair();
+  const fromA = a.rehello('db');
+  const fromB = b.rehello('db');
+  const atB = deliver(fromA, b); // b (site-b sorts after site-a) answers a's request, its own void
+  assert.deepEqual(types(atB), ['volumeDown', 'send', 'volumeUp']);
+  const atA = deliver(fromB, a); // a ignores b's request: its own stands
+  assert.deepEqual(atA, []);
+  const answered = deliver(atB, a);
+  assert.deepEqual(types(answered), ['volumeUp']);
+  assert.ok(a.carries('db') && b.carries('db'));
+  assert.deepEqual(frames(answered), [], 'nothing more sent');
+});
+
+test('changed again while asking: asked again once the answer comes; the peer pairs the newest', () => {
+  const { a, b, atA } = upPair();
+  const first = a.rehello('db');
+  atA[0] = { ...atA[0]!, generation: ['g2', 'g'] };
+  assert.deepEqual(types(a.rehello('db')), ['volumeDown'], 'asked already: nothing sent yet');
+  const answer = deliver(first, b);
+  const again = deliver(answer, a);
+  assert.deepEqual(types(again), ['send'], 'not paired on the stale answer: asked again');
+  const answer2 = deliver(again, b);
+  const up = ups(answer2)[0]!;
+  assert.ok(up.outcome && 'pair' in up.outcome && up.outcome.pair.remote.generation[0] === 'g2');
+  assert.deepEqual(types(deliver(answer2, a)), ['volumeUp']);
+  assert.ok(a.carries('db') && b.carries('db'));
+});
+
+test('a volume\'s Hello again pairs as a Hello would: a conflict found on both sides; one removed, missing there', () => {
+  const { a, b, atA } = upPair();
+  // b promoted db (a forced promote while a serves it): two primaries, each side's verdict from its own side.
+  const c = upPair();
+  c.atB[0] = { ...c.atB[0]!, role: 'primary', generation: ['g2', 'g'] };
+  const answer = deliver(c.b.rehello('db'), c.a);
+  const upA = ups(answer)[0]!;
+  assert.ok(upA.outcome && 'code' in upA.outcome && upA.outcome.code === 'peer-promoted', JSON.stringify(upA.outcome));
+  const upB = ups(deliver(answer, c.b))[0]!;
+  assert.ok(upB.outcome && 'code' in upB.outcome && upB.outcome.code === 'two-primaries', JSON.stringify(upB.outcome));
+  assert.ok(!c.a.carries('db') && !c.b.carries('db'));
+  // A frame for it now closes the link, as after a Hello that did not pair it.
+  assert.equal(c.a.handle({ type: 'frame', frame: one(encodeAck('db', 1)), now: 3 })[0]!.type, 'close');
+  // Removed at a: its VolumeHello describes nothing, and b says it is missing there.
+  atA.splice(0, 1);
+  const gone = deliver(a.rehello('db'), b);
+  const missing = ups(gone)[0]!;
+  assert.ok(missing.outcome && 'missing' in missing.outcome && missing.outcome.missing, JSON.stringify(missing.outcome));
+  assert.equal(ups(deliver(gone, a))[0]!.outcome, null, 'not a volume a shares with b: nothing to wire');
+});
+
+test('an answer nobody asked for closes the link; a link of protocol 2 has no Hello again', () => {
+  const { a, b } = upPair();
+  const asked = a.rehello('db');
+  const answer = deliver(asked, b);
+  const p = upPair();
+  const closed = deliver(answer, p.a);
+  assert.equal(closed[0]!.type, 'close');
+  assert.match((closed[0] as { reason: string }).reason, /site-b answered a VolumeHello for db that this node did not send/);
+  const old = upPair({ min: 1, max: 2 });
+  assert.equal(old.a.version, 2);
+  assert.equal(old.a.rehelloes, false);
+  assert.throws(() => old.a.rehello('db'), /a Hello again on a link to site-b at protocol 2/);
+});
