@@ -7,8 +7,9 @@
 //
 // What the last Hello of each link said is kept until that link closes, or the volume
 // is paired again on it (a VolumeHello, after the operator's demote or promote; on a
-// link of protocol 1 or 2 the action closes the link and the next Hello says afresh). Each conflict is logged when first seen and again only if it changes, not at
-// every link that finds it still there.
+// link of protocol 1 or 2 the action closes the link and the next Hello says afresh).
+// Each conflict is logged when first seen and again only if it changes, not at every
+// link that finds it still there.
 import type { VolumeConflict } from '../link/hello.js';
 import type { Logger } from '../log/log.js';
 
