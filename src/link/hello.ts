@@ -237,7 +237,8 @@ export function decodeVolumeHello(payload: Buffer): VolumeHello {
   if (h.described && h.described.name !== h.volume) throw new FrameError(`a VolumeHello for ${h.volume} that describes ${h.described.name}`);
   if (h.described && h.unavailable !== undefined) throw new FrameError(`a VolumeHello for ${h.volume} both described and unavailable`);
   return {
-    volume: h.volume, reply: h.reply, ...(h.described ? { described: h.described } : {}), ...(h.unavailable !== undefined ? { unavailable: h.unavailable } : {}),
+    volume: h.volume, reply: h.reply,
+    ...(h.described ? { described: h.described } : {}), ...(h.unavailable !== undefined ? { unavailable: h.unavailable } : {}),
   };
 }
 
