@@ -1,11 +1,11 @@
 // Protocol versions against a real daemon (docs/VERSIONING.md). A peer double, "future",
 // holds a paired key and speaks the real protocol, claiming other version ranges:
-// - 1 only (the previous release): the daemon (1..2) sends its Hello at version 1 with
-//   its highest, 2, in the flags and the previous release's JSON keys, settles on 1,
+// - 1 only (the previous release): the daemon (1..3) sends its Hello at version 1 with
+//   its highest, 3, in the flags and the previous release's JSON keys, settles on 1,
 //   and the link comes up; a frame at version 2 after that is refused;
-// - 2..3: the link settles on 2, the daemon's highest;
-// - 3..4: no version in common: the daemon refuses the Hello, with a Refuse at version
-//   3 (the double reads it) saying what each side speaks and that site-b must upgrade.
+// - 2..4: the link settles on 3, the daemon's highest;
+// - 4..5: no version in common: the daemon refuses the Hello, with a Refuse at version
+//   4 (the double reads it) saying what each side speaks and that site-b must upgrade.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -97,8 +97,8 @@ volumes:
     const d = await Double.dial(future, { name: 'site-b', fingerprint: fpB }, linkB);
     const hello = await d.waitFor(FrameType.Hello);
     assert.ok(hello, 'site-b sent its Hello');
-    // A Hello the previous release reads as its own: version 1, its JSON keys only; the highest (2) in the flags it never reads.
-    assert.deepEqual([hello.version, hello.flags], [1, 2]);
+    // A Hello the previous release reads as its own: version 1, its JSON keys only; the highest (3) in the flags it never reads.
+    assert.deepEqual([hello.version, hello.flags], [1, 3]);
     assert.deepEqual(Object.keys(JSON.parse(hello.payload.toString('utf8')) as object), ['node', 'protocol', 'codecs', 'volumes']);
     d.send(encodeHelloFrame(HELLO, { min: 1, max: 1 }));
     // Up at version 1: site-b's heartbeats come at 1, and no Refuse.
@@ -115,28 +115,28 @@ volumes:
     assert.match(b.log, /link to future closed: future sent a bad frame: peer sent a frame of protocol version 2 on a link that agreed on version 1/);
   });
 
-  test('a peer speaking 2..3 settles on 2, the highest both speak', async () => {
+  test('a peer speaking 2..4 settles on 3, the highest both speak', async () => {
     const d = await Double.dial(future, { name: 'site-b', fingerprint: fpB }, linkB);
     assert.ok(await d.waitFor(FrameType.Hello));
-    d.send(encodeFrame(FrameType.Hello, encodeHello({ ...HELLO, protocol: 2 }), 3, 2));
+    d.send(encodeFrame(FrameType.Hello, encodeHello({ ...HELLO, protocol: 2 }), 4, 2));
     const beat = await d.waitFor(FrameType.Heartbeat, 5000);
     assert.ok(beat, `a heartbeat after Hello\n${b.log.slice(-2000)}`);
-    assert.equal(beat.version, 2);
+    assert.equal(beat.version, 3);
     assert.equal(d.frames.find((f) => f.type === FrameType.Refuse), undefined);
     d.socket.destroy();
   });
 
-  test('a peer speaking only 3..4 is refused: what each side speaks, and that site-b is to be upgraded', async () => {
+  test('a peer speaking only 4..5 is refused: what each side speaks, and that site-b is to be upgraded', async () => {
     const d = await Double.dial(future, { name: 'site-b', fingerprint: fpB }, linkB);
     assert.ok(await d.waitFor(FrameType.Hello));
-    d.send(encodeFrame(FrameType.Hello, encodeHello({ ...HELLO, protocol: 3 }), 4, 3));
+    d.send(encodeFrame(FrameType.Hello, encodeHello({ ...HELLO, protocol: 4 }), 5, 4));
     const refuse = await d.waitFor(FrameType.Refuse);
     assert.ok(refuse, `site-b answered with a Refuse\n${b.log.slice(-2000)}`);
-    assert.equal(refuse.version, 3, 'at the version of the Hello it answers');
+    assert.equal(refuse.version, 4, 'at the version of the Hello it answers');
     const r = JSON.parse(refuse.payload.toString('utf8')) as { code: string; message: string };
     assert.equal(r.code, 'version');
     assert.match(r.message,
-      /^future speaks protocol versions 3\.\.4 and site-b speaks protocol versions 1\.\.2: no version in common\. Upgrade site-b to a release that speaks protocol version 3/);
-    assert.match(b.log, /link to future refused: future speaks protocol versions 3\.\.4 and site-b speaks protocol versions 1\.\.2/);
+      /^future speaks protocol versions 4\.\.5 and site-b speaks protocol versions 1\.\.3: no version in common\. Upgrade site-b to a release that speaks protocol version 4/);
+    assert.match(b.log, /link to future refused: future speaks protocol versions 4\.\.5 and site-b speaks protocol versions 1\.\.3/);
   });
 });
