@@ -434,6 +434,8 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
         runAt(!toSecondary, c, machine.handle({ type: 'frame', frame: f, now: clock }));
       }
     } catch (e) {
+      // (A failure of the simulation's own checks, raised while a frame was taken, is the seed's failure, not a bad frame.)
+      if (e instanceof SimFailure) throw e;
       cut(`bad frame: ${(e as Error).message}`);
     }
     return true;

@@ -31,6 +31,7 @@ test('replication simulation: invariants 2, 3, 4, 5, 7 and 8 over a thousand see
   assert.ok(figure('crashes') > n, out);
   assert.ok(figure('cuts') > n, out);
   assert.ok(figure('flips') > n / 10, out);
+  assert.ok(figure('volumes paired again on a link that stayed up') > n / 4, out); // a VolumeHello under every other fault
   // Every seed converges, power loss at the primary included (the activity log covers it).
   assert.equal(figure('converged'), n, out);
   assert.ok(figure('power-lost') > 0, out);

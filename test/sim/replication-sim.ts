@@ -45,6 +45,7 @@ import { JournaledVolume } from '../../src/journal/write-path.js';
 import {
   FrameDecoder, FrameType, MAX_MAP_HOLES, PROTOCOL_RANGE, atVersion, encodeAck, encodeHashReply, encodeHold, encodeMapReply,
 } from '../../src/link/frame.js';
+import type { HelloVolume } from '../../src/link/hello.js';
 import { PeerSession, type SessionAction } from '../../src/link/peer-session.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import type { VerifyRun } from '../../src/sync/verify.js';
@@ -76,6 +77,8 @@ export interface ReplicationSimStats {
   crashes: number;
   cuts: number;
   flips: number;
+  /** Volumes paired again by a VolumeHello on a link that stayed up. */
+  rehellos: number;
   converged: boolean;
   overflowed: boolean;
   powerLost: boolean;
@@ -184,6 +187,8 @@ interface SiteSim {
   tickLink(): void;
   deliver(toSecondary: boolean): boolean;
   flip(): void;
+  /** One side's volume paired again on the link that stays up (a VolumeHello, protocol 3: a role or config change's). */
+  rehello(primary: boolean): void;
   crash(powerLoss: boolean): Promise<void>;
   checkHistory(why: string, count?: number): Promise<void>;
   readReplica(): Promise<void>;
@@ -291,7 +296,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let primaryLost = false; // a power loss: the activity log must cover what the journal lost
   let boots = 1;
   let overflowed = false;
-  const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
+  const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, rehellos: 0, converged: false, overflowed: false, powerLost: false, applied: 0, checkpoints: 0,
     pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, historyToggles: 0, keptAcrossFollow: 0, historyCompactions: 0, threeSites: 0,
     peersRemoved: 0, peersChangedAtRestart: 0, ownRoundsAbandoned: 0, grown: 0, unpairedBySize: 0, growsCrashed: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0,
     failovers: 0, pastPromotes: 0, promoteCrashes: 0, roomsReused: 0, framesGathered: 0, promotesOnFullDisk: 0,
@@ -636,6 +641,53 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       runAt(true, c, atA.handle({ type: 'open', now: clock }));
     };
 
+    /** Wires the volume to the link as its Hello, or its Hello again, paired it (the daemon's pairVolume, src/node/links.ts). */
+    const pairUp = (primary: boolean, c: Conn, remote: HelloVolume, version: number): void => {
+      if (primary) {
+        shipper.up({
+          ...(packing ? {
+            // The daemon's packer (src/compress/packer.ts) around the batch's frame room:
+            // raw frames built in the room, headers packed around its payloads, zstd on a copy.
+            encode: (records: JournalRecord[], room?: FrameRoom) => packer.encode(VOLUME, records, room).then((parts) => {
+              if (parts[0]![5] === FrameType.PackedRecords) stats.packed++;
+              return parts;
+            }),
+          } : {}),
+          send: (parts, cls, hold) => {
+            if (conn !== c) {
+              hold?.release();
+              return;
+            }
+            const n = parts.reduce((k, p) => k + p.length, 0);
+            scheduledBytes += n;
+            linkScheduler.enqueue(VOLUME, { parts, hold }, n, { weight: 1 }, cls ?? 'live');
+          },
+          close: (why) => {
+            if (conn === c) cut(`primary: ${why}`);
+          },
+          version,
+          // (In odd seeds with two secondaries, a peer whose Hello says nothing held is a new
+          // secondary, as src/node/links.ts has it: a first sync of its own, docs/PEERS.md. The
+          // even ones keep the schedules where a detached peer comes back by a round of its own.)
+        }, remote.durableSeq, remote.round, (newSecondaries || failedOver) && remote.durableSeq === 0 && remote.round === 0);
+        if (sharing) shipper.linkMeasured(null, null, 64 * 1024); // (a 512 kbit/s link: batches follow the share)
+      } else {
+        void replica.attach({
+          ack: (seq) => {
+            if (conn === c) c.ba.push(Buffer.concat(atVersion(encodeAck(VOLUME, seq), c.atB.version)));
+          },
+          hold: (held, after) => {
+            if (conn === c) c.ba.push(Buffer.concat(atVersion(encodeHold(VOLUME, after, held), c.atB.version)));
+          },
+          close: (why) => {
+            if (conn === c) cut(`secondary: ${why}`);
+          },
+        }).catch((e: Error) => {
+          if (conn === c) cut(`secondary attach: ${e.message}`);
+        });
+      }
+    };
+
     /** Does what a side's link machine says (the simulation's adapter; the daemon's is runLink, src/node/link-session.ts). */
     const runAt = (primary: boolean, c: Conn, actions: SessionAction[]): void => {
       const out = primary ? c.ab : c.ba;
@@ -647,6 +699,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
             out.push(Buffer.concat(atVersion(a.parts, machine.version)));
             break;
           case 'close':
+            // (A frame of a volume the link does not carry, or an answer nobody asked for: the pairing's rules broken, by this code.)
+            if (/which this link does not carry|that this node did not send/.test(a.reason)) fail(`a protocol rule broken: ${a.reason}`);
             cut(`${primary ? 'primary' : 'secondary'}: ${a.reason}`);
             return;
           case 'refused':
@@ -660,56 +714,37 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
               // (The sizes apart mid-grow: the daemon keeps the link for its other volumes;
               // here it has none, so it is cut and made again.)
               const u = a.check.unavailable[0];
-              if (!u?.resized || !midGrow()) fail(`the link came up without the volume: ${JSON.stringify(a.check.unavailable)}`);
+              if (!u?.resized || !sizesMayDiffer()) fail(`the link came up without the volume: ${JSON.stringify(a.check.unavailable)}`);
               if (primary) stats.unpairedBySize++;
               cut(`${primary ? 'primary' : 'secondary'}: ${u!.reason}`);
               return;
             }
+            pairUp(primary, c, a.check.pairs[0]!.remote, a.version);
+            break;
+          case 'volumeDown':
+            // (The daemon: the shipper down, its frames not yet written dropped, the replica detached: src/node/links.ts volumeDown.)
             if (primary) {
-              const remote = a.check.pairs[0]!.remote;
-              shipper.up({
-                ...(packing ? {
-                  // The daemon's packer (src/compress/packer.ts) around the batch's frame room:
-                  // raw frames built in the room, headers packed around its payloads, zstd on a copy.
-                  encode: (records: JournalRecord[], room?: FrameRoom) => packer.encode(VOLUME, records, room).then((parts) => {
-                    if (parts[0]![5] === FrameType.PackedRecords) stats.packed++;
-                    return parts;
-                  }),
-                } : {}),
-                send: (parts, cls, hold) => {
-                  if (conn !== c) {
-                    hold?.release();
-                    return;
-                  }
-                  const n = parts.reduce((k, p) => k + p.length, 0);
-                  scheduledBytes += n;
-                  linkScheduler.enqueue(VOLUME, { parts, hold }, n, { weight: 1 }, cls ?? 'live');
-                },
-                close: (why) => {
-                  if (conn === c) cut(`primary: ${why}`);
-                },
-                version: a.version,
-                // (In odd seeds with two secondaries, a peer whose Hello says nothing held is a new
-                // secondary, as src/node/links.ts has it: a first sync of its own, docs/PEERS.md. The
-                // even ones keep the schedules where a detached peer comes back by a round of its own.)
-              }, remote.durableSeq, remote.round, (newSecondaries || failedOver) && remote.durableSeq === 0 && remote.round === 0);
-              if (sharing) shipper.linkMeasured(null, null, 64 * 1024); // (a 512 kbit/s link: batches follow the share)
+              shipper.down();
+              for (let f = linkScheduler.next(); f; f = linkScheduler.next()) f.item.hold?.release();
+              scheduledBytes = 0;
             } else {
-              void replica.attach({
-                ack: (seq) => {
-                  if (conn === c) c.ba.push(Buffer.concat(atVersion(encodeAck(VOLUME, seq), c.atB.version)));
-                },
-                hold: (held, after) => {
-                  if (conn === c) c.ba.push(Buffer.concat(atVersion(encodeHold(VOLUME, after, held), c.atB.version)));
-                },
-                close: (why) => {
-                  if (conn === c) cut(`secondary: ${why}`);
-                },
-              }).catch((e: Error) => {
-                if (conn === c) cut(`secondary attach: ${e.message}`);
-              });
+              replica.detach();
             }
             break;
+          case 'volumeUp': {
+            const o = a.outcome;
+            if (o !== null && 'resized' in o && o.resized) {
+              // (The sizes apart: one side grew since its description was taken, or is mid-grow. The daemon leaves the volume
+              // unpaired on the link until its grow asks again; here the link is cut, and its next Hello checks the sizes as ever.)
+              if (primary) stats.unpairedBySize++;
+              cut(`${primary ? 'primary' : 'secondary'}: ${o.reason}`);
+              return;
+            }
+            if (o === null || !('pair' in o) || o.follows) fail(`the volume was not paired again: ${JSON.stringify(o)}`);
+            if (primary) stats.rehellos++;
+            pairUp(primary, c, (o as { pair: { remote: HelloVolume } }).pair.remote, machine.version);
+            break;
+          }
           case 'records': {
             // (A large frame came in pieces into the node's buffer: given back once logged, and poisoned then.)
             const owned = a.owned;
@@ -746,8 +781,11 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
             break;
           case 'hashRequest': {
             const r = a.request;
-            void replica.hashRegions(r.regionSize, r.first, r.count, () => conn === c, r.afterSeq ?? 0).then((h) => {
-              if (h && conn === c) c.ba.push(Buffer.concat(atVersion(encodeHashReply(r, h), c.atB.version)));
+            // (Not answered under another pairing than the one that asked: a VolumeHello between.)
+            const pairing = c.atB.pairingOf(VOLUME);
+            const same = (): boolean => conn === c && c.atB.pairingOf(VOLUME) === pairing;
+            void replica.hashRegions(r.regionSize, r.first, r.count, same, r.afterSeq ?? 0).then((h) => {
+              if (h && same()) c.ba.push(Buffer.concat(atVersion(encodeHashReply(r, h), c.atB.version)));
             });
             break;
           }
@@ -756,8 +794,10 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
             break;
           case 'mapRequest': {
             const r = a.request;
-            void replica.mapHoles(r.offset, r.length, MAX_MAP_HOLES, () => conn === c).then((map) => {
-              if (map && conn === c) c.ba.push(Buffer.concat(atVersion(encodeMapReply({ volume: r.volume, offset: r.offset, ...map }), c.atB.version)));
+            const pairing = c.atB.pairingOf(VOLUME);
+            const same = (): boolean => conn === c && c.atB.pairingOf(VOLUME) === pairing;
+            void replica.mapHoles(r.offset, r.length, MAX_MAP_HOLES, same).then((map) => {
+              if (map && same()) c.ba.push(Buffer.concat(atVersion(encodeMapReply({ volume: r.volume, offset: r.offset, ...map }), c.atB.version)));
             });
             break;
           }
@@ -821,11 +861,21 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
           runAt(!toSecondary, c, machine.handle({ type: 'frame', frame: f, now: clock }));
         }
       } catch (e) {
+        // (A failure of the simulation's own checks, raised while a frame was taken, is the seed's failure, not a bad frame.)
+        if (e instanceof SimFailure) throw e;
         cut(`bad frame: ${(e as Error).message}`);
       }
       return true;
     };
 
+    const rehello = (primary: boolean): void => {
+      const c = conn;
+      if (!c) return;
+      const machine = primary ? c.atA : c.atB;
+      if (!machine.rehelloes) return;
+      trace(`${primary ? 'primary' : 'secondary'}: the volume's Hello again`);
+      runAt(primary, c, machine.rehello(VOLUME));
+    };
     const flip = (): void => {
       const q = conn ? (rng.chance(0.7) ? conn.ab : conn.ba) : [];
       if (q.length === 0) return;
@@ -1077,7 +1127,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
           if (life === slife) fail(`growing the replica at ${name} to ${n} failed: ${e.message}`);
         });
       },
-      newShipper, openSecondary, connect, cut, deliver, flip, crash: crashSecondary, checkHistory, readReplica, checkCheckpoint, toggleCheckpoint,
+      newShipper, openSecondary, connect, cut, deliver, flip, rehello, crash: crashSecondary, checkHistory, readReplica, checkCheckpoint, toggleCheckpoint,
       toggleHistory, checkLink, tickLink, promote, follow,
       stall: (until: number) => {
         stallUntil = until;
@@ -1198,6 +1248,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   // region of its bitmap marked, and its replica, behind what the journal holds, gets a
   // round of its own compared by hash. Its own generator: the other seeds replay as before.
   const peersRng = new Rng(seed ^ 0x9ee5);
+  const rehelloRng = new Rng(seed ^ 0x4e11);
   let retired: SiteSim | null = null;
   const takeAway = async (s: SiteSim): Promise<void> => {
     trace(`${s.name} taken away from the peers at a reload (round ${jv.roundStart} of ${jv.roundOwner ?? 'every peer'})`);
@@ -1251,8 +1302,12 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   const growAt = process.env.OFFSITE_SIM_NOGROW ? -1 : growRng.chance(1 / 3) ? Math.floor(cfg.steps * (0.1 + 0.6 * growRng.next())) : -1;
   const grow = { state: 'no' as 'no' | 'secondaries' | 'primary' | 'done', life: -1 };
   const midGrow = (): boolean => grow.state === 'secondaries' || grow.state === 'primary';
+  // (Sizes apart at a Hello are a grow's while it is under way, and once it began: a Hello may describe a size
+  // its side grew past as it crossed, and a site down through the grow is grown by its reload once it is back.)
+  const sizesMayDiffer = (): boolean => grow.state !== 'no';
   const growStep = (step: number): void => {
     const all = (): SiteSim[] => [...sites, ...(retired ? [retired] : [])];
+    if (grow.state === 'primary' || grow.state === 'done') for (const s of all()) if (s.opened && s.replica.size < secondarySize) s.grow(secondarySize);
     if (grow.state === 'no' && growAt >= 0 && step === growAt && !failedOver && !lostPrimary) {
       secondarySize = size + BLOCK * (1 + growRng.int(cfg.volumeBlocks));
       trace(`the secondaries grow to ${secondarySize} (a reload of each)`);
@@ -1456,6 +1511,15 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       }
     }
     if (c && !calm) await siteEvent(c);
+    // (Its own stream of draws, so the schedule of every other event is as it was without it.)
+    // (Now and then both sides at once, or one side twice before the answer: crossing requests, a change while asking.)
+    if (b && !calm && rehelloRng.chance(0.03)) {
+      const primary = rehelloRng.chance(0.5);
+      b.rehello(primary);
+      const more = rehelloRng.next();
+      if (more < 0.25) b.rehello(!primary);
+      else if (more < 0.5) b.rehello(primary);
+    }
     if (threeSites && !failedOver && !calm) {
       if (retired) {
         if (peersRng.chance(0.01)) {

@@ -59,6 +59,7 @@ for (const seed of seeds) {
       add('crashes', r.crashes);
       add('cuts', r.cuts);
       add('flips', r.flips);
+      add('volumes paired again on a link that stayed up', r.rehellos);
       add('converged', r.converged);
       add('overflowed', r.overflowed);
       add('power-lost', r.powerLost);
