@@ -297,7 +297,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   let boots = 1;
   let overflowed = false;
   const stats: ReplicationSimStats = { crashes: 0, cuts: 0, flips: 0, rehellos: 0, converged: false, overflowed: false, powerLost: false, applied: 0,
-    checkpoints: 0, pauses: 0, packed: 0, coalesced: 0, mapped: 0, historyChecks: 0, historyToggles: 0, keptAcrossFollow: 0, historyCompactions: 0, threeSites: 0,
+    checkpoints: 0, pauses: 0, packed: 0, coalesced: 0, mapped: 0,
+    historyChecks: 0, historyToggles: 0, keptAcrossFollow: 0, historyCompactions: 0, threeSites: 0,
     peersRemoved: 0, peersChangedAtRestart: 0, ownRoundsAbandoned: 0, grown: 0, unpairedBySize: 0, growsCrashed: 0, detached: 0, ownRounds: 0, ownFirstSyncs: 0,
     failovers: 0, pastPromotes: 0, promoteCrashes: 0, roomsReused: 0, framesGathered: 0, promotesOnFullDisk: 0,
     verifies: 0, verifyRepairs: 0 };
