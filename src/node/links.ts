@@ -119,10 +119,12 @@ export class LinkManager {
         this.conflicts.closed(s.peer);
         for (const sh of this.shippers.values()) if (sh.session?.link === s) sh.down();
         for (const v of this.config.volumes) if (v.peers.includes(s.peer)) this.armApart(v.name);
+        for (const byPeer of this.secondPrimaries.values()) byPeer.delete(s.peer);
         for (const v of this.config.volumes) {
           if (this.primaryNow.get(v.name) !== s.peer) continue;
           this.primaryNow.delete(v.name);
           this.volumes.replicas.get(v.name)?.detach();
+          this.followAnother(v.name);
         }
       },
     };
@@ -143,7 +145,8 @@ export class LinkManager {
   private shared(peer: string): HelloVolume[] {
     // (A volume changing role is in neither map: the peer hears nothing of it until it is done.)
     // (Nor one set aside, also while a reload opens it again: Hello lists it as not opened until it is served.)
-    const setAside = (name: string): boolean => (this.volumes.unavailable?.(name) ?? null) !== null;
+    const setAside = (name: string): boolean => (this.volumes.unavailable?.(name) ?? null) !== null ||
+      this.secondPrimaries.get(name)?.has(peer) === true;
     return this.config.volumes.filter((v) => v.peers.includes(peer) && !setAside(v.name) &&
       (this.volumes.primaries.has(v.name) || this.volumes.replicas.has(v.name))).map((v) => {
       const jv = this.volumes.primaries.get(v.name);
@@ -164,14 +167,22 @@ export class LinkManager {
   private setAside(peer: string): Array<{ name: string; reason: string }> {
     const why = this.volumes.unavailable;
     return this.config.volumes.filter((v) => v.peers.includes(peer)).flatMap((v) => {
-      // (Or being changed here, a promote or demote under way: said so, rather than missing.)
-      const reason = why?.(v.name) ?? this.changing.get(v.name) ?? null;
+      // (Or being changed here, a promote or demote under way: said so, rather than missing. Or
+      // a second primary of a volume this secondary follows another for: pairAgainst.)
+      const reason = why?.(v.name) ?? this.changing.get(v.name) ?? this.secondPrimaries.get(v.name)?.get(peer) ?? null;
       return reason === null ? [] : [{ name: v.name, reason: reason.slice(0, 2048) }];
     });
   }
 
   /** Volumes being changed here (volumeChanged until volumeReady), with why: their Hellos say so. */
   private readonly changing = new Map<string, string>();
+  /**
+   * A secondary's second primaries (three sites: a failover that left the old primary
+   * running): by volume, the peers primary of it that this node does not pair with while
+   * it follows another, with why. Their VolumeHellos say so, and their links serve their
+   * other volumes; once the followed primary's pairing ends, they are asked again.
+   */
+  private readonly secondPrimaries = new Map<string, Map<string, string>>();
 
   /** Volumes the peer could not open, by volume then peer, as its last Hello said (why, in its words). */
   private readonly peerSetAside = new Map<string, Map<string, string>>();
@@ -462,9 +473,18 @@ export class LinkManager {
       const now = this.primaryNow.get(local.name);
       if (now !== undefined && now !== peer && this.sessions.has(now)) {
         // Two primaries of one volume each reach this node (a failover that left the old one running).
-        s.close(`volume ${local.name}: ${peer} is primary, and so is ${now}, which this node follows; two primaries take writes apart: ` +
-          `demote one of them (offsite demote ${local.name})`);
-        return false;
+        const why = `volume ${local.name}: ${peer} is primary, and so is ${now}, which this node follows; two primaries take writes apart: ` +
+          `demote one of them (offsite demote ${local.name})`;
+        if (!s.machine.rehelloes) {
+          s.close(why);
+          return false;
+        }
+        // Not paired with this one: a VolumeHello says so, and the link serves its other volumes.
+        const byPeer = this.secondPrimaries.get(local.name) ?? new Map<string, string>();
+        this.secondPrimaries.set(local.name, byPeer.set(peer, why));
+        this.log.error({ volume: local.name, peer }, `${why}; nothing of ${local.name} flows from ${peer} meanwhile (the link serves its other volumes)`);
+        s.rehello(local.name);
+        return true;
       }
       // A receive log takes records of one journal only (src/stream/stream.ts): Hello paired no other.
       assert(!remote.stream || !local.stream || remote.stream === local.stream || (local.durableSeq === 0 && local.round === 0),
@@ -504,8 +524,22 @@ export class LinkManager {
     if (this.primaryNow.get(name) === peer) {
       this.primaryNow.delete(name);
       this.volumes.replicas.get(name)?.detach();
+      this.followAnother(name);
     }
     if (this.volumeConfig(name)?.peers.includes(peer)) this.armApart(name);
+  }
+
+  /** The primary `name` followed is paired no more: a second primary this node did not pair with is asked again (after this turn). */
+  private followAnother(name: string): void {
+    const byPeer = this.secondPrimaries.get(name);
+    if (!byPeer) return;
+    this.secondPrimaries.delete(name);
+    setImmediate(() => {
+      for (const peer of byPeer.keys()) {
+        if (this.primaryNow.has(name) || !this.volumes.replicas.has(name)) return;
+        this.pairAgain(name, peer, `volume ${name}: the primary it followed is paired no more`, true);
+      }
+    });
   }
 
   /** `name` paired again on the link `s` from both sides' VolumeHellos: wired as a Hello wires it. */
@@ -557,6 +591,7 @@ export class LinkManager {
     this.volumes.primaries.delete(name);
     // Its peers hear that it is being changed (a VolumeHello; on an older link, the link closes), the rest of each link goes on.
     this.changing.set(name, reason);
+    this.secondPrimaries.delete(name);
     for (const peer of this.volumeConfig(name)?.peers ?? []) this.pairAgain(name, peer, reason, false);
   }
 
