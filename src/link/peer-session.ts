@@ -94,6 +94,8 @@ export type SessionAction =
   | { type: 'resumeReading' }
   /** The link dropped before the peer's Hello, with no refusal: likely the peer does not pin this node. */
   | { type: 'droppedBeforeHello' }
+  /** A frame of a pairing that ended, dropped unread: what it holds (its memory lease, its buffer) goes back. */
+  | { type: 'dropped'; frame: Frame }
   /** The volume's pairing on this link ends (a VolumeHello, either side's): unwire it (idempotent). */
   | { type: 'volumeDown'; volume: string }
   /** Both sides said how they hold the volume now: what Hello would make of it (null: nothing; this side does not share it). */
@@ -337,6 +339,9 @@ export class PeerSession {
     // Records) or release a primary's journal for records the real peer never got
     // (Ack, Hold). Checked before anything else is done with the frame.
     const named = frameVolume(f);
+    // (Sent before the peer read this side's VolumeHello: of the pairing that ended. Dropped, by stream order;
+    // before the config is asked, which may have dropped the volume or the peer by then.)
+    if (named !== null && this.asking.has(named)) return [{ type: 'dropped', frame: f }];
     if (named !== null) {
       const paired = this.o.pairedWith(named);
       if (!paired.includes(peer)) {
@@ -345,8 +350,6 @@ export class PeerSession {
         return this.close(`${peer} sent a ${FrameType[f.type]} frame for volume ${named}, ${whose}; ` +
           'a peer may only send frames for the volumes paired with it', 'error');
       }
-      // (Sent before the peer read this side's VolumeHello: of the pairing that ended. Dropped, by stream order.)
-      if (this.asking.has(named)) return [];
       if (!this.carried.has(named)) {
         // (A volume of a set of three that is secondary on both sides, or whose secondary
         // starts again for a new primary: its Hello paired nothing on this link.)

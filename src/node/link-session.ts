@@ -300,6 +300,11 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
         case 'resumeReading':
           intake.pause('unpacking', false);
           return;
+        case 'dropped':
+          // (A records frame's lease and gathered buffer go back; other frames hold none.)
+          intake.leaseOf(a.frame.payload)();
+          a.frame.owned?.give();
+          return;
         case 'volumeDown':
           host.volumeDown(s, a.volume);
           return;

@@ -519,8 +519,8 @@ export class LinkManager {
     this.conflicts.unpaired(name, peer);
     const sh = this.shippers.get(pairKey(name, peer));
     if (sh?.session?.link === s) sh.down();
-    // (Its frames not written yet go: what follows the VolumeHello on the link is of the next pairing.)
-    s.pacer.drop(name);
+    // (Its frames not written yet go, of every kind: the VolumeHello, a control frame, would pass them.)
+    s.pacer.dropAll(name);
     if (this.primaryNow.get(name) === peer) {
       this.primaryNow.delete(name);
       this.volumes.replicas.get(name)?.detach();

@@ -118,6 +118,18 @@ export class Pacer {
     });
   }
 
+  /**
+   * Forgets every frame of `volume` not yet begun, of any kind: its pairing on the link
+   * ended (a VolumeHello, which goes as a control frame and would pass them), so none of
+   * them may follow it. The frame being written, if one, ends first.
+   */
+  dropAll(volume: string): void {
+    this.scheduler.drop(volume, (f) => {
+      f.hold?.release();
+      return false;
+    });
+  }
+
   /** A record frame is being written, waits for the rate or the socket, or is queued. */
   active(): boolean {
     return this.current !== null || this.waiting || this.pending() > 0;

@@ -813,6 +813,10 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
           case 'ack':
             shipper.ack(a.seq);
             break;
+          case 'dropped':
+            // (A frame of the pairing that ended: its gathered buffer goes back, as the daemon's adapter gives it.)
+            a.frame.owned?.give();
+            break;
           case 'pauseReading':
           case 'resumeReading':
           case 'droppedBeforeHello':

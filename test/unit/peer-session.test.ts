@@ -160,10 +160,10 @@ function resyncPayload(name: string, seq: number): Buffer {
 // --- A volume's Hello again (protocol 3): one volume paired again, the link and its other volumes untouched ---
 
 /** Both sides up (b, the acceptor, speaks first); `roles` are each side's descriptions, changed by the test as the node's would be. */
-function upPair(speaks = PROTOCOL_RANGE): { a: PeerSession; b: PeerSession; atA: HelloVolume[]; atB: HelloVolume[] } {
+function upPair(speaks = PROTOCOL_RANGE, dbConfigured = (): boolean => true): { a: PeerSession; b: PeerSession; atA: HelloVolume[]; atB: HelloVolume[] } {
   const atA = [vol('primary'), vol('primary', 'logs')];
   const atB = [vol('secondary'), vol('secondary', 'logs')];
-  const paired = (peer: string) => (v: string): string[] => (v === 'db' || v === 'logs' ? [peer] : []);
+  const paired = (peer: string) => (v: string): string[] => ((v === 'db' && dbConfigured()) || v === 'logs' ? [peer] : []);
   const a = new PeerSession({ node: 'site-a', peer: 'site-b', initiator: true, speaks, deadAfterMs: 5000, shared: () => atA, pairedWith: paired('site-b') });
   const b = new PeerSession({ node: 'site-b', peer: 'site-a', initiator: false, speaks, deadAfterMs: 5000, shared: () => atB, pairedWith: paired('site-a') });
   const helloB = b.handle({ type: 'open', now: 0 });
@@ -209,10 +209,18 @@ test('a volume\'s Hello again: asked, answered, both sides pair it again from th
 });
 
 test('while a side waits for the answer, the volume\'s frames of the pairing that ended are dropped, not taken or closed on', () => {
+  // (Even once the config no longer pairs the volume with that peer: a reload that took it away asks too.)
+  let configured = true;
+  const gone = upPair(PROTOCOL_RANGE, () => configured);
+  gone.a.rehello('db');
+  configured = false;
+  const late = one(encodeAck('db', 3));
+  assert.deepEqual(gone.a.handle({ type: 'frame', frame: late, now: 1 }), [{ type: 'dropped', frame: late }]);
   const { a, b } = upPair();
   const asked = a.rehello('db');
-  // An ack b sent before it read the request: dropped.
-  assert.deepEqual(a.handle({ type: 'frame', frame: one(encodeAck('db', 9)), now: 1 }), []);
+  // An ack b sent before it read the request: dropped (the adapter gives back what the frame holds).
+  const stale = one(encodeAck('db', 9));
+  assert.deepEqual(a.handle({ type: 'frame', frame: stale, now: 1 }), [{ type: 'dropped', frame: stale }]);
   assert.equal(a.closed, false);
   deliver(deliver(asked, b), a);
   assert.deepEqual(a.handle({ type: 'frame', frame: one(encodeAck('db', 10)), now: 2 }), [{ type: 'ack', volume: 'db', seq: 10 }], 'taken again once paired');

@@ -100,7 +100,7 @@ test('without a rate frames go straight through', () => {
   assert.equal(r.out.length, 2);
 });
 
-test('control frames keep their order behind a paced frame; drop forgets a volume\'s queued records only', () => {
+test('control frames keep their order behind a paced frame; drop forgets a volume\'s queued records only, dropAll all of them', () => {
   const r = rig(() => 20_000);
   const records = (tag: number): Buffer[] => { const h = Buffer.alloc(20, tag); h[5] = 3; return [h, Buffer.alloc(40_000, tag)]; };
   r.pacer.send('db', 1, records(1));
@@ -120,6 +120,20 @@ test('control frames keep their order behind a paced frame; drop forgets a volum
   const body = Buffer.concat(d.out.map((w) => w.b));
   assert.ok(!body.includes(2), 'the queued records frame was dropped');
   assert.ok(body.includes(9), 'the Resync frame still went');
+  // dropAll (a VolumeHello ends the volume's pairing): every queued frame of it goes, holds released; another volume's stay.
+  const e = rig(() => 1_000);
+  let released = 0;
+  const hold = { release: () => released++ } as unknown as Parameters<typeof e.pacer.send>[3] extends { hold?: infer H } ? H : never;
+  e.pacer.send('db', 1, records(1));
+  e.pacer.send('db', 1, records(2), { hold });
+  e.pacer.send('db', 1, [Buffer.alloc(20, 9), Buffer.alloc(12, 9)]);
+  e.pacer.send('logs', 1, records(5));
+  e.pacer.dropAll('db');
+  e.run(120_000);
+  const rest = Buffer.concat(e.out.map((w) => w.b));
+  assert.ok(!rest.includes(2) && !rest.includes(9), 'no queued frame of db went');
+  assert.ok(rest.includes(5), 'logs\' frame went');
+  assert.equal(released, 1);
 });
 
 test('an uncapped link slower than we write: the socket holds at most MAX_SOCKET_BUFFERED, and control frames pass queued records', () => {
