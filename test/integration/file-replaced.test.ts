@@ -21,6 +21,14 @@ import { must, waitFor } from '../helpers/run.js';
 
 const MiB = 1024 * 1024;
 
+/** 64 KiB of `byte` written into `file` at `at` by another than the daemon (as dd would), synced. */
+function poke(file: string, at: number, byte: number): void {
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, Buffer.alloc(64 * 1024, byte), 0, 64 * 1024, at);
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+}
+
 function blockOf(file: string, at: number): number {
   const fd = fs.openSync(file, 'r');
   try {
@@ -103,12 +111,6 @@ test('a volume file written while stopped, at the primary and at the secondary: 
   const p = await startPair({ size: '64MiB', journal: '64MiB' });
   const imgA = path.join(p.a.dir, 'db2.img');
   const imgB = path.join(p.b.dir, 'db.img');
-  const poke = (file: string, at: number, byte: number): void => {
-    const fd = fs.openSync(file, 'r+');
-    fs.writeSync(fd, Buffer.alloc(64 * 1024, byte), 0, 64 * 1024, at);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-  };
   const stopBoth = async (): Promise<void> => {
     assert.equal(await p.a.stop(), 0);
     assert.equal(await p.b.stop(), 0);
@@ -167,12 +169,6 @@ test('a volume file written after kill -9, at the secondary and at the primary: 
   const p = await startPair({ size: '64MiB', journal: '64MiB' });
   const imgA = path.join(p.a.dir, 'db.img');
   const imgB = path.join(p.b.dir, 'db.img');
-  const poke = (file: string, at: number, byte: number): void => {
-    const fd = fs.openSync(file, 'r+');
-    fs.writeSync(fd, Buffer.alloc(64 * 1024, byte), 0, 64 * 1024, at);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-  };
   // The daemon's end moved back: its last mark ten minutes ago, the file's last write a minute before that.
   const endedLongAgo = (dir: string, file: string): void => {
     const mark = path.join(dir, 'state', 'alive');
