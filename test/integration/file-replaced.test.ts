@@ -68,7 +68,7 @@ test('a volume file replaced while stopped, at the primary (a backup restored) a
         '\\d+, made [^;]+; this is inode \\d+, made [^)]+: a copy, or a backup restored\\): its journal describes changes to the other file, ' +
         'so it is dropped'));
       await p.b.start();
-      await waitFor('site-b follows the new journal', () => /volume db starts again as site-a's secondary/.test(p.b.log), 30_000);
+      await waitFor('site-b follows the new journal', () => /volume db: site-a began a new journal/.test(p.b.log), 30_000);
       await p.drained();
       assert.equal(await p.a.stop(), 0);
       assert.equal(await p.b.stop(), 0);

@@ -61,7 +61,7 @@ test('a journal_dir changed at a stop: the start moves the journal and its unshi
       await p.a.start();
       assert.match(p.a.log, /volume db: its journal is lost: \S+ holds no segments of it \(a journal disk replaced, or its files removed\)/);
       await p.b.start();
-      await waitFor('site-b follows the new journal', async () => /volume db starts again as site-a's secondary/.test(p.b.log), 30_000);
+      await waitFor('site-b follows the new journal', async () => /volume db: site-a began a new journal/.test(p.b.log), 30_000);
       await p.drained();
       await must('qemu-io', ['-r', '-f', 'raw', '-c', 'read -P 0x33 2M 1M', p.b.qemuTarget('db')]);
       assert.equal(await p.a.stop(), 0);

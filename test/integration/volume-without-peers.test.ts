@@ -26,7 +26,7 @@ test('a primary served without peers, then given its peer back: the secondary is
     assert.equal(await p.a.stop(), 0);
     fs.writeFileSync(p.a.configFile, paired);
     await p.a.start();
-    await waitFor('site-b follows the new journal', () => /volume db starts again as site-a's secondary/.test(p.b.log), 30_000);
+    await waitFor('site-b follows the new journal', () => /volume db: site-a began a new journal/.test(p.b.log), 30_000);
     await p.drained();
     await must('qemu-io', ['-r', '-f', 'raw', '-c', 'read -P 0x22 2M 1M', '-c', 'read -P 0x11 0 1M', p.b.qemuTarget('db')]);
     assert.equal(await p.a.stop(), 0);
