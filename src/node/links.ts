@@ -168,7 +168,7 @@ export class LinkManager {
     const why = this.volumes.unavailable;
     return this.config.volumes.filter((v) => v.peers.includes(peer)).flatMap((v) => {
       // (Or being changed here, a promote or demote under way: said so, rather than missing. Or
-      // a second primary of a volume this secondary follows another for: pairAgainst.)
+      // a second primary of a volume this secondary follows another for: pairVolume.)
       const reason = why?.(v.name) ?? this.changing.get(v.name) ?? this.secondPrimaries.get(v.name)?.get(peer) ?? null;
       return reason === null ? [] : [{ name: v.name, reason: reason.slice(0, 2048) }];
     });
