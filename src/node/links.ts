@@ -57,6 +57,12 @@ export interface VolumeStreams {
   adopt(volume: string, mark: StreamMark): Promise<void>;
 }
 
+/** Why the peer said it cannot pair a volume (its Hello's `unavailable`, or the volume's Hello again): `sizeApart`, its size differs. */
+interface PeerCannot {
+  reason: string;
+  sizeApart: boolean;
+}
+
 export class LinkManager {
   private listener: LinkListener | null = null;
   private readonly sessions = new Map<string, LinkSession>();
@@ -185,7 +191,7 @@ export class LinkManager {
   private readonly secondPrimaries = new Map<string, Map<string, string>>();
 
   /** Volumes the peer could not open, by volume then peer, as its last Hello said (why, in its words). */
-  private readonly peerSetAside = new Map<string, Map<string, string>>();
+  private readonly peerSetAside = new Map<string, Map<string, PeerCannot>>();
 
   /** Why `volume` is not paired with `peer` on the link now for its roles or identities (a split brain, ...); null: no conflict, or no link. */
   conflictOf(volume: string, peer: string): { code: string; message: string } | null {
@@ -195,7 +201,7 @@ export class LinkManager {
 
   /** Why `peer` does not serve `volume` now (its Hello listed it as not opened); null: it does, or no link says. */
   peerUnavailable(volume: string, peer: string): string | null {
-    return this.peerSetAside.get(volume)?.get(peer) ?? null;
+    return this.peerSetAside.get(volume)?.get(peer)?.reason ?? null;
   }
 
   /**
@@ -325,7 +331,10 @@ export class LinkManager {
    * secondaries, say, or a split brain the operator is resolving by this promote).
    */
   primaryLinked(volume: string, peer: string): boolean {
-    return this.sessions.has(peer) && this.conflicts.of(volume, peer) === null;
+    // (Not while the peer says it cannot pair the volume, being changed there, set aside or not in its config:
+    // no primary of it takes writes there. Its size apart from this one's is no such word: it may be.)
+    const cannot = this.peerSetAside.get(volume)?.get(peer);
+    return this.sessions.has(peer) && this.conflicts.of(volume, peer) === null && (cannot === undefined || cannot.sizeApart);
   }
 
   /** The link's measured round trip (ms, from heartbeat echoes; null: not measured or no link). */
@@ -408,8 +417,8 @@ export class LinkManager {
 
   /** The peer could not open `u` (or lacks it, or its size differs, or it is being changed there): nothing of it flows meanwhile. */
   private peerCannot(peer: string, u: { name: string; reason: string; missing?: true; resized?: true }, level: 'warn' | 'info'): void {
-    const byPeer = this.peerSetAside.get(u.name) ?? new Map<string, string>();
-    this.peerSetAside.set(u.name, byPeer.set(peer, u.reason));
+    const byPeer = this.peerSetAside.get(u.name) ?? new Map<string, PeerCannot>();
+    this.peerSetAside.set(u.name, byPeer.set(peer, { reason: u.reason, sizeApart: u.resized === true }));
     this.log[level]({ volume: u.name, peer }, u.missing || u.resized
       ? `volume ${u.name}: ${u.reason}; the link serves the other volumes, and nothing of ${u.name} flows until ${peer} ` +
         `${u.missing ? 'has it' : 'has its size'} (its changes are kept here meanwhile)`
