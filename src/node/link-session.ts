@@ -169,6 +169,11 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
     meter.unref();
     const timer = setInterval(() => run(machine.handle({ type: 'tick', now: Date.now() })), machine.heartbeatMs);
 
+    /** While `volume`'s pairing on the link is the one of now (a VolumeHello ends it): work begun under it may answer. */
+    const whilePaired = (volume: string): (() => boolean) => {
+      const pairing = machine.pairingOf(volume);
+      return () => !machine.closed && machine.pairingOf(volume) === pairing;
+    };
     /** Does what the machine says. */
     const run = (actions: SessionAction[]): void => {
       for (const a of actions) {
@@ -231,14 +236,14 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
             lease();
             return s.close(`${peer} sent records for ${volume}, which is not a replica here`);
           }
-          const pairing = machine.pairingOf(volume);
+          const same = whilePaired(volume);
           decodePackedRecordsFrameOff(packed, host.unpackPool()).then(({ records }) => {
             // (Its records are new buffers: the worker unpacked a copy, and payloads that went raw
             // were copied out with their headers, src/compress/codec.ts. The frame is read no more.)
             owned?.give();
             if (machine.closed) return lease();
             // (The volume's pairing ended meanwhile, a VolumeHello: its records are of that pairing, and go.)
-            if (machine.pairingOf(volume) !== pairing) lease();
+            if (!same()) lease();
             else void rp.receive(records, lease).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
             run(machine.handle({ type: 'unpacked' }));
           }, (e: Error) => {
@@ -258,8 +263,7 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
           const r = a.request;
           const rp = host.replica(r.volume);
           if (!rp) return s.close(`${peer} asked for hashes of ${r.volume}, which is not a replica here`);
-          const pairing = machine.pairingOf(r.volume);
-          const same = (): boolean => !machine.closed && machine.pairingOf(r.volume) === pairing;
+          const same = whilePaired(r.volume);
           void rp.hashRegions(r.regionSize, r.first, r.count, same, r.afterSeq ?? 0).then(
             (hashes) => {
               if (hashes && same()) s.send(encodeHashReply(r, hashes));
@@ -275,8 +279,7 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
           const r = a.request;
           const rp = host.replica(r.volume);
           if (!rp) return s.close(`${peer} asked for the holes of ${r.volume}, which is not a replica here`);
-          const pairing = machine.pairingOf(r.volume);
-          const same = (): boolean => !machine.closed && machine.pairingOf(r.volume) === pairing;
+          const same = whilePaired(r.volume);
           void rp.mapHoles(r.offset, r.length, MAX_MAP_HOLES, same).then(
             (map) => {
               if (map && same()) s.send(encodeMapReply({ volume: r.volume, offset: r.offset, ...map }));

@@ -33,6 +33,7 @@ import { peersReloaded } from './reloaded-peers.js';
 import { assert } from '../invariants/assert.js';
 import { Dialer } from './dialer.js';
 import { VolumeConflicts } from './volume-conflicts.js';
+import { UnpairedVolumes } from './unpaired.js';
 
 /** The key of a pair (volume, peer) in the shippers' map. */
 function pairKey(volume: string, peer: string): string {
@@ -58,11 +59,6 @@ export interface VolumeStreams {
 }
 
 /** Why the peer said it cannot pair a volume (its Hello's `unavailable`, or the volume's Hello again): `sizeApart`, its size differs. */
-interface PeerCannot {
-  reason: string;
-  sizeApart: boolean;
-}
-
 export class LinkManager {
   private listener: LinkListener | null = null;
   private readonly sessions = new Map<string, LinkSession>();
@@ -102,6 +98,7 @@ export class LinkManager {
       capacity: (peer, cap) => this.sessions.get(peer)?.capacity.estimate(cap) ?? null,
     });
     this.conflicts = new VolumeConflicts(log);
+    this.unpaired = new UnpairedVolumes(log);
     this.dialer = new Dialer({
       identity, log, linked: (peer) => this.sessions.has(peer), run: (socket, peer) => this.session(socket, peer, true),
     });
@@ -121,11 +118,10 @@ export class LinkManager {
         if (this.sessions.get(s.peer) !== s) return;
         this.sessions.delete(s.peer);
         // (What its last Hello said of volumes it could not open holds no longer: the next one says afresh.)
-        for (const byPeer of this.peerSetAside.values()) byPeer.delete(s.peer);
+        this.unpaired.peerAnew(s.peer, true);
         this.conflicts.closed(s.peer);
         for (const sh of this.shippers.values()) if (sh.session?.link === s) sh.down();
         for (const v of this.config.volumes) if (v.peers.includes(s.peer)) this.armApart(v.name);
-        for (const byPeer of this.secondPrimaries.values()) byPeer.delete(s.peer);
         for (const v of this.config.volumes) {
           if (this.primaryNow.get(v.name) !== s.peer) continue;
           this.primaryNow.delete(v.name);
@@ -151,8 +147,7 @@ export class LinkManager {
   private shared(peer: string): HelloVolume[] {
     // (A volume changing role is in neither map: the peer hears nothing of it until it is done.)
     // (Nor one set aside, also while a reload opens it again: Hello lists it as not opened until it is served.)
-    const setAside = (name: string): boolean => (this.volumes.unavailable?.(name) ?? null) !== null ||
-      this.secondPrimaries.get(name)?.has(peer) === true;
+    const setAside = (name: string): boolean => (this.volumes.unavailable?.(name) ?? null) !== null || this.unpaired.refusesPrimary(name, peer);
     return this.config.volumes.filter((v) => v.peers.includes(peer) && !setAside(v.name) &&
       (this.volumes.primaries.has(v.name) || this.volumes.replicas.has(v.name))).map((v) => {
       const jv = this.volumes.primaries.get(v.name);
@@ -175,23 +170,13 @@ export class LinkManager {
     return this.config.volumes.filter((v) => v.peers.includes(peer)).flatMap((v) => {
       // (Or being changed here, a promote or demote under way: said so, rather than missing. Or
       // a second primary of a volume this secondary follows another for: pairVolume.)
-      const reason = why?.(v.name) ?? this.changing.get(v.name) ?? this.secondPrimaries.get(v.name)?.get(peer) ?? null;
+      const reason = why?.(v.name) ?? this.unpaired.ourReason(v.name, peer);
       return reason === null ? [] : [{ name: v.name, reason: reason.slice(0, 2048) }];
     });
   }
 
-  /** Volumes being changed here (volumeChanged until volumeReady), with why: their Hellos say so. */
-  private readonly changing = new Map<string, string>();
-  /**
-   * A secondary's second primaries (three sites: a failover that left the old primary
-   * running): by volume, the peers primary of it that this node does not pair with while
-   * it follows another, with why. Their VolumeHellos say so, and their links serve their
-   * other volumes; once the followed primary's pairing ends, they are asked again.
-   */
-  private readonly secondPrimaries = new Map<string, Map<string, string>>();
-
-  /** Volumes the peer could not open, by volume then peer, as its last Hello said (why, in its words). */
-  private readonly peerSetAside = new Map<string, Map<string, PeerCannot>>();
+  /** Why volumes are not paired with peers on links that are up, as either side said it (unpaired.ts). */
+  private readonly unpaired: UnpairedVolumes;
 
   /** Why `volume` is not paired with `peer` on the link now for its roles or identities (a split brain, ...); null: no conflict, or no link. */
   conflictOf(volume: string, peer: string): { code: string; message: string } | null {
@@ -201,7 +186,7 @@ export class LinkManager {
 
   /** Why `peer` does not serve `volume` now (its Hello listed it as not opened); null: it does, or no link says. */
   peerUnavailable(volume: string, peer: string): string | null {
-    return this.peerSetAside.get(volume)?.get(peer)?.reason ?? null;
+    return this.unpaired.said(volume, peer)?.reason ?? null;
   }
 
   /**
@@ -333,7 +318,7 @@ export class LinkManager {
   primaryLinked(volume: string, peer: string): boolean {
     // (Not while the peer says it cannot pair the volume, being changed there, set aside or not in its config:
     // no primary of it takes writes there. Its size apart from this one's is no such word: it may be.)
-    const cannot = this.peerSetAside.get(volume)?.get(peer);
+    const cannot = this.unpaired.said(volume, peer);
     return this.sessions.has(peer) && this.conflicts.of(volume, peer) === null && (cannot === undefined || cannot.sizeApart);
   }
 
@@ -395,8 +380,8 @@ export class LinkManager {
   /** Both Hellos passed: the link joins the node's links, and each shared volume is wired to it. */
   private linkUp(s: LinkSession, check: Extract<HelloCheck, { ok: true }>, version: number): void {
     const peer = s.peer;
-    for (const byPeer of this.peerSetAside.values()) byPeer.delete(peer);
-    for (const u of check.unavailable) this.peerCannot(peer, u, 'warn');
+    this.unpaired.peerAnew(peer, false);
+    for (const u of check.unavailable) this.unpaired.peerCannot(peer, u, 'warn');
     this.conflicts.linked(peer, check.conflicts, check.pairs.map((p) => p.local.name), (c) => this.conflictFound(c));
     const setting = (): Compression => this.config.peers.find((p) => p.name === peer)?.compression ?? { mode: 'auto' };
     if (setting().mode !== 'off') this.pool ??= new CompressionPool();
@@ -413,19 +398,6 @@ export class LinkManager {
     this.log.info({ peer, protocol: version }, `link to ${peer} up`);
     for (const { local } of check.follows) this.followOn(peer, local);
     for (const { local, remote } of check.pairs) if (!this.pairVolume(s, local, remote)) return;
-  }
-
-  /** The peer could not open `u` (or lacks it, or its size differs, or it is being changed there): nothing of it flows meanwhile. */
-  private peerCannot(peer: string, u: { name: string; reason: string; missing?: true; resized?: true }, level: 'warn' | 'info'): void {
-    const byPeer = this.peerSetAside.get(u.name) ?? new Map<string, PeerCannot>();
-    this.peerSetAside.set(u.name, byPeer.set(peer, { reason: u.reason, sizeApart: u.resized === true }));
-    this.log[level]({ volume: u.name, peer }, u.missing || u.resized
-      ? `volume ${u.name}: ${u.reason}; the link serves the other volumes, and nothing of ${u.name} flows until ${peer} ` +
-        `${u.missing ? 'has it' : 'has its size'} (its changes are kept here meanwhile)`
-      : level === 'info'
-        ? `volume ${u.name}: not paired with ${peer} now (${u.reason}); nothing of ${u.name} flows until ${peer} says otherwise`
-        : `volume ${u.name}: ${peer} could not open it (${u.reason}); the link serves the other volumes, ` +
-          `and nothing of ${u.name} flows until ${peer} opens it (a reload there tries again)`);
   }
 
   /** A conflict of a volume's roles found on a link (its Hello, or the volume's Hello again). */
@@ -489,8 +461,7 @@ export class LinkManager {
           return false;
         }
         // Not paired with this one: a VolumeHello says so, and the link serves its other volumes.
-        const byPeer = this.secondPrimaries.get(local.name) ?? new Map<string, string>();
-        this.secondPrimaries.set(local.name, byPeer.set(peer, why));
+        this.unpaired.refusePrimary(local.name, peer, why);
         this.log.error({ volume: local.name, peer }, `${why}; nothing of ${local.name} flows from ${peer} meanwhile (the link serves its other volumes)`);
         s.rehello(local.name);
         return true;
@@ -524,7 +495,7 @@ export class LinkManager {
   private volumeDown(s: LinkSession, name: string): void {
     if (this.sessions.get(s.peer) !== s) return;
     const peer = s.peer;
-    this.peerSetAside.get(name)?.delete(peer);
+    this.unpaired.pairEnded(name, peer);
     this.conflicts.unpaired(name, peer);
     const sh = this.shippers.get(pairKey(name, peer));
     if (sh?.session?.link === s) sh.down();
@@ -540,11 +511,10 @@ export class LinkManager {
 
   /** The primary `name` followed is paired no more: a second primary this node did not pair with is asked again (after this turn). */
   private followAnother(name: string): void {
-    const byPeer = this.secondPrimaries.get(name);
-    if (!byPeer) return;
-    this.secondPrimaries.delete(name);
+    const refused = this.unpaired.takeRefusedPrimaries(name);
+    if (refused.length === 0) return;
     setImmediate(() => {
-      for (const peer of byPeer.keys()) {
+      for (const peer of refused) {
         if (this.primaryNow.has(name) || !this.volumes.replicas.has(name)) return;
         this.pairAgain(name, peer, `volume ${name}: the primary it followed is paired no more`, true);
       }
@@ -558,7 +528,7 @@ export class LinkManager {
     if ('code' in outcome) {
       this.conflicts.found(peer, outcome, (c) => this.conflictFound(c));
     } else if ('reason' in outcome) {
-      this.peerCannot(peer, outcome, 'info');
+      this.unpaired.peerCannot(peer, outcome, 'info');
     } else {
       this.conflicts.paired(name, peer);
       if (outcome.follows) this.followOn(peer, outcome.pair.local);
@@ -599,8 +569,7 @@ export class LinkManager {
     this.volumes.replicas.delete(name);
     this.volumes.primaries.delete(name);
     // Its peers hear that it is being changed (a VolumeHello; on an older link, the link closes), the rest of each link goes on.
-    this.changing.set(name, reason);
-    this.secondPrimaries.delete(name);
+    this.unpaired.changeBegins(name, reason);
     for (const peer of this.volumeConfig(name)?.peers ?? []) this.pairAgain(name, peer, reason, false);
   }
 
@@ -619,9 +588,8 @@ export class LinkManager {
    * nothing: the peer says it is missing here; or the next Hello does not describe it).
    */
   volumeRemoved(name: string, peers: readonly string[]): void {
-    this.changing.delete(name);
+    this.unpaired.forget(name);
     this.pausedVolumes.delete(name);
-    this.peerSetAside.delete(name);
     this.conflicts.forget(name);
     this.startingAgain.delete(name);
     this.figures.forget(name);
@@ -634,7 +602,7 @@ export class LinkManager {
       const sh = this.shippers.get(pairKey(volume, peer));
       sh?.down();
       this.shippers.delete(pairKey(volume, peer));
-      this.peerSetAside.get(volume)?.delete(peer);
+      this.unpaired.pairEnded(volume, peer);
       this.startingAgain.get(volume)?.delete(peer);
     }
   }
@@ -659,7 +627,7 @@ export class LinkManager {
   /** Is `volume` paired with `peer` on a link now: its secondary shipped to, or its primary received from? */
   paired(volume: string, peer: string): boolean {
     return this.primaryNow.get(volume) === peer || (this.shippers.has(pairKey(volume, peer)) && this.sessions.has(peer) &&
-      this.peerSetAside.get(volume)?.has(peer) !== true);
+      this.unpaired.said(volume, peer) === undefined);
   }
 
   /** Peers a reload dropped with their volumes, until dropRetiring. */
@@ -681,7 +649,7 @@ export class LinkManager {
       this.dialer.forget(peer);
       this.dialing.delete(peer);
       this.sessions.get(peer)?.close(`peer ${peer} was removed from the config here`);
-      for (const byPeer of this.peerSetAside.values()) byPeer.delete(peer);
+      this.unpaired.peerAnew(peer, false);
       this.config.peers.splice(this.config.peers.findIndex((p) => p.name === peer), 1);
       this.log.info({ peer }, `peer ${peer}: removed from the config; no link to it any more`);
     }
@@ -710,7 +678,7 @@ export class LinkManager {
 
   /** The change is done (the maps hold the volume in its new role): the next Hello says so. */
   volumeReady(name: string, reason: string): void {
-    this.changing.delete(name);
+    this.unpaired.changeEnds(name);
     for (const peer of this.volumeConfig(name)?.peers ?? []) this.pairAgain(name, peer, reason, true);
   }
 
