@@ -583,6 +583,17 @@ export class LinkManager {
   }
 
   /**
+   * A role change that stopped part-way after volumeChanged (a full disk, an I/O error):
+   * the volume stays out of both maps, for what it holds may be neither role's, and its
+   * peers hear `why` (a VolumeHello describing it unavailable), which says what completes it.
+   */
+  changeStopped(name: string, why: string): void {
+    assert(!this.volumes.replicas.has(name) && !this.volumes.primaries.has(name), () => `volume ${name}: a stopped role change still paired`);
+    this.unpaired.changeBegins(name, why);
+    for (const peer of this.volumeConfig(name)?.peers ?? []) this.pairAgain(name, peer, why, false);
+  }
+
+  /**
    * A reload let `name` go (src/node/volume-removal.ts), after volumeChanged: what the
    * manager kept of it goes, and `peers` hear it is gone (its VolumeHello describes
    * nothing: the peer says it is missing here; or the next Hello does not describe it).

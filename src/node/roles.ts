@@ -32,8 +32,8 @@ import { pastGroupPoint, type PastGroupPoint } from '../group/past-point.js';
  */
 export interface RoleHost extends ActionHost {
   /** null: no identity yet (offsite init), so no link runs. */
-  readonly links: Pick<LinkManager, 'primaryLinked' | 'primaryOf' | 'volumeChanged' | 'volumeReady' | 'volumeKept' | 'pausedVolumes' | 'pause' |
-    'verify'> | null;
+  readonly links: Pick<LinkManager, 'primaryLinked' | 'primaryOf' | 'volumeChanged' | 'volumeReady' | 'volumeKept' | 'changeStopped' |
+    'pausedVolumes' | 'pause' | 'verify'> | null;
   /** Opens the volume in its current role (after a promote or demote). */
   openRole(e: VolumeEntry): Promise<void>;
   /** The export the volume's name serves in its current role. */
@@ -105,7 +105,12 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       }
     }
     for (const e of todo) daemon.links?.volumeChanged(e.config.name, `volume ${e.config.name} is being promoted here with group ${g.name}`);
-    for (const e of todo) await e.replica!.prepareForPromote();
+    try {
+      for (const e of todo) await e.replica!.prepareForPromote();
+    } catch (err) {
+      for (const e of todo) daemon.links?.volumeKept(e.config.name, e.replica!, `volume ${e.config.name}: the promote of group ${g.name} did not begin`);
+      throw new Error(`no promote of group ${g.name}: ${(err as Error).message}; every member is still secondary`);
+    }
     const groups = daemon.groups!;
     let point: number | null = null;
     if (todo.length === entries.length) {
@@ -122,9 +127,11 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       }
     }
     const done: string[] = [];
+    let at = 0;
     try {
       for (const e of todo) await this.intents.write(e, null);
-      for (const e of todo) {
+      for (; at < todo.length; at++) {
+        const e = todo[at]!;
         e.identity!.beginChange('primary');
         const fin = await this.finishPromote(e);
         daemon.registry.add(daemon.backendOf(e), e.config.default === true);
@@ -132,6 +139,16 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
         done.push(`${e.config.name} up to record ${fin.applied}` +
           `${fin.discarded > 0 ? ` (${fin.discarded} record${fin.discarded === 1 ? '' : 's'} after it discarded)` : ''}`);
       }
+    } catch (err) {
+      // The members not promoted yet stay unpaired (each a change begun, or a member that
+      // pairing again would carry past the others' moment): the same promote again takes them.
+      const rest = todo.slice(at).map((e) => e.config.name);
+      const again = `run 'offsite promote ${g.name}' again to promote ${rest.join(', ')}` +
+        `${done.length > 0 ? ` (done: ${done.join(', ')})` : ''}`;
+      for (const name of rest) daemon.links?.changeStopped(name, `volume ${name}: the promote of group ${g.name} stopped part-way; ${again}`);
+      const why = `group ${g.name}: its promote stopped part-way (${(err as Error).message}); ${again}`;
+      this.log.error({ group: g.name }, why);
+      throw Object.assign(new Error(why), { code: (err as NodeJS.ErrnoException).code });
     } finally {
       groups.thaw(g.name);
     }
@@ -201,8 +218,10 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     } catch (err) {
       if (begun > 0) {
         groups.thaw(g.name);
-        throw new Error(`group ${g.name}: its promote to group point ${pick.point} began on ${entries[0]!.config.name} but stopped: ` +
-          `${(err as Error).message}; restart the daemon: its start completes the promote on every member at that point`);
+        const why = `group ${g.name}: its promote to group point ${pick.point} began on ${entries[0]!.config.name} but stopped: ` +
+          `${(err as Error).message}; restart the daemon: its start completes the promote on every member at that point`;
+        for (const e of entries) daemon.links?.changeStopped(e.config.name, `volume ${e.config.name}: ${why}`);
+        throw new Error(why);
       }
       for (const e of entries) await removePromoteAt(new DirStore(e.dir)).catch(() => undefined);
       for (const k of kept) k.e.replica!.releasePoint(k.seq);
@@ -223,6 +242,8 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
             `${fin.discarded > 0 ? `, ${fin.discarded} record${fin.discarded === 1 ? '' : 's'} after it undone or discarded` : ''})`);
         } catch (err) {
           failed.push(`${e.config.name}: ${(err as Error).message}`);
+          daemon.links?.changeStopped(e.config.name, `volume ${e.config.name}: the promote of group ${g.name} to group point ${pick.point} ` +
+            `stopped part-way (${(err as Error).message}); a restart of the daemon completes it at that point`);
         }
       }
     } finally {
@@ -294,11 +315,21 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       await rp.releaseCheckpoint();
     }
     daemon.links?.volumeChanged(name, `volume ${name} is being promoted here`);
-    // Written first: a start after a crash part-way rolls back to this same point.
-    await this.intents.write(e, point);
-    // From here a crash does not leave a half-promoted volume: the next start redoes it.
-    e.identity!.beginChange('primary');
-    const fin = await this.finishPromote(e);
+    try {
+      // Written first: a start after a crash part-way rolls back to this same point.
+      await this.intents.write(e, point);
+      // From here a crash does not leave a half-promoted volume: the next start redoes it.
+      e.identity!.beginChange('primary');
+    } catch (err) {
+      // Nothing began: the replica is as it was, and pairs again as the secondary it is.
+      daemon.links?.volumeKept(name, rp, `volume ${name}: its promote did not begin`);
+      throw err;
+    }
+    const fin = await this.finishPromote(e).catch((err: unknown) => {
+      // (The operator's error is the failure itself, which diskFullSaysSo words.)
+      this.stoppedPartWay(name, 'promote', err, `it is recorded, and completes when 'offsite promote ${name}' runs again (or at the next start)`);
+      throw err;
+    });
     daemon.registry.add(daemon.backendOf(e), e.config.default === true);
     daemon.links?.volumeReady(name, `volume ${name} is primary here now`);
     const ms = Math.round(performance.now() - t0);
@@ -399,11 +430,16 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
         if (!opts.discardMyData) throw new ActionRefused('wrong-role', `volume ${name} is already secondary on this node`);
         daemon.links?.volumeChanged(name, `volume ${name} discards its data`);
         const rp = e.replica!;
-        await this.endDrill(e);
-        // Let go first: a Resync's round waits for a held checkpoint, and quiesce for the round.
-        daemon.registry.remove(`${name}${CHECKPOINT_SUFFIX}`);
-        if (rp.checkpoint) await rp.releaseCheckpoint();
-        await rp.quiesce(); // nothing applies while its files go
+        try {
+          await this.endDrill(e);
+          // Let go first: a Resync's round waits for a held checkpoint, and quiesce for the round.
+          daemon.registry.remove(`${name}${CHECKPOINT_SUFFIX}`);
+          if (rp.checkpoint) await rp.releaseCheckpoint();
+          await rp.quiesce(); // nothing applies while its files go
+        } catch (err) {
+          daemon.links?.volumeKept(name, rp, `volume ${name}: its demote did not begin`);
+          throw new Error(`no demote of ${name}: ${(err as Error).message}; it is still the secondary it was, its data kept`);
+        }
         rp.log.close();
       } else {
         const jv = e.journaled!;
@@ -411,16 +447,27 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
         e.volume.readOnly = true;
         daemon.links?.volumeChanged(name, `volume ${name} is being demoted here`);
         unshipped = jv.journal.backlogBytes + jv.bitmap.count * jv.bitmap.regionSize;
-        await jv.close();
+        await jv.close().catch((err: unknown) => {
+          throw this.stoppedPartWay(name, 'demote', err, 'it takes no writes, and a restart of the daemon serves it as the primary it was ' +
+            '(its journal kept); demote it again then');
+        });
       }
-      // From here a crash does not leave a half-demoted volume: the next start redoes it.
-      e.identity!.beginChange('secondary');
-      this.wipeRoleState(e);
-      e.identity!.setRole('secondary', false);
-      if (opts.discardMyData) e.identity!.forgetHistory();
-      e.volume.readOnly = true;
-      e.role = 'secondary';
-      await daemon.openRole(e);
+      try {
+        // From here a crash does not leave a half-demoted volume: the next start redoes it.
+        e.identity!.beginChange('secondary');
+      } catch (err) {
+        throw this.stoppedPartWay(name, 'demote', err, `it did not begin; a restart of the daemon serves it as the ${e.role} it was`);
+      }
+      try {
+        this.wipeRoleState(e);
+        e.identity!.setRole('secondary', false);
+        if (opts.discardMyData) e.identity!.forgetHistory();
+        e.volume.readOnly = true;
+        e.role = 'secondary';
+        await daemon.openRole(e);
+      } catch (err) {
+        throw this.stoppedPartWay(name, 'demote', err, 'it is recorded, and a restart of the daemon completes it');
+      }
       daemon.registry.add(daemon.backendOf(e), e.config.default === true);
       daemon.links?.volumeReady(name, `volume ${name} is secondary here now`);
       const message = `volume ${name} demoted: secondary on this node, read-only; ` +
@@ -469,15 +516,24 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
         };
       }
       daemon.links?.volumeChanged(name, `volume ${name} starts again as ${primary}'s secondary`);
-      const fin = await rp.finishForPromote(undefined, { follow: true });
-      rp.log.close();
-      // From here a crash finishes it as a demote does (the first-sync mark and the history go too: the next round is a first sync).
-      e.identity!.beginChange('secondary');
-      // Its history keeps its points, and numbers the new primary's on past them (docs/HISTORY.md, "After a follow").
-      await rp.followed(previous?.primary || null, primary);
-      this.wipeRoleState(e, keptFollowing);
-      e.identity!.setRole('secondary', false);
-      await daemon.openRole(e);
+      let begun = false;
+      let fin: Awaited<ReturnType<typeof rp.finishForPromote>>;
+      try {
+        fin = await rp.finishForPromote(undefined, { follow: true });
+        rp.log.close();
+        // From here a crash finishes it as a demote does (the first-sync mark and the history go too: the next round is a first sync).
+        e.identity!.beginChange('secondary');
+        begun = true;
+        // Its history keeps its points, and numbers the new primary's on past them (docs/HISTORY.md, "After a follow").
+        await rp.followed(previous?.primary || null, primary);
+        this.wipeRoleState(e, keptFollowing);
+        e.identity!.setRole('secondary', false);
+        await daemon.openRole(e);
+      } catch (err) {
+        throw this.stoppedPartWay(name, `start again as ${primary}'s secondary`, err, begun
+          ? 'it is recorded, and a restart of the daemon completes it'
+          : `a restart of the daemon opens it as it was, and it follows ${primary} then`);
+      }
       daemon.registry.add(daemon.backendOf(e), e.config.default === true);
       daemon.links?.volumeReady(name, `volume ${name} follows ${primary} now`);
       const message = `volume ${name}: ${why}; ` +
@@ -495,6 +551,19 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
   override forget(name: string): void {
     super.forget(name);
     this.waitingToFollow.delete(name);
+  }
+
+  /**
+   * A role change of `name` that failed after its peers heard of it (volumeChanged) and
+   * cannot give the volume back to its old role: the peers and the log hear where it
+   * stands (`standing`, what completes it), not "being promoted" until a restart, and
+   * the error that goes back to the operator says the same.
+   */
+  private stoppedPartWay(name: string, change: string, err: unknown, standing: string): Error {
+    const why = `volume ${name}: its ${change} stopped part-way (${(err as Error).message}); ${standing}`;
+    this.daemon.links?.changeStopped(name, why);
+    this.log.error({ volume: name }, why);
+    return Object.assign(new Error(why), { code: (err as NodeJS.ErrnoException).code });
   }
 
   protected override letGo(e: VolumeEntry): void {
@@ -535,14 +604,18 @@ function pickPastPoint(g: GroupConfig, entries: readonly VolumeEntry[], at: numb
 /**
  * A promote that met a full disk (ENOSPC, EDQUOT) says which folder, that room must be
  * made, and where the volume stands: nothing changed, or the change is recorded and
- * completes when the promote runs again (or at the next start). Other errors pass as they are.
+ * completes when the promote runs again (or at the next start). Other errors pass as
+ * they are, with the last said of a promote that had begun.
  */
 function diskFullSaysSo(err: Error, e: VolumeEntry, name: string): Error {
   const code = (err as NodeJS.ErrnoException).code;
   // (A torn replica's refusal names its volume file's disk and says what to do itself.)
   if (err instanceof TornReplicaError) return err;
-  if (code !== 'ENOSPC' && code !== 'EDQUOT' && !/ENOSPC|EDQUOT|no space left/i.test(err.message)) return err;
   const begun = e.identity != null && promoteBegun(e.identity);
+  if (code !== 'ENOSPC' && code !== 'EDQUOT' && !/ENOSPC|EDQUOT|no space left/i.test(err.message)) {
+    return begun ? new Error(`${err.message}; the promote of ${name} is recorded, and completes when 'offsite promote ${name}' runs again ` +
+      '(or at the next start)') : err;
+  }
   return new Error(`the disk holding ${e.dir} is full (${err.message}): make room there and run 'offsite promote ${name}' again; ` +
     (begun ? 'the promote is recorded and completes then (or at the next start)' : `nothing changed, ${name} is still a secondary`));
 }

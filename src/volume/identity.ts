@@ -76,8 +76,7 @@ export class VolumeIdentity {
 
   /** Records that a change to `role` has begun: a restart completes it. */
   beginChange(role: 'primary' | 'secondary'): void {
-    this.data = { ...this.data, changing: role };
-    this.save();
+    this.save({ ...this.data, changing: role });
   }
 
   /** The peer has met the current generation. */
@@ -86,23 +85,20 @@ export class VolumeIdentity {
   /** A link came up: the peer holds (or adopts) the current generation. One write, the first time. */
   markShared(): void {
     if (this.data.shared) return;
-    this.data = { ...this.data, shared: true };
-    this.save();
+    this.save({ ...this.data, shared: true });
   }
 
   /** Starts a new generation (this side takes writes its peer may not get in order). */
   newGeneration(): string {
     const g = generationId();
-    this.data = { ...this.data, shared: false, generations: [g, ...this.data.generations].slice(0, MAX_GENERATIONS) };
-    this.save();
+    this.save({ ...this.data, shared: false, generations: [g, ...this.data.generations].slice(0, MAX_GENERATIONS) });
     return g;
   }
 
   /** The secondary takes the primary's UUID and generations. */
   adopt(uuid: string, generations: string[]): void {
     if (uuid === this.data.uuid && generations.join() === this.data.generations.join()) return;
-    this.data = { ...this.data, uuid, generations: generations.slice(0, MAX_GENERATIONS) };
-    this.save();
+    this.save({ ...this.data, uuid, generations: generations.slice(0, MAX_GENERATIONS) });
   }
 
   /**
@@ -112,8 +108,7 @@ export class VolumeIdentity {
   setRole(role: 'primary' | 'secondary', newGeneration: boolean): void {
     const generations = newGeneration ? [generationId(), ...this.data.generations].slice(0, MAX_GENERATIONS) : this.data.generations;
     const { changing: _done, ...rest } = this.data;
-    this.data = { ...rest, role, generations, shared: newGeneration ? false : this.data.shared };
-    this.save();
+    this.save({ ...rest, role, generations, shared: newGeneration ? false : this.data.shared });
   }
 
   /**
@@ -121,21 +116,26 @@ export class VolumeIdentity {
    * its own at the next link (a full compare-and-copy), as for a new replica.
    */
   forgetHistory(): void {
-    this.data = { ...this.data, generations: [] };
-    this.save();
+    this.save({ ...this.data, generations: [] });
   }
 
-  private save(): void {
+  /**
+   * Writes `next` (default: what is held) durably and holds it from the rename on: a
+   * write that fails before it (a full disk) leaves both the file and what is held as
+   * they were, so a change whose beginning could not be written has not begun here either.
+   */
+  private save(next: VolumeIdentityData = this.data): void {
     const tmp = `${this.file}.tmp`;
     fs.rmSync(tmp, { force: true }); // (a leftover would keep its mode)
     const fd = fs.openSync(tmp, 'w', 0o600);
     try {
-      fs.writeSync(fd, `${JSON.stringify(this.data, null, 2)}\n`);
+      fs.writeSync(fd, `${JSON.stringify(next, null, 2)}\n`);
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
     }
     fs.renameSync(tmp, this.file);
+    this.data = next;
     const dfd = fs.openSync(path.dirname(this.file), 'r');
     try {
       fs.fsyncSync(dfd);

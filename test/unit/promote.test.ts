@@ -227,3 +227,63 @@ test('a group promote refused after its members\' links went (not at one moment,
   assert.deepEqual(kept, ['changed db', 'changed wal', 'kept db with its replica', 'kept wal with its replica']);
   assert.deepEqual([finishedAt, entries.map(planted), entries.map((e) => e.identity!.changing)], [[], [false, false], [undefined, undefined]]);
 });
+
+test('a promote that fails before its change began pairs the replica again; one that fails after says a promote again completes it', async () => {
+  const { roles, e, finishedAt } = secondary();
+  const said: string[] = [];
+  const host = (roles as unknown as { daemon: Record<string, unknown> }).daemon;
+  host.links = {
+    primaryLinked: () => false, primaryOf: () => null,
+    volumeChanged: (v: string, why: string) => said.push(`changed ${v}: ${why}`), volumeReady: (v: string, why: string) => said.push(`ready ${v}: ${why}`),
+    volumeKept: (v: string, rp: unknown, why: string) => said.push(`kept ${v}${rp === e.replica ? ' with its replica' : ''}: ${why}`),
+    changeStopped: (v: string, why: string) => said.push(`stopped ${v}: ${why}`),
+  };
+  // The identity's change cannot be written (its temporary file's name taken by a folder, as a full disk would fail it).
+  const tmp = path.join(e.dir, 'identity.json.tmp');
+  fs.mkdirSync(tmp);
+  await assert.rejects(roles.promote('db', {}));
+  assert.deepEqual(said, ['changed db: volume db is being promoted here', 'kept db with its replica: volume db: its promote did not begin']);
+  assert.equal(e.identity!.changing, undefined, 'nothing began: neither on disk nor in what the identity holds');
+  assert.deepEqual([e.role, finishedAt], ['secondary', []]);
+  fs.rmdirSync(tmp);
+
+  // Begun, then the finish fails: the replica is not paired again (it may be half rolled back), and its peers hear what completes it.
+  said.length = 0;
+  const finish = e.replica!.finishForPromote.bind(e.replica!);
+  e.replica!.finishForPromote = () => Promise.reject(new Error('EIO: i/o error, write'));
+  await assert.rejects(roles.promote('db', {}), (err: unknown) => err instanceof Error &&
+    err.message === 'EIO: i/o error, write; the promote of db is recorded, and completes when \'offsite promote db\' runs again (or at the next start)');
+  assert.deepEqual(said, ['changed db: volume db is being promoted here',
+    'stopped db: volume db: its promote stopped part-way (EIO: i/o error, write); it is recorded, and completes when \'offsite promote db\' runs again ' +
+    '(or at the next start)']);
+  assert.equal(e.identity!.changing, 'primary');
+  said.length = 0;
+  e.replica!.finishForPromote = finish;
+  await roles.promote('db', {});
+  assert.deepEqual(said, ['changed db: volume db is being promoted here', 'ready db: volume db is primary here now']);
+  assert.deepEqual([e.role, e.identity!.changing, finishedAt], ['primary', undefined, [undefined]]);
+});
+
+test('a demote --discard-my-data that fails before it began keeps the secondary paired; one that fails after says a restart completes it', async () => {
+  const { roles, e } = secondary();
+  const said: string[] = [];
+  const host = (roles as unknown as { daemon: Record<string, unknown> }).daemon;
+  host.links = {
+    volumeChanged: (v: string) => said.push(`changed ${v}`), volumeReady: (v: string) => said.push(`ready ${v}`),
+    volumeKept: (v: string, rp: unknown) => said.push(`kept ${v}${rp === e.replica ? ' with its replica' : ''}`),
+    changeStopped: (v: string, why: string) => said.push(`stopped ${v}: ${why}`),
+  };
+  Object.assign(e.replica!, { quiesce: () => Promise.reject(new Error('the apply failed: EIO')), releaseCheckpoint: () => Promise.resolve() });
+  await assert.rejects(roles.demote('db', { discardMyData: true }),
+    (err: unknown) => err instanceof Error && err.message === 'no demote of db: the apply failed: EIO; it is still the secondary it was, its data kept');
+  assert.deepEqual(said, ['changed db', 'kept db with its replica']);
+  assert.equal(e.identity!.changing, undefined);
+
+  said.length = 0;
+  Object.assign(e.replica!, { quiesce: () => Promise.resolve() });
+  host.openRole = () => Promise.reject(new Error('EIO: i/o error, open'));
+  await assert.rejects(roles.demote('db', { discardMyData: true }), (err: unknown) => err instanceof Error &&
+    err.message === 'volume db: its demote stopped part-way (EIO: i/o error, open); it is recorded, and a restart of the daemon completes it');
+  assert.deepEqual(said, ['changed db', 'stopped db: volume db: its demote stopped part-way (EIO: i/o error, open); it is recorded, ' +
+    'and a restart of the daemon completes it']);
+});
