@@ -17,6 +17,8 @@
 // 5. rsync (--inplace --no-whole-file, with and without -z) brings the kept copy up to
 //    date; its sent + received bytes.
 // Needs root (losetup, mount), nbdfuse, fio, rsync, qemu-img and the zstd CLI.
+// WIRE_KEEP=DIR keeps the paused pair of step 3 in DIR (its journal is the workload, for
+// bench/unit-plans.ts); with WIRE_ONLY=workload the run stops there (nothing is written to the docs).
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -235,6 +237,12 @@ async function main(): Promise<void> {
     // The pair as it stands (paused, the backlog in the journal), for every replay.
     const snap = path.join(dir, 'snap');
     sh('cp', ['-a', '--sparse=always', pair, snap]);
+    if (process.env.WIRE_KEEP) sh('cp', ['-a', '--sparse=always', snap, process.env.WIRE_KEEP]);
+    if (process.env.WIRE_ONLY === 'workload') {
+      console.log(`the paused pair is in ${process.env.WIRE_KEEP ?? snap}`);
+      if (process.env.WIRE_KEEP) fs.rmSync(dir, { recursive: true, force: true });
+      return;
+    }
 
     // The host's write stream from the journal.
     const { records } = await readJournal(path.join(pair, 'state-site-a'), 'db');

@@ -32,15 +32,19 @@ export interface UnitPlan {
  * `maxBytes`: the peer holds a unit whole before it applies it, so this, not the span of
  * journal planned over, is what its receive log must hold. Null: nothing to merge.
  */
-export function planUnit(headers: readonly RecordHeader[], maxBytes = Infinity): UnitPlan | null {
+export function planUnit(headers: readonly RecordHeader[], maxBytes = Infinity, cutCost?: number): UnitPlan | null {
   // The barriers a unit may end at: a group member's only at group points (docs/GROUPS.md),
   // since the replica is brought to group points only and a unit ending past one would hold it back.
   const ends: number[] = [];
   const points: number[] = [];
+  let stop = headers.length;
   for (let i = 0; i < headers.length; i++) {
     const r = headers[i]!;
     // A resync round's records and its end stay as they are (the round has its own unit).
-    if ((r.flags & (FLAG_RESYNC | FLAG_ROUND_END)) !== 0 || r.kind === RecordKind.Skip) break;
+    if ((r.flags & (FLAG_RESYNC | FLAG_ROUND_END)) !== 0 || r.kind === RecordKind.Skip) {
+      stop = i;
+      break;
+    }
     if (r.kind === RecordKind.Barrier) {
       ends.push(i);
       if ((r.flags & FLAG_GROUP_POINT) !== 0) points.push(i);
@@ -70,9 +74,113 @@ export function planUnit(headers: readonly RecordHeader[], maxBytes = Infinity):
     if (!found) return null;
     best = found;
   }
+  if (cutCost !== undefined) {
+    // Among the ends that fit, the one whose unit the records after it rewrite least.
+    const fitting = candidates.filter((i) => i <= best.last);
+    const cut = leastRewritten(headers, stop, fitting, cutCost);
+    if (cut !== best.last) {
+      const t = cover.skipsUpTo(cut);
+      if (t.bytes <= maxBytes) best = t;
+    }
+  }
   assert(best.bytes <= maxBytes && best.last > ends[0]!,
     () => `coalesce: a unit of ${best.bytes} bytes ending at record ${best.last} (bound ${maxBytes}, first barrier at ${ends[0]})`);
   return { from: headers[0]!.seq, until: headers[best.last]!.seq, skip: best.skip };
+}
+
+/**
+ * Where to end a unit, far behind: of the `ends` (barrier indexes, ascending, each a
+ * unit that fits), the one that sends least in the long run. A byte the unit sends
+ * that a record after its end writes again (within `upTo`, the headers read ahead)
+ * travels twice; so does what follows the end in the batch that holds it (`cutCost`
+ * bytes, about a batch: it goes as it is, coalesced with neither unit). An end is
+ * judged by those bytes over the distinct bytes the unit sends, and the lowest wins
+ * (the later of equals): a unit ends before a stretch of rewrites (a database's pages,
+ * a filesystem's journal) rather than in its middle. Each elementary piece of the
+ * volume the records touch has its first and last writer (found in a pass each way,
+ * with a "next unmarked piece" union-find as UnitCover's); an end at `c` wastes the
+ * pieces first written before `c` and written again after it.
+ */
+function leastRewritten(headers: readonly RecordHeader[], upTo: number, ends: readonly number[], cutCost: number): number {
+  assert(ends.length > 0, () => 'coalesce: no end to choose from');
+  const pieces = piecesOf(headers, upTo);
+  const m = pieces.points.length;
+  const first = new Int32Array(m).fill(-1);
+  const last = new Int32Array(m).fill(-1);
+  for (const [from, step, to, mark] of [[0, 1, upTo, first], [upTo - 1, -1, -1, last]] as const) {
+    const next = new Int32Array(m + 1);
+    for (let i = 0; i < next.length; i++) next[i] = i;
+    const find = (i: number): number => {
+      while (next[i] !== i) {
+        next[i] = next[next[i]!]!;
+        i = next[i]!;
+      }
+      return i;
+    };
+    for (let i = from; i !== to; i += step) {
+      if (pieces.hi[i] === pieces.lo[i]) continue;
+      for (let at = find(pieces.lo[i]!); at < pieces.hi[i]!; at = find(at + 1)) {
+        mark[at] = i;
+        next[at] = at + 1;
+      }
+    }
+  }
+  // By record index: + a piece's bytes once it is in the unit, - once nothing after the end rewrites it.
+  const distinct = new Float64Array(upTo + 1);
+  const rewritten = new Float64Array(upTo + 1);
+  for (let p = 0; p + 1 < m; p++) {
+    const f = first[p]!;
+    const l = last[p]!;
+    if (f < 0) continue;
+    const bytes = pieces.points[p + 1]! - pieces.points[p]!;
+    distinct[f + 1] = distinct[f + 1]! + bytes;
+    if (l > f) {
+      rewritten[f + 1] = rewritten[f + 1]! + bytes;
+      rewritten[l] = rewritten[l]! - bytes;
+    }
+  }
+  let best = ends[ends.length - 1]!;
+  let bestCost = Infinity;
+  let d = 0;
+  let w = 0;
+  let e = 0;
+  for (let c = 0; c <= ends[ends.length - 1]!; c++) {
+    d += distinct[c]!;
+    w += rewritten[c]!;
+    if (c !== ends[e]) continue;
+    e++;
+    const cost = (w + cutCost) / (d + RECORD_HEADER_SIZE * (c + 1));
+    if (cost <= bestCost) {
+      bestCost = cost;
+      best = c;
+    }
+  }
+  return best;
+}
+
+/** The elementary pieces the ranges of headers[0, upTo) cut the volume into, and each record's first and end piece. */
+function piecesOf(headers: readonly RecordHeader[], upTo: number): { points: Float64Array; lo: Int32Array; hi: Int32Array } {
+  const all = new Float64Array(2 * upTo);
+  let n = 0;
+  for (let i = 0; i < upTo; i++) {
+    const r = headers[i]!;
+    if (r.kind === RecordKind.Barrier || r.length === 0) continue;
+    all[n++] = r.offset;
+    all[n++] = r.offset + r.length;
+  }
+  const sorted = all.subarray(0, n).sort();
+  let m = 0;
+  for (let i = 0; i < n; i++) if (i === 0 || sorted[i] !== sorted[m - 1]) sorted[m++] = sorted[i]!;
+  const points = sorted.subarray(0, m);
+  const lo = new Int32Array(upTo);
+  const hi = new Int32Array(upTo);
+  for (let i = 0; i < upTo; i++) {
+    const r = headers[i]!;
+    if (r.kind === RecordKind.Barrier || r.length === 0) continue;
+    lo[i] = indexOf(points, r.offset);
+    hi[i] = indexOf(points, r.offset + r.length);
+  }
+  return { points, lo, hi };
 }
 
 /**
@@ -89,27 +197,10 @@ class UnitCover {
   private readonly next: Int32Array;
 
   constructor(private readonly headers: readonly RecordHeader[], upTo: number) {
-    const all = new Float64Array(2 * upTo);
-    let n = 0;
-    for (let i = 0; i < upTo; i++) {
-      const r = headers[i]!;
-      if (r.kind === RecordKind.Barrier || r.length === 0) continue;
-      all[n++] = r.offset;
-      all[n++] = r.offset + r.length;
-    }
-    const sorted = all.subarray(0, n).sort();
-    let m = 0;
-    for (let i = 0; i < n; i++) if (i === 0 || sorted[i] !== sorted[m - 1]) sorted[m++] = sorted[i]!;
-    const points = sorted.subarray(0, m);
-    this.lo = new Int32Array(upTo);
-    this.hi = new Int32Array(upTo);
-    for (let i = 0; i < upTo; i++) {
-      const r = headers[i]!;
-      if (r.kind === RecordKind.Barrier || r.length === 0) continue;
-      this.lo[i] = indexOf(points, r.offset);
-      this.hi[i] = indexOf(points, r.offset + r.length);
-    }
-    this.next = new Int32Array(m + 1);
+    const pieces = piecesOf(headers, upTo);
+    this.lo = pieces.lo;
+    this.hi = pieces.hi;
+    this.next = new Int32Array(pieces.points.length + 1);
   }
 
   skipsUpTo(last: number): { last: number; skip: Set<number>; bytes: number } {

@@ -115,7 +115,8 @@ export class UnitPlanner {
     }
     assert(headers.length <= COALESCE_MAX_RECORDS, () => `coalesce: planned over ${headers.length} records, over ${COALESCE_MAX_RECORDS}`);
     this.ahead = headers;
-    this.plan = headers.length > 0 ? planUnit(headers, unitBytes) : null;
+    // (Its end where least of it is written again after: what follows the end in its batch goes uncoalesced, about a batch.)
+    this.plan = headers.length > 0 ? planUnit(headers, unitBytes, batchBytes) : null;
     if (!this.plan && headers.length > 0) this.rememberNoUnit(fromSeq, headers);
     return this.plan;
   }

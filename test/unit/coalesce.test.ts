@@ -194,3 +194,69 @@ test('planUnit skips exactly what the byte-by-byte rule skips, and its unit send
     if (bound === Infinity) assert.equal(last, barriers[barriers.length - 1], `seed ${s}: unbounded, the unit ends at the last barrier`);
   }
 });
+
+test('far behind, a unit ends before a stretch of rewrites rather than in its middle', () => {
+  seq = 0;
+  const KiB = 1024;
+  // Two epochs of data written once (a copy), then 24 epochs that rewrite 16 pages of a small file (a database's fsyncs).
+  const all: JournalRecord[] = [];
+  for (let e = 0; e < 2; e++) {
+    for (let k = 0; k < 4; k++) all.push(W((e * 4 + k) * 64 * KiB, 64 * KiB));
+    all.push(B());
+  }
+  const copyEnd = all.length - 1;
+  for (let e = 0; e < 24; e++) {
+    for (let k = 0; k < 4; k++) all.push(W(1024 * KiB + ((e * 5 + k * 3) % 16) * 8 * KiB, 8 * KiB));
+    all.push(B());
+  }
+  // The bound lets the unit reach a few epochs into the rewrites (its records' headers counted too).
+  const bound = 8 * 64 * KiB + 10 * 8 * KiB + 40 * RECORD_HEADER_SIZE;
+  const largest = planUnit(all, bound)!;
+  assert.ok(largest.until > all[copyEnd]!.seq, 'without a cut cost: the largest unit that fits, ending among the rewrites');
+  const chosen = planUnit(all, bound, 16 * KiB)!;
+  assert.equal(chosen.until, all[copyEnd]!.seq, 'the copy alone: the rewrites then go in the next unit, each page once');
+  assert.equal(chosen.skip.size, 0);
+  // With nothing after them rewritten, the largest that fits still wins.
+  const tail = all.slice(copyEnd + 1);
+  assert.equal(planUnit(tail, Infinity, 16 * KiB)!.until, tail[tail.length - 1]!.seq);
+});
+
+/** Bytes written in [0, c) and again after c, and those written before c: what an end at c wastes, and what it sends. */
+function rewriteCost(rs: JournalRecord[], c: number, cutCost: number): number {
+  const before = new Set<number>();
+  const after = new Set<number>();
+  rs.forEach((r, i) => {
+    if (r.kind === RecordKind.Barrier || i === c) return;
+    for (let b = r.offset; b < r.offset + r.length; b++) (i < c ? before : after).add(b);
+  });
+  let waste = 0;
+  for (const b of before) if (after.has(b)) waste++;
+  return (waste + cutCost) / (before.size + RECORD_HEADER_SIZE * (c + 1));
+}
+
+test('with a cut cost, planUnit still skips what the rule skips and fits the bound, and ends where the rewrites cost least ' +
+  '(random units; a failure names its seed)', () => {
+  for (let s = 1; s <= 300; s++) {
+    const rand = rng(s);
+    seq = 0;
+    const rs = randomRecords(rand, 10 + Math.floor(rand() * 60), { slots: 24, grain: 8, sizes: 6, barriers: 0.25, zeroes: 0.3, fill: false });
+    rs.push(B());
+    const bound = rand() < 0.3 ? Infinity : 300 + Math.floor(rand() * 1500);
+    const cutCost = Math.floor(rand() * 200);
+    const largest = planUnit(rs, bound);
+    const plan = planUnit(rs, bound, cutCost);
+    assert.equal(plan === null, largest === null, `seed ${s}: a unit either way`);
+    if (!plan || !largest) continue;
+    const last = rs.findIndex((r) => r.seq === plan.until);
+    const largestLast = rs.findIndex((r) => r.seq === largest.until);
+    const barriers = rs.map((r, i) => (r.kind === RecordKind.Barrier ? i : -1)).filter((i) => i >= 0);
+    assert.equal(rs[last]!.kind, RecordKind.Barrier, `seed ${s}`);
+    assert.ok(barriers.indexOf(last) >= 1 && last <= largestLast, `seed ${s}: two epochs or more, and no later than the largest that fits`);
+    const want = oracle(rs, last);
+    assert.deepEqual([...plan.skip].sort((a, b) => a - b), [...want.skip].sort((a, b) => a - b), `seed ${s}: the skipped records`);
+    assert.ok(want.bytes <= bound, `seed ${s}: the unit sends ${want.bytes} bytes, over the bound ${bound}`);
+    // No end the largest unit allows costs less than the one chosen (to rounding).
+    const best = Math.min(...barriers.filter((i) => i > barriers[0]! && i <= largestLast).map((i) => rewriteCost(rs, i, cutCost)));
+    assert.ok(rewriteCost(rs, last, cutCost) <= best + 1e-9, `seed ${s}: an end at ${last} costs ${rewriteCost(rs, last, cutCost)}, the least is ${best}`);
+  }
+});
