@@ -7,6 +7,8 @@
 // Skip headers), zstd -3 of each batch's payloads, the payload the writes cover once
 // (the least any coalescing sends), and where each unit ended. A tool for the planner's
 // choices, deterministic for a journal (bench:wire's own figures move with its run).
+// UNIT_STREAM=FILE also writes the payloads sent, in order (for other compressors).
+import fs from 'node:fs';
 import path from 'node:path';
 import { compress } from 'zstd-napi';
 import { UnitPlanner } from '../src/coalesce/planner.js';
@@ -19,7 +21,7 @@ const MAX_EPOCH = 256 * MiB;
 
 interface Sent { records: number; bytes: number; zstd: number; covered: number; units: string[] }
 
-async function sendAll(records: JournalRecord[]): Promise<Sent> {
+async function sendAll(records: JournalRecord[], stream: number | null): Promise<Sent> {
   const planner = new UnitPlanner({ coalesce: () => true, readBytes: BATCH });
   const bySeq = new Map(records.map((r, i) => [r.seq, i]));
   const size = (r: JournalRecord): number => RECORD_HEADER_SIZE + r.payload.length;
@@ -65,6 +67,7 @@ async function sendAll(records: JournalRecord[]): Promise<Sent> {
       if (r.kind === RecordKind.Write) payloads.push(r.payload);
     }
     if (payloads.length > 0) sent.zstd += compress(Buffer.concat(payloads), { compressionLevel: 3 }).length;
+    if (stream !== null) for (const p of payloads) fs.writeSync(stream, p);
     released = batch[batch.length - 1]!.seq;
   }
   // The payload the writes cover once: what no coalescing can go below.
@@ -80,7 +83,10 @@ async function main(): Promise<void> {
   const mb = (n: number): string => `${(n / MiB).toFixed(1)} MiB`;
   for (const pair of pairs) {
     const { records } = await readJournal(path.join(pair, 'state-site-a'), 'db');
-    const s = await sendAll(records);
+    const file = process.env.UNIT_STREAM ? `${process.env.UNIT_STREAM}${pairs.length > 1 ? `.${path.basename(pair)}` : ''}` : null;
+    const stream = file ? fs.openSync(file, 'w') : null;
+    const s = await sendAll(records, stream);
+    if (stream !== null) fs.closeSync(stream);
     console.log(`${pair}: ${records.length} records; sent ${mb(s.bytes)} of records (the writes cover ${mb(s.covered)}), ` +
       `zstd -3 per batch ${mb(s.zstd)}; ${s.units.length} units: ${s.units.join(' ')}`);
   }
