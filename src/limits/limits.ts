@@ -34,16 +34,17 @@ export const RECOVERY_PROGRESS_MS = 5000;
 /**
  * The node's memory budget for replication data (config `memory`, src/memory/budget.ts):
  * the shippers' batches from their read until acked, the peers' frames until logged,
- * the applies' reads, all volumes together. 64 MiB lets a volume alone keep 25 MiB in
+ * the applies' reads, all volumes together. 40 MiB lets a volume alone keep 16 MiB in
  * flight (its class takes at most 40%), more than a 1 Gbit/s link with a 100 ms round
- * trip holds, and keeps a daemon with a hundred volumes under 256 MiB of RSS through a
- * burst (docs/BENCHMARKS.md, "A hundred volumes"): a batch being packed exists two or
- * three times over (read, packed, in the zstd worker) and freed buffers wait for the
- * garbage collector, so RSS moves by about three times what the budget lets through.
- * Apart from the NBD/iSCSI write budget (src/nbd/budget.ts), which bounds host writes
- * before they reach the journal.
+ * trip holds (12.5 MB), and keeps a daemon under 150 MiB of RSS while a 10 GiB backlog
+ * drains, and under 256 MiB with a hundred volumes through a burst (docs/BENCHMARKS.md,
+ * "A hundred volumes"): freed batches wait for the garbage collector, so RSS moves by
+ * more than the budget lets through. 64 MiB (the default until 2026-12-06) drained no
+ * faster on this machine's loopback (bench:catchup 111 and 132 MB/s against 111 and 115)
+ * and peaked 10-20 MiB higher. Apart from the NBD/iSCSI write budget (src/nbd/budget.ts),
+ * which bounds host writes before they reach the journal.
  */
-export const MEMORY_BUDGET_BYTES = 64 * MiB;
+export const MEMORY_BUDGET_BYTES = 40 * MiB;
 
 /**
  * A volume's writes that go to the thread pool (src/volume/write-batch.ts): at most

@@ -111,11 +111,11 @@ test('under pressure (Buffers past the threshold) a collection is asked for; bel
   assert.ok(busy.collections > 0, 'collections asked for past the threshold');
 });
 
-test('config: memory is a size, 64MiB by default, at least 32MiB', async () => {
+test('config: memory is a size, 40MiB by default, at least 32MiB', async () => {
   const { parseConfig } = await import('../../src/config/config.js');
   const yaml = (extra: string): string =>
     `node: site-a\nstate: ./state\nnbd: 127.0.0.1:10809\n${extra}volumes:\n  db: { path: ./db.img, size: 1GiB, role: primary }\n`;
-  assert.equal(parseConfig(yaml(''), '/x/o.yaml').memory, 64 * 2 ** 20);
+  assert.equal(parseConfig(yaml(''), '/x/o.yaml').memory, 40 * 2 ** 20);
   assert.equal(parseConfig(yaml('memory: 256MiB\n'), '/x/o.yaml').memory, 256 * 2 ** 20);
   assert.throws(() => parseConfig(yaml('memory: 8MiB\n'), '/x/o.yaml'), /memory: must be at least 32MiB/);
 });
