@@ -23,6 +23,7 @@ import { statusOf } from '../test/helpers/daemon.js';
 import { cli } from '../test/helpers/cli.js';
 import { must, sleep } from '../test/helpers/run.js';
 import { machineLine, writeSection } from './report.js';
+import { MEMORY_BUDGET_BYTES } from '../src/limits/limits.js';
 
 const VOLUMES = Number(process.env.FLEET_VOLUMES ?? 100);
 const BURST_MIB = Number(process.env.FLEET_BURST_MIB ?? 4);
@@ -176,7 +177,7 @@ async function main(): Promise<void> {
     '',
     `\`npm run bench:fleet\` (FLEET_VOLUMES=${VOLUMES} FLEET_BURST_MIB=${BURST_MIB} FLEET_RATE=${RATE} FLEET_FAIR_MIB=${FAIR_MIB} ` +
       `FLEET_WINDOW=${WINDOW} FLEET_BIG_SIZE=${BIG_SIZE} FLEET_BIG_BACKLOG_MIB=${BIG_BACKLOG_MIB}; ${machineLine()}): ` +
-      'both daemons of a pair on this machine with the default `memory: 64MiB`; ' +
+      `both daemons of a pair on this machine with the default \`memory: ${MEMORY_BUDGET_BYTES / 2 ** 20}MiB\`; ` +
       "RSS is VmRSS of each daemon's process, the peak sampled every 100 ms. " +
       "What bounds each figure: the RSS, the node's memory budget (batches in flight, frames buffered, applies: docs/LINK.md \"Memory\") " +
       'plus the NBD write budget while hosts write, plus the fixed part (code, heaps, zstd workers); ' +
