@@ -152,8 +152,8 @@ export class UnitApplier {
     for (let seq = from; seq <= to;) {
       // Each read is a lease on the node's budget while its records are written to the
       // replica: a hundred volumes applying at once wait in turn, not read 8 MiB each.
-      // (1 MiB reads, not 8, when a budget is kept: a share of 25 MiB then lets 25
-      // volumes apply at once rather than 3.)
+      // (1 MiB reads, not 8, when a budget is kept: a share of 16 MiB then lets 16
+      // volumes apply at once rather than 2.)
       const readBytes = this.readBytes ?? (this.memory ? APPLY_READ_BYTES : READ_BATCH_BYTES);
       const lease = this.memory ? await this.memory.acquire(readBytes, 'apply').granted : null;
       const pool = readBuffers(readBytes);
