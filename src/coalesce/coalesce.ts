@@ -91,7 +91,8 @@ export function planUnit(headers: readonly RecordHeader[], maxBytes = Infinity, 
 /**
  * Where to end a unit, far behind: of the `ends` (barrier indexes, ascending, each a
  * unit that fits), the one that sends least in the long run. A byte the unit sends
- * that a record after its end writes again (within `upTo`, the headers read ahead)
+ * that a write after its end writes again (within `upTo`, the headers read ahead:
+ * beyond them nothing is known, so ends near there look better than they are)
  * travels twice; so does what follows the end in the batch that holds it (`cutCost`
  * bytes, about a batch: it goes as it is, coalesced with neither unit). An end is
  * judged by those bytes over the distinct bytes the unit sends, and the lowest wins
@@ -103,7 +104,9 @@ export function planUnit(headers: readonly RecordHeader[], maxBytes = Infinity, 
  */
 function leastRewritten(headers: readonly RecordHeader[], upTo: number, ends: readonly number[], cutCost: number): number {
   assert(ends.length > 0, () => 'coalesce: no end to choose from');
-  const pieces = piecesOf(headers, upTo);
+  // (Writes only: a zeroing or a trim sends a header, whatever its range, so neither what
+  // it covers nor what it covers again weighs: a large discard would make every end look alike.)
+  const pieces = piecesOf(headers, upTo, (r) => r.kind === RecordKind.Write);
   const m = pieces.points.length;
   const first = new Int32Array(m).fill(-1);
   const last = new Int32Array(m).fill(-1);
@@ -158,13 +161,17 @@ function leastRewritten(headers: readonly RecordHeader[], upTo: number, ends: re
   return best;
 }
 
-/** The elementary pieces the ranges of headers[0, upTo) cut the volume into, and each record's first and end piece. */
-function piecesOf(headers: readonly RecordHeader[], upTo: number): { points: Float64Array; lo: Int32Array; hi: Int32Array } {
+/**
+ * The elementary pieces the ranges of headers[0, upTo) cut the volume into, and each
+ * record's first and end piece (lo = hi, none: a barrier, an empty record, or one `counts` leaves out).
+ */
+function piecesOf(headers: readonly RecordHeader[], upTo: number, counts: (r: RecordHeader) => boolean = () => true):
+  { points: Float64Array; lo: Int32Array; hi: Int32Array } {
   const all = new Float64Array(2 * upTo);
   let n = 0;
   for (let i = 0; i < upTo; i++) {
     const r = headers[i]!;
-    if (r.kind === RecordKind.Barrier || r.length === 0) continue;
+    if (r.kind === RecordKind.Barrier || r.length === 0 || !counts(r)) continue;
     all[n++] = r.offset;
     all[n++] = r.offset + r.length;
   }
@@ -176,7 +183,7 @@ function piecesOf(headers: readonly RecordHeader[], upTo: number): { points: Flo
   const hi = new Int32Array(upTo);
   for (let i = 0; i < upTo; i++) {
     const r = headers[i]!;
-    if (r.kind === RecordKind.Barrier || r.length === 0) continue;
+    if (r.kind === RecordKind.Barrier || r.length === 0 || !counts(r)) continue;
     lo[i] = indexOf(points, r.offset);
     hi[i] = indexOf(points, r.offset + r.length);
   }

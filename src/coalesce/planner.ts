@@ -71,8 +71,10 @@ export class UnitPlanner {
   /**
    * The unit the batch at `fromSeq` belongs to. Far behind (the backlog ahead holds
    * several batches of `batchBytes`), one unit is planned over up to the scope of
-   * journal bytes (and COALESCE_MAX_RECORDS records), ending where what it sends reaches
-   * half what the peer takes as a unit; each batch of the unit then goes with the plan's Skips.
+   * journal bytes (and COALESCE_MAX_RECORDS records), ending at a barrier where what it
+   * sends is at most half what the peer takes as a unit, the one of those whose unit is
+   * written again least after it (coalesce.ts, leastRewritten); each batch of the unit
+   * then goes with the plan's Skips.
    */
   async unitFor(journal: Pick<Journal, 'readHeaders' | 'backlogBytes'>, fromSeq: number, limitSeq: number, batchBytes: number,
     b: UnitBounds): Promise<UnitPlan | null> {

@@ -34,9 +34,11 @@ export const RECOVERY_PROGRESS_MS = 5000;
 /**
  * The node's memory budget for replication data (config `memory`, src/memory/budget.ts):
  * the shippers' batches from their read until acked, the peers' frames until logged,
- * the applies' reads, all volumes together. 40 MiB lets a volume alone keep 16 MiB in
- * flight (its class takes at most 40%), more than a 1 Gbit/s link with a 100 ms round
- * trip holds (12.5 MB), and keeps a daemon under 150 MiB of RSS while a 10 GiB backlog
+ * the applies' reads, all volumes together. 40 MiB lets a volume alone keep 8 MiB in
+ * flight (its class takes at most 40%, and a window at most half of that:
+ * MIN_SHIPPERS_SHARING_SEND_MEMORY), what 670 Mbit/s holds over a 100 ms round trip
+ * (6.7 Gbit/s over 10 ms; a longer or faster path sets `memory` higher: 64 MiB holds
+ * 1 Gbit/s over 100 ms), and keeps a daemon under 150 MiB of RSS while a 10 GiB backlog
  * drains, and under 256 MiB with a hundred volumes through a burst (docs/BENCHMARKS.md,
  * "A hundred volumes"): freed batches wait for the garbage collector, so RSS moves by
  * more than the budget lets through. 64 MiB (the default until 2026-12-06) drained no

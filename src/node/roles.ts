@@ -51,6 +51,8 @@ const KEEP = new Set(['identity.json', 'history.csv']);
 const keptFollowing = (f: string): boolean => KEEP.has(f) || f === SYNCED_FILE || isHistoryFile(f);
 const keptOtherwise = (f: string): boolean => KEEP.has(f);
 const JOURNAL_FILE = /^(?:\d{20}\.seg|released|applied|intent)(?:\.tmp)?$/;
+/** Failures of a promote past the replica's close (finishPromote): only a start completes it then. */
+const restartCompletes = new WeakSet<object>();
 
 export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions {
   /** Where each promote goes, written down before it begins (promote-intents.ts). */
@@ -140,13 +142,25 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
           `${fin.discarded > 0 ? ` (${fin.discarded} record${fin.discarded === 1 ? '' : 's'} after it discarded)` : ''}`);
       }
     } catch (err) {
-      // The members not promoted yet stay unpaired (each a change begun, or a member that
-      // pairing again would carry past the others' moment): the same promote again takes them.
-      const rest = todo.slice(at).map((e) => e.config.name);
-      const again = `run 'offsite promote ${g.name}' again to promote ${rest.join(', ')}` +
-        `${done.length > 0 ? ` (done: ${done.join(', ')})` : ''}`;
-      for (const name of rest) daemon.links?.changeStopped(name, `volume ${name}: the promote of group ${g.name} stopped part-way; ${again}`);
-      const why = `group ${g.name}: its promote stopped part-way (${(err as Error).message}); ${again}`;
+      const rest = todo.slice(at);
+      // (What the identity holds decides, not the throw: a write may fail after its rename.)
+      const started = rest.filter((e) => e.role === 'secondary' && e.identity?.changing === 'primary');
+      const waiting = rest.filter((e) => e.role === 'secondary' && e.identity?.changing !== 'primary');
+      if (done.length === 0 && started.length === 0 && waiting.length === todo.length) {
+        // Nothing began: every member is the secondary it was, and pairs again.
+        for (const e of todo) daemon.links?.volumeKept(e.config.name, e.replica!, `volume ${e.config.name}: the promote of group ${g.name} did not begin`);
+        throw Object.assign(new Error(`no promote of group ${g.name}: ${(err as Error).message}; every member is still secondary`),
+          { code: (err as NodeJS.ErrnoException).code });
+      }
+      // The members not promoted stay unpaired until a restart (a change begun, or a member
+      // that pairing again would carry past the others' moment): its start completes those
+      // begun, and the same promote then takes the rest.
+      const names = (es: VolumeEntry[]): string => es.map((e) => e.config.name).join(', ');
+      const why = `group ${g.name}: its promote stopped part-way (${(err as Error).message}); restart the daemon` +
+        (started.length > 0 ? `: its start completes the promote of ${names(started)}` : '') +
+        (waiting.length > 0 ? `; then 'offsite promote ${g.name}' promotes ${names(waiting)}` : '') +
+        (done.length > 0 ? ` (done: ${done.join(', ')})` : '');
+      for (const e of [...started, ...waiting]) this.stopped(e.config.name, why);
       this.log.error({ group: g.name }, why);
       throw Object.assign(new Error(why), { code: (err as NodeJS.ErrnoException).code });
     } finally {
@@ -216,11 +230,12 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
         begun++;
       }
     } catch (err) {
-      if (begun > 0) {
+      // (What the identities hold decides, not the count: a write may fail after its rename.)
+      if (begun > 0 || entries.some((e) => e.identity?.changing === 'primary')) {
         groups.thaw(g.name);
         const why = `group ${g.name}: its promote to group point ${pick.point} began on ${entries[0]!.config.name} but stopped: ` +
           `${(err as Error).message}; restart the daemon: its start completes the promote on every member at that point`;
-        for (const e of entries) daemon.links?.changeStopped(e.config.name, `volume ${e.config.name}: ${why}`);
+        for (const e of entries) this.stopped(e.config.name, why);
         throw new Error(why);
       }
       for (const e of entries) await removePromoteAt(new DirStore(e.dir)).catch(() => undefined);
@@ -242,8 +257,10 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
             `${fin.discarded > 0 ? `, ${fin.discarded} record${fin.discarded === 1 ? '' : 's'} after it undone or discarded` : ''})`);
         } catch (err) {
           failed.push(`${e.config.name}: ${(err as Error).message}`);
-          daemon.links?.changeStopped(e.config.name, `volume ${e.config.name}: the promote of group ${g.name} to group point ${pick.point} ` +
-            `stopped part-way (${(err as Error).message}); a restart of the daemon completes it at that point`);
+          if (e.role === 'secondary') {
+            this.stopped(e.config.name, `volume ${e.config.name}: the promote of group ${g.name} to group point ${pick.point} ` +
+              `stopped part-way (${(err as Error).message}); restart the daemon: its start completes it at that point`);
+          }
         }
       }
     } finally {
@@ -321,13 +338,21 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       // From here a crash does not leave a half-promoted volume: the next start redoes it.
       e.identity!.beginChange('primary');
     } catch (err) {
-      // Nothing began: the replica is as it was, and pairs again as the secondary it is.
-      daemon.links?.volumeKept(name, rp, `volume ${name}: its promote did not begin`);
+      // (What the identity holds decides, not the throw: a write may fail after its rename,
+      // and an earlier promote may have begun it.)
+      if (promoteBegun(e.identity!)) {
+        this.stoppedPartWay(name, 'promote', err, `it is recorded, and completes when 'offsite promote ${name}' runs again (or at the next start)`);
+      } else {
+        // Nothing began: the replica is as it was, and pairs again as the secondary it is.
+        daemon.links?.volumeKept(name, rp, `volume ${name}: its promote did not begin`);
+      }
       throw err;
     }
     const fin = await this.finishPromote(e).catch((err: unknown) => {
       // (The operator's error is the failure itself, which diskFullSaysSo words.)
-      this.stoppedPartWay(name, 'promote', err, `it is recorded, and completes when 'offsite promote ${name}' runs again (or at the next start)`);
+      if (restartCompletes.has(err as object)) this.stopped(name, `volume ${name}: its promote stopped part-way (${(err as Error).message}); ` +
+        'restart the daemon: its start completes it');
+      else this.stoppedPartWay(name, 'promote', err, `it is recorded, and completes when 'offsite promote ${name}' runs again (or at the next start)`);
       throw err;
     });
     daemon.registry.add(daemon.backendOf(e), e.config.default === true);
@@ -356,12 +381,18 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
     // (Never a stale one: it was removed at the start, or before this promote began.)
     assert(promoteBegun(e.identity!), () => `volume ${e.config.name}: a promote finished with no change to primary under way`);
     const fin = await rp.finishForPromote(at ?? undefined);
-    rp.log.close();
-    this.wipeRoleState(e);
-    e.identity!.setRole('primary', true);
-    e.volume.readOnly = false;
-    e.role = 'primary';
-    await this.daemon.openRole(e);
+    try {
+      rp.log.close();
+      this.wipeRoleState(e);
+      e.identity!.setRole('primary', true);
+      e.volume.readOnly = false;
+      e.role = 'primary';
+      await this.daemon.openRole(e);
+    } catch (err) {
+      // The replica's files are going or gone: only a start completes it now (completeChange).
+      if (err instanceof Object) restartCompletes.add(err);
+      throw err;
+    }
     return fin;
   }
 
@@ -449,24 +480,31 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
         unshipped = jv.journal.backlogBytes + jv.bitmap.count * jv.bitmap.regionSize;
         await jv.close().catch((err: unknown) => {
           throw this.stoppedPartWay(name, 'demote', err, 'it takes no writes, and a restart of the daemon serves it as the primary it was ' +
-            '(its journal kept); demote it again then');
+            '(its journal kept); demote it again then', true);
         });
       }
+      // A restart completes a demote once its change is written down, but forgets no history: that is said.
+      const completes = (): string => 'it is recorded, and a restart of the daemon completes it' +
+        (opts.discardMyData && e.identity!.generations.length > 0 ? `; its data is not discarded yet: run 'offsite demote ${name} ` +
+          "--discard-my-data' again then" : '');
       try {
         // From here a crash does not leave a half-demoted volume: the next start redoes it.
         e.identity!.beginChange('secondary');
       } catch (err) {
-        throw this.stoppedPartWay(name, 'demote', err, `it did not begin; a restart of the daemon serves it as the ${e.role} it was`);
+        // (What the identity holds decides, not the throw: a write may fail after its rename.)
+        throw this.stoppedPartWay(name, 'demote', err, e.identity!.changing === 'secondary' ? completes()
+          : `it did not begin; a restart of the daemon serves it as the ${e.role} it was`, true);
       }
       try {
         this.wipeRoleState(e);
-        e.identity!.setRole('secondary', false);
+        // (Before the role: a failure between the two leaves the change to complete, not a demote done without its discard.)
         if (opts.discardMyData) e.identity!.forgetHistory();
+        e.identity!.setRole('secondary', false);
         e.volume.readOnly = true;
         e.role = 'secondary';
         await daemon.openRole(e);
       } catch (err) {
-        throw this.stoppedPartWay(name, 'demote', err, 'it is recorded, and a restart of the daemon completes it');
+        throw this.stoppedPartWay(name, 'demote', err, completes(), true);
       }
       daemon.registry.add(daemon.backendOf(e), e.config.default === true);
       daemon.links?.volumeReady(name, `volume ${name} is secondary here now`);
@@ -532,7 +570,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       } catch (err) {
         throw this.stoppedPartWay(name, `start again as ${primary}'s secondary`, err, begun
           ? 'it is recorded, and a restart of the daemon completes it'
-          : `a restart of the daemon opens it as it was, and it follows ${primary} then`);
+          : `a restart of the daemon opens it as it was, and it follows ${primary} then`, true);
       }
       daemon.registry.add(daemon.backendOf(e), e.config.default === true);
       daemon.links?.volumeReady(name, `volume ${name} follows ${primary} now`);
@@ -559,11 +597,22 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
    * stands (`standing`, what completes it), not "being promoted" until a restart, and
    * the error that goes back to the operator says the same.
    */
-  private stoppedPartWay(name: string, change: string, err: unknown, standing: string): Error {
+  private stoppedPartWay(name: string, change: string, err: unknown, standing: string, restartOnly = false): Error {
     const why = `volume ${name}: its ${change} stopped part-way (${(err as Error).message}); ${standing}`;
-    this.daemon.links?.changeStopped(name, why);
+    if (restartOnly) this.stopped(name, why);
+    else this.daemon.links?.changeStopped(name, why);
     this.log.error({ volume: name }, why);
     return Object.assign(new Error(why), { code: (err as NodeJS.ErrnoException).code });
+  }
+
+  /**
+   * `name`'s change stopped where only a restart completes it (its files may be half
+   * removed, or a group's members at no one moment): its peers hear `why`, and every
+   * action on it is refused with it until then (VolumeActions.entry).
+   */
+  private stopped(name: string, why: string): void {
+    this.stoppedChanges.set(name, why);
+    this.daemon.links?.changeStopped(name, why.startsWith(`volume ${name}`) ? why : `volume ${name}: ${why}`);
   }
 
   protected override letGo(e: VolumeEntry): void {
@@ -611,8 +660,13 @@ function diskFullSaysSo(err: Error, e: VolumeEntry, name: string): Error {
   const code = (err as NodeJS.ErrnoException).code;
   // (A torn replica's refusal names its volume file's disk and says what to do itself.)
   if (err instanceof TornReplicaError) return err;
+  const full = code === 'ENOSPC' || code === 'EDQUOT' || /ENOSPC|EDQUOT|no space left/i.test(err.message);
+  if (restartCompletes.has(err)) {
+    return new Error(full ? `the disk holding ${e.dir} is full (${err.message}): make room there and restart the daemon: its start completes ` +
+      `the promote of ${name}` : `${err.message}; restart the daemon: its start completes the promote of ${name}`);
+  }
   const begun = e.identity != null && promoteBegun(e.identity);
-  if (code !== 'ENOSPC' && code !== 'EDQUOT' && !/ENOSPC|EDQUOT|no space left/i.test(err.message)) {
+  if (!full) {
     return begun ? new Error(`${err.message}; the promote of ${name} is recorded, and completes when 'offsite promote ${name}' runs again ` +
       '(or at the next start)') : err;
   }

@@ -66,6 +66,7 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
 
   /** A volume let go: what the actions kept of it by name goes (its checkpoint schedule). */
   forget(name: string): void {
+    this.stoppedChanges.delete(name);
     this.replanSchedule(name);
   }
 
@@ -96,7 +97,15 @@ export class VolumeActions<H extends ActionHost = ActionHost> {
     }
   }
 
+  /**
+   * Volumes whose role change stopped part-way where only a restart completes it (their
+   * files may be half removed), with why: every action on them is refused with it until then.
+   */
+  protected readonly stoppedChanges = new Map<string, string>();
+
   protected entry(name: string): VolumeEntry {
+    const stopped = this.stoppedChanges.get(name);
+    if (stopped !== undefined) throw new ActionRefused('conflict', `${stopped}; nothing else is done to ${name} until then`);
     const e = this.daemon.entries.find((x) => x.config.name === name);
     const setAside = e ? null : this.daemon.unavailable?.reason(name) ?? null;
     if (setAside !== null) {

@@ -221,12 +221,12 @@ test('far behind, a unit ends before a stretch of rewrites rather than in its mi
   assert.equal(planUnit(tail, Infinity, 16 * KiB)!.until, tail[tail.length - 1]!.seq);
 });
 
-/** Bytes written in [0, c) and again after c, and those written before c: what an end at c wastes, and what it sends. */
+/** Bytes written in [0, c) and written again after c, and those written before c (writes only: a zeroing sends no bytes): an end at c's cost. */
 function rewriteCost(rs: JournalRecord[], c: number, cutCost: number): number {
   const before = new Set<number>();
   const after = new Set<number>();
   rs.forEach((r, i) => {
-    if (r.kind === RecordKind.Barrier || i === c) return;
+    if (r.kind !== RecordKind.Write || i === c) return;
     for (let b = r.offset; b < r.offset + r.length; b++) (i < c ? before : after).add(b);
   });
   let waste = 0;
@@ -258,5 +258,28 @@ test('with a cut cost, planUnit still skips what the rule skips and fits the bou
     // No end the largest unit allows costs less than the one chosen (to rounding).
     const best = Math.min(...barriers.filter((i) => i > barriers[0]! && i <= largestLast).map((i) => rewriteCost(rs, i, cutCost)));
     assert.ok(rewriteCost(rs, last, cutCost) <= best + 1e-9, `seed ${s}: an end at ${last} costs ${rewriteCost(rs, last, cutCost)}, the least is ${best}`);
+  }
+});
+
+test('a zeroing weighs as the header it sends when a unit\'s end is chosen, whatever its range', () => {
+  const KiB = 1024;
+  // Ends A, B and C: A wastes 8 KiB of 72 (a page written again later), B 72 KiB of 1096
+  // (the page and part of a large write), so B wastes less for what it sends; C does not fit.
+  const records = (discard: boolean): JournalRecord[] => {
+    seq = 0;
+    return [
+      ...(discard ? [Z(16 * 1024 * 1024 * KiB, 1024 * 1024 * KiB)] : []), W(0, 64 * KiB), B(),
+      W(64 * KiB, 8 * KiB), B(),
+      W(1024 * KiB, 1024 * KiB), B(),
+      W(64 * KiB, 8 * KiB), W(1024 * KiB, 64 * KiB), W(4096 * KiB, 512 * KiB), B(),
+    ];
+  };
+  const bound = 1100 * KiB;
+  for (const discard of [false, true]) {
+    const rs = records(discard);
+    const barriers = rs.filter((r) => r.kind === RecordKind.Barrier).map((r) => r.seq);
+    assert.equal(planUnit(rs, bound)!.until, barriers[2], 'the largest that fits: B');
+    // (A discard of a GiB in the first epoch, counted at its range, would make B's and A's costs 73 and 9 KiB over a GiB: A.)
+    assert.equal(planUnit(rs, bound, KiB)!.until, barriers[2], `B, not A${discard ? ', with the discard' : ''}`);
   }
 });

@@ -257,11 +257,41 @@ test('a promote that fails before its change began pairs the replica again; one 
     'stopped db: volume db: its promote stopped part-way (EIO: i/o error, write); it is recorded, and completes when \'offsite promote db\' runs again ' +
     '(or at the next start)']);
   assert.equal(e.identity!.changing, 'primary');
+  // Again, and its change cannot be written this time (begun already): not paired again as a secondary, for a start would promote it.
+  said.length = 0;
+  fs.mkdirSync(tmp);
+  await assert.rejects(roles.promote('db', {}));
+  assert.deepEqual(said.map((x) => x.split(':')[0]), ['changed db', 'stopped db']);
+  fs.rmdirSync(tmp);
   said.length = 0;
   e.replica!.finishForPromote = finish;
   await roles.promote('db', {});
   assert.deepEqual(said, ['changed db: volume db is being promoted here', 'ready db: volume db is primary here now']);
   assert.deepEqual([e.role, e.identity!.changing, finishedAt], ['primary', undefined, [undefined]]);
+});
+
+test('a promote that fails once the replica is let go says only a restart completes it, and refuses every action until then', async () => {
+  const { roles, e } = secondary();
+  const said: string[] = [];
+  const host = (roles as unknown as { daemon: Record<string, unknown> }).daemon;
+  host.links = {
+    primaryLinked: () => false, primaryOf: () => null,
+    volumeChanged: (v: string) => said.push(`changed ${v}`), volumeReady: (v: string) => said.push(`ready ${v}`),
+    volumeKept: (v: string) => said.push(`kept ${v}`), changeStopped: (v: string, why: string) => said.push(`stopped ${v}: ${why}`),
+  };
+  host.openRole = () => Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, open'), { code: 'ENOSPC' }));
+  await assert.rejects(roles.promote('db', {}), (err: unknown) => err instanceof Error &&
+    new RegExp(`^the disk holding ${e.dir} is full \\(ENOSPC: no space left on device, open\\): make room there and restart the daemon: ` +
+      'its start completes the promote of db$').test(err.message));
+  assert.deepEqual(said, ['changed db',
+    'stopped db: volume db: its promote stopped part-way (ENOSPC: no space left on device, open); restart the daemon: its start completes it']);
+  // (The role is written: a start opens it as primary.)
+  assert.equal(e.identity!.role, 'primary');
+  for (const action of [() => roles.promote('db', {}), () => roles.demote('db', {})]) {
+    await assert.rejects(action(), (err: unknown) => err instanceof ActionRefused && err.reason === 'conflict' &&
+      /^volume db: its promote stopped part-way \(ENOSPC.*\); restart the daemon: its start completes it; nothing else is done to db until then$/
+        .test(err.message));
+  }
 });
 
 test('a demote --discard-my-data that fails before it began keeps the secondary paired; one that fails after says a restart completes it', async () => {
@@ -281,9 +311,13 @@ test('a demote --discard-my-data that fails before it began keeps the secondary 
 
   said.length = 0;
   Object.assign(e.replica!, { quiesce: () => Promise.resolve() });
+  e.identity!.adopt('6f1c1f3e-5b7a-4a53-9b8e-2f0d5c1a9e11', ['0123456789abcdef']);
   host.openRole = () => Promise.reject(new Error('EIO: i/o error, open'));
   await assert.rejects(roles.demote('db', { discardMyData: true }), (err: unknown) => err instanceof Error &&
     err.message === 'volume db: its demote stopped part-way (EIO: i/o error, open); it is recorded, and a restart of the daemon completes it');
   assert.deepEqual(said, ['changed db', 'stopped db: volume db: its demote stopped part-way (EIO: i/o error, open); it is recorded, ' +
     'and a restart of the daemon completes it']);
+  // Its history was forgotten before the role was written (a start completes the demote, and would not forget it).
+  assert.deepEqual(e.identity!.generations, []);
+  await assert.rejects(roles.promote('db', {}), (err: unknown) => err instanceof ActionRefused && /nothing else is done to db until then$/.test(err.message));
 });
