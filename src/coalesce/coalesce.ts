@@ -91,7 +91,7 @@ export function planUnit(headers: readonly RecordHeader[], maxBytes = Infinity, 
 /**
  * Where to end a unit, far behind: of the `ends` (barrier indexes, ascending, each a
  * unit that fits), the one that sends least in the long run. A byte the unit sends
- * that a write after its end writes again (within `upTo`, the headers read ahead:
+ * that a record after its end writes again (within `upTo`, the headers read ahead:
  * beyond them nothing is known, so ends near there look better than they are)
  * travels twice; so does what follows the end in the batch that holds it (`cutCost`
  * bytes, about a batch: it goes as it is, coalesced with neither unit). An end is
@@ -104,13 +104,15 @@ export function planUnit(headers: readonly RecordHeader[], maxBytes = Infinity, 
  */
 function leastRewritten(headers: readonly RecordHeader[], upTo: number, ends: readonly number[], cutCost: number): number {
   assert(ends.length > 0, () => 'coalesce: no end to choose from');
-  // (Writes only: a zeroing or a trim sends a header, whatever its range, so neither what
-  // it covers nor what it covers again weighs: a large discard would make every end look alike.)
-  const pieces = piecesOf(headers, upTo, (r) => r.kind === RecordKind.Write);
+  // A piece is sent by the unit only if a write wrote it (a zeroing or a trim sends a
+  // header, whatever its range: a large discard would make every end look alike), and
+  // anything after the end writes it again, a zeroing too (had the unit reached it, the
+  // write before would have been skipped).
+  const pieces = piecesOf(headers, upTo);
   const m = pieces.points.length;
   const first = new Int32Array(m).fill(-1);
   const last = new Int32Array(m).fill(-1);
-  for (const [from, step, to, mark] of [[0, 1, upTo, first], [upTo - 1, -1, -1, last]] as const) {
+  for (const [from, step, to, mark, writesOnly] of [[0, 1, upTo, first, true], [upTo - 1, -1, -1, last, false]] as const) {
     const next = new Int32Array(m + 1);
     for (let i = 0; i < next.length; i++) next[i] = i;
     const find = (i: number): number => {
@@ -121,7 +123,7 @@ function leastRewritten(headers: readonly RecordHeader[], upTo: number, ends: re
       return i;
     };
     for (let i = from; i !== to; i += step) {
-      if (pieces.hi[i] === pieces.lo[i]) continue;
+      if (pieces.hi[i] === pieces.lo[i] || (writesOnly && headers[i]!.kind !== RecordKind.Write)) continue;
       for (let at = find(pieces.lo[i]!); at < pieces.hi[i]!; at = find(at + 1)) {
         mark[at] = i;
         next[at] = at + 1;
@@ -161,17 +163,13 @@ function leastRewritten(headers: readonly RecordHeader[], upTo: number, ends: re
   return best;
 }
 
-/**
- * The elementary pieces the ranges of headers[0, upTo) cut the volume into, and each
- * record's first and end piece (lo = hi, none: a barrier, an empty record, or one `counts` leaves out).
- */
-function piecesOf(headers: readonly RecordHeader[], upTo: number, counts: (r: RecordHeader) => boolean = () => true):
-  { points: Float64Array; lo: Int32Array; hi: Int32Array } {
+/** The elementary pieces the ranges of headers[0, upTo) cut the volume into, and each record's first and end piece (lo = hi: none). */
+function piecesOf(headers: readonly RecordHeader[], upTo: number): { points: Float64Array; lo: Int32Array; hi: Int32Array } {
   const all = new Float64Array(2 * upTo);
   let n = 0;
   for (let i = 0; i < upTo; i++) {
     const r = headers[i]!;
-    if (r.kind === RecordKind.Barrier || r.length === 0 || !counts(r)) continue;
+    if (r.kind === RecordKind.Barrier || r.length === 0) continue;
     all[n++] = r.offset;
     all[n++] = r.offset + r.length;
   }
@@ -183,7 +181,7 @@ function piecesOf(headers: readonly RecordHeader[], upTo: number, counts: (r: Re
   const hi = new Int32Array(upTo);
   for (let i = 0; i < upTo; i++) {
     const r = headers[i]!;
-    if (r.kind === RecordKind.Barrier || r.length === 0 || !counts(r)) continue;
+    if (r.kind === RecordKind.Barrier || r.length === 0) continue;
     lo[i] = indexOf(points, r.offset);
     hi[i] = indexOf(points, r.offset + r.length);
   }

@@ -143,8 +143,10 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       }
     } catch (err) {
       const rest = todo.slice(at);
-      // (What the identity holds decides, not the throw: a write may fail after its rename.)
-      const started = rest.filter((e) => e.role === 'secondary' && e.identity?.changing === 'primary');
+      // (What the identity holds decides, not the throw: a write may fail after its rename.
+      // A member whose role is written but which did not open is one a start opens.)
+      const started = rest.filter((e) => (e.role === 'secondary' && e.identity?.changing === 'primary') ||
+        (e.role === 'primary' && restartCompletes.has(err as object)));
       const waiting = rest.filter((e) => e.role === 'secondary' && e.identity?.changing !== 'primary');
       if (done.length === 0 && started.length === 0 && waiting.length === todo.length) {
         // Nothing began: every member is the secondary it was, and pairs again.
@@ -257,7 +259,8 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
             `${fin.discarded > 0 ? `, ${fin.discarded} record${fin.discarded === 1 ? '' : 's'} after it undone or discarded` : ''})`);
         } catch (err) {
           failed.push(`${e.config.name}: ${(err as Error).message}`);
-          if (e.role === 'secondary') {
+          // (Not one that opened, then failed to be served: it is paired as primary.)
+          if (e.role === 'secondary' || restartCompletes.has(err as object)) {
             this.stopped(e.config.name, `volume ${e.config.name}: the promote of group ${g.name} to group point ${pick.point} ` +
               `stopped part-way (${(err as Error).message}); restart the daemon: its start completes it at that point`);
           }
@@ -471,7 +474,11 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
           daemon.links?.volumeKept(name, rp, `volume ${name}: its demote did not begin`);
           throw new Error(`no demote of ${name}: ${(err as Error).message}; it is still the secondary it was, its data kept`);
         }
-        rp.log.close();
+        try {
+          rp.log.close();
+        } catch (err) {
+          throw this.stoppedPartWay(name, 'demote', err, 'it did not begin; a restart of the daemon serves it as the secondary it was', true);
+        }
       } else {
         const jv = e.journaled!;
         // New writes are refused from here on (EPERM); those in flight finish.

@@ -221,12 +221,15 @@ test('far behind, a unit ends before a stretch of rewrites rather than in its mi
   assert.equal(planUnit(tail, Infinity, 16 * KiB)!.until, tail[tail.length - 1]!.seq);
 });
 
-/** Bytes written in [0, c) and written again after c, and those written before c (writes only: a zeroing sends no bytes): an end at c's cost. */
+/**
+ * An end at c's cost: bytes a write put in [0, c) (a zeroing sends none) that any record
+ * after c writes again, a zeroing too, over the bytes writes put before c.
+ */
 function rewriteCost(rs: JournalRecord[], c: number, cutCost: number): number {
   const before = new Set<number>();
   const after = new Set<number>();
   rs.forEach((r, i) => {
-    if (r.kind !== RecordKind.Write || i === c) return;
+    if (r.kind === RecordKind.Barrier || i === c || (i < c && r.kind !== RecordKind.Write)) return;
     for (let b = r.offset; b < r.offset + r.length; b++) (i < c ? before : after).add(b);
   });
   let waste = 0;
@@ -282,4 +285,19 @@ test('a zeroing weighs as the header it sends when a unit\'s end is chosen, what
     // (A discard of a GiB in the first epoch, counted at its range, would make B's and A's costs 73 and 9 KiB over a GiB: A.)
     assert.equal(planUnit(rs, bound, KiB)!.until, barriers[2], `B, not A${discard ? ', with the discard' : ''}`);
   }
+});
+
+test('bytes a unit sends that a zeroing after its end clears count as sent for nothing', () => {
+  const KiB = 1024;
+  seq = 0;
+  // Ends A and B fit, C does not: B's unit would send 512 KiB that the next epoch zeroes.
+  const rs = [
+    W(0, 64 * KiB), B(),
+    W(64 * KiB, 8 * KiB), B(),
+    W(1024 * KiB, 512 * KiB), B(),
+    Z(1024 * KiB, 512 * KiB), W(4096 * KiB, 600 * KiB), B(),
+  ];
+  const barriers = rs.filter((r) => r.kind === RecordKind.Barrier).map((r) => r.seq);
+  assert.equal(planUnit(rs, 600 * KiB)!.until, barriers[2], 'the largest that fits: B');
+  assert.equal(planUnit(rs, 600 * KiB, KiB)!.until, barriers[1], 'A: what B adds is zeroed right after it');
 });

@@ -321,3 +321,43 @@ test('a demote --discard-my-data that fails before it began keeps the secondary 
   assert.deepEqual(e.identity!.generations, []);
   await assert.rejects(roles.promote('db', {}), (err: unknown) => err instanceof ActionRefused && /nothing else is done to db until then$/.test(err.message));
 });
+
+test('a group promote that stops part-way says a restart completes the members begun, and refuses the group until then', async () => {
+  for (const failing of ['finish', 'open'] as const) {
+    const { roles, entries: [db, wal] } = secondary(true);
+    const said: string[] = [];
+    const host = (roles as unknown as { daemon: Record<string, unknown> }).daemon;
+    for (const e of [db!, wal!]) Object.assign(e.replica!, { prepareForPromote: () => Promise.resolve() });
+    Object.assign(host.groups as Record<string, unknown>, { bringTogether: () => Promise.resolve(42), thaw: () => undefined });
+    host.links = {
+      primaryLinked: () => false, primaryOf: () => null,
+      volumeChanged: (v: string) => said.push(`changed ${v}`), volumeReady: (v: string) => said.push(`ready ${v}`),
+      volumeKept: (v: string) => said.push(`kept ${v}`), changeStopped: (v: string) => said.push(`stopped ${v}`),
+    };
+    // db is promoted; then wal's finish fails (its change begun), or wal's open as primary (its role written).
+    if (failing === 'finish') wal!.replica!.finishForPromote = () => Promise.reject(new Error('EIO: i/o error, read'));
+    else host.openRole = (e: VolumeEntry) => (e === wal ? Promise.reject(new Error('EIO: i/o error, open')) : Promise.resolve());
+    await assert.rejects(roles.promote('erp', {}), (err: unknown) => err instanceof Error &&
+      new RegExp(`^group erp: its promote stopped part-way \\(EIO: i/o error, ${failing === 'finish' ? 'read' : 'open'}\\); restart the daemon: ` +
+        'its start completes the promote of wal \\(done: db up to record 12\\)$').test(err.message));
+    assert.deepEqual(said, ['changed db', 'changed wal', 'ready db', 'stopped wal'], failing);
+    await assert.rejects(roles.promote('erp', {}), (err: unknown) => err instanceof ActionRefused && /nothing else is done to wal until then$/.test(err.message));
+  }
+});
+
+test('a demote --discard-my-data forgets the history before the role is written, and says so when it could not', async () => {
+  for (const failing of ['role', 'history'] as const) {
+    const { roles, e } = secondary();
+    const host = (roles as unknown as { daemon: Record<string, unknown> }).daemon;
+    host.links = { volumeChanged: () => undefined, volumeReady: () => undefined, volumeKept: () => undefined, changeStopped: () => undefined };
+    Object.assign(e.replica!, { quiesce: () => Promise.resolve(), releaseCheckpoint: () => Promise.resolve() });
+    e.identity!.adopt('6f1c1f3e-5b7a-4a53-9b8e-2f0d5c1a9e11', ['0123456789abcdef']);
+    const full = (): never => { throw new Error('ENOSPC: no space left on device, write'); };
+    if (failing === 'role') e.identity!.setRole = full;
+    else e.identity!.forgetHistory = full;
+    await assert.rejects(roles.demote('db', { discardMyData: true }), (err: unknown) => err instanceof Error &&
+      err.message === 'volume db: its demote stopped part-way (ENOSPC: no space left on device, write); it is recorded, and a restart of the daemon ' +
+      `completes it${failing === 'history' ? '; its data is not discarded yet: run \'offsite demote db --discard-my-data\' again then' : ''}`);
+    assert.deepEqual([e.identity!.changing, e.identity!.generations.length], ['secondary', failing === 'role' ? 0 : 1], failing);
+  }
+});
