@@ -58,7 +58,6 @@ export interface VolumeStreams {
   adopt(volume: string, mark: StreamMark): Promise<void>;
 }
 
-/** Why the peer said it cannot pair a volume (its Hello's `unavailable`, or the volume's Hello again): `sizeApart`, its size differs. */
 export class LinkManager {
   private listener: LinkListener | null = null;
   private readonly sessions = new Map<string, LinkSession>();
@@ -568,9 +567,13 @@ export class LinkManager {
     // attaches the old replica nor ships from the old journal.
     this.volumes.replicas.delete(name);
     this.volumes.primaries.delete(name);
-    // Its peers hear that it is being changed (a VolumeHello; on an older link, the link closes), the rest of each link goes on.
-    this.unpaired.changeBegins(name, reason);
-    for (const peer of this.volumeConfig(name)?.peers ?? []) this.pairAgain(name, peer, reason, false);
+    this.tellChanging(name, reason);
+  }
+
+  /** `name`'s peers hear that it is being changed here, for `why` (a VolumeHello; on an older link, the link closes): the rest of each link goes on. */
+  private tellChanging(name: string, why: string): void {
+    this.unpaired.changeBegins(name, why);
+    for (const peer of this.volumeConfig(name)?.peers ?? []) this.pairAgain(name, peer, why, false);
   }
 
   /**
@@ -589,8 +592,7 @@ export class LinkManager {
    */
   changeStopped(name: string, why: string): void {
     assert(!this.volumes.replicas.has(name) && !this.volumes.primaries.has(name), () => `volume ${name}: a stopped role change still paired`);
-    this.unpaired.changeBegins(name, why);
-    for (const peer of this.volumeConfig(name)?.peers ?? []) this.pairAgain(name, peer, why, false);
+    this.tellChanging(name, why);
   }
 
   /**

@@ -51,6 +51,8 @@ const KEEP = new Set(['identity.json', 'history.csv']);
 const keptFollowing = (f: string): boolean => KEEP.has(f) || f === SYNCED_FILE || isHistoryFile(f);
 const keptOtherwise = (f: string): boolean => KEEP.has(f);
 const JOURNAL_FILE = /^(?:\d{20}\.seg|released|applied|intent)(?:\.tmp)?$/;
+/** What completes a promote whose change is written down while its replica is still whole. */
+const promoteAgain = (name: string): string => `it is recorded, and completes when 'offsite promote ${name}' runs again (or at the next start)`;
 /** Failures of a promote past the replica's close (finishPromote): only a start completes it then. */
 const restartCompletes = new WeakSet<object>();
 
@@ -344,7 +346,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       // (What the identity holds decides, not the throw: a write may fail after its rename,
       // and an earlier promote may have begun it.)
       if (promoteBegun(e.identity!)) {
-        this.stoppedPartWay(name, 'promote', err, `it is recorded, and completes when 'offsite promote ${name}' runs again (or at the next start)`);
+        this.stoppedPartWay(name, 'promote', err, promoteAgain(name));
       } else {
         // Nothing began: the replica is as it was, and pairs again as the secondary it is.
         daemon.links?.volumeKept(name, rp, `volume ${name}: its promote did not begin`);
@@ -355,7 +357,7 @@ export class RoleChanges extends VolumeActions<RoleHost> implements NodeActions 
       // (The operator's error is the failure itself, which diskFullSaysSo words.)
       if (restartCompletes.has(err as object)) this.stopped(name, `volume ${name}: its promote stopped part-way (${(err as Error).message}); ` +
         'restart the daemon: its start completes it');
-      else this.stoppedPartWay(name, 'promote', err, `it is recorded, and completes when 'offsite promote ${name}' runs again (or at the next start)`);
+      else this.stoppedPartWay(name, 'promote', err, promoteAgain(name));
       throw err;
     });
     daemon.registry.add(daemon.backendOf(e), e.config.default === true);

@@ -341,7 +341,8 @@ test('a group promote that stops part-way says a restart completes the members b
       new RegExp(`^group erp: its promote stopped part-way \\(EIO: i/o error, ${failing === 'finish' ? 'read' : 'open'}\\); restart the daemon: ` +
         'its start completes the promote of wal \\(done: db up to record 12\\)$').test(err.message));
     assert.deepEqual(said, ['changed db', 'changed wal', 'ready db', 'stopped wal'], failing);
-    await assert.rejects(roles.promote('erp', {}), (err: unknown) => err instanceof ActionRefused && /nothing else is done to wal until then$/.test(err.message));
+    await assert.rejects(roles.promote('erp', {}),
+      (err: unknown) => err instanceof ActionRefused && /nothing else is done to wal until then$/.test(err.message));
   }
 });
 
