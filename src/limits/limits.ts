@@ -534,3 +534,9 @@ export const MIN_SHARED_BATCH_BYTES = 16 * 1024;
  */
 export const ALIVE_MARK_INTERVAL_MS = 10_000;
 export const ALIVE_MARK_SLACK_MS = 60_000;
+
+/**
+ * Every shipper ticks this often (src/node/shippers.ts): it ships what became durable,
+ * and makes the journal durable itself when the host has not flushed for a while.
+ */
+export const SHIPPER_TICK_MS = 50;

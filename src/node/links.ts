@@ -18,10 +18,9 @@ import { formatCompression, type Compression } from '../compress/setting.js';
 import type { JournalRecord } from '../journal/record.js';
 import type { FrameRoom } from '../link/records-frame.js';
 import type { FrameHold } from '../rate/pacer.js';
-import { DEFAULT_SHIPPING, VolumeShipper } from '../link/volume-shipper.js';
 import type { VerifyRun } from '../sync/verify.js';
 import { LinkListener, type PinnedPeer } from '../link/tls.js';
-import { effectiveWeight, shareOf, type FrameClass } from '../rate/scheduler.js';
+import type { FrameClass } from '../rate/scheduler.js';
 import { formatRate, rateAt } from '../rate/rate.js';
 import type { Replica } from '../secondary/replica.js';
 import type { VolumeIdentity } from '../volume/identity.js';
@@ -34,11 +33,7 @@ import { assert } from '../invariants/assert.js';
 import { Dialer } from './dialer.js';
 import { VolumeConflicts } from './volume-conflicts.js';
 import { UnpairedVolumes } from './unpaired.js';
-
-/** The key of a pair (volume, peer) in the shippers' map. */
-function pairKey(volume: string, peer: string): string {
-  return `${volume}\u0000${peer}`;
-}
+import { Shippers } from './shippers.js';
 
 export interface LinkVolumes {
   primaries: Map<string, JournaledVolume>;
@@ -61,9 +56,8 @@ export interface VolumeStreams {
 export class LinkManager {
   private listener: LinkListener | null = null;
   private readonly sessions = new Map<string, LinkSession>();
-  /** One shipper per pair (volume, peer), under pairKey (a volume may have several peers, docs/PEERS.md). */
-  private readonly shippers = new Map<string, VolumeShipper>();
-  private ticker: NodeJS.Timeout | null = null;
+  /** One shipper per pair (volume, peer) of a primary volume here (shippers.ts). */
+  private readonly shippers: Shippers;
   /** The peer was promoted after this node's last write to `volume` (a failback is due). */
   onPeerPromoted: ((volume: string) => void) | null = null;
   /**
@@ -88,9 +82,13 @@ export class LinkManager {
     /** The node's memory budget (src/memory/budget.ts): shippers' batches and the peers' frames draw from it. */
     readonly memory: MemoryBudget = new MemoryBudget(config.memory ?? MEMORY_BUDGET_BYTES),
   ) {
+    this.shippers = new Shippers({
+      config, log, memory: this.memory, volumeConfig: (name) => this.volumeConfig(name), rateNow: (peer) => this.rateNow(peer),
+      isPaused: (volume) => this.pausedVolumes.has(volume),
+    });
     this.figures = new ShippingFigures({
       primaries: () => this.volumes.primaries.entries(),
-      shipper: (volume) => this.shipperOf(volume),
+      shipper: (volume) => this.shippers.first(volume),
       peerOf: (volume) => this.config.volumes.find((v) => v.name === volume)?.peer,
       rateNow: (peer, now) => this.rateNow(peer, now),
       rttOf: (peer) => this.rttOf(peer),
@@ -106,8 +104,8 @@ export class LinkManager {
       rateNow: (peer) => this.rateNow(peer),
       wrote: (volume, n) => this.figures.wrote(volume, n),
       replica: (volume) => this.volumes.replicas.get(volume),
-      shipper: (volume, peer) => this.shippers.get(pairKey(volume, peer)),
-      shippers: () => this.shippers.values(),
+      shipper: (volume, peer) => this.shippers.get(volume, peer),
+      shippers: () => this.shippers.all(),
       unpackPool: () => this.unpackPool(),
       up: (s, check, version) => this.linkUp(s, check, version),
       volumeDown: (s, volume) => this.volumeDown(s, volume),
@@ -119,7 +117,7 @@ export class LinkManager {
         // (What its last Hello said of volumes it could not open holds no longer: the next one says afresh.)
         this.unpaired.peerAnew(s.peer, true);
         this.conflicts.closed(s.peer);
-        for (const sh of this.shippers.values()) if (sh.session?.link === s) sh.down();
+        this.shippers.linkClosed(s);
         for (const v of this.config.volumes) if (v.peers.includes(s.peer)) this.armApart(v.name);
         for (const v of this.config.volumes) {
           if (this.primaryNow.get(v.name) !== s.peer) continue;
@@ -268,19 +266,19 @@ export class LinkManager {
 
   /** Starts an online verify of a primary volume with its peer (throws why it cannot). */
   verify(volume: string, repair: boolean): VerifyRun {
-    const sh = this.shipperOf(volume);
+    const sh = this.shippers.first(volume);
     if (!sh) throw new Error(`volume ${volume} has not linked with its peer since the daemon started; verify waits for the link`);
     return sh.startVerify(repair);
   }
 
   verifyOf(volume: string): VerifyRun | null {
-    return this.shipperOf(volume)?.verify ?? null;
+    return this.shippers.first(volume)?.verify ?? null;
   }
 
   /** Stops shipping `volume` (the host keeps writing; the journal keeps the backlog). */
   pause(volume: string, paused: boolean): boolean {
     let any = false;
-    for (const sh of this.shippersOf(volume)) {
+    for (const sh of this.shippers.of(volume)) {
       sh.pause(paused);
       any = true;
     }
@@ -434,7 +432,7 @@ export class LinkManager {
       } catch (e) {
         this.log.error({ volume: local.name }, `volume ${local.name}: cannot record that the peer holds this generation: ${(e as Error).message}`);
       }
-      const sh = this.shipperFor(local.name, jv, peer);
+      const sh = this.shippers.ensure(local.name, jv, peer);
       sh.fitWindow(remote.logBytes);
       const cfg = this.config.volumes.find((v) => v.name === local.name);
       const paced = {
@@ -496,7 +494,7 @@ export class LinkManager {
     const peer = s.peer;
     this.unpaired.pairEnded(name, peer);
     this.conflicts.unpaired(name, peer);
-    const sh = this.shippers.get(pairKey(name, peer));
+    const sh = this.shippers.get(name, peer);
     if (sh?.session?.link === s) sh.down();
     // (Its frames not written yet go, of every kind: the VolumeHello, a control frame, would pass them.)
     s.pacer.dropAll(name);
@@ -553,11 +551,7 @@ export class LinkManager {
    * 1 or 2 closes, and the next Hello describes the new roles).
    */
   volumeChanged(name: string, reason: string): void {
-    for (const [key, sh] of this.shippers) {
-      if (sh.volume !== name) continue;
-      sh.down();
-      this.shippers.delete(key);
-    }
+    this.shippers.dropVolume(name);
     this.volumes.replicas.get(name)?.detach();
     this.primaryNow.delete(name);
     // (Its next Hello says again who starts again, and what conflicts: the role or the journal may be another by then.)
@@ -612,9 +606,7 @@ export class LinkManager {
   /** A reload took `peers` away from `volume` (src/node/volume-peers.ts): its shippers to them stop, and what was kept of them goes. */
   stopShipping(volume: string, peers: readonly string[]): void {
     for (const peer of peers) {
-      const sh = this.shippers.get(pairKey(volume, peer));
-      sh?.down();
-      this.shippers.delete(pairKey(volume, peer));
+      this.shippers.drop(volume, peer);
       this.unpaired.pairEnded(volume, peer);
       this.startingAgain.get(volume)?.delete(peer);
     }
@@ -639,7 +631,7 @@ export class LinkManager {
 
   /** Is `volume` paired with `peer` on a link now: its secondary shipped to, or its primary received from? */
   paired(volume: string, peer: string): boolean {
-    return this.primaryNow.get(volume) === peer || (this.shippers.has(pairKey(volume, peer)) && this.sessions.has(peer) &&
+    return this.primaryNow.get(volume) === peer || (this.shippers.has(volume, peer) && this.sessions.has(peer) &&
       this.unpaired.said(volume, peer) === undefined);
   }
 
@@ -695,44 +687,19 @@ export class LinkManager {
     for (const peer of this.volumeConfig(name)?.peers ?? []) this.pairAgain(name, peer, reason, true);
   }
 
-  /**
-   * `volume`'s share of its link now (0..1): its weight and priority against those of
-   * the link's other volumes with something to send (scheduler.ts's shareOf). It sizes
-   * the volume's batches: several volumes with a backlog each get a turn within about
-   * a second (docs/LINK.md).
-   */
+  /** `volume`'s share of its link now (0..1), which sizes its batches (shippers.ts). */
   shareOf(volume: string, peer: string): number {
-    const sh = this.shippers.get(pairKey(volume, peer));
-    const link = sh?.session?.link;
-    if (!sh || !link) return 1;
-    const weightOf = (name: string): number => {
-      const v = this.volumeConfig(name);
-      return effectiveWeight(v?.weight ?? 1, v?.priority ?? 'normal');
-    };
-    const others: number[] = [];
-    for (const x of this.shippers.values()) if (x !== sh && x.session?.link === link && x.wantsLink) others.push(weightOf(x.volume));
-    return others.length === 0 ? 1 : shareOf(weightOf(volume), others);
+    return this.shippers.shareOf(volume, peer);
   }
 
   /** What a promote of `volume` at `peer` would lose now (ms; null: that pair has not linked since the daemon started). */
   lagMsOf(volume: string, peer: string, now: number): number | null {
-    return this.shippers.get(pairKey(volume, peer))?.lagMs(now) ?? null;
+    return this.shippers.get(volume, peer)?.lagMs(now) ?? null;
   }
 
   /** Whose resync round the first sync of `volume` at `peer` waits for (docs/PEERS.md), or null. */
   firstSyncWaitsFor(volume: string, peer: string): string | null {
-    return this.shippers.get(pairKey(volume, peer))?.firstSyncWaitsFor ?? null;
-  }
-
-  /** The shipper of `volume` to its (first) peer, if it has linked since the daemon started. */
-  private shipperOf(volume: string): VolumeShipper | undefined {
-    const peer = this.volumeConfig(volume)?.peer;
-    return peer === undefined ? undefined : this.shippers.get(pairKey(volume, peer));
-  }
-
-  /** Every shipper of `volume`, one per peer it has linked with. */
-  private *shippersOf(volume: string): Iterable<VolumeShipper> {
-    for (const sh of this.shippers.values()) if (sh.volume === volume) yield sh;
+    return this.shippers.get(volume, peer)?.firstSyncWaitsFor ?? null;
   }
 
   /** A volume's config by name (a map rebuilt when the list changes: asked at every read of every shipper). */
@@ -745,31 +712,9 @@ export class LinkManager {
 
   private byName: { list: Config['volumes']; map: Map<string, Config['volumes'][number]> } | null = null;
 
-  private shipperFor(name: string, jv: JournaledVolume, peer: string): VolumeShipper {
-    const key = pairKey(name, peer);
-    let sh = this.shippers.get(key);
-    if (!sh) {
-      const coalesce = (): boolean => this.config.peers.find((p) => p.name === peer)?.coalesce ?? true;
-      sh = new VolumeShipper(name, jv, this.log, { ...DEFAULT_SHIPPING, now: Date.now, coalesce, memory: this.memory, peer });
-      if (this.pausedVolumes.has(name)) sh.pause(true);
-      sh.rate = () => this.rateNow(peer);
-      sh.share = () => this.shareOf(name, peer);
-      sh.shippersLinked = () => {
-        let n = 0;
-        for (const x of this.shippers.values()) if (x.session) n++;
-        return n;
-      };
-      this.shippers.set(key, sh);
-      this.ticker ??= setInterval(() => {
-        for (const x of this.shippers.values()) x.tick();
-      }, 50);
-    }
-    return sh;
-  }
-
   async stop(): Promise<void> {
     this.dialer.stop(); // dialers waiting out a backoff end now
-    if (this.ticker) clearInterval(this.ticker);
+    this.shippers.stop();
     this.figures.stop();
     for (const s of this.sessions.values()) s.close('node stopping');
     await this.listener?.close();
