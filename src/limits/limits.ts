@@ -536,7 +536,10 @@ export const ALIVE_MARK_INTERVAL_MS = 10_000;
 export const ALIVE_MARK_SLACK_MS = 60_000;
 
 /**
- * Every shipper ticks this often (src/node/shippers.ts): it ships what became durable,
- * and makes the journal durable itself when the host has not flushed for a while.
+ * Every shipper ticks this often (src/node/shippers.ts; one not linked does nothing): it
+ * ships what became durable, makes the journal durable itself when the host has not
+ * flushed for a second (DEFAULT_SHIPPING's selfSyncMs), and steps a resync round, a first
+ * sync waiting for another peer's round, and a verify's wait for its replies. Short: what
+ * is durable waits at most this long for a tick to ship it.
  */
 export const SHIPPER_TICK_MS = 50;

@@ -1,6 +1,6 @@
 // The thin adapter around one volume's Shipper state machine: it reads the journal,
 // hands Records frames to the link session, and releases journal data on acks. No
-// sockets or timers of its own: the link manager (or the simulation) calls tick()
+// sockets or timers of its own: the node's shippers (src/node/shippers.ts; or the simulation) call tick()
 // and passes the session in, so the seeded simulation runs this very code. It hands
 // the link's events to a resync round's pump and a first sync's hash requests
 // (resync-driver.ts; their state and decisions: src/sync/round.ts, seeding.ts) and to
@@ -38,7 +38,7 @@ export interface ShipperSession {
    */
   send(parts: Buffer[], cls?: FrameClass, hold?: FrameHold): void;
   close(reason: string): void;
-  /** The link this session rides on (the link manager matches it when the link closes). */
+  /** The link this session rides on (the node's shippers match it when the link closes). */
   link?: unknown;
   /** Forgets this volume's frames still waiting to go (shipping paused: they are read again on resume). */
   drop?(): void;
@@ -132,7 +132,7 @@ export class VolumeShipper {
 
   /**
    * This volume's share of the link now (0..1; null: alone on it): its weight over
-   * those of the link's volumes with a backlog (the link manager's, scheduler.ts's
+   * those of the link's volumes with a backlog (src/node/shippers.ts's, scheduler.ts's
    * shareOf). Several volumes with a backlog make the batch about a second of the
    * volume's share, so each gets a turn within about a second.
    */

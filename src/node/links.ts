@@ -14,14 +14,14 @@ import type { Identity } from '../link/identity.js';
 import { Packer } from '../compress/packer.js';
 import { CompressionPool } from '../compress/pool.js';
 import { MemoryBudget } from '../memory/budget.js';
-import { formatCompression, type Compression } from '../compress/setting.js';
+import type { Compression } from '../compress/setting.js';
 import type { JournalRecord } from '../journal/record.js';
 import type { FrameRoom } from '../link/records-frame.js';
 import type { FrameHold } from '../rate/pacer.js';
 import type { VerifyRun } from '../sync/verify.js';
 import { LinkListener, type PinnedPeer } from '../link/tls.js';
 import type { FrameClass } from '../rate/scheduler.js';
-import { formatRate, rateAt } from '../rate/rate.js';
+import { rateAt } from '../rate/rate.js';
 import type { Replica } from '../secondary/replica.js';
 import type { VolumeIdentity } from '../volume/identity.js';
 import type { StreamMark } from '../stream/stream.js';
@@ -685,11 +685,6 @@ export class LinkManager {
   volumeReady(name: string, reason: string): void {
     this.unpaired.changeEnds(name);
     for (const peer of this.volumeConfig(name)?.peers ?? []) this.pairAgain(name, peer, reason, true);
-  }
-
-  /** `volume`'s share of its link now (0..1), which sizes its batches (shippers.ts). */
-  shareOf(volume: string, peer: string): number {
-    return this.shippers.shareOf(volume, peer);
   }
 
   /** What a promote of `volume` at `peer` would lose now (ms; null: that pair has not linked since the daemon started). */

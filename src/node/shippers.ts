@@ -25,7 +25,7 @@ export interface ShippersHost {
   memory: MemoryBudget;
   /** A volume's config by name (its weight, priority and first peer). */
   volumeConfig(name: string): Config['volumes'][number] | undefined;
-  /** The peer's rate cap now (bytes per second; null: none). */
+  /** The peer's rate cap now (bytes per second; null: none), its schedule included. */
   rateNow(peer: string): number | null;
   /** Paused by the operator: a shipper made for it starts paused. */
   isPaused(volume: string): boolean;
@@ -77,7 +77,7 @@ export class Shippers {
       return n;
     };
     this.byPair.set(key, sh);
-    this.ticker ??= setInterval(() => {
+    if (!this.stopped) this.ticker ??= setInterval(() => {
       for (const x of this.byPair.values()) x.tick();
     }, SHIPPER_TICK_MS);
     return sh;
@@ -122,8 +122,11 @@ export class Shippers {
     return others.length === 0 ? 1 : shareOf(weightOf(volume), others);
   }
 
+  /** The node stops: the tick ends, and a shipper made after it (a link whose Hello ends meanwhile) gets none. */
   stop(): void {
+    this.stopped = true;
     if (this.ticker) clearInterval(this.ticker);
-    this.ticker = null;
   }
+
+  private stopped = false;
 }
