@@ -120,18 +120,46 @@ export class Journal {
     return this.nextSeq - 1;
   }
 
+  /**
+   * Every peer holds the records up to here (a primary's journal: its write path says so
+   * at each ack). A release may come later, after the volume's next sync (write-path.ts's
+   * releaseUpTo): the backlog figures count from here or the release, whichever is later.
+   * A receive log's stays 0: its backlog is what is not yet released.
+   */
+  private heldSeq = 0;
+
+  /** Every peer holds the records up to `seq` (the backlog figures count from it). */
+  held(seq: number): void {
+    if (Number.isFinite(seq) && seq > this.heldSeq) this.heldSeq = seq;
+  }
+
+  /** The backlog figures' starting point: the later of the release and what every peer holds. */
+  private get backlogFrom(): number {
+    return Math.min(this.lastSeq, Math.max(this.released, this.heldSeq));
+  }
+
+  /** Records not yet held by every peer (a receive log: not yet released). */
   get backlogRecords(): number {
+    return this.lastSeq - this.backlogFrom;
+  }
+
+  /** Records not yet released (the journal holds them on disk). */
+  get unreleasedRecords(): number {
     return this.lastSeq - this.released;
   }
 
-  /** Bytes of records not yet released (over-estimates by at most one sample step). */
-  get backlogBytes(): number {
-    return this.backlogRecords === 0 ? 0 : this.samples.bytesFrom(this.released + 1);
+  private unreleasedBytes(): number {
+    return this.unreleasedRecords === 0 ? 0 : this.samples.bytesFrom(this.released + 1);
   }
 
-  /** Age in ms of the oldest unreleased record (0 when none). */
+  /** Bytes of the records backlogRecords counts (over-estimates by at most one sample step). */
+  get backlogBytes(): number {
+    return this.backlogRecords === 0 ? 0 : this.samples.bytesFrom(this.backlogFrom + 1);
+  }
+
+  /** Age in ms of the oldest record backlogRecords counts (0 when none). */
   lagMs(now = this.now()): number {
-    return this.backlogRecords === 0 ? 0 : this.samples.ageOf(this.released + 1, now);
+    return this.backlogRecords === 0 ? 0 : this.samples.ageOf(this.backlogFrom + 1, now);
   }
 
   /** Bytes of the records after `seq` (a peer's cursor, peer-cursors.ts; over-estimates by at most one sample step). */
@@ -183,7 +211,7 @@ export class Journal {
    * continues at seq + 1. Durable with the next sync.
    */
   jumpTo(seq: number): void {
-    if (this.backlogRecords !== 0) throw new Error(`receive log: cannot skip to ${seq + 1} with ${this.backlogRecords} records unreleased`);
+    if (this.unreleasedRecords !== 0) throw new Error(`receive log: cannot skip to ${seq + 1} with ${this.unreleasedRecords} records unreleased`);
     if (seq <= this.lastSeq) return;
     this.restartAfter(seq);
   }
@@ -205,7 +233,7 @@ export class Journal {
    */
   appendReceived(h: RecordHeader, payload: Buffer | null, payloadCrc?: number): AppendResult {
     if (h.seq !== this.nextSeq) {
-      if (this.backlogRecords !== 0) throw new Error(`receive log: record ${h.seq} does not follow ${this.lastSeq}`);
+      if (this.unreleasedRecords !== 0) throw new Error(`receive log: record ${h.seq} does not follow ${this.lastSeq}`);
       // Everything here is released: start over at the peer's numbering.
       this.restartAfter(h.seq - 1);
     }
@@ -345,14 +373,14 @@ export class Journal {
    */
   async release(seq: number): Promise<void> {
     if (Math.min(seq, this.lastSeq) > this.released) {
-      const before = this.backlogBytes;
+      const before = this.unreleasedBytes();
       this.released = Math.min(seq, this.lastSeq);
       // Released records are gone for good: only what is durable here may go (the caller
       // synced first; a broken journal's records are covered by the dirty bitmap instead),
       // and on a primary only what the peer acked (invariant 2, the shipper).
       assert(this.released <= this.durableSeq || this.broken !== null,
         () => `journal: released up to ${this.released} but durable only up to ${this.durableSeq}`);
-      this.releasedBytes += before - this.backlogBytes;
+      this.releasedBytes += before - this.unreleasedBytes();
       // Drop samples wholly behind the release point, keeping the one covering released+1.
       this.samples.released(this.released);
     }

@@ -35,7 +35,7 @@ import { ResyncRound } from '../sync/round.js';
 import { Seeding } from '../sync/seeding.js';
 import type { HashBuffers, Span } from '../sync/region-hashes.js';
 import { assert } from '../invariants/assert.js';
-import { epochBytesFor, FOLLOW_AFTER_RELEASE_MS, redoBytesFor, VOLUME_SYNC_INTERVAL_MS } from '../limits/limits.js';
+import { epochBytesFor, FOLLOW_AFTER_RELEASE_MS, redoBytesFor, RELEASE_AT_ONCE_ABOVE, VOLUME_SYNC_INTERVAL_MS } from '../limits/limits.js';
 import { zeroRange, type Disk } from './disk.js';
 import { startUp, type Starting } from './startup.js';
 import { Tracking, type TrackingMode } from './tracking.js';
@@ -129,8 +129,12 @@ export class JournaledVolume implements ExportBackend {
   private redoBytes = 0;
   /** Syncs of the volume running now (host writes do not follow their records meanwhile: volume-writes.ts). */
   private volumeSyncs = 0;
-  /** When a peer's ack last let the journal go (each release syncs the volume first). */
+  /** When a peer's ack last let the journal go with a sync of the volume (releaseUpTo). */
   private releasedAt = -Infinity;
+  /** An ack's release waits for the volume's next sync (releaseUpTo): syncAll releases it. */
+  private releaseWaits = false;
+  /** close() began: a sync releases nothing more (the journal's files are about to close). */
+  private closing = false;
   /** When the volume's last sync began (the journal's clock). */
   private volumeSyncedAt: number;
   /** The most that may be journaled before the volume is synced (redoBytesFor; resizeJournal changes it). */
@@ -505,10 +509,22 @@ export class JournaledVolume implements ExportBackend {
     return this.releaseUpTo(low);
   }
 
-  private async releaseUpTo(seq: number): Promise<void> {
-    this.releasedAt = this.journal.now();
-    // Never outrun local durability; a sync, not a FLUSH: no barrier, the epoch stays open.
-    if (seq > this.durableAppliedSeq) await this.syncer.sync();
+  /**
+   * Releases what every peer holds, up to `seq`, never past what the volume's last sync
+   * covered (invariant 2). What lies past that waits for the volume's next sync, which
+   * releases it (syncAll), unless the journal needs the room (releaseAtOnce) or `atOnce`:
+   * then the volume is synced now, a sync and not a FLUSH (no barrier, the epoch stays open).
+   */
+  private async releaseUpTo(seq: number, atOnce = false): Promise<void> {
+    this.journal.held(seq);
+    if (seq > this.durableAppliedSeq) {
+      if (atOnce || this.releaseAtOnce()) {
+        this.releasedAt = this.journal.now();
+        await this.syncer.sync();
+      } else {
+        this.releaseWaits = true;
+      }
+    }
     let target = Math.min(seq, this.durableAppliedSeq);
     // What a detached peer lacks is marked in its bitmap before the journal lets it go.
     if (this.detached && target > this.journal.released) {
@@ -532,6 +548,29 @@ export class JournaledVolume implements ExportBackend {
     if (end && (this.journal.released >= end || (owner !== null && this.cursors.of(owner) >= end))) await this.syncer.sync();
   }
 
+  /**
+   * An ack's release syncs the volume at once (RELEASE_AT_ONCE_ABOVE): the journal is over
+   * that fraction full, or a resync round is open (its end waits for the release of its
+   * last record), or the volume is tracked by the bitmap. Else it waits for the volume's
+   * next sync, which comes within the redo bound or VOLUME_SYNC_INTERVAL_MS: a sync per ack
+   * cost a replicating primary about a sixth of its CPU per 4 KiB write (docs/JOURNAL.md).
+   */
+  private releaseAtOnce(): boolean {
+    return this.tracking.mode !== 'journal' || this.round.start !== 0 || this.round.endSeq !== 0 ||
+      this.journal.usedBytes > this.journal.capacity * RELEASE_AT_ONCE_ABOVE;
+  }
+
+  /**
+   * The journal is full while acks wait for the volume's sync to release (releaseUpTo):
+   * synced and released now. True if that made room (the append is tried again).
+   */
+  private async releaseWaitingNow(): Promise<boolean> {
+    if (!this.releaseWaits || !(this.cursors.lowest > this.journal.released)) return false;
+    const before = this.journal.released;
+    await this.releaseUpTo(this.cursors.lowest, true);
+    return this.journal.released > before;
+  }
+
   /** Resolves when no fold of the journal into the bitmap is running. */
   quiesce(): Promise<void> {
     return this.tracking.quiesce();
@@ -550,6 +589,8 @@ export class JournaledVolume implements ExportBackend {
   }
 
   async close(): Promise<void> {
+    // (What acks left for the volume's next sync stays: a start releases it at the peer's next ack.)
+    this.closing = true;
     await this.tracking.folding;
     await this.flush().catch(() => undefined);
     // A clean stop: everything is durable, so a reboot from here owes no resync.
@@ -632,6 +673,8 @@ export class JournaledVolume implements ExportBackend {
           () => `volume ${this.name}: an epoch of ${this.journal.openEpochBytes} bytes is open, over the bound of ${this.maxEpochBytes}`);
         return seq;
       }
+      // (Acks may have left records for the volume's next sync to release: that room first.)
+      if (await this.releaseWaitingNow()) continue;
       if (this.onFull === 'bitmap') {
         this.tracking.overflow();
         continue;
@@ -670,6 +713,14 @@ export class JournaledVolume implements ExportBackend {
     this.durableAppliedSeq = Math.max(this.durableAppliedSeq, applied);
     this.writes.activity?.synced();
     if (this.tracking.mode === 'journal') this.journal.markApplied(this.durableAppliedSeq);
+    if (this.releaseWaits && !this.closing) {
+      // What acks left for this sync goes now (after it: a release may sync again, not within this one).
+      this.releaseWaits = false;
+      const low = this.cursors.lowest;
+      if (low > this.journal.released) {
+        void this.releaseUpTo(low).catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`));
+      }
+    }
     await this.rounds.settle().catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: resync bookkeeping: ${e.message}`));
   }
 

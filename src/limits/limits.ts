@@ -75,11 +75,20 @@ export const DIRECT_BLOCK_BYTES = 4096;
  */
 export const FOLLOW_MAX_BYTES = 64 * 1024;
 /**
- * Nor for this long after a peer's ack released the journal: releases sync the volume,
- * and a follower waiting for that writeback holds up the journal. Measured on bench:replication
- * (docs/JOURNAL.md): followers help while no peer takes the records (a link down), not while one does.
+ * Nor for this long after a peer's ack released the journal with a sync of the volume:
+ * a follower waiting for that writeback holds up the journal. Measured on bench:replication
+ * (docs/JOURNAL.md): followers help while no release syncs the volume, not while releases do.
  */
 export const FOLLOW_AFTER_RELEASE_MS = 10_000;
+/**
+ * A peer's ack past what the volume's last sync covered releases the journal at once,
+ * syncing the volume first, only while the journal is more than this fraction full (or a
+ * resync round is open); below it, what the ack frees waits for the volume's next sync,
+ * which comes within redoBytesFor bytes journaled or VOLUME_SYNC_INTERVAL_MS (docs/JOURNAL.md,
+ * "Releases wait for the volume's sync"). Each release syncing the volume cost a replicating
+ * primary about a sixth of its CPU per 4 KiB write (docs/BENCHMARKS.md).
+ */
+export const RELEASE_AT_ONCE_ABOVE = 1 / 2;
 /**
  * Region hashing (a first sync's comparison, an online verify, both sides) reads this
  * much at once, into one of at most HASH_BUFFERS buffers shared by every volume of the

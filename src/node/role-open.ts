@@ -293,7 +293,7 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
   }
   o.log.info({ volume: v.name, journal: v.journal },
     `volume ${v.name}: journal ${formatBytes(journal.usedBytes)} of ${formatBytes(v.journal)}, ` +
-      `${journal.backlogRecords} records unreleased, epoch ${journal.epoch}, tracking by ${journaled.mode}`);
+      `${journal.unreleasedRecords} records unreleased, epoch ${journal.epoch}, tracking by ${journaled.mode}`);
   e.journaled = journaled;
   e.replica = null;
   e.history ??= new History(path.join(dir, 'history.csv'));

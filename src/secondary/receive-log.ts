@@ -106,7 +106,7 @@ export async function receiverAtStart(log: Journal, start: LogStart): Promise<{ 
     // The log was cut back below `applied` (or a jump reached the applied counter
     // but not the log): it holds nothing the replica needs; continue after `applied`.
     await log.release(log.lastSeq);
-    if (log.backlogRecords === 0) log.jumpTo(applied);
+    if (log.unreleasedRecords === 0) log.jumpTo(applied);
   }
   const held = Math.max(log.lastSeq, applied);
   const receiver = new Receiver({ logged: held, logDurable: held, applied, lastBarrier, round: start.round.mark !== null, roundEnds, barriers, skips,
@@ -156,7 +156,7 @@ export function appendFrame(log: Journal, receiver: Receiver, from: number, to: 
       return { kind: 'failed', error: e as Error };
     }
     if (res === 'full') {
-      if (log.backlogRecords === 0 && r.payload.length + RECORD_HEADER_SIZE >= log.capacity / 2) {
+      if (log.unreleasedRecords === 0 && r.payload.length + RECORD_HEADER_SIZE >= log.capacity / 2) {
         // It would not fit an empty log either: say so, rather than reconnect forever in silence.
         receiver.handle({ type: 'appendStopped', upTo: log.lastSeq });
         const needed = formatBytes(Math.max(MIN_RECEIVE_LOG_BYTES, 4 * r.payload.length));

@@ -1,7 +1,8 @@
 // An epoch the primary closes makes the journal durable (its records may ship) without
 // syncing the volume; the volume is synced on a host FLUSH, once the redo bound is
 // journaled since its last sync, and after VOLUME_SYNC_INTERVAL_MS with writes since
-// (docs/JOURNAL.md, "Epochs and syncs").
+// (docs/JOURNAL.md, "Epochs and syncs"); a peer's ack releases what that sync covered, and
+// the rest at the next one unless the journal is over RELEASE_AT_ONCE_ABOVE full.
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -10,7 +11,7 @@ import { Journal } from '../../src/journal/journal.js';
 import { DirStore } from '../../src/journal/store.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
 import { recordSize, RecordKind } from '../../src/journal/record.js';
-import { redoBytesFor, VOLUME_SYNC_INTERVAL_MS } from '../../src/limits/limits.js';
+import { redoBytesFor, RELEASE_AT_ONCE_ABOVE, VOLUME_SYNC_INTERVAL_MS } from '../../src/limits/limits.js';
 import { GroupSync } from '../../src/volume/group-sync.js';
 import { silentLogger } from '../../src/log/log.js';
 import { tempDir } from '../helpers/run.js';
@@ -79,14 +80,61 @@ test('a primary-chosen close after VOLUME_SYNC_INTERVAL_MS with writes since syn
   await jv.close();
 });
 
-test('a release past what the volume holds durably syncs it first', async () => {
+test('an ack past what the volume holds durably waits for its next sync to release (invariant 2); the backlog counts from the ack', async () => {
   const { jv, journal, syncs } = await volume('epoch-release');
   await jv.write(0, Buffer.alloc(4 * KiB, 1), false);
   await jv.closeEpochNow();
   assert.equal(syncs(), 0);
-  await jv.release(journal.lastSeq);
-  assert.equal(syncs(), 1, 'invariant 2: nothing is released before it is durable here');
-  assert.equal(journal.released, journal.lastSeq);
+  const acked = journal.lastSeq;
+  await jv.release(acked);
+  assert.equal(syncs(), 0, 'the journal is far from full: the ack did not sync the volume');
+  assert.equal(journal.released, 0, 'invariant 2: nothing is released before it is durable here');
+  assert.equal(journal.backlogRecords, 0, 'the peer holds every record: no backlog');
+  assert.equal(journal.backlogBytes, 0);
+  assert.equal(journal.unreleasedRecords, acked);
+  // The volume's next sync (a FLUSH here) releases what the ack allowed.
+  await jv.write(4 * KiB, Buffer.alloc(4 * KiB, 2), false);
+  await jv.flush();
+  await settle();
+  assert.equal(syncs(), 1);
+  assert.equal(journal.released, acked);
+  assert.ok(journal.backlogRecords > 0 && journal.backlogRecords === journal.unreleasedRecords, 'the records after the ack are the backlog');
+  await jv.close();
+});
+
+test(`over ${RELEASE_AT_ONCE_ABOVE * 100}% full, an ack syncs the volume and releases at once`, async () => {
+  const { jv, journal, syncs } = await volume('epoch-release-now');
+  jv.maxEpochBytes = 64 * 1024 * KiB;
+  const chunk = Buffer.alloc(64 * KiB, 3);
+  let n = 0;
+  while (journal.usedBytes <= journal.capacity * RELEASE_AT_ONCE_ABOVE) await jv.write((n++ % 60) * chunk.length, chunk, false);
+  assert.equal(syncs(), 0);
+  const acked = journal.lastSeq;
+  await jv.release(acked);
+  assert.equal(syncs(), 1, 'the ack synced the volume');
+  assert.equal(journal.released, acked);
+  await jv.close();
+});
+
+test('a journal full of records acks wait to release makes room by syncing, not by overflowing into the bitmap', async () => {
+  const { jv, journal, syncs } = await volume('epoch-release-full');
+  jv.maxEpochBytes = 64 * 1024 * KiB;
+  const chunk = Buffer.alloc(64 * KiB, 4);
+  let n = 0;
+  // A third of the journal, acked: under half full, so the release waits for a sync.
+  while (journal.usedBytes < journal.capacity / 3) await jv.write((n++ % 60) * chunk.length, chunk, false);
+  const acked = journal.lastSeq;
+  await jv.release(acked);
+  assert.equal(journal.released, 0);
+  // More than the journal holds with those records in it, less than it holds without them;
+  // no ack comes meanwhile (a link down), and no sync but what the full journal makes.
+  const more = Math.ceil((journal.capacity - journal.usedBytes) / chunk.length) + 8;
+  assert.ok(journal.usedBytes + more * chunk.length < journal.capacity + acked * chunk.length);
+  for (let i = 0; i < more; i++) await jv.write((n++ % 60) * chunk.length, chunk, false);
+  assert.equal(jv.mode, 'journal', 'the journal did not overflow into the bitmap');
+  assert.equal(jv.overflows, 0);
+  assert.ok(syncs() >= 1);
+  assert.equal(journal.released, acked, 'the acked records were released to make room');
   await jv.close();
 });
 

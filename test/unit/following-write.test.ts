@@ -21,17 +21,17 @@ import type { FollowingWrites, Store, StoreFile } from '../../src/store/store.js
 import { nativeFs } from '../../src/volume/native.js';
 import { Volume } from '../../src/volume/volume.js';
 import { silentLogger } from '../../src/log/log.js';
-import { FOLLOW_AFTER_RELEASE_MS, FOLLOW_MAX_BYTES } from '../../src/limits/limits.js';
+import { FOLLOW_AFTER_RELEASE_MS, FOLLOW_MAX_BYTES, RELEASE_AT_ONCE_ABOVE } from '../../src/limits/limits.js';
 import { tempDir } from '../helpers/run.js';
 
 const KiB = 1024;
 
 /** A journaled volume on real files, counting the intents its write path writes to the ring. */
-async function onFiles(name: string, size: number, now?: () => number) {
+async function onFiles(name: string, size: number, now?: () => number, capacity = 64 * 1024 * KiB) {
   const dir = tempDir(name);
   const disk = Volume.open({ name: 'v', path: path.join(dir, 'v.img'), size, readOnly: false });
   const jstore = new DirStore(path.join(dir, 'j'));
-  const journal = new Journal({ store: jstore, capacity: 64 * 1024 * KiB, segmentSize: 8 * 1024 * KiB, ...(now ? { now } : {}) });
+  const journal = new Journal({ store: jstore, capacity, segmentSize: Math.min(8 * 1024 * KiB, capacity / 4), ...(now ? { now } : {}) });
   const report = await journal.recover();
   const { bitmap } = await DirtyBitmap.open(new DirStore(dir), size, 64 * KiB);
   const counter = { intents: 0 };
@@ -236,13 +236,16 @@ test('host writes queued on a real volume go as followers of their records: few 
   await disk.close();
 });
 
-test('for FOLLOW_AFTER_RELEASE_MS after a peer\'s ack released the journal, writes do not follow (each release syncs the volume)', async () => {
+test('for FOLLOW_AFTER_RELEASE_MS after a peer\'s ack released the journal with a sync of the volume, writes do not follow', async () => {
   let clock = 1_000_000;
-  const { disk, journal, jv, counter } = await onFiles('following-release', 1024 * KiB, () => clock);
+  // A journal of 4 MiB: nine turns of 64 writes of 4 KiB fill it past RELEASE_AT_ONCE_ABOVE, and the ack syncs the volume.
+  const { disk, journal, jv, counter } = await onFiles('following-release', 1024 * KiB, () => clock, 4096 * KiB);
+  jv.maxEpochBytes = 64 * 1024 * KiB;
   const turn64 = (): Promise<unknown> => Promise.all(Array.from({ length: 64 }, (_, k) => jv.write(k * 4 * KiB, Buffer.alloc(4 * KiB, k), false)));
-  await turn64();
-  await jv.flush();
+  for (let i = 0; i < 9; i++) await turn64();
+  assert.ok(journal.usedBytes > journal.capacity * RELEASE_AT_ONCE_ABOVE);
   await jv.release(journal.lastSeq);
+  assert.equal(journal.released, journal.lastSeq, 'released at once');
   counter.intents = 0;
   await turn64();
   assert.equal(counter.intents, 64, 'just after a release every write took the intent ring');
@@ -250,6 +253,13 @@ test('for FOLLOW_AFTER_RELEASE_MS after a peer\'s ack released the journal, writ
   counter.intents = 0;
   await turn64();
   assert.ok(counter.intents <= 2, `${counter.intents} intents: once the releases stopped, writes follow their records again`);
+  // An ack under RELEASE_AT_ONCE_ABOVE waits for the volume's next sync to release: writes go on following.
+  assert.ok(journal.usedBytes <= journal.capacity * RELEASE_AT_ONCE_ABOVE);
+  await jv.release(journal.lastSeq);
+  assert.ok(journal.released < journal.lastSeq, 'the release waits for the volume\'s sync');
+  counter.intents = 0;
+  await turn64();
+  assert.ok(counter.intents <= 2, `${counter.intents} intents: a release that waits for the volume's sync leaves writes following`);
   await jv.close();
   await disk.close();
 });
