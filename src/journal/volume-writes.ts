@@ -20,7 +20,7 @@ export interface Writing {
   toBitmap(reason: string): void;
   /**
    * Whether a volume write may follow its record now: not while the volume syncs, nor
-   * while peers' acks release the journal (each release syncs the volume), since a
+   * for a while after a peer's ack released the journal with a sync of it, since a
    * follower that waits for a sync's writeback holds up every record queued behind it.
    */
   mayFollow(): boolean;
