@@ -561,15 +561,22 @@ export class JournaledVolume implements ExportBackend {
   }
 
   /**
-   * The journal is full while acks wait for the volume's sync to release (releaseUpTo):
-   * synced and released now. True if that made room (the append is tried again).
+   * The journal passed RELEASE_AT_ONCE_ABOVE while acks wait for the volume's sync to
+   * release (releaseUpTo): the volume is synced and they are released now, in the
+   * background, so that the journal never fills for want of that sync (a link that went
+   * down after its last ack, a host that never flushes). The append that found it so is
+   * not held up: half the journal is still free.
    */
-  private async releaseWaitingNow(): Promise<boolean> {
-    if (!this.releaseWaits || !(this.cursors.lowest > this.journal.released)) return false;
-    const before = this.journal.released;
-    await this.releaseUpTo(this.cursors.lowest, true);
-    return this.journal.released > before;
+  private releaseWaitingSoon(): void {
+    if (!this.releaseWaits || this.releasingSoon || this.closing || this.journal.usedBytes <= this.journal.capacity * RELEASE_AT_ONCE_ABOVE) return;
+    this.releasingSoon = true;
+    void this.releaseUpTo(this.cursors.lowest, true)
+      .catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`))
+      .finally(() => { this.releasingSoon = false; });
   }
+
+  /** releaseWaitingSoon's release is under way. */
+  private releasingSoon = false;
 
   /** Resolves when no fold of the journal into the bitmap is running. */
   quiesce(): Promise<void> {
@@ -655,6 +662,7 @@ export class JournaledVolume implements ExportBackend {
       }
       if (seq !== 'full') {
         this.writes.journaled(seq);
+        this.releaseWaitingSoon();
         if (this.detached && this.cursors.count > 1) this.detached.check();
         if (this.seed.active) this.seed.touch(offset, length);
         this.bytesSinceGroupPoint += length;
@@ -673,8 +681,6 @@ export class JournaledVolume implements ExportBackend {
           () => `volume ${this.name}: an epoch of ${this.journal.openEpochBytes} bytes is open, over the bound of ${this.maxEpochBytes}`);
         return seq;
       }
-      // (Acks may have left records for the volume's next sync to release: that room first.)
-      if (await this.releaseWaitingNow()) continue;
       if (this.onFull === 'bitmap') {
         this.tracking.overflow();
         continue;

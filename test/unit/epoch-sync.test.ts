@@ -116,7 +116,7 @@ test(`over ${RELEASE_AT_ONCE_ABOVE * 100}% full, an ack syncs the volume and rel
   await jv.close();
 });
 
-test('a journal full of records acks wait to release makes room by syncing, not by overflowing into the bitmap', async () => {
+test('a journal filling past half while acks wait to release makes room by syncing, not by overflowing into the bitmap', async () => {
   const { jv, journal, syncs } = await volume('epoch-release-full');
   jv.maxEpochBytes = 64 * 1024 * KiB;
   const chunk = Buffer.alloc(64 * KiB, 4);
@@ -127,7 +127,7 @@ test('a journal full of records acks wait to release makes room by syncing, not 
   await jv.release(acked);
   assert.equal(journal.released, 0);
   // More than the journal holds with those records in it, less than it holds without them;
-  // no ack comes meanwhile (a link down), and no sync but what the full journal makes.
+  // no ack comes meanwhile (a link down), and no sync but what passing half full makes.
   const more = Math.ceil((journal.capacity - journal.usedBytes) / chunk.length) + 8;
   assert.ok(journal.usedBytes + more * chunk.length < journal.capacity + acked * chunk.length);
   for (let i = 0; i < more; i++) await jv.write((n++ % 60) * chunk.length, chunk, false);
