@@ -36,8 +36,11 @@ export function fio(uri: string, job: FioJob, runtimeS: number): FioResult {
   return { iops: side.iops, mbps: side.bw_bytes / 1e6 };
 }
 
+/** The median; of an even count, the mean of the two middle values (not the upper one: of two rounds, the better). */
 export function median(xs: number[]): number {
-  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** Waits until something accepts TCP connections on 127.0.0.1:port: tried every `everyMs`, for at most `timeoutMs`. */

@@ -9,7 +9,7 @@ import { fio, median, waitPort, type FioJob } from './fio.js';
 import { machineLine, writeSection } from './report.js';
 
 const RUNTIME = Number(process.env.BENCH_RUNTIME ?? 8);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const root = path.resolve(new URL('../..', import.meta.url).pathname);
 const bin = path.join(root, 'bin/offsite.js');
 const dir = fs.mkdtempSync(path.join(process.env.BENCH_DIR ?? os.tmpdir(), 'offsite-bench-repl-'));

@@ -552,8 +552,8 @@ export class JournaledVolume implements ExportBackend {
    * An ack's release syncs the volume at once (RELEASE_AT_ONCE_ABOVE): the journal is over
    * that fraction full, or a resync round is open (its end waits for the release of its
    * last record), or the volume is tracked by the bitmap. Else it waits for the volume's
-   * next sync, which comes within the redo bound or VOLUME_SYNC_INTERVAL_MS: a sync per ack
-   * cost a replicating primary about a sixth of its CPU per 4 KiB write (docs/JOURNAL.md).
+   * next sync, which comes within the redo bound or VOLUME_SYNC_INTERVAL_MS (waiting took
+   * about a tenth off a replicating primary's CPU per 4 KiB write: docs/BENCHMARKS.md).
    */
   private releaseAtOnce(): boolean {
     return this.tracking.mode !== 'journal' || this.round.start !== 0 || this.round.endSeq !== 0 ||

@@ -85,8 +85,8 @@ export const FOLLOW_AFTER_RELEASE_MS = 10_000;
  * syncing the volume first, only while the journal is more than this fraction full (or a
  * resync round is open); below it, what the ack frees waits for the volume's next sync,
  * which comes within redoBytesFor bytes journaled or VOLUME_SYNC_INTERVAL_MS (docs/JOURNAL.md,
- * "Releases wait for the volume's sync"). Each release syncing the volume cost a replicating
- * primary about a sixth of its CPU per 4 KiB write (docs/BENCHMARKS.md).
+ * "Releases wait for the volume's sync"). Waiting took about a tenth off a replicating
+ * primary's CPU per 4 KiB write, writes following their records meanwhile (docs/BENCHMARKS.md).
  */
 export const RELEASE_AT_ONCE_ABOVE = 1 / 2;
 /**
