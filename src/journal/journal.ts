@@ -128,14 +128,22 @@ export class Journal {
    */
   private heldSeq = 0;
 
-  /** Every peer holds the records up to `seq` (the backlog figures count from it). */
+  /**
+   * Every attached peer holds the records up to `seq` now (the backlog figures count from
+   * it). It may go back: a detached peer attached again at a lower point. None attached
+   * (Infinity) leaves it as it was.
+   */
   held(seq: number): void {
-    if (Number.isFinite(seq) && seq > this.heldSeq) this.heldSeq = seq;
+    if (Number.isFinite(seq)) this.heldSeq = seq;
   }
 
   /** The backlog figures' starting point: the later of the release and what every peer holds. */
-  private get backlogFrom(): number {
+  get heldUpTo(): number {
     return Math.min(this.lastSeq, Math.max(this.released, this.heldSeq));
+  }
+
+  private get backlogFrom(): number {
+    return this.heldUpTo;
   }
 
   /** Records not yet held by every peer (a receive log: not yet released). */

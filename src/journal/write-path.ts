@@ -328,7 +328,7 @@ export class JournaledVolume implements ExportBackend {
     const changed = await this.rounds.setPeers(next);
     // (Written down before the release: a restart opens with these peers, src/journal/peers-file.ts.)
     if (this.stateStore) await writePeers(this.stateStore, this.cursors.peers);
-    // The change is made; what it lets the journal release goes at the next ack if not now
+    // The change is made; what it lets the journal release goes at the next ack or the volume's next sync if not now
     // (a full disk: the release point's write failed), as after any ack.
     await this.releaseUpTo(this.cursors.lowest).catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`));
     return changed;
@@ -552,7 +552,7 @@ export class JournaledVolume implements ExportBackend {
    * An ack's release syncs the volume at once (RELEASE_AT_ONCE_ABOVE): the journal is over
    * that fraction full, or a resync round is open (its end waits for the release of its
    * last record), or the volume is tracked by the bitmap. Else it waits for the volume's
-   * next sync, which comes within the redo bound or VOLUME_SYNC_INTERVAL_MS (waiting took
+   * next sync, at a FLUSH, the redo bound, or VOLUME_SYNC_INTERVAL_MS at the latest while linked (waiting took
    * about a tenth off a replicating primary's CPU per 4 KiB write: docs/BENCHMARKS.md).
    */
   private releaseAtOnce(): boolean {
@@ -567,8 +567,9 @@ export class JournaledVolume implements ExportBackend {
    * down after its last ack, a host that never flushes). The append that found it so is
    * not held up: half the journal is still free.
    */
-  private releaseWaitingSoon(): void {
-    if (!this.releaseWaits || this.releasingSoon || this.closing || this.journal.usedBytes <= this.journal.capacity * RELEASE_AT_ONCE_ABOVE) return;
+  private releaseWaitingSoon(due = false): void {
+    if (!this.releaseWaits || this.releasingSoon || this.closing) return;
+    if (!due && this.journal.usedBytes <= this.journal.capacity * RELEASE_AT_ONCE_ABOVE) return;
     this.releasingSoon = true;
     void this.releaseUpTo(this.cursors.lowest, true)
       .catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`))
@@ -577,6 +578,15 @@ export class JournaledVolume implements ExportBackend {
 
   /** releaseWaitingSoon's release is under way. */
   private releasingSoon = false;
+
+  /**
+   * The shipper's tick: a release that has waited VOLUME_SYNC_INTERVAL_MS since the
+   * volume's last sync (a host gone quiet without a flush: no epoch close comes to sync
+   * it) syncs the volume now, in the background.
+   */
+  releaseIfDue(): void {
+    if (this.releaseWaits && this.journal.now() - this.volumeSyncedAt >= VOLUME_SYNC_INTERVAL_MS) this.releaseWaitingSoon(true);
+  }
 
   /** Resolves when no fold of the journal into the bitmap is running. */
   quiesce(): Promise<void> {
@@ -596,10 +606,15 @@ export class JournaledVolume implements ExportBackend {
   }
 
   async close(): Promise<void> {
-    // (What acks left for the volume's next sync stays: a start releases it at the peer's next ack.)
     this.closing = true;
     await this.tracking.folding;
     await this.flush().catch(() => undefined);
+    // What acks left for the volume's next sync goes now: the flush covered it.
+    if (this.releaseWaits && this.tracking.mode === 'journal') {
+      this.releaseWaits = false;
+      await this.releaseUpTo(this.cursors.lowest)
+        .catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`));
+    }
     // A clean stop: everything is durable, so a reboot from here owes no resync.
     if (this.writes.activity) {
       await this.flush().catch(() => undefined);

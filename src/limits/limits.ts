@@ -83,9 +83,10 @@ export const FOLLOW_AFTER_RELEASE_MS = 10_000;
 /**
  * A peer's ack past what the volume's last sync covered releases the journal at once,
  * syncing the volume first, only while the journal is more than this fraction full (or a
- * resync round is open); below it, what the ack frees waits for the volume's next sync,
- * which comes within redoBytesFor bytes journaled or VOLUME_SYNC_INTERVAL_MS (docs/JOURNAL.md,
- * "Releases wait for the volume's sync"). Waiting took about a tenth off a replicating
+ * resync round is open, or the volume is tracked by the bitmap); below it, what the ack
+ * frees waits for the volume's next sync: a FLUSH, an epoch close past redoBytesFor, or
+ * the shipper's tick once VOLUME_SYNC_INTERVAL_MS passed since the last, and an append
+ * past this fraction (docs/JOURNAL.md, "Releases wait for the volume's sync"). Waiting took about a tenth off a replicating
  * primary's CPU per 4 KiB write, writes following their records meanwhile (docs/BENCHMARKS.md).
  */
 export const RELEASE_AT_ONCE_ABOVE = 1 / 2;
@@ -309,8 +310,8 @@ export const RESYNC_STEP_BYTES = 1 * MiB;
 
 /**
  * A primary-chosen epoch close makes the journal durable, not the volume (what shipping
- * needs). The volume is synced with a host FLUSH, for a release, and once this many bytes
- * were journaled since its last sync (the most recovery replays after a crash) ...
+ * needs). The volume is synced with a host FLUSH, for a release that cannot wait, and
+ * once this many bytes were journaled since its last sync (the most recovery replays after a crash) ...
  */
 export const REDO_MAX_BYTES = 1024 * MiB;
 /** ... or this fraction of the journal, if smaller (so releases are never held back long) ... */

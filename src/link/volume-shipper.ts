@@ -289,6 +289,8 @@ export class VolumeShipper {
   /** Ships what is durable; makes the journal durable itself when the host has not flushed for a while. */
   tick(): void {
     if (!this.session) return;
+    // An ack's release that waited for the volume's sync too long (the host went quiet without a flush) has it now.
+    this.jv.releaseIfDue();
     if (this.jv.mode === 'bitmap' && this.jv.canResync && !this.jv.folding && !this.beginning) {
       // The journal was folded into the bitmap while the link was up (it overflowed, or a
       // returning peer's round begins, docs/PEERS.md): the next link begins a new round.

@@ -189,7 +189,7 @@ export class NodeGroups {
     if (missed.length === 0) {
       s.recent.push({ point: n, at: now, seqs });
       // Points every member's peer holds are kept only as the newest such (what the lag is measured to).
-      const held = (p: { seqs: Map<string, number> }): boolean => journaled.every((j) => j.journal.released >= p.seqs.get(j.name)!);
+      const held = (p: { seqs: Map<string, number> }): boolean => journaled.every((j) => j.journal.heldUpTo >= p.seqs.get(j.name)!);
       while (s.recent.length > 1 && held(s.recent[1]!)) s.recent.shift();
       if (s.recent.length > MAX_RECENT_POINTS) s.recent.splice(0, s.recent.length - MAX_RECENT_POINTS);
     }
@@ -305,10 +305,10 @@ export class NodeGroups {
    * member has records after it; 0 when every member's peer holds everything.
    */
   private primaryLag(s: GroupState, journaled: JournaledVolume[]): number {
-    if (journaled.every((j) => j.journal.released >= j.journal.lastSeq)) return 0;
+    if (journaled.every((j) => j.journal.heldUpTo >= j.journal.lastSeq)) return 0;
     const now = this.timing.now();
     let newest: { at: number } | null = null;
-    for (const p of s.recent) if (journaled.every((j) => j.journal.released >= (p.seqs.get(j.name) ?? Infinity))) newest = p;
+    for (const p of s.recent) if (journaled.every((j) => j.journal.heldUpTo >= (p.seqs.get(j.name) ?? Infinity))) newest = p;
     // (No point held by every peer since the start: from the oldest point remembered, if any.)
     const from = newest ?? s.recent[0] ?? null;
     return from === null ? 0 : Math.round((now - from.at) / 100) / 10;

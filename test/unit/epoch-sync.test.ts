@@ -102,6 +102,32 @@ test('an ack past what the volume holds durably waits for its next sync to relea
   await jv.close();
 });
 
+test('a release waiting while the host has gone quiet goes at the shipper\'s tick once the sync interval passed, and at close', async () => {
+  const { jv, journal, syncs, tick } = await volume('epoch-release-idle');
+  for (let i = 0; i < 4; i++) await jv.write(i * 4 * KiB, Buffer.alloc(4 * KiB, 5), false);
+  await jv.closeEpochNow();
+  const acked = journal.lastSeq;
+  await jv.release(acked);
+  assert.equal(journal.released, 0);
+  // No flush and no write: no epoch close comes to sync the volume.
+  jv.releaseIfDue();
+  await settle();
+  assert.equal(syncs(), 0, 'not before the interval');
+  tick(VOLUME_SYNC_INTERVAL_MS);
+  jv.releaseIfDue();
+  await settle();
+  assert.equal(syncs(), 1);
+  assert.equal(journal.released, acked);
+  // And at close: an ack that waits is released by the close's flush.
+  await jv.write(0, Buffer.alloc(4 * KiB, 6), false);
+  await jv.closeEpochNow();
+  const again = journal.lastSeq;
+  await jv.release(again);
+  assert.ok(journal.released < again);
+  await jv.close();
+  assert.equal(journal.released, again, 'the close released what the ack allowed');
+});
+
 test(`over ${RELEASE_AT_ONCE_ABOVE * 100}% full, an ack syncs the volume and releases at once`, async () => {
   const { jv, journal, syncs } = await volume('epoch-release-now');
   jv.maxEpochBytes = 64 * 1024 * KiB;

@@ -51,6 +51,7 @@ function fakeVolume(n: number, size: number): { jv: JournaledVolume; released: (
       return Promise.resolve();
     },
     flush: (): Promise<void> => Promise.resolve(),
+    releaseIfDue: (): void => undefined,
   };
   return { jv: jv as unknown as JournaledVolume, released: () => released };
 }
