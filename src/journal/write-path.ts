@@ -162,7 +162,7 @@ export class JournaledVolume implements ExportBackend {
       name: opts.disk.name, log: opts.log, journal: opts.journal, cursors: this.cursors, bitmap: opts.bitmap, store: opts.peerStore,
       get size() { return sizes(); },
       detachedOne: () => {
-        this.releaseUpTo(this.cursors.lowest).catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`));
+        this.releaseUpTo(this.cursors.lowest).catch(this.releaseFailed);
       },
     }) : null;
     this.disk = opts.disk;
@@ -330,7 +330,7 @@ export class JournaledVolume implements ExportBackend {
     if (this.stateStore) await writePeers(this.stateStore, this.cursors.peers);
     // The change is made; what it lets the journal release goes at the next ack or the volume's next sync if not now
     // (a full disk: the release point's write failed), as after any ack.
-    await this.releaseUpTo(this.cursors.lowest).catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`));
+    await this.releaseUpTo(this.cursors.lowest).catch(this.releaseFailed);
     return changed;
   }
   /**
@@ -556,8 +556,7 @@ export class JournaledVolume implements ExportBackend {
    * about a tenth off a replicating primary's CPU per 4 KiB write: docs/BENCHMARKS.md).
    */
   private releaseAtOnce(): boolean {
-    return this.tracking.mode !== 'journal' || this.round.start !== 0 || this.round.endSeq !== 0 ||
-      this.journal.usedBytes > this.journal.capacity * RELEASE_AT_ONCE_ABOVE;
+    return this.tracking.mode !== 'journal' || this.round.start !== 0 || this.round.endSeq !== 0 || this.journalNeedsRoom;
   }
 
   /**
@@ -569,15 +568,25 @@ export class JournaledVolume implements ExportBackend {
    */
   private releaseWaitingSoon(due = false): void {
     if (!this.releaseWaits || this.releasingSoon || this.closing) return;
-    if (!due && this.journal.usedBytes <= this.journal.capacity * RELEASE_AT_ONCE_ABOVE) return;
+    if (!due && !this.journalNeedsRoom) return;
     this.releasingSoon = true;
     void this.releaseUpTo(this.cursors.lowest, true)
-      .catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`))
+      .catch(this.releaseFailed)
       .finally(() => { this.releasingSoon = false; });
   }
 
   /** releaseWaitingSoon's release is under way. */
   private releasingSoon = false;
+
+  /** A release that failed (a full disk, say) is said; the next ack or sync tries it again. */
+  private readonly releaseFailed = (e: Error): void => {
+    this.log.warn({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`);
+  };
+
+  /** The journal is over RELEASE_AT_ONCE_ABOVE full: a release may not wait for the volume's sync. */
+  private get journalNeedsRoom(): boolean {
+    return this.journal.usedBytes > this.journal.capacity * RELEASE_AT_ONCE_ABOVE;
+  }
 
   /**
    * The shipper's tick: a release that has waited VOLUME_SYNC_INTERVAL_MS since the
@@ -612,8 +621,7 @@ export class JournaledVolume implements ExportBackend {
     // What acks left for the volume's next sync goes now: the flush covered it.
     if (this.releaseWaits && this.tracking.mode === 'journal') {
       this.releaseWaits = false;
-      await this.releaseUpTo(this.cursors.lowest)
-        .catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`));
+      await this.releaseUpTo(this.cursors.lowest).catch(this.releaseFailed);
     }
     // A clean stop: everything is durable, so a reboot from here owes no resync.
     if (this.writes.activity) {
@@ -739,7 +747,7 @@ export class JournaledVolume implements ExportBackend {
       this.releaseWaits = false;
       const low = this.cursors.lowest;
       if (low > this.journal.released) {
-        void this.releaseUpTo(low).catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`));
+        void this.releaseUpTo(low).catch(this.releaseFailed);
       }
     }
     await this.rounds.settle().catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: resync bookkeeping: ${e.message}`));
