@@ -123,7 +123,7 @@ export class Journal {
   /**
    * Every peer holds the records up to here (a primary's journal: its write path says so
    * at each ack). A release may come later, after the volume's next sync (write-path.ts's
-   * releaseUpTo): the backlog figures count from here or the release, whichever is later.
+   * Releases.upTo, release.ts): the backlog figures count from here or the release, whichever is later.
    * A receive log's stays 0: its backlog is what is not yet released.
    */
   private heldSeq = 0;

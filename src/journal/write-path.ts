@@ -35,7 +35,7 @@ import { ResyncRound } from '../sync/round.js';
 import { Seeding } from '../sync/seeding.js';
 import type { HashBuffers, Span } from '../sync/region-hashes.js';
 import { assert } from '../invariants/assert.js';
-import { epochBytesFor, FOLLOW_AFTER_RELEASE_MS, redoBytesFor, RELEASE_AT_ONCE_ABOVE, VOLUME_SYNC_INTERVAL_MS } from '../limits/limits.js';
+import { epochBytesFor, FOLLOW_AFTER_RELEASE_MS, redoBytesFor, VOLUME_SYNC_INTERVAL_MS } from '../limits/limits.js';
 import { zeroRange, type Disk } from './disk.js';
 import { startUp, type Starting } from './startup.js';
 import { Tracking, type TrackingMode } from './tracking.js';
@@ -43,6 +43,7 @@ import { RoundSteps } from './resync.js';
 import { VolumeWrites } from './volume-writes.js';
 import { PeerCursors, THE_PEER } from './peer-cursors.js';
 import { DetachedPeers } from './detach.js';
+import { Releases } from './release.js';
 
 export type { Disk } from './disk.js';
 export type { TrackingMode } from './tracking.js';
@@ -129,12 +130,8 @@ export class JournaledVolume implements ExportBackend {
   private redoBytes = 0;
   /** Syncs of the volume running now (host writes do not follow their records meanwhile: volume-writes.ts). */
   private volumeSyncs = 0;
-  /** When a peer's ack last let the journal go with a sync of the volume (releaseUpTo). */
-  private releasedAt = -Infinity;
-  /** An ack's release waits for the volume's next sync (releaseUpTo): syncAll releases it. */
-  private releaseWaits = false;
-  /** close() began: a sync releases nothing more (the journal's files are about to close). */
-  private closing = false;
+  /** The journal's release of what every peer holds (release.ts). */
+  private readonly releases: Releases;
   /** When the volume's last sync began (the journal's clock). */
   private volumeSyncedAt: number;
   /** The most that may be journaled before the volume is synced (redoBytesFor; resizeJournal changes it). */
@@ -162,7 +159,7 @@ export class JournaledVolume implements ExportBackend {
       name: opts.disk.name, log: opts.log, journal: opts.journal, cursors: this.cursors, bitmap: opts.bitmap, store: opts.peerStore,
       get size() { return sizes(); },
       detachedOne: () => {
-        this.releaseUpTo(this.cursors.lowest).catch(this.releaseFailed);
+        void this.releases.releaseHeld();
       },
     }) : null;
     this.disk = opts.disk;
@@ -178,6 +175,11 @@ export class JournaledVolume implements ExportBackend {
     this.volumeSyncedAt = opts.journal.now();
     this.maxEpochBytes = epochBytesFor(opts.journal.capacity);
     this.round = new ResyncRound(opts.roundStore ? new RoundMarker(opts.roundStore) : null);
+    this.releases = new Releases({
+      name: opts.disk.name, log: opts.log, journal: opts.journal, cursors: this.cursors, detached: this.detached, round: this.round,
+      mode: () => this.tracking.mode, durableAppliedSeq: () => this.durableAppliedSeq, volumeSyncedAt: () => this.volumeSyncedAt,
+      sync: () => this.syncer.sync(), freed: () => this.wakeBlocked(),
+    });
     this.stateStore = opts.roundStore ?? null;
     this.activityOpts = opts;
     const parts = { name: this.name, log: this.log, disk: this.disk, journal: this.journal, bitmap: this.bitmap, round: this.round };
@@ -188,7 +190,7 @@ export class JournaledVolume implements ExportBackend {
       emptied: () => this.cursors.folded(this.journal.released),
     });
     this.writes = new VolumeWrites({ journal: this.journal, bitmap: this.bitmap, toBitmap: (why) => this.tracking.toBitmap(why),
-      mayFollow: () => this.volumeSyncs === 0 && this.journal.now() - this.releasedAt >= FOLLOW_AFTER_RELEASE_MS });
+      mayFollow: () => this.volumeSyncs === 0 && this.journal.now() - this.releases.syncedAt >= FOLLOW_AFTER_RELEASE_MS });
     this.rounds = new RoundSteps({
       ...parts, ranges: this.ranges, seed: this.seed, tracking: this.tracking, flush: () => this.flush(), hashBuffers: opts.hashBuffers ?? null,
       rejoinDetached: async () => { await this.detached?.rejoinAll(); }, detached: this.detached, cursors: this.cursors,
@@ -330,7 +332,7 @@ export class JournaledVolume implements ExportBackend {
     if (this.stateStore) await writePeers(this.stateStore, this.cursors.peers);
     // The change is made; what it lets the journal release goes at the next ack or the volume's next sync if not now
     // (a full disk: the release point's write failed), as after any ack.
-    await this.releaseUpTo(this.cursors.lowest).catch(this.releaseFailed);
+    await this.releases.releaseHeld();
     return changed;
   }
   /**
@@ -491,110 +493,19 @@ export class JournaledVolume implements ExportBackend {
     return this.redoBytes > 0 && this.journal.now() - this.volumeSyncedAt >= VOLUME_SYNC_INTERVAL_MS ? 'full' : 'light';
   }
 
-  /** Every peer holds everything up to `seq` durably; free journal space behind it. */
+  /** Every peer holds everything up to `seq` durably; free journal space behind it (release.ts). */
   release(seq: number): Promise<void> {
-    return this.releaseUpTo(this.cursors.ackAll(seq));
+    return this.releases.release(seq);
   }
 
   /** `peer` holds everything up to `seq` durably; free the journal space every peer holds (docs/PEERS.md). */
-  async releaseFor(peer: string, seq: number): Promise<void> {
-    // (An ack of a peer a reload took away, on its way meanwhile: nothing waits for it.)
-    if (!this.cursors.has(peer)) return;
-    const low = this.cursors.ack(peer, seq);
-    // A detached peer that acked up to its bitmap's marked point follows the journal again.
-    if (this.detached && this.cursors.isDetached(peer)) {
-      await this.detached.caughtUp(peer, seq);
-      return this.releaseUpTo(this.cursors.lowest);
-    }
-    return this.releaseUpTo(low);
+  releaseFor(peer: string, seq: number): Promise<void> {
+    return this.releases.releaseFor(peer, seq);
   }
 
-  /**
-   * Releases what every peer holds, up to `seq`, never past what the volume's last sync
-   * covered (invariant 2). What lies past that waits for the volume's next sync, which
-   * releases it (syncAll), unless the journal needs the room (releaseAtOnce) or `atOnce`:
-   * then the volume is synced now, a sync and not a FLUSH (no barrier, the epoch stays open).
-   */
-  private async releaseUpTo(seq: number, atOnce = false): Promise<void> {
-    this.journal.held(seq);
-    if (seq > this.durableAppliedSeq) {
-      if (atOnce || this.releaseAtOnce()) {
-        this.releasedAt = this.journal.now();
-        await this.syncer.sync();
-      } else {
-        this.releaseWaits = true;
-      }
-    }
-    let target = Math.min(seq, this.durableAppliedSeq);
-    // What a detached peer lacks is marked in its bitmap before the journal lets it go.
-    if (this.detached && target > this.journal.released) {
-      await this.detached.markUpTo(target);
-      // (A peer that followed the journal again meanwhile, detach.ts's caughtUp, holds it back from here on.)
-      target = Math.min(target, this.cursors.lowest);
-    }
-    try {
-      await this.journal.release(target);
-    } finally {
-      // (Checked also when the release failed part-way: the journal lets go in memory first.)
-      this.detached?.checkReleased();
-      // Invariant 2, per peer: nothing a peer has not acked is let go of, but by a fold (its regions are in the bitmap).
-      assert(this.journal.released <= this.cursors.lowest,
-        () => `write path: the journal released up to ${this.journal.released} ` +
-          `but ${JSON.stringify(this.cursors.slowest)} holds only up to ${this.cursors.lowest}`);
-    }
-    this.wakeBlocked();
-    const end = this.round.endSeq;
-    const owner = this.round.owner;
-    if (end && (this.journal.released >= end || (owner !== null && this.cursors.of(owner) >= end))) await this.syncer.sync();
-  }
-
-  /**
-   * An ack's release syncs the volume at once (RELEASE_AT_ONCE_ABOVE): the journal is over
-   * that fraction full, or a resync round is open (its end waits for the release of its
-   * last record), or the volume is tracked by the bitmap. Else it waits for the volume's
-   * next sync, at a FLUSH, the redo bound, or VOLUME_SYNC_INTERVAL_MS at the latest while linked (waiting took
-   * about a tenth off a replicating primary's CPU per 4 KiB write: docs/BENCHMARKS.md).
-   */
-  private releaseAtOnce(): boolean {
-    return this.tracking.mode !== 'journal' || this.round.start !== 0 || this.round.endSeq !== 0 || this.journalNeedsRoom;
-  }
-
-  /**
-   * The journal passed RELEASE_AT_ONCE_ABOVE while acks wait for the volume's sync to
-   * release (releaseUpTo): the volume is synced and they are released now, in the
-   * background, so that the journal never fills for want of that sync (a link that went
-   * down after its last ack, a host that never flushes). The append that found it so is
-   * not held up: half the journal is still free.
-   */
-  private releaseWaitingSoon(due = false): void {
-    if (!this.releaseWaits || this.releasingSoon || this.closing) return;
-    if (!due && !this.journalNeedsRoom) return;
-    this.releasingSoon = true;
-    void this.releaseUpTo(this.cursors.lowest, true)
-      .catch(this.releaseFailed)
-      .finally(() => { this.releasingSoon = false; });
-  }
-
-  /** releaseWaitingSoon's release is under way. */
-  private releasingSoon = false;
-
-  /** A release that failed (a full disk, say) is said; the next ack or sync tries it again. */
-  private readonly releaseFailed = (e: Error): void => {
-    this.log.warn({ volume: this.name }, `volume ${this.name}: release failed: ${e.message}`);
-  };
-
-  /** The journal is over RELEASE_AT_ONCE_ABOVE full: a release may not wait for the volume's sync. */
-  private get journalNeedsRoom(): boolean {
-    return this.journal.usedBytes > this.journal.capacity * RELEASE_AT_ONCE_ABOVE;
-  }
-
-  /**
-   * The shipper's tick: a release that has waited VOLUME_SYNC_INTERVAL_MS since the
-   * volume's last sync (a host gone quiet without a flush: no epoch close comes to sync
-   * it) syncs the volume now, in the background.
-   */
+  /** The shipper's tick: a release waiting since the volume's sync interval passed syncs it now, in the background (release.ts). */
   releaseIfDue(): void {
-    if (this.releaseWaits && this.journal.now() - this.volumeSyncedAt >= VOLUME_SYNC_INTERVAL_MS) this.releaseWaitingSoon(true);
+    this.releases.ifDue();
   }
 
   /** Resolves when no fold of the journal into the bitmap is running. */
@@ -615,14 +526,10 @@ export class JournaledVolume implements ExportBackend {
   }
 
   async close(): Promise<void> {
-    this.closing = true;
+    this.releases.close();
     await this.tracking.folding;
     await this.flush().catch(() => undefined);
-    // What acks left for the volume's next sync goes now: the flush covered it.
-    if (this.releaseWaits && this.tracking.mode === 'journal') {
-      this.releaseWaits = false;
-      await this.releaseUpTo(this.cursors.lowest).catch(this.releaseFailed);
-    }
+    await this.releases.afterLastFlush();
     // A clean stop: everything is durable, so a reboot from here owes no resync.
     if (this.writes.activity) {
       await this.flush().catch(() => undefined);
@@ -685,7 +592,7 @@ export class JournaledVolume implements ExportBackend {
       }
       if (seq !== 'full') {
         this.writes.journaled(seq);
-        this.releaseWaitingSoon();
+        this.releases.appended();
         if (this.detached && this.cursors.count > 1) this.detached.check();
         if (this.seed.active) this.seed.touch(offset, length);
         this.bytesSinceGroupPoint += length;
@@ -742,14 +649,7 @@ export class JournaledVolume implements ExportBackend {
     this.durableAppliedSeq = Math.max(this.durableAppliedSeq, applied);
     this.writes.activity?.synced();
     if (this.tracking.mode === 'journal') this.journal.markApplied(this.durableAppliedSeq);
-    if (this.releaseWaits && !this.closing) {
-      // What acks left for this sync goes now (after it: a release may sync again, not within this one).
-      this.releaseWaits = false;
-      const low = this.cursors.lowest;
-      if (low > this.journal.released) {
-        void this.releaseUpTo(low).catch(this.releaseFailed);
-      }
-    }
+    this.releases.afterSync();
     await this.rounds.settle().catch((e: Error) => this.log.warn({ volume: this.name }, `volume ${this.name}: resync bookkeeping: ${e.message}`));
   }
 
