@@ -1,31 +1,25 @@
 // The link manager: one TLS link per peer, Hello, then frames between each primary
 // volume's shipper and the peer's replica. It accepts links and dials them (dialer.ts:
 // reconnects forever with capped backoff); each link runs over its socket in
-// link-session.ts (a silent peer is declared dead after `deadAfterMs`), and here its
-// shared volumes are wired to shippers and replicas at Hello and let go at its close.
+// link-session.ts (a silent peer is declared dead after `deadAfterMs`); its shared
+// volumes are wired to shippers and replicas at Hello and let go at its close by the
+// pairing (pairing.ts), and the shippers are kept across links in shippers.ts.
 // What each volume's shipping did, for the status, is counted in shipping-figures.ts.
 import type tls from 'node:tls';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../log/log.js';
-import type { JournaledVolume } from '../journal/write-path.js';
-import { PROTOCOL_RANGE, atVersion, encodeAck, encodeHold, type ProtocolRange } from '../link/frame.js';
-import type { HelloCheck, HelloVolume, PairOutcome, VolumeConflict } from '../link/hello.js';
+import { PROTOCOL_RANGE, type ProtocolRange } from '../link/frame.js';
+import type { HelloCheck, HelloVolume } from '../link/hello.js';
 import type { Identity } from '../link/identity.js';
 import { Packer } from '../compress/packer.js';
 import { CompressionPool } from '../compress/pool.js';
 import { MemoryBudget } from '../memory/budget.js';
 import type { Compression } from '../compress/setting.js';
-import type { JournalRecord } from '../journal/record.js';
-import type { FrameRoom } from '../link/records-frame.js';
-import type { FrameHold } from '../rate/pacer.js';
 import type { VerifyRun } from '../sync/verify.js';
 import { LinkListener, type PinnedPeer } from '../link/tls.js';
-import type { FrameClass } from '../rate/scheduler.js';
 import { rateAt } from '../rate/rate.js';
 import type { Replica } from '../secondary/replica.js';
-import type { VolumeIdentity } from '../volume/identity.js';
-import type { StreamMark } from '../stream/stream.js';
-import { MEMORY_BUDGET_BYTES, epochBytesFor } from '../limits/limits.js';
+import { MEMORY_BUDGET_BYTES } from '../limits/limits.js';
 import { runLink, type LinkEnd, type LinkHost, type LinkSession } from './link-session.js';
 import { ShippingFigures } from './shipping-figures.js';
 import { peersReloaded } from './reloaded-peers.js';
@@ -34,24 +28,9 @@ import { Dialer } from './dialer.js';
 import { VolumeConflicts } from './volume-conflicts.js';
 import { UnpairedVolumes } from './unpaired.js';
 import { Shippers } from './shippers.js';
+import { Pairings, type LinkVolumes } from './pairing.js';
 
-export interface LinkVolumes {
-  primaries: Map<string, JournaledVolume>;
-  replicas: Map<string, Replica>;
-  identities: Map<string, VolumeIdentity>;
-  /** The stream of records each volume's journal or receive log holds (src/stream/stream.ts). */
-  streams: VolumeStreams;
-  /** Why a configured volume could not be opened here (src/node/set-aside.ts), also while a reload opens it again; null: it is served. */
-  unavailable?: (volume: string) => string | null;
-}
-
-/** Each replicated volume's stream (src/stream/stream.ts), as the daemon keeps it. */
-export interface VolumeStreams {
-  /** The stream the volume's journal (primary) or receive log (secondary) holds; null: none yet. */
-  of(volume: string): StreamMark | null;
-  /** A secondary writes down the stream whose records its receive log is about to take (durable on return). */
-  adopt(volume: string, mark: StreamMark): Promise<void>;
-}
+export type { LinkVolumes, VolumeStreams } from './pairing.js';
 
 export class LinkManager {
   private listener: LinkListener | null = null;
@@ -65,8 +44,8 @@ export class LinkManager {
    * primary after a failover): it is to start again from its last flush point (RoleChanges.follow).
    */
   onFollow: ((volume: string, peer: string) => void) | null = null;
-  /** Each secondary volume's primary now: the peer whose link carries it (none: not linked). */
-  private readonly primaryNow = new Map<string, string>();
+  /** What each link pairs of the volumes, and whom each secondary here follows (pairing.ts). */
+  private readonly pairings: Pairings;
   /** A link to `peer` was refused, by this side or the peer; `code` as in the Refuse frame ("bad-hello", "version", ...). */
   onRefused: ((peer: string, code: string, message: string) => void) | null = null;
   /** Volumes a link's Hello could not pair for their roles or identities, with why (src/node/volume-conflicts.ts). */
@@ -96,6 +75,15 @@ export class LinkManager {
     });
     this.conflicts = new VolumeConflicts(log);
     this.unpaired = new UnpairedVolumes(log);
+    this.pairings = new Pairings({
+      config, log, volumes, shippers: this.shippers, unpaired: this.unpaired, conflicts: this.conflicts,
+      session: (peer) => this.sessions.get(peer),
+      volumeConfig: (name) => this.volumeConfig(name),
+      armApart: (name) => this.armApart(name),
+      pairAgain: (name, peer, why, redial) => this.pairAgain(name, peer, why, redial),
+      follow: (volume, peer) => this.onFollow?.(volume, peer),
+      peerPromoted: (volume) => this.onPeerPromoted?.(volume),
+    });
     this.dialer = new Dialer({
       identity, log, linked: (peer) => this.sessions.has(peer), run: (socket, peer) => this.session(socket, peer, true),
     });
@@ -108,8 +96,8 @@ export class LinkManager {
       shippers: () => this.shippers.all(),
       unpackPool: () => this.unpackPool(),
       up: (s, check, version) => this.linkUp(s, check, version),
-      volumeDown: (s, volume) => this.volumeDown(s, volume),
-      volumeUp: (s, volume, outcome) => this.volumeUp(s, volume, outcome),
+      volumeDown: (s, volume) => this.pairings.volumeDown(s, volume),
+      volumeUp: (s, volume, outcome) => this.pairings.volumeUp(s, volume, outcome),
       refused: (peer, a) => this.onRefused?.(peer, a.code, a.message),
       closed: (s) => {
         if (this.sessions.get(s.peer) !== s) return;
@@ -119,12 +107,7 @@ export class LinkManager {
         this.conflicts.closed(s.peer);
         this.shippers.linkClosed(s);
         for (const v of this.config.volumes) if (v.peers.includes(s.peer)) this.armApart(v.name);
-        for (const v of this.config.volumes) {
-          if (this.primaryNow.get(v.name) !== s.peer) continue;
-          this.primaryNow.delete(v.name);
-          this.volumes.replicas.get(v.name)?.detach();
-          this.followAnother(v.name);
-        }
+        this.pairings.linkClosed(s.peer);
       },
     };
   }
@@ -166,7 +149,7 @@ export class LinkManager {
     const why = this.volumes.unavailable;
     return this.config.volumes.filter((v) => v.peers.includes(peer)).flatMap((v) => {
       // (Or being changed here, a promote or demote under way: said so, rather than missing. Or
-      // a second primary of a volume this secondary follows another for: pairVolume.)
+      // a second primary of a volume this secondary follows another for: pairing.ts's pairVolume.)
       const reason = why?.(v.name) ?? this.unpaired.ourReason(v.name, peer);
       return reason === null ? [] : [{ name: v.name, reason: reason.slice(0, 2048) }];
     });
@@ -186,19 +169,9 @@ export class LinkManager {
     return this.unpaired.said(volume, peer)?.reason ?? null;
   }
 
-  /**
-   * Peers of a primary's volume whose Hello showed records of another stream (this
-   * primary began a new one: its file replaced, its journal or bitmap lost, served
-   * without peers): each starts again from its last flush point and is compared by hash
-   * at its next link. Until that link pairs it, the volume is not current with it (the
-   * status says resyncing, not drained). By volume, then peer.
-   */
-  private readonly startingAgain = new Map<string, Set<string>>();
-
-  /** `peer` starts again from its last flush point and is compared by hash when it links again (startingAgain). */
+  /** `peer` starts again from its last flush point and is compared by hash when it links again (pairing.ts). */
   isStartingAgain(volume: string, peer?: string): boolean {
-    const set = this.startingAgain.get(volume);
-    return set !== undefined && (peer === undefined ? set.size > 0 : set.has(peer));
+    return this.pairings.isStartingAgain(volume, peer);
   }
 
   /** The zstd workers, for a peer's PackedRecords frames (made at the first, whatever this node's own compression setting). */
@@ -294,7 +267,7 @@ export class LinkManager {
 
   /** The peer this node's secondary of `volume` follows now (its link carries the volume), or null. */
   primaryOf(volume: string): string | null {
-    const p = this.primaryNow.get(volume);
+    const p = this.pairings.primaryNow.get(volume);
     return p !== undefined && this.sessions.has(p) ? p : null;
   }
 
@@ -379,7 +352,7 @@ export class LinkManager {
     const peer = s.peer;
     this.unpaired.peerAnew(peer, false);
     for (const u of check.unavailable) this.unpaired.peerCannot(peer, u, 'warn');
-    this.conflicts.linked(peer, check.conflicts, check.pairs.map((p) => p.local.name), (c) => this.conflictFound(c));
+    this.conflicts.linked(peer, check.conflicts, check.pairs.map((p) => p.local.name), (c) => this.pairings.conflictFound(c));
     const setting = (): Compression => this.config.peers.find((p) => p.name === peer)?.compression ?? { mode: 'auto' };
     if (setting().mode !== 'off') this.pool ??= new CompressionPool();
     s.packer = new Packer({
@@ -393,144 +366,8 @@ export class LinkManager {
     });
     this.sessions.set(peer, s);
     this.log.info({ peer, protocol: version }, `link to ${peer} up`);
-    for (const { local } of check.follows) this.followOn(peer, local);
-    for (const { local, remote } of check.pairs) if (!this.pairVolume(s, local, remote)) return;
-  }
-
-  /** A conflict of a volume's roles found on a link (its Hello, or the volume's Hello again). */
-  private conflictFound(c: VolumeConflict): void {
-    // (After this turn: a failback closes or re-pairs this link, which is not the node's yet.)
-    if (c.code === 'peer-promoted') setImmediate(() => this.onPeerPromoted?.(c.volume));
-  }
-
-  /** The pair's secondary holds records of another journal than the primary's: it starts again (src/node/roles.ts, follow). */
-  private followOn(peer: string, local: HelloVolume): void {
-    if (local.role === 'primary') {
-      this.startingAgain.set(local.name, (this.startingAgain.get(local.name) ?? new Set<string>()).add(peer));
-      this.log.info({ volume: local.name, peer }, `volume ${local.name}: ${peer} holds records of another primary's journal; ` +
-        'it starts again from its last flush point and is compared by hash when it links again');
-    } else {
-      this.onFollow?.(local.name, peer);
-    }
-  }
-
-  /** Wires a pair the link's Hello (or the volume's Hello again) made: its shipper to the link, or its replica. False: the link closed. */
-  private pairVolume(s: LinkSession, local: HelloVolume, remote: HelloVolume): boolean {
-    const peer = s.peer;
-    if (local.role === 'primary') {
-      const jv = this.volumes.primaries.get(local.name);
-      if (!jv) return true;
-      // (Paired now: its beginning below opens its comparison before any status is read.)
-      this.startingAgain.get(local.name)?.delete(peer);
-      // The secondary applies whole epochs out of its receive log: keep them to a quarter of it.
-      jv.maxEpochBytes = Math.min(jv.maxEpochBytes, epochBytesFor(Infinity, remote.logBytes));
-      // A peer with nothing in its receive log and no round open (a new replica, or
-      // an old primary just demoted) gets a first sync: every region compared by hash.
-      jv.apart = null;
-      try {
-        this.volumes.identities.get(local.name)?.markShared();
-      } catch (e) {
-        this.log.error({ volume: local.name }, `volume ${local.name}: cannot record that the peer holds this generation: ${(e as Error).message}`);
-      }
-      const sh = this.shippers.ensure(local.name, jv, peer);
-      sh.fitWindow(remote.logBytes);
-      const cfg = this.config.volumes.find((v) => v.name === local.name);
-      const paced = {
-        link: s,
-        send: (parts: Buffer[], cls?: FrameClass, hold?: FrameHold) => {
-          if (!s.closed) s.pacer.send(local.name, cfg?.weight ?? 1, atVersion(parts, s.machine.version), { priority: cfg?.priority, cls, hold });
-          else hold?.release();
-        },
-        drop: () => s.pacer.drop(local.name),
-        encode: (records: JournalRecord[], room?: FrameRoom) => s.packer!.encode(local.name, records, room),
-        close: (why: string) => s.close(why),
-        version: s.machine.version,
-      };
-      sh.up(paced, remote.durableSeq, remote.round, remote.durableSeq === 0 && remote.round === 0);
-    } else {
-      const now = this.primaryNow.get(local.name);
-      if (now !== undefined && now !== peer && this.sessions.has(now)) {
-        // Two primaries of one volume each reach this node (a failover that left the old one running).
-        const why = `volume ${local.name}: ${peer} is primary, and so is ${now}, which this node follows; two primaries take writes apart: ` +
-          `demote one of them (offsite demote ${local.name})`;
-        if (!s.machine.rehelloes) {
-          s.close(why);
-          return false;
-        }
-        // Not paired with this one: a VolumeHello says so, and the link serves its other volumes.
-        this.unpaired.refusePrimary(local.name, peer, why);
-        this.log.error({ volume: local.name, peer }, `${why}; nothing of ${local.name} flows from ${peer} meanwhile (the link serves its other volumes)`);
-        s.rehello(local.name);
-        return true;
-      }
-      // A receive log takes records of one journal only (src/stream/stream.ts): Hello paired no other.
-      assert(!remote.stream || !local.stream || remote.stream === local.stream || (local.durableSeq === 0 && local.round === 0),
-        () => `volume ${local.name}: paired with ${peer}'s journal ${remote.stream} while its receive log holds records of ${local.stream}`);
-      this.primaryNow.set(local.name, peer);
-      // The secondary takes the primary's volume identity (its UUID and generations).
-      try {
-        this.volumes.identities.get(local.name)?.adopt(remote.uuid, remote.generation);
-        this.volumes.identities.get(local.name)?.markShared();
-      } catch (e) {
-        this.log.error({ volume: local.name }, `volume ${local.name}: cannot record the primary's identity: ${(e as Error).message}`);
-      }
-      const rp = this.volumes.replicas.get(local.name);
-      if (!rp) return true;
-      // The stream its receive log takes records of, written down before the first (none said: a release before streams).
-      const stream = remote.stream;
-      rp.attach({
-        ack: (seq) => s.send(encodeAck(local.name, seq)),
-        hold: (held, after) => s.send(encodeHold(local.name, after, held)),
-        close: (why) => s.close(why),
-      }, stream && !local.stream ? () => this.volumes.streams.adopt(local.name, { stream, primary: peer }) : undefined)
-        .catch((e: Error) => s.close(`volume ${local.name}: attaching the replica failed: ${e.message}`));
-    }
-    return true;
-  }
-
-  /** `name`'s pairing on the link `s` ended (a VolumeHello, either side's): what is wired of it to `s` goes; the rest of the link goes on. */
-  private volumeDown(s: LinkSession, name: string): void {
-    if (this.sessions.get(s.peer) !== s) return;
-    const peer = s.peer;
-    this.unpaired.pairEnded(name, peer);
-    this.conflicts.unpaired(name, peer);
-    const sh = this.shippers.get(name, peer);
-    if (sh?.session?.link === s) sh.down();
-    // (Its frames not written yet go, of every kind: the VolumeHello, a control frame, would pass them.)
-    s.pacer.dropAll(name);
-    if (this.primaryNow.get(name) === peer) {
-      this.primaryNow.delete(name);
-      this.volumes.replicas.get(name)?.detach();
-      this.followAnother(name);
-    }
-    if (this.volumeConfig(name)?.peers.includes(peer)) this.armApart(name);
-  }
-
-  /** The primary `name` followed is paired no more: a second primary this node did not pair with is asked again (after this turn). */
-  private followAnother(name: string): void {
-    const refused = this.unpaired.takeRefusedPrimaries(name);
-    if (refused.length === 0) return;
-    setImmediate(() => {
-      for (const peer of refused) {
-        if (this.primaryNow.has(name) || !this.volumes.replicas.has(name)) return;
-        this.pairAgain(name, peer, `volume ${name}: the primary it followed is paired no more`, true);
-      }
-    });
-  }
-
-  /** `name` paired again on the link `s` from both sides' VolumeHellos: wired as a Hello wires it. */
-  private volumeUp(s: LinkSession, name: string, outcome: PairOutcome | null): void {
-    if (this.sessions.get(s.peer) !== s || outcome === null) return;
-    const peer = s.peer;
-    if ('code' in outcome) {
-      this.conflicts.found(peer, outcome, (c) => this.conflictFound(c));
-    } else if ('reason' in outcome) {
-      this.unpaired.peerCannot(peer, outcome, 'info');
-    } else {
-      this.conflicts.paired(name, peer);
-      if (outcome.follows) this.followOn(peer, outcome.pair.local);
-      else if (this.pairVolume(s, outcome.pair.local, outcome.pair.remote)) this.log.info({ volume: name, peer }, `volume ${name}: paired with ${peer} again`);
-    }
+    for (const { local } of check.follows) this.pairings.followOn(peer, local);
+    for (const { local, remote } of check.pairs) if (!this.pairings.pairVolume(s, local, remote)) return;
   }
 
   /**
@@ -553,9 +390,9 @@ export class LinkManager {
   volumeChanged(name: string, reason: string): void {
     this.shippers.dropVolume(name);
     this.volumes.replicas.get(name)?.detach();
-    this.primaryNow.delete(name);
+    this.pairings.primaryNow.delete(name);
     // (Its next Hello says again who starts again, and what conflicts: the role or the journal may be another by then.)
-    this.startingAgain.delete(name);
+    this.pairings.startingAgain.delete(name);
     this.conflicts.forget(name);
     // Out of both maps until the change is done: a link that comes back meanwhile neither
     // attaches the old replica nor ships from the old journal.
@@ -598,7 +435,7 @@ export class LinkManager {
     this.unpaired.forget(name);
     this.pausedVolumes.delete(name);
     this.conflicts.forget(name);
-    this.startingAgain.delete(name);
+    this.pairings.startingAgain.delete(name);
     this.figures.forget(name);
     for (const peer of peers) if (!this.retiring.has(peer)) this.pairAgain(name, peer, `volume ${name} was removed here`, true);
   }
@@ -608,7 +445,7 @@ export class LinkManager {
     for (const peer of peers) {
       this.shippers.drop(volume, peer);
       this.unpaired.pairEnded(volume, peer);
-      this.startingAgain.get(volume)?.delete(peer);
+      this.pairings.startingAgain.get(volume)?.delete(peer);
     }
   }
 
@@ -618,8 +455,8 @@ export class LinkManager {
    */
   relink(volume: string, peers: readonly string[], why = `volume ${volume}'s peers changed at a reload here`): void {
     for (const peer of peers) {
-      if (this.primaryNow.get(volume) === peer) {
-        this.primaryNow.delete(volume);
+      if (this.pairings.primaryNow.get(volume) === peer) {
+        this.pairings.primaryNow.delete(volume);
         this.volumes.replicas.get(volume)?.detach();
       }
       if (this.sessions.get(peer)?.rehello(volume)) continue;
@@ -631,7 +468,7 @@ export class LinkManager {
 
   /** Is `volume` paired with `peer` on a link now: its secondary shipped to, or its primary received from? */
   paired(volume: string, peer: string): boolean {
-    return this.primaryNow.get(volume) === peer || (this.shippers.has(volume, peer) && this.sessions.has(peer) &&
+    return this.pairings.primaryNow.get(volume) === peer || (this.shippers.has(volume, peer) && this.sessions.has(peer) &&
       this.unpaired.said(volume, peer) === undefined);
   }
 
