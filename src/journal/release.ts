@@ -35,11 +35,14 @@ export interface ReleaseHost {
 
 export class Releases {
   /** When a release last synced the volume to let the journal go (a host write does not follow its record for a while after). */
-  syncedAt = -Infinity;
+  get syncedAt(): number {
+    return this.lastSync;
+  }
+  private lastSync = -Infinity;
   /** An ack's release waits for the volume's next sync (upTo): afterSync releases it. */
   private waits = false;
-  /** The background release of releaseSoon is under way. */
-  private soon = false;
+  /** The background release of releaseInBackground is under way. */
+  private inBackground = false;
   /** The write path is closing: a sync releases nothing more (the journal's files are about to close). */
   private closing = false;
 
@@ -72,7 +75,8 @@ export class Releases {
   /**
    * Releases what every peer holds, up to `seq`, never past what the volume's last sync
    * covered (invariant 2). What lies past that waits for the volume's next sync, which
-   * releases it (afterSync), unless the journal needs the room (atOnceNow) or `atOnce`:
+   * releases it (afterSync), unless the journal needs the room or the round or tracking
+   * asks for it now (atOnceNow), or the caller does (`atOnce`, the background release):
    * then the volume is synced now.
    */
   private async upTo(seq: number, atOnce = false): Promise<void> {
@@ -80,7 +84,7 @@ export class Releases {
     journal.held(seq);
     if (seq > this.h.durableAppliedSeq()) {
       if (atOnce || this.atOnceNow()) {
-        this.syncedAt = journal.now();
+        this.lastSync = journal.now();
         await this.h.sync();
       } else {
         this.waits = true;
@@ -100,7 +104,7 @@ export class Releases {
       detached?.checkReleased();
       // Invariant 2, per peer: nothing a peer has not acked is let go of, but by a fold (its regions are in the bitmap).
       assert(journal.released <= cursors.lowest,
-        () => `write path: the journal released up to ${journal.released} ` +
+        () => `release: the journal released up to ${journal.released} ` +
           `but ${JSON.stringify(cursors.slowest)} holds only up to ${cursors.lowest}`);
     }
     this.h.freed();
@@ -129,16 +133,16 @@ export class Releases {
    * not held up: half the journal is still free.
    */
   appended(): void {
-    if (this.waits && this.journalNeedsRoom) this.releaseSoon();
+    if (this.waits && this.journalNeedsRoom) this.releaseInBackground();
   }
 
   /** The volume is synced and the waiting acks released, in the background. */
-  private releaseSoon(): void {
-    if (!this.waits || this.soon || this.closing) return;
-    this.soon = true;
+  private releaseInBackground(): void {
+    if (!this.waits || this.inBackground || this.closing) return;
+    this.inBackground = true;
     void this.upTo(this.h.cursors.lowest, true)
       .catch(this.failed)
-      .finally(() => { this.soon = false; });
+      .finally(() => { this.inBackground = false; });
   }
 
   /** A release that failed (a full disk, say) is said; the next ack or sync tries it again. */
@@ -157,7 +161,7 @@ export class Releases {
    * it) syncs the volume now, in the background.
    */
   ifDue(): void {
-    if (this.waits && this.h.journal.now() - this.h.volumeSyncedAt() >= VOLUME_SYNC_INTERVAL_MS) this.releaseSoon();
+    if (this.waits && this.h.journal.now() - this.h.volumeSyncedAt() >= VOLUME_SYNC_INTERVAL_MS) this.releaseInBackground();
   }
 
   /**

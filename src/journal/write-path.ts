@@ -175,6 +175,7 @@ export class JournaledVolume implements ExportBackend {
     this.volumeSyncedAt = opts.journal.now();
     this.maxEpochBytes = epochBytesFor(opts.journal.capacity);
     this.round = new ResyncRound(opts.roundStore ? new RoundMarker(opts.roundStore) : null);
+    // (After the detached peers, the round and the syncer: the release keeps them as they are now.)
     this.releases = new Releases({
       name: opts.disk.name, log: opts.log, journal: opts.journal, cursors: this.cursors, detached: this.detached, round: this.round,
       mode: () => this.tracking.mode, durableAppliedSeq: () => this.durableAppliedSeq, volumeSyncedAt: () => this.volumeSyncedAt,

@@ -75,6 +75,7 @@ export class LinkManager {
     });
     this.conflicts = new VolumeConflicts(log);
     this.unpaired = new UnpairedVolumes(log);
+    // (After the shippers, conflicts and unpaired volumes: the pairing keeps them as they are now.)
     this.pairings = new Pairings({
       config, log, volumes, shippers: this.shippers, unpaired: this.unpaired, conflicts: this.conflicts,
       session: (peer) => this.sessions.get(peer),
@@ -267,7 +268,7 @@ export class LinkManager {
 
   /** The peer this node's secondary of `volume` follows now (its link carries the volume), or null. */
   primaryOf(volume: string): string | null {
-    const p = this.pairings.primaryNow.get(volume);
+    const p = this.pairings.followsNow(volume);
     return p !== undefined && this.sessions.has(p) ? p : null;
   }
 
@@ -390,9 +391,9 @@ export class LinkManager {
   volumeChanged(name: string, reason: string): void {
     this.shippers.dropVolume(name);
     this.volumes.replicas.get(name)?.detach();
-    this.pairings.primaryNow.delete(name);
+    this.pairings.unfollow(name);
     // (Its next Hello says again who starts again, and what conflicts: the role or the journal may be another by then.)
-    this.pairings.startingAgain.delete(name);
+    this.pairings.startsAgainNoMore(name);
     this.conflicts.forget(name);
     // Out of both maps until the change is done: a link that comes back meanwhile neither
     // attaches the old replica nor ships from the old journal.
@@ -435,7 +436,7 @@ export class LinkManager {
     this.unpaired.forget(name);
     this.pausedVolumes.delete(name);
     this.conflicts.forget(name);
-    this.pairings.startingAgain.delete(name);
+    this.pairings.startsAgainNoMore(name);
     this.figures.forget(name);
     for (const peer of peers) if (!this.retiring.has(peer)) this.pairAgain(name, peer, `volume ${name} was removed here`, true);
   }
@@ -445,7 +446,7 @@ export class LinkManager {
     for (const peer of peers) {
       this.shippers.drop(volume, peer);
       this.unpaired.pairEnded(volume, peer);
-      this.pairings.startingAgain.get(volume)?.delete(peer);
+      this.pairings.startsAgainNoMore(volume, peer);
     }
   }
 
@@ -455,8 +456,8 @@ export class LinkManager {
    */
   relink(volume: string, peers: readonly string[], why = `volume ${volume}'s peers changed at a reload here`): void {
     for (const peer of peers) {
-      if (this.pairings.primaryNow.get(volume) === peer) {
-        this.pairings.primaryNow.delete(volume);
+      if (this.pairings.followsNow(volume) === peer) {
+        this.pairings.unfollow(volume);
         this.volumes.replicas.get(volume)?.detach();
       }
       if (this.sessions.get(peer)?.rehello(volume)) continue;
@@ -468,7 +469,7 @@ export class LinkManager {
 
   /** Is `volume` paired with `peer` on a link now: its secondary shipped to, or its primary received from? */
   paired(volume: string, peer: string): boolean {
-    return this.pairings.primaryNow.get(volume) === peer || (this.shippers.has(volume, peer) && this.sessions.has(peer) &&
+    return this.pairings.followsNow(volume) === peer || (this.shippers.has(volume, peer) && this.sessions.has(peer) &&
       this.unpaired.said(volume, peer) === undefined);
   }
 

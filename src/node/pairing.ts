@@ -64,7 +64,7 @@ export interface PairingHost {
 
 export class Pairings {
   /** Each secondary volume's primary now: the peer whose link carries it (none: not linked). */
-  readonly primaryNow = new Map<string, string>();
+  private readonly primaryNow = new Map<string, string>();
 
   constructor(private readonly h: PairingHost) {}
 
@@ -75,12 +75,28 @@ export class Pairings {
    * at its next link. Until that link pairs it, the volume is not current with it (the
    * status says resyncing, not drained). By volume, then peer.
    */
-  readonly startingAgain = new Map<string, Set<string>>();
+  private readonly startingAgain = new Map<string, Set<string>>();
 
   /** `peer` starts again from its last flush point and is compared by hash when it links again (startingAgain). */
   isStartingAgain(volume: string, peer?: string): boolean {
     const set = this.startingAgain.get(volume);
     return set !== undefined && (peer === undefined ? set.size > 0 : set.has(peer));
+  }
+
+  /** The peer whose link carries secondary `volume` now (undefined: not linked, or not a secondary here). */
+  followsNow(volume: string): string | undefined {
+    return this.primaryNow.get(volume);
+  }
+
+  /** Secondary `volume` follows no primary now (its role changes, its link is made again); no other is asked meanwhile. */
+  unfollow(volume: string): void {
+    this.primaryNow.delete(volume);
+  }
+
+  /** `peer` (absent: every peer) of `volume` no longer waits to start again (the volume changes or goes, the peer is taken away). */
+  startsAgainNoMore(volume: string, peer?: string): void {
+    if (peer === undefined) this.startingAgain.delete(volume);
+    else this.startingAgain.get(volume)?.delete(peer);
   }
 
   /** A conflict of a volume's roles found on a link (its Hello, or the volume's Hello again). */

@@ -1,7 +1,7 @@
 // The node's shippers: one per pair (volume, peer) of a primary volume here (a volume
 // may have several peers, docs/PEERS.md). A shipper is made at the pair's first link
 // and kept across links (its figures, its pause), wired to a link while the pair is up
-// (src/node/links.ts pairs it), and let go when the volume changes role or a reload
+// (src/node/pairing.ts pairs it), and let go when the volume changes role or a reload
 // takes the peer away. One timer ticks them all. The share of its link each one's
 // batches are sized to is worked out here from the volumes' weights (docs/LINK.md).
 import type { Config } from '../config/config.js';

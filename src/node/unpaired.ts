@@ -4,7 +4,7 @@
 // node's own, which its Hellos and VolumeHellos say to the peer (a role change under way
 // here, a second primary this secondary does not follow). Conflicts of roles are
 // volume-conflicts.ts's. The link manager (links.ts) keeps one and tells it what
-// happens: a link up or closed, a pairing ended, a volume gone.
+// happens: a link up or closed, a volume gone; its pairing (pairing.ts), a pairing ended.
 import type { Logger } from '../log/log.js';
 
 /** Why the peer said it cannot pair a volume: `sizeApart`, its size differs (it may still be a primary taking writes). */

@@ -642,7 +642,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
       runAt(true, c, atA.handle({ type: 'open', now: clock }));
     };
 
-    /** Wires the volume to the link as its Hello, or its Hello again, paired it (the daemon's pairVolume, src/node/links.ts). */
+    /** Wires the volume to the link as its Hello, or its Hello again, paired it (the daemon's Pairings.pairVolume, src/node/pairing.ts). */
     const pairUp = (primary: boolean, c: Conn, remote: HelloVolume, version: number): void => {
       if (primary) {
         shipper.up({
@@ -668,7 +668,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
           },
           version,
           // (In odd seeds with two secondaries, a peer whose Hello says nothing held is a new
-          // secondary, as src/node/links.ts has it: a first sync of its own, docs/PEERS.md. The
+          // secondary, as src/node/pairing.ts has it: a first sync of its own, docs/PEERS.md. The
           // even ones keep the schedules where a detached peer comes back by a round of its own.)
         }, remote.durableSeq, remote.round, (newSecondaries || failedOver) && remote.durableSeq === 0 && remote.round === 0);
         if (sharing) shipper.linkMeasured(null, null, 64 * 1024); // (a 512 kbit/s link: batches follow the share)
@@ -723,7 +723,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
             pairUp(primary, c, a.check.pairs[0]!.remote, a.version);
             break;
           case 'volumeDown':
-            // (The daemon: the shipper down, its frames not yet written dropped, the replica detached: src/node/links.ts volumeDown.)
+            // (The daemon: the shipper down, its frames not yet written dropped, the replica detached: src/node/pairing.ts, Pairings.volumeDown.)
             if (primary) {
               shipper.down();
               for (let f = linkScheduler.next(); f; f = linkScheduler.next()) f.item.hold?.release();
