@@ -55,7 +55,7 @@ export class VolumeWrites {
    * (the intent, written first, covers a crash in between); without it the volume write
    * waits for the append.
    */
-  async both(seq: number, offset: number, length: number, write: () => Promise<void>, following?: () => FollowingWrite | null): Promise<void> {
+  both(seq: number, offset: number, length: number, write: () => Promise<void>, following?: () => FollowingWrite | null): Promise<void> {
     // The activity log holds the extent (durably) before the volume may change there.
     const al = this.activity;
     const entered = al?.enter(offset, length);
@@ -70,30 +70,45 @@ export class VolumeWrites {
       const followed = w ? this.v.journal.follow(seq, w) : null;
       if (w && !followed) w.ended();
       if (w && followed) {
+        // The common case settles in the follower's own promise: written behind its record, 0.
         // (ended() only once nothing more is written through this follower's disk, the
         // fallback write included: the disk closes its descriptor after it.)
-        try {
-          const outcome = await followed;
-          if (outcome === DETACHED) {
-            // Taken off its record as the volume began to sync: the ordered path, the record first.
-            await this.landed(seq, offset, length);
-            await this.apply(seq, volumeWrite(), offset, length);
-            return;
-          }
-          if (outcome === WRITE_ALONE || outcome === NOT_TRIED) {
-            // Not written: the record was dropped with its segment, or its write failed (as in `landed`).
-            if (outcome === NOT_TRIED) this.journalFailed(offset, length, this.v.journal.broken);
-            await this.apply(seq, volumeWrite(), offset, length);
-            return;
-          }
+        return followed.then((outcome) => {
+          if (outcome !== 0) return this.notFollowed(outcome, w, al, seq, offset, length, volumeWrite).finally(() => w.ended());
           al?.leave(offset, length);
-          await this.apply(seq, outcome === 0 ? Promise.resolve() : Promise.reject(w.failure(outcome)), offset, length);
-          return;
-        } finally {
+          this.inFlight.delete(seq);
           w.ended();
-        }
+          return undefined;
+        }, (e: unknown) => {
+          w.ended();
+          throw e;
+        });
       }
     }
+    return this.ordered(seq, offset, length, volumeWrite);
+  }
+
+  /** A follower that did not write: its record's write failed or was dropped, a sync took it off, or the volume write failed. */
+  private async notFollowed(outcome: number, w: FollowingWrite, al: ActivityLog | null, seq: number, offset: number, length: number,
+    volumeWrite: () => Promise<void>): Promise<void> {
+    if (outcome === DETACHED) {
+      // Taken off its record as the volume began to sync: the ordered path, the record first.
+      await this.landed(seq, offset, length);
+      await this.apply(seq, volumeWrite(), offset, length);
+      return;
+    }
+    if (outcome === WRITE_ALONE || outcome === NOT_TRIED) {
+      // Not written: the record was dropped with its segment, or its write failed (as in `landed`).
+      if (outcome === NOT_TRIED) this.journalFailed(offset, length, this.v.journal.broken);
+      await this.apply(seq, volumeWrite(), offset, length);
+      return;
+    }
+    al?.leave(offset, length);
+    await this.apply(seq, Promise.reject(w.failure(outcome)), offset, length);
+  }
+
+  /** The volume write after its record landed, or at once behind its intent. */
+  private async ordered(seq: number, offset: number, length: number, volumeWrite: () => Promise<void>): Promise<void> {
     if (seq > 0 && this.intents && await this.intentWritten(seq, offset, length)) {
       await Promise.all([this.landed(seq, offset, length), this.apply(seq, volumeWrite(), offset, length)]);
       return;

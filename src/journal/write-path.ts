@@ -270,8 +270,30 @@ export class JournaledVolume implements ExportBackend {
     return this.disk.read(offset, into, at, length);
   }
 
-  async write(offset: number, data: Buffer, fua: boolean): Promise<void> {
+  write(offset: number, data: Buffer, fua: boolean): Promise<void> {
     const t = this.ranges.enterWrite(offset, data.length);
+    if (typeof t !== 'number' || fua) return this.writeWaiting(offset, data, fua, t);
+    // The common case, in this call and with one promise of its own: nothing locked there,
+    // no FUA, the record taken at once (a host write's record is taken in the call either
+    // way). About a dozen promises a write fewer than the async path below.
+    let written: Promise<void>;
+    try {
+      const seq = this.trackNow(RecordKind.Write, offset, data.length, data, false);
+      if (seq === 'wait') return this.writeWaiting(offset, data, fua, t);
+      written = this.writes.both(seq, offset, data.length, () => this.disk.write(offset, data, false),
+        this.disk.following ? () => this.disk.following!(offset, data) : undefined);
+    } catch (e) {
+      this.ranges.exitWrite(t);
+      return Promise.reject(e as Error);
+    }
+    return written.then(() => this.ranges.exitWrite(t), (e: unknown) => {
+      this.ranges.exitWrite(t);
+      throw e;
+    });
+  }
+
+  /** write() when the range is locked, the journal full (on_full: block) or FUA. */
+  private async writeWaiting(offset: number, data: Buffer, fua: boolean, t: number | Promise<number>): Promise<void> {
     const id = typeof t === 'number' ? t : await t;
     try {
       const seq = await this.track(RecordKind.Write, offset, data.length, data, fua);
@@ -563,6 +585,19 @@ export class JournaledVolume implements ExportBackend {
   /** Journals (or marks in the bitmap) one host change; returns its seq (0 in bitmap mode). */
   private async track(kind: RecordKind.Write | RecordKind.Zeroes | RecordKind.Trim, offset: number, length: number, payload: Buffer | null,
     fua: boolean): Promise<number> {
+    for (;;) {
+      const seq = this.trackNow(kind, offset, length, payload, fua);
+      if (seq !== 'wait') return seq;
+      await this.waitForSpace(kind, length);
+    }
+  }
+
+  /**
+   * track(), in this call: the seq (0 in bitmap mode), or 'wait' when the journal is full
+   * under on_full: block (the caller waits for space and tries again).
+   */
+  private trackNow(kind: RecordKind.Write | RecordKind.Zeroes | RecordKind.Trim, offset: number, length: number, payload: Buffer | null,
+    fua: boolean): number | 'wait' {
     // The front end checked the range (in bigint); a change outside the volume would reach the replica.
     assert(Number.isSafeInteger(offset) && offset >= 0 && length >= 0 && offset + length <= this.disk.size,
       () => `volume ${this.name}: a change at ${offset}+${length} is outside the volume of ${this.disk.size} bytes`);
@@ -616,7 +651,7 @@ export class JournaledVolume implements ExportBackend {
         this.tracking.overflow();
         continue;
       }
-      await this.waitForSpace(kind, length);
+      return 'wait';
     }
   }
 

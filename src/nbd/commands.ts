@@ -15,8 +15,12 @@ const KNOWN_FLAGS = P.NBD_CMD_FLAG_FUA | P.NBD_CMD_FLAG_NO_HOLE | P.NBD_CMD_FLAG
 
 /** What a command needs of its connection. */
 export interface CommandFlow {
-  /** Counts `r` in flight (`bytes` toward the cap) until `done` settles; a failure is replied as an NBD error. */
-  track(r: C.Request, bytes: number, done: Promise<void>): void;
+  /**
+   * Counts `r` in flight (`bytes` toward the cap) until `done` settles; a failure is
+   * replied as an NBD error, and success with the simple reply when `replyOk` (a read
+   * and a block status reply themselves).
+   */
+  track(r: C.Request, bytes: number, done: Promise<void>, replyOk?: boolean): void;
   /** NBD_CMD_DISC: stop reading, let what is in flight finish and its replies go, then close. */
   disconnect(): void;
 }
@@ -58,14 +62,14 @@ export class Commands {
       case P.NBD_CMD_WRITE:
         if (backend.readOnly) return replies.error(r, P.NBD_EPERM, 'export is read-only');
         if (end > size) return replies.error(r, P.NBD_ENOSPC, 'write beyond the end of the export');
-        return flow.track(r, r.length, backend.write(offset, data!, fua).then(() => replies.ok(r)));
+        return flow.track(r, r.length, backend.write(offset, data!, fua), true);
       case P.NBD_CMD_FLUSH:
-        return flow.track(r, 0, backend.flush().then(() => replies.ok(r)));
+        return flow.track(r, 0, backend.flush(), true);
       case P.NBD_CMD_TRIM:
         if (backend.readOnly) return replies.error(r, P.NBD_EPERM, 'export is read-only');
         if (!caps.trim) return replies.error(r, P.NBD_EINVAL, 'trim was not advertised for this export');
         if (end > size) return replies.error(r, P.NBD_EINVAL, 'trim beyond the end of the export');
-        return flow.track(r, 0, backend.trim(offset, r.length, fua).then(() => replies.ok(r)));
+        return flow.track(r, 0, backend.trim(offset, r.length, fua), true);
       case P.NBD_CMD_WRITE_ZEROES: {
         if (backend.readOnly) return replies.error(r, P.NBD_EPERM, 'export is read-only');
         if (end > size) return replies.error(r, P.NBD_ENOSPC, 'write beyond the end of the export');
@@ -76,11 +80,11 @@ export class Commands {
           mayTrim: (r.flags & P.NBD_CMD_FLAG_NO_HOLE) === 0,
           fast: (r.flags & P.NBD_CMD_FLAG_FAST_ZERO) !== 0,
         };
-        return flow.track(r, 0, backend.writeZeroes(offset, r.length, opts).then(() => replies.ok(r)));
+        return flow.track(r, 0, backend.writeZeroes(offset, r.length, opts), true);
       }
       case P.NBD_CMD_CACHE:
         if (end > size) return replies.error(r, P.NBD_EINVAL, 'cache beyond the end of the export');
-        return flow.track(r, 0, backend.cache(offset, r.length).then(() => replies.ok(r)));
+        return flow.track(r, 0, backend.cache(offset, r.length), true);
       case P.NBD_CMD_BLOCK_STATUS:
         if (!this.session.allocationContext) {
           return replies.error(r, P.NBD_EINVAL, 'no meta context selected (SET_META_CONTEXT base:allocation)');

@@ -17,6 +17,7 @@ import { Journal } from '../../src/journal/journal.js';
 import { DirStore } from '../../src/journal/store.js';
 import type { Segment } from '../../src/journal/segment.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
+import type { RangeLocks } from '../../src/sync/range-lock.js';
 import type { FollowingWrites, Store, StoreFile } from '../../src/store/store.js';
 import { nativeFs } from '../../src/volume/native.js';
 import { Volume } from '../../src/volume/volume.js';
@@ -260,6 +261,46 @@ test('for FOLLOW_AFTER_RELEASE_MS after a peer\'s ack released the journal with 
   counter.intents = 0;
   await turn64();
   assert.ok(counter.intents <= 2, `${counter.intents} intents: a release that waits for the volume's sync leaves writes following`);
+  await jv.close();
+  await disk.close();
+});
+
+test('a follower whose volume write fails: the host write fails, its range goes to the dirty bitmap, and the range is free again', async () => {
+  const { disk, jv } = await onFiles('following-fails', 4096 * KiB);
+  // Every following write goes to a descriptor opened read-only: the job's pwrite fails (EBADF).
+  const roFile = path.join(tempDir('following-fails-ro'), 'ro');
+  fs.writeFileSync(roFile, '');
+  const ro = fs.openSync(roFile, 'r');
+  const following = disk.following!.bind(disk);
+  let followers = 0;
+  disk.following = (offset: number, data: Buffer) => {
+    const w = following(offset, data);
+    if (!w) return w;
+    followers++;
+    return { ...w, fd: ro, failure: w.failure, ended: w.ended };
+  };
+  // (The first write of a turn starts its record's job at once; the next ones follow theirs.)
+  const at = (k: number): number => k * 64 * KiB;
+  const outcomes = await Promise.allSettled(Array.from({ length: 4 }, (_, k) => jv.write(at(k), Buffer.alloc(4 * KiB, k + 1), false)));
+  assert.ok(followers >= 1, 'a write followed its record');
+  const failed = outcomes.flatMap((o, k) => (o.status === 'rejected' ? [k] : []));
+  assert.ok(failed.length >= 1, 'the followed write failed to the host');
+  assert.equal(jv.mode, 'bitmap', 'the volume is tracked by the bitmap: the peer must not get ahead of this disk');
+  await jv.quiesce();
+  for (const k of failed) assert.ok(jv.bitmap.isSet(at(k) / jv.bitmap.regionSize), `failed write ${k}'s range is marked for a resync`);
+  // The range was let go: a resync's lock over it is granted (it waits for host writes in flight there).
+  const ranges = (jv as unknown as { ranges: RangeLocks }).ranges;
+  const k = failed[0]!;
+  const unlock = await Promise.race([ranges.lock(at(k), 4 * KiB), new Promise<null>((r) => setTimeout(() => r(null), 2000))]);
+  assert.ok(unlock, 'a lock over the failed write\'s range is granted: the write let its range go');
+  unlock();
+  // A write there again goes through (now to the bitmap and the volume).
+  disk.following = following;
+  await jv.write(at(k), Buffer.alloc(4 * KiB, 9), false);
+  const back = Buffer.alloc(4 * KiB);
+  await disk.read(at(k), back, 0, back.length);
+  assert.ok(back.equals(Buffer.alloc(4 * KiB, 9)), 'the write after it landed');
+  fs.closeSync(ro);
   await jv.close();
   await disk.close();
 });
