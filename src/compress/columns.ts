@@ -10,7 +10,7 @@
 // byte 1 of every row, and so on, so zstd sees a run of equal bytes where the records
 // agree. A batch of 4 KiB random writes: about 8 bytes a header instead of 15
 // compressed whole (56 raw).
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum/crc32c.js';
 import { RECORD_HEADER_SIZE } from '../journal/record.js';
 
 export const ROW = 52;

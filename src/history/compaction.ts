@@ -17,7 +17,7 @@
 // Compactor runs it: one segment at a time, in the background, never one a start or an
 // open view reads; the rewrite goes to history.NNNNNNNN.compact and replaces the segment
 // by a rename (segments.ts).
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum/crc32c.js';
 import type { Store, StoreFile } from '../store/store.js';
 import type { Logger } from '../log/log.js';
 import { formatBytes } from '../units/units.js';

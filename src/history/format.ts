@@ -5,7 +5,7 @@
 // entries. Each entry is a 40-byte head, followed for a Saved entry by the bytes it saved.
 // A sealed segment's heads file (history.NNNNNNNN.heads) is a 32-byte header, then the
 // segment's entry heads, back to back, as they are in the segment.
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum/crc32c.js';
 import { magicAndU32 } from '../versioning/format.js';
 
 /**

@@ -4,7 +4,7 @@
 // of saved bytes. Derived data: written once its segment is sealed and synced; one that
 // is missing, damaged or not for the segment as it is now is not used, and the segment
 // is scanned instead (scan.ts), as a release before heads files did.
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum/crc32c.js';
 import type { Store, StoreFile } from '../store/store.js';
 import { refuseNewer } from '../versioning/format.js';
 import { HISTORY_HEADS_SHARE } from '../limits/limits.js';

@@ -15,7 +15,7 @@ import type { Logger } from '../log/log.js';
 import { formatBytes } from '../units/units.js';
 import { assert } from '../invariants/assert.js';
 import { HISTORY_MIN_SEGMENT_BYTES, HISTORY_READ_BYTES, HISTORY_SEGMENT_BYTES } from '../limits/limits.js';
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum/crc32c.js';
 import { refuseNewer } from '../versioning/format.js';
 import { ExtentMap } from './extent-map.js';
 import {

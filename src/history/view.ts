@@ -3,7 +3,7 @@
 // after it are the point's. Made by scanning the entry heads from the point's marker
 // on, then kept current as the apply saves more (the replica moves on underneath).
 // Nothing is copied: opening costs a scan of heads, reading costs the reads.
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum/crc32c.js';
 import type { Disk } from '../journal/disk.js';
 import { DiskError } from '../export/backend.js';
 import { HISTORY_VIEW_EXTENTS_MAX } from '../limits/limits.js';

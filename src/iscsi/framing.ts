@@ -4,7 +4,7 @@
 // buffered: the reader says so and skips it, so what one PDU can make us hold is
 // bounded by MaxRecvDataSegmentLength.
 import { ByteQueue } from '../nbd/byte-queue.js';
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum/crc32c.js';
 import { BHS_LENGTH, ahsLengthOf, dataLengthOf, padOf, type RawPdu } from './pdu.js';
 
 export type Frame =

@@ -13,7 +13,7 @@
 // (a crash leaves at least the other one whole). Each: magic "OFFSACT1", u32 version 1,
 // u32 extent size in KiB, u64 generation, 36 bytes of boot id (ASCII, zero padded),
 // u32 count, then count u64 LE extent indexes, then u32 LE CRC32C of all before it.
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum/crc32c.js';
 import fs from 'node:fs';
 import type { Store, StoreFile } from './store.js';
 import { magicAndU32, refuseNewer } from '../versioning/format.js';

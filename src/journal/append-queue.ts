@@ -4,7 +4,7 @@
 // never leave a hole; off the event loop means the host's requests keep flowing
 // meanwhile. A failed write breaks the journal: nothing more is appended, and what
 // was queued behind it is dropped (its ranges kept for the fold into the bitmap).
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum/crc32c.js';
 import type { Segment } from './segment.js';
 import type { FollowingWrite } from './disk.js';
 import { assert } from '../invariants/assert.js';

@@ -6,7 +6,7 @@
 // page torn by power loss is detected and treated as all-dirty: never as clean.
 // A bit going 0 -> 1 rewrites its page at once (page cache: survives kill -9);
 // sync() makes it durable (the write path calls it before FLUSH/FUA replies).
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum/crc32c.js';
 import type { Store, StoreFile } from './store.js';
 import { magicAndU32, refuseNewer } from '../versioning/format.js';
 import { assert } from '../invariants/assert.js';

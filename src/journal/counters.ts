@@ -4,7 +4,7 @@
 // to which every volume write was durable, written after each sync round, so whatever
 // value is on disk after any crash was true. 20 bytes each: 8-byte magic (its last
 // byte the format version), u64 LE value, u32 LE CRC32C of the first 16 bytes.
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum/crc32c.js';
 import type { Store, StoreFile } from '../store/store.js';
 import { NewerFormatError, isNewer, magicDigit, type FileFormat } from '../versioning/format.js';
 

@@ -9,7 +9,7 @@
 // Slot (32 bytes, little-endian): "OFIN", CRC32C of bytes 8..32, u64 seq, u64 offset,
 // u32 length, u32 format version (1; 0 in slots written before issue 14, where these
 // bytes were reserved, and read as 1).
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum/crc32c.js';
 import type { Store, StoreFile } from './store.js';
 import { NewerFormatError, isNewer, type FileFormat } from '../versioning/format.js';
 import { assert } from '../invariants/assert.js';

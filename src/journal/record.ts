@@ -1,7 +1,7 @@
 // Journal records and segment headers, byte by byte (docs/JOURNAL.md). Little-endian.
 // Pure functions: the same bytes are decoded in test/unit/journal-record.test.ts.
 import { createHash } from 'node:crypto';
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum/crc32c.js';
 import { magicAndU32 } from '../versioning/format.js';
 
 /** Record headers (in segments and on the link). */

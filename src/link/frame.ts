@@ -11,7 +11,7 @@
 //  16  4  CRC32C of bytes 0..16
 //  20  …  payload
 import type { Span } from '../sync/region-hashes.js';
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum/crc32c.js';
 import type { Owned, OwnedBuffers } from '../memory/owned-buffers.js';
 import { MALLOC_MMAP_THRESHOLD_BYTES } from '../limits/limits.js';
 

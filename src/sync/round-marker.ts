@@ -4,7 +4,7 @@
 // before the round begins, removed (durably) once the round is complete. A torn or
 // damaged marker reads as absent: the primary then folds the journal into the
 // bitmap and starts a new round, which is always safe.
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum/crc32c.js';
 import type { Store } from '../store/store.js';
 import { magicDigit, refuseNewer } from '../versioning/format.js';
 

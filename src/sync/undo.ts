@@ -18,7 +18,7 @@
 // volume and zeros after its end (the part grown into was never written before the
 // round), so nothing past that end is saved, it reads as zeros, and a rollback
 // zeroes it.
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum/crc32c.js';
 import type { Store, StoreFile } from '../store/store.js';
 import type { ExportBackend } from '../export/backend.js';
 

@@ -40,6 +40,14 @@ export interface NativeFs {
    */
   pwritevDirectThen?(directFd: number, headPosition: number, prefix: Buffer, parts: Buffer[], fd: number, bufs: Buffer[],
     positions: number[]): Promise<number[]>;
+  /**
+   * CRC32C of `data` continuing `initial` (as @node-rs/crc32's), with the SSE4.2
+   * instruction (native/crc32c.c); src/checksum/crc32c.ts picks it where crc32cHardware.
+   * Optional: an addon built before it lacks it.
+   */
+  crc32c?(data: Uint8Array, initial?: number): number;
+  /** This CPU has the instruction crc32c uses (without it, crc32c computes byte by byte). */
+  crc32cHardware?(): boolean;
 }
 
 export const FALLOC_FL_KEEP_SIZE = 0x01;
