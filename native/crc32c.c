@@ -131,8 +131,8 @@ static void make_tables(void) {
   if (hardware) {
     make_join(long_join, LONG_BLOCK);
     make_join(short_join, SHORT_BLOCK);
-    /* The joined streams must agree with one chain, or the instruction is not what we think. */
-    static uint8_t probe[3 * SHORT_BLOCK + 13];
+    /* The joined streams (both tables) must agree with one chain, or the instruction is not what we think. */
+    static uint8_t probe[3 * LONG_BLOCK + 3 * SHORT_BLOCK + 13];
     for (size_t i = 0; i < sizeof probe; i++) probe[i] = (uint8_t)(i * 131 + 7);
     if (hw_update(0xffffffffu, probe, sizeof probe) != soft_update(0xffffffffu, probe, sizeof probe)) hardware = false;
   }
@@ -169,7 +169,12 @@ napi_value offsite_js_crc32c(napi_env env, napi_callback_info info) {
   if (argc >= 2) {
     napi_valuetype t;
     napi_typeof(env, argv[1], &t);
-    if (t == napi_number) napi_get_value_uint32(env, argv[1], &initial);
+    if (t == napi_number) {
+      napi_get_value_uint32(env, argv[1], &initial);
+    } else if (t != napi_undefined) {
+      napi_throw_type_error(env, "EINVAL", "crc32c: the initial CRC, a number");
+      return NULL;
+    }
   }
   napi_value out;
   napi_create_uint32(env, offsite_crc32c(initial, data, len), &out);

@@ -34,7 +34,7 @@ import { RoundMarker } from '../sync/round-marker.js';
 import { ResyncRound } from '../sync/round.js';
 import { Seeding } from '../sync/seeding.js';
 import type { HashBuffers, Span } from '../sync/region-hashes.js';
-import { assert } from '../invariants/assert.js';
+import { assert, InvariantError } from '../invariants/assert.js';
 import { epochBytesFor, FOLLOW_AFTER_RELEASE_MS, redoBytesFor, VOLUME_SYNC_INTERVAL_MS } from '../limits/limits.js';
 import { zeroRange, type Disk } from './disk.js';
 import { startUp, type Starting } from './startup.js';
@@ -628,11 +628,18 @@ export class JournaledVolume implements ExportBackend {
       }
       if (seq !== 'full') {
         this.writes.journaled(seq);
-        this.releases.appended();
-        if (this.detached && this.cursors.count > 1) this.detached.check();
-        if (this.seed.active) this.seed.touch(offset, length);
-        this.bytesSinceGroupPoint += length;
-        if (this.groupAsk && this.bytesSinceGroupPoint > this.maxEpochBytes) this.groupAsk('bytes');
+        // The record is in the journal and will ship: whatever the bookkeeping below meets,
+        // the write goes on to the volume (or the peer would hold what this disk lacks).
+        try {
+          this.releases.appended();
+          if (this.detached && this.cursors.count > 1) this.detached.check();
+          if (this.seed.active) this.seed.touch(offset, length);
+          this.bytesSinceGroupPoint += length;
+          if (this.groupAsk && this.bytesSinceGroupPoint > this.maxEpochBytes) this.groupAsk('bytes');
+        } catch (e) {
+          if (e instanceof InvariantError) throw e;
+          this.log.error({ volume: this.name }, `volume ${this.name}: after journaling record ${seq}: ${(e as Error).message}; the write goes on`);
+        }
         // (A record larger than the bound alone: its epoch ends right after it. The record is
         // in: a barrier the journal's disk refuses sends the volume to the bitmap, and the
         // write goes on to the volume.)

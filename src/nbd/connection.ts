@@ -13,6 +13,7 @@ import * as P from './protocol.js';
 import { RequestBudget, type BudgetWaiter } from './budget.js';
 import { Commands, type CommandFlow } from './commands.js';
 import { MAX_UNSENT_REPLY_BYTES, ReplyWriter } from './reply-writer.js';
+import { InvariantError } from '../invariants/assert.js';
 
 export { errnoToNbd } from './reply-writer.js';
 
@@ -359,23 +360,26 @@ export class NbdConnection {
       this.maybeResume();
       if (this.inFlight === 0) for (const f of this.drained.splice(0)) f();
     };
-    const failed = (e: unknown): void => {
+    // (One reaction, the reply in it: not then, catch and finally, four promises a request
+    // more on the host's hot path. Nothing escapes it: a throw here would be a rejection no
+    // one handles.)
+    const ended = (e: unknown, failed: boolean): void => {
       try {
-        this.replies.failure(r, e, this.commands?.backend.name);
-      } finally {
-        settled();
+        try {
+          if (failed) this.replies.failure(r, e, this.commands?.backend.name);
+          else if (replyOk) this.replies.ok(r);
+        } catch (err) {
+          if (!failed) this.replies.failure(r, err, this.commands?.backend.name);
+          else throw err;
+        } finally {
+          settled();
+        }
+      } catch (err) {
+        if (err instanceof InvariantError) throw err;
+        this.log.error({ peer: this.peer }, `NBD client ${this.peer}: after request ${r.handle}: ${(err as Error).message}`);
       }
     };
-    // (One reaction, the reply in it: not then, catch and finally, four promises a request
-    // more on the host's hot path.)
-    p.then(replyOk ? () => {
-      try {
-        this.replies.ok(r);
-      } catch (e) {
-        return failed(e);
-      }
-      settled();
-    } : settled, failed);
+    p.then((v) => ended(v, false), (e: unknown) => ended(e, true));
   }
 
   private pause(): void {

@@ -24,6 +24,9 @@ export interface NativeFs {
   /**
    * pwrite(2) of each buffer whole at its position, in order, in one thread-pool job;
    * resolves with 0 or the errno of each. Optional: an addon built before it lacks it.
+   * This and the two below keep their buffers alive through one reference to each array
+   * (native/offsite_fs.c): the caller makes the arrays for the call and never changes
+   * them, nor transfers a buffer in them, until the job ends.
    */
   pwriteBatch?(fd: number, bufs: Buffer[], positions: number[]): Promise<number[]>;
   /**

@@ -39,4 +39,5 @@ test('crc32c: the addon\'s is used where the CPU has SSE4.2, and refuses what is
   if (process.arch === 'x64' && nativeFs.crc32cHardware?.()) assert.equal(crc32cImplementation, 'sse4.2');
   assert.throws(() => nativeFs.crc32c!('abc' as unknown as Buffer), /a Buffer or Uint8Array/);
   assert.throws(() => nativeFs.crc32c!(null as unknown as Buffer), /a Buffer or Uint8Array/);
+  assert.throws(() => nativeFs.crc32c!(Buffer.alloc(4), '5' as unknown as number), /the initial CRC, a number/);
 });

@@ -273,11 +273,12 @@ test('a follower whose volume write fails: the host write fails, its range goes 
   const ro = fs.openSync(roFile, 'r');
   const following = disk.following!.bind(disk);
   let followers = 0;
+  let ends = 0;
   disk.following = (offset: number, data: Buffer) => {
     const w = following(offset, data);
     if (!w) return w;
     followers++;
-    return { ...w, fd: ro, failure: w.failure, ended: w.ended };
+    return { ...w, fd: ro, failure: w.failure, ended: () => { ends++; w.ended(); } };
   };
   // (The first write of a turn starts its record's job at once; the next ones follow theirs.)
   const at = (k: number): number => k * 64 * KiB;
@@ -285,6 +286,8 @@ test('a follower whose volume write fails: the host write fails, its range goes 
   assert.ok(followers >= 1, 'a write followed its record');
   const failed = outcomes.flatMap((o, k) => (o.status === 'rejected' ? [k] : []));
   assert.ok(failed.length >= 1, 'the followed write failed to the host');
+  for (const o of outcomes) if (o.status === 'rejected') assert.equal((o.reason as NodeJS.ErrnoException).code, 'EBADF', 'with the volume write\'s own error');
+  assert.equal(ends, followers, 'each follower ended once');
   assert.equal(jv.mode, 'bitmap', 'the volume is tracked by the bitmap: the peer must not get ahead of this disk');
   await jv.quiesce();
   for (const k of failed) assert.ok(jv.bitmap.isSet(at(k) / jv.bitmap.regionSize), `failed write ${k}'s range is marked for a resync`);
