@@ -307,3 +307,25 @@ test('a follower whose volume write fails: the host write fails, its range goes 
   await jv.close();
   await disk.close();
 });
+
+test('bookkeeping that fails after a record is journaled does not stop its volume write (the record ships either way)', async () => {
+  const { disk, jv, journal } = await onFiles('journaled-then-throws', 4096 * KiB);
+  let asked = 0;
+  jv.groupAsk = () => {
+    asked++;
+    throw new Error('the group is gone');
+  };
+  jv.bytesSinceGroupPoint = jv.maxEpochBytes + 1;
+  const data = Buffer.alloc(4 * KiB, 0x5a);
+  await jv.write(8 * KiB, data, false);
+  assert.equal(asked, 1, 'the group was asked, and threw');
+  const back = Buffer.alloc(4 * KiB);
+  await disk.read(8 * KiB, back, 0, back.length);
+  assert.ok(back.equals(data), 'the write is on the volume, as its record is in the journal');
+  const records = (await journal.read(1, 64 * 1024 * KiB)).filter((r) => r.payload.length > 0);
+  assert.equal(records.length, 1);
+  assert.ok(records[0]!.payload.equals(data));
+  jv.groupAsk = null;
+  await jv.close();
+  await disk.close();
+});
