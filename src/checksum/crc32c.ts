@@ -6,9 +6,9 @@
 import { crc32c as portable } from '@node-rs/crc32';
 import { nativeFs } from '../volume/native.js';
 
-/** The CRC32C of `data`, continuing `initial` (a CRC this returned; 0 to start). */
-export const crc32c: (data: Uint8Array, initial?: number) => number =
-  nativeFs.crc32c && nativeFs.crc32cHardware?.() ? nativeFs.crc32c : (data, initial) => portable(data as Buffer, initial);
-
 /** Which implementation computes it ('sse4.2' or 'portable'), for the tests and the benchmark notes. */
 export const crc32cImplementation: 'sse4.2' | 'portable' = nativeFs.crc32c && nativeFs.crc32cHardware?.() ? 'sse4.2' : 'portable';
+
+/** The CRC32C of `data`, continuing `initial` (a CRC this returned; 0 to start). */
+export const crc32c: (data: Uint8Array, initial?: number) => number =
+  crc32cImplementation === 'sse4.2' ? nativeFs.crc32c! : (data, initial) => portable(data as Buffer, initial);

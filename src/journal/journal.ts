@@ -142,13 +142,9 @@ export class Journal {
     return Math.min(this.lastSeq, Math.max(this.released, this.heldSeq));
   }
 
-  private get backlogFrom(): number {
-    return this.heldUpTo;
-  }
-
   /** Records not yet held by every peer (a receive log: not yet released). */
   get backlogRecords(): number {
-    return this.lastSeq - this.backlogFrom;
+    return this.lastSeq - this.heldUpTo;
   }
 
   /** Records not yet released (the journal holds them on disk). */
@@ -162,12 +158,12 @@ export class Journal {
 
   /** Bytes of the records backlogRecords counts (over-estimates by at most one sample step). */
   get backlogBytes(): number {
-    return this.backlogRecords === 0 ? 0 : this.samples.bytesFrom(this.backlogFrom + 1);
+    return this.backlogRecords === 0 ? 0 : this.samples.bytesFrom(this.heldUpTo + 1);
   }
 
   /** Age in ms of the oldest record backlogRecords counts (0 when none). */
   lagMs(now = this.now()): number {
-    return this.backlogRecords === 0 ? 0 : this.samples.ageOf(this.backlogFrom + 1, now);
+    return this.backlogRecords === 0 ? 0 : this.samples.ageOf(this.heldUpTo + 1, now);
   }
 
   /** Bytes of the records after `seq` (a peer's cursor, peer-cursors.ts; over-estimates by at most one sample step). */

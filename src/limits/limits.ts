@@ -84,10 +84,11 @@ export const FOLLOW_AFTER_RELEASE_MS = 10_000;
  * A peer's ack past what the volume's last sync covered releases the journal at once,
  * syncing the volume first, only while the journal is more than this fraction full (or a
  * resync round is open, or the volume is tracked by the bitmap); below it, what the ack
- * frees waits for the volume's next sync: a FLUSH, an epoch close past redoBytesFor, or
- * the shipper's tick once VOLUME_SYNC_INTERVAL_MS passed since the last, and an append
- * past this fraction (docs/JOURNAL.md, "Releases wait for the volume's sync"). Waiting took about a tenth off a replicating
- * primary's CPU per 4 KiB write, writes following their records meanwhile (docs/BENCHMARKS.md).
+ * frees waits for the volume's next sync: a FLUSH, an epoch close past redoBytesFor, the
+ * shipper's tick once VOLUME_SYNC_INTERVAL_MS passed since the last, or an append past
+ * this fraction (docs/JOURNAL.md, "Releases wait for the volume's sync"; src/journal/release.ts).
+ * Waiting took about a tenth off a replicating primary's CPU per 4 KiB write, writes
+ * following their records meanwhile (docs/BENCHMARKS.md).
  */
 export const RELEASE_AT_ONCE_ABOVE = 1 / 2;
 /**
