@@ -13,7 +13,7 @@ import { READ_BATCH_BYTES } from '../limits/limits.js';
 import type { RangeLocks } from '../sync/range-lock.js';
 import type { ResyncRound } from '../sync/round.js';
 import type { Seeding } from '../sync/seeding.js';
-import { HASH_MAP_EXTENTS, hashRegions, holesOf, sharedHoleRegions, type HashBuffers, type Span } from '../sync/region-hashes.js';
+import { HASH_MAP_EXTENTS, hashRegions, holesOf, sharedHoleRegions, type HashBuffers, type RegionHash, type Span } from '../sync/region-hashes.js';
 import { RegionSet } from './bitmap.js';
 import { isZero } from './disk.js';
 import { FLAG_ROUND_END, RecordKind } from './record.js';
@@ -365,9 +365,9 @@ export class RoundSteps {
    * still to send whose bytes here hash the same is equal on both sides, and leaves
    * the bitmap without travelling (src/sync/seeding.ts says which may). Compared
    * under the range lock, against what the volume holds now; later host writes there
-   * are journaled and follow in order.
+   * are journaled and follow in order. `algorithm`: the hash the peer's were made with (its link's).
    */
-  async compareRegions(first: number, regionSize: number, hashes: Buffer[]): Promise<number> {
+  async compareRegions(first: number, regionSize: number, hashes: Buffer[], algorithm: RegionHash): Promise<number> {
     const { disk, seed, round } = this.v;
     // (The round's bitmap: a peer's own in its first sync of its own, where an equal region leaves it for that peer alone.)
     const bitmap = this.roundBitmap();
@@ -380,7 +380,7 @@ export class RoundSteps {
     const length = Math.max(0, Math.min(hashes.length * regionSize, disk.size - offset));
     const unlock = await this.v.ranges.lock(offset, length);
     try {
-      const here = (await hashRegions(disk, regionSize, first, Math.ceil(length / regionSize), () => true, this.v.hashBuffers))!;
+      const here = (await hashRegions(algorithm, disk, regionSize, first, Math.ceil(length / regionSize), () => true, this.v.hashBuffers))!;
       // Waiting for the lock and the reads, the round may have been folded away and
       // another begun: this reply, of the peer's replica as the old round knew it, must
       // not clear the new round's regions (src/sync/seeding.ts). Checked in the turn of the clears.
@@ -446,9 +446,11 @@ export class RoundSteps {
    * Online verify, one batch: host writes to regions first..first+count wait while
    * they are read and hashed after a flush, so the peer, once it has applied through
    * `afterSeq`, must hold exactly these bytes. The caller unlocks once the peer's
-   * hashes are in (or the attempt is given up).
+   * hashes are in (or the attempt is given up). `algorithm`: the link's, which the peer hashes with.
    */
-  async verifyHashes(first: number, count: number): Promise<{ hashes: Buffer[]; afterSeq: number; unlock: () => void; readBytes: number }> {
+  async verifyHashes(
+    first: number, count: number, algorithm: RegionHash,
+  ): Promise<{ hashes: Buffer[]; afterSeq: number; unlock: () => void; readBytes: number }> {
     const { disk, bitmap } = this.v;
     const rs = bitmap.regionSize;
     const offset = first * rs;
@@ -463,7 +465,7 @@ export class RoundSteps {
       if (j.openEpochHasWrites || j.durableSeq < j.lastSeq) await this.v.flush();
       const afterSeq = j.lastSeq;
       const read = { bytes: 0 };
-      const hashes = (await hashRegions(disk, rs, first, Math.ceil(length / rs), () => true, this.v.hashBuffers, read))!;
+      const hashes = (await hashRegions(algorithm, disk, rs, first, Math.ceil(length / rs), () => true, this.v.hashBuffers, read))!;
       return { hashes, afterSeq, unlock, readBytes: read.bytes };
     } catch (e) {
       unlock();

@@ -33,7 +33,7 @@ import { RangeLocks } from '../sync/range-lock.js';
 import { RoundMarker } from '../sync/round-marker.js';
 import { ResyncRound } from '../sync/round.js';
 import { Seeding } from '../sync/seeding.js';
-import type { HashBuffers, Span } from '../sync/region-hashes.js';
+import type { HashBuffers, RegionHash, Span } from '../sync/region-hashes.js';
 import { assert, InvariantError } from '../invariants/assert.js';
 import { epochBytesFor, FOLLOW_AFTER_RELEASE_MS, redoBytesFor, VOLUME_SYNC_INTERVAL_MS } from '../limits/limits.js';
 import { zeroRange, type Disk } from './disk.js';
@@ -429,11 +429,13 @@ export class JournaledVolume implements ExportBackend {
   /** Hands the next run of dirty regions (at most maxBytes) to the journal; false: nothing to do. */
   resyncStep(maxBytes: number): Promise<boolean> { return this.rounds.step(maxBytes); }
   /** The peer's hashes of regions first.. (a first sync by checksum): equal regions leave the bitmap. Returns how many. */
-  compareRegions(first: number, regionSize: number, hashes: Buffer[]): Promise<number> { return this.rounds.compareRegions(first, regionSize, hashes); }
+  compareRegions(first: number, regionSize: number, hashes: Buffer[], algorithm: RegionHash): Promise<number> {
+    return this.rounds.compareRegions(first, regionSize, hashes, algorithm);
+  }
   clearHoles(offset: number, covered: number, peerHoles: Span[]): Promise<number> { return this.rounds.clearHoles(offset, covered, peerHoles); }
   /** Online verify, one batch: read and hashed under the range lock after a flush; the caller unlocks. */
-  verifyHashes(first: number, count: number): Promise<{ hashes: Buffer[]; afterSeq: number; unlock: () => void; readBytes: number }> {
-    return this.rounds.verifyHashes(first, count);
+  verifyHashes(first: number, count: number, algorithm: RegionHash): Promise<{ hashes: Buffer[]; afterSeq: number; unlock: () => void; readBytes: number }> {
+    return this.rounds.verifyHashes(first, count, algorithm);
   }
   /** Verify found these regions different on the peer: they go to the bitmap, and the next link resyncs them. */
   markForResync(regions: number[], reason: string): void { this.rounds.markForResync(regions, reason); }

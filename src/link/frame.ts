@@ -31,7 +31,7 @@ export interface ProtocolRange {
  * same in every version spoken so far; a version that changes one decodes it by
  * `Frame.version`.
  */
-export const PROTOCOL_RANGE: ProtocolRange = { min: 1, max: 3 };
+export const PROTOCOL_RANGE: ProtocolRange = { min: 1, max: 4 };
 
 /** "1", or "1..2". */
 export function formatRange(r: ProtocolRange): string {
@@ -63,7 +63,10 @@ export enum FrameType {
    * (once it has applied through after-seq).
    */
   HashRequest = 7,
-  /** u16 name length, name, u32 region size, u64 first region, then count × 32-byte SHA-256 of each region. */
+  /**
+   * u16 name length, name, u32 region size, u64 first region, then count × the 32-byte hash of each region:
+   * SHA-256, or BLAKE3 on a link at version 4 or later (src/sync/region-hashes.ts).
+   */
   HashReply = 8,
   /**
    * u16 name length, name, u64 resume-after seq, u8 held (1: stop, 0: go on): the

@@ -12,7 +12,7 @@ import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
 import { MAX_HASH_REGIONS, encodeHashRequest, encodeMapRequest, encodeResync } from './frame.js';
 import { SEED_ASKS_IN_FLIGHT } from '../sync/seeding.js';
-import type { Span } from '../sync/region-hashes.js';
+import { regionHashOf, type Span } from '../sync/region-hashes.js';
 import { pumpStep } from '../sync/round.js';
 
 /** The link as the resync uses it; `version`: the protocol version it agreed (absent: 1). */
@@ -324,7 +324,7 @@ export class ResyncDriver {
           `the request out next was ${seed.nextCount} regions from another`);
         return Promise.resolve(0);
       }
-      return this.jv.compareRegions(first, regionSize, hashes);
+      return this.jv.compareRegions(first, regionSize, hashes, regionHashOf(s?.version));
     }, 'comparing regions by hash');
   }
 

@@ -8,11 +8,12 @@ import type { Logger } from '../log/log.js';
 import type { JournaledVolume } from '../journal/write-path.js';
 import { MAX_HASH_REGIONS, MAX_HASH_REGION_SIZE, encodeHashRequest } from './frame.js';
 import { Verifier, type VerifyAction, type VerifyRun } from '../sync/verify.js';
+import { regionHashOf } from '../sync/region-hashes.js';
 
 /** The shipper's link, as the verify sees it. */
 export interface VerifyLink {
   /** The link now (null: down). */
-  session(): { send(parts: Buffer[]): void; close(reason: string): void } | null;
+  session(): { send(parts: Buffer[]): void; close(reason: string): void; version?: number } | null;
   /** Shipping paused by the operator, or held by the peer (its log is full under a checkpoint). */
   paused(): boolean;
   heldByPeer(): boolean;
@@ -110,7 +111,7 @@ export class VerifyDriver {
         case 'read': {
           const s = this.link.session();
           const first = a.first;
-          this.jv.verifyHashes(first, a.count).then(({ hashes, afterSeq, unlock, readBytes }) => {
+          this.jv.verifyHashes(first, a.count, regionHashOf(s?.version)).then(({ hashes, afterSeq, unlock, readBytes }) => {
             this.locks.set(first, unlock);
             this.act(this.verifier.handle({ type: 'hashed', first, hashes, afterSeq, stale: this.link.session() !== s, now: this.link.now(), readBytes }));
           }, (e: Error) => this.act(this.verifier.handle({ type: 'read-failed', first, message: e.message, now: this.link.now() })));

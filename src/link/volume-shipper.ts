@@ -44,7 +44,10 @@ export interface ShipperSession {
   drop?(): void;
   /** Packs a batch of records into its frame (zero writes, compression: src/compress); absent: a plain Records frame. */
   encode?(records: JournalRecord[], room?: FrameRoom): Promise<Buffer[]> | Buffer[];
-  /** The protocol version the link agreed (absent: 1); version 2 maps the peer's holes in a first sync. */
+  /**
+   * The protocol version the link agreed (absent: 1); version 2 maps the peer's holes in a first sync, version 4
+   * hashes regions with BLAKE3 (src/sync/region-hashes.ts).
+   */
   version?: number;
 }
 

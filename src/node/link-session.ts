@@ -18,6 +18,7 @@ import type { VolumeShipper } from '../link/volume-shipper.js';
 import { LinkCapacity, socketAllowance } from '../rate/capacity.js';
 import { Pacer } from '../rate/pacer.js';
 import type { Replica } from '../secondary/replica.js';
+import { regionHashOf } from '../sync/region-hashes.js';
 import { PeerSession, type PeerSessionOptions, type SessionAction } from '../link/peer-session.js';
 import type { PairOutcome } from '../link/hello.js';
 
@@ -264,7 +265,7 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
           const rp = host.replica(r.volume);
           if (!rp) return s.close(`${peer} asked for hashes of ${r.volume}, which is not a replica here`);
           const same = whilePaired(r.volume);
-          void rp.hashRegions(r.regionSize, r.first, r.count, same, r.afterSeq ?? 0).then(
+          void rp.hashRegions(regionHashOf(machine.version), r.regionSize, r.first, r.count, same, r.afterSeq ?? 0).then(
             (hashes) => {
               if (hashes && same()) s.send(encodeHashReply(r, hashes));
             },

@@ -8,7 +8,7 @@
 import type { Disk } from '../journal/disk.js';
 import { assert } from '../invariants/assert.js';
 import { HASH_REQUESTS_AT_ONCE } from '../limits/limits.js';
-import { hashRegions, holesOf, type HashBuffers, type Span } from '../sync/region-hashes.js';
+import { hashRegions, holesOf, type HashBuffers, type RegionHash, type Span } from '../sync/region-hashes.js';
 import type { UnitApplier } from './apply-unit.js';
 
 export interface RequestHost {
@@ -25,11 +25,13 @@ export class PeerRequests {
   constructor(private readonly host: RequestHost) {}
 
   /**
-   * SHA-256 of `count` regions of the replica from region `first` (for a first sync
+   * The hashes (`algorithm`, the link's) of `count` regions of the replica from region `first` (for a first sync
    * by checksum: regions the primary finds equal need not travel). Reads what the
    * replica holds now; records still to come bring it forward in order either way.
    */
-  hashRegions(regionSize: number, first: number, count: number, wanted: () => boolean = () => true, afterSeq = 0): Promise<Buffer[] | null> {
+  hashRegions(
+    algorithm: RegionHash, regionSize: number, first: number, count: number, wanted: () => boolean = () => true, afterSeq = 0,
+  ): Promise<Buffer[] | null> {
     const work = this.turn().then(async (done) => {
       try {
         // (After a round opening in progress: what it applies is part of what is compared.)
@@ -42,7 +44,7 @@ export class PeerRequests {
           else await this.host.units.nextEnd();
         }
         if (!wanted()) return null;
-        return await hashRegions(this.host.volume, regionSize, first, count, wanted, this.host.hashBuffers);
+        return await hashRegions(algorithm, this.host.volume, regionSize, first, count, wanted, this.host.hashBuffers);
       } finally {
         done();
       }

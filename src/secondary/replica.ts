@@ -23,7 +23,7 @@ import { Receiver, type ReceiverAction } from './receiver.js';
 import { UnitApplier } from './apply-unit.js';
 import { ReplicaRound } from './replica-round.js';
 import { CheckpointHold, readCheckpoint, type Checkpoint } from './checkpoint-hold.js';
-import type { HashBuffers, Span } from '../sync/region-hashes.js';
+import type { HashBuffers, RegionHash, Span } from '../sync/region-hashes.js';
 import { assert } from '../invariants/assert.js';
 import { received, receiverAtStart } from './receive-log.js';
 import { PlanRunner, type FrameUse, type ReplicaLink } from './plan-runner.js';
@@ -302,9 +302,11 @@ export class Replica implements ExportBackend {
     return null;
   }
 
-  /** SHA-256 of `count` regions of the replica from region `first` (replica-requests.ts). */
-  hashRegions(regionSize: number, first: number, count: number, wanted: () => boolean = () => true, afterSeq = 0): Promise<Buffer[] | null> {
-    return this.requests.hashRegions(regionSize, first, count, wanted, afterSeq);
+  /** The hashes of `count` regions of the replica from region `first` (replica-requests.ts). */
+  hashRegions(
+    algorithm: RegionHash, regionSize: number, first: number, count: number, wanted: () => boolean = () => true, afterSeq = 0,
+  ): Promise<Buffer[] | null> {
+    return this.requests.hashRegions(algorithm, regionSize, first, count, wanted, afterSeq);
   }
 
   /** Where the replica holds holes from `offset` (replica-requests.ts). */

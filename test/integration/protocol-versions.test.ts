@@ -1,17 +1,24 @@
 // Protocol versions against a real daemon (docs/VERSIONING.md). A peer double, "future",
 // holds a paired key and speaks the real protocol, claiming other version ranges:
-// - 1 only (the previous release): the daemon (1..3) sends its Hello at version 1 with
-//   its highest, 3, in the flags and the previous release's JSON keys, settles on 1,
+// - 1 only (the previous release): the daemon (1..4) sends its Hello at version 1 with
+//   its highest, 4, in the flags and the previous release's JSON keys, settles on 1,
 //   and the link comes up; a frame at version 2 after that is refused;
-// - 2..4: the link settles on 3, the daemon's highest;
-// - 4..5: no version in common: the daemon refuses the Hello, with a Refuse at version
-//   4 (the double reads it) saying what each side speaks and that site-b must upgrade.
+// - 2..5: the link settles on 4, the daemon's highest;
+// - 5..6: no version in common: the daemon refuses the Hello, with a Refuse at version
+//   5 (the double reads it) saying what each side speaks and that site-b must upgrade.
+// On each link that comes up, the double asks the daemon's replica for region hashes:
+// SHA-256 on the link at version 1, BLAKE3 on the one at version 4 (the hash a link
+// agrees on, src/sync/region-hashes.ts).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import type tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import { FrameDecoder, FrameType, atVersion, encodeFrame, encodeHeartbeat, type Frame } from '../../src/link/frame.js';
+import { createHash } from 'node:crypto';
+import {
+  FrameDecoder, FrameType, atVersion, decodeHashReply, encodeFrame, encodeHashRequest, encodeHeartbeat, type Frame,
+} from '../../src/link/frame.js';
+import { regionHash } from '../../src/sync/region-hashes.js';
 import { encodeHello, encodeHelloFrame, type Hello } from '../../src/link/hello.js';
 import { ensureIdentity, type Identity } from '../../src/link/identity.js';
 import { connectLink } from '../../src/link/tls.js';
@@ -59,6 +66,27 @@ class Double {
   }
 }
 
+const RS = 64 << 10;
+/** What the replica holds: zeros, but region 1 of a pattern (written into its file before the daemon starts). */
+const PATTERN = Buffer.alloc(RS, 0x5a);
+
+/** Asks the daemon's replica of db for the hashes of regions 0..3 on a link at `version`; the four it answers. */
+async function askHashes(d: Double, version: number): Promise<Buffer[]> {
+  d.send(atVersion(encodeHashRequest({ volume: 'db', regionSize: RS, first: 0, count: 4 }), version));
+  const f = await d.waitFor(FrameType.HashReply);
+  assert.ok(f, 'a HashReply');
+  assert.equal(f.version, version);
+  const reply = decodeHashReply(f.payload);
+  assert.deepEqual([reply.first, reply.regionSize, reply.hashes.length], [0, RS, 4]);
+  return reply.hashes;
+}
+
+/** Regions 0..3 of the replica as `hash` gives them. */
+function expected(hash: (b: Buffer) => Buffer): Buffer[] {
+  const zeros = Buffer.alloc(RS);
+  return [hash(zeros), hash(PATTERN), hash(zeros), hash(zeros)];
+}
+
 describe('protocol versions against a real daemon', { timeout: 120_000 }, () => {
   let root: string;
   let b: TestDaemon;
@@ -85,6 +113,11 @@ volumes:
 `,
     });
     fpB = (await must(process.execPath, [OFFSITE_BIN, 'init', '-c', b.configFile])).trim().split('\n').pop()!;
+    const img = path.join(root, 'b', 'db.img');
+    const fd = fs.openSync(img, fs.existsSync(img) ? 'r+' : 'w+');
+    fs.ftruncateSync(fd, 16 << 20);
+    fs.writeSync(fd, PATTERN, 0, RS, RS);
+    fs.closeSync(fd);
     await b.start();
   });
 
@@ -97,8 +130,8 @@ volumes:
     const d = await Double.dial(future, { name: 'site-b', fingerprint: fpB }, linkB);
     const hello = await d.waitFor(FrameType.Hello);
     assert.ok(hello, 'site-b sent its Hello');
-    // A Hello the previous release reads as its own: version 1, its JSON keys only; the highest (3) in the flags it never reads.
-    assert.deepEqual([hello.version, hello.flags], [1, 3]);
+    // A Hello the previous release reads as its own: version 1, its JSON keys only; the highest (4) in the flags it never reads.
+    assert.deepEqual([hello.version, hello.flags], [1, 4]);
     assert.deepEqual(Object.keys(JSON.parse(hello.payload.toString('utf8')) as object), ['node', 'protocol', 'codecs', 'volumes']);
     d.send(encodeHelloFrame(HELLO, { min: 1, max: 1 }));
     // Up at version 1: site-b's heartbeats come at 1, and no Refuse.
@@ -107,6 +140,8 @@ volumes:
     assert.equal(beat.version, 1);
     assert.equal(d.frames.find((f) => f.type === FrameType.Refuse), undefined);
     assert.match(b.log, /link to future up/);
+    // Region hashes on a link at version 1: SHA-256.
+    assert.deepEqual(await askHashes(d, 1), expected((x) => createHash('sha256').update(x).digest()));
     // A frame at version 2 on a link that agreed on 1: closed, with the reason.
     d.send(atVersion(encodeHeartbeat({ clock: Date.now() }), 2));
     for (let i = 0; i < 100 && !d.closed; i++) await sleep(50);
@@ -115,28 +150,30 @@ volumes:
     assert.match(b.log, /link to future closed: future sent a bad frame: peer sent a frame of protocol version 2 on a link that agreed on version 1/);
   });
 
-  test('a peer speaking 2..4 settles on 3, the highest both speak', async () => {
+  test('a peer speaking 2..5 settles on 4, the highest both speak', async () => {
     const d = await Double.dial(future, { name: 'site-b', fingerprint: fpB }, linkB);
     assert.ok(await d.waitFor(FrameType.Hello));
-    d.send(encodeFrame(FrameType.Hello, encodeHello({ ...HELLO, protocol: 2 }), 4, 2));
+    d.send(encodeFrame(FrameType.Hello, encodeHello({ ...HELLO, protocol: 2 }), 5, 2));
     const beat = await d.waitFor(FrameType.Heartbeat, 5000);
     assert.ok(beat, `a heartbeat after Hello\n${b.log.slice(-2000)}`);
-    assert.equal(beat.version, 3);
+    assert.equal(beat.version, 4);
     assert.equal(d.frames.find((f) => f.type === FrameType.Refuse), undefined);
+    // Region hashes on a link at version 4: BLAKE3 (checked against its published vectors in region-hashes.test.ts).
+    assert.deepEqual(await askHashes(d, 4), expected((x) => regionHash('blake3', x)));
     d.socket.destroy();
   });
 
-  test('a peer speaking only 4..5 is refused: what each side speaks, and that site-b is to be upgraded', async () => {
+  test('a peer speaking only 5..6 is refused: what each side speaks, and that site-b is to be upgraded', async () => {
     const d = await Double.dial(future, { name: 'site-b', fingerprint: fpB }, linkB);
     assert.ok(await d.waitFor(FrameType.Hello));
-    d.send(encodeFrame(FrameType.Hello, encodeHello({ ...HELLO, protocol: 4 }), 5, 4));
+    d.send(encodeFrame(FrameType.Hello, encodeHello({ ...HELLO, protocol: 5 }), 6, 5));
     const refuse = await d.waitFor(FrameType.Refuse);
     assert.ok(refuse, `site-b answered with a Refuse\n${b.log.slice(-2000)}`);
-    assert.equal(refuse.version, 4, 'at the version of the Hello it answers');
+    assert.equal(refuse.version, 5, 'at the version of the Hello it answers');
     const r = JSON.parse(refuse.payload.toString('utf8')) as { code: string; message: string };
     assert.equal(r.code, 'version');
     assert.match(r.message,
-      /^future speaks protocol versions 4\.\.5 and site-b speaks protocol versions 1\.\.3: no version in common\. Upgrade site-b to a release that speaks protocol version 4/);
-    assert.match(b.log, /link to future refused: future speaks protocol versions 4\.\.5 and site-b speaks protocol versions 1\.\.3/);
+      /^future speaks protocol versions 5\.\.6 and site-b speaks protocol versions 1\.\.4: no version in common\. Upgrade site-b to a release that speaks protocol version 5/);
+    assert.match(b.log, /link to future refused: future speaks protocol versions 5\.\.6 and site-b speaks protocol versions 1\.\.4/);
   });
 });

@@ -32,6 +32,7 @@ import { Journal, KEEP_PREFIX } from '../../src/journal/journal.js';
 import { RecordKind, groupPointOf, type JournalRecord, type RecordHeader } from '../../src/journal/record.js';
 import { JournaledVolume } from '../../src/journal/write-path.js';
 import { FrameDecoder, MAX_MAP_HOLES, PROTOCOL_RANGE, atVersion, encodeAck, encodeHashReply, encodeHold, encodeMapReply } from '../../src/link/frame.js';
+import { regionHashOf } from '../../src/sync/region-hashes.js';
 import { PeerSession, type SessionAction } from '../../src/link/peer-session.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import { Replica, SYNCED_FILE } from '../../src/secondary/replica.js';
@@ -380,7 +381,7 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
           break;
         case 'hashRequest': {
           const r = a.request;
-          void byName.get(r.volume)!.replica.hashRegions(r.regionSize, r.first, r.count, () => conn === c).then((h) => {
+          void byName.get(r.volume)!.replica.hashRegions(regionHashOf(c.atB.version), r.regionSize, r.first, r.count, () => conn === c).then((h) => {
             if (h) back(encodeHashReply(r, h));
           });
           break;

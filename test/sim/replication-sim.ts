@@ -45,6 +45,7 @@ import { JournaledVolume } from '../../src/journal/write-path.js';
 import {
   FrameDecoder, FrameType, MAX_MAP_HOLES, PROTOCOL_RANGE, atVersion, encodeAck, encodeHashReply, encodeHold, encodeMapReply,
 } from '../../src/link/frame.js';
+import { regionHashOf } from '../../src/sync/region-hashes.js';
 import type { HelloVolume } from '../../src/link/hello.js';
 import { PeerSession, type SessionAction } from '../../src/link/peer-session.js';
 import { VolumeShipper } from '../../src/link/volume-shipper.js';
@@ -410,9 +411,9 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     // and the next (the region is then not in the round's touched set, so no record
     // before it changes it later without the round seeing it).
     const compare = jv.compareRegions.bind(jv);
-    jv.compareRegions = async (first, regionSize, hashes) => {
+    jv.compareRegions = async (first, regionSize, hashes, algorithm) => {
       const was = hashes.map((_, i) => jv.bitmap.isSet(first + i));
-      const equal = await compare(first, regionSize, hashes);
+      const equal = await compare(first, regionSize, hashes, algorithm);
       for (let i = 0; i < hashes.length; i++) {
         if (!was[i] || jv.bitmap.isSet(first + i)) continue;
         const offset = (first + i) * regionSize;
@@ -785,7 +786,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
             // (Not answered under another pairing than the one that asked: a VolumeHello between.)
             const pairing = c.atB.pairingOf(VOLUME);
             const same = (): boolean => conn === c && c.atB.pairingOf(VOLUME) === pairing;
-            void replica.hashRegions(r.regionSize, r.first, r.count, same, r.afterSeq ?? 0).then((h) => {
+            void replica.hashRegions(regionHashOf(c.atB.version), r.regionSize, r.first, r.count, same, r.afterSeq ?? 0).then((h) => {
               if (h && same()) c.ba.push(Buffer.concat(atVersion(encodeHashReply(r, h), c.atB.version)));
             });
             break;

@@ -48,8 +48,8 @@ test('two primaries, other uuid, wrong node, other version', () => {
   assert.match(refused(checkHello(hello({ volumes: [vol()] }), 'site-b', [vol()])), /^two-primaries: .*offsite demote db/);
   assert.match(refused(checkHello(hello({ volumes: [vol({ role: 'secondary', uuid: 'u2' })] }), 'site-b', [vol()])), /^uuid: /);
   assert.match(refused(checkHello(hello({ node: 'site-c' }), 'site-b', [vol()])), /^wrong-node: the peer calls itself "site-c"/);
-  assert.match(refused(checkHello(hello({ protocol: 4 }), 'site-b', [vol()])),
-    /^version: site-b speaks protocol version 4 and this node speaks protocol versions 1..3: no version in common\. Upgrade this node /);
+  assert.match(refused(checkHello(hello({ protocol: 5 }), 'site-b', [vol()])),
+    /^version: site-b speaks protocol version 5 and this node speaks protocol versions 1..4: no version in common\. Upgrade this node /);
 });
 
 test('a conflict on one volume leaves it unpaired, with its reason; the link pairs the others (both sides find it)', () => {

@@ -458,7 +458,7 @@ test('a first sync\'s reply still being read when an overflow folds its round aw
   const every = (r: number): number => r;
   assert.deepEqual(jv.seed.nextAsk(RS, size, 256, false, every), { type: 'hash', first: 0, count: 8 });
   shut();
-  const hashes = jv.compareRegions(0, RS, Array.from({ length: 8 }, () => zeroHash(RS)));
+  const hashes = jv.compareRegions(0, RS, Array.from({ length: 8 }, () => zeroHash('sha256', RS)), 'sha256');
   await wait();
   await jv.beginInitialSync();
   await jv.startResync();
@@ -468,6 +468,6 @@ test('a first sync\'s reply still being read when an overflow folds its round aw
   assert.equal(await hashes, 0, 'the old round\'s hashes clear nothing');
   assert.equal(bitmap.count, 8);
   assert.deepEqual(jv.seed.nextAsk(RS, size, 256, false, every), { type: 'hash', first: 0, count: 8 });
-  assert.equal(await jv.compareRegions(0, RS, Array.from({ length: 8 }, () => zeroHash(RS))), 8, 'the new round\'s own reply does');
+  assert.equal(await jv.compareRegions(0, RS, Array.from({ length: 8 }, () => zeroHash('sha256', RS)), 'sha256'), 8, 'the new round\'s own reply does');
   await jv.close();
 });

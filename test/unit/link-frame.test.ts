@@ -89,10 +89,10 @@ test('garbage, flipped bits, other versions and oversize frames are named errors
     [Buffer.from(good).fill(0x99, 24, 25), /payload checksum mismatch/],
     [Buffer.from(good).fill(0x07, 5, 6), /header checksum mismatch/],
   ];
-  const v4 = Buffer.from(good);
-  v4.writeUInt8(4, 4);
-  v4.writeUInt32LE(require32(v4), 16);
-  cases.push([v4, /protocol version 4, this node speaks 1..3/]);
+  const v5 = Buffer.from(good);
+  v5.writeUInt8(5, 4);
+  v5.writeUInt32LE(require32(v5), 16);
+  cases.push([v5, /protocol version 5, this node speaks 1..4/]);
   const big = Buffer.from(good);
   big.writeUInt32LE(F.MAX_FRAME_PAYLOAD + 1, 8);
   big.writeUInt32LE(require32(big), 16);

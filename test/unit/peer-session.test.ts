@@ -183,7 +183,7 @@ const ups = (actions: SessionAction[]): Array<Extract<SessionAction, { type: 'vo
 
 test('a volume\'s Hello again: asked, answered, both sides pair it again from the new descriptions; the other volume and the link untouched', () => {
   const { a, b, atB } = upPair();
-  assert.equal(a.version, 3);
+  assert.equal(a.version, PROTOCOL_RANGE.max);
   assert.equal(a.rehelloes, true);
   const before = a.pairingOf('db');
   const asked = a.rehello('db');

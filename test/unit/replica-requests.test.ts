@@ -41,7 +41,7 @@ function rig(failAt: number | null = null) {
 test('hash requests: two worked on at once, answered in the order asked; a map request after them', async () => {
   const r = rig();
   const order: string[] = [];
-  const asks = [0, 4, 8, 12].map((first) => r.requests.hashRegions(RS, first, 4).then((h) => {
+  const asks = [0, 4, 8, 12].map((first) => r.requests.hashRegions('blake3', RS, first, 4).then((h) => {
     order.push(`hash ${first}`);
     return h;
   }));
@@ -66,8 +66,8 @@ test('a failed read while an earlier verify request waits for its flush point: n
   process.on('unhandledRejection', onUnhandled);
   try {
     // The first waits until the replica has applied record 10; the second reads at once and fails.
-    const first = r.requests.hashRegions(RS, 0, 4, () => true, 10);
-    const second = r.requests.hashRegions(RS, 4, 4);
+    const first = r.requests.hashRegions('blake3', RS, 0, 4, () => true, 10);
+    const second = r.requests.hashRegions('blake3', RS, 4, 4);
     const settled = { second: false };
     second.catch(() => (settled.second = true));
     for (let i = 0; i < 20; i++) await new Promise((res) => setImmediate(res));

@@ -5,6 +5,7 @@
 // batch may go (the backlog against the link's cap).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { RegionHash } from '../../src/sync/region-hashes.js';
 import { VerifyDriver, type VerifyLink } from '../../src/link/verify-driver.js';
 import { decodeHashRequest, type HashRequest } from '../../src/link/frame.js';
 import type { JournaledVolume } from '../../src/journal/write-path.js';
@@ -17,7 +18,7 @@ const h = (n: number): Buffer => Buffer.alloc(32, n);
 const hashes = (first: number, count: number): Buffer[] => Array.from({ length: count }, (_, i) => h(first + i));
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-interface Session { sent: HashRequest[]; closed: string[]; send(parts: Buffer[]): void; close(reason: string): void }
+interface Session { sent: HashRequest[]; closed: string[]; send(parts: Buffer[]): void; close(reason: string): void; version?: number }
 const session = (): Session => {
   const s: Session = {
     sent: [], closed: [],
@@ -30,6 +31,7 @@ const session = (): Session => {
 /** A write path with `regions` regions, the link up, nothing paused, and a log of what the driver did. */
 function rig(regions = 100, inFlight = 1, bitmapRegions = regions) {
   const reads: Array<{ first: number; count: number }> = [];
+  const algorithms: RegionHash[] = [];
   const unlocked: number[] = [];
   const marked: Array<{ regions: number[]; reason: string }> = [];
   const lines: Array<{ level: string; message: string }> = [];
@@ -39,8 +41,9 @@ function rig(regions = 100, inFlight = 1, bitmapRegions = regions) {
     bitmap: { regions: bitmapRegions, regionSize: RS }, size: regions * RS,
     mode: 'journal', roundStart: 0, seeding: false,
     journal: { backlogBytes: 0 },
-    verifyHashes(first: number, count: number) {
+    verifyHashes(first: number, count: number, algorithm: RegionHash) {
       reads.push({ first, count });
+      algorithms.push(algorithm);
       if (failRead) return Promise.reject(new Error(failRead));
       return Promise.resolve({ hashes: hashes(first, count), afterSeq: afterSeq++, unlock: () => unlocked.push(first) });
     },
@@ -54,7 +57,7 @@ function rig(regions = 100, inFlight = 1, bitmapRegions = regions) {
     beginning: () => state.beginning,
   };
   const driver = new VerifyDriver('db', jv as unknown as JournaledVolume, log, link, inFlight);
-  return { driver, jv, state, reads, unlocked, marked, lines, failRead: (m: string | null) => (failRead = m) };
+  return { driver, jv, state, reads, algorithms, unlocked, marked, lines, failRead: (m: string | null) => (failRead = m) };
 }
 
 test('batch by batch: read under the lock, HashRequest pinned at the flush point, lock let go on the reply, done', async () => {
@@ -83,6 +86,23 @@ test('batch by batch: read under the lock, HashRequest pinned at the flush point
   assert.deepEqual(r.marked, []);
   assert.deepEqual(r.lines.map((l) => l.level), ['info', 'info']);
   assert.match(r.lines[1]!.message, /^volume db: verify found no differences in 100 regions/);
+});
+
+test('each batch is hashed with the link\'s hash: BLAKE3 at protocol version 4, SHA-256 on an older link (the peer hashes so)', async () => {
+  const r = rig(200);
+  r.state.link!.version = 4;
+  r.driver.start(false);
+  await turn();
+  r.driver.reply(0, hashes(0, 64));
+  await turn();
+  r.driver.down();
+  const older = session();
+  older.version = 3;
+  r.state.link = older;
+  r.driver.tick(0);
+  await turn();
+  assert.deepEqual(r.reads.map((x) => x.first), [0, 64, 64]);
+  assert.deepEqual(r.algorithms, ['blake3', 'blake3', 'sha256']);
 });
 
 test('repair: the regions that differ are marked for resync with the reason', async () => {

@@ -108,10 +108,10 @@ test('the previous release\'s Hello, from fixed bytes: read, and a node speaking
   assert.equal(r.protocol, 1);
   assert.equal(r.pairs[0]!.remote.durableSeq, 41);
   // A node speaking 1 only says Hello in exactly the previous release's bytes; this
-  // build (1..3) differs in the flags alone, which the previous release never reads.
+  // build (1..4) differs in the flags alone, which the previous release never reads.
   assert.deepEqual(wire(encodeHelloFrame({ node: 'site-a', codecs: ['zstd'], volumes: [SITE_A_DB] }, { min: 1, max: 1 })), OLD_HELLO);
   assert.ok(previousReleaseTakes(OLD_HELLO));
-  assert.deepEqual(F.PROTOCOL_RANGE, { min: 1, max: 3 });
+  assert.deepEqual(F.PROTOCOL_RANGE, { min: 1, max: 4 });
   assert.ok(previousReleaseTakes(wire(encodeHelloFrame({ node: 'site-a', codecs: ['zstd'], volumes: [SITE_A_DB] }))));
 });
 
@@ -195,14 +195,14 @@ test('protocol version 2: MapRequest and MapReply from fixed bytes; refused on a
 
 test('a Hello from a node that speaks only newer versions is read and refused with what to do', () => {
   const newer = JSON.parse(OLD_HELLO_JSON) as Record<string, unknown>;
-  newer.protocol = 4;
-  const f = decodeOne(wire(F.encodeFrame(F.FrameType.Hello, Buffer.from(JSON.stringify(newer)), 5, 4)));
-  assert.deepEqual([f.version, f.flags], [4, 5]);
+  newer.protocol = 5;
+  const f = decodeOne(wire(F.encodeFrame(F.FrameType.Hello, Buffer.from(JSON.stringify(newer)), 6, 5)));
+  assert.deepEqual([f.version, f.flags], [5, 6]);
   const r = checkHello(f.payload, 'site-a', [SITE_B_DB], { frame: f, self: 'site-b' });
   assert.ok(!r.ok);
   assert.equal(r.code, 'version');
   assert.match(r.message,
-    /^site-a speaks protocol versions 4\.\.5 and site-b speaks protocol versions 1\.\.3: no version in common\. Upgrade site-b to a release that speaks protocol version 4/);
+    /^site-a speaks protocol versions 5\.\.6 and site-b speaks protocol versions 1\.\.4: no version in common\. Upgrade site-b to a release that speaks protocol version 5/);
 });
 
 test('a Hello with a key this build does not know is read (a later release may add one); inconsistent ranges are bad-hello', () => {
