@@ -87,8 +87,36 @@ function rsyncStats(args: string[]): { sent: number; seconds: number } {
  * A seeded first sync: a 10 GiB volume with 1 GiB of random data, copied whole to
  * the secondary before the pair first meets (a disk shipped by courier).
  */
+/** A verify read from the disk (page cache dropped), and dd reading the same data cold (two runs). */
+interface Cold { verify: number; dd: number[] }
+
+function canDropCaches(): boolean {
+  try {
+    fs.accessSync('/proc/sys/vm/drop_caches', fs.constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function dropCaches(): void {
+  execFileSync('sync');
+  fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
+}
+
+/** Seconds for dd to read these 128 MiB extents (offsets in MiB) with the page cache dropped first, 4 MiB at a time. */
+function ddCold(extents: Array<{ img: string; at: number }>): number {
+  dropCaches();
+  const t = process.hrtime.bigint();
+  for (const e of extents) {
+    execFileSync('dd', [`if=${e.img}`, 'of=/dev/null', 'bs=1M', 'count=128', `skip=${e.at}`, 'iflag=fullblock', 'status=none']);
+  }
+  return Number(process.hrtime.bigint() - t) / 1e9;
+}
+
 async function seeded(): Promise<{
   seconds: number; data: number; hashes: number; equal: number; rsync: { sent: number; seconds: number }; verifySeconds: number; cmpSeconds: number;
+  cold: Cold | null;
 }> {
   const sdir = fs.mkdtempSync(path.join(dir, 'seed-'));
   const cfgA = path.join(sdir, 'a.yaml');
@@ -114,6 +142,17 @@ async function seeded(): Promise<{
   // (Its time as the daemon measured it, start to end: the CLI's wait adds its own start and polling.)
   execFileSync(process.execPath, [bin, 'verify', 'db', '-c', cfgA], { encoding: 'utf8' });
   const verifySeconds = (await vol(P.apiA)).verify!.elapsedMs / 1000;
+  // The same verify with the page cache dropped, beside dd reading the same data cold.
+  let cold: Cold | null = null;
+  if (canDropCaches()) {
+    const data = (img: string): Array<{ img: string; at: number }> => Array.from({ length: 8 }, (_, i) => ({ img, at: i * 1200 + 7 }));
+    const extents = [...data(imgA), ...data(path.join(sdir, 'site-b.img'))];
+    const ddBefore = ddCold(extents);
+    dropCaches();
+    execFileSync(process.execPath, [bin, 'verify', 'db', '-c', cfgA], { encoding: 'utf8' });
+    const verify = (await vol(P.apiA)).verify!.elapsedMs / 1000;
+    cold = { verify, dd: [ddBefore, ddCold(extents)] };
+  }
   await stop(a);
   await stop(b);
   const tc = Date.now();
@@ -122,7 +161,7 @@ async function seeded(): Promise<{
   // rsync's peer figure: the same identical pair of files.
   const rs = rsyncStats(['--inplace', '--ignore-times', '--no-whole-file', imgA, path.join(sdir, 'site-b.img')]);
   fs.rmSync(sdir, { recursive: true, force: true });
-  return { seconds, data: v.resyncBytes, hashes: v.resyncHashBytes, equal: v.resyncSeededBytes, rsync: rs, verifySeconds, cmpSeconds };
+  return { seconds, data: v.resyncBytes, hashes: v.resyncHashBytes, equal: v.resyncSeededBytes, rsync: rs, verifySeconds, cmpSeconds, cold };
 }
 
 async function main(): Promise<void> {
@@ -199,7 +238,7 @@ images after the daemons stopped (both in the page cache from the sync):
 | --- | ---: | ---: | ---: |
 | identical 10 GiB volumes, 1 GiB random data | 1 GiB on each side | ${seed.verifySeconds.toFixed(1)} s ` +
   `(${(1024 / seed.verifySeconds).toFixed(0)} MiB/s of data) | ${seed.cmpSeconds.toFixed(1)} s (reads 2 x 10 GiB) |
-
+${coldTable(seed.cold)}
 The verify reads and hashes only data (a hole hashes as zeros), in batches of 4 MiB,
 up to four out at once, each under its own range lock: each costs a read and a hash
 on each side and a round trip, overlapped with the others'. The link sets
@@ -208,18 +247,22 @@ one batch out) each waited for the peer's delayed ACK, and the same job took 215
 (5 MiB/s of data). Until 2026-12-04 the range locks were one at a time, so the four
 batches went one after the other (2.6 s here, 326 MiB/s of data in the table's run
 before); they are now held at once, and the secondary reads one request while it
-hashes another. What bounds it now: SHA-256 runs at 1.8 GB/s on one core here (SHA-NI),
-so each daemon spends about 0.55 s of its main thread hashing its 1 GiB, both at once
-on this two-core machine, plus a round trip and a map of the allocation per batch over
-the 9 GiB of holes (16 MiB batches there once a batch found a hole: about 600). A faster hash was measured and left:
-\`@node-rs/xxhash\`'s XXH3-128 ran at 2.0-2.6 GB/s here, not enough over SHA-NI to
-change the wire. The disk reads this data at 1.3-2.1 GB/s (dd, caches dropped), so
-issue 21's 0.8x of it is not reached on this machine; the data is in the page cache.
+hashes another. Since 2026-12-07 a link at protocol version 4 hashes regions with
+BLAKE3 (\`@napi-rs/blake-hash\`, 5.6 GB/s on one core here with AVX-512, against
+SHA-256's 1.7 GB/s with SHA-NI; docs/PEER-PROTOCOL.md, "Region hashes"); the same
+verify, alternated on one pair of daemons, took 0.83-1.05 s against 1.3 s before
+(775 MiB/s of data with SHA-256). What bounds it now, from perf over both daemons
+during a verify in the page cache: the copy out of the page cache (a fifth of the
+samples) and BLAKE3 (a quarter), each daemon spending about 0.7 s of CPU on its 1 GiB,
+both on this two-core machine; then a round trip and a map of the allocation per batch
+over the 9 GiB of holes (16 MiB batches there once a batch found a hole: about 600).
+From the disk, each side reads its data at once, so the two sites here share one
+disk's rate; dd reads the same 2 GiB one extent after another.
 
 The resync sends the dirty regions (64 KiB each) once: the target was at most 1.1x the
 dirty bytes. rsync needs no bitmap but reads both files end to end to find the same
 changes; Offsite knows them from the bitmap and reads only those regions. A first
-sync compares every 64 KiB region by SHA-256 (32 bytes per region on the wire) and
+sync compares every 64 KiB region by hash (BLAKE3; 32 bytes per region on the wire) and
 sends only those that differ, so a seeded copy costs hashes, not data: the target
 was at most 1% of the volume. Neither side reads its holes: the secondary's map of
 holes comes first (protocol version 2), regions that are holes on both sides leave
@@ -239,6 +282,23 @@ once. rsync's times on this shared machine vary by more than 2x from run to run.
   writeSection('resync', md);
   console.log(md);
   fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** The verify read from the disk, beside dd reading the same 2 GiB (1 GiB of data in each image, both sites on this one disk). */
+function coldTable(c: Cold | null): string {
+  if (!c) return '\nThe verify from the disk was not measured: dropping the page cache needs root.\n';
+  const best = Math.min(...c.dd);
+  return `
+The same verify with the page cache dropped first, so each side reads its 1 GiB from
+the disk, both sites on this one disk; beside it \`dd\` (1 MiB blocks) reading the same
+2 GiB of data, the cache dropped before each of two runs, one before the verify and
+one after (this virtual disk's rate varies from run to run):
+
+| job | data read from the disk | offsite verify | dd, same data | verify / dd (faster run) |
+| --- | ---: | ---: | ---: | ---: |
+| identical 10 GiB volumes, 1 GiB random data, cache dropped | 2 x 1 GiB | ${c.verify.toFixed(2)} s (${(2048 / c.verify).toFixed(0)} MiB/s) ` +
+    `| ${c.dd.map((x) => `${x.toFixed(2)} s`).join(', ')} (${(2048 / best).toFixed(0)} MiB/s) | ${(best / c.verify).toFixed(2)}x |
+`;
 }
 
 main().catch((e) => {

@@ -32,7 +32,7 @@ const EXEMPT_LINES = [
   { file: 'test/integration/protocol-versions.test.ts', text: '/^future speaks protocol versions', why: 'one regex literal of 167 columns' },
   { file: 'test/integration/snmp.test.ts', text: '/refused a checkpoint create on db', why: 'one regex literal of 182 columns' },
   { file: 'test/unit/versioning.test.ts', text: '/^site-a speaks protocol versions 2', why: 'one regex literal of 182 columns' },
-  { file: 'test/unit/versioning.test.ts', text: '/^site-a speaks protocol versions 4', why: 'one regex literal of 173 columns' },
+  { file: 'test/unit/versioning.test.ts', text: '/^site-a speaks protocol versions 5', why: 'one regex literal of 173 columns' },
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
