@@ -7,19 +7,32 @@ import type { PeerConfig } from '../config/config.js';
 import { formatDuration } from '../units/units.js';
 import type { Logger } from '../log/log.js';
 import type { Identity } from '../link/identity.js';
-import { connectLink } from '../link/tls.js';
+import { LinkRefused, connectLink } from '../link/tls.js';
 import { parseListenAddress } from '../export/listen-address.js';
 import type { LinkEnd } from './link-session.js';
 
 /**
  * The dialer's wait before redialling: from MIN_BACKOFF_MS, doubling after every
- * attempt that did not bring the link up (no answer, a TLS failure, a link dropped or
- * refused before both Hellos passed), up to MAX_BACKOFF_MS. A refusal after Hello
- * (sizes, two primaries, ...) needs the operator: redialling every half second only
- * repeated it in both logs twice a second.
+ * attempt that did not bring the link up, up to a cap. A peer that does not answer
+ * (down, unreachable, no handshake in time) is tried at least every
+ * MAX_UNANSWERED_BACKOFF_MS: a dial costs a few packets, and a site back from an
+ * outage should not wait out a long backoff before its resync begins. One that
+ * answers and is refused (another certificate than the pinned one; a refusal at or
+ * before Hello: sizes, two primaries, ...) needs the operator: it backs off up to
+ * MAX_BACKOFF_MS (redialling every half second only repeated the refusal in both logs
+ * twice a second).
  */
-const MIN_BACKOFF_MS = 500;
-const MAX_BACKOFF_MS = 30_000;
+export const MIN_BACKOFF_MS = 500;
+export const MAX_UNANSWERED_BACKOFF_MS = 5_000;
+export const MAX_BACKOFF_MS = 30_000;
+
+/** How a dial that did not bring the link up ended: no answer, or an answer that refused it. */
+export type DialFailure = 'unanswered' | 'refused';
+
+/** The wait after `failure`, the last wait having been `backoff`: doubled, up to the failure's cap. */
+export function nextBackoff(backoff: number, failure: DialFailure): number {
+  return Math.min(failure === 'refused' ? MAX_BACKOFF_MS : MAX_UNANSWERED_BACKOFF_MS, backoff * 2);
+}
 /**
  * A link that was up this long and then ended is dialed again at once, not after
  * MIN_BACKOFF_MS: most ends are a change on either node (a role change, a volume grown,
@@ -69,16 +82,18 @@ export class Dialer {
             // TLS worked, the link did not: refused at Hello (said by the session, with
             // its reason, once per attempt) or dropped before it. Like any failure.
             this.o.log.debug({ peer }, `link to ${peer}: ${link.refused ?? 'dropped before Hello'}; next dial in ${formatDuration(backoff / 1000)}`);
-            backoff = (await this.backoff(peer, backoff)) ? MIN_BACKOFF_MS : Math.min(MAX_BACKOFF_MS, backoff * 2);
+            backoff = (await this.backoff(peer, backoff)) ? MIN_BACKOFF_MS : nextBackoff(backoff, 'refused');
             continue;
           }
         } catch (e) {
           const msg = (e as Error).message;
           // Say each distinct failure once at warn; repeats go to debug.
           const say = msg !== lastError ? this.o.log.warn : this.o.log.debug;
-          say.call(this.o.log, { peer }, `link to ${peer} at ${p.address}: ${msg}; retrying (backoff up to ${formatDuration(MAX_BACKOFF_MS / 1000)})`);
+          const failure: DialFailure = e instanceof LinkRefused ? 'refused' : 'unanswered';
+          const cap = failure === 'refused' ? MAX_BACKOFF_MS : MAX_UNANSWERED_BACKOFF_MS;
+          say.call(this.o.log, { peer }, `link to ${peer} at ${p.address}: ${msg}; retrying (backoff up to ${formatDuration(cap / 1000)})`);
           lastError = msg;
-          backoff = (await this.backoff(peer, backoff)) ? MIN_BACKOFF_MS : Math.min(MAX_BACKOFF_MS, backoff * 2);
+          backoff = (await this.backoff(peer, backoff)) ? MIN_BACKOFF_MS : nextBackoff(backoff, failure);
           continue;
         }
       }
