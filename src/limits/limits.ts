@@ -100,6 +100,12 @@ export const RELEASE_AT_ONCE_ABOVE = 1 / 2;
 export const HASH_READ_BYTES = 4 * MiB;
 export const HASH_BUFFERS = 4;
 /**
+ * Worker threads that hash what is read into those buffers (src/sync/hash-workers.ts),
+ * off the event loop; one idle for HASH_WORKER_IDLE_MS stops (a V8 isolate each).
+ */
+export const HASH_WORKERS = 2;
+export const HASH_WORKER_IDLE_MS = 30_000;
+/**
  * A secondary works on this many of a link's hash requests at once (one reads while
  * another hashes: src/secondary/replica-requests.ts), and answers them in the order
  * asked; each holds one of the HASH_BUFFERS while it reads.

@@ -33,6 +33,7 @@ import { MAX_HASH_REGION_SIZE } from '../link/frame.js';
 import type { IscsiFront } from './iscsi-front.js';
 import { MemoryBudget } from '../memory/budget.js';
 import { HashBuffers } from '../sync/region-hashes.js';
+import { HashWorkers } from '../sync/hash-workers.js';
 import { boundOldGeneration, boundYoungGeneration, collectUnderPressure } from '../memory/collector.js';
 import { NodeGroups } from './groups.js';
 import { SetAside } from './set-aside.js';
@@ -78,7 +79,8 @@ export class Daemon {
    */
   readonly memory: MemoryBudget;
   /** Buffers for region hashing (a first sync's comparison, a verify), shared by every volume: at most HASH_BUFFERS. */
-  private readonly hashBuffers = new HashBuffers();
+  private readonly hashWorkers = new HashWorkers();
+  private readonly hashBuffers = new HashBuffers(this.hashWorkers);
   /** When this node was last alive, written down every few seconds (src/node/alive-mark.ts). */
   private readonly alive: AliveMark;
 
@@ -224,6 +226,7 @@ export class Daemon {
       for (const en of this.entries.splice(0)) en.journaled?.close().catch(() => undefined);
       const made = this.volumes.filter((v) => v.created);
       await this.closeVolumes();
+      await this.hashWorkers.close();
       await this.alive.stop();
       this.folders.releaseAll();
       this.removeMadeVolumes(made);
@@ -493,6 +496,7 @@ export class Daemon {
         }
       }
       await this.closeVolumes();
+      await this.hashWorkers.close();
       // Each file's times as this clean stop left it: an open that finds them moved knows it was written meanwhile.
       for (const e of closing) await this.stampStopped(e);
       await this.alive.stop();

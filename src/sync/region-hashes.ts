@@ -5,7 +5,9 @@
 // wholly inside a hole of the disk's allocation map reads as zeros: it is not read,
 // its hash is that of zeros (a sparse volume costs its data, not its size).
 import { createHash } from 'node:crypto';
-import { Blake3Hasher, blake3 } from '@napi-rs/blake-hash';
+import { Blake3Hasher } from '@napi-rs/blake-hash';
+import { regionHash, type RegionHash } from './region-hash.js';
+import type { HashWorkers } from './hash-workers.js';
 import type { Extent } from '../export/backend.js';
 import { assert } from '../invariants/assert.js';
 import { HASH_BUFFERS, HASH_READ_BYTES } from '../limits/limits.js';
@@ -20,48 +22,48 @@ export interface HashedDisk {
 /** Extents asked of the allocation map per span; a map cut short reads the rest. */
 export const HASH_MAP_EXTENTS = 4096;
 
-/**
- * The hash of a region: BLAKE3 (unkeyed, 32 bytes) since protocol version 4, SHA-256
- * before. Both cryptographic: a host that writes data crafted to collide with what the
- * peer holds cannot make a first sync or a verify take different regions for equal.
- * BLAKE3 runs at about three times SHA-256's rate here (docs/BENCHMARKS.md).
- */
-export type RegionHash = 'sha256' | 'blake3';
-
-/** The protocol version from which a link hashes regions with BLAKE3 (docs/PEER-PROTOCOL.md). */
-export const BLAKE3_SINCE_VERSION = 4;
-
-/** The region hash of a link that agreed on protocol `version` (absent: 1). */
-export function regionHashOf(version: number | undefined): RegionHash {
-  return (version ?? 1) >= BLAKE3_SINCE_VERSION ? 'blake3' : 'sha256';
-}
-
-/** The 32-byte hash of `data`. */
-export function regionHash(algorithm: RegionHash, data: Buffer): Buffer {
-  return algorithm === 'blake3' ? blake3(data) : createHash('sha256').update(data).digest();
-}
+export { BLAKE3_SINCE_VERSION, regionHash, regionHashOf, type RegionHash } from './region-hash.js';
 
 const zeroHashes = new Map<string, Buffer>();
 
 /**
  * A node's hashing buffers (one per daemon, shared by every volume): at most
  * HASH_BUFFERS of HASH_READ_BYTES, made when first needed and reused (no allocation
- * per request); a hashing that finds none free waits for one, in turn.
+ * per request); a hashing that finds none free waits for one, in turn. With the
+ * node's hashing workers (hash-workers.ts) the buffers are shared memory, and what is
+ * read into one is hashed on a worker, the event loop free meanwhile.
  */
 export class HashBuffers {
   private readonly free: Buffer[] = [];
   private readonly waiting: Array<(b: Buffer) => void> = [];
   /** Buffers made so far (at most HASH_BUFFERS). */
   made = 0;
+  /** Hashes a worker failed, hashed on the event loop instead (a figure for tests). */
+  hashedHere = 0;
+
+  constructor(private readonly workers: HashWorkers | null = null) {}
 
   take(): Promise<Buffer> | Buffer {
     const b = this.free.pop();
     if (b) return b;
     if (this.made < HASH_BUFFERS) {
       this.made++;
-      return Buffer.allocUnsafe(HASH_READ_BYTES);
+      return this.workers ? Buffer.from(new SharedArrayBuffer(HASH_READ_BYTES)) : Buffer.allocUnsafe(HASH_READ_BYTES);
     }
     return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  /**
+   * The hashes of `data` (a view of one of these buffers, unchanged until this settles)
+   * in regions of `regionSize`: on a worker, or here without one. A worker that fails
+   * leaves the bytes as they were: they are hashed here.
+   */
+  hash(algorithm: RegionHash, data: Buffer, regionSize: number): Promise<Buffer[]> | Buffer[] {
+    if (!this.workers || !(data.buffer instanceof SharedArrayBuffer)) return hashHere(algorithm, data, regionSize);
+    return this.workers.hash(algorithm, data, regionSize).catch(() => {
+      this.hashedHere++;
+      return hashHere(algorithm, data, regionSize);
+    });
   }
 
   give(b: Buffer): void {
@@ -70,6 +72,13 @@ export class HashBuffers {
     if (next) next(b);
     else this.free.push(b);
   }
+}
+
+/** The hashes of `data` cut into regions of `regionSize` (the last may be short), on this thread. */
+function hashHere(algorithm: RegionHash, data: Buffer, regionSize: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let k = 0; k < data.length; k += regionSize) out.push(regionHash(algorithm, data.subarray(k, Math.min(data.length, k + regionSize))));
+  return out;
 }
 
 /** The hash of `length` zero bytes (kept per algorithm and length: a volume has one or two). */
@@ -171,7 +180,8 @@ export async function hashRegions(
       buf ??= buffers ? await buffers.take() : Buffer.allocUnsafe(HASH_READ_BYTES);
       await disk.read(offset + at, buf, 0, bytes);
       if (read) read.bytes += bytes;
-      for (let k = 0; k < bytes; k += regionSize) out.push(regionHash(algorithm, buf.subarray(k, Math.min(bytes, k + regionSize))));
+      const hashed = buffers ? buffers.hash(algorithm, buf.subarray(0, bytes), regionSize) : hashHere(algorithm, buf.subarray(0, bytes), regionSize);
+      for (const h of hashed instanceof Promise ? await hashed : hashed) out.push(h);
       i += n;
     }
   } finally {
