@@ -121,11 +121,11 @@ export const MUTATIONS: Record<string, { sim: 'journal' | 'replication' | 'group
     what: 'the secondary answers an online verify\'s hash request at once, not once it has applied the batch\'s flush point ' +
       '(it compares a replica still behind)',
     plant: () => {
-      type Hash = (rs: number, first: number, count: number, wanted?: () => boolean, after?: number) => unknown;
+      type Hash = (algorithm: string, rs: number, first: number, count: number, wanted?: () => boolean, after?: number) => unknown;
       const proto = PeerRequests.prototype as unknown as { hashRegions: Hash };
       const hashRegions = proto.hashRegions;
-      proto.hashRegions = function (this: PeerRequests, rs: number, first: number, count: number, wanted?: () => boolean) {
-        return hashRegions.call(this, rs, first, count, wanted, 0);
+      proto.hashRegions = function (this: PeerRequests, algorithm: string, rs: number, first: number, count: number, wanted?: () => boolean) {
+        return hashRegions.call(this, algorithm, rs, first, count, wanted, 0);
       };
     },
   },
