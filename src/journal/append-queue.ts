@@ -56,7 +56,26 @@ export class AppendQueue {
     const bytes = parts.reduce((n, p) => n + p.length, 0);
     this.queue.push({ seg, at: seg.reserved, parts, bytes, seq, range, crc: parts.length > 1 ? crc : undefined, follower: undefined });
     seg.reserved += bytes;
-    this.pump();
+    this.pumpSoon();
+  }
+
+  /** A pump queued behind this turn's other work (pumpSoon). */
+  private pumpQueued = false;
+
+  /**
+   * Starts the next job once this turn's other work is done, not in the append's own
+   * call: the host writes that arrived together (a host's requests read in one chunk)
+   * are then all queued, each with its volume write behind it (`follow`), and go in one
+   * job. Started at once, the job took the first record alone, and its volume write,
+   * finding the record's write begun, went in a job of its own.
+   */
+  private pumpSoon(): void {
+    if (this.writing || this.pumpQueued) return;
+    this.pumpQueued = true;
+    queueMicrotask(() => {
+      this.pumpQueued = false;
+      this.pump();
+    });
   }
 
   /**
@@ -141,10 +160,17 @@ export class AppendQueue {
 
   private pump(): void {
     // Writes for a segment dropped meanwhile (all released, or an empty tail) are moot.
+    let dropped = false;
     while (this.queue.length > 0 && this.queue[0]!.seg.removed) {
       const q = this.queue.shift()!;
       if (q.seq > this.writtenSeq) this.writtenSeq = q.seq;
       q.follower?.settle(WRITE_ALONE);
+      dropped = true;
+    }
+    if (dropped) {
+      // (Whoever waits for them, or for the queue to drain, hears it now: no job may follow.)
+      this.settleWritten();
+      for (const w of this.waiters) w();
     }
     if (this.writing || this.queue.length === 0) return;
     const first = this.queue[0]!;
