@@ -16,7 +16,8 @@ for (const [name, m] of Object.entries(MUTATIONS)) {
     // replica that converged to, or was brought to, another image.)
     const caught = new RegExp('^FAIL seed \\d+: seed \\d+ step \\d+: ' +
       "(restore point \\d+ .* opens to an image that is not the primary's|an online verify of \\S+ found regions|the verify of \\S+ at the end found regions|" +
-      'after kill -9, block \\d+ holds write \\d+(, which no record in the journal| but journal record \\d+ holds \\d+)|converged to record \\d+, but block \\d+ differs at|' +
+      'after kill -9, block \\d+ holds write \\d+(, which no record in the journal| but journal record \\d+ holds \\d+)|' +
+      'converged to record \\d+, but block \\d+ differs at|' +
       "the replica at \\S+ was brought to record \\d+, but its image is not the primary's flush-point image there)", 'm');
     if (m.caughtBy === 'check') assert.match(r.stdout, caught, r.stdout);
     else assert.match(r.stdout, /^FAIL seed \d+: seed \d+: invariant broken: /m, r.stdout);
