@@ -105,6 +105,9 @@ export const HASH_BUFFERS = 4;
  */
 export const HASH_WORKERS = 2;
 export const HASH_WORKER_IDLE_MS = 30_000;
+/** Hashing workers that die (or cannot start) this many times within 10 s are not started again for HASH_WORKER_PAUSE_MS. */
+export const HASH_WORKER_DEATHS = 5;
+export const HASH_WORKER_PAUSE_MS = 60_000;
 /**
  * A secondary works on this many of a link's hash requests at once (one reads while
  * another hashes: src/secondary/replica-requests.ts), and answers them in the order

@@ -79,7 +79,7 @@ export class Daemon {
    */
   readonly memory: MemoryBudget;
   /** Buffers for region hashing (a first sync's comparison, a verify), shared by every volume: at most HASH_BUFFERS. */
-  private readonly hashWorkers = new HashWorkers();
+  private readonly hashWorkers = new HashWorkers(undefined, undefined, (m) => this.log.warn(m));
   private readonly hashBuffers = new HashBuffers(this.hashWorkers);
   /** When this node was last alive, written down every few seconds (src/node/alive-mark.ts). */
   private readonly alive: AliveMark;

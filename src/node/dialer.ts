@@ -13,14 +13,15 @@ import type { LinkEnd } from './link-session.js';
 
 /**
  * The dialer's wait before redialling: from MIN_BACKOFF_MS, doubling after every
- * attempt that did not bring the link up, up to a cap. A peer that does not answer
- * (down, unreachable, no handshake in time) is tried at least every
+ * attempt that did not bring the link up, up to a cap. After a peer that does not
+ * answer (down, unreachable, no handshake in time) it waits at most
  * MAX_UNANSWERED_BACKOFF_MS: a dial costs a few packets, and a site back from an
  * outage should not wait out a long backoff before its resync begins. One that
  * answers and is refused (another certificate than the pinned one; a refusal at or
- * before Hello: sizes, two primaries, ...) needs the operator: it backs off up to
- * MAX_BACKOFF_MS (redialling every half second only repeated the refusal in both logs
- * twice a second).
+ * before Hello: sizes, two primaries, a peer that drops the link before Hello, as one
+ * that does not pin this node does), or a peer entry this node cannot dial (no
+ * fingerprint, a bad address), needs the operator: it backs off up to MAX_BACKOFF_MS
+ * (redialling every half second only repeated the refusal in both logs twice a second).
  */
 export const MIN_BACKOFF_MS = 500;
 export const MAX_UNANSWERED_BACKOFF_MS = 5_000;
@@ -67,10 +68,13 @@ export class Dialer {
     let lastError = '';
     while (!this.stopping && (this.generations.get(peer) ?? 0) === generation) {
       if (!this.o.linked(peer)) {
+        // (Set once the config is read and the dial begins: a config error before it needs the operator, like a refusal.)
+        let dialing = false;
         try {
           if (!p.fingerprint) throw new Error(`peers.${peer}.fingerprint is not set (run offsite init on ${peer} and copy its fingerprint)`);
           const addr = parseListenAddress(p.address);
           if (addr.kind !== 'tcp') throw new Error('peer address must be host:port');
+          dialing = true;
           const socket = await connectLink({ identity: this.o.identity, peer: { name: peer, fingerprint: p.fingerprint }, host: addr.host, port: addr.port });
           const began = Date.now();
           const link = await this.o.run(socket, peer);
@@ -89,7 +93,7 @@ export class Dialer {
           const msg = (e as Error).message;
           // Say each distinct failure once at warn; repeats go to debug.
           const say = msg !== lastError ? this.o.log.warn : this.o.log.debug;
-          const failure: DialFailure = e instanceof LinkRefused ? 'refused' : 'unanswered';
+          const failure: DialFailure = e instanceof LinkRefused || !dialing ? 'refused' : 'unanswered';
           const cap = failure === 'refused' ? MAX_BACKOFF_MS : MAX_UNANSWERED_BACKOFF_MS;
           say.call(this.o.log, { peer }, `link to ${peer} at ${p.address}: ${msg}; retrying (backoff up to ${formatDuration(cap / 1000)})`);
           lastError = msg;

@@ -11,6 +11,7 @@ import { LogicalUnit } from '../../src/scsi/logical-unit.js';
 import { IscsiServer, type IscsiServerOptions } from '../../src/iscsi/server.js';
 import type { IscsiAuth, IscsiTarget, IscsiTargetTable } from '../../src/iscsi/targets.js';
 import { silentLogger, type Logger } from '../../src/log/log.js';
+import { tempDir } from './run.js';
 
 export const BASE_IQN = 'iqn.2026-12.com.example:site-a';
 
@@ -38,7 +39,7 @@ export async function startTestTarget(
   vols: TestVolume[],
   opts: { discoveryAuth?: Partial<IscsiAuth>; log?: Logger; server?: Partial<IscsiServerOptions> } = {},
 ): Promise<TestTarget> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-iscsi-'));
+  const dir = tempDir('iscsi');
   const volumes = new Map<string, Volume>();
   const targets = new Map<string, IscsiTarget>();
   let server: IscsiServer | null = null;

@@ -32,8 +32,30 @@ export async function must(cmd: string, args: string[], opts: { timeoutMs?: numb
   return r.stdout;
 }
 
-export function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `offsite-${prefix}-`));
+/** Folders tempDir made in this process: removed when it exits (OFFSITE_KEEP_DIRS=1 keeps them, to debug). */
+const made: string[] = [];
+
+/**
+ * A new folder under the system's temporary folder, removed when this test process
+ * exits, whatever the test did with it: a test that forgets its cleanup, or stops
+ * half-way, leaves nothing behind (tests run often; their folders filled the disk).
+ */
+export function tempDir(prefix: string, under = os.tmpdir()): string {
+  const dir = fs.mkdtempSync(path.join(under, `offsite-${prefix}-`));
+  if (made.length === 0) process.once('exit', removeMade);
+  made.push(dir);
+  return dir;
+}
+
+function removeMade(): void {
+  if (process.env.OFFSITE_KEEP_DIRS || process.env.OFFSITE_DEBUG_DIRS) return;
+  for (const dir of made.splice(0)) {
+    try {
+      fs.rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // (Something still mounted there, say: left for the operator, as before.)
+    }
+  }
 }
 
 export function sleep(ms: number): Promise<void> {

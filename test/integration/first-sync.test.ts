@@ -9,7 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { statusOf } from '../helpers/daemon.js';
 import { startPair, type Pair } from '../helpers/pair.js';
-import { must } from '../helpers/run.js';
+import { must, tempDir } from '../helpers/run.js';
 import { assertIdentical } from '../helpers/images.js';
 
 const MiB = 1024 * 1024;
@@ -36,7 +36,7 @@ async function sent(p: Pair): Promise<{ data: number; seeded: number }> {
 }
 
 test('first sync: the whole of the data to an empty secondary, only differing regions to a seeded copy', async () => {
-  const srcDir = fs.mkdtempSync('/tmp/offsite-seed-');
+  const srcDir = tempDir('seed');
   const src = path.join(srcDir, 'src.img');
   const data = makeImage(src);
 

@@ -6,14 +6,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { run } from '../helpers/run.js';
+import { run, tempDir } from '../helpers/run.js';
 
 const SCRIPT = new URL('../../../scripts/iscsi-conformance.js', import.meta.url).pathname;
 /** The failures docs/ISCSI.md records and explains. */
 const DOCUMENTED_FAILURES = ['GetLBAStatus.UnmapSingle', 'Reserve6.LUNReset'];
 
 test('iscsi-test-cu: at least 190 passed, no failure beyond the documented ones', async () => {
-  const json = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'conformance-')), 'result.json');
+  const json = path.join(tempDir('conformance'), 'result.json');
   const r = await run(process.execPath, [SCRIPT, '--json', json, '--max-failures', String(DOCUMENTED_FAILURES.length)], { timeoutMs: 600_000 });
   assert.equal(r.code, 0, r.stdout + r.stderr);
   const { summary, results } = JSON.parse(fs.readFileSync(json, 'utf8')) as {

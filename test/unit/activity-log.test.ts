@@ -7,6 +7,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { ActivityLog, decodeActivity, encodeActivity } from '../../src/journal/activity-log.js';
 import { DirStore } from '../../src/journal/store.js';
+import { tempDir } from '../helpers/run.js';
 
 const MiB = 1 << 20;
 
@@ -22,7 +23,7 @@ test('slot format: fixed bytes round-trip; a damaged slot reads as absent', () =
 });
 
 test('a restart of the machine makes the logged extents suspect; a clean reset does not', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-al-'));
+  const dir = tempDir('al');
   const store = new DirStore(dir);
   let boot = 'boot-1';
   const open = () => ActivityLog.open({ store, extentSize: 4 * MiB, slots: 4, bootId: () => boot });
@@ -45,7 +46,7 @@ test('a restart of the machine makes the logged extents suspect; a clean reset d
 });
 
 test('extents leave the log only after syncs made their writes durable', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-al-'));
+  const dir = tempDir('al');
   const store = new DirStore(dir);
   const { log } = await ActivityLog.open({ store, extentSize: MiB, slots: 2, bootId: () => 'b' });
   await log.reset();
@@ -68,7 +69,7 @@ test('extents leave the log only after syncs made their writes durable', async (
 });
 
 test('a log of more than 131072 extents (over 1 MiB) is read whole after a power loss, and says it is over its slots', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-al-'));
+  const dir = tempDir('al');
   const store = new DirStore(dir);
   let boot = 'boot-1';
   const open = () => ActivityLog.open({ store, extentSize: 4096, slots: 1024, bootId: () => boot });

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { ConfigError, parseConfig } from '../../src/config/config.js';
 import { parseDuration, parseSize } from '../../src/units/units.js';
+import { tempDir } from '../helpers/run.js';
 
 const good = `node: site-a
 state: ./state/site-a
@@ -167,7 +168,7 @@ test('a journal folder may not be, be inside, or hold another volume\'s state fo
 });
 
 test('journal folders are compared through symlinks', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-cfg-'));
+  const dir = tempDir('cfg');
   fs.mkdirSync(path.join(dir, 'real'));
   fs.symlinkSync(path.join(dir, 'real'), path.join(dir, 'link'));
   assert.throws(() => parseConfig(pair(jd('./real/j'), jd('./link/j')), path.join(dir, 'offsite.yaml')),

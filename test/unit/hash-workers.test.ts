@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { HashWorkers } from '../../src/sync/hash-workers.js';
 import { HashBuffers, hashRegions, regionHash, type HashedDisk } from '../../src/sync/region-hashes.js';
-import { HASH_BUFFERS, HASH_READ_BYTES } from '../../src/limits/limits.js';
+import { HASH_BUFFERS, HASH_READ_BYTES, HASH_WORKER_DEATHS } from '../../src/limits/limits.js';
 
 const KiB = 1024;
 
@@ -77,6 +77,33 @@ test('idle workers stop; hashRegions through the node\'s buffers and workers rea
     w.retireIdle();
     assert.equal(w.workers, 0, 'idle past the limit: stopped');
     assert.deepEqual(await hashRegions('sha256', disk, rs, 0, 3, () => true, buffers), here('sha256', bytes.subarray(0, 3 * rs), rs));
+  } finally {
+    await w.close();
+  }
+});
+
+test('workers that keep dying are paused, said once: every hash is made on the event loop meanwhile, none is lost', async () => {
+  const warned: string[] = [];
+  const w = new HashWorkers(1, 30_000, (m) => warned.push(m));
+  const buffers = new HashBuffers(w);
+  try {
+    const b = await buffers.take();
+    randomBytes(256 * KiB).copy(b);
+    const data = b.subarray(0, 256 * KiB);
+    for (let i = 0; i < HASH_WORKER_DEATHS; i++) {
+      const pending = buffers.hash('blake3', data, 64 * KiB);
+      await w.killWorker(0);
+      assert.deepEqual(await pending, here('blake3', data, 64 * KiB), `hash ${i}: made on the event loop`);
+    }
+    assert.equal(w.deaths, HASH_WORKER_DEATHS);
+    assert.equal(warned.length, 1);
+    assert.match(warned[0]!, /^hashing workers died 5 times within 10 s \(last: .*\); region hashes are made on the event loop for the next 60 s/);
+    const started = w.started;
+    assert.deepEqual(await buffers.hash('sha256', data, 64 * KiB), here('sha256', data, 64 * KiB));
+    assert.equal(w.started, started, 'paused: no worker started');
+    await assert.rejects(w.hash('blake3', data, 64 * KiB), /paused/);
+    assert.equal(buffers.hashedHere, HASH_WORKER_DEATHS + 1);
+    buffers.give(b);
   } finally {
     await w.close();
   }

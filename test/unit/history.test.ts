@@ -6,7 +6,7 @@
 // saved bytes are durable while the next read is saved, and a sync failing meanwhile.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, truncateSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DirStore } from '../../src/journal/store.js';
@@ -30,6 +30,7 @@ import { ReplicaRound } from '../../src/secondary/replica-round.js';
 import { UnitApplier } from '../../src/secondary/apply-unit.js';
 import { refuseNewer } from '../../src/versioning/format.js';
 import { parseMoment } from '../../src/units/units.js';
+import { tempDir } from '../helpers/run.js';
 
 test('a history segment header, byte by byte', () => {
   const b = encodeHeader(0x1_0000_0000);
@@ -216,7 +217,7 @@ const skip = (until: number): JournalRecord =>
 
 /** Runs `fn` in a new folder, removed after. */
 async function inFolder(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'offsite-history-'));
+  const dir = tempDir('history');
   try {
     await fn(dir);
   } finally {

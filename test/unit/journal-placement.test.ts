@@ -11,6 +11,7 @@ import { JOURNAL_AT_FILE, judgePlace, readJournalAt, segmentsIn, writeJournalAt,
 import { DirStore } from '../../src/journal/store.js';
 import { moveJournal } from '../../src/journal/journal-move.js';
 import { NewerFormatError } from '../../src/versioning/format.js';
+import { tempDir } from '../helpers/run.js';
 
 const none = { count: 0, bytes: 0 };
 const facts = (f: Partial<PlaceFacts>): PlaceFacts =>
@@ -65,7 +66,7 @@ test('a journal folder that does not exist, where a journal began, is refused (a
 });
 
 test('the journal-at file: written, read back, decoded from fixed bytes; a newer version and a broken one refused', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'journal-at-'));
+  const dir = tempDir('journal-at');
   try {
     const store = new DirStore(dir);
     assert.equal(await readJournalAt(store), null);
@@ -100,10 +101,10 @@ function aJournal(dir: string): Record<string, string> {
   return journalFiles(dir);
 }
 
-for (const [where, other] of [['the same filesystem (linked)', () => fs.mkdtempSync(path.join(os.tmpdir(), 'to-'))],
-  ['another filesystem (copied)', () => fs.mkdtempSync('/dev/shm/to-')]] as const) {
+for (const [where, other] of [['the same filesystem (linked)', () => tempDir('to')],
+  ['another filesystem (copied)', () => tempDir('to', '/dev/shm')]] as const) {
   test(`moveJournal on ${where}: every file there before the commit, the old ones gone after it`, async () => {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'from-'));
+    const root = tempDir('from');
     const to = path.join(other(), 'j');
     try {
       const from = path.join(root, 'j');
@@ -132,7 +133,7 @@ for (const [where, other] of [['the same filesystem (linked)', () => fs.mkdtempS
 }
 
 test('moveJournal after a move a crash cut: its copies are replaced; a journal file of another origin stops it, nothing moved', async () => {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'cut-'));
+  const root = tempDir('cut');
   try {
     const from = path.join(root, 'j1');
     const to = path.join(root, 'j2');
@@ -161,7 +162,7 @@ test('moveJournal after a move a crash cut: its copies are replaced; a journal f
 });
 
 test('segmentsIn counts segment files only, and an absent folder as none', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'segments-'));
+  const dir = tempDir('segments');
   try {
     fs.writeFileSync(path.join(dir, '00000000000000000001.seg'), Buffer.alloc(100));
     fs.writeFileSync(path.join(dir, 'journal.lock'), 'x');

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { parseTrace, planLink, worstLag, type Interval } from '../../src/plan/plan.js';
+import { tempDir } from '../helpers/run.js';
 
 const OFFSITE = new URL('../../../bin/offsite.js', import.meta.url).pathname;
 
@@ -38,7 +39,7 @@ test('a steady writer needs its own rate, whatever the RPO', () => {
 });
 
 test('offsite plan --trace reads a CSV and prints peak, average and the rate needed', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-plan-'));
+  const dir = tempDir('plan');
   try {
     const lines = ['time,bytes', '0,0'];
     for (let m = 1; m <= 120; m++) lines.push(`${m * 60},${m % 20 === 11 ? 60e6 : 0}`);

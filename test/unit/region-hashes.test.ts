@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -14,6 +14,7 @@ import {
 import { HASH_BUFFERS } from '../../src/limits/limits.js';
 import { Volume } from '../../src/volume/volume.js';
 import type { Extent } from '../../src/export/backend.js';
+import { tempDir } from '../helpers/run.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -123,7 +124,7 @@ for (const alg of BOTH) test(`${alg}: hashes match the bytes whatever the map; h
 
 for (const alg of BOTH) test(`${alg}, on a real sparse file: a 1 GiB volume with two writes is hashed by reading what it holds`, async () => {
   const sha = (b: Buffer): Buffer => digest(alg, b);
-  const dir = mkdtempSync(join(tmpdir(), 'offsite-hash-'));
+  const dir = tempDir('hash');
   try {
     const v = Volume.open({ name: 'v', path: join(dir, 'v.img'), size: 1024 * MiB, readOnly: false });
     const a = Buffer.alloc(64 * KiB, 0x5a);

@@ -8,8 +8,9 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { parseConfig, type Config } from '../../src/config/config.js';
 import { peersReloaded } from '../../src/node/reloaded-peers.js';
+import { tempDir } from '../helpers/run.js';
 
-const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-peers-')), 'offsite.yaml');
+const file = path.join(tempDir('peers'), 'offsite.yaml');
 
 function config(peers: string, volumes: string): Config {
   return parseConfig(`node: site-a\nstate: ./state\nnbd: 127.0.0.1:10809\npeers:\n${peers}\nvolumes:\n${volumes}\n`, file);

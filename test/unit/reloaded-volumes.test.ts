@@ -9,8 +9,9 @@ import { parseConfig, sameFileKey, type Config } from '../../src/config/config.j
 import { applyVolumeKeys, journalReloaded, volumesReloaded } from '../../src/node/reloaded-volumes.js';
 import type { JournaledVolume } from '../../src/journal/write-path.js';
 import type { Replica } from '../../src/secondary/replica.js';
+import { tempDir } from '../helpers/run.js';
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-added-'));
+const dir = tempDir('added');
 const file = path.join(dir, 'offsite.yaml');
 
 function config(volumes: string, extra = ''): Config {

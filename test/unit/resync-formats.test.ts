@@ -12,6 +12,7 @@ import { decodeRoundMark, encodeRoundMark, RoundMarker } from '../../src/sync/ro
 import { RangeLocks } from '../../src/sync/range-lock.js';
 import { UndoArea } from '../../src/sync/undo.js';
 import { memDisk } from '../helpers/mem-disk.js';
+import { tempDir } from '../helpers/run.js';
 
 test('round marker: fixed bytes, damage reads as absent, replaced atomically', async () => {
   const fixed = Buffer.from('4f464653524e44312a000000000000000100000004187a07', 'hex');
@@ -25,7 +26,7 @@ test('round marker: fixed bytes, damage reads as absent, replaced atomically', a
   bad[9] = bad[9]! ^ 1;
   assert.equal(decodeRoundMark(bad), null);
   assert.equal(decodeRoundMark(fixed.subarray(0, 20)), null);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-round-'));
+  const dir = tempDir('round');
   const m = new RoundMarker(new DirStore(dir));
   assert.equal(await m.read(), null);
   await m.write({ startSeq: 7, initial: false });
@@ -36,7 +37,7 @@ test('round marker: fixed bytes, damage reads as absent, replaced atomically', a
 });
 
 test('undo area: old bytes saved once per region, served after a restart, torn tail cut', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-undo-'));
+  const dir = tempDir('undo');
   const store = new DirStore(dir);
   const disk = memDisk(3 * 4096 + 100); // a short last region
   disk.data.fill(0x11);

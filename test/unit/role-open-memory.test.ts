@@ -18,6 +18,7 @@ import { openRole, VolumeFolders, type RoleOpening } from '../../src/node/role-o
 import type { VolumeEntry } from '../../src/node/volume-entry.js';
 import { Volume } from '../../src/volume/volume.js';
 import { VolumeIdentity } from '../../src/volume/identity.js';
+import { tempDir } from '../helpers/run.js';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
@@ -28,7 +29,7 @@ function arrayBuffersNow(): number {
 }
 
 test('an open primary of 8 TiB keeps its dirty bitmap (16 MiB) and not a second set of that size', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-role-memory-'));
+  const dir = tempDir('role-memory');
   const config = parseConfig(`node: site-a
 state: ./state
 nbd: 127.0.0.1:10809

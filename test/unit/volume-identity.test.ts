@@ -6,8 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { VolumeIdentity } from '../../src/volume/identity.js';
+import { tempDir } from '../helpers/run.js';
 
-const dir = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-identity-'));
+const dir = (): string => tempDir('identity');
 
 test('a primary gets a uuid and a first generation; reopening keeps them', () => {
   const d = dir();

@@ -10,8 +10,9 @@ import type { JournaledVolume } from '../../src/journal/write-path.js';
 import { silentLogger } from '../../src/log/log.js';
 import { volumesReloaded } from '../../src/node/reloaded-volumes.js';
 import { volumePeersReloaded, type PeerLinks } from '../../src/node/volume-peers.js';
+import { tempDir } from '../helpers/run.js';
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'offsite-peers-'));
+const dir = tempDir('peers');
 const file = path.join(dir, 'offsite.yaml');
 
 function config(db: string, extra = ''): Config {
