@@ -472,7 +472,11 @@ export class Journal {
     for (const r of this.appends.unwritten) visit(r.offset, r.length);
   }
 
+  /** Set by close(): whatever reads or appends after it fails because the node let the journal go, not for damage. */
+  closed = false;
+
   close(): void {
+    this.closed = true;
     this.files.close();
     this.redoPoint.close();
   }

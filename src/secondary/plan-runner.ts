@@ -75,6 +75,14 @@ export class PlanRunner {
   lastApplyCode = 'EIO';
 
   fail(what: string, e: Error): void {
+    if (this.log.closed) {
+      // The node stops (or lets the volume go) with this under way: nothing failed. What the
+      // receive log holds is applied at the next start, as after a crash part-way.
+      this.logger.info({ volume: this.name }, `volume ${this.name}: ${what} stopped part-way: the receive log was closed; the next start ` +
+        'takes it up again from the log');
+      this.link?.close(`${what} stopped: the receive log was closed`);
+      return;
+    }
     const why = (e as NodeJS.ErrnoException).code ?? e.message;
     this.logger.error({ volume: this.name }, `volume ${this.name}: ${what} failed (${why}); the link closes and the primary's journal keeps the data`);
     this.link?.close(`${what} failed on the secondary (${why})`);
