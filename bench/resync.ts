@@ -258,13 +258,13 @@ both on this two-core machine; then a round trip and a map of the allocation per
 over the 9 GiB of holes (16 MiB batches there once a batch found a hole: about 600).
 From the disk, each side reads its data at once, so the two sites here share one
 disk's rate; dd reads the same 2 GiB one extent after another. Issue 21 asks for a
-verify at 0.8x of the disk's sequential read: the table below says how near this run
+verify at 0.8x of the disk's sequential read: the table above says how near this run
 came (this virtual disk's rate varies by 2x between dd runs minutes apart).
 
 The resync's time runs from site-b's start to the pair drained, so it holds site-a's wait
 before its next dial: since 2026-12-07 at most 5 s for a peer that does not answer
 (src/node/dialer.ts; before, the backoff doubled to 30 s over the outage, and this row
-read 2.5 to 5.1 s in runs of the same day, 1.2 s since).
+read 2.5 to 5.1 s in runs of that day before the change).
 The resync sends the dirty regions (64 KiB each) once: the target was at most 1.1x the
 dirty bytes. rsync needs no bitmap but reads both files end to end to find the same
 changes; Offsite knows them from the bitmap and reads only those regions. A first

@@ -63,7 +63,7 @@ export class AppendQueue {
   private pumpQueued = false;
 
   /**
-   * Starts the next job once this turn's other work is done, not in the append's own
+   * Starts the next job in a microtask, not in the append's own
    * call: the host writes that arrived together (a host's requests read in one chunk)
    * are then all queued, each with its volume write behind it (`follow`), and go in one
    * job. Started at once, the job took the first record alone, and its volume write,

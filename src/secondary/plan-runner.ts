@@ -76,10 +76,13 @@ export class PlanRunner {
 
   fail(what: string, e: Error): void {
     if (this.log.closed) {
-      // The node stops (or lets the volume go) with this under way: nothing failed. What the
-      // receive log holds is applied at the next start, as after a crash part-way.
-      this.logger.info({ volume: this.name }, `volume ${this.name}: ${what} stopped part-way: the receive log was closed; the next start ` +
-        'takes it up again from the log');
+      // The node stops, or a role change lets the receive log go, with this under way:
+      // nothing failed for damage. What the log holds is taken up when it opens again, as
+      // after a crash part-way (or is let go with it by the role change). The error is
+      // kept in the line: a real one may race the close.
+      const why = (e as NodeJS.ErrnoException).code ?? e.message;
+      this.logger.info({ volume: this.name }, `volume ${this.name}: ${what} stopped part-way (${why}): the receive log was closed; ` +
+        'what it holds is taken up again when it is opened');
       this.link?.close(`${what} stopped: the receive log was closed`);
       return;
     }

@@ -11,6 +11,7 @@
 // the next hash; workers that keep dying (HASH_WORKER_DEATHS within 10 s) are not
 // started again for HASH_WORKER_PAUSE_MS, said once in the log, and every hash is made
 // on the event loop meanwhile. A buffer not in shared memory is hashed where it is.
+import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { boundYoungGeneration } from '../memory/collector.js';
 import { HASH_WORKERS, HASH_WORKER_DEATHS, HASH_WORKER_IDLE_MS, HASH_WORKER_PAUSE_MS } from '../limits/limits.js';
@@ -33,7 +34,7 @@ export class HashWorkers {
   private nextId = 1;
   private closed = false;
   private readonly timer: NodeJS.Timeout;
-  /** Workers started so far, and that died or could not start (figures for status and tests). */
+  /** Workers started so far, and that died or could not start (figures for tests). */
   started = 0;
   deaths = 0;
   private recentDeaths: number[] = [];
@@ -63,7 +64,7 @@ export class HashWorkers {
   hash(algorithm: RegionHash, data: Buffer, regionSize: number): Promise<Buffer[]> {
     assert(data.buffer instanceof SharedArrayBuffer, 'a hashing worker reads shared memory only');
     if (this.closed) return Promise.reject(new Error('hashing workers closed'));
-    if (Date.now() < this.pausedUntil) return Promise.reject(new Error('hashing workers paused: they kept dying'));
+    if (performance.now() < this.pausedUntil) return Promise.reject(new Error('hashing workers paused: they kept dying'));
     return new Promise((resolve, reject) => {
       this.queue.push({ id: this.nextId++, algorithm, data, regionSize, resolve, reject });
       this.dispatch();
@@ -115,28 +116,33 @@ export class HashWorkers {
   /** A worker died or could not start: counted; too many of late pause the workers and fail what waits. */
   private died(why: string): void {
     this.deaths++;
-    const now = Date.now();
+    // (A monotonic clock: a wall clock set back would stretch the pause.)
+    const now = performance.now();
     this.recentDeaths = this.recentDeaths.filter((t) => now - t < 10_000);
     this.recentDeaths.push(now);
     if (this.recentDeaths.length < HASH_WORKER_DEATHS) return;
     this.recentDeaths = [];
     this.pausedUntil = now + HASH_WORKER_PAUSE_MS;
-    this.warn(`hashing workers died ${HASH_WORKER_DEATHS} times within 10 s (last: ${why}); region hashes are made on the event loop ` +
-      `for the next ${HASH_WORKER_PAUSE_MS / 1000} s (a first sync and a verify go on, slower, and host requests wait behind each hash)`);
     for (const j of this.queue.splice(0)) j.reject(new Error('hashing workers paused: they kept dying'));
+    try {
+      this.warn(`hashing workers died ${HASH_WORKER_DEATHS} times within 10 s (last: ${why}); region hashes are made on the event loop ` +
+        `for the next ${HASH_WORKER_PAUSE_MS / 1000} s (a first sync and a verify go on, slower, and host requests wait behind each hash)`);
+    } catch {
+      // (Saying it must not strand what this handler runs for.)
+    }
   }
 
   private dispatch(): void {
     if (this.closed) return;
     const free = this.slots.filter((s) => !s.job && s.worker.threadId >= 0).length;
-    for (let more = Math.min(this.queue.length - free, this.size - this.slots.length); more > 0 && Date.now() >= this.pausedUntil; more--) {
+    for (let more = Math.min(this.queue.length - free, this.size - this.slots.length); more > 0 && performance.now() >= this.pausedUntil; more--) {
       try {
         this.slots.push(this.spawn());
       } catch (e) {
-        // (No thread to be had, say: what waits is hashed on the event loop.)
+        // (No thread to be had, say: with no worker left, what waits is hashed on the event loop; else the others take it.)
         this.died((e as Error).message);
-        for (const j of this.queue.splice(0)) j.reject(new Error(`a hashing worker cannot start: ${(e as Error).message}`));
-        return;
+        if (this.slots.length === 0) for (const j of this.queue.splice(0)) j.reject(new Error(`a hashing worker cannot start: ${(e as Error).message}`));
+        break;
       }
     }
     for (const slot of this.slots) {

@@ -2,7 +2,6 @@
 // volumes (src/volume/volume.ts) wrapped in the real SCSI logical unit, served by an
 // IscsiServer on 127.0.0.1 and a free port.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { Volume } from '../../src/volume/volume.js';

@@ -3,7 +3,6 @@
 // least 190 passed and no more failures than the two documented there, each explained.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { run, tempDir } from '../helpers/run.js';

@@ -2,7 +2,6 @@
 // logged extent suspect, a clean reset leaves nothing suspect, eviction waits for syncs.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { ActivityLog, decodeActivity, encodeActivity } from '../../src/journal/activity-log.js';

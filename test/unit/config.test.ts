@@ -1,7 +1,6 @@
 // Config errors name the key and the line.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { ConfigError, parseConfig } from '../../src/config/config.js';

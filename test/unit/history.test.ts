@@ -7,7 +7,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, rmSync, truncateSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DirStore } from '../../src/journal/store.js';
 import { RecordKind, FLAG_ROUND_END, type JournalRecord } from '../../src/journal/record.js';

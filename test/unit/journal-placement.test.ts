@@ -4,7 +4,6 @@
 // test/integration/journal-moved.test.ts runs them on a real pair.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { JOURNAL_AT_FILE, judgePlace, readJournalAt, segmentsIn, writeJournalAt, type PlaceFacts } from '../../src/journal/placement.js';

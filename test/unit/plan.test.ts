@@ -2,7 +2,6 @@
 // far above the average), and the CLI reading a CSV trace.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';

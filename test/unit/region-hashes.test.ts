@@ -6,7 +6,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   BLAKE3_SINCE_VERSION, HashBuffers, hashRegions, regionHash, regionHashOf, zeroHash, type HashedDisk, type RegionHash,

@@ -2,8 +2,6 @@
 // fingerprint or address makes the link again, a rate applies in place, one dropped with
 // its volumes retires, one a kept volume still pairs with waits for a restart.
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { parseConfig, type Config } from '../../src/config/config.js';

@@ -2,7 +2,6 @@
 // are let go, which wait for a restart and why; and the config's refusal of two volumes on one file.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { parseConfig, sameFileKey, type Config } from '../../src/config/config.js';

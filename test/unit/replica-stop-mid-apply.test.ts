@@ -29,7 +29,8 @@ test('an apply cut by the receive log\'s close (a node stopping) is said at info
   r.fail('applying records 2..38901', new Error('journal no longer holds record 10122 (released up to 1)'));
   await settle();
   assert.deepEqual(lines.map((l) => [l.level, l.msg]),
-    [[30, 'volume db: applying records 2..38901 stopped part-way: the receive log was closed; the next start takes it up again from the log']]);
+    [[30, 'volume db: applying records 2..38901 stopped part-way (journal no longer holds record 10122 (released up to 1)): the receive log was closed; ' +
+      'what it holds is taken up again when it is opened']]);
   assert.deepEqual(reasons, ['applying records 2..38901 stopped: the receive log was closed']);
 });
 

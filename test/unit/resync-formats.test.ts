@@ -3,7 +3,6 @@
 // Resync frame, and the range locks that order resync reads against host writes.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { DirStore } from '../../src/journal/store.js';

@@ -5,7 +5,6 @@
 // volume. Measured here after full collections (--expose-gc, set from the test).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import v8 from 'node:v8';

@@ -2,7 +2,6 @@
 // replaced atomically, and a damaged file is a clear error, never a new identity.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { VolumeIdentity } from '../../src/volume/identity.js';

@@ -1,8 +1,6 @@
 // A served volume's peers changed at a reload (src/node/volume-peers.ts): what is said, what
 // waits for a restart and why, and what the change does, in order, to the journal and the links.
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { parseConfig, type Config, type VolumeConfig } from '../../src/config/config.js';
