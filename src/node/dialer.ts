@@ -30,9 +30,14 @@ export const MAX_BACKOFF_MS = 30_000;
 /** How a dial that did not bring the link up ended: no answer, or an answer that refused it. */
 export type DialFailure = 'unanswered' | 'refused';
 
+/** The longest wait after `failure`. */
+export function backoffCap(failure: DialFailure): number {
+  return failure === 'refused' ? MAX_BACKOFF_MS : MAX_UNANSWERED_BACKOFF_MS;
+}
+
 /** The wait after `failure`, the last wait having been `backoff`: doubled, up to the failure's cap. */
 export function nextBackoff(backoff: number, failure: DialFailure): number {
-  return Math.min(failure === 'refused' ? MAX_BACKOFF_MS : MAX_UNANSWERED_BACKOFF_MS, backoff * 2);
+  return Math.min(backoffCap(failure), backoff * 2);
 }
 /**
  * A link that was up this long and then ended is dialed again at once, not after
@@ -94,8 +99,7 @@ export class Dialer {
           // Say each distinct failure once at warn; repeats go to debug.
           const say = msg !== lastError ? this.o.log.warn : this.o.log.debug;
           const failure: DialFailure = e instanceof LinkRefused || !dialing ? 'refused' : 'unanswered';
-          const cap = failure === 'refused' ? MAX_BACKOFF_MS : MAX_UNANSWERED_BACKOFF_MS;
-          say.call(this.o.log, { peer }, `link to ${peer} at ${p.address}: ${msg}; retrying (backoff up to ${formatDuration(cap / 1000)})`);
+          say.call(this.o.log, { peer }, `link to ${peer} at ${p.address}: ${msg}; retrying (backoff up to ${formatDuration(backoffCap(failure) / 1000)})`);
           lastError = msg;
           backoff = (await this.backoff(peer, backoff)) ? MIN_BACKOFF_MS : nextBackoff(backoff, failure);
           continue;
