@@ -34,7 +34,12 @@ export interface ReleaseHost {
 }
 
 export class Releases {
-  /** When a release last synced the volume to let the journal go (a host write does not follow its record for a while after). */
+  /**
+   * When a release last synced the volume because it could not wait (the journal needs
+   * room, a round, the bitmap): such releases may come ack after ack, so a host write does
+   * not follow its record for a while after. The due sync of `ifDue` is not one of them:
+   * it is the volume's periodic sync, as an epoch close's, at most once an interval.
+   */
   get syncedAt(): number {
     return this.lastSync;
   }
@@ -76,15 +81,16 @@ export class Releases {
    * Releases what every peer holds, up to `seq`, never past what the volume's last sync
    * covered (invariant 2). What lies past that waits for the volume's next sync, which
    * releases it (afterSync), unless the journal needs the room or the round or tracking
-   * asks for it now (atOnceNow), or the caller does (`atOnce`, the background release):
-   * then the volume is synced now.
+   * asks for it now (atOnceNow), or the caller does (`atOnce`, the background release:
+   * for room, or due at the sync interval): then the volume is synced now.
    */
-  private async upTo(seq: number, atOnce = false): Promise<void> {
+  private async upTo(seq: number, atOnce: 'room' | 'due' | false = false): Promise<void> {
     const { journal, cursors, detached, round } = this.h;
     journal.held(seq);
     if (seq > this.h.durableAppliedSeq()) {
-      if (atOnce || this.atOnceNow()) {
-        this.lastSync = journal.now();
+      const urgent = this.atOnceNow();
+      if (atOnce !== false || urgent) {
+        if (atOnce === 'room' || urgent) this.lastSync = journal.now();
         await this.h.sync();
       } else {
         this.waits = true;
@@ -133,14 +139,14 @@ export class Releases {
    * not held up: half the journal is still free.
    */
   appended(): void {
-    if (this.waits && this.journalNeedsRoom) this.releaseInBackground();
+    if (this.waits && this.journalNeedsRoom) this.releaseInBackground('room');
   }
 
-  /** The volume is synced and the waiting acks released, in the background. */
-  private releaseInBackground(): void {
+  /** The volume is synced and the waiting acks released, in the background: for room, or due (ifDue). */
+  private releaseInBackground(why: 'room' | 'due'): void {
     if (!this.waits || this.inBackground || this.closing) return;
     this.inBackground = true;
-    void this.upTo(this.h.cursors.lowest, true)
+    void this.upTo(this.h.cursors.lowest, why)
       .catch(this.failed)
       .finally(() => { this.inBackground = false; });
   }
@@ -161,7 +167,7 @@ export class Releases {
    * it) syncs the volume now, in the background.
    */
   ifDue(): void {
-    if (this.waits && this.h.journal.now() - this.h.volumeSyncedAt() >= VOLUME_SYNC_INTERVAL_MS) this.releaseInBackground();
+    if (this.waits && this.h.journal.now() - this.h.volumeSyncedAt() >= VOLUME_SYNC_INTERVAL_MS) this.releaseInBackground('due');
   }
 
   /**

@@ -75,8 +75,9 @@ export const DIRECT_BLOCK_BYTES = 4096;
  */
 export const FOLLOW_MAX_BYTES = 64 * 1024;
 /**
- * Nor for this long after a peer's ack released the journal with a sync of the volume:
- * a follower waiting for that writeback holds up the journal. Measured on bench:replication
+ * Nor for this long after a peer's ack released the journal with a sync of the volume
+ * that could not wait (the journal over half full, a round, the bitmap; not the due sync
+ * at VOLUME_SYNC_INTERVAL_MS): a follower waiting for that writeback holds up the journal. Measured on bench:replication
  * (docs/JOURNAL.md): followers help while no release syncs the volume, not while releases do.
  */
 export const FOLLOW_AFTER_RELEASE_MS = 10_000;

@@ -22,7 +22,7 @@ import type { FollowingWrites, Store, StoreFile } from '../../src/store/store.js
 import { nativeFs } from '../../src/volume/native.js';
 import { Volume } from '../../src/volume/volume.js';
 import { silentLogger } from '../../src/log/log.js';
-import { FOLLOW_AFTER_RELEASE_MS, FOLLOW_MAX_BYTES, RELEASE_AT_ONCE_ABOVE } from '../../src/limits/limits.js';
+import { FOLLOW_AFTER_RELEASE_MS, FOLLOW_MAX_BYTES, RELEASE_AT_ONCE_ABOVE, VOLUME_SYNC_INTERVAL_MS } from '../../src/limits/limits.js';
 import { tempDir } from '../helpers/run.js';
 
 const KiB = 1024;
@@ -245,7 +245,7 @@ test('host writes queued on a real volume go as followers of their records: few 
   await disk.close();
 });
 
-test('for FOLLOW_AFTER_RELEASE_MS after a peer\'s ack released the journal with a sync of the volume, writes do not follow', async () => {
+test('for FOLLOW_AFTER_RELEASE_MS after an ack released the journal with a sync of the volume, writes do not follow (not after a due sync)', async () => {
   let clock = 1_000_000;
   // A journal of 4 MiB: nine turns of 64 writes of 4 KiB fill it past RELEASE_AT_ONCE_ABOVE, and the ack syncs the volume.
   const { disk, journal, jv, counter } = await onFiles('following-release', 1024 * KiB, () => clock, 4096 * KiB);
@@ -264,11 +264,22 @@ test('for FOLLOW_AFTER_RELEASE_MS after a peer\'s ack released the journal with 
   assert.ok(counter.intents <= 2, `${counter.intents} intents: once the releases stopped, writes follow their records again`);
   // An ack under RELEASE_AT_ONCE_ABOVE waits for the volume's next sync to release: writes go on following.
   assert.ok(journal.usedBytes <= journal.capacity * RELEASE_AT_ONCE_ABOVE);
-  await jv.release(journal.lastSeq);
-  assert.ok(journal.released < journal.lastSeq, 'the release waits for the volume\'s sync');
+  const acked = journal.lastSeq;
+  await jv.release(acked);
+  assert.ok(journal.released < acked, 'the release waits for the volume\'s sync');
   counter.intents = 0;
   await turn64();
   assert.ok(counter.intents <= 2, `${counter.intents} intents: a release that waits for the volume's sync leaves writes following`);
+  // The shipper's tick once the sync interval passed: the volume's due sync releases what waits. It is the
+  // periodic sync an epoch close would make, not a release that could not wait: writes go on following.
+  clock += VOLUME_SYNC_INTERVAL_MS;
+  assert.ok(journal.released < acked, 'the ack still waits for the volume\'s sync');
+  jv.releaseIfDue();
+  for (let i = 0; i < 200 && journal.released < acked; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(journal.released, acked, 'the due sync released what waited');
+  counter.intents = 0;
+  await turn64();
+  assert.ok(counter.intents <= 2, `${counter.intents} intents: after the due sync's release, writes still follow their records`);
   await jv.close();
   await disk.close();
 });
