@@ -5,7 +5,7 @@
 // meanwhile. A failed write breaks the journal: nothing more is appended, and what
 // was queued behind it is dropped (its ranges kept for the fold into the bitmap).
 import { crc32c } from '../checksum/crc32c.js';
-import type { Segment } from './segment.js';
+import { markRecord, type Segment } from './segment.js';
 import type { FollowingWrite } from './disk.js';
 import { assert } from '../invariants/assert.js';
 
@@ -55,6 +55,8 @@ export class AppendQueue {
   enqueue(seg: Segment, seq: number, parts: Buffer[], range: Range | null = null, crc?: number): void {
     const bytes = parts.reduce((n, p) => n + p.length, 0);
     this.queue.push({ seg, at: seg.reserved, parts, bytes, seq, range, crc: parts.length > 1 ? crc : undefined, follower: undefined });
+    // (A record, not the segment's header: where it lies, for reads that want it later.)
+    if (seq >= seg.baseSeq) markRecord(seg, seq, seg.reserved);
     seg.reserved += bytes;
     this.pumpSoon();
   }

@@ -195,6 +195,8 @@ export class SegmentSet {
       return;
     }
     keep.reserved = SEGMENT_HEADER_SIZE;
+    keep.cursor = undefined;
+    keep.marks = undefined;
     keep.baseSeq = nextSeq;
     keep.lastSeq = nextSeq - 1;
     keep.unsynced = true;

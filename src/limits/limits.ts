@@ -23,6 +23,12 @@ export const READ_BATCH_BYTES = 8 * MiB;
  */
 export const JOURNAL_HEADER_CHUNK_BYTES = 64 * 1024;
 /**
+ * A segment keeps the place of a record about every this many bytes (src/journal/segment.ts,
+ * `SegmentMarks`): a read of a record no cursor points at walks the headers from the last
+ * mark before it, at most this far (four header chunks), not from the segment's start.
+ */
+export const SEGMENT_MARK_BYTES = 256 * 1024;
+/**
  * Recovery (a start, a reopen) scans each segment in reads of this, records decoded
  * from the buffer: one thread-pool job per MiB instead of two per record, which held a
  * start with 3.6 GiB of 4 KiB records (900k) for 50 s of CPU. One buffer per scan.

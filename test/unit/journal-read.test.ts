@@ -264,3 +264,69 @@ test('a first read the hint made larger still ends the batch about at what was a
   room.release();
   j.close();
 });
+
+/** A store counting the reads of its segment files and their bytes. */
+class CountingStore extends DirStore {
+  reads = 0;
+  bytes = 0;
+  private counted(f: StoreFile): StoreFile {
+    const read = f.read.bind(f);
+    f.read = (position, length, into) => {
+      this.reads++;
+      this.bytes += length;
+      return read(position, length, into);
+    };
+    return f;
+  }
+  override create(name: string): StoreFile {
+    return this.counted(super.create(name));
+  }
+  override open(name: string): StoreFile {
+    return this.counted(super.open(name));
+  }
+}
+
+test('a read deep in a segment starts at the last mark before its record, not at the segment\'s start; a wrong mark is walked past', async () => {
+  // 3000 records of 4 KiB in one 16 MiB segment (a coalescing plan far behind reads headers from deep in it).
+  const dir = tempDir('jread-marks');
+  const fill = new Journal({ store: new CountingStore(dir), capacity: 64 << 20, segmentSize: 16 << 20, now: () => 1000 });
+  await fill.recover();
+  for (let i = 0; i < 3000; i++) fill.append(RecordKind.Write, (i % 256) * 4096, 4096, Buffer.alloc(4096, (i % 250) + 1));
+  await fill.sync();
+  fill.close();
+  const store = new CountingStore(dir);
+  const j = new Journal({ store: store as DirStore, capacity: 64 << 20, segmentSize: 16 << 20, now: () => 1000 });
+  // Recovery scans the segment: then count only the reads after it.
+  await j.recover();
+  const deep = async (seq: number): Promise<{ reads: number; bytes: number }> => {
+    store.reads = 0;
+    store.bytes = 0;
+    const heads = await j.readHeaders(seq, 64 * 1024);
+    assert.equal(heads[0]!.seq, seq, `headers from record ${seq}`);
+    return { reads: store.reads, bytes: store.bytes };
+  };
+  // The first read walks from the segment's start (no mark yet after a restart), and marks it on the way.
+  const first = await deep(2900);
+  assert.ok(first.bytes > 10 << 20, `the first read walked the segment: ${first.bytes} bytes`);
+  // Later ones, anywhere before that, start at a mark: a few header chunks, not megabytes.
+  for (const seq of [2950, 1200, 2901, 17]) {
+    const { reads, bytes } = await deep(seq);
+    assert.ok(bytes <= 6 * 64 * 1024 && reads <= 6, `record ${seq}: ${reads} reads, ${bytes} bytes`);
+  }
+  // Records and payloads read from a mark are the right ones.
+  const batch = await j.read(1500, 8192);
+  assert.deepEqual(batch.map((r) => r.seq), [1500, 1501]);
+  assert.equal(batch[0]!.payload[0], (1499 % 250) + 1);
+  // A mark that no longer holds (here made wrong on purpose) is found out and walked past from the segment's start.
+  const seg = (j as unknown as { files: { list: Array<{ marks?: { seqs: number[]; positions: number[] } }> } }).files.list[0]!;
+  seg.marks!.positions = seg.marks!.positions.map((p) => p + 4096);
+  const again = await j.read(2000, 4096);
+  assert.deepEqual(again.map((r) => r.seq), [2000]);
+  assert.equal(again[0]!.payload[0], (1999 % 250) + 1);
+  // Appends mark their records as they are queued: a read of a record just written needs no walk.
+  for (let i = 0; i < 100; i++) j.append(RecordKind.Write, 0, 4096, Buffer.alloc(4096, 7));
+  await j.sync();
+  const appended = await deep(3090);
+  assert.ok(appended.reads <= 6, `${appended.reads} reads for a record appended since the start`);
+  j.close();
+});
