@@ -12,6 +12,13 @@ export interface Disk extends Omit<ExportBackend, 'capabilities'> {
    * disk not on a descriptor); absent on disks that never can.
    */
   following?(offset: number, data: Buffer): FollowingWrite | null;
+  /**
+   * Writes each of `data` whole at its offset, in this order (a later one over an earlier
+   * one where they overlap), in as few thread-pool jobs as it can: the secondary's apply
+   * of a read of its receive log (src/secondary/apply-unit.ts). Absent: the caller writes
+   * them one after the other with `write`.
+   */
+  writeInOrder?(offsets: number[], data: Buffer[]): Promise<void>;
   /** Makes room for `size` bytes, durable (a grown volume, docs/CONFIG.md "Growing a volume"); `size` holds the old value until setSize. */
   extend(size: number): Promise<void>;
   /** From now on the disk is `size` bytes: extend(size) made room. */

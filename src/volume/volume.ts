@@ -12,7 +12,7 @@ import {
   SEEK_DATA, SEEK_HOLE, nativeFs,
 } from './native.js';
 import { formatBytes } from '../units/units.js';
-import { MIN_VOLUME_BYTES } from '../limits/limits.js';
+import { IN_ORDER_WRITES_PER_JOB, MIN_VOLUME_BYTES, WRITE_BATCH_MAX_BYTES } from '../limits/limits.js';
 
 export interface VolumeOptions {
   name: string;
@@ -276,6 +276,27 @@ export class Volume implements ExportBackend {
       step(first);
     }));
     return fua ? p.then(() => this.flush()) : p;
+  }
+
+  /** Disk.writeInOrder: each whole, in order, IN_ORDER_WRITES_PER_JOB (or WRITE_BATCH_MAX_BYTES) to a job, the jobs one after the other. */
+  async writeInOrder(offsets: number[], data: Buffer[]): Promise<void> {
+    assert(offsets.length === data.length, () => `volume ${this.name}: ${offsets.length} offsets for ${data.length} writes`);
+    if (!nativeFs.pwriteBatch) {
+      for (let i = 0; i < data.length; i++) await this.write(offsets[i]!, data[i]!, false);
+      return;
+    }
+    this.check();
+    this.written = true;
+    for (let i = 0; i < data.length;) {
+      let j = i;
+      let bytes = 0;
+      while (j < data.length && (j === i || (j - i < IN_ORDER_WRITES_PER_JOB && bytes + data[j]!.length <= WRITE_BATCH_MAX_BYTES))) bytes += data[j++]!.length;
+      const errs = await this.counted(() => nativeFs.pwriteBatch!(this.fd, data.slice(i, j), offsets.slice(i, j)));
+      assert(errs.length === j - i, () => `volume ${this.name}: ${errs.length} results for ${j - i} writes`);
+      const failed = errs.find((e) => e !== 0);
+      if (failed !== undefined) throw this.writeFailure(failed);
+      i = j;
+    }
   }
 
   /**

@@ -417,6 +417,8 @@ export class MemDisk implements Disk {
   full = false;
   /** Its writes may follow their journal records in the records' job (`following`). */
   follows = false;
+  /** Disk.writeInOrder, once `takesRunsInOrder` gave it (else absent: the apply writes one record at a time). */
+  writeInOrder?: (offsets: number[], data: Buffer[]) => Promise<void>;
   /** (Weak: a thousand seeds' disks must not stay in memory for their descriptor numbers.) */
   private static readonly byFd = new Map<number, WeakRef<MemDisk>>();
   private static nextFd = 1_000_000;
@@ -450,6 +452,21 @@ export class MemDisk implements Disk {
     if (!this.follows) return null;
     MemDisk.byFd.set(this.fd, new WeakRef(this));
     return { fd: this.fd, data, position: offset, failure: (errno) => Object.assign(new Error(`errno ${errno}`), { code: 'ENOSPC' }), ended: () => undefined };
+  }
+
+  /**
+   * Takes a run of writes in one step, each in its order (Disk.writeInOrder, as the
+   * volume's one thread-pool job does them); on a full disk the step writes none and fails.
+   */
+  takesRunsInOrder(): this {
+    this.writeInOrder = (offsets, data) => {
+      const copies = data.map((d) => Buffer.from(d));
+      return this.sched.defer(() => {
+        if (this.full) throw Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' });
+        copies.forEach((d, i) => this.file.write(offsets[i]!, d));
+      });
+    };
+    return this;
   }
 
   /** One following write (MemHandle.writevThen): 0, or 28 (ENOSPC) on a full disk. */

@@ -164,7 +164,9 @@ async function runOneSeed(seed: number, steps: number): Promise<GroupSimStats> {
   const members: Member[] = names.map((name) => ({
     name,
     pdisk: named(new MemDisk(size, psched), name), pjstore: new MemStore(psched, { directAppends: true }), pmstore: new MemStore(psched),
-    sdisk: named(new MemDisk(size, ssched), name), sjstore: new MemStore(ssched, { directAppends: true }), ssstore: new MemStore(ssched),
+    // (Half the seeds' secondaries take the apply a run of writes at a time: Disk.writeInOrder.)
+    sdisk: named(seed % 2 === 0 ? new MemDisk(size, ssched).takesRunsInOrder() : new MemDisk(size, ssched), name),
+    sjstore: new MemStore(ssched, { directAppends: true }), ssstore: new MemStore(ssched),
     jv: undefined as unknown as JournaledVolume, shipper: undefined as unknown as VolumeShipper, replica: undefined as unknown as Replica,
     stream: new Map(), imageAt: new Map([[0, hash(Buffer.alloc(size))]]), pointSeq: new Map(), ackedMax: 0,
   }));

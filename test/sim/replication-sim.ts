@@ -233,6 +233,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   // records' job (docs/JOURNAL.md), on every site's disk; from the seed, so the
   // generator draws as before.
   pdisk.follows = seed % 3 === 1;
+  // Half the seeds' disks take a secondary's apply a run of writes at a time (Disk.writeInOrder), the others one at a time.
+  if (seed % 2 === 0) pdisk.takesRunsInOrder();
   let pjstore = new MemStore(psched, { directAppends: true });
   let pmstore = new MemStore(psched);
   // A third of the seeds have a second secondary, site-c (docs/PEERS.md): the primary
@@ -465,6 +467,7 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     const sdisk = machine?.disk ?? new MemDisk(size, ssched);
     // (A secondary promoted in a failover journals host writes too: they follow their records as the first primary's do.)
     sdisk.follows = seed % 3 === 1;
+    if (seed % 2 === 0 && !sdisk.writeInOrder) sdisk.takesRunsInOrder();
     const sjstore = new MemStore(ssched, { directAppends: true });
     const ssstore = new MemStore(ssched);
     let replica = undefined as unknown as Replica; // set by openSecondary, after the first openPrimary

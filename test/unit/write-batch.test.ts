@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { WriteBatcher } from '../../src/volume/write-batch.js';
-import { WRITE_BATCHES_IN_FLIGHT, WRITE_BATCH_MAX_WRITES } from '../../src/limits/limits.js';
+import { IN_ORDER_WRITES_PER_JOB, WRITE_BATCHES_IN_FLIGHT, WRITE_BATCH_MAX_WRITES } from '../../src/limits/limits.js';
+import { Volume } from '../../src/volume/volume.js';
 import { nativeFs } from '../../src/volume/native.js';
 import { tempDir } from '../helpers/run.js';
 
@@ -102,4 +103,26 @@ test('idle waits for the writes in the thread pool (a volume closes its descript
   await w;
   await whenIdle;
   assert.equal(idle, true);
+});
+
+test('writeInOrder: a run of writes lands in its order (a later one over an earlier), across jobs; a failed write fails the run', async () => {
+  const file = path.join(tempDir('write-in-order'), 'v.img');
+  const v = Volume.open({ name: 'v', path: file, size: 4 << 20, readOnly: false });
+  // More writes than one job takes (three jobs, one after the other), each 4 KiB at one of 8 places: the last to each must win.
+  const n = IN_ORDER_WRITES_PER_JOB * 2 + 100;
+  const offsets = Array.from({ length: n }, (_, i) => (i % 8) * 4096);
+  const data = Array.from({ length: n }, (_, i) => Buffer.alloc(4096, i % 251));
+  await v.writeInOrder(offsets, data);
+  const back = fs.readFileSync(file);
+  for (let k = 0; k < 8; k++) {
+    let last = -1;
+    offsets.forEach((o, i) => {
+      if (o === k * 4096) last = i;
+    });
+    assert.equal(back[k * 4096], last % 251, `place ${k} holds the last write to it (${last}), written in the third job`);
+  }
+  // A write the file cannot take (past the largest file size): the run fails with its error.
+  await assert.rejects(v.writeInOrder([0, 2 ** 62], [Buffer.alloc(4096, 1), Buffer.alloc(4096, 2)]),
+    (e: NodeJS.ErrnoException) => e.code === 'EFBIG' || e.code === 'EINVAL');
+  await v.close();
 });
