@@ -44,7 +44,11 @@ export interface SegmentMarks {
   positions: number[];
 }
 
-/** Record `seq` lies at byte `pos` of `seg`: kept as a mark if it is SEGMENT_MARK_BYTES past the last one. */
+/**
+ * Record `seq` lies at byte `pos` of `seg`: kept as a mark if it lies SEGMENT_MARK_BYTES
+ * or more from the marks on either side of it (an append's at the end; a read's may fall
+ * between marks, as when a start's first append marked the tail before a read walked it).
+ */
 export function markRecord(seg: Segment, seq: number, pos: number): void {
   const m = seg.marks;
   if (m === undefined) {
@@ -52,9 +56,26 @@ export function markRecord(seg: Segment, seq: number, pos: number): void {
     return;
   }
   const n = m.seqs.length;
-  if (seq <= m.seqs[n - 1]! || pos < m.positions[n - 1]! + SEGMENT_MARK_BYTES) return;
-  m.seqs.push(seq);
-  m.positions.push(pos);
+  if (seq > m.seqs[n - 1]!) {
+    if (pos >= m.positions[n - 1]! + SEGMENT_MARK_BYTES) {
+      m.seqs.push(seq);
+      m.positions.push(pos);
+    }
+    return;
+  }
+  // (The first mark after it: k.)
+  let lo = 0;
+  let hi = n - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (m.seqs[mid]! < seq) lo = mid + 1;
+    else hi = mid;
+  }
+  const k = lo;
+  if (m.seqs[k] === seq || pos + SEGMENT_MARK_BYTES > m.positions[k]!) return;
+  if (k > 0 && pos < m.positions[k - 1]! + SEGMENT_MARK_BYTES) return;
+  m.seqs.splice(k, 0, seq);
+  m.positions.splice(k, 0, pos);
 }
 
 /** The last mark at or before record `seq` (null: none, walk from the segment's start). */

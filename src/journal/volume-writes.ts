@@ -20,8 +20,9 @@ export interface Writing {
   toBitmap(reason: string): void;
   /**
    * Whether a volume write may follow its record now: not while the volume syncs, nor
-   * for a while after a peer's ack released the journal with a sync of it, since a
-   * follower that waits for a sync's writeback holds up every record queued behind it.
+   * for a while after a peer's ack released the journal with a sync of it that could not
+   * wait (release.ts: not the due sync of the interval), since a follower that waits for
+   * a sync's writeback holds up every record queued behind it.
    */
   mayFollow(): boolean;
 }

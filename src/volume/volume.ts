@@ -287,15 +287,24 @@ export class Volume implements ExportBackend {
     }
     this.check();
     this.written = true;
-    for (let i = 0; i < data.length;) {
-      let j = i;
-      let bytes = 0;
-      while (j < data.length && (j === i || (j - i < IN_ORDER_WRITES_PER_JOB && bytes + data[j]!.length <= WRITE_BATCH_MAX_BYTES))) bytes += data[j++]!.length;
-      const errs = await this.counted(() => nativeFs.pwriteBatch!(this.fd, data.slice(i, j), offsets.slice(i, j)));
-      assert(errs.length === j - i, () => `volume ${this.name}: ${errs.length} results for ${j - i} writes`);
-      const failed = errs.find((e) => e !== 0);
-      if (failed !== undefined) throw this.writeFailure(failed);
-      i = j;
+    // (One thread-pool operation for the whole run: close waits for its last job, not only
+    // for the one running when it began, before the descriptor goes.)
+    this.poolOps++;
+    try {
+      for (let i = 0; i < data.length;) {
+        let j = i;
+        let bytes = 0;
+        const fits = (k: number): boolean => k - i < IN_ORDER_WRITES_PER_JOB && bytes + data[k]!.length <= WRITE_BATCH_MAX_BYTES;
+        while (j < data.length && (j === i || fits(j))) bytes += data[j++]!.length;
+        if (i > 0) this.check();
+        const errs = await nativeFs.pwriteBatch(this.fd, data.slice(i, j), offsets.slice(i, j));
+        assert(errs.length === j - i, () => `volume ${this.name}: ${errs.length} results for ${j - i} writes`);
+        const failed = errs.find((e) => e !== 0);
+        if (failed !== undefined) throw this.writeFailure(failed);
+        i = j;
+      }
+    } finally {
+      this.poolOpEnded(() => undefined);
     }
   }
 

@@ -455,16 +455,19 @@ export class MemDisk implements Disk {
   }
 
   /**
-   * Takes a run of writes in one step, each in its order (Disk.writeInOrder, as the
-   * volume's one thread-pool job does them); on a full disk the step writes none and fails.
+   * Takes a run of writes in order (Disk.writeInOrder, as the volume's thread-pool jobs
+   * do them, one after the other): three writes a step, so a crash can cut a run after
+   * any step and a disk that fills part-way fails it with the steps before it written.
    */
   takesRunsInOrder(): this {
-    this.writeInOrder = (offsets, data) => {
+    this.writeInOrder = async (offsets, data) => {
       const copies = data.map((d) => Buffer.from(d));
-      return this.sched.defer(() => {
-        if (this.full) throw Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' });
-        copies.forEach((d, i) => this.file.write(offsets[i]!, d));
-      });
+      for (let i = 0; i < copies.length; i += 3) {
+        await this.sched.defer(() => {
+          if (this.full) throw Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' });
+          for (let k = i; k < Math.min(i + 3, copies.length); k++) this.file.write(offsets[k]!, copies[k]!);
+        });
+      }
     };
     return this;
   }

@@ -298,6 +298,9 @@ test('a read deep in a segment starts at the last mark before its record, not at
   const j = new Journal({ store: store as DirStore, capacity: 64 << 20, segmentSize: 16 << 20, now: () => 1000 });
   // Recovery scans the segment: then count only the reads after it.
   await j.recover();
+  // A host write first, as after a start: the tail's only mark is then at its end, and the reads below mark what lies before it.
+  j.append(RecordKind.Write, 0, 4096, Buffer.alloc(4096, 9));
+  await j.sync();
   const deep = async (seq: number): Promise<{ reads: number; bytes: number }> => {
     store.reads = 0;
     store.bytes = 0;
@@ -317,12 +320,18 @@ test('a read deep in a segment starts at the last mark before its record, not at
   const batch = await j.read(1500, 8192);
   assert.deepEqual(batch.map((r) => r.seq), [1500, 1501]);
   assert.equal(batch[0]!.payload[0], (1499 % 250) + 1);
-  // A mark that no longer holds (here made wrong on purpose) is found out and walked past from the segment's start.
+  // A mark that no longer holds (here made wrong on purpose: each names the next one's record, whose header reads
+  // well) is found out and walked past from the segment's start; and one inside a payload too.
   const seg = (j as unknown as { files: { list: Array<{ marks?: { seqs: number[]; positions: number[] } }> } }).files.list[0]!;
-  seg.marks!.positions = seg.marks!.positions.map((p) => p + 4096);
-  const again = await j.read(2000, 4096);
-  assert.deepEqual(again.map((r) => r.seq), [2000]);
-  assert.equal(again[0]!.payload[0], (1999 % 250) + 1);
+  for (const wrong of [(m: { positions: number[] }) => m.positions.slice(1).concat([0]), (m: { positions: number[] }) => m.positions.map((p) => p + 4096)]) {
+    const m = seg.marks!;
+    assert.ok(m.seqs.length > 10, `${m.seqs.length} marks`);
+    m.positions = wrong(m);
+    const again = await j.read(2000, 4096);
+    assert.deepEqual(again.map((r) => r.seq), [2000]);
+    assert.equal(again[0]!.payload[0], (1999 % 250) + 1);
+    await deep(2900); // (marks again, walking)
+  }
   // Appends mark their records as they are queued: a read of a record just written needs no walk.
   for (let i = 0; i < 100; i++) j.append(RecordKind.Write, 0, 4096, Buffer.alloc(4096, 7));
   await j.sync();

@@ -126,3 +126,19 @@ test('writeInOrder: a run of writes lands in its order (a later one over an earl
     (e: NodeJS.ErrnoException) => e.code === 'EFBIG' || e.code === 'EINVAL');
   await v.close();
 });
+
+test('a close while a run of several jobs is written waits for its last job (the descriptor stays until then)', async () => {
+  const file = path.join(tempDir('write-in-order-close'), 'v.img');
+  const v = Volume.open({ name: 'v', path: file, size: 16 << 20, readOnly: false });
+  const n = IN_ORDER_WRITES_PER_JOB * 3;
+  const offsets = Array.from({ length: n }, (_, i) => (i % 4096) * 4096);
+  const data = Array.from({ length: n }, (_, i) => Buffer.alloc(4096, (i % 250) + 1));
+  const order: string[] = [];
+  const run = v.writeInOrder(offsets, data).then(() => 'written', (e: Error) => e.message).finally(() => order.push('run'));
+  const closed = v.close().finally(() => order.push('close'));
+  assert.equal(await run, 'written', 'every job of the run wrote through the open descriptor');
+  await closed;
+  assert.deepEqual(order, ['run', 'close'], 'the close ended after the run\'s last job');
+  const back = fs.readFileSync(file);
+  assert.equal(back[(n - 1) * 4096], ((n - 1) % 250) + 1, 'the last job\'s write landed');
+});
