@@ -14,24 +14,47 @@ const root = path.resolve(new URL('../..', import.meta.url).pathname);
 const bin = path.join(root, 'bin/offsite.js');
 const dir = fs.mkdtempSync(path.join(process.env.BENCH_DIR ?? os.tmpdir(), 'offsite-bench-repl-'));
 const base = 22000 + Math.floor(Math.random() * 20000);
-const P = { nbdA: base, nbdB: base + 1, linkA: base + 2, linkB: base + 3, qemu: base + 4 };
+const P = { nbdA: base, nbdB: base + 1, linkA: base + 2, linkB: base + 3, qemu: base + 4, apiA: base + 5, apiB: base + 6 };
 
 const jobs: Array<FioJob & { label: string; unit: 'iops' | 'mbps' }> = [
   { label: '4k randwrite QD32 (IOPS)', unit: 'iops', name: 'rw4k', rw: 'randwrite', bs: '4k', iodepth: 32, size: '1G' },
   { label: '1M seqwrite QD8 (MB/s)', unit: 'mbps', name: 'seq1m', rw: 'write', bs: '1M', iodepth: 8, size: '1G' },
 ];
 
-function site(me: string, peer: string, nbd: number, link: number, peerLink: number, role: string): string {
-  return `node: ${me}\nstate: ./state-${me}\nnbd: 127.0.0.1:${nbd}\nlink: 127.0.0.1:${link}\n` +
+function site(me: string, peer: string, nbd: number, link: number, peerLink: number, role: string, api: number): string {
+  return `node: ${me}\nstate: ./state-${me}\nnbd: 127.0.0.1:${nbd}\nlink: 127.0.0.1:${link}\napi: 127.0.0.1:${api}\n` +
     `peers:\n  ${peer}: { address: "127.0.0.1:${peerLink}", fingerprint: "FP" }\n` +
     `volumes:\n  db: { path: ./${me}.img, size: 1GiB, role: ${role}, peer: ${peer}, journal: 16GiB }\n`;
+}
+
+interface Row { backlogBytes: number; applying: unknown }
+
+function status(cfg: string): Row {
+  const out = execFileSync(process.execPath, [bin, 'status', '--json', '-c', cfg], { encoding: 'utf8', env: { ...process.env, OFFSITE_LOG_LEVEL: 'warn' } });
+  return (JSON.parse(out) as { volumes: Row[] }).volumes[0]!;
+}
+
+/**
+ * Seconds from the end of a fio run at site-a until the pair holds it all: site-a's
+ * backlog shipped and site-b's receive log applied. The next run (qemu-nbd's too) starts
+ * only then, so no run pays for the replication of the one before it.
+ */
+async function drained(cfgA: string, cfgB: string): Promise<number> {
+  const t0 = performance.now();
+  for (;;) {
+    const a = status(cfgA);
+    const b = status(cfgB);
+    if (a.backlogBytes === 0 && b.backlogBytes === 0 && b.applying === null) return (performance.now() - t0) / 1000;
+    if (performance.now() - t0 > 600_000) throw new Error(`the pair did not drain in 600 s: ${JSON.stringify({ a, b })}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 async function main(): Promise<void> {
   const cfgA = path.join(dir, 'a.yaml');
   const cfgB = path.join(dir, 'b.yaml');
-  fs.writeFileSync(cfgA, site('site-a', 'site-b', P.nbdA, P.linkA, P.linkB, 'primary'));
-  fs.writeFileSync(cfgB, site('site-b', 'site-a', P.nbdB, P.linkB, P.linkA, 'secondary'));
+  fs.writeFileSync(cfgA, site('site-a', 'site-b', P.nbdA, P.linkA, P.linkB, 'primary', P.apiA));
+  fs.writeFileSync(cfgB, site('site-b', 'site-a', P.nbdB, P.linkB, P.linkA, 'secondary', P.apiB));
   const fp = (cfg: string): string => execFileSync(process.execPath, [bin, 'init', '-c', cfg], { encoding: 'utf8' }).trim().split('\n').pop()!;
   const [fa, fb] = [fp(cfgA), fp(cfgB)];
   fs.writeFileSync(cfgA, fs.readFileSync(cfgA, 'utf8').replace('"FP"', `"${fb}"`));
@@ -52,6 +75,8 @@ async function main(): Promise<void> {
     { name: 'qemu-nbd writeback', uri: `nbd://127.0.0.1:${P.qemu}/db` },
   ];
   const results = new Map<string, number[]>();
+  /** Per job, the seconds each offsite run took to drain after fio ended. */
+  const drains = new Map<string, number[]>();
   try {
     for (let round = 0; round < ROUNDS; round++) {
       for (const job of jobs) {
@@ -60,7 +85,9 @@ async function main(): Promise<void> {
           const v = job.unit === 'iops' ? r.iops : r.mbps;
           const key = `${job.label}|${t.name}`;
           results.set(key, [...(results.get(key) ?? []), v]);
-          console.log(`round ${round + 1} ${job.label} ${t.name}: ${v.toFixed(0)}`);
+          const after = t === targets[0] ? await drained(cfgA, cfgB) : null;
+          if (after !== null) drains.set(job.label, [...(drains.get(job.label) ?? []), after]);
+          console.log(`round ${round + 1} ${job.label} ${t.name}: ${v.toFixed(0)}${after !== null ? ` (drained ${after.toFixed(1)} s after)` : ''}`);
         }
       }
     }
@@ -71,17 +98,19 @@ async function main(): Promise<void> {
   const rows = jobs.map((j) => {
     const on = median(results.get(`${j.label}|${targets[0]!.name}`)!);
     const q = median(results.get(`${j.label}|${targets[1]!.name}`)!);
-    return `| ${j.label} | ${on.toFixed(0)} | ${q.toFixed(0)} | ${(on / q).toFixed(2)}x |`;
+    return `| ${j.label} | ${on.toFixed(0)} | ${q.toFixed(0)} | ${(on / q).toFixed(2)}x | ${median(drains.get(j.label)!).toFixed(1)} s |`;
   });
   const md = `## Host writes with replication on, beside qemu-nbd
 
 \`npm run bench:replication\` (BENCH_RUNTIME=${RUNTIME} s per run, BENCH_ROUNDS=${ROUNDS}, median; interleaved)
 
 ${machineLine()}. fio nbd engine, one connection, a \`sync\` before every run. "offsite, replicating": site-a journals every write and ships it to site-b ` +
-  `over loopback TLS while fio runs (both daemons on this 2-core machine, the journal and both volumes on one disk); qemu-nbd serves a plain file.
+  `over loopback TLS while fio runs (both daemons on this 2-core machine, the journal and both volumes on one disk); qemu-nbd serves a plain file. ` +
+  `After each offsite run the bench waits until site-a's backlog is shipped and site-b has applied it ("drained after": seconds from fio's end), so no run ` +
+  `pays for the replication of the one before it.
 
-| workload | offsite, replicating | qemu-nbd writeback | ratio |
-| --- | ---: | ---: | ---: |
+| workload | offsite, replicating | qemu-nbd writeback | ratio | offsite drained after |
+| --- | ---: | ---: | ---: | ---: |
 ${rows.join('\n')}
 
 What bounds it here: each host byte is written four times on the one disk (site-a's
