@@ -29,24 +29,24 @@ function site(me: string, peer: string, nbd: number, link: number, peerLink: num
 
 interface Row { backlogBytes: number; applying: unknown }
 
-function status(cfg: string): Row {
-  const out = execFileSync(process.execPath, [bin, 'status', '--json', '-c', cfg], { encoding: 'utf8', env: { ...process.env, OFFSITE_LOG_LEVEL: 'warn' } });
-  return (JSON.parse(out) as { volumes: Row[] }).volumes[0]!;
+async function status(api: number): Promise<Row> {
+  return ((await (await fetch(`http://127.0.0.1:${api}/api/v1/status`)).json()) as { volumes: Row[] }).volumes[0]!;
 }
 
 /**
  * Seconds from the end of a fio run at site-a until the pair holds it all: site-a's
- * backlog shipped and site-b's receive log applied. The next run (qemu-nbd's too) starts
- * only then, so no run pays for the replication of the one before it.
+ * backlog shipped and site-b's receive log applied (polled every 100 ms through the
+ * API). The next run (qemu-nbd's too) starts only then, so no run shares the machine
+ * with the replication of the one before it.
  */
-async function drained(cfgA: string, cfgB: string): Promise<number> {
+async function drained(): Promise<number> {
   const t0 = performance.now();
   for (;;) {
-    const a = status(cfgA);
-    const b = status(cfgB);
+    const a = await status(P.apiA);
+    const b = await status(P.apiB);
     if (a.backlogBytes === 0 && b.backlogBytes === 0 && b.applying === null) return (performance.now() - t0) / 1000;
     if (performance.now() - t0 > 600_000) throw new Error(`the pair did not drain in 600 s: ${JSON.stringify({ a, b })}`);
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
@@ -85,7 +85,7 @@ async function main(): Promise<void> {
           const v = job.unit === 'iops' ? r.iops : r.mbps;
           const key = `${job.label}|${t.name}`;
           results.set(key, [...(results.get(key) ?? []), v]);
-          const after = t === targets[0] ? await drained(cfgA, cfgB) : null;
+          const after = t === targets[0] ? await drained() : null;
           if (after !== null) drains.set(job.label, [...(drains.get(job.label) ?? []), after]);
           console.log(`round ${round + 1} ${job.label} ${t.name}: ${v.toFixed(0)}${after !== null ? ` (drained ${after.toFixed(1)} s after)` : ''}`);
         }
@@ -119,8 +119,11 @@ cores. With the sites on separate machines and the journal on its own disk
 (\`journal_dir\`), the primary writes each byte twice, on two disks. Large writes: since
 2026-12-06 the journal's and the receive log's appends of 256 KiB or more go
 \`O_DIRECT\` (docs/JOURNAL.md, "Direct appends"), which took this row from 178 MB/s
-(0.30x of qemu-nbd, 2026-12-05) to the figure above: the records no longer pass through
-page-cache pages made for them, on either site. Small writes: qemu-nbd writeback only
+(0.30x of qemu-nbd, 2026-12-05) to 386 MB/s (0.52x, 2026-12-07, while the bench did not
+yet wait for the drain): the records no longer pass through page-cache pages made for
+them, on either site. The "offsite, replicating" column is the rate the host wrote at,
+not the rate the pair replicated at: for 1 MiB writes the backlog drains long after fio
+ends (the last column), a rate this page's prose says is open. Small writes: qemu-nbd writeback only
 puts them in the page cache; offsite journals each at site-a (one ordered writer, a
 thread-pool job per batch of records, and the epoch syncs that let records be released),
 ships and acks it, and site-b writes it twice, with both daemons and fio on two cores

@@ -281,16 +281,16 @@ export class Volume implements ExportBackend {
   /** Disk.writeInOrder: each whole, in order, IN_ORDER_WRITES_PER_JOB (or WRITE_BATCH_MAX_BYTES) to a job, the jobs one after the other. */
   async writeInOrder(offsets: number[], data: Buffer[]): Promise<void> {
     assert(offsets.length === data.length, () => `volume ${this.name}: ${offsets.length} offsets for ${data.length} writes`);
-    if (!nativeFs.pwriteBatch) {
-      for (let i = 0; i < data.length; i++) await this.write(offsets[i]!, data[i]!, false);
-      return;
-    }
     this.check();
     this.written = true;
     // (One thread-pool operation for the whole run: close waits for its last job, not only
     // for the one running when it began, before the descriptor goes.)
     this.poolOps++;
     try {
+      if (!nativeFs.pwriteBatch) {
+        for (let i = 0; i < data.length; i++) await this.write(offsets[i]!, data[i]!, false);
+        return;
+      }
       for (let i = 0; i < data.length;) {
         let j = i;
         let bytes = 0;
