@@ -29,8 +29,14 @@ function site(me: string, peer: string, nbd: number, link: number, peerLink: num
 
 interface Row { backlogBytes: number; applying: unknown }
 
-async function status(api: number): Promise<Row> {
-  return ((await (await fetch(`http://127.0.0.1:${api}/api/v1/status`)).json()) as { volumes: Row[] }).volumes[0]!;
+/** A volume's row, or null when the request failed (an idle kept-alive connection the daemon closed as it was reused: asked again). */
+async function status(api: number): Promise<Row | null> {
+  try {
+    const r = await fetch(`http://127.0.0.1:${api}/api/v1/status`, { headers: { connection: 'close' } });
+    return ((await r.json()) as { volumes: Row[] }).volumes[0]!;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -44,7 +50,7 @@ async function drained(): Promise<number> {
   for (;;) {
     const a = await status(P.apiA);
     const b = await status(P.apiB);
-    if (a.backlogBytes === 0 && b.backlogBytes === 0 && b.applying === null) return (performance.now() - t0) / 1000;
+    if (a && b && a.backlogBytes === 0 && b.backlogBytes === 0 && b.applying === null) return (performance.now() - t0) / 1000;
     if (performance.now() - t0 > 600_000) throw new Error(`the pair did not drain in 600 s: ${JSON.stringify({ a, b })}`);
     await new Promise((r) => setTimeout(r, 100));
   }
