@@ -295,7 +295,10 @@ export class UnitApplier {
    * IN_ORDER_WRITES_PER_JOB), a zeroing after the writes before it.
    */
   private async writeRecords(batch: JournalRecord[]): Promise<void> {
-    const inOrder = this.volume.writeInOrder?.bind(this.volume);
+    // (A disk without it: the run's writes one after the other.)
+    const inOrder = this.volume.writeInOrder?.bind(this.volume) ?? (async (o: number[], d: Buffer[]): Promise<void> => {
+      for (let i = 0; i < d.length; i++) await this.volume.write(o[i]!, d[i]!, false);
+    });
     let offsets: number[] = [];
     let data: Buffer[] = [];
     const writeRun = async (): Promise<void> => {
@@ -303,14 +306,10 @@ export class UnitApplier {
       const [o, d] = [offsets, data];
       offsets = [];
       data = [];
-      await inOrder!(o, d);
+      await inOrder(o, d);
     };
     for (const r of batch) {
       if (r.kind === RecordKind.Write) {
-        if (!inOrder) {
-          await this.volume.write(r.offset, r.payload, false);
-          continue;
-        }
         offsets.push(r.offset);
         data.push(r.payload);
       } else if (r.kind === RecordKind.Zeroes || r.kind === RecordKind.Trim) {
