@@ -42,6 +42,8 @@ export interface PackerOptions {
   /** The peer said in its Hello that it decodes zstd. */
   peerZstd: boolean;
   stats: (volume: string) => PackStats;
+  /** Told when `auto` starts sending raw (`raw`) or compressing again, with what each way shipped (record bytes a second). */
+  onAuto?: (raw: boolean, rawRate: number, zstdRate: number) => void;
   /** Told once when a batch had to go raw because compression failed. */
   onFallback?: (why: string) => void;
 }
@@ -51,16 +53,25 @@ export class Packer {
 
   constructor(private readonly opts: PackerOptions) {}
 
-  /** The zstd level batches get now (0: none). */
+  /** The zstd level batches get now (0: none; with `auto`, raw while the link carries more than the workers compress: level.ts). */
   get level(): number {
     const s = this.opts.setting();
     if (!this.opts.pool || !this.opts.peerZstd || s.mode === 'off') return 0;
     return s.mode === 'fixed' ? s.level : this.auto.level;
   }
 
+  /** Record bytes encoded since the last observe (what the link shipped, before packing). */
+  private shipped = 0;
+
   /** Once a second: how busy the link was (0..1). Moves the auto level. */
   observe(linkBusy: number): void {
-    if (this.opts.pool && this.opts.setting().mode === 'auto') this.auto.observe({ linkBusy, workersBusy: this.opts.pool.busy });
+    const recordBytes = this.shipped;
+    this.shipped = 0;
+    if (!this.opts.pool || this.opts.setting().mode !== 'auto') return;
+    this.auto.observe({ linkBusy, workersBusy: this.opts.pool.busy, recordBytes });
+    const c = this.auto.changed;
+    this.auto.changed = null;
+    if (c) this.opts.onAuto?.(c.raw, c.rawRate, c.zstdRate);
   }
 
   /**
@@ -75,6 +86,7 @@ export class Packer {
     let rawLength = 0;
     for (const r of records) rawLength += RECORD_HEADER_SIZE + r.payload.length;
     st.recordBytes += rawLength;
+    this.shipped += rawLength;
     const z = zeroWritesAsZeroes(records);
     st.zeroBytes += z.zeroBytes;
     const level = this.level;

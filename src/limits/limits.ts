@@ -327,6 +327,19 @@ export const MAX_UNTRIED_BATCHES = 32;
  */
 export const COMPRESS_SAMPLE_SLICES = 4;
 export const COMPRESS_SAMPLE_SLICE_BYTES = 16 * 1024;
+/**
+ * `compression: auto` tries sending raw after this many seconds at zstd's fastest level
+ * with its workers busy (src/compress/level.ts); each try that raw loses doubles the wait,
+ * up to AUTO_RAW_TRY_MAX_AFTER_SECONDS.
+ */
+export const AUTO_RAW_TRY_AFTER_SECONDS = 5;
+export const AUTO_RAW_TRY_MAX_AFTER_SECONDS = 640;
+/** A try of raw (or, from raw, of level 1) lasts this many seconds; its first is not counted (batches packed before it still go). */
+export const AUTO_TRY_SECONDS = 4;
+/** Raw is kept only while it ships this many times what compressing does: a tie keeps the bytes compressed. */
+export const AUTO_RAW_GAIN = 1.25;
+/** Raw tries level 1 again after this many seconds (the data, or what else the CPU does, may have changed). */
+export const AUTO_RAW_RECHECK_SECONDS = 120;
 /** A resync round keeps what waits to be acked under this fraction of the journal, so live writes keep their room. */
 export const RESYNC_JOURNAL_FRACTION = 1 / 4;
 /** One resync step reads at most this much of the volume. */

@@ -12,6 +12,7 @@ import { PROTOCOL_RANGE, type ProtocolRange } from '../link/frame.js';
 import type { HelloCheck, HelloVolume } from '../link/hello.js';
 import type { Identity } from '../link/identity.js';
 import { Packer } from '../compress/packer.js';
+import { formatBytes } from '../units/units.js';
 import { CompressionPool } from '../compress/pool.js';
 import { MemoryBudget } from '../memory/budget.js';
 import type { Compression } from '../compress/setting.js';
@@ -363,6 +364,11 @@ export class LinkManager {
         if (Date.now() - this.fallbackSaidAt < 60_000) return;
         this.fallbackSaidAt = Date.now();
         this.log.warn({ peer }, `link to ${peer}: a batch went uncompressed (${why}); shipping goes on`);
+      },
+      onAuto: (raw, rawRate, zstdRate) => {
+        const rates = `${formatBytes(rawRate)}/s of records raw against ${formatBytes(zstdRate)}/s at zstd level 1`;
+        if (raw) this.log.info({ peer }, `link to ${peer}: compression auto sends raw: it shipped ${rates} (the line takes more than this node compresses)`);
+        else this.log.info({ peer }, `link to ${peer}: compression auto compresses again: it shipped ${rates}`);
       },
     });
     this.sessions.set(peer, s);

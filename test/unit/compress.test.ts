@@ -195,7 +195,7 @@ test('auto level: up while the link is the bottleneck, down when the CPU is, nev
   for (let i = 0; i < 3; i++) c.observe({ linkBusy: 1, workersBusy: 1 });
   assert.ok(c.level < 12, String(c.level));
   for (let i = 0; i < 20; i++) c.observe({ linkBusy: 0, workersBusy: 1 });
-  assert.equal(c.level, 1); // the fastest level, never raw: bytes cost on a metered link
+  assert.equal(c.level, 1); // the fastest level (raw only where a try ships more: compress-level.test.ts)
   for (let i = 0; i < 20; i++) c.observe({ linkBusy: 0.1, workersBusy: 0 });
   assert.equal(c.level, 3); // calm again: back to the start level
   for (let i = 0; i < 3; i++) c.observe({ linkBusy: 1, workersBusy: 0 });
