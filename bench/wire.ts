@@ -415,9 +415,11 @@ ${beside(z3, 'with zstd:3 it')}; ${beside(auto, 'with auto on loopback it')}.
   zlib stream, at the price of reading both images end to end and of no consistent point
   on the way; Offsite's replica is a flush-point image at every moment of the drain.
 - \`auto\` on loopback saw levels ${auto.levels.join(', ')} (${mb(auto.shipping.compressedInBytes)} of the records went through zstd): it
-  steps two levels down while its workers are busy three quarters of the time (never
-  below 1) and climbs back to 3 once they are calm. On the capped link, where data
-  waits, it saw levels ${thin.levels.join(', ')} (one step a second).
+  steps two levels down while its workers are busy three quarters of the time and
+  climbs back to 3 once they are calm. Below 1 it sends raw only after 5 s at level 1
+  with the workers busy and a 4 s try that ships 1.25x the records (docs/LINK.md)${
+  auto.levels.includes(0) ? ': here it did, for part of the drain' : ': this drain never got that far'}.
+  On the capped link, where data waits, it saw levels ${thin.levels.join(', ')} (one step a second).
 - Drain times in the uncapped rows: ${[auto, z3, off].map((r) => `${r.seconds.toFixed(0)} s`).join(', ')} (auto, zstd:3, off)${
   z3.seconds <= off.seconds * 1.1 ? `. Sending raw
   did not drain faster: on this machine the pair itself (both daemons on two
