@@ -7,22 +7,23 @@
 //     (from above: less CPU; from below, once the workers are calm: fewer bytes)
 //
 // Bounded to AUTO_MIN_LEVEL..AUTO_MAX_LEVEL: above 12, zstd spends several times the
-// CPU for a few percent. Below the fastest level is raw (AUTO_RAW), for a link that
-// takes more than this node can compress (a LAN, a second site in the same building),
-// where packing a batch (copies, a worker, the peer's unpacking) costs more than the
-// bytes it saves. Whether it does is measured, not guessed:
+// CPU for a few percent. Below the fastest level is raw (AUTO_RAW), for a line that
+// takes more than this node packs (a LAN, a second site in the same building), where
+// packing (a copy, a worker, the peer's unpacking, on the cores the host's writes
+// share) slows shipping, and the host, for bytes nobody waits for. Whether it does is
+// measured, not guessed:
 //
-//   level 1, the workers busy over half the time and the link idle
-//     (what bounds shipping is not the line), for AUTO_RAW_TRY_AFTER_SECONDS  -> try raw
-//   try raw (AUTO_TRY_SECONDS): ships AUTO_RAW_GAIN x what level 1 did  -> raw
-//                               else back to level 1, and the next try waits twice as long
-//   raw, shipping, for AUTO_RAW_RECHECK_SECONDS                    -> try level 1
-//   try level 1: raw shipped AUTO_RAW_GAIN x what it does          -> raw again
-//                else compressing again
+//   compressing, the link idle while shipping, for `tryAfter` seconds    -> try raw
+//   raw, the link busy for `tryAfter` seconds,
+//     or AUTO_RAW_RECHECK_SECONDS of shipping                           -> try level 1
+//   a try (AUTO_TRY_SECONDS) ends: raw if raw shipped AUTO_RAW_GAIN x what compressing
+//     did, else compressing; a try that changed nothing doubles `tryAfter`
+//     (AUTO_RAW_TRY_AFTER_SECONDS up to AUTO_RAW_TRY_MAX_AFTER_SECONDS), one that did resets it
 //
-// "Shipped" is record bytes a second, before packing: what the peer gains. A tie keeps
-// compressing (fewer bytes on the line), and so does a host that writes less than
-// either ships. A thin line never goes raw: there the workers wait for the link.
+// "Shipped" is record bytes a second, before packing: what the peer gains (with the
+// pair keeping up, what the host wrote). A tie keeps compressing (fewer bytes on the
+// line), so a host that writes less than either way ships stays compressed; a line
+// that data waits for is never tried raw.
 import { AUTO_MAX_LEVEL, AUTO_MIN_LEVEL, AUTO_START_LEVEL } from './setting.js';
 import { AUTO_RAW_GAIN, AUTO_RAW_RECHECK_SECONDS, AUTO_RAW_TRY_AFTER_SECONDS, AUTO_RAW_TRY_MAX_AFTER_SECONDS, AUTO_TRY_SECONDS } from '../limits/limits.js';
 import { assert } from '../invariants/assert.js';
@@ -39,20 +40,22 @@ export interface LevelSample {
   recordBytes?: number;
 }
 
-type Phase =
-  | { kind: 'zstd' }
-  | { kind: 'try-raw' | 'try-zstd'; seconds: number; bytes: number; against: number }
-  | { kind: 'raw'; seconds: number; rate: number };
+/** Compressing or raw: `rate` shipped a second (smoothed); `waited`: seconds in a row the other way might ship more; `seconds`: shipping, in the phase. */
+interface Steady { kind: 'zstd' | 'raw'; rate: number; waited: number; seconds: number }
+/** Trying the other way: its seconds so far, what it shipped after the first, and the steady way's rate. */
+interface Try { kind: 'try-raw' | 'try-zstd'; seconds: number; bytes: number; against: number }
+type Phase = Steady | Try;
+const isTry = (p: Phase): p is Try => p.kind === 'try-raw' || p.kind === 'try-zstd';
 
 export class LevelController {
   level = AUTO_START_LEVEL;
   private linkBusy = 0;
   private workersBusy = 0;
-  private phase: Phase = { kind: 'zstd' };
-  /** Seconds in a row at the fastest level with the workers busy and the link idle, and what was shipped (smoothed). */
-  private atFastest = { seconds: 0, rate: 0 };
-  /** Seconds at the fastest level before the next try of raw. */
+  private phase: Phase = { kind: 'zstd', rate: 0, waited: 0, seconds: 0 };
+  /** Seconds the other way must look worth a try before it is tried. */
   private tryAfter = AUTO_RAW_TRY_AFTER_SECONDS;
+  /** The level compressing was at when raw was tried (it goes on there if raw loses). */
+  private levelBefore = AUTO_START_LEVEL;
   /**
    * The last try that changed the way batches go (to raw, or back to zstd), with what
    * each way shipped (record bytes a second): for the log. Cleared by whoever says it.
@@ -71,15 +74,22 @@ export class LevelController {
     const bytes = s.recordBytes ?? 0;
     assert(bytes >= 0, () => `an interval shipped ${bytes} record bytes`);
     const p = this.phase;
-    if (p.kind === 'zstd') this.followLink(bytes);
-    else if (p.kind === 'raw') {
-      p.seconds++;
-      p.rate = 0.5 * p.rate + 0.5 * bytes;
-      if (p.seconds >= AUTO_RAW_RECHECK_SECONDS && bytes > 0) this.start('try-zstd', p.rate);
-    } else {
+    if (isTry(p)) {
       // (The first second of a try still carries batches packed before it.)
       if (++p.seconds > 1) p.bytes += bytes;
       if (p.seconds >= AUTO_TRY_SECONDS) this.settle(p.kind, p.bytes / (p.seconds - 1), p.against);
+    } else {
+      p.rate = p.seconds === 0 ? bytes : 0.5 * p.rate + 0.5 * bytes;
+      if (bytes > 0) p.seconds++;
+      if (p.kind === 'zstd') {
+        this.followLink();
+        // (Raw might ship more only where the line is not what data waits for.)
+        p.waited = this.linkBusy < 0.2 && bytes > 0 ? p.waited + 1 : 0;
+        if (p.waited >= this.tryAfter && p.rate > 0) this.start('try-raw', p.rate);
+      } else {
+        p.waited = this.linkBusy > 0.8 ? p.waited + 1 : 0;
+        if (p.waited >= this.tryAfter || (p.seconds >= AUTO_RAW_RECHECK_SECONDS && bytes > 0)) this.start('try-zstd', p.rate);
+      }
     }
     const raw = this.phase.kind === 'raw' || this.phase.kind === 'try-raw';
     assert(raw ? this.level === AUTO_RAW : this.level >= AUTO_MIN_LEVEL && this.level <= AUTO_MAX_LEVEL,
@@ -87,22 +97,16 @@ export class LevelController {
     return this.level;
   }
 
-  /** Compressing: the level follows the link and the workers; long at the fastest level with the workers busy and the link idle, raw is tried. */
-  private followLink(bytes: number): void {
+  /** Compressing: the level follows the link and the workers. */
+  private followLink(): void {
     if (this.workersBusy > 0.75) this.level = Math.max(AUTO_MIN_LEVEL, this.level - 2);
     else if (this.linkBusy > 0.8 && this.workersBusy < 0.4) this.level = Math.min(AUTO_MAX_LEVEL, this.level + 1);
     else if (this.linkBusy < 0.2 && this.level > AUTO_START_LEVEL) this.level--;
     else if (this.linkBusy < 0.2 && this.workersBusy < 0.3 && this.level < AUTO_START_LEVEL) this.level++;
-    if (this.level !== AUTO_MIN_LEVEL || this.workersBusy <= 0.5 || this.linkBusy >= 0.2) {
-      this.atFastest = { seconds: 0, rate: 0 };
-      return;
-    }
-    const a = this.atFastest;
-    a.rate = a.seconds === 0 ? bytes : 0.5 * a.rate + 0.5 * bytes;
-    if (++a.seconds >= this.tryAfter && a.rate > 0) this.start('try-raw', a.rate);
   }
 
   private start(kind: 'try-raw' | 'try-zstd', against: number): void {
+    if (kind === 'try-raw') this.levelBefore = this.level;
     this.phase = { kind, seconds: 0, bytes: 0, against };
     this.level = kind === 'try-raw' ? AUTO_RAW : AUTO_MIN_LEVEL;
   }
@@ -111,18 +115,12 @@ export class LevelController {
   private settle(kind: 'try-raw' | 'try-zstd', rate: number, against: number): void {
     const raw = kind === 'try-raw' ? rate : against;
     const zstd = kind === 'try-raw' ? against : rate;
-    if (raw > zstd * AUTO_RAW_GAIN) {
-      if (kind === 'try-raw') this.changed = { raw: true, rawRate: raw, zstdRate: zstd };
-      this.phase = { kind: 'raw', seconds: 0, rate: raw };
-      this.level = AUTO_RAW;
-      this.tryAfter = AUTO_RAW_TRY_AFTER_SECONDS;
-      return;
-    }
-    if (kind === 'try-zstd') this.changed = { raw: false, rawRate: raw, zstdRate: zstd };
-    this.phase = { kind: 'zstd' };
-    this.level = AUTO_MIN_LEVEL;
-    this.atFastest = { seconds: 0, rate: 0 };
-    // (Raw lost a try it asked for: the next waits longer. Back from raw, tries start afresh.)
-    this.tryAfter = kind === 'try-raw' ? Math.min(AUTO_RAW_TRY_MAX_AFTER_SECONDS, 2 * this.tryAfter) : AUTO_RAW_TRY_AFTER_SECONDS;
+    const rawWins = raw > zstd * AUTO_RAW_GAIN;
+    const changed = rawWins === (kind === 'try-raw');
+    // (A try that changed nothing: the next waits longer; one that did: tries start afresh.)
+    this.tryAfter = changed ? AUTO_RAW_TRY_AFTER_SECONDS : Math.min(AUTO_RAW_TRY_MAX_AFTER_SECONDS, 2 * this.tryAfter);
+    if (changed) this.changed = { raw: rawWins, rawRate: raw, zstdRate: zstd };
+    this.phase = { kind: rawWins ? 'raw' : 'zstd', rate: rawWins ? raw : zstd, waited: 0, seconds: 0 };
+    this.level = rawWins ? AUTO_RAW : kind === 'try-raw' ? this.levelBefore : AUTO_MIN_LEVEL;
   }
 }

@@ -366,8 +366,8 @@ export class LinkManager {
         this.log.warn({ peer }, `link to ${peer}: a batch went uncompressed (${why}); shipping goes on`);
       },
       onAuto: (raw, rawRate, zstdRate) => {
-        const rates = `${formatBytes(rawRate)}/s of records raw against ${formatBytes(zstdRate)}/s at zstd level 1`;
-        if (raw) this.log.info({ peer }, `link to ${peer}: compression auto sends raw: it shipped ${rates} (the line takes more than this node compresses)`);
+        const rates = `${formatBytes(rawRate)}/s of records raw against ${formatBytes(zstdRate)}/s compressed`;
+        if (raw) this.log.info({ peer }, `link to ${peer}: compression auto sends raw: it shipped ${rates} (the line takes more than this node packs)`);
         else this.log.info({ peer }, `link to ${peer}: compression auto compresses again: it shipped ${rates}`);
       },
     });

@@ -1,81 +1,102 @@
 // `compression: auto` below its fastest level: raw where a try shows it ships more
-// (src/compress/level.ts), never on a line that data waits for, and back to zstd when
-// a recheck finds compressing ships as much.
+// (src/compress/level.ts), never tried on a line that data waits for, back to zstd
+// when a recheck finds compressing ships as much or the line gets busy.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AUTO_RAW, LevelController, type LevelSample } from '../../src/compress/level.js';
 import { AUTO_RAW_RECHECK_SECONDS, AUTO_RAW_TRY_AFTER_SECONDS, AUTO_TRY_SECONDS } from '../../src/limits/limits.js';
-import { AUTO_MAX_LEVEL, AUTO_MIN_LEVEL } from '../../src/compress/setting.js';
+import { AUTO_MAX_LEVEL, AUTO_MIN_LEVEL, AUTO_START_LEVEL } from '../../src/compress/setting.js';
 
 const MB = 1_000_000;
 
-/**
- * Runs `c` for `seconds` on a pipeline that ships `zstd` bytes a second while compressing
- * and `raw` while sending raw, the link as given, the workers as busy as given at level 1
- * (`above`: at higher levels, which cost more; the same when not given); returns the levels seen.
- */
-function run(c: LevelController, seconds: number, s: { linkBusy: number; workersBusy: number; above?: number; zstd: number; raw: number }): number[] {
+interface Pipeline {
+  /** Busy fraction of the link while compressing, and while raw (the same when not given). */
+  linkBusy: number;
+  rawLinkBusy?: number;
+  workersBusy: number;
+  /** Record bytes a second shipped while compressing, and while raw. */
+  zstd: number;
+  raw: number;
+}
+
+/** Runs `c` for `seconds` on `p`; returns the levels it chose. */
+function run(c: LevelController, seconds: number, p: Pipeline): number[] {
   const levels: number[] = [];
   for (let i = 0; i < seconds; i++) {
     const raw = c.level === AUTO_RAW;
-    const workersBusy = raw ? 0 : c.level > AUTO_MIN_LEVEL ? (s.above ?? s.workersBusy) : s.workersBusy;
-    const sample: LevelSample = { linkBusy: s.linkBusy, workersBusy, recordBytes: raw ? s.raw : s.zstd };
+    const sample: LevelSample = { linkBusy: raw ? (p.rawLinkBusy ?? p.linkBusy) : p.linkBusy, workersBusy: raw ? 0 : p.workersBusy,
+      recordBytes: raw ? p.raw : p.zstd };
     levels.push(c.observe(sample));
   }
   return levels;
 }
 
-test('auto on a fast link: at level 1 with the workers busy and the link idle it tries raw, keeps it when it ships more, says so once', () => {
+/** The seconds at which a try of raw began. */
+const triesOf = (levels: number[]): number[] => levels.flatMap((l, i) => (l === AUTO_RAW && levels[i - 1] !== AUTO_RAW ? [i] : []));
+
+const LAN = { linkBusy: 0, workersBusy: 0.4, zstd: 37 * MB, raw: 50 * MB };
+
+test('auto on a fast line: the link idle while shipping, it tries raw, keeps it when it ships more, and says so once', () => {
   const c = new LevelController();
-  const levels = run(c, 4 + AUTO_RAW_TRY_AFTER_SECONDS, { linkBusy: 0, workersBusy: 0.7, above: 0.95, zstd: 35 * MB, raw: 110 * MB });
-  assert.equal(levels.indexOf(AUTO_RAW) > 0, true, `levels ${levels}`);
-  assert.ok(levels.slice(0, levels.indexOf(AUTO_RAW)).every((l) => l >= AUTO_MIN_LEVEL), 'compressing until the try');
+  const levels = run(c, AUTO_RAW_TRY_AFTER_SECONDS, LAN);
+  assert.equal(levels.at(-1), AUTO_RAW, `levels ${levels}`);
+  assert.ok(levels.slice(0, -1).every((l) => l === AUTO_START_LEVEL), 'compressing until the try (the workers were not the bottleneck)');
   assert.equal(c.state, 'try-raw');
   assert.equal(c.changed, null, 'a try is not a change yet');
-  run(c, AUTO_TRY_SECONDS, { linkBusy: 0, workersBusy: 0.7, above: 0.95, zstd: 35 * MB, raw: 110 * MB });
+  run(c, AUTO_TRY_SECONDS, LAN);
   assert.equal(c.state, 'raw');
   assert.equal(c.level, AUTO_RAW);
-  assert.deepEqual(c.changed, { raw: true, rawRate: 110 * MB, zstdRate: 35 * MB });
+  assert.deepEqual(c.changed, { raw: true, rawRate: 50 * MB, zstdRate: 37 * MB });
   c.changed = null;
-  // Raw holds while it ships (a link that stays idle says nothing new).
-  run(c, AUTO_RAW_RECHECK_SECONDS - 5, { linkBusy: 0, workersBusy: 0, zstd: 35 * MB, raw: 110 * MB });
-  assert.equal(c.level, AUTO_RAW);
+  // Raw holds while the line stays idle, until the recheck.
+  assert.ok(run(c, AUTO_RAW_RECHECK_SECONDS - 1, LAN).every((l) => l === AUTO_RAW));
+  assert.equal(c.changed, null);
+  // The recheck tries level 1; raw still ships more: raw again, and nothing said.
+  const recheck = run(c, 1 + AUTO_TRY_SECONDS, LAN);
+  assert.equal(recheck[0], AUTO_MIN_LEVEL, `recheck ${recheck}`);
+  assert.equal(c.state, 'raw');
   assert.equal(c.changed, null);
 });
 
-test('auto: a try of raw that ships no more goes back to level 1, and the next try waits twice as long', () => {
+test('auto: a try of raw that ships no more goes back to the level it left, and each next try waits twice as long', () => {
   const c = new LevelController();
-  // Compression costs the workers, but raw is no faster (the peer's disk bounds both ways).
-  const same = { linkBusy: 0, workersBusy: 0.7, above: 0.95, zstd: 40 * MB, raw: 45 * MB };
-  const first = run(c, 60, same);
-  const tries = first.map((l, i) => (l === AUTO_RAW && first[i - 1] !== AUTO_RAW ? i : -1)).filter((i) => i >= 0);
-  assert.ok(tries.length >= 2, `tries at ${tries} (levels ${first})`);
-  assert.ok(tries[1]! - tries[0]! > AUTO_RAW_TRY_AFTER_SECONDS + AUTO_TRY_SECONDS, `the second try waits longer: ${tries}`);
-  if (tries.length >= 3) assert.ok(tries[2]! - tries[1]! > tries[1]! - tries[0]!, `and the third longer again: ${tries}`);
-  assert.equal(c.changed, null, 'raw never won: nothing to say');
-  // Each try lasted AUTO_TRY_SECONDS, then level 1 again.
+  // The peer's disk bounds both ways: raw ships 1.2x, under AUTO_RAW_GAIN.
+  const levels = run(c, 200, { linkBusy: 0, workersBusy: 0.4, zstd: 40 * MB, raw: 48 * MB });
+  const tries = triesOf(levels);
+  assert.ok(tries.length >= 3, `tries at ${tries}`);
+  const gaps = tries.slice(1).map((t, i) => t - tries[i]! - AUTO_TRY_SECONDS);
+  assert.deepEqual(gaps.slice(0, 3), [2, 4, 8].map((k) => k * AUTO_RAW_TRY_AFTER_SECONDS), `tries at ${tries}`);
   const t = tries[0]!;
-  assert.deepEqual(first.slice(t, t + AUTO_TRY_SECONDS), new Array(AUTO_TRY_SECONDS).fill(AUTO_RAW));
-  assert.equal(first[t + AUTO_TRY_SECONDS], AUTO_MIN_LEVEL);
+  assert.deepEqual(levels.slice(t, t + AUTO_TRY_SECONDS), new Array(AUTO_TRY_SECONDS).fill(AUTO_RAW));
+  assert.equal(levels[t + AUTO_TRY_SECONDS], AUTO_START_LEVEL, 'back at the level it left');
+  assert.equal(c.changed, null, 'raw never won: nothing to say');
 });
 
-test('auto: raw rechecks level 1 after a while, and compresses again when compressing ships as much (a tie keeps the bytes small)', () => {
+test('auto: raw compresses again on a tie at the recheck, and at once when the line gets busy and compressing ships more', () => {
   const c = new LevelController();
-  run(c, 4 + AUTO_RAW_TRY_AFTER_SECONDS + AUTO_TRY_SECONDS, { linkBusy: 0, workersBusy: 0.7, above: 0.95, zstd: 35 * MB, raw: 110 * MB });
+  run(c, AUTO_RAW_TRY_AFTER_SECONDS + AUTO_TRY_SECONDS, LAN);
   assert.equal(c.state, 'raw');
   c.changed = null;
-  // Still far faster raw at the recheck: raw again, and nothing said.
-  run(c, AUTO_RAW_RECHECK_SECONDS + AUTO_TRY_SECONDS, { linkBusy: 0, workersBusy: 0.7, above: 0.95, zstd: 35 * MB, raw: 110 * MB });
-  assert.equal(c.state, 'raw', 'raw after the first recheck');
-  assert.equal(c.changed, null);
-  // Then the host writes less than either way ships: the recheck finds a tie.
-  run(c, AUTO_RAW_RECHECK_SECONDS + AUTO_TRY_SECONDS, { linkBusy: 0, workersBusy: 0.2, zstd: 20 * MB, raw: 20 * MB });
+  // The host now writes less than either way ships: the recheck finds a tie, and a tie compresses.
+  run(c, AUTO_RAW_RECHECK_SECONDS + AUTO_TRY_SECONDS + 1, { linkBusy: 0, workersBusy: 0.1, zstd: 20 * MB, raw: 20 * MB });
   assert.equal(c.state, 'zstd');
-  assert.ok(c.level >= AUTO_MIN_LEVEL);
   assert.deepEqual(c.changed, { raw: false, rawRate: 20 * MB, zstdRate: 20 * MB });
+  // Raw again on the LAN...
+  c.changed = null;
+  run(c, 40, LAN);
+  assert.equal(c.state, 'raw');
+  // ...then a rate cap: raw batches wait for the line, compressed ones ship three times as much.
+  // (Two seconds for the smoothed busy fraction to pass 0.8.)
+  const capped = run(c, 2 + AUTO_RAW_TRY_AFTER_SECONDS + AUTO_TRY_SECONDS, { linkBusy: 0.9, rawLinkBusy: 1, workersBusy: 0.3, zstd: 3 * MB, raw: 1 * MB });
+  assert.ok(capped.length < AUTO_RAW_RECHECK_SECONDS && capped.at(-1)! >= AUTO_MIN_LEVEL, `levels ${capped}`);
+  assert.equal(c.state, 'zstd');
+  const said = c.changed as LevelController['changed'];
+  assert.equal(said?.raw, false);
+  assert.equal(said?.zstdRate, 3 * MB);
+  assert.ok(said!.rawRate < 3 * MB, String(said!.rawRate));
 });
 
-test('auto on a thin line: data waits for the link, so raw is never tried, whatever the workers do', () => {
+test('auto on a thin line: data waits for the link, so raw is never tried, whatever the workers do; nor while nothing ships', () => {
   const c = new LevelController();
   const climbing = run(c, 30, { linkBusy: 1, workersBusy: 0.1, zstd: 2 * MB, raw: 1 * MB });
   assert.equal(climbing.at(-1), AUTO_MAX_LEVEL);
@@ -86,5 +107,5 @@ test('auto on a thin line: data waits for the link, so raw is never tried, whate
   // A link busy a quarter of the time is not idle either.
   assert.ok(!run(c, 300, { linkBusy: 0.25, workersBusy: 0.95, zstd: 2 * MB, raw: 1 * MB }).includes(AUTO_RAW));
   // Nothing shipped: nothing to compare, no try.
-  assert.ok(!run(c, 300, { linkBusy: 0, workersBusy: 0.95, zstd: 0, raw: 0 }).includes(AUTO_RAW));
+  assert.ok(!run(c, 300, { linkBusy: 0, workersBusy: 0, zstd: 0, raw: 0 }).includes(AUTO_RAW));
 });
