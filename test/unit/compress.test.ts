@@ -8,14 +8,14 @@ import fs from 'node:fs';
 import { test } from 'node:test';
 import { compress } from 'zstd-napi';
 import { crc32c } from '@node-rs/crc32';
-import { RecordKind, type JournalRecord } from '../../src/journal/record.js';
+import { RECORD_HEADER_SIZE, RecordKind, type JournalRecord } from '../../src/journal/record.js';
 import { FrameDecoder, FrameError, FrameType, MAX_FRAME_PAYLOAD, type Frame } from '../../src/link/frame.js';
 import { decodeRecordsFrame } from '../../src/link/records-frame.js';
 import { decodePackedRecordsFrame, encodePackedRecordsFrame, isAllZero, packSync, recordsBody, zeroWritesAsZeroes } from '../../src/compress/codec.js';
 import { CompressionPool } from '../../src/compress/pool.js';
 import { Packer, emptyPackStats } from '../../src/compress/packer.js';
 import { sampleOf, samplePositions } from '../../src/compress/sample.js';
-import { COMPRESS_SAMPLE_SLICE_BYTES } from '../../src/limits/limits.js';
+import { AUTO_RAW_TRY_AFTER_SECONDS, AUTO_TRY_SECONDS, COMPRESS_SAMPLE_SLICE_BYTES } from '../../src/limits/limits.js';
 import { LevelController } from '../../src/compress/level.js';
 import { parseCompression } from '../../src/compress/setting.js';
 
@@ -200,6 +200,42 @@ test('auto level: up while the link is the bottleneck, down when the CPU is, nev
   assert.equal(c.level, 3); // calm again: back to the start level
   for (let i = 0; i < 3; i++) c.observe({ linkBusy: 1, workersBusy: 0 });
   assert.ok(c.level > 3);
+});
+
+test('auto through the Packer: what it encodes is what a try of raw compares, raw batches go as Records frames, and the change is said', async () => {
+  const pool = new CompressionPool(1);
+  try {
+    const data = realData(256 * 1024);
+    const stats = emptyPackStats();
+    const said: { raw: boolean; rawRate: number; zstdRate: number }[] = [];
+    const packer = new Packer({ pool, setting: () => ({ mode: 'auto' }), peerZstd: true, stats: () => stats,
+      onAuto: (raw, rawRate, zstdRate) => said.push({ raw, rawRate, zstdRate }) });
+    const batch = (): JournalRecord[] => [write(0, data), barrier()];
+    const bytes = 2 * RECORD_HEADER_SIZE + data.length;
+    // Compressing, one batch a second, the link idle.
+    for (let i = 0; i < AUTO_RAW_TRY_AFTER_SECONDS; i++) {
+      assert.equal(frameOf(await packer.encode('db', batch())).type, FrameType.PackedRecords);
+      packer.observe(0);
+    }
+    assert.equal(packer.level, 0, 'the link idle while shipping: raw is tried');
+    assert.equal(said.length, 0);
+    // The try ships two batches a second.
+    for (let i = 0; i < AUTO_TRY_SECONDS; i++) {
+      for (let k = 0; k < 2; k++) assert.equal(frameOf(await packer.encode('db', batch())).type, FrameType.Records);
+      packer.observe(0);
+    }
+    assert.equal(packer.level, 0);
+    assert.deepEqual(said, [{ raw: true, rawRate: 2 * bytes, zstdRate: bytes }]);
+    // A fixed level is never raw, whatever auto found.
+    const fixed = new Packer({ pool, setting: () => ({ mode: 'fixed', level: 1 }), peerZstd: true, stats: () => stats });
+    for (let i = 0; i < AUTO_RAW_TRY_AFTER_SECONDS + AUTO_TRY_SECONDS; i++) {
+      await fixed.encode('db', batch());
+      fixed.observe(0);
+    }
+    assert.equal(fixed.level, 1);
+  } finally {
+    await pool.close();
+  }
 });
 
 test('compression settings parse, and bad ones say what is allowed', () => {
