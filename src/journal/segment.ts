@@ -2,7 +2,7 @@
 // its first record's seq, freed whole once every record in it is released; and reading
 // records from segments, streamed from disk (the backlog is never held in memory).
 import type { StoreFile } from '../store/store.js';
-import { RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, decodeRecordHeader, payloadMatches, type JournalRecord, type RecordHeader } from './record.js';
+import { RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, decodeRecordHeader, payloadMatches, recordOf, type JournalRecord, type RecordHeader } from './record.js';
 import { JOURNAL_HEADER_CHUNK_BYTES, SEGMENT_MARK_BYTES } from '../limits/limits.js';
 import { assert } from '../invariants/assert.js';
 
@@ -119,7 +119,7 @@ export function readRecords(
   all: Segment[], fromSeq: number, maxBytes: number, limitSeq: number, released: number, scratch?: Scratch,
 ): Promise<JournalRecord[]> {
   return walkRecords(all, fromSeq, maxBytes, limitSeq, released, true,
-    (h, payload, _size, crc) => (payload.length > 0 ? { ...h, payload, payloadCrc: crc } : { ...h, payload }), scratch);
+    (h, payload, _size, crc) => recordOf(h, payload, payload.length > 0 ? crc : undefined), scratch);
 }
 
 /**
@@ -128,7 +128,8 @@ export function readRecords(
  * the payloads are read, and checked, when their batch is).
  */
 export function readRecordHeaders(all: Segment[], fromSeq: number, maxBytes: number, limitSeq: number, released: number): Promise<RecordHeaderRead[]> {
-  return walkRecords(all, fromSeq, maxBytes, limitSeq, released, false, (h, _p, size) => ({ ...h, size }));
+  return walkRecords(all, fromSeq, maxBytes, limitSeq, released, false,
+    (h, _p, size) => ({ kind: h.kind, flags: h.flags, seq: h.seq, epoch: h.epoch, offset: h.offset, length: h.length, time: h.time, size }));
 }
 
 async function walkRecords<T>(all: Segment[], fromSeq: number, maxBytes: number, limitSeq: number, released: number, payloads: boolean,

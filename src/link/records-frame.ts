@@ -1,7 +1,7 @@
 // Records frames: u16 volume-name length, name, then journal records exactly as
 // stored (header + payload, each with its CRC32C). A record that fails its checksum
 // on arrival is never applied: the link closes and the primary resends.
-import { RECORD_HEADER_SIZE, decodeRecordHeader, payloadMatches, writeRecordHeader, type JournalRecord } from '../journal/record.js';
+import { RECORD_HEADER_SIZE, decodeRecordHeader, payloadMatches, recordOf, writeRecordHeader, type JournalRecord } from '../journal/record.js';
 import { FRAME_HEADER_SIZE, FrameError, FrameType, decodeVolumePayload, encodeFrame, encodeVolumePayload } from './frame.js';
 import { assert } from '../invariants/assert.js';
 import { frameBuffers, type Owned, type OwnedBuffers } from '../memory/owned-buffers.js';
@@ -154,7 +154,7 @@ export function decodeRecordsBody(volume: string, rest: Buffer): JournalRecord[]
     if (!payloadMatches(p, h.payloadCrc)) throw new FrameError(`record ${h.header.seq} for ${volume} failed its payload checksum`);
     // (Views of the frame, not copies: the frame's memory lease covers them until the
     // receive log has written them, src/memory/intake.ts, and nothing writes into a frame.)
-    records.push(p.length > 0 ? { ...h.header, payload: p, payloadCrc: h.payloadCrc } : { ...h.header, payload: EMPTY_BODY });
+    records.push(p.length > 0 ? recordOf(h.header, p, h.payloadCrc) : recordOf(h.header, EMPTY_BODY));
     at += RECORD_HEADER_SIZE + h.payloadLength;
   }
   return records;
