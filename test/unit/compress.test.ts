@@ -102,6 +102,16 @@ test('real data, zeros and random data round-trip; zeros travel as Zeroes record
   const nearly = Buffer.alloc(3 << 20);
   nearly[(3 << 20) - 1] = 1;
   assert.equal(isAllZero(nearly), false);
+  // A byte in the first or a middle part of a large payload, and in a small one.
+  for (const at of [0, (1 << 20) - 1, (1 << 20) + 5]) {
+    const b = Buffer.alloc(3 << 20);
+    b[at] = 7;
+    assert.equal(isAllZero(b), false, `a byte at ${at}`);
+  }
+  const small = Buffer.alloc(100);
+  small[99] = 1;
+  assert.equal(isAllZero(small), false);
+  assert.ok(isAllZero(Buffer.alloc(100)) && isAllZero(Buffer.alloc(0)));
 });
 
 test('malformed PackedRecords frames are refused with the reason, before any large allocation', () => {
