@@ -421,7 +421,7 @@ loopback \`auto\` may rightly send raw (below).
   shipping it tries raw for 4 s and keeps it when raw ships 1.25x the records
   (docs/LINK.md)${auto.levels.includes(0)
     ? `: here it tried raw (level 0; loopback takes whatever it is given), and sent ${mb(auto.wire)} where zstd:3 sent ${mb(z3.wire)}`
-    : ': here raw did not win its try, or the drain ended first'}. A line that data waits
+    : ': here no try of raw came before the drain ended'}. A line that data waits
   for is never tried raw: on the capped link it saw levels ${thin.levels.join(', ')} (one step a
   second). A line whose every byte costs, even idle, takes \`zstd:N\`.
 - Drain times in the uncapped rows: ${[auto, z3, off].map((r) => `${r.seconds.toFixed(0)} s`).join(', ')} (auto, zstd:3, off)${

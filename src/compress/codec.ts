@@ -31,6 +31,8 @@ export const CODEC_ZSTD = 1;
 export const CODEC_ZSTD_HEADERS = 2;
 const PACKED_HEAD = 8;
 const ZERO = Buffer.alloc(1 << 20);
+/** A Zeroes record's payload (none; never written into). */
+const NO_PAYLOAD = Buffer.alloc(0);
 
 export function isAllZero(b: Buffer): boolean {
   // (compare with ranges: no views made, for every record of every batch.)
@@ -47,7 +49,9 @@ export function zeroWritesAsZeroes(records: JournalRecord[]): { records: Journal
   const out = records.map((r) => {
     if (r.kind !== RecordKind.Write || r.payload.length === 0 || !isAllZero(r.payload)) return r;
     zeroBytes += r.payload.length;
-    return { ...r, kind: RecordKind.Zeroes, payload: Buffer.alloc(0) };
+    const zeroes: JournalRecord = { kind: RecordKind.Zeroes, flags: r.flags, seq: r.seq, epoch: r.epoch, offset: r.offset, length: r.length, time: r.time,
+      payload: NO_PAYLOAD };
+    return zeroes;
   });
   return { records: out, zeroBytes };
 }

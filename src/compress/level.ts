@@ -14,11 +14,13 @@
 // measured, not guessed:
 //
 //   compressing, the link idle while shipping, for `tryAfter` seconds    -> try raw
-//   raw, the link busy for `tryAfter` seconds,
+//   raw, the link busy for AUTO_RAW_TRY_AFTER_SECONDS,
 //     or AUTO_RAW_RECHECK_SECONDS of shipping                           -> try level 1
 //   a try (AUTO_TRY_SECONDS) ends: raw if raw shipped AUTO_RAW_GAIN x what compressing
-//     did, else compressing; a try that changed nothing doubles `tryAfter`
-//     (AUTO_RAW_TRY_AFTER_SECONDS up to AUTO_RAW_TRY_MAX_AFTER_SECONDS), one that did resets it
+//     did, else compressing. Raw losing (its try, or at a recheck) doubles `tryAfter`
+//     (AUTO_RAW_TRY_AFTER_SECONDS up to AUTO_RAW_TRY_MAX_AFTER_SECONDS): a host whose
+//     bursts made raw look faster once pays a try less and less often. Raw winning
+//     its try resets it; a recheck raw wins leaves it.
 //
 // "Shipped" is record bytes a second, before packing: what the peer gains (with the
 // pair keeping up, what the host wrote). A tie keeps compressing (fewer bytes on the
@@ -30,6 +32,9 @@ import { assert } from '../invariants/assert.js';
 
 /** The level `auto` sends raw at (no zstd). */
 export const AUTO_RAW = 0;
+
+// (A try's first second is not counted: it needs one more to measure.)
+assert(AUTO_TRY_SECONDS >= 2, () => `AUTO_TRY_SECONDS is ${AUTO_TRY_SECONDS}: a try needs 2 seconds or more`);
 
 export interface LevelSample {
   /** Fraction of the last interval the link had data waiting for it (0..1). */
@@ -52,7 +57,7 @@ export class LevelController {
   private linkBusy = 0;
   private workersBusy = 0;
   private phase: Phase = { kind: 'zstd', rate: 0, waited: 0, seconds: 0 };
-  /** Seconds the other way must look worth a try before it is tried. */
+  /** Seconds compressing must look worse (the link idle while shipping) before raw is tried. */
   private tryAfter = AUTO_RAW_TRY_AFTER_SECONDS;
   /** The level compressing was at when raw was tried (it goes on there if raw loses). */
   private levelBefore = AUTO_START_LEVEL;
@@ -88,7 +93,7 @@ export class LevelController {
         if (p.waited >= this.tryAfter && p.rate > 0) this.start('try-raw', p.rate);
       } else {
         p.waited = this.linkBusy > 0.8 ? p.waited + 1 : 0;
-        if (p.waited >= this.tryAfter || (p.seconds >= AUTO_RAW_RECHECK_SECONDS && bytes > 0)) this.start('try-zstd', p.rate);
+        if (p.waited >= AUTO_RAW_TRY_AFTER_SECONDS || (p.seconds >= AUTO_RAW_RECHECK_SECONDS && bytes > 0)) this.start('try-zstd', p.rate);
       }
     }
     const raw = this.phase.kind === 'raw' || this.phase.kind === 'try-raw';
@@ -117,8 +122,8 @@ export class LevelController {
     const zstd = kind === 'try-raw' ? against : rate;
     const rawWins = raw > zstd * AUTO_RAW_GAIN;
     const changed = rawWins === (kind === 'try-raw');
-    // (A try that changed nothing: the next waits longer; one that did: tries start afresh.)
-    this.tryAfter = changed ? AUTO_RAW_TRY_AFTER_SECONDS : Math.min(AUTO_RAW_TRY_MAX_AFTER_SECONDS, 2 * this.tryAfter);
+    if (!rawWins) this.tryAfter = Math.min(AUTO_RAW_TRY_MAX_AFTER_SECONDS, 2 * this.tryAfter);
+    else if (kind === 'try-raw') this.tryAfter = AUTO_RAW_TRY_AFTER_SECONDS;
     if (changed) this.changed = { raw: rawWins, rawRate: raw, zstdRate: zstd };
     this.phase = { kind: rawWins ? 'raw' : 'zstd', rate: rawWins ? raw : zstd, waited: 0, seconds: 0 };
     this.level = rawWins ? AUTO_RAW : kind === 'try-raw' ? this.levelBefore : AUTO_MIN_LEVEL;

@@ -67,7 +67,8 @@ export class Packer {
   observe(linkBusy: number): void {
     const recordBytes = this.shipped;
     this.shipped = 0;
-    if (!this.opts.pool || this.opts.setting().mode !== 'auto') return;
+    // (A peer that does not decode zstd gets raw batches anyway: nothing to weigh.)
+    if (!this.opts.pool || !this.opts.peerZstd || this.opts.setting().mode !== 'auto') return;
     this.auto.observe({ linkBusy, workersBusy: this.opts.pool.busy, recordBytes });
     const c = this.auto.changed;
     this.auto.changed = null;

@@ -328,9 +328,10 @@ export const MAX_UNTRIED_BATCHES = 32;
 export const COMPRESS_SAMPLE_SLICES = 4;
 export const COMPRESS_SAMPLE_SLICE_BYTES = 16 * 1024;
 /**
- * `compression: auto` tries sending raw after this many seconds at zstd's fastest level
- * with its workers busy (src/compress/level.ts); each try that raw loses doubles the wait,
- * up to AUTO_RAW_TRY_MAX_AFTER_SECONDS.
+ * `compression: auto` (src/compress/level.ts) tries sending raw after this many seconds
+ * in a row of a link idle while shipping; each time raw loses a try, or loses at a
+ * recheck, the wait doubles, up to AUTO_RAW_TRY_MAX_AFTER_SECONDS (a try raw wins
+ * resets it). Raw tries level 1 after this many seconds in a row of a busy link, always.
  */
 export const AUTO_RAW_TRY_AFTER_SECONDS = 5;
 export const AUTO_RAW_TRY_MAX_AFTER_SECONDS = 640;
