@@ -17,8 +17,9 @@
 //   raw, the link busy for AUTO_RAW_TRY_AFTER_SECONDS,
 //     or AUTO_RAW_RECHECK_SECONDS of shipping                           -> try level 1
 //   a try (AUTO_TRY_SECONDS) ends: raw if raw shipped AUTO_RAW_GAIN x what compressing
-//     did, else compressing. Raw losing (its try, or at a recheck) doubles `tryAfter`
-//     (AUTO_RAW_TRY_AFTER_SECONDS up to AUTO_RAW_TRY_MAX_AFTER_SECONDS): a host whose
+//     did (and, trying raw, the link stayed idle), else compressing. Raw losing (its
+//     try, or at a recheck) doubles `tryAfter` (AUTO_RAW_TRY_AFTER_SECONDS up to
+//     AUTO_RAW_TRY_MAX_AFTER_SECONDS): a host whose
 //     bursts made raw look faster once pays a try less and less often. Raw winning
 //     its try resets it; a recheck raw wins leaves it.
 //
@@ -47,8 +48,8 @@ export interface LevelSample {
 
 /** Compressing or raw: `rate` shipped a second (smoothed); `waited`: seconds in a row the other way might ship more; `seconds`: shipping, in the phase. */
 interface Steady { kind: 'zstd' | 'raw'; rate: number; waited: number; seconds: number }
-/** Trying the other way: its seconds so far, what it shipped after the first, and the steady way's rate. */
-interface Try { kind: 'try-raw' | 'try-zstd'; seconds: number; bytes: number; against: number }
+/** Trying the other way: its seconds so far, what it shipped after the first (and the link's busy fraction, summed), and the steady way's rate. */
+interface Try { kind: 'try-raw' | 'try-zstd'; seconds: number; bytes: number; against: number; busy: number }
 type Phase = Steady | Try;
 const isTry = (p: Phase): p is Try => p.kind === 'try-raw' || p.kind === 'try-zstd';
 
@@ -81,8 +82,11 @@ export class LevelController {
     const p = this.phase;
     if (isTry(p)) {
       // (The first second of a try still carries batches packed before it.)
-      if (++p.seconds > 1) p.bytes += bytes;
-      if (p.seconds >= AUTO_TRY_SECONDS) this.settle(p.kind, p.bytes / (p.seconds - 1), p.against);
+      if (++p.seconds > 1) {
+        p.bytes += bytes;
+        p.busy += s.linkBusy;
+      }
+      if (p.seconds >= AUTO_TRY_SECONDS) this.settle(p.kind, p.bytes / (p.seconds - 1), p.against, p.busy / (p.seconds - 1));
     } else {
       p.rate = p.seconds === 0 ? bytes : 0.5 * p.rate + 0.5 * bytes;
       if (bytes > 0) p.seconds++;
@@ -112,15 +116,17 @@ export class LevelController {
 
   private start(kind: 'try-raw' | 'try-zstd', against: number): void {
     if (kind === 'try-raw') this.levelBefore = this.level;
-    this.phase = { kind, seconds: 0, bytes: 0, against };
+    this.phase = { kind, seconds: 0, bytes: 0, against, busy: 0 };
     this.level = kind === 'try-raw' ? AUTO_RAW : AUTO_MIN_LEVEL;
   }
 
-  /** A try ended having shipped `rate` against the other way's `against`. */
-  private settle(kind: 'try-raw' | 'try-zstd', rate: number, against: number): void {
+  /** A try ended having shipped `rate` against the other way's `against`, the link busy `linkBusy` of the time (0..1). */
+  private settle(kind: 'try-raw' | 'try-zstd', rate: number, against: number, linkBusy: number): void {
     const raw = kind === 'try-raw' ? rate : against;
     const zstd = kind === 'try-raw' ? against : rate;
-    const rawWins = raw > zstd * AUTO_RAW_GAIN;
+    // (A try of raw that kept data waiting for the link found the line, not the packing,
+    // to be the limit: raw loses it, whatever it shipped against a calmer time before.)
+    const rawWins = raw > zstd * AUTO_RAW_GAIN && !(kind === 'try-raw' && linkBusy >= 0.2);
     const changed = rawWins === (kind === 'try-raw');
     if (!rawWins) this.tryAfter = Math.min(AUTO_RAW_TRY_MAX_AFTER_SECONDS, 2 * this.tryAfter);
     else if (kind === 'try-raw') this.tryAfter = AUTO_RAW_TRY_AFTER_SECONDS;

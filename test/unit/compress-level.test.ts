@@ -130,3 +130,17 @@ test('auto: however long raw has held, a busy link tries level 1 within seconds;
   assert.ok(first >= 2 * AUTO_RAW_TRY_AFTER_SECONDS - 1, `first try of raw at ${first} (levels ${lifted})`);
   assert.equal(c.state === 'raw' || c.state === 'try-raw', true, c.state);
 });
+
+test('auto on a thin line between bursts: a try of raw a burst meets (data waits for the link) is lost, whatever it shipped', () => {
+  const c = new LevelController();
+  // A trickle the line carries with room to spare: the link idle while shipping, so raw is tried.
+  const trickle = { linkBusy: 0, workersBusy: 0.05, zstd: 20_000, raw: 20_000 };
+  const quiet = run(c, AUTO_RAW_TRY_AFTER_SECONDS, trickle);
+  assert.equal(quiet.at(-1), AUTO_RAW, `levels ${quiet}`);
+  // A burst comes during the try: raw fills the line (250 kB/s) and data waits; it ships
+  // ten times the trickle, but that is the burst, not raw.
+  run(c, AUTO_TRY_SECONDS, { linkBusy: 1, workersBusy: 0.3, zstd: 500_000, raw: 250_000 });
+  assert.equal(c.state, 'zstd');
+  assert.ok(c.level >= AUTO_MIN_LEVEL);
+  assert.equal(c.changed, null, 'nothing changed: nothing said');
+});
