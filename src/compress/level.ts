@@ -19,9 +19,9 @@
 //   a try (AUTO_TRY_SECONDS) ends: raw if raw shipped AUTO_RAW_GAIN x what compressing
 //     did (and, trying raw, the link stayed idle), else compressing. Raw losing (its
 //     try, or at a recheck) doubles `tryAfter` (AUTO_RAW_TRY_AFTER_SECONDS up to
-//     AUTO_RAW_TRY_MAX_AFTER_SECONDS): a host whose
-//     bursts made raw look faster once pays a try less and less often. Raw winning
-//     its try resets it; a recheck raw wins leaves it.
+//     AUTO_RAW_TRY_MAX_AFTER_SECONDS): a host whose bursts made raw look faster once
+//     pays a try less and less often. Raw winning its try resets it; a recheck raw
+//     wins leaves it.
 //
 // "Shipped" is record bytes a second, before packing: what the peer gains (with the
 // pair keeping up, what the host wrote). A tie keeps compressing (fewer bytes on the
