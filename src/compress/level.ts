@@ -13,7 +13,8 @@
 // share) slows shipping, and the host, for bytes nobody waits for. Whether it does is
 // measured, not guessed:
 //
-//   compressing, the link idle while shipping, for `tryAfter` seconds    -> try raw
+//   compressing, the link idle while shipping and the node using half a
+//     core or more (AUTO_RAW_CPU_CORES), for `tryAfter` seconds          -> try raw
 //   raw, the link busy for AUTO_RAW_TRY_AFTER_SECONDS,
 //     or AUTO_RAW_RECHECK_SECONDS of shipping                           -> try level 1
 //   a try (AUTO_TRY_SECONDS) ends: raw if raw shipped AUTO_RAW_GAIN x what compressing
@@ -28,7 +29,9 @@
 // line), so a host that writes less than either way ships stays compressed; a line
 // that data waits for is never tried raw.
 import { AUTO_MAX_LEVEL, AUTO_MIN_LEVEL, AUTO_START_LEVEL } from './setting.js';
-import { AUTO_RAW_GAIN, AUTO_RAW_RECHECK_SECONDS, AUTO_RAW_TRY_AFTER_SECONDS, AUTO_RAW_TRY_MAX_AFTER_SECONDS, AUTO_TRY_SECONDS } from '../limits/limits.js';
+import {
+  AUTO_RAW_CPU_CORES, AUTO_RAW_GAIN, AUTO_RAW_RECHECK_SECONDS, AUTO_RAW_TRY_AFTER_SECONDS, AUTO_RAW_TRY_MAX_AFTER_SECONDS, AUTO_TRY_SECONDS,
+} from '../limits/limits.js';
 import { assert } from '../invariants/assert.js';
 
 /** The level `auto` sends raw at (no zstd). */
@@ -44,6 +47,8 @@ export interface LevelSample {
   workersBusy: number;
   /** Record bytes the link's batches carried in the interval, before packing (what it shipped). */
   recordBytes?: number;
+  /** Cores of CPU this node used in the interval, all its threads (process.cpuUsage): packing costs only where that is scarce. */
+  cpuBusy?: number;
 }
 
 /** Compressing or raw: `rate` shipped a second (smoothed); `waited`: seconds in a row the other way might ship more; `seconds`: shipping, in the phase. */
@@ -92,8 +97,9 @@ export class LevelController {
       if (bytes > 0) p.seconds++;
       if (p.kind === 'zstd') {
         this.followLink();
-        // (Raw might ship more only where the line is not what data waits for.)
-        p.waited = this.linkBusy < 0.2 && bytes > 0 ? p.waited + 1 : 0;
+        // (Raw might ship more only where the line is not what data waits for, and the
+        // node works hard: an idle line with a trickle and a calm CPU gains nothing.)
+        p.waited = this.linkBusy < 0.2 && bytes > 0 && (s.cpuBusy ?? 0) >= AUTO_RAW_CPU_CORES ? p.waited + 1 : 0;
         if (p.waited >= this.tryAfter && p.rate > 0) this.start('try-raw', p.rate);
       } else {
         p.waited = this.linkBusy > 0.8 ? p.waited + 1 : 0;

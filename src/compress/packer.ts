@@ -63,13 +63,13 @@ export class Packer {
   /** Record bytes encoded since the last observe (what the link shipped, before packing). */
   private shipped = 0;
 
-  /** Once a second: how busy the link was (0..1). Moves the auto level. */
-  observe(linkBusy: number): void {
+  /** Once a second: how busy the link was (0..1), and the cores of CPU this node used (process.cpuUsage). Moves the auto level. */
+  observe(linkBusy: number, cpuBusy = 0): void {
     const recordBytes = this.shipped;
     this.shipped = 0;
     // (A peer that does not decode zstd gets raw batches anyway: nothing to weigh.)
     if (!this.opts.pool || !this.opts.peerZstd || this.opts.setting().mode !== 'auto') return;
-    this.auto.observe({ linkBusy, workersBusy: this.opts.pool.busy, recordBytes });
+    this.auto.observe({ linkBusy, workersBusy: this.opts.pool.busy, recordBytes, cpuBusy });
     const c = this.auto.changed;
     this.auto.changed = null;
     if (c) this.opts.onAuto?.(c.raw, c.rawRate, c.zstdRate);

@@ -159,11 +159,17 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
     let busySamples = 0;
     let saturatedSamples = 0;
     let samples = 0;
+    // (The node's CPU over each second, all threads: whether packing costs anything that waits.)
+    let cpuAt = { usage: process.cpuUsage(), at: process.hrtime.bigint() };
     const meter = setInterval(() => {
       if (pacer.pending() > 0 || socket.writableLength >= socketAllowance(s.capacity.estimate(host.rateNow(peer)))) busySamples++;
       if (pacer.active() || socket.writableLength > 0 || queued()) saturatedSamples++;
       if (++samples < 4) return;
-      s.packer?.observe(busySamples / samples);
+      const cpuNow = { usage: process.cpuUsage(), at: process.hrtime.bigint() };
+      const used = process.cpuUsage(cpuAt.usage);
+      const cores = (used.user + used.system) / Math.max(1, Number(cpuNow.at - cpuAt.at) / 1000);
+      cpuAt = cpuNow;
+      s.packer?.observe(busySamples / samples, cores);
       s.capacity.observe(Date.now(), s.wireBytes - socket.writableLength, saturatedSamples / samples, host.rateNow(peer));
       busySamples = saturatedSamples = samples = 0;
     }, 250);

@@ -17,6 +17,8 @@ interface Pipeline {
   /** Record bytes a second shipped while compressing, and while raw. */
   zstd: number;
   raw: number;
+  /** Cores of CPU the node uses (1 when not given: a node working hard). */
+  cpu?: number;
 }
 
 /** Runs `c` for `seconds` on `p`; returns the levels it chose. */
@@ -25,7 +27,7 @@ function run(c: LevelController, seconds: number, p: Pipeline): number[] {
   for (let i = 0; i < seconds; i++) {
     const raw = c.level === AUTO_RAW;
     const sample: LevelSample = { linkBusy: raw ? (p.rawLinkBusy ?? p.linkBusy) : p.linkBusy, workersBusy: raw ? 0 : p.workersBusy,
-      recordBytes: raw ? p.raw : p.zstd };
+      recordBytes: raw ? p.raw : p.zstd, cpuBusy: p.cpu ?? 1 };
     levels.push(c.observe(sample));
   }
   return levels;
@@ -131,11 +133,13 @@ test('auto: however long raw has held, a busy link tries level 1 within seconds;
   assert.equal(c.state === 'raw' || c.state === 'try-raw', true, c.state);
 });
 
-test('auto on a thin line between bursts: a try of raw a burst meets (data waits for the link) is lost, whatever it shipped', () => {
+test('auto on a thin line between bursts: a calm node never tries raw; a try a burst meets (data waits for the link) is lost, whatever it shipped', () => {
   const c = new LevelController();
-  // A trickle the line carries with room to spare: the link idle while shipping, so raw is tried.
-  const trickle = { linkBusy: 0, workersBusy: 0.05, zstd: 20_000, raw: 20_000 };
-  const quiet = run(c, AUTO_RAW_TRY_AFTER_SECONDS, trickle);
+  // A trickle the line carries with room to spare, the node calm: nothing to gain, no try.
+  const trickle = { linkBusy: 0, workersBusy: 0.05, zstd: 20_000, raw: 20_000, cpu: 0.05 };
+  assert.ok(!run(c, 600, trickle).includes(AUTO_RAW));
+  // The node busy with other work: the link idle while shipping, so raw is tried...
+  const quiet = run(c, AUTO_RAW_TRY_AFTER_SECONDS, { ...trickle, cpu: 0.9 });
   assert.equal(quiet.at(-1), AUTO_RAW, `levels ${quiet}`);
   // A burst comes during the try: raw fills the line (250 kB/s) and data waits; it ships
   // ten times the trickle, but that is the burst, not raw.

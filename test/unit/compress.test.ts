@@ -226,14 +226,14 @@ test('auto through the Packer: what it encodes is what a try of raw compares, ra
     // Compressing, one batch a second, the link idle.
     for (let i = 0; i < AUTO_RAW_TRY_AFTER_SECONDS; i++) {
       assert.equal(frameOf(await packer.encode('db', batch())).type, FrameType.PackedRecords);
-      packer.observe(0);
+      packer.observe(0, 1);
     }
     assert.equal(packer.level, 0, 'the link idle while shipping: raw is tried');
     assert.equal(said.length, 0);
     // The try ships two batches a second.
     for (let i = 0; i < AUTO_TRY_SECONDS; i++) {
       for (let k = 0; k < 2; k++) assert.equal(frameOf(await packer.encode('db', batch())).type, FrameType.Records);
-      packer.observe(0);
+      packer.observe(0, 1);
     }
     assert.equal(packer.level, 0);
     assert.deepEqual(said, [{ raw: true, rawRate: 2 * bytes, zstdRate: bytes }]);
@@ -241,7 +241,7 @@ test('auto through the Packer: what it encodes is what a try of raw compares, ra
     setting = { mode: 'fixed', level: 1 };
     assert.equal(packer.level, 1);
     assert.equal(frameOf(await packer.encode('db', batch())).type, FrameType.PackedRecords);
-    packer.observe(0);
+    packer.observe(0, 1);
     assert.equal(packer.level, 1);
   } finally {
     await pool.close();
