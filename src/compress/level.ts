@@ -5,6 +5,7 @@
 //   workers busy (compression is the bottleneck)                   -> two levels down
 //   link idle (it takes all we give it)                            -> back toward the start level
 //     (from above: less CPU; from below, once the workers are calm: fewer bytes)
+//   link idle and the node busy (AUTO_RAW_CPU_CORES)               -> one level down, to 1
 //
 // Bounded to AUTO_MIN_LEVEL..AUTO_MAX_LEVEL: above 12, zstd spends several times the
 // CPU for a few percent. Below the fastest level is raw (AUTO_RAW), for a line that
@@ -13,7 +14,7 @@
 // share) slows shipping, and the host, for bytes nobody waits for. Whether it does is
 // measured, not guessed:
 //
-//   compressing, the link idle while shipping and the node using half a
+//   at level 1, the link idle while shipping and the node using half a
 //     core or more (AUTO_RAW_CPU_CORES), for `tryAfter` seconds          -> try raw
 //   raw, the link busy for AUTO_RAW_TRY_AFTER_SECONDS,
 //     or AUTO_RAW_RECHECK_SECONDS of shipping                           -> try level 1
@@ -96,10 +97,12 @@ export class LevelController {
       p.rate = p.seconds === 0 ? bytes : 0.5 * p.rate + 0.5 * bytes;
       if (bytes > 0) p.seconds++;
       if (p.kind === 'zstd') {
-        this.followLink();
-        // (Raw might ship more only where the line is not what data waits for, and the
-        // node works hard: an idle line with a trickle and a calm CPU gains nothing.)
-        p.waited = this.linkBusy < 0.2 && bytes > 0 && (s.cpuBusy ?? 0) >= AUTO_RAW_CPU_CORES ? p.waited + 1 : 0;
+        const cpuBusy = (s.cpuBusy ?? 0) >= AUTO_RAW_CPU_CORES;
+        this.followLink(cpuBusy);
+        // (Raw might ship more only from the fastest level, where the line is not what data
+        // waits for and the node works hard: an idle line with a trickle and a calm CPU gains
+        // nothing, and a thin line, whose moments of idling hold the level above 1, never tries.)
+        p.waited = this.level === AUTO_MIN_LEVEL && this.linkBusy < 0.2 && bytes > 0 && cpuBusy ? p.waited + 1 : 0;
         if (p.waited >= this.tryAfter && p.rate > 0) this.start('try-raw', p.rate);
       } else {
         p.waited = this.linkBusy > 0.8 ? p.waited + 1 : 0;
@@ -112,12 +115,14 @@ export class LevelController {
     return this.level;
   }
 
-  /** Compressing: the level follows the link and the workers. */
-  private followLink(): void {
+  /** Compressing: the level follows the link, the workers and the node's CPU. */
+  private followLink(cpuBusy: boolean): void {
     if (this.workersBusy > 0.75) this.level = Math.max(AUTO_MIN_LEVEL, this.level - 2);
     else if (this.linkBusy > 0.8 && this.workersBusy < 0.4) this.level = Math.min(AUTO_MAX_LEVEL, this.level + 1);
+    // (An idle link with the node working hard: the bytes are not needed, the CPU is.)
+    else if (this.linkBusy < 0.2 && cpuBusy && this.level > AUTO_MIN_LEVEL) this.level--;
     else if (this.linkBusy < 0.2 && this.level > AUTO_START_LEVEL) this.level--;
-    else if (this.linkBusy < 0.2 && this.workersBusy < 0.3 && this.level < AUTO_START_LEVEL) this.level++;
+    else if (this.linkBusy < 0.2 && !cpuBusy && this.workersBusy < 0.3 && this.level < AUTO_START_LEVEL) this.level++;
   }
 
   private start(kind: 'try-raw' | 'try-zstd', against: number): void {

@@ -17,7 +17,7 @@ import { Packer, emptyPackStats } from '../../src/compress/packer.js';
 import { sampleOf, samplePositions } from '../../src/compress/sample.js';
 import { AUTO_RAW_TRY_AFTER_SECONDS, AUTO_TRY_SECONDS, COMPRESS_SAMPLE_SLICE_BYTES } from '../../src/limits/limits.js';
 import { LevelController } from '../../src/compress/level.js';
-import { parseCompression, type Compression } from '../../src/compress/setting.js';
+import { AUTO_MIN_LEVEL, AUTO_START_LEVEL, parseCompression, type Compression } from '../../src/compress/setting.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
@@ -223,8 +223,8 @@ test('auto through the Packer: what it encodes is what a try of raw compares, ra
       onAuto: (raw, rawRate, zstdRate) => said.push({ raw, rawRate, zstdRate }) });
     const batch = (): JournalRecord[] => [write(0, data), barrier()];
     const bytes = 2 * RECORD_HEADER_SIZE + data.length;
-    // Compressing, one batch a second, the link idle.
-    for (let i = 0; i < AUTO_RAW_TRY_AFTER_SECONDS; i++) {
+    // Compressing, one batch a second, the link idle, the node busy: down to level 1, then the try.
+    for (let i = 0; i < AUTO_RAW_TRY_AFTER_SECONDS + AUTO_START_LEVEL - AUTO_MIN_LEVEL - 1; i++) {
       assert.equal(frameOf(await packer.encode('db', batch())).type, FrameType.PackedRecords);
       packer.observe(0, 1);
     }
