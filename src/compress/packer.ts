@@ -53,7 +53,7 @@ export class Packer {
 
   constructor(private readonly opts: PackerOptions) {}
 
-  /** The zstd level batches get now (0: none; with `auto`, raw while the link carries more than the workers compress: level.ts). */
+  /** The zstd level batches get now (0: none; with `auto`, raw where a try showed raw ships more: level.ts). */
   get level(): number {
     const s = this.opts.setting();
     if (!this.opts.pool || !this.opts.peerZstd || s.mode === 'off') return 0;

@@ -166,8 +166,8 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
       if (pacer.active() || socket.writableLength > 0 || queued()) saturatedSamples++;
       if (++samples < 4) return;
       const cpuNow = { usage: process.cpuUsage(), at: process.hrtime.bigint() };
-      const used = process.cpuUsage(cpuAt.usage);
-      const cores = (used.user + used.system) / Math.max(1, Number(cpuNow.at - cpuAt.at) / 1000);
+      const usedMicros = cpuNow.usage.user - cpuAt.usage.user + cpuNow.usage.system - cpuAt.usage.system;
+      const cores = usedMicros / Math.max(1, Number(cpuNow.at - cpuAt.at) / 1000);
       cpuAt = cpuNow;
       s.packer?.observe(busySamples / samples, cores);
       s.capacity.observe(Date.now(), s.wireBytes - socket.writableLength, saturatedSamples / samples, host.rateNow(peer));
