@@ -80,7 +80,8 @@ export interface JournalRecord extends RecordHeader {
 }
 
 /**
- * A record from a decoded header and its payload (`payloadCrc`: as checked), built as
+ * A record from a decoded header and its payload (`payloadCrc`: as checked; kept only
+ * with a payload, as JournalRecord.payloadCrc says), built as
  * one literal. A spread of the header (`{ ...h, payload }`) took V8's slow path: 3.4 µs
  * and about 1 KiB of garbage a record, on every frame received and every journal read
  * (2026-12-07).

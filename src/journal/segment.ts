@@ -119,7 +119,7 @@ export function readRecords(
   all: Segment[], fromSeq: number, maxBytes: number, limitSeq: number, released: number, scratch?: Scratch,
 ): Promise<JournalRecord[]> {
   return walkRecords(all, fromSeq, maxBytes, limitSeq, released, true,
-    (h, payload, _size, crc) => recordOf(h, payload, payload.length > 0 ? crc : undefined), scratch);
+    (h, payload, _size, crc) => recordOf(h, payload, crc), scratch);
 }
 
 /**

@@ -154,7 +154,7 @@ export function decodeRecordsBody(volume: string, rest: Buffer): JournalRecord[]
     if (!payloadMatches(p, h.payloadCrc)) throw new FrameError(`record ${h.header.seq} for ${volume} failed its payload checksum`);
     // (Views of the frame, not copies: the frame's memory lease covers them until the
     // receive log has written them, src/memory/intake.ts, and nothing writes into a frame.)
-    records.push(p.length > 0 ? recordOf(h.header, p, h.payloadCrc) : recordOf(h.header, EMPTY_BODY));
+    records.push(recordOf(h.header, p.length > 0 ? p : EMPTY_BODY, h.payloadCrc));
     at += RECORD_HEADER_SIZE + h.payloadLength;
   }
   return records;
