@@ -23,6 +23,8 @@ import { RECORD_HEADER_SIZE, RecordKind, decodeRecordHeader, encodeRecordHeader,
 import { FrameError, FrameType, MAX_FRAME_PAYLOAD, decodeVolumePayload, encodeFrame, encodeVolumePayload } from '../link/frame.js';
 import { decodeRecordsBody, recordsBody, recordsFrameInPlace, recordsPayload, type FrameRoom } from '../link/records-frame.js';
 import { ROW, columnsToHeaders, headersToColumns } from './columns.js';
+import type { Owned, OwnedBuffers } from '../memory/owned-buffers.js';
+import { assert } from '../invariants/assert.js';
 
 export { recordsBody };
 
@@ -144,7 +146,7 @@ let dctx: InstanceType<typeof zstdBinding.DCtx> | null = null;
  * decoder refuses to write past it. Runs in the pool's workers; the synchronous
  * decodePackedRecordsFrame (the simulation, tests) calls it in place.
  */
-export function unzstdExact(z: Uint8Array, size: number): Uint8Array {
+export function unzstdExact(z: Uint8Array, size: number, into?: Uint8Array): Uint8Array {
   if (!Number.isSafeInteger(size) || size < 0 || size > MAX_FRAME_PAYLOAD) throw new UnzstdError(
     `declares ${size} bytes, over the ${MAX_FRAME_PAYLOAD}-byte limit`);
   // One frame, nothing after it: a second frame (a bomb) or trailing bytes are refused
@@ -156,8 +158,10 @@ export function unzstdExact(z: Uint8Array, size: number): Uint8Array {
     throw new UnzstdError(`does not decompress: its zstd frame is cut short or damaged (${(e as Error).message})`);
   }
   if (frameBytes !== z.length) throw new UnzstdError(`holds ${z.length - frameBytes} bytes after its zstd frame (one frame, nothing after it)`);
-  // (A buffer of its own, never a slice of Node's pool: the worker hands it back by transfer.)
-  const out = new Uint8Array(size);
+  // (A buffer of its own, never a slice of Node's pool: the worker hands it back by transfer.
+  // Or the node's own buffer of exactly that size, which goes back the same way.)
+  if (into && into.length !== size) throw new UnzstdError(`cannot unpack ${size} bytes into ${into.length}`);
+  const out = into ?? new Uint8Array(size);
   let n: number;
   try {
     dctx ??= new zstdBinding.DCtx();
@@ -223,8 +227,12 @@ export function parsePackedRecordsFrame(payload: Buffer): PackedFrame {
   return { volume, codec, rawLength, zstd, unpackedSize: size, payloads };
 }
 
-/** The records of a parsed PackedRecords frame, given its zstd frame unpacked (by unzstdExact). */
-export function packedRecords(p: PackedFrame, unpacked: Uint8Array): { volume: string; records: JournalRecord[]; rawBytes: number } {
+/**
+ * The records of a parsed PackedRecords frame, given its zstd frame unpacked (by
+ * unzstdExact). Where only the headers were packed, the records are put back together
+ * in `into` (rawLength bytes), or in a new buffer.
+ */
+export function packedRecords(p: PackedFrame, unpacked: Uint8Array, into?: Buffer): { volume: string; records: JournalRecord[]; rawBytes: number } {
   const { volume, rawLength } = p;
   if (unpacked.length !== p.unpackedSize) throw new FrameError(
     `PackedRecords frame for ${volume} decompressed to ${unpacked.length} bytes, not the ${p.unpackedSize} declared`);
@@ -233,7 +241,8 @@ export function packedRecords(p: PackedFrame, unpacked: Uint8Array): { volume: s
   const headers = columnsToHeaders(inner);
   const payloads = p.payloads;
   // Header and payload back together, then checked as a Records frame's records are.
-  const body = Buffer.allocUnsafe(rawLength);
+  assert(!into || into.length === rawLength, () => `records of ${rawLength} bytes put together in ${into!.length}`);
+  const body = into ?? Buffer.allocUnsafe(rawLength);
   let at = 0;
   let from = 0;
   for (let h = 0; h < headers.length; h += RECORD_HEADER_SIZE) {
@@ -277,20 +286,37 @@ export function unpackPacked(p: PackedFrame): { volume: string; records: Journal
 }
 
 /**
- * The same, with the decompression in a worker of `pool` (CompressionPool.unzstd): the
- * event loop only reads headers and checks CRCs. A frame refused is a FrameError;
- * a failure of the pool itself is passed on as it is.
+ * The same, with the decompression in a worker of `pool` (CompressionPool.unzstdOwned)
+ * and the records in the node's buffers: the event loop only reads headers and checks
+ * CRCs. The records are views of `owned`, which the caller gives back once nothing reads
+ * them (the receive log wrote them). A frame refused is a FrameError; a failure of the
+ * pool itself is passed on as it is.
  */
-export async function decodePackedRecordsFrameOff(p: PackedFrame, pool: { unzstd(z: Buffer, size: number): Promise<Buffer> }): Promise<{
-  volume: string; records: JournalRecord[]; rawBytes: number }> {
-  let unpacked: Buffer;
+export async function decodePackedRecordsFrameOff(p: PackedFrame, pool: Unpacker, buffers: OwnedBuffers): Promise<{
+  volume: string; records: JournalRecord[]; rawBytes: number; owned: Owned }> {
+  let unpacked: Owned;
   try {
-    unpacked = await pool.unzstd(p.zstd, p.unpackedSize);
+    unpacked = await pool.unzstdOwned(p.zstd, p.unpackedSize, buffers);
   } catch (e) {
     // (Anything else is this node's: a worker that died, a pool closed.)
     throw e instanceof UnzstdError ? unpackError(p.volume, e) : e;
   }
-  return packedRecords(p, unpacked);
+  // Only the headers were packed: the records go together in a buffer of their own, and the headers' goes back.
+  const owned = p.codec === CODEC_ZSTD ? unpacked : buffers.take(p.rawLength);
+  try {
+    const r = packedRecords(p, unpacked.bytes, owned === unpacked ? undefined : owned.bytes);
+    if (owned !== unpacked) unpacked.give();
+    return { ...r, owned };
+  } catch (e) {
+    if (owned !== unpacked) unpacked.give();
+    owned.give();
+    throw e;
+  }
+}
+
+/** What decodePackedRecordsFrameOff needs of the pool. */
+export interface Unpacker {
+  unzstdOwned(z: Buffer, size: number, buffers: OwnedBuffers): Promise<Owned>;
 }
 
 /**

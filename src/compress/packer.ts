@@ -7,7 +7,9 @@ import { encodeHeadersPackedFrame, encodePackedRecordsFrame, encodeRawRecordsFra
   zeroWritesAsZeroes } from './codec.js';
 import { LevelController } from './level.js';
 import { sampleCompresses } from './sample.js';
-import { MAX_UNTRIED_BATCHES } from '../limits/limits.js';
+import { MALLOC_MMAP_THRESHOLD_BYTES, MAX_UNTRIED_BATCHES } from '../limits/limits.js';
+import { recordsBodyLength } from '../link/records-frame.js';
+import type { OwnedBuffers } from '../memory/owned-buffers.js';
 import type { CompressionPool } from './pool.js';
 import type { FrameRoom } from '../link/records-frame.js';
 import type { Compression } from './setting.js';
@@ -44,6 +46,9 @@ export interface PackerOptions {
   stats: (volume: string) => PackStats;
   /** Told when `auto` starts sending raw (`raw`) or compressing again, with what each way shipped (record bytes a second). */
   onAuto?: (raw: boolean, rawRate: number, zstdRate: number) => void;
+  /** The node's buffers, for bodies of `ownedFrom` bytes or more (MALLOC_MMAP_THRESHOLD_BYTES) on their way to a worker. */
+  buffers?: OwnedBuffers;
+  ownedFrom?: number;
   /** Told once when a batch had to go raw because compression failed. */
   onFallback?: (why: string) => void;
 }
@@ -106,17 +111,23 @@ export class Packer {
       st.untriedBatches++;
       return this.incompressible(volume, z.records, rawLength - z.zeroBytes, level, st, room);
     }
-    const body = recordsBody(z.records);
-    if (body.length < MIN_COMPRESS_BYTES) return encodeRawRecordsFrame(volume, body);
-    // (The body may move to the worker, leaving this Buffer empty: keep its length.)
-    const bodyLength = body.length;
+    const bodyLength = recordsBodyLength(z.records);
+    if (bodyLength < MIN_COMPRESS_BYTES) return encodeRawRecordsFrame(volume, recordsBody(z.records));
+    // (A large body is built in the node's buffer, which goes to the worker and back: a new
+    // one each batch mapped fresh memory, page by page. A small one may move to the worker,
+    // leaving this Buffer empty: its length is kept.)
+    const buffers = this.opts.buffers;
+    const owned = buffers && bodyLength >= (this.opts.ownedFrom ?? MALLOC_MMAP_THRESHOLD_BYTES) ? buffers.take(bodyLength) : null;
     let packed: Buffer;
     try {
-      packed = await this.opts.pool!.compress(body, level);
+      if (owned) recordsBody(z.records, owned.bytes);
+      packed = await this.opts.pool!.compress(owned ?? recordsBody(z.records), level);
     } catch (e) {
       st.fallbackBatches++;
       this.opts.onFallback?.((e as Error).message);
       return encodeRawRecordsFrameOf(volume, z.records, room);
+    } finally {
+      owned?.give();
     }
     if (packed.length >= bodyLength - (bodyLength >> 5)) {
       st.incompressibleBatches++;

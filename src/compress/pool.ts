@@ -13,11 +13,16 @@ import { Worker } from 'node:worker_threads';
 import os from 'node:os';
 import { UnzstdError } from './codec.js';
 import { boundYoungGeneration } from '../memory/collector.js';
+import { Owned, type OwnedBuffers } from '../memory/owned-buffers.js';
 import { COMPRESSION_WORKER_IDLE_MS } from '../limits/limits.js';
+import { MAX_FRAME_PAYLOAD } from '../link/frame.js';
 
 interface Job {
   id: number;
-  data: Buffer;
+  /** A buffer the node owns moves to the worker and back (Owned.moveOut); any other is moved or copied (dispatch). */
+  data: Buffer | Owned;
+  /** unzstd: the node's buffer of exactly `size` bytes it unpacks into, moved there and back. */
+  into: Owned | null;
   /** compress: at `level`; unzstd: into exactly `size` bytes (codec.ts unzstdExact). */
   op: 'compress' | 'unzstd';
   level: number;
@@ -82,10 +87,14 @@ export class CompressionPool {
     // growth among them: bounded again once it runs (src/memory/collector.ts).
     worker.once('online', () => boundYoungGeneration());
     const slot: Slot = { worker, job: null, busySince: 0, idleSince: Date.now() };
-    worker.on('message', (m: { id: number; out?: Uint8Array; error?: string }) => {
+    worker.on('message', (m: { id: number; out?: Uint8Array; error?: string; back?: Uint8Array; into?: Uint8Array }) => {
       const job = slot.job;
       if (!job || job.id !== m.id) return;
       this.finish(slot);
+      // (What moved there comes back with every reply, the job done or not: the output of an
+      // unpack into `into` is a view of it.)
+      if (job.data instanceof Owned) job.data.movedBack(m.back!);
+      if (job.into) job.into.movedBack(m.out ?? m.into!);
       if (m.out) job.resolve(Buffer.from(m.out.buffer, m.out.byteOffset, m.out.byteLength));
       // (A frame the worker refused to unpack is the peer's fault, said as such; a worker
       // that died, or a closed pool, is this node's.)
@@ -121,12 +130,17 @@ export class CompressionPool {
     slot.idleSince = now;
   }
 
-  /** Compresses `data` at `level`; rejects when the queue is full, the pool closed, or the worker died. */
-  compress(data: Buffer, level: number): Promise<Buffer> {
+  /**
+   * Compresses `data` at `level`; rejects when the queue is full, the pool closed, or the
+   * worker died. A buffer the node owns goes to the worker and comes back before this
+   * settles (unless the worker died with it: Owned.give then keeps nothing); the caller
+   * gives it back.
+   */
+  compress(data: Buffer | Owned, level: number): Promise<Buffer> {
     if (this.closed) return Promise.reject(new Error('compression pool closed'));
     if (this.queue.length >= this.maxQueue) return Promise.reject(new PoolFull(`compression queue full (${this.maxQueue} batches)`));
     return new Promise((resolve, reject) => {
-      this.queue.push({ id: this.nextId++, op: 'compress', data, level, size: 0, resolve, reject });
+      this.queue.push({ id: this.nextId++, op: 'compress', data, into: null, level, size: 0, resolve, reject });
       this.dispatch();
     });
   }
@@ -145,13 +159,38 @@ export class CompressionPool {
     if (this.closed) return Promise.reject(new Error('compression pool closed'));
     const own = Buffer.alloc(z.length); // (never a slice of Node's pool)
     z.copy(own);
-    return new Promise((resolve, reject) => {
-      const job: Job = { id: this.nextId++, op: 'unzstd', data: own, level: 0, size, resolve, reject };
-      let at = 0;
-      while (at < this.queue.length && this.queue[at]!.op === 'unzstd') at++;
-      this.queue.splice(at, 0, job);
-      this.dispatch();
-    });
+    return new Promise((resolve, reject) => this.unzstdJob({ id: this.nextId++, op: 'unzstd', data: own, into: null, level: 0, size, resolve, reject }));
+  }
+
+  /**
+   * unzstd with the node's buffers (src/memory/owned-buffers.ts): `z` is copied into one
+   * and the frame unpacks into another, of `size` bytes, which is the caller's to give
+   * back once nothing reads it.
+   */
+  async unzstdOwned(z: Buffer, size: number, buffers: OwnedBuffers): Promise<Owned> {
+    if (this.closed) throw new Error('compression pool closed');
+    // (The peer's figures: refused as its fault, never asserted.)
+    if (!Number.isSafeInteger(size) || size <= 0 || size > MAX_FRAME_PAYLOAD) throw new UnzstdError(`declares ${size} bytes, not 1 to ${MAX_FRAME_PAYLOAD}`);
+    if (z.length === 0) throw new UnzstdError('does not decompress: its zstd frame is empty');
+    const input = buffers.take(z.length);
+    z.copy(input.bytes);
+    const into = buffers.take(size);
+    try {
+      await new Promise<Buffer>((resolve, reject) => this.unzstdJob({ id: this.nextId++, op: 'unzstd', data: input, into, level: 0, size, resolve, reject }));
+    } catch (e) {
+      into.give();
+      throw e;
+    } finally {
+      input.give();
+    }
+    return into;
+  }
+
+  private unzstdJob(job: Job): void {
+    let at = 0;
+    while (at < this.queue.length && this.queue[at]!.op === 'unzstd') at++;
+    this.queue.splice(at, 0, job);
+    this.dispatch();
   }
 
   private dispatch(): void {
@@ -176,10 +215,18 @@ export class CompressionPool {
       const job = this.queue.shift()!;
       slot.job = job;
       slot.busySince = Date.now();
+      const msg = { id: job.id, op: job.op, level: job.level, size: job.size };
       const d = job.data;
+      if (d instanceof Owned) {
+        // The node's buffers go there and come back with the reply.
+        const data = d.moveOut();
+        const into = job.into?.moveOut();
+        slot.worker.postMessage({ ...msg, data: data.view, into: into?.view, moved: true }, into ? [data.transfer, into.transfer] : [data.transfer]);
+        continue;
+      }
       // A buffer that owns its memory moves to the worker; a slice of Node's pool is copied.
       const own = d.byteOffset === 0 && d.byteLength === d.buffer.byteLength;
-      slot.worker.postMessage({ id: job.id, op: job.op, data: d, level: job.level, size: job.size }, own ? [d.buffer as ArrayBuffer] : []);
+      slot.worker.postMessage({ ...msg, data: d }, own ? [d.buffer as ArrayBuffer] : []);
     }
   }
 

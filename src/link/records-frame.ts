@@ -115,17 +115,24 @@ export function recordsPayload(volume: string, records: JournalRecord[]): Buffer
   return recordsInto(records, head);
 }
 
-/** Records as a Records frame carries them after the volume name: header + payload each. */
-export function recordsBody(records: JournalRecord[]): Buffer {
-  return recordsInto(records, EMPTY_BODY);
+/** Records as a Records frame carries them after the volume name: header + payload each (in `into`, exactly their length, or a new buffer). */
+export function recordsBody(records: JournalRecord[], into?: Buffer): Buffer {
+  return recordsInto(records, EMPTY_BODY, into);
+}
+
+/** The bytes recordsBody makes of `records`. */
+export function recordsBodyLength(records: JournalRecord[]): number {
+  let n = 0;
+  for (const r of records) n += RECORD_HEADER_SIZE + r.payload.length;
+  return n;
 }
 
 const EMPTY_BODY = Buffer.alloc(0);
 
-function recordsInto(records: JournalRecord[], head: Buffer): Buffer {
-  let n = head.length;
-  for (const r of records) n += RECORD_HEADER_SIZE + r.payload.length;
-  const b = Buffer.allocUnsafe(n);
+function recordsInto(records: JournalRecord[], head: Buffer, into?: Buffer): Buffer {
+  const n = head.length + recordsBodyLength(records);
+  assert(!into || into.length === n, () => `records of ${n} bytes built in ${into!.length}`);
+  const b = into ?? Buffer.allocUnsafe(n);
   head.copy(b, 0);
   let at = head.length;
   for (const r of records) {

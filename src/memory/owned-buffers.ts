@@ -10,6 +10,10 @@
 // a handle that was given back too early is caught where it would be written (the
 // pacer asserts `live` before each write: invariant 12). A handle
 // never given back (a socket torn down mid-frame) is only memory the collector frees.
+// The zstd workers take buffers too (src/compress/pool.ts): a batch's records to pack, a
+// frame to unpack and what it unpacks to move to the worker and back (`moveOut`,
+// `movedBack`), and are given back here, rather than each job mapping fresh memory on
+// both sides: those page faults were a tenth of a replicating pair's CPU for 4 KiB writes.
 // Tests and the simulations set `poison`: a buffer given back is overwritten at once,
 // so a view of it used later reads bytes no checksum accepts.
 import { assert } from '../invariants/assert.js';
@@ -18,20 +22,62 @@ import { OWNED_BUFFER_CLASS_MIN_BYTES, OWNED_BUFFERS_KEPT_BYTES } from '../limit
 /** One use of a buffer from the pool: `bytes` is exactly the length asked for. */
 export class Owned {
   private given = false;
+  /** The memory is on another thread (a zstd worker's job), until movedBack. */
+  private away = false;
+
+  /** The lengths of `bytes` and the whole, kept: views of memory moved away read as empty. */
+  private readonly length: number;
+  private readonly size: number;
 
   /** @internal (made by OwnedBuffers.take) */
-  constructor(private readonly pool: OwnedBuffers, readonly bytes: Buffer, readonly whole: Buffer) {}
+  constructor(private readonly pool: OwnedBuffers, private mine: Buffer, private all: Buffer) {
+    this.length = mine.length;
+    this.size = all.length;
+  }
+
+  /** The whole buffer of the pool `bytes` is the start of (its size class). */
+  get whole(): Buffer {
+    return this.all;
+  }
+
+  /** This use's bytes (not while they are away on another thread). */
+  get bytes(): Buffer {
+    assert(!this.away, () => `an owned buffer of ${this.length} bytes read while it is on another thread`);
+    return this.mine;
+  }
 
   /** Still this use's: not given back (a view of `bytes` may be read or written). */
   get live(): boolean {
-    return !this.given;
+    return !this.given && !this.away;
   }
 
-  /** This use is over: the memory goes back to the pool. Once only. */
+  /**
+   * The memory moves to another thread (a postMessage transfer list takes the returned
+   * buffer): until movedBack no one here may touch it, and views of it made before
+   * are empty from now on. Returns the view of `bytes` to post.
+   */
+  moveOut(): { view: Uint8Array; transfer: ArrayBuffer } {
+    assert(!this.given && !this.away, 'an owned buffer moved while given back or away');
+    this.away = true;
+    return { view: this.mine, transfer: this.whole.buffer as ArrayBuffer };
+  }
+
+  /** The memory came back from the thread it went to: `view` is the view moveOut gave, posted back. */
+  movedBack(view: Uint8Array): void {
+    assert(this.away, 'an owned buffer moved back that was not away');
+    assert(view.byteOffset === 0 && view.byteLength === this.length && view.buffer.byteLength === this.size,
+      () => `an owned buffer of ${this.length} bytes came back as ${view.byteLength} of ${view.buffer.byteLength}`);
+    this.all = Buffer.from(view.buffer);
+    this.mine = this.all.subarray(0, view.byteLength);
+    this.away = false;
+  }
+
+  /** This use is over: the memory goes back to the pool (none, if it never came back from another thread). Once only. */
   give(): void {
-    assert(!this.given, () => `an owned buffer of ${this.bytes.length} bytes given back twice`);
+    assert(!this.given, () => `an owned buffer of ${this.length} bytes given back twice`);
     this.given = true;
-    this.pool.back(this.whole);
+    if (this.away) this.pool.lost();
+    else this.pool.back(this.whole);
   }
 }
 
@@ -97,6 +143,12 @@ export class OwnedBuffers {
     this.idle.push(whole);
     this.idleBytes += whole.length;
     while (this.idleBytes > this.keepBytes) this.idleBytes -= this.idle.shift()!.length;
+  }
+
+  /** @internal (Owned.give of one whose memory never came back from another thread: a worker died with it) */
+  lost(): void {
+    assert(this.out > 0, 'an owned buffer lost from a pool with none out');
+    this.out--;
   }
 
   /** Idle bytes kept now. */

@@ -244,14 +244,17 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
             return s.close(`${peer} sent records for ${volume}, which is not a replica here`);
           }
           const same = whilePaired(volume);
-          decodePackedRecordsFrameOff(packed, host.unpackPool()).then(({ records }) => {
-            // (Its records are new buffers: the worker unpacked a copy, and payloads that went raw
-            // were copied out with their headers, src/compress/codec.ts. The frame is read no more.)
+          decodePackedRecordsFrameOff(packed, host.unpackPool(), frameBuffers).then(({ records, owned: unpacked }) => {
+            // (Its records are views of the node's buffer `unpacked`: the worker unpacked a copy, and
+            // payloads that went raw were copied out with their headers, src/compress/codec.ts.
+            // The frame is read no more; `unpacked` goes back once the receive log wrote them.)
             owned?.give();
-            if (machine.closed) return lease();
-            // (The volume's pairing ended meanwhile, a VolumeHello: its records are of that pairing, and go.)
-            if (!same()) lease();
-            else void rp.receive(records, lease).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
+            if (machine.closed || !same()) {
+              // (The volume's pairing ended meanwhile, a VolumeHello: its records are of that pairing, and go.)
+              unpacked.give();
+              lease();
+            } else void rp.receive(records, lease, () => unpacked.give()).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
+            if (machine.closed) return;
             run(machine.handle({ type: 'unpacked' }));
           }, (e: Error) => {
             owned?.give();

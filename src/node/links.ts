@@ -12,6 +12,7 @@ import { PROTOCOL_RANGE, type ProtocolRange } from '../link/frame.js';
 import type { HelloCheck, HelloVolume } from '../link/hello.js';
 import type { Identity } from '../link/identity.js';
 import { Packer } from '../compress/packer.js';
+import { frameBuffers } from '../memory/owned-buffers.js';
 import { formatBytes } from '../units/units.js';
 import { CompressionPool } from '../compress/pool.js';
 import { MemoryBudget } from '../memory/budget.js';
@@ -358,7 +359,7 @@ export class LinkManager {
     const setting = (): Compression => this.config.peers.find((p) => p.name === peer)?.compression ?? { mode: 'auto' };
     if (setting().mode !== 'off') this.pool ??= new CompressionPool();
     s.packer = new Packer({
-      pool: this.pool, setting, peerZstd: check.hello.codecs?.includes('zstd') ?? false,
+      pool: this.pool, setting, peerZstd: check.hello.codecs?.includes('zstd') ?? false, buffers: frameBuffers,
       stats: (v) => this.figures.packStats(v),
       onFallback: (why) => {
         if (Date.now() - this.fallbackSaidAt < 60_000) return;

@@ -52,7 +52,7 @@ import { VolumeShipper } from '../../src/link/volume-shipper.js';
 import type { VerifyRun } from '../../src/sync/verify.js';
 import { LinkScheduler } from '../../src/rate/scheduler.js';
 import { assertFrameLive, type FrameHold } from '../../src/rate/pacer.js';
-import { OwnedBuffers, frameBuffers } from '../../src/memory/owned-buffers.js';
+import { Owned, OwnedBuffers, frameBuffers } from '../../src/memory/owned-buffers.js';
 import { OWNED_BUFFERS_KEPT_BYTES } from '../../src/limits/limits.js';
 import { Replica, SYNCED_FILE } from '../../src/secondary/replica.js';
 import { isHistoryFile } from '../../src/history/history.js';
@@ -263,9 +263,16 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
   // Half the seeds pack batches as the daemon does (zero writes as Zeroes, zstd frames).
   const packing = rng.chance(0.5);
   // Packing seeds run the daemon's packer, its zstd on the spot (a pool's worker in the daemon): a fixed level, or auto.
+  // (A third of the seeds build every body to pack in the node's buffers, as the daemon does
+  // large ones, given back and poisoned once packed. Its own generator: the other draws stay.)
+  const packBuffers = new Rng(seed ^ 0xb0d1).chance(1 / 3) ? gatherBuffers : undefined;
   const packer = new Packer({
-    pool: { compress: (b: Buffer, level: number) => Promise.resolve(compress(b, { compressionLevel: level, checksumFlag: true })), busy: 0 } as
-      unknown as CompressionPool,
+    pool: {
+      compress: (b: Buffer | Owned, level: number) =>
+        Promise.resolve(compress(b instanceof Owned ? b.bytes : b, { compressionLevel: level, checksumFlag: true })),
+      busy: 0,
+    } as unknown as CompressionPool,
+    buffers: packBuffers, ownedFrom: 0,
     setting: () => ((seed & 2) !== 0 ? { mode: 'auto' } : { mode: 'fixed', level: 1 }),
     peerZstd: true,
     stats: () => packStats,

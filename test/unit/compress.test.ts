@@ -12,6 +12,7 @@ import { RECORD_HEADER_SIZE, RecordKind, type JournalRecord } from '../../src/jo
 import { FrameDecoder, FrameError, FrameType, MAX_FRAME_PAYLOAD, type Frame } from '../../src/link/frame.js';
 import { decodeRecordsFrame } from '../../src/link/records-frame.js';
 import { decodePackedRecordsFrame, encodePackedRecordsFrame, isAllZero, packSync, recordsBody, zeroWritesAsZeroes } from '../../src/compress/codec.js';
+import { OwnedBuffers } from '../../src/memory/owned-buffers.js';
 import { CompressionPool } from '../../src/compress/pool.js';
 import { Packer, emptyPackStats } from '../../src/compress/packer.js';
 import { sampleOf, samplePositions } from '../../src/compress/sample.js';
@@ -192,6 +193,36 @@ test('the worker pool compresses off the event loop and survives a worker that d
     // A peer that did not say it decodes zstd gets plain frames.
     const plain = new Packer({ pool, setting: () => ({ mode: 'auto' }), peerZstd: false, stats: () => stats });
     assert.equal(frameOf(await plain.encode('db', recs)).type, FrameType.Records);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('large bodies go to the worker in the node\'s buffers and come back to be reused; one a dying worker held is let go', async () => {
+  const pool = new CompressionPool(1);
+  const buffers = new OwnedBuffers(64 << 20);
+  try {
+    const data = realData(2 << 20);
+    const stats = emptyPackStats();
+    const packer = new Packer({ pool, setting: () => ({ mode: 'fixed', level: 3 }), peerZstd: true, stats: () => stats, buffers });
+    for (let i = 0; i < 3; i++) {
+      const packed = await packer.encode('db', [write(0, data), barrier()]);
+      assert.equal(frameOf(packed).type, FrameType.PackedRecords);
+      assert.deepEqual(decode(packed)[0]!.payload, data);
+    }
+    assert.deepEqual({ out: buffers.out, made: buffers.made, reused: buffers.reused }, { out: 0, made: 1, reused: 2 }, 'one buffer, back after each batch');
+    assert.ok(buffers.kept >= (2 << 20));
+    // A batch under the mmap threshold is built as before.
+    await packer.encode('db', [write(0, data.subarray(0, 64 << 10)), barrier()]);
+    assert.equal(buffers.made + buffers.reused, 3);
+    // The worker dies with the body: the batch goes raw, and the buffer it took away is not kept.
+    const slow = new Packer({ pool, setting: () => ({ mode: 'fixed', level: 19 }), peerZstd: true, stats: () => stats, buffers });
+    const p = slow.encode('db', [write(0, data), barrier()]);
+    await pool.killWorker(0);
+    const raw = await p;
+    assert.equal(frameOf(raw).type, FrameType.Records);
+    assert.deepEqual(decode(raw)[0]!.payload, data);
+    assert.deepEqual({ out: buffers.out, kept: buffers.kept }, { out: 0, kept: 0 });
   } finally {
     await pool.close();
   }

@@ -216,3 +216,33 @@ test('a take reuses the smallest idle buffer that holds it, up to twice its size
   assert.notEqual(again.whole.buffer, memory, 'the buffer idle longest was let go');
   again.give();
 });
+
+test('a buffer away on a worker is read by no one here, comes back whole, and is not kept when it never comes back', () => {
+  const pool = new OwnedBuffers(1 << 20);
+  const o = pool.take(100_000);
+  o.bytes.fill(7);
+  const away = o.moveOut();
+  // (A postMessage with a transfer list, as the pool posts a job: the memory leaves this thread.)
+  const there = structuredClone(away.view, { transfer: [away.transfer] });
+  assert.equal(away.view.byteLength, 0, 'views made here read as empty');
+  assert.throws(() => o.bytes, (e: Error) => e instanceof InvariantError && /on another thread/.test(e.message));
+  assert.equal(o.live, false);
+  assert.throws(() => o.moveOut(), InvariantError);
+  there[0] = 9;
+  o.movedBack(structuredClone(there, { transfer: [there.buffer as ArrayBuffer] }));
+  assert.deepEqual([o.bytes.length, o.bytes[0], o.bytes[1], o.live], [100_000, 9, 7, true]);
+  o.give();
+  assert.equal(pool.kept, OwnedBuffers.classOf(100_000));
+  // The one kept goes away and never comes back (its worker died): nothing is kept of it.
+  const lost = pool.take(100_000);
+  lost.moveOut();
+  lost.give();
+  assert.deepEqual({ out: pool.out, kept: pool.kept }, { out: 0, kept: 0 });
+  // Only the view that went can come back, and only to one that is away.
+  const w = pool.take(1000);
+  const m = w.moveOut();
+  const back = structuredClone(m.view, { transfer: [m.transfer] });
+  assert.throws(() => w.movedBack(back.subarray(1)), /came back as 999 of/);
+  w.movedBack(back);
+  assert.throws(() => w.movedBack(back), /not away/);
+});

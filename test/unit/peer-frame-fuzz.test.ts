@@ -21,6 +21,7 @@ import { checkHello, encodeHello, type HelloVolume } from '../../src/link/hello.
 import { decodeRecordsFrame, encodeRecordsFrame } from '../../src/link/records-frame.js';
 import { decodePackedRecordsFrame, decodePackedRecordsFrameOff, packSync, parsePackedRecordsFrame } from '../../src/compress/codec.js';
 import { CompressionPool } from '../../src/compress/pool.js';
+import { OwnedBuffers } from '../../src/memory/owned-buffers.js';
 import { Rng } from '../sim/disk-model.js';
 import { zstdBomb } from '../helpers/hostile-peer.js';
 
@@ -166,6 +167,7 @@ function decodeOne(f: Frame): { ok: boolean; what: string; bytes: number } {
 test(`peer frames: random and mutated frames decode or are refused cleanly, in bounded time and memory (seed ${SEED})`, { timeout: 600_000 }, async (t) => {
   const rng = new Rng(SEED);
   const pool = new CompressionPool(1);
+  const buffers = new OwnedBuffers(8 << 20);
   const rss0 = process.memoryUsage.rss();
   let peak = rss0;
   const outcomes = { decoded: 0, refused: 0, streamErrors: 0 };
@@ -208,8 +210,9 @@ test(`peer frames: random and mutated frames decode or are refused cleanly, in b
       if (got.type === FrameType.PackedRecords && rng.chance(0.25)) {
         let there: string;
         try {
-          const r = await decodePackedRecordsFrameOff(parsePackedRecordsFrame(got.payload), pool);
+          const r = await decodePackedRecordsFrameOff(parsePackedRecordsFrame(got.payload), pool, buffers);
           there = `records ${r.records.length}`;
+          r.owned.give();
         } catch (e) {
           assert.ok(e instanceof FrameError, `the pool threw ${(e as Error).stack}`);
           there = e.message;
@@ -238,6 +241,7 @@ test(`peer frames: random and mutated frames decode or are refused cleanly, in b
       assert.ok(peak - rss0 < 256 << 20, `the process grew by ${((peak - rss0) / 2 ** 20).toFixed(0)} MiB`);
     }
     assert.ok(outcomes.refused > CASES / 10 && outcomes.decoded > 0, JSON.stringify(outcomes));
+    assert.equal(buffers.out, 0, 'every buffer an unpack took went back, the frame refused or not');
     t.diagnostic(`${CASES} cases: ${outcomes.decoded} decoded, ${outcomes.refused} refused, ${outcomes.streamErrors} damaged streams refused; grew ` +
       `${((peak - rss0) / 2 ** 20).toFixed(0)} MiB`);
   } catch (e) {

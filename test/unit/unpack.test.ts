@@ -13,6 +13,7 @@ import { CODEC_ZSTD, CODEC_ZSTD_HEADERS, decodePackedRecordsFrame, decodePackedR
   unzstdExact } from '../../src/compress/codec.js';
 import { CompressionPool } from '../../src/compress/pool.js';
 import { packedPayload, zstdBomb } from '../helpers/hostile-peer.js';
+import { OwnedBuffers } from '../../src/memory/owned-buffers.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
@@ -100,6 +101,7 @@ test('trailing bytes, skippable frames and cut frames are refused', () => {
 
 test('the worker pool unpacks exactly as the event loop would, and refuses the same frames with the same reasons', async () => {
   const pool = new CompressionPool(1);
+  const buffers = new OwnedBuffers(8 << 20);
   try {
     const recs: JournalRecord[] = [];
     for (let i = 0; i < 64; i++) recs.push(write(i * 4096, i % 2 ? randomBytes(4096) : Buffer.alloc(4096, i)));
@@ -111,20 +113,27 @@ test('the worker pool unpacks exactly as the event loop would, and refuses the s
     for (const batch of [recs, recs.filter((_, i) => i % 2 === 1)]) {
       const f = one(packSync('db', batch, (b) => compress(b, { checksumFlag: true }), 3));
       const here = decodePackedRecordsFrame(f.payload);
-      const there = await decodePackedRecordsFrameOff(parsePackedRecordsFrame(f.payload), pool);
+      const there = await decodePackedRecordsFrameOff(parsePackedRecordsFrame(f.payload), pool, buffers);
       assert.equal(there.records.length, batch.length);
       assert.deepEqual(there.records, here.records);
+      // The records are views of the node's buffer, which came back from the worker and is the caller's to give.
+      const inOwned = there.records.every((r) => r.payload.length === 0 || r.payload.buffer === there.owned.whole.buffer);
+      assert.ok(inOwned, 'the records lie in the buffer handed back');
+      assert.equal(buffers.out, 1, 'only the records\' buffer is out: the frame\'s copy (and the headers\' buffer) went back');
+      there.owned.give();
     }
     const { body, z } = goodFrame();
     const bomb = parsePackedRecordsFrame(packedPayload('v', CODEC_ZSTD, body.length, Buffer.concat([z, zstdBomb()])));
     const rss0 = process.memoryUsage.rss();
-    await assert.rejects(decodePackedRecordsFrameOff(bomb, pool), (e: Error) => e instanceof FrameError &&
+    await assert.rejects(decodePackedRecordsFrameOff(bomb, pool, buffers), (e: Error) => e instanceof FrameError &&
       /^PackedRecords frame for v holds 16390 bytes after its zstd frame/.test(e.message));
     assert.ok(process.memoryUsage.rss() - rss0 < 32 << 20, 'the worker refused the bomb without decompressing it');
     const short = parsePackedRecordsFrame(packedPayload('v', CODEC_ZSTD, body.length, Buffer.concat([z.subarray(0, z.length - 4), Buffer.alloc(4)])));
-    await assert.rejects(decodePackedRecordsFrameOff(short, pool), (e: Error) => e instanceof FrameError && /does not decompress/.test(e.message));
+    await assert.rejects(decodePackedRecordsFrameOff(short, pool, buffers), (e: Error) => e instanceof FrameError && /does not decompress/.test(e.message));
     // The received frame is only read: its bytes stay where they were.
     assert.equal(bomb.zstd.length, z.length + zstdBomb().length);
+    assert.equal(buffers.out, 0, 'a refused frame gave back every buffer its unpack took');
+    assert.ok(buffers.reused > 0, 'later unpacks reused the buffers of earlier ones');
   } finally {
     await pool.close();
   }
