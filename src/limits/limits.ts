@@ -164,13 +164,16 @@ export const APPLY_BUFFERS_KEPT = 4;
 /**
  * Frame buffers the node owns (src/memory/owned-buffers.ts): a shipper's batch is read
  * into one and framed and written from it, and it is reused for the next batch rather
- * than mapped anew (an mmap and a page fault per 4 KiB each time). At most this many idle
- * bytes are kept for the node: a batch or two, as one is given back when its frame is
- * written and the next read takes it (every idle byte is RSS the budget does not count:
- * 20 MiB showed as 10 more MiB at a secondary draining 1 TiB); buffers are made in
- * sizes 1/8 apart between powers of two, the smallest of them this large.
+ * than mapped anew (an mmap and a page fault per 4 KiB each time); the zstd workers'
+ * bodies and unpacked frames too. At most this many idle bytes are kept for the node,
+ * and never more than its memory budget has free (src/node/daemon.ts `keepWithin`), so
+ * idle buffers and the leases on buffers in use stay within the budget together. Before
+ * that bound, 20 MiB kept showed as 10 more MiB of RSS at a secondary draining 1 TiB;
+ * 10 MiB kept two of a replicating pair's 4.5 MiB batches, and a third of its takes
+ * mapped fresh memory (32 MiB: 15% more 4 KiB writes a second, docs/BENCHMARKS.md).
+ * Buffers are made in sizes 1/8 apart between powers of two, the smallest of them this large.
  */
-export const OWNED_BUFFERS_KEPT_BYTES = 10 * MiB;
+export const OWNED_BUFFERS_KEPT_BYTES = 32 * MiB;
 export const OWNED_BUFFER_CLASS_MIN_BYTES = 64 * 1024;
 /** One read of the receive log being applied when the node keeps a memory budget (each an `apply` lease). */
 export const APPLY_READ_BYTES = 1 * MiB;

@@ -96,8 +96,20 @@ export class OwnedBuffers {
   /** Tests and simulations: fill what is given back, so a use after give shows. */
   static poison = false;
 
+  /**
+   * Bytes the node's memory budget has free now (src/memory/budget.ts): idle buffers are
+   * kept within it too, so what the pool keeps and what the budget's leases hold (whose
+   * bytes are mostly buffers out of this pool) stay within the budget together.
+   */
+  private budgetFree: () => number = () => Infinity;
+
   /** `keepBytes`: most idle bytes kept (the rest are let go to the collector). */
   constructor(private readonly keepBytes: number) {}
+
+  /** Idle buffers from now on also stay within what `free` says the node's budget has free. */
+  keepWithin(free: () => number): void {
+    this.budgetFree = free;
+  }
 
   /** The size of buffer a take of `length` gets: 1/8 steps between powers of two, so few sizes recur. */
   static classOf(length: number): number {
@@ -136,13 +148,15 @@ export class OwnedBuffers {
     assert(this.out > 0, 'an owned buffer given back to a pool with none out');
     this.out--;
     if (OwnedBuffers.poison) whole.fill(POISON);
-    if (whole.length > this.keepBytes) return;
+    const keep = Math.min(this.keepBytes, Math.max(0, this.budgetFree()));
     assert(!this.idle.includes(whole), 'an owned buffer idle twice');
     // Kept newest first: over the bound, the buffers idle the longest go (the sizes the
     // batches have now are kept, not those of a while ago).
-    this.idle.push(whole);
-    this.idleBytes += whole.length;
-    while (this.idleBytes > this.keepBytes) this.idleBytes -= this.idle.shift()!.length;
+    if (whole.length <= keep) {
+      this.idle.push(whole);
+      this.idleBytes += whole.length;
+    }
+    while (this.idleBytes > keep) this.idleBytes -= this.idle.shift()!.length;
   }
 
   /** @internal (Owned.give of one whose memory never came back from another thread: a worker died with it) */

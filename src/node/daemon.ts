@@ -32,6 +32,7 @@ import { MALLOC_ARENAS, MALLOC_MMAP_THRESHOLD_BYTES, MEMORY_BUDGET_BYTES, volume
 import { MAX_HASH_REGION_SIZE } from '../link/frame.js';
 import type { IscsiFront } from './iscsi-front.js';
 import { MemoryBudget } from '../memory/budget.js';
+import { frameBuffers } from '../memory/owned-buffers.js';
 import { HashBuffers } from '../sync/region-hashes.js';
 import { HashWorkers } from '../sync/hash-workers.js';
 import { boundOldGeneration, boundYoungGeneration, collectUnderPressure } from '../memory/collector.js';
@@ -88,6 +89,8 @@ export class Daemon {
     this.groups = new NodeGroups(this, log);
     this.roles = new RoleChanges(this, log);
     this.memory = new MemoryBudget(config.memory ?? MEMORY_BUDGET_BYTES);
+    // (The node's idle frame buffers stay within what its budget's leases leave free.)
+    frameBuffers.keepWithin(() => this.memory.limit - this.memory.used);
     this.folders = new VolumeFolders(config);
     this.alive = new AliveMark(config.state, log);
     this.setAsides = new SetAside({

@@ -246,3 +246,22 @@ test('a buffer away on a worker is read by no one here, comes back whole, and is
   w.movedBack(back);
   assert.throws(() => w.movedBack(back), /not away/);
 });
+
+test('idle buffers stay within what the node\'s memory budget has free', () => {
+  const pool = new OwnedBuffers(32 << 20);
+  let free = 40 << 20;
+  pool.keepWithin(() => free);
+  const a = pool.take(4 << 20);
+  const b = pool.take(4 << 20);
+  const c = pool.take(4 << 20);
+  a.give();
+  b.give();
+  assert.equal(pool.kept, 8 << 20);
+  // The budget's leases now hold most of it: what comes back is let go, the idle longest first.
+  free = 6 << 20;
+  c.give();
+  assert.equal(pool.kept, 4 << 20, 'one buffer kept: 4 MiB within 6 free');
+  free = -1;
+  pool.take(1 << 20).give();
+  assert.equal(pool.kept, 0, 'a budget over its limit keeps none idle');
+});
