@@ -288,12 +288,13 @@ export function unpackPacked(p: PackedFrame): { volume: string; records: Journal
 /**
  * The same, with the decompression in a worker of `pool` (CompressionPool.unzstdOwned)
  * and the records in the node's buffers: the event loop only reads headers and checks
- * CRCs. The records are views of `owned`, which the caller gives back once nothing reads
- * them (the receive log wrote them). A frame refused is a FrameError; a failure of the
- * pool itself is passed on as it is.
+ * CRCs. The records are views of `owned` (null: a frame of no records), which the caller
+ * gives back once nothing reads them (the receive log wrote them). A frame refused is a
+ * FrameError; a failure of the pool itself is passed on as it is.
  */
-export async function decodePackedRecordsFrameOff(p: PackedFrame, pool: Unpacker, buffers: OwnedBuffers): Promise<{
-  volume: string; records: JournalRecord[]; rawBytes: number; owned: Owned }> {
+export async function decodePackedRecordsFrameOff(p: PackedFrame, pool: Unpacker, buffers: OwnedBuffers): Promise<OwnedRecords> {
+  // (A frame of nothing, which this node never sends, is answered as the event loop would, with no buffer.)
+  if (p.unpackedSize === 0) return { ...unpackPacked(p), owned: null };
   let unpacked: Owned;
   try {
     unpacked = await pool.unzstdOwned(p.zstd, p.unpackedSize, buffers);
@@ -301,7 +302,30 @@ export async function decodePackedRecordsFrameOff(p: PackedFrame, pool: Unpacker
     // (Anything else is this node's: a worker that died, a pool closed.)
     throw e instanceof UnzstdError ? unpackError(p.volume, e) : e;
   }
-  // Only the headers were packed: the records go together in a buffer of their own, and the headers' goes back.
+  return recordsOfOwned(p, unpacked, buffers);
+}
+
+/**
+ * decodePackedRecordsFrameOff on the calling thread (the simulation): the frame is
+ * unpacked into the node's buffer here, and the records are the same views of it.
+ */
+export function unpackPackedOwned(p: PackedFrame, buffers: OwnedBuffers): OwnedRecords {
+  if (p.unpackedSize === 0) return { ...unpackPacked(p), owned: null };
+  const unpacked = buffers.take(p.unpackedSize);
+  try {
+    unzstdExact(p.zstd, p.unpackedSize, unpacked.bytes);
+  } catch (e) {
+    unpacked.give();
+    throw unpackError(p.volume, e);
+  }
+  return recordsOfOwned(p, unpacked, buffers);
+}
+
+/** A packed frame's records, as views of the node's buffer `owned`. */
+export type OwnedRecords = { volume: string; records: JournalRecord[]; rawBytes: number; owned: Owned | null };
+
+/** The records of a frame unpacked into `unpacked`: there, or (only the headers were packed) in a buffer of their own, the headers' given back. */
+function recordsOfOwned(p: PackedFrame, unpacked: Owned, buffers: OwnedBuffers): OwnedRecords {
   const owned = p.codec === CODEC_ZSTD ? unpacked : buffers.take(p.rawLength);
   try {
     const r = packedRecords(p, unpacked.bytes, owned === unpacked ? undefined : owned.bytes);

@@ -147,25 +147,13 @@ export class CompressionPool {
 
   /**
    * Decompresses one zstd frame, which must be all of `z`, into exactly `size` bytes
-   * (codec.ts unzstdExact: the worker never allocates more). Rejects with an
-   * UnzstdError that says why when the frame is not that. `z` is a view into the
-   * received frame: its exact bytes are copied into a buffer of their own, which moves
-   * to the worker (posting the view would copy all of the memory it sits in). These
-   * jobs go ahead of compression (a peer's frames wait behind them, and its acks behind
-   * those) and are not held to the queue's bound: each link unpacks one frame at a
-   * time, so there are no more of them than peers.
-   */
-  unzstd(z: Buffer, size: number): Promise<Buffer> {
-    if (this.closed) return Promise.reject(new Error('compression pool closed'));
-    const own = Buffer.alloc(z.length); // (never a slice of Node's pool)
-    z.copy(own);
-    return new Promise((resolve, reject) => this.unzstdJob({ id: this.nextId++, op: 'unzstd', data: own, into: null, level: 0, size, resolve, reject }));
-  }
-
-  /**
-   * unzstd with the node's buffers (src/memory/owned-buffers.ts): `z` is copied into one
-   * and the frame unpacks into another, of `size` bytes, which is the caller's to give
-   * back once nothing reads it.
+   * (codec.ts unzstdExact: the worker never allocates more), in the node's buffers
+   * (src/memory/owned-buffers.ts): `z`, a view into the received frame, is copied into
+   * one, and the frame unpacks into another, which is the caller's to give back once
+   * nothing reads it. Rejects with an UnzstdError that says why when the frame is not
+   * that. These jobs go ahead of compression (a peer's frames wait behind them, and its
+   * acks behind those) and are not held to the queue's bound: each link unpacks one
+   * frame at a time, so there are no more of them than peers.
    */
   async unzstdOwned(z: Buffer, size: number, buffers: OwnedBuffers): Promise<Owned> {
     if (this.closed) throw new Error('compression pool closed');

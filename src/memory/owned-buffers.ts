@@ -135,6 +135,9 @@ export class OwnedBuffers {
       this.idleBytes -= whole.length;
       this.reused++;
     } else {
+      // (A take that makes a buffer is where the budget's leases may have grown since the
+      // last give: the idle ones are held to what it has free now, the longest idle first.)
+      this.trim(Math.min(this.keepBytes, Math.max(0, this.budgetFree() - size)));
       // (Its own memory, never a slice of Node's shared pool.)
       whole = Buffer.allocUnsafeSlow(size);
       this.made++;
@@ -156,6 +159,11 @@ export class OwnedBuffers {
       this.idle.push(whole);
       this.idleBytes += whole.length;
     }
+    this.trim(keep);
+  }
+
+  /** Lets the buffers idle longest go until at most `keep` bytes are idle. */
+  private trim(keep: number): void {
     while (this.idleBytes > keep) this.idleBytes -= this.idle.shift()!.length;
   }
 

@@ -217,11 +217,12 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
         case 'records': {
           const lease = intake.leaseOf(a.frame);
           const rp = host.replica(a.volume);
+          const owned = a.owned;
           if (!rp) {
+            owned?.give();
             lease();
             return s.close(`${peer} sent records for ${a.volume}, which is not a replica here`);
           }
-          const owned = a.owned;
           void rp.receive(a.records, lease, () => owned?.give()).catch((e: Error) => s.close(`applying records for ${a.volume}: ${e.message}`));
           return;
         }
@@ -234,12 +235,14 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
           try {
             packed = parsePackedRecordsFrame(a.payload);
           } catch (e) {
+            owned?.give();
             lease();
             throw e;
           }
           const volume = packed.volume;
           const rp = host.replica(volume);
           if (!rp) {
+            owned?.give();
             lease();
             return s.close(`${peer} sent records for ${volume}, which is not a replica here`);
           }
@@ -251,9 +254,9 @@ export function runLink(socket: tls.TLSSocket, o: PeerSessionOptions, host: Link
             owned?.give();
             if (machine.closed || !same()) {
               // (The volume's pairing ended meanwhile, a VolumeHello: its records are of that pairing, and go.)
-              unpacked.give();
+              unpacked?.give();
               lease();
-            } else void rp.receive(records, lease, () => unpacked.give()).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
+            } else void rp.receive(records, lease, () => unpacked?.give()).catch((e: Error) => s.close(`applying records for ${volume}: ${e.message}`));
             if (machine.closed) return;
             run(machine.handle({ type: 'unpacked' }));
           }, (e: Error) => {

@@ -152,7 +152,8 @@ export const MUTATIONS: Record<string, { sim: 'journal' | 'replication' | 'group
   },
   'frame-given-at-receive': {
     sim: 'replication',
-    what: 'the secondary gives a gathered frame\'s buffer back as its records arrive, before the receive log has written them',
+    what: 'the secondary gives a gathered frame\'s buffer (or what a packed one unpacked into) back as its records arrive, ' +
+      'before the receive log has written them',
     plant: () => {
       const receive = Replica.prototype.receive;
       Replica.prototype.receive = function (this: Replica, records, logged, done) {

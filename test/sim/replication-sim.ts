@@ -37,7 +37,7 @@ import { peersToOpenWith, readPeers } from '../../src/journal/peers-file.js';
 import { Journal, KEEP_PREFIX } from '../../src/journal/journal.js';
 import { RecordKind, type JournalRecord, type RecordHeader } from '../../src/journal/record.js';
 import { compress } from 'zstd-napi';
-import { parsePackedRecordsFrame, unpackPacked } from '../../src/compress/codec.js';
+import { parsePackedRecordsFrame, unpackPackedOwned, type OwnedRecords } from '../../src/compress/codec.js';
 import { Packer, emptyPackStats } from '../../src/compress/packer.js';
 import type { CompressionPool } from '../../src/compress/pool.js';
 import type { FrameRoom } from '../../src/link/records-frame.js';
@@ -767,20 +767,23 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
             break;
           }
           case 'unpack': {
-            // (The daemon unpacks in a worker; here on the spot, then the machine is told.)
-            let records: JournalRecord[];
+            // (The daemon unpacks in a worker; here on the spot, into the node's buffer as the
+            // daemon does, then the machine is told. That buffer goes back once the records are
+            // logged, and is poisoned then.)
+            let unpacked: OwnedRecords;
             try {
-              records = unpackPacked(parsePackedRecordsFrame(a.payload)).records;
+              unpacked = unpackPackedOwned(parsePackedRecordsFrame(a.payload), gatherBuffers);
             } catch (e) {
+              a.owned?.give();
               cut(`secondary: ${(e as Error).message}`);
               return;
             }
-            // (Unpacked into new buffers: the frame is read no more.)
+            // (The frame is read no more.)
             if (a.owned) {
               stats.framesGathered++;
               a.owned.give();
             }
-            void replica.receive(records).catch((e: Error) => {
+            void replica.receive(unpacked.records, undefined, () => unpacked.owned?.give()).catch((e: Error) => {
               if (conn === c) cut(`secondary: ${e.message}`);
             });
             runAt(primary, c, machine.handle({ type: 'unpacked' }));

@@ -265,3 +265,17 @@ test('idle buffers stay within what the node\'s memory budget has free', () => {
   pool.take(1 << 20).give();
   assert.equal(pool.kept, 0, 'a budget over its limit keeps none idle');
 });
+
+test('a take that makes a buffer first lets idle ones go that the budget has no room for now', () => {
+  const pool = new OwnedBuffers(32 << 20);
+  let free = 40 << 20;
+  pool.keepWithin(() => free);
+  const bufs = [pool.take(4 << 20), pool.take(4 << 20), pool.take(4 << 20)];
+  for (const b of bufs) b.give();
+  assert.equal(pool.kept, 12 << 20);
+  // Leases grew meanwhile: a take of a size none idle serves keeps only what then fits beside it.
+  free = 10 << 20;
+  const big = pool.take(6 << 20);
+  assert.equal(pool.kept, 4 << 20, '10 MiB free, 6 of them the new buffer: one 4 MiB buffer stays idle');
+  big.give();
+});

@@ -117,10 +117,10 @@ test('the worker pool unpacks exactly as the event loop would, and refuses the s
       assert.equal(there.records.length, batch.length);
       assert.deepEqual(there.records, here.records);
       // The records are views of the node's buffer, which came back from the worker and is the caller's to give.
-      const inOwned = there.records.every((r) => r.payload.length === 0 || r.payload.buffer === there.owned.whole.buffer);
+      const inOwned = there.records.every((r) => r.payload.length === 0 || r.payload.buffer === there.owned!.whole.buffer);
       assert.ok(inOwned, 'the records lie in the buffer handed back');
       assert.equal(buffers.out, 1, 'only the records\' buffer is out: the frame\'s copy (and the headers\' buffer) went back');
-      there.owned.give();
+      there.owned!.give();
     }
     const { body, z } = goodFrame();
     const bomb = parsePackedRecordsFrame(packedPayload('v', CODEC_ZSTD, body.length, Buffer.concat([z, zstdBomb()])));
@@ -134,6 +134,31 @@ test('the worker pool unpacks exactly as the event loop would, and refuses the s
     assert.equal(bomb.zstd.length, z.length + zstdBomb().length);
     assert.equal(buffers.out, 0, 'a refused frame gave back every buffer its unpack took');
     assert.ok(buffers.reused > 0, 'later unpacks reused the buffers of earlier ones');
+  } finally {
+    await pool.close();
+  }
+});
+
+test('an unpack whose worker dies gives back both buffers it took, and the next unpack gets a new worker', async () => {
+  const pool = new CompressionPool(1);
+  const buffers = new OwnedBuffers(64 << 20);
+  try {
+    // 32 MiB of records that compress well: tens of milliseconds to unpack, so the worker is stopped mid-job.
+    const recs: JournalRecord[] = [];
+    for (let i = 0; i < 32; i++) recs.push(write(i << 20, Buffer.alloc(1 << 20, `block ${i} `)));
+    const d = new FrameDecoder();
+    d.push(Buffer.concat(packSync('db', recs, (b) => compress(b, { checksumFlag: true }), 3)));
+    const packed = parsePackedRecordsFrame(d.next()!.payload);
+    assert.equal(packed.codec, CODEC_ZSTD);
+    const doomed = decodePackedRecordsFrameOff(packed, pool, buffers);
+    assert.equal(buffers.out, 2, 'the frame\'s copy and what it unpacks into are away on the worker');
+    await pool.killWorker(0);
+    await assert.rejects(doomed, /worker stopped/);
+    assert.deepEqual({ out: buffers.out, kept: buffers.kept }, { out: 0, kept: 0 }, 'both given back, neither kept: their memory went with the worker');
+    const again = await decodePackedRecordsFrameOff(packed, pool, buffers);
+    assert.equal(again.records.length, recs.length);
+    again.owned!.give();
+    assert.equal(buffers.out, 0);
   } finally {
     await pool.close();
   }
