@@ -170,7 +170,7 @@ export const APPLY_BUFFERS_KEPT = 4;
  * idle buffers and the leases on buffers in use stay within the budget together. Before
  * that bound, 20 MiB kept showed as 10 more MiB of RSS at a secondary draining 1 TiB;
  * 10 MiB kept two of a replicating pair's 4.5 MiB batches, and a third of its takes
- * mapped fresh memory (32 MiB: 15% more 4 KiB writes a second, docs/BENCHMARKS.md).
+ * mapped fresh memory (docs/BENCHMARKS.md, "Page faults on the packing path").
  * Buffers are made in sizes 1/8 apart between powers of two, the smallest of them this large.
  */
 export const OWNED_BUFFERS_KEPT_BYTES = 32 * MiB;
