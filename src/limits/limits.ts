@@ -162,16 +162,12 @@ export const VERIFY_BATCHES_IN_FLIGHT = 4;
  */
 export const APPLY_BUFFERS_KEPT = 4;
 /**
- * Frame buffers the node owns (src/memory/owned-buffers.ts): a shipper's batch is read
- * into one and framed and written from it, and it is reused for the next batch rather
- * than mapped anew (an mmap and a page fault per 4 KiB each time); the zstd workers'
- * bodies and unpacked frames too. At most this many idle bytes are kept for the node,
- * and never more than its memory budget has free (src/node/daemon.ts `keepWithin`), so
- * idle buffers and the leases on buffers in use stay within the budget together. Before
- * that bound, 20 MiB kept showed as 10 more MiB of RSS at a secondary draining 1 TiB;
- * 10 MiB kept two of a replicating pair's 4.5 MiB batches, and a third of its takes
- * mapped fresh memory (docs/BENCHMARKS.md, "Page faults on the packing path").
- * Buffers are made in sizes 1/8 apart between powers of two, the smallest of them this large.
+ * Frame buffers the node owns (src/memory/owned-buffers.ts): batches read, frames
+ * gathered, the zstd workers' bodies and unpacked frames, each reused rather than mapped
+ * anew (a page fault per 4 KiB). At most this many idle bytes are kept, and never more
+ * than the memory budget has free (`keepWithin`): 10 MiB held two of a replicating
+ * pair's 4.5 MiB batches, a third of its takes mapped fresh (docs/BENCHMARKS.md, "Page
+ * faults on the packing path"). Sizes go in 1/8 steps between powers of two, the least below.
  */
 export const OWNED_BUFFERS_KEPT_BYTES = 32 * MiB;
 export const OWNED_BUFFER_CLASS_MIN_BYTES = 64 * 1024;
