@@ -2,9 +2,11 @@
 // second: the slower the link is relative to the CPU, the higher the level.
 //
 //   link busy (data waiting for the link) and workers mostly idle  -> one level up
+//     (three with CPU to spare: AUTO_IDLE_WORKERS, the node calm)
 //   workers busy (compression is the bottleneck)                   -> two levels down
 //   link idle (it takes all we give it)                            -> back toward the start level
-//     (from above: less CPU; from below, once the workers are calm: fewer bytes)
+//     (from above: less CPU, unless there is CPU to spare, when the level is held for
+//     the next burst; from below, once the workers are calm: fewer bytes)
 //   link idle and the node busy (AUTO_RAW_CPU_CORES)               -> one level down, to 1
 //
 // Bounded to AUTO_MIN_LEVEL..AUTO_MAX_LEVEL: above 12, zstd spends several times the
@@ -31,7 +33,8 @@
 // that data waits for is never tried raw.
 import { AUTO_MAX_LEVEL, AUTO_MIN_LEVEL, AUTO_START_LEVEL } from './setting.js';
 import {
-  AUTO_RAW_CPU_CORES, AUTO_RAW_GAIN, AUTO_RAW_RECHECK_SECONDS, AUTO_RAW_TRY_AFTER_SECONDS, AUTO_RAW_TRY_MAX_AFTER_SECONDS, AUTO_TRY_SECONDS,
+  AUTO_FAST_CLIMB_LEVELS, AUTO_IDLE_WORKERS, AUTO_RAW_CPU_CORES, AUTO_RAW_GAIN, AUTO_RAW_RECHECK_SECONDS, AUTO_RAW_TRY_AFTER_SECONDS,
+  AUTO_RAW_TRY_MAX_AFTER_SECONDS, AUTO_TRY_SECONDS,
 } from '../limits/limits.js';
 import { assert } from '../invariants/assert.js';
 
@@ -117,11 +120,14 @@ export class LevelController {
 
   /** Compressing: the level follows the link, the workers and the node's CPU. */
   private followLink(cpuBusy: boolean): void {
+    // (CPU to spare: a level more costs nothing anyone waits for.)
+    const spare = !cpuBusy && this.workersBusy < AUTO_IDLE_WORKERS;
     if (this.workersBusy > 0.75) this.level = Math.max(AUTO_MIN_LEVEL, this.level - 2);
-    else if (this.linkBusy > 0.8 && this.workersBusy < 0.4) this.level = Math.min(AUTO_MAX_LEVEL, this.level + 1);
+    else if (this.linkBusy > 0.8 && this.workersBusy < 0.4) this.level = Math.min(AUTO_MAX_LEVEL, this.level + (spare ? AUTO_FAST_CLIMB_LEVELS : 1));
     // (An idle link with the node working hard: the bytes are not needed, the CPU is.)
     else if (this.linkBusy < 0.2 && cpuBusy && this.level > AUTO_MIN_LEVEL) this.level--;
-    else if (this.linkBusy < 0.2 && this.level > AUTO_START_LEVEL) this.level--;
+    // (From above, with CPU to spare: held for the next burst.)
+    else if (this.linkBusy < 0.2 && this.level > AUTO_START_LEVEL && !spare) this.level--;
     else if (this.linkBusy < 0.2 && !cpuBusy && this.workersBusy < 0.3 && this.level < AUTO_START_LEVEL) this.level++;
   }
 

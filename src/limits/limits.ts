@@ -341,6 +341,18 @@ export const AUTO_RAW_TRY_MAX_AFTER_SECONDS = 640;
  * sent 12% more bytes at its average rate without this).
  */
 export const AUTO_RAW_CPU_CORES = 0.5;
+/**
+ * `auto` (src/compress/level.ts) with CPU to spare: its workers compressing less than
+ * this share of their time and the node under AUTO_RAW_CPU_CORES. On a busy link it then
+ * climbs AUTO_FAST_CLIMB_LEVELS a second instead of one, and on an idle one it keeps
+ * the level it reached instead of stepping back toward the start: a thin line's next
+ * burst finds it there. bench:figure2's bursts lasted 4.7 s, too short for one level a
+ * second to get far before the quiet phase stepped it back (level 3 at the end at 0.75x
+ * of the average rate), and bench:wire's 16 Mbit/s drain reached level 12 only near its
+ * end; level 12 on that link costs a worker about 5% of its time.
+ */
+export const AUTO_IDLE_WORKERS = 0.1;
+export const AUTO_FAST_CLIMB_LEVELS = 3;
 /** A try of raw (or, from raw, of level 1) lasts this many seconds; its first is not counted (batches packed before it still go). */
 export const AUTO_TRY_SECONDS = 4;
 /** Raw is kept only while it ships this many times what compressing does: a tie keeps the bytes compressed. */

@@ -158,3 +158,20 @@ test('auto on a thin line between bursts: a calm node never tries raw; a try a b
   assert.ok(c.level >= AUTO_MIN_LEVEL);
   assert.equal(c.changed, null, 'nothing changed: nothing said');
 });
+
+test('auto with CPU to spare climbs three levels a second on a busy line and holds its level while the line idles; without, one a second and back', () => {
+  // A thin line with a burst on it: the workers near idle, the node calm.
+  const spare = new LevelController();
+  const thin = { workersBusy: 0.02, zstd: 2 * MB, raw: 2 * MB, cpu: 0.1 };
+  // (The link's busy fraction is smoothed: over 0.8 from the third second.)
+  assert.deepEqual(run(spare, 6, { ...thin, linkBusy: 1 }), [3, 3, 6, 9, 12, AUTO_MAX_LEVEL]);
+  assert.ok(run(spare, 60, { ...thin, linkBusy: 0 }).every((l) => l === AUTO_MAX_LEVEL), 'held between bursts');
+  // The same level costs the workers more (the host writes faster, the line idle): back to the start level.
+  assert.equal(run(spare, 30, { ...thin, linkBusy: 0, workersBusy: 0.3 }).at(-1), AUTO_START_LEVEL);
+  // The node busy: one level a second on a busy line, and down to the fastest on an idle one.
+  const busy = new LevelController();
+  assert.deepEqual(run(busy, 6, { ...thin, linkBusy: 1, cpu: 1 }), [3, 3, 4, 5, 6, 7]);
+  assert.equal(run(busy, 10, { ...thin, linkBusy: 0, cpu: 1 }).at(-1), AUTO_MIN_LEVEL);
+  // Workers busier than AUTO_IDLE_WORKERS: one level a second.
+  assert.deepEqual(run(new LevelController(), 6, { ...thin, linkBusy: 1, workersBusy: 0.3 }), [3, 3, 4, 5, 6, 7]);
+});
