@@ -422,8 +422,8 @@ loopback \`auto\` may rightly send raw (below).
   (docs/LINK.md)${auto.levels.includes(0)
     ? `: here it tried raw (level 0; loopback takes whatever it is given), and sent ${mb(auto.wire)} where zstd:3 sent ${mb(z3.wire)}`
     : ': here no try of raw came before the drain ended'}. A line that data waits
-  for is never tried raw: on the capped link it saw levels ${thin.levels.join(', ')} (one step a
-  second). A line whose every byte costs, even idle, takes \`zstd:N\`.
+  for is never tried raw: on the capped link it saw levels ${thin.levels.join(', ')} (one level a
+  second up, three while the workers and the node have CPU to spare). A line whose every byte costs, even idle, takes \`zstd:N\`.
 - Drain times in the uncapped rows: ${[auto, z3, off].map((r) => `${r.seconds.toFixed(0)} s`).join(', ')} (auto, zstd:3, off)${
   z3.seconds <= off.seconds * 1.1 ? `. Sending raw
   did not drain faster: on this machine the pair itself (both daemons on two

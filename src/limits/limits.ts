@@ -342,14 +342,9 @@ export const AUTO_RAW_TRY_MAX_AFTER_SECONDS = 640;
  */
 export const AUTO_RAW_CPU_CORES = 0.5;
 /**
- * `auto` (src/compress/level.ts) with CPU to spare: its workers compressing less than
- * this share of their time and the node under AUTO_RAW_CPU_CORES. On a busy link it then
- * climbs AUTO_FAST_CLIMB_LEVELS a second instead of one, and on an idle one it keeps
- * the level it reached instead of stepping back toward the start: a thin line's next
- * burst finds it there. bench:figure2's bursts lasted 4.7 s, too short for one level a
- * second to get far before the quiet phase stepped it back (level 3 at the end at 0.75x
- * of the average rate), and bench:wire's 16 Mbit/s drain reached level 12 only near its
- * end; level 12 on that link costs a worker about 5% of its time.
+ * `auto` with CPU to spare (its workers compressing under this share of their time, the
+ * node under AUTO_RAW_CPU_CORES) climbs AUTO_FAST_CLIMB_LEVELS a second up a busy line and
+ * holds its level on an idle one, for the next burst (src/compress/level.ts, docs/LINK.md).
  */
 export const AUTO_IDLE_WORKERS = 0.1;
 export const AUTO_FAST_CLIMB_LEVELS = 3;
