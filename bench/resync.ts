@@ -278,10 +278,10 @@ over the 9 GiB of holes (16 MiB batches there once a batch found a hole: about 6
 From the disk, each side reads its data at once, so the two sites here share one
 disk. Since 2026-12-07 (evening) the table reads the same data with two \`dd\` at once
 as well, one per image as the verify does: this virtual disk serves two streams far
-faster than one (that evening 0.43-0.46 s for the 2 GiB, against 1.4-3.1 s one image
-after the other), so the disk is not what bounds the verify here: it took about as
-long from the disk as from the page cache (1.26-1.30 s against 1.2 s), the CPU of the
-two daemons on two cores, hashing and copying, being the bound. Issue 21 asks for a
+faster than one (that evening 0.39-0.46 s for the 2 GiB in four runs, against 0.8-3.1 s
+one image after the other), so the disk is not what bounds the verify here: it took
+1.06-1.66 s from the disk against 1.1-1.3 s from the page cache, the CPU of the two
+daemons on two cores, hashing and copying, being the bound. Issue 21 asks for a
 verify at 0.8x of the disk's sequential read: against one \`dd\` this run reads the
 first ratio, against the disk's rate for the verify's own pattern the second (this
 virtual disk's rate varies by 2x between runs minutes apart).

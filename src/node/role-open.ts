@@ -176,7 +176,9 @@ export async function openRole(o: RoleOpening, e: VolumeEntry): Promise<void> {
     fs.rmSync(path.join(dir, DRILL_FILE), { force: true }); // a drill does not outlive the daemon
     const receiveDir = path.join(dir, 'receive');
     const lock = o.folders.take(v.name, receiveDir, 'receive log folder', `the state folder ${o.config.state} must be this daemon's alone`);
-    const store = new DirStore(receiveDir, { directAppends: true });
+    // (Appends through the page cache, however large: the apply reads them back soon after,
+    // from the cache rather than the disk; docs/JOURNAL.md, "Direct appends".)
+    const store = new DirStore(receiveDir, { directAppends: false });
     const replica = await o.folders.holding(v.name, lock, async () => {
       await refuseNewerState(receiveDir, store, JOURNAL_FOLDER_FILES);
       await refuseNewerState(dir, new DirStore(dir), VOLUME_FOLDER_FILES);

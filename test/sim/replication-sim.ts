@@ -475,6 +475,8 @@ async function runOneSeed(seed: number, cfg: ReplicationSimConfig): Promise<Repl
     // (A secondary promoted in a failover journals host writes too: they follow their records as the first primary's do.)
     sdisk.follows = seed % 3 === 1;
     if (seed % 2 === 0 && !sdisk.writeInOrder) sdisk.takesRunsInOrder();
+    // (The daemon's receive log appends through the page cache, unpadded (src/node/role-open.ts); this one pads every
+    // append, as a receive log that a build before that left after a crash: its recovery must cut the zeros either way.)
     const sjstore = new MemStore(ssched, { directAppends: true });
     const ssstore = new MemStore(ssched);
     let replica = undefined as unknown as Replica; // set by openSecondary, after the first openPrimary
