@@ -69,6 +69,22 @@ function daemon(cfg: string): ChildProcess {
   return p;
 }
 
+/** Bytes a process has read from and written to the disk so far (/proc/PID/io; null: not readable here). */
+function diskIo(p: ChildProcess): { read: number; write: number } | null {
+  try {
+    const t = fs.readFileSync(`/proc/${p.pid}/io`, 'utf8');
+    const field = (name: string): number => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(t)![1]);
+    return { read: field('read_bytes'), write: field('write_bytes') };
+  } catch {
+    return null;
+  }
+}
+
+/** What each daemon read from and wrote to the disk between two diskIo readings. */
+function ioBetween(before: ReturnType<typeof diskIo>, after: ReturnType<typeof diskIo>): { read: number; write: number } | null {
+  return before && after ? { read: after.read - before.read, write: after.write - before.write } : null;
+}
+
 async function stop(p: ChildProcess): Promise<void> {
   if (p.exitCode !== null) return;
   const done = new Promise((r) => p.once('exit', r));
@@ -199,9 +215,11 @@ async function main(): Promise<void> {
   const a = daemon(cfgA);
   let b = daemon(cfgB);
   await Promise.all([waitPort(P.apiA), waitPort(P.apiB)]);
+  const ioBefore = [diskIo(a), diskIo(b)];
   let t0 = Date.now();
   await drained();
   const first = { seconds: (Date.now() - t0) / 1000, sent: (await vol(P.apiA)).resyncBytes };
+  const firstIo = [ioBetween(ioBefore[0]!, diskIo(a)), ioBetween(ioBefore[1]!, diskIo(b))];
   const empty = path.join(dir, 'empty.img');
   const rsFirst = rsyncStats(['--sparse', '--ignore-times', '--no-whole-file', imgA, empty]);
 
@@ -230,7 +248,6 @@ async function main(): Promise<void> {
   await stop(b);
   const rsResync = rsyncStats(['--inplace', '--no-whole-file', imgA, before]);
 
-  const mb = (n: number): string => `${(n / MiB).toFixed(1)} MiB`;
   const md = `## First sync and resync after an outage, beside rsync
 
 \`npm run bench:resync\`
@@ -248,7 +265,7 @@ Zeroes records); rsync's is its "Total bytes sent" for the same files.
   `| ${seed.seconds.toFixed(1)} s | ${mb(seed.rsync.sent)} | ${seed.rsync.seconds.toFixed(1)} s |
 | resync after an outage, 3000 × 64 KiB scattered writes | ${mb(dirty)} dirty | ${mb(resync.sent)} (${(resync.sent / dirty).toFixed(2)}x of dirty) ` +
   `| ${resync.seconds.toFixed(1)} s | ${mb(rsResync.sent)} | ${rsResync.seconds.toFixed(1)} s |
-
+${ioLine(firstIo)}
 Online verify of the seeded pair after its first sync (\`offsite verify db\`, every
 region by hash against one flush point on both sides), beside \`cmp\` of the two
 images after the daemons stopped (both in the page cache from the sync):
@@ -278,9 +295,9 @@ over the 9 GiB of holes (16 MiB batches there once a batch found a hole: about 6
 From the disk, each side reads its data at once, so the two sites here share one
 disk. Since 2026-12-07 (evening) the table reads the same data with two \`dd\` at once
 as well, one per image as the verify does: this virtual disk serves two streams far
-faster than one (that evening 0.39-0.46 s for the 2 GiB in four runs, against 0.8-3.1 s
+faster than one (that evening 0.39-0.49 s for the 2 GiB in five runs, against 0.8-3.1 s
 one image after the other), so the disk is not what bounds the verify here: it took
-1.06-1.66 s from the disk against 1.1-1.3 s from the page cache, the CPU of the two
+1.06-2.02 s from the disk against 1.1-1.3 s from the page cache, the CPU of the two
 daemons on two cores, hashing and copying, being the bound. Issue 21 asks for a
 verify at 0.8x of the disk's sequential read: against one \`dd\` this run reads the
 first ratio, against the disk's rate for the verify's own pattern the second (this
@@ -313,6 +330,20 @@ once. rsync's times on this shared machine vary by more than 2x from run to run.
   writeSection('resync', md);
   console.log(md);
   fs.rmSync(dir, { recursive: true, force: true });
+}
+
+const mb = (n: number): string => `${(n / MiB).toFixed(1)} MiB`;
+
+/** The first sync's disk traffic at each site (/proc/PID/io), or nothing where it could not be read. */
+function ioLine(io: Array<{ read: number; write: number } | null>): string {
+  const [a, b] = io;
+  if (!a || !b) return '';
+  return `
+The first sync to an empty secondary through each site's disk (\`/proc/PID/io\` of each daemon, from
+both listening to the pair drained): site-a read ${mb(a.read)} and wrote ${mb(a.write)} (its volume, its
+journal); site-b read ${mb(b.read)} and wrote ${mb(b.write)} (its receive log and its volume; its
+apply reads the receive log from the page cache). rsync reads the data once and writes it once.
+`;
 }
 
 /** The verify read from the disk, beside dd reading the same 2 GiB (1 GiB of data in each image, both sites on this one disk). */
