@@ -131,9 +131,10 @@ export class SegmentFiles {
     if (gone.length === 0) return null;
     this.all = this.all.slice(count);
     for (const s of gone) {
-      s.file.close();
+      // (Removed while open: the kernel frees the segment at its close, off the event loop.)
       this.store.remove(historyFileName(s.index));
       this.store.remove(headsFileName(s.index));
+      s.file.close();
     }
     await this.store.syncDir();
     return gone[gone.length - 1]!.index;

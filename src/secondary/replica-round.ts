@@ -15,6 +15,8 @@ export class ReplicaRound {
   /** The open resync round, if any; `undo` keeps the old image unless the round is the first sync. */
   mark: RoundMark | null = null;
   undo: UndoArea | null = null;
+  /** The undo area of a round just complete, open until its removal (whose space its close then frees, off the event loop). */
+  private spent: UndoArea | null = null;
   /** A first sync has completed here (or records were applied before rounds existed). */
   synced = false;
   private readonly marker: RoundMarker;
@@ -32,19 +34,21 @@ export class ReplicaRound {
   /** At start: the undo area of the open round; one left by a round committed just before a crash is dropped. */
   async openUndo(): Promise<void> {
     if (this.mark && !this.mark.initial) this.undo = await UndoArea.open(this.store, this.regionSize, this.volume.size);
-    else if (!this.mark) await UndoArea.drop(this.store);
+    else if (!this.mark) await this.dropUndo();
   }
 
   /** The replica is let go: the undo area's file closes, as it is on disk (the next open reads it again). */
   closeFiles(): void {
     this.undo?.close();
     this.undo = null;
+    this.spent?.close();
+    this.spent = null;
   }
 
   /** Opens a round from `startSeq`: a first sync has no earlier image to keep; any later round keeps it in the undo area. */
   async begin(startSeq: number, initial: boolean): Promise<void> {
     if (!initial) {
-      await UndoArea.drop(this.store);
+      await this.dropUndo();
       this.undo = await UndoArea.open(this.store, this.regionSize, this.volume.size);
     }
     this.mark = { startSeq, initial };
@@ -76,14 +80,15 @@ export class ReplicaRound {
     await this.marker.remove();
     const wasInitial = this.mark?.initial === true;
     this.mark = null;
-    this.undo?.close();
+    this.spent?.close();
+    this.spent = this.undo;
     this.undo = null;
     return wasInitial;
   }
 
   /** After a complete round is recorded applied: its undo area goes, and the first sync is noted as done. */
   async completed(): Promise<void> {
-    await UndoArea.drop(this.store);
+    await this.dropUndo();
     if (!this.synced) {
       await this.store.replace(SYNCED_FILE, Buffer.from('the first sync of this replica is complete\n'));
       this.synced = true;
@@ -100,5 +105,12 @@ export class ReplicaRound {
     }
     this.mark = null;
     return rolledBack;
+  }
+
+  /** Removes the undo area, then closes a complete round's (so the kernel frees it at that close). */
+  private async dropUndo(): Promise<void> {
+    await UndoArea.drop(this.store);
+    this.spent?.close();
+    this.spent = null;
   }
 }

@@ -44,6 +44,11 @@ export interface StoreFile {
   willNeed?(): void;
   sync(): Promise<void>;
   truncateSync(length: number): void;
+  /**
+   * Nothing uses the file after. The descriptor may close later, off the caller's thread
+   * (DirStore's close on the thread pool): remove a large file before its close, so that
+   * the kernel frees its pages and blocks there, not in the event loop's remove.
+   */
   close(): void;
 }
 
@@ -52,6 +57,7 @@ export interface Store {
   open(name: string): StoreFile;
   /** Creates an empty file (replacing any file of that name). */
   create(name: string): StoreFile;
+  /** Removes the name (at once; a file still open lives on until its close). */
   remove(name: string): void;
   /**
    * Renames `from` to `to`, replacing any file of that name, atomically: after a crash `to`
