@@ -67,7 +67,7 @@ export function encodeRawRecordsFrame(volume: string, body: Buffer): Buffer[] {
  * one): in their journal read's room when they still lie there as read, no payload copied.
  */
 export function encodeRawRecordsFrameOf(volume: string, records: JournalRecord[], room?: FrameRoom): Buffer[] {
-  return (room && recordsFrameInPlace(room, volume, records)) ?? encodeFrame(FrameType.Records, recordsPayload(volume, records));
+  return (room && recordsFrameInPlace(room, volume, records)) ?? encodeFrame(FrameType.Records, recordsPayload(volume, records, room));
 }
 
 export function encodePackedRecordsFrame(volume: string, rawLength: number, level: number, compressed: Buffer): Buffer[] {

@@ -23,6 +23,7 @@ import type { DirtyBitmap } from './bitmap.js';
 import type { DetachedPeers } from './detach.js';
 import { THE_PEER, type PeerCursors } from './peer-cursors.js';
 import { assert } from '../invariants/assert.js';
+import { frameBuffers, type Owned } from '../memory/owned-buffers.js';
 
 /** What a round's steps use of the write path. */
 export interface RoundVolume extends Starting {
@@ -286,18 +287,34 @@ export class RoundSteps {
       // A run wholly in a hole here reads as zeros: a Zeroes record, nothing read.
       const map = await this.v.disk.extents(offset, length, 1);
       const hole = map.length === 1 && map[0]!.hole && map[0]!.length >= length;
-      let data: Buffer | null = null;
-      if (!hole) {
-        data = Buffer.allocUnsafe(length);
-        await this.v.disk.read(offset, data, 0, length);
-      }
-      const zero = data === null || isZero(data);
+      // The run is read into one of the node's frame buffers (src/memory/owned-buffers.ts),
+      // back in the pool once the journal has written its record: a fresh megabyte per
+      // run cost an mmap and 256 page faults, most of the first sync's event loop
+      // (docs/RESYNC.md, "The first sync's own CPU").
+      let owned: Owned | null = null;
       let seq: number | 'full';
       try {
-        seq = zero ? journal.appendResync(RecordKind.Zeroes, offset, length, null) : journal.appendResync(RecordKind.Write, offset, length, data);
-      } catch (e) {
-        tracking.toBitmap(`cannot append to the journal (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-        return false;
+        let data: Buffer | null = null;
+        if (!hole) {
+          owned = frameBuffers.take(length);
+          data = owned.bytes;
+          await this.v.disk.read(offset, data, 0, length);
+        }
+        const zero = data === null || isZero(data);
+        try {
+          seq = zero ? journal.appendResync(RecordKind.Zeroes, offset, length, null) : journal.appendResync(RecordKind.Write, offset, length, data);
+        } catch (e) {
+          tracking.toBitmap(`cannot append to the journal (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+          return false;
+        }
+        if (typeof seq === 'number' && !zero && owned) {
+          // (A failed write keeps the handle: only the collector frees what a broken queue may still hold.)
+          const mine = owned;
+          owned = null;
+          journal.whenWritten(seq).then(() => mine.give(), () => undefined);
+        }
+      } finally {
+        owned?.give();
       }
       if (seq === 'full') {
         tracking.overflow();

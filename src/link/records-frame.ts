@@ -7,7 +7,7 @@ import { assert } from '../invariants/assert.js';
 import { frameBuffers, type Owned, type OwnedBuffers } from '../memory/owned-buffers.js';
 
 export function encodeRecordsFrame(volume: string, records: JournalRecord[], room?: FrameRoom): Buffer[] {
-  return (room && recordsFrameInPlace(room, volume, records)) ?? encodeFrame(FrameType.Records, recordsPayload(volume, records));
+  return (room && recordsFrameInPlace(room, volume, records)) ?? encodeFrame(FrameType.Records, recordsPayload(volume, records, room));
 }
 
 /** Bytes a frame room keeps before the records read into it: a frame header and the longest volume name. */
@@ -24,6 +24,8 @@ export const FRAME_ROOM_BYTES = FRAME_HEADER_SIZE + 2 + 255;
 export class FrameRoom {
   /** The owned buffer, once the read asked for it. */
   private owned: Owned | null = null;
+  /** A second one, for a frame built anew (`spare`). */
+  private extra: Owned | null = null;
   private released = false;
   /** A frame was built in it: a second one would rewrite the first, maybe still queued for the socket. */
   framed = false;
@@ -65,6 +67,22 @@ export class FrameRoom {
     assert(!this.released, 'a frame room released twice');
     this.released = true;
     this.owned?.give();
+    this.extra?.give();
+  }
+
+  /**
+   * A buffer of `length` bytes from the same pool, for a frame built anew when the records
+   * do not lie in the room as read (recordsPayload), given back with the room: a fresh
+   * buffer of megabytes per frame cost an mmap and a page fault per 4 KiB (a first
+   * sync's batches crossing a segment: docs/RESYNC.md, "The first sync's own CPU").
+   * Undefined when one was lent already (its frame may still be queued): a buffer of the
+   * frame's own, then.
+   */
+  spare(length: number): Buffer | undefined {
+    assert(!this.released, 'a frame room asked for a spare buffer after its release');
+    if (this.extra !== null) return undefined;
+    this.extra = this.pool.take(length);
+    return this.extra.bytes;
   }
 }
 
@@ -110,9 +128,9 @@ export function recordsFrameInPlace(room: FrameRoom, volume: string, records: Jo
  * (each payload copied once, each header written in place, the payload CRC taken from
  * the record when its reader checked it).
  */
-export function recordsPayload(volume: string, records: JournalRecord[]): Buffer {
+export function recordsPayload(volume: string, records: JournalRecord[], room?: FrameRoom): Buffer {
   const head = encodeVolumePayload(volume, EMPTY_BODY);
-  return recordsInto(records, head);
+  return recordsInto(records, head, room?.spare(head.length + recordsBodyLength(records)));
 }
 
 /** Records as a Records frame carries them after the volume name: header + payload each (in `into`, exactly their length, or a new buffer). */

@@ -35,8 +35,9 @@ export class FakePeer {
     this.closed = null;
     const dec = new FrameDecoder();
     const s: ShipperSession = {
-      send: (parts) => {
+      send: (parts, _cls, hold) => {
         dec.push(Buffer.concat(parts));
+        hold?.release(); // (copied: nothing reads the frame's bytes any more, as after a socket's write)
         for (let f = dec.next(); f; f = dec.next()) {
           if (f.type === FrameType.Records) this.apply(decodeRecordsFrame(f.payload).records);
           else if (f.type === FrameType.Resync) this.resyncs.push(decodeResync(f.payload).startSeq);

@@ -16,7 +16,7 @@ export const RS = 64 * KiB;
 /** The volume's size. */
 export const SIZE = 1024 * KiB;
 
-export async function openPeered(dir: string, peers: string[]): Promise<{ jv: JournaledVolume; data: Buffer }> {
+export async function openPeered(dir: string, peers: string[]): Promise<{ jv: JournaledVolume; data: Buffer; disk: ReturnType<typeof memDisk> }> {
   const journal = new Journal({ store: new DirStore(path.join(dir, 'j')), capacity: 1024 * KiB, segmentSize: 64 * KiB });
   const report = await journal.recover();
   const { bitmap } = await DirtyBitmap.open(new DirStore(dir), SIZE, RS);
@@ -25,7 +25,7 @@ export async function openPeered(dir: string, peers: string[]): Promise<{ jv: Jo
     disk, journal, bitmap, onFull: 'bitmap', log: silentLogger, peers, peerStore: new DirStore(dir), roundStore: new DirStore(dir),
   });
   await jv.start(report);
-  return { jv, data: disk.data };
+  return { jv, data: disk.data, disk };
 }
 
 /** Gives each region 4 KiB of its own bytes (`salt` + its index; the rest as it was), each flushed and then `acked`. */

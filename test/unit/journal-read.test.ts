@@ -11,6 +11,7 @@ import { DirStore, type StoreFile } from '../../src/journal/store.js';
 import { crc32c } from '@node-rs/crc32';
 import { tempDir } from '../helpers/run.js';
 import { FrameRoom, encodeRecordsFrame, recordsFrameInPlace } from '../../src/link/records-frame.js';
+import { frameBuffers } from '../../src/memory/owned-buffers.js';
 
 async function filled(dir: string, writes: number[], segmentSize = 256 * 1024): Promise<Journal> {
   // Small segments: reads cross them.
@@ -168,6 +169,14 @@ test('a batch read into a frame room goes out as a Records frame built around it
       // (Only a batch that crossed a segment: its second read has a buffer of its own.)
       anew++;
       assert.ok(batch.some((r) => r.payload.length > 0 && r.payload.buffer !== room.bytes!.buffer), `batch from ${from} could go in place`);
+      // Built anew in a second buffer of the node's pool, lent by the room and given back with it
+      // (not a fresh one per frame: docs/RESYNC.md, "The first sync's own CPU").
+      const out = frameBuffers.out;
+      const anewFrame = encodeRecordsFrame('db', batch, room);
+      assert.deepEqual(Buffer.concat(anewFrame), expected, `batch from ${from}, built anew in the room's spare buffer`);
+      assert.equal(frameBuffers.out, out + 1, 'the frame built anew is in a buffer of the pool');
+      room.release();
+      assert.equal(frameBuffers.out, out - 1, 'both of the room\'s buffers went back with it');
     }
     from = batch[batch.length - 1]!.seq + 1;
   }
