@@ -20,7 +20,7 @@ import zstdBinding from 'zstd-napi/binding.js';
 
 const { getFrameContentSize, findFrameCompressedSize } = zstdBinding;
 import { RECORD_HEADER_SIZE, RecordKind, decodeRecordHeader, encodeRecordHeader, type JournalRecord } from '../journal/record.js';
-import { FrameError, FrameType, MAX_FRAME_PAYLOAD, decodeVolumePayload, encodeFrame, encodeVolumePayload } from '../link/frame.js';
+import { FrameError, FrameType, MAX_FRAME_PAYLOAD, decodeVolumePayload, encodeFrame, encodeFrameParts, encodeVolumePayload } from '../link/frame.js';
 import { decodeRecordsBody, recordsBody, recordsFrameInPlace, recordsPayload, type FrameRoom } from '../link/records-frame.js';
 import { ROW, columnsToHeaders, headersToColumns } from './columns.js';
 import type { Owned, OwnedBuffers } from '../memory/owned-buffers.js';
@@ -75,7 +75,7 @@ export function encodePackedRecordsFrame(volume: string, rawLength: number, leve
   h.writeUInt8(CODEC_ZSTD, 0);
   h.writeUInt8(level, 1);
   h.writeUInt32LE(rawLength, 4);
-  return encodeFrame(FrameType.PackedRecords, Buffer.concat([encodeVolumePayload(volume, h), compressed]));
+  return encodeFrameParts(FrameType.PackedRecords, [encodeVolumePayload(volume, h), compressed]);
 }
 
 /**

@@ -59,6 +59,7 @@ export interface ExportBackend {
   readonly description: string;
   capabilities(): Capabilities;
   read(offset: number, into: Buffer, at: number, length: number): Promise<void>;
+  /** Once it has succeeded, nothing of the backend holds `data` any more: the caller may reuse it (src/nbd/connection.ts does). */
   write(offset: number, data: Buffer, fua: boolean): Promise<void>;
   writeZeroes(offset: number, length: number, opts: ZeroOptions): Promise<void>;
   trim(offset: number, length: number, fua: boolean): Promise<void>;

@@ -153,6 +153,31 @@ export function encodeFrame(type: FrameType, payload: Buffer, flags = 0, version
 }
 
 /**
+ * A frame whose payload is `parts` back to back, without joining them (the CRC runs
+ * across them): a packed batch's head and the bytes zstd returned go to the socket as
+ * they are, not copied into a fresh buffer of their sum (docs/LINK.md, "Memory").
+ * On the wire, byte for byte what encodeFrame makes of their concatenation.
+ */
+export function encodeFrameParts(type: FrameType, parts: Buffer[], flags = 0): Buffer[] {
+  let length = 0;
+  let crc = 0;
+  for (const p of parts) {
+    length += p.length;
+    if (p.length > 0) crc = crc32c(p, crc);
+  }
+  if (length > MAX_FRAME_PAYLOAD) throw new Error(`frame payload of ${length} bytes is over the ${MAX_FRAME_PAYLOAD}-byte limit`);
+  const h = Buffer.alloc(FRAME_HEADER_SIZE);
+  FRAME_MAGIC.copy(h, 0);
+  h.writeUInt8(PROTOCOL_VERSION, 4);
+  h.writeUInt8(type, 5);
+  h.writeUInt16LE(flags, 6);
+  h.writeUInt32LE(length, 8);
+  h.writeUInt32LE(crc, 12);
+  h.writeUInt32LE(crc32c(h.subarray(0, 16)), 16);
+  return [h, ...parts];
+}
+
+/**
  * A frame as encodeFrame made it, sent on a link that agreed on `version`: the
  * header's version byte (and its CRC) rewritten in place when it differs. Hello and
  * Refuse are left as made. At version 1 nothing changes, byte for byte.

@@ -12,8 +12,16 @@ export class ByteQueue {
     this.length += b.length;
   }
 
-  /** Removes and returns exactly n bytes; the caller has checked `length >= n`. */
-  take(n: number): Buffer {
+  /** Whether the next n bytes lie in one chunk (take returns a view of it, no copy). */
+  inOneChunk(n: number): boolean {
+    return n === 0 || (this.chunks.length > 0 && this.chunks[0]!.length - this.head >= n);
+  }
+
+  /**
+   * Removes and returns exactly n bytes; the caller has checked `length >= n`. A view when
+   * they lie in one chunk; else copied into `into` (exactly n bytes), or a new buffer.
+   */
+  take(n: number, into?: Buffer): Buffer {
     if (n === 0) return EMPTY;
     const first = this.chunks[0]!;
     if (first.length - this.head >= n) {
@@ -26,7 +34,8 @@ export class ByteQueue {
       }
       return out;
     }
-    const out = Buffer.allocUnsafe(n);
+    if (into && into.length !== n) throw new RangeError(`${n} bytes taken into a buffer of ${into.length}`);
+    const out = into ?? Buffer.allocUnsafe(n);
     let filled = 0;
     while (filled < n) {
       const c = this.chunks[0]!;

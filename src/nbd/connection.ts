@@ -14,6 +14,8 @@ import { RequestBudget, type BudgetWaiter } from './budget.js';
 import { Commands, type CommandFlow } from './commands.js';
 import { MAX_UNSENT_REPLY_BYTES, ReplyWriter } from './reply-writer.js';
 import { InvariantError } from '../invariants/assert.js';
+import { payloadBuffers, type Owned } from '../memory/owned-buffers.js';
+import { MALLOC_MMAP_THRESHOLD_BYTES } from '../limits/limits.js';
 
 export { errnoToNbd } from './reply-writer.js';
 
@@ -66,6 +68,8 @@ export class NbdConnection {
   private payloadHeld = 0;
   /** Budget bytes of the request being dispatched, handed to track() (0: not budgeted). */
   private dispatchHeld = 0;
+  /** The node's buffer the payload being dispatched was gathered into, handed to track() (null: none). */
+  private dispatchOwned: Owned | null = null;
   /** The last time bytes came in, or this side started reading again after a pause (ms). */
   lastActivityAt = Date.now();
   private disconnecting = false;
@@ -279,16 +283,23 @@ export class NbdConnection {
         case 'payload': {
           const r = this.pendingRequest!;
           if (this.queue.length < r.length) return;
-          const data = this.queue.take(r.length);
+          // A large payload that came in several reads is gathered into one of the node's
+          // buffers, not a fresh one (limits.ts PAYLOAD_BUFFERS_KEPT_BYTES).
+          const owned = r.length >= MALLOC_MMAP_THRESHOLD_BYTES && !this.queue.inOneChunk(r.length) ? payloadBuffers.take(r.length) : null;
+          const data = this.queue.take(r.length, owned?.bytes);
           this.pendingRequest = null;
           this.phase = 'header';
-          // The payload is a view of the received buffers: its bytes stay held until the
-          // disk has them (track() takes them over), or go back at once if refused.
+          // The payload is a view of the received buffers (or the node's): its bytes stay held
+          // until the disk has them (track() takes them over), or go back at once if refused.
           this.dispatchHeld = this.payloadHeld;
           this.payloadHeld = 0;
+          this.dispatchOwned = owned;
           this.commands!.dispatch(r, data);
           if (this.dispatchHeld > 0) this.limits.budget.release(this.dispatchHeld);
           this.dispatchHeld = 0;
+          // (Refused before any disk saw it: the buffer is free again.)
+          this.dispatchOwned?.give();
+          this.dispatchOwned = null;
           break;
         }
         case 'discard': {
@@ -352,6 +363,11 @@ export class NbdConnection {
     this.inFlightBytes += bytes;
     const held = this.dispatchHeld; // a write's budget bytes, given back when the disk is done
     this.dispatchHeld = 0;
+    // A write's buffer of the node's goes back once the write succeeded: the backend is done
+    // with its bytes then (ExportBackend.write). After a failure a part of the write path may
+    // still hold it (a journal append behind a volume write that failed): the collector's.
+    const owned = this.dispatchOwned;
+    this.dispatchOwned = null;
     if (this.inFlight >= MAX_IN_FLIGHT || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES) this.pause();
     const settled = (): void => {
       if (held > 0) this.limits.budget.release(held);
@@ -364,6 +380,7 @@ export class NbdConnection {
     // more on the host's hot path. Nothing escapes it: a throw here would be a rejection no
     // one handles.)
     const ended = (e: unknown, failed: boolean): void => {
+      if (!failed) owned?.give();
       try {
         try {
           if (failed) this.replies.failure(r, e, this.commands?.backend.name);

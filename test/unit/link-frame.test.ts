@@ -108,3 +108,14 @@ test('garbage, flipped bits, other versions and oversize frames are named errors
 function require32(b: Buffer): number {
   return crc32c(b.subarray(0, 16));
 }
+
+test('a frame of parts is byte for byte the frame of their concatenation, its CRC taken across them', () => {
+  const parts = [hex('0002 6462'), Buffer.alloc(0), Buffer.from('packed bytes from zstd'), hex('00ff')];
+  const joined = Buffer.concat(F.encodeFrame(F.FrameType.PackedRecords, Buffer.concat(parts)));
+  const split = F.encodeFrameParts(F.FrameType.PackedRecords, parts);
+  assert.equal(split.length, 1 + parts.length, 'the header, then each part as it was (no copy of them)');
+  for (let i = 0; i < parts.length; i++) assert.equal(split[i + 1], parts[i]);
+  assert.deepEqual(Buffer.concat(split), joined);
+  assert.equal(split[0]!.readUInt32LE(12), crc32c(Buffer.concat(parts)));
+  assert.throws(() => F.encodeFrameParts(F.FrameType.PackedRecords, [Buffer.alloc(F.MAX_FRAME_PAYLOAD), Buffer.alloc(1)]), /over the/);
+});
