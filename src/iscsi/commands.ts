@@ -12,7 +12,11 @@ import {
   RESERVED_TAG, RejectReason, decodeDataOut, encodeDataIn, encodeR2T, encodeScsiResponse, type RawPdu, type ScsiCommand, type SeqNumbers,
 } from './pdu.js';
 import type { SessionParams } from './keys.js';
-import { ISCSI_MAX_SESSION_DATA_OUT_BYTES } from '../limits/limits.js';
+import { ISCSI_MAX_SESSION_DATA_OUT_BYTES, MALLOC_MMAP_THRESHOLD_BYTES } from '../limits/limits.js';
+import { hostBuffers, type Owned } from '../memory/owned-buffers.js';
+
+/** WRITE(6/10/12/16) and WRITE AND VERIFY(10/12/16): their data goes to the volume and nowhere else once they succeed. */
+const WRITE_OPCODES: ReadonlySet<number> = new Set([0x0a, 0x2a, 0xaa, 0x8a, 0x2e, 0xae, 0x8e]);
 
 /** What the engine needs of its connection. */
 export interface CommandPort {
@@ -46,6 +50,8 @@ interface Task {
   cmd: ScsiCommand;
   /** Data-out collected into this (null: discarded, or none). */
   buffer: Buffer | null;
+  /** The node's host buffer `buffer` is, for a large write (given back once the write succeeded). */
+  owned: Owned | null;
   /** Budget bytes held for `buffer`. */
   held: number;
   /** Unsolicited Data-Out still expected (TTT 0xffffffff, before its F bit). */
@@ -120,7 +126,7 @@ export class CommandEngine {
       return;
     }
     const task: Task = {
-      cmd, buffer: null, held: 0, unsolicited: false, unsolicitedLimit: 0, contiguous: 0, unsolicitedDataSN: 0,
+      cmd, buffer: null, owned: null, held: 0, unsolicited: false, unsolicitedLimit: 0, contiguous: 0, unsolicitedDataSN: 0,
       received: 0, r2ts: null, nextR2TOffset: 0, r2tSN: 0, refused: null, executing: null, aborted: false, waiter: null,
     };
     this.tasks.set(cmd.itt, task);
@@ -154,7 +160,11 @@ export class CommandEngine {
       task.waiter = null;
       this.lastDataOutAt = Date.now();
       task.held = edtl;
-      task.buffer = Buffer.allocUnsafe(edtl);
+      // A large write's data goes into one of the node's host buffers, not a fresh one (an
+      // mmap and a page fault per 4 KiB: limits.ts HOST_BUFFERS_KEPT_BYTES), back once the
+      // write succeeded. Writes only: another command's parameters may be kept by its unit.
+      task.owned = edtl >= MALLOC_MMAP_THRESHOLD_BYTES && WRITE_OPCODES.has(task.cmd.cdb[0]!) ? hostBuffers.take(edtl) : null;
+      task.buffer = task.owned ? task.owned.bytes : Buffer.allocUnsafe(edtl);
       immediateData.copy(task.buffer, 0);
       task.contiguous = immediateData.length;
       task.received = immediateData.length;
@@ -277,7 +287,8 @@ export class CommandEngine {
       p.log.error(`iSCSI ${p.peer}: the logical unit failed a command (opcode 0x${task.cmd.cdb[0]!.toString(16)}): ${(e as Error).message}`);
       result = { status: ScsiStatus.BUSY, sense: null, dataIn: null, dataOutWanted: 0 };
     }
-    this.releaseBuffer(task);
+    // (After a failure a part of the write path may still hold the data: the collector's.)
+    this.releaseBuffer(task, result.status === ScsiStatus.GOOD);
     if (!task.aborted) this.respond(task, result);
     // (This call's own promise: execute set it before the first await came back.)
     const done = task.executing!;
@@ -285,7 +296,9 @@ export class CommandEngine {
     if (this.barrier === done) this.barrier = null;
   }
 
-  private releaseBuffer(task: Task): void {
+  private releaseBuffer(task: Task, reuse: boolean): void {
+    if (reuse) task.owned?.give();
+    task.owned = null;
     task.buffer = null;
     if (task.held > 0) this.port.budget.release(task.held);
     task.held = 0;
@@ -363,7 +376,7 @@ export class CommandEngine {
         this.port.hold(false);
       }
       if (t.executing) waits.push(t.executing);
-      else this.releaseBuffer(t);
+      else this.releaseBuffer(t, true); // (collecting: no disk saw its data, and the task is gone, so no Data-Out lands in it)
     }
     return Promise.all(waits).then(() => undefined);
   }

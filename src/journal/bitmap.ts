@@ -223,10 +223,24 @@ export class DirtyBitmap {
 
   /** Clears one region (after it was resynced). */
   clear(region: number): void {
-    if (!this.isSet(region)) return;
-    this.bits[region >> 3] = this.bits[region >> 3]! & ~(1 << (region & 7));
-    this.dirtyCount--;
-    this.writePage(Math.floor((region >> 3) / PAGE_BITS_BYTES));
+    this.clearAll([region]);
+  }
+
+  /**
+   * Clears these regions (a resync's runs now durable), writing each page of the file
+   * they touch once: a first sync's 1 MiB run is 16 regions of one page, and writing the
+   * page per region was 8192 writes on the event loop for 512 MiB.
+   */
+  clearAll(regions: Iterable<number>): void {
+    const pages = new Set<number>();
+    for (const r of regions) {
+      assert(r >= 0 && r < this.regions, () => `region ${r} outside the bitmap's ${this.regions}`);
+      if (!this.isSet(r)) continue;
+      this.bits[r >> 3] = this.bits[r >> 3]! & ~(1 << (r & 7));
+      this.dirtyCount--;
+      pages.add(Math.floor((r >> 3) / PAGE_BITS_BYTES));
+    }
+    for (const p of pages) this.writePage(p);
   }
 
   /**

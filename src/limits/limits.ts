@@ -171,12 +171,13 @@ export const APPLY_BUFFERS_KEPT = 4;
  */
 export const OWNED_BUFFERS_KEPT_BYTES = 32 * MiB;
 /**
- * Most idle bytes kept by the node's pool of host write payloads (src/nbd/connection.ts):
- * a payload of MALLOC_MMAP_THRESHOLD_BYTES or more that came in several socket reads is
- * gathered into one of these rather than a fresh buffer (an mmap and a page fault per
- * 4 KiB, about 3 ms a MiB on the project's test machine). Eight 1 MiB writes in flight.
+ * Most idle bytes kept by the node's pool of host I/O buffers: an NBD write payload of
+ * MALLOC_MMAP_THRESHOLD_BYTES or more that came in several socket reads is gathered into
+ * one (src/nbd/connection.ts), and a read reply that large is read into one (src/nbd/commands.ts),
+ * rather than a fresh buffer each (an mmap and a page fault per 4 KiB, about 3 ms a MiB
+ * on the project's test machine). Eight 1 MiB writes and eight 1 MiB reads in flight.
  */
-export const PAYLOAD_BUFFERS_KEPT_BYTES = 8 * MiB;
+export const HOST_BUFFERS_KEPT_BYTES = 16 * MiB;
 export const OWNED_BUFFER_CLASS_MIN_BYTES = 64 * 1024;
 /** One read of the receive log being applied when the node keeps a memory budget (each an `apply` lease). */
 export const APPLY_READ_BYTES = 1 * MiB;

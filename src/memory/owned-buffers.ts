@@ -17,7 +17,7 @@
 // Tests and the simulations set `poison`: a buffer given back is overwritten at once,
 // so a view of it used later reads bytes no checksum accepts.
 import { assert } from '../invariants/assert.js';
-import { OWNED_BUFFER_CLASS_MIN_BYTES, OWNED_BUFFERS_KEPT_BYTES, PAYLOAD_BUFFERS_KEPT_BYTES } from '../limits/limits.js';
+import { OWNED_BUFFER_CLASS_MIN_BYTES, OWNED_BUFFERS_KEPT_BYTES, HOST_BUFFERS_KEPT_BYTES } from '../limits/limits.js';
 
 /** One use of a buffer from the pool: `bytes` is exactly the length asked for. */
 export class Owned {
@@ -182,5 +182,5 @@ export class OwnedBuffers {
 /** The node's pool of frame buffers (a shipper's batch reads, in src/link/records-frame.ts). */
 export const frameBuffers = new OwnedBuffers(OWNED_BUFFERS_KEPT_BYTES);
 
-/** The node's pool of host write payloads (large NBD writes gathered from several socket reads: src/nbd/connection.ts). */
-export const payloadBuffers = new OwnedBuffers(PAYLOAD_BUFFERS_KEPT_BYTES);
+/** The node's pool of host I/O buffers: large NBD write payloads gathered from several socket reads, large read replies. */
+export const hostBuffers = new OwnedBuffers(HOST_BUFFERS_KEPT_BYTES);

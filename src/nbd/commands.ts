@@ -8,6 +8,8 @@ import type { Session } from './negotiation.js';
 import * as P from './protocol.js';
 import type { ReplyWriter } from './reply-writer.js';
 import { READ_HEADROOM, sendBlockStatus, sendRead } from './structured-replies.js';
+import { hostBuffers } from '../memory/owned-buffers.js';
+import { MALLOC_MMAP_THRESHOLD_BYTES } from '../limits/limits.js';
 
 const MAX_EXTENTS = 1024;
 const KNOWN_FLAGS = P.NBD_CMD_FLAG_FUA | P.NBD_CMD_FLAG_NO_HOLE | P.NBD_CMD_FLAG_DF
@@ -98,10 +100,14 @@ export class Commands {
 
   private async read(r: C.Request, offset: number): Promise<void> {
     const len = r.length;
-    const buf = Buffer.allocUnsafe(READ_HEADROOM + len);
+    // A large read goes into one of the node's buffers, back once the socket has written
+    // it (limits.ts HOST_BUFFERS_KEPT_BYTES); a read that failed keeps it, for the
+    // collector (a backend reading in parts may still write into it).
+    const owned = READ_HEADROOM + len >= MALLOC_MMAP_THRESHOLD_BYTES ? hostBuffers.take(READ_HEADROOM + len) : null;
+    const buf = owned ? owned.bytes : Buffer.allocUnsafe(READ_HEADROOM + len);
     await this.backend.read(offset, buf, READ_HEADROOM, len);
     this.stats.bytesRead += len;
-    sendRead(this.replies, r, buf, len);
+    sendRead(this.replies, r, buf, len, owned ? () => owned.give() : undefined);
   }
 
   private async blockStatus(r: C.Request, offset: number): Promise<void> {

@@ -14,7 +14,7 @@ import { RequestBudget, type BudgetWaiter } from './budget.js';
 import { Commands, type CommandFlow } from './commands.js';
 import { MAX_UNSENT_REPLY_BYTES, ReplyWriter } from './reply-writer.js';
 import { InvariantError } from '../invariants/assert.js';
-import { payloadBuffers, type Owned } from '../memory/owned-buffers.js';
+import { hostBuffers, type Owned } from '../memory/owned-buffers.js';
 import { MALLOC_MMAP_THRESHOLD_BYTES } from '../limits/limits.js';
 
 export { errnoToNbd } from './reply-writer.js';
@@ -284,8 +284,8 @@ export class NbdConnection {
           const r = this.pendingRequest!;
           if (this.queue.length < r.length) return;
           // A large payload that came in several reads is gathered into one of the node's
-          // buffers, not a fresh one (limits.ts PAYLOAD_BUFFERS_KEPT_BYTES).
-          const owned = r.length >= MALLOC_MMAP_THRESHOLD_BYTES && !this.queue.inOneChunk(r.length) ? payloadBuffers.take(r.length) : null;
+          // buffers, not a fresh one (limits.ts HOST_BUFFERS_KEPT_BYTES).
+          const owned = r.length >= MALLOC_MMAP_THRESHOLD_BYTES && !this.queue.inOneChunk(r.length) ? hostBuffers.take(r.length) : null;
           const data = this.queue.take(r.length, owned?.bytes);
           this.pendingRequest = null;
           this.phase = 'header';

@@ -36,15 +36,20 @@ export class ReplyWriter {
    * is corked at the first reply and uncorked in the check phase, after every I/O
    * callback of this turn has run. One syscall per reply was the top cost at QD32.
    */
-  send(b: Buffer): void {
-    if (this.closed) return;
+  /** `done`: called once the socket no longer holds `b` (written, or dropped with the connection). */
+  send(b: Buffer, done?: () => void): void {
+    if (this.closed) {
+      done?.();
+      return;
+    }
     this.stats.bytesWritten += b.length;
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
       setImmediate(this.uncork);
     }
-    this.socket.write(b);
+    if (done) this.socket.write(b, () => done());
+    else this.socket.write(b);
     if (this.socket.writableLength > MAX_UNSENT_REPLY_BYTES) this.backlogged();
   }
 

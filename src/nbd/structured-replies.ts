@@ -11,32 +11,40 @@ export const READ_HEADROOM = 28;
 const ZERO_BLOCK = 4096;
 const ZEROES = Buffer.alloc(ZERO_BLOCK);
 
-/** Sends the reply to read `r` whose `len` bytes of data are in `buf` from READ_HEADROOM. */
-export function sendRead(w: ReplyWriter, r: C.Request, buf: Buffer, len: number): void {
+/**
+ * Sends the reply to read `r` whose `len` bytes of data are in `buf` from READ_HEADROOM.
+ * `done`: called once the socket no longer holds `buf` (its last write of it ended).
+ */
+export function sendRead(w: ReplyWriter, r: C.Request, buf: Buffer, len: number, done?: () => void): void {
   if (!w.structured) {
     C.writeSimpleReply(buf, READ_HEADROOM - 16, 0, r.handle);
-    return w.send(buf.subarray(READ_HEADROOM - 16));
+    return w.send(buf.subarray(READ_HEADROOM - 16), done);
   }
-  if (len === 0) return w.send(C.encodeChunk(P.NBD_REPLY_FLAG_DONE, P.NBD_REPLY_TYPE_NONE, r.handle));
+  if (len === 0) {
+    done?.();
+    return w.send(C.encodeChunk(P.NBD_REPLY_FLAG_DONE, P.NBD_REPLY_TYPE_NONE, r.handle));
+  }
   const df = (r.flags & P.NBD_CMD_FLAG_DF) !== 0;
   const runs = df ? null : zeroRuns(buf, READ_HEADROOM, len);
   if (runs === null) {
     C.writeChunkHeader(buf, 0, P.NBD_REPLY_FLAG_DONE, P.NBD_REPLY_TYPE_OFFSET_DATA, r.handle, 8 + len);
     buf.writeBigUInt64BE(r.offset, 20);
-    return w.send(buf);
+    return w.send(buf, done);
   }
+  // (The socket's writes end in order: the last one sent ends after every view of buf before it.)
+  const last = runs.length - 1;
   // Mixed data and zeros: data chunks and hole chunks, DONE on the last.
   w.together(() => runs.forEach((run, i) => {
     const flags = i === runs.length - 1 ? P.NBD_REPLY_FLAG_DONE : 0;
     const at = r.offset + BigInt(run.start);
     if (run.zero) {
-      w.send(C.encodeOffsetHole(flags, r.handle, at, run.length));
+      w.send(C.encodeOffsetHole(flags, r.handle, at, run.length), i === last ? done : undefined);
     } else {
       const h = Buffer.allocUnsafe(28);
       C.writeChunkHeader(h, 0, flags, P.NBD_REPLY_TYPE_OFFSET_DATA, r.handle, 8 + run.length);
       h.writeBigUInt64BE(at, 20);
       w.send(h);
-      w.send(buf.subarray(READ_HEADROOM + run.start, READ_HEADROOM + run.start + run.length));
+      w.send(buf.subarray(READ_HEADROOM + run.start, READ_HEADROOM + run.start + run.length), i === last ? done : undefined);
     }
   }));
 }

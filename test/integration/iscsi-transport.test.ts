@@ -7,6 +7,7 @@ import { startTestTarget, type TestTarget } from '../helpers/iscsi-target.js';
 import { RawIscsi, bhs, rw10 } from '../helpers/iscsi-raw-client.js';
 import { Op, RESERVED_TAG } from '../../src/iscsi/pdu.js';
 import { parseText } from '../../src/iscsi/text.js';
+import { OwnedBuffers, hostBuffers } from '../../src/memory/owned-buffers.js';
 
 const MiB = 1024 * 1024;
 const IQN = 'iqn.2026-12.com.example:site-a:disk';
@@ -85,6 +86,27 @@ describe('iSCSI transport', () => {
     assert.equal(r.status, 0);
     assert.ok(r.data.equals(data));
     assert.equal(r.pdus, 16, '64 KiB in 4 KiB PDUs');
+    c.close();
+  });
+
+  test('large writes gather into the node\'s host buffers, reused, back once written', async (tc) => {
+    OwnedBuffers.poison = true; // (a buffer given back too early would put its poison on the disk)
+    tc.after(() => {
+      OwnedBuffers.poison = false;
+    });
+    const c = await loggedIn(t, { keys: [['MaxBurstLength', '262144'], ['InitialR2T', 'Yes'], ['ImmediateData', 'No']] });
+    await read(c, 0, 512);
+    const before = { taken: hostBuffers.made + hostBuffers.reused, reused: hostBuffers.reused, out: hostBuffers.out };
+    const datas = [1, 2, 3, 4].map((k) => {
+      const d = Buffer.alloc(MiB);
+      for (let i = 0; i < d.length; i++) d[i] = (i * k + (i >> 9)) & 0xff;
+      return d;
+    });
+    for (const [i, d] of datas.entries()) assert.equal(await write(c, 4096 + i * 2048, d), 0);
+    assert.equal(hostBuffers.made + hostBuffers.reused - before.taken, datas.length, 'each 1 MiB write\'s data went into a buffer of the pool');
+    assert.ok(hostBuffers.reused - before.reused >= datas.length - 1, 'one after another, they reuse one');
+    assert.equal(hostBuffers.out, before.out, 'every buffer went back');
+    for (const [i, d] of datas.entries()) assert.ok((await read(c, 4096 + i * 2048, MiB)).data.equals(d), `write ${i} read back`);
     c.close();
   });
 

@@ -90,3 +90,44 @@ test('a crash before the rename leaves the old bitmap and a leftover, which the 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('clearing many regions writes each page of the file they touch once, and the clears survive a reopen', async () => {
+  const dir = tempDir('bitmap-clear-all');
+  try {
+    const inner = new DirStore(dir);
+    const writes: number[] = [];
+    // (The bitmap's file, its page writes noted by position.)
+    const store = new Proxy(inner, {
+      get(target, key) {
+        const v = Reflect.get(target, key) as unknown;
+        if (key !== 'open' && key !== 'create') return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        return (name: string) => {
+          const f = (v as (n: string) => ReturnType<DirStore['open']>).call(target, name);
+          const writeSync = f.writeSync.bind(f);
+          f.writeSync = (position: number, data: Buffer) => {
+            writes.push(position);
+            writeSync(position, data);
+          };
+          return f;
+        };
+      },
+    });
+    const { bitmap } = await DirtyBitmap.open(store, SIZE, 4 * KiB); // 16384 regions: one page holds 32736
+    bitmap.markAll();
+    writes.length = 0;
+    const regions = [...Array(4096).keys()].map((i) => i * 2); // every other region of the first 8192
+    bitmap.clearAll(regions);
+    assert.equal(bitmap.count, 16384 - 4096);
+    assert.equal(writes.length, 1, `4096 regions of one page: one write (${writes.length} made)`);
+    bitmap.clearAll([1, 1, 3]);
+    assert.equal(bitmap.count, 16384 - 4098, 'a region named twice is cleared once');
+    await bitmap.sync();
+    bitmap.close();
+    const again = await DirtyBitmap.open(inner, SIZE, 4 * KiB);
+    assert.equal(again.bitmap.count, 16384 - 4098);
+    assert.ok(!again.bitmap.isSet(0) && !again.bitmap.isSet(1) && again.bitmap.isSet(5) && !again.bitmap.isSet(8190) && again.bitmap.isSet(8191));
+    again.bitmap.close();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
