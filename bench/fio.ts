@@ -10,7 +10,7 @@ export interface FioResult {
 
 export interface FioJob {
   name: string;
-  rw: 'randwrite' | 'write' | 'randread';
+  rw: 'randwrite' | 'write' | 'randread' | 'read';
   bs: string;
   iodepth: number;
   size: string;
@@ -32,7 +32,7 @@ export function fio(uri: string, job: FioJob, runtimeS: number): FioResult {
     jobs: Array<{ read: { iops: number; bw_bytes: number }; write: { iops: number; bw_bytes: number } }>;
   };
   const j = res.jobs[0]!;
-  const side = job.rw === 'randread' ? j.read : j.write;
+  const side = job.rw.includes('read') ? j.read : j.write;
   return { iops: side.iops, mbps: side.bw_bytes / 1e6 };
 }
 

@@ -52,6 +52,7 @@ const jobs: Array<FioJob & { label: string; unit: 'iops' | 'mbps' }> = [
   { label: '4k randwrite QD32 (IOPS)', unit: 'iops', name: 'rw4k', rw: 'randwrite', bs: '4k', iodepth: 32, size: '1G' },
   { label: '1M seqwrite QD8 (MB/s)', unit: 'mbps', name: 'seq1m', rw: 'write', bs: '1M', iodepth: 8, size: '1G' },
   { label: '4k randread QD32 (IOPS)', unit: 'iops', name: 'rr4k', rw: 'randread', bs: '4k', iodepth: 32, size: '1G' },
+  { label: '1M seqread QD8 (MB/s)', unit: 'mbps', name: 'seqr1m', rw: 'read', bs: '1M', iodepth: 8, size: '1G' },
 ];
 
 async function main(): Promise<void> {
