@@ -18,6 +18,32 @@ import { RawClient } from '../helpers/raw-client.js';
 
 const MiB = 1024 * 1024;
 
+/** A disk in memory over `bytes`; `write` as the test has it (default: copied in). */
+function memoryDisk(bytes: Buffer, write?: (offset: number, data: Buffer) => Promise<void>): unknown {
+  return {
+    name: 'disk', size: bytes.length, readOnly: false, description: 'memory',
+    capabilities: () => ({ readOnly: false, flush: true, fua: true, trim: true, zero: true, fastZero: false, multiConn: true, extents: false, cache: true,
+      blockSize: { minimum: 1, preferred: 4096, maximum: 32 * MiB } }),
+    read: async (offset: number, into: Buffer, at: number, length: number) => { bytes.copy(into, at, offset, offset + length); },
+    write: write ?? (async (offset: number, data: Buffer) => { data.copy(bytes, offset); }),
+    writeZeroes: async () => undefined,
+    trim: async () => undefined,
+    flush: async () => undefined,
+    cache: async () => undefined,
+    extents: async (_o: number, length: number) => [{ length, hole: false }],
+  };
+}
+
+/** An in-process NBD server of `disk` on loopback: it, and its port. */
+async function serve(disk: unknown): Promise<{ server: NbdServer; port: number }> {
+  const log = { warn: () => undefined, debug: () => undefined, info: () => undefined, error: () => undefined } as unknown as Logger;
+  const exports = new ExportRegistry();
+  exports.add(disk as Parameters<ExportRegistry['add']>[0]);
+  const server = new NbdServer({ exports, log });
+  const a = await server.listen({ kind: 'tcp', host: '127.0.0.1', port: 0 });
+  return { server, port: (a as { port: number }).port };
+}
+
 test('a byte queue takes bytes that span chunks into the buffer given, and a view of one chunk as it is', () => {
   const q = new ByteQueue();
   q.push(Buffer.from('abcd'));
@@ -45,34 +71,18 @@ test('large NBD writes are gathered into the node\'s host buffers, back once wri
   let failNext = false;
   let failed: { data: Buffer; copy: Buffer } | null = null;
   const seen: ArrayBufferLike[] = [];
-  const disk = {
-    name: 'disk', size, readOnly: false, description: 'memory',
-    capabilities: () => ({ readOnly: false, flush: true, fua: true, trim: true, zero: true, fastZero: false, multiConn: true, extents: false, cache: true,
-      blockSize: { minimum: 1, preferred: 4096, maximum: 32 * MiB } }),
-    read: async (offset: number, into: Buffer, at: number, length: number) => { bytes.copy(into, at, offset, offset + length); },
-    // (Written a turn later, as a disk does: a buffer given back before the write settles would be caught.)
-    write: async (offset: number, data: Buffer) => {
-      seen.push(data.buffer);
-      if (failNext) {
-        failNext = false;
-        failed = { data, copy: Buffer.from(data) };
-        throw Object.assign(new Error('EIO: the test\'s disk failed'), { code: 'EIO' });
-      }
-      await new Promise((r) => setImmediate(r));
-      data.copy(bytes, offset);
-    },
-    writeZeroes: async () => undefined,
-    trim: async () => undefined,
-    flush: async () => undefined,
-    cache: async () => undefined,
-    extents: async (_o: number, length: number) => [{ length, hole: false }],
-  };
-  const log = { warn: () => undefined, debug: () => undefined, info: () => undefined, error: () => undefined } as unknown as Logger;
-  const exports = new ExportRegistry();
-  exports.add(disk as unknown as Parameters<ExportRegistry['add']>[0]);
-  const server = new NbdServer({ exports, log });
-  const a = await server.listen({ kind: 'tcp', host: '127.0.0.1', port: 0 });
-  const c = await RawClient.connect({ host: '127.0.0.1', port: (a as { port: number }).port });
+  // (Written a turn later, as a disk does: a buffer given back before the write settles would be caught.)
+  const { server, port } = await serve(memoryDisk(bytes, async (offset: number, data: Buffer) => {
+    seen.push(data.buffer);
+    if (failNext) {
+      failNext = false;
+      failed = { data, copy: Buffer.from(data) };
+      throw Object.assign(new Error('EIO: the test\'s disk failed'), { code: 'EIO' });
+    }
+    await new Promise((r) => setImmediate(r));
+    data.copy(bytes, offset);
+  }));
+  const c = await RawClient.connect({ host: '127.0.0.1', port });
   t.after(async () => {
     c.close();
     await server.close();
@@ -110,24 +120,7 @@ test('large NBD reads go into the node\'s host buffers, back once the socket wro
   const bytes = crypto.randomBytes(size);
   // Half of one megabyte zeros: a structured reply sends it as data and hole chunks.
   bytes.fill(0, 5 * MiB + 4096, 5 * MiB + MiB / 2);
-  const disk = {
-    name: 'disk', size, readOnly: false, description: 'memory',
-    capabilities: () => ({ readOnly: false, flush: true, fua: true, trim: true, zero: true, fastZero: false, multiConn: true, extents: false, cache: true,
-      blockSize: { minimum: 1, preferred: 4096, maximum: 32 * MiB } }),
-    read: async (offset: number, into: Buffer, at: number, length: number) => { bytes.copy(into, at, offset, offset + length); },
-    write: async () => undefined,
-    writeZeroes: async () => undefined,
-    trim: async () => undefined,
-    flush: async () => undefined,
-    cache: async () => undefined,
-    extents: async (_o: number, length: number) => [{ length, hole: false }],
-  };
-  const log = { warn: () => undefined, debug: () => undefined, info: () => undefined, error: () => undefined } as unknown as Logger;
-  const exports = new ExportRegistry();
-  exports.add(disk as unknown as Parameters<ExportRegistry['add']>[0]);
-  const server = new NbdServer({ exports, log });
-  const a = await server.listen({ kind: 'tcp', host: '127.0.0.1', port: (0) });
-  const port = (a as { port: number }).port;
+  const { server, port } = await serve(memoryDisk(bytes));
   const simple = await RawClient.connect({ host: '127.0.0.1', port });
   const structured = await RawClient.connect({ host: '127.0.0.1', port });
   t.after(async () => {
