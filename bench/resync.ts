@@ -339,11 +339,12 @@ both journals at their default (8 GiB); it moves each byte through this one disk
 times (the primary's read and journal, the secondary's receive log and volume: the
 counts below), and rsync twice. Neither site's CPU is busy all the time (since
 2026-12-07 a round reads its runs into reused buffers: docs/RESYNC.md, "The first
-sync's own CPU"): what bounds it is the round trip of the durable ack (the secondary's
-sync of its receive log, about 50 ms here) over what the round keeps in flight, a
-quarter of the journal at most (with a 64 MiB journal, 16 MiB: the same first sync
-took 7.3-7.4 s, against 4.8-5.2 s with 1 GiB). rsync's times on this shared machine
-vary by more than 2x from run to run.
+sync's own CPU"). What bounds it is the disk (2 GiB through it in these seconds) and the
+round trip of the durable ack (the secondary's sync of its receive log, about 50 ms
+here) over what is in flight: the shipper's window (8 MiB with the default memory
+budget) and at most a quarter of the journal (with 64 MiB journals, 16 MiB: the same
+first sync took 7.3-7.4 s, against 4.8-5.2 s with 1 GiB). rsync's times on this shared
+machine vary by more than 2x from run to run.
 `;
   writeSection('resync', md);
   console.log(md);
