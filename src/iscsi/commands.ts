@@ -13,7 +13,7 @@ import {
 } from './pdu.js';
 import type { SessionParams } from './keys.js';
 import { ISCSI_MAX_SESSION_DATA_OUT_BYTES, MALLOC_MMAP_THRESHOLD_BYTES } from '../limits/limits.js';
-import { hostBuffers, type Owned } from '../memory/owned-buffers.js';
+import { hostBuffers, reclaim, type Owned } from '../memory/owned-buffers.js';
 
 /** WRITE(6/10/12/16) and WRITE AND VERIFY(10/12/16): their data goes to the volume and nowhere else once they succeed. */
 const WRITE_OPCODES: ReadonlySet<number> = new Set([0x0a, 0x2a, 0xaa, 0x8a, 0x2e, 0xae, 0x8e]);
@@ -27,7 +27,8 @@ export interface CommandPort {
   readonly maxDataOut: number;
   readonly log: Logger;
   readonly peer: string;
-  send(bhs: Buffer, data: Buffer | null): void;
+  /** `done`: called once the socket no longer holds `data`. */
+  send(bhs: Buffer, data: Buffer | null, done?: () => void): void;
   /** The numbers for a status-bearing PDU (StatSN taken). */
   status(): SeqNumbers;
   /** The numbers for a PDU that carries no status (StatSN not taken). */
@@ -314,6 +315,10 @@ export class CommandEngine {
     const readLimit = cmd.read ? (cmd.write ? cmd.bidiReadLength ?? 0 : edtl) : 0;
     const dataIn = r.dataIn ?? EMPTY;
     const toSend = dataIn.subarray(0, Math.min(dataIn.length, readLimit));
+    // A host buffer the read lent (src/scsi/block-io.ts): back once the socket wrote its last Data-In.
+    const owned = r.dataIn ? reclaim(r.dataIn) : undefined;
+    const given = owned ? (): void => owned.give() : undefined;
+    if (toSend.length === 0) given?.();
     // The main residual: data-out wanted vs EDTL for writes (or commands that want data-out), data-in else.
     const byOut = cmd.write || (!cmd.read && r.dataOutWanted > 0);
     const wanted = byOut ? r.dataOutWanted : dataIn.length;
@@ -335,7 +340,7 @@ export class CommandEngine {
         final: last || off + n === burstEnd, withStatus, status: r.status, overflow: over, underflow: under, residual,
         lunBytes: cmd.lunBytes, itt: cmd.itt, statSN: seq.statSN, expCmdSN: seq.expCmdSN, maxCmdSN: seq.maxCmdSN,
         dataSN: dataSN++, bufferOffset: off,
-      }, n), toSend.subarray(off, off + n));
+      }, n), toSend.subarray(off, off + n), last ? given : undefined);
       off += n;
     }
     if (statusInData) return;

@@ -159,8 +159,12 @@ export class IscsiConnection {
 
   // --- sending ---------------------------------------------------------------------
 
-  send(bhs: Buffer, data: Buffer | null): void {
-    if (this.socket.destroyed) return;
+  /** `done`: called once the socket no longer holds `data` (written, or dropped with the connection). */
+  send(bhs: Buffer, data: Buffer | null, done?: () => void): void {
+    if (this.socket.destroyed) {
+      done?.();
+      return;
+    }
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
@@ -168,7 +172,11 @@ export class IscsiConnection {
     }
     // Digests start with the first PDU after the last Login Response (RFC 7143 13.1).
     const p = this.phase === 'full' ? this.session?.params : undefined;
-    for (const b of framePdu(bhs, data, p?.headerDigest ?? false, p?.dataDigest ?? false)) this.socket.write(b);
+    const parts = framePdu(bhs, data, p?.headerDigest ?? false, p?.dataDigest ?? false);
+    for (let i = 0; i < parts.length; i++) {
+      if (done && i === parts.length - 1) this.socket.write(parts[i]!, () => done());
+      else this.socket.write(parts[i]!);
+    }
     if (this.socket.writableLength > ISCSI_SEND_BACKLOG_BYTES) this.holdBacklog = true;
   }
 
@@ -319,7 +327,7 @@ export class IscsiConnection {
       this.engine = new CommandEngine({
         lu: target.lu, nexus: nexusOf(s.initiatorName, s.isid), params: s.params, budget: this.server.budget, maxDataOut: ISCSI_MAX_DATA_OUT_BYTES,
         log: this.server.log, peer: this.peer,
-        send: (b, d) => this.send(b, d), status: () => this.status(), peek: () => this.peek(),
+        send: (b, d, done) => this.send(b, d, done), status: () => this.status(), peek: () => this.peek(),
         reject: (b, r) => this.reject(b, r), hold: (on) => this.hold(on), done: (imm) => s.done(imm),
       });
     }

@@ -182,5 +182,25 @@ export class OwnedBuffers {
 /** The node's pool of frame buffers (a shipper's batch reads, in src/link/records-frame.ts). */
 export const frameBuffers = new OwnedBuffers(OWNED_BUFFERS_KEPT_BYTES);
 
+/**
+ * Host buffers lent across a layer that passes plain Buffers (a SCSI read's data-in, from
+ * the logical unit to the iSCSI transport that writes it): their handles, by memory. One
+ * never reclaimed (a read that failed, a task aborted) goes with its buffer to the collector.
+ */
+const lent = new WeakMap<ArrayBufferLike, Owned>();
+
+/** `o`'s bytes, to be reclaimed by whoever ends their use (reclaim). */
+export function lend(o: Owned): Buffer {
+  lent.set(o.bytes.buffer, o);
+  return o.bytes;
+}
+
+/** The handle of a lent buffer (or a view of one), once: undefined for any other. */
+export function reclaim(b: Buffer): Owned | undefined {
+  const o = lent.get(b.buffer);
+  if (o !== undefined) lent.delete(b.buffer);
+  return o;
+}
+
 /** The node's pool of host I/O buffers: large NBD write payloads gathered from several socket reads, large read replies. */
 export const hostBuffers = new OwnedBuffers(HOST_BUFFERS_KEPT_BYTES);

@@ -3,7 +3,8 @@
 // completes and SYNCHRONIZE CACHE makes every acknowledged write durable: the same
 // flush points as NBD's FUA and FLUSH, which the journal, the replica's apply units
 // and checkpoints follow. DPO is accepted and means nothing here.
-import { SCSI_BLOCK_BYTES, SCSI_MAX_COMPARE_AND_WRITE_BLOCKS, SCSI_MAX_TRANSFER_BYTES } from '../limits/limits.js';
+import { MALLOC_MMAP_THRESHOLD_BYTES, SCSI_BLOCK_BYTES, SCSI_MAX_COMPARE_AND_WRITE_BLOCKS, SCSI_MAX_TRANSFER_BYTES } from '../limits/limits.js';
+import { hostBuffers, lend } from '../memory/owned-buffers.js';
 import { blockFields, u16, u32, u64, u8 } from './cdb.js';
 import type { Exec, Unit } from './context.js';
 import { Asc, CheckCondition, SenseKey, invalidField } from './sense.js';
@@ -15,7 +16,14 @@ export async function read(u: Unit, x: Exec): Promise<Buffer> {
   u.medium.checkTransfer(f.count, f.countField);
   u.medium.checkRange(f.lba, f.count);
   if (f.count === 0) return Buffer.alloc(0);
-  return u.medium.read(f.lba, f.count);
+  // A large read goes into one of the node's host buffers, lent to the transport, which
+  // gives it back once the socket has written it (src/iscsi/commands.ts `respond`).
+  // Not given back if the read fails: a backend reading in parts may still write into it.
+  const bytes = f.count * SCSI_BLOCK_BYTES;
+  if (bytes < MALLOC_MMAP_THRESHOLD_BYTES) return u.medium.read(f.lba, f.count);
+  const owned = hostBuffers.take(bytes);
+  await u.medium.read(f.lba, f.count, owned.bytes);
+  return lend(owned);
 }
 
 /**

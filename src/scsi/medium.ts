@@ -61,11 +61,13 @@ export class Medium {
     if (count * SCSI_BLOCK_BYTES > SCSI_MAX_TRANSFER_BYTES) throw invalidField(field);
   }
 
-  async read(lba: number, count: number): Promise<Buffer> {
+  /** `into`: exactly the bytes read, else a new buffer. */
+  async read(lba: number, count: number, into?: Buffer): Promise<Buffer> {
     this.checkRange(lba, count);
     const bytes = count * SCSI_BLOCK_BYTES;
     assert(bytes <= SCSI_MAX_TRANSFER_BYTES, () => `a read of ${bytes} bytes past the transfer limit`);
-    const out = Buffer.allocUnsafe(bytes);
+    assert(!into || into.length === bytes, () => `a read of ${bytes} bytes into a buffer of ${into!.length}`);
+    const out = into ?? Buffer.allocUnsafe(bytes);
     const max = this.caps.blockSize.maximum;
     const base = lba * SCSI_BLOCK_BYTES;
     try {

@@ -110,6 +110,24 @@ describe('iSCSI transport', () => {
     c.close();
   });
 
+  test('large reads go into the node\'s host buffers, back once the socket wrote their Data-In', async (tc) => {
+    OwnedBuffers.poison = true; // (a buffer given back too early would send its poison)
+    tc.after(() => {
+      OwnedBuffers.poison = false;
+    });
+    const c = await loggedIn(t, { keys: [['MaxBurstLength', '262144'], ['MaxRecvDataSegmentLength', '262144']] });
+    await read(c, 0, 512);
+    const d = Buffer.alloc(MiB);
+    for (let i = 0; i < d.length; i++) d[i] = (i * 13 + (i >> 10)) & 0xff;
+    assert.equal(await write(c, 8192, d), 0);
+    const before = { taken: hostBuffers.made + hostBuffers.reused, out: hostBuffers.out };
+    for (let i = 0; i < 3; i++) assert.ok((await read(c, 8192, MiB)).data.equals(d), `read ${i}: the bytes written, not the pool's poison`);
+    assert.equal(hostBuffers.made + hostBuffers.reused - before.taken, 3, 'each 1 MiB read took a buffer of the pool');
+    for (let i = 0; i < 50 && hostBuffers.out !== before.out; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(hostBuffers.out, before.out, 'every read\'s buffer went back');
+    c.close();
+  });
+
   test('immediate and unsolicited data (InitialR2T=No) up to FirstBurstLength, then R2Ts', async () => {
     const c = await loggedIn(t, { keys: [['InitialR2T', 'No'], ['ImmediateData', 'Yes'], ['FirstBurstLength', '16384'], ['MaxBurstLength', '32768']] });
     await read(c, 0, 512);
