@@ -221,11 +221,6 @@ export class DirtyBitmap {
     return cleared;
   }
 
-  /** Clears one region (after it was resynced). */
-  clear(region: number): void {
-    this.clearAll([region]);
-  }
-
   /**
    * Clears these regions (a resync's runs now durable), writing each page of the file
    * they touch once: a first sync's 1 MiB run is 16 regions of one page, and writing the

@@ -140,16 +140,21 @@ export interface Frame {
 const HANDSHAKE_FRAMES: ReadonlySet<number> = new Set([FrameType.Hello, FrameType.Refuse]);
 
 export function encodeFrame(type: FrameType, payload: Buffer, flags = 0, version = PROTOCOL_VERSION): Buffer[] {
-  if (payload.length > MAX_FRAME_PAYLOAD) throw new Error(`frame payload of ${payload.length} bytes is over the ${MAX_FRAME_PAYLOAD}-byte limit`);
+  return [frameHeader(type, payload.length, payload.length > 0 ? crc32c(payload) : 0, flags, version), payload];
+}
+
+/** A frame's header for a payload of `length` bytes whose CRC32C is `crc`. */
+function frameHeader(type: FrameType, length: number, crc: number, flags: number, version: number): Buffer {
+  if (length > MAX_FRAME_PAYLOAD) throw new Error(`frame payload of ${length} bytes is over the ${MAX_FRAME_PAYLOAD}-byte limit`);
   const h = Buffer.alloc(FRAME_HEADER_SIZE);
   FRAME_MAGIC.copy(h, 0);
   h.writeUInt8(version, 4);
   h.writeUInt8(type, 5);
   h.writeUInt16LE(flags, 6);
-  h.writeUInt32LE(payload.length, 8);
-  h.writeUInt32LE(payload.length > 0 ? crc32c(payload) : 0, 12);
+  h.writeUInt32LE(length, 8);
+  h.writeUInt32LE(crc, 12);
   h.writeUInt32LE(crc32c(h.subarray(0, 16)), 16);
-  return [h, payload];
+  return h;
 }
 
 /**
@@ -165,16 +170,7 @@ export function encodeFrameParts(type: FrameType, parts: Buffer[], flags = 0): B
     length += p.length;
     if (p.length > 0) crc = crc32c(p, crc);
   }
-  if (length > MAX_FRAME_PAYLOAD) throw new Error(`frame payload of ${length} bytes is over the ${MAX_FRAME_PAYLOAD}-byte limit`);
-  const h = Buffer.alloc(FRAME_HEADER_SIZE);
-  FRAME_MAGIC.copy(h, 0);
-  h.writeUInt8(PROTOCOL_VERSION, 4);
-  h.writeUInt8(type, 5);
-  h.writeUInt16LE(flags, 6);
-  h.writeUInt32LE(length, 8);
-  h.writeUInt32LE(crc, 12);
-  h.writeUInt32LE(crc32c(h.subarray(0, 16)), 16);
-  return [h, ...parts];
+  return [frameHeader(type, length, crc, flags, PROTOCOL_VERSION), ...parts];
 }
 
 /**

@@ -34,7 +34,7 @@ test('bitmap: marks round up to regions, persist, and cost a fixed amount of mem
   const { bitmap: again, notes } = await DirtyBitmap.open(new DirStore(dir), size, 64 * KiB);
   assert.deepEqual(notes, []);
   assert.deepEqual([...again.dirtyRegions()], [0, 1, 3, 16383]);
-  again.clear(1);
+  again.clearAll([1]);
   assert.deepEqual([...again.dirtyRegions()], [0, 3, 16383]);
   again.close();
   // The file is a header and one page per 32,736 regions: 1 TiB at 64 KiB = 2 MiB.
